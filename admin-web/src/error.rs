@@ -1,0 +1,55 @@
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use switchboard_core::EngineError;
+
+/// An error answer: a status, a stable machine code and a sentence saying what to do.
+/// Internal details go to the log, never to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "The service cannot store messages right now; nothing was saved. Try again shortly.",
+        )
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> Self {
+        match error {
+            EngineError::Invalid(reason) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_message", reason)
+            }
+            EngineError::Store(error) => {
+                tracing::error!(%error, "store failure");
+                Self::unavailable()
+            }
+        }
+    }
+}
+
+impl From<switchboard_core::ports::StoreError> for ApiError {
+    fn from(error: switchboard_core::ports::StoreError) -> Self {
+        EngineError::Store(error).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        (self.status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,30 @@
+//! The HTTP face of Switchboard: web-chat endpoints and widget assets for now; the admin panel
+//! and REST API join here. The only crate that knows HTML and JSON shapes.
+
+mod error;
+mod ratelimit;
+pub mod webchat;
+
+use axum::Router;
+use std::sync::Arc;
+use switchboard_channels::webchat::WebChatHub;
+use switchboard_core::Engine;
+
+pub use error::ApiError;
+pub use ratelimit::RateLimiter;
+pub use webchat::{AllowedOrigins, VisitorKeys, WebChatSettings, WidgetLook};
+
+/// Everything the handlers share; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub hub: Arc<WebChatHub>,
+    pub webchat: Arc<WebChatSettings>,
+    pub visitor_keys: Arc<VisitorKeys>,
+    pub rate_limiter: Arc<RateLimiter>,
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    webchat::routes(state.clone()).with_state(state)
+}

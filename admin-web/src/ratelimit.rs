@@ -1,0 +1,69 @@
+//! Token buckets keyed by client (visitor id, IP address).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub struct RateLimiter {
+    capacity: f64,
+    per_second: f64,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+/// Forget idle clients once the table grows past this.
+const PRUNE_ABOVE: usize = 50_000;
+
+impl RateLimiter {
+    /// `per_minute` sustained, bursts of up to `burst`.
+    pub fn new(per_minute: u32, burst: u32) -> Self {
+        Self {
+            capacity: f64::from(burst.max(1)),
+            per_second: f64::from(per_minute.max(1)) / 60.0,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `key`, or says how long until one is free.
+    pub fn check(&self, key: &str) -> Result<(), Duration> {
+        self.check_at(key, Instant::now())
+    }
+
+    pub fn check_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
+        let mut buckets = self.buckets.lock().expect("rate limiter lock");
+        if buckets.len() > PRUNE_ABOVE {
+            let (capacity, rate) = (self.capacity, self.per_second);
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < capacity
+            });
+        }
+        let (tokens, at) = buckets.entry(key.to_string()).or_insert((self.capacity, now));
+        let refilled =
+            (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.per_second).min(self.capacity);
+        *at = now;
+        if refilled >= 1.0 {
+            *tokens = refilled - 1.0;
+            Ok(())
+        } else {
+            *tokens = refilled;
+            Err(Duration::from_secs_f64((1.0 - refilled) / self.per_second))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allows_a_burst_then_refills_at_the_sustained_rate() {
+        let limiter = RateLimiter::new(60, 3);
+        let start = Instant::now();
+        for _ in 0..3 {
+            assert!(limiter.check_at("a", start).is_ok());
+        }
+        let wait = limiter.check_at("a", start).unwrap_err();
+        assert!(wait <= Duration::from_secs(1) && wait > Duration::from_millis(900), "{wait:?}");
+        assert!(limiter.check_at("b", start).is_ok(), "clients are limited separately");
+        assert!(limiter.check_at("a", start + Duration::from_secs(1)).is_ok());
+    }
+}

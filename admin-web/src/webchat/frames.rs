@@ -1,0 +1,94 @@
+//! The widget protocol: JSON frames on the socket, the same shapes over HTTP.
+
+use crate::error::ApiError;
+use serde::{Deserialize, Serialize};
+use switchboard_models::{Conversation, Handler, Message, Sender, Status};
+
+/// What a widget sends on its socket.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// A customer message; `client_id` makes retries safe.
+    Send { client_id: String, text: String },
+    /// Messages with `seq > after`, as a `history` frame.
+    History { after: i64 },
+    Ping,
+}
+
+/// What the server sends on a widget's socket.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// First frame on every connection.
+    Ready { visitor_id: String, conversation: Option<ConversationView> },
+    History { messages: Vec<MessageView>, conversation: Option<ConversationView> },
+    Message { message: MessageView },
+    /// The customer message `client_id` is stored (or was already: `duplicate`).
+    Ack { client_id: String, message: MessageView, duplicate: bool, conversation: ConversationView },
+    Typing { on: bool },
+    Pong,
+    Error {
+        code: &'static str,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
+}
+
+impl ServerFrame {
+    pub fn error(error: ApiError, client_id: Option<String>) -> Self {
+        ServerFrame::Error { code: error.code, message: error.message, client_id }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MessageView {
+    pub id: String,
+    pub seq: i64,
+    pub sender: Sender,
+    pub text: String,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub quick_replies: Vec<String>,
+    /// The widget's own id for its customer messages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    pub created_at: String,
+}
+
+impl From<&Message> for MessageView {
+    fn from(message: &Message) -> Self {
+        Self {
+            id: message.id.to_string(),
+            seq: message.seq,
+            sender: message.sender,
+            text: message.text.clone(),
+            quick_replies: message.quick_replies.clone(),
+            client_id: message
+                .external_id
+                .as_deref()
+                .and_then(|id| id.split_once(':'))
+                .map(|(_, client_id)| client_id.to_string()),
+            created_at: message.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+}
+
+/// What the customer may know of their conversation: who answers, and whether it is open.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ConversationView {
+    pub id: String,
+    /// "bot", "queue" or "agent".
+    pub handler: String,
+    pub status: Status,
+}
+
+impl From<&Conversation> for ConversationView {
+    fn from(conversation: &Conversation) -> Self {
+        let handler = match conversation.handler {
+            Handler::Bot => "bot",
+            Handler::Queue => "queue",
+            Handler::Agent(_) => "agent",
+        };
+        Self { id: conversation.id.to_string(), handler: handler.to_string(), status: conversation.status }
+    }
+}

@@ -1,0 +1,162 @@
+//! The HTTP fallback for widgets that cannot keep a socket: session, send, history, long-poll.
+
+use super::frames::{ConversationView, MessageView};
+use super::receive;
+use crate::AppState;
+use crate::error::ApiError;
+use axum::Json;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use switchboard_models::Channel;
+
+const HISTORY_PAGE: u32 = 500;
+
+/// The visitor id of a genuine `Authorization: Bearer <token>`.
+pub(super) fn visitor_from(state: &AppState, token: Option<&str>) -> Result<String, ApiError> {
+    let token = token.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_token",
+            "Send the visitor token from POST /webchat/session.",
+        )
+    })?;
+    state.visitor_keys.verify(token).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "The visitor token is not valid here; start a new session with POST /webchat/session.",
+        )
+    })
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+#[derive(Serialize)]
+pub struct SessionCreated {
+    visitor_id: String,
+    token: String,
+}
+
+pub async fn create_session(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Result<Json<SessionCreated>, ApiError> {
+    // Sessions are cheap to mint, so limit them per address.
+    if let Err(wait) = state.rate_limiter.check(&format!("session:{}", peer.ip())) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("Too many new sessions from this address; try again in {} ms.", wait.as_millis()),
+        ));
+    }
+    let (visitor_id, token) = state.visitor_keys.issue();
+    Ok(Json(SessionCreated { visitor_id, token }))
+}
+
+pub async fn widget_config(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "look": state.webchat.look, "max_message_chars": state.webchat.max_message_chars }))
+}
+
+#[derive(Deserialize)]
+pub struct After {
+    #[serde(default)]
+    after: i64,
+}
+
+#[derive(Serialize)]
+pub struct Page {
+    pub(super) messages: Vec<MessageView>,
+    pub(super) conversation: Option<ConversationView>,
+}
+
+/// Messages after a cursor and the current conversation, for one visitor.
+pub(super) async fn page(state: &AppState, visitor: &str, after: i64) -> Result<Page, ApiError> {
+    let store = state.engine.store();
+    let Some(contact) = store.contact_by_external_id(Channel::WebChat, visitor).await? else {
+        return Ok(Page { messages: Vec::new(), conversation: None });
+    };
+    let messages = store.contact_messages(contact.id, after, HISTORY_PAGE).await?;
+    let conversation = store.current_conversation(contact.id).await?;
+    Ok(Page {
+        messages: messages.iter().map(MessageView::from).collect(),
+        conversation: conversation.as_ref().map(ConversationView::from),
+    })
+}
+
+pub async fn history(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(After { after }): Query<After>,
+) -> Result<Json<Page>, ApiError> {
+    let visitor = visitor_from(&state, bearer(&headers))?;
+    Ok(Json(page(&state, &visitor, after).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendBody {
+    client_id: String,
+    text: String,
+}
+
+#[derive(Serialize)]
+pub struct Sent {
+    message: MessageView,
+    duplicate: bool,
+    conversation: ConversationView,
+}
+
+pub async fn send(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<SendBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Sent>), ApiError> {
+    let visitor = visitor_from(&state, bearer(&headers))?;
+    let Json(body) = body.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_request",
+            format!("Expected JSON {{\"client_id\": \"…\", \"text\": \"…\"}}: {}", rejection.body_text()),
+        )
+    })?;
+    let outcome = receive(&state, &visitor, &body.client_id, body.text).await?;
+    let status = if outcome.duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((
+        status,
+        Json(Sent {
+            message: MessageView::from(&outcome.message),
+            duplicate: outcome.duplicate,
+            conversation: ConversationView::from(&outcome.conversation),
+        }),
+    ))
+}
+
+/// Long-poll: answers as soon as there are messages after `after`, or empty after a while.
+pub async fn poll(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(After { after }): Query<After>,
+) -> Result<Json<Page>, ApiError> {
+    let visitor = visitor_from(&state, bearer(&headers))?;
+    // Subscribe before reading, so nothing stored in between is missed.
+    let mut subscription = state.hub.subscribe(&visitor);
+    let deadline = tokio::time::Instant::now() + state.webchat.long_poll;
+    loop {
+        let current = page(&state, &visitor, after).await?;
+        if !current.messages.is_empty() {
+            return Ok(Json(current));
+        }
+        match tokio::time::timeout_at(deadline, subscription.events.recv()).await {
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => return Ok(Json(current)),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Web-chat endpoints: the widget's WebSocket, its HTTP fallback (send, history, long-poll),
+//! the widget script and the demo page.
+
+mod frames;
+mod http;
+mod origin;
+mod socket;
+mod visitor;
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse};
+use axum::routing::{get, post};
+use serde::Serialize;
+use std::time::Duration;
+use switchboard_core::HandleOutcome;
+use switchboard_models::{Channel, Inbound};
+
+pub use origin::AllowedOrigins;
+pub use visitor::VisitorKeys;
+
+/// How the widget looks; sent to it from `/webchat/config`, overridable per embed.
+#[derive(Debug, Clone, Serialize)]
+pub struct WidgetLook {
+    pub title: String,
+    pub primary_color: String,
+    pub text_color: String,
+    /// "right" or "left".
+    pub position: String,
+    pub welcome_message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebChatSettings {
+    pub allowed_origins: AllowedOrigins,
+    pub max_message_chars: usize,
+    pub look: WidgetLook,
+    /// How long a long-poll waits for news before answering empty.
+    pub long_poll: Duration,
+}
+
+pub fn routes(state: AppState) -> Router<AppState> {
+    let webchat = Router::new()
+        .route("/session", post(http::create_session))
+        .route("/config", get(http::widget_config))
+        .route("/messages", get(http::history).post(http::send))
+        .route("/poll", get(http::poll))
+        .route("/ws", get(socket::upgrade))
+        .layer(axum::middleware::from_fn_with_state(state, origin::guard));
+    Router::new()
+        .route("/", get(demo_page))
+        .route("/widget.js", get(widget_script))
+        .nest("/webchat", webchat)
+}
+
+async fn demo_page() -> Html<&'static str> {
+    Html(include_str!("../../assets/demo.html"))
+}
+
+async fn widget_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/javascript; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
+        ],
+        include_str!("../../assets/widget.js"),
+    )
+}
+
+/// A client-generated message id: 1–64 characters of `A-Z a-z 0-9 - _`.
+fn valid_client_id(client_id: &str) -> bool {
+    (1..=64).contains(&client_id.len())
+        && client_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The one way a widget message enters the engine, from the socket or the HTTP fallback.
+async fn receive(
+    state: &AppState,
+    visitor: &str,
+    client_id: &str,
+    text: String,
+) -> Result<HandleOutcome, ApiError> {
+    if !valid_client_id(client_id) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_client_id",
+            "client_id must be 1-64 characters of letters, digits, '-' or '_'",
+        ));
+    }
+    let chars = text.chars().count();
+    if chars > state.webchat.max_message_chars {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "message_too_large",
+            format!(
+                "The message has {chars} characters; the limit is {}. Shorten it or split it.",
+                state.webchat.max_message_chars
+            ),
+        ));
+    }
+    if let Err(wait) = state.rate_limiter.check(visitor) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("Too many messages; try again in {} ms.", wait.as_millis().max(1)),
+        ));
+    }
+    let inbound = Inbound {
+        channel: Channel::WebChat,
+        // Scoped by visitor so one visitor's ids can never collide with another's.
+        external_id: format!("{visitor}:{client_id}"),
+        sender_external_id: visitor.to_string(),
+        sender_name: None,
+        text,
+        received_at: state.engine.now(),
+    };
+    state.hub.publish(visitor, switchboard_channels::webchat::LiveEvent::Typing(true));
+    let outcome = state.engine.handle(inbound).await;
+    let answered = matches!(&outcome, Ok(o) if !o.replies.is_empty());
+    if !answered {
+        state.hub.publish(visitor, switchboard_channels::webchat::LiveEvent::Typing(false));
+    }
+    Ok(outcome?)
+}

@@ -1,0 +1,118 @@
+//! The widget's WebSocket: one task per connection, reading frames and forwarding live events.
+
+use super::frames::{ClientFrame, ConversationView, MessageView, ServerFrame};
+use super::http::{page, visitor_from};
+use super::receive;
+use crate::AppState;
+use crate::error::ApiError;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use switchboard_channels::webchat::LiveEvent;
+
+/// Frames above this are a protocol error and close the socket; text limits are checked
+/// separately and answered with an error frame.
+const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+#[derive(Deserialize)]
+pub struct Connect {
+    token: Option<String>,
+}
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Query(connect): Query<Connect>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let visitor = visitor_from(&state, connect.token.as_deref())?;
+    Ok(ws
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        // Small buffers keep idle widgets cheap; they grow when a frame needs it.
+        .read_buffer_size(2048)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| session(socket, state, visitor)))
+}
+
+async fn session(socket: WebSocket, state: AppState, visitor: String) {
+    let (mut sink, mut stream) = socket.split();
+    let mut subscription = state.hub.subscribe(&visitor);
+    let conversation = match page(&state, &visitor, i64::MAX).await {
+        Ok(page) => page.conversation,
+        Err(error) => {
+            let _ = send(&mut sink, &ServerFrame::error(error, None)).await;
+            return;
+        }
+    };
+    if send(&mut sink, &ServerFrame::Ready { visitor_id: visitor.clone(), conversation }).await.is_err() {
+        return;
+    }
+    loop {
+        let outgoing = tokio::select! {
+            incoming = stream.next() => match incoming {
+                Some(Ok(WsMessage::Text(text))) => answer(&state, &visitor, text.as_str()).await,
+                Some(Ok(WsMessage::Binary(_))) => ServerFrame::error(
+                    ApiError::new(StatusCode::BAD_REQUEST, "malformed_frame", "Send JSON text frames, not binary."),
+                    None,
+                ),
+                Some(Ok(_)) => continue, // ping/pong are answered by the library
+                Some(Err(_)) | None => return,
+            },
+            event = subscription.events.recv() => match event {
+                Some(LiveEvent::Message(message)) => ServerFrame::Message { message: MessageView::from(&*message) },
+                Some(LiveEvent::Typing(on)) => ServerFrame::Typing { on },
+                // Dropped for falling behind: close, and the widget resyncs on reconnect.
+                None => return,
+            },
+        };
+        if send(&mut sink, &outgoing).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn answer(state: &AppState, visitor: &str, text: &str) -> ServerFrame {
+    let frame = match serde_json::from_str::<ClientFrame>(text) {
+        Ok(frame) => frame,
+        Err(error) => {
+            return ServerFrame::error(
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_frame",
+                    format!(
+                        "Could not read the frame ({error}). Send {{\"type\":\"send\",\"client_id\":\"…\",\"text\":\"…\"}}, \
+                         {{\"type\":\"history\",\"after\":0}} or {{\"type\":\"ping\"}}."
+                    ),
+                ),
+                None,
+            );
+        }
+    };
+    match frame {
+        ClientFrame::Ping => ServerFrame::Pong,
+        ClientFrame::History { after } => match page(state, visitor, after).await {
+            Ok(page) => ServerFrame::History { messages: page.messages, conversation: page.conversation },
+            Err(error) => ServerFrame::error(error, None),
+        },
+        ClientFrame::Send { client_id, text } => match receive(state, visitor, &client_id, text).await {
+            Ok(outcome) => ServerFrame::Ack {
+                client_id,
+                message: MessageView::from(&outcome.message),
+                duplicate: outcome.duplicate,
+                conversation: ConversationView::from(&outcome.conversation),
+            },
+            Err(error) => ServerFrame::error(error, Some(client_id)),
+        },
+    }
+}
+
+async fn send<S>(sink: &mut S, frame: &ServerFrame) -> Result<(), axum::Error>
+where
+    S: futures::Sink<WsMessage, Error = axum::Error> + Unpin,
+{
+    let text = serde_json::to_string(frame).expect("frames serialise");
+    sink.send(WsMessage::Text(text.into())).await
+}

@@ -1,0 +1,4 @@
+//! Channel adapters: external events become `Inbound`, outbound messages become API calls.
+//! The only crate that imports a channel SDK.
+
+pub mod webchat;

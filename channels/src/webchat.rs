@@ -1,0 +1,114 @@
+//! Web chat: the live side of the widget. Connected widgets subscribe per contact; the outbox
+//! delivers by pushing to them. Nothing is lost when no widget is connected: the message is
+//! already stored, and a widget reloads history from its last seen `seq` when it reconnects.
+
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use switchboard_core::ports::{DeliveryError, Outbound};
+use std::sync::Arc;
+use switchboard_models::{Channel, Message, OutboundMessage};
+use tokio::sync::mpsc;
+
+/// What a connected widget is told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveEvent {
+    Message(Arc<Message>),
+    /// The bot is working on an answer.
+    Typing(bool),
+}
+
+/// Per-subscriber buffer; a widget that falls this far behind is dropped and resyncs.
+const SUBSCRIBER_BUFFER: usize = 64;
+
+/// Widgets are keyed by the visitor id (the contact's external id on web chat), which exists
+/// before the first message creates the contact.
+type VisitorId = String;
+
+#[derive(Default)]
+pub struct WebChatHub {
+    subscribers: Mutex<HashMap<VisitorId, Vec<(u64, mpsc::Sender<LiveEvent>)>>>,
+    next_id: AtomicU64,
+}
+
+/// Ends the subscription when dropped.
+pub struct Subscription<'a> {
+    hub: &'a WebChatHub,
+    visitor: VisitorId,
+    id: u64,
+    pub events: mpsc::Receiver<LiveEvent>,
+}
+
+impl Drop for Subscription<'_> {
+    fn drop(&mut self) {
+        let mut subscribers = self.hub.subscribers.lock().expect("hub lock");
+        if let Some(list) = subscribers.get_mut(&self.visitor) {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                subscribers.remove(&self.visitor);
+            }
+        }
+    }
+}
+
+impl WebChatHub {
+    pub fn subscribe(&self, visitor: &str) -> Subscription<'_> {
+        let (sender, events) = mpsc::channel(SUBSCRIBER_BUFFER);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.subscribers
+            .lock()
+            .expect("hub lock")
+            .entry(visitor.to_string())
+            .or_default()
+            .push((id, sender));
+        Subscription { hub: self, visitor: visitor.to_string(), id, events }
+    }
+
+    /// Sends to every widget of the contact; returns how many took it. A full or closed
+    /// subscriber is removed (its widget reconnects and catches up from history).
+    pub fn publish(&self, visitor: &str, event: LiveEvent) -> usize {
+        let mut subscribers = self.subscribers.lock().expect("hub lock");
+        let Some(list) = subscribers.get_mut(visitor) else {
+            return 0;
+        };
+        list.retain(|(_, sender)| sender.try_send(event.clone()).is_ok());
+        let delivered = list.len();
+        if list.is_empty() {
+            subscribers.remove(visitor);
+        }
+        delivered
+    }
+
+    pub fn connected_visitors(&self) -> usize {
+        self.subscribers.lock().expect("hub lock").len()
+    }
+}
+
+/// The outbox's sender for web chat.
+pub struct WebChatOutbound {
+    hub: Arc<WebChatHub>,
+}
+
+impl WebChatOutbound {
+    pub fn new(hub: Arc<WebChatHub>) -> Self {
+        Self { hub }
+    }
+}
+
+#[async_trait]
+impl Outbound for WebChatOutbound {
+    fn channel(&self) -> Channel {
+        Channel::WebChat
+    }
+
+    /// Delivered once stored and pushed to whichever widgets are open; a closed widget
+    /// reads it from history, so there is nothing to retry.
+    async fn deliver(&self, message: &OutboundMessage) -> Result<(), DeliveryError> {
+        self.hub.publish(
+            &message.recipient_external_id,
+            LiveEvent::Message(Arc::new(message.message.clone())),
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,252 @@
+//! The thin shell around `step`: classify, load, decide, persist in one transaction, then publish.
+
+use crate::events::EventBus;
+use crate::policy::Policy;
+use crate::ports::{Classifier, Clock, Inserted, Store, StoreError, StoreTx};
+use crate::step::{Decision, Input, ReplyBody, step};
+use crate::summary::extractive_summary;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use tokio::sync::{Mutex, Notify};
+use switchboard_models::{
+    Contact, Conversation, DomainEvent, Inbound, Message, MessageId, Sender, Timestamp,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("message rejected: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What `Engine::handle` did with an inbound message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandleOutcome {
+    /// The stored customer message (the earlier copy when this was a duplicate).
+    pub message: Message,
+    pub duplicate: bool,
+    pub conversation: Conversation,
+    /// Messages queued for the customer in reply (empty for duplicates).
+    pub replies: Vec<Message>,
+}
+
+pub struct EngineLimits {
+    pub max_text_chars: usize,
+}
+
+/// Locks that serialise work per contact, so one conversation sees one event at a time
+/// while different conversations proceed in parallel.
+struct ContactLocks(Vec<Mutex<()>>);
+
+impl ContactLocks {
+    fn new(shards: usize) -> Self {
+        Self((0..shards).map(|_| Mutex::new(())).collect())
+    }
+
+    fn for_key(&self, key: impl Hash) -> &Mutex<()> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut hasher);
+        &self.0[(hasher.finish() as usize) % self.0.len()]
+    }
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    classifier: Arc<dyn Classifier>,
+    clock: Arc<dyn Clock>,
+    bus: EventBus,
+    policy: Policy,
+    limits: EngineLimits,
+    locks: ContactLocks,
+    outbox_wake: Arc<Notify>,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        classifier: Arc<dyn Classifier>,
+        clock: Arc<dyn Clock>,
+        bus: EventBus,
+        policy: Policy,
+        limits: EngineLimits,
+    ) -> Self {
+        Self {
+            store,
+            classifier,
+            clock,
+            bus,
+            policy,
+            limits,
+            locks: ContactLocks::new(1024),
+            outbox_wake: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    /// Woken after every commit that queued outbound messages.
+    pub fn outbox_wake(&self) -> Arc<Notify> {
+        self.outbox_wake.clone()
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Records a customer message and runs the conversation one step. Idempotent on
+    /// (channel, external id): a repeat returns the stored message and changes nothing.
+    pub async fn handle(&self, inbound: Inbound) -> Result<HandleOutcome, EngineError> {
+        self.check(&inbound)?;
+        let _turn = self
+            .locks
+            .for_key((inbound.channel, inbound.sender_external_id.as_str()))
+            .lock()
+            .await;
+
+        if let Some(existing) = self
+            .store
+            .message_by_external_id(inbound.channel, &inbound.external_id)
+            .await?
+        {
+            return self.duplicate(existing).await;
+        }
+
+        let classification = self.classifier.classify(&inbound.text).await;
+        let now = self.clock.now();
+        let mut tx = self.store.begin().await?;
+        let contact = tx
+            .upsert_contact(
+                inbound.channel,
+                &inbound.sender_external_id,
+                inbound.sender_name.as_deref(),
+                now,
+            )
+            .await?;
+        let conversation = match tx.current_conversation(contact.id).await? {
+            Some(conversation) => conversation,
+            None => Conversation::new(contact.id, inbound.channel, now),
+        };
+        let mut message = new_message(&conversation, Sender::Customer, inbound.text.clone(), now);
+        message.external_id = Some(inbound.external_id.clone());
+        message.classification = Some(classification.clone());
+        let input = Input::CustomerMessage { text: &inbound.text, classification: &classification };
+        let decision = step(&conversation, &input, &self.policy, now);
+
+        // The conversation row must exist before its messages reference it.
+        tx.save_conversation(&decision.conversation).await?;
+        match tx.insert_message(&message).await? {
+            Inserted::New { seq } => message.seq = seq,
+            Inserted::Duplicate => {
+                // Another node stored it between our check and our insert.
+                drop(tx);
+                let existing = self
+                    .store
+                    .message_by_external_id(inbound.channel, &inbound.external_id)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt("duplicate message vanished".into()))?;
+                return self.duplicate(existing).await;
+            }
+        }
+        let (conversation, replies) = self.apply(tx, decision, &contact, now).await?;
+        self.publish(&conversation, std::iter::once(&message).chain(&replies));
+        Ok(HandleOutcome { message, duplicate: false, conversation, replies })
+    }
+
+    fn check(&self, inbound: &Inbound) -> Result<(), EngineError> {
+        let chars = inbound.text.chars().count();
+        if inbound.text.trim().is_empty() {
+            return Err(EngineError::Invalid("the message is empty".into()));
+        }
+        if chars > self.limits.max_text_chars {
+            return Err(EngineError::Invalid(format!(
+                "the message has {chars} characters; the limit is {}",
+                self.limits.max_text_chars
+            )));
+        }
+        if inbound.external_id.is_empty() || inbound.sender_external_id.is_empty() {
+            return Err(EngineError::Invalid("the message has no id or no sender".into()));
+        }
+        Ok(())
+    }
+
+    async fn duplicate(&self, existing: Message) -> Result<HandleOutcome, EngineError> {
+        let conversation = self
+            .store
+            .conversation(existing.conversation_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("message without conversation".into()))?;
+        Ok(HandleOutcome { message: existing, duplicate: true, conversation, replies: Vec::new() })
+    }
+
+    /// Saves the decided state, words and stores the replies, queues them and commits.
+    async fn apply(
+        &self,
+        mut tx: Box<dyn StoreTx>,
+        decision: Decision,
+        contact: &Contact,
+        now: Timestamp,
+    ) -> Result<(Conversation, Vec<Message>), EngineError> {
+        let Decision { mut conversation, replies, escalated } = decision;
+        if escalated.is_some() {
+            let texts = tx.recent_customer_texts(conversation.id, 20).await?;
+            if let Some(escalation) = conversation.escalation.as_mut() {
+                escalation.summary = extractive_summary(&texts);
+            }
+            tx.save_conversation(&conversation).await?;
+        }
+        let mut stored = Vec::with_capacity(replies.len());
+        for reply in replies {
+            let text = match reply.body {
+                ReplyBody::Text(text) => text,
+                ReplyBody::HandoffNotice => {
+                    self.policy.handoff_text(tx.queue_view(conversation.id).await?)
+                }
+            };
+            let mut message = new_message(&conversation, reply.sender, text, now);
+            message.quick_replies = reply.quick_replies;
+            match tx.insert_message(&message).await? {
+                Inserted::New { seq } => message.seq = seq,
+                Inserted::Duplicate => continue,
+            }
+            tx.enqueue_outbox(message.seq, now).await?;
+            stored.push(message);
+        }
+        tx.commit().await?;
+        if !stored.is_empty() {
+            self.outbox_wake.notify_one();
+        }
+        tracing::debug!(conversation_id = %conversation.id, contact_id = %contact.id, replies = stored.len(), "step applied");
+        Ok((conversation, stored))
+    }
+
+    fn publish<'a>(&self, conversation: &Conversation, messages: impl Iterator<Item = &'a Message>) {
+        for message in messages {
+            self.bus.publish(DomainEvent::MessageStored(message.clone()));
+        }
+        self.bus.publish(DomainEvent::ConversationChanged(conversation.clone()));
+    }
+}
+
+fn new_message(conversation: &Conversation, sender: Sender, text: String, now: Timestamp) -> Message {
+    Message {
+        id: MessageId::new(),
+        seq: 0,
+        conversation_id: conversation.id,
+        contact_id: conversation.contact_id,
+        channel: conversation.channel,
+        sender,
+        agent_id: None,
+        text,
+        quick_replies: Vec::new(),
+        classification: None,
+        external_id: None,
+        created_at: now,
+    }
+}

@@ -1,0 +1,18 @@
+//! The conversation core: the pure state machine (`step`), the policy it applies, the ports it
+//! drives, and `Engine`, the shell that loads, decides, persists and publishes.
+//! Knows nothing of channels' protocols, HTTP, HTML or SQL.
+
+mod engine;
+mod events;
+mod outbox;
+pub mod policy;
+pub mod ports;
+mod step;
+mod summary;
+
+pub use engine::{Engine, EngineError, EngineLimits, HandleOutcome};
+pub use events::EventBus;
+pub use outbox::OutboxWorker;
+pub use policy::{Policy, QueueView};
+pub use step::{Decision, Input, Reply, ReplyBody, step};
+pub use summary::extractive_summary;

@@ -1,0 +1,187 @@
+//! The conversation state machine: a pure, total function from (conversation, input, now) to the
+//! next conversation and the replies to send. No I/O; `Engine` does the loading and saving.
+
+use crate::policy::{Policy, priority_for};
+use switchboard_models::{
+    AgentId, Classification, Conversation, Escalation, EscalationReason, Handler, IntentName,
+    Sender, Status, Timestamp, Urgency,
+};
+
+/// Something that happened to a conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input<'a> {
+    CustomerMessage {
+        text: &'a str,
+        classification: &'a Classification,
+    },
+    AgentJoined {
+        agent: AgentId,
+        agent_name: &'a str,
+    },
+    AgentReplied {
+        agent: AgentId,
+    },
+    Resolved,
+    HandedBackToBot,
+}
+
+/// A message `step` wants sent to the customer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub sender: Sender,
+    pub body: ReplyBody,
+    pub quick_replies: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplyBody {
+    Text(String),
+    /// "Handed to the team": worded by the engine, which knows the queue position.
+    HandoffNotice,
+}
+
+/// The outcome of one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub conversation: Conversation,
+    pub replies: Vec<Reply>,
+    /// Set when this step escalated the conversation.
+    pub escalated: Option<EscalationReason>,
+}
+
+pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now: Timestamp) -> Decision {
+    let mut next = conversation.clone();
+    next.updated_at = now;
+    let mut replies = Vec::new();
+    let mut escalated = None;
+
+    match input {
+        Input::CustomerMessage { text, classification } => {
+            if next.status == Status::Resolved {
+                next.status = Status::Open;
+            }
+            match next.handler {
+                Handler::Bot => {
+                    match escalation_reason(&next, classification, policy) {
+                        Some(reason) => {
+                            escalate(&mut next, classification, reason.clone(), text, now);
+                            replies.push(Reply {
+                                sender: Sender::Bot,
+                                body: ReplyBody::HandoffNotice,
+                                quick_replies: Vec::new(),
+                            });
+                            escalated = Some(reason);
+                        }
+                        None => replies.push(bot_answer(&mut next, classification, policy)),
+                    }
+                }
+                Handler::Queue => {}
+                Handler::Agent(_) => {
+                    if next.status == Status::WaitingOnCustomer {
+                        next.status = Status::InProgress;
+                    }
+                }
+            }
+        }
+        Input::AgentJoined { agent, agent_name } => {
+            next.handler = Handler::Agent(*agent);
+            next.status = Status::Assigned;
+            replies.push(Reply {
+                sender: Sender::System,
+                body: ReplyBody::Text(format!("{agent_name} joined the conversation.")),
+                quick_replies: Vec::new(),
+            });
+        }
+        Input::AgentReplied { agent } => {
+            next.handler = Handler::Agent(*agent);
+            next.status = Status::WaitingOnCustomer;
+        }
+        Input::Resolved => {
+            next.status = Status::Resolved;
+            next.handler = Handler::Bot;
+            next.low_confidence_streak = 0;
+        }
+        Input::HandedBackToBot => {
+            next.handler = Handler::Bot;
+            next.low_confidence_streak = 0;
+            if !next.status.is_final() {
+                next.status = Status::Open;
+            }
+        }
+    }
+
+    Decision { conversation: next, replies, escalated }
+}
+
+/// Why the bot should stop answering this message, if it should.
+fn escalation_reason(
+    conversation: &Conversation,
+    classification: &Classification,
+    policy: &Policy,
+) -> Option<EscalationReason> {
+    if classification.intent.is(IntentName::HUMAN_REQUEST) {
+        return Some(EscalationReason::HumanRequested);
+    }
+    if classification.always_escalate {
+        return Some(EscalationReason::AlwaysHumanIntent { intent: classification.intent.clone() });
+    }
+    if classification.urgency == Urgency::Critical {
+        return Some(EscalationReason::Urgent);
+    }
+    if classification.sentiment <= policy.negative_sentiment_threshold {
+        return Some(EscalationReason::NegativeSentiment { sentiment: classification.sentiment });
+    }
+    let unsure = is_unsure(classification, policy);
+    let times = conversation.low_confidence_streak + 1;
+    if unsure && times >= policy.low_confidence_escalate_after {
+        return Some(EscalationReason::LowConfidence { times });
+    }
+    None
+}
+
+fn is_unsure(classification: &Classification, policy: &Policy) -> bool {
+    classification.confidence < policy.low_confidence_threshold
+        || classification.answer.is_none()
+        || classification.intent.is(IntentName::OUT_OF_SCOPE)
+}
+
+fn bot_answer(next: &mut Conversation, classification: &Classification, policy: &Policy) -> Reply {
+    match (&classification.answer, is_unsure(classification, policy)) {
+        (Some(answer), false) => {
+            next.low_confidence_streak = 0;
+            Reply {
+                sender: Sender::Bot,
+                body: ReplyBody::Text(answer.clone()),
+                quick_replies: Vec::new(),
+            }
+        }
+        _ => {
+            next.low_confidence_streak += 1;
+            Reply {
+                sender: Sender::Bot,
+                body: ReplyBody::Text(policy.clarifying_question.clone()),
+                quick_replies: policy.clarifying_quick_replies.clone(),
+            }
+        }
+    }
+}
+
+fn escalate(
+    next: &mut Conversation,
+    classification: &Classification,
+    reason: EscalationReason,
+    text: &str,
+    now: Timestamp,
+) {
+    next.handler = Handler::Queue;
+    next.status = Status::Open;
+    next.low_confidence_streak = 0;
+    if classification.intent.is(IntentName::HUMAN_REQUEST) {
+        // "I want a person" says nothing of the topic; keep what earlier messages said.
+        next.category = next.category.or(Some(classification.category));
+    } else {
+        next.category = Some(classification.category);
+    }
+    next.priority = Some(priority_for(next.category.unwrap_or(classification.category), classification));
+    next.escalation = Some(Escalation { reason, summary: text.to_string(), at: now });
+}

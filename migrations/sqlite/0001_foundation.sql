@@ -1,0 +1,80 @@
+-- Conversations, messages and the outbox. Instants are Unix milliseconds (UTC).
+-- Enum columns carry CHECK constraints matching the Rust enums' text forms.
+
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE contacts (
+    id           TEXT PRIMARY KEY NOT NULL,
+    channel      TEXT NOT NULL CHECK (channel IN ('webchat', 'telegram', 'discord', 'email')),
+    external_id  TEXT NOT NULL,
+    display_name TEXT,
+    created_at   INTEGER NOT NULL,
+    UNIQUE (channel, external_id)
+);
+
+CREATE TABLE agents (
+    id         TEXT PRIMARY KEY NOT NULL,
+    email      TEXT NOT NULL UNIQUE,
+    name       TEXT NOT NULL,
+    role       TEXT NOT NULL CHECK (role IN ('agent', 'admin')),
+    presence   TEXT NOT NULL DEFAULT 'offline' CHECK (presence IN ('online', 'away', 'offline')),
+    capacity   INTEGER NOT NULL DEFAULT 5 CHECK (capacity >= 0),
+    active     INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE conversations (
+    id                    TEXT PRIMARY KEY NOT NULL,
+    contact_id            TEXT NOT NULL REFERENCES contacts (id),
+    channel               TEXT NOT NULL CHECK (channel IN ('webchat', 'telegram', 'discord', 'email')),
+    handler               TEXT NOT NULL CHECK (handler IN ('bot', 'queue', 'agent')),
+    agent_id              TEXT REFERENCES agents (id),
+    status                TEXT NOT NULL CHECK (status IN ('open', 'assigned', 'in_progress',
+                              'waiting_on_customer', 'resolved', 'closed', 'rejected')),
+    category              TEXT CHECK (category IN ('billing', 'technical_support', 'account',
+                              'general_inquiry', 'complaint', 'feature_request')),
+    priority              TEXT CHECK (priority IN ('urgent', 'high', 'medium', 'low')),
+    escalation_reason     TEXT,
+    escalation_summary    TEXT,
+    escalated_at          INTEGER,
+    low_confidence_streak INTEGER NOT NULL DEFAULT 0,
+    created_at            INTEGER NOT NULL,
+    updated_at            INTEGER NOT NULL,
+    CHECK ((handler = 'agent') = (agent_id IS NOT NULL))
+);
+CREATE INDEX conversations_by_contact ON conversations (contact_id, created_at);
+CREATE INDEX conversations_queue ON conversations (escalated_at, id) WHERE handler = 'queue';
+
+CREATE TABLE messages (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT NOT NULL UNIQUE,
+    conversation_id TEXT NOT NULL REFERENCES conversations (id),
+    contact_id      TEXT NOT NULL REFERENCES contacts (id),
+    channel         TEXT NOT NULL CHECK (channel IN ('webchat', 'telegram', 'discord', 'email')),
+    sender          TEXT NOT NULL CHECK (sender IN ('customer', 'bot', 'agent', 'system')),
+    agent_id        TEXT REFERENCES agents (id),
+    body            TEXT NOT NULL,
+    quick_replies   TEXT NOT NULL DEFAULT '[]',
+    classification  TEXT,
+    external_id     TEXT,
+    created_at      INTEGER NOT NULL,
+    UNIQUE (channel, external_id)
+);
+CREATE INDEX messages_by_conversation ON messages (conversation_id, seq);
+CREATE INDEX messages_by_contact ON messages (contact_id, seq);
+
+CREATE TABLE outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_seq     INTEGER NOT NULL UNIQUE REFERENCES messages (seq),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    lease_until     INTEGER,
+    delivered_at    INTEGER,
+    gave_up_at      INTEGER,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL
+);
+CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE delivered_at IS NULL AND gave_up_at IS NULL;

@@ -1,0 +1,97 @@
+use crate::Category;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The name of an intent from the intents file: lowercase letters, digits and `_`, 1–64 chars.
+/// Intents are data, so this is a checked name rather than an enum; the few intents the state
+/// machine itself reacts to are the constants below.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IntentName(String);
+
+impl IntentName {
+    pub const HUMAN_REQUEST: &'static str = "human_request";
+    pub const GREETING: &'static str = "greeting";
+    pub const GOODBYE: &'static str = "goodbye";
+    pub const THANKS: &'static str = "thanks";
+    /// What the classifier reports when nothing fits.
+    pub const OUT_OF_SCOPE: &'static str = "out_of_scope";
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let valid = !text.is_empty()
+            && text.len() <= 64
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if valid {
+            Ok(Self(text.to_string()))
+        } else {
+            Err(format!(
+                "intent name `{text}` must be 1-64 characters of a-z, 0-9 and _"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is(&self, name: &str) -> bool {
+        self.0 == name
+    }
+}
+
+impl TryFrom<String> for IntentName {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        Self::parse(&value)
+    }
+}
+
+impl From<IntentName> for String {
+    fn from(value: IntentName) -> String {
+        value.0
+    }
+}
+
+impl fmt::Display for IntentName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One candidate intent and its probability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntentScore {
+    pub intent: IntentName,
+    pub confidence: f32,
+}
+
+/// How pressing a message sounds, from urgency words and tone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Urgency {
+    None,
+    Elevated,
+    Critical,
+}
+
+/// What the classifier made of one customer message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Classification {
+    pub intent: IntentName,
+    pub category: Category,
+    /// Calibrated probability of `intent`, 0..=1.
+    pub confidence: f32,
+    /// Next best intents, most likely first.
+    pub alternatives: Vec<IntentScore>,
+    /// -1 (very negative) ..= 1 (very positive).
+    pub sentiment: f32,
+    pub urgency: Urgency,
+    /// ISO 639-1 code when the classifier can tell.
+    pub language: Option<String>,
+    /// The bot's answer for this intent, already rendered, when the intent has one.
+    pub answer: Option<String>,
+    /// The intent is configured to always go to a person.
+    pub always_escalate: bool,
+}

@@ -1,0 +1,144 @@
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A text that names no variant of an enum; says which values are accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} `{value}`; expected one of: {expected}")]
+pub struct UnknownVariant {
+    pub kind: &'static str,
+    pub value: String,
+    pub expected: String,
+}
+
+/// Enums stored as text: one table of (variant, name) gives `as_str`, `FromStr`, `Display`
+/// and serde in snake_case, so storage, config and JSON agree on spelling.
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident, $kind:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "&'static str")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownVariant;
+            fn from_str(value: &str) -> Result<Self, UnknownVariant> {
+                match value {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownVariant {
+                        kind: $kind,
+                        value: value.to_string(),
+                        expected: [$($text),+].join(", "),
+                    }),
+                }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = UnknownVariant;
+            fn try_from(value: String) -> Result<Self, UnknownVariant> {
+                value.parse()
+            }
+        }
+
+        impl From<$name> for &'static str {
+            fn from(value: $name) -> &'static str {
+                value.as_str()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Where a customer writes from; replies go back on the same channel.
+    Channel, "channel" {
+        WebChat => "webchat",
+        Telegram => "telegram",
+        Discord => "discord",
+        Email => "email",
+    }
+);
+
+text_enum!(
+    /// The ticket lifecycle shown to agents.
+    Status, "status" {
+        Open => "open",
+        Assigned => "assigned",
+        InProgress => "in_progress",
+        WaitingOnCustomer => "waiting_on_customer",
+        Resolved => "resolved",
+        Closed => "closed",
+        Rejected => "rejected",
+    }
+);
+
+impl Status {
+    /// Closed and rejected conversations are finished: a new customer message starts a new one.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Closed | Status::Rejected)
+    }
+}
+
+text_enum!(
+    /// Who wrote a message.
+    Sender, "sender" {
+        Customer => "customer",
+        Bot => "bot",
+        Agent => "agent",
+        System => "system",
+    }
+);
+
+text_enum!(
+    /// What a conversation is about (seed categories; shown and filtered on in the panel).
+    Category, "category" {
+        Billing => "billing",
+        TechnicalSupport => "technical_support",
+        Account => "account",
+        GeneralInquiry => "general_inquiry",
+        Complaint => "complaint",
+        FeatureRequest => "feature_request",
+    }
+);
+
+text_enum!(
+    /// How soon a ticket needs a person. Ordered from most to least urgent.
+    Priority, "priority" {
+        Urgent => "urgent",
+        High => "high",
+        Medium => "medium",
+        Low => "low",
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_round_trips_and_unknown_values_name_the_choices() {
+        for status in Status::ALL {
+            assert_eq!(status.as_str().parse::<Status>().unwrap(), *status);
+        }
+        let err = "pending".parse::<Status>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown status `pending`; expected one of: open, assigned, in_progress, \
+             waiting_on_customer, resolved, closed, rejected"
+        );
+    }
+}

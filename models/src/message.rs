@@ -1,0 +1,55 @@
+use crate::{
+    AgentId, Channel, Classification, ContactId, Conversation, ConversationId, MessageId, Sender,
+    Timestamp,
+};
+use serde::{Deserialize, Serialize};
+
+/// A customer message as a channel adapter hands it to the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inbound {
+    pub channel: Channel,
+    /// The channel's id of the message (Telegram update id, Message-ID, the widget's client id).
+    /// Unique per channel: a second message with the same id is a duplicate and changes nothing.
+    pub external_id: String,
+    /// The channel's identity of the sender.
+    pub sender_external_id: String,
+    pub sender_name: Option<String>,
+    pub text: String,
+    pub received_at: Timestamp,
+}
+
+/// A stored message of any sender.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: MessageId,
+    /// Store-assigned, increasing: the cursor for history and live catch-up.
+    pub seq: i64,
+    pub conversation_id: ConversationId,
+    pub contact_id: ContactId,
+    pub channel: Channel,
+    pub sender: Sender,
+    pub agent_id: Option<AgentId>,
+    pub text: String,
+    /// Buttons the customer may tap instead of typing.
+    pub quick_replies: Vec<String>,
+    pub classification: Option<Classification>,
+    pub external_id: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// A message waiting in the outbox to be delivered on its channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboundMessage {
+    pub outbox_id: i64,
+    pub attempts: u32,
+    pub message: Message,
+    /// The contact's identity on the channel, where the message goes.
+    pub recipient_external_id: String,
+}
+
+/// What happened, published on the event bus after commit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DomainEvent {
+    MessageStored(Message),
+    ConversationChanged(Conversation),
+}

@@ -1,0 +1,266 @@
+//! Typed configuration: defaults, then a TOML file, then `SWITCHBOARD_SECTION__KEY` env vars.
+//! Loaded once in `main` and passed down. Every error names the key and says what is accepted.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub webchat: WebChatConfig,
+    pub bot: BotConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// Signs visitor tokens. When unset, one is generated and kept in the database.
+    pub secret: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebChatConfig {
+    /// Origins allowed to embed the widget, e.g. "https://shop.example.com"; "*" allows any.
+    /// The server's own origin is always allowed.
+    pub allowed_origins: Vec<String>,
+    pub max_message_chars: usize,
+    pub rate_limit_per_minute: u32,
+    pub rate_limit_burst: u32,
+    pub long_poll_seconds: u64,
+    pub title: String,
+    pub primary_color: String,
+    pub text_color: String,
+    pub position: String,
+    pub welcome_message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BotConfig {
+    pub low_confidence_threshold: f32,
+    pub low_confidence_escalate_after: u32,
+    pub negative_sentiment_threshold: f32,
+    pub handoff_queued: String,
+    pub handoff_offline: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter such as "info" or "switchboard=debug,info".
+    pub level: String,
+    /// "text" or "json".
+    pub format: String,
+}
+
+/// A secret string: never printed by `Debug`.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8080".into(), secret: None }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: "sqlite://switchboard.db".into() }
+    }
+}
+
+impl Default for WebChatConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            max_message_chars: 4000,
+            rate_limit_per_minute: 30,
+            rate_limit_burst: 10,
+            long_poll_seconds: 25,
+            title: "Support".into(),
+            primary_color: "#2563eb".into(),
+            text_color: "#ffffff".into(),
+            position: "right".into(),
+            welcome_message: "Hi! How can we help you today?".into(),
+        }
+    }
+}
+
+impl Default for BotConfig {
+    fn default() -> Self {
+        let policy = switchboard_core::Policy::default();
+        Self {
+            low_confidence_threshold: policy.low_confidence_threshold,
+            low_confidence_escalate_after: policy.low_confidence_escalate_after,
+            negative_sentiment_threshold: policy.negative_sentiment_threshold,
+            handoff_queued: policy.handoff_queued,
+            handoff_offline: policy.handoff_offline,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), format: "text".into() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            webchat: WebChatConfig::default(),
+            bot: BotConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "switchboard.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist; create it or leave out --config to use defaults")]
+    MissingFile(PathBuf),
+    #[error("{0}")]
+    Parse(String),
+    #[error("config key `{key}`: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+impl Config {
+    /// Defaults, then `path` (or `switchboard.toml` when present), then environment variables.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match path {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.to_path_buf())),
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE))
+            }
+            None => {}
+        }
+        figment = figment.merge(Env::prefixed("SWITCHBOARD_").split("__"));
+        let config: Config = figment.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.listen.parse().map_err(|_| ConfigError::Invalid {
+            key: "server.listen",
+            problem: format!("`{}` is not an address like 127.0.0.1:8080", self.server.listen),
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: String| Err(ConfigError::Invalid { key, problem });
+        self.listen_addr()?;
+        let url = &self.database.url;
+        if !url.starts_with("sqlite:") {
+            return invalid(
+                "database.url",
+                format!("`{url}` is not supported; use a SQLite URL such as sqlite://switchboard.db"),
+            );
+        }
+        let w = &self.webchat;
+        for origin in &w.allowed_origins {
+            if origin != "*" && !is_origin(origin) {
+                return invalid(
+                    "webchat.allowed_origins",
+                    format!("`{origin}` is not an origin like https://shop.example.com (no path) or \"*\""),
+                );
+            }
+        }
+        if !(1..=100_000).contains(&w.max_message_chars) {
+            return invalid("webchat.max_message_chars", format!("{} is not within 1..=100000", w.max_message_chars));
+        }
+        if w.rate_limit_per_minute == 0 || w.rate_limit_burst == 0 {
+            return invalid("webchat.rate_limit_per_minute", "rate limits must be at least 1".into());
+        }
+        if !(1..=120).contains(&w.long_poll_seconds) {
+            return invalid("webchat.long_poll_seconds", format!("{} is not within 1..=120", w.long_poll_seconds));
+        }
+        for (key, colour) in [("webchat.primary_color", &w.primary_color), ("webchat.text_color", &w.text_color)] {
+            if !is_hex_colour(colour) {
+                return invalid(key, format!("`{colour}` is not a colour like #2563eb"));
+            }
+        }
+        if w.position != "left" && w.position != "right" {
+            return invalid("webchat.position", format!("`{}` is not one of: left, right", w.position));
+        }
+        let b = &self.bot;
+        if !(0.0..=1.0).contains(&b.low_confidence_threshold) {
+            return invalid("bot.low_confidence_threshold", format!("{} is not within 0..=1", b.low_confidence_threshold));
+        }
+        if b.low_confidence_escalate_after == 0 {
+            return invalid("bot.low_confidence_escalate_after", "must be at least 1".into());
+        }
+        if !(-1.0..=1.0).contains(&b.negative_sentiment_threshold) {
+            return invalid(
+                "bot.negative_sentiment_threshold",
+                format!("{} is not within -1..=1", b.negative_sentiment_threshold),
+            );
+        }
+        if self.log.format != "text" && self.log.format != "json" {
+            return invalid("log.format", format!("`{}` is not one of: text, json", self.log.format));
+        }
+        if let Some(secret) = &self.server.secret
+            && secret.0.len() < 32
+        {
+            return invalid("server.secret", "must be at least 32 characters (use a long random string)".into());
+        }
+        Ok(())
+    }
+}
+
+/// Figment's message plus where the bad value came from (file or env var).
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() { String::new() } else { format!("config key `{}`: ", e.path.join(".")) };
+            let source = e.metadata.as_ref().map(|m| match &m.source {
+                Some(source) => format!(" (from {source})"),
+                None => format!(" (from {})", m.name),
+            });
+            format!("{key}{}{}", e.kind, source.unwrap_or_default())
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn is_origin(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://")) else {
+        return false;
+    };
+    !rest.is_empty() && !rest.contains('/') && !rest.contains('?') && !rest.contains('#')
+}
+
+fn is_hex_colour(text: &str) -> bool {
+    text.len() == 7 && text.starts_with('#') && text[1..].bytes().all(|b| b.is_ascii_hexdigit())
+}

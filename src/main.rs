@@ -1,0 +1,109 @@
+//! The `switchboard` command: CLI, config, wiring. Nothing else.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use switchboard::config::{Config, DEFAULT_CONFIG_FILE};
+
+#[derive(Parser)]
+#[command(name = "switchboard", version, about = "Support bot gateway and helpdesk in one service")]
+struct Cli {
+    /// TOML config file [default: ./switchboard.toml if present]. Env vars
+    /// SWITCHBOARD_<SECTION>__<KEY> override it.
+    #[arg(long, global = true, env = "SWITCHBOARD_CONFIG_FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load and validate the configuration; print it (secrets hidden) or say what is wrong.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The config file variable is ours, not a config key.
+    // SAFETY: single-threaded here, before the runtime starts.
+    unsafe { std::env::remove_var("SWITCHBOARD_CONFIG_FILE") };
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: invalid configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result = runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Config { command: ConfigCommand::Check } => {
+            let mut shown = config.clone();
+            if shown.server.secret.is_some() {
+                shown.server.secret = Some(switchboard::config::Secret("<hidden>".into()));
+            }
+            println!("configuration OK (defaults, then {DEFAULT_CONFIG_FILE} or --config, then SWITCHBOARD_* env vars):");
+            println!("{}", pretty(&shown)?);
+            Ok(())
+        }
+        Command::Migrate => {
+            switchboard::open_store(&config).await?;
+            println!("database is up to date ({})", config.database.url);
+            Ok(())
+        }
+        Command::Serve => {
+            init_logging(&config)?;
+            let running = switchboard::start(&config).await?;
+            println!("Switchboard listening on http://{}", running.addr);
+            tracing::info!(addr = %running.addr, database = %config.database.url, "ready");
+            tokio::select! {
+                result = running.wait() => result,
+                _ = tokio::signal::ctrl_c() => {
+                    tracing::info!("stopping");
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+fn pretty(config: &Config) -> anyhow::Result<String> {
+    let value = serde_json::to_value(config).context("serialising config")?;
+    Ok(serde_json::to_string_pretty(&value)?)
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .with_context(|| format!("config key `log.level`: `{}` is not a log filter", config.log.level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
