@@ -243,12 +243,17 @@ fn describe(error: figment::Error) -> String {
     error
         .into_iter()
         .map(|e| {
-            let key = if e.path.is_empty() { String::new() } else { format!("config key `{}`: ", e.path.join(".")) };
-            let source = e.metadata.as_ref().map(|m| match &m.source {
+            let key = e.path.join(".");
+            let env_var = format!("SWITCHBOARD_{}", e.path.join("__").to_uppercase());
+            let source = match e.metadata.as_ref().and_then(|m| m.source.as_ref()) {
                 Some(source) => format!(" (from {source})"),
-                None => format!(" (from {})", m.name),
-            });
-            format!("{key}{}{}", e.kind, source.unwrap_or_default())
+                None if !key.is_empty() && std::env::var_os(&env_var).is_some() => {
+                    format!(" (from environment variable {env_var})")
+                }
+                None => String::new(),
+            };
+            let key = if key.is_empty() { String::new() } else { format!("config key `{key}`: ") };
+            format!("{key}{}{source}", e.kind)
         })
         .collect::<Vec<_>>()
         .join("; ")

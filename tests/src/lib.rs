@@ -1,0 +1,178 @@
+//! Shared harness for the integration tests and the bench: the whole server on port 0 over a
+//! fresh SQLite file, a WebSocket widget client and an HTTP client.
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::time::Duration;
+use switchboard::config::Config;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub running: Option<switchboard::Running>,
+    pub config: Config,
+    _dir: tempfile::TempDir,
+}
+
+/// A config for tests: loopback, port 0, a database in a new temporary directory.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut config = Config::default();
+    config.server.listen = "127.0.0.1:0".into();
+    config.database.url = format!("sqlite://{}", dir.join("switchboard.db").display());
+    config.webchat.long_poll_seconds = 2;
+    config
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
+        let running = switchboard::start(&config).await.expect("server starts");
+        Self { addr: running.addr, running: Some(running), config, _dir: dir }
+    }
+
+    /// Stops the server and starts a new one on the same database (a restart).
+    pub async fn restart(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await.expect("clean shutdown");
+        }
+        let running = switchboard::start(&self.config).await.expect("server restarts");
+        self.addr = running.addr;
+        self.running = Some(running);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn engine(&self) -> &switchboard_core::Engine {
+        &self.running.as_ref().expect("server running").engine
+    }
+
+    /// A new widget visitor: `(visitor_id, token)`.
+    pub async fn new_visitor(&self) -> (String, String) {
+        let body: Value = reqwest::Client::new()
+            .post(self.url("/webchat/session"))
+            .send()
+            .await
+            .expect("session request")
+            .json()
+            .await
+            .expect("session JSON");
+        (body["visitor_id"].as_str().unwrap().to_string(), body["token"].as_str().unwrap().to_string())
+    }
+
+    pub async fn connect(&self, token: &str) -> Widget {
+        self.connect_from(token, None).await.expect("WebSocket connects")
+    }
+
+    /// Connects with an optional `Origin` header; the error carries the HTTP status on refusal.
+    pub async fn connect_from(&self, token: &str, origin: Option<&str>) -> Result<Widget, u16> {
+        let mut request = format!("ws://{}/webchat/ws?token={token}", self.addr)
+            .into_client_request()
+            .expect("ws request");
+        if let Some(origin) = origin {
+            request.headers_mut().insert("origin", origin.parse().unwrap());
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((socket, _)) => Ok(Widget { socket }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+            Err(other) => panic!("WebSocket connect failed: {other}"),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            // Best effort: the runtime may already be gone at the end of a test.
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = running.shutdown().await;
+                });
+            }
+        }
+    }
+}
+
+/// A widget's socket, speaking the JSON frame protocol.
+pub struct Widget {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Widget {
+    pub async fn send_json(&mut self, frame: Value) {
+        self.send_raw(&frame.to_string()).await;
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.socket.send(WsMessage::Text(text.into())).await.expect("send frame");
+    }
+
+    pub async fn say(&mut self, client_id: &str, text: &str) {
+        self.send_json(json!({"type": "send", "client_id": client_id, "text": text})).await;
+    }
+
+    /// The next JSON frame, or `None` if the socket closed. Panics after `FRAME_TIMEOUT`.
+    pub async fn next_frame(&mut self) -> Option<Value> {
+        loop {
+            let message = tokio::time::timeout(FRAME_TIMEOUT, self.socket.next())
+                .await
+                .expect("a frame within the timeout");
+            match message {
+                Some(Ok(WsMessage::Text(text))) => {
+                    return Some(serde_json::from_str(&text).expect("server frames are JSON"));
+                }
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Skips frames until one of `kind` arrives, returning it.
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.next_frame().await.unwrap_or_else(|| panic!("socket closed waiting for {kind}"));
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// The next `message` frame from someone other than the customer.
+    pub async fn next_reply(&mut self) -> Value {
+        loop {
+            let frame = self.next_of("message").await;
+            if frame["message"]["sender"] != "customer" {
+                return frame["message"].clone();
+            }
+        }
+    }
+
+    /// Frames that arrive within `window`, for checking that nothing else is said.
+    pub async fn frames_within(&mut self, window: Duration) -> Vec<Value> {
+        let mut frames = Vec::new();
+        let deadline = tokio::time::Instant::now() + window;
+        while let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline, self.socket.next()).await {
+            if let WsMessage::Text(text) = message {
+                frames.push(serde_json::from_str(&text).expect("JSON frame"));
+            }
+        }
+        frames
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+}

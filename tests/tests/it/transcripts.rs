@@ -1,0 +1,254 @@
+//! `step` as transcripts: a conversation in, the conversation the bot had out.
+
+use chrono::{TimeZone, Utc};
+use expect_test::{Expect, expect};
+use switchboard_core::{Input, Policy, ReplyBody, step};
+use switchboard_models::{
+    AgentId, Category, Channel, Classification, ContactId, Conversation, IntentName, Urgency,
+};
+
+/// One line of a script: what the customer says and how it is classified, or an agent action.
+enum Line {
+    Customer { text: &'static str, intent: &'static str, category: Category, confidence: f32, answer: Option<&'static str> },
+    Tone { text: &'static str, sentiment: f32, urgency: Urgency },
+    AlwaysHuman { text: &'static str, intent: &'static str, category: Category },
+    AgentJoins(&'static str),
+    AgentReplies,
+    Resolve,
+    HandBack,
+}
+use Line::*;
+
+fn says(text: &'static str, intent: &'static str, confidence: f32, answer: Option<&'static str>) -> Line {
+    Customer { text, intent, category: Category::GeneralInquiry, confidence, answer }
+}
+
+fn classification(intent: &str, category: Category, confidence: f32, answer: Option<&str>) -> Classification {
+    Classification {
+        intent: IntentName::parse(intent).unwrap(),
+        category,
+        confidence,
+        alternatives: Vec::new(),
+        sentiment: 0.0,
+        urgency: Urgency::None,
+        language: Some("en".into()),
+        answer: answer.map(String::from),
+        always_escalate: false,
+    }
+}
+
+/// Runs the script through `step` and renders what happened, one block per line.
+fn run(script: Vec<Line>) -> String {
+    let policy = Policy::default();
+    let agent = AgentId::parse("00000000-0000-7000-8000-000000000001").unwrap();
+    let start = Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap();
+    let mut conversation = Conversation::new(ContactId::new(), Channel::WebChat, start);
+    let mut out = String::new();
+    for (minute, line) in script.into_iter().enumerate() {
+        let now = start + chrono::Duration::minutes(minute as i64);
+        let (shown, c) = match &line {
+            Customer { text, intent, category, confidence, answer } => {
+                (format!("customer: {text}"), Some(classification(intent, *category, *confidence, *answer)))
+            }
+            Tone { text, sentiment, urgency } => {
+                let mut c = classification("technical_problem", Category::TechnicalSupport, 0.9, Some("Try restarting."));
+                c.sentiment = *sentiment;
+                c.urgency = *urgency;
+                (format!("customer: {text}"), Some(c))
+            }
+            AlwaysHuman { text, intent, category } => {
+                let mut c = classification(intent, *category, 0.9, None);
+                c.always_escalate = true;
+                (format!("customer: {text}"), Some(c))
+            }
+            AgentJoins(name) => (format!("agent {name} joins"), None),
+            AgentReplies => ("agent replies".to_string(), None),
+            Resolve => ("agent resolves".to_string(), None),
+            HandBack => ("agent hands back to the bot".to_string(), None),
+        };
+        let text = shown.split_once(": ").map(|(_, t)| t).unwrap_or("");
+        let input = match (&line, &c) {
+            (Customer { .. } | Tone { .. } | AlwaysHuman { .. }, Some(c)) => Input::CustomerMessage { text, classification: c },
+            (AgentJoins(name), _) => Input::AgentJoined { agent, agent_name: name },
+            (AgentReplies, _) => Input::AgentReplied { agent },
+            (Resolve, _) => Input::Resolved,
+            (HandBack, _) => Input::HandedBackToBot,
+            _ => unreachable!(),
+        };
+        let decision = step(&conversation, &input, &policy, now);
+        out.push_str(&shown);
+        out.push('\n');
+        for reply in &decision.replies {
+            let body = match &reply.body {
+                ReplyBody::Text(text) => text.clone(),
+                ReplyBody::HandoffNotice => "<handoff notice>".to_string(),
+            };
+            out.push_str(&format!("  {}: {body}", reply.sender));
+            if !reply.quick_replies.is_empty() {
+                out.push_str(&format!(" [{}]", reply.quick_replies.join(" | ")));
+            }
+            out.push('\n');
+        }
+        if let Some(reason) = &decision.escalated {
+            out.push_str(&format!("  escalated: {}\n", reason.describe()));
+        }
+        let next = &decision.conversation;
+        let handler = match next.handler {
+            switchboard_models::Handler::Agent(_) => "agent".to_string(),
+            other => format!("{other:?}").to_lowercase(),
+        };
+        out.push_str(&format!(
+            "  = handler {handler}, status {}, streak {}{}{}\n",
+            next.status,
+            next.low_confidence_streak,
+            next.priority.map(|p| format!(", priority {p}")).unwrap_or_default(),
+            next.category.map(|c| format!(", category {c}")).unwrap_or_default(),
+        ));
+        conversation = decision.conversation;
+    }
+    out
+}
+
+fn check(script: Vec<Line>, expected: Expect) {
+    expected.assert_eq(&run(script));
+}
+
+#[test]
+fn greeting_then_explicit_handoff_then_bot_silence() {
+    check(
+        vec![
+            says("hello", "greeting", 0.92, Some("Hi! How can I help?")),
+            says("I want to talk to a person", "human_request", 0.95, None),
+            says("hello?", "greeting", 0.9, Some("Hi! How can I help?")),
+        ],
+        expect![[r#"
+            customer: hello
+              bot: Hi! How can I help?
+              = handler bot, status open, streak 0
+            customer: I want to talk to a person
+              bot: <handoff notice>
+              escalated: The customer asked for a person.
+              = handler queue, status open, streak 0, priority low, category general_inquiry
+            customer: hello?
+              = handler queue, status open, streak 0, priority low, category general_inquiry
+        "#]],
+    );
+}
+
+#[test]
+fn low_confidence_asks_once_then_escalates() {
+    check(
+        vec![
+            says("blorp the flux", "out_of_scope", 0.1, None),
+            says("you know, the flux thing", "greeting", 0.3, Some("Hi!")),
+        ],
+        expect![[r#"
+            customer: blorp the flux
+              bot: Sorry, I'm not sure I understood. Could you put it another way, or pick a topic below? [Billing | Technical problem | My account | Talk to a person]
+              = handler bot, status open, streak 1
+            customer: you know, the flux thing
+              bot: <handoff notice>
+              escalated: The bot did not understand the customer 2 times in a row.
+              = handler queue, status open, streak 0, priority low, category general_inquiry
+        "#]],
+    );
+}
+
+#[test]
+fn an_understood_message_resets_the_low_confidence_streak() {
+    check(
+        vec![
+            says("blorp", "out_of_scope", 0.1, None),
+            says("hello", "greeting", 0.9, Some("Hi!")),
+            says("blorp again", "out_of_scope", 0.1, None),
+        ],
+        expect![[r#"
+            customer: blorp
+              bot: Sorry, I'm not sure I understood. Could you put it another way, or pick a topic below? [Billing | Technical problem | My account | Talk to a person]
+              = handler bot, status open, streak 1
+            customer: hello
+              bot: Hi!
+              = handler bot, status open, streak 0
+            customer: blorp again
+              bot: Sorry, I'm not sure I understood. Could you put it another way, or pick a topic below? [Billing | Technical problem | My account | Talk to a person]
+              = handler bot, status open, streak 1
+        "#]],
+    );
+}
+
+#[test]
+fn anger_urgency_and_always_human_intents_escalate_with_priority() {
+    check(
+        vec![
+            Tone { text: "this is useless, I hate it", sentiment: -0.8, urgency: Urgency::None },
+        ],
+        expect![[r#"
+            customer: this is useless, I hate it
+              bot: <handoff notice>
+              escalated: The customer sounds upset (sentiment -0.80).
+              = handler queue, status open, streak 0, priority high, category technical_support
+        "#]],
+    );
+    check(
+        vec![Tone { text: "my account was hacked", sentiment: -0.2, urgency: Urgency::Critical }],
+        expect![[r#"
+            customer: my account was hacked
+              bot: <handoff notice>
+              escalated: The customer says it is urgent.
+              = handler queue, status open, streak 0, priority urgent, category technical_support
+        "#]],
+    );
+    check(
+        vec![AlwaysHuman { text: "I want a refund", intent: "refund_request", category: Category::Billing }],
+        expect![[r#"
+            customer: I want a refund
+              bot: <handoff notice>
+              escalated: Intent `refund_request` is always handled by a person.
+              = handler queue, status open, streak 0, priority medium, category billing
+        "#]],
+    );
+}
+
+#[test]
+fn agent_takes_over_resolves_and_the_bot_answers_again() {
+    check(
+        vec![
+            says("talk to a human", "human_request", 0.95, None),
+            AgentJoins("Dana"),
+            AgentReplies,
+            says("thanks, that worked", "thanks", 0.9, Some("You're welcome!")),
+            Resolve,
+            says("hello again", "greeting", 0.9, Some("Hi!")),
+            says("human please", "human_request", 0.9, None),
+            AgentJoins("Dana"),
+            HandBack,
+        ],
+        expect![[r#"
+            customer: talk to a human
+              bot: <handoff notice>
+              escalated: The customer asked for a person.
+              = handler queue, status open, streak 0, priority low, category general_inquiry
+            agent Dana joins
+              system: Dana joined the conversation.
+              = handler agent, status assigned, streak 0, priority low, category general_inquiry
+            agent replies
+              = handler agent, status waiting_on_customer, streak 0, priority low, category general_inquiry
+            customer: thanks, that worked
+              = handler agent, status in_progress, streak 0, priority low, category general_inquiry
+            agent resolves
+              = handler bot, status resolved, streak 0, priority low, category general_inquiry
+            customer: hello again
+              bot: Hi!
+              = handler bot, status open, streak 0, priority low, category general_inquiry
+            customer: human please
+              bot: <handoff notice>
+              escalated: The customer asked for a person.
+              = handler queue, status open, streak 0, priority low, category general_inquiry
+            agent Dana joins
+              system: Dana joined the conversation.
+              = handler agent, status assigned, streak 0, priority low, category general_inquiry
+            agent hands back to the bot
+              = handler bot, status open, streak 0, priority low, category general_inquiry
+        "#]],
+    );
+}

@@ -1,0 +1,307 @@
+//! Web chat end to end: the server on port 0, a real WebSocket client and a real HTTP client.
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use switchboard_tests::TestServer;
+
+async fn visitor_socket(server: &TestServer) -> (String, switchboard_tests::Widget) {
+    let (_, token) = server.new_visitor().await;
+    let mut widget = server.connect(&token).await;
+    let ready = widget.next_of("ready").await;
+    assert!(ready["visitor_id"].is_string());
+    assert_eq!(ready["conversation"], Value::Null, "a new visitor has no conversation yet");
+    (token, widget)
+}
+
+#[tokio::test]
+async fn hello_gets_a_bot_answer() {
+    let server = TestServer::start().await;
+    let (_, mut widget) = visitor_socket(&server).await;
+    widget.say("c1", "hello").await;
+    let ack = widget.next_of("ack").await;
+    assert_eq!(ack["client_id"], "c1");
+    assert_eq!(ack["duplicate"], false);
+    assert_eq!(ack["message"]["sender"], "customer");
+    assert_eq!(ack["conversation"]["handler"], "bot");
+    let reply = widget.next_reply().await;
+    assert_eq!(reply["sender"], "bot");
+    assert!(reply["text"].as_str().unwrap().starts_with("Hi!"), "{reply}");
+    assert!(reply["seq"].as_i64().unwrap() > ack["message"]["seq"].as_i64().unwrap());
+}
+
+#[tokio::test]
+async fn asking_for_a_person_escalates_and_the_bot_goes_quiet() {
+    let server = TestServer::start().await;
+    let (_, mut widget) = visitor_socket(&server).await;
+    widget.say("c1", "I want to talk to a person").await;
+    let ack = widget.next_of("ack").await;
+    assert_eq!(ack["conversation"]["handler"], "queue");
+    let handoff = widget.next_reply().await;
+    assert!(
+        handoff["text"].as_str().unwrap().contains("we'll get back to you"),
+        "nobody is online, so the customer is told we'll get back: {handoff}"
+    );
+
+    widget.say("c2", "hello? anyone?").await;
+    let ack = widget.next_of("ack").await;
+    assert_eq!(ack["conversation"]["handler"], "queue");
+    let later = widget.frames_within(Duration::from_millis(800)).await;
+    assert!(
+        later.iter().all(|f| f["type"] != "message" || f["message"]["sender"] == "customer"),
+        "the bot must not answer an escalated conversation: {later:?}"
+    );
+
+    let conversation = server
+        .engine()
+        .store()
+        .conversation(switchboard_models::ConversationId::parse(ack["conversation"]["id"].as_str().unwrap()).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let escalation = conversation.escalation.expect("escalation recorded");
+    assert_eq!(escalation.reason, switchboard_models::EscalationReason::HumanRequested);
+    assert!(escalation.summary.contains("talk to a person"), "{}", escalation.summary);
+}
+
+#[tokio::test]
+async fn reconnecting_returns_the_history_and_a_resent_message_is_stored_once() {
+    let server = TestServer::start().await;
+    let (token, mut widget) = visitor_socket(&server).await;
+    widget.say("c1", "hello").await;
+    widget.next_of("ack").await;
+    widget.next_reply().await;
+    widget.close().await;
+
+    let mut widget = server.connect(&token).await;
+    let ready = widget.next_of("ready").await;
+    assert_eq!(ready["conversation"]["handler"], "bot", "the conversation is still there");
+    // The widget resends what it had not seen acknowledged; the server keeps one copy.
+    widget.say("c1", "hello").await;
+    let ack = widget.next_of("ack").await;
+    assert_eq!(ack["duplicate"], true);
+    widget.send_json(json!({"type": "history", "after": 0})).await;
+    let history = widget.next_of("history").await;
+    let lines: Vec<String> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| format!("{}: {}", m["sender"].as_str().unwrap(), m["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(lines.len(), 2, "one customer message, one answer: {lines:?}");
+    assert_eq!(lines[0], "customer: hello");
+    assert!(lines[1].starts_with("bot: Hi!"));
+}
+
+#[tokio::test]
+async fn history_survives_a_server_restart() {
+    let mut server = TestServer::start().await;
+    let (token, mut widget) = visitor_socket(&server).await;
+    widget.say("c1", "I forgot my password").await;
+    widget.next_reply().await;
+    widget.close().await;
+    server.restart().await;
+    let mut widget = server.connect(&token).await;
+    widget.next_of("ready").await;
+    widget.send_json(json!({"type": "history", "after": 0})).await;
+    let history = widget.next_of("history").await;
+    assert_eq!(history["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(history["messages"][0]["text"], "I forgot my password");
+}
+
+#[tokio::test]
+async fn the_http_fallback_reaches_the_same_conversation() {
+    let server = TestServer::start().await;
+    let (token, mut widget) = visitor_socket(&server).await;
+    widget.say("ws-1", "hello").await;
+    let ws_ack = widget.next_of("ack").await;
+    widget.next_reply().await;
+    let http = reqwest::Client::new();
+    let auth = format!("Bearer {token}");
+
+    let sent = http
+        .post(server.url("/webchat/messages"))
+        .header("authorization", &auth)
+        .json(&json!({"client_id": "http-1", "text": "I forgot my password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 201);
+    let sent: Value = sent.json().await.unwrap();
+    assert_eq!(sent["conversation"]["id"], ws_ack["conversation"]["id"]);
+    let seq = sent["message"]["seq"].as_i64().unwrap();
+
+    let polled: Value = http
+        .get(server.url(&format!("/webchat/poll?after={seq}")))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(polled["messages"][0]["sender"], "bot", "{polled}");
+    assert!(polled["messages"][0]["text"].as_str().unwrap().contains("password"));
+
+    // The socket of the same visitor sees the reply too.
+    let pushed = widget.next_reply().await;
+    assert_eq!(pushed["id"], polled["messages"][0]["id"]);
+
+    let again = http
+        .post(server.url("/webchat/messages"))
+        .header("authorization", &auth)
+        .json(&json!({"client_id": "http-1", "text": "I forgot my password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.unwrap()["duplicate"], true);
+
+    let history: Value = http
+        .get(server.url("/webchat/messages?after=0"))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["messages"].as_array().unwrap().len(), 4);
+
+    // A long-poll with nothing new answers empty after its wait.
+    let last = history["messages"][3]["seq"].as_i64().unwrap();
+    let empty: Value = http
+        .get(server.url(&format!("/webchat/poll?after={last}")))
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(empty["messages"], json!([]));
+}
+
+#[tokio::test]
+async fn bad_frames_get_error_frames_and_the_connection_lives_on() {
+    let server = TestServer::start_with(|c| c.webchat.max_message_chars = 100).await;
+    let (token, mut widget) = visitor_socket(&server).await;
+
+    widget.say("big", &"x".repeat(101)).await;
+    let error = widget.next_of("error").await;
+    assert_eq!(error["code"], "message_too_large");
+    assert_eq!(error["client_id"], "big");
+    assert!(error["message"].as_str().unwrap().contains("limit is 100"));
+
+    widget.send_raw("{not json").await;
+    assert_eq!(widget.next_of("error").await["code"], "malformed_frame");
+    widget.send_json(json!({"type": "teleport"})).await;
+    assert_eq!(widget.next_of("error").await["code"], "malformed_frame");
+    widget.say("bad id with spaces", "hi").await;
+    assert_eq!(widget.next_of("error").await["code"], "invalid_client_id");
+    widget.say("empty", "   ").await;
+    assert_eq!(widget.next_of("error").await["code"], "invalid_message");
+
+    widget.send_json(json!({"type": "ping"})).await;
+    assert_eq!(widget.next_of("pong").await["type"], "pong");
+    widget.say("ok", "hello").await;
+    assert_eq!(widget.next_of("ack").await["duplicate"], false);
+
+    let history: Value = reqwest::Client::new()
+        .get(server.url("/webchat/messages"))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["messages"][0]["text"], "hello", "nothing bad was stored");
+}
+
+#[tokio::test]
+async fn a_flooding_visitor_is_limited_without_harming_others() {
+    let server = TestServer::start_with(|c| {
+        c.webchat.rate_limit_burst = 3;
+        c.webchat.rate_limit_per_minute = 6;
+    })
+    .await;
+    let (_, mut flooder) = visitor_socket(&server).await;
+    let (_, mut neighbour) = visitor_socket(&server).await;
+    let mut limited = 0;
+    for i in 0..6 {
+        flooder.say(&format!("f{i}"), "hello").await;
+        loop {
+            let frame = flooder.next_frame().await.expect("still connected");
+            if frame["type"] == "ack" {
+                break;
+            }
+            if frame["type"] == "error" {
+                assert_eq!(frame["code"], "rate_limited");
+                assert!(frame["message"].as_str().unwrap().contains("try again in"));
+                limited += 1;
+                break;
+            }
+        }
+    }
+    assert_eq!(limited, 3, "a burst of 3 passes, the rest are refused");
+    neighbour.say("n1", "hello").await;
+    assert_eq!(neighbour.next_of("ack").await["duplicate"], false);
+}
+
+#[tokio::test]
+async fn only_configured_origins_and_genuine_tokens_get_in() {
+    let server = TestServer::start_with(|c| c.webchat.allowed_origins = vec!["https://shop.example.com".into()]).await;
+    let (_, token) = server.new_visitor().await;
+    assert_eq!(server.connect_from(&token, Some("https://evil.example.net")).await.err(), Some(403));
+    assert!(server.connect_from(&token, Some("https://shop.example.com")).await.is_ok());
+    let same_origin = format!("http://{}", server.addr);
+    assert!(server.connect_from(&token, Some(&same_origin)).await.is_ok());
+    assert_eq!(server.connect_from("forged.token", None).await.err(), Some(401));
+    let (_, other_token) = server.new_visitor().await;
+    let tampered = format!("{}.{}", other_token.split_once('.').unwrap().0, token.split_once('.').unwrap().1);
+    assert_eq!(server.connect_from(&tampered, None).await.err(), Some(401));
+
+    let http = reqwest::Client::new();
+    let refused = http
+        .get(server.url("/webchat/config"))
+        .header("origin", "https://evil.example.net")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("webchat.allowed_origins"));
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, server.url("/webchat/messages"))
+        .header("origin", "https://shop.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "https://shop.example.com");
+    let unauthorised = http.get(server.url("/webchat/messages")).send().await.unwrap();
+    assert_eq!(unauthorised.status(), 401);
+}
+
+#[tokio::test]
+async fn every_open_tab_of_a_visitor_sees_the_conversation() {
+    let server = TestServer::start().await;
+    let (token, mut first) = visitor_socket(&server).await;
+    let mut second = server.connect(&token).await;
+    second.next_of("ready").await;
+    first.say("c1", "hello").await;
+    let reply = second.next_reply().await;
+    assert!(reply["text"].as_str().unwrap().starts_with("Hi!"));
+}
+
+#[tokio::test]
+async fn the_demo_page_embeds_the_widget_script() {
+    let server = TestServer::start().await;
+    let page = reqwest::get(server.url("/")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("<script src=\"/widget.js\""), "demo page embeds the widget");
+    let script = reqwest::get(server.url("/widget.js")).await.unwrap();
+    assert!(script.headers()["content-type"].to_str().unwrap().starts_with("application/javascript"));
+    assert!(script.text().await.unwrap().contains("/webchat/ws"));
+    let config: Value = reqwest::get(server.url("/webchat/config")).await.unwrap().json().await.unwrap();
+    assert_eq!(config["look"]["position"], "right");
+}
