@@ -1,0 +1,292 @@
+//! Load generator for web chat. Starts the real `switchboard` binary (a separate process, so the
+//! server's memory and CPU are its own) on a fresh SQLite file and drives it over loopback.
+//!
+//!   bench throughput [--connections 200] [--seconds 10]
+//!   bench latency    [--rate 1000] [--connections 200] [--seconds 10]
+//!   bench idle       [--connections 19000]
+//!   bench startup    [--runs 5]
+//!
+//! Results go to stdout as one line per measurement; BENCHMARKS.md records them.
+
+use anyhow::{Context, bail};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use switchboard_admin_web::VisitorKeys;
+use tokio::net::TcpSocket;
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+const SECRET: &str = "bench-secret-bench-secret-bench-secret-0123";
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> anyhow::Result<(Self, Duration)> {
+        let dir = tempfile::tempdir()?;
+        let started = Instant::now();
+        let mut child = Command::new(binary()?)
+            .arg("serve")
+            .current_dir(dir.path())
+            .env("SWITCHBOARD_SERVER__LISTEN", "127.0.0.1:0")
+            .env("SWITCHBOARD_SERVER__SECRET", SECRET)
+            .env("SWITCHBOARD_WEBCHAT__RATE_LIMIT_PER_MINUTE", "100000000")
+            .env("SWITCHBOARD_WEBCHAT__RATE_LIMIT_BURST", "100000000")
+            .env("SWITCHBOARD_LOG__LEVEL", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the switchboard binary")?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        let addr: SocketAddr = line
+            .trim()
+            .rsplit("http://")
+            .next()
+            .context("address line")?
+            .parse()
+            .with_context(|| format!("unexpected first line: {line}"))?;
+        // Ready = answers HTTP.
+        loop {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let ready = started.elapsed();
+        Ok((Self { child, addr, _dir: dir }, ready))
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The release binary beside this one.
+fn binary() -> anyhow::Result<PathBuf> {
+    let mut path = std::env::current_exe()?;
+    path.pop();
+    path.push("switchboard");
+    if !path.exists() {
+        bail!("{} is missing: build it with `cargo build --release --workspace`", path.display());
+    }
+    Ok(path)
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Opens a widget socket from source address 127.0.0.x so many sockets fit the port range.
+async fn open(addr: SocketAddr, keys: &VisitorKeys, index: usize) -> anyhow::Result<Socket> {
+    let (_, token) = keys.issue();
+    let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (index % 250) as u8));
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    let stream = socket.connect(addr).await?;
+    let url = format!("ws://{addr}/webchat/ws?token={token}");
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await?;
+    // Wait for `ready`.
+    while let Some(frame) = ws.next().await {
+        if let WsMessage::Text(text) = frame? {
+            if text.contains("\"ready\"") {
+                return Ok(ws);
+            }
+        }
+    }
+    bail!("closed before ready")
+}
+
+fn arg(args: &[String], name: &str, default: u64) -> u64 {
+    args.windows(2)
+        .find(|w| w[0] == name)
+        .and_then(|w| w[1].parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let scenario = args.first().map(String::as_str).unwrap_or("help");
+    match scenario {
+        "throughput" => throughput(arg(&args, "--connections", 200) as usize, arg(&args, "--seconds", 10)).await,
+        "latency" => {
+            latency(arg(&args, "--rate", 1000), arg(&args, "--connections", 200) as usize, arg(&args, "--seconds", 10))
+                .await
+        }
+        "idle" => idle(arg(&args, "--connections", 19_000) as usize).await,
+        "startup" => startup(arg(&args, "--runs", 5) as usize),
+        _ => {
+            eprintln!("usage: bench throughput|latency|idle|startup [options]; see the source header");
+            Ok(())
+        }
+    }
+}
+
+/// Closed loop: each connection sends its next message as soon as the bot answered the last.
+async fn throughput(connections: usize, seconds: u64) -> anyhow::Result<()> {
+    let (server, _) = Server::start()?;
+    let keys = Arc::new(VisitorKeys::new(SECRET.as_bytes().to_vec()));
+    let answered = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for index in 0..connections {
+        let socket = open(server.addr, &keys, index).await?;
+        let answered = answered.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut sink, mut stream) = socket.split();
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                n += 1;
+                let frame = json!({"type": "send", "client_id": format!("m{n}"), "text": "hello"});
+                if sink.send(WsMessage::Text(frame.to_string().into())).await.is_err() {
+                    return;
+                }
+                // Until the bot's answer to this message arrives.
+                loop {
+                    match stream.next().await {
+                        Some(Ok(WsMessage::Text(text))) if text.contains("\"sender\":\"bot\"") => break,
+                        Some(Ok(_)) => continue,
+                        _ => return,
+                    }
+                }
+                answered.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let started = Instant::now();
+    for task in tasks {
+        let _ = task.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let total = answered.load(Ordering::Relaxed);
+    println!(
+        "throughput: {connections} connections, {total} messages persisted and answered in {elapsed:.1} s = {:.0} msg/s; server RSS {} MiB",
+        total as f64 / elapsed,
+        server.rss_kib() / 1024
+    );
+    Ok(())
+}
+
+/// Open loop at a fixed rate; latency from send to the bot's answer arriving.
+async fn latency(rate: u64, connections: usize, seconds: u64) -> anyhow::Result<()> {
+    let (server, _) = Server::start()?;
+    let keys = VisitorKeys::new(SECRET.as_bytes().to_vec());
+    let samples = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    let mut sinks = Vec::new();
+    let mut readers = Vec::new();
+    for index in 0..connections {
+        let (sink, mut stream) = open(server.addr, &keys, index).await?.split();
+        let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        sinks.push((sink, sent_at.clone()));
+        let samples = samples.clone();
+        readers.push(tokio::spawn(async move {
+            // Answers come in order per conversation: pair each with the oldest unanswered send.
+            while let Some(Ok(message)) = stream.next().await {
+                let WsMessage::Text(text) = message else { continue };
+                let frame: Value = serde_json::from_str(&text).unwrap_or_default();
+                if frame["type"] == "message" && frame["message"]["sender"] == "bot" {
+                    let mut pending = sent_at.lock().await;
+                    if let Some(key) = pending.iter().min_by_key(|(_, at)| **at).map(|(k, _)| k.clone()) {
+                        let at = pending.remove(&key).expect("present");
+                        samples.lock().await.push(at.elapsed());
+                    }
+                }
+            }
+        }));
+    }
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let total = rate * seconds;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    for n in 0..total {
+        ticker.tick().await;
+        let (sink, sent_at) = &mut sinks[(n as usize) % connections];
+        let id = format!("m{n}");
+        sent_at.lock().await.insert(id.clone(), Instant::now());
+        let frame = json!({"type": "send", "client_id": id, "text": "hello"});
+        sink.send(WsMessage::Text(frame.to_string().into())).await?;
+    }
+    let send_elapsed = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut samples = samples.lock().await.clone();
+    samples.sort();
+    let pct = |p: f64| samples.get(((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1))).copied().unwrap_or_default();
+    println!(
+        "latency: offered {rate} msg/s over {connections} connections for {seconds} s (achieved {:.0} msg/s sent), {} answered: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        total as f64 / send_elapsed,
+        samples.len(),
+        pct(0.50).as_secs_f64() * 1000.0,
+        pct(0.99).as_secs_f64() * 1000.0,
+        samples.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+    );
+    for reader in readers {
+        reader.abort();
+    }
+    Ok(())
+}
+
+/// Idle widgets: server memory per open connection.
+async fn idle(connections: usize) -> anyhow::Result<()> {
+    let (server, _) = Server::start()?;
+    let keys = VisitorKeys::new(SECRET.as_bytes().to_vec());
+    // Warm the server (first connection allocates shared buffers) before measuring.
+    let warm = open(server.addr, &keys, 0).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = server.rss_kib();
+    let mut sockets = Vec::with_capacity(connections);
+    let started = Instant::now();
+    for chunk_start in (0..connections).step_by(500) {
+        let chunk = (chunk_start..(chunk_start + 500).min(connections)).map(|i| open(server.addr, &keys, i + 1));
+        for socket in futures::future::join_all(chunk).await {
+            sockets.push(socket?);
+        }
+    }
+    let opening = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = server.rss_kib();
+    let per = (after.saturating_sub(before)) as f64 * 1024.0 / connections as f64;
+    println!(
+        "idle: {connections} widget connections opened in {:.1} s; server RSS {} MiB -> {} MiB = {:.1} KB per connection",
+        opening.as_secs_f64(),
+        before / 1024,
+        after / 1024,
+        per / 1000.0
+    );
+    drop(warm);
+    Ok(())
+}
+
+/// From process start to accepting connections, on a fresh database (migrations included).
+fn startup(runs: usize) -> anyhow::Result<()> {
+    let mut times: Vec<Duration> = (0..runs).map(|_| Server::start().map(|(_, t)| t)).collect::<Result<_, _>>()?;
+    times.sort();
+    println!(
+        "startup: median {:.0} ms, max {:.0} ms over {runs} runs (fresh SQLite file, migrations included)",
+        times[runs / 2].as_secs_f64() * 1000.0,
+        times.last().expect("runs > 0").as_secs_f64() * 1000.0
+    );
+    Ok(())
+}
