@@ -12,4 +12,21 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
+# System packages: Chromium for the browser tests, Node.js to drive it.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing ${missing[*]} (apt)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# playwright-core drives the system Chromium; it never downloads a browser.
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  (cd tests/browser && npm install --no-package-lock --no-fund --no-audit --loglevel=error)
+fi
+
 cargo test --workspace --locked "$@"

@@ -1,1 +1,930 @@
+/*
+ * Switchboard web chat widget.
+ *
+ * Embed with one tag:
+ *   <script src="https://support.example.com/widget.js" data-title="Support" async></script>
+ *
+ * Plain JavaScript, no dependencies, no build step. The UI lives in a Shadow DOM so the host
+ * page's CSS cannot reach it. Message text is only ever inserted with textContent.
+ */
+(function () {
+  'use strict';
 
+  // document.currentScript only exists while this file first runs, so capture it now.
+  const script = document.currentScript ||
+    document.querySelector('script[data-server]') ||
+    document.querySelector('script[src*="widget.js"]');
+
+  if (window.__switchboardWidgetLoaded) return; // embedded twice: keep the first
+  window.__switchboardWidgetLoaded = true;
+
+  const given = window.SwitchboardWidget && typeof window.SwitchboardWidget === 'object'
+    ? window.SwitchboardWidget : {};
+  const attrs = (script && script.dataset) || {};
+  const server = resolveServer();
+
+  const WELCOME_KEY = 'welcome';
+  const HISTORY_PAGE = 500;           // the server's page size; a full page means "ask again"
+  const PING_EVERY = 25000;
+  const PONG_WITHIN = 20000;          // replies can queue behind a slow send, so be generous
+  const TYPING_MAX = 15000;
+  const WS_RETRY_IN_FALLBACK = 60000;
+  const SENDERS = ['customer', 'bot', 'agent', 'system'];
+
+  // ---- configuration ----------------------------------------------------------------------
+
+  /** Explicit settings win; otherwise the server is wherever this script was loaded from. */
+  function resolveServer() {
+    let base = given.server || attrs.server;
+    if (!base && script && script.src) base = new URL('.', script.src).href;
+    if (!base) base = location.origin;
+    return new URL(base, location.href).href.replace(/\/+$/, '');
+  }
+
+  const DEFAULT_LOOK = {
+    title: 'Support', primaryColor: '#2563eb', textColor: '#ffffff',
+    position: 'right', welcomeMessage: '',
+  };
+  // Page settings: data attributes, overridden by window.SwitchboardWidget.
+  const pageLook = merge({}, {
+    title: attrs.title, primaryColor: attrs.primaryColor, textColor: attrs.textColor,
+    position: attrs.position, welcomeMessage: attrs.welcome != null ? attrs.welcome : attrs.welcomeMessage,
+  }, {
+    title: given.title, primaryColor: given.primaryColor, textColor: given.textColor,
+    position: given.position, welcomeMessage: given.welcomeMessage,
+  });
+  let serverLook = {};
+  let look = computeLook();
+
+  /** Copies the defined values of each source onto target, later sources winning. */
+  function merge(target, ...sources) {
+    for (const source of sources) {
+      for (const [key, value] of Object.entries(source)) if (value != null) target[key] = value;
+    }
+    return target;
+  }
+
+  function computeLook() {
+    const result = merge({}, DEFAULT_LOOK, serverLook, pageLook);
+    result.position = result.position === 'left' ? 'left' : 'right';
+    result.primaryColor = validColor(result.primaryColor, DEFAULT_LOOK.primaryColor);
+    result.textColor = validColor(result.textColor, DEFAULT_LOOK.textColor);
+    result.title = String(result.title || DEFAULT_LOOK.title);
+    result.welcomeMessage = String(result.welcomeMessage || '');
+    return result;
+  }
+
+  function validColor(value, fallback) {
+    const ok = window.CSS && CSS.supports ? CSS.supports('color', value) : /^#[0-9a-f]{3,8}$/i.test(value);
+    return ok ? value : fallback;
+  }
+
+  async function loadServerConfig() {
+    try {
+      const res = await fetch(server + '/webchat/config');
+      if (!res.ok) return;
+      const data = await res.json();
+      const l = data.look || {};
+      serverLook = {
+        title: l.title, primaryColor: l.primary_color, textColor: l.text_color,
+        position: l.position, welcomeMessage: l.welcome_message,
+      };
+      if (data.max_message_chars > 0) state.maxChars = data.max_message_chars;
+      look = computeLook();
+      applyLook();
+    } catch (_) { /* the built-in look is fine */ }
+  }
+
+  // ---- storage: localStorage, or memory when it is unavailable (private modes, sandboxes) ----
+
+  const memory = {};
+  const storageKey = (name) => 'switchboard:' + server + ':' + name;
+
+  function load(name) {
+    if (name in memory) return memory[name];
+    try { return localStorage.getItem(storageKey(name)); } catch (_) { return null; }
+  }
+
+  function save(name, value) {
+    memory[name] = value;
+    try {
+      if (value == null) localStorage.removeItem(storageKey(name));
+      else localStorage.setItem(storageKey(name), value);
+    } catch (_) { /* memory copy still works for this page */ }
+  }
+
+  const validClientId = (id) => typeof id === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(id);
+
+  function readPending() {
+    try {
+      const list = JSON.parse(load('pending') || '[]');
+      if (!Array.isArray(list)) return [];
+      return list
+        .filter((p) => p && validClientId(p.client_id) && typeof p.text === 'string')
+        .map((p) => ({ client_id: p.client_id, text: p.text, error: null }));
+    } catch (_) { return []; }
+  }
+
+  function writePending() {
+    const pending = state.local.filter((m) => !m.error).map((m) => ({ client_id: m.client_id, text: m.text }));
+    save('pending', JSON.stringify(pending));
+  }
+
+  // ---- state ------------------------------------------------------------------------------
+
+  const state = {
+    token: load('token'),
+    stored: new Map(),    // id → Message the server has stored
+    local: readPending(), // customer messages not stored yet, in send order: {client_id, text, error}
+    maxSeq: 0,            // highest seq seen
+    cursor: 0,            // highest seq up to which nothing is missing: the `after` for catch-ups
+    conversation: null,
+    connection: 'connecting', // connecting | online | offline
+    open: load('open') === '1',
+    maxChars: 0,
+  };
+
+  let socket = null;        // the current WebSocket, if any
+  let socketReady = false;  // `ready` arrived on it
+  let everReady = false;    // a socket has worked on this page, so WebSockets are not blocked
+  let failedOpens = 0;
+  let attempt = 0;          // reconnect backoff step
+  let mode = 'ws';          // 'ws' or 'http' (fallback)
+  let fallbackGen = 0;      // bumps to stop the fallback loops
+  let fallbackAbort = null;
+  let connecting = false;
+  let lastFrameAt = 0;
+  const inflight = new Set(); // client_ids sent on the current socket and not answered yet
+  const timers = { reconnect: 0, ping: 0, liveness: 0, typing: 0, retry: 0, wsRetry: 0 };
+
+  // ---- helpers ----------------------------------------------------------------------------
+
+  function newClientId() {
+    const c = window.crypto;
+    if (c && typeof c.randomUUID === 'function') return c.randomUUID();
+    const bytes = new Uint8Array(16);
+    if (c && c.getRandomValues) c.getRandomValues(bytes);
+    else for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
+  /** Exponential backoff from 0.5 s to 30 s, jittered so many widgets don't retry in step. */
+  function backoffDelay(step) {
+    const base = Math.min(30000, 500 * Math.pow(2, step));
+    return base / 2 + Math.random() * base / 2;
+  }
+
+  /** "try again in 1234 ms" → 1234; anything else → 2 s. */
+  function retryDelay(message) {
+    const match = /(\d+)\s*ms/.exec(message || '');
+    return match ? Math.max(100, Number(match[1])) : 2000;
+  }
+
+  // Sleeps that the 'online' event can cut short.
+  const sleepers = new Set();
+  function sleep(ms) {
+    return new Promise((resolve) => {
+      const done = () => { clearTimeout(timer); sleepers.delete(done); resolve(); };
+      const timer = setTimeout(done, ms);
+      sleepers.add(done);
+    });
+  }
+  const wakeSleepers = () => [...sleepers].forEach((done) => done());
+
+  function formatTime(iso) {
+    const d = new Date(iso);
+    if (isNaN(d.getTime())) return '';
+    return String(d.getHours()).padStart(2, '0') + ':' + String(d.getMinutes()).padStart(2, '0');
+  }
+
+  // ---- identity and HTTP --------------------------------------------------------------------
+
+  let sessionPromise = null;
+
+  /** The visitor token, creating a session once even if many callers ask at the same time. */
+  function ensureSession() {
+    if (state.token) return Promise.resolve(state.token);
+    if (!sessionPromise) {
+      sessionPromise = createSession().finally(() => { sessionPromise = null; });
+    }
+    return sessionPromise;
+  }
+
+  async function createSession() {
+    const res = await fetch(server + '/webchat/session', { method: 'POST' });
+    const data = await res.json().catch(() => null);
+    if (!res.ok || !data || !data.token) throw new Error('session failed: ' + res.status);
+    state.token = data.token;
+    save('token', data.token);
+    return data.token;
+  }
+
+  /** The server no longer accepts oldToken: become a new visitor (pending messages go along). */
+  function renewSession(oldToken) {
+    if (state.token === oldToken) {
+      state.token = null;
+      save('token', null);
+      // The old visitor's conversation is out of reach now, and seqs start over.
+      state.stored.clear();
+      state.maxSeq = 0;
+      state.cursor = 0;
+      state.conversation = null;
+      render();
+      updateStatus();
+    }
+    return ensureSession();
+  }
+
+  /** An authorised request; a 401 renews the session and retries once. Throws on network errors. */
+  async function request(method, path, body, signal) {
+    for (let tries = 0; ; tries++) {
+      const token = await ensureSession();
+      const init = { method, headers: { Authorization: 'Bearer ' + token }, signal };
+      if (body !== undefined) {
+        init.headers['Content-Type'] = 'application/json';
+        init.body = JSON.stringify(body);
+      }
+      const res = await fetch(server + path, init);
+      const data = await res.json().catch(() => null);
+      if (res.status === 401 && tries === 0) { await renewSession(token); continue; }
+      return { status: res.status, ok: res.ok, data };
+    }
+  }
+
+  // ---- messages -----------------------------------------------------------------------------
+
+  /** Adds server messages, deduplicated by id; a stored customer message settles its pending copy.
+   *  An ack's message does not advance the cursor: replies stored before it may not have
+   *  reached us yet (over HTTP they only come with the next poll). */
+  function ingest(messages, live, fromAck) {
+    for (const m of messages) {
+      if (!m || typeof m.id !== 'string' || typeof m.seq !== 'number') continue;
+      if (m.seq > state.maxSeq) state.maxSeq = m.seq;
+      if (!fromAck && m.seq > state.cursor) state.cursor = m.seq;
+      if (m.client_id) dropLocal(m.client_id);
+      if (state.stored.has(m.id)) continue;
+      state.stored.set(m.id, m);
+      if (m.sender !== 'customer') {
+        setTyping(false);
+        if (live && !state.open) setUnread(true);
+        // Handoffs arrive as system/agent messages; refresh who is answering.
+        if (live && m.sender !== 'bot' && socketReady) requestHistory();
+      }
+    }
+    render();
+  }
+
+  function dropLocal(clientId) {
+    inflight.delete(clientId);
+    const index = state.local.findIndex((m) => m.client_id === clientId);
+    if (index < 0) return;
+    state.local.splice(index, 1);
+    writePending();
+  }
+
+  function failLocal(entry, message) {
+    inflight.delete(entry.client_id);
+    entry.error = message || 'The message could not be sent.';
+    writePending(); // failed messages are not retried, so they leave the stored queue
+    render();
+  }
+
+  function setConversation(conversation) {
+    if (conversation === undefined) return;
+    state.conversation = conversation;
+    updateStatus();
+  }
+
+  /** Queues a customer message; it stays pending (and stored locally) until the server acks it. */
+  function send(text) {
+    text = String(text == null ? '' : text).trim();
+    if (!text) return null;
+    const entry = { client_id: newClientId(), text, error: null };
+    const chars = Array.from(text).length;
+    if (state.maxChars && chars > state.maxChars) {
+      entry.error = 'The message has ' + chars + ' characters; the limit is ' + state.maxChars +
+        '. Shorten it or split it.';
+    }
+    state.local.push(entry);
+    writePending();
+    render(true);
+    if (!entry.error) flushPending();
+    return entry.client_id;
+  }
+
+  /** Sends every pending message not already on its way, oldest first, reusing its client_id. */
+  function flushPending() {
+    if (mode === 'http') { httpFlush(); return; }
+    if (!socketReady) return;
+    for (const m of state.local) {
+      if (m.error || inflight.has(m.client_id)) continue;
+      if (sendFrame({ type: 'send', client_id: m.client_id, text: m.text })) inflight.add(m.client_id);
+    }
+  }
+
+  function retryLater(delay, withHistory) {
+    clearTimeout(timers.retry);
+    timers.retry = setTimeout(() => {
+      if (withHistory && socketReady) requestHistory();
+      flushPending();
+    }, delay);
+  }
+
+  // ---- WebSocket ----------------------------------------------------------------------------
+
+  function wsUrl(token) {
+    const url = new URL(server + '/webchat/ws');
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    url.searchParams.set('token', token);
+    return url.href;
+  }
+
+  function sendFrame(frame) {
+    if (!socket || socket.readyState !== 1) return false;
+    try { socket.send(JSON.stringify(frame)); return true; } catch (_) { return false; }
+  }
+
+  const requestHistory = () => sendFrame({ type: 'history', after: state.cursor });
+
+  async function connect() {
+    clearTimeout(timers.reconnect);
+    timers.reconnect = 0;
+    if (socket || connecting || mode === 'http') return;
+    if (typeof WebSocket !== 'function') { startFallback(); return; }
+    connecting = true;
+    let token;
+    try {
+      token = await ensureSession();
+    } catch (_) {
+      setConnection('offline');
+      scheduleReconnect();
+      return;
+    } finally {
+      connecting = false;
+    }
+    if (!socket && mode === 'ws') openSocket(token, false);
+  }
+
+  /** Opens a socket; a trial one (from the HTTP fallback) only matters if it reaches ready. */
+  function openSocket(token, trial) {
+    let ws;
+    try { ws = new WebSocket(wsUrl(token)); } catch (_) { ws = null; }
+    if (!ws) { if (!trial) socketFailed(token, false); return; }
+    ws.sbToken = token;
+    ws.sbTrial = trial;
+    socket = ws;
+    ws.onmessage = (event) => {
+      lastFrameAt = Date.now();
+      let frame;
+      try { frame = JSON.parse(event.data); } catch (_) { return; }
+      if (frame && frame.type === 'ready') ws.sbReady = true;
+      handleFrame(frame);
+    };
+    ws.onclose = () => socketClosed(ws);
+    ws.onerror = () => { /* a close event always follows */ };
+  }
+
+  function socketClosed(ws) {
+    if (ws !== socket) return; // already handled, or superseded
+    socket = null;
+    socketReady = false;
+    inflight.clear(); // unanswered sends go again on the next connection
+    stopPing();
+    setTyping(false);
+    if (ws.sbTrial && !ws.sbReady) return; // the HTTP fallback carries on
+    setConnection('offline');
+    if (ws.sbReady) { scheduleReconnect(); return; }
+    socketFailed(ws.sbToken, true);
+  }
+
+  /** The socket never reached ready. A rejected token looks just like a network error to a
+   *  browser socket, so ask over HTTP, which renews the session on 401. */
+  async function socketFailed(token, checkToken) {
+    failedOpens++;
+    if (checkToken) {
+      try {
+        const res = await request('GET', '/webchat/messages?after=' + state.cursor);
+        if (res.ok && res.data) { setConversation(res.data.conversation); ingest(res.data.messages || [], false); }
+      } catch (_) { /* server unreachable: plain backoff */ }
+      if (state.token && state.token !== token) { failedOpens = 0; connect(); return; }
+    }
+    if (socket || mode === 'http') return;
+    if (!everReady && failedOpens >= 3) startFallback();
+    else scheduleReconnect();
+  }
+
+  function scheduleReconnect() {
+    if (timers.reconnect || mode === 'http') return;
+    timers.reconnect = setTimeout(connect, backoffDelay(attempt++));
+  }
+
+  /** Abandons a socket we believe dead without waiting for a close handshake that may never come. */
+  function dropSocket(ws) {
+    ws.onclose = null;
+    ws.onmessage = null;
+    try { ws.close(); } catch (_) { /* already closing */ }
+    socketClosed(ws);
+  }
+
+  function startPing() {
+    stopPing();
+    timers.ping = setInterval(ping, PING_EVERY);
+  }
+
+  function stopPing() {
+    clearInterval(timers.ping);
+    clearTimeout(timers.liveness);
+  }
+
+  /** Pings, and drops the socket if nothing at all comes back in time (half-open connections). */
+  function ping() {
+    const ws = socket;
+    if (!ws || !socketReady) return;
+    const sentAt = Date.now();
+    sendFrame({ type: 'ping' });
+    clearTimeout(timers.liveness);
+    timers.liveness = setTimeout(() => {
+      if (socket === ws && lastFrameAt < sentAt) dropSocket(ws);
+    }, PONG_WITHIN);
+  }
+
+  function handleFrame(frame) {
+    switch (frame && frame.type) {
+      case 'ready': return onReady(frame);
+      case 'history': {
+        const messages = frame.messages || [];
+        setConversation(frame.conversation);
+        ingest(messages, false);
+        if (messages.length >= HISTORY_PAGE) requestHistory();
+        return;
+      }
+      case 'message': return ingest([frame.message], true);
+      case 'ack': return onAck(frame);
+      case 'typing': return setTyping(!!frame.on);
+      case 'error': return onError(frame);
+      default: return; // pong, or something newer than this widget
+    }
+  }
+
+  function onReady(frame) {
+    socketReady = true;
+    everReady = true;
+    failedOpens = 0;
+    attempt = 0;
+    if (mode === 'http') stopFallback(); // the 60 s retry worked: back to the socket
+    setConversation(frame.conversation || null);
+    setConnection('online');
+    requestHistory();
+    flushPending();
+    startPing();
+  }
+
+  function onAck(frame) {
+    dropLocal(frame.client_id);
+    setConversation(frame.conversation);
+    if (frame.message) ingest([frame.message], false, true);
+    else render();
+  }
+
+  function onError(frame) {
+    const clientId = frame.client_id;
+    const entry = clientId ? state.local.find((m) => m.client_id === clientId) : null;
+    if (clientId) inflight.delete(clientId);
+    if (frame.code === 'rate_limited') return retryLater(retryDelay(frame.message), false);
+    if (frame.code === 'unavailable') return retryLater(3000, !clientId);
+    if (entry) failLocal(entry, frame.message);
+    else if (window.console) console.warn('[switchboard]', frame.code, frame.message);
+  }
+
+  // ---- HTTP fallback (no WebSocket, or it keeps failing) ------------------------------------
+
+  function startFallback() {
+    if (mode === 'http') return;
+    mode = 'http';
+    clearTimeout(timers.reconnect);
+    timers.reconnect = 0;
+    const gen = ++fallbackGen;
+    fallbackAbort = typeof AbortController === 'function' ? new AbortController() : null;
+    pollLoop(gen, fallbackAbort && fallbackAbort.signal);
+    httpFlush();
+    if (typeof WebSocket === 'function') timers.wsRetry = setInterval(tryWebSocketAgain, WS_RETRY_IN_FALLBACK);
+  }
+
+  function stopFallback() {
+    mode = 'ws';
+    fallbackGen++;
+    if (fallbackAbort) fallbackAbort.abort();
+    fallbackAbort = null;
+    clearInterval(timers.wsRetry);
+  }
+
+  function tryWebSocketAgain() {
+    if (mode === 'http' && !socket && state.token) openSocket(state.token, true);
+  }
+
+  /** Catches up with plain history once, then long-polls for as long as the fallback lasts. */
+  async function pollLoop(gen, signal) {
+    let path = '/webchat/messages?after=';
+    let failures = 0;
+    while (gen === fallbackGen) {
+      const started = Date.now();
+      try {
+        const res = await request('GET', path + state.cursor, undefined, signal);
+        if (gen !== fallbackGen) return;
+        if (!res.ok || !res.data) throw new Error('poll failed: ' + res.status);
+        failures = 0;
+        setConnection('online');
+        setConversation(res.data.conversation);
+        const messages = res.data.messages || [];
+        ingest(messages, path.indexOf('poll') >= 0);
+        path = '/webchat/poll?after=';
+        // A server answering empty at once must not turn this into a busy loop.
+        if (!messages.length && Date.now() - started < 1000) await sleep(1000);
+      } catch (_) {
+        if (gen !== fallbackGen) return;
+        setConnection('offline');
+        await sleep(backoffDelay(failures++));
+      }
+    }
+  }
+
+  let httpFlushing = false;
+
+  /** Posts pending messages one at a time, in order, until none are left. */
+  async function httpFlush() {
+    if (httpFlushing) return;
+    httpFlushing = true;
+    let failures = 0;
+    try {
+      while (mode === 'http') {
+        const entry = state.local.find((m) => !m.error);
+        if (!entry) break;
+        let res;
+        try {
+          res = await request('POST', '/webchat/messages', { client_id: entry.client_id, text: entry.text });
+        } catch (_) {
+          setConnection('offline');
+          await sleep(backoffDelay(failures++));
+          continue;
+        }
+        const error = (res.data && res.data.error) || {};
+        if (res.ok && res.data && res.data.message) {
+          failures = 0;
+          onAck({ client_id: entry.client_id, message: res.data.message, conversation: res.data.conversation });
+        } else if (res.status === 429) {
+          await sleep(retryDelay(error.message));
+        } else if (res.status >= 500) {
+          await sleep(backoffDelay(failures++));
+        } else {
+          failLocal(entry, error.message || 'The message could not be sent (' + res.status + ').');
+        }
+      }
+    } finally {
+      httpFlushing = false;
+    }
+  }
+
+  // ---- UI -----------------------------------------------------------------------------------
+
+  // Static markup only; message text never goes through innerHTML.
+  const ICON_CHAT = '<svg class="sb-icon-chat" viewBox="0 0 24 24" fill="currentColor" aria-hidden="true"><path d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z"/></svg>';
+  const ICON_CLOSE = '<svg class="sb-icon-close" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2.4" stroke-linecap="round" aria-hidden="true"><path d="M6 6l12 12M18 6L6 18"/></svg>';
+  const ICON_SEND = '<svg viewBox="0 0 24 24" fill="currentColor" aria-hidden="true"><path d="M3.4 20.4l17.45-7.48a1 1 0 0 0 0-1.84L3.4 3.6a.99.99 0 0 0-1.39.91L2 9.12c0 .5.37.93.87.99L17 12 2.87 13.88c-.5.07-.87.5-.87 1l.01 4.61c0 .71.73 1.2 1.39.91z"/></svg>';
+
+  const STYLES = `
+:host { all: initial; }
+.sb-frame { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
+  color: #111827; -webkit-font-smoothing: antialiased; }
+.sb-frame *, .sb-frame *::before, .sb-frame *::after { box-sizing: border-box; }
+[hidden] { display: none !important; }
+button { font: inherit; }
+button:focus-visible, textarea:focus-visible { outline: 2px solid var(--sb-primary); outline-offset: 2px; }
+.sb-launcher { position: fixed; bottom: 20px; right: 20px; z-index: 2147483000; width: 56px; height: 56px;
+  padding: 0; border: 0; border-radius: 50%; background: var(--sb-primary); color: var(--sb-text);
+  cursor: pointer; display: flex; align-items: center; justify-content: center;
+  box-shadow: 0 6px 20px rgba(0,0,0,.22); transition: transform .15s ease; }
+.sb-launcher:hover { transform: scale(1.06); }
+.sb-launcher svg { width: 26px; height: 26px; }
+.sb-icon-close, .sb-is-open .sb-icon-chat { display: none; }
+.sb-is-open .sb-icon-close { display: block; }
+.sb-badge { position: absolute; top: 3px; right: 3px; width: 14px; height: 14px; border-radius: 50%;
+  background: #ef4444; border: 2px solid #fff; }
+.sb-panel { position: fixed; bottom: 88px; right: 20px; z-index: 2147483000; width: 360px; height: 520px;
+  max-width: calc(100vw - 40px); max-height: calc(100vh - 108px); display: flex; flex-direction: column;
+  background: #fff; border-radius: 16px; overflow: hidden; box-shadow: 0 12px 40px rgba(0,0,0,.22);
+  animation: sb-pop .18s ease-out; }
+.sb-left .sb-launcher, .sb-left .sb-panel { right: auto; left: 20px; }
+.sb-header { display: flex; align-items: center; gap: 8px; padding: 14px 10px 14px 16px;
+  background: var(--sb-primary); color: var(--sb-text); }
+.sb-heading { flex: 1; min-width: 0; }
+.sb-title { font-size: 16px; font-weight: 600; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.sb-status { font-size: 12px; opacity: .85; }
+.sb-close { flex: none; width: 32px; height: 32px; padding: 0; border: 0; border-radius: 8px;
+  background: transparent; color: inherit; cursor: pointer; display: flex; align-items: center; justify-content: center; }
+.sb-close:hover { background: rgba(255,255,255,.18); }
+.sb-close svg { width: 18px; height: 18px; }
+.sb-scroll { flex: 1; overflow-y: auto; padding: 16px 12px 10px; background: #f8fafc; overscroll-behavior: contain; }
+.sb-messages { display: flex; flex-direction: column; gap: 6px; }
+.sb-row { display: flex; flex-direction: column; align-items: flex-start; }
+.sb-row-customer { align-items: flex-end; }
+.sb-row-system { align-items: center; }
+.sb-bubble { max-width: 80%; padding: 8px 12px; border-radius: 16px; border-bottom-left-radius: 4px;
+  background: #e5e7eb; color: #111827; white-space: pre-wrap; overflow-wrap: anywhere; }
+.sb-row-customer .sb-bubble { background: var(--sb-primary); color: var(--sb-text);
+  border-bottom-left-radius: 16px; border-bottom-right-radius: 4px; }
+.sb-row-system .sb-bubble { max-width: 90%; padding: 2px 8px; background: transparent; color: #6b7280;
+  font-size: 12px; font-style: italic; text-align: center; }
+.sb-meta { margin: 2px 6px 0; font-size: 10.5px; color: #6b7280; white-space: nowrap; }
+.sb-row-system .sb-meta { margin-top: 0; }
+.sb-pending .sb-bubble { opacity: .55; }
+.sb-failed .sb-bubble { opacity: .7; }
+.sb-error { max-width: 80%; margin-top: 3px; color: #dc2626; font-size: 12px; text-align: right; }
+.sb-quick { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 8px; }
+.sb-quick button { padding: 6px 12px; font-size: 13px; border-radius: 999px; cursor: pointer;
+  border: 1px solid var(--sb-primary); background: #fff; color: var(--sb-primary); }
+.sb-quick button:hover { background: var(--sb-primary); color: var(--sb-text); }
+.sb-typing { display: inline-flex; gap: 4px; margin-top: 6px; padding: 12px 14px; background: #e5e7eb;
+  border-radius: 16px; border-bottom-left-radius: 4px; }
+.sb-typing span { width: 7px; height: 7px; border-radius: 50%; background: #6b7280;
+  animation: sb-blink 1.2s infinite ease-in-out; }
+.sb-typing span:nth-child(2) { animation-delay: .15s; }
+.sb-typing span:nth-child(3) { animation-delay: .3s; }
+.sb-composer { display: flex; align-items: flex-end; gap: 8px; padding: 10px; background: #fff;
+  border-top: 1px solid #e5e7eb; }
+.sb-input { flex: 1; min-height: 40px; max-height: 120px; padding: 9px 12px; resize: none; font: inherit;
+  line-height: 1.4; color: inherit; background: #fff; border: 1px solid #d1d5db; border-radius: 12px; outline: none; }
+.sb-input:focus { border-color: var(--sb-primary); }
+.sb-send { flex: none; width: 40px; height: 40px; padding: 0; border: 0; border-radius: 12px; cursor: pointer;
+  background: var(--sb-primary); color: var(--sb-text); display: flex; align-items: center; justify-content: center; }
+.sb-send svg { width: 18px; height: 18px; }
+@keyframes sb-blink { 0%, 80%, 100% { opacity: .3; transform: none; } 40% { opacity: 1; transform: translateY(-3px); } }
+@keyframes sb-pop { from { opacity: 0; transform: translateY(8px) scale(.98); } to { opacity: 1; transform: none; } }
+@media (max-width: 479px) {
+  .sb-panel, .sb-left .sb-panel { top: 0; right: 0; bottom: 0; left: 0; width: 100%; height: 100%;
+    max-width: none; max-height: none; border-radius: 0; }
+  .sb-is-open .sb-launcher { display: none; }
+  .sb-input { font-size: 16px; } /* below 16px, iOS zooms the page on focus */
+}
+@media (prefers-reduced-motion: reduce) { .sb-panel, .sb-typing span { animation: none; } }
+`;
+
+  /** createElement with attributes, event handlers (onX) and children. */
+  function h(tag, props, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props || {})) {
+      if (key === 'class') node.className = value;
+      else if (key === 'text') node.textContent = value;
+      else if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value);
+    }
+    for (const child of children) if (child) node.append(child);
+    return node;
+  }
+
+  const ui = {};
+  const rows = new Map(); // render key → row element, reused so acks don't rebuild bubbles
+
+  /** Builds the whole UI detached, so the public API works before <body> exists. */
+  function buildUi() {
+    ui.host = h('div', { id: 'switchboard-widget' });
+    ui.host.style.setProperty('display', 'block', 'important');
+    const root = ui.host.attachShadow ? ui.host.attachShadow({ mode: 'open' }) : ui.host;
+
+    ui.launcher = h('button', { class: 'sb-launcher', type: 'button', 'data-sb': 'launcher',
+      'aria-expanded': 'false', onclick: () => setOpen(!state.open, true) });
+    ui.launcher.innerHTML = ICON_CHAT + ICON_CLOSE;
+    ui.badge = h('span', { class: 'sb-badge', hidden: '' });
+    ui.launcher.append(ui.badge);
+
+    ui.title = h('div', { class: 'sb-title' });
+    ui.status = h('div', { class: 'sb-status', 'data-sb': 'status', 'aria-live': 'polite' });
+    const close = h('button', { class: 'sb-close', type: 'button', 'data-sb': 'close',
+      'aria-label': 'Close chat', onclick: () => setOpen(false, false) });
+    close.innerHTML = ICON_CLOSE.replace('sb-icon-close', '');
+
+    ui.messages = h('div', { class: 'sb-messages', 'data-sb': 'messages', role: 'log', 'aria-live': 'polite' });
+    ui.typing = h('div', { class: 'sb-typing', 'data-sb': 'typing', hidden: '', 'aria-label': 'Typing' },
+      h('span'), h('span'), h('span'));
+    ui.scroll = h('div', { class: 'sb-scroll' }, ui.messages, ui.typing);
+
+    ui.input = h('textarea', { class: 'sb-input', 'data-sb': 'input', rows: '1',
+      placeholder: 'Type a message…', 'aria-label': 'Message', onkeydown: onInputKey, oninput: autoGrow });
+    const sendButton = h('button', { class: 'sb-send', type: 'submit', 'data-sb': 'send', 'aria-label': 'Send' });
+    sendButton.innerHTML = ICON_SEND;
+    const form = h('form', { class: 'sb-composer', onsubmit: (e) => { e.preventDefault(); submitInput(); } },
+      ui.input, sendButton);
+
+    ui.panel = h('div', { class: 'sb-panel', 'data-sb': 'panel', role: 'dialog', hidden: '',
+      onkeydown: (e) => { if (e.key === 'Escape') setOpen(false, false); } },
+    h('div', { class: 'sb-header' }, h('div', { class: 'sb-heading' }, ui.title, ui.status), close),
+    ui.scroll, form);
+
+    ui.frame = h('div', { class: 'sb-frame' }, ui.panel, ui.launcher);
+    root.append(h('style', { text: STYLES }), ui.frame);
+  }
+
+  function attachUi() {
+    if (document.body) document.body.appendChild(ui.host);
+    else document.addEventListener('DOMContentLoaded', () => document.body.appendChild(ui.host));
+  }
+
+  function applyLook() {
+    ui.frame.style.setProperty('--sb-primary', look.primaryColor);
+    ui.frame.style.setProperty('--sb-text', look.textColor);
+    ui.frame.classList.toggle('sb-left', look.position === 'left');
+    ui.title.textContent = look.title;
+    ui.panel.setAttribute('aria-label', look.title);
+    render();
+  }
+
+  function onInputKey(event) {
+    // Enter sends; Shift+Enter is a newline; never interrupt an IME composition.
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      submitInput();
+    }
+  }
+
+  function autoGrow() {
+    ui.input.style.height = 'auto';
+    ui.input.style.height = Math.min(ui.input.scrollHeight + 2, 120) + 'px';
+  }
+
+  function submitInput() {
+    if (!ui.input.value.trim()) return;
+    send(ui.input.value);
+    ui.input.value = '';
+    autoGrow();
+    ui.input.focus();
+  }
+
+  function setOpen(open, focus) {
+    state.open = open;
+    save('open', open ? '1' : '0');
+    ui.panel.hidden = !open;
+    ui.frame.classList.toggle('sb-is-open', open);
+    ui.launcher.setAttribute('aria-expanded', String(open));
+    ui.launcher.setAttribute('aria-label', open ? 'Close chat' : 'Open chat');
+    if (!open) return;
+    setUnread(false);
+    scrollToBottom();
+    if (focus) ui.input.focus({ preventScroll: true });
+  }
+
+  function setUnread(on) { ui.badge.hidden = !on; }
+
+  function setTyping(on) {
+    clearTimeout(timers.typing);
+    ui.typing.hidden = !on;
+    if (!on) return;
+    timers.typing = setTimeout(() => setTyping(false), TYPING_MAX); // never stuck on
+    if (isNearBottom()) scrollToBottom();
+  }
+
+  function setConnection(connection) {
+    state.connection = connection;
+    updateStatus();
+  }
+
+  function updateStatus() {
+    const c = state.conversation;
+    const handler = c && String(c.status).toLowerCase() !== 'closed' ? c.handler : null;
+    let text = 'Online';
+    if (state.connection === 'connecting') text = 'Connecting…';
+    else if (state.connection === 'offline') text = 'Offline — messages will be sent when the connection returns';
+    else if (handler === 'agent') text = "You're talking to our team";
+    else if (handler === 'queue') text = 'Waiting for the team';
+    ui.status.textContent = text;
+    ui.status.setAttribute('data-state', state.connection);
+  }
+
+  const isNearBottom = () => ui.scroll.scrollHeight - ui.scroll.scrollTop - ui.scroll.clientHeight < 80;
+  const scrollToBottom = () => { ui.scroll.scrollTop = ui.scroll.scrollHeight; };
+
+  /** Everything to show, in order: welcome, stored messages by seq, then unsent ones. */
+  function entries() {
+    const list = [];
+    if (look.welcomeMessage) list.push({ key: WELCOME_KEY, sender: 'bot', text: look.welcomeMessage, meta: '' });
+    const stored = [...state.stored.values()].sort((a, b) => a.seq - b.seq);
+    const storedClientIds = new Set();
+    for (const m of stored) {
+      if (m.client_id) storedClientIds.add(m.client_id);
+      list.push({
+        // Customer messages are keyed by client_id so the pending bubble becomes the stored one.
+        key: m.client_id ? 'c:' + m.client_id : 'm:' + m.id,
+        sender: SENDERS.indexOf(m.sender) >= 0 ? m.sender : 'bot',
+        text: String(m.text == null ? '' : m.text), seq: m.seq, meta: formatTime(m.created_at),
+        quickReplies: Array.isArray(m.quick_replies) ? m.quick_replies : [],
+      });
+    }
+    for (const m of state.local) {
+      if (storedClientIds.has(m.client_id)) continue;
+      list.push({ key: 'c:' + m.client_id, sender: 'customer', text: m.text,
+        pending: !m.error, error: m.error, meta: m.error ? 'not sent' : 'sending…' });
+    }
+    return list;
+  }
+
+  /** Brings the message list in line with the state, reusing existing rows. */
+  function render(forceScroll) {
+    const stick = forceScroll || isNearBottom();
+    const list = entries();
+    const keep = new Set();
+    let previous = null;
+    list.forEach((entry, index) => {
+      let row = rows.get(entry.key);
+      if (!row) { row = buildRow(entry); rows.set(entry.key, row); }
+      updateRow(row, entry, index === list.length - 1);
+      keep.add(entry.key);
+      const expected = previous ? previous.nextSibling : ui.messages.firstChild;
+      if (row !== expected) ui.messages.insertBefore(row, expected);
+      previous = row;
+    });
+    for (const [key, row] of rows) {
+      if (!keep.has(key)) { row.remove(); rows.delete(key); }
+    }
+    if (stick) scrollToBottom();
+  }
+
+  function buildRow(entry) {
+    const row = h('div', { class: 'sb-row sb-row-' + entry.sender });
+    row.sbBubble = h('div', { class: 'sb-bubble', 'data-sb': 'message', 'data-sender': entry.sender });
+    if (entry.key === WELCOME_KEY) row.sbBubble.setAttribute('data-local', 'welcome');
+    row.sbMeta = h('div', { class: 'sb-meta', 'data-sb': 'meta' });
+    row.append(row.sbBubble, row.sbMeta);
+    return row;
+  }
+
+  function updateRow(row, entry, isLast) {
+    const bubble = row.sbBubble;
+    // The bubble holds only the text; the time or "sending…" goes in the line below it.
+    if (bubble.textContent !== entry.text) bubble.textContent = entry.text;
+    if (entry.seq != null) bubble.setAttribute('data-seq', String(entry.seq));
+    row.sbMeta.textContent = entry.meta;
+    row.sbMeta.hidden = !entry.meta;
+    bubble.setAttribute('data-state', entry.pending ? 'pending' : entry.error ? 'failed' : 'sent');
+    row.classList.toggle('sb-pending', !!entry.pending);
+    row.classList.toggle('sb-failed', !!entry.error);
+    updateError(row, entry.error);
+    updateQuickReplies(row, isLast && entry.sender === 'bot' ? entry.quickReplies || [] : []);
+  }
+
+  function updateError(row, error) {
+    if (!error) { if (row.sbError) { row.sbError.remove(); row.sbError = null; } return; }
+    if (!row.sbError) { row.sbError = h('div', { class: 'sb-error', 'data-sb': 'error', role: 'alert' }); row.append(row.sbError); }
+    row.sbError.textContent = error;
+  }
+
+  /** Quick replies show only under the latest message, and only while it is the bot's. */
+  function updateQuickReplies(row, replies) {
+    const signature = JSON.stringify(replies);
+    if (row.sbQuickSignature === signature) return;
+    row.sbQuickSignature = signature;
+    if (row.sbQuick) { row.sbQuick.remove(); row.sbQuick = null; }
+    if (!replies.length) return;
+    row.sbQuick = h('div', { class: 'sb-quick', 'data-sb': 'quick-replies' });
+    for (const reply of replies) {
+      row.sbQuick.append(h('button', { type: 'button', 'data-sb': 'quick-reply', text: String(reply),
+        onclick: () => { send(String(reply)); ui.input.focus(); } }));
+    }
+    row.append(row.sbQuick);
+  }
+
+  // ---- start --------------------------------------------------------------------------------
+
+  function onOnline() {
+    wakeSleepers(); // cut fallback backoffs short
+    if (mode === 'http') { tryWebSocketAgain(); return; }
+    attempt = 0;
+    if (socketReady) ping(); // the old socket may have died with the old network
+    else if (!socket) connect();
+  }
+
+  function onOffline() {
+    if (socket) dropSocket(socket); // reconnects on 'online'
+    else setConnection('offline');
+  }
+
+  function onVisible() {
+    // Mobile browsers kill background sockets; don't wait out a long backoff when the user is back.
+    if (document.visibilityState === 'visible' && mode === 'ws' && !socket) { attempt = 0; connect(); }
+  }
+
+  const publicApi = given;
+  publicApi.open = () => setOpen(true, true);
+  publicApi.close = () => setOpen(false, false);
+  publicApi.toggle = () => setOpen(!state.open, true);
+  publicApi.send = (text) => send(text);
+  window.SwitchboardWidget = publicApi;
+
+  buildUi();
+  applyLook();
+  updateStatus();
+  setOpen(state.open, false);
+  attachUi();
+  window.addEventListener('online', onOnline);
+  window.addEventListener('offline', onOffline);
+  document.addEventListener('visibilitychange', onVisible);
+  loadServerConfig();
+  connect();
+})();

@@ -1,19 +1,10 @@
 //! The `switchboard` binary as an operator meets it.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-/// The binary cargo built beside this test executable.
-fn binary() -> PathBuf {
-    let mut dir = std::env::current_exe().unwrap();
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir.join("switchboard");
-    assert!(path.exists(), "build the binary first: {}", path.display());
-    path
+fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_switchboard-under-test")
 }
 
 fn run(args: &[&str], env: &[(&str, &str)], cwd: &std::path::Path) -> (i32, String, String) {
