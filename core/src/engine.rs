@@ -2,14 +2,14 @@
 
 use crate::events::EventBus;
 use crate::policy::Policy;
-use crate::ports::{Classifier, Clock, Inserted, Store, StoreError, StoreTx};
+use crate::ports::{Classifier, Clock, Committed, Store, StepWrite, StoreError};
 use crate::step::{Decision, Input, ReplyBody, step};
 use crate::summary::extractive_summary;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tokio::sync::{Mutex, Notify};
 use switchboard_models::{
-    Contact, Conversation, DomainEvent, Inbound, Message, MessageId, Sender, Timestamp,
+    Contact, ContactId, Conversation, DomainEvent, Inbound, Message, MessageId, Sender, Timestamp,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -120,43 +120,73 @@ impl Engine {
 
         let classification = self.classifier.classify(&inbound.text).await;
         let now = self.clock.now();
-        let mut tx = self.store.begin().await?;
-        let contact = tx
-            .upsert_contact(
-                inbound.channel,
-                &inbound.sender_external_id,
-                inbound.sender_name.as_deref(),
-                now,
-            )
+        let known = self
+            .store
+            .contact_by_external_id(inbound.channel, &inbound.sender_external_id)
             .await?;
-        let conversation = match tx.current_conversation(contact.id).await? {
-            Some(conversation) => conversation,
-            None => Conversation::new(contact.id, inbound.channel, now),
+        let new_contact = known.is_none();
+        let (contact, contact_write) = match known {
+            Some(contact) if inbound.sender_name.is_none() || contact.display_name == inbound.sender_name => {
+                (contact, None)
+            }
+            Some(mut contact) => {
+                contact.display_name = inbound.sender_name.clone();
+                (contact.clone(), Some(contact))
+            }
+            None => {
+                let contact = Contact {
+                    id: ContactId::new(),
+                    channel: inbound.channel,
+                    external_id: inbound.sender_external_id.clone(),
+                    display_name: inbound.sender_name.clone(),
+                    created_at: now,
+                };
+                (contact.clone(), Some(contact))
+            }
         };
+        let loaded = match new_contact {
+            true => None,
+            false => self.store.current_conversation(contact.id).await?,
+        };
+        let conversation = loaded.clone().unwrap_or_else(|| Conversation::new(contact.id, inbound.channel, now));
         let mut message = new_message(&conversation, Sender::Customer, inbound.text.clone(), now);
         message.external_id = Some(inbound.external_id.clone());
         message.classification = Some(classification.clone());
         let input = Input::CustomerMessage { text: &inbound.text, classification: &classification };
         let decision = step(&conversation, &input, &self.policy, now);
+        let (conversation, replies) = self.replies_for(decision, Some(&inbound.text), now).await?;
 
-        // The conversation row must exist before its messages reference it.
-        tx.save_conversation(&decision.conversation).await?;
-        match tx.insert_message(&message).await? {
-            Inserted::New { seq } => message.seq = seq,
-            Inserted::Duplicate => {
-                // Another node stored it between our check and our insert.
-                drop(tx);
+        let changed = loaded.as_ref().is_none_or(|before| !same_state(before, &conversation));
+        let write = StepWrite {
+            inbound: Some(message.clone()),
+            contact: contact_write,
+            conversation: changed.then(|| conversation.clone()),
+            outbound: replies.clone(),
+        };
+        match self.store.commit(write).await? {
+            Committed::Duplicate => {
+                // Stored elsewhere between our check and our write.
                 let existing = self
                     .store
                     .message_by_external_id(inbound.channel, &inbound.external_id)
                     .await?
                     .ok_or_else(|| StoreError::Corrupt("duplicate message vanished".into()))?;
-                return self.duplicate(existing).await;
+                self.duplicate(existing).await
+            }
+            Committed::Stored { seqs } => {
+                let mut replies = replies;
+                message.seq = seqs[0];
+                for (reply, seq) in replies.iter_mut().zip(&seqs[1..]) {
+                    reply.seq = *seq;
+                }
+                if !replies.is_empty() {
+                    self.outbox_wake.notify_one();
+                }
+                self.publish(&conversation, std::iter::once(&message).chain(&replies));
+                tracing::debug!(conversation_id = %conversation.id, contact_id = %contact.id, replies = replies.len(), "step committed");
+                Ok(HandleOutcome { message, duplicate: false, conversation, replies })
             }
         }
-        let (conversation, replies) = self.apply(tx, decision, &contact, now).await?;
-        self.publish(&conversation, std::iter::once(&message).chain(&replies));
-        Ok(HandleOutcome { message, duplicate: false, conversation, replies })
     }
 
     fn check(&self, inbound: &Inbound) -> Result<(), EngineError> {
@@ -185,45 +215,33 @@ impl Engine {
         Ok(HandleOutcome { message: existing, duplicate: true, conversation, replies: Vec::new() })
     }
 
-    /// Saves the decided state, words and stores the replies, queues them and commits.
-    async fn apply(
+    /// Words the decided replies and fills the escalation summary; `current_text` is the
+    /// customer message being handled, not yet stored.
+    async fn replies_for(
         &self,
-        mut tx: Box<dyn StoreTx>,
         decision: Decision,
-        contact: &Contact,
+        current_text: Option<&str>,
         now: Timestamp,
     ) -> Result<(Conversation, Vec<Message>), EngineError> {
         let Decision { mut conversation, replies, escalated } = decision;
         if escalated.is_some() {
-            let texts = tx.recent_customer_texts(conversation.id, 20).await?;
+            let mut texts = self.store.recent_customer_texts(conversation.id, 20).await?;
+            texts.extend(current_text.map(String::from));
             if let Some(escalation) = conversation.escalation.as_mut() {
                 escalation.summary = extractive_summary(&texts);
             }
-            tx.save_conversation(&conversation).await?;
         }
-        let mut stored = Vec::with_capacity(replies.len());
+        let mut messages = Vec::with_capacity(replies.len());
         for reply in replies {
             let text = match reply.body {
                 ReplyBody::Text(text) => text,
-                ReplyBody::HandoffNotice => {
-                    self.policy.handoff_text(tx.queue_view(conversation.id).await?)
-                }
+                ReplyBody::HandoffNotice => self.policy.handoff_text(self.store.queue_view().await?),
             };
             let mut message = new_message(&conversation, reply.sender, text, now);
             message.quick_replies = reply.quick_replies;
-            match tx.insert_message(&message).await? {
-                Inserted::New { seq } => message.seq = seq,
-                Inserted::Duplicate => continue,
-            }
-            tx.enqueue_outbox(message.seq, now).await?;
-            stored.push(message);
+            messages.push(message);
         }
-        tx.commit().await?;
-        if !stored.is_empty() {
-            self.outbox_wake.notify_one();
-        }
-        tracing::debug!(conversation_id = %conversation.id, contact_id = %contact.id, replies = stored.len(), "step applied");
-        Ok((conversation, stored))
+        Ok((conversation, messages))
     }
 
     fn publish<'a>(&self, conversation: &Conversation, messages: impl Iterator<Item = &'a Message>) {
@@ -232,6 +250,13 @@ impl Engine {
         }
         self.bus.publish(DomainEvent::ConversationChanged(conversation.clone()));
     }
+}
+
+/// Whether a step changed anything worth writing (the timestamp alone is not).
+fn same_state(before: &Conversation, after: &Conversation) -> bool {
+    let mut after = after.clone();
+    after.updated_at = before.updated_at;
+    *before == after
 }
 
 fn new_message(conversation: &Conversation, sender: Sender, text: String, now: Timestamp) -> Message {

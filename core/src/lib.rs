@@ -14,5 +14,6 @@ pub use engine::{Engine, EngineError, EngineLimits, HandleOutcome};
 pub use events::EventBus;
 pub use outbox::OutboxWorker;
 pub use policy::{Policy, QueueView};
+pub use ports::{Committed, StepWrite};
 pub use step::{Decision, Input, Reply, ReplyBody, step};
 pub use summary::extractive_summary;

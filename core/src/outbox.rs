@@ -57,7 +57,7 @@ impl OutboxWorker {
         Ok(claimed)
     }
 
-    /// Returns the outbox ids delivered; stops at the first failure so order is kept.
+    /// Returns the seqs of the messages delivered; stops at the first failure so order is kept.
     async fn deliver_in_order(&self, items: Vec<OutboundMessage>) -> Vec<i64> {
         let mut delivered = Vec::new();
         for item in items {
@@ -67,7 +67,7 @@ impl OutboxWorker {
                 break;
             };
             match sender.deliver(&item).await {
-                Ok(()) => delivered.push(item.outbox_id),
+                Ok(()) => delivered.push(item.message.seq),
                 Err(DeliveryError::Retry { reason, after }) => {
                     self.fail(&item, &reason, Some(after.unwrap_or_else(|| backoff(item.attempts))))
                         .await;
@@ -87,7 +87,7 @@ impl OutboxWorker {
             .and_then(|d| ChronoDuration::from_std(d).ok())
             .map(|d| chrono::Utc::now() + d);
         tracing::warn!(
-            outbox_id = item.outbox_id,
+            seq = item.message.seq,
             conversation_id = %item.message.conversation_id,
             channel = %item.message.channel,
             attempts = item.attempts + 1,
@@ -95,8 +95,8 @@ impl OutboxWorker {
             reason,
             "outbound delivery failed"
         );
-        if let Err(error) = self.store.mark_failed(item.outbox_id, reason, retry_at).await {
-            tracing::error!(%error, outbox_id = item.outbox_id, "could not record delivery failure");
+        if let Err(error) = self.store.mark_failed(item.message.seq, reason, retry_at).await {
+            tracing::error!(%error, seq = item.message.seq, "could not record delivery failure");
         }
     }
 }

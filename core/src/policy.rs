@@ -46,17 +46,18 @@ impl Default for Policy {
 /// How many conversations wait and how many agents could take them, when a handoff is worded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueView {
-    /// Escalated conversations waiting for an agent, this one included.
-    pub position: u32,
+    /// Escalated conversations waiting for an agent.
+    pub waiting: u32,
     pub agents_online: u32,
 }
 
 impl Policy {
+    /// What a customer joining the queue described by `queue` is told.
     pub fn handoff_text(&self, queue: QueueView) -> String {
         if queue.agents_online == 0 {
             self.handoff_offline.clone()
         } else {
-            self.handoff_queued.replace("{position}", &queue.position.to_string())
+            self.handoff_queued.replace("{position}", &(queue.waiting + 1).to_string())
         }
     }
 }

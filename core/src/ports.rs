@@ -16,17 +16,33 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Whether an insert added a row or met an existing one with the same idempotency key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Inserted {
-    New { seq: i64 },
+/// Everything one step changes, written atomically by `Store::commit`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepWrite {
+    /// The customer message that caused the step; unique on (channel, external id).
+    pub inbound: Option<Message>,
+    /// Inserted, or its display name updated, when present.
+    pub contact: Option<Contact>,
+    /// Inserted or updated when present (absent when the step left it unchanged).
+    pub conversation: Option<Conversation>,
+    /// Replies to deliver on the conversation's channel: stored and queued for the outbox together.
+    pub outbound: Vec<Message>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Committed {
+    /// Store-assigned `seq`s: the inbound message's first (when there is one), then the replies'.
+    Stored { seqs: Vec<i64> },
+    /// The inbound message was already stored; nothing was written.
     Duplicate,
 }
 
-/// Reads and the start of a transaction. All writes go through `StoreTx`.
+/// Everything the core reads and writes. Reads may lag a concurrent commit; one contact's
+/// steps are serialised by the engine, so a step always sees its contact's previous one.
 #[async_trait]
 pub trait Store: Send + Sync {
-    async fn begin(&self) -> Result<Box<dyn StoreTx>, StoreError>;
+    /// Writes a step atomically: all of it or nothing.
+    async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError>;
 
     async fn message_by_external_id(
         &self,
@@ -48,51 +64,33 @@ pub trait Store: Send + Sync {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError>;
+    /// The latest customer texts of a conversation, oldest first.
+    async fn recent_customer_texts(
+        &self,
+        conversation: ConversationId,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Conversations waiting in the queue now, and agents online.
+    async fn queue_view(&self) -> Result<QueueView, StoreError>;
 
-    /// Leases up to `limit` undelivered outbox entries due at `now` until `lease_until`.
+    /// Leases up to `limit` undelivered outbound messages due at `now` until `lease_until`.
     async fn claim_outbox(
         &self,
         now: Timestamp,
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<OutboundMessage>, StoreError>;
-    async fn mark_delivered(&self, outbox_ids: &[i64], now: Timestamp) -> Result<(), StoreError>;
+    async fn mark_delivered(&self, seqs: &[i64], now: Timestamp) -> Result<(), StoreError>;
     /// Records a failed attempt; `retry_at: None` gives up for good.
     async fn mark_failed(
         &self,
-        outbox_id: i64,
+        seq: i64,
         error: &str,
         retry_at: Option<Timestamp>,
     ) -> Result<(), StoreError>;
 
     /// A named value kept across restarts; written once, the first writer wins.
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError>;
-}
-
-/// One transaction. Dropped without `commit`, it rolls back.
-#[async_trait]
-pub trait StoreTx: Send {
-    async fn upsert_contact(
-        &mut self,
-        channel: Channel,
-        external_id: &str,
-        display_name: Option<&str>,
-        now: Timestamp,
-    ) -> Result<Contact, StoreError>;
-    async fn current_conversation(&mut self, contact: ContactId) -> Result<Option<Conversation>, StoreError>;
-    /// Inserts or updates the conversation row.
-    async fn save_conversation(&mut self, conversation: &Conversation) -> Result<(), StoreError>;
-    /// Unique on (channel, external id) when the message has one.
-    async fn insert_message(&mut self, message: &Message) -> Result<Inserted, StoreError>;
-    async fn recent_customer_texts(
-        &mut self,
-        conversation: ConversationId,
-        limit: u32,
-    ) -> Result<Vec<String>, StoreError>;
-    /// Queue position of `conversation` (already saved as queued) and agents online.
-    async fn queue_view(&mut self, conversation: ConversationId) -> Result<QueueView, StoreError>;
-    async fn enqueue_outbox(&mut self, message_seq: i64, now: Timestamp) -> Result<(), StoreError>;
-    async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
 
 /// Understands customer text. Never fails: an implementation falls back to something weaker.

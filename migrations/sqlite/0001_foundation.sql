@@ -1,4 +1,6 @@
--- Conversations, messages and the outbox. Instants are Unix milliseconds (UTC).
+-- Contacts, conversations and messages; outbound messages double as the outbox.
+-- Instants are Unix milliseconds (UTC). Foreign keys are checked at commit, so one step's rows
+-- may be written in any order within its transaction.
 -- Enum columns carry CHECK constraints matching the Rust enums' text forms.
 
 CREATE TABLE settings (
@@ -28,10 +30,10 @@ CREATE TABLE agents (
 
 CREATE TABLE conversations (
     id                    TEXT PRIMARY KEY NOT NULL,
-    contact_id            TEXT NOT NULL REFERENCES contacts (id),
+    contact_id            TEXT NOT NULL REFERENCES contacts (id) DEFERRABLE INITIALLY DEFERRED,
     channel               TEXT NOT NULL CHECK (channel IN ('webchat', 'telegram', 'discord', 'email')),
     handler               TEXT NOT NULL CHECK (handler IN ('bot', 'queue', 'agent')),
-    agent_id              TEXT REFERENCES agents (id),
+    agent_id              TEXT REFERENCES agents (id) DEFERRABLE INITIALLY DEFERRED,
     status                TEXT NOT NULL CHECK (status IN ('open', 'assigned', 'in_progress',
                               'waiting_on_customer', 'resolved', 'closed', 'rejected')),
     category              TEXT CHECK (category IN ('billing', 'technical_support', 'account',
@@ -51,30 +53,28 @@ CREATE INDEX conversations_queue ON conversations (escalated_at, id) WHERE handl
 CREATE TABLE messages (
     seq             INTEGER PRIMARY KEY AUTOINCREMENT,
     id              TEXT NOT NULL UNIQUE,
-    conversation_id TEXT NOT NULL REFERENCES conversations (id),
-    contact_id      TEXT NOT NULL REFERENCES contacts (id),
+    conversation_id TEXT NOT NULL REFERENCES conversations (id) DEFERRABLE INITIALLY DEFERRED,
+    contact_id      TEXT NOT NULL REFERENCES contacts (id) DEFERRABLE INITIALLY DEFERRED,
     channel         TEXT NOT NULL CHECK (channel IN ('webchat', 'telegram', 'discord', 'email')),
     sender          TEXT NOT NULL CHECK (sender IN ('customer', 'bot', 'agent', 'system')),
-    agent_id        TEXT REFERENCES agents (id),
+    agent_id        TEXT REFERENCES agents (id) DEFERRABLE INITIALLY DEFERRED,
     body            TEXT NOT NULL,
     quick_replies   TEXT NOT NULL DEFAULT '[]',
     classification  TEXT,
     external_id     TEXT,
     created_at      INTEGER NOT NULL,
-    UNIQUE (channel, external_id)
-);
-CREATE INDEX messages_by_conversation ON messages (conversation_id, seq);
-CREATE INDEX messages_by_contact ON messages (contact_id, seq);
-
-CREATE TABLE outbox (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    message_seq     INTEGER NOT NULL UNIQUE REFERENCES messages (seq),
+    -- Delivery, for replies going out on the channel (outbound = 1): the outbox.
+    outbound        INTEGER NOT NULL DEFAULT 0 CHECK (outbound IN (0, 1)),
     attempts        INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at INTEGER NOT NULL,
+    next_attempt_at INTEGER,
     lease_until     INTEGER,
     delivered_at    INTEGER,
     gave_up_at      INTEGER,
     last_error      TEXT,
-    created_at      INTEGER NOT NULL
+    UNIQUE (channel, external_id),
+    CHECK (outbound = 0 OR next_attempt_at IS NOT NULL)
 );
-CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE delivered_at IS NULL AND gave_up_at IS NULL;
+CREATE INDEX messages_by_conversation ON messages (conversation_id, seq);
+CREATE INDEX messages_by_contact ON messages (contact_id, seq);
+CREATE INDEX messages_outbox ON messages (next_attempt_at)
+    WHERE outbound = 1 AND delivered_at IS NULL AND gave_up_at IS NULL;

@@ -37,10 +37,10 @@ pub struct Message {
     pub created_at: Timestamp,
 }
 
-/// A message waiting in the outbox to be delivered on its channel.
+/// A stored reply waiting to be delivered on its channel (the outbox is the set of these).
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboundMessage {
-    pub outbox_id: i64,
+    /// Delivery attempts so far.
     pub attempts: u32,
     pub message: Message,
     /// The contact's identity on the channel, where the message goes.

@@ -1,9 +1,9 @@
 //! The Store port's contract, run against the SQLite store.
 
 use chrono::Utc;
-use switchboard_core::ports::{Inserted, Store};
+use switchboard_core::ports::{Committed, StepWrite, Store};
 use switchboard_models::{
-    Channel, Conversation, Handler, Message, MessageId, Sender, Status,
+    Channel, Contact, ContactId, Conversation, Handler, Message, MessageId, Sender, Status,
 };
 use switchboard_store::SqliteStore;
 
@@ -34,46 +34,65 @@ fn message(conversation: &Conversation, sender: Sender, text: &str, external_id:
 
 /// A contact with one saved conversation.
 async fn conversation(store: &SqliteStore, who: &str) -> Conversation {
-    let mut tx = store.begin().await.unwrap();
-    let contact = tx.upsert_contact(Channel::WebChat, who, Some("Ann"), Utc::now()).await.unwrap();
+    let contact = Contact {
+        id: ContactId::new(),
+        channel: Channel::WebChat,
+        external_id: who.into(),
+        display_name: Some("Ann".into()),
+        created_at: Utc::now(),
+    };
     let conversation = Conversation::new(contact.id, Channel::WebChat, Utc::now());
-    tx.save_conversation(&conversation).await.unwrap();
-    tx.commit().await.unwrap();
+    let write = StepWrite { inbound: None, contact: Some(contact), conversation: Some(conversation.clone()), outbound: vec![] };
+    assert_eq!(store.commit(write).await.unwrap(), Committed::Stored { seqs: vec![] });
     conversation
 }
 
+fn step_write(inbound: Option<Message>, outbound: Vec<Message>) -> StepWrite {
+    StepWrite { inbound, contact: None, conversation: None, outbound }
+}
+
 #[tokio::test]
-async fn a_message_with_a_known_external_id_is_a_duplicate() {
+async fn a_message_with_a_known_external_id_is_a_duplicate_and_writes_nothing() {
     let (store, _dir) = fresh().await;
     let conversation = conversation(&store, "visitor-1").await;
-    let mut tx = store.begin().await.unwrap();
-    let first = tx.insert_message(&message(&conversation, Sender::Customer, "hi", Some("v1:c1"))).await.unwrap();
-    let again = tx.insert_message(&message(&conversation, Sender::Customer, "hi", Some("v1:c1"))).await.unwrap();
-    // Messages without an external id (bot replies) never collide.
-    let bot_a = tx.insert_message(&message(&conversation, Sender::Bot, "a", None)).await.unwrap();
-    let bot_b = tx.insert_message(&message(&conversation, Sender::Bot, "b", None)).await.unwrap();
-    tx.commit().await.unwrap();
-    assert!(matches!(first, Inserted::New { .. }));
-    assert_eq!(again, Inserted::Duplicate);
-    assert!(matches!((bot_a, bot_b), (Inserted::New { .. }, Inserted::New { .. })));
+    let first = store
+        .commit(step_write(
+            Some(message(&conversation, Sender::Customer, "hi", Some("v1:c1"))),
+            vec![message(&conversation, Sender::Bot, "hello!", None)],
+        ))
+        .await
+        .unwrap();
+    let Committed::Stored { seqs } = first else { panic!("stored") };
+    assert_eq!(seqs.len(), 2);
+    assert!(seqs[0] < seqs[1], "inbound first, then replies");
+
+    let mut changed = conversation.clone();
+    changed.status = Status::Rejected;
+    let again = StepWrite {
+        inbound: Some(message(&conversation, Sender::Customer, "hi", Some("v1:c1"))),
+        contact: None,
+        conversation: Some(changed),
+        outbound: vec![message(&conversation, Sender::Bot, "hello again!", None)],
+    };
+    assert_eq!(store.commit(again).await.unwrap(), Committed::Duplicate);
 
     let stored = store.message_by_external_id(Channel::WebChat, "v1:c1").await.unwrap().unwrap();
     assert_eq!(stored.text, "hi");
     assert_eq!(stored.quick_replies, vec!["Yes".to_string()]);
     let all = store.contact_messages(conversation.contact_id, 0, 100).await.unwrap();
-    assert_eq!(all.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["hi", "a", "b"]);
+    assert_eq!(all.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["hi", "hello!"], "the duplicate's reply was not stored");
+    assert_eq!(store.conversation(conversation.id).await.unwrap().unwrap().status, Status::Open, "nor its state change");
     let later = store.contact_messages(conversation.contact_id, all[0].seq, 100).await.unwrap();
-    assert_eq!(later.len(), 2, "history pages from a cursor");
+    assert_eq!(later.len(), 1, "history pages from a cursor");
 }
 
 #[tokio::test]
 async fn contacts_are_upserted_and_conversations_round_trip() {
     let (store, _dir) = fresh().await;
     let mut conversation = conversation(&store, "visitor-2").await;
-    let mut tx = store.begin().await.unwrap();
-    let same = tx.upsert_contact(Channel::WebChat, "visitor-2", None, Utc::now()).await.unwrap();
-    assert_eq!(same.id, conversation.contact_id, "same channel identity, same contact");
-    assert_eq!(same.display_name.as_deref(), Some("Ann"), "a missing name keeps the known one");
+    let contact = store.contact_by_external_id(Channel::WebChat, "visitor-2").await.unwrap().unwrap();
+    assert_eq!(contact.id, conversation.contact_id);
+    let renamed = Contact { display_name: None, ..contact.clone() };
     conversation.handler = Handler::Queue;
     conversation.priority = Some(switchboard_models::Priority::High);
     conversation.escalation = Some(switchboard_models::Escalation {
@@ -81,83 +100,81 @@ async fn contacts_are_upserted_and_conversations_round_trip() {
         summary: "card charged twice".into(),
         at: chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap(),
     });
-    tx.save_conversation(&conversation).await.unwrap();
-    tx.commit().await.unwrap();
+    let write = StepWrite { inbound: None, contact: Some(renamed), conversation: Some(conversation.clone()), outbound: vec![] };
+    store.commit(write).await.unwrap();
+    let same = store.contact_by_external_id(Channel::WebChat, "visitor-2").await.unwrap().unwrap();
+    assert_eq!(same.display_name.as_deref(), Some("Ann"), "a missing name keeps the known one");
     let loaded = store.conversation(conversation.id).await.unwrap().unwrap();
     assert_eq!(loaded.handler, Handler::Queue);
     assert_eq!(loaded.escalation, conversation.escalation);
     assert_eq!(store.current_conversation(conversation.contact_id).await.unwrap().unwrap().id, conversation.id);
+    assert_eq!(store.queue_view().await.unwrap().waiting, 1);
 
     conversation.status = Status::Closed;
-    let mut tx = store.begin().await.unwrap();
-    tx.save_conversation(&conversation).await.unwrap();
-    tx.commit().await.unwrap();
+    let write = StepWrite { inbound: None, contact: None, conversation: Some(conversation.clone()), outbound: vec![] };
+    store.commit(write).await.unwrap();
     assert_eq!(store.current_conversation(conversation.contact_id).await.unwrap(), None, "closed is not current");
 }
 
 #[tokio::test]
-async fn an_uncommitted_transaction_leaves_nothing() {
+async fn a_failing_step_fails_alone_and_leaves_nothing() {
     let (store, _dir) = fresh().await;
     let conversation = conversation(&store, "visitor-3").await;
-    {
-        let mut tx = store.begin().await.unwrap();
-        tx.insert_message(&message(&conversation, Sender::Customer, "lost?", Some("v3:x"))).await.unwrap();
-        // dropped without commit
-    }
+    // A reply in a conversation that does not exist breaks a foreign key at commit.
+    let orphan = Conversation::new(ContactId::new(), Channel::WebChat, Utc::now());
+    let bad = step_write(
+        Some(message(&orphan, Sender::Customer, "lost?", Some("v3:x"))),
+        vec![message(&orphan, Sender::Bot, "reply", None)],
+    );
+    let good = step_write(Some(message(&conversation, Sender::Customer, "fine", Some("v3:y"))), vec![]);
+    let (bad, good) = tokio::join!(store.commit(bad), store.commit(good));
+    assert!(bad.is_err(), "{bad:?}");
+    assert!(matches!(good, Ok(Committed::Stored { .. })), "{good:?}");
     assert!(store.message_by_external_id(Channel::WebChat, "v3:x").await.unwrap().is_none());
+    assert!(store.message_by_external_id(Channel::WebChat, "v3:y").await.unwrap().is_some());
+}
+
+async fn queue_replies(store: &SqliteStore, conversation: &Conversation, texts: &[&str]) {
+    let replies = texts.iter().map(|t| message(conversation, Sender::Bot, t, None)).collect();
+    store.commit(step_write(None, replies)).await.unwrap();
 }
 
 #[tokio::test]
-async fn outbox_entries_are_leased_delivered_and_retried() {
+async fn outbound_messages_are_leased_delivered_and_retried() {
     let (store, _dir) = fresh().await;
     let conversation = conversation(&store, "visitor-4").await;
-    let now = Utc::now();
-    let mut tx = store.begin().await.unwrap();
-    let mut seqs = Vec::new();
-    for text in ["one", "two"] {
-        let Inserted::New { seq } = tx.insert_message(&message(&conversation, Sender::Bot, text, None)).await.unwrap() else {
-            panic!("new message")
-        };
-        tx.enqueue_outbox(seq, now).await.unwrap();
-        seqs.push(seq);
-    }
-    tx.commit().await.unwrap();
+    let now = Utc::now() + chrono::Duration::seconds(1);
+    queue_replies(&store, &conversation, &["one", "two"]).await;
 
     let lease = now + chrono::Duration::seconds(30);
     let claimed = store.claim_outbox(now, lease, 10).await.unwrap();
     assert_eq!(claimed.iter().map(|o| o.message.text.as_str()).collect::<Vec<_>>(), ["one", "two"]);
     assert_eq!(claimed[0].recipient_external_id, "visitor-4");
-    assert!(store.claim_outbox(now, lease, 10).await.unwrap().is_empty(), "leased entries are not claimed twice");
+    assert!(store.claim_outbox(now, lease, 10).await.unwrap().is_empty(), "leased messages are not claimed twice");
 
-    store.mark_delivered(&[claimed[0].outbox_id], now).await.unwrap();
-    store.mark_failed(claimed[1].outbox_id, "timeout", Some(now + chrono::Duration::seconds(5))).await.unwrap();
-    assert!(store.claim_outbox(now, lease, 10).await.unwrap().is_empty(), "retry waits for its time");
+    store.mark_delivered(&[claimed[0].message.seq], now).await.unwrap();
+    store.mark_failed(claimed[1].message.seq, "timeout", Some(now + chrono::Duration::seconds(5))).await.unwrap();
+    assert!(store.claim_outbox(now, lease, 10).await.unwrap().is_empty(), "a retry waits for its time");
     let retried = store.claim_outbox(now + chrono::Duration::seconds(6), lease, 10).await.unwrap();
     assert_eq!(retried.len(), 1);
     assert_eq!(retried[0].message.text, "two");
     assert_eq!(retried[0].attempts, 1);
 
-    store.mark_failed(retried[0].outbox_id, "blocked", None).await.unwrap();
+    store.mark_failed(retried[0].message.seq, "blocked", None).await.unwrap();
     let much_later = now + chrono::Duration::days(1);
     assert!(store.claim_outbox(much_later, much_later, 10).await.unwrap().is_empty(), "given up for good");
-    // An expired lease makes an undelivered entry claimable again (crash during delivery).
 }
 
 #[tokio::test]
 async fn an_expired_lease_is_claimed_again() {
     let (store, _dir) = fresh().await;
     let conversation = conversation(&store, "visitor-5").await;
-    let now = Utc::now();
-    let mut tx = store.begin().await.unwrap();
-    let Inserted::New { seq } = tx.insert_message(&message(&conversation, Sender::Bot, "hi", None)).await.unwrap() else {
-        panic!()
-    };
-    tx.enqueue_outbox(seq, now).await.unwrap();
-    tx.commit().await.unwrap();
+    let now = Utc::now() + chrono::Duration::seconds(1);
+    queue_replies(&store, &conversation, &["hi"]).await;
     let lease = now + chrono::Duration::seconds(30);
     assert_eq!(store.claim_outbox(now, lease, 10).await.unwrap().len(), 1);
     let after_lease = lease + chrono::Duration::seconds(1);
-    assert_eq!(store.claim_outbox(after_lease, after_lease, 10).await.unwrap().len(), 1);
+    assert_eq!(store.claim_outbox(after_lease, after_lease, 10).await.unwrap().len(), 1, "a crash mid-delivery is retried");
 }
 
 #[tokio::test]
