@@ -110,21 +110,17 @@ impl Engine {
             .lock()
             .await;
 
-        if let Some(existing) = self
-            .store
-            .message_by_external_id(inbound.channel, &inbound.external_id)
-            .await?
-        {
-            return self.duplicate(existing).await;
-        }
-
         let classification = self.classifier.classify(&inbound.text).await;
         let now = self.clock.now();
-        let known = self
+        // A repeated message goes through the same path: the store refuses its write as a duplicate.
+        let (known, loaded) = match self
             .store
-            .contact_by_external_id(inbound.channel, &inbound.sender_external_id)
-            .await?;
-        let new_contact = known.is_none();
+            .contact_and_current_conversation(inbound.channel, &inbound.sender_external_id)
+            .await?
+        {
+            Some((contact, conversation)) => (Some(contact), conversation),
+            None => (None, None),
+        };
         let (contact, contact_write) = match known {
             Some(contact) if inbound.sender_name.is_none() || contact.display_name == inbound.sender_name => {
                 (contact, None)
@@ -143,10 +139,6 @@ impl Engine {
                 };
                 (contact.clone(), Some(contact))
             }
-        };
-        let loaded = match new_contact {
-            true => None,
-            false => self.store.current_conversation(contact.id).await?,
         };
         let conversation = loaded.clone().unwrap_or_else(|| Conversation::new(contact.id, inbound.channel, now));
         let mut message = new_message(&conversation, Sender::Customer, inbound.text.clone(), now);

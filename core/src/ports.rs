@@ -57,6 +57,12 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<Contact>, StoreError>;
     /// The contact's latest conversation that is not closed or rejected.
     async fn current_conversation(&self, contact: ContactId) -> Result<Option<Conversation>, StoreError>;
+    /// The contact with this channel identity and its current conversation, in one read.
+    async fn contact_and_current_conversation(
+        &self,
+        channel: Channel,
+        external_id: &str,
+    ) -> Result<Option<(Contact, Option<Conversation>)>, StoreError>;
     /// Messages of all the contact's conversations with `seq > after`, oldest first.
     async fn contact_messages(
         &self,

@@ -56,6 +56,17 @@ pub(crate) fn contact_from_row(row: &SqliteRow) -> Result<Contact, StoreError> {
     })
 }
 
+/// A contact selected beside a conversation, with its columns renamed to not collide.
+pub(crate) fn contact_from_prefixed_row(row: &SqliteRow) -> Result<Contact, StoreError> {
+    Ok(Contact {
+        id: ContactId(uuid_col(row, "contact_id_")?),
+        channel: parsed("channel", &row.try_get::<String, _>("contact_channel").map_err(backend)?)?,
+        external_id: row.try_get("contact_external_id").map_err(backend)?,
+        display_name: row.try_get("display_name").map_err(backend)?,
+        created_at: instant(row.try_get("contact_created_at").map_err(backend)?)?,
+    })
+}
+
 pub(crate) fn conversation_from_row(row: &SqliteRow) -> Result<Conversation, StoreError> {
     let handler_text: String = row.try_get("handler").map_err(backend)?;
     let agent: Option<uuid::Uuid> = optional(row, "agent_id")?;

@@ -2,7 +2,9 @@
 //! that commits whatever steps are waiting in a single transaction (group commit): SQLite has one
 //! writer anyway, and each round trip to it costs more than the SQL itself. Reads use a pool.
 
-use crate::rows::{contact_from_row, conversation_from_row, message_from_row, millis, to_json};
+use crate::rows::{
+    contact_from_prefixed_row, contact_from_row, conversation_from_row, message_from_row, millis, to_json,
+};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
@@ -297,6 +299,33 @@ impl Store for SqliteStore {
         .map_err(backend)?
         .map(|row| conversation_from_row(&row))
         .transpose()
+    }
+
+    async fn contact_and_current_conversation(
+        &self,
+        channel: Channel,
+        external_id: &str,
+    ) -> Result<Option<(Contact, Option<Conversation>)>, StoreError> {
+        let Some(row) = sqlx::query(sql!(
+            "SELECT k.id AS contact_id_, k.channel AS contact_channel, k.external_id AS contact_external_id, \
+             k.display_name, k.created_at AS contact_created_at, c.* \
+             FROM contacts k LEFT JOIN conversations c ON c.id = ( \
+                SELECT id FROM conversations WHERE contact_id = k.id AND status NOT IN ('closed', 'rejected') \
+                ORDER BY created_at DESC, id DESC LIMIT 1) \
+             WHERE k.channel = $1 AND k.external_id = $2"
+        ))
+        .bind(channel.as_str())
+        .bind(external_id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        let contact = contact_from_prefixed_row(&row)?;
+        let has_conversation = row.try_get::<Option<String>, _>("id").map_err(backend)?.is_some();
+        let conversation = if has_conversation { Some(conversation_from_row(&row)?) } else { None };
+        Ok(Some((contact, conversation)))
     }
 
     async fn contact_messages(
