@@ -237,6 +237,9 @@ impl Engine {
     }
 
     fn publish<'a>(&self, conversation: &Conversation, messages: impl Iterator<Item = &'a Message>) {
+        if !self.bus.has_subscribers() {
+            return;
+        }
         for message in messages {
             self.bus.publish(DomainEvent::MessageStored(message.clone()));
         }

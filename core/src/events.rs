@@ -20,6 +20,11 @@ impl EventBus {
         let _ = self.sender.send(event);
     }
 
+    /// Whether anyone listens; lets publishers skip building events nobody reads.
+    pub fn has_subscribers(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<DomainEvent> {
         self.sender.subscribe()
     }

@@ -125,14 +125,25 @@ async fn write_group(pool: &SqlitePool, writes: &[&StepWrite]) -> Result<Vec<Com
     Ok(results)
 }
 
-/// The inbound message goes first: if it is a duplicate, nothing of the step is written.
+/// The messages go in one statement, inbound first; if the inbound one is a duplicate, the
+/// replies it carried are taken out again and nothing else of the step is written.
 async fn write_step(tx: &mut Transaction<'static, Sqlite>, write: &StepWrite) -> Result<Committed, StoreError> {
-    let mut seqs = Vec::with_capacity(1 + write.outbound.len());
-    if let Some(inbound) = &write.inbound {
-        match insert_message(tx, inbound, None).await? {
-            Some(seq) => seqs.push(seq),
-            None => return Ok(Committed::Duplicate),
-        }
+    let rows: Vec<(&Message, Option<Timestamp>)> = write
+        .inbound
+        .iter()
+        .map(|m| (m, None))
+        .chain(write.outbound.iter().map(|m| (m, Some(m.created_at))))
+        .collect();
+    let inserted = insert_messages(tx, &rows).await?;
+    if let Some(inbound) = &write.inbound
+        && !inserted.iter().any(|(_, id)| *id == inbound.id.to_string())
+    {
+        let ids: Vec<String> = inserted.into_iter().map(|(_, id)| id).collect();
+        delete_messages(tx, &ids).await?;
+        return Ok(Committed::Duplicate);
+    }
+    if inserted.len() != rows.len() {
+        return Err(StoreError::Corrupt("an outbound message collided with a stored one".into()));
     }
     if let Some(contact) = &write.contact {
         upsert_contact(tx, contact).await?;
@@ -140,43 +151,61 @@ async fn write_step(tx: &mut Transaction<'static, Sqlite>, write: &StepWrite) ->
     if let Some(conversation) = &write.conversation {
         save_conversation(tx, conversation).await?;
     }
-    for message in &write.outbound {
-        let seq = insert_message(tx, message, Some(message.created_at))
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("outbound message {} collided", message.id)))?;
-        seqs.push(seq);
-    }
+    // Seqs in the order given: inbound, then replies.
+    let seq_of = |m: &Message| inserted.iter().find(|(_, id)| *id == m.id.to_string()).map(|(seq, _)| *seq);
+    let seqs = rows.iter().filter_map(|(m, _)| seq_of(m)).collect();
     Ok(Committed::Stored { seqs })
 }
 
-/// `deliver_from`: queue the message for the outbox from that instant.
-async fn insert_message(
+const MESSAGE_INSERT_COLUMNS: usize = 13;
+
+/// Inserts messages, skipping any whose (channel, external id) is taken; returns `(seq, id)` of
+/// those inserted. A `Some` delivery instant queues the message for the outbox from then.
+async fn insert_messages(
     tx: &mut Transaction<'static, Sqlite>,
-    m: &Message,
-    deliver_from: Option<Timestamp>,
-) -> Result<Option<i64>, StoreError> {
-    sqlx::query_scalar(
+    rows: &[(&Message, Option<Timestamp>)],
+) -> Result<Vec<(i64, String)>, StoreError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let values = (0..rows.len())
+        .map(|r| {
+            let params: Vec<String> =
+                (1..=MESSAGE_INSERT_COLUMNS).map(|c| format!("${}", r * MESSAGE_INSERT_COLUMNS + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
         "INSERT INTO messages (id, conversation_id, contact_id, channel, sender, agent_id, body, \
          quick_replies, classification, external_id, created_at, outbound, next_attempt_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-         ON CONFLICT (channel, external_id) DO NOTHING RETURNING seq",
-    )
-    .bind(m.id.to_string())
-    .bind(m.conversation_id.to_string())
-    .bind(m.contact_id.to_string())
-    .bind(m.channel.as_str())
-    .bind(m.sender.as_str())
-    .bind(m.agent_id.map(|a| a.to_string()))
-    .bind(&m.text)
-    .bind(to_json(&m.quick_replies))
-    .bind(m.classification.as_ref().map(to_json))
-    .bind(m.external_id.as_deref())
-    .bind(millis(m.created_at))
-    .bind(deliver_from.is_some())
-    .bind(deliver_from.map(millis))
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)
+         VALUES {values} ON CONFLICT (channel, external_id) DO NOTHING RETURNING seq, id"
+    );
+    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+    for (m, deliver_from) in rows {
+        query = query
+            .bind(m.id.to_string())
+            .bind(m.conversation_id.to_string())
+            .bind(m.contact_id.to_string())
+            .bind(m.channel.as_str())
+            .bind(m.sender.as_str())
+            .bind(m.agent_id.map(|a| a.to_string()))
+            .bind(m.text.clone())
+            .bind(to_json(&m.quick_replies))
+            .bind(m.classification.as_ref().map(to_json))
+            .bind(m.external_id.clone())
+            .bind(millis(m.created_at))
+            .bind(deliver_from.is_some())
+            .bind(deliver_from.map(millis));
+    }
+    query.fetch_all(&mut **tx).await.map_err(backend)
+}
+
+async fn delete_messages(tx: &mut Transaction<'static, Sqlite>, ids: &[String]) -> Result<(), StoreError> {
+    for id in ids {
+        sqlx::query("DELETE FROM messages WHERE id = $1").bind(id).execute(&mut **tx).await.map_err(backend)?;
+    }
+    Ok(())
 }
 
 async fn upsert_contact(tx: &mut Transaction<'static, Sqlite>, contact: &Contact) -> Result<(), StoreError> {
