@@ -63,12 +63,19 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", "-16000");
+        // Checkpoints copy the WAL into the database file and fsync it; done by the writer they
+        // would stall every commit behind them, so a separate connection does them.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await
             .map_err(|e| StoreError::Backend(format!("cannot open `{url}`: {e}")))?;
+        let checkpointer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot open `{url}` for checkpoints: {e}")))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
@@ -76,6 +83,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Backend(format!("cannot open `{url}` for reading: {e}")))?;
         let (jobs, queue) = mpsc::channel(4 * MAX_GROUP);
         tokio::spawn(group_commit(writer.clone(), queue));
+        tokio::spawn(checkpoint_regularly(checkpointer, jobs.downgrade()));
         Ok(Self { writer, reader, jobs })
     }
 
@@ -111,6 +119,18 @@ async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
                     let _ = job.done.send(Err(StoreError::Backend(error.to_string())));
                 }
             }
+        }
+    }
+}
+
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Runs passive checkpoints (they never block the writer) until the store is dropped.
+async fn checkpoint_regularly(pool: SqlitePool, store_alive: mpsc::WeakSender<Job>) {
+    while store_alive.upgrade().is_some() {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::warn!(%error, "WAL checkpoint failed; will retry");
         }
     }
 }
