@@ -47,23 +47,24 @@ where
 }
 
 pub(crate) fn contact_from_row(row: &SqliteRow) -> Result<Contact, StoreError> {
-    Ok(Contact {
-        id: ContactId(uuid_col(row, "id")?),
-        channel: parsed("channel", &row.try_get::<String, _>("channel").map_err(backend)?)?,
-        external_id: row.try_get("external_id").map_err(backend)?,
-        display_name: row.try_get("display_name").map_err(backend)?,
-        created_at: instant(row.try_get("created_at").map_err(backend)?)?,
-    })
+    contact_from_columns(row, ["id", "channel", "external_id", "display_name", "created_at"])
 }
 
 /// A contact selected beside a conversation, with its columns renamed to not collide.
 pub(crate) fn contact_from_prefixed_row(row: &SqliteRow) -> Result<Contact, StoreError> {
+    contact_from_columns(
+        row,
+        ["contact_id_", "contact_channel", "contact_external_id", "display_name", "contact_created_at"],
+    )
+}
+
+fn contact_from_columns(row: &SqliteRow, [id, channel, external_id, name, created]: [&str; 5]) -> Result<Contact, StoreError> {
     Ok(Contact {
-        id: ContactId(uuid_col(row, "contact_id_")?),
-        channel: parsed("channel", &row.try_get::<String, _>("contact_channel").map_err(backend)?)?,
-        external_id: row.try_get("contact_external_id").map_err(backend)?,
-        display_name: row.try_get("display_name").map_err(backend)?,
-        created_at: instant(row.try_get("contact_created_at").map_err(backend)?)?,
+        id: ContactId(uuid_col(row, id)?),
+        channel: parsed(channel, &row.try_get::<String, _>(channel).map_err(backend)?)?,
+        external_id: row.try_get(external_id).map_err(backend)?,
+        display_name: row.try_get(name).map_err(backend)?,
+        created_at: instant(row.try_get(created).map_err(backend)?)?,
     })
 }
 

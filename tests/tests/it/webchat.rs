@@ -13,6 +13,19 @@ async fn visitor_socket(server: &TestServer) -> (String, switchboard_tests::Widg
     (token, widget)
 }
 
+/// GET a web-chat endpoint as the visitor with `token`.
+async fn get_json(server: &TestServer, path: &str, token: &str) -> Value {
+    reqwest::Client::new()
+        .get(server.url(path))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn hello_gets_a_bot_answer() {
     let server = TestServer::start().await;
@@ -130,15 +143,7 @@ async fn the_http_fallback_reaches_the_same_conversation() {
     assert_eq!(sent["conversation"]["id"], ws_ack["conversation"]["id"]);
     let seq = sent["message"]["seq"].as_i64().unwrap();
 
-    let polled: Value = http
-        .get(server.url(&format!("/webchat/poll?after={seq}")))
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let polled: Value = get_json(&server, &format!("/webchat/poll?after={seq}"), &token).await;
     assert_eq!(polled["messages"][0]["sender"], "bot", "{polled}");
     assert!(polled["messages"][0]["text"].as_str().unwrap().contains("password"));
 
@@ -156,28 +161,12 @@ async fn the_http_fallback_reaches_the_same_conversation() {
     assert_eq!(again.status(), 200);
     assert_eq!(again.json::<Value>().await.unwrap()["duplicate"], true);
 
-    let history: Value = http
-        .get(server.url("/webchat/messages?after=0"))
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Value = get_json(&server, "/webchat/messages?after=0", &token).await;
     assert_eq!(history["messages"].as_array().unwrap().len(), 4);
 
     // A long-poll with nothing new answers empty after its wait.
     let last = history["messages"][3]["seq"].as_i64().unwrap();
-    let empty: Value = http
-        .get(server.url(&format!("/webchat/poll?after={last}")))
-        .header("authorization", &auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let empty: Value = get_json(&server, &format!("/webchat/poll?after={last}"), &token).await;
     assert_eq!(empty["messages"], json!([]));
 }
 
@@ -206,15 +195,7 @@ async fn bad_frames_get_error_frames_and_the_connection_lives_on() {
     widget.say("ok", "hello").await;
     assert_eq!(widget.next_of("ack").await["duplicate"], false);
 
-    let history: Value = reqwest::Client::new()
-        .get(server.url("/webchat/messages"))
-        .header("authorization", format!("Bearer {token}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history = get_json(&server, "/webchat/messages", &token).await;
     assert_eq!(history["messages"][0]["text"], "hello", "nothing bad was stored");
 }
 
