@@ -14,7 +14,49 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub webchat: WebChatConfig,
     pub bot: BotConfig,
+    pub attachments: AttachmentsConfig,
+    pub telegram: TelegramConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttachmentsConfig {
+    /// Where uploaded files are kept (generated names, never served directly).
+    pub dir: PathBuf,
+    /// Larger files are refused.
+    pub max_bytes: u64,
+}
+
+impl Default for AttachmentsConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("attachments"), max_bytes: 20 * 1024 * 1024 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelegramConfig {
+    /// The bot token from @BotFather; Telegram is off while it is unset.
+    pub token: Option<Secret>,
+    /// "polling" (works behind NAT) or "webhook".
+    pub mode: TelegramMode,
+    /// The Bot API base URL; unset means Telegram's own.
+    pub api_url: Option<String>,
+    /// Webhook mode: the public HTTPS URL of this server's /telegram/webhook.
+    pub webhook_url: Option<String>,
+    /// Webhook mode: the secret Telegram must send back; generated and kept when unset.
+    pub webhook_secret: Option<Secret>,
+    /// Group chats served without an @mention.
+    pub group_chats: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TelegramMode {
+    #[default]
+    Polling,
+    Webhook,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -134,6 +176,8 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             webchat: WebChatConfig::default(),
             bot: BotConfig::default(),
+            attachments: AttachmentsConfig::default(),
+            telegram: TelegramConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -225,6 +269,31 @@ impl Config {
                 "bot.negative_sentiment_threshold",
                 format!("{} is not within -1..=1", b.negative_sentiment_threshold),
             );
+        }
+        if self.attachments.max_bytes == 0 {
+            return invalid("attachments.max_bytes", "must be at least 1".into());
+        }
+        let t = &self.telegram;
+        if let Some(url) = &t.api_url
+            && url::Url::parse(url).is_err()
+        {
+            return invalid("telegram.api_url", format!("`{url}` is not a URL like https://api.telegram.org"));
+        }
+        if t.token.is_some() && t.mode == TelegramMode::Webhook {
+            match &t.webhook_url {
+                None => return invalid("telegram.webhook_url", "webhook mode needs the public URL of /telegram/webhook".into()),
+                Some(url) if url::Url::parse(url).is_err() => {
+                    return invalid("telegram.webhook_url", format!("`{url}` is not a URL"));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(secret) = &t.webhook_secret
+            && (secret.0.is_empty()
+                || secret.0.len() > 256
+                || !secret.0.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+        {
+            return invalid("telegram.webhook_secret", "must be 1-256 characters of A-Z, a-z, 0-9, _ and -".into());
         }
         if self.log.format != "text" && self.log.format != "json" {
             return invalid("log.format", format!("`{}` is not one of: text, json", self.log.format));

@@ -4,16 +4,17 @@
 pub mod config;
 
 use anyhow::Context;
-use config::Config;
+use config::{Config, TelegramMode};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_admin_web::{AllowedOrigins, AppState, RateLimiter, VisitorKeys, WebChatSettings, WidgetLook};
+use switchboard_channels::telegram::{Mode as TelegramModeSetting, TelegramAdapter, TelegramOutbound, TelegramSettings};
 use switchboard_channels::webchat::{WebChatHub, WebChatOutbound};
-use switchboard_core::ports::{Store, SystemClock};
+use switchboard_core::ports::{BlobStore, Outbound, Store, SystemClock};
 use switchboard_core::{Engine, EngineLimits, EventBus, OutboxWorker, Policy};
 use switchboard_nlp::KeywordClassifier;
-use switchboard_store::SqliteStore;
+use switchboard_store::{FileBlobs, SqliteStore};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -63,21 +64,44 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         None => store.setting_or_insert("visitor_token_secret", &random_secret()).await?,
     };
     tracing::info!("classifier: keyword rules (no NLP model configured)");
+    let blobs: Arc<dyn BlobStore> = Arc::new(
+        FileBlobs::open(&config.attachments.dir)
+            .with_context(|| format!("attachments.dir = {}", config.attachments.dir.display()))?,
+    );
     let engine = Arc::new(Engine::new(
         store.clone(),
+        blobs.clone(),
         Arc::new(KeywordClassifier),
         Arc::new(SystemClock),
         EventBus::new(4096),
         policy(config),
-        EngineLimits { max_text_chars: config.webchat.max_message_chars },
+        EngineLimits {
+            max_text_chars: config.webchat.max_message_chars,
+            max_upload_bytes: config.attachments.max_bytes,
+        },
     ));
     let hub = Arc::new(WebChatHub::default());
-    let outbox = OutboxWorker::new(
-        store.clone(),
-        vec![Arc::new(WebChatOutbound::new(hub.clone()))],
-        engine.outbox_wake(),
-    );
-    let workers = vec![tokio::spawn(outbox.run())];
+    let mut senders: Vec<Arc<dyn Outbound>> = vec![Arc::new(WebChatOutbound::new(hub.clone()))];
+    let mut workers = Vec::new();
+    let telegram = match telegram_settings(config, store.as_ref()).await? {
+        Some(settings) => {
+            senders.push(Arc::new(TelegramOutbound::new(&settings, blobs.clone())));
+            let adapter = Arc::new(TelegramAdapter::new(engine.clone(), settings.clone()));
+            match settings.mode {
+                TelegramModeSetting::Polling => workers.push(tokio::spawn(adapter.clone().run_polling())),
+                TelegramModeSetting::Webhook { .. } => {
+                    if let Err(error) = adapter.register_webhook().await {
+                        tracing::error!(%error, "could not register the Telegram webhook; check telegram.webhook_url and the token");
+                    }
+                }
+            }
+            tracing::info!(mode = ?config.telegram.mode, "Telegram channel on");
+            Some(adapter)
+        }
+        None => None,
+    };
+    let outbox = OutboxWorker::new(store.clone(), senders, engine.outbox_wake());
+    workers.push(tokio::spawn(outbox.run()));
 
     let w = &config.webchat;
     let state = AppState {
@@ -101,6 +125,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         }),
         visitor_keys: Arc::new(VisitorKeys::new(secret.into_bytes())),
         rate_limiter: Arc::new(RateLimiter::new(w.rate_limit_per_minute, w.rate_limit_burst)),
+        telegram,
     };
     let listen = config.listen_addr()?;
     let listener = TcpListener::bind(listen).await.with_context(|| format!("listening on {listen} (server.listen)"))?;
@@ -115,6 +140,33 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             .await
     });
     Ok(Running { addr, engine, stop, server, workers })
+}
+
+/// Telegram's settings when a token is configured.
+async fn telegram_settings(config: &Config, store: &dyn Store) -> anyhow::Result<Option<TelegramSettings>> {
+    let t = &config.telegram;
+    let Some(token) = &t.token else {
+        return Ok(None);
+    };
+    let parse = |key: &str, url: &str| url::Url::parse(url).with_context(|| format!("{key} = {url}"));
+    let mode = match t.mode {
+        TelegramMode::Polling => TelegramModeSetting::Polling,
+        TelegramMode::Webhook => {
+            let url = t.webhook_url.as_deref().context("telegram.webhook_url is required in webhook mode")?;
+            let secret = match &t.webhook_secret {
+                Some(secret) => secret.0.clone(),
+                None => store.setting_or_insert("telegram_webhook_secret", &random_secret()).await?,
+            };
+            TelegramModeSetting::Webhook { url: parse("telegram.webhook_url", url)?, secret }
+        }
+    };
+    Ok(Some(TelegramSettings {
+        token: token.0.clone(),
+        api_url: t.api_url.as_deref().map(|u| parse("telegram.api_url", u)).transpose()?,
+        mode,
+        group_chats: t.group_chats.clone(),
+        max_file_bytes: config.attachments.max_bytes,
+    }))
 }
 
 fn policy(config: &Config) -> Policy {

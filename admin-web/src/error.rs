@@ -33,6 +33,12 @@ impl From<EngineError> for ApiError {
             EngineError::Invalid(reason) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_message", reason)
             }
+            EngineError::NotFound(what) => {
+                Self::new(StatusCode::NOT_FOUND, "not_found", format!("No such {what}."))
+            }
+            EngineError::Upload(reason) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "file_rejected", format!("The file was refused: {reason}."))
+            }
             EngineError::Store(error) => {
                 tracing::error!(%error, "store failure");
                 Self::unavailable()

@@ -3,10 +3,12 @@
 
 mod error;
 mod ratelimit;
+mod telegram;
 pub mod webchat;
 
 use axum::Router;
 use std::sync::Arc;
+use switchboard_channels::telegram::TelegramAdapter;
 use switchboard_channels::webchat::WebChatHub;
 use switchboard_core::Engine;
 
@@ -22,9 +24,11 @@ pub struct AppState {
     pub webchat: Arc<WebChatSettings>,
     pub visitor_keys: Arc<VisitorKeys>,
     pub rate_limiter: Arc<RateLimiter>,
+    /// Set when the Telegram channel is on (its webhook route answers).
+    pub telegram: Option<Arc<TelegramAdapter>>,
 }
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    webchat::routes(state.clone()).with_state(state)
+    webchat::routes(state.clone()).merge(telegram::routes()).with_state(state)
 }

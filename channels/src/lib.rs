@@ -1,4 +1,5 @@
 //! Channel adapters: external events become `Inbound`, outbound messages become API calls.
 //! The only crate that imports a channel SDK.
 
+pub mod telegram;
 pub mod webchat;

@@ -2,20 +2,26 @@
 
 use crate::events::EventBus;
 use crate::policy::Policy;
-use crate::ports::{Classifier, Clock, Committed, Store, StepWrite, StoreError};
+use crate::attachments::{UploadError, check_upload, clean_file_name};
+use crate::ports::{BlobStore, Classifier, Clock, Committed, Store, StepWrite, StoreError};
 use crate::step::{Decision, Input, ReplyBody, step};
 use crate::summary::extractive_summary;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tokio::sync::{Mutex, Notify};
 use switchboard_models::{
-    Contact, ContactId, Conversation, DomainEvent, Inbound, Message, MessageId, Sender, Timestamp,
+    AgentId, Attachment, Contact, ContactId, Conversation, ConversationId, DomainEvent, Handler,
+    Inbound, Message, MessageId, Sender, Timestamp,
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("message rejected: {0}")]
     Invalid(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("file rejected: {0}")]
+    Upload(#[from] UploadError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -33,6 +39,7 @@ pub struct HandleOutcome {
 
 pub struct EngineLimits {
     pub max_text_chars: usize,
+    pub max_upload_bytes: u64,
 }
 
 /// Locks that serialise work per contact, so one conversation sees one event at a time
@@ -53,6 +60,7 @@ impl ContactLocks {
 
 pub struct Engine {
     store: Arc<dyn Store>,
+    blobs: Arc<dyn BlobStore>,
     classifier: Arc<dyn Classifier>,
     clock: Arc<dyn Clock>,
     bus: EventBus,
@@ -65,6 +73,7 @@ pub struct Engine {
 impl Engine {
     pub fn new(
         store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
         classifier: Arc<dyn Classifier>,
         clock: Arc<dyn Clock>,
         bus: EventBus,
@@ -73,6 +82,7 @@ impl Engine {
     ) -> Self {
         Self {
             store,
+            blobs,
             classifier,
             clock,
             bus,
@@ -136,6 +146,7 @@ impl Engine {
                     external_id: inbound.sender_external_id.clone(),
                     display_name: inbound.sender_name.clone(),
                     created_at: now,
+                    unreachable_since: None,
                 };
                 (contact.clone(), Some(contact))
             }
@@ -144,7 +155,12 @@ impl Engine {
         let mut message = new_message(&conversation, Sender::Customer, inbound.text.clone(), now);
         message.external_id = Some(inbound.external_id.clone());
         message.classification = Some(classification.clone());
-        let input = Input::CustomerMessage { text: &inbound.text, classification: &classification };
+        message.attachments = inbound.attachments.clone();
+        let input = Input::CustomerMessage {
+            text: &inbound.text,
+            classification: &classification,
+            has_attachments: !inbound.attachments.is_empty(),
+        };
         let decision = step(&conversation, &input, &self.policy, now);
         let (conversation, replies) = self.replies_for(decision, Some(&inbound.text), now).await?;
 
@@ -181,9 +197,77 @@ impl Engine {
         }
     }
 
+    /// Checks an uploaded file by its content and stores it; the result goes into an `Inbound`
+    /// or an agent reply.
+    pub async fn accept_upload(&self, file_name: &str, bytes: &[u8]) -> Result<Attachment, EngineError> {
+        let content_type = check_upload(bytes, self.limits.max_upload_bytes)?;
+        let key = self.blobs.put(bytes).await?;
+        Ok(Attachment {
+            key,
+            file_name: clean_file_name(file_name, content_type),
+            content_type: content_type.to_string(),
+            size: bytes.len() as u64,
+        })
+    }
+
+    pub async fn attachment_bytes(&self, attachment: &Attachment) -> Result<Vec<u8>, EngineError> {
+        Ok(self.blobs.get(&attachment.key).await?)
+    }
+
+    /// An agent's reply to the customer, out on the conversation's channel. An agent who is not
+    /// yet handling the conversation takes it first (the customer is told who joined).
+    pub async fn agent_reply(
+        &self,
+        conversation_id: ConversationId,
+        agent_id: AgentId,
+        text: String,
+        attachments: Vec<Attachment>,
+    ) -> Result<Message, EngineError> {
+        if text.trim().is_empty() && attachments.is_empty() {
+            return Err(EngineError::Invalid("the reply is empty".into()));
+        }
+        let agent = self.store.agent(agent_id).await?.filter(|a| a.active).ok_or(EngineError::NotFound("agent"))?;
+        let first_look = self.store.conversation(conversation_id).await?.ok_or(EngineError::NotFound("conversation"))?;
+        let contact = self.store.contact(first_look.contact_id).await?.ok_or(EngineError::NotFound("contact"))?;
+        let _turn = self.locks.for_key((contact.channel, contact.external_id.as_str())).lock().await;
+        let conversation = self.store.conversation(conversation_id).await?.ok_or(EngineError::NotFound("conversation"))?;
+        if conversation.status.is_final() {
+            return Err(EngineError::Invalid(format!(
+                "the conversation is {}; replies can no longer be sent",
+                conversation.status
+            )));
+        }
+        let now = self.clock.now();
+        let mut outbound = Vec::new();
+        let mut current = conversation;
+        if current.handler != Handler::Agent(agent.id) {
+            let joined = step(&current, &Input::AgentJoined { agent: agent.id, agent_name: &agent.name }, &self.policy, now);
+            let (next, replies) = self.replies_for(joined, None, now).await?;
+            outbound.extend(replies);
+            current = next;
+        }
+        let replied = step(&current, &Input::AgentReplied { agent: agent.id }, &self.policy, now);
+        let mut reply = new_message(&replied.conversation, Sender::Agent, text, now);
+        reply.agent_id = Some(agent.id);
+        reply.attachments = attachments;
+        outbound.push(reply);
+        let conversation = replied.conversation;
+        let write = StepWrite { inbound: None, contact: None, conversation: Some(conversation.clone()), outbound };
+        let Committed::Stored { seqs } = self.store.commit(write.clone()).await? else {
+            return Err(StoreError::Corrupt("an agent reply was taken for a duplicate".into()).into());
+        };
+        let mut stored = write.outbound;
+        for (message, seq) in stored.iter_mut().zip(seqs) {
+            message.seq = seq;
+        }
+        self.outbox_wake.notify_one();
+        self.publish(&conversation, stored.iter());
+        Ok(stored.pop().expect("the reply is last"))
+    }
+
     fn check(&self, inbound: &Inbound) -> Result<(), EngineError> {
         let chars = inbound.text.chars().count();
-        if inbound.text.trim().is_empty() {
+        if inbound.text.trim().is_empty() && inbound.attachments.is_empty() {
             return Err(EngineError::Invalid("the message is empty".into()));
         }
         if chars > self.limits.max_text_chars {
@@ -264,6 +348,7 @@ fn new_message(conversation: &Conversation, sender: Sender, text: String, now: T
         sender,
         agent_id: None,
         text,
+        attachments: Vec::new(),
         quick_replies: Vec::new(),
         classification: None,
         external_id: None,

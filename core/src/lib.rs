@@ -2,6 +2,7 @@
 //! drives, and `Engine`, the shell that loads, decides, persists and publishes.
 //! Knows nothing of channels' protocols, HTTP, HTML or SQL.
 
+pub mod attachments;
 mod engine;
 mod events;
 mod outbox;

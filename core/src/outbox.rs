@@ -76,6 +76,13 @@ impl OutboxWorker {
                 Err(DeliveryError::Permanent { reason }) => {
                     self.fail(&item, &reason, None).await;
                 }
+                Err(DeliveryError::Unreachable { reason }) => {
+                    self.fail(&item, &reason, None).await;
+                    let contact = item.message.contact_id;
+                    if let Err(error) = self.store.mark_unreachable(contact, chrono::Utc::now()).await {
+                        tracing::error!(%error, %contact, "could not mark the contact unreachable");
+                    }
+                }
             }
         }
         delivered

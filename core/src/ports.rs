@@ -4,7 +4,7 @@ use crate::policy::QueueView;
 use async_trait::async_trait;
 use std::time::Duration;
 use switchboard_models::{
-    Channel, Classification, Contact, ContactId, Conversation, ConversationId, Message,
+    Agent, AgentId, Channel, Classification, Contact, ContactId, Conversation, ConversationId, Message,
     OutboundMessage, Timestamp,
 };
 
@@ -57,6 +57,12 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<Contact>, StoreError>;
     /// The contact's latest conversation that is not closed or rejected.
     async fn current_conversation(&self, contact: ContactId) -> Result<Option<Conversation>, StoreError>;
+    async fn contact(&self, id: ContactId) -> Result<Option<Contact>, StoreError>;
+    /// Marks a contact the channel can no longer reach (e.g. it blocked the bot).
+    async fn mark_unreachable(&self, contact: ContactId, since: Timestamp) -> Result<(), StoreError>;
+    /// Adds or updates an agent account.
+    async fn save_agent(&self, agent: &Agent) -> Result<(), StoreError>;
+    async fn agent(&self, id: AgentId) -> Result<Option<Agent>, StoreError>;
     /// The contact with this channel identity and its current conversation, in one read.
     async fn contact_and_current_conversation(
         &self,
@@ -111,6 +117,17 @@ pub enum DeliveryError {
     Retry { reason: String, after: Option<Duration> },
     #[error("permanent delivery failure: {reason}")]
     Permanent { reason: String },
+    /// The customer cannot be reached on this channel any more; stop sending to them.
+    #[error("recipient unreachable: {reason}")]
+    Unreachable { reason: String },
+}
+
+/// Files by generated key, outside any web root.
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Stores `bytes` and returns a new key for them.
+    async fn put(&self, bytes: &[u8]) -> Result<String, StoreError>;
+    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError>;
 }
 
 /// Sends stored messages out on one channel.

@@ -13,6 +13,8 @@ pub enum Input<'a> {
     CustomerMessage {
         text: &'a str,
         classification: &'a Classification,
+        /// Files came with the message.
+        has_attachments: bool,
     },
     AgentJoined {
         agent: AgentId,
@@ -56,13 +58,18 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
     let mut escalated = None;
 
     match input {
-        Input::CustomerMessage { text, classification } => {
+        Input::CustomerMessage { text, classification, has_attachments } => {
             if next.status == Status::Resolved {
                 next.status = Status::Open;
             }
             match next.handler {
                 Handler::Bot => {
-                    match escalation_reason(&next, classification, policy) {
+                    let reason = if *has_attachments {
+                        Some(EscalationReason::DocumentReview)
+                    } else {
+                        escalation_reason(&next, classification, policy)
+                    };
+                    match reason {
                         Some(reason) => {
                             escalate(&mut next, classification, reason.clone(), text, now);
                             replies.push(Reply {

@@ -14,6 +14,7 @@ CREATE TABLE contacts (
     external_id  TEXT NOT NULL,
     display_name TEXT,
     created_at   INTEGER NOT NULL,
+    unreachable_since INTEGER,
     UNIQUE (channel, external_id)
 );
 
@@ -59,6 +60,7 @@ CREATE TABLE messages (
     sender          TEXT NOT NULL CHECK (sender IN ('customer', 'bot', 'agent', 'system')),
     agent_id        TEXT REFERENCES agents (id) DEFERRABLE INITIALLY DEFERRED,
     body            TEXT NOT NULL,
+    attachments     TEXT NOT NULL DEFAULT '[]',
     quick_replies   TEXT NOT NULL DEFAULT '[]',
     classification  TEXT,
     external_id     TEXT,

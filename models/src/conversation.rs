@@ -20,6 +20,8 @@ pub enum EscalationReason {
     LowConfidence { times: u32 },
     NegativeSentiment { sentiment: f32 },
     Urgent,
+    /// The customer sent files for a person to look at.
+    DocumentReview,
 }
 
 impl EscalationReason {
@@ -37,6 +39,7 @@ impl EscalationReason {
                 format!("The customer sounds upset (sentiment {sentiment:.2}).")
             }
             Self::Urgent => "The customer says it is urgent.".to_string(),
+            Self::DocumentReview => "The customer sent a file to review.".to_string(),
         }
     }
 }
@@ -58,6 +61,8 @@ pub struct Contact {
     pub external_id: String,
     pub display_name: Option<String>,
     pub created_at: Timestamp,
+    /// Set when the channel said messages can no longer reach the customer (e.g. bot blocked).
+    pub unreachable_since: Option<Timestamp>,
 }
 
 /// The state `step` works on: one conversation of one contact on one channel.

@@ -125,6 +125,23 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// What an account may do in the admin panel.
+    Role, "role" {
+        Agent => "agent",
+        Admin => "admin",
+    }
+);
+
+text_enum!(
+    /// Whether an agent takes conversations now.
+    Presence, "presence" {
+        Online => "online",
+        Away => "away",
+        Offline => "offline",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

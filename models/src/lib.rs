@@ -1,15 +1,19 @@
 //! Domain types of Switchboard: ids, channels, conversations, messages, classifications and events.
 //! No I/O, no async, no storage or HTTP types: every other crate speaks in these.
 
+mod agent;
+mod attachment;
 mod classification;
 mod conversation;
 mod enums;
 mod ids;
 mod message;
 
+pub use agent::Agent;
+pub use attachment::Attachment;
 pub use classification::{Classification, IntentName, IntentScore, Urgency};
 pub use conversation::{Contact, Conversation, Escalation, EscalationReason, Handler};
-pub use enums::{Category, Channel, Priority, Sender, Status, UnknownVariant};
+pub use enums::{Category, Channel, Presence, Priority, Role, Sender, Status, UnknownVariant};
 pub use ids::{AgentId, ContactId, ConversationId, MessageId};
 pub use message::{DomainEvent, Inbound, Message, OutboundMessage};
 

@@ -1,5 +1,5 @@
 use crate::{
-    AgentId, Channel, Classification, ContactId, Conversation, ConversationId, MessageId, Sender,
+    AgentId, Attachment, Channel, Classification, ContactId, Conversation, ConversationId, MessageId, Sender,
     Timestamp,
 };
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,10 @@ pub struct Inbound {
     /// The channel's identity of the sender.
     pub sender_external_id: String,
     pub sender_name: Option<String>,
+    /// May be empty when the message carries attachments.
     pub text: String,
+    /// Already stored (see `Engine::accept_upload`).
+    pub attachments: Vec<Attachment>,
     pub received_at: Timestamp,
 }
 
@@ -30,6 +33,7 @@ pub struct Message {
     pub sender: Sender,
     pub agent_id: Option<AgentId>,
     pub text: String,
+    pub attachments: Vec<Attachment>,
     /// Buttons the customer may tap instead of typing.
     pub quick_replies: Vec<String>,
     pub classification: Option<Classification>,

@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use switchboard_core::ports::StoreError;
 use switchboard_models::{
-    AgentId, Contact, ContactId, Conversation, ConversationId, Escalation, Handler, Message,
+    Agent, AgentId, Contact, ContactId, Conversation, ConversationId, Escalation, Handler, Message,
     MessageId, Timestamp,
 };
 
@@ -65,6 +65,24 @@ fn contact_from_columns(row: &SqliteRow, [id, channel, external_id, name, create
         external_id: row.try_get(external_id).map_err(backend)?,
         display_name: row.try_get(name).map_err(backend)?,
         created_at: instant(row.try_get(created).map_err(backend)?)?,
+        unreachable_since: row
+            .try_get::<Option<i64>, _>("unreachable_since")
+            .map_err(backend)?
+            .map(instant)
+            .transpose()?,
+    })
+}
+
+pub(crate) fn agent_from_row(row: &SqliteRow) -> Result<Agent, StoreError> {
+    Ok(Agent {
+        id: AgentId(uuid_col(row, "id")?),
+        email: row.try_get("email").map_err(backend)?,
+        name: row.try_get("name").map_err(backend)?,
+        role: parsed("role", &row.try_get::<String, _>("role").map_err(backend)?)?,
+        presence: parsed("presence", &row.try_get::<String, _>("presence").map_err(backend)?)?,
+        capacity: row.try_get::<i64, _>("capacity").map_err(backend)? as u32,
+        active: row.try_get("active").map_err(backend)?,
+        created_at: instant(row.try_get("created_at").map_err(backend)?)?,
     })
 }
 
@@ -117,6 +135,7 @@ pub(crate) fn message_from_row(row: &SqliteRow) -> Result<Message, StoreError> {
         sender: parsed("sender", &row.try_get::<String, _>("sender").map_err(backend)?)?,
         agent_id: optional::<uuid::Uuid>(row, "agent_id")?.map(AgentId),
         text: row.try_get("body").map_err(backend)?,
+        attachments: from_json("attachments", &row.try_get::<String, _>("attachments").map_err(backend)?)?,
         quick_replies: from_json("quick_replies", &row.try_get::<String, _>("quick_replies").map_err(backend)?)?,
         classification: classification.map(|c| from_json("classification", &c)).transpose()?,
         external_id: row.try_get("external_id").map_err(backend)?,

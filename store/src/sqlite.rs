@@ -3,7 +3,7 @@
 //! writer anyway, and each round trip to it costs more than the SQL itself. Reads use a pool.
 
 use crate::rows::{
-    contact_from_prefixed_row, contact_from_row, conversation_from_row, message_from_row, millis, to_json,
+    agent_from_row, contact_from_prefixed_row, contact_from_row, conversation_from_row, message_from_row, millis, to_json,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -13,7 +13,7 @@ use std::time::Duration;
 use switchboard_core::QueueView;
 use switchboard_core::ports::{Committed, StepWrite, Store, StoreError};
 use switchboard_models::{
-    Channel, Contact, ContactId, Conversation, ConversationId, Handler, Message, OutboundMessage,
+    Agent, AgentId, Channel, Contact, ContactId, Conversation, ConversationId, Handler, Message, OutboundMessage,
     Timestamp,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -39,7 +39,9 @@ pub struct SqliteStore {
 }
 
 const MESSAGE_COLUMNS: &str = "seq, id, conversation_id, contact_id, channel, sender, agent_id, body, \
-     quick_replies, classification, external_id, created_at";
+     attachments, quick_replies, classification, external_id, created_at";
+const CONTACT_COLUMNS: &str = "id, channel, external_id, display_name, created_at, unreachable_since";
+const AGENT_COLUMNS: &str = "id, email, name, role, presence, capacity, active, created_at";
 const CONVERSATION_COLUMNS: &str = "id, contact_id, channel, handler, agent_id, status, category, priority, \
      escalation_reason, escalation_summary, escalated_at, low_confidence_streak, created_at, updated_at";
 
@@ -177,7 +179,7 @@ async fn write_step(tx: &mut Transaction<'static, Sqlite>, write: &StepWrite) ->
     Ok(Committed::Stored { seqs })
 }
 
-const MESSAGE_INSERT_COLUMNS: usize = 13;
+const MESSAGE_INSERT_COLUMNS: usize = 14;
 
 /// Inserts messages, skipping any whose (channel, external id) is taken; returns `(seq, id)` of
 /// those inserted. A `Some` delivery instant queues the message for the outbox from then.
@@ -198,7 +200,7 @@ async fn insert_messages(
         .join(", ");
     let sql = format!(
         "INSERT INTO messages (id, conversation_id, contact_id, channel, sender, agent_id, body, \
-         quick_replies, classification, external_id, created_at, outbound, next_attempt_at) \
+         attachments, quick_replies, classification, external_id, created_at, outbound, next_attempt_at) \
          VALUES {values} ON CONFLICT (channel, external_id) DO NOTHING RETURNING seq, id"
     );
     let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
@@ -211,6 +213,7 @@ async fn insert_messages(
             .bind(m.sender.as_str())
             .bind(m.agent_id.map(|a| a.to_string()))
             .bind(m.text.clone())
+            .bind(to_json(&m.attachments))
             .bind(to_json(&m.quick_replies))
             .bind(m.classification.as_ref().map(to_json))
             .bind(m.external_id.clone())
@@ -322,10 +325,7 @@ impl Store for SqliteStore {
         channel: Channel,
         external_id: &str,
     ) -> Result<Option<Contact>, StoreError> {
-        sqlx::query(
-            "SELECT id, channel, external_id, display_name, created_at FROM contacts \
-             WHERE channel = $1 AND external_id = $2",
-        )
+        sqlx::query(sql!("SELECT ", CONTACT_COLUMNS, " FROM contacts WHERE channel = $1 AND external_id = $2"))
         .bind(channel.as_str())
         .bind(external_id)
         .fetch_optional(&self.reader)
@@ -350,6 +350,57 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    async fn contact(&self, id: ContactId) -> Result<Option<Contact>, StoreError> {
+        sqlx::query(sql!("SELECT ", CONTACT_COLUMNS, " FROM contacts WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?
+            .map(|row| contact_from_row(&row))
+            .transpose()
+    }
+
+    async fn mark_unreachable(&self, contact: ContactId, since: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE contacts SET unreachable_since = COALESCE(unreachable_since, $2) WHERE id = $1")
+            .bind(contact.to_string())
+            .bind(millis(since))
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn save_agent(&self, agent: &Agent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO agents (id, email, name, role, presence, capacity, active, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET \
+             email = excluded.email, name = excluded.name, role = excluded.role, \
+             presence = excluded.presence, capacity = excluded.capacity, active = excluded.active",
+        )
+        .bind(agent.id.to_string())
+        .bind(&agent.email)
+        .bind(&agent.name)
+        .bind(agent.role.as_str())
+        .bind(agent.presence.as_str())
+        .bind(i64::from(agent.capacity))
+        .bind(agent.active)
+        .bind(millis(agent.created_at))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn agent(&self, id: AgentId) -> Result<Option<Agent>, StoreError> {
+        sqlx::query(sql!("SELECT ", AGENT_COLUMNS, " FROM agents WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?
+            .map(|row| agent_from_row(&row))
+            .transpose()
+    }
+
     async fn contact_and_current_conversation(
         &self,
         channel: Channel,
@@ -357,7 +408,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<(Contact, Option<Conversation>)>, StoreError> {
         let Some(row) = sqlx::query(sql!(
             "SELECT k.id AS contact_id_, k.channel AS contact_channel, k.external_id AS contact_external_id, \
-             k.display_name, k.created_at AS contact_created_at, c.* \
+             k.display_name, k.created_at AS contact_created_at, k.unreachable_since, c.* \
              FROM contacts k LEFT JOIN conversations c ON c.id = ( \
                 SELECT id FROM conversations WHERE contact_id = k.id AND status NOT IN ('closed', 'rejected') \
                 ORDER BY created_at DESC, id DESC LIMIT 1) \

@@ -23,6 +23,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".into();
     config.database.url = format!("sqlite://{}", dir.join("switchboard.db").display());
+    config.attachments.dir = dir.join("attachments");
     config.webchat.long_poll_seconds = 2;
     config
 }

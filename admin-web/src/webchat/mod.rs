@@ -114,6 +114,7 @@ async fn receive(
         sender_external_id: visitor.to_string(),
         sender_name: None,
         text,
+        attachments: Vec::new(),
         received_at: state.engine.now(),
     };
     state.hub.publish(visitor, switchboard_channels::webchat::LiveEvent::Typing(true));

@@ -25,6 +25,7 @@ fn message(conversation: &Conversation, sender: Sender, text: &str, external_id:
         sender,
         agent_id: None,
         text: text.into(),
+        attachments: Vec::new(),
         quick_replies: vec!["Yes".into()],
         classification: None,
         external_id: external_id.map(String::from),
@@ -40,6 +41,7 @@ async fn conversation(store: &SqliteStore, who: &str) -> Conversation {
         external_id: who.into(),
         display_name: Some("Ann".into()),
         created_at: Utc::now(),
+        unreachable_since: None,
     };
     let conversation = Conversation::new(contact.id, Channel::WebChat, Utc::now());
     let write = StepWrite { inbound: None, contact: Some(contact), conversation: Some(conversation.clone()), outbound: vec![] };

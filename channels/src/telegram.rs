@@ -1,0 +1,357 @@
+//! Telegram on teloxide: updates become `Inbound`s, stored replies become Bot API calls.
+//!
+//! An update is acknowledged only after its message is committed: in polling mode the offset
+//! moves past an update only once `handle_update` succeeded; in webhook mode the HTTP answer
+//! waits for the commit. A redelivered update is a duplicate (same chat and message id).
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_core::ports::{BlobStore, DeliveryError, Outbound};
+use switchboard_core::{Engine, EngineError};
+use switchboard_models::{Attachment, Channel, Inbound, OutboundMessage};
+use teloxide::net::Download;
+use teloxide::payloads::{GetUpdatesSetters, SendDocumentSetters, SendMessageSetters, SendPhotoSetters, SetWebhookSetters};
+use teloxide::requests::Requester;
+use teloxide::types::{
+    ChatId, FileMeta, InputFile, KeyboardButton, KeyboardMarkup, Message, ParseMode, ReplyMarkup,
+    Update, UpdateKind,
+};
+use teloxide::{ApiError, Bot, RequestError};
+
+/// How the bot receives updates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// getUpdates long polling: works behind NAT, the default.
+    Polling,
+    /// Telegram POSTs updates to `url`, with `secret` in the X-Telegram-Bot-Api-Secret-Token header.
+    Webhook { url: url::Url, secret: String },
+}
+
+#[derive(Clone)]
+pub struct TelegramSettings {
+    pub token: String,
+    /// The Bot API base; a local stand-in in tests.
+    pub api_url: Option<url::Url>,
+    pub mode: Mode,
+    /// Group chats served even without a mention.
+    pub group_chats: Vec<i64>,
+    /// Files larger than this are refused before download.
+    pub max_file_bytes: u64,
+}
+
+impl std::fmt::Debug for TelegramSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelegramSettings")
+            .field("token", &"<secret>")
+            .field("api_url", &self.api_url)
+            .field("group_chats", &self.group_chats)
+            .finish_non_exhaustive()
+    }
+}
+
+pub fn bot(settings: &TelegramSettings) -> Bot {
+    let bot = Bot::new(&settings.token);
+    match &settings.api_url {
+        Some(url) => bot.set_api_url(url.clone()),
+        None => bot,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelegramError {
+    #[error("Telegram API: {0}")]
+    Api(#[from] RequestError),
+    #[error("storing the message failed: {0}")]
+    Engine(#[from] EngineError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("missing or wrong X-Telegram-Bot-Api-Secret-Token header")]
+    Unauthorized,
+    #[error("the body is not a Telegram update: {0}")]
+    Malformed(String),
+    #[error("the update could not be stored now; Telegram will redeliver it: {0}")]
+    Unavailable(String),
+}
+
+const POLL_SECONDS: u32 = 10;
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub struct TelegramAdapter {
+    bot: Bot,
+    engine: Arc<Engine>,
+    settings: TelegramSettings,
+    username: tokio::sync::OnceCell<String>,
+}
+
+impl TelegramAdapter {
+    pub fn new(engine: Arc<Engine>, settings: TelegramSettings) -> Self {
+        Self { bot: bot(&settings), engine, settings, username: tokio::sync::OnceCell::new() }
+    }
+
+    /// The bot's @username, for recognising mentions in groups.
+    async fn username(&self) -> Result<&str, RequestError> {
+        self.username
+            .get_or_try_init(|| async { Ok(self.bot.get_me().await?.username().to_string()) })
+            .await
+            .map(String::as_str)
+    }
+
+    /// Long polling until the task is dropped. The offset passes an update only after it is
+    /// stored, so a crash makes Telegram resend it and the store drops the repeat.
+    pub async fn run_polling(self: Arc<Self>) {
+        if let Err(error) = self.bot.delete_webhook().await {
+            tracing::warn!(%error, "could not remove a previous webhook; polling may fail");
+        }
+        let mut offset = 0;
+        let mut failures = 0u32;
+        loop {
+            let updates = match self.bot.get_updates().offset(offset).timeout(POLL_SECONDS).await {
+                Ok(updates) => updates,
+                Err(error) => {
+                    failures += 1;
+                    let wait = match &error {
+                        RequestError::RetryAfter(seconds) => seconds.duration(),
+                        _ => backoff(failures),
+                    };
+                    tracing::warn!(%error, ?wait, "Telegram getUpdates failed");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            };
+            failures = 0;
+            for update in updates {
+                let mut attempt = 0;
+                while let Err(error) = self.handle_update(&update).await {
+                    attempt += 1;
+                    tracing::warn!(%error, update_id = update.id.0, attempt, "Telegram update not stored yet; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                offset = update.id.as_offset();
+            }
+        }
+    }
+
+    /// Points Telegram at our webhook, with the secret it must send back.
+    pub async fn register_webhook(&self) -> Result<(), RequestError> {
+        if let Mode::Webhook { url, secret } = &self.settings.mode {
+            self.bot.set_webhook(url.clone()).secret_token(secret.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// One webhook delivery: answered only once the update is stored (or known to be ignorable).
+    pub async fn handle_webhook(&self, secret: Option<&str>, body: &[u8]) -> Result<(), WebhookError> {
+        let Mode::Webhook { secret: expected, .. } = &self.settings.mode else {
+            return Err(WebhookError::Unauthorized);
+        };
+        if !secret.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes())) {
+            return Err(WebhookError::Unauthorized);
+        }
+        let update: Update = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
+        self.handle_update(&update).await.map_err(|e| WebhookError::Unavailable(e.to_string()))
+    }
+
+    /// Stores one update's message and runs the conversation. `Ok` means it is safe to
+    /// acknowledge: stored, or deliberately ignored (other update kinds, unserved groups).
+    pub async fn handle_update(&self, update: &Update) -> Result<(), TelegramError> {
+        let UpdateKind::Message(message) = &update.kind else {
+            return Ok(());
+        };
+        let Some(user) = message.from.as_ref() else {
+            return Ok(());
+        };
+        if user.is_bot || !self.served(message).await? {
+            return Ok(());
+        }
+        let chat = message.chat.id;
+        let text = message.text().or(message.caption()).unwrap_or_default().to_string();
+        let attachments = self.download_attachments(message).await?;
+        if text.trim().is_empty() && attachments.is_empty() {
+            tracing::debug!(chat = chat.0, "ignoring a Telegram message with neither text nor a file");
+            return Ok(());
+        }
+        let sender_external_id = if message.chat.is_private() {
+            chat.0.to_string()
+        } else {
+            // One conversation per person in a group; replies go to the group.
+            format!("{}/{}", chat.0, user.id.0)
+        };
+        let inbound = Inbound {
+            channel: Channel::Telegram,
+            external_id: format!("{}:{}", chat.0, message.id.0),
+            sender_external_id,
+            sender_name: Some(user.full_name()),
+            text,
+            attachments,
+            received_at: self.engine.now(),
+        };
+        match self.engine.handle(inbound).await {
+            Ok(_) => Ok(()),
+            Err(EngineError::Invalid(reason)) => {
+                self.tell(chat, &format!("Sorry, I couldn't take that message: {reason}.")).await;
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Private chats always; groups when configured or when the bot is @mentioned.
+    async fn served(&self, message: &Message) -> Result<bool, RequestError> {
+        if message.chat.is_private() || self.settings.group_chats.contains(&message.chat.id.0) {
+            return Ok(true);
+        }
+        let text = message.text().or(message.caption()).unwrap_or_default();
+        Ok(text.contains(&format!("@{}", self.username().await?)))
+    }
+
+    /// The photo (largest size) or document of a message, checked and stored. A refused file is
+    /// explained to the customer and left out; a failed download is an error, so the update is
+    /// retried rather than lost.
+    async fn download_attachments(&self, message: &Message) -> Result<Vec<Attachment>, TelegramError> {
+        let file: Option<(&FileMeta, String)> = if let Some(sizes) = message.photo() {
+            sizes.iter().max_by_key(|p| p.width * p.height).map(|p| (&p.file, "photo.jpg".to_string()))
+        } else if let Some(document) = message.document() {
+            Some((&document.file, document.file_name.clone().unwrap_or_else(|| "document".into())))
+        } else {
+            None
+        };
+        let Some((meta, name)) = file else {
+            return Ok(Vec::new());
+        };
+        if u64::from(meta.size) > self.settings.max_file_bytes {
+            let limit = self.settings.max_file_bytes;
+            self.tell(message.chat.id, &format!("Sorry, \"{name}\" is larger than the {limit} bytes I can accept.")).await;
+            return Ok(Vec::new());
+        }
+        let file = self.bot.get_file(meta.id.clone()).await?;
+        let mut bytes = Vec::with_capacity(meta.size as usize);
+        let mut stream = self.bot.download_file_stream(&file.path);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| RequestError::Network(Arc::new(e)))?;
+            if (bytes.len() + chunk.len()) as u64 > self.settings.max_file_bytes {
+                self.tell(message.chat.id, &format!("Sorry, \"{name}\" is too large for me to accept.")).await;
+                return Ok(Vec::new());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        match self.engine.accept_upload(&name, &bytes).await {
+            Ok(attachment) => Ok(vec![attachment]),
+            Err(EngineError::Upload(reason)) => {
+                self.tell(message.chat.id, &format!("Sorry, I couldn't accept \"{name}\": {reason}.")).await;
+                Ok(Vec::new())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// A direct notice about the customer's own input (not part of the conversation record).
+    async fn tell(&self, chat: ChatId, text: &str) {
+        if let Err(error) = self.bot.send_message(chat, text).await {
+            tracing::warn!(%error, chat = chat.0, "could not send a notice on Telegram");
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    (Duration::from_millis(250) * 2u32.saturating_pow(attempt.min(8))).min(MAX_BACKOFF)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The outbox's sender for Telegram: text as HTML with everything escaped, files as photos or
+/// documents, quick replies as a one-time keyboard.
+pub struct TelegramOutbound {
+    bot: Bot,
+    blobs: Arc<dyn BlobStore>,
+}
+
+impl TelegramOutbound {
+    pub fn new(settings: &TelegramSettings, blobs: Arc<dyn BlobStore>) -> Self {
+        Self { bot: bot(settings), blobs }
+    }
+}
+
+#[async_trait]
+impl Outbound for TelegramOutbound {
+    fn channel(&self) -> Channel {
+        Channel::Telegram
+    }
+
+    async fn deliver(&self, outbound: &OutboundMessage) -> Result<(), DeliveryError> {
+        let chat = chat_of(&outbound.recipient_external_id)?;
+        let message = &outbound.message;
+        let text = teloxide::utils::html::escape(&message.text);
+        let keyboard = (!message.quick_replies.is_empty()).then(|| {
+            ReplyMarkup::Keyboard(
+                KeyboardMarkup::new(message.quick_replies.iter().map(|q| vec![KeyboardButton::new(q.clone())]))
+                    .one_time_keyboard()
+                    .resize_keyboard(),
+            )
+        });
+        let mut caption = Some(text.clone()).filter(|t| !t.is_empty());
+        for attachment in &message.attachments {
+            let bytes = self.blobs.get(&attachment.key).await.map_err(|e| DeliveryError::Retry {
+                reason: format!("reading attachment {}: {e}", attachment.file_name),
+                after: None,
+            })?;
+            let file = InputFile::memory(bytes).file_name(attachment.file_name.clone());
+            let sent = if attachment.is_image() {
+                let request = self.bot.send_photo(chat, file).parse_mode(ParseMode::Html);
+                match caption.take() {
+                    Some(caption) => request.caption(caption).await,
+                    None => request.await,
+                }
+            } else {
+                let request = self.bot.send_document(chat, file).parse_mode(ParseMode::Html);
+                match caption.take() {
+                    Some(caption) => request.caption(caption).await,
+                    None => request.await,
+                }
+            };
+            sent.map_err(delivery_error)?;
+        }
+        if let Some(text) = caption {
+            let request = self.bot.send_message(chat, text).parse_mode(ParseMode::Html);
+            match keyboard {
+                Some(keyboard) => request.reply_markup(keyboard).await,
+                None => request.await,
+            }
+            .map_err(delivery_error)?;
+        }
+        Ok(())
+    }
+}
+
+/// `"<chat>"` for private chats, `"<chat>/<user>"` for a person in a group: replies go to the chat.
+fn chat_of(recipient: &str) -> Result<ChatId, DeliveryError> {
+    recipient
+        .split('/')
+        .next()
+        .and_then(|chat| chat.parse().ok())
+        .map(ChatId)
+        .ok_or_else(|| DeliveryError::Permanent { reason: format!("`{recipient}` is not a Telegram chat") })
+}
+
+fn delivery_error(error: RequestError) -> DeliveryError {
+    match error {
+        RequestError::RetryAfter(seconds) => {
+            DeliveryError::Retry { reason: "Telegram flood control".into(), after: Some(seconds.duration()) }
+        }
+        RequestError::Api(
+            api @ (ApiError::BotBlocked
+            | ApiError::UserDeactivated
+            | ApiError::CantInitiateConversation
+            | ApiError::ChatNotFound
+            | ApiError::BotKicked
+            | ApiError::BotKickedFromSupergroup),
+        ) => DeliveryError::Unreachable { reason: api.to_string() },
+        RequestError::Api(api) => DeliveryError::Permanent { reason: api.to_string() },
+        other => DeliveryError::Retry { reason: other.to_string(), after: None },
+    }
+}

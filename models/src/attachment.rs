@@ -1,0 +1,19 @@
+use serde::{Deserialize, Serialize};
+
+/// A file a customer or agent sent, stored under a generated key outside any web root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The blob's generated storage key; never derived from the sender's file name.
+    pub key: String,
+    /// The sender's name for the file, for display only.
+    pub file_name: String,
+    /// Decided from the file's content (magic bytes), not from what the sender claimed.
+    pub content_type: String,
+    pub size: u64,
+}
+
+impl Attachment {
+    pub fn is_image(&self) -> bool {
+        self.content_type.starts_with("image/")
+    }
+}
