@@ -126,6 +126,8 @@ pub struct KeywordClassifier;
 
 impl KeywordClassifier {
     pub fn classify_text(&self, text: &str) -> Classification {
+        // A chat app's start command (Telegram's /start) opens the conversation: greet.
+        let text = if text.trim() == "/start" || text.trim().starts_with("/start ") { "hello" } else { text };
         let normalised = normalise(text);
         let mut scores: Vec<(usize, f32)> = INTENTS
             .iter()

@@ -4,5 +4,6 @@
 mod browser;
 mod cli;
 mod store;
+mod telegram;
 mod transcripts;
 mod webchat;

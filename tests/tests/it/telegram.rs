@@ -1,0 +1,254 @@
+//! Telegram end to end: teloxide inside the server against a local fake Bot API.
+
+use serde_json::json;
+use std::time::Duration;
+use switchboard::config::{Secret, TelegramMode};
+use switchboard_models::{Channel, Handler, Message, Presence, Role, Sender};
+use switchboard_tests::TestServer;
+use switchboard_tests::fake_telegram::{
+    BOT_USERNAME, Failure, FakeTelegram, TOKEN, group_text, private_document, private_photo, private_text,
+};
+
+const WAIT: Duration = Duration::from_secs(15);
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR fake image body";
+const PDF: &[u8] = b"%PDF-1.7\n1 0 obj << >> endobj\ntrailer\n%%EOF";
+
+async fn server_with(telegram: &FakeTelegram, adjust: impl FnOnce(&mut switchboard::config::Config)) -> TestServer {
+    let url = telegram.url();
+    TestServer::start_with(move |c| {
+        c.telegram.token = Some(Secret(TOKEN.into()));
+        c.telegram.api_url = Some(url);
+        adjust(c);
+    })
+    .await
+}
+
+/// The messages stored for a Telegram contact, once at least `count` exist.
+async fn stored(server: &TestServer, contact: &str, count: usize) -> Vec<Message> {
+    let store = server.engine().store();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(contact) = store.contact_by_external_id(Channel::Telegram, contact).await.unwrap() {
+            let messages = store.contact_messages(contact.id, 0, 100).await.unwrap();
+            if messages.len() >= count {
+                return messages;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "fewer than {count} messages stored for {contact}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn agent(server: &TestServer, name: &str) -> switchboard_models::AgentId {
+    let agent = switchboard_models::Agent {
+        id: switchboard_models::AgentId::new(),
+        email: format!("{}@example.com", name.to_lowercase()),
+        name: name.into(),
+        role: Role::Agent,
+        presence: Presence::Online,
+        capacity: 5,
+        active: true,
+        created_at: chrono::Utc::now(),
+    };
+    server.engine().store().save_agent(&agent).await.unwrap();
+    agent.id
+}
+
+#[tokio::test]
+async fn start_text_and_a_handoff_in_a_private_chat() {
+    let telegram = FakeTelegram::start().await;
+    let server = server_with(&telegram, |_| {}).await;
+    telegram.push_message(private_text(501, 1, "/start"));
+    let welcome = telegram.wait_sent(501, 1, WAIT).await;
+    assert!(welcome[0].text.as_deref().unwrap().starts_with("Hi!"), "{welcome:?}");
+
+    telegram.push_message(private_text(501, 2, "I forgot my password"));
+    let sent = telegram.wait_sent(501, 2, WAIT).await;
+    assert!(sent[1].text.as_deref().unwrap().contains("Forgot password"), "{sent:?}");
+    assert_eq!(sent[1].parse_mode.as_deref(), Some("HTML"));
+
+    telegram.push_message(private_text(501, 3, "I want to talk to a person"));
+    let sent = telegram.wait_sent(501, 3, WAIT).await;
+    assert!(sent[2].text.as_deref().unwrap().contains("handed your conversation"), "{sent:?}");
+    let messages = stored(&server, "501", 6).await;
+    let conversation = server.engine().store().conversation(messages[5].conversation_id).await.unwrap().unwrap();
+    assert_eq!(conversation.handler, Handler::Queue);
+    assert_eq!(messages[0].sender, Sender::Customer);
+    assert_eq!(messages[0].external_id.as_deref(), Some("501:1"));
+
+    telegram.push_message(private_text(501, 4, "hello?"));
+    stored(&server, "501", 7).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(telegram.sent().iter().filter(|s| s.chat_id == 501).count(), 3, "the bot is quiet after the handoff");
+}
+
+#[tokio::test]
+async fn agent_replies_reach_the_chat_escaped_with_files() {
+    let telegram = FakeTelegram::start().await;
+    let server = server_with(&telegram, |_| {}).await;
+    telegram.push_message(private_text(502, 1, "talk to a human please"));
+    telegram.wait_sent(502, 1, WAIT).await;
+    let conversation_id = stored(&server, "502", 2).await[0].conversation_id;
+    let dana = agent(&server, "Dana").await;
+
+    let engine = server.engine();
+    let pdf = engine.accept_upload("refund-form.pdf", PDF).await.unwrap();
+    let png = engine.accept_upload("screenshot.png", PNG).await.unwrap();
+    engine.agent_reply(conversation_id, dana, "Use <b>this</b> form & reply".into(), vec![]).await.unwrap();
+    engine.agent_reply(conversation_id, dana, "Here you go".into(), vec![png, pdf]).await.unwrap();
+
+    let sent = telegram.wait_sent(502, 5, WAIT).await;
+    assert_eq!(sent[1].text.as_deref(), Some("Dana joined the conversation."));
+    assert_eq!(sent[2].text.as_deref(), Some("Use &lt;b&gt;this&lt;/b&gt; form &amp; reply"), "HTML is escaped");
+    assert_eq!(sent[3].method, "sendphoto");
+    assert_eq!(sent[3].file_bytes.as_deref(), Some(PNG));
+    assert_eq!(sent[3].text.as_deref(), Some("Here you go"), "the text rides as the first file's caption");
+    assert_eq!(sent[4].method, "senddocument");
+    assert_eq!(sent[4].file_name.as_deref(), Some("refund-form.pdf"));
+    assert_eq!(sent[4].file_bytes.as_deref(), Some(PDF));
+    let conversation = engine.store().conversation(conversation_id).await.unwrap().unwrap();
+    assert_eq!(conversation.handler, Handler::Agent(dana));
+}
+
+#[tokio::test]
+async fn photos_and_documents_from_the_customer_are_stored_for_the_agent() {
+    let telegram = FakeTelegram::start().await;
+    let server = server_with(&telegram, |_| {}).await;
+    telegram.add_file("photo-1", PNG.to_vec());
+    telegram.add_file("doc-1", PDF.to_vec());
+    telegram.add_file("fake-1", b"MZ\x90\x00 this is a program".to_vec());
+
+    telegram.push_message(private_photo(503, 1, "photo-1", PNG.len(), Some("proof of payment")));
+    telegram.push_message(private_document(503, 2, "doc-1", "statement.pdf", PDF.len()));
+    telegram.push_message(private_document(503, 3, "fake-1", "invoice.pdf", 24));
+    let messages = stored(&server, "503", 3).await;
+    let customer: Vec<&Message> = messages.iter().filter(|m| m.sender == Sender::Customer).collect();
+    assert_eq!(customer.len(), 2, "the disguised program is not stored: {messages:#?}");
+    assert_eq!(customer[0].text, "proof of payment");
+    assert_eq!(customer[0].attachments[0].content_type, "image/png");
+    assert_eq!(customer[1].attachments[0].file_name, "statement.pdf");
+    assert_eq!(server.engine().attachment_bytes(&customer[1].attachments[0]).await.unwrap(), PDF);
+    let conversation = server.engine().store().conversation(customer[0].conversation_id).await.unwrap().unwrap();
+    assert_eq!(
+        conversation.escalation.unwrap().reason,
+        switchboard_models::EscalationReason::DocumentReview,
+        "a document goes to a person"
+    );
+    let notices = telegram.wait_sent(503, 2, WAIT).await;
+    assert!(notices.iter().any(|s| s.text.as_deref().unwrap_or_default().contains("couldn't accept \"invoice.pdf\"")), "{notices:#?}");
+}
+
+#[tokio::test]
+async fn a_repeated_update_is_stored_once() {
+    let telegram = FakeTelegram::start().await;
+    let server = server_with(&telegram, |_| {}).await;
+    telegram.push_message(private_text(504, 7, "hello"));
+    telegram.push_message(private_text(504, 7, "hello"));
+    telegram.wait_sent(504, 1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(stored(&server, "504", 2).await.len(), 2, "one message and one answer");
+    assert_eq!(telegram.sent().iter().filter(|s| s.chat_id == 504).count(), 1);
+}
+
+#[tokio::test]
+async fn a_restart_mid_stream_loses_nothing_and_repeats_nothing() {
+    let telegram = FakeTelegram::start().await;
+    let mut server = server_with(&telegram, |_| {}).await;
+    for id in 1..=5 {
+        telegram.push_message(private_text(505, id, &format!("hello {id}")));
+    }
+    server.restart().await;
+    for id in 6..=8 {
+        telegram.push_message(private_text(505, id, &format!("hello {id}")));
+    }
+    stored(&server, "505", 16).await;
+    // Telegram resends everything it thinks is unconfirmed after the restart.
+    server.restart().await;
+    telegram.redeliver_all();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while telegram.pending_updates() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "redelivered updates were never confirmed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let messages = stored(&server, "505", 16).await;
+    let texts: Vec<&str> = messages.iter().filter(|m| m.sender == Sender::Customer).map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, (1..=8).map(|i| format!("hello {i}")).collect::<Vec<_>>(), "each once, in order");
+    assert_eq!(messages.len(), 16, "and each answered once");
+}
+
+#[tokio::test]
+async fn flood_control_is_waited_out_and_a_blocked_user_is_not_retried() {
+    let telegram = FakeTelegram::start().await;
+    let server = server_with(&telegram, |_| {}).await;
+    telegram.fail_next_send(Failure::TooManyRequests { retry_after: 1 });
+    let started = tokio::time::Instant::now();
+    telegram.push_message(private_text(506, 1, "hello"));
+    telegram.wait_sent(506, 1, WAIT).await;
+    assert!(started.elapsed() >= Duration::from_secs(1), "retry_after was honoured");
+    assert_eq!(telegram.refused_sends(), 1);
+
+    telegram.block(507);
+    telegram.push_message(private_text(507, 1, "hello"));
+    let store = server.engine().store();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let contact = store.contact_by_external_id(Channel::Telegram, "507").await.unwrap();
+        if contact.is_some_and(|c| c.unreachable_since.is_some()) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the blocked contact was never marked unreachable");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(telegram.refused_sends(), 2, "one refused attempt for the blocked chat, no retries");
+}
+
+#[tokio::test]
+async fn groups_are_served_only_when_the_bot_is_mentioned() {
+    let telegram = FakeTelegram::start().await;
+    let server = server_with(&telegram, |_| {}).await;
+    telegram.push_message(group_text(-100, 601, 1, "hello everyone"));
+    telegram.push_message(group_text(-100, 601, 2, &format!("@{BOT_USERNAME} hello")));
+    let sent = telegram.wait_sent(-100, 1, WAIT).await;
+    assert!(sent[0].text.as_deref().unwrap().starts_with("Hi!"));
+    let messages = stored(&server, "-100/601", 2).await;
+    assert_eq!(messages.len(), 2, "only the mention was taken: {messages:#?}");
+}
+
+#[tokio::test]
+async fn webhook_mode_checks_the_secret_and_answers_after_storing() {
+    let telegram = FakeTelegram::start().await;
+    let server = server_with(&telegram, |c| {
+        c.telegram.mode = TelegramMode::Webhook;
+        c.telegram.webhook_url = Some("https://support.example.com/telegram/webhook".into());
+        c.telegram.webhook_secret = Some(Secret("right-secret_1".into()));
+    })
+    .await;
+    let (url, secret) = telegram.webhook().expect("setWebhook was called");
+    assert_eq!(url, "https://support.example.com/telegram/webhook");
+    assert_eq!(secret.as_deref(), Some("right-secret_1"));
+
+    let http = reqwest::Client::new();
+    let update = json!({"update_id": 1, "message": private_text(508, 1, "hello")});
+    let post = |secret: Option<&'static str>, body: String| {
+        let mut request = http.post(server.url("/telegram/webhook")).header("content-type", "application/json").body(body);
+        if let Some(secret) = secret {
+            request = request.header("x-telegram-bot-api-secret-token", secret);
+        }
+        request.send()
+    };
+    assert_eq!(post(Some("wrong"), update.to_string()).await.unwrap().status(), 401);
+    assert_eq!(post(None, update.to_string()).await.unwrap().status(), 401);
+    assert_eq!(post(Some("right-secret_1"), "{\"update_id\":".into()).await.unwrap().status(), 400);
+    let store = server.engine().store();
+    assert!(store.contact_by_external_id(Channel::Telegram, "508").await.unwrap().is_none(), "nothing stored yet");
+
+    assert_eq!(post(Some("right-secret_1"), update.to_string()).await.unwrap().status(), 200);
+    // Answered only after the commit: the message is there already.
+    assert!(store.message_by_external_id(Channel::Telegram, "508:1").await.unwrap().is_some());
+    assert_eq!(post(Some("right-secret_1"), update.to_string()).await.unwrap().status(), 200, "a redelivery is fine");
+    let sent = telegram.wait_sent(508, 1, WAIT).await;
+    assert!(sent[0].text.as_deref().unwrap().starts_with("Hi!"));
+    assert_eq!(stored(&server, "508", 2).await.len(), 2);
+}
