@@ -252,3 +252,16 @@ async fn webhook_mode_checks_the_secret_and_answers_after_storing() {
     assert!(sent[0].text.as_deref().unwrap().starts_with("Hi!"));
     assert_eq!(stored(&server, "508", 2).await.len(), 2);
 }
+
+#[tokio::test]
+async fn choices_come_as_quick_reply_buttons() {
+    let telegram = FakeTelegram::start().await;
+    let _server = server_with(&telegram, |_| {}).await;
+    telegram.push_message(private_text(509, 1, "qwerty zxcv"));
+    let sent = telegram.wait_sent(509, 1, WAIT).await;
+    let keyboard = sent[0].reply_markup.clone().expect("a keyboard with the choices");
+    let buttons: Vec<&str> =
+        keyboard["keyboard"].as_array().unwrap().iter().map(|row| row[0]["text"].as_str().unwrap()).collect();
+    assert_eq!(buttons, ["Billing", "Technical problem", "My account", "Talk to a person"]);
+    assert_eq!(keyboard["one_time_keyboard"], true);
+}
