@@ -16,7 +16,20 @@ pub struct Config {
     pub bot: BotConfig,
     pub attachments: AttachmentsConfig,
     pub telegram: TelegramConfig,
+    pub discord: DiscordConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscordConfig {
+    /// The bot token; Discord is off while it is unset.
+    pub token: Option<Secret>,
+    /// Guild channel ids where customers open cases, each continued in its own thread.
+    pub served_channels: Vec<u64>,
+    /// Send REST and gateway lookups to this base URL instead of Discord (a local stand-in).
+    /// Serenity's rate limiter is off in this mode.
+    pub api_proxy: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -178,6 +191,7 @@ impl Default for Config {
             bot: BotConfig::default(),
             attachments: AttachmentsConfig::default(),
             telegram: TelegramConfig::default(),
+            discord: DiscordConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -294,6 +308,11 @@ impl Config {
                 || !secret.0.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
         {
             return invalid("telegram.webhook_secret", "must be 1-256 characters of A-Z, a-z, 0-9, _ and -".into());
+        }
+        if let Some(proxy) = &self.discord.api_proxy
+            && url::Url::parse(proxy).is_err()
+        {
+            return invalid("discord.api_proxy", format!("`{proxy}` is not a URL like http://127.0.0.1:9000"));
         }
         if self.log.format != "text" && self.log.format != "json" {
             return invalid("log.format", format!("`{}` is not one of: text, json", self.log.format));

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_admin_web::{AllowedOrigins, AppState, RateLimiter, VisitorKeys, WebChatSettings, WidgetLook};
+use switchboard_channels::discord::{DiscordAdapter, DiscordOutbound, DiscordSettings};
 use switchboard_channels::telegram::{Mode as TelegramModeSetting, TelegramAdapter, TelegramOutbound, TelegramSettings};
 use switchboard_channels::webchat::{WebChatHub, WebChatOutbound};
 use switchboard_core::ports::{BlobStore, Outbound, Store, SystemClock};
@@ -100,6 +101,17 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         }
         None => None,
     };
+    if let Some(token) = &config.discord.token {
+        let settings = DiscordSettings {
+            token: token.0.clone(),
+            rest_proxy: config.discord.api_proxy.clone(),
+            served_channels: config.discord.served_channels.clone(),
+            max_file_bytes: config.attachments.max_bytes,
+        };
+        senders.push(Arc::new(DiscordOutbound::new(&settings, blobs.clone())));
+        workers.push(tokio::spawn(Arc::new(DiscordAdapter::new(engine.clone(), settings)).run()));
+        tracing::info!("Discord channel on");
+    }
     let outbox = OutboxWorker::new(store.clone(), senders, engine.outbox_wake());
     workers.push(tokio::spawn(outbox.run()));
 

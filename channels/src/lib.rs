@@ -1,5 +1,6 @@
 //! Channel adapters: external events become `Inbound`, outbound messages become API calls.
 //! The only crate that imports a channel SDK.
 
+pub mod discord;
 pub mod telegram;
 pub mod webchat;

@@ -1,6 +1,7 @@
 //! Shared harness for the integration tests and the bench: the whole server on port 0 over a
 //! fresh SQLite file, a WebSocket widget client and an HTTP client.
 
+pub mod fake_discord;
 pub mod fake_telegram;
 
 use futures::{SinkExt, StreamExt};

@@ -3,6 +3,7 @@
 
 mod browser;
 mod cli;
+mod discord;
 mod store;
 mod telegram;
 mod transcripts;

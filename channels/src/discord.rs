@@ -1,0 +1,318 @@
+//! Discord on serenity: DMs are served directly; in a served guild channel each customer's
+//! case gets its own thread (started from their first message, so the thread's id is that
+//! message's id). Gateway drops are resumed by serenity, which replays missed events; a replayed
+//! or repeated event is a duplicate (unique on the Discord message id).
+//!
+//! Contacts are addressed by where the conversation lives: `dm/<user>` or `thread/<thread>/<user>`.
+
+use async_trait::async_trait;
+use serenity::all::{
+    ChannelId, ComponentInteraction, Context, CreateActionRow, CreateAllowedMentions, CreateAttachment,
+    CreateButton, CreateMessage, CreateThread, EventHandler, GatewayIntents, Http, HttpBuilder, Interaction,
+    Message, UserId,
+};
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_core::ports::{BlobStore, DeliveryError, Outbound};
+use switchboard_core::{Engine, EngineError};
+use switchboard_models::{Attachment, Channel, Inbound, OutboundMessage};
+
+#[derive(Clone)]
+pub struct DiscordSettings {
+    pub token: String,
+    /// Send REST calls (and the gateway lookup) to this base instead of Discord; tests only.
+    /// Serenity ignores a proxy unless its rate limiter is off, so this also turns it off.
+    pub rest_proxy: Option<String>,
+    /// Guild channels where customers open cases (each in its own thread).
+    pub served_channels: Vec<u64>,
+    pub max_file_bytes: u64,
+}
+
+impl std::fmt::Debug for DiscordSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscordSettings")
+            .field("token", &"<secret>")
+            .field("rest_proxy", &self.rest_proxy)
+            .field("served_channels", &self.served_channels)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A REST client; in production with serenity's rate limiter, which honours Discord's limits.
+pub fn http(settings: &DiscordSettings) -> Http {
+    match &settings.rest_proxy {
+        Some(proxy) => HttpBuilder::new(&settings.token).proxy(proxy).ratelimiter_disabled(true).build(),
+        None => Http::new(&settings.token),
+    }
+}
+
+const QUICK_REPLY_PREFIX: &str = "qr:";
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub struct DiscordAdapter {
+    engine: Arc<Engine>,
+    settings: DiscordSettings,
+}
+
+impl DiscordAdapter {
+    pub fn new(engine: Arc<Engine>, settings: DiscordSettings) -> Self {
+        Self { engine, settings }
+    }
+
+    /// Runs the gateway client until the task is dropped, restarting it after failures.
+    pub async fn run(self: Arc<Self>) {
+        let intents = GatewayIntents::GUILD_MESSAGES | GatewayIntents::DIRECT_MESSAGES | GatewayIntents::MESSAGE_CONTENT;
+        let mut failures = 0;
+        loop {
+            let built = serenity::client::ClientBuilder::new_with_http(http(&self.settings), intents)
+                .event_handler(Handler(self.clone()))
+                .await;
+            match built {
+                Ok(mut client) => {
+                    if let Err(error) = client.start().await {
+                        tracing::warn!(%error, "Discord gateway client stopped");
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "Discord client could not start"),
+            }
+            failures += 1;
+            tokio::time::sleep(backoff(failures)).await;
+        }
+    }
+
+    /// Where a message's conversation lives, or `None` when it is not ours to answer.
+    async fn location(&self, ctx_http: &Http, message: &Message) -> Result<Option<String>, TaskError> {
+        let user = message.author.id;
+        if message.guild_id.is_none() {
+            return Ok(Some(format!("dm/{user}")));
+        }
+        if self.settings.served_channels.contains(&message.channel_id.get()) {
+            // A new case: a thread from this message (its id is the message's id).
+            let thread = ChannelId::new(message.id.get());
+            let name: String = format!("Support: {}", message.author.name).chars().take(90).collect();
+            match message.channel_id.create_thread_from_message(ctx_http, message.id, CreateThread::new(name)).await {
+                Ok(_) => {}
+                // Already created for this message (a repeated event): the same thread.
+                Err(serenity::Error::Http(serenity::http::HttpError::UnsuccessfulRequest(response)))
+                    if response.error.code == 160004 => {}
+                Err(error) => return Err(TaskError::Discord(error)),
+            }
+            return Ok(Some(format!("thread/{thread}/{user}")));
+        }
+        // A message inside a case thread, from the customer whose case it is.
+        let contact = format!("thread/{}/{user}", message.channel_id);
+        let known = self.engine.store().contact_by_external_id(Channel::Discord, &contact).await.map_err(EngineError::from)?;
+        Ok(known.map(|_| contact))
+    }
+
+    async fn handle_message(&self, ctx_http: &Http, message: &Message) -> Result<(), TaskError> {
+        let external_id = message.id.to_string();
+        let store = self.engine.store();
+        if store.message_by_external_id(Channel::Discord, &external_id).await.map_err(EngineError::from)?.is_some() {
+            return Ok(()); // a repeated dispatch
+        }
+        let Some(contact) = self.location(ctx_http, message).await? else {
+            return Ok(());
+        };
+        let attachments = self.download_attachments(ctx_http, message, &contact).await?;
+        if message.content.trim().is_empty() && attachments.is_empty() {
+            return Ok(());
+        }
+        self.submit(ctx_http, &contact, external_id, message.author.global_name.clone().unwrap_or(message.author.name.clone()), message.content.clone(), attachments).await
+    }
+
+    async fn submit(
+        &self,
+        ctx_http: &Http,
+        contact: &str,
+        external_id: String,
+        name: String,
+        text: String,
+        attachments: Vec<Attachment>,
+    ) -> Result<(), TaskError> {
+        let inbound = Inbound {
+            channel: Channel::Discord,
+            external_id,
+            sender_external_id: contact.to_string(),
+            sender_name: Some(name),
+            text,
+            attachments,
+            received_at: self.engine.now(),
+        };
+        match self.engine.handle(inbound).await {
+            Ok(_) => Ok(()),
+            Err(EngineError::Invalid(reason)) => {
+                self.tell(ctx_http, contact, &format!("Sorry, I couldn't take that message: {reason}.")).await;
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// A quick-reply button press counts as the customer sending the button's text.
+    async fn handle_button(&self, ctx_http: &Http, press: &ComponentInteraction) -> Result<(), TaskError> {
+        let Some(label) = press.data.custom_id.strip_prefix(QUICK_REPLY_PREFIX) else {
+            return Ok(());
+        };
+        press.defer(ctx_http).await.map_err(TaskError::Discord)?;
+        let user = press.user.id;
+        let contact = match press.guild_id {
+            None => format!("dm/{user}"),
+            Some(_) => format!("thread/{}/{user}", press.channel_id),
+        };
+        let name = press.user.global_name.clone().unwrap_or(press.user.name.clone());
+        self.submit(ctx_http, &contact, format!("interaction:{}", press.id), name, label.to_string(), Vec::new()).await
+    }
+
+    async fn download_attachments(&self, ctx_http: &Http, message: &Message, contact: &str) -> Result<Vec<Attachment>, TaskError> {
+        let mut stored = Vec::new();
+        for file in &message.attachments {
+            if u64::from(file.size) > self.settings.max_file_bytes {
+                let limit = self.settings.max_file_bytes;
+                self.tell(ctx_http, contact, &format!("Sorry, \"{}\" is larger than the {limit} bytes I can accept.", file.filename)).await;
+                continue;
+            }
+            let bytes = file.download().await.map_err(TaskError::Discord)?;
+            match self.engine.accept_upload(&file.filename, &bytes).await {
+                Ok(attachment) => stored.push(attachment),
+                Err(EngineError::Upload(reason)) => {
+                    self.tell(ctx_http, contact, &format!("Sorry, I couldn't accept \"{}\": {reason}.", file.filename)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(stored)
+    }
+
+    /// A direct notice about the customer's own input (not part of the conversation record).
+    async fn tell(&self, ctx_http: &Http, contact: &str, text: &str) {
+        let result = async {
+            let channel = reply_channel(ctx_http, contact).await?;
+            channel.send_message(ctx_http, CreateMessage::new().content(text).allowed_mentions(CreateAllowedMentions::new())).await
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, contact, "could not send a notice on Discord");
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum TaskError {
+    #[error("Discord: {0}")]
+    Discord(serenity::Error),
+    #[error("storing the message failed: {0}")]
+    Engine(#[from] EngineError),
+}
+
+struct Handler(Arc<DiscordAdapter>);
+
+#[async_trait]
+impl EventHandler for Handler {
+    async fn message(&self, ctx: Context, message: Message) {
+        if message.author.bot {
+            return;
+        }
+        // Discord will not send the event again: keep trying until it is stored.
+        let mut attempt = 0;
+        while let Err(error) = self.0.handle_message(&ctx.http, &message).await {
+            attempt += 1;
+            tracing::warn!(%error, message_id = %message.id, attempt, "Discord message not stored yet; retrying");
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+    }
+
+    async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
+        if let Interaction::Component(press) = interaction
+            && let Err(error) = self.0.handle_button(&ctx.http, &press).await
+        {
+            tracing::warn!(%error, "Discord button press not handled");
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    (Duration::from_millis(250) * 2u32.saturating_pow(attempt.min(8))).min(MAX_BACKOFF)
+}
+
+/// The channel a contact's conversation lives in.
+async fn reply_channel(http: &Http, contact: &str) -> Result<ChannelId, serenity::Error> {
+    let mut parts = contact.split('/');
+    let invalid = || serenity::Error::Other("not a Discord contact address");
+    match (parts.next(), parts.next()) {
+        (Some("dm"), Some(user)) => {
+            let user: u64 = user.parse().map_err(|_| invalid())?;
+            Ok(UserId::new(user).create_dm_channel(http).await?.id)
+        }
+        (Some("thread"), Some(thread)) => Ok(ChannelId::new(thread.parse().map_err(|_| invalid())?)),
+        _ => Err(invalid()),
+    }
+}
+
+/// The outbox's sender for Discord: text without pings, files as attachments, quick replies as
+/// buttons.
+pub struct DiscordOutbound {
+    http: Http,
+    blobs: Arc<dyn BlobStore>,
+}
+
+impl DiscordOutbound {
+    pub fn new(settings: &DiscordSettings, blobs: Arc<dyn BlobStore>) -> Self {
+        Self { http: http(settings), blobs }
+    }
+}
+
+#[async_trait]
+impl Outbound for DiscordOutbound {
+    fn channel(&self) -> Channel {
+        Channel::Discord
+    }
+
+    async fn deliver(&self, outbound: &OutboundMessage) -> Result<(), DeliveryError> {
+        let message = &outbound.message;
+        let channel = reply_channel(&self.http, &outbound.recipient_external_id).await.map_err(delivery_error)?;
+        let mut create = CreateMessage::new().allowed_mentions(CreateAllowedMentions::new());
+        if !message.text.is_empty() {
+            create = create.content(&message.text);
+        }
+        for attachment in &message.attachments {
+            let bytes = self.blobs.get(&attachment.key).await.map_err(|e| DeliveryError::Retry {
+                reason: format!("reading attachment {}: {e}", attachment.file_name),
+                after: None,
+            })?;
+            create = create.add_file(CreateAttachment::bytes(bytes, attachment.file_name.clone()));
+        }
+        if !message.quick_replies.is_empty() {
+            let buttons = message
+                .quick_replies
+                .iter()
+                .take(5)
+                .map(|label| {
+                    let id: String = format!("{QUICK_REPLY_PREFIX}{label}").chars().take(100).collect();
+                    CreateButton::new(id).label(label.chars().take(80).collect::<String>())
+                })
+                .collect();
+            create = create.components(vec![CreateActionRow::Buttons(buttons)]);
+        }
+        channel.send_message(&self.http, create).await.map_err(delivery_error)?;
+        Ok(())
+    }
+}
+
+fn delivery_error(error: serenity::Error) -> DeliveryError {
+    use serenity::http::HttpError;
+    match error {
+        serenity::Error::Http(HttpError::UnsuccessfulRequest(response)) => {
+            let status = response.status_code.as_u16();
+            let reason = format!("{status} {}", response.error.message);
+            match (status, response.error.code) {
+                // Cannot send messages to this user; unknown channel or user.
+                (_, 50007 | 10003 | 10013) => DeliveryError::Unreachable { reason },
+                (429, _) => DeliveryError::Retry { reason, after: Some(Duration::from_secs(1)) },
+                (500.., _) => DeliveryError::Retry { reason, after: None },
+                _ => DeliveryError::Permanent { reason },
+            }
+        }
+        other => DeliveryError::Retry { reason: other.to_string(), after: None },
+    }
+}

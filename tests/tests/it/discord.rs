@@ -1,0 +1,190 @@
+//! Discord end to end: serenity inside the server against a local fake REST API and gateway.
+
+use serde_json::json;
+use std::time::Duration;
+use switchboard::config::Secret;
+use switchboard_models::{Channel, Handler, Message, Presence, Role, Sender};
+use switchboard_tests::TestServer;
+use switchboard_tests::fake_discord::{FakeDiscord, TOKEN, attachment, message};
+
+const WAIT: Duration = Duration::from_secs(20);
+const SERVED: u64 = 6001;
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR fake image body";
+const PDF: &[u8] = b"%PDF-1.7\n1 0 obj << >> endobj\ntrailer\n%%EOF";
+
+async fn server_with(discord: &FakeDiscord) -> TestServer {
+    let proxy = discord.url();
+    let server = TestServer::start_with(move |c| {
+        c.discord.token = Some(Secret(TOKEN.into()));
+        c.discord.api_proxy = Some(proxy);
+        c.discord.served_channels = vec![SERVED];
+    })
+    .await;
+    discord.wait_connected(WAIT).await;
+    server
+}
+
+async fn stored(server: &TestServer, contact: &str, count: usize) -> Vec<Message> {
+    let store = server.engine().store();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(contact) = store.contact_by_external_id(Channel::Discord, contact).await.unwrap() {
+            let messages = store.contact_messages(contact.id, 0, 100).await.unwrap();
+            if messages.len() >= count {
+                return messages;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "fewer than {count} messages stored for {contact}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn dm(discord: &FakeDiscord, user: u64, dm_channel: u64, text: &str) -> u64 {
+    let id = discord.new_id();
+    discord.dispatch("MESSAGE_CREATE", message(id, dm_channel, false, user, text, json!([])));
+    id
+}
+
+#[tokio::test]
+async fn a_direct_message_is_answered_and_a_handoff_reaches_an_agent() {
+    let discord = FakeDiscord::start().await;
+    let server = server_with(&discord).await;
+    discord.set_dm_channel(901, 5001);
+    dm(&discord, 901, 5001, "hello");
+    let posted = discord.wait_posted(5001, 1, WAIT).await;
+    assert!(posted[0].content.as_deref().unwrap().starts_with("Hi!"), "{posted:?}");
+
+    dm(&discord, 901, 5001, "I want to talk to a person");
+    let posted = discord.wait_posted(5001, 2, WAIT).await;
+    assert!(posted[1].content.as_deref().unwrap().contains("handed your conversation"));
+    let messages = stored(&server, "dm/901", 4).await;
+    let conversation_id = messages[0].conversation_id;
+    let store = server.engine().store();
+    assert_eq!(store.conversation(conversation_id).await.unwrap().unwrap().handler, Handler::Queue);
+
+    let agent = switchboard_models::Agent {
+        id: switchboard_models::AgentId::new(),
+        email: "kim@example.com".into(),
+        name: "Kim".into(),
+        role: Role::Agent,
+        presence: Presence::Online,
+        capacity: 3,
+        active: true,
+        created_at: chrono::Utc::now(),
+    };
+    store.save_agent(&agent).await.unwrap();
+    let pdf = server.engine().accept_upload("guide.pdf", PDF).await.unwrap();
+    server.engine().agent_reply(conversation_id, agent.id, "@everyone here is the guide".into(), vec![pdf]).await.unwrap();
+    let posted = discord.wait_posted(5001, 4, WAIT).await;
+    assert_eq!(posted[2].content.as_deref(), Some("Kim joined the conversation."));
+    assert_eq!(posted[3].content.as_deref(), Some("@everyone here is the guide"));
+    assert_eq!(
+        posted[3].allowed_mentions,
+        json!({"parse": [], "roles": [], "users": []}),
+        "agent text never pings anyone"
+    );
+    assert_eq!(posted[3].files, vec![("guide.pdf".to_string(), PDF.to_vec())]);
+}
+
+#[tokio::test]
+async fn a_served_channel_opens_a_thread_per_case() {
+    let discord = FakeDiscord::start().await;
+    let server = server_with(&discord).await;
+    let first = discord.new_id();
+    discord.dispatch("MESSAGE_CREATE", message(first, SERVED, true, 902, "I forgot my password", json!([])));
+    let posted = discord.wait_posted(first, 1, WAIT).await;
+    assert!(discord.threads().contains(&first), "the case got a thread");
+    assert!(posted[0].content.as_deref().unwrap().contains("Forgot password"));
+
+    // The customer continues in the thread; someone else's message there is not their case.
+    let next = discord.new_id();
+    discord.dispatch("MESSAGE_CREATE", message(next, first, true, 902, "thanks", json!([])));
+    discord.dispatch("MESSAGE_CREATE", message(discord.new_id(), first, true, 903, "me too", json!([])));
+    discord.dispatch("MESSAGE_CREATE", message(discord.new_id(), 6999, true, 904, "hello", json!([])));
+    let posted = discord.wait_posted(first, 2, WAIT).await;
+    assert!(posted[1].content.as_deref().unwrap().contains("welcome"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stored(&server, &format!("thread/{first}/902"), 4).await.len(), 4);
+    let store = server.engine().store();
+    assert!(store.contact_by_external_id(Channel::Discord, &format!("thread/{first}/903")).await.unwrap().is_none());
+    assert!(discord.posted().iter().all(|p| p.channel_id != 6999), "unserved channels are ignored");
+}
+
+#[tokio::test]
+async fn attachments_are_stored_and_choices_come_as_buttons() {
+    let discord = FakeDiscord::start().await;
+    let server = server_with(&discord).await;
+    discord.set_dm_channel(905, 5005);
+    let url = discord.add_cdn_file("receipt.png", PNG.to_vec());
+    let id = discord.new_id();
+    let files = json!([attachment(id + 7, "receipt.png", &url, PNG.len(), "image/png")]);
+    discord.dispatch("MESSAGE_CREATE", message(id, 5005, false, 905, "my receipt", files));
+    let messages = stored(&server, "dm/905", 2).await;
+    let customer = &messages[0];
+    assert_eq!(customer.attachments.len(), 1);
+    assert_eq!(customer.attachments[0].content_type, "image/png");
+    assert_eq!(server.engine().attachment_bytes(&customer.attachments[0]).await.unwrap(), PNG);
+
+    discord.set_dm_channel(906, 5006);
+    dm(&discord, 906, 5006, "qwerty zxcv");
+    let posted = discord.wait_posted(5006, 1, WAIT).await;
+    let labels: Vec<&str> = posted[0].components[0]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["Billing", "Technical problem", "My account", "Talk to a person"]);
+}
+
+#[tokio::test]
+async fn a_dropped_gateway_resumes_without_losing_or_repeating_messages() {
+    let discord = FakeDiscord::start().await;
+    let server = server_with(&discord).await;
+    discord.set_dm_channel(907, 5007);
+    let first = dm(&discord, 907, 5007, "hello 1");
+    discord.wait_posted(5007, 1, WAIT).await;
+    // A repeated dispatch of the same message changes nothing.
+    discord.dispatch("MESSAGE_CREATE", message(first, 5007, false, 907, "hello 1", json!([])));
+
+    discord.drop_gateway();
+    for n in 2..=4 {
+        dm(&discord, 907, 5007, &format!("hello {n}"));
+    }
+    discord.wait_posted(5007, 4, WAIT).await;
+    let (identifies, resumes) = discord.identifies_and_resumes();
+    assert_eq!((identifies, resumes), (1, 1), "the session was resumed, not restarted");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let messages = stored(&server, "dm/907", 8).await;
+    let texts: Vec<&str> = messages.iter().filter(|m| m.sender == Sender::Customer).map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["hello 1", "hello 2", "hello 3", "hello 4"]);
+    assert_eq!(messages.len(), 8);
+    assert_eq!(discord.posted().iter().filter(|p| p.channel_id == 5007).count(), 4);
+}
+
+#[tokio::test]
+async fn rate_limits_are_retried_and_closed_dms_stop_delivery() {
+    let discord = FakeDiscord::start().await;
+    let server = server_with(&discord).await;
+    discord.set_dm_channel(908, 5008);
+    discord.rate_limit_next();
+    dm(&discord, 908, 5008, "hello");
+    discord.wait_posted(5008, 1, WAIT).await;
+    assert_eq!(discord.refused(), 1);
+
+    discord.set_dm_channel(909, 5009);
+    discord.cannot_dm(909);
+    dm(&discord, 909, 5009, "hello");
+    let store = server.engine().store();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let contact = store.contact_by_external_id(Channel::Discord, "dm/909").await.unwrap();
+        if contact.is_some_and(|c| c.unreachable_since.is_some()) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the contact was never marked unreachable");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(discord.refused(), 2, "no retries for a user who closed DMs");
+}
