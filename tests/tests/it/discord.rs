@@ -188,3 +188,30 @@ async fn rate_limits_are_retried_and_closed_dms_stop_delivery() {
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert_eq!(discord.refused(), 2, "no retries for a user who closed DMs");
 }
+
+#[tokio::test]
+async fn pressing_a_quick_reply_button_counts_as_saying_it() {
+    let discord = FakeDiscord::start().await;
+    let server = server_with(&discord).await;
+    discord.set_dm_channel(910, 5010);
+    dm(&discord, 910, 5010, "qwerty zxcv");
+    discord.wait_posted(5010, 1, WAIT).await;
+    let press = discord.new_id();
+    discord.dispatch(
+        "INTERACTION_CREATE",
+        json!({
+            "id": press.to_string(), "application_id": switchboard_tests::fake_discord::BOT_ID.to_string(),
+            "type": 3, "data": {"custom_id": "qr:Talk to a person", "component_type": 2},
+            "channel_id": "5010", "user": switchboard_tests::fake_discord::user(910, "ann"),
+            "token": "interaction-token", "version": 1,
+            "message": message(discord.new_id(), 5010, false, switchboard_tests::fake_discord::BOT_ID, "choose", json!([])),
+            "locale": "en-US", "entitlements": [], "attachment_size_limit": 8388608
+        }),
+    );
+    let posted = discord.wait_posted(5010, 2, WAIT).await;
+    assert!(posted[1].content.as_deref().unwrap().contains("handed your conversation"), "{posted:?}");
+    assert_eq!(discord.deferred(), vec![press.to_string()], "the press was acknowledged");
+    let messages = stored(&server, "dm/910", 4).await;
+    assert_eq!(messages[2].text, "Talk to a person");
+    assert_eq!(messages[2].external_id.as_deref(), Some(format!("interaction:{press}").as_str()));
+}
