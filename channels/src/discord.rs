@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_core::ports::{BlobStore, DeliveryError, Outbound};
 use switchboard_core::{Engine, EngineError};
-use switchboard_models::{Attachment, Channel, Inbound, OutboundMessage};
+use switchboard_models::{Attachment, Channel, Inbound, OutboundMessage, Thread};
 
 #[derive(Clone)]
 pub struct DiscordSettings {
@@ -137,6 +137,8 @@ impl DiscordAdapter {
             sender_name: Some(name),
             text,
             attachments,
+            original: None,
+            thread: Thread::Current,
             received_at: self.engine.now(),
         };
         match self.engine.handle(inbound).await {

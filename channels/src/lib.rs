@@ -2,5 +2,6 @@
 //! The only crate that imports a channel SDK.
 
 pub mod discord;
+pub mod email;
 pub mod telegram;
 pub mod webchat;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_core::ports::{BlobStore, DeliveryError, Outbound};
 use switchboard_core::{Engine, EngineError};
-use switchboard_models::{Attachment, Channel, Inbound, OutboundMessage};
+use switchboard_models::{Attachment, Channel, Inbound, OutboundMessage, Thread};
 use teloxide::net::Download;
 use teloxide::payloads::{GetUpdatesSetters, SendDocumentSetters, SendMessageSetters, SendPhotoSetters, SetWebhookSetters};
 use teloxide::requests::Requester;
@@ -187,6 +187,8 @@ impl TelegramAdapter {
             sender_name: Some(user.full_name()),
             text,
             attachments,
+            original: None,
+            thread: Thread::Current,
             received_at: self.engine.now(),
         };
         match self.engine.handle(inbound).await {

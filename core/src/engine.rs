@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, Notify};
 use switchboard_models::{
     AgentId, Attachment, Contact, ContactId, Conversation, ConversationId, DomainEvent, Handler,
-    Inbound, Message, MessageId, Sender, Timestamp,
+    Inbound, Message, MessageId, Sender, Thread, Timestamp,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -151,11 +151,20 @@ impl Engine {
                 (contact.clone(), Some(contact))
             }
         };
+        let loaded = match inbound.thread {
+            Thread::Current => loaded,
+            Thread::New => None,
+            Thread::Continue(id) => self
+                .store
+                .conversation(id)
+                .await?
+                .filter(|c| c.contact_id == contact.id && !c.status.is_final()),
+        };
         let conversation = loaded.clone().unwrap_or_else(|| Conversation::new(contact.id, inbound.channel, now));
         let mut message = new_message(&conversation, Sender::Customer, inbound.text.clone(), now);
         message.external_id = Some(inbound.external_id.clone());
         message.classification = Some(classification.clone());
-        message.attachments = inbound.attachments.clone();
+        message.attachments = inbound.attachments.iter().chain(&inbound.original).cloned().collect();
         let input = Input::CustomerMessage {
             text: &inbound.text,
             classification: &classification,
@@ -208,6 +217,18 @@ impl Engine {
             content_type: content_type.to_string(),
             size: bytes.len() as u64,
         })
+    }
+
+    /// Keeps a channel's raw original (e.g. a whole email) without judging its content: it is
+    /// stored for agents to download, never shown inline.
+    pub async fn keep_original(&self, file_name: &str, content_type: &str, bytes: &[u8]) -> Result<Attachment, EngineError> {
+        let size = bytes.len() as u64;
+        let limit = self.limits.max_upload_bytes;
+        if size > limit {
+            return Err(UploadError::TooLarge { size, limit }.into());
+        }
+        let key = self.blobs.put(bytes).await?;
+        Ok(Attachment { key, file_name: file_name.to_string(), content_type: content_type.to_string(), size })
     }
 
     pub async fn attachment_bytes(&self, attachment: &Attachment) -> Result<Vec<u8>, EngineError> {

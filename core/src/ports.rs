@@ -76,6 +76,13 @@ pub trait Store: Send + Sync {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError>;
+    /// Messages of one conversation with `seq > after`, oldest first.
+    async fn conversation_messages(
+        &self,
+        conversation: ConversationId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError>;
     /// The latest customer texts of a conversation, oldest first.
     async fn recent_customer_texts(
         &self,

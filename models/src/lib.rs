@@ -15,7 +15,7 @@ pub use classification::{Classification, IntentName, IntentScore, Urgency};
 pub use conversation::{Contact, Conversation, Escalation, EscalationReason, Handler};
 pub use enums::{Category, Channel, Presence, Priority, Role, Sender, Status, UnknownVariant};
 pub use ids::{AgentId, ContactId, ConversationId, MessageId};
-pub use message::{DomainEvent, Inbound, Message, OutboundMessage};
+pub use message::{DomainEvent, Inbound, Message, OutboundMessage, Thread};
 
 /// Instants are UTC everywhere; the alias keeps signatures short.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

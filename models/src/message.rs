@@ -18,7 +18,23 @@ pub struct Inbound {
     pub text: String,
     /// Already stored (see `Engine::accept_upload`).
     pub attachments: Vec<Attachment>,
+    /// The channel's raw original when the text is a cleaned-up view of it (a whole email).
+    pub original: Option<Attachment>,
+    /// Which conversation the message belongs to, when the channel can tell.
+    pub thread: Thread,
     pub received_at: Timestamp,
+}
+
+/// Where an inbound message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Thread {
+    /// The contact's current conversation, or a new one if there is none (chat channels).
+    #[default]
+    Current,
+    /// This conversation, if it is the contact's and still open; else a new one.
+    Continue(ConversationId),
+    /// Always a new conversation (e.g. an email that replies to nothing of ours).
+    New,
 }
 
 /// A stored message of any sender.

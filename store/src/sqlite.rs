@@ -448,6 +448,26 @@ impl Store for SqliteStore {
         rows.iter().map(message_from_row).collect()
     }
 
+    async fn conversation_messages(
+        &self,
+        conversation: ConversationId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let rows = sqlx::query(sql!(
+            "SELECT ",
+            MESSAGE_COLUMNS,
+            " FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        ))
+        .bind(conversation.to_string())
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(message_from_row).collect()
+    }
+
     async fn recent_customer_texts(
         &self,
         conversation: ConversationId,

@@ -115,6 +115,8 @@ async fn receive(
         sender_name: None,
         text,
         attachments: Vec::new(),
+        original: None,
+        thread: switchboard_models::Thread::Current,
         received_at: state.engine.now(),
     };
     state.hub.publish(visitor, switchboard_channels::webchat::LiveEvent::Typing(true));

@@ -1,0 +1,441 @@
+//! Email: IMAP (async-imap) in, SMTP (lettre) out, MIME with mail-parser.
+//!
+//! A mail joins a conversation by, in order: a Message-ID it replies to (In-Reply-To, then
+//! References) that is ours or a customer mail we stored; the `support+c<conversation>` address
+//! it was sent to; otherwise it starts a new conversation. Never by subject.
+//! A mail is flagged `$Switchboard` on the server only after it is committed; a crash before the
+//! flag means it is read again and dropped as a duplicate (its Message-ID is the external id).
+
+mod threading;
+
+pub use threading::{
+    AutomationSigns, conversation_in_address, conversation_in_message_id, is_automatic, our_message_id,
+    strip_quotes_and_signature, token_address,
+};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Attachment as MailAttachment, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use mail_parser::{MessageParser, MimeHeaders};
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_core::ports::{BlobStore, DeliveryError, Outbound, Store};
+use switchboard_core::{Engine, EngineError};
+use switchboard_models::{Attachment, Channel, Inbound, OutboundMessage, Sender, Thread};
+use tokio::net::TcpStream;
+
+/// The IMAP keyword that marks a mail as stored by Switchboard.
+pub const PROCESSED_FLAG: &str = "$Switchboard";
+
+#[derive(Clone)]
+pub struct ImapSettings {
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub password: String,
+    pub mailbox: String,
+    /// Without IDLE (or as a safety net with it), look for new mail this often.
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain SMTP; only for a relay on the same host.
+    None,
+    StartTls,
+    Tls,
+}
+
+#[derive(Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct EmailSettings {
+    pub imap: ImapSettings,
+    pub smtp: SmtpSettings,
+    /// The support address customers write to and our mail comes from.
+    pub address: String,
+    pub display_name: String,
+    /// Mails from one sender taken per minute; more wait on the server (never dropped).
+    pub per_sender_per_minute: u32,
+}
+
+impl std::fmt::Debug for EmailSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmailSettings")
+            .field("address", &self.address)
+            .field("imap", &format!("{}:{}", self.imap.host, self.imap.port))
+            .field("smtp", &format!("{}:{}", self.smtp.host, self.smtp.port))
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmailError {
+    #[error("IMAP: {0}")]
+    Imap(#[from] async_imap::error::Error),
+    #[error("IMAP connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("storing the mail failed: {0}")]
+    Engine(#[from] EngineError),
+}
+
+/// What became of one mail on the server.
+enum Outcome {
+    /// Stored or deliberately ignored: flag it.
+    Done,
+    /// Not now (the sender is over its rate): leave it for a later pass.
+    Later,
+}
+
+type ImapSession = async_imap::Session<TcpStream>;
+
+pub struct EmailAdapter {
+    engine: Arc<Engine>,
+    settings: EmailSettings,
+    senders: std::sync::Mutex<std::collections::HashMap<String, (u32, tokio::time::Instant)>>,
+}
+
+impl EmailAdapter {
+    pub fn new(engine: Arc<Engine>, settings: EmailSettings) -> Self {
+        Self { engine, settings, senders: Default::default() }
+    }
+
+    /// Reads the mailbox until the task is dropped: IDLE when the server has it, polling
+    /// otherwise; reconnects with backoff after any failure.
+    pub async fn run(self: Arc<Self>) {
+        let mut failures = 0u32;
+        loop {
+            match self.session().await {
+                Ok(()) => failures = 0,
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(%error, failures, "IMAP session ended; reconnecting");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250) * 2u32.pow(failures.min(7))).await;
+        }
+    }
+
+    async fn session(&self) -> Result<(), EmailError> {
+        let imap = &self.settings.imap;
+        let stream = TcpStream::connect((imap.host.as_str(), imap.port)).await?;
+        let mut client = async_imap::Client::new(stream);
+        client.read_response().await?;
+        let mut session = client.login(&imap.username, &imap.password).await.map_err(|(error, _)| error)?;
+        session.select(&imap.mailbox).await?;
+        let idle = session.capabilities().await?.has_str("IDLE");
+        loop {
+            self.process_new(&mut session).await?;
+            if idle {
+                let mut waiting = session.idle();
+                waiting.init().await?;
+                let (wait, _interrupt) = waiting.wait_with_timeout(imap.poll_interval);
+                wait.await?;
+                session = waiting.done().await?;
+            } else {
+                tokio::time::sleep(imap.poll_interval).await;
+                session.noop().await?;
+            }
+        }
+    }
+
+    /// Every mail not yet flagged, oldest first: stored, then flagged.
+    async fn process_new(&self, session: &mut ImapSession) -> Result<(), EmailError> {
+        let mut uids: Vec<u32> = session.uid_search(format!("UNKEYWORD {PROCESSED_FLAG}")).await?.into_iter().collect();
+        uids.sort_unstable();
+        for uid in uids {
+            let raw = {
+                let mut fetches = session.uid_fetch(uid.to_string(), "BODY.PEEK[]").await?;
+                let mut raw = None;
+                while let Some(fetch) = fetches.next().await {
+                    if let Some(body) = fetch?.body() {
+                        raw = Some(body.to_vec());
+                    }
+                }
+                raw
+            };
+            let Some(raw) = raw else { continue };
+            match self.ingest(&raw).await? {
+                Outcome::Later => continue,
+                Outcome::Done => {
+                    let updates = session.uid_store(uid.to_string(), format!("+FLAGS ({PROCESSED_FLAG})")).await?;
+                    let _: Vec<_> = updates.collect().await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores one raw mail as a customer message (or decides to ignore it).
+    async fn ingest(&self, raw: &[u8]) -> Result<Outcome, EngineError> {
+        let Some(mail) = MessageParser::default().parse(raw) else {
+            tracing::warn!("ignoring a mail that is not MIME");
+            return Ok(Outcome::Done);
+        };
+        let Some(from) = mail.from().and_then(|a| a.first()) else {
+            tracing::warn!("ignoring a mail without a From address");
+            return Ok(Outcome::Done);
+        };
+        let address = from.address().unwrap_or_default().trim().to_lowercase();
+        let signs = AutomationSigns {
+            from: &address,
+            auto_submitted: mail.header_raw("Auto-Submitted"),
+            precedence: mail.header_raw("Precedence"),
+            has_auto_reply_header: mail.header_raw("X-Autoreply").is_some() || mail.header_raw("X-Autorespond").is_some(),
+            is_delivery_report: mail
+                .content_type()
+                .is_some_and(|t| t.ctype().eq_ignore_ascii_case("multipart") && t.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report"))),
+            return_path_empty: mail.header_raw("Return-Path").is_some_and(|v| matches!(v.trim(), "" | "<>")),
+        };
+        if address.is_empty() || address == self.settings.address.to_lowercase() || is_automatic(&signs) {
+            tracing::info!(from = %address, "ignoring automatic mail (auto-reply, bounce or our own)");
+            return Ok(Outcome::Done);
+        }
+        if !self.sender_may_write(&address) {
+            tracing::warn!(from = %address, "sender over its mail rate; leaving the mail for later");
+            return Ok(Outcome::Later);
+        }
+        let message_id = match mail.message_id() {
+            Some(id) => format!("<{}>", id.trim_matches(['<', '>'])),
+            // Without an id, the content names it: a re-read of the same mail is a duplicate.
+            None => format!("<{}@no-message-id.invalid>", hex_digest(raw)),
+        };
+        let thread = self.thread_of(&mail).await?;
+        let subject = mail.subject().unwrap_or("(no subject)").trim().to_string();
+        let body = mail.body_text(0).map(|b| strip_quotes_and_signature(&b)).unwrap_or_default();
+        let mut attachments = Vec::new();
+        let mut refused = Vec::new();
+        for part in mail.attachments() {
+            let name = part.attachment_name().unwrap_or("attachment").to_string();
+            match self.engine.accept_upload(&name, part.contents()).await {
+                Ok(attachment) => attachments.push(attachment),
+                Err(EngineError::Upload(reason)) => refused.push(format!("(The attachment \"{name}\" was refused: {reason}.)")),
+                Err(error) => return Err(error),
+            }
+        }
+        let original = self.engine.keep_original("original.eml", "message/rfc822", raw).await.ok();
+        // The subject often says what the mail is about: it leads the text, on its own line.
+        let mut text = format!("{subject}\n\n{body}");
+        for note in refused {
+            text.push_str("\n\n");
+            text.push_str(&note);
+        }
+        let inbound = Inbound {
+            channel: Channel::Email,
+            external_id: message_id,
+            sender_external_id: address,
+            sender_name: from.name().map(str::to_string),
+            text,
+            attachments,
+            original,
+            thread,
+            received_at: self.engine.now(),
+        };
+        match self.engine.handle(inbound).await {
+            Ok(_) => Ok(Outcome::Done),
+            Err(EngineError::Invalid(reason)) => {
+                tracing::warn!(%reason, "mail not taken");
+                Ok(Outcome::Done)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// In-Reply-To, then References (newest first), then our token address; else a new one.
+    async fn thread_of(&self, mail: &mail_parser::Message<'_>) -> Result<Thread, EngineError> {
+        let mut referenced: Vec<String> = header_ids(mail.in_reply_to());
+        referenced.extend(header_ids(mail.references()).into_iter().rev());
+        let store = self.engine.store();
+        for id in &referenced {
+            if let Some(conversation) = conversation_in_message_id(id) {
+                return Ok(Thread::Continue(conversation));
+            }
+            let bracketed = format!("<{}>", id.trim_matches(['<', '>']));
+            if let Some(earlier) = store.message_by_external_id(Channel::Email, &bracketed).await? {
+                return Ok(Thread::Continue(earlier.conversation_id));
+            }
+        }
+        let recipients = [mail.to(), mail.cc()]
+            .into_iter()
+            .flatten()
+            .flat_map(|list| list.iter())
+            .filter_map(|addr| addr.address())
+            .chain(mail.header_raw("Delivered-To"));
+        for recipient in recipients {
+            if let Some(conversation) = conversation_in_address(recipient.trim(), &self.settings.address) {
+                return Ok(Thread::Continue(conversation));
+            }
+        }
+        Ok(Thread::New)
+    }
+
+    fn sender_may_write(&self, sender: &str) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut senders = self.senders.lock().expect("sender rates");
+        let (count, since) = senders.entry(sender.to_string()).or_insert((0, now));
+        if now.duration_since(*since) >= Duration::from_secs(60) {
+            *count = 0;
+            *since = now;
+        }
+        *count += 1;
+        *count <= self.settings.per_sender_per_minute
+    }
+}
+
+fn header_ids(value: &mail_parser::HeaderValue<'_>) -> Vec<String> {
+    match (value.as_text_list(), value.as_text()) {
+        (Some(list), _) => list.iter().map(|id| id.to_string()).collect(),
+        (None, Some(id)) => vec![id.to_string()],
+        (None, None) => Vec::new(),
+    }
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut first = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut first);
+    let mut second = std::collections::hash_map::DefaultHasher::new();
+    (bytes.len(), first.finish()).hash(&mut second);
+    format!("{:016x}{:016x}", first.finish(), second.finish())
+}
+
+/// The outbox's sender for email: a reply in the customer's thread (Re: subject, In-Reply-To
+/// and References), from the support address with a Reply-To naming the conversation.
+pub struct EmailOutbound {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    settings: EmailSettings,
+    store: Arc<dyn Store>,
+    blobs: Arc<dyn BlobStore>,
+}
+
+impl EmailOutbound {
+    pub fn new(settings: EmailSettings, store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) -> Result<Self, String> {
+        let smtp = &settings.smtp;
+        let builder = match smtp.security {
+            SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
+            SmtpSecurity::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
+                .map_err(|e| format!("email.smtp_host `{}`: {e}", smtp.host))?,
+            SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
+                .map_err(|e| format!("email.smtp_host `{}`: {e}", smtp.host))?,
+        };
+        let mut builder = builder.port(smtp.port).timeout(Some(Duration::from_secs(30)));
+        if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
+            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        }
+        Ok(Self { transport: builder.build(), settings, store, blobs })
+    }
+
+    fn domain(&self) -> &str {
+        self.settings.address.split_once('@').map(|(_, d)| d).unwrap_or("localhost")
+    }
+
+    async fn build(&self, outbound: &OutboundMessage) -> Result<lettre::Message, DeliveryError> {
+        let message = &outbound.message;
+        let permanent = |reason: String| DeliveryError::Permanent { reason };
+        let history = self
+            .store
+            .conversation_messages(message.conversation_id, 0, 500)
+            .await
+            .map_err(|e| DeliveryError::Retry { reason: e.to_string(), after: None })?;
+        let earlier: Vec<_> = history.iter().filter(|m| m.seq < message.seq).collect();
+        // Customer mails are stored as "<subject>\n\n<body>"; the first one names the thread.
+        let subject = earlier
+            .iter()
+            .find(|m| m.sender == Sender::Customer)
+            .and_then(|m| m.text.lines().next())
+            .unwrap_or("Your support request");
+        let subject = if subject.to_lowercase().starts_with("re:") { subject.to_string() } else { format!("Re: {subject}") };
+        let references: Vec<String> = earlier
+            .iter()
+            .filter_map(|m| match m.sender {
+                Sender::Customer => m.external_id.clone().filter(|id| id.starts_with('<')),
+                _ => Some(our_message_id(m.conversation_id, m.id, self.domain())),
+            })
+            .collect();
+        let last_customer = earlier.iter().rev().find(|m| m.sender == Sender::Customer).and_then(|m| m.external_id.clone());
+
+        let from: Mailbox = format!("{} <{}>", self.settings.display_name, self.settings.address)
+            .parse()
+            .map_err(|e| permanent(format!("email.address: {e}")))?;
+        let reply_to: Mailbox = token_address(&self.settings.address, message.conversation_id)
+            .parse()
+            .map_err(|e| permanent(format!("reply-to: {e}")))?;
+        let to: Mailbox = outbound
+            .recipient_external_id
+            .parse()
+            .map_err(|e| permanent(format!("`{}` is not an address: {e}", outbound.recipient_external_id)))?;
+        let mut builder = lettre::Message::builder()
+            .from(from)
+            .reply_to(reply_to)
+            .to(to)
+            .subject(subject)
+            .message_id(Some(our_message_id(message.conversation_id, message.id, self.domain())));
+        if let Some(parent) = last_customer {
+            builder = builder.in_reply_to(parent);
+        }
+        if !references.is_empty() {
+            // Long threads: the first and the latest ids are the ones clients use.
+            let keep: Vec<&String> = if references.len() > 12 {
+                references.iter().take(1).chain(references.iter().rev().take(11).rev()).collect()
+            } else {
+                references.iter().collect()
+            };
+            builder = builder.references(keep.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "));
+        }
+        if message.sender == Sender::Bot {
+            // RFC 3834: tells the customer's autoresponder not to answer the bot.
+            builder = builder.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Auto-Submitted"), "auto-replied".into()));
+        }
+        let text = SinglePart::plain(message.text.clone());
+        let files = self.files(&message.attachments).await?;
+        let built = if files.is_empty() {
+            builder.singlepart(text)
+        } else {
+            let mut parts = MultiPart::mixed().singlepart(text);
+            for file in files {
+                parts = parts.singlepart(file);
+            }
+            builder.multipart(parts)
+        };
+        built.map_err(|e| permanent(format!("building the mail: {e}")))
+    }
+
+    async fn files(&self, attachments: &[Attachment]) -> Result<Vec<SinglePart>, DeliveryError> {
+        let mut parts = Vec::new();
+        for attachment in attachments {
+            let bytes = self.blobs.get(&attachment.key).await.map_err(|e| DeliveryError::Retry {
+                reason: format!("reading attachment {}: {e}", attachment.file_name),
+                after: None,
+            })?;
+            let content_type = ContentType::parse(&attachment.content_type).unwrap_or(ContentType::TEXT_PLAIN);
+            parts.push(MailAttachment::new(attachment.file_name.clone()).body(bytes, content_type));
+        }
+        Ok(parts)
+    }
+}
+
+#[async_trait]
+impl Outbound for EmailOutbound {
+    fn channel(&self) -> Channel {
+        Channel::Email
+    }
+
+    async fn deliver(&self, outbound: &OutboundMessage) -> Result<(), DeliveryError> {
+        let mail = self.build(outbound).await?;
+        match self.transport.send(mail).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.is_permanent() => Err(DeliveryError::Permanent { reason: error.to_string() }),
+            Err(error) => Err(DeliveryError::Retry { reason: error.to_string(), after: None }),
+        }
+    }
+}
