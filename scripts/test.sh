@@ -29,4 +29,7 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   (cd tests/browser && npm install --no-package-lock --no-fund --no-audit --loglevel=error)
 fi
 
+# A real mail system on loopback for the email tests (installs Postfix and Dovecot if missing).
+./scripts/mail-server.sh start
+
 cargo test --workspace --locked "$@"

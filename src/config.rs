@@ -17,7 +17,54 @@ pub struct Config {
     pub attachments: AttachmentsConfig,
     pub telegram: TelegramConfig,
     pub discord: DiscordConfig,
+    pub email: EmailConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConfig {
+    /// The support address; email is off while it is unset. Replies come from it, and
+    /// `<local>+c<conversation>@<domain>` must reach the same mailbox (plus addressing).
+    pub address: Option<String>,
+    pub display_name: String,
+    pub imap_host: String,
+    /// Plain IMAP (the connection is not encrypted): use a server on this host or a TLS tunnel.
+    pub imap_port: u16,
+    pub imap_username: String,
+    pub imap_password: Option<Secret>,
+    pub imap_mailbox: String,
+    /// How long one IMAP IDLE lasts (and the polling interval without IDLE).
+    pub poll_seconds: u64,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    /// "none", "starttls" or "tls".
+    pub smtp_security: String,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<Secret>,
+    /// Mails taken from one sender per minute; more wait on the server.
+    pub per_sender_per_minute: u32,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        Self {
+            address: None,
+            display_name: "Support".into(),
+            imap_host: "127.0.0.1".into(),
+            imap_port: 143,
+            imap_username: String::new(),
+            imap_password: None,
+            imap_mailbox: "INBOX".into(),
+            poll_seconds: 60,
+            smtp_host: "127.0.0.1".into(),
+            smtp_port: 587,
+            smtp_security: "starttls".into(),
+            smtp_username: None,
+            smtp_password: None,
+            per_sender_per_minute: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -192,6 +239,7 @@ impl Default for Config {
             attachments: AttachmentsConfig::default(),
             telegram: TelegramConfig::default(),
             discord: DiscordConfig::default(),
+            email: EmailConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -313,6 +361,25 @@ impl Config {
             && url::Url::parse(proxy).is_err()
         {
             return invalid("discord.api_proxy", format!("`{proxy}` is not a URL like http://127.0.0.1:9000"));
+        }
+        let e = &self.email;
+        if let Some(address) = &e.address {
+            let valid = address.split_once('@').is_some_and(|(l, d)| !l.is_empty() && !l.contains('+') && d.contains('.'));
+            if !valid {
+                return invalid("email.address", format!("`{address}` is not an address like support@example.com (no +tag)"));
+            }
+            if e.imap_username.is_empty() || e.imap_password.is_none() {
+                return invalid("email.imap_username", "email needs imap_username and imap_password".into());
+            }
+            if !["none", "starttls", "tls"].contains(&e.smtp_security.as_str()) {
+                return invalid("email.smtp_security", format!("`{}` is not one of: none, starttls, tls", e.smtp_security));
+            }
+            if !(1..=1740).contains(&e.poll_seconds) {
+                return invalid("email.poll_seconds", format!("{} is not within 1..=1740 (IMAP IDLE must be renewed within 29 minutes)", e.poll_seconds));
+            }
+            if e.per_sender_per_minute == 0 {
+                return invalid("email.per_sender_per_minute", "must be at least 1".into());
+            }
         }
         if self.log.format != "text" && self.log.format != "json" {
             return invalid("log.format", format!("`{}` is not one of: text, json", self.log.format));

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_admin_web::{AllowedOrigins, AppState, RateLimiter, VisitorKeys, WebChatSettings, WidgetLook};
+use switchboard_channels::email::{EmailAdapter, EmailOutbound, EmailSettings, ImapSettings, SmtpSecurity, SmtpSettings};
 use switchboard_channels::discord::{DiscordAdapter, DiscordOutbound, DiscordSettings};
 use switchboard_channels::telegram::{Mode as TelegramModeSetting, TelegramAdapter, TelegramOutbound, TelegramSettings};
 use switchboard_channels::webchat::{WebChatHub, WebChatOutbound};
@@ -112,6 +113,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         workers.push(tokio::spawn(Arc::new(DiscordAdapter::new(engine.clone(), settings)).run()));
         tracing::info!("Discord channel on");
     }
+    if let Some(settings) = email_settings(config) {
+        let outbound = EmailOutbound::new(settings.clone(), store.clone(), blobs.clone()).map_err(anyhow::Error::msg)?;
+        senders.push(Arc::new(outbound));
+        workers.push(tokio::spawn(Arc::new(EmailAdapter::new(engine.clone(), settings)).run()));
+        tracing::info!("email channel on");
+    }
     let outbox = OutboxWorker::new(store.clone(), senders, engine.outbox_wake());
     workers.push(tokio::spawn(outbox.run()));
 
@@ -179,6 +186,35 @@ async fn telegram_settings(config: &Config, store: &dyn Store) -> anyhow::Result
         group_chats: t.group_chats.clone(),
         max_file_bytes: config.attachments.max_bytes,
     }))
+}
+
+fn email_settings(config: &Config) -> Option<EmailSettings> {
+    let e = &config.email;
+    let address = e.address.clone()?;
+    Some(EmailSettings {
+        imap: ImapSettings {
+            host: e.imap_host.clone(),
+            port: e.imap_port,
+            username: e.imap_username.clone(),
+            password: e.imap_password.as_ref().map(|s| s.0.clone()).unwrap_or_default(),
+            mailbox: e.imap_mailbox.clone(),
+            poll_interval: Duration::from_secs(e.poll_seconds),
+        },
+        smtp: SmtpSettings {
+            host: e.smtp_host.clone(),
+            port: e.smtp_port,
+            security: match e.smtp_security.as_str() {
+                "none" => SmtpSecurity::None,
+                "tls" => SmtpSecurity::Tls,
+                _ => SmtpSecurity::StartTls,
+            },
+            username: e.smtp_username.clone(),
+            password: e.smtp_password.as_ref().map(|s| s.0.clone()),
+        },
+        address,
+        display_name: e.display_name.clone(),
+        per_sender_per_minute: e.per_sender_per_minute,
+    })
 }
 
 fn policy(config: &Config) -> Policy {

@@ -135,6 +135,15 @@ impl KeywordClassifier {
             .map(|(i, intent)| (i, weight(&normalised, intent.keywords)))
             .filter(|(_, score)| *score > 0.0)
             .collect();
+        // "Hi, I forgot my password" is about the password: pleasantries yield to a topic.
+        let social = |i: usize| [IntentName::GREETING, IntentName::THANKS, IntentName::GOODBYE].contains(&INTENTS[i].name);
+        if scores.iter().any(|&(i, _)| !social(i)) {
+            for (i, score) in scores.iter_mut() {
+                if social(*i) {
+                    *score *= 0.5;
+                }
+            }
+        }
         scores.sort_by(|a, b| b.1.total_cmp(&a.1));
         let total: f32 = scores.iter().map(|(_, s)| s).sum();
         let sentiment = sentiment(&normalised);
@@ -238,6 +247,7 @@ mod tests {
         assert_eq!(intent("I was charged twice on my card"), "billing_question");
         assert_eq!(intent("I forgot my password"), "account_access");
         assert_eq!(intent("qwerty zxcv"), "out_of_scope");
+        assert_eq!(intent("Hi, I forgot my password"), "account_access", "the topic beats the greeting");
         let greeting = KeywordClassifier.classify_text("hello");
         assert!(greeting.confidence >= 0.5, "{greeting:?}");
         assert!(greeting.answer.is_some());

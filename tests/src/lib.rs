@@ -3,6 +3,7 @@
 
 pub mod fake_discord;
 pub mod fake_telegram;
+pub mod mail;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};

@@ -4,6 +4,7 @@
 mod browser;
 mod cli;
 mod discord;
+mod email;
 mod store;
 mod telegram;
 mod transcripts;

@@ -1,0 +1,244 @@
+//! Email end to end against a real local mail system (Postfix → Dovecot LMTP → Dovecot IMAP,
+//! started by scripts/mail-server.sh): lettre submits customer mail, the server reads it over
+//! IMAP and answers over SMTP, and async-imap reads what reached the customer.
+//! One test, because the scenarios share the mailboxes.
+
+use mail_parser::{MessageParser, MimeHeaders};
+use std::time::Duration;
+use switchboard::config::Secret;
+use switchboard_channels::email::PROCESSED_FLAG;
+use switchboard_models::{Channel, Handler, Message, Presence, Role, Sender};
+use switchboard_tests::TestServer;
+use switchboard_tests::mail::{IMAP_PORT, PASSWORD, SMTP_PORT, TestMailbox, mail_system_running, send_raw};
+
+const WAIT: Duration = Duration::from_secs(20);
+const SUPPORT: &str = "support@example.test";
+const ANN: &str = "customer@example.test";
+const BO: &str = "customer2@example.test";
+
+async fn start_server() -> TestServer {
+    TestServer::start_with(|c| {
+        c.email.address = Some(SUPPORT.into());
+        c.email.imap_port = IMAP_PORT;
+        c.email.imap_username = SUPPORT.into();
+        c.email.imap_password = Some(Secret(PASSWORD.into()));
+        c.email.poll_seconds = 5;
+        c.email.smtp_port = SMTP_PORT;
+        c.email.smtp_security = "none".into();
+    })
+    .await
+}
+
+struct Parsed {
+    subject: String,
+    message_id: String,
+    in_reply_to: Vec<String>,
+    references: Vec<String>,
+    reply_to: String,
+    auto_submitted: Option<String>,
+    text: String,
+    attachments: Vec<(String, Vec<u8>)>,
+}
+
+fn parse(raw: &[u8]) -> Parsed {
+    let mail = MessageParser::default().parse(raw).expect("MIME");
+    let ids = |v: &mail_parser::HeaderValue| match (v.as_text_list(), v.as_text()) {
+        (Some(list), _) => list.iter().map(|s| s.to_string()).collect(),
+        (None, Some(one)) => vec![one.to_string()],
+        _ => Vec::new(),
+    };
+    Parsed {
+        subject: mail.subject().unwrap_or_default().to_string(),
+        message_id: mail.message_id().unwrap_or_default().to_string(),
+        in_reply_to: ids(mail.in_reply_to()),
+        references: ids(mail.references()),
+        reply_to: mail.reply_to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or_default().to_string(),
+        auto_submitted: mail.header_raw("Auto-Submitted").map(|v| v.trim().to_string()),
+        text: mail.body_text(0).unwrap_or_default().to_string(),
+        attachments: mail
+            .attachments()
+            .map(|a| (a.attachment_name().unwrap_or_default().to_string(), a.contents().to_vec()))
+            .collect(),
+    }
+}
+
+fn mail(from: &str, to: &str, subject: &str, message_id: Option<&str>, headers: &str, body: &str) -> String {
+    let id = message_id.map(|id| format!("Message-ID: {id}\n")).unwrap_or_default();
+    format!(
+        "From: Customer <{from}>\nTo: {to}\nSubject: {subject}\nDate: Sun, 22 Nov 2026 10:00:00 +0000\n{id}{headers}\
+         MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n{body}\n"
+    )
+}
+
+async fn stored_by_id(server: &TestServer, id: &str) -> Message {
+    let store = server.engine().store();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(message) = store.message_by_external_id(Channel::Email, id).await.unwrap() {
+            return message;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "mail {id} was never stored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn customer_messages(server: &TestServer, address: &str) -> Vec<Message> {
+    let store = server.engine().store();
+    let contact = store.contact_by_external_id(Channel::Email, address).await.unwrap().expect("contact");
+    store.contact_messages(contact.id, 0, 500).await.unwrap().into_iter().filter(|m| m.sender == Sender::Customer).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_threads_attachments_loops_and_restarts() {
+    assert!(
+        mail_system_running().await,
+        "the local mail system is not running; ./scripts/test.sh starts it (scripts/mail-server.sh start)"
+    );
+    let support = TestMailbox::new("support");
+    let ann = TestMailbox::new("customer");
+    let bo = TestMailbox::new("customer2");
+    for mailbox in [&support, &ann, &bo] {
+        mailbox.clear().await;
+    }
+    let mut server = start_server().await;
+
+    // A new mail gets a bot reply in its thread.
+    send_raw(ANN, &[SUPPORT], &mail(ANN, SUPPORT, "Password reset", Some("<m1@customer.example.test>"), "",
+        "Hi, I forgot my password.\n\n-- \nAnn Lee\nACME")).await;
+    let first = stored_by_id(&server, "<m1@customer.example.test>").await;
+    assert_eq!(first.text, "Password reset\n\nHi, I forgot my password.", "signature cut, subject first");
+    assert!(first.attachments.iter().any(|a| a.file_name == "original.eml"), "the full original is kept");
+    let conversation = first.conversation_id;
+    let replies = ann.wait_count(1, WAIT).await;
+    let reply = parse(&replies[0]);
+    assert_eq!(reply.subject, "Re: Password reset");
+    assert_eq!(reply.in_reply_to, ["m1@customer.example.test"]);
+    assert!(reply.references.contains(&"m1@customer.example.test".to_string()));
+    assert_eq!(reply.reply_to, format!("support+c{}@example.test", conversation.0.simple()));
+    assert_eq!(reply.auto_submitted.as_deref(), Some("auto-replied"));
+    assert!(reply.text.contains("Forgot password"), "{}", reply.text);
+    let ours = format!("<{}>", reply.message_id);
+
+    // A reply with In-Reply-To, quoting us, joins the conversation; the quote is cut.
+    send_raw(ANN, &[SUPPORT], &mail(ANN, SUPPORT, "Re: Password reset", Some("<m2@customer.example.test>"),
+        &format!("In-Reply-To: {ours}\nReferences: <m1@customer.example.test> {ours}\n"),
+        "That did not help, my account is locked.\n\nOn Sun, 22 Nov 2026, Support wrote:\n> You can reset your password")).await;
+    let second = stored_by_id(&server, "<m2@customer.example.test>").await;
+    assert_eq!(second.conversation_id, conversation);
+    assert_eq!(second.text, "Re: Password reset\n\nThat did not help, my account is locked.");
+
+    // Only References (a client that drops In-Reply-To): same conversation.
+    send_raw(ANN, &[SUPPORT], &mail(ANN, SUPPORT, "Re: Password reset", Some("<m3@customer.example.test>"),
+        &format!("References: {ours}\n"), "Any news?")).await;
+    assert_eq!(stored_by_id(&server, "<m3@customer.example.test>").await.conversation_id, conversation);
+
+    // Neither header, a new subject, but sent to our Reply-To token: same conversation.
+    let token = reply.reply_to.clone();
+    send_raw(ANN, &[&token], &mail(ANN, &token, "one more thing", Some("<m4@customer.example.test>"), "", "Also my login email changed.")).await;
+    assert_eq!(stored_by_id(&server, "<m4@customer.example.test>").await.conversation_id, conversation);
+
+    // A new mail with a new subject and no references starts a new conversation.
+    send_raw(ANN, &[SUPPORT], &mail(ANN, SUPPORT, "Invoice question", Some("<m5@customer.example.test>"), "", "Where is my invoice?")).await;
+    let other = stored_by_id(&server, "<m5@customer.example.test>").await;
+    assert_ne!(other.conversation_id, conversation, "never threaded by sender or subject alone");
+
+    // HTML-only mail is read as text.
+    let html = "From: Bo <customer2@example.test>\nTo: support@example.test\nSubject: Help\nMessage-ID: <h1@bo.example.test>\n\
+                MIME-Version: 1.0\nContent-Type: text/html; charset=utf-8\n\n<html><body><p>I <b>forgot</b> my password</p></body></html>\n";
+    send_raw(BO, &[SUPPORT], html).await;
+    let from_html = stored_by_id(&server, "<h1@bo.example.test>").await;
+    assert!(from_html.text.contains("I forgot my password") && !from_html.text.contains('<'), "{}", from_html.text);
+
+    // A PDF from the customer is stored; an agent's file goes back in the thread.
+    let pdf = b"%PDF-1.7\n1 0 obj << >> endobj\ntrailer\n%%EOF\n";
+    let with_file = format!(
+        "From: Bo <customer2@example.test>\nTo: support@example.test\nSubject: Refund form\nMessage-ID: <h2@bo.example.test>\n\
+         MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"XYZ\"\n\n--XYZ\nContent-Type: text/plain\n\nForm attached.\n\
+         --XYZ\nContent-Type: application/pdf; name=\"form.pdf\"\nContent-Disposition: attachment; filename=\"form.pdf\"\n\
+         Content-Transfer-Encoding: base64\n\n{}\n--XYZ--\n",
+        base64(pdf)
+    );
+    send_raw(BO, &[SUPPORT], &with_file).await;
+    let filed = stored_by_id(&server, "<h2@bo.example.test>").await;
+    let form = filed.attachments.iter().find(|a| a.file_name == "form.pdf").expect("form.pdf stored");
+    assert_eq!(form.content_type, "application/pdf");
+    assert_eq!(server.engine().attachment_bytes(form).await.unwrap(), pdf);
+    let bo_before = bo.all().await.len();
+    let agent = switchboard_models::Agent {
+        id: switchboard_models::AgentId::new(),
+        email: "agent@example.test".into(),
+        name: "Lee".into(),
+        role: Role::Agent,
+        presence: Presence::Online,
+        capacity: 5,
+        active: true,
+        created_at: chrono::Utc::now(),
+    };
+    server.engine().store().save_agent(&agent).await.unwrap();
+    let png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR fake image";
+    let picture = server.engine().accept_upload("steps.png", png).await.unwrap();
+    server.engine().agent_reply(filed.conversation_id, agent.id, "Thanks, see the steps attached.".into(), vec![picture]).await.unwrap();
+    let mails = bo.wait_count(bo_before + 2, WAIT).await;
+    let agent_mail = mails.iter().map(|m| parse(m)).find(|m| m.text.contains("see the steps")).expect("the agent's mail");
+    assert_eq!(agent_mail.attachments, vec![("steps.png".to_string(), png.to_vec())]);
+    assert_eq!(agent_mail.in_reply_to, ["h2@bo.example.test"]);
+    assert_eq!(agent_mail.auto_submitted, None, "a person wrote this one");
+    let handled = server.engine().store().conversation(filed.conversation_id).await.unwrap().unwrap();
+    assert_eq!(handled.handler, Handler::Agent(agent.id));
+
+    // Robots are not answered: an out-of-office reply and a bounce.
+    let ann_before = ann.all().await.len();
+    send_raw(ANN, &[SUPPORT], &mail(ANN, SUPPORT, "Out of office", Some("<ooo@customer.example.test>"),
+        "Auto-Submitted: auto-replied\n", "I am away until Monday.")).await;
+    send_raw("MAILER-DAEMON@example.test", &[SUPPORT], &mail("MAILER-DAEMON@example.test", SUPPORT, "Undelivered Mail", Some("<bounce@example.test>"), "", "Delivery failed.")).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while support.count_with(PROCESSED_FLAG).await < support.all().await.len() {
+        assert!(tokio::time::Instant::now() < deadline, "the robots' mail was never marked processed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let store = server.engine().store();
+    assert!(store.message_by_external_id(Channel::Email, "<ooo@customer.example.test>").await.unwrap().is_none());
+    assert!(store.message_by_external_id(Channel::Email, "<bounce@example.test>").await.unwrap().is_none());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(ann.all().await.len(), ann_before, "no reply to robots");
+
+    // Mail that arrives while the server is down is read after it starts, once.
+    server.running.take().unwrap().shutdown().await.unwrap();
+    send_raw(ANN, &[SUPPORT], &mail(ANN, SUPPORT, "While you were down", Some("<d1@customer.example.test>"), "", "Hello there")).await;
+    send_raw(ANN, &[SUPPORT], &mail(ANN, SUPPORT, "While you were down 2", Some("<d2@customer.example.test>"), "", "Hello again")).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.restart().await;
+    stored_by_id(&server, "<d1@customer.example.test>").await;
+    stored_by_id(&server, "<d2@customer.example.test>").await;
+    let ann_mails = ann.wait_count(ann_before + 2, WAIT).await.len();
+
+    // Committed but never flagged (a crash in between): read again, stored and answered once.
+    let stored_before = customer_messages(&server, ANN).await.len();
+    support.remove_keyword(PROCESSED_FLAG).await;
+    server.restart().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while support.count_with(PROCESSED_FLAG).await < support.all().await.len() {
+        assert!(tokio::time::Instant::now() < deadline, "re-read mail was never flagged again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(customer_messages(&server, ANN).await.len(), stored_before, "nothing stored twice");
+    assert_eq!(ann.all().await.len(), ann_mails, "nothing answered twice");
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
