@@ -44,6 +44,8 @@ pub struct EmailConfig {
     pub smtp_password: Option<Secret>,
     /// Mails taken from one sender per minute; more wait on the server.
     pub per_sender_per_minute: u32,
+    /// Mail agents when a conversation is assigned to them.
+    pub notify_agents: bool,
 }
 
 impl Default for EmailConfig {
@@ -63,6 +65,7 @@ impl Default for EmailConfig {
             smtp_username: None,
             smtp_password: None,
             per_sender_per_minute: 10,
+            notify_agents: false,
         }
     }
 }

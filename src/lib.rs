@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_admin_web::{AllowedOrigins, AppState, RateLimiter, VisitorKeys, WebChatSettings, WidgetLook};
-use switchboard_channels::email::{EmailAdapter, EmailOutbound, EmailSettings, ImapSettings, SmtpSecurity, SmtpSettings};
+use switchboard_channels::email::{AgentNotifier, EmailAdapter, EmailOutbound, EmailSettings, ImapSettings, SmtpSecurity, SmtpSettings};
 use switchboard_channels::discord::{DiscordAdapter, DiscordOutbound, DiscordSettings};
 use switchboard_channels::telegram::{Mode as TelegramModeSetting, TelegramAdapter, TelegramOutbound, TelegramSettings};
 use switchboard_channels::webchat::{WebChatHub, WebChatOutbound};
@@ -116,6 +116,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     if let Some(settings) = email_settings(config) {
         let outbound = EmailOutbound::new(settings.clone(), store.clone(), blobs.clone()).map_err(anyhow::Error::msg)?;
         senders.push(Arc::new(outbound));
+        if config.email.notify_agents {
+            let notifier = AgentNotifier::new(settings.clone(), store.clone()).map_err(anyhow::Error::msg)?;
+            workers.push(tokio::spawn(notifier.run(engine.bus().subscribe())));
+        }
         workers.push(tokio::spawn(Arc::new(EmailAdapter::new(engine.clone(), settings)).run()));
         tracing::info!("email channel on");
     }

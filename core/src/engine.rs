@@ -261,7 +261,8 @@ impl Engine {
         let now = self.clock.now();
         let mut outbound = Vec::new();
         let mut current = conversation;
-        if current.handler != Handler::Agent(agent.id) {
+        let newly_assigned = current.handler != Handler::Agent(agent.id);
+        if newly_assigned {
             let joined = step(&current, &Input::AgentJoined { agent: agent.id, agent_name: &agent.name }, &self.policy, now);
             let (next, replies) = self.replies_for(joined, None, now).await?;
             outbound.extend(replies);
@@ -283,6 +284,9 @@ impl Engine {
         }
         self.outbox_wake.notify_one();
         self.publish(&conversation, stored.iter());
+        if newly_assigned {
+            self.bus.publish(DomainEvent::Assigned { conversation, agent: agent.id });
+        }
         Ok(stored.pop().expect("the reply is last"))
     }
 

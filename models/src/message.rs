@@ -72,4 +72,6 @@ pub struct OutboundMessage {
 pub enum DomainEvent {
     MessageStored(Message),
     ConversationChanged(Conversation),
+    /// An agent took (or was given) the conversation.
+    Assigned { conversation: Conversation, agent: AgentId },
 }

@@ -318,21 +318,24 @@ pub struct EmailOutbound {
     blobs: Arc<dyn BlobStore>,
 }
 
+fn smtp_transport(smtp: &SmtpSettings) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+    let builder = match smtp.security {
+        SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
+        SmtpSecurity::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
+            .map_err(|e| format!("email.smtp_host `{}`: {e}", smtp.host))?,
+        SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
+            .map_err(|e| format!("email.smtp_host `{}`: {e}", smtp.host))?,
+    };
+    let mut builder = builder.port(smtp.port).timeout(Some(Duration::from_secs(30)));
+    if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
+        builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+    }
+    Ok(builder.build())
+}
+
 impl EmailOutbound {
     pub fn new(settings: EmailSettings, store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) -> Result<Self, String> {
-        let smtp = &settings.smtp;
-        let builder = match smtp.security {
-            SmtpSecurity::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
-            SmtpSecurity::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
-                .map_err(|e| format!("email.smtp_host `{}`: {e}", smtp.host))?,
-            SmtpSecurity::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
-                .map_err(|e| format!("email.smtp_host `{}`: {e}", smtp.host))?,
-        };
-        let mut builder = builder.port(smtp.port).timeout(Some(Duration::from_secs(30)));
-        if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
-        }
-        Ok(Self { transport: builder.build(), settings, store, blobs })
+        Ok(Self { transport: smtp_transport(&settings.smtp)?, settings, store, blobs })
     }
 
     fn domain(&self) -> &str {
@@ -437,5 +440,58 @@ impl Outbound for EmailOutbound {
             Err(error) if error.is_permanent() => Err(DeliveryError::Permanent { reason: error.to_string() }),
             Err(error) => Err(DeliveryError::Retry { reason: error.to_string(), after: None }),
         }
+    }
+}
+
+/// Mails an agent when a conversation is assigned to them. Best effort: a notice that fails is
+/// logged, never retried (the conversation itself is safe in the panel).
+pub struct AgentNotifier {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    settings: EmailSettings,
+    store: Arc<dyn Store>,
+}
+
+impl AgentNotifier {
+    pub fn new(settings: EmailSettings, store: Arc<dyn Store>) -> Result<Self, String> {
+        Ok(Self { transport: smtp_transport(&settings.smtp)?, settings, store })
+    }
+
+    /// Runs until the event bus closes.
+    pub async fn run(self, mut events: tokio::sync::broadcast::Receiver<switchboard_models::DomainEvent>) {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match events.recv().await {
+                Ok(switchboard_models::DomainEvent::Assigned { conversation, agent }) => {
+                    if let Err(error) = self.notify(&conversation, agent).await {
+                        tracing::warn!(%error, conversation_id = %conversation.id, "assignment mail not sent");
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "assignment notices skipped (event bus lagged)"),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+
+    async fn notify(&self, conversation: &switchboard_models::Conversation, agent: switchboard_models::AgentId) -> Result<(), String> {
+        let Some(agent) = self.store.agent(agent).await.map_err(|e| e.to_string())?.filter(|a| a.active) else {
+            return Ok(());
+        };
+        let summary = conversation.escalation.as_ref().map(|e| e.summary.as_str()).unwrap_or("");
+        let priority = conversation.priority.map(|p| p.as_str()).unwrap_or("none");
+        let body = format!(
+            "Hello {},\n\nA {} conversation is now yours (priority: {priority}).\n\n{summary}\n\nConversation {}\n",
+            agent.name, conversation.channel, conversation.id
+        );
+        let from: Mailbox = format!("{} <{}>", self.settings.display_name, self.settings.address).parse().map_err(|e| format!("{e}"))?;
+        let to: Mailbox = agent.email.parse().map_err(|e| format!("agent email `{}`: {e}", agent.email))?;
+        let mail = lettre::Message::builder()
+            .from(from)
+            .to(to)
+            .subject(format!("Assigned to you: {} conversation ({priority})", conversation.channel))
+            .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Auto-Submitted"), "auto-generated".into()))
+            .singlepart(SinglePart::plain(body))
+            .map_err(|e| e.to_string())?;
+        self.transport.send(mail).await.map(|_| ()).map_err(|e| e.to_string())
     }
 }

@@ -25,6 +25,7 @@ async fn start_server() -> TestServer {
         c.email.poll_seconds = 5;
         c.email.smtp_port = SMTP_PORT;
         c.email.smtp_security = "none".into();
+        c.email.notify_agents = true;
     })
     .await
 }
@@ -97,7 +98,8 @@ async fn email_threads_attachments_loops_and_restarts() {
     let support = TestMailbox::new("support");
     let ann = TestMailbox::new("customer");
     let bo = TestMailbox::new("customer2");
-    for mailbox in [&support, &ann, &bo] {
+    let agent_inbox = TestMailbox::new("agent");
+    for mailbox in [&support, &ann, &bo, &agent_inbox] {
         mailbox.clear().await;
     }
     let mut server = start_server().await;
@@ -185,6 +187,10 @@ async fn email_threads_attachments_loops_and_restarts() {
     assert_eq!(agent_mail.auto_submitted, None, "a person wrote this one");
     let handled = server.engine().store().conversation(filed.conversation_id).await.unwrap().unwrap();
     assert_eq!(handled.handler, Handler::Agent(agent.id));
+    let notices = agent_inbox.wait_count(1, WAIT).await;
+    let notice = parse(&notices[0]);
+    assert!(notice.subject.starts_with("Assigned to you: email conversation"), "{}", notice.subject);
+    assert_eq!(notice.auto_submitted.as_deref(), Some("auto-generated"));
 
     // Robots are not answered: an out-of-office reply and a bounce.
     let ann_before = ann.all().await.len();
