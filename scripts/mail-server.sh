@@ -20,7 +20,7 @@ umask 022
 TEMPLATES=$(cd "$(dirname "$0")/../tests/mail" && pwd)
 MAIL_DIR=${SWITCHBOARD_MAIL_DIR:-${HOME:?HOME is not set}/.cache/switchboard/mail}
 
-SMTP_PORT=2525 LMTP_PORT=10024 IMAP_PORT=10143
+SMTP_PORT=2525 LMTP_PORT=10024 IMAP_PORT=10143 IMAPS_PORT=10993
 WAIT_SECONDS=20
 
 # Debian's paths: called by absolute path because a non-login root shell may
@@ -59,6 +59,7 @@ answers() {
 smtp_up() { answers "$SMTP_PORT" "220 " "QUIT"; }
 lmtp_up() { answers "$LMTP_PORT" "220 " "QUIT"; }
 imap_up() { answers "$IMAP_PORT" "* OK" "a LOGOUT"; }
+imaps_up() { port_open "$IMAPS_PORT"; }
 
 # Does anything accept connections on 127.0.0.1:PORT?
 # shellcheck disable=SC2016 # expanded by the inner bash
@@ -162,9 +163,34 @@ render() {
   fi
 }
 
+# A test CA and a server certificate it signed, for IMAPS on 127.0.0.1; tests trust the CA
+# ($MAIL_DIR/etc/tls/ca.pem). (TLS clients refuse a self-signed CA certificate used as the
+# server's own, so the two are separate.)
+ensure_certificate() {
+  local tls=$ETC/tls
+  [ -s "$tls/ca.pem" ] && [ -s "$tls/cert.pem" ] && [ -s "$tls/key.pem" ] && return
+  mkdir -p "$tls"
+  {
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=Switchboard test CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -keyout "$tls/ca-key.pem" -out "$tls/ca.pem" &&
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=mail.example.test" \
+      -keyout "$tls/key.pem" -out "$tls/server.csr" &&
+    printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=digitalSignature,keyEncipherment" \
+      "extendedKeyUsage=serverAuth" "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:mail.example.test" \
+      >"$tls/server.ext" &&
+    openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca-key.pem" -CAcreateserial \
+      -days 3650 -extfile "$tls/server.ext" -out "$tls/cert.pem"
+  } >/dev/null 2>&1 9>&- || die "could not create the test TLS certificates with openssl"
+  chmod 0644 "$tls/ca.pem" "$tls/cert.pem"
+  chmod 0600 "$tls/key.pem" "$tls/ca-key.pem"
+  CHANGED=1  # a running Dovecot must restart to serve the new certificate
+}
+
 render_configs() {
   CHANGED=0
   mkdir -p "$PF_CONF" "$ETC/dovecot" "$LOGS"
+  ensure_certificate
   render "$TEMPLATES/main.cf" "$PF_CONF/main.cf"
   render "$TEMPLATES/master.cf" "$PF_CONF/master.cf"
   render "$TEMPLATES/dovecot.conf" "$DC_CONF"
@@ -229,7 +255,7 @@ wait_for() {
   done
 }
 
-up_line() { echo "mail system up: smtp 127.0.0.1:$SMTP_PORT, imap 127.0.0.1:$IMAP_PORT (lmtp 127.0.0.1:$LMTP_PORT, logs in $LOGS)"; }
+up_line() { echo "mail system up: smtp 127.0.0.1:$SMTP_PORT, imap 127.0.0.1:$IMAP_PORT, imaps 127.0.0.1:$IMAPS_PORT (lmtp 127.0.0.1:$LMTP_PORT, logs in $LOGS)"; }
 
 cmd_start() {
   require_root
@@ -247,7 +273,7 @@ cmd_start() {
     note "config changed: restarting the running mail system"
     stop_services
   fi
-  if postfix_running && dovecot_running && smtp_up && lmtp_up && imap_up; then
+  if postfix_running && dovecot_running && smtp_up && lmtp_up && imap_up && imaps_up; then
     up_line  # already up: nothing to do
     return
   fi
@@ -255,6 +281,7 @@ cmd_start() {
   if ! dovecot_running; then
     check_port_free "$LMTP_PORT" "Dovecot LMTP"
     check_port_free "$IMAP_PORT" "Dovecot IMAP"
+    check_port_free "$IMAPS_PORT" "Dovecot IMAPS"
   fi
   postfix_running || check_port_free "$SMTP_PORT" "Postfix SMTP"
   prepare_dirs
@@ -262,6 +289,7 @@ cmd_start() {
   start_postfix
   wait_for "Dovecot LMTP" "$LMTP_PORT" lmtp_up "$DC_LOG"
   wait_for "Dovecot IMAP" "$IMAP_PORT" imap_up "$DC_LOG"
+  wait_for "Dovecot IMAPS" "$IMAPS_PORT" imaps_up "$DC_LOG"
   wait_for "Postfix SMTP" "$SMTP_PORT" smtp_up "$PF_LOG"
   up_line
 }

@@ -29,8 +29,11 @@ pub struct EmailConfig {
     pub address: Option<String>,
     pub display_name: String,
     pub imap_host: String,
-    /// Plain IMAP (the connection is not encrypted): use a server on this host or a TLS tunnel.
     pub imap_port: u16,
+    /// "tls" (IMAPS) or "none" (plain IMAP, only for a server on this host).
+    pub imap_security: String,
+    /// Extra trusted root certificates (PEM) for IMAP, e.g. a private CA.
+    pub imap_ca_file: Option<PathBuf>,
     pub imap_username: String,
     pub imap_password: Option<Secret>,
     pub imap_mailbox: String,
@@ -54,7 +57,9 @@ impl Default for EmailConfig {
             address: None,
             display_name: "Support".into(),
             imap_host: "127.0.0.1".into(),
-            imap_port: 143,
+            imap_port: 993,
+            imap_security: "tls".into(),
+            imap_ca_file: None,
             imap_username: String::new(),
             imap_password: None,
             imap_mailbox: "INBOX".into(),
@@ -373,6 +378,14 @@ impl Config {
             }
             if e.imap_username.is_empty() || e.imap_password.is_none() {
                 return invalid("email.imap_username", "email needs imap_username and imap_password".into());
+            }
+            if !["none", "tls"].contains(&e.imap_security.as_str()) {
+                return invalid("email.imap_security", format!("`{}` is not one of: tls, none", e.imap_security));
+            }
+            if let Some(path) = &e.imap_ca_file
+                && !path.is_file()
+            {
+                return invalid("email.imap_ca_file", format!("{} is not a readable file", path.display()));
             }
             if !["none", "starttls", "tls"].contains(&e.smtp_security.as_str()) {
                 return invalid("email.smtp_security", format!("`{}` is not one of: none, starttls, tls", e.smtp_security));

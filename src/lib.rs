@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_admin_web::{AllowedOrigins, AppState, RateLimiter, VisitorKeys, WebChatSettings, WidgetLook};
-use switchboard_channels::email::{AgentNotifier, EmailAdapter, EmailOutbound, EmailSettings, ImapSettings, SmtpSecurity, SmtpSettings};
+use switchboard_channels::email::{AgentNotifier, EmailAdapter, EmailOutbound, EmailSettings, ImapSecurity, ImapSettings, SmtpSecurity, SmtpSettings};
 use switchboard_channels::discord::{DiscordAdapter, DiscordOutbound, DiscordSettings};
 use switchboard_channels::telegram::{Mode as TelegramModeSetting, TelegramAdapter, TelegramOutbound, TelegramSettings};
 use switchboard_channels::webchat::{WebChatHub, WebChatOutbound};
@@ -199,6 +199,8 @@ fn email_settings(config: &Config) -> Option<EmailSettings> {
         imap: ImapSettings {
             host: e.imap_host.clone(),
             port: e.imap_port,
+            security: if e.imap_security == "none" { ImapSecurity::None } else { ImapSecurity::Tls },
+            ca_file: e.imap_ca_file.clone(),
             username: e.imap_username.clone(),
             password: e.imap_password.as_ref().map(|s| s.0.clone()).unwrap_or_default(),
             mailbox: e.imap_mailbox.clone(),

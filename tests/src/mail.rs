@@ -9,8 +9,17 @@ use tokio::net::TcpStream;
 
 pub const SMTP_PORT: u16 = 2525;
 pub const IMAP_PORT: u16 = 10143;
+pub const IMAPS_PORT: u16 = 10993;
 pub const PASSWORD: &str = "secret";
 pub const DOMAIN: &str = "example.test";
+
+/// The CA that signed the test IMAPS server's certificate (made by scripts/mail-server.sh).
+pub fn test_ca_file() -> std::path::PathBuf {
+    let dir = std::env::var_os("SWITCHBOARD_MAIL_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/switchboard/mail")
+    });
+    dir.join("etc/tls/ca.pem")
+}
 
 /// Whether the mail system answers on its ports.
 pub async fn mail_system_running() -> bool {

@@ -30,10 +30,21 @@ use tokio::net::TcpStream;
 /// The IMAP keyword that marks a mail as stored by Switchboard.
 pub const PROCESSED_FLAG: &str = "$Switchboard";
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImapSecurity {
+    /// Plain IMAP; only for a server on the same host.
+    None,
+    /// IMAPS (TLS from the first byte), usually port 993.
+    Tls,
+}
+
 #[derive(Clone)]
 pub struct ImapSettings {
     pub host: String,
     pub port: u16,
+    pub security: ImapSecurity,
+    /// Extra trusted roots (PEM), e.g. a private CA; the public web roots are always trusted.
+    pub ca_file: Option<std::path::PathBuf>,
     pub username: String,
     pub password: String,
     pub mailbox: String,
@@ -97,7 +108,86 @@ enum Outcome {
     Later,
 }
 
-type ImapSession = async_imap::Session<TcpStream>;
+type ImapSession = async_imap::Session<ImapStream>;
+
+/// The IMAP connection, plain or TLS.
+#[derive(Debug)]
+pub enum ImapStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for ImapStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            ImapStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for ImapStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            ImapStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            ImapStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ImapStream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            ImapStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Connects to the IMAP server, with TLS when configured (the certificate must verify for
+/// `host`: a name or an IP address).
+pub async fn connect_imap(settings: &ImapSettings) -> std::io::Result<ImapStream> {
+    use std::io::{Error, ErrorKind};
+    let tcp = TcpStream::connect((settings.host.as_str(), settings.port)).await?;
+    if settings.security == ImapSecurity::None {
+        return Ok(ImapStream::Plain(tcp));
+    }
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &settings.ca_file {
+        use rustls_pki_types::pem::PemObject;
+        let certificates = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("email.imap_ca_file {}: {e}", path.display())))?;
+        for certificate in certificates {
+            let certificate = certificate
+                .map_err(|e| Error::new(ErrorKind::InvalidData, format!("email.imap_ca_file {}: {e}", path.display())))?;
+            roots.add(certificate).map_err(|e| Error::new(ErrorKind::InvalidData, e))?;
+        }
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::other(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from(settings.host.clone())
+        .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("email.imap_host: {e}")))?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
+    Ok(ImapStream::Tls(Box::new(tls)))
+}
 
 pub struct EmailAdapter {
     engine: Arc<Engine>,
@@ -128,7 +218,7 @@ impl EmailAdapter {
 
     async fn session(&self) -> Result<(), EmailError> {
         let imap = &self.settings.imap;
-        let stream = TcpStream::connect((imap.host.as_str(), imap.port)).await?;
+        let stream = connect_imap(imap).await?;
         let mut client = async_imap::Client::new(stream);
         client.read_response().await?;
         let mut session = client.login(&imap.username, &imap.password).await.map_err(|(error, _)| error)?;

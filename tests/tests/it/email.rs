@@ -9,7 +9,7 @@ use switchboard::config::Secret;
 use switchboard_channels::email::PROCESSED_FLAG;
 use switchboard_models::{Channel, Handler, Message, Presence, Role, Sender};
 use switchboard_tests::TestServer;
-use switchboard_tests::mail::{IMAP_PORT, PASSWORD, SMTP_PORT, TestMailbox, mail_system_running, send_raw};
+use switchboard_tests::mail::{IMAPS_PORT, PASSWORD, SMTP_PORT, TestMailbox, mail_system_running, send_raw, test_ca_file};
 
 const WAIT: Duration = Duration::from_secs(20);
 const SUPPORT: &str = "support@example.test";
@@ -19,7 +19,9 @@ const BO: &str = "customer2@example.test";
 async fn start_server() -> TestServer {
     TestServer::start_with(|c| {
         c.email.address = Some(SUPPORT.into());
-        c.email.imap_port = IMAP_PORT;
+        c.email.imap_port = IMAPS_PORT;
+        c.email.imap_security = "tls".into();
+        c.email.imap_ca_file = Some(test_ca_file());
         c.email.imap_username = SUPPORT.into();
         c.email.imap_password = Some(Secret(PASSWORD.into()));
         c.email.poll_seconds = 5;
@@ -102,6 +104,19 @@ async fn email_threads_attachments_loops_and_restarts() {
     for mailbox in [&support, &ann, &bo, &agent_inbox] {
         mailbox.clear().await;
     }
+    // The server reads over IMAPS and verifies the certificate: without our CA it is refused.
+    let untrusted = switchboard_channels::email::ImapSettings {
+        host: "127.0.0.1".into(),
+        port: IMAPS_PORT,
+        security: switchboard_channels::email::ImapSecurity::Tls,
+        ca_file: None,
+        username: SUPPORT.into(),
+        password: PASSWORD.into(),
+        mailbox: "INBOX".into(),
+        poll_interval: Duration::from_secs(5),
+    };
+    let refused = switchboard_channels::email::connect_imap(&untrusted).await.err().expect("an unknown CA is refused");
+    assert!(refused.to_string().contains("certificate"), "{refused}");
     let mut server = start_server().await;
 
     // A new mail gets a bot reply in its thread.
