@@ -286,6 +286,26 @@ async fn save_conversation(tx: &mut Transaction<'static, Sqlite>, c: &Conversati
     Ok(())
 }
 
+impl SqliteStore {
+    /// A page of messages for `sql` selecting by one id, a `seq` cursor and a limit.
+    async fn messages_after(
+        &self,
+        sql: sqlx::AssertSqlSafe<&'static str>,
+        id: String,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let rows = sqlx::query(sql)
+            .bind(id)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(message_from_row).collect()
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError> {
@@ -434,18 +454,8 @@ impl Store for SqliteStore {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
-        let rows = sqlx::query(sql!(
-            "SELECT ",
-            MESSAGE_COLUMNS,
-            " FROM messages WHERE contact_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-        ))
-        .bind(contact.to_string())
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(message_from_row).collect()
+        let sql = sql!("SELECT ", MESSAGE_COLUMNS, " FROM messages WHERE contact_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
+        self.messages_after(sql, contact.to_string(), after, limit).await
     }
 
     async fn conversation_messages(
@@ -454,18 +464,8 @@ impl Store for SqliteStore {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
-        let rows = sqlx::query(sql!(
-            "SELECT ",
-            MESSAGE_COLUMNS,
-            " FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-        ))
-        .bind(conversation.to_string())
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(message_from_row).collect()
+        let sql = sql!("SELECT ", MESSAGE_COLUMNS, " FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
+        self.messages_after(sql, conversation.to_string(), after, limit).await
     }
 
     async fn recent_customer_texts(

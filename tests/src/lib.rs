@@ -63,6 +63,22 @@ impl TestServer {
         &self.running.as_ref().expect("server running").engine
     }
 
+    /// An active, online agent account.
+    pub async fn add_agent(&self, name: &str, email: &str) -> switchboard_models::AgentId {
+        let agent = switchboard_models::Agent {
+            id: switchboard_models::AgentId::new(),
+            email: email.into(),
+            name: name.into(),
+            role: switchboard_models::Role::Agent,
+            presence: switchboard_models::Presence::Online,
+            capacity: 5,
+            active: true,
+            created_at: chrono::Utc::now(),
+        };
+        self.engine().store().save_agent(&agent).await.expect("agent saved");
+        agent.id
+    }
+
     /// A new widget visitor: `(visitor_id, token)`.
     pub async fn new_visitor(&self) -> (String, String) {
         let body: Value = reqwest::Client::new()

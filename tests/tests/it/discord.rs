@@ -3,7 +3,7 @@
 use serde_json::json;
 use std::time::Duration;
 use switchboard::config::Secret;
-use switchboard_models::{Channel, Handler, Message, Presence, Role, Sender};
+use switchboard_models::{Channel, Handler, Message, Sender};
 use switchboard_tests::TestServer;
 use switchboard_tests::fake_discord::{FakeDiscord, TOKEN, attachment, message};
 
@@ -62,19 +62,9 @@ async fn a_direct_message_is_answered_and_a_handoff_reaches_an_agent() {
     let store = server.engine().store();
     assert_eq!(store.conversation(conversation_id).await.unwrap().unwrap().handler, Handler::Queue);
 
-    let agent = switchboard_models::Agent {
-        id: switchboard_models::AgentId::new(),
-        email: "kim@example.com".into(),
-        name: "Kim".into(),
-        role: Role::Agent,
-        presence: Presence::Online,
-        capacity: 3,
-        active: true,
-        created_at: chrono::Utc::now(),
-    };
-    store.save_agent(&agent).await.unwrap();
+    let agent = server.add_agent("Kim", "kim@example.com").await;
     let pdf = server.engine().accept_upload("guide.pdf", PDF).await.unwrap();
-    server.engine().agent_reply(conversation_id, agent.id, "@everyone here is the guide".into(), vec![pdf]).await.unwrap();
+    server.engine().agent_reply(conversation_id, agent, "@everyone here is the guide".into(), vec![pdf]).await.unwrap();
     let posted = discord.wait_posted(5001, 4, WAIT).await;
     assert_eq!(posted[2].content.as_deref(), Some("Kim joined the conversation."));
     assert_eq!(posted[3].content.as_deref(), Some("@everyone here is the guide"));

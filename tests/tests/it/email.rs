@@ -7,7 +7,7 @@ use mail_parser::{MessageParser, MimeHeaders};
 use std::time::Duration;
 use switchboard::config::Secret;
 use switchboard_channels::email::PROCESSED_FLAG;
-use switchboard_models::{Channel, Handler, Message, Presence, Role, Sender};
+use switchboard_models::{Channel, Handler, Message, Sender};
 use switchboard_tests::TestServer;
 use switchboard_tests::mail::{IMAPS_PORT, PASSWORD, SMTP_PORT, TestMailbox, mail_system_running, send_raw, test_ca_file};
 
@@ -181,27 +181,17 @@ async fn email_threads_attachments_loops_and_restarts() {
     assert_eq!(form.content_type, "application/pdf");
     assert_eq!(server.engine().attachment_bytes(form).await.unwrap(), pdf);
     let bo_before = bo.all().await.len();
-    let agent = switchboard_models::Agent {
-        id: switchboard_models::AgentId::new(),
-        email: "agent@example.test".into(),
-        name: "Lee".into(),
-        role: Role::Agent,
-        presence: Presence::Online,
-        capacity: 5,
-        active: true,
-        created_at: chrono::Utc::now(),
-    };
-    server.engine().store().save_agent(&agent).await.unwrap();
+    let agent = server.add_agent("Lee", "agent@example.test").await;
     let png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR fake image";
     let picture = server.engine().accept_upload("steps.png", png).await.unwrap();
-    server.engine().agent_reply(filed.conversation_id, agent.id, "Thanks, see the steps attached.".into(), vec![picture]).await.unwrap();
+    server.engine().agent_reply(filed.conversation_id, agent, "Thanks, see the steps attached.".into(), vec![picture]).await.unwrap();
     let mails = bo.wait_count(bo_before + 2, WAIT).await;
     let agent_mail = mails.iter().map(|m| parse(m)).find(|m| m.text.contains("see the steps")).expect("the agent's mail");
     assert_eq!(agent_mail.attachments, vec![("steps.png".to_string(), png.to_vec())]);
     assert_eq!(agent_mail.in_reply_to, ["h2@bo.example.test"]);
     assert_eq!(agent_mail.auto_submitted, None, "a person wrote this one");
     let handled = server.engine().store().conversation(filed.conversation_id).await.unwrap().unwrap();
-    assert_eq!(handled.handler, Handler::Agent(agent.id));
+    assert_eq!(handled.handler, Handler::Agent(agent));
     let notices = agent_inbox.wait_count(1, WAIT).await;
     let notice = parse(&notices[0]);
     assert!(notice.subject.starts_with("Assigned to you: email conversation"), "{}", notice.subject);

@@ -3,7 +3,7 @@
 use serde_json::json;
 use std::time::Duration;
 use switchboard::config::{Secret, TelegramMode};
-use switchboard_models::{Channel, Handler, Message, Presence, Role, Sender};
+use switchboard_models::{Channel, Handler, Message, Sender};
 use switchboard_tests::TestServer;
 use switchboard_tests::fake_telegram::{
     BOT_USERNAME, Failure, FakeTelegram, TOKEN, group_text, private_document, private_photo, private_text,
@@ -37,21 +37,6 @@ async fn stored(server: &TestServer, contact: &str, count: usize) -> Vec<Message
         assert!(tokio::time::Instant::now() < deadline, "fewer than {count} messages stored for {contact}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn agent(server: &TestServer, name: &str) -> switchboard_models::AgentId {
-    let agent = switchboard_models::Agent {
-        id: switchboard_models::AgentId::new(),
-        email: format!("{}@example.com", name.to_lowercase()),
-        name: name.into(),
-        role: Role::Agent,
-        presence: Presence::Online,
-        capacity: 5,
-        active: true,
-        created_at: chrono::Utc::now(),
-    };
-    server.engine().store().save_agent(&agent).await.unwrap();
-    agent.id
 }
 
 #[tokio::test]
@@ -89,7 +74,7 @@ async fn agent_replies_reach_the_chat_escaped_with_files() {
     telegram.push_message(private_text(502, 1, "talk to a human please"));
     telegram.wait_sent(502, 1, WAIT).await;
     let conversation_id = stored(&server, "502", 2).await[0].conversation_id;
-    let dana = agent(&server, "Dana").await;
+    let dana = server.add_agent("Dana", "dana@example.com").await;
 
     let engine = server.engine();
     let pdf = engine.accept_upload("refund-form.pdf", PDF).await.unwrap();
