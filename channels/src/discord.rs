@@ -13,6 +13,7 @@ use serenity::all::{
 };
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use switchboard_core::ports::{BlobStore, DeliveryError, Outbound};
 use switchboard_core::{Engine, EngineError};
 use switchboard_models::{Attachment, Channel, Inbound, OutboundMessage, Thread};
@@ -62,10 +63,12 @@ impl DiscordAdapter {
     /// Runs the gateway client until the task is dropped, restarting it after failures.
     pub async fn run(self: Arc<Self>) {
         let intents = GatewayIntents::GUILD_MESSAGES | GatewayIntents::DIRECT_MESSAGES | GatewayIntents::MESSAGE_CONTENT;
+        let (events, incoming) = mpsc::unbounded_channel();
+        tokio::spawn(self.clone().store_in_order(incoming));
         let mut failures = 0;
         loop {
             let built = serenity::client::ClientBuilder::new_with_http(http(&self.settings), intents)
-                .event_handler(Handler(self.clone()))
+                .event_handler(Handler { events: events.clone() })
                 .await;
             match built {
                 Ok(mut client) => {
@@ -77,6 +80,38 @@ impl DiscordAdapter {
             }
             failures += 1;
             tokio::time::sleep(backoff(failures)).await;
+        }
+    }
+
+    /// Serenity hands each gateway event to its own task, so neighbours (a replay after a
+    /// resume, say) can reach us swapped. One task stores them: it waits a moment for
+    /// stragglers, then takes each batch in Discord's order (snowflake ids grow with time).
+    async fn store_in_order(self: Arc<Self>, mut incoming: mpsc::UnboundedReceiver<(Arc<Http>, Incoming)>) {
+        let mut batch = Vec::new();
+        while incoming.recv_many(&mut batch, 256).await > 0 {
+            tokio::time::sleep(REORDER_WINDOW).await;
+            while let Ok(more) = incoming.try_recv() {
+                batch.push(more);
+            }
+            batch.sort_by_key(|(_, event)| event.id());
+            for (http, event) in batch.drain(..) {
+                self.store_until_done(&http, &event).await;
+            }
+        }
+    }
+
+    /// Discord will not send the event again: keep trying until it is stored.
+    async fn store_until_done(&self, http: &Http, event: &Incoming) {
+        let mut attempt = 0;
+        loop {
+            let result = match event {
+                Incoming::Message(message) => self.handle_message(http, message).await,
+                Incoming::Press(press) => self.handle_button(http, press).await,
+            };
+            let Err(error) = result else { return };
+            attempt += 1;
+            tracing::warn!(%error, id = event.id(), attempt, "Discord event not stored yet; retrying");
+            tokio::time::sleep(backoff(attempt)).await;
         }
     }
 
@@ -207,28 +242,40 @@ enum TaskError {
     Engine(#[from] EngineError),
 }
 
-struct Handler(Arc<DiscordAdapter>);
+/// How long the storing task waits for events that may arrive out of order.
+const REORDER_WINDOW: Duration = Duration::from_millis(50);
+
+/// A gateway event we act on.
+enum Incoming {
+    Message(Box<Message>),
+    Press(Box<ComponentInteraction>),
+}
+
+impl Incoming {
+    fn id(&self) -> u64 {
+        match self {
+            Incoming::Message(message) => message.id.get(),
+            Incoming::Press(press) => press.id.get(),
+        }
+    }
+}
+
+/// Hands events to the storing task in arrival order; never blocks the gateway.
+struct Handler {
+    events: mpsc::UnboundedSender<(Arc<Http>, Incoming)>,
+}
 
 #[async_trait]
 impl EventHandler for Handler {
     async fn message(&self, ctx: Context, message: Message) {
-        if message.author.bot {
-            return;
-        }
-        // Discord will not send the event again: keep trying until it is stored.
-        let mut attempt = 0;
-        while let Err(error) = self.0.handle_message(&ctx.http, &message).await {
-            attempt += 1;
-            tracing::warn!(%error, message_id = %message.id, attempt, "Discord message not stored yet; retrying");
-            tokio::time::sleep(backoff(attempt)).await;
+        if !message.author.bot {
+            let _ = self.events.send((ctx.http.clone(), Incoming::Message(Box::new(message))));
         }
     }
 
     async fn interaction_create(&self, ctx: Context, interaction: Interaction) {
-        if let Interaction::Component(press) = interaction
-            && let Err(error) = self.0.handle_button(&ctx.http, &press).await
-        {
-            tracing::warn!(%error, "Discord button press not handled");
+        if let Interaction::Component(press) = interaction {
+            let _ = self.events.send((ctx.http.clone(), Incoming::Press(Box::new(press))));
         }
     }
 }
