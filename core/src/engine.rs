@@ -2,6 +2,7 @@
 
 use crate::events::EventBus;
 use crate::policy::Policy;
+use crate::assignment::pick_agent;
 use crate::attachments::{UploadError, check_upload, clean_file_name};
 use crate::ports::{BlobStore, Classifier, Clock, Committed, Store, StepWrite, StoreError};
 use crate::step::{Decision, Input, ReplyBody, step};
@@ -10,8 +11,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tokio::sync::{Mutex, Notify};
 use switchboard_models::{
-    AgentId, Attachment, Contact, ContactId, Conversation, ConversationId, DomainEvent, Handler,
-    Inbound, Message, MessageId, Sender, Thread, Timestamp,
+    Agent, AgentId, Attachment, Contact, ContactId, Conversation, ConversationId, DomainEvent, Handler,
+    Inbound, Message, MessageId, Presence, Sender, Thread, Timestamp,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,8 @@ pub struct Engine {
     policy: Policy,
     limits: EngineLimits,
     locks: ContactLocks,
+    /// One assignment pass at a time, so no conversation or slot is given out twice.
+    assigning: Mutex<()>,
     outbox_wake: Arc<Notify>,
 }
 
@@ -89,6 +92,7 @@ impl Engine {
             policy,
             limits,
             locks: ContactLocks::new(1024),
+            assigning: Mutex::new(()),
             outbox_wake: Arc::new(Notify::new()),
         }
     }
@@ -113,6 +117,17 @@ impl Engine {
     /// Records a customer message and runs the conversation one step. Idempotent on
     /// (channel, external id): a repeat returns the stored message and changes nothing.
     pub async fn handle(&self, inbound: Inbound) -> Result<HandleOutcome, EngineError> {
+        let outcome = self.handle_in_turn(inbound).await?;
+        if outcome.conversation.handler == Handler::Queue && !outcome.duplicate {
+            // Committed already: a failure here leaves the conversation queued, not lost.
+            if let Err(error) = self.assign_waiting().await {
+                tracing::warn!(%error, "auto-assignment failed; the conversation waits in the queue");
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn handle_in_turn(&self, inbound: Inbound) -> Result<HandleOutcome, EngineError> {
         self.check(&inbound)?;
         let _turn = self
             .locks
@@ -274,20 +289,101 @@ impl Engine {
         reply.attachments = attachments;
         outbound.push(reply);
         let conversation = replied.conversation;
+        let mut stored = self.commit_change(&conversation, outbound).await?;
+        if newly_assigned {
+            self.bus.publish(DomainEvent::Assigned { conversation, agent: agent.id });
+        }
+        Ok(stored.pop().expect("the reply is last"))
+    }
+
+    /// Gives waiting conversations, longest waiting first, to online agents with room.
+    /// Returns how many were assigned.
+    pub async fn assign_waiting(&self) -> Result<u32, EngineError> {
+        let _one_at_a_time = self.assigning.lock().await;
+        let mut assigned = 0;
+        while let Some(waiting) = self.store.queued_conversations(1).await?.pop() {
+            let loads = self.store.assignment_candidates().await?;
+            let Some(agent) = pick_agent(&loads).cloned() else { break };
+            if self.take(waiting.id, &agent).await? {
+                assigned += 1;
+            }
+        }
+        Ok(assigned)
+    }
+
+    /// The agent becomes online, away or offline. Online agents get waiting conversations; an
+    /// agent going offline hands theirs back to the queue, for someone else to take.
+    pub async fn set_presence(&self, agent_id: AgentId, presence: Presence) -> Result<(), EngineError> {
+        let agent = self.store.agent(agent_id).await?.filter(|a| a.active).ok_or(EngineError::NotFound("agent"))?;
+        self.store.set_presence(agent.id, presence, self.clock.now()).await?;
+        if presence == Presence::Offline {
+            for conversation in self.store.agent_conversations(agent.id).await? {
+                self.change(conversation.id, |c| c.handler == Handler::Agent(agent.id), Input::Released { agent_name: &agent.name })
+                    .await?;
+            }
+        }
+        self.assign_waiting().await?;
+        Ok(())
+    }
+
+    /// Marks the conversation resolved (the bot answers again if the customer writes) and
+    /// gives the freed slot to whoever waits.
+    pub async fn resolve(&self, conversation_id: ConversationId) -> Result<(), EngineError> {
+        self.change(conversation_id, |c| !c.status.is_final(), Input::Resolved).await?;
+        self.assign_waiting().await?;
+        Ok(())
+    }
+
+    /// Gives a waiting conversation to `agent`, if it is still waiting.
+    async fn take(&self, conversation_id: ConversationId, agent: &Agent) -> Result<bool, EngineError> {
+        let joined = Input::AgentJoined { agent: agent.id, agent_name: &agent.name };
+        match self.change(conversation_id, |c| c.handler == Handler::Queue, joined).await? {
+            Some(conversation) => {
+                self.bus.publish(DomainEvent::Assigned { conversation, agent: agent.id });
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Runs one step on a conversation outside a customer message, under its contact's turn,
+    /// if `applies` still holds once the turn is ours. Returns the new state when it ran.
+    async fn change(
+        &self,
+        conversation_id: ConversationId,
+        applies: impl Fn(&Conversation) -> bool,
+        input: Input<'_>,
+    ) -> Result<Option<Conversation>, EngineError> {
+        let first_look = self.store.conversation(conversation_id).await?.ok_or(EngineError::NotFound("conversation"))?;
+        let contact = self.store.contact(first_look.contact_id).await?.ok_or(EngineError::NotFound("contact"))?;
+        let _turn = self.locks.for_key((contact.channel, contact.external_id.as_str())).lock().await;
+        let current = self.store.conversation(conversation_id).await?.ok_or(EngineError::NotFound("conversation"))?;
+        if !applies(&current) {
+            return Ok(None);
+        }
+        let now = self.clock.now();
+        let decision = step(&current, &input, &self.policy, now);
+        let (conversation, replies) = self.replies_for(decision, None, now).await?;
+        self.commit_change(&conversation, replies).await?;
+        Ok(Some(conversation))
+    }
+
+    /// Writes a conversation's new state with the messages it sends, then wakes the outbox and
+    /// publishes. Returns the messages as stored (with their `seq`).
+    async fn commit_change(&self, conversation: &Conversation, outbound: Vec<Message>) -> Result<Vec<Message>, EngineError> {
         let write = StepWrite { inbound: None, contact: None, conversation: Some(conversation.clone()), outbound };
         let Committed::Stored { seqs } = self.store.commit(write.clone()).await? else {
-            return Err(StoreError::Corrupt("an agent reply was taken for a duplicate".into()).into());
+            return Err(StoreError::Corrupt("a step without a customer message was taken for a duplicate".into()).into());
         };
         let mut stored = write.outbound;
         for (message, seq) in stored.iter_mut().zip(seqs) {
             message.seq = seq;
         }
-        self.outbox_wake.notify_one();
-        self.publish(&conversation, stored.iter());
-        if newly_assigned {
-            self.bus.publish(DomainEvent::Assigned { conversation, agent: agent.id });
+        if !stored.is_empty() {
+            self.outbox_wake.notify_one();
         }
-        Ok(stored.pop().expect("the reply is last"))
+        self.publish(conversation, stored.iter());
+        Ok(stored)
     }
 
     fn check(&self, inbound: &Inbound) -> Result<(), EngineError> {

@@ -2,6 +2,7 @@
 //! drives, and `Engine`, the shell that loads, decides, persists and publishes.
 //! Knows nothing of channels' protocols, HTTP, HTML or SQL.
 
+mod assignment;
 pub mod attachments;
 mod engine;
 mod events;
@@ -11,6 +12,7 @@ pub mod ports;
 mod step;
 mod summary;
 
+pub use assignment::pick_agent;
 pub use engine::{Engine, EngineError, EngineLimits, HandleOutcome};
 pub use events::EventBus;
 pub use outbox::OutboxWorker;

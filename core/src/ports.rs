@@ -4,7 +4,7 @@ use crate::policy::QueueView;
 use async_trait::async_trait;
 use std::time::Duration;
 use switchboard_models::{
-    Agent, AgentId, Channel, Classification, Contact, ContactId, Conversation, ConversationId, Message,
+    Agent, AgentId, Channel, Presence, Classification, Contact, ContactId, Conversation, ConversationId, Message,
     OutboundMessage, Timestamp,
 };
 
@@ -14,6 +14,13 @@ pub enum StoreError {
     Backend(String),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+}
+
+/// An agent and their current number of unfinished conversations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentLoad {
+    pub agent: Agent,
+    pub open: u32,
 }
 
 /// Everything one step changes, written atomically by `Store::commit`.
@@ -60,6 +67,14 @@ pub trait Store: Send + Sync {
     async fn contact(&self, id: ContactId) -> Result<Option<Contact>, StoreError>;
     /// Marks a contact the channel can no longer reach (e.g. it blocked the bot).
     async fn mark_unreachable(&self, contact: ContactId, since: Timestamp) -> Result<(), StoreError>;
+    /// Active online agents with how many unfinished conversations each handles.
+    async fn assignment_candidates(&self) -> Result<Vec<AgentLoad>, StoreError>;
+    /// Conversations waiting for an agent, longest waiting first.
+    async fn queued_conversations(&self, limit: u32) -> Result<Vec<Conversation>, StoreError>;
+    /// The agent's unfinished conversations.
+    async fn agent_conversations(&self, agent: AgentId) -> Result<Vec<Conversation>, StoreError>;
+    /// Sets an agent's presence and logs the change (for working-hours reports).
+    async fn set_presence(&self, agent: AgentId, presence: Presence, at: Timestamp) -> Result<(), StoreError>;
     /// Adds or updates an agent account.
     async fn save_agent(&self, agent: &Agent) -> Result<(), StoreError>;
     async fn agent(&self, id: AgentId) -> Result<Option<Agent>, StoreError>;

@@ -23,6 +23,10 @@ pub enum Input<'a> {
     AgentReplied {
         agent: AgentId,
     },
+    /// The agent stopped handling it (went offline, released it): back to the queue.
+    Released {
+        agent_name: &'a str,
+    },
     Resolved,
     HandedBackToBot,
 }
@@ -102,6 +106,17 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
         Input::AgentReplied { agent } => {
             next.handler = Handler::Agent(*agent);
             next.status = Status::WaitingOnCustomer;
+        }
+        Input::Released { agent_name } => {
+            next.handler = Handler::Queue;
+            if !next.status.is_final() {
+                next.status = Status::Open;
+            }
+            replies.push(Reply {
+                sender: Sender::System,
+                body: ReplyBody::Text(format!("{agent_name} is no longer available; another agent will take over.")),
+                quick_replies: Vec::new(),
+            });
         }
         Input::Resolved => {
             next.status = Status::Resolved;

@@ -29,6 +29,14 @@ CREATE TABLE agents (
     created_at INTEGER NOT NULL
 );
 
+-- Every presence change, for working-hours reports.
+CREATE TABLE agent_presence_log (
+    agent_id TEXT NOT NULL REFERENCES agents (id),
+    presence TEXT NOT NULL CHECK (presence IN ('online', 'away', 'offline')),
+    at       INTEGER NOT NULL
+);
+CREATE INDEX agent_presence_log_by_agent ON agent_presence_log (agent_id, at);
+
 CREATE TABLE conversations (
     id                    TEXT PRIMARY KEY NOT NULL,
     contact_id            TEXT NOT NULL REFERENCES contacts (id) DEFERRABLE INITIALLY DEFERRED,
@@ -49,6 +57,7 @@ CREATE TABLE conversations (
     CHECK ((handler = 'agent') = (agent_id IS NOT NULL))
 );
 CREATE INDEX conversations_by_contact ON conversations (contact_id, created_at);
+CREATE INDEX conversations_by_agent ON conversations (agent_id, status) WHERE agent_id IS NOT NULL;
 CREATE INDEX conversations_queue ON conversations (escalated_at, id) WHERE handler = 'queue';
 
 CREATE TABLE messages (

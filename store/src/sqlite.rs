@@ -11,9 +11,9 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 use switchboard_core::QueueView;
-use switchboard_core::ports::{Committed, StepWrite, Store, StoreError};
+use switchboard_core::ports::{AgentLoad, Committed, StepWrite, Store, StoreError};
 use switchboard_models::{
-    Agent, AgentId, Channel, Contact, ContactId, Conversation, ConversationId, Handler, Message, OutboundMessage,
+    Agent, AgentId, Channel, Presence, Contact, ContactId, Conversation, ConversationId, Handler, Message, OutboundMessage,
     Timestamp,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -388,6 +388,72 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+
+    async fn assignment_candidates(&self) -> Result<Vec<AgentLoad>, StoreError> {
+        let rows = sqlx::query(sql!(
+            "SELECT ",
+            AGENT_COLUMNS,
+            ", (SELECT COUNT(*) FROM conversations c WHERE c.agent_id = agents.id \
+                AND c.status NOT IN ('resolved', 'closed', 'rejected')) AS open \
+             FROM agents WHERE active = 1 AND presence = 'online' ORDER BY id"
+        ))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(AgentLoad { agent: agent_from_row(row)?, open: row.try_get::<i64, _>("open").map_err(backend)? as u32 })
+            })
+            .collect()
+    }
+
+    async fn queued_conversations(&self, limit: u32) -> Result<Vec<Conversation>, StoreError> {
+        let rows = sqlx::query(sql!(
+            "SELECT ",
+            CONVERSATION_COLUMNS,
+            " FROM conversations WHERE handler = 'queue' ORDER BY escalated_at, id LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(conversation_from_row).collect()
+    }
+
+    async fn agent_conversations(&self, agent: AgentId) -> Result<Vec<Conversation>, StoreError> {
+        let rows = sqlx::query(sql!(
+            "SELECT ",
+            CONVERSATION_COLUMNS,
+            " FROM conversations WHERE agent_id = $1 AND status NOT IN ('resolved', 'closed', 'rejected') \
+             ORDER BY updated_at"
+        ))
+        .bind(agent.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(conversation_from_row).collect()
+    }
+
+    async fn set_presence(&self, agent: AgentId, presence: Presence, at: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let changed = sqlx::query("UPDATE agents SET presence = $2 WHERE id = $1 AND presence <> $2")
+            .bind(agent.to_string())
+            .bind(presence.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        if changed > 0 {
+            sqlx::query("INSERT INTO agent_presence_log (agent_id, presence, at) VALUES ($1, $2, $3)")
+                .bind(agent.to_string())
+                .bind(presence.as_str())
+                .bind(millis(at))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
     }
 
     async fn save_agent(&self, agent: &Agent) -> Result<(), StoreError> {

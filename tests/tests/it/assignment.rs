@@ -1,0 +1,106 @@
+//! Auto-assignment through the engine and the SQLite store: capacity, fairness, agents coming
+//! online, going offline mid-conversation, and slots freed by resolving.
+
+use switchboard_models::{AgentId, Channel, Conversation, Handler, Inbound, Presence, Sender, Status, Thread};
+use switchboard_tests::TestServer;
+
+/// A customer on web chat asks for a person; returns their conversation as it is now.
+async fn escalate(server: &TestServer, customer: &str) -> Conversation {
+    let inbound = Inbound {
+        channel: Channel::WebChat,
+        external_id: format!("{customer}:1"),
+        sender_external_id: customer.into(),
+        sender_name: None,
+        text: "I want to talk to a person".into(),
+        attachments: Vec::new(),
+        original: None,
+        thread: Thread::Current,
+        received_at: chrono::Utc::now(),
+    };
+    let outcome = server.engine().handle(inbound).await.expect("stored");
+    current(server, &outcome.conversation).await
+}
+
+async fn current(server: &TestServer, conversation: &Conversation) -> Conversation {
+    server.engine().store().conversation(conversation.id).await.unwrap().unwrap()
+}
+
+async fn agent(server: &TestServer, name: &str, capacity: u32, presence: Presence) -> AgentId {
+    let id = server.add_agent(name, &format!("{}@example.com", name.to_lowercase())).await;
+    let store = server.engine().store();
+    let mut account = store.agent(id).await.unwrap().unwrap();
+    account.capacity = capacity;
+    account.presence = presence;
+    store.save_agent(&account).await.unwrap();
+    id
+}
+
+#[tokio::test]
+async fn capacity_is_respected_and_a_freed_slot_is_filled() {
+    let server = TestServer::start().await;
+    let ann = agent(&server, "Ann", 1, Presence::Online).await;
+    let first = escalate(&server, "c1").await;
+    let second = escalate(&server, "c2").await;
+    assert_eq!(first.handler, Handler::Agent(ann));
+    assert_eq!(first.status, Status::Assigned);
+    assert_eq!(second.handler, Handler::Queue, "Ann is full");
+
+    server.engine().resolve(first.id).await.unwrap();
+    assert_eq!(current(&server, &first).await.status, Status::Resolved);
+    assert_eq!(current(&server, &second).await.handler, Handler::Agent(ann), "the freed slot went to the waiting one");
+    let messages = server.engine().store().conversation_messages(second.id, 0, 10).await.unwrap();
+    let joined = messages.iter().find(|m| m.sender == Sender::System).expect("the customer is told");
+    assert_eq!(joined.text, "Ann joined the conversation.");
+}
+
+#[tokio::test]
+async fn the_least_loaded_agent_gets_the_next_one() {
+    let server = TestServer::start().await;
+    let ann = agent(&server, "Ann", 5, Presence::Online).await;
+    let bo = agent(&server, "Bo", 5, Presence::Online).await;
+    let mut counts = std::collections::HashMap::new();
+    for n in 0..6 {
+        let conversation = escalate(&server, &format!("fair{n}")).await;
+        let Handler::Agent(agent) = conversation.handler else { panic!("assigned: {conversation:?}") };
+        *counts.entry(agent).or_insert(0) += 1;
+    }
+    assert_eq!(counts[&ann], 3);
+    assert_eq!(counts[&bo], 3);
+    let away = agent(&server, "Cy", 5, Presence::Away).await;
+    let next = escalate(&server, "fair-next").await;
+    assert_ne!(next.handler, Handler::Agent(away), "away agents get nothing new");
+}
+
+#[tokio::test]
+async fn an_agent_coming_online_takes_the_queue_in_order() {
+    let server = TestServer::start().await;
+    let dee = agent(&server, "Dee", 2, Presence::Offline).await;
+    let first = escalate(&server, "q1").await;
+    let second = escalate(&server, "q2").await;
+    let third = escalate(&server, "q3").await;
+    assert_eq!(first.handler, Handler::Queue, "nobody online");
+    let handoff = server.engine().store().conversation_messages(first.id, 0, 10).await.unwrap();
+    assert!(handoff.iter().any(|m| m.text.contains("we'll get back to you")));
+
+    server.engine().set_presence(dee, Presence::Online).await.unwrap();
+    assert_eq!(current(&server, &first).await.handler, Handler::Agent(dee));
+    assert_eq!(current(&server, &second).await.handler, Handler::Agent(dee));
+    assert_eq!(current(&server, &third).await.handler, Handler::Queue, "capacity 2: the newest waits");
+}
+
+#[tokio::test]
+async fn an_agent_going_offline_hands_conversations_on() {
+    let server = TestServer::start().await;
+    let eve = agent(&server, "Eve", 5, Presence::Online).await;
+    let conversation = escalate(&server, "o1").await;
+    assert_eq!(conversation.handler, Handler::Agent(eve));
+    let fay = agent(&server, "Fay", 5, Presence::Away).await;
+
+    server.engine().set_presence(eve, Presence::Offline).await.unwrap();
+    assert_eq!(current(&server, &conversation).await.handler, Handler::Queue, "nobody online to take it");
+    let messages = server.engine().store().conversation_messages(conversation.id, 0, 20).await.unwrap();
+    assert!(messages.iter().any(|m| m.text == "Eve is no longer available; another agent will take over."));
+
+    server.engine().set_presence(fay, Presence::Online).await.unwrap();
+    assert_eq!(current(&server, &conversation).await.handler, Handler::Agent(fay));
+}
