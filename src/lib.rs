@@ -1,6 +1,7 @@
 //! Wiring: builds every part from a `Config` and starts the server. `main` is the CLI around it;
 //! the integration tests start the same server through `start`.
 
+pub mod accounts;
 pub mod config;
 
 use anyhow::Context;

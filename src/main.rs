@@ -28,6 +28,23 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Admin accounts.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin account. The password is read from SWITCHBOARD_ADMIN_PASSWORD or, when
+    /// that is unset, from the first line of standard input.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -38,9 +55,13 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The config file variable is ours, not a config key.
+    // These variables are ours, not config keys.
+    let admin_password = std::env::var("SWITCHBOARD_ADMIN_PASSWORD").ok();
     // SAFETY: single-threaded here, before the runtime starts.
-    unsafe { std::env::remove_var("SWITCHBOARD_CONFIG_FILE") };
+    unsafe {
+        std::env::remove_var("SWITCHBOARD_CONFIG_FILE");
+        std::env::remove_var("SWITCHBOARD_ADMIN_PASSWORD");
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
@@ -49,7 +70,7 @@ fn main() -> ExitCode {
         }
     };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let result = runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config));
+    let result = runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config, admin_password));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -59,7 +80,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+async fn run(command: Command, config: Config, admin_password: Option<String>) -> anyhow::Result<()> {
     match command {
         Command::Config { command: ConfigCommand::Check } => {
             let mut shown = config.clone();
@@ -68,6 +89,22 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             }
             println!("configuration OK (defaults, then {DEFAULT_CONFIG_FILE} or --config, then SWITCHBOARD_* env vars):");
             println!("{}", pretty(&shown)?);
+            Ok(())
+        }
+        Command::Admin { command: AdminCommand::Create { email, name } } => {
+            let password = match admin_password {
+                Some(password) => password,
+                None => {
+                    eprintln!("password (at least {} characters), then Enter:", switchboard::accounts::MIN_PASSWORD_CHARS);
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            let store = switchboard::open_store(&config).await?;
+            let role = switchboard_models::Role::Admin;
+            let admin = switchboard::accounts::create_account(&store, &email, &name, role, &password).await?;
+            println!("created admin {} ({})", admin.email, admin.id);
             Ok(())
         }
         Command::Migrate => {

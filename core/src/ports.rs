@@ -75,6 +75,10 @@ pub trait Store: Send + Sync {
     async fn agent_conversations(&self, agent: AgentId) -> Result<Vec<Conversation>, StoreError>;
     /// Sets an agent's presence and logs the change (for working-hours reports).
     async fn set_presence(&self, agent: AgentId, presence: Presence, at: Timestamp) -> Result<(), StoreError>;
+    async fn agent_by_email(&self, email: &str) -> Result<Option<Agent>, StoreError>;
+    /// Stores an account's password hash (never the password).
+    async fn set_password_hash(&self, agent: AgentId, hash: &str) -> Result<(), StoreError>;
+    async fn password_hash(&self, agent: AgentId) -> Result<Option<String>, StoreError>;
     /// Adds or updates an agent account.
     async fn save_agent(&self, agent: &Agent) -> Result<(), StoreError>;
     async fn agent(&self, id: AgentId) -> Result<Option<Agent>, StoreError>;

@@ -26,7 +26,9 @@ CREATE TABLE agents (
     presence   TEXT NOT NULL DEFAULT 'offline' CHECK (presence IN ('online', 'away', 'offline')),
     capacity   INTEGER NOT NULL DEFAULT 5 CHECK (capacity >= 0),
     active     INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    -- Argon2id PHC string; NULL until a password is set (no account has a default password).
+    password_hash TEXT
 );
 
 -- Every presence change, for working-hours reports.

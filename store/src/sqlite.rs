@@ -456,6 +456,35 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(backend)
     }
 
+    async fn agent_by_email(&self, email: &str) -> Result<Option<Agent>, StoreError> {
+        sqlx::query(sql!("SELECT ", AGENT_COLUMNS, " FROM agents WHERE email = $1"))
+            .bind(email)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?
+            .map(|row| agent_from_row(&row))
+            .transpose()
+    }
+
+    async fn set_password_hash(&self, agent: AgentId, hash: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE agents SET password_hash = $2 WHERE id = $1")
+            .bind(agent.to_string())
+            .bind(hash)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn password_hash(&self, agent: AgentId) -> Result<Option<String>, StoreError> {
+        let hash: Option<Option<String>> = sqlx::query_scalar("SELECT password_hash FROM agents WHERE id = $1")
+            .bind(agent.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        Ok(hash.flatten())
+    }
+
     async fn save_agent(&self, agent: &Agent) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO agents (id, email, name, role, presence, capacity, active, created_at) \

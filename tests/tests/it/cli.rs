@@ -94,3 +94,38 @@ fn http_get_status(host: &str, path: &str) -> String {
     stream.read_to_string(&mut response).unwrap();
     response.lines().next().unwrap_or_default().to_string()
 }
+
+#[test]
+fn the_first_admin_is_created_from_the_command_line() {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    let dir = tempfile::tempdir().unwrap();
+    let create = |email: &str, password: &str| {
+        run(&["admin", "create", "--email", email, "--name", "Ada Admin"], &[("SWITCHBOARD_ADMIN_PASSWORD", password)], dir.path())
+    };
+    let (code, out, err) = create("Ada@Example.com", "correct horse battery");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("created admin ada@example.com"), "{out}");
+
+    let (code, _, err) = create("ada@example.com", "another long password");
+    assert_eq!(code, 1);
+    assert!(err.contains("already exists"), "{err}");
+    let (code, _, err) = create("bob@example.com", "short");
+    assert_eq!(code, 1);
+    assert!(err.contains("at least 12 characters"), "{err}");
+
+    // Read back through the store: an admin, and only the hash of the password.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let url = format!("sqlite://{}", dir.path().join("switchboard.db").display());
+        let store = switchboard_store::SqliteStore::open(&url).await.unwrap();
+        use switchboard_core::ports::Store;
+        let admin = store.agent_by_email("ada@example.com").await.unwrap().expect("created");
+        assert_eq!(admin.role, switchboard_models::Role::Admin);
+        let hash = store.password_hash(admin.id).await.unwrap().expect("a hash");
+        assert!(hash.starts_with("$argon2id$") && !hash.contains("correct horse"));
+        let parsed = PasswordHash::new(&hash).unwrap();
+        assert!(argon2::Argon2::default().verify_password(b"correct horse battery", &parsed).is_ok());
+        assert!(argon2::Argon2::default().verify_password(b"wrong", &parsed).is_err());
+        assert!(store.agent_by_email("bob@example.com").await.unwrap().is_none());
+    });
+}

@@ -1,0 +1,48 @@
+//! Account commands: the first admin is created from the command line (there is no default
+//! password), with the password hashed by Argon2id.
+
+use anyhow::{Context, bail};
+use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+use switchboard_core::ports::Store;
+use switchboard_models::{Agent, AgentId, Presence, Role};
+
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Ok(argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("hashing the password failed: {e}"))?
+        .to_string())
+}
+
+/// Creates an account with a password. Refuses a taken email, a bad address or a short password.
+pub async fn create_account(store: &dyn Store, email: &str, name: &str, role: Role, password: &str) -> anyhow::Result<Agent> {
+    let email = email.trim().to_lowercase();
+    let valid = email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+    if !valid {
+        bail!("`{email}` is not an email address");
+    }
+    if name.trim().is_empty() {
+        bail!("the name is empty; it is shown to customers when the agent joins");
+    }
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        bail!("the password must have at least {MIN_PASSWORD_CHARS} characters");
+    }
+    if store.agent_by_email(&email).await?.is_some() {
+        bail!("an account with email {email} already exists");
+    }
+    let agent = Agent {
+        id: AgentId::new(),
+        email,
+        name: name.trim().to_string(),
+        role,
+        presence: Presence::Offline,
+        capacity: 5,
+        active: true,
+        created_at: chrono::Utc::now(),
+    };
+    store.save_agent(&agent).await.context("saving the account")?;
+    store.set_password_hash(agent.id, &hash_password(password)?).await.context("saving the password")?;
+    Ok(agent)
+}
