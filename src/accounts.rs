@@ -4,7 +4,7 @@
 use anyhow::{Context, bail};
 use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
 use switchboard_core::ports::Store;
-use switchboard_models::{Agent, AgentId, Presence, Role};
+use switchboard_models::{Agent, AgentId, AuditAction, AuditEntry, Presence, Role};
 
 pub const MIN_PASSWORD_CHARS: usize = 12;
 
@@ -44,5 +44,15 @@ pub async fn create_account(store: &dyn Store, email: &str, name: &str, role: Ro
     };
     store.save_agent(&agent).await.context("saving the account")?;
     store.set_password_hash(agent.id, &hash_password(password)?).await.context("saving the password")?;
+    let entry = AuditEntry {
+        at: agent.created_at,
+        actor: None,
+        action: AuditAction::CreateAccount,
+        conversation: None,
+        subject_agent: Some(agent.id),
+        before: None,
+        after: Some(format!("{} {} <{}>", agent.role, agent.name, agent.email)),
+    };
+    store.record_audit(&entry).await.context("recording the audit entry")?;
     Ok(agent)
 }

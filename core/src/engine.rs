@@ -11,7 +11,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tokio::sync::{Mutex, Notify};
 use switchboard_models::{
-    Agent, AgentId, Attachment, Contact, ContactId, Conversation, ConversationId, DomainEvent, Handler,
+    Agent, AgentId, Attachment, AuditAction, AuditEntry, Contact, ContactId, Conversation, ConversationId, DomainEvent, Handler,
     Inbound, Message, MessageId, Presence, Sender, Thread, Timestamp,
 };
 
@@ -194,6 +194,7 @@ impl Engine {
             contact: contact_write,
             conversation: changed.then(|| conversation.clone()),
             outbound: replies.clone(),
+            ..StepWrite::default()
         };
         match self.store.commit(write).await? {
             Committed::Duplicate => {
@@ -275,6 +276,7 @@ impl Engine {
         }
         let now = self.clock.now();
         let mut outbound = Vec::new();
+        let before = conversation.clone();
         let mut current = conversation;
         let newly_assigned = current.handler != Handler::Agent(agent.id);
         if newly_assigned {
@@ -289,11 +291,42 @@ impl Engine {
         reply.attachments = attachments;
         outbound.push(reply);
         let conversation = replied.conversation;
-        let mut stored = self.commit_change(&conversation, outbound).await?;
+        let audit = Audit { actor: Some(agent.id), action: AuditAction::Reply, subject_agent: None };
+        let entry = audit.entry(now, &before, &conversation);
+        let mut stored = self.commit_change(&conversation, outbound, Some(entry)).await?;
         if newly_assigned {
             self.bus.publish(DomainEvent::Assigned { conversation, agent: agent.id });
         }
         Ok(stored.pop().expect("the reply is last"))
+    }
+
+    /// An agents' note on the conversation: kept with it, never shown or sent to the customer.
+    pub async fn add_note(&self, conversation_id: ConversationId, agent_id: AgentId, text: String) -> Result<Message, EngineError> {
+        if text.trim().is_empty() {
+            return Err(EngineError::Invalid("the note is empty".into()));
+        }
+        let agent = self.store.agent(agent_id).await?.filter(|a| a.active).ok_or(EngineError::NotFound("agent"))?;
+        let conversation = self.store.conversation(conversation_id).await?.ok_or(EngineError::NotFound("conversation"))?;
+        let now = self.clock.now();
+        let mut note = new_message(&conversation, Sender::Agent, text, now);
+        note.agent_id = Some(agent.id);
+        note.internal = true;
+        let audit = AuditEntry {
+            at: now,
+            actor: Some(agent.id),
+            action: AuditAction::Note,
+            conversation: Some(conversation.id),
+            subject_agent: None,
+            before: None,
+            after: None,
+        };
+        let write = StepWrite { notes: vec![note.clone()], audit: Some(audit), ..StepWrite::default() };
+        let Committed::Stored { seqs } = self.store.commit(write).await? else {
+            return Err(StoreError::Corrupt("a note was taken for a duplicate".into()).into());
+        };
+        note.seq = seqs[0];
+        self.publish(&conversation, std::iter::once(&note));
+        Ok(note)
     }
 
     /// Gives waiting conversations, longest waiting first, to online agents with room.
@@ -315,11 +348,26 @@ impl Engine {
     /// agent going offline hands theirs back to the queue, for someone else to take.
     pub async fn set_presence(&self, agent_id: AgentId, presence: Presence) -> Result<(), EngineError> {
         let agent = self.store.agent(agent_id).await?.filter(|a| a.active).ok_or(EngineError::NotFound("agent"))?;
-        self.store.set_presence(agent.id, presence, self.clock.now()).await?;
+        let now = self.clock.now();
+        self.store.set_presence(agent.id, presence, now).await?;
+        if agent.presence != presence {
+            self.store
+                .record_audit(&AuditEntry {
+                    at: now,
+                    actor: Some(agent.id),
+                    action: AuditAction::Presence,
+                    conversation: None,
+                    subject_agent: Some(agent.id),
+                    before: Some(agent.presence.to_string()),
+                    after: Some(presence.to_string()),
+                })
+                .await?;
+        }
         if presence == Presence::Offline {
             for conversation in self.store.agent_conversations(agent.id).await? {
-                self.change(conversation.id, |c| c.handler == Handler::Agent(agent.id), Input::Released { agent_name: &agent.name })
-                    .await?;
+                let released = Input::Released { agent_name: &agent.name };
+                let audit = Audit { actor: Some(agent.id), action: AuditAction::Release, subject_agent: None };
+                self.change(conversation.id, |c| c.handler == Handler::Agent(agent.id), released, audit).await?;
             }
         }
         self.assign_waiting().await?;
@@ -328,8 +376,9 @@ impl Engine {
 
     /// Marks the conversation resolved (the bot answers again if the customer writes) and
     /// gives the freed slot to whoever waits.
-    pub async fn resolve(&self, conversation_id: ConversationId) -> Result<(), EngineError> {
-        self.change(conversation_id, |c| !c.status.is_final(), Input::Resolved).await?;
+    pub async fn resolve(&self, conversation_id: ConversationId, by: AgentId) -> Result<(), EngineError> {
+        let audit = Audit { actor: Some(by), action: AuditAction::Resolve, subject_agent: None };
+        self.change(conversation_id, |c| !c.status.is_final(), Input::Resolved, audit).await?;
         self.assign_waiting().await?;
         Ok(())
     }
@@ -337,7 +386,8 @@ impl Engine {
     /// Gives a waiting conversation to `agent`, if it is still waiting.
     async fn take(&self, conversation_id: ConversationId, agent: &Agent) -> Result<bool, EngineError> {
         let joined = Input::AgentJoined { agent: agent.id, agent_name: &agent.name };
-        match self.change(conversation_id, |c| c.handler == Handler::Queue, joined).await? {
+        let audit = Audit { actor: None, action: AuditAction::Assign, subject_agent: Some(agent.id) };
+        match self.change(conversation_id, |c| c.handler == Handler::Queue, joined, audit).await? {
             Some(conversation) => {
                 self.bus.publish(DomainEvent::Assigned { conversation, agent: agent.id });
                 Ok(true)
@@ -353,6 +403,7 @@ impl Engine {
         conversation_id: ConversationId,
         applies: impl Fn(&Conversation) -> bool,
         input: Input<'_>,
+        audit: Audit,
     ) -> Result<Option<Conversation>, EngineError> {
         let first_look = self.store.conversation(conversation_id).await?.ok_or(EngineError::NotFound("conversation"))?;
         let contact = self.store.contact(first_look.contact_id).await?.ok_or(EngineError::NotFound("contact"))?;
@@ -364,14 +415,20 @@ impl Engine {
         let now = self.clock.now();
         let decision = step(&current, &input, &self.policy, now);
         let (conversation, replies) = self.replies_for(decision, None, now).await?;
-        self.commit_change(&conversation, replies).await?;
+        let entry = audit.entry(now, &current, &conversation);
+        self.commit_change(&conversation, replies, Some(entry)).await?;
         Ok(Some(conversation))
     }
 
     /// Writes a conversation's new state with the messages it sends, then wakes the outbox and
     /// publishes. Returns the messages as stored (with their `seq`).
-    async fn commit_change(&self, conversation: &Conversation, outbound: Vec<Message>) -> Result<Vec<Message>, EngineError> {
-        let write = StepWrite { inbound: None, contact: None, conversation: Some(conversation.clone()), outbound };
+    async fn commit_change(
+        &self,
+        conversation: &Conversation,
+        outbound: Vec<Message>,
+        audit: Option<AuditEntry>,
+    ) -> Result<Vec<Message>, EngineError> {
+        let write = StepWrite { conversation: Some(conversation.clone()), outbound, audit, ..StepWrite::default() };
         let Committed::Stored { seqs } = self.store.commit(write.clone()).await? else {
             return Err(StoreError::Corrupt("a step without a customer message was taken for a duplicate".into()).into());
         };
@@ -452,6 +509,38 @@ impl Engine {
     }
 }
 
+/// Who did an action outside a customer message, for the audit log.
+struct Audit {
+    actor: Option<AgentId>,
+    action: AuditAction,
+    subject_agent: Option<AgentId>,
+}
+
+impl Audit {
+    fn entry(self, at: Timestamp, before: &Conversation, after: &Conversation) -> AuditEntry {
+        AuditEntry {
+            at,
+            actor: self.actor,
+            action: self.action,
+            conversation: Some(after.id),
+            subject_agent: self.subject_agent,
+            before: Some(state_line(before)),
+            after: Some(state_line(after)),
+        }
+    }
+}
+
+/// A conversation's ticket state in one line, for before → after in the audit log.
+fn state_line(c: &Conversation) -> String {
+    let handler = match c.handler {
+        Handler::Bot => "bot".to_string(),
+        Handler::Queue => "queue".to_string(),
+        Handler::Agent(id) => format!("agent {id}"),
+    };
+    let priority = c.priority.map(|p| p.as_str()).unwrap_or("none");
+    format!("handler {handler}, status {}, priority {priority}", c.status)
+}
+
 /// Whether a step changed anything worth writing (the timestamp alone is not).
 fn same_state(before: &Conversation, after: &Conversation) -> bool {
     let mut after = after.clone();
@@ -470,6 +559,7 @@ fn new_message(conversation: &Conversation, sender: Sender, text: String, now: T
         agent_id: None,
         text,
         attachments: Vec::new(),
+        internal: false,
         quick_replies: Vec::new(),
         classification: None,
         external_id: None,

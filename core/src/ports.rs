@@ -4,7 +4,7 @@ use crate::policy::QueueView;
 use async_trait::async_trait;
 use std::time::Duration;
 use switchboard_models::{
-    Agent, AgentId, Channel, Presence, Classification, Contact, ContactId, Conversation, ConversationId, Message,
+    Agent, AgentId, AuditEntry, Channel, Presence, Classification, Contact, ContactId, Conversation, ConversationId, Message,
     OutboundMessage, Timestamp,
 };
 
@@ -24,7 +24,7 @@ pub struct AgentLoad {
 }
 
 /// Everything one step changes, written atomically by `Store::commit`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct StepWrite {
     /// The customer message that caused the step; unique on (channel, external id).
     pub inbound: Option<Message>,
@@ -34,6 +34,10 @@ pub struct StepWrite {
     pub conversation: Option<Conversation>,
     /// Replies to deliver on the conversation's channel: stored and queued for the outbox together.
     pub outbound: Vec<Message>,
+    /// Agents' notes: stored, never delivered.
+    pub notes: Vec<Message>,
+    /// The action this step records in the audit log.
+    pub audit: Option<AuditEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +83,10 @@ pub trait Store: Send + Sync {
     /// Stores an account's password hash (never the password).
     async fn set_password_hash(&self, agent: AgentId, hash: &str) -> Result<(), StoreError>;
     async fn password_hash(&self, agent: AgentId) -> Result<Option<String>, StoreError>;
+    /// Records an action outside a step (presence changes, account changes).
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// The latest audit entries, newest first.
+    async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
     /// Adds or updates an agent account.
     async fn save_agent(&self, agent: &Agent) -> Result<(), StoreError>;
     async fn agent(&self, id: AgentId) -> Result<Option<Agent>, StoreError>;
@@ -88,7 +96,8 @@ pub trait Store: Send + Sync {
         channel: Channel,
         external_id: &str,
     ) -> Result<Option<(Contact, Option<Conversation>)>, StoreError>;
-    /// Messages of all the contact's conversations with `seq > after`, oldest first.
+    /// What the customer may see of all their conversations (no internal notes) with
+    /// `seq > after`, oldest first.
     async fn contact_messages(
         &self,
         contact: ContactId,

@@ -71,6 +71,8 @@ CREATE TABLE messages (
     sender          TEXT NOT NULL CHECK (sender IN ('customer', 'bot', 'agent', 'system')),
     agent_id        TEXT REFERENCES agents (id) DEFERRABLE INITIALLY DEFERRED,
     body            TEXT NOT NULL,
+    -- Agents' notes: never shown or sent to the customer.
+    internal        INTEGER NOT NULL DEFAULT 0 CHECK (internal IN (0, 1)),
     attachments     TEXT NOT NULL DEFAULT '[]',
     quick_replies   TEXT NOT NULL DEFAULT '[]',
     classification  TEXT,
@@ -85,9 +87,25 @@ CREATE TABLE messages (
     gave_up_at      INTEGER,
     last_error      TEXT,
     UNIQUE (channel, external_id),
-    CHECK (outbound = 0 OR next_attempt_at IS NOT NULL)
+    CHECK (outbound = 0 OR next_attempt_at IS NOT NULL),
+    CHECK (internal = 0 OR outbound = 0)
 );
 CREATE INDEX messages_by_conversation ON messages (conversation_id, seq);
 CREATE INDEX messages_by_contact ON messages (contact_id, seq);
 CREATE INDEX messages_outbox ON messages (next_attempt_at)
     WHERE outbound = 1 AND delivered_at IS NULL AND gave_up_at IS NULL;
+
+
+-- Every agent and admin action: who, what, when, before -> after.
+CREATE TABLE audit_log (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    at              INTEGER NOT NULL,
+    actor_id        TEXT REFERENCES agents (id) DEFERRABLE INITIALLY DEFERRED,
+    action          TEXT NOT NULL CHECK (action IN ('reply', 'note', 'assign', 'release', 'resolve',
+                        'presence', 'create_account')),
+    conversation_id TEXT REFERENCES conversations (id) DEFERRABLE INITIALLY DEFERRED,
+    subject_agent   TEXT REFERENCES agents (id) DEFERRABLE INITIALLY DEFERRED,
+    before_state    TEXT,
+    after_state     TEXT
+);
+CREATE INDEX audit_log_by_time ON audit_log (at);

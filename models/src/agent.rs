@@ -1,4 +1,4 @@
-use crate::{AgentId, Presence, Role, Timestamp};
+use crate::{AgentId, AuditAction, ConversationId, Presence, Role, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// A person who answers escalated conversations.
@@ -14,4 +14,18 @@ pub struct Agent {
     pub capacity: u32,
     pub active: bool,
     pub created_at: Timestamp,
+}
+
+/// One line of the audit log: who did what, when, and the state before → after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: Timestamp,
+    /// `None` for Switchboard itself (auto-assignment).
+    pub actor: Option<AgentId>,
+    pub action: AuditAction,
+    pub conversation: Option<ConversationId>,
+    /// Another account the action was about (presence of, account created).
+    pub subject_agent: Option<AgentId>,
+    pub before: Option<String>,
+    pub after: Option<String>,
 }

@@ -142,6 +142,19 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// What an agent or admin did, for the audit log.
+    AuditAction, "audit action" {
+        Reply => "reply",
+        Note => "note",
+        Assign => "assign",
+        Release => "release",
+        Resolve => "resolve",
+        Presence => "presence",
+        CreateAccount => "create_account",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,11 +9,11 @@ mod enums;
 mod ids;
 mod message;
 
-pub use agent::Agent;
+pub use agent::{Agent, AuditEntry};
 pub use attachment::Attachment;
 pub use classification::{Classification, IntentName, IntentScore, Urgency};
 pub use conversation::{Contact, Conversation, Escalation, EscalationReason, Handler};
-pub use enums::{Category, Channel, Presence, Priority, Role, Sender, Status, UnknownVariant};
+pub use enums::{AuditAction, Category, Channel, Presence, Priority, Role, Sender, Status, UnknownVariant};
 pub use ids::{AgentId, ContactId, ConversationId, MessageId};
 pub use message::{DomainEvent, Inbound, Message, OutboundMessage, Thread};
 

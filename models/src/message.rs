@@ -50,6 +50,9 @@ pub struct Message {
     pub agent_id: Option<AgentId>,
     pub text: String,
     pub attachments: Vec<Attachment>,
+    /// An agents' note: stored with the conversation, never shown or sent to the customer.
+    #[serde(default)]
+    pub internal: bool,
     /// Buttons the customer may tap instead of typing.
     pub quick_replies: Vec<String>,
     pub classification: Option<Classification>,

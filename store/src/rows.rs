@@ -5,7 +5,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use switchboard_core::ports::StoreError;
 use switchboard_models::{
-    Agent, AgentId, Contact, ContactId, Conversation, ConversationId, Escalation, Handler, Message,
+    Agent, AgentId, AuditEntry, Contact, ContactId, Conversation, ConversationId, Escalation, Handler, Message,
     MessageId, Timestamp,
 };
 
@@ -135,10 +135,23 @@ pub(crate) fn message_from_row(row: &SqliteRow) -> Result<Message, StoreError> {
         sender: parsed("sender", &row.try_get::<String, _>("sender").map_err(backend)?)?,
         agent_id: optional::<uuid::Uuid>(row, "agent_id")?.map(AgentId),
         text: row.try_get("body").map_err(backend)?,
+        internal: row.try_get("internal").map_err(backend)?,
         attachments: from_json("attachments", &row.try_get::<String, _>("attachments").map_err(backend)?)?,
         quick_replies: from_json("quick_replies", &row.try_get::<String, _>("quick_replies").map_err(backend)?)?,
         classification: classification.map(|c| from_json("classification", &c)).transpose()?,
         external_id: row.try_get("external_id").map_err(backend)?,
         created_at: instant(row.try_get("created_at").map_err(backend)?)?,
+    })
+}
+
+pub(crate) fn audit_from_row(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        at: instant(row.try_get("at").map_err(backend)?)?,
+        actor: optional::<uuid::Uuid>(row, "actor_id")?.map(AgentId),
+        action: parsed("action", &row.try_get::<String, _>("action").map_err(backend)?)?,
+        conversation: optional::<uuid::Uuid>(row, "conversation_id")?.map(ConversationId),
+        subject_agent: optional::<uuid::Uuid>(row, "subject_agent")?.map(AgentId),
+        before: row.try_get("before_state").map_err(backend)?,
+        after: row.try_get("after_state").map_err(backend)?,
     })
 }

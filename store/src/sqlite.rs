@@ -3,7 +3,7 @@
 //! writer anyway, and each round trip to it costs more than the SQL itself. Reads use a pool.
 
 use crate::rows::{
-    agent_from_row, contact_from_prefixed_row, contact_from_row, conversation_from_row, message_from_row, millis, to_json,
+    agent_from_row, audit_from_row, contact_from_prefixed_row, contact_from_row, conversation_from_row, message_from_row, millis, to_json,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -13,7 +13,7 @@ use std::time::Duration;
 use switchboard_core::QueueView;
 use switchboard_core::ports::{AgentLoad, Committed, StepWrite, Store, StoreError};
 use switchboard_models::{
-    Agent, AgentId, Channel, Presence, Contact, ContactId, Conversation, ConversationId, Handler, Message, OutboundMessage,
+    Agent, AgentId, AuditEntry, Channel, Presence, Contact, ContactId, Conversation, ConversationId, Handler, Message, OutboundMessage,
     Timestamp,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -39,7 +39,7 @@ pub struct SqliteStore {
 }
 
 const MESSAGE_COLUMNS: &str = "seq, id, conversation_id, contact_id, channel, sender, agent_id, body, \
-     attachments, quick_replies, classification, external_id, created_at";
+     internal, attachments, quick_replies, classification, external_id, created_at";
 const CONTACT_COLUMNS: &str = "id, channel, external_id, display_name, created_at, unreachable_since";
 const AGENT_COLUMNS: &str = "id, email, name, role, presence, capacity, active, created_at";
 const CONVERSATION_COLUMNS: &str = "id, contact_id, channel, handler, agent_id, status, category, priority, \
@@ -155,6 +155,7 @@ async fn write_step(tx: &mut Transaction<'static, Sqlite>, write: &StepWrite) ->
         .iter()
         .map(|m| (m, None))
         .chain(write.outbound.iter().map(|m| (m, Some(m.created_at))))
+        .chain(write.notes.iter().map(|m| (m, None)))
         .collect();
     let inserted = insert_messages(tx, &rows).await?;
     if let Some(inbound) = &write.inbound
@@ -173,13 +174,16 @@ async fn write_step(tx: &mut Transaction<'static, Sqlite>, write: &StepWrite) ->
     if let Some(conversation) = &write.conversation {
         save_conversation(tx, conversation).await?;
     }
-    // Seqs in the order given: inbound, then replies.
+    if let Some(entry) = &write.audit {
+        insert_audit(&mut **tx, entry).await?;
+    }
+    // Seqs in the order given: inbound, then replies, then notes.
     let seq_of = |m: &Message| inserted.iter().find(|(_, id)| *id == m.id.to_string()).map(|(seq, _)| *seq);
     let seqs = rows.iter().filter_map(|(m, _)| seq_of(m)).collect();
     Ok(Committed::Stored { seqs })
 }
 
-const MESSAGE_INSERT_COLUMNS: usize = 14;
+const MESSAGE_INSERT_COLUMNS: usize = 15;
 
 /// Inserts messages, skipping any whose (channel, external id) is taken; returns `(seq, id)` of
 /// those inserted. A `Some` delivery instant queues the message for the outbox from then.
@@ -199,7 +203,7 @@ async fn insert_messages(
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "INSERT INTO messages (id, conversation_id, contact_id, channel, sender, agent_id, body, \
+        "INSERT INTO messages (id, conversation_id, contact_id, channel, sender, agent_id, body, internal, \
          attachments, quick_replies, classification, external_id, created_at, outbound, next_attempt_at) \
          VALUES {values} ON CONFLICT (channel, external_id) DO NOTHING RETURNING seq, id"
     );
@@ -213,6 +217,7 @@ async fn insert_messages(
             .bind(m.sender.as_str())
             .bind(m.agent_id.map(|a| a.to_string()))
             .bind(m.text.clone())
+            .bind(m.internal)
             .bind(to_json(&m.attachments))
             .bind(to_json(&m.quick_replies))
             .bind(m.classification.as_ref().map(to_json))
@@ -228,6 +233,24 @@ async fn delete_messages(tx: &mut Transaction<'static, Sqlite>, ids: &[String]) 
     for id in ids {
         sqlx::query("DELETE FROM messages WHERE id = $1").bind(id).execute(&mut **tx).await.map_err(backend)?;
     }
+    Ok(())
+}
+
+async fn insert_audit<'e>(executor: impl sqlx::SqliteExecutor<'e>, entry: &AuditEntry) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor_id, action, conversation_id, subject_agent, before_state, after_state) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(millis(entry.at))
+    .bind(entry.actor.map(|a| a.to_string()))
+    .bind(entry.action.as_str())
+    .bind(entry.conversation.map(|c| c.to_string()))
+    .bind(entry.subject_agent.map(|a| a.to_string()))
+    .bind(entry.before.as_deref())
+    .bind(entry.after.as_deref())
+    .execute(executor)
+    .await
+    .map_err(backend)?;
     Ok(())
 }
 
@@ -456,6 +479,22 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(backend)
     }
 
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        insert_audit(&self.writer, entry).await
+    }
+
+    async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, actor_id, action, conversation_id, subject_agent, before_state, after_state \
+             FROM audit_log ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
     async fn agent_by_email(&self, email: &str) -> Result<Option<Agent>, StoreError> {
         sqlx::query(sql!("SELECT ", AGENT_COLUMNS, " FROM agents WHERE email = $1"))
             .bind(email)
@@ -549,7 +588,11 @@ impl Store for SqliteStore {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
-        let sql = sql!("SELECT ", MESSAGE_COLUMNS, " FROM messages WHERE contact_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
+        let sql = sql!(
+            "SELECT ",
+            MESSAGE_COLUMNS,
+            " FROM messages WHERE contact_id = $1 AND seq > $2 AND internal = 0 ORDER BY seq LIMIT $3"
+        );
         self.messages_after(sql, contact.to_string(), after, limit).await
     }
 

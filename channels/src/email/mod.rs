@@ -440,7 +440,8 @@ impl EmailOutbound {
             .conversation_messages(message.conversation_id, 0, 500)
             .await
             .map_err(|e| DeliveryError::Retry { reason: e.to_string(), after: None })?;
-        let earlier: Vec<_> = history.iter().filter(|m| m.seq < message.seq).collect();
+        // Notes never left the building: they are no part of the customer's thread.
+        let earlier: Vec<_> = history.iter().filter(|m| m.seq < message.seq && !m.internal).collect();
         // Customer mails are stored as "<subject>\n\n<body>"; the first one names the thread.
         let subject = earlier
             .iter()

@@ -45,7 +45,7 @@ async fn capacity_is_respected_and_a_freed_slot_is_filled() {
     assert_eq!(first.status, Status::Assigned);
     assert_eq!(second.handler, Handler::Queue, "Ann is full");
 
-    server.engine().resolve(first.id).await.unwrap();
+    server.engine().resolve(first.id, ann).await.unwrap();
     assert_eq!(current(&server, &first).await.status, Status::Resolved);
     assert_eq!(current(&server, &second).await.handler, Handler::Agent(ann), "the freed slot went to the waiting one");
     let messages = server.engine().store().conversation_messages(second.id, 0, 10).await.unwrap();
@@ -103,4 +103,46 @@ async fn an_agent_going_offline_hands_conversations_on() {
 
     server.engine().set_presence(fay, Presence::Online).await.unwrap();
     assert_eq!(current(&server, &conversation).await.handler, Handler::Agent(fay));
+}
+
+#[tokio::test]
+async fn notes_stay_internal_and_every_action_is_audited() {
+    let server = TestServer::start().await;
+    let (_, token) = server.new_visitor().await;
+    let mut widget = server.connect(&token).await;
+    widget.next_of("ready").await;
+    let gus = agent(&server, "Gus", 5, Presence::Online).await;
+    widget.say("c1", "I want to talk to a person").await;
+    let ack = widget.next_of("ack").await;
+    let conversation_id =
+        switchboard_models::ConversationId::parse(ack["conversation"]["id"].as_str().unwrap()).unwrap();
+    let engine = server.engine();
+
+    let note = engine.add_note(conversation_id, gus, "Customer is on the legacy plan <b>".into()).await.unwrap();
+    assert!(note.internal);
+    engine.agent_reply(conversation_id, gus, "Hello, I can help.".into(), vec![]).await.unwrap();
+    let reply = widget.next_reply().await;
+    let mut seen = vec![reply["text"].as_str().unwrap().to_string()];
+    while seen.last().map(String::as_str) != Some("Hello, I can help.") {
+        seen.push(widget.next_reply().await["text"].as_str().unwrap().to_string());
+    }
+    assert!(seen.iter().all(|t| !t.contains("legacy plan")), "the note never reaches the widget: {seen:?}");
+    let history = engine.store().contact_messages(note.contact_id, 0, 50).await.unwrap();
+    assert!(history.iter().all(|m| !m.internal), "customer history has no notes");
+    let all = engine.store().conversation_messages(conversation_id, 0, 50).await.unwrap();
+    assert_eq!(all.iter().filter(|m| m.internal).count(), 1, "agents see it");
+
+    engine.set_presence(gus, Presence::Away).await.unwrap();
+    engine.resolve(conversation_id, gus).await.unwrap();
+    let log = engine.store().audit_entries(10).await.unwrap();
+    let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["resolve", "presence", "reply", "note", "assign"], "newest first");
+    let assign = &log[4];
+    assert_eq!(assign.actor, None, "auto-assignment is Switchboard's doing");
+    assert_eq!(assign.subject_agent, Some(gus));
+    assert!(assign.before.as_deref().unwrap().starts_with("handler queue"));
+    assert!(assign.after.as_deref().unwrap().starts_with(&format!("handler agent {gus}")));
+    assert_eq!((log[1].before.as_deref(), log[1].after.as_deref()), (Some("online"), Some("away")));
+    assert_eq!(log[0].actor, Some(gus));
+    assert!(log[0].after.as_deref().unwrap().contains("status resolved"));
 }

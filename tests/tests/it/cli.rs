@@ -127,5 +127,9 @@ fn the_first_admin_is_created_from_the_command_line() {
         assert!(argon2::Argon2::default().verify_password(b"correct horse battery", &parsed).is_ok());
         assert!(argon2::Argon2::default().verify_password(b"wrong", &parsed).is_err());
         assert!(store.agent_by_email("bob@example.com").await.unwrap().is_none());
+        let audit = store.audit_entries(10).await.unwrap();
+        assert_eq!(audit.len(), 1, "one account created, one entry");
+        assert_eq!(audit[0].action, switchboard_models::AuditAction::CreateAccount);
+        assert_eq!(audit[0].subject_agent, Some(admin.id));
     });
 }

@@ -26,6 +26,7 @@ fn message(conversation: &Conversation, sender: Sender, text: &str, external_id:
         agent_id: None,
         text: text.into(),
         attachments: Vec::new(),
+        internal: false,
         quick_replies: vec!["Yes".into()],
         classification: None,
         external_id: external_id.map(String::from),
@@ -44,13 +45,13 @@ async fn conversation(store: &SqliteStore, who: &str) -> Conversation {
         unreachable_since: None,
     };
     let conversation = Conversation::new(contact.id, Channel::WebChat, Utc::now());
-    let write = StepWrite { inbound: None, contact: Some(contact), conversation: Some(conversation.clone()), outbound: vec![] };
+    let write = StepWrite { contact: Some(contact), conversation: Some(conversation.clone()), ..StepWrite::default() };
     assert_eq!(store.commit(write).await.unwrap(), Committed::Stored { seqs: vec![] });
     conversation
 }
 
 fn step_write(inbound: Option<Message>, outbound: Vec<Message>) -> StepWrite {
-    StepWrite { inbound, contact: None, conversation: None, outbound }
+    StepWrite { inbound, outbound, ..StepWrite::default() }
 }
 
 #[tokio::test]
@@ -72,9 +73,9 @@ async fn a_message_with_a_known_external_id_is_a_duplicate_and_writes_nothing() 
     changed.status = Status::Rejected;
     let again = StepWrite {
         inbound: Some(message(&conversation, Sender::Customer, "hi", Some("v1:c1"))),
-        contact: None,
         conversation: Some(changed),
         outbound: vec![message(&conversation, Sender::Bot, "hello again!", None)],
+        ..StepWrite::default()
     };
     assert_eq!(store.commit(again).await.unwrap(), Committed::Duplicate);
 
@@ -102,7 +103,7 @@ async fn contacts_are_upserted_and_conversations_round_trip() {
         summary: "card charged twice".into(),
         at: chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap(),
     });
-    let write = StepWrite { inbound: None, contact: Some(renamed), conversation: Some(conversation.clone()), outbound: vec![] };
+    let write = StepWrite { contact: Some(renamed), conversation: Some(conversation.clone()), ..StepWrite::default() };
     store.commit(write).await.unwrap();
     let same = store.contact_by_external_id(Channel::WebChat, "visitor-2").await.unwrap().unwrap();
     assert_eq!(same.display_name.as_deref(), Some("Ann"), "a missing name keeps the known one");
@@ -113,7 +114,7 @@ async fn contacts_are_upserted_and_conversations_round_trip() {
     assert_eq!(store.queue_view().await.unwrap().waiting, 1);
 
     conversation.status = Status::Closed;
-    let write = StepWrite { inbound: None, contact: None, conversation: Some(conversation.clone()), outbound: vec![] };
+    let write = StepWrite { conversation: Some(conversation.clone()), ..StepWrite::default() };
     store.commit(write).await.unwrap();
     assert_eq!(store.current_conversation(conversation.contact_id).await.unwrap(), None, "closed is not current");
 }
