@@ -325,10 +325,7 @@ impl Outbound for DiscordOutbound {
             create = create.content(&message.text);
         }
         for attachment in &message.attachments {
-            let bytes = self.blobs.get(&attachment.key).await.map_err(|e| DeliveryError::Retry {
-                reason: format!("reading attachment {}: {e}", attachment.file_name),
-                after: None,
-            })?;
+            let bytes = crate::attachment_bytes(self.blobs.as_ref(), attachment).await?;
             create = create.add_file(CreateAttachment::bytes(bytes, attachment.file_name.clone()));
         }
         if !message.quick_replies.is_empty() {

@@ -5,3 +5,14 @@ pub mod discord;
 pub mod email;
 pub mod telegram;
 pub mod webchat;
+
+use switchboard_core::ports::{BlobStore, DeliveryError};
+use switchboard_models::Attachment;
+
+/// An attachment's bytes for sending; a storage hiccup is a retryable delivery failure.
+pub(crate) async fn attachment_bytes(blobs: &dyn BlobStore, attachment: &Attachment) -> Result<Vec<u8>, DeliveryError> {
+    blobs.get(&attachment.key).await.map_err(|e| DeliveryError::Retry {
+        reason: format!("reading attachment {}: {e}", attachment.file_name),
+        after: None,
+    })
+}

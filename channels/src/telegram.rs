@@ -298,10 +298,7 @@ impl Outbound for TelegramOutbound {
         });
         let mut caption = Some(text.clone()).filter(|t| !t.is_empty());
         for attachment in &message.attachments {
-            let bytes = self.blobs.get(&attachment.key).await.map_err(|e| DeliveryError::Retry {
-                reason: format!("reading attachment {}: {e}", attachment.file_name),
-                after: None,
-            })?;
+            let bytes = crate::attachment_bytes(self.blobs.as_ref(), attachment).await?;
             let file = InputFile::memory(bytes).file_name(attachment.file_name.clone());
             let sent = if attachment.is_image() {
                 let request = self.bot.send_photo(chat, file).parse_mode(ParseMode::Html);

@@ -507,10 +507,7 @@ impl EmailOutbound {
     async fn files(&self, attachments: &[Attachment]) -> Result<Vec<SinglePart>, DeliveryError> {
         let mut parts = Vec::new();
         for attachment in attachments {
-            let bytes = self.blobs.get(&attachment.key).await.map_err(|e| DeliveryError::Retry {
-                reason: format!("reading attachment {}: {e}", attachment.file_name),
-                after: None,
-            })?;
+            let bytes = crate::attachment_bytes(self.blobs.as_ref(), attachment).await?;
             let content_type = ContentType::parse(&attachment.content_type).unwrap_or(ContentType::TEXT_PLAIN);
             parts.push(MailAttachment::new(attachment.file_name.clone()).body(bytes, content_type));
         }
