@@ -1,7 +1,6 @@
 //! Wiring: builds every part from a `Config` and starts the server. `main` is the CLI around it;
 //! the integration tests start the same server through `start`.
 
-pub mod accounts;
 pub mod config;
 
 use anyhow::Context;
@@ -150,6 +149,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         visitor_keys: Arc::new(VisitorKeys::new(secret.into_bytes())),
         rate_limiter: Arc::new(RateLimiter::new(w.rate_limit_per_minute, w.rate_limit_burst)),
         telegram,
+        views: Arc::new(switchboard_admin_web::panel::Views::new()),
+        login_limiter: Arc::new(RateLimiter::new(10, 5)),
     };
     let listen = config.listen_addr()?;
     let listener = TcpListener::bind(listen).await.with_context(|| format!("listening on {listen} (server.listen)"))?;

@@ -95,7 +95,7 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
             let password = match admin_password {
                 Some(password) => password,
                 None => {
-                    eprintln!("password (at least {} characters), then Enter:", switchboard::accounts::MIN_PASSWORD_CHARS);
+                    eprintln!("password (at least {} characters), then Enter:", switchboard_admin_web::accounts::MIN_PASSWORD_CHARS);
                     let mut line = String::new();
                     std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
                     line.trim_end_matches(['\r', '\n']).to_string()
@@ -103,7 +103,7 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
             };
             let store = switchboard::open_store(&config).await?;
             let role = switchboard_models::Role::Admin;
-            let admin = switchboard::accounts::create_account(&store, &email, &name, role, &password).await?;
+            let admin = switchboard_admin_web::accounts::create_account(&store, &email, &name, role, &password, None).await?;
             println!("created admin {} ({})", admin.email, admin.id);
             Ok(())
         }

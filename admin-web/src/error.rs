@@ -33,6 +33,8 @@ impl From<EngineError> for ApiError {
             EngineError::Invalid(reason) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_message", reason)
             }
+            EngineError::Forbidden(reason) => Self::new(StatusCode::FORBIDDEN, "forbidden", reason),
+            EngineError::Conflict(reason) => Self::new(StatusCode::CONFLICT, "conflict", reason),
             EngineError::NotFound(what) => {
                 Self::new(StatusCode::NOT_FOUND, "not_found", format!("No such {what}."))
             }

@@ -1,8 +1,11 @@
 //! The HTTP face of Switchboard: web-chat endpoints and widget assets for now; the admin panel
 //! and REST API join here. The only crate that knows HTML and JSON shapes.
 
+pub mod accounts;
 mod error;
+pub mod panel;
 mod ratelimit;
+mod reports;
 mod telegram;
 pub mod webchat;
 
@@ -26,9 +29,12 @@ pub struct AppState {
     pub rate_limiter: Arc<RateLimiter>,
     /// Set when the Telegram channel is on (its webhook route answers).
     pub telegram: Option<Arc<TelegramAdapter>>,
+    pub views: Arc<panel::Views>,
+    /// Sign-in attempts per address and per email.
+    pub login_limiter: Arc<RateLimiter>,
 }
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    webchat::routes(state.clone()).merge(telegram::routes()).with_state(state)
+    webchat::routes(state.clone()).merge(telegram::routes()).merge(panel::routes()).with_state(state)
 }

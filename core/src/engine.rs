@@ -11,8 +11,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tokio::sync::{Mutex, Notify};
 use switchboard_models::{
-    Agent, AgentId, Attachment, AuditAction, AuditEntry, Contact, ContactId, Conversation, ConversationId, DomainEvent, Handler,
-    Inbound, Message, MessageId, Presence, Sender, Thread, Timestamp,
+    Agent, AgentId, Attachment, AuditAction, AuditEntry, Category, Contact, ContactId, Conversation, ConversationId, DomainEvent, Handler,
+    Inbound, Message, MessageId, Presence, Priority, Role, Sender, Status, Thread, Timestamp,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -21,10 +21,32 @@ pub enum EngineError {
     Invalid(String),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The actor may not do this (e.g. the conversation is someone else's).
+    #[error("not allowed: {0}")]
+    Forbidden(String),
+    /// The conversation changed since the actor looked at it.
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("file rejected: {0}")]
     Upload(#[from] UploadError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// An agent's change to a ticket from the panel or the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketChange {
+    Status(Status),
+    Priority(Priority),
+    Category(Category),
+    /// Give it to this agent.
+    Assign(AgentId),
+    /// The acting agent takes it.
+    Take,
+    /// Back to the queue.
+    Release,
+    /// Back to the bot.
+    HandBack,
 }
 
 /// What `Engine::handle` did with an inbound message.
@@ -274,6 +296,7 @@ impl Engine {
                 conversation.status
             )));
         }
+        self.may_act(&agent, &conversation).await?;
         let now = self.clock.now();
         let mut outbound = Vec::new();
         let before = conversation.clone();
@@ -327,6 +350,75 @@ impl Engine {
         note.seq = seqs[0];
         self.publish(&conversation, std::iter::once(&note));
         Ok(note)
+    }
+
+    /// Applies an agent's change to a ticket. `version` (the conversation's `updated_at` in
+    /// milliseconds, as the agent last saw it) guards against overwriting someone else's change.
+    pub async fn change_ticket(
+        &self,
+        conversation_id: ConversationId,
+        actor_id: AgentId,
+        change: TicketChange,
+        version: Option<i64>,
+    ) -> Result<Conversation, EngineError> {
+        let actor = self.store.agent(actor_id).await?.filter(|a| a.active).ok_or(EngineError::NotFound("agent"))?;
+        let seen = self.store.conversation(conversation_id).await?.ok_or(EngineError::NotFound("conversation"))?;
+        if seen.status.is_final() {
+            return Err(EngineError::Invalid(format!("the conversation is {}; it can no longer be changed", seen.status)));
+        }
+        if let Some(version) = version
+            && version != seen.updated_at.timestamp_millis()
+        {
+            return Err(EngineError::Conflict(
+                "someone changed this conversation since you opened it; reload to see their change".into(),
+            ));
+        }
+        if change != TicketChange::Take || matches!(seen.handler, Handler::Agent(_)) {
+            self.may_act(&actor, &seen).await?;
+        }
+        let assignee = match change {
+            TicketChange::Assign(agent) => {
+                Some(self.store.agent(agent).await?.filter(|a| a.active).ok_or(EngineError::NotFound("agent"))?)
+            }
+            TicketChange::Take => Some(actor.clone()),
+            _ => None,
+        };
+        let (input, action) = match (&change, &assignee) {
+            (TicketChange::Status(status), _) => (Input::StatusSet(*status), AuditAction::Status),
+            (TicketChange::Priority(priority), _) => (Input::PrioritySet(*priority), AuditAction::Priority),
+            (TicketChange::Category(category), _) => (Input::CategorySet(*category), AuditAction::Category),
+            (TicketChange::Assign(_) | TicketChange::Take, Some(agent)) => {
+                (Input::AgentJoined { agent: agent.id, agent_name: &agent.name }, AuditAction::Assign)
+            }
+            (TicketChange::Release, _) => (Input::Released { agent_name: &actor.name }, AuditAction::Release),
+            (TicketChange::HandBack, _) => (Input::HandedBackToBot, AuditAction::HandBack),
+            (TicketChange::Assign(_) | TicketChange::Take, None) => unreachable!("assignee resolved above"),
+        };
+        let audit = Audit { actor: Some(actor.id), action, subject_agent: assignee.as_ref().map(|a| a.id) };
+        let unchanged = |c: &Conversation| c.updated_at == seen.updated_at && !c.status.is_final();
+        let changed = self.change(conversation_id, unchanged, input, audit).await?.ok_or_else(|| {
+            EngineError::Conflict("someone changed this conversation at the same moment; reload and try again".into())
+        })?;
+        if let Some(agent) = assignee {
+            self.bus.publish(DomainEvent::Assigned { conversation: changed.clone(), agent: agent.id });
+        }
+        if matches!(change, TicketChange::Release | TicketChange::HandBack | TicketChange::Status(_)) {
+            self.assign_waiting().await?;
+        }
+        Ok(changed)
+    }
+
+    /// Agents act on conversations that are theirs or nobody's; admins on any.
+    async fn may_act(&self, actor: &Agent, conversation: &Conversation) -> Result<(), EngineError> {
+        match conversation.handler {
+            Handler::Agent(owner) if owner != actor.id && actor.role != Role::Admin => {
+                let name = self.store.agent(owner).await?.map(|a| a.name).unwrap_or_else(|| "another agent".into());
+                Err(EngineError::Forbidden(format!(
+                    "this conversation is assigned to {name}; ask them or an admin to release it first"
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Gives waiting conversations, longest waiting first, to online agents with room.

@@ -13,10 +13,10 @@ mod step;
 mod summary;
 
 pub use assignment::pick_agent;
-pub use engine::{Engine, EngineError, EngineLimits, HandleOutcome};
+pub use engine::{Engine, EngineError, EngineLimits, HandleOutcome, TicketChange};
 pub use events::EventBus;
 pub use outbox::OutboxWorker;
 pub use policy::{Policy, QueueView};
-pub use ports::{Committed, StepWrite};
+pub use ports::{Assignee, Committed, ConversationFilter, ConversationSummary, DashboardCounts, SessionRecord, StepWrite};
 pub use step::{Decision, Input, Reply, ReplyBody, step};
 pub use summary::extractive_summary;

@@ -4,7 +4,7 @@ use crate::policy::QueueView;
 use async_trait::async_trait;
 use std::time::Duration;
 use switchboard_models::{
-    Agent, AgentId, AuditEntry, Channel, Presence, Classification, Contact, ContactId, Conversation, ConversationId, Message,
+    Agent, AgentId, ApiToken, AuditEntry, CannedResponse, Category, Channel, Presence, Priority, Status, Classification, Contact, ContactId, Conversation, ConversationId, Message,
     OutboundMessage, Timestamp,
 };
 
@@ -21,6 +21,56 @@ pub enum StoreError {
 pub struct AgentLoad {
     pub agent: Agent,
     pub open: u32,
+}
+
+/// Which conversations a list shows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConversationFilter {
+    pub status: Option<Status>,
+    pub priority: Option<Priority>,
+    pub category: Option<Category>,
+    pub channel: Option<Channel>,
+    pub assignee: Option<Assignee>,
+    /// Words in the customer's name or in any message.
+    pub text: Option<String>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignee {
+    Queue,
+    Agent(AgentId),
+}
+
+/// A conversation as a list shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationSummary {
+    pub conversation: Conversation,
+    pub customer: String,
+    pub agent_name: Option<String>,
+    /// The latest message the customer can see.
+    pub last_text: Option<String>,
+    pub last_activity: Timestamp,
+}
+
+/// The panel's headline numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DashboardCounts {
+    /// Unfinished and urgent.
+    pub urgent: u32,
+    /// Waiting in the queue.
+    pub new: u32,
+    pub waiting: u32,
+    pub in_progress: u32,
+    pub resolved_today: u32,
+}
+
+/// A signed-in panel session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub agent: AgentId,
+    pub csrf: String,
+    pub expires_at: Timestamp,
 }
 
 /// Everything one step changes, written atomically by `Store::commit`.
@@ -83,6 +133,26 @@ pub trait Store: Send + Sync {
     /// Stores an account's password hash (never the password).
     async fn set_password_hash(&self, agent: AgentId, hash: &str) -> Result<(), StoreError>;
     async fn password_hash(&self, agent: AgentId) -> Result<Option<String>, StoreError>;
+    async fn list_conversations(&self, filter: &ConversationFilter) -> Result<Vec<ConversationSummary>, StoreError>;
+    async fn dashboard_counts(&self, day_start: Timestamp) -> Result<DashboardCounts, StoreError>;
+    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;
+    /// Presence changes since `since`, oldest first: (agent, presence, when).
+    async fn presence_changes(&self, since: Timestamp) -> Result<Vec<(AgentId, Presence, Timestamp)>, StoreError>;
+    async fn contact_conversations(&self, contact: ContactId) -> Result<Vec<ConversationSummary>, StoreError>;
+
+    async fn create_session(&self, token_hash: &str, session: &SessionRecord) -> Result<(), StoreError>;
+    /// The unexpired session with this token hash.
+    async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<SessionRecord>, StoreError>;
+    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
+    async fn create_api_token(&self, token_hash: &str, token: &ApiToken) -> Result<(), StoreError>;
+    async fn api_token_agent(&self, token_hash: &str) -> Result<Option<AgentId>, StoreError>;
+    async fn api_tokens(&self, agent: AgentId) -> Result<Vec<ApiToken>, StoreError>;
+    /// Revokes the agent's token; false when the agent has no such token.
+    async fn delete_api_token(&self, agent: AgentId, id: uuid::Uuid) -> Result<bool, StoreError>;
+    async fn canned_responses(&self) -> Result<Vec<CannedResponse>, StoreError>;
+    async fn save_canned_response(&self, canned: &CannedResponse) -> Result<(), StoreError>;
+    async fn delete_canned_response(&self, id: uuid::Uuid) -> Result<bool, StoreError>;
+
     /// Records an action outside a step (presence changes, account changes).
     async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// The latest audit entries, newest first.

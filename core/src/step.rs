@@ -3,7 +3,7 @@
 
 use crate::policy::{Policy, priority_for};
 use switchboard_models::{
-    AgentId, Classification, Conversation, Escalation, EscalationReason, Handler, IntentName,
+    AgentId, Category, Classification, Priority, Conversation, Escalation, EscalationReason, Handler, IntentName,
     Sender, Status, Timestamp, Urgency,
 };
 
@@ -29,6 +29,10 @@ pub enum Input<'a> {
     },
     Resolved,
     HandedBackToBot,
+    /// An agent set the ticket's status.
+    StatusSet(Status),
+    PrioritySet(Priority),
+    CategorySet(Category),
 }
 
 /// A message `step` wants sent to the customer.
@@ -123,6 +127,16 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
             next.handler = Handler::Bot;
             next.low_confidence_streak = 0;
         }
+        Input::StatusSet(status) => {
+            next.status = *status;
+            if matches!(status, Status::Resolved | Status::Closed | Status::Rejected) {
+                // Finished tickets go back to the bot, which answers if the customer writes again.
+                next.handler = Handler::Bot;
+                next.low_confidence_streak = 0;
+            }
+        }
+        Input::PrioritySet(priority) => next.priority = Some(*priority),
+        Input::CategorySet(category) => next.category = Some(*category),
         Input::HandedBackToBot => {
             next.handler = Handler::Bot;
             next.low_confidence_streak = 0;

@@ -102,10 +102,36 @@ CREATE TABLE audit_log (
     at              INTEGER NOT NULL,
     actor_id        TEXT REFERENCES agents (id) DEFERRABLE INITIALLY DEFERRED,
     action          TEXT NOT NULL CHECK (action IN ('reply', 'note', 'assign', 'release', 'resolve',
-                        'presence', 'create_account')),
+                        'status', 'priority', 'category', 'hand_back', 'presence', 'create_account',
+                        'update_account')),
     conversation_id TEXT REFERENCES conversations (id) DEFERRABLE INITIALLY DEFERRED,
     subject_agent   TEXT REFERENCES agents (id) DEFERRABLE INITIALLY DEFERRED,
     before_state    TEXT,
     after_state     TEXT
 );
 CREATE INDEX audit_log_by_time ON audit_log (at);
+
+-- Panel sessions and API tokens: only SHA-256 hashes of the secrets are stored.
+CREATE TABLE sessions (
+    token_hash TEXT PRIMARY KEY NOT NULL,
+    agent_id   TEXT NOT NULL REFERENCES agents (id),
+    csrf       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+
+CREATE TABLE api_tokens (
+    id         TEXT PRIMARY KEY NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    agent_id   TEXT NOT NULL REFERENCES agents (id),
+    name       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE canned_responses (
+    id         TEXT PRIMARY KEY NOT NULL,
+    title      TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    created_by TEXT REFERENCES agents (id),
+    created_at INTEGER NOT NULL
+);

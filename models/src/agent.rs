@@ -29,3 +29,22 @@ pub struct AuditEntry {
     pub before: Option<String>,
     pub after: Option<String>,
 }
+
+/// A reply agents insert instead of typing it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CannedResponse {
+    pub id: uuid::Uuid,
+    pub title: String,
+    pub body: String,
+    pub created_by: Option<AgentId>,
+    pub created_at: Timestamp,
+}
+
+/// An API token's public half: what it is called and whose it is (the secret is never stored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: uuid::Uuid,
+    pub agent: AgentId,
+    pub name: String,
+    pub created_at: Timestamp,
+}

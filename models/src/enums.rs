@@ -150,8 +150,13 @@ text_enum!(
         Assign => "assign",
         Release => "release",
         Resolve => "resolve",
+        Status => "status",
+        Priority => "priority",
+        Category => "category",
+        HandBack => "hand_back",
         Presence => "presence",
         CreateAccount => "create_account",
+        UpdateAccount => "update_account",
     }
 );
 

@@ -9,7 +9,7 @@ mod enums;
 mod ids;
 mod message;
 
-pub use agent::{Agent, AuditEntry};
+pub use agent::{Agent, ApiToken, AuditEntry, CannedResponse};
 pub use attachment::Attachment;
 pub use classification::{Classification, IntentName, IntentScore, Urgency};
 pub use conversation::{Contact, Conversation, Escalation, EscalationReason, Handler};

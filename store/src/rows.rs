@@ -155,3 +155,13 @@ pub(crate) fn audit_from_row(row: &SqliteRow) -> Result<AuditEntry, StoreError> 
         after: row.try_get("after_state").map_err(backend)?,
     })
 }
+
+pub(crate) fn summary_from_row(row: &SqliteRow) -> Result<switchboard_core::ConversationSummary, StoreError> {
+    Ok(switchboard_core::ConversationSummary {
+        conversation: conversation_from_row(row)?,
+        customer: row.try_get("customer").map_err(backend)?,
+        agent_name: row.try_get("agent_name").map_err(backend)?,
+        last_text: row.try_get("last_text").map_err(backend)?,
+        last_activity: instant(row.try_get("last_activity").map_err(backend)?)?,
+    })
+}

@@ -3,7 +3,7 @@
 //! writer anyway, and each round trip to it costs more than the SQL itself. Reads use a pool.
 
 use crate::rows::{
-    agent_from_row, audit_from_row, contact_from_prefixed_row, contact_from_row, conversation_from_row, message_from_row, millis, to_json,
+    agent_from_row, audit_from_row, summary_from_row, contact_from_prefixed_row, contact_from_row, conversation_from_row, message_from_row, millis, to_json,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -11,9 +11,12 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 use switchboard_core::QueueView;
-use switchboard_core::ports::{AgentLoad, Committed, StepWrite, Store, StoreError};
+use switchboard_core::ports::{
+    AgentLoad, Assignee, Committed, ConversationFilter, ConversationSummary, DashboardCounts, SessionRecord, StepWrite,
+    Store, StoreError,
+};
 use switchboard_models::{
-    Agent, AgentId, AuditEntry, Channel, Presence, Contact, ContactId, Conversation, ConversationId, Handler, Message, OutboundMessage,
+    Agent, AgentId, ApiToken, AuditEntry, CannedResponse, Channel, Presence, Contact, ContactId, Conversation, ConversationId, Handler, Message, OutboundMessage,
     Timestamp,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -44,6 +47,12 @@ const CONTACT_COLUMNS: &str = "id, channel, external_id, display_name, created_a
 const AGENT_COLUMNS: &str = "id, email, name, role, presence, capacity, active, created_at";
 const CONVERSATION_COLUMNS: &str = "id, contact_id, channel, handler, agent_id, status, category, priority, \
      escalation_reason, escalation_summary, escalated_at, low_confidence_streak, created_at, updated_at";
+
+/// A conversation with its customer's name, agent's name and latest visible message.
+const SUMMARY_SELECT: &str = "SELECT c.*, COALESCE(k.display_name, k.external_id) AS customer, a.name AS agent_name, \
+     (SELECT m.body FROM messages m WHERE m.conversation_id = c.id AND m.internal = 0 ORDER BY m.seq DESC LIMIT 1) AS last_text, \
+     COALESCE((SELECT MAX(m.created_at) FROM messages m WHERE m.conversation_id = c.id), c.updated_at) AS last_activity \
+     FROM conversations c JOIN contacts k ON k.id = c.contact_id LEFT JOIN agents a ON a.id = c.agent_id";
 
 /// SQL with the column lists spliced in once, at first use.
 macro_rules! sql {
@@ -477,6 +486,246 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)
+    }
+
+    async fn list_conversations(&self, filter: &ConversationFilter) -> Result<Vec<ConversationSummary>, StoreError> {
+        // Structure is built here; every value is bound.
+        let mut conditions: Vec<String> = Vec::new();
+        let mut binds: Vec<String> = Vec::new();
+        let bind = |condition: &str, value: String, binds: &mut Vec<String>| {
+            binds.push(value);
+            condition.replace('?', &format!("${}", binds.len()))
+        };
+        if let Some(status) = filter.status {
+            conditions.push(bind("c.status = ?", status.as_str().into(), &mut binds));
+        }
+        if let Some(priority) = filter.priority {
+            conditions.push(bind("c.priority = ?", priority.as_str().into(), &mut binds));
+        }
+        if let Some(category) = filter.category {
+            conditions.push(bind("c.category = ?", category.as_str().into(), &mut binds));
+        }
+        if let Some(channel) = filter.channel {
+            conditions.push(bind("c.channel = ?", channel.as_str().into(), &mut binds));
+        }
+        match filter.assignee {
+            Some(Assignee::Queue) => conditions.push("c.handler = 'queue'".into()),
+            Some(Assignee::Agent(agent)) => conditions.push(bind("c.agent_id = ?", agent.to_string(), &mut binds)),
+            None => {}
+        }
+        if let Some(text) = filter.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            let n = {
+                binds.push(pattern);
+                binds.len()
+            };
+            conditions.push(format!(
+                "(k.display_name LIKE ${n} ESCAPE '\\' OR k.external_id LIKE ${n} ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages s \
+                 WHERE s.conversation_id = c.id AND s.body LIKE ${n} ESCAPE '\\'))"
+            ));
+        }
+        let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        let sql = format!(
+            "{SUMMARY_SELECT} {filter_sql} ORDER BY last_activity DESC, c.id DESC LIMIT {}",
+            filter.limit.clamp(1, 1000)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in binds {
+            query = query.bind(value);
+        }
+        let rows = query.fetch_all(&self.reader).await.map_err(backend)?;
+        rows.iter().map(summary_from_row).collect()
+    }
+
+    async fn contact_conversations(&self, contact: ContactId) -> Result<Vec<ConversationSummary>, StoreError> {
+        let sql = format!("{SUMMARY_SELECT} WHERE c.contact_id = $1 ORDER BY c.created_at DESC LIMIT 50");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(contact.to_string())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(summary_from_row).collect()
+    }
+
+    async fn dashboard_counts(&self, day_start: Timestamp) -> Result<DashboardCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT \
+               COALESCE(SUM(priority = 'urgent' AND status NOT IN ('resolved', 'closed', 'rejected')), 0) AS urgent, \
+               COALESCE(SUM(handler = 'queue'), 0) AS new, \
+               COALESCE(SUM(status = 'waiting_on_customer'), 0) AS waiting, \
+               COALESCE(SUM(status IN ('assigned', 'in_progress')), 0) AS in_progress, \
+               COALESCE(SUM(status = 'resolved' AND updated_at >= $1), 0) AS resolved_today \
+             FROM conversations",
+        )
+        .bind(millis(day_start))
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)?;
+        let count = |name: &str| row.try_get::<i64, _>(name).map(|n| n as u32).map_err(backend);
+        Ok(DashboardCounts {
+            urgent: count("urgent")?,
+            new: count("new")?,
+            waiting: count("waiting")?,
+            in_progress: count("in_progress")?,
+            resolved_today: count("resolved_today")?,
+        })
+    }
+
+    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
+        let rows = sqlx::query(sql!("SELECT ", AGENT_COLUMNS, " FROM agents ORDER BY name, id"))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(agent_from_row).collect()
+    }
+
+    async fn presence_changes(&self, since: Timestamp) -> Result<Vec<(AgentId, Presence, Timestamp)>, StoreError> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT agent_id, presence, at FROM agent_presence_log WHERE at >= $1 ORDER BY at")
+                .bind(millis(since))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(backend)?;
+        rows.into_iter()
+            .map(|(agent, presence, at)| {
+                let agent = uuid::Uuid::parse_str(&agent).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let presence = presence.parse().map_err(|e: switchboard_models::UnknownVariant| StoreError::Corrupt(e.to_string()))?;
+                let at = chrono::DateTime::from_timestamp_millis(at).ok_or_else(|| StoreError::Corrupt("time".into()))?;
+                Ok((AgentId(agent), presence, at))
+            })
+            .collect()
+    }
+
+    async fn create_session(&self, token_hash: &str, session: &SessionRecord) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO sessions (token_hash, agent_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(token_hash)
+            .bind(session.agent.to_string())
+            .bind(&session.csrf)
+            .bind(millis(chrono::Utc::now()))
+            .bind(millis(session.expires_at))
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<SessionRecord>, StoreError> {
+        let row: Option<(String, String, i64)> =
+            sqlx::query_as("SELECT agent_id, csrf, expires_at FROM sessions WHERE token_hash = $1 AND expires_at > $2")
+                .bind(token_hash)
+                .bind(millis(now))
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(backend)?;
+        row.map(|(agent, csrf, expires)| {
+            Ok(SessionRecord {
+                agent: AgentId(uuid::Uuid::parse_str(&agent).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+                csrf,
+                expires_at: chrono::DateTime::from_timestamp_millis(expires).ok_or_else(|| StoreError::Corrupt("time".into()))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(&self.writer).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn create_api_token(&self, token_hash: &str, token: &ApiToken) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO api_tokens (id, token_hash, agent_id, name, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(token.id.to_string())
+            .bind(token_hash)
+            .bind(token.agent.to_string())
+            .bind(&token.name)
+            .bind(millis(token.created_at))
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn api_token_agent(&self, token_hash: &str) -> Result<Option<AgentId>, StoreError> {
+        let agent: Option<String> = sqlx::query_scalar("SELECT agent_id FROM api_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        agent.map(|a| uuid::Uuid::parse_str(&a).map(AgentId).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
+    }
+
+    async fn api_tokens(&self, agent: AgentId) -> Result<Vec<ApiToken>, StoreError> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT id, name, created_at FROM api_tokens WHERE agent_id = $1 ORDER BY created_at")
+                .bind(agent.to_string())
+                .fetch_all(&self.reader)
+                .await
+                .map_err(backend)?;
+        rows.into_iter()
+            .map(|(id, name, created)| {
+                Ok(ApiToken {
+                    id: uuid::Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    agent,
+                    name,
+                    created_at: chrono::DateTime::from_timestamp_millis(created).ok_or_else(|| StoreError::Corrupt("time".into()))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_api_token(&self, agent: AgentId, id: uuid::Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND agent_id = $2")
+            .bind(id.to_string())
+            .bind(agent.to_string())
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn canned_responses(&self) -> Result<Vec<CannedResponse>, StoreError> {
+        let rows: Vec<(String, String, String, Option<String>, i64)> =
+            sqlx::query_as("SELECT id, title, body, created_by, created_at FROM canned_responses ORDER BY title")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(backend)?;
+        rows.into_iter()
+            .map(|(id, title, body, by, created)| {
+                let corrupt = |e: uuid::Error| StoreError::Corrupt(e.to_string());
+                Ok(CannedResponse {
+                    id: uuid::Uuid::parse_str(&id).map_err(corrupt)?,
+                    title,
+                    body,
+                    created_by: by.map(|b| uuid::Uuid::parse_str(&b).map(AgentId).map_err(corrupt)).transpose()?,
+                    created_at: chrono::DateTime::from_timestamp_millis(created).ok_or_else(|| StoreError::Corrupt("time".into()))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn save_canned_response(&self, canned: &CannedResponse) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO canned_responses (id, title, body, created_by, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (id) DO UPDATE SET title = excluded.title, body = excluded.body",
+        )
+        .bind(canned.id.to_string())
+        .bind(&canned.title)
+        .bind(&canned.body)
+        .bind(canned.created_by.map(|a| a.to_string()))
+        .bind(millis(canned.created_at))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn delete_canned_response(&self, id: uuid::Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM canned_responses WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {

@@ -4,6 +4,7 @@
 pub mod fake_discord;
 pub mod fake_telegram;
 pub mod mail;
+pub mod panel;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};

@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod discord;
 mod email;
+mod panel;
 mod store;
 mod telegram;
 mod transcripts;

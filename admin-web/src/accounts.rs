@@ -1,23 +1,40 @@
 //! Account commands: the first admin is created from the command line (there is no default
 //! password), with the password hashed by Argon2id.
 
-use anyhow::{Context, bail};
 use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
 use switchboard_core::ports::Store;
 use switchboard_models::{Agent, AgentId, AuditAction, AuditEntry, Presence, Role};
 
 pub const MIN_PASSWORD_CHARS: usize = 12;
 
-pub fn hash_password(password: &str) -> anyhow::Result<String> {
+/// Why an account was not created; fit to show the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AccountError(String);
+
+macro_rules! bail {
+    ($($arg:tt)*) => { return Err(AccountError(format!($($arg)*))) };
+}
+
+pub fn hash_password(password: &str) -> Result<String, AccountError> {
     let salt = SaltString::generate(&mut OsRng);
-    Ok(argon2::Argon2::default()
+    argon2::Argon2::default()
         .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| anyhow::anyhow!("hashing the password failed: {e}"))?
-        .to_string())
+        .map(|hash| hash.to_string())
+        .map_err(|e| AccountError(format!("hashing the password failed: {e}")))
 }
 
 /// Creates an account with a password. Refuses a taken email, a bad address or a short password.
-pub async fn create_account(store: &dyn Store, email: &str, name: &str, role: Role, password: &str) -> anyhow::Result<Agent> {
+/// `by` is the admin who created it (`None` from the command line).
+pub async fn create_account(
+    store: &dyn Store,
+    email: &str,
+    name: &str,
+    role: Role,
+    password: &str,
+    by: Option<AgentId>,
+) -> Result<Agent, AccountError> {
+    let failed = |what: &str, e: switchboard_core::ports::StoreError| AccountError(format!("{what}: {e}"));
     let email = email.trim().to_lowercase();
     let valid = email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
     if !valid {
@@ -29,7 +46,7 @@ pub async fn create_account(store: &dyn Store, email: &str, name: &str, role: Ro
     if password.chars().count() < MIN_PASSWORD_CHARS {
         bail!("the password must have at least {MIN_PASSWORD_CHARS} characters");
     }
-    if store.agent_by_email(&email).await?.is_some() {
+    if store.agent_by_email(&email).await.map_err(|e| failed("looking up the email", e))?.is_some() {
         bail!("an account with email {email} already exists");
     }
     let agent = Agent {
@@ -42,17 +59,17 @@ pub async fn create_account(store: &dyn Store, email: &str, name: &str, role: Ro
         active: true,
         created_at: chrono::Utc::now(),
     };
-    store.save_agent(&agent).await.context("saving the account")?;
-    store.set_password_hash(agent.id, &hash_password(password)?).await.context("saving the password")?;
+    store.save_agent(&agent).await.map_err(|e| failed("saving the account", e))?;
+    store.set_password_hash(agent.id, &hash_password(password)?).await.map_err(|e| failed("saving the password", e))?;
     let entry = AuditEntry {
         at: agent.created_at,
-        actor: None,
+        actor: by,
         action: AuditAction::CreateAccount,
         conversation: None,
         subject_agent: Some(agent.id),
         before: None,
         after: Some(format!("{} {} <{}>", agent.role, agent.name, agent.email)),
     };
-    store.record_audit(&entry).await.context("recording the audit entry")?;
+    store.record_audit(&entry).await.map_err(|e| failed("recording the audit entry", e))?;
     Ok(agent)
 }

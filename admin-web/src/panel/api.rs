@@ -1,0 +1,95 @@
+//! The JSON API: the panel's actions for integrations, authenticated by per-user API tokens.
+
+use super::auth::ApiCaller;
+use super::{ListQuery, apply_action, conversation_id, filter_of};
+use crate::AppState;
+use crate::error::ApiError;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use switchboard_models::{Conversation, Message};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/me", get(me))
+        .route("/api/conversations", get(list))
+        .route("/api/conversations/{id}", get(detail))
+        .route("/api/conversations/{id}/actions", post(action))
+}
+
+async fn me(ApiCaller(agent): ApiCaller) -> Json<Value> {
+    Json(json!({"id": agent.id, "email": agent.email, "name": agent.name, "role": agent.role, "presence": agent.presence}))
+}
+
+fn conversation_json(c: &Conversation) -> Value {
+    json!({
+        "id": c.id, "contact_id": c.contact_id, "channel": c.channel, "handler": c.handler, "status": c.status,
+        "priority": c.priority, "category": c.category, "escalation": c.escalation,
+        "version": c.updated_at.timestamp_millis(), "created_at": c.created_at, "updated_at": c.updated_at,
+    })
+}
+
+fn message_json(m: &Message) -> Value {
+    json!({
+        "id": m.id, "seq": m.seq, "sender": m.sender, "agent_id": m.agent_id, "text": m.text, "internal": m.internal,
+        "attachments": m.attachments.iter().map(|a| json!({"name": a.file_name, "content_type": a.content_type, "size": a.size})).collect::<Vec<_>>(),
+        "classification": m.classification, "created_at": m.created_at,
+    })
+}
+
+async fn list(State(state): State<AppState>, ApiCaller(agent): ApiCaller, Query(query): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+    let rows = state.engine.store().list_conversations(&filter_of(&query, agent.id)?).await?;
+    Ok(Json(json!({"conversations": rows.iter().map(|s| {
+        let mut row = conversation_json(&s.conversation);
+        row["customer"] = json!(s.customer);
+        row["last_text"] = json!(s.last_text);
+        row
+    }).collect::<Vec<_>>()})))
+}
+
+async fn detail(State(state): State<AppState>, _caller: ApiCaller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let store = state.engine.store();
+    let c = store
+        .conversation(conversation_id(&id)?)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."))?;
+    let messages = store.conversation_messages(c.id, 0, 5000).await?;
+    Ok(Json(json!({"conversation": conversation_json(&c), "messages": messages.iter().map(message_json).collect::<Vec<_>>()})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    /// reply, note, take, release, handback, status, priority, category or assign.
+    action: String,
+    #[serde(default)]
+    text: String,
+    /// The new status, priority or category, or the agent id to assign to.
+    #[serde(default)]
+    value: String,
+    /// The conversation's `version` as last read; a change made since is a 409.
+    version: Option<i64>,
+}
+
+async fn action(
+    State(state): State<AppState>,
+    ApiCaller(agent): ApiCaller,
+    Path(id): Path<String>,
+    body: Result<Json<ActionBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_request",
+            format!("Expected JSON {{\"action\": \"…\", \"text\"?: \"…\", \"value\"?: \"…\", \"version\"?: 123}}: {}", rejection.body_text()),
+        )
+    })?;
+    let id = conversation_id(&id)?;
+    apply_action(&state, &agent, id, &body.action, body.text, &body.value, body.version).await?;
+    let c = state.engine.store().conversation(id).await?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."))?;
+    Ok(Json(json!({"conversation": conversation_json(&c)})))
+}

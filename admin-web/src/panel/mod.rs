@@ -1,0 +1,590 @@
+//! The agents' panel under `/panel`: server-rendered pages, forms with CSRF tokens, live updates
+//! over SSE; and the JSON API under `/api` for the same actions, by API token.
+
+pub mod api;
+pub mod auth;
+mod views;
+
+use crate::AppState;
+use crate::error::ApiError;
+use auth::{LOGIN_CSRF_COOKIE, SESSION_COOKIE, SESSION_DAYS, Signed, SignedAdmin, cookie, hash_token, random_token};
+use axum::Router;
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use switchboard_core::{Assignee, ConversationFilter, SessionRecord, TicketChange};
+use switchboard_models::{Agent, AgentId, ApiToken, CannedResponse, ConversationId, DomainEvent, Presence, Role};
+pub use views::Views;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/panel/login", get(login_page).post(login))
+        .route("/panel/logout", post(logout))
+        .route("/panel/presence", post(presence))
+        .route("/panel/", get(dashboard))
+        .route("/panel", get(|| async { Redirect::to("/panel/") }))
+        .route("/panel/conversations", get(conversations))
+        .route("/panel/conversations/{id}", get(conversation))
+        .route("/panel/conversations/{id}/attachments/{key}", get(attachment))
+        .route("/panel/conversations/{id}/{action}", post(act))
+        .route("/panel/canned", get(canned).post(create_canned))
+        .route("/panel/canned/{id}/delete", post(delete_canned))
+        .route("/panel/account/tokens", get(tokens).post(create_token))
+        .route("/panel/account/tokens/{id}/delete", post(delete_token))
+        .route("/panel/admin/agents", get(agents).post(create_agent))
+        .route("/panel/admin/agents/{id}", post(update_agent))
+        .route("/panel/admin/audit", get(audit))
+        .route("/panel/admin/hours", get(hours))
+        .route("/panel/events", get(events))
+        .route("/static/admin.css", get(|| async { asset("text/css", include_str!("../../assets/admin.css")) }))
+        .route("/static/admin.js", get(|| async { asset("application/javascript", include_str!("../../assets/admin.js")) }))
+        .merge(api::routes())
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=300")], body)
+}
+
+/// The data every page's header needs.
+fn page(signed: &Signed, nav: &str, title: &str, mut data: Value) -> Value {
+    let me = &signed.agent;
+    let base = json!({
+        "title": title,
+        "nav": nav,
+        "csrf": signed.csrf,
+        "flash": null,
+        "me": {"name": me.name, "email": me.email, "role": me.role.as_str(), "is_admin": me.role == Role::Admin, "presence": me.presence.as_str()},
+    });
+    if let (Some(data), Value::Object(base)) = (data.as_object_mut(), base) {
+        for (key, value) in base {
+            data.entry(key).or_insert(value);
+        }
+    }
+    data
+}
+
+/// Errors on panel pages are pages too, with a way back.
+fn error_page(state: &AppState, error: ApiError, back: &str) -> Response {
+    let status = error.status;
+    let body = json!({"status": status.as_u16(), "message": error.message, "back": back});
+    match state.views.render("error", &body) {
+        Ok(html) => (status, html).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+    csrf: String,
+}
+
+async fn login_page(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let csrf = random_token();
+    let html = state.views.render("login", &json!({"csrf": csrf, "error": null, "email": ""}))?;
+    let cookie = format!("{LOGIN_CSRF_COOKIE}={csrf}; Path=/panel; HttpOnly; SameSite=Strict; Max-Age=3600");
+    Ok(([(header::SET_COOKIE, cookie)], html).into_response())
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, ApiError> {
+    let email = form.email.trim().to_lowercase();
+    let again = |error: &str| -> Result<Response, ApiError> {
+        let csrf = random_token();
+        let html = state.views.render("login", &json!({"csrf": csrf, "error": error, "email": email}))?;
+        let cookie = format!("{LOGIN_CSRF_COOKIE}={csrf}; Path=/panel; HttpOnly; SameSite=Strict; Max-Age=3600");
+        Ok((StatusCode::UNAUTHORIZED, [(header::SET_COOKIE, cookie)], html).into_response())
+    };
+    if !cookie(&headers, LOGIN_CSRF_COOKIE).is_some_and(|c| auth::constant_time_eq(c, &form.csrf)) {
+        return again("The login form expired; please sign in again.");
+    }
+    let limited = [format!("login-ip:{}", peer.ip()), format!("login-email:{email}")]
+        .iter()
+        .any(|key| state.login_limiter.check(key).is_err());
+    if limited {
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many sign-in attempts; wait a minute and try again."));
+    }
+    let store = state.engine.store();
+    let agent = store.agent_by_email(&email).await?.filter(|a| a.active);
+    let hash = match &agent {
+        Some(agent) => store.password_hash(agent.id).await?,
+        None => None,
+    };
+    let (Some(agent), Some(hash)) = (agent, hash) else {
+        return again("Wrong email or password.");
+    };
+    if !verify_password(&form.password, &hash) {
+        return again("Wrong email or password.");
+    }
+    let token = random_token();
+    let session = SessionRecord {
+        agent: agent.id,
+        csrf: random_token(),
+        expires_at: state.engine.now() + chrono::Duration::days(SESSION_DAYS),
+    };
+    store.create_session(&hash_token(&token), &session).await?;
+    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}", SESSION_DAYS * 86_400);
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/panel/")).into_response())
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(hash).is_ok_and(|parsed| argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+}
+
+#[derive(Deserialize)]
+struct CsrfOnly {
+    csrf: String,
+}
+
+async fn logout(State(state): State<AppState>, signed: Signed, Form(form): Form<CsrfOnly>) -> Result<Response, ApiError> {
+    signed.check_csrf(&form.csrf)?;
+    state.engine.store().delete_session(&signed.token_hash).await?;
+    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
+    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/panel/login")).into_response())
+}
+
+#[derive(Deserialize)]
+struct PresenceForm {
+    csrf: String,
+    presence: String,
+}
+
+async fn presence(State(state): State<AppState>, signed: Signed, headers: HeaderMap, Form(form): Form<PresenceForm>) -> Result<Response, ApiError> {
+    signed.check_csrf(&form.csrf)?;
+    let presence: Presence = form.presence.parse().map_err(|e: switchboard_models::UnknownVariant| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_presence", e.to_string())
+    })?;
+    state.engine.set_presence(signed.agent.id, presence).await?;
+    Ok(Redirect::to(back_to(&headers)).into_response())
+}
+
+/// The page a form came from, when it is one of ours.
+fn back_to(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.find("/panel/").map(|i| &r[i..]))
+        .unwrap_or("/panel/")
+}
+
+async fn dashboard(State(state): State<AppState>, signed: Signed) -> Result<Html<String>, ApiError> {
+    let store = state.engine.store();
+    let day_start = state.engine.now().date_naive().and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    let counts = store.dashboard_counts(day_start).await?;
+    let agents = store.list_agents().await?;
+    let mine = store
+        .list_conversations(&ConversationFilter { assignee: Some(Assignee::Agent(signed.agent.id)), limit: 50, ..Default::default() })
+        .await?;
+    let queue = store.list_conversations(&ConversationFilter { assignee: Some(Assignee::Queue), limit: 50, ..Default::default() }).await?;
+    let data = json!({
+        "counts": {"urgent": counts.urgent, "new": counts.new, "waiting": counts.waiting, "in_progress": counts.in_progress, "resolved_today": counts.resolved_today},
+        "mine": mine.iter().filter(|s| !s.conversation.status.is_final()).map(|s| views::row(s, &agents)).collect::<Vec<_>>(),
+        "queue": queue.iter().map(|s| views::row(s, &agents)).collect::<Vec<_>>(),
+    });
+    state.views.render("dashboard", &page(&signed, "dashboard", "Dashboard", data))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(crate) struct ListQuery {
+    status: String,
+    priority: String,
+    category: String,
+    channel: String,
+    assignee: String,
+    q: String,
+}
+
+fn parse_filter<T: std::str::FromStr<Err = switchboard_models::UnknownVariant>>(value: &str) -> Result<Option<T>, ApiError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|e: switchboard_models::UnknownVariant| ApiError::new(StatusCode::BAD_REQUEST, "invalid_filter", e.to_string()))
+}
+
+pub(crate) fn filter_of(query: &ListQuery, me: AgentId) -> Result<ConversationFilter, ApiError> {
+    let assignee = match query.assignee.as_str() {
+        "" => None,
+        "queue" => Some(Assignee::Queue),
+        "me" => Some(Assignee::Agent(me)),
+        other => Some(Assignee::Agent(AgentId::parse(other).map_err(|_| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_filter", format!("assignee `{other}` is not me, queue or an agent id"))
+        })?)),
+    };
+    Ok(ConversationFilter {
+        status: parse_filter(&query.status)?,
+        priority: parse_filter(&query.priority)?,
+        category: parse_filter(&query.category)?,
+        channel: parse_filter(&query.channel)?,
+        assignee,
+        text: Some(query.q.clone()).filter(|q| !q.trim().is_empty()),
+        limit: 200,
+    })
+}
+
+async fn conversations(State(state): State<AppState>, signed: Signed, Query(query): Query<ListQuery>) -> Result<Response, ApiError> {
+    let filter = match filter_of(&query, signed.agent.id) {
+        Ok(filter) => filter,
+        Err(error) => return Ok(error_page(&state, error, "/panel/conversations")),
+    };
+    let store = state.engine.store();
+    let agents = store.list_agents().await?;
+    let rows = store.list_conversations(&filter).await?;
+    let data = json!({
+        "filters": {"status": query.status, "priority": query.priority, "category": query.category, "channel": query.channel, "assignee": query.assignee, "q": query.q},
+        "options": views::all_options(&agents),
+        "rows": rows.iter().map(|s| views::row(s, &agents)).collect::<Vec<_>>(),
+    });
+    Ok(state.views.render("conversations", &page(&signed, "conversations", "Conversations", data))?.into_response())
+}
+
+pub(crate) fn conversation_id(text: &str) -> Result<ConversationId, ApiError> {
+    ConversationId::parse(text).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."))
+}
+
+async fn conversation(State(state): State<AppState>, signed: Signed, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let store = state.engine.store();
+    let Some(c) = store.conversation(conversation_id(&id)?).await? else {
+        return Ok(error_page(&state, ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."), "/panel/conversations"));
+    };
+    let agents = store.list_agents().await?;
+    let contact = store.contact(c.contact_id).await?.ok_or(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such customer."))?;
+    let customer = contact.display_name.clone().unwrap_or(contact.external_id.clone());
+    let messages = store.conversation_messages(c.id, 0, 1000).await?;
+    let others = store.contact_conversations(c.contact_id).await?;
+    let canned = store.canned_responses().await?;
+    let data = json!({
+        "c": {
+            "id": c.id.to_string(),
+            "status": c.status.as_str(),
+            "status_label": views::status_label(c.status),
+            "priority": c.priority.map(|p| p.as_str()),
+            "priority_class": views::priority_class(c.priority),
+            "category": c.category.map(|v| v.as_str()),
+            "channel": c.channel.as_str(),
+            "customer": customer,
+            "handler_label": views::handler_label(c.handler, &agents),
+            "assigned_to_me": c.handler == switchboard_models::Handler::Agent(signed.agent.id),
+            "in_queue": c.handler == switchboard_models::Handler::Queue,
+            "version": c.updated_at.timestamp_millis().to_string(),
+            "closed": c.status.is_final(),
+            "escalation": c.escalation.as_ref().map(|e| json!({"reason": e.reason.describe(), "summary": e.summary, "at": views::time(&e.at)})),
+        },
+        "messages": messages.iter().map(|m| views::message(m, &c, &customer, &agents)).collect::<Vec<_>>(),
+        "others": others.iter().filter(|o| o.conversation.id != c.id).map(|o| json!({
+            "id": o.conversation.id.to_string(),
+            "status_label": views::status_label(o.conversation.status),
+            "updated_at": views::time(&o.last_activity),
+            "last_text": o.last_text.clone().unwrap_or_default(),
+        })).collect::<Vec<_>>(),
+        "canned": canned.iter().map(|c| json!({"title": c.title, "body": c.body})).collect::<Vec<_>>(),
+        "agents": views::all_options(&agents)["agents"],
+        "options": views::all_options(&agents),
+    });
+    let title = format!("{customer} · {}", views::status_label(c.status));
+    Ok(state.views.render("conversation", &page(&signed, "conversations", &title, data))?.into_response())
+}
+
+async fn attachment(State(state): State<AppState>, _signed: Signed, Path((id, key)): Path<(String, String)>) -> Result<Response, ApiError> {
+    let store = state.engine.store();
+    let messages = store.conversation_messages(conversation_id(&id)?, 0, 5000).await?;
+    let found = messages.iter().flat_map(|m| &m.attachments).find(|a| a.key == key);
+    let Some(file) = found else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such file in this conversation."));
+    };
+    let bytes = state.engine.attachment_bytes(file).await?;
+    let disposition = if file.is_image() { "inline" } else { "attachment" };
+    let name: String = file.file_name.chars().filter(|c| c.is_ascii_graphic() && *c != '"' || *c == ' ').collect();
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(&file.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));
+    headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&format!("{disposition}; filename=\"{name}\"")).unwrap_or(HeaderValue::from_static("attachment")));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; sandbox"));
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    csrf: String,
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    priority: String,
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    agent_id: String,
+    #[serde(default)]
+    version: String,
+}
+
+/// What a conversation action does; shared by the panel and the API.
+pub(crate) async fn apply_action(
+    state: &AppState,
+    actor: &Agent,
+    id: ConversationId,
+    action: &str,
+    text: String,
+    value: &str,
+    version: Option<i64>,
+) -> Result<(), ApiError> {
+    let engine = &state.engine;
+    let bad = |what: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", what);
+    let change = match action {
+        "reply" => {
+            engine.agent_reply(id, actor.id, text, Vec::new()).await?;
+            return Ok(());
+        }
+        "note" => {
+            engine.add_note(id, actor.id, text).await?;
+            return Ok(());
+        }
+        "take" => TicketChange::Take,
+        "release" => TicketChange::Release,
+        "handback" => TicketChange::HandBack,
+        "status" => TicketChange::Status(value.parse().map_err(|e: switchboard_models::UnknownVariant| bad(e.to_string()))?),
+        "priority" => TicketChange::Priority(value.parse().map_err(|e: switchboard_models::UnknownVariant| bad(e.to_string()))?),
+        "category" => TicketChange::Category(value.parse().map_err(|e: switchboard_models::UnknownVariant| bad(e.to_string()))?),
+        "assign" => TicketChange::Assign(AgentId::parse(value).map_err(|_| bad(format!("`{value}` is not an agent id")))?),
+        other => return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("No action `{other}`."))),
+    };
+    engine.change_ticket(id, actor.id, change, version).await?;
+    Ok(())
+}
+
+async fn act(State(state): State<AppState>, signed: Signed, Path((id, action)): Path<(String, String)>, Form(form): Form<ActionForm>) -> Result<Response, ApiError> {
+    signed.check_csrf(&form.csrf)?;
+    let id = conversation_id(&id)?;
+    let value = match action.as_str() {
+        "status" => form.status.as_str(),
+        "priority" => form.priority.as_str(),
+        "category" => form.category.as_str(),
+        "assign" => form.agent_id.as_str(),
+        _ => "",
+    };
+    let version = form.version.parse().ok();
+    let back = format!("/panel/conversations/{id}");
+    match apply_action(&state, &signed.agent, id, &action, form.text, value, version).await {
+        Ok(()) => Ok(Redirect::to(&back).into_response()),
+        Err(error) => Ok(error_page(&state, error, &back)),
+    }
+}
+
+async fn canned(State(state): State<AppState>, signed: Signed) -> Result<Html<String>, ApiError> {
+    let canned = state.engine.store().canned_responses().await?;
+    let data = json!({"canned": canned.iter().map(|c| json!({"id": c.id.to_string(), "title": c.title, "body": c.body})).collect::<Vec<_>>()});
+    state.views.render("canned", &page(&signed, "canned", "Canned responses", data))
+}
+
+#[derive(Deserialize)]
+struct CannedForm {
+    csrf: String,
+    title: String,
+    body: String,
+}
+
+async fn create_canned(State(state): State<AppState>, signed: Signed, Form(form): Form<CannedForm>) -> Result<Response, ApiError> {
+    signed.check_csrf(&form.csrf)?;
+    if form.title.trim().is_empty() || form.body.trim().is_empty() {
+        return Ok(error_page(&state, ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "A canned response needs a title and a text."), "/panel/canned"));
+    }
+    let canned = CannedResponse {
+        id: uuid::Uuid::now_v7(),
+        title: form.title.trim().to_string(),
+        body: form.body,
+        created_by: Some(signed.agent.id),
+        created_at: state.engine.now(),
+    };
+    state.engine.store().save_canned_response(&canned).await?;
+    Ok(Redirect::to("/panel/canned").into_response())
+}
+
+async fn delete_canned(State(state): State<AppState>, signed: Signed, Path(id): Path<String>, Form(form): Form<CsrfOnly>) -> Result<Response, ApiError> {
+    signed.check_csrf(&form.csrf)?;
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such canned response."))?;
+    state.engine.store().delete_canned_response(id).await?;
+    Ok(Redirect::to("/panel/canned").into_response())
+}
+
+async fn tokens_page(state: &AppState, signed: &Signed, new_token: Option<String>) -> Result<Html<String>, ApiError> {
+    let tokens = state.engine.store().api_tokens(signed.agent.id).await?;
+    let data = json!({
+        "tokens": tokens.iter().map(|t| json!({"id": t.id.to_string(), "name": t.name, "created_at": views::time(&t.created_at)})).collect::<Vec<_>>(),
+        "new_token": new_token,
+    });
+    state.views.render("tokens", &page(signed, "tokens", "API tokens", data))
+}
+
+async fn tokens(State(state): State<AppState>, signed: Signed) -> Result<Html<String>, ApiError> {
+    tokens_page(&state, &signed, None).await
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    csrf: String,
+    name: String,
+}
+
+async fn create_token(State(state): State<AppState>, signed: Signed, Form(form): Form<TokenForm>) -> Result<Html<String>, ApiError> {
+    signed.check_csrf(&form.csrf)?;
+    let secret = random_token();
+    let token = ApiToken {
+        id: uuid::Uuid::now_v7(),
+        agent: signed.agent.id,
+        name: Some(form.name.trim().to_string()).filter(|n| !n.is_empty()).unwrap_or_else(|| "API token".into()),
+        created_at: state.engine.now(),
+    };
+    state.engine.store().create_api_token(&hash_token(&secret), &token).await?;
+    // Shown once: only its hash is kept.
+    tokens_page(&state, &signed, Some(secret)).await
+}
+
+async fn delete_token(State(state): State<AppState>, signed: Signed, Path(id): Path<String>, Form(form): Form<CsrfOnly>) -> Result<Response, ApiError> {
+    signed.check_csrf(&form.csrf)?;
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such token."))?;
+    state.engine.store().delete_api_token(signed.agent.id, id).await?;
+    Ok(Redirect::to("/panel/account/tokens").into_response())
+}
+
+async fn agents(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin) -> Result<Html<String>, ApiError> {
+    let agents = state.engine.store().list_agents().await?;
+    let data = json!({"agents": agents.iter().map(|a| json!({
+        "id": a.id.to_string(), "name": a.name, "email": a.email, "role": a.role.as_str(),
+        "presence": a.presence.as_str(), "capacity": a.capacity, "active": a.active,
+    })).collect::<Vec<_>>()});
+    state.views.render("agents", &page(&signed, "agents", "Agents", data))
+}
+
+#[derive(Deserialize)]
+struct NewAgentForm {
+    csrf: String,
+    name: String,
+    email: String,
+    password: String,
+    role: String,
+    capacity: u32,
+}
+
+async fn create_agent(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Form(form): Form<NewAgentForm>) -> Result<Response, ApiError> {
+    signed.check_csrf(&form.csrf)?;
+    let role: Role = match form.role.parse() {
+        Ok(role) => role,
+        Err(error) => return Ok(error_page(&state, ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("{error}")), "/panel/admin/agents")),
+    };
+    let created =
+        crate::accounts::create_account(state.engine.store().as_ref(), &form.email, &form.name, role, &form.password, Some(signed.agent.id))
+            .await;
+    match created {
+        Ok(mut agent) => {
+            agent.capacity = form.capacity;
+            state.engine.store().save_agent(&agent).await?;
+            Ok(Redirect::to("/panel/admin/agents").into_response())
+        }
+        Err(reason) => Ok(error_page(&state, ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", reason.to_string()), "/panel/admin/agents")),
+    }
+}
+
+#[derive(Deserialize)]
+struct UpdateAgentForm {
+    csrf: String,
+    capacity: u32,
+    active: String,
+}
+
+async fn update_agent(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Path(id): Path<String>, Form(form): Form<UpdateAgentForm>) -> Result<Response, ApiError> {
+    signed.check_csrf(&form.csrf)?;
+    let store = state.engine.store();
+    let id = AgentId::parse(&id).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such agent."))?;
+    let Some(mut agent) = store.agent(id).await? else {
+        return Ok(error_page(&state, ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such agent."), "/panel/admin/agents"));
+    };
+    let before = format!("capacity {}, active {}", agent.capacity, agent.active);
+    let deactivating = agent.active && form.active != "true";
+    if deactivating && agent.id == signed.agent.id {
+        return Ok(error_page(&state, ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "You cannot deactivate your own account."), "/panel/admin/agents"));
+    }
+    if deactivating {
+        // Their conversations go back to the queue first, while the account can still act.
+        state.engine.set_presence(agent.id, Presence::Offline).await?;
+        agent.presence = Presence::Offline;
+    }
+    agent.capacity = form.capacity;
+    agent.active = form.active == "true";
+    store.save_agent(&agent).await?;
+    store
+        .record_audit(&switchboard_models::AuditEntry {
+            at: state.engine.now(),
+            actor: Some(signed.agent.id),
+            action: switchboard_models::AuditAction::UpdateAccount,
+            conversation: None,
+            subject_agent: Some(agent.id),
+            before: Some(before),
+            after: Some(format!("capacity {}, active {}", agent.capacity, agent.active)),
+        })
+        .await?;
+    state.engine.assign_waiting().await?;
+    Ok(Redirect::to("/panel/admin/agents").into_response())
+}
+
+async fn audit(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin) -> Result<Html<String>, ApiError> {
+    let store = state.engine.store();
+    let agents = store.list_agents().await?;
+    let name = |id: Option<AgentId>| id.map(|id| agents.iter().find(|a| a.id == id).map(|a| a.name.clone()).unwrap_or_else(|| id.to_string()));
+    let entries = store.audit_entries(500).await?;
+    let data = json!({"entries": entries.iter().map(|e| json!({
+        "at": views::time(&e.at),
+        "actor": name(e.actor).unwrap_or_else(|| "Switchboard".into()),
+        "action": e.action.as_str(),
+        "conversation": e.conversation.map(|c| c.to_string()),
+        "subject": name(e.subject_agent),
+        "before": e.before, "after": e.after,
+    })).collect::<Vec<_>>()});
+    state.views.render("audit", &page(&signed, "audit", "Audit log", data))
+}
+
+async fn hours(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin) -> Result<Html<String>, ApiError> {
+    let store = state.engine.store();
+    let now = state.engine.now();
+    let since = now - chrono::Duration::days(14);
+    let agents = store.list_agents().await?;
+    let report = crate::reports::online_hours(&store.presence_changes(since).await?, &agents, now);
+    let rows: Vec<Value> = report
+        .iter()
+        .map(|(agent, day, minutes)| json!({"agent": agent, "day": day.to_string(), "online": format!("{}h {:02}m", minutes / 60, minutes % 60)}))
+        .collect();
+    state.views.render("hours", &page(&signed, "hours", "Working hours", json!({"rows": rows})))
+}
+
+/// Live updates for open panel pages: which conversation changed.
+async fn events(State(state): State<AppState>, _signed: Signed) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
+    let receiver = state.engine.bus().subscribe();
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        loop {
+            let (kind, id) = match receiver.recv().await {
+                Ok(DomainEvent::MessageStored(m)) => ("message", m.conversation_id),
+                Ok(DomainEvent::ConversationChanged(c)) => ("conversation", c.id),
+                Ok(DomainEvent::Assigned { conversation, .. }) => ("conversation", conversation.id),
+                // Fell behind: tell the page to reload everything.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => ("reload", ConversationId(uuid::Uuid::nil())),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            };
+            let data = json!({"kind": kind, "conversation_id": id.to_string()}).to_string();
+            return Some((Ok(Event::default().data(data)), receiver));
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}

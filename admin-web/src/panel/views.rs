@@ -1,0 +1,154 @@
+//! Templates (handlebars, strict, auto-escaped) and the data shapes they are rendered with.
+
+use crate::error::ApiError;
+use axum::http::StatusCode;
+use axum::response::Html;
+use handlebars::Handlebars;
+use serde_json::{Value, json};
+use switchboard_core::ConversationSummary;
+use switchboard_models::{Agent, Category, Channel, Conversation, Handler, Message, Priority, Status};
+
+pub struct Views {
+    registry: Handlebars<'static>,
+}
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("layout_header", include_str!("../../templates/layout_header.hbs")),
+    ("layout_footer", include_str!("../../templates/layout_footer.hbs")),
+    ("login", include_str!("../../templates/login.hbs")),
+    ("dashboard", include_str!("../../templates/dashboard.hbs")),
+    ("conversations", include_str!("../../templates/conversations.hbs")),
+    ("conversation", include_str!("../../templates/conversation.hbs")),
+    ("canned", include_str!("../../templates/canned.hbs")),
+    ("agents", include_str!("../../templates/agents.hbs")),
+    ("audit", include_str!("../../templates/audit.hbs")),
+    ("hours", include_str!("../../templates/hours.hbs")),
+    ("tokens", include_str!("../../templates/tokens.hbs")),
+    ("error", include_str!("../../templates/error.hbs")),
+];
+
+impl Views {
+    pub fn new() -> Self {
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(true);
+        for (name, source) in TEMPLATES {
+            registry.register_template_string(name, *source).expect("templates are valid");
+        }
+        Self { registry }
+    }
+
+    pub fn render(&self, name: &str, data: &Value) -> Result<Html<String>, ApiError> {
+        self.registry.render(name, data).map(Html).map_err(|error| {
+            tracing::error!(%error, template = name, "template failed");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "template", "The page could not be drawn; this is a bug.")
+        })
+    }
+}
+
+impl Default for Views {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn time(at: &chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M").to_string()
+}
+
+pub fn status_label(status: Status) -> &'static str {
+    match status {
+        Status::Open => "Open",
+        Status::Assigned => "Assigned",
+        Status::InProgress => "In progress",
+        Status::WaitingOnCustomer => "Waiting on customer",
+        Status::Resolved => "Resolved",
+        Status::Closed => "Closed",
+        Status::Rejected => "Rejected",
+    }
+}
+
+pub fn priority_class(priority: Option<Priority>) -> String {
+    format!("prio-{}", priority.map(|p| p.as_str()).unwrap_or("none"))
+}
+
+pub fn handler_label(handler: Handler, agents: &[Agent]) -> String {
+    match handler {
+        Handler::Bot => "Bot".into(),
+        Handler::Queue => "Queue".into(),
+        Handler::Agent(id) => agents.iter().find(|a| a.id == id).map(|a| a.name.clone()).unwrap_or_else(|| "Agent".into()),
+    }
+}
+
+fn short(text: Option<&str>) -> String {
+    let text = text.unwrap_or_default().replace('\n', " ");
+    if text.chars().count() > 90 { format!("{}…", text.chars().take(89).collect::<String>()) } else { text }
+}
+
+pub fn row(summary: &ConversationSummary, agents: &[Agent]) -> Value {
+    let c = &summary.conversation;
+    json!({
+        "id": c.id.to_string(),
+        "priority": c.priority.map(|p| p.as_str()),
+        "priority_class": priority_class(c.priority),
+        "status": c.status.as_str(),
+        "status_label": status_label(c.status),
+        "channel": c.channel.as_str(),
+        "category": c.category.map(|v| v.as_str()),
+        "customer": summary.customer,
+        "handler_label": handler_label(c.handler, agents),
+        "last_text": short(summary.last_text.as_deref()),
+        "updated_at": time(&summary.last_activity),
+    })
+}
+
+pub fn options<T: Copy + Into<&'static str>>(all: &[T], label: impl Fn(T) -> String) -> Value {
+    Value::Array(all.iter().map(|v| json!({"value": (*v).into(), "label": label(*v)})).collect())
+}
+
+pub fn title_case(text: &str) -> String {
+    let spaced = text.replace('_', " ");
+    let mut chars = spaced.chars();
+    chars.next().map(|c| c.to_uppercase().collect::<String>() + chars.as_str()).unwrap_or_default()
+}
+
+pub fn all_options(agents: &[Agent]) -> Value {
+    json!({
+        "statuses": options(Status::ALL, |s| status_label(s).into()),
+        "priorities": options(Priority::ALL, |p| title_case(p.as_str())),
+        "categories": options(Category::ALL, |c| title_case(c.as_str())),
+        "channels": options(Channel::ALL, |c| title_case(c.as_str())),
+        "agents": agents.iter().filter(|a| a.active).map(|a| json!({"value": a.id.to_string(), "label": a.name})).collect::<Vec<_>>(),
+    })
+}
+
+pub fn message(message: &Message, conversation: &Conversation, customer: &str, agents: &[Agent]) -> Value {
+    let sender_label = match message.sender {
+        switchboard_models::Sender::Customer => customer.to_string(),
+        switchboard_models::Sender::Bot => "Bot".into(),
+        switchboard_models::Sender::System => "System".into(),
+        switchboard_models::Sender::Agent => message
+            .agent_id
+            .and_then(|id| agents.iter().find(|a| a.id == id))
+            .map(|a| a.name.clone())
+            .unwrap_or_else(|| "Agent".into()),
+    };
+    json!({
+        "seq": message.seq,
+        "sender": message.sender.as_str(),
+        "sender_label": sender_label,
+        "text": message.text,
+        "at": time(&message.created_at),
+        "internal": message.internal,
+        "classification": message.classification.as_ref().map(|c| json!({
+            "intent": c.intent.as_str(),
+            "confidence": format!("{:.2}", c.confidence),
+            "sentiment": format!("{:.2}", c.sentiment),
+            "urgency": format!("{:?}", c.urgency).to_lowercase(),
+        })),
+        "attachments": message.attachments.iter().map(|a| json!({
+            "name": a.file_name,
+            "url": format!("/panel/conversations/{}/attachments/{}", conversation.id, a.key),
+            "is_image": a.is_image(),
+        })).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,100 @@
+//! A signed-in panel user over plain HTTP: keeps the session cookie and the page's CSRF token.
+
+use reqwest::redirect::Policy;
+use reqwest::{Client, StatusCode};
+
+pub struct PanelClient {
+    http: Client,
+    base: String,
+    cookie: Option<String>,
+    pub csrf: String,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub body: String,
+}
+
+fn cookie_from(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .find(|pair| pair.starts_with(&format!("{name}=")))
+        .map(String::from)
+}
+
+/// The value of the first hidden `csrf` input on a page.
+pub fn csrf_of(html: &str) -> Option<String> {
+    let at = html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    Some(html[at..].split('"').next()?.to_string())
+}
+
+impl PanelClient {
+    pub fn anonymous(base: &str) -> Self {
+        Self { http: Client::builder().redirect(Policy::none()).build().unwrap(), base: base.into(), cookie: None, csrf: String::new() }
+    }
+
+    /// Signs in through the login form; panics with the page on failure.
+    pub async fn sign_in(base: &str, email: &str, password: &str) -> Self {
+        let mut client = Self::anonymous(base);
+        let reply = client.try_sign_in(email, password).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "sign-in failed: {}", reply.body);
+        let dashboard = client.get("/panel/").await;
+        client.csrf = csrf_of(&dashboard.body).expect("a CSRF token on the dashboard");
+        client
+    }
+
+    pub async fn try_sign_in(&mut self, email: &str, password: &str) -> Reply {
+        let page = self.http.get(format!("{}/panel/login", self.base)).send().await.unwrap();
+        let login_cookie = cookie_from(&page, "sb_login_csrf").expect("login CSRF cookie");
+        let csrf = csrf_of(&page.text().await.unwrap()).expect("login CSRF field");
+        let response = self
+            .http
+            .post(format!("{}/panel/login", self.base))
+            .header("cookie", login_cookie)
+            .form(&[("email", email), ("password", password), ("csrf", &csrf)])
+            .send()
+            .await
+            .unwrap();
+        if let Some(session) = cookie_from(&response, "sb_session") {
+            self.cookie = Some(session);
+        }
+        Self::reply(response).await
+    }
+
+    async fn reply(response: reqwest::Response) -> Reply {
+        Reply {
+            status: response.status(),
+            location: response.headers().get("location").and_then(|v| v.to_str().ok()).map(String::from),
+            body: response.text().await.unwrap_or_default(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        Self::reply(request.send().await.unwrap()).await
+    }
+
+    /// Posts a form with this session's CSRF token added.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        form.push(("csrf", &self.csrf));
+        self.post_raw(path, &form).await
+    }
+
+    /// Posts exactly these fields (no CSRF token added).
+    pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let mut request = self.http.post(format!("{}{path}", self.base)).form(fields);
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        Self::reply(request.send().await.unwrap()).await
+    }
+}

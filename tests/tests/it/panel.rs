@@ -1,0 +1,231 @@
+//! The agents' panel and JSON API over HTTP: who may open what, CSRF, sign-in limits, the
+//! conversation actions with their guards, escaping, and API tokens.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use switchboard_admin_web::accounts::create_account;
+use switchboard_models::{Channel, ConversationId, Handler, Inbound, Role, Status, Thread};
+use switchboard_tests::TestServer;
+use switchboard_tests::panel::{PanelClient, csrf_of};
+
+const PASSWORD: &str = "a long enough password";
+
+struct Team {
+    admin: PanelClient,
+    ann: PanelClient,
+    bo: PanelClient,
+    ann_id: switchboard_models::AgentId,
+}
+
+async fn team(server: &TestServer) -> Team {
+    let store = server.engine().store();
+    create_account(store.as_ref(), "root@example.com", "Root", Role::Admin, PASSWORD, None).await.unwrap();
+    let ann = create_account(store.as_ref(), "ann@example.com", "Ann", Role::Agent, PASSWORD, None).await.unwrap();
+    create_account(store.as_ref(), "bo@example.com", "Bo", Role::Agent, PASSWORD, None).await.unwrap();
+    let base = server.url("");
+    Team {
+        admin: PanelClient::sign_in(&base, "root@example.com", PASSWORD).await,
+        ann: PanelClient::sign_in(&base, "ann@example.com", PASSWORD).await,
+        bo: PanelClient::sign_in(&base, "bo@example.com", PASSWORD).await,
+        ann_id: ann.id,
+    }
+}
+
+/// A web-chat customer called `name` asks for a person; the conversation waits in the queue.
+async fn escalated(server: &TestServer, visitor: &str, name: &str, text: &str) -> ConversationId {
+    let inbound = Inbound {
+        channel: Channel::WebChat,
+        external_id: format!("{visitor}:1"),
+        sender_external_id: visitor.into(),
+        sender_name: Some(name.into()),
+        text: text.into(),
+        attachments: Vec::new(),
+        original: None,
+        thread: Thread::Current,
+        received_at: chrono::Utc::now(),
+    };
+    server.engine().handle(inbound).await.unwrap().conversation.id
+}
+
+#[tokio::test]
+async fn every_route_checks_who_is_asking() {
+    let server = TestServer::start().await;
+    let team = team(&server).await;
+    let id = escalated(&server, "v1", "Cal", "I want to talk to a person").await;
+    let anonymous = PanelClient::anonymous(&server.url(""));
+    let pages = [
+        "/panel/".to_string(),
+        "/panel/conversations".into(),
+        format!("/panel/conversations/{id}"),
+        "/panel/canned".into(),
+        "/panel/account/tokens".into(),
+    ];
+    let admin_pages = ["/panel/admin/agents", "/panel/admin/audit", "/panel/admin/hours"];
+    for path in pages.iter().map(String::as_str).chain(admin_pages) {
+        let reply = anonymous.get(path).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "anonymous {path}");
+        assert_eq!(reply.location.as_deref(), Some("/panel/login"), "anonymous {path}");
+        assert_eq!(team.admin.get(path).await.status, StatusCode::OK, "admin {path}");
+        let expected = if admin_pages.contains(&path) { StatusCode::FORBIDDEN } else { StatusCode::OK };
+        assert_eq!(team.ann.get(path).await.status, expected, "agent {path}");
+    }
+    let posts = [
+        format!("/panel/conversations/{id}/note"),
+        "/panel/presence".into(),
+        "/panel/canned".into(),
+        "/panel/account/tokens".into(),
+        "/panel/admin/agents".into(),
+        "/panel/logout".into(),
+    ];
+    for path in &posts {
+        let reply = anonymous.post_raw(path, &[("csrf", "x"), ("text", "hi")]).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "anonymous POST {path}");
+        assert_eq!(reply.location.as_deref(), Some("/panel/login"));
+    }
+    let forbidden = team.ann.post("/panel/admin/agents", &[("name", "X"), ("email", "x@example.com"), ("password", PASSWORD), ("role", "admin"), ("capacity", "3")]).await;
+    assert_eq!(forbidden.status, StatusCode::FORBIDDEN, "agents cannot create accounts");
+    assert!(server.engine().store().agent_by_email("x@example.com").await.unwrap().is_none());
+    for path in ["/api/me", "/api/conversations", &format!("/api/conversations/{id}")] {
+        let reply = reqwest::get(server.url(path)).await.unwrap();
+        assert_eq!(reply.status(), StatusCode::UNAUTHORIZED, "API {path} without a token");
+    }
+    assert_eq!(anonymous.get("/panel/events").await.status, StatusCode::SEE_OTHER, "live updates need a session");
+}
+
+#[tokio::test]
+async fn forms_need_the_session_csrf_token_and_sign_in_is_limited() {
+    let server = TestServer::start().await;
+    let team = team(&server).await;
+    let id = escalated(&server, "v2", "Dee", "I want to talk to a person").await;
+    let forged = team.ann.post_raw(&format!("/panel/conversations/{id}/take"), &[("csrf", "forged")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(forged.body.contains("Reload the page"), "{}", forged.body);
+    let stale = team.ann.post_raw(&format!("/panel/conversations/{id}/take"), &[("csrf", &team.bo.csrf)]).await;
+    assert_eq!(stale.status, StatusCode::FORBIDDEN, "another session's token is refused");
+    let conversation = server.engine().store().conversation(id).await.unwrap().unwrap();
+    assert_eq!(conversation.handler, Handler::Queue, "nothing happened");
+
+    let mut stranger = PanelClient::anonymous(&server.url(""));
+    let wrong = stranger.try_sign_in("ann@example.com", "not the password").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("Wrong email or password"));
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(stranger.try_sign_in("ann@example.com", "guess").await.status);
+    }
+    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    let late = stranger.try_sign_in("ann@example.com", PASSWORD).await;
+    assert_eq!(late.status, StatusCode::TOO_MANY_REQUESTS, "even the right password waits out the limit");
+}
+
+#[tokio::test]
+async fn agents_work_conversations_with_guards_against_each_other() {
+    let server = TestServer::start().await;
+    let team = team(&server).await;
+    let id = escalated(&server, "v3", "<script>alert('name')</script>", "<script>alert(1)</script> I need a human").await;
+    let path = format!("/panel/conversations/{id}");
+
+    let page = team.ann.get(&path).await;
+    assert!(page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "customer text is escaped");
+    assert!(!page.body.contains("<script>alert"), "no customer markup reaches the page");
+    assert!(page.body.contains("The customer asked for a person."), "the escalation reason is shown");
+
+    assert_eq!(team.ann.post(&format!("{path}/take"), &[]).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(team.ann.post(&format!("{path}/reply"), &[("text", "Hi, I'm Ann.")]).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(team.ann.post(&format!("{path}/note"), &[("text", "VIP customer")]).await.status, StatusCode::SEE_OTHER);
+    let store = server.engine().store();
+    let conversation = store.conversation(id).await.unwrap().unwrap();
+    assert_eq!(conversation.handler, Handler::Agent(team.ann_id));
+    let customer_view = store.contact_messages(conversation.contact_id, 0, 50).await.unwrap();
+    assert!(customer_view.iter().any(|m| m.text == "Hi, I'm Ann."), "the reply goes to the customer");
+    assert!(customer_view.iter().all(|m| m.text != "VIP customer"), "the note does not");
+
+    let taken = team.bo.post(&format!("{path}/reply"), &[("text", "Bo here")]).await;
+    assert_eq!(taken.status, StatusCode::FORBIDDEN);
+    assert!(taken.body.contains("assigned to Ann"), "{}", taken.body);
+
+    // Two agents with the same page open: the second change is refused, not silently lost.
+    let version = conversation.updated_at.timestamp_millis().to_string();
+    let first = team.ann.post(&format!("{path}/priority"), &[("priority", "urgent"), ("version", &version)]).await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER);
+    let second = team.admin.post(&format!("{path}/priority"), &[("priority", "low"), ("version", &version)]).await;
+    assert_eq!(second.status, StatusCode::CONFLICT);
+    assert!(second.body.contains("reload"), "{}", second.body);
+    assert_eq!(store.conversation(id).await.unwrap().unwrap().priority, Some(switchboard_models::Priority::Urgent));
+
+    let bad = team.ann.post(&format!("{path}/status"), &[("status", "pending")]).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("expected one of"), "{}", bad.body);
+    assert_eq!(team.ann.post(&format!("{path}/status"), &[("status", "closed")]).await.status, StatusCode::SEE_OTHER);
+    let closed = team.ann.post(&format!("{path}/reply"), &[("text", "one more thing")]).await;
+    assert_eq!(closed.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(closed.body.contains("closed"), "{}", closed.body);
+
+    let unknown = team.ann.get(&format!("/panel/conversations/{}", ConversationId::new())).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(team.ann.get("/panel/conversations/not-an-id").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(team.ann.get("/panel/conversations?status=bogus").await.status, StatusCode::BAD_REQUEST);
+
+    let audit = team.admin.get("/panel/admin/audit").await.body;
+    for action in ["take", "reply", "note", "priority", "status"] {
+        let shown = if action == "take" { "assign" } else { action };
+        assert!(audit.contains(shown), "audit shows {shown}");
+    }
+    let status = store.conversation(id).await.unwrap().unwrap().status;
+    assert_eq!(status, Status::Closed);
+}
+
+#[tokio::test]
+async fn lists_filter_and_the_dashboard_counts() {
+    let server = TestServer::start().await;
+    let team = team(&server).await;
+    escalated(&server, "v4", "Eli", "I want to talk to a person").await;
+    escalated(&server, "v5", "Fay", "my account was hacked").await;
+    let dashboard = team.ann.get("/panel/").await.body;
+    assert!(dashboard.contains("data-test=\"count-new\""));
+    let count = |html: &str, key: &str| -> String {
+        let at = html.find(&format!("data-test=\"count-{key}\"")).unwrap();
+        let rest = &html[at..];
+        let start = rest.find('>').unwrap() + 1;
+        rest[start..].split('<').next().unwrap().trim().to_string()
+    };
+    assert_eq!(count(&dashboard, "new"), "2");
+    assert_eq!(count(&dashboard, "urgent"), "1");
+    let urgent = team.ann.get("/panel/conversations?priority=urgent").await.body;
+    assert!(urgent.contains("Fay") && !urgent.contains("Eli"), "filtered by priority");
+    assert!(urgent.contains("prio-urgent"));
+    let searched = team.ann.get("/panel/conversations?q=hacked").await.body;
+    assert!(searched.contains("Fay") && !searched.contains("Eli"), "text search");
+}
+
+#[tokio::test]
+async fn the_json_api_works_with_a_personal_token() {
+    let server = TestServer::start().await;
+    let team = team(&server).await;
+    let id = escalated(&server, "v6", "Gil", "I want to talk to a person").await;
+    let created = team.ann.post("/panel/account/tokens", &[("name", "CRM")]).await;
+    assert_eq!(created.status, StatusCode::OK);
+    let html = &created.body;
+    let at = html.find("data-test=\"new-token\"").expect("the token is shown once");
+    let token: String = html[at..].split(|c: char| !c.is_ascii_hexdigit()).find(|w| w.len() == 64).expect("token").to_string();
+    assert_eq!(csrf_of(html).is_some(), true);
+
+    let http = reqwest::Client::new();
+    let auth = format!("Bearer {token}");
+    let me: Value = http.get(server.url("/api/me")).header("authorization", &auth).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["email"], "ann@example.com");
+    let list: Value = http.get(server.url("/api/conversations?assignee=queue")).header("authorization", &auth).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["conversations"][0]["id"], id.to_string());
+    let act = |body: Value| http.post(server.url(&format!("/api/conversations/{id}/actions"))).header("authorization", &auth).json(&body).send();
+    assert_eq!(act(json!({"action": "take"})).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(act(json!({"action": "reply", "text": "From the CRM"})).await.unwrap().status(), StatusCode::OK);
+    let garbage = act(json!({"action": "status", "value": "sideways"})).await.unwrap();
+    assert_eq!(garbage.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let unknown_field = act(json!({"action": "take", "force": true})).await.unwrap();
+    assert_eq!(unknown_field.status(), StatusCode::BAD_REQUEST);
+    let detail: Value = http.get(server.url(&format!("/api/conversations/{id}"))).header("authorization", &auth).send().await.unwrap().json().await.unwrap();
+    assert!(detail["messages"].as_array().unwrap().iter().any(|m| m["text"] == "From the CRM"));
+    let forged = http.get(server.url("/api/me")).header("authorization", "Bearer 00ff").send().await.unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    let _ = team.admin;
+}
