@@ -98,3 +98,51 @@ impl PanelClient {
         Self::reply(request.send().await.unwrap()).await
     }
 }
+
+/// A server-sent events stream of a signed-in page.
+pub struct EventStream {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl EventStream {
+    /// The next `data:` line.
+    pub async fn next_event(&mut self) -> anyhow::Result<String> {
+        use futures::StreamExt;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let event: String = self.buffer.drain(..end + 2).collect();
+                if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) {
+                    return Ok(data.trim().to_string());
+                }
+                continue;
+            }
+            let chunk = self.body.next().await.ok_or_else(|| anyhow::anyhow!("event stream closed"))??;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Reads and drops whatever arrives within `window`.
+    pub async fn drain_for(&mut self, window: std::time::Duration) {
+        let _ = tokio::time::timeout(window, async {
+            loop {
+                if self.next_event().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+impl PanelClient {
+    pub async fn event_stream(&self, path: &str) -> EventStream {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        let response = request.send().await.expect("event stream");
+        assert_eq!(response.status(), StatusCode::OK, "event stream refused");
+        EventStream { body: Box::pin(response.bytes_stream()), buffer: String::new() }
+    }
+}

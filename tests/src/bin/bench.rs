@@ -5,6 +5,7 @@
 //!   bench latency    [--rate 1000] [--connections 200] [--seconds 10]
 //!   bench idle       [--connections 19000]
 //!   bench startup    [--runs 5]
+//!   bench panel      [--conversations 100000] [--messages-each 10] [--requests 200]
 //!
 //! Results go to stdout as one line per measurement; BENCHMARKS.md records them.
 
@@ -34,7 +35,11 @@ struct Server {
 
 impl Server {
     fn start() -> anyhow::Result<(Self, Duration)> {
-        let dir = tempfile::tempdir()?;
+        Self::start_in(tempfile::tempdir()?)
+    }
+
+    /// Runs in `dir` (its `switchboard.db` is the database).
+    fn start_in(dir: tempfile::TempDir) -> anyhow::Result<(Self, Duration)> {
         let started = Instant::now();
         let mut child = Command::new(binary()?)
             .arg("serve")
@@ -137,6 +142,10 @@ async fn main() -> anyhow::Result<()> {
         }
         "idle" => idle(arg(&args, "--connections", 19_000) as usize).await,
         "startup" => startup(arg(&args, "--runs", 5) as usize),
+        "panel" => {
+            panel(arg(&args, "--conversations", 100_000), arg(&args, "--messages-each", 10), arg(&args, "--requests", 200) as usize)
+                .await
+        }
         _ => {
             eprintln!("usage: bench throughput|latency|idle|startup [options]; see the source header");
             Ok(())
@@ -287,6 +296,122 @@ fn startup(runs: usize) -> anyhow::Result<()> {
         "startup: median {:.0} ms, max {:.0} ms over {runs} runs (fresh SQLite file, migrations included)",
         times[runs / 2].as_secs_f64() * 1000.0,
         times.last().expect("runs > 0").as_secs_f64() * 1000.0
+    );
+    Ok(())
+}
+
+/// Fills a fresh database with `conversations` conversations of `each` messages, straight in SQL.
+async fn seed(dir: &std::path::Path, conversations: u64, each: u64) -> anyhow::Result<()> {
+    use switchboard_core::ports::Store;
+    let url = format!("sqlite://{}", dir.join("switchboard.db").display());
+    let store = switchboard_store::SqliteStore::open(&url).await?;
+    store.migrate().await?;
+    switchboard_admin_web::accounts::create_account(&store, "bench@example.com", "Bench", switchboard_models::Role::Admin, "bench-password-123", None)
+        .await?;
+    let admin = store.agent_by_email("bench@example.com").await?.expect("admin").id.to_string();
+    drop(store);
+    let pool = sqlx::SqlitePool::connect(&url).await?;
+    let statuses = ["open", "assigned", "in_progress", "waiting_on_customer", "resolved", "closed"];
+    let priorities = ["urgent", "high", "medium", "low"];
+    let now = chrono::Utc::now().timestamp_millis();
+    const ROWS: u64 = 500;
+    let mut tx = pool.begin().await?;
+    for start in (0..conversations).step_by(ROWS as usize) {
+        let end = (start + ROWS).min(conversations);
+        let mut contacts = Vec::new();
+        let mut convs = Vec::new();
+        let mut messages = Vec::new();
+        for n in start..end {
+            let contact = uuid::Uuid::now_v7().to_string();
+            let conversation = uuid::Uuid::now_v7().to_string();
+            let at = now - (conversations - n) as i64 * 1000;
+            let status = statuses[(n % 6) as usize];
+            let (handler, agent) = match status {
+                "open" => ("'queue'", "NULL".to_string()),
+                "assigned" | "in_progress" | "waiting_on_customer" => ("'agent'", format!("'{admin}'")),
+                _ => ("'bot'", "NULL".to_string()),
+            };
+            contacts.push(format!("('{contact}', 'webchat', 'visitor-{n}', 'Customer {n}', {at})"));
+            convs.push(format!(
+                "('{conversation}', '{contact}', 'webchat', {handler}, {agent}, '{status}', 'billing', '{}', {at}, {at}, {at})",
+                priorities[(n % 4) as usize]
+            ));
+            for m in 0..each {
+                let sender = if m % 2 == 0 { "customer" } else { "bot" };
+                messages.push(format!(
+                    "('{}', '{conversation}', '{contact}', 'webchat', '{sender}', 'message {m} of conversation {n} about my invoice', {})",
+                    uuid::Uuid::now_v7(),
+                    at + m as i64
+                ));
+            }
+        }
+        let insert = |table: &str, columns: &str, rows: &[String]| format!("INSERT INTO {table} ({columns}) VALUES {}", rows.join(","));
+        sqlx::query(sqlx::AssertSqlSafe(insert("contacts", "id, channel, external_id, display_name, created_at", &contacts))).execute(&mut *tx).await?;
+        sqlx::query(sqlx::AssertSqlSafe(insert(
+            "conversations",
+            "id, contact_id, channel, handler, agent_id, status, category, priority, escalated_at, created_at, updated_at",
+            &convs,
+        )))
+        .execute(&mut *tx)
+        .await?;
+        for chunk in messages.chunks(1000) {
+            sqlx::query(sqlx::AssertSqlSafe(insert("messages", "id, conversation_id, contact_id, channel, sender, body, created_at", chunk)))
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await?;
+    Ok(())
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> f64 {
+    samples.sort();
+    let index = ((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1));
+    samples.get(index).copied().unwrap_or_default().as_secs_f64() * 1000.0
+}
+
+/// Panel pages on a large store, and how fast a new message reaches an open page's live stream.
+async fn panel(conversations: u64, each: u64, requests: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let seeding = Instant::now();
+    seed(dir.path(), conversations, each).await?;
+    println!("panel: seeded {conversations} conversations and {} messages in {:.1} s", conversations * each, seeding.elapsed().as_secs_f64());
+    let (server, _) = Server::start_in(dir)?;
+    let base = format!("http://{}", server.addr);
+    let client = switchboard_tests::panel::PanelClient::sign_in(&base, "bench@example.com", "bench-password-123").await;
+    for (name, path) in [("dashboard", "/panel/"), ("conversation list", "/panel/conversations"), ("urgent filter", "/panel/conversations?priority=urgent&status=open")] {
+        let mut samples = Vec::with_capacity(requests);
+        for _ in 0..requests {
+            let started = Instant::now();
+            let reply = client.get(path).await;
+            samples.push(started.elapsed());
+            anyhow::ensure!(reply.status == 200, "{path} answered {}", reply.status);
+        }
+        println!("panel: {name} ({path}) over {requests} requests: p50 {:.1} ms, p99 {:.1} ms", percentile(&mut samples, 0.5), percentile(&mut samples, 0.99));
+    }
+    let mut samples = Vec::new();
+    let mut events = client.event_stream("/panel/events").await;
+    let keys = VisitorKeys::new(SECRET.as_bytes().to_vec());
+    let http = reqwest::Client::new();
+    for n in 0..50 {
+        let (_, token) = keys.issue();
+        let started = Instant::now();
+        let sent = http
+            .post(format!("{base}/webchat/messages"))
+            .header("authorization", format!("Bearer {token}"))
+            .json(&json!({"client_id": format!("live{n}"), "text": "I want to talk to a person"}))
+            .send();
+        let (sent, first) = tokio::join!(sent, events.next_event());
+        anyhow::ensure!(sent?.status().is_success(), "message not accepted");
+        first?;
+        samples.push(started.elapsed());
+        events.drain_for(Duration::from_millis(50)).await;
+    }
+    println!(
+        "panel: customer message -> event on an open panel page over 50 messages: p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&mut samples, 0.5),
+        percentile(&mut samples, 0.99)
     );
     Ok(())
 }
