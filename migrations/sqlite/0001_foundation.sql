@@ -62,6 +62,8 @@ CREATE INDEX conversations_by_contact ON conversations (contact_id, created_at);
 CREATE INDEX conversations_by_agent ON conversations (agent_id, status) WHERE agent_id IS NOT NULL;
 -- The panel: lists newest first, counts by status and priority.
 CREATE INDEX conversations_by_update ON conversations (updated_at);
+CREATE INDEX conversations_by_agent_update ON conversations (agent_id, updated_at) WHERE agent_id IS NOT NULL;
+CREATE INDEX conversations_queue_by_update ON conversations (updated_at) WHERE handler = 'queue';
 CREATE INDEX conversations_by_status ON conversations (status, updated_at);
 CREATE INDEX conversations_by_priority ON conversations (priority, status);
 CREATE INDEX conversations_queue ON conversations (escalated_at, id) WHERE handler = 'queue';

@@ -186,6 +186,7 @@ async fn dashboard(State(state): State<AppState>, signed: Signed) -> Result<Html
     let mine = store
         .list_conversations(&ConversationFilter { assignee: Some(Assignee::Agent(signed.agent.id)), limit: 50, ..Default::default() })
         .await?;
+    // Newest first, so finished ones among the 50 just drop out of "mine".
     let queue = store.list_conversations(&ConversationFilter { assignee: Some(Assignee::Queue), limit: 50, ..Default::default() }).await?;
     let data = json!({
         "counts": {"urgent": counts.urgent, "new": counts.new, "waiting": counts.waiting, "in_progress": counts.in_progress, "resolved_today": counts.resolved_today},
@@ -574,15 +575,18 @@ async fn events(State(state): State<AppState>, _signed: Signed) -> Sse<impl futu
     let receiver = state.engine.bus().subscribe();
     let stream = futures::stream::unfold(receiver, |mut receiver| async move {
         loop {
-            let (kind, id) = match receiver.recv().await {
-                Ok(DomainEvent::MessageStored(m)) => ("message", m.conversation_id),
-                Ok(DomainEvent::ConversationChanged(c)) => ("conversation", c.id),
-                Ok(DomainEvent::Assigned { conversation, .. }) => ("conversation", conversation.id),
+            let (kind, id, at) = match receiver.recv().await {
+                Ok(DomainEvent::MessageStored(m)) => ("message", m.conversation_id, m.created_at),
+                Ok(DomainEvent::ConversationChanged(c)) => ("conversation", c.id, c.updated_at),
+                Ok(DomainEvent::Assigned { conversation, .. }) => ("conversation", conversation.id, conversation.updated_at),
                 // Fell behind: tell the page to reload everything.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => ("reload", ConversationId(uuid::Uuid::nil())),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    ("reload", ConversationId(uuid::Uuid::nil()), chrono::Utc::now())
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             };
-            let data = json!({"kind": kind, "conversation_id": id.to_string()}).to_string();
+            // `at`: when it happened, so a page (or a benchmark) can tell how fresh the news is.
+            let data = json!({"kind": kind, "conversation_id": id.to_string(), "at": at.timestamp_millis()}).to_string();
             return Some((Ok(Event::default().data(data)), receiver));
         }
     });

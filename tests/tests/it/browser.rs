@@ -1,27 +1,50 @@
-//! The widget in a real headless Chromium (driven by tests/browser/widget.mjs) against the server.
+//! The widget and the panel in a real headless Chromium (driven by tests/browser/*.mjs).
 
 use std::path::Path;
 use std::process::Command;
 use switchboard_tests::TestServer;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_widget_works_in_a_real_browser() {
+/// Runs a browser script against the server; its last line must be `passed_line`.
+async fn run_script(script: &'static str, args: Vec<String>, passed_line: &str) {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
     assert!(
         browser_dir.join("node_modules/playwright-core").exists(),
         "playwright-core is not installed; run ./scripts/test.sh, which installs it and Chromium"
     );
-    let server = TestServer::start().await;
-    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../test-artifacts/browser");
-    let url = server.url("");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node").arg("widget.mjs").arg(url).arg(artifacts).current_dir(browser_dir).output()
-    })
-    .await
-    .unwrap()
-    .expect("node runs");
+    let output = tokio::task::spawn_blocking(move || Command::new("node").arg(script).args(args).current_dir(browser_dir).output())
+        .await
+        .unwrap()
+        .expect("node runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "browser test failed\n{stdout}\n{stderr}");
-    assert!(stdout.contains("browser widget test passed"), "{stdout}");
+    assert!(stdout.contains(passed_line), "{stdout}");
+}
+
+fn artifacts() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../test-artifacts/browser").display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_works_in_a_real_browser() {
+    let server = TestServer::start().await;
+    run_script("widget.mjs", vec![server.url(""), artifacts()], "browser widget test passed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_answers_a_widget_customer_live_in_the_panel() {
+    let server = TestServer::start().await;
+    let password = "panel test password";
+    switchboard_admin_web::accounts::create_account(
+        server.engine().store().as_ref(),
+        "agent@example.com",
+        "Robin",
+        switchboard_models::Role::Agent,
+        password,
+        None,
+    )
+    .await
+    .unwrap();
+    let args = vec![server.url(""), artifacts(), "agent@example.com".into(), password.into()];
+    run_script("panel.mjs", args, "browser panel test passed").await;
 }

@@ -1,0 +1,73 @@
+// The agents' panel and the widget side by side in headless Chromium: a customer asks for a
+// person, the agent sees it appear live, takes it, replies, and the customer sees the reply.
+// Usage: node panel.mjs <server-url> <artifacts-dir> <agent-email> <agent-password>
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import path from 'node:path';
+import assert from 'node:assert/strict';
+
+const [serverUrl, artifacts, email, password] = process.argv.slice(2);
+fs.mkdirSync(artifacts, { recursive: true });
+const step = (name) => console.log(`- ${name}`);
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--no-first-run',
+  ],
+});
+try {
+  const agentContext = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const agent = await agentContext.newPage();
+  agent.on('pageerror', (error) => {
+    console.error('panel page error:', error);
+    process.exitCode = 1;
+  });
+
+  step('the agent signs in and watches the queue');
+  await agent.goto(`${serverUrl}/panel/login`);
+  await agent.fill('input[name="email"]', email);
+  await agent.fill('input[name="password"]', password);
+  await agent.click('[data-test="login-submit"]');
+  await agent.waitForURL(`${serverUrl}/panel/`);
+  await agent.goto(`${serverUrl}/panel/conversations?assignee=queue`);
+  await agent.waitForFunction(() => document.body.dataset.liveReady === '1', null, { timeout: 10000 });
+  assert.equal(await agent.locator('[data-test="conversation-row"]').count(), 0, 'the queue starts empty');
+
+  step('a customer asks for a person in the widget; the queue updates live');
+  const customerContext = await browser.newContext({ viewport: { width: 420, height: 760 } });
+  const customer = await customerContext.newPage();
+  await customer.goto(`${serverUrl}/`);
+  await customer.locator('[data-sb="launcher"]').click();
+  await customer.locator('[data-sb="input"]').fill('I want to talk to a person');
+  await customer.locator('[data-sb="send"]').click();
+  await customer.locator('[data-sb="message"][data-sender="bot"]').filter({ hasText: 'handed your conversation' }).waitFor({ timeout: 10000 });
+  const row = agent.locator('[data-test="conversation-row"]').first();
+  await row.waitFor({ timeout: 10000 });
+
+  step('the agent opens it, takes it and replies');
+  await row.click();
+  await agent.locator('[data-test="take"]').click();
+  await agent.locator('[data-test="reply-text"]').fill('Hello, this is your agent speaking.');
+  await agent.locator('[data-test="reply-submit"]').click();
+  await agent.locator('[data-test="message"][data-sender="agent"]').filter({ hasText: 'your agent speaking' }).waitFor();
+  await agent.screenshot({ path: path.join(artifacts, 'panel-conversation.png'), fullPage: true });
+
+  step('the customer sees who joined and the reply');
+  await customer.locator('[data-sb="message"][data-sender="system"]').filter({ hasText: 'joined the conversation' }).waitFor({ timeout: 10000 });
+  await customer.locator('[data-sb="message"][data-sender="agent"]').filter({ hasText: 'your agent speaking' }).waitFor({ timeout: 10000 });
+
+  step('the customer answers; the agent sees it without reloading');
+  await customer.locator('[data-sb="input"]').fill('Thanks, my invoice is wrong');
+  await customer.locator('[data-sb="send"]').click();
+  await agent.locator('[data-test="message"][data-sender="customer"]').filter({ hasText: 'my invoice is wrong' }).waitFor({ timeout: 10000 });
+
+  await agent.goto(`${serverUrl}/panel/`);
+  await agent.screenshot({ path: path.join(artifacts, 'panel-dashboard.png'), fullPage: true });
+  await agent.setViewportSize({ width: 390, height: 800 });
+  await agent.screenshot({ path: path.join(artifacts, 'panel-dashboard-phone.png'), fullPage: true });
+  console.log('browser panel test passed');
+} finally {
+  await browser.close();
+}
