@@ -60,6 +60,9 @@ pub struct HandleOutcome {
     pub replies: Vec<Message>,
 }
 
+/// Steps slower than this are logged with where the time went.
+const SLOW_STEP: std::time::Duration = std::time::Duration::from_millis(50);
+
 pub struct EngineLimits {
     pub max_text_chars: usize,
     pub max_upload_bytes: u64,
@@ -157,6 +160,7 @@ impl Engine {
             .lock()
             .await;
 
+        let started = std::time::Instant::now();
         let classification = self.classifier.classify(&inbound.text).await;
         let now = self.clock.now();
         // A repeated message goes through the same path: the store refuses its write as a duplicate.
@@ -218,7 +222,13 @@ impl Engine {
             outbound: replies.clone(),
             ..StepWrite::default()
         };
-        match self.store.commit(write).await? {
+        let decided = started.elapsed();
+        let committed = self.store.commit(write).await?;
+        if started.elapsed() > SLOW_STEP {
+            let commit = started.elapsed() - decided;
+            tracing::warn!(?decided, ?commit, channel = %inbound.channel, "slow message step");
+        }
+        match committed {
             Committed::Duplicate => {
                 // Stored elsewhere between our check and our write.
                 let existing = self
