@@ -893,8 +893,10 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<OutboundMessage>, StoreError> {
         let rows = sqlx::query(sql!(
+            // INDEXED BY: with bound parameters the planner otherwise walks the whole table in
+            // seq order (seconds on a million messages) instead of the small pending index.
             "UPDATE messages SET lease_until = $1 WHERE seq IN ( \
-                SELECT seq FROM messages WHERE outbound = 1 AND delivered_at IS NULL \
+                SELECT seq FROM messages INDEXED BY messages_outbox WHERE outbound = 1 AND delivered_at IS NULL \
                 AND gave_up_at IS NULL AND next_attempt_at <= $2 \
                 AND (lease_until IS NULL OR lease_until <= $2) ORDER BY seq LIMIT $3) \
              RETURNING ",
