@@ -63,6 +63,28 @@ pub struct HandleOutcome {
 /// Steps slower than this are logged with where the time went.
 const SLOW_STEP: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// Logs slow steps at most every ten seconds, with how many there were, so an overload
+/// shows in the log without flooding it.
+#[derive(Default)]
+struct SlowSteps {
+    since_last_log: std::sync::atomic::AtomicU64,
+    last_log: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl SlowSteps {
+    fn note(&self, decided: std::time::Duration, commit: std::time::Duration) {
+        use std::sync::atomic::Ordering;
+        let count = self.since_last_log.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self.last_log.lock().expect("slow step log");
+        if last.is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(10)) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        self.since_last_log.store(0, Ordering::Relaxed);
+        tracing::warn!(count, ?decided, ?commit, "slow message steps (the latest one's timing)");
+    }
+}
+
 pub struct EngineLimits {
     pub max_text_chars: usize,
     pub max_upload_bytes: u64,
@@ -95,6 +117,7 @@ pub struct Engine {
     locks: ContactLocks,
     /// One assignment pass at a time, so no conversation or slot is given out twice.
     assigning: Mutex<()>,
+    slow_steps: SlowSteps,
     outbox_wake: Arc<Notify>,
 }
 
@@ -118,6 +141,7 @@ impl Engine {
             limits,
             locks: ContactLocks::new(1024),
             assigning: Mutex::new(()),
+            slow_steps: SlowSteps::default(),
             outbox_wake: Arc::new(Notify::new()),
         }
     }
@@ -225,8 +249,7 @@ impl Engine {
         let decided = started.elapsed();
         let committed = self.store.commit(write).await?;
         if started.elapsed() > SLOW_STEP {
-            let commit = started.elapsed() - decided;
-            tracing::warn!(?decided, ?commit, channel = %inbound.channel, "slow message step");
+            self.slow_steps.note(decided, started.elapsed() - decided);
         }
         match committed {
             Committed::Duplicate => {
