@@ -1,7 +1,7 @@
 // The agents' panel and the widget side by side in headless Chromium: a customer asks for a
 // person, the agent sees it appear live, takes it, replies, and the customer sees the reply.
 // Usage: node panel.mjs <server-url> <artifacts-dir> <agent-email> <agent-password>
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import assert from 'node:assert/strict';
@@ -10,13 +10,7 @@ const [serverUrl, artifacts, email, password] = process.argv.slice(2);
 fs.mkdirSync(artifacts, { recursive: true });
 const step = (name) => console.log(`- ${name}`);
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run',
-  ],
-});
+const browser = await launch();
 try {
   const agentContext = await browser.newContext({ viewport: { width: 1280, height: 860 } });
   const agent = await agentContext.newPage();

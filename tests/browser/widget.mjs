@@ -2,7 +2,7 @@
 // Usage: node widget.mjs <server-url> <artifacts-dir>
 // The browser reaches the server through a TCP relay this script controls, so a test can cut
 // the network (existing connections dropped, new ones refused) and bring it back.
-import { chromium } from 'playwright-core';
+import { launch } from './chromium.mjs';
 import net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -50,13 +50,7 @@ const step = (name) => console.log(`- ${name}`);
 
 const link = relay();
 await link.listen();
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--no-first-run',
-  ],
-});
+const browser = await launch();
 try {
   const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
   const page = await context.newPage();
