@@ -319,10 +319,7 @@ impl Engine {
             return Err(EngineError::Invalid("the reply is empty".into()));
         }
         let agent = self.store.agent(agent_id).await?.filter(|a| a.active).ok_or(EngineError::NotFound("agent"))?;
-        let first_look = self.store.conversation(conversation_id).await?.ok_or(EngineError::NotFound("conversation"))?;
-        let contact = self.store.contact(first_look.contact_id).await?.ok_or(EngineError::NotFound("contact"))?;
-        let _turn = self.locks.for_key((contact.channel, contact.external_id.as_str())).lock().await;
-        let conversation = self.store.conversation(conversation_id).await?.ok_or(EngineError::NotFound("conversation"))?;
+        let (_turn, conversation) = self.turn_of(conversation_id).await?;
         if conversation.status.is_final() {
             return Err(EngineError::Invalid(format!(
                 "the conversation is {}; replies can no longer be sent",
@@ -530,10 +527,7 @@ impl Engine {
         input: Input<'_>,
         audit: Audit,
     ) -> Result<Option<Conversation>, EngineError> {
-        let first_look = self.store.conversation(conversation_id).await?.ok_or(EngineError::NotFound("conversation"))?;
-        let contact = self.store.contact(first_look.contact_id).await?.ok_or(EngineError::NotFound("contact"))?;
-        let _turn = self.locks.for_key((contact.channel, contact.external_id.as_str())).lock().await;
-        let current = self.store.conversation(conversation_id).await?.ok_or(EngineError::NotFound("conversation"))?;
+        let (_turn, current) = self.turn_of(conversation_id).await?;
         if !applies(&current) {
             return Ok(None);
         }
@@ -543,6 +537,19 @@ impl Engine {
         let entry = audit.entry(now, &current, &conversation);
         self.commit_change(&conversation, replies, Some(entry)).await?;
         Ok(Some(conversation))
+    }
+
+    /// Waits for the conversation's contact's turn, then reads the conversation as it is now.
+    async fn turn_of(
+        &self,
+        conversation_id: ConversationId,
+    ) -> Result<(tokio::sync::MutexGuard<'_, ()>, Conversation), EngineError> {
+        let not_found = || EngineError::NotFound("conversation");
+        let first_look = self.store.conversation(conversation_id).await?.ok_or_else(not_found)?;
+        let contact = self.store.contact(first_look.contact_id).await?.ok_or(EngineError::NotFound("contact"))?;
+        let turn = self.locks.for_key((contact.channel, contact.external_id.as_str())).lock().await;
+        let current = self.store.conversation(conversation_id).await?.ok_or_else(not_found)?;
+        Ok((turn, current))
     }
 
     /// Writes a conversation's new state with the messages it sends, then wakes the outbox and

@@ -390,13 +390,11 @@ fn header_ids(value: &mail_parser::HeaderValue<'_>) -> Vec<String> {
     }
 }
 
+/// SHA-256 of the raw mail: stable across versions, so a mail re-read after an upgrade is still
+/// recognised as the same one.
 fn hex_digest(bytes: &[u8]) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut first = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut first);
-    let mut second = std::collections::hash_map::DefaultHasher::new();
-    (bytes.len(), first.finish()).hash(&mut second);
-    format!("{:016x}{:016x}", first.finish(), second.finish())
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// The outbox's sender for email: a reply in the customer's thread (Re: subject, In-Reply-To
