@@ -18,7 +18,55 @@ pub struct Config {
     pub telegram: TelegramConfig,
     pub discord: DiscordConfig,
     pub email: EmailConfig,
+    pub nlp: NlpConfig,
+    pub llm: LlmConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NlpConfig {
+    /// false runs the keyword classifier only.
+    pub enabled: bool,
+    /// all-MiniLM-L6-v2 (config.json, tokenizer.json, model.safetensors); ./scripts/fetch-model.sh fills it.
+    pub model_dir: PathBuf,
+    /// The intents file (TOML); unset uses the built-in intents.
+    pub intents_file: Option<PathBuf>,
+    /// Embeddings and trained heads, so restarts skip training.
+    pub cache_dir: PathBuf,
+    /// Below this confidence the LLM (when configured) is asked to choose the intent.
+    pub llm_below: f32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    /// An OpenAI-compatible API such as https://api.openai.com/v1; unset turns the LLM off.
+    pub base_url: Option<String>,
+    pub api_key: Option<Secret>,
+    pub model: String,
+    /// Longest wait for one answer; the customer never waits longer.
+    pub timeout_ms: u64,
+    pub max_requests_per_minute: u32,
+}
+
+impl Default for NlpConfig {
+    fn default() -> Self {
+        let cache = std::env::var_os("HOME").map_or_else(|| PathBuf::from(".cache"), |h| PathBuf::from(h).join(".cache"));
+        Self {
+            enabled: true,
+            model_dir: cache.join("switchboard/models/all-MiniLM-L6-v2"),
+            intents_file: None,
+            cache_dir: cache.join("switchboard/nlp"),
+            llm_below: 0.5,
+        }
+    }
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self { base_url: None, api_key: None, model: "gpt-4o-mini".into(), timeout_ms: 4000, max_requests_per_minute: 60 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -248,6 +296,8 @@ impl Default for Config {
             telegram: TelegramConfig::default(),
             discord: DiscordConfig::default(),
             email: EmailConfig::default(),
+            nlp: NlpConfig::default(),
+            llm: LlmConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -326,6 +376,20 @@ impl Config {
         }
         if w.position != "left" && w.position != "right" {
             return invalid("webchat.position", format!("`{}` is not one of: left, right", w.position));
+        }
+        if !(0.0..=1.0).contains(&self.nlp.llm_below) {
+            return invalid("nlp.llm_below", format!("{} is not within 0..=1", self.nlp.llm_below));
+        }
+        if let Some(url) = &self.llm.base_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return invalid("llm.base_url", format!("`{url}` is not an http(s) URL like https://api.openai.com/v1"));
+            }
+        }
+        if !(100..=120_000).contains(&self.llm.timeout_ms) {
+            return invalid("llm.timeout_ms", format!("{} is not within 100..=120000", self.llm.timeout_ms));
+        }
+        if self.llm.max_requests_per_minute == 0 {
+            return invalid("llm.max_requests_per_minute", "must be at least 1; unset llm.base_url to turn the LLM off".into());
         }
         let b = &self.bot;
         if !(0.0..=1.0).contains(&b.low_confidence_threshold) {

@@ -15,7 +15,8 @@ use switchboard_channels::telegram::{Mode as TelegramModeSetting, TelegramAdapte
 use switchboard_channels::webchat::{WebChatHub, WebChatOutbound};
 use switchboard_core::ports::{BlobStore, Outbound, Store, SystemClock};
 use switchboard_core::{Engine, EngineLimits, EventBus, OutboxWorker, Policy};
-use switchboard_nlp::KeywordClassifier;
+use switchboard_core::ports::{Assistant, Classifier, IntentsReloader};
+use switchboard_nlp::{IntentsSource, KeywordClassifier, LlmClient, LlmSettings, MiniLmEncoder, ModelClassifier};
 use switchboard_store::{FileBlobs, SqliteStore};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -25,6 +26,8 @@ use tokio::task::JoinHandle;
 pub struct Running {
     pub addr: SocketAddr,
     pub engine: Arc<Engine>,
+    /// Set when the model classifier runs: reloads the intents file (SIGHUP, admin API).
+    pub intents_reloader: Option<Arc<dyn IntentsReloader>>,
     stop: oneshot::Sender<()>,
     server: JoinHandle<std::io::Result<()>>,
     workers: Vec<JoinHandle<()>>,
@@ -65,7 +68,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         Some(secret) => secret.0.clone(),
         None => store.setting_or_insert("visitor_token_secret", &random_secret()).await?,
     };
-    tracing::info!("classifier: keyword rules (no NLP model configured)");
+    let llm = llm_client(config);
+    let nlu = build_classifier(config, llm.clone()).await?;
     let blobs: Arc<dyn BlobStore> = Arc::new(
         FileBlobs::open(&config.attachments.dir)
             .with_context(|| format!("attachments.dir = {}", config.attachments.dir.display()))?,
@@ -73,7 +77,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let engine = Arc::new(Engine::new(
         store.clone(),
         blobs.clone(),
-        Arc::new(KeywordClassifier),
+        nlu.classifier.clone(),
         Arc::new(SystemClock),
         EventBus::new(4096),
         policy(config),
@@ -151,6 +155,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         telegram,
         views: Arc::new(switchboard_admin_web::panel::Views::new()),
         login_limiter: Arc::new(RateLimiter::new(10, 5)),
+        assistant: llm.map(|l| l as Arc<dyn Assistant>),
+        intents_reloader: nlu.reloader.clone(),
     };
     let listen = config.listen_addr()?;
     let listener = TcpListener::bind(listen).await.with_context(|| format!("listening on {listen} (server.listen)"))?;
@@ -164,7 +170,56 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             })
             .await
     });
-    Ok(Running { addr, engine, stop, server, workers })
+    Ok(Running { addr, engine, intents_reloader: nlu.reloader, stop, server, workers })
+}
+
+/// The classifier the engine uses, and its reload handle when it is the model classifier.
+struct Nlu {
+    classifier: Arc<dyn Classifier>,
+    reloader: Option<Arc<dyn IntentsReloader>>,
+}
+
+fn llm_client(config: &Config) -> Option<Arc<LlmClient>> {
+    let l = &config.llm;
+    let base_url = l.base_url.clone()?;
+    tracing::info!(%base_url, model = %l.model, timeout_ms = l.timeout_ms, "hosted LLM on");
+    Some(Arc::new(LlmClient::new(LlmSettings {
+        base_url,
+        api_key: l.api_key.as_ref().map(|k| k.0.clone()),
+        model: l.model.clone(),
+        timeout: Duration::from_millis(l.timeout_ms),
+        max_requests_per_minute: l.max_requests_per_minute,
+    })))
+}
+
+/// The model classifier when the model loads; otherwise the keyword rules, saying why. A broken
+/// intents file stops the start: there is no earlier good one to keep.
+async fn build_classifier(config: &Config, llm: Option<Arc<LlmClient>>) -> anyhow::Result<Nlu> {
+    let keywords = |why: String| {
+        tracing::warn!("classifier: keyword rules ({why})");
+        Ok(Nlu { classifier: Arc::new(KeywordClassifier), reloader: None })
+    };
+    let n = config.nlp.clone();
+    if !n.enabled {
+        return keywords("nlp.enabled is false".into());
+    }
+    let encoder = match tokio::task::spawn_blocking(move || MiniLmEncoder::load(&n.model_dir)).await? {
+        Ok(encoder) => Arc::new(encoder),
+        Err(e) => return keywords(e.to_string()),
+    };
+    let n = config.nlp.clone();
+    let source = match &n.intents_file {
+        Some(path) => IntentsSource::File(path.clone()),
+        None => IntentsSource::BuiltIn,
+    };
+    let loaded = tokio::task::spawn_blocking(move || {
+        ModelClassifier::load(encoder, source, Some(n.cache_dir.clone()), llm, n.llm_below)
+    })
+    .await?;
+    let (classifier, report) = loaded.context("loading the intents (nlp.intents_file)")?;
+    tracing::info!(model = %config.nlp.model_dir.display(), "classifier: sentence encoder; {report}");
+    let classifier = Arc::new(classifier);
+    Ok(Nlu { classifier: classifier.clone(), reloader: Some(classifier) })
 }
 
 /// Telegram's settings when a token is configured.

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use switchboard::config::{Config, DEFAULT_CONFIG_FILE};
 
+mod nlu;
+
 #[derive(Parser)]
 #[command(name = "switchboard", version, about = "Support bot gateway and helpdesk in one service")]
 struct Cli {
@@ -32,6 +34,35 @@ enum Command {
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// The local NLP model: check the intents file, evaluate on labelled data.
+    Nlu {
+        #[command(subcommand)]
+        command: NluCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NluCommand {
+    /// Validate an intents file (default: nlp.intents_file, else the built-in one) and say what it holds.
+    Check {
+        #[arg(long)]
+        intents: Option<PathBuf>,
+    },
+    /// Train on labelled data and report accuracy, macro-F1, confusions, a threshold sweep and latency.
+    Eval {
+        /// CSV with `text` and `label` columns to evaluate on.
+        #[arg(long)]
+        data: PathBuf,
+        /// CSV to train on; without it, four fifths of --data (per label) train and the rest test.
+        #[arg(long)]
+        train: Option<PathBuf>,
+        /// Intents left out of training so that their messages measure out-of-scope recall.
+        #[arg(long, default_value_t = 10)]
+        held_out: usize,
+        /// Where report.json and threshold-sweep.svg go.
+        #[arg(long, default_value = "nlu-eval")]
+        out: PathBuf,
     },
 }
 
@@ -84,8 +115,18 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
     match command {
         Command::Config { command: ConfigCommand::Check } => {
             let mut shown = config.clone();
-            if shown.server.secret.is_some() {
-                shown.server.secret = Some(switchboard::config::Secret("<hidden>".into()));
+            for secret in [
+                &mut shown.server.secret,
+                &mut shown.telegram.token,
+                &mut shown.telegram.webhook_secret,
+                &mut shown.discord.token,
+                &mut shown.email.imap_password,
+                &mut shown.email.smtp_password,
+                &mut shown.llm.api_key,
+            ] {
+                if secret.is_some() {
+                    *secret = Some(switchboard::config::Secret("<hidden>".into()));
+                }
             }
             println!("configuration OK (defaults, then {DEFAULT_CONFIG_FILE} or --config, then SWITCHBOARD_* env vars):");
             println!("{}", pretty(&shown)?);
@@ -106,6 +147,10 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
             let admin = switchboard_admin_web::accounts::create_account(&store, &email, &name, role, &password, None).await?;
             println!("created admin {} ({})", admin.email, admin.id);
             Ok(())
+        }
+        Command::Nlu { command: NluCommand::Check { intents } } => nlu::check(&config, intents.as_deref()),
+        Command::Nlu { command: NluCommand::Eval { data, train, held_out, out } } => {
+            tokio::task::spawn_blocking(move || nlu::eval(&config, &data, train.as_deref(), held_out, &out)).await?
         }
         Command::Migrate => {
             switchboard::open_store(&config).await?;

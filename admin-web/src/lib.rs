@@ -32,6 +32,10 @@ pub struct AppState {
     pub views: Arc<panel::Views>,
     /// Sign-in attempts per address and per email.
     pub login_limiter: Arc<RateLimiter>,
+    /// The hosted LLM's helpers (reply drafts), when one is configured.
+    pub assistant: Option<Arc<dyn switchboard_core::ports::Assistant>>,
+    /// Set when the model classifier runs.
+    pub intents_reloader: Option<Arc<dyn switchboard_core::ports::IntentsReloader>>,
 }
 
 /// The whole HTTP application.

@@ -216,6 +216,29 @@ pub trait Classifier: Send + Sync {
     async fn classify(&self, text: &str) -> Classification;
 }
 
+/// One line of a conversation as an assistant reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscriptLine {
+    /// "Customer", "Bot", "Agent <name>".
+    pub speaker: String,
+    pub text: String,
+}
+
+/// The hosted-LLM helpers. Errors are for the person who asked: what failed and what to do.
+#[async_trait]
+pub trait Assistant: Send + Sync {
+    /// A reply the agent edits before sending.
+    async fn draft_reply(&self, transcript: &[TranscriptLine], agent_name: &str) -> Result<String, String>;
+    /// A short abstractive summary of the conversation for the ticket.
+    async fn summarize(&self, transcript: &[TranscriptLine]) -> Result<String, String>;
+}
+
+/// Re-reads the intents file and retrains; on error the running model stays.
+pub trait IntentsReloader: Send + Sync {
+    /// A one-line report of what is now loaded, or what is wrong with the file (with its line).
+    fn reload(&self) -> Result<String, String>;
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
     #[error("temporary delivery failure: {reason}")]

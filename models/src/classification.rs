@@ -94,4 +94,20 @@ pub struct Classification {
     pub answer: Option<String>,
     /// The intent is configured to always go to a person.
     pub always_escalate: bool,
+    /// What decided the intent.
+    #[serde(default)]
+    pub source: ClassificationSource,
+}
+
+/// Which part of the NLP stack chose the intent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassificationSource {
+    /// Keyword rules: no model is loaded.
+    #[default]
+    Keywords,
+    /// The local sentence encoder and intent head.
+    Model,
+    /// The hosted LLM, asked because the local model was unsure. Its choice counts as confident.
+    Llm,
 }

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use switchboard_core::ports::Classifier;
-use switchboard_models::{Category, Classification, IntentName, IntentScore, Urgency};
+use switchboard_models::{Category, Classification, ClassificationSource, IntentName, IntentScore, Urgency};
 
 struct KeywordIntent {
     name: &'static str,
@@ -165,6 +165,7 @@ impl KeywordClassifier {
                 language: None,
                 answer: None,
                 always_escalate: false,
+                source: ClassificationSource::Keywords,
             };
         };
         // Share of the evidence, damped for single weak matches.
@@ -188,6 +189,7 @@ impl KeywordClassifier {
             language: None,
             answer: intent.answer.map(str::to_string),
             always_escalate: intent.always_escalate,
+            source: ClassificationSource::Keywords,
         }
     }
 }

@@ -1,6 +1,21 @@
-//! Implementations of the core's `Classifier` port. For now the keyword classifier, which needs
-//! no model; the sentence-encoder backend plugs in beside it.
+//! Implementations of the core's `Classifier` port: the model classifier (sentence encoder +
+//! intent head trained from the intents file, LLM fallback) and the keyword classifier that runs
+//! when no model is installed.
 
+mod classifier;
+mod embedding_cache;
+pub mod encoder;
+pub mod eval;
+pub mod head;
+pub mod intents;
 mod keyword;
+pub mod llm;
+pub mod model;
+pub mod signals;
 
+pub use classifier::{IntentsSource, LLM_CONFIDENCE, LoadError, LoadReport, ModelClassifier};
+pub use embedding_cache::EmbeddingCache;
+pub use encoder::{EncoderError, MiniLmEncoder, SentenceEncoder};
+pub use intents::{IntentSet, IntentsError};
 pub use keyword::KeywordClassifier;
+pub use llm::{LlmClient, LlmError, LlmSettings};

@@ -30,6 +30,8 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.database.url = format!("sqlite://{}", dir.join("switchboard.db").display());
     config.attachments.dir = dir.join("attachments");
     config.webchat.long_poll_seconds = 2;
+    // Channel and panel tests use the keyword rules; the NLP tests turn the model on.
+    config.nlp.enabled = false;
     config
 }
 

@@ -19,6 +19,39 @@ pub fn routes() -> Router<AppState> {
         .route("/api/conversations", get(list))
         .route("/api/conversations/{id}", get(detail))
         .route("/api/conversations/{id}/actions", post(action))
+        .route("/api/conversations/{id}/draft", post(draft))
+        .route("/api/admin/intents/reload", post(reload_intents))
+}
+
+/// An AI-drafted reply to edit; nothing is sent.
+async fn draft(State(state): State<AppState>, ApiCaller(agent): ApiCaller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let text = super::draft_reply(&state, &agent, conversation_id(&id)?).await?;
+    Ok(Json(json!({"draft": text})))
+}
+
+/// Re-reads the intents file; a broken file is refused with its line and the old intents stay.
+async fn reload_intents(State(state): State<AppState>, ApiCaller(agent): ApiCaller) -> Result<Json<Value>, ApiError> {
+    if agent.role != switchboard_models::Role::Admin {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Only admins can reload the intents."));
+    }
+    let Some(reloader) = state.intents_reloader.clone() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_model",
+            "The keyword classifier is running (no NLP model loaded), so there are no intents to reload.",
+        ));
+    };
+    let result = tokio::task::spawn_blocking(move || reloader.reload())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("reload failed: {e}")))?;
+    match result {
+        Ok(report) => Ok(Json(json!({"reloaded": true, "report": report}))),
+        Err(why) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_intents",
+            format!("{why}. The previous intents are still in use."),
+        )),
+    }
 }
 
 async fn me(ApiCaller(agent): ApiCaller) -> Json<Value> {

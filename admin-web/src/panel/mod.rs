@@ -255,9 +255,20 @@ pub(crate) fn conversation_id(text: &str) -> Result<ConversationId, ApiError> {
 }
 
 async fn conversation(State(state): State<AppState>, signed: Signed, Path(id): Path<String>) -> Result<Response, ApiError> {
+    render_conversation(&state, &signed, conversation_id(&id)?, Draft::None).await
+}
+
+/// What the reply box is prefilled with.
+enum Draft {
+    None,
+    Text(String),
+    Failed(String),
+}
+
+async fn render_conversation(state: &AppState, signed: &Signed, id: ConversationId, draft: Draft) -> Result<Response, ApiError> {
     let store = state.engine.store();
-    let Some(c) = store.conversation(conversation_id(&id)?).await? else {
-        return Ok(error_page(&state, ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."), "/panel/conversations"));
+    let Some(c) = store.conversation(id).await? else {
+        return Ok(error_page(state, ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."), "/panel/conversations"));
     };
     let agents = store.list_agents().await?;
     let contact = store.contact(c.contact_id).await?.ok_or(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such customer."))?;
@@ -292,9 +303,12 @@ async fn conversation(State(state): State<AppState>, signed: Signed, Path(id): P
         "canned": canned.iter().map(|c| json!({"title": c.title, "body": c.body})).collect::<Vec<_>>(),
         "agents": views::all_options(&agents)["agents"],
         "options": views::all_options(&agents),
+        "ai_drafts": state.assistant.is_some(),
+        "draft": match &draft { Draft::Text(text) => text.as_str(), _ => "" },
+        "draft_error": match &draft { Draft::Failed(why) => why.as_str(), _ => "" },
     });
     let title = format!("{customer} · {}", views::status_label(c.status));
-    Ok(state.views.render("conversation", &page(&signed, "conversations", &title, data))?.into_response())
+    Ok(state.views.render("conversation", &page(signed, "conversations", &title, data))?.into_response())
 }
 
 async fn attachment(State(state): State<AppState>, _signed: Signed, Path((id, key)): Path<(String, String)>) -> Result<Response, ApiError> {
@@ -370,6 +384,13 @@ pub(crate) async fn apply_action(
 async fn act(State(state): State<AppState>, signed: Signed, Path((id, action)): Path<(String, String)>, Form(form): Form<ActionForm>) -> Result<Response, ApiError> {
     signed.check_csrf(&form.csrf)?;
     let id = conversation_id(&id)?;
+    if action == "draft" {
+        let draft = match draft_reply(&state, &signed.agent, id).await {
+            Ok(text) => Draft::Text(text),
+            Err(error) => Draft::Failed(error.message),
+        };
+        return render_conversation(&state, &signed, id, draft).await;
+    }
     let value = match action.as_str() {
         "status" => form.status.as_str(),
         "priority" => form.priority.as_str(),
@@ -591,4 +612,29 @@ async fn events(State(state): State<AppState>, _signed: Signed) -> Sse<impl futu
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// An LLM-written reply for `agent` to edit; never sent by itself.
+pub(crate) async fn draft_reply(state: &AppState, agent: &Agent, id: ConversationId) -> Result<String, ApiError> {
+    let Some(assistant) = &state.assistant else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_llm",
+            "AI drafts need a hosted LLM: set llm.base_url (and llm.api_key) in the configuration.",
+        ));
+    };
+    let store = state.engine.store();
+    let conversation = store
+        .conversation(id)
+        .await?
+        .ok_or(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."))?;
+    let agents = store.list_agents().await?;
+    let messages = store.conversation_messages(conversation.id, 0, 5000).await?;
+    let transcript = views::transcript(&messages, &agents);
+    if transcript.is_empty() {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "empty", "There is nothing to reply to yet."));
+    }
+    assistant.draft_reply(&transcript, &agent.name).await.map_err(|why| {
+        ApiError::new(StatusCode::BAD_GATEWAY, "llm_failed", format!("No AI draft this time ({why}). Write the reply yourself or try again."))
+    })
 }

@@ -141,6 +141,10 @@ pub fn message(message: &Message, conversation: &Conversation, customer: &str, a
         "internal": message.internal,
         "classification": message.classification.as_ref().map(|c| json!({
             "intent": c.intent.as_str(),
+            "category": c.category.as_str(),
+            "language": c.language,
+            "source": format!("{:?}", c.source).to_lowercase(),
+            "alternatives": c.alternatives.iter().map(|a| json!({"intent": a.intent.as_str(), "confidence": format!("{:.2}", a.confidence)})).collect::<Vec<_>>(),
             "confidence": format!("{:.2}", c.confidence),
             "sentiment": format!("{:.2}", c.sentiment),
             "urgency": format!("{:?}", c.urgency).to_lowercase(),
@@ -151,4 +155,25 @@ pub fn message(message: &Message, conversation: &Conversation, customer: &str, a
             "is_image": a.is_image(),
         })).collect::<Vec<_>>(),
     })
+}
+
+/// The conversation as the assistant reads it: what the customer saw, newest last, no notes.
+pub fn transcript(messages: &[Message], agents: &[Agent]) -> Vec<switchboard_core::ports::TranscriptLine> {
+    const LAST: usize = 30;
+    let visible: Vec<&Message> = messages.iter().filter(|m| !m.internal && !m.text.trim().is_empty()).collect();
+    visible[visible.len().saturating_sub(LAST)..]
+        .iter()
+        .map(|m| switchboard_core::ports::TranscriptLine {
+            speaker: match m.sender {
+                switchboard_models::Sender::Customer => "Customer".into(),
+                switchboard_models::Sender::Bot => "Bot".into(),
+                switchboard_models::Sender::System => "System".into(),
+                switchboard_models::Sender::Agent => {
+                    let name = m.agent_id.and_then(|id| agents.iter().find(|a| a.id == id)).map_or("Agent", |a| a.name.as_str());
+                    format!("Agent {name}")
+                }
+            },
+            text: m.text.clone(),
+        })
+        .collect()
 }

@@ -4,7 +4,7 @@ use chrono::{TimeZone, Utc};
 use expect_test::{Expect, expect};
 use switchboard_core::{Input, Policy, ReplyBody, step};
 use switchboard_models::{
-    AgentId, Category, Channel, Classification, ContactId, Conversation, IntentName, Urgency,
+    ClassificationSource, AgentId, Category, Channel, Classification, ContactId, Conversation, IntentName, Urgency,
 };
 
 /// One line of a script: what the customer says and how it is classified, or an agent action.
@@ -34,6 +34,7 @@ fn classification(intent: &str, category: Category, confidence: f32, answer: Opt
         language: Some("en".into()),
         answer: answer.map(String::from),
         always_escalate: false,
+        source: ClassificationSource::Model,
     }
 }
 

@@ -1,0 +1,316 @@
+//! The model classifier: sentence encoder + intent head trained from the intents file, local
+//! tone/urgency/language, and the hosted LLM when the head is unsure.
+
+use crate::embedding_cache::EmbeddingCache;
+use crate::encoder::{EncoderError, SentenceEncoder};
+use crate::head::TrainParams;
+use crate::intents::{IntentSet, IntentsError};
+use crate::llm::{IntentChoice, LlmClient};
+use crate::model::{IntentModel, LabelledText, Ranking};
+use crate::signals;
+use async_trait::async_trait;
+use handlebars::Handlebars;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+use switchboard_core::ports::{Classifier, IntentsReloader};
+use switchboard_models::{Category, Classification, ClassificationSource, IntentName, IntentScore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Intents(#[from] IntentsError),
+    #[error(transparent)]
+    Encoder(#[from] EncoderError),
+}
+
+/// Where the intents come from: the admin's file, or the built-in default.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IntentsSource {
+    File(PathBuf),
+    BuiltIn,
+}
+
+impl IntentsSource {
+    fn load(&self) -> Result<IntentSet, IntentsError> {
+        match self {
+            Self::File(path) => IntentSet::load(path),
+            Self::BuiltIn => IntentSet::parse(Path::new("(built-in intents)"), crate::intents::DEFAULT_INTENTS),
+        }
+    }
+}
+
+/// What a (re)load did, for the log and the reload API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadReport {
+    pub version: u32,
+    pub intents: usize,
+    pub examples: usize,
+    /// The head came from the cache rather than being trained.
+    pub cached: bool,
+    pub out_of_scope_threshold: f32,
+    pub millis: u128,
+}
+
+struct Trained {
+    intents: IntentSet,
+    model: IntentModel,
+}
+
+pub struct ModelClassifier {
+    local: Arc<Local>,
+    source: IntentsSource,
+    cache_dir: Option<PathBuf>,
+    llm: Option<Arc<LlmClient>>,
+    /// Below this confidence the LLM (when configured) is asked to choose.
+    llm_below: f32,
+}
+
+/// The part that runs on a blocking thread.
+struct Local {
+    encoder: Arc<dyn SentenceEncoder>,
+    trained: RwLock<Arc<Trained>>,
+    templates: Handlebars<'static>,
+}
+
+impl ModelClassifier {
+    /// Loads the intents and trains (or loads the cached) head. Blocking: seconds on first run.
+    pub fn load(
+        encoder: Arc<dyn SentenceEncoder>,
+        source: IntentsSource,
+        cache_dir: Option<PathBuf>,
+        llm: Option<Arc<LlmClient>>,
+        llm_below: f32,
+    ) -> Result<(Self, LoadReport), LoadError> {
+        let (trained, report) = train(encoder.as_ref(), &source, cache_dir.as_deref())?;
+        let mut templates = Handlebars::new();
+        templates.set_strict_mode(false);
+        let local = Arc::new(Local { encoder, trained: RwLock::new(Arc::new(trained)), templates });
+        let classifier = Self { local, source, cache_dir, llm, llm_below };
+        Ok((classifier, report))
+    }
+
+    /// Re-reads the intents file. On any error the running model stays as it was.
+    pub fn reload(&self) -> Result<LoadReport, LoadError> {
+        let (trained, report) = train(self.local.encoder.as_ref(), &self.source, self.cache_dir.as_deref())?;
+        *self.local.trained.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(trained);
+        Ok(report)
+    }
+
+    /// Classifies without the LLM, in one encoder pass for all texts. Blocking.
+    pub fn classify_local_batch(&self, texts: &[&str]) -> Vec<Classification> {
+        self.local.classify_batch(texts)
+    }
+
+    /// Asks the LLM to choose when the head is unsure; any LLM failure keeps the local result.
+    async fn consult_llm(&self, llm: &LlmClient, text: &str, mut local: Classification) -> Classification {
+        let trained = self.local.current();
+        let choices: Vec<IntentChoice> = trained
+            .intents
+            .intents
+            .iter()
+            .map(|i| IntentChoice { name: i.name.clone(), examples: i.examples.clone() })
+            .collect();
+        match llm.choose_intent(text, &choices).await {
+            Ok(Some(name)) => {
+                let intent = trained.intents.get(&name).expect("choose_intent only returns listed intents");
+                local.alternatives.retain(|a| a.intent != name);
+                if !local.intent.is(IntentName::OUT_OF_SCOPE) {
+                    local.alternatives.insert(0, IntentScore { intent: local.intent.clone(), confidence: local.confidence });
+                    local.alternatives.truncate(3);
+                }
+                self.local.apply_intent(&mut local, intent, text);
+                local.confidence = LLM_CONFIDENCE;
+                local.source = ClassificationSource::Llm;
+            }
+            Ok(None) => {
+                // The LLM agrees nothing fits: report out of scope rather than a weak guess.
+                if !local.intent.is(IntentName::OUT_OF_SCOPE) {
+                    local.alternatives.insert(0, IntentScore { intent: local.intent.clone(), confidence: local.confidence });
+                    local.alternatives.truncate(3);
+                    local.intent = out_of_scope();
+                    local.answer = None;
+                    local.always_escalate = false;
+                }
+                local.source = ClassificationSource::Llm;
+            }
+            Err(e) => tracing::warn!(error = %e, "LLM fallback failed; using the local classification"),
+        }
+        local
+    }
+}
+
+impl Local {
+    fn current(&self) -> Arc<Trained> {
+        self.trained.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn classify_batch(&self, texts: &[&str]) -> Vec<Classification> {
+        let trained = self.current();
+        match self.encoder.encode(texts) {
+            Ok(embeddings) => texts
+                .iter()
+                .zip(embeddings)
+                .map(|(text, embedding)| self.describe(&trained, text, &trained.model.rank(text, &embedding)))
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "the sentence encoder failed; treating the messages as out of scope");
+                texts.iter().map(|text| self.describe(&trained, text, &Vec::new())).collect()
+            }
+        }
+    }
+
+    fn describe(&self, trained: &Trained, text: &str, ranking: &Ranking) -> Classification {
+        let model = &trained.model;
+        let intent_of = |label: usize| trained.intents.get(&IntentName::parse(&model.labels[label]).expect("trained on valid names"));
+        let (best, confidence) = ranking.first().copied().unwrap_or((usize::MAX, 0.0));
+        let alternatives: Vec<IntentScore> = ranking
+            .iter()
+            .skip(1)
+            .take(3)
+            .map(|&(label, p)| IntentScore { intent: IntentName::parse(&model.labels[label]).expect("valid"), confidence: p })
+            .collect();
+        let mut classification = Classification {
+            intent: out_of_scope(),
+            category: Category::GeneralInquiry,
+            confidence,
+            alternatives,
+            sentiment: signals::sentiment(text),
+            urgency: signals::urgency(text),
+            language: signals::language(text),
+            answer: None,
+            always_escalate: false,
+            source: ClassificationSource::Model,
+        };
+        if let Some(intent) = (best != usize::MAX).then(|| intent_of(best)).flatten() {
+            // Out of scope keeps the best guess's category: it still tells the agent the area.
+            classification.category = intent.category;
+            if confidence >= model.out_of_scope_threshold {
+                self.apply_intent(&mut classification, intent, text);
+            } else {
+                classification.alternatives.insert(0, IntentScore { intent: intent.name.clone(), confidence });
+                classification.alternatives.truncate(3);
+            }
+        }
+        classification
+    }
+
+    fn apply_intent(&self, classification: &mut Classification, intent: &crate::intents::Intent, text: &str) {
+        classification.intent = intent.name.clone();
+        classification.category = intent.category;
+        classification.always_escalate = intent.always_escalate;
+        classification.answer = intent.answer.as_ref().and_then(|template| {
+            self.templates
+                .render_template(template, &serde_json::json!({ "message": text }))
+                .map_err(|e| tracing::warn!(intent = %intent.name, error = %e, "answer template failed"))
+                .ok()
+        });
+    }
+}
+
+impl IntentsReloader for ModelClassifier {
+    fn reload(&self) -> Result<String, String> {
+        ModelClassifier::reload(self).map(|r| r.to_string()).map_err(|e| e.to_string())
+    }
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "intents version {}: {} intents, {} examples, out-of-scope below {:.2}, {} in {} ms",
+            self.version,
+            self.intents,
+            self.examples,
+            self.out_of_scope_threshold,
+            if self.cached { "head loaded from cache" } else { "head trained" },
+            self.millis
+        )
+    }
+}
+
+/// The confidence reported for an intent the LLM chose (the bot treats it as sure).
+pub const LLM_CONFIDENCE: f32 = 0.9;
+
+fn out_of_scope() -> IntentName {
+    IntentName::parse(IntentName::OUT_OF_SCOPE).expect("valid name")
+}
+
+#[async_trait]
+impl Classifier for ModelClassifier {
+    async fn classify(&self, text: &str) -> Classification {
+        let local = {
+            let (model, owned) = (self.local.clone(), text.to_string());
+            // The encoder is CPU work: keep it off the async workers.
+            match tokio::task::spawn_blocking(move || model.classify_batch(&[owned.as_str()]).remove(0)).await {
+                Ok(classification) => classification,
+                Err(e) => {
+                    tracing::error!(error = %e, "classification panicked; treating the message as out of scope");
+                    self.local.describe(&self.local.current(), text, &Vec::new())
+                }
+            }
+        };
+        match &self.llm {
+            Some(llm) if local.confidence < self.llm_below => self.consult_llm(llm, text, local).await,
+            _ => local,
+        }
+    }
+}
+
+fn head_file(cache_dir: &Path, intents: &IntentSet, encoder: &dyn SentenceEncoder, params: &TrainParams) -> PathBuf {
+    let key = Sha256::digest(format!("{}|{}|{params:?}", intents.digest, encoder.id()));
+    cache_dir.join(format!("head-{}.bin", &hex::encode(key)[..24]))
+}
+
+fn train(
+    encoder: &dyn SentenceEncoder,
+    source: &IntentsSource,
+    cache_dir: Option<&Path>,
+) -> Result<(Trained, LoadReport), LoadError> {
+    let started = Instant::now();
+    let intents = source.load()?;
+    let params = TrainParams::default();
+    let examples = intents.intents.iter().map(|i| i.examples.len()).sum();
+    let cached_head = cache_dir.map(|dir| head_file(dir, &intents, encoder, &params));
+    if let Some(model) = cached_head.as_ref().and_then(|f| IntentModel::load(f).ok()) {
+        let report = report(&intents, &model, examples, true, started);
+        return Ok((Trained { intents, model }, report));
+    }
+    let mut texts = Vec::new();
+    let mut labels = Vec::new();
+    for (label, intent) in intents.intents.iter().enumerate() {
+        for example in &intent.examples {
+            texts.push(example.as_str());
+            labels.push(label);
+        }
+    }
+    let mut cache = EmbeddingCache::open(cache_dir, encoder);
+    let embeddings = cache.embed_all(encoder, &texts, &mut |_| {})?;
+    let labelled: Vec<LabelledText<'_>> = texts
+        .iter()
+        .zip(&embeddings)
+        .zip(&labels)
+        .map(|((text, embedding), &label)| LabelledText { text, embedding, label })
+        .collect();
+    let names = intents.intents.iter().map(|i| i.name.to_string()).collect();
+    let model = IntentModel::train(names, &labelled, &params);
+    if let Some(file) = &cached_head {
+        if let Err(e) = std::fs::create_dir_all(cache_dir.expect("set with the file")).and_then(|_| model.save(file)) {
+            tracing::warn!(file = %file.display(), error = %e, "cannot cache the trained intent head");
+        }
+    }
+    let report = report(&intents, &model, examples, false, started);
+    Ok((Trained { intents, model }, report))
+}
+
+fn report(intents: &IntentSet, model: &IntentModel, examples: usize, cached: bool, started: Instant) -> LoadReport {
+    LoadReport {
+        version: intents.version,
+        intents: intents.intents.len(),
+        examples,
+        cached,
+        out_of_scope_threshold: model.out_of_scope_threshold,
+        millis: started.elapsed().as_millis(),
+    }
+}

@@ -1,0 +1,317 @@
+//! The intent head: a multinomial logistic regression over the sentence embedding joined with
+//! TF-IDF word and word-pair features. The embedding carries meaning; the sparse features carry
+//! the exact words ("top up" vs "transfer") that frozen embeddings blur together.
+
+use std::collections::HashMap;
+
+/// Words and adjacent word pairs of `text`, lowercased.
+pub fn terms(text: &str) -> Vec<String> {
+    let words: Vec<String> = text
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .map(|w| w.trim_matches('\'').to_lowercase())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut terms = words.clone();
+    for pair in words.windows(2) {
+        terms.push(format!("{} {}", pair[0], pair[1]));
+    }
+    terms
+}
+
+/// The sparse half of the features: a vocabulary learned from the training texts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vocabulary {
+    pub index: HashMap<String, u32>,
+    pub idf: Vec<f32>,
+}
+
+impl Vocabulary {
+    pub fn fit(texts: &[&str]) -> Self {
+        let mut document_frequency: HashMap<String, u32> = HashMap::new();
+        for text in texts {
+            let mut unique = terms(text);
+            unique.sort();
+            unique.dedup();
+            for term in unique {
+                *document_frequency.entry(term).or_default() += 1;
+            }
+        }
+        let mut vocabulary: Vec<(String, u32)> = document_frequency.into_iter().collect();
+        vocabulary.sort();
+        let documents = texts.len() as f32;
+        let idf = vocabulary.iter().map(|(_, df)| ((1.0 + documents) / (1.0 + *df as f32)).ln() + 1.0).collect();
+        let index = vocabulary.into_iter().enumerate().map(|(i, (term, _))| (term, i as u32)).collect();
+        Self { index, idf }
+    }
+
+    pub fn len(&self) -> usize {
+        self.idf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.idf.is_empty()
+    }
+
+    /// Sublinear TF-IDF, unit length, of the known terms in `text`.
+    pub fn features(&self, text: &str) -> Vec<(u32, f32)> {
+        let mut counts: HashMap<u32, f32> = HashMap::new();
+        for term in terms(text) {
+            if let Some(&i) = self.index.get(&term) {
+                *counts.entry(i).or_default() += 1.0;
+            }
+        }
+        let mut features: Vec<(u32, f32)> =
+            counts.into_iter().map(|(i, tf)| (i, (1.0 + tf.ln()) * self.idf[i as usize])).collect();
+        features.sort_by_key(|(i, _)| *i);
+        let norm = features.iter().map(|(_, v)| v * v).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            for (_, v) in &mut features {
+                *v /= norm;
+            }
+        }
+        features
+    }
+}
+
+/// One training or query point.
+#[derive(Debug, Clone)]
+pub struct Features {
+    pub dense: Vec<f32>,
+    pub sparse: Vec<(u32, f32)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainParams {
+    pub epochs: usize,
+    pub batch: usize,
+    pub learning_rate: f32,
+    /// Decoupled weight decay (AdamW) per step, relative to the learning rate.
+    pub weight_decay: f32,
+    /// Multiplies the embedding; sparse features have unit length.
+    pub dense_scale: f32,
+    pub sparse_scale: f32,
+    pub seed: u64,
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        Self {
+            epochs: 40,
+            batch: 32,
+            learning_rate: 0.01,
+            weight_decay: 1e-4,
+            dense_scale: 4.0,
+            sparse_scale: 1.0,
+            seed: 0x5eed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearHead {
+    pub classes: usize,
+    pub dense_dim: usize,
+    pub sparse_dim: usize,
+    pub dense_scale: f32,
+    pub sparse_scale: f32,
+    /// classes × dense_dim, row per class.
+    pub dense_weights: Vec<f32>,
+    /// sparse_dim × classes, row per term (a term's weights are read together).
+    pub sparse_weights: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+impl LinearHead {
+    pub fn logits(&self, x: &Features) -> Vec<f32> {
+        let mut out = self.bias.clone();
+        for (class, logit) in out.iter_mut().enumerate() {
+            let row = &self.dense_weights[class * self.dense_dim..(class + 1) * self.dense_dim];
+            *logit += dot(row, &x.dense) * self.dense_scale;
+        }
+        for &(term, value) in &x.sparse {
+            let term = term as usize;
+            if term >= self.sparse_dim {
+                continue;
+            }
+            let row = &self.sparse_weights[term * self.classes..(term + 1) * self.classes];
+            for (logit, w) in out.iter_mut().zip(row) {
+                *logit += w * value * self.sparse_scale;
+            }
+        }
+        out
+    }
+
+    /// Fits the head to `examples` (features, class) with mini-batch AdamW.
+    pub fn train(
+        examples: &[(&Features, usize)],
+        classes: usize,
+        dense_dim: usize,
+        sparse_dim: usize,
+        params: &TrainParams,
+    ) -> Self {
+        let mut head = Self {
+            classes,
+            dense_dim,
+            sparse_dim,
+            dense_scale: params.dense_scale,
+            sparse_scale: params.sparse_scale,
+            dense_weights: vec![0.0; classes * dense_dim],
+            sparse_weights: vec![0.0; sparse_dim * classes],
+            bias: vec![0.0; classes],
+        };
+        let mut dense_adam = Adam::new(classes * dense_dim);
+        let mut sparse_adam = Adam::new(sparse_dim * classes);
+        let mut bias_adam = Adam::new(classes);
+        let mut dense_grad = vec![0.0f32; classes * dense_dim];
+        let mut sparse_grad = vec![0.0f32; sparse_dim * classes];
+        let mut touched: Vec<u32> = Vec::new();
+        let mut bias_grad = vec![0.0f32; classes];
+        let mut order: Vec<usize> = (0..examples.len()).collect();
+        let mut rng = params.seed | 1;
+        let steps_total = (params.epochs * examples.len().div_ceil(params.batch.max(1))).max(1);
+        let mut step = 0usize;
+        for _ in 0..params.epochs {
+            shuffle(&mut order, &mut rng);
+            for batch in order.chunks(params.batch.max(1)) {
+                dense_grad.iter_mut().for_each(|g| *g = 0.0);
+                bias_grad.iter_mut().for_each(|g| *g = 0.0);
+                touched.clear();
+                let scale = 1.0 / batch.len() as f32;
+                for &i in batch {
+                    let (x, label) = examples[i];
+                    let mut p = head.logits(x);
+                    softmax_in_place(&mut p);
+                    p[label] -= 1.0;
+                    for (class, &error) in p.iter().enumerate() {
+                        let error = error * scale;
+                        bias_grad[class] += error;
+                        let row = &mut dense_grad[class * dense_dim..(class + 1) * dense_dim];
+                        axpy(row, &x.dense, error * params.dense_scale);
+                    }
+                    for &(term, value) in &x.sparse {
+                        let term = term as usize;
+                        if sparse_grad[term * classes..(term + 1) * classes].iter().all(|g| *g == 0.0) {
+                            touched.push(term as u32);
+                        }
+                        let row = &mut sparse_grad[term * classes..(term + 1) * classes];
+                        axpy(row, &p, value * params.sparse_scale * scale);
+                    }
+                }
+                step += 1;
+                // Linear decay to a tenth of the rate: large steps early, settling at the end.
+                let progress = step as f32 / steps_total as f32;
+                let rate = params.learning_rate * (1.0 - 0.9 * progress);
+                dense_adam.step_all(&mut head.dense_weights, &dense_grad, rate, params.weight_decay);
+                bias_adam.step_all(&mut head.bias, &bias_grad, rate, 0.0);
+                touched.sort_unstable();
+                touched.dedup();
+                for &term in &touched {
+                    let range = term as usize * classes..(term as usize + 1) * classes;
+                    sparse_adam.step_range(&mut head.sparse_weights, &sparse_grad, range.clone(), rate, params.weight_decay);
+                    sparse_grad[range].iter_mut().for_each(|g| *g = 0.0);
+                }
+            }
+        }
+        head
+    }
+}
+
+pub fn softmax_in_place(values: &mut [f32]) {
+    let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in values.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in values.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// Eight independent sums so the compiler can use vector registers.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for lane in 0..8 {
+            lanes[lane] += x[lane] * y[lane];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+fn axpy(target: &mut [f32], x: &[f32], factor: f32) {
+    for (t, v) in target.iter_mut().zip(x) {
+        *t += v * factor;
+    }
+}
+
+fn shuffle(order: &mut [usize], state: &mut u64) {
+    for i in (1..order.len()).rev() {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        order.swap(i, (*state % (i as u64 + 1)) as usize);
+    }
+}
+
+struct Adam {
+    m: Vec<f32>,
+    v: Vec<f32>,
+    /// Per-parameter step count, so rarely seen sparse terms get a correct bias correction.
+    t: Vec<u32>,
+}
+
+impl Adam {
+    const B1: f32 = 0.9;
+    const B2: f32 = 0.999;
+
+    fn new(len: usize) -> Self {
+        Self { m: vec![0.0; len], v: vec![0.0; len], t: vec![0; len] }
+    }
+
+    fn step_all(&mut self, weights: &mut [f32], grad: &[f32], rate: f32, decay: f32) {
+        self.step_range(weights, grad, 0..weights.len(), rate, decay);
+    }
+
+    fn step_range(&mut self, weights: &mut [f32], grad: &[f32], range: std::ops::Range<usize>, rate: f32, decay: f32) {
+        for i in range {
+            self.t[i] += 1;
+            let t = self.t[i] as i32;
+            let g = grad[i];
+            self.m[i] = Self::B1 * self.m[i] + (1.0 - Self::B1) * g;
+            self.v[i] = Self::B2 * self.v[i] + (1.0 - Self::B2) * g * g;
+            let m_hat = self.m[i] / (1.0 - Self::B1.powi(t));
+            let v_hat = self.v[i] / (1.0 - Self::B2.powi(t));
+            weights[i] -= rate * (m_hat / (v_hat.sqrt() + 1e-8) + decay * weights[i]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terms_are_words_and_pairs() {
+        assert_eq!(terms("Top-up didn't work!"), ["top", "up", "didn't", "work", "top up", "up didn't", "didn't work"]);
+    }
+
+    #[test]
+    fn learns_a_separable_problem() {
+        let texts = ["refund my money", "money back please", "reset my password", "forgot password"];
+        let vocabulary = Vocabulary::fit(&texts);
+        let features: Vec<Features> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Features { dense: vec![if i < 2 { 1.0 } else { -1.0 }, 0.5], sparse: vocabulary.features(t) })
+            .collect();
+        let examples: Vec<(&Features, usize)> = features.iter().zip([0, 0, 1, 1]).collect();
+        let head = LinearHead::train(&examples, 2, 2, vocabulary.len(), &TrainParams::default());
+        let query = Features { dense: vec![0.0, 0.5], sparse: vocabulary.features("password please") };
+        let mut p = head.logits(&query);
+        softmax_in_place(&mut p);
+        assert!(p[1] > 0.6, "{p:?}");
+    }
+}

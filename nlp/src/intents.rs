@@ -1,0 +1,278 @@
+//! The intents file: what the bot understands and answers, as data an admin edits (TOML).
+//! Loading checks everything a running bot would trip over later and names the line.
+
+use handlebars::Handlebars;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use switchboard_models::{Category, IntentName};
+use toml::Spanned;
+
+/// Fewest example phrases an intent needs for the classifier to learn it.
+pub const MIN_EXAMPLES: usize = 3;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}:{line}: {reason}", path.display())]
+pub struct IntentsError {
+    pub path: PathBuf,
+    /// 1-based; 0 when the problem is the file as a whole.
+    pub line: usize,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Intent {
+    pub name: IntentName,
+    pub category: Category,
+    pub examples: Vec<String>,
+    /// A handlebars template; `{{message}}` is the customer's text.
+    pub answer: Option<String>,
+    pub always_escalate: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct IntentSet {
+    pub version: u32,
+    pub intents: Vec<Intent>,
+    /// SHA-256 of the file's text: identifies a trained head.
+    pub digest: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileShape {
+    version: Spanned<u32>,
+    #[serde(default, rename = "intent")]
+    intents: Vec<IntentShape>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IntentShape {
+    name: Spanned<IntentName>,
+    category: Category,
+    examples: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    answer: Option<Spanned<String>>,
+    #[serde(default)]
+    always_escalate: bool,
+}
+
+impl IntentSet {
+    pub fn load(path: &Path) -> Result<Self, IntentsError> {
+        let text = std::fs::read_to_string(path).map_err(|e| IntentsError {
+            path: path.to_path_buf(),
+            line: 0,
+            reason: format!("cannot read the intents file: {e}"),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// `path` only names the file in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, IntentsError> {
+        let error_at = |offset: usize, reason: String| IntentsError {
+            path: path.to_path_buf(),
+            line: line_of(text, offset),
+            reason,
+        };
+        let shape: FileShape = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map_or(0, |s| s.start);
+            error_at(offset, e.message().trim().to_string())
+        })?;
+        if *shape.version.get_ref() == 0 {
+            return Err(error_at(shape.version.span().start, "version must be 1 or more".into()));
+        }
+        if shape.intents.is_empty() {
+            return Err(IntentsError {
+                path: path.to_path_buf(),
+                line: 0,
+                reason: "the file defines no intents; add [[intent]] tables".into(),
+            });
+        }
+
+        let templates = Handlebars::new();
+        let mut seen_names: HashMap<String, usize> = HashMap::new();
+        let mut seen_examples: HashMap<String, (String, usize)> = HashMap::new();
+        let mut intents = Vec::with_capacity(shape.intents.len());
+        for shape in shape.intents {
+            let name = shape.name.get_ref().clone();
+            let name_line = line_of(text, shape.name.span().start);
+            if name.is(IntentName::OUT_OF_SCOPE) {
+                return Err(error_at(
+                    shape.name.span().start,
+                    "`out_of_scope` is reserved: it is what the classifier reports when no intent fits".into(),
+                ));
+            }
+            if let Some(first) = seen_names.insert(name.to_string(), name_line) {
+                return Err(error_at(
+                    shape.name.span().start,
+                    format!("intent `{name}` is defined twice (first on line {first})"),
+                ));
+            }
+            let mut examples = Vec::new();
+            for example in shape.examples.get_ref() {
+                let phrase = example.get_ref().trim();
+                if phrase.is_empty() {
+                    return Err(error_at(example.span().start, format!("intent `{name}` has an empty example")));
+                }
+                let key = phrase.to_lowercase();
+                let line = line_of(text, example.span().start);
+                match seen_examples.get(&key) {
+                    Some((other, other_line)) if *other != name.as_str() => {
+                        return Err(error_at(
+                            example.span().start,
+                            format!(
+                                "example \"{phrase}\" is in both `{other}` (line {other_line}) and `{name}`; \
+                                 one phrase can teach only one intent"
+                            ),
+                        ));
+                    }
+                    Some(_) => continue,
+                    None => {
+                        seen_examples.insert(key, (name.to_string(), line));
+                    }
+                }
+                examples.push(phrase.to_string());
+            }
+            if examples.len() < MIN_EXAMPLES {
+                return Err(error_at(
+                    shape.examples.span().start,
+                    format!(
+                        "intent `{name}` has {} distinct example(s); give at least {MIN_EXAMPLES}",
+                        examples.len()
+                    ),
+                ));
+            }
+            let answer = match shape.answer {
+                Some(answer) => {
+                    let template = answer.get_ref().trim().to_string();
+                    if template.is_empty() {
+                        return Err(error_at(answer.span().start, format!("intent `{name}` has an empty answer")));
+                    }
+                    templates.render_template(&template, &serde_json::json!({ "message": "" })).map_err(|e| {
+                        error_at(answer.span().start, format!("answer of `{name}` is not a valid template: {e}"))
+                    })?;
+                    Some(template)
+                }
+                None => None,
+            };
+            if shape.always_escalate && answer.is_some() {
+                return Err(error_at(
+                    shape.name.span().start,
+                    format!("intent `{name}` always escalates, so its answer would never be sent; remove one"),
+                ));
+            }
+            intents.push(Intent {
+                name,
+                category: shape.category,
+                examples,
+                answer,
+                always_escalate: shape.always_escalate,
+            });
+        }
+        if !seen_names.contains_key(IntentName::HUMAN_REQUEST) {
+            return Err(IntentsError {
+                path: path.to_path_buf(),
+                line: 0,
+                reason: format!(
+                    "the file needs a `{}` intent: customers must always be able to ask for a person",
+                    IntentName::HUMAN_REQUEST
+                ),
+            });
+        }
+        Ok(Self {
+            version: *shape.version.get_ref(),
+            intents,
+            digest: hex::encode(Sha256::digest(text.as_bytes())),
+        })
+    }
+
+    pub fn get(&self, name: &IntentName) -> Option<&Intent> {
+        self.intents.iter().find(|i| &i.name == name)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+/// The intents file the project ships: a new deployment answers common support questions.
+pub const DEFAULT_INTENTS: &str = include_str!("../intents/default.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<IntentSet, IntentsError> {
+        IntentSet::parse(Path::new("intents.toml"), text)
+    }
+
+    const HUMAN: &str = r#"
+[[intent]]
+name = "human_request"
+category = "general_inquiry"
+examples = ["a person please", "talk to a human", "real agent"]
+"#;
+
+    #[test]
+    fn the_shipped_file_is_valid() {
+        let set = parse(DEFAULT_INTENTS).unwrap();
+        assert!(set.intents.len() >= 20, "{}", set.intents.len());
+        for required in [IntentName::GREETING, IntentName::GOODBYE, IntentName::THANKS, IntentName::HUMAN_REQUEST] {
+            assert!(set.intents.iter().any(|i| i.name.is(required)), "{required}");
+        }
+        for category in Category::ALL {
+            assert!(set.intents.iter().any(|i| i.category == *category), "{category}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_reason() {
+        let cases = [
+            ("version = 1\n[[intent]]\nname = \"a\"\ncategory = \"bills\"\nexamples = [\"x\", \"y\", \"z\"]\n", 4, "unknown category `bills`"),
+            ("version = 1\n[[intent]]\nname = \"Bad Name\"\n", 3, "must be 1-64 characters"),
+            ("version = 1\n[[intent]]\nname = \"a\"\ncategory = \"billing\"\nexamples = [\"x\", \"y\"]\n", 5, "at least 3"),
+            ("version = 1\n[[intent]]\nname = \"a\"\ncategory = \"billing\"\nexamples = [\"x\", \"y\", \"z\"]\ncolour = 1\n", 6, "unknown field `colour`"),
+            ("version = 1\n[[intent]]\nname = \"a\"\ncategory = \"billing\"\nexamples = [\"x\", \"y\", \"z\"]\nanswer = \"{{#if}}\"\n", 6, "not a valid template"),
+            ("version = 1\n[[intent]\n", 2, ""),
+        ];
+        for (text, line, reason) in cases {
+            let error = parse(text).unwrap_err();
+            assert_eq!(error.line, line, "{error}");
+            assert!(error.reason.contains(reason), "{error}");
+            assert!(error.to_string().starts_with(&format!("intents.toml:{line}: ")), "{error}");
+        }
+    }
+
+    #[test]
+    fn one_phrase_cannot_teach_two_intents() {
+        let text = format!(
+            "version = 2\n{HUMAN}\n[[intent]]\nname = \"refund\"\ncategory = \"billing\"\nexamples = [\"money back\", \"refund\", \"return\"]\n\
+             [[intent]]\nname = \"cancel\"\ncategory = \"account\"\nexamples = [\"cancel\", \"Money back\", \"stop\"]\n"
+        );
+        let error = parse(&text).unwrap_err();
+        assert_eq!(error.line, 14, "{error}");
+        assert!(error.reason.contains("`refund` (line 11)"), "{error}");
+    }
+
+    #[test]
+    fn reserved_duplicate_and_missing_intents_are_refused() {
+        let dup = format!("version = 1\n{HUMAN}{HUMAN}");
+        assert!(parse(&dup).unwrap_err().reason.contains("defined twice (first on line 4)"));
+        let oos = format!("version = 1\n{}", HUMAN.replace("human_request", "out_of_scope"));
+        assert!(parse(&oos).unwrap_err().reason.contains("reserved"));
+        let no_human = HUMAN.replace("human_request", "help");
+        assert!(parse(&format!("version = 1\n{no_human}")).unwrap_err().reason.contains("`human_request` intent"));
+        assert!(parse("version = 0\n").unwrap_err().reason.contains("version must be 1"));
+    }
+
+    #[test]
+    fn a_good_file_loads_with_its_digest() {
+        let text = format!("version = 7\n{HUMAN}");
+        let set = parse(&text).unwrap();
+        assert_eq!(set.version, 7);
+        assert_eq!(set.intents[0].examples.len(), 3);
+        assert_ne!(set.digest, parse(&format!("version = 8\n{HUMAN}")).unwrap().digest);
+    }
+}

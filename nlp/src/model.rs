@@ -1,0 +1,258 @@
+//! A trained intent model: head, calibration temperature and out-of-scope threshold, all learned
+//! from labelled examples, and stored as one file so a restart skips training.
+
+use crate::head::{Features, LinearHead, TrainParams, Vocabulary, softmax_in_place};
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::path::Path;
+
+/// A labelled training example whose embedding is already computed.
+pub struct LabelledText<'a> {
+    pub text: &'a str,
+    pub embedding: &'a [f32],
+    pub label: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntentModel {
+    pub labels: Vec<String>,
+    pub vocabulary: Vocabulary,
+    pub head: LinearHead,
+    /// Logits are divided by this before the softmax so that probabilities match accuracy.
+    pub temperature: f32,
+    /// Below this calibrated probability nothing fits: the message is out of scope.
+    pub out_of_scope_threshold: f32,
+}
+
+/// A ranked prediction: (label index, calibrated probability), most likely first.
+pub type Ranking = Vec<(usize, f32)>;
+
+impl IntentModel {
+    /// Trains on everything after learning temperature and threshold from a held-out split:
+    /// a fifth of each intent's examples (in scope) and a sixth of the intents (out of scope).
+    pub fn train(labels: Vec<String>, examples: &[LabelledText<'_>], params: &TrainParams) -> Self {
+        let classes = labels.len();
+        let (temperature, out_of_scope_threshold) = if classes >= 3 {
+            calibrate(classes, examples, params)
+        } else {
+            (1.0, 0.0)
+        };
+        let texts: Vec<&str> = examples.iter().map(|e| e.text).collect();
+        let vocabulary = Vocabulary::fit(&texts);
+        let features: Vec<Features> = examples.iter().map(|e| features_of(&vocabulary, e)).collect();
+        let training: Vec<(&Features, usize)> = features.iter().zip(examples.iter().map(|e| e.label)).collect();
+        let dense_dim = examples.first().map_or(0, |e| e.embedding.len());
+        let head = LinearHead::train(&training, classes, dense_dim, vocabulary.len(), params);
+        Self { labels, vocabulary, head, temperature, out_of_scope_threshold }
+    }
+
+    pub fn rank(&self, text: &str, embedding: &[f32]) -> Ranking {
+        let features = Features { dense: embedding.to_vec(), sparse: self.vocabulary.features(text) };
+        rank_with(&self.head, &features, self.temperature)
+    }
+
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let header = Header {
+            format: FORMAT,
+            labels: self.labels.clone(),
+            terms: {
+                let mut terms: Vec<(&String, &u32)> = self.vocabulary.index.iter().collect();
+                terms.sort_by_key(|(_, i)| **i);
+                terms.into_iter().map(|(t, _)| t.clone()).collect()
+            },
+            dense_dim: self.head.dense_dim,
+            dense_scale: self.head.dense_scale,
+            sparse_scale: self.head.sparse_scale,
+            temperature: self.temperature,
+            out_of_scope_threshold: self.out_of_scope_threshold,
+        };
+        // A name of our own: other processes may be writing the same head at the same time.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let partial = path.with_extension(format!("partial-{}-{nanos}", std::process::id()));
+        {
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&partial)?);
+            let header = serde_json::to_vec(&header)?;
+            file.write_all(&(header.len() as u64).to_le_bytes())?;
+            file.write_all(&header)?;
+            for values in [&self.vocabulary.idf, &self.head.dense_weights, &self.head.sparse_weights, &self.head.bias] {
+                for v in values.iter() {
+                    file.write_all(&v.to_le_bytes())?;
+                }
+            }
+            file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        }
+        std::fs::rename(partial, path)
+    }
+
+    pub fn load(path: &Path) -> std::io::Result<Self> {
+        let invalid = |reason: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, reason.to_string());
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)?.read_to_end(&mut bytes)?;
+        let header_len = u64::from_le_bytes(bytes.get(..8).ok_or_else(|| invalid("truncated"))?.try_into().unwrap()) as usize;
+        let header: Header = serde_json::from_slice(bytes.get(8..8 + header_len).ok_or_else(|| invalid("truncated"))?)?;
+        if header.format != FORMAT {
+            return Err(invalid("written by another version"));
+        }
+        let floats: Vec<f32> = bytes[8 + header_len..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let (classes, terms, dense_dim) = (header.labels.len(), header.terms.len(), header.dense_dim);
+        let expected = terms + classes * dense_dim + terms * classes + classes;
+        if floats.len() != expected {
+            return Err(invalid("size does not match its header"));
+        }
+        let (idf, rest) = floats.split_at(terms);
+        let (dense_weights, rest) = rest.split_at(classes * dense_dim);
+        let (sparse_weights, bias) = rest.split_at(terms * classes);
+        Ok(Self {
+            vocabulary: Vocabulary {
+                index: header.terms.into_iter().enumerate().map(|(i, t)| (t, i as u32)).collect(),
+                idf: idf.to_vec(),
+            },
+            head: LinearHead {
+                classes,
+                dense_dim,
+                sparse_dim: terms,
+                dense_scale: header.dense_scale,
+                sparse_scale: header.sparse_scale,
+                dense_weights: dense_weights.to_vec(),
+                sparse_weights: sparse_weights.to_vec(),
+                bias: bias.to_vec(),
+            },
+            labels: header.labels,
+            temperature: header.temperature,
+            out_of_scope_threshold: header.out_of_scope_threshold,
+        })
+    }
+}
+
+const FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    format: u32,
+    labels: Vec<String>,
+    terms: Vec<String>,
+    dense_dim: usize,
+    dense_scale: f32,
+    sparse_scale: f32,
+    temperature: f32,
+    out_of_scope_threshold: f32,
+}
+
+fn features_of(vocabulary: &Vocabulary, example: &LabelledText<'_>) -> Features {
+    Features { dense: example.embedding.to_vec(), sparse: vocabulary.features(example.text) }
+}
+
+fn rank_with(head: &LinearHead, features: &Features, temperature: f32) -> Ranking {
+    let mut p = head.logits(features);
+    p.iter_mut().for_each(|v| *v /= temperature);
+    softmax_in_place(&mut p);
+    let mut ranking: Ranking = p.into_iter().enumerate().collect();
+    ranking.sort_by(|a, b| b.1.total_cmp(&a.1));
+    ranking
+}
+
+/// Deterministic pseudo-random choice from a string, so the split is the same on every run.
+fn bucket(key: &str, buckets: u64) -> u64 {
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for b in key.bytes() {
+        hash ^= b as u64;
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    hash % buckets
+}
+
+/// Learns the temperature (on held-out in-scope examples) and the out-of-scope threshold (best
+/// balance of in-scope accuracy and out-of-scope recall, with whole intents held out).
+fn calibrate(classes: usize, examples: &[LabelledText<'_>], params: &TrainParams) -> (f32, f32) {
+    let held_out_class = |label: usize| label % 6 == 3;
+    let mut kept_label = vec![usize::MAX; classes];
+    let mut next = 0;
+    for (label, slot) in kept_label.iter_mut().enumerate() {
+        if !held_out_class(label) {
+            *slot = next;
+            next += 1;
+        }
+    }
+    let mut train = Vec::new();
+    let mut in_scope = Vec::new();
+    let mut out_of_scope = Vec::new();
+    for (i, example) in examples.iter().enumerate() {
+        if kept_label[example.label] == usize::MAX {
+            out_of_scope.push(example);
+        } else if bucket(&format!("{i}{}", example.text), 5) == 0 {
+            in_scope.push(example);
+        } else {
+            train.push(example);
+        }
+    }
+    if next < 2 || in_scope.is_empty() || train.is_empty() {
+        return (1.0, 0.0);
+    }
+    let texts: Vec<&str> = train.iter().map(|e| e.text).collect();
+    let vocabulary = Vocabulary::fit(&texts);
+    let features: Vec<Features> = train.iter().map(|e| features_of(&vocabulary, e)).collect();
+    let training: Vec<(&Features, usize)> =
+        features.iter().zip(train.iter().map(|e| kept_label[e.label])).collect();
+    let head = LinearHead::train(&training, next, train[0].embedding.len(), vocabulary.len(), params);
+
+    let logits_of = |e: &LabelledText<'_>| head.logits(&features_of(&vocabulary, e));
+    let in_scope_logits: Vec<(Vec<f32>, usize)> =
+        in_scope.iter().map(|e| (logits_of(e), kept_label[e.label])).collect();
+    let out_logits: Vec<Vec<f32>> = out_of_scope.iter().map(|e| logits_of(e)).collect();
+
+    let temperature = (1..=60)
+        .map(|step| step as f32 * 0.05)
+        .map(|t| (t, negative_log_likelihood(&in_scope_logits, t)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(1.0, |(t, _)| t);
+
+    let top = |logits: &[f32]| {
+        let mut p: Vec<f32> = logits.iter().map(|v| v / temperature).collect();
+        softmax_in_place(&mut p);
+        let (best, prob) = p.iter().copied().enumerate().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap_or((0, 0.0));
+        (best, prob)
+    };
+    let in_scope_top: Vec<(bool, f32)> =
+        in_scope_logits.iter().map(|(l, label)| {
+            let (best, prob) = top(l);
+            (best == *label, prob)
+        }).collect();
+    let out_top: Vec<f32> = out_logits.iter().map(|l| top(l).1).collect();
+    let threshold = best_threshold(&in_scope_top, &out_top);
+    (temperature, threshold)
+}
+
+fn negative_log_likelihood(logits: &[(Vec<f32>, usize)], temperature: f32) -> f32 {
+    logits
+        .iter()
+        .map(|(l, label)| {
+            let mut p: Vec<f32> = l.iter().map(|v| v / temperature).collect();
+            softmax_in_place(&mut p);
+            -(p[*label].max(1e-12)).ln()
+        })
+        .sum::<f32>()
+}
+
+/// The threshold maximising the mean of in-scope accuracy (correct and accepted) and
+/// out-of-scope recall (rejected). With no out-of-scope data, keeps 97 % of correct answers.
+pub fn best_threshold(in_scope: &[(bool, f32)], out_of_scope: &[f32]) -> f32 {
+    if out_of_scope.is_empty() {
+        let mut correct: Vec<f32> = in_scope.iter().filter(|(ok, _)| *ok).map(|(_, p)| *p).collect();
+        correct.sort_by(f32::total_cmp);
+        return correct.get(correct.len() * 3 / 100).copied().unwrap_or(0.0);
+    }
+    let mut best = (0.0f32, f32::MIN);
+    for step in 0..100 {
+        let t = step as f32 / 100.0;
+        let accuracy = in_scope.iter().filter(|(ok, p)| *ok && *p >= t).count() as f32 / in_scope.len() as f32;
+        let recall = out_of_scope.iter().filter(|p| **p < t).count() as f32 / out_of_scope.len() as f32;
+        let score = (accuracy + recall) / 2.0;
+        if score > best.1 {
+            best = (t, score);
+        }
+    }
+    best.0
+}
