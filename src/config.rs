@@ -215,6 +215,8 @@ pub struct BotConfig {
     pub negative_sentiment_threshold: f32,
     pub handoff_queued: String,
     pub handoff_offline: String,
+    /// `[[bot.priority_rules]]` with `words`, `category`, `intent` (all optional) and `priority`.
+    pub priority_rules: Vec<switchboard_core::policy::PriorityRule>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -275,6 +277,7 @@ impl Default for BotConfig {
             negative_sentiment_threshold: policy.negative_sentiment_threshold,
             handoff_queued: policy.handoff_queued,
             handoff_offline: policy.handoff_offline,
+            priority_rules: policy.priority_rules,
         }
     }
 }

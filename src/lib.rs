@@ -74,7 +74,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         FileBlobs::open(&config.attachments.dir)
             .with_context(|| format!("attachments.dir = {}", config.attachments.dir.display()))?,
     );
-    let engine = Arc::new(Engine::new(
+    let (summary_requests, summary_queue) = tokio::sync::mpsc::channel(256);
+    let engine = Engine::new(
         store.clone(),
         blobs.clone(),
         nlu.classifier.clone(),
@@ -85,10 +86,18 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             max_text_chars: config.webchat.max_message_chars,
             max_upload_bytes: config.attachments.max_bytes,
         },
-    ));
+    );
+    let mut workers = Vec::new();
+    let engine = match &llm {
+        Some(assistant) => {
+            let engine = Arc::new(engine.with_summary_requests(summary_requests));
+            workers.push(tokio::spawn(write_summaries(engine.clone(), assistant.clone(), summary_queue)));
+            engine
+        }
+        None => Arc::new(engine),
+    };
     let hub = Arc::new(WebChatHub::default());
     let mut senders: Vec<Arc<dyn Outbound>> = vec![Arc::new(WebChatOutbound::new(hub.clone()))];
-    let mut workers = Vec::new();
     let telegram = match telegram_settings(config, store.as_ref()).await? {
         Some(settings) => {
             senders.push(Arc::new(TelegramOutbound::new(&settings, blobs.clone())));
@@ -171,6 +180,19 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             .await
     });
     Ok(Running { addr, engine, intents_reloader: nlu.reloader, stop, server, workers })
+}
+
+/// Asks the LLM for the summary of each escalated conversation, one at a time.
+async fn write_summaries(
+    engine: Arc<Engine>,
+    assistant: Arc<LlmClient>,
+    mut queue: tokio::sync::mpsc::Receiver<switchboard_models::ConversationId>,
+) {
+    while let Some(id) = queue.recv().await {
+        if let Err(error) = engine.summarize_with(id, assistant.as_ref()).await {
+            tracing::warn!(conversation_id = %id, %error, "could not store the LLM summary");
+        }
+    }
 }
 
 /// The classifier the engine uses, and its reload handle when it is the model classifier.
@@ -288,6 +310,7 @@ fn policy(config: &Config) -> Policy {
         negative_sentiment_threshold: bot.negative_sentiment_threshold,
         handoff_queued: bot.handoff_queued.clone(),
         handoff_offline: bot.handoff_offline.clone(),
+        priority_rules: bot.priority_rules.clone(),
         ..Policy::default()
     }
 }

@@ -162,6 +162,9 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
             let running = switchboard::start(&config).await?;
             println!("Switchboard listening on http://{}", running.addr);
             tracing::info!(addr = %running.addr, database = %config.database.url, "ready");
+            if let Some(reloader) = running.intents_reloader.clone() {
+                tokio::spawn(reload_on_hangup(reloader));
+            }
             tokio::select! {
                 result = running.wait() => result,
                 _ = tokio::signal::ctrl_c() => {
@@ -169,6 +172,21 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
                     Ok(())
                 }
             }
+        }
+    }
+}
+
+/// SIGHUP re-reads the intents file; a broken file is logged and the running intents stay.
+async fn reload_on_hangup(reloader: std::sync::Arc<dyn switchboard_core::ports::IntentsReloader>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let reloader = reloader.clone();
+        match tokio::task::spawn_blocking(move || reloader.reload()).await {
+            Ok(Ok(report)) => tracing::info!("intents reloaded: {report}"),
+            Ok(Err(why)) => tracing::error!("intents not reloaded, the previous ones stay in use: {why}"),
+            Err(e) => tracing::error!(error = %e, "intents reload panicked"),
         }
     }
 }

@@ -4,9 +4,9 @@ use crate::events::EventBus;
 use crate::policy::Policy;
 use crate::assignment::pick_agent;
 use crate::attachments::{UploadError, check_upload, clean_file_name};
-use crate::ports::{BlobStore, Classifier, Clock, Committed, Store, StepWrite, StoreError};
+use crate::ports::{Assistant, BlobStore, Classifier, Clock, Committed, Store, StepWrite, StoreError};
 use crate::step::{Decision, Input, ReplyBody, step};
-use crate::summary::extractive_summary;
+use crate::summary::{extractive_summary, transcript};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tokio::sync::{Mutex, Notify};
@@ -58,6 +58,8 @@ pub struct HandleOutcome {
     pub conversation: Conversation,
     /// Messages queued for the customer in reply (empty for duplicates).
     pub replies: Vec<Message>,
+    /// This message escalated the conversation.
+    pub escalated: bool,
 }
 
 /// Steps slower than this are logged with where the time went.
@@ -119,6 +121,8 @@ pub struct Engine {
     assigning: Mutex<()>,
     slow_steps: SlowSteps,
     outbox_wake: Arc<Notify>,
+    /// Escalated conversations whose summary the assistant should rewrite (when one is configured).
+    summary_requests: Option<tokio::sync::mpsc::Sender<ConversationId>>,
 }
 
 impl Engine {
@@ -143,7 +147,40 @@ impl Engine {
             assigning: Mutex::new(()),
             slow_steps: SlowSteps::default(),
             outbox_wake: Arc::new(Notify::new()),
+            summary_requests: None,
         }
+    }
+
+    /// Escalations are then sent to `requests` for an abstractive summary (see `summarize_with`).
+    pub fn with_summary_requests(mut self, requests: tokio::sync::mpsc::Sender<ConversationId>) -> Self {
+        self.summary_requests = Some(requests);
+        self
+    }
+
+    /// Replaces the extractive summary of an escalated conversation with the assistant's. The
+    /// customer never waits for this: it runs after the escalation is committed and answered.
+    pub async fn summarize_with(&self, id: ConversationId, assistant: &dyn Assistant) -> Result<bool, EngineError> {
+        let agents = self.store.list_agents().await?;
+        let messages = self.store.conversation_messages(id, 0, 5000).await?;
+        let lines = transcript(&messages, &agents);
+        if lines.is_empty() {
+            return Ok(false);
+        }
+        let summary = match assistant.summarize(&lines).await {
+            Ok(summary) => summary,
+            Err(why) => {
+                tracing::warn!(conversation_id = %id, "keeping the extractive summary: {why}");
+                return Ok(false);
+            }
+        };
+        let (_turn, mut current) = self.turn_of(id).await?;
+        let Some(escalation) = current.escalation.as_mut() else {
+            return Ok(false);
+        };
+        escalation.summary = summary;
+        // Same version: the summary is not something an agent edits, so open views stay valid.
+        self.commit_change(&current, Vec::new(), None).await?;
+        Ok(true)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -167,6 +204,10 @@ impl Engine {
     /// (channel, external id): a repeat returns the stored message and changes nothing.
     pub async fn handle(&self, inbound: Inbound) -> Result<HandleOutcome, EngineError> {
         let outcome = self.handle_in_turn(inbound).await?;
+        if let (true, Some(requests)) = (outcome.escalated, &self.summary_requests) {
+            // A full queue only means the extractive summary stays.
+            let _ = requests.try_send(outcome.conversation.id);
+        }
         if outcome.conversation.handler == Handler::Queue && !outcome.duplicate {
             // Committed already: a failure here leaves the conversation queued, not lost.
             if let Err(error) = self.assign_waiting().await {
@@ -236,6 +277,7 @@ impl Engine {
             has_attachments: !inbound.attachments.is_empty(),
         };
         let decision = step(&conversation, &input, &self.policy, now);
+        let escalated = decision.escalated.is_some();
         let (conversation, replies) = self.replies_for(decision, Some(&inbound.text), now).await?;
 
         let changed = loaded.as_ref().is_none_or(|before| !same_state(before, &conversation));
@@ -272,7 +314,7 @@ impl Engine {
                 }
                 self.publish(&conversation, std::iter::once(&message).chain(&replies));
                 tracing::debug!(conversation_id = %conversation.id, contact_id = %contact.id, replies = replies.len(), "step committed");
-                Ok(HandleOutcome { message, duplicate: false, conversation, replies })
+                Ok(HandleOutcome { message, duplicate: false, conversation, replies, escalated })
             }
         }
     }
@@ -598,7 +640,7 @@ impl Engine {
             .conversation(existing.conversation_id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("message without conversation".into()))?;
-        Ok(HandleOutcome { message: existing, duplicate: true, conversation, replies: Vec::new() })
+        Ok(HandleOutcome { message: existing, duplicate: true, conversation, replies: Vec::new(), escalated: false })
     }
 
     /// Words the decided replies and fills the escalation summary; `current_text` is the

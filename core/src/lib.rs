@@ -19,4 +19,4 @@ pub use outbox::OutboxWorker;
 pub use policy::{Policy, QueueView};
 pub use ports::{Assignee, Committed, ConversationFilter, ConversationSummary, DashboardCounts, SessionRecord, StepWrite};
 pub use step::{Decision, Input, Reply, ReplyBody, step};
-pub use summary::extractive_summary;
+pub use summary::{extractive_summary, transcript};

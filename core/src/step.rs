@@ -79,7 +79,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                     };
                     match reason {
                         Some(reason) => {
-                            escalate(&mut next, classification, reason.clone(), text, now);
+                            escalate(&mut next, classification, reason.clone(), text, policy, now);
                             replies.push(Reply {
                                 sender: Sender::Bot,
                                 body: ReplyBody::HandoffNotice,
@@ -207,6 +207,7 @@ fn escalate(
     classification: &Classification,
     reason: EscalationReason,
     text: &str,
+    policy: &Policy,
     now: Timestamp,
 ) {
     next.handler = Handler::Queue;
@@ -218,6 +219,7 @@ fn escalate(
     } else {
         next.category = Some(classification.category);
     }
-    next.priority = Some(priority_for(next.category.unwrap_or(classification.category), classification));
+    let category = next.category.unwrap_or(classification.category);
+    next.priority = Some(priority_for(category, classification, text, &policy.priority_rules));
     next.escalation = Some(Escalation { reason, summary: text.to_string(), at: now });
 }

@@ -1,6 +1,31 @@
 //! Extractive summary of what the customer said, for the agent's first look at a ticket.
 
+use crate::ports::TranscriptLine;
+use switchboard_models::{Agent, Message, Sender};
+
 const MAX_CHARS: usize = 400;
+
+/// The conversation as an assistant reads it: what the customer saw (no internal notes), the
+/// last 30 lines, oldest first.
+pub fn transcript(messages: &[Message], agents: &[Agent]) -> Vec<TranscriptLine> {
+    const LAST: usize = 30;
+    let visible: Vec<&Message> = messages.iter().filter(|m| !m.internal && !m.text.trim().is_empty()).collect();
+    visible[visible.len().saturating_sub(LAST)..]
+        .iter()
+        .map(|m| TranscriptLine {
+            speaker: match m.sender {
+                Sender::Customer => "Customer".into(),
+                Sender::Bot => "Bot".into(),
+                Sender::System => "System".into(),
+                Sender::Agent => {
+                    let name = m.agent_id.and_then(|id| agents.iter().find(|a| a.id == id)).map_or("Agent", |a| a.name.as_str());
+                    format!("Agent {name}")
+                }
+            },
+            text: m.text.clone(),
+        })
+        .collect()
+}
 
 /// The customer's first message (what it is about), then the latest ones (where it stands),
 /// clipped to a few hundred characters. `texts` are oldest first.

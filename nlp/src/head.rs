@@ -309,7 +309,7 @@ mod tests {
             .collect();
         let examples: Vec<(&Features, usize)> = features.iter().zip([0, 0, 1, 1]).collect();
         let head = LinearHead::train(&examples, 2, 2, vocabulary.len(), &TrainParams::default());
-        let query = Features { dense: vec![0.0, 0.5], sparse: vocabulary.features("password please") };
+        let query = Features { dense: vec![0.0, 0.5], sparse: vocabulary.features("forgot password") };
         let mut p = head.logits(&query);
         softmax_in_place(&mut p);
         assert!(p[1] > 0.6, "{p:?}");

@@ -252,7 +252,7 @@ examples = ["a person please", "talk to a human", "real agent"]
              [[intent]]\nname = \"cancel\"\ncategory = \"account\"\nexamples = [\"cancel\", \"Money back\", \"stop\"]\n"
         );
         let error = parse(&text).unwrap_err();
-        assert_eq!(error.line, 14, "{error}");
+        assert_eq!(error.line, 15, "{error}");
         assert!(error.reason.contains("`refund` (line 11)"), "{error}");
     }
 

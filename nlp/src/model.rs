@@ -236,23 +236,47 @@ fn negative_log_likelihood(logits: &[(Vec<f32>, usize)], temperature: f32) -> f3
         .sum::<f32>()
 }
 
-/// The threshold maximising the mean of in-scope accuracy (correct and accepted) and
-/// out-of-scope recall (rejected). With no out-of-scope data, keeps 97 % of correct answers.
+/// The threshold that rejects the most out-of-scope messages while keeping at least 95 % of the
+/// in-scope accuracy (correct and accepted) that no threshold would give. Ties go to the lower
+/// threshold. With no out-of-scope data, the one that keeps 97 % of correct answers.
 pub fn best_threshold(in_scope: &[(bool, f32)], out_of_scope: &[f32]) -> f32 {
+    let accuracy_at = |t: f32| in_scope.iter().filter(|(ok, p)| *ok && *p >= t).count() as f32 / in_scope.len().max(1) as f32;
     if out_of_scope.is_empty() {
         let mut correct: Vec<f32> = in_scope.iter().filter(|(ok, _)| *ok).map(|(_, p)| *p).collect();
         correct.sort_by(f32::total_cmp);
         return correct.get(correct.len() * 3 / 100).copied().unwrap_or(0.0);
     }
+    let floor = accuracy_at(0.0) * 0.95;
     let mut best = (0.0f32, f32::MIN);
     for step in 0..100 {
         let t = step as f32 / 100.0;
-        let accuracy = in_scope.iter().filter(|(ok, p)| *ok && *p >= t).count() as f32 / in_scope.len() as f32;
+        if accuracy_at(t) < floor {
+            break;
+        }
         let recall = out_of_scope.iter().filter(|p| **p < t).count() as f32 / out_of_scope.len() as f32;
-        let score = (accuracy + recall) / 2.0;
-        if score > best.1 {
-            best = (t, score);
+        if recall > best.1 {
+            best = (t, recall);
         }
     }
     best.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_threshold_keeps_in_scope_accuracy_and_rejects_what_it_can() {
+        // 20 correct answers at 0.5..0.99, out-of-scope messages at 0.2..0.6.
+        let in_scope: Vec<(bool, f32)> = (0..20).map(|i| (true, 0.5 + i as f32 * 0.025)).collect();
+        let out: Vec<f32> = (0..10).map(|i| 0.2 + i as f32 * 0.04).collect();
+        let t = best_threshold(&in_scope, &out);
+        // 0.49 already rejects 8 of 10 out-of-scope messages and keeps every correct answer;
+        // going higher could only cost correct answers (one of 20 is the most allowed).
+        assert!((t - 0.49).abs() < 1e-6, "{t}");
+        let wide: Vec<f32> = (0..10).map(|i| 0.2 + i as f32 * 0.034).collect();
+        let t = best_threshold(&in_scope, &wide);
+        assert!((t - 0.51).abs() < 1e-6, "{t}");
+        assert_eq!(best_threshold(&in_scope, &[]), 0.5);
+    }
 }

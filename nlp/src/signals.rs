@@ -96,7 +96,8 @@ pub fn language(text: &str) -> Option<String> {
         return None;
     }
     let info = whatlang::detect(text)?;
-    if !info.is_reliable() {
+    // whatlang's own "reliable" flag rejects most short messages; its confidence is enough here.
+    if info.confidence() < 0.3 {
         return None;
     }
     use whatlang::Lang::*;

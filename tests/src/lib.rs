@@ -2,6 +2,7 @@
 //! fresh SQLite file, a WebSocket widget client and an HTTP client.
 
 pub mod fake_discord;
+pub mod fake_llm;
 pub mod fake_telegram;
 pub mod mail;
 pub mod panel;
@@ -199,4 +200,25 @@ impl Widget {
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;
     }
+}
+
+/// The sentence-encoder model the test command fetched (`./scripts/fetch-model.sh`).
+pub fn model_dir() -> std::path::PathBuf {
+    let dir = std::env::var_os("SWITCHBOARD_MODEL_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| switchboard::config::NlpConfig::default().model_dir);
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "no sentence-encoder model in {}; run ./scripts/fetch-model.sh (./scripts/test.sh does)",
+        dir.display()
+    );
+    dir
+}
+
+/// One loaded encoder shared by the tests of this process.
+pub fn encoder() -> std::sync::Arc<switchboard_nlp::MiniLmEncoder> {
+    static ENCODER: std::sync::OnceLock<std::sync::Arc<switchboard_nlp::MiniLmEncoder>> = std::sync::OnceLock::new();
+    ENCODER
+        .get_or_init(|| std::sync::Arc::new(switchboard_nlp::MiniLmEncoder::load(&model_dir()).expect("load the model")))
+        .clone()
 }

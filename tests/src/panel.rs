@@ -74,6 +74,15 @@ impl PanelClient {
         }
     }
 
+    /// Creates a personal API token on the tokens page and reads it from the page (shown once).
+    pub async fn new_api_token(&self, name: &str) -> String {
+        let created = self.post("/panel/account/tokens", &[("name", name)]).await;
+        assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+        let html = &created.body;
+        let at = html.find("data-test=\"new-token\"").expect("the token is shown once");
+        html[at..].split(|c: char| !c.is_ascii_hexdigit()).find(|w| w.len() == 64).expect("token").to_string()
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         let mut request = self.http.get(format!("{}{path}", self.base));
         if let Some(cookie) = &self.cookie {

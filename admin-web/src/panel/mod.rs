@@ -630,7 +630,7 @@ pub(crate) async fn draft_reply(state: &AppState, agent: &Agent, id: Conversatio
         .ok_or(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."))?;
     let agents = store.list_agents().await?;
     let messages = store.conversation_messages(conversation.id, 0, 5000).await?;
-    let transcript = views::transcript(&messages, &agents);
+    let transcript = switchboard_core::transcript(&messages, &agents);
     if transcript.is_empty() {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "empty", "There is nothing to reply to yet."));
     }

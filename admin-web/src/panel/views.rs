@@ -157,23 +157,3 @@ pub fn message(message: &Message, conversation: &Conversation, customer: &str, a
     })
 }
 
-/// The conversation as the assistant reads it: what the customer saw, newest last, no notes.
-pub fn transcript(messages: &[Message], agents: &[Agent]) -> Vec<switchboard_core::ports::TranscriptLine> {
-    const LAST: usize = 30;
-    let visible: Vec<&Message> = messages.iter().filter(|m| !m.internal && !m.text.trim().is_empty()).collect();
-    visible[visible.len().saturating_sub(LAST)..]
-        .iter()
-        .map(|m| switchboard_core::ports::TranscriptLine {
-            speaker: match m.sender {
-                switchboard_models::Sender::Customer => "Customer".into(),
-                switchboard_models::Sender::Bot => "Bot".into(),
-                switchboard_models::Sender::System => "System".into(),
-                switchboard_models::Sender::Agent => {
-                    let name = m.agent_id.and_then(|id| agents.iter().find(|a| a.id == id)).map_or("Agent", |a| a.name.as_str());
-                    format!("Agent {name}")
-                }
-            },
-            text: m.text.clone(),
-        })
-        .collect()
-}

@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod discord;
 mod email;
+mod nlp;
 mod panel;
 mod store;
 mod telegram;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use switchboard_admin_web::accounts::create_account;
 use switchboard_models::{Channel, ConversationId, Handler, Inbound, Role, Status, Thread};
 use switchboard_tests::TestServer;
-use switchboard_tests::panel::{PanelClient, csrf_of};
+use switchboard_tests::panel::PanelClient;
 
 const PASSWORD: &str = "a long enough password";
 
@@ -203,12 +203,7 @@ async fn the_json_api_works_with_a_personal_token() {
     let server = TestServer::start().await;
     let team = team(&server).await;
     let id = escalated(&server, "v6", "Gil", "I want to talk to a person").await;
-    let created = team.ann.post("/panel/account/tokens", &[("name", "CRM")]).await;
-    assert_eq!(created.status, StatusCode::OK);
-    let html = &created.body;
-    let at = html.find("data-test=\"new-token\"").expect("the token is shown once");
-    let token: String = html[at..].split(|c: char| !c.is_ascii_hexdigit()).find(|w| w.len() == 64).expect("token").to_string();
-    assert_eq!(csrf_of(html).is_some(), true);
+    let token = team.ann.new_api_token("CRM").await;
 
     let http = reqwest::Client::new();
     let auth = format!("Bearer {token}");

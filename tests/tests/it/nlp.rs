@@ -1,0 +1,335 @@
+//! The local NLP stack with the real all-MiniLM-L6-v2 weights: classification of unseen
+//! phrasings, the cached head, intents-file reloads, the LLM fallback against a stand-in
+//! OpenAI-compatible server, and the whole service (escalation summary, AI drafts).
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchboard_core::ports::Classifier;
+use switchboard_models::{Category, ClassificationSource, Urgency};
+use switchboard_nlp::{IntentsSource, LlmClient, LlmSettings, ModelClassifier};
+use switchboard_tests::fake_llm::{Behaviour, FakeLlm};
+use switchboard_tests::panel::PanelClient;
+use switchboard_tests::{TestServer, encoder};
+
+fn built_in(cache: &Path, llm: Option<Arc<LlmClient>>, llm_below: f32) -> ModelClassifier {
+    let (classifier, _) =
+        ModelClassifier::load(encoder(), IntentsSource::BuiltIn, Some(cache.to_path_buf()), llm, llm_below).expect("loads");
+    classifier
+}
+
+fn llm(fake: &FakeLlm, timeout: Duration, per_minute: u32) -> Arc<LlmClient> {
+    Arc::new(LlmClient::new(LlmSettings {
+        base_url: fake.base_url(),
+        api_key: Some("test-key".into()),
+        model: "test-model".into(),
+        timeout,
+        max_requests_per_minute: per_minute,
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unseen_phrasings_get_the_right_intent_and_signals() {
+    let cache = tempfile::tempdir().unwrap();
+    let classifier = built_in(cache.path(), None, 0.0);
+    // None of these is an example in the intents file.
+    let cases = [
+        ("hey there, good morning", "greeting"),
+        ("I forgot my password and the reset email never arrived", "reset_password"),
+        ("can you send me last month's invoice as a PDF?", "invoice_copy"),
+        ("you took the payment two times this month", "double_charge"),
+        ("I'd like to get my money back for the annual plan", "refund_request"),
+        ("the app closes by itself whenever I open settings", "app_crash"),
+        ("could I speak with an actual human being", "human_request"),
+        ("it would be great if you added a calendar export", "feature_request"),
+        ("thank you so much, that solved it", "thanks"),
+        ("please remove my account and all my data", "delete_account"),
+    ];
+    let mut wrong = Vec::new();
+    for (text, expected) in cases {
+        let c = classifier.classify(text).await;
+        assert_eq!(c.source, ClassificationSource::Model);
+        if !c.intent.is(expected) {
+            wrong.push(format!("{text:?}: expected {expected}, got {} ({:.2})", c.intent, c.confidence));
+        }
+    }
+    assert!(wrong.is_empty(), "misclassified:\n{}", wrong.join("\n"));
+
+    let c = classifier.classify("My card was charged twice and nobody answers, this is unacceptable!!").await;
+    assert_eq!(c.category, Category::Billing);
+    assert!(c.sentiment <= -0.6, "{}", c.sentiment);
+    assert_eq!(c.language.as_deref(), Some("en"));
+    assert_eq!(c.alternatives.len(), 3);
+    assert!(c.alternatives.iter().all(|a| a.confidence <= c.confidence));
+
+    let urgent = classifier.classify("someone hacked my account, lock it immediately").await;
+    assert_eq!(urgent.urgency, Urgency::Critical);
+    assert_eq!(urgent.category, Category::Account);
+
+    let answered = classifier.classify("how do I reset my password?").await;
+    assert!(answered.answer.is_some_and(|a| !a.is_empty()), "the intent has an answer");
+    assert!(answered.confidence > 0.5, "{}", answered.confidence);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_topic_messages_are_out_of_scope() {
+    let cache = tempfile::tempdir().unwrap();
+    let classifier = built_in(cache.path(), None, 0.0);
+    let mut in_scope = Vec::new();
+    for text in [
+        "what is the boiling point of mercury in kelvin",
+        "recommend me a good pasta recipe with mushrooms",
+        "who won the football world cup in 1998",
+    ] {
+        let c = classifier.classify(text).await;
+        if !c.intent.is("out_of_scope") {
+            in_scope.push(format!("{text:?} -> {} ({:.2})", c.intent, c.confidence));
+        }
+        assert!(c.answer.is_none());
+    }
+    assert!(in_scope.is_empty(), "taken as in scope:\n{}", in_scope.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_loads_the_cached_head_and_answers_the_same() {
+    let cache = tempfile::tempdir().unwrap();
+    let (first, report) =
+        ModelClassifier::load(encoder(), IntentsSource::BuiltIn, Some(cache.path().into()), None, 0.0).unwrap();
+    assert!(!report.cached);
+    let (second, report) =
+        ModelClassifier::load(encoder(), IntentsSource::BuiltIn, Some(cache.path().into()), None, 0.0).unwrap();
+    assert!(report.cached, "the second load reuses the trained head");
+    for text in ["where is my parcel", "I was charged twice", "asdf qwerty"] {
+        let (a, b) = (first.classify(text).await, second.classify(text).await);
+        assert_eq!((a.intent, a.confidence), (b.intent, b.confidence));
+    }
+}
+
+const SMALL_INTENTS: &str = r#"
+version = 1
+
+[[intent]]
+name = "human_request"
+category = "general_inquiry"
+examples = ["I want a person", "talk to a human", "get me an agent", "real person please"]
+
+[[intent]]
+name = "opening_hours"
+category = "general_inquiry"
+examples = ["when are you open", "what are your opening hours", "are you open on sunday", "business hours?"]
+answer = "We are open 9 to 5."
+
+[[intent]]
+name = "invoice_copy"
+category = "billing"
+examples = ["send me my invoice", "I need a copy of my bill", "where can I download invoices", "receipt for my payment"]
+answer = "Invoices are under Billing."
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_intents_file_is_refused_and_the_last_good_one_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("intents.toml");
+    std::fs::write(&file, SMALL_INTENTS).unwrap();
+    let (classifier, report) =
+        ModelClassifier::load(encoder(), IntentsSource::File(file.clone()), Some(dir.path().join("cache")), None, 0.0)
+            .unwrap();
+    assert_eq!((report.version, report.intents), (1, 3));
+    assert!(classifier.classify("what time do you open tomorrow").await.intent.is("opening_hours"));
+
+    let broken = SMALL_INTENTS.replace("category = \"billing\"", "category = \"money\"");
+    std::fs::write(&file, &broken).unwrap();
+    let error = classifier.reload().unwrap_err().to_string();
+    assert!(error.contains("intents.toml:17:"), "{error}");
+    assert!(error.contains("unknown category `money`"), "{error}");
+    let still = classifier.classify("could you email me the invoice").await;
+    assert!(still.intent.is("invoice_copy"), "the old intents still answer: {}", still.intent);
+
+    let grown = SMALL_INTENTS.replace("version = 1", "version = 2")
+        + r#"
+[[intent]]
+name = "shipping_cost"
+category = "general_inquiry"
+examples = ["how much is shipping", "delivery fee to germany", "do you charge for postage", "shipping costs"]
+answer = "Shipping is free over 50 EUR."
+"#;
+    std::fs::write(&file, grown).unwrap();
+    let report = classifier.reload().unwrap();
+    assert_eq!((report.version, report.intents), (2, 4));
+    let c = classifier.classify("what does delivery cost to france").await;
+    assert!(c.intent.is("shipping_cost"), "{}", c.intent);
+    assert_eq!(c.answer.as_deref(), Some("Shipping is free over 50 EUR."));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_llm_chooses_when_the_model_is_unsure_and_every_failure_keeps_the_local_result() {
+    let cache = tempfile::tempdir().unwrap();
+    let fake = FakeLlm::start(Behaviour::Answer(r#"{"intent": "order_status"}"#.into())).await;
+    let timeout = Duration::from_millis(400);
+    // llm_below 1.0: every message is "unsure", so every message asks the LLM.
+    let classifier = built_in(cache.path(), Some(llm(&fake, timeout, 100)), 1.0);
+    let text = "hmm so what about the thing I got last week";
+
+    let chosen = classifier.classify(text).await;
+    assert!(chosen.intent.is("order_status"), "{}", chosen.intent);
+    assert_eq!(chosen.source, ClassificationSource::Llm);
+    assert_eq!(chosen.confidence, switchboard_nlp::LLM_CONFIDENCE);
+    let request = &fake.requests()[0];
+    assert_eq!(request["model"], "test-model");
+    let prompt = request["messages"][1]["content"].as_str().unwrap();
+    assert!(prompt.contains("order_status") && prompt.contains(text), "{prompt}");
+
+    fake.set(Behaviour::Answer(r#"{"intent": null}"#.into()));
+    let none = classifier.classify(text).await;
+    assert!(none.intent.is("out_of_scope"));
+    assert_eq!(none.source, ClassificationSource::Llm);
+
+    let local = {
+        let no_llm = built_in(cache.path(), None, 0.0);
+        no_llm.classify(text).await
+    };
+    for behaviour in [
+        Behaviour::Stall,
+        Behaviour::Fail,
+        Behaviour::Garbage,
+        Behaviour::Refuse("I can't help with that".into()),
+        Behaviour::Answer("order_status, I think".into()),
+        Behaviour::Answer(r#"{"intent": "teleport_request"}"#.into()),
+    ] {
+        fake.set(behaviour.clone());
+        let started = Instant::now();
+        let c = classifier.classify(text).await;
+        assert_eq!(c.source, ClassificationSource::Model, "{behaviour:?}");
+        assert_eq!((&c.intent, c.confidence), (&local.intent, local.confidence), "{behaviour:?}");
+        // The customer never waits for a stalled LLM beyond its timeout (generous bound for CI).
+        assert!(started.elapsed() < timeout * 10, "{behaviour:?} took {:?}", started.elapsed());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_llm_budget_caps_requests_per_minute() {
+    let cache = tempfile::tempdir().unwrap();
+    let fake = FakeLlm::start(Behaviour::Answer(r#"{"intent": "greeting"}"#.into())).await;
+    let classifier = built_in(cache.path(), Some(llm(&fake, Duration::from_secs(5), 2)), 1.0);
+    let sources: Vec<ClassificationSource> = futures::future::join_all(
+        ["one", "two", "three", "four"].map(|t| classifier.classify(t)),
+    )
+    .await
+    .into_iter()
+    .map(|c| c.source)
+    .collect();
+    assert_eq!(fake.requests().len(), 2);
+    assert_eq!(sources.iter().filter(|s| **s == ClassificationSource::Llm).count(), 2);
+}
+
+async fn nlp_server(fake: Option<&FakeLlm>) -> TestServer {
+    let base_url = fake.map(FakeLlm::base_url);
+    TestServer::start_with(move |config| {
+        config.nlp.enabled = true;
+        config.nlp.model_dir = switchboard_tests::model_dir();
+        config.nlp.cache_dir = config.attachments.dir.with_file_name("nlp-cache");
+        config.llm.base_url = base_url;
+        config.llm.timeout_ms = 2000;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalations_get_the_llm_summary_and_agents_get_drafts_to_edit() {
+    let fake = FakeLlm::start(Behaviour::Helpful {
+        intent: None,
+        summary: "Customer was charged twice for March and wants the duplicate refunded.".into(),
+        draft: "Sorry about the double charge! I have asked billing to refund the duplicate.".into(),
+    })
+    .await;
+    let server = nlp_server(Some(&fake)).await;
+    let store = server.engine().store().clone();
+    switchboard_admin_web::accounts::create_account(store.as_ref(), "ann@example.com", "Ann", switchboard_models::Role::Agent, "a long enough password", None)
+        .await
+        .unwrap();
+    let inbound = |n: u32, text: &str| switchboard_models::Inbound {
+        channel: switchboard_models::Channel::WebChat,
+        external_id: format!("v1:{n}"),
+        sender_external_id: "v1".into(),
+        sender_name: Some("Dana".into()),
+        text: text.into(),
+        attachments: Vec::new(),
+        original: None,
+        thread: switchboard_models::Thread::Current,
+        received_at: chrono::Utc::now(),
+    };
+    server.engine().handle(inbound(1, "hello")).await.unwrap();
+    let outcome = server.engine().handle(inbound(2, "I want to talk to a human, you charged me twice for March")).await.unwrap();
+    assert!(outcome.escalated);
+    let id = outcome.conversation.id;
+    let escalation = outcome.conversation.escalation.clone().expect("escalated");
+    assert!(escalation.summary.contains("charged me twice"), "extractive first: {}", escalation.summary);
+
+    // The LLM summary replaces the extractive one after the customer was answered.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let c = store.conversation(id).await.unwrap().unwrap();
+        let summary = c.escalation.unwrap().summary;
+        if summary.starts_with("Customer was charged twice") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no LLM summary: {summary}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let summary_request = fake.requests().into_iter().find(|r| r["messages"][0]["content"].as_str().unwrap().contains("Summarise")).unwrap();
+    assert!(summary_request["messages"][1]["content"].as_str().unwrap().contains("Customer: I want to talk to a human, you charged me twice"));
+
+    // The agent asks for a draft: it fills the reply box and nothing is sent.
+    let ann = PanelClient::sign_in(&server.url(""), "ann@example.com", "a long enough password").await;
+    let page = ann.get(&format!("/panel/conversations/{id}")).await;
+    assert!(page.body.contains("data-test=\"draft-button\""));
+    let before = store.conversation_messages(id, 0, 100).await.unwrap().len();
+    let drafted = ann.post(&format!("/panel/conversations/{id}/draft"), &[("text", ""), ("version", "0")]).await;
+    assert_eq!(drafted.status, StatusCode::OK, "{}", drafted.body);
+    assert!(drafted.body.contains(">Sorry about the double charge! I have asked billing to refund the duplicate.</textarea>"), "{}", drafted.body);
+    assert!(drafted.body.contains("data-test=\"draft-note\""));
+    assert_eq!(store.conversation_messages(id, 0, 100).await.unwrap().len(), before, "a draft is not sent");
+
+    // Same over the API; a failing LLM gives a clear error and no draft.
+    let token = ann.new_api_token("CRM").await;
+    let http = reqwest::Client::new();
+    let draft = || http.post(server.url(&format!("/api/conversations/{id}/draft"))).bearer_auth(&token).send();
+    let body: Value = draft().await.unwrap().json().await.unwrap();
+    assert_eq!(body["draft"], "Sorry about the double charge! I have asked billing to refund the duplicate.");
+    fake.set(Behaviour::Fail);
+    let failed = draft().await.unwrap();
+    assert_eq!(failed.status(), StatusCode::BAD_GATEWAY);
+    let body: Value = failed.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("Write the reply yourself"), "{body}");
+    let page = ann.post(&format!("/panel/conversations/{id}/draft"), &[("text", ""), ("version", "0")]).await;
+    assert!(page.body.contains("data-test=\"draft-error\""), "{}", page.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_llm_there_is_no_draft_button_and_the_api_says_why() {
+    let server = nlp_server(None).await;
+    let store = server.engine().store().clone();
+    let admin = switchboard_admin_web::accounts::create_account(store.as_ref(), "root@example.com", "Root", switchboard_models::Role::Admin, "a long enough password", None)
+        .await
+        .unwrap();
+    let _ = admin;
+    let root = PanelClient::sign_in(&server.url(""), "root@example.com", "a long enough password").await;
+    let token = root.new_api_token("ops").await;
+    let http = reqwest::Client::new();
+    let missing = http
+        .post(server.url(&format!("/api/conversations/{}/draft", uuid::Uuid::now_v7())))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = missing.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("llm.base_url"), "{body}");
+
+    // The service runs the model with the built-in intents; a reload says what it loaded.
+    let reloaded: Value = http.post(server.url("/api/admin/intents/reload")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(reloaded["reloaded"], true, "{reloaded}");
+    assert!(reloaded["report"].as_str().unwrap().contains("36 intents"), "{reloaded}");
+}
