@@ -63,7 +63,37 @@ enum NluCommand {
         /// Where report.json and threshold-sweep.svg go.
         #[arg(long, default_value = "nlu-eval")]
         out: PathBuf,
+        #[command(flatten)]
+        head: HeadArgs,
     },
+}
+
+/// Training settings of the intent head, for experiments; the defaults are what the service uses.
+#[derive(clap::Args)]
+struct HeadArgs {
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    learning_rate: Option<f32>,
+    #[arg(long)]
+    weight_decay: Option<f32>,
+    /// Weight of the sentence embedding against the word features.
+    #[arg(long)]
+    dense_scale: Option<f32>,
+    #[arg(long)]
+    sparse_scale: Option<f32>,
+}
+
+impl HeadArgs {
+    fn params(&self) -> switchboard_nlp::head::TrainParams {
+        let mut p = switchboard_nlp::head::TrainParams::default();
+        p.epochs = self.epochs.unwrap_or(p.epochs);
+        p.learning_rate = self.learning_rate.unwrap_or(p.learning_rate);
+        p.weight_decay = self.weight_decay.unwrap_or(p.weight_decay);
+        p.dense_scale = self.dense_scale.unwrap_or(p.dense_scale);
+        p.sparse_scale = self.sparse_scale.unwrap_or(p.sparse_scale);
+        p
+    }
 }
 
 #[derive(Subcommand)]
@@ -149,8 +179,9 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
             Ok(())
         }
         Command::Nlu { command: NluCommand::Check { intents } } => nlu::check(&config, intents.as_deref()),
-        Command::Nlu { command: NluCommand::Eval { data, train, held_out, out } } => {
-            tokio::task::spawn_blocking(move || nlu::eval(&config, &data, train.as_deref(), held_out, &out)).await?
+        Command::Nlu { command: NluCommand::Eval { data, train, held_out, out, head } } => {
+            let params = head.params();
+            tokio::task::spawn_blocking(move || nlu::eval(&config, &data, train.as_deref(), held_out, &out, params)).await?
         }
         Command::Migrate => {
             switchboard::open_store(&config).await?;

@@ -24,7 +24,7 @@ pub fn check(config: &Config, intents: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn eval(config: &Config, data: &Path, train: Option<&Path>, held_out: usize, out: &Path) -> anyhow::Result<()> {
+pub fn eval(config: &Config, data: &Path, train: Option<&Path>, held_out: usize, out: &Path, params: TrainParams) -> anyhow::Result<()> {
     let encoder = MiniLmEncoder::load(&config.nlp.model_dir)?;
     let test = eval::read_csv(data)?;
     let (train, test) = match train {
@@ -38,7 +38,7 @@ pub fn eval(config: &Config, data: &Path, train: Option<&Path>, held_out: usize,
             .progress_chars("=> "),
     );
     let mut stage_seen = None;
-    let options = EvalOptions { held_out_intents: held_out, cache_dir: Some(config.nlp.cache_dir.clone()), params: TrainParams::default() };
+    let options = EvalOptions { held_out_intents: held_out, cache_dir: Some(config.nlp.cache_dir.clone()), params };
     let report = eval::evaluate(&encoder, &train, &test, &options, &mut |stage, done, total| {
         if stage_seen != Some(stage) {
             stage_seen = Some(stage);

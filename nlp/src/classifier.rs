@@ -60,6 +60,8 @@ struct Trained {
 
 pub struct ModelClassifier {
     local: Arc<Local>,
+    /// Messages waiting for the encoder thread, which takes all that are waiting as one batch.
+    pending: std::sync::mpsc::Sender<(String, tokio::sync::oneshot::Sender<Classification>)>,
     source: IntentsSource,
     cache_dir: Option<PathBuf>,
     llm: Option<Arc<LlmClient>>,
@@ -87,7 +89,8 @@ impl ModelClassifier {
         let mut templates = Handlebars::new();
         templates.set_strict_mode(false);
         let local = Arc::new(Local { encoder, trained: RwLock::new(Arc::new(trained)), templates });
-        let classifier = Self { local, source, cache_dir, llm, llm_below };
+        let pending = spawn_encoder_thread(local.clone());
+        let classifier = Self { local, pending, source, cache_dir, llm, llm_below };
         Ok((classifier, report))
     }
 
@@ -240,15 +243,13 @@ fn out_of_scope() -> IntentName {
 #[async_trait]
 impl Classifier for ModelClassifier {
     async fn classify(&self, text: &str) -> Classification {
-        let local = {
-            let (model, owned) = (self.local.clone(), text.to_string());
-            // The encoder is CPU work: keep it off the async workers.
-            match tokio::task::spawn_blocking(move || model.classify_batch(&[owned.as_str()]).remove(0)).await {
-                Ok(classification) => classification,
-                Err(e) => {
-                    tracing::error!(error = %e, "classification panicked; treating the message as out of scope");
-                    self.local.describe(&self.local.current(), text, &Vec::new())
-                }
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let sent = self.pending.send((text.to_string(), answer)).is_ok();
+        let local = match (sent, answered.await) {
+            (true, Ok(classification)) => classification,
+            _ => {
+                tracing::error!("the encoder thread is gone; treating the message as out of scope");
+                self.local.describe(&self.local.current(), text, &Vec::new())
             }
         };
         match &self.llm {
@@ -256,6 +257,41 @@ impl Classifier for ModelClassifier {
             _ => local,
         }
     }
+}
+
+/// Most messages encoded in one pass.
+const MAX_BATCH: usize = 32;
+
+/// One thread owns the encoder: concurrent messages are batched (one matrix product instead of
+/// many), and the async workers never run CPU-heavy work. It ends with the classifier.
+fn spawn_encoder_thread(local: Arc<Local>) -> std::sync::mpsc::Sender<(String, tokio::sync::oneshot::Sender<Classification>)> {
+    let (pending, queue) = std::sync::mpsc::channel::<(String, tokio::sync::oneshot::Sender<Classification>)>();
+    std::thread::Builder::new()
+        .name("sentence-encoder".into())
+        .spawn(move || {
+            while let Ok(first) = queue.recv() {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match queue.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let texts: Vec<&str> = batch.iter().map(|(text, _)| text.as_str()).collect();
+                let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| local.classify_batch(&texts)));
+                match results {
+                    Ok(results) => {
+                        for ((_, answer), classification) in batch.into_iter().zip(results) {
+                            let _ = answer.send(classification);
+                        }
+                    }
+                    // Dropping the answer channels makes each waiting caller fall back.
+                    Err(_) => tracing::error!(messages = batch.len(), "classification panicked"),
+                }
+            }
+        })
+        .expect("spawn the encoder thread");
+    pending
 }
 
 fn head_file(cache_dir: &Path, intents: &IntentSet, encoder: &dyn SentenceEncoder, params: &TrainParams) -> PathBuf {

@@ -24,18 +24,19 @@ pub enum EvalError {
     Encoder(#[from] EncoderError),
 }
 
-/// Reads a CSV with a header naming `text` and `label` columns (any order, more columns ignored).
+/// Reads a CSV with a header naming a `text` column and a `label` (or `intent`, or `category`)
+/// column, in any order; other columns are ignored.
 pub fn read_csv(path: &Path) -> Result<Vec<Sample>, EvalError> {
     let error = |reason: String| EvalError::Data { path: path.display().to_string(), reason };
     let mut reader = csv::Reader::from_path(path).map_err(|e| error(e.to_string()))?;
     let headers = reader.headers().map_err(|e| error(e.to_string()))?.clone();
-    let column = |name: &str| {
-        headers
+    let column = |names: &[&str]| {
+        names
             .iter()
-            .position(|h| h.trim().eq_ignore_ascii_case(name))
-            .ok_or_else(|| error(format!("no `{name}` column; the header must name `text` and `label`")))
+            .find_map(|name| headers.iter().position(|h| h.trim().eq_ignore_ascii_case(name)))
+            .ok_or_else(|| error(format!("no `{}` column; the header must name `text` and `label`", names[0])))
     };
-    let (text_at, label_at) = (column("text")?, column("label")?);
+    let (text_at, label_at) = (column(&["text"])?, column(&["label", "intent", "category"])?);
     let mut samples = Vec::new();
     for (row, record) in reader.records().enumerate() {
         let record = record.map_err(|e| error(format!("row {}: {e}", row + 2)))?;

@@ -82,7 +82,11 @@ pub struct Features {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TrainParams {
+    /// Passes over the data; few, because stopping early regularises (chosen on a validation
+    /// split of BANKING77's training set, see BENCHMARKS.md).
     pub epochs: usize,
+    /// Small intent files get more passes, up to this many optimiser steps in all.
+    pub min_steps: usize,
     pub batch: usize,
     pub learning_rate: f32,
     /// Decoupled weight decay (AdamW) per step, relative to the learning rate.
@@ -96,7 +100,8 @@ pub struct TrainParams {
 impl Default for TrainParams {
     fn default() -> Self {
         Self {
-            epochs: 40,
+            epochs: 10,
+            min_steps: 600,
             batch: 32,
             learning_rate: 0.01,
             weight_decay: 1e-4,
@@ -168,9 +173,11 @@ impl LinearHead {
         let mut bias_grad = vec![0.0f32; classes];
         let mut order: Vec<usize> = (0..examples.len()).collect();
         let mut rng = params.seed | 1;
-        let steps_total = (params.epochs * examples.len().div_ceil(params.batch.max(1))).max(1);
+        let batches = examples.len().div_ceil(params.batch.max(1)).max(1);
+        let epochs = params.epochs.max(params.min_steps.div_ceil(batches));
+        let steps_total = epochs * batches;
         let mut step = 0usize;
-        for _ in 0..params.epochs {
+        for _ in 0..epochs {
             shuffle(&mut order, &mut rng);
             for batch in order.chunks(params.batch.max(1)) {
                 dense_grad.iter_mut().for_each(|g| *g = 0.0);
@@ -201,13 +208,14 @@ impl LinearHead {
                 // Linear decay to a tenth of the rate: large steps early, settling at the end.
                 let progress = step as f32 / steps_total as f32;
                 let rate = params.learning_rate * (1.0 - 0.9 * progress);
-                dense_adam.step_all(&mut head.dense_weights, &dense_grad, rate, params.weight_decay);
-                bias_adam.step_all(&mut head.bias, &bias_grad, rate, 0.0);
+                let adam = AdamStep::new(step, rate, params.weight_decay);
+                dense_adam.step_all(&mut head.dense_weights, &dense_grad, adam);
+                bias_adam.step_all(&mut head.bias, &bias_grad, AdamStep { decay: 0.0, ..adam });
                 touched.sort_unstable();
                 touched.dedup();
                 for &term in &touched {
                     let range = term as usize * classes..(term as usize + 1) * classes;
-                    sparse_adam.step_range(&mut head.sparse_weights, &sparse_grad, range.clone(), rate, params.weight_decay);
+                    sparse_adam.step_range(&mut head.sparse_weights, &sparse_grad, range.clone(), adam);
                     sparse_grad[range].iter_mut().for_each(|g| *g = 0.0);
                 }
             }
@@ -256,35 +264,48 @@ fn shuffle(order: &mut [usize], state: &mut u64) {
     }
 }
 
+/// Adam with one step count for all parameters; sparse rows are updated only when touched
+/// ("lazy" Adam), which is what keeps training on large vocabularies fast.
 struct Adam {
     m: Vec<f32>,
     v: Vec<f32>,
-    /// Per-parameter step count, so rarely seen sparse terms get a correct bias correction.
-    t: Vec<u32>,
 }
 
-impl Adam {
+/// Bias corrections of one optimiser step, computed once for all parameters.
+#[derive(Clone, Copy)]
+struct AdamStep {
+    rate: f32,
+    decay: f32,
+    correct_m: f32,
+    correct_v: f32,
+}
+
+impl AdamStep {
     const B1: f32 = 0.9;
     const B2: f32 = 0.999;
 
+    fn new(step: usize, rate: f32, decay: f32) -> Self {
+        let t = step.min(i32::MAX as usize) as i32;
+        Self { rate, decay, correct_m: 1.0 / (1.0 - Self::B1.powi(t)), correct_v: 1.0 / (1.0 - Self::B2.powi(t)) }
+    }
+}
+
+impl Adam {
     fn new(len: usize) -> Self {
-        Self { m: vec![0.0; len], v: vec![0.0; len], t: vec![0; len] }
+        Self { m: vec![0.0; len], v: vec![0.0; len] }
     }
 
-    fn step_all(&mut self, weights: &mut [f32], grad: &[f32], rate: f32, decay: f32) {
-        self.step_range(weights, grad, 0..weights.len(), rate, decay);
+    fn step_all(&mut self, weights: &mut [f32], grad: &[f32], step: AdamStep) {
+        self.step_range(weights, grad, 0..weights.len(), step);
     }
 
-    fn step_range(&mut self, weights: &mut [f32], grad: &[f32], range: std::ops::Range<usize>, rate: f32, decay: f32) {
-        for i in range {
-            self.t[i] += 1;
-            let t = self.t[i] as i32;
-            let g = grad[i];
-            self.m[i] = Self::B1 * self.m[i] + (1.0 - Self::B1) * g;
-            self.v[i] = Self::B2 * self.v[i] + (1.0 - Self::B2) * g * g;
-            let m_hat = self.m[i] / (1.0 - Self::B1.powi(t));
-            let v_hat = self.v[i] / (1.0 - Self::B2.powi(t));
-            weights[i] -= rate * (m_hat / (v_hat.sqrt() + 1e-8) + decay * weights[i]);
+    fn step_range(&mut self, weights: &mut [f32], grad: &[f32], range: std::ops::Range<usize>, step: AdamStep) {
+        let (m, v, w, g) = (&mut self.m[range.clone()], &mut self.v[range.clone()], &mut weights[range.clone()], &grad[range]);
+        for (((m, v), w), g) in m.iter_mut().zip(v.iter_mut()).zip(w.iter_mut()).zip(g) {
+            *m = AdamStep::B1 * *m + (1.0 - AdamStep::B1) * g;
+            *v = AdamStep::B2 * *v + (1.0 - AdamStep::B2) * g * g;
+            let update = (*m * step.correct_m) / ((*v * step.correct_v).sqrt() + 1e-8);
+            *w -= step.rate * (update + step.decay * *w);
         }
     }
 }

@@ -222,3 +222,18 @@ pub fn encoder() -> std::sync::Arc<switchboard_nlp::MiniLmEncoder> {
         .get_or_init(|| std::sync::Arc::new(switchboard_nlp::MiniLmEncoder::load(&model_dir()).expect("load the model")))
         .clone()
 }
+
+/// Message `n` of web-chat visitor `visitor`, as the widget would hand it to the engine.
+pub fn webchat_inbound(visitor: &str, name: Option<&str>, n: u32, text: &str) -> switchboard_models::Inbound {
+    switchboard_models::Inbound {
+        channel: switchboard_models::Channel::WebChat,
+        external_id: format!("{visitor}:{n}"),
+        sender_external_id: visitor.into(),
+        sender_name: name.map(String::from),
+        text: text.into(),
+        attachments: Vec::new(),
+        original: None,
+        thread: switchboard_models::Thread::Current,
+        received_at: chrono::Utc::now(),
+    }
+}

@@ -6,7 +6,10 @@
 //!   bench idle       [--connections 19000]
 //!   bench startup    [--runs 5]
 //!   bench panel      [--conversations 100000] [--messages-each 10] [--requests 200]
+//!   bench nlp        [--connections 32] [--seconds 10]
 //!
+//! All but `nlp` run the server on keyword rules, to measure the gateway itself; `nlp` runs it
+//! with the sentence encoder (./scripts/fetch-model.sh) and the built-in intents.
 //! Results go to stdout as one line per measurement; BENCHMARKS.md records them.
 
 use anyhow::{Context, bail};
@@ -38,11 +41,16 @@ impl Server {
         Self::start_in(tempfile::tempdir()?)
     }
 
-    /// Runs in `dir` (its `switchboard.db` is the database).
+    /// Runs in `dir` (its `switchboard.db` is the database), on keyword rules.
     fn start_in(dir: tempfile::TempDir) -> anyhow::Result<(Self, Duration)> {
+        Self::start_with(dir, &[("SWITCHBOARD_NLP__ENABLED", "false")])
+    }
+
+    fn start_with(dir: tempfile::TempDir, env: &[(&str, &str)]) -> anyhow::Result<(Self, Duration)> {
         let started = Instant::now();
         let mut child = Command::new(binary()?)
             .arg("serve")
+            .envs(env.iter().copied())
             .current_dir(dir.path())
             .env("SWITCHBOARD_SERVER__LISTEN", "127.0.0.1:0")
             .env("SWITCHBOARD_SERVER__SECRET", SECRET)
@@ -142,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
         }
         "idle" => idle(arg(&args, "--connections", 19_000) as usize).await,
         "startup" => startup(arg(&args, "--runs", 5) as usize),
+        "nlp" => nlp(arg(&args, "--connections", 32) as usize, arg(&args, "--seconds", 10)).await,
         "panel" => {
             panel(arg(&args, "--conversations", 100_000), arg(&args, "--messages-each", 10), arg(&args, "--requests", 200) as usize)
                 .await
@@ -156,6 +165,58 @@ async fn main() -> anyhow::Result<()> {
 /// Closed loop: each connection sends its next message as soon as the bot answered the last.
 async fn throughput(connections: usize, seconds: u64) -> anyhow::Result<()> {
     let (server, _) = Server::start()?;
+    let (total, elapsed) = closed_loop(&server, connections, seconds, |_| "hello".to_string()).await?;
+    println!(
+        "throughput: {connections} connections, {total} messages persisted and answered in {elapsed:.1} s = {:.0} msg/s; server RSS {} MiB",
+        total as f64 / elapsed,
+        server.rss_kib() / 1024
+    );
+    Ok(())
+}
+
+/// The service with the sentence encoder: startup with a trained head in the cache, memory, and
+/// messages classified, persisted and answered per second under load.
+async fn nlp(connections: usize, seconds: u64) -> anyhow::Result<()> {
+    let cache = tempfile::tempdir()?;
+    let cache_dir = cache.path().display().to_string();
+    let env = [("SWITCHBOARD_NLP__ENABLED", "true"), ("SWITCHBOARD_NLP__CACHE_DIR", cache_dir.as_str())];
+    let (cold, first) = Server::start_with(tempfile::tempdir()?, &env)?;
+    drop(cold);
+    let mut warm = Vec::new();
+    for _ in 0..3 {
+        let (server, ready) = Server::start_with(tempfile::tempdir()?, &env)?;
+        warm.push(ready);
+        drop(server);
+    }
+    warm.sort();
+    println!(
+        "nlp startup: {:.2} s training the head (first start), {:.2} s median with the cached head (3 runs)",
+        first.as_secs_f64(),
+        warm[1].as_secs_f64()
+    );
+    let (server, _) = Server::start_with(tempfile::tempdir()?, &env)?;
+    println!("nlp memory: server RSS {} MiB with the model loaded, before traffic", server.rss_kib() / 1024);
+    // Questions the bot answers, so no conversation leaves the bot for the queue mid-run.
+    const TEXTS: [&str; 6] = [
+        "what plans do you offer and how much do they cost",
+        "how do I reset my password",
+        "how can I export all my data",
+        "can I get a copy of last month's invoice",
+        "what are your opening hours",
+        "do you have a dark mode",
+    ];
+    let (total, elapsed) = closed_loop(&server, connections, seconds, |n| TEXTS[n as usize % TEXTS.len()].to_string()).await?;
+    println!(
+        "nlp throughput: {connections} connections, {total} messages classified, persisted and answered in {elapsed:.1} s = {:.0} msg/s; server RSS {} MiB",
+        total as f64 / elapsed,
+        server.rss_kib() / 1024
+    );
+    Ok(())
+}
+
+/// Each of `connections` widget sockets sends `text(n)` and waits for the bot's answer, until
+/// `seconds` pass. Returns (messages answered, seconds).
+async fn closed_loop(server: &Server, connections: usize, seconds: u64, text: fn(u64) -> String) -> anyhow::Result<(u64, f64)> {
     let keys = Arc::new(VisitorKeys::new(SECRET.as_bytes().to_vec()));
     let answered = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -168,7 +229,7 @@ async fn throughput(connections: usize, seconds: u64) -> anyhow::Result<()> {
             let mut n = 0u64;
             while Instant::now() < deadline {
                 n += 1;
-                let frame = json!({"type": "send", "client_id": format!("m{n}"), "text": "hello"});
+                let frame = json!({"type": "send", "client_id": format!("m{n}"), "text": text(n)});
                 if sink.send(WsMessage::Text(frame.to_string().into())).await.is_err() {
                     return;
                 }
@@ -188,14 +249,7 @@ async fn throughput(connections: usize, seconds: u64) -> anyhow::Result<()> {
     for task in tasks {
         let _ = task.await;
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let total = answered.load(Ordering::Relaxed);
-    println!(
-        "throughput: {connections} connections, {total} messages persisted and answered in {elapsed:.1} s = {:.0} msg/s; server RSS {} MiB",
-        total as f64 / elapsed,
-        server.rss_kib() / 1024
-    );
-    Ok(())
+    Ok((answered.load(Ordering::Relaxed), started.elapsed().as_secs_f64()))
 }
 
 /// Open loop at a fixed rate; latency from send to the bot's answer arriving.

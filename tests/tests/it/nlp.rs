@@ -12,7 +12,7 @@ use switchboard_models::{Category, ClassificationSource, Urgency};
 use switchboard_nlp::{IntentsSource, LlmClient, LlmSettings, ModelClassifier};
 use switchboard_tests::fake_llm::{Behaviour, FakeLlm};
 use switchboard_tests::panel::PanelClient;
-use switchboard_tests::{TestServer, encoder};
+use switchboard_tests::{TestServer, encoder, webchat_inbound};
 
 fn built_in(cache: &Path, llm: Option<Arc<LlmClient>>, llm_below: f32) -> ModelClassifier {
     let (classifier, _) =
@@ -249,17 +249,7 @@ async fn escalations_get_the_llm_summary_and_agents_get_drafts_to_edit() {
     switchboard_admin_web::accounts::create_account(store.as_ref(), "ann@example.com", "Ann", switchboard_models::Role::Agent, "a long enough password", None)
         .await
         .unwrap();
-    let inbound = |n: u32, text: &str| switchboard_models::Inbound {
-        channel: switchboard_models::Channel::WebChat,
-        external_id: format!("v1:{n}"),
-        sender_external_id: "v1".into(),
-        sender_name: Some("Dana".into()),
-        text: text.into(),
-        attachments: Vec::new(),
-        original: None,
-        thread: switchboard_models::Thread::Current,
-        received_at: chrono::Utc::now(),
-    };
+    let inbound = |n: u32, text: &str| webchat_inbound("v1", Some("Dana"), n, text);
     server.engine().handle(inbound(1, "hello")).await.unwrap();
     let outcome = server.engine().handle(inbound(2, "I want to talk to a human, you charged me twice for March")).await.unwrap();
     assert!(outcome.escalated);
@@ -332,4 +322,106 @@ async fn without_an_llm_there_is_no_draft_button_and_the_api_says_why() {
     let reloaded: Value = http.post(server.url("/api/admin/intents/reload")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!(reloaded["reloaded"], true, "{reloaded}");
     assert!(reloaded["report"].as_str().unwrap().contains("36 intents"), "{reloaded}");
+}
+
+/// Customer lines through the real classifier and `step`, rendered as a transcript.
+async fn transcript_with_model(classifier: &ModelClassifier, lines: &[&str]) -> String {
+    let policy = switchboard_core::Policy::default();
+    let start = chrono::Utc::now();
+    let mut conversation = switchboard_models::Conversation::new(switchboard_models::ContactId::new(), switchboard_models::Channel::WebChat, start);
+    let mut out = String::new();
+    for text in lines {
+        let c = classifier.classify(text).await;
+        let input = switchboard_core::Input::CustomerMessage { text, classification: &c, has_attachments: false };
+        let decision = switchboard_core::step(&conversation, &input, &policy, start);
+        out.push_str(&format!("customer: {text}\n  intent {} ({:?}, urgency {:?})\n", c.intent, c.category, c.urgency));
+        for reply in &decision.replies {
+            let body = match &reply.body {
+                switchboard_core::ReplyBody::Text(text) if text == &policy.clarifying_question => "<clarifying question>".to_string(),
+                switchboard_core::ReplyBody::Text(_) => "<the intent's answer>".to_string(),
+                switchboard_core::ReplyBody::HandoffNotice => "<handoff notice>".to_string(),
+            };
+            out.push_str(&format!("  {}: {body}\n", reply.sender));
+        }
+        if let Some(reason) = &decision.escalated {
+            let next = &decision.conversation;
+            out.push_str(&format!(
+                "  escalated: {} (priority {}, category {})\n",
+                reason.describe(),
+                next.priority.map_or("-".into(), |p| p.to_string()),
+                next.category.map_or("-".into(), |c| c.to_string())
+            ));
+        }
+        conversation = decision.conversation;
+        if decision.escalated.is_some() {
+            // The next line starts a fresh conversation with the bot.
+            conversation = switchboard_models::Conversation::new(conversation.contact_id, conversation.channel, start);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_policy_with_the_real_model() {
+    let cache = tempfile::tempdir().unwrap();
+    let classifier = built_in(cache.path(), None, 0.0);
+    let transcript = transcript_with_model(
+        &classifier,
+        &[
+            "hi there",
+            "how can I download my invoices?",
+            "zxqv blorp fnord",
+            "purple monkey dishwasher",
+            "I want my money back for this month",
+            "This is the worst service ever, absolutely unacceptable",
+            "someone logged into my account and changed my email, urgent",
+            "can I talk to a real person please",
+        ],
+    )
+    .await;
+    expect_test::expect![[r#"
+        customer: hi there
+          intent greeting (GeneralInquiry, urgency None)
+          bot: <the intent's answer>
+        customer: how can I download my invoices?
+          intent invoice_copy (Billing, urgency None)
+          bot: <the intent's answer>
+        customer: zxqv blorp fnord
+          intent out_of_scope (GeneralInquiry, urgency None)
+          bot: <clarifying question>
+        customer: purple monkey dishwasher
+          intent out_of_scope (GeneralInquiry, urgency None)
+          bot: <handoff notice>
+          escalated: The bot did not understand the customer 2 times in a row. (priority low, category general_inquiry)
+        customer: I want my money back for this month
+          intent refund_request (Billing, urgency None)
+          bot: <handoff notice>
+          escalated: Intent `refund_request` is always handled by a person. (priority medium, category billing)
+        customer: This is the worst service ever, absolutely unacceptable
+          intent complaint (Complaint, urgency None)
+          bot: <handoff notice>
+          escalated: Intent `complaint` is always handled by a person. (priority urgent, category complaint)
+        customer: someone logged into my account and changed my email, urgent
+          intent account_compromised (Account, urgency Critical)
+          bot: <handoff notice>
+          escalated: Intent `account_compromised` is always handled by a person. (priority urgent, category account)
+        customer: can I talk to a real person please
+          intent human_request (GeneralInquiry, urgency None)
+          bot: <handoff notice>
+          escalated: The customer asked for a person. (priority low, category general_inquiry)
+    "#]].assert_eq(&transcript);
+}
+
+#[tokio::test]
+async fn without_the_model_the_service_runs_on_keyword_rules() {
+    let server = TestServer::start_with(|config| {
+        config.nlp.enabled = true;
+        config.nlp.model_dir = config.attachments.dir.with_file_name("no-model-here");
+    })
+    .await;
+    let outcome = server.engine().handle(webchat_inbound("v9", None, 1, "hello")).await.unwrap();
+    let classification = outcome.message.classification.unwrap();
+    assert_eq!(classification.source, ClassificationSource::Keywords);
+    assert!(classification.intent.is("greeting"));
+    assert_eq!(outcome.replies.len(), 1, "the bot still answers");
 }
