@@ -120,6 +120,11 @@ fn main() -> ExitCode {
     let admin_password = std::env::var("SWITCHBOARD_ADMIN_PASSWORD").ok();
     // SAFETY: single-threaded here, before the runtime starts.
     unsafe {
+        // The sentence encoder runs one batch per core; each batch's matrix products then stay
+        // on their thread (candle reads this variable), which is faster than splitting them.
+        if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+            std::env::set_var("RAYON_NUM_THREADS", "1");
+        }
         std::env::remove_var("SWITCHBOARD_CONFIG_FILE");
         std::env::remove_var("SWITCHBOARD_ADMIN_PASSWORD");
     }

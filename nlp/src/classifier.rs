@@ -61,7 +61,7 @@ struct Trained {
 pub struct ModelClassifier {
     local: Arc<Local>,
     /// Messages waiting for the encoder thread, which takes all that are waiting as one batch.
-    pending: std::sync::mpsc::Sender<(String, tokio::sync::oneshot::Sender<Classification>)>,
+    pending: std::sync::mpsc::Sender<Request>,
     source: IntentsSource,
     cache_dir: Option<PathBuf>,
     llm: Option<Arc<LlmClient>>,
@@ -89,7 +89,7 @@ impl ModelClassifier {
         let mut templates = Handlebars::new();
         templates.set_strict_mode(false);
         let local = Arc::new(Local { encoder, trained: RwLock::new(Arc::new(trained)), templates });
-        let pending = spawn_encoder_thread(local.clone());
+        let pending = spawn_encoder_threads(local.clone());
         let classifier = Self { local, pending, source, cache_dir, llm, llm_below };
         Ok((classifier, report))
     }
@@ -259,39 +259,56 @@ impl Classifier for ModelClassifier {
     }
 }
 
+/// A message waiting to be classified, and where its classification goes.
+type Request = (String, tokio::sync::oneshot::Sender<Classification>);
+
 /// Most messages encoded in one pass.
 const MAX_BATCH: usize = 32;
 
-/// One thread owns the encoder: concurrent messages are batched (one matrix product instead of
-/// many), and the async workers never run CPU-heavy work. It ends with the classifier.
-fn spawn_encoder_thread(local: Arc<Local>) -> std::sync::mpsc::Sender<(String, tokio::sync::oneshot::Sender<Classification>)> {
-    let (pending, queue) = std::sync::mpsc::channel::<(String, tokio::sync::oneshot::Sender<Classification>)>();
-    std::thread::Builder::new()
-        .name("sentence-encoder".into())
-        .spawn(move || {
-            while let Ok(first) = queue.recv() {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match queue.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
-                let texts: Vec<&str> = batch.iter().map(|(text, _)| text.as_str()).collect();
-                let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| local.classify_batch(&texts)));
-                match results {
-                    Ok(results) => {
-                        for ((_, answer), classification) in batch.into_iter().zip(results) {
-                            let _ = answer.send(classification);
+/// Encoder threads, one per core, own the encoding: concurrent messages are batched (one matrix
+/// product instead of many) and the async workers never run CPU-heavy work. They end with the
+/// classifier.
+fn spawn_encoder_threads(local: Arc<Local>) -> std::sync::mpsc::Sender<Request> {
+    let (pending, queue) = std::sync::mpsc::channel::<Request>();
+    let queue = Arc::new(std::sync::Mutex::new(queue));
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for n in 0..threads {
+        let (local, queue) = (local.clone(), queue.clone());
+        std::thread::Builder::new()
+            .name(format!("sentence-encoder-{n}"))
+            .spawn(move || {
+                while let Some(batch) = next_batch(&queue) {
+                    let texts: Vec<&str> = batch.iter().map(|(text, _)| text.as_str()).collect();
+                    let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| local.classify_batch(&texts)));
+                    match results {
+                        Ok(results) => {
+                            for ((_, answer), classification) in batch.into_iter().zip(results) {
+                                let _ = answer.send(classification);
+                            }
                         }
+                        // Dropping the answer channels makes each waiting caller fall back.
+                        Err(_) => tracing::error!(messages = batch.len(), "classification panicked"),
                     }
-                    // Dropping the answer channels makes each waiting caller fall back.
-                    Err(_) => tracing::error!(messages = batch.len(), "classification panicked"),
                 }
-            }
-        })
-        .expect("spawn the encoder thread");
+            })
+            .expect("spawn an encoder thread");
+    }
     pending
+}
+
+/// Waits for one message, then takes what else is waiting, up to a batch. None when closed.
+fn next_batch(
+    queue: &std::sync::Mutex<std::sync::mpsc::Receiver<Request>>,
+) -> Option<Vec<Request>> {
+    let queue = queue.lock().unwrap_or_else(|e| e.into_inner());
+    let mut batch = vec![queue.recv().ok()?];
+    while batch.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
 }
 
 fn head_file(cache_dir: &Path, intents: &IntentSet, encoder: &dyn SentenceEncoder, params: &TrainParams) -> PathBuf {

@@ -196,6 +196,9 @@ async fn lists_filter_and_the_dashboard_counts() {
     assert!(urgent.contains("prio-urgent"));
     let searched = team.ann.get("/panel/conversations?q=hacked").await.body;
     assert!(searched.contains("Fay") && !searched.contains("Eli"), "text search");
+    let queue = team.ann.get("/panel/conversations?assignee=queue").await.body;
+    assert!(queue.contains("<option value=\"queue\" selected>"), "the assignee filter offers the queue");
+    assert!(queue.contains("Fay") && queue.contains("Eli"), "both wait in the queue");
 }
 
 #[tokio::test]
