@@ -48,6 +48,8 @@ pub struct LlmConfig {
     /// Longest wait for one answer; the customer never waits longer.
     pub timeout_ms: u64,
     pub max_requests_per_minute: u32,
+    /// Let the LLM answer customers itself when no intent fits (otherwise: clarify, then a person).
+    pub answer_out_of_scope: bool,
 }
 
 impl Default for NlpConfig {
@@ -65,7 +67,7 @@ impl Default for NlpConfig {
 
 impl Default for LlmConfig {
     fn default() -> Self {
-        Self { base_url: None, api_key: None, model: "gpt-4o-mini".into(), timeout_ms: 4000, max_requests_per_minute: 60 }
+        Self { base_url: None, api_key: None, model: "gpt-4o-mini".into(), timeout_ms: 4000, max_requests_per_minute: 60, answer_out_of_scope: false }
     }
 }
 

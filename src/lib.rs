@@ -239,6 +239,7 @@ async fn build_classifier(config: &Config, llm: Option<Arc<LlmClient>>) -> anyho
     })
     .await?;
     let (classifier, report) = loaded.context("loading the intents (nlp.intents_file)")?;
+    let classifier = classifier.with_llm_answers(config.llm.answer_out_of_scope);
     tracing::info!(model = %config.nlp.model_dir.display(), "classifier: sentence encoder; {report}");
     let classifier = Arc::new(classifier);
     Ok(Nlu { classifier: classifier.clone(), reloader: Some(classifier) })

@@ -3,7 +3,7 @@
 
 use crate::policy::{Policy, priority_for};
 use switchboard_models::{
-    AgentId, Category, Classification, Priority, Conversation, Escalation, EscalationReason, Handler, IntentName,
+    AgentId, Category, Classification, ClassificationSource, Priority, Conversation, Escalation, EscalationReason, Handler, IntentName,
     Sender, Status, Timestamp, Urgency,
 };
 
@@ -176,9 +176,11 @@ fn escalation_reason(
 }
 
 fn is_unsure(classification: &Classification, policy: &Policy) -> bool {
+    // An out-of-scope message is unsure unless the LLM (allowed to) wrote the answer itself.
+    let llm_answered = classification.source == ClassificationSource::Llm && classification.answer.is_some();
     classification.confidence < policy.low_confidence_threshold
         || classification.answer.is_none()
-        || classification.intent.is(IntentName::OUT_OF_SCOPE)
+        || (classification.intent.is(IntentName::OUT_OF_SCOPE) && !llm_answered)
 }
 
 fn bot_answer(next: &mut Conversation, classification: &Classification, policy: &Policy) -> Reply {

@@ -5,7 +5,7 @@ use crate::embedding_cache::EmbeddingCache;
 use crate::encoder::{EncoderError, SentenceEncoder};
 use crate::head::TrainParams;
 use crate::intents::{IntentSet, IntentsError};
-use crate::llm::{IntentChoice, LlmClient};
+use crate::llm::{IntentChoice, LlmChoice, LlmClient};
 use crate::model::{IntentModel, LabelledText, Ranking};
 use crate::signals;
 use async_trait::async_trait;
@@ -67,6 +67,8 @@ pub struct ModelClassifier {
     llm: Option<Arc<LlmClient>>,
     /// Below this confidence the LLM (when configured) is asked to choose.
     llm_below: f32,
+    /// The LLM may answer messages that fit no intent (`llm.answer_out_of_scope`).
+    llm_answers: bool,
 }
 
 /// The part that runs on a blocking thread.
@@ -90,8 +92,15 @@ impl ModelClassifier {
         templates.set_strict_mode(false);
         let local = Arc::new(Local { encoder, trained: RwLock::new(Arc::new(trained)), templates });
         let pending = spawn_encoder_threads(local.clone());
-        let classifier = Self { local, pending, source, cache_dir, llm, llm_below };
+        let classifier = Self { local, pending, source, cache_dir, llm, llm_below, llm_answers: false };
         Ok((classifier, report))
+    }
+
+    /// Lets the LLM answer messages that fit no intent itself (off by default: the bot then
+    /// says only what the intents file says).
+    pub fn with_llm_answers(mut self, allowed: bool) -> Self {
+        self.llm_answers = allowed;
+        self
     }
 
     /// Re-reads the intents file. On any error the running model stays as it was.
@@ -115,8 +124,8 @@ impl ModelClassifier {
             .iter()
             .map(|i| IntentChoice { name: i.name.clone(), examples: i.examples.clone() })
             .collect();
-        match llm.choose_intent(text, &choices).await {
-            Ok(Some(name)) => {
+        match llm.choose_intent(text, &choices, self.llm_answers).await {
+            Ok(LlmChoice::Intent(name)) => {
                 let intent = trained.intents.get(&name).expect("choose_intent only returns listed intents");
                 local.alternatives.retain(|a| a.intent != name);
                 if !local.intent.is(IntentName::OUT_OF_SCOPE) {
@@ -127,15 +136,21 @@ impl ModelClassifier {
                 local.confidence = LLM_CONFIDENCE;
                 local.source = ClassificationSource::Llm;
             }
-            Ok(None) => {
+            Ok(choice @ (LlmChoice::Nothing | LlmChoice::Answer(_))) => {
                 // The LLM agrees nothing fits: report out of scope rather than a weak guess.
                 if !local.intent.is(IntentName::OUT_OF_SCOPE) {
                     local.alternatives.insert(0, IntentScore { intent: local.intent.clone(), confidence: local.confidence });
                     local.alternatives.truncate(3);
                     local.intent = out_of_scope();
-                    local.answer = None;
                     local.always_escalate = false;
                 }
+                local.answer = match choice {
+                    LlmChoice::Answer(reply) => {
+                        local.confidence = LLM_CONFIDENCE;
+                        Some(reply)
+                    }
+                    _ => None,
+                };
                 local.source = ClassificationSource::Llm;
             }
             Err(e) => tracing::warn!(error = %e, "LLM fallback failed; using the local classification"),

@@ -47,6 +47,15 @@ pub struct IntentChoice {
     pub examples: Vec<String>,
 }
 
+/// What the LLM made of a message the local model was unsure of.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LlmChoice {
+    Intent(IntentName),
+    /// No intent fits, and this is the LLM's own reply for the customer.
+    Answer(String),
+    Nothing,
+}
+
 pub struct LlmClient {
     client: Client<OpenAIConfig>,
     settings: LlmSettings,
@@ -118,31 +127,45 @@ impl LlmClient {
         Ok(content)
     }
 
-    /// Which of `intents` the message means, or None when it fits none of them.
-    pub async fn choose_intent(&self, text: &str, intents: &[IntentChoice]) -> Result<Option<IntentName>, LlmError> {
+    /// Which of `intents` the message means. When none fits: nothing, or (with `may_answer`) a
+    /// short reply the bot can send.
+    pub async fn choose_intent(&self, text: &str, intents: &[IntentChoice], may_answer: bool) -> Result<LlmChoice, LlmError> {
         let mut listing = String::new();
         for intent in intents {
             let examples: Vec<String> = intent.examples.iter().take(3).map(|e| format!("\"{e}\"")).collect();
             listing.push_str(&format!("- {}: e.g. {}\n", intent.name, examples.join(", ")));
         }
-        let system = "You classify customer support messages. Answer with JSON only: \
-                      {\"intent\": \"<one name from the list>\"} or {\"intent\": null} when none fits.";
+        let mut system = "You classify customer support messages. Answer with JSON only: \
+                          {\"intent\": \"<one name from the list>\"} or {\"intent\": null} when none fits."
+            .to_string();
+        if may_answer {
+            system.push_str(
+                " When none fits but you can help with a short, general and safe reply, answer \
+                 {\"intent\": null, \"answer\": \"<at most three sentences, plain text>\"}. Never invent \
+                 account details, prices or promises.",
+            );
+        }
         let user = format!("Intents:\n{listing}\nMessage: {text}");
-        let answer = self.complete(system, &user, 60).await?;
+        let answer = self.complete(&system, &user, if may_answer { 250 } else { 60 }).await?;
         #[derive(Deserialize)]
         struct Choice {
             intent: Option<String>,
+            #[serde(default)]
+            answer: Option<String>,
         }
         let json = answer.trim().trim_start_matches("```json").trim_start_matches("```").trim_end_matches("```").trim();
         let choice: Choice = serde_json::from_str(json)
             .map_err(|e| LlmError::Malformed(format!("expected {{\"intent\": ...}}, got {answer:?}: {e}")))?;
         match choice.intent {
-            None => Ok(None),
             Some(name) => intents
                 .iter()
                 .find(|i| i.name.as_str() == name)
-                .map(|i| Some(i.name.clone()))
+                .map(|i| LlmChoice::Intent(i.name.clone()))
                 .ok_or_else(|| LlmError::Malformed(format!("`{name}` is not one of the intents"))),
+            None => match choice.answer.map(|a| a.trim().to_string()).filter(|a| !a.is_empty()) {
+                Some(reply) if may_answer => Ok(LlmChoice::Answer(reply)),
+                _ => Ok(LlmChoice::Nothing),
+            },
         }
     }
 

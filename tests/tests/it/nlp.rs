@@ -186,6 +186,24 @@ async fn the_llm_chooses_when_the_model_is_unsure_and_every_failure_keeps_the_lo
     assert!(none.intent.is("out_of_scope"));
     assert_eq!(none.source, ClassificationSource::Llm);
 
+    // An answer for a message no intent fits is used only where the admin allowed it.
+    fake.set(Behaviour::Answer(r#"{"intent": null, "answer": "We are closed on public holidays."}"#.into()));
+    let unanswered = classifier.classify(text).await;
+    assert!(unanswered.intent.is("out_of_scope") && unanswered.answer.is_none());
+    let answering = built_in(cache.path(), Some(llm(&fake, timeout, 100)), 1.0).with_llm_answers(true);
+    let answered = answering.classify(text).await;
+    assert!(answered.intent.is("out_of_scope"));
+    assert_eq!(answered.answer.as_deref(), Some("We are closed on public holidays."));
+    assert_eq!(answered.source, ClassificationSource::Llm);
+    let policy = switchboard_core::Policy::default();
+    let conversation = switchboard_models::Conversation::new(switchboard_models::ContactId::new(), switchboard_models::Channel::WebChat, chrono::Utc::now());
+    let input = switchboard_core::Input::CustomerMessage { text, classification: &answered, has_attachments: false };
+    let decision = switchboard_core::step(&conversation, &input, &policy, chrono::Utc::now());
+    assert_eq!(decision.replies[0].body, switchboard_core::ReplyBody::Text("We are closed on public holidays.".into()));
+    assert_eq!(decision.conversation.low_confidence_streak, 0, "an answered message is not a miss");
+    let asked = fake.requests().last().unwrap()["messages"][0]["content"].clone();
+    assert!(asked.as_str().unwrap().contains("\"answer\""), "the prompt offers answering: {asked}");
+
     let local = {
         let no_llm = built_in(cache.path(), None, 0.0);
         no_llm.classify(text).await
@@ -275,6 +293,10 @@ async fn escalations_get_the_llm_summary_and_agents_get_drafts_to_edit() {
     let ann = PanelClient::sign_in(&server.url(""), "ann@example.com", "a long enough password").await;
     let page = ann.get(&format!("/panel/conversations/{id}")).await;
     assert!(page.body.contains("data-test=\"draft-button\""));
+    // Each customer message shows what the classifier made of it.
+    assert!(page.body.contains("data-test=\"intent\">greeting<"), "{}", page.body);
+    assert!(page.body.contains("data-test=\"intent\">human_request<"), "{}", page.body);
+    assert!(page.body.contains("also: "), "the next best intents are shown");
     let before = store.conversation_messages(id, 0, 100).await.unwrap().len();
     let drafted = ann.post(&format!("/panel/conversations/{id}/draft"), &[("text", ""), ("version", "0")]).await;
     assert_eq!(drafted.status, StatusCode::OK, "{}", drafted.body);
