@@ -15,13 +15,15 @@ if [ "$complete" -eq 1 ]; then
   exit 0
 fi
 
-if ! python3 -m pip --version >/dev/null 2>&1; then
+missing=()
+command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || missing+=(python3 python3-pip)
+command -v unzip >/dev/null || missing+=(unzip)
+if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "installing python3-pip (apt)"
+  echo "installing ${missing[*]} (apt)"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-pip unzip
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-command -v unzip >/dev/null || { echo "error: unzip is missing; install it (apt-get install unzip)" >&2; exit 1; }
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

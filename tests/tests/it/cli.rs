@@ -56,9 +56,70 @@ fn config_check_names_the_wrong_key_and_why() {
 fn secrets_never_show_in_config_output() {
     let dir = tempfile::tempdir().unwrap();
     let secret = "s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t-s3cr3t";
-    let (code, out, err) = run(&["config", "check"], &[("SWITCHBOARD_SERVER__SECRET", secret)], dir.path());
+    for key in [
+        "SWITCHBOARD_SERVER__SECRET",
+        "SWITCHBOARD_TELEGRAM__TOKEN",
+        "SWITCHBOARD_DISCORD__TOKEN",
+        "SWITCHBOARD_EMAIL__IMAP_PASSWORD",
+        "SWITCHBOARD_EMAIL__SMTP_PASSWORD",
+        "SWITCHBOARD_LLM__API_KEY",
+    ] {
+        let (code, out, err) = run(&["config", "check"], &[(key, secret)], dir.path());
+        assert_eq!(code, 0, "{key}: {err}");
+        assert!(!out.contains(secret) && out.contains("<hidden>"), "{key}: {out}");
+    }
+}
+
+#[test]
+fn nlu_check_names_the_line_of_a_broken_intents_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(&["nlu", "check"], &[], dir.path());
     assert_eq!(code, 0, "{err}");
-    assert!(!out.contains(secret) && out.contains("<hidden>"));
+    assert!(out.contains("intents file OK: version 1, 36 intents"), "{out}");
+
+    let good = switchboard_nlp::intents::DEFAULT_INTENTS;
+    let broken = good.replacen("category = \"billing\"", "category = \"invoices\"", 1);
+    let line = broken.lines().position(|l| l.contains("\"invoices\"")).unwrap() + 1;
+    std::fs::write(dir.path().join("intents.toml"), broken).unwrap();
+    let (code, _, err) = run(&["nlu", "check", "--intents", "intents.toml"], &[], dir.path());
+    assert_eq!(code, 1);
+    assert!(err.contains(&format!("intents.toml:{line}: unknown category `invoices`")), "{err}");
+    assert!(err.contains("billing, technical_support"), "the accepted values are listed: {err}");
+}
+
+#[test]
+fn nlu_eval_reports_accuracy_the_sweep_and_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    // Twelve examples of each of eight built-in intents, as a labelled CSV.
+    let set = switchboard_nlp::IntentSet::parse(std::path::Path::new("x"), switchboard_nlp::intents::DEFAULT_INTENTS).unwrap();
+    let mut csv = String::from("text,label\n");
+    for intent in set.intents.iter().filter(|i| i.examples.len() >= 12).take(8) {
+        for example in intent.examples.iter().take(12) {
+            csv.push_str(&format!("\"{}\",{}\n", example.replace('"', "\"\""), intent.name));
+        }
+    }
+    std::fs::write(dir.path().join("data.csv"), csv).unwrap();
+    let model_dir = switchboard_tests::model_dir().display().to_string();
+    let cache_dir = dir.path().join("cache").display().to_string();
+    let env = [("SWITCHBOARD_NLP__MODEL_DIR", model_dir.as_str()), ("SWITCHBOARD_NLP__CACHE_DIR", cache_dir.as_str())];
+    let (code, out, err) = run(&["nlu", "eval", "--data", "data.csv", "--held-out", "2", "--out", "report"], &env, dir.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("80 train / 16 test, 8 intents"), "{out}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("report/report.json")).unwrap()).unwrap();
+    let accuracy = report["accuracy"].as_f64().unwrap();
+    assert!((0.5..=1.0).contains(&accuracy), "{report}");
+    assert_eq!(report["held_out_intents"].as_array().unwrap().len(), 2);
+    assert_eq!(report["sweep"].as_array().unwrap().len(), 21);
+    assert!(report["latency"]["single_p50_ms"].as_f64().unwrap() > 0.0);
+    let chart = std::fs::read_to_string(dir.path().join("report/threshold-sweep.svg")).unwrap();
+    assert!(chart.starts_with("<svg") && chart.contains("polyline"));
+
+    let (code, _, err) = run(&["nlu", "eval", "--data", "missing.csv"], &env, dir.path());
+    assert_ne!(code, 0);
+    assert!(err.contains("missing.csv"), "{err}");
+    std::fs::write(dir.path().join("nolabel.csv"), "text,colour\nhello,red\n").unwrap();
+    let (_, _, err) = run(&["nlu", "eval", "--data", "nolabel.csv"], &env, dir.path());
+    assert!(err.contains("no `label` column"), "{err}");
 }
 
 #[test]
