@@ -5,6 +5,8 @@
 mod classifier;
 mod embedding_cache;
 pub mod encoder;
+#[cfg(feature = "rust-bert")]
+pub mod encoder_rust_bert;
 pub mod eval;
 pub mod head;
 pub mod intents;
@@ -16,6 +18,8 @@ pub mod signals;
 pub use classifier::{IntentsSource, LLM_CONFIDENCE, LoadError, LoadReport, ModelClassifier};
 pub use embedding_cache::EmbeddingCache;
 pub use encoder::{EncoderError, MiniLmEncoder, SentenceEncoder};
+#[cfg(feature = "rust-bert")]
+pub use encoder_rust_bert::RustBertEncoder;
 pub use intents::{IntentSet, IntentsError};
 pub use keyword::KeywordClassifier;
 pub use llm::{LlmClient, LlmError, LlmSettings};
