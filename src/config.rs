@@ -30,6 +30,9 @@ pub struct NlpConfig {
     pub enabled: bool,
     /// all-MiniLM-L6-v2 (config.json, tokenizer.json, model.safetensors); ./scripts/fetch-model.sh fills it.
     pub model_dir: PathBuf,
+    /// The engine that runs the model: "candle" (built in) or "rust-bert" (libtorch; only in a
+    /// binary built with `--features rust-bert`). Both give the same vectors.
+    pub backend: String,
     /// The intents file (TOML); unset uses the built-in intents.
     pub intents_file: Option<PathBuf>,
     /// Embeddings and trained heads, so restarts skip training.
@@ -52,12 +55,17 @@ pub struct LlmConfig {
     pub answer_out_of_scope: bool,
 }
 
+/// `nlp.backend` values.
+pub const BACKEND_CANDLE: &str = "candle";
+pub const BACKEND_RUST_BERT: &str = "rust-bert";
+
 impl Default for NlpConfig {
     fn default() -> Self {
         let cache = std::env::var_os("HOME").map_or_else(|| PathBuf::from(".cache"), |h| PathBuf::from(h).join(".cache"));
         Self {
             enabled: true,
             model_dir: cache.join("switchboard/models/all-MiniLM-L6-v2"),
+            backend: BACKEND_CANDLE.into(),
             intents_file: None,
             cache_dir: cache.join("switchboard/nlp"),
             llm_below: 0.5,
@@ -381,6 +389,21 @@ impl Config {
         }
         if w.position != "left" && w.position != "right" {
             return invalid("webchat.position", format!("`{}` is not one of: left, right", w.position));
+        }
+        match self.nlp.backend.as_str() {
+            BACKEND_CANDLE => {}
+            BACKEND_RUST_BERT if cfg!(feature = "rust-bert") => {}
+            BACKEND_RUST_BERT => {
+                return invalid(
+                    "nlp.backend",
+                    "this binary was built without the rust-bert backend; rebuild with `--features rust-bert` \
+                     (README: Understanding customers) or use \"candle\""
+                        .into(),
+                );
+            }
+            other => {
+                return invalid("nlp.backend", format!("`{other}` is not one of: {BACKEND_CANDLE}, {BACKEND_RUST_BERT}"));
+            }
         }
         if !(0.0..=1.0).contains(&self.nlp.llm_below) {
             return invalid("nlp.llm_below", format!("{} is not within 0..=1", self.nlp.llm_below));

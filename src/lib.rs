@@ -16,7 +16,9 @@ use switchboard_channels::webchat::{WebChatHub, WebChatOutbound};
 use switchboard_core::ports::{BlobStore, Outbound, Store, SystemClock};
 use switchboard_core::{Engine, EngineLimits, EventBus, OutboxWorker, Policy};
 use switchboard_core::ports::{Assistant, Classifier, IntentsReloader};
-use switchboard_nlp::{IntentsSource, KeywordClassifier, LlmClient, LlmSettings, MiniLmEncoder, ModelClassifier};
+use switchboard_nlp::{
+    EncoderError, IntentsSource, KeywordClassifier, LlmClient, LlmSettings, MiniLmEncoder, ModelClassifier, SentenceEncoder,
+};
 use switchboard_store::{FileBlobs, SqliteStore};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -225,8 +227,8 @@ async fn build_classifier(config: &Config, llm: Option<Arc<LlmClient>>) -> anyho
     if !n.enabled {
         return keywords("nlp.enabled is false".into());
     }
-    let encoder = match tokio::task::spawn_blocking(move || MiniLmEncoder::load(&n.model_dir)).await? {
-        Ok(encoder) => Arc::new(encoder),
+    let encoder = match tokio::task::spawn_blocking(move || load_encoder(&n)).await? {
+        Ok(encoder) => encoder,
         Err(e) => return keywords(e.to_string()),
     };
     let n = config.nlp.clone();
@@ -240,9 +242,28 @@ async fn build_classifier(config: &Config, llm: Option<Arc<LlmClient>>) -> anyho
     .await?;
     let (classifier, report) = loaded.context("loading the intents (nlp.intents_file)")?;
     let classifier = classifier.with_llm_answers(config.llm.answer_out_of_scope);
-    tracing::info!(model = %config.nlp.model_dir.display(), "classifier: sentence encoder; {report}");
+    tracing::info!(
+        model = %config.nlp.model_dir.display(),
+        backend = %config.nlp.backend,
+        "classifier: sentence encoder; {report}"
+    );
     let classifier = Arc::new(classifier);
     Ok(Nlu { classifier: classifier.clone(), reloader: Some(classifier) })
+}
+
+/// The sentence encoder on the engine `nlp.backend` names.
+pub fn load_encoder(nlp: &config::NlpConfig) -> Result<Arc<dyn SentenceEncoder>, EncoderError> {
+    if nlp.backend == config::BACKEND_RUST_BERT {
+        #[cfg(feature = "rust-bert")]
+        return Ok(Arc::new(switchboard_nlp::RustBertEncoder::load(&nlp.model_dir)?));
+        // Config validation refuses this already; kept for configs built in code.
+        #[cfg(not(feature = "rust-bert"))]
+        return Err(EncoderError::Load {
+            dir: nlp.model_dir.clone(),
+            reason: "this binary was built without the rust-bert backend; rebuild with `--features rust-bert`".into(),
+        });
+    }
+    Ok(Arc::new(MiniLmEncoder::load(&nlp.model_dir)?))
 }
 
 /// Telegram's settings when a token is configured.

@@ -6,7 +6,7 @@ use std::path::Path;
 use switchboard::config::Config;
 use switchboard_nlp::eval::{self, EvalOptions, Stage};
 use switchboard_nlp::head::TrainParams;
-use switchboard_nlp::{IntentSet, MiniLmEncoder, SentenceEncoder};
+use switchboard_nlp::IntentSet;
 
 pub fn check(config: &Config, intents: Option<&Path>) -> anyhow::Result<()> {
     let set = match intents.or(config.nlp.intents_file.as_deref()) {
@@ -25,7 +25,8 @@ pub fn check(config: &Config, intents: Option<&Path>) -> anyhow::Result<()> {
 }
 
 pub fn eval(config: &Config, data: &Path, train: Option<&Path>, held_out: usize, out: &Path, params: TrainParams) -> anyhow::Result<()> {
-    let encoder = MiniLmEncoder::load(&config.nlp.model_dir)?;
+    // The engine the service runs (nlp.backend): its embeddings and latency are the ones that count.
+    let encoder = switchboard::load_encoder(&config.nlp)?;
     let test = eval::read_csv(data)?;
     let (train, test) = match train {
         Some(path) => (eval::read_csv(path)?, test),
@@ -39,7 +40,7 @@ pub fn eval(config: &Config, data: &Path, train: Option<&Path>, held_out: usize,
     );
     let mut stage_seen = None;
     let options = EvalOptions { held_out_intents: held_out, cache_dir: Some(config.nlp.cache_dir.clone()), params };
-    let report = eval::evaluate(&encoder, &train, &test, &options, &mut |stage, done, total| {
+    let report = eval::evaluate(encoder.as_ref(), &train, &test, &options, &mut |stage, done, total| {
         if stage_seen != Some(stage) {
             stage_seen = Some(stage);
             bar.set_message(match stage {
