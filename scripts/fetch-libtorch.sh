@@ -12,7 +12,7 @@ target="${1:-${SWITCHBOARD_LIBTORCH_DIR:-$HOME/.cache/switchboard/libtorch}}"
 print_exports() {
   echo "build with:"
   echo "  export LIBTORCH=\"$target\" LIBTORCH_CXX11_ABI=0"
-  echo "  cargo build --release --features rust-bert"
+  echo "  CARGO_TARGET_DIR=\$HOME/.cache/switchboard/target-rust-bert cargo build --release --features rust-bert"
 }
 
 if [ -s "$target/lib/libtorch_cpu.so" ] && [ -f "$target/include/torch/script.h" ] && [ -f "$target/.complete" ]; then
