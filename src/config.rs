@@ -37,7 +37,7 @@ pub struct NlpConfig {
     pub intents_file: Option<PathBuf>,
     /// Embeddings and trained heads, so restarts skip training.
     pub cache_dir: PathBuf,
-    /// Below this confidence the LLM (when configured) is asked to choose the intent.
+    /// Below this confidence, or when out of scope, the LLM (when configured) chooses the intent.
     pub llm_below: f32,
 }
 

@@ -268,7 +268,10 @@ impl Classifier for ModelClassifier {
             }
         };
         match &self.llm {
-            Some(llm) if local.confidence < self.llm_below => self.consult_llm(llm, text, local).await,
+            // Unsure, or out of scope for the local model: the LLM may know better.
+            Some(llm) if local.confidence < self.llm_below || local.intent.is(IntentName::OUT_OF_SCOPE) => {
+                self.consult_llm(llm, text, local).await
+            }
             _ => local,
         }
     }
