@@ -20,12 +20,7 @@ fi
 missing=()
 command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || missing+=(python3 python3-pip)
 command -v unzip >/dev/null || missing+=(unzip)
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "installing ${missing[*]} (apt)"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+"$(dirname "$0")/apt-install.sh" ${missing[@]+"${missing[@]}"}
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

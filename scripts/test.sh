@@ -17,12 +17,7 @@ missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
-if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "installing ${missing[*]} (apt)"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+./scripts/apt-install.sh ${missing[@]+"${missing[@]}"}
 
 # playwright-core drives the system Chromium; it never downloads a browser.
 if [ ! -d tests/browser/node_modules/playwright-core ]; then

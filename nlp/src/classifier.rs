@@ -110,11 +110,6 @@ impl ModelClassifier {
         Ok(report)
     }
 
-    /// Classifies without the LLM, in one encoder pass for all texts. Blocking.
-    pub fn classify_local_batch(&self, texts: &[&str]) -> Vec<Classification> {
-        self.local.classify_batch(texts)
-    }
-
     /// Asks the LLM to choose when the head is unsure; any LLM failure keeps the local result.
     async fn consult_llm(&self, llm: &LlmClient, text: &str, mut local: Classification) -> Classification {
         let trained = self.local.current();

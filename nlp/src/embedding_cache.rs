@@ -41,14 +41,6 @@ impl EmbeddingCache {
         Self { file, encoder_id, dimension, vectors }
     }
 
-    pub fn len(&self) -> usize {
-        self.vectors.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.vectors.is_empty()
-    }
-
     fn key(&self, text: &str) -> Key {
         let mut hasher = Sha256::new();
         hasher.update(self.encoder_id.as_bytes());

@@ -28,7 +28,7 @@ pub trait SentenceEncoder: Send + Sync {
 /// Longest input in tokens, as sentence-transformers uses for this model.
 const MAX_TOKENS: usize = 256;
 /// Texts per forward pass; similar lengths are batched together to keep padding small.
-const BATCH: usize = 32;
+pub(crate) const BATCH: usize = 32;
 
 /// all-MiniLM-L6-v2 (a 6-layer BERT) run with candle on the CPU, mean-pooled like
 /// sentence-transformers.
@@ -117,33 +117,46 @@ impl SentenceEncoder for MiniLmEncoder {
             // One batch: every core works on its matrix products (lowest latency).
             return self.encode_batch(texts);
         }
-        // Batch texts of similar length: padding is wasted work.
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
-        let chunks: Vec<&[usize]> = order.chunks(BATCH).collect();
         // Many batches: one batch per core at a time. With candle's matrix products kept on one
-        // thread (`switchboard` sets RAYON_NUM_THREADS=1) this beats sharing every small product
-        // between cores: 170 against 155 batched messages/s on 2 cores (BENCHMARKS.md).
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(chunks.len());
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let done: std::sync::Mutex<Vec<(usize, Result<Vec<Vec<f32>>, EncoderError>)>> = std::sync::Mutex::default();
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| loop {
+        // thread (`switchboard` sets RAYON_NUM_THREADS=1), the service answered 216 rather than
+        // 200 messages/s under load (BENCHMARKS.md).
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        encode_in_batches(texts, &vec![(); cores], |_, batch| self.encode_batch(batch))
+    }
+}
+
+/// Encodes `texts` as batches of similar length (padding is wasted work), with one thread per
+/// lane taking the next batch until none is left; each lane is what one thread encodes with
+/// (nothing, or a model copy of its own). Vectors come back in the order of `texts`.
+pub(crate) fn encode_in_batches<Lane: Sync>(
+    texts: &[&str],
+    lanes: &[Lane],
+    encode_batch: impl Fn(&Lane, &[&str]) -> Result<Vec<Vec<f32>>, EncoderError> + Sync,
+) -> Result<Vec<Vec<f32>>, EncoderError> {
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&i| texts[i].len());
+    let chunks: Vec<&[usize]> = order.chunks(BATCH).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: std::sync::Mutex<Vec<(usize, Result<Vec<Vec<f32>>, EncoderError>)>> = std::sync::Mutex::default();
+    std::thread::scope(|scope| {
+        for lane in lanes.iter().take(chunks.len()) {
+            let (next, done, chunks, encode_batch) = (&next, &done, &chunks, &encode_batch);
+            scope.spawn(move || {
+                loop {
                     let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(chunk) = chunks.get(index) else { break };
                     let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-                    let result = self.encode_batch(&batch);
+                    let result = encode_batch(lane, &batch);
                     done.lock().unwrap_or_else(|e| e.into_inner()).push((index, result));
-                });
-            }
-        });
-        let mut out = vec![Vec::new(); texts.len()];
-        for (index, result) in done.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            for (&i, vector) in chunks[index].iter().zip(result?) {
-                out[i] = vector;
-            }
+                }
+            });
         }
-        Ok(out)
+    });
+    let mut out = vec![Vec::new(); texts.len()];
+    for (index, result) in done.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        for (&i, vector) in chunks[index].iter().zip(result?) {
+            out[i] = vector;
+        }
     }
+    Ok(out)
 }

@@ -2,7 +2,7 @@
 //! beside the candle one, reading the same model directory and giving the same vectors.
 //! Build notes (libtorch, LIBTORCH) are in README.md; ./scripts/fetch-libtorch.sh gets libtorch.
 
-use crate::encoder::{EncoderError, SentenceEncoder};
+use crate::encoder::{BATCH, EncoderError, SentenceEncoder, encode_in_batches};
 use rust_bert::pipelines::common::ModelType;
 use rust_bert::pipelines::sentence_embeddings::{SentenceEmbeddingsConfig, SentenceEmbeddingsModel};
 use rust_bert::resources::LocalResource;
@@ -10,8 +10,6 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Texts per forward pass, as in the candle backend.
-const BATCH: usize = 32;
 /// Copies of the model at most: one per core lets batches run side by side, but each copy
 /// holds its own 90 MB of weights.
 const MAX_REPLICAS: usize = 4;
@@ -172,32 +170,9 @@ impl SentenceEncoder for RustBertEncoder {
         if texts.len() <= BATCH {
             return Self::encode_batch(&self.lock_any_replica(), texts);
         }
-        // Batch texts of similar length (padding is wasted work); one batch per copy at a time.
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
-        let chunks: Vec<&[usize]> = order.chunks(BATCH).collect();
-        let next_chunk = AtomicUsize::new(0);
-        let done: Mutex<Vec<(usize, Result<Vec<Vec<f32>>, EncoderError>)>> = Mutex::default();
-        std::thread::scope(|scope| {
-            for replica in self.replicas.iter().take(chunks.len()) {
-                scope.spawn(|| {
-                    let model = replica.lock().unwrap_or_else(|e| e.into_inner());
-                    loop {
-                        let index = next_chunk.fetch_add(1, Ordering::Relaxed);
-                        let Some(chunk) = chunks.get(index) else { break };
-                        let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-                        let result = Self::encode_batch(&model, &batch);
-                        done.lock().unwrap_or_else(|e| e.into_inner()).push((index, result));
-                    }
-                });
-            }
-        });
-        let mut out = vec![Vec::new(); texts.len()];
-        for (index, result) in done.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            for (&i, vector) in chunks[index].iter().zip(result?) {
-                out[i] = vector;
-            }
-        }
-        Ok(out)
+        // One batch per model copy at a time.
+        encode_in_batches(texts, &self.replicas, |replica, batch| {
+            Self::encode_batch(&replica.lock().unwrap_or_else(|e| e.into_inner()), batch)
+        })
     }
 }

@@ -73,10 +73,6 @@ impl LlmClient {
         Self { client: Client::with_config(config), settings, window: Mutex::new((Instant::now(), 0)) }
     }
 
-    pub fn settings(&self) -> &LlmSettings {
-        &self.settings
-    }
-
     fn take_budget(&self) -> Result<(), LlmError> {
         let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
         if window.0.elapsed() >= Duration::from_secs(60) {

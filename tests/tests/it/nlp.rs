@@ -323,10 +323,9 @@ async fn escalations_get_the_llm_summary_and_agents_get_drafts_to_edit() {
 async fn without_an_llm_there_is_no_draft_button_and_the_api_says_why() {
     let server = nlp_server(None).await;
     let store = server.engine().store().clone();
-    let admin = switchboard_admin_web::accounts::create_account(store.as_ref(), "root@example.com", "Root", switchboard_models::Role::Admin, "a long enough password", None)
+    switchboard_admin_web::accounts::create_account(store.as_ref(), "root@example.com", "Root", switchboard_models::Role::Admin, "a long enough password", None)
         .await
         .unwrap();
-    let _ = admin;
     let root = PanelClient::sign_in(&server.url(""), "root@example.com", "a long enough password").await;
     let token = root.new_api_token("ops").await;
     let http = reqwest::Client::new();
