@@ -30,4 +30,14 @@ fi
 # A real mail system on loopback for the email tests (installs Postfix and Dovecot if missing).
 ./scripts/mail-server.sh start
 
+# PostgreSQL for the tests that run on both backends: the local server when it answers,
+# otherwise a throwaway cluster of our own (installed with apt when missing).
+TEST_POSTGRES_URL=$(./scripts/postgres-server.sh start)
+export TEST_POSTGRES_URL
+
 cargo test --workspace --locked "$@"
+
+# The whole-server tests once more, on PostgreSQL (the contract, migration and fault tests
+# above already ran on both backends).
+TEST_DATABASE=postgres cargo test --locked -p switchboard-tests --test it "$@" -- \
+  assignment:: browser:: discord:: email:: panel:: telegram:: transcripts:: webchat::

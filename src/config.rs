@@ -194,10 +194,17 @@ pub struct ServerConfig {
     pub secret: Option<Secret>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
+    /// `sqlite://path` (embedded) or `postgres://user:password@host/database`.
     pub url: String,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig").field("url", &self.redacted_url()).finish()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -252,6 +259,23 @@ impl std::fmt::Debug for Secret {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self { listen: "127.0.0.1:8080".into(), secret: None }
+    }
+}
+
+impl DatabaseConfig {
+    pub fn is_postgres(&self) -> bool {
+        switchboard_store::is_postgres(&self.url)
+    }
+
+    /// The URL with any password replaced, for logs and error messages.
+    pub fn redacted_url(&self) -> String {
+        match url::Url::parse(&self.url) {
+            Ok(mut parsed) if parsed.password().is_some() => {
+                let _ = parsed.set_password(Some("***"));
+                parsed.to_string()
+            }
+            _ => self.url.clone(),
+        }
     }
 }
 
@@ -341,7 +365,9 @@ impl Config {
             }
             None => {}
         }
-        figment = figment.merge(Env::prefixed("SWITCHBOARD_").split("__"));
+        // Only SWITCHBOARD_<SECTION>__<KEY> is config; other SWITCHBOARD_* variables (a deployment
+        // script's SWITCHBOARD_BIN, say) belong to someone else.
+        figment = figment.merge(Env::prefixed("SWITCHBOARD_").filter(|key| key.as_str().contains("__")).split("__"));
         let config: Config = figment.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
         config.validate()?;
         Ok(config)
@@ -358,10 +384,13 @@ impl Config {
         let invalid = |key, problem: String| Err(ConfigError::Invalid { key, problem });
         self.listen_addr()?;
         let url = &self.database.url;
-        if !url.starts_with("sqlite:") {
+        if !url.starts_with("sqlite:") && !self.database.is_postgres() {
             return invalid(
                 "database.url",
-                format!("`{url}` is not supported; use a SQLite URL such as sqlite://switchboard.db"),
+                format!(
+                    "`{}` is not supported; use sqlite://switchboard.db (embedded) or postgres://user@host/database",
+                    self.database.redacted_url()
+                ),
             );
         }
         let w = &self.webchat;

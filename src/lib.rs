@@ -19,7 +19,8 @@ use switchboard_core::ports::{Assistant, Classifier, IntentsReloader};
 use switchboard_nlp::{
     EncoderError, IntentsSource, KeywordClassifier, LlmClient, LlmSettings, MiniLmEncoder, ModelClassifier, SentenceEncoder,
 };
-use switchboard_store::{FileBlobs, SqliteStore};
+use switchboard_store::FileBlobs;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -50,22 +51,33 @@ impl Running {
         }
     }
 
+    /// Serves until `stop` completes, then stops as `shutdown` does; returns early if the
+    /// server fails.
+    pub async fn serve_until(mut self, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        tokio::select! {
+            joined = &mut self.server => joined.context("server task panicked")?.context("server failed"),
+            _ = stop => self.shutdown().await,
+        }
+    }
+
     /// Waits until the server stops (it stops on its own only on error).
     pub async fn wait(self) -> anyhow::Result<()> {
         self.server.await.context("server task panicked")?.context("server failed")
     }
 }
 
-pub async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
-    let store = SqliteStore::open(&config.database.url)
+/// Opens and migrates the database `database.url` names: SQLite (`sqlite://…`, the embedded
+/// default) or PostgreSQL (`postgres://…`, shared by several nodes).
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let shown = config.database.redacted_url();
+    let hint = if config.database.is_postgres() { "; is PostgreSQL running and the URL right?" } else { "" };
+    switchboard_store::open(&config.database.url)
         .await
-        .with_context(|| format!("opening the database (database.url = {})", config.database.url))?;
-    store.migrate().await.context("migrating the database")?;
-    Ok(store)
+        .with_context(|| format!("opening the database (database.url = {shown}){hint}"))
 }
 
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
-    let store: Arc<dyn Store> = Arc::new(open_store(config).await?);
+    let store = open_store(config).await?;
     let secret = match &config.server.secret {
         Some(secret) => secret.0.clone(),
         None => store.setting_or_insert("visitor_token_secret", &random_secret()).await?,
@@ -175,13 +187,21 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let (stop, stopped) = oneshot::channel::<()>();
     let app = switchboard_admin_web::app(state).into_make_service_with_connect_info::<SocketAddr>();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
+        axum::serve(listener.tap_io(no_delay), app)
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
             })
             .await
     });
     Ok(Running { addr, engine, intents_reloader: nlu.reloader, stop, server, workers })
+}
+
+/// Replies are small frames written right after an `ack`: without TCP_NODELAY, Nagle's
+/// algorithm holds the second one until the peer's delayed ACK, about 40 ms per reply.
+fn no_delay(socket: &mut tokio::net::TcpStream) {
+    if let Err(error) = socket.set_nodelay(true) {
+        tracing::debug!(%error, "could not set TCP_NODELAY on an accepted connection");
+    }
 }
 
 /// Asks the LLM for the summary of each escalated conversation, one at a time.

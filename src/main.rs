@@ -163,6 +163,7 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
                     *secret = Some(switchboard::config::Secret("<hidden>".into()));
                 }
             }
+            shown.database.url = config.database.redacted_url();
             println!("configuration OK (defaults, then {DEFAULT_CONFIG_FILE} or --config, then SWITCHBOARD_* env vars):");
             println!("{}", pretty(&shown)?);
             Ok(())
@@ -179,7 +180,7 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
             };
             let store = switchboard::open_store(&config).await?;
             let role = switchboard_models::Role::Admin;
-            let admin = switchboard_admin_web::accounts::create_account(&store, &email, &name, role, &password, None).await?;
+            let admin = switchboard_admin_web::accounts::create_account(store.as_ref(), &email, &name, role, &password, None).await?;
             println!("created admin {} ({})", admin.email, admin.id);
             Ok(())
         }
@@ -190,25 +191,35 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
         }
         Command::Migrate => {
             switchboard::open_store(&config).await?;
-            println!("database is up to date ({})", config.database.url);
+            println!("database is up to date ({})", config.database.redacted_url());
             Ok(())
         }
         Command::Serve => {
             init_logging(&config)?;
             let running = switchboard::start(&config).await?;
             println!("Switchboard listening on http://{}", running.addr);
-            tracing::info!(addr = %running.addr, database = %config.database.url, "ready");
+            tracing::info!(addr = %running.addr, database = %config.database.redacted_url(), "ready");
             if let Some(reloader) = running.intents_reloader.clone() {
                 tokio::spawn(reload_on_hangup(reloader));
             }
-            tokio::select! {
-                result = running.wait() => result,
-                _ = tokio::signal::ctrl_c() => {
-                    tracing::info!("stopping");
-                    Ok(())
-                }
-            }
+            running.serve_until(stop_requested()).await
         }
+    }
+}
+
+/// SIGTERM (systemd, Docker, Kubernetes) or SIGINT (Ctrl-C).
+async fn stop_requested() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = terminate => tracing::info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
     }
 }
 

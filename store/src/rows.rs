@@ -1,13 +1,50 @@
 //! Row ↔ domain conversions. Text columns holding enums are parsed, never trusted.
 
-use crate::sqlite::backend;
 use sqlx::Row;
+use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use switchboard_core::ports::StoreError;
 use switchboard_models::{
     Agent, AgentId, AuditEntry, Contact, ContactId, Conversation, ConversationId, Escalation, Handler, Message,
     MessageId, Timestamp,
 };
+
+pub(crate) fn backend(error: sqlx::Error) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+/// The column types the schema uses, read the same way from either backend's rows.
+pub(crate) trait Columns {
+    fn text(&self, column: &str) -> Result<String, StoreError>;
+    fn text_opt(&self, column: &str) -> Result<Option<String>, StoreError>;
+    fn int(&self, column: &str) -> Result<i64, StoreError>;
+    fn int_opt(&self, column: &str) -> Result<Option<i64>, StoreError>;
+    fn flag(&self, column: &str) -> Result<bool, StoreError>;
+}
+
+macro_rules! columns_of {
+    ($row:ty) => {
+        impl Columns for $row {
+            fn text(&self, column: &str) -> Result<String, StoreError> {
+                self.try_get(column).map_err(backend)
+            }
+            fn text_opt(&self, column: &str) -> Result<Option<String>, StoreError> {
+                self.try_get(column).map_err(backend)
+            }
+            fn int(&self, column: &str) -> Result<i64, StoreError> {
+                self.try_get(column).map_err(backend)
+            }
+            fn int_opt(&self, column: &str) -> Result<Option<i64>, StoreError> {
+                self.try_get(column).map_err(backend)
+            }
+            fn flag(&self, column: &str) -> Result<bool, StoreError> {
+                self.try_get(column).map_err(backend)
+            }
+        }
+    };
+}
+columns_of!(SqliteRow);
+columns_of!(PgRow);
 
 pub(crate) fn millis(at: Timestamp) -> i64 {
     at.timestamp_millis()
@@ -33,61 +70,59 @@ where
     text.parse().map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
 }
 
-fn uuid_col(row: &SqliteRow, column: &str) -> Result<uuid::Uuid, StoreError> {
-    let text: String = row.try_get(column).map_err(backend)?;
+fn uuid_col(row: &impl Columns, column: &str) -> Result<uuid::Uuid, StoreError> {
+    let text = row.text(column)?;
     parsed(column, &text)
 }
 
-fn optional<T: std::str::FromStr>(row: &SqliteRow, column: &str) -> Result<Option<T>, StoreError>
+fn optional<T: std::str::FromStr>(row: &impl Columns, column: &str) -> Result<Option<T>, StoreError>
 where
     T::Err: std::fmt::Display,
 {
-    let text: Option<String> = row.try_get(column).map_err(backend)?;
+    let text = row.text_opt(column)?;
     text.map(|t| parsed(column, &t)).transpose()
 }
 
-pub(crate) fn contact_from_row(row: &SqliteRow) -> Result<Contact, StoreError> {
+pub(crate) fn contact_from_row(row: &impl Columns) -> Result<Contact, StoreError> {
     contact_from_columns(row, ["id", "channel", "external_id", "display_name", "created_at"])
 }
 
 /// A contact selected beside a conversation, with its columns renamed to not collide.
-pub(crate) fn contact_from_prefixed_row(row: &SqliteRow) -> Result<Contact, StoreError> {
+pub(crate) fn contact_from_prefixed_row(row: &impl Columns) -> Result<Contact, StoreError> {
     contact_from_columns(
         row,
         ["contact_id_", "contact_channel", "contact_external_id", "display_name", "contact_created_at"],
     )
 }
 
-fn contact_from_columns(row: &SqliteRow, [id, channel, external_id, name, created]: [&str; 5]) -> Result<Contact, StoreError> {
+fn contact_from_columns(row: &impl Columns, [id, channel, external_id, name, created]: [&str; 5]) -> Result<Contact, StoreError> {
     Ok(Contact {
         id: ContactId(uuid_col(row, id)?),
-        channel: parsed(channel, &row.try_get::<String, _>(channel).map_err(backend)?)?,
-        external_id: row.try_get(external_id).map_err(backend)?,
-        display_name: row.try_get(name).map_err(backend)?,
-        created_at: instant(row.try_get(created).map_err(backend)?)?,
-        unreachable_since: row
-            .try_get::<Option<i64>, _>("unreachable_since")
-            .map_err(backend)?
+        channel: parsed(channel, &row.text(channel)?)?,
+        external_id: row.text(external_id)?,
+        display_name: row.text_opt(name)?,
+        created_at: instant(row.int(created)?)?,
+        unreachable_since: row.int_opt("unreachable_since")?
             .map(instant)
             .transpose()?,
     })
 }
 
-pub(crate) fn agent_from_row(row: &SqliteRow) -> Result<Agent, StoreError> {
+pub(crate) fn agent_from_row(row: &impl Columns) -> Result<Agent, StoreError> {
     Ok(Agent {
         id: AgentId(uuid_col(row, "id")?),
-        email: row.try_get("email").map_err(backend)?,
-        name: row.try_get("name").map_err(backend)?,
-        role: parsed("role", &row.try_get::<String, _>("role").map_err(backend)?)?,
-        presence: parsed("presence", &row.try_get::<String, _>("presence").map_err(backend)?)?,
-        capacity: row.try_get::<i64, _>("capacity").map_err(backend)? as u32,
-        active: row.try_get("active").map_err(backend)?,
-        created_at: instant(row.try_get("created_at").map_err(backend)?)?,
+        email: row.text("email")?,
+        name: row.text("name")?,
+        role: parsed("role", &row.text("role")?)?,
+        presence: parsed("presence", &row.text("presence")?)?,
+        capacity: row.int("capacity")? as u32,
+        active: row.flag("active")?,
+        created_at: instant(row.int("created_at")?)?,
     })
 }
 
-pub(crate) fn conversation_from_row(row: &SqliteRow) -> Result<Conversation, StoreError> {
-    let handler_text: String = row.try_get("handler").map_err(backend)?;
+pub(crate) fn conversation_from_row(row: &impl Columns) -> Result<Conversation, StoreError> {
+    let handler_text = row.text("handler")?;
     let agent: Option<uuid::Uuid> = optional(row, "agent_id")?;
     let handler = match (handler_text.as_str(), agent) {
         ("bot", None) => Handler::Bot,
@@ -95,16 +130,14 @@ pub(crate) fn conversation_from_row(row: &SqliteRow) -> Result<Conversation, Sto
         ("agent", Some(id)) => Handler::Agent(AgentId(id)),
         (other, _) => return Err(StoreError::Corrupt(format!("handler `{other}` with agent {agent:?}"))),
     };
-    let reason: Option<String> = row.try_get("escalation_reason").map_err(backend)?;
+    let reason = row.text_opt("escalation_reason")?;
     let escalation = match reason {
         Some(reason) => Some(Escalation {
             reason: from_json("escalation_reason", &reason)?,
-            summary: row
-                .try_get::<Option<String>, _>("escalation_summary")
-                .map_err(backend)?
+            summary: row.text_opt("escalation_summary")?
                 .unwrap_or_default(),
             at: instant(
-                row.try_get::<Option<i64>, _>("escalated_at").map_err(backend)?.unwrap_or_default(),
+                row.int_opt("escalated_at")?.unwrap_or_default(),
             )?,
         }),
         None => None,
@@ -112,56 +145,72 @@ pub(crate) fn conversation_from_row(row: &SqliteRow) -> Result<Conversation, Sto
     Ok(Conversation {
         id: ConversationId(uuid_col(row, "id")?),
         contact_id: ContactId(uuid_col(row, "contact_id")?),
-        channel: parsed("channel", &row.try_get::<String, _>("channel").map_err(backend)?)?,
+        channel: parsed("channel", &row.text("channel")?)?,
         handler,
-        status: parsed("status", &row.try_get::<String, _>("status").map_err(backend)?)?,
+        status: parsed("status", &row.text("status")?)?,
         category: optional(row, "category")?,
         priority: optional(row, "priority")?,
         escalation,
-        low_confidence_streak: row.try_get::<i64, _>("low_confidence_streak").map_err(backend)? as u32,
-        created_at: instant(row.try_get("created_at").map_err(backend)?)?,
-        updated_at: instant(row.try_get("updated_at").map_err(backend)?)?,
+        low_confidence_streak: row.int("low_confidence_streak")? as u32,
+        created_at: instant(row.int("created_at")?)?,
+        updated_at: instant(row.int("updated_at")?)?,
     })
 }
 
-pub(crate) fn message_from_row(row: &SqliteRow) -> Result<Message, StoreError> {
-    let classification: Option<String> = row.try_get("classification").map_err(backend)?;
+pub(crate) fn message_from_row(row: &impl Columns) -> Result<Message, StoreError> {
+    let classification = row.text_opt("classification")?;
     Ok(Message {
         id: MessageId(uuid_col(row, "id")?),
-        seq: row.try_get("seq").map_err(backend)?,
+        seq: row.int("seq")?,
         conversation_id: ConversationId(uuid_col(row, "conversation_id")?),
         contact_id: ContactId(uuid_col(row, "contact_id")?),
-        channel: parsed("channel", &row.try_get::<String, _>("channel").map_err(backend)?)?,
-        sender: parsed("sender", &row.try_get::<String, _>("sender").map_err(backend)?)?,
+        channel: parsed("channel", &row.text("channel")?)?,
+        sender: parsed("sender", &row.text("sender")?)?,
         agent_id: optional::<uuid::Uuid>(row, "agent_id")?.map(AgentId),
-        text: row.try_get("body").map_err(backend)?,
-        internal: row.try_get("internal").map_err(backend)?,
-        attachments: from_json("attachments", &row.try_get::<String, _>("attachments").map_err(backend)?)?,
-        quick_replies: from_json("quick_replies", &row.try_get::<String, _>("quick_replies").map_err(backend)?)?,
+        text: row.text("body")?,
+        internal: row.flag("internal")?,
+        attachments: from_json("attachments", &row.text("attachments")?)?,
+        quick_replies: from_json("quick_replies", &row.text("quick_replies")?)?,
         classification: classification.map(|c| from_json("classification", &c)).transpose()?,
-        external_id: row.try_get("external_id").map_err(backend)?,
-        created_at: instant(row.try_get("created_at").map_err(backend)?)?,
+        external_id: row.text_opt("external_id")?,
+        created_at: instant(row.int("created_at")?)?,
     })
 }
 
-pub(crate) fn audit_from_row(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
+pub(crate) fn audit_from_row(row: &impl Columns) -> Result<AuditEntry, StoreError> {
     Ok(AuditEntry {
-        at: instant(row.try_get("at").map_err(backend)?)?,
+        at: instant(row.int("at")?)?,
         actor: optional::<uuid::Uuid>(row, "actor_id")?.map(AgentId),
-        action: parsed("action", &row.try_get::<String, _>("action").map_err(backend)?)?,
+        action: parsed("action", &row.text("action")?)?,
         conversation: optional::<uuid::Uuid>(row, "conversation_id")?.map(ConversationId),
         subject_agent: optional::<uuid::Uuid>(row, "subject_agent")?.map(AgentId),
-        before: row.try_get("before_state").map_err(backend)?,
-        after: row.try_get("after_state").map_err(backend)?,
+        before: row.text_opt("before_state")?,
+        after: row.text_opt("after_state")?,
     })
 }
 
-pub(crate) fn summary_from_row(row: &SqliteRow) -> Result<switchboard_core::ConversationSummary, StoreError> {
+pub(crate) fn summary_from_row(row: &impl Columns) -> Result<switchboard_core::ConversationSummary, StoreError> {
     Ok(switchboard_core::ConversationSummary {
         conversation: conversation_from_row(row)?,
-        customer: row.try_get("customer").map_err(backend)?,
-        agent_name: row.try_get("agent_name").map_err(backend)?,
-        last_text: row.try_get("last_text").map_err(backend)?,
-        last_activity: instant(row.try_get("last_activity").map_err(backend)?)?,
+        customer: row.text("customer")?,
+        agent_name: row.text_opt("agent_name")?,
+        last_text: row.text_opt("last_text")?,
+        last_activity: instant(row.int("last_activity")?)?,
+    })
+}
+
+/// Claimed outbox rows in delivery order (by seq; RETURNING gives no order guarantee).
+pub(crate) fn claimed_in_order(rows: &[impl Columns]) -> Result<Vec<switchboard_models::OutboundMessage>, StoreError> {
+    let mut claimed = rows.iter().map(outbound_from_row).collect::<Result<Vec<_>, StoreError>>()?;
+    claimed.sort_by_key(|o| o.message.seq);
+    Ok(claimed)
+}
+
+/// A claimed outbox row: the message, its attempts so far and its recipient's channel identity.
+fn outbound_from_row(row: &impl Columns) -> Result<switchboard_models::OutboundMessage, StoreError> {
+    Ok(switchboard_models::OutboundMessage {
+        attempts: row.int("attempts")? as u32,
+        recipient_external_id: row.text("recipient")?,
+        message: message_from_row(row)?,
     })
 }

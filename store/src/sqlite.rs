@@ -1,34 +1,24 @@
 //! The embedded store: one SQLite file in WAL mode. All step writes go through one writer task
 //! that commits whatever steps are waiting in a single transaction (group commit): SQLite has one
 //! writer anyway, and each round trip to it costs more than the SQL itself. Reads use a pool.
+//!
+//! A failed write never leaves state behind: the writer connection that saw a storage error
+//! (disk full, I/O error, read-only file) is closed and a fresh one opened for the next write,
+//! so nothing of a failed transaction can be committed or delivered later.
 
-use crate::rows::{
-    agent_from_row, audit_from_row, summary_from_row, contact_from_prefixed_row, contact_from_row, conversation_from_row, message_from_row, millis, to_json,
-};
-use async_trait::async_trait;
+use crate::portable::portable_store;
+use crate::rows::backend;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Acquire, Sqlite, SqliteConnection, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
-use switchboard_core::QueueView;
-use switchboard_core::ports::{
-    AgentLoad, Assignee, Committed, ConversationFilter, ConversationSummary, DashboardCounts, SessionRecord, StepWrite,
-    Store, StoreError,
-};
-use switchboard_models::{
-    Agent, AgentId, ApiToken, AuditEntry, CannedResponse, Channel, Presence, Contact, ContactId, Conversation, ConversationId, Handler, Message, OutboundMessage,
-    Timestamp,
-};
+use switchboard_core::ports::{Committed, StepWrite, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 /// Steps committed together at most; more wait for the next transaction.
 const MAX_GROUP: usize = 256;
-
-pub(crate) fn backend(error: sqlx::Error) -> StoreError {
-    StoreError::Backend(error.to_string())
-}
 
 struct Job {
     write: StepWrite,
@@ -39,27 +29,6 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     jobs: mpsc::Sender<Job>,
-}
-
-const MESSAGE_COLUMNS: &str = "seq, id, conversation_id, contact_id, channel, sender, agent_id, body, \
-     internal, attachments, quick_replies, classification, external_id, created_at";
-const CONTACT_COLUMNS: &str = "id, channel, external_id, display_name, created_at, unreachable_since";
-const AGENT_COLUMNS: &str = "id, email, name, role, presence, capacity, active, created_at";
-const CONVERSATION_COLUMNS: &str = "id, contact_id, channel, handler, agent_id, status, category, priority, \
-     escalation_reason, escalation_summary, escalated_at, low_confidence_streak, created_at, updated_at";
-
-/// A conversation with its customer's name, agent's name and latest visible message.
-const SUMMARY_SELECT: &str = "SELECT c.*, COALESCE(k.display_name, k.external_id) AS customer, a.name AS agent_name, \
-     (SELECT m.body FROM messages m WHERE m.conversation_id = c.id AND m.internal = 0 ORDER BY m.seq DESC LIMIT 1) AS last_text, \
-     COALESCE((SELECT MAX(m.created_at) FROM messages m WHERE m.conversation_id = c.id), c.updated_at) AS last_activity \
-     FROM conversations c JOIN contacts k ON k.id = c.contact_id LEFT JOIN agents a ON a.id = c.agent_id";
-
-/// SQL with the column lists spliced in once, at first use.
-macro_rules! sql {
-    ($($part:expr),+ $(,)?) => {{
-        static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-        sqlx::AssertSqlSafe(TEXT.get_or_init(|| [$($part),+].concat()).as_str())
-    }};
 }
 
 impl SqliteStore {
@@ -73,7 +42,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
-            .pragma("cache_size", "-16000");
+            .pragma("cache_size", "-16000")
+            // When a checkpoint lets the WAL start over, it is cut back to this size instead of
+            // keeping its high-water mark forever.
+            .pragma("journal_size_limit", "67108864");
         // Checkpoints copy the WAL into the database file and fsync it; done by the writer they
         // would stall every commit behind them, so a separate connection does them.
         let writer = SqlitePoolOptions::new()
@@ -111,25 +83,45 @@ impl SqliteStore {
 /// If the group fails, each step is retried alone so one bad write fails only itself.
 async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
+    let mut failing = false;
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
         let writes: Vec<&StepWrite> = group.iter().map(|job| &job.write).collect();
-        match write_group(&pool, &writes).await {
+        let outcome = match write_group(&pool, &writes).await {
             Ok(results) => {
                 for (job, result) in group.drain(..).zip(results) {
                     let _ = job.done.send(Ok(result));
                 }
+                Ok(())
             }
             Err(_) if group.len() > 1 => {
+                let mut last = Ok(());
                 for job in group.drain(..) {
                     let result = write_group(&pool, &[&job.write]).await.map(|mut r| r.remove(0));
+                    if let Err(error) = &result {
+                        last = Err(error.to_string());
+                    }
                     let _ = job.done.send(result);
                 }
+                last
             }
             Err(error) => {
                 for job in group.drain(..) {
                     let _ = job.done.send(Err(StoreError::Backend(error.to_string())));
                 }
+                Err(error.to_string())
             }
+        };
+        // Once per episode: the first failure and the recovery, not every refused write.
+        match outcome {
+            Err(error) if !failing => {
+                failing = true;
+                tracing::error!(%error, "the database refuses writes; messages are refused (not acknowledged) until it recovers");
+            }
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!("the database accepts writes again");
+            }
+            _ => {}
         }
     }
 }
@@ -146,825 +138,67 @@ async fn checkpoint_regularly(pool: SqlitePool, store_alive: mpsc::WeakSender<Jo
     }
 }
 
+/// One transaction on the writer connection. After any error the connection is closed rather
+/// than returned to the pool: SQLite may have rolled back on its own (SQLITE_FULL, SQLITE_IOERR)
+/// or not, and a connection whose transaction state is in doubt must not take the next write.
 async fn write_group(pool: &SqlitePool, writes: &[&StepWrite]) -> Result<Vec<Committed>, StoreError> {
-    let mut tx = pool.begin().await.map_err(backend)?;
+    let mut connection = pool.acquire().await.map_err(backend)?;
+    let result = write_all(&mut connection, writes).await;
+    if result.is_err() {
+        connection.close_on_drop();
+    }
+    result
+}
+
+async fn write_all(connection: &mut SqliteConnection, writes: &[&StepWrite]) -> Result<Vec<Committed>, StoreError> {
+    let mut tx = connection.begin().await.map_err(backend)?;
     let mut results = Vec::with_capacity(writes.len());
     for write in writes {
-        results.push(write_step(&mut tx, write).await?);
+        results.push(portable::write_step(&mut *tx, write).await?);
     }
     tx.commit().await.map_err(backend)?;
     Ok(results)
 }
 
-/// The messages go in one statement, inbound first; if the inbound one is a duplicate, the
-/// replies it carried are taken out again and nothing else of the step is written.
-async fn write_step(tx: &mut Transaction<'static, Sqlite>, write: &StepWrite) -> Result<Committed, StoreError> {
-    let rows: Vec<(&Message, Option<Timestamp>)> = write
-        .inbound
-        .iter()
-        .map(|m| (m, None))
-        .chain(write.outbound.iter().map(|m| (m, Some(m.created_at))))
-        .chain(write.notes.iter().map(|m| (m, None)))
-        .collect();
-    let inserted = insert_messages(tx, &rows).await?;
-    if let Some(inbound) = &write.inbound
-        && !inserted.iter().any(|(_, id)| *id == inbound.id.to_string())
-    {
-        let ids: Vec<String> = inserted.into_iter().map(|(_, id)| id).collect();
-        delete_messages(tx, &ids).await?;
-        return Ok(Committed::Duplicate);
-    }
-    if inserted.len() != rows.len() {
-        return Err(StoreError::Corrupt("an outbound message collided with a stored one".into()));
-    }
-    if let Some(contact) = &write.contact {
-        upsert_contact(tx, contact).await?;
-    }
-    if let Some(conversation) = &write.conversation {
-        save_conversation(tx, conversation).await?;
-    }
-    if let Some(entry) = &write.audit {
-        insert_audit(&mut **tx, entry).await?;
-    }
-    // Seqs in the order given: inbound, then replies, then notes.
-    let seq_of = |m: &Message| inserted.iter().find(|(_, id)| *id == m.id.to_string()).map(|(seq, _)| *seq);
-    let seqs = rows.iter().filter_map(|(m, _)| seq_of(m)).collect();
-    Ok(Committed::Stored { seqs })
-}
-
-const MESSAGE_INSERT_COLUMNS: usize = 15;
-
-/// Inserts messages, skipping any whose (channel, external id) is taken; returns `(seq, id)` of
-/// those inserted. A `Some` delivery instant queues the message for the outbox from then.
-async fn insert_messages(
-    tx: &mut Transaction<'static, Sqlite>,
-    rows: &[(&Message, Option<Timestamp>)],
-) -> Result<Vec<(i64, String)>, StoreError> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let values = (0..rows.len())
-        .map(|r| {
-            let params: Vec<String> =
-                (1..=MESSAGE_INSERT_COLUMNS).map(|c| format!("${}", r * MESSAGE_INSERT_COLUMNS + c)).collect();
-            format!("({})", params.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "INSERT INTO messages (id, conversation_id, contact_id, channel, sender, agent_id, body, internal, \
-         attachments, quick_replies, classification, external_id, created_at, outbound, next_attempt_at) \
-         VALUES {values} ON CONFLICT (channel, external_id) DO NOTHING RETURNING seq, id"
-    );
-    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-    for (m, deliver_from) in rows {
-        query = query
-            .bind(m.id.to_string())
-            .bind(m.conversation_id.to_string())
-            .bind(m.contact_id.to_string())
-            .bind(m.channel.as_str())
-            .bind(m.sender.as_str())
-            .bind(m.agent_id.map(|a| a.to_string()))
-            .bind(m.text.clone())
-            .bind(m.internal)
-            .bind(to_json(&m.attachments))
-            .bind(to_json(&m.quick_replies))
-            .bind(m.classification.as_ref().map(to_json))
-            .bind(m.external_id.clone())
-            .bind(millis(m.created_at))
-            .bind(deliver_from.is_some())
-            .bind(deliver_from.map(millis));
-    }
-    query.fetch_all(&mut **tx).await.map_err(backend)
-}
-
-async fn delete_messages(tx: &mut Transaction<'static, Sqlite>, ids: &[String]) -> Result<(), StoreError> {
-    for id in ids {
-        sqlx::query("DELETE FROM messages WHERE id = $1").bind(id).execute(&mut **tx).await.map_err(backend)?;
-    }
-    Ok(())
-}
-
-async fn insert_audit<'e>(executor: impl sqlx::SqliteExecutor<'e>, entry: &AuditEntry) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO audit_log (at, actor_id, action, conversation_id, subject_agent, before_state, after_state) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(millis(entry.at))
-    .bind(entry.actor.map(|a| a.to_string()))
-    .bind(entry.action.as_str())
-    .bind(entry.conversation.map(|c| c.to_string()))
-    .bind(entry.subject_agent.map(|a| a.to_string()))
-    .bind(entry.before.as_deref())
-    .bind(entry.after.as_deref())
-    .execute(executor)
-    .await
-    .map_err(backend)?;
-    Ok(())
-}
-
-async fn upsert_contact(tx: &mut Transaction<'static, Sqlite>, contact: &Contact) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO contacts (id, channel, external_id, display_name, created_at) \
-         VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (channel, external_id) DO UPDATE \
-         SET display_name = COALESCE(excluded.display_name, contacts.display_name)",
-    )
-    .bind(contact.id.to_string())
-    .bind(contact.channel.as_str())
-    .bind(&contact.external_id)
-    .bind(contact.display_name.as_deref())
-    .bind(millis(contact.created_at))
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    Ok(())
-}
-
-async fn save_conversation(tx: &mut Transaction<'static, Sqlite>, c: &Conversation) -> Result<(), StoreError> {
-    let (handler, agent_id) = match c.handler {
-        Handler::Bot => ("bot", None),
-        Handler::Queue => ("queue", None),
-        Handler::Agent(id) => ("agent", Some(id.to_string())),
-    };
-    let escalation = c.escalation.as_ref();
-    sqlx::query(
-        "INSERT INTO conversations (id, contact_id, channel, handler, agent_id, status, category, \
-         priority, escalation_reason, escalation_summary, escalated_at, low_confidence_streak, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-         ON CONFLICT (id) DO UPDATE SET handler = excluded.handler, agent_id = excluded.agent_id, \
-         status = excluded.status, category = excluded.category, priority = excluded.priority, \
-         escalation_reason = excluded.escalation_reason, \
-         escalation_summary = excluded.escalation_summary, escalated_at = excluded.escalated_at, \
-         low_confidence_streak = excluded.low_confidence_streak, updated_at = excluded.updated_at",
-    )
-    .bind(c.id.to_string())
-    .bind(c.contact_id.to_string())
-    .bind(c.channel.as_str())
-    .bind(handler)
-    .bind(agent_id)
-    .bind(c.status.as_str())
-    .bind(c.category.map(|v| v.as_str()))
-    .bind(c.priority.map(|v| v.as_str()))
-    .bind(escalation.map(|e| to_json(&e.reason)))
-    .bind(escalation.map(|e| e.summary.as_str()))
-    .bind(escalation.map(|e| millis(e.at)))
-    .bind(i64::from(c.low_confidence_streak))
-    .bind(millis(c.created_at))
-    .bind(millis(c.updated_at))
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    Ok(())
-}
-
-impl SqliteStore {
-    /// A page of messages for `sql` selecting by one id, a `seq` cursor and a limit.
-    async fn messages_after(
-        &self,
-        sql: sqlx::AssertSqlSafe<&'static str>,
-        id: String,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<Message>, StoreError> {
-        let rows = sqlx::query(sql)
-            .bind(id)
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(message_from_row).collect()
-    }
-}
-
-#[async_trait]
-impl Store for SqliteStore {
-    async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError> {
-        let (done, result) = oneshot::channel();
-        let stopped = || StoreError::Backend("the database writer has stopped".into());
-        self.jobs.send(Job { write, done }).await.map_err(|_| stopped())?;
-        result.await.map_err(|_| stopped())?
-    }
-
-    async fn message_by_external_id(
-        &self,
-        channel: Channel,
-        external_id: &str,
-    ) -> Result<Option<Message>, StoreError> {
-        sqlx::query(sql!("SELECT ", MESSAGE_COLUMNS, " FROM messages WHERE channel = $1 AND external_id = $2"))
-            .bind(channel.as_str())
-            .bind(external_id)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?
-            .map(|row| message_from_row(&row))
-            .transpose()
-    }
-
-    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
-        sqlx::query(sql!("SELECT ", CONVERSATION_COLUMNS, " FROM conversations WHERE id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?
-            .map(|row| conversation_from_row(&row))
-            .transpose()
-    }
-
-    async fn contact_by_external_id(
-        &self,
-        channel: Channel,
-        external_id: &str,
-    ) -> Result<Option<Contact>, StoreError> {
-        sqlx::query(sql!("SELECT ", CONTACT_COLUMNS, " FROM contacts WHERE channel = $1 AND external_id = $2"))
-        .bind(channel.as_str())
-        .bind(external_id)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(backend)?
-        .map(|row| contact_from_row(&row))
-        .transpose()
-    }
-
-    async fn current_conversation(&self, contact: ContactId) -> Result<Option<Conversation>, StoreError> {
-        sqlx::query(sql!(
-            "SELECT ",
-            CONVERSATION_COLUMNS,
-            " FROM conversations WHERE contact_id = $1 AND status NOT IN ('closed', 'rejected') \
-             ORDER BY created_at DESC, id DESC LIMIT 1"
-        ))
-        .bind(contact.to_string())
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(backend)?
-        .map(|row| conversation_from_row(&row))
-        .transpose()
-    }
-
-    async fn contact(&self, id: ContactId) -> Result<Option<Contact>, StoreError> {
-        sqlx::query(sql!("SELECT ", CONTACT_COLUMNS, " FROM contacts WHERE id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?
-            .map(|row| contact_from_row(&row))
-            .transpose()
-    }
-
-    async fn mark_unreachable(&self, contact: ContactId, since: Timestamp) -> Result<(), StoreError> {
-        sqlx::query("UPDATE contacts SET unreachable_since = COALESCE(unreachable_since, $2) WHERE id = $1")
-            .bind(contact.to_string())
-            .bind(millis(since))
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn assignment_candidates(&self) -> Result<Vec<AgentLoad>, StoreError> {
-        let rows = sqlx::query(sql!(
-            "SELECT ",
-            AGENT_COLUMNS,
-            ", (SELECT COUNT(*) FROM conversations c WHERE c.agent_id = agents.id \
-                AND c.status NOT IN ('resolved', 'closed', 'rejected')) AS open \
-             FROM agents WHERE active = 1 AND presence = 'online' ORDER BY id"
-        ))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                Ok(AgentLoad { agent: agent_from_row(row)?, open: row.try_get::<i64, _>("open").map_err(backend)? as u32 })
-            })
-            .collect()
-    }
-
-    async fn queued_conversations(&self, limit: u32) -> Result<Vec<Conversation>, StoreError> {
-        let rows = sqlx::query(sql!(
-            "SELECT ",
-            CONVERSATION_COLUMNS,
-            " FROM conversations WHERE handler = 'queue' ORDER BY escalated_at, id LIMIT $1"
-        ))
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(conversation_from_row).collect()
-    }
-
-    async fn agent_conversations(&self, agent: AgentId) -> Result<Vec<Conversation>, StoreError> {
-        let rows = sqlx::query(sql!(
-            "SELECT ",
-            CONVERSATION_COLUMNS,
-            " FROM conversations WHERE agent_id = $1 AND status NOT IN ('resolved', 'closed', 'rejected') \
-             ORDER BY updated_at"
-        ))
-        .bind(agent.to_string())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(conversation_from_row).collect()
-    }
-
-    async fn set_presence(&self, agent: AgentId, presence: Presence, at: Timestamp) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let changed = sqlx::query("UPDATE agents SET presence = $2 WHERE id = $1 AND presence <> $2")
-            .bind(agent.to_string())
-            .bind(presence.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?
-            .rows_affected();
-        if changed > 0 {
-            sqlx::query("INSERT INTO agent_presence_log (agent_id, presence, at) VALUES ($1, $2, $3)")
-                .bind(agent.to_string())
-                .bind(presence.as_str())
-                .bind(millis(at))
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+portable_store! {
+    store: SqliteStore,
+    conn: SqliteConnection,
+    db: Sqlite,
+    // SQLite's LIKE ignores ASCII case already.
+    like: "LIKE",
+    specific: {
+        async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError> {
+            let (done, result) = oneshot::channel();
+            let stopped = || StoreError::Backend("the database writer has stopped".into());
+            self.jobs.send(Job { write, done }).await.map_err(|_| stopped())?;
+            result.await.map_err(|_| stopped())?
         }
-        tx.commit().await.map_err(backend)
-    }
 
-    async fn list_conversations(&self, filter: &ConversationFilter) -> Result<Vec<ConversationSummary>, StoreError> {
-        // Structure is built here; every value is bound.
-        let mut conditions: Vec<String> = Vec::new();
-        let mut binds: Vec<String> = Vec::new();
-        let bind = |condition: &str, value: String, binds: &mut Vec<String>| {
-            binds.push(value);
-            condition.replace('?', &format!("${}", binds.len()))
-        };
-        if let Some(status) = filter.status {
-            conditions.push(bind("c.status = ?", status.as_str().into(), &mut binds));
-        }
-        if let Some(priority) = filter.priority {
-            conditions.push(bind("c.priority = ?", priority.as_str().into(), &mut binds));
-        }
-        if let Some(category) = filter.category {
-            conditions.push(bind("c.category = ?", category.as_str().into(), &mut binds));
-        }
-        if let Some(channel) = filter.channel {
-            conditions.push(bind("c.channel = ?", channel.as_str().into(), &mut binds));
-        }
-        match filter.assignee {
-            Some(Assignee::Queue) => conditions.push("c.handler = 'queue'".into()),
-            Some(Assignee::Agent(agent)) => conditions.push(bind("c.agent_id = ?", agent.to_string(), &mut binds)),
-            None => {}
-        }
-        if let Some(text) = filter.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-            let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-            let n = {
-                binds.push(pattern);
-                binds.len()
-            };
-            conditions.push(format!(
-                "(k.display_name LIKE ${n} ESCAPE '\\' OR k.external_id LIKE ${n} ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages s \
-                 WHERE s.conversation_id = c.id AND s.body LIKE ${n} ESCAPE '\\'))"
-            ));
-        }
-        let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-        let sql = format!(
-            "{SUMMARY_SELECT} {filter_sql} ORDER BY c.updated_at DESC, c.id DESC LIMIT {}",
-            filter.limit.clamp(1, 1000)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for value in binds {
-            query = query.bind(value);
-        }
-        let rows = query.fetch_all(&self.reader).await.map_err(backend)?;
-        rows.iter().map(summary_from_row).collect()
-    }
-
-    async fn contact_conversations(&self, contact: ContactId) -> Result<Vec<ConversationSummary>, StoreError> {
-        let sql = format!("{SUMMARY_SELECT} WHERE c.contact_id = $1 ORDER BY c.created_at DESC LIMIT 50");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(contact.to_string())
-            .fetch_all(&self.reader)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(summary_from_row).collect()
-    }
-
-    async fn dashboard_counts(&self, day_start: Timestamp) -> Result<DashboardCounts, StoreError> {
-        // Each count reads one index, so the dashboard stays fast on large stores.
-        let row = sqlx::query(
-            "SELECT \
-               (SELECT COUNT(*) FROM conversations WHERE priority = 'urgent' \
-                  AND status IN ('open', 'assigned', 'in_progress', 'waiting_on_customer')) AS urgent, \
-               (SELECT COUNT(*) FROM conversations WHERE handler = 'queue') AS new, \
-               (SELECT COUNT(*) FROM conversations WHERE status = 'waiting_on_customer') AS waiting, \
-               (SELECT COUNT(*) FROM conversations WHERE status IN ('assigned', 'in_progress')) AS in_progress, \
-               (SELECT COUNT(*) FROM conversations WHERE status = 'resolved' AND updated_at >= $1) AS resolved_today",
-        )
-        .bind(millis(day_start))
-        .fetch_one(&self.reader)
-        .await
-        .map_err(backend)?;
-        let count = |name: &str| row.try_get::<i64, _>(name).map(|n| n as u32).map_err(backend);
-        Ok(DashboardCounts {
-            urgent: count("urgent")?,
-            new: count("new")?,
-            waiting: count("waiting")?,
-            in_progress: count("in_progress")?,
-            resolved_today: count("resolved_today")?,
-        })
-    }
-
-    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
-        let rows = sqlx::query(sql!("SELECT ", AGENT_COLUMNS, " FROM agents ORDER BY name, id"))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(agent_from_row).collect()
-    }
-
-    async fn presence_changes(&self, since: Timestamp) -> Result<Vec<(AgentId, Presence, Timestamp)>, StoreError> {
-        let rows: Vec<(String, String, i64)> =
-            sqlx::query_as("SELECT agent_id, presence, at FROM agent_presence_log WHERE at >= $1 ORDER BY at")
-                .bind(millis(since))
-                .fetch_all(&self.reader)
-                .await
-                .map_err(backend)?;
-        rows.into_iter()
-            .map(|(agent, presence, at)| {
-                let agent = uuid::Uuid::parse_str(&agent).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let presence = presence.parse().map_err(|e: switchboard_models::UnknownVariant| StoreError::Corrupt(e.to_string()))?;
-                let at = chrono::DateTime::from_timestamp_millis(at).ok_or_else(|| StoreError::Corrupt("time".into()))?;
-                Ok((AgentId(agent), presence, at))
-            })
-            .collect()
-    }
-
-    async fn create_session(&self, token_hash: &str, session: &SessionRecord) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO sessions (token_hash, agent_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(token_hash)
-            .bind(session.agent.to_string())
-            .bind(&session.csrf)
-            .bind(millis(chrono::Utc::now()))
-            .bind(millis(session.expires_at))
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<SessionRecord>, StoreError> {
-        let row: Option<(String, String, i64)> =
-            sqlx::query_as("SELECT agent_id, csrf, expires_at FROM sessions WHERE token_hash = $1 AND expires_at > $2")
-                .bind(token_hash)
-                .bind(millis(now))
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(backend)?;
-        row.map(|(agent, csrf, expires)| {
-            Ok(SessionRecord {
-                agent: AgentId(uuid::Uuid::parse_str(&agent).map_err(|e| StoreError::Corrupt(e.to_string()))?),
-                csrf,
-                expires_at: chrono::DateTime::from_timestamp_millis(expires).ok_or_else(|| StoreError::Corrupt("time".into()))?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(&self.writer).await.map_err(backend)?;
-        Ok(())
-    }
-
-    async fn create_api_token(&self, token_hash: &str, token: &ApiToken) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO api_tokens (id, token_hash, agent_id, name, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(token.id.to_string())
-            .bind(token_hash)
-            .bind(token.agent.to_string())
-            .bind(&token.name)
-            .bind(millis(token.created_at))
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn api_token_agent(&self, token_hash: &str) -> Result<Option<AgentId>, StoreError> {
-        let agent: Option<String> = sqlx::query_scalar("SELECT agent_id FROM api_tokens WHERE token_hash = $1")
-            .bind(token_hash)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?;
-        agent.map(|a| uuid::Uuid::parse_str(&a).map(AgentId).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
-    }
-
-    async fn api_tokens(&self, agent: AgentId) -> Result<Vec<ApiToken>, StoreError> {
-        let rows: Vec<(String, String, i64)> =
-            sqlx::query_as("SELECT id, name, created_at FROM api_tokens WHERE agent_id = $1 ORDER BY created_at")
-                .bind(agent.to_string())
-                .fetch_all(&self.reader)
-                .await
-                .map_err(backend)?;
-        rows.into_iter()
-            .map(|(id, name, created)| {
-                Ok(ApiToken {
-                    id: uuid::Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    agent,
-                    name,
-                    created_at: chrono::DateTime::from_timestamp_millis(created).ok_or_else(|| StoreError::Corrupt("time".into()))?,
-                })
-            })
-            .collect()
-    }
-
-    async fn delete_api_token(&self, agent: AgentId, id: uuid::Uuid) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND agent_id = $2")
-            .bind(id.to_string())
-            .bind(agent.to_string())
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn canned_responses(&self) -> Result<Vec<CannedResponse>, StoreError> {
-        let rows: Vec<(String, String, String, Option<String>, i64)> =
-            sqlx::query_as("SELECT id, title, body, created_by, created_at FROM canned_responses ORDER BY title")
-                .fetch_all(&self.reader)
-                .await
-                .map_err(backend)?;
-        rows.into_iter()
-            .map(|(id, title, body, by, created)| {
-                let corrupt = |e: uuid::Error| StoreError::Corrupt(e.to_string());
-                Ok(CannedResponse {
-                    id: uuid::Uuid::parse_str(&id).map_err(corrupt)?,
-                    title,
-                    body,
-                    created_by: by.map(|b| uuid::Uuid::parse_str(&b).map(AgentId).map_err(corrupt)).transpose()?,
-                    created_at: chrono::DateTime::from_timestamp_millis(created).ok_or_else(|| StoreError::Corrupt("time".into()))?,
-                })
-            })
-            .collect()
-    }
-
-    async fn save_canned_response(&self, canned: &CannedResponse) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO canned_responses (id, title, body, created_by, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (id) DO UPDATE SET title = excluded.title, body = excluded.body",
-        )
-        .bind(canned.id.to_string())
-        .bind(&canned.title)
-        .bind(&canned.body)
-        .bind(canned.created_by.map(|a| a.to_string()))
-        .bind(millis(canned.created_at))
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn delete_canned_response(&self, id: uuid::Uuid) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM canned_responses WHERE id = $1")
-            .bind(id.to_string())
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        insert_audit(&self.writer, entry).await
-    }
-
-    async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT at, actor_id, action, conversation_id, subject_agent, before_state, after_state \
-             FROM audit_log ORDER BY id DESC LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(audit_from_row).collect()
-    }
-
-    async fn agent_by_email(&self, email: &str) -> Result<Option<Agent>, StoreError> {
-        sqlx::query(sql!("SELECT ", AGENT_COLUMNS, " FROM agents WHERE email = $1"))
-            .bind(email)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?
-            .map(|row| agent_from_row(&row))
-            .transpose()
-    }
-
-    async fn set_password_hash(&self, agent: AgentId, hash: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE agents SET password_hash = $2 WHERE id = $1")
-            .bind(agent.to_string())
-            .bind(hash)
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn password_hash(&self, agent: AgentId) -> Result<Option<String>, StoreError> {
-        let hash: Option<Option<String>> = sqlx::query_scalar("SELECT password_hash FROM agents WHERE id = $1")
-            .bind(agent.to_string())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?;
-        Ok(hash.flatten())
-    }
-
-    async fn save_agent(&self, agent: &Agent) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO agents (id, email, name, role, presence, capacity, active, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET \
-             email = excluded.email, name = excluded.name, role = excluded.role, \
-             presence = excluded.presence, capacity = excluded.capacity, active = excluded.active",
-        )
-        .bind(agent.id.to_string())
-        .bind(&agent.email)
-        .bind(&agent.name)
-        .bind(agent.role.as_str())
-        .bind(agent.presence.as_str())
-        .bind(i64::from(agent.capacity))
-        .bind(agent.active)
-        .bind(millis(agent.created_at))
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn agent(&self, id: AgentId) -> Result<Option<Agent>, StoreError> {
-        sqlx::query(sql!("SELECT ", AGENT_COLUMNS, " FROM agents WHERE id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?
-            .map(|row| agent_from_row(&row))
-            .transpose()
-    }
-
-    async fn contact_and_current_conversation(
-        &self,
-        channel: Channel,
-        external_id: &str,
-    ) -> Result<Option<(Contact, Option<Conversation>)>, StoreError> {
-        let Some(row) = sqlx::query(sql!(
-            "SELECT k.id AS contact_id_, k.channel AS contact_channel, k.external_id AS contact_external_id, \
-             k.display_name, k.created_at AS contact_created_at, k.unreachable_since, c.* \
-             FROM contacts k LEFT JOIN conversations c ON c.id = ( \
-                SELECT id FROM conversations WHERE contact_id = k.id AND status NOT IN ('closed', 'rejected') \
-                ORDER BY created_at DESC, id DESC LIMIT 1) \
-             WHERE k.channel = $1 AND k.external_id = $2"
-        ))
-        .bind(channel.as_str())
-        .bind(external_id)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(backend)?
-        else {
-            return Ok(None);
-        };
-        let contact = contact_from_prefixed_row(&row)?;
-        let has_conversation = row.try_get::<Option<String>, _>("id").map_err(backend)?.is_some();
-        let conversation = if has_conversation { Some(conversation_from_row(&row)?) } else { None };
-        Ok(Some((contact, conversation)))
-    }
-
-    async fn contact_messages(
-        &self,
-        contact: ContactId,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<Message>, StoreError> {
-        let sql = sql!(
-            "SELECT ",
-            MESSAGE_COLUMNS,
-            " FROM messages WHERE contact_id = $1 AND seq > $2 AND internal = 0 ORDER BY seq LIMIT $3"
-        );
-        self.messages_after(sql, contact.to_string(), after, limit).await
-    }
-
-    async fn conversation_messages(
-        &self,
-        conversation: ConversationId,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<Message>, StoreError> {
-        let sql = sql!("SELECT ", MESSAGE_COLUMNS, " FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
-        self.messages_after(sql, conversation.to_string(), after, limit).await
-    }
-
-    async fn recent_customer_texts(
-        &self,
-        conversation: ConversationId,
-        limit: u32,
-    ) -> Result<Vec<String>, StoreError> {
-        let mut texts: Vec<String> = sqlx::query_scalar(
-            "SELECT body FROM messages WHERE conversation_id = $1 AND sender = 'customer' \
-             ORDER BY seq DESC LIMIT $2",
-        )
-        .bind(conversation.to_string())
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        texts.reverse();
-        Ok(texts)
-    }
-
-    async fn queue_view(&self) -> Result<QueueView, StoreError> {
-        let (waiting, agents_online): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM conversations WHERE handler = 'queue'), \
-                    (SELECT COUNT(*) FROM agents WHERE presence = 'online' AND active = 1)",
-        )
-        .fetch_one(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok(QueueView { waiting: waiting as u32, agents_online: agents_online as u32 })
-    }
-
-    /// One statement: lease the due messages and return them with their recipient.
-    async fn claim_outbox(
-        &self,
-        now: Timestamp,
-        lease_until: Timestamp,
-        limit: u32,
-    ) -> Result<Vec<OutboundMessage>, StoreError> {
-        let rows = sqlx::query(sql!(
-            // INDEXED BY: with bound parameters the planner otherwise walks the whole table in
-            // seq order (seconds on a million messages) instead of the small pending index.
-            "UPDATE messages SET lease_until = $1 WHERE seq IN ( \
-                SELECT seq FROM messages INDEXED BY messages_outbox WHERE outbound = 1 AND delivered_at IS NULL \
-                AND gave_up_at IS NULL AND next_attempt_at <= $2 \
-                AND (lease_until IS NULL OR lease_until <= $2) ORDER BY seq LIMIT $3) \
-             RETURNING ",
-            MESSAGE_COLUMNS,
-            ", attempts, (SELECT external_id FROM contacts c WHERE c.id = messages.contact_id) AS recipient"
-        ))
-        .bind(millis(lease_until))
-        .bind(millis(now))
-        .bind(i64::from(limit))
-        .fetch_all(&self.writer)
-        .await
-        .map_err(backend)?;
-        let mut claimed = rows
-            .iter()
-            .map(|row| {
-                Ok(OutboundMessage {
-                    attempts: row.try_get::<i64, _>("attempts").map_err(backend)? as u32,
-                    recipient_external_id: row.try_get("recipient").map_err(backend)?,
-                    message: message_from_row(row)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        // RETURNING gives no order guarantee; delivery order is by seq.
-        claimed.sort_by_key(|o| o.message.seq);
-        Ok(claimed)
-    }
-
-    async fn mark_delivered(&self, seqs: &[i64], now: Timestamp) -> Result<(), StoreError> {
-        let list = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        let sql = format!(
-            "UPDATE messages SET delivered_at = $1, lease_until = NULL, attempts = attempts + 1 \
-             WHERE seq IN ({list})"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        /// One statement: lease the due messages and return them with their recipient.
+        async fn claim_outbox(
+            &self,
+            now: Timestamp,
+            lease_until: Timestamp,
+            limit: u32,
+        ) -> Result<Vec<OutboundMessage>, StoreError> {
+            let rows = sqlx::query(sql!(
+                // INDEXED BY: with bound parameters the planner otherwise walks the whole table in
+                // seq order (seconds on a million messages) instead of the small pending index.
+                "UPDATE messages SET lease_until = $1 WHERE seq IN ( \
+                    SELECT seq FROM messages INDEXED BY messages_outbox WHERE outbound = 1 AND delivered_at IS NULL \
+                    AND gave_up_at IS NULL AND next_attempt_at <= $2 \
+                    AND (lease_until IS NULL OR lease_until <= $2) ORDER BY seq LIMIT $3) \
+                 RETURNING ",
+                MESSAGE_COLUMNS,
+                ", attempts, (SELECT external_id FROM contacts c WHERE c.id = messages.contact_id) AS recipient"
+            ))
+            .bind(millis(lease_until))
             .bind(millis(now))
-            .execute(&self.writer)
+            .bind(i64::from(limit))
+            .fetch_all(&self.writer)
             .await
             .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn mark_failed(&self, seq: i64, error: &str, retry_at: Option<Timestamp>) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE messages SET attempts = attempts + 1, last_error = $2, lease_until = NULL, \
-             next_attempt_at = COALESCE($3, next_attempt_at), \
-             gave_up_at = CASE WHEN $3 IS NULL THEN $4 ELSE NULL END WHERE seq = $1",
-        )
-        .bind(seq)
-        .bind(error)
-        .bind(retry_at.map(millis))
-        .bind(millis(chrono::Utc::now()))
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
-        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
-            .bind(key)
-            .bind(value)
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
-            .bind(key)
-            .fetch_one(&self.writer)
-            .await
-            .map_err(backend)
+            claimed_in_order(&rows)
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Shared harness for the integration tests and the bench: the whole server on port 0 over a
 //! fresh SQLite file, a WebSocket widget client and an HTTP client.
 
+pub mod databases;
 pub mod fake_discord;
 pub mod fake_llm;
 pub mod fake_telegram;
@@ -21,7 +22,19 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub running: Option<switchboard::Running>,
     pub config: Config,
+    /// The database it runs on: SQLite by default, PostgreSQL when TEST_DATABASE=postgres.
+    pub database: databases::TestDatabase,
     _dir: tempfile::TempDir,
+}
+
+/// The backend server tests run on: `TEST_DATABASE=postgres` runs them on PostgreSQL
+/// (`scripts/test.sh` runs the server tests once on each).
+pub fn test_backend() -> databases::Backend {
+    match std::env::var("TEST_DATABASE").as_deref() {
+        Ok("postgres") => databases::Backend::Postgres,
+        Ok("sqlite") | Err(_) => databases::Backend::Sqlite,
+        Ok(other) => panic!("TEST_DATABASE={other}: use sqlite or postgres"),
+    }
 }
 
 /// A config for tests: loopback, port 0, a database in a new temporary directory.
@@ -44,9 +57,13 @@ impl TestServer {
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(dir.path());
+        let database = databases::TestDatabase::new(test_backend()).await;
+        if database.backend == databases::Backend::Postgres {
+            config.database.url = database.url.clone();
+        }
         adjust(&mut config);
         let running = switchboard::start(&config).await.expect("server starts");
-        Self { addr: running.addr, running: Some(running), config, _dir: dir }
+        Self { addr: running.addr, running: Some(running), config, database, _dir: dir }
     }
 
     /// Stops the server and starts a new one on the same database (a restart).
@@ -137,6 +154,14 @@ pub struct Widget {
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Widget {
+    /// This client's end of the connection.
+    pub fn local_addr(&self) -> SocketAddr {
+        match self.socket.get_ref() {
+            MaybeTlsStream::Plain(stream) => stream.local_addr().expect("local address"),
+            _ => panic!("test widgets connect without TLS"),
+        }
+    }
+
     pub async fn send_json(&mut self, frame: Value) {
         self.send_raw(&frame.to_string()).await;
     }

@@ -8,6 +8,8 @@
 //!   bench panel      [--conversations 100000] [--messages-each 10] [--requests 200]
 //!   bench nlp        [--connections 32] [--seconds 10]
 //!
+//! BENCH_DATABASE=postgres runs the server on a fresh PostgreSQL database (on TEST_POSTGRES_URL's
+//! server, default 127.0.0.1:5432) instead of SQLite.
 //! All but `nlp` run the server on keyword rules, to measure the gateway itself; `nlp` runs it
 //! with the sentence encoder (./scripts/fetch-model.sh) and the built-in intents.
 //! Results go to stdout as one line per measurement; BENCHMARKS.md records them.
@@ -34,6 +36,8 @@ struct Server {
     child: Child,
     addr: SocketAddr,
     _dir: tempfile::TempDir,
+    /// Set when BENCH_DATABASE=postgres: a fresh database on TEST_POSTGRES_URL's server.
+    _database: Option<switchboard_tests::databases::TestDatabase>,
 }
 
 impl Server {
@@ -47,9 +51,23 @@ impl Server {
     }
 
     fn start_with(dir: tempfile::TempDir, env: &[(&str, &str)]) -> anyhow::Result<(Self, Duration)> {
+        let database = match std::env::var("BENCH_DATABASE").as_deref() {
+            Ok("postgres") => Some(
+                std::thread::spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                    runtime.block_on(switchboard_tests::databases::TestDatabase::postgres())
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("could not create a PostgreSQL database (TEST_POSTGRES_URL)"))?,
+            ),
+            Ok("sqlite") | Err(_) => None,
+            Ok(other) => bail!("BENCH_DATABASE={other}: use sqlite or postgres"),
+        };
+        let database_url = database.as_ref().map(|d| d.url.clone());
         let started = Instant::now();
         let mut child = Command::new(binary()?)
             .arg("serve")
+            .envs(database_url.iter().map(|url| ("SWITCHBOARD_DATABASE__URL", url.as_str())))
             .envs(env.iter().copied())
             .current_dir(dir.path())
             .env("SWITCHBOARD_SERVER__LISTEN", "127.0.0.1:0")
@@ -78,7 +96,7 @@ impl Server {
             std::thread::sleep(Duration::from_millis(1));
         }
         let ready = started.elapsed();
-        Ok((Self { child, addr, _dir: dir }, ready))
+        Ok((Self { child, addr, _dir: dir, _database: database }, ready))
     }
 
     fn rss_kib(&self) -> u64 {

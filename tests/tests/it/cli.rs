@@ -136,9 +136,19 @@ fn serve_with_no_config_runs_on_sqlite_and_prints_its_address() {
     let (code, out, _) = run(&["migrate"], &[], dir.path());
     assert_eq!(code, 0);
     assert!(out.contains("up to date"));
+    let (mut child, address) = serve_in(dir.path());
+    let status_line = http_get_status(&address, "/widget.js");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(status_line.starts_with("HTTP/1.1 200"), "{status_line}");
+    assert!(dir.path().join("switchboard.db").exists(), "the embedded default is ./switchboard.db");
+}
+
+/// `switchboard serve` in `dir` on a free port: the process and its `host:port`.
+fn serve_in(dir: &std::path::Path) -> (std::process::Child, String) {
     let mut child = Command::new(binary())
         .arg("serve")
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env("SWITCHBOARD_SERVER__LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -148,11 +158,7 @@ fn serve_with_no_config_runs_on_sqlite_and_prints_its_address() {
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let address = line.trim().rsplit(' ').next().unwrap().to_string();
     assert!(address.starts_with("http://127.0.0.1:"), "{line}");
-    let status_line = http_get_status(address.trim_start_matches("http://"), "/widget.js");
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(status_line.starts_with("HTTP/1.1 200"), "{status_line}");
-    assert!(dir.path().join("switchboard.db").exists(), "the embedded default is ./switchboard.db");
+    (child, address.trim_start_matches("http://").to_string())
 }
 
 fn http_get_status(host: &str, path: &str) -> String {
@@ -201,4 +207,67 @@ fn the_first_admin_is_created_from_the_command_line() {
         assert_eq!(audit[0].action, switchboard_models::AuditAction::CreateAccount);
         assert_eq!(audit[0].subject_agent, Some(admin.id));
     });
+}
+
+#[test]
+fn only_section_and_key_environment_variables_are_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(&["config", "check"], &[("SWITCHBOARD_BIN", "/usr/local/bin/switchboard")], dir.path());
+    assert_eq!(code, 0, "a deployment script's own variable is ignored: {err}");
+    assert!(out.contains("configuration OK"));
+    let (code, _, err) = run(&["config", "check"], &[("SWITCHBOARD_WEBCHAT__TITEL", "Help")], dir.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("titel"), "{err}");
+}
+
+#[test]
+fn an_unreachable_or_unsupported_database_is_a_clear_error_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(&["config", "check"], &[("SWITCHBOARD_DATABASE__URL", "mysql://root@127.0.0.1/x")], dir.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("database.url") && err.contains("postgres://"), "{err}");
+
+    // Nothing listens on port 1.
+    let url = "postgres://switchboard:hunter2-secret@127.0.0.1:1/switchboard";
+    let (code, out, err) = run(&["migrate"], &[("SWITCHBOARD_DATABASE__URL", url)], dir.path());
+    assert_ne!(code, 0);
+    assert!(err.contains("database.url") && err.contains("PostgreSQL"), "{err}");
+    assert!(!err.contains("hunter2") && !out.contains("hunter2"), "the password is never shown: {err}");
+    let (code, out, _) = run(&["config", "check"], &[("SWITCHBOARD_DATABASE__URL", url)], dir.path());
+    assert_eq!(code, 0);
+    assert!(out.contains("127.0.0.1:1") && !out.contains("hunter2"), "{out}");
+}
+
+#[tokio::test]
+async fn migrate_creates_the_schema_on_postgres() {
+    let db = switchboard_tests::databases::TestDatabase::postgres().await;
+    let url = db.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) =
+        tokio::task::spawn_blocking(move || run(&["migrate"], &[("SWITCHBOARD_DATABASE__URL", &url)], dir.path())).await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("database is up to date"), "{out}");
+    assert_eq!(db.count("SELECT COUNT(*) FROM conversations").await, 0, "the schema exists");
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, address) = serve_in(dir.path());
+    assert!(http_get_status(&address, "/widget.js").starts_with("HTTP/1.1 200"));
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("the server did not stop after SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(exit.code(), Some(0), "a requested stop is a clean exit, not death by signal: {exit:?}");
+    assert!(std::net::TcpStream::connect(&address).is_err(), "it no longer listens");
 }

@@ -6,6 +6,8 @@ mod browser;
 mod cli;
 mod discord;
 mod email;
+mod faults;
+mod migrations;
 mod nlp;
 mod panel;
 mod store;

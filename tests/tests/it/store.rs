@@ -1,21 +1,52 @@
-//! The Store port's contract, run against the SQLite store.
+//! The Store port's contract: every test runs against SQLite and against PostgreSQL.
 
 use chrono::Utc;
-use switchboard_core::ports::{Committed, StepWrite, Store};
+use std::sync::Arc;
+use switchboard_core::ports::{Assignee, Committed, ConversationFilter, SessionRecord, StepWrite, Store};
 use switchboard_models::{
-    Channel, Contact, ContactId, Conversation, Handler, Message, MessageId, Sender, Status,
+    Agent, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, Category, Channel, Contact, ContactId,
+    Conversation, Handler, Message, MessageId, Presence, Priority, Role, Sender, Status, Timestamp,
 };
-use switchboard_store::SqliteStore;
+use switchboard_tests::databases::{Backend, TestDatabase};
 
-async fn fresh() -> (SqliteStore, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("store.db").display());
-    let store = SqliteStore::open(&url).await.unwrap();
-    store.migrate().await.unwrap();
-    (store, dir)
+/// Each contract test once per backend: `sqlite::name` and `postgres::name`.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })*
+        }
+    };
 }
 
-fn message(conversation: &Conversation, sender: Sender, text: &str, external_id: Option<&str>) -> Message {
+on_both_backends!(
+    a_message_with_a_known_external_id_is_a_duplicate_and_writes_nothing,
+    contacts_are_upserted_and_conversations_round_trip,
+    a_failing_step_fails_alone_and_leaves_nothing,
+    outbound_messages_are_leased_delivered_and_retried,
+    an_expired_lease_is_claimed_again,
+    settings_keep_the_first_value,
+    unknown_enum_values_are_refused_by_the_schema,
+    agents_presence_and_assignment_candidates,
+    sessions_api_tokens_and_canned_responses,
+    lists_filters_search_and_counts,
+    audit_entries_newest_first,
+    message_pages_and_recent_customer_texts,
+);
+
+/// Instants as the store keeps them (milliseconds), so round trips compare equal.
+fn now() -> Timestamp {
+    chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap()
+}
+
+async fn fresh(backend: Backend) -> (Arc<dyn Store>, TestDatabase) {
+    let db = TestDatabase::new(backend).await;
+    (db.open().await, db)
+}
+
+pub(crate) fn message(conversation: &Conversation, sender: Sender, text: &str, external_id: Option<&str>) -> Message {
     Message {
         id: MessageId::new(),
         seq: 0,
@@ -30,34 +61,51 @@ fn message(conversation: &Conversation, sender: Sender, text: &str, external_id:
         quick_replies: vec!["Yes".into()],
         classification: None,
         external_id: external_id.map(String::from),
-        created_at: Utc::now(),
+        created_at: now(),
     }
 }
 
 /// A contact with one saved conversation.
-async fn conversation(store: &SqliteStore, who: &str) -> Conversation {
+async fn conversation(store: &dyn Store, who: &str) -> Conversation {
     let contact = Contact {
         id: ContactId::new(),
         channel: Channel::WebChat,
         external_id: who.into(),
         display_name: Some("Ann".into()),
-        created_at: Utc::now(),
+        created_at: now(),
         unreachable_since: None,
     };
-    let conversation = Conversation::new(contact.id, Channel::WebChat, Utc::now());
+    let conversation = Conversation::new(contact.id, Channel::WebChat, now());
     let write = StepWrite { contact: Some(contact), conversation: Some(conversation.clone()), ..StepWrite::default() };
     assert_eq!(store.commit(write).await.unwrap(), Committed::Stored { seqs: vec![] });
     conversation
+}
+
+async fn save(store: &dyn Store, conversation: &Conversation) {
+    let write = StepWrite { conversation: Some(conversation.clone()), ..StepWrite::default() };
+    store.commit(write).await.unwrap();
 }
 
 fn step_write(inbound: Option<Message>, outbound: Vec<Message>) -> StepWrite {
     StepWrite { inbound, outbound, ..StepWrite::default() }
 }
 
-#[tokio::test]
-async fn a_message_with_a_known_external_id_is_a_duplicate_and_writes_nothing() {
-    let (store, _dir) = fresh().await;
-    let conversation = conversation(&store, "visitor-1").await;
+fn agent(name: &str, presence: Presence) -> Agent {
+    Agent {
+        id: AgentId::new(),
+        email: format!("{}@example.com", name.to_lowercase()),
+        name: name.into(),
+        role: Role::Agent,
+        presence,
+        capacity: 3,
+        active: true,
+        created_at: now(),
+    }
+}
+
+async fn a_message_with_a_known_external_id_is_a_duplicate_and_writes_nothing(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let conversation = conversation(store.as_ref(), "visitor-1").await;
     let first = store
         .commit(step_write(
             Some(message(&conversation, Sender::Customer, "hi", Some("v1:c1"))),
@@ -89,40 +137,49 @@ async fn a_message_with_a_known_external_id_is_a_duplicate_and_writes_nothing() 
     assert_eq!(later.len(), 1, "history pages from a cursor");
 }
 
-#[tokio::test]
-async fn contacts_are_upserted_and_conversations_round_trip() {
-    let (store, _dir) = fresh().await;
-    let mut conversation = conversation(&store, "visitor-2").await;
+async fn contacts_are_upserted_and_conversations_round_trip(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let mut conversation = conversation(store.as_ref(), "visitor-2").await;
     let contact = store.contact_by_external_id(Channel::WebChat, "visitor-2").await.unwrap().unwrap();
     assert_eq!(contact.id, conversation.contact_id);
+    assert_eq!(store.contact(contact.id).await.unwrap(), Some(contact.clone()));
     let renamed = Contact { display_name: None, ..contact.clone() };
     conversation.handler = Handler::Queue;
-    conversation.priority = Some(switchboard_models::Priority::High);
+    conversation.priority = Some(Priority::High);
     conversation.escalation = Some(switchboard_models::Escalation {
         reason: switchboard_models::EscalationReason::LowConfidence { times: 2 },
         summary: "card charged twice".into(),
-        at: chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap(),
+        at: now(),
     });
     let write = StepWrite { contact: Some(renamed), conversation: Some(conversation.clone()), ..StepWrite::default() };
     store.commit(write).await.unwrap();
     let same = store.contact_by_external_id(Channel::WebChat, "visitor-2").await.unwrap().unwrap();
     assert_eq!(same.display_name.as_deref(), Some("Ann"), "a missing name keeps the known one");
     let loaded = store.conversation(conversation.id).await.unwrap().unwrap();
-    assert_eq!(loaded.handler, Handler::Queue);
-    assert_eq!(loaded.escalation, conversation.escalation);
+    assert_eq!(loaded, conversation);
     assert_eq!(store.current_conversation(conversation.contact_id).await.unwrap().unwrap().id, conversation.id);
+    let (both_contact, both_conversation) =
+        store.contact_and_current_conversation(Channel::WebChat, "visitor-2").await.unwrap().unwrap();
+    assert_eq!((both_contact.id, both_conversation.map(|c| c.id)), (contact.id, Some(conversation.id)));
     assert_eq!(store.queue_view().await.unwrap().waiting, 1);
+    assert_eq!(store.queued_conversations(10).await.unwrap().iter().map(|c| c.id).collect::<Vec<_>>(), [conversation.id]);
+
+    let since = now();
+    store.mark_unreachable(contact.id, since).await.unwrap();
+    store.mark_unreachable(contact.id, since + chrono::Duration::seconds(5)).await.unwrap();
+    assert_eq!(store.contact(contact.id).await.unwrap().unwrap().unreachable_since, Some(since), "the first time is kept");
 
     conversation.status = Status::Closed;
-    let write = StepWrite { conversation: Some(conversation.clone()), ..StepWrite::default() };
-    store.commit(write).await.unwrap();
+    save(store.as_ref(), &conversation).await;
     assert_eq!(store.current_conversation(conversation.contact_id).await.unwrap(), None, "closed is not current");
+    let (_, none) = store.contact_and_current_conversation(Channel::WebChat, "visitor-2").await.unwrap().unwrap();
+    assert_eq!(none, None);
+    assert_eq!(store.contact_and_current_conversation(Channel::WebChat, "nobody").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn a_failing_step_fails_alone_and_leaves_nothing() {
-    let (store, _dir) = fresh().await;
-    let conversation = conversation(&store, "visitor-3").await;
+async fn a_failing_step_fails_alone_and_leaves_nothing(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let conversation = conversation(store.as_ref(), "visitor-3").await;
     // A reply in a conversation that does not exist breaks a foreign key at commit.
     let orphan = Conversation::new(ContactId::new(), Channel::WebChat, Utc::now());
     let bad = step_write(
@@ -135,19 +192,20 @@ async fn a_failing_step_fails_alone_and_leaves_nothing() {
     assert!(matches!(good, Ok(Committed::Stored { .. })), "{good:?}");
     assert!(store.message_by_external_id(Channel::WebChat, "v3:x").await.unwrap().is_none());
     assert!(store.message_by_external_id(Channel::WebChat, "v3:y").await.unwrap().is_some());
+    let later = step_write(Some(message(&conversation, Sender::Customer, "after", Some("v3:z"))), vec![]);
+    assert!(matches!(store.commit(later).await, Ok(Committed::Stored { .. })), "the store goes on after a failed step");
 }
 
-async fn queue_replies(store: &SqliteStore, conversation: &Conversation, texts: &[&str]) {
+async fn queue_replies(store: &dyn Store, conversation: &Conversation, texts: &[&str]) {
     let replies = texts.iter().map(|t| message(conversation, Sender::Bot, t, None)).collect();
     store.commit(step_write(None, replies)).await.unwrap();
 }
 
-#[tokio::test]
-async fn outbound_messages_are_leased_delivered_and_retried() {
-    let (store, _dir) = fresh().await;
-    let conversation = conversation(&store, "visitor-4").await;
+async fn outbound_messages_are_leased_delivered_and_retried(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let conversation = conversation(store.as_ref(), "visitor-4").await;
     let now = Utc::now() + chrono::Duration::seconds(1);
-    queue_replies(&store, &conversation, &["one", "two"]).await;
+    queue_replies(store.as_ref(), &conversation, &["one", "two"]).await;
 
     let lease = now + chrono::Duration::seconds(30);
     let claimed = store.claim_outbox(now, lease, 10).await.unwrap();
@@ -168,35 +226,192 @@ async fn outbound_messages_are_leased_delivered_and_retried() {
     assert!(store.claim_outbox(much_later, much_later, 10).await.unwrap().is_empty(), "given up for good");
 }
 
-#[tokio::test]
-async fn an_expired_lease_is_claimed_again() {
-    let (store, _dir) = fresh().await;
-    let conversation = conversation(&store, "visitor-5").await;
+async fn an_expired_lease_is_claimed_again(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let conversation = conversation(store.as_ref(), "visitor-5").await;
     let now = Utc::now() + chrono::Duration::seconds(1);
-    queue_replies(&store, &conversation, &["hi"]).await;
+    queue_replies(store.as_ref(), &conversation, &["hi"]).await;
     let lease = now + chrono::Duration::seconds(30);
     assert_eq!(store.claim_outbox(now, lease, 10).await.unwrap().len(), 1);
     let after_lease = lease + chrono::Duration::seconds(1);
     assert_eq!(store.claim_outbox(after_lease, after_lease, 10).await.unwrap().len(), 1, "a crash mid-delivery is retried");
 }
 
-#[tokio::test]
-async fn settings_keep_the_first_value() {
-    let (store, _dir) = fresh().await;
+async fn settings_keep_the_first_value(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
     assert_eq!(store.setting_or_insert("k", "first").await.unwrap(), "first");
     assert_eq!(store.setting_or_insert("k", "second").await.unwrap(), "first");
 }
 
-#[tokio::test]
-async fn unknown_enum_values_are_refused_by_the_schema() {
-    let (_store, dir) = fresh().await;
-    let url = format!("sqlite://{}", dir.path().join("store.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let error = sqlx::query(
-        "INSERT INTO contacts (id, channel, external_id, created_at) VALUES ('x', 'fax', 'y', 0)",
-    )
-    .execute(&pool)
-    .await
-    .unwrap_err();
-    assert!(error.to_string().contains("CHECK constraint failed"), "{error}");
+async fn unknown_enum_values_are_refused_by_the_schema(backend: Backend) {
+    let (_store, db) = fresh(backend).await;
+    let error = db
+        .execute("INSERT INTO contacts (id, channel, external_id, created_at) VALUES ('x', 'fax', 'y', 0)")
+        .await
+        .unwrap_err();
+    let text = error.to_string().to_lowercase();
+    assert!(text.contains("check constraint"), "{error}");
+}
+
+async fn agents_presence_and_assignment_candidates(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let ann = agent("Ann", Presence::Online);
+    let mut bob = agent("Bob", Presence::Offline);
+    store.save_agent(&ann).await.unwrap();
+    store.save_agent(&bob).await.unwrap();
+    assert_eq!(store.agent(ann.id).await.unwrap(), Some(ann.clone()));
+    assert_eq!(store.agent_by_email("bob@example.com").await.unwrap(), Some(bob.clone()));
+    assert_eq!(store.agent_by_email("carol@example.com").await.unwrap(), None);
+    assert_eq!(store.list_agents().await.unwrap().iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["Ann", "Bob"]);
+
+    assert_eq!(store.password_hash(ann.id).await.unwrap(), None, "no account has a default password");
+    store.set_password_hash(ann.id, "$argon2id$v=19$hash").await.unwrap();
+    assert_eq!(store.password_hash(ann.id).await.unwrap().as_deref(), Some("$argon2id$v=19$hash"));
+
+    let mut busy = conversation(store.as_ref(), "visitor-6").await;
+    busy.handler = Handler::Agent(ann.id);
+    busy.status = Status::InProgress;
+    save(store.as_ref(), &busy).await;
+    let candidates = store.assignment_candidates().await.unwrap();
+    assert_eq!(candidates.iter().map(|c| (c.agent.name.as_str(), c.open)).collect::<Vec<_>>(), [("Ann", 1)], "only online agents");
+    assert_eq!(store.agent_conversations(ann.id).await.unwrap().iter().map(|c| c.id).collect::<Vec<_>>(), [busy.id]);
+
+    let start = now();
+    store.set_presence(bob.id, Presence::Online, start).await.unwrap();
+    store.set_presence(bob.id, Presence::Online, start + chrono::Duration::seconds(1)).await.unwrap();
+    store.set_presence(bob.id, Presence::Away, start + chrono::Duration::seconds(2)).await.unwrap();
+    let changes = store.presence_changes(start).await.unwrap();
+    assert_eq!(
+        changes,
+        [(bob.id, Presence::Online, start), (bob.id, Presence::Away, start + chrono::Duration::seconds(2))],
+        "an unchanged presence is not logged again"
+    );
+    bob.active = false;
+    bob.presence = Presence::Online;
+    store.save_agent(&bob).await.unwrap();
+    assert_eq!(store.assignment_candidates().await.unwrap().len(), 1, "inactive accounts get nothing");
+    assert_eq!(store.queue_view().await.unwrap().agents_online, 1);
+}
+
+async fn sessions_api_tokens_and_canned_responses(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let ann = agent("Ann", Presence::Online);
+    store.save_agent(&ann).await.unwrap();
+    let at = now();
+    let session = SessionRecord { agent: ann.id, csrf: "csrf-1".into(), expires_at: at + chrono::Duration::hours(1) };
+    store.create_session("hash-1", &session).await.unwrap();
+    assert_eq!(store.session("hash-1", at).await.unwrap(), Some(session.clone()));
+    assert_eq!(store.session("hash-1", at + chrono::Duration::hours(2)).await.unwrap(), None, "expired");
+    store.delete_session("hash-1").await.unwrap();
+    assert_eq!(store.session("hash-1", at).await.unwrap(), None);
+
+    let token = ApiToken { id: uuid::Uuid::new_v4(), agent: ann.id, name: "ci".into(), created_at: at };
+    store.create_api_token("token-hash", &token).await.unwrap();
+    assert_eq!(store.api_token_agent("token-hash").await.unwrap(), Some(ann.id));
+    assert_eq!(store.api_tokens(ann.id).await.unwrap(), [token.clone()]);
+    assert!(!store.delete_api_token(AgentId::new(), token.id).await.unwrap(), "only the owner revokes");
+    assert!(store.delete_api_token(ann.id, token.id).await.unwrap());
+    assert_eq!(store.api_token_agent("token-hash").await.unwrap(), None);
+
+    let mut canned = CannedResponse { id: uuid::Uuid::new_v4(), title: "Refunds".into(), body: "5 days".into(), created_by: Some(ann.id), created_at: at };
+    store.save_canned_response(&canned).await.unwrap();
+    canned.body = "3 to 5 days".into();
+    store.save_canned_response(&canned).await.unwrap();
+    assert_eq!(store.canned_responses().await.unwrap(), [canned.clone()]);
+    assert!(store.delete_canned_response(canned.id).await.unwrap());
+    assert!(!store.delete_canned_response(canned.id).await.unwrap());
+    assert!(store.canned_responses().await.unwrap().is_empty());
+}
+
+async fn lists_filters_search_and_counts(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let ann = agent("Ann", Presence::Online);
+    store.save_agent(&ann).await.unwrap();
+    let mut billing = conversation(store.as_ref(), "visitor-7").await;
+    billing.handler = Handler::Queue;
+    billing.category = Some(Category::Billing);
+    billing.priority = Some(Priority::Urgent);
+    billing.updated_at = now() + chrono::Duration::seconds(1);
+    save(store.as_ref(), &billing).await;
+    store
+        .commit(step_write(Some(message(&billing, Sender::Customer, "My Card was charged twice", Some("v7:1"))), vec![]))
+        .await
+        .unwrap();
+    let mut taken = conversation(store.as_ref(), "visitor-8").await;
+    taken.handler = Handler::Agent(ann.id);
+    taken.status = Status::InProgress;
+    save(store.as_ref(), &taken).await;
+    let mut resolved = conversation(store.as_ref(), "visitor-9").await;
+    resolved.status = Status::Resolved;
+    save(store.as_ref(), &resolved).await;
+
+    let ids = |list: Vec<switchboard_core::ConversationSummary>| list.into_iter().map(|s| s.conversation.id).collect::<Vec<_>>();
+    let all = |filter: ConversationFilter| ConversationFilter { limit: 50, ..filter };
+    assert_eq!(ids(store.list_conversations(&all(ConversationFilter::default())).await.unwrap()).len(), 3);
+    let queue = store.list_conversations(&all(ConversationFilter { assignee: Some(Assignee::Queue), ..Default::default() })).await.unwrap();
+    assert_eq!(queue[0].last_text.as_deref(), Some("My Card was charged twice"));
+    assert_eq!(queue[0].customer, "Ann");
+    assert_eq!(ids(queue), [billing.id]);
+    let mine = ConversationFilter { assignee: Some(Assignee::Agent(ann.id)), ..Default::default() };
+    let mine = store.list_conversations(&all(mine)).await.unwrap();
+    assert_eq!(mine[0].agent_name.as_deref(), Some("Ann"));
+    assert_eq!(ids(mine), [taken.id]);
+    let urgent = ConversationFilter { priority: Some(Priority::Urgent), category: Some(Category::Billing), ..Default::default() };
+    assert_eq!(ids(store.list_conversations(&all(urgent)).await.unwrap()), [billing.id]);
+    let status = ConversationFilter { status: Some(Status::Resolved), channel: Some(Channel::WebChat), ..Default::default() };
+    assert_eq!(ids(store.list_conversations(&all(status)).await.unwrap()), [resolved.id]);
+    let search = |text: &str| all(ConversationFilter { text: Some(text.into()), ..Default::default() });
+    assert_eq!(ids(store.list_conversations(&search("card WAS charged")).await.unwrap()), [billing.id], "search ignores case");
+    assert_eq!(ids(store.list_conversations(&search("visitor-8")).await.unwrap()), [taken.id]);
+    assert!(store.list_conversations(&search("100%_")).await.unwrap().is_empty(), "wildcards are literal");
+    let limited = ConversationFilter { limit: 1, ..Default::default() };
+    assert_eq!(store.list_conversations(&limited).await.unwrap().len(), 1);
+    assert_eq!(ids(store.contact_conversations(billing.contact_id).await.unwrap()), [billing.id]);
+
+    let counts = store.dashboard_counts(now() - chrono::Duration::hours(1)).await.unwrap();
+    assert_eq!((counts.urgent, counts.new, counts.in_progress, counts.resolved_today, counts.waiting), (1, 1, 1, 1, 0));
+}
+
+async fn audit_entries_newest_first(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let ann = agent("Ann", Presence::Online);
+    store.save_agent(&ann).await.unwrap();
+    let conversation = conversation(store.as_ref(), "visitor-10").await;
+    let entry = |action, at| AuditEntry {
+        at,
+        actor: Some(ann.id),
+        action,
+        conversation: Some(conversation.id),
+        subject_agent: None,
+        before: Some("open".into()),
+        after: Some("resolved".into()),
+    };
+    let first = entry(AuditAction::Presence, now());
+    store.record_audit(&first).await.unwrap();
+    let second = entry(AuditAction::Status, now() + chrono::Duration::seconds(1));
+    let write = StepWrite { conversation: Some(conversation.clone()), audit: Some(second.clone()), ..StepWrite::default() };
+    store.commit(write).await.unwrap();
+    assert_eq!(store.audit_entries(10).await.unwrap(), [second.clone(), first]);
+    assert_eq!(store.audit_entries(1).await.unwrap(), [second]);
+}
+
+async fn message_pages_and_recent_customer_texts(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let conversation = conversation(store.as_ref(), "visitor-11").await;
+    for (i, text) in ["one", "two", "three"].iter().enumerate() {
+        let inbound = message(&conversation, Sender::Customer, text, Some(&format!("v11:{i}")));
+        store.commit(step_write(Some(inbound), vec![message(&conversation, Sender::Bot, "ok", None)])).await.unwrap();
+    }
+    let mut note = message(&conversation, Sender::Agent, "internal only", None);
+    note.internal = true;
+    store.commit(StepWrite { notes: vec![note], ..StepWrite::default() }).await.unwrap();
+
+    let page = store.conversation_messages(conversation.id, 0, 4).await.unwrap();
+    assert_eq!(page.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["one", "ok", "two", "ok"]);
+    let rest = store.conversation_messages(conversation.id, page[3].seq, 100).await.unwrap();
+    assert_eq!(rest.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["three", "ok", "internal only"]);
+    let customer_view = store.contact_messages(conversation.contact_id, 0, 100).await.unwrap();
+    assert!(customer_view.iter().all(|m| !m.internal), "customers never see notes");
+    assert_eq!(customer_view.len(), 6);
+    assert_eq!(store.recent_customer_texts(conversation.id, 2).await.unwrap(), ["two", "three"]);
 }

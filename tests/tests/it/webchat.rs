@@ -286,3 +286,31 @@ async fn the_demo_page_embeds_the_widget_script() {
     let config: Value = reqwest::get(server.url("/webchat/config")).await.unwrap().json().await.unwrap();
     assert_eq!(config["look"]["position"], "right");
 }
+
+/// The server's end of the TCP connection from `peer`, found among this process's descriptors
+/// (the test server runs in the test process), and whether it has TCP_NODELAY set.
+fn server_side_nodelay(server: std::net::SocketAddr, peer: std::net::SocketAddr) -> Option<bool> {
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        // Only queried, never closed or written; a descriptor closed meanwhile just errors.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let socket = socket2::SockRef::from(&borrowed);
+        let (Ok(local), Ok(remote)) = (socket.local_addr(), socket.peer_addr()) else { continue };
+        if local.as_socket() == Some(server) && remote.as_socket() == Some(peer) {
+            return socket.tcp_nodelay().ok();
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn accepted_connections_send_small_frames_at_once() {
+    // Without TCP_NODELAY a reply frame written right after the ack waits ~40 ms for the
+    // client's delayed ACK (Nagle's algorithm).
+    let server = TestServer::start().await;
+    let (_, token) = server.new_visitor().await;
+    let mut widget = server.connect(&token).await;
+    widget.next_of("ready").await;
+    let peer = widget.local_addr();
+    assert_eq!(server_side_nodelay(server.addr, peer), Some(true), "TCP_NODELAY on the server's end of {peer}");
+}

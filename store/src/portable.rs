@@ -1,0 +1,825 @@
+//! The SQL both backends share. The schema is the same in SQLite and PostgreSQL (text ids,
+//! integer milliseconds, boolean flags), so one text serves both; the macro compiles it once per
+//! backend against that backend's concrete sqlx types. What differs (committing, claiming the
+//! outbox, text search) is passed in by the backend module.
+
+pub(crate) const MESSAGE_COLUMNS: &str = "seq, id, conversation_id, contact_id, channel, sender, agent_id, body, \
+     internal, attachments, quick_replies, classification, external_id, created_at";
+pub(crate) const CONTACT_COLUMNS: &str = "id, channel, external_id, display_name, created_at, unreachable_since";
+pub(crate) const AGENT_COLUMNS: &str = "id, email, name, role, presence, capacity, active, created_at";
+pub(crate) const CONVERSATION_COLUMNS: &str = "id, contact_id, channel, handler, agent_id, status, category, priority, \
+     escalation_reason, escalation_summary, escalated_at, low_confidence_streak, created_at, updated_at";
+
+/// A conversation with its customer's name, agent's name and latest visible message.
+pub(crate) const SUMMARY_SELECT: &str = "SELECT c.*, COALESCE(k.display_name, k.external_id) AS customer, a.name AS agent_name, \
+     (SELECT m.body FROM messages m WHERE m.conversation_id = c.id AND m.internal = FALSE ORDER BY m.seq DESC LIMIT 1) AS last_text, \
+     COALESCE((SELECT MAX(m.created_at) FROM messages m WHERE m.conversation_id = c.id), c.updated_at) AS last_activity \
+     FROM conversations c JOIN contacts k ON k.id = c.contact_id LEFT JOIN agents a ON a.id = c.agent_id";
+
+/// SQL with the column lists spliced in once, at first use.
+macro_rules! sql {
+    ($($part:expr),+ $(,)?) => {{
+        static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        sqlx::AssertSqlSafe(TEXT.get_or_init(|| [$($part),+].concat()).as_str())
+    }};
+}
+pub(crate) use sql;
+
+/// Emits the shared step-writing helpers (`portable::write_step` and what it calls) and the
+/// `Store` impl for `$store`, with `$specific` methods spliced in.
+macro_rules! portable_store {
+    (store: $store:ty, conn: $conn:ty, db: $db:ty, like: $like:literal, specific: { $($specific:tt)* }) => {
+        pub(crate) mod portable {
+            #![allow(unused_imports)]
+            use super::*;
+            use crate::portable::{AGENT_COLUMNS, CONTACT_COLUMNS, CONVERSATION_COLUMNS, MESSAGE_COLUMNS, SUMMARY_SELECT, sql};
+            use crate::rows::{
+                Columns, agent_from_row, audit_from_row, backend, contact_from_prefixed_row, contact_from_row,
+                conversation_from_row, claimed_in_order, message_from_row, millis, summary_from_row, to_json,
+            };
+            use async_trait::async_trait;
+            use sqlx::Row;
+            use switchboard_core::QueueView;
+            use switchboard_core::ports::{
+                AgentLoad, Assignee, Committed, ConversationFilter, ConversationSummary, DashboardCounts, SessionRecord,
+                StepWrite, Store, StoreError,
+            };
+            use switchboard_models::{
+                Agent, AgentId, ApiToken, AuditEntry, CannedResponse, Channel, Contact, ContactId, Conversation,
+                ConversationId, Handler, Message, OutboundMessage, Presence, Timestamp,
+            };
+
+/// The messages go in one statement, inbound first; if the inbound one is a duplicate, the
+/// replies it carried are taken out again and nothing else of the step is written.
+pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Committed, StoreError> {
+    let rows: Vec<(&Message, Option<Timestamp>)> = write
+        .inbound
+        .iter()
+        .map(|m| (m, None))
+        .chain(write.outbound.iter().map(|m| (m, Some(m.created_at))))
+        .chain(write.notes.iter().map(|m| (m, None)))
+        .collect();
+    let inserted = insert_messages(tx, &rows).await?;
+    if let Some(inbound) = &write.inbound
+        && !inserted.iter().any(|(_, id)| *id == inbound.id.to_string())
+    {
+        let ids: Vec<String> = inserted.into_iter().map(|(_, id)| id).collect();
+        delete_messages(tx, &ids).await?;
+        return Ok(Committed::Duplicate);
+    }
+    if inserted.len() != rows.len() {
+        return Err(StoreError::Corrupt("an outbound message collided with a stored one".into()));
+    }
+    if let Some(contact) = &write.contact {
+        upsert_contact(tx, contact).await?;
+    }
+    if let Some(conversation) = &write.conversation {
+        save_conversation(tx, conversation).await?;
+    }
+    if let Some(entry) = &write.audit {
+        insert_audit(&mut *tx, entry).await?;
+    }
+    // Seqs in the order given: inbound, then replies, then notes.
+    let seq_of = |m: &Message| inserted.iter().find(|(_, id)| *id == m.id.to_string()).map(|(seq, _)| *seq);
+    let seqs = rows.iter().filter_map(|(m, _)| seq_of(m)).collect();
+    Ok(Committed::Stored { seqs })
+}
+
+const MESSAGE_INSERT_COLUMNS: usize = 15;
+
+/// Inserts messages, skipping any whose (channel, external id) is taken; returns `(seq, id)` of
+/// those inserted. A `Some` delivery instant queues the message for the outbox from then.
+async fn insert_messages(
+    tx: &mut $conn,
+    rows: &[(&Message, Option<Timestamp>)],
+) -> Result<Vec<(i64, String)>, StoreError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let values = (0..rows.len())
+        .map(|r| {
+            let params: Vec<String> =
+                (1..=MESSAGE_INSERT_COLUMNS).map(|c| format!("${}", r * MESSAGE_INSERT_COLUMNS + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO messages (id, conversation_id, contact_id, channel, sender, agent_id, body, internal, \
+         attachments, quick_replies, classification, external_id, created_at, outbound, next_attempt_at) \
+         VALUES {values} ON CONFLICT (channel, external_id) DO NOTHING RETURNING seq, id"
+    );
+    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+    for (m, deliver_from) in rows {
+        query = query
+            .bind(m.id.to_string())
+            .bind(m.conversation_id.to_string())
+            .bind(m.contact_id.to_string())
+            .bind(m.channel.as_str())
+            .bind(m.sender.as_str())
+            .bind(m.agent_id.map(|a| a.to_string()))
+            .bind(m.text.clone())
+            .bind(m.internal)
+            .bind(to_json(&m.attachments))
+            .bind(to_json(&m.quick_replies))
+            .bind(m.classification.as_ref().map(to_json))
+            .bind(m.external_id.clone())
+            .bind(millis(m.created_at))
+            .bind(deliver_from.is_some())
+            .bind(deliver_from.map(millis));
+    }
+    query.fetch_all(&mut *tx).await.map_err(backend)
+}
+
+async fn delete_messages(tx: &mut $conn, ids: &[String]) -> Result<(), StoreError> {
+    for id in ids {
+        sqlx::query("DELETE FROM messages WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(backend)?;
+    }
+    Ok(())
+}
+
+async fn insert_audit<'e>(executor: impl sqlx::Executor<'e, Database = $db>, entry: &AuditEntry) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor_id, action, conversation_id, subject_agent, before_state, after_state) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(millis(entry.at))
+    .bind(entry.actor.map(|a| a.to_string()))
+    .bind(entry.action.as_str())
+    .bind(entry.conversation.map(|c| c.to_string()))
+    .bind(entry.subject_agent.map(|a| a.to_string()))
+    .bind(entry.before.as_deref())
+    .bind(entry.after.as_deref())
+    .execute(executor)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+async fn upsert_contact(tx: &mut $conn, contact: &Contact) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO contacts (id, channel, external_id, display_name, created_at) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (channel, external_id) DO UPDATE \
+         SET display_name = COALESCE(excluded.display_name, contacts.display_name)",
+    )
+    .bind(contact.id.to_string())
+    .bind(contact.channel.as_str())
+    .bind(&contact.external_id)
+    .bind(contact.display_name.as_deref())
+    .bind(millis(contact.created_at))
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+async fn save_conversation(tx: &mut $conn, c: &Conversation) -> Result<(), StoreError> {
+    let (handler, agent_id) = match c.handler {
+        Handler::Bot => ("bot", None),
+        Handler::Queue => ("queue", None),
+        Handler::Agent(id) => ("agent", Some(id.to_string())),
+    };
+    let escalation = c.escalation.as_ref();
+    sqlx::query(
+        "INSERT INTO conversations (id, contact_id, channel, handler, agent_id, status, category, \
+         priority, escalation_reason, escalation_summary, escalated_at, low_confidence_streak, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         ON CONFLICT (id) DO UPDATE SET handler = excluded.handler, agent_id = excluded.agent_id, \
+         status = excluded.status, category = excluded.category, priority = excluded.priority, \
+         escalation_reason = excluded.escalation_reason, \
+         escalation_summary = excluded.escalation_summary, escalated_at = excluded.escalated_at, \
+         low_confidence_streak = excluded.low_confidence_streak, updated_at = excluded.updated_at",
+    )
+    .bind(c.id.to_string())
+    .bind(c.contact_id.to_string())
+    .bind(c.channel.as_str())
+    .bind(handler)
+    .bind(agent_id)
+    .bind(c.status.as_str())
+    .bind(c.category.map(|v| v.as_str()))
+    .bind(c.priority.map(|v| v.as_str()))
+    .bind(escalation.map(|e| to_json(&e.reason)))
+    .bind(escalation.map(|e| e.summary.as_str()))
+    .bind(escalation.map(|e| millis(e.at)))
+    .bind(i64::from(c.low_confidence_streak))
+    .bind(millis(c.created_at))
+    .bind(millis(c.updated_at))
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+impl $store {
+    /// A page of messages for `sql` selecting by one id, a `seq` cursor and a limit.
+    async fn messages_after(
+        &self,
+        sql: sqlx::AssertSqlSafe<&'static str>,
+        id: String,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let rows = sqlx::query(sql)
+            .bind(id)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(message_from_row).collect()
+    }
+}
+
+            #[async_trait]
+            impl Store for $store {
+                $($specific)*
+
+    async fn message_by_external_id(
+        &self,
+        channel: Channel,
+        external_id: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        sqlx::query(sql!("SELECT ", MESSAGE_COLUMNS, " FROM messages WHERE channel = $1 AND external_id = $2"))
+            .bind(channel.as_str())
+            .bind(external_id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?
+            .map(|row| message_from_row(&row))
+            .transpose()
+    }
+
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>, StoreError> {
+        sqlx::query(sql!("SELECT ", CONVERSATION_COLUMNS, " FROM conversations WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?
+            .map(|row| conversation_from_row(&row))
+            .transpose()
+    }
+
+    async fn contact_by_external_id(
+        &self,
+        channel: Channel,
+        external_id: &str,
+    ) -> Result<Option<Contact>, StoreError> {
+        sqlx::query(sql!("SELECT ", CONTACT_COLUMNS, " FROM contacts WHERE channel = $1 AND external_id = $2"))
+        .bind(channel.as_str())
+        .bind(external_id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?
+        .map(|row| contact_from_row(&row))
+        .transpose()
+    }
+
+    async fn current_conversation(&self, contact: ContactId) -> Result<Option<Conversation>, StoreError> {
+        sqlx::query(sql!(
+            "SELECT ",
+            CONVERSATION_COLUMNS,
+            " FROM conversations WHERE contact_id = $1 AND status NOT IN ('closed', 'rejected') \
+             ORDER BY created_at DESC, id DESC LIMIT 1"
+        ))
+        .bind(contact.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?
+        .map(|row| conversation_from_row(&row))
+        .transpose()
+    }
+
+    async fn contact(&self, id: ContactId) -> Result<Option<Contact>, StoreError> {
+        sqlx::query(sql!("SELECT ", CONTACT_COLUMNS, " FROM contacts WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?
+            .map(|row| contact_from_row(&row))
+            .transpose()
+    }
+
+    async fn mark_unreachable(&self, contact: ContactId, since: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE contacts SET unreachable_since = COALESCE(unreachable_since, $2) WHERE id = $1")
+            .bind(contact.to_string())
+            .bind(millis(since))
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn assignment_candidates(&self) -> Result<Vec<AgentLoad>, StoreError> {
+        let rows = sqlx::query(sql!(
+            "SELECT ",
+            AGENT_COLUMNS,
+            ", (SELECT COUNT(*) FROM conversations c WHERE c.agent_id = agents.id \
+                AND c.status NOT IN ('resolved', 'closed', 'rejected')) AS open \
+             FROM agents WHERE active = TRUE AND presence = 'online' ORDER BY id"
+        ))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(AgentLoad { agent: agent_from_row(row)?, open: row.try_get::<i64, _>("open").map_err(backend)? as u32 })
+            })
+            .collect()
+    }
+
+    async fn queued_conversations(&self, limit: u32) -> Result<Vec<Conversation>, StoreError> {
+        let rows = sqlx::query(sql!(
+            "SELECT ",
+            CONVERSATION_COLUMNS,
+            " FROM conversations WHERE handler = 'queue' ORDER BY escalated_at, id LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(conversation_from_row).collect()
+    }
+
+    async fn agent_conversations(&self, agent: AgentId) -> Result<Vec<Conversation>, StoreError> {
+        let rows = sqlx::query(sql!(
+            "SELECT ",
+            CONVERSATION_COLUMNS,
+            " FROM conversations WHERE agent_id = $1 AND status NOT IN ('resolved', 'closed', 'rejected') \
+             ORDER BY updated_at"
+        ))
+        .bind(agent.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(conversation_from_row).collect()
+    }
+
+    async fn set_presence(&self, agent: AgentId, presence: Presence, at: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let changed = sqlx::query("UPDATE agents SET presence = $2 WHERE id = $1 AND presence <> $2")
+            .bind(agent.to_string())
+            .bind(presence.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        if changed > 0 {
+            sqlx::query("INSERT INTO agent_presence_log (agent_id, presence, at) VALUES ($1, $2, $3)")
+                .bind(agent.to_string())
+                .bind(presence.as_str())
+                .bind(millis(at))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn list_conversations(&self, filter: &ConversationFilter) -> Result<Vec<ConversationSummary>, StoreError> {
+        // Structure is built here; every value is bound.
+        let mut conditions: Vec<String> = Vec::new();
+        let mut binds: Vec<String> = Vec::new();
+        let bind = |condition: &str, value: String, binds: &mut Vec<String>| {
+            binds.push(value);
+            condition.replace('?', &format!("${}", binds.len()))
+        };
+        if let Some(status) = filter.status {
+            conditions.push(bind("c.status = ?", status.as_str().into(), &mut binds));
+        }
+        if let Some(priority) = filter.priority {
+            conditions.push(bind("c.priority = ?", priority.as_str().into(), &mut binds));
+        }
+        if let Some(category) = filter.category {
+            conditions.push(bind("c.category = ?", category.as_str().into(), &mut binds));
+        }
+        if let Some(channel) = filter.channel {
+            conditions.push(bind("c.channel = ?", channel.as_str().into(), &mut binds));
+        }
+        match filter.assignee {
+            Some(Assignee::Queue) => conditions.push("c.handler = 'queue'".into()),
+            Some(Assignee::Agent(agent)) => conditions.push(bind("c.agent_id = ?", agent.to_string(), &mut binds)),
+            None => {}
+        }
+        if let Some(text) = filter.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            let n = {
+                binds.push(pattern);
+                binds.len()
+            };
+            conditions.push(format!(
+                "(k.display_name {like} ${n} ESCAPE '\\' OR k.external_id {like} ${n} ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages s \
+                 WHERE s.conversation_id = c.id AND s.body {like} ${n} ESCAPE '\\'))",
+                like = $like
+            ));
+        }
+        let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        let sql = format!(
+            "{SUMMARY_SELECT} {filter_sql} ORDER BY c.updated_at DESC, c.id DESC LIMIT {}",
+            filter.limit.clamp(1, 1000)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in binds {
+            query = query.bind(value);
+        }
+        let rows = query.fetch_all(&self.reader).await.map_err(backend)?;
+        rows.iter().map(summary_from_row).collect()
+    }
+
+    async fn contact_conversations(&self, contact: ContactId) -> Result<Vec<ConversationSummary>, StoreError> {
+        let sql = format!("{SUMMARY_SELECT} WHERE c.contact_id = $1 ORDER BY c.created_at DESC LIMIT 50");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(contact.to_string())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(summary_from_row).collect()
+    }
+
+    async fn dashboard_counts(&self, day_start: Timestamp) -> Result<DashboardCounts, StoreError> {
+        // Each count reads one index, so the dashboard stays fast on large stores.
+        let row = sqlx::query(
+            "SELECT \
+               (SELECT COUNT(*) FROM conversations WHERE priority = 'urgent' \
+                  AND status IN ('open', 'assigned', 'in_progress', 'waiting_on_customer')) AS urgent, \
+               (SELECT COUNT(*) FROM conversations WHERE handler = 'queue') AS new, \
+               (SELECT COUNT(*) FROM conversations WHERE status = 'waiting_on_customer') AS waiting, \
+               (SELECT COUNT(*) FROM conversations WHERE status IN ('assigned', 'in_progress')) AS in_progress, \
+               (SELECT COUNT(*) FROM conversations WHERE status = 'resolved' AND updated_at >= $1) AS resolved_today",
+        )
+        .bind(millis(day_start))
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)?;
+        let count = |name: &str| row.try_get::<i64, _>(name).map(|n| n as u32).map_err(backend);
+        Ok(DashboardCounts {
+            urgent: count("urgent")?,
+            new: count("new")?,
+            waiting: count("waiting")?,
+            in_progress: count("in_progress")?,
+            resolved_today: count("resolved_today")?,
+        })
+    }
+
+    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
+        let rows = sqlx::query(sql!("SELECT ", AGENT_COLUMNS, " FROM agents ORDER BY name, id"))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(agent_from_row).collect()
+    }
+
+    async fn presence_changes(&self, since: Timestamp) -> Result<Vec<(AgentId, Presence, Timestamp)>, StoreError> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT agent_id, presence, at FROM agent_presence_log WHERE at >= $1 ORDER BY at")
+                .bind(millis(since))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(backend)?;
+        rows.into_iter()
+            .map(|(agent, presence, at)| {
+                let agent = uuid::Uuid::parse_str(&agent).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let presence = presence.parse().map_err(|e: switchboard_models::UnknownVariant| StoreError::Corrupt(e.to_string()))?;
+                let at = chrono::DateTime::from_timestamp_millis(at).ok_or_else(|| StoreError::Corrupt("time".into()))?;
+                Ok((AgentId(agent), presence, at))
+            })
+            .collect()
+    }
+
+    async fn create_session(&self, token_hash: &str, session: &SessionRecord) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO sessions (token_hash, agent_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(token_hash)
+            .bind(session.agent.to_string())
+            .bind(&session.csrf)
+            .bind(millis(chrono::Utc::now()))
+            .bind(millis(session.expires_at))
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<SessionRecord>, StoreError> {
+        let row: Option<(String, String, i64)> =
+            sqlx::query_as("SELECT agent_id, csrf, expires_at FROM sessions WHERE token_hash = $1 AND expires_at > $2")
+                .bind(token_hash)
+                .bind(millis(now))
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(backend)?;
+        row.map(|(agent, csrf, expires)| {
+            Ok(SessionRecord {
+                agent: AgentId(uuid::Uuid::parse_str(&agent).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+                csrf,
+                expires_at: chrono::DateTime::from_timestamp_millis(expires).ok_or_else(|| StoreError::Corrupt("time".into()))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(&self.writer).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn create_api_token(&self, token_hash: &str, token: &ApiToken) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO api_tokens (id, token_hash, agent_id, name, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(token.id.to_string())
+            .bind(token_hash)
+            .bind(token.agent.to_string())
+            .bind(&token.name)
+            .bind(millis(token.created_at))
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn api_token_agent(&self, token_hash: &str) -> Result<Option<AgentId>, StoreError> {
+        let agent: Option<String> = sqlx::query_scalar("SELECT agent_id FROM api_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        agent.map(|a| uuid::Uuid::parse_str(&a).map(AgentId).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
+    }
+
+    async fn api_tokens(&self, agent: AgentId) -> Result<Vec<ApiToken>, StoreError> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT id, name, created_at FROM api_tokens WHERE agent_id = $1 ORDER BY created_at")
+                .bind(agent.to_string())
+                .fetch_all(&self.reader)
+                .await
+                .map_err(backend)?;
+        rows.into_iter()
+            .map(|(id, name, created)| {
+                Ok(ApiToken {
+                    id: uuid::Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    agent,
+                    name,
+                    created_at: chrono::DateTime::from_timestamp_millis(created).ok_or_else(|| StoreError::Corrupt("time".into()))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_api_token(&self, agent: AgentId, id: uuid::Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND agent_id = $2")
+            .bind(id.to_string())
+            .bind(agent.to_string())
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn canned_responses(&self) -> Result<Vec<CannedResponse>, StoreError> {
+        let rows: Vec<(String, String, String, Option<String>, i64)> =
+            sqlx::query_as("SELECT id, title, body, created_by, created_at FROM canned_responses ORDER BY title")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(backend)?;
+        rows.into_iter()
+            .map(|(id, title, body, by, created)| {
+                let corrupt = |e: uuid::Error| StoreError::Corrupt(e.to_string());
+                Ok(CannedResponse {
+                    id: uuid::Uuid::parse_str(&id).map_err(corrupt)?,
+                    title,
+                    body,
+                    created_by: by.map(|b| uuid::Uuid::parse_str(&b).map(AgentId).map_err(corrupt)).transpose()?,
+                    created_at: chrono::DateTime::from_timestamp_millis(created).ok_or_else(|| StoreError::Corrupt("time".into()))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn save_canned_response(&self, canned: &CannedResponse) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO canned_responses (id, title, body, created_by, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (id) DO UPDATE SET title = excluded.title, body = excluded.body",
+        )
+        .bind(canned.id.to_string())
+        .bind(&canned.title)
+        .bind(&canned.body)
+        .bind(canned.created_by.map(|a| a.to_string()))
+        .bind(millis(canned.created_at))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn delete_canned_response(&self, id: uuid::Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM canned_responses WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        insert_audit(&self.writer, entry).await
+    }
+
+    async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at, actor_id, action, conversation_id, subject_agent, before_state, after_state \
+             FROM audit_log ORDER BY id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn agent_by_email(&self, email: &str) -> Result<Option<Agent>, StoreError> {
+        sqlx::query(sql!("SELECT ", AGENT_COLUMNS, " FROM agents WHERE email = $1"))
+            .bind(email)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?
+            .map(|row| agent_from_row(&row))
+            .transpose()
+    }
+
+    async fn set_password_hash(&self, agent: AgentId, hash: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE agents SET password_hash = $2 WHERE id = $1")
+            .bind(agent.to_string())
+            .bind(hash)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn password_hash(&self, agent: AgentId) -> Result<Option<String>, StoreError> {
+        let hash: Option<Option<String>> = sqlx::query_scalar("SELECT password_hash FROM agents WHERE id = $1")
+            .bind(agent.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        Ok(hash.flatten())
+    }
+
+    async fn save_agent(&self, agent: &Agent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO agents (id, email, name, role, presence, capacity, active, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET \
+             email = excluded.email, name = excluded.name, role = excluded.role, \
+             presence = excluded.presence, capacity = excluded.capacity, active = excluded.active",
+        )
+        .bind(agent.id.to_string())
+        .bind(&agent.email)
+        .bind(&agent.name)
+        .bind(agent.role.as_str())
+        .bind(agent.presence.as_str())
+        .bind(i64::from(agent.capacity))
+        .bind(agent.active)
+        .bind(millis(agent.created_at))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn agent(&self, id: AgentId) -> Result<Option<Agent>, StoreError> {
+        sqlx::query(sql!("SELECT ", AGENT_COLUMNS, " FROM agents WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?
+            .map(|row| agent_from_row(&row))
+            .transpose()
+    }
+
+    async fn contact_and_current_conversation(
+        &self,
+        channel: Channel,
+        external_id: &str,
+    ) -> Result<Option<(Contact, Option<Conversation>)>, StoreError> {
+        let Some(row) = sqlx::query(sql!(
+            "SELECT k.id AS contact_id_, k.channel AS contact_channel, k.external_id AS contact_external_id, \
+             k.display_name, k.created_at AS contact_created_at, k.unreachable_since, c.* \
+             FROM contacts k LEFT JOIN conversations c ON c.id = ( \
+                SELECT id FROM conversations WHERE contact_id = k.id AND status NOT IN ('closed', 'rejected') \
+                ORDER BY created_at DESC, id DESC LIMIT 1) \
+             WHERE k.channel = $1 AND k.external_id = $2"
+        ))
+        .bind(channel.as_str())
+        .bind(external_id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        let contact = contact_from_prefixed_row(&row)?;
+        let has_conversation = row.try_get::<Option<String>, _>("id").map_err(backend)?.is_some();
+        let conversation = if has_conversation { Some(conversation_from_row(&row)?) } else { None };
+        Ok(Some((contact, conversation)))
+    }
+
+    async fn contact_messages(
+        &self,
+        contact: ContactId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let sql = sql!(
+            "SELECT ",
+            MESSAGE_COLUMNS,
+            " FROM messages WHERE contact_id = $1 AND seq > $2 AND internal = FALSE ORDER BY seq LIMIT $3"
+        );
+        self.messages_after(sql, contact.to_string(), after, limit).await
+    }
+
+    async fn conversation_messages(
+        &self,
+        conversation: ConversationId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let sql = sql!("SELECT ", MESSAGE_COLUMNS, " FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
+        self.messages_after(sql, conversation.to_string(), after, limit).await
+    }
+
+    async fn recent_customer_texts(
+        &self,
+        conversation: ConversationId,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut texts: Vec<String> = sqlx::query_scalar(
+            "SELECT body FROM messages WHERE conversation_id = $1 AND sender = 'customer' \
+             ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(conversation.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        texts.reverse();
+        Ok(texts)
+    }
+
+    async fn queue_view(&self) -> Result<QueueView, StoreError> {
+        let (waiting, agents_online): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM conversations WHERE handler = 'queue'), \
+                    (SELECT COUNT(*) FROM agents WHERE presence = 'online' AND active = TRUE)",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(QueueView { waiting: waiting as u32, agents_online: agents_online as u32 })
+    }
+
+
+    async fn mark_delivered(&self, seqs: &[i64], now: Timestamp) -> Result<(), StoreError> {
+        let list = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let sql = format!(
+            "UPDATE messages SET delivered_at = $1, lease_until = NULL, attempts = attempts + 1 \
+             WHERE seq IN ({list})"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(millis(now))
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn mark_failed(&self, seq: i64, error: &str, retry_at: Option<Timestamp>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE messages SET attempts = attempts + 1, last_error = $2, lease_until = NULL, \
+             next_attempt_at = COALESCE($3, next_attempt_at), \
+             gave_up_at = CASE WHEN $3 IS NULL THEN $4 ELSE NULL END WHERE seq = $1",
+        )
+        .bind(seq)
+        .bind(error)
+        .bind(retry_at.map(millis))
+        .bind(millis(chrono::Utc::now()))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_one(&self.writer)
+            .await
+            .map_err(backend)
+    }
+            }
+        }
+    };
+}
+pub(crate) use portable_store;

@@ -1,0 +1,107 @@
+//! The scale-out store: PostgreSQL, shared by any number of Switchboard nodes. Each step is
+//! its own transaction (PostgreSQL takes concurrent writers, so there is no group commit); the
+//! outbox is claimed with `FOR UPDATE SKIP LOCKED`, so two nodes never lease the same reply.
+//!
+//! A connection that failed (the server restarted, the backend was terminated, the network
+//! dropped) is discarded by the pool; the next request opens a new one, so the store recovers
+//! without a restart. A failed transaction is rolled back by the server and answered as an error.
+
+use crate::portable::portable_store;
+use crate::rows::backend;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Acquire, PgConnection, PgPool, Postgres};
+use std::str::FromStr;
+use std::time::Duration;
+use switchboard_core::ports::{Committed, StepWrite, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+pub struct PgStore {
+    /// Both names refer to one pool: the shared SQL reads from `reader` and writes to `writer`.
+    writer: PgPool,
+    reader: PgPool,
+}
+
+impl PgStore {
+    /// Connects to the database at `url`, e.g. `postgres://switchboard@db.example.com/switchboard`.
+    /// Does not migrate; call `migrate` first.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?
+            .application_name("switchboard");
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            // A pooled connection the server dropped is found before use, not by a failed write.
+            .test_before_acquire(true)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
+        Ok(Self { writer: pool.clone(), reader: pool })
+    }
+
+    /// Applies the embedded migrations that have not run yet. Several nodes starting at once
+    /// are safe: sqlx takes an advisory lock for the run.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR
+            .run(&self.writer)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.writer
+    }
+}
+
+async fn write_one(connection: &mut PgConnection, write: &StepWrite) -> Result<Committed, StoreError> {
+    let mut tx = connection.begin().await.map_err(backend)?;
+    let committed = portable::write_step(&mut *tx, write).await?;
+    tx.commit().await.map_err(backend)?;
+    Ok(committed)
+}
+
+portable_store! {
+    store: PgStore,
+    conn: PgConnection,
+    db: Postgres,
+    // Search ignores case, as on SQLite.
+    like: "ILIKE",
+    specific: {
+        async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError> {
+            let mut connection = self.writer.acquire().await.map_err(backend)?;
+            let result = write_one(&mut connection, &write).await;
+            if result.is_err() {
+                // Its transaction state is in doubt; the pool opens a fresh one.
+                connection.close_on_drop();
+            }
+            result
+        }
+
+        /// Leases the due messages; rows another node is claiming right now are skipped, not waited for.
+        async fn claim_outbox(
+            &self,
+            now: Timestamp,
+            lease_until: Timestamp,
+            limit: u32,
+        ) -> Result<Vec<OutboundMessage>, StoreError> {
+            let rows = sqlx::query(sql!(
+                "UPDATE messages SET lease_until = $1 WHERE seq IN ( \
+                    SELECT seq FROM messages WHERE outbound AND delivered_at IS NULL \
+                    AND gave_up_at IS NULL AND next_attempt_at <= $2 \
+                    AND (lease_until IS NULL OR lease_until <= $2) ORDER BY seq LIMIT $3 \
+                    FOR UPDATE SKIP LOCKED) \
+                 RETURNING ",
+                MESSAGE_COLUMNS,
+                ", attempts, (SELECT external_id FROM contacts c WHERE c.id = messages.contact_id) AS recipient"
+            ))
+            .bind(millis(lease_until))
+            .bind(millis(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.writer)
+            .await
+            .map_err(backend)?;
+            claimed_in_order(&rows)
+        }
+    }
+}

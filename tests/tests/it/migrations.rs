@@ -1,0 +1,93 @@
+//! Migrations are append-only: a released migration never changes, and a database created by
+//! any earlier release upgrades to the current schema, on both backends.
+
+use sha2::{Digest, Sha256};
+use switchboard_tests::databases::{Backend, TestDatabase};
+
+/// Every migration file with the SHA-256 it was released with. A new migration is added here
+/// when it lands; a released one is never edited (add a new one instead).
+const RELEASED: &[(&str, &str)] = &[
+    ("sqlite/0001_foundation.sql", "e6620354170d713f96b543874f5b0fbd57ee1263452401794c2bdf4e0675a6c6"),
+    ("postgres/0001_foundation.sql", "f07d85deed1541e53bcc30fc10fe1744d42e00283e72de2804e0413240d0e3f8"),
+];
+
+fn migrations_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations")
+}
+
+#[test]
+fn released_migrations_are_unchanged_and_every_migration_is_listed() {
+    let mut found = Vec::new();
+    for backend in ["sqlite", "postgres"] {
+        for entry in std::fs::read_dir(migrations_dir().join(backend)).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            found.push(format!("{backend}/{name}"));
+        }
+    }
+    found.sort();
+    let mut listed: Vec<String> = RELEASED.iter().map(|(file, _)| file.to_string()).collect();
+    listed.sort();
+    assert_eq!(found, listed, "every migration file is listed in RELEASED, with its hash");
+    for (file, released) in RELEASED {
+        let bytes = std::fs::read(migrations_dir().join(file)).unwrap();
+        let hash = hex::encode(Sha256::digest(&bytes));
+        assert_eq!(&hash, released, "{file} changed after its release; add a new migration instead");
+    }
+}
+
+#[test]
+fn both_backends_have_the_same_migrations() {
+    let names = |backend: &str| {
+        let mut names: Vec<String> = RELEASED
+            .iter()
+            .filter_map(|(file, _)| file.strip_prefix(&format!("{backend}/")).map(String::from))
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names("sqlite"), names("postgres"), "each schema change lands on both backends");
+}
+
+/// A database made by the first release only, then opened by this build.
+async fn upgrades_from_the_first_release(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let folder = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let first_release = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        migrations_dir().join(folder).join("0001_foundation.sql"),
+        first_release.path().join("0001_foundation.sql"),
+    )
+    .unwrap();
+    let migrator = sqlx::migrate::Migrator::new(first_release.path()).await.unwrap();
+    match backend {
+        Backend::Sqlite => {
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(db.url.trim_start_matches("sqlite://"))
+                .create_if_missing(true);
+            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+            migrator.run(&pool).await.unwrap();
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            migrator.run(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+    db.execute("INSERT INTO settings (key, value) VALUES ('kept', 'yes')").await.unwrap();
+    let store = db.open().await;
+    assert_eq!(store.setting_or_insert("kept", "no").await.unwrap(), "yes", "data survives the upgrade");
+}
+
+#[tokio::test]
+async fn sqlite_a_database_from_the_first_release_upgrades() {
+    upgrades_from_the_first_release(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_a_database_from_the_first_release_upgrades() {
+    upgrades_from_the_first_release(Backend::Postgres).await;
+}
