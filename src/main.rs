@@ -35,6 +35,11 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Database commands.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// The local NLP model: check the intents file, evaluate on labelled data.
     Nlu {
         #[command(subcommand)]
@@ -105,6 +110,22 @@ enum AdminCommand {
         email: String,
         #[arg(long)]
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Copy an installation from SQLite to PostgreSQL; counts are compared at the end.
+    Copy {
+        /// The SQLite database, e.g. sqlite://switchboard.db.
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database, e.g. postgres://switchboard@db.internal/switchboard.
+        #[arg(long)]
+        to: String,
+        /// Finish an interrupted copy: keep what the target holds and copy what it lacks.
+        #[arg(long)]
+        resume: bool,
     },
 }
 
@@ -188,6 +209,24 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
         Command::Nlu { command: NluCommand::Eval { data, train, held_out, out, head } } => {
             let params = head.params();
             tokio::task::spawn_blocking(move || nlu::eval(&config, &data, train.as_deref(), held_out, &out, params)).await?
+        }
+        Command::Db { command: DbCommand::Copy { from, to, resume } } => {
+            let style = indicatif::ProgressStyle::with_template("{msg:>20} [{bar:40}] {pos}/{len}")
+                .context("progress bar template")?;
+            let bar = indicatif::ProgressBar::new(0).with_style(style);
+            let report = switchboard_store::copy::copy(&from, &to, resume, &mut |table, copied, total| {
+                bar.set_message(table.to_string());
+                bar.set_length(total);
+                bar.set_position(copied);
+            })
+            .await?;
+            bar.finish_and_clear();
+            for (table, source, target) in report {
+                println!("{table}: {target} of {source} rows");
+            }
+            let target = switchboard::config::DatabaseConfig { url: to }.redacted_url();
+            println!("copy complete; set database.url = \"{target}\" to run on it");
+            Ok(())
         }
         Command::Migrate => {
             switchboard::open_store(&config).await?;

@@ -32,3 +32,5 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 pub fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
+
+pub mod copy;

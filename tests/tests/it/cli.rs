@@ -271,3 +271,83 @@ fn sigterm_stops_the_server_cleanly() {
     assert_eq!(exit.code(), Some(0), "a requested stop is a clean exit, not death by signal: {exit:?}");
     assert!(std::net::TcpStream::connect(&address).is_err(), "it no longer listens");
 }
+
+#[tokio::test]
+async fn db_copy_moves_an_installation_from_sqlite_to_postgres() {
+    use switchboard_core::ports::{Committed, StepWrite};
+    use switchboard_models::{Channel, Contact, ContactId, Conversation, Presence, Sender};
+    use switchboard_tests::databases::TestDatabase;
+
+    let sqlite = TestDatabase::sqlite();
+    let store = sqlite.open().await;
+    let admin = switchboard_models::Agent {
+        id: switchboard_models::AgentId::new(),
+        email: "ada@example.com".into(),
+        name: "Ada".into(),
+        role: switchboard_models::Role::Admin,
+        presence: Presence::Offline,
+        capacity: 5,
+        active: true,
+        created_at: chrono::DateTime::from_timestamp_millis(chrono::Utc::now().timestamp_millis()).unwrap(),
+    };
+    store.save_agent(&admin).await.unwrap();
+    store.set_password_hash(admin.id, "$argon2id$v=19$kept").await.unwrap();
+    store.set_presence(admin.id, Presence::Online, chrono::Utc::now()).await.unwrap();
+    store.setting_or_insert("visitor_token_secret", "kept-secret").await.unwrap();
+    let contact = Contact {
+        id: ContactId::new(),
+        channel: Channel::WebChat,
+        external_id: "visitor-copy".into(),
+        display_name: Some("Ann".into()),
+        created_at: chrono::Utc::now(),
+        unreachable_since: None,
+    };
+    let conversation = Conversation::new(contact.id, Channel::WebChat, chrono::Utc::now());
+    let step = StepWrite {
+        inbound: Some(crate::store::message(&conversation, Sender::Customer, "my card was charged twice", Some("copy:1"))),
+        outbound: vec![crate::store::message(&conversation, Sender::Bot, "Sorry to hear that", None)],
+        contact: Some(contact.clone()),
+        conversation: Some(conversation.clone()),
+        ..StepWrite::default()
+    };
+    assert!(matches!(store.commit(step).await.unwrap(), Committed::Stored { .. }));
+    let history = store.contact_messages(contact.id, 0, 100).await.unwrap();
+    drop(store);
+
+    let postgres = TestDatabase::postgres().await;
+    let copy = |resume: bool| {
+        let (from, to) = (sqlite.url.clone(), postgres.url.clone());
+        tokio::task::spawn_blocking(move || {
+            let dir = tempfile::tempdir().unwrap();
+            let mut args = vec!["db", "copy", "--from", from.as_str(), "--to", to.as_str()];
+            if resume {
+                args.push("--resume");
+            }
+            run(&args, &[], dir.path())
+        })
+    };
+    let (code, out, err) = copy(false).await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("messages: 2 of 2 rows") && out.contains("agents: 1 of 1 rows"), "{out}");
+
+    let (code, _, err) = copy(false).await.unwrap();
+    assert_ne!(code, 0, "a non-empty target is refused");
+    assert!(err.contains("--resume"), "{err}");
+    let (code, out, err) = copy(true).await.unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("agent_presence_log: 1 of 1 rows") && out.contains("messages: 2 of 2 rows"), "nothing twice: {out}");
+
+    let copied = postgres.open().await;
+    assert_eq!(copied.agent_by_email("ada@example.com").await.unwrap(), Some(switchboard_models::Agent { presence: Presence::Online, ..admin.clone() }));
+    assert_eq!(copied.password_hash(admin.id).await.unwrap().as_deref(), Some("$argon2id$v=19$kept"));
+    assert_eq!(copied.setting_or_insert("visitor_token_secret", "new").await.unwrap(), "kept-secret");
+    assert_eq!(copied.contact_messages(contact.id, 0, 100).await.unwrap(), history, "the same messages, in the same order");
+    assert_eq!(copied.presence_changes(chrono::DateTime::UNIX_EPOCH).await.unwrap().len(), 1);
+    let later = StepWrite {
+        inbound: Some(crate::store::message(&conversation, Sender::Customer, "still there?", Some("copy:2"))),
+        ..StepWrite::default()
+    };
+    let Committed::Stored { seqs } = copied.commit(later).await.unwrap() else { panic!("stored") };
+    assert!(seqs[0] > history.last().unwrap().seq, "new messages come after the copied ones");
+
+}
