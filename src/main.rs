@@ -235,31 +235,30 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
         }
         Command::Serve => {
             init_logging(&config)?;
+            let stop = stop_requested()?;
             let running = switchboard::start(&config).await?;
             println!("Switchboard listening on http://{}", running.addr);
             tracing::info!(addr = %running.addr, database = %config.database.redacted_url(), "ready");
             if let Some(reloader) = running.intents_reloader.clone() {
                 tokio::spawn(reload_on_hangup(reloader));
             }
-            running.serve_until(stop_requested()).await
+            running.serve_until(stop).await
         }
     }
 }
 
-/// SIGTERM (systemd, Docker, Kubernetes) or SIGINT (Ctrl-C).
-async fn stop_requested() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGTERM (systemd, Docker, Kubernetes) or SIGINT (Ctrl-C). The handlers are installed at
+/// the call, before the server announces itself, so an early signal is not lost.
+fn stop_requested() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
         }
-    };
-    tokio::select! {
-        _ = terminate => tracing::info!("SIGTERM: stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
-    }
+    })
 }
 
 /// SIGHUP re-reads the intents file; a broken file is logged and the running intents stay.
