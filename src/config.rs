@@ -192,6 +192,8 @@ pub struct ServerConfig {
     pub listen: String,
     /// Signs visitor tokens. When unset, one is generated and kept in the database.
     pub secret: Option<Secret>,
+    /// How long a stop (SIGTERM, SIGINT) may take to finish what is in flight before it exits.
+    pub shutdown_timeout_seconds: u64,
 }
 
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -258,7 +260,7 @@ impl std::fmt::Debug for Secret {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), secret: None }
+        Self { listen: "127.0.0.1:8080".into(), secret: None, shutdown_timeout_seconds: 10 }
     }
 }
 
@@ -544,11 +546,52 @@ fn describe(error: figment::Error) -> String {
                 }
                 None => String::new(),
             };
+            let suggestion = match &e.kind {
+                figment::error::Kind::UnknownField(found, expected) => nearest(found, expected)
+                    .map(|near| {
+                        let section = e.path.iter().filter(|p| p.as_str() != found.as_str()).cloned().chain([near.to_string()]);
+                        let path: Vec<String> = section.collect();
+                        format!(
+                            "; did you mean `{}` (environment variable SWITCHBOARD_{})?",
+                            path.join("."),
+                            path.join("__").to_uppercase()
+                        )
+                    })
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
             let key = if key.is_empty() { String::new() } else { format!("config key `{key}`: ") };
-            format!("{key}{}{source}", e.kind)
+            format!("{key}{}{source}{suggestion}", e.kind)
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// The known key closest to a misspelt one, when it is close enough to be a likely typo.
+fn nearest<'a>(found: &str, known: &[&'a str]) -> Option<&'a str> {
+    let found = found.to_lowercase();
+    known
+        .iter()
+        .map(|k| (edit_distance(&found, k), *k))
+        .filter(|(distance, k)| *distance <= (k.len() / 3).max(2))
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb)).min(row[j] + 1).min(above + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn is_origin(text: &str) -> bool {

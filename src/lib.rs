@@ -24,6 +24,7 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// A started server. Dropping it does not stop it; call `shutdown`.
 pub struct Running {
@@ -31,23 +32,40 @@ pub struct Running {
     pub engine: Arc<Engine>,
     /// Set when the model classifier runs: reloads the intents file (SIGHUP, admin API).
     pub intents_reloader: Option<Arc<dyn IntentsReloader>>,
+    store: Arc<dyn Store>,
     stop: oneshot::Sender<()>,
+    /// Cancelled first on a stop: live connections end (widgets are told to reconnect).
+    closing: CancellationToken,
+    /// Cancelled once in-flight answers are done: the outbox makes its last pass.
+    outbox_stop: CancellationToken,
+    outbox: JoinHandle<()>,
     server: JoinHandle<std::io::Result<()>>,
+    /// Channel sessions and helpers; stopped where they stand (each resumes from the store).
     workers: Vec<JoinHandle<()>>,
+    shutdown_timeout: Duration,
 }
 
 impl Running {
-    /// Stops accepting, lets open requests finish, and stops the workers.
+    /// A clean stop within `server.shutdown_timeout_seconds`: stop accepting, tell widgets to
+    /// reconnect (WebSocket close 1012), let open requests and in-flight answers finish, make a
+    /// last outbox pass, stop the channel sessions, then close the store (SQLite folds its WAL
+    /// into the database file). Whatever is cut off by the deadline is stored already and is
+    /// answered or delivered on the next start.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        self.closing.cancel();
         let _ = self.stop.send(());
-        // Open WebSockets would hold a graceful shutdown forever; give them a moment.
-        let result = tokio::time::timeout(Duration::from_secs(2), self.server).await;
+        let served = until(deadline, "open requests", self.server).await;
+        until(deadline, "answers in flight", self.engine.finish_answers()).await;
+        self.outbox_stop.cancel();
+        until(deadline, "the outbox's last pass", self.outbox).await;
         for worker in self.workers {
             worker.abort();
         }
-        match result {
-            Ok(joined) => joined.context("server task panicked")?.context("server failed"),
-            Err(_) => Ok(()),
+        self.store.close().await;
+        match served {
+            Some(joined) => joined.context("server task panicked")?.context("server failed"),
+            None => Ok(()),
         }
     }
 
@@ -64,6 +82,15 @@ impl Running {
     pub async fn wait(self) -> anyhow::Result<()> {
         self.server.await.context("server task panicked")?.context("server failed")
     }
+}
+
+/// Waits for `what` until `deadline`; past it, logs what was cut off and gives up on it.
+async fn until<T>(deadline: tokio::time::Instant, what: &str, future: impl std::future::Future<Output = T>) -> Option<T> {
+    let done = tokio::time::timeout_at(deadline, future).await.ok();
+    if done.is_none() {
+        tracing::warn!("the stop deadline (server.shutdown_timeout_seconds) passed while waiting for {what}; it resumes on the next start");
+    }
+    done
 }
 
 /// Opens and migrates the database `database.url` names: SQLite (`sqlite://…`, the embedded
@@ -110,6 +137,15 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         }
         None => Arc::new(engine),
     };
+    // Messages stored before the last stop but never answered keep their place ahead of any
+    // new message, so they are taken before a channel starts.
+    let unanswered = engine.unanswered().await.context("reading the messages still to answer")?;
+    if !unanswered.is_empty() {
+        tracing::info!(count = unanswered.len(), "answering messages stored before the last stop");
+    }
+    for received in unanswered {
+        engine.answer_later(received);
+    }
     let hub = Arc::new(WebChatHub::default());
     let mut senders: Vec<Arc<dyn Outbound>> = vec![Arc::new(WebChatOutbound::new(hub.clone()))];
     let telegram = match telegram_settings(config, store.as_ref()).await? {
@@ -150,8 +186,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         workers.push(tokio::spawn(Arc::new(EmailAdapter::new(engine.clone(), settings)).run()));
         tracing::info!("email channel on");
     }
-    let outbox = OutboxWorker::new(store.clone(), senders, engine.outbox_wake());
-    workers.push(tokio::spawn(outbox.run()));
+    let outbox_stop = CancellationToken::new();
+    let outbox = tokio::spawn(OutboxWorker::new(store.clone(), senders, engine.outbox_wake()).run(outbox_stop.clone()));
+    let closing = CancellationToken::new();
 
     let w = &config.webchat;
     let state = AppState {
@@ -180,6 +217,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         login_limiter: Arc::new(RateLimiter::new(10, 5)),
         assistant: llm.map(|l| l as Arc<dyn Assistant>),
         intents_reloader: nlu.reloader.clone(),
+        closing: closing.clone(),
     };
     let listen = config.listen_addr()?;
     let listener = TcpListener::bind(listen).await.with_context(|| format!("listening on {listen} (server.listen)"))?;
@@ -193,7 +231,19 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             })
             .await
     });
-    Ok(Running { addr, engine, intents_reloader: nlu.reloader, stop, server, workers })
+    Ok(Running {
+        addr,
+        engine,
+        intents_reloader: nlu.reloader,
+        store,
+        stop,
+        closing,
+        outbox_stop,
+        outbox,
+        server,
+        workers,
+        shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_seconds),
+    })
 }
 
 /// Replies are small frames written right after an `ack`: without TCP_NODELAY, Nagle's

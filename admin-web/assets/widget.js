@@ -461,6 +461,7 @@
       case 'message': return ingest([frame.message], true);
       case 'ack': return onAck(frame);
       case 'typing': return setTyping(!!frame.on);
+      case 'conversation': return setConversation(frame.conversation);
       case 'error': return onError(frame);
       default: return; // pong, or something newer than this widget
     }

@@ -4,6 +4,7 @@
 pub mod accounts;
 mod error;
 pub mod panel;
+mod probes;
 mod ratelimit;
 mod reports;
 mod telegram;
@@ -36,9 +37,12 @@ pub struct AppState {
     pub assistant: Option<Arc<dyn switchboard_core::ports::Assistant>>,
     /// Set when the model classifier runs.
     pub intents_reloader: Option<Arc<dyn switchboard_core::ports::IntentsReloader>>,
+    /// Cancelled when the server stops: live connections (widget sockets, long polls, the
+    /// panel's event stream) end so the stop need not wait for them.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    webchat::routes(state.clone()).merge(telegram::routes()).merge(panel::routes()).with_state(state)
+    webchat::routes(state.clone()).merge(telegram::routes()).merge(probes::routes()).merge(panel::routes()).with_state(state)
 }

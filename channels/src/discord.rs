@@ -1,15 +1,16 @@
 //! Discord on serenity: DMs are served directly; in a served guild channel each customer's
 //! case gets its own thread (started from their first message, so the thread's id is that
 //! message's id). Gateway drops are resumed by serenity, which replays missed events; a replayed
-//! or repeated event is a duplicate (unique on the Discord message id).
+//! or repeated event is a duplicate (unique on the Discord message id). Discord does not replay
+//! what was written while no session was open, so each new session first fetches it (catch-up).
 //!
 //! Contacts are addressed by where the conversation lives: `dm/<user>` or `thread/<thread>/<user>`.
 
 use async_trait::async_trait;
 use serenity::all::{
     ChannelId, ComponentInteraction, Context, CreateActionRow, CreateAllowedMentions, CreateAttachment,
-    CreateButton, CreateMessage, CreateThread, EventHandler, GatewayIntents, Http, HttpBuilder, Interaction,
-    Message, UserId,
+    CreateButton, CreateMessage, CreateThread, EventHandler, GatewayIntents, GetMessages, Http, HttpBuilder,
+    Interaction, Message, MessageId, UserId,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,9 +96,68 @@ impl DiscordAdapter {
             }
             batch.sort_by_key(|(_, event)| event.id());
             for (http, event) in batch.drain(..) {
-                self.store_until_done(&http, &event).await;
+                match event {
+                    Incoming::NewSession => {
+                        for missed in self.missed_until_done(&http).await {
+                            self.store_until_done(&http, &Incoming::Message(Box::new(missed))).await;
+                        }
+                    }
+                    event => self.store_until_done(&http, &event).await,
+                }
             }
         }
+    }
+
+    /// What customers wrote while no gateway session was open (Switchboard stopped, or a session
+    /// that could not be resumed), oldest first: each known DM and case thread after its latest
+    /// stored message, and the served channels after the newest stored message. Discord does
+    /// not replay these. A channel that cannot be read is skipped with a warning; a store that
+    /// cannot be read is retried.
+    async fn missed_until_done(&self, http: &Http) -> Vec<Message> {
+        let mut attempt = 0;
+        let latest = loop {
+            match self.engine.store().latest_inbound_by_contact(Channel::Discord).await {
+                Ok(latest) => break latest,
+                Err(error) => {
+                    attempt += 1;
+                    tracing::warn!(%error, attempt, "Discord catch-up cannot read the store yet; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        };
+        // Interaction ids are snowflakes too, so they mark a time as well as message ids do.
+        let snowflake = |id: &str| id.trim_start_matches("interaction:").parse::<u64>().ok();
+        let mut sources: Vec<(String, u64)> = Vec::new();
+        for (contact, latest) in &latest {
+            if let Some(after) = snowflake(latest) {
+                sources.push((contact.clone(), after));
+            }
+        }
+        // With nothing stored yet there is no "since": old channel history is not a new case.
+        if let Some(newest) = latest.iter().filter_map(|(_, id)| snowflake(id)).max() {
+            sources.extend(self.settings.served_channels.iter().map(|served| (format!("served/{served}"), newest)));
+        }
+        let mut missed = Vec::new();
+        for (source, after) in sources {
+            let channel = match source.strip_prefix("served/") {
+                Some(served) => served.parse().map(ChannelId::new).map_err(|_| serenity::Error::Other("served channel id")),
+                None => reply_channel(http, &source).await,
+            };
+            let found = match channel {
+                Ok(channel) => messages_after(http, channel, after).await,
+                Err(error) => Err(error),
+            };
+            match found {
+                Ok(found) => missed.extend(found.into_iter().filter(|m| !m.author.bot)),
+                Err(error) => tracing::warn!(%error, source, "Discord catch-up could not read this channel; skipped"),
+            }
+        }
+        missed.sort_by_key(|m| m.id);
+        missed.dedup_by_key(|m| m.id);
+        if !missed.is_empty() {
+            tracing::info!(count = missed.len(), "Discord messages written while Switchboard was away");
+        }
+        missed
     }
 
     /// Discord will not send the event again: keep trying until it is stored.
@@ -107,6 +167,7 @@ impl DiscordAdapter {
             let result = match event {
                 Incoming::Message(message) => self.handle_message(http, message).await,
                 Incoming::Press(press) => self.handle_button(http, press).await,
+                Incoming::NewSession => return,
             };
             let Err(error) = result else { return };
             attempt += 1;
@@ -249,15 +310,37 @@ const REORDER_WINDOW: Duration = Duration::from_millis(50);
 enum Incoming {
     Message(Box<Message>),
     Press(Box<ComponentInteraction>),
+    /// A new gateway session (not a resume): what was written before it must be fetched.
+    NewSession,
 }
 
 impl Incoming {
+    /// Discord's order; a new session sorts before the events it delivers.
     fn id(&self) -> u64 {
         match self {
             Incoming::Message(message) => message.id.get(),
             Incoming::Press(press) => press.id.get(),
+            Incoming::NewSession => 0,
         }
     }
+}
+
+/// A channel's messages after `after`, oldest first, a page of 100 at a time.
+async fn messages_after(http: &Http, channel: ChannelId, mut after: u64) -> Result<Vec<Message>, serenity::Error> {
+    const PAGE: u8 = 100;
+    let mut found = Vec::new();
+    loop {
+        let page = channel.messages(http, GetMessages::new().after(MessageId::new(after)).limit(PAGE)).await?;
+        let full = page.len() == usize::from(PAGE);
+        let newest = page.iter().map(|m| m.id.get()).max();
+        found.extend(page);
+        match newest {
+            Some(newest) if full => after = newest,
+            _ => break,
+        }
+    }
+    found.sort_by_key(|m| m.id);
+    Ok(found)
 }
 
 /// Hands events to the storing task in arrival order; never blocks the gateway.
@@ -267,6 +350,10 @@ struct Handler {
 
 #[async_trait]
 impl EventHandler for Handler {
+    async fn ready(&self, ctx: Context, _ready: serenity::all::Ready) {
+        let _ = self.events.send((ctx.http.clone(), Incoming::NewSession));
+    }
+
     async fn message(&self, ctx: Context, message: Message) {
         if !message.author.bot {
             let _ = self.events.send((ctx.http.clone(), Incoming::Message(Box::new(message))));

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use switchboard_core::ports::{DeliveryError, Outbound};
 use std::sync::Arc;
-use switchboard_models::{Channel, Message, OutboundMessage};
+use switchboard_models::{Channel, Conversation, Message, OutboundMessage};
 use tokio::sync::mpsc;
 
 /// What a connected widget is told.
@@ -17,6 +17,8 @@ pub enum LiveEvent {
     Message(Arc<Message>),
     /// The bot is working on an answer.
     Typing(bool),
+    /// The conversation changed hands or status (e.g. it now waits for the team).
+    Conversation(Arc<Conversation>),
 }
 
 /// Per-subscriber buffer; a widget that falls this far behind is dropped and resyncs.

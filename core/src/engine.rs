@@ -7,11 +7,12 @@ use crate::attachments::{UploadError, check_upload, clean_file_name};
 use crate::ports::{Assistant, BlobStore, Classifier, Clock, Committed, Store, StepWrite, StoreError};
 use crate::step::{Decision, Input, ReplyBody, step};
 use crate::summary::{extractive_summary, transcript};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{Mutex, Notify, oneshot};
 use switchboard_models::{
-    Agent, AgentId, Attachment, AuditAction, AuditEntry, Category, Contact, ContactId, Conversation, ConversationId, DomainEvent, Handler,
+    Agent, AgentId, Attachment, AuditAction, AuditEntry, Category, Channel, Contact, ContactId, Conversation, ConversationId, DomainEvent, Handler,
     Inbound, Message, MessageId, Presence, Priority, Role, Sender, Status, Thread, Timestamp,
 };
 
@@ -55,12 +56,66 @@ pub struct HandleOutcome {
     /// The stored customer message (the earlier copy when this was a duplicate).
     pub message: Message,
     pub duplicate: bool,
+    /// As the message left it, auto-assignment included.
     pub conversation: Conversation,
     /// Messages queued for the customer in reply (empty for duplicates).
     pub replies: Vec<Message>,
     /// This message escalated the conversation.
     pub escalated: bool,
 }
+
+/// A customer message stored (so it may be acknowledged) and not yet answered.
+#[derive(Debug)]
+pub struct Received {
+    /// The stored message (the earlier copy when this was a duplicate).
+    pub message: Message,
+    pub duplicate: bool,
+    /// The conversation it joined, as it was before the bot's step.
+    pub conversation: Conversation,
+    /// Its place among the contact's unanswered messages; none for a duplicate.
+    place: Option<Place>,
+}
+
+/// Keeps each contact's messages answered in the order they were stored, while their
+/// classifications run concurrently: every place waits for the one taken before it.
+#[derive(Default)]
+struct AnswerOrder {
+    latest: Arc<std::sync::Mutex<HashMap<ContactId, (i64, oneshot::Receiver<()>)>>>,
+}
+
+impl AnswerOrder {
+    fn take_place(&self, contact: ContactId, seq: i64, contact_key: (Channel, String)) -> Place {
+        let (done, mine) = oneshot::channel();
+        let mut latest = self.latest.lock().expect("answer order");
+        let after = latest.insert(contact, (seq, mine)).map(|(_, earlier)| earlier);
+        Place { contact, seq, contact_key, after, _done: done, latest: self.latest.clone() }
+    }
+}
+
+/// A message's turn to be answered; dropping it lets the contact's next message go.
+#[derive(Debug)]
+struct Place {
+    contact: ContactId,
+    seq: i64,
+    /// The lock key of the contact's turn.
+    contact_key: (Channel, String),
+    /// Resolves when the contact's previous message has been answered.
+    after: Option<oneshot::Receiver<()>>,
+    _done: oneshot::Sender<()>,
+    latest: Arc<std::sync::Mutex<HashMap<ContactId, (i64, oneshot::Receiver<()>)>>>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut latest = self.latest.lock().expect("answer order");
+        if latest.get(&self.contact).is_some_and(|(seq, _)| *seq == self.seq) {
+            latest.remove(&self.contact);
+        }
+    }
+}
+
+/// The content type of a channel's raw original kept beside a message (not a customer's file).
+pub const ORIGINAL_MAIL: &str = "message/rfc822";
 
 /// Steps slower than this are logged with where the time went.
 const SLOW_STEP: std::time::Duration = std::time::Duration::from_millis(50);
@@ -120,7 +175,11 @@ pub struct Engine {
     /// One assignment pass at a time, so no conversation or slot is given out twice.
     assigning: Mutex<()>,
     slow_steps: SlowSteps,
+    answer_order: AnswerOrder,
+    /// Answers running in the background, so a stop can let them finish.
+    answering: tokio_util::task::TaskTracker,
     outbox_wake: Arc<Notify>,
+    storage_problem: std::sync::Mutex<Option<(Timestamp, String)>>,
     /// Escalated conversations whose summary the assistant should rewrite (when one is configured).
     summary_requests: Option<tokio::sync::mpsc::Sender<ConversationId>>,
 }
@@ -146,7 +205,10 @@ impl Engine {
             locks: ContactLocks::new(1024),
             assigning: Mutex::new(()),
             slow_steps: SlowSteps::default(),
+            answer_order: AnswerOrder::default(),
+            answering: tokio_util::task::TaskTracker::new(),
             outbox_wake: Arc::new(Notify::new()),
+            storage_problem: std::sync::Mutex::new(None),
             summary_requests: None,
         }
     }
@@ -191,6 +253,25 @@ impl Engine {
         &self.bus
     }
 
+    /// Since when, and why, the store refuses the engine's writes; `None` while they succeed.
+    /// Readiness and the panel's banner show it.
+    pub fn storage_problem(&self) -> Option<(Timestamp, String)> {
+        self.storage_problem.lock().expect("storage problem").clone()
+    }
+
+    /// Every write of the engine goes through here, so a refusing store shows in readiness.
+    async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError> {
+        let result = self.store.commit(write).await;
+        let mut problem = self.storage_problem.lock().expect("storage problem");
+        match &result {
+            Err(StoreError::Backend(reason)) => {
+                problem.get_or_insert_with(|| (self.clock.now(), reason.clone()));
+            }
+            _ => *problem = None,
+        }
+        result
+    }
+
     /// Woken after every commit that queued outbound messages.
     pub fn outbox_wake(&self) -> Arc<Notify> {
         self.outbox_wake.clone()
@@ -200,36 +281,22 @@ impl Engine {
         self.clock.now()
     }
 
-    /// Records a customer message and runs the conversation one step. Idempotent on
+    /// Records a customer message and answers it (`receive`, then `answer`). Idempotent on
     /// (channel, external id): a repeat returns the stored message and changes nothing.
     pub async fn handle(&self, inbound: Inbound) -> Result<HandleOutcome, EngineError> {
-        let outcome = self.handle_in_turn(inbound).await?;
-        if let (true, Some(requests)) = (outcome.escalated, &self.summary_requests) {
-            // A full queue only means the extractive summary stays.
-            let _ = requests.try_send(outcome.conversation.id);
-        }
-        if outcome.conversation.handler == Handler::Queue && !outcome.duplicate {
-            // Committed already: a failure here leaves the conversation queued, not lost.
-            if let Err(error) = self.assign_waiting().await {
-                tracing::warn!(%error, "auto-assignment failed; the conversation waits in the queue");
-            }
-        }
-        Ok(outcome)
+        let received = self.receive(inbound).await?;
+        self.answer(received).await
     }
 
-    async fn handle_in_turn(&self, inbound: Inbound) -> Result<HandleOutcome, EngineError> {
+    /// Stores a customer message, and nothing more: once this returns Ok the message is durable
+    /// and may be acknowledged. The bot's step (classification, maybe a hosted LLM, the reply)
+    /// is `answer`, which keeps this message's place among its contact's messages.
+    pub async fn receive(&self, inbound: Inbound) -> Result<Received, EngineError> {
         self.check(&inbound)?;
-        let _turn = self
-            .locks
-            .for_key((inbound.channel, inbound.sender_external_id.as_str()))
-            .lock()
-            .await;
-
-        let started = std::time::Instant::now();
-        let classification = self.classifier.classify(&inbound.text).await;
+        let contact_key = (inbound.channel, inbound.sender_external_id.clone());
+        let _turn = self.locks.for_key(&contact_key).lock().await;
         let now = self.clock.now();
-        // A repeated message goes through the same path: the store refuses its write as a duplicate.
-        let (known, loaded) = match self
+        let (known, current) = match self
             .store
             .contact_and_current_conversation(inbound.channel, &inbound.sender_external_id)
             .await?
@@ -258,7 +325,7 @@ impl Engine {
             }
         };
         let loaded = match inbound.thread {
-            Thread::Current => loaded,
+            Thread::Current => current,
             Thread::New => None,
             Thread::Continue(id) => self
                 .store
@@ -266,57 +333,164 @@ impl Engine {
                 .await?
                 .filter(|c| c.contact_id == contact.id && !c.status.is_final()),
         };
-        let conversation = loaded.clone().unwrap_or_else(|| Conversation::new(contact.id, inbound.channel, now));
-        let mut message = new_message(&conversation, Sender::Customer, inbound.text.clone(), now);
+        let started = loaded.is_none();
+        let conversation = loaded.unwrap_or_else(|| Conversation::new(contact.id, inbound.channel, now));
+        let mut message = new_message(&conversation, Sender::Customer, inbound.text, now);
         message.external_id = Some(inbound.external_id.clone());
-        message.classification = Some(classification.clone());
-        message.attachments = inbound.attachments.iter().chain(&inbound.original).cloned().collect();
-        let input = Input::CustomerMessage {
-            text: &inbound.text,
-            classification: &classification,
-            has_attachments: !inbound.attachments.is_empty(),
-        };
-        let decision = step(&conversation, &input, &self.policy, now);
-        let escalated = decision.escalated.is_some();
-        let (conversation, replies) = self.replies_for(decision, Some(&inbound.text), now).await?;
-
-        let changed = loaded.as_ref().is_none_or(|before| !same_state(before, &conversation));
+        message.attachments = inbound.attachments.into_iter().chain(inbound.original).collect();
         let write = StepWrite {
             inbound: Some(message.clone()),
             contact: contact_write,
-            conversation: changed.then(|| conversation.clone()),
-            outbound: replies.clone(),
+            conversation: started.then(|| conversation.clone()),
             ..StepWrite::default()
         };
-        let decided = started.elapsed();
-        let committed = self.store.commit(write).await?;
-        if started.elapsed() > SLOW_STEP {
-            self.slow_steps.note(decided, started.elapsed() - decided);
-        }
-        match committed {
+        match self.commit(write).await? {
             Committed::Duplicate => {
-                // Stored elsewhere between our check and our write.
                 let existing = self
                     .store
                     .message_by_external_id(inbound.channel, &inbound.external_id)
                     .await?
                     .ok_or_else(|| StoreError::Corrupt("duplicate message vanished".into()))?;
-                self.duplicate(existing).await
+                let conversation = self
+                    .store
+                    .conversation(existing.conversation_id)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt("message without conversation".into()))?;
+                Ok(Received { message: existing, duplicate: true, conversation, place: None })
             }
             Committed::Stored { seqs } => {
-                let mut replies = replies;
                 message.seq = seqs[0];
-                for (reply, seq) in replies.iter_mut().zip(&seqs[1..]) {
-                    reply.seq = *seq;
-                }
-                if !replies.is_empty() {
-                    self.outbox_wake.notify_one();
-                }
-                self.publish(&conversation, std::iter::once(&message).chain(&replies));
-                tracing::debug!(conversation_id = %conversation.id, contact_id = %contact.id, replies = replies.len(), "step committed");
-                Ok(HandleOutcome { message, duplicate: false, conversation, replies, escalated })
+                let place = self.answer_order.take_place(contact.id, message.seq, contact_key);
+                self.publish(&conversation, std::iter::once(&message));
+                Ok(Received { message, duplicate: false, conversation, place: Some(place) })
             }
         }
+    }
+
+    /// Runs the bot's step on a received message: classifies it (outside any lock, so a slow
+    /// hosted LLM holds up nobody else), waits until the contact's earlier messages are
+    /// answered, then decides and commits. A storage error is retried until it clears, keeping
+    /// the contact's later messages waiting behind this one.
+    pub async fn answer(&self, received: Received) -> Result<HandleOutcome, EngineError> {
+        let Received { mut message, duplicate, conversation, place } = received;
+        let Some(mut place) = place else {
+            return Ok(HandleOutcome { message, duplicate, conversation, replies: Vec::new(), escalated: false });
+        };
+        let classification = self.classifier.classify(&message.text).await;
+        if let Some(earlier) = place.after.take() {
+            // Ok or a dropped sender both mean the earlier message is done with.
+            let _ = earlier.await;
+        }
+        message.classification = Some(classification);
+        let mut retry = std::time::Duration::from_millis(100);
+        let outcome = loop {
+            match self.answer_in_turn(&place.contact_key, &message).await {
+                Err(EngineError::Store(StoreError::Backend(reason))) => {
+                    if retry == std::time::Duration::from_millis(100) {
+                        tracing::error!(seq = message.seq, "answering a stored message failed; retrying until storage recovers: {reason}");
+                    }
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(std::time::Duration::from_secs(5));
+                }
+                result => break result?,
+            }
+        };
+        drop(place);
+        if let (true, Some(requests)) = (outcome.escalated, &self.summary_requests) {
+            // A full queue only means the extractive summary stays.
+            let _ = requests.try_send(outcome.conversation.id);
+        }
+        let mut outcome = outcome;
+        if outcome.conversation.handler == Handler::Queue {
+            // Committed already: a failure here leaves the conversation queued, not lost.
+            match self.assign_waiting().await {
+                // Someone was given a conversation, maybe this one: report it as it is now.
+                Ok(assigned) if assigned > 0 => {
+                    if let Ok(Some(now)) = self.store.conversation(outcome.conversation.id).await {
+                        outcome.conversation = now;
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "auto-assignment failed; the conversation waits in the queue"),
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Answers `received` in the background (see `answer`); `finish_answers` waits for it.
+    pub fn answer_later(self: &Arc<Self>, received: Received) -> tokio::task::JoinHandle<Result<HandleOutcome, EngineError>> {
+        let engine = self.clone();
+        self.answering.spawn(async move { engine.answer(received).await })
+    }
+
+    /// Waits for the background answers running now (a stop's drain); later ones still run.
+    pub async fn finish_answers(&self) {
+        self.answering.close();
+        self.answering.wait().await;
+        self.answering.reopen();
+    }
+
+    /// Customer messages stored but never answered (the process stopped in between), oldest
+    /// first, each holding its place. Take them before any channel starts, then `answer` each.
+    pub async fn unanswered(&self) -> Result<Vec<Received>, EngineError> {
+        let mut received = Vec::new();
+        for message in self.store.unanswered_messages(100_000).await? {
+            let contact = self.store.contact(message.contact_id).await?.ok_or(EngineError::NotFound("contact"))?;
+            let conversation = self
+                .store
+                .conversation(message.conversation_id)
+                .await?
+                .ok_or(EngineError::NotFound("conversation"))?;
+            let place = self.answer_order.take_place(contact.id, message.seq, (contact.channel, contact.external_id));
+            received.push(Received { message, duplicate: false, conversation, place: Some(place) });
+        }
+        Ok(received)
+    }
+
+    /// One step for a stored, classified customer message, under its contact's turn.
+    async fn answer_in_turn(&self, contact_key: &(Channel, String), message: &Message) -> Result<HandleOutcome, EngineError> {
+        let _turn = self.locks.for_key(contact_key).lock().await;
+        let started = std::time::Instant::now();
+        let classification = message.classification.clone().expect("classified before its step");
+        let before = self
+            .store
+            .conversation(message.conversation_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("message without conversation".into()))?;
+        let now = self.clock.now();
+        let input = Input::CustomerMessage {
+            text: &message.text,
+            classification: &classification,
+            has_attachments: message.attachments.iter().any(|a| a.content_type != ORIGINAL_MAIL),
+        };
+        let decision = step(&before, &input, &self.policy, now);
+        let escalated = decision.escalated.is_some();
+        // The message is stored already, so the summary reads it with the earlier ones.
+        let (conversation, mut replies) = self.replies_for(decision, now).await?;
+        let write = StepWrite {
+            answers: Some((message.seq, classification)),
+            conversation: (!same_state(&before, &conversation)).then(|| conversation.clone()),
+            outbound: replies.clone(),
+            ..StepWrite::default()
+        };
+        let decided = started.elapsed();
+        let committed = self.commit(write).await?;
+        if started.elapsed() > SLOW_STEP {
+            self.slow_steps.note(decided, started.elapsed() - decided);
+        }
+        let Committed::Stored { seqs } = committed else {
+            // Answered already (by a run before a restart): nothing more to do.
+            return Ok(HandleOutcome { message: message.clone(), duplicate: false, conversation: before, replies: Vec::new(), escalated: false });
+        };
+        for (reply, seq) in replies.iter_mut().zip(&seqs) {
+            reply.seq = *seq;
+        }
+        if !replies.is_empty() {
+            self.outbox_wake.notify_one();
+        }
+        self.publish(&conversation, replies.iter());
+        tracing::debug!(conversation_id = %conversation.id, replies = replies.len(), "step committed");
+        Ok(HandleOutcome { message: message.clone(), duplicate: false, conversation, replies, escalated })
     }
 
     /// Checks an uploaded file by its content and stores it; the result goes into an `Inbound`
@@ -376,7 +550,7 @@ impl Engine {
         let newly_assigned = current.handler != Handler::Agent(agent.id);
         if newly_assigned {
             let joined = step(&current, &Input::AgentJoined { agent: agent.id, agent_name: &agent.name }, &self.policy, now);
-            let (next, replies) = self.replies_for(joined, None, now).await?;
+            let (next, replies) = self.replies_for(joined, now).await?;
             outbound.extend(replies);
             current = next;
         }
@@ -416,7 +590,7 @@ impl Engine {
             after: None,
         };
         let write = StepWrite { notes: vec![note.clone()], audit: Some(audit), ..StepWrite::default() };
-        let Committed::Stored { seqs } = self.store.commit(write).await? else {
+        let Committed::Stored { seqs } = self.commit(write).await? else {
             return Err(StoreError::Corrupt("a note was taken for a duplicate".into()).into());
         };
         note.seq = seqs[0];
@@ -575,7 +749,7 @@ impl Engine {
         }
         let now = self.clock.now();
         let decision = step(&current, &input, &self.policy, now);
-        let (conversation, replies) = self.replies_for(decision, None, now).await?;
+        let (conversation, replies) = self.replies_for(decision, now).await?;
         let entry = audit.entry(now, &current, &conversation);
         self.commit_change(&conversation, replies, Some(entry)).await?;
         Ok(Some(conversation))
@@ -603,7 +777,7 @@ impl Engine {
         audit: Option<AuditEntry>,
     ) -> Result<Vec<Message>, EngineError> {
         let write = StepWrite { conversation: Some(conversation.clone()), outbound, audit, ..StepWrite::default() };
-        let Committed::Stored { seqs } = self.store.commit(write.clone()).await? else {
+        let Committed::Stored { seqs } = self.commit(write.clone()).await? else {
             return Err(StoreError::Corrupt("a step without a customer message was taken for a duplicate".into()).into());
         };
         let mut stored = write.outbound;
@@ -634,27 +808,15 @@ impl Engine {
         Ok(())
     }
 
-    async fn duplicate(&self, existing: Message) -> Result<HandleOutcome, EngineError> {
-        let conversation = self
-            .store
-            .conversation(existing.conversation_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("message without conversation".into()))?;
-        Ok(HandleOutcome { message: existing, duplicate: true, conversation, replies: Vec::new(), escalated: false })
-    }
-
-    /// Words the decided replies and fills the escalation summary; `current_text` is the
-    /// customer message being handled, not yet stored.
+    /// Words the decided replies and fills the escalation summary from the stored customer texts.
     async fn replies_for(
         &self,
         decision: Decision,
-        current_text: Option<&str>,
         now: Timestamp,
     ) -> Result<(Conversation, Vec<Message>), EngineError> {
         let Decision { mut conversation, replies, escalated } = decision;
         if escalated.is_some() {
-            let mut texts = self.store.recent_customer_texts(conversation.id, 20).await?;
-            texts.extend(current_text.map(String::from));
+            let texts = self.store.recent_customer_texts(conversation.id, 20).await?;
             if let Some(escalation) = conversation.escalation.as_mut() {
                 escalation.summary = extractive_summary(&texts);
             }

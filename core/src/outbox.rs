@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_models::{Channel, ConversationId, OutboundMessage};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 const BATCH: u32 = 256;
 const LEASE: ChronoDuration = ChronoDuration::seconds(60);
@@ -25,15 +26,22 @@ impl OutboxWorker {
         Self { store, senders, wake }
     }
 
-    /// Runs until the task is dropped. Wakes on commit, and every second for retries.
-    pub async fn run(self) {
+    /// Runs until `stop`, then makes one last pass (replies committed while stopping) and
+    /// returns. Wakes on commit, and every second for retries.
+    pub async fn run(self, stop: CancellationToken) {
         loop {
             match self.drain_once().await {
-                Ok(claimed) if claimed >= BATCH as usize => continue,
+                Ok(claimed) if claimed >= BATCH as usize && !stop.is_cancelled() => continue,
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "outbox pass failed; retrying"),
             }
-            let _ = tokio::time::timeout(IDLE_POLL, self.wake.notified()).await;
+            if stop.is_cancelled() {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::timeout(IDLE_POLL, self.wake.notified()) => {}
+                _ = stop.cancelled() => {}
+            }
         }
     }
 

@@ -78,6 +78,9 @@ pub struct SessionRecord {
 pub struct StepWrite {
     /// The customer message that caused the step; unique on (channel, external id).
     pub inbound: Option<Message>,
+    /// The stored customer message this step answers (its `seq`) and its classification. The
+    /// write is refused as `Duplicate` when that message was answered already.
+    pub answers: Option<(i64, Classification)>,
     /// Inserted, or its display name updated, when present.
     pub contact: Option<Contact>,
     /// Inserted or updated when present (absent when the step left it unchanged).
@@ -94,7 +97,8 @@ pub struct StepWrite {
 pub enum Committed {
     /// Store-assigned `seq`s: the inbound message's first (when there is one), then the replies'.
     Stored { seqs: Vec<i64> },
-    /// The inbound message was already stored; nothing was written.
+    /// The inbound message was already stored, or the message it answers already answered;
+    /// nothing was written.
     Duplicate,
 }
 
@@ -174,6 +178,12 @@ pub trait Store: Send + Sync {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError>;
+    /// Each contact on `channel` with the external id of its latest customer message:
+    /// `(contact external id, message external id)`. Channels without a replayable cursor
+    /// (Discord) catch up from these after a stop.
+    async fn latest_inbound_by_contact(&self, channel: Channel) -> Result<Vec<(String, String)>, StoreError>;
+    /// Customer messages stored but not yet answered (no classification yet), oldest first.
+    async fn unanswered_messages(&self, limit: u32) -> Result<Vec<Message>, StoreError>;
     /// Messages of one conversation with `seq > after`, oldest first.
     async fn conversation_messages(
         &self,
@@ -208,6 +218,10 @@ pub trait Store: Send + Sync {
 
     /// A named value kept across restarts; written once, the first writer wins.
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError>;
+
+    /// Ends a clean stop: the store tidies up (SQLite folds its WAL into the database file) and
+    /// closes its connections. Nothing may use the store afterwards.
+    async fn close(&self);
 }
 
 /// Understands customer text. Never fails: an implementation falls back to something weaker.

@@ -52,6 +52,21 @@ macro_rules! portable_store {
 /// The messages go in one statement, inbound first; if the inbound one is a duplicate, the
 /// replies it carried are taken out again and nothing else of the step is written.
 pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Committed, StoreError> {
+    if let Some((seq, classification)) = &write.answers {
+        // The classification marks the message answered; only the first answer counts.
+        let marked = sqlx::query(
+            "UPDATE messages SET classification = $1 WHERE seq = $2 AND sender = 'customer' AND classification IS NULL",
+        )
+        .bind(to_json(classification))
+        .bind(*seq)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        if marked == 0 {
+            return Ok(Committed::Duplicate);
+        }
+    }
     let rows: Vec<(&Message, Option<Timestamp>)> = write
         .inbound
         .iter()
@@ -733,6 +748,32 @@ impl $store {
             " FROM messages WHERE contact_id = $1 AND seq > $2 AND internal = FALSE ORDER BY seq LIMIT $3"
         );
         self.messages_after(sql, contact.to_string(), after, limit).await
+    }
+
+    async fn latest_inbound_by_contact(&self, channel: Channel) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT k.external_id AS contact, m.external_id AS latest FROM contacts k \
+             JOIN messages m ON m.seq = (SELECT MAX(i.seq) FROM messages i WHERE i.contact_id = k.id AND i.sender = 'customer') \
+             WHERE k.channel = $1 AND m.external_id IS NOT NULL ORDER BY k.external_id",
+        )
+        .bind(channel.as_str())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(|row| Ok((row.text("contact")?, row.text("latest")?))).collect()
+    }
+
+    async fn unanswered_messages(&self, limit: u32) -> Result<Vec<Message>, StoreError> {
+        let rows = sqlx::query(sql!(
+            "SELECT ",
+            MESSAGE_COLUMNS,
+            " FROM messages WHERE sender = 'customer' AND classification IS NULL ORDER BY seq LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(message_from_row).collect()
     }
 
     async fn conversation_messages(

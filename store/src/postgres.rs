@@ -68,6 +68,10 @@ portable_store! {
     // Search ignores case, as on SQLite.
     like: "ILIKE",
     specific: {
+        async fn close(&self) {
+            self.writer.close().await;
+        }
+
         async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError> {
             let mut connection = self.writer.acquire().await.map_err(backend)?;
             let result = write_one(&mut connection, &write).await;

@@ -28,6 +28,7 @@ struct Job {
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    checkpointer: SqlitePool,
     jobs: mpsc::Sender<Job>,
 }
 
@@ -46,6 +47,12 @@ impl SqliteStore {
             // When a checkpoint lets the WAL start over, it is cut back to this size instead of
             // keeping its high-water mark forever.
             .pragma("journal_size_limit", "67108864");
+        let database_file = options.get_filename().as_os_str().to_owned();
+        let wal = (!database_file.is_empty() && database_file != ":memory:").then(|| {
+            let mut name = database_file;
+            name.push("-wal");
+            std::path::PathBuf::from(name)
+        });
         // Checkpoints copy the WAL into the database file and fsync it; done by the writer they
         // would stall every commit behind them, so a separate connection does them.
         let writer = SqlitePoolOptions::new()
@@ -66,8 +73,8 @@ impl SqliteStore {
             .map_err(|e| StoreError::Backend(format!("cannot open `{url}` for reading: {e}")))?;
         let (jobs, queue) = mpsc::channel(4 * MAX_GROUP);
         tokio::spawn(group_commit(writer.clone(), queue));
-        tokio::spawn(checkpoint_regularly(checkpointer, jobs.downgrade()));
-        Ok(Self { writer, reader, jobs })
+        tokio::spawn(checkpoint_regularly(checkpointer.clone(), wal, jobs.downgrade()));
+        Ok(Self { writer, reader, checkpointer, jobs })
     }
 
     /// Applies the embedded migrations that have not run yet.
@@ -128,12 +135,26 @@ async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
 
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
-/// Runs passive checkpoints (they never block the writer) until the store is dropped.
-async fn checkpoint_regularly(pool: SqlitePool, store_alive: mpsc::WeakSender<Job>) {
-    while store_alive.upgrade().is_some() {
+/// A WAL larger than this is truncated: passive checkpoints copy it into the database, but under
+/// steady load readers keep it from starting over, so it would only grow.
+const WAL_TRUNCATE_ABOVE: u64 = 32 * 1024 * 1024;
+
+/// Runs passive checkpoints (they never block the writer) until the store is dropped or closed,
+/// and truncates the WAL when it has grown past `WAL_TRUNCATE_ABOVE` (this waits for readers
+/// and holds the writer back for the moment it takes).
+async fn checkpoint_regularly(pool: SqlitePool, wal: Option<std::path::PathBuf>, store_alive: mpsc::WeakSender<Job>) {
+    while store_alive.upgrade().is_some() && !pool.is_closed() {
         tokio::time::sleep(CHECKPOINT_EVERY).await;
-        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
-            tracing::warn!(%error, "WAL checkpoint failed; will retry");
+        let wal_size = wal.as_ref().and_then(|path| std::fs::metadata(path).ok()).map_or(0, |m| m.len());
+        let (mode, sql) = if wal_size > WAL_TRUNCATE_ABOVE {
+            ("TRUNCATE", "PRAGMA wal_checkpoint(TRUNCATE)")
+        } else {
+            ("PASSIVE", "PRAGMA wal_checkpoint(PASSIVE)")
+        };
+        if let Err(error) = sqlx::query(sql).execute(&pool).await
+            && !pool.is_closed()
+        {
+            tracing::warn!(%error, mode, "WAL checkpoint failed; will retry");
         }
     }
 }
@@ -172,6 +193,17 @@ portable_store! {
             let stopped = || StoreError::Backend("the database writer has stopped".into());
             self.jobs.send(Job { write, done }).await.map_err(|_| stopped())?;
             result.await.map_err(|_| stopped())?
+        }
+
+        async fn close(&self) {
+            // Everything committed is folded into the database file and the WAL emptied, so a
+            // stopped installation is one file again (for backups and copies).
+            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.checkpointer).await {
+                tracing::warn!(%error, "the final WAL checkpoint failed; the WAL is folded in on the next start");
+            }
+            self.checkpointer.close().await;
+            self.reader.close().await;
+            self.writer.close().await;
         }
 
         /// One statement: lease the due messages and return them with their recipient.

@@ -4,7 +4,7 @@
 
 use axum::Router;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -52,7 +52,16 @@ struct Inner {
     refused: u32,
     cdn: HashMap<String, Vec<u8>>,
     deferred: Vec<String>,
+    /// Every message per channel (customers' and the bot's), for `GET …/messages`.
+    history: HashMap<u64, Vec<Value>>,
     gateway: Gateway,
+}
+
+impl Inner {
+    fn remember(&mut self, message: &Value) {
+        let channel = message["channel_id"].as_str().and_then(|c| c.parse().ok()).expect("a message has a channel");
+        self.history.entry(channel).or_default().push(message.clone());
+    }
 }
 
 #[derive(Clone)]
@@ -72,7 +81,7 @@ impl FakeDiscord {
             .route("/api/v10/gateway/bot", get(gateway_url))
             .route("/api/v10/users/@me", get(|| async { axum::Json(bot_user()) }))
             .route("/api/v10/users/@me/channels", post(open_dm))
-            .route("/api/v10/channels/{channel}/messages", post(create_message))
+            .route("/api/v10/channels/{channel}/messages", post(create_message).get(list_messages))
             .route("/api/v10/channels/{channel}/messages/{message}/threads", post(create_thread))
             .route("/api/v10/interactions/{id}/{token}/callback", post(interaction_callback))
             .route("/cdn/{name}", get(cdn))
@@ -96,9 +105,17 @@ impl FakeDiscord {
         inner.next_id
     }
 
+    /// A message written while no gateway session is open: kept in its channel's history only.
+    pub fn write_while_away(&self, data: Value) {
+        self.lock().remember(&data);
+    }
+
     /// Sends a gateway event (to the live connection, and kept for replay on resume).
     pub fn dispatch(&self, event: &str, data: Value) {
         let mut inner = self.lock();
+        if event == "MESSAGE_CREATE" {
+            inner.remember(&data);
+        }
         let gateway = &mut inner.gateway;
         gateway.seq += 1;
         let frame = json!({"op": 0, "t": event, "s": gateway.seq, "d": data}).to_string();
@@ -287,7 +304,33 @@ async fn create_message(State(fake): State<FakeDiscord>, Path(channel): Path<u64
     });
     let mut reply = message(id, channel, false, BOT_ID, payload["content"].as_str().unwrap_or_default(), json!([]));
     reply["author"] = bot_user();
+    inner.remember(&reply);
     axum::Json(reply).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Page {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// Messages after `after`, newest first, at most `limit` (50 by default), as Discord answers.
+async fn list_messages(State(fake): State<FakeDiscord>, Path(channel): Path<u64>, Query(page): Query<Page>) -> Response {
+    let inner = fake.lock();
+    let id = |m: &Value| m["id"].as_str().and_then(|id| id.parse::<u64>().ok()).unwrap_or(0);
+    let mut found: Vec<Value> = inner
+        .history
+        .get(&channel)
+        .into_iter()
+        .flatten()
+        .filter(|m| id(m) > page.after.unwrap_or(0))
+        .cloned()
+        .collect();
+    found.sort_by_key(|m| std::cmp::Reverse(id(m)));
+    // With `after`, Discord returns the oldest messages past it.
+    let limit = page.limit.unwrap_or(50).min(100);
+    let skip = found.len().saturating_sub(limit);
+    axum::Json(Value::Array(found.split_off(skip))).into_response()
 }
 
 async fn create_thread(State(fake): State<FakeDiscord>, Path((channel, message)): Path<(u64, u64)>, axum::Json(body): axum::Json<Value>) -> Response {

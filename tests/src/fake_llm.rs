@@ -23,6 +23,8 @@ pub enum Behaviour {
     Garbage,
     /// A refusal instead of content.
     Refuse(String),
+    /// Replies with this text once `release` is called; until then every request waits.
+    Held(String),
     /// Answers by task, as a real model would: intent choice (`{"intent": <this>}`), summary, draft.
     Helpful { intent: Option<String>, summary: String, draft: String },
 }
@@ -32,6 +34,7 @@ pub struct FakeLlm {
     pub addr: SocketAddr,
     behaviour: Arc<Mutex<Behaviour>>,
     requests: Arc<Mutex<Vec<Value>>>,
+    released: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl FakeLlm {
@@ -41,6 +44,7 @@ impl FakeLlm {
             addr: listener.local_addr().expect("local addr"),
             behaviour: Arc::new(Mutex::new(behaviour)),
             requests: Arc::default(),
+            released: Arc::new(tokio::sync::watch::Sender::new(false)),
         };
         let app = Router::new().route("/v1/chat/completions", post(complete)).with_state(fake.clone());
         tokio::spawn(async move {
@@ -56,6 +60,11 @@ impl FakeLlm {
 
     pub fn set(&self, behaviour: Behaviour) {
         *self.behaviour.lock().unwrap() = behaviour;
+    }
+
+    /// Lets held requests (and later ones) answer.
+    pub fn release(&self) {
+        self.released.send_replace(true);
     }
 
     /// Request bodies received so far.
@@ -92,6 +101,10 @@ async fn complete(State(fake): State<FakeLlm>, body: String) -> Response {
             } else {
                 draft
             };
+            axum::Json(completion(json!({"role": "assistant", "content": text, "refusal": null}))).into_response()
+        }
+        Behaviour::Held(text) => {
+            let _ = fake.released.subscribe().wait_for(|released| *released).await;
             axum::Json(completion(json!({"role": "assistant", "content": text, "refusal": null}))).into_response()
         }
         Behaviour::Refuse(why) => {

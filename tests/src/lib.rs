@@ -68,9 +68,18 @@ impl TestServer {
 
     /// Stops the server and starts a new one on the same database (a restart).
     pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start_again().await;
+    }
+
+    /// A clean stop; `start_again` starts it on the same database.
+    pub async fn stop(&mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown().await.expect("clean shutdown");
         }
+    }
+
+    pub async fn start_again(&mut self) {
         let running = switchboard::start(&self.config).await.expect("server restarts");
         self.addr = running.addr;
         self.running = Some(running);
@@ -119,7 +128,15 @@ impl TestServer {
 
     /// Connects with an optional `Origin` header; the error carries the HTTP status on refusal.
     pub async fn connect_from(&self, token: &str, origin: Option<&str>) -> Result<Widget, u16> {
-        let mut request = format!("ws://{}/webchat/ws?token={token}", self.addr)
+        Widget::connect(&self.addr.to_string(), token, origin).await
+    }
+}
+
+impl Widget {
+    /// A widget's socket to the server at `host:port`, with an optional `Origin` header; the
+    /// error carries the HTTP status on refusal.
+    pub async fn connect(host: &str, token: &str, origin: Option<&str>) -> Result<Widget, u16> {
+        let mut request = format!("ws://{host}/webchat/ws?token={token}")
             .into_client_request()
             .expect("ws request");
         if let Some(origin) = origin {
@@ -224,6 +241,18 @@ impl Widget {
 
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;
+    }
+
+    /// Reads until the server closes the socket; the close code it sent, if any.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            let message = tokio::time::timeout(FRAME_TIMEOUT, self.socket.next()).await.expect("closed within the timeout");
+            match message {
+                Some(Ok(WsMessage::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                None | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
     }
 }
 

@@ -47,6 +47,8 @@ pub struct Signed {
     pub agent: Agent,
     pub csrf: String,
     pub token_hash: String,
+    /// For admins: why the database refuses writes right now, if it does.
+    pub storage_problem: Option<String>,
 }
 
 impl Signed {
@@ -93,7 +95,11 @@ impl FromRequestParts<AppState> for Signed {
             .map_err(|e| ApiError::from(e).into_response())?
             .filter(|a| a.active)
             .ok_or_else(|| ToLogin.into_response())?;
-        Ok(Signed { agent, csrf: session.csrf, token_hash })
+        let storage_problem = (agent.role == switchboard_models::Role::Admin)
+            .then(|| state.engine.storage_problem())
+            .flatten()
+            .map(|(since, reason)| storage_problem_text(since, &reason));
+        Ok(Signed { agent, csrf: session.csrf, token_hash, storage_problem })
     }
 }
 
@@ -137,4 +143,13 @@ impl FromRequestParts<AppState> for ApiCaller {
         let agent = store.agent(agent).await?.filter(|a| a.active).ok_or_else(unauthorized)?;
         Ok(ApiCaller(agent))
     }
+}
+
+/// What the banner and readiness say when the store refuses writes.
+pub fn storage_problem_text(since: switchboard_models::Timestamp, reason: &str) -> String {
+    format!(
+        "The database has refused writes since {} UTC: {reason}. Customers' messages are not accepted until it recovers \
+         (widgets keep them and resend); free disk space or restore the database connection.",
+        since.format("%Y-%m-%d %H:%M:%S")
+    )
 }

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -58,6 +59,7 @@ fn page(signed: &Signed, nav: &str, title: &str, mut data: Value) -> Value {
         "nav": nav,
         "csrf": signed.csrf,
         "flash": null,
+        "storage_problem": signed.storage_problem,
         "me": {"name": me.name, "email": me.email, "role": me.role.as_str(), "is_admin": me.role == Role::Admin, "presence": me.presence.as_str()},
     });
     if let (Some(data), Value::Object(base)) = (data.as_object_mut(), base) {
@@ -611,7 +613,7 @@ async fn events(State(state): State<AppState>, _signed: Signed) -> Sse<impl futu
             return Some((Ok(Event::default().data(data)), receiver));
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Sse::new(stream.take_until(state.closing.clone().cancelled_owned())).keep_alive(KeepAlive::default())
 }
 
 /// An LLM-written reply for `agent` to edit; never sent by itself.

@@ -26,6 +26,8 @@ pub enum ServerFrame {
     /// The customer message `client_id` is stored (or was already: `duplicate`).
     Ack { client_id: String, message: MessageView, duplicate: bool, conversation: ConversationView },
     Typing { on: bool },
+    /// The conversation changed hands or status since the widget last heard of it.
+    Conversation { conversation: ConversationView },
     Pong,
     Error {
         code: &'static str,

@@ -154,9 +154,13 @@ pub async fn poll(
         if !current.messages.is_empty() {
             return Ok(Json(current));
         }
-        match tokio::time::timeout_at(deadline, subscription.events.recv()).await {
-            Ok(Some(_)) => continue,
-            Ok(None) | Err(_) => return Ok(Json(current)),
+        tokio::select! {
+            event = tokio::time::timeout_at(deadline, subscription.events.recv()) => match event {
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => return Ok(Json(current)),
+            },
+            // Stopping: answer now; the widget polls again (another node, or this one restarted).
+            _ = state.closing.cancelled() => return Ok(Json(current)),
         }
     }
 }

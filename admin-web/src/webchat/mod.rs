@@ -15,8 +15,9 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use serde::Serialize;
 use std::time::Duration;
-use switchboard_core::HandleOutcome;
-use switchboard_models::{Channel, Inbound};
+use std::sync::Arc;
+use switchboard_channels::webchat::LiveEvent;
+use switchboard_models::{Channel, Conversation, Inbound, Message};
 
 pub use origin::AllowedOrigins;
 pub use visitor::VisitorKeys;
@@ -81,7 +82,7 @@ async fn receive(
     visitor: &str,
     client_id: &str,
     text: String,
-) -> Result<HandleOutcome, ApiError> {
+) -> Result<Acknowledged, ApiError> {
     if !valid_client_id(client_id) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -119,11 +120,52 @@ async fn receive(
         thread: switchboard_models::Thread::Current,
         received_at: state.engine.now(),
     };
-    state.hub.publish(visitor, switchboard_channels::webchat::LiveEvent::Typing(true));
-    let outcome = state.engine.handle(inbound).await;
-    let answered = matches!(&outcome, Ok(o) if !o.replies.is_empty());
-    if !answered {
-        state.hub.publish(visitor, switchboard_channels::webchat::LiveEvent::Typing(false));
+    state.hub.publish(visitor, LiveEvent::Typing(true));
+    let received = match state.engine.receive(inbound).await {
+        Ok(received) => received,
+        Err(error) => {
+            state.hub.publish(visitor, LiveEvent::Typing(false));
+            return Err(error.into());
+        }
+    };
+    let acknowledged = Acknowledged {
+        message: received.message.clone(),
+        duplicate: received.duplicate,
+        conversation: received.conversation.clone(),
+    };
+    if received.duplicate {
+        state.hub.publish(visitor, LiveEvent::Typing(false));
+        return Ok(acknowledged);
     }
-    Ok(outcome?)
+    // Stored: acknowledge now; the bot answers in the background (a hosted LLM may be slow).
+    let (hub, visitor) = (state.hub.clone(), visitor.to_string());
+    let before = received.conversation.clone();
+    let answering = state.engine.answer_later(received);
+    tokio::spawn(async move {
+        match answering.await {
+            Ok(Ok(outcome)) => {
+                if outcome.replies.is_empty() {
+                    hub.publish(&visitor, LiveEvent::Typing(false));
+                }
+                if outcome.conversation.handler != before.handler || outcome.conversation.status != before.status {
+                    hub.publish(&visitor, LiveEvent::Conversation(Arc::new(outcome.conversation)));
+                }
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "a stored web-chat message was not answered; it is answered on the next start");
+                hub.publish(&visitor, LiveEvent::Typing(false));
+            }
+            // Cut off by a stop: it is answered on the next start.
+            Err(_) => {}
+        }
+    });
+    Ok(acknowledged)
+}
+
+/// What the widget is told once its message is stored.
+struct Acknowledged {
+    message: Message,
+    duplicate: bool,
+    /// As it was before the bot's step; a `conversation` frame follows when the step changes it.
+    conversation: Conversation,
 }

@@ -5,7 +5,7 @@ use super::http::{page, visitor_from};
 use super::receive;
 use crate::AppState;
 use crate::error::ApiError;
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -64,9 +64,18 @@ async fn session(socket: WebSocket, state: AppState, visitor: String) {
             event = subscription.events.recv() => match event {
                 Some(LiveEvent::Message(message)) => ServerFrame::Message { message: MessageView::from(&*message) },
                 Some(LiveEvent::Typing(on)) => ServerFrame::Typing { on },
+                Some(LiveEvent::Conversation(conversation)) => {
+                    ServerFrame::Conversation { conversation: ConversationView::from(&*conversation) }
+                }
                 // Dropped for falling behind: close, and the widget resyncs on reconnect.
                 None => return,
             },
+            _ = state.closing.cancelled() => {
+                // 1012 "service restart": the widget reconnects shortly and resends what is unacknowledged.
+                let close = CloseFrame { code: 1012, reason: "Switchboard is restarting; reconnect in a few seconds".into() };
+                let _ = sink.send(WsMessage::Close(Some(close))).await;
+                return;
+            }
         };
         if send(&mut sink, &outgoing).await.is_err() {
             return;

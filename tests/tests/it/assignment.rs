@@ -116,6 +116,8 @@ async fn notes_stay_internal_and_every_action_is_audited() {
     let ack = widget.next_of("ack").await;
     let conversation_id =
         switchboard_models::ConversationId::parse(ack["conversation"]["id"].as_str().unwrap()).unwrap();
+    // The bot's step escalates after the ack, and Gus, online with room, gets it.
+    while widget.next_of("conversation").await["conversation"]["handler"] != "agent" {}
     let engine = server.engine();
 
     let note = engine.add_note(conversation_id, gus, "Customer is on the legacy plan <b>".into()).await.unwrap();

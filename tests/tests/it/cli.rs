@@ -2,6 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use switchboard_tests::Widget;
 
 fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_switchboard-under-test")
@@ -218,6 +219,10 @@ fn only_section_and_key_environment_variables_are_config() {
     let (code, _, err) = run(&["config", "check"], &[("SWITCHBOARD_WEBCHAT__TITEL", "Help")], dir.path());
     assert_eq!(code, 2);
     assert!(err.contains("titel"), "{err}");
+    assert!(err.contains("did you mean `webchat.title` (environment variable SWITCHBOARD_WEBCHAT__TITLE)"), "{err}");
+    let (code, _, err) = run(&["config", "check"], &[("SWITCHBOARD_WEBCHAT__ZZZZZZ", "1")], dir.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("zzzzzz") && !err.contains("did you mean"), "no suggestion when nothing is close: {err}");
 }
 
 #[test]
@@ -250,13 +255,28 @@ async fn migrate_creates_the_schema_on_postgres() {
     assert_eq!(db.count("SELECT COUNT(*) FROM conversations").await, 0, "the schema exists");
 }
 
-#[test]
-fn sigterm_stops_the_server_cleanly() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_server_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, address) = serve_in(dir.path());
-    assert!(http_get_status(&address, "/widget.js").starts_with("HTTP/1.1 200"));
+    let session: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://{address}/webchat/session"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["token"].as_str().unwrap();
+    let mut widget = Widget::connect(&address, token, None).await.expect("connects");
+    widget.next_of("ready").await;
+    widget.say("c1", "hello").await;
+    widget.next_reply().await;
+    assert!(dir.path().join("switchboard.db-wal").metadata().unwrap().len() > 0, "writes went to the WAL");
+
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
+    assert_eq!(widget.close_code().await, Some(1012), "widgets are told the service restarts, to reconnect later");
     let pid = child.id();
     let (exited, exit) = std::sync::mpsc::channel();
     std::thread::spawn(move || exited.send(child.wait()));
@@ -267,6 +287,8 @@ fn sigterm_stops_the_server_cleanly() {
     let exit = exit.unwrap();
     assert_eq!(exit.code(), Some(0), "a requested stop is a clean exit, not death by signal: {exit:?}");
     assert!(std::net::TcpStream::connect(&address).is_err(), "it no longer listens");
+    let wal = dir.path().join("switchboard.db-wal").metadata().map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "the WAL is folded into the database file on a clean stop");
 }
 
 #[tokio::test]

@@ -205,3 +205,48 @@ async fn pressing_a_quick_reply_button_counts_as_saying_it() {
     assert_eq!(messages[2].text, "Talk to a person");
     assert_eq!(messages[2].external_id.as_deref(), Some(format!("interaction:{press}").as_str()));
 }
+
+#[tokio::test]
+async fn messages_written_while_stopped_are_fetched_on_start_in_order_and_once() {
+    let discord = FakeDiscord::start().await;
+    let mut server = server_with(&discord).await;
+    discord.set_dm_channel(905, 5005);
+    dm(&discord, 905, 5005, "hello");
+    discord.wait_posted(5005, 1, WAIT).await;
+    let case = discord.new_id();
+    discord.dispatch("MESSAGE_CREATE", message(case, SERVED, true, 906, "I forgot my password", json!([])));
+    discord.wait_posted(case, 1, WAIT).await;
+    stored(&server, "dm/905", 2).await;
+    stored(&server, &format!("thread/{case}/906"), 2).await;
+
+    server.stop().await;
+    let away = |channel: u64, guild: bool, author: u64, text: &str| {
+        discord.write_while_away(message(discord.new_id(), channel, guild, author, text, json!([])));
+    };
+    away(5005, false, 905, "are you there?");
+    away(5005, false, 905, "my order 42 has not arrived");
+    away(case, true, 906, "the reset mail never came");
+    away(case, true, 907, "someone else's words in the thread");
+    let new_case = discord.new_id();
+    discord.write_while_away(message(new_case, SERVED, true, 908, "I want to talk to a person", json!([])));
+    server.start_again().await;
+
+    let texts = |messages: Vec<Message>| -> Vec<String> {
+        messages.into_iter().filter(|m| m.sender == Sender::Customer).map(|m| m.text).collect()
+    };
+    assert_eq!(texts(stored(&server, "dm/905", 6).await), ["hello", "are you there?", "my order 42 has not arrived"]);
+    assert_eq!(texts(stored(&server, &format!("thread/{case}/906"), 4).await), ["I forgot my password", "the reset mail never came"]);
+    assert_eq!(texts(stored(&server, &format!("thread/{new_case}/908"), 2).await), ["I want to talk to a person"]);
+    assert!(discord.threads().contains(&new_case), "a case opened while away gets its thread");
+    discord.wait_posted(5005, 3, WAIT).await;
+
+    // Nothing is fetched twice: another start finds nothing new.
+    server.restart().await;
+    discord.wait_connected(WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let store = server.engine().store();
+    let dm = store.contact_by_external_id(Channel::Discord, "dm/905").await.unwrap().unwrap();
+    let again = store.contact_messages(dm.id, 0, 100).await.unwrap();
+    assert_eq!(texts(again), ["hello", "are you there?", "my order 42 has not arrived"]);
+    assert!(store.contact_by_external_id(Channel::Discord, &format!("thread/{case}/907")).await.unwrap().is_none());
+}

@@ -2,11 +2,16 @@
 //! stored; the store recovers by itself when the cause goes away. On both backends.
 
 use chrono::Utc;
+use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
+use switchboard_admin_web::accounts::create_account;
 use switchboard_core::ports::{Committed, StepWrite, Store};
 use crate::store::message;
-use switchboard_models::{Channel, Contact, ContactId, Conversation, Sender};
+use switchboard_models::{Channel, Contact, ContactId, Conversation, Role, Sender};
+use switchboard_tests::TestServer;
 use switchboard_tests::databases::TestDatabase;
+use switchboard_tests::panel::PanelClient;
 
 /// A customer message and the bot's reply to it, as one step.
 fn step(conversation: &Conversation, external_id: &str, text: String) -> StepWrite {
@@ -164,4 +169,118 @@ async fn postgres_a_read_only_database_refuses_messages_and_writes_resume_when_i
     assert!(after_cut >= 9, "a cut connection costs at most the write that used it ({after_cut} of 10)");
     drop(store);
     answers.check_against(&db).await;
+}
+
+/// The widget's HTTP fallback send: its status and JSON body.
+async fn send(server: &TestServer, token: &str, client_id: &str, text: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(server.url("/webchat/messages"))
+        .bearer_auth(token)
+        .json(&json!({"client_id": client_id, "text": text}))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+}
+
+async fn readiness(server: &TestServer) -> (u16, Value) {
+    let response = reqwest::get(server.url("/readyz")).await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// Sends until the server refuses one; returns its client id.
+async fn send_until_refused(server: &TestServer, token: &str, text: &str, at_most: usize) -> String {
+    for n in 1..=at_most {
+        let client_id = format!("m{n}");
+        let (status, body) = send(server, token, &client_id, text).await;
+        if status == 503 {
+            assert_eq!(body["error"]["code"], "unavailable", "{body}");
+            return client_id;
+        }
+        assert_eq!(status, 201, "{body}");
+    }
+    panic!("no send was refused in {at_most}");
+}
+
+/// Resends the refused message, as the widget does on `unavailable`, until it is stored; a
+/// resend after that is a duplicate. (On PostgreSQL a pooled connection opened while the
+/// database was read-only fails once more before it is discarded: that send is refused too.)
+async fn resend_until_stored(server: &TestServer, token: &str, client_id: &str, text: &str) {
+    let answered = || async {
+        for _ in 0..50 {
+            let status = send(server, token, client_id, text).await.0;
+            if status != 503 {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        503
+    };
+    assert_eq!(answered().await, 201, "the refused message is stored once the cause is gone, without a restart");
+    assert_eq!(answered().await, 200, "and only once");
+}
+
+/// While writes are refused: readiness is red with the reason, and admins see a banner.
+async fn unready_with_a_banner(server: &TestServer, admin: &PanelClient) {
+    let (status, ready) = readiness(server).await;
+    assert_eq!(status, 503, "{ready}");
+    assert!(ready["reason"].as_str().unwrap().contains("refused writes"), "{ready}");
+    let page = admin.get("/panel/conversations").await;
+    assert!(page.body.contains("data-test=\"storage-banner\""), "admins are told: {}", page.body);
+}
+
+async fn ready_without_a_banner(server: &TestServer, admin: &PanelClient) {
+    assert_eq!(readiness(server).await.0, 200);
+    assert!(!admin.get("/panel/conversations").await.body.contains("storage-banner"));
+}
+
+async fn signed_in_admin(server: &TestServer) -> PanelClient {
+    let store = server.engine().store();
+    create_account(store.as_ref(), "ada@example.com", "Ada", Role::Admin, "a long enough password", None).await.unwrap();
+    PanelClient::sign_in(&server.url(""), "ada@example.com", "a long enough password").await
+}
+
+#[tokio::test]
+async fn sqlite_server_on_a_full_disk_refuses_turns_unready_and_recovers_without_a_restart() {
+    let disk = SmallDisk::mount(8);
+    let database = disk.path().join("switchboard.db");
+    let server = TestServer::start_with(|config| config.database.url = format!("sqlite://{}", database.display())).await;
+    let admin = signed_in_admin(&server).await;
+    let (_, token) = server.new_visitor().await;
+    assert_eq!(send(&server, &token, "m0", "hello").await.0, 201);
+    assert_eq!(readiness(&server).await.0, 200);
+
+    // Fill every byte that is left.
+    let ballast = disk.path().join("ballast");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&ballast).unwrap();
+        while file.write_all(&[0u8; 64 * 1024]).is_ok() {}
+    }
+    let text = "my order has not arrived ".repeat(60);
+    let refused = send_until_refused(&server, &token, &text, 3000).await;
+    unready_with_a_banner(&server, &admin).await;
+
+    std::fs::remove_file(&ballast).unwrap();
+    resend_until_stored(&server, &token, &refused, &text).await;
+    ready_without_a_banner(&server, &admin).await;
+}
+
+#[tokio::test]
+async fn postgres_server_on_a_read_only_database_refuses_turns_unready_and_recovers_without_a_restart() {
+    let db = TestDatabase::postgres().await;
+    let url = db.url.clone();
+    let server = TestServer::start_with(|config| config.database.url = url).await;
+    let admin = signed_in_admin(&server).await;
+    let (_, token) = server.new_visitor().await;
+    assert_eq!(send(&server, &token, "m0", "hello").await.0, 201);
+
+    db.execute_on_server(&format!("ALTER DATABASE {} SET default_transaction_read_only = on", db.postgres_name())).await;
+    db.terminate_sessions().await;
+    let refused = send_until_refused(&server, &token, "where is my order?", 40).await;
+    unready_with_a_banner(&server, &admin).await;
+
+    db.execute_on_server(&format!("ALTER DATABASE {} RESET default_transaction_read_only", db.postgres_name())).await;
+    resend_until_stored(&server, &token, &refused, "where is my order?").await;
+    ready_without_a_banner(&server, &admin).await;
 }

@@ -9,6 +9,8 @@ use switchboard_tests::databases::{Backend, TestDatabase};
 const RELEASED: &[(&str, &str)] = &[
     ("sqlite/0001_foundation.sql", "e6620354170d713f96b543874f5b0fbd57ee1263452401794c2bdf4e0675a6c6"),
     ("postgres/0001_foundation.sql", "f07d85deed1541e53bcc30fc10fe1744d42e00283e72de2804e0413240d0e3f8"),
+    ("sqlite/0002_unanswered_messages.sql", "99e29f485674e82d79818cc5f514338b951f492cd0bd650b9cfbf11c442566af"),
+    ("postgres/0002_unanswered_messages.sql", "99e29f485674e82d79818cc5f514338b951f492cd0bd650b9cfbf11c442566af"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

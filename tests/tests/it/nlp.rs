@@ -446,3 +446,56 @@ async fn without_the_model_the_service_runs_on_keyword_rules() {
     assert!(classification.intent.is("greeting"));
     assert_eq!(outcome.replies.len(), 1, "the bot still answers");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_is_acknowledged_before_a_slow_llm_answers_and_answers_keep_their_order() {
+    let fake = FakeLlm::start(Behaviour::Held(r#"{"intent": "order_status"}"#.into())).await;
+    let base_url = fake.base_url();
+    let server = TestServer::start_with(move |config| {
+        config.nlp.enabled = true;
+        config.nlp.model_dir = switchboard_tests::model_dir();
+        config.nlp.cache_dir = config.attachments.dir.with_file_name("nlp-cache");
+        config.llm.base_url = Some(base_url);
+        // Far longer than the test waits: only `release` lets the LLM answer.
+        config.llm.timeout_ms = 120_000;
+    })
+    .await;
+    let (visitor, token) = server.new_visitor().await;
+    let mut widget = server.connect(&token).await;
+    widget.next_of("ready").await;
+
+    // Out of scope for the local model, so the LLM is asked, and it holds its answer.
+    widget.say("c1", "who won the football world cup in 1998").await;
+    assert_eq!(widget.next_of("ack").await["client_id"], "c1", "stored and acknowledged while the LLM thinks");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fake.requests().is_empty() {
+        assert!(Instant::now() < deadline, "the LLM was never asked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The local model is sure of this one, but it is answered after the first.
+    widget.say("c2", "hey there, good morning").await;
+    assert_eq!(widget.next_of("ack").await["client_id"], "c2");
+    let early = widget.frames_within(Duration::from_millis(1500)).await;
+    assert!(
+        early.iter().all(|f| f["type"] != "message" || f["message"]["sender"] == "customer"),
+        "nothing is answered while the first message waits for the LLM: {early:?}"
+    );
+
+    fake.release();
+    let first = widget.next_reply().await;
+    let second = widget.next_reply().await;
+    let store = server.engine().store();
+    let classified = |client_id: &str| {
+        let external_id = format!("{visitor}:{client_id}");
+        async move {
+            let message = store.message_by_external_id(switchboard_models::Channel::WebChat, &external_id).await.unwrap().unwrap();
+            message.classification.expect("classified once answered")
+        }
+    };
+    let (c1, c2) = (classified("c1").await, classified("c2").await);
+    assert_eq!((c1.intent.as_str(), c1.source), ("order_status", ClassificationSource::Llm));
+    assert_eq!((c2.intent.as_str(), c2.source), ("greeting", ClassificationSource::Model));
+    assert_eq!(first["text"].as_str(), c1.answer.as_deref(), "the first message is answered first");
+    assert_eq!(second["text"].as_str(), c2.answer.as_deref());
+    assert!(first["seq"].as_i64() < second["seq"].as_i64());
+}

@@ -4,7 +4,7 @@ use chrono::Utc;
 use std::sync::Arc;
 use switchboard_core::ports::{Assignee, Committed, ConversationFilter, SessionRecord, StepWrite, Store};
 use switchboard_models::{
-    Agent, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, Category, Channel, Contact, ContactId,
+    Agent, Classification, ClassificationSource, IntentName, Urgency, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, Category, Channel, Contact, ContactId,
     Conversation, Handler, Message, MessageId, Presence, Priority, Role, Sender, Status, Timestamp,
 };
 use switchboard_tests::databases::{Backend, TestDatabase};
@@ -34,6 +34,7 @@ on_both_backends!(
     lists_filters_search_and_counts,
     audit_entries_newest_first,
     message_pages_and_recent_customer_texts,
+    stored_messages_wait_unanswered_until_one_step_answers_them,
 );
 
 /// Instants as the store keeps them (milliseconds), so round trips compare equal.
@@ -414,4 +415,61 @@ async fn message_pages_and_recent_customer_texts(backend: Backend) {
     assert!(customer_view.iter().all(|m| !m.internal), "customers never see notes");
     assert_eq!(customer_view.len(), 6);
     assert_eq!(store.recent_customer_texts(conversation.id, 2).await.unwrap(), ["two", "three"]);
+}
+
+fn classified_as(intent: &str) -> Classification {
+    Classification {
+        intent: IntentName::parse(intent).unwrap(),
+        category: Category::GeneralInquiry,
+        confidence: 0.8,
+        alternatives: Vec::new(),
+        sentiment: 0.0,
+        urgency: Urgency::None,
+        language: None,
+        answer: None,
+        always_escalate: false,
+        source: ClassificationSource::Keywords,
+    }
+}
+
+async fn stored_messages_wait_unanswered_until_one_step_answers_them(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let conversation = conversation(store.as_ref(), "visitor-1").await;
+    let mut seqs = Vec::new();
+    for n in 1..=3 {
+        let inbound = message(&conversation, Sender::Customer, &format!("question {n}"), Some(&format!("v1:q{n}")));
+        let Committed::Stored { seqs: stored } = store.commit(step_write(Some(inbound), Vec::new())).await.unwrap() else {
+            panic!("stored")
+        };
+        seqs.push(stored[0]);
+    }
+    // A bot message without a classification is not waiting for an answer.
+    store.commit(step_write(None, vec![message(&conversation, Sender::Bot, "one moment", None)])).await.unwrap();
+    let waiting = store.unanswered_messages(10).await.unwrap();
+    assert_eq!(waiting.iter().map(|m| m.seq).collect::<Vec<_>>(), seqs, "oldest first, customers' only");
+    assert_eq!(store.unanswered_messages(2).await.unwrap().len(), 2, "the limit holds");
+    assert_eq!(
+        store.latest_inbound_by_contact(Channel::WebChat).await.unwrap(),
+        vec![("visitor-1".to_string(), "v1:q3".to_string())],
+        "each contact's latest customer message (the bot's later one does not count)"
+    );
+    assert!(store.latest_inbound_by_contact(Channel::Discord).await.unwrap().is_empty());
+
+    let answer = |seq: i64, text: &str| StepWrite {
+        answers: Some((seq, classified_as("greeting"))),
+        outbound: vec![message(&conversation, Sender::Bot, text, None)],
+        ..StepWrite::default()
+    };
+    let Committed::Stored { seqs: replies } = store.commit(answer(seqs[0], "hello there")).await.unwrap() else {
+        panic!("the first answer is written")
+    };
+    assert_eq!(replies.len(), 1);
+    assert_eq!(store.commit(answer(seqs[0], "hello again")).await.unwrap(), Committed::Duplicate, "answered once only");
+    let stored = store.message_by_external_id(Channel::WebChat, "v1:q1").await.unwrap().unwrap();
+    assert_eq!(stored.classification.unwrap().intent.as_str(), "greeting");
+    let history = store.conversation_messages(conversation.id, 0, 100).await.unwrap();
+    let bot: Vec<&str> = history.iter().filter(|m| m.sender == Sender::Bot).map(|m| m.text.as_str()).collect();
+    assert_eq!(bot, ["one moment", "hello there"], "the refused answer wrote nothing");
+    let waiting = store.unanswered_messages(10).await.unwrap();
+    assert_eq!(waiting.iter().map(|m| m.seq).collect::<Vec<_>>(), seqs[1..]);
 }

@@ -2,6 +2,8 @@
 
 use serde_json::{Value, json};
 use std::time::Duration;
+use switchboard_core::StepWrite;
+use switchboard_models::{Channel, Sender};
 use switchboard_tests::TestServer;
 
 async fn visitor_socket(server: &TestServer) -> (String, switchboard_tests::Widget) {
@@ -48,8 +50,19 @@ async fn asking_for_a_person_escalates_and_the_bot_goes_quiet() {
     let (_, mut widget) = visitor_socket(&server).await;
     widget.say("c1", "I want to talk to a person").await;
     let ack = widget.next_of("ack").await;
-    assert_eq!(ack["conversation"]["handler"], "queue");
-    let handoff = widget.next_reply().await;
+    assert_eq!(ack["conversation"]["handler"], "bot", "acknowledged as stored, before the bot's step");
+    // The step escalates: the widget hears of the new handler and gets the handoff notice.
+    let (mut handler, mut handoff) = (None, None);
+    while handler.is_none() || handoff.is_none() {
+        let frame = widget.next_frame().await.expect("socket open");
+        match frame["type"].as_str() {
+            Some("conversation") => handler = Some(frame["conversation"]["handler"].clone()),
+            Some("message") if frame["message"]["sender"] == "bot" => handoff = Some(frame["message"].clone()),
+            _ => {}
+        }
+    }
+    assert_eq!(handler.unwrap(), "queue");
+    let handoff = handoff.unwrap();
     assert!(
         handoff["text"].as_str().unwrap().contains("we'll get back to you"),
         "nobody is online, so the customer is told we'll get back: {handoff}"
@@ -313,4 +326,45 @@ async fn accepted_connections_send_small_frames_at_once() {
     widget.next_of("ready").await;
     let peer = widget.local_addr();
     assert_eq!(server_side_nodelay(server.addr, peer), Some(true), "TCP_NODELAY on the server's end of {peer}");
+}
+
+#[tokio::test]
+async fn a_message_stored_but_not_answered_before_a_stop_is_answered_on_start() {
+    let mut server = TestServer::start().await;
+    let (token, mut widget) = visitor_socket(&server).await;
+    widget.say("c1", "hello").await;
+    let ack = widget.next_of("ack").await;
+    widget.next_reply().await;
+    widget.close().await;
+
+    // As if the process died after storing a message and before answering it.
+    let store = switchboard_store::open(&server.config.database.url).await.unwrap();
+    let conversation_id = switchboard_models::ConversationId::parse(ack["conversation"]["id"].as_str().unwrap()).unwrap();
+    let conversation = store.conversation(conversation_id).await.unwrap().unwrap();
+    let mut unanswered = crate::store::message(&conversation, Sender::Customer, "I forgot my password", Some("stored-before-a-crash"));
+    unanswered.quick_replies.clear();
+    store.commit(StepWrite { inbound: Some(unanswered), ..StepWrite::default() }).await.unwrap();
+    assert_eq!(store.unanswered_messages(10).await.unwrap().len(), 1);
+
+    server.restart().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let texts = loop {
+        let history = get_json(&server, "/webchat/messages?after=0", &token).await;
+        let texts: Vec<String> = history["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| format!("{}: {}", m["sender"].as_str().unwrap(), m["text"].as_str().unwrap()))
+            .collect();
+        if texts.len() >= 4 || std::time::Instant::now() > deadline {
+            break texts;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(texts.len(), 4, "hello, its answer, the stored message and its answer: {texts:?}");
+    assert_eq!(texts[2], "customer: I forgot my password");
+    assert!(texts[3].starts_with("bot: "), "{texts:?}");
+    assert!(store.unanswered_messages(10).await.unwrap().is_empty());
+    let answered = store.message_by_external_id(Channel::WebChat, "stored-before-a-crash").await.unwrap().unwrap();
+    assert!(answered.classification.is_some(), "classified when answered");
 }
