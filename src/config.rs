@@ -194,6 +194,13 @@ pub struct ServerConfig {
     pub secret: Option<Secret>,
     /// How long a stop (SIGTERM, SIGINT) may take to finish what is in flight before it exits.
     pub shutdown_timeout_seconds: u64,
+    /// Panel sign-in attempts per minute, sustained, per address and per (account, address).
+    pub sign_in_per_minute: u32,
+    /// Sign-in attempts at once before that limit applies.
+    pub sign_in_burst: u32,
+    /// Reverse proxies (addresses or CIDR ranges) whose `Forwarded`/`X-Forwarded-For` header is
+    /// believed; every per-address limit then uses the client's address. Empty: the peer's.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -218,6 +225,12 @@ pub struct WebChatConfig {
     pub max_message_chars: usize,
     pub rate_limit_per_minute: u32,
     pub rate_limit_burst: u32,
+    /// Open widget sockets per visitor; a newer one closes the oldest.
+    pub max_sockets_per_visitor: usize,
+    /// New visitor sessions per client address per minute (bursts of a quarter of it).
+    pub sessions_per_address_per_minute: u32,
+    /// Messages per client address per minute, whatever visitors they come from.
+    pub messages_per_address_per_minute: u32,
     pub long_poll_seconds: u64,
     pub title: String,
     pub primary_color: String,
@@ -260,7 +273,14 @@ impl std::fmt::Debug for Secret {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), secret: None, shutdown_timeout_seconds: 10 }
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            secret: None,
+            shutdown_timeout_seconds: 10,
+            sign_in_per_minute: 10,
+            sign_in_burst: 5,
+            trusted_proxies: Vec::new(),
+        }
     }
 }
 
@@ -294,6 +314,9 @@ impl Default for WebChatConfig {
             max_message_chars: 4000,
             rate_limit_per_minute: 30,
             rate_limit_burst: 10,
+            max_sockets_per_visitor: 5,
+            sessions_per_address_per_minute: 20,
+            messages_per_address_per_minute: 120,
             long_poll_seconds: 25,
             title: "Support".into(),
             primary_color: "#2563eb".into(),
@@ -403,6 +426,15 @@ impl Config {
                     format!("`{origin}` is not an origin like https://shop.example.com (no path) or \"*\""),
                 );
             }
+        }
+        if let Err(problem) = switchboard_admin_web::TrustedProxies::parse(&self.server.trusted_proxies) {
+            return invalid("server.trusted_proxies", problem);
+        }
+        if w.max_sockets_per_visitor == 0 || w.sessions_per_address_per_minute == 0 || w.messages_per_address_per_minute == 0 {
+            return invalid("webchat.max_sockets_per_visitor", "web-chat caps must be at least 1".into());
+        }
+        if self.server.sign_in_per_minute == 0 || self.server.sign_in_burst == 0 {
+            return invalid("server.sign_in_per_minute", "sign-in limits must be at least 1".into());
         }
         if !(1..=100_000).contains(&w.max_message_chars) {
             return invalid("webchat.max_message_chars", format!("{} is not within 1..=100000", w.max_message_chars));

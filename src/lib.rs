@@ -8,7 +8,10 @@ use config::{Config, TelegramMode};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard_admin_web::{AllowedOrigins, AppState, RateLimiter, VisitorKeys, WebChatSettings, WidgetLook};
+use switchboard_admin_web::signin::SignInGuard;
+use switchboard_admin_web::{
+    AddressLimits, AllowedOrigins, AppState, RateLimiter, TrustedProxies, VisitorKeys, WebChatSettings, WidgetLook,
+};
 use switchboard_channels::email::{AgentNotifier, EmailAdapter, EmailOutbound, EmailSettings, ImapSecurity, ImapSettings, SmtpSecurity, SmtpSettings};
 use switchboard_channels::discord::{DiscordAdapter, DiscordOutbound, DiscordSettings};
 use switchboard_channels::telegram::{Mode as TelegramModeSetting, TelegramAdapter, TelegramOutbound, TelegramSettings};
@@ -202,6 +205,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             },
             max_message_chars: w.max_message_chars,
             long_poll: Duration::from_secs(w.long_poll_seconds),
+            max_sockets_per_visitor: w.max_sockets_per_visitor,
             look: WidgetLook {
                 title: w.title.clone(),
                 primary_color: w.primary_color.clone(),
@@ -214,7 +218,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         rate_limiter: Arc::new(RateLimiter::new(w.rate_limit_per_minute, w.rate_limit_burst)),
         telegram,
         views: Arc::new(switchboard_admin_web::panel::Views::new()),
-        login_limiter: Arc::new(RateLimiter::new(10, 5)),
+        sign_in: Arc::new(SignInGuard::new(config.server.sign_in_per_minute, config.server.sign_in_burst)),
+        trusted_proxies: Arc::new(TrustedProxies::parse(&config.server.trusted_proxies).map_err(anyhow::Error::msg)?),
+        address_limits: Arc::new(AddressLimits::new(w.sessions_per_address_per_minute, w.messages_per_address_per_minute)),
         assistant: llm.map(|l| l as Arc<dyn Assistant>),
         intents_reloader: nlu.reloader.clone(),
         closing: closing.clone(),

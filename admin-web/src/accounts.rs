@@ -16,6 +16,43 @@ macro_rules! bail {
     ($($arg:tt)*) => { return Err(AccountError(format!($($arg)*))) };
 }
 
+/// An address like `ann@example.com`: one `@`, no spaces or control characters (a line break
+/// would let a mail header in), a domain with a dot.
+pub fn check_email(email: &str) -> Result<(), AccountError> {
+    let shown: String = email.chars().filter(|c| !c.is_control()).take(80).collect();
+    if email.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        bail!("`{shown}` is not an email address: it contains spaces, line breaks or other control characters");
+    }
+    let Some((local, domain)) = email.split_once('@') else {
+        bail!("`{shown}` is not an email address: it has no @");
+    };
+    let domain_ok = domain.contains('.')
+        && domain.split('.').all(|label| !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-'));
+    if local.is_empty() || local.len() > 64 || domain.contains('@') || !domain_ok || email.len() > 254 {
+        bail!("`{shown}` is not an email address like ann@example.com");
+    }
+    Ok(())
+}
+
+/// Long enough, not blank, and not guessable: a strength estimate (zxcvbn) of at least 3 of 4,
+/// counting the account's own email and name as known words. The reason says how to do better.
+pub fn check_password(password: &str, known: &[&str]) -> Result<(), AccountError> {
+    if password.trim().is_empty() {
+        bail!("the password is blank; use a passphrase of several words");
+    }
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        bail!("the password must have at least {MIN_PASSWORD_CHARS} characters");
+    }
+    let estimate = zxcvbn::zxcvbn(password, known);
+    if estimate.score() < zxcvbn::Score::Three {
+        let feedback = estimate.feedback();
+        let warning = feedback.and_then(|f| f.warning()).map(|w| format!("{w} ")).unwrap_or_default();
+        let suggestion = feedback.and_then(|f| f.suggestions().first()).map(|s| s.to_string()).unwrap_or_else(|| "Add another word or two.".into());
+        bail!("the password is too easy to guess. {warning}{suggestion}");
+    }
+    Ok(())
+}
+
 pub fn hash_password(password: &str) -> Result<String, AccountError> {
     let salt = SaltString::generate(&mut OsRng);
     argon2::Argon2::default()
@@ -36,16 +73,14 @@ pub async fn create_account(
 ) -> Result<Agent, AccountError> {
     let failed = |what: &str, e: switchboard_core::ports::StoreError| AccountError(format!("{what}: {e}"));
     let email = email.trim().to_lowercase();
-    let valid = email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
-    if !valid {
-        bail!("`{email}` is not an email address");
-    }
+    check_email(&email)?;
     if name.trim().is_empty() {
         bail!("the name is empty; it is shown to customers when the agent joins");
     }
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        bail!("the password must have at least {MIN_PASSWORD_CHARS} characters");
+    if name.chars().any(char::is_control) {
+        bail!("the name contains control characters (such as line breaks); use letters, spaces and punctuation");
     }
+    check_password(password, &[&email, name])?;
     if store.agent_by_email(&email).await.map_err(|e| failed("looking up the email", e))?.is_some() {
         bail!("an account with email {email} already exists");
     }

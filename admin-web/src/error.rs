@@ -14,8 +14,14 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The message is cut at 600 characters: an error never echoes a large input back.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        let mut message: String = message.into();
+        if let Some((end, _)) = message.char_indices().nth(600) {
+            message.truncate(end);
+            message.push('…');
+        }
+        Self { status, code, message }
     }
 
     pub fn unavailable() -> Self {

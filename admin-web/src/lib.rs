@@ -2,11 +2,14 @@
 //! and REST API join here. The only crate that knows HTML and JSON shapes.
 
 pub mod accounts;
+mod client;
 mod error;
+pub mod limits;
 pub mod panel;
 mod probes;
 mod ratelimit;
 mod reports;
+pub mod signin;
 mod telegram;
 pub mod webchat;
 
@@ -16,6 +19,7 @@ use switchboard_channels::telegram::TelegramAdapter;
 use switchboard_channels::webchat::WebChatHub;
 use switchboard_core::Engine;
 
+pub use client::{AddressLimits, TrustedProxies};
 pub use error::ApiError;
 pub use ratelimit::RateLimiter;
 pub use webchat::{AllowedOrigins, VisitorKeys, WebChatSettings, WidgetLook};
@@ -31,8 +35,12 @@ pub struct AppState {
     /// Set when the Telegram channel is on (its webhook route answers).
     pub telegram: Option<Arc<TelegramAdapter>>,
     pub views: Arc<panel::Views>,
-    /// Sign-in attempts per address and per email.
-    pub login_limiter: Arc<RateLimiter>,
+    /// Sign-in limits per address and per (account, address).
+    pub sign_in: Arc<signin::SignInGuard>,
+    /// Whose forwarded client address to believe.
+    pub trusted_proxies: Arc<TrustedProxies>,
+    /// Web-chat sessions and messages per client address.
+    pub address_limits: Arc<AddressLimits>,
     /// The hosted LLM's helpers (reply drafts), when one is configured.
     pub assistant: Option<Arc<dyn switchboard_core::ports::Assistant>>,
     /// Set when the model classifier runs.
@@ -44,5 +52,11 @@ pub struct AppState {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    webchat::routes(state.clone()).merge(telegram::routes()).merge(probes::routes()).merge(panel::routes()).with_state(state)
+    webchat::routes(state.clone())
+        .merge(telegram::routes())
+        .merge(probes::routes())
+        .merge(panel::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(limits::BODY_BYTES))
+        .layer(axum::middleware::from_fn(limits::refuse_large_bodies))
+        .with_state(state)
 }

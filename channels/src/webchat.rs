@@ -19,6 +19,8 @@ pub enum LiveEvent {
     Typing(bool),
     /// The conversation changed hands or status (e.g. it now waits for the team).
     Conversation(Arc<Conversation>),
+    /// Too many sockets for this visitor: this one, the oldest, is closed.
+    Displaced,
 }
 
 /// Per-subscriber buffer; a widget that falls this far behind is dropped and resyncs.
@@ -30,7 +32,8 @@ type VisitorId = String;
 
 #[derive(Default)]
 pub struct WebChatHub {
-    subscribers: Mutex<HashMap<VisitorId, Vec<(u64, mpsc::Sender<LiveEvent>)>>>,
+    /// Per visitor: (id, is a socket, sender), oldest first.
+    subscribers: Mutex<HashMap<VisitorId, Vec<(u64, bool, mpsc::Sender<LiveEvent>)>>>,
     next_id: AtomicU64,
 }
 
@@ -46,7 +49,7 @@ impl Drop for Subscription<'_> {
     fn drop(&mut self) {
         let mut subscribers = self.hub.subscribers.lock().expect("hub lock");
         if let Some(list) = subscribers.get_mut(&self.visitor) {
-            list.retain(|(id, _)| *id != self.id);
+            list.retain(|(id, _, _)| *id != self.id);
             if list.is_empty() {
                 subscribers.remove(&self.visitor);
             }
@@ -55,15 +58,30 @@ impl Drop for Subscription<'_> {
 }
 
 impl WebChatHub {
+    /// A short-lived listener (an HTTP long poll).
     pub fn subscribe(&self, visitor: &str) -> Subscription<'_> {
+        self.add(visitor, None)
+    }
+
+    /// A widget socket. A visitor holds at most `max_sockets`; a new one displaces the oldest,
+    /// which is told so (`LiveEvent::Displaced`) and dropped.
+    pub fn subscribe_socket(&self, visitor: &str, max_sockets: usize) -> Subscription<'_> {
+        self.add(visitor, Some(max_sockets.max(1)))
+    }
+
+    fn add(&self, visitor: &str, max_sockets: Option<usize>) -> Subscription<'_> {
         let (sender, events) = mpsc::channel(SUBSCRIBER_BUFFER);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.subscribers
-            .lock()
-            .expect("hub lock")
-            .entry(visitor.to_string())
-            .or_default()
-            .push((id, sender));
+        let mut subscribers = self.subscribers.lock().expect("hub lock");
+        let list = subscribers.entry(visitor.to_string()).or_default();
+        if let Some(max) = max_sockets {
+            while list.iter().filter(|(_, socket, _)| *socket).count() >= max {
+                let oldest = list.iter().position(|(_, socket, _)| *socket).expect("counted above");
+                let (_, _, displaced) = list.remove(oldest);
+                let _ = displaced.try_send(LiveEvent::Displaced);
+            }
+        }
+        list.push((id, max_sockets.is_some(), sender));
         Subscription { hub: self, visitor: visitor.to_string(), id, events }
     }
 
@@ -74,7 +92,7 @@ impl WebChatHub {
         let Some(list) = subscribers.get_mut(visitor) else {
             return 0;
         };
-        list.retain(|(_, sender)| sender.try_send(event.clone()).is_ok());
+        list.retain(|(_, _, sender)| sender.try_send(event.clone()).is_ok());
         let delivered = list.len();
         if list.is_empty() {
             subscribers.remove(visitor);

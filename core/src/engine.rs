@@ -534,6 +534,7 @@ impl Engine {
         if text.trim().is_empty() && attachments.is_empty() {
             return Err(EngineError::Invalid("the reply is empty".into()));
         }
+        self.check_length("reply", &text)?;
         let agent = self.store.agent(agent_id).await?.filter(|a| a.active).ok_or(EngineError::NotFound("agent"))?;
         let (_turn, conversation) = self.turn_of(conversation_id).await?;
         if conversation.status.is_final() {
@@ -574,6 +575,7 @@ impl Engine {
         if text.trim().is_empty() {
             return Err(EngineError::Invalid("the note is empty".into()));
         }
+        self.check_length("note", &text)?;
         let agent = self.store.agent(agent_id).await?.filter(|a| a.active).ok_or(EngineError::NotFound("agent"))?;
         let conversation = self.store.conversation(conversation_id).await?.ok_or(EngineError::NotFound("conversation"))?;
         let now = self.clock.now();
@@ -791,17 +793,20 @@ impl Engine {
         Ok(stored)
     }
 
+    /// Agents' texts have the same limit as customers'.
+    fn check_length(&self, what: &str, text: &str) -> Result<(), EngineError> {
+        let chars = text.chars().count();
+        if chars > self.limits.max_text_chars {
+            return Err(EngineError::Invalid(format!("the {what} has {chars} characters; the limit is {}", self.limits.max_text_chars)));
+        }
+        Ok(())
+    }
+
     fn check(&self, inbound: &Inbound) -> Result<(), EngineError> {
-        let chars = inbound.text.chars().count();
         if inbound.text.trim().is_empty() && inbound.attachments.is_empty() {
             return Err(EngineError::Invalid("the message is empty".into()));
         }
-        if chars > self.limits.max_text_chars {
-            return Err(EngineError::Invalid(format!(
-                "the message has {chars} characters; the limit is {}",
-                self.limits.max_text_chars
-            )));
-        }
+        self.check_length("message", &inbound.text)?;
         if inbound.external_id.is_empty() || inbound.sender_external_id.is_empty() {
             return Err(EngineError::Invalid("the message has no id or no sender".into()));
         }

@@ -153,6 +153,10 @@ pub trait Store: Send + Sync {
     async fn api_tokens(&self, agent: AgentId) -> Result<Vec<ApiToken>, StoreError>;
     /// Revokes the agent's token; false when the agent has no such token.
     async fn delete_api_token(&self, agent: AgentId, id: uuid::Uuid) -> Result<bool, StoreError>;
+    /// Ends every session and API token of the agent (deactivation; later a role or password
+    /// change): a reactivated account signs in again and makes new tokens.
+    async fn revoke_credentials(&self, agent: AgentId) -> Result<(), StoreError>;
+    /// Every canned response, shared and personal; callers show each agent what is theirs to see.
     async fn canned_responses(&self) -> Result<Vec<CannedResponse>, StoreError>;
     async fn save_canned_response(&self, canned: &CannedResponse) -> Result<(), StoreError>;
     async fn delete_canned_response(&self, id: uuid::Uuid) -> Result<bool, StoreError>;

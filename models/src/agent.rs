@@ -38,6 +38,8 @@ pub struct CannedResponse {
     pub body: String,
     pub created_by: Option<AgentId>,
     pub created_at: Timestamp,
+    /// Shared with everyone (admins manage it), or personal to `created_by` (only they do).
+    pub shared: bool,
 }
 
 /// An API token's public half: what it is called and whose it is (the secret is never stored).

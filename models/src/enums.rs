@@ -11,6 +11,15 @@ pub struct UnknownVariant {
     pub expected: String,
 }
 
+/// A value as an error message may repeat it: at most 40 characters, so a huge input is
+/// never echoed back.
+fn shortened(value: &str) -> String {
+    match value.char_indices().nth(40) {
+        Some((end, _)) => format!("{}…", &value[..end]),
+        None => value.to_string(),
+    }
+}
+
 /// Enums stored as text: one table of (variant, name) gives `as_str`, `FromStr`, `Display`
 /// and serde in snake_case, so storage, config and JSON agree on spelling.
 macro_rules! text_enum {
@@ -35,7 +44,7 @@ macro_rules! text_enum {
                     $($text => Ok($name::$variant),)+
                     _ => Err(UnknownVariant {
                         kind: $kind,
-                        value: value.to_string(),
+                        value: shortened(value),
                         expected: [$($text),+].join(", "),
                     }),
                 }
@@ -157,6 +166,9 @@ text_enum!(
         Presence => "presence",
         CreateAccount => "create_account",
         UpdateAccount => "update_account",
+        SignInFailed => "sign_in_failed",
+        SignInRefused => "sign_in_refused",
+        CannedResponse => "canned_response",
     }
 );
 

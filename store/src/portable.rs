@@ -588,14 +588,22 @@ impl $store {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn revoke_credentials(&self, agent: AgentId) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        for sql in ["DELETE FROM sessions WHERE agent_id = $1", "DELETE FROM api_tokens WHERE agent_id = $1"] {
+            sqlx::query(sql).bind(agent.to_string()).execute(&mut *tx).await.map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
     async fn canned_responses(&self) -> Result<Vec<CannedResponse>, StoreError> {
-        let rows: Vec<(String, String, String, Option<String>, i64)> =
-            sqlx::query_as("SELECT id, title, body, created_by, created_at FROM canned_responses ORDER BY title")
+        let rows: Vec<(String, String, String, Option<String>, i64, bool)> =
+            sqlx::query_as("SELECT id, title, body, created_by, created_at, shared FROM canned_responses ORDER BY title")
                 .fetch_all(&self.reader)
                 .await
                 .map_err(backend)?;
         rows.into_iter()
-            .map(|(id, title, body, by, created)| {
+            .map(|(id, title, body, by, created, shared)| {
                 let corrupt = |e: uuid::Error| StoreError::Corrupt(e.to_string());
                 Ok(CannedResponse {
                     id: uuid::Uuid::parse_str(&id).map_err(corrupt)?,
@@ -603,6 +611,7 @@ impl $store {
                     body,
                     created_by: by.map(|b| uuid::Uuid::parse_str(&b).map(AgentId).map_err(corrupt)).transpose()?,
                     created_at: chrono::DateTime::from_timestamp_millis(created).ok_or_else(|| StoreError::Corrupt("time".into()))?,
+                    shared,
                 })
             })
             .collect()
@@ -610,14 +619,15 @@ impl $store {
 
     async fn save_canned_response(&self, canned: &CannedResponse) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO canned_responses (id, title, body, created_by, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (id) DO UPDATE SET title = excluded.title, body = excluded.body",
+            "INSERT INTO canned_responses (id, title, body, created_by, created_at, shared) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (id) DO UPDATE SET title = excluded.title, body = excluded.body, shared = excluded.shared",
         )
         .bind(canned.id.to_string())
         .bind(&canned.title)
         .bind(&canned.body)
         .bind(canned.created_by.map(|a| a.to_string()))
         .bind(millis(canned.created_at))
+        .bind(canned.shared)
         .execute(&self.writer)
         .await
         .map_err(backend)?;

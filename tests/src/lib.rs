@@ -46,6 +46,9 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config.webchat.long_poll_seconds = 2;
     // Channel and panel tests use the keyword rules; the NLP tests turn the model on.
     config.nlp.enabled = false;
+    // Every test client is 127.0.0.1: per-address caps are tested where they are set.
+    config.webchat.sessions_per_address_per_minute = 100_000;
+    config.webchat.messages_per_address_per_minute = 100_000;
     config
 }
 

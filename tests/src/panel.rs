@@ -13,6 +13,7 @@ pub struct PanelClient {
 pub struct Reply {
     pub status: StatusCode,
     pub location: Option<String>,
+    pub retry_after: Option<String>,
     pub body: String,
 }
 
@@ -36,6 +37,23 @@ pub fn csrf_of(html: &str) -> Option<String> {
 impl PanelClient {
     pub fn anonymous(base: &str) -> Self {
         Self { http: Client::builder().redirect(Policy::none()).build().unwrap(), base: base.into(), cookie: None, csrf: String::new() }
+    }
+
+    /// Connects from this local address (e.g. 127.0.0.7), to act as another client.
+    pub fn anonymous_from(base: &str, address: std::net::IpAddr) -> Self {
+        let http = Client::builder().redirect(Policy::none()).local_address(address).build().unwrap();
+        Self { http, base: base.into(), cookie: None, csrf: String::new() }
+    }
+
+    /// The session cookie, to replay it later as an old browser would.
+    pub fn session_cookie(&self) -> Option<String> {
+        self.cookie.clone()
+    }
+
+    pub fn with_session_cookie(base: &str, cookie: String) -> Self {
+        let mut client = Self::anonymous(base);
+        client.cookie = Some(cookie);
+        client
     }
 
     /// Signs in through the login form; panics with the page on failure.
@@ -70,6 +88,7 @@ impl PanelClient {
         Reply {
             status: response.status(),
             location: response.headers().get("location").and_then(|v| v.to_str().ok()).map(String::from),
+            retry_after: response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(String::from),
             body: response.text().await.unwrap_or_default(),
         }
     }

@@ -115,6 +115,9 @@ async fn action(
     body: Result<Json<ActionBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return crate::limits::too_large();
+        }
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_request",

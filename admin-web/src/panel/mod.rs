@@ -7,6 +7,7 @@ mod views;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::limits;
 use auth::{LOGIN_CSRF_COOKIE, SESSION_COOKIE, SESSION_DAYS, Signed, SignedAdmin, cookie, hash_token, random_token};
 use axum::Router;
 use axum::extract::{ConnectInfo, Form, Path, Query, State};
@@ -19,7 +20,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use switchboard_core::{Assignee, ConversationFilter, SessionRecord, TicketChange};
-use switchboard_models::{Agent, AgentId, ApiToken, CannedResponse, ConversationId, DomainEvent, Presence, Role};
+use crate::signin::Admission;
+use switchboard_models::{Agent, AgentId, ApiToken, AuditAction, CannedResponse, ConversationId, DomainEvent, Presence, Role};
 pub use views::Views;
 
 pub fn routes() -> Router<AppState> {
@@ -110,24 +112,42 @@ async fn login(
     if !cookie(&headers, LOGIN_CSRF_COOKIE).is_some_and(|c| auth::constant_time_eq(c, &form.csrf)) {
         return again("The login form expired; please sign in again.");
     }
-    let limited = [format!("login-ip:{}", peer.ip()), format!("login-email:{email}")]
-        .iter()
-        .any(|key| state.login_limiter.check(key).is_err());
-    if limited {
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many sign-in attempts; wait a minute and try again."));
-    }
+    let address = state.trusted_proxies.client_address(peer.ip(), &headers);
     let store = state.engine.store();
     let agent = store.agent_by_email(&email).await?.filter(|a| a.active);
+    let audit = |action, after: String| switchboard_models::AuditEntry {
+        at: state.engine.now(),
+        actor: None,
+        action,
+        conversation: None,
+        subject_agent: agent.as_ref().map(|a| a.id),
+        before: None,
+        after: Some(after),
+    };
+    match state.sign_in.admit(&email, address) {
+        Admission::Refused { retry_after } => {
+            let seconds = retry_after.as_secs().max(1);
+            let who = if agent.is_some() { String::new() } else { format!(" (unknown account {})", limits::shown(&email, 60)) };
+            store.record_audit(&audit(AuditAction::SignInRefused, format!("from {address}{who}; retry in {seconds} s"))).await?;
+            let message = format!("Too many sign-in attempts from your address; try again in {seconds} seconds.");
+            let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            return Ok(response);
+        }
+        Admission::Go { slowdown } => tokio::time::sleep(slowdown).await,
+    }
     let hash = match &agent {
         Some(agent) => store.password_hash(agent.id).await?,
         None => None,
     };
-    let (Some(agent), Some(hash)) = (agent, hash) else {
+    let verified = hash.as_deref().is_some_and(|hash| verify_password(&form.password, hash));
+    let Some(agent) = agent.clone().filter(|_| verified) else {
+        state.sign_in.failed(&email);
+        let who = if agent.is_some() { String::new() } else { format!(" (unknown account {})", limits::shown(&email, 60)) };
+        store.record_audit(&audit(AuditAction::SignInFailed, format!("from {address}{who}"))).await?;
         return again("Wrong email or password.");
     };
-    if !verify_password(&form.password, &hash) {
-        return again("Wrong email or password.");
-    }
+    state.sign_in.succeeded(&email, address);
     let token = random_token();
     let session = SessionRecord {
         agent: agent.id,
@@ -277,7 +297,7 @@ async fn render_conversation(state: &AppState, signed: &Signed, id: Conversation
     let customer = contact.display_name.clone().unwrap_or(contact.external_id.clone());
     let messages = store.conversation_messages(c.id, 0, 1000).await?;
     let others = store.contact_conversations(c.contact_id).await?;
-    let canned = store.canned_responses().await?;
+    let canned = visible_canned(store.canned_responses().await?, &signed.agent);
     let data = json!({
         "c": {
             "id": c.id.to_string(),
@@ -408,9 +428,25 @@ async fn act(State(state): State<AppState>, signed: Signed, Path((id, action)): 
     }
 }
 
+/// The canned responses `agent` may use: the shared ones and their own.
+pub(crate) fn visible_canned(all: Vec<CannedResponse>, agent: &Agent) -> Vec<CannedResponse> {
+    all.into_iter().filter(|c| c.shared || c.created_by == Some(agent.id)).collect()
+}
+
+/// Shared responses are the admins' to manage; personal ones their owner's.
+fn may_manage(canned: &CannedResponse, agent: &Agent) -> bool {
+    if canned.shared { agent.role == Role::Admin } else { canned.created_by == Some(agent.id) }
+}
+
 async fn canned(State(state): State<AppState>, signed: Signed) -> Result<Html<String>, ApiError> {
-    let canned = state.engine.store().canned_responses().await?;
-    let data = json!({"canned": canned.iter().map(|c| json!({"id": c.id.to_string(), "title": c.title, "body": c.body})).collect::<Vec<_>>()});
+    let canned = visible_canned(state.engine.store().canned_responses().await?, &signed.agent);
+    let data = json!({
+        "canned": canned.iter().map(|c| json!({
+            "id": c.id.to_string(), "title": c.title, "body": c.body, "shared": c.shared,
+            "manageable": may_manage(c, &signed.agent),
+        })).collect::<Vec<_>>(),
+        "limits": {"title": limits::CANNED_TITLE, "body": limits::CANNED_BODY},
+    });
     state.views.render("canned", &page(&signed, "canned", "Canned responses", data))
 }
 
@@ -419,12 +455,23 @@ struct CannedForm {
     csrf: String,
     title: String,
     body: String,
+    /// "true" asks for a shared response (admins only).
+    #[serde(default)]
+    shared: String,
 }
 
 async fn create_canned(State(state): State<AppState>, signed: Signed, Form(form): Form<CannedForm>) -> Result<Response, ApiError> {
     signed.check_csrf(&form.csrf)?;
+    let checked = limits::check(&[("title", &form.title, limits::CANNED_TITLE), ("text", &form.body, limits::CANNED_BODY)]);
+    if let Err(error) = checked {
+        return Ok(error_page(&state, error, "/panel/canned"));
+    }
     if form.title.trim().is_empty() || form.body.trim().is_empty() {
         return Ok(error_page(&state, ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "A canned response needs a title and a text."), "/panel/canned"));
+    }
+    let shared = form.shared == "true";
+    if shared && signed.agent.role != Role::Admin {
+        return Ok(error_page(&state, ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Only admins add shared responses; save it as your own."), "/panel/canned"));
     }
     let canned = CannedResponse {
         id: uuid::Uuid::now_v7(),
@@ -432,16 +479,41 @@ async fn create_canned(State(state): State<AppState>, signed: Signed, Form(form)
         body: form.body,
         created_by: Some(signed.agent.id),
         created_at: state.engine.now(),
+        shared,
     };
-    state.engine.store().save_canned_response(&canned).await?;
+    let store = state.engine.store();
+    store.save_canned_response(&canned).await?;
+    store.record_audit(&canned_audit(&state, &signed.agent, None, Some(&canned))).await?;
     Ok(Redirect::to("/panel/canned").into_response())
 }
 
 async fn delete_canned(State(state): State<AppState>, signed: Signed, Path(id): Path<String>, Form(form): Form<CsrfOnly>) -> Result<Response, ApiError> {
     signed.check_csrf(&form.csrf)?;
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such canned response."))?;
-    state.engine.store().delete_canned_response(id).await?;
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such canned response.");
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let store = state.engine.store();
+    let canned = visible_canned(store.canned_responses().await?, &signed.agent).into_iter().find(|c| c.id == id).ok_or_else(not_found)?;
+    if !may_manage(&canned, &signed.agent) {
+        let why = "This is a shared response; only admins change or delete it.";
+        return Ok(error_page(&state, ApiError::new(StatusCode::FORBIDDEN, "forbidden", why), "/panel/canned"));
+    }
+    store.delete_canned_response(id).await?;
+    store.record_audit(&canned_audit(&state, &signed.agent, Some(&canned), None)).await?;
     Ok(Redirect::to("/panel/canned").into_response())
+}
+
+/// A canned response created (no `before`) or deleted (no `after`), for the audit log.
+fn canned_audit(state: &AppState, actor: &Agent, before: Option<&CannedResponse>, after: Option<&CannedResponse>) -> switchboard_models::AuditEntry {
+    let line = |c: &CannedResponse| format!("{} \"{}\"", if c.shared { "shared" } else { "personal" }, c.title);
+    switchboard_models::AuditEntry {
+        at: state.engine.now(),
+        actor: Some(actor.id),
+        action: switchboard_models::AuditAction::CannedResponse,
+        conversation: None,
+        subject_agent: None,
+        before: before.map(line),
+        after: after.map(line),
+    }
 }
 
 async fn tokens_page(state: &AppState, signed: &Signed, new_token: Option<String>) -> Result<Html<String>, ApiError> {
@@ -465,6 +537,7 @@ struct TokenForm {
 
 async fn create_token(State(state): State<AppState>, signed: Signed, Form(form): Form<TokenForm>) -> Result<Html<String>, ApiError> {
     signed.check_csrf(&form.csrf)?;
+    limits::check(&[("name", &form.name, limits::TOKEN_NAME)])?;
     let secret = random_token();
     let token = ApiToken {
         id: uuid::Uuid::now_v7(),
@@ -505,6 +578,10 @@ struct NewAgentForm {
 
 async fn create_agent(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Form(form): Form<NewAgentForm>) -> Result<Response, ApiError> {
     signed.check_csrf(&form.csrf)?;
+    let fields = [("name", form.name.as_str(), limits::AGENT_NAME), ("email", &form.email, limits::EMAIL), ("password", &form.password, limits::PASSWORD)];
+    if let Err(error) = limits::check(&fields) {
+        return Ok(error_page(&state, error, "/panel/admin/agents"));
+    }
     let role: Role = match form.role.parse() {
         Ok(role) => role,
         Err(error) => return Ok(error_page(&state, ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("{error}")), "/panel/admin/agents")),
@@ -549,6 +626,10 @@ async fn update_agent(State(state): State<AppState>, SignedAdmin(signed): Signed
     agent.capacity = form.capacity;
     agent.active = form.active == "true";
     store.save_agent(&agent).await?;
+    if deactivating {
+        // For good: reactivating the account does not bring these back.
+        store.revoke_credentials(agent.id).await?;
+    }
     store
         .record_audit(&switchboard_models::AuditEntry {
             at: state.engine.now(),

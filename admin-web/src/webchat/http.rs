@@ -48,13 +48,15 @@ pub struct SessionCreated {
 pub async fn create_session(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
 ) -> Result<Json<SessionCreated>, ApiError> {
     // Sessions are cheap to mint, so limit them per address.
-    if let Err(wait) = state.rate_limiter.check(&format!("session:{}", peer.ip())) {
+    let address = state.trusted_proxies.client_address(peer.ip(), &headers);
+    if let Err(wait) = state.address_limits.sessions.check(&address.to_string()) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            format!("Too many new sessions from this address; try again in {} ms.", wait.as_millis()),
+            format!("Too many new chats from this address; try again in {} ms.", wait.as_millis().max(1)),
         ));
     }
     let (visitor_id, token) = state.visitor_keys.issue();
@@ -116,18 +118,23 @@ pub struct Sent {
 
 pub async fn send(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Json<SendBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Sent>), ApiError> {
     let visitor = visitor_from(&state, bearer(&headers))?;
     let Json(body) = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return crate::limits::too_large();
+        }
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_request",
             format!("Expected JSON {{\"client_id\": \"…\", \"text\": \"…\"}}: {}", rejection.body_text()),
         )
     })?;
-    let outcome = receive(&state, &visitor, &body.client_id, body.text).await?;
+    let address = state.trusted_proxies.client_address(peer.ip(), &headers);
+    let outcome = receive(&state, &visitor, address, &body.client_id, body.text).await?;
     let status = if outcome.duplicate { StatusCode::OK } else { StatusCode::CREATED };
     Ok((
         status,

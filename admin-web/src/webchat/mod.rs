@@ -40,6 +40,8 @@ pub struct WebChatSettings {
     pub look: WidgetLook,
     /// How long a long-poll waits for news before answering empty.
     pub long_poll: Duration,
+    /// Open sockets per visitor; a newer one closes the oldest.
+    pub max_sockets_per_visitor: usize,
 }
 
 pub fn routes(state: AppState) -> Router<AppState> {
@@ -80,6 +82,7 @@ fn valid_client_id(client_id: &str) -> bool {
 async fn receive(
     state: &AppState,
     visitor: &str,
+    address: std::net::IpAddr,
     client_id: &str,
     text: String,
 ) -> Result<Acknowledged, ApiError> {
@@ -106,6 +109,14 @@ async fn receive(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             format!("Too many messages; try again in {} ms.", wait.as_millis().max(1)),
+        ));
+    }
+    // However many visitor ids one address makes up, it shares one budget.
+    if let Err(wait) = state.address_limits.messages.check(&address.to_string()) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("Too many messages from your network; try again in {} ms.", wait.as_millis().max(1)),
         ));
     }
     let inbound = Inbound {

@@ -6,8 +6,8 @@ use super::receive;
 use crate::AppState;
 use crate::error::ApiError;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -24,22 +24,25 @@ pub struct Connect {
 
 pub async fn upgrade(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
     Query(connect): Query<Connect>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let visitor = visitor_from(&state, connect.token.as_deref())?;
+    let address = state.trusted_proxies.client_address(peer.ip(), &headers);
     Ok(ws
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         // Small buffers keep idle widgets cheap; they grow when a frame needs it.
         .read_buffer_size(2048)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| session(socket, state, visitor)))
+        .on_upgrade(move |socket| session(socket, state, visitor, address)))
 }
 
-async fn session(socket: WebSocket, state: AppState, visitor: String) {
+async fn session(socket: WebSocket, state: AppState, visitor: String, address: std::net::IpAddr) {
     let (mut sink, mut stream) = socket.split();
-    let mut subscription = state.hub.subscribe(&visitor);
+    let mut subscription = state.hub.subscribe_socket(&visitor, state.webchat.max_sockets_per_visitor);
     let conversation = match page(&state, &visitor, i64::MAX).await {
         Ok(page) => page.conversation,
         Err(error) => {
@@ -53,7 +56,7 @@ async fn session(socket: WebSocket, state: AppState, visitor: String) {
     loop {
         let outgoing = tokio::select! {
             incoming = stream.next() => match incoming {
-                Some(Ok(WsMessage::Text(text))) => answer(&state, &visitor, text.as_str()).await,
+                Some(Ok(WsMessage::Text(text))) => answer(&state, &visitor, address, text.as_str()).await,
                 Some(Ok(WsMessage::Binary(_))) => ServerFrame::error(
                     ApiError::new(StatusCode::BAD_REQUEST, "malformed_frame", "Send JSON text frames, not binary."),
                     None,
@@ -64,6 +67,11 @@ async fn session(socket: WebSocket, state: AppState, visitor: String) {
             event = subscription.events.recv() => match event {
                 Some(LiveEvent::Message(message)) => ServerFrame::Message { message: MessageView::from(&*message) },
                 Some(LiveEvent::Typing(on)) => ServerFrame::Typing { on },
+                Some(LiveEvent::Displaced) => {
+                    let close = CloseFrame { code: 1008, reason: "Too many open chats for this visitor; this, the oldest, was closed".into() };
+                    let _ = sink.send(WsMessage::Close(Some(close))).await;
+                    return;
+                }
                 Some(LiveEvent::Conversation(conversation)) => {
                     ServerFrame::Conversation { conversation: ConversationView::from(&*conversation) }
                 }
@@ -83,7 +91,7 @@ async fn session(socket: WebSocket, state: AppState, visitor: String) {
     }
 }
 
-async fn answer(state: &AppState, visitor: &str, text: &str) -> ServerFrame {
+async fn answer(state: &AppState, visitor: &str, address: std::net::IpAddr, text: &str) -> ServerFrame {
     let frame = match serde_json::from_str::<ClientFrame>(text) {
         Ok(frame) => frame,
         Err(error) => {
@@ -106,7 +114,7 @@ async fn answer(state: &AppState, visitor: &str, text: &str) -> ServerFrame {
             Ok(page) => ServerFrame::History { messages: page.messages, conversation: page.conversation },
             Err(error) => ServerFrame::error(error, None),
         },
-        ClientFrame::Send { client_id, text } => match receive(state, visitor, &client_id, text).await {
+        ClientFrame::Send { client_id, text } => match receive(state, visitor, address, &client_id, text).await {
             Ok(outcome) => ServerFrame::Ack {
                 client_id,
                 message: MessageView::from(&outcome.message),

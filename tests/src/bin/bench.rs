@@ -7,6 +7,8 @@
 //!   bench startup    [--runs 5]
 //!   bench panel      [--conversations 100000] [--messages-each 10] [--requests 200]
 //!   bench nlp        [--connections 32] [--seconds 10]
+//!   bench wal        [--rate 300] [--seconds 600]          (SQLite: the WAL's size under load)
+//!   bench soak       [--cycles 10] [--rate 300] [--seconds 5]   (kill -9 under load; SQLite)
 //!
 //! BENCH_DATABASE=postgres runs the server on a fresh PostgreSQL database (on TEST_POSTGRES_URL's
 //! server, default 127.0.0.1:5432) instead of SQLite.
@@ -35,7 +37,9 @@ const SECRET: &str = "bench-secret-bench-secret-bench-secret-0123";
 struct Server {
     child: Child,
     addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    /// Where it runs (its `switchboard.db`); removed at the end when it is a temporary one.
+    dir: PathBuf,
+    _temporary: Option<tempfile::TempDir>,
     /// Set when BENCH_DATABASE=postgres: a fresh database on TEST_POSTGRES_URL's server.
     _database: Option<switchboard_tests::databases::TestDatabase>,
 }
@@ -51,6 +55,14 @@ impl Server {
     }
 
     fn start_with(dir: tempfile::TempDir, env: &[(&str, &str)]) -> anyhow::Result<(Self, Duration)> {
+        let path = dir.path().to_path_buf();
+        let (mut server, ready) = Self::start_at(&path, "127.0.0.1:0", env)?;
+        server._temporary = Some(dir);
+        Ok((server, ready))
+    }
+
+    /// Runs in `dir`, listening on `listen`; the directory outlives it (for restarts).
+    fn start_at(dir: &std::path::Path, listen: &str, env: &[(&str, &str)]) -> anyhow::Result<(Self, Duration)> {
         let database = match std::env::var("BENCH_DATABASE").as_deref() {
             Ok("postgres") => Some(
                 std::thread::spawn(|| {
@@ -69,11 +81,13 @@ impl Server {
             .arg("serve")
             .envs(database_url.iter().map(|url| ("SWITCHBOARD_DATABASE__URL", url.as_str())))
             .envs(env.iter().copied())
-            .current_dir(dir.path())
-            .env("SWITCHBOARD_SERVER__LISTEN", "127.0.0.1:0")
+            .current_dir(dir)
+            .env("SWITCHBOARD_SERVER__LISTEN", listen)
             .env("SWITCHBOARD_SERVER__SECRET", SECRET)
             .env("SWITCHBOARD_WEBCHAT__RATE_LIMIT_PER_MINUTE", "100000000")
             .env("SWITCHBOARD_WEBCHAT__RATE_LIMIT_BURST", "100000000")
+            .env("SWITCHBOARD_WEBCHAT__MESSAGES_PER_ADDRESS_PER_MINUTE", "100000000")
+            .env("SWITCHBOARD_WEBCHAT__SESSIONS_PER_ADDRESS_PER_MINUTE", "100000000")
             .env("SWITCHBOARD_LOG__LEVEL", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -96,7 +110,7 @@ impl Server {
             std::thread::sleep(Duration::from_millis(1));
         }
         let ready = started.elapsed();
-        Ok((Self { child, addr, _dir: dir, _database: database }, ready))
+        Ok((Self { child, addr, dir: dir.to_path_buf(), _temporary: None, _database: database }, ready))
     }
 
     fn rss_kib(&self) -> u64 {
@@ -132,21 +146,7 @@ type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 /// Opens a widget socket from source address 127.0.0.x so many sockets fit the port range.
 async fn open(addr: SocketAddr, keys: &VisitorKeys, index: usize) -> anyhow::Result<Socket> {
     let (_, token) = keys.issue();
-    let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (index % 250) as u8));
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(source, 0))?;
-    let stream = socket.connect(addr).await?;
-    let url = format!("ws://{addr}/webchat/ws?token={token}");
-    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await?;
-    // Wait for `ready`.
-    while let Some(frame) = ws.next().await {
-        if let WsMessage::Text(text) = frame? {
-            if text.contains("\"ready\"") {
-                return Ok(ws);
-            }
-        }
-    }
-    bail!("closed before ready")
+    open_with_token(addr, &token, index).await
 }
 
 fn arg(args: &[String], name: &str, default: u64) -> u64 {
@@ -168,6 +168,8 @@ async fn main() -> anyhow::Result<()> {
         }
         "idle" => idle(arg(&args, "--connections", 19_000) as usize).await,
         "startup" => startup(arg(&args, "--runs", 5) as usize),
+        "wal" => wal(arg(&args, "--rate", 300), arg(&args, "--seconds", 600)).await,
+        "soak" => soak(arg(&args, "--cycles", 10), arg(&args, "--rate", 300), arg(&args, "--seconds", 5)).await,
         "nlp" => nlp(arg(&args, "--connections", 32) as usize, arg(&args, "--seconds", 10)).await,
         "panel" => {
             panel(arg(&args, "--conversations", 100_000), arg(&args, "--messages-each", 10), arg(&args, "--requests", 200) as usize)
@@ -386,6 +388,19 @@ async fn seed(dir: &std::path::Path, conversations: u64, each: u64) -> anyhow::R
     let statuses = ["open", "assigned", "in_progress", "waiting_on_customer", "resolved", "closed"];
     let priorities = ["urgent", "high", "medium", "low"];
     let now = chrono::Utc::now().timestamp_millis();
+    // Customer messages carry a classification: without one they would be waiting for an answer.
+    let classification = serde_json::to_string(&switchboard_models::Classification {
+        intent: switchboard_models::IntentName::parse("billing_question").expect("intent name"),
+        category: switchboard_models::Category::Billing,
+        confidence: 0.9,
+        alternatives: Vec::new(),
+        sentiment: 0.0,
+        urgency: switchboard_models::Urgency::None,
+        language: None,
+        answer: None,
+        always_escalate: false,
+        source: switchboard_models::ClassificationSource::Keywords,
+    })?;
     const ROWS: u64 = 500;
     let mut tx = pool.begin().await?;
     for start in (0..conversations).step_by(ROWS as usize) {
@@ -409,9 +424,10 @@ async fn seed(dir: &std::path::Path, conversations: u64, each: u64) -> anyhow::R
                 priorities[(n % 4) as usize]
             ));
             for m in 0..each {
-                let sender = if m % 2 == 0 { "customer" } else { "bot" };
+                let (sender, classified) =
+                    if m % 2 == 0 { ("customer", format!("'{classification}'")) } else { ("bot", "NULL".to_string()) };
                 messages.push(format!(
-                    "('{}', '{conversation}', '{contact}', 'webchat', '{sender}', 'message {m} of conversation {n} about my invoice', {})",
+                    "('{}', '{conversation}', '{contact}', 'webchat', '{sender}', 'message {m} of conversation {n} about my invoice', {classified}, {})",
                     uuid::Uuid::now_v7(),
                     at + m as i64
                 ));
@@ -427,7 +443,7 @@ async fn seed(dir: &std::path::Path, conversations: u64, each: u64) -> anyhow::R
         .execute(&mut *tx)
         .await?;
         for chunk in messages.chunks(1000) {
-            sqlx::query(sqlx::AssertSqlSafe(insert("messages", "id, conversation_id, contact_id, channel, sender, body, created_at", chunk)))
+            sqlx::query(sqlx::AssertSqlSafe(insert("messages", "id, conversation_id, contact_id, channel, sender, body, classification, created_at", chunk)))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -496,4 +512,243 @@ async fn panel(conversations: u64, each: u64, requests: usize) -> anyhow::Result
         percentile(&mut freshness, 0.99)
     );
     Ok(())
+}
+
+/// Sends `rate` messages a second, spread over `connections` sockets, without waiting for
+/// answers (frames are read and dropped), until `stop` says so. Returns how many were sent.
+async fn open_loop(addr: SocketAddr, rate: u64, connections: usize, stop: impl Fn(u64) -> bool) -> anyhow::Result<u64> {
+    let keys = VisitorKeys::new(SECRET.as_bytes().to_vec());
+    let mut sinks = Vec::new();
+    for index in 0..connections {
+        let (sink, mut stream) = open(addr, &keys, index).await?.split();
+        tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+        sinks.push(sink);
+    }
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent = 0u64;
+    while !stop(sent) {
+        ticker.tick().await;
+        let frame = json!({"type": "send", "client_id": format!("m{sent}"), "text": "hello"});
+        sinks[(sent as usize) % connections].send(WsMessage::Text(frame.to_string().into())).await?;
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+/// The SQLite WAL's size under sustained load, sampled every 10 s.
+async fn wal(rate: u64, seconds: u64) -> anyhow::Result<()> {
+    anyhow::ensure!(std::env::var("BENCH_DATABASE").as_deref() != Ok("postgres"), "the WAL bench is for SQLite");
+    let (server, _) = Server::start()?;
+    let wal_path = server.dir.join("switchboard.db-wal");
+    let wal_bytes = move || std::fs::metadata(&wal_path).map_or(0, |m| m.len());
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (peak, wal_bytes) = (peak.clone(), wal_bytes.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let now = wal_bytes();
+                peak.fetch_max(now, Ordering::Relaxed);
+                println!("wal: after {:>4.0} s: {:.1} MiB", started.elapsed().as_secs_f64(), now as f64 / 1048576.0);
+            }
+        })
+    };
+    let sent = open_loop(server.addr, rate, 50, |_| Instant::now() >= deadline).await?;
+    sampler.abort();
+    println!(
+        "wal: {sent} messages at {rate} msg/s for {seconds} s: WAL peak {:.1} MiB (10 s samples), at the end {:.1} MiB; server RSS {} MiB",
+        peak.load(Ordering::Relaxed) as f64 / 1048576.0,
+        wal_bytes() as f64 / 1048576.0,
+        server.rss_kib() / 1024
+    );
+    Ok(())
+}
+
+/// One simulated widget in the soak: what it sent and what the server acknowledged.
+#[derive(Default)]
+struct SoakVisitor {
+    token: String,
+    visitor: String,
+    next: u64,
+    /// Sent and not acknowledged yet: resent after every reconnect, as the widget does.
+    pending: std::collections::BTreeSet<String>,
+    acknowledged: std::collections::HashSet<String>,
+    /// Reply seqs received, and how many arrived again (the widget drops repeats by seq).
+    replies: std::collections::HashSet<i64>,
+    repeated_replies: u64,
+}
+
+/// Kill -9 under load, `cycles` times: widgets keep sending at `rate` msg/s, reconnect and
+/// resend what was not acknowledged; at the end the database is compared with what was
+/// acknowledged. SQLite.
+async fn soak(cycles: u64, rate: u64, seconds: u64) -> anyhow::Result<()> {
+    anyhow::ensure!(std::env::var("BENCH_DATABASE").as_deref() != Ok("postgres"), "the soak runs on SQLite");
+    const VISITORS: usize = 30;
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let listen = format!("127.0.0.1:{port}");
+    let env = [("SWITCHBOARD_NLP__ENABLED", "false")];
+    let (mut server, _) = Server::start_at(dir.path(), &listen, &env)?;
+    let addr = server.addr;
+    let keys = VisitorKeys::new(SECRET.as_bytes().to_vec());
+    let visitors: Vec<Arc<Mutex<SoakVisitor>>> = (0..VISITORS)
+        .map(|_| {
+            let (visitor, token) = keys.issue();
+            Arc::new(Mutex::new(SoakVisitor { token, visitor: visitor.to_string(), ..SoakVisitor::default() }))
+        })
+        .collect();
+    let sending = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut tasks = Vec::new();
+    for (index, visitor) in visitors.iter().enumerate() {
+        let (visitor, sending) = (visitor.clone(), sending.clone());
+        let interval = Duration::from_secs_f64(VISITORS as f64 / rate as f64);
+        tasks.push(tokio::spawn(soak_visitor(addr, index, visitor, sending, interval)));
+    }
+    let mut restarts = Vec::new();
+    for _ in 0..cycles {
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        server.child.kill()?;
+        server.child.wait()?;
+        let (next, ready) = Server::start_at(dir.path(), &listen, &env)?;
+        restarts.push(ready);
+        server = next;
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    sending.store(false, Ordering::Relaxed);
+    // Let every visitor see its last messages acknowledged (they resend until they are).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut open = 0;
+        for visitor in &visitors {
+            open += visitor.lock().await.pending.len();
+        }
+        if open == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await; // the last answers
+    for task in tasks {
+        task.abort();
+    }
+    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status()?;
+    anyhow::ensure!(status.success(), "could not stop the server");
+    server.child.wait()?;
+
+    let url = format!("sqlite://{}", dir.path().join("switchboard.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await?;
+    let (mut acknowledged, mut lost, mut unacknowledged, mut repeated) = (0u64, 0u64, 0u64, 0u64);
+    for visitor in &visitors {
+        let visitor = visitor.lock().await;
+        acknowledged += visitor.acknowledged.len() as u64;
+        unacknowledged += visitor.pending.len() as u64;
+        repeated += visitor.repeated_replies;
+        for client_id in &visitor.acknowledged {
+            let external_id = format!("{}:{client_id}", visitor.visitor);
+            let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE channel = 'webchat' AND external_id = ?")
+                .bind(&external_id)
+                .fetch_one(&pool)
+                .await?;
+            lost += u64::from(stored == 0);
+        }
+    }
+    let customer: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE sender = 'customer'").fetch_one(&pool).await?;
+    let unanswered: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE sender = 'customer' AND classification IS NULL").fetch_one(&pool).await?;
+    let answers: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE sender = 'bot'").fetch_one(&pool).await?;
+    let undelivered: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE outbound = TRUE AND delivered_at IS NULL").fetch_one(&pool).await?;
+    restarts.sort();
+    println!(
+        "soak: {cycles} kill -9 cycles at {rate} msg/s ({VISITORS} widgets, {seconds} s apart): {acknowledged} acknowledged, \
+         {lost} of them lost, {unacknowledged} never acknowledged; {customer} customer messages stored, {unanswered} unanswered, \
+         {answers} bot answers, {undelivered} undelivered; {repeated} replies reached a widget twice (dropped by seq); \
+         restart median {:.2} s, max {:.2} s",
+        restarts.get(restarts.len() / 2).copied().unwrap_or_default().as_secs_f64(),
+        restarts.last().copied().unwrap_or_default().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// One widget in the soak: sends every `interval` while `sending`; on a dropped socket it
+/// reconnects (the server is being restarted) and resends everything unacknowledged.
+async fn soak_visitor(addr: SocketAddr, index: usize, visitor: Arc<Mutex<SoakVisitor>>, sending: Arc<std::sync::atomic::AtomicBool>, interval: Duration) {
+    let token = visitor.lock().await.token.clone();
+    loop {
+        let Ok(socket) = open_with_token(addr, &token, index).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let (mut sink, mut stream) = socket.split();
+        let resend: Vec<String> = visitor.lock().await.pending.iter().cloned().collect();
+        let mut broken = false;
+        for client_id in resend {
+            let frame = json!({"type": "send", "client_id": client_id, "text": "hello"});
+            broken |= sink.send(WsMessage::Text(frame.to_string().into())).await.is_err();
+        }
+        let mut ticker = tokio::time::interval(interval);
+        while !broken {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let mut state = visitor.lock().await;
+                    let resend: Vec<String> = state.pending.iter().cloned().collect();
+                    if sending.load(Ordering::Relaxed) {
+                        state.next += 1;
+                        let client_id = format!("m{}", state.next);
+                        state.pending.insert(client_id.clone());
+                        let frame = json!({"type": "send", "client_id": client_id, "text": "hello"});
+                        broken |= sink.send(WsMessage::Text(frame.to_string().into())).await.is_err();
+                    } else {
+                        // Winding down: keep asking for what is still unacknowledged.
+                        for client_id in resend {
+                            let frame = json!({"type": "send", "client_id": client_id, "text": "hello"});
+                            broken |= sink.send(WsMessage::Text(frame.to_string().into())).await.is_err();
+                        }
+                    }
+                }
+                frame = stream.next() => match frame {
+                    Some(Ok(WsMessage::Text(text))) => {
+                        let frame: Value = serde_json::from_str(&text).unwrap_or_default();
+                        let mut state = visitor.lock().await;
+                        match frame["type"].as_str() {
+                            Some("ack") => {
+                                let client_id = frame["client_id"].as_str().unwrap_or_default().to_string();
+                                state.pending.remove(&client_id);
+                                state.acknowledged.insert(client_id);
+                            }
+                            Some("message") if frame["message"]["sender"] == "bot" => {
+                                let seq = frame["message"]["seq"].as_i64().unwrap_or_default();
+                                if !state.replies.insert(seq) {
+                                    state.repeated_replies += 1;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    _ => broken = true,
+                },
+            }
+        }
+    }
+}
+
+/// A widget socket for an existing visitor token.
+async fn open_with_token(addr: SocketAddr, token: &str, index: usize) -> anyhow::Result<Socket> {
+    let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (index % 250) as u8));
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    let stream = socket.connect(addr).await?;
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/webchat/ws?token={token}"), stream).await?;
+    while let Some(frame) = ws.next().await {
+        if let WsMessage::Text(text) = frame?
+            && text.contains("\"ready\"")
+        {
+            return Ok(ws);
+        }
+    }
+    bail!("closed before ready")
 }

@@ -1,6 +1,7 @@
 //! The one integration-test binary: the public API of each crate, and the whole server on
 //! port 0 driven by real clients.
 
+mod abuse;
 mod assignment;
 mod browser;
 mod cli;

@@ -11,6 +11,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0001_foundation.sql", "f07d85deed1541e53bcc30fc10fe1744d42e00283e72de2804e0413240d0e3f8"),
     ("sqlite/0002_unanswered_messages.sql", "99e29f485674e82d79818cc5f514338b951f492cd0bd650b9cfbf11c442566af"),
     ("postgres/0002_unanswered_messages.sql", "99e29f485674e82d79818cc5f514338b951f492cd0bd650b9cfbf11c442566af"),
+    ("sqlite/0003_sign_in_audit_and_canned_owners.sql", "942f6afd6476e1bf81c425f773810e88bef0b1165558587e63f338f52b767602"),
+    ("postgres/0003_sign_in_audit_and_canned_owners.sql", "69758a8257a63696bf673eb39e85beca5c2bd8c2f4b9e3e0e8514f28ae88305c"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

@@ -314,14 +314,30 @@ async fn sessions_api_tokens_and_canned_responses(backend: Backend) {
     assert!(store.delete_api_token(ann.id, token.id).await.unwrap());
     assert_eq!(store.api_token_agent("token-hash").await.unwrap(), None);
 
-    let mut canned = CannedResponse { id: uuid::Uuid::new_v4(), title: "Refunds".into(), body: "5 days".into(), created_by: Some(ann.id), created_at: at };
+    let mut canned =
+        CannedResponse { id: uuid::Uuid::new_v4(), title: "Refunds".into(), body: "5 days".into(), created_by: Some(ann.id), created_at: at, shared: false };
     store.save_canned_response(&canned).await.unwrap();
     canned.body = "3 to 5 days".into();
+    canned.shared = true;
     store.save_canned_response(&canned).await.unwrap();
     assert_eq!(store.canned_responses().await.unwrap(), [canned.clone()]);
     assert!(store.delete_canned_response(canned.id).await.unwrap());
     assert!(!store.delete_canned_response(canned.id).await.unwrap());
     assert!(store.canned_responses().await.unwrap().is_empty());
+
+    // Revoking ends every session and token of that agent, and only theirs.
+    let bob = agent("Bob", Presence::Online);
+    store.save_agent(&bob).await.unwrap();
+    for (hash, who) in [("ann-session", ann.id), ("bob-session", bob.id)] {
+        store.create_session(hash, &SessionRecord { agent: who, csrf: "c".into(), expires_at: at + chrono::Duration::hours(1) }).await.unwrap();
+    }
+    store.create_api_token("ann-token", &ApiToken { id: uuid::Uuid::new_v4(), agent: ann.id, name: "a".into(), created_at: at }).await.unwrap();
+    store.create_api_token("bob-token", &ApiToken { id: uuid::Uuid::new_v4(), agent: bob.id, name: "b".into(), created_at: at }).await.unwrap();
+    store.revoke_credentials(ann.id).await.unwrap();
+    assert_eq!(store.session("ann-session", at).await.unwrap(), None);
+    assert_eq!(store.api_token_agent("ann-token").await.unwrap(), None);
+    assert!(store.session("bob-session", at).await.unwrap().is_some());
+    assert_eq!(store.api_token_agent("bob-token").await.unwrap(), Some(bob.id));
 }
 
 async fn lists_filters_search_and_counts(backend: Backend) {

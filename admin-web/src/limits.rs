@@ -1,0 +1,64 @@
+//! The longest input each field and request takes. Longer input is refused with the field and
+//! its limit named (`422 too_long`, or `413 too_large` for a whole request), never stored and
+//! never echoed back.
+
+use crate::error::ApiError;
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+pub const CANNED_TITLE: usize = 200;
+pub const CANNED_BODY: usize = 4000;
+pub const TOKEN_NAME: usize = 100;
+pub const AGENT_NAME: usize = 100;
+pub const EMAIL: usize = 254;
+pub const PASSWORD: usize = 1024;
+/// Any request body (forms and JSON); no route takes files yet.
+pub const BODY_BYTES: usize = 1 << 20;
+
+/// The first field longer than its limit, as a `422`.
+pub fn check(fields: &[(&str, &str, usize)]) -> Result<(), ApiError> {
+    for (field, value, max) in fields {
+        let chars = value.chars().count();
+        if chars > *max {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "too_long",
+                format!("`{field}` has {chars} characters; the limit is {max}. Shorten it."),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// At most `max` characters of `text` for a message or the audit log, control characters dropped.
+pub fn shown(text: &str, max: usize) -> String {
+    let mut shown: String = text.chars().filter(|c| !c.is_control()).take(max).collect();
+    if text.chars().count() > max {
+        shown.push('…');
+    }
+    shown
+}
+
+pub fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("The request body is larger than {} KiB; nothing was saved. Send less.", BODY_BYTES / 1024),
+    )
+}
+
+/// Refuses a declared oversized body on every route before anything reads it; a body without
+/// a length is cut off at the limit by the extractors (`DefaultBodyLimit`), which answer 413 too.
+pub async fn refuse_large_bodies(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > BODY_BYTES as u64) {
+        return too_large().into_response();
+    }
+    next.run(request).await
+}
