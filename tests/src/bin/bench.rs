@@ -239,10 +239,14 @@ async fn nlp(connections: usize, seconds: u64) -> anyhow::Result<()> {
 async fn closed_loop(server: &Server, connections: usize, seconds: u64, text: fn(u64) -> String) -> anyhow::Result<(u64, f64)> {
     let keys = Arc::new(VisitorKeys::new(SECRET.as_bytes().to_vec()));
     let answered = Arc::new(AtomicU64::new(0));
+    // Every socket open first: opening is not part of the measured time.
+    let mut sockets = Vec::with_capacity(connections);
+    for index in 0..connections {
+        sockets.push(open(server.addr, &keys, index).await?);
+    }
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for index in 0..connections {
-        let socket = open(server.addr, &keys, index).await?;
+    for socket in sockets {
         let answered = answered.clone();
         tasks.push(tokio::spawn(async move {
             let (mut sink, mut stream) = socket.split();
