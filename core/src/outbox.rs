@@ -30,12 +30,14 @@ impl OutboxWorker {
     /// returns. Wakes on commit, and every second for retries.
     pub async fn run(self, stop: CancellationToken) {
         loop {
+            // A pass that starts after the stop sees every reply committed before it.
+            let last_pass = stop.is_cancelled();
             match self.drain_once().await {
-                Ok(claimed) if claimed >= BATCH as usize && !stop.is_cancelled() => continue,
+                Ok(claimed) if claimed >= BATCH as usize => continue,
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "outbox pass failed; retrying"),
             }
-            if stop.is_cancelled() {
+            if last_pass {
                 return;
             }
             tokio::select! {

@@ -147,9 +147,14 @@ fn serve_with_no_config_runs_on_sqlite_and_prints_its_address() {
 
 /// `switchboard serve` in `dir` on a free port: the process and its `host:port`.
 fn serve_in(dir: &std::path::Path) -> (std::process::Child, String) {
+    serve_with(dir, &[])
+}
+
+fn serve_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
     let mut child = Command::new(binary())
         .arg("serve")
         .current_dir(dir)
+        .envs(env.iter().copied())
         .env("SWITCHBOARD_SERVER__LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -289,6 +294,64 @@ async fn sigterm_stops_the_server_cleanly() {
     assert!(std::net::TcpStream::connect(&address).is_err(), "it no longer listens");
     let wal = dir.path().join("switchboard.db-wal").metadata().map_or(0, |m| m.len());
     assert_eq!(wal, 0, "the WAL is folded into the database file on a clean stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_loses_nothing_and_answers_everything_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let unlimited = [
+        ("SWITCHBOARD_WEBCHAT__RATE_LIMIT_PER_MINUTE", "1000000"),
+        ("SWITCHBOARD_WEBCHAT__RATE_LIMIT_BURST", "1000000"),
+        ("SWITCHBOARD_WEBCHAT__MESSAGES_PER_ADDRESS_PER_MINUTE", "1000000"),
+        ("SWITCHBOARD_WEBCHAT__SESSIONS_PER_ADDRESS_PER_MINUTE", "1000000"),
+    ];
+    let (mut child, address) = serve_with(dir.path(), &unlimited);
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut widgets = Vec::new();
+    for _ in 0..10 {
+        let session: serde_json::Value =
+            reqwest::Client::new().post(format!("http://{address}/webchat/session")).send().await.unwrap().json().await.unwrap();
+        let (visitor, token) = (session["visitor_id"].as_str().unwrap().to_string(), session["token"].as_str().unwrap().to_string());
+        let mut widget = Widget::connect(&address, &token, None).await.expect("connects");
+        widget.next_of("ready").await;
+        let acknowledged = acknowledged.clone();
+        // Each widget sends, waits for the ack, sends again, until the server closes it.
+        widgets.push(tokio::spawn(async move {
+            for n in 0.. {
+                widget.say(&format!("m{n}"), "hello").await;
+                loop {
+                    match widget.next_frame().await {
+                        Some(frame) if frame["type"] == "ack" => break,
+                        Some(_) => continue,
+                        None => return,
+                    }
+                }
+                acknowledged.lock().unwrap().push(format!("{visitor}:m{n}"));
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert_eq!(exit.code(), Some(0), "a stop under load is still a clean exit: {exit:?}");
+    for widget in widgets {
+        widget.await.unwrap();
+    }
+
+    let store = switchboard_store::open(&format!("sqlite://{}", dir.path().join("switchboard.db").display())).await.unwrap();
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() > 50, "there was load: {}", acknowledged.len());
+    for id in &acknowledged {
+        assert!(store.message_by_external_id(switchboard_models::Channel::WebChat, id).await.unwrap().is_some(), "acknowledged {id} was lost");
+    }
+    assert!(store.unanswered_messages(10).await.unwrap().is_empty(), "every stored message was answered before the exit");
+    let db = switchboard_tests::databases::TestDatabase::sqlite_at(&dir.path().join("switchboard.db"));
+    let customers = db.count("SELECT COUNT(*) FROM messages WHERE sender = 'customer'").await;
+    let answers = db.count("SELECT COUNT(*) FROM messages WHERE sender = 'bot'").await;
+    assert_eq!(answers, customers, "one answer per message, none twice");
+    let undelivered = db.count("SELECT COUNT(*) FROM messages WHERE outbound = TRUE AND delivered_at IS NULL").await;
+    assert_eq!(undelivered, 0, "the outbox's last pass delivered every answer");
 }
 
 #[tokio::test]

@@ -75,6 +75,10 @@ async fn every_route_checks_who_is_asking() {
         "/panel/canned".into(),
         "/panel/account/tokens".into(),
         "/panel/admin/agents".into(),
+        format!("/panel/admin/agents/{}", uuid::Uuid::nil()),
+        format!("/panel/canned/{}/delete", uuid::Uuid::nil()),
+        format!("/panel/account/tokens/{}/delete", uuid::Uuid::nil()),
+        format!("/panel/conversations/{id}/take"),
         "/panel/logout".into(),
     ];
     for path in &posts {
@@ -85,9 +89,23 @@ async fn every_route_checks_who_is_asking() {
     let forbidden = team.ann.post("/panel/admin/agents", &[("name", "X"), ("email", "x@example.com"), ("password", PASSWORD), ("role", "admin"), ("capacity", "3")]).await;
     assert_eq!(forbidden.status, StatusCode::FORBIDDEN, "agents cannot create accounts");
     assert!(server.engine().store().agent_by_email("x@example.com").await.unwrap().is_none());
+    let ann_id = server.engine().store().agent_by_email("ann@example.com").await.unwrap().unwrap().id;
+    let demote = team.ann.post(&format!("/panel/admin/agents/{ann_id}"), &[("capacity", "99"), ("active", "true")]).await;
+    assert_eq!(demote.status, StatusCode::FORBIDDEN, "agents cannot change accounts, not even their own");
     for path in ["/api/me", "/api/conversations", &format!("/api/conversations/{id}")] {
         let reply = reqwest::get(server.url(path)).await.unwrap();
         assert_eq!(reply.status(), StatusCode::UNAUTHORIZED, "API {path} without a token");
+    }
+    let http = reqwest::Client::new();
+    for path in [format!("/api/conversations/{id}/actions"), format!("/api/conversations/{id}/draft"), "/api/admin/intents/reload".into()] {
+        let reply = http.post(server.url(&path)).json(&serde_json::json!({"action": "take"})).send().await.unwrap();
+        assert_eq!(reply.status(), StatusCode::UNAUTHORIZED, "API POST {path} without a token");
+    }
+    let ann_token = team.ann.new_api_token("matrix").await;
+    let reload = http.post(server.url("/api/admin/intents/reload")).bearer_auth(&ann_token).send().await.unwrap();
+    assert_eq!(reload.status(), StatusCode::FORBIDDEN, "only admins reload the intents");
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(reqwest::get(server.url(path)).await.unwrap().status(), StatusCode::OK, "{path} is public: probes carry no secrets");
     }
     assert_eq!(anonymous.get("/panel/events").await.status, StatusCode::SEE_OTHER, "live updates need a session");
 }
