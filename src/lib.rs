@@ -2,6 +2,7 @@
 //! the integration tests start the same server through `start`.
 
 pub mod config;
+mod relay;
 
 use anyhow::Context;
 use config::{Config, TelegramMode};
@@ -150,7 +151,17 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         engine.answer_later(received);
     }
     let hub = Arc::new(WebChatHub::default());
-    let mut senders: Vec<Arc<dyn Outbound>> = vec![Arc::new(WebChatOutbound::new(hub.clone()))];
+    // On PostgreSQL other nodes may share the database: news goes both ways over LISTEN/NOTIFY.
+    let (delivered, delivered_here) = tokio::sync::mpsc::unbounded_channel();
+    let webchat_outbound = match config.database.is_postgres() {
+        true => WebChatOutbound::new(hub.clone()).relayed(delivered),
+        false => WebChatOutbound::new(hub.clone()),
+    };
+    if config.database.is_postgres() {
+        let relaying = relay::start(&config.database.url, engine.clone(), hub.clone(), delivered_here).await;
+        workers.extend(relaying.context("listening for the other nodes' news (database.url)")?);
+    }
+    let mut senders: Vec<Arc<dyn Outbound>> = vec![Arc::new(webchat_outbound)];
     let telegram = match telegram_settings(config, store.as_ref()).await? {
         Some(settings) => {
             senders.push(Arc::new(TelegramOutbound::new(&settings, blobs.clone())));
@@ -184,7 +195,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         senders.push(Arc::new(outbound));
         if config.email.notify_agents {
             let notifier = AgentNotifier::new(settings.clone(), store.clone()).map_err(anyhow::Error::msg)?;
-            workers.push(tokio::spawn(notifier.run(engine.bus().subscribe())));
+            // Local events only: with several nodes each assignment is mailed once, by its own node.
+            workers.push(tokio::spawn(notifier.run(engine.bus().subscribe_local())));
         }
         workers.push(tokio::spawn(Arc::new(EmailAdapter::new(engine.clone(), settings)).run()));
         tracing::info!("email channel on");

@@ -108,11 +108,18 @@ impl WebChatHub {
 /// The outbox's sender for web chat.
 pub struct WebChatOutbound {
     hub: Arc<WebChatHub>,
+    /// With several nodes: the seq of each delivered reply, for widgets connected elsewhere.
+    relay: Option<mpsc::UnboundedSender<i64>>,
 }
 
 impl WebChatOutbound {
     pub fn new(hub: Arc<WebChatHub>) -> Self {
-        Self { hub }
+        Self { hub, relay: None }
+    }
+
+    pub fn relayed(mut self, relay: mpsc::UnboundedSender<i64>) -> Self {
+        self.relay = Some(relay);
+        self
     }
 }
 
@@ -129,6 +136,9 @@ impl Outbound for WebChatOutbound {
             &message.recipient_external_id,
             LiveEvent::Message(Arc::new(message.message.clone())),
         );
+        if let Some(relay) = &self.relay {
+            let _ = relay.send(message.message.seq);
+        }
         Ok(())
     }
 }

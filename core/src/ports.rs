@@ -186,6 +186,7 @@ pub trait Store: Send + Sync {
     /// `(contact external id, message external id)`. Channels without a replayable cursor
     /// (Discord) catch up from these after a stop.
     async fn latest_inbound_by_contact(&self, channel: Channel) -> Result<Vec<(String, String)>, StoreError>;
+    async fn message_by_seq(&self, seq: i64) -> Result<Option<Message>, StoreError>;
     /// Customer messages stored but not yet answered (no classification yet), oldest first.
     async fn unanswered_messages(&self, limit: u32) -> Result<Vec<Message>, StoreError>;
     /// Messages of one conversation with `seq > after`, oldest first.

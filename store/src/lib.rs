@@ -34,3 +34,4 @@ pub fn is_postgres(url: &str) -> bool {
 }
 
 pub mod copy;
+pub mod relay;

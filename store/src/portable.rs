@@ -773,6 +773,16 @@ impl $store {
         rows.iter().map(|row| Ok((row.text("contact")?, row.text("latest")?))).collect()
     }
 
+    async fn message_by_seq(&self, seq: i64) -> Result<Option<Message>, StoreError> {
+        sqlx::query(sql!("SELECT ", MESSAGE_COLUMNS, " FROM messages WHERE seq = $1"))
+            .bind(seq)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?
+            .map(|row| message_from_row(&row))
+            .transpose()
+    }
+
     async fn unanswered_messages(&self, limit: u32) -> Result<Vec<Message>, StoreError> {
         let rows = sqlx::query(sql!(
             "SELECT ",

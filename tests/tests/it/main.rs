@@ -9,6 +9,7 @@ mod discord;
 mod email;
 mod faults;
 mod migrations;
+mod nodes;
 mod nlp;
 mod panel;
 mod store;
