@@ -198,6 +198,9 @@ pub struct ServerConfig {
     pub sign_in_per_minute: u32,
     /// Sign-in attempts at once before that limit applies.
     pub sign_in_burst: u32,
+    /// This node's name, for leases and logs when several nodes share a PostgreSQL database.
+    /// Unset: the host name and process id.
+    pub node_name: Option<String>,
     /// Reverse proxies (addresses or CIDR ranges) whose `Forwarded`/`X-Forwarded-For` header is
     /// believed; every per-address limit then uses the client's address. Empty: the peer's.
     pub trusted_proxies: Vec<String>,
@@ -280,6 +283,7 @@ impl Default for ServerConfig {
             sign_in_per_minute: 10,
             sign_in_burst: 5,
             trusted_proxies: Vec::new(),
+            node_name: None,
         }
     }
 }
@@ -396,6 +400,14 @@ impl Config {
         let config: Config = figment.extract().map_err(|e| ConfigError::Parse(describe(e)))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// `server.node_name`, or the host name and process id.
+    pub fn node_name(&self) -> String {
+        self.server.node_name.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "switchboard".into());
+            format!("{host}:{}", std::process::id())
+        })
     }
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {

@@ -3,6 +3,7 @@
 
 pub mod config;
 mod relay;
+mod singleton;
 
 use anyhow::Context;
 use config::{Config, TelegramMode};
@@ -29,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use singleton::Singletons;
 
 /// A started server. Dropping it does not stop it; call `shutdown`.
 pub struct Running {
@@ -46,6 +48,8 @@ pub struct Running {
     server: JoinHandle<std::io::Result<()>>,
     /// Channel sessions and helpers; stopped where they stand (each resumes from the store).
     workers: Vec<JoinHandle<()>>,
+    /// Leases of the channel sessions, given up on a clean stop.
+    singletons: Arc<Singletons>,
     shutdown_timeout: Duration,
 }
 
@@ -66,6 +70,7 @@ impl Running {
         for worker in self.workers {
             worker.abort();
         }
+        self.singletons.release_all().await;
         self.store.close().await;
         match served {
             Some(joined) => joined.context("server task panicked")?.context("server failed"),
@@ -162,12 +167,16 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         workers.extend(relaying.context("listening for the other nodes' news (database.url)")?);
     }
     let mut senders: Vec<Arc<dyn Outbound>> = vec![Arc::new(webchat_outbound)];
+    let singletons = Arc::new(Singletons::new(store.clone(), config.node_name(), config.database.is_postgres()));
     let telegram = match telegram_settings(config, store.as_ref()).await? {
         Some(settings) => {
             senders.push(Arc::new(TelegramOutbound::new(&settings, blobs.clone())));
             let adapter = Arc::new(TelegramAdapter::new(engine.clone(), settings.clone()));
             match settings.mode {
-                TelegramModeSetting::Polling => workers.push(tokio::spawn(adapter.clone().run_polling())),
+                TelegramModeSetting::Polling => {
+                    let adapter = adapter.clone();
+                    workers.push(singletons.spawn("telegram", move || tokio::spawn(adapter.clone().run_polling())));
+                }
                 TelegramModeSetting::Webhook { .. } => {
                     if let Err(error) = adapter.register_webhook().await {
                         tracing::error!(%error, "could not register the Telegram webhook; check telegram.webhook_url and the token");
@@ -187,7 +196,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             max_file_bytes: config.attachments.max_bytes,
         };
         senders.push(Arc::new(DiscordOutbound::new(&settings, blobs.clone())));
-        workers.push(tokio::spawn(Arc::new(DiscordAdapter::new(engine.clone(), settings)).run()));
+        let adapter = Arc::new(DiscordAdapter::new(engine.clone(), settings));
+        workers.push(singletons.spawn("discord", move || tokio::spawn(adapter.clone().run())));
         tracing::info!("Discord channel on");
     }
     if let Some(settings) = email_settings(config) {
@@ -198,7 +208,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             // Local events only: with several nodes each assignment is mailed once, by its own node.
             workers.push(tokio::spawn(notifier.run(engine.bus().subscribe_local())));
         }
-        workers.push(tokio::spawn(Arc::new(EmailAdapter::new(engine.clone(), settings)).run()));
+        let adapter = Arc::new(EmailAdapter::new(engine.clone(), settings));
+        workers.push(singletons.spawn("email", move || tokio::spawn(adapter.clone().run())));
         tracing::info!("email channel on");
     }
     let outbox_stop = CancellationToken::new();
@@ -260,6 +271,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         outbox,
         server,
         workers,
+        singletons,
         shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_seconds),
     })
 }

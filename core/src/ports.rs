@@ -221,6 +221,12 @@ pub trait Store: Send + Sync {
         retry_at: Option<Timestamp>,
     ) -> Result<(), StoreError>;
 
+    /// Takes or renews the lease `name` for `holder` until `until`; false while another holder's
+    /// lease has not expired at `now`.
+    async fn acquire_lease(&self, name: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool, StoreError>;
+    /// Gives the lease up (a clean stop), so another node takes over at once.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+
     /// A named value kept across restarts; written once, the first writer wins.
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError>;
 

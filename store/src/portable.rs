@@ -773,6 +773,32 @@ impl $store {
         rows.iter().map(|row| Ok((row.text("contact")?, row.text("latest")?))).collect()
     }
 
+    async fn acquire_lease(&self, name: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $4) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at < $3",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(millis(now))
+        .bind(millis(until))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn message_by_seq(&self, seq: i64) -> Result<Option<Message>, StoreError> {
         sqlx::query(sql!("SELECT ", MESSAGE_COLUMNS, " FROM messages WHERE seq = $1"))
             .bind(seq)

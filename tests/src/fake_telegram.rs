@@ -51,6 +51,9 @@ struct State_ {
     files: HashMap<String, Vec<u8>>,
     webhook: Option<(String, Option<String>)>,
     next_message_id: i64,
+    /// getUpdates requests being answered now, and those refused because one already was.
+    polling: u32,
+    conflicts: u32,
 }
 
 #[derive(Clone)]
@@ -124,6 +127,17 @@ impl FakeTelegram {
 
     pub fn refused_sends(&self) -> u32 {
         self.lock().refused_sends
+    }
+
+    /// getUpdates calls refused with 409 because another was in progress, as Telegram refuses a
+    /// second bot instance polling at the same time.
+    pub fn conflicts(&self) -> u32 {
+        self.lock().conflicts
+    }
+
+    /// Every message update ever queued, in order (what a correct bot stores, once each).
+    pub fn pushed(&self) -> usize {
+        self.lock().history.len()
     }
 
     pub fn pending_updates(&self) -> usize {
@@ -297,7 +311,25 @@ async fn method(State(fake): State<FakeTelegram>, Path((bot, method)): Path<(Str
     }
 }
 
+/// One getUpdates in progress; counted down however the request ends.
+struct Polling(FakeTelegram);
+
+impl Drop for Polling {
+    fn drop(&mut self) {
+        self.0.lock().polling -= 1;
+    }
+}
+
 async fn get_updates(fake: &FakeTelegram, params: &Value) -> Response {
+    {
+        let mut state = fake.lock();
+        if state.polling > 0 {
+            state.conflicts += 1;
+            return error(409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running", None);
+        }
+        state.polling += 1;
+    }
+    let _polling = Polling(fake.clone());
     let offset = params["offset"].as_i64().unwrap_or(0);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
     loop {

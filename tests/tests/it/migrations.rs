@@ -13,6 +13,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0002_unanswered_messages.sql", "99e29f485674e82d79818cc5f514338b951f492cd0bd650b9cfbf11c442566af"),
     ("sqlite/0003_sign_in_audit_and_canned_owners.sql", "942f6afd6476e1bf81c425f773810e88bef0b1165558587e63f338f52b767602"),
     ("postgres/0003_sign_in_audit_and_canned_owners.sql", "69758a8257a63696bf673eb39e85beca5c2bd8c2f4b9e3e0e8514f28ae88305c"),
+    ("sqlite/0004_singleton_leases.sql", "50a9f9d78ffeb8e3f0b5baab6747ddd58504a12d02ab79497855655947488729"),
+    ("postgres/0004_singleton_leases.sql", "df6dd2fc5ee49ef4a8c30be9d5287ce65742bc49f94cb20a06e37171d0d42ae4"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

@@ -20,10 +20,15 @@ struct Node {
 
 impl Node {
     fn start(database_url: &str) -> Self {
+        Self::start_with(database_url, &[])
+    }
+
+    fn start_with(database_url: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-under-test"))
             .arg("serve")
             .current_dir(dir.path())
+            .envs(env.iter().copied())
             .env("SWITCHBOARD_DATABASE__URL", database_url)
             .env("SWITCHBOARD_SERVER__LISTEN", "127.0.0.1:0")
             .env("SWITCHBOARD_NLP__ENABLED", "false")
@@ -81,4 +86,54 @@ async fn a_widget_on_one_node_and_a_panel_on_another_see_each_other_live() {
             break;
         }
     }
+}
+
+/// Customer messages stored from Telegram, by text.
+async fn telegram_texts(db: &TestDatabase) -> Vec<String> {
+    let store = db.open().await;
+    let Some(contact) = store.contact_by_external_id(switchboard_models::Channel::Telegram, "505").await.unwrap() else {
+        return Vec::new();
+    };
+    let messages = store.contact_messages(contact.id, 0, 1000).await.unwrap();
+    messages.into_iter().filter(|m| m.sender == switchboard_models::Sender::Customer).map(|m| m.text).collect()
+}
+
+async fn wait_for_texts(db: &TestDatabase, count: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let texts = telegram_texts(db).await;
+        if texts.len() >= count || std::time::Instant::now() > deadline {
+            return texts;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_polls_telegram_and_another_takes_over_when_it_is_killed() {
+    use switchboard_tests::fake_telegram::{FakeTelegram, TOKEN, private_text};
+    let telegram = FakeTelegram::start().await;
+    let db = TestDatabase::postgres().await;
+    let api = telegram.url();
+    let env = |name: &'static str| [("SWITCHBOARD_TELEGRAM__TOKEN", TOKEN), ("SWITCHBOARD_TELEGRAM__API_URL", api.as_str()), ("SWITCHBOARD_SERVER__NODE_NAME", name)];
+    let mut nodes = vec![Node::start_with(&db.url, &env("node-a")), Node::start_with(&db.url, &env("node-b"))];
+    for id in 1..=5 {
+        telegram.push_message(private_text(505, id, &format!("before {id}")));
+    }
+    assert_eq!(wait_for_texts(&db, 5).await.len(), 5);
+    // Both nodes have had time to try for the lease more than once.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(telegram.conflicts(), 0, "only one node polls: Telegram never saw two pollers at once");
+
+    let holder = db.count("SELECT COUNT(*) FROM leases WHERE name = 'telegram' AND holder = 'node-b'").await;
+    let killed = nodes.remove(holder as usize); // node-b when it holds the lease, else node-a
+    let status = Command::new("kill").args(["-KILL", &killed.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    drop(killed);
+    for id in 6..=8 {
+        telegram.push_message(private_text(505, id, &format!("after {id}")));
+    }
+    let texts = wait_for_texts(&db, 8).await;
+    let expected: Vec<String> = (1..=5).map(|n| format!("before {n}")).chain((6..=8).map(|n| format!("after {n}"))).collect();
+    assert_eq!(texts, expected, "the other node took over: nothing lost, nothing twice, in order");
 }

@@ -35,6 +35,7 @@ on_both_backends!(
     audit_entries_newest_first,
     message_pages_and_recent_customer_texts,
     stored_messages_wait_unanswered_until_one_step_answers_them,
+    a_lease_has_one_holder_until_it_expires_or_is_released,
 );
 
 /// Instants as the store keeps them (milliseconds), so round trips compare equal.
@@ -488,4 +489,21 @@ async fn stored_messages_wait_unanswered_until_one_step_answers_them(backend: Ba
     assert_eq!(bot, ["one moment", "hello there"], "the refused answer wrote nothing");
     let waiting = store.unanswered_messages(10).await.unwrap();
     assert_eq!(waiting.iter().map(|m| m.seq).collect::<Vec<_>>(), seqs[1..]);
+}
+
+async fn a_lease_has_one_holder_until_it_expires_or_is_released(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let at = now();
+    let secs = |n: i64| at + chrono::Duration::seconds(n);
+    assert!(store.acquire_lease("telegram", "node-a", at, secs(10)).await.unwrap());
+    assert!(!store.acquire_lease("telegram", "node-b", secs(1), secs(11)).await.unwrap(), "held by node-a");
+    assert!(store.acquire_lease("telegram", "node-a", secs(3), secs(13)).await.unwrap(), "the holder renews");
+    assert!(!store.acquire_lease("telegram", "node-b", secs(12), secs(22)).await.unwrap(), "renewed, so still held");
+    assert!(store.acquire_lease("discord", "node-b", secs(12), secs(22)).await.unwrap(), "leases are per name");
+    assert!(store.acquire_lease("telegram", "node-b", secs(14), secs(24)).await.unwrap(), "expired: taken over");
+    assert!(!store.acquire_lease("telegram", "node-a", secs(15), secs(25)).await.unwrap(), "the old holder lost it");
+    store.release_lease("telegram", "node-a").await.unwrap();
+    assert!(!store.acquire_lease("telegram", "node-a", secs(16), secs(26)).await.unwrap(), "only the holder releases");
+    store.release_lease("telegram", "node-b").await.unwrap();
+    assert!(store.acquire_lease("telegram", "node-a", secs(16), secs(26)).await.unwrap(), "released: free at once");
 }
