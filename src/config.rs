@@ -198,6 +198,11 @@ pub struct ServerConfig {
     pub sign_in_per_minute: u32,
     /// Sign-in attempts at once before that limit applies.
     pub sign_in_burst: u32,
+    /// Where users reach Switchboard, e.g. https://support.example.com; https makes every cookie
+    /// `Secure`.
+    pub public_url: Option<String>,
+    /// API requests per token per minute (bursts of a fifth of it).
+    pub api_requests_per_minute: u32,
     /// This node's name, for leases and logs when several nodes share a PostgreSQL database.
     /// Unset: the host name and process id.
     pub node_name: Option<String>,
@@ -284,6 +289,8 @@ impl Default for ServerConfig {
             sign_in_burst: 5,
             trusted_proxies: Vec::new(),
             node_name: None,
+            public_url: None,
+            api_requests_per_minute: 600,
         }
     }
 }
@@ -438,6 +445,14 @@ impl Config {
                     format!("`{origin}` is not an origin like https://shop.example.com (no path) or \"*\""),
                 );
             }
+        }
+        if let Some(url) = &self.server.public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return invalid("server.public_url", format!("`{url}` is not a URL like https://support.example.com"));
+        }
+        if self.server.api_requests_per_minute == 0 {
+            return invalid("server.api_requests_per_minute", "must be at least 1".into());
         }
         if let Err(problem) = switchboard_admin_web::TrustedProxies::parse(&self.server.trusted_proxies) {
             return invalid("server.trusted_proxies", problem);

@@ -244,6 +244,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         sign_in: Arc::new(SignInGuard::new(config.server.sign_in_per_minute, config.server.sign_in_burst)),
         trusted_proxies: Arc::new(TrustedProxies::parse(&config.server.trusted_proxies).map_err(anyhow::Error::msg)?),
         address_limits: Arc::new(AddressLimits::new(w.sessions_per_address_per_minute, w.messages_per_address_per_minute)),
+        api_limiter: Arc::new(RateLimiter::new(config.server.api_requests_per_minute, config.server.api_requests_per_minute.div_ceil(5))),
+        secure_cookies: config.server.public_url.as_deref().is_some_and(|url| url.starts_with("https://")),
         assistant: llm.map(|l| l as Arc<dyn Assistant>),
         intents_reloader: nlu.reloader.clone(),
         closing: closing.clone(),

@@ -41,6 +41,10 @@ pub struct AppState {
     pub trusted_proxies: Arc<TrustedProxies>,
     /// Web-chat sessions and messages per client address.
     pub address_limits: Arc<AddressLimits>,
+    /// API requests per token.
+    pub api_limiter: Arc<RateLimiter>,
+    /// Cookies carry `Secure` (the public URL is https).
+    pub secure_cookies: bool,
     /// The hosted LLM's helpers (reply drafts), when one is configured.
     pub assistant: Option<Arc<dyn switchboard_core::ports::Assistant>>,
     /// Set when the model classifier runs.
@@ -58,5 +62,29 @@ pub fn app(state: AppState) -> Router {
         .merge(panel::routes())
         .layer(axum::extract::DefaultBodyLimit::max(limits::BODY_BYTES))
         .layer(axum::middleware::from_fn(limits::refuse_large_bodies))
+        .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+/// Every answer: no MIME sniffing, no referrer to other sites. The panel and the API also: no
+/// framing by any site (clickjacking) and a content policy allowing only our own scripts and
+/// styles. The widget's routes go without those two: its script runs inside customers' sites.
+async fn security_headers(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::http::HeaderValue;
+    let path = request.uri().path();
+    let panel = ["/panel", "/api", "/static/"].iter().any(|prefix| path.starts_with(prefix));
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    if panel {
+        headers.insert(
+            "content-security-policy",
+            HeaderValue::from_static(
+                "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+            ),
+        );
+        headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    }
+    response
 }

@@ -139,8 +139,17 @@ impl FromRequestParts<AppState> for ApiCaller {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(unauthorized)?;
         let store = state.engine.store();
-        let agent = store.api_token_agent(&hash_token(token)).await?.ok_or_else(unauthorized)?;
+        let token_hash = hash_token(token);
+        let agent = store.api_token_agent(&token_hash).await?.ok_or_else(unauthorized)?;
         let agent = store.agent(agent).await?.filter(|a| a.active).ok_or_else(unauthorized)?;
+        if let Err(wait) = state.api_limiter.check(&token_hash) {
+            let seconds = wait.as_secs().max(1);
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("Too many API requests with this token; try again in {seconds} seconds (server.api_requests_per_minute)."),
+            ));
+        }
         Ok(ApiCaller(agent))
     }
 }

@@ -92,7 +92,7 @@ struct LoginForm {
 async fn login_page(State(state): State<AppState>) -> Result<Response, ApiError> {
     let csrf = random_token();
     let html = state.views.render("login", &json!({"csrf": csrf, "error": null, "email": ""}))?;
-    let cookie = format!("{LOGIN_CSRF_COOKIE}={csrf}; Path=/panel; HttpOnly; SameSite=Strict; Max-Age=3600");
+    let cookie = format!("{LOGIN_CSRF_COOKIE}={csrf}; Path=/panel; HttpOnly; SameSite=Strict; Max-Age=3600{}", secure(&state));
     Ok(([(header::SET_COOKIE, cookie)], html).into_response())
 }
 
@@ -106,7 +106,7 @@ async fn login(
     let again = |error: &str| -> Result<Response, ApiError> {
         let csrf = random_token();
         let html = state.views.render("login", &json!({"csrf": csrf, "error": error, "email": email}))?;
-        let cookie = format!("{LOGIN_CSRF_COOKIE}={csrf}; Path=/panel; HttpOnly; SameSite=Strict; Max-Age=3600");
+        let cookie = format!("{LOGIN_CSRF_COOKIE}={csrf}; Path=/panel; HttpOnly; SameSite=Strict; Max-Age=3600{}", secure(&state));
         Ok((StatusCode::UNAUTHORIZED, [(header::SET_COOKIE, cookie)], html).into_response())
     };
     if !cookie(&headers, LOGIN_CSRF_COOKIE).is_some_and(|c| auth::constant_time_eq(c, &form.csrf)) {
@@ -140,7 +140,15 @@ async fn login(
         Some(agent) => store.password_hash(agent.id).await?,
         None => None,
     };
-    let verified = hash.as_deref().is_some_and(|hash| verify_password(&form.password, hash));
+    // An unknown email costs the same hash check as a wrong password: timing tells no one
+    // which accounts exist.
+    let verified = match hash.as_deref() {
+        Some(hash) => verify_password(&form.password, hash),
+        None => {
+            let _ = verify_password(&form.password, stand_in_hash());
+            false
+        }
+    };
     let Some(agent) = agent.clone().filter(|_| verified) else {
         state.sign_in.failed(&email);
         let who = if agent.is_some() { String::new() } else { format!(" (unknown account {})", limits::shown(&email, 60)) };
@@ -155,8 +163,19 @@ async fn login(
         expires_at: state.engine.now() + chrono::Duration::days(SESSION_DAYS),
     };
     store.create_session(&hash_token(&token), &session).await?;
-    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}", SESSION_DAYS * 86_400);
+    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}", SESSION_DAYS * 86_400, secure(&state));
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/panel/")).into_response())
+}
+
+/// `; Secure` when the public URL is https: the browser then never sends the cookie in clear.
+fn secure(state: &AppState) -> &'static str {
+    if state.secure_cookies { "; Secure" } else { "" }
+}
+
+/// A hash no password is checked against for real; made once, with the same parameters.
+fn stand_in_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| crate::accounts::hash_password(&random_token()).expect("hashing works"))
 }
 
 fn verify_password(password: &str, hash: &str) -> bool {
@@ -172,7 +191,7 @@ struct CsrfOnly {
 async fn logout(State(state): State<AppState>, signed: Signed, Form(form): Form<CsrfOnly>) -> Result<Response, ApiError> {
     signed.check_csrf(&form.csrf)?;
     state.engine.store().delete_session(&signed.token_hash).await?;
-    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
+    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}", secure(&state));
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/panel/login")).into_response())
 }
 
@@ -420,8 +439,17 @@ async fn act(State(state): State<AppState>, signed: Signed, Path((id, action)): 
         "assign" => form.agent_id.as_str(),
         _ => "",
     };
-    let version = form.version.parse().ok();
     let back = format!("/panel/conversations/{id}");
+    let version = match form.version.trim() {
+        "" => None,
+        given => match given.parse() {
+            Ok(version) => Some(version),
+            Err(_) => {
+                let why = "The form's version is not a number; reload the conversation and try again.";
+                return Ok(error_page(&state, ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_version", why), &back));
+            }
+        },
+    };
     match apply_action(&state, &signed.agent, id, &action, form.text, value, version).await {
         Ok(()) => Ok(Redirect::to(&back).into_response()),
         Err(error) => Ok(error_page(&state, error, &back)),

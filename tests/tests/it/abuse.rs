@@ -291,3 +291,54 @@ async fn new_chats_are_capped_per_address_and_only_trusted_proxies_name_the_addr
     }
     assert!(refused >= 2, "fresh visitor ids do not escape the address limit ({refused} refused)");
 }
+
+#[tokio::test]
+async fn the_panel_cannot_be_framed_or_sniffed_and_cookies_follow_the_public_url() {
+    let server = TestServer::start().await;
+    for path in ["/panel/login", "/api/me", "/static/admin.css"] {
+        let response = reqwest::get(server.url(path)).await.unwrap();
+        let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert!(header("content-security-policy").contains("frame-ancestors 'none'"), "{path}");
+        assert!(header("content-security-policy").contains("default-src 'self'"), "{path}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("referrer-policy"), "same-origin", "{path}");
+    }
+    let widget = reqwest::get(server.url("/widget.js")).await.unwrap();
+    assert!(widget.headers().get("content-security-policy").is_none(), "the widget's script runs inside customers' pages");
+    assert_eq!(widget.headers()["x-content-type-options"], "nosniff");
+
+    let login_cookie = |server: &TestServer| {
+        let url = server.url("/panel/login");
+        async move {
+            let response = reqwest::get(url).await.unwrap();
+            response.headers()["set-cookie"].to_str().unwrap().to_string()
+        }
+    };
+    assert!(!login_cookie(&server).await.contains("Secure"), "plain http: a Secure cookie would never come back");
+    let https = TestServer::start_with(|c| c.server.public_url = Some("https://support.example.com".into())).await;
+    assert!(login_cookie(&https).await.contains("; Secure"), "behind https every cookie is Secure");
+}
+
+#[tokio::test]
+async fn a_malformed_version_is_refused_and_api_tokens_are_rate_limited() {
+    let server = TestServer::start_with(|c| c.server.api_requests_per_minute = 10).await;
+    account(&server, "ada@example.com", "Ada", Role::Admin).await;
+    let ada = PanelClient::sign_in(&server.url(""), "ada@example.com", PASSWORD).await;
+    let inbound = switchboard_tests::webchat_inbound("v-version", None, 1, "I want to talk to a person");
+    let id = server.engine().handle(inbound).await.unwrap().conversation.id;
+    let reply = ada.post(&format!("/panel/conversations/{id}/status"), &[("status", "resolved"), ("version", "yesterday")]).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "not a silent skip of the stale-view check");
+    assert!(reply.body.contains("reload the conversation"), "{}", reply.body);
+    let conversation = server.engine().store().conversation(id).await.unwrap().unwrap();
+    assert_ne!(conversation.status, switchboard_models::Status::Resolved, "nothing changed");
+
+    let token = ada.new_api_token("busy").await;
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(http.get(server.url("/api/me")).bearer_auth(&token).send().await.unwrap().status());
+    }
+    assert_eq!(statuses[..2], [StatusCode::OK, StatusCode::OK], "{statuses:?}");
+    assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
+}
