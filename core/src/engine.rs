@@ -673,6 +673,8 @@ impl Engine {
     /// Returns how many were assigned.
     pub async fn assign_waiting(&self) -> Result<u32, EngineError> {
         let _one_at_a_time = self.assigning.lock().await;
+        // And one node at a time, so no slot is given out twice across nodes either.
+        let _everywhere = self.store.exclusive("assignment").await?;
         let mut assigned = 0;
         while let Some(waiting) = self.store.queued_conversations(1).await?.pop() {
             let loads = self.store.assignment_candidates().await?;

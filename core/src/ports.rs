@@ -221,6 +221,11 @@ pub trait Store: Send + Sync {
         retry_at: Option<Timestamp>,
     ) -> Result<(), StoreError>;
 
+    /// Waits until no other node holds `name`, then holds it until the guard is dropped. Work
+    /// that must not run on two nodes at once (an assignment pass) runs under it. One node
+    /// alone (SQLite) holds it at once.
+    async fn exclusive(&self, name: &str) -> Result<Box<dyn Exclusive>, StoreError>;
+
     /// Takes or renews the lease `name` for `holder` until `until`; false while another holder's
     /// lease has not expired at `now`.
     async fn acquire_lease(&self, name: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool, StoreError>;
@@ -234,6 +239,9 @@ pub trait Store: Send + Sync {
     /// closes its connections. Nothing may use the store afterwards.
     async fn close(&self);
 }
+
+/// Held work across nodes (`Store::exclusive`); dropping it lets the next node in.
+pub trait Exclusive: Send + Sync {}
 
 /// Understands customer text. Never fails: an implementation falls back to something weaker.
 #[async_trait]

@@ -54,6 +54,13 @@ impl PgStore {
     }
 }
 
+/// An advisory lock's connection, closed (and the lock so released) when dropped.
+struct Held {
+    _connection: sqlx::pool::PoolConnection<Postgres>,
+}
+
+impl switchboard_core::ports::Exclusive for Held {}
+
 async fn write_one(connection: &mut PgConnection, write: &StepWrite) -> Result<Committed, StoreError> {
     let mut tx = connection.begin().await.map_err(backend)?;
     let committed = portable::write_step(&mut *tx, write).await?;
@@ -68,6 +75,20 @@ portable_store! {
     // Search ignores case, as on SQLite.
     like: "ILIKE",
     specific: {
+        /// A session-level advisory lock on a connection of its own; the guard closes that
+        /// connection when dropped, which ends the session and so releases the lock (no await
+        /// is needed in `Drop`, and a lock can never stay behind on a pooled connection).
+        async fn exclusive(&self, name: &str) -> Result<Box<dyn switchboard_core::ports::Exclusive>, StoreError> {
+            let mut connection = self.writer.acquire().await.map_err(backend)?;
+            let locked = sqlx::query("SELECT pg_advisory_lock(hashtext($1))").bind(name).execute(&mut *connection).await;
+            if let Err(error) = locked {
+                connection.close_on_drop();
+                return Err(backend(error));
+            }
+            connection.close_on_drop();
+            Ok(Box::new(Held { _connection: connection }))
+        }
+
         async fn close(&self) {
             self.writer.close().await;
         }

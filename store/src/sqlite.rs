@@ -195,6 +195,13 @@ portable_store! {
             result.await.map_err(|_| stopped())?
         }
 
+        /// One process owns an SQLite file's server, so the engine's own lock is enough.
+        async fn exclusive(&self, _name: &str) -> Result<Box<dyn switchboard_core::ports::Exclusive>, StoreError> {
+            struct Alone;
+            impl switchboard_core::ports::Exclusive for Alone {}
+            Ok(Box::new(Alone))
+        }
+
         async fn close(&self) {
             // Everything committed is folded into the database file and the WAL emptied, so a
             // stopped installation is one file again (for backups and copies).

@@ -36,6 +36,7 @@ on_both_backends!(
     message_pages_and_recent_customer_texts,
     stored_messages_wait_unanswered_until_one_step_answers_them,
     a_lease_has_one_holder_until_it_expires_or_is_released,
+    exclusive_work_waits_for_the_holder_on_another_connection,
 );
 
 /// Instants as the store keeps them (milliseconds), so round trips compare equal.
@@ -506,4 +507,31 @@ async fn a_lease_has_one_holder_until_it_expires_or_is_released(backend: Backend
     assert!(!store.acquire_lease("telegram", "node-a", secs(16), secs(26)).await.unwrap(), "only the holder releases");
     store.release_lease("telegram", "node-b").await.unwrap();
     assert!(store.acquire_lease("telegram", "node-a", secs(16), secs(26)).await.unwrap(), "released: free at once");
+}
+
+async fn exclusive_work_waits_for_the_holder_on_another_connection(backend: Backend) {
+    let (store, db) = fresh(backend).await;
+    let held = store.exclusive("assignment").await.unwrap();
+    if backend == Backend::Sqlite {
+        // One process: the engine's own lock serialises; the store's guard is immediate.
+        drop(held);
+        return;
+    }
+    // Another node: its own store on the same database.
+    let other = db.open().await;
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let waiter = {
+        let released = released.clone();
+        tokio::spawn(async move {
+            let _mine = other.exclusive("assignment").await.unwrap();
+            released.load(std::sync::atomic::Ordering::SeqCst)
+        })
+    };
+    let elsewhere = store.exclusive("another name").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "the other node waits while the work is held");
+    released.store(true, std::sync::atomic::Ordering::SeqCst);
+    drop(held);
+    assert!(waiter.await.unwrap(), "and gets in once it is released");
+    drop(elsewhere);
 }
