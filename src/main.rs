@@ -127,6 +127,20 @@ enum DbCommand {
         #[arg(long)]
         resume: bool,
     },
+    /// Write a consistent copy of the SQLite database (database.url) to a new file; safe while
+    /// the server runs. For PostgreSQL, says how to use pg_dump.
+    Backup {
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
+    /// Put a backup in place of the SQLite database (database.url); stop the server first.
+    Restore {
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// Keep an existing database aside (…before-restore-<time>) and restore over it.
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -226,6 +240,17 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
             }
             let target = switchboard::config::DatabaseConfig { url: to }.redacted_url();
             println!("copy complete; set database.url = \"{target}\" to run on it");
+            Ok(())
+        }
+        Command::Db { command: DbCommand::Backup { to } } => {
+            let bytes = switchboard_store::backup::backup(&config.database.url, &to).await?;
+            println!("backup written to {} ({} KiB) and checked", to.display(), bytes.div_ceil(1024));
+            Ok(())
+        }
+        Command::Db { command: DbCommand::Restore { from, replace } } => {
+            let target = switchboard_store::backup::restore(&from, &config.database.url, replace).await?;
+            switchboard::open_store(&config).await?;
+            println!("restored {} to {}; it is migrated and ready to serve", from.display(), target.display());
             Ok(())
         }
         Command::Migrate => {

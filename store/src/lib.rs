@@ -34,4 +34,5 @@ pub fn is_postgres(url: &str) -> bool {
 }
 
 pub mod copy;
+pub mod backup;
 pub mod relay;

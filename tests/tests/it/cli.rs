@@ -354,6 +354,55 @@ async fn sigterm_under_load_loses_nothing_and_answers_everything_once() {
     assert_eq!(undelivered, 0, "the outbox's last pass delivered every answer");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_serving_restores_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, address) = serve_in(dir.path());
+    let session: serde_json::Value =
+        reqwest::Client::new().post(format!("http://{address}/webchat/session")).send().await.unwrap().json().await.unwrap();
+    let token = session["token"].as_str().unwrap().to_string();
+    let mut widget = Widget::connect(&address, &token, None).await.expect("connects");
+    widget.next_of("ready").await;
+    widget.say("c1", "I forgot my password").await;
+    widget.next_reply().await;
+
+    let backup = dir.path().join("backup.db");
+    let (code, out, err) = run(&["db", "backup", "--to", backup.to_str().unwrap()], &[], dir.path());
+    assert_eq!(code, 0, "a backup while serving: {err}");
+    assert!(out.contains("checked"), "{out}");
+    let (code, _, err) = run(&["db", "backup", "--to", backup.to_str().unwrap()], &[], dir.path());
+    assert_ne!(code, 0);
+    assert!(err.contains("exists already"), "a backup never overwrites a file: {err}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(&["db", "restore", "--from", backup.to_str().unwrap()], &[], elsewhere.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("restored"), "{out}");
+    let restored = switchboard_store::open(&format!("sqlite://{}", elsewhere.path().join("switchboard.db").display())).await.unwrap();
+    let visitor = session["visitor_id"].as_str().unwrap();
+    let message = restored.message_by_external_id(switchboard_models::Channel::WebChat, &format!("{visitor}:c1")).await.unwrap();
+    assert_eq!(message.expect("the message came along").text, "I forgot my password");
+    drop(restored);
+
+    let (code, _, err) = run(&["db", "restore", "--from", backup.to_str().unwrap()], &[], elsewhere.path());
+    assert_ne!(code, 0);
+    assert!(err.contains("--replace"), "an existing database is not overwritten silently: {err}");
+    let (code, _, err) = run(&["db", "restore", "--from", backup.to_str().unwrap(), "--replace"], &[], elsewhere.path());
+    assert_eq!(code, 0, "{err}");
+    let kept = std::fs::read_dir(elsewhere.path()).unwrap().filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().contains("before-restore"));
+    assert!(kept, "the replaced database is kept aside");
+
+    std::fs::write(elsewhere.path().join("junk.db"), b"not a database at all").unwrap();
+    let (code, _, err) = run(&["db", "restore", "--from", "junk.db", "--replace"], &[], elsewhere.path());
+    assert_ne!(code, 0);
+    assert!(err.contains("not a sound Switchboard backup"), "{err}");
+    let (code, _, err) = run(&["db", "backup", "--to", "x.db"], &[("SWITCHBOARD_DATABASE__URL", "postgres://u@127.0.0.1:1/x")], dir.path());
+    assert_ne!(code, 0);
+    assert!(err.contains("pg_dump"), "PostgreSQL has its own tools: {err}");
+}
+
 #[tokio::test]
 async fn db_copy_moves_an_installation_from_sqlite_to_postgres() {
     use switchboard_core::ports::{Committed, StepWrite};
