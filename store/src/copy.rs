@@ -98,7 +98,7 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "canned_responses",
-        columns: &[("id", Text), ("title", Text), ("body", Text), ("created_by", Text), ("created_at", Int)],
+        columns: &[("id", Text), ("title", Text), ("body", Text), ("created_by", Text), ("created_at", Int), ("shared", Flag)],
         keyed: true,
     },
 ];

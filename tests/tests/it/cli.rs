@@ -425,6 +425,15 @@ async fn db_copy_moves_an_installation_from_sqlite_to_postgres() {
     store.set_password_hash(admin.id, "$argon2id$v=19$kept").await.unwrap();
     store.set_presence(admin.id, Presence::Online, chrono::Utc::now()).await.unwrap();
     store.setting_or_insert("visitor_token_secret", "kept-secret").await.unwrap();
+    let personal = switchboard_models::CannedResponse {
+        id: uuid::Uuid::now_v7(),
+        title: "Mine".into(),
+        body: "Only Ada's".into(),
+        created_by: Some(admin.id),
+        created_at: admin.created_at,
+        shared: false,
+    };
+    store.save_canned_response(&personal).await.unwrap();
     let contact = Contact {
         id: ContactId::new(),
         channel: Channel::WebChat,
@@ -474,6 +483,7 @@ async fn db_copy_moves_an_installation_from_sqlite_to_postgres() {
     assert_eq!(copied.setting_or_insert("visitor_token_secret", "new").await.unwrap(), "kept-secret");
     assert_eq!(copied.contact_messages(contact.id, 0, 100).await.unwrap(), history, "the same messages, in the same order");
     assert_eq!(copied.presence_changes(chrono::DateTime::UNIX_EPOCH).await.unwrap().len(), 1);
+    assert_eq!(copied.canned_responses().await.unwrap(), [personal], "a personal response stays personal");
     let later = StepWrite {
         inbound: Some(crate::store::message(&conversation, Sender::Customer, "still there?", Some("copy:2"))),
         ..StepWrite::default()
