@@ -203,6 +203,8 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// API requests per token per minute (bursts of a fifth of it).
     pub api_requests_per_minute: u32,
+    /// When set, `/metrics` asks for it as a bearer token.
+    pub metrics_token: Option<Secret>,
     /// This node's name, for leases and logs when several nodes share a PostgreSQL database.
     /// Unset: the host name and process id.
     pub node_name: Option<String>,
@@ -291,6 +293,7 @@ impl Default for ServerConfig {
             node_name: None,
             public_url: None,
             api_requests_per_minute: 600,
+            metrics_token: None,
         }
     }
 }

@@ -93,6 +93,26 @@ impl Running {
     }
 }
 
+/// The process's metrics recorder, installed by the first server started in it (tests start
+/// several); `None` if another recorder was installed first. Histograms are drained every 5 s.
+fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok()?;
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                })
+                .ok()?;
+            Some(handle)
+        })
+        .clone()
+}
+
 /// Waits for `what` until `deadline`; past it, logs what was cut off and gives up on it.
 async fn until<T>(deadline: tokio::time::Instant, what: &str, future: impl std::future::Future<Output = T>) -> Option<T> {
     let done = tokio::time::timeout_at(deadline, future).await.ok();
@@ -246,6 +266,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         address_limits: Arc::new(AddressLimits::new(w.sessions_per_address_per_minute, w.messages_per_address_per_minute)),
         api_limiter: Arc::new(RateLimiter::new(config.server.api_requests_per_minute, config.server.api_requests_per_minute.div_ceil(5))),
         secure_cookies: config.server.public_url.as_deref().is_some_and(|url| url.starts_with("https://")),
+        metrics: metrics_handle(),
+        metrics_token: config.server.metrics_token.as_ref().map(|t| t.0.clone()),
         assistant: llm.map(|l| l as Arc<dyn Assistant>),
         intents_reloader: nlu.reloader.clone(),
         closing: closing.clone(),

@@ -45,6 +45,10 @@ pub struct AppState {
     pub api_limiter: Arc<RateLimiter>,
     /// Cookies carry `Secure` (the public URL is https).
     pub secure_cookies: bool,
+    /// What `/metrics` renders.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// When set, `/metrics` asks for it as a bearer token.
+    pub metrics_token: Option<String>,
     /// The hosted LLM's helpers (reply drafts), when one is configured.
     pub assistant: Option<Arc<dyn switchboard_core::ports::Assistant>>,
     /// Set when the model classifier runs.
@@ -60,6 +64,7 @@ pub fn app(state: AppState) -> Router {
         .merge(telegram::routes())
         .merge(probes::routes())
         .merge(panel::routes())
+        .route_layer(axum::middleware::from_fn(probes::record_latency))
         .layer(axum::extract::DefaultBodyLimit::max(limits::BODY_BYTES))
         .layer(axum::middleware::from_fn(limits::refuse_large_bodies))
         .layer(axum::middleware::from_fn(security_headers))

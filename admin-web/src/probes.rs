@@ -1,5 +1,6 @@
 //! Probes for supervisors and load balancers: `/healthz` (the process answers) and `/readyz`
-//! (it can take traffic: the database accepts writes and it is not stopping).
+//! (it can take traffic: the database accepts writes and it is not stopping); `/metrics` in the
+//! Prometheus text format, behind `server.metrics_token` when one is set.
 
 use crate::AppState;
 use axum::Router;
@@ -10,7 +11,7 @@ use axum::routing::get;
 use serde_json::json;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -28,4 +29,31 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Some((since, reason)) => unavailable("unavailable", crate::panel::auth::storage_problem_text(since, &reason)),
         None => Json(json!({"status": "ready"})).into_response(),
     }
+}
+
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(token) = &state.metrics_token {
+        let given = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|given| crate::panel::auth::constant_time_eq(given, token)) {
+            return crate::ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Send server.metrics_token as `Authorization: Bearer <token>`.")
+                .into_response();
+        }
+    }
+    let Some(handle) = &state.metrics else {
+        return crate::ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_metrics", "Metrics are not recorded in this process.").into_response();
+    };
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
+}
+
+/// Every HTTP answer's latency, by route (the path pattern, never the path itself) and status.
+pub async fn record_latency(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |path| path.as_str().to_string());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!("switchboard_http_request_seconds", "route" => route, "status" => status).record(started.elapsed().as_secs_f64());
+    response
 }

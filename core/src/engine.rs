@@ -360,6 +360,7 @@ impl Engine {
             }
             Committed::Stored { seqs } => {
                 message.seq = seqs[0];
+                metrics::counter!("switchboard_messages_received_total", "channel" => message.channel.as_str()).increment(1);
                 let place = self.answer_order.take_place(contact.id, message.seq, contact_key);
                 self.publish(&conversation, std::iter::once(&message));
                 Ok(Received { message, duplicate: false, conversation, place: Some(place) })
@@ -475,6 +476,8 @@ impl Engine {
         };
         let decided = started.elapsed();
         let committed = self.commit(write).await?;
+        metrics::histogram!("switchboard_step_decide_seconds").record(decided.as_secs_f64());
+        metrics::histogram!("switchboard_step_commit_seconds").record((started.elapsed() - decided).as_secs_f64());
         if started.elapsed() > SLOW_STEP {
             self.slow_steps.note(decided, started.elapsed() - decided);
         }
@@ -487,6 +490,9 @@ impl Engine {
         }
         if !replies.is_empty() {
             self.outbox_wake.notify_one();
+        }
+        if escalated {
+            metrics::counter!("switchboard_escalations_total").increment(1);
         }
         self.publish(&conversation, replies.iter());
         tracing::debug!(conversation_id = %conversation.id, replies = replies.len(), "step committed");

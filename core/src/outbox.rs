@@ -76,7 +76,15 @@ impl OutboxWorker {
                     .await;
                 break;
             };
-            match sender.deliver(&item).await {
+            let result = sender.deliver(&item).await;
+            let outcome = match &result {
+                Ok(()) => "delivered",
+                Err(DeliveryError::Retry { .. }) => "retry",
+                Err(DeliveryError::Permanent { .. }) => "failed",
+                Err(DeliveryError::Unreachable { .. }) => "unreachable",
+            };
+            metrics::counter!("switchboard_deliveries_total", "channel" => item.message.channel.as_str(), "outcome" => outcome).increment(1);
+            match result {
                 Ok(()) => delivered.push(item.message.seq),
                 Err(DeliveryError::Retry { reason, after }) => {
                     self.fail(&item, &reason, Some(after.unwrap_or_else(|| backoff(item.attempts))))
@@ -112,6 +120,9 @@ impl OutboxWorker {
             reason,
             "outbound delivery failed"
         );
+        if retry_at.is_none() {
+            metrics::counter!("switchboard_delivery_give_ups_total", "channel" => item.message.channel.as_str()).increment(1);
+        }
         if let Err(error) = self.store.mark_failed(item.message.seq, reason, retry_at).await {
             tracing::error!(%error, seq = item.message.seq, "could not record delivery failure");
         }

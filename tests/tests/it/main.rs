@@ -10,6 +10,7 @@ mod email;
 mod faults;
 mod migrations;
 mod nodes;
+mod operations;
 mod nlp;
 mod panel;
 mod store;
