@@ -93,6 +93,23 @@ impl Running {
     }
 }
 
+/// Gauges read from the store every 5 s: the outbox's backlog and its oldest reply's age, and
+/// the conversations waiting for an agent.
+async fn sample_backlogs(store: Arc<dyn Store>) {
+    loop {
+        if let Ok((backlog, oldest)) = store.outbox_backlog().await {
+            metrics::gauge!("switchboard_outbox_backlog").set(backlog as f64);
+            let age = oldest.map_or(0.0, |at| (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0);
+            metrics::gauge!("switchboard_outbox_oldest_seconds").set(age);
+        }
+        if let Ok(queue) = store.queue_view().await {
+            metrics::gauge!("switchboard_queue_waiting").set(f64::from(queue.waiting));
+            metrics::gauge!("switchboard_agents_online").set(f64::from(queue.agents_online));
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
 /// The process's metrics recorder, installed by the first server started in it (tests start
 /// several); `None` if another recorder was installed first. Histograms are drained every 5 s.
 fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
@@ -232,6 +249,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         workers.push(singletons.spawn("email", move || tokio::spawn(adapter.clone().run())));
         tracing::info!("email channel on");
     }
+    workers.push(tokio::spawn(sample_backlogs(store.clone())));
     let outbox_stop = CancellationToken::new();
     let outbox = tokio::spawn(OutboxWorker::new(store.clone(), senders, engine.outbox_wake()).run(outbox_stop.clone()));
     let closing = CancellationToken::new();

@@ -213,6 +213,8 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> Result<Vec<OutboundMessage>, StoreError>;
     async fn mark_delivered(&self, seqs: &[i64], now: Timestamp) -> Result<(), StoreError>;
+    /// Replies not yet delivered (nor given up): how many, and when the oldest was queued.
+    async fn outbox_backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError>;
     /// Records a failed attempt; `retry_at: None` gives up for good.
     async fn mark_failed(
         &self,

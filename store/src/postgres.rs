@@ -75,6 +75,16 @@ portable_store! {
     // Search ignores case, as on SQLite.
     like: "ILIKE",
     specific: {
+        async fn outbox_backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError> {
+            let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+                "SELECT COUNT(*), MIN(created_at) FROM messages WHERE outbound AND delivered_at IS NULL AND gave_up_at IS NULL",
+            )
+            .fetch_one(&self.reader)
+            .await
+            .map_err(backend)?;
+            Ok((count as u64, oldest.and_then(chrono::DateTime::from_timestamp_millis)))
+        }
+
         /// A session-level advisory lock on a connection of its own; the guard closes that
         /// connection when dropped, which ends the session and so releases the lock (no await
         /// is needed in `Drop`, and a lock can never stay behind on a pooled connection).

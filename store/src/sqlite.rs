@@ -213,6 +213,17 @@ portable_store! {
             self.writer.close().await;
         }
 
+        async fn outbox_backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError> {
+            let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+                "SELECT COUNT(*), MIN(created_at) FROM messages INDEXED BY messages_outbox \
+                 WHERE outbound = 1 AND delivered_at IS NULL AND gave_up_at IS NULL",
+            )
+            .fetch_one(&self.reader)
+            .await
+            .map_err(backend)?;
+            Ok((count as u64, oldest.and_then(chrono::DateTime::from_timestamp_millis)))
+        }
+
         /// One statement: lease the due messages and return them with their recipient.
         async fn claim_outbox(
             &self,

@@ -39,4 +39,8 @@ async fn metrics_count_messages_steps_deliveries_and_requests_behind_a_token() {
     );
     assert!(!text.contains(&token), "no visitor token or path ends up in a label");
     assert!(sample(&text, "switchboard_webchat_sockets", &[]).unwrap_or(0.0) >= 1.0, "the open socket is counted: {text}");
+
+    let ready: serde_json::Value = reqwest::get(server.url("/readyz")).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["outbox"]["backlog"], 0, "the reply was delivered: {ready}");
 }

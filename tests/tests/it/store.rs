@@ -37,6 +37,7 @@ on_both_backends!(
     stored_messages_wait_unanswered_until_one_step_answers_them,
     a_lease_has_one_holder_until_it_expires_or_is_released,
     exclusive_work_waits_for_the_holder_on_another_connection,
+    the_outbox_backlog_counts_undelivered_replies_and_dates_the_oldest,
 );
 
 /// Instants as the store keeps them (milliseconds), so round trips compare equal.
@@ -534,4 +535,18 @@ async fn exclusive_work_waits_for_the_holder_on_another_connection(backend: Back
     drop(held);
     assert!(waiter.await.unwrap(), "and gets in once it is released");
     drop(elsewhere);
+}
+
+async fn the_outbox_backlog_counts_undelivered_replies_and_dates_the_oldest(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    assert_eq!(store.outbox_backlog().await.unwrap(), (0, None));
+    let conversation = conversation(store.as_ref(), "visitor-1").await;
+    queue_replies(store.as_ref(), &conversation, &["one", "two", "three"]).await;
+    let (backlog, oldest) = store.outbox_backlog().await.unwrap();
+    assert_eq!(backlog, 3);
+    assert!(oldest.is_some_and(|at| at <= Utc::now()));
+    let claimed = store.claim_outbox(Utc::now(), Utc::now() + chrono::Duration::seconds(30), 10).await.unwrap();
+    store.mark_delivered(&[claimed[0].message.seq], Utc::now()).await.unwrap();
+    store.mark_failed(claimed[1].message.seq, "gone", None).await.unwrap();
+    assert_eq!(store.outbox_backlog().await.unwrap().0, 1, "delivered and given-up replies are not backlog");
 }
