@@ -6,7 +6,7 @@ mod client;
 mod error;
 pub mod limits;
 pub mod panel;
-mod probes;
+pub mod probes;
 mod ratelimit;
 mod reports;
 pub mod signin;

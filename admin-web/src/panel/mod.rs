@@ -43,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/panel/admin/agents/{id}", post(update_agent))
         .route("/panel/admin/audit", get(audit))
         .route("/panel/admin/hours", get(hours))
+        .route("/panel/admin/system", get(system))
         .route("/panel/events", get(events))
         .route("/static/admin.css", get(|| async { asset("text/css", include_str!("../../assets/admin.css")) }))
         .route("/static/admin.js", get(|| async { asset("application/javascript", include_str!("../../assets/admin.js")) }))
@@ -702,10 +703,35 @@ async fn hours(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin) 
     state.views.render("hours", &page(&signed, "hours", "Working hours", json!({"rows": rows})))
 }
 
+/// What `/readyz` and `/metrics` say, for admins: whether the node takes traffic and why not,
+/// the outbox's backlog, the queue and who is connected.
+async fn system(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin) -> Result<Html<String>, ApiError> {
+    let store = state.engine.store();
+    let (backlog, oldest) = store.outbox_backlog().await?;
+    let queue = store.queue_view().await?;
+    let now = state.engine.now();
+    let (status, problem) = match (state.closing.is_cancelled(), state.engine.storage_problem()) {
+        (true, _) => ("stopping", Some("Switchboard is stopping.".to_string())),
+        (false, Some((since, reason))) => ("unavailable", Some(auth::storage_problem_text(since, &reason))),
+        (false, None) => ("ready", None),
+    };
+    let data = json!({
+        "status": status,
+        "problem": problem,
+        "backlog": backlog,
+        "oldest": oldest.map(|at| format!("{:.1} s", (now - at).num_milliseconds().max(0) as f64 / 1000.0)),
+        "waiting": queue.waiting,
+        "agents_online": queue.agents_online,
+        "visitors_connected": state.hub.connected_visitors(),
+    });
+    state.views.render("system", &page(&signed, "system", "System", data))
+}
+
 /// Live updates for open panel pages: which conversation changed.
 async fn events(State(state): State<AppState>, _signed: Signed) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
     let receiver = state.engine.bus().subscribe();
-    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+    let open = crate::probes::Open::new("switchboard_panel_event_streams");
+    let stream = futures::stream::unfold((receiver, open), |(mut receiver, open)| async move {
         loop {
             let (kind, id, at) = match receiver.recv().await {
                 Ok(DomainEvent::MessageStored(m)) => ("message", m.conversation_id, m.created_at),
@@ -719,7 +745,7 @@ async fn events(State(state): State<AppState>, _signed: Signed) -> Sse<impl futu
             };
             // `at`: when it happened, so a page (or a benchmark) can tell how fresh the news is.
             let data = json!({"kind": kind, "conversation_id": id.to_string(), "at": at.timestamp_millis()}).to_string();
-            return Some((Ok(Event::default().data(data)), receiver));
+            return Some((Ok(Event::default().data(data)), (receiver, open)));
         }
     });
     Sse::new(stream.take_until(state.closing.clone().cancelled_owned())).keep_alive(KeepAlive::default())

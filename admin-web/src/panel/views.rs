@@ -15,6 +15,7 @@ pub struct Views {
 const TEMPLATES: &[(&str, &str)] = &[
     ("layout_header", include_str!("../../templates/layout_header.hbs")),
     ("layout_footer", include_str!("../../templates/layout_footer.hbs")),
+    ("system", include_str!("../../templates/system.hbs")),
     ("login", include_str!("../../templates/login.hbs")),
     ("dashboard", include_str!("../../templates/dashboard.hbs")),
     ("conversations", include_str!("../../templates/conversations.hbs")),

@@ -40,24 +40,8 @@ pub async fn upgrade(
         .on_upgrade(move |socket| session(socket, state, visitor, address)))
 }
 
-/// Counts open widget sockets for `/metrics` while it lives.
-struct OpenSocket;
-
-impl OpenSocket {
-    fn new() -> Self {
-        metrics::gauge!("switchboard_webchat_sockets").increment(1.0);
-        Self
-    }
-}
-
-impl Drop for OpenSocket {
-    fn drop(&mut self) {
-        metrics::gauge!("switchboard_webchat_sockets").decrement(1.0);
-    }
-}
-
 async fn session(socket: WebSocket, state: AppState, visitor: String, address: std::net::IpAddr) {
-    let _open = OpenSocket::new();
+    let _open = crate::probes::Open::new("switchboard_webchat_sockets");
     let (mut sink, mut stream) = socket.split();
     let mut subscription = state.hub.subscribe_socket(&visitor, state.webchat.max_sockets_per_visitor);
     let conversation = match page(&state, &visitor, i64::MAX).await {

@@ -227,6 +227,8 @@ async fn unready_with_a_banner(server: &TestServer, admin: &PanelClient) {
     assert!(ready["reason"].as_str().unwrap().contains("refused writes"), "{ready}");
     let page = admin.get("/panel/conversations").await;
     assert!(page.body.contains("data-test=\"storage-banner\""), "admins are told: {}", page.body);
+    let system = admin.get("/panel/admin/system").await;
+    assert!(system.body.contains("data-test=\"system-status\">unavailable<"), "and the System page says why: {}", system.body);
 }
 
 async fn ready_without_a_banner(server: &TestServer, admin: &PanelClient) {

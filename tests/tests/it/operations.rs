@@ -43,4 +43,15 @@ async fn metrics_count_messages_steps_deliveries_and_requests_behind_a_token() {
     let ready: serde_json::Value = reqwest::get(server.url("/readyz")).await.unwrap().json().await.unwrap();
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["outbox"]["backlog"], 0, "the reply was delivered: {ready}");
+
+    // Admins see the same on the System page.
+    switchboard_admin_web::accounts::create_account(
+        server.engine().store().as_ref(), "ada@example.com", "Ada", switchboard_models::Role::Admin, "tangerine harbour lantern 42", None,
+    )
+    .await
+    .unwrap();
+    let ada = switchboard_tests::panel::PanelClient::sign_in(&server.url(""), "ada@example.com", "tangerine harbour lantern 42").await;
+    let system = ada.get("/panel/admin/system").await;
+    assert!(system.body.contains("data-test=\"system-status\">ready<"), "{}", system.body);
+    assert!(system.body.contains("data-test=\"system-backlog\">0<"), "{}", system.body);
 }

@@ -60,7 +60,7 @@ async fn every_route_checks_who_is_asking() {
         "/panel/canned".into(),
         "/panel/account/tokens".into(),
     ];
-    let admin_pages = ["/panel/admin/agents", "/panel/admin/audit", "/panel/admin/hours"];
+    let admin_pages = ["/panel/admin/agents", "/panel/admin/audit", "/panel/admin/hours", "/panel/admin/system"];
     for path in pages.iter().map(String::as_str).chain(admin_pages) {
         let reply = anonymous.get(path).await;
         assert_eq!(reply.status, StatusCode::SEE_OTHER, "anonymous {path}");
