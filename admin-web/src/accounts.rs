@@ -19,7 +19,7 @@ macro_rules! bail {
 /// An address like `ann@example.com`: one `@`, no spaces or control characters (a line break
 /// would let a mail header in), a domain with a dot.
 pub fn check_email(email: &str) -> Result<(), AccountError> {
-    let shown: String = email.chars().filter(|c| !c.is_control()).take(80).collect();
+    let shown = crate::limits::shown(email, 80);
     if email.chars().any(|c| c.is_control() || c.is_whitespace()) {
         bail!("`{shown}` is not an email address: it contains spaces, line breaks or other control characters");
     }

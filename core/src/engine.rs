@@ -114,9 +114,6 @@ impl Drop for Place {
     }
 }
 
-/// The content type of a channel's raw original kept beside a message (not a customer's file).
-pub const ORIGINAL_MAIL: &str = "message/rfc822";
-
 /// Steps slower than this are logged with where the time went.
 const SLOW_STEP: std::time::Duration = std::time::Duration::from_millis(50);
 
@@ -462,7 +459,7 @@ impl Engine {
         let input = Input::CustomerMessage {
             text: &message.text,
             classification: &classification,
-            has_attachments: message.attachments.iter().any(|a| a.content_type != ORIGINAL_MAIL),
+            has_attachments: message.attachments.iter().any(|a| !a.original),
         };
         let decision = step(&before, &input, &self.policy, now);
         let escalated = decision.escalated.is_some();
@@ -509,6 +506,7 @@ impl Engine {
             file_name: clean_file_name(file_name, content_type),
             content_type: content_type.to_string(),
             size: bytes.len() as u64,
+            original: false,
         })
     }
 
@@ -521,7 +519,7 @@ impl Engine {
             return Err(UploadError::TooLarge { size, limit }.into());
         }
         let key = self.blobs.put(bytes).await?;
-        Ok(Attachment { key, file_name: file_name.to_string(), content_type: content_type.to_string(), size })
+        Ok(Attachment { key, file_name: file_name.to_string(), content_type: content_type.to_string(), size, original: true })
     }
 
     pub async fn attachment_bytes(&self, attachment: &Attachment) -> Result<Vec<u8>, EngineError> {

@@ -13,7 +13,7 @@ mod step;
 mod summary;
 
 pub use assignment::pick_agent;
-pub use engine::{Engine, EngineError, EngineLimits, HandleOutcome, ORIGINAL_MAIL, Received, TicketChange};
+pub use engine::{Engine, EngineError, EngineLimits, HandleOutcome, Received, TicketChange};
 pub use events::EventBus;
 pub use outbox::OutboxWorker;
 pub use policy::{Policy, QueueView};

@@ -10,6 +10,10 @@ pub struct Attachment {
     /// Decided from the file's content (magic bytes), not from what the sender claimed.
     pub content_type: String,
     pub size: u64,
+    /// The channel's raw original kept beside a message (a whole email), not a file the
+    /// customer sent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub original: bool,
 }
 
 impl Attachment {

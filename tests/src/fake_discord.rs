@@ -371,12 +371,12 @@ async fn gateway_session(fake: FakeDiscord, socket: WebSocket) {
     if sink.send(WsMessage::Text(hello.into())).await.is_err() {
         return;
     }
-    loop {
+    'session: loop {
         let reply: Vec<String> = tokio::select! {
-            _ = &mut killed => return,
+            _ = &mut killed => break 'session,
             frame = outgoing.recv() => match frame {
                 Some(frame) => vec![frame],
-                None => return,
+                None => break 'session,
             },
             incoming = stream.next() => match incoming {
                 Some(Ok(WsMessage::Text(text))) => {
@@ -389,14 +389,19 @@ async fn gateway_session(fake: FakeDiscord, socket: WebSocket) {
                     }
                 }
                 Some(Ok(_)) => Vec::new(),
-                _ => return,
+                _ => break 'session,
             },
         };
         for frame in reply {
             if sink.send(WsMessage::Text(frame.into())).await.is_err() {
-                return;
+                break 'session;
             }
         }
+    }
+    // This connection is gone: the bot is not connected until it identifies or resumes again.
+    let mut inner = fake.lock();
+    if inner.gateway.live.as_ref().is_some_and(|current| current.same_channel(&live)) {
+        inner.gateway.live = None;
     }
 }
 

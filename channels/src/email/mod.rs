@@ -313,7 +313,7 @@ impl EmailAdapter {
                 Err(error) => return Err(error),
             }
         }
-        let original = self.engine.keep_original("original.eml", switchboard_core::ORIGINAL_MAIL, raw).await.ok();
+        let original = self.engine.keep_original("original.eml", "message/rfc822", raw).await.ok();
         // The subject often says what the mail is about: it leads the text, on its own line.
         let mut text = format!("{subject}\n\n{body}");
         for note in refused {

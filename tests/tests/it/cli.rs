@@ -150,7 +150,7 @@ fn serve_in(dir: &std::path::Path) -> (std::process::Child, String) {
     serve_with(dir, &[])
 }
 
-fn serve_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
+pub(crate) fn serve_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
     let mut child = Command::new(binary())
         .arg("serve")
         .current_dir(dir)
@@ -330,7 +330,12 @@ async fn sigterm_under_load_loses_nothing_and_answers_everything_once() {
             }
         }));
     }
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    // Stop once the load is well under way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while acknowledged.lock().unwrap().len() < 100 {
+        assert!(std::time::Instant::now() < deadline, "the widgets never got going");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();

@@ -240,13 +240,19 @@ async fn messages_written_while_stopped_are_fetched_on_start_in_order_and_once()
     assert!(discord.threads().contains(&new_case), "a case opened while away gets its thread");
     discord.wait_posted(5005, 3, WAIT).await;
 
-    // Nothing is fetched twice: another start finds nothing new.
+    // Nothing is fetched twice: another start finds nothing new. A live message sent after the
+    // start is stored after the catch-up (a new session's catch-up comes first), so once it is
+    // there, the catch-up has run.
+    let (identified, _) = discord.identifies_and_resumes();
     server.restart().await;
-    discord.wait_connected(WAIT).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while discord.identifies_and_resumes().0 == identified {
+        assert!(tokio::time::Instant::now() < deadline, "the restarted server never opened a new session");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    dm(&discord, 905, 5005, "thanks");
+    let again = stored(&server, "dm/905", 7).await;
+    assert_eq!(texts(again), ["hello", "are you there?", "my order 42 has not arrived", "thanks"]);
     let store = server.engine().store();
-    let dm = store.contact_by_external_id(Channel::Discord, "dm/905").await.unwrap().unwrap();
-    let again = store.contact_messages(dm.id, 0, 100).await.unwrap();
-    assert_eq!(texts(again), ["hello", "are you there?", "my order 42 has not arrived"]);
     assert!(store.contact_by_external_id(Channel::Discord, &format!("thread/{case}/907")).await.unwrap().is_none());
 }

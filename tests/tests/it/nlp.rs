@@ -475,12 +475,7 @@ async fn a_message_is_acknowledged_before_a_slow_llm_answers_and_answers_keep_th
     // The local model is sure of this one, but it is answered after the first.
     widget.say("c2", "hey there, good morning").await;
     assert_eq!(widget.next_of("ack").await["client_id"], "c2");
-    let early = widget.frames_within(Duration::from_millis(1500)).await;
-    assert!(
-        early.iter().all(|f| f["type"] != "message" || f["message"]["sender"] == "customer"),
-        "nothing is answered while the first message waits for the LLM: {early:?}"
-    );
-
+    // Had the second been answered while the first waits for the LLM, its reply would come first.
     fake.release();
     let first = widget.next_reply().await;
     let second = widget.next_reply().await;

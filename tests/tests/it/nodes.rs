@@ -1,7 +1,6 @@
 //! Several `switchboard serve` processes on one PostgreSQL database: live news crosses nodes.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 use switchboard_admin_web::accounts::create_account;
 use switchboard_models::Role;
@@ -25,21 +24,9 @@ impl Node {
 
     fn start_with(database_url: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-under-test"))
-            .arg("serve")
-            .current_dir(dir.path())
-            .envs(env.iter().copied())
-            .env("SWITCHBOARD_DATABASE__URL", database_url)
-            .env("SWITCHBOARD_SERVER__LISTEN", "127.0.0.1:0")
-            .env("SWITCHBOARD_NLP__ENABLED", "false")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().rsplit("http://").next().unwrap().to_string();
-        assert!(addr.starts_with("127.0.0.1:"), "{line}");
+        let shared = [("SWITCHBOARD_DATABASE__URL", database_url), ("SWITCHBOARD_NLP__ENABLED", "false")];
+        let env: Vec<(&str, &str)> = env.iter().copied().chain(shared).collect();
+        let (child, addr) = crate::cli::serve_with(dir.path(), &env);
         Self { child, addr, _dir: dir }
     }
 
@@ -121,8 +108,22 @@ async fn one_node_polls_telegram_and_another_takes_over_when_it_is_killed() {
         telegram.push_message(private_text(505, id, &format!("before {id}")));
     }
     assert_eq!(wait_for_texts(&db, 5).await.len(), 5);
-    // Both nodes have had time to try for the lease more than once.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Wait for the holder to renew its lease twice: by then both nodes have tried for it more
+    // than once, each renewal period, while one of them polled.
+    let expiry = || db.count("SELECT expires_at FROM leases WHERE name = 'telegram'");
+    let mut seen = expiry().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for _ in 0..2 {
+        loop {
+            let now = expiry().await;
+            if now > seen {
+                seen = now;
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the lease is never renewed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     assert_eq!(telegram.conflicts(), 0, "only one node polls: Telegram never saw two pollers at once");
 
     let holder = db.count("SELECT COUNT(*) FROM leases WHERE name = 'telegram' AND holder = 'node-b'").await;

@@ -514,8 +514,10 @@ async fn exclusive_work_waits_for_the_holder_on_another_connection(backend: Back
     let (store, db) = fresh(backend).await;
     let held = store.exclusive("assignment").await.unwrap();
     if backend == Backend::Sqlite {
-        // One process: the engine's own lock serialises; the store's guard is immediate.
-        drop(held);
+        // One process per SQLite file: the engine's own lock serialises, and the store's guard
+        // never waits (a second one while the first is held would otherwise hang this test).
+        let second = tokio::time::timeout(std::time::Duration::from_secs(5), store.exclusive("assignment")).await;
+        assert!(second.is_ok_and(|guard| guard.is_ok()), "SQLite's guard is immediate");
         return;
     }
     // Another node: its own store on the same database.
@@ -529,7 +531,12 @@ async fn exclusive_work_waits_for_the_holder_on_another_connection(backend: Back
         })
     };
     let elsewhere = store.exclusive("another name").await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The server itself says the other node is waiting for the lock.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while db.count("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").await == 0 {
+        assert!(std::time::Instant::now() < deadline, "the other node never waited for the lock");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert!(!waiter.is_finished(), "the other node waits while the work is held");
     released.store(true, std::sync::atomic::Ordering::SeqCst);
     drop(held);
