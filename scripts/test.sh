@@ -19,8 +19,8 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 ./scripts/apt-install.sh ${missing[@]+"${missing[@]}"}
 
-# playwright-core drives the system Chromium; it never downloads a browser.
-if [ ! -d tests/browser/node_modules/playwright-core ]; then
+# playwright-core drives the system Chromium (it never downloads a browser); axe-core checks pages.
+if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -d tests/browser/node_modules/axe-core ]; then
   (cd tests/browser && npm install --no-package-lock --no-fund --no-audit --loglevel=error)
 fi
 

@@ -5,10 +5,6 @@
   var main = document.querySelector('main');
 
   // ---- (a) Canned responses: insert the chosen body into the reply textarea at the cursor ----
-  function replyTextarea(select) {
-    return (select.form && select.form.querySelector('textarea[name="text"]')) ||
-      document.querySelector('[data-test="reply-text"]');
-  }
 
   function insertAtCursor(ta, text) {
     var value = ta.value;
@@ -28,19 +24,50 @@
     if (ev.target && ev.target.tagName === 'TEXTAREA') ev.target.dataset.caretKnown = '1';
   });
 
-  document.addEventListener('change', function (ev) {
-    var sel = ev.target;
-    if (!sel || !sel.matches || !sel.matches('[data-test="canned-select"]') || !sel.value) return;
+  // An explicit Insert button: choosing in the menu by keyboard (arrow keys) must not act.
+  Array.prototype.forEach.call(document.querySelectorAll('[data-action="insert-canned"]'), function (button) {
+    button.hidden = false;
+  });
+  document.addEventListener('click', function (ev) {
+    var button = ev.target && ev.target.closest && ev.target.closest('[data-action="insert-canned"]');
+    if (!button) return;
+    var sel = button.form && button.form.querySelector('[data-test="canned-select"]');
+    if (!sel || !sel.value) { announce('Choose a canned response first.'); if (sel) sel.focus(); return; }
     var ta = replyTextarea(sel);
     if (ta) insertAtCursor(ta, sel.value);
     sel.selectedIndex = 0;
+    announce('Canned response inserted.');
   });
+
+  // ---- Announcements and focus after an action (the page was reloaded by the server) ----
+  var announcer = document.getElementById('announcer');
+  function announce(text) {
+    if (!announcer) return;
+    announcer.textContent = '';
+    // A change after the region exists is what screen readers announce.
+    setTimeout(function () { announcer.textContent = text; }, 50);
+  }
+
+  var flash = document.querySelector('[data-announce]');
+  if (flash) announce(flash.textContent.trim());
+  if (main && main.dataset.focus) {
+    var target = document.getElementById(main.dataset.focus) || main.querySelector('h1');
+    if (target) target.focus({ preventScroll: false });
+  }
+  // The confirmation is said once; a reload should not say it again.
+  if (/[?&]done=/.test(location.search) && window.history && history.replaceState) {
+    history.replaceState(null, '', location.pathname);
+  }
 
   // ---- Helpers ----
   function scrollToEnd(el) { el.scrollTop = el.scrollHeight; }
   function nearEnd(el) { return el.scrollHeight - el.scrollTop - el.clientHeight < 80; }
 
   var messages = document.querySelector('[data-region="messages"]');
+  function replyTextarea(select) {
+    return (select.form && select.form.querySelector('textarea[name="text"]')) ||
+      document.querySelector('[data-test="reply-text"]');
+  }
   if (messages) scrollToEnd(messages);
 
   if (!main || typeof EventSource === 'undefined' || typeof fetch === 'undefined') return;
@@ -82,17 +109,43 @@
   }
 
   // ---- (b) Live updates ----
+  /** Brings the message log in line with `next` message by message, so a screen reader hears
+   *  only what was added, and focus inside the log survives. */
+  function mergeMessages(cur, next) {
+    var stick = nearEnd(cur);
+    var existing = {};
+    Array.prototype.forEach.call(cur.querySelectorAll('[data-key]'), function (el) { existing[el.dataset.key] = el; });
+    var incoming = next.querySelectorAll('[data-key]');
+    if (!incoming.length) { if (cur.innerHTML !== next.innerHTML) cur.innerHTML = next.innerHTML; return; }
+    var empty = cur.querySelector('.empty');
+    if (empty) empty.remove();
+    var previous = null;
+    Array.prototype.forEach.call(incoming, function (el) {
+      var key = el.dataset.key;
+      var have = existing[key];
+      delete existing[key];
+      if (have && have.outerHTML !== el.outerHTML) {
+        var copy = document.importNode(el, true);
+        have.replaceWith(copy);
+        have = copy;
+      }
+      if (!have) have = document.importNode(el, true);
+      var expected = previous ? previous.nextElementSibling : cur.firstElementChild;
+      if (have !== expected) cur.insertBefore(have, expected);
+      previous = have;
+    });
+    Object.keys(existing).forEach(function (key) { existing[key].remove(); });
+    if (stick) scrollToEnd(cur);
+  }
+
   function refreshConversation() {
     return fetchDoc().then(function (doc) {
-      ['state', 'messages'].forEach(function (name) {
-        var sel = '[data-region="' + name + '"]';
-        var cur = document.querySelector(sel);
-        var next = doc.querySelector(sel);
-        if (!cur || !next) return;
-        var stick = name === 'messages' && nearEnd(cur);
-        cur.innerHTML = next.innerHTML;
-        if (stick) scrollToEnd(cur);
-      });
+      var state = document.querySelector('[data-region="state"]');
+      var nextState = doc.querySelector('[data-region="state"]');
+      if (state && nextState && state.innerHTML !== nextState.innerHTML) state.innerHTML = nextState.innerHTML;
+      var log = document.querySelector('[data-region="messages"]');
+      var nextLog = doc.querySelector('[data-region="messages"]');
+      if (log && nextLog) mergeMessages(log, nextLog);
       // Keep the optimistic-lock version of the small forms current (typed text is untouched).
       var v = doc.querySelector('input[name="version"]');
       if (v) {
@@ -113,13 +166,33 @@
     return ['text', 'search', 'email', 'number', 'password', 'url', 'tel'].indexOf(type) !== -1;
   }
 
+  /** How to find the focused element again after the page part around it is redrawn. */
+  function keyOf(el) {
+    if (!el || el === document.body || !main.contains(el)) return null;
+    if (el.id) return '#' + CSS.escape(el.id);
+    if (el.dataset && el.dataset.id) return '[data-id="' + CSS.escape(el.dataset.id) + '"]';
+    var href = el.getAttribute && el.getAttribute('href');
+    if (href) return '[href="' + CSS.escape(href) + '"]';
+    if (el.name) return '[name="' + CSS.escape(el.name) + '"]';
+    return null;
+  }
+
+  function restoreFocus(key) {
+    if (!key) return;
+    var again = main.querySelector(key);
+    if (again) again.focus({ preventScroll: true });
+    else { main.setAttribute('tabindex', '-1'); main.focus({ preventScroll: true }); }
+  }
+
   function refreshMain() {
     if (textFieldFocused()) return Promise.resolve();
     return fetchDoc().then(function (doc) {
       var next = doc.querySelector('main');
       if (!next || next.getAttribute('data-live') !== main.getAttribute('data-live')) return;
       if (textFieldFocused()) return; // the user started typing while we were fetching
+      var focusKey = keyOf(document.activeElement);
       main.innerHTML = next.innerHTML;
+      restoreFocus(focusKey);
       markRefreshed();
     });
   }

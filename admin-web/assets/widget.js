@@ -599,7 +599,11 @@
 .sb-frame *, .sb-frame *::before, .sb-frame *::after { box-sizing: border-box; }
 [hidden] { display: none !important; }
 button { font: inherit; }
-button:focus-visible, textarea:focus-visible { outline: 2px solid var(--sb-primary); outline-offset: 2px; }
+button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outline-offset: 2px; }
+.sb-header button:focus-visible { outline: 2px solid var(--sb-text); outline-offset: 1px; }
+.sb-scroll:focus-visible { outline: 3px solid #1e293b; outline-offset: -3px; }
+.sb-sr { position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; overflow: hidden;
+  clip: rect(0 0 0 0); white-space: nowrap; border: 0; }
 .sb-launcher { position: fixed; bottom: 20px; right: 20px; z-index: 2147483000; width: 56px; height: 56px;
   padding: 0; border: 0; border-radius: 50%; background: var(--sb-primary); color: var(--sb-text);
   cursor: pointer; display: flex; align-items: center; justify-content: center;
@@ -619,7 +623,7 @@ button:focus-visible, textarea:focus-visible { outline: 2px solid var(--sb-prima
   background: var(--sb-primary); color: var(--sb-text); }
 .sb-heading { flex: 1; min-width: 0; }
 .sb-title { font-size: 16px; font-weight: 600; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
-.sb-status { font-size: 12px; opacity: .85; }
+.sb-status { font-size: 12px; }
 .sb-close { flex: none; width: 32px; height: 32px; padding: 0; border: 0; border-radius: 8px;
   background: transparent; color: inherit; cursor: pointer; display: flex; align-items: center; justify-content: center; }
 .sb-close:hover { background: rgba(255,255,255,.18); }
@@ -633,13 +637,13 @@ button:focus-visible, textarea:focus-visible { outline: 2px solid var(--sb-prima
   background: #e5e7eb; color: #111827; white-space: pre-wrap; overflow-wrap: anywhere; }
 .sb-row-customer .sb-bubble { background: var(--sb-primary); color: var(--sb-text);
   border-bottom-left-radius: 16px; border-bottom-right-radius: 4px; }
-.sb-row-system .sb-bubble { max-width: 90%; padding: 2px 8px; background: transparent; color: #6b7280;
+.sb-row-system .sb-bubble { max-width: 90%; padding: 2px 8px; background: transparent; color: #4b5563;
   font-size: 12px; font-style: italic; text-align: center; }
-.sb-meta { margin: 2px 6px 0; font-size: 10.5px; color: #6b7280; white-space: nowrap; }
+.sb-meta { margin: 2px 6px 0; font-size: 11px; color: #4b5563; white-space: nowrap; }
 .sb-row-system .sb-meta { margin-top: 0; }
-.sb-pending .sb-bubble { opacity: .55; }
-.sb-failed .sb-bubble { opacity: .7; }
-.sb-error { max-width: 80%; margin-top: 3px; color: #dc2626; font-size: 12px; text-align: right; }
+.sb-pending .sb-bubble { outline: 2px dashed rgba(0,0,0,.25); outline-offset: -2px; }
+.sb-failed .sb-bubble { outline: 2px solid #b91c1c; outline-offset: -2px; }
+.sb-error { max-width: 80%; margin-top: 3px; color: #b91c1c; font-size: 12px; text-align: right; }
 .sb-quick { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 8px; }
 .sb-quick button { padding: 6px 12px; font-size: 13px; border-radius: 999px; cursor: pointer;
   border: 1px solid var(--sb-primary); background: #fff; color: var(--sb-primary); }
@@ -653,8 +657,9 @@ button:focus-visible, textarea:focus-visible { outline: 2px solid var(--sb-prima
 .sb-composer { display: flex; align-items: flex-end; gap: 8px; padding: 10px; background: #fff;
   border-top: 1px solid #e5e7eb; }
 .sb-input { flex: 1; min-height: 40px; max-height: 120px; padding: 9px 12px; resize: none; font: inherit;
-  line-height: 1.4; color: inherit; background: #fff; border: 1px solid #d1d5db; border-radius: 12px; outline: none; }
+  line-height: 1.4; color: inherit; background: #fff; border: 1px solid #6b7280; border-radius: 12px; }
 .sb-input:focus { border-color: var(--sb-primary); }
+.sb-input:focus:not(:focus-visible) { outline: none; }
 .sb-send { flex: none; width: 40px; height: 40px; padding: 0; border: 0; border-radius: 12px; cursor: pointer;
   background: var(--sb-primary); color: var(--sb-text); display: flex; align-items: center; justify-content: center; }
 .sb-send svg { width: 18px; height: 18px; }
@@ -665,6 +670,15 @@ button:focus-visible, textarea:focus-visible { outline: 2px solid var(--sb-prima
     max-width: none; max-height: none; border-radius: 0; }
   .sb-is-open .sb-launcher { display: none; }
   .sb-input { font-size: 16px; } /* below 16px, iOS zooms the page on focus */
+}
+/* Short screens (phones in landscape, 400 % zoom): keep room for the conversation while typing. */
+@media (max-height: 480px) {
+  .sb-header { padding: 6px 8px 6px 12px; }
+  .sb-title { font-size: 14px; }
+  .sb-scroll { padding: 8px 10px 6px; }
+  .sb-composer { padding: 6px; }
+  .sb-input { min-height: 36px; max-height: 4.6em; padding: 6px 10px; }
+  .sb-send { width: 36px; height: 36px; }
 }
 @media (prefers-reduced-motion: reduce) { .sb-panel, .sb-typing span { animation: none; } }
 `;
@@ -700,25 +714,30 @@ button:focus-visible, textarea:focus-visible { outline: 2px solid var(--sb-prima
     ui.title = h('div', { class: 'sb-title' });
     ui.status = h('div', { class: 'sb-status', 'data-sb': 'status', 'aria-live': 'polite' });
     const close = h('button', { class: 'sb-close', type: 'button', 'data-sb': 'close',
-      'aria-label': 'Close chat', onclick: () => setOpen(false, false) });
+      'aria-label': 'Close chat', onclick: () => setOpen(false, true) });
     close.innerHTML = ICON_CLOSE.replace('sb-icon-close', '');
 
-    ui.messages = h('div', { class: 'sb-messages', 'data-sb': 'messages', role: 'log', 'aria-live': 'polite' });
-    ui.typing = h('div', { class: 'sb-typing', 'data-sb': 'typing', hidden: '', 'aria-label': 'Typing' },
+    ui.messages = h('div', { class: 'sb-messages', 'data-sb': 'messages', role: 'log', 'aria-live': 'polite',
+      'aria-label': 'Messages' });
+    ui.typing = h('div', { class: 'sb-typing', 'data-sb': 'typing', hidden: '', 'aria-hidden': 'true' },
       h('span'), h('span'), h('span'));
-    ui.scroll = h('div', { class: 'sb-scroll' }, ui.messages, ui.typing);
+    // Focusable so keyboard users can scroll the conversation.
+    ui.scroll = h('div', { class: 'sb-scroll', 'data-sb': 'scroll', tabindex: '0', role: 'region',
+      'aria-label': 'Conversation' }, ui.messages, ui.typing);
+    // Typing is announced here; connection state through the status line.
+    ui.announcer = h('div', { class: 'sb-sr', 'data-sb': 'announcer', role: 'status', 'aria-live': 'polite' });
 
     ui.input = h('textarea', { class: 'sb-input', 'data-sb': 'input', rows: '1',
-      placeholder: 'Type a message…', 'aria-label': 'Message', onkeydown: onInputKey, oninput: autoGrow });
+      placeholder: 'Type a message…', 'aria-label': 'Message', dir: 'auto', onkeydown: onInputKey, oninput: autoGrow });
     const sendButton = h('button', { class: 'sb-send', type: 'submit', 'data-sb': 'send', 'aria-label': 'Send' });
     sendButton.innerHTML = ICON_SEND;
     const form = h('form', { class: 'sb-composer', onsubmit: (e) => { e.preventDefault(); submitInput(); } },
       ui.input, sendButton);
 
     ui.panel = h('div', { class: 'sb-panel', 'data-sb': 'panel', role: 'dialog', hidden: '',
-      onkeydown: (e) => { if (e.key === 'Escape') setOpen(false, false); } },
+      onkeydown: onPanelKey },
     h('div', { class: 'sb-header' }, h('div', { class: 'sb-heading' }, ui.title, ui.status), close),
-    ui.scroll, form);
+    ui.scroll, form, ui.announcer);
 
     ui.frame = h('div', { class: 'sb-frame' }, ui.panel, ui.launcher);
     root.append(h('style', { text: STYLES }), ui.frame);
@@ -759,6 +778,7 @@ button:focus-visible, textarea:focus-visible { outline: 2px solid var(--sb-prima
     ui.input.focus();
   }
 
+  /** Opens or closes the chat; `focus` moves focus into it, or back to the launcher on close. */
   function setOpen(open, focus) {
     state.open = open;
     save('open', open ? '1' : '0');
@@ -766,16 +786,59 @@ button:focus-visible, textarea:focus-visible { outline: 2px solid var(--sb-prima
     ui.frame.classList.toggle('sb-is-open', open);
     ui.launcher.setAttribute('aria-expanded', String(open));
     ui.launcher.setAttribute('aria-label', open ? 'Close chat' : 'Open chat');
-    if (!open) return;
+    updateModal();
+    if (!open) {
+      if (focus) ui.launcher.focus({ preventScroll: true });
+      return;
+    }
     setUnread(false);
     scrollToBottom();
     if (focus) ui.input.focus({ preventScroll: true });
+  }
+
+  // On a phone the open chat covers the page: it is modal, and the page behind it is inert.
+  const fullScreen = window.matchMedia ? window.matchMedia('(max-width: 479px)') : null;
+  const madeInert = new Set();
+
+  function updateModal() {
+    const modal = state.open && !!fullScreen && fullScreen.matches;
+    ui.panel.setAttribute('aria-modal', String(modal));
+    if (modal && document.body) {
+      for (const node of document.body.children) {
+        if (node === ui.host || node.inert || node.tagName === 'SCRIPT') continue;
+        node.inert = true;
+        madeInert.add(node);
+      }
+    } else {
+      madeInert.forEach((node) => { node.inert = false; });
+      madeInert.clear();
+    }
+  }
+
+  function onPanelKey(event) {
+    if (event.key === 'Escape') { setOpen(false, true); return; }
+    if (event.key !== 'Tab' || ui.panel.getAttribute('aria-modal') !== 'true') return;
+    // Modal: Tab wraps around inside the chat instead of leaving for the inert page.
+    const focusable = [...ui.panel.querySelectorAll('button, textarea, [tabindex="0"]')]
+      .filter((el) => !el.disabled && el.getClientRects().length > 0);
+    if (!focusable.length) return;
+    const first = focusable[0];
+    const last = focusable[focusable.length - 1];
+    const active = ui.host.shadowRoot ? ui.host.shadowRoot.activeElement : document.activeElement;
+    if (event.shiftKey && active === first) { event.preventDefault(); last.focus(); }
+    else if (!event.shiftKey && active === last) { event.preventDefault(); first.focus(); }
+  }
+
+  function announce(text) {
+    ui.announcer.textContent = text;
   }
 
   function setUnread(on) { ui.badge.hidden = !on; }
 
   function setTyping(on) {
     clearTimeout(timers.typing);
+    if (on && ui.typing.hidden) announce(look.title + ' is typing…');
+    else if (!on && !ui.typing.hidden) announce('');
     ui.typing.hidden = !on;
     if (!on) return;
     timers.typing = setTimeout(() => setTyping(false), TYPING_MAX); // never stuck on
@@ -814,6 +877,7 @@ button:focus-visible, textarea:focus-visible { outline: 2px solid var(--sb-prima
         // Customer messages are keyed by client_id so the pending bubble becomes the stored one.
         key: m.client_id ? 'c:' + m.client_id : 'm:' + m.id,
         sender: SENDERS.indexOf(m.sender) >= 0 ? m.sender : 'bot',
+        author: typeof m.author === 'string' ? m.author : '',
         text: String(m.text == null ? '' : m.text), seq: m.seq, meta: formatTime(m.created_at),
         quickReplies: Array.isArray(m.quick_replies) ? m.quick_replies : [],
       });
@@ -847,12 +911,21 @@ button:focus-visible, textarea:focus-visible { outline: 2px solid var(--sb-prima
     if (stick) scrollToBottom();
   }
 
+  /** Who wrote a message, as a screen reader announces it before the text. */
+  function senderLabel(entry) {
+    if (entry.sender === 'customer') return 'You';
+    if (entry.sender === 'agent') return entry.author || 'Agent';
+    if (entry.sender === 'system') return 'Notice';
+    return look.title + ' bot';
+  }
+
   function buildRow(entry) {
     const row = h('div', { class: 'sb-row sb-row-' + entry.sender });
-    row.sbBubble = h('div', { class: 'sb-bubble', 'data-sb': 'message', 'data-sender': entry.sender });
+    row.sbWho = h('span', { class: 'sb-sr', 'data-sb': 'sender-label' });
+    row.sbBubble = h('div', { class: 'sb-bubble', 'data-sb': 'message', 'data-sender': entry.sender, dir: 'auto' });
     if (entry.key === WELCOME_KEY) row.sbBubble.setAttribute('data-local', 'welcome');
     row.sbMeta = h('div', { class: 'sb-meta', 'data-sb': 'meta' });
-    row.append(row.sbBubble, row.sbMeta);
+    row.append(row.sbWho, row.sbBubble, row.sbMeta);
     return row;
   }
 
@@ -860,6 +933,8 @@ button:focus-visible, textarea:focus-visible { outline: 2px solid var(--sb-prima
     const bubble = row.sbBubble;
     // The bubble holds only the text; the time or "sending…" goes in the line below it.
     if (bubble.textContent !== entry.text) bubble.textContent = entry.text;
+    const who = senderLabel(entry) + ':';
+    if (row.sbWho.textContent !== who) row.sbWho.textContent = who;
     if (entry.seq != null) bubble.setAttribute('data-seq', String(entry.seq));
     row.sbMeta.textContent = entry.meta;
     row.sbMeta.hidden = !entry.meta;
@@ -923,6 +998,8 @@ button:focus-visible, textarea:focus-visible { outline: 2px solid var(--sb-prima
   updateStatus();
   setOpen(state.open, false);
   attachUi();
+  if (fullScreen && fullScreen.addEventListener) fullScreen.addEventListener('change', updateModal);
+  if (!document.body) document.addEventListener('DOMContentLoaded', updateModal);
   window.addEventListener('online', onOnline);
   window.addEventListener('offline', onOffline);
   document.addEventListener('visibilitychange', onVisible);

@@ -65,6 +65,34 @@ pub struct Contact {
     pub unreachable_since: Option<Timestamp>,
 }
 
+impl Contact {
+    /// What a person reads for this customer: see [`customer_label`].
+    pub fn label(&self) -> String {
+        customer_label(self.display_name.as_deref(), &self.external_id, self.channel)
+    }
+}
+
+/// A customer's name, or a short readable label instead of a channel's opaque id:
+/// "Visitor 4821 · web chat" for an anonymous widget visitor, "Telegram user 123456" for a
+/// Telegram chat without a name. Email addresses are readable already and stay as they are.
+pub fn customer_label(display_name: Option<&str>, external_id: &str, channel: Channel) -> String {
+    if let Some(name) = display_name.map(str::trim).filter(|name| !name.is_empty()) {
+        return name.to_string();
+    }
+    match channel {
+        Channel::WebChat => format!("Visitor {} · web chat", visitor_number(external_id)),
+        Channel::Telegram => format!("Telegram user {external_id}"),
+        Channel::Discord => format!("Discord user {external_id}"),
+        Channel::Email => external_id.to_string(),
+    }
+}
+
+/// A stable four-digit number for a visitor id (FNV-1a), easy to say aloud and to tell apart.
+fn visitor_number(external_id: &str) -> u32 {
+    let hash = external_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+    1000 + (hash % 9000) as u32
+}
+
 /// The state `step` works on: one conversation of one contact on one channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Conversation {
@@ -97,5 +125,24 @@ impl Conversation {
             created_at: now,
             updated_at: now,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn customers_without_a_name_get_a_readable_label() {
+        let visitor = "3f1c2a9e-5b7d-4e21-9c0a-6d8e2f4b1a77";
+        let label = customer_label(None, visitor, Channel::WebChat);
+        assert!(label.starts_with("Visitor ") && label.ends_with(" · web chat"), "{label}");
+        let number: u32 = label["Visitor ".len().."Visitor ".len() + 4].parse().unwrap();
+        assert!((1000..10000).contains(&number));
+        assert_eq!(customer_label(None, visitor, Channel::WebChat), label, "the same visitor keeps their number");
+        assert_ne!(customer_label(None, "another-visitor", Channel::WebChat), label);
+        assert_eq!(customer_label(Some("  Ann "), visitor, Channel::WebChat), "Ann");
+        assert_eq!(customer_label(Some(""), "4242", Channel::Telegram), "Telegram user 4242");
+        assert_eq!(customer_label(None, "ann@example.com", Channel::Email), "ann@example.com");
     }
 }

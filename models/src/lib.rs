@@ -12,7 +12,7 @@ mod message;
 pub use agent::{Agent, ApiToken, AuditEntry, CannedResponse};
 pub use attachment::Attachment;
 pub use classification::{Classification, ClassificationSource, IntentName, IntentScore, Urgency};
-pub use conversation::{Contact, Conversation, Escalation, EscalationReason, Handler};
+pub use conversation::{customer_label, Contact, Conversation, Escalation, EscalationReason, Handler};
 pub use enums::{AuditAction, Category, Channel, Presence, Priority, Role, Sender, Status, UnknownVariant};
 pub use ids::{AgentId, ContactId, ConversationId, MessageId};
 pub use message::{DomainEvent, Inbound, Message, OutboundMessage, Thread};

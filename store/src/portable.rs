@@ -11,7 +11,7 @@ pub(crate) const CONVERSATION_COLUMNS: &str = "id, contact_id, channel, handler,
      escalation_reason, escalation_summary, escalated_at, low_confidence_streak, created_at, updated_at";
 
 /// A conversation with its customer's name, agent's name and latest visible message.
-pub(crate) const SUMMARY_SELECT: &str = "SELECT c.*, COALESCE(k.display_name, k.external_id) AS customer, a.name AS agent_name, \
+pub(crate) const SUMMARY_SELECT: &str = "SELECT c.*, k.display_name AS customer_name, k.external_id AS customer_external_id, a.name AS agent_name, \
      (SELECT m.body FROM messages m WHERE m.conversation_id = c.id AND m.internal = FALSE ORDER BY m.seq DESC LIMIT 1) AS last_text, \
      COALESCE((SELECT MAX(m.created_at) FROM messages m WHERE m.conversation_id = c.id), c.updated_at) AS last_activity \
      FROM conversations c JOIN contacts k ON k.id = c.contact_id LEFT JOIN agents a ON a.id = c.agent_id";

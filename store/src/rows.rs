@@ -5,7 +5,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use switchboard_core::ports::StoreError;
 use switchboard_models::{
-    Agent, AgentId, AuditEntry, Contact, ContactId, Conversation, ConversationId, Escalation, Handler, Message,
+    customer_label, Agent, AgentId, AuditEntry, Contact, ContactId, Conversation, ConversationId, Escalation, Handler, Message,
     MessageId, Timestamp,
 };
 
@@ -190,9 +190,11 @@ pub(crate) fn audit_from_row(row: &impl Columns) -> Result<AuditEntry, StoreErro
 }
 
 pub(crate) fn summary_from_row(row: &impl Columns) -> Result<switchboard_core::ConversationSummary, StoreError> {
+    let conversation = conversation_from_row(row)?;
+    let customer = customer_label(row.text_opt("customer_name")?.as_deref(), &row.text("customer_external_id")?, conversation.channel);
     Ok(switchboard_core::ConversationSummary {
-        conversation: conversation_from_row(row)?,
-        customer: row.text("customer")?,
+        conversation,
+        customer,
         agent_name: row.text_opt("agent_name")?,
         last_text: row.text_opt("last_text")?,
         last_activity: instant(row.int("last_activity")?)?,

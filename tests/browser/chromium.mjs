@@ -10,3 +10,24 @@ export function launch() {
     ],
   });
 }
+
+/** A page in a fresh context (CSP bypassed so axe can be injected); a script error fails the run. */
+export async function openPage(browser, viewport) {
+  const context = await browser.newContext({ viewport, bypassCSP: true });
+  const page = await context.newPage();
+  page.on('pageerror', (error) => {
+    console.error('page error:', error);
+    process.exitCode = 1;
+  });
+  return page;
+}
+
+/** A widget customer on the demo page who asks for a person. */
+export async function customerAsksForAPerson(browser, serverUrl) {
+  const customer = await openPage(browser, { width: 420, height: 760 });
+  await customer.goto(`${serverUrl}/`);
+  await customer.locator('[data-sb="launcher"]').click();
+  await customer.locator('[data-sb="input"]').fill('I want to talk to a person');
+  await customer.locator('[data-sb="send"]').click();
+  return customer;
+}

@@ -1,7 +1,7 @@
 // The agents' panel and the widget side by side in headless Chromium: a customer asks for a
 // person, the agent sees it appear live, takes it, replies, and the customer sees the reply.
 // Usage: node panel.mjs <server-url> <artifacts-dir> <agent-email> <agent-password>
-import { launch } from './chromium.mjs';
+import { customerAsksForAPerson, launch, openPage } from './chromium.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import assert from 'node:assert/strict';
@@ -12,12 +12,7 @@ const step = (name) => console.log(`- ${name}`);
 
 const browser = await launch();
 try {
-  const agentContext = await browser.newContext({ viewport: { width: 1280, height: 860 } });
-  const agent = await agentContext.newPage();
-  agent.on('pageerror', (error) => {
-    console.error('panel page error:', error);
-    process.exitCode = 1;
-  });
+  const agent = await openPage(browser, { width: 1280, height: 860 });
 
   step('the agent signs in and watches the queue');
   await agent.goto(`${serverUrl}/panel/login`);
@@ -30,12 +25,7 @@ try {
   assert.equal(await agent.locator('[data-test="conversation-row"]').count(), 0, 'the queue starts empty');
 
   step('a customer asks for a person in the widget; the queue updates live');
-  const customerContext = await browser.newContext({ viewport: { width: 420, height: 760 } });
-  const customer = await customerContext.newPage();
-  await customer.goto(`${serverUrl}/`);
-  await customer.locator('[data-sb="launcher"]').click();
-  await customer.locator('[data-sb="input"]').fill('I want to talk to a person');
-  await customer.locator('[data-sb="send"]').click();
+  const customer = await customerAsksForAPerson(browser, serverUrl);
   await customer.locator('[data-sb="message"][data-sender="bot"]').filter({ hasText: 'handed your conversation' }).waitFor({ timeout: 10000 });
   const row = agent.locator('[data-test="conversation-row"]').first();
   await row.waitFor({ timeout: 10000 });

@@ -2,7 +2,8 @@
 // Usage: node widget.mjs <server-url> <artifacts-dir>
 // The browser reaches the server through a TCP relay this script controls, so a test can cut
 // the network (existing connections dropped, new ones refused) and bring it back.
-import { launch } from './chromium.mjs';
+import { launch, openPage } from './chromium.mjs';
+import { expectAccessible } from './a11y.mjs';
 import net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -52,12 +53,7 @@ const link = relay();
 await link.listen();
 const browser = await launch();
 try {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 760 } });
-  const page = await context.newPage();
-  page.on('pageerror', (error) => {
-    console.error('page error:', error);
-    process.exitCode = 1;
-  });
+  const page = await openPage(browser, { width: 1100, height: 760 });
   const bubbles = (sender) => page.locator(`[data-sb="message"][data-sender="${sender}"]`);
   const say = async (text) => {
     await page.locator('[data-sb="input"]').fill(text);
@@ -99,6 +95,7 @@ try {
   await page.locator('[data-sb="status"]').filter({ hasText: /offline|connecting/i }).waitFor({ timeout: 10000 });
   await say('typed offline one');
   await say('typed offline two');
+  await expectAccessible(page, 'widget offline with unsent messages');
   await page.waitForTimeout(1500);
   await link.listen();
   for (const text of ['typed offline one', 'typed offline two']) {

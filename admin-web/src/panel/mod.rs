@@ -296,8 +296,21 @@ pub(crate) fn conversation_id(text: &str) -> Result<ConversationId, ApiError> {
     ConversationId::parse(text).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."))
 }
 
-async fn conversation(State(state): State<AppState>, signed: Signed, Path(id): Path<String>) -> Result<Response, ApiError> {
-    render_conversation(&state, &signed, conversation_id(&id)?, Draft::None).await
+/// `?done=ACTION` after an action on the conversation page: confirm it and put focus back.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConversationQuery {
+    done: Option<String>,
+}
+
+async fn conversation(
+    State(state): State<AppState>,
+    signed: Signed,
+    Path(id): Path<String>,
+    Query(query): Query<ConversationQuery>,
+) -> Result<Response, ApiError> {
+    let done = query.done.as_deref().and_then(views::action_done);
+    render_conversation(&state, &signed, conversation_id(&id)?, Draft::None, done).await
 }
 
 /// What the reply box is prefilled with.
@@ -307,14 +320,20 @@ enum Draft {
     Failed(String),
 }
 
-async fn render_conversation(state: &AppState, signed: &Signed, id: ConversationId, draft: Draft) -> Result<Response, ApiError> {
+async fn render_conversation(
+    state: &AppState,
+    signed: &Signed,
+    id: ConversationId,
+    draft: Draft,
+    done: Option<views::ActionDone>,
+) -> Result<Response, ApiError> {
     let store = state.engine.store();
     let Some(c) = store.conversation(id).await? else {
         return Ok(error_page(state, ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."), "/panel/conversations"));
     };
     let agents = store.list_agents().await?;
     let contact = store.contact(c.contact_id).await?.ok_or(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such customer."))?;
-    let customer = contact.display_name.clone().unwrap_or(contact.external_id.clone());
+    let customer = contact.label();
     let messages = store.conversation_messages(c.id, 0, 1000).await?;
     let others = store.contact_conversations(c.contact_id).await?;
     let canned = visible_canned(store.canned_responses().await?, &signed.agent);
@@ -348,6 +367,12 @@ async fn render_conversation(state: &AppState, signed: &Signed, id: Conversation
         "ai_drafts": state.assistant.is_some(),
         "draft": match &draft { Draft::Text(text) => text.as_str(), _ => "" },
         "draft_error": match &draft { Draft::Failed(why) => why.as_str(), _ => "" },
+        "flash": done.map(|d| json!({"kind": "ok", "text": d.confirmation})),
+        "focus": match (&draft, done) {
+            (Draft::Text(_) | Draft::Failed(_), _) => "reply-text",
+            (_, Some(d)) => d.focus,
+            _ => "",
+        },
     });
     let title = format!("{customer} · {}", views::status_label(c.status));
     Ok(state.views.render("conversation", &page(signed, "conversations", &title, data))?.into_response())
@@ -431,7 +456,7 @@ async fn act(State(state): State<AppState>, signed: Signed, Path((id, action)): 
             Ok(text) => Draft::Text(text),
             Err(error) => Draft::Failed(error.message),
         };
-        return render_conversation(&state, &signed, id, draft).await;
+        return render_conversation(&state, &signed, id, draft, None).await;
     }
     let value = match action.as_str() {
         "status" => form.status.as_str(),
@@ -452,7 +477,7 @@ async fn act(State(state): State<AppState>, signed: Signed, Path((id, action)): 
         },
     };
     match apply_action(&state, &signed.agent, id, &action, form.text, value, version).await {
-        Ok(()) => Ok(Redirect::to(&back).into_response()),
+        Ok(()) => Ok(Redirect::to(&format!("{back}?done={action}")).into_response()),
         Err(error) => Ok(error_page(&state, error, &back)),
     }
 }

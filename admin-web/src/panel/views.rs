@@ -158,3 +158,27 @@ pub fn message(message: &Message, conversation: &Conversation, customer: &str, a
     })
 }
 
+
+/// What the conversation page says after an action, and which field gets focus back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionDone {
+    pub confirmation: &'static str,
+    /// The id of the element the agent most likely wants next.
+    pub focus: &'static str,
+}
+
+pub fn action_done(action: &str) -> Option<ActionDone> {
+    let (confirmation, focus) = match action {
+        "reply" => ("Reply sent.", "reply-text"),
+        "note" => ("Note added.", "note-text"),
+        "take" => ("You took this conversation.", "reply-text"),
+        "release" => ("Released to the queue.", "reply-text"),
+        "handback" => ("Handed back to the bot.", "reply-text"),
+        "status" => ("Status changed.", "set-status"),
+        "priority" => ("Priority changed.", "set-priority"),
+        "category" => ("Category changed.", "set-category"),
+        "assign" => ("Assigned.", "assign-agent"),
+        _ => return None,
+    };
+    Some(ActionDone { confirmation, focus })
+}

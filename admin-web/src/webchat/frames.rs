@@ -2,6 +2,7 @@
 
 use crate::error::ApiError;
 use serde::{Deserialize, Serialize};
+use switchboard_core::ports::{Store, StoreError};
 use switchboard_models::{Conversation, Handler, Message, Sender, Status};
 
 /// What a widget sends on its socket.
@@ -54,7 +55,25 @@ pub struct MessageView {
     /// The widget's own id for its customer messages.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// The name of the agent who wrote an agent message, so the widget can say who is speaking.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub author: Option<String>,
     pub created_at: String,
+}
+
+impl MessageView {
+    /// Views of `messages`, agent messages carrying their agent's name.
+    pub async fn with_authors(store: &dyn Store, messages: &[Message]) -> Result<Vec<MessageView>, StoreError> {
+        let agents = if messages.iter().any(|m| m.agent_id.is_some()) { store.list_agents().await? } else { Vec::new() };
+        Ok(messages
+            .iter()
+            .map(|message| {
+                let mut view = MessageView::from(message);
+                view.author = message.agent_id.and_then(|id| agents.iter().find(|a| a.id == id)).map(|a| a.name.clone());
+                view
+            })
+            .collect())
+    }
 }
 
 impl From<&Message> for MessageView {
@@ -70,6 +89,7 @@ impl From<&Message> for MessageView {
                 .as_deref()
                 .and_then(|id| id.split_once(':'))
                 .map(|(_, client_id)| client_id.to_string()),
+            author: None,
             created_at: message.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }
     }

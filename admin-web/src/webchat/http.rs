@@ -88,7 +88,7 @@ pub(super) async fn page(state: &AppState, visitor: &str, after: i64) -> Result<
     let messages = store.contact_messages(contact.id, after, HISTORY_PAGE).await?;
     let conversation = store.current_conversation(contact.id).await?;
     Ok(Page {
-        messages: messages.iter().map(MessageView::from).collect(),
+        messages: MessageView::with_authors(store.as_ref(), &messages).await?,
         conversation: conversation.as_ref().map(ConversationView::from),
     })
 }

@@ -66,7 +66,10 @@ async fn session(socket: WebSocket, state: AppState, visitor: String, address: s
                 Some(Err(_)) | None => return,
             },
             event = subscription.events.recv() => match event {
-                Some(LiveEvent::Message(message)) => ServerFrame::Message { message: MessageView::from(&*message) },
+                Some(LiveEvent::Message(message)) => match MessageView::with_authors(state.engine.store().as_ref(), std::slice::from_ref(&*message)).await {
+                    Ok(mut views) => ServerFrame::Message { message: views.remove(0) },
+                    Err(_) => ServerFrame::Message { message: MessageView::from(&*message) },
+                },
                 Some(LiveEvent::Typing(on)) => ServerFrame::Typing { on },
                 Some(LiveEvent::Displaced) => {
                     let close = CloseFrame { code: 1008, reason: "Too many open chats for this visitor; this, the oldest, was closed".into() };

@@ -7,10 +7,12 @@ use switchboard_tests::TestServer;
 /// Runs a browser script against the server; its last line must be `passed_line`.
 async fn run_script(script: &'static str, args: Vec<String>, passed_line: &str) {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").exists(),
-        "playwright-core is not installed; run ./scripts/test.sh, which installs it and Chromium"
-    );
+    for package in ["playwright-core", "axe-core"] {
+        assert!(
+            browser_dir.join("node_modules").join(package).exists(),
+            "{package} is not installed; run ./scripts/test.sh, which installs it and Chromium"
+        );
+    }
     let output = tokio::task::spawn_blocking(move || Command::new("node").arg(script).args(args).current_dir(browser_dir).output())
         .await
         .unwrap()
@@ -34,17 +36,28 @@ async fn the_widget_works_in_a_real_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_answers_a_widget_customer_live_in_the_panel() {
     let server = TestServer::start().await;
-    let password = "panel test password";
-    switchboard_admin_web::accounts::create_account(
-        server.engine().store().as_ref(),
-        "agent@example.com",
-        "Robin",
-        switchboard_models::Role::Agent,
-        password,
-        None,
-    )
-    .await
-    .unwrap();
-    let args = vec![server.url(""), artifacts(), "agent@example.com".into(), password.into()];
+    let args = panel_args(&server, switchboard_models::Role::Agent).await;
     run_script("panel.mjs", args, "browser panel test passed").await;
+}
+
+/// The script arguments for a panel test: the server, the artifacts folder and a new account's email and password.
+async fn panel_args(server: &TestServer, role: switchboard_models::Role) -> Vec<String> {
+    let (email, password) = ("robin@example.com", "panel test password");
+    switchboard_admin_web::accounts::create_account(server.engine().store().as_ref(), email, "Robin", role, password, None)
+        .await
+        .unwrap();
+    vec![server.url(""), artifacts(), email.into(), password.into()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_works_by_keyboard_and_screen_reader_and_passes_axe() {
+    let server = TestServer::start().await;
+    run_script("widget-access.mjs", vec![server.url(""), artifacts()], "browser widget accessibility test passed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_panel_works_by_keyboard_and_screen_reader_and_passes_axe() {
+    let server = TestServer::start().await;
+    let args = panel_args(&server, switchboard_models::Role::Admin).await;
+    run_script("panel-access.mjs", args, "browser panel accessibility test passed").await;
 }
