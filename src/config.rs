@@ -203,6 +203,9 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// API requests per token per minute (bursts of a fifth of it).
     pub api_requests_per_minute: u32,
+    /// How long a reply that fails for a passing reason (a channel or mail server down) is
+    /// retried before it is marked failed; refusals that cannot change fail at once.
+    pub delivery_retry_window_seconds: u64,
     /// When set, `/metrics` asks for it as a bearer token.
     pub metrics_token: Option<Secret>,
     /// This node's name, for leases and logs when several nodes share a PostgreSQL database.
@@ -293,6 +296,7 @@ impl Default for ServerConfig {
             node_name: None,
             public_url: None,
             api_requests_per_minute: 600,
+            delivery_retry_window_seconds: 24 * 60 * 60,
             metrics_token: None,
         }
     }
@@ -453,6 +457,9 @@ impl Config {
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
             return invalid("server.public_url", format!("`{url}` is not a URL like https://support.example.com"));
+        }
+        if self.server.delivery_retry_window_seconds == 0 {
+            return invalid("server.delivery_retry_window_seconds", "must be at least 1 (24 hours is 86400)".into());
         }
         if self.server.api_requests_per_minute == 0 {
             return invalid("server.api_requests_per_minute", "must be at least 1".into());

@@ -251,7 +251,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     }
     workers.push(tokio::spawn(sample_backlogs(store.clone())));
     let outbox_stop = CancellationToken::new();
-    let outbox = tokio::spawn(OutboxWorker::new(store.clone(), senders, engine.outbox_wake()).run(outbox_stop.clone()));
+    let retry_window = Duration::from_secs(config.server.delivery_retry_window_seconds);
+    let outbox = OutboxWorker::new(store.clone(), senders, engine.outbox_wake(), engine.bus().clone(), retry_window);
+    let outbox = tokio::spawn(outbox.run(outbox_stop.clone()));
     let closing = CancellationToken::new();
 
     let w = &config.webchat;

@@ -28,6 +28,7 @@ async fn announce(relay: Arc<PgRelay>, mut events: broadcast::Receiver<DomainEve
         let news = tokio::select! {
             event = events.recv() => match event {
                 Ok(DomainEvent::MessageStored(message)) => News::Message { seq: message.seq },
+                Ok(DomainEvent::DeliveryChanged(message)) => News::Delivery { seq: message.seq },
                 Ok(DomainEvent::ConversationChanged(conversation)) => News::Conversation { id: conversation.id.to_string() },
                 Ok(DomainEvent::Assigned { conversation, agent }) => {
                     News::Assigned { id: conversation.id.to_string(), agent: agent.to_string() }
@@ -69,6 +70,11 @@ async fn show_one(news: News, engine: &Engine, hub: &WebChatHub) -> anyhow::Resu
         News::Message { seq } => {
             if let Some(message) = store.message_by_seq(seq).await? {
                 engine.bus().publish_remote(DomainEvent::MessageStored(message));
+            }
+        }
+        News::Delivery { seq } => {
+            if let Some(message) = store.message_by_seq(seq).await? {
+                engine.bus().publish_remote(DomainEvent::DeliveryChanged(message));
             }
         }
         News::Conversation { id } => {

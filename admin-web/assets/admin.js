@@ -39,6 +39,21 @@
     announce('Canned response inserted.');
   });
 
+  // ---- A reply that was not delivered: its text can be copied to send another way ----
+  function showCopyButtons(root) {
+    Array.prototype.forEach.call(root.querySelectorAll('[data-action="copy-text"]'), function (button) {
+      button.hidden = !(navigator.clipboard && navigator.clipboard.writeText);
+    });
+  }
+  showCopyButtons(document);
+  document.addEventListener('click', function (ev) {
+    var button = ev.target && ev.target.closest && ev.target.closest('[data-action="copy-text"]');
+    if (!button) return;
+    var text = button.closest('[data-test="message"]').querySelector('.msg-text').textContent;
+    navigator.clipboard.writeText(text).then(function () { announce('Reply text copied.'); },
+      function () { announce('Copying failed; select the text and copy it yourself.'); });
+  });
+
   // ---- Announcements and focus after an action (the page was reloaded by the server) ----
   var announcer = document.getElementById('announcer');
   function announce(text) {
@@ -145,6 +160,7 @@
       if (state && nextState && state.innerHTML !== nextState.innerHTML) state.innerHTML = nextState.innerHTML;
       var log = document.querySelector('[data-region="messages"]');
       var nextLog = doc.querySelector('[data-region="messages"]');
+      if (nextLog) showCopyButtons(nextLog); // so unchanged messages compare equal and stay
       if (log && nextLog) mergeMessages(log, nextLog);
       // Keep the optimistic-lock version of the small forms current (typed text is untouched).
       var v = doc.querySelector('input[name="version"]');
@@ -206,10 +222,29 @@
     else if (mode === 'list' || mode === 'dashboard') listRefresh();
   }
 
+  /** Tells the agent who wrote a reply (on whatever page they are) that it was not delivered. */
+  function noticeFailedReply(data) {
+    var me = document.body.dataset.agentId;
+    if (typeof data.failed_reply_of !== 'string' || data.failed_reply_of !== me) return;
+    var box = document.getElementById('live-notices');
+    if (!box) return;
+    var notice = document.createElement('div');
+    notice.className = 'flash flash-error';
+    notice.setAttribute('data-test', 'failed-notice');
+    notice.append('A reply you wrote was not delivered. ');
+    var link = document.createElement('a');
+    link.href = '/panel/conversations/' + encodeURIComponent(data.conversation_id);
+    link.textContent = 'Open the conversation';
+    notice.append(link);
+    box.append(notice);
+    announce('A reply you wrote was not delivered.');
+  }
+
   function onEvent(ev) {
     var data;
     try { data = JSON.parse(ev.data); } catch (e) { return; }
     if (!data || typeof data !== 'object') return;
+    noticeFailedReply(data);
     var mode = main.getAttribute('data-live');
     if (mode === 'conversation') {
       if (String(data.conversation_id) === main.getAttribute('data-conversation-id')) conversationRefresh();

@@ -346,6 +346,16 @@
 
   const requestHistory = () => sendFrame({ type: 'history', after: state.cursor });
 
+  /** Tells the server which replies the customer has seen: those shown while the chat is open
+   *  and the page visible (agents see "Seen" in the panel). */
+  let seenSent = 0;
+  function reportSeen() {
+    if (!state.open || document.visibilityState !== 'visible' || !socketReady) return;
+    let latest = 0;
+    for (const m of state.stored.values()) if (m.sender !== 'customer' && m.seq > latest) latest = m.seq;
+    if (latest > seenSent && sendFrame({ type: 'seen', seq: latest })) seenSent = latest;
+  }
+
   async function connect() {
     clearTimeout(timers.reconnect);
     timers.reconnect = 0;
@@ -475,6 +485,7 @@
     if (mode === 'http') stopFallback(); // the 60 s retry worked: back to the socket
     setConversation(frame.conversation || null);
     setConnection('online');
+    seenSent = 0; // a new connection may be to another node: say it again
     requestHistory();
     flushPending();
     startPing();
@@ -793,6 +804,7 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
     }
     setUnread(false);
     scrollToBottom();
+    reportSeen();
     if (focus) ui.input.focus({ preventScroll: true });
   }
 
@@ -909,6 +921,7 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
       if (!keep.has(key)) { row.remove(); rows.delete(key); }
     }
     if (stick) scrollToBottom();
+    reportSeen();
   }
 
   /** Who wrote a message, as a screen reader announces it before the text. */
@@ -984,6 +997,7 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
   function onVisible() {
     // Mobile browsers kill background sockets; don't wait out a long backoff when the user is back.
     if (document.visibilityState === 'visible' && mode === 'ws' && !socket) { attempt = 0; connect(); }
+    reportSeen();
   }
 
   const publicApi = given;

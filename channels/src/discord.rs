@@ -404,7 +404,7 @@ impl Outbound for DiscordOutbound {
         Channel::Discord
     }
 
-    async fn deliver(&self, outbound: &OutboundMessage) -> Result<(), DeliveryError> {
+    async fn deliver(&self, outbound: &OutboundMessage) -> Result<Option<String>, DeliveryError> {
         let message = &outbound.message;
         let channel = reply_channel(&self.http, &outbound.recipient_external_id).await.map_err(delivery_error)?;
         let mut create = CreateMessage::new().allowed_mentions(CreateAllowedMentions::new());
@@ -427,8 +427,8 @@ impl Outbound for DiscordOutbound {
                 .collect();
             create = create.components(vec![CreateActionRow::Buttons(buttons)]);
         }
-        channel.send_message(&self.http, create).await.map_err(delivery_error)?;
-        Ok(())
+        let sent = channel.send_message(&self.http, create).await.map_err(delivery_error)?;
+        Ok(Some(sent.id.to_string()))
     }
 }
 
@@ -437,15 +437,17 @@ fn delivery_error(error: serenity::Error) -> DeliveryError {
     match error {
         serenity::Error::Http(HttpError::UnsuccessfulRequest(response)) => {
             let status = response.status_code.as_u16();
-            let reason = format!("{status} {}", response.error.message);
+            let said = format!("{status} {}", response.error.message);
+            let unreachable = |why: &str| DeliveryError::Unreachable { reason: format!("Discord: {why} ({said}).") };
             match (status, response.error.code) {
-                // Cannot send messages to this user; unknown channel or user.
-                (_, 50007 | 10003 | 10013) => DeliveryError::Unreachable { reason },
-                (429, _) => DeliveryError::Retry { reason, after: Some(Duration::from_secs(1)) },
-                (500.., _) => DeliveryError::Retry { reason, after: None },
-                _ => DeliveryError::Permanent { reason },
+                (_, 50007) => unreachable("cannot send messages to this user; they may have closed direct messages or left the server"),
+                (_, 10003) => unreachable("the conversation's channel no longer exists"),
+                (_, 10013) => unreachable("this user no longer exists"),
+                (429, _) => DeliveryError::Retry { reason: format!("Discord asked us to slow down ({said})."), after: Some(Duration::from_secs(1)) },
+                (500.., _) => DeliveryError::Retry { reason: format!("Discord had a server error ({said})."), after: None },
+                _ => DeliveryError::Permanent { reason: format!("Discord refused the message ({said}).") },
             }
         }
-        other => DeliveryError::Retry { reason: other.to_string(), after: None },
+        other => DeliveryError::Retry { reason: format!("Discord could not be reached: {other}"), after: None },
     }
 }

@@ -285,7 +285,7 @@ impl Outbound for TelegramOutbound {
         Channel::Telegram
     }
 
-    async fn deliver(&self, outbound: &OutboundMessage) -> Result<(), DeliveryError> {
+    async fn deliver(&self, outbound: &OutboundMessage) -> Result<Option<String>, DeliveryError> {
         let chat = chat_of(&outbound.recipient_external_id)?;
         let message = &outbound.message;
         let text = teloxide::utils::html::escape(&message.text);
@@ -297,6 +297,7 @@ impl Outbound for TelegramOutbound {
             )
         });
         let mut caption = Some(text.clone()).filter(|t| !t.is_empty());
+        let mut sent_ids = Vec::new();
         for attachment in &message.attachments {
             let bytes = crate::attachment_bytes(self.blobs.as_ref(), attachment).await?;
             let file = InputFile::memory(bytes).file_name(attachment.file_name.clone());
@@ -313,17 +314,18 @@ impl Outbound for TelegramOutbound {
                     None => request.await,
                 }
             };
-            sent.map_err(delivery_error)?;
+            sent_ids.push(sent.map_err(delivery_error)?.id.0.to_string());
         }
         if let Some(text) = caption {
             let request = self.bot.send_message(chat, text).parse_mode(ParseMode::Html);
-            match keyboard {
+            let sent = match keyboard {
                 Some(keyboard) => request.reply_markup(keyboard).await,
                 None => request.await,
             }
             .map_err(delivery_error)?;
+            sent_ids.push(sent.id.0.to_string());
         }
-        Ok(())
+        Ok(Some(sent_ids.join(",")).filter(|ids| !ids.is_empty()))
     }
 }
 
@@ -337,20 +339,35 @@ fn chat_of(recipient: &str) -> Result<ChatId, DeliveryError> {
         .ok_or_else(|| DeliveryError::Permanent { reason: format!("`{recipient}` is not a Telegram chat") })
 }
 
+fn is_server_trouble(description: &str) -> bool {
+    ["Internal Server Error", "Bad Gateway", "Service Unavailable", "Gateway Timeout"]
+        .iter()
+        .any(|trouble| description.contains(trouble))
+}
+
+/// Telegram's refusals in words an agent can act on.
 fn delivery_error(error: RequestError) -> DeliveryError {
+    let unreachable = |reason: &str| DeliveryError::Unreachable { reason: reason.into() };
     match error {
-        RequestError::RetryAfter(seconds) => {
-            DeliveryError::Retry { reason: "Telegram flood control".into(), after: Some(seconds.duration()) }
+        RequestError::RetryAfter(seconds) => DeliveryError::Retry {
+            reason: "Telegram asked us to slow down (flood control); sending again shortly.".into(),
+            after: Some(seconds.duration()),
+        },
+        RequestError::Api(ApiError::BotBlocked) => unreachable("The customer blocked the bot on Telegram."),
+        RequestError::Api(ApiError::UserDeactivated) => unreachable("The customer's Telegram account was deleted."),
+        RequestError::Api(ApiError::CantInitiateConversation) => {
+            unreachable("The customer has not started a chat with the bot on Telegram.")
         }
-        RequestError::Api(
-            api @ (ApiError::BotBlocked
-            | ApiError::UserDeactivated
-            | ApiError::CantInitiateConversation
-            | ApiError::ChatNotFound
-            | ApiError::BotKicked
-            | ApiError::BotKickedFromSupergroup),
-        ) => DeliveryError::Unreachable { reason: api.to_string() },
-        RequestError::Api(api) => DeliveryError::Permanent { reason: api.to_string() },
-        other => DeliveryError::Retry { reason: other.to_string(), after: None },
+        RequestError::Api(ApiError::ChatNotFound) => unreachable("Telegram no longer knows this chat."),
+        RequestError::Api(ApiError::BotKicked | ApiError::BotKickedFromSupergroup) => {
+            unreachable("The bot was removed from the customer's Telegram group.")
+        }
+        // Telegram's own server trouble (its 5xx answers) passes; anything else it refuses stays refused.
+        RequestError::Api(ApiError::Unknown(description)) if is_server_trouble(&description) => DeliveryError::Retry {
+            reason: format!("Telegram had a server error ({description}); sending again shortly."),
+            after: None,
+        },
+        RequestError::Api(api) => DeliveryError::Permanent { reason: format!("Telegram refused the message: {api}") },
+        other => DeliveryError::Retry { reason: format!("Telegram could not be reached: {other}"), after: None },
     }
 }

@@ -131,7 +131,7 @@ impl Outbound for WebChatOutbound {
 
     /// Delivered once stored and pushed to whichever widgets are open; a closed widget
     /// reads it from history, so there is nothing to retry.
-    async fn deliver(&self, message: &OutboundMessage) -> Result<(), DeliveryError> {
+    async fn deliver(&self, message: &OutboundMessage) -> Result<Option<String>, DeliveryError> {
         self.hub.publish(
             &message.recipient_external_id,
             LiveEvent::Message(Arc::new(message.message.clone())),
@@ -139,6 +139,6 @@ impl Outbound for WebChatOutbound {
         if let Some(relay) = &self.relay {
             let _ = relay.send(message.message.seq);
         }
-        Ok(())
+        Ok(None)
     }
 }

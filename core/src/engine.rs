@@ -302,7 +302,11 @@ impl Engine {
             None => (None, None),
         };
         let (contact, contact_write) = match known {
-            Some(contact) if inbound.sender_name.is_none() || contact.display_name == inbound.sender_name => {
+            // Writing again makes an unreachable customer reachable: the contact is written to clear that.
+            Some(contact)
+                if (inbound.sender_name.is_none() || contact.display_name == inbound.sender_name)
+                    && contact.unreachable_since.is_none() =>
+            {
                 (contact, None)
             }
             Some(mut contact) => {
@@ -317,6 +321,7 @@ impl Engine {
                     display_name: inbound.sender_name.clone(),
                     created_at: now,
                     unreachable_since: None,
+                    unreachable_reason: None,
                 };
                 (contact.clone(), Some(contact))
             }
@@ -575,6 +580,39 @@ impl Engine {
     }
 
     /// An agents' note on the conversation: kept with it, never shown or sent to the customer.
+    /// An agent asks for a failed (or still retrying) reply to be sent again now.
+    pub async fn retry_delivery(&self, conversation: ConversationId, seq: i64) -> Result<Message, EngineError> {
+        let Some(message) = self.store.retry_delivery(conversation, seq, self.clock.now()).await? else {
+            return Err(EngineError::Conflict(format!(
+                "reply {seq} of this conversation was delivered already, or is not a reply of this conversation; reload it"
+            )));
+        };
+        self.outbox_wake.notify_one();
+        self.bus.publish(DomainEvent::DeliveryChanged(message.clone()));
+        Ok(message)
+    }
+
+    /// A channel learned after the fact that a reply never arrived (an email bounce). Returns
+    /// the reply, or None when the id is not one of our replies.
+    pub async fn delivery_failed(&self, message: MessageId, reason: &str, unreachable: bool) -> Result<Option<Message>, EngineError> {
+        let now = self.clock.now();
+        let Some(failed) = self.store.fail_delivery(message, reason, now).await? else { return Ok(None) };
+        if unreachable {
+            self.store.mark_unreachable(failed.contact_id, now, reason).await?;
+        }
+        metrics::counter!("switchboard_delivery_give_ups_total", "channel" => failed.channel.as_str()).increment(1);
+        self.bus.publish(DomainEvent::DeliveryChanged(failed.clone()));
+        Ok(Some(failed))
+    }
+
+    /// The customer saw the replies of theirs up to `up_to_seq` (web chat).
+    pub async fn mark_seen(&self, contact: ContactId, up_to_seq: i64) -> Result<(), EngineError> {
+        for message in self.store.mark_seen(contact, up_to_seq, self.clock.now()).await? {
+            self.bus.publish(DomainEvent::DeliveryChanged(message));
+        }
+        Ok(())
+    }
+
     pub async fn add_note(&self, conversation_id: ConversationId, agent_id: AgentId, text: String) -> Result<Message, EngineError> {
         if text.trim().is_empty() {
             return Err(EngineError::Invalid("the note is empty".into()));
@@ -911,5 +949,6 @@ fn new_message(conversation: &Conversation, sender: Sender, text: String, now: T
         classification: None,
         external_id: None,
         created_at: now,
+        delivery: None,
     }
 }

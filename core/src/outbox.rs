@@ -1,29 +1,39 @@
 //! Delivers committed outbound messages on their channels, retrying with backoff.
 
+use crate::events::EventBus;
 use crate::ports::{DeliveryError, Outbound, Store};
 use chrono::Duration as ChronoDuration;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard_models::{Channel, ConversationId, OutboundMessage};
+use switchboard_models::{Channel, ConversationId, Delivery, DeliveryState, DomainEvent, OutboundMessage};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 const BATCH: u32 = 256;
 const LEASE: ChronoDuration = ChronoDuration::seconds(60);
 const IDLE_POLL: Duration = Duration::from_secs(1);
-const MAX_ATTEMPTS: u32 = 12;
 
 pub struct OutboxWorker {
     store: Arc<dyn Store>,
     senders: HashMap<Channel, Arc<dyn Outbound>>,
     wake: Arc<Notify>,
+    bus: EventBus,
+    /// How long a reply that fails for a passing reason is retried, from when it was queued.
+    retry_window: ChronoDuration,
 }
 
 impl OutboxWorker {
-    pub fn new(store: Arc<dyn Store>, senders: Vec<Arc<dyn Outbound>>, wake: Arc<Notify>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        senders: Vec<Arc<dyn Outbound>>,
+        wake: Arc<Notify>,
+        bus: EventBus,
+        retry_window: Duration,
+    ) -> Self {
         let senders = senders.into_iter().map(|s| (s.channel(), s)).collect();
-        Self { store, senders, wake }
+        let retry_window = ChronoDuration::from_std(retry_window).unwrap_or(ChronoDuration::hours(24));
+        Self { store, senders, wake, bus, retry_window }
     }
 
     /// Runs until `stop`, then makes one last pass (replies committed while stopping) and
@@ -60,15 +70,32 @@ impl OutboxWorker {
             by_conversation.into_values().map(|items| self.deliver_in_order(items)),
         )
         .await;
-        let delivered: Vec<i64> = results.into_iter().flatten().collect();
+        let delivered: Vec<(OutboundMessage, Option<String>)> = results.into_iter().flatten().collect();
         if !delivered.is_empty() {
-            self.store.mark_delivered(&delivered, chrono::Utc::now()).await?;
+            let now = chrono::Utc::now();
+            let sent: Vec<(i64, Option<String>)> = delivered.iter().map(|(item, id)| (item.message.seq, id.clone())).collect();
+            self.store.mark_delivered(&sent, now).await?;
+            if self.bus.has_subscribers() {
+                for (item, id) in delivered {
+                    let attempts = item.attempts + 1;
+                    let delivery = Delivery { state: DeliveryState::Sent, attempts, sent_at: Some(now), sent_id: id, ..delivery_of(&item) };
+                    self.announce(&item, delivery);
+                }
+            }
         }
         Ok(claimed)
     }
 
-    /// Returns the seqs of the messages delivered; stops at the first failure so order is kept.
-    async fn deliver_in_order(&self, items: Vec<OutboundMessage>) -> Vec<i64> {
+    /// Tells live views where a reply is now (the row itself was just written).
+    fn announce(&self, item: &OutboundMessage, delivery: Delivery) {
+        let mut message = item.message.clone();
+        message.delivery = Some(delivery);
+        self.bus.publish(DomainEvent::DeliveryChanged(message));
+    }
+
+    /// Returns the messages delivered with the channel's ids for them; stops at the first
+    /// failure so order is kept.
+    async fn deliver_in_order(&self, items: Vec<OutboundMessage>) -> Vec<(OutboundMessage, Option<String>)> {
         let mut delivered = Vec::new();
         for item in items {
             let Some(sender) = self.senders.get(&item.message.channel) else {
@@ -78,14 +105,14 @@ impl OutboxWorker {
             };
             let result = sender.deliver(&item).await;
             let outcome = match &result {
-                Ok(()) => "delivered",
+                Ok(_) => "delivered",
                 Err(DeliveryError::Retry { .. }) => "retry",
                 Err(DeliveryError::Permanent { .. }) => "failed",
                 Err(DeliveryError::Unreachable { .. }) => "unreachable",
             };
             metrics::counter!("switchboard_deliveries_total", "channel" => item.message.channel.as_str(), "outcome" => outcome).increment(1);
             match result {
-                Ok(()) => delivered.push(item.message.seq),
+                Ok(sent_id) => delivered.push((item, sent_id)),
                 Err(DeliveryError::Retry { reason, after }) => {
                     self.fail(&item, &reason, Some(after.unwrap_or_else(|| backoff(item.attempts))))
                         .await;
@@ -97,7 +124,7 @@ impl OutboxWorker {
                 Err(DeliveryError::Unreachable { reason }) => {
                     self.fail(&item, &reason, None).await;
                     let contact = item.message.contact_id;
-                    if let Err(error) = self.store.mark_unreachable(contact, chrono::Utc::now()).await {
+                    if let Err(error) = self.store.mark_unreachable(contact, chrono::Utc::now(), &reason).await {
                         tracing::error!(%error, %contact, "could not mark the contact unreachable");
                     }
                 }
@@ -107,10 +134,12 @@ impl OutboxWorker {
     }
 
     async fn fail(&self, item: &OutboundMessage, reason: &str, retry_in: Option<Duration>) {
+        let now = chrono::Utc::now();
+        let window_ends = item.retry_from.unwrap_or(item.message.created_at) + self.retry_window;
         let retry_at = retry_in
-            .filter(|_| item.attempts + 1 < MAX_ATTEMPTS)
             .and_then(|d| ChronoDuration::from_std(d).ok())
-            .map(|d| chrono::Utc::now() + d);
+            .map(|d| now + d)
+            .filter(|at| *at <= window_ends);
         tracing::warn!(
             seq = item.message.seq,
             conversation_id = %item.message.conversation_id,
@@ -125,8 +154,32 @@ impl OutboxWorker {
         }
         if let Err(error) = self.store.mark_failed(item.message.seq, reason, retry_at).await {
             tracing::error!(%error, seq = item.message.seq, "could not record delivery failure");
+            return;
         }
+        let delivery = Delivery {
+            state: if retry_at.is_some() { DeliveryState::Retrying } else { DeliveryState::Failed },
+            attempts: item.attempts + 1,
+            next_attempt_at: retry_at,
+            failed_at: retry_at.is_none().then_some(now),
+            error: Some(reason.to_string()),
+            ..delivery_of(item)
+        };
+        self.announce(item, delivery);
     }
+}
+
+/// The delivery record of a claimed reply before this attempt.
+fn delivery_of(item: &OutboundMessage) -> Delivery {
+    item.message.delivery.clone().unwrap_or(Delivery {
+        state: DeliveryState::Queued,
+        attempts: item.attempts,
+        next_attempt_at: None,
+        sent_at: None,
+        sent_id: None,
+        seen_at: None,
+        failed_at: None,
+        error: None,
+    })
 }
 
 /// 1 s, 2 s, 4 s … capped at 10 minutes.

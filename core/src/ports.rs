@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use std::time::Duration;
 use switchboard_models::{
     Agent, AgentId, ApiToken, AuditEntry, CannedResponse, Category, Channel, Presence, Priority, Status, Classification, Contact, ContactId, Conversation, ConversationId, Message,
-    OutboundMessage, Timestamp,
+    MessageId, OutboundMessage, Timestamp,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,8 @@ pub struct ConversationFilter {
     pub assignee: Option<Assignee>,
     /// Words in the customer's name or in any message.
     pub text: Option<String>,
+    /// Only conversations with a reply that failed for good.
+    pub undelivered: bool,
     pub limit: u32,
 }
 
@@ -48,6 +50,10 @@ pub struct ConversationSummary {
     pub conversation: Conversation,
     pub customer: String,
     pub agent_name: Option<String>,
+    /// Replies in it that failed for good.
+    pub undelivered: u32,
+    /// The customer cannot be reached on their channel (blocked the bot, mail bounces).
+    pub customer_unreachable: bool,
     /// The latest message the customer can see.
     pub last_text: Option<String>,
     pub last_activity: Timestamp,
@@ -123,8 +129,9 @@ pub trait Store: Send + Sync {
     /// The contact's latest conversation that is not closed or rejected.
     async fn current_conversation(&self, contact: ContactId) -> Result<Option<Conversation>, StoreError>;
     async fn contact(&self, id: ContactId) -> Result<Option<Contact>, StoreError>;
-    /// Marks a contact the channel can no longer reach (e.g. it blocked the bot).
-    async fn mark_unreachable(&self, contact: ContactId, since: Timestamp) -> Result<(), StoreError>;
+    /// Marks a contact the channel can no longer reach (e.g. it blocked the bot), and why; the
+    /// first time and reason are kept. Cleared when the customer writes again.
+    async fn mark_unreachable(&self, contact: ContactId, since: Timestamp, reason: &str) -> Result<(), StoreError>;
     /// Active online agents with how many unfinished conversations each handles.
     async fn assignment_candidates(&self) -> Result<Vec<AgentLoad>, StoreError>;
     /// Conversations waiting for an agent, longest waiting first.
@@ -212,7 +219,15 @@ pub trait Store: Send + Sync {
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<OutboundMessage>, StoreError>;
-    async fn mark_delivered(&self, seqs: &[i64], now: Timestamp) -> Result<(), StoreError>;
+    /// Records replies the channel accepted: (seq, the channel's id for it when it gave one).
+    async fn mark_delivered(&self, sent: &[(i64, Option<String>)], now: Timestamp) -> Result<(), StoreError>;
+    /// Queues a reply of `conversation` again now, with a fresh retry window, unless it was sent.
+    /// Returns the message as it is now, or None when there was nothing to retry.
+    async fn retry_delivery(&self, conversation: ConversationId, seq: i64, now: Timestamp) -> Result<Option<Message>, StoreError>;
+    /// Marks a reply failed for good after the fact (an email bounce); None if it is not ours.
+    async fn fail_delivery(&self, message: MessageId, reason: &str, now: Timestamp) -> Result<Option<Message>, StoreError>;
+    /// Marks the contact's sent replies up to `up_to_seq` seen; returns those that changed.
+    async fn mark_seen(&self, contact: ContactId, up_to_seq: i64, now: Timestamp) -> Result<Vec<Message>, StoreError>;
     /// Replies not yet delivered (nor given up): how many, and when the oldest was queued.
     async fn outbox_backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError>;
     /// Records a failed attempt; `retry_at: None` gives up for good.
@@ -297,7 +312,8 @@ pub trait BlobStore: Send + Sync {
 #[async_trait]
 pub trait Outbound: Send + Sync {
     fn channel(&self) -> Channel;
-    async fn deliver(&self, message: &OutboundMessage) -> Result<(), DeliveryError>;
+    /// Ok carries the channel's id for the sent message, when it gives one.
+    async fn deliver(&self, message: &OutboundMessage) -> Result<Option<String>, DeliveryError>;
 }
 
 pub trait Clock: Send + Sync {

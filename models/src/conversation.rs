@@ -63,6 +63,9 @@ pub struct Contact {
     pub created_at: Timestamp,
     /// Set when the channel said messages can no longer reach the customer (e.g. bot blocked).
     pub unreachable_since: Option<Timestamp>,
+    /// Why, in plain words ("The customer blocked the bot on Telegram.").
+    #[serde(default)]
+    pub unreachable_reason: Option<String>,
 }
 
 impl Contact {

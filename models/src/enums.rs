@@ -135,6 +135,17 @@ text_enum!(
 );
 
 text_enum!(
+    /// Where a reply is on its way to the customer.
+    DeliveryState, "delivery state" {
+        Queued => "queued",
+        Retrying => "retrying",
+        Sent => "sent",
+        Seen => "seen",
+        Failed => "failed",
+    }
+);
+
+text_enum!(
     /// What an account may do in the admin panel.
     Role, "role" {
         Agent => "agent",

@@ -13,9 +13,9 @@ pub use agent::{Agent, ApiToken, AuditEntry, CannedResponse};
 pub use attachment::Attachment;
 pub use classification::{Classification, ClassificationSource, IntentName, IntentScore, Urgency};
 pub use conversation::{customer_label, Contact, Conversation, Escalation, EscalationReason, Handler};
-pub use enums::{AuditAction, Category, Channel, Presence, Priority, Role, Sender, Status, UnknownVariant};
+pub use enums::{AuditAction, Category, Channel, DeliveryState, Presence, Priority, Role, Sender, Status, UnknownVariant};
 pub use ids::{AgentId, ContactId, ConversationId, MessageId};
-pub use message::{DomainEvent, Inbound, Message, OutboundMessage, Thread};
+pub use message::{Delivery, DomainEvent, Inbound, Message, OutboundMessage, Thread};
 
 /// Instants are UTC everywhere; the alias keeps signatures short.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

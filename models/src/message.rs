@@ -1,6 +1,6 @@
 use crate::{
-    AgentId, Attachment, Channel, Classification, ContactId, Conversation, ConversationId, MessageId, Sender,
-    Timestamp,
+    AgentId, Attachment, Channel, Classification, ContactId, Conversation, ConversationId, DeliveryState, MessageId,
+    Sender, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +58,41 @@ pub struct Message {
     pub classification: Option<Classification>,
     pub external_id: Option<String>,
     pub created_at: Timestamp,
+    /// For a reply going out on the channel: what happened to it. None for everything else.
+    #[serde(default)]
+    pub delivery: Option<Delivery>,
+}
+
+/// What happened to one outgoing message, as the outbox recorded it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub state: DeliveryState,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// When the next attempt is due, while retrying.
+    pub next_attempt_at: Option<Timestamp>,
+    /// When the channel accepted it, and the channel's id for it where it gives one.
+    pub sent_at: Option<Timestamp>,
+    pub sent_id: Option<String>,
+    /// When the customer saw it (web chat).
+    pub seen_at: Option<Timestamp>,
+    /// When delivery was given up.
+    pub failed_at: Option<Timestamp>,
+    /// The last failure's reason, in plain words.
+    pub error: Option<String>,
+}
+
+impl Delivery {
+    /// The state the recorded times add up to: a failure or a sighting beats a send, a send beats retrying.
+    pub fn state_of(attempts: u32, sent_at: Option<Timestamp>, seen_at: Option<Timestamp>, failed_at: Option<Timestamp>) -> DeliveryState {
+        match (failed_at, seen_at, sent_at) {
+            (Some(_), _, _) => DeliveryState::Failed,
+            (None, Some(_), _) => DeliveryState::Seen,
+            (None, None, Some(_)) => DeliveryState::Sent,
+            (None, None, None) if attempts > 0 => DeliveryState::Retrying,
+            _ => DeliveryState::Queued,
+        }
+    }
 }
 
 /// A stored reply waiting to be delivered on its channel (the outbox is the set of these).
@@ -65,6 +100,8 @@ pub struct Message {
 pub struct OutboundMessage {
     /// Delivery attempts so far.
     pub attempts: u32,
+    /// Set by a manual retry: the retry window runs from then instead of from `created_at`.
+    pub retry_from: Option<Timestamp>,
     pub message: Message,
     /// The contact's identity on the channel, where the message goes.
     pub recipient_external_id: String,
@@ -77,4 +114,6 @@ pub enum DomainEvent {
     ConversationChanged(Conversation),
     /// An agent took (or was given) the conversation.
     Assigned { conversation: Conversation, agent: AgentId },
+    /// A reply's delivery changed: sent, seen, retrying or failed (the message as it is now).
+    DeliveryChanged(Message),
 }

@@ -55,7 +55,7 @@ const TABLES: &[Table] = &[
         name: "contacts",
         columns: &[
             ("id", Text), ("channel", Text), ("external_id", Text), ("display_name", Text), ("created_at", Int),
-            ("unreachable_since", Int),
+            ("unreachable_since", Int), ("unreachable_reason", Text),
         ],
         keyed: true,
     },
@@ -75,6 +75,7 @@ const TABLES: &[Table] = &[
             ("agent_id", Text), ("body", Text), ("internal", Flag), ("attachments", Text), ("quick_replies", Text),
             ("classification", Text), ("external_id", Text), ("created_at", Int), ("outbound", Flag), ("attempts", Int),
             ("next_attempt_at", Int), ("lease_until", Int), ("delivered_at", Int), ("gave_up_at", Int), ("last_error", Text),
+            ("sent_id", Text), ("seen_at", Int), ("retry_from", Int),
         ],
         keyed: true,
     },

@@ -4,14 +4,17 @@
 //! outbox, text search) is passed in by the backend module.
 
 pub(crate) const MESSAGE_COLUMNS: &str = "seq, id, conversation_id, contact_id, channel, sender, agent_id, body, \
-     internal, attachments, quick_replies, classification, external_id, created_at";
-pub(crate) const CONTACT_COLUMNS: &str = "id, channel, external_id, display_name, created_at, unreachable_since";
+     internal, attachments, quick_replies, classification, external_id, created_at, \
+     outbound, attempts, next_attempt_at, delivered_at, gave_up_at, last_error, sent_id, seen_at";
+pub(crate) const CONTACT_COLUMNS: &str = "id, channel, external_id, display_name, created_at, unreachable_since, unreachable_reason";
 pub(crate) const AGENT_COLUMNS: &str = "id, email, name, role, presence, capacity, active, created_at";
 pub(crate) const CONVERSATION_COLUMNS: &str = "id, contact_id, channel, handler, agent_id, status, category, priority, \
      escalation_reason, escalation_summary, escalated_at, low_confidence_streak, created_at, updated_at";
 
 /// A conversation with its customer's name, agent's name and latest visible message.
 pub(crate) const SUMMARY_SELECT: &str = "SELECT c.*, k.display_name AS customer_name, k.external_id AS customer_external_id, a.name AS agent_name, \
+     k.unreachable_since AS customer_unreachable_since, \
+     (SELECT COUNT(*) FROM messages f WHERE f.conversation_id = c.id AND f.gave_up_at IS NOT NULL) AS undelivered, \
      (SELECT m.body FROM messages m WHERE m.conversation_id = c.id AND m.internal = FALSE ORDER BY m.seq DESC LIMIT 1) AS last_text, \
      COALESCE((SELECT MAX(m.created_at) FROM messages m WHERE m.conversation_id = c.id), c.updated_at) AS last_activity \
      FROM conversations c JOIN contacts k ON k.id = c.contact_id LEFT JOIN agents a ON a.id = c.agent_id";
@@ -46,7 +49,7 @@ macro_rules! portable_store {
             };
             use switchboard_models::{
                 Agent, AgentId, ApiToken, AuditEntry, CannedResponse, Channel, Contact, ContactId, Conversation,
-                ConversationId, Handler, Message, OutboundMessage, Presence, Timestamp,
+                ConversationId, Handler, Message, MessageId, OutboundMessage, Presence, Timestamp,
             };
 
 /// The messages go in one statement, inbound first; if the inbound one is a duplicate, the
@@ -176,7 +179,8 @@ async fn upsert_contact(tx: &mut $conn, contact: &Contact) -> Result<(), StoreEr
         "INSERT INTO contacts (id, channel, external_id, display_name, created_at) \
          VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (channel, external_id) DO UPDATE \
-         SET display_name = COALESCE(excluded.display_name, contacts.display_name)",
+         SET display_name = COALESCE(excluded.display_name, contacts.display_name), \
+             unreachable_since = NULL, unreachable_reason = NULL",
     )
     .bind(contact.id.to_string())
     .bind(contact.channel.as_str())
@@ -315,10 +319,14 @@ impl $store {
             .transpose()
     }
 
-    async fn mark_unreachable(&self, contact: ContactId, since: Timestamp) -> Result<(), StoreError> {
-        sqlx::query("UPDATE contacts SET unreachable_since = COALESCE(unreachable_since, $2) WHERE id = $1")
+    async fn mark_unreachable(&self, contact: ContactId, since: Timestamp, reason: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE contacts SET unreachable_since = COALESCE(unreachable_since, $2), \
+             unreachable_reason = COALESCE(unreachable_reason, $3) WHERE id = $1",
+        )
             .bind(contact.to_string())
             .bind(millis(since))
+            .bind(reason)
             .execute(&self.writer)
             .await
             .map_err(backend)?;
@@ -415,6 +423,9 @@ impl $store {
             Some(Assignee::Queue) => conditions.push("c.handler = 'queue'".into()),
             Some(Assignee::Agent(agent)) => conditions.push(bind("c.agent_id = ?", agent.to_string(), &mut binds)),
             None => {}
+        }
+        if filter.undelivered {
+            conditions.push("EXISTS (SELECT 1 FROM messages f WHERE f.conversation_id = c.id AND f.gave_up_at IS NOT NULL)".into());
         }
         if let Some(text) = filter.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
             let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
@@ -726,7 +737,7 @@ impl $store {
     ) -> Result<Option<(Contact, Option<Conversation>)>, StoreError> {
         let Some(row) = sqlx::query(sql!(
             "SELECT k.id AS contact_id_, k.channel AS contact_channel, k.external_id AS contact_external_id, \
-             k.display_name, k.created_at AS contact_created_at, k.unreachable_since, c.* \
+             k.display_name, k.created_at AS contact_created_at, k.unreachable_since, k.unreachable_reason, c.* \
              FROM contacts k LEFT JOIN conversations c ON c.id = ( \
                 SELECT id FROM conversations WHERE contact_id = k.id AND status NOT IN ('closed', 'rejected') \
                 ORDER BY created_at DESC, id DESC LIMIT 1) \
@@ -862,18 +873,80 @@ impl $store {
     }
 
 
-    async fn mark_delivered(&self, seqs: &[i64], now: Timestamp) -> Result<(), StoreError> {
-        let list = seqs.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        let sql = format!(
-            "UPDATE messages SET delivered_at = $1, lease_until = NULL, attempts = attempts + 1 \
-             WHERE seq IN ({list})"
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+    async fn mark_delivered(&self, sent: &[(i64, Option<String>)], now: Timestamp) -> Result<(), StoreError> {
+        let (with_id, without_id): (Vec<_>, Vec<_>) = sent.iter().partition(|(_, id)| id.is_some());
+        if !without_id.is_empty() {
+            let list = without_id.iter().map(|(seq, _)| seq.to_string()).collect::<Vec<_>>().join(",");
+            let sql = format!(
+                "UPDATE messages SET delivered_at = $1, lease_until = NULL, attempts = attempts + 1, \
+                 last_error = NULL WHERE seq IN ({list})"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(millis(now)).execute(&self.writer).await.map_err(backend)?;
+        }
+        for (seq, id) in with_id {
+            sqlx::query(
+                "UPDATE messages SET delivered_at = $1, lease_until = NULL, attempts = attempts + 1, \
+                 last_error = NULL, sent_id = $3 WHERE seq = $2",
+            )
             .bind(millis(now))
+            .bind(seq)
+            .bind(id)
             .execute(&self.writer)
             .await
             .map_err(backend)?;
+        }
         Ok(())
+    }
+
+    async fn retry_delivery(&self, conversation: ConversationId, seq: i64, now: Timestamp) -> Result<Option<Message>, StoreError> {
+        let retried = sqlx::query(
+            "UPDATE messages SET gave_up_at = NULL, attempts = 0, last_error = NULL, lease_until = NULL, \
+             next_attempt_at = $3, retry_from = $3 \
+             WHERE seq = $2 AND conversation_id = $1 AND outbound = TRUE AND delivered_at IS NULL",
+        )
+        .bind(conversation.to_string())
+        .bind(seq)
+        .bind(millis(now))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        if retried == 0 {
+            return Ok(None);
+        }
+        self.message_by_seq(seq).await
+    }
+
+    async fn fail_delivery(&self, message: MessageId, reason: &str, now: Timestamp) -> Result<Option<Message>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE messages SET gave_up_at = COALESCE(gave_up_at, $3), last_error = $2, lease_until = NULL \
+             WHERE id = $1 AND outbound = TRUE RETURNING seq",
+        )
+        .bind(message.to_string())
+        .bind(reason)
+        .bind(millis(now))
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(backend)?;
+        match row {
+            Some(row) => self.message_by_seq(row.try_get::<i64, _>("seq").map_err(backend)?).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn mark_seen(&self, contact: ContactId, up_to_seq: i64, now: Timestamp) -> Result<Vec<Message>, StoreError> {
+        let rows = sqlx::query(sql!(
+            "UPDATE messages SET seen_at = $3 WHERE contact_id = $1 AND seq <= $2 AND outbound = TRUE \
+             AND seen_at IS NULL AND delivered_at IS NOT NULL AND gave_up_at IS NULL RETURNING ",
+            MESSAGE_COLUMNS
+        ))
+        .bind(contact.to_string())
+        .bind(up_to_seq)
+        .bind(millis(now))
+        .fetch_all(&self.writer)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(message_from_row).collect()
     }
 
     async fn mark_failed(&self, seq: i64, error: &str, retry_at: Option<Timestamp>) -> Result<(), StoreError> {

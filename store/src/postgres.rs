@@ -128,7 +128,7 @@ portable_store! {
                     FOR UPDATE SKIP LOCKED) \
                  RETURNING ",
                 MESSAGE_COLUMNS,
-                ", attempts, (SELECT external_id FROM contacts c WHERE c.id = messages.contact_id) AS recipient"
+                ", retry_from, (SELECT external_id FROM contacts c WHERE c.id = messages.contact_id) AS recipient"
             ))
             .bind(millis(lease_until))
             .bind(millis(now))

@@ -23,6 +23,8 @@ pub enum News {
     Conversation { id: String },
     /// `DomainEvent::Assigned`.
     Assigned { id: String, agent: String },
+    /// `DomainEvent::DeliveryChanged`.
+    Delivery { seq: i64 },
     /// A reply delivered to web chat: widgets connected to other nodes show it too.
     WebChat { seq: i64 },
 }

@@ -5,7 +5,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use switchboard_core::ports::StoreError;
 use switchboard_models::{
-    customer_label, Agent, AgentId, AuditEntry, Contact, ContactId, Conversation, ConversationId, Escalation, Handler, Message,
+    customer_label, Agent, Delivery, DeliveryState, AgentId, AuditEntry, Contact, ContactId, Conversation, ConversationId, Escalation, Handler, Message,
     MessageId, Timestamp,
 };
 
@@ -105,6 +105,7 @@ fn contact_from_columns(row: &impl Columns, [id, channel, external_id, name, cre
         unreachable_since: row.int_opt("unreachable_since")?
             .map(instant)
             .transpose()?,
+        unreachable_reason: row.text_opt("unreachable_reason")?,
     })
 }
 
@@ -174,6 +175,24 @@ pub(crate) fn message_from_row(row: &impl Columns) -> Result<Message, StoreError
         classification: classification.map(|c| from_json("classification", &c)).transpose()?,
         external_id: row.text_opt("external_id")?,
         created_at: instant(row.int("created_at")?)?,
+        delivery: if row.flag("outbound")? { Some(delivery_from_row(row)?) } else { None },
+    })
+}
+
+fn delivery_from_row(row: &impl Columns) -> Result<Delivery, StoreError> {
+    let time = |column: &str| row.int_opt(column)?.map(instant).transpose();
+    let attempts = row.int("attempts")? as u32;
+    let (sent_at, seen_at, failed_at) = (time("delivered_at")?, time("seen_at")?, time("gave_up_at")?);
+    let state = Delivery::state_of(attempts, sent_at, seen_at, failed_at);
+    Ok(Delivery {
+        state,
+        attempts,
+        next_attempt_at: if state == DeliveryState::Retrying { time("next_attempt_at")? } else { None },
+        sent_at,
+        sent_id: row.text_opt("sent_id")?,
+        seen_at,
+        failed_at,
+        error: row.text_opt("last_error")?,
     })
 }
 
@@ -196,6 +215,8 @@ pub(crate) fn summary_from_row(row: &impl Columns) -> Result<switchboard_core::C
         conversation,
         customer,
         agent_name: row.text_opt("agent_name")?,
+        undelivered: row.int("undelivered")? as u32,
+        customer_unreachable: row.int_opt("customer_unreachable_since")?.is_some(),
         last_text: row.text_opt("last_text")?,
         last_activity: instant(row.int("last_activity")?)?,
     })
@@ -212,6 +233,7 @@ pub(crate) fn claimed_in_order(rows: &[impl Columns]) -> Result<Vec<switchboard_
 fn outbound_from_row(row: &impl Columns) -> Result<switchboard_models::OutboundMessage, StoreError> {
     Ok(switchboard_models::OutboundMessage {
         attempts: row.int("attempts")? as u32,
+        retry_from: row.int_opt("retry_from")?.map(instant).transpose()?,
         recipient_external_id: row.text("recipient")?,
         message: message_from_row(row)?,
     })

@@ -240,7 +240,7 @@ portable_store! {
                     AND (lease_until IS NULL OR lease_until <= $2) ORDER BY seq LIMIT $3) \
                  RETURNING ",
                 MESSAGE_COLUMNS,
-                ", attempts, (SELECT external_id FROM contacts c WHERE c.id = messages.contact_id) AS recipient"
+                ", retry_from, (SELECT external_id FROM contacts c WHERE c.id = messages.contact_id) AS recipient"
             ))
             .bind(millis(lease_until))
             .bind(millis(now))

@@ -31,3 +31,12 @@ export async function customerAsksForAPerson(browser, serverUrl) {
   await customer.locator('[data-sb="send"]').click();
   return customer;
 }
+
+/** Signs an agent in to the panel and waits for the dashboard. */
+export async function signIn(page, serverUrl, email, password) {
+  await page.goto(`${serverUrl}/panel/login`);
+  await page.fill('#login-email', email);
+  await page.fill('#login-password', password);
+  await page.click('[data-test="login-submit"]');
+  await page.waitForURL(`${serverUrl}/panel/`);
+}

@@ -1,7 +1,7 @@
 // The agents' panel and the widget side by side in headless Chromium: a customer asks for a
 // person, the agent sees it appear live, takes it, replies, and the customer sees the reply.
 // Usage: node panel.mjs <server-url> <artifacts-dir> <agent-email> <agent-password>
-import { customerAsksForAPerson, launch, openPage } from './chromium.mjs';
+import { customerAsksForAPerson, launch, openPage, signIn } from './chromium.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import assert from 'node:assert/strict';
@@ -15,11 +15,7 @@ try {
   const agent = await openPage(browser, { width: 1280, height: 860 });
 
   step('the agent signs in and watches the queue');
-  await agent.goto(`${serverUrl}/panel/login`);
-  await agent.fill('input[name="email"]', email);
-  await agent.fill('input[name="password"]', password);
-  await agent.click('[data-test="login-submit"]');
-  await agent.waitForURL(`${serverUrl}/panel/`);
+  await signIn(agent, serverUrl, email, password);
   await agent.goto(`${serverUrl}/panel/conversations?assignee=queue`);
   await agent.waitForFunction(() => document.body.dataset.liveReady === '1', null, { timeout: 10000 });
   assert.equal(await agent.locator('[data-test="conversation-row"]').count(), 0, 'the queue starts empty');

@@ -48,6 +48,8 @@ struct State_ {
     refused_sends: u32,
     failures: VecDeque<Failure>,
     blocked: HashSet<i64>,
+    /// Every send answers 502 Bad Gateway, as Telegram does during an outage.
+    outage: bool,
     files: HashMap<String, Vec<u8>>,
     webhook: Option<(String, Option<String>)>,
     next_message_id: i64,
@@ -115,6 +117,11 @@ impl FakeTelegram {
 
     pub fn fail_next_send(&self, failure: Failure) {
         self.lock().failures.push_back(failure);
+    }
+
+    /// Starts or ends an outage: while it lasts every send is refused with 502.
+    pub fn set_outage(&self, on: bool) {
+        self.lock().outage = on;
     }
 
     pub fn block(&self, chat_id: i64) {
@@ -355,6 +362,10 @@ fn send(fake: &FakeTelegram, method: &str, params: &Value, file: Option<(String,
     if state.blocked.contains(&chat) {
         state.refused_sends += 1;
         return error(403, "Forbidden: bot was blocked by the user", None);
+    }
+    if state.outage {
+        state.refused_sends += 1;
+        return error(502, "Bad Gateway", None);
     }
     if let Some(Failure::TooManyRequests { retry_after }) = state.failures.pop_front() {
         state.refused_sends += 1;

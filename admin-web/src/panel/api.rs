@@ -70,7 +70,7 @@ fn message_json(m: &Message) -> Value {
     json!({
         "id": m.id, "seq": m.seq, "sender": m.sender, "agent_id": m.agent_id, "text": m.text, "internal": m.internal,
         "attachments": m.attachments.iter().map(|a| json!({"name": a.file_name, "content_type": a.content_type, "size": a.size})).collect::<Vec<_>>(),
-        "classification": m.classification, "created_at": m.created_at,
+        "classification": m.classification, "created_at": m.created_at, "delivery": m.delivery,
     })
 }
 
@@ -80,6 +80,8 @@ async fn list(State(state): State<AppState>, ApiCaller(agent): ApiCaller, Query(
         let mut row = conversation_json(&s.conversation);
         row["customer"] = json!(s.customer);
         row["last_text"] = json!(s.last_text);
+        row["undelivered"] = json!(s.undelivered);
+        row["customer_unreachable"] = json!(s.customer_unreachable);
         row
     }).collect::<Vec<_>>()})))
 }
@@ -97,11 +99,11 @@ async fn detail(State(state): State<AppState>, _caller: ApiCaller, Path(id): Pat
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActionBody {
-    /// reply, note, take, release, handback, status, priority, category or assign.
+    /// reply, note, take, release, handback, status, priority, category, assign or retry.
     action: String,
     #[serde(default)]
     text: String,
-    /// The new status, priority or category, or the agent id to assign to.
+    /// The new status, priority or category, the agent id to assign to, or the seq of the reply to retry.
     #[serde(default)]
     value: String,
     /// The conversation's `version` as last read; a change made since is a 409.

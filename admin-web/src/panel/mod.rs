@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use switchboard_core::{Assignee, ConversationFilter, SessionRecord, TicketChange};
 use crate::signin::Admission;
-use switchboard_models::{Agent, AgentId, ApiToken, AuditAction, CannedResponse, ConversationId, DomainEvent, Presence, Role};
+use switchboard_models::{Agent, AgentId, ApiToken, AuditAction, CannedResponse, ConversationId, DeliveryState, DomainEvent, Presence, Role};
 pub use views::Views;
 
 pub fn routes() -> Router<AppState> {
@@ -63,7 +63,7 @@ fn page(signed: &Signed, nav: &str, title: &str, mut data: Value) -> Value {
         "csrf": signed.csrf,
         "flash": null,
         "storage_problem": signed.storage_problem,
-        "me": {"name": me.name, "email": me.email, "role": me.role.as_str(), "is_admin": me.role == Role::Admin, "presence": me.presence.as_str()},
+        "me": {"id": me.id.to_string(), "name": me.name, "email": me.email, "role": me.role.as_str(), "is_admin": me.role == Role::Admin, "presence": me.presence.as_str()},
     });
     if let (Some(data), Value::Object(base)) = (data.as_object_mut(), base) {
         for (key, value) in base {
@@ -247,6 +247,8 @@ pub(crate) struct ListQuery {
     channel: String,
     assignee: String,
     q: String,
+    /// "1": only conversations with a reply that was not delivered.
+    undelivered: String,
 }
 
 fn parse_filter<T: std::str::FromStr<Err = switchboard_models::UnknownVariant>>(value: &str) -> Result<Option<T>, ApiError> {
@@ -272,6 +274,14 @@ pub(crate) fn filter_of(query: &ListQuery, me: AgentId) -> Result<ConversationFi
         channel: parse_filter(&query.channel)?,
         assignee,
         text: Some(query.q.clone()).filter(|q| !q.trim().is_empty()),
+        undelivered: match query.undelivered.as_str() {
+            "" | "0" => false,
+            "1" => true,
+            other => {
+                let why = format!("undelivered `{other}` must be 1 (only conversations with an undelivered reply) or left out");
+                return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_filter", why));
+            }
+        },
         limit: 200,
     })
 }
@@ -285,7 +295,7 @@ async fn conversations(State(state): State<AppState>, signed: Signed, Query(quer
     let agents = store.list_agents().await?;
     let rows = store.list_conversations(&filter).await?;
     let data = json!({
-        "filters": {"status": query.status, "priority": query.priority, "category": query.category, "channel": query.channel, "assignee": query.assignee, "q": query.q},
+        "filters": {"status": query.status, "priority": query.priority, "category": query.category, "channel": query.channel, "assignee": query.assignee, "q": query.q, "undelivered": query.undelivered == "1"},
         "options": views::all_options(&agents),
         "rows": rows.iter().map(|s| views::row(s, &agents)).collect::<Vec<_>>(),
     });
@@ -335,6 +345,7 @@ async fn render_conversation(
     let contact = store.contact(c.contact_id).await?.ok_or(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such customer."))?;
     let customer = contact.label();
     let messages = store.conversation_messages(c.id, 0, 1000).await?;
+    let undelivered = messages_failed(&messages);
     let others = store.contact_conversations(c.contact_id).await?;
     let canned = visible_canned(store.canned_responses().await?, &signed.agent);
     let data = json!({
@@ -353,6 +364,12 @@ async fn render_conversation(
             "version": c.updated_at.timestamp_millis().to_string(),
             "closed": c.status.is_final(),
             "escalation": c.escalation.as_ref().map(|e| json!({"reason": e.reason.describe(), "summary": e.summary, "at": views::time(&e.at)})),
+            "undelivered": undelivered,
+            "undelivered_label": views::undelivered_label(undelivered),
+            "unreachable": contact.unreachable_since.map(|since| json!({
+                "since": views::time(&since),
+                "reason": contact.unreachable_reason.clone().unwrap_or_else(|| "The channel refused our messages.".into()),
+            })),
         },
         "messages": messages.iter().map(|m| views::message(m, &c, &customer, &agents)).collect::<Vec<_>>(),
         "others": others.iter().filter(|o| o.conversation.id != c.id).map(|o| json!({
@@ -376,6 +393,11 @@ async fn render_conversation(
     });
     let title = format!("{customer} · {}", views::status_label(c.status));
     Ok(state.views.render("conversation", &page(signed, "conversations", &title, data))?.into_response())
+}
+
+/// Replies in `messages` that failed for good.
+fn messages_failed(messages: &[switchboard_models::Message]) -> u32 {
+    messages.iter().filter(|m| m.delivery.as_ref().is_some_and(|d| d.state == DeliveryState::Failed)).count() as u32
 }
 
 async fn attachment(State(state): State<AppState>, _signed: Signed, Path((id, key)): Path<(String, String)>) -> Result<Response, ApiError> {
@@ -410,6 +432,9 @@ struct ActionForm {
     category: String,
     #[serde(default)]
     agent_id: String,
+    /// The reply to send again (retry).
+    #[serde(default)]
+    seq: String,
     #[serde(default)]
     version: String,
 }
@@ -433,6 +458,11 @@ pub(crate) async fn apply_action(
         }
         "note" => {
             engine.add_note(id, actor.id, text).await?;
+            return Ok(());
+        }
+        "retry" => {
+            let seq = value.parse().map_err(|_| bad(format!("`{value}` is not a message seq; send the seq of the reply to retry")))?;
+            engine.retry_delivery(id, seq).await?;
             return Ok(());
         }
         "take" => TicketChange::Take,
@@ -463,6 +493,7 @@ async fn act(State(state): State<AppState>, signed: Signed, Path((id, action)): 
         "priority" => form.priority.as_str(),
         "category" => form.category.as_str(),
         "assign" => form.agent_id.as_str(),
+        "retry" => form.seq.as_str(),
         _ => "",
     };
     let back = format!("/panel/conversations/{id}");
@@ -758,10 +789,17 @@ async fn events(State(state): State<AppState>, _signed: Signed) -> Sse<impl futu
     let open = crate::probes::Open::new("switchboard_panel_event_streams");
     let stream = futures::stream::unfold((receiver, open), |(mut receiver, open)| async move {
         loop {
+            let mut failed_reply_of = None;
             let (kind, id, at) = match receiver.recv().await {
                 Ok(DomainEvent::MessageStored(m)) => ("message", m.conversation_id, m.created_at),
                 Ok(DomainEvent::ConversationChanged(c)) => ("conversation", c.id, c.updated_at),
                 Ok(DomainEvent::Assigned { conversation, .. }) => ("conversation", conversation.id, conversation.updated_at),
+                Ok(DomainEvent::DeliveryChanged(m)) => {
+                    if m.delivery.as_ref().is_some_and(|d| d.state == DeliveryState::Failed) {
+                        failed_reply_of = Some(m.agent_id.map(|a| a.to_string()).unwrap_or_default());
+                    }
+                    ("delivery", m.conversation_id, chrono::Utc::now())
+                }
                 // Fell behind: tell the page to reload everything.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     ("reload", ConversationId(uuid::Uuid::nil()), chrono::Utc::now())
@@ -769,7 +807,12 @@ async fn events(State(state): State<AppState>, _signed: Signed) -> Sse<impl futu
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             };
             // `at`: when it happened, so a page (or a benchmark) can tell how fresh the news is.
-            let data = json!({"kind": kind, "conversation_id": id.to_string(), "at": at.timestamp_millis()}).to_string();
+            let mut data = json!({"kind": kind, "conversation_id": id.to_string(), "at": at.timestamp_millis()});
+            // A reply that failed for good: the page tells its writer (an empty id: the bot's).
+            if let Some(writer) = failed_reply_of {
+                data["failed_reply_of"] = json!(writer);
+            }
+            let data = data.to_string();
             return Some((Ok(Event::default().data(data)), (receiver, open)));
         }
     });

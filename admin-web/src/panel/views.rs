@@ -6,7 +6,7 @@ use axum::response::Html;
 use handlebars::Handlebars;
 use serde_json::{Value, json};
 use switchboard_core::ConversationSummary;
-use switchboard_models::{Agent, Category, Channel, Conversation, Handler, Message, Priority, Status};
+use switchboard_models::{Agent, Category, Channel, Conversation, Delivery, DeliveryState, Handler, Message, Priority, Status};
 
 pub struct Views {
     registry: Handlebars<'static>,
@@ -96,6 +96,9 @@ pub fn row(summary: &ConversationSummary, agents: &[Agent]) -> Value {
         "channel": c.channel.as_str(),
         "category": c.category.map(|v| v.as_str()),
         "customer": summary.customer,
+        "undelivered": summary.undelivered,
+        "undelivered_label": undelivered_label(summary.undelivered),
+        "unreachable": summary.customer_unreachable,
         "handler_label": handler_label(c.handler, agents),
         "last_text": short(summary.last_text.as_deref()),
         "updated_at": time(&summary.last_activity),
@@ -150,6 +153,7 @@ pub fn message(message: &Message, conversation: &Conversation, customer: &str, a
             "sentiment": format!("{:.2}", c.sentiment),
             "urgency": format!("{:?}", c.urgency).to_lowercase(),
         })),
+        "delivery": message.delivery.as_ref().map(delivery),
         "attachments": message.attachments.iter().map(|a| json!({
             "name": a.file_name,
             "url": format!("/panel/conversations/{}/attachments/{}", conversation.id, a.key),
@@ -178,7 +182,36 @@ pub fn action_done(action: &str) -> Option<ActionDone> {
         "priority" => ("Priority changed.", "set-priority"),
         "category" => ("Category changed.", "set-category"),
         "assign" => ("Assigned.", "assign-agent"),
+        "retry" => ("The reply will be sent again now.", "reply-text"),
         _ => return None,
     };
     Some(ActionDone { confirmation, focus })
+}
+
+/// "1 reply not delivered", or nothing.
+pub fn undelivered_label(count: u32) -> String {
+    match count {
+        0 => String::new(),
+        1 => "1 reply not delivered".into(),
+        n => format!("{n} replies not delivered"),
+    }
+}
+
+/// A reply's delivery as the conversation page shows it, discreetly unless it failed.
+fn delivery(d: &Delivery) -> Value {
+    let at = |t: Option<chrono::DateTime<chrono::Utc>>| t.map(|t| t.format("%H:%M").to_string()).unwrap_or_default();
+    let label = match d.state {
+        DeliveryState::Queued => "Queued".to_string(),
+        DeliveryState::Retrying => format!("Retrying (attempt {}, next at {})", d.attempts + 1, at(d.next_attempt_at)),
+        DeliveryState::Sent => format!("Sent {}", at(d.sent_at)),
+        DeliveryState::Seen => format!("Seen {}", at(d.seen_at)),
+        DeliveryState::Failed => format!("Not delivered {}", at(d.failed_at)),
+    };
+    json!({
+        "state": d.state.as_str(),
+        "label": label,
+        "reason": if matches!(d.state, DeliveryState::Failed | DeliveryState::Retrying) { d.error.clone() } else { None },
+        "failed": d.state == DeliveryState::Failed,
+        "can_retry": matches!(d.state, DeliveryState::Failed | DeliveryState::Retrying),
+    })
 }

@@ -13,6 +13,8 @@ pub enum ClientFrame {
     Send { client_id: String, text: String },
     /// Messages with `seq > after`, as a `history` frame.
     History { after: i64 },
+    /// The customer has seen the replies up to this seq (the chat is open and visible).
+    Seen { seq: i64 },
     Ping,
 }
 

@@ -57,7 +57,10 @@ async fn session(socket: WebSocket, state: AppState, visitor: String, address: s
     loop {
         let outgoing = tokio::select! {
             incoming = stream.next() => match incoming {
-                Some(Ok(WsMessage::Text(text))) => answer(&state, &visitor, address, text.as_str()).await,
+                Some(Ok(WsMessage::Text(text))) => match answer(&state, &visitor, address, text.as_str()).await {
+                    Some(frame) => frame,
+                    None => continue,
+                },
                 Some(Ok(WsMessage::Binary(_))) => ServerFrame::error(
                     ApiError::new(StatusCode::BAD_REQUEST, "malformed_frame", "Send JSON text frames, not binary."),
                     None,
@@ -95,24 +98,25 @@ async fn session(socket: WebSocket, state: AppState, visitor: String, address: s
     }
 }
 
-async fn answer(state: &AppState, visitor: &str, address: std::net::IpAddr, text: &str) -> ServerFrame {
+/// The reply to one frame from the widget, if it needs one.
+async fn answer(state: &AppState, visitor: &str, address: std::net::IpAddr, text: &str) -> Option<ServerFrame> {
     let frame = match serde_json::from_str::<ClientFrame>(text) {
         Ok(frame) => frame,
         Err(error) => {
-            return ServerFrame::error(
+            return Some(ServerFrame::error(
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "malformed_frame",
                     format!(
                         "Could not read the frame ({error}). Send {{\"type\":\"send\",\"client_id\":\"…\",\"text\":\"…\"}}, \
-                         {{\"type\":\"history\",\"after\":0}} or {{\"type\":\"ping\"}}."
+                         {{\"type\":\"history\",\"after\":0}}, {{\"type\":\"seen\",\"seq\":12}} or {{\"type\":\"ping\"}}."
                     ),
                 ),
                 None,
-            );
+            ));
         }
     };
-    match frame {
+    Some(match frame {
         ClientFrame::Ping => ServerFrame::Pong,
         ClientFrame::History { after } => match page(state, visitor, after).await {
             Ok(page) => ServerFrame::History { messages: page.messages, conversation: page.conversation },
@@ -127,7 +131,16 @@ async fn answer(state: &AppState, visitor: &str, address: std::net::IpAddr, text
             },
             Err(error) => ServerFrame::error(error, Some(client_id)),
         },
+        // Nothing to say back unless it failed.
+        ClientFrame::Seen { seq } => return seen(state, visitor, seq).await.err().map(|error| ServerFrame::error(error, None)),
+    })
+}
+
+async fn seen(state: &AppState, visitor: &str, seq: i64) -> Result<(), ApiError> {
+    if let Some(contact) = state.engine.store().contact_by_external_id(switchboard_models::Channel::WebChat, visitor).await? {
+        state.engine.mark_seen(contact.id, seq).await?;
     }
+    Ok(())
 }
 
 async fn send<S>(sink: &mut S, frame: &ServerFrame) -> Result<(), axum::Error>

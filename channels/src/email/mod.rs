@@ -6,6 +6,7 @@
 //! A mail is flagged `$Switchboard` on the server only after it is committed; a crash before the
 //! flag means it is read again and dropped as a duplicate (its Message-ID is the external id).
 
+pub mod bounce;
 mod threading;
 
 pub use threading::{
@@ -266,8 +267,17 @@ impl EmailAdapter {
         Ok(())
     }
 
-    /// Stores one raw mail as a customer message (or decides to ignore it).
+    /// Stores one raw mail as a customer message (or decides to ignore it). A bounce of one of
+    /// our replies marks that reply failed instead; an auto-reply is dropped.
     async fn ingest(&self, raw: &[u8]) -> Result<Outcome, EngineError> {
+        match bounce::classify(raw) {
+            Some(bounce::Automatic::Bounce(report)) => return self.bounced(report).await,
+            Some(bounce::Automatic::AutoReply) => {
+                tracing::info!("ignoring an automatic reply");
+                return Ok(Outcome::Done);
+            }
+            None => {}
+        }
         let Some(mail) = MessageParser::default().parse(raw) else {
             tracing::warn!("ignoring a mail that is not MIME");
             return Ok(Outcome::Done);
@@ -339,6 +349,28 @@ impl EmailAdapter {
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// A delivery report: a permanent failure marks our reply failed with the reason (and the
+    /// customer unreachable when their address is wrong); a delay only waits for the outcome.
+    async fn bounced(&self, report: bounce::Bounce) -> Result<Outcome, EngineError> {
+        let ours: Vec<_> = report.original_message_ids.iter().filter_map(|id| bounce::our_reply_in_message_id(id)).collect();
+        if !report.permanent {
+            tracing::info!(status = ?report.status, "a reply is delayed; the mail server keeps trying");
+            return Ok(Outcome::Done);
+        }
+        // 5.1.x: the address itself is wrong, so later mail to it would bounce too.
+        let address_gone = report.status.as_deref().is_some_and(|s| s.starts_with("5.1."));
+        let mut marked = 0;
+        for (_, message) in ours {
+            if self.engine.delivery_failed(message, &report.reason, address_gone).await?.is_some() {
+                marked += 1;
+            }
+        }
+        if marked == 0 {
+            tracing::warn!(reason = %report.reason, "a bounce about no reply of ours; ignored");
+        }
+        Ok(Outcome::Done)
     }
 
     /// In-Reply-To, then References (newest first), then our token address; else a new one.
@@ -519,12 +551,16 @@ impl Outbound for EmailOutbound {
         Channel::Email
     }
 
-    async fn deliver(&self, outbound: &OutboundMessage) -> Result<(), DeliveryError> {
+    async fn deliver(&self, outbound: &OutboundMessage) -> Result<Option<String>, DeliveryError> {
         let mail = self.build(outbound).await?;
+        let message = &outbound.message;
+        let sent_id = our_message_id(message.conversation_id, message.id, self.domain());
         match self.transport.send(mail).await {
-            Ok(_) => Ok(()),
-            Err(error) if error.is_permanent() => Err(DeliveryError::Permanent { reason: error.to_string() }),
-            Err(error) => Err(DeliveryError::Retry { reason: error.to_string(), after: None }),
+            Ok(_) => Ok(Some(sent_id)),
+            Err(error) if error.is_permanent() => {
+                Err(DeliveryError::Permanent { reason: format!("The mail server refused the message: {error}") })
+            }
+            Err(error) => Err(DeliveryError::Retry { reason: format!("The mail server could not take the message now: {error}"), after: None }),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::process::Command;
 use switchboard_tests::TestServer;
 
 /// Runs a browser script against the server; its last line must be `passed_line`.
-async fn run_script(script: &'static str, args: Vec<String>, passed_line: &str) {
+pub(crate) async fn run_script(script: &'static str, args: Vec<String>, passed_line: &str) {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
     for package in ["playwright-core", "axe-core"] {
         assert!(
@@ -23,7 +23,7 @@ async fn run_script(script: &'static str, args: Vec<String>, passed_line: &str) 
     assert!(stdout.contains(passed_line), "{stdout}");
 }
 
-fn artifacts() -> String {
+pub(crate) fn artifacts() -> String {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../test-artifacts/browser").display().to_string()
 }
 

@@ -446,6 +446,7 @@ async fn db_copy_moves_an_installation_from_sqlite_to_postgres() {
         display_name: Some("Ann".into()),
         created_at: chrono::Utc::now(),
         unreachable_since: None,
+        unreachable_reason: None,
     };
     let conversation = Conversation::new(contact.id, Channel::WebChat, chrono::Utc::now());
     let step = StepWrite {

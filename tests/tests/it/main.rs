@@ -5,6 +5,7 @@ mod abuse;
 mod assignment;
 mod browser;
 mod cli;
+mod delivery;
 mod discord;
 mod email;
 mod faults;

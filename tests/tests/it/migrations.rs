@@ -15,6 +15,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0003_sign_in_audit_and_canned_owners.sql", "69758a8257a63696bf673eb39e85beca5c2bd8c2f4b9e3e0e8514f28ae88305c"),
     ("sqlite/0004_singleton_leases.sql", "50a9f9d78ffeb8e3f0b5baab6747ddd58504a12d02ab79497855655947488729"),
     ("postgres/0004_singleton_leases.sql", "df6dd2fc5ee49ef4a8c30be9d5287ce65742bc49f94cb20a06e37171d0d42ae4"),
+    ("sqlite/0005_delivery_status.sql", "0f4e5303f33248a59e8a6ca10e692c95f11a7369b1d1c86a38de66f053c307a5"),
+    ("postgres/0005_delivery_status.sql", "9a7b2e9beb06ac666e11f73c13b67ef339225b5e5029d10675171a592a01711f"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

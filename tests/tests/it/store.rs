@@ -5,7 +5,7 @@ use std::sync::Arc;
 use switchboard_core::ports::{Assignee, Committed, ConversationFilter, SessionRecord, StepWrite, Store};
 use switchboard_models::{
     Agent, Classification, ClassificationSource, IntentName, Urgency, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, Category, Channel, Contact, ContactId,
-    Conversation, Handler, Message, MessageId, Presence, Priority, Role, Sender, Status, Timestamp,
+    Conversation, DeliveryState, Handler, Message, MessageId, Presence, Priority, Role, Sender, Status, Timestamp,
 };
 use switchboard_tests::databases::{Backend, TestDatabase};
 
@@ -38,6 +38,7 @@ on_both_backends!(
     a_lease_has_one_holder_until_it_expires_or_is_released,
     exclusive_work_waits_for_the_holder_on_another_connection,
     the_outbox_backlog_counts_undelivered_replies_and_dates_the_oldest,
+    each_reply_has_a_delivery_state_and_failures_flag_the_conversation,
 );
 
 /// Instants as the store keeps them (milliseconds), so round trips compare equal.
@@ -66,6 +67,7 @@ pub(crate) fn message(conversation: &Conversation, sender: Sender, text: &str, e
         classification: None,
         external_id: external_id.map(String::from),
         created_at: now(),
+        delivery: None,
     }
 }
 
@@ -78,6 +80,7 @@ async fn conversation(store: &dyn Store, who: &str) -> Conversation {
         display_name: Some("Ann".into()),
         created_at: now(),
         unreachable_since: None,
+        unreachable_reason: None,
     };
     let conversation = Conversation::new(contact.id, Channel::WebChat, now());
     let write = StepWrite { contact: Some(contact), conversation: Some(conversation.clone()), ..StepWrite::default() };
@@ -169,9 +172,15 @@ async fn contacts_are_upserted_and_conversations_round_trip(backend: Backend) {
     assert_eq!(store.queued_conversations(10).await.unwrap().iter().map(|c| c.id).collect::<Vec<_>>(), [conversation.id]);
 
     let since = now();
-    store.mark_unreachable(contact.id, since).await.unwrap();
-    store.mark_unreachable(contact.id, since + chrono::Duration::seconds(5)).await.unwrap();
-    assert_eq!(store.contact(contact.id).await.unwrap().unwrap().unreachable_since, Some(since), "the first time is kept");
+    store.mark_unreachable(contact.id, since, "The customer blocked the bot on Telegram.").await.unwrap();
+    store.mark_unreachable(contact.id, since + chrono::Duration::seconds(5), "later").await.unwrap();
+    let unreachable = store.contact(contact.id).await.unwrap().unwrap();
+    assert_eq!(unreachable.unreachable_since, Some(since), "the first time is kept");
+    assert_eq!(unreachable.unreachable_reason.as_deref(), Some("The customer blocked the bot on Telegram."));
+    let writes_again = StepWrite { contact: Some(unreachable.clone()), ..StepWrite::default() };
+    store.commit(writes_again).await.unwrap();
+    let reachable = store.contact(contact.id).await.unwrap().unwrap();
+    assert_eq!((reachable.unreachable_since, reachable.unreachable_reason), (None, None), "writing again clears it");
 
     conversation.status = Status::Closed;
     save(store.as_ref(), &conversation).await;
@@ -217,7 +226,7 @@ async fn outbound_messages_are_leased_delivered_and_retried(backend: Backend) {
     assert_eq!(claimed[0].recipient_external_id, "visitor-4");
     assert!(store.claim_outbox(now, lease, 10).await.unwrap().is_empty(), "leased messages are not claimed twice");
 
-    store.mark_delivered(&[claimed[0].message.seq], now).await.unwrap();
+    store.mark_delivered(&[(claimed[0].message.seq, None)], now).await.unwrap();
     store.mark_failed(claimed[1].message.seq, "timeout", Some(now + chrono::Duration::seconds(5))).await.unwrap();
     assert!(store.claim_outbox(now, lease, 10).await.unwrap().is_empty(), "a retry waits for its time");
     let retried = store.claim_outbox(now + chrono::Duration::seconds(6), lease, 10).await.unwrap();
@@ -228,6 +237,64 @@ async fn outbound_messages_are_leased_delivered_and_retried(backend: Backend) {
     store.mark_failed(retried[0].message.seq, "blocked", None).await.unwrap();
     let much_later = now + chrono::Duration::days(1);
     assert!(store.claim_outbox(much_later, much_later, 10).await.unwrap().is_empty(), "given up for good");
+}
+
+async fn each_reply_has_a_delivery_state_and_failures_flag_the_conversation(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let conversation = conversation(store.as_ref(), "visitor-9").await;
+    let other = self::conversation(store.as_ref(), "visitor-10").await;
+    let now = now() + chrono::Duration::seconds(1);
+    queue_replies(store.as_ref(), &conversation, &["sent", "retrying", "failed", "queued"]).await;
+    let state_of = |messages: &[Message], text: &str| messages.iter().find(|m| m.text == text).and_then(|m| m.delivery.clone());
+    let page = store.conversation_messages(conversation.id, 0, 10).await.unwrap();
+    assert!(page.iter().all(|m| m.delivery.as_ref().is_some_and(|d| d.state == DeliveryState::Queued && d.attempts == 0)));
+
+    let claimed = store.claim_outbox(now, now + chrono::Duration::seconds(30), 3).await.unwrap();
+    store.mark_delivered(&[(claimed[0].message.seq, Some("tg-42".into()))], now).await.unwrap();
+    let retry_at = now + chrono::Duration::seconds(30);
+    store.mark_failed(claimed[1].message.seq, "Telegram could not be reached", Some(retry_at)).await.unwrap();
+    store.mark_failed(claimed[2].message.seq, "The customer blocked the bot on Telegram.", None).await.unwrap();
+
+    let page = store.conversation_messages(conversation.id, 0, 10).await.unwrap();
+    let sent = state_of(&page, "sent").unwrap();
+    assert_eq!((sent.state, sent.sent_id.as_deref(), sent.sent_at, sent.attempts), (DeliveryState::Sent, Some("tg-42"), Some(now), 1));
+    let retrying = state_of(&page, "retrying").unwrap();
+    assert_eq!((retrying.state, retrying.attempts, retrying.next_attempt_at), (DeliveryState::Retrying, 1, Some(retry_at)));
+    let failed = state_of(&page, "failed").unwrap();
+    assert_eq!(failed.state, DeliveryState::Failed);
+    assert_eq!(failed.error.as_deref(), Some("The customer blocked the bot on Telegram."));
+    assert!(failed.failed_at.is_some());
+    assert_eq!(state_of(&page, "queued").unwrap().state, DeliveryState::Queued);
+
+    let all = ConversationFilter { limit: 50, ..Default::default() };
+    let listed = store.list_conversations(&all).await.unwrap();
+    let undelivered = |id| listed.iter().find(|s| s.conversation.id == id).unwrap().undelivered;
+    assert_eq!((undelivered(conversation.id), undelivered(other.id)), (1, 0));
+    let flagged = store.list_conversations(&ConversationFilter { undelivered: true, ..all.clone() }).await.unwrap();
+    assert_eq!(flagged.iter().map(|s| s.conversation.id).collect::<Vec<_>>(), [conversation.id]);
+
+    let failed_seq = page.iter().find(|m| m.text == "failed").unwrap().seq;
+    assert!(store.retry_delivery(other.id, failed_seq, now).await.unwrap().is_none(), "only within its conversation");
+    let sent_seq = page.iter().find(|m| m.text == "sent").unwrap().seq;
+    assert!(store.retry_delivery(conversation.id, sent_seq, now).await.unwrap().is_none(), "a sent reply is not sent again");
+    let later = now + chrono::Duration::seconds(60);
+    let retried = store.retry_delivery(conversation.id, failed_seq, later).await.unwrap().unwrap();
+    assert_eq!(retried.delivery.map(|d| (d.state, d.attempts, d.error)), Some((DeliveryState::Queued, 0, None)));
+    let again = store.claim_outbox(later, later + chrono::Duration::seconds(30), 10).await.unwrap();
+    let again = again.iter().find(|o| o.message.seq == failed_seq).expect("claimed again at once");
+    assert_eq!(again.retry_from, Some(later), "a new retry window starts");
+    assert!(store.list_conversations(&ConversationFilter { undelivered: true, ..all.clone() }).await.unwrap().is_empty());
+
+    // A bounce after the channel took it; seen only once sent, and only once.
+    let sent_id = page.iter().find(|m| m.text == "sent").unwrap().id;
+    let bounced = store.fail_delivery(sent_id, "The mailbox does not exist (5.1.1).", later).await.unwrap().unwrap();
+    assert_eq!(bounced.delivery.map(|d| d.state), Some(DeliveryState::Failed));
+    assert!(store.fail_delivery(MessageId::new(), "x", later).await.unwrap().is_none(), "not ours");
+    store.mark_delivered(&[(again.message.seq, None)], later).await.unwrap();
+    let seen = store.mark_seen(conversation.contact_id, i64::MAX, later).await.unwrap();
+    assert_eq!(seen.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["failed"], "only sent, not failed or unsent");
+    assert_eq!(seen[0].delivery.as_ref().map(|d| d.state), Some(DeliveryState::Seen));
+    assert!(store.mark_seen(conversation.contact_id, i64::MAX, later).await.unwrap().is_empty());
 }
 
 async fn an_expired_lease_is_claimed_again(backend: Backend) {
@@ -553,7 +620,7 @@ async fn the_outbox_backlog_counts_undelivered_replies_and_dates_the_oldest(back
     assert_eq!(backlog, 3);
     assert!(oldest.is_some_and(|at| at <= Utc::now()));
     let claimed = store.claim_outbox(Utc::now(), Utc::now() + chrono::Duration::seconds(30), 10).await.unwrap();
-    store.mark_delivered(&[claimed[0].message.seq], Utc::now()).await.unwrap();
+    store.mark_delivered(&[(claimed[0].message.seq, None)], Utc::now()).await.unwrap();
     store.mark_failed(claimed[1].message.seq, "gone", None).await.unwrap();
     assert_eq!(store.outbox_backlog().await.unwrap().0, 1, "delivered and given-up replies are not backlog");
 }
