@@ -195,10 +195,12 @@ render_configs() {
   render "$TEMPLATES/master.cf" "$PF_CONF/master.cf"
   render "$TEMPLATES/dovecot.conf" "$DC_CONF"
   render "$TEMPLATES/users" "$ETC/dovecot/users"
-  # Postfix accepts exactly the addresses Dovecot knows (one list: users).
+  # Postfix accepts the addresses Dovecot knows (one list: users), and one more that Dovecot
+  # refuses on delivery, so a reply to it comes back as a real delivery report (a bounce).
   local vm
   vm=$(mktemp "$PF_CONF/virtual_mailboxes.XXXXXX")
-  sed -e '/^[[:space:]]*#/d' -e '/^[[:space:]]*$/d' -e 's/:.*/ ok/' "$ETC/dovecot/users" >"$vm"
+  { sed -e '/^[[:space:]]*#/d' -e '/^[[:space:]]*$/d' -e 's/:.*/ ok/' "$ETC/dovecot/users"
+    echo "gone@example.test ok"; } >"$vm"
   if cmp -s "$vm" "$PF_CONF/virtual_mailboxes" 2>/dev/null; then rm -f "$vm"
   else chmod 0644 "$vm"; mv -f "$vm" "$PF_CONF/virtual_mailboxes"; CHANGED=1; fi
 }

@@ -7,7 +7,8 @@ use mail_parser::{MessageParser, MimeHeaders};
 use std::time::Duration;
 use switchboard::config::Secret;
 use switchboard_channels::email::PROCESSED_FLAG;
-use switchboard_models::{Channel, Handler, Message, Sender};
+use switchboard_core::ports::ConversationFilter;
+use switchboard_models::{Channel, DeliveryState, Handler, Message, Sender};
 use switchboard_tests::TestServer;
 use switchboard_tests::mail::{IMAPS_PORT, PASSWORD, SMTP_PORT, TestMailbox, mail_system_running, send_raw, test_ca_file};
 
@@ -15,6 +16,8 @@ const WAIT: Duration = Duration::from_secs(20);
 const SUPPORT: &str = "support@example.test";
 const ANN: &str = "customer@example.test";
 const BO: &str = "customer2@example.test";
+/// Postfix takes mail for it; Dovecot has no such mailbox, so mail to it bounces.
+const GONE: &str = "gone@example.test";
 
 async fn start_server() -> TestServer {
     TestServer::start_with(|c| {
@@ -243,6 +246,32 @@ async fn email_threads_attachments_loops_and_restarts() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(customer_messages(&server, ANN).await.len(), stored_before, "nothing stored twice");
     assert_eq!(ann.all().await.len(), ann_mails, "nothing answered twice");
+
+    // A reply to a mailbox that does not exist comes back from Postfix as a delivery report: the
+    // reply is marked failed with the reason, the customer unreachable, and no conversation opens.
+    send_raw(GONE, &[SUPPORT], &mail(GONE, SUPPORT, "Hello", Some("<g1@customer.example.test>"), "", "Hello")).await;
+    let asked = stored_by_id(&server, "<g1@customer.example.test>").await;
+    let store = server.engine().store();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let bounced = loop {
+        let replies = store.conversation_messages(asked.conversation_id, 0, 10).await.unwrap();
+        let failed = replies.into_iter().find(|m| m.delivery.as_ref().is_some_and(|d| d.state == DeliveryState::Failed));
+        if let Some(failed) = failed {
+            break failed;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the bounce never marked the reply failed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let delivery = bounced.delivery.unwrap();
+    assert_eq!(delivery.error.as_deref(), Some("The mailbox does not exist (5.1.1)."));
+    assert!(delivery.sent_at.is_some(), "Postfix took it first; the report came after");
+    let gone = store.contact_by_external_id(Channel::Email, GONE).await.unwrap().unwrap();
+    assert!(gone.unreachable_since.is_some(), "a mailbox that does not exist makes the customer unreachable");
+    let daemons = store.list_conversations(&ConversationFilter { limit: 200, ..Default::default() }).await.unwrap();
+    assert!(
+        daemons.iter().all(|c| !c.customer.to_lowercase().contains("mailer-daemon")),
+        "the bounce opened no conversation"
+    );
 }
 
 fn base64(bytes: &[u8]) -> String {
