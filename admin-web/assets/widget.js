@@ -350,10 +350,16 @@
    *  and the page visible (agents see "Seen" in the panel). */
   let seenSent = 0;
   function reportSeen() {
-    if (!state.open || document.visibilityState !== 'visible' || !socketReady) return;
+    if (!state.open || document.visibilityState !== 'visible') return;
     let latest = 0;
     for (const m of state.stored.values()) if (m.sender !== 'customer' && m.seq > latest) latest = m.seq;
-    if (latest > seenSent && sendFrame({ type: 'seen', seq: latest })) seenSent = latest;
+    if (latest <= seenSent) return;
+    if (mode === 'http') {
+      seenSent = latest;
+      request('POST', '/webchat/seen', { seq: latest }).catch(() => { seenSent = 0; });
+    } else if (socketReady && sendFrame({ type: 'seen', seq: latest })) {
+      seenSent = latest;
+    }
   }
 
   async function connect() {

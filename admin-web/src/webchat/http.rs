@@ -146,6 +146,26 @@ pub async fn send(
     ))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeenBody {
+    seq: i64,
+}
+
+/// The HTTP fallback's `seen` frame: the customer saw the replies up to `seq`.
+pub async fn seen(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<SeenBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let visitor = visitor_from(&state, bearer(&headers))?;
+    let Json(SeenBody { seq }) = body.map_err(|rejection| {
+        ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", format!("Expected JSON {{\"seq\": 12}}: {}", rejection.body_text()))
+    })?;
+    super::socket::seen(&state, &visitor, seq).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Long-poll: answers as soon as there are messages after `after`, or empty after a while.
 pub async fn poll(
     State(state): State<AppState>,

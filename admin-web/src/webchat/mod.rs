@@ -50,6 +50,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/config", get(http::widget_config))
         .route("/messages", get(http::history).post(http::send))
         .route("/poll", get(http::poll))
+        .route("/seen", post(http::seen))
         .route("/ws", get(socket::upgrade))
         .layer(axum::middleware::from_fn_with_state(state, origin::guard));
     Router::new()

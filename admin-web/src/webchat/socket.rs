@@ -136,7 +136,7 @@ async fn answer(state: &AppState, visitor: &str, address: std::net::IpAddr, text
     })
 }
 
-async fn seen(state: &AppState, visitor: &str, seq: i64) -> Result<(), ApiError> {
+pub(super) async fn seen(state: &AppState, visitor: &str, seq: i64) -> Result<(), ApiError> {
     if let Some(contact) = state.engine.store().contact_by_external_id(switchboard_models::Channel::WebChat, visitor).await? {
         state.engine.mark_seen(contact.id, seq).await?;
     }

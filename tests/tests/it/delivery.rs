@@ -182,6 +182,22 @@ async fn web_chat_replies_are_sent_then_seen_and_the_panel_hears_of_both() {
     wait_for_event(&mut events, delivery_event).await;
     let seen = api.reply_in_state(&conversation, &text, "seen").await;
     assert!(seen["delivery"]["seen_at"].is_string());
+
+    // The widget's HTTP fallback says the same with a POST.
+    widget.say("c2", "thanks a lot").await;
+    let reply = loop {
+        let reply = widget.next_reply().await;
+        if reply["text"] != text.as_str() {
+            break reply;
+        }
+    };
+    let http = reqwest::Client::new();
+    let seen_url = server.url("/webchat/seen");
+    let posted = http.post(&seen_url).bearer_auth(&visitor_token).json(&json!({"seq": reply["seq"]})).send().await.unwrap();
+    assert_eq!(posted.status(), StatusCode::NO_CONTENT);
+    api.reply_in_state(&conversation, reply["text"].as_str().unwrap(), "seen").await;
+    let malformed = http.post(&seen_url).bearer_auth(&visitor_token).json(&json!({"seq": "last"})).send().await.unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
 }
 
 async fn wait_for_event(events: &mut switchboard_tests::panel::EventStream, wanted: impl Fn(&str) -> bool) {
