@@ -360,6 +360,11 @@ fn llm_client(config: &Config) -> Option<Arc<LlmClient>> {
     })))
 }
 
+/// The classifier `serve` would run with this configuration (the hosted LLM included when set).
+pub async fn service_classifier(config: &Config) -> anyhow::Result<Arc<dyn Classifier>> {
+    Ok(build_classifier(config, llm_client(config)).await?.classifier)
+}
+
 /// The model classifier when the model loads; otherwise the keyword rules, saying why. A broken
 /// intents file stops the start: there is no earlier good one to keep.
 async fn build_classifier(config: &Config, llm: Option<Arc<LlmClient>>) -> anyhow::Result<Nlu> {
@@ -468,7 +473,8 @@ fn email_settings(config: &Config) -> Option<EmailSettings> {
     })
 }
 
-fn policy(config: &Config) -> Policy {
+/// The bot's policy from the configuration, as `serve` runs it.
+pub fn policy(config: &Config) -> Policy {
     let bot = &config.bot;
     Policy {
         low_confidence_threshold: bot.low_confidence_threshold,

@@ -54,6 +54,17 @@ enum NluCommand {
         #[arg(long)]
         intents: Option<PathBuf>,
     },
+    /// Judge the service's whole decision, as configured, on labelled support messages (default:
+    /// the shipped set): category or out of scope, escalate now, priority and tone.
+    Judge {
+        /// CSV with `text` and `category` columns; `escalate_now`, `priority`, `sentiment` and
+        /// `language` are scored when present.
+        #[arg(long, default_value = "nlp/eval/support.csv")]
+        data: PathBuf,
+        /// Where report.json goes.
+        #[arg(long, default_value = "nlu-judge")]
+        out: PathBuf,
+    },
     /// Train on labelled data and report accuracy, macro-F1, confusions, a threshold sweep and latency.
     Eval {
         /// CSV with `text` and `label` columns to evaluate on.
@@ -220,6 +231,7 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
             Ok(())
         }
         Command::Nlu { command: NluCommand::Check { intents } } => nlu::check(&config, intents.as_deref()),
+        Command::Nlu { command: NluCommand::Judge { data, out } } => nlu::judge(&config, &data, &out).await,
         Command::Nlu { command: NluCommand::Eval { data, train, held_out, out, head } } => {
             let params = head.params();
             tokio::task::spawn_blocking(move || nlu::eval(&config, &data, train.as_deref(), held_out, &out, params)).await?

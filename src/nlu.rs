@@ -4,7 +4,10 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
 use switchboard::config::Config;
+use switchboard_core::{Input, step};
+use switchboard_models::{Channel, ContactId, Conversation, IntentName};
 use switchboard_nlp::eval::{self, EvalOptions, Stage};
+use switchboard_nlp::judge::{self, OUT_OF_SCOPE, Verdict};
 use switchboard_nlp::head::TrainParams;
 use switchboard_nlp::IntentSet;
 
@@ -90,5 +93,68 @@ pub fn eval(config: &Config, data: &Path, train: Option<&Path>, held_out: usize,
     );
     println!("training         {:.1} s", report.train_seconds);
     println!("written          {} and {}", json_path.display(), chart_path.display());
+    Ok(())
+}
+
+pub async fn judge(config: &Config, data: &Path, out: &Path) -> anyhow::Result<()> {
+    let cases = judge::read_cases(data)?;
+    let classifier = switchboard::service_classifier(config).await?;
+    let policy = switchboard::policy(config);
+    let bar = ProgressBar::new(cases.len() as u64);
+    let mut verdicts = Vec::with_capacity(cases.len());
+    for case in &cases {
+        let started = std::time::Instant::now();
+        let classification = classifier.classify(&case.text).await;
+        let millis = started.elapsed().as_secs_f64() * 1000.0;
+        // The first message of a new conversation, as the bot would take it.
+        let now = chrono::Utc::now();
+        let conversation = Conversation::new(ContactId::new(), Channel::WebChat, now);
+        let input = Input::CustomerMessage { text: &case.text, classification: &classification, has_attachments: false };
+        let decision = step(&conversation, &input, &policy, now);
+        let category = if classification.intent.is(IntentName::OUT_OF_SCOPE) {
+            OUT_OF_SCOPE.to_string()
+        } else {
+            classification.category.as_str().to_string()
+        };
+        verdicts.push(Verdict {
+            category,
+            escalate_now: decision.escalated.is_some(),
+            priority: decision.conversation.priority,
+            sentiment: classification.sentiment,
+            millis,
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let report = judge::score(&cases, &verdicts);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let json_path = out.join("report.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", json_path.display()))?;
+
+    let percent = |v: f32| format!("{:.1} %", v * 100.0);
+    let optional = |v: Option<f32>| v.map(percent).unwrap_or_else(|| "(not labelled)".into());
+    println!("data             {} messages from {}", report.cases, data.display());
+    println!("category         {} right (out of scope counts as a category)", percent(report.category_accuracy));
+    let o = &report.out_of_scope;
+    println!("out of scope     precision {}, recall {} ({} taken as out of scope, {} really were)", percent(o.precision), percent(o.recall), o.true_positives + o.false_positives, o.true_positives + o.false_negatives);
+    match &report.escalate_now {
+        Some(e) => println!("escalate now     F1 {:.2} (precision {}, recall {}; {} escalated, {} should have been)", e.f1, percent(e.precision), percent(e.recall), e.true_positives + e.false_positives, e.true_positives + e.false_negatives),
+        None => println!("escalate now     (not labelled)"),
+    }
+    println!("sentiment        {} right; rows labelled negative/neutral/positive, columns decided:", optional(report.sentiment_accuracy));
+    for (label, row) in ["negative", "neutral", "positive"].iter().zip(report.sentiment_confusion) {
+        println!("                 {label:>8}: {:>4} {:>4} {:>4}", row[0], row[1], row[2]);
+    }
+    println!("priority         exact {}, within one level {}", optional(report.priority_exact), optional(report.priority_within_one_level));
+    println!("by language      language  messages  category  escalate F1");
+    for l in &report.by_language {
+        println!("                 {:>8}  {:>8}  {:>8}  {}", l.language, l.cases, percent(l.category_accuracy), l.escalate_f1.map(|f| format!("{f:.2}")).unwrap_or_default());
+    }
+    println!("most confused    (labelled -> decided: count)");
+    for pair in report.category_confusions.iter().take(6) {
+        println!("                 {} -> {}: {}", pair.expected, pair.predicted, pair.count);
+    }
+    println!("latency          one message p50 {:.1} ms, p95 {:.1} ms (classification)", report.latency_p50_ms, report.latency_p95_ms);
+    println!("written          {} (with the first {} mistakes)", json_path.display(), report.mistakes.len());
     Ok(())
 }

@@ -73,7 +73,7 @@ pub enum Stage {
     Latency,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConfusedPair {
     pub expected: String,
     pub predicted: String,

@@ -10,6 +10,7 @@ pub mod encoder_rust_bert;
 pub mod eval;
 pub mod head;
 pub mod intents;
+pub mod judge;
 mod keyword;
 pub mod llm;
 pub mod model;

@@ -132,6 +132,32 @@ fn nlu_eval_reports_accuracy_the_sweep_and_latency() {
 }
 
 #[test]
+fn nlu_judge_scores_the_whole_decision_of_the_configured_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = "id,text,language,category,escalate_now,priority,sentiment\n\
+               a,I want to talk to a person,en,general_inquiry,true,medium,neutral\n\
+               b,hello,en,general_inquiry,false,low,neutral\n\
+               c,Can you recommend a good film for tonight?,en,oos,false,low,neutral\n";
+    std::fs::write(dir.path().join("cases.csv"), csv).unwrap();
+    let model_dir = switchboard_tests::model_dir().display().to_string();
+    let cache_dir = dir.path().join("cache").display().to_string();
+    let env = [("SWITCHBOARD_NLP__MODEL_DIR", model_dir.as_str()), ("SWITCHBOARD_NLP__CACHE_DIR", cache_dir.as_str())];
+    let (code, out, err) = run(&["nlu", "judge", "--data", "cases.csv", "--out", "judged"], &env, dir.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("3 messages from cases.csv"), "{out}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("judged/report.json")).unwrap()).unwrap();
+    assert_eq!(report["cases"], 3);
+    assert_eq!(report["escalate_now"]["true_positives"], 1, "asking for a person escalates: {report}");
+    assert_eq!(report["escalate_now"]["false_positives"], 0, "{report}");
+    assert_eq!(report["by_language"][0]["language"], "en");
+
+    std::fs::write(dir.path().join("bad.csv"), "text,category,escalate_now\nhello,billing,maybe\n").unwrap();
+    let (code, _, err) = run(&["nlu", "judge", "--data", "bad.csv"], &env, dir.path());
+    assert_ne!(code, 0);
+    assert!(err.contains("row 2: escalate_now `maybe`; expected true or false"), "{err}");
+}
+
+#[test]
 fn serve_with_no_config_runs_on_sqlite_and_prints_its_address() {
     let dir = tempfile::tempdir().unwrap();
     let (code, out, _) = run(&["migrate"], &[], dir.path());
