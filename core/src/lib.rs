@@ -17,6 +17,8 @@ pub use engine::{Engine, EngineError, EngineLimits, HandleOutcome, Received, Tic
 pub use events::EventBus;
 pub use outbox::OutboxWorker;
 pub use policy::{Policy, QueueView};
-pub use ports::{Assignee, Committed, ConversationFilter, ConversationSummary, DashboardCounts, SessionRecord, StepWrite};
+pub use ports::{
+    Assignee, Committed, ConversationFilter, ConversationSummary, DashboardCounts, ListCursor, ListOrder, SessionRecord, StepWrite,
+};
 pub use step::{Decision, Input, Reply, ReplyBody, step};
 pub use summary::{extractive_summary, transcript};

@@ -35,7 +35,49 @@ pub struct ConversationFilter {
     pub text: Option<String>,
     /// Only conversations with a reply that failed for good.
     pub undelivered: bool,
+    pub order: ListOrder,
+    /// Continue after this row (keyset paging: stable while new rows arrive).
+    pub after: Option<ListCursor>,
     pub limit: u32,
+}
+
+/// How a list is sorted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListOrder {
+    /// Most recently updated first.
+    #[default]
+    Recent,
+    /// Waiting longest first (since escalation, else since creation): the queue's head on top.
+    LongestWaiting,
+}
+
+/// Where a page ended: the sort key and id of its last row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListCursor {
+    pub key: i64,
+    pub id: ConversationId,
+}
+
+impl ListCursor {
+    /// The cursor after `summary` in `order`.
+    pub fn after(summary: &ConversationSummary, order: ListOrder) -> Self {
+        let c = &summary.conversation;
+        let key = match order {
+            ListOrder::Recent => c.updated_at,
+            ListOrder::LongestWaiting => c.escalation.as_ref().map(|e| e.at).unwrap_or(c.created_at),
+        };
+        Self { key: key.timestamp_millis(), id: c.id }
+    }
+
+    /// `<millis>.<id>`, as it travels in URLs.
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.key, self.id)
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let (key, id) = text.split_once('.')?;
+        Some(Self { key: key.parse().ok()?, id: ConversationId::parse(id).ok()? })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

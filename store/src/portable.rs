@@ -44,7 +44,7 @@ macro_rules! portable_store {
             use sqlx::Row;
             use switchboard_core::QueueView;
             use switchboard_core::ports::{
-                AgentLoad, Assignee, Committed, ConversationFilter, ConversationSummary, DashboardCounts, SessionRecord,
+                AgentLoad, Assignee, Committed, ConversationFilter, ConversationSummary, DashboardCounts, ListOrder, SessionRecord,
                 StepWrite, Store, StoreError,
             };
             use switchboard_models::{
@@ -424,6 +424,20 @@ impl $store {
             Some(Assignee::Agent(agent)) => conditions.push(bind("c.agent_id = ?", agent.to_string(), &mut binds)),
             None => {}
         }
+        let (sort_key, direction, comparison) = match filter.order {
+            ListOrder::Recent => ("c.updated_at", "DESC", "<"),
+            ListOrder::LongestWaiting => ("COALESCE(c.escalated_at, c.created_at)", "ASC", ">"),
+        };
+        if let Some(cursor) = filter.after {
+            binds.push(cursor.key.to_string());
+            let key_at = binds.len();
+            binds.push(cursor.id.to_string());
+            let id_at = binds.len();
+            let key = format!("CAST(${key_at} AS BIGINT)");
+            conditions.push(format!(
+                "({sort_key} {comparison} {key} OR ({sort_key} = {key} AND c.id {comparison} ${id_at}))"
+            ));
+        }
         if filter.undelivered {
             conditions.push("EXISTS (SELECT 1 FROM messages f WHERE f.conversation_id = c.id AND f.gave_up_at IS NOT NULL)".into());
         }
@@ -441,7 +455,7 @@ impl $store {
         }
         let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
         let sql = format!(
-            "{SUMMARY_SELECT} {filter_sql} ORDER BY c.updated_at DESC, c.id DESC LIMIT {}",
+            "{SUMMARY_SELECT} {filter_sql} ORDER BY {sort_key} {direction}, c.id {direction} LIMIT {}",
             filter.limit.clamp(1, 1000)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));

@@ -1,7 +1,8 @@
 //! The JSON API: the panel's actions for integrations, authenticated by per-user API tokens.
 
 use super::auth::ApiCaller;
-use super::{ListQuery, apply_action, conversation_id, filter_of};
+use super::{ListQuery, apply_action, conversation_id, filter_of, list_page, list_query};
+use axum::extract::rejection::QueryRejection;
 use crate::AppState;
 use crate::error::ApiError;
 use axum::extract::rejection::JsonRejection;
@@ -74,9 +75,14 @@ fn message_json(m: &Message) -> Value {
     })
 }
 
-async fn list(State(state): State<AppState>, ApiCaller(agent): ApiCaller, Query(query): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
-    let rows = state.engine.store().list_conversations(&filter_of(&query, agent.id)?).await?;
-    Ok(Json(json!({"conversations": rows.iter().map(|s| {
+async fn list(
+    State(state): State<AppState>,
+    ApiCaller(agent): ApiCaller,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let filter = filter_of(&list_query(query)?, agent.id)?;
+    let (rows, next) = list_page(state.engine.store().as_ref(), &filter).await?;
+    Ok(Json(json!({"next": next, "conversations": rows.iter().map(|s| {
         let mut row = conversation_json(&s.conversation);
         row["customer"] = json!(s.customer);
         row["last_text"] = json!(s.last_text);

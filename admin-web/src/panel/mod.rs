@@ -19,7 +19,9 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use switchboard_core::{Assignee, ConversationFilter, SessionRecord, TicketChange};
+use switchboard_core::{Assignee, ConversationFilter, ConversationSummary, ListCursor, ListOrder, SessionRecord, TicketChange};
+use switchboard_core::ports::Store;
+use axum::extract::rejection::QueryRejection;
 use crate::signin::Admission;
 use switchboard_models::{Agent, AgentId, ApiToken, AuditAction, CannedResponse, ConversationId, DeliveryState, DomainEvent, Presence, Role};
 pub use views::Views;
@@ -228,8 +230,9 @@ async fn dashboard(State(state): State<AppState>, signed: Signed) -> Result<Html
     let mine = store
         .list_conversations(&ConversationFilter { assignee: Some(Assignee::Agent(signed.agent.id)), limit: 50, ..Default::default() })
         .await?;
-    // Newest first, so finished ones among the 50 just drop out of "mine".
-    let queue = store.list_conversations(&ConversationFilter { assignee: Some(Assignee::Queue), limit: 50, ..Default::default() }).await?;
+    // Newest first, so finished ones among the 50 just drop out of "mine"; the queue longest waiting first.
+    let queue = ConversationFilter { assignee: Some(Assignee::Queue), order: ListOrder::LongestWaiting, limit: 50, ..Default::default() };
+    let queue = store.list_conversations(&queue).await?;
     let data = json!({
         "counts": {"urgent": counts.urgent, "new": counts.new, "waiting": counts.waiting, "in_progress": counts.in_progress, "resolved_today": counts.resolved_today},
         "mine": mine.iter().filter(|s| !s.conversation.status.is_final()).map(|s| views::row(s, &agents)).collect::<Vec<_>>(),
@@ -238,8 +241,9 @@ async fn dashboard(State(state): State<AppState>, signed: Signed) -> Result<Html
     state.views.render("dashboard", &page(&signed, "dashboard", "Dashboard", data))
 }
 
+/// A list's query string. Anything else is refused, so a misspelt parameter never silently does nothing.
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub(crate) struct ListQuery {
     status: String,
     priority: String,
@@ -249,6 +253,35 @@ pub(crate) struct ListQuery {
     q: String,
     /// "1": only conversations with a reply that was not delivered.
     undelivered: String,
+    /// "recent" (the default) or "longest_waiting" (the default for the queue).
+    sort: String,
+    /// The `next` cursor of the page before.
+    after: String,
+    /// Rows per page, 1 to 200 (default 50).
+    limit: String,
+}
+
+/// The query string, or a 400 that says what was wrong and what is accepted.
+pub(crate) fn list_query(query: Result<Query<ListQuery>, QueryRejection>) -> Result<ListQuery, ApiError> {
+    query.map(|Query(query)| query).map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!(
+                "{}. Lists take status, priority, category, channel, assignee, q, undelivered, sort, after and limit.",
+                rejection.body_text().trim_end_matches('.')
+            ),
+        )
+    })
+}
+
+/// One page of a list, and the cursor of the next one when there is more.
+pub(crate) async fn list_page(store: &dyn Store, filter: &ConversationFilter) -> Result<(Vec<ConversationSummary>, Option<String>), ApiError> {
+    let mut rows = store.list_conversations(&ConversationFilter { limit: filter.limit + 1, ..filter.clone() }).await?;
+    let more = rows.len() > filter.limit as usize;
+    rows.truncate(filter.limit as usize);
+    let next = more.then(|| rows.last().map(|last| ListCursor::after(last, filter.order).encode())).flatten();
+    Ok((rows, next))
 }
 
 fn parse_filter<T: std::str::FromStr<Err = switchboard_models::UnknownVariant>>(value: &str) -> Result<Option<T>, ApiError> {
@@ -274,6 +307,17 @@ pub(crate) fn filter_of(query: &ListQuery, me: AgentId) -> Result<ConversationFi
         channel: parse_filter(&query.channel)?,
         assignee,
         text: Some(query.q.clone()).filter(|q| !q.trim().is_empty()),
+        order: match (query.sort.as_str(), query.assignee.as_str()) {
+            ("", "queue") | ("longest_waiting", _) => ListOrder::LongestWaiting,
+            ("" | "recent", _) => ListOrder::Recent,
+            (other, _) => return Err(bad_filter(format!("sort `{other}` must be recent or longest_waiting"))),
+        },
+        after: match query.after.as_str() {
+            "" => None,
+            cursor => Some(ListCursor::decode(cursor).ok_or_else(|| {
+                bad_filter(format!("after `{cursor}` is not a cursor; use the `next` of the page before"))
+            })?),
+        },
         undelivered: match query.undelivered.as_str() {
             "" | "0" => false,
             "1" => true,
@@ -282,22 +326,53 @@ pub(crate) fn filter_of(query: &ListQuery, me: AgentId) -> Result<ConversationFi
                 return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_filter", why));
             }
         },
-        limit: 200,
+        limit: match query.limit.as_str() {
+            "" => 50,
+            given => given.parse().ok().filter(|n| (1..=200).contains(n)).ok_or_else(|| bad_filter(format!("limit `{given}` must be 1 to 200")))?,
+        },
     })
 }
 
-async fn conversations(State(state): State<AppState>, signed: Signed, Query(query): Query<ListQuery>) -> Result<Response, ApiError> {
-    let filter = match filter_of(&query, signed.agent.id) {
-        Ok(filter) => filter,
+fn bad_filter(why: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_filter", why)
+}
+
+async fn conversations(
+    State(state): State<AppState>,
+    signed: Signed,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (query, filter) = match list_query(query).and_then(|query| filter_of(&query, signed.agent.id).map(|filter| (query, filter))) {
+        Ok(both) => both,
         Err(error) => return Ok(error_page(&state, error, "/panel/conversations")),
     };
     let store = state.engine.store();
     let agents = store.list_agents().await?;
-    let rows = store.list_conversations(&filter).await?;
+    let (rows, next) = list_page(store.as_ref(), &filter).await?;
+    // The same filters, from the start or after a cursor.
+    let page_url = |after: Option<&str>| {
+        let mut url = url::form_urlencoded::Serializer::new(String::new());
+        let given = [
+            ("status", &query.status), ("priority", &query.priority), ("category", &query.category),
+            ("channel", &query.channel), ("assignee", &query.assignee), ("q", &query.q),
+            ("undelivered", &query.undelivered), ("sort", &query.sort), ("limit", &query.limit),
+        ];
+        for (key, value) in given.into_iter().filter(|(_, value)| !value.is_empty()) {
+            url.append_pair(key, value);
+        }
+        if let Some(after) = after {
+            url.append_pair("after", after);
+        }
+        format!("/panel/conversations?{}", url.finish())
+    };
+    let next_url = next.as_deref().map(|cursor| page_url(Some(cursor)));
     let data = json!({
         "filters": {"status": query.status, "priority": query.priority, "category": query.category, "channel": query.channel, "assignee": query.assignee, "q": query.q, "undelivered": query.undelivered == "1"},
         "options": views::all_options(&agents),
         "rows": rows.iter().map(|s| views::row(s, &agents)).collect::<Vec<_>>(),
+        "next_url": next_url,
+        "first_url": (!query.after.is_empty()).then(|| page_url(None)),
+        "longest_waiting_first": filter.order == ListOrder::LongestWaiting,
     });
     Ok(state.views.render("conversations", &page(&signed, "conversations", "Conversations", data))?.into_response())
 }

@@ -220,6 +220,56 @@ async fn lists_filter_and_the_dashboard_counts() {
 }
 
 #[tokio::test]
+async fn lists_page_by_cursor_with_the_queue_longest_waiting_first_and_refuse_unknown_parameters() {
+    let server = TestServer::start().await;
+    let team = team(&server).await;
+    let mut waiting = Vec::new();
+    for (i, name) in ["Ida", "Jo", "Kim", "Lou", "Max"].iter().enumerate() {
+        waiting.push(escalated(&server, &format!("pv{i}"), name, "I want to talk to a person").await.to_string());
+    }
+    let token = team.ann.new_api_token("pager").await;
+    let http = reqwest::Client::new();
+    let get = |path: String| http.get(server.url(&path)).bearer_auth(&token).send();
+
+    // Through the API, two at a time: the queue's head (waiting longest) first, each once.
+    let mut seen = Vec::new();
+    let mut path = "/api/conversations?assignee=queue&limit=2".to_string();
+    loop {
+        let page: Value = get(path.clone()).await.unwrap().json().await.unwrap();
+        seen.extend(page["conversations"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()));
+        match page["next"].as_str() {
+            Some(next) => path = format!("/api/conversations?assignee=queue&limit=2&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, waiting, "longest waiting first, every one reached");
+    let recent: Value = get("/api/conversations?limit=5".into()).await.unwrap().json().await.unwrap();
+    assert_eq!(recent["conversations"][0]["id"], waiting[4], "without the queue filter, most recent first");
+
+    // The panel pages the same way, with a link to the next page.
+    let first = team.ann.get("/panel/conversations?assignee=queue&limit=2").await.body;
+    assert!(first.contains("Longest waiting first") && first.contains("Ida") && !first.contains("Kim"), "{first}");
+    let at = first.find("data-test=\"next-page\"").expect("a next page link");
+    let href = first[..at].rsplit("href=\"").next().unwrap().split('"').next().unwrap().replace("&amp;", "&").replace("&#x3D;", "=");
+    let second = team.ann.get(&href).await.body;
+    assert!(second.contains("Kim") && second.contains("Lou") && !second.contains("Ida"), "{href}");
+    assert!(second.contains("data-test=\"first-page\""));
+
+    for (query, says) in [
+        ("page=2", "unknown field `page`"),
+        ("limit=0", "limit `0` must be 1 to 200"),
+        ("after=yesterday", "after `yesterday` is not a cursor"),
+        ("sort=random", "sort `random` must be recent or longest_waiting"),
+    ] {
+        let refused = get(format!("/api/conversations?{query}")).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{query}");
+        let body = refused.text().await.unwrap();
+        assert!(body.contains(says), "{query}: {body}");
+        assert_eq!(team.ann.get(&format!("/panel/conversations?{query}")).await.status, StatusCode::BAD_REQUEST, "{query}");
+    }
+}
+
+#[tokio::test]
 async fn the_json_api_works_with_a_personal_token() {
     let server = TestServer::start().await;
     let team = team(&server).await;

@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use std::sync::Arc;
-use switchboard_core::ports::{Assignee, Committed, ConversationFilter, SessionRecord, StepWrite, Store};
+use switchboard_core::ports::{Assignee, Committed, ConversationFilter, ListCursor, ListOrder, SessionRecord, StepWrite, Store};
 use switchboard_models::{
     Agent, Classification, ClassificationSource, IntentName, Urgency, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, Category, Channel, Contact, ContactId,
     Conversation, DeliveryState, Handler, Message, MessageId, Presence, Priority, Role, Sender, Status, Timestamp,
@@ -39,6 +39,7 @@ on_both_backends!(
     exclusive_work_waits_for_the_holder_on_another_connection,
     the_outbox_backlog_counts_undelivered_replies_and_dates_the_oldest,
     each_reply_has_a_delivery_state_and_failures_flag_the_conversation,
+    lists_page_by_cursor_in_both_orders_and_stay_stable_while_rows_arrive,
 );
 
 /// Instants as the store keeps them (milliseconds), so round trips compare equal.
@@ -295,6 +296,61 @@ async fn each_reply_has_a_delivery_state_and_failures_flag_the_conversation(back
     assert_eq!(seen.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["failed"], "only sent, not failed or unsent");
     assert_eq!(seen[0].delivery.as_ref().map(|d| d.state), Some(DeliveryState::Seen));
     assert!(store.mark_seen(conversation.contact_id, i64::MAX, later).await.unwrap().is_empty());
+}
+
+async fn lists_page_by_cursor_in_both_orders_and_stay_stable_while_rows_arrive(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let base = now() - chrono::Duration::hours(1);
+    let mut queued = Vec::new();
+    // Seven queued conversations: the later created, the earlier updated and escalated; two were
+    // escalated at the same time, so the id breaks the tie.
+    for i in 0..7i64 {
+        let mut c = conversation(store.as_ref(), &format!("pager-{i}")).await;
+        c.handler = Handler::Queue;
+        c.updated_at = base - chrono::Duration::minutes(i);
+        c.escalation = Some(switchboard_models::Escalation {
+            reason: switchboard_models::EscalationReason::HumanRequested,
+            summary: String::new(),
+            at: base - chrono::Duration::minutes(i.min(5)),
+        });
+        save(store.as_ref(), &c).await;
+        queued.push(c);
+    }
+    let pages = |order: ListOrder| {
+        let store = store.clone();
+        async move {
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                let filter = ConversationFilter { assignee: Some(Assignee::Queue), order, after, limit: 3, ..Default::default() };
+                let page = store.list_conversations(&filter).await.unwrap();
+                seen.extend(page.iter().map(|s| s.conversation.id));
+                if page.len() < 3 {
+                    return seen;
+                }
+                after = Some(ListCursor::after(page.last().unwrap(), order));
+            }
+        }
+    };
+    let recent = pages(ListOrder::Recent).await;
+    let waiting = pages(ListOrder::LongestWaiting).await;
+    assert_eq!(recent.len(), 7, "every row once");
+    assert_eq!(recent.iter().collect::<std::collections::HashSet<_>>().len(), 7);
+    assert_eq!(recent, queued.iter().map(|c| c.id).collect::<Vec<_>>(), "the latest update first");
+    assert_eq!(waiting[..2].iter().collect::<std::collections::HashSet<_>>(), [queued[5].id, queued[6].id].iter().collect(), "escalated earliest on top");
+    assert_eq!(waiting[2..], [queued[4].id, queued[3].id, queued[2].id, queued[1].id, queued[0].id]);
+
+    // A row that arrives between pages neither repeats nor hides one.
+    let first = store.list_conversations(&ConversationFilter { order: ListOrder::Recent, limit: 3, ..Default::default() }).await.unwrap();
+    let mut newest = conversation(store.as_ref(), "pager-new").await;
+    newest.updated_at = now();
+    save(store.as_ref(), &newest).await;
+    let after = Some(ListCursor::after(first.last().unwrap(), ListOrder::Recent));
+    let second = store.list_conversations(&ConversationFilter { order: ListOrder::Recent, after, limit: 3, ..Default::default() }).await.unwrap();
+    assert!(second.iter().all(|s| s.conversation.id != newest.id && !first.iter().any(|f| f.conversation.id == s.conversation.id)));
+    assert_eq!(second.len(), 3);
+    assert_eq!(ListCursor::decode(&ListCursor::after(&second[0], ListOrder::Recent).encode()), Some(ListCursor::after(&second[0], ListOrder::Recent)));
+    assert_eq!(ListCursor::decode("12.not-an-id"), None);
 }
 
 async fn an_expired_lease_is_claimed_again(backend: Backend) {
