@@ -262,6 +262,8 @@ pub struct BotConfig {
     pub handoff_offline: String,
     /// `[[bot.priority_rules]]` with `words`, `category`, `intent` (all optional) and `priority`.
     pub priority_rules: Vec<switchboard_core::policy::PriorityRule>,
+    /// false: agents cannot take conversations beyond their capacity by hand.
+    pub allow_over_capacity: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -355,6 +357,7 @@ impl Default for BotConfig {
             handoff_queued: policy.handoff_queued,
             handoff_offline: policy.handoff_offline,
             priority_rules: policy.priority_rules,
+            allow_over_capacity: policy.allow_over_capacity,
         }
     }
 }

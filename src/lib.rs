@@ -483,6 +483,7 @@ pub fn policy(config: &Config) -> Policy {
         handoff_queued: bot.handoff_queued.clone(),
         handoff_offline: bot.handoff_offline.clone(),
         priority_rules: bot.priority_rules.clone(),
+        allow_over_capacity: bot.allow_over_capacity,
         ..Policy::default()
     }
 }

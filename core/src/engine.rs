@@ -570,7 +570,7 @@ impl Engine {
         reply.attachments = attachments;
         outbound.push(reply);
         let conversation = replied.conversation;
-        let audit = Audit { actor: Some(agent.id), action: AuditAction::Reply, subject_agent: None };
+        let audit = Audit { actor: Some(agent.id), action: AuditAction::Reply, subject_agent: None, note: None };
         let entry = audit.entry(now, &before, &conversation);
         let mut stored = self.commit_change(&conversation, outbound, Some(entry)).await?;
         if newly_assigned {
@@ -684,7 +684,11 @@ impl Engine {
             (TicketChange::HandBack, _) => (Input::HandedBackToBot, AuditAction::HandBack),
             (TicketChange::Assign(_) | TicketChange::Take, None) => unreachable!("assignee resolved above"),
         };
-        let audit = Audit { actor: Some(actor.id), action, subject_agent: assignee.as_ref().map(|a| a.id) };
+        let over_capacity = match &assignee {
+            Some(agent) if seen.handler != Handler::Agent(agent.id) => self.over_capacity(agent, conversation_id).await?,
+            _ => None,
+        };
+        let audit = Audit { actor: Some(actor.id), action, subject_agent: assignee.as_ref().map(|a| a.id), note: over_capacity };
         let unchanged = |c: &Conversation| c.updated_at == seen.updated_at && !c.status.is_final();
         let changed = self.change(conversation_id, unchanged, input, audit).await?.ok_or_else(|| {
             EngineError::Conflict("someone changed this conversation at the same moment; reload and try again".into())
@@ -696,6 +700,27 @@ impl Engine {
             self.assign_waiting().await?;
         }
         Ok(changed)
+    }
+
+    /// When giving `agent` one more conversation goes past their capacity: refused when the
+    /// policy forbids it, else the note the audit entry carries ("over capacity: 3 of 2").
+    async fn over_capacity(&self, agent: &Agent, taking: ConversationId) -> Result<Option<String>, EngineError> {
+        let open = self.store.agent_conversations(agent.id).await?.iter().filter(|c| c.id != taking).count() as u32;
+        if open < agent.capacity {
+            return Ok(None);
+        }
+        if !self.policy.allow_over_capacity {
+            return Err(EngineError::Forbidden(format!(
+                "{} has {open} of {} conversations; finish or release one first (bot.allow_over_capacity is off)",
+                agent.name, agent.capacity
+            )));
+        }
+        Ok(Some(format!("over capacity: {} of {}", open + 1, agent.capacity)))
+    }
+
+    /// An agent's unfinished conversations and their capacity.
+    pub async fn load_of(&self, agent: &Agent) -> Result<(u32, u32), EngineError> {
+        Ok((self.store.agent_conversations(agent.id).await?.len() as u32, agent.capacity))
     }
 
     /// Agents act on conversations that are theirs or nobody's; admins on any.
@@ -750,7 +775,7 @@ impl Engine {
         if presence == Presence::Offline {
             for conversation in self.store.agent_conversations(agent.id).await? {
                 let released = Input::Released { agent_name: &agent.name };
-                let audit = Audit { actor: Some(agent.id), action: AuditAction::Release, subject_agent: None };
+                let audit = Audit { actor: Some(agent.id), action: AuditAction::Release, subject_agent: None, note: None };
                 self.change(conversation.id, |c| c.handler == Handler::Agent(agent.id), released, audit).await?;
             }
         }
@@ -761,7 +786,7 @@ impl Engine {
     /// Marks the conversation resolved (the bot answers again if the customer writes) and
     /// gives the freed slot to whoever waits.
     pub async fn resolve(&self, conversation_id: ConversationId, by: AgentId) -> Result<(), EngineError> {
-        let audit = Audit { actor: Some(by), action: AuditAction::Resolve, subject_agent: None };
+        let audit = Audit { actor: Some(by), action: AuditAction::Resolve, subject_agent: None, note: None };
         self.change(conversation_id, |c| !c.status.is_final(), Input::Resolved, audit).await?;
         self.assign_waiting().await?;
         Ok(())
@@ -770,7 +795,7 @@ impl Engine {
     /// Gives a waiting conversation to `agent`, if it is still waiting.
     async fn take(&self, conversation_id: ConversationId, agent: &Agent) -> Result<bool, EngineError> {
         let joined = Input::AgentJoined { agent: agent.id, agent_name: &agent.name };
-        let audit = Audit { actor: None, action: AuditAction::Assign, subject_agent: Some(agent.id) };
+        let audit = Audit { actor: None, action: AuditAction::Assign, subject_agent: Some(agent.id), note: None };
         match self.change(conversation_id, |c| c.handler == Handler::Queue, joined, audit).await? {
             Some(conversation) => {
                 self.bus.publish(DomainEvent::Assigned { conversation, agent: agent.id });
@@ -899,6 +924,8 @@ struct Audit {
     actor: Option<AgentId>,
     action: AuditAction,
     subject_agent: Option<AgentId>,
+    /// Said after the state change, e.g. that it went past the agent's capacity.
+    note: Option<String>,
 }
 
 impl Audit {
@@ -910,7 +937,10 @@ impl Audit {
             conversation: Some(after.id),
             subject_agent: self.subject_agent,
             before: Some(state_line(before)),
-            after: Some(state_line(after)),
+            after: Some(match self.note {
+                Some(note) => format!("{} ({note})", state_line(after)),
+                None => state_line(after),
+            }),
         }
     }
 }

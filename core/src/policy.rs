@@ -54,6 +54,9 @@ pub struct Policy {
     pub handoff_offline: String,
     /// Checked after the built-in priority; each matching rule can only raise it.
     pub priority_rules: Vec<PriorityRule>,
+    /// Whether an agent may take (or be given) a conversation beyond their capacity by hand: an
+    /// override, audited and warned about. Automatic assignment never goes past it.
+    pub allow_over_capacity: bool,
 }
 
 impl Default for Policy {
@@ -78,6 +81,7 @@ impl Default for Policy {
                               now, so we'll get back to you here as soon as someone is available."
                 .to_string(),
             priority_rules: Vec::new(),
+            allow_over_capacity: true,
         }
     }
 }

@@ -421,6 +421,7 @@ async fn render_conversation(
     let customer = contact.label();
     let messages = store.conversation_messages(c.id, 0, 1000).await?;
     let undelivered = messages_failed(&messages);
+    let (open, capacity) = state.engine.load_of(&signed.agent).await?;
     let others = store.contact_conversations(c.contact_id).await?;
     let canned = visible_canned(store.canned_responses().await?, &signed.agent);
     let data = json!({
@@ -460,6 +461,7 @@ async fn render_conversation(
         "draft": match &draft { Draft::Text(text) => text.as_str(), _ => "" },
         "draft_error": match &draft { Draft::Failed(why) => why.as_str(), _ => "" },
         "flash": done.map(|d| json!({"kind": "ok", "text": d.confirmation})),
+        "over_capacity": (open > capacity).then(|| format!("You have {open} conversations; your capacity is {capacity}.")),
         "focus": match (&draft, done) {
             (Draft::Text(_) | Draft::Failed(_), _) => "reply-text",
             (_, Some(d)) => d.focus,

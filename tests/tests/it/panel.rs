@@ -270,6 +270,42 @@ async fn lists_page_by_cursor_with_the_queue_longest_waiting_first_and_refuse_un
 }
 
 #[tokio::test]
+async fn taking_past_capacity_is_an_override_warned_about_and_audited_or_refused_when_forbidden() {
+    for allowed in [true, false] {
+        let server = TestServer::start_with(|c| c.bot.allow_over_capacity = allowed).await;
+        let team = team(&server).await;
+        let store = server.engine().store();
+        let mut ann = store.agent(team.ann_id).await.unwrap().unwrap();
+        ann.capacity = 1;
+        store.save_agent(&ann).await.unwrap();
+        let first = escalated(&server, "cap1", "Nia", "I want to talk to a person").await;
+        let second = escalated(&server, "cap2", "Oli", "I want to talk to a person").await;
+        let token = team.ann.new_api_token("capacity").await;
+        let http = reqwest::Client::new();
+        let take = |id: ConversationId| {
+            http.post(server.url(&format!("/api/conversations/{id}/actions"))).bearer_auth(&token).json(&json!({"action": "take"})).send()
+        };
+        let within: Value = take(first).await.unwrap().json().await.unwrap();
+        assert_eq!(within["warning"], Value::Null, "one of one is within capacity");
+        let over = take(second).await.unwrap();
+        if allowed {
+            assert_eq!(over.status(), StatusCode::OK);
+            let over: Value = over.json().await.unwrap();
+            assert_eq!(over["warning"], "You have 2 conversations; your capacity is 1.");
+            let page = team.ann.get(&format!("/panel/conversations/{second}")).await.body;
+            assert!(page.contains("data-test=\"over-capacity\""), "the conversation page warns");
+            let audit = store.audit_entries(10).await.unwrap();
+            assert!(audit.iter().any(|e| e.after.as_deref().is_some_and(|a| a.ends_with("(over capacity: 2 of 1)"))), "{audit:?}");
+        } else {
+            assert_eq!(over.status(), StatusCode::FORBIDDEN);
+            let body = over.text().await.unwrap();
+            assert!(body.contains("Ann has 1 of 1 conversations; finish or release one first"), "{body}");
+            assert_eq!(store.conversation(second).await.unwrap().unwrap().handler, Handler::Queue, "still waiting");
+        }
+    }
+}
+
+#[tokio::test]
 async fn the_json_api_works_with_a_personal_token() {
     let server = TestServer::start().await;
     let team = team(&server).await;
