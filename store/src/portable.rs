@@ -28,10 +28,16 @@ macro_rules! sql {
 }
 pub(crate) use sql;
 
+/// The words of a search, for the full-text index: letters and digits only, so no input can be
+/// read as query syntax.
+pub(crate) fn search_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).take(16).map(str::to_lowercase).collect()
+}
+
 /// Emits the shared step-writing helpers (`portable::write_step` and what it calls) and the
 /// `Store` impl for `$store`, with `$specific` methods spliced in.
 macro_rules! portable_store {
-    (store: $store:ty, conn: $conn:ty, db: $db:ty, like: $like:literal, specific: { $($specific:tt)* }) => {
+    (store: $store:ty, conn: $conn:ty, db: $db:ty, like: $like:literal, text_search: $text_search:path, specific: { $($specific:tt)* }) => {
         pub(crate) mod portable {
             #![allow(unused_imports)]
             use super::*;
@@ -447,9 +453,18 @@ impl $store {
                 binds.push(pattern);
                 binds.len()
             };
+            // Names and channel ids by substring (one row per customer); message text through
+            // the full-text index, every word as a prefix.
+            let words = crate::portable::search_words(text);
+            let in_messages = if words.is_empty() {
+                String::new()
+            } else {
+                let (search, query) = $text_search(&words);
+                binds.push(query);
+                format!(" OR c.id IN ({})", search.replace("?", &format!("${}", binds.len())))
+            };
             conditions.push(format!(
-                "(k.display_name {like} ${n} ESCAPE '\\' OR k.external_id {like} ${n} ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages s \
-                 WHERE s.conversation_id = c.id AND s.body {like} ${n} ESCAPE '\\'))",
+                "(k.display_name {like} ${n} ESCAPE '\\' OR k.external_id {like} ${n} ESCAPE '\\'{in_messages})",
                 like = $like
             ));
         }

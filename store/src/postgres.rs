@@ -68,12 +68,20 @@ async fn write_one(connection: &mut PgConnection, write: &StepWrite) -> Result<C
     Ok(committed)
 }
 
+/// Conversations whose messages hold every word (as a prefix): the GIN index on the 'simple'
+/// tsvector, and its query.
+fn message_search(words: &[String]) -> (&'static str, String) {
+    let query = words.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & ");
+    ("SELECT s.conversation_id FROM messages s WHERE to_tsvector('simple', s.body) @@ to_tsquery('simple', ?)", query)
+}
+
 portable_store! {
     store: PgStore,
     conn: PgConnection,
     db: Postgres,
     // Search ignores case, as on SQLite.
     like: "ILIKE",
+    text_search: message_search,
     specific: {
         async fn outbox_backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError> {
             let (count, oldest): (i64, Option<i64>) = sqlx::query_as(

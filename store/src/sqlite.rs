@@ -181,12 +181,19 @@ async fn write_all(connection: &mut SqliteConnection, writes: &[&StepWrite]) -> 
     Ok(results)
 }
 
+/// Conversations whose messages hold every word (as a prefix): the FTS5 index, and its query.
+fn message_search(words: &[String]) -> (&'static str, String) {
+    let query = words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" AND ");
+    ("SELECT m.conversation_id FROM messages_fts JOIN messages m ON m.seq = messages_fts.rowid WHERE messages_fts MATCH ?", query)
+}
+
 portable_store! {
     store: SqliteStore,
     conn: SqliteConnection,
     db: Sqlite,
     // SQLite's LIKE ignores ASCII case already.
     like: "LIKE",
+    text_search: message_search,
     specific: {
         async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError> {
             let (done, result) = oneshot::channel();

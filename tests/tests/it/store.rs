@@ -507,6 +507,17 @@ async fn lists_filters_search_and_counts(backend: Backend) {
     assert_eq!(ids(store.list_conversations(&search("card WAS charged")).await.unwrap()), [billing.id], "search ignores case");
     assert_eq!(ids(store.list_conversations(&search("visitor-8")).await.unwrap()), [taken.id]);
     assert!(store.list_conversations(&search("100%_")).await.unwrap().is_empty(), "wildcards are literal");
+    // Message text goes through the full-text index: whole words in any order, each a prefix.
+    assert_eq!(ids(store.list_conversations(&search("charged card")).await.unwrap()), [billing.id], "any order");
+    assert_eq!(ids(store.list_conversations(&search("CHARG tw")).await.unwrap()), [billing.id], "prefixes");
+    assert!(store.list_conversations(&search("card refunded")).await.unwrap().is_empty(), "every word must be there");
+    for syntax in ["\"", "card OR NOT*", "body:card", "(card", "***", "card & | !"] {
+        let found = store.list_conversations(&search(syntax)).await;
+        assert!(found.is_ok(), "`{syntax}` is read as words, never as query syntax: {found:?}");
+    }
+    let later = message(&billing, Sender::Customer, "Überweisung storniert, bitte prüfen", Some("fts:1"));
+    store.commit(step_write(Some(later), vec![])).await.unwrap();
+    assert_eq!(ids(store.list_conversations(&search("überweisung")).await.unwrap()), [billing.id], "new messages are found at once");
     let limited = ConversationFilter { limit: 1, ..Default::default() };
     assert_eq!(store.list_conversations(&limited).await.unwrap().len(), 1);
     assert_eq!(ids(store.contact_conversations(billing.contact_id).await.unwrap()), [billing.id]);
