@@ -14,3 +14,6 @@ CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages BEGIN
     INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.seq, old.body);
     INSERT INTO messages_fts (rowid, body) VALUES (new.seq, new.body);
 END;
+
+-- The queue, longest waiting first (since escalation, else creation), without sorting it whole.
+CREATE INDEX conversations_queue_wait ON conversations (COALESCE(escalated_at, created_at), id) WHERE handler = 'queue';

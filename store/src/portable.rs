@@ -464,7 +464,8 @@ impl $store {
                 format!(" OR c.id IN ({})", search.replace("?", &format!("${}", binds.len())))
             };
             conditions.push(format!(
-                "(k.display_name {like} ${n} ESCAPE '\\' OR k.external_id {like} ${n} ESCAPE '\\'{in_messages})",
+                "(c.contact_id IN (SELECT n.id FROM contacts n WHERE n.display_name {like} ${n} ESCAPE '\\' \
+                 OR n.external_id {like} ${n} ESCAPE '\\'){in_messages})",
                 like = $like
             ));
         }

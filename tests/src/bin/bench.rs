@@ -474,7 +474,17 @@ async fn panel(conversations: u64, each: u64, requests: usize) -> anyhow::Result
     let (server, _) = Server::start_in(dir)?;
     let base = format!("http://{}", server.addr);
     let client = switchboard_tests::panel::PanelClient::sign_in(&base, "bench@example.com", "bench-password-123").await;
-    for (name, path) in [("dashboard", "/panel/"), ("conversation list", "/panel/conversations"), ("urgent filter", "/panel/conversations?priority=urgent&status=open")] {
+    let pages = [
+        ("dashboard", "/panel/"),
+        ("conversation list", "/panel/conversations"),
+        ("urgent filter", "/panel/conversations?priority=urgent&status=open"),
+        ("queue, longest waiting first", "/panel/conversations?assignee=queue"),
+        ("search finding nothing", "/panel/conversations?q=zebra"),
+        ("search finding a few", "/panel/conversations?q=conversation+4242+message+3"),
+        ("search finding every conversation", "/panel/conversations?q=invoice"),
+        ("search by customer name", "/panel/conversations?q=Customer+77"),
+    ];
+    for (name, path) in pages {
         let mut samples = Vec::with_capacity(requests);
         for _ in 0..requests {
             let started = Instant::now();

@@ -17,8 +17,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0004_singleton_leases.sql", "df6dd2fc5ee49ef4a8c30be9d5287ce65742bc49f94cb20a06e37171d0d42ae4"),
     ("sqlite/0005_delivery_status.sql", "0f4e5303f33248a59e8a6ca10e692c95f11a7369b1d1c86a38de66f053c307a5"),
     ("postgres/0005_delivery_status.sql", "9a7b2e9beb06ac666e11f73c13b67ef339225b5e5029d10675171a592a01711f"),
-    ("sqlite/0006_message_search.sql", "6e5d0da7687ef3223a53a32eb1b353bdda507d3ce7b3b5ad33208df58594bf79"),
-    ("postgres/0006_message_search.sql", "6f40c04dfa86894dce149359c58469ed0ed30b9fc5b63891e40b172231e2fc4a"),
+    ("sqlite/0006_message_search.sql", "9fc8f4c480f878cd6ae59e2589e2fedbc61009b791a79607f85e641493a2628b"),
+    ("postgres/0006_message_search.sql", "09a74b1352f266b3e5692bfae0af7466b272c5ba2b87c1963b7462fce4434ac1"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {
