@@ -255,11 +255,23 @@
 
   var events = new EventSource('/panel/events');
   var hadError = false;
+  var opened = false;
   events.addEventListener('open', function () {
-    document.body.dataset.liveReady = '1';
-    // After a reconnect we may have missed events: catch up once.
-    if (hadError) { hadError = false; refreshCurrentPage(); }
+    // Whatever happened between rendering this page and listening (or while reconnecting) was
+    // missed: catch up once.
+    if (opened || hadError) refreshCurrentPage();
+    else { opened = true; catchUpOnce(); }
+    hadError = false;
   });
+
+  /** The first time the stream opens: refresh once, then say the page is live. */
+  function catchUpOnce() {
+    var mode = main.getAttribute('data-live');
+    var refresh = mode === 'conversation' ? refreshConversation : (mode === 'list' || mode === 'dashboard') ? refreshMain : null;
+    var done = function () { document.body.dataset.liveReady = '1'; };
+    if (!refresh) { done(); return; }
+    Promise.resolve().then(refresh).catch(function () {}).then(done);
+  }
   events.addEventListener('error', function () { hadError = true; });
   events.addEventListener('message', onEvent);
   events.addEventListener('conversation', onEvent); // in case the server names its events

@@ -268,7 +268,8 @@ pub trait Store: Send + Sync {
     async fn retry_delivery(&self, conversation: ConversationId, seq: i64, now: Timestamp) -> Result<Option<Message>, StoreError>;
     /// Marks a reply failed for good after the fact (an email bounce); None if it is not ours.
     async fn fail_delivery(&self, message: MessageId, reason: &str, now: Timestamp) -> Result<Option<Message>, StoreError>;
-    /// Marks the contact's sent replies up to `up_to_seq` seen; returns those that changed.
+    /// Marks the contact's replies up to `up_to_seq` seen (all but failed ones: a widget may show
+    /// a reply before the outbox records it sent); returns those that changed.
     async fn mark_seen(&self, contact: ContactId, up_to_seq: i64, now: Timestamp) -> Result<Vec<Message>, StoreError>;
     /// Replies not yet delivered (nor given up): how many, and when the oldest was queued.
     async fn outbox_backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError>;

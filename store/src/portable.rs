@@ -966,8 +966,10 @@ impl $store {
 
     async fn mark_seen(&self, contact: ContactId, up_to_seq: i64, now: Timestamp) -> Result<Vec<Message>, StoreError> {
         let rows = sqlx::query(sql!(
+            // Not only sent ones: the widget shows a reply live before the outbox records it sent,
+            // and stored replies in its history.
             "UPDATE messages SET seen_at = $3 WHERE contact_id = $1 AND seq <= $2 AND outbound = TRUE \
-             AND seen_at IS NULL AND delivered_at IS NOT NULL AND gave_up_at IS NULL RETURNING ",
+             AND seen_at IS NULL AND gave_up_at IS NULL RETURNING ",
             MESSAGE_COLUMNS
         ))
         .bind(contact.to_string())
