@@ -233,7 +233,13 @@ async fn dashboard(State(state): State<AppState>, signed: Signed) -> Result<Html
     // Newest first, so finished ones among the 50 just drop out of "mine"; the queue longest waiting first.
     let queue = ConversationFilter { assignee: Some(Assignee::Queue), order: ListOrder::LongestWaiting, limit: 50, ..Default::default() };
     let queue = store.list_conversations(&queue).await?;
+    let now = state.engine.now();
+    let oldest_wait = queue.first().map(|s| {
+        let since = s.conversation.escalation.as_ref().map(|e| e.at).unwrap_or(s.conversation.created_at);
+        views::wait(now - since)
+    });
     let data = json!({
+        "oldest_wait": oldest_wait,
         "counts": {"urgent": counts.urgent, "new": counts.new, "waiting": counts.waiting, "in_progress": counts.in_progress, "resolved_today": counts.resolved_today},
         "mine": mine.iter().filter(|s| !s.conversation.status.is_final()).map(|s| views::row(s, &agents)).collect::<Vec<_>>(),
         "queue": queue.iter().map(|s| views::row(s, &agents)).collect::<Vec<_>>(),

@@ -215,3 +215,29 @@ fn delivery(d: &Delivery) -> Value {
         "can_retry": matches!(d.state, DeliveryState::Failed | DeliveryState::Retrying),
     })
 }
+
+/// A waiting time as people say it: "45 s", "12 min", "3 h 5 min", "2 d 4 h".
+pub fn wait(waited: chrono::Duration) -> String {
+    let seconds = waited.num_seconds().max(0);
+    match seconds {
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 => format!("{} min", s / 60),
+        s if s < 86_400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        s => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wait;
+    use chrono::Duration;
+
+    #[test]
+    fn waits_read_as_people_say_them() {
+        assert_eq!(wait(Duration::seconds(45)), "45 s");
+        assert_eq!(wait(Duration::seconds(12 * 60 + 30)), "12 min");
+        assert_eq!(wait(Duration::minutes(185)), "3 h 5 min");
+        assert_eq!(wait(Duration::hours(52)), "2 d 4 h");
+        assert_eq!(wait(Duration::seconds(-3)), "0 s", "clock skew never shows a negative wait");
+    }
+}

@@ -208,6 +208,7 @@ async fn lists_filter_and_the_dashboard_counts() {
         rest[start..].split('<').next().unwrap().trim().to_string()
     };
     assert_eq!(count(&dashboard, "new"), "2");
+    assert!(count(&dashboard, "oldest_wait").ends_with(" s"), "the queue's longest wait is shown: {}", count(&dashboard, "oldest_wait"));
     assert_eq!(count(&dashboard, "urgent"), "1");
     let urgent = team.ann.get("/panel/conversations?priority=urgent").await.body;
     assert!(urgent.contains("Fay") && !urgent.contains("Eli"), "filtered by priority");
