@@ -913,6 +913,11 @@ impl $store {
             );
             sqlx::query(sqlx::AssertSqlSafe(sql)).bind(millis(now)).execute(&self.writer).await.map_err(backend)?;
         }
+        if with_id.is_empty() {
+            return Ok(());
+        }
+        // One transaction for the batch: one commit (one fsync on SQLite), not one per reply.
+        let mut tx = self.writer.begin().await.map_err(backend)?;
         for (seq, id) in with_id {
             sqlx::query(
                 "UPDATE messages SET delivered_at = $1, lease_until = NULL, attempts = attempts + 1, \
@@ -921,11 +926,11 @@ impl $store {
             .bind(millis(now))
             .bind(seq)
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
         }
-        Ok(())
+        tx.commit().await.map_err(backend)
     }
 
     async fn retry_delivery(&self, conversation: ConversationId, seq: i64, now: Timestamp) -> Result<Option<Message>, StoreError> {

@@ -4,7 +4,6 @@
 //! Pure functions over the raw mail; no I/O.
 
 use mail_parser::{HeaderValue, Message, MessageParser, MessagePart, MimeHeaders};
-use switchboard_models::{ConversationId, MessageId};
 
 /// A mail written by a machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +42,11 @@ const MAX_DIAGNOSTIC: usize = 300;
 
 /// Classifies a raw RFC 5322 message; None means it is an ordinary message (a customer's).
 pub fn classify(raw: &[u8]) -> Option<Automatic> {
-    let mail = MessageParser::default().parse(raw)?;
+    classify_parsed(&MessageParser::default().parse(raw)?)
+}
+
+/// `classify` for a mail parsed already.
+pub fn classify_parsed(mail: &Message<'_>) -> Option<Automatic> {
     // Reports first: MTAs put Auto-Submitted on bounces too, and a bounce read as a mere
     // auto-reply would hide a failed reply.
     if let Some(report) = report(&mail) {
@@ -70,14 +73,6 @@ pub fn classify(raw: &[u8]) -> Option<Automatic> {
     is_auto_reply(&mail).then_some(Automatic::AutoReply)
 }
 
-/// The conversation and message named by one of our Message-IDs (`sb.<conversation>.<message>@domain`,
-/// made by `our_message_id`), with or without angle brackets: the reply a bounce returns.
-pub fn our_reply_in_message_id(id: &str) -> Option<(ConversationId, MessageId)> {
-    let id = bare_id(id);
-    let (local, _domain) = id.rsplit_once('@')?;
-    let (conversation, message) = local.strip_prefix("sb.")?.split_once('.')?;
-    Some((ConversationId(uuid::Uuid::parse_str(conversation).ok()?), MessageId(uuid::Uuid::parse_str(message).ok()?)))
-}
 
 // --- RFC 3464 reports -------------------------------------------------------------------------
 
@@ -628,6 +623,8 @@ fn is_auto_reply(mail: &Message<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::email::threading::our_reply_in_message_id;
+    use switchboard_models::{ConversationId, MessageId};
 
     /// Our Message-ID of the reply the fixtures return (see `our_message_id`).
     const SB_ID: &str = "sb.0190a1b2c3d47e8f9a0b1c2d3e4f5a6b.0190a1b2c3d47e8f9a0b1c2d3e4f5a7c@support.example.com";

@@ -10,7 +10,7 @@ pub mod bounce;
 mod threading;
 
 pub use threading::{
-    AutomationSigns, conversation_in_address, conversation_in_message_id, is_automatic, our_message_id,
+    AutomationSigns, conversation_in_address, conversation_in_message_id, is_automatic, our_message_id, our_reply_in_message_id,
     strip_quotes_and_signature, token_address,
 };
 
@@ -270,7 +270,11 @@ impl EmailAdapter {
     /// Stores one raw mail as a customer message (or decides to ignore it). A bounce of one of
     /// our replies marks that reply failed instead; an auto-reply is dropped.
     async fn ingest(&self, raw: &[u8]) -> Result<Outcome, EngineError> {
-        match bounce::classify(raw) {
+        let Some(mail) = MessageParser::default().parse(raw) else {
+            tracing::warn!("ignoring a mail that is not MIME");
+            return Ok(Outcome::Done);
+        };
+        match bounce::classify_parsed(&mail) {
             Some(bounce::Automatic::Bounce(report)) => return self.bounced(report).await,
             Some(bounce::Automatic::AutoReply) => {
                 tracing::info!("ignoring an automatic reply");
@@ -278,10 +282,6 @@ impl EmailAdapter {
             }
             None => {}
         }
-        let Some(mail) = MessageParser::default().parse(raw) else {
-            tracing::warn!("ignoring a mail that is not MIME");
-            return Ok(Outcome::Done);
-        };
         let Some(from) = mail.from().and_then(|a| a.first()) else {
             tracing::warn!("ignoring a mail without a From address");
             return Ok(Outcome::Done);
@@ -354,7 +354,7 @@ impl EmailAdapter {
     /// A delivery report: a permanent failure marks our reply failed with the reason (and the
     /// customer unreachable when their address is wrong); a delay only waits for the outcome.
     async fn bounced(&self, report: bounce::Bounce) -> Result<Outcome, EngineError> {
-        let ours: Vec<_> = report.original_message_ids.iter().filter_map(|id| bounce::our_reply_in_message_id(id)).collect();
+        let ours: Vec<_> = report.original_message_ids.iter().filter_map(|id| our_reply_in_message_id(id)).collect();
         if !report.permanent {
             tracing::info!(status = ?report.status, "a reply is delayed; the mail server keeps trying");
             return Ok(Outcome::Done);

@@ -12,10 +12,16 @@ pub fn our_message_id(conversation: ConversationId, message: MessageId, domain: 
 
 /// The conversation in one of our Message-IDs (with or without angle brackets).
 pub fn conversation_in_message_id(id: &str) -> Option<ConversationId> {
-    let id = id.trim().trim_start_matches('<').trim_end_matches('>');
-    let rest = id.strip_prefix("sb.")?;
-    let (conversation, _) = rest.split_once('.')?;
-    uuid::Uuid::parse_str(conversation).ok().map(ConversationId)
+    our_reply_in_message_id(id).map(|(conversation, _)| conversation)
+}
+
+/// The conversation and message named by one of our Message-IDs (`our_message_id`), with or
+/// without angle brackets: what a reply or a bounce refers to.
+pub fn our_reply_in_message_id(id: &str) -> Option<(ConversationId, MessageId)> {
+    let id = id.trim().trim_start_matches('<').trim_end_matches('>').trim();
+    let (local, _domain) = id.rsplit_once('@')?;
+    let (conversation, message) = local.strip_prefix("sb.")?.split_once('.')?;
+    Some((ConversationId(uuid::Uuid::parse_str(conversation).ok()?), MessageId(uuid::Uuid::parse_str(message).ok()?)))
 }
 
 /// `support+c<conversation>@domain`, the Reply-To of our mail: a reply to it lands in the same
