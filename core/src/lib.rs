@@ -9,6 +9,7 @@ mod events;
 mod outbox;
 pub mod policy;
 pub mod ports;
+pub mod search;
 mod step;
 mod summary;
 
@@ -18,7 +19,7 @@ pub use events::EventBus;
 pub use outbox::OutboxWorker;
 pub use policy::{Policy, QueueView};
 pub use ports::{
-    Assignee, Committed, ConversationFilter, ConversationSummary, DashboardCounts, ListCursor, ListOrder, SessionRecord, StepWrite,
+    Assignee, Committed, ConversationFilter, ConversationSummary, DashboardCounts, ListCursor, ListOrder, ListTotal, SessionRecord, StepWrite,
 };
 pub use step::{Decision, Input, Reply, ReplyBody, step};
 pub use summary::{extractive_summary, transcript};

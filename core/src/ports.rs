@@ -98,7 +98,21 @@ pub struct ConversationSummary {
     pub customer_unreachable: bool,
     /// The latest message the customer can see.
     pub last_text: Option<String>,
+    /// In a search: the newest message that holds the words.
+    pub matched_text: Option<String>,
     pub last_activity: Timestamp,
+}
+
+/// How many message hits a search reads at most, newest first: every page an agent reads, and
+/// fast whether the words are rare or in every message. More hits means "narrow the search".
+pub const SEARCH_HITS: u32 = 2000;
+
+/// How many rows a list's filters match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ListTotal {
+    pub count: u64,
+    /// The search's words are in more than SEARCH_HITS messages: the count covers the newest.
+    pub search_capped: bool,
 }
 
 /// The panel's headline numbers.
@@ -187,6 +201,8 @@ pub trait Store: Send + Sync {
     async fn set_password_hash(&self, agent: AgentId, hash: &str) -> Result<(), StoreError>;
     async fn password_hash(&self, agent: AgentId) -> Result<Option<String>, StoreError>;
     async fn list_conversations(&self, filter: &ConversationFilter) -> Result<Vec<ConversationSummary>, StoreError>;
+    /// How many conversations `filter` matches (its cursor and limit aside).
+    async fn count_conversations(&self, filter: &ConversationFilter) -> Result<ListTotal, StoreError>;
     async fn dashboard_counts(&self, day_start: Timestamp) -> Result<DashboardCounts, StoreError>;
     async fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;
     /// Presence changes since `since`, oldest first: (agent, presence, when).

@@ -28,12 +28,6 @@ macro_rules! sql {
 }
 pub(crate) use sql;
 
-/// The words of a search, for the full-text index: letters and digits only, so no input can be
-/// read as query syntax.
-pub(crate) fn search_words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).take(16).map(str::to_lowercase).collect()
-}
-
 /// Emits the shared step-writing helpers (`portable::write_step` and what it calls) and the
 /// `Store` impl for `$store`, with `$specific` methods spliced in.
 macro_rules! portable_store {
@@ -50,13 +44,68 @@ macro_rules! portable_store {
             use sqlx::Row;
             use switchboard_core::QueueView;
             use switchboard_core::ports::{
-                AgentLoad, Assignee, Committed, ConversationFilter, ConversationSummary, DashboardCounts, ListOrder, SessionRecord,
+                AgentLoad, Assignee, Committed, ConversationFilter, ConversationSummary, DashboardCounts, ListOrder, ListTotal, SEARCH_HITS, SessionRecord,
                 StepWrite, Store, StoreError,
             };
             use switchboard_models::{
                 Agent, AgentId, ApiToken, AuditEntry, CannedResponse, Channel, Contact, ContactId, Conversation,
                 ConversationId, Handler, Message, MessageId, OutboundMessage, Presence, Timestamp,
             };
+
+/// A list's filters as SQL: a `WITH` clause (the message hits of a search), conditions on
+/// `c`, and the values they bind, in order. Structure is built here; every value is bound.
+fn list_conditions(filter: &ConversationFilter) -> (String, Vec<String>, Vec<String>) {
+    let mut conditions: Vec<String> = Vec::new();
+    let mut binds: Vec<String> = Vec::new();
+    let mut with = String::new();
+    let bind = |condition: &str, value: String, binds: &mut Vec<String>| {
+        binds.push(value);
+        condition.replace('?', &format!("${}", binds.len()))
+    };
+    if let Some(status) = filter.status {
+        conditions.push(bind("c.status = ?", status.as_str().into(), &mut binds));
+    }
+    if let Some(priority) = filter.priority {
+        conditions.push(bind("c.priority = ?", priority.as_str().into(), &mut binds));
+    }
+    if let Some(category) = filter.category {
+        conditions.push(bind("c.category = ?", category.as_str().into(), &mut binds));
+    }
+    if let Some(channel) = filter.channel {
+        conditions.push(bind("c.channel = ?", channel.as_str().into(), &mut binds));
+    }
+    match filter.assignee {
+        Some(Assignee::Queue) => conditions.push("c.handler = 'queue'".into()),
+        Some(Assignee::Agent(agent)) => conditions.push(bind("c.agent_id = ?", agent.to_string(), &mut binds)),
+        None => {}
+    }
+    if filter.undelivered {
+        conditions.push("EXISTS (SELECT 1 FROM messages f WHERE f.conversation_id = c.id AND f.gave_up_at IS NOT NULL)".into());
+    }
+    if let Some(text) = filter.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        binds.push(pattern);
+        let n = binds.len();
+        // Names and channel ids by substring (one row per customer); message text through the
+        // full-text index: its newest SEARCH_HITS matches, so a word in every message costs no
+        // more than a rare one.
+        let words = switchboard_core::search::search_words(text);
+        let in_messages = if words.is_empty() {
+            String::new()
+        } else {
+            let (hits, query) = $text_search(&words, SEARCH_HITS);
+            binds.push(query);
+            with = format!("WITH hit AS MATERIALIZED ({})", hits.replace("?", &format!("${}", binds.len())));
+            " OR c.id IN (SELECT h.conversation_id FROM hit h)".to_string()
+        };
+        conditions.push(format!(
+            "(c.contact_id IN (SELECT n.id FROM contacts n WHERE n.display_name {like} ${n} ESCAPE '\\' \
+             OR n.external_id {like} ${n} ESCAPE '\\'){in_messages})",
+            like = $like
+        ));
+    }
+    (with, conditions, binds)
+}
 
 /// The messages go in one statement, inbound first; if the inbound one is a duplicate, the
 /// replies it carried are taken out again and nothing else of the step is written.
@@ -406,34 +455,12 @@ impl $store {
     }
 
     async fn list_conversations(&self, filter: &ConversationFilter) -> Result<Vec<ConversationSummary>, StoreError> {
-        // Structure is built here; every value is bound.
-        let mut conditions: Vec<String> = Vec::new();
-        let mut binds: Vec<String> = Vec::new();
-        let bind = |condition: &str, value: String, binds: &mut Vec<String>| {
-            binds.push(value);
-            condition.replace('?', &format!("${}", binds.len()))
-        };
-        if let Some(status) = filter.status {
-            conditions.push(bind("c.status = ?", status.as_str().into(), &mut binds));
-        }
-        if let Some(priority) = filter.priority {
-            conditions.push(bind("c.priority = ?", priority.as_str().into(), &mut binds));
-        }
-        if let Some(category) = filter.category {
-            conditions.push(bind("c.category = ?", category.as_str().into(), &mut binds));
-        }
-        if let Some(channel) = filter.channel {
-            conditions.push(bind("c.channel = ?", channel.as_str().into(), &mut binds));
-        }
-        match filter.assignee {
-            Some(Assignee::Queue) => conditions.push("c.handler = 'queue'".into()),
-            Some(Assignee::Agent(agent)) => conditions.push(bind("c.agent_id = ?", agent.to_string(), &mut binds)),
-            None => {}
-        }
+        let (with, conditions, mut binds) = list_conditions(filter);
         let (sort_key, direction, comparison) = match filter.order {
             ListOrder::Recent => ("c.updated_at", "DESC", "<"),
             ListOrder::LongestWaiting => ("COALESCE(c.escalated_at, c.created_at)", "ASC", ">"),
         };
+        let mut conditions = conditions;
         if let Some(cursor) = filter.after {
             binds.push(cursor.key.to_string());
             let key_at = binds.len();
@@ -444,34 +471,16 @@ impl $store {
                 "({sort_key} {comparison} {key} OR ({sort_key} = {key} AND c.id {comparison} ${id_at}))"
             ));
         }
-        if filter.undelivered {
-            conditions.push("EXISTS (SELECT 1 FROM messages f WHERE f.conversation_id = c.id AND f.gave_up_at IS NOT NULL)".into());
-        }
-        if let Some(text) = filter.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-            let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-            let n = {
-                binds.push(pattern);
-                binds.len()
-            };
-            // Names and channel ids by substring (one row per customer); message text through
-            // the full-text index, every word as a prefix.
-            let words = crate::portable::search_words(text);
-            let in_messages = if words.is_empty() {
-                String::new()
-            } else {
-                let (search, query) = $text_search(&words);
-                binds.push(query);
-                format!(" OR c.id IN ({})", search.replace("?", &format!("${}", binds.len())))
-            };
-            conditions.push(format!(
-                "(c.contact_id IN (SELECT n.id FROM contacts n WHERE n.display_name {like} ${n} ESCAPE '\\' \
-                 OR n.external_id {like} ${n} ESCAPE '\\'){in_messages})",
-                like = $like
-            ));
-        }
+        // A search names the newest matching message of each row.
+        let matched = if with.contains("hit") {
+            "(SELECT b.body FROM messages b WHERE b.seq = (SELECT MAX(h.seq) FROM hit h WHERE h.conversation_id = c.id))"
+        } else {
+            "NULL"
+        };
+        let select = SUMMARY_SELECT.replacen("SELECT ", &format!("SELECT {matched} AS matched_text, "), 1);
         let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
         let sql = format!(
-            "{SUMMARY_SELECT} {filter_sql} ORDER BY {sort_key} {direction}, c.id {direction} LIMIT {}",
+            "{with} {select} {filter_sql} ORDER BY {sort_key} {direction}, c.id {direction} LIMIT {}",
             filter.limit.clamp(1, 1000)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -480,6 +489,19 @@ impl $store {
         }
         let rows = query.fetch_all(&self.reader).await.map_err(backend)?;
         rows.iter().map(summary_from_row).collect()
+    }
+
+    async fn count_conversations(&self, filter: &ConversationFilter) -> Result<ListTotal, StoreError> {
+        let (with, conditions, binds) = list_conditions(filter);
+        let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        let capped = if with.contains("hit") { format!("(SELECT COUNT(*) FROM hit) >= {SEARCH_HITS}") } else { "FALSE".into() };
+        let sql = format!("{with} SELECT COUNT(*) AS n, {capped} AS capped FROM conversations c {filter_sql}");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in binds {
+            query = query.bind(value);
+        }
+        let row = query.fetch_one(&self.reader).await.map_err(backend)?;
+        Ok(ListTotal { count: row.try_get::<i64, _>("n").map_err(backend)? as u64, search_capped: row.try_get("capped").map_err(backend)? })
     }
 
     async fn contact_conversations(&self, contact: ContactId) -> Result<Vec<ConversationSummary>, StoreError> {

@@ -68,11 +68,15 @@ async fn write_one(connection: &mut PgConnection, write: &StepWrite) -> Result<C
     Ok(committed)
 }
 
-/// Conversations whose messages hold every word (as a prefix): the GIN index on the 'simple'
-/// tsvector, and its query.
-fn message_search(words: &[String]) -> (&'static str, String) {
-    let query = words.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & ");
-    ("SELECT s.conversation_id FROM messages s WHERE to_tsvector('simple', s.body) @@ to_tsquery('simple', ?)", query)
+/// The newest `limit` messages holding every word (seq, conversation_id): the GIN index on the
+/// 'simple' tsvector for rare words; for common ones the planner walks seq backwards instead.
+fn message_hits(words: &[switchboard_core::search::SearchWord], limit: u32) -> (String, String) {
+    let query = words.iter().map(|w| format!("{}{}", w.text, if w.prefix { ":*" } else { "" })).collect::<Vec<_>>().join(" & ");
+    let sql = format!(
+        "SELECT s.seq, s.conversation_id FROM messages s WHERE to_tsvector('simple', s.body) @@ to_tsquery('simple', ?) \
+         ORDER BY s.seq DESC LIMIT {limit}"
+    );
+    (sql, query)
 }
 
 portable_store! {
@@ -81,7 +85,7 @@ portable_store! {
     db: Postgres,
     // Search ignores case, as on SQLite.
     like: "ILIKE",
-    text_search: message_search,
+    text_search: message_hits,
     specific: {
         async fn outbox_backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError> {
             let (count, oldest): (i64, Option<i64>) = sqlx::query_as(

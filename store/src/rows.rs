@@ -218,6 +218,8 @@ pub(crate) fn summary_from_row(row: &impl Columns) -> Result<switchboard_core::C
         undelivered: row.int("undelivered")? as u32,
         customer_unreachable: row.int_opt("customer_unreachable_since")?.is_some(),
         last_text: row.text_opt("last_text")?,
+        // Only a search's rows carry it.
+        matched_text: row.text_opt("matched_text").ok().flatten(),
         last_activity: instant(row.int("last_activity")?)?,
     })
 }

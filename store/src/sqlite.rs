@@ -181,10 +181,15 @@ async fn write_all(connection: &mut SqliteConnection, writes: &[&StepWrite]) -> 
     Ok(results)
 }
 
-/// Conversations whose messages hold every word (as a prefix): the FTS5 index, and its query.
-fn message_search(words: &[String]) -> (&'static str, String) {
-    let query = words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" AND ");
-    ("SELECT m.conversation_id FROM messages_fts JOIN messages m ON m.seq = messages_fts.rowid WHERE messages_fts MATCH ?", query)
+/// The newest `limit` messages holding every word (seq, conversation_id): the FTS5 index read
+/// backwards by rowid (= seq), which stops after `limit` hits however common the words are.
+fn message_hits(words: &[switchboard_core::search::SearchWord], limit: u32) -> (String, String) {
+    let query = words.iter().map(|w| format!("\"{}\"{}", w.text, if w.prefix { "*" } else { "" })).collect::<Vec<_>>().join(" AND ");
+    let sql = format!(
+        "SELECT m.seq, m.conversation_id FROM messages m WHERE m.seq IN \
+         (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? ORDER BY rowid DESC LIMIT {limit})"
+    );
+    (sql, query)
 }
 
 portable_store! {
@@ -193,7 +198,7 @@ portable_store! {
     db: Sqlite,
     // SQLite's LIKE ignores ASCII case already.
     like: "LIKE",
-    text_search: message_search,
+    text_search: message_hits,
     specific: {
         async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError> {
             let (done, result) = oneshot::channel();

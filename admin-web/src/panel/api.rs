@@ -81,11 +81,15 @@ async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let filter = filter_of(&list_query(query)?, agent.id)?;
-    let (rows, next) = list_page(state.engine.store().as_ref(), &filter).await?;
-    Ok(Json(json!({"next": next, "conversations": rows.iter().map(|s| {
+    let (rows, next, total) = list_page(state.engine.store().as_ref(), &filter).await?;
+    let total = json!({"count": total.count, "search_capped": total.search_capped});
+    Ok(Json(json!({"next": next, "total": total, "conversations": rows.iter().map(|s| {
         let mut row = conversation_json(&s.conversation);
         row["customer"] = json!(s.customer);
         row["last_text"] = json!(s.last_text);
+        if let Some(matched) = &s.matched_text {
+            row["matched_text"] = json!(matched);
+        }
         row["undelivered"] = json!(s.undelivered);
         row["customer_unreachable"] = json!(s.customer_unreachable);
         row

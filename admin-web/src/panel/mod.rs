@@ -19,7 +19,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use switchboard_core::{Assignee, ConversationFilter, ConversationSummary, ListCursor, ListOrder, SessionRecord, TicketChange};
+use switchboard_core::{Assignee, ConversationFilter, ConversationSummary, ListCursor, ListOrder, ListTotal, SessionRecord, TicketChange};
 use switchboard_core::ports::Store;
 use axum::extract::rejection::QueryRejection;
 use crate::signin::Admission;
@@ -281,13 +281,18 @@ pub(crate) fn list_query(query: Result<Query<ListQuery>, QueryRejection>) -> Res
     })
 }
 
-/// One page of a list, and the cursor of the next one when there is more.
-pub(crate) async fn list_page(store: &dyn Store, filter: &ConversationFilter) -> Result<(Vec<ConversationSummary>, Option<String>), ApiError> {
+/// One page of a list, the cursor of the next one when there is more, and how many rows the
+/// filters match in all.
+pub(crate) async fn list_page(
+    store: &dyn Store,
+    filter: &ConversationFilter,
+) -> Result<(Vec<ConversationSummary>, Option<String>, ListTotal), ApiError> {
     let mut rows = store.list_conversations(&ConversationFilter { limit: filter.limit + 1, ..filter.clone() }).await?;
     let more = rows.len() > filter.limit as usize;
     rows.truncate(filter.limit as usize);
     let next = more.then(|| rows.last().map(|last| ListCursor::after(last, filter.order).encode())).flatten();
-    Ok((rows, next))
+    let total = store.count_conversations(filter).await?;
+    Ok((rows, next, total))
 }
 
 fn parse_filter<T: std::str::FromStr<Err = switchboard_models::UnknownVariant>>(value: &str) -> Result<Option<T>, ApiError> {
@@ -354,7 +359,7 @@ async fn conversations(
     };
     let store = state.engine.store();
     let agents = store.list_agents().await?;
-    let (rows, next) = list_page(store.as_ref(), &filter).await?;
+    let (rows, next, total) = list_page(store.as_ref(), &filter).await?;
     // The same filters, from the start or after a cursor.
     let page_url = |after: Option<&str>| {
         let mut url = url::form_urlencoded::Serializer::new(String::new());
@@ -372,10 +377,14 @@ async fn conversations(
         format!("/panel/conversations?{}", url.finish())
     };
     let next_url = next.as_deref().map(|cursor| page_url(Some(cursor)));
+    let words = switchboard_core::search::search_words(&query.q);
     let data = json!({
         "filters": {"status": query.status, "priority": query.priority, "category": query.category, "channel": query.channel, "assignee": query.assignee, "q": query.q, "undelivered": query.undelivered == "1"},
         "options": views::all_options(&agents),
-        "rows": rows.iter().map(|s| views::row(s, &agents)).collect::<Vec<_>>(),
+        "rows": rows.iter().map(|s| views::search_row(s, &agents, &words)).collect::<Vec<_>>(),
+        "total": views::total_label(total, !query.q.trim().is_empty()),
+        "search_capped": total.search_capped,
+        "search_hits": views::count(u64::from(switchboard_core::ports::SEARCH_HITS)),
         "next_url": next_url,
         "first_url": (!query.after.is_empty()).then(|| page_url(None)),
         "longest_waiting_first": filter.order == ListOrder::LongestWaiting,

@@ -105,6 +105,37 @@ pub fn row(summary: &ConversationSummary, agents: &[Agent]) -> Value {
     })
 }
 
+/// A list row; in a search, with the newest matching message cut around its match and the
+/// words marked (`matched`: pieces of text, `mark` on the matches).
+pub fn search_row(summary: &ConversationSummary, agents: &[Agent], words: &[switchboard_core::search::SearchWord]) -> Value {
+    let mut row = row(summary, agents);
+    if let Some(text) = summary.matched_text.as_deref().filter(|_| !words.is_empty()) {
+        let pieces = switchboard_core::search::highlight(text, words, 90);
+        row["matched"] = Value::Array(pieces.into_iter().map(|(text, mark)| json!({"text": text, "mark": mark})).collect());
+    }
+    row
+}
+
+/// "1,234 conversations", or for a search "1,234 found".
+pub fn total_label(total: switchboard_core::ListTotal, search: bool) -> String {
+    let noun = if total.count == 1 { "conversation" } else { "conversations" };
+    let found = if search { " found" } else { "" };
+    format!("{} {noun}{found}", count(total.count))
+}
+
+/// A number with thousands separated: 12,345.
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 pub fn options<T: Copy + Into<&'static str>>(all: &[T], label: impl Fn(T) -> String) -> Value {
     Value::Array(all.iter().map(|v| json!({"value": (*v).into(), "label": label(*v)})).collect())
 }

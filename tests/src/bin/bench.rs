@@ -131,6 +131,11 @@ impl Drop for Server {
     }
 }
 
+/// A file of this repository (the bench runs from the build directory).
+fn repository_file(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+}
+
 /// The release binary beside this one.
 fn binary() -> anyhow::Result<PathBuf> {
     let mut path = std::env::current_exe()?;
@@ -407,6 +412,20 @@ async fn seed(dir: &std::path::Path, conversations: u64, each: u64) -> anyhow::R
         always_escalate: false,
         source: switchboard_models::ClassificationSource::Keywords,
     })?;
+    // Realistic text: customer messages are the labelled support messages (12 languages),
+    // replies a handful of agent and bot sentences; names, channels and ids vary.
+    let cases = switchboard_nlp::judge::read_cases(&repository_file("nlp/eval/support.csv"))?;
+    let replies = [
+        "Thanks for reaching out. I have checked your order and the refund is on its way; it takes 3 to 5 business days.",
+        "Sorry for the trouble. Could you send me the order number and the email address you used?",
+        "I have reset the password link for you; it is valid for one hour.",
+        "The courier confirms delivery tomorrow between 9:00 and 13:00.",
+        "I understand. I have passed this to our billing team and will write again today.",
+        "Is there anything else I can help with?",
+    ];
+    let first_names = ["Maria", "Jonas", "Aiko", "Pedro", "Fatima", "Liam", "Olga", "Chen", "Amara", "Lukas", "Sofia", "Mehmet", "Nora", "Ravi"];
+    let last_names = ["Keller", "Silva", "Tanaka", "Novak", "Haddad", "Murphy", "Ivanova", "Wang", "Okafor", "Schmidt", "Rossi", "Yilmaz"];
+    let channels = ["webchat", "telegram", "discord", "email"];
     const ROWS: u64 = 500;
     let mut tx = pool.begin().await?;
     for start in (0..conversations).step_by(ROWS as usize) {
@@ -424,17 +443,37 @@ async fn seed(dir: &std::path::Path, conversations: u64, each: u64) -> anyhow::R
                 "assigned" | "in_progress" | "waiting_on_customer" => ("'agent'", format!("'{admin}'")),
                 _ => ("'bot'", "NULL".to_string()),
             };
-            contacts.push(format!("('{contact}', 'webchat', 'visitor-{n}', 'Customer {n}', {at})"));
+            let channel = channels[(n % 4) as usize];
+            let name = format!("{} {}", first_names[(n % 14) as usize], last_names[(n / 14 % 12) as usize]);
+            let external = match channel {
+                "webchat" => format!("visitor-{n}"),
+                "telegram" => format!("{}", 100_000_000 + n),
+                "discord" => format!("{}", 900_000_000_000_000_000u64 + n),
+                _ => format!("{}.{n}@example.test", name.to_lowercase().replace(' ', ".")),
+            };
+            let opening = &cases[(n as usize * 7) % cases.len()];
+            let category = match opening.category.as_str() {
+                "oos" => "general",
+                known => known,
+            };
+            contacts.push(format!("('{contact}', '{channel}', '{external}', '{name} {n}', {at})"));
             convs.push(format!(
-                "('{conversation}', '{contact}', 'webchat', {handler}, {agent}, '{status}', 'billing', '{}', {at}, {at}, {at})",
+                "('{conversation}', '{contact}', '{channel}', {handler}, {agent}, '{status}', '{category}', '{}', {at}, {at}, {at})",
                 priorities[(n % 4) as usize]
             ));
             for m in 0..each {
-                let (sender, classified) =
-                    if m % 2 == 0 { ("customer", format!("'{classification}'")) } else { ("bot", "NULL".to_string()) };
+                let (sender, classified, body) = if m % 2 == 0 {
+                    let text = if m == 0 { &opening.text } else { &cases[(n as usize * 7 + m as usize * 13) % cases.len()].text };
+                    ("customer", format!("'{classification}'"), text.as_str())
+                } else {
+                    ("bot", "NULL".to_string(), replies[((n + m) % 6) as usize])
+                };
+                // The first reply names the case's reference: a word found in one conversation.
+                let body = if m == 1 { format!("{body} Your reference is SB-{n}.") } else { body.to_string() };
                 messages.push(format!(
-                    "('{}', '{conversation}', '{contact}', 'webchat', '{sender}', 'message {m} of conversation {n} about my invoice', {classified}, {})",
+                    "('{}', '{conversation}', '{contact}', '{channel}', '{sender}', '{}', {classified}, {})",
                     uuid::Uuid::now_v7(),
+                    body.replace('\'', "''"),
                     at + m as i64
                 ));
             }
@@ -480,9 +519,12 @@ async fn panel(conversations: u64, each: u64, requests: usize) -> anyhow::Result
         ("urgent filter", "/panel/conversations?priority=urgent&status=open"),
         ("queue, longest waiting first", "/panel/conversations?assignee=queue"),
         ("search finding nothing", "/panel/conversations?q=zebra"),
-        ("search finding a few", "/panel/conversations?q=conversation+4242+message+3"),
-        ("search finding every conversation", "/panel/conversations?q=invoice"),
-        ("search by customer name", "/panel/conversations?q=Customer+77"),
+        ("search finding one (a reference)", "/panel/conversations?q=SB-4242"),
+        ("search finding thousands (a common word)", "/panel/conversations?q=order"),
+        ("search finding thousands (two words)", "/panel/conversations?q=refund+card"),
+        ("search by customer name and number", "/panel/conversations?q=Novak+4242"),
+        ("search by customer name, thousands", "/panel/conversations?q=Okafor"),
+        ("search with a filter", "/panel/conversations?q=refund&priority=urgent&status=open"),
     ];
     for (name, path) in pages {
         let mut samples = Vec::with_capacity(requests);

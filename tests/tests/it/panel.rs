@@ -215,6 +215,8 @@ async fn lists_filter_and_the_dashboard_counts() {
     assert!(urgent.contains("prio-urgent"));
     let searched = team.ann.get("/panel/conversations?q=hacked").await.body;
     assert!(searched.contains("Fay") && !searched.contains("Eli"), "text search");
+    assert!(searched.contains("my account was <mark>hacked</mark>"), "the matching words are highlighted");
+    assert!(searched.contains("data-test=\"list-total\">1 conversation found"), "the total is shown: {searched}");
     let queue = team.ann.get("/panel/conversations?assignee=queue").await.body;
     assert!(queue.contains("<option value=\"queue\" selected>"), "the assignee filter offers the queue");
     assert!(queue.contains("Fay") && queue.contains("Eli"), "both wait in the queue");

@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use std::sync::Arc;
-use switchboard_core::ports::{Assignee, Committed, ConversationFilter, ListCursor, ListOrder, SessionRecord, StepWrite, Store};
+use switchboard_core::ports::{Assignee, Committed, ConversationFilter, ListCursor, ListOrder, ListTotal, SessionRecord, StepWrite, Store};
 use switchboard_models::{
     Agent, Classification, ClassificationSource, IntentName, Urgency, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, Category, Channel, Contact, ContactId,
     Conversation, DeliveryState, Handler, Message, MessageId, Presence, Priority, Role, Sender, Status, Timestamp,
@@ -509,9 +509,16 @@ async fn lists_filters_search_and_counts(backend: Backend) {
     assert_eq!(ids(store.list_conversations(&search("card WAS charged")).await.unwrap()), [billing.id], "search ignores case");
     assert_eq!(ids(store.list_conversations(&search("visitor-8")).await.unwrap()), [taken.id]);
     assert!(store.list_conversations(&search("100%_")).await.unwrap().is_empty(), "wildcards are literal");
-    // Message text goes through the full-text index: whole words in any order, each a prefix.
+    // Message text goes through the full-text index: whole words in any order; words of three
+    // letters or more also match as prefixes, shorter ones only whole.
     assert_eq!(ids(store.list_conversations(&search("charged card")).await.unwrap()), [billing.id], "any order");
-    assert_eq!(ids(store.list_conversations(&search("CHARG tw")).await.unwrap()), [billing.id], "prefixes");
+    assert_eq!(ids(store.list_conversations(&search("CHARG twi")).await.unwrap()), [billing.id], "prefixes");
+    assert!(store.list_conversations(&search("charged tw")).await.unwrap().is_empty(), "a two-letter word matches only whole");
+    let found = store.list_conversations(&search("twice")).await.unwrap();
+    assert_eq!(found[0].matched_text.as_deref(), Some("My Card was charged twice"), "the matching message comes with the row");
+    assert_eq!(store.count_conversations(&search("twice")).await.unwrap(), ListTotal { count: 1, search_capped: false });
+    assert_eq!(store.count_conversations(&search("zebra")).await.unwrap().count, 0);
+    assert_eq!(store.count_conversations(&all(ConversationFilter::default())).await.unwrap().count, 3);
     assert!(store.list_conversations(&search("card refunded")).await.unwrap().is_empty(), "every word must be there");
     for syntax in ["\"", "card OR NOT*", "body:card", "(card", "***", "card & | !"] {
         let found = store.list_conversations(&search(syntax)).await;
