@@ -6,7 +6,7 @@ use crate::assignment::pick_agent;
 use crate::attachments::{UploadError, check_upload, clean_file_name};
 use crate::ports::{Assistant, BlobStore, Classifier, Clock, Committed, Store, StepWrite, StoreError};
 use crate::step::{Decision, Input, ReplyBody, step};
-use crate::summary::{extractive_summary, transcript};
+use crate::summary::{TRANSCRIPT_MESSAGES, extractive_summary, transcript};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -220,7 +220,7 @@ impl Engine {
     /// customer never waits for this: it runs after the escalation is committed and answered.
     pub async fn summarize_with(&self, id: ConversationId, assistant: &dyn Assistant) -> Result<bool, EngineError> {
         let agents = self.store.list_agents().await?;
-        let messages = self.store.conversation_messages(id, 0, 5000).await?;
+        let messages = self.store.latest_conversation_messages(id, None, TRANSCRIPT_MESSAGES).await?;
         let lines = transcript(&messages, &agents);
         if lines.is_empty() {
             return Ok(false);

@@ -22,4 +22,4 @@ pub use ports::{
     Assignee, Committed, ConversationFilter, ConversationSummary, DashboardCounts, ListCursor, ListOrder, ListTotal, SessionRecord, StepWrite,
 };
 pub use step::{Decision, Input, Reply, ReplyBody, step};
-pub use summary::{extractive_summary, transcript};
+pub use summary::{TRANSCRIPT_MESSAGES, extractive_summary, transcript};

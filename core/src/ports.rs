@@ -261,6 +261,16 @@ pub trait Store: Send + Sync {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError>;
+    /// The newest `limit` messages of a conversation with `seq < before` (from the end when
+    /// `None`), oldest first: a page of its history, read backwards.
+    async fn latest_conversation_messages(
+        &self,
+        conversation: ConversationId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError>;
+    /// The message of a conversation that carries the attachment stored under `key`.
+    async fn message_with_attachment(&self, conversation: ConversationId, key: &str) -> Result<Option<Message>, StoreError>;
     /// The latest customer texts of a conversation, oldest first.
     async fn recent_customer_texts(
         &self,

@@ -5,6 +5,10 @@ use switchboard_models::{Agent, Message, Sender};
 
 const MAX_CHARS: usize = 400;
 
+/// How many of a conversation's newest messages to read for a transcript: enough for its last
+/// lines even when internal notes are among them.
+pub const TRANSCRIPT_MESSAGES: u32 = 200;
+
 /// The conversation as an assistant reads it: what the customer saw (no internal notes), the
 /// last 30 lines, oldest first.
 pub fn transcript(messages: &[Message], agents: &[Agent]) -> Vec<TranscriptLine> {

@@ -28,6 +28,11 @@ macro_rules! sql {
 }
 pub(crate) use sql;
 
+/// A LIKE pattern (with `ESCAPE '\'`) matching text that contains `text` literally.
+pub(crate) fn contains_pattern(text: &str) -> String {
+    format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+}
+
 /// Emits the shared step-writing helpers (`portable::write_step` and what it calls) and the
 /// `Store` impl for `$store`, with `$specific` methods spliced in.
 macro_rules! portable_store {
@@ -83,7 +88,7 @@ fn list_conditions(filter: &ConversationFilter) -> (String, Vec<String>, Vec<Str
         conditions.push("EXISTS (SELECT 1 FROM messages f WHERE f.conversation_id = c.id AND f.gave_up_at IS NOT NULL)".into());
     }
     if let Some(text) = filter.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        let pattern = crate::portable::contains_pattern(text);
         binds.push(pattern);
         let n = binds.len();
         // Names and channel ids by substring (one row per customer); message text through the
@@ -287,7 +292,7 @@ async fn save_conversation(tx: &mut $conn, c: &Conversation) -> Result<(), Store
 
 impl $store {
     /// A page of messages for `sql` selecting by one id, a `seq` cursor and a limit.
-    async fn messages_after(
+    async fn message_page(
         &self,
         sql: sqlx::AssertSqlSafe<&'static str>,
         id: String,
@@ -820,7 +825,7 @@ impl $store {
             MESSAGE_COLUMNS,
             " FROM messages WHERE contact_id = $1 AND seq > $2 AND internal = FALSE ORDER BY seq LIMIT $3"
         );
-        self.messages_after(sql, contact.to_string(), after, limit).await
+        self.message_page(sql, contact.to_string(), after, limit).await
     }
 
     async fn latest_inbound_by_contact(&self, channel: Channel) -> Result<Vec<(String, String)>, StoreError> {
@@ -892,7 +897,42 @@ impl $store {
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
         let sql = sql!("SELECT ", MESSAGE_COLUMNS, " FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
-        self.messages_after(sql, conversation.to_string(), after, limit).await
+        self.message_page(sql, conversation.to_string(), after, limit).await
+    }
+
+    async fn latest_conversation_messages(
+        &self,
+        conversation: ConversationId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let sql = sql!("SELECT ", MESSAGE_COLUMNS, " FROM messages WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3");
+        let mut page = self.message_page(sql, conversation.to_string(), before.unwrap_or(i64::MAX), limit).await?;
+        page.reverse();
+        Ok(page)
+    }
+
+    async fn message_with_attachment(&self, conversation: ConversationId, key: &str) -> Result<Option<Message>, StoreError> {
+        // Attachments are stored as JSON in their message; the conversation index narrows the
+        // scan to one conversation and the pattern to messages naming this key.
+        let pattern = crate::portable::contains_pattern(key);
+        let rows = sqlx::query(sql!(
+            "SELECT ",
+            MESSAGE_COLUMNS,
+            " FROM messages WHERE conversation_id = $1 AND attachments LIKE $2 ESCAPE '\\' ORDER BY seq"
+        ))
+        .bind(conversation.to_string())
+        .bind(pattern)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        for row in &rows {
+            let message = message_from_row(row)?;
+            if message.attachments.iter().any(|a| a.key == key) {
+                return Ok(Some(message));
+            }
+        }
+        Ok(None)
     }
 
     async fn recent_customer_texts(

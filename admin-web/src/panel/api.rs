@@ -96,14 +96,71 @@ async fn list(
     }).collect::<Vec<_>>()})))
 }
 
-async fn detail(State(state): State<AppState>, _caller: ApiCaller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+/// Which messages a conversation's detail carries: the newest page by default, older pages
+/// with `before`, newer ones with `after` (to catch up from a seq already seen).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DetailQuery {
+    before: Option<i64>,
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+const DETAIL_MESSAGES: u32 = 200;
+const DETAIL_MESSAGES_MAX: u32 = 1000;
+
+async fn detail(
+    State(state): State<AppState>,
+    _caller: ApiCaller,
+    Path(id): Path<String>,
+    query: Result<Query<DetailQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let refused = |why: String| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("{why}. A conversation takes before or after (a message seq) and limit (1 to {DETAIL_MESSAGES_MAX})."))
+    };
+    let Query(query) = query.map_err(|rejection| refused(rejection.body_text().trim_end_matches('.').to_string()))?;
+    let limit = query.limit.unwrap_or(DETAIL_MESSAGES);
+    if !(1..=DETAIL_MESSAGES_MAX).contains(&limit) {
+        return Err(refused(format!("limit {limit} is out of range")));
+    }
     let store = state.engine.store();
     let c = store
         .conversation(conversation_id(&id)?)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."))?;
-    let messages = store.conversation_messages(c.id, 0, 5000).await?;
-    Ok(Json(json!({"conversation": conversation_json(&c), "messages": messages.iter().map(message_json).collect::<Vec<_>>()})))
+    // One more than asked for tells whether there is another page.
+    let (messages, earlier, later) = match (query.before, query.after) {
+        (Some(_), Some(_)) => return Err(refused("before and after were both given".into())),
+        (before, None) => {
+            let mut page = store.latest_conversation_messages(c.id, before, limit + 1).await?;
+            let more = page.len() > limit as usize;
+            if more {
+                page.remove(0);
+            }
+            let earlier = more.then(|| page.first().map(|m| m.seq)).flatten();
+            let later = before.and_then(|_| page.last().map(|m| m.seq));
+            (page, earlier, later)
+        }
+        (None, Some(after)) => {
+            let mut page = store.conversation_messages(c.id, after, limit + 1).await?;
+            let more = page.len() > limit as usize;
+            page.truncate(limit as usize);
+            let later = more.then(|| page.last().map(|m| m.seq)).flatten();
+            let earlier = page_first_seq(&page, after);
+            (page, earlier, later)
+        }
+    };
+    Ok(Json(json!({
+        "conversation": conversation_json(&c),
+        "messages": messages.iter().map(message_json).collect::<Vec<_>>(),
+        "earlier": earlier,
+        "later": later,
+    })))
+}
+
+/// The `before` cursor for the messages preceding a page read forwards from `after`.
+fn page_first_seq(page: &[Message], after: i64) -> Option<i64> {
+    (after > 0).then(|| page.first().map_or(after + 1, |m| m.seq))
 }
 
 #[derive(Deserialize)]

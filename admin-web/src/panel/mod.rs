@@ -401,7 +401,12 @@ pub(crate) fn conversation_id(text: &str) -> Result<ConversationId, ApiError> {
 #[serde(deny_unknown_fields)]
 struct ConversationQuery {
     done: Option<String>,
+    /// Show the page of messages before this seq (the "Earlier messages" link).
+    before: Option<i64>,
 }
+
+/// Messages on one conversation page; older ones are a link away.
+const MESSAGES_PER_PAGE: u32 = 200;
 
 async fn conversation(
     State(state): State<AppState>,
@@ -410,7 +415,7 @@ async fn conversation(
     Query(query): Query<ConversationQuery>,
 ) -> Result<Response, ApiError> {
     let done = query.done.as_deref().and_then(views::action_done);
-    render_conversation(&state, &signed, conversation_id(&id)?, Draft::None, done).await
+    render_conversation(&state, &signed, conversation_id(&id)?, Draft::None, done, query.before).await
 }
 
 /// What the reply box is prefilled with.
@@ -426,6 +431,7 @@ async fn render_conversation(
     id: ConversationId,
     draft: Draft,
     done: Option<views::ActionDone>,
+    before: Option<i64>,
 ) -> Result<Response, ApiError> {
     let store = state.engine.store();
     let Some(c) = store.conversation(id).await? else {
@@ -434,7 +440,8 @@ async fn render_conversation(
     let agents = store.list_agents().await?;
     let contact = store.contact(c.contact_id).await?.ok_or(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such customer."))?;
     let customer = contact.label();
-    let messages = store.conversation_messages(c.id, 0, 1000).await?;
+    let mut messages = store.latest_conversation_messages(c.id, before, MESSAGES_PER_PAGE + 1).await?;
+    let earlier = (messages.len() > MESSAGES_PER_PAGE as usize).then(|| messages.remove(0)).and_then(|_| messages.first().map(|m| m.seq));
     let undelivered = messages_failed(&messages);
     let (open, capacity) = state.engine.load_of(&signed.agent).await?;
     let others = store.contact_conversations(c.contact_id).await?;
@@ -463,6 +470,8 @@ async fn render_conversation(
             })),
         },
         "messages": messages.iter().map(|m| views::message(m, &c, &customer, &agents)).collect::<Vec<_>>(),
+        "earlier": earlier,
+        "paged_back": before.is_some(),
         "others": others.iter().filter(|o| o.conversation.id != c.id).map(|o| json!({
             "id": o.conversation.id.to_string(),
             "status_label": views::status_label(o.conversation.status),
@@ -494,8 +503,8 @@ fn messages_failed(messages: &[switchboard_models::Message]) -> u32 {
 
 async fn attachment(State(state): State<AppState>, _signed: Signed, Path((id, key)): Path<(String, String)>) -> Result<Response, ApiError> {
     let store = state.engine.store();
-    let messages = store.conversation_messages(conversation_id(&id)?, 0, 5000).await?;
-    let found = messages.iter().flat_map(|m| &m.attachments).find(|a| a.key == key);
+    let message = store.message_with_attachment(conversation_id(&id)?, &key).await?;
+    let found = message.as_ref().and_then(|m| m.attachments.iter().find(|a| a.key == key));
     let Some(file) = found else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such file in this conversation."));
     };
@@ -578,7 +587,7 @@ async fn act(State(state): State<AppState>, signed: Signed, Path((id, action)): 
             Ok(text) => Draft::Text(text),
             Err(error) => Draft::Failed(error.message),
         };
-        return render_conversation(&state, &signed, id, draft, None).await;
+        return render_conversation(&state, &signed, id, draft, None, None).await;
     }
     let value = match action.as_str() {
         "status" => form.status.as_str(),
@@ -926,7 +935,7 @@ pub(crate) async fn draft_reply(state: &AppState, agent: &Agent, id: Conversatio
         .await?
         .ok_or(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."))?;
     let agents = store.list_agents().await?;
-    let messages = store.conversation_messages(conversation.id, 0, 5000).await?;
+    let messages = store.latest_conversation_messages(conversation.id, None, switchboard_core::TRANSCRIPT_MESSAGES).await?;
     let transcript = switchboard_core::transcript(&messages, &agents);
     if transcript.is_empty() {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "empty", "There is nothing to reply to yet."));

@@ -64,7 +64,9 @@ impl Server {
 
     /// Runs in `dir`, listening on `listen`; the directory outlives it (for restarts).
     fn start_at(dir: &std::path::Path, listen: &str, env: &[(&str, &str)]) -> anyhow::Result<(Self, Duration)> {
+        let given_database = env.iter().any(|(key, _)| *key == "SWITCHBOARD_DATABASE__URL");
         let database = match std::env::var("BENCH_DATABASE").as_deref() {
+            _ if given_database => None,
             Ok("postgres") => Some(
                 std::thread::spawn(|| {
                     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -179,7 +181,8 @@ async fn main() -> anyhow::Result<()> {
         "soak" => soak(arg(&args, "--cycles", 10), arg(&args, "--rate", 300), arg(&args, "--seconds", 5)).await,
         "nlp" => nlp(arg(&args, "--connections", 32) as usize, arg(&args, "--seconds", 10)).await,
         "panel" => {
-            panel(arg(&args, "--conversations", 100_000), arg(&args, "--messages-each", 10), arg(&args, "--requests", 200) as usize)
+            let mixed = arg(&args, "--mixed", 0) as usize;
+            panel(arg(&args, "--conversations", 100_000), arg(&args, "--messages-each", 10), arg(&args, "--requests", 200) as usize, mixed)
                 .await
         }
         _ => {
@@ -453,7 +456,7 @@ async fn seed(dir: &std::path::Path, conversations: u64, each: u64) -> anyhow::R
             };
             let opening = &cases[(n as usize * 7) % cases.len()];
             let category = match opening.category.as_str() {
-                "oos" => "general",
+                "oos" => "general_inquiry",
                 known => known,
             };
             contacts.push(format!("('{contact}', '{channel}', '{external}', '{name} {n}', {at})"));
@@ -505,14 +508,38 @@ fn percentile(samples: &mut [Duration], p: f64) -> f64 {
 }
 
 /// Panel pages on a large store, and how fast a new message reaches an open page's live stream.
-async fn panel(conversations: u64, each: u64, requests: usize) -> anyhow::Result<()> {
+/// With BENCH_DATABASE=postgres the seeded SQLite file is copied into a fresh PostgreSQL
+/// database (`switchboard copy`'s code) and the server runs on that.
+async fn panel(conversations: u64, each: u64, requests: usize, mixed: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let seeding = Instant::now();
     seed(dir.path(), conversations, each).await?;
     println!("panel: seeded {conversations} conversations and {} messages in {:.1} s", conversations * each, seeding.elapsed().as_secs_f64());
-    let (server, _) = Server::start_in(dir)?;
+    let mut env = vec![("SWITCHBOARD_NLP__ENABLED", "false".to_string())];
+    let _postgres = if std::env::var("BENCH_DATABASE").as_deref() == Ok("postgres") {
+        let database = switchboard_tests::databases::TestDatabase::postgres().await;
+        let copying = Instant::now();
+        let sqlite = format!("sqlite://{}", dir.path().join("switchboard.db").display());
+        switchboard_store::copy::copy(&sqlite, &database.url, false, &mut |_, _, _| {}).await?;
+        let pool = sqlx::PgPool::connect(&database.url).await?;
+        sqlx::query("ANALYZE").execute(&pool).await?;
+        println!("panel: copied into PostgreSQL in {:.1} s", copying.elapsed().as_secs_f64());
+        env.push(("SWITCHBOARD_DATABASE__URL", database.url.clone()));
+        Some(database)
+    } else {
+        None
+    };
+    let env: Vec<(&str, &str)> = env.iter().map(|(key, value)| (*key, value.as_str())).collect();
+    let (server, _) = Server::start_with(dir, &env)?;
     let base = format!("http://{}", server.addr);
     let client = switchboard_tests::panel::PanelClient::sign_in(&base, "bench@example.com", "bench-password-123").await;
+    let token = client.new_api_token("bench").await;
+    let http = reqwest::Client::new();
+    let api = |path: String| http.get(format!("{base}{path}")).bearer_auth(&token).send();
+    // A conversation in the middle of the store, for its page and its detail.
+    let middle: Value = api(format!("/api/conversations?limit=1&q=SB-{}", conversations / 2)).await?.json().await?;
+    let middle = middle["conversations"][0]["id"].as_str().context("the middle conversation")?.to_string();
+    let conversation_page = format!("/panel/conversations/{middle}");
     let pages = [
         ("dashboard", "/panel/"),
         ("conversation list", "/panel/conversations"),
@@ -525,6 +552,7 @@ async fn panel(conversations: u64, each: u64, requests: usize) -> anyhow::Result
         ("search by customer name and number", "/panel/conversations?q=Novak+4242"),
         ("search by customer name, thousands", "/panel/conversations?q=Okafor"),
         ("search with a filter", "/panel/conversations?q=refund&priority=urgent&status=open"),
+        ("a conversation page", conversation_page.as_str()),
     ];
     for (name, path) in pages {
         let mut samples = Vec::with_capacity(requests);
@@ -535,6 +563,19 @@ async fn panel(conversations: u64, each: u64, requests: usize) -> anyhow::Result
             anyhow::ensure!(reply.status == 200, "{path} answered {}", reply.status);
         }
         println!("panel: {name} ({path}) over {requests} requests: p50 {:.1} ms, p99 {:.1} ms", percentile(&mut samples, 0.5), percentile(&mut samples, 0.99));
+    }
+    let mut samples = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let started = Instant::now();
+        let reply = api(format!("/api/conversations/{middle}")).await?;
+        anyhow::ensure!(reply.status().is_success(), "the API detail answered {}", reply.status());
+        reply.bytes().await?;
+        samples.push(started.elapsed());
+    }
+    println!("panel: API conversation detail over {requests} requests: p50 {:.1} ms, p99 {:.1} ms", percentile(&mut samples, 0.5), percentile(&mut samples, 0.99));
+    page_to_the_end(&client, conversations).await?;
+    if mixed > 0 {
+        mixed_requests(&server, &client, &api, &pages, &middle, mixed).await?;
     }
     let mut samples = Vec::new();
     let mut freshness = Vec::new();
@@ -568,6 +609,81 @@ async fn panel(conversations: u64, each: u64, requests: usize) -> anyhow::Result
         "panel: event (message stored) -> open panel page: p50 {:.1} ms, p99 {:.1} ms",
         percentile(&mut freshness, 0.5),
         percentile(&mut freshness, 0.99)
+    );
+    Ok(())
+}
+
+/// Follows the conversation list's "next" links from the first page to the last: every row is
+/// reachable, and a deep page costs what the first does.
+async fn page_to_the_end(client: &switchboard_tests::panel::PanelClient, conversations: u64) -> anyhow::Result<()> {
+    let mut path = "/panel/conversations?limit=200".to_string();
+    let mut pages = 0u64;
+    let mut rows = 0u64;
+    let mut samples = Vec::new();
+    loop {
+        let started = Instant::now();
+        let reply = client.get(&path).await;
+        samples.push(started.elapsed());
+        anyhow::ensure!(reply.status == 200, "{path} answered {}", reply.status);
+        pages += 1;
+        rows += reply.body.matches("data-test=\"conversation-row\"").count() as u64;
+        let link = reply.body.split("\" data-test=\"next-page\"").next().filter(|_| reply.body.contains("data-test=\"next-page\""));
+        let Some(next) = link.and_then(|before| before.rsplit("href=\"").next()) else {
+            break;
+        };
+        path = next.replace("&amp;", "&");
+    }
+    anyhow::ensure!(rows == conversations, "paging reached {rows} of {conversations} conversations");
+    println!(
+        "panel: paged through all {rows} conversations in {pages} pages of 200: p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&mut samples, 0.5),
+        percentile(&mut samples, 0.99)
+    );
+    Ok(())
+}
+
+/// `total` panel and API requests, round robin over the measured pages and API calls, with the
+/// server's RSS sampled every tenth of the run: memory must stay flat.
+async fn mixed_requests<'a, F, Fut>(
+    server: &Server,
+    client: &switchboard_tests::panel::PanelClient,
+    api: &F,
+    pages: &[(&str, &str)],
+    middle: &str,
+    total: usize,
+) -> anyhow::Result<()>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+{
+    let api_paths = [
+        "/api/conversations".to_string(),
+        "/api/conversations?q=refund+card".to_string(),
+        "/api/conversations?assignee=queue&limit=100".to_string(),
+        format!("/api/conversations/{middle}"),
+    ];
+    let mut rss = vec![server.rss_kib()];
+    let kinds = pages.len() + api_paths.len();
+    for n in 0..total {
+        let kind = n % kinds;
+        if kind < pages.len() {
+            let reply = client.get(pages[kind].1).await;
+            anyhow::ensure!(reply.status == 200, "{} answered {}", pages[kind].1, reply.status);
+        } else {
+            let reply = api(api_paths[kind - pages.len()].clone()).await?;
+            anyhow::ensure!(reply.status().is_success(), "{} answered {}", api_paths[kind - pages.len()], reply.status());
+            reply.bytes().await?;
+        }
+        if (n + 1) % (total / 10).max(1) == 0 {
+            rss.push(server.rss_kib());
+        }
+    }
+    let half = rss[rss.len() / 2];
+    let last = *rss.last().expect("samples");
+    println!(
+        "panel: server RSS over {total} mixed requests (MiB, every tenth): {}; last half grew {:.1} %",
+        rss.iter().map(|kib| format!("{:.0}", *kib as f64 / 1024.0)).collect::<Vec<_>>().join(" → "),
+        (last as f64 - half as f64) / half as f64 * 100.0
     );
     Ok(())
 }

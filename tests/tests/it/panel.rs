@@ -334,3 +334,69 @@ async fn the_json_api_works_with_a_personal_token() {
     assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
     let _ = team.admin;
 }
+
+#[tokio::test]
+async fn a_long_conversation_is_read_a_page_at_a_time_backwards() {
+    let server = TestServer::start().await;
+    let team = team(&server).await;
+    let id = escalated(&server, "long", "Lee", "I want to talk to a person").await;
+    for n in 1..=230 {
+        let inbound = Inbound {
+            channel: Channel::WebChat,
+            external_id: format!("long:line{n}"),
+            sender_external_id: "long".into(),
+            sender_name: Some("Lee".into()),
+            text: format!("line {n} of my story"),
+            attachments: Vec::new(),
+            original: None,
+            thread: Thread::Current,
+            received_at: chrono::Utc::now(),
+        };
+        server.engine().handle(inbound).await.unwrap();
+    }
+    let all = server.engine().store().conversation_messages(id, 0, 1000).await.unwrap();
+    assert!(all.len() > 230, "every line was stored: {}", all.len());
+
+    // The panel shows the newest messages and links to the earlier ones.
+    let newest = team.ann.get(&format!("/panel/conversations/{id}")).await.body;
+    assert!(newest.contains("line 230 of my story"));
+    let opening = format!("data-seq=\"{}\"", all[0].seq);
+    assert!(!newest.contains(&opening), "the opening is on an earlier page");
+    assert!(!newest.contains("data-test=\"newest-messages\""));
+    let earlier = newest.split("\" data-test=\"earlier-messages\"").next().unwrap().rsplit("href=\"").next().unwrap().to_string();
+    let older = team.ann.get(&earlier).await;
+    assert_eq!(older.status, 200);
+    assert!(older.body.contains(&opening) && !older.body.contains("line 230 of my story"), "the earlier page");
+    assert!(older.body.contains("data-test=\"newest-messages\""), "and a way back to the newest");
+    assert!(!older.body.contains("data-test=\"earlier-messages\""), "nothing before the first message");
+
+    // The API pages the same way, both directions, and refuses what it does not know.
+    let token = team.ann.new_api_token("reader").await;
+    let http = reqwest::Client::new();
+    let get = |path: String| http.get(server.url(&path)).bearer_auth(&token).send();
+    let texts = |page: &Value| page["messages"].as_array().unwrap().iter().map(|m| m["text"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let first: Value = get(format!("/api/conversations/{id}?limit=100")).await.unwrap().json().await.unwrap();
+    assert_eq!(texts(&first).len(), 100);
+    assert_eq!(texts(&first).last().map(String::as_str), Some("line 230 of my story"));
+    assert_eq!(first["later"], Value::Null, "nothing newer than the newest");
+    let mut seen = texts(&first);
+    let mut cursor = first["earlier"].as_i64().expect("an earlier page");
+    loop {
+        let page: Value = get(format!("/api/conversations/{id}?limit=100&before={cursor}")).await.unwrap().json().await.unwrap();
+        seen.splice(0..0, texts(&page));
+        match page["earlier"].as_i64() {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, all.iter().map(|m| m.text.clone()).collect::<Vec<_>>(), "paging backwards reaches every message once, in order");
+    let forward: Value = get(format!("/api/conversations/{id}?after={}&limit=5", all[9].seq)).await.unwrap().json().await.unwrap();
+    assert_eq!(texts(&forward), all[10..15].iter().map(|m| m.text.clone()).collect::<Vec<_>>());
+    assert_eq!(forward["later"].as_i64(), Some(all[14].seq));
+    for bad in ["?page=2", "?limit=0", "?limit=5000", "?before=x", "?before=5&after=2"] {
+        let refused = get(format!("/api/conversations/{id}{bad}")).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let body: Value = refused.json().await.unwrap();
+        assert!(body["error"]["message"].as_str().unwrap_or_default().contains("limit (1 to 1000)"), "{bad}: {body}");
+    }
+}

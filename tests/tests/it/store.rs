@@ -4,7 +4,7 @@ use chrono::Utc;
 use std::sync::Arc;
 use switchboard_core::ports::{Assignee, Committed, ConversationFilter, ListCursor, ListOrder, ListTotal, SessionRecord, StepWrite, Store};
 use switchboard_models::{
-    Agent, Classification, ClassificationSource, IntentName, Urgency, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, Category, Channel, Contact, ContactId,
+    Agent, Attachment, Classification, ClassificationSource, IntentName, Urgency, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, Category, Channel, Contact, ContactId,
     Conversation, DeliveryState, Handler, Message, MessageId, Presence, Priority, Role, Sender, Status, Timestamp,
 };
 use switchboard_tests::databases::{Backend, TestDatabase};
@@ -577,6 +577,26 @@ async fn message_pages_and_recent_customer_texts(backend: Backend) {
     assert!(customer_view.iter().all(|m| !m.internal), "customers never see notes");
     assert_eq!(customer_view.len(), 6);
     assert_eq!(store.recent_customer_texts(conversation.id, 2).await.unwrap(), ["two", "three"]);
+
+    // Read backwards, a page at a time, each page oldest first.
+    let texts = |page: &[Message]| page.iter().map(|m| m.text.clone()).collect::<Vec<_>>();
+    let newest = store.latest_conversation_messages(conversation.id, None, 3).await.unwrap();
+    assert_eq!(texts(&newest), ["three", "ok", "internal only"]);
+    let before = store.latest_conversation_messages(conversation.id, Some(newest[0].seq), 3).await.unwrap();
+    assert_eq!(texts(&before), ["ok", "two", "ok"]);
+    let first = store.latest_conversation_messages(conversation.id, Some(before[0].seq), 3).await.unwrap();
+    assert_eq!(texts(&first), ["one"]);
+
+    // A file is found by its key in its own conversation only, with wildcards taken literally.
+    let mut with_file = message(&conversation, Sender::Customer, "receipt", Some("v11:file"));
+    with_file.attachments = vec![Attachment { key: "blob_7%a".into(), file_name: "receipt.pdf".into(), content_type: "application/pdf".into(), size: 3, original: false }];
+    store.commit(step_write(Some(with_file), vec![])).await.unwrap();
+    let found = store.message_with_attachment(conversation.id, "blob_7%a").await.unwrap();
+    assert_eq!(found.map(|m| m.text), Some("receipt".to_string()));
+    assert_eq!(store.message_with_attachment(conversation.id, "blob_7").await.unwrap(), None, "the whole key, not a part");
+    assert_eq!(store.message_with_attachment(conversation.id, "blob%7").await.unwrap(), None, "% is literal");
+    let other = self::conversation(store.as_ref(), "visitor-12").await;
+    assert_eq!(store.message_with_attachment(other.id, "blob_7%a").await.unwrap(), None, "another conversation's file");
 }
 
 fn classified_as(intent: &str) -> Classification {
