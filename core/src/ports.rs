@@ -229,7 +229,12 @@ pub trait Store: Send + Sync {
     /// Records an action outside a step (presence changes, account changes).
     async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// The latest audit entries, newest first.
-    async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+    async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(self.audit_page(None, limit).await?.into_iter().map(|(_, entry)| entry).collect())
+    }
+    /// Up to `limit` audit entries older than the entry numbered `before` (from the newest when
+    /// `None`), newest first, each with its number: the cursor of the page after it.
+    async fn audit_page(&self, before: Option<i64>, limit: u32) -> Result<Vec<(i64, AuditEntry)>, StoreError>;
     /// Adds or updates an agent account.
     async fn save_agent(&self, agent: &Agent) -> Result<(), StoreError>;
     async fn agent(&self, id: AgentId) -> Result<Option<Agent>, StoreError>;

@@ -715,16 +715,17 @@ impl $store {
         insert_audit(&self.writer, entry).await
     }
 
-    async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+    async fn audit_page(&self, before: Option<i64>, limit: u32) -> Result<Vec<(i64, AuditEntry)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT at, actor_id, action, conversation_id, subject_agent, before_state, after_state \
-             FROM audit_log ORDER BY id DESC LIMIT $1",
+            "SELECT id, at, actor_id, action, conversation_id, subject_agent, before_state, after_state \
+             FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2",
         )
+        .bind(before.unwrap_or(i64::MAX))
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await
         .map_err(backend)?;
-        rows.iter().map(audit_from_row).collect()
+        rows.iter().map(|row| Ok((row.try_get::<i64, _>("id").map_err(backend)?, audit_from_row(row)?))).collect()
     }
 
     async fn agent_by_email(&self, email: &str) -> Result<Option<Agent>, StoreError> {

@@ -23,7 +23,7 @@ use switchboard_core::{Assignee, ConversationFilter, ConversationSummary, ListCu
 use switchboard_core::ports::Store;
 use axum::extract::rejection::QueryRejection;
 use crate::signin::Admission;
-use switchboard_models::{Agent, AgentId, ApiToken, AuditAction, CannedResponse, ConversationId, DeliveryState, DomainEvent, Presence, Role};
+use switchboard_models::{Agent, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, ConversationId, DeliveryState, DomainEvent, Presence, Role};
 pub use views::Views;
 
 pub fn routes() -> Router<AppState> {
@@ -831,12 +831,33 @@ async fn update_agent(State(state): State<AppState>, SignedAdmin(signed): Signed
     Ok(Redirect::to("/panel/admin/agents").into_response())
 }
 
-async fn audit(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin) -> Result<Html<String>, ApiError> {
+/// `?before=N`: the audit page after the one that ended at entry N.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    before: Option<i64>,
+}
+
+const AUDIT_PER_PAGE: u32 = 100;
+
+async fn audit(
+    State(state): State<AppState>,
+    SignedAdmin(signed): SignedAdmin,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Html<String>, ApiError> {
+    let Query(query) = query.map_err(|rejection| {
+        let why = rejection.body_text();
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("{}. The audit log takes before (an entry number).", why.trim_end_matches('.')))
+    })?;
     let store = state.engine.store();
     let agents = store.list_agents().await?;
     let name = |id: Option<AgentId>| id.map(|id| agents.iter().find(|a| a.id == id).map(|a| a.name.clone()).unwrap_or_else(|| id.to_string()));
-    let entries = store.audit_entries(500).await?;
-    let data = json!({"entries": entries.iter().map(|e| json!({
+    let mut numbered = store.audit_page(query.before, AUDIT_PER_PAGE + 1).await?;
+    let more = numbered.len() > AUDIT_PER_PAGE as usize;
+    numbered.truncate(AUDIT_PER_PAGE as usize);
+    let older = more.then(|| numbered.last().map(|(number, _)| format!("/panel/admin/audit?before={number}"))).flatten();
+    let entries: Vec<&AuditEntry> = numbered.iter().map(|(_, entry)| entry).collect();
+    let data = json!({"older_url": older, "paged": query.before.is_some(), "entries": entries.iter().map(|e| json!({
         "at": views::time(&e.at),
         "actor": name(e.actor).unwrap_or_else(|| "Switchboard".into()),
         "action": e.action.as_str(),

@@ -631,7 +631,7 @@ async fn page_to_the_end(client: &switchboard_tests::panel::PanelClient, convers
         let Some(next) = link.and_then(|before| before.rsplit("href=\"").next()) else {
             break;
         };
-        path = next.replace("&amp;", "&");
+        path = next.replace("&amp;", "&").replace("&#x3D;", "=");
     }
     anyhow::ensure!(rows == conversations, "paging reached {rows} of {conversations} conversations");
     println!(

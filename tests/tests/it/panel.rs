@@ -400,3 +400,39 @@ async fn a_long_conversation_is_read_a_page_at_a_time_backwards() {
         assert!(body["error"]["message"].as_str().unwrap_or_default().contains("limit (1 to 1000)"), "{bad}: {body}");
     }
 }
+
+#[tokio::test]
+async fn the_audit_log_pages_back_to_its_first_entry() {
+    let server = TestServer::start().await;
+    let team = team(&server).await;
+    let store = server.engine().store();
+    for n in 0..130 {
+        let entry = switchboard_models::AuditEntry {
+            at: chrono::Utc::now(),
+            actor: Some(team.ann_id),
+            action: switchboard_models::AuditAction::Presence,
+            conversation: None,
+            subject_agent: None,
+            before: Some(format!("state-{n}-before")),
+            after: Some(format!("state-{n}-after")),
+        };
+        store.record_audit(&entry).await.unwrap();
+    }
+    let total = store.audit_page(None, 1000).await.unwrap().len();
+    let mut path = "/panel/admin/audit".to_string();
+    let mut rows = 0;
+    let mut pages = 0;
+    loop {
+        let page = team.admin.get(&path).await;
+        assert_eq!(page.status, 200);
+        rows += page.body.matches("data-test=\"audit-row\"").count();
+        pages += 1;
+        let Some(next) = page.body.split("\" data-test=\"next-page\"").next().filter(|_| page.body.contains("data-test=\"next-page\"")) else {
+            assert!(page.body.contains("state-0-before"), "the last page holds the first entry");
+            break;
+        };
+        path = next.rsplit("href=\"").next().unwrap().replace("&amp;", "&").replace("&#x3D;", "=");
+    }
+    assert_eq!((rows, pages), (total, total.div_ceil(100)), "every entry once, 100 a page");
+    assert_eq!(team.admin.get("/panel/admin/audit?page=2").await.status, StatusCode::BAD_REQUEST);
+}

@@ -554,8 +554,13 @@ async fn audit_entries_newest_first(backend: Backend) {
     let second = entry(AuditAction::Status, now() + chrono::Duration::seconds(1));
     let write = StepWrite { conversation: Some(conversation.clone()), audit: Some(second.clone()), ..StepWrite::default() };
     store.commit(write).await.unwrap();
-    assert_eq!(store.audit_entries(10).await.unwrap(), [second.clone(), first]);
-    assert_eq!(store.audit_entries(1).await.unwrap(), [second]);
+    assert_eq!(store.audit_entries(10).await.unwrap(), [second.clone(), first.clone()]);
+    assert_eq!(store.audit_entries(1).await.unwrap(), [second.clone()]);
+    let newest = store.audit_page(None, 1).await.unwrap();
+    assert_eq!(newest.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(), [second]);
+    let older = store.audit_page(Some(newest[0].0), 10).await.unwrap();
+    assert_eq!(older.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(), [first], "the page after the newest holds the rest");
+    assert!(store.audit_page(Some(older[0].0), 10).await.unwrap().is_empty());
 }
 
 async fn message_pages_and_recent_customer_texts(backend: Backend) {
