@@ -705,7 +705,7 @@ impl Engine {
     /// When giving `agent` one more conversation goes past their capacity: refused when the
     /// policy forbids it, else the note the audit entry carries ("over capacity: 3 of 2").
     async fn over_capacity(&self, agent: &Agent, taking: ConversationId) -> Result<Option<String>, EngineError> {
-        let open = self.store.agent_conversations(agent.id).await?.iter().filter(|c| c.id != taking).count() as u32;
+        let open = self.store.agent_load(agent.id, Some(taking)).await?;
         if open < agent.capacity {
             return Ok(None);
         }
@@ -720,7 +720,7 @@ impl Engine {
 
     /// An agent's unfinished conversations and their capacity.
     pub async fn load_of(&self, agent: &Agent) -> Result<(u32, u32), EngineError> {
-        Ok((self.store.agent_conversations(agent.id).await?.len() as u32, agent.capacity))
+        Ok((self.store.agent_load(agent.id, None).await?, agent.capacity))
     }
 
     /// Agents act on conversations that are theirs or nobody's; admins on any.

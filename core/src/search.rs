@@ -26,6 +26,13 @@ pub fn search_words(text: &str) -> Vec<SearchWord> {
         .collect()
 }
 
+/// Whether every word of a search is in `text`: the stores' full-text rule, for texts already
+/// read (one conversation's messages).
+pub fn matches_all(text: &str, words: &[SearchWord]) -> bool {
+    let text_words: Vec<&str> = text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    !words.is_empty() && words.iter().all(|word| text_words.iter().any(|candidate| word.matches(candidate)))
+}
+
 /// About `width` characters of `text` around its first match, cut into pieces that are a
 /// match (`true`) or not, for the panel to mark. Newlines become spaces.
 pub fn highlight(text: &str, words: &[SearchWord], width: usize) -> Vec<(String, bool)> {
@@ -70,6 +77,15 @@ pub fn highlight(text: &str, words: &[SearchWord], width: usize) -> Vec<(String,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_word_must_be_in_the_text() {
+        let words = search_words("refu CARD");
+        assert!(matches_all("Please refund my card.", &words));
+        assert!(!matches_all("Please refund me.", &words));
+        assert!(!matches_all("scar of a cardinal refusal", &search_words("ar")), "short words match only whole");
+        assert!(!matches_all("anything", &[]), "no words find nothing");
+    }
 
     #[test]
     fn words_are_plain_and_short_ones_whole() {

@@ -424,6 +424,19 @@ impl $store {
         rows.iter().map(conversation_from_row).collect()
     }
 
+    async fn agent_load(&self, agent: AgentId, except: Option<ConversationId>) -> Result<u32, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM conversations WHERE agent_id = $1 AND status NOT IN ('resolved', 'closed', 'rejected') \
+             AND id <> $2",
+        )
+        .bind(agent.to_string())
+        .bind(except.map(|id| id.to_string()).unwrap_or_default())
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(count as u32)
+    }
+
     async fn agent_conversations(&self, agent: AgentId) -> Result<Vec<Conversation>, StoreError> {
         let rows = sqlx::query(sql!(
             "SELECT ",

@@ -403,6 +403,38 @@ struct ConversationQuery {
     done: Option<String>,
     /// Show the page of messages before this seq (the "Earlier messages" link).
     before: Option<i64>,
+    /// Show only the messages with these words.
+    q: Option<String>,
+}
+
+/// The newest `limit` messages of one conversation that hold every word of `text`, oldest
+/// first, with how many matched in all. The conversation index bounds the read to its
+/// messages; the words follow the list search's rules.
+pub(crate) async fn conversation_matches(
+    store: &dyn Store,
+    id: ConversationId,
+    text: &str,
+    limit: usize,
+) -> Result<(Vec<switchboard_models::Message>, usize), ApiError> {
+    let words = switchboard_core::search::search_words(text);
+    let mut found = std::collections::VecDeque::new();
+    let mut count = 0;
+    let mut after = 0;
+    loop {
+        let page = store.conversation_messages(id, after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for message in page {
+            if switchboard_core::search::matches_all(&message.text, &words) {
+                count += 1;
+                found.push_back(message);
+                if found.len() > limit {
+                    found.pop_front();
+                }
+            }
+        }
+    }
+    Ok((found.into(), count))
 }
 
 /// Messages on one conversation page; older ones are a link away.
@@ -415,7 +447,19 @@ async fn conversation(
     Query(query): Query<ConversationQuery>,
 ) -> Result<Response, ApiError> {
     let done = query.done.as_deref().and_then(views::action_done);
-    render_conversation(&state, &signed, conversation_id(&id)?, Draft::None, done, query.before).await
+    let shown = match query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        Some(q) => MessagesShown::Matching(q.to_string()),
+        None => MessagesShown::Before(query.before),
+    };
+    render_conversation(&state, &signed, conversation_id(&id)?, Draft::None, done, shown).await
+}
+
+/// Which of a conversation's messages its page shows.
+enum MessagesShown {
+    /// The page before this seq (`None`: the newest).
+    Before(Option<i64>),
+    /// Those with these words.
+    Matching(String),
 }
 
 /// What the reply box is prefilled with.
@@ -431,7 +475,7 @@ async fn render_conversation(
     id: ConversationId,
     draft: Draft,
     done: Option<views::ActionDone>,
-    before: Option<i64>,
+    shown: MessagesShown,
 ) -> Result<Response, ApiError> {
     let store = state.engine.store();
     let Some(c) = store.conversation(id).await? else {
@@ -440,8 +484,27 @@ async fn render_conversation(
     let agents = store.list_agents().await?;
     let contact = store.contact(c.contact_id).await?.ok_or(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such customer."))?;
     let customer = contact.label();
-    let mut messages = store.latest_conversation_messages(c.id, before, MESSAGES_PER_PAGE + 1).await?;
-    let earlier = (messages.len() > MESSAGES_PER_PAGE as usize).then(|| messages.remove(0)).and_then(|_| messages.first().map(|m| m.seq));
+    let (messages, earlier, search) = match &shown {
+        MessagesShown::Before(before) => {
+            let mut messages = store.latest_conversation_messages(c.id, *before, MESSAGES_PER_PAGE + 1).await?;
+            let more = messages.len() > MESSAGES_PER_PAGE as usize;
+            if more {
+                messages.remove(0);
+            }
+            let earlier = more.then(|| messages.first().map(|m| m.seq)).flatten();
+            (messages, earlier, None)
+        }
+        MessagesShown::Matching(q) => {
+            let (messages, count) = conversation_matches(store.as_ref(), c.id, q, MESSAGES_PER_PAGE as usize).await?;
+            let label = match count {
+                0 => format!("No message here has “{q}”."),
+                1 => format!("1 message has “{q}”."),
+                n if n > messages.len() => format!("{} messages have “{q}”; the newest {} are shown.", views::count(n as u64), messages.len()),
+                n => format!("{} messages have “{q}”.", views::count(n as u64)),
+            };
+            (messages, None, Some(json!({"q": q, "label": label})))
+        }
+    };
     let undelivered = messages_failed(&messages);
     let (open, capacity) = state.engine.load_of(&signed.agent).await?;
     let others = store.contact_conversations(c.contact_id).await?;
@@ -471,7 +534,8 @@ async fn render_conversation(
         },
         "messages": messages.iter().map(|m| views::message(m, &c, &customer, &agents)).collect::<Vec<_>>(),
         "earlier": earlier,
-        "paged_back": before.is_some(),
+        "paged_back": !matches!(shown, MessagesShown::Before(None)),
+        "search": search,
         "others": others.iter().filter(|o| o.conversation.id != c.id).map(|o| json!({
             "id": o.conversation.id.to_string(),
             "status_label": views::status_label(o.conversation.status),
@@ -587,7 +651,7 @@ async fn act(State(state): State<AppState>, signed: Signed, Path((id, action)): 
             Ok(text) => Draft::Text(text),
             Err(error) => Draft::Failed(error.message),
         };
-        return render_conversation(&state, &signed, id, draft, None, None).await;
+        return render_conversation(&state, &signed, id, draft, None, MessagesShown::Before(None)).await;
     }
     let value = match action.as_str() {
         "status" => form.status.as_str(),

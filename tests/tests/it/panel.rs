@@ -370,6 +370,16 @@ async fn a_long_conversation_is_read_a_page_at_a_time_backwards() {
     assert!(older.body.contains("data-test=\"newest-messages\""), "and a way back to the newest");
     assert!(!older.body.contains("data-test=\"earlier-messages\""), "nothing before the first message");
 
+    // Search within the conversation: whole short words, every word, the newest matches.
+    let one = team.ann.get(&format!("/panel/conversations/{id}?q=23+STORY")).await.body;
+    assert!(one.contains("1 message has “23 STORY”."), "{one}");
+    assert!(one.contains("line 23 of my story") && !one.contains("line 230 of my story") && !one.contains("line 123 of"));
+    let many = team.ann.get(&format!("/panel/conversations/{id}?q=stor")).await.body;
+    assert!(many.contains("230 messages have “stor”; the newest 200 are shown."), "{many}");
+    assert!(many.contains("line 230 of my story") && !many.contains("line 30 of my story"));
+    let none = team.ann.get(&format!("/panel/conversations/{id}?q=zebra")).await.body;
+    assert!(none.contains("No message here has “zebra”.") && !none.contains("data-test=\"message\""));
+
     // The API pages the same way, both directions, and refuses what it does not know.
     let token = team.ann.new_api_token("reader").await;
     let http = reqwest::Client::new();
