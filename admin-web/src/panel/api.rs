@@ -1,7 +1,7 @@
 //! The JSON API: the panel's actions for integrations, authenticated by per-user API tokens.
 
 use super::auth::ApiCaller;
-use super::{ListQuery, apply_action, conversation_id, filter_of, list_page, list_query};
+use super::{ListQuery, apply_action, conversation_id, filter_of, list_page, list_query, messages_before};
 use axum::extract::rejection::QueryRejection;
 use crate::AppState;
 use crate::error::ApiError;
@@ -128,16 +128,10 @@ async fn detail(
         .conversation(conversation_id(&id)?)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."))?;
-    // One more than asked for tells whether there is another page.
     let (messages, earlier, later) = match (query.before, query.after) {
         (Some(_), Some(_)) => return Err(refused("before and after were both given".into())),
         (before, None) => {
-            let mut page = store.latest_conversation_messages(c.id, before, limit + 1).await?;
-            let more = page.len() > limit as usize;
-            if more {
-                page.remove(0);
-            }
-            let earlier = more.then(|| page.first().map(|m| m.seq)).flatten();
+            let (page, earlier) = messages_before(store.as_ref(), c.id, before, limit).await?;
             let later = before.and_then(|_| page.last().map(|m| m.seq));
             (page, earlier, later)
         }

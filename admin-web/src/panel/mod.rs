@@ -437,6 +437,24 @@ pub(crate) async fn conversation_matches(
     Ok((found.into(), count))
 }
 
+/// The newest `limit` messages before `before` (oldest first), and the `before` cursor of the
+/// page preceding them when there is one.
+pub(crate) async fn messages_before(
+    store: &dyn Store,
+    id: ConversationId,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<(Vec<switchboard_models::Message>, Option<i64>), ApiError> {
+    // One more than asked for tells whether there is an earlier page.
+    let mut page = store.latest_conversation_messages(id, before, limit + 1).await?;
+    let more = page.len() > limit as usize;
+    if more {
+        page.remove(0);
+    }
+    let earlier = more.then(|| page.first().map(|m| m.seq)).flatten();
+    Ok((page, earlier))
+}
+
 /// Messages on one conversation page; older ones are a link away.
 const MESSAGES_PER_PAGE: u32 = 200;
 
@@ -486,12 +504,7 @@ async fn render_conversation(
     let customer = contact.label();
     let (messages, earlier, search) = match &shown {
         MessagesShown::Before(before) => {
-            let mut messages = store.latest_conversation_messages(c.id, *before, MESSAGES_PER_PAGE + 1).await?;
-            let more = messages.len() > MESSAGES_PER_PAGE as usize;
-            if more {
-                messages.remove(0);
-            }
-            let earlier = more.then(|| messages.first().map(|m| m.seq)).flatten();
+            let (messages, earlier) = messages_before(store.as_ref(), c.id, *before, MESSAGES_PER_PAGE).await?;
             (messages, earlier, None)
         }
         MessagesShown::Matching(q) => {
