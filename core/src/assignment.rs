@@ -4,6 +4,20 @@
 use crate::ports::AgentLoad;
 use switchboard_models::Agent;
 
+/// An agent's load is counted up to here: past it the exact number changes no decision, and
+/// counting an agent who holds 50,000 conversations cost more than the rest of their page.
+pub const LOAD_COUNTED_UP_TO: u32 = 1000;
+
+/// A load as words: "3", or "1000 or more" once counting stopped.
+pub fn load_words(open: u32) -> String {
+    if open >= LOAD_COUNTED_UP_TO { format!("{LOAD_COUNTED_UP_TO} or more") } else { open.to_string() }
+}
+
+/// What the panel and the API tell an agent past their capacity.
+pub fn over_capacity_warning(open: u32, capacity: u32) -> Option<String> {
+    (open > capacity).then(|| format!("You have {} conversations; your capacity is {capacity}.", load_words(open)))
+}
+
 pub fn pick_agent(loads: &[AgentLoad]) -> Option<&Agent> {
     loads
         .iter()
@@ -41,5 +55,13 @@ mod tests {
         assert!(pick_agent(&full).is_none(), "nobody has room");
         let tie = [load("bo", 3, 1, 2), load("ann", 3, 1, 1)];
         assert_eq!(pick_agent(&tie).unwrap().name, "ann", "ties go to the longest-standing account");
+    }
+
+    #[test]
+    fn loads_past_the_count_are_worded_as_a_bound() {
+        assert_eq!(load_words(3), "3");
+        assert_eq!(load_words(LOAD_COUNTED_UP_TO), format!("{LOAD_COUNTED_UP_TO} or more"));
+        assert_eq!(over_capacity_warning(2, 2), None);
+        assert_eq!(over_capacity_warning(3, 2).as_deref(), Some("You have 3 conversations; your capacity is 2."));
     }
 }

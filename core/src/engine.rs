@@ -711,11 +711,13 @@ impl Engine {
         }
         if !self.policy.allow_over_capacity {
             return Err(EngineError::Forbidden(format!(
-                "{} has {open} of {} conversations; finish or release one first (bot.allow_over_capacity is off)",
-                agent.name, agent.capacity
+                "{} has {} of {} conversations; finish or release one first (bot.allow_over_capacity is off)",
+                agent.name,
+                crate::assignment::load_words(open),
+                agent.capacity
             )));
         }
-        Ok(Some(format!("over capacity: {} of {}", open + 1, agent.capacity)))
+        Ok(Some(format!("over capacity: {} of {}", crate::assignment::load_words(open + 1), agent.capacity)))
     }
 
     /// An agent's unfinished conversations and their capacity.

@@ -2,7 +2,7 @@
 //! drives, and `Engine`, the shell that loads, decides, persists and publishes.
 //! Knows nothing of channels' protocols, HTTP, HTML or SQL.
 
-mod assignment;
+pub mod assignment;
 pub mod attachments;
 mod engine;
 mod events;

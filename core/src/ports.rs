@@ -194,7 +194,8 @@ pub trait Store: Send + Sync {
     async fn queued_conversations(&self, limit: u32) -> Result<Vec<Conversation>, StoreError>;
     /// The agent's unfinished conversations.
     async fn agent_conversations(&self, agent: AgentId) -> Result<Vec<Conversation>, StoreError>;
-    /// How many unfinished conversations `agent` has, not counting `except`: their load.
+    /// How many unfinished conversations `agent` has, not counting `except`: their load,
+    /// counted up to `assignment::LOAD_COUNTED_UP_TO`.
     async fn agent_load(&self, agent: AgentId, except: Option<ConversationId>) -> Result<u32, StoreError>;
     /// Sets an agent's presence and logs the change (for working-hours reports).
     async fn set_presence(&self, agent: AgentId, presence: Presence, at: Timestamp) -> Result<(), StoreError>;

@@ -36,7 +36,7 @@ pub(crate) fn contains_pattern(text: &str) -> String {
 /// Emits the shared step-writing helpers (`portable::write_step` and what it calls) and the
 /// `Store` impl for `$store`, with `$specific` methods spliced in.
 macro_rules! portable_store {
-    (store: $store:ty, conn: $conn:ty, db: $db:ty, like: $like:literal, text_search: $text_search:path, specific: { $($specific:tt)* }) => {
+    (store: $store:ty, conn: $conn:ty, db: $db:ty, contact_search: $contact_search:path, text_search: $text_search:path, specific: { $($specific:tt)* }) => {
         pub(crate) mod portable {
             #![allow(unused_imports)]
             use super::*;
@@ -88,12 +88,12 @@ fn list_conditions(filter: &ConversationFilter) -> (String, Vec<String>, Vec<Str
         conditions.push("EXISTS (SELECT 1 FROM messages f WHERE f.conversation_id = c.id AND f.gave_up_at IS NOT NULL)".into());
     }
     if let Some(text) = filter.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        let pattern = crate::portable::contains_pattern(text);
-        binds.push(pattern);
-        let n = binds.len();
-        // Names and channel ids by substring (one row per customer); message text through the
-        // full-text index: its newest SEARCH_HITS matches, so a word in every message costs no
-        // more than a rare one.
+        let (contacts, value) = $contact_search(text);
+        binds.push(value);
+        let contacts = contacts.replace('?', &format!("${}", binds.len()));
+        // Names and channel ids through the contacts' own index (one row per customer); message
+        // text through the full-text index: its newest SEARCH_HITS matches, so a word in every
+        // message costs no more than a rare one.
         let words = switchboard_core::search::search_words(text);
         let in_messages = if words.is_empty() {
             String::new()
@@ -103,11 +103,7 @@ fn list_conditions(filter: &ConversationFilter) -> (String, Vec<String>, Vec<Str
             with = format!("WITH hit AS MATERIALIZED ({})", hits.replace("?", &format!("${}", binds.len())));
             " OR c.id IN (SELECT h.conversation_id FROM hit h)".to_string()
         };
-        conditions.push(format!(
-            "(c.contact_id IN (SELECT n.id FROM contacts n WHERE n.display_name {like} ${n} ESCAPE '\\' \
-             OR n.external_id {like} ${n} ESCAPE '\\'){in_messages})",
-            like = $like
-        ));
+        conditions.push(format!("(c.contact_id IN ({contacts}){in_messages})"));
     }
     (with, conditions, binds)
 }
@@ -426,11 +422,12 @@ impl $store {
 
     async fn agent_load(&self, agent: AgentId, except: Option<ConversationId>) -> Result<u32, StoreError> {
         let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM conversations WHERE agent_id = $1 AND status NOT IN ('resolved', 'closed', 'rejected') \
-             AND id <> $2",
+            "SELECT COUNT(*) FROM (SELECT 1 FROM conversations WHERE agent_id = $1 \
+             AND status NOT IN ('resolved', 'closed', 'rejected') AND id <> $2 LIMIT $3) counted",
         )
         .bind(agent.to_string())
         .bind(except.map(|id| id.to_string()).unwrap_or_default())
+        .bind(i64::from(switchboard_core::assignment::LOAD_COUNTED_UP_TO))
         .fetch_one(&self.reader)
         .await
         .map_err(backend)?;
@@ -497,10 +494,15 @@ impl $store {
         };
         let select = SUMMARY_SELECT.replacen("SELECT ", &format!("SELECT {matched} AS matched_text, "), 1);
         let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-        let sql = format!(
-            "{with} {select} {filter_sql} ORDER BY {sort_key} {direction}, c.id {direction} LIMIT {}",
+        // The page's ids first, then the summaries of those rows only: a summary's subqueries
+        // (last message, undelivered) would otherwise run for every matching row before the sort.
+        let order = format!("ORDER BY {sort_key} {direction}, c.id {direction}");
+        let page = format!(
+            "page AS MATERIALIZED (SELECT c.id FROM conversations c {filter_sql} {order} LIMIT {})",
             filter.limit.clamp(1, 1000)
         );
+        let with = if with.is_empty() { format!("WITH {page}") } else { format!("{with}, {page}") };
+        let sql = format!("{with} {select} WHERE c.id IN (SELECT p.id FROM page p) {order}");
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for value in binds {
             query = query.bind(value);

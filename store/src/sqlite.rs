@@ -192,12 +192,23 @@ fn message_hits(words: &[switchboard_core::search::SearchWord], limit: u32) -> (
     (sql, query)
 }
 
+/// Contacts whose name or channel id contains `text` (SQL with `?` for the one value): the
+/// trigram index for three characters or more, a scan of contacts for shorter text.
+fn contact_hits(text: &str) -> (String, String) {
+    if text.chars().count() >= 3 {
+        let phrase = format!("\"{}\"", text.replace('"', "\"\""));
+        ("SELECT contact_id FROM contacts_search WHERE contacts_search MATCH ?".into(), phrase)
+    } else {
+        let sql = "SELECT n.id FROM contacts n WHERE n.display_name LIKE ? ESCAPE '\\' OR n.external_id LIKE ? ESCAPE '\\'";
+        (sql.into(), crate::portable::contains_pattern(text))
+    }
+}
+
 portable_store! {
     store: SqliteStore,
     conn: SqliteConnection,
     db: Sqlite,
-    // SQLite's LIKE ignores ASCII case already.
-    like: "LIKE",
+    contact_search: contact_hits,
     text_search: message_hits,
     specific: {
         async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError> {

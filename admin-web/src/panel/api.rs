@@ -191,6 +191,6 @@ async fn action(
     apply_action(&state, &agent, id, &body.action, body.text, &body.value, body.version).await?;
     let c = state.engine.store().conversation(id).await?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."))?;
     let (open, capacity) = state.engine.load_of(&agent).await?;
-    let warning = (open > capacity).then(|| format!("You have {open} conversations; your capacity is {capacity}."));
+    let warning = switchboard_core::assignment::over_capacity_warning(open, capacity);
     Ok(Json(json!({"conversation": conversation_json(&c), "warning": warning})))
 }

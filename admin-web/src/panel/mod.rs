@@ -562,7 +562,7 @@ async fn render_conversation(
         "draft": match &draft { Draft::Text(text) => text.as_str(), _ => "" },
         "draft_error": match &draft { Draft::Failed(why) => why.as_str(), _ => "" },
         "flash": done.map(|d| json!({"kind": "ok", "text": d.confirmation})),
-        "over_capacity": (open > capacity).then(|| format!("You have {open} conversations; your capacity is {capacity}.")),
+        "over_capacity": switchboard_core::assignment::over_capacity_warning(open, capacity),
         "focus": match (&draft, done) {
             (Draft::Text(_) | Draft::Failed(_), _) => "reply-text",
             (_, Some(d)) => d.focus,

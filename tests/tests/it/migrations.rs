@@ -19,6 +19,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0005_delivery_status.sql", "9a7b2e9beb06ac666e11f73c13b67ef339225b5e5029d10675171a592a01711f"),
     ("sqlite/0006_message_search.sql", "9fc8f4c480f878cd6ae59e2589e2fedbc61009b791a79607f85e641493a2628b"),
     ("postgres/0006_message_search.sql", "09a74b1352f266b3e5692bfae0af7466b272c5ba2b87c1963b7462fce4434ac1"),
+    ("sqlite/0007_search_indexes.sql", "189c98062c3f98059c69b96c987659363204039e2b4c9a43d1ef14e76788cbb0"),
+    ("postgres/0007_search_indexes.sql", "e0b0ba6e0113f4da936fe462a4251e1e5f33b4441867e85a5b76e2f3e55bc98b"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

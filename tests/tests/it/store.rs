@@ -499,6 +499,8 @@ async fn lists_filters_search_and_counts(backend: Backend) {
     assert_eq!(ids(queue), [billing.id]);
     let mine = ConversationFilter { assignee: Some(Assignee::Agent(ann.id)), ..Default::default() };
     let mine = store.list_conversations(&all(mine)).await.unwrap();
+    assert_eq!(store.agent_load(ann.id, None).await.unwrap(), 1);
+    assert_eq!(store.agent_load(ann.id, Some(taken.id)).await.unwrap(), 0, "the conversation being taken is not counted");
     assert_eq!(mine[0].agent_name.as_deref(), Some("Ann"));
     assert_eq!(ids(mine), [taken.id]);
     let urgent = ConversationFilter { priority: Some(Priority::Urgent), category: Some(Category::Billing), ..Default::default() };
@@ -527,6 +529,22 @@ async fn lists_filters_search_and_counts(backend: Backend) {
     let later = message(&billing, Sender::Customer, "Überweisung storniert, bitte prüfen", Some("fts:1"));
     store.commit(step_write(Some(later), vec![])).await.unwrap();
     assert_eq!(ids(store.list_conversations(&search("überweisung")).await.unwrap()), [billing.id], "new messages are found at once");
+    let reference = message(&billing, Sender::Bot, "Case SB-4242 is open; write to help@example.com (v2.5)", None);
+    store.commit(step_write(None, vec![reference])).await.unwrap();
+    for words in ["4242", "sb 4242", "example com", "help", "v2 5"] {
+        assert_eq!(ids(store.list_conversations(&search(words)).await.unwrap()), [billing.id], "`{words}`: words are runs of letters and digits");
+    }
+    // Names and channel ids match by any part, in any case, through their own index; a rename
+    // is searchable at once and the old name no longer finds the customer.
+    assert_eq!(ids(store.list_conversations(&search("SITOR-8")).await.unwrap()), [taken.id], "part of an id, any case");
+    assert_eq!(ids(store.list_conversations(&search("-8")).await.unwrap()), [taken.id], "two characters still match");
+    assert_eq!(store.count_conversations(&search("ann")).await.unwrap().count, 3, "every customer named Ann");
+    let contact = store.contact(taken.contact_id).await.unwrap().unwrap();
+    let renamed = Contact { display_name: Some("Chidi Okafor-Brown".into()), ..contact };
+    store.commit(StepWrite { contact: Some(renamed), ..StepWrite::default() }).await.unwrap();
+    assert_eq!(ids(store.list_conversations(&search("kafor-b")).await.unwrap()), [taken.id], "the new name is found");
+    assert_eq!(store.count_conversations(&search("ann")).await.unwrap().count, 2, "the old name is gone from the index");
+    assert!(store.list_conversations(&search("\"Okafor\"")).await.unwrap().is_empty(), "quotes are literal");
     let limited = ConversationFilter { limit: 1, ..Default::default() };
     assert_eq!(store.list_conversations(&limited).await.unwrap().len(), 1);
     assert_eq!(ids(store.contact_conversations(billing.contact_id).await.unwrap()), [billing.id]);
