@@ -47,8 +47,32 @@ pub enum ListOrder {
     /// Most recently updated first.
     #[default]
     Recent,
-    /// Waiting longest first (since escalation, else since creation): the queue's head on top.
+    /// Waiting longest first (since escalation, else since creation).
     LongestWaiting,
+    /// The order the queue is worked in: urgent before high before medium before low before
+    /// none, then waiting longest. Auto-assignment takes conversations in this order.
+    NextInLine,
+}
+
+/// A queued conversation's place in line as one number: the priority's rank, then the wait
+/// start in milliseconds (below 10^13 until the year 2286). The store sorts by the same sum.
+pub fn next_in_line_key(c: &Conversation) -> i64 {
+    let rank = match c.priority {
+        Some(Priority::Urgent) => 0,
+        Some(Priority::High) => 1,
+        Some(Priority::Medium) => 2,
+        Some(Priority::Low) => 3,
+        None => 4,
+    };
+    rank * NEXT_IN_LINE_RANK_STEP + waiting_since(c).timestamp_millis()
+}
+
+/// What one priority rank adds to `next_in_line_key`.
+pub const NEXT_IN_LINE_RANK_STEP: i64 = 10_000_000_000_000;
+
+/// When a conversation started waiting for a person: its escalation, else its creation.
+pub fn waiting_since(c: &Conversation) -> Timestamp {
+    c.escalation.as_ref().map(|e| e.at).unwrap_or(c.created_at)
 }
 
 /// Where a page ended: the sort key and id of its last row.
@@ -63,10 +87,11 @@ impl ListCursor {
     pub fn after(summary: &ConversationSummary, order: ListOrder) -> Self {
         let c = &summary.conversation;
         let key = match order {
-            ListOrder::Recent => c.updated_at,
-            ListOrder::LongestWaiting => c.escalation.as_ref().map(|e| e.at).unwrap_or(c.created_at),
+            ListOrder::Recent => c.updated_at.timestamp_millis(),
+            ListOrder::LongestWaiting => waiting_since(c).timestamp_millis(),
+            ListOrder::NextInLine => next_in_line_key(c),
         };
-        Self { key: key.timestamp_millis(), id: c.id }
+        Self { key, id: c.id }
     }
 
     /// `<millis>.<id>`, as it travels in URLs.
@@ -190,7 +215,7 @@ pub trait Store: Send + Sync {
     async fn mark_unreachable(&self, contact: ContactId, since: Timestamp, reason: &str) -> Result<(), StoreError>;
     /// Active online agents with how many unfinished conversations each handles.
     async fn assignment_candidates(&self) -> Result<Vec<AgentLoad>, StoreError>;
-    /// Conversations waiting for an agent, longest waiting first.
+    /// Conversations waiting for an agent, next in line first (`ListOrder::NextInLine`).
     async fn queued_conversations(&self, limit: u32) -> Result<Vec<Conversation>, StoreError>;
     /// The agent's unfinished conversations.
     async fn agent_conversations(&self, agent: AgentId) -> Result<Vec<Conversation>, StoreError>;

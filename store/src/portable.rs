@@ -19,6 +19,11 @@ pub(crate) const SUMMARY_SELECT: &str = "SELECT c.*, k.display_name AS customer_
      COALESCE((SELECT MAX(m.created_at) FROM messages m WHERE m.conversation_id = c.id), c.updated_at) AS last_activity \
      FROM conversations c JOIN contacts k ON k.id = c.contact_id LEFT JOIN agents a ON a.id = c.agent_id";
 
+/// `ports::next_in_line_key` in SQL, over the conversation aliased `c`. Migration 0008 indexes
+/// the same expression for the queue; change both together, in a new migration.
+pub(crate) const NEXT_IN_LINE_KEY: &str = "((CASE c.priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 \
+     WHEN 'medium' THEN 2 WHEN 'low' THEN 3 ELSE 4 END) * 10000000000000 + COALESCE(c.escalated_at, c.created_at))";
+
 /// SQL with the column lists spliced in once, at first use.
 macro_rules! sql {
     ($($part:expr),+ $(,)?) => {{
@@ -40,7 +45,7 @@ macro_rules! portable_store {
         pub(crate) mod portable {
             #![allow(unused_imports)]
             use super::*;
-            use crate::portable::{AGENT_COLUMNS, CONTACT_COLUMNS, CONVERSATION_COLUMNS, MESSAGE_COLUMNS, SUMMARY_SELECT, sql};
+            use crate::portable::{AGENT_COLUMNS, CONTACT_COLUMNS, CONVERSATION_COLUMNS, MESSAGE_COLUMNS, NEXT_IN_LINE_KEY, SUMMARY_SELECT, sql};
             use crate::rows::{
                 Columns, agent_from_row, audit_from_row, backend, contact_from_prefixed_row, contact_from_row,
                 conversation_from_row, claimed_in_order, message_from_row, millis, summary_from_row, to_json,
@@ -57,12 +62,14 @@ macro_rules! portable_store {
                 ConversationId, Handler, Message, MessageId, OutboundMessage, Presence, Timestamp,
             };
 
-/// A list's filters as SQL: a `WITH` clause (the message hits of a search), conditions on
-/// `c`, and the values they bind, in order. Structure is built here; every value is bound.
-fn list_conditions(filter: &ConversationFilter) -> (String, Vec<String>, Vec<String>) {
+/// A list's filters as SQL: a `WITH` clause (what a search found), conditions on `c`, the
+/// values they bind, in order, and whether a `hit` table holds the matching messages.
+/// Structure is built here; every value is bound.
+fn list_conditions(filter: &ConversationFilter) -> (String, Vec<String>, Vec<String>, bool) {
     let mut conditions: Vec<String> = Vec::new();
     let mut binds: Vec<String> = Vec::new();
     let mut with = String::new();
+    let mut message_hits = false;
     let bind = |condition: &str, value: String, binds: &mut Vec<String>| {
         binds.push(value);
         condition.replace('?', &format!("${}", binds.len()))
@@ -93,19 +100,25 @@ fn list_conditions(filter: &ConversationFilter) -> (String, Vec<String>, Vec<Str
         let contacts = contacts.replace('?', &format!("${}", binds.len()));
         // Names and channel ids through the contacts' own index (one row per customer); message
         // text through the full-text index: its newest SEARCH_HITS matches, so a word in every
-        // message costs no more than a rare one.
+        // message costs no more than a rare one. The matches are gathered first, so each index
+        // is planned on its own and the list reads only the conversations found.
+        let by_customer = format!("SELECT f.id FROM conversations f WHERE f.contact_id IN ({contacts})");
         let words = switchboard_core::search::search_words(text);
-        let in_messages = if words.is_empty() {
-            String::new()
+        with = if words.is_empty() {
+            format!("WITH found AS MATERIALIZED ({by_customer})")
         } else {
             let (hits, query) = $text_search(&words, SEARCH_HITS);
             binds.push(query);
-            with = format!("WITH hit AS MATERIALIZED ({})", hits.replace("?", &format!("${}", binds.len())));
-            " OR c.id IN (SELECT h.conversation_id FROM hit h)".to_string()
+            let hits = hits.replace('?', &format!("${}", binds.len()));
+            message_hits = true;
+            format!(
+                "WITH hit AS MATERIALIZED ({hits}), \
+                 found AS MATERIALIZED ({by_customer} UNION SELECT h.conversation_id FROM hit h)"
+            )
         };
-        conditions.push(format!("(c.contact_id IN ({contacts}){in_messages})"));
+        conditions.push("c.id IN (SELECT found.id FROM found)".to_string());
     }
-    (with, conditions, binds)
+    (with, conditions, binds, message_hits)
 }
 
 /// The messages go in one statement, inbound first; if the inbound one is a duplicate, the
@@ -411,7 +424,9 @@ impl $store {
         let rows = sqlx::query(sql!(
             "SELECT ",
             CONVERSATION_COLUMNS,
-            " FROM conversations WHERE handler = 'queue' ORDER BY escalated_at, id LIMIT $1"
+            " FROM conversations c WHERE c.handler = 'queue' ORDER BY ",
+            NEXT_IN_LINE_KEY,
+            ", c.id LIMIT $1"
         ))
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
@@ -470,10 +485,11 @@ impl $store {
     }
 
     async fn list_conversations(&self, filter: &ConversationFilter) -> Result<Vec<ConversationSummary>, StoreError> {
-        let (with, conditions, mut binds) = list_conditions(filter);
+        let (with, conditions, mut binds, message_hits) = list_conditions(filter);
         let (sort_key, direction, comparison) = match filter.order {
             ListOrder::Recent => ("c.updated_at", "DESC", "<"),
             ListOrder::LongestWaiting => ("COALESCE(c.escalated_at, c.created_at)", "ASC", ">"),
+            ListOrder::NextInLine => (NEXT_IN_LINE_KEY, "ASC", ">"),
         };
         let mut conditions = conditions;
         if let Some(cursor) = filter.after {
@@ -487,7 +503,7 @@ impl $store {
             ));
         }
         // A search names the newest matching message of each row.
-        let matched = if with.contains("hit") {
+        let matched = if message_hits {
             "(SELECT b.body FROM messages b WHERE b.seq = (SELECT MAX(h.seq) FROM hit h WHERE h.conversation_id = c.id))"
         } else {
             "NULL"
@@ -512,9 +528,9 @@ impl $store {
     }
 
     async fn count_conversations(&self, filter: &ConversationFilter) -> Result<ListTotal, StoreError> {
-        let (with, conditions, binds) = list_conditions(filter);
+        let (with, conditions, binds, message_hits) = list_conditions(filter);
         let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-        let capped = if with.contains("hit") { format!("(SELECT COUNT(*) FROM hit) >= {SEARCH_HITS}") } else { "FALSE".into() };
+        let capped = if message_hits { format!("(SELECT COUNT(*) FROM hit) >= {SEARCH_HITS}") } else { "FALSE".into() };
         let sql = format!("{with} SELECT COUNT(*) AS n, {capped} AS capped FROM conversations c {filter_sql}");
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for value in binds {

@@ -69,20 +69,21 @@ async fn write_one(connection: &mut PgConnection, write: &StepWrite) -> Result<C
 }
 
 /// The newest `limit` messages holding every word (seq, conversation_id): the GIN index on the
-/// 'simple' tsvector of the body's letter-and-digit runs (migration 0007) for rare words; for common ones the planner walks seq backwards instead.
+/// stored words of the body (`body_words`, migration 0007) for rare words; for common ones the
+/// planner walks seq backwards instead.
 fn message_hits(words: &[switchboard_core::search::SearchWord], limit: u32) -> (String, String) {
     let query = words.iter().map(|w| format!("{}{}", w.text, if w.prefix { ":*" } else { "" })).collect::<Vec<_>>().join(" & ");
     let sql = format!(
-        "SELECT s.seq, s.conversation_id FROM messages s WHERE to_tsvector('simple', regexp_replace(s.body, '[[:punct:]]+', ' ', 'g')) @@ to_tsquery('simple', ?) \
+        "SELECT s.seq, s.conversation_id FROM messages s WHERE s.body_words @@ to_tsquery('simple', ?) \
          ORDER BY s.seq DESC LIMIT {limit}"
     );
     (sql, query)
 }
 
 /// Contacts whose name or channel id contains `text`, in any case (SQL with `?` for the one
-/// value): the trigram indexes answer it for three characters or more.
+/// value): the trigram index on `search_text` answers it for three characters or more.
 fn contact_hits(text: &str) -> (String, String) {
-    let sql = "SELECT n.id FROM contacts n WHERE n.display_name ILIKE ? ESCAPE '\\' OR n.external_id ILIKE ? ESCAPE '\\'";
+    let sql = "SELECT n.id FROM contacts n WHERE n.search_text LIKE lower(?) ESCAPE '\\'";
     (sql.into(), crate::portable::contains_pattern(text))
 }
 

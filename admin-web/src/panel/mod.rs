@@ -230,14 +230,13 @@ async fn dashboard(State(state): State<AppState>, signed: Signed) -> Result<Html
     let mine = store
         .list_conversations(&ConversationFilter { assignee: Some(Assignee::Agent(signed.agent.id)), limit: 50, ..Default::default() })
         .await?;
-    // Newest first, so finished ones among the 50 just drop out of "mine"; the queue longest waiting first.
-    let queue = ConversationFilter { assignee: Some(Assignee::Queue), order: ListOrder::LongestWaiting, limit: 50, ..Default::default() };
-    let queue = store.list_conversations(&queue).await?;
+    // Newest first, so finished ones among the 50 just drop out of "mine"; the queue in the
+    // order it is worked, and beside it whoever has waited longest.
+    let queue = |order, limit| ConversationFilter { assignee: Some(Assignee::Queue), order, limit, ..Default::default() };
+    let longest = store.list_conversations(&queue(ListOrder::LongestWaiting, 1)).await?;
+    let queue = store.list_conversations(&queue(ListOrder::NextInLine, 50)).await?;
     let now = state.engine.now();
-    let oldest_wait = queue.first().map(|s| {
-        let since = s.conversation.escalation.as_ref().map(|e| e.at).unwrap_or(s.conversation.created_at);
-        views::wait(now - since)
-    });
+    let oldest_wait = longest.first().map(|s| views::wait(now - switchboard_core::ports::waiting_since(&s.conversation)));
     let data = json!({
         "oldest_wait": oldest_wait,
         "counts": {"urgent": counts.urgent, "new": counts.new, "waiting": counts.waiting, "in_progress": counts.in_progress, "resolved_today": counts.resolved_today},
@@ -259,7 +258,8 @@ pub(crate) struct ListQuery {
     q: String,
     /// "1": only conversations with a reply that was not delivered.
     undelivered: String,
-    /// "recent" (the default) or "longest_waiting" (the default for the queue).
+    /// "recent" (the default), "next_in_line" (priority first, then waiting longest: the
+    /// default for the queue) or "longest_waiting".
     sort: String,
     /// The `next` cursor of the page before.
     after: String,
@@ -287,11 +287,13 @@ pub(crate) async fn list_page(
     store: &dyn Store,
     filter: &ConversationFilter,
 ) -> Result<(Vec<ConversationSummary>, Option<String>, ListTotal), ApiError> {
-    let mut rows = store.list_conversations(&ConversationFilter { limit: filter.limit + 1, ..filter.clone() }).await?;
+    // The page and the total at once: a search's work is in both, and each has a connection.
+    let one_more = ConversationFilter { limit: filter.limit + 1, ..filter.clone() };
+    let (rows, total) = tokio::join!(store.list_conversations(&one_more), store.count_conversations(filter));
+    let (mut rows, total) = (rows?, total?);
     let more = rows.len() > filter.limit as usize;
     rows.truncate(filter.limit as usize);
     let next = more.then(|| rows.last().map(|last| ListCursor::after(last, filter.order).encode())).flatten();
-    let total = store.count_conversations(filter).await?;
     Ok((rows, next, total))
 }
 
@@ -319,9 +321,10 @@ pub(crate) fn filter_of(query: &ListQuery, me: AgentId) -> Result<ConversationFi
         assignee,
         text: Some(query.q.clone()).filter(|q| !q.trim().is_empty()),
         order: match (query.sort.as_str(), query.assignee.as_str()) {
-            ("", "queue") | ("longest_waiting", _) => ListOrder::LongestWaiting,
+            ("", "queue") | ("next_in_line", _) => ListOrder::NextInLine,
+            ("longest_waiting", _) => ListOrder::LongestWaiting,
             ("" | "recent", _) => ListOrder::Recent,
-            (other, _) => return Err(bad_filter(format!("sort `{other}` must be recent or longest_waiting"))),
+            (other, _) => return Err(bad_filter(format!("sort `{other}` must be recent, next_in_line or longest_waiting"))),
         },
         after: match query.after.as_str() {
             "" => None,
@@ -387,7 +390,11 @@ async fn conversations(
         "search_hits": views::count(u64::from(switchboard_core::ports::SEARCH_HITS)),
         "next_url": next_url,
         "first_url": (!query.after.is_empty()).then(|| page_url(None)),
-        "longest_waiting_first": filter.order == ListOrder::LongestWaiting,
+        "order_note": match filter.order {
+            ListOrder::NextInLine => Some("Next in line first: most urgent, then longest waiting"),
+            ListOrder::LongestWaiting => Some("Longest waiting first"),
+            ListOrder::Recent => None,
+        },
     });
     Ok(state.views.render("conversations", &page(&signed, "conversations", "Conversations", data))?.into_response())
 }

@@ -522,7 +522,8 @@ async fn panel(conversations: u64, each: u64, requests: usize, mixed: usize) -> 
         let sqlite = format!("sqlite://{}", dir.path().join("switchboard.db").display());
         switchboard_store::copy::copy(&sqlite, &database.url, false, &mut |_, _, _| {}).await?;
         let pool = sqlx::PgPool::connect(&database.url).await?;
-        sqlx::query("ANALYZE").execute(&pool).await?;
+        // What autovacuum does soon after a bulk load: statistics and the visibility map.
+        sqlx::query("VACUUM ANALYZE").execute(&pool).await?;
         println!("panel: copied into PostgreSQL in {:.1} s", copying.elapsed().as_secs_f64());
         env.push(("SWITCHBOARD_DATABASE__URL", database.url.clone()));
         Some(database)

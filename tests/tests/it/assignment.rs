@@ -1,7 +1,8 @@
 //! Auto-assignment through the engine and the SQLite store: capacity, fairness, agents coming
 //! online, going offline mid-conversation, and slots freed by resolving.
 
-use switchboard_models::{AgentId, Channel, Conversation, Handler, Inbound, Presence, Sender, Status, Thread};
+use switchboard_core::TicketChange;
+use switchboard_models::{AgentId, Channel, Conversation, Handler, Inbound, Presence, Priority, Sender, Status, Thread};
 use switchboard_tests::TestServer;
 
 /// A customer on web chat asks for a person; returns their conversation as it is now.
@@ -86,6 +87,22 @@ async fn an_agent_coming_online_takes_the_queue_in_order() {
     assert_eq!(current(&server, &first).await.handler, Handler::Agent(dee));
     assert_eq!(current(&server, &second).await.handler, Handler::Agent(dee));
     assert_eq!(current(&server, &third).await.handler, Handler::Queue, "capacity 2: the newest waits");
+}
+
+#[tokio::test]
+async fn the_queue_is_taken_most_urgent_first_then_longest_waiting() {
+    let server = TestServer::start().await;
+    let dee = agent(&server, "Dee", 2, Presence::Offline).await;
+    let medium = escalate(&server, "p1").await;
+    let low = escalate(&server, "p2").await;
+    let urgent = escalate(&server, "p3").await;
+    for (conversation, priority) in [(&medium, Priority::Medium), (&low, Priority::Low), (&urgent, Priority::Urgent)] {
+        server.engine().change_ticket(conversation.id, dee, TicketChange::Priority(priority), None).await.unwrap();
+    }
+    server.engine().set_presence(dee, Presence::Online).await.unwrap();
+    assert_eq!(current(&server, &urgent).await.handler, Handler::Agent(dee), "urgent first, though it waited least");
+    assert_eq!(current(&server, &medium).await.handler, Handler::Agent(dee), "then medium before low");
+    assert_eq!(current(&server, &low).await.handler, Handler::Queue, "capacity 2: low waits");
 }
 
 #[tokio::test]

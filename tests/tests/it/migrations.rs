@@ -20,7 +20,9 @@ const RELEASED: &[(&str, &str)] = &[
     ("sqlite/0006_message_search.sql", "9fc8f4c480f878cd6ae59e2589e2fedbc61009b791a79607f85e641493a2628b"),
     ("postgres/0006_message_search.sql", "09a74b1352f266b3e5692bfae0af7466b272c5ba2b87c1963b7462fce4434ac1"),
     ("sqlite/0007_search_indexes.sql", "189c98062c3f98059c69b96c987659363204039e2b4c9a43d1ef14e76788cbb0"),
-    ("postgres/0007_search_indexes.sql", "e0b0ba6e0113f4da936fe462a4251e1e5f33b4441867e85a5b76e2f3e55bc98b"),
+    ("postgres/0007_search_indexes.sql", "a21861433134a3c873f9649699feedddce87bc5594bf19f5da6c814056cc2640"),
+    ("sqlite/0008_priority_first_queue.sql", "a6c7d7b220c7a571fceade54d2030b2525778110356e4a62742691ee2ca2a4e2"),
+    ("postgres/0008_priority_first_queue.sql", "a6c7d7b220c7a571fceade54d2030b2525778110356e4a62742691ee2ca2a4e2"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

@@ -251,7 +251,7 @@ async fn lists_page_by_cursor_with_the_queue_longest_waiting_first_and_refuse_un
 
     // The panel pages the same way, with a link to the next page.
     let first = team.ann.get("/panel/conversations?assignee=queue&limit=2").await.body;
-    assert!(first.contains("Longest waiting first") && first.contains("Ida") && !first.contains("Kim"), "{first}");
+    assert!(first.contains("Next in line first: most urgent, then longest waiting") && first.contains("Ida") && !first.contains("Kim"), "{first}");
     let at = first.find("data-test=\"next-page\"").expect("a next page link");
     let href = first[..at].rsplit("href=\"").next().unwrap().split('"').next().unwrap().replace("&amp;", "&").replace("&#x3D;", "=");
     let second = team.ann.get(&href).await.body;
@@ -262,7 +262,7 @@ async fn lists_page_by_cursor_with_the_queue_longest_waiting_first_and_refuse_un
         ("page=2", "unknown field `page`"),
         ("limit=0", "limit `0` must be 1 to 200"),
         ("after=yesterday", "after `yesterday` is not a cursor"),
-        ("sort=random", "sort `random` must be recent or longest_waiting"),
+        ("sort=random", "sort `random` must be recent, next_in_line or longest_waiting"),
     ] {
         let refused = get(format!("/api/conversations?{query}")).await.unwrap();
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{query}");

@@ -342,6 +342,18 @@ async fn lists_page_by_cursor_in_both_orders_and_stay_stable_while_rows_arrive(b
     assert_eq!(waiting[..2].iter().collect::<std::collections::HashSet<_>>(), [queued[5].id, queued[6].id].iter().collect(), "escalated earliest on top");
     assert_eq!(waiting[2..], [queued[4].id, queued[3].id, queued[2].id, queued[1].id, queued[0].id]);
 
+    // Next in line: the most urgent first, then waiting longest; auto-assignment takes the same order.
+    for (i, priority) in [(0, Priority::Urgent), (1, Priority::High), (3, Priority::Low)] {
+        queued[i].priority = Some(priority);
+        save(store.as_ref(), &queued[i]).await;
+    }
+    let next = pages(ListOrder::NextInLine).await;
+    assert_eq!(next[..3], [queued[0].id, queued[1].id, queued[3].id], "urgent, high, low, though they waited least");
+    assert_eq!(next[3..5].iter().collect::<std::collections::HashSet<_>>(), [queued[5].id, queued[6].id].iter().collect());
+    assert_eq!(next[5..], [queued[4].id, queued[2].id], "then without a priority, longest waiting first");
+    let taken_in_order: Vec<_> = store.queued_conversations(10).await.unwrap().iter().map(|c| c.id).collect();
+    assert_eq!(taken_in_order, next);
+
     // A row that arrives between pages neither repeats nor hides one.
     let first = store.list_conversations(&ConversationFilter { order: ListOrder::Recent, limit: 3, ..Default::default() }).await.unwrap();
     let mut newest = conversation(store.as_ref(), "pager-new").await;
