@@ -41,7 +41,7 @@ pub(crate) fn contains_pattern(text: &str) -> String {
 /// Emits the shared step-writing helpers (`portable::write_step` and what it calls) and the
 /// `Store` impl for `$store`, with `$specific` methods spliced in.
 macro_rules! portable_store {
-    (store: $store:ty, conn: $conn:ty, db: $db:ty, contact_search: $contact_search:path, text_search: $text_search:path, specific: { $($specific:tt)* }) => {
+    (store: $store:ty, conn: $conn:ty, db: $db:ty, contact_search: $contact_search:path, text_search: $text_search:path, gather_search_first: $gather_first:expr, specific: { $($specific:tt)* }) => {
         pub(crate) mod portable {
             #![allow(unused_imports)]
             use super::*;
@@ -100,23 +100,37 @@ fn list_conditions(filter: &ConversationFilter) -> (String, Vec<String>, Vec<Str
         let contacts = contacts.replace('?', &format!("${}", binds.len()));
         // Names and channel ids through the contacts' own index (one row per customer); message
         // text through the full-text index: its newest SEARCH_HITS matches, so a word in every
-        // message costs no more than a rare one. The matches are gathered first, so each index
-        // is planned on its own and the list reads only the conversations found.
-        let by_customer = format!("SELECT f.id FROM conversations f WHERE f.contact_id IN ({contacts})");
+        // message costs no more than a rare one.
         let words = switchboard_core::search::search_words(text);
-        with = if words.is_empty() {
-            format!("WITH found AS MATERIALIZED ({by_customer})")
-        } else {
+        let hits = (!words.is_empty()).then(|| {
             let (hits, query) = $text_search(&words, SEARCH_HITS);
             binds.push(query);
-            let hits = hits.replace('?', &format!("${}", binds.len()));
             message_hits = true;
-            format!(
-                "WITH hit AS MATERIALIZED ({hits}), \
-                 found AS MATERIALIZED ({by_customer} UNION SELECT h.conversation_id FROM hit h)"
-            )
-        };
-        conditions.push("c.id IN (SELECT found.id FROM found)".to_string());
+            hits.replace('?', &format!("${}", binds.len()))
+        });
+        let by_customer = format!("SELECT f.id FROM conversations f WHERE f.contact_id IN ({contacts})");
+        if $gather_first {
+            // What was found is gathered first, so each index is planned on its own (PostgreSQL
+            // otherwise scanned every contact for a hashed subplan).
+            with = match hits {
+                Some(hits) => format!(
+                    "WITH hit AS MATERIALIZED ({hits}), \
+                     found AS MATERIALIZED ({by_customer} UNION ALL SELECT h.conversation_id FROM hit h)"
+                ),
+                None => format!("WITH found AS MATERIALIZED ({by_customer})"),
+            };
+            conditions.push("c.id IN (SELECT found.id FROM found)".to_string());
+        } else {
+            // One pass over the indexes the OR names (SQLite's multi-index OR).
+            let in_messages = match hits {
+                Some(hits) => {
+                    with = format!("WITH hit AS MATERIALIZED ({hits})");
+                    " OR c.id IN (SELECT h.conversation_id FROM hit h)"
+                }
+                None => "",
+            };
+            conditions.push(format!("(c.contact_id IN ({contacts}){in_messages})"));
+        }
     }
     (with, conditions, binds, message_hits)
 }

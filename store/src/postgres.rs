@@ -93,6 +93,7 @@ portable_store! {
     db: Postgres,
     contact_search: contact_hits,
     text_search: message_hits,
+    gather_search_first: true,
     specific: {
         async fn outbox_backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError> {
             let (count, oldest): (i64, Option<i64>) = sqlx::query_as(

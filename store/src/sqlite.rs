@@ -210,6 +210,8 @@ portable_store! {
     db: Sqlite,
     contact_search: contact_hits,
     text_search: message_hits,
+    // Its multi-index OR reads both indexes in one pass.
+    gather_search_first: false,
     specific: {
         async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError> {
             let (done, result) = oneshot::channel();
