@@ -232,9 +232,9 @@ async fn dashboard(State(state): State<AppState>, signed: Signed) -> Result<Html
         .await?;
     // Newest first, so finished ones among the 50 just drop out of "mine"; the queue in the
     // order it is worked, and beside it whoever has waited longest.
-    let queue = |order, limit| ConversationFilter { assignee: Some(Assignee::Queue), order, limit, ..Default::default() };
-    let longest = store.list_conversations(&queue(ListOrder::LongestWaiting, 1)).await?;
-    let queue = store.list_conversations(&queue(ListOrder::NextInLine, 50)).await?;
+    let queued = |order, limit| ConversationFilter { assignee: Some(Assignee::Queue), order, limit, ..Default::default() };
+    let longest = store.list_conversations(&queued(ListOrder::LongestWaiting, 1)).await?;
+    let queue = store.list_conversations(&queued(ListOrder::NextInLine, 50)).await?;
     let now = state.engine.now();
     let oldest_wait = longest.first().map(|s| views::wait(now - switchboard_core::ports::waiting_since(&s.conversation)));
     let data = json!({
