@@ -19,7 +19,7 @@ pub use events::EventBus;
 pub use outbox::OutboxWorker;
 pub use policy::{Policy, QueueView};
 pub use ports::{
-    Assignee, Committed, ConversationFilter, ConversationSummary, DashboardCounts, ListCursor, ListOrder, ListTotal, SessionRecord, StepWrite,
+    Assignee, Committed, ConversationFilter, ConversationSummary, CustomerCursor, CustomerFilter, CustomerSummary, DashboardCounts, ListCursor, ListOrder, ListTotal, SessionRecord, StepWrite,
 };
 pub use step::{Decision, Input, Reply, ReplyBody, step};
 pub use summary::{TRANSCRIPT_MESSAGES, extractive_summary, transcript};

@@ -75,12 +75,18 @@ pub fn waiting_since(c: &Conversation) -> Timestamp {
     c.escalation.as_ref().map(|e| e.at).unwrap_or(c.created_at)
 }
 
-/// Where a page ended: the sort key and id of its last row.
+/// Where a page ended: the sort key and id of its last row (keyset paging, stable while
+/// new rows arrive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListCursor {
+pub struct Cursor<Id> {
     pub key: i64,
-    pub id: ConversationId,
+    pub id: Id,
 }
+
+/// A place in a conversation list.
+pub type ListCursor = Cursor<ConversationId>;
+/// A place in the customers list: when the customer first wrote, and who.
+pub type CustomerCursor = Cursor<ContactId>;
 
 impl ListCursor {
     /// The cursor after `summary` in `order`.
@@ -93,7 +99,16 @@ impl ListCursor {
         };
         Self { key, id: c.id }
     }
+}
 
+impl CustomerCursor {
+    /// The cursor after `customer` in the customers list (newest first).
+    pub fn after_customer(customer: &CustomerSummary) -> Self {
+        Self { key: customer.contact.created_at.timestamp_millis(), id: customer.contact.id }
+    }
+}
+
+impl<Id: std::fmt::Display + std::str::FromStr> Cursor<Id> {
     /// `<millis>.<id>`, as it travels in URLs.
     pub fn encode(&self) -> String {
         format!("{}.{}", self.key, self.id)
@@ -101,8 +116,28 @@ impl ListCursor {
 
     pub fn decode(text: &str) -> Option<Self> {
         let (key, id) = text.split_once('.')?;
-        Some(Self { key: key.parse().ok()?, id: ConversationId::parse(id).ok()? })
+        Some(Self { key: key.parse().ok()?, id: id.parse().ok()? })
     }
+}
+
+/// Which customers a list shows, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerFilter {
+    /// Text in the customer's name or channel id, any part, any case.
+    pub text: Option<String>,
+    pub channel: Option<Channel>,
+    pub after: Option<CustomerCursor>,
+    pub limit: u32,
+}
+
+/// A customer as the customers list shows them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerSummary {
+    pub contact: Contact,
+    /// How many conversations they have had.
+    pub conversations: u32,
+    /// Their newest conversation.
+    pub latest: Option<Conversation>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +271,10 @@ pub trait Store: Send + Sync {
     /// Presence changes since `since`, oldest first: (agent, presence, when).
     async fn presence_changes(&self, since: Timestamp) -> Result<Vec<(AgentId, Presence, Timestamp)>, StoreError>;
     async fn contact_conversations(&self, contact: ContactId) -> Result<Vec<ConversationSummary>, StoreError>;
+    /// Customers newest first, a page at a time.
+    async fn list_customers(&self, filter: &CustomerFilter) -> Result<Vec<CustomerSummary>, StoreError>;
+    /// How many customers `filter` matches (its cursor and limit aside).
+    async fn count_customers(&self, filter: &CustomerFilter) -> Result<u64, StoreError>;
 
     async fn create_session(&self, token_hash: &str, session: &SessionRecord) -> Result<(), StoreError>;
     /// The unexpired session with this token hash.

@@ -16,7 +16,7 @@ pub(crate) const SUMMARY_SELECT: &str = "SELECT c.*, k.display_name AS customer_
      k.unreachable_since AS customer_unreachable_since, \
      (SELECT COUNT(*) FROM messages f WHERE f.conversation_id = c.id AND f.gave_up_at IS NOT NULL) AS undelivered, \
      (SELECT m.body FROM messages m WHERE m.conversation_id = c.id AND m.internal = FALSE ORDER BY m.seq DESC LIMIT 1) AS last_text, \
-     COALESCE((SELECT MAX(m.created_at) FROM messages m WHERE m.conversation_id = c.id), c.updated_at) AS last_activity \
+     COALESCE((SELECT m.created_at FROM messages m WHERE m.conversation_id = c.id ORDER BY m.seq DESC LIMIT 1), c.updated_at) AS last_activity \
      FROM conversations c JOIN contacts k ON k.id = c.contact_id LEFT JOIN agents a ON a.id = c.agent_id";
 
 /// `ports::next_in_line_key` in SQL, over the conversation aliased `c`. Migration 0008 indexes
@@ -54,7 +54,7 @@ macro_rules! portable_store {
             use sqlx::Row;
             use switchboard_core::QueueView;
             use switchboard_core::ports::{
-                AgentLoad, Assignee, Committed, ConversationFilter, ConversationSummary, DashboardCounts, ListOrder, ListTotal, SEARCH_HITS, SessionRecord,
+                AgentLoad, Assignee, Committed, ConversationFilter, ConversationSummary, CustomerFilter, CustomerSummary, DashboardCounts, ListOrder, ListTotal, SEARCH_HITS, SessionRecord,
                 StepWrite, Store, StoreError,
             };
             use switchboard_models::{
@@ -133,6 +133,22 @@ fn list_conditions(filter: &ConversationFilter) -> (String, Vec<String>, Vec<Str
         }
     }
     (with, conditions, binds, message_hits)
+}
+
+/// The customers list's filters as conditions on `n` (contacts) and the values they bind.
+fn customer_conditions(filter: &CustomerFilter) -> (Vec<String>, Vec<String>) {
+    let mut conditions = Vec::new();
+    let mut binds = Vec::new();
+    if let Some(channel) = filter.channel {
+        binds.push(channel.as_str().to_string());
+        conditions.push(format!("n.channel = ${}", binds.len()));
+    }
+    if let Some(text) = filter.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let (contacts, value) = $contact_search(text);
+        binds.push(value);
+        conditions.push(format!("n.id IN ({})", contacts.replace('?', &format!("${}", binds.len()))));
+    }
+    (conditions, binds)
 }
 
 /// The messages go in one statement, inbound first; if the inbound one is a duplicate, the
@@ -512,8 +528,11 @@ impl $store {
             binds.push(cursor.id.to_string());
             let id_at = binds.len();
             let key = format!("CAST(${key_at} AS BIGINT)");
+            // The bare range first, so the sort index is entered at the cursor instead of being
+            // walked from its start (deep pages cost what the first one does).
+            let inclusive = format!("{comparison}=");
             conditions.push(format!(
-                "({sort_key} {comparison} {key} OR ({sort_key} = {key} AND c.id {comparison} ${id_at}))"
+                "{sort_key} {inclusive} {key} AND ({sort_key} {comparison} {key} OR c.id {comparison} ${id_at})"
             ));
         }
         // A search names the newest matching message of each row.
@@ -562,6 +581,55 @@ impl $store {
             .await
             .map_err(backend)?;
         rows.iter().map(summary_from_row).collect()
+    }
+
+    async fn list_customers(&self, filter: &CustomerFilter) -> Result<Vec<CustomerSummary>, StoreError> {
+        let (mut conditions, mut binds) = customer_conditions(filter);
+        if let Some(cursor) = filter.after {
+            binds.push(cursor.key.to_string());
+            let key = format!("CAST(${} AS BIGINT)", binds.len());
+            binds.push(cursor.id.to_string());
+            let id_at = binds.len();
+            conditions.push(format!("n.created_at <= {key} AND (n.created_at < {key} OR n.id < ${id_at})"));
+        }
+        let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        // The page's ids first, then each one's newest conversation and count.
+        let sql = format!(
+            "WITH page AS MATERIALIZED (SELECT n.id FROM contacts n {filter_sql} ORDER BY n.created_at DESC, n.id DESC LIMIT {}) \
+             SELECT c.*, n.id AS contact_id_, n.channel AS contact_channel, n.external_id AS contact_external_id, \
+             n.display_name, n.created_at AS contact_created_at, n.unreachable_since, n.unreachable_reason, \
+             (SELECT COUNT(*) FROM conversations k WHERE k.contact_id = n.id) AS conversation_count \
+             FROM contacts n LEFT JOIN conversations c ON c.id = \
+             (SELECT l.id FROM conversations l WHERE l.contact_id = n.id ORDER BY l.created_at DESC, l.id DESC LIMIT 1) \
+             WHERE n.id IN (SELECT p.id FROM page p) ORDER BY n.created_at DESC, n.id DESC",
+            filter.limit.clamp(1, 1000)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in binds {
+            query = query.bind(value);
+        }
+        let rows = query.fetch_all(&self.reader).await.map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let latest = if row.text_opt("id")?.is_some() { Some(conversation_from_row(row)?) } else { None };
+                Ok(CustomerSummary {
+                    contact: contact_from_prefixed_row(row)?,
+                    conversations: row.int("conversation_count")? as u32,
+                    latest,
+                })
+            })
+            .collect()
+    }
+
+    async fn count_customers(&self, filter: &CustomerFilter) -> Result<u64, StoreError> {
+        let (conditions, binds) = customer_conditions(filter);
+        let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM contacts n {filter_sql}")));
+        for value in binds {
+            query = query.bind(value);
+        }
+        let row = query.fetch_one(&self.reader).await.map_err(backend)?;
+        Ok(row.try_get::<i64, _>("n").map_err(backend)? as u64)
     }
 
     async fn dashboard_counts(&self, day_start: Timestamp) -> Result<DashboardCounts, StoreError> {

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+mod customers;
 mod views;
 
 use crate::AppState;
@@ -50,6 +51,7 @@ pub fn routes() -> Router<AppState> {
         .route("/static/admin.css", get(|| async { asset("text/css", include_str!("../../assets/admin.css")) }))
         .route("/static/admin.js", get(|| async { asset("application/javascript", include_str!("../../assets/admin.js")) }))
         .merge(api::routes())
+        .merge(customers::routes())
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {

@@ -23,6 +23,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("canned", include_str!("../../templates/canned.hbs")),
     ("agents", include_str!("../../templates/agents.hbs")),
     ("audit", include_str!("../../templates/audit.hbs")),
+    ("customers", include_str!("../../templates/customers.hbs")),
     ("hours", include_str!("../../templates/hours.hbs")),
     ("tokens", include_str!("../../templates/tokens.hbs")),
     ("error", include_str!("../../templates/error.hbs")),

@@ -515,6 +515,15 @@ async fn panel(conversations: u64, each: u64, requests: usize, mixed: usize) -> 
     let seeding = Instant::now();
     seed(dir.path(), conversations, each).await?;
     println!("panel: seeded {conversations} conversations and {} messages in {:.1} s", conversations * each, seeding.elapsed().as_secs_f64());
+    // BENCH_KEEP_SEED=FILE keeps a copy of the seeded store, to study its queries in a shell.
+    if let Ok(keep) = std::env::var("BENCH_KEEP_SEED") {
+        for suffix in ["", "-wal"] {
+            let seeded = dir.path().join(format!("switchboard.db{suffix}"));
+            if seeded.exists() {
+                std::fs::copy(&seeded, format!("{keep}{suffix}")).with_context(|| format!("copying the seeded store to {keep}"))?;
+            }
+        }
+    }
     let mut env = vec![("SWITCHBOARD_NLP__ENABLED", "false".to_string())];
     let _postgres = if std::env::var("BENCH_DATABASE").as_deref() == Ok("postgres") {
         let database = switchboard_tests::databases::TestDatabase::postgres().await;
@@ -554,6 +563,9 @@ async fn panel(conversations: u64, each: u64, requests: usize, mixed: usize) -> 
         ("search by customer name, thousands", "/panel/conversations?q=Okafor"),
         ("search with a filter", "/panel/conversations?q=refund&priority=urgent&status=open"),
         ("a conversation page", conversation_page.as_str()),
+        ("customers", "/panel/customers"),
+        ("customers by name, thousands", "/panel/customers?q=Okafor"),
+        ("customers by channel id", "/panel/customers?q=4242"),
     ];
     for (name, path) in pages {
         let mut samples = Vec::with_capacity(requests);
@@ -563,7 +575,7 @@ async fn panel(conversations: u64, each: u64, requests: usize, mixed: usize) -> 
             samples.push(started.elapsed());
             anyhow::ensure!(reply.status == 200, "{path} answered {}", reply.status);
         }
-        println!("panel: {name} ({path}) over {requests} requests: p50 {:.1} ms, p99 {:.1} ms", percentile(&mut samples, 0.5), percentile(&mut samples, 0.99));
+        println!("panel: {name} ({path}) over {requests} requests: {}", spread(&mut samples));
     }
     let mut samples = Vec::with_capacity(requests);
     for _ in 0..requests {
@@ -573,8 +585,10 @@ async fn panel(conversations: u64, each: u64, requests: usize, mixed: usize) -> 
         reply.bytes().await?;
         samples.push(started.elapsed());
     }
-    println!("panel: API conversation detail over {requests} requests: p50 {:.1} ms, p99 {:.1} ms", percentile(&mut samples, 0.5), percentile(&mut samples, 0.99));
-    page_to_the_end(&client, conversations).await?;
+    println!("panel: API conversation detail over {requests} requests: {}", spread(&mut samples));
+    page_to_the_end(&client, "/panel/conversations?limit=200", "conversation-row", conversations).await?;
+    // The seed gives every conversation its own customer.
+    page_to_the_end(&client, "/panel/customers?limit=200", "customer-row", conversations).await?;
     if mixed > 0 {
         mixed_requests(&server, &client, &api, &pages, &middle, mixed).await?;
     }
@@ -614,33 +628,36 @@ async fn panel(conversations: u64, each: u64, requests: usize, mixed: usize) -> 
     Ok(())
 }
 
-/// Follows the conversation list's "next" links from the first page to the last: every row is
-/// reachable, and a deep page costs what the first does.
-async fn page_to_the_end(client: &switchboard_tests::panel::PanelClient, conversations: u64) -> anyhow::Result<()> {
-    let mut path = "/panel/conversations?limit=200".to_string();
+/// Follows a list's "next" links from the first page to the last: every row is reachable, and
+/// a deep page costs what the first does.
+async fn page_to_the_end(client: &switchboard_tests::panel::PanelClient, first: &str, row: &str, expected: u64) -> anyhow::Result<()> {
+    let mut path = first.to_string();
     let mut pages = 0u64;
     let mut rows = 0u64;
     let mut samples = Vec::new();
+    let row_marker = format!("data-test=\"{row}\"");
     loop {
         let started = Instant::now();
         let reply = client.get(&path).await;
         samples.push(started.elapsed());
         anyhow::ensure!(reply.status == 200, "{path} answered {}", reply.status);
         pages += 1;
-        rows += reply.body.matches("data-test=\"conversation-row\"").count() as u64;
+        rows += reply.body.matches(&row_marker).count() as u64;
         let link = reply.body.split("\" data-test=\"next-page\"").next().filter(|_| reply.body.contains("data-test=\"next-page\""));
         let Some(next) = link.and_then(|before| before.rsplit("href=\"").next()) else {
             break;
         };
         path = next.replace("&amp;", "&").replace("&#x3D;", "=");
     }
-    anyhow::ensure!(rows == conversations, "paging reached {rows} of {conversations} conversations");
-    println!(
-        "panel: paged through all {rows} conversations in {pages} pages of 200: p50 {:.1} ms, p99 {:.1} ms",
-        percentile(&mut samples, 0.5),
-        percentile(&mut samples, 0.99)
-    );
+    anyhow::ensure!(rows == expected, "paging {first} reached {rows} of {expected} rows");
+    println!("panel: paged through all {rows} rows of {first} in {pages} pages: {}", spread(&mut samples));
     Ok(())
+}
+
+/// "p50 …, p95 …, p99 … ms" of some samples.
+fn spread(samples: &mut [Duration]) -> String {
+    let [p50, p95, p99] = [0.5, 0.95, 0.99].map(|p| percentile(samples, p));
+    format!("p50 {p50:.1} ms, p95 {p95:.1} ms, p99 {p99:.1} ms")
 }
 
 /// `total` panel and API requests, round robin over the measured pages and API calls, with the

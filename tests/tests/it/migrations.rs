@@ -23,6 +23,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0007_search_indexes.sql", "a21861433134a3c873f9649699feedddce87bc5594bf19f5da6c814056cc2640"),
     ("sqlite/0008_priority_first_queue.sql", "a6c7d7b220c7a571fceade54d2030b2525778110356e4a62742691ee2ca2a4e2"),
     ("postgres/0008_priority_first_queue.sql", "a6c7d7b220c7a571fceade54d2030b2525778110356e4a62742691ee2ca2a4e2"),
+    ("sqlite/0009_customers_list.sql", "903fbc53c7572e08104d16a4e38bd6718edacd2d9f9e439de3ba30b2391e3754"),
+    ("postgres/0009_customers_list.sql", "903fbc53c7572e08104d16a4e38bd6718edacd2d9f9e439de3ba30b2391e3754"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

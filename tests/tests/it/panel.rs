@@ -56,6 +56,7 @@ async fn every_route_checks_who_is_asking() {
     let pages = [
         "/panel/".to_string(),
         "/panel/conversations".into(),
+        "/panel/customers".into(),
         format!("/panel/conversations/{id}"),
         "/panel/canned".into(),
         "/panel/account/tokens".into(),
@@ -92,7 +93,7 @@ async fn every_route_checks_who_is_asking() {
     let ann_id = server.engine().store().agent_by_email("ann@example.com").await.unwrap().unwrap().id;
     let demote = team.ann.post(&format!("/panel/admin/agents/{ann_id}"), &[("capacity", "99"), ("active", "true")]).await;
     assert_eq!(demote.status, StatusCode::FORBIDDEN, "agents cannot change accounts, not even their own");
-    for path in ["/api/me", "/api/conversations", &format!("/api/conversations/{id}")] {
+    for path in ["/api/me", "/api/conversations", "/api/customers", &format!("/api/conversations/{id}")] {
         let reply = reqwest::get(server.url(path)).await.unwrap();
         assert_eq!(reply.status(), StatusCode::UNAUTHORIZED, "API {path} without a token");
     }
@@ -269,6 +270,68 @@ async fn lists_page_by_cursor_with_the_queue_longest_waiting_first_and_refuse_un
         let body = refused.text().await.unwrap();
         assert!(body.contains(says), "{query}: {body}");
         assert_eq!(team.ann.get(&format!("/panel/conversations?{query}")).await.status, StatusCode::BAD_REQUEST, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn customers_are_listed_newest_first_found_by_name_or_id_and_paged_in_the_panel_and_the_api() {
+    let server = TestServer::start().await;
+    let team = team(&server).await;
+    let mut latest = Vec::new();
+    for (i, name) in ["Ida Novak", "Jo Okafor", "Kim Novak"].iter().enumerate() {
+        latest.push(escalated(&server, &format!("cv{i}"), name, "I want to talk to a person").await.to_string());
+    }
+    let token = team.ann.new_api_token("customers").await;
+    let http = reqwest::Client::new();
+    let get = |path: String| http.get(server.url(&path)).bearer_auth(&token).send();
+
+    // Through the API, two at a time, newest first, each once, with the latest conversation.
+    let mut seen = Vec::new();
+    let mut path = "/api/customers?limit=2".to_string();
+    loop {
+        let page: Value = get(path.clone()).await.unwrap().json().await.unwrap();
+        assert_eq!(page["total"]["count"], 3);
+        for customer in page["customers"].as_array().unwrap() {
+            assert_eq!(customer["conversations"], 1);
+            seen.push((customer["name"].as_str().unwrap().to_string(), customer["latest_conversation"]["id"].as_str().unwrap().to_string()));
+        }
+        match page["next"].as_str() {
+            Some(next) => path = format!("/api/customers?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    let names: Vec<_> = seen.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["Kim Novak", "Jo Okafor", "Ida Novak"]);
+    assert_eq!(seen.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(), latest.iter().rev().cloned().collect::<Vec<_>>());
+    let found: Value = get("/api/customers?q=NOVAK&channel=webchat".into()).await.unwrap().json().await.unwrap();
+    assert_eq!(found["total"]["count"], 2);
+    assert_eq!(found["customers"][0]["external_id"], "cv2");
+    let by_id: Value = get("/api/customers?q=cv1".into()).await.unwrap().json().await.unwrap();
+    assert_eq!(by_id["customers"].as_array().unwrap().len(), 1);
+    assert_eq!(by_id["customers"][0]["name"], "Jo Okafor");
+
+    // The panel pages the same way; each row leads to the customer's latest conversation.
+    let first = team.ann.get("/panel/customers?limit=2").await.body;
+    assert!(first.contains("3 customers") && first.contains("Kim Novak") && first.contains("Jo Okafor") && !first.contains("Ida"), "{first}");
+    assert!(first.contains(&format!("href=\"/panel/conversations/{}\"", latest[2])), "{first}");
+    let at = first.find("data-test=\"next-page\"").expect("a next page link");
+    let href = first[..at].rsplit("href=\"").next().unwrap().split('"').next().unwrap().replace("&amp;", "&").replace("&#x3D;", "=");
+    let second = team.ann.get(&href).await.body;
+    assert!(second.contains("Ida Novak") && !second.contains("Kim") && second.contains("data-test=\"first-page\""), "{href}");
+    let searched = team.ann.get("/panel/customers?q=okafor").await.body;
+    assert!(searched.contains("1 customer found") && searched.contains("Jo Okafor") && !searched.contains("Novak"), "{searched}");
+
+    for (query, says) in [
+        ("page=2", "unknown field `page`"),
+        ("limit=500", "limit `500` must be 1 to 200"),
+        ("after=yesterday", "after `yesterday` is not a cursor"),
+        ("channel=fax", "fax"),
+    ] {
+        let refused = get(format!("/api/customers?{query}")).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{query}");
+        let body = refused.text().await.unwrap();
+        assert!(body.contains(says), "{query}: {body}");
+        assert_eq!(team.ann.get(&format!("/panel/customers?{query}")).await.status, StatusCode::BAD_REQUEST, "{query}");
     }
 }
 

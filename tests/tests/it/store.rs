@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use std::sync::Arc;
-use switchboard_core::ports::{Assignee, Committed, ConversationFilter, ListCursor, ListOrder, ListTotal, SessionRecord, StepWrite, Store};
+use switchboard_core::ports::{Assignee, Committed, ConversationFilter, CustomerCursor, CustomerFilter, ListCursor, ListOrder, ListTotal, SessionRecord, StepWrite, Store};
 use switchboard_models::{
     Agent, Attachment, Classification, ClassificationSource, IntentName, Urgency, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, Category, Channel, Contact, ContactId,
     Conversation, DeliveryState, Handler, Message, MessageId, Presence, Priority, Role, Sender, Status, Timestamp,
@@ -40,6 +40,7 @@ on_both_backends!(
     the_outbox_backlog_counts_undelivered_replies_and_dates_the_oldest,
     each_reply_has_a_delivery_state_and_failures_flag_the_conversation,
     lists_page_by_cursor_in_both_orders_and_stay_stable_while_rows_arrive,
+    customers_page_newest_first_with_search_channel_and_counts,
 );
 
 /// Instants as the store keeps them (milliseconds), so round trips compare equal.
@@ -365,6 +366,90 @@ async fn lists_page_by_cursor_in_both_orders_and_stay_stable_while_rows_arrive(b
     assert_eq!(second.len(), 3);
     assert_eq!(ListCursor::decode(&ListCursor::after(&second[0], ListOrder::Recent).encode()), Some(ListCursor::after(&second[0], ListOrder::Recent)));
     assert_eq!(ListCursor::decode("12.not-an-id"), None);
+}
+
+async fn customers_page_newest_first_with_search_channel_and_counts(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let base = now() - chrono::Duration::hours(1);
+    // Seven customers, one a minute; two first wrote at the same instant, so the id breaks the tie.
+    let mut contacts = Vec::new();
+    for i in 0..7i64 {
+        let contact = Contact {
+            id: ContactId::new(),
+            channel: if i % 2 == 0 { Channel::Telegram } else { Channel::Email },
+            external_id: if i % 2 == 0 { format!("{}", 5550 + i) } else { format!("person{i}@Example.com") },
+            display_name: (i != 3).then(|| if i == 5 { "Chidi Okafor".to_string() } else { format!("Customer {i}") }),
+            created_at: base + chrono::Duration::minutes(i.min(5)),
+            unreachable_since: None,
+            unreachable_reason: None,
+        };
+        store.commit(StepWrite { contact: Some(contact.clone()), ..StepWrite::default() }).await.unwrap();
+        contacts.push(contact);
+    }
+    // The fifth has two conversations, the later one is the latest; the seventh has none.
+    let older = Conversation::new(contacts[4].id, contacts[4].channel, base);
+    let mut newer = Conversation::new(contacts[4].id, contacts[4].channel, base + chrono::Duration::minutes(30));
+    newer.status = Status::Resolved;
+    for c in [&older, &newer] {
+        save(store.as_ref(), c).await;
+    }
+
+    let pages = |filter: CustomerFilter| {
+        let store = store.clone();
+        async move {
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                let page = store.list_customers(&CustomerFilter { after, limit: 2, ..filter.clone() }).await.unwrap();
+                seen.extend(page.iter().cloned());
+                if page.len() < 2 {
+                    return seen;
+                }
+                after = Some(CustomerCursor::after_customer(page.last().unwrap()));
+            }
+        }
+    };
+    let all = pages(CustomerFilter::default()).await;
+    let ids: Vec<_> = all.iter().map(|c| c.contact.id).collect();
+    assert_eq!(ids.len(), 7, "every customer once");
+    assert_eq!(ids[2..], [contacts[4].id, contacts[3].id, contacts[2].id, contacts[1].id, contacts[0].id], "newest first");
+    assert_eq!(ids[..2].iter().collect::<std::collections::HashSet<_>>(), [contacts[5].id, contacts[6].id].iter().collect());
+    assert_eq!(store.count_customers(&CustomerFilter::default()).await.unwrap(), 7);
+
+    let fifth = all.iter().find(|c| c.contact.id == contacts[4].id).unwrap();
+    assert_eq!(fifth.contact, contacts[4]);
+    assert_eq!(fifth.conversations, 2);
+    assert_eq!(fifth.latest.as_ref().map(|c| (c.id, c.status)), Some((newer.id, Status::Resolved)), "the latest conversation");
+    let seventh = all.iter().find(|c| c.contact.id == contacts[6].id).unwrap();
+    assert_eq!((seventh.conversations, seventh.latest.is_none()), (0, true));
+
+    // Search: any part of a name or channel id, any case; with a channel filter; nothing.
+    let found = |text: &str, channel: Option<Channel>| {
+        let filter = CustomerFilter { text: Some(text.into()), channel, ..Default::default() };
+        let pages = pages(filter.clone());
+        let store = store.clone();
+        async move {
+            let ids: Vec<_> = pages.await.iter().map(|c| c.contact.id).collect();
+            assert_eq!(store.count_customers(&filter).await.unwrap(), ids.len() as u64, "the total counts the rows for {filter:?}");
+            ids
+        }
+    };
+    assert_eq!(found("okaf", None).await, [contacts[5].id]);
+    assert_eq!(found("EXAMPLE.COM", None).await, [contacts[5].id, contacts[3].id, contacts[1].id]);
+    assert_eq!(found("555", Some(Channel::Telegram)).await, [contacts[6].id, contacts[4].id, contacts[2].id, contacts[0].id]);
+    assert_eq!(found("customer", Some(Channel::Email)).await, [contacts[1].id]);
+    assert_eq!(found("55", None).await.len(), 4, "short text still finds ids");
+    assert!(found("zebra", None).await.is_empty());
+
+    // A customer who arrives between pages neither repeats nor hides one.
+    let first = store.list_customers(&CustomerFilter { limit: 3, ..Default::default() }).await.unwrap();
+    let late = Contact { id: ContactId::new(), created_at: now(), external_id: "late".into(), ..contacts[0].clone() };
+    store.commit(StepWrite { contact: Some(late.clone()), ..StepWrite::default() }).await.unwrap();
+    let after = Some(CustomerCursor::after_customer(first.last().unwrap()));
+    let second = store.list_customers(&CustomerFilter { after, limit: 3, ..Default::default() }).await.unwrap();
+    assert_eq!(second.iter().map(|c| c.contact.id).collect::<Vec<_>>(), [contacts[4].id, contacts[3].id, contacts[2].id]);
+    let cursor = CustomerCursor::after_customer(&second[0]);
+    assert_eq!(CustomerCursor::decode(&cursor.encode()), Some(cursor));
 }
 
 async fn an_expired_lease_is_claimed_again(backend: Backend) {
