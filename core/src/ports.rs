@@ -266,6 +266,8 @@ pub trait Store: Send + Sync {
     async fn list_conversations(&self, filter: &ConversationFilter) -> Result<Vec<ConversationSummary>, StoreError>;
     /// How many conversations `filter` matches (its cursor and limit aside).
     async fn count_conversations(&self, filter: &ConversationFilter) -> Result<ListTotal, StoreError>;
+    /// A list's page and the filters' total in one read (a search is run once for both).
+    async fn list_page(&self, filter: &ConversationFilter) -> Result<(Vec<ConversationSummary>, ListTotal), StoreError>;
     async fn dashboard_counts(&self, day_start: Timestamp) -> Result<DashboardCounts, StoreError>;
     async fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;
     /// Presence changes since `since`, oldest first: (agent, presence, when).

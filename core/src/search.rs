@@ -1,8 +1,11 @@
 //! What a panel search looks for, shared by the stores (which match it with their full-text
 //! indexes) and the panel (which highlights it).
 
-/// A word to find; words of three letters or more also match as the start of a longer word
-/// ("refun" finds "refund"), shorter ones only whole ("3" does not find every "30…").
+/// A word to find. The last word of a search, when it has three letters or more, also matches
+/// as the start of a longer word, as it is being typed ("card refun" finds "card refund");
+/// the others match whole. Expanding every word made a search of two common words cost
+/// PostgreSQL's index a bitmap of every message holding either; a short last word would
+/// match too much ("3" is not every "30…").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchWord {
     pub text: String,
@@ -19,11 +22,16 @@ impl SearchWord {
 /// The words of a search: letters and digits only, so no input can be read as query syntax;
 /// at most 16.
 pub fn search_words(text: &str) -> Vec<SearchWord> {
-    text.split(|c: char| !c.is_alphanumeric())
+    let mut words: Vec<SearchWord> = text
+        .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .take(16)
-        .map(|w| SearchWord { text: w.to_lowercase(), prefix: w.chars().count() >= 3 })
-        .collect()
+        .map(|w| SearchWord { text: w.to_lowercase(), prefix: false })
+        .collect();
+    if let Some(last) = words.last_mut() {
+        last.prefix = last.text.chars().count() >= 3;
+    }
+    words
 }
 
 /// Whether every word of a search is in `text`: the stores' full-text rule, for texts already
@@ -80,9 +88,11 @@ mod tests {
 
     #[test]
     fn every_word_must_be_in_the_text() {
-        let words = search_words("refu CARD");
+        let words = search_words("CARD refu");
         assert!(matches_all("Please refund my card.", &words));
         assert!(!matches_all("Please refund me.", &words));
+        assert!(!matches_all("Please refund my cardigan.", &words), "only the last word is a prefix");
+        assert!(!matches_all("Please refund my card.", &search_words("refu card")));
         assert!(!matches_all("scar of a cardinal refusal", &search_words("ar")), "short words match only whole");
         assert!(!matches_all("anything", &[]), "no words find nothing");
     }
@@ -93,16 +103,18 @@ mod tests {
         assert_eq!(
             words,
             [
-                SearchWord { text: "card".into(), prefix: true },
+                SearchWord { text: "card".into(), prefix: false },
                 SearchWord { text: "or".into(), prefix: false },
                 SearchWord { text: "3".into(), prefix: false },
             ]
         );
+        assert_eq!(search_words("3 card"), [SearchWord { text: "3".into(), prefix: false }, SearchWord { text: "card".into(), prefix: true }]);
     }
 
     #[test]
     fn highlight_marks_whole_words_that_start_with_a_search_word() {
         let pieces = highlight("My card was charged twice, refund the Card", &search_words("card charg"), 200);
+        assert!(highlight("cards", &search_words("card x"), 200).iter().all(|(_, marked)| !marked), "whole words before the last");
         let marked: Vec<&str> = pieces.iter().filter(|(_, m)| *m).map(|(t, _)| t.as_str()).collect();
         assert_eq!(marked, ["card", "charged", "Card"]);
         assert_eq!(pieces.iter().map(|(t, _)| t.as_str()).collect::<String>(), "My card was charged twice, refund the Card");

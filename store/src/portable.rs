@@ -62,13 +62,25 @@ macro_rules! portable_store {
                 ConversationId, Handler, Message, MessageId, OutboundMessage, Presence, Timestamp,
             };
 
-/// A list's filters as SQL: a `WITH` clause (what a search found), conditions on `c`, the
-/// values they bind, in order, and whether a `hit` table holds the matching messages.
-/// Structure is built here; every value is bound.
-fn list_conditions(filter: &ConversationFilter) -> (String, Vec<String>, Vec<String>, bool) {
+/// A list's filters as SQL. Structure is built here; every value is bound.
+struct ListSql {
+    /// A `WITH` clause (what a search found), or empty.
+    with: String,
+    /// The conversations to read, aliased `c`: the table, or what a search gathered.
+    source: &'static str,
+    /// Conditions on `c`.
+    conditions: Vec<String>,
+    /// The values they bind, in order.
+    binds: Vec<String>,
+    /// Whether a `hit` table holds the matching messages.
+    message_hits: bool,
+}
+
+fn list_conditions(filter: &ConversationFilter) -> ListSql {
     let mut conditions: Vec<String> = Vec::new();
     let mut binds: Vec<String> = Vec::new();
     let mut with = String::new();
+    let mut source = "conversations c";
     let mut message_hits = false;
     let bind = |condition: &str, value: String, binds: &mut Vec<String>| {
         binds.push(value);
@@ -108,18 +120,20 @@ fn list_conditions(filter: &ConversationFilter) -> (String, Vec<String>, Vec<Str
             message_hits = true;
             hits.replace('?', &format!("${}", binds.len()))
         });
-        let by_customer = format!("SELECT f.id FROM conversations f WHERE f.contact_id IN ({contacts})");
+        let by_customer = format!("SELECT f.* FROM conversations f WHERE f.contact_id IN ({contacts})");
         if $gather_first {
-            // What was found is gathered first, so each index is planned on its own (PostgreSQL
-            // otherwise scanned every contact for a hashed subplan).
+            // The conversations found are gathered first, whole, so each index is planned on its
+            // own (PostgreSQL otherwise scanned every contact for a hashed subplan) and the page
+            // and its total read them without looking each one up again.
             with = match hits {
                 Some(hits) => format!(
                     "WITH hit AS MATERIALIZED ({hits}), \
-                     found AS MATERIALIZED ({by_customer} UNION ALL SELECT h.conversation_id FROM hit h)"
+                     found AS MATERIALIZED ({by_customer} UNION \
+                     SELECT f.* FROM conversations f WHERE f.id IN (SELECT h.conversation_id FROM hit h))"
                 ),
                 None => format!("WITH found AS MATERIALIZED ({by_customer})"),
             };
-            conditions.push("c.id IN (SELECT found.id FROM found)".to_string());
+            source = "found c";
         } else {
             // One pass over the indexes the OR names (SQLite's multi-index OR).
             let in_messages = match hits {
@@ -132,7 +146,70 @@ fn list_conditions(filter: &ConversationFilter) -> (String, Vec<String>, Vec<Str
             conditions.push(format!("(c.contact_id IN ({contacts}){in_messages})"));
         }
     }
-    (with, conditions, binds, message_hits)
+    ListSql { with, source, conditions, binds, message_hits }
+}
+
+/// Whether a search read only the newest SEARCH_HITS matching messages, as SQL.
+fn search_capped(message_hits: bool) -> String {
+    if message_hits { format!("(SELECT COUNT(*) FROM hit) >= {SEARCH_HITS}") } else { "FALSE".into() }
+}
+
+/// `WHERE …` for some conditions, or nothing.
+fn where_all(conditions: &[String]) -> String {
+    if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) }
+}
+
+/// One page of a list as SQL, and its binds: the page's ids are picked first (a MATERIALIZED
+/// `page`), then summarised, so a summary's subqueries (last message, undelivered) run for the
+/// page's rows only. With `total`, every row also carries the filters' total, and a row with
+/// no conversation carries it for an empty page; the search is read once for both.
+fn page_sql(filter: &ConversationFilter, total: bool) -> (String, Vec<String>) {
+    let ListSql { with, source, conditions, mut binds, message_hits } = list_conditions(filter);
+    let (sort_key, direction, comparison) = match filter.order {
+        ListOrder::Recent => ("c.updated_at", "DESC", "<"),
+        ListOrder::LongestWaiting => ("COALESCE(c.escalated_at, c.created_at)", "ASC", ">"),
+        ListOrder::NextInLine => (NEXT_IN_LINE_KEY, "ASC", ">"),
+    };
+    let mut paged = conditions.clone();
+    if let Some(cursor) = filter.after {
+        binds.push(cursor.key.to_string());
+        let key_at = binds.len();
+        binds.push(cursor.id.to_string());
+        let id_at = binds.len();
+        let key = format!("CAST(${key_at} AS BIGINT)");
+        // The bare range first, so the sort index is entered at the cursor instead of being
+        // walked from its start (deep pages cost what the first one does).
+        let inclusive = format!("{comparison}=");
+        paged.push(format!("{sort_key} {inclusive} {key} AND ({sort_key} {comparison} {key} OR c.id {comparison} ${id_at})"));
+    }
+    // A search names the newest matching message of each row.
+    let matched = if message_hits {
+        "(SELECT b.body FROM messages b WHERE b.seq = (SELECT MAX(h.seq) FROM hit h WHERE h.conversation_id = c.id))"
+    } else {
+        "NULL"
+    };
+    let select = SUMMARY_SELECT.replacen("SELECT ", &format!("SELECT {matched} AS matched_text, {sort_key} AS sort_key, "), 1);
+    let order = format!("ORDER BY {sort_key} {direction}, c.id {direction}");
+    let mut ctes = vec![format!(
+        "page AS MATERIALIZED (SELECT c.id FROM {source} {} {order} LIMIT {})",
+        where_all(&paged),
+        filter.limit.clamp(1, 1000)
+    )];
+    if total {
+        let capped = search_capped(message_hits);
+        ctes.push(format!(
+            "total AS MATERIALIZED (SELECT COUNT(*) AS total_count, {capped} AS total_capped FROM {source} {})",
+            where_all(&conditions)
+        ));
+    }
+    let with = if with.is_empty() { format!("WITH {}", ctes.join(", ")) } else { format!("{with}, {}", ctes.join(", ")) };
+    let rows = format!("{select} WHERE c.id IN (SELECT p.id FROM page p)");
+    let sql = if total {
+        format!("{with} SELECT t.total_count, t.total_capped, s.* FROM total t LEFT JOIN ({rows}) s ON TRUE ORDER BY s.sort_key {direction}, s.id {direction}")
+    } else {
+        format!("{with} {rows} {order}")
+    };
+    (sql, binds)
 }
 
 /// The customers list's filters as conditions on `n` (contacts) and the values they bind.
@@ -515,43 +592,7 @@ impl $store {
     }
 
     async fn list_conversations(&self, filter: &ConversationFilter) -> Result<Vec<ConversationSummary>, StoreError> {
-        let (with, conditions, mut binds, message_hits) = list_conditions(filter);
-        let (sort_key, direction, comparison) = match filter.order {
-            ListOrder::Recent => ("c.updated_at", "DESC", "<"),
-            ListOrder::LongestWaiting => ("COALESCE(c.escalated_at, c.created_at)", "ASC", ">"),
-            ListOrder::NextInLine => (NEXT_IN_LINE_KEY, "ASC", ">"),
-        };
-        let mut conditions = conditions;
-        if let Some(cursor) = filter.after {
-            binds.push(cursor.key.to_string());
-            let key_at = binds.len();
-            binds.push(cursor.id.to_string());
-            let id_at = binds.len();
-            let key = format!("CAST(${key_at} AS BIGINT)");
-            // The bare range first, so the sort index is entered at the cursor instead of being
-            // walked from its start (deep pages cost what the first one does).
-            let inclusive = format!("{comparison}=");
-            conditions.push(format!(
-                "{sort_key} {inclusive} {key} AND ({sort_key} {comparison} {key} OR c.id {comparison} ${id_at})"
-            ));
-        }
-        // A search names the newest matching message of each row.
-        let matched = if message_hits {
-            "(SELECT b.body FROM messages b WHERE b.seq = (SELECT MAX(h.seq) FROM hit h WHERE h.conversation_id = c.id))"
-        } else {
-            "NULL"
-        };
-        let select = SUMMARY_SELECT.replacen("SELECT ", &format!("SELECT {matched} AS matched_text, "), 1);
-        let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-        // The page's ids first, then the summaries of those rows only: a summary's subqueries
-        // (last message, undelivered) would otherwise run for every matching row before the sort.
-        let order = format!("ORDER BY {sort_key} {direction}, c.id {direction}");
-        let page = format!(
-            "page AS MATERIALIZED (SELECT c.id FROM conversations c {filter_sql} {order} LIMIT {})",
-            filter.limit.clamp(1, 1000)
-        );
-        let with = if with.is_empty() { format!("WITH {page}") } else { format!("{with}, {page}") };
-        let sql = format!("{with} {select} WHERE c.id IN (SELECT p.id FROM page p) {order}");
+        let (sql, binds) = page_sql(filter, false);
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for value in binds {
             query = query.bind(value);
@@ -560,11 +601,27 @@ impl $store {
         rows.iter().map(summary_from_row).collect()
     }
 
+    async fn list_page(&self, filter: &ConversationFilter) -> Result<(Vec<ConversationSummary>, ListTotal), StoreError> {
+        let (sql, binds) = page_sql(filter, true);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in binds {
+            query = query.bind(value);
+        }
+        let rows = query.fetch_all(&self.reader).await.map_err(backend)?;
+        let first = rows.first().ok_or_else(|| StoreError::Corrupt("a list page came without its total".into()))?;
+        let total = ListTotal {
+            count: first.try_get::<i64, _>("total_count").map_err(backend)? as u64,
+            search_capped: first.try_get("total_capped").map_err(backend)?,
+        };
+        // An empty page is one row holding the total and no conversation.
+        let summaries = rows.iter().filter(|row| matches!(row.text_opt("id"), Ok(Some(_)))).map(summary_from_row).collect::<Result<_, _>>()?;
+        Ok((summaries, total))
+    }
+
     async fn count_conversations(&self, filter: &ConversationFilter) -> Result<ListTotal, StoreError> {
-        let (with, conditions, binds, message_hits) = list_conditions(filter);
-        let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-        let capped = if message_hits { format!("(SELECT COUNT(*) FROM hit) >= {SEARCH_HITS}") } else { "FALSE".into() };
-        let sql = format!("{with} SELECT COUNT(*) AS n, {capped} AS capped FROM conversations c {filter_sql}");
+        let ListSql { with, source, conditions, binds, message_hits } = list_conditions(filter);
+        let capped = search_capped(message_hits);
+        let sql = format!("{with} SELECT COUNT(*) AS n, {capped} AS capped FROM {source} {}", where_all(&conditions));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for value in binds {
             query = query.bind(value);

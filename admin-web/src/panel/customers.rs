@@ -2,7 +2,7 @@
 //! by keyset cursor and searchable by name or channel id.
 
 use super::auth::{ApiCaller, Signed};
-use super::{bad_filter, error_page, page, parse_filter, views};
+use super::{bad_filter, cut_page, error_page, page, parse_filter, views};
 use crate::AppState;
 use crate::error::ApiError;
 use axum::extract::rejection::QueryRejection;
@@ -72,11 +72,8 @@ fn short(text: &str) -> String {
 async fn customers_page_of(store: &dyn Store, filter: &CustomerFilter) -> Result<(Vec<CustomerSummary>, Option<String>, u64), ApiError> {
     let one_more = CustomerFilter { limit: filter.limit + 1, ..filter.clone() };
     let (rows, total) = tokio::join!(store.list_customers(&one_more), store.count_customers(filter));
-    let (mut rows, total) = (rows?, total?);
-    let more = rows.len() > filter.limit as usize;
-    rows.truncate(filter.limit as usize);
-    let next = more.then(|| rows.last().map(|last| CustomerCursor::after_customer(last).encode())).flatten();
-    Ok((rows, next, total))
+    let (rows, next) = cut_page(rows?, filter.limit, |last| CustomerCursor::after_customer(last).encode());
+    Ok((rows, next, total?))
 }
 
 async fn customers_page(

@@ -289,14 +289,19 @@ pub(crate) async fn list_page(
     store: &dyn Store,
     filter: &ConversationFilter,
 ) -> Result<(Vec<ConversationSummary>, Option<String>, ListTotal), ApiError> {
-    // The page and the total at once: a search's work is in both, and each has a connection.
     let one_more = ConversationFilter { limit: filter.limit + 1, ..filter.clone() };
-    let (rows, total) = tokio::join!(store.list_conversations(&one_more), store.count_conversations(filter));
-    let (mut rows, total) = (rows?, total?);
-    let more = rows.len() > filter.limit as usize;
-    rows.truncate(filter.limit as usize);
-    let next = more.then(|| rows.last().map(|last| ListCursor::after(last, filter.order).encode())).flatten();
+    let (rows, total) = store.list_page(&one_more).await?;
+    let (rows, next) = cut_page(rows, filter.limit, |last| ListCursor::after(last, filter.order).encode());
     Ok((rows, next, total))
+}
+
+/// A page read with one row more than `limit`: the page, and when that extra row came, the
+/// cursor after the page's last row.
+pub(crate) fn cut_page<T>(mut rows: Vec<T>, limit: u32, cursor: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = if more { rows.last().map(cursor) } else { None };
+    (rows, next)
 }
 
 fn parse_filter<T: std::str::FromStr<Err = switchboard_models::UnknownVariant>>(value: &str) -> Result<Option<T>, ApiError> {
