@@ -947,8 +947,20 @@ async fn audit(
     let more = numbered.len() > AUDIT_PER_PAGE as usize;
     numbered.truncate(AUDIT_PER_PAGE as usize);
     let older = more.then(|| numbered.last().map(|(number, _)| format!("/panel/admin/audit?before={number}"))).flatten();
+    // Entries are numbered in order and never deleted, so the newest number is the total (an
+    // entry whose transaction PostgreSQL rolled back leaves its number unused: at most a few).
+    let newest = match query.before {
+        None => numbered.first().map(|(number, _)| *number),
+        Some(_) => store.audit_page(None, 1).await?.first().map(|(number, _)| *number),
+    };
+    let shown = match (numbered.first(), numbered.last(), newest) {
+        (Some((first, _)), Some((last, _)), Some(newest)) => {
+            Some(format!("Entries {} to {} of {}", views::count(*first as u64), views::count(*last as u64), views::count(newest as u64)))
+        }
+        _ => None,
+    };
     let entries: Vec<&AuditEntry> = numbered.iter().map(|(_, entry)| entry).collect();
-    let data = json!({"older_url": older, "paged": query.before.is_some(), "entries": entries.iter().map(|e| json!({
+    let data = json!({"older_url": older, "paged": query.before.is_some(), "shown": shown, "entries": entries.iter().map(|e| json!({
         "at": views::time(&e.at),
         "actor": name(e.actor).unwrap_or_else(|| "Switchboard".into()),
         "action": e.action.as_str(),

@@ -498,7 +498,11 @@ async fn the_audit_log_pages_back_to_its_first_entry() {
     loop {
         let page = team.admin.get(&path).await;
         assert_eq!(page.status, 200);
-        rows += page.body.matches("data-test=\"audit-row\"").count();
+        let shown = page.body.matches("data-test=\"audit-row\"").count();
+        let first_shown = total - rows;
+        let says = format!("Entries {} to {} of {total}", first_shown, first_shown + 1 - shown);
+        assert!(page.body.contains(&says), "{says}");
+        rows += shown;
         pages += 1;
         let Some(next) = page.body.split("\" data-test=\"next-page\"").next().filter(|_| page.body.contains("data-test=\"next-page\"")) else {
             assert!(page.body.contains("state-0-before"), "the last page holds the first entry");
