@@ -264,6 +264,16 @@ pub struct BotConfig {
     pub priority_rules: Vec<switchboard_core::policy::PriorityRule>,
     /// false: agents cannot take conversations beyond their capacity by hand.
     pub allow_over_capacity: bool,
+    /// Waiting on the customer this long: remind them once (0: never).
+    pub remind_waiting_after_hours: u64,
+    /// Waiting on the customer this long: resolve, and tell them (0: never).
+    pub resolve_waiting_after_hours: u64,
+    /// Resolved this long with no new message: close (0: never).
+    pub close_resolved_after_hours: u64,
+    /// A conversation only the bot handled, quiet this long: close (0: never).
+    pub close_idle_bot_after_hours: u64,
+    pub waiting_reminder: String,
+    pub waiting_resolved: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -347,6 +357,11 @@ impl Default for WebChatConfig {
     }
 }
 
+/// A quiet-conversation rule in whole hours, 0 when off.
+fn hours(after: Option<std::time::Duration>) -> u64 {
+    after.map_or(0, |after| after.as_secs() / 3600)
+}
+
 impl Default for BotConfig {
     fn default() -> Self {
         let policy = switchboard_core::Policy::default();
@@ -358,6 +373,12 @@ impl Default for BotConfig {
             handoff_offline: policy.handoff_offline,
             priority_rules: policy.priority_rules,
             allow_over_capacity: policy.allow_over_capacity,
+            remind_waiting_after_hours: hours(policy.quiet.remind_waiting_after),
+            resolve_waiting_after_hours: hours(policy.quiet.resolve_waiting_after),
+            close_resolved_after_hours: hours(policy.quiet.close_resolved_after),
+            close_idle_bot_after_hours: hours(policy.quiet.close_idle_bot_after),
+            waiting_reminder: policy.quiet.waiting_reminder,
+            waiting_resolved: policy.quiet.waiting_resolved,
         }
     }
 }
@@ -528,6 +549,25 @@ impl Config {
         }
         if b.low_confidence_escalate_after == 0 {
             return invalid("bot.low_confidence_escalate_after", "must be at least 1".into());
+        }
+        if b.remind_waiting_after_hours > 0 && b.resolve_waiting_after_hours > 0 && b.resolve_waiting_after_hours <= b.remind_waiting_after_hours {
+            return invalid(
+                "bot.resolve_waiting_after_hours",
+                format!(
+                    "{} comes before the reminder at {} hours; make it longer, or 0 to never resolve by itself",
+                    b.resolve_waiting_after_hours, b.remind_waiting_after_hours
+                ),
+            );
+        }
+        for (key, hours) in [
+            ("bot.remind_waiting_after_hours", b.remind_waiting_after_hours),
+            ("bot.resolve_waiting_after_hours", b.resolve_waiting_after_hours),
+            ("bot.close_resolved_after_hours", b.close_resolved_after_hours),
+            ("bot.close_idle_bot_after_hours", b.close_idle_bot_after_hours),
+        ] {
+            if hours > 24 * 3650 {
+                return invalid(key, format!("{hours} hours is more than ten years; use 0 to turn the rule off"));
+            }
         }
         if !(-1.0..=1.0).contains(&b.negative_sentiment_threshold) {
             return invalid(

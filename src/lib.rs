@@ -18,7 +18,7 @@ use switchboard_channels::email::{AgentNotifier, EmailAdapter, EmailOutbound, Em
 use switchboard_channels::discord::{DiscordAdapter, DiscordOutbound, DiscordSettings};
 use switchboard_channels::telegram::{Mode as TelegramModeSetting, TelegramAdapter, TelegramOutbound, TelegramSettings};
 use switchboard_channels::webchat::{WebChatHub, WebChatOutbound};
-use switchboard_core::ports::{BlobStore, Outbound, Store, SystemClock};
+use switchboard_core::ports::{BlobStore, Clock, Outbound, Store, SystemClock};
 use switchboard_core::{Engine, EngineLimits, EventBus, OutboxWorker, Policy};
 use switchboard_core::ports::{Assistant, Classifier, IntentsReloader};
 use switchboard_nlp::{
@@ -105,6 +105,18 @@ async fn return_freed_memory() {
     }
 }
 
+/// Fires due timers every second; at start, those that came due while the server was stopped.
+async fn fire_timers(engine: Arc<Engine>) {
+    loop {
+        match engine.fire_due_timers().await {
+            Ok(0) => {}
+            Ok(fired) => tracing::debug!(fired, "timers fired"),
+            Err(error) => tracing::warn!(%error, "firing due timers failed; trying again in a second"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// Gauges read from the store every 5 s: the outbox's backlog and its oldest reply's age, and
 /// the conversations waiting for an agent.
 async fn sample_backlogs(store: Arc<dyn Store>) {
@@ -162,6 +174,11 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// `start` with the engine's clock given (tests move a `ManualClock` instead of sleeping).
+pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let store = open_store(config).await?;
     let secret = match &config.server.secret {
         Some(secret) => secret.0.clone(),
@@ -178,7 +195,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         store.clone(),
         blobs.clone(),
         nlu.classifier.clone(),
-        Arc::new(SystemClock),
+        clock,
         EventBus::new(4096),
         policy(config),
         EngineLimits {
@@ -262,6 +279,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         tracing::info!("email channel on");
     }
     workers.push(tokio::spawn(sample_backlogs(store.clone())));
+    workers.push(tokio::spawn(fire_timers(engine.clone())));
     workers.push(tokio::spawn(return_freed_memory()));
     let outbox_stop = CancellationToken::new();
     let retry_window = Duration::from_secs(config.server.delivery_retry_window_seconds);
@@ -497,8 +515,21 @@ pub fn policy(config: &Config) -> Policy {
         handoff_offline: bot.handoff_offline.clone(),
         priority_rules: bot.priority_rules.clone(),
         allow_over_capacity: bot.allow_over_capacity,
+        quiet: switchboard_core::timers::QuietRules {
+            remind_waiting_after: after_hours(bot.remind_waiting_after_hours),
+            resolve_waiting_after: after_hours(bot.resolve_waiting_after_hours),
+            close_resolved_after: after_hours(bot.close_resolved_after_hours),
+            close_idle_bot_after: after_hours(bot.close_idle_bot_after_hours),
+            waiting_reminder: bot.waiting_reminder.clone(),
+            waiting_resolved: bot.waiting_resolved.clone(),
+        },
         ..Policy::default()
     }
+}
+
+/// A quiet-conversation rule from its hours in the configuration (0: off).
+fn after_hours(hours: u64) -> Option<std::time::Duration> {
+    (hours > 0).then(|| std::time::Duration::from_secs(hours * 3600))
 }
 
 fn random_secret() -> String {

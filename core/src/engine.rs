@@ -5,6 +5,7 @@ use crate::policy::Policy;
 use crate::assignment::pick_agent;
 use crate::attachments::{UploadError, check_upload, clean_file_name};
 use crate::ports::{Assistant, BlobStore, Classifier, Clock, Committed, Store, StepWrite, StoreError};
+use crate::timers::TimerKind;
 use crate::step::{Decision, Input, ReplyBody, step};
 use crate::summary::{TRANSCRIPT_MESSAGES, extractive_summary, transcript};
 use std::collections::HashMap;
@@ -238,7 +239,7 @@ impl Engine {
         };
         escalation.summary = summary;
         // Same version: the summary is not something an agent edits, so open views stay valid.
-        self.commit_change(&current, Vec::new(), None).await?;
+        self.commit_change(&current, Vec::new(), None, None).await?;
         Ok(true)
     }
 
@@ -468,12 +469,14 @@ impl Engine {
         };
         let decision = step(&before, &input, &self.policy, now);
         let escalated = decision.escalated.is_some();
+        let timers = decision.timers.clone();
         // The message is stored already, so the summary reads it with the earlier ones.
         let (conversation, mut replies) = self.replies_for(decision, now).await?;
         let write = StepWrite {
             answers: Some((message.seq, classification)),
             conversation: (!same_state(&before, &conversation)).then(|| conversation.clone()),
             outbound: replies.clone(),
+            timers: timers.map(|timers| (conversation.id, timers)),
             ..StepWrite::default()
         };
         let decided = started.elapsed();
@@ -565,6 +568,7 @@ impl Engine {
             current = next;
         }
         let replied = step(&current, &Input::AgentReplied { agent: agent.id }, &self.policy, now);
+        let timers = replied.timers.clone();
         let mut reply = new_message(&replied.conversation, Sender::Agent, text, now);
         reply.agent_id = Some(agent.id);
         reply.attachments = attachments;
@@ -572,7 +576,7 @@ impl Engine {
         let conversation = replied.conversation;
         let audit = Audit { actor: Some(agent.id), action: AuditAction::Reply, subject_agent: None, note: None };
         let entry = audit.entry(now, &before, &conversation);
-        let mut stored = self.commit_change(&conversation, outbound, Some(entry)).await?;
+        let mut stored = self.commit_change(&conversation, outbound, Some(entry), timers).await?;
         if newly_assigned {
             self.bus.publish(DomainEvent::Assigned { conversation, agent: agent.id });
         }
@@ -794,6 +798,46 @@ impl Engine {
         Ok(())
     }
 
+    /// Fires the timers due now, each through a step that deletes it in its own transaction,
+    /// so each fires once however many nodes try. Returns how many fired.
+    pub async fn fire_due_timers(&self) -> Result<u32, EngineError> {
+        let now = self.clock.now();
+        // Leased for a minute: a node that dies holding timers leaves them to another then.
+        let due = self.store.claim_due_timers(now, now + chrono::Duration::seconds(60), 100).await?;
+        let mut fired = 0;
+        for timer in due {
+            let (_turn, current) = match self.turn_of(timer.conversation).await {
+                Ok(both) => both,
+                Err(EngineError::NotFound(_)) => continue,
+                Err(error) => return Err(error),
+            };
+            let now = self.clock.now();
+            let decision = step(&current, &Input::TimerFired(timer.kind), &self.policy, now);
+            let timers = decision.timers.clone().map(|timers| (current.id, timers));
+            let (conversation, mut replies) = self.replies_for(decision, now).await?;
+            let changed = !same_state(&current, &conversation);
+            let audit = Audit { actor: None, action: AuditAction::Status, subject_agent: None, note: Some(format!("{} came due", timer.kind.as_str())) };
+            let write = StepWrite {
+                conversation: changed.then(|| conversation.clone()),
+                outbound: replies.clone(),
+                audit: changed.then(|| audit.entry(now, &current, &conversation)),
+                timers,
+                fires: Some(timer),
+                ..StepWrite::default()
+            };
+            let Committed::Stored { seqs } = self.commit(write).await? else { continue };
+            fired += 1;
+            for (reply, seq) in replies.iter_mut().zip(seqs) {
+                reply.seq = seq;
+            }
+            if !replies.is_empty() {
+                self.outbox_wake.notify_one();
+            }
+            self.publish(&conversation, replies.iter());
+        }
+        Ok(fired)
+    }
+
     /// Gives a waiting conversation to `agent`, if it is still waiting.
     async fn take(&self, conversation_id: ConversationId, agent: &Agent) -> Result<bool, EngineError> {
         let joined = Input::AgentJoined { agent: agent.id, agent_name: &agent.name };
@@ -822,9 +866,10 @@ impl Engine {
         }
         let now = self.clock.now();
         let decision = step(&current, &input, &self.policy, now);
+        let timers = decision.timers.clone();
         let (conversation, replies) = self.replies_for(decision, now).await?;
         let entry = audit.entry(now, &current, &conversation);
-        self.commit_change(&conversation, replies, Some(entry)).await?;
+        self.commit_change(&conversation, replies, Some(entry), timers).await?;
         Ok(Some(conversation))
     }
 
@@ -848,8 +893,10 @@ impl Engine {
         conversation: &Conversation,
         outbound: Vec<Message>,
         audit: Option<AuditEntry>,
+        timers: Option<Vec<(TimerKind, Timestamp)>>,
     ) -> Result<Vec<Message>, EngineError> {
-        let write = StepWrite { conversation: Some(conversation.clone()), outbound, audit, ..StepWrite::default() };
+        let timers = timers.map(|timers| (conversation.id, timers));
+        let write = StepWrite { conversation: Some(conversation.clone()), outbound, audit, timers, ..StepWrite::default() };
         let Committed::Stored { seqs } = self.commit(write.clone()).await? else {
             return Err(StoreError::Corrupt("a step without a customer message was taken for a duplicate".into()).into());
         };
@@ -890,7 +937,7 @@ impl Engine {
         decision: Decision,
         now: Timestamp,
     ) -> Result<(Conversation, Vec<Message>), EngineError> {
-        let Decision { mut conversation, replies, escalated } = decision;
+        let Decision { mut conversation, replies, escalated, .. } = decision;
         if escalated.is_some() {
             let texts = self.store.recent_customer_texts(conversation.id, 20).await?;
             if let Some(escalation) = conversation.escalation.as_mut() {

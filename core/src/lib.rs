@@ -10,6 +10,7 @@ mod outbox;
 pub mod policy;
 pub mod ports;
 pub mod search;
+pub mod timers;
 mod step;
 mod summary;
 

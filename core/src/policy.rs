@@ -57,6 +57,8 @@ pub struct Policy {
     /// Whether an agent may take (or be given) a conversation beyond their capacity by hand: an
     /// override, audited and warned about. Automatic assignment never goes past it.
     pub allow_over_capacity: bool,
+    /// How long conversations may stay quiet before the bot reminds, resolves or closes them.
+    pub quiet: crate::timers::QuietRules,
 }
 
 impl Default for Policy {
@@ -82,6 +84,7 @@ impl Default for Policy {
                 .to_string(),
             priority_rules: Vec::new(),
             allow_over_capacity: true,
+            quiet: crate::timers::QuietRules::default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The traits the core drives. Implementations live in `store`, `nlp` and `channels`.
 
 use crate::policy::QueueView;
+use crate::timers::{Timer, TimerKind};
 use async_trait::async_trait;
 use std::time::Duration;
 use switchboard_models::{
@@ -213,6 +214,11 @@ pub struct StepWrite {
     pub notes: Vec<Message>,
     /// The action this step records in the audit log.
     pub audit: Option<AuditEntry>,
+    /// The conversation's timers from now on, replacing all it had.
+    pub timers: Option<(ConversationId, Vec<(TimerKind, Timestamp)>)>,
+    /// The timer this step fires: deleted with the step, which is refused as `Duplicate` when
+    /// it is gone (fired already, or set anew since it was claimed).
+    pub fires: Option<Timer>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,6 +272,11 @@ pub trait Store: Send + Sync {
     async fn list_conversations(&self, filter: &ConversationFilter) -> Result<Vec<ConversationSummary>, StoreError>;
     /// How many conversations `filter` matches (its cursor and limit aside).
     async fn count_conversations(&self, filter: &ConversationFilter) -> Result<ListTotal, StoreError>;
+    /// Leases up to `limit` timers due at `now` until `lease_until`, earliest first; a timer
+    /// leased by someone else is skipped until its lease ends.
+    async fn claim_due_timers(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Timer>, StoreError>;
+    /// A conversation's timers, earliest first.
+    async fn timers_of(&self, conversation: ConversationId) -> Result<Vec<Timer>, StoreError>;
     /// A list's page and the filters' total in one read (a search is run once for both).
     async fn list_page(&self, filter: &ConversationFilter) -> Result<(Vec<ConversationSummary>, ListTotal), StoreError>;
     async fn dashboard_counts(&self, day_start: Timestamp) -> Result<DashboardCounts, StoreError>;
@@ -461,6 +472,25 @@ pub trait Outbound: Send + Sync {
 
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
+}
+
+/// A clock that moves only when told, so tests move time instead of sleeping for a timer.
+pub struct ManualClock(std::sync::Mutex<Timestamp>);
+
+impl ManualClock {
+    pub fn new(at: Timestamp) -> Self {
+        Self(std::sync::Mutex::new(at))
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        *self.0.lock().expect("clock lock") += by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().expect("clock lock")
+    }
 }
 
 pub struct SystemClock;

@@ -1,6 +1,7 @@
 //! The conversation state machine: a pure, total function from (conversation, input, now) to the
 //! next conversation and the replies to send. No I/O; `Engine` does the loading and saving.
 
+use crate::timers::{TimerKind, timers_after};
 use crate::policy::{Policy, priority_for};
 use switchboard_models::{
     AgentId, Category, Classification, ClassificationSource, Priority, Conversation, Escalation, EscalationReason, Handler, IntentName,
@@ -33,6 +34,8 @@ pub enum Input<'a> {
     StatusSet(Status),
     PrioritySet(Priority),
     CategorySet(Category),
+    /// A timer of the conversation came due.
+    TimerFired(TimerKind),
 }
 
 /// A message `step` wants sent to the customer.
@@ -57,6 +60,8 @@ pub struct Decision {
     pub replies: Vec<Reply>,
     /// Set when this step escalated the conversation.
     pub escalated: Option<EscalationReason>,
+    /// The conversation's timers from now on, replacing those it had; `None` keeps them.
+    pub timers: Option<Vec<(TimerKind, Timestamp)>>,
 }
 
 pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now: Timestamp) -> Decision {
@@ -144,9 +149,32 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                 next.status = Status::Open;
             }
         }
+        Input::TimerFired(kind) => quiet_for_long(&mut next, *kind, &mut replies, policy),
     }
+    // A reminder leaves the resolution timer where it was; every other step counts anew from now.
+    let timers = match input {
+        Input::TimerFired(TimerKind::RemindWaiting) => None,
+        _ => Some(timers_after(next.status, next.handler, &policy.quiet, now)),
+    };
+    Decision { conversation: next, replies, escalated, timers }
+}
 
-    Decision { conversation: next, replies, escalated }
+/// A conversation stayed quiet until `kind` came due: remind, resolve or close it, if it is
+/// still in the state the timer was set for.
+fn quiet_for_long(next: &mut Conversation, kind: TimerKind, replies: &mut Vec<Reply>, policy: &Policy) {
+    let tell = |text: &str| Reply { sender: Sender::Bot, body: ReplyBody::Text(text.to_string()), quick_replies: Vec::new() };
+    match kind {
+        TimerKind::RemindWaiting if next.status == Status::WaitingOnCustomer => replies.push(tell(&policy.quiet.waiting_reminder)),
+        TimerKind::ResolveWaiting if next.status == Status::WaitingOnCustomer => {
+            next.status = Status::Resolved;
+            next.handler = Handler::Bot;
+            next.low_confidence_streak = 0;
+            replies.push(tell(&policy.quiet.waiting_resolved));
+        }
+        TimerKind::CloseResolved if next.status == Status::Resolved => next.status = Status::Closed,
+        TimerKind::CloseIdleBot if next.handler == Handler::Bot && !next.status.is_final() => next.status = Status::Closed,
+        _ => {}
+    }
 }
 
 /// Why the bot should stop answering this message, if it should.

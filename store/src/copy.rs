@@ -80,6 +80,11 @@ const TABLES: &[Table] = &[
         keyed: true,
     },
     Table {
+        name: "timers",
+        columns: &[("conversation_id", Text), ("kind", Text), ("due_at", Int), ("claimed_until", Int)],
+        keyed: false,
+    },
+    Table {
         name: "audit_log",
         columns: &[
             ("id", Int), ("at", Int), ("actor_id", Text), ("action", Text), ("conversation_id", Text), ("subject_agent", Text),

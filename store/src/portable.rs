@@ -48,7 +48,7 @@ macro_rules! portable_store {
             use crate::portable::{AGENT_COLUMNS, CONTACT_COLUMNS, CONVERSATION_COLUMNS, MESSAGE_COLUMNS, NEXT_IN_LINE_KEY, SUMMARY_SELECT, sql};
             use crate::rows::{
                 Columns, agent_from_row, audit_from_row, backend, contact_from_prefixed_row, contact_from_row,
-                conversation_from_row, claimed_in_order, message_from_row, millis, summary_from_row, to_json,
+                conversation_from_row, claimed_in_order, due_first, message_from_row, millis, summary_from_row, timer_from_row, to_json,
             };
             use async_trait::async_trait;
             use sqlx::Row;
@@ -57,6 +57,7 @@ macro_rules! portable_store {
                 AgentLoad, Assignee, Committed, ConversationFilter, ConversationSummary, CustomerFilter, CustomerSummary, DashboardCounts, ListOrder, ListTotal, SEARCH_HITS, SessionRecord,
                 StepWrite, Store, StoreError,
             };
+            use switchboard_core::timers::{Timer, TimerKind};
             use switchboard_models::{
                 Agent, AgentId, ApiToken, AuditEntry, CannedResponse, Channel, Contact, ContactId, Conversation,
                 ConversationId, Handler, Message, MessageId, OutboundMessage, Presence, Timestamp,
@@ -231,6 +232,19 @@ fn customer_conditions(filter: &CustomerFilter) -> (Vec<String>, Vec<String>) {
 /// The messages go in one statement, inbound first; if the inbound one is a duplicate, the
 /// replies it carried are taken out again and nothing else of the step is written.
 pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Committed, StoreError> {
+    if let Some(timer) = &write.fires {
+        let deleted = sqlx::query("DELETE FROM timers WHERE conversation_id = $1 AND kind = $2 AND due_at = $3")
+            .bind(timer.conversation.to_string())
+            .bind(timer.kind.as_str())
+            .bind(millis(timer.due_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        if deleted == 0 {
+            return Ok(Committed::Duplicate);
+        }
+    }
     if let Some((seq, classification)) = &write.answers {
         // The classification marks the message answered; only the first answer counts.
         let marked = sqlx::query(
@@ -272,6 +286,9 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
     }
     if let Some(entry) = &write.audit {
         insert_audit(&mut *tx, entry).await?;
+    }
+    if let Some((conversation, timers)) = &write.timers {
+        set_timers(tx, *conversation, timers).await?;
     }
     // Seqs in the order given: inbound, then replies, then notes.
     let seq_of = |m: &Message| inserted.iter().find(|(_, id)| *id == m.id.to_string()).map(|(seq, _)| *seq);
@@ -366,6 +383,25 @@ async fn upsert_contact(tx: &mut $conn, contact: &Contact) -> Result<(), StoreEr
     .execute(&mut *tx)
     .await
     .map_err(backend)?;
+    Ok(())
+}
+
+/// Replaces a conversation's timers.
+async fn set_timers(tx: &mut $conn, conversation: ConversationId, timers: &[(TimerKind, Timestamp)]) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM timers WHERE conversation_id = $1")
+        .bind(conversation.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    for (kind, due_at) in timers {
+        sqlx::query("INSERT INTO timers (conversation_id, kind, due_at) VALUES ($1, $2, $3)")
+            .bind(conversation.to_string())
+            .bind(kind.as_str())
+            .bind(millis(*due_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+    }
     Ok(())
 }
 
@@ -638,6 +674,15 @@ impl $store {
             .await
             .map_err(backend)?;
         rows.iter().map(summary_from_row).collect()
+    }
+
+    async fn timers_of(&self, conversation: ConversationId) -> Result<Vec<Timer>, StoreError> {
+        let rows = sqlx::query("SELECT conversation_id, kind, due_at FROM timers WHERE conversation_id = $1 ORDER BY due_at, kind")
+            .bind(conversation.to_string())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(timer_from_row).collect()
     }
 
     async fn list_customers(&self, filter: &CustomerFilter) -> Result<Vec<CustomerSummary>, StoreError> {

@@ -133,6 +133,23 @@ portable_store! {
             result
         }
 
+        /// Leases the due timers; rows another node is claiming right now are skipped, not waited for.
+        async fn claim_due_timers(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Timer>, StoreError> {
+            let rows = sqlx::query(
+                "UPDATE timers SET claimed_until = $1 WHERE (conversation_id, kind) IN ( \
+                    SELECT conversation_id, kind FROM timers WHERE due_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
+                    ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 RETURNING conversation_id, kind, due_at",
+            )
+            .bind(millis(lease_until))
+            .bind(millis(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.writer)
+            .await
+            .map_err(backend)?;
+            due_first(&rows)
+        }
+
         /// Leases the due messages; rows another node is claiming right now are skipped, not waited for.
         async fn claim_outbox(
             &self,

@@ -224,6 +224,22 @@ pub(crate) fn summary_from_row(row: &impl Columns) -> Result<switchboard_core::C
     })
 }
 
+pub(crate) fn timer_from_row(row: &impl Columns) -> Result<switchboard_core::timers::Timer, StoreError> {
+    let kind = row.text("kind")?;
+    Ok(switchboard_core::timers::Timer {
+        conversation: ConversationId(uuid_col(row, "conversation_id")?),
+        kind: switchboard_core::timers::TimerKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("timer kind `{kind}`")))?,
+        due_at: instant(row.int("due_at")?)?,
+    })
+}
+
+/// Claimed timers, earliest first (RETURNING gives no order guarantee).
+pub(crate) fn due_first(rows: &[impl Columns]) -> Result<Vec<switchboard_core::timers::Timer>, StoreError> {
+    let mut timers = rows.iter().map(timer_from_row).collect::<Result<Vec<_>, StoreError>>()?;
+    timers.sort_by_key(|timer| timer.due_at);
+    Ok(timers)
+}
+
 /// Claimed outbox rows in delivery order (by seq; RETURNING gives no order guarantee).
 pub(crate) fn claimed_in_order(rows: &[impl Columns]) -> Result<Vec<switchboard_models::OutboundMessage>, StoreError> {
     let mut claimed = rows.iter().map(outbound_from_row).collect::<Result<Vec<_>, StoreError>>()?;

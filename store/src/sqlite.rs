@@ -250,6 +250,22 @@ portable_store! {
         }
 
         /// One statement: lease the due messages and return them with their recipient.
+        async fn claim_due_timers(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Timer>, StoreError> {
+            let rows = sqlx::query(
+                "UPDATE timers SET claimed_until = $1 WHERE rowid IN ( \
+                    SELECT rowid FROM timers WHERE due_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
+                    ORDER BY due_at LIMIT $3) \
+                 RETURNING conversation_id, kind, due_at",
+            )
+            .bind(millis(lease_until))
+            .bind(millis(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.writer)
+            .await
+            .map_err(backend)?;
+            due_first(&rows)
+        }
+
         async fn claim_outbox(
             &self,
             now: Timestamp,

@@ -24,6 +24,8 @@ pub struct TestServer {
     pub config: Config,
     /// The database it runs on: SQLite by default, PostgreSQL when TEST_DATABASE=postgres.
     pub database: databases::TestDatabase,
+    /// The engine's clock, kept across restarts.
+    clock: std::sync::Arc<dyn switchboard_core::ports::Clock>,
     _dir: tempfile::TempDir,
 }
 
@@ -58,6 +60,11 @@ impl TestServer {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with_clock(std::sync::Arc::new(switchboard_core::ports::SystemClock), adjust).await
+    }
+
+    /// A server whose engine reads `clock` (a `ManualClock` moves time in a test).
+    pub async fn start_with_clock(clock: std::sync::Arc<dyn switchboard_core::ports::Clock>, adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = test_config(dir.path());
         let database = databases::TestDatabase::new(test_backend()).await;
@@ -65,8 +72,8 @@ impl TestServer {
             config.database.url = database.url.clone();
         }
         adjust(&mut config);
-        let running = switchboard::start(&config).await.expect("server starts");
-        Self { addr: running.addr, running: Some(running), config, database, _dir: dir }
+        let running = switchboard::start_with_clock(&config, clock.clone()).await.expect("server starts");
+        Self { addr: running.addr, running: Some(running), config, database, clock, _dir: dir }
     }
 
     /// Stops the server and starts a new one on the same database (a restart).
@@ -83,7 +90,7 @@ impl TestServer {
     }
 
     pub async fn start_again(&mut self) {
-        let running = switchboard::start(&self.config).await.expect("server restarts");
+        let running = switchboard::start_with_clock(&self.config, self.clock.clone()).await.expect("server restarts");
         self.addr = running.addr;
         self.running = Some(running);
     }

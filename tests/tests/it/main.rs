@@ -16,5 +16,6 @@ mod nlp;
 mod panel;
 mod store;
 mod telegram;
+mod timers;
 mod transcripts;
 mod webchat;

@@ -25,6 +25,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0008_priority_first_queue.sql", "a6c7d7b220c7a571fceade54d2030b2525778110356e4a62742691ee2ca2a4e2"),
     ("sqlite/0009_customers_list.sql", "903fbc53c7572e08104d16a4e38bd6718edacd2d9f9e439de3ba30b2391e3754"),
     ("postgres/0009_customers_list.sql", "903fbc53c7572e08104d16a4e38bd6718edacd2d9f9e439de3ba30b2391e3754"),
+    ("sqlite/0010_conversation_timers.sql", "825c975af7d7fb325292c4e3d489ce12c2e9ffe6661e74493f842449aea52ed0"),
+    ("postgres/0010_conversation_timers.sql", "ee682cda10c9a5e5ff72a9304c06770a0530055e25278f3c6f6362f87b324603"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

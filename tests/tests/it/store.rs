@@ -7,6 +7,7 @@ use switchboard_models::{
     Agent, Attachment, Classification, ClassificationSource, IntentName, Urgency, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, Category, Channel, Contact, ContactId,
     Conversation, DeliveryState, Handler, Message, MessageId, Presence, Priority, Role, Sender, Status, Timestamp,
 };
+use switchboard_core::timers::{Timer, TimerKind};
 use switchboard_tests::databases::{Backend, TestDatabase};
 
 /// Each contract test once per backend: `sqlite::name` and `postgres::name`.
@@ -41,6 +42,7 @@ on_both_backends!(
     each_reply_has_a_delivery_state_and_failures_flag_the_conversation,
     lists_page_by_cursor_in_both_orders_and_stay_stable_while_rows_arrive,
     customers_page_newest_first_with_search_channel_and_counts,
+    timers_are_set_with_their_step_claimed_when_due_and_fire_once,
 );
 
 /// Instants as the store keeps them (milliseconds), so round trips compare equal.
@@ -451,6 +453,43 @@ async fn customers_page_newest_first_with_search_channel_and_counts(backend: Bac
     assert_eq!(second.iter().map(|c| c.contact.id).collect::<Vec<_>>(), [contacts[3].id, contacts[2].id, contacts[1].id]);
     let cursor = CustomerCursor::after_customer(&second[0]);
     assert_eq!(CustomerCursor::decode(&cursor.encode()), Some(cursor));
+}
+
+async fn timers_are_set_with_their_step_claimed_when_due_and_fire_once(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let waiting = conversation(store.as_ref(), "timed-1").await;
+    let resolved = conversation(store.as_ref(), "timed-2").await;
+    let t0 = now();
+    let at = |minutes: i64| t0 + chrono::Duration::minutes(minutes);
+    let set = |c: &Conversation, timers: Vec<(TimerKind, Timestamp)>| StepWrite { timers: Some((c.id, timers)), ..StepWrite::default() };
+    store.commit(set(&waiting, vec![(TimerKind::RemindWaiting, at(10)), (TimerKind::ResolveWaiting, at(30))])).await.unwrap();
+    store.commit(set(&resolved, vec![(TimerKind::CloseResolved, at(20))])).await.unwrap();
+    let kinds = |timers: Vec<Timer>| timers.into_iter().map(|t| (t.kind, t.due_at)).collect::<Vec<_>>();
+    assert_eq!(kinds(store.timers_of(waiting.id).await.unwrap()), [(TimerKind::RemindWaiting, at(10)), (TimerKind::ResolveWaiting, at(30))]);
+
+    // Due ones only, earliest first; a claimed timer is not claimed again until its lease ends.
+    assert!(store.claim_due_timers(at(5), at(6), 10).await.unwrap().is_empty());
+    let due = store.claim_due_timers(at(25), at(26), 10).await.unwrap();
+    assert_eq!(due.iter().map(|t| (t.conversation, t.kind)).collect::<Vec<_>>(), [(waiting.id, TimerKind::RemindWaiting), (resolved.id, TimerKind::CloseResolved)]);
+    assert!(store.claim_due_timers(at(25), at(26), 10).await.unwrap().is_empty(), "leased");
+    let again = store.claim_due_timers(at(27), at(28), 1).await.unwrap();
+    assert_eq!(again.len(), 1, "the lease ended; at most `limit` at a time");
+
+    // Firing deletes the timer with the step; a second firing of the same timer writes nothing.
+    let fire = |timer: Timer, text: &str| StepWrite { fires: Some(timer), outbound: vec![message(&waiting, Sender::Bot, text, None)], ..StepWrite::default() };
+    assert!(matches!(store.commit(fire(due[0], "reminder")).await.unwrap(), Committed::Stored { .. }));
+    assert_eq!(store.commit(fire(due[0], "reminder again")).await.unwrap(), Committed::Duplicate);
+    assert_eq!(kinds(store.timers_of(waiting.id).await.unwrap()), [(TimerKind::ResolveWaiting, at(30))]);
+    let texts: Vec<String> = store.conversation_messages(waiting.id, 0, 10).await.unwrap().into_iter().map(|m| m.text).collect();
+    assert_eq!(texts, ["reminder"]);
+
+    // A step that sets the timers anew replaces them; a timer claimed before that no longer fires.
+    let stale = Timer { conversation: resolved.id, kind: TimerKind::CloseResolved, due_at: at(20) };
+    store.commit(set(&resolved, vec![(TimerKind::CloseIdleBot, at(90))])).await.unwrap();
+    assert_eq!(store.commit(StepWrite { fires: Some(stale), ..StepWrite::default() }).await.unwrap(), Committed::Duplicate);
+    assert_eq!(kinds(store.timers_of(resolved.id).await.unwrap()), [(TimerKind::CloseIdleBot, at(90))]);
+    store.commit(set(&resolved, vec![])).await.unwrap();
+    assert!(store.timers_of(resolved.id).await.unwrap().is_empty());
 }
 
 async fn an_expired_lease_is_claimed_again(backend: Backend) {
