@@ -41,7 +41,7 @@ pub(crate) fn contains_pattern(text: &str) -> String {
 /// Emits the shared step-writing helpers (`portable::write_step` and what it calls) and the
 /// `Store` impl for `$store`, with `$specific` methods spliced in.
 macro_rules! portable_store {
-    (store: $store:ty, conn: $conn:ty, db: $db:ty, contact_search: $contact_search:path, text_search: $text_search:path, gather_search_first: $gather_first:expr, specific: { $($specific:tt)* }) => {
+    (store: $store:ty, conn: $conn:ty, db: $db:ty, contact_search: $contact_search:path, text_search: $text_search:path, claim_timers: $claim_timers:expr, gather_search_first: $gather_first:expr, specific: { $($specific:tt)* }) => {
         pub(crate) mod portable {
             #![allow(unused_imports)]
             use super::*;
@@ -674,6 +674,18 @@ impl $store {
             .await
             .map_err(backend)?;
         rows.iter().map(summary_from_row).collect()
+    }
+
+    /// Skips timers another node is claiming right now (PostgreSQL) instead of waiting.
+    async fn claim_due_timers(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Timer>, StoreError> {
+        let rows = sqlx::query($claim_timers)
+            .bind(millis(lease_until))
+            .bind(millis(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.writer)
+            .await
+            .map_err(backend)?;
+        due_first(&rows)
     }
 
     async fn timers_of(&self, conversation: ConversationId) -> Result<Vec<Timer>, StoreError> {

@@ -87,12 +87,19 @@ fn contact_hits(text: &str) -> (String, String) {
     (sql.into(), crate::portable::contains_pattern(text))
 }
 
+/// Leases due timers: $1 the lease's end, $2 now, $3 how many.
+const TIMER_CLAIM: &str = "UPDATE timers SET claimed_until = $1 WHERE (conversation_id, kind) IN ( \
+     SELECT conversation_id, kind FROM timers WHERE due_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
+     ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+     RETURNING conversation_id, kind, due_at";
+
 portable_store! {
     store: PgStore,
     conn: PgConnection,
     db: Postgres,
     contact_search: contact_hits,
     text_search: message_hits,
+    claim_timers: TIMER_CLAIM,
     gather_search_first: true,
     specific: {
         async fn outbox_backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError> {
@@ -131,23 +138,6 @@ portable_store! {
                 connection.close_on_drop();
             }
             result
-        }
-
-        /// Leases the due timers; rows another node is claiming right now are skipped, not waited for.
-        async fn claim_due_timers(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Timer>, StoreError> {
-            let rows = sqlx::query(
-                "UPDATE timers SET claimed_until = $1 WHERE (conversation_id, kind) IN ( \
-                    SELECT conversation_id, kind FROM timers WHERE due_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
-                    ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
-                 RETURNING conversation_id, kind, due_at",
-            )
-            .bind(millis(lease_until))
-            .bind(millis(now))
-            .bind(i64::from(limit))
-            .fetch_all(&self.writer)
-            .await
-            .map_err(backend)?;
-            due_first(&rows)
         }
 
         /// Leases the due messages; rows another node is claiming right now are skipped, not waited for.

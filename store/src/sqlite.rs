@@ -204,12 +204,19 @@ fn contact_hits(text: &str) -> (String, String) {
     }
 }
 
+/// Leases due timers: $1 the lease's end, $2 now, $3 how many.
+const TIMER_CLAIM: &str = "UPDATE timers SET claimed_until = $1 WHERE rowid IN ( \
+     SELECT rowid FROM timers WHERE due_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
+     ORDER BY due_at LIMIT $3) \
+     RETURNING conversation_id, kind, due_at";
+
 portable_store! {
     store: SqliteStore,
     conn: SqliteConnection,
     db: Sqlite,
     contact_search: contact_hits,
     text_search: message_hits,
+    claim_timers: TIMER_CLAIM,
     // Its multi-index OR reads both indexes in one pass.
     gather_search_first: false,
     specific: {
@@ -250,22 +257,6 @@ portable_store! {
         }
 
         /// One statement: lease the due messages and return them with their recipient.
-        async fn claim_due_timers(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Timer>, StoreError> {
-            let rows = sqlx::query(
-                "UPDATE timers SET claimed_until = $1 WHERE rowid IN ( \
-                    SELECT rowid FROM timers WHERE due_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
-                    ORDER BY due_at LIMIT $3) \
-                 RETURNING conversation_id, kind, due_at",
-            )
-            .bind(millis(lease_until))
-            .bind(millis(now))
-            .bind(i64::from(limit))
-            .fetch_all(&self.writer)
-            .await
-            .map_err(backend)?;
-            due_first(&rows)
-        }
-
         async fn claim_outbox(
             &self,
             now: Timestamp,
