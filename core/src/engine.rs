@@ -345,6 +345,10 @@ impl Engine {
             inbound: Some(message.clone()),
             contact: contact_write,
             conversation: started.then(|| conversation.clone()),
+            // A new conversation starts with the timers of its first state (a bot chat's idle close).
+            timers: started.then(|| {
+                (conversation.id, crate::timers::timers_after(conversation.status, conversation.handler, &self.policy.quiet, now))
+            }),
             ..StepWrite::default()
         };
         match self.commit(write).await? {
@@ -812,7 +816,9 @@ impl Engine {
                 Err(error) => return Err(error),
             };
             let now = self.clock.now();
-            let decision = step(&current, &Input::TimerFired(timer.kind), &self.policy, now);
+            let newest = self.store.latest_conversation_messages(current.id, None, 1).await?;
+            let last_message = newest.first().map_or(current.updated_at, |m| m.created_at);
+            let decision = step(&current, &Input::TimerFired { kind: timer.kind, last_message }, &self.policy, now);
             let timers = decision.timers.clone().map(|timers| (current.id, timers));
             let (conversation, mut replies) = self.replies_for(decision, now).await?;
             let changed = !same_state(&current, &conversation);

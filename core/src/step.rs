@@ -34,8 +34,9 @@ pub enum Input<'a> {
     StatusSet(Status),
     PrioritySet(Priority),
     CategorySet(Category),
-    /// A timer of the conversation came due.
-    TimerFired(TimerKind),
+    /// A timer of the conversation came due; `last_message` is when its newest message was
+    /// written (a bot chat's messages do not move its idle timer: it is checked here).
+    TimerFired { kind: TimerKind, last_message: Timestamp },
 }
 
 /// A message `step` wants sent to the customer.
@@ -149,14 +150,31 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                 next.status = Status::Open;
             }
         }
-        Input::TimerFired(kind) => quiet_for_long(&mut next, *kind, &mut replies, policy),
+        Input::TimerFired { kind, last_message } => {
+            if let Some(later) = idle_until(&next, *kind, *last_message, policy, now) {
+                // The chat went on since the timer was set: it closes a quiet while after that.
+                return Decision { conversation: next, replies, escalated, timers: Some(vec![(TimerKind::CloseIdleBot, later)]) };
+            }
+            quiet_for_long(&mut next, *kind, &mut replies, policy)
+        }
     }
-    // A reminder leaves the resolution timer where it was; every other step counts anew from now.
     let timers = match input {
-        Input::TimerFired(TimerKind::RemindWaiting) => None,
+        // A reminder leaves the resolution timer where it was.
+        Input::TimerFired { kind: TimerKind::RemindWaiting, .. } => None,
+        // A customer message that leaves the status and handler as they were keeps the timers:
+        // a bot chat is not rewritten at every message (its idle timer checks when it fires).
+        Input::CustomerMessage { .. } if (next.status, next.handler) == (conversation.status, conversation.handler) => None,
+        // Every other step counts anew from now.
         _ => Some(timers_after(next.status, next.handler, &policy.quiet, now)),
     };
     Decision { conversation: next, replies, escalated, timers }
+}
+
+/// When an idle bot chat's timer came due but the chat went on since: the new due time.
+fn idle_until(c: &Conversation, kind: TimerKind, last_message: Timestamp, policy: &Policy, now: Timestamp) -> Option<Timestamp> {
+    let idle = chrono::Duration::from_std(policy.quiet.close_idle_bot_after?).ok()?;
+    let bot_chat = c.handler == Handler::Bot && !c.status.is_final();
+    (kind == TimerKind::CloseIdleBot && bot_chat && last_message + idle > now).then_some(last_message + idle)
 }
 
 /// A conversation stayed quiet until `kind` came due: remind, resolve or close it, if it is
