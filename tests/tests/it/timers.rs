@@ -27,18 +27,35 @@ fn from_customer(visitor: &str, n: u32, text: &str, at: chrono::DateTime<chrono:
     }
 }
 
-/// Fires due timers until `done` holds: the server's own worker may be firing the same ones,
-/// so the test waits for the outcome, not for its own call to fire them.
-async fn fire_until(server: &TestServer, id: ConversationId, what: &str, done: impl Fn(Status, &[String]) -> bool) {
-    for _ in 0..200 {
-        server.engine().fire_due_timers().await.unwrap();
-        let status = server.engine().store().conversation(id).await.unwrap().unwrap().status;
-        if done(status, &bot_texts(server, id).await) {
-            return;
+/// Fires the due timers and waits until `done` holds. The server's own worker may be firing the
+/// same timer, so the test waits for the conversation's change event, whoever fired it; the
+/// state is read after subscribing, so a change committed before that is seen too.
+async fn fire_until<F, Fut>(server: &TestServer, what: &str, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut events = server.engine().bus().subscribe();
+    server.engine().fire_due_timers().await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done().await {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(error)) => panic!("the event bus closed while waiting for {what}: {error}"),
+            Err(_) => panic!("{what} did not happen"),
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    panic!("{what} did not happen");
+}
+
+async fn status(server: &TestServer, id: ConversationId) -> Status {
+    server.engine().store().conversation(id).await.unwrap().unwrap().status
+}
+
+/// No timer of any conversation is due now, so none can fire (claiming with a lease ending now
+/// leaves them free for the server's worker).
+async fn nothing_due(server: &TestServer) -> bool {
+    let now = server.engine().now();
+    server.engine().store().claim_due_timers(now, now, 100).await.unwrap().is_empty()
 }
 
 async fn bot_texts(server: &TestServer, id: ConversationId) -> Vec<String> {
@@ -67,9 +84,9 @@ async fn a_conversation_waiting_on_the_customer_is_reminded_then_resolved_then_c
     let resolved_notice = server.config.bot.waiting_resolved.clone();
 
     clock.advance(hour * 47);
-    assert_eq!(server.engine().fire_due_timers().await.unwrap(), 0, "nothing is due before 48 hours");
+    assert!(nothing_due(&server).await, "nothing is due before 48 hours");
     clock.advance(hour * 2);
-    fire_until(&server, id, "the reminder", |_, texts| texts.contains(&reminder)).await;
+    fire_until(&server, "the reminder", || async { bot_texts(&server, id).await.contains(&reminder) }).await;
     assert_eq!(server.engine().store().conversation(id).await.unwrap().unwrap().status, Status::WaitingOnCustomer);
     assert_eq!(timers(&server, id).await, [(TimerKind::ResolveWaiting, (120 - 49) * 60)], "the resolution keeps its time");
 
@@ -77,11 +94,9 @@ async fn a_conversation_waiting_on_the_customer_is_reminded_then_resolved_then_c
     server.stop().await;
     clock.advance(hour * 72);
     server.start_again().await;
-    fire_until(&server, id, "the resolution", |status, _| status == Status::Resolved).await;
+    fire_until(&server, "the resolution", || async { status(&server, id).await == Status::Resolved }).await;
     assert_eq!(timers(&server, id).await, [(TimerKind::CloseResolved, 168 * 60)]);
-    for _ in 0..3 {
-        server.engine().fire_due_timers().await.unwrap();
-    }
+    assert!(nothing_due(&server).await, "the fired timers are gone: nothing more fires until the close");
     let texts = bot_texts(&server, id).await;
     assert_eq!(texts.iter().filter(|t| **t == reminder).count(), 1, "reminded once: {texts:?}");
     assert_eq!(texts.iter().filter(|t| **t == resolved_notice).count(), 1, "told once: {texts:?}");
@@ -89,7 +104,7 @@ async fn a_conversation_waiting_on_the_customer_is_reminded_then_resolved_then_c
     assert!(audit.iter().any(|(_, e)| e.conversation == Some(id) && e.actor.is_none() && e.after.as_deref().is_some_and(|a| a.contains("status resolved") && a.contains("resolve_waiting came due"))));
 
     clock.advance(hour * 169);
-    fire_until(&server, id, "the close", |status, _| status == Status::Closed).await;
+    fire_until(&server, "the close", || async { status(&server, id).await == Status::Closed }).await;
     assert!(timers(&server, id).await.is_empty());
 }
 
@@ -110,8 +125,7 @@ async fn a_customer_who_writes_again_stops_the_clock_and_an_idle_bot_conversatio
     engine.handle(from_customer("back", 2, "The family plan", engine.now())).await.unwrap();
     assert!(timers(&server, id).await.is_empty());
     clock.advance(hour * 30);
-    server.engine().fire_due_timers().await.unwrap();
-    assert_ne!(server.engine().store().conversation(id).await.unwrap().unwrap().status, Status::Resolved);
+    assert!(nothing_due(&server).await, "no resolution is due, 130 hours after the agent wrote");
 
     // A conversation only the bot handled closes a day after its last message.
     let chat = engine.handle(from_customer("idle", 1, "hello", engine.now())).await.unwrap();
@@ -122,18 +136,11 @@ async fn a_customer_who_writes_again_stops_the_clock_and_an_idle_bot_conversatio
     assert_eq!(timers(&server, chat_id).await, [(TimerKind::CloseIdleBot, 60)], "a message does not rewrite the timer");
     // It comes due an hour later, finds the chat went on, and moves to a day after the last message.
     clock.advance(hour * 2);
-    let mut moved = Vec::new();
-    for _ in 0..200 {
-        server.engine().fire_due_timers().await.unwrap();
-        moved = timers(&server, chat_id).await;
-        if moved != [(TimerKind::CloseIdleBot, -60)] {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(moved, [(TimerKind::CloseIdleBot, 22 * 60)], "a day after the last message");
-    assert_ne!(server.engine().store().conversation(chat_id).await.unwrap().unwrap().status, Status::Closed);
+    let overdue = [(TimerKind::CloseIdleBot, -60)];
+    fire_until(&server, "the idle timer moving", || async { timers(&server, chat_id).await != overdue }).await;
+    assert_eq!(timers(&server, chat_id).await, [(TimerKind::CloseIdleBot, 22 * 60)], "a day after the last message");
+    assert_ne!(status(&server, chat_id).await, Status::Closed);
     clock.advance(hour * 23);
-    fire_until(&server, chat_id, "the idle close", |status, _| status == Status::Closed).await;
+    fire_until(&server, "the idle close", || async { status(&server, chat_id).await == Status::Closed }).await;
     assert!(bot_texts(&server, chat_id).await.iter().all(|t| !t.contains("heard back")), "closing an idle chat says nothing");
 }
