@@ -41,7 +41,7 @@ pub(crate) fn contains_pattern(text: &str) -> String {
 /// Emits the shared step-writing helpers (`portable::write_step` and what it calls) and the
 /// `Store` impl for `$store`, with `$specific` methods spliced in.
 macro_rules! portable_store {
-    (store: $store:ty, conn: $conn:ty, db: $db:ty, contact_search: $contact_search:path, text_search: $text_search:path, claim_timers: $claim_timers:expr, gather_search_first: $gather_first:expr, specific: { $($specific:tt)* }) => {
+    (store: $store:ty, conn: $conn:ty, db: $db:ty, contact_search: $contact_search:path, text_search: $text_search:path, claim_timers: $claim_timers:expr, outbox_due: $outbox_due:expr, gather_search_first: $gather_first:expr, specific: { $($specific:tt)* }) => {
         pub(crate) mod portable {
             #![allow(unused_imports)]
             use super::*;
@@ -462,6 +462,25 @@ impl $store {
     }
 }
 
+            impl $store {
+                /// Runs a claim: $1 the lease's end, $2 now, $3 how many.
+                async fn claim(
+                    &self,
+                    claim: sqlx::AssertSqlSafe<&'static str>,
+                    now: Timestamp,
+                    lease_until: Timestamp,
+                    limit: u32,
+                ) -> Result<Vec<<$db as sqlx::Database>::Row>, StoreError> {
+                    sqlx::query(claim)
+                        .bind(millis(lease_until))
+                        .bind(millis(now))
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.writer)
+                        .await
+                        .map_err(backend)
+                }
+            }
+
             #[async_trait]
             impl Store for $store {
                 $($specific)*
@@ -678,14 +697,19 @@ impl $store {
 
     /// Skips timers another node is claiming right now (PostgreSQL) instead of waiting.
     async fn claim_due_timers(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Timer>, StoreError> {
-        let rows = sqlx::query($claim_timers)
-            .bind(millis(lease_until))
-            .bind(millis(now))
-            .bind(i64::from(limit))
-            .fetch_all(&self.writer)
-            .await
-            .map_err(backend)?;
-        due_first(&rows)
+        due_first(&self.claim(sqlx::AssertSqlSafe($claim_timers), now, lease_until, limit).await?)
+    }
+
+    /// One statement: lease the due replies and return them with their recipient.
+    async fn claim_outbox(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<OutboundMessage>, StoreError> {
+        let leased = sql!(
+            "UPDATE messages SET lease_until = $1 WHERE seq IN (",
+            $outbox_due,
+            ") RETURNING ",
+            MESSAGE_COLUMNS,
+            ", retry_from, (SELECT external_id FROM contacts c WHERE c.id = messages.contact_id) AS recipient"
+        );
+        claimed_in_order(&self.claim(leased, now, lease_until, limit).await?)
     }
 
     async fn timers_of(&self, conversation: ConversationId) -> Result<Vec<Timer>, StoreError> {

@@ -87,6 +87,12 @@ fn contact_hits(text: &str) -> (String, String) {
     (sql.into(), crate::portable::contains_pattern(text))
 }
 
+/// The replies due for delivery ($2 now, $3 how many); rows another node is claiming right now
+/// are skipped, not waited for.
+const OUTBOX_DUE: &str = "SELECT seq FROM messages WHERE outbound AND delivered_at IS NULL \
+     AND gave_up_at IS NULL AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until <= $2) ORDER BY seq LIMIT $3 \
+     FOR UPDATE SKIP LOCKED";
+
 /// Leases due timers: $1 the lease's end, $2 now, $3 how many.
 const TIMER_CLAIM: &str = "UPDATE timers SET claimed_until = $1 WHERE (conversation_id, kind) IN ( \
      SELECT conversation_id, kind FROM timers WHERE due_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
@@ -100,6 +106,7 @@ portable_store! {
     contact_search: contact_hits,
     text_search: message_hits,
     claim_timers: TIMER_CLAIM,
+    outbox_due: OUTBOX_DUE,
     gather_search_first: true,
     specific: {
         async fn outbox_backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError> {
@@ -140,30 +147,5 @@ portable_store! {
             result
         }
 
-        /// Leases the due messages; rows another node is claiming right now are skipped, not waited for.
-        async fn claim_outbox(
-            &self,
-            now: Timestamp,
-            lease_until: Timestamp,
-            limit: u32,
-        ) -> Result<Vec<OutboundMessage>, StoreError> {
-            let rows = sqlx::query(sql!(
-                "UPDATE messages SET lease_until = $1 WHERE seq IN ( \
-                    SELECT seq FROM messages WHERE outbound AND delivered_at IS NULL \
-                    AND gave_up_at IS NULL AND next_attempt_at <= $2 \
-                    AND (lease_until IS NULL OR lease_until <= $2) ORDER BY seq LIMIT $3 \
-                    FOR UPDATE SKIP LOCKED) \
-                 RETURNING ",
-                MESSAGE_COLUMNS,
-                ", retry_from, (SELECT external_id FROM contacts c WHERE c.id = messages.contact_id) AS recipient"
-            ))
-            .bind(millis(lease_until))
-            .bind(millis(now))
-            .bind(i64::from(limit))
-            .fetch_all(&self.writer)
-            .await
-            .map_err(backend)?;
-            claimed_in_order(&rows)
-        }
     }
 }

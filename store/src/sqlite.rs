@@ -204,6 +204,12 @@ fn contact_hits(text: &str) -> (String, String) {
     }
 }
 
+/// The replies due for delivery ($2 now, $3 how many). INDEXED BY: with bound parameters the
+/// planner otherwise walks the whole table in seq order (seconds on a million messages) instead
+/// of the small pending index.
+const OUTBOX_DUE: &str = "SELECT seq FROM messages INDEXED BY messages_outbox WHERE outbound = 1 AND delivered_at IS NULL \
+     AND gave_up_at IS NULL AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until <= $2) ORDER BY seq LIMIT $3";
+
 /// Leases due timers: $1 the lease's end, $2 now, $3 how many.
 const TIMER_CLAIM: &str = "UPDATE timers SET claimed_until = $1 WHERE rowid IN ( \
      SELECT rowid FROM timers WHERE due_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
@@ -217,6 +223,7 @@ portable_store! {
     contact_search: contact_hits,
     text_search: message_hits,
     claim_timers: TIMER_CLAIM,
+    outbox_due: OUTBOX_DUE,
     // Its multi-index OR reads both indexes in one pass.
     gather_search_first: false,
     specific: {
@@ -256,31 +263,5 @@ portable_store! {
             Ok((count as u64, oldest.and_then(chrono::DateTime::from_timestamp_millis)))
         }
 
-        /// One statement: lease the due messages and return them with their recipient.
-        async fn claim_outbox(
-            &self,
-            now: Timestamp,
-            lease_until: Timestamp,
-            limit: u32,
-        ) -> Result<Vec<OutboundMessage>, StoreError> {
-            let rows = sqlx::query(sql!(
-                // INDEXED BY: with bound parameters the planner otherwise walks the whole table in
-                // seq order (seconds on a million messages) instead of the small pending index.
-                "UPDATE messages SET lease_until = $1 WHERE seq IN ( \
-                    SELECT seq FROM messages INDEXED BY messages_outbox WHERE outbound = 1 AND delivered_at IS NULL \
-                    AND gave_up_at IS NULL AND next_attempt_at <= $2 \
-                    AND (lease_until IS NULL OR lease_until <= $2) ORDER BY seq LIMIT $3) \
-                 RETURNING ",
-                MESSAGE_COLUMNS,
-                ", retry_from, (SELECT external_id FROM contacts c WHERE c.id = messages.contact_id) AS recipient"
-            ))
-            .bind(millis(lease_until))
-            .bind(millis(now))
-            .bind(i64::from(limit))
-            .fetch_all(&self.writer)
-            .await
-            .map_err(backend)?;
-            claimed_in_order(&rows)
-        }
     }
 }
