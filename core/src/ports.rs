@@ -270,14 +270,13 @@ pub trait Store: Send + Sync {
     async fn set_password_hash(&self, agent: AgentId, hash: &str) -> Result<(), StoreError>;
     async fn password_hash(&self, agent: AgentId) -> Result<Option<String>, StoreError>;
     async fn list_conversations(&self, filter: &ConversationFilter) -> Result<Vec<ConversationSummary>, StoreError>;
-    /// How many conversations `filter` matches (its cursor and limit aside).
-    async fn count_conversations(&self, filter: &ConversationFilter) -> Result<ListTotal, StoreError>;
     /// Leases up to `limit` timers due at `now` until `lease_until`, earliest first; a timer
     /// leased by someone else is skipped until its lease ends.
     async fn claim_due_timers(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Timer>, StoreError>;
     /// A conversation's timers, earliest first.
     async fn timers_of(&self, conversation: ConversationId) -> Result<Vec<Timer>, StoreError>;
-    /// A list's page and the filters' total in one read (a search is run once for both).
+    /// A list's page and how many conversations its filters match in all (its cursor and limit
+    /// aside), in one read: a search is run once for both.
     async fn list_page(&self, filter: &ConversationFilter) -> Result<(Vec<ConversationSummary>, ListTotal), StoreError>;
     async fn dashboard_counts(&self, day_start: Timestamp) -> Result<DashboardCounts, StoreError>;
     async fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;

@@ -673,18 +673,6 @@ impl $store {
         Ok((summaries, total))
     }
 
-    async fn count_conversations(&self, filter: &ConversationFilter) -> Result<ListTotal, StoreError> {
-        let ListSql { with, source, conditions, binds, message_hits } = list_conditions(filter);
-        let capped = search_capped(message_hits);
-        let sql = format!("{with} SELECT COUNT(*) AS n, {capped} AS capped FROM {source} {}", where_all(&conditions));
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for value in binds {
-            query = query.bind(value);
-        }
-        let row = query.fetch_one(&self.reader).await.map_err(backend)?;
-        Ok(ListTotal { count: row.try_get::<i64, _>("n").map_err(backend)? as u64, search_capped: row.try_get("capped").map_err(backend)? })
-    }
-
     async fn contact_conversations(&self, contact: ContactId) -> Result<Vec<ConversationSummary>, StoreError> {
         let sql = format!("{SUMMARY_SELECT} WHERE c.contact_id = $1 ORDER BY c.created_at DESC LIMIT 50");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -48,7 +48,7 @@ fn customer_query(query: Result<Query<CustomerQuery>, QueryRejection>) -> Result
         after: match query.after.as_str() {
             "" => None,
             cursor => Some(CustomerCursor::decode(cursor).ok_or_else(|| {
-                bad_filter(format!("after `{}` is not a cursor; use the `next` of the page before", short(cursor)))
+                bad_filter(format!("after `{cursor}` is not a cursor; use the `next` of the page before"))
             })?),
         },
         limit: match query.limit.as_str() {
@@ -57,15 +57,10 @@ fn customer_query(query: Result<Query<CustomerQuery>, QueryRejection>) -> Result
                 .parse()
                 .ok()
                 .filter(|n| (1..=200).contains(n))
-                .ok_or_else(|| bad_filter(format!("limit `{}` must be 1 to 200", short(given))))?,
+                .ok_or_else(|| bad_filter(format!("limit `{given}` must be 1 to 200")))?,
         },
     };
     Ok((query, filter))
-}
-
-/// At most 40 characters of a value we refuse, so an error never echoes a whole payload.
-fn short(text: &str) -> String {
-    text.chars().take(40).collect()
 }
 
 /// One page, the cursor of the next when there is more, and how many match in all.
