@@ -211,6 +211,9 @@ pub struct ServerConfig {
     /// This node's name, for leases and logs when several nodes share a PostgreSQL database.
     /// Unset: the host name and process id.
     pub node_name: Option<String>,
+    /// Several nodes: a customer message stored by a node that has not answered it after this
+    /// long (the node died) is answered by another node.
+    pub takeover_after_seconds: u64,
     /// Reverse proxies (addresses or CIDR ranges) whose `Forwarded`/`X-Forwarded-For` header is
     /// believed; every per-address limit then uses the client's address. Empty: the peer's.
     pub trusted_proxies: Vec<String>,
@@ -310,6 +313,7 @@ impl Default for ServerConfig {
             api_requests_per_minute: 600,
             delivery_retry_window_seconds: 24 * 60 * 60,
             metrics_token: None,
+            takeover_after_seconds: 30,
         }
     }
 }
@@ -484,6 +488,12 @@ impl Config {
         }
         if self.server.delivery_retry_window_seconds == 0 {
             return invalid("server.delivery_retry_window_seconds", "must be at least 1 (24 hours is 86400)".into());
+        }
+        if self.server.takeover_after_seconds == 0 || self.server.takeover_after_seconds > 86_400 {
+            return invalid(
+                "server.takeover_after_seconds",
+                "must be from 1 to 86400; keep it above the longest classification (the LLM's timeout); 30 is the default".into(),
+            );
         }
         if self.server.api_requests_per_minute == 0 {
             return invalid("server.api_requests_per_minute", "must be at least 1".into());

@@ -180,6 +180,9 @@ pub struct Engine {
     storage_problem: std::sync::Mutex<Option<(Timestamp, String)>>,
     /// Escalated conversations whose summary the assistant should rewrite (when one is configured).
     summary_requests: Option<tokio::sync::mpsc::Sender<ConversationId>>,
+    /// Set when other nodes share the store: after this long unanswered, a customer message
+    /// stored by another node is answered here.
+    takeover_after: Option<chrono::Duration>,
 }
 
 impl Engine {
@@ -208,7 +211,16 @@ impl Engine {
             outbox_wake: Arc::new(Notify::new()),
             storage_problem: std::sync::Mutex::new(None),
             summary_requests: None,
+            takeover_after: None,
         }
+    }
+
+    /// Other nodes share the store: a contact's messages stored on different nodes are still
+    /// answered in order, and one a node left unanswered for `takeover_after` (it died) is
+    /// answered here (`answer_stranded`).
+    pub fn shared_with_other_nodes(mut self, takeover_after: chrono::Duration) -> Self {
+        self.takeover_after = Some(takeover_after);
+        self
     }
 
     /// Escalations are then sent to `requests` for an abstractive summary (see `summarize_with`).
@@ -233,14 +245,18 @@ impl Engine {
                 return Ok(false);
             }
         };
-        let (_turn, mut current) = self.turn_of(id).await?;
-        let Some(escalation) = current.escalation.as_mut() else {
-            return Ok(false);
-        };
-        escalation.summary = summary;
-        // Same version: the summary is not something an agent edits, so open views stay valid.
-        self.commit_change(&current, Vec::new(), None, None).await?;
-        Ok(true)
+        for _ in 0..CONFLICT_RETRIES {
+            let (_turn, mut current) = self.turn_of(id).await?;
+            let Some(escalation) = current.escalation.as_mut() else {
+                return Ok(false);
+            };
+            escalation.summary = summary.clone();
+            // Same `updated_at`: the summary is not something an agent edits, so open views stay valid.
+            if self.commit_change(current, Vec::new(), None, None).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -291,6 +307,17 @@ impl Engine {
     /// is `answer`, which keeps this message's place among its contact's messages.
     pub async fn receive(&self, inbound: Inbound) -> Result<Received, EngineError> {
         self.check(&inbound)?;
+        // A conflict means another node stored this customer, or started their conversation,
+        // between our read and our write: read again.
+        for _ in 0..CONFLICT_RETRIES {
+            if let Some(received) = self.receive_once(inbound.clone()).await? {
+                return Ok(received);
+            }
+        }
+        Err(EngineError::Conflict("the customer's conversation kept changing on other nodes; send the message again".into()))
+    }
+
+    async fn receive_once(&self, inbound: Inbound) -> Result<Option<Received>, EngineError> {
         let contact_key = (inbound.channel, inbound.sender_external_id.clone());
         let _turn = self.locks.for_key(&contact_key).lock().await;
         let now = self.clock.now();
@@ -337,6 +364,7 @@ impl Engine {
                 .filter(|c| c.contact_id == contact.id && !c.status.is_final()),
         };
         let started = loaded.is_none();
+        let starts_current = started && matches!(inbound.thread, Thread::Current);
         let conversation = loaded.unwrap_or_else(|| Conversation::new(contact.id, inbound.channel, now));
         let mut message = new_message(&conversation, Sender::Customer, inbound.text, now);
         message.external_id = Some(inbound.external_id.clone());
@@ -349,9 +377,11 @@ impl Engine {
             timers: started.then(|| {
                 (conversation.id, crate::timers::timers_after(conversation.status, conversation.handler, &self.policy.quiet, now))
             }),
+            starts_current,
             ..StepWrite::default()
         };
         match self.commit(write).await? {
+            Committed::Conflict => Ok(None),
             Committed::Duplicate => {
                 let existing = self
                     .store
@@ -363,14 +393,15 @@ impl Engine {
                     .conversation(existing.conversation_id)
                     .await?
                     .ok_or_else(|| StoreError::Corrupt("message without conversation".into()))?;
-                Ok(Received { message: existing, duplicate: true, conversation, place: None })
+                Ok(Some(Received { message: existing, duplicate: true, conversation, place: None }))
             }
             Committed::Stored { seqs } => {
                 message.seq = seqs[0];
+                let conversation = if started { written(conversation) } else { conversation };
                 metrics::counter!("switchboard_messages_received_total", "channel" => message.channel.as_str()).increment(1);
                 let place = self.answer_order.take_place(contact.id, message.seq, contact_key);
                 self.publish(&conversation, std::iter::once(&message));
-                Ok(Received { message, duplicate: false, conversation, place: Some(place) })
+                Ok(Some(Received { message, duplicate: false, conversation, place: Some(place) }))
             }
         }
     }
@@ -389,10 +420,15 @@ impl Engine {
             // Ok or a dropped sender both mean the earlier message is done with.
             let _ = earlier.await;
         }
+        if let Some(takeover_after) = self.takeover_after {
+            self.after_earlier_elsewhere(&message, takeover_after).await?;
+        }
         message.classification = Some(classification);
         let mut retry = std::time::Duration::from_millis(100);
         let outcome = loop {
             match self.answer_in_turn(&place.contact_key, &message).await {
+                // Changed on another node since it was read: decide again on what is there now.
+                Ok(None) => continue,
                 Err(EngineError::Store(StoreError::Backend(reason))) => {
                     if retry == std::time::Duration::from_millis(100) {
                         tracing::error!(seq = message.seq, "answering a stored message failed; retrying until storage recovers: {reason}");
@@ -400,7 +436,8 @@ impl Engine {
                     tokio::time::sleep(retry).await;
                     retry = (retry * 2).min(std::time::Duration::from_secs(5));
                 }
-                result => break result?,
+                Ok(Some(outcome)) => break outcome,
+                Err(error) => return Err(error),
             }
         };
         drop(place);
@@ -455,8 +492,58 @@ impl Engine {
         Ok(received)
     }
 
-    /// One step for a stored, classified customer message, under its contact's turn.
-    async fn answer_in_turn(&self, contact_key: &(Channel, String), message: &Message) -> Result<HandleOutcome, EngineError> {
+    /// With several nodes, a contact's earlier message may be in another node's hands: waits
+    /// until it is answered, or answers it here once it waited `takeover_after` (its node died),
+    /// so `message` is never answered before it.
+    async fn after_earlier_elsewhere(&self, message: &Message, takeover_after: chrono::Duration) -> Result<(), EngineError> {
+        let mut pause = std::time::Duration::from_millis(5);
+        while let Some(earlier) = self.store.earlier_unanswered(message.contact_id, message.seq).await? {
+            if self.clock.now() - earlier.created_at >= takeover_after {
+                self.answer_stranded(earlier).await?;
+            } else {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(200));
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers the customer messages that waited `takeover_after` unanswered, oldest first: a
+    /// node that stored them died before answering (several nodes). Returns how many were
+    /// taken over; should their node answer one meanwhile, only the first answer is stored.
+    pub async fn answer_stranded_messages(&self) -> Result<u32, EngineError> {
+        let Some(takeover_after) = self.takeover_after else { return Ok(0) };
+        let cutoff = self.clock.now() - takeover_after;
+        let mut taken = 0;
+        for message in self.store.unanswered_messages(100).await? {
+            if message.created_at > cutoff {
+                break;
+            }
+            self.answer_stranded(message).await?;
+            taken += 1;
+        }
+        Ok(taken)
+    }
+
+    /// Answers a customer message another node stored and left (unless it was answered meanwhile).
+    async fn answer_stranded(&self, mut message: Message) -> Result<(), EngineError> {
+        tracing::info!(seq = message.seq, "answering a customer message its node left unanswered");
+        let contact = self.store.contact(message.contact_id).await?.ok_or(EngineError::NotFound("contact"))?;
+        message.classification = Some(self.classifier.classify(&message.text).await);
+        let contact_key = (contact.channel, contact.external_id);
+        for _ in 0..CONFLICT_RETRIES {
+            let Some(outcome) = self.answer_in_turn(&contact_key, &message).await? else { continue };
+            if outcome.conversation.handler == Handler::Queue {
+                self.assign_waiting().await?;
+            }
+            return Ok(());
+        }
+        Err(EngineError::Conflict("a stranded message's conversation kept changing; it is answered on the next pass".into()))
+    }
+
+    /// One step for a stored, classified customer message, under its contact's turn; `None`
+    /// when the conversation changed on another node meanwhile (nothing was written).
+    async fn answer_in_turn(&self, contact_key: &(Channel, String), message: &Message) -> Result<Option<HandleOutcome>, EngineError> {
         let _turn = self.locks.for_key(contact_key).lock().await;
         let started = std::time::Instant::now();
         let classification = message.classification.clone().expect("classified before its step");
@@ -479,6 +566,7 @@ impl Engine {
         let write = StepWrite {
             answers: Some((message.seq, classification)),
             conversation: (!same_state(&before, &conversation)).then(|| conversation.clone()),
+            decided_on: Some((before.id, before.version)),
             outbound: replies.clone(),
             timers: timers.map(|timers| (conversation.id, timers)),
             ..StepWrite::default()
@@ -490,10 +578,15 @@ impl Engine {
         if started.elapsed() > SLOW_STEP {
             self.slow_steps.note(decided, started.elapsed() - decided);
         }
-        let Committed::Stored { seqs } = committed else {
-            // Answered already (by a run before a restart): nothing more to do.
-            return Ok(HandleOutcome { message: message.clone(), duplicate: false, conversation: before, replies: Vec::new(), escalated: false });
+        let seqs = match committed {
+            Committed::Stored { seqs } => seqs,
+            Committed::Conflict => return Ok(None),
+            // Answered already (by a run before a restart, or by another node): nothing more to do.
+            Committed::Duplicate => {
+                return Ok(Some(HandleOutcome { message: message.clone(), duplicate: false, conversation: before, replies: Vec::new(), escalated: false }));
+            }
         };
+        let conversation = written(conversation);
         for (reply, seq) in replies.iter_mut().zip(&seqs) {
             reply.seq = *seq;
         }
@@ -505,7 +598,7 @@ impl Engine {
         }
         self.publish(&conversation, replies.iter());
         tracing::debug!(conversation_id = %conversation.id, replies = replies.len(), "step committed");
-        Ok(HandleOutcome { message: message.clone(), duplicate: false, conversation, replies, escalated })
+        Ok(Some(HandleOutcome { message: message.clone(), duplicate: false, conversation, replies, escalated }))
     }
 
     /// Checks an uploaded file by its content and stores it; the result goes into an `Inbound`
@@ -552,6 +645,23 @@ impl Engine {
         }
         self.check_length("reply", &text)?;
         let agent = self.store.agent(agent_id).await?.filter(|a| a.active).ok_or(EngineError::NotFound("agent"))?;
+        for _ in 0..CONFLICT_RETRIES {
+            if let Some(reply) = self.agent_reply_once(conversation_id, &agent, &text, &attachments).await? {
+                return Ok(reply);
+            }
+        }
+        Err(EngineError::Conflict("the conversation kept changing while the reply was sent; reload and send it again".into()))
+    }
+
+    /// `agent_reply` on the conversation as it is now; `None` when it changed on another node
+    /// before the write (nothing was written).
+    async fn agent_reply_once(
+        &self,
+        conversation_id: ConversationId,
+        agent: &Agent,
+        text: &str,
+        attachments: &[Attachment],
+    ) -> Result<Option<Message>, EngineError> {
         let (_turn, conversation) = self.turn_of(conversation_id).await?;
         if conversation.status.is_final() {
             return Err(EngineError::Invalid(format!(
@@ -559,7 +669,7 @@ impl Engine {
                 conversation.status
             )));
         }
-        self.may_act(&agent, &conversation).await?;
+        self.may_act(agent, &conversation).await?;
         let now = self.clock.now();
         let mut outbound = Vec::new();
         let before = conversation.clone();
@@ -573,18 +683,20 @@ impl Engine {
         }
         let replied = step(&current, &Input::AgentReplied { agent: agent.id }, &self.policy, now);
         let timers = replied.timers.clone();
-        let mut reply = new_message(&replied.conversation, Sender::Agent, text, now);
+        let mut reply = new_message(&replied.conversation, Sender::Agent, text.to_string(), now);
         reply.agent_id = Some(agent.id);
-        reply.attachments = attachments;
+        reply.attachments = attachments.to_vec();
         outbound.push(reply);
         let conversation = replied.conversation;
         let audit = Audit { actor: Some(agent.id), action: AuditAction::Reply, subject_agent: None, note: None };
         let entry = audit.entry(now, &before, &conversation);
-        let mut stored = self.commit_change(&conversation, outbound, Some(entry), timers).await?;
+        let Some((conversation, mut stored)) = self.commit_change(conversation, outbound, Some(entry), timers).await? else {
+            return Ok(None);
+        };
         if newly_assigned {
             self.bus.publish(DomainEvent::Assigned { conversation, agent: agent.id });
         }
-        Ok(stored.pop().expect("the reply is last"))
+        Ok(Some(stored.pop().expect("the reply is last")))
     }
 
     /// An agents' note on the conversation: kept with it, never shown or sent to the customer.
@@ -810,38 +922,54 @@ impl Engine {
         let due = self.store.claim_due_timers(now, now + chrono::Duration::seconds(60), 100).await?;
         let mut fired = 0;
         for timer in due {
-            let (_turn, current) = match self.turn_of(timer.conversation).await {
-                Ok(both) => both,
-                Err(EngineError::NotFound(_)) => continue,
-                Err(error) => return Err(error),
-            };
-            let now = self.clock.now();
-            let newest = self.store.latest_conversation_messages(current.id, None, 1).await?;
-            let last_message = newest.first().map_or(current.updated_at, |m| m.created_at);
-            let decision = step(&current, &Input::TimerFired { kind: timer.kind, last_message }, &self.policy, now);
-            let timers = decision.timers.clone().map(|timers| (current.id, timers));
-            let (conversation, mut replies) = self.replies_for(decision, now).await?;
-            let changed = !same_state(&current, &conversation);
-            let audit = Audit { actor: None, action: AuditAction::Status, subject_agent: None, note: Some(format!("{} came due", timer.kind.as_str())) };
-            let write = StepWrite {
-                conversation: changed.then(|| conversation.clone()),
-                outbound: replies.clone(),
-                audit: changed.then(|| audit.entry(now, &current, &conversation)),
-                timers,
-                fires: Some(timer),
-                ..StepWrite::default()
-            };
-            let Committed::Stored { seqs } = self.commit(write).await? else { continue };
-            fired += 1;
-            for (reply, seq) in replies.iter_mut().zip(seqs) {
-                reply.seq = seq;
+            for _ in 0..CONFLICT_RETRIES {
+                match self.fire(&timer).await {
+                    Ok(Some(true)) => fired += 1,
+                    Ok(Some(false)) | Err(EngineError::NotFound(_)) => {}
+                    // The conversation changed on another node meanwhile: decide again.
+                    Ok(None) => continue,
+                    Err(error) => return Err(error),
+                }
+                break;
             }
-            if !replies.is_empty() {
-                self.outbox_wake.notify_one();
-            }
-            self.publish(&conversation, replies.iter());
         }
         Ok(fired)
+    }
+
+    /// Fires one claimed timer: `Some(true)` when it fired, `Some(false)` when it was gone,
+    /// `None` when the conversation changed since it was read (nothing was written).
+    async fn fire(&self, timer: &crate::timers::Timer) -> Result<Option<bool>, EngineError> {
+        let (_turn, current) = self.turn_of(timer.conversation).await?;
+        let now = self.clock.now();
+        let newest = self.store.latest_conversation_messages(current.id, None, 1).await?;
+        let last_message = newest.first().map_or(current.updated_at, |m| m.created_at);
+        let decision = step(&current, &Input::TimerFired { kind: timer.kind, last_message }, &self.policy, now);
+        let timers = decision.timers.clone().map(|timers| (current.id, timers));
+        let (conversation, mut replies) = self.replies_for(decision, now).await?;
+        let changed = !same_state(&current, &conversation);
+        let audit = Audit { actor: None, action: AuditAction::Status, subject_agent: None, note: Some(format!("{} came due", timer.kind.as_str())) };
+        let write = StepWrite {
+            conversation: changed.then(|| conversation.clone()),
+            outbound: replies.clone(),
+            audit: changed.then(|| audit.entry(now, &current, &conversation)),
+            timers,
+            fires: Some(*timer),
+            decided_on: Some((current.id, current.version)),
+            ..StepWrite::default()
+        };
+        let seqs = match self.commit(write).await? {
+            Committed::Stored { seqs } => seqs,
+            Committed::Duplicate => return Ok(Some(false)),
+            Committed::Conflict => return Ok(None),
+        };
+        for (reply, seq) in replies.iter_mut().zip(seqs) {
+            reply.seq = seq;
+        }
+        if !replies.is_empty() {
+            self.outbox_wake.notify_one();
+        }
+        self.publish(&written(conversation), replies.iter());
+        Ok(Some(true))
     }
 
     /// Gives a waiting conversation to `agent`, if it is still waiting.
@@ -866,17 +994,21 @@ impl Engine {
         input: Input<'_>,
         audit: Audit,
     ) -> Result<Option<Conversation>, EngineError> {
-        let (_turn, current) = self.turn_of(conversation_id).await?;
-        if !applies(&current) {
-            return Ok(None);
+        for _ in 0..CONFLICT_RETRIES {
+            let (_turn, current) = self.turn_of(conversation_id).await?;
+            if !applies(&current) {
+                return Ok(None);
+            }
+            let now = self.clock.now();
+            let decision = step(&current, &input, &self.policy, now);
+            let timers = decision.timers.clone();
+            let (conversation, replies) = self.replies_for(decision, now).await?;
+            let entry = audit.entry_for(now, &current, &conversation);
+            if let Some((conversation, _)) = self.commit_change(conversation, replies, Some(entry), timers).await? {
+                return Ok(Some(conversation));
+            }
         }
-        let now = self.clock.now();
-        let decision = step(&current, &input, &self.policy, now);
-        let timers = decision.timers.clone();
-        let (conversation, replies) = self.replies_for(decision, now).await?;
-        let entry = audit.entry(now, &current, &conversation);
-        self.commit_change(&conversation, replies, Some(entry), timers).await?;
-        Ok(Some(conversation))
+        Err(EngineError::Conflict("the conversation kept changing on other nodes; reload and try again".into()))
     }
 
     /// Waits for the conversation's contact's turn, then reads the conversation as it is now.
@@ -893,19 +1025,25 @@ impl Engine {
     }
 
     /// Writes a conversation's new state with the messages it sends, then wakes the outbox and
-    /// publishes. Returns the messages as stored (with their `seq`).
+    /// publishes. Returns the state and the messages as stored (with their `seq`), or `None`
+    /// when the conversation changed since it was read (nothing was written: decide again).
     async fn commit_change(
         &self,
-        conversation: &Conversation,
+        conversation: Conversation,
         outbound: Vec<Message>,
         audit: Option<AuditEntry>,
         timers: Option<Vec<(TimerKind, Timestamp)>>,
-    ) -> Result<Vec<Message>, EngineError> {
+    ) -> Result<Option<(Conversation, Vec<Message>)>, EngineError> {
         let timers = timers.map(|timers| (conversation.id, timers));
-        let write = StepWrite { conversation: Some(conversation.clone()), outbound, audit, timers, ..StepWrite::default() };
-        let Committed::Stored { seqs } = self.commit(write.clone()).await? else {
-            return Err(StoreError::Corrupt("a step without a customer message was taken for a duplicate".into()).into());
+        let write = StepWrite { conversation: Some(conversation), outbound, audit, timers, ..StepWrite::default() };
+        let seqs = match self.commit(write.clone()).await? {
+            Committed::Stored { seqs } => seqs,
+            Committed::Conflict => return Ok(None),
+            Committed::Duplicate => {
+                return Err(StoreError::Corrupt("a step without a customer message was taken for a duplicate".into()).into());
+            }
         };
+        let conversation = written(write.conversation.expect("written above"));
         let mut stored = write.outbound;
         for (message, seq) in stored.iter_mut().zip(seqs) {
             message.seq = seq;
@@ -913,8 +1051,8 @@ impl Engine {
         if !stored.is_empty() {
             self.outbox_wake.notify_one();
         }
-        self.publish(conversation, stored.iter());
-        Ok(stored)
+        self.publish(&conversation, stored.iter());
+        Ok(Some((conversation, stored)))
     }
 
     /// Agents' texts have the same limit as customers'.
@@ -985,6 +1123,10 @@ struct Audit {
 
 impl Audit {
     fn entry(self, at: Timestamp, before: &Conversation, after: &Conversation) -> AuditEntry {
+        self.entry_for(at, before, after)
+    }
+
+    fn entry_for(&self, at: Timestamp, before: &Conversation, after: &Conversation) -> AuditEntry {
         AuditEntry {
             at,
             actor: self.actor,
@@ -992,7 +1134,7 @@ impl Audit {
             conversation: Some(after.id),
             subject_agent: self.subject_agent,
             before: Some(state_line(before)),
-            after: Some(match self.note {
+            after: Some(match &self.note {
                 Some(note) => format!("{} ({note})", state_line(after)),
                 None => state_line(after),
             }),
@@ -1009,6 +1151,16 @@ fn state_line(c: &Conversation) -> String {
     };
     let priority = c.priority.map(|p| p.as_str()).unwrap_or("none");
     format!("handler {handler}, status {}, priority {priority}", c.status)
+}
+
+/// How often a step decided on a conversation that another node changed meanwhile is decided
+/// again before the caller is told to try later.
+const CONFLICT_RETRIES: usize = 20;
+
+/// The state as stored by a step decided on `conversation` (each moves the version on by one).
+fn written(mut conversation: Conversation) -> Conversation {
+    conversation.version += 1;
+    conversation
 }
 
 /// Whether a step changed anything worth writing (the timestamp alone is not).

@@ -206,8 +206,13 @@ pub struct StepWrite {
     pub answers: Option<(i64, Classification)>,
     /// Inserted, or its display name updated, when present.
     pub contact: Option<Contact>,
-    /// Inserted or updated when present (absent when the step left it unchanged).
+    /// Inserted or updated when present (absent when the step left it unchanged). A stored
+    /// copy (`version` > 0) is written only if the row is still at that version.
     pub conversation: Option<Conversation>,
+    /// The conversation (id, version) the step was decided on, when it wrote no new state:
+    /// refused as `Conflict` all the same when the row has moved on (the bot must not answer a
+    /// conversation an agent took meanwhile).
+    pub decided_on: Option<(ConversationId, i64)>,
     /// Replies to deliver on the conversation's channel: stored and queued for the outbox together.
     pub outbound: Vec<Message>,
     /// Agents' notes: stored, never delivered.
@@ -219,6 +224,9 @@ pub struct StepWrite {
     /// The timer this step fires: deleted with the step, which is refused as `Duplicate` when
     /// it is gone (fired already, or set anew since it was claimed).
     pub fires: Option<Timer>,
+    /// `conversation` is new and becomes its contact's current one: refused as `Conflict` when
+    /// the contact has an open conversation already (another node started one meanwhile).
+    pub starts_current: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,10 +236,15 @@ pub enum Committed {
     /// The inbound message was already stored, or the message it answers already answered;
     /// nothing was written.
     Duplicate,
+    /// What the step was decided on changed meanwhile (the conversation's version moved on, the
+    /// contact was stored or given an open conversation by another node); nothing was written.
+    /// Read again and decide again.
+    Conflict,
 }
 
 /// Everything the core reads and writes. Reads may lag a concurrent commit; one contact's
-/// steps are serialised by the engine, so a step always sees its contact's previous one.
+/// steps are serialised by the engine within a node, and across nodes a step decided on a
+/// stale read is refused (`Committed::Conflict`), so no step overwrites another.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Writes a step atomically: all of it or nothing.
@@ -338,6 +351,8 @@ pub trait Store: Send + Sync {
     async fn message_by_seq(&self, seq: i64) -> Result<Option<Message>, StoreError>;
     /// Customer messages stored but not yet answered (no classification yet), oldest first.
     async fn unanswered_messages(&self, limit: u32) -> Result<Vec<Message>, StoreError>;
+    /// The contact's oldest unanswered customer message stored before `seq`.
+    async fn earlier_unanswered(&self, contact: ContactId, seq: i64) -> Result<Option<Message>, StoreError>;
     /// Messages of one conversation with `seq > after`, oldest first.
     async fn conversation_messages(
         &self,
@@ -412,6 +427,26 @@ pub trait Store: Send + Sync {
 
 /// Held work across nodes (`Store::exclusive`); dropping it lets the next node in.
 pub trait Exclusive: Send + Sync {}
+
+/// Rate-limit token buckets every node sees (several nodes on PostgreSQL), so a limit holds
+/// for a client whichever node it reaches. One node keeps its buckets in memory instead.
+#[async_trait]
+pub trait TokenBuckets: Send + Sync {
+    /// Takes one token from the bucket `key` of `scope` at `now`: the bucket holds `capacity`
+    /// tokens at most and refills at `per_second`. `Ok(None)` when taken; `Ok(Some(wait))` when
+    /// empty, with how long until a token is free.
+    async fn take_token(
+        &self,
+        scope: &str,
+        key: &str,
+        capacity: f64,
+        per_second: f64,
+        now: Timestamp,
+    ) -> Result<Option<std::time::Duration>, StoreError>;
+
+    /// Forgets buckets untouched since `before` (they are full again by then); returns how many.
+    async fn forget_idle(&self, before: Timestamp) -> Result<u64, StoreError>;
+}
 
 /// Understands customer text. Never fails: an implementation falls back to something weaker.
 #[async_trait]

@@ -9,7 +9,7 @@ pub(crate) const MESSAGE_COLUMNS: &str = "seq, id, conversation_id, contact_id, 
 pub(crate) const CONTACT_COLUMNS: &str = "id, channel, external_id, display_name, created_at, unreachable_since, unreachable_reason";
 pub(crate) const AGENT_COLUMNS: &str = "id, email, name, role, presence, capacity, active, created_at";
 pub(crate) const CONVERSATION_COLUMNS: &str = "id, contact_id, channel, handler, agent_id, status, category, priority, \
-     escalation_reason, escalation_summary, escalated_at, low_confidence_streak, created_at, updated_at";
+     escalation_reason, escalation_summary, escalated_at, low_confidence_streak, created_at, updated_at, version";
 
 /// A conversation with its customer's name, agent's name and latest visible message.
 pub(crate) const SUMMARY_SELECT: &str = "SELECT c.*, k.display_name AS customer_name, k.external_id AS customer_external_id, a.name AS agent_name, \
@@ -231,7 +231,35 @@ fn customer_conditions(filter: &CustomerFilter) -> (Vec<String>, Vec<String>) {
 
 /// The messages go in one statement, inbound first; if the inbound one is a duplicate, the
 /// replies it carried are taken out again and nothing else of the step is written.
+/// Writes one step. A result other than `Stored` may leave partial changes: the backend rolls
+/// the step back (its own transaction, or a savepoint in a group).
 pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Committed, StoreError> {
+    let decided_on = write.decided_on.or_else(|| write.conversation.as_ref().filter(|c| c.version > 0).map(|c| (c.id, c.version)));
+    if let Some((conversation, version)) = decided_on {
+        // Claims the row (a row lock on PostgreSQL until commit) if nobody wrote it since it was read.
+        let claimed = sqlx::query("UPDATE conversations SET version = version + 1 WHERE id = $1 AND version = $2")
+            .bind(conversation.to_string())
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        if claimed == 0 {
+            return Ok(Committed::Conflict);
+        }
+    }
+    if let Some(contact) = &write.contact
+        && upsert_contact(tx, contact).await? != contact.id.to_string()
+    {
+        // Another node stored this customer first, under another id.
+        return Ok(Committed::Conflict);
+    }
+    if write.starts_current
+        && let Some(conversation) = &write.conversation
+        && another_open_conversation(tx, conversation).await?
+    {
+        return Ok(Committed::Conflict);
+    }
     if let Some(timer) = &write.fires {
         let deleted = sqlx::query("DELETE FROM timers WHERE conversation_id = $1 AND kind = $2 AND due_at = $3")
             .bind(timer.conversation.to_string())
@@ -271,15 +299,10 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
     if let Some(inbound) = &write.inbound
         && !inserted.iter().any(|(_, id)| *id == inbound.id.to_string())
     {
-        let ids: Vec<String> = inserted.into_iter().map(|(_, id)| id).collect();
-        delete_messages(tx, &ids).await?;
         return Ok(Committed::Duplicate);
     }
     if inserted.len() != rows.len() {
         return Err(StoreError::Corrupt("an outbound message collided with a stored one".into()));
-    }
-    if let Some(contact) = &write.contact {
-        upsert_contact(tx, contact).await?;
     }
     if let Some(conversation) = &write.conversation {
         save_conversation(tx, conversation).await?;
@@ -342,13 +365,6 @@ async fn insert_messages(
     query.fetch_all(&mut *tx).await.map_err(backend)
 }
 
-async fn delete_messages(tx: &mut $conn, ids: &[String]) -> Result<(), StoreError> {
-    for id in ids {
-        sqlx::query("DELETE FROM messages WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(backend)?;
-    }
-    Ok(())
-}
-
 async fn insert_audit<'e>(executor: impl sqlx::Executor<'e, Database = $db>, entry: &AuditEntry) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit_log (at, actor_id, action, conversation_id, subject_agent, before_state, after_state) \
@@ -367,23 +383,45 @@ async fn insert_audit<'e>(executor: impl sqlx::Executor<'e, Database = $db>, ent
     Ok(())
 }
 
-async fn upsert_contact(tx: &mut $conn, contact: &Contact) -> Result<(), StoreError> {
-    sqlx::query(
+/// Inserts the contact or updates the one stored for its channel id; returns the stored id.
+async fn upsert_contact(tx: &mut $conn, contact: &Contact) -> Result<String, StoreError> {
+    let (id,): (String,) = sqlx::query_as(
         "INSERT INTO contacts (id, channel, external_id, display_name, created_at) \
          VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (channel, external_id) DO UPDATE \
          SET display_name = COALESCE(excluded.display_name, contacts.display_name), \
-             unreachable_since = NULL, unreachable_reason = NULL",
+             unreachable_since = NULL, unreachable_reason = NULL \
+         RETURNING id",
     )
     .bind(contact.id.to_string())
     .bind(contact.channel.as_str())
     .bind(&contact.external_id)
     .bind(contact.display_name.as_deref())
     .bind(millis(contact.created_at))
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await
     .map_err(backend)?;
-    Ok(())
+    Ok(id)
+}
+
+/// Whether the conversation's contact has an open conversation other than this new one. The
+/// contact's row is locked first (written by this step), so two nodes starting one for the
+/// same customer take turns here and the second sees the first's.
+async fn another_open_conversation(tx: &mut $conn, conversation: &Conversation) -> Result<bool, StoreError> {
+    sqlx::query("UPDATE contacts SET external_id = external_id WHERE id = $1")
+        .bind(conversation.contact_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    let (open,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM conversations WHERE contact_id = $1 AND id <> $2 AND status NOT IN ('closed', 'rejected')",
+    )
+    .bind(conversation.contact_id.to_string())
+    .bind(conversation.id.to_string())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(backend)?;
+    Ok(open > 0)
 }
 
 /// Replaces a conversation's timers.
@@ -1128,6 +1166,22 @@ impl $store {
         .await
         .map_err(backend)?;
         rows.iter().map(message_from_row).collect()
+    }
+
+    async fn earlier_unanswered(&self, contact: ContactId, seq: i64) -> Result<Option<Message>, StoreError> {
+        // The partial index of unanswered messages (migration 0002) keeps this to the few in flight.
+        let row = sqlx::query(sql!(
+            "SELECT ",
+            MESSAGE_COLUMNS,
+            " FROM messages WHERE sender = 'customer' AND classification IS NULL AND seq < $2 AND contact_id = $1 \
+             ORDER BY seq LIMIT 1"
+        ))
+        .bind(contact.to_string())
+        .bind(seq)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(message_from_row).transpose()
     }
 
     async fn conversation_messages(

@@ -26,17 +26,7 @@ impl PgStore {
     /// Connects to the database at `url`, e.g. `postgres://switchboard@db.example.com/switchboard`.
     /// Does not migrate; call `migrate` first.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?
-            .application_name("switchboard");
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
-            // A pooled connection the server dropped is found before use, not by a failed write.
-            .test_before_acquire(true)
-            .connect_with(options)
-            .await
-            .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
+        let pool = connect(url, "switchboard", 16, Duration::from_secs(5)).await?;
         Ok(Self { writer: pool.clone(), reader: pool })
     }
 
@@ -54,6 +44,21 @@ impl PgStore {
     }
 }
 
+/// A pool of up to `connections` to the database at `url`, named `application_name` there.
+pub(crate) async fn connect(url: &str, application_name: &str, connections: u32, acquire_timeout: Duration) -> Result<PgPool, StoreError> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Backend(format!("invalid PostgreSQL URL: {e}")))?
+        .application_name(application_name);
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(acquire_timeout)
+        // A pooled connection the server dropped is found before use, not by a failed write.
+        .test_before_acquire(true)
+        .connect_with(options)
+        .await
+        .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))
+}
+
 /// An advisory lock's connection, closed (and the lock so released) when dropped.
 struct Held {
     _connection: sqlx::pool::PoolConnection<Postgres>,
@@ -64,7 +69,11 @@ impl switchboard_core::ports::Exclusive for Held {}
 async fn write_one(connection: &mut PgConnection, write: &StepWrite) -> Result<Committed, StoreError> {
     let mut tx = connection.begin().await.map_err(backend)?;
     let committed = portable::write_step(&mut *tx, write).await?;
-    tx.commit().await.map_err(backend)?;
+    if matches!(committed, Committed::Stored { .. }) {
+        tx.commit().await.map_err(backend)?;
+    } else {
+        tx.rollback().await.map_err(backend)?;
+    }
     Ok(committed)
 }
 

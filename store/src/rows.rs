@@ -153,6 +153,7 @@ pub(crate) fn conversation_from_row(row: &impl Columns) -> Result<Conversation, 
         priority: optional(row, "priority")?,
         escalation,
         low_confidence_streak: row.int("low_confidence_streak")? as u32,
+        version: row.int("version")?,
         created_at: instant(row.int("created_at")?)?,
         updated_at: instant(row.int("updated_at")?)?,
     })

@@ -51,7 +51,7 @@ impl Answers {
                 self.acknowledged.push(id);
                 true
             }
-            Ok(Committed::Duplicate) => panic!("{id} was never sent before"),
+            Ok(refused @ (Committed::Duplicate | Committed::Conflict)) => panic!("{id} was never sent before and nothing changed the conversation: {refused:?}"),
             Err(_) => {
                 self.refused.push(id);
                 false

@@ -43,6 +43,9 @@ on_both_backends!(
     lists_page_by_cursor_in_both_orders_and_stay_stable_while_rows_arrive,
     customers_page_newest_first_with_search_channel_and_counts,
     timers_are_set_with_their_step_claimed_when_due_and_fire_once,
+    a_step_decided_on_a_stale_read_is_refused_whole,
+    a_customer_stored_or_given_a_conversation_meanwhile_is_a_conflict,
+    a_contacts_earlier_unanswered_message_is_found_until_answered,
 );
 
 /// Instants as the store keeps them (milliseconds), so round trips compare equal.
@@ -167,7 +170,7 @@ async fn contacts_are_upserted_and_conversations_round_trip(backend: Backend) {
     let same = store.contact_by_external_id(Channel::WebChat, "visitor-2").await.unwrap().unwrap();
     assert_eq!(same.display_name.as_deref(), Some("Ann"), "a missing name keeps the known one");
     let loaded = store.conversation(conversation.id).await.unwrap().unwrap();
-    assert_eq!(loaded, conversation);
+    assert_eq!(loaded, Conversation { version: 1, ..conversation.clone() }, "stored rows start at version 1");
     assert_eq!(store.current_conversation(conversation.contact_id).await.unwrap().unwrap().id, conversation.id);
     let (both_contact, both_conversation) =
         store.contact_and_current_conversation(Channel::WebChat, "visitor-2").await.unwrap().unwrap();
@@ -880,4 +883,139 @@ async fn the_outbox_backlog_counts_undelivered_replies_and_dates_the_oldest(back
     store.mark_delivered(&[(claimed[0].message.seq, None)], Utc::now()).await.unwrap();
     store.mark_failed(claimed[1].message.seq, "gone", None).await.unwrap();
     assert_eq!(store.outbox_backlog().await.unwrap().0, 1, "delivered and given-up replies are not backlog");
+}
+
+async fn a_step_decided_on_a_stale_read_is_refused_whole(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let created = conversation(store.as_ref(), "visitor-v").await;
+    let read = store.conversation(created.id).await.unwrap().unwrap();
+    assert_eq!(read.version, 1);
+    // Two nodes read the same state; an agent's assignment commits first.
+    let (mut assigned, mut bot_step) = (read.clone(), read.clone());
+    let ada = agent("Ada", Presence::Online);
+    store.save_agent(&ada).await.unwrap();
+    assigned.handler = Handler::Agent(ada.id);
+    let assignment = StepWrite { conversation: Some(assigned.clone()), ..StepWrite::default() };
+    assert!(matches!(store.commit(assignment).await.unwrap(), Committed::Stored { .. }));
+    assert_eq!(store.conversation(created.id).await.unwrap().unwrap().version, 2, "each write moves the version on");
+
+    // The bot's step, decided on the older read, would hand the chat back to the bot.
+    let inbound = message(&read, Sender::Customer, "still there?", Some("vv:1"));
+    let Committed::Stored { seqs } = store.commit(step_write(Some(inbound), Vec::new())).await.unwrap() else { panic!("stored") };
+    bot_step.handler = Handler::Bot;
+    bot_step.status = Status::Resolved;
+    let stale = StepWrite {
+        answers: Some((seqs[0], classified_as("greeting"))),
+        conversation: Some(bot_step),
+        outbound: vec![message(&read, Sender::Bot, "the bot again", None)],
+        audit: Some(AuditEntry {
+            at: now(),
+            actor: None,
+            action: AuditAction::Status,
+            conversation: Some(read.id),
+            subject_agent: None,
+            before: None,
+            after: Some("stale".into()),
+        }),
+        timers: Some((read.id, vec![(TimerKind::CloseIdleBot, now())])),
+        ..StepWrite::default()
+    };
+    assert_eq!(store.commit(stale.clone()).await.unwrap(), Committed::Conflict);
+    // A step that would leave the state as it was is refused too: its reply was decided on the old read.
+    let unchanged = StepWrite { conversation: None, decided_on: Some((read.id, read.version)), ..stale.clone() };
+    assert_eq!(store.commit(unchanged).await.unwrap(), Committed::Conflict);
+    let now_stored = store.conversation(created.id).await.unwrap().unwrap();
+    assert_eq!((now_stored.handler, now_stored.version), (Handler::Agent(ada.id), 2), "the agent's change stands");
+    let history = store.conversation_messages(created.id, 0, 100).await.unwrap();
+    assert!(history.iter().all(|m| m.sender != Sender::Bot), "no reply of the refused step: {history:?}");
+    assert_eq!(store.unanswered_messages(10).await.unwrap().len(), 1, "the message still waits for its answer");
+    assert!(store.audit_entries(10).await.unwrap().iter().all(|e| e.after.as_deref() != Some("stale")));
+    assert!(store.timers_of(created.id).await.unwrap().is_empty(), "no timer of the refused step");
+
+    // Decided again on what is there now, it is written; the version moves on even when the
+    // state does not.
+    let retried = StepWrite { conversation: None, decided_on: Some((now_stored.id, now_stored.version)), ..stale };
+    assert!(matches!(store.commit(retried).await.unwrap(), Committed::Stored { .. }));
+    let after = store.conversation(created.id).await.unwrap().unwrap();
+    assert_eq!((after.handler, after.version), (Handler::Agent(ada.id), 3));
+
+    // Concurrent writers of one read: exactly one wins.
+    let read = store.conversation(created.id).await.unwrap().unwrap();
+    let writes = (0..4).map(|n| {
+        let mut mine = read.clone();
+        mine.low_confidence_streak = n + 1;
+        let store = store.clone();
+        async move { store.commit(StepWrite { conversation: Some(mine), ..StepWrite::default() }).await.unwrap() }
+    });
+    let results = futures::future::join_all(writes).await;
+    let won = results.iter().filter(|r| matches!(r, Committed::Stored { .. })).count();
+    assert_eq!(won, 1, "{results:?}");
+    assert_eq!(results.iter().filter(|r| **r == Committed::Conflict).count(), 3);
+    assert_eq!(store.conversation(created.id).await.unwrap().unwrap().version, 4);
+}
+
+async fn a_customer_stored_or_given_a_conversation_meanwhile_is_a_conflict(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    // Two nodes see a new customer and each stores them under its own id: the second is refused.
+    let first = conversation(store.as_ref(), "visitor-race").await;
+    let other_contact = Contact {
+        id: ContactId::new(),
+        channel: Channel::WebChat,
+        external_id: "visitor-race".into(),
+        display_name: None,
+        created_at: now(),
+        unreachable_since: None,
+        unreachable_reason: None,
+    };
+    let theirs = Conversation::new(other_contact.id, Channel::WebChat, now());
+    let late = StepWrite {
+        inbound: Some(message(&theirs, Sender::Customer, "hello?", Some("race:1"))),
+        contact: Some(other_contact),
+        conversation: Some(theirs.clone()),
+        starts_current: true,
+        ..StepWrite::default()
+    };
+    assert_eq!(store.commit(late).await.unwrap(), Committed::Conflict);
+    assert!(store.message_by_external_id(Channel::WebChat, "race:1").await.unwrap().is_none(), "nothing of it is stored");
+    assert!(store.conversation(theirs.id).await.unwrap().is_none());
+    assert_eq!(store.contact_by_external_id(Channel::WebChat, "visitor-race").await.unwrap().unwrap().id, first.contact_id);
+
+    // Two nodes each start "the" current conversation of a known customer: the second is refused.
+    let second = Conversation::new(first.contact_id, Channel::WebChat, now());
+    let starts = StepWrite {
+        inbound: Some(message(&second, Sender::Customer, "me again", Some("race:2"))),
+        conversation: Some(second.clone()),
+        starts_current: true,
+        ..StepWrite::default()
+    };
+    assert_eq!(store.commit(starts.clone()).await.unwrap(), Committed::Conflict);
+    assert!(store.message_by_external_id(Channel::WebChat, "race:2").await.unwrap().is_none());
+    // A new thread the customer asked for (an email without references) is not a race.
+    let new_thread = StepWrite { starts_current: false, ..starts };
+    assert!(matches!(store.commit(new_thread).await.unwrap(), Committed::Stored { .. }));
+    assert!(store.conversation(second.id).await.unwrap().is_some());
+}
+
+async fn a_contacts_earlier_unanswered_message_is_found_until_answered(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let mine = conversation(store.as_ref(), "visitor-e").await;
+    let someone_else = conversation(store.as_ref(), "visitor-f").await;
+    let mut seqs = Vec::new();
+    for (conversation, id) in [(&mine, "e:1"), (&someone_else, "f:1"), (&mine, "e:2"), (&mine, "e:3")] {
+        let inbound = message(conversation, Sender::Customer, id, Some(id));
+        let Committed::Stored { seqs: stored } = store.commit(step_write(Some(inbound), Vec::new())).await.unwrap() else {
+            panic!("stored")
+        };
+        seqs.push(stored[0]);
+    }
+    let earlier = |seq: i64| {
+        let store = store.clone();
+        async move { store.earlier_unanswered(mine.contact_id, seq).await.unwrap().map(|m| m.text) }
+    };
+    assert_eq!(earlier(seqs[3]).await.as_deref(), Some("e:1"), "the oldest of the contact's, not another's");
+    assert_eq!(earlier(seqs[0]).await, None, "nothing before the first");
+    let answer = StepWrite { answers: Some((seqs[0], classified_as("greeting"))), ..StepWrite::default() };
+    assert!(matches!(store.commit(answer).await.unwrap(), Committed::Stored { .. }));
+    assert_eq!(earlier(seqs[3]).await.as_deref(), Some("e:2"));
+    assert_eq!(earlier(seqs[2]).await, None, "another customer's message does not count");
 }
