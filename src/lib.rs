@@ -18,13 +18,13 @@ use switchboard_channels::email::{AgentNotifier, EmailAdapter, EmailOutbound, Em
 use switchboard_channels::discord::{DiscordAdapter, DiscordOutbound, DiscordSettings};
 use switchboard_channels::telegram::{Mode as TelegramModeSetting, TelegramAdapter, TelegramOutbound, TelegramSettings};
 use switchboard_channels::webchat::{WebChatHub, WebChatOutbound};
-use switchboard_core::ports::{BlobStore, Clock, Outbound, Store, SystemClock};
+use switchboard_core::ports::{BlobStore, Clock, Outbound, Store, SystemClock, TokenBuckets};
 use switchboard_core::{Engine, EngineLimits, EventBus, OutboxWorker, Policy};
 use switchboard_core::ports::{Assistant, Classifier, IntentsReloader};
 use switchboard_nlp::{
     EncoderError, IntentsSource, KeywordClassifier, LlmClient, LlmSettings, MiniLmEncoder, ModelClassifier, SentenceEncoder,
 };
-use switchboard_store::FileBlobs;
+use switchboard_store::{FileBlobs, PgBuckets};
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -102,6 +102,28 @@ async fn return_freed_memory() {
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
         // SAFETY: malloc_trim only releases free pages; it is safe to call from any thread.
         let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
+    }
+}
+
+/// Several nodes: every minute, drops the rate-limit buckets idle for ten (full again by then).
+async fn forget_idle_buckets(buckets: Arc<dyn TokenBuckets>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        if let Err(error) = buckets.forget_idle(chrono::Utc::now() - chrono::Duration::minutes(10)).await {
+            tracing::warn!(%error, "forgetting idle rate-limit buckets failed; trying again in a minute");
+        }
+    }
+}
+
+/// Several nodes: every 5 s, answers the customer messages a dead node stored and left.
+async fn take_over_stranded_answers(engine: Arc<Engine>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        match engine.answer_stranded_messages().await {
+            Ok(0) => {}
+            Ok(taken) => tracing::warn!(taken, "answered customer messages another node stored and left unanswered"),
+            Err(error) => tracing::warn!(%error, "answering messages another node left failed; trying again in 5 s"),
+        }
     }
 }
 
@@ -203,6 +225,10 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
             max_upload_bytes: config.attachments.max_bytes,
         },
     );
+    let engine = match config.database.is_postgres() {
+        true => engine.shared_with_other_nodes(chrono::Duration::seconds(config.server.takeover_after_seconds as i64)),
+        false => engine,
+    };
     let mut workers = Vec::new();
     let engine = match &llm {
         Some(assistant) => {
@@ -280,6 +306,16 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
     }
     workers.push(tokio::spawn(sample_backlogs(store.clone())));
     workers.push(tokio::spawn(fire_timers(engine.clone())));
+    // Several nodes share rate limits through the database; one node counts in memory.
+    let buckets: Option<Arc<dyn TokenBuckets>> = match config.database.is_postgres() {
+        true => {
+            let buckets: Arc<dyn TokenBuckets> = Arc::new(PgBuckets::connect(&config.database.url).await?);
+            workers.push(tokio::spawn(take_over_stranded_answers(engine.clone())));
+            workers.push(tokio::spawn(forget_idle_buckets(buckets.clone())));
+            Some(buckets)
+        }
+        false => None,
+    };
     workers.push(tokio::spawn(return_freed_memory()));
     let outbox_stop = CancellationToken::new();
     let retry_window = Duration::from_secs(config.server.delivery_retry_window_seconds);
@@ -309,13 +345,15 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
             },
         }),
         visitor_keys: Arc::new(VisitorKeys::new(secret.into_bytes())),
-        rate_limiter: Arc::new(RateLimiter::new(w.rate_limit_per_minute, w.rate_limit_burst)),
+        rate_limiter: Arc::new(RateLimiter::new(w.rate_limit_per_minute, w.rate_limit_burst).shared("webchat_visitor", buckets.clone())),
         telegram,
         views: Arc::new(switchboard_admin_web::panel::Views::new()),
-        sign_in: Arc::new(SignInGuard::new(config.server.sign_in_per_minute, config.server.sign_in_burst)),
+        sign_in: Arc::new(SignInGuard::new(config.server.sign_in_per_minute, config.server.sign_in_burst, buckets.clone())),
         trusted_proxies: Arc::new(TrustedProxies::parse(&config.server.trusted_proxies).map_err(anyhow::Error::msg)?),
-        address_limits: Arc::new(AddressLimits::new(w.sessions_per_address_per_minute, w.messages_per_address_per_minute)),
-        api_limiter: Arc::new(RateLimiter::new(config.server.api_requests_per_minute, config.server.api_requests_per_minute.div_ceil(5))),
+        address_limits: Arc::new(AddressLimits::new(w.sessions_per_address_per_minute, w.messages_per_address_per_minute, buckets.clone())),
+        api_limiter: Arc::new(
+            RateLimiter::new(config.server.api_requests_per_minute, config.server.api_requests_per_minute.div_ceil(5)).shared("api_token", buckets),
+        ),
         secure_cookies: config.server.public_url.as_deref().is_some_and(|url| url.starts_with("https://")),
         metrics: metrics_handle(),
         metrics_token: config.server.metrics_token.as_ref().map(|t| t.0.clone()),

@@ -2,7 +2,7 @@
 //! theirs come in to this node's live views (the panel's event stream, widgets connected here).
 
 use std::sync::Arc;
-use switchboard_channels::webchat::{LiveEvent, WebChatHub};
+use switchboard_channels::webchat::WebChatHub;
 use switchboard_core::Engine;
 use switchboard_models::{AgentId, ConversationId, DomainEvent};
 use switchboard_store::relay::{News, PgRelay};
@@ -90,7 +90,7 @@ async fn show_one(news: News, engine: &Engine, hub: &WebChatHub) -> anyhow::Resu
         News::WebChat { seq } => {
             let Some(message) = store.message_by_seq(seq).await? else { return Ok(()) };
             if let Some(contact) = store.contact(message.contact_id).await? {
-                hub.publish(&contact.external_id, LiveEvent::Message(Arc::new(message)));
+                hub.publish_relayed(&contact.external_id, Arc::new(message));
             }
         }
     }

@@ -3,6 +3,8 @@
 //! `X-Forwarded-For`). A forwarded address from anyone else is ignored: it could be forged.
 
 use crate::ratelimit::RateLimiter;
+use std::sync::Arc;
+use switchboard_core::ports::TokenBuckets;
 use axum::http::HeaderMap;
 use std::net::IpAddr;
 
@@ -94,10 +96,11 @@ pub struct AddressLimits {
 }
 
 impl AddressLimits {
-    pub fn new(sessions_per_minute: u32, messages_per_minute: u32) -> Self {
+    /// Counted in `shared` buckets when several nodes share them.
+    pub fn new(sessions_per_minute: u32, messages_per_minute: u32, shared: Option<Arc<dyn TokenBuckets>>) -> Self {
         Self {
-            sessions: RateLimiter::new(sessions_per_minute, sessions_per_minute.div_ceil(4)),
-            messages: RateLimiter::new(messages_per_minute, messages_per_minute.div_ceil(4)),
+            sessions: RateLimiter::new(sessions_per_minute, sessions_per_minute.div_ceil(4)).shared("webchat_address_sessions", shared.clone()),
+            messages: RateLimiter::new(messages_per_minute, messages_per_minute.div_ceil(4)).shared("webchat_address_messages", shared),
         }
     }
 }

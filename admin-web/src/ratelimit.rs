@@ -1,13 +1,19 @@
-//! Token buckets keyed by client (visitor id, IP address).
+//! Token buckets keyed by client (visitor id, IP address, API token). One node keeps them in
+//! memory; several nodes share them through the database (`TokenBuckets`), so a client gets
+//! the same limit whichever node it reaches.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use switchboard_core::ports::TokenBuckets;
 
 pub struct RateLimiter {
     capacity: f64,
     per_second: f64,
     buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    /// Several nodes: the shared buckets, under this limit's scope name.
+    shared: Option<(&'static str, Arc<dyn TokenBuckets>)>,
 }
 
 /// Forget idle clients once the table grows past this.
@@ -20,11 +26,26 @@ impl RateLimiter {
             capacity: f64::from(burst.max(1)),
             per_second: f64::from(per_minute.max(1)) / 60.0,
             buckets: Mutex::new(HashMap::new()),
+            shared: None,
         }
     }
 
-    /// Takes one token for `key`, or says how long until one is free.
-    pub fn check(&self, key: &str) -> Result<(), Duration> {
+    /// Counts in `buckets` (shared by every node) under `scope`, when given.
+    pub fn shared(mut self, scope: &'static str, buckets: Option<Arc<dyn TokenBuckets>>) -> Self {
+        self.shared = buckets.map(|buckets| (scope, buckets));
+        self
+    }
+
+    /// Takes one token for `key`, or says how long until one is free. Should the shared buckets
+    /// fail (the database is unreachable), this node's own count applies meanwhile.
+    pub async fn check(&self, key: &str) -> Result<(), Duration> {
+        if let Some((scope, buckets)) = &self.shared {
+            match buckets.take_token(scope, key, self.capacity, self.per_second, chrono::Utc::now()).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(wait)) => return Err(wait),
+                Err(error) => tracing::warn!(%error, scope, "shared rate limit unavailable; this node's own count applies"),
+            }
+        }
         self.check_at(key, Instant::now())
     }
 

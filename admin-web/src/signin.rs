@@ -6,7 +6,8 @@
 use crate::ratelimit::RateLimiter;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use switchboard_core::ports::TokenBuckets;
 use std::time::{Duration, Instant};
 
 /// Failures of one account within this window slow its sign-ins.
@@ -35,20 +36,21 @@ pub enum Admission {
 }
 
 impl SignInGuard {
-    /// `per_minute` attempts sustained, `burst` at once, per address and per (account, address).
-    pub fn new(per_minute: u32, burst: u32) -> Self {
+    /// `per_minute` attempts sustained, `burst` at once, per address and per (account, address);
+    /// counted in `shared` buckets when several nodes share them.
+    pub fn new(per_minute: u32, burst: u32, shared: Option<Arc<dyn TokenBuckets>>) -> Self {
         Self {
-            per_address: RateLimiter::new(per_minute, burst),
-            per_pair: RateLimiter::new(per_minute, burst),
+            per_address: RateLimiter::new(per_minute, burst).shared("sign_in_address", shared.clone()),
+            per_pair: RateLimiter::new(per_minute, burst).shared("sign_in_pair", shared),
             failures: Mutex::new(HashMap::new()),
             known_addresses: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn admit(&self, email: &str, address: IpAddr) -> Admission {
+    pub async fn admit(&self, email: &str, address: IpAddr) -> Admission {
         let known = self.known_addresses.lock().expect("sign-in guard").get(email).is_some_and(|a| a.contains(&address));
-        let pair = self.per_pair.check(&format!("{email}|{address}"));
-        let from_address = if known { Ok(()) } else { self.per_address.check(&address.to_string()) };
+        let pair = self.per_pair.check(&format!("{email}|{address}")).await;
+        let from_address = if known { Ok(()) } else { self.per_address.check(&address.to_string()).await };
         if let Err(wait) = pair.and(from_address) {
             return Admission::Refused { retry_after: wait.max(Duration::from_secs(1)) };
         }
@@ -87,33 +89,33 @@ impl SignInGuard {
 mod tests {
     use super::*;
 
-    #[test]
-    fn strangers_failures_slow_an_account_but_never_refuse_a_clean_address() {
-        let guard = SignInGuard::new(10, 5);
+    #[tokio::test]
+    async fn strangers_failures_slow_an_account_but_never_refuse_a_clean_address() {
+        let guard = SignInGuard::new(10, 5, None);
         let ann = "ann@example.com";
         for n in 2..=6u8 {
             let stranger = IpAddr::from([10, 0, 0, n]);
             for _ in 0..5 {
-                assert!(matches!(guard.admit(ann, stranger), Admission::Go { .. }));
+                assert!(matches!(guard.admit(ann, stranger).await, Admission::Go { .. }));
                 guard.failed(ann);
             }
-            assert!(matches!(guard.admit(ann, stranger), Admission::Refused { .. }), "that address is limited");
+            assert!(matches!(guard.admit(ann, stranger).await, Admission::Refused { .. }), "that address is limited");
         }
-        match guard.admit(ann, IpAddr::from([10, 0, 0, 7])) {
+        match guard.admit(ann, IpAddr::from([10, 0, 0, 7])).await {
             Admission::Go { slowdown } => assert!(slowdown > Duration::ZERO && slowdown <= MAX_SLOWDOWN, "{slowdown:?}"),
             refused => panic!("a clean address is never refused: {refused:?}"),
         }
     }
 
-    #[test]
-    fn an_address_the_account_used_before_is_not_refused_for_its_neighbours() {
-        let guard = SignInGuard::new(10, 2);
+    #[tokio::test]
+    async fn an_address_the_account_used_before_is_not_refused_for_its_neighbours() {
+        let guard = SignInGuard::new(10, 2, None);
         let shared = IpAddr::from([10, 0, 0, 9]);
         guard.succeeded("ann@example.com", shared);
         for _ in 0..3 {
-            let _ = guard.admit("mallory@example.com", shared);
+            let _ = guard.admit("mallory@example.com", shared).await;
         }
-        assert!(matches!(guard.admit("bob@example.com", shared), Admission::Refused { .. }), "the address is limited");
-        assert!(matches!(guard.admit("ann@example.com", shared), Admission::Go { .. }), "but not for Ann, who used it");
+        assert!(matches!(guard.admit("bob@example.com", shared).await, Admission::Refused { .. }), "the address is limited");
+        assert!(matches!(guard.admit("ann@example.com", shared).await, Admission::Go { .. }), "but not for Ann, who used it");
     }
 }

@@ -30,10 +30,20 @@ const SUBSCRIBER_BUFFER: usize = 64;
 /// before the first message creates the contact.
 type VisitorId = String;
 
+/// One live widget connection (or long poll).
+struct Subscriber {
+    id: u64,
+    socket: bool,
+    sender: mpsc::Sender<LiveEvent>,
+    /// The newest seq the widget had when it connected: another node's news of an older reply
+    /// is not news to it (it reads that reply from history), so it is not pushed again.
+    caught_up_to: i64,
+}
+
 #[derive(Default)]
 pub struct WebChatHub {
-    /// Per visitor: (id, is a socket, sender), oldest first.
-    subscribers: Mutex<HashMap<VisitorId, Vec<(u64, bool, mpsc::Sender<LiveEvent>)>>>,
+    /// Per visitor, oldest first.
+    subscribers: Mutex<HashMap<VisitorId, Vec<Subscriber>>>,
     next_id: AtomicU64,
 }
 
@@ -49,7 +59,7 @@ impl Drop for Subscription<'_> {
     fn drop(&mut self) {
         let mut subscribers = self.hub.subscribers.lock().expect("hub lock");
         if let Some(list) = subscribers.get_mut(&self.visitor) {
-            list.retain(|(id, _, _)| *id != self.id);
+            list.retain(|subscriber| subscriber.id != self.id);
             if list.is_empty() {
                 subscribers.remove(&self.visitor);
             }
@@ -60,40 +70,58 @@ impl Drop for Subscription<'_> {
 impl WebChatHub {
     /// A short-lived listener (an HTTP long poll).
     pub fn subscribe(&self, visitor: &str) -> Subscription<'_> {
-        self.add(visitor, None)
+        self.add(visitor, None, 0)
     }
 
-    /// A widget socket. A visitor holds at most `max_sockets`; a new one displaces the oldest,
+    /// A widget socket whose widget has (or reads from history) every message up to
+    /// `caught_up_to`. A visitor holds at most `max_sockets`; a new one displaces the oldest,
     /// which is told so (`LiveEvent::Displaced`) and dropped.
-    pub fn subscribe_socket(&self, visitor: &str, max_sockets: usize) -> Subscription<'_> {
-        self.add(visitor, Some(max_sockets.max(1)))
+    pub fn subscribe_socket(&self, visitor: &str, max_sockets: usize, caught_up_to: i64) -> Subscription<'_> {
+        self.add(visitor, Some(max_sockets.max(1)), caught_up_to)
     }
 
-    fn add(&self, visitor: &str, max_sockets: Option<usize>) -> Subscription<'_> {
+    fn add(&self, visitor: &str, max_sockets: Option<usize>, caught_up_to: i64) -> Subscription<'_> {
         let (sender, events) = mpsc::channel(SUBSCRIBER_BUFFER);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut subscribers = self.subscribers.lock().expect("hub lock");
         let list = subscribers.entry(visitor.to_string()).or_default();
         if let Some(max) = max_sockets {
-            while list.iter().filter(|(_, socket, _)| *socket).count() >= max {
-                let oldest = list.iter().position(|(_, socket, _)| *socket).expect("counted above");
-                let (_, _, displaced) = list.remove(oldest);
-                let _ = displaced.try_send(LiveEvent::Displaced);
+            while list.iter().filter(|subscriber| subscriber.socket).count() >= max {
+                let oldest = list.iter().position(|subscriber| subscriber.socket).expect("counted above");
+                let _ = list.remove(oldest).sender.try_send(LiveEvent::Displaced);
             }
         }
-        list.push((id, max_sockets.is_some(), sender));
+        list.push(Subscriber { id, socket: max_sockets.is_some(), sender, caught_up_to });
         Subscription { hub: self, visitor: visitor.to_string(), id, events }
     }
 
     /// Sends to every widget of the contact; returns how many took it. A full or closed
     /// subscriber is removed (its widget reconnects and catches up from history).
     pub fn publish(&self, visitor: &str, event: LiveEvent) -> usize {
+        self.publish_to(visitor, event, |_| true)
+    }
+
+    /// Another node delivered `message`: sends it to the widgets that connected here before it
+    /// was stored. News can arrive late; a widget that connected since has it from history.
+    pub fn publish_relayed(&self, visitor: &str, message: Arc<Message>) -> usize {
+        let seq = message.seq;
+        self.publish_to(visitor, LiveEvent::Message(message), |subscriber| subscriber.caught_up_to < seq)
+    }
+
+    fn publish_to(&self, visitor: &str, event: LiveEvent, wants: impl Fn(&Subscriber) -> bool) -> usize {
         let mut subscribers = self.subscribers.lock().expect("hub lock");
         let Some(list) = subscribers.get_mut(visitor) else {
             return 0;
         };
-        list.retain(|(_, _, sender)| sender.try_send(event.clone()).is_ok());
-        let delivered = list.len();
+        let mut delivered = 0;
+        list.retain(|subscriber| {
+            if !wants(subscriber) {
+                return true;
+            }
+            let took = subscriber.sender.try_send(event.clone()).is_ok();
+            delivered += usize::from(took);
+            took
+        });
         if list.is_empty() {
             subscribers.remove(visitor);
         }

@@ -3,12 +3,14 @@
 //! (`portable`); each backend module holds only what differs.
 
 mod blobs;
+mod buckets;
 mod portable;
 mod postgres;
 mod rows;
 mod sqlite;
 
 pub use blobs::FileBlobs;
+pub use buckets::PgBuckets;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

@@ -142,7 +142,7 @@ impl FromRequestParts<AppState> for ApiCaller {
         let token_hash = hash_token(token);
         let agent = store.api_token_agent(&token_hash).await?.ok_or_else(unauthorized)?;
         let agent = store.agent(agent).await?.filter(|a| a.active).ok_or_else(unauthorized)?;
-        if let Err(wait) = state.api_limiter.check(&token_hash) {
+        if let Err(wait) = state.api_limiter.check(&token_hash).await {
             let seconds = wait.as_secs().max(1);
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -129,7 +129,7 @@ async fn login(
         before: None,
         after: Some(after),
     };
-    match state.sign_in.admit(&email, address) {
+    match state.sign_in.admit(&email, address).await {
         Admission::Refused { retry_after } => {
             let seconds = retry_after.as_secs().max(1);
             let who = if agent.is_some() { String::new() } else { format!(" (unknown account {})", limits::shown(&email, 60)) };

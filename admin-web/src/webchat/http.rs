@@ -52,7 +52,7 @@ pub async fn create_session(
 ) -> Result<Json<SessionCreated>, ApiError> {
     // Sessions are cheap to mint, so limit them per address.
     let address = state.trusted_proxies.client_address(peer.ip(), &headers);
-    if let Err(wait) = state.address_limits.sessions.check(&address.to_string()) {
+    if let Err(wait) = state.address_limits.sessions.check(&address.to_string()).await {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",

@@ -105,7 +105,7 @@ async fn receive(
             ),
         ));
     }
-    if let Err(wait) = state.rate_limiter.check(visitor) {
+    if let Err(wait) = state.rate_limiter.check(visitor).await {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -113,7 +113,7 @@ async fn receive(
         ));
     }
     // However many visitor ids one address makes up, it shares one budget.
-    if let Err(wait) = state.address_limits.messages.check(&address.to_string()) {
+    if let Err(wait) = state.address_limits.messages.check(&address.to_string()).await {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",

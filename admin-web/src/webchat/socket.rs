@@ -43,7 +43,16 @@ pub async fn upgrade(
 async fn session(socket: WebSocket, state: AppState, visitor: String, address: std::net::IpAddr) {
     let _open = crate::probes::Open::new("switchboard_webchat_sockets");
     let (mut sink, mut stream) = socket.split();
-    let mut subscription = state.hub.subscribe_socket(&visitor, state.webchat.max_sockets_per_visitor);
+    // What is stored before the socket subscribes the widget reads from history: another node's
+    // news of it, however late, is not pushed again.
+    let caught_up_to = match newest_seq(&state, &visitor).await {
+        Ok(seq) => seq,
+        Err(error) => {
+            let _ = send(&mut sink, &ServerFrame::error(error, None)).await;
+            return;
+        }
+    };
+    let mut subscription = state.hub.subscribe_socket(&visitor, state.webchat.max_sockets_per_visitor, caught_up_to);
     let conversation = match page(&state, &visitor, i64::MAX).await {
         Ok(page) => page.conversation,
         Err(error) => {
@@ -96,6 +105,15 @@ async fn session(socket: WebSocket, state: AppState, visitor: String, address: s
             return;
         }
     }
+}
+
+/// The seq of the visitor's newest message in their current conversation (0: none yet).
+async fn newest_seq(state: &AppState, visitor: &str) -> Result<i64, ApiError> {
+    let store = state.engine.store();
+    let Some((_, Some(conversation))) = store.contact_and_current_conversation(switchboard_models::Channel::WebChat, visitor).await? else {
+        return Ok(0);
+    };
+    Ok(store.latest_conversation_messages(conversation.id, None, 1).await?.first().map_or(0, |m| m.seq))
 }
 
 /// The reply to one frame from the widget, if it needs one.

@@ -1,7 +1,7 @@
 //! Load generator for web chat. Starts the real `switchboard` binary (a separate process, so the
 //! server's memory and CPU are its own) on a fresh SQLite file and drives it over loopback.
 //!
-//!   bench throughput [--connections 200] [--seconds 10]
+//!   bench throughput [--connections 200] [--seconds 10] [--nodes 1]   (--nodes N > 1: on PostgreSQL)
 //!   bench latency    [--rate 1000] [--connections 200] [--seconds 10]
 //!   bench idle       [--connections 19000]
 //!   bench startup    [--runs 5]
@@ -169,7 +169,9 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let scenario = args.first().map(String::as_str).unwrap_or("help");
     match scenario {
-        "throughput" => throughput(arg(&args, "--connections", 200) as usize, arg(&args, "--seconds", 10)).await,
+        "throughput" => {
+            throughput(arg(&args, "--connections", 200) as usize, arg(&args, "--seconds", 10), arg(&args, "--nodes", 1) as usize).await
+        }
         "latency" => {
             latency(arg(&args, "--rate", 1000), arg(&args, "--connections", 200) as usize, arg(&args, "--seconds", 10))
                 .await
@@ -193,13 +195,40 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Closed loop: each connection sends its next message as soon as the bot answered the last.
-async fn throughput(connections: usize, seconds: u64) -> anyhow::Result<()> {
+async fn throughput(connections: usize, seconds: u64, nodes: usize) -> anyhow::Result<()> {
+    if nodes > 1 {
+        return throughput_on_nodes(connections, seconds, nodes).await;
+    }
     let (server, _) = Server::start()?;
-    let (total, elapsed) = closed_loop(&server, connections, seconds, |_| "hello".to_string()).await?;
+    let (total, elapsed) = closed_loop(&[server.addr], connections, seconds, |_| "hello".to_string()).await?;
     println!(
         "throughput: {connections} connections, {total} messages persisted and answered in {elapsed:.1} s = {:.0} msg/s; server RSS {} MiB",
         total as f64 / elapsed,
         server.rss_kib() / 1024
+    );
+    Ok(())
+}
+
+/// `nodes` servers on one PostgreSQL database, the sockets spread over them in turn (a load
+/// balancer without sticky sessions); reports the total and each node's share.
+async fn throughput_on_nodes(connections: usize, seconds: u64, nodes: usize) -> anyhow::Result<()> {
+    let db = switchboard_tests::databases::TestDatabase::postgres().await;
+    let env = [("SWITCHBOARD_DATABASE__URL", db.url.as_str()), ("SWITCHBOARD_NLP__ENABLED", "false")];
+    let mut servers = Vec::new();
+    for _ in 0..nodes {
+        servers.push(Server::start_with(tempfile::tempdir()?, &env)?.0);
+    }
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let (total, elapsed) = closed_loop(&addrs, connections, seconds, |_| "hello".to_string()).await?;
+    let pool = sqlx::PgPool::connect(&db.url).await?;
+    let replies: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE sender = 'bot' AND delivered_at IS NOT NULL").fetch_one(&pool).await?;
+    let rss: Vec<String> = servers.iter().map(|s| format!("{} MiB", s.rss_kib() / 1024)).collect();
+    println!(
+        "throughput: {nodes} nodes on one PostgreSQL database, {connections} connections ({} per node), {total} messages persisted and answered in {elapsed:.1} s = {:.0} msg/s in all, {:.0} per node; {replies} replies delivered; node RSS {}",
+        connections / nodes,
+        total as f64 / elapsed,
+        total as f64 / elapsed / nodes as f64,
+        rss.join(", ")
     );
     Ok(())
 }
@@ -235,7 +264,7 @@ async fn nlp(connections: usize, seconds: u64) -> anyhow::Result<()> {
         "what are your opening hours",
         "do you have a dark mode",
     ];
-    let (total, elapsed) = closed_loop(&server, connections, seconds, |n| TEXTS[n as usize % TEXTS.len()].to_string()).await?;
+    let (total, elapsed) = closed_loop(&[server.addr], connections, seconds, |n| TEXTS[n as usize % TEXTS.len()].to_string()).await?;
     println!(
         "nlp throughput: {connections} connections, {total} messages classified, persisted and answered in {elapsed:.1} s = {:.0} msg/s; server RSS {} MiB",
         total as f64 / elapsed,
@@ -246,13 +275,13 @@ async fn nlp(connections: usize, seconds: u64) -> anyhow::Result<()> {
 
 /// Each of `connections` widget sockets sends `text(n)` and waits for the bot's answer, until
 /// `seconds` pass. Returns (messages answered, seconds).
-async fn closed_loop(server: &Server, connections: usize, seconds: u64, text: fn(u64) -> String) -> anyhow::Result<(u64, f64)> {
+async fn closed_loop(servers: &[SocketAddr], connections: usize, seconds: u64, text: fn(u64) -> String) -> anyhow::Result<(u64, f64)> {
     let keys = Arc::new(VisitorKeys::new(SECRET.as_bytes().to_vec()));
     let answered = Arc::new(AtomicU64::new(0));
     // Every socket open first: opening is not part of the measured time.
     let mut sockets = Vec::with_capacity(connections);
     for index in 0..connections {
-        sockets.push(open(server.addr, &keys, index).await?);
+        sockets.push(open(servers[index % servers.len()], &keys, index).await?);
     }
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();

@@ -27,6 +27,10 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0009_customers_list.sql", "903fbc53c7572e08104d16a4e38bd6718edacd2d9f9e439de3ba30b2391e3754"),
     ("sqlite/0010_conversation_timers.sql", "825c975af7d7fb325292c4e3d489ce12c2e9ffe6661e74493f842449aea52ed0"),
     ("postgres/0010_conversation_timers.sql", "ee682cda10c9a5e5ff72a9304c06770a0530055e25278f3c6f6362f87b324603"),
+    ("sqlite/0011_conversation_versions.sql", "ebd2fc92d93cf0925553831bd69ee6ec2db6670baf96758c8cfe1963e652609a"),
+    ("postgres/0011_conversation_versions.sql", "ebd2fc92d93cf0925553831bd69ee6ec2db6670baf96758c8cfe1963e652609a"),
+    ("sqlite/0012_shared_rate_limits.sql", "56ea2ac4901a0f38ceeaa4fd3b8603ac4f294a8e58a46e898c544b192c402615"),
+    ("postgres/0012_shared_rate_limits.sql", "8696eeec2288e7d35a70e152d45faf45ad8598149d1dc186655b0b6c5aaca41a"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {
