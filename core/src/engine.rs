@@ -1003,7 +1003,7 @@ impl Engine {
             let decision = step(&current, &input, &self.policy, now);
             let timers = decision.timers.clone();
             let (conversation, replies) = self.replies_for(decision, now).await?;
-            let entry = audit.entry_for(now, &current, &conversation);
+            let entry = audit.entry(now, &current, &conversation);
             if let Some((conversation, _)) = self.commit_change(conversation, replies, Some(entry), timers).await? {
                 return Ok(Some(conversation));
             }
@@ -1122,11 +1122,7 @@ struct Audit {
 }
 
 impl Audit {
-    fn entry(self, at: Timestamp, before: &Conversation, after: &Conversation) -> AuditEntry {
-        self.entry_for(at, before, after)
-    }
-
-    fn entry_for(&self, at: Timestamp, before: &Conversation, after: &Conversation) -> AuditEntry {
+    fn entry(&self, at: Timestamp, before: &Conversation, after: &Conversation) -> AuditEntry {
         AuditEntry {
             at,
             actor: self.actor,

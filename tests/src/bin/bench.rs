@@ -10,6 +10,7 @@
 //!   bench wal        [--rate 300] [--seconds 600]          (SQLite: the WAL's size under load)
 //!   bench soak       [--cycles 10] [--rate 300] [--seconds 5]   (kill -9 under load; SQLite)
 //!   bench failover   [--runs 5]     (two nodes on PostgreSQL: Telegram polling after kill -9)
+//!   bench live-nodes [--messages 200] (two nodes on PostgreSQL: live news from one to the other)
 //!
 //! BENCH_DATABASE=postgres runs the server on a fresh PostgreSQL database (on TEST_POSTGRES_URL's
 //! server, default 127.0.0.1:5432) instead of SQLite.
@@ -179,6 +180,7 @@ async fn main() -> anyhow::Result<()> {
         "idle" => idle(arg(&args, "--connections", 19_000) as usize).await,
         "startup" => startup(arg(&args, "--runs", 5) as usize),
         "failover" => failover(arg(&args, "--runs", 5) as usize).await,
+        "live-nodes" => live_across_nodes(arg(&args, "--messages", 200) as usize).await,
         "wal" => wal(arg(&args, "--rate", 300), arg(&args, "--seconds", 600)).await,
         "soak" => soak(arg(&args, "--cycles", 10), arg(&args, "--rate", 300), arg(&args, "--seconds", 5)).await,
         "nlp" => nlp(arg(&args, "--connections", 32) as usize, arg(&args, "--seconds", 10)).await,
@@ -1037,5 +1039,91 @@ async fn failover(runs: usize) -> anyhow::Result<()> {
         stored().await?,
         telegram.conflicts()
     );
+    Ok(())
+}
+
+/// Two nodes on one PostgreSQL database, measured from outside both: a customer writes through
+/// node A and an agent's open panel stream on node B hears of it; the agent answers through
+/// node B's API and the customer's widget on node A shows the answer.
+async fn live_across_nodes(messages: usize) -> anyhow::Result<()> {
+    let db = switchboard_tests::databases::TestDatabase::postgres().await;
+    let store = switchboard_store::open(&db.url).await?;
+    switchboard_admin_web::accounts::create_account(store.as_ref(), "bench@example.com", "Bench", switchboard_models::Role::Admin, "bench-password-123", None)
+        .await?;
+    drop(store);
+    let env = [
+        ("SWITCHBOARD_DATABASE__URL", db.url.as_str()),
+        ("SWITCHBOARD_NLP__ENABLED", "false"),
+        ("SWITCHBOARD_SERVER__API_REQUESTS_PER_MINUTE", "1000000"),
+    ];
+    let (a, _) = Server::start_with(tempfile::tempdir()?, &env)?;
+    let (b, _) = Server::start_with(tempfile::tempdir()?, &env)?;
+    let (base_a, base_b) = (format!("http://{}", a.addr), format!("http://{}", b.addr));
+    let panel = switchboard_tests::panel::PanelClient::sign_in(&base_b, "bench@example.com", "bench-password-123").await;
+    let api_token = panel.new_api_token("bench").await;
+    let mut events = panel.event_stream("/panel/events").await;
+    let keys = VisitorKeys::new(SECRET.as_bytes().to_vec());
+    let http = reqwest::Client::new();
+
+    let mut heard = Vec::with_capacity(messages);
+    for n in 0..messages {
+        let (_, token) = keys.issue();
+        let started = Instant::now();
+        let sent = http
+            .post(format!("{base_a}/webchat/messages"))
+            .header("authorization", format!("Bearer {token}"))
+            .json(&json!({"client_id": format!("live{n}"), "text": "hello"}))
+            .send();
+        let message_event = async {
+            loop {
+                let event: Value = serde_json::from_str(&events.next_event().await?)?;
+                if event["kind"] == "message" {
+                    return anyhow::Ok(());
+                }
+            }
+        };
+        let (sent, heard_of) = tokio::join!(sent, tokio::time::timeout(Duration::from_secs(5), message_event));
+        anyhow::ensure!(sent?.status().is_success(), "message not accepted");
+        heard_of.with_context(|| format!("message {n}: node B's panel never heard of it"))??;
+        heard.push(started.elapsed());
+        events.drain_for(Duration::from_millis(30)).await;
+    }
+    println!("live-nodes: customer message sent to node A -> event on a panel page served by node B, {messages} messages: {}", spread(&mut heard));
+
+    let (_, token) = keys.issue();
+    let mut widget = open_with_token(a.addr, &token, 0).await?;
+    let hello = json!({"type": "send", "client_id": "first", "text": "I want to talk to a person"});
+    widget.send(WsMessage::Text(hello.to_string().into())).await?;
+    let conversation = loop {
+        let Some(Ok(WsMessage::Text(text))) = widget.next().await else { bail!("the widget closed") };
+        let frame: Value = serde_json::from_str(&text)?;
+        if frame["type"] == "ack" {
+            break frame["conversation"]["id"].as_str().context("conversation id")?.to_string();
+        }
+    };
+    let mut shown = Vec::with_capacity(messages);
+    for n in 0..messages {
+        let text = format!("Agent reply {n}");
+        let started = Instant::now();
+        let sent = http
+            .post(format!("{base_b}/api/conversations/{conversation}/actions"))
+            .bearer_auth(&api_token)
+            .json(&json!({"action": "reply", "text": text}))
+            .send();
+        let arrived = async {
+            loop {
+                let Some(Ok(WsMessage::Text(frame))) = widget.next().await else { bail!("the widget closed") };
+                if frame.contains(&format!("\"{text}\"")) {
+                    return anyhow::Ok(());
+                }
+            }
+        };
+        let (sent, arrived) = tokio::join!(sent, tokio::time::timeout(Duration::from_secs(5), arrived));
+        let sent = sent?;
+        anyhow::ensure!(sent.status().is_success(), "the reply was refused: {}", sent.text().await?);
+        arrived.with_context(|| format!("reply {n}: the widget on node A never showed it"))??;
+        shown.push(started.elapsed());
+    }
+    println!("live-nodes: agent reply sent to node B -> shown in a widget on node A, {messages} replies: {}", spread(&mut shown));
     Ok(())
 }
