@@ -9,12 +9,12 @@ use switchboard_store::relay::{News, PgRelay};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
-/// Starts relaying; `delivered` carries the seq of each web-chat reply this node delivered.
+/// Starts relaying; `delivered` carries each web-chat reply this node delivered (seq, visitor).
 pub async fn start(
     url: &str,
     engine: Arc<Engine>,
     hub: Arc<WebChatHub>,
-    delivered: mpsc::UnboundedReceiver<i64>,
+    delivered: mpsc::UnboundedReceiver<(i64, String)>,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let relay = Arc::new(PgRelay::connect(url).await?);
     let incoming = relay.listen().await?;
@@ -23,30 +23,55 @@ pub async fn start(
     Ok(vec![outgoing, showing])
 }
 
-async fn announce(relay: Arc<PgRelay>, mut events: broadcast::Receiver<DomainEvent>, mut delivered: mpsc::UnboundedReceiver<i64>) {
+/// News announced in one statement at most.
+const BATCH: usize = 256;
+
+/// Sends this node's news out, everything waiting at once (one commit on the server per batch).
+async fn announce(relay: Arc<PgRelay>, mut events: broadcast::Receiver<DomainEvent>, mut delivered: mpsc::UnboundedReceiver<(i64, String)>) {
     loop {
-        let news = tokio::select! {
+        let mut batch = Vec::new();
+        tokio::select! {
             event = events.recv() => match event {
-                Ok(DomainEvent::MessageStored(message)) => News::Message { seq: message.seq },
-                Ok(DomainEvent::DeliveryChanged(message)) => News::Delivery { seq: message.seq },
-                Ok(DomainEvent::ConversationChanged(conversation)) => News::Conversation { id: conversation.id.to_string() },
-                Ok(DomainEvent::Assigned { conversation, agent }) => {
-                    News::Assigned { id: conversation.id.to_string(), agent: agent.to_string() }
-                }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "live news fell behind; other nodes' views catch up on their next reload");
-                    continue;
-                }
                 Err(broadcast::error::RecvError::Closed) => return,
+                event => batch.extend(news_of(event)),
             },
-            seq = delivered.recv() => match seq {
-                Some(seq) => News::WebChat { seq },
+            reply = delivered.recv() => match reply {
+                Some((seq, visitor)) => batch.push(News::WebChat { seq, visitor }),
                 None => return,
             },
-        };
-        if let Err(error) = relay.announce(news).await {
+        }
+        while batch.len() < BATCH {
+            match events.try_recv() {
+                Ok(event) => batch.extend(news_of(Ok(event))),
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => batch.extend(news_of(Err(broadcast::error::RecvError::Lagged(missed)))),
+                Err(_) => break,
+            }
+        }
+        while batch.len() < BATCH {
+            let Ok((seq, visitor)) = delivered.try_recv() else { break };
+            batch.push(News::WebChat { seq, visitor });
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        if let Err(error) = relay.announce(batch).await {
             tracing::warn!(%error, "could not announce live news to the other nodes");
         }
+    }
+}
+
+/// The news of one local event, by reference.
+fn news_of(event: Result<DomainEvent, broadcast::error::RecvError>) -> Option<News> {
+    match event {
+        Ok(DomainEvent::MessageStored(message)) => Some(News::Message { seq: message.seq }),
+        Ok(DomainEvent::DeliveryChanged(message)) => Some(News::Delivery { seq: message.seq }),
+        Ok(DomainEvent::ConversationChanged(conversation)) => Some(News::Conversation { id: conversation.id.to_string() }),
+        Ok(DomainEvent::Assigned { conversation, agent }) => Some(News::Assigned { id: conversation.id.to_string(), agent: agent.to_string() }),
+        Err(broadcast::error::RecvError::Lagged(missed)) => {
+            tracing::warn!(missed, "live news fell behind; other nodes' views catch up on their next reload");
+            None
+        }
+        Err(broadcast::error::RecvError::Closed) => None,
     }
 }
 
@@ -61,6 +86,14 @@ async fn show(incoming: impl futures::Stream<Item = News>, engine: Arc<Engine>, 
 }
 
 async fn show_one(news: News, engine: &Engine, hub: &WebChatHub) -> anyhow::Result<()> {
+    // Nobody here would see it: reading the rows would only load the database.
+    let watched = match &news {
+        News::WebChat { visitor, .. } => hub.is_connected(visitor),
+        _ => engine.bus().has_live_views(),
+    };
+    if !watched {
+        return Ok(());
+    }
     let store = engine.store();
     let conversation = |id: &str| {
         let id = ConversationId::parse(id);
@@ -87,10 +120,9 @@ async fn show_one(news: News, engine: &Engine, hub: &WebChatHub) -> anyhow::Resu
                 engine.bus().publish_remote(DomainEvent::Assigned { conversation, agent });
             }
         }
-        News::WebChat { seq } => {
-            let Some(message) = store.message_by_seq(seq).await? else { return Ok(()) };
-            if let Some(contact) = store.contact(message.contact_id).await? {
-                hub.publish_relayed(&contact.external_id, Arc::new(message));
+        News::WebChat { seq, visitor } => {
+            if let Some(message) = store.message_by_seq(seq).await? {
+                hub.publish_relayed(&visitor, Arc::new(message));
             }
         }
     }

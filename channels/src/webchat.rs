@@ -128,6 +128,11 @@ impl WebChatHub {
         delivered
     }
 
+    /// Whether a widget of `visitor` is connected here.
+    pub fn is_connected(&self, visitor: &str) -> bool {
+        self.subscribers.lock().expect("hub lock").contains_key(visitor)
+    }
+
     pub fn connected_visitors(&self) -> usize {
         self.subscribers.lock().expect("hub lock").len()
     }
@@ -136,8 +141,8 @@ impl WebChatHub {
 /// The outbox's sender for web chat.
 pub struct WebChatOutbound {
     hub: Arc<WebChatHub>,
-    /// With several nodes: the seq of each delivered reply, for widgets connected elsewhere.
-    relay: Option<mpsc::UnboundedSender<i64>>,
+    /// With several nodes: each delivered reply (seq, visitor), for widgets connected elsewhere.
+    relay: Option<mpsc::UnboundedSender<(i64, String)>>,
 }
 
 impl WebChatOutbound {
@@ -145,7 +150,7 @@ impl WebChatOutbound {
         Self { hub, relay: None }
     }
 
-    pub fn relayed(mut self, relay: mpsc::UnboundedSender<i64>) -> Self {
+    pub fn relayed(mut self, relay: mpsc::UnboundedSender<(i64, String)>) -> Self {
         self.relay = Some(relay);
         self
     }
@@ -165,7 +170,7 @@ impl Outbound for WebChatOutbound {
             LiveEvent::Message(Arc::new(message.message.clone())),
         );
         if let Some(relay) = &self.relay {
-            let _ = relay.send(message.message.seq);
+            let _ = relay.send((message.message.seq, message.recipient_external_id.clone()));
         }
         Ok(None)
     }

@@ -37,6 +37,11 @@ impl EventBus {
         self.sender.receiver_count() > 0 || self.local.receiver_count() > 0
     }
 
+    /// Whether any live view listens to every event (the relay skips other nodes' news otherwise).
+    pub fn has_live_views(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+
     /// Every event, wherever it happened (live views).
     pub fn subscribe(&self) -> broadcast::Receiver<DomainEvent> {
         self.sender.subscribe()

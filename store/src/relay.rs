@@ -25,8 +25,9 @@ pub enum News {
     Assigned { id: String, agent: String },
     /// `DomainEvent::DeliveryChanged`.
     Delivery { seq: i64 },
-    /// A reply delivered to web chat: widgets connected to other nodes show it too.
-    WebChat { seq: i64 },
+    /// A reply delivered to web chat: widgets connected to other nodes show it too. `visitor`
+    /// lets a node with no widget of theirs skip reading it.
+    WebChat { seq: i64, visitor: String },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -50,9 +51,19 @@ impl PgRelay {
         Ok(Self { pool, url: url.to_string(), node: uuid::Uuid::new_v4().to_string() })
     }
 
-    pub async fn announce(&self, news: News) -> Result<(), StoreError> {
-        let payload = serde_json::to_string(&Envelope { node: self.node.clone(), news }).expect("news serialises");
-        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(&self.pool).await.map_err(backend)?;
+    /// Announces `news` in one statement: each NOTIFY is a commit on the server, so one per
+    /// event would cost a WAL flush per event.
+    pub async fn announce(&self, news: Vec<News>) -> Result<(), StoreError> {
+        let payloads: Vec<String> = news
+            .into_iter()
+            .map(|news| serde_json::to_string(&Envelope { node: self.node.clone(), news }).expect("news serialises"))
+            .collect();
+        sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
+            .bind(CHANNEL)
+            .bind(payloads)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 
