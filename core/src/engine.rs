@@ -563,10 +563,11 @@ impl Engine {
         let timers = decision.timers.clone();
         // The message is stored already, so the summary reads it with the earlier ones.
         let (conversation, mut replies) = self.replies_for(decision, now).await?;
+        let changed = !same_state(&before, &conversation);
         let write = StepWrite {
             answers: Some((message.seq, classification)),
-            conversation: (!same_state(&before, &conversation)).then(|| conversation.clone()),
-            decided_on: Some((before.id, before.version)),
+            conversation: changed.then(|| conversation.clone()),
+            decided_on: self.claim(&before),
             outbound: replies.clone(),
             timers: timers.map(|timers| (conversation.id, timers)),
             ..StepWrite::default()
@@ -586,7 +587,7 @@ impl Engine {
                 return Ok(Some(HandleOutcome { message: message.clone(), duplicate: false, conversation: before, replies: Vec::new(), escalated: false }));
             }
         };
-        let conversation = written(conversation);
+        let conversation = if changed || self.takeover_after.is_some() { written(conversation) } else { conversation };
         for (reply, seq) in replies.iter_mut().zip(&seqs) {
             reply.seq = *seq;
         }
@@ -954,7 +955,7 @@ impl Engine {
             audit: changed.then(|| audit.entry(now, &current, &conversation)),
             timers,
             fires: Some(*timer),
-            decided_on: Some((current.id, current.version)),
+            decided_on: self.claim(&current),
             ..StepWrite::default()
         };
         let seqs = match self.commit(write).await? {
@@ -968,7 +969,8 @@ impl Engine {
         if !replies.is_empty() {
             self.outbox_wake.notify_one();
         }
-        self.publish(&written(conversation), replies.iter());
+        let conversation = if changed || self.takeover_after.is_some() { written(conversation) } else { conversation };
+        self.publish(&conversation, replies.iter());
         Ok(Some(true))
     }
 
@@ -1035,7 +1037,8 @@ impl Engine {
         timers: Option<Vec<(TimerKind, Timestamp)>>,
     ) -> Result<Option<(Conversation, Vec<Message>)>, EngineError> {
         let timers = timers.map(|timers| (conversation.id, timers));
-        let write = StepWrite { conversation: Some(conversation), outbound, audit, timers, ..StepWrite::default() };
+        let decided_on = self.claim(&conversation);
+        let write = StepWrite { conversation: Some(conversation), outbound, audit, timers, decided_on, ..StepWrite::default() };
         let seqs = match self.commit(write.clone()).await? {
             Committed::Stored { seqs } => seqs,
             Committed::Conflict => return Ok(None),
@@ -1053,6 +1056,13 @@ impl Engine {
         }
         self.publish(&conversation, stored.iter());
         Ok(Some((conversation, stored)))
+    }
+
+    /// With other nodes sharing the store, a step's write is refused when the conversation it
+    /// was decided on (`read`) changed meanwhile. One node needs no check: it takes each
+    /// contact's steps in turn (`locks`).
+    fn claim(&self, read: &Conversation) -> Option<(ConversationId, i64)> {
+        self.takeover_after.map(|_| (read.id, read.version))
     }
 
     /// Agents' texts have the same limit as customers'.
@@ -1153,7 +1163,7 @@ fn state_line(c: &Conversation) -> String {
 /// again before the caller is told to try later.
 const CONFLICT_RETRIES: usize = 20;
 
-/// The state as stored by a step decided on `conversation` (each moves the version on by one).
+/// The state as stored by a step that wrote or claimed `conversation` (each moves its version on by one).
 fn written(mut conversation: Conversation) -> Conversation {
     conversation.version += 1;
     conversation

@@ -206,12 +206,12 @@ pub struct StepWrite {
     pub answers: Option<(i64, Classification)>,
     /// Inserted, or its display name updated, when present.
     pub contact: Option<Contact>,
-    /// Inserted or updated when present (absent when the step left it unchanged). A stored
-    /// copy (`version` > 0) is written only if the row is still at that version.
+    /// Inserted or updated when present (absent when the step left it unchanged); stored with
+    /// the version after the one it was read at.
     pub conversation: Option<Conversation>,
-    /// The conversation (id, version) the step was decided on, when it wrote no new state:
-    /// refused as `Conflict` all the same when the row has moved on (the bot must not answer a
-    /// conversation an agent took meanwhile).
+    /// The conversation (id, version) the step was decided on: the step is refused as
+    /// `Conflict` when the row has moved on since (another node changed it), whether or not it
+    /// writes a new state (the bot must not answer a conversation an agent took meanwhile).
     pub decided_on: Option<(ConversationId, i64)>,
     /// Replies to deliver on the conversation's channel: stored and queued for the outbox together.
     pub outbound: Vec<Message>,

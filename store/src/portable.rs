@@ -231,13 +231,13 @@ fn customer_conditions(filter: &CustomerFilter) -> (Vec<String>, Vec<String>) {
 
 /// The messages go in one statement, inbound first; if the inbound one is a duplicate, the
 /// replies it carried are taken out again and nothing else of the step is written.
-/// Writes one step. A result other than `Stored` may leave partial changes: the backend rolls
-/// the step back (its own transaction, or a savepoint in a group).
+/// Writes one step. A refused step (`Duplicate`, `Conflict`) writes nothing: each check comes
+/// before what it guards (a group commit shares one transaction), or undoes what it inserted.
 pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Committed, StoreError> {
-    let decided_on = write.decided_on.or_else(|| write.conversation.as_ref().filter(|c| c.version > 0).map(|c| (c.id, c.version)));
-    if let Some((conversation, version)) = decided_on {
+    // First, so a refused step has changed nothing (a group commit shares one transaction).
+    if let Some((conversation, version)) = write.decided_on {
         // Claims the row (a row lock on PostgreSQL until commit) if nobody wrote it since it was read.
-        let claimed = sqlx::query("UPDATE conversations SET version = version + 1 WHERE id = $1 AND version = $2")
+        let claimed = sqlx::query("UPDATE conversations SET version = $2 + 1 WHERE id = $1 AND version = $2")
             .bind(conversation.to_string())
             .bind(version)
             .execute(&mut *tx)
@@ -299,6 +299,9 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
     if let Some(inbound) = &write.inbound
         && !inserted.iter().any(|(_, id)| *id == inbound.id.to_string())
     {
+        // Only a step with an inbound message inserts it, so nothing else of it was written.
+        let ids: Vec<String> = inserted.into_iter().map(|(_, id)| id).collect();
+        delete_messages(tx, &ids).await?;
         return Ok(Committed::Duplicate);
     }
     if inserted.len() != rows.len() {
@@ -363,6 +366,13 @@ async fn insert_messages(
             .bind(deliver_from.map(millis));
     }
     query.fetch_all(&mut *tx).await.map_err(backend)
+}
+
+async fn delete_messages(tx: &mut $conn, ids: &[String]) -> Result<(), StoreError> {
+    for id in ids {
+        sqlx::query("DELETE FROM messages WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(backend)?;
+    }
+    Ok(())
 }
 
 async fn insert_audit<'e>(executor: impl sqlx::Executor<'e, Database = $db>, entry: &AuditEntry) -> Result<(), StoreError> {
@@ -453,12 +463,13 @@ async fn save_conversation(tx: &mut $conn, c: &Conversation) -> Result<(), Store
     sqlx::query(
         "INSERT INTO conversations (id, contact_id, channel, handler, agent_id, status, category, \
          priority, escalation_reason, escalation_summary, escalated_at, low_confidence_streak, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         created_at, updated_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
          ON CONFLICT (id) DO UPDATE SET handler = excluded.handler, agent_id = excluded.agent_id, \
          status = excluded.status, category = excluded.category, priority = excluded.priority, \
          escalation_reason = excluded.escalation_reason, \
          escalation_summary = excluded.escalation_summary, escalated_at = excluded.escalated_at, \
-         low_confidence_streak = excluded.low_confidence_streak, updated_at = excluded.updated_at",
+         low_confidence_streak = excluded.low_confidence_streak, updated_at = excluded.updated_at, \
+         version = excluded.version",
     )
     .bind(c.id.to_string())
     .bind(c.contact_id.to_string())
@@ -474,6 +485,8 @@ async fn save_conversation(tx: &mut $conn, c: &Conversation) -> Result<(), Store
     .bind(i64::from(c.low_confidence_streak))
     .bind(millis(c.created_at))
     .bind(millis(c.updated_at))
+    // The copy carries the version it was read at; what is stored is the next one.
+    .bind(c.version + 1)
     .execute(&mut *tx)
     .await
     .map_err(backend)?;

@@ -175,15 +175,7 @@ async fn write_all(connection: &mut SqliteConnection, writes: &[&StepWrite]) -> 
     let mut tx = connection.begin().await.map_err(backend)?;
     let mut results = Vec::with_capacity(writes.len());
     for write in writes {
-        // Each step in its own savepoint, so one refused (duplicate, conflict) leaves no trace.
-        let mut step = (&mut *tx).begin().await.map_err(backend)?;
-        let result = portable::write_step(&mut *step, write).await?;
-        if matches!(result, Committed::Stored { .. }) {
-            step.commit().await.map_err(backend)?;
-        } else {
-            step.rollback().await.map_err(backend)?;
-        }
-        results.push(result);
+        results.push(portable::write_step(&mut *tx, write).await?);
     }
     tx.commit().await.map_err(backend)?;
     Ok(results)

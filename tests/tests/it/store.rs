@@ -895,7 +895,7 @@ async fn a_step_decided_on_a_stale_read_is_refused_whole(backend: Backend) {
     let ada = agent("Ada", Presence::Online);
     store.save_agent(&ada).await.unwrap();
     assigned.handler = Handler::Agent(ada.id);
-    let assignment = StepWrite { conversation: Some(assigned.clone()), ..StepWrite::default() };
+    let assignment = StepWrite { conversation: Some(assigned.clone()), decided_on: Some((read.id, read.version)), ..StepWrite::default() };
     assert!(matches!(store.commit(assignment).await.unwrap(), Committed::Stored { .. }));
     assert_eq!(store.conversation(created.id).await.unwrap().unwrap().version, 2, "each write moves the version on");
 
@@ -918,6 +918,7 @@ async fn a_step_decided_on_a_stale_read_is_refused_whole(backend: Backend) {
             after: Some("stale".into()),
         }),
         timers: Some((read.id, vec![(TimerKind::CloseIdleBot, now())])),
+        decided_on: Some((read.id, read.version)),
         ..StepWrite::default()
     };
     assert_eq!(store.commit(stale.clone()).await.unwrap(), Committed::Conflict);
@@ -945,7 +946,8 @@ async fn a_step_decided_on_a_stale_read_is_refused_whole(backend: Backend) {
         let mut mine = read.clone();
         mine.low_confidence_streak = n + 1;
         let store = store.clone();
-        async move { store.commit(StepWrite { conversation: Some(mine), ..StepWrite::default() }).await.unwrap() }
+        let decided_on = Some((mine.id, mine.version));
+        async move { store.commit(StepWrite { conversation: Some(mine), decided_on, ..StepWrite::default() }).await.unwrap() }
     });
     let results = futures::future::join_all(writes).await;
     let won = results.iter().filter(|r| matches!(r, Committed::Stored { .. })).count();
