@@ -420,15 +420,17 @@ impl Engine {
             // Ok or a dropped sender both mean the earlier message is done with.
             let _ = earlier.await;
         }
-        if let Some(takeover_after) = self.takeover_after {
-            self.after_earlier_elsewhere(&message, takeover_after).await?;
-        }
         message.classification = Some(classification);
         let mut retry = std::time::Duration::from_millis(100);
         let outcome = loop {
             match self.answer_in_turn(&place.contact_key, &message).await {
-                // Changed on another node since it was read: decide again on what is there now.
-                Ok(None) => continue,
+                // Changed on another node since it was read, or another node holds an earlier
+                // message of this customer: wait for that one, then decide again.
+                Ok(None) => {
+                    if let Some(takeover_after) = self.takeover_after {
+                        self.after_earlier_elsewhere(&message, takeover_after).await?;
+                    }
+                }
                 Err(EngineError::Store(StoreError::Backend(reason))) => {
                     if retry == std::time::Duration::from_millis(100) {
                         tracing::error!(seq = message.seq, "answering a stored message failed; retrying until storage recovers: {reason}");
@@ -492,9 +494,9 @@ impl Engine {
         Ok(received)
     }
 
-    /// With several nodes, a contact's earlier message may be in another node's hands: waits
-    /// until it is answered, or answers it here once it waited `takeover_after` (its node died),
-    /// so `message` is never answered before it.
+    /// With several nodes, a contact's earlier message may be in another node's hands (the
+    /// store refused `message`'s answer for it): waits until it is answered, or answers it here
+    /// once it waited `takeover_after` (its node died).
     async fn after_earlier_elsewhere(&self, message: &Message, takeover_after: chrono::Duration) -> Result<(), EngineError> {
         let mut pause = std::time::Duration::from_millis(5);
         while let Some(earlier) = self.store.earlier_unanswered(message.contact_id, message.seq).await? {
@@ -568,6 +570,7 @@ impl Engine {
             answers: Some((message.seq, classification)),
             conversation: changed.then(|| conversation.clone()),
             decided_on: self.claim(&before),
+            in_order: self.takeover_after.is_some(),
             outbound: replies.clone(),
             timers: timers.map(|timers| (conversation.id, timers)),
             ..StepWrite::default()

@@ -224,6 +224,9 @@ pub struct StepWrite {
     /// The timer this step fires: deleted with the step, which is refused as `Duplicate` when
     /// it is gone (fired already, or set anew since it was claimed).
     pub fires: Option<Timer>,
+    /// With `answers`: refused as `Conflict` while one of the contact's earlier customer
+    /// messages waits for its answer (another node holds it), so answers keep their order.
+    pub in_order: bool,
     /// `conversation` is new and becomes its contact's current one: refused as `Conflict` when
     /// the contact has an open conversation already (another node started one meanwhile).
     pub starts_current: bool,
@@ -237,8 +240,8 @@ pub enum Committed {
     /// nothing was written.
     Duplicate,
     /// What the step was decided on changed meanwhile (the conversation's version moved on, the
-    /// contact was stored or given an open conversation by another node); nothing was written.
-    /// Read again and decide again.
+    /// contact was stored or given an open conversation by another node), or an answer `in_order`
+    /// came before an earlier one; nothing was written. Read again and decide again.
     Conflict,
 }
 

@@ -275,16 +275,17 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
     }
     if let Some((seq, classification)) = &write.answers {
         // The classification marks the message answered; only the first answer counts.
-        let marked = sqlx::query(
-            "UPDATE messages SET classification = $1 WHERE seq = $2 AND sender = 'customer' AND classification IS NULL",
-        )
-        .bind(to_json(classification))
-        .bind(*seq)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?
-        .rows_affected();
+        let marked = sqlx::query(if write.in_order { MARK_ANSWERED_IN_ORDER } else { MARK_ANSWERED })
+            .bind(to_json(classification))
+            .bind(*seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
         if marked == 0 {
+            if write.in_order && unanswered(tx, *seq).await? {
+                return Ok(Committed::Conflict);
+            }
             return Ok(Committed::Duplicate);
         }
     }
@@ -366,6 +367,23 @@ async fn insert_messages(
             .bind(deliver_from.map(millis));
     }
     query.fetch_all(&mut *tx).await.map_err(backend)
+}
+
+const MARK_ANSWERED: &str = "UPDATE messages SET classification = $1 WHERE seq = $2 AND sender = 'customer' AND classification IS NULL";
+/// As `MARK_ANSWERED`, unless an earlier message of the same contact waits for its answer (the
+/// partial index of unanswered messages, migration 0002, keeps the look small).
+const MARK_ANSWERED_IN_ORDER: &str = "UPDATE messages SET classification = $1 WHERE seq = $2 AND sender = 'customer' \
+     AND classification IS NULL AND NOT EXISTS (SELECT 1 FROM messages e WHERE e.sender = 'customer' \
+     AND e.classification IS NULL AND e.seq < $2 AND e.contact_id = messages.contact_id)";
+
+/// Whether the customer message `seq` still waits for its answer.
+async fn unanswered(tx: &mut $conn, seq: i64) -> Result<bool, StoreError> {
+    let waiting: Option<(i64,)> = sqlx::query_as("SELECT seq FROM messages WHERE seq = $1 AND sender = 'customer' AND classification IS NULL")
+        .bind(seq)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+    Ok(waiting.is_some())
 }
 
 async fn delete_messages(tx: &mut $conn, ids: &[String]) -> Result<(), StoreError> {

@@ -45,7 +45,7 @@ on_both_backends!(
     timers_are_set_with_their_step_claimed_when_due_and_fire_once,
     a_step_decided_on_a_stale_read_is_refused_whole,
     a_customer_stored_or_given_a_conversation_meanwhile_is_a_conflict,
-    a_contacts_earlier_unanswered_message_is_found_until_answered,
+    a_contacts_messages_are_answered_only_in_the_order_stored,
 );
 
 /// Instants as the store keeps them (milliseconds), so round trips compare equal.
@@ -998,7 +998,7 @@ async fn a_customer_stored_or_given_a_conversation_meanwhile_is_a_conflict(backe
     assert!(store.conversation(second.id).await.unwrap().is_some());
 }
 
-async fn a_contacts_earlier_unanswered_message_is_found_until_answered(backend: Backend) {
+async fn a_contacts_messages_are_answered_only_in_the_order_stored(backend: Backend) {
     let (store, _db) = fresh(backend).await;
     let mine = conversation(store.as_ref(), "visitor-e").await;
     let someone_else = conversation(store.as_ref(), "visitor-f").await;
@@ -1016,8 +1016,21 @@ async fn a_contacts_earlier_unanswered_message_is_found_until_answered(backend: 
     };
     assert_eq!(earlier(seqs[3]).await.as_deref(), Some("e:1"), "the oldest of the contact's, not another's");
     assert_eq!(earlier(seqs[0]).await, None, "nothing before the first");
-    let answer = StepWrite { answers: Some((seqs[0], classified_as("greeting"))), ..StepWrite::default() };
-    assert!(matches!(store.commit(answer).await.unwrap(), Committed::Stored { .. }));
+    let in_order = |seq: i64| StepWrite {
+        answers: Some((seq, classified_as("greeting"))),
+        outbound: vec![message(&mine, Sender::Bot, "hi", None)],
+        in_order: true,
+        ..StepWrite::default()
+    };
+    assert_eq!(store.commit(in_order(seqs[2])).await.unwrap(), Committed::Conflict, "e:1 waits for its answer");
+    assert_eq!(store.unanswered_messages(10).await.unwrap().len(), 4, "the refused answer wrote nothing");
+    assert!(store.conversation_messages(mine.id, 0, 100).await.unwrap().iter().all(|m| m.sender == Sender::Customer));
+    assert!(matches!(store.commit(in_order(seqs[0])).await.unwrap(), Committed::Stored { .. }));
     assert_eq!(earlier(seqs[3]).await.as_deref(), Some("e:2"));
     assert_eq!(earlier(seqs[2]).await, None, "another customer's message does not count");
+    assert!(matches!(store.commit(in_order(seqs[1])).await.unwrap(), Committed::Stored { .. }), "nor does it hold theirs");
+    assert_eq!(store.commit(in_order(seqs[3])).await.unwrap(), Committed::Conflict, "e:2 now waits");
+    assert!(matches!(store.commit(in_order(seqs[2])).await.unwrap(), Committed::Stored { .. }));
+    assert_eq!(store.commit(in_order(seqs[2])).await.unwrap(), Committed::Duplicate, "answered once");
+    assert!(matches!(store.commit(in_order(seqs[3])).await.unwrap(), Committed::Stored { .. }));
 }
