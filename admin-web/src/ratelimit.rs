@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use switchboard_core::ports::TokenBuckets;
+use switchboard_core::ports::{BucketTake, TokenBuckets};
 
 pub struct RateLimiter {
     capacity: f64,
@@ -39,14 +39,26 @@ impl RateLimiter {
     /// Takes one token for `key`, or says how long until one is free. Should the shared buckets
     /// fail (the database is unreachable), this node's own count applies meanwhile.
     pub async fn check(&self, key: &str) -> Result<(), Duration> {
-        if let Some((scope, buckets)) = &self.shared {
-            match buckets.take_token(scope, key, self.capacity, self.per_second, chrono::Utc::now()).await {
-                Ok(None) => return Ok(()),
-                Ok(Some(wait)) => return Err(wait),
-                Err(error) => tracing::warn!(%error, scope, "shared rate limit unavailable; this node's own count applies"),
+        self.check_many(&[(self, key)]).await.remove(0)
+    }
+
+    /// Takes one token from each limiter for its key, in one round trip when they share their
+    /// buckets (each limiter once). Every token is taken even when another is refused.
+    pub async fn check_many(&self, checks: &[(&RateLimiter, &str)]) -> Vec<Result<(), Duration>> {
+        let shared: Option<Vec<_>> = checks
+            .iter()
+            .map(|(limiter, key)| {
+                limiter.shared.as_ref().map(|(scope, _)| BucketTake { scope, key, capacity: limiter.capacity, per_second: limiter.per_second })
+            })
+            .collect();
+        if let (Some(takes), Some((_, buckets))) = (shared, &self.shared) {
+            match buckets.take_tokens(&takes, chrono::Utc::now()).await {
+                Ok(waits) => return waits.into_iter().map(|wait| wait.map_or(Ok(()), Err)).collect(),
+                Err(error) => tracing::warn!(%error, "shared rate limits unavailable; this node's own counts apply"),
             }
         }
-        self.check_at(key, Instant::now())
+        let now = Instant::now();
+        checks.iter().map(|(limiter, key)| limiter.check_at(key, now)).collect()
     }
 
     pub fn check_at(&self, key: &str, now: Instant) -> Result<(), Duration> {

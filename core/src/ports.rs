@@ -435,20 +435,23 @@ pub trait Exclusive: Send + Sync {}
 /// for a client whichever node it reaches. One node keeps its buckets in memory instead.
 #[async_trait]
 pub trait TokenBuckets: Send + Sync {
-    /// Takes one token from the bucket `key` of `scope` at `now`: the bucket holds `capacity`
-    /// tokens at most and refills at `per_second`. `Ok(None)` when taken; `Ok(Some(wait))` when
-    /// empty, with how long until a token is free.
-    async fn take_token(
-        &self,
-        scope: &str,
-        key: &str,
-        capacity: f64,
-        per_second: f64,
-        now: Timestamp,
-    ) -> Result<Option<std::time::Duration>, StoreError>;
+    /// Takes one token from each bucket at `now`, in one round trip (each `(scope, key)` once).
+    /// Per take, in order: `None` when taken; `Some(wait)` when empty, with how long until a
+    /// token is free.
+    async fn take_tokens(&self, takes: &[BucketTake<'_>], now: Timestamp) -> Result<Vec<Option<std::time::Duration>>, StoreError>;
 
     /// Forgets buckets untouched since `before` (they are full again by then); returns how many.
     async fn forget_idle(&self, before: Timestamp) -> Result<u64, StoreError>;
+}
+
+/// One token from the bucket `key` of `scope`, which holds `capacity` tokens at most and
+/// refills at `per_second`.
+#[derive(Debug, Clone, Copy)]
+pub struct BucketTake<'a> {
+    pub scope: &'a str,
+    pub key: &'a str,
+    pub capacity: f64,
+    pub per_second: f64,
 }
 
 /// Understands customer text. Never fails: an implementation falls back to something weaker.

@@ -5,7 +5,7 @@ use crate::rows::{backend, millis};
 use async_trait::async_trait;
 use sqlx::PgPool;
 use std::time::Duration;
-use switchboard_core::ports::{StoreError, TokenBuckets};
+use switchboard_core::ports::{BucketTake, StoreError, TokenBuckets};
 use switchboard_models::Timestamp;
 
 pub struct PgBuckets {
@@ -21,33 +21,40 @@ impl PgBuckets {
 
 #[async_trait]
 impl TokenBuckets for PgBuckets {
-    async fn take_token(
-        &self,
-        scope: &str,
-        key: &str,
-        capacity: f64,
-        per_second: f64,
-        now: Timestamp,
-    ) -> Result<Option<Duration>, StoreError> {
-        // `refilled` is what the bucket holds now; every SET expression reads the row as it was.
-        let (tokens, refused): (f64, bool) = sqlx::query_as(
-            "INSERT INTO rate_buckets AS b (scope, key, tokens, touched_at, refused) VALUES ($1, $2, $3 - 1, $5, FALSE) \
+    async fn take_tokens(&self, takes: &[BucketTake<'_>], now: Timestamp) -> Result<Vec<Option<Duration>>, StoreError> {
+        // `refilled` is what a bucket holds now (capacity = the inserted tokens + 1); every SET
+        // expression reads the row as it was.
+        let refilled = "LEAST(excluded.tokens + 1, b.tokens + GREATEST($5 - b.touched_at, 0) * excluded.per_second / 1000.0)";
+        let sql = format!(
+            "INSERT INTO rate_buckets AS b (scope, key, tokens, per_second, touched_at, refused) \
+             SELECT t.scope, t.key, t.capacity - 1, t.per_second, $5, FALSE \
+             FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[]) AS t(scope, key, capacity, per_second) \
              ON CONFLICT (scope, key) DO UPDATE SET \
-               refused = LEAST($3, b.tokens + GREATEST($5 - b.touched_at, 0) * $4 / 1000.0) < 1, \
-               tokens = LEAST($3, b.tokens + GREATEST($5 - b.touched_at, 0) * $4 / 1000.0) \
-                 - CASE WHEN LEAST($3, b.tokens + GREATEST($5 - b.touched_at, 0) * $4 / 1000.0) >= 1 THEN 1 ELSE 0 END, \
+               refused = {refilled} < 1, \
+               tokens = {refilled} - CASE WHEN {refilled} >= 1 THEN 1 ELSE 0 END, \
+               per_second = excluded.per_second, \
                touched_at = GREATEST(b.touched_at, $5) \
-             RETURNING tokens, refused",
-        )
-        .bind(scope)
-        .bind(key)
-        .bind(capacity.max(1.0))
-        .bind(per_second)
-        .bind(millis(now))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(refused.then(|| Duration::from_secs_f64(((1.0 - tokens) / per_second).max(0.0))))
+             RETURNING scope, key, tokens, refused, per_second"
+        );
+        let rows: Vec<(String, String, f64, bool, f64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(takes.iter().map(|t| t.scope).collect::<Vec<_>>())
+            .bind(takes.iter().map(|t| t.key).collect::<Vec<_>>())
+            .bind(takes.iter().map(|t| t.capacity.max(1.0)).collect::<Vec<_>>())
+            .bind(takes.iter().map(|t| t.per_second).collect::<Vec<_>>())
+            .bind(millis(now))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        takes
+            .iter()
+            .map(|take| {
+                let (_, _, tokens, refused, per_second) = rows
+                    .iter()
+                    .find(|(scope, key, ..)| scope == take.scope && key == take.key)
+                    .ok_or_else(|| StoreError::Corrupt(format!("no rate bucket came back for {} {}", take.scope, take.key)))?;
+                Ok(refused.then(|| Duration::from_secs_f64(((1.0 - tokens) / per_second).max(0.0))))
+            })
+            .collect()
     }
 
     async fn forget_idle(&self, before: Timestamp) -> Result<u64, StoreError> {

@@ -105,15 +105,20 @@ async fn receive(
             ),
         ));
     }
-    if let Err(wait) = state.rate_limiter.check(visitor).await {
+    // However many visitor ids one address makes up, it shares one budget. Both in one round
+    // trip when several nodes share the counts.
+    let address = address.to_string();
+    let checks = [(state.rate_limiter.as_ref(), visitor), (&state.address_limits.messages, address.as_str())];
+    let [per_visitor, per_address]: [Result<(), std::time::Duration>; 2] =
+        state.rate_limiter.check_many(&checks).await.try_into().expect("one result per check");
+    if let Err(wait) = per_visitor {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             format!("Too many messages; try again in {} ms.", wait.as_millis().max(1)),
         ));
     }
-    // However many visitor ids one address makes up, it shares one budget.
-    if let Err(wait) = state.address_limits.messages.check(&address.to_string()).await {
+    if let Err(wait) = per_address {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",

@@ -29,8 +29,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0010_conversation_timers.sql", "ee682cda10c9a5e5ff72a9304c06770a0530055e25278f3c6f6362f87b324603"),
     ("sqlite/0011_conversation_versions.sql", "ebd2fc92d93cf0925553831bd69ee6ec2db6670baf96758c8cfe1963e652609a"),
     ("postgres/0011_conversation_versions.sql", "ebd2fc92d93cf0925553831bd69ee6ec2db6670baf96758c8cfe1963e652609a"),
-    ("sqlite/0012_shared_rate_limits.sql", "56ea2ac4901a0f38ceeaa4fd3b8603ac4f294a8e58a46e898c544b192c402615"),
-    ("postgres/0012_shared_rate_limits.sql", "8696eeec2288e7d35a70e152d45faf45ad8598149d1dc186655b0b6c5aaca41a"),
+    ("sqlite/0012_shared_rate_limits.sql", "042b99e24cce692fc39252fa83d1fc677685cddc9584a914193b8abc7dcce311"),
+    ("postgres/0012_shared_rate_limits.sql", "9a81dd120d1d6fa0161e3737e479024192ed4adadc0ecd30eb60db6c3a201f9c"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {
