@@ -39,19 +39,21 @@ impl RateLimiter {
     /// Takes one token for `key`, or says how long until one is free. Should the shared buckets
     /// fail (the database is unreachable), this node's own count applies meanwhile.
     pub async fn check(&self, key: &str) -> Result<(), Duration> {
-        self.check_many(&[(self, key)]).await.remove(0)
+        Self::check_all(&[(self, key)]).await.remove(0)
     }
 
-    /// Takes one token from each limiter for its key, in one round trip when they share their
-    /// buckets (each limiter once). Every token is taken even when another is refused.
-    pub async fn check_many(&self, checks: &[(&RateLimiter, &str)]) -> Vec<Result<(), Duration>> {
+    /// Takes one token from each limiter for its key (each limiter once), in one round trip
+    /// when they all count in the same shared buckets. Every token is taken even when another
+    /// is refused.
+    pub async fn check_all(checks: &[(&RateLimiter, &str)]) -> Vec<Result<(), Duration>> {
         let shared: Option<Vec<_>> = checks
             .iter()
             .map(|(limiter, key)| {
                 limiter.shared.as_ref().map(|(scope, _)| BucketTake { scope, key, capacity: limiter.capacity, per_second: limiter.per_second })
             })
             .collect();
-        if let (Some(takes), Some((_, buckets))) = (shared, &self.shared) {
+        let buckets = checks.first().and_then(|(limiter, _)| limiter.shared.as_ref()).map(|(_, buckets)| buckets);
+        if let (Some(takes), Some(buckets)) = (shared, buckets) {
             match buckets.take_tokens(&takes, chrono::Utc::now()).await {
                 Ok(waits) => return waits.into_iter().map(|wait| wait.map_or(Ok(()), Err)).collect(),
                 Err(error) => tracing::warn!(%error, "shared rate limits unavailable; this node's own counts apply"),

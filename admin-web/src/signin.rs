@@ -49,9 +49,13 @@ impl SignInGuard {
 
     pub async fn admit(&self, email: &str, address: IpAddr) -> Admission {
         let known = self.known_addresses.lock().expect("sign-in guard").get(email).is_some_and(|a| a.contains(&address));
-        let pair = self.per_pair.check(&format!("{email}|{address}")).await;
-        let from_address = if known { Ok(()) } else { self.per_address.check(&address.to_string()).await };
-        if let Err(wait) = pair.and(from_address) {
+        let (pair, address) = (format!("{email}|{address}"), address.to_string());
+        let mut checks = vec![(&self.per_pair, pair.as_str())];
+        if !known {
+            checks.push((&self.per_address, address.as_str()));
+        }
+        let waits = RateLimiter::check_all(&checks).await;
+        if let Some(wait) = waits.into_iter().filter_map(Result::err).max() {
             return Admission::Refused { retry_after: wait.max(Duration::from_secs(1)) };
         }
         let recent = self.recent_failures(email);

@@ -223,6 +223,11 @@ impl Engine {
         self
     }
 
+    /// Whether other nodes share the store (see `shared_with_other_nodes`).
+    pub fn has_other_nodes(&self) -> bool {
+        self.takeover_after.is_some()
+    }
+
     /// Escalations are then sent to `requests` for an abstractive summary (see `summarize_with`).
     pub fn with_summary_requests(mut self, requests: tokio::sync::mpsc::Sender<ConversationId>) -> Self {
         self.summary_requests = Some(requests);
@@ -570,7 +575,7 @@ impl Engine {
             answers: Some((message.seq, classification)),
             conversation: changed.then(|| conversation.clone()),
             decided_on: self.claim(&before),
-            in_order: self.takeover_after.is_some(),
+            in_order: self.has_other_nodes(),
             outbound: replies.clone(),
             timers: timers.map(|timers| (conversation.id, timers)),
             ..StepWrite::default()
@@ -590,7 +595,7 @@ impl Engine {
                 return Ok(Some(HandleOutcome { message: message.clone(), duplicate: false, conversation: before, replies: Vec::new(), escalated: false }));
             }
         };
-        let conversation = if changed || self.takeover_after.is_some() { written(conversation) } else { conversation };
+        let conversation = if changed || self.has_other_nodes() { written(conversation) } else { conversation };
         for (reply, seq) in replies.iter_mut().zip(&seqs) {
             reply.seq = *seq;
         }
@@ -972,7 +977,7 @@ impl Engine {
         if !replies.is_empty() {
             self.outbox_wake.notify_one();
         }
-        let conversation = if changed || self.takeover_after.is_some() { written(conversation) } else { conversation };
+        let conversation = if changed || self.has_other_nodes() { written(conversation) } else { conversation };
         self.publish(&conversation, replies.iter());
         Ok(Some(true))
     }
@@ -1065,7 +1070,7 @@ impl Engine {
     /// was decided on (`read`) changed meanwhile. One node needs no check: it takes each
     /// contact's steps in turn (`locks`).
     fn claim(&self, read: &Conversation) -> Option<(ConversationId, i64)> {
-        self.takeover_after.map(|_| (read.id, read.version))
+        self.has_other_nodes().then_some((read.id, read.version))
     }
 
     /// Agents' texts have the same limit as customers'.

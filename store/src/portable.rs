@@ -231,8 +231,9 @@ fn customer_conditions(filter: &CustomerFilter) -> (Vec<String>, Vec<String>) {
 
 /// The messages go in one statement, inbound first; if the inbound one is a duplicate, the
 /// replies it carried are taken out again and nothing else of the step is written.
-/// Writes one step. A refused step (`Duplicate`, `Conflict`) writes nothing: each check comes
-/// before what it guards (a group commit shares one transaction), or undoes what it inserted.
+/// Writes one step. A refused step (`Duplicate`, `Conflict`) writes nothing it guards: each check
+/// comes before what it guards (a group commit shares one transaction) or undoes what it
+/// inserted. (A contact's name, written before its message turns out a duplicate, stays.)
 pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Committed, StoreError> {
     // First, so a refused step has changed nothing (a group commit shares one transaction).
     if let Some((conversation, version)) = write.decided_on {
@@ -300,7 +301,7 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
     if let Some(inbound) = &write.inbound
         && !inserted.iter().any(|(_, id)| *id == inbound.id.to_string())
     {
-        // Only a step with an inbound message inserts it, so nothing else of it was written.
+        // A duplicate: undo what was inserted with it.
         let ids: Vec<String> = inserted.into_iter().map(|(_, id)| id).collect();
         delete_messages(tx, &ids).await?;
         return Ok(Committed::Duplicate);

@@ -110,7 +110,7 @@ async fn receive(
     let address = address.to_string();
     let checks = [(state.rate_limiter.as_ref(), visitor), (&state.address_limits.messages, address.as_str())];
     let [per_visitor, per_address]: [Result<(), std::time::Duration>; 2] =
-        state.rate_limiter.check_many(&checks).await.try_into().expect("one result per check");
+        crate::RateLimiter::check_all(&checks).await.try_into().expect("one result per check");
     if let Err(wait) = per_visitor {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,

@@ -44,13 +44,16 @@ async fn session(socket: WebSocket, state: AppState, visitor: String, address: s
     let _open = crate::probes::Open::new("switchboard_webchat_sockets");
     let (mut sink, mut stream) = socket.split();
     // What is stored before the socket subscribes the widget reads from history: another node's
-    // news of it, however late, is not pushed again.
-    let caught_up_to = match newest_seq(&state, &visitor).await {
-        Ok(seq) => seq,
-        Err(error) => {
-            let _ = send(&mut sink, &ServerFrame::error(error, None)).await;
-            return;
-        }
+    // news of it, however late, is not pushed again. One node has no such news.
+    let caught_up_to = match state.engine.has_other_nodes() {
+        true => match newest_seq(&state, &visitor).await {
+            Ok(seq) => seq,
+            Err(error) => {
+                let _ = send(&mut sink, &ServerFrame::error(error, None)).await;
+                return;
+            }
+        },
+        false => 0,
     };
     let mut subscription = state.hub.subscribe_socket(&visitor, state.webchat.max_sockets_per_visitor, caught_up_to);
     let conversation = match page(&state, &visitor, i64::MAX).await {
