@@ -498,7 +498,7 @@ impl Config {
         if self.server.api_requests_per_minute == 0 {
             return invalid("server.api_requests_per_minute", "must be at least 1".into());
         }
-        if let Err(problem) = switchboard_admin_web::TrustedProxies::parse(&self.server.trusted_proxies) {
+        if let Err(problem) = switchboard_core::TrustedProxies::parse(&self.server.trusted_proxies) {
             return invalid("server.trusted_proxies", problem);
         }
         if w.max_sockets_per_visitor == 0 || w.sessions_per_address_per_minute == 0 || w.messages_per_address_per_minute == 0 {

@@ -10,16 +10,16 @@ use config::{Config, TelegramMode};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use switchboard_admin_web::AppState;
 use switchboard_admin_web::signin::SignInGuard;
-use switchboard_admin_web::{
-    AddressLimits, AllowedOrigins, AppState, RateLimiter, TrustedProxies, VisitorKeys, WebChatSettings, WidgetLook,
-};
 use switchboard_channels::email::{AgentNotifier, EmailAdapter, EmailOutbound, EmailSettings, ImapSecurity, ImapSettings, SmtpSecurity, SmtpSettings};
 use switchboard_channels::discord::{DiscordAdapter, DiscordOutbound, DiscordSettings};
 use switchboard_channels::telegram::{Mode as TelegramModeSetting, TelegramAdapter, TelegramOutbound, TelegramSettings};
-use switchboard_channels::webchat::{WebChatHub, WebChatOutbound};
+use switchboard_channels::webchat::{
+    AddressLimits, AllowedOrigins, VisitorKeys, WebChatHub, WebChatOutbound, WebChatSettings, WebChatState, WidgetLook,
+};
 use switchboard_core::ports::{BlobStore, Clock, Outbound, Store, SystemClock, TokenBuckets};
-use switchboard_core::{Engine, EngineLimits, EventBus, OutboxWorker, Policy};
+use switchboard_core::{Engine, EngineLimits, EventBus, OutboxWorker, Policy, RateLimiter, TrustedProxies};
 use switchboard_core::ports::{Assistant, Classifier, IntentsReloader};
 use switchboard_nlp::{
     EncoderError, IntentsSource, KeywordClassifier, LlmClient, LlmSettings, MiniLmEncoder, ModelClassifier, SentenceEncoder,
@@ -324,10 +324,11 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
     let closing = CancellationToken::new();
 
     let w = &config.webchat;
-    let state = AppState {
+    let trusted_proxies = Arc::new(TrustedProxies::parse(&config.server.trusted_proxies).map_err(anyhow::Error::msg)?);
+    let webchat = WebChatState {
         engine: engine.clone(),
-        hub,
-        webchat: Arc::new(WebChatSettings {
+        hub: hub.clone(),
+        settings: Arc::new(WebChatSettings {
             allowed_origins: if w.allowed_origins.iter().any(|o| o == "*") {
                 AllowedOrigins::Any
             } else {
@@ -345,12 +346,18 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
             },
         }),
         visitor_keys: Arc::new(VisitorKeys::new(secret.into_bytes())),
-        rate_limiter: Arc::new(RateLimiter::new(w.rate_limit_per_minute, w.rate_limit_burst).shared("webchat_visitor", buckets.clone())),
-        telegram,
+        visitor_limiter: Arc::new(RateLimiter::new(w.rate_limit_per_minute, w.rate_limit_burst).shared("webchat_visitor", buckets.clone())),
+        address_limits: Arc::new(AddressLimits::new(w.sessions_per_address_per_minute, w.messages_per_address_per_minute, buckets.clone())),
+        trusted_proxies: trusted_proxies.clone(),
+        closing: closing.clone(),
+    };
+    let channel_routes = switchboard_channels::webchat::routes(webchat).merge(switchboard_channels::telegram::webhook_routes(telegram));
+    let state = AppState {
+        engine: engine.clone(),
+        visitors: hub,
         views: Arc::new(switchboard_admin_web::panel::Views::new()),
         sign_in: Arc::new(SignInGuard::new(config.server.sign_in_per_minute, config.server.sign_in_burst, buckets.clone())),
-        trusted_proxies: Arc::new(TrustedProxies::parse(&config.server.trusted_proxies).map_err(anyhow::Error::msg)?),
-        address_limits: Arc::new(AddressLimits::new(w.sessions_per_address_per_minute, w.messages_per_address_per_minute, buckets.clone())),
+        trusted_proxies,
         api_limiter: Arc::new(
             RateLimiter::new(config.server.api_requests_per_minute, config.server.api_requests_per_minute.div_ceil(5)).shared("api_token", buckets),
         ),
@@ -365,7 +372,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
     let listener = TcpListener::bind(listen).await.with_context(|| format!("listening on {listen} (server.listen)"))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let app = switchboard_admin_web::app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = switchboard_admin_web::app(state, channel_routes).into_make_service_with_connect_info::<SocketAddr>();
     let server = tokio::spawn(async move {
         axum::serve(listener.tap_io(no_delay), app)
             .with_graceful_shutdown(async {

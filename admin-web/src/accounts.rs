@@ -2,7 +2,7 @@
 //! password), with the password hashed by Argon2id.
 
 use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
-use switchboard_core::ports::Store;
+use switchboard_core::ports::{Accounts, AdminWrite};
 use switchboard_models::{Agent, AgentId, AuditAction, AuditEntry, Presence, Role};
 
 pub const MIN_PASSWORD_CHARS: usize = 12;
@@ -61,15 +61,30 @@ pub fn hash_password(password: &str) -> Result<String, AccountError> {
         .map_err(|e| AccountError(format!("hashing the password failed: {e}")))
 }
 
-/// Creates an account with a password. Refuses a taken email, a bad address or a short password.
-/// `by` is the admin who created it (`None` from the command line).
+/// Creates an account with a password and the default capacity (5 conversations). Refuses a
+/// taken email, a bad address or a short password. `by` is the admin who created it (`None`
+/// from the command line).
 pub async fn create_account(
-    store: &dyn Store,
+    store: &dyn Accounts,
     email: &str,
     name: &str,
     role: Role,
     password: &str,
     by: Option<AgentId>,
+) -> Result<Agent, AccountError> {
+    create_account_with_capacity(store, email, name, role, password, by, 5).await
+}
+
+/// `create_account` taking up to `capacity` conversations at once. The account, its password
+/// hash and the audit entry are written together.
+pub async fn create_account_with_capacity(
+    store: &dyn Accounts,
+    email: &str,
+    name: &str,
+    role: Role,
+    password: &str,
+    by: Option<AgentId>,
+    capacity: u32,
 ) -> Result<Agent, AccountError> {
     let failed = |what: &str, e: switchboard_core::ports::StoreError| AccountError(format!("{what}: {e}"));
     let email = email.trim().to_lowercase();
@@ -90,12 +105,10 @@ pub async fn create_account(
         name: name.trim().to_string(),
         role,
         presence: Presence::Offline,
-        capacity: 5,
+        capacity,
         active: true,
         created_at: chrono::Utc::now(),
     };
-    store.save_agent(&agent).await.map_err(|e| failed("saving the account", e))?;
-    store.set_password_hash(agent.id, &hash_password(password)?).await.map_err(|e| failed("saving the password", e))?;
     let entry = AuditEntry {
         at: agent.created_at,
         actor: by,
@@ -105,6 +118,12 @@ pub async fn create_account(
         before: None,
         after: Some(format!("{} {} <{}>", agent.role, agent.name, agent.email)),
     };
-    store.record_audit(&entry).await.map_err(|e| failed("recording the audit entry", e))?;
+    let write = AdminWrite {
+        agent: Some(agent.clone()),
+        password_hash: Some((agent.id, hash_password(password)?)),
+        audit: vec![entry],
+        ..AdminWrite::default()
+    };
+    store.commit_admin(write).await.map_err(|e| failed("saving the account", e))?;
     Ok(agent)
 }

@@ -25,33 +25,14 @@ impl ApiError {
     }
 
     pub fn unavailable() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "The service cannot store messages right now; nothing was saved. Try again shortly.",
-        )
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", switchboard_core::UNAVAILABLE)
     }
 }
 
 impl From<EngineError> for ApiError {
     fn from(error: EngineError) -> Self {
-        match error {
-            EngineError::Invalid(reason) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_message", reason)
-            }
-            EngineError::Forbidden(reason) => Self::new(StatusCode::FORBIDDEN, "forbidden", reason),
-            EngineError::Conflict(reason) => Self::new(StatusCode::CONFLICT, "conflict", reason),
-            EngineError::NotFound(what) => {
-                Self::new(StatusCode::NOT_FOUND, "not_found", format!("No such {what}."))
-            }
-            EngineError::Upload(reason) => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "file_rejected", format!("The file was refused: {reason}."))
-            }
-            EngineError::Store(error) => {
-                tracing::error!(%error, "store failure");
-                Self::unavailable()
-            }
-        }
+        let (status, code, message) = error.public_answer();
+        Self::new(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), code, message)
     }
 }
 

@@ -1,5 +1,6 @@
-//! The HTTP face of Switchboard: web-chat endpoints and widget assets for now; the admin panel
-//! and REST API join here. The only crate that knows HTML and JSON shapes.
+//! The admin panel, its JSON API, probes and metrics; `app` also serves the channels' own routes
+//! (the web-chat widget, Telegram's webhook) under the same limits and headers. The only crate
+//! that knows the panel's HTML and the API's JSON shapes.
 
 pub mod accounts;
 mod client;
@@ -7,40 +8,27 @@ mod error;
 pub mod limits;
 pub mod panel;
 pub mod probes;
-mod ratelimit;
 mod reports;
 pub mod signin;
-mod telegram;
-pub mod webchat;
 
 use axum::Router;
 use std::sync::Arc;
-use switchboard_channels::telegram::TelegramAdapter;
-use switchboard_channels::webchat::WebChatHub;
-use switchboard_core::Engine;
+use switchboard_core::ports::ConnectedVisitors;
+use switchboard_core::{Engine, RateLimiter, TrustedProxies};
 
-pub use client::{AddressLimits, TrustedProxies};
 pub use error::ApiError;
-pub use ratelimit::RateLimiter;
-pub use webchat::{AllowedOrigins, VisitorKeys, WebChatSettings, WidgetLook};
 
 /// Everything the handlers share; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
-    pub hub: Arc<WebChatHub>,
-    pub webchat: Arc<WebChatSettings>,
-    pub visitor_keys: Arc<VisitorKeys>,
-    pub rate_limiter: Arc<RateLimiter>,
-    /// Set when the Telegram channel is on (its webhook route answers).
-    pub telegram: Option<Arc<TelegramAdapter>>,
+    /// Widgets connected to this node, for the dashboard.
+    pub visitors: Arc<dyn ConnectedVisitors>,
     pub views: Arc<panel::Views>,
     /// Sign-in limits per address and per (account, address).
     pub sign_in: Arc<signin::SignInGuard>,
     /// Whose forwarded client address to believe.
     pub trusted_proxies: Arc<TrustedProxies>,
-    /// Web-chat sessions and messages per client address.
-    pub address_limits: Arc<AddressLimits>,
     /// API requests per token.
     pub api_limiter: Arc<RateLimiter>,
     /// Cookies carry `Secure` (the public URL is https).
@@ -53,22 +41,20 @@ pub struct AppState {
     pub assistant: Option<Arc<dyn switchboard_core::ports::Assistant>>,
     /// Set when the model classifier runs.
     pub intents_reloader: Option<Arc<dyn switchboard_core::ports::IntentsReloader>>,
-    /// Cancelled when the server stops: live connections (widget sockets, long polls, the
-    /// panel's event stream) end so the stop need not wait for them.
+    /// Cancelled when the server stops: the panel's event streams end so the stop need not
+    /// wait for them.
     pub closing: tokio_util::sync::CancellationToken,
 }
 
-/// The whole HTTP application.
-pub fn app(state: AppState) -> Router {
-    webchat::routes(state.clone())
-        .merge(telegram::routes())
-        .merge(probes::routes())
-        .merge(panel::routes())
+/// The whole HTTP application: the panel, the API and probes, and `channel_routes` (the
+/// channels' own endpoints), all under the same body limits, latency metrics and headers.
+pub fn app(state: AppState, channel_routes: Router) -> Router {
+    let own = probes::routes().merge(panel::routes()).with_state(state);
+    own.merge(channel_routes)
         .route_layer(axum::middleware::from_fn(probes::record_latency))
         .layer(axum::extract::DefaultBodyLimit::max(limits::BODY_BYTES))
         .layer(axum::middleware::from_fn(limits::refuse_large_bodies))
         .layer(axum::middleware::from_fn(security_headers))
-        .with_state(state)
 }
 
 /// Every answer: no MIME sniffing, no referrer to other sites. The panel and the API also: no

@@ -28,7 +28,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if let Some((since, reason)) = state.engine.storage_problem() {
         return unavailable("unavailable", crate::panel::auth::storage_problem_text(since, &reason));
     }
-    match state.engine.store().outbox_backlog().await {
+    match state.engine.outbox().outbox_backlog().await {
         Ok((backlog, oldest)) => {
             let oldest_seconds = oldest.map(|at| (state.engine.now() - at).num_milliseconds().max(0) as f64 / 1000.0);
             Json(json!({"status": "ready", "outbox": {"backlog": backlog, "oldest_seconds": oldest_seconds}})).into_response()

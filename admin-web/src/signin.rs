@@ -3,7 +3,7 @@
 //! slow the account down, a little more with each, and never refuse it. An address the account
 //! signed in from before is never refused for other addresses' sake.
 
-use crate::ratelimit::RateLimiter;
+use switchboard_core::RateLimiter;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};

@@ -1,8 +1,10 @@
 //! Channel adapters: external events become `Inbound`, outbound messages become API calls.
-//! The only crate that imports a channel SDK.
+//! The only crate that imports a channel SDK, and the home of the channels' own HTTP routes:
+//! the web-chat widget's endpoints and Telegram's webhook.
 
 pub mod discord;
 pub mod email;
+mod http_error;
 pub mod telegram;
 pub mod webchat;
 

@@ -4,7 +4,10 @@ use crate::events::EventBus;
 use crate::policy::Policy;
 use crate::assignment::pick_agent;
 use crate::attachments::{UploadError, check_upload, clean_file_name};
-use crate::ports::{Assistant, BlobStore, Classifier, Clock, Committed, Store, StepWrite, StoreError};
+use crate::ports::{
+    Accounts, AdminWrite, Assistant, BlobStore, Classifier, Clock, Committed, Conversations, Coordination, Listings, Outbox, Queue, StepWrite, Store, StoreError,
+    Timers,
+};
 use crate::timers::TimerKind;
 use crate::step::{Decision, Input, ReplyBody, step};
 use crate::summary::{TRANSCRIPT_MESSAGES, extractive_summary, transcript};
@@ -34,6 +37,27 @@ pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+impl EngineError {
+    /// What a client is told: an HTTP status, a stable machine code and a sentence saying what
+    /// to do. A storage failure is logged here and told only as "try again".
+    pub fn public_answer(&self) -> (u16, &'static str, String) {
+        match self {
+            Self::Invalid(reason) => (422, "invalid_message", reason.clone()),
+            Self::Forbidden(reason) => (403, "forbidden", reason.clone()),
+            Self::Conflict(reason) => (409, "conflict", reason.clone()),
+            Self::NotFound(what) => (404, "not_found", format!("No such {what}.")),
+            Self::Upload(reason) => (422, "file_rejected", format!("The file was refused: {reason}.")),
+            Self::Store(error) => {
+                tracing::error!(%error, "store failure");
+                (503, "unavailable", UNAVAILABLE.into())
+            }
+        }
+    }
+}
+
+/// The answer to a write that could not be stored.
+pub const UNAVAILABLE: &str = "The service cannot store messages right now; nothing was saved. Try again shortly.";
 
 /// An agent's change to a ticket from the panel or the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,8 +288,30 @@ impl Engine {
         Ok(false)
     }
 
+    /// The whole store, for wiring and tests. Handlers read through the focused ports below and
+    /// write through the engine's methods, which keep each rule and its audit entry together.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Messages, contacts and conversations, to read (steps write them).
+    pub fn conversations(&self) -> &dyn Conversations {
+        self.store.as_ref()
+    }
+
+    /// Agents, credentials, canned responses and the audit log.
+    pub fn accounts(&self) -> &dyn Accounts {
+        self.store.as_ref()
+    }
+
+    /// The panel's lists and counts.
+    pub fn listings(&self) -> &dyn Listings {
+        self.store.as_ref()
+    }
+
+    /// The outbox, for its backlog (readiness) and delivery records (channels' receipts).
+    pub fn outbox(&self) -> &dyn Outbox {
+        self.store.as_ref()
     }
 
     pub fn bus(&self) -> &EventBus {
@@ -884,25 +930,60 @@ impl Engine {
         Ok(assigned)
     }
 
+    /// An admin changes an agent's capacity or whether the account is active. Deactivating
+    /// hands the agent's conversations back to the queue first, and ends their sessions and API
+    /// tokens for good (reactivating does not bring them back); the change, the revocation and
+    /// the audit entry are written together.
+    pub async fn update_agent(&self, actor: AgentId, id: AgentId, capacity: u32, active: bool) -> Result<Agent, EngineError> {
+        let mut agent = self.store.agent(id).await?.ok_or(EngineError::NotFound("agent"))?;
+        let deactivating = agent.active && !active;
+        if deactivating && agent.id == actor {
+            return Err(EngineError::Invalid("you cannot deactivate your own account".into()));
+        }
+        let before = format!("capacity {}, active {}", agent.capacity, agent.active);
+        if deactivating {
+            // Their conversations go back to the queue first, while the account can still act.
+            self.set_presence(agent.id, Presence::Offline).await?;
+            agent.presence = Presence::Offline;
+        }
+        agent.capacity = capacity;
+        agent.active = active;
+        let audit = AuditEntry {
+            at: self.clock.now(),
+            actor: Some(actor),
+            action: AuditAction::UpdateAccount,
+            conversation: None,
+            subject_agent: Some(agent.id),
+            before: Some(before),
+            after: Some(format!("capacity {}, active {}", agent.capacity, agent.active)),
+        };
+        let write = AdminWrite {
+            agent: Some(agent.clone()),
+            revoke_credentials: deactivating.then_some(agent.id),
+            audit: vec![audit],
+            ..AdminWrite::default()
+        };
+        self.store.commit_admin(write).await?;
+        self.assign_waiting().await?;
+        Ok(agent)
+    }
+
     /// The agent becomes online, away or offline. Online agents get waiting conversations; an
     /// agent going offline hands theirs back to the queue, for someone else to take.
     pub async fn set_presence(&self, agent_id: AgentId, presence: Presence) -> Result<(), EngineError> {
         let agent = self.store.agent(agent_id).await?.filter(|a| a.active).ok_or(EngineError::NotFound("agent"))?;
         let now = self.clock.now();
-        self.store.set_presence(agent.id, presence, now).await?;
-        if agent.presence != presence {
-            self.store
-                .record_audit(&AuditEntry {
-                    at: now,
-                    actor: Some(agent.id),
-                    action: AuditAction::Presence,
-                    conversation: None,
-                    subject_agent: Some(agent.id),
-                    before: Some(agent.presence.to_string()),
-                    after: Some(presence.to_string()),
-                })
-                .await?;
-        }
+        let audit = (agent.presence != presence).then(|| AuditEntry {
+            at: now,
+            actor: Some(agent.id),
+            action: AuditAction::Presence,
+            conversation: None,
+            subject_agent: Some(agent.id),
+            before: Some(agent.presence.to_string()),
+            after: Some(presence.to_string()),
+        });
+        let write = AdminWrite { presence: Some((agent.id, presence, now)), audit: audit.into_iter().collect(), ..AdminWrite::default() };
+        self.store.commit_admin(write).await?;
         if presence == Presence::Offline {
             for conversation in self.store.agent_conversations(agent.id).await? {
                 let released = Input::Released { agent_name: &agent.name };

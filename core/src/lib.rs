@@ -1,21 +1,26 @@
 //! The conversation core: the pure state machine (`step`), the policy it applies, the ports it
 //! drives, and `Engine`, the shell that loads, decides, persists and publishes.
-//! Knows nothing of channels' protocols, HTTP, HTML or SQL.
+//! Knows nothing of channels' protocols, HTML or SQL, and of HTTP only the client-address rules
+//! (`TrustedProxies`) and rate limits both HTTP crates apply.
 
 pub mod assignment;
 pub mod attachments;
+mod client_address;
 mod engine;
 mod events;
 mod outbox;
 pub mod policy;
 pub mod ports;
+mod ratelimit;
 pub mod search;
 pub mod timers;
 mod step;
 mod summary;
 
 pub use assignment::pick_agent;
-pub use engine::{Engine, EngineError, EngineLimits, HandleOutcome, Received, TicketChange};
+pub use client_address::TrustedProxies;
+pub use ratelimit::RateLimiter;
+pub use engine::{Engine, EngineError, EngineLimits, HandleOutcome, Received, TicketChange, UNAVAILABLE};
 pub use events::EventBus;
 pub use outbox::OutboxWorker;
 pub use policy::{Policy, QueueView};

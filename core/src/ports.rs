@@ -196,7 +196,7 @@ pub struct SessionRecord {
     pub expires_at: Timestamp,
 }
 
-/// Everything one step changes, written atomically by `Store::commit`.
+/// Everything one step changes, written atomically by `Conversations::commit`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StepWrite {
     /// The customer message that caused the step; unique on (channel, external id).
@@ -245,11 +245,34 @@ pub enum Committed {
     Conflict,
 }
 
-/// Everything the core reads and writes. Reads may lag a concurrent commit; one contact's
-/// steps are serialised by the engine within a node, and across nodes a step decided on a
-/// stale read is refused (`Committed::Conflict`), so no step overwrites another.
+/// An account or admin change outside any conversation, with the audit entries that record
+/// it: written atomically by `Accounts::commit_admin`, all of it or nothing.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AdminWrite {
+    /// Added or updated (email, name, role, presence, capacity, active).
+    pub agent: Option<Agent>,
+    /// A new password hash for the agent (never the password).
+    pub password_hash: Option<(AgentId, String)>,
+    /// Ends every session and API token of this agent (deactivation).
+    pub revoke_credentials: Option<AgentId>,
+    /// Sets an agent's presence at a time, logged for working-hours reports when it changes.
+    pub presence: Option<(AgentId, Presence, Timestamp)>,
+    pub canned: Option<CannedChange>,
+    pub audit: Vec<AuditEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CannedChange {
+    Save(CannedResponse),
+    Delete(uuid::Uuid),
+}
+
+/// What the engine reads and writes to decide and store a step: messages, contacts and
+/// conversations. Reads may lag a concurrent commit; one contact's steps are serialised by the
+/// engine within a node, and across nodes a step decided on a stale read is refused
+/// (`Committed::Conflict`), so no step overwrites another.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Conversations: Send + Sync {
     /// Writes a step atomically: all of it or nothing.
     async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError>;
 
@@ -267,78 +290,20 @@ pub trait Store: Send + Sync {
     /// The contact's latest conversation that is not closed or rejected.
     async fn current_conversation(&self, contact: ContactId) -> Result<Option<Conversation>, StoreError>;
     async fn contact(&self, id: ContactId) -> Result<Option<Contact>, StoreError>;
-    /// Marks a contact the channel can no longer reach (e.g. it blocked the bot), and why; the
-    /// first time and reason are kept. Cleared when the customer writes again.
-    async fn mark_unreachable(&self, contact: ContactId, since: Timestamp, reason: &str) -> Result<(), StoreError>;
-    /// Active online agents with how many unfinished conversations each handles.
-    async fn assignment_candidates(&self) -> Result<Vec<AgentLoad>, StoreError>;
-    /// Conversations waiting for an agent, next in line first (`ListOrder::NextInLine`).
-    async fn queued_conversations(&self, limit: u32) -> Result<Vec<Conversation>, StoreError>;
-    /// The agent's unfinished conversations.
-    async fn agent_conversations(&self, agent: AgentId) -> Result<Vec<Conversation>, StoreError>;
-    /// How many unfinished conversations `agent` has, not counting `except`: their load,
-    /// counted up to `assignment::LOAD_COUNTED_UP_TO`.
-    async fn agent_load(&self, agent: AgentId, except: Option<ConversationId>) -> Result<u32, StoreError>;
-    /// Sets an agent's presence and logs the change (for working-hours reports).
-    async fn set_presence(&self, agent: AgentId, presence: Presence, at: Timestamp) -> Result<(), StoreError>;
-    async fn agent_by_email(&self, email: &str) -> Result<Option<Agent>, StoreError>;
-    /// Stores an account's password hash (never the password).
-    async fn set_password_hash(&self, agent: AgentId, hash: &str) -> Result<(), StoreError>;
-    async fn password_hash(&self, agent: AgentId) -> Result<Option<String>, StoreError>;
-    async fn list_conversations(&self, filter: &ConversationFilter) -> Result<Vec<ConversationSummary>, StoreError>;
-    /// Leases up to `limit` timers due at `now` until `lease_until`, earliest first; a timer
-    /// leased by someone else is skipped until its lease ends.
-    async fn claim_due_timers(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Timer>, StoreError>;
-    /// A conversation's timers, earliest first.
-    async fn timers_of(&self, conversation: ConversationId) -> Result<Vec<Timer>, StoreError>;
-    /// A list's page and how many conversations its filters match in all (its cursor and limit
-    /// aside), in one read: a search is run once for both.
-    async fn list_page(&self, filter: &ConversationFilter) -> Result<(Vec<ConversationSummary>, ListTotal), StoreError>;
-    async fn dashboard_counts(&self, day_start: Timestamp) -> Result<DashboardCounts, StoreError>;
-    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;
-    /// Presence changes since `since`, oldest first: (agent, presence, when).
-    async fn presence_changes(&self, since: Timestamp) -> Result<Vec<(AgentId, Presence, Timestamp)>, StoreError>;
-    async fn contact_conversations(&self, contact: ContactId) -> Result<Vec<ConversationSummary>, StoreError>;
-    /// Customers newest first, a page at a time.
-    async fn list_customers(&self, filter: &CustomerFilter) -> Result<Vec<CustomerSummary>, StoreError>;
-    /// How many customers `filter` matches (its cursor and limit aside).
-    async fn count_customers(&self, filter: &CustomerFilter) -> Result<u64, StoreError>;
-
-    async fn create_session(&self, token_hash: &str, session: &SessionRecord) -> Result<(), StoreError>;
-    /// The unexpired session with this token hash.
-    async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<SessionRecord>, StoreError>;
-    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
-    async fn create_api_token(&self, token_hash: &str, token: &ApiToken) -> Result<(), StoreError>;
-    async fn api_token_agent(&self, token_hash: &str) -> Result<Option<AgentId>, StoreError>;
-    async fn api_tokens(&self, agent: AgentId) -> Result<Vec<ApiToken>, StoreError>;
-    /// Revokes the agent's token; false when the agent has no such token.
-    async fn delete_api_token(&self, agent: AgentId, id: uuid::Uuid) -> Result<bool, StoreError>;
-    /// Ends every session and API token of the agent (deactivation; later a role or password
-    /// change): a reactivated account signs in again and makes new tokens.
-    async fn revoke_credentials(&self, agent: AgentId) -> Result<(), StoreError>;
-    /// Every canned response, shared and personal; callers show each agent what is theirs to see.
-    async fn canned_responses(&self) -> Result<Vec<CannedResponse>, StoreError>;
-    async fn save_canned_response(&self, canned: &CannedResponse) -> Result<(), StoreError>;
-    async fn delete_canned_response(&self, id: uuid::Uuid) -> Result<bool, StoreError>;
-
-    /// Records an action outside a step (presence changes, account changes).
-    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
-    /// The latest audit entries, newest first.
-    async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        Ok(self.audit_page(None, limit).await?.into_iter().map(|(_, entry)| entry).collect())
-    }
-    /// Up to `limit` audit entries older than the entry numbered `before` (from the newest when
-    /// `None`), newest first, each with its number: the cursor of the page after it.
-    async fn audit_page(&self, before: Option<i64>, limit: u32) -> Result<Vec<(i64, AuditEntry)>, StoreError>;
-    /// Adds or updates an agent account.
-    async fn save_agent(&self, agent: &Agent) -> Result<(), StoreError>;
-    async fn agent(&self, id: AgentId) -> Result<Option<Agent>, StoreError>;
     /// The contact with this channel identity and its current conversation, in one read.
     async fn contact_and_current_conversation(
         &self,
         channel: Channel,
         external_id: &str,
     ) -> Result<Option<(Contact, Option<Conversation>)>, StoreError>;
+    /// Marks a contact the channel can no longer reach (e.g. it blocked the bot), and why; the
+    /// first time and reason are kept. Cleared when the customer writes again.
+    async fn mark_unreachable(&self, contact: ContactId, since: Timestamp, reason: &str) -> Result<(), StoreError>;
+    async fn message_by_seq(&self, seq: i64) -> Result<Option<Message>, StoreError>;
+    /// Customer messages stored but not yet answered (no classification yet), oldest first.
+    async fn unanswered_messages(&self, limit: u32) -> Result<Vec<Message>, StoreError>;
+    /// The contact's oldest unanswered customer message stored before `seq`.
+    async fn earlier_unanswered(&self, contact: ContactId, seq: i64) -> Result<Option<Message>, StoreError>;
     /// What the customer may see of all their conversations (no internal notes) with
     /// `seq > after`, oldest first.
     async fn contact_messages(
@@ -347,15 +312,6 @@ pub trait Store: Send + Sync {
         after: i64,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError>;
-    /// Each contact on `channel` with the external id of its latest customer message:
-    /// `(contact external id, message external id)`. Channels without a replayable cursor
-    /// (Discord) catch up from these after a stop.
-    async fn latest_inbound_by_contact(&self, channel: Channel) -> Result<Vec<(String, String)>, StoreError>;
-    async fn message_by_seq(&self, seq: i64) -> Result<Option<Message>, StoreError>;
-    /// Customer messages stored but not yet answered (no classification yet), oldest first.
-    async fn unanswered_messages(&self, limit: u32) -> Result<Vec<Message>, StoreError>;
-    /// The contact's oldest unanswered customer message stored before `seq`.
-    async fn earlier_unanswered(&self, contact: ContactId, seq: i64) -> Result<Option<Message>, StoreError>;
     /// Messages of one conversation with `seq > after`, oldest first.
     async fn conversation_messages(
         &self,
@@ -379,9 +335,37 @@ pub trait Store: Send + Sync {
         conversation: ConversationId,
         limit: u32,
     ) -> Result<Vec<String>, StoreError>;
+}
+
+/// Who can take a conversation, and what waits for someone.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Active online agents with how many unfinished conversations each handles.
+    async fn assignment_candidates(&self) -> Result<Vec<AgentLoad>, StoreError>;
+    /// Conversations waiting for an agent, next in line first (`ListOrder::NextInLine`).
+    async fn queued_conversations(&self, limit: u32) -> Result<Vec<Conversation>, StoreError>;
+    /// The agent's unfinished conversations.
+    async fn agent_conversations(&self, agent: AgentId) -> Result<Vec<Conversation>, StoreError>;
+    /// How many unfinished conversations `agent` has, not counting `except`: their load,
+    /// counted up to `assignment::LOAD_COUNTED_UP_TO`.
+    async fn agent_load(&self, agent: AgentId, except: Option<ConversationId>) -> Result<u32, StoreError>;
     /// Conversations waiting in the queue now, and agents online.
     async fn queue_view(&self) -> Result<QueueView, StoreError>;
+}
 
+/// Timers written by steps (`StepWrite::timers`), fired by the timer worker.
+#[async_trait]
+pub trait Timers: Send + Sync {
+    /// Leases up to `limit` timers due at `now` until `lease_until`, earliest first; a timer
+    /// leased by someone else is skipped until its lease ends.
+    async fn claim_due_timers(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Timer>, StoreError>;
+    /// A conversation's timers, earliest first.
+    async fn timers_of(&self, conversation: ConversationId) -> Result<Vec<Timer>, StoreError>;
+}
+
+/// Replies waiting for their channel, claimed by the outbox worker.
+#[async_trait]
+pub trait Outbox: Send + Sync {
     /// Leases up to `limit` undelivered outbound messages due at `now` until `lease_until`.
     async fn claim_outbox(
         &self,
@@ -391,6 +375,13 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<OutboundMessage>, StoreError>;
     /// Records replies the channel accepted: (seq, the channel's id for it when it gave one).
     async fn mark_delivered(&self, sent: &[(i64, Option<String>)], now: Timestamp) -> Result<(), StoreError>;
+    /// Records a failed attempt; `retry_at: None` gives up for good.
+    async fn mark_failed(
+        &self,
+        seq: i64,
+        error: &str,
+        retry_at: Option<Timestamp>,
+    ) -> Result<(), StoreError>;
     /// Queues a reply of `conversation` again now, with a fresh retry window, unless it was sent.
     /// Returns the message as it is now, or None when there was nothing to retry.
     async fn retry_delivery(&self, conversation: ConversationId, seq: i64, now: Timestamp) -> Result<Option<Message>, StoreError>;
@@ -401,14 +392,79 @@ pub trait Store: Send + Sync {
     async fn mark_seen(&self, contact: ContactId, up_to_seq: i64, now: Timestamp) -> Result<Vec<Message>, StoreError>;
     /// Replies not yet delivered (nor given up): how many, and when the oldest was queued.
     async fn outbox_backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError>;
-    /// Records a failed attempt; `retry_at: None` gives up for good.
-    async fn mark_failed(
-        &self,
-        seq: i64,
-        error: &str,
-        retry_at: Option<Timestamp>,
-    ) -> Result<(), StoreError>;
+    /// Each contact on `channel` with the external id of its latest customer message:
+    /// `(contact external id, message external id)`. Channels without a replayable cursor
+    /// (Discord) catch up from these after a stop.
+    async fn latest_inbound_by_contact(&self, channel: Channel) -> Result<Vec<(String, String)>, StoreError>;
+}
 
+/// Agents, their credentials, canned responses and the audit log. Every change goes through
+/// `commit_admin`, so a change and the audit entry that records it land together.
+#[async_trait]
+pub trait Accounts: Send + Sync {
+    /// Writes an admin change atomically: all of it or nothing.
+    async fn commit_admin(&self, write: AdminWrite) -> Result<(), StoreError>;
+
+    /// Adds or updates an agent account (no audit entry: seeding and tests).
+    async fn save_agent(&self, agent: &Agent) -> Result<(), StoreError> {
+        self.commit_admin(AdminWrite { agent: Some(agent.clone()), ..AdminWrite::default() }).await
+    }
+    /// Sets an agent's presence and logs the change (for working-hours reports).
+    async fn set_presence(&self, agent: AgentId, presence: Presence, at: Timestamp) -> Result<(), StoreError> {
+        self.commit_admin(AdminWrite { presence: Some((agent, presence, at)), ..AdminWrite::default() }).await
+    }
+    /// Records an action that changes nothing else (a refused sign-in).
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.commit_admin(AdminWrite { audit: vec![entry.clone()], ..AdminWrite::default() }).await
+    }
+
+    async fn agent(&self, id: AgentId) -> Result<Option<Agent>, StoreError>;
+    async fn agent_by_email(&self, email: &str) -> Result<Option<Agent>, StoreError>;
+    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;
+    async fn password_hash(&self, agent: AgentId) -> Result<Option<String>, StoreError>;
+    /// Presence changes since `since`, oldest first: (agent, presence, when).
+    async fn presence_changes(&self, since: Timestamp) -> Result<Vec<(AgentId, Presence, Timestamp)>, StoreError>;
+
+    async fn create_session(&self, token_hash: &str, session: &SessionRecord) -> Result<(), StoreError>;
+    /// The unexpired session with this token hash.
+    async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<SessionRecord>, StoreError>;
+    async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError>;
+    async fn create_api_token(&self, token_hash: &str, token: &ApiToken) -> Result<(), StoreError>;
+    async fn api_token_agent(&self, token_hash: &str) -> Result<Option<AgentId>, StoreError>;
+    async fn api_tokens(&self, agent: AgentId) -> Result<Vec<ApiToken>, StoreError>;
+    /// Revokes the agent's token; false when the agent has no such token.
+    async fn delete_api_token(&self, agent: AgentId, id: uuid::Uuid) -> Result<bool, StoreError>;
+
+    /// Every canned response, shared and personal; callers show each agent what is theirs to see.
+    async fn canned_responses(&self) -> Result<Vec<CannedResponse>, StoreError>;
+
+    /// The latest audit entries, newest first.
+    async fn audit_entries(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(self.audit_page(None, limit).await?.into_iter().map(|(_, entry)| entry).collect())
+    }
+    /// Up to `limit` audit entries older than the entry numbered `before` (from the newest when
+    /// `None`), newest first, each with its number: the cursor of the page after it.
+    async fn audit_page(&self, before: Option<i64>, limit: u32) -> Result<Vec<(i64, AuditEntry)>, StoreError>;
+}
+
+/// The panel's lists and counts.
+#[async_trait]
+pub trait Listings: Send + Sync {
+    async fn list_conversations(&self, filter: &ConversationFilter) -> Result<Vec<ConversationSummary>, StoreError>;
+    /// A list's page and how many conversations its filters match in all (its cursor and limit
+    /// aside), in one read: a search is run once for both.
+    async fn list_page(&self, filter: &ConversationFilter) -> Result<(Vec<ConversationSummary>, ListTotal), StoreError>;
+    async fn dashboard_counts(&self, day_start: Timestamp) -> Result<DashboardCounts, StoreError>;
+    async fn contact_conversations(&self, contact: ContactId) -> Result<Vec<ConversationSummary>, StoreError>;
+    /// Customers newest first, a page at a time.
+    async fn list_customers(&self, filter: &CustomerFilter) -> Result<Vec<CustomerSummary>, StoreError>;
+    /// How many customers `filter` matches (its cursor and limit aside).
+    async fn count_customers(&self, filter: &CustomerFilter) -> Result<u64, StoreError>;
+}
+
+/// What several nodes coordinate through, and the store's own lifecycle.
+#[async_trait]
+pub trait Coordination: Send + Sync {
     /// Waits until no other node holds `name`, then holds it until the guard is dropped. Work
     /// that must not run on two nodes at once (an assignment pass) runs under it. One node
     /// alone (SQLite) holds it at once.
@@ -428,7 +484,13 @@ pub trait Store: Send + Sync {
     async fn close(&self);
 }
 
-/// Held work across nodes (`Store::exclusive`); dropping it lets the next node in.
+/// The whole store: every focused port above. Wiring holds it; each part of the code names
+/// the ports it uses (`&dyn Accounts`, `&dyn Listings`, …).
+pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Coordination {}
+
+impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Coordination> Store for T {}
+
+/// Held work across nodes (`Coordination::exclusive`); dropping it lets the next node in.
 pub trait Exclusive: Send + Sync {}
 
 /// Rate-limit token buckets every node sees (several nodes on PostgreSQL), so a limit holds
@@ -508,6 +570,11 @@ pub trait Outbound: Send + Sync {
     fn channel(&self) -> Channel;
     /// Ok carries the channel's id for the sent message, when it gives one.
     async fn deliver(&self, message: &OutboundMessage) -> Result<Option<String>, DeliveryError>;
+}
+
+/// How many customers have a live widget connection to this node (for the dashboard).
+pub trait ConnectedVisitors: Send + Sync {
+    fn connected_visitors(&self) -> usize;
 }
 
 pub trait Clock: Send + Sync {

@@ -39,9 +39,9 @@ pub(crate) fn contains_pattern(text: &str) -> String {
 }
 
 /// Emits the shared step-writing helpers (`portable::write_step` and what it calls) and the
-/// `Store` impl for `$store`, with `$specific` methods spliced in.
+/// impls of the focused store ports for `$store`, with its backend-specific methods spliced in.
 macro_rules! portable_store {
-    (store: $store:ty, conn: $conn:ty, db: $db:ty, contact_search: $contact_search:path, text_search: $text_search:path, claim_timers: $claim_timers:expr, outbox_due: $outbox_due:expr, gather_search_first: $gather_first:expr, specific: { $($specific:tt)* }) => {
+    (store: $store:ty, conn: $conn:ty, db: $db:ty, contact_search: $contact_search:path, text_search: $text_search:path, claim_timers: $claim_timers:expr, outbox_due: $outbox_due:expr, gather_search_first: $gather_first:expr, conversations: { $($conversations:tt)* }, outbox: { $($outbox:tt)* }, coordination: { $($coordination:tt)* }) => {
         pub(crate) mod portable {
             #![allow(unused_imports)]
             use super::*;
@@ -55,7 +55,7 @@ macro_rules! portable_store {
             use switchboard_core::QueueView;
             use switchboard_core::ports::{
                 AgentLoad, Assignee, Committed, ConversationFilter, ConversationSummary, CustomerFilter, CustomerSummary, DashboardCounts, ListOrder, ListTotal, SEARCH_HITS, SessionRecord,
-                StepWrite, Store, StoreError,
+                AdminWrite, CannedChange, StepWrite, StoreError,
             };
             use switchboard_core::timers::{Timer, TimerKind};
             use switchboard_models::{
@@ -394,6 +394,85 @@ async fn delete_messages(tx: &mut $conn, ids: &[String]) -> Result<(), StoreErro
     Ok(())
 }
 
+/// An admin change and its audit entries, in the caller's transaction.
+async fn write_admin(tx: &mut $conn, write: &AdminWrite) -> Result<(), StoreError> {
+    if let Some(agent) = &write.agent {
+        sqlx::query(
+            "INSERT INTO agents (id, email, name, role, presence, capacity, active, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET \
+             email = excluded.email, name = excluded.name, role = excluded.role, \
+             presence = excluded.presence, capacity = excluded.capacity, active = excluded.active",
+        )
+        .bind(agent.id.to_string())
+        .bind(&agent.email)
+        .bind(&agent.name)
+        .bind(agent.role.as_str())
+        .bind(agent.presence.as_str())
+        .bind(i64::from(agent.capacity))
+        .bind(agent.active)
+        .bind(millis(agent.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    }
+    if let Some((agent, hash)) = &write.password_hash {
+        sqlx::query("UPDATE agents SET password_hash = $2 WHERE id = $1")
+            .bind(agent.to_string())
+            .bind(hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+    }
+    if let Some(agent) = write.revoke_credentials {
+        for sql in ["DELETE FROM sessions WHERE agent_id = $1", "DELETE FROM api_tokens WHERE agent_id = $1"] {
+            sqlx::query(sql).bind(agent.to_string()).execute(&mut *tx).await.map_err(backend)?;
+        }
+    }
+    if let Some((agent, presence, at)) = write.presence {
+        let changed = sqlx::query("UPDATE agents SET presence = $2 WHERE id = $1 AND presence <> $2")
+            .bind(agent.to_string())
+            .bind(presence.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        if changed > 0 {
+            sqlx::query("INSERT INTO agent_presence_log (agent_id, presence, at) VALUES ($1, $2, $3)")
+                .bind(agent.to_string())
+                .bind(presence.as_str())
+                .bind(millis(at))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+    }
+    match &write.canned {
+        Some(CannedChange::Save(canned)) => {
+            sqlx::query(
+                "INSERT INTO canned_responses (id, title, body, created_by, created_at, shared) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (id) DO UPDATE SET title = excluded.title, body = excluded.body, shared = excluded.shared",
+            )
+            .bind(canned.id.to_string())
+            .bind(&canned.title)
+            .bind(&canned.body)
+            .bind(canned.created_by.map(|a| a.to_string()))
+            .bind(millis(canned.created_at))
+            .bind(canned.shared)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        Some(CannedChange::Delete(id)) => {
+            sqlx::query("DELETE FROM canned_responses WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await.map_err(backend)?;
+        }
+        None => {}
+    }
+    for entry in &write.audit {
+        insert_audit(&mut *tx, entry).await?;
+    }
+    Ok(())
+}
+
 async fn insert_audit<'e>(executor: impl sqlx::Executor<'e, Database = $db>, entry: &AuditEntry) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit_log (at, actor_id, action, conversation_id, subject_agent, before_state, after_state) \
@@ -552,9 +631,8 @@ impl $store {
             }
 
             #[async_trait]
-            impl Store for $store {
-                $($specific)*
-
+            impl switchboard_core::ports::Conversations for $store {
+                $($conversations)*
     async fn message_by_external_id(
         &self,
         channel: Channel,
@@ -620,6 +698,33 @@ impl $store {
             .transpose()
     }
 
+    async fn contact_and_current_conversation(
+        &self,
+        channel: Channel,
+        external_id: &str,
+    ) -> Result<Option<(Contact, Option<Conversation>)>, StoreError> {
+        let Some(row) = sqlx::query(sql!(
+            "SELECT k.id AS contact_id_, k.channel AS contact_channel, k.external_id AS contact_external_id, \
+             k.display_name, k.created_at AS contact_created_at, k.unreachable_since, k.unreachable_reason, c.* \
+             FROM contacts k LEFT JOIN conversations c ON c.id = ( \
+                SELECT id FROM conversations WHERE contact_id = k.id AND status NOT IN ('closed', 'rejected') \
+                ORDER BY created_at DESC, id DESC LIMIT 1) \
+             WHERE k.channel = $1 AND k.external_id = $2"
+        ))
+        .bind(channel.as_str())
+        .bind(external_id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        let contact = contact_from_prefixed_row(&row)?;
+        let has_conversation = row.try_get::<Option<String>, _>("id").map_err(backend)?.is_some();
+        let conversation = if has_conversation { Some(conversation_from_row(&row)?) } else { None };
+        Ok(Some((contact, conversation)))
+    }
+
     async fn mark_unreachable(&self, contact: ContactId, since: Timestamp, reason: &str) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE contacts SET unreachable_since = COALESCE(unreachable_since, $2), \
@@ -634,6 +739,125 @@ impl $store {
         Ok(())
     }
 
+    async fn message_by_seq(&self, seq: i64) -> Result<Option<Message>, StoreError> {
+        sqlx::query(sql!("SELECT ", MESSAGE_COLUMNS, " FROM messages WHERE seq = $1"))
+            .bind(seq)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?
+            .map(|row| message_from_row(&row))
+            .transpose()
+    }
+
+    async fn unanswered_messages(&self, limit: u32) -> Result<Vec<Message>, StoreError> {
+        let rows = sqlx::query(sql!(
+            "SELECT ",
+            MESSAGE_COLUMNS,
+            " FROM messages WHERE sender = 'customer' AND classification IS NULL ORDER BY seq LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    async fn earlier_unanswered(&self, contact: ContactId, seq: i64) -> Result<Option<Message>, StoreError> {
+        // The partial index of unanswered messages (migration 0002) keeps this to the few in flight.
+        let row = sqlx::query(sql!(
+            "SELECT ",
+            MESSAGE_COLUMNS,
+            " FROM messages WHERE sender = 'customer' AND classification IS NULL AND seq < $2 AND contact_id = $1 \
+             ORDER BY seq LIMIT 1"
+        ))
+        .bind(contact.to_string())
+        .bind(seq)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(message_from_row).transpose()
+    }
+
+    async fn contact_messages(
+        &self,
+        contact: ContactId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let sql = sql!(
+            "SELECT ",
+            MESSAGE_COLUMNS,
+            " FROM messages WHERE contact_id = $1 AND seq > $2 AND internal = FALSE ORDER BY seq LIMIT $3"
+        );
+        self.message_page(sql, contact.to_string(), after, limit).await
+    }
+
+    async fn conversation_messages(
+        &self,
+        conversation: ConversationId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let sql = sql!("SELECT ", MESSAGE_COLUMNS, " FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
+        self.message_page(sql, conversation.to_string(), after, limit).await
+    }
+
+    async fn latest_conversation_messages(
+        &self,
+        conversation: ConversationId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let sql = sql!("SELECT ", MESSAGE_COLUMNS, " FROM messages WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3");
+        let mut page = self.message_page(sql, conversation.to_string(), before.unwrap_or(i64::MAX), limit).await?;
+        page.reverse();
+        Ok(page)
+    }
+
+    async fn message_with_attachment(&self, conversation: ConversationId, key: &str) -> Result<Option<Message>, StoreError> {
+        // Attachments are stored as JSON in their message; the conversation index narrows the
+        // scan to one conversation and the pattern to messages naming this key.
+        let pattern = crate::portable::contains_pattern(key);
+        let rows = sqlx::query(sql!(
+            "SELECT ",
+            MESSAGE_COLUMNS,
+            " FROM messages WHERE conversation_id = $1 AND attachments LIKE $2 ESCAPE '\\' ORDER BY seq"
+        ))
+        .bind(conversation.to_string())
+        .bind(pattern)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        for row in &rows {
+            let message = message_from_row(row)?;
+            if message.attachments.iter().any(|a| a.key == key) {
+                return Ok(Some(message));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn recent_customer_texts(
+        &self,
+        conversation: ConversationId,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut texts: Vec<String> = sqlx::query_scalar(
+            "SELECT body FROM messages WHERE conversation_id = $1 AND sender = 'customer' \
+             ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(conversation.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        texts.reverse();
+        Ok(texts)
+    }
+            }
+
+            #[async_trait]
+            impl switchboard_core::ports::Queue for $store {
     async fn assignment_candidates(&self) -> Result<Vec<AgentLoad>, StoreError> {
         let rows = sqlx::query(sql!(
             "SELECT ",
@@ -667,20 +891,6 @@ impl $store {
         rows.iter().map(conversation_from_row).collect()
     }
 
-    async fn agent_load(&self, agent: AgentId, except: Option<ConversationId>) -> Result<u32, StoreError> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM conversations WHERE agent_id = $1 \
-             AND status NOT IN ('resolved', 'closed', 'rejected') AND id <> $2 LIMIT $3) counted",
-        )
-        .bind(agent.to_string())
-        .bind(except.map(|id| id.to_string()).unwrap_or_default())
-        .bind(i64::from(switchboard_core::assignment::LOAD_COUNTED_UP_TO))
-        .fetch_one(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok(count as u32)
-    }
-
     async fn agent_conversations(&self, agent: AgentId) -> Result<Vec<Conversation>, StoreError> {
         let rows = sqlx::query(sql!(
             "SELECT ",
@@ -695,69 +905,52 @@ impl $store {
         rows.iter().map(conversation_from_row).collect()
     }
 
-    async fn set_presence(&self, agent: AgentId, presence: Presence, at: Timestamp) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let changed = sqlx::query("UPDATE agents SET presence = $2 WHERE id = $1 AND presence <> $2")
-            .bind(agent.to_string())
-            .bind(presence.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?
-            .rows_affected();
-        if changed > 0 {
-            sqlx::query("INSERT INTO agent_presence_log (agent_id, presence, at) VALUES ($1, $2, $3)")
-                .bind(agent.to_string())
-                .bind(presence.as_str())
-                .bind(millis(at))
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
-        tx.commit().await.map_err(backend)
+    async fn agent_load(&self, agent: AgentId, except: Option<ConversationId>) -> Result<u32, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM conversations WHERE agent_id = $1 \
+             AND status NOT IN ('resolved', 'closed', 'rejected') AND id <> $2 LIMIT $3) counted",
+        )
+        .bind(agent.to_string())
+        .bind(except.map(|id| id.to_string()).unwrap_or_default())
+        .bind(i64::from(switchboard_core::assignment::LOAD_COUNTED_UP_TO))
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(count as u32)
     }
 
-    async fn list_conversations(&self, filter: &ConversationFilter) -> Result<Vec<ConversationSummary>, StoreError> {
-        let (sql, binds) = page_sql(filter, false);
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for value in binds {
-            query = query.bind(value);
-        }
-        let rows = query.fetch_all(&self.reader).await.map_err(backend)?;
-        rows.iter().map(summary_from_row).collect()
+    async fn queue_view(&self) -> Result<QueueView, StoreError> {
+        let (waiting, agents_online): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM conversations WHERE handler = 'queue'), \
+                    (SELECT COUNT(*) FROM agents WHERE presence = 'online' AND active = TRUE)",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(QueueView { waiting: waiting as u32, agents_online: agents_online as u32 })
     }
+            }
 
-    async fn list_page(&self, filter: &ConversationFilter) -> Result<(Vec<ConversationSummary>, ListTotal), StoreError> {
-        let (sql, binds) = page_sql(filter, true);
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for value in binds {
-            query = query.bind(value);
-        }
-        let rows = query.fetch_all(&self.reader).await.map_err(backend)?;
-        let first = rows.first().ok_or_else(|| StoreError::Corrupt("a list page came without its total".into()))?;
-        let total = ListTotal {
-            count: first.try_get::<i64, _>("total_count").map_err(backend)? as u64,
-            search_capped: first.try_get("total_capped").map_err(backend)?,
-        };
-        // An empty page is one row holding the total and no conversation.
-        let summaries = rows.iter().filter(|row| matches!(row.text_opt("id"), Ok(Some(_)))).map(summary_from_row).collect::<Result<_, _>>()?;
-        Ok((summaries, total))
-    }
-
-    async fn contact_conversations(&self, contact: ContactId) -> Result<Vec<ConversationSummary>, StoreError> {
-        let sql = format!("{SUMMARY_SELECT} WHERE c.contact_id = $1 ORDER BY c.created_at DESC LIMIT 50");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(contact.to_string())
-            .fetch_all(&self.reader)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(summary_from_row).collect()
-    }
-
+            #[async_trait]
+            impl switchboard_core::ports::Timers for $store {
     /// Skips timers another node is claiming right now (PostgreSQL) instead of waiting.
     async fn claim_due_timers(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<Timer>, StoreError> {
         due_first(&self.claim(sqlx::AssertSqlSafe($claim_timers), now, lease_until, limit).await?)
     }
 
+    async fn timers_of(&self, conversation: ConversationId) -> Result<Vec<Timer>, StoreError> {
+        let rows = sqlx::query("SELECT conversation_id, kind, due_at FROM timers WHERE conversation_id = $1 ORDER BY due_at, kind")
+            .bind(conversation.to_string())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(timer_from_row).collect()
+    }
+            }
+
+            #[async_trait]
+            impl switchboard_core::ports::Outbox for $store {
+                $($outbox)*
     /// One statement: lease the due replies and return them with their recipient.
     async fn claim_outbox(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<OutboundMessage>, StoreError> {
         let leased = sql!(
@@ -770,87 +963,145 @@ impl $store {
         claimed_in_order(&self.claim(leased, now, lease_until, limit).await?)
     }
 
-    async fn timers_of(&self, conversation: ConversationId) -> Result<Vec<Timer>, StoreError> {
-        let rows = sqlx::query("SELECT conversation_id, kind, due_at FROM timers WHERE conversation_id = $1 ORDER BY due_at, kind")
-            .bind(conversation.to_string())
-            .fetch_all(&self.reader)
+    async fn mark_delivered(&self, sent: &[(i64, Option<String>)], now: Timestamp) -> Result<(), StoreError> {
+        let (with_id, without_id): (Vec<_>, Vec<_>) = sent.iter().partition(|(_, id)| id.is_some());
+        if !without_id.is_empty() {
+            let list = without_id.iter().map(|(seq, _)| seq.to_string()).collect::<Vec<_>>().join(",");
+            let sql = format!(
+                "UPDATE messages SET delivered_at = $1, lease_until = NULL, attempts = attempts + 1, \
+                 last_error = NULL WHERE seq IN ({list})"
+            );
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(millis(now)).execute(&self.writer).await.map_err(backend)?;
+        }
+        if with_id.is_empty() {
+            return Ok(());
+        }
+        // One transaction for the batch: one commit (one fsync on SQLite), not one per reply.
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        for (seq, id) in with_id {
+            sqlx::query(
+                "UPDATE messages SET delivered_at = $1, lease_until = NULL, attempts = attempts + 1, \
+                 last_error = NULL, sent_id = $3 WHERE seq = $2",
+            )
+            .bind(millis(now))
+            .bind(seq)
+            .bind(id)
+            .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        rows.iter().map(timer_from_row).collect()
+        }
+        tx.commit().await.map_err(backend)
     }
 
-    async fn list_customers(&self, filter: &CustomerFilter) -> Result<Vec<CustomerSummary>, StoreError> {
-        let (mut conditions, mut binds) = customer_conditions(filter);
-        if let Some(cursor) = filter.after {
-            binds.push(cursor.key.to_string());
-            let key = format!("CAST(${} AS BIGINT)", binds.len());
-            binds.push(cursor.id.to_string());
-            let id_at = binds.len();
-            conditions.push(format!("n.created_at <= {key} AND (n.created_at < {key} OR n.id < ${id_at})"));
-        }
-        let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-        // The page's ids first, then each one's newest conversation and count.
-        let sql = format!(
-            "WITH page AS MATERIALIZED (SELECT n.id FROM contacts n {filter_sql} ORDER BY n.created_at DESC, n.id DESC LIMIT {}) \
-             SELECT c.*, n.id AS contact_id_, n.channel AS contact_channel, n.external_id AS contact_external_id, \
-             n.display_name, n.created_at AS contact_created_at, n.unreachable_since, n.unreachable_reason, \
-             (SELECT COUNT(*) FROM conversations k WHERE k.contact_id = n.id) AS conversation_count \
-             FROM contacts n LEFT JOIN conversations c ON c.id = \
-             (SELECT l.id FROM conversations l WHERE l.contact_id = n.id ORDER BY l.created_at DESC, l.id DESC LIMIT 1) \
-             WHERE n.id IN (SELECT p.id FROM page p) ORDER BY n.created_at DESC, n.id DESC",
-            filter.limit.clamp(1, 1000)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for value in binds {
-            query = query.bind(value);
-        }
-        let rows = query.fetch_all(&self.reader).await.map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let latest = if row.text_opt("id")?.is_some() { Some(conversation_from_row(row)?) } else { None };
-                Ok(CustomerSummary {
-                    contact: contact_from_prefixed_row(row)?,
-                    conversations: row.int("conversation_count")? as u32,
-                    latest,
-                })
-            })
-            .collect()
-    }
-
-    async fn count_customers(&self, filter: &CustomerFilter) -> Result<u64, StoreError> {
-        let (conditions, binds) = customer_conditions(filter);
-        let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM contacts n {filter_sql}")));
-        for value in binds {
-            query = query.bind(value);
-        }
-        let row = query.fetch_one(&self.reader).await.map_err(backend)?;
-        Ok(row.try_get::<i64, _>("n").map_err(backend)? as u64)
-    }
-
-    async fn dashboard_counts(&self, day_start: Timestamp) -> Result<DashboardCounts, StoreError> {
-        // Each count reads one index, so the dashboard stays fast on large stores.
-        let row = sqlx::query(
-            "SELECT \
-               (SELECT COUNT(*) FROM conversations WHERE priority = 'urgent' \
-                  AND status IN ('open', 'assigned', 'in_progress', 'waiting_on_customer')) AS urgent, \
-               (SELECT COUNT(*) FROM conversations WHERE handler = 'queue') AS new, \
-               (SELECT COUNT(*) FROM conversations WHERE status = 'waiting_on_customer') AS waiting, \
-               (SELECT COUNT(*) FROM conversations WHERE status IN ('assigned', 'in_progress')) AS in_progress, \
-               (SELECT COUNT(*) FROM conversations WHERE status = 'resolved' AND updated_at >= $1) AS resolved_today",
+    async fn mark_failed(&self, seq: i64, error: &str, retry_at: Option<Timestamp>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE messages SET attempts = attempts + 1, last_error = $2, lease_until = NULL, \
+             next_attempt_at = COALESCE($3, next_attempt_at), \
+             gave_up_at = CASE WHEN $3 IS NULL THEN $4 ELSE NULL END WHERE seq = $1",
         )
-        .bind(millis(day_start))
-        .fetch_one(&self.reader)
+        .bind(seq)
+        .bind(error)
+        .bind(retry_at.map(millis))
+        .bind(millis(chrono::Utc::now()))
+        .execute(&self.writer)
         .await
         .map_err(backend)?;
-        let count = |name: &str| row.try_get::<i64, _>(name).map(|n| n as u32).map_err(backend);
-        Ok(DashboardCounts {
-            urgent: count("urgent")?,
-            new: count("new")?,
-            waiting: count("waiting")?,
-            in_progress: count("in_progress")?,
-            resolved_today: count("resolved_today")?,
-        })
+        Ok(())
+    }
+
+    async fn retry_delivery(&self, conversation: ConversationId, seq: i64, now: Timestamp) -> Result<Option<Message>, StoreError> {
+        let retried = sqlx::query(
+            "UPDATE messages SET gave_up_at = NULL, attempts = 0, last_error = NULL, lease_until = NULL, \
+             next_attempt_at = $3, retry_from = $3 \
+             WHERE seq = $2 AND conversation_id = $1 AND outbound = TRUE AND delivered_at IS NULL",
+        )
+        .bind(conversation.to_string())
+        .bind(seq)
+        .bind(millis(now))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        if retried == 0 {
+            return Ok(None);
+        }
+        self.message_by_seq(seq).await
+    }
+
+    async fn fail_delivery(&self, message: MessageId, reason: &str, now: Timestamp) -> Result<Option<Message>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE messages SET gave_up_at = COALESCE(gave_up_at, $3), last_error = $2, lease_until = NULL \
+             WHERE id = $1 AND outbound = TRUE RETURNING seq",
+        )
+        .bind(message.to_string())
+        .bind(reason)
+        .bind(millis(now))
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(backend)?;
+        match row {
+            Some(row) => self.message_by_seq(row.try_get::<i64, _>("seq").map_err(backend)?).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn mark_seen(&self, contact: ContactId, up_to_seq: i64, now: Timestamp) -> Result<Vec<Message>, StoreError> {
+        let rows = sqlx::query(sql!(
+            // Not only sent ones: the widget shows a reply live before the outbox records it sent,
+            // and stored replies in its history.
+            "UPDATE messages SET seen_at = $3 WHERE contact_id = $1 AND seq <= $2 AND outbound = TRUE \
+             AND seen_at IS NULL AND gave_up_at IS NULL RETURNING ",
+            MESSAGE_COLUMNS
+        ))
+        .bind(contact.to_string())
+        .bind(up_to_seq)
+        .bind(millis(now))
+        .fetch_all(&self.writer)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    async fn latest_inbound_by_contact(&self, channel: Channel) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT k.external_id AS contact, m.external_id AS latest FROM contacts k \
+             JOIN messages m ON m.seq = (SELECT MAX(i.seq) FROM messages i WHERE i.contact_id = k.id AND i.sender = 'customer') \
+             WHERE k.channel = $1 AND m.external_id IS NOT NULL ORDER BY k.external_id",
+        )
+        .bind(channel.as_str())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(|row| Ok((row.text("contact")?, row.text("latest")?))).collect()
+    }
+            }
+
+            #[async_trait]
+            impl switchboard_core::ports::Accounts for $store {
+    async fn commit_admin(&self, write: AdminWrite) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        write_admin(&mut tx, &write).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn agent(&self, id: AgentId) -> Result<Option<Agent>, StoreError> {
+        sqlx::query(sql!("SELECT ", AGENT_COLUMNS, " FROM agents WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?
+            .map(|row| agent_from_row(&row))
+            .transpose()
+    }
+
+    async fn agent_by_email(&self, email: &str) -> Result<Option<Agent>, StoreError> {
+        sqlx::query(sql!("SELECT ", AGENT_COLUMNS, " FROM agents WHERE email = $1"))
+            .bind(email)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?
+            .map(|row| agent_from_row(&row))
+            .transpose()
     }
 
     async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
@@ -859,6 +1110,15 @@ impl $store {
             .await
             .map_err(backend)?;
         rows.iter().map(agent_from_row).collect()
+    }
+
+    async fn password_hash(&self, agent: AgentId) -> Result<Option<String>, StoreError> {
+        let hash: Option<Option<String>> = sqlx::query_scalar("SELECT password_hash FROM agents WHERE id = $1")
+            .bind(agent.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        Ok(hash.flatten())
     }
 
     async fn presence_changes(&self, since: Timestamp) -> Result<Vec<(AgentId, Presence, Timestamp)>, StoreError> {
@@ -965,14 +1225,6 @@ impl $store {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn revoke_credentials(&self, agent: AgentId) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        for sql in ["DELETE FROM sessions WHERE agent_id = $1", "DELETE FROM api_tokens WHERE agent_id = $1"] {
-            sqlx::query(sql).bind(agent.to_string()).execute(&mut *tx).await.map_err(backend)?;
-        }
-        tx.commit().await.map_err(backend)
-    }
-
     async fn canned_responses(&self) -> Result<Vec<CannedResponse>, StoreError> {
         let rows: Vec<(String, String, String, Option<String>, i64, bool)> =
             sqlx::query_as("SELECT id, title, body, created_by, created_at, shared FROM canned_responses ORDER BY title")
@@ -994,36 +1246,6 @@ impl $store {
             .collect()
     }
 
-    async fn save_canned_response(&self, canned: &CannedResponse) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO canned_responses (id, title, body, created_by, created_at, shared) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (id) DO UPDATE SET title = excluded.title, body = excluded.body, shared = excluded.shared",
-        )
-        .bind(canned.id.to_string())
-        .bind(&canned.title)
-        .bind(&canned.body)
-        .bind(canned.created_by.map(|a| a.to_string()))
-        .bind(millis(canned.created_at))
-        .bind(canned.shared)
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn delete_canned_response(&self, id: uuid::Uuid) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM canned_responses WHERE id = $1")
-            .bind(id.to_string())
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        insert_audit(&self.writer, entry).await
-    }
-
     async fn audit_page(&self, before: Option<i64>, limit: u32) -> Result<Vec<(i64, AuditEntry)>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, at, actor_id, action, conversation_id, subject_agent, before_state, after_state \
@@ -1036,121 +1258,125 @@ impl $store {
         .map_err(backend)?;
         rows.iter().map(|row| Ok((row.try_get::<i64, _>("id").map_err(backend)?, audit_from_row(row)?))).collect()
     }
+            }
 
-    async fn agent_by_email(&self, email: &str) -> Result<Option<Agent>, StoreError> {
-        sqlx::query(sql!("SELECT ", AGENT_COLUMNS, " FROM agents WHERE email = $1"))
-            .bind(email)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?
-            .map(|row| agent_from_row(&row))
-            .transpose()
+            #[async_trait]
+            impl switchboard_core::ports::Listings for $store {
+    async fn list_conversations(&self, filter: &ConversationFilter) -> Result<Vec<ConversationSummary>, StoreError> {
+        let (sql, binds) = page_sql(filter, false);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in binds {
+            query = query.bind(value);
+        }
+        let rows = query.fetch_all(&self.reader).await.map_err(backend)?;
+        rows.iter().map(summary_from_row).collect()
     }
 
-    async fn set_password_hash(&self, agent: AgentId, hash: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE agents SET password_hash = $2 WHERE id = $1")
-            .bind(agent.to_string())
-            .bind(hash)
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn password_hash(&self, agent: AgentId) -> Result<Option<String>, StoreError> {
-        let hash: Option<Option<String>> = sqlx::query_scalar("SELECT password_hash FROM agents WHERE id = $1")
-            .bind(agent.to_string())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?;
-        Ok(hash.flatten())
-    }
-
-    async fn save_agent(&self, agent: &Agent) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO agents (id, email, name, role, presence, capacity, active, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET \
-             email = excluded.email, name = excluded.name, role = excluded.role, \
-             presence = excluded.presence, capacity = excluded.capacity, active = excluded.active",
-        )
-        .bind(agent.id.to_string())
-        .bind(&agent.email)
-        .bind(&agent.name)
-        .bind(agent.role.as_str())
-        .bind(agent.presence.as_str())
-        .bind(i64::from(agent.capacity))
-        .bind(agent.active)
-        .bind(millis(agent.created_at))
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn agent(&self, id: AgentId) -> Result<Option<Agent>, StoreError> {
-        sqlx::query(sql!("SELECT ", AGENT_COLUMNS, " FROM agents WHERE id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?
-            .map(|row| agent_from_row(&row))
-            .transpose()
-    }
-
-    async fn contact_and_current_conversation(
-        &self,
-        channel: Channel,
-        external_id: &str,
-    ) -> Result<Option<(Contact, Option<Conversation>)>, StoreError> {
-        let Some(row) = sqlx::query(sql!(
-            "SELECT k.id AS contact_id_, k.channel AS contact_channel, k.external_id AS contact_external_id, \
-             k.display_name, k.created_at AS contact_created_at, k.unreachable_since, k.unreachable_reason, c.* \
-             FROM contacts k LEFT JOIN conversations c ON c.id = ( \
-                SELECT id FROM conversations WHERE contact_id = k.id AND status NOT IN ('closed', 'rejected') \
-                ORDER BY created_at DESC, id DESC LIMIT 1) \
-             WHERE k.channel = $1 AND k.external_id = $2"
-        ))
-        .bind(channel.as_str())
-        .bind(external_id)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(backend)?
-        else {
-            return Ok(None);
+    async fn list_page(&self, filter: &ConversationFilter) -> Result<(Vec<ConversationSummary>, ListTotal), StoreError> {
+        let (sql, binds) = page_sql(filter, true);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in binds {
+            query = query.bind(value);
+        }
+        let rows = query.fetch_all(&self.reader).await.map_err(backend)?;
+        let first = rows.first().ok_or_else(|| StoreError::Corrupt("a list page came without its total".into()))?;
+        let total = ListTotal {
+            count: first.try_get::<i64, _>("total_count").map_err(backend)? as u64,
+            search_capped: first.try_get("total_capped").map_err(backend)?,
         };
-        let contact = contact_from_prefixed_row(&row)?;
-        let has_conversation = row.try_get::<Option<String>, _>("id").map_err(backend)?.is_some();
-        let conversation = if has_conversation { Some(conversation_from_row(&row)?) } else { None };
-        Ok(Some((contact, conversation)))
+        // An empty page is one row holding the total and no conversation.
+        let summaries = rows.iter().filter(|row| matches!(row.text_opt("id"), Ok(Some(_)))).map(summary_from_row).collect::<Result<_, _>>()?;
+        Ok((summaries, total))
     }
 
-    async fn contact_messages(
-        &self,
-        contact: ContactId,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<Message>, StoreError> {
-        let sql = sql!(
-            "SELECT ",
-            MESSAGE_COLUMNS,
-            " FROM messages WHERE contact_id = $1 AND seq > $2 AND internal = FALSE ORDER BY seq LIMIT $3"
-        );
-        self.message_page(sql, contact.to_string(), after, limit).await
-    }
-
-    async fn latest_inbound_by_contact(&self, channel: Channel) -> Result<Vec<(String, String)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT k.external_id AS contact, m.external_id AS latest FROM contacts k \
-             JOIN messages m ON m.seq = (SELECT MAX(i.seq) FROM messages i WHERE i.contact_id = k.id AND i.sender = 'customer') \
-             WHERE k.channel = $1 AND m.external_id IS NOT NULL ORDER BY k.external_id",
+    async fn dashboard_counts(&self, day_start: Timestamp) -> Result<DashboardCounts, StoreError> {
+        // Each count reads one index, so the dashboard stays fast on large stores.
+        let row = sqlx::query(
+            "SELECT \
+               (SELECT COUNT(*) FROM conversations WHERE priority = 'urgent' \
+                  AND status IN ('open', 'assigned', 'in_progress', 'waiting_on_customer')) AS urgent, \
+               (SELECT COUNT(*) FROM conversations WHERE handler = 'queue') AS new, \
+               (SELECT COUNT(*) FROM conversations WHERE status = 'waiting_on_customer') AS waiting, \
+               (SELECT COUNT(*) FROM conversations WHERE status IN ('assigned', 'in_progress')) AS in_progress, \
+               (SELECT COUNT(*) FROM conversations WHERE status = 'resolved' AND updated_at >= $1) AS resolved_today",
         )
-        .bind(channel.as_str())
-        .fetch_all(&self.reader)
+        .bind(millis(day_start))
+        .fetch_one(&self.reader)
         .await
         .map_err(backend)?;
-        rows.iter().map(|row| Ok((row.text("contact")?, row.text("latest")?))).collect()
+        let count = |name: &str| row.try_get::<i64, _>(name).map(|n| n as u32).map_err(backend);
+        Ok(DashboardCounts {
+            urgent: count("urgent")?,
+            new: count("new")?,
+            waiting: count("waiting")?,
+            in_progress: count("in_progress")?,
+            resolved_today: count("resolved_today")?,
+        })
     }
 
+    async fn contact_conversations(&self, contact: ContactId) -> Result<Vec<ConversationSummary>, StoreError> {
+        let sql = format!("{SUMMARY_SELECT} WHERE c.contact_id = $1 ORDER BY c.created_at DESC LIMIT 50");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(contact.to_string())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(summary_from_row).collect()
+    }
+
+    async fn list_customers(&self, filter: &CustomerFilter) -> Result<Vec<CustomerSummary>, StoreError> {
+        let (mut conditions, mut binds) = customer_conditions(filter);
+        if let Some(cursor) = filter.after {
+            binds.push(cursor.key.to_string());
+            let key = format!("CAST(${} AS BIGINT)", binds.len());
+            binds.push(cursor.id.to_string());
+            let id_at = binds.len();
+            conditions.push(format!("n.created_at <= {key} AND (n.created_at < {key} OR n.id < ${id_at})"));
+        }
+        let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        // The page's ids first, then each one's newest conversation and count.
+        let sql = format!(
+            "WITH page AS MATERIALIZED (SELECT n.id FROM contacts n {filter_sql} ORDER BY n.created_at DESC, n.id DESC LIMIT {}) \
+             SELECT c.*, n.id AS contact_id_, n.channel AS contact_channel, n.external_id AS contact_external_id, \
+             n.display_name, n.created_at AS contact_created_at, n.unreachable_since, n.unreachable_reason, \
+             (SELECT COUNT(*) FROM conversations k WHERE k.contact_id = n.id) AS conversation_count \
+             FROM contacts n LEFT JOIN conversations c ON c.id = \
+             (SELECT l.id FROM conversations l WHERE l.contact_id = n.id ORDER BY l.created_at DESC, l.id DESC LIMIT 1) \
+             WHERE n.id IN (SELECT p.id FROM page p) ORDER BY n.created_at DESC, n.id DESC",
+            filter.limit.clamp(1, 1000)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in binds {
+            query = query.bind(value);
+        }
+        let rows = query.fetch_all(&self.reader).await.map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let latest = if row.text_opt("id")?.is_some() { Some(conversation_from_row(row)?) } else { None };
+                Ok(CustomerSummary {
+                    contact: contact_from_prefixed_row(row)?,
+                    conversations: row.int("conversation_count")? as u32,
+                    latest,
+                })
+            })
+            .collect()
+    }
+
+    async fn count_customers(&self, filter: &CustomerFilter) -> Result<u64, StoreError> {
+        let (conditions, binds) = customer_conditions(filter);
+        let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM contacts n {filter_sql}")));
+        for value in binds {
+            query = query.bind(value);
+        }
+        let row = query.fetch_one(&self.reader).await.map_err(backend)?;
+        Ok(row.try_get::<i64, _>("n").map_err(backend)? as u64)
+    }
+            }
+
+            #[async_trait]
+            impl switchboard_core::ports::Coordination for $store {
+                $($coordination)*
     async fn acquire_lease(&self, name: &str, holder: &str, now: Timestamp, until: Timestamp) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $4) \
@@ -1177,219 +1403,6 @@ impl $store {
         Ok(())
     }
 
-    async fn message_by_seq(&self, seq: i64) -> Result<Option<Message>, StoreError> {
-        sqlx::query(sql!("SELECT ", MESSAGE_COLUMNS, " FROM messages WHERE seq = $1"))
-            .bind(seq)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?
-            .map(|row| message_from_row(&row))
-            .transpose()
-    }
-
-    async fn unanswered_messages(&self, limit: u32) -> Result<Vec<Message>, StoreError> {
-        let rows = sqlx::query(sql!(
-            "SELECT ",
-            MESSAGE_COLUMNS,
-            " FROM messages WHERE sender = 'customer' AND classification IS NULL ORDER BY seq LIMIT $1"
-        ))
-        .bind(i64::from(limit))
-        .fetch_all(&self.writer)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(message_from_row).collect()
-    }
-
-    async fn earlier_unanswered(&self, contact: ContactId, seq: i64) -> Result<Option<Message>, StoreError> {
-        // The partial index of unanswered messages (migration 0002) keeps this to the few in flight.
-        let row = sqlx::query(sql!(
-            "SELECT ",
-            MESSAGE_COLUMNS,
-            " FROM messages WHERE sender = 'customer' AND classification IS NULL AND seq < $2 AND contact_id = $1 \
-             ORDER BY seq LIMIT 1"
-        ))
-        .bind(contact.to_string())
-        .bind(seq)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(backend)?;
-        row.as_ref().map(message_from_row).transpose()
-    }
-
-    async fn conversation_messages(
-        &self,
-        conversation: ConversationId,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<Message>, StoreError> {
-        let sql = sql!("SELECT ", MESSAGE_COLUMNS, " FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
-        self.message_page(sql, conversation.to_string(), after, limit).await
-    }
-
-    async fn latest_conversation_messages(
-        &self,
-        conversation: ConversationId,
-        before: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<Message>, StoreError> {
-        let sql = sql!("SELECT ", MESSAGE_COLUMNS, " FROM messages WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3");
-        let mut page = self.message_page(sql, conversation.to_string(), before.unwrap_or(i64::MAX), limit).await?;
-        page.reverse();
-        Ok(page)
-    }
-
-    async fn message_with_attachment(&self, conversation: ConversationId, key: &str) -> Result<Option<Message>, StoreError> {
-        // Attachments are stored as JSON in their message; the conversation index narrows the
-        // scan to one conversation and the pattern to messages naming this key.
-        let pattern = crate::portable::contains_pattern(key);
-        let rows = sqlx::query(sql!(
-            "SELECT ",
-            MESSAGE_COLUMNS,
-            " FROM messages WHERE conversation_id = $1 AND attachments LIKE $2 ESCAPE '\\' ORDER BY seq"
-        ))
-        .bind(conversation.to_string())
-        .bind(pattern)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        for row in &rows {
-            let message = message_from_row(row)?;
-            if message.attachments.iter().any(|a| a.key == key) {
-                return Ok(Some(message));
-            }
-        }
-        Ok(None)
-    }
-
-    async fn recent_customer_texts(
-        &self,
-        conversation: ConversationId,
-        limit: u32,
-    ) -> Result<Vec<String>, StoreError> {
-        let mut texts: Vec<String> = sqlx::query_scalar(
-            "SELECT body FROM messages WHERE conversation_id = $1 AND sender = 'customer' \
-             ORDER BY seq DESC LIMIT $2",
-        )
-        .bind(conversation.to_string())
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        texts.reverse();
-        Ok(texts)
-    }
-
-    async fn queue_view(&self) -> Result<QueueView, StoreError> {
-        let (waiting, agents_online): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM conversations WHERE handler = 'queue'), \
-                    (SELECT COUNT(*) FROM agents WHERE presence = 'online' AND active = TRUE)",
-        )
-        .fetch_one(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok(QueueView { waiting: waiting as u32, agents_online: agents_online as u32 })
-    }
-
-
-    async fn mark_delivered(&self, sent: &[(i64, Option<String>)], now: Timestamp) -> Result<(), StoreError> {
-        let (with_id, without_id): (Vec<_>, Vec<_>) = sent.iter().partition(|(_, id)| id.is_some());
-        if !without_id.is_empty() {
-            let list = without_id.iter().map(|(seq, _)| seq.to_string()).collect::<Vec<_>>().join(",");
-            let sql = format!(
-                "UPDATE messages SET delivered_at = $1, lease_until = NULL, attempts = attempts + 1, \
-                 last_error = NULL WHERE seq IN ({list})"
-            );
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(millis(now)).execute(&self.writer).await.map_err(backend)?;
-        }
-        if with_id.is_empty() {
-            return Ok(());
-        }
-        // One transaction for the batch: one commit (one fsync on SQLite), not one per reply.
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        for (seq, id) in with_id {
-            sqlx::query(
-                "UPDATE messages SET delivered_at = $1, lease_until = NULL, attempts = attempts + 1, \
-                 last_error = NULL, sent_id = $3 WHERE seq = $2",
-            )
-            .bind(millis(now))
-            .bind(seq)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
-        tx.commit().await.map_err(backend)
-    }
-
-    async fn retry_delivery(&self, conversation: ConversationId, seq: i64, now: Timestamp) -> Result<Option<Message>, StoreError> {
-        let retried = sqlx::query(
-            "UPDATE messages SET gave_up_at = NULL, attempts = 0, last_error = NULL, lease_until = NULL, \
-             next_attempt_at = $3, retry_from = $3 \
-             WHERE seq = $2 AND conversation_id = $1 AND outbound = TRUE AND delivered_at IS NULL",
-        )
-        .bind(conversation.to_string())
-        .bind(seq)
-        .bind(millis(now))
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?
-        .rows_affected();
-        if retried == 0 {
-            return Ok(None);
-        }
-        self.message_by_seq(seq).await
-    }
-
-    async fn fail_delivery(&self, message: MessageId, reason: &str, now: Timestamp) -> Result<Option<Message>, StoreError> {
-        let row = sqlx::query(
-            "UPDATE messages SET gave_up_at = COALESCE(gave_up_at, $3), last_error = $2, lease_until = NULL \
-             WHERE id = $1 AND outbound = TRUE RETURNING seq",
-        )
-        .bind(message.to_string())
-        .bind(reason)
-        .bind(millis(now))
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(backend)?;
-        match row {
-            Some(row) => self.message_by_seq(row.try_get::<i64, _>("seq").map_err(backend)?).await,
-            None => Ok(None),
-        }
-    }
-
-    async fn mark_seen(&self, contact: ContactId, up_to_seq: i64, now: Timestamp) -> Result<Vec<Message>, StoreError> {
-        let rows = sqlx::query(sql!(
-            // Not only sent ones: the widget shows a reply live before the outbox records it sent,
-            // and stored replies in its history.
-            "UPDATE messages SET seen_at = $3 WHERE contact_id = $1 AND seq <= $2 AND outbound = TRUE \
-             AND seen_at IS NULL AND gave_up_at IS NULL RETURNING ",
-            MESSAGE_COLUMNS
-        ))
-        .bind(contact.to_string())
-        .bind(up_to_seq)
-        .bind(millis(now))
-        .fetch_all(&self.writer)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(message_from_row).collect()
-    }
-
-    async fn mark_failed(&self, seq: i64, error: &str, retry_at: Option<Timestamp>) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE messages SET attempts = attempts + 1, last_error = $2, lease_until = NULL, \
-             next_attempt_at = COALESCE($3, next_attempt_at), \
-             gave_up_at = CASE WHEN $3 IS NULL THEN $4 ELSE NULL END WHERE seq = $1",
-        )
-        .bind(seq)
-        .bind(error)
-        .bind(retry_at.map(millis))
-        .bind(millis(chrono::Utc::now()))
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
         sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(key)
@@ -1404,6 +1417,7 @@ impl $store {
             .map_err(backend)
     }
             }
+
         }
     };
 }

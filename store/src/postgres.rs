@@ -117,7 +117,18 @@ portable_store! {
     claim_timers: TIMER_CLAIM,
     outbox_due: OUTBOX_DUE,
     gather_search_first: true,
-    specific: {
+    conversations: {
+        async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError> {
+            let mut connection = self.writer.acquire().await.map_err(backend)?;
+            let result = write_one(&mut connection, &write).await;
+            if result.is_err() {
+                // Its transaction state is in doubt; the pool opens a fresh one.
+                connection.close_on_drop();
+            }
+            result
+        }
+    },
+    outbox: {
         async fn outbox_backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError> {
             let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
                 "SELECT COUNT(*), MIN(created_at) FROM messages WHERE outbound AND delivered_at IS NULL AND gave_up_at IS NULL",
@@ -127,7 +138,8 @@ portable_store! {
             .map_err(backend)?;
             Ok((count as u64, oldest.and_then(chrono::DateTime::from_timestamp_millis)))
         }
-
+    },
+    coordination: {
         /// A session-level advisory lock on a connection of its own; the guard closes that
         /// connection when dropped, which ends the session and so releases the lock (no await
         /// is needed in `Drop`, and a lock can never stay behind on a pooled connection).
@@ -145,16 +157,6 @@ portable_store! {
         async fn close(&self) {
             self.writer.close().await;
         }
-
-        async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError> {
-            let mut connection = self.writer.acquire().await.map_err(backend)?;
-            let result = write_one(&mut connection, &write).await;
-            if result.is_err() {
-                // Its transaction state is in doubt; the pool opens a fresh one.
-                connection.close_on_drop();
-            }
-            result
-        }
-
     }
+
 }

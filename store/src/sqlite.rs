@@ -226,14 +226,27 @@ portable_store! {
     outbox_due: OUTBOX_DUE,
     // Its multi-index OR reads both indexes in one pass.
     gather_search_first: false,
-    specific: {
+    conversations: {
         async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError> {
             let (done, result) = oneshot::channel();
             let stopped = || StoreError::Backend("the database writer has stopped".into());
             self.jobs.send(Job { write, done }).await.map_err(|_| stopped())?;
             result.await.map_err(|_| stopped())?
         }
-
+    },
+    outbox: {
+        async fn outbox_backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError> {
+            let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
+                "SELECT COUNT(*), MIN(created_at) FROM messages INDEXED BY messages_outbox \
+                 WHERE outbound = 1 AND delivered_at IS NULL AND gave_up_at IS NULL",
+            )
+            .fetch_one(&self.reader)
+            .await
+            .map_err(backend)?;
+            Ok((count as u64, oldest.and_then(chrono::DateTime::from_timestamp_millis)))
+        }
+    },
+    coordination: {
         /// One process owns an SQLite file's server, so the engine's own lock is enough.
         async fn exclusive(&self, _name: &str) -> Result<Box<dyn switchboard_core::ports::Exclusive>, StoreError> {
             struct Alone;
@@ -251,17 +264,6 @@ portable_store! {
             self.reader.close().await;
             self.writer.close().await;
         }
-
-        async fn outbox_backlog(&self) -> Result<(u64, Option<Timestamp>), StoreError> {
-            let (count, oldest): (i64, Option<i64>) = sqlx::query_as(
-                "SELECT COUNT(*), MIN(created_at) FROM messages INDEXED BY messages_outbox \
-                 WHERE outbound = 1 AND delivered_at IS NULL AND gave_up_at IS NULL",
-            )
-            .fetch_one(&self.reader)
-            .await
-            .map_err(backend)?;
-            Ok((count as u64, oldest.and_then(chrono::DateTime::from_timestamp_millis)))
-        }
-
     }
+
 }

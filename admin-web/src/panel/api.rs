@@ -81,7 +81,7 @@ async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let filter = filter_of(&list_query(query)?, agent.id)?;
-    let (rows, next, total) = list_page(state.engine.store().as_ref(), &filter).await?;
+    let (rows, next, total) = list_page(state.engine.listings(), &filter).await?;
     let total = json!({"count": total.count, "search_capped": total.search_capped});
     Ok(Json(json!({"next": next, "total": total, "conversations": rows.iter().map(|s| {
         let mut row = conversation_json(&s.conversation);
@@ -123,7 +123,7 @@ async fn detail(
     if !(1..=DETAIL_MESSAGES_MAX).contains(&limit) {
         return Err(refused(format!("limit {limit} is out of range")));
     }
-    let store = state.engine.store();
+    let store = state.engine.conversations();
     let c = store
         .conversation(conversation_id(&id)?)
         .await?
@@ -131,7 +131,7 @@ async fn detail(
     let (messages, earlier, later) = match (query.before, query.after) {
         (Some(_), Some(_)) => return Err(refused("before and after were both given".into())),
         (before, None) => {
-            let (page, earlier) = messages_before(store.as_ref(), c.id, before, limit).await?;
+            let (page, earlier) = messages_before(store, c.id, before, limit).await?;
             let later = before.and_then(|_| page.last().map(|m| m.seq));
             (page, earlier, later)
         }
@@ -189,7 +189,7 @@ async fn action(
     })?;
     let id = conversation_id(&id)?;
     apply_action(&state, &agent, id, &body.action, body.text, &body.value, body.version).await?;
-    let c = state.engine.store().conversation(id).await?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."))?;
+    let c = state.engine.conversations().conversation(id).await?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."))?;
     let (open, capacity) = state.engine.load_of(&agent).await?;
     let warning = switchboard_core::assignment::over_capacity_warning(open, capacity);
     Ok(Json(json!({"conversation": conversation_json(&c), "warning": warning})))

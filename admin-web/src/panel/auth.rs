@@ -83,7 +83,7 @@ impl FromRequestParts<AppState> for Signed {
             return Err(ToLogin.into_response());
         };
         let token_hash = hash_token(token);
-        let store = state.engine.store();
+        let store = state.engine.accounts();
         let session = store
             .session(&token_hash, state.engine.now())
             .await
@@ -138,7 +138,7 @@ impl FromRequestParts<AppState> for ApiCaller {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(unauthorized)?;
-        let store = state.engine.store();
+        let store = state.engine.accounts();
         let token_hash = hash_token(token);
         let agent = store.api_token_agent(&token_hash).await?.ok_or_else(unauthorized)?;
         let agent = store.agent(agent).await?.filter(|a| a.active).ok_or_else(unauthorized)?;

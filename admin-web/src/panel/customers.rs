@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use switchboard_core::ports::Store;
+use switchboard_core::ports::Listings;
 use switchboard_core::{CustomerCursor, CustomerFilter, CustomerSummary};
 use switchboard_models::Channel;
 
@@ -64,7 +64,7 @@ fn customer_query(query: Result<Query<CustomerQuery>, QueryRejection>) -> Result
 }
 
 /// One page, the cursor of the next when there is more, and how many match in all.
-async fn customers_page_of(store: &dyn Store, filter: &CustomerFilter) -> Result<(Vec<CustomerSummary>, Option<String>, u64), ApiError> {
+async fn customers_page_of(store: &dyn Listings, filter: &CustomerFilter) -> Result<(Vec<CustomerSummary>, Option<String>, u64), ApiError> {
     let one_more = CustomerFilter { limit: filter.limit + 1, ..filter.clone() };
     let (rows, total) = tokio::join!(store.list_customers(&one_more), store.count_customers(filter));
     let (rows, next) = cut_page(rows?, filter.limit, |last| CustomerCursor::after_customer(last).encode());
@@ -80,7 +80,7 @@ async fn customers_page(
         Ok(both) => both,
         Err(error) => return Ok(error_page(&state, error, "/panel/customers")),
     };
-    let (rows, next, total) = customers_page_of(state.engine.store().as_ref(), &filter).await?;
+    let (rows, next, total) = customers_page_of(state.engine.listings(), &filter).await?;
     let page_url = |after: Option<&str>| {
         let mut url = url::form_urlencoded::Serializer::new(String::new());
         for (key, value) in [("q", &query.q), ("channel", &query.channel), ("limit", &query.limit)] {
@@ -131,7 +131,7 @@ async fn customers_api(
     query: Result<Query<CustomerQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let (_, filter) = customer_query(query)?;
-    let (rows, next, total) = customers_page_of(state.engine.store().as_ref(), &filter).await?;
+    let (rows, next, total) = customers_page_of(state.engine.listings(), &filter).await?;
     Ok(Json(json!({"next": next, "total": {"count": total}, "customers": rows.iter().map(|customer| {
         let contact = &customer.contact;
         json!({

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use switchboard_core::{Assignee, ConversationFilter, ConversationSummary, ListCursor, ListOrder, ListTotal, SessionRecord, TicketChange};
-use switchboard_core::ports::Store;
+use switchboard_core::ports::{Accounts, AdminWrite, CannedChange, Conversations, Listings, Outbox, Queue};
 use axum::extract::rejection::QueryRejection;
 use crate::signin::Admission;
 use switchboard_models::{Agent, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, ConversationId, DeliveryState, DomainEvent, Presence, Role};
@@ -117,7 +117,7 @@ async fn login(
     if !cookie(&headers, LOGIN_CSRF_COOKIE).is_some_and(|c| auth::constant_time_eq(c, &form.csrf)) {
         return again("The login form expired; please sign in again.");
     }
-    let address = state.trusted_proxies.client_address(peer.ip(), &headers);
+    let address = crate::client::client_address(&state.trusted_proxies, peer.ip(), &headers);
     let store = state.engine.store();
     let agent = store.agent_by_email(&email).await?.filter(|a| a.active);
     let audit = |action, after: String| switchboard_models::AuditEntry {
@@ -195,7 +195,7 @@ struct CsrfOnly {
 
 async fn logout(State(state): State<AppState>, signed: Signed, Form(form): Form<CsrfOnly>) -> Result<Response, ApiError> {
     signed.check_csrf(&form.csrf)?;
-    state.engine.store().delete_session(&signed.token_hash).await?;
+    state.engine.accounts().delete_session(&signed.token_hash).await?;
     let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}", secure(&state));
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/panel/login")).into_response())
 }
@@ -286,7 +286,7 @@ pub(crate) fn list_query(query: Result<Query<ListQuery>, QueryRejection>) -> Res
 /// One page of a list, the cursor of the next one when there is more, and how many rows the
 /// filters match in all.
 pub(crate) async fn list_page(
-    store: &dyn Store,
+    store: &dyn Listings,
     filter: &ConversationFilter,
 ) -> Result<(Vec<ConversationSummary>, Option<String>, ListTotal), ApiError> {
     let one_more = ConversationFilter { limit: filter.limit + 1, ..filter.clone() };
@@ -369,7 +369,7 @@ async fn conversations(
     };
     let store = state.engine.store();
     let agents = store.list_agents().await?;
-    let (rows, next, total) = list_page(store.as_ref(), &filter).await?;
+    let (rows, next, total) = list_page(state.engine.listings(), &filter).await?;
     // The same filters, from the start or after a cursor.
     let page_url = |after: Option<&str>| {
         let mut url = url::form_urlencoded::Serializer::new(String::new());
@@ -425,7 +425,7 @@ struct ConversationQuery {
 /// first, with how many matched in all. The conversation index bounds the read to its
 /// messages; the words follow the list search's rules.
 pub(crate) async fn conversation_matches(
-    store: &dyn Store,
+    store: &dyn Conversations,
     id: ConversationId,
     text: &str,
     limit: usize,
@@ -454,7 +454,7 @@ pub(crate) async fn conversation_matches(
 /// The newest `limit` messages before `before` (oldest first), and the `before` cursor of the
 /// page preceding them when there is one.
 pub(crate) async fn messages_before(
-    store: &dyn Store,
+    store: &dyn Conversations,
     id: ConversationId,
     before: Option<i64>,
     limit: u32,
@@ -518,11 +518,11 @@ async fn render_conversation(
     let customer = contact.label();
     let (messages, earlier, search) = match &shown {
         MessagesShown::Before(before) => {
-            let (messages, earlier) = messages_before(store.as_ref(), c.id, *before, MESSAGES_PER_PAGE).await?;
+            let (messages, earlier) = messages_before(state.engine.conversations(), c.id, *before, MESSAGES_PER_PAGE).await?;
             (messages, earlier, None)
         }
         MessagesShown::Matching(q) => {
-            let (messages, count) = conversation_matches(store.as_ref(), c.id, q, MESSAGES_PER_PAGE as usize).await?;
+            let (messages, count) = conversation_matches(state.engine.conversations(), c.id, q, MESSAGES_PER_PAGE as usize).await?;
             let label = match count {
                 0 => format!("No message here has “{q}”."),
                 1 => format!("1 message has “{q}”."),
@@ -716,7 +716,7 @@ fn may_manage(canned: &CannedResponse, agent: &Agent) -> bool {
 }
 
 async fn canned(State(state): State<AppState>, signed: Signed) -> Result<Html<String>, ApiError> {
-    let canned = visible_canned(state.engine.store().canned_responses().await?, &signed.agent);
+    let canned = visible_canned(state.engine.accounts().canned_responses().await?, &signed.agent);
     let data = json!({
         "canned": canned.iter().map(|c| json!({
             "id": c.id.to_string(), "title": c.title, "body": c.body, "shared": c.shared,
@@ -758,9 +758,8 @@ async fn create_canned(State(state): State<AppState>, signed: Signed, Form(form)
         created_at: state.engine.now(),
         shared,
     };
-    let store = state.engine.store();
-    store.save_canned_response(&canned).await?;
-    store.record_audit(&canned_audit(&state, &signed.agent, None, Some(&canned))).await?;
+    let audit = vec![canned_audit(&state, &signed.agent, None, Some(&canned))];
+    state.engine.accounts().commit_admin(AdminWrite { canned: Some(CannedChange::Save(canned)), audit, ..AdminWrite::default() }).await?;
     Ok(Redirect::to("/panel/canned").into_response())
 }
 
@@ -768,14 +767,14 @@ async fn delete_canned(State(state): State<AppState>, signed: Signed, Path(id): 
     signed.check_csrf(&form.csrf)?;
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such canned response.");
     let id = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let store = state.engine.store();
-    let canned = visible_canned(store.canned_responses().await?, &signed.agent).into_iter().find(|c| c.id == id).ok_or_else(not_found)?;
+    let accounts = state.engine.accounts();
+    let canned = visible_canned(accounts.canned_responses().await?, &signed.agent).into_iter().find(|c| c.id == id).ok_or_else(not_found)?;
     if !may_manage(&canned, &signed.agent) {
         let why = "This is a shared response; only admins change or delete it.";
         return Ok(error_page(&state, ApiError::new(StatusCode::FORBIDDEN, "forbidden", why), "/panel/canned"));
     }
-    store.delete_canned_response(id).await?;
-    store.record_audit(&canned_audit(&state, &signed.agent, Some(&canned), None)).await?;
+    let audit = vec![canned_audit(&state, &signed.agent, Some(&canned), None)];
+    accounts.commit_admin(AdminWrite { canned: Some(CannedChange::Delete(id)), audit, ..AdminWrite::default() }).await?;
     Ok(Redirect::to("/panel/canned").into_response())
 }
 
@@ -794,7 +793,7 @@ fn canned_audit(state: &AppState, actor: &Agent, before: Option<&CannedResponse>
 }
 
 async fn tokens_page(state: &AppState, signed: &Signed, new_token: Option<String>) -> Result<Html<String>, ApiError> {
-    let tokens = state.engine.store().api_tokens(signed.agent.id).await?;
+    let tokens = state.engine.accounts().api_tokens(signed.agent.id).await?;
     let data = json!({
         "tokens": tokens.iter().map(|t| json!({"id": t.id.to_string(), "name": t.name, "created_at": views::time(&t.created_at)})).collect::<Vec<_>>(),
         "new_token": new_token,
@@ -822,7 +821,7 @@ async fn create_token(State(state): State<AppState>, signed: Signed, Form(form):
         name: Some(form.name.trim().to_string()).filter(|n| !n.is_empty()).unwrap_or_else(|| "API token".into()),
         created_at: state.engine.now(),
     };
-    state.engine.store().create_api_token(&hash_token(&secret), &token).await?;
+    state.engine.accounts().create_api_token(&hash_token(&secret), &token).await?;
     // Shown once: only its hash is kept.
     tokens_page(&state, &signed, Some(secret)).await
 }
@@ -830,12 +829,12 @@ async fn create_token(State(state): State<AppState>, signed: Signed, Form(form):
 async fn delete_token(State(state): State<AppState>, signed: Signed, Path(id): Path<String>, Form(form): Form<CsrfOnly>) -> Result<Response, ApiError> {
     signed.check_csrf(&form.csrf)?;
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such token."))?;
-    state.engine.store().delete_api_token(signed.agent.id, id).await?;
+    state.engine.accounts().delete_api_token(signed.agent.id, id).await?;
     Ok(Redirect::to("/panel/account/tokens").into_response())
 }
 
 async fn agents(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin) -> Result<Html<String>, ApiError> {
-    let agents = state.engine.store().list_agents().await?;
+    let agents = state.engine.accounts().list_agents().await?;
     let data = json!({"agents": agents.iter().map(|a| json!({
         "id": a.id.to_string(), "name": a.name, "email": a.email, "role": a.role.as_str(),
         "presence": a.presence.as_str(), "capacity": a.capacity, "active": a.active,
@@ -863,15 +862,18 @@ async fn create_agent(State(state): State<AppState>, SignedAdmin(signed): Signed
         Ok(role) => role,
         Err(error) => return Ok(error_page(&state, ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("{error}")), "/panel/admin/agents")),
     };
-    let created =
-        crate::accounts::create_account(state.engine.store().as_ref(), &form.email, &form.name, role, &form.password, Some(signed.agent.id))
-            .await;
+    let created = crate::accounts::create_account_with_capacity(
+        state.engine.accounts(),
+        &form.email,
+        &form.name,
+        role,
+        &form.password,
+        Some(signed.agent.id),
+        form.capacity,
+    )
+    .await;
     match created {
-        Ok(mut agent) => {
-            agent.capacity = form.capacity;
-            state.engine.store().save_agent(&agent).await?;
-            Ok(Redirect::to("/panel/admin/agents").into_response())
-        }
+        Ok(_) => Ok(Redirect::to("/panel/admin/agents").into_response()),
         Err(reason) => Ok(error_page(&state, ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", reason.to_string()), "/panel/admin/agents")),
     }
 }
@@ -885,40 +887,14 @@ struct UpdateAgentForm {
 
 async fn update_agent(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Path(id): Path<String>, Form(form): Form<UpdateAgentForm>) -> Result<Response, ApiError> {
     signed.check_csrf(&form.csrf)?;
-    let store = state.engine.store();
     let id = AgentId::parse(&id).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such agent."))?;
-    let Some(mut agent) = store.agent(id).await? else {
+    if state.engine.accounts().agent(id).await?.is_none() {
         return Ok(error_page(&state, ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such agent."), "/panel/admin/agents"));
-    };
-    let before = format!("capacity {}, active {}", agent.capacity, agent.active);
-    let deactivating = agent.active && form.active != "true";
-    if deactivating && agent.id == signed.agent.id {
+    }
+    if id == signed.agent.id && form.active != "true" {
         return Ok(error_page(&state, ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "You cannot deactivate your own account."), "/panel/admin/agents"));
     }
-    if deactivating {
-        // Their conversations go back to the queue first, while the account can still act.
-        state.engine.set_presence(agent.id, Presence::Offline).await?;
-        agent.presence = Presence::Offline;
-    }
-    agent.capacity = form.capacity;
-    agent.active = form.active == "true";
-    store.save_agent(&agent).await?;
-    if deactivating {
-        // For good: reactivating the account does not bring these back.
-        store.revoke_credentials(agent.id).await?;
-    }
-    store
-        .record_audit(&switchboard_models::AuditEntry {
-            at: state.engine.now(),
-            actor: Some(signed.agent.id),
-            action: switchboard_models::AuditAction::UpdateAccount,
-            conversation: None,
-            subject_agent: Some(agent.id),
-            before: Some(before),
-            after: Some(format!("capacity {}, active {}", agent.capacity, agent.active)),
-        })
-        .await?;
-    state.engine.assign_waiting().await?;
+    state.engine.update_agent(signed.agent.id, id, form.capacity, form.active == "true").await?;
     Ok(Redirect::to("/panel/admin/agents").into_response())
 }
 
@@ -1003,7 +979,7 @@ async fn system(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin)
         "oldest": oldest.map(|at| format!("{:.1} s", (now - at).num_milliseconds().max(0) as f64 / 1000.0)),
         "waiting": queue.waiting,
         "agents_online": queue.agents_online,
-        "visitors_connected": state.hub.connected_visitors(),
+        "visitors_connected": state.visitors.connected_visitors(),
     });
     state.views.render("system", &page(&signed, "system", "System", data))
 }

@@ -1,8 +1,8 @@
 //! The widget protocol: JSON frames on the socket, the same shapes over HTTP.
 
-use crate::error::ApiError;
+use crate::http_error::HttpError;
 use serde::{Deserialize, Serialize};
-use switchboard_core::ports::{Store, StoreError};
+use switchboard_core::ports::{Accounts, StoreError};
 use switchboard_models::{Conversation, Handler, Message, Sender, Status};
 
 /// What a widget sends on its socket.
@@ -41,7 +41,7 @@ pub enum ServerFrame {
 }
 
 impl ServerFrame {
-    pub fn error(error: ApiError, client_id: Option<String>) -> Self {
+    pub fn error(error: HttpError, client_id: Option<String>) -> Self {
         ServerFrame::Error { code: error.code, message: error.message, client_id }
     }
 }
@@ -65,7 +65,7 @@ pub struct MessageView {
 
 impl MessageView {
     /// Views of `messages`, agent messages carrying their agent's name.
-    pub async fn with_authors(store: &dyn Store, messages: &[Message]) -> Result<Vec<MessageView>, StoreError> {
+    pub async fn with_authors(store: &dyn Accounts, messages: &[Message]) -> Result<Vec<MessageView>, StoreError> {
         let agents = if messages.iter().any(|m| m.agent_id.is_some()) { store.list_agents().await? } else { Vec::new() };
         Ok(messages
             .iter()

@@ -2,8 +2,8 @@
 //! Requests without an `Origin` header (servers, native apps) are not browser cross-site
 //! requests and pass; same-origin requests (the demo page) always pass.
 
-use crate::AppState;
-use crate::error::ApiError;
+use super::WebChatState;
+use crate::http_error::HttpError;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -32,14 +32,14 @@ impl AllowedOrigins {
     }
 }
 
-pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn guard(State(state): State<WebChatState>, request: Request, next: Next) -> Response {
     let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
         return next.run(request).await;
     };
     let origin_text = origin.to_str().unwrap_or_default().to_string();
-    if !state.webchat.allowed_origins.allows(&origin_text, request.headers()) {
+    if !state.settings.allowed_origins.allows(&origin_text, request.headers()) {
         tracing::info!(origin = %origin_text, "web chat request from a disallowed origin");
-        return ApiError::new(
+        return HttpError::new(
             StatusCode::FORBIDDEN,
             "origin_not_allowed",
             format!(

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use switchboard_core::ports::{BucketTake, TokenBuckets};
+use crate::ports::{BucketTake, TokenBuckets};
 
 pub struct RateLimiter {
     capacity: f64,

@@ -3,24 +3,85 @@
 
 mod frames;
 mod http;
+mod hub;
 mod origin;
 mod socket;
 mod visitor;
 
-use crate::AppState;
-use crate::error::ApiError;
+use crate::http_error::HttpError;
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use serde::Serialize;
-use std::time::Duration;
 use std::sync::Arc;
-use switchboard_channels::webchat::LiveEvent;
+use std::time::Duration;
+use switchboard_core::ports::TokenBuckets;
+use switchboard_core::{Engine, RateLimiter, TrustedProxies};
 use switchboard_models::{Channel, Conversation, Inbound, Message};
+use tokio_util::sync::CancellationToken;
 
+pub use hub::{LiveEvent, Subscription, WebChatHub, WebChatOutbound};
 pub use origin::AllowedOrigins;
 pub use visitor::VisitorKeys;
+
+/// The largest request body the web-chat routes take (a message is far smaller).
+pub const BODY_BYTES: usize = 1 << 20;
+
+/// What the web-chat routes share; cheap to clone.
+#[derive(Clone)]
+pub struct WebChatState {
+    pub engine: Arc<Engine>,
+    pub hub: Arc<WebChatHub>,
+    pub settings: Arc<WebChatSettings>,
+    pub visitor_keys: Arc<VisitorKeys>,
+    /// Messages per visitor.
+    pub visitor_limiter: Arc<RateLimiter>,
+    /// Sessions and messages per client address, whatever visitor ids it uses.
+    pub address_limits: Arc<AddressLimits>,
+    /// Whose forwarded client address to believe.
+    pub trusted_proxies: Arc<TrustedProxies>,
+    /// Cancelled when the server stops: sockets and long polls end so the stop need not wait.
+    pub closing: CancellationToken,
+}
+
+/// Web-chat limits per client address, whatever visitor ids it uses.
+pub struct AddressLimits {
+    pub sessions: RateLimiter,
+    pub messages: RateLimiter,
+}
+
+impl AddressLimits {
+    /// Counted in `shared` buckets when several nodes share them.
+    pub fn new(sessions_per_minute: u32, messages_per_minute: u32, shared: Option<Arc<dyn TokenBuckets>>) -> Self {
+        Self {
+            sessions: RateLimiter::new(sessions_per_minute, sessions_per_minute.div_ceil(4)).shared("webchat_address_sessions", shared.clone()),
+            messages: RateLimiter::new(messages_per_minute, messages_per_minute.div_ceil(4)).shared("webchat_address_messages", shared),
+        }
+    }
+}
+
+/// The client's address, believing forwarded headers only from trusted proxies.
+fn client_address(state: &WebChatState, peer: std::net::IpAddr, headers: &axum::http::HeaderMap) -> std::net::IpAddr {
+    let values = |name: &str| headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>();
+    state.trusted_proxies.client_address(peer, &values("forwarded"), &values("x-forwarded-for"))
+}
+
+/// Counts open widget sockets for `/metrics` while it lives.
+struct OpenSocket;
+
+impl OpenSocket {
+    fn new() -> Self {
+        metrics::gauge!("switchboard_webchat_sockets").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for OpenSocket {
+    fn drop(&mut self) {
+        metrics::gauge!("switchboard_webchat_sockets").decrement(1.0);
+    }
+}
 
 /// How the widget looks; sent to it from `/webchat/config`, overridable per embed.
 #[derive(Debug, Clone, Serialize)]
@@ -44,7 +105,8 @@ pub struct WebChatSettings {
     pub max_sockets_per_visitor: usize,
 }
 
-pub fn routes(state: AppState) -> Router<AppState> {
+/// The widget's routes, the widget script and the demo page, with their state.
+pub fn routes(state: WebChatState) -> Router {
     let webchat = Router::new()
         .route("/session", post(http::create_session))
         .route("/config", get(http::widget_config))
@@ -52,11 +114,12 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/poll", get(http::poll))
         .route("/seen", post(http::seen))
         .route("/ws", get(socket::upgrade))
-        .layer(axum::middleware::from_fn_with_state(state, origin::guard));
+        .layer(axum::middleware::from_fn_with_state(state.clone(), origin::guard));
     Router::new()
         .route("/", get(demo_page))
         .route("/widget.js", get(widget_script))
         .nest("/webchat", webchat)
+        .with_state(state)
 }
 
 async fn demo_page() -> Html<&'static str> {
@@ -81,45 +144,45 @@ fn valid_client_id(client_id: &str) -> bool {
 
 /// The one way a widget message enters the engine, from the socket or the HTTP fallback.
 async fn receive(
-    state: &AppState,
+    state: &WebChatState,
     visitor: &str,
     address: std::net::IpAddr,
     client_id: &str,
     text: String,
-) -> Result<Acknowledged, ApiError> {
+) -> Result<Acknowledged, HttpError> {
     if !valid_client_id(client_id) {
-        return Err(ApiError::new(
+        return Err(HttpError::new(
             StatusCode::BAD_REQUEST,
             "invalid_client_id",
             "client_id must be 1-64 characters of letters, digits, '-' or '_'",
         ));
     }
     let chars = text.chars().count();
-    if chars > state.webchat.max_message_chars {
-        return Err(ApiError::new(
+    if chars > state.settings.max_message_chars {
+        return Err(HttpError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "message_too_large",
             format!(
                 "The message has {chars} characters; the limit is {}. Shorten it or split it.",
-                state.webchat.max_message_chars
+                state.settings.max_message_chars
             ),
         ));
     }
     // However many visitor ids one address makes up, it shares one budget. Both in one round
     // trip when several nodes share the counts.
     let address = address.to_string();
-    let checks = [(state.rate_limiter.as_ref(), visitor), (&state.address_limits.messages, address.as_str())];
+    let checks = [(state.visitor_limiter.as_ref(), visitor), (&state.address_limits.messages, address.as_str())];
     let [per_visitor, per_address]: [Result<(), std::time::Duration>; 2] =
-        crate::RateLimiter::check_all(&checks).await.try_into().expect("one result per check");
+        RateLimiter::check_all(&checks).await.try_into().expect("one result per check");
     if let Err(wait) = per_visitor {
-        return Err(ApiError::new(
+        return Err(HttpError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             format!("Too many messages; try again in {} ms.", wait.as_millis().max(1)),
         ));
     }
     if let Err(wait) = per_address {
-        return Err(ApiError::new(
+        return Err(HttpError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             format!("Too many messages from your network; try again in {} ms.", wait.as_millis().max(1)),

@@ -2,8 +2,8 @@
 
 use super::frames::{ConversationView, MessageView};
 use super::receive;
-use crate::AppState;
-use crate::error::ApiError;
+use super::WebChatState;
+use crate::http_error::HttpError;
 use axum::Json;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -15,16 +15,16 @@ use switchboard_models::Channel;
 const HISTORY_PAGE: u32 = 500;
 
 /// The visitor id of a genuine `Authorization: Bearer <token>`.
-pub(super) fn visitor_from(state: &AppState, token: Option<&str>) -> Result<String, ApiError> {
+pub(super) fn visitor_from(state: &WebChatState, token: Option<&str>) -> Result<String, HttpError> {
     let token = token.ok_or_else(|| {
-        ApiError::new(
+        HttpError::new(
             StatusCode::UNAUTHORIZED,
             "missing_token",
             "Send the visitor token from POST /webchat/session.",
         )
     })?;
     state.visitor_keys.verify(token).ok_or_else(|| {
-        ApiError::new(
+        HttpError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_token",
             "The visitor token is not valid here; start a new session with POST /webchat/session.",
@@ -46,14 +46,14 @@ pub struct SessionCreated {
 }
 
 pub async fn create_session(
-    State(state): State<AppState>,
+    State(state): State<WebChatState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-) -> Result<Json<SessionCreated>, ApiError> {
+) -> Result<Json<SessionCreated>, HttpError> {
     // Sessions are cheap to mint, so limit them per address.
-    let address = state.trusted_proxies.client_address(peer.ip(), &headers);
+    let address = super::client_address(&state, peer.ip(), &headers);
     if let Err(wait) = state.address_limits.sessions.check(&address.to_string()).await {
-        return Err(ApiError::new(
+        return Err(HttpError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             format!("Too many new chats from this address; try again in {} ms.", wait.as_millis().max(1)),
@@ -63,8 +63,8 @@ pub async fn create_session(
     Ok(Json(SessionCreated { visitor_id, token }))
 }
 
-pub async fn widget_config(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "look": state.webchat.look, "max_message_chars": state.webchat.max_message_chars }))
+pub async fn widget_config(State(state): State<WebChatState>) -> Json<Value> {
+    Json(json!({ "look": state.settings.look, "max_message_chars": state.settings.max_message_chars }))
 }
 
 #[derive(Deserialize)]
@@ -80,24 +80,24 @@ pub struct Page {
 }
 
 /// Messages after a cursor and the current conversation, for one visitor.
-pub(super) async fn page(state: &AppState, visitor: &str, after: i64) -> Result<Page, ApiError> {
-    let store = state.engine.store();
+pub(super) async fn page(state: &WebChatState, visitor: &str, after: i64) -> Result<Page, HttpError> {
+    let store = state.engine.conversations();
     let Some(contact) = store.contact_by_external_id(Channel::WebChat, visitor).await? else {
         return Ok(Page { messages: Vec::new(), conversation: None });
     };
     let messages = store.contact_messages(contact.id, after, HISTORY_PAGE).await?;
     let conversation = store.current_conversation(contact.id).await?;
     Ok(Page {
-        messages: MessageView::with_authors(store.as_ref(), &messages).await?,
+        messages: MessageView::with_authors(state.engine.accounts(), &messages).await?,
         conversation: conversation.as_ref().map(ConversationView::from),
     })
 }
 
 pub async fn history(
-    State(state): State<AppState>,
+    State(state): State<WebChatState>,
     headers: HeaderMap,
     Query(After { after }): Query<After>,
-) -> Result<Json<Page>, ApiError> {
+) -> Result<Json<Page>, HttpError> {
     let visitor = visitor_from(&state, bearer(&headers))?;
     Ok(Json(page(&state, &visitor, after).await?))
 }
@@ -117,23 +117,23 @@ pub struct Sent {
 }
 
 pub async fn send(
-    State(state): State<AppState>,
+    State(state): State<WebChatState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Json<SendBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<Sent>), ApiError> {
+) -> Result<(StatusCode, Json<Sent>), HttpError> {
     let visitor = visitor_from(&state, bearer(&headers))?;
     let Json(body) = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return crate::limits::too_large();
+            return HttpError::too_large(super::BODY_BYTES);
         }
-        ApiError::new(
+        HttpError::new(
             StatusCode::BAD_REQUEST,
             "malformed_request",
             format!("Expected JSON {{\"client_id\": \"…\", \"text\": \"…\"}}: {}", rejection.body_text()),
         )
     })?;
-    let address = state.trusted_proxies.client_address(peer.ip(), &headers);
+    let address = super::client_address(&state, peer.ip(), &headers);
     let outcome = receive(&state, &visitor, address, &body.client_id, body.text).await?;
     let status = if outcome.duplicate { StatusCode::OK } else { StatusCode::CREATED };
     Ok((
@@ -154,13 +154,13 @@ pub struct SeenBody {
 
 /// The HTTP fallback's `seen` frame: the customer saw the replies up to `seq`.
 pub async fn seen(
-    State(state): State<AppState>,
+    State(state): State<WebChatState>,
     headers: HeaderMap,
     body: Result<Json<SeenBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, HttpError> {
     let visitor = visitor_from(&state, bearer(&headers))?;
     let Json(SeenBody { seq }) = body.map_err(|rejection| {
-        ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", format!("Expected JSON {{\"seq\": 12}}: {}", rejection.body_text()))
+        HttpError::new(StatusCode::BAD_REQUEST, "malformed_request", format!("Expected JSON {{\"seq\": 12}}: {}", rejection.body_text()))
     })?;
     super::socket::seen(&state, &visitor, seq).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -168,14 +168,14 @@ pub async fn seen(
 
 /// Long-poll: answers as soon as there are messages after `after`, or empty after a while.
 pub async fn poll(
-    State(state): State<AppState>,
+    State(state): State<WebChatState>,
     headers: HeaderMap,
     Query(After { after }): Query<After>,
-) -> Result<Json<Page>, ApiError> {
+) -> Result<Json<Page>, HttpError> {
     let visitor = visitor_from(&state, bearer(&headers))?;
     // Subscribe before reading, so nothing stored in between is missed.
     let mut subscription = state.hub.subscribe(&visitor);
-    let deadline = tokio::time::Instant::now() + state.webchat.long_poll;
+    let deadline = tokio::time::Instant::now() + state.settings.long_poll;
     loop {
         let current = page(&state, &visitor, after).await?;
         if !current.messages.is_empty() {

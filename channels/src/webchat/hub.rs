@@ -133,7 +133,10 @@ impl WebChatHub {
         self.subscribers.lock().expect("hub lock").contains_key(visitor)
     }
 
-    pub fn connected_visitors(&self) -> usize {
+}
+
+impl switchboard_core::ports::ConnectedVisitors for WebChatHub {
+    fn connected_visitors(&self) -> usize {
         self.subscribers.lock().expect("hub lock").len()
     }
 }

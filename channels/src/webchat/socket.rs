@@ -3,15 +3,15 @@
 use super::frames::{ClientFrame, ConversationView, MessageView, ServerFrame};
 use super::http::{page, visitor_from};
 use super::receive;
-use crate::AppState;
-use crate::error::ApiError;
+use super::WebChatState;
+use crate::http_error::HttpError;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
-use switchboard_channels::webchat::LiveEvent;
+use super::LiveEvent;
 
 /// Frames above this are a protocol error and close the socket; text limits are checked
 /// separately and answered with an error frame.
@@ -23,14 +23,14 @@ pub struct Connect {
 }
 
 pub async fn upgrade(
-    State(state): State<AppState>,
+    State(state): State<WebChatState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     Query(connect): Query<Connect>,
     ws: WebSocketUpgrade,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     let visitor = visitor_from(&state, connect.token.as_deref())?;
-    let address = state.trusted_proxies.client_address(peer.ip(), &headers);
+    let address = super::client_address(&state, peer.ip(), &headers);
     Ok(ws
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
@@ -40,8 +40,8 @@ pub async fn upgrade(
         .on_upgrade(move |socket| session(socket, state, visitor, address)))
 }
 
-async fn session(socket: WebSocket, state: AppState, visitor: String, address: std::net::IpAddr) {
-    let _open = crate::probes::Open::new("switchboard_webchat_sockets");
+async fn session(socket: WebSocket, state: WebChatState, visitor: String, address: std::net::IpAddr) {
+    let _open = super::OpenSocket::new();
     let (mut sink, mut stream) = socket.split();
     // What is stored before the socket subscribes the widget reads from history: another node's
     // news of it, however late, is not pushed again. One node has no such news.
@@ -55,7 +55,7 @@ async fn session(socket: WebSocket, state: AppState, visitor: String, address: s
         },
         false => 0,
     };
-    let mut subscription = state.hub.subscribe_socket(&visitor, state.webchat.max_sockets_per_visitor, caught_up_to);
+    let mut subscription = state.hub.subscribe_socket(&visitor, state.settings.max_sockets_per_visitor, caught_up_to);
     let conversation = match page(&state, &visitor, i64::MAX).await {
         Ok(page) => page.conversation,
         Err(error) => {
@@ -74,14 +74,14 @@ async fn session(socket: WebSocket, state: AppState, visitor: String, address: s
                     None => continue,
                 },
                 Some(Ok(WsMessage::Binary(_))) => ServerFrame::error(
-                    ApiError::new(StatusCode::BAD_REQUEST, "malformed_frame", "Send JSON text frames, not binary."),
+                    HttpError::new(StatusCode::BAD_REQUEST, "malformed_frame", "Send JSON text frames, not binary."),
                     None,
                 ),
                 Some(Ok(_)) => continue, // ping/pong are answered by the library
                 Some(Err(_)) | None => return,
             },
             event = subscription.events.recv() => match event {
-                Some(LiveEvent::Message(message)) => match MessageView::with_authors(state.engine.store().as_ref(), std::slice::from_ref(&*message)).await {
+                Some(LiveEvent::Message(message)) => match MessageView::with_authors(state.engine.accounts(), std::slice::from_ref(&*message)).await {
                     Ok(mut views) => ServerFrame::Message { message: views.remove(0) },
                     Err(_) => ServerFrame::Message { message: MessageView::from(&*message) },
                 },
@@ -111,8 +111,8 @@ async fn session(socket: WebSocket, state: AppState, visitor: String, address: s
 }
 
 /// The seq of the visitor's newest message in their current conversation (0: none yet).
-async fn newest_seq(state: &AppState, visitor: &str) -> Result<i64, ApiError> {
-    let store = state.engine.store();
+async fn newest_seq(state: &WebChatState, visitor: &str) -> Result<i64, HttpError> {
+    let store = state.engine.conversations();
     let Some((_, Some(conversation))) = store.contact_and_current_conversation(switchboard_models::Channel::WebChat, visitor).await? else {
         return Ok(0);
     };
@@ -120,12 +120,12 @@ async fn newest_seq(state: &AppState, visitor: &str) -> Result<i64, ApiError> {
 }
 
 /// The reply to one frame from the widget, if it needs one.
-async fn answer(state: &AppState, visitor: &str, address: std::net::IpAddr, text: &str) -> Option<ServerFrame> {
+async fn answer(state: &WebChatState, visitor: &str, address: std::net::IpAddr, text: &str) -> Option<ServerFrame> {
     let frame = match serde_json::from_str::<ClientFrame>(text) {
         Ok(frame) => frame,
         Err(error) => {
             return Some(ServerFrame::error(
-                ApiError::new(
+                HttpError::new(
                     StatusCode::BAD_REQUEST,
                     "malformed_frame",
                     format!(
@@ -157,8 +157,8 @@ async fn answer(state: &AppState, visitor: &str, address: std::net::IpAddr, text
     })
 }
 
-pub(super) async fn seen(state: &AppState, visitor: &str, seq: i64) -> Result<(), ApiError> {
-    if let Some(contact) = state.engine.store().contact_by_external_id(switchboard_models::Channel::WebChat, visitor).await? {
+pub(super) async fn seen(state: &WebChatState, visitor: &str, seq: i64) -> Result<(), HttpError> {
+    if let Some(contact) = state.engine.conversations().contact_by_external_id(switchboard_models::Channel::WebChat, visitor).await? {
         state.engine.mark_seen(contact.id, seq).await?;
     }
     Ok(())

@@ -4,6 +4,10 @@
 //! moves past an update only once `handle_update` succeeded; in webhook mode the HTTP answer
 //! waits for the commit. A redelivered update is a duplicate (same chat and message id).
 
+mod webhook_route;
+
+pub use webhook_route::webhook_routes;
+
 use async_trait::async_trait;
 use futures::StreamExt;
 use std::sync::Arc;
