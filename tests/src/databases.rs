@@ -71,6 +71,11 @@ impl TestDatabase {
         switchboard_store::open(&self.url).await.expect("the test database opens")
     }
 
+    /// The SQLite database file, when this is one.
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        self.url.strip_prefix("sqlite://").map(std::path::PathBuf::from)
+    }
+
     /// The PostgreSQL database's name.
     pub fn postgres_name(&self) -> &str {
         &self.postgres.as_ref().expect("a PostgreSQL test database").1

@@ -437,6 +437,7 @@ async fn a_backup_taken_while_serving_restores_elsewhere() {
 #[tokio::test]
 async fn db_copy_moves_an_installation_from_sqlite_to_postgres() {
     use switchboard_core::ports::{Committed, StepWrite};
+    use switchboard_core::ports::{Accounts, AdminWrite, CannedChange, Conversations, Coordination};
     use switchboard_models::{Channel, Contact, ContactId, Conversation, Presence, Sender};
     use switchboard_tests::databases::TestDatabase;
 
@@ -452,8 +453,8 @@ async fn db_copy_moves_an_installation_from_sqlite_to_postgres() {
         active: true,
         created_at: chrono::DateTime::from_timestamp_millis(chrono::Utc::now().timestamp_millis()).unwrap(),
     };
-    store.save_agent(&admin).await.unwrap();
-    store.set_password_hash(admin.id, "$argon2id$v=19$kept").await.unwrap();
+    let account = AdminWrite { agent: Some(admin.clone()), password_hash: Some((admin.id, "$argon2id$v=19$kept".into())), ..AdminWrite::default() };
+    store.commit_admin(account).await.unwrap();
     store.set_presence(admin.id, Presence::Online, chrono::Utc::now()).await.unwrap();
     store.setting_or_insert("visitor_token_secret", "kept-secret").await.unwrap();
     let personal = switchboard_models::CannedResponse {
@@ -464,7 +465,7 @@ async fn db_copy_moves_an_installation_from_sqlite_to_postgres() {
         created_at: admin.created_at,
         shared: false,
     };
-    store.save_canned_response(&personal).await.unwrap();
+    store.commit_admin(AdminWrite { canned: Some(CannedChange::Save(personal.clone())), ..AdminWrite::default() }).await.unwrap();
     let contact = Contact {
         id: ContactId::new(),
         channel: Channel::WebChat,

@@ -2,7 +2,11 @@
 
 use chrono::Utc;
 use std::sync::Arc;
-use switchboard_core::ports::{Assignee, Committed, ConversationFilter, CustomerCursor, CustomerFilter, ListCursor, ListOrder, ListTotal, SessionRecord, StepWrite, Store};
+use switchboard_core::ports::{
+    AdminWrite, Assignee, CannedChange, Committed, ConversationFilter, CustomerCursor, CustomerFilter, ListCursor, ListOrder, ListTotal, SessionRecord, StepWrite, Store,
+};
+#[allow(unused_imports)]
+use switchboard_core::ports::{Accounts, Conversations, Coordination, Listings, Outbox, Queue, Timers};
 use switchboard_models::{
     Agent, Attachment, Classification, ClassificationSource, IntentName, Urgency, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, Category, Channel, Contact, ContactId,
     Conversation, DeliveryState, Handler, Message, MessageId, Presence, Priority, Role, Sender, Status, Timestamp,
@@ -46,7 +50,31 @@ on_both_backends!(
     a_step_decided_on_a_stale_read_is_refused_whole,
     a_customer_stored_or_given_a_conversation_meanwhile_is_a_conflict,
     a_contacts_messages_are_answered_only_in_the_order_stored,
+    an_admin_change_and_its_audit_entries_are_written_together_or_not_at_all,
+    a_message_is_found_by_its_seq,
+    a_closed_store_refuses_work_and_sqlite_is_one_file_again,
 );
+
+/// Every method of every store port is called by a contract test here, so each one is held to
+/// the same behaviour on both backends. A new port method fails this until a test uses it.
+#[test]
+fn every_store_port_method_has_a_contract_test() {
+    let ports = include_str!("../../../core/src/ports.rs");
+    let tests = include_str!("store.rs");
+    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Coordination"];
+    let mut untested = Vec::new();
+    for name in traits {
+        let start = ports.find(&format!("pub trait {name}: Send + Sync {{")).unwrap_or_else(|| panic!("port {name} is gone from ports.rs"));
+        let body = &ports[start..start + ports[start..].find("\n}\n").expect("the trait's end")];
+        for line in body.lines().map(str::trim).filter(|l| l.starts_with("async fn ")) {
+            let method = &line["async fn ".len()..line.find('(').expect("a signature")];
+            if !tests.contains(&format!(".{method}(")) {
+                untested.push(format!("{name}::{method}"));
+            }
+        }
+    }
+    assert!(untested.is_empty(), "store port methods without a contract test in store.rs: {untested:?}");
+}
 
 /// Instants as the store keeps them (milliseconds), so round trips compare equal.
 fn now() -> Timestamp {
@@ -584,13 +612,15 @@ async fn sessions_api_tokens_and_canned_responses(backend: Backend) {
 
     let mut canned =
         CannedResponse { id: uuid::Uuid::new_v4(), title: "Refunds".into(), body: "5 days".into(), created_by: Some(ann.id), created_at: at, shared: false };
-    store.save_canned_response(&canned).await.unwrap();
+    let save = |canned: &CannedResponse| AdminWrite { canned: Some(CannedChange::Save(canned.clone())), ..AdminWrite::default() };
+    store.commit_admin(save(&canned)).await.unwrap();
     canned.body = "3 to 5 days".into();
     canned.shared = true;
-    store.save_canned_response(&canned).await.unwrap();
+    store.commit_admin(save(&canned)).await.unwrap();
     assert_eq!(store.canned_responses().await.unwrap(), [canned.clone()]);
-    assert!(store.delete_canned_response(canned.id).await.unwrap());
-    assert!(!store.delete_canned_response(canned.id).await.unwrap());
+    let delete = AdminWrite { canned: Some(CannedChange::Delete(canned.id)), ..AdminWrite::default() };
+    store.commit_admin(delete.clone()).await.unwrap();
+    store.commit_admin(delete).await.expect("deleting what is gone changes nothing");
     assert!(store.canned_responses().await.unwrap().is_empty());
 
     // Revoking ends every session and token of that agent, and only theirs.
@@ -601,7 +631,7 @@ async fn sessions_api_tokens_and_canned_responses(backend: Backend) {
     }
     store.create_api_token("ann-token", &ApiToken { id: uuid::Uuid::new_v4(), agent: ann.id, name: "a".into(), created_at: at }).await.unwrap();
     store.create_api_token("bob-token", &ApiToken { id: uuid::Uuid::new_v4(), agent: bob.id, name: "b".into(), created_at: at }).await.unwrap();
-    store.revoke_credentials(ann.id).await.unwrap();
+    store.commit_admin(AdminWrite { revoke_credentials: Some(ann.id), ..AdminWrite::default() }).await.unwrap();
     assert_eq!(store.session("ann-session", at).await.unwrap(), None);
     assert_eq!(store.api_token_agent("ann-token").await.unwrap(), None);
     assert!(store.session("bob-session", at).await.unwrap().is_some());
@@ -1033,4 +1063,73 @@ async fn a_contacts_messages_are_answered_only_in_the_order_stored(backend: Back
     assert!(matches!(store.commit(in_order(seqs[2])).await.unwrap(), Committed::Stored { .. }));
     assert_eq!(store.commit(in_order(seqs[2])).await.unwrap(), Committed::Duplicate, "answered once");
     assert!(matches!(store.commit(in_order(seqs[3])).await.unwrap(), Committed::Stored { .. }));
+}
+
+async fn an_admin_change_and_its_audit_entries_are_written_together_or_not_at_all(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let ann = agent("Ann", Presence::Offline);
+    let at = now();
+    let audit = |action, after: &str| AuditEntry {
+        at,
+        actor: None,
+        action,
+        conversation: None,
+        subject_agent: Some(ann.id),
+        before: None,
+        after: Some(after.into()),
+    };
+    let created = AdminWrite {
+        agent: Some(ann.clone()),
+        password_hash: Some((ann.id, "argon2-hash".into())),
+        presence: Some((ann.id, Presence::Online, at)),
+        audit: vec![audit(AuditAction::CreateAccount, "agent Ann")],
+        ..AdminWrite::default()
+    };
+    store.commit_admin(created).await.unwrap();
+    assert_eq!(store.agent(ann.id).await.unwrap().map(|a| a.presence), Some(Presence::Online), "the presence applies after the account is stored");
+    assert_eq!(store.password_hash(ann.id).await.unwrap().as_deref(), Some("argon2-hash"));
+    assert_eq!(store.presence_changes(at - chrono::Duration::seconds(1)).await.unwrap(), [(ann.id, Presence::Online, at)]);
+    assert_eq!(store.audit_entries(10).await.unwrap().len(), 1);
+
+    // The canned response names an author who does not exist, which the schema refuses after
+    // the new account and the revocation were written: none of the write is kept.
+    let bob = agent("Bob", Presence::Online);
+    let canned = CannedResponse { id: uuid::Uuid::new_v4(), title: "Hi".into(), body: "Hello".into(), created_by: Some(AgentId::new()), created_at: at, shared: true };
+    let broken = AdminWrite {
+        agent: Some(bob.clone()),
+        revoke_credentials: Some(ann.id),
+        canned: Some(CannedChange::Save(canned)),
+        audit: vec![audit(AuditAction::CreateAccount, "agent Bob")],
+        ..AdminWrite::default()
+    };
+    store.create_session("ann-session", &SessionRecord { agent: ann.id, csrf: "c".into(), expires_at: at + chrono::Duration::hours(1) }).await.unwrap();
+    assert!(store.commit_admin(broken).await.is_err(), "an unknown author is refused");
+    assert_eq!(store.agent(bob.id).await.unwrap(), None, "the account written first was rolled back");
+    assert!(store.session("ann-session", at).await.unwrap().is_some(), "so was the revocation");
+    assert!(store.canned_responses().await.unwrap().is_empty());
+    assert_eq!(store.audit_entries(10).await.unwrap().len(), 1, "and no audit entry records what did not happen");
+}
+
+async fn a_message_is_found_by_its_seq(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let conversation = conversation(store.as_ref(), "visitor-seq").await;
+    let inbound = message(&conversation, Sender::Customer, "where is my order", Some("v:1"));
+    let Committed::Stored { seqs } = store.commit(step_write(Some(inbound.clone()), Vec::new())).await.unwrap() else { panic!("stored") };
+    let found = store.message_by_seq(seqs[0]).await.unwrap().expect("stored");
+    assert_eq!((found.id, found.text.as_str(), found.seq), (inbound.id, "where is my order", seqs[0]));
+    assert_eq!(store.message_by_seq(seqs[0] + 1000).await.unwrap(), None);
+}
+
+async fn a_closed_store_refuses_work_and_sqlite_is_one_file_again(backend: Backend) {
+    let (store, db) = fresh(backend).await;
+    let ann = agent("Ann", Presence::Online);
+    store.save_agent(&ann).await.unwrap();
+    store.close().await;
+    assert!(store.agent(ann.id).await.is_err(), "a closed store answers with an error, never a stale or empty result");
+    if let Some(path) = db.sqlite_path() {
+        let wal = std::fs::metadata(format!("{}-wal", path.display())).map(|m| m.len()).unwrap_or(0);
+        assert_eq!(wal, 0, "everything is folded into the database file");
+    }
+    let reopened = db.open().await;
+    assert_eq!(reopened.agent(ann.id).await.unwrap().map(|a| a.name), Some("Ann".into()), "what was committed survives the close");
 }
