@@ -116,7 +116,7 @@ impl DiscordAdapter {
     async fn missed_until_done(&self, http: &Http) -> Vec<Message> {
         let mut attempt = 0;
         let latest = loop {
-            match self.engine.store().latest_inbound_by_contact(Channel::Discord).await {
+            match self.engine.outbox().latest_inbound_by_contact(Channel::Discord).await {
                 Ok(latest) => break latest,
                 Err(error) => {
                     attempt += 1;
@@ -197,13 +197,13 @@ impl DiscordAdapter {
         }
         // A message inside a case thread, from the customer whose case it is.
         let contact = format!("thread/{}/{user}", message.channel_id);
-        let known = self.engine.store().contact_by_external_id(Channel::Discord, &contact).await.map_err(EngineError::from)?;
+        let known = self.engine.conversations().contact_by_external_id(Channel::Discord, &contact).await.map_err(EngineError::from)?;
         Ok(known.map(|_| contact))
     }
 
     async fn handle_message(&self, ctx_http: &Http, message: &Message) -> Result<(), TaskError> {
         let external_id = message.id.to_string();
-        let store = self.engine.store();
+        let store = self.engine.conversations();
         if store.message_by_external_id(Channel::Discord, &external_id).await.map_err(EngineError::from)?.is_some() {
             return Ok(()); // a repeated dispatch
         }

@@ -23,7 +23,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use mail_parser::{MessageParser, MimeHeaders};
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard_core::ports::{BlobStore, DeliveryError, Outbound, Store};
+use switchboard_core::ports::{Accounts, BlobStore, Conversations, DeliveryError, Outbound};
 use switchboard_core::{Engine, EngineError};
 use switchboard_models::{Attachment, Channel, Inbound, OutboundMessage, Sender, Thread};
 use tokio::net::TcpStream;
@@ -377,7 +377,7 @@ impl EmailAdapter {
     async fn thread_of(&self, mail: &mail_parser::Message<'_>) -> Result<Thread, EngineError> {
         let mut referenced: Vec<String> = header_ids(mail.in_reply_to());
         referenced.extend(header_ids(mail.references()).into_iter().rev());
-        let store = self.engine.store();
+        let store = self.engine.conversations();
         for id in &referenced {
             if let Some(conversation) = conversation_in_message_id(id) {
                 return Ok(Thread::Continue(conversation));
@@ -434,7 +434,7 @@ fn hex_digest(bytes: &[u8]) -> String {
 pub struct EmailOutbound {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     settings: EmailSettings,
-    store: Arc<dyn Store>,
+    store: Arc<dyn Conversations>,
     blobs: Arc<dyn BlobStore>,
 }
 
@@ -454,7 +454,7 @@ fn smtp_transport(smtp: &SmtpSettings) -> Result<AsyncSmtpTransport<Tokio1Execut
 }
 
 impl EmailOutbound {
-    pub fn new(settings: EmailSettings, store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) -> Result<Self, String> {
+    pub fn new(settings: EmailSettings, store: Arc<dyn Conversations>, blobs: Arc<dyn BlobStore>) -> Result<Self, String> {
         Ok(Self { transport: smtp_transport(&settings.smtp)?, settings, store, blobs })
     }
 
@@ -570,11 +570,11 @@ impl Outbound for EmailOutbound {
 pub struct AgentNotifier {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     settings: EmailSettings,
-    store: Arc<dyn Store>,
+    store: Arc<dyn Accounts>,
 }
 
 impl AgentNotifier {
-    pub fn new(settings: EmailSettings, store: Arc<dyn Store>) -> Result<Self, String> {
+    pub fn new(settings: EmailSettings, store: Arc<dyn Accounts>) -> Result<Self, String> {
         Ok(Self { transport: smtp_transport(&settings.smtp)?, settings, store })
     }
 
