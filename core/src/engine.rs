@@ -4,10 +4,7 @@ use crate::events::EventBus;
 use crate::policy::Policy;
 use crate::assignment::pick_agent;
 use crate::attachments::{UploadError, check_upload, clean_file_name};
-use crate::ports::{
-    Accounts, AdminWrite, Assistant, BlobStore, Classifier, Clock, Committed, Conversations, Coordination, Listings, Outbox, Queue, StepWrite, Store, StoreError,
-    Timers,
-};
+use crate::ports::{Accounts, AdminWrite, Assistant, BlobStore, Classifier, Clock, Committed, Conversations, Listings, Outbox, StepWrite, Store, StoreError};
 use crate::timers::TimerKind;
 use crate::step::{Decision, Input, ReplyBody, step};
 use crate::summary::{TRANSCRIPT_MESSAGES, extractive_summary, transcript};

@@ -55,7 +55,7 @@ macro_rules! portable_store {
             use switchboard_core::QueueView;
             use switchboard_core::ports::{
                 AgentLoad, Assignee, Committed, ConversationFilter, ConversationSummary, CustomerFilter, CustomerSummary, DashboardCounts, ListOrder, ListTotal, SEARCH_HITS, SessionRecord,
-                AdminWrite, CannedChange, StepWrite, StoreError,
+                AdminWrite, CannedChange, Conversations, StepWrite, StoreError,
             };
             use switchboard_core::timers::{Timer, TimerKind};
             use switchboard_models::{

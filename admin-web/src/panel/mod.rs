@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use switchboard_core::{Assignee, ConversationFilter, ConversationSummary, ListCursor, ListOrder, ListTotal, SessionRecord, TicketChange};
-use switchboard_core::ports::{Accounts, AdminWrite, CannedChange, Conversations, Listings, Outbox, Queue};
+use switchboard_core::ports::{AdminWrite, CannedChange, Conversations, Listings};
 use axum::extract::rejection::QueryRejection;
 use crate::signin::Admission;
 use switchboard_models::{Agent, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, ConversationId, DeliveryState, DomainEvent, Presence, Role};

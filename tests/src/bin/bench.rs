@@ -421,7 +421,7 @@ fn startup(runs: usize) -> anyhow::Result<()> {
 
 /// Fills a fresh database with `conversations` conversations of `each` messages, straight in SQL.
 async fn seed(dir: &std::path::Path, conversations: u64, each: u64) -> anyhow::Result<()> {
-    use switchboard_core::ports::Store;
+    use switchboard_core::ports::Accounts;
     let url = format!("sqlite://{}", dir.join("switchboard.db").display());
     let store = switchboard_store::SqliteStore::open(&url).await?;
     store.migrate().await?;

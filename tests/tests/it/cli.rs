@@ -225,7 +225,7 @@ fn the_first_admin_is_created_from_the_command_line() {
     runtime.block_on(async {
         let url = format!("sqlite://{}", dir.path().join("switchboard.db").display());
         let store = switchboard_store::SqliteStore::open(&url).await.unwrap();
-        use switchboard_core::ports::Store;
+        use switchboard_core::ports::Accounts;
         let admin = store.agent_by_email("ada@example.com").await.unwrap().expect("created");
         assert_eq!(admin.role, switchboard_models::Role::Admin);
         let hash = store.password_hash(admin.id).await.unwrap().expect("a hash");
@@ -437,7 +437,7 @@ async fn a_backup_taken_while_serving_restores_elsewhere() {
 #[tokio::test]
 async fn db_copy_moves_an_installation_from_sqlite_to_postgres() {
     use switchboard_core::ports::{Committed, StepWrite};
-    use switchboard_core::ports::{Accounts, AdminWrite, CannedChange, Conversations, Coordination};
+    use switchboard_core::ports::{AdminWrite, CannedChange};
     use switchboard_models::{Channel, Contact, ContactId, Conversation, Presence, Sender};
     use switchboard_tests::databases::TestDatabase;
 

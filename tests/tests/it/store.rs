@@ -5,8 +5,6 @@ use std::sync::Arc;
 use switchboard_core::ports::{
     AdminWrite, Assignee, CannedChange, Committed, ConversationFilter, CustomerCursor, CustomerFilter, ListCursor, ListOrder, ListTotal, SessionRecord, StepWrite, Store,
 };
-#[allow(unused_imports)]
-use switchboard_core::ports::{Accounts, Conversations, Coordination, Listings, Outbox, Queue, Timers};
 use switchboard_models::{
     Agent, Attachment, Classification, ClassificationSource, IntentName, Urgency, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, Category, Channel, Contact, ContactId,
     Conversation, DeliveryState, Handler, Message, MessageId, Presence, Priority, Role, Sender, Status, Timestamp,
@@ -562,7 +560,7 @@ async fn agents_presence_and_assignment_candidates(backend: Backend) {
     assert_eq!(store.list_agents().await.unwrap().iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["Ann", "Bob"]);
 
     assert_eq!(store.password_hash(ann.id).await.unwrap(), None, "no account has a default password");
-    store.set_password_hash(ann.id, "$argon2id$v=19$hash").await.unwrap();
+    store.commit_admin(AdminWrite { password_hash: Some((ann.id, "$argon2id$v=19$hash".into())), ..AdminWrite::default() }).await.unwrap();
     assert_eq!(store.password_hash(ann.id).await.unwrap().as_deref(), Some("$argon2id$v=19$hash"));
 
     let mut busy = conversation(store.as_ref(), "visitor-6").await;
