@@ -4,7 +4,9 @@ use crate::events::EventBus;
 use crate::policy::Policy;
 use crate::assignment::pick_agent;
 use crate::attachments::{UploadError, check_upload, clean_file_name};
-use crate::ports::{Accounts, AdminWrite, Assistant, BlobStore, Classifier, Clock, Committed, Conversations, Listings, Outbox, StepWrite, Store, StoreError};
+use crate::ports::{
+    Accounts, AdminWrite, Assistant, BlobStore, Classifier, Clock, Committed, Conversations, Listings, Outbox, Queue, StepWrite, Store, StoreError,
+};
 use crate::timers::TimerKind;
 use crate::step::{Decision, Input, ReplyBody, step};
 use crate::summary::{TRANSCRIPT_MESSAGES, extractive_summary, transcript};
@@ -298,6 +300,11 @@ impl Engine {
 
     /// Agents, credentials, canned responses and the audit log.
     pub fn accounts(&self) -> &dyn Accounts {
+        self.store.as_ref()
+    }
+
+    /// What waits for an agent, and who is online.
+    pub fn queue(&self) -> &dyn Queue {
         self.store.as_ref()
     }
 

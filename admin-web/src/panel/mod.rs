@@ -118,8 +118,8 @@ async fn login(
         return again("The login form expired; please sign in again.");
     }
     let address = crate::client::client_address(&state.trusted_proxies, peer.ip(), &headers);
-    let store = state.engine.store();
-    let agent = store.agent_by_email(&email).await?.filter(|a| a.active);
+    let accounts = state.engine.accounts();
+    let agent = accounts.agent_by_email(&email).await?.filter(|a| a.active);
     let audit = |action, after: String| switchboard_models::AuditEntry {
         at: state.engine.now(),
         actor: None,
@@ -133,7 +133,7 @@ async fn login(
         Admission::Refused { retry_after } => {
             let seconds = retry_after.as_secs().max(1);
             let who = if agent.is_some() { String::new() } else { format!(" (unknown account {})", limits::shown(&email, 60)) };
-            store.record_audit(&audit(AuditAction::SignInRefused, format!("from {address}{who}; retry in {seconds} s"))).await?;
+            accounts.record_audit(&audit(AuditAction::SignInRefused, format!("from {address}{who}; retry in {seconds} s"))).await?;
             let message = format!("Too many sign-in attempts from your address; try again in {seconds} seconds.");
             let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).into_response();
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
@@ -142,7 +142,7 @@ async fn login(
         Admission::Go { slowdown } => tokio::time::sleep(slowdown).await,
     }
     let hash = match &agent {
-        Some(agent) => store.password_hash(agent.id).await?,
+        Some(agent) => accounts.password_hash(agent.id).await?,
         None => None,
     };
     // An unknown email costs the same hash check as a wrong password: timing tells no one
@@ -157,7 +157,7 @@ async fn login(
     let Some(agent) = agent.clone().filter(|_| verified) else {
         state.sign_in.failed(&email);
         let who = if agent.is_some() { String::new() } else { format!(" (unknown account {})", limits::shown(&email, 60)) };
-        store.record_audit(&audit(AuditAction::SignInFailed, format!("from {address}{who}"))).await?;
+        accounts.record_audit(&audit(AuditAction::SignInFailed, format!("from {address}{who}"))).await?;
         return again("Wrong email or password.");
     };
     state.sign_in.succeeded(&email, address);
@@ -167,7 +167,7 @@ async fn login(
         csrf: random_token(),
         expires_at: state.engine.now() + chrono::Duration::days(SESSION_DAYS),
     };
-    store.create_session(&hash_token(&token), &session).await?;
+    accounts.create_session(&hash_token(&token), &session).await?;
     let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}", SESSION_DAYS * 86_400, secure(&state));
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/panel/")).into_response())
 }
@@ -225,18 +225,19 @@ fn back_to(headers: &HeaderMap) -> &str {
 }
 
 async fn dashboard(State(state): State<AppState>, signed: Signed) -> Result<Html<String>, ApiError> {
-    let store = state.engine.store();
+    let accounts = state.engine.accounts();
+    let listings = state.engine.listings();
     let day_start = state.engine.now().date_naive().and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-    let counts = store.dashboard_counts(day_start).await?;
-    let agents = store.list_agents().await?;
-    let mine = store
+    let counts = listings.dashboard_counts(day_start).await?;
+    let agents = accounts.list_agents().await?;
+    let mine = listings
         .list_conversations(&ConversationFilter { assignee: Some(Assignee::Agent(signed.agent.id)), limit: 50, ..Default::default() })
         .await?;
     // Newest first, so finished ones among the 50 just drop out of "mine"; the queue in the
     // order it is worked, and beside it whoever has waited longest.
     let queued = |order, limit| ConversationFilter { assignee: Some(Assignee::Queue), order, limit, ..Default::default() };
-    let longest = store.list_conversations(&queued(ListOrder::LongestWaiting, 1)).await?;
-    let queue = store.list_conversations(&queued(ListOrder::NextInLine, 50)).await?;
+    let longest = listings.list_conversations(&queued(ListOrder::LongestWaiting, 1)).await?;
+    let queue = listings.list_conversations(&queued(ListOrder::NextInLine, 50)).await?;
     let now = state.engine.now();
     let oldest_wait = longest.first().map(|s| views::wait(now - switchboard_core::ports::waiting_since(&s.conversation)));
     let data = json!({
@@ -367,8 +368,8 @@ async fn conversations(
         Ok(both) => both,
         Err(error) => return Ok(error_page(&state, error, "/panel/conversations")),
     };
-    let store = state.engine.store();
-    let agents = store.list_agents().await?;
+    let accounts = state.engine.accounts();
+    let agents = accounts.list_agents().await?;
     let (rows, next, total) = list_page(state.engine.listings(), &filter).await?;
     // The same filters, from the start or after a cursor.
     let page_url = |after: Option<&str>| {
@@ -509,12 +510,14 @@ async fn render_conversation(
     done: Option<views::ActionDone>,
     shown: MessagesShown,
 ) -> Result<Response, ApiError> {
-    let store = state.engine.store();
-    let Some(c) = store.conversation(id).await? else {
+    let accounts = state.engine.accounts();
+    let conversations = state.engine.conversations();
+    let listings = state.engine.listings();
+    let Some(c) = conversations.conversation(id).await? else {
         return Ok(error_page(state, ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."), "/panel/conversations"));
     };
-    let agents = store.list_agents().await?;
-    let contact = store.contact(c.contact_id).await?.ok_or(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such customer."))?;
+    let agents = accounts.list_agents().await?;
+    let contact = conversations.contact(c.contact_id).await?.ok_or(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such customer."))?;
     let customer = contact.label();
     let (messages, earlier, search) = match &shown {
         MessagesShown::Before(before) => {
@@ -534,8 +537,8 @@ async fn render_conversation(
     };
     let undelivered = messages_failed(&messages);
     let (open, capacity) = state.engine.load_of(&signed.agent).await?;
-    let others = store.contact_conversations(c.contact_id).await?;
-    let canned = visible_canned(store.canned_responses().await?, &signed.agent);
+    let others = listings.contact_conversations(c.contact_id).await?;
+    let canned = visible_canned(accounts.canned_responses().await?, &signed.agent);
     let data = json!({
         "c": {
             "id": c.id.to_string(),
@@ -593,8 +596,8 @@ fn messages_failed(messages: &[switchboard_models::Message]) -> u32 {
 }
 
 async fn attachment(State(state): State<AppState>, _signed: Signed, Path((id, key)): Path<(String, String)>) -> Result<Response, ApiError> {
-    let store = state.engine.store();
-    let message = store.message_with_attachment(conversation_id(&id)?, &key).await?;
+    let conversations = state.engine.conversations();
+    let message = conversations.message_with_attachment(conversation_id(&id)?, &key).await?;
     let found = message.as_ref().and_then(|m| m.attachments.iter().find(|a| a.key == key));
     let Some(file) = found else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such file in this conversation."));
@@ -916,10 +919,10 @@ async fn audit(
         let why = rejection.body_text();
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("{}. The audit log takes before (an entry number).", why.trim_end_matches('.')))
     })?;
-    let store = state.engine.store();
-    let agents = store.list_agents().await?;
+    let accounts = state.engine.accounts();
+    let agents = accounts.list_agents().await?;
     let name = |id: Option<AgentId>| id.map(|id| agents.iter().find(|a| a.id == id).map(|a| a.name.clone()).unwrap_or_else(|| id.to_string()));
-    let mut numbered = store.audit_page(query.before, AUDIT_PER_PAGE + 1).await?;
+    let mut numbered = accounts.audit_page(query.before, AUDIT_PER_PAGE + 1).await?;
     let more = numbered.len() > AUDIT_PER_PAGE as usize;
     numbered.truncate(AUDIT_PER_PAGE as usize);
     let older = more.then(|| numbered.last().map(|(number, _)| format!("/panel/admin/audit?before={number}"))).flatten();
@@ -927,7 +930,7 @@ async fn audit(
     // entry whose transaction PostgreSQL rolled back leaves its number unused: at most a few).
     let newest = match query.before {
         None => numbered.first().map(|(number, _)| *number),
-        Some(_) => store.audit_page(None, 1).await?.first().map(|(number, _)| *number),
+        Some(_) => accounts.audit_page(None, 1).await?.first().map(|(number, _)| *number),
     };
     let shown = match (numbered.first(), numbered.last(), newest) {
         (Some((first, _)), Some((last, _)), Some(newest)) => {
@@ -948,11 +951,11 @@ async fn audit(
 }
 
 async fn hours(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin) -> Result<Html<String>, ApiError> {
-    let store = state.engine.store();
+    let accounts = state.engine.accounts();
     let now = state.engine.now();
     let since = now - chrono::Duration::days(14);
-    let agents = store.list_agents().await?;
-    let report = crate::reports::online_hours(&store.presence_changes(since).await?, &agents, now);
+    let agents = accounts.list_agents().await?;
+    let report = crate::reports::online_hours(&accounts.presence_changes(since).await?, &agents, now);
     let rows: Vec<Value> = report
         .iter()
         .map(|(agent, day, minutes)| json!({"agent": agent, "day": day.to_string(), "online": format!("{}h {:02}m", minutes / 60, minutes % 60)}))
@@ -963,9 +966,8 @@ async fn hours(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin) 
 /// What `/readyz` and `/metrics` say, for admins: whether the node takes traffic and why not,
 /// the outbox's backlog, the queue and who is connected.
 async fn system(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin) -> Result<Html<String>, ApiError> {
-    let store = state.engine.store();
-    let (backlog, oldest) = store.outbox_backlog().await?;
-    let queue = store.queue_view().await?;
+    let (backlog, oldest) = state.engine.outbox().outbox_backlog().await?;
+    let queue = state.engine.queue().queue_view().await?;
     let now = state.engine.now();
     let (status, problem) = match (state.closing.is_cancelled(), state.engine.storage_problem()) {
         (true, _) => ("stopping", Some("Switchboard is stopping.".to_string())),
@@ -1029,13 +1031,14 @@ pub(crate) async fn draft_reply(state: &AppState, agent: &Agent, id: Conversatio
             "AI drafts need a hosted LLM: set llm.base_url (and llm.api_key) in the configuration.",
         ));
     };
-    let store = state.engine.store();
-    let conversation = store
+    let accounts = state.engine.accounts();
+    let conversations = state.engine.conversations();
+    let conversation = conversations
         .conversation(id)
         .await?
         .ok_or(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."))?;
-    let agents = store.list_agents().await?;
-    let messages = store.latest_conversation_messages(conversation.id, None, switchboard_core::TRANSCRIPT_MESSAGES).await?;
+    let agents = accounts.list_agents().await?;
+    let messages = conversations.latest_conversation_messages(conversation.id, None, switchboard_core::TRANSCRIPT_MESSAGES).await?;
     let transcript = switchboard_core::transcript(&messages, &agents);
     if transcript.is_empty() {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "empty", "There is nothing to reply to yet."));
