@@ -14,6 +14,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub webchat: WebChatConfig,
     pub bot: BotConfig,
+    pub business_hours: BusinessHoursConfig,
     pub attachments: AttachmentsConfig,
     pub telegram: TelegramConfig,
     pub discord: DiscordConfig,
@@ -263,6 +264,17 @@ pub struct BotConfig {
     pub negative_sentiment_threshold: f32,
     pub handoff_queued: String,
     pub handoff_offline: String,
+    /// Told on escalation outside business hours; `{next_open}`: "Monday 09:00 CET".
+    pub handoff_closed: String,
+    /// Added to it when `business_hours.outside_hours = "ask_email"` (not on email).
+    pub ask_email: String,
+    /// A customer writing while queued is told their place and expected wait at most this
+    /// often (0: never).
+    pub waiting_notice_minutes: u64,
+    /// `{position}` and `{expected_wait}` ("about 15 minutes").
+    pub waiting_notice: String,
+    /// Outside business hours: `{position}` and `{next_open}`.
+    pub waiting_notice_closed: String,
     /// `[[bot.priority_rules]]` with `words`, `category`, `intent` (all optional) and `priority`.
     pub priority_rules: Vec<switchboard_core::policy::PriorityRule>,
     /// false: agents cannot take conversations beyond their capacity by hand.
@@ -277,6 +289,64 @@ pub struct BotConfig {
     pub close_idle_bot_after_hours: u64,
     pub waiting_reminder: String,
     pub waiting_resolved: String,
+}
+
+/// `[business_hours]`: when the team works. Without a `time_zone` the team is always there.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusinessHoursConfig {
+    /// An IANA time zone such as "Europe/Berlin"; empty: no business hours (always open).
+    pub time_zone: String,
+    /// Each day's hours: "09:00-17:00", "09:00-12:00, 13:00-17:00" or "closed" (the default).
+    pub monday: String,
+    pub tuesday: String,
+    pub wednesday: String,
+    pub thursday: String,
+    pub friday: String,
+    pub saturday: String,
+    pub sunday: String,
+    /// Local dates closed all day: ["2026-12-25", "2027-01-01"].
+    pub holidays: Vec<String>,
+    /// Outside hours: "queue" (the handoff says when the team is back) or "ask_email" (it also
+    /// asks customers on web chat, Telegram and Discord for an email address, `bot.ask_email`).
+    pub outside_hours: String,
+}
+
+impl Default for BusinessHoursConfig {
+    fn default() -> Self {
+        Self {
+            time_zone: String::new(),
+            monday: "closed".into(),
+            tuesday: "closed".into(),
+            wednesday: "closed".into(),
+            thursday: "closed".into(),
+            friday: "closed".into(),
+            saturday: "closed".into(),
+            sunday: "closed".into(),
+            holidays: Vec::new(),
+            outside_hours: "queue".into(),
+        }
+    }
+}
+
+impl BusinessHoursConfig {
+    /// The schedule, or `None` when business hours are off.
+    pub fn schedule(&self) -> Result<Option<switchboard_core::hours::BusinessHours>, switchboard_core::hours::HoursError> {
+        if self.time_zone.trim().is_empty() {
+            return Ok(None);
+        }
+        let days = [
+            ("monday", &self.monday),
+            ("tuesday", &self.tuesday),
+            ("wednesday", &self.wednesday),
+            ("thursday", &self.thursday),
+            ("friday", &self.friday),
+            ("saturday", &self.saturday),
+            ("sunday", &self.sunday),
+        ]
+        .map(|(day, hours)| (day.to_string(), hours.clone()));
+        switchboard_core::hours::BusinessHours::parse("business_hours", self.time_zone.trim(), &days, &self.holidays).map(Some)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -375,6 +445,11 @@ impl Default for BotConfig {
             negative_sentiment_threshold: policy.negative_sentiment_threshold,
             handoff_queued: policy.handoff_queued,
             handoff_offline: policy.handoff_offline,
+            handoff_closed: policy.handoff_closed,
+            waiting_notice_minutes: policy.waiting_notice_every.map_or(0, |every| every.as_secs() / 60),
+            waiting_notice: policy.waiting_notice,
+            waiting_notice_closed: policy.waiting_notice_closed,
+            ask_email: "If you'd like our answer by email instead, write your email address here.".into(),
             priority_rules: policy.priority_rules,
             allow_over_capacity: policy.allow_over_capacity,
             remind_waiting_after_hours: hours(policy.quiet.remind_waiting_after),
@@ -400,6 +475,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             webchat: WebChatConfig::default(),
             bot: BotConfig::default(),
+            business_hours: BusinessHoursConfig::default(),
             attachments: AttachmentsConfig::default(),
             telegram: TelegramConfig::default(),
             discord: DiscordConfig::default(),
@@ -421,7 +497,7 @@ pub enum ConfigError {
     #[error("{0}")]
     Parse(String),
     #[error("config key `{key}`: {problem}")]
-    Invalid { key: &'static str, problem: String },
+    Invalid { key: String, problem: String },
 }
 
 impl Config {
@@ -454,14 +530,20 @@ impl Config {
 
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.server.listen.parse().map_err(|_| ConfigError::Invalid {
-            key: "server.listen",
+            key: "server.listen".into(),
             problem: format!("`{}` is not an address like 127.0.0.1:8080", self.server.listen),
         })
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, problem: String| Err(ConfigError::Invalid { key, problem });
+        let invalid = |key: &str, problem: String| Err(ConfigError::Invalid { key: key.to_string(), problem });
         self.listen_addr()?;
+        if let Err(error) = self.business_hours.schedule() {
+            return invalid(&error.key, format!("`{}` is not valid; expected {}", error.value, error.expected));
+        }
+        if !["queue", "ask_email"].contains(&self.business_hours.outside_hours.as_str()) {
+            return invalid("business_hours.outside_hours", format!("`{}` is not one of: queue, ask_email", self.business_hours.outside_hours));
+        }
         let url = &self.database.url;
         if !url.starts_with("sqlite:") && !self.database.is_postgres() {
             return invalid(

@@ -549,10 +549,22 @@ fn email_settings(config: &Config) -> Option<EmailSettings> {
     })
 }
 
-/// The bot's policy from the configuration, as `serve` runs it.
+/// The bot's policy from the configuration, as `serve` runs it (a validated configuration:
+/// its business hours parse).
 pub fn policy(config: &Config) -> Policy {
     let bot = &config.bot;
+    let hours = config.business_hours.schedule().unwrap_or_else(|error| {
+        tracing::error!(%error, "business hours are invalid; running without them");
+        None
+    });
+    let ask_email = config.business_hours.outside_hours == "ask_email";
     Policy {
+        hours,
+        handoff_closed: bot.handoff_closed.clone(),
+        waiting_notice_every: (bot.waiting_notice_minutes > 0).then(|| std::time::Duration::from_secs(bot.waiting_notice_minutes * 60)),
+        waiting_notice: bot.waiting_notice.clone(),
+        waiting_notice_closed: bot.waiting_notice_closed.clone(),
+        ask_email_outside_hours: ask_email.then(|| bot.ask_email.clone()),
         low_confidence_threshold: bot.low_confidence_threshold,
         low_confidence_escalate_after: bot.low_confidence_escalate_after,
         negative_sentiment_threshold: bot.negative_sentiment_threshold,

@@ -90,6 +90,9 @@
         position: l.position, welcomeMessage: l.welcome_message,
       };
       if (data.max_message_chars > 0) state.maxChars = data.max_message_chars;
+      // Outside business hours the header says when the team is back.
+      state.teamBack = data.hours && !data.hours.open && data.hours.next_open ? String(data.hours.next_open) : null;
+      if (ui.status) updateStatus();
       look = computeLook();
       applyLook();
     } catch (_) { /* the built-in look is fine */ }
@@ -876,6 +879,7 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
     else if (state.connection === 'offline') text = 'Offline — messages will be sent when the connection returns';
     else if (handler === 'agent') text = "You're talking to our team";
     else if (handler === 'queue') text = 'Waiting for the team';
+    if (state.teamBack && state.connection === 'online' && handler !== 'agent') text += ' · team back ' + state.teamBack;
     ui.status.textContent = text;
     ui.status.setAttribute('data-state', state.connection);
   }

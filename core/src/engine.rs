@@ -303,6 +303,11 @@ impl Engine {
         self.store.as_ref()
     }
 
+    /// When the team works, if business hours are set.
+    pub fn business_hours(&self) -> Option<&crate::hours::BusinessHours> {
+        self.policy.hours.as_ref()
+    }
+
     /// What waits for an agent, and who is online.
     pub fn queue(&self) -> &dyn Queue {
         self.store.as_ref()
@@ -1194,8 +1199,14 @@ impl Engine {
         let mut messages = Vec::with_capacity(replies.len());
         for reply in replies {
             let text = match reply.body {
+                ReplyBody::Text(text) if reply.sender == Sender::Bot => self.policy.fill_hours(text, now),
                 ReplyBody::Text(text) => text,
-                ReplyBody::HandoffNotice => self.policy.handoff_text(self.store.queue_view().await?),
+                ReplyBody::HandoffNotice => self.policy.handoff_text(self.store.queue_view().await?, now, conversation.channel),
+                ReplyBody::WaitingNotice => {
+                    let position = self.store.queued_ahead_of(&conversation).await? + 1;
+                    let typical = median(self.store.recent_first_replies(RECENT_FIRST_REPLIES).await?);
+                    self.policy.waiting_text(position, typical, now)
+                }
             };
             let mut message = new_message(&conversation, reply.sender, text, now);
             message.quick_replies = reply.quick_replies;
@@ -1213,6 +1224,14 @@ impl Engine {
         }
         self.bus.publish(DomainEvent::ConversationChanged(conversation.clone()));
     }
+}
+
+/// How many recent first replies the expected wait is the median of.
+const RECENT_FIRST_REPLIES: u32 = 20;
+
+fn median(mut waits: Vec<chrono::Duration>) -> Option<chrono::Duration> {
+    waits.sort();
+    waits.get(waits.len() / 2).copied()
 }
 
 /// Who did an action outside a customer message, for the audit log.

@@ -8,6 +8,7 @@ pub mod attachments;
 mod client_address;
 mod engine;
 mod events;
+pub mod hours;
 mod outbox;
 pub mod policy;
 pub mod ports;

@@ -1,7 +1,8 @@
 //! Escalation and priority rules, and the bot's fixed wording. Plain data handed to `step`.
 
+use crate::hours::BusinessHours;
 use serde::{Deserialize, Serialize};
-use switchboard_models::{Category, Classification, IntentName, Priority, Urgency};
+use switchboard_models::{Category, Channel, Classification, IntentName, Priority, Timestamp, Urgency};
 
 /// An admin's rule: when every condition given holds, the ticket gets at least `priority`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +53,21 @@ pub struct Policy {
     pub handoff_queued: String,
     /// Told on escalation when no agent is online.
     pub handoff_offline: String,
+    /// A customer writing while queued is told their place and expected wait, at most this
+    /// often (`None`: never).
+    pub waiting_notice_every: Option<std::time::Duration>,
+    /// `{position}` in the queue and `{expected_wait}` ("about 15 minutes").
+    pub waiting_notice: String,
+    /// The same outside business hours: `{position}` and `{next_open}`.
+    pub waiting_notice_closed: String,
+    /// When the team works; `None` is always open.
+    pub hours: Option<BusinessHours>,
+    /// Told on escalation outside business hours; `{next_open}` is when the team is back
+    /// ("Monday 09:00 CET"), `{business_hours}` the weekly schedule.
+    pub handoff_closed: String,
+    /// Added to the closed handoff on channels without a reply address (all but email), when
+    /// admins want customers asked for an email address to be answered later.
+    pub ask_email_outside_hours: Option<String>,
     /// Checked after the built-in priority; each matching rule can only raise it.
     pub priority_rules: Vec<PriorityRule>,
     /// Whether an agent may take (or be given) a conversation beyond their capacity by hand: an
@@ -82,6 +98,18 @@ impl Default for Policy {
             handoff_offline: "I've handed your conversation to our team. Nobody is online right \
                               now, so we'll get back to you here as soon as someone is available."
                 .to_string(),
+            waiting_notice_every: Some(std::time::Duration::from_secs(10 * 60)),
+            waiting_notice: "Thanks, your message is with the team. You're number {position} in the queue; \
+                             the expected wait is {expected_wait}."
+                .to_string(),
+            waiting_notice_closed: "Thanks, your message is with the team. You're number {position} in the \
+                                    queue; we're closed right now and back {next_open}."
+                .to_string(),
+            hours: None,
+            handoff_closed: "I've handed your conversation to our team. We're closed right now and back \
+                             {next_open}; an agent will reply here then."
+                .to_string(),
+            ask_email_outside_hours: None,
             priority_rules: Vec::new(),
             allow_over_capacity: true,
             quiet: crate::timers::QuietRules::default(),
@@ -97,14 +125,58 @@ pub struct QueueView {
     pub agents_online: u32,
 }
 
+/// What a customer may be told of business hours in a bot answer or handoff.
+pub const BUSINESS_HOURS_FIELD: &str = "{{business_hours}}";
+pub const NEXT_OPEN_FIELD: &str = "{{next_open}}";
+
 impl Policy {
-    /// What a customer joining the queue described by `queue` is told.
-    pub fn handoff_text(&self, queue: QueueView) -> String {
+    /// What a customer on `channel` joining the queue described by `queue` at `now` is told.
+    pub fn handoff_text(&self, queue: QueueView, now: Timestamp, channel: Channel) -> String {
+        if let Some(hours) = self.hours.as_ref().filter(|hours| !hours.is_open(now)) {
+            let next_open = hours.describe_next_open(now).unwrap_or_else(|| "as soon as someone is available".into());
+            let mut text = self.handoff_closed.replace("{next_open}", &next_open).replace("{business_hours}", &hours.summary());
+            if let Some(ask) = self.ask_email_outside_hours.as_ref().filter(|_| channel != Channel::Email) {
+                text.push(' ');
+                text.push_str(ask);
+            }
+            return text;
+        }
         if queue.agents_online == 0 {
             self.handoff_offline.clone()
         } else {
             self.handoff_queued.replace("{position}", &(queue.waiting + 1).to_string())
         }
+    }
+
+    /// What a customer at `position` in the queue is told when they write again; `typical_wait`
+    /// is how long recent customers waited for a first reply, if any did.
+    pub fn waiting_text(&self, position: u32, typical_wait: Option<chrono::Duration>, now: Timestamp) -> String {
+        if let Some(hours) = self.hours.as_ref().filter(|hours| !hours.is_open(now)) {
+            let next_open = hours.describe_next_open(now).unwrap_or_else(|| "as soon as someone is available".into());
+            return self.waiting_notice_closed.replace("{position}", &position.to_string()).replace("{next_open}", &next_open);
+        }
+        let expected = match typical_wait.map(|wait| wait.num_minutes().max(1)) {
+            None => "not known yet".to_string(),
+            Some(1) => "about a minute".to_string(),
+            Some(minutes) if minutes < 90 => format!("about {minutes} minutes"),
+            Some(minutes) => format!("about {} hours", (minutes + 30) / 60),
+        };
+        self.waiting_notice.replace("{position}", &position.to_string()).replace("{expected_wait}", &expected)
+    }
+
+    /// A bot answer with `{{business_hours}}` (the weekly schedule) and `{{next_open}}` (when the
+    /// team is back, "now" while open) filled in for `now`; without business hours the team is
+    /// always there.
+    pub fn fill_hours(&self, text: String, now: Timestamp) -> String {
+        if !text.contains(BUSINESS_HOURS_FIELD) && !text.contains(NEXT_OPEN_FIELD) {
+            return text;
+        }
+        let (schedule, next_open) = match &self.hours {
+            Some(hours) if hours.is_open(now) => (hours.summary(), "now".to_string()),
+            Some(hours) => (hours.summary(), hours.describe_next_open(now).unwrap_or_else(|| "as soon as someone is available".into())),
+            None => ("around the clock".to_string(), "now".to_string()),
+        };
+        text.replace(BUSINESS_HOURS_FIELD, &schedule).replace(NEXT_OPEN_FIELD, &next_open)
     }
 }
 
@@ -203,5 +275,34 @@ mod tests {
         assert_eq!(priority_for(Category::Account, &calm, "Send the invoice", &rules), Priority::Medium);
         // "bank" alone is not the phrase; a low rule never lowers.
         assert_eq!(priority_for(Category::Account, &calm, "my bank, whenever", &rules), Priority::Medium);
+    }
+
+    #[test]
+    fn answers_and_handoffs_say_when_the_team_is_back() {
+        let days: Vec<(String, String)> = ["monday", "tuesday", "wednesday", "thursday", "friday"].iter().map(|d| (d.to_string(), "09:00-17:00".to_string())).collect();
+        let hours = crate::hours::BusinessHours::parse("business_hours", "Europe/Berlin", &days, &[]).unwrap();
+        let policy = Policy { hours: Some(hours), ask_email_outside_hours: Some("Leave your email.".into()), ..Policy::default() };
+        let saturday: Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
+        let monday: Timestamp = "2026-12-07T09:00:00Z".parse().unwrap();
+        let answer = "We answer {{business_hours}}; next: {{next_open}}.".to_string();
+        assert_eq!(policy.fill_hours(answer.clone(), saturday), "We answer Monday–Friday 09:00–17:00 (Europe/Berlin); next: Monday 09:00 CET.");
+        assert_eq!(policy.fill_hours(answer.clone(), monday), "We answer Monday–Friday 09:00–17:00 (Europe/Berlin); next: now.");
+        assert_eq!(Policy::default().fill_hours(answer, saturday), "We answer around the clock; next: now.", "no business hours: always there");
+        let queue = QueueView { waiting: 2, agents_online: 1 };
+        let closed = policy.handoff_text(queue, saturday, Channel::WebChat);
+        assert!(closed.contains("back Monday 09:00 CET") && closed.ends_with("Leave your email."), "{closed}");
+        assert!(!policy.handoff_text(queue, saturday, Channel::Email).contains("Leave your email."), "an email customer has an address already");
+        assert!(policy.handoff_text(queue, monday, Channel::WebChat).contains("number 3"), "open: the queue's wording");
+    }
+
+    #[test]
+    fn the_waiting_notice_gives_the_place_and_a_rounded_wait() {
+        let policy = Policy::default();
+        let now: Timestamp = "2026-12-03T12:00:00Z".parse().unwrap();
+        let told = |wait| policy.waiting_text(2, wait, now);
+        assert!(told(None).ends_with("number 2 in the queue; the expected wait is not known yet."), "{}", told(None));
+        assert!(told(Some(chrono::Duration::seconds(20))).ends_with("about a minute."));
+        assert!(told(Some(chrono::Duration::minutes(25))).ends_with("about 25 minutes."));
+        assert!(told(Some(chrono::Duration::minutes(150))).ends_with("about 3 hours."));
     }
 }

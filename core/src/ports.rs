@@ -351,6 +351,11 @@ pub trait Queue: Send + Sync {
     async fn agent_load(&self, agent: AgentId, except: Option<ConversationId>) -> Result<u32, StoreError>;
     /// Conversations waiting in the queue now, and agents online.
     async fn queue_view(&self) -> Result<QueueView, StoreError>;
+    /// How many queued conversations come before `conversation` in line (`ListOrder::NextInLine`).
+    async fn queued_ahead_of(&self, conversation: &Conversation) -> Result<u32, StoreError>;
+    /// How long the latest escalated conversations that got an agent's reply waited for it,
+    /// newest escalation first, at most `limit`.
+    async fn recent_first_replies(&self, limit: u32) -> Result<Vec<chrono::Duration>, StoreError>;
 }
 
 /// Timers written by steps (`StepWrite::timers`), fired by the timer worker.

@@ -52,6 +52,9 @@ pub enum ReplyBody {
     Text(String),
     /// "Handed to the team": worded by the engine, which knows the queue position.
     HandoffNotice,
+    /// "You're number 3 in the queue; about 10 minutes": worded by the engine, which knows the
+    /// queue and how long recent customers waited.
+    WaitingNotice,
 }
 
 /// The outcome of one step.
@@ -96,7 +99,14 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                         None => replies.push(bot_answer(&mut next, classification, policy)),
                     }
                 }
-                Handler::Queue => {}
+                Handler::Queue => {
+                    // Writing while queued is not met with silence, nor told the same thing at every message.
+                    let due = |every: std::time::Duration| next.waiting_notice_at.is_none_or(|at| (now - at).to_std().is_ok_and(|waited| waited >= every));
+                    if policy.waiting_notice_every.is_some_and(due) {
+                        next.waiting_notice_at = Some(now);
+                        replies.push(Reply { sender: Sender::Bot, body: ReplyBody::WaitingNotice, quick_replies: Vec::new() });
+                    }
+                }
                 Handler::Agent(_) => {
                     if next.status == Status::WaitingOnCustomer {
                         next.status = Status::InProgress;
@@ -270,4 +280,6 @@ fn escalate(
     let category = next.category.unwrap_or(classification.category);
     next.priority = Some(priority_for(category, classification, text, &policy.priority_rules));
     next.escalation = Some(Escalation { reason, summary: text.to_string(), at: now });
+    // The handoff tells the customer their place; the next notice waits its interval.
+    next.waiting_notice_at = Some(now);
 }

@@ -111,6 +111,9 @@ pub struct Conversation {
     pub low_confidence_streak: u32,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// When a customer waiting in the queue was last told their place (the handoff counts).
+    #[serde(default)]
+    pub waiting_notice_at: Option<Timestamp>,
     /// How many times the stored row had been rewritten when this copy was read (0: never
     /// stored). A write of this copy is refused when the row has moved on since.
     pub version: i64,
@@ -130,6 +133,7 @@ impl Conversation {
             low_confidence_streak: 0,
             created_at: now,
             updated_at: now,
+            waiting_notice_at: None,
             version: 0,
         }
     }

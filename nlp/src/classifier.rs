@@ -215,7 +215,7 @@ impl Local {
         classification.always_escalate = intent.always_escalate;
         classification.answer = intent.answer.as_ref().and_then(|template| {
             self.templates
-                .render_template(template, &serde_json::json!({ "message": text }))
+                .render_template(template, &crate::intents::answer_fields(text))
                 .map_err(|e| tracing::warn!(intent = %intent.name, error = %e, "answer template failed"))
                 .ok()
         });

@@ -10,6 +10,17 @@ use switchboard_models::{Category, IntentName};
 use toml::Spanned;
 
 /// Fewest example phrases an intent needs for the classifier to learn it.
+/// What an answer template may use: `{{message}}`, the customer's text; `{{business_hours}}`
+/// and `{{next_open}}` pass through unrendered, for the engine to fill at reply time (the
+/// answer is chosen before anyone knows when it is sent).
+pub fn answer_fields(message: &str) -> serde_json::Value {
+    serde_json::json!({
+        "message": message,
+        "business_hours": switchboard_core::policy::BUSINESS_HOURS_FIELD,
+        "next_open": switchboard_core::policy::NEXT_OPEN_FIELD,
+    })
+}
+
 pub const MIN_EXAMPLES: usize = 3;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -150,7 +161,7 @@ impl IntentSet {
                     if template.is_empty() {
                         return Err(error_at(answer.span().start, format!("intent `{name}` has an empty answer")));
                     }
-                    templates.render_template(&template, &serde_json::json!({ "message": "" })).map_err(|e| {
+                    templates.render_template(&template, &answer_fields("")).map_err(|e| {
                         error_at(answer.span().start, format!("answer of `{name}` is not a valid template: {e}"))
                     })?;
                     Some(template)

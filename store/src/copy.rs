@@ -65,7 +65,7 @@ const TABLES: &[Table] = &[
             ("id", Text), ("contact_id", Text), ("channel", Text), ("handler", Text), ("agent_id", Text), ("status", Text),
             ("category", Text), ("priority", Text), ("escalation_reason", Text), ("escalation_summary", Text),
             ("escalated_at", Int), ("low_confidence_streak", Int), ("created_at", Int), ("updated_at", Int),
-            ("version", Int),
+            ("version", Int), ("waiting_notice_at", Int),
         ],
         keyed: true,
     },

@@ -9,7 +9,7 @@ pub(crate) const MESSAGE_COLUMNS: &str = "seq, id, conversation_id, contact_id, 
 pub(crate) const CONTACT_COLUMNS: &str = "id, channel, external_id, display_name, created_at, unreachable_since, unreachable_reason";
 pub(crate) const AGENT_COLUMNS: &str = "id, email, name, role, presence, capacity, active, created_at";
 pub(crate) const CONVERSATION_COLUMNS: &str = "id, contact_id, channel, handler, agent_id, status, category, priority, \
-     escalation_reason, escalation_summary, escalated_at, low_confidence_streak, created_at, updated_at, version";
+     escalation_reason, escalation_summary, escalated_at, low_confidence_streak, created_at, updated_at, version, waiting_notice_at";
 
 /// A conversation with its customer's name, agent's name and latest visible message.
 pub(crate) const SUMMARY_SELECT: &str = "SELECT c.*, k.display_name AS customer_name, k.external_id AS customer_external_id, a.name AS agent_name, \
@@ -561,13 +561,13 @@ async fn save_conversation(tx: &mut $conn, c: &Conversation) -> Result<(), Store
     sqlx::query(
         "INSERT INTO conversations (id, contact_id, channel, handler, agent_id, status, category, \
          priority, escalation_reason, escalation_summary, escalated_at, low_confidence_streak, \
-         created_at, updated_at, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+         created_at, updated_at, version, waiting_notice_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
          ON CONFLICT (id) DO UPDATE SET handler = excluded.handler, agent_id = excluded.agent_id, \
          status = excluded.status, category = excluded.category, priority = excluded.priority, \
          escalation_reason = excluded.escalation_reason, \
          escalation_summary = excluded.escalation_summary, escalated_at = excluded.escalated_at, \
          low_confidence_streak = excluded.low_confidence_streak, updated_at = excluded.updated_at, \
-         version = excluded.version",
+         version = excluded.version, waiting_notice_at = excluded.waiting_notice_at",
     )
     .bind(c.id.to_string())
     .bind(c.contact_id.to_string())
@@ -585,6 +585,7 @@ async fn save_conversation(tx: &mut $conn, c: &Conversation) -> Result<(), Store
     .bind(millis(c.updated_at))
     // The copy carries the version it was read at; what is stored is the next one.
     .bind(c.version + 1)
+    .bind(c.waiting_notice_at.map(millis))
     .execute(&mut *tx)
     .await
     .map_err(backend)?;
@@ -917,6 +918,40 @@ impl $store {
         .await
         .map_err(backend)?;
         Ok(count as u32)
+    }
+
+    async fn queued_ahead_of(&self, conversation: &Conversation) -> Result<u32, StoreError> {
+        let ahead: i64 = sqlx::query_scalar(sql!(
+            "SELECT COUNT(*) FROM conversations c WHERE c.handler = 'queue' AND (",
+            NEXT_IN_LINE_KEY,
+            " < $1 OR (",
+            NEXT_IN_LINE_KEY,
+            " = $1 AND c.id < $2))"
+        ))
+        .bind(switchboard_core::ports::next_in_line_key(conversation))
+        .bind(conversation.id.to_string())
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(ahead as u32)
+    }
+
+    async fn recent_first_replies(&self, limit: u32) -> Result<Vec<chrono::Duration>, StoreError> {
+        // The latest escalations (index `conversations_by_escalation`), each with its first
+        // reply an agent sent after it; those still waiting have none and are left out.
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT escalated_at, first_reply FROM (SELECT c.escalated_at, \
+             (SELECT MIN(m.created_at) FROM messages m WHERE m.conversation_id = c.id AND m.sender = 'agent' \
+              AND m.internal = FALSE AND m.created_at >= c.escalated_at) AS first_reply \
+             FROM conversations c WHERE c.escalated_at IS NOT NULL ORDER BY c.escalated_at DESC LIMIT $2) recent \
+             WHERE first_reply IS NOT NULL ORDER BY escalated_at DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .bind(i64::from(limit) * 4)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(rows.into_iter().map(|(escalated, replied)| chrono::Duration::milliseconds(replied - escalated)).collect())
     }
 
     async fn queue_view(&self) -> Result<QueueView, StoreError> {

@@ -63,8 +63,14 @@ pub async fn create_session(
     Ok(Json(SessionCreated { visitor_id, token }))
 }
 
+/// The widget's look and limits, and whether the team is there now (`hours`: null without
+/// business hours; else `open`, `next_open` as customers read it, and the weekly `schedule`).
 pub async fn widget_config(State(state): State<WebChatState>) -> Json<Value> {
-    Json(json!({ "look": state.settings.look, "max_message_chars": state.settings.max_message_chars }))
+    let now = state.engine.now();
+    let hours = state.engine.business_hours().map(|hours| {
+        json!({ "open": hours.is_open(now), "next_open": hours.describe_next_open(now), "schedule": hours.summary() })
+    });
+    Json(json!({ "look": state.settings.look, "max_message_chars": state.settings.max_message_chars, "hours": hours }))
 }
 
 #[derive(Deserialize)]

@@ -50,6 +50,20 @@ async fn panel_args(server: &TestServer, role: switchboard_models::Role) -> Vec<
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_business_hours_the_widget_header_says_when_the_team_is_back() {
+    // Saturday noon in Berlin; the team works weekdays from 09:00.
+    let saturday = chrono::DateTime::parse_from_rfc3339("2026-12-05T11:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let clock = std::sync::Arc::new(switchboard_core::ports::ManualClock::new(saturday));
+    let server = TestServer::start_with_clock(clock, |config| {
+        config.business_hours.time_zone = "Europe/Berlin".into();
+        config.business_hours.monday = "09:00-17:00".into();
+        config.business_hours.tuesday = "09:00-17:00".into();
+    })
+    .await;
+    run_script("widget-hours.mjs", vec![server.url(""), artifacts(), "Monday 09:00 CET".into()], "browser widget hours test passed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_widget_works_by_keyboard_and_screen_reader_and_passes_axe() {
     let server = TestServer::start().await;
     run_script("widget-access.mjs", vec![server.url(""), artifacts()], "browser widget accessibility test passed").await;

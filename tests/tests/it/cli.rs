@@ -56,6 +56,18 @@ fn config_check_names_the_wrong_key_and_why() {
     assert_eq!(code, 2);
     assert!(err.contains("titel") && err.contains("typo.toml"), "{err}");
 
+    // Business hours: the key, the value and what is expected.
+    std::fs::write(dir.path().join("hours.toml"), "[business_hours]\ntime_zone = \"Europe/Berlin\"\nmonday = \"9 to 5\"\n").unwrap();
+    let (code, _, err) = run(&["--config", "hours.toml", "config", "check"], &[], dir.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("business_hours.monday") && err.contains("9 to 5") && err.contains("09:00-17:00"), "{err}");
+    let (code, _, err) = run(&["config", "check"], &[("SWITCHBOARD_BUSINESS_HOURS__TIME_ZONE", "Berlin")], dir.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("business_hours.time_zone") && err.contains("IANA"), "{err}");
+    let (code, _, err) = run(&["config", "check"], &[("SWITCHBOARD_BUSINESS_HOURS__OUTSIDE_HOURS", "wait")], dir.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("business_hours.outside_hours") && err.contains("queue, ask_email"), "{err}");
+
     let (code, _, err) = run(&["--config", "missing.toml", "serve"], &[], dir.path());
     assert_eq!(code, 2);
     assert!(err.contains("missing.toml") && err.contains("does not exist"), "{err}");

@@ -31,6 +31,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0011_conversation_versions.sql", "ebd2fc92d93cf0925553831bd69ee6ec2db6670baf96758c8cfe1963e652609a"),
     ("sqlite/0012_shared_rate_limits.sql", "042b99e24cce692fc39252fa83d1fc677685cddc9584a914193b8abc7dcce311"),
     ("postgres/0012_shared_rate_limits.sql", "9a81dd120d1d6fa0161e3737e479024192ed4adadc0ecd30eb60db6c3a201f9c"),
+    ("sqlite/0013_waiting_notices.sql", "c7fbf1c87d01fc2a5b326cc339ead33114ad866b3eb9b8412ca90afd7cc84f27"),
+    ("postgres/0013_waiting_notices.sql", "19142554261531bba2e79c79539a71ce37df7ec59411f2f7918759fc48287a32"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

@@ -361,6 +361,7 @@ async fn transcript_with_model(classifier: &ModelClassifier, lines: &[&str]) -> 
                 switchboard_core::ReplyBody::Text(text) if text == &policy.clarifying_question => "<clarifying question>".to_string(),
                 switchboard_core::ReplyBody::Text(_) => "<the intent's answer>".to_string(),
                 switchboard_core::ReplyBody::HandoffNotice => "<handoff notice>".to_string(),
+                switchboard_core::ReplyBody::WaitingNotice => "<waiting notice>".to_string(),
             };
             out.push_str(&format!("  {}: {body}\n", reply.sender));
         }

@@ -51,6 +51,7 @@ on_both_backends!(
     an_admin_change_and_its_audit_entries_are_written_together_or_not_at_all,
     a_message_is_found_by_its_seq,
     a_closed_store_refuses_work_and_sqlite_is_one_file_again,
+    the_queue_says_who_is_ahead_and_how_long_first_replies_took,
 );
 
 /// Every method of every store port is called by a contract test here, so each one is held to
@@ -1130,4 +1131,48 @@ async fn a_closed_store_refuses_work_and_sqlite_is_one_file_again(backend: Backe
     }
     let reopened = db.open().await;
     assert_eq!(reopened.agent(ann.id).await.unwrap().map(|a| a.name), Some("Ann".into()), "what was committed survives the close");
+}
+
+/// A conversation escalated at `at` with `priority`, waiting in the queue (or, with `handler`,
+/// taken already).
+async fn escalated(store: &dyn Store, who: &str, priority: Priority, at: Timestamp, handler: Handler) -> Conversation {
+    let mut c = conversation(store, who).await;
+    c.handler = handler;
+    c.priority = Some(priority);
+    c.escalation = Some(switchboard_models::Escalation { reason: switchboard_models::EscalationReason::HumanRequested, summary: String::new(), at });
+    save(store, &c).await;
+    store.conversation(c.id).await.unwrap().unwrap()
+}
+
+async fn the_queue_says_who_is_ahead_and_how_long_first_replies_took(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let start = now() - chrono::Duration::hours(2);
+    let minutes = |n: i64| start + chrono::Duration::minutes(n);
+    let medium = escalated(store.as_ref(), "q-medium", Priority::Medium, minutes(0), Handler::Queue).await;
+    let urgent = escalated(store.as_ref(), "q-urgent", Priority::Urgent, minutes(1), Handler::Queue).await;
+    let later = escalated(store.as_ref(), "q-later", Priority::Medium, minutes(2), Handler::Queue).await;
+    let ann = agent("Ann", Presence::Online);
+    store.save_agent(&ann).await.unwrap();
+    let taken = escalated(store.as_ref(), "q-taken", Priority::Urgent, minutes(0), Handler::Agent(ann.id)).await;
+    assert_eq!(store.queued_ahead_of(&urgent).await.unwrap(), 0, "urgent goes first");
+    assert_eq!(store.queued_ahead_of(&medium).await.unwrap(), 1);
+    assert_eq!(store.queued_ahead_of(&later).await.unwrap(), 2, "then the longest waiting; a taken conversation is not in line");
+    assert_eq!(store.queued_ahead_of(&taken).await.unwrap(), 0);
+
+    // First replies: `taken` got an internal note after 1 minute (not a reply) and Ann's reply
+    // after 12; a newer escalation got its reply after 4; the queued ones have none yet.
+    let reply = |c: &Conversation, sender: Sender, internal: bool, at: Timestamp| {
+        let mut m = message(c, sender, "on it", None);
+        m.agent_id = Some(ann.id);
+        m.internal = internal;
+        m.created_at = at;
+        m
+    };
+    store.commit(StepWrite { notes: vec![reply(&taken, Sender::Agent, true, minutes(1))], ..StepWrite::default() }).await.unwrap();
+    store.commit(step_write(None, vec![reply(&taken, Sender::Agent, false, minutes(12))])).await.unwrap();
+    let newer = escalated(store.as_ref(), "q-newer", Priority::Low, minutes(30), Handler::Agent(ann.id)).await;
+    store.commit(step_write(None, vec![reply(&newer, Sender::Bot, false, minutes(31))])).await.unwrap();
+    store.commit(step_write(None, vec![reply(&newer, Sender::Agent, false, minutes(34))])).await.unwrap();
+    assert_eq!(store.recent_first_replies(10).await.unwrap(), [chrono::Duration::minutes(4), chrono::Duration::minutes(12)], "newest escalation first; bot messages and notes are no reply");
+    assert_eq!(store.recent_first_replies(1).await.unwrap(), [chrono::Duration::minutes(4)]);
 }

@@ -144,3 +144,82 @@ async fn a_customer_who_writes_again_stops_the_clock_and_an_idle_bot_conversatio
     fire_until(&server, "the idle close", || async { status(&server, chat_id).await == Status::Closed }).await;
     assert!(bot_texts(&server, chat_id).await.iter().all(|t| !t.contains("heard back")), "closing an idle chat says nothing");
 }
+
+fn texts(outcome: &switchboard_core::HandleOutcome) -> Vec<String> {
+    outcome.replies.iter().map(|m| m.text.clone()).collect()
+}
+
+#[tokio::test]
+async fn a_customer_writing_while_queued_is_told_their_place_and_wait_at_most_every_interval() {
+    let clock = Arc::new(ManualClock::new(start()));
+    let server = TestServer::start_with_clock(clock.clone(), |config| config.bot.waiting_notice_minutes = 10).await;
+    let engine = server.engine();
+    let minutes = chrono::Duration::minutes;
+
+    // An earlier customer waited 12 minutes for Ann's first reply; Ann then stepped away, so
+    // nobody takes the next conversations.
+    let earlier = engine.handle(from_customer("earlier", 1, "I want to talk to a person", engine.now())).await.unwrap();
+    clock.advance(minutes(12));
+    let ann = server.add_agent("Ann", "ann@example.com").await;
+    engine.agent_reply(earlier.conversation.id, ann, "Hi, Ann here.".into(), Vec::new()).await.unwrap();
+    engine.set_presence(ann, switchboard_models::Presence::Away).await.unwrap();
+
+    let first = engine.handle(from_customer("first", 1, "I want to talk to a person", engine.now())).await.unwrap();
+    let second = engine.handle(from_customer("second", 1, "I want to talk to a person", engine.now())).await.unwrap();
+    assert_eq!(second.conversation.handler, switchboard_models::Handler::Queue, "nobody online takes it");
+    assert_eq!(first.replies.len(), 1, "the handoff");
+
+    let again = engine.handle(from_customer("second", 2, "hello?", engine.now())).await.unwrap();
+    assert!(again.replies.is_empty(), "the handoff just said where they are: {:?}", texts(&again));
+
+    clock.advance(minutes(11));
+    let told = engine.handle(from_customer("second", 3, "anyone there?", engine.now())).await.unwrap();
+    assert_eq!(
+        texts(&told),
+        ["Thanks, your message is with the team. You're number 2 in the queue; the expected wait is about 12 minutes."],
+        "behind the first customer; recent customers waited 12 minutes"
+    );
+    let once = engine.handle(from_customer("second", 4, "still here", engine.now())).await.unwrap();
+    assert!(once.replies.is_empty(), "at most once per interval: {:?}", texts(&once));
+    let stored = server.engine().store().conversation(second.conversation.id).await.unwrap().unwrap();
+    assert_eq!(stored.waiting_notice_at, Some(engine.now()), "the notice time is stored with the step");
+}
+
+#[tokio::test]
+async fn outside_business_hours_the_handoff_and_the_widget_say_when_the_team_is_back() {
+    // Saturday 5 December 2026, 13:00 in Berlin.
+    let saturday = chrono::DateTime::parse_from_rfc3339("2026-12-05T12:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let clock = Arc::new(ManualClock::new(saturday));
+    let server = TestServer::start_with_clock(clock.clone(), |config| {
+        let hours = &mut config.business_hours;
+        hours.time_zone = "Europe/Berlin".into();
+        for day in [&mut hours.monday, &mut hours.tuesday, &mut hours.wednesday, &mut hours.thursday, &mut hours.friday] {
+            *day = "09:00-17:00".into();
+        }
+        hours.outside_hours = "ask_email".into();
+    })
+    .await;
+    let engine = server.engine();
+    let handed = engine.handle(from_customer("weekend", 1, "I want to talk to a person", engine.now())).await.unwrap();
+    assert_eq!(
+        texts(&handed),
+        ["I've handed your conversation to our team. We're closed right now and back Monday 09:00 CET; an agent will reply here then. \
+          If you'd like our answer by email instead, write your email address here."]
+    );
+    let config: serde_json::Value = reqwest::get(server.url("/webchat/config")).await.unwrap().json().await.unwrap();
+    assert_eq!(config["hours"]["open"], false);
+    assert_eq!(config["hours"]["next_open"], "Monday 09:00 CET");
+    assert_eq!(config["hours"]["schedule"], "Monday–Friday 09:00–17:00 (Europe/Berlin)");
+
+    clock.advance(chrono::Duration::minutes(30));
+    let waiting = engine.handle(from_customer("weekend", 2, "ok, thanks", engine.now())).await.unwrap();
+    assert_eq!(
+        texts(&waiting),
+        ["Thanks, your message is with the team. You're number 1 in the queue; we're closed right now and back Monday 09:00 CET."]
+    );
+
+    // Monday 09:30: open, and the widget says so.
+    clock.advance(chrono::Duration::hours(44));
+    let config: serde_json::Value = reqwest::get(server.url("/webchat/config")).await.unwrap().json().await.unwrap();
+    assert_eq!(config["hours"]["open"], true);
+}

@@ -83,6 +83,7 @@ fn run(script: Vec<Line>) -> String {
             let body = match &reply.body {
                 ReplyBody::Text(text) => text.clone(),
                 ReplyBody::HandoffNotice => "<handoff notice>".to_string(),
+                ReplyBody::WaitingNotice => "<waiting notice>".to_string(),
             };
             out.push_str(&format!("  {}: {body}", reply.sender));
             if !reply.quick_replies.is_empty() {
