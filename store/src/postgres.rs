@@ -1,6 +1,8 @@
-//! The scale-out store: PostgreSQL, shared by any number of Switchboard nodes. Each step is
-//! its own transaction (PostgreSQL takes concurrent writers, so there is no group commit); the
-//! outbox is claimed with `FOR UPDATE SKIP LOCKED`, so two nodes never lease the same reply.
+//! The scale-out store: PostgreSQL, shared by any number of Switchboard nodes. Steps waiting at
+//! the same moment commit together: a few committer tasks each take the waiting steps into one
+//! transaction, each step in a savepoint of its own (a refused step rolls back alone), so many
+//! steps share one commit and its WAL flush. The outbox is claimed with `FOR UPDATE SKIP
+//! LOCKED`, so two nodes never lease the same reply.
 //!
 //! A connection that failed (the server restarted, the backend was terminated, the network
 //! dropped) is discarded by the pool; the next request opens a new one, so the store recovers
@@ -11,8 +13,10 @@ use crate::rows::backend;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Acquire, PgConnection, PgPool, Postgres};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use switchboard_core::ports::{Committed, StepWrite, StoreError};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -20,14 +24,31 @@ pub struct PgStore {
     /// Both names refer to one pool: the shared SQL reads from `reader` and writes to `writer`.
     writer: PgPool,
     reader: PgPool,
+    /// Steps waiting for a committer.
+    steps: mpsc::Sender<Job>,
 }
+
+/// A step and who waits for its outcome.
+struct Job {
+    write: StepWrite,
+    done: oneshot::Sender<Result<Committed, StoreError>>,
+}
+
+/// Transactions committing steps at once, and the most steps one takes.
+const COMMITTERS: usize = 8;
+const MAX_GROUP: usize = 32;
 
 impl PgStore {
     /// Connects to the database at `url`, e.g. `postgres://switchboard@db.example.com/switchboard`.
     /// Does not migrate; call `migrate` first.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let pool = connect(url, "switchboard", 16, Duration::from_secs(5)).await?;
-        Ok(Self { writer: pool.clone(), reader: pool })
+        let pool = connect(url, "switchboard", 24, Duration::from_secs(5)).await?;
+        let (steps, queue) = mpsc::channel(COMMITTERS * MAX_GROUP * 4);
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..COMMITTERS {
+            tokio::spawn(commit_steps(pool.clone(), queue.clone()));
+        }
+        Ok(Self { writer: pool.clone(), reader: pool, steps })
     }
 
     /// Applies the embedded migrations that have not run yet. Several nodes starting at once
@@ -66,15 +87,61 @@ struct Held {
 
 impl switchboard_core::ports::Exclusive for Held {}
 
-async fn write_one(connection: &mut PgConnection, write: &StepWrite) -> Result<Committed, StoreError> {
-    let mut tx = connection.begin().await.map_err(backend)?;
-    let committed = portable::write_step(&mut *tx, write).await?;
-    if matches!(committed, Committed::Stored { .. }) {
-        tx.commit().await.map_err(backend)?;
-    } else {
-        tx.rollback().await.map_err(backend)?;
+/// A committer: takes the steps waiting now (one at a time while the load is light) and commits
+/// them together. If the group fails, each is written alone, so a bad step fails only itself.
+async fn commit_steps(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    loop {
+        if queue.lock().await.recv_many(&mut group, MAX_GROUP).await == 0 {
+            return;
+        }
+        let writes: Vec<&StepWrite> = group.iter().map(|job| &job.write).collect();
+        match write_group(&pool, &writes).await {
+            Ok(results) => {
+                for (job, result) in group.drain(..).zip(results) {
+                    let _ = job.done.send(Ok(result));
+                }
+            }
+            Err(error) if group.len() == 1 => {
+                let _ = group.remove(0).done.send(Err(error));
+            }
+            Err(_) => {
+                for job in group.drain(..) {
+                    let result = write_group(&pool, &[&job.write]).await.map(|mut results| results.remove(0));
+                    let _ = job.done.send(result);
+                }
+            }
+        }
     }
-    Ok(committed)
+}
+
+/// One transaction; each step in a savepoint, released when stored and rolled back otherwise
+/// (a duplicate or a conflict writes nothing). A connection that saw an error is closed: its
+/// transaction state is in doubt, and the pool opens a fresh one.
+async fn write_group(pool: &PgPool, writes: &[&StepWrite]) -> Result<Vec<Committed>, StoreError> {
+    let mut connection = pool.acquire().await.map_err(backend)?;
+    let result = write_all(&mut connection, writes).await;
+    if result.is_err() {
+        connection.close_on_drop();
+    }
+    result
+}
+
+async fn write_all(connection: &mut PgConnection, writes: &[&StepWrite]) -> Result<Vec<Committed>, StoreError> {
+    let mut tx = connection.begin().await.map_err(backend)?;
+    let mut results = Vec::with_capacity(writes.len());
+    for write in writes {
+        let mut step = (&mut *tx).begin().await.map_err(backend)?;
+        let committed = portable::write_step(&mut *step, write).await?;
+        if matches!(committed, Committed::Stored { .. }) {
+            step.commit().await.map_err(backend)?;
+        } else {
+            step.rollback().await.map_err(backend)?;
+        }
+        results.push(committed);
+    }
+    tx.commit().await.map_err(backend)?;
+    Ok(results)
 }
 
 /// The newest `limit` messages holding every word (seq, conversation_id): the GIN index on the
@@ -119,13 +186,10 @@ portable_store! {
     gather_search_first: true,
     conversations: {
         async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError> {
-            let mut connection = self.writer.acquire().await.map_err(backend)?;
-            let result = write_one(&mut connection, &write).await;
-            if result.is_err() {
-                // Its transaction state is in doubt; the pool opens a fresh one.
-                connection.close_on_drop();
-            }
-            result
+            let (done, result) = oneshot::channel();
+            let stopped = || StoreError::Backend("the database committers have stopped".into());
+            self.steps.send(Job { write, done }).await.map_err(|_| stopped())?;
+            result.await.map_err(|_| stopped())?
         }
     },
     outbox: {
