@@ -52,6 +52,7 @@ on_both_backends!(
     a_message_is_found_by_its_seq,
     a_closed_store_refuses_work_and_sqlite_is_one_file_again,
     the_queue_says_who_is_ahead_and_how_long_first_replies_took,
+    steps_committed_at_once_are_each_stored_refused_or_failed_on_their_own,
 );
 
 /// Every method of every store port is called by a contract test here, so each one is held to
@@ -1175,4 +1176,26 @@ async fn the_queue_says_who_is_ahead_and_how_long_first_replies_took(backend: Ba
     store.commit(step_write(None, vec![reply(&newer, Sender::Agent, false, minutes(34))])).await.unwrap();
     assert_eq!(store.recent_first_replies(10).await.unwrap(), [chrono::Duration::minutes(4), chrono::Duration::minutes(12)], "newest escalation first; bot messages and notes are no reply");
     assert_eq!(store.recent_first_replies(1).await.unwrap(), [chrono::Duration::minutes(4)]);
+}
+
+/// Both backends commit steps waiting at the same moment together: a duplicate and a failing
+/// step among them change nothing for the others.
+async fn steps_committed_at_once_are_each_stored_refused_or_failed_on_their_own(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let conversation = conversation(store.as_ref(), "visitor-group").await;
+    let first = step_write(Some(message(&conversation, Sender::Customer, "first", Some("g:0"))), vec![]);
+    assert!(matches!(store.commit(first).await, Ok(Committed::Stored { .. })));
+    let orphan = Conversation::new(ContactId::new(), Channel::WebChat, Utc::now());
+    let mut writes: Vec<StepWrite> = (1..=30)
+        .map(|n| step_write(Some(message(&conversation, Sender::Customer, &format!("message {n}"), Some(&format!("g:{n}")))), vec![]))
+        .collect();
+    writes.insert(10, step_write(Some(message(&conversation, Sender::Customer, "again", Some("g:0"))), vec![]));
+    writes.insert(20, step_write(Some(message(&orphan, Sender::Customer, "lost?", Some("g:orphan"))), vec![]));
+    let results = futures::future::join_all(writes.into_iter().map(|write| store.commit(write))).await;
+    assert!(matches!(results[10], Ok(Committed::Duplicate)), "{:?}", results[10]);
+    assert!(results[20].is_err(), "{:?}", results[20]);
+    let stored = results.iter().filter(|r| matches!(r, Ok(Committed::Stored { .. }))).count();
+    assert_eq!(stored, 30, "every good step is stored: {results:?}");
+    assert!(store.message_by_external_id(Channel::WebChat, "g:orphan").await.unwrap().is_none());
+    assert_eq!(store.conversation_messages(conversation.id, 0, 100).await.unwrap().len(), 31, "the first, then 30; the duplicate added nothing");
 }
