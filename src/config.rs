@@ -225,11 +225,14 @@ pub struct ServerConfig {
 pub struct DatabaseConfig {
     /// `sqlite://path` (embedded) or `postgres://user:password@host/database`.
     pub url: String,
+    /// PostgreSQL: the most connections this node's pool opens (each node also keeps a few of
+    /// its own for rate limits, live news and exclusive work).
+    pub max_connections: u32,
 }
 
 impl std::fmt::Debug for DatabaseConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DatabaseConfig").field("url", &self.redacted_url()).finish()
+        f.debug_struct("DatabaseConfig").field("url", &self.redacted_url()).field("max_connections", &self.max_connections).finish()
     }
 }
 
@@ -407,7 +410,7 @@ impl DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: "sqlite://switchboard.db".into() }
+        Self { url: "sqlite://switchboard.db".into(), max_connections: switchboard_store::PgStore::DEFAULT_CONNECTIONS }
     }
 }
 
@@ -538,6 +541,10 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &str, problem: String| Err(ConfigError::Invalid { key: key.to_string(), problem });
         self.listen_addr()?;
+        let fewest = switchboard_store::PgStore::MIN_CONNECTIONS;
+        if !(fewest..=10_000).contains(&self.database.max_connections) {
+            return invalid("database.max_connections", format!("{} is not within {fewest}..=10000", self.database.max_connections));
+        }
         if let Err(error) = self.business_hours.schedule() {
             return invalid(&error.key, format!("`{}` is not valid; expected {}", error.value, error.expected));
         }

@@ -190,7 +190,7 @@ async fn until<T>(deadline: tokio::time::Instant, what: &str, future: impl std::
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let shown = config.database.redacted_url();
     let hint = if config.database.is_postgres() { "; is PostgreSQL running and the URL right?" } else { "" };
-    switchboard_store::open(&config.database.url)
+    switchboard_store::open_with(&config.database.url, config.database.max_connections)
         .await
         .with_context(|| format!("opening the database (database.url = {shown}){hint}"))
 }

@@ -254,7 +254,7 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
             for (table, source, target) in report {
                 println!("{table}: {target} of {source} rows");
             }
-            let target = switchboard::config::DatabaseConfig { url: to }.redacted_url();
+            let target = switchboard::config::DatabaseConfig { url: to, ..Default::default() }.redacted_url();
             println!("copy complete; set database.url = \"{target}\" to run on it");
             Ok(())
         }

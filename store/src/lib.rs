@@ -20,8 +20,13 @@ use switchboard_core::ports::{Store, StoreError};
 /// Opens the database `url` names and applies its pending migrations: `postgres://…` or
 /// `postgresql://…` is PostgreSQL, anything else SQLite (`sqlite://path`).
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(url, PgStore::DEFAULT_CONNECTIONS).await
+}
+
+/// `open`, with PostgreSQL's pool holding up to `pg_connections` connections.
+pub async fn open_with(url: &str, pg_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
     if is_postgres(url) {
-        let store = PgStore::open(url).await?;
+        let store = PgStore::open_with(url, pg_connections).await?;
         store.migrate().await?;
         Ok(Arc::new(store))
     } else {

@@ -42,7 +42,17 @@ impl PgStore {
     /// Connects to the database at `url`, e.g. `postgres://switchboard@db.example.com/switchboard`.
     /// Does not migrate; call `migrate` first.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let pool = connect(url, "switchboard", 24, Duration::from_secs(5)).await?;
+        Self::open_with(url, Self::DEFAULT_CONNECTIONS).await
+    }
+
+    /// The pool's size when not configured (`database.max_connections`).
+    pub const DEFAULT_CONNECTIONS: u32 = 24;
+    /// The fewest connections a pool may have: the committers' and some for reading.
+    pub const MIN_CONNECTIONS: u32 = COMMITTERS as u32 + 4;
+
+    /// `open` with a pool of up to `connections` (at least `MIN_CONNECTIONS`).
+    pub async fn open_with(url: &str, connections: u32) -> Result<Self, StoreError> {
+        let pool = connect(url, "switchboard", connections.max(Self::MIN_CONNECTIONS), Duration::from_secs(5)).await?;
         let (steps, queue) = mpsc::channel(COMMITTERS * MAX_GROUP * 4);
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..COMMITTERS {

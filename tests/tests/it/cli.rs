@@ -56,6 +56,10 @@ fn config_check_names_the_wrong_key_and_why() {
     assert_eq!(code, 2);
     assert!(err.contains("titel") && err.contains("typo.toml"), "{err}");
 
+    let (code, _, err) = run(&["config", "check"], &[("SWITCHBOARD_DATABASE__MAX_CONNECTIONS", "4")], dir.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("database.max_connections") && err.contains("12..=10000"), "{err}");
+
     // Business hours: the key, the value and what is expected.
     std::fs::write(dir.path().join("hours.toml"), "[business_hours]\ntime_zone = \"Europe/Berlin\"\nmonday = \"9 to 5\"\n").unwrap();
     let (code, _, err) = run(&["--config", "hours.toml", "config", "check"], &[], dir.path());
