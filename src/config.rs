@@ -313,6 +313,9 @@ pub struct BusinessHoursConfig {
     /// Outside hours: "queue" (the handoff says when the team is back) or "ask_email" (it also
     /// asks customers on web chat, Telegram and Discord for an email address, `bot.ask_email`).
     pub outside_hours: String,
+    /// `[business_hours.channels.email]` and so on: a channel whose team works other hours:
+    /// its own `time_zone` (none: always open on that channel), days and holidays.
+    pub channels: std::collections::BTreeMap<String, BusinessHoursConfig>,
 }
 
 impl Default for BusinessHoursConfig {
@@ -328,6 +331,7 @@ impl Default for BusinessHoursConfig {
             sunday: "closed".into(),
             holidays: Vec::new(),
             outside_hours: "queue".into(),
+            channels: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -335,6 +339,28 @@ impl Default for BusinessHoursConfig {
 impl BusinessHoursConfig {
     /// The schedule, or `None` when business hours are off.
     pub fn schedule(&self) -> Result<Option<switchboard_core::hours::BusinessHours>, switchboard_core::hours::HoursError> {
+        self.schedule_at("business_hours")
+    }
+
+    /// Each channel with hours of its own, and its schedule.
+    pub fn channel_schedules(
+        &self,
+    ) -> Result<Vec<(switchboard_models::Channel, Option<switchboard_core::hours::BusinessHours>)>, switchboard_core::hours::HoursError> {
+        self.channels
+            .iter()
+            .map(|(name, hours)| {
+                let prefix = format!("business_hours.channels.{name}");
+                let refused = |expected: &str| switchboard_core::hours::HoursError { key: prefix.clone(), value: name.clone(), expected: expected.into() };
+                let channel = name.parse().map_err(|_| refused("a channel: webchat, telegram, discord or email"))?;
+                if !hours.channels.is_empty() || hours.outside_hours != BusinessHoursConfig::default().outside_hours {
+                    return Err(refused("a channel's own time_zone, days and holidays; `channels` and `outside_hours` are set once, in [business_hours]"));
+                }
+                Ok((channel, hours.schedule_at(&prefix)?))
+            })
+            .collect()
+    }
+
+    fn schedule_at(&self, prefix: &str) -> Result<Option<switchboard_core::hours::BusinessHours>, switchboard_core::hours::HoursError> {
         if self.time_zone.trim().is_empty() {
             return Ok(None);
         }
@@ -348,7 +374,7 @@ impl BusinessHoursConfig {
             ("sunday", &self.sunday),
         ]
         .map(|(day, hours)| (day.to_string(), hours.clone()));
-        switchboard_core::hours::BusinessHours::parse("business_hours", self.time_zone.trim(), &days, &self.holidays).map(Some)
+        switchboard_core::hours::BusinessHours::parse(prefix, self.time_zone.trim(), &days, &self.holidays).map(Some)
     }
 }
 
@@ -545,7 +571,7 @@ impl Config {
         if !(fewest..=10_000).contains(&self.database.max_connections) {
             return invalid("database.max_connections", format!("{} is not within {fewest}..=10000", self.database.max_connections));
         }
-        if let Err(error) = self.business_hours.schedule() {
+        if let Err(error) = self.business_hours.schedule().and(self.business_hours.channel_schedules()) {
             return invalid(&error.key, format!("`{}` is not valid; expected {}", error.value, error.expected));
         }
         if !["queue", "ask_email"].contains(&self.business_hours.outside_hours.as_str()) {

@@ -558,8 +558,10 @@ pub fn policy(config: &Config) -> Policy {
         None
     });
     let ask_email = config.business_hours.outside_hours == "ask_email";
+    let channel_hours = config.business_hours.channel_schedules().unwrap_or_default();
     Policy {
         hours,
+        channel_hours,
         handoff_closed: bot.handoff_closed.clone(),
         waiting_notice_every: (bot.waiting_notice_minutes > 0).then(|| std::time::Duration::from_secs(bot.waiting_notice_minutes * 60)),
         waiting_notice: bot.waiting_notice.clone(),

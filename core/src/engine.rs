@@ -303,9 +303,9 @@ impl Engine {
         self.store.as_ref()
     }
 
-    /// When the team works, if business hours are set.
-    pub fn business_hours(&self) -> Option<&crate::hours::BusinessHours> {
-        self.policy.hours.as_ref()
+    /// When the team answering `channel` works, if business hours are set.
+    pub fn business_hours(&self, channel: Channel) -> Option<&crate::hours::BusinessHours> {
+        self.policy.hours_for(channel)
     }
 
     /// What waits for an agent, and who is online.
@@ -1199,13 +1199,13 @@ impl Engine {
         let mut messages = Vec::with_capacity(replies.len());
         for reply in replies {
             let text = match reply.body {
-                ReplyBody::Text(text) if reply.sender == Sender::Bot => self.policy.fill_hours(text, now),
+                ReplyBody::Text(text) if reply.sender == Sender::Bot => self.policy.fill_hours(text, now, conversation.channel),
                 ReplyBody::Text(text) => text,
                 ReplyBody::HandoffNotice => self.policy.handoff_text(self.store.queue_view().await?, now, conversation.channel),
                 ReplyBody::WaitingNotice => {
                     let position = self.store.queued_ahead_of(&conversation).await? + 1;
                     let typical = median(self.store.recent_first_replies(RECENT_FIRST_REPLIES).await?);
-                    self.policy.waiting_text(position, typical, now)
+                    self.policy.waiting_text(position, typical, now, conversation.channel)
                 }
             };
             let mut message = new_message(&conversation, reply.sender, text, now);

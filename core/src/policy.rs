@@ -62,6 +62,8 @@ pub struct Policy {
     pub waiting_notice_closed: String,
     /// When the team works; `None` is always open.
     pub hours: Option<BusinessHours>,
+    /// Channels whose team works other hours (`None`: always open on that channel).
+    pub channel_hours: Vec<(Channel, Option<BusinessHours>)>,
     /// Told on escalation outside business hours; `{next_open}` is when the team is back
     /// ("Monday 09:00 CET"), `{business_hours}` the weekly schedule.
     pub handoff_closed: String,
@@ -106,6 +108,7 @@ impl Default for Policy {
                                     queue; we're closed right now and back {next_open}."
                 .to_string(),
             hours: None,
+            channel_hours: Vec::new(),
             handoff_closed: "I've handed your conversation to our team. We're closed right now and back \
                              {next_open}; an agent will reply here then."
                 .to_string(),
@@ -130,9 +133,17 @@ pub const BUSINESS_HOURS_FIELD: &str = "{{business_hours}}";
 pub const NEXT_OPEN_FIELD: &str = "{{next_open}}";
 
 impl Policy {
+    /// When the team answering `channel` works (`None`: always).
+    pub fn hours_for(&self, channel: Channel) -> Option<&BusinessHours> {
+        match self.channel_hours.iter().find(|(c, _)| *c == channel) {
+            Some((_, hours)) => hours.as_ref(),
+            None => self.hours.as_ref(),
+        }
+    }
+
     /// What a customer on `channel` joining the queue described by `queue` at `now` is told.
     pub fn handoff_text(&self, queue: QueueView, now: Timestamp, channel: Channel) -> String {
-        if let Some(hours) = self.hours.as_ref().filter(|hours| !hours.is_open(now)) {
+        if let Some(hours) = self.hours_for(channel).filter(|hours| !hours.is_open(now)) {
             let next_open = hours.describe_next_open(now).unwrap_or_else(|| "as soon as someone is available".into());
             let mut text = self.handoff_closed.replace("{next_open}", &next_open).replace("{business_hours}", &hours.summary());
             if let Some(ask) = self.ask_email_outside_hours.as_ref().filter(|_| channel != Channel::Email) {
@@ -150,8 +161,8 @@ impl Policy {
 
     /// What a customer at `position` in the queue is told when they write again; `typical_wait`
     /// is how long recent customers waited for a first reply, if any did.
-    pub fn waiting_text(&self, position: u32, typical_wait: Option<chrono::Duration>, now: Timestamp) -> String {
-        if let Some(hours) = self.hours.as_ref().filter(|hours| !hours.is_open(now)) {
+    pub fn waiting_text(&self, position: u32, typical_wait: Option<chrono::Duration>, now: Timestamp, channel: Channel) -> String {
+        if let Some(hours) = self.hours_for(channel).filter(|hours| !hours.is_open(now)) {
             let next_open = hours.describe_next_open(now).unwrap_or_else(|| "as soon as someone is available".into());
             return self.waiting_notice_closed.replace("{position}", &position.to_string()).replace("{next_open}", &next_open);
         }
@@ -167,11 +178,11 @@ impl Policy {
     /// A bot answer with `{{business_hours}}` (the weekly schedule) and `{{next_open}}` (when the
     /// team is back, "now" while open) filled in for `now`; without business hours the team is
     /// always there.
-    pub fn fill_hours(&self, text: String, now: Timestamp) -> String {
+    pub fn fill_hours(&self, text: String, now: Timestamp, channel: Channel) -> String {
         if !text.contains(BUSINESS_HOURS_FIELD) && !text.contains(NEXT_OPEN_FIELD) {
             return text;
         }
-        let (schedule, next_open) = match &self.hours {
+        let (schedule, next_open) = match self.hours_for(channel) {
             Some(hours) if hours.is_open(now) => (hours.summary(), "now".to_string()),
             Some(hours) => (hours.summary(), hours.describe_next_open(now).unwrap_or_else(|| "as soon as someone is available".into())),
             None => ("around the clock".to_string(), "now".to_string()),
@@ -285,21 +296,27 @@ mod tests {
         let saturday: Timestamp = "2026-12-05T12:00:00Z".parse().unwrap();
         let monday: Timestamp = "2026-12-07T09:00:00Z".parse().unwrap();
         let answer = "We answer {{business_hours}}; next: {{next_open}}.".to_string();
-        assert_eq!(policy.fill_hours(answer.clone(), saturday), "We answer Monday–Friday 09:00–17:00 (Europe/Berlin); next: Monday 09:00 CET.");
-        assert_eq!(policy.fill_hours(answer.clone(), monday), "We answer Monday–Friday 09:00–17:00 (Europe/Berlin); next: now.");
-        assert_eq!(Policy::default().fill_hours(answer, saturday), "We answer around the clock; next: now.", "no business hours: always there");
+        assert_eq!(policy.fill_hours(answer.clone(), saturday, Channel::WebChat), "We answer Monday–Friday 09:00–17:00 (Europe/Berlin); next: Monday 09:00 CET.");
+        assert_eq!(policy.fill_hours(answer.clone(), monday, Channel::WebChat), "We answer Monday–Friday 09:00–17:00 (Europe/Berlin); next: now.");
+        assert_eq!(Policy::default().fill_hours(answer.clone(), saturday, Channel::WebChat), "We answer around the clock; next: now.", "no business hours: always there");
         let queue = QueueView { waiting: 2, agents_online: 1 };
         let closed = policy.handoff_text(queue, saturday, Channel::WebChat);
         assert!(closed.contains("back Monday 09:00 CET") && closed.ends_with("Leave your email."), "{closed}");
         assert!(!policy.handoff_text(queue, saturday, Channel::Email).contains("Leave your email."), "an email customer has an address already");
         assert!(policy.handoff_text(queue, monday, Channel::WebChat).contains("number 3"), "open: the queue's wording");
+
+        // Email is answered around the clock by another team; Telegram keeps the default hours.
+        let policy = Policy { channel_hours: vec![(Channel::Email, None)], ..policy };
+        assert!(policy.handoff_text(queue, saturday, Channel::Email).contains("number 3"), "email: always open");
+        assert_eq!(policy.fill_hours(answer, saturday, Channel::Email), "We answer around the clock; next: now.");
+        assert!(policy.handoff_text(queue, saturday, Channel::Telegram).contains("back Monday 09:00 CET"));
     }
 
     #[test]
     fn the_waiting_notice_gives_the_place_and_a_rounded_wait() {
         let policy = Policy::default();
         let now: Timestamp = "2026-12-03T12:00:00Z".parse().unwrap();
-        let told = |wait| policy.waiting_text(2, wait, now);
+        let told = |wait| policy.waiting_text(2, wait, now, Channel::Telegram);
         assert!(told(None).ends_with("number 2 in the queue; the expected wait is not known yet."), "{}", told(None));
         assert!(told(Some(chrono::Duration::seconds(20))).ends_with("about a minute."));
         assert!(told(Some(chrono::Duration::minutes(25))).ends_with("about 25 minutes."));

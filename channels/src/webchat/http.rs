@@ -67,7 +67,7 @@ pub async fn create_session(
 /// business hours; else `open`, `next_open` as customers read it, and the weekly `schedule`).
 pub async fn widget_config(State(state): State<WebChatState>) -> Json<Value> {
     let now = state.engine.now();
-    let hours = state.engine.business_hours().map(|hours| {
+    let hours = state.engine.business_hours(Channel::WebChat).map(|hours| {
         json!({ "open": hours.is_open(now), "next_open": hours.describe_next_open(now), "schedule": hours.summary() })
     });
     Json(json!({ "look": state.settings.look, "max_message_chars": state.settings.max_message_chars, "hours": hours }))

@@ -68,6 +68,14 @@ fn config_check_names_the_wrong_key_and_why() {
     let (code, _, err) = run(&["config", "check"], &[("SWITCHBOARD_BUSINESS_HOURS__TIME_ZONE", "Berlin")], dir.path());
     assert_eq!(code, 2);
     assert!(err.contains("business_hours.time_zone") && err.contains("IANA"), "{err}");
+    std::fs::write(dir.path().join("channel.toml"), "[business_hours.channels.email]\ntime_zone = \"UTC\"\nsunday = \"10:00-09:00\"\n").unwrap();
+    let (code, _, err) = run(&["--config", "channel.toml", "config", "check"], &[], dir.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("business_hours.channels.email.sunday") && err.contains("10:00-09:00"), "{err}");
+    std::fs::write(dir.path().join("fax.toml"), "[business_hours.channels.fax]\ntime_zone = \"UTC\"\n").unwrap();
+    let (code, _, err) = run(&["--config", "fax.toml", "config", "check"], &[], dir.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("business_hours.channels.fax") && err.contains("webchat, telegram, discord or email"), "{err}");
     let (code, _, err) = run(&["config", "check"], &[("SWITCHBOARD_BUSINESS_HOURS__OUTSIDE_HOURS", "wait")], dir.path());
     assert_eq!(code, 2);
     assert!(err.contains("business_hours.outside_hours") && err.contains("queue, ask_email"), "{err}");
