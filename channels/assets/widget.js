@@ -92,6 +92,9 @@
       if (data.max_message_chars > 0) state.maxChars = data.max_message_chars;
       // Outside business hours the header says when the team is back.
       state.teamBack = data.hours && !data.hours.open && data.hours.next_open ? String(data.hours.next_open) : null;
+      // Once the team is back the note goes (a page left open over the weekend).
+      const backIn = state.teamBack ? Date.parse(data.hours.next_open_at) - Date.now() : NaN;
+      if (backIn > 0 && backIn < 2147483647) setTimeout(() => { state.teamBack = null; updateStatus(); }, backIn);
       if (ui.status) updateStatus();
       look = computeLook();
       applyLook();

@@ -64,11 +64,13 @@ pub async fn create_session(
 }
 
 /// The widget's look and limits, and whether the team is there now (`hours`: null without
-/// business hours; else `open`, `next_open` as customers read it, and the weekly `schedule`).
+/// business hours; else `open`, `next_open` as customers read it, `next_open_at` as an RFC 3339
+/// instant, and the weekly `schedule`).
 pub async fn widget_config(State(state): State<WebChatState>) -> Json<Value> {
     let now = state.engine.now();
     let hours = state.engine.business_hours(Channel::WebChat).map(|hours| {
-        json!({ "open": hours.is_open(now), "next_open": hours.describe_next_open(now), "schedule": hours.summary() })
+        let next_open_at = hours.next_open(now).map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        json!({ "open": hours.is_open(now), "next_open": hours.describe_next_open(now), "next_open_at": next_open_at, "schedule": hours.summary() })
     });
     Json(json!({ "look": state.settings.look, "max_message_chars": state.settings.max_message_chars, "hours": hours }))
 }

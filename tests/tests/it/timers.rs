@@ -209,6 +209,7 @@ async fn outside_business_hours_the_handoff_and_the_widget_say_when_the_team_is_
     let config: serde_json::Value = reqwest::get(server.url("/webchat/config")).await.unwrap().json().await.unwrap();
     assert_eq!(config["hours"]["open"], false);
     assert_eq!(config["hours"]["next_open"], "Monday 09:00 CET");
+    assert_eq!(config["hours"]["next_open_at"], "2026-12-07T08:00:00Z");
     assert_eq!(config["hours"]["schedule"], "Monday–Friday 09:00–17:00 (Europe/Berlin)");
 
     clock.advance(chrono::Duration::minutes(30));
