@@ -16,12 +16,7 @@ pub struct ApiError {
 impl ApiError {
     /// The message is cut at 600 characters: an error never echoes a large input back.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        let mut message: String = message.into();
-        if let Some((end, _)) = message.char_indices().nth(600) {
-            message.truncate(end);
-            message.push('…');
-        }
-        Self { status, code, message }
+        Self { status, code, message: switchboard_core::clipped(message.into()) }
     }
 
     pub fn unavailable() -> Self {

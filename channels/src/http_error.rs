@@ -16,8 +16,9 @@ pub struct HttpError {
 }
 
 impl HttpError {
+    /// The message is cut at 600 characters: an error never echoes a large input back.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: switchboard_core::clipped(message.into()) }
     }
 
     /// A whole request over the body limit.

@@ -1,7 +1,7 @@
 //! The thin shell around `step`: classify, load, decide, persist in one transaction, then publish.
 
 use crate::events::EventBus;
-use crate::policy::Policy;
+use crate::policy::{Policy, QueueView};
 use crate::assignment::pick_agent;
 use crate::attachments::{UploadError, check_upload, clean_file_name};
 use crate::ports::{
@@ -53,6 +53,16 @@ impl EngineError {
             }
         }
     }
+}
+
+/// An error message as a client may see it: at most 600 characters, so an error never echoes a
+/// large input back.
+pub fn clipped(mut message: String) -> String {
+    if let Some((end, _)) = message.char_indices().nth(600) {
+        message.truncate(end);
+        message.push('…');
+    }
+    message
 }
 
 /// The answer to a write that could not be stored.
@@ -1201,11 +1211,18 @@ impl Engine {
             let text = match reply.body {
                 ReplyBody::Text(text) if reply.sender == Sender::Bot => self.policy.fill_hours(text, now, conversation.channel),
                 ReplyBody::Text(text) => text,
-                ReplyBody::HandoffNotice => self.policy.handoff_text(self.store.queue_view().await?, now, conversation.channel),
+                ReplyBody::HandoffNotice => {
+                    // The place in line the queue is worked in (urgent first), as the waiting notice says it.
+                    let queue = QueueView { waiting: self.store.queued_ahead_of(&conversation).await?, ..self.store.queue_view().await? };
+                    self.policy.handoff_text(queue, now, conversation.channel)
+                }
                 ReplyBody::WaitingNotice => {
                     let position = self.store.queued_ahead_of(&conversation).await? + 1;
-                    let typical = median(self.store.recent_first_replies(RECENT_FIRST_REPLIES).await?);
-                    self.policy.waiting_text(position, typical, now, conversation.channel)
+                    // Waits that began outside business hours say nothing of how long one takes now.
+                    let hours = self.policy.hours_for(conversation.channel);
+                    let recent = self.store.recent_first_replies(RECENT_FIRST_REPLIES).await?;
+                    let waits = recent.into_iter().filter(|(at, _)| hours.is_none_or(|h| h.is_open(*at))).map(|(_, wait)| wait).collect();
+                    self.policy.waiting_text(position, median(waits), now, conversation.channel)
                 }
             };
             let mut message = new_message(&conversation, reply.sender, text, now);

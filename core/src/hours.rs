@@ -81,7 +81,13 @@ impl BusinessHours {
                 .iter()
                 .map(|(from, _)| NaiveDateTime::new(day, *from))
                 .filter(|start| *start > local)
-                .find_map(|start| self.instant(start))
+                // In an hour repeated by a clock change a local time is two instants: the first
+                // one after `at` counts.
+                .find_map(|start| {
+                    let both = self.zone.from_local_datetime(&start);
+                    let instants = [both.earliest(), both.latest()].into_iter().flatten().map(|i| i.with_timezone(&Utc));
+                    instants.chain(self.instant(start)).find(|instant| *instant > at)
+                })
         })
     }
 
@@ -216,6 +222,16 @@ mod tests {
         // Monday 29 June 2026: Berlin is UTC+2.
         assert_eq!(hours.next_open(utc("2026-06-27T12:00:00Z")), Some(utc("2026-06-29T07:00:00Z")));
         assert_eq!(hours.describe_next_open(utc("2026-06-27T12:00:00Z")).as_deref(), Some("Monday 09:00 CEST"));
+    }
+
+    #[test]
+    fn an_opening_in_the_hour_repeated_in_autumn_is_the_one_still_ahead() {
+        // Sunday 25 October 2026: Berlin's clocks go from 03:00 CEST back to 02:00 CET.
+        let hours = BusinessHours::parse("business_hours", "Europe/Berlin", &[("sunday".into(), "02:30-04:00".into())], &[]).unwrap();
+        let second_two_fifteen = utc("2026-10-25T01:15:00Z");
+        assert!(!hours.is_open(second_two_fifteen));
+        assert_eq!(hours.next_open(second_two_fifteen), Some(utc("2026-10-25T01:30:00Z")), "02:30 CET, not the 02:30 CEST already past");
+        assert_eq!(hours.next_open(utc("2026-10-25T00:10:00Z")), Some(utc("2026-10-25T00:30:00Z")), "before it: 02:30 CEST");
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod summary;
 pub use assignment::pick_agent;
 pub use client_address::TrustedProxies;
 pub use ratelimit::RateLimiter;
-pub use engine::{Engine, EngineError, EngineLimits, HandleOutcome, Received, TicketChange, UNAVAILABLE};
+pub use engine::{Engine, EngineError, EngineLimits, HandleOutcome, Received, TicketChange, UNAVAILABLE, clipped};
 pub use events::EventBus;
 pub use outbox::OutboxWorker;
 pub use policy::{Policy, QueueView};

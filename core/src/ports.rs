@@ -353,9 +353,9 @@ pub trait Queue: Send + Sync {
     async fn queue_view(&self) -> Result<QueueView, StoreError>;
     /// How many queued conversations come before `conversation` in line (`ListOrder::NextInLine`).
     async fn queued_ahead_of(&self, conversation: &Conversation) -> Result<u32, StoreError>;
-    /// How long the latest escalated conversations that got an agent's reply waited for it,
-    /// newest escalation first, at most `limit`.
-    async fn recent_first_replies(&self, limit: u32) -> Result<Vec<chrono::Duration>, StoreError>;
+    /// The latest escalated conversations that got an agent's reply: when each was escalated
+    /// and how long it waited for that reply, newest escalation first, at most `limit`.
+    async fn recent_first_replies(&self, limit: u32) -> Result<Vec<(Timestamp, chrono::Duration)>, StoreError>;
 }
 
 /// Timers written by steps (`StepWrite::timers`), fired by the timer worker.

@@ -936,7 +936,7 @@ impl $store {
         Ok(ahead as u32)
     }
 
-    async fn recent_first_replies(&self, limit: u32) -> Result<Vec<chrono::Duration>, StoreError> {
+    async fn recent_first_replies(&self, limit: u32) -> Result<Vec<(Timestamp, chrono::Duration)>, StoreError> {
         // The latest escalations (index `conversations_by_escalation`), each with its first
         // reply an agent sent after it; those still waiting have none and are left out.
         let rows: Vec<(i64, i64)> = sqlx::query_as(
@@ -951,7 +951,12 @@ impl $store {
         .fetch_all(&self.reader)
         .await
         .map_err(backend)?;
-        Ok(rows.into_iter().map(|(escalated, replied)| chrono::Duration::milliseconds(replied - escalated)).collect())
+        rows.into_iter()
+            .map(|(escalated, replied)| {
+                let at = chrono::DateTime::from_timestamp_millis(escalated).ok_or_else(|| StoreError::Corrupt("escalated_at".into()))?;
+                Ok((at, chrono::Duration::milliseconds(replied - escalated)))
+            })
+            .collect()
     }
 
     async fn queue_view(&self) -> Result<QueueView, StoreError> {

@@ -98,7 +98,11 @@ struct Held {
 impl switchboard_core::ports::Exclusive for Held {}
 
 /// A committer: takes the steps waiting now (one at a time while the load is light) and commits
-/// them together. If the group fails, each is written alone, so a bad step fails only itself.
+/// them together. A step whose statement fails fails alone. When the server refuses the commit
+/// itself (a deferred foreign key of one step), nothing was stored and each step is written
+/// again on its own. Any other failure of the transaction (no connection, a commit that got no
+/// answer) fails every step in it at once and runs none again: nobody knows what was stored, so
+/// each caller is told "not stored" and retries.
 async fn commit_steps(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     loop {
@@ -109,16 +113,21 @@ async fn commit_steps(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
         match write_group(&pool, &writes).await {
             Ok(results) => {
                 for (job, result) in group.drain(..).zip(results) {
-                    let _ = job.done.send(Ok(result));
+                    let _ = job.done.send(result);
                 }
             }
-            Err(error) if group.len() == 1 => {
-                let _ = group.remove(0).done.send(Err(error));
-            }
-            Err(_) => {
+            Err(GroupFailed::RolledBack(_)) if group.len() > 1 => {
                 for job in group.drain(..) {
-                    let result = write_group(&pool, &[&job.write]).await.map(|mut results| results.remove(0));
+                    let result = match write_group(&pool, &[&job.write]).await {
+                        Ok(mut results) => results.remove(0),
+                        Err(GroupFailed::RolledBack(error) | GroupFailed::InDoubt(error)) => Err(error),
+                    };
                     let _ = job.done.send(result);
+                }
+            }
+            Err(GroupFailed::RolledBack(error) | GroupFailed::InDoubt(error)) => {
+                for job in group.drain(..) {
+                    let _ = job.done.send(Err(StoreError::Backend(error.to_string())));
                 }
             }
         }
@@ -126,31 +135,44 @@ async fn commit_steps(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
 }
 
 /// One transaction; each step in a savepoint, released when stored and rolled back otherwise
-/// (a duplicate or a conflict writes nothing). A connection that saw an error is closed: its
-/// transaction state is in doubt, and the pool opens a fresh one.
-async fn write_group(pool: &PgPool, writes: &[&StepWrite]) -> Result<Vec<Committed>, StoreError> {
-    let mut connection = pool.acquire().await.map_err(backend)?;
+/// (a duplicate, a conflict or a failing statement writes nothing of that step). The outer error
+/// is the transaction's own.
+async fn write_group(pool: &PgPool, writes: &[&StepWrite]) -> Result<Vec<Result<Committed, StoreError>>, GroupFailed> {
+    let mut connection = pool.acquire().await.map_err(|e| GroupFailed::InDoubt(backend(e)))?;
     let result = write_all(&mut connection, writes).await;
-    if result.is_err() {
+    // After any failure the connection goes: a session the server turned read-only, say, would
+    // refuse every later step too, while a fresh one sees the database as it is now.
+    if result.as_ref().map_or(true, |results| results.iter().any(Result::is_err)) {
         connection.close_on_drop();
     }
     result
 }
 
-async fn write_all(connection: &mut PgConnection, writes: &[&StepWrite]) -> Result<Vec<Committed>, StoreError> {
-    let mut tx = connection.begin().await.map_err(backend)?;
+/// Why a group's transaction failed.
+enum GroupFailed {
+    /// The server refused the commit: nothing of the group was stored.
+    RolledBack(StoreError),
+    /// The transaction broke off: what was stored is not known.
+    InDoubt(StoreError),
+}
+
+async fn write_all(connection: &mut PgConnection, writes: &[&StepWrite]) -> Result<Vec<Result<Committed, StoreError>>, GroupFailed> {
+    let in_doubt = |e| GroupFailed::InDoubt(backend(e));
+    let mut tx = connection.begin().await.map_err(in_doubt)?;
     let mut results = Vec::with_capacity(writes.len());
     for write in writes {
-        let mut step = (&mut *tx).begin().await.map_err(backend)?;
-        let committed = portable::write_step(&mut *step, write).await?;
-        if matches!(committed, Committed::Stored { .. }) {
-            step.commit().await.map_err(backend)?;
-        } else {
-            step.rollback().await.map_err(backend)?;
+        let mut step = (&mut *tx).begin().await.map_err(in_doubt)?;
+        let written = portable::write_step(&mut *step, write).await;
+        match &written {
+            Ok(Committed::Stored { .. }) => step.commit().await.map_err(in_doubt)?,
+            Ok(_) | Err(_) => step.rollback().await.map_err(in_doubt)?,
         }
-        results.push(committed);
+        results.push(written);
     }
-    tx.commit().await.map_err(backend)?;
+    tx.commit().await.map_err(|e| match e {
+        sqlx::Error::Database(_) => GroupFailed::RolledBack(backend(e)),
+        other => GroupFailed::InDoubt(backend(other)),
+    })?;
     Ok(results)
 }
 

@@ -1174,8 +1174,12 @@ async fn the_queue_says_who_is_ahead_and_how_long_first_replies_took(backend: Ba
     let newer = escalated(store.as_ref(), "q-newer", Priority::Low, minutes(30), Handler::Agent(ann.id)).await;
     store.commit(step_write(None, vec![reply(&newer, Sender::Bot, false, minutes(31))])).await.unwrap();
     store.commit(step_write(None, vec![reply(&newer, Sender::Agent, false, minutes(34))])).await.unwrap();
-    assert_eq!(store.recent_first_replies(10).await.unwrap(), [chrono::Duration::minutes(4), chrono::Duration::minutes(12)], "newest escalation first; bot messages and notes are no reply");
-    assert_eq!(store.recent_first_replies(1).await.unwrap(), [chrono::Duration::minutes(4)]);
+    assert_eq!(
+        store.recent_first_replies(10).await.unwrap(),
+        [(minutes(30), chrono::Duration::minutes(4)), (minutes(0), chrono::Duration::minutes(12))],
+        "newest escalation first, with when it was escalated; bot messages and notes are no reply"
+    );
+    assert_eq!(store.recent_first_replies(1).await.unwrap(), [(minutes(30), chrono::Duration::minutes(4))]);
 }
 
 /// Both backends commit steps waiting at the same moment together: a duplicate and a failing

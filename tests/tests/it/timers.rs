@@ -223,4 +223,15 @@ async fn outside_business_hours_the_handoff_and_the_widget_say_when_the_team_is_
     clock.advance(chrono::Duration::hours(44));
     let config: serde_json::Value = reqwest::get(server.url("/webchat/config")).await.unwrap().json().await.unwrap();
     assert_eq!(config["hours"]["open"], true);
+
+    // Ann answers the weekend's customer after some 45 hours, then steps away. That wait began
+    // while the team was closed, so it says nothing of Monday's waits.
+    let ann = server.add_agent("Ann", "ann@example.com").await;
+    engine.agent_reply(handed.conversation.id, ann, "Good morning!".into(), Vec::new()).await.unwrap();
+    engine.set_presence(ann, switchboard_models::Presence::Away).await.unwrap();
+    let monday = engine.handle(from_customer("monday", 1, "I want to talk to a person", engine.now())).await.unwrap();
+    assert!(texts(&monday)[0].contains("Nobody is online right now"), "open, but Ann is away: {:?}", texts(&monday));
+    clock.advance(chrono::Duration::minutes(11));
+    let waiting = engine.handle(from_customer("monday", 2, "hello?", engine.now())).await.unwrap();
+    assert_eq!(texts(&waiting), ["Thanks, your message is with the team. You're number 1 in the queue; the expected wait is not known yet."]);
 }

@@ -368,3 +368,22 @@ async fn a_message_stored_but_not_answered_before_a_stop_is_answered_on_start() 
     let answered = store.message_by_external_id(Channel::WebChat, "stored-before-a-crash").await.unwrap().unwrap();
     assert!(answered.classification.is_some(), "classified when answered");
 }
+
+#[tokio::test]
+async fn an_error_never_echoes_a_large_input_back() {
+    let server = TestServer::start().await;
+    let (_, token) = server.new_visitor().await;
+    let huge = "x".repeat(50_000);
+    let response = reqwest::Client::new()
+        .post(server.url("/webchat/seen"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(format!("{{\"seq\": \"{huge}\"}}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.chars().count() <= 601 && message.ends_with('…'), "{} characters", message.chars().count());
+}
