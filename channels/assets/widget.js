@@ -93,8 +93,9 @@
       // Outside business hours the header says when the team is back.
       state.teamBack = data.hours && !data.hours.open && data.hours.next_open ? String(data.hours.next_open) : null;
       // Once the team is back the note goes (a page left open over the weekend).
+      clearTimeout(state.teamBackTimer);
       const backIn = state.teamBack ? Date.parse(data.hours.next_open_at) - Date.now() : NaN;
-      if (backIn > 0 && backIn < 2147483647) setTimeout(() => { state.teamBack = null; updateStatus(); }, backIn);
+      if (backIn > 0 && backIn < 2147483647) state.teamBackTimer = setTimeout(() => { state.teamBack = null; updateStatus(); }, backIn);
       if (ui.status) updateStatus();
       look = computeLook();
       applyLook();
@@ -1031,5 +1032,7 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
   window.addEventListener('offline', onOffline);
   document.addEventListener('visibilitychange', onVisible);
   loadServerConfig();
+  // Hours change with the clock ("tomorrow" becomes "today", the team closes again): ask again now and then.
+  setInterval(loadServerConfig, 15 * 60 * 1000);
   connect();
 })();
