@@ -5,7 +5,6 @@ CREATE UNLOGGED TABLE rate_buckets (
     scope      TEXT NOT NULL,
     key        TEXT NOT NULL,
     tokens     DOUBLE PRECISION NOT NULL,
-    per_second DOUBLE PRECISION NOT NULL,
     touched_at BIGINT NOT NULL,
     refused    BOOLEAN NOT NULL,
     PRIMARY KEY (scope, key)

@@ -79,6 +79,19 @@ impl SqliteStore {
 
     /// Applies the embedded migrations that have not run yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        let recorded: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
+            .fetch_one(&self.writer)
+            .await
+            .map_err(backend)?;
+        for (version, released, interim) in crate::interim_checksums(&MIGRATOR, crate::INTERIM_SQLITE).into_iter().filter(|_| recorded > 0) {
+            sqlx::query("UPDATE _sqlx_migrations SET checksum = $1 WHERE version = $2 AND checksum = $3")
+                .bind(released)
+                .bind(version)
+                .bind(interim)
+                .execute(&self.writer)
+                .await
+                .map_err(backend)?;
+        }
         MIGRATOR
             .run(&self.writer)
             .await

@@ -29,10 +29,12 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0010_conversation_timers.sql", "ee682cda10c9a5e5ff72a9304c06770a0530055e25278f3c6f6362f87b324603"),
     ("sqlite/0011_conversation_versions.sql", "ebd2fc92d93cf0925553831bd69ee6ec2db6670baf96758c8cfe1963e652609a"),
     ("postgres/0011_conversation_versions.sql", "ebd2fc92d93cf0925553831bd69ee6ec2db6670baf96758c8cfe1963e652609a"),
-    ("sqlite/0012_shared_rate_limits.sql", "042b99e24cce692fc39252fa83d1fc677685cddc9584a914193b8abc7dcce311"),
-    ("postgres/0012_shared_rate_limits.sql", "9a81dd120d1d6fa0161e3737e479024192ed4adadc0ecd30eb60db6c3a201f9c"),
+    ("sqlite/0012_shared_rate_limits.sql", "56ea2ac4901a0f38ceeaa4fd3b8603ac4f294a8e58a46e898c544b192c402615"),
+    ("postgres/0012_shared_rate_limits.sql", "8696eeec2288e7d35a70e152d45faf45ad8598149d1dc186655b0b6c5aaca41a"),
     ("sqlite/0013_waiting_notices.sql", "c7fbf1c87d01fc2a5b326cc339ead33114ad866b3eb9b8412ca90afd7cc84f27"),
     ("postgres/0013_waiting_notices.sql", "19142554261531bba2e79c79539a71ce37df7ec59411f2f7918759fc48287a32"),
+    ("sqlite/0014_rate_bucket_refill_rates.sql", "2ef1eee8f33306202c285c078dd983db2b7905a2f140da88b4b505ad2b4ac415"),
+    ("postgres/0014_rate_bucket_refill_rates.sql", "c7f1bf272a6e343c89cde91ac044a9c626816b7a906d521f4779236196aed9b5"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {
@@ -73,20 +75,17 @@ fn both_backends_have_the_same_migrations() {
 }
 
 /// A database made by the first release only, then opened by this build.
-async fn upgrades_from_the_first_release(backend: Backend) {
-    let db = TestDatabase::new(backend).await;
-    let folder = match backend {
+fn folder(backend: Backend) -> &'static str {
+    match backend {
         Backend::Sqlite => "sqlite",
         Backend::Postgres => "postgres",
-    };
-    let first_release = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        migrations_dir().join(folder).join("0001_foundation.sql"),
-        first_release.path().join("0001_foundation.sql"),
-    )
-    .unwrap();
-    let migrator = sqlx::migrate::Migrator::new(first_release.path()).await.unwrap();
-    match backend {
+    }
+}
+
+/// Migrates `db` with the migrations in `dir`, as an older build would have.
+async fn migrate_with(db: &TestDatabase, dir: &std::path::Path) {
+    let migrator = sqlx::migrate::Migrator::new(dir).await.unwrap();
+    match db.backend {
         Backend::Sqlite => {
             let options = sqlx::sqlite::SqliteConnectOptions::new()
                 .filename(db.url.trim_start_matches("sqlite://"))
@@ -101,9 +100,58 @@ async fn upgrades_from_the_first_release(backend: Backend) {
             pool.close().await;
         }
     }
+}
+
+async fn upgrades_from_the_first_release(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let first_release = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        migrations_dir().join(folder(backend)).join("0001_foundation.sql"),
+        first_release.path().join("0001_foundation.sql"),
+    )
+    .unwrap();
+    migrate_with(&db, first_release.path()).await;
     db.execute("INSERT INTO settings (key, value) VALUES ('kept', 'yes')").await.unwrap();
     let store = db.open().await;
     assert_eq!(store.setting_or_insert("kept", "no").await.unwrap(), "yes", "data survives the upgrade");
+}
+
+/// An interim build ran 0012 with `rate_buckets.per_second` already in it; the released 0012 has
+/// no such column and 0014 adds it. Such a database still opens (its 0012 checksum is taken
+/// for the released one) and ends with the same schema.
+async fn upgrades_from_the_interim_0012(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let interim = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(migrations_dir().join(folder(backend))).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.as_str() < "0012" {
+            std::fs::copy(migrations_dir().join(folder(backend)).join(&name), interim.path().join(&name)).unwrap();
+        }
+    }
+    let released = std::fs::read_to_string(migrations_dir().join(folder(backend)).join("0012_shared_rate_limits.sql")).unwrap();
+    let column = "    tokens     DOUBLE PRECISION NOT NULL,\n";
+    assert!(released.contains(column));
+    let interim_text = released.replace(column, &format!("{column}    per_second DOUBLE PRECISION NOT NULL,\n"));
+    std::fs::write(interim.path().join("0012_shared_rate_limits.sql"), interim_text).unwrap();
+    migrate_with(&db, interim.path()).await;
+    db.execute("INSERT INTO settings (key, value) VALUES ('kept', 'yes')").await.unwrap();
+
+    let store = db.open().await;
+    assert_eq!(store.setting_or_insert("kept", "no").await.unwrap(), "yes", "data survives the upgrade");
+    let bucket = "INSERT INTO rate_buckets (scope, key, tokens, per_second, touched_at, refused) VALUES ('s', 'k', 1, 0.5, 0, FALSE)";
+    assert_eq!(db.execute(bucket).await.unwrap(), 1, "0014 left the buckets as they are everywhere else");
+    drop(store);
+    db.open().await; // and it opens again: the checksums now are the released ones
+}
+
+#[tokio::test]
+async fn sqlite_a_database_from_the_interim_0012_upgrades() {
+    upgrades_from_the_interim_0012(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_a_database_from_the_interim_0012_upgrades() {
+    upgrades_from_the_interim_0012(Backend::Postgres).await;
 }
 
 #[tokio::test]
