@@ -154,13 +154,19 @@ async fn one_node_polls_telegram_and_another_takes_over_when_it_is_killed() {
     assert_eq!(texts, expected, "the other node took over: nothing lost, nothing twice, in order");
 }
 
-/// Polls the shared database until no customer message waits for its answer (the nodes are
-/// other processes: there is no event to wait on here); fails with `what` after a minute.
-async fn all_answered(store: &dyn switchboard_core::ports::Store, what: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+/// Waits until no customer message waits for its answer, checking again at each piece of live
+/// news the nodes announce (every answer they store is announced); fails with `what` after a
+/// minute. Listening starts before the first check, so no answer can slip between them.
+async fn all_answered(db: &TestDatabase, store: &dyn switchboard_core::ports::Store, what: &str) {
+    let mut news = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
+    news.listen(switchboard_store::relay::CHANNEL).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !store.unanswered_messages(1).await.unwrap().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        match tokio::time::timeout_at(deadline, news.recv()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => panic!("the live news connection failed while waiting for: {what}: {error}"),
+            Err(_) => assert!(store.unanswered_messages(1).await.unwrap().is_empty(), "{what}"),
+        }
     }
 }
 
@@ -194,7 +200,7 @@ async fn a_customer_writing_to_two_nodes_is_answered_in_order_even_behind_a_dead
     // The customer writes again, through node B: its answer waits for the stranded one.
     on_b.say("c2", "hello again").await;
     on_b.next_of("ack").await;
-    all_answered(store.as_ref(), "a node answers what node C left, then the later message").await;
+    all_answered(&db, store.as_ref(), "a node answers what node C left, then the later message").await;
     // In order: the request for a person was answered first (a handoff), so the later "hello
     // again" found the conversation with the queue and got no bot answer. Answered the other way
     // round, the bot would have greeted first.
@@ -354,7 +360,7 @@ async fn a_node_killed_under_load_loses_no_acknowledged_message_and_answers_none
     }
 
     let store = db.open().await;
-    all_answered(store.as_ref(), "node B answers what node A acknowledged and left").await;
+    all_answered(&db, store.as_ref(), "node B answers what node A acknowledged and left").await;
     let mut total = 0;
     for load in &loads {
         assert_eq!(load.acked.len(), messages);
