@@ -64,18 +64,3 @@ pub async fn record_latency(request: axum::extract::Request, next: axum::middlew
     response
 }
 
-/// Counts something open (a widget socket, an event stream) in a gauge while it lives.
-pub struct Open(&'static str);
-
-impl Open {
-    pub fn new(gauge: &'static str) -> Self {
-        metrics::gauge!(gauge).increment(1.0);
-        Self(gauge)
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        metrics::gauge!(self.0).decrement(1.0);
-    }
-}

@@ -173,10 +173,6 @@ fn parse_day(text: &str) -> Option<Vec<(NaiveTime, NaiveTime)>> {
     intervals.windows(2).all(|w| w[0].1 <= w[1].0).then_some(intervals)
 }
 
-/// The weekday names a schedule is keyed by, Monday first.
-pub fn weekday_keys() -> [&'static str; 7] {
-    DAYS
-}
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,7 @@ pub mod attachments;
 mod client_address;
 mod engine;
 mod events;
+mod gauge;
 pub mod hours;
 mod outbox;
 pub mod policy;
@@ -23,6 +24,7 @@ pub use client_address::TrustedProxies;
 pub use ratelimit::RateLimiter;
 pub use engine::{Engine, EngineError, EngineLimits, HandleOutcome, Received, TicketChange, UNAVAILABLE, clipped};
 pub use events::EventBus;
+pub use gauge::OpenGauge;
 pub use outbox::OutboxWorker;
 pub use policy::{Policy, QueueView};
 pub use ports::{

@@ -989,7 +989,7 @@ async fn system(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin)
 /// Live updates for open panel pages: which conversation changed.
 async fn events(State(state): State<AppState>, _signed: Signed) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
     let receiver = state.engine.bus().subscribe();
-    let open = crate::probes::Open::new("switchboard_panel_event_streams");
+    let open = switchboard_core::OpenGauge::new("switchboard_panel_event_streams");
     let stream = futures::stream::unfold((receiver, open), |(mut receiver, open)| async move {
         loop {
             let mut failed_reply_of = None;

@@ -67,21 +67,6 @@ fn client_address(state: &WebChatState, peer: std::net::IpAddr, headers: &axum::
     state.trusted_proxies.client_address(peer, &values("forwarded"), &values("x-forwarded-for"))
 }
 
-/// Counts open widget sockets for `/metrics` while it lives.
-struct OpenSocket;
-
-impl OpenSocket {
-    fn new() -> Self {
-        metrics::gauge!("switchboard_webchat_sockets").increment(1.0);
-        Self
-    }
-}
-
-impl Drop for OpenSocket {
-    fn drop(&mut self) {
-        metrics::gauge!("switchboard_webchat_sockets").decrement(1.0);
-    }
-}
 
 /// How the widget looks; sent to it from `/webchat/config`, overridable per embed.
 #[derive(Debug, Clone, Serialize)]

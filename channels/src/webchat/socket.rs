@@ -41,7 +41,7 @@ pub async fn upgrade(
 }
 
 async fn session(socket: WebSocket, state: WebChatState, visitor: String, address: std::net::IpAddr) {
-    let _open = super::OpenSocket::new();
+    let _open = switchboard_core::OpenGauge::new("switchboard_webchat_sockets");
     let (mut sink, mut stream) = socket.split();
     // What is stored before the socket subscribes the widget reads from history: another node's
     // news of it, however late, is not pushed again. One node has no such news.

@@ -202,13 +202,47 @@ async fn throughput(connections: usize, seconds: u64, nodes: usize) -> anyhow::R
         return throughput_on_nodes(connections, seconds, nodes).await;
     }
     let (server, _) = Server::start()?;
+    let processes = ["switchboard", "postgres", "bench"];
+    let before = cpu_seconds_by_name(&processes);
     let (total, elapsed) = closed_loop(&[server.addr], connections, seconds, |_| "hello".to_string()).await?;
+    let after = cpu_seconds_by_name(&processes);
+    let spent: Vec<String> = processes
+        .iter()
+        .map(|name| format!("{name} {:.1} s", after.get(*name).unwrap_or(&0.0) - before.get(*name).unwrap_or(&0.0)))
+        .collect();
     println!(
-        "throughput: {connections} connections, {total} messages persisted and answered in {elapsed:.1} s = {:.0} msg/s; server RSS {} MiB",
+        "throughput: {connections} connections, {total} messages persisted and answered in {elapsed:.1} s = {:.0} msg/s; server RSS {} MiB; \
+         CPU during the run: {} (of {:.1} s on {} cores)",
         total as f64 / elapsed,
-        server.rss_kib() / 1024
+        server.rss_kib() / 1024,
+        spent.join(", "),
+        elapsed * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
     Ok(())
+}
+
+/// CPU seconds (user + system) every process with one of these names on this machine has used
+/// so far, summed per name, from `/proc/<pid>/stat`: where a run's time goes, the database's
+/// server processes included.
+fn cpu_seconds_by_name(names: &[&str]) -> std::collections::HashMap<String, f64> {
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut spent = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // "pid (comm) state …": the name may hold spaces, so split after its closing parenthesis.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let name = &stat[open + 1..close];
+        if !names.contains(&name) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        let time: f64 = fields.get(11..13).into_iter().flatten().filter_map(|f| f.parse::<f64>().ok()).sum();
+        *spent.entry(name.to_string()).or_insert(0.0) += time / ticks;
+    }
+    spent
 }
 
 /// `nodes` servers on one PostgreSQL database, the sockets spread over them in turn (a load
