@@ -265,6 +265,9 @@ pub struct BotConfig {
     pub low_confidence_threshold: f32,
     pub low_confidence_escalate_after: u32,
     pub negative_sentiment_threshold: f32,
+    /// The model's judgement that a person should take over, 0..=1, at or above which the bot
+    /// hands over at once.
+    pub escalate_at_least: f32,
     pub handoff_queued: String,
     pub handoff_offline: String,
     /// Told on escalation outside business hours; `{next_open}`: "Monday 09:00 CET".
@@ -472,6 +475,7 @@ impl Default for BotConfig {
             low_confidence_threshold: policy.low_confidence_threshold,
             low_confidence_escalate_after: policy.low_confidence_escalate_after,
             negative_sentiment_threshold: policy.negative_sentiment_threshold,
+            escalate_at_least: policy.escalate_at_least,
             handoff_queued: policy.handoff_queued,
             handoff_offline: policy.handoff_offline,
             handoff_closed: policy.handoff_closed,
@@ -699,6 +703,9 @@ impl Config {
                 "bot.negative_sentiment_threshold",
                 format!("{} is not within -1..=1", b.negative_sentiment_threshold),
             );
+        }
+        if !(0.0..=1.0).contains(&b.escalate_at_least) {
+            return invalid("bot.escalate_at_least", format!("{} is not within 0..=1 (a probability)", b.escalate_at_least));
         }
         if self.attachments.max_bytes == 0 {
             return invalid("attachments.max_bytes", "must be at least 1".into());

@@ -570,6 +570,7 @@ pub fn policy(config: &Config) -> Policy {
         low_confidence_threshold: bot.low_confidence_threshold,
         low_confidence_escalate_after: bot.low_confidence_escalate_after,
         negative_sentiment_threshold: bot.negative_sentiment_threshold,
+        escalate_at_least: bot.escalate_at_least,
         handoff_queued: bot.handoff_queued.clone(),
         handoff_offline: bot.handoff_offline.clone(),
         priority_rules: bot.priority_rules.clone(),

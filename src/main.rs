@@ -65,6 +65,14 @@ enum NluCommand {
         #[arg(long, default_value = "nlu-judge")]
         out: PathBuf,
     },
+    /// Cross-validate the judgement heads on their built-in training set (never on the
+    /// evaluation set): for choosing their training settings.
+    CrossValidate {
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        #[command(flatten)]
+        head: HeadArgs,
+    },
     /// Train on labelled data and report accuracy, macro-F1, confusions, a threshold sweep and latency.
     Eval {
         /// CSV with `text` and `label` columns to evaluate on.
@@ -76,6 +84,9 @@ enum NluCommand {
         /// Intents left out of training so that their messages measure out-of-scope recall.
         #[arg(long, default_value_t = 10)]
         held_out: usize,
+        /// Rows with this label are out of scope: never trained on, scored as rejections.
+        #[arg(long, default_value = "oos")]
+        out_of_scope_label: String,
         /// Where report.json and threshold-sweep.svg go.
         #[arg(long, default_value = "nlu-eval")]
         out: PathBuf,
@@ -102,7 +113,10 @@ struct HeadArgs {
 
 impl HeadArgs {
     fn params(&self) -> switchboard_nlp::head::TrainParams {
-        let mut p = switchboard_nlp::head::TrainParams::default();
+        self.over(switchboard_nlp::head::TrainParams::default())
+    }
+
+    fn over(&self, mut p: switchboard_nlp::head::TrainParams) -> switchboard_nlp::head::TrainParams {
         p.epochs = self.epochs.unwrap_or(p.epochs);
         p.learning_rate = self.learning_rate.unwrap_or(p.learning_rate);
         p.weight_decay = self.weight_decay.unwrap_or(p.weight_decay);
@@ -236,9 +250,16 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
         }
         Command::Nlu { command: NluCommand::Check { intents } } => nlu::check(&config, intents.as_deref()),
         Command::Nlu { command: NluCommand::Judge { data, out } } => nlu::judge(&config, &data, &out).await,
-        Command::Nlu { command: NluCommand::Eval { data, train, held_out, out, head } } => {
+        Command::Nlu { command: NluCommand::CrossValidate { folds, head } } => {
+            let params = head.over(switchboard_nlp::judgement::judgement_params());
+            tokio::task::spawn_blocking(move || nlu::cross_validate(&config, folds, params)).await?
+        }
+        Command::Nlu { command: NluCommand::Eval { data, train, held_out, out_of_scope_label, out, head } } => {
             let params = head.params();
-            tokio::task::spawn_blocking(move || nlu::eval(&config, &data, train.as_deref(), held_out, &out, params)).await?
+            tokio::task::spawn_blocking(move || {
+                nlu::eval(&config, &data, train.as_deref(), held_out, &out_of_scope_label, &out, params)
+            })
+            .await?
         }
         Command::Db { command: DbCommand::Copy { from, to, resume } } => {
             let style = indicatif::ProgressStyle::with_template("{msg:>20} [{bar:40}] {pos}/{len}")

@@ -27,13 +27,21 @@ pub fn check(config: &Config, intents: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn eval(config: &Config, data: &Path, train: Option<&Path>, held_out: usize, out: &Path, params: TrainParams) -> anyhow::Result<()> {
+pub fn eval(
+    config: &Config,
+    data: &Path,
+    train: Option<&Path>,
+    held_out: usize,
+    out_of_scope_label: &str,
+    out: &Path,
+    params: TrainParams,
+) -> anyhow::Result<()> {
     // The engine the service runs (nlp.backend): its embeddings and latency are the ones that count.
     let encoder = switchboard::load_encoder(&config.nlp)?;
     let test = eval::read_csv(data)?;
     let (train, test) = match train {
         Some(path) => (eval::read_csv(path)?, test),
-        None => eval::split(test),
+        None => eval::split(test, out_of_scope_label),
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -42,7 +50,12 @@ pub fn eval(config: &Config, data: &Path, train: Option<&Path>, held_out: usize,
             .progress_chars("=> "),
     );
     let mut stage_seen = None;
-    let options = EvalOptions { held_out_intents: held_out, cache_dir: Some(config.nlp.cache_dir.clone()), params };
+    let options = EvalOptions {
+        held_out_intents: held_out,
+        out_of_scope_label: out_of_scope_label.to_string(),
+        cache_dir: Some(config.nlp.cache_dir.clone()),
+        params,
+    };
     let report = eval::evaluate(encoder.as_ref(), &train, &test, &options, &mut |stage, done, total| {
         if stage_seen != Some(stage) {
             stage_seen = Some(stage);
@@ -72,13 +85,26 @@ pub fn eval(config: &Config, data: &Path, train: Option<&Path>, held_out: usize,
         println!("                 {} -> {}: {}", pair.expected, pair.predicted, pair.count);
     }
     println!(
-        "out of scope     {} intents held out; chosen threshold {:.2}: in-scope accuracy {:.2} %, out-of-scope recall {:.2} %",
+        "out of scope     {} intents held out, {} test rows labelled `{out_of_scope_label}` or untrained",
         report.held_out_intents.len(),
-        report.chosen_threshold,
-        report.chosen_in_scope_accuracy * 100.0,
-        report.chosen_out_of_scope_recall * 100.0
+        report.out_of_scope_test_samples
     );
-    println!("threshold sweep  threshold  in-scope acc  OOS recall");
+    if !report.untrained_labels.is_empty() {
+        let listed: Vec<String> = report.untrained_labels.iter().map(|(label, n)| format!("{label} ({n})")).collect();
+        println!("                 labels the training data lack, scored as out of scope: {}", listed.join(", "));
+    }
+    for (what, threshold, at) in [
+        ("chosen on validation", report.chosen_threshold, &report.chosen),
+        ("the service's own", report.service_threshold, &report.service),
+    ] {
+        println!(
+            "                 threshold {threshold:.2} ({what}): in-scope accuracy {:.2} %, out-of-scope recall {:.2} % on the test",
+            at.in_scope_accuracy * 100.0,
+            at.out_of_scope_recall * 100.0
+        );
+    }
+    println!("threshold sweep  on the test, for reading only (nothing is chosen from it)");
+    println!("                 threshold  in-scope acc  OOS recall");
     for point in report.sweep.iter().step_by(2) {
         println!(
             "                 {:>9.2}  {:>11.2} %  {:>8.2} %",
@@ -93,6 +119,20 @@ pub fn eval(config: &Config, data: &Path, train: Option<&Path>, held_out: usize,
     );
     println!("training         {:.1} s", report.train_seconds);
     println!("written          {} and {}", json_path.display(), chart_path.display());
+    Ok(())
+}
+
+pub fn cross_validate(config: &Config, folds: usize, params: TrainParams) -> anyhow::Result<()> {
+    let encoder = switchboard::load_encoder(&config.nlp)?;
+    let (rows, embeddings) = switchboard_nlp::judgement::built_in_training(encoder.as_ref(), Some(&config.nlp.cache_dir))?;
+    let report = switchboard_nlp::judgement::cross_validate(&rows, &embeddings, &params, folds);
+    let percent = |v: f32| format!("{:.1} %", v * 100.0);
+    println!("training set     {} rows, {} folds, {params:?}", report.rows, report.folds);
+    println!("category         {}", percent(report.category_accuracy));
+    println!("need             {}", percent(report.need_accuracy));
+    println!("tone             {}", percent(report.tone_accuracy));
+    println!("priority         within one level {}", percent(report.priority_within_one_level));
+    println!("escalate now     F1 {:.3}", report.escalate_f1);
     Ok(())
 }
 
@@ -111,7 +151,11 @@ pub async fn judge(config: &Config, data: &Path, out: &Path) -> anyhow::Result<(
         let conversation = Conversation::new(ContactId::new(), Channel::WebChat, now);
         let input = Input::CustomerMessage { text: &case.text, classification: &classification, has_attachments: false };
         let decision = step(&conversation, &input, &policy, now);
-        let category = if classification.intent.is(IntentName::OUT_OF_SCOPE) {
+        let off_topic = match &classification.judgement {
+            Some(judgement) => judgement.off_topic,
+            None => classification.intent.is(IntentName::OUT_OF_SCOPE),
+        };
+        let category = if off_topic {
             OUT_OF_SCOPE.to_string()
         } else {
             classification.category.as_str().to_string()
@@ -121,6 +165,7 @@ pub async fn judge(config: &Config, data: &Path, out: &Path) -> anyhow::Result<(
             escalate_now: decision.escalated.is_some(),
             priority: decision.conversation.priority,
             sentiment: classification.sentiment,
+            need: classification.judgement.as_ref().map(|j| j.need),
             millis,
         });
         bar.inc(1);
@@ -146,6 +191,10 @@ pub async fn judge(config: &Config, data: &Path, out: &Path) -> anyhow::Result<(
         println!("                 {label:>8}: {:>4} {:>4} {:>4}", row[0], row[1], row[2]);
     }
     println!("priority         exact {}, within one level {}", optional(report.priority_exact), optional(report.priority_within_one_level));
+    println!("need             {} right", optional(report.need_accuracy));
+    for pair in report.need_confusions.iter().take(6) {
+        println!("                 {} -> {}: {}", pair.expected, pair.predicted, pair.count);
+    }
     println!("by language      language  messages  category  escalate F1");
     for l in &report.by_language {
         println!("                 {:>8}  {:>8}  {:>8}  {}", l.language, l.cases, percent(l.category_accuracy), l.escalate_f1.map(|f| format!("{f:.2}")).unwrap_or_default());

@@ -45,9 +45,15 @@ pub struct Policy {
     pub low_confidence_threshold: f32,
     /// Unsure answers in a row before escalating (the first ones get a clarifying question).
     pub low_confidence_escalate_after: u32,
-    /// Sentiment at or below this escalates at once.
+    /// Sentiment at or below this escalates at once (when the classifier makes no judgement).
     pub negative_sentiment_threshold: f32,
+    /// The judgement's likelihood that a person should take over, at or above which the bot
+    /// hands over at once.
+    pub escalate_at_least: f32,
     pub clarifying_question: String,
+    /// Said to a message the judgement finds off topic (a film tip, homework): what the bot is
+    /// for, rather than asking to rephrase something that was clear.
+    pub off_topic_reply: String,
     pub clarifying_quick_replies: Vec<String>,
     /// Told on escalation when agents are online; `{position}` is the place in the queue.
     pub handoff_queued: String,
@@ -85,6 +91,10 @@ impl Default for Policy {
             low_confidence_threshold: 0.5,
             low_confidence_escalate_after: 2,
             negative_sentiment_threshold: -0.6,
+            escalate_at_least: 0.5,
+            off_topic_reply: "I'm the support assistant, so I can't help with that one. Is there something about \
+                              your order, account or billing I can do for you?"
+                .to_string(),
             clarifying_question: "Sorry, I'm not sure I understood. Could you put it another way, \
                                   or pick a topic below?"
                 .to_string(),
@@ -202,6 +212,9 @@ pub fn priority_for(category: Category, classification: &Classification, text: &
 }
 
 fn built_in_priority(category: Category, classification: &Classification) -> Priority {
+    if let Some(judgement) = &classification.judgement {
+        return judgement.priority;
+    }
     let base = match category {
         Category::Complaint => Priority::High,
         Category::Billing | Category::TechnicalSupport | Category::Account => Priority::Medium,
@@ -245,6 +258,7 @@ mod tests {
             answer: None,
             always_escalate: false,
             source: ClassificationSource::Model,
+            judgement: None,
         }
     }
 

@@ -4,7 +4,7 @@
 use crate::timers::{TimerKind, timers_after};
 use crate::policy::{Policy, priority_for};
 use switchboard_models::{
-    AgentId, Category, Classification, ClassificationSource, Priority, Conversation, Escalation, EscalationReason, Handler, IntentName,
+    AgentId, Category, Classification, ClassificationSource, Priority, Conversation, Escalation, EscalationReason, Handler, IntentName, Need,
     Sender, Status, Timestamp, Urgency,
 };
 
@@ -96,7 +96,14 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                             });
                             escalated = Some(reason);
                         }
-                        None => replies.push(bot_answer(&mut next, classification, policy)),
+                        None => {
+                            replies.push(bot_answer(&mut next, classification, policy));
+                            if classification.judgement.is_some() {
+                                // Every conversation has a priority, current with its latest message.
+                                let category = next.category.unwrap_or(classification.category);
+                                next.priority = Some(priority_for(category, classification, text, &policy.priority_rules));
+                            }
+                        }
                     }
                 }
                 Handler::Queue => {
@@ -217,13 +224,28 @@ fn escalation_reason(
     if classification.always_escalate {
         return Some(EscalationReason::AlwaysHumanIntent { intent: classification.intent.clone() });
     }
-    if classification.urgency == Urgency::Critical {
-        return Some(EscalationReason::Urgent);
+    match &classification.judgement {
+        // The trained judgement weighs need, risk and tone together; word lists only guess.
+        Some(judgement) => {
+            if judgement.need == Need::HumanRequest && !judgement.off_topic {
+                return Some(EscalationReason::HumanRequested);
+            }
+            if judgement.escalate >= policy.escalate_at_least {
+                return Some(EscalationReason::NeedsPerson { need: judgement.need, likelihood: judgement.escalate });
+            }
+        }
+        None => {
+            if classification.urgency == Urgency::Critical {
+                return Some(EscalationReason::Urgent);
+            }
+            if classification.sentiment <= policy.negative_sentiment_threshold {
+                return Some(EscalationReason::NegativeSentiment { sentiment: classification.sentiment });
+            }
+        }
     }
-    if classification.sentiment <= policy.negative_sentiment_threshold {
-        return Some(EscalationReason::NegativeSentiment { sentiment: classification.sentiment });
-    }
-    let unsure = is_unsure(classification, policy);
+    // Off topic is not misunderstanding: the bot said what it is for, and a person can be asked for.
+    let off_topic = classification.judgement.as_ref().is_some_and(|j| j.off_topic);
+    let unsure = is_unsure(classification, policy) && !off_topic;
     let times = conversation.low_confidence_streak + 1;
     if unsure && times >= policy.low_confidence_escalate_after {
         return Some(EscalationReason::LowConfidence { times });
@@ -249,6 +271,12 @@ fn bot_answer(next: &mut Conversation, classification: &Classification, policy: 
                 quick_replies: Vec::new(),
             }
         }
+        // Clear, but not ours to answer: say so, and don't count it towards a handoff.
+        (None, _) if classification.judgement.as_ref().is_some_and(|j| j.off_topic) => Reply {
+            sender: Sender::Bot,
+            body: ReplyBody::Text(policy.off_topic_reply.clone()),
+            quick_replies: policy.clarifying_quick_replies.clone(),
+        },
         _ => {
             next.low_confidence_streak += 1;
             Reply {

@@ -1,4 +1,4 @@
-use crate::Category;
+use crate::{Category, Need, Priority};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -97,6 +97,23 @@ pub struct Classification {
     /// What decided the intent.
     #[serde(default)]
     pub source: ClassificationSource,
+    /// The trained judgement of the message, when the model classifier made one (the keyword
+    /// classifier does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judgement: Option<Judgement>,
+}
+
+/// What a person reading the message would conclude, apart from which intent it is: the model's
+/// heads trained on labelled support traffic (`nlp/judgement/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    pub need: Need,
+    /// The message is no support request for this business at all.
+    pub off_topic: bool,
+    /// Probability that a good support lead would want a person on this now, 0..=1.
+    pub escalate: f32,
+    /// How soon a person should look, had this message a ticket.
+    pub priority: Priority,
 }
 
 /// Which part of the NLP stack chose the intent.

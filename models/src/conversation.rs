@@ -1,4 +1,4 @@
-use crate::{AgentId, Category, Channel, ContactId, ConversationId, IntentName, Priority, Status, Timestamp};
+use crate::{AgentId, Category, Channel, ContactId, ConversationId, IntentName, Need, Priority, Status, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// Who answers the conversation now. The bot answers only when this is `Bot`.
@@ -22,6 +22,9 @@ pub enum EscalationReason {
     Urgent,
     /// The customer sent files for a person to look at.
     DocumentReview,
+    /// The trained judgement says a person should take this now: a harm report, an angry or
+    /// stuck customer, money taken wrongly.
+    NeedsPerson { need: Need, likelihood: f32 },
 }
 
 impl EscalationReason {
@@ -40,6 +43,15 @@ impl EscalationReason {
             }
             Self::Urgent => "The customer says it is urgent.".to_string(),
             Self::DocumentReview => "The customer sent a file to review.".to_string(),
+            Self::NeedsPerson { need, likelihood } => {
+                let what = match need {
+                    Need::HarmReport => "reports harm (fraud, a takeover, a safety issue or an outage)",
+                    Need::Complaint => "is unhappy",
+                    Need::HumanRequest => "asked for a person",
+                    _ => "needs a person",
+                };
+                format!("The customer {what} ({:.0} % sure).", likelihood * 100.0)
+            }
         }
     }
 }

@@ -135,6 +135,23 @@ text_enum!(
 );
 
 text_enum!(
+    /// What the customer wants from this message, apart from what it is about: a complaint about
+    /// billing is a billing message whose need is a complaint. A harm report is fraud, an account
+    /// takeover, a safety incident or an outage affecting many people.
+    Need, "need" {
+        Question => "question",
+        Complaint => "complaint",
+        HumanRequest => "human_request",
+        FeatureRequest => "feature_request",
+        HarmReport => "harm_report",
+        Greeting => "greeting",
+        Thanks => "thanks",
+        Goodbye => "goodbye",
+        Other => "other",
+    }
+);
+
+text_enum!(
     /// Where a reply is on its way to the customer.
     DeliveryState, "delivery state" {
         Queued => "queued",

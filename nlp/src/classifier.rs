@@ -5,6 +5,7 @@ use crate::embedding_cache::EmbeddingCache;
 use crate::encoder::{EncoderError, SentenceEncoder};
 use crate::head::TrainParams;
 use crate::intents::{IntentSet, IntentsError};
+use crate::judgement::{Judged, JudgementModel};
 use crate::llm::{IntentChoice, LlmChoice, LlmClient};
 use crate::model::{IntentModel, LabelledText, Ranking};
 use crate::signals;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 use switchboard_core::ports::{Classifier, IntentsReloader};
-use switchboard_models::{Category, Classification, ClassificationSource, IntentName, IntentScore};
+use switchboard_models::{Category, Classification, ClassificationSource, IntentName, IntentScore, Judgement};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -75,6 +76,7 @@ pub struct ModelClassifier {
 struct Local {
     encoder: Arc<dyn SentenceEncoder>,
     trained: RwLock<Arc<Trained>>,
+    judgement: Arc<JudgementModel>,
     templates: Handlebars<'static>,
 }
 
@@ -88,9 +90,10 @@ impl ModelClassifier {
         llm_below: f32,
     ) -> Result<(Self, LoadReport), LoadError> {
         let (trained, report) = train(encoder.as_ref(), &source, cache_dir.as_deref())?;
+        let judgement = judgement_for(encoder.as_ref(), cache_dir.as_deref())?;
         let mut templates = Handlebars::new();
         templates.set_strict_mode(false);
-        let local = Arc::new(Local { encoder, trained: RwLock::new(Arc::new(trained)), templates });
+        let local = Arc::new(Local { encoder, trained: RwLock::new(Arc::new(trained)), judgement, templates });
         let pending = spawn_encoder_threads(local.clone());
         let classifier = Self { local, pending, source, cache_dir, llm, llm_below, llm_answers: false };
         Ok((classifier, report))
@@ -165,16 +168,19 @@ impl Local {
             Ok(embeddings) => texts
                 .iter()
                 .zip(embeddings)
-                .map(|(text, embedding)| self.describe(&trained, text, &trained.model.rank(text, &embedding)))
+                .map(|(text, embedding)| {
+                    let judged = self.judgement.judge(text, &embedding);
+                    self.describe(&trained, text, &trained.model.rank(text, &embedding), Some(judged))
+                })
                 .collect(),
             Err(e) => {
                 tracing::error!(error = %e, "the sentence encoder failed; treating the messages as out of scope");
-                texts.iter().map(|text| self.describe(&trained, text, &Vec::new())).collect()
+                texts.iter().map(|text| self.describe(&trained, text, &Vec::new(), None)).collect()
             }
         }
     }
 
-    fn describe(&self, trained: &Trained, text: &str, ranking: &Ranking) -> Classification {
+    fn describe(&self, trained: &Trained, text: &str, ranking: &Ranking, judged: Option<Judged>) -> Classification {
         let model = &trained.model;
         let intent_of = |label: usize| trained.intents.get(&IntentName::parse(&model.labels[label]).expect("trained on valid names"));
         let (best, confidence) = ranking.first().copied().unwrap_or((usize::MAX, 0.0));
@@ -195,16 +201,22 @@ impl Local {
             answer: None,
             always_escalate: false,
             source: ClassificationSource::Model,
+            judgement: None,
         };
+        let off_topic = judged.as_ref().is_some_and(|j| j.category.is_none());
         if let Some(intent) = (best != usize::MAX).then(|| intent_of(best)).flatten() {
             // Out of scope keeps the best guess's category: it still tells the agent the area.
             classification.category = intent.category;
-            if confidence >= model.out_of_scope_threshold {
+            // An off-topic message gets no intent's answer, however close its wording came.
+            if confidence >= model.out_of_scope_threshold && !off_topic {
                 self.apply_intent(&mut classification, intent, text);
             } else {
                 classification.alternatives.insert(0, IntentScore { intent: intent.name.clone(), confidence });
                 classification.alternatives.truncate(3);
             }
+        }
+        if let Some(judged) = judged {
+            apply_judgement(&mut classification, judged);
         }
         classification
     }
@@ -259,7 +271,7 @@ impl Classifier for ModelClassifier {
             (true, Ok(classification)) => classification,
             _ => {
                 tracing::error!("the encoder thread is gone; treating the message as out of scope");
-                self.local.describe(&self.local.current(), text, &Vec::new())
+                self.local.describe(&self.local.current(), text, &Vec::new(), None)
             }
         };
         match &self.llm {
@@ -322,6 +334,39 @@ fn next_batch(
         }
     }
     Some(batch)
+}
+
+/// Below this probability the judgement's topic gives way to the intent's category.
+const JUDGED_CATEGORY_AT_LEAST: f32 = 0.5;
+
+/// The judgement replaces the lexicon's tone and urgency, and decides the topic when it is sure.
+fn apply_judgement(classification: &mut Classification, judged: Judged) {
+    classification.sentiment = judged.sentiment;
+    classification.urgency = judged.urgency();
+    if let Some(category) = judged.category {
+        if judged.category_confidence >= JUDGED_CATEGORY_AT_LEAST {
+            classification.category = category;
+        }
+    }
+    classification.judgement = Some(Judgement {
+        need: judged.need,
+        off_topic: judged.category.is_none(),
+        escalate: judged.escalate,
+        priority: judged.priority,
+    });
+}
+
+/// The judgement heads for `encoder`, trained once per process: every classifier built on the
+/// same encoder shares them (and a restart reads the training embeddings from the cache).
+fn judgement_for(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>) -> Result<Arc<JudgementModel>, EncoderError> {
+    static TRAINED: std::sync::Mutex<Vec<(String, Arc<JudgementModel>)>> = std::sync::Mutex::new(Vec::new());
+    let mut trained = TRAINED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, model)) = trained.iter().find(|(id, _)| id == encoder.id()) {
+        return Ok(model.clone());
+    }
+    let model = Arc::new(JudgementModel::train_built_in(encoder, cache_dir)?);
+    trained.push((encoder.id().to_string(), model.clone()));
+    Ok(model)
 }
 
 fn head_file(cache_dir: &Path, intents: &IntentSet, encoder: &dyn SentenceEncoder, params: &TrainParams) -> PathBuf {

@@ -54,11 +54,16 @@ pub fn read_csv(path: &Path) -> Result<Vec<Sample>, EvalError> {
     Ok(samples)
 }
 
-/// A deterministic stratified split: every fifth sample of each label is for testing.
-pub fn split(samples: Vec<Sample>) -> (Vec<Sample>, Vec<Sample>) {
+/// A deterministic stratified split: every fifth sample of each label is for testing. Rows
+/// labelled `out_of_scope_label` are never trained on: they all test rejection.
+pub fn split(samples: Vec<Sample>, out_of_scope_label: &str) -> (Vec<Sample>, Vec<Sample>) {
     let mut seen: HashMap<String, usize> = HashMap::new();
     let (mut train, mut test) = (Vec::new(), Vec::new());
     for sample in samples {
+        if sample.label == out_of_scope_label {
+            test.push(sample);
+            continue;
+        }
         let n = seen.entry(sample.label.clone()).or_default();
         *n += 1;
         if *n % 5 == 0 { test.push(sample) } else { train.push(sample) }
@@ -85,7 +90,8 @@ pub struct SweepPoint {
     pub threshold: f32,
     /// Share of in-scope test messages classified correctly and above the threshold.
     pub in_scope_accuracy: f32,
-    /// Share of messages of held-out intents that fall below the threshold.
+    /// Share of out-of-scope test messages (labelled so, or of intents held out of training)
+    /// that fall below the threshold.
     pub out_of_scope_recall: f32,
 }
 
@@ -106,17 +112,31 @@ pub struct Report {
     pub macro_f1: f32,
     pub confused_pairs: Vec<ConfusedPair>,
     pub held_out_intents: Vec<String>,
+    /// Test rows labelled out of scope, or with a label the training data lack: the model
+    /// should reject them.
+    pub out_of_scope_test_samples: usize,
+    /// The labels of those rows (other than the out-of-scope label itself), with their counts.
+    pub untrained_labels: Vec<(String, usize)>,
+    /// On the test data, with the held-out intents left out of training: informative only,
+    /// nothing is chosen from it.
     pub sweep: Vec<SweepPoint>,
-    /// The threshold the service would pick from these data (best mean of the two rates).
+    /// Chosen on a validation split of the training data (a fifth of each kept intent's
+    /// examples; the held-out intents' training examples as out of scope), never on the test.
     pub chosen_threshold: f32,
-    pub chosen_in_scope_accuracy: f32,
-    pub chosen_out_of_scope_recall: f32,
+    /// The test figures at that threshold.
+    pub chosen: SweepPoint,
+    /// The threshold the service itself would set, trained on the same (kept) intents.
+    pub service_threshold: f32,
+    /// The test figures at the service's threshold.
+    pub service: SweepPoint,
     pub latency: Latency,
     pub train_seconds: f64,
 }
 
 pub struct EvalOptions {
     pub held_out_intents: usize,
+    /// Test rows with this label are out of scope (`oos` by default).
+    pub out_of_scope_label: String,
     pub cache_dir: Option<std::path::PathBuf>,
     pub params: TrainParams,
 }
@@ -134,14 +154,31 @@ pub fn evaluate(
         l.dedup();
         l
     };
+    if labels.iter().any(|l| *l == options.out_of_scope_label) {
+        return Err(EvalError::Data {
+            path: "training data".into(),
+            reason: format!("rows labelled `{0}` are out of scope and cannot be trained on; drop them from the training data or name another --out-of-scope-label", options.out_of_scope_label),
+        });
+    }
     let index: HashMap<&str, usize> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
-    let test: Vec<&Sample> = test.iter().filter(|s| index.contains_key(s.label.as_str())).collect();
+    // Rows the model cannot name (labelled out of scope, or of an untrained label) test rejection.
+    let (test, rejected): (Vec<&Sample>, Vec<&Sample>) = test.iter().partition(|s| index.contains_key(s.label.as_str()));
+    let mut untrained: BTreeMap<String, usize> = BTreeMap::new();
+    for sample in rejected.iter().filter(|s| s.label != options.out_of_scope_label) {
+        *untrained.entry(sample.label.clone()).or_default() += 1;
+    }
 
     let mut cache = EmbeddingCache::open(options.cache_dir.as_deref(), encoder);
-    let all_texts: Vec<&str> = train.iter().map(|s| s.text.as_str()).chain(test.iter().map(|s| s.text.as_str())).collect();
+    let all_texts: Vec<&str> = train
+        .iter()
+        .map(|s| s.text.as_str())
+        .chain(test.iter().map(|s| s.text.as_str()))
+        .chain(rejected.iter().map(|s| s.text.as_str()))
+        .collect();
     let total = all_texts.len();
     let embeddings = cache.embed_all(encoder, &all_texts, &mut |done| progress(Stage::Embedding, done, total))?;
-    let (train_embeddings, test_embeddings) = embeddings.split_at(train.len());
+    let (train_embeddings, rest) = embeddings.split_at(train.len());
+    let (test_embeddings, rejected_embeddings) = rest.split_at(test.len());
 
     // 1. All intents: accuracy, macro-F1, confusions.
     progress(Stage::Training, 0, 2);
@@ -173,7 +210,8 @@ pub fn evaluate(
     confused_pairs.sort_by(|a, b| b.count.cmp(&a.count));
     confused_pairs.truncate(10);
 
-    // 2. Some intents held out of training: their test messages are out of scope.
+    // 2. Some intents held out of training: their messages are out of scope. The threshold is
+    // chosen on a validation split of the training data; the test data only report figures.
     let stride = (labels.len() / options.held_out_intents.max(1)).max(1);
     let held_out: Vec<usize> = (0..labels.len())
         .filter(|i| i % stride == stride / 2)
@@ -181,11 +219,33 @@ pub fn evaluate(
         .collect();
     let kept: Vec<usize> = (0..labels.len()).filter(|i| !held_out.contains(i)).collect();
     let remap: HashMap<usize, usize> = kept.iter().enumerate().map(|(new, old)| (*old, new)).collect();
+    let kept_labels: Vec<String> = kept.iter().map(|&i| labels[i].clone()).collect();
+    // Validation: every fifth example of each kept intent, and every example of the held-out ones.
+    let mut seen = vec![0usize; labels.len()];
+    let (mut fit, mut validation_in, mut validation_out) = (Vec::new(), Vec::new(), Vec::new());
+    for l in &labelled {
+        seen[l.label] += 1;
+        match remap.get(&l.label) {
+            None => validation_out.push(l),
+            Some(&label) if seen[l.label] % 5 == 0 => validation_in.push((l, label)),
+            Some(&label) => fit.push(LabelledText { text: l.text, embedding: l.embedding, label }),
+        }
+    }
+    let validating = IntentModel::train(kept_labels.clone(), &fit, &options.params);
+    let in_scope_validation: Vec<(bool, f32)> = validation_in
+        .iter()
+        .map(|(l, label)| {
+            let (best, p) = validating.rank(l.text, l.embedding)[0];
+            (best == *label, p)
+        })
+        .collect();
+    let out_of_scope_validation: Vec<f32> = validation_out.iter().map(|l| validating.rank(l.text, l.embedding)[0].1).collect();
+    let chosen_threshold = best_threshold(&in_scope_validation, &out_of_scope_validation);
+
     let kept_labelled: Vec<LabelledText<'_>> = labelled
         .iter()
         .filter_map(|l| remap.get(&l.label).map(|&label| LabelledText { text: l.text, embedding: l.embedding, label }))
         .collect();
-    let kept_labels = kept.iter().map(|&i| labels[i].clone()).collect();
     let partial = IntentModel::train(kept_labels, &kept_labelled, &options.params);
     progress(Stage::Training, 2, 2);
     let mut in_scope = Vec::new();
@@ -197,14 +257,17 @@ pub fn evaluate(
             None => out_of_scope.push(p),
         }
     }
+    for (sample, embedding) in rejected.iter().zip(rejected_embeddings) {
+        out_of_scope.push(partial.rank(&sample.text, embedding)[0].1);
+    }
     let sweep: Vec<SweepPoint> = (0..=20)
         .map(|step| {
             let threshold = step as f32 / 20.0;
             rates(&in_scope, &out_of_scope, threshold)
         })
         .collect();
-    let chosen_threshold = best_threshold(&in_scope, &out_of_scope);
     let chosen = rates(&in_scope, &out_of_scope, chosen_threshold);
+    let service = rates(&in_scope, &out_of_scope, partial.out_of_scope_threshold);
 
     // 3. Speed of the whole path (encode + head) on real test messages, uncached.
     let sample: Vec<&str> = test.iter().take(320).map(|s| s.text.as_str()).collect();
@@ -235,10 +298,13 @@ pub fn evaluate(
         macro_f1,
         confused_pairs,
         held_out_intents: held_out.iter().map(|&i| labels[i].clone()).collect(),
+        out_of_scope_test_samples: rejected.len(),
+        untrained_labels: untrained.into_iter().collect(),
         sweep,
         chosen_threshold,
-        chosen_in_scope_accuracy: chosen.in_scope_accuracy,
-        chosen_out_of_scope_recall: chosen.out_of_scope_recall,
+        chosen,
+        service_threshold: partial.out_of_scope_threshold,
+        service,
         latency: Latency {
             single_p50_ms: percentile(0.5),
             single_p95_ms: percentile(0.95),
@@ -344,9 +410,14 @@ mod tests {
     fn split_is_stratified_and_stable() {
         let samples: Vec<Sample> =
             (0..20).map(|i| Sample { text: format!("t{i}"), label: if i % 2 == 0 { "a" } else { "b" }.into() }).collect();
-        let (train, test) = split(samples.clone());
+        let (train, test) = split(samples.clone(), "oos");
         assert_eq!((train.len(), test.len()), (16, 4));
         assert_eq!(test.iter().filter(|s| s.label == "a").count(), 2);
-        assert_eq!(split(samples).1, test);
+        assert_eq!(split(samples.clone(), "oos").1, test);
+        let mut with_oos = samples;
+        with_oos.extend((0..3).map(|i| Sample { text: format!("o{i}"), label: "oos".into() }));
+        let (train, test) = split(with_oos, "oos");
+        assert!(train.iter().all(|s| s.label != "oos"), "out-of-scope rows are never trained on");
+        assert_eq!(test.iter().filter(|s| s.label == "oos").count(), 3);
     }
 }

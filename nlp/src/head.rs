@@ -27,20 +27,27 @@ pub struct Vocabulary {
 
 impl Vocabulary {
     pub fn fit(texts: &[&str]) -> Self {
-        let mut document_frequency: HashMap<String, u32> = HashMap::new();
-        for text in texts {
-            let mut unique = terms(text);
-            unique.sort();
+        let term_lists: Vec<Vec<String>> = texts.iter().map(|t| terms(t)).collect();
+        Self::fit_terms(&term_lists, 1)
+    }
+
+    /// The vocabulary of terms found in at least `min_document_frequency` of the term lists.
+    pub fn fit_terms(term_lists: &[Vec<String>], min_document_frequency: u32) -> Self {
+        let mut document_frequency: HashMap<&str, u32> = HashMap::new();
+        for list in term_lists {
+            let mut unique: Vec<&str> = list.iter().map(String::as_str).collect();
+            unique.sort_unstable();
             unique.dedup();
             for term in unique {
                 *document_frequency.entry(term).or_default() += 1;
             }
         }
-        let mut vocabulary: Vec<(String, u32)> = document_frequency.into_iter().collect();
+        let mut vocabulary: Vec<(&str, u32)> =
+            document_frequency.into_iter().filter(|(_, df)| *df >= min_document_frequency).collect();
         vocabulary.sort();
-        let documents = texts.len() as f32;
+        let documents = term_lists.len() as f32;
         let idf = vocabulary.iter().map(|(_, df)| ((1.0 + documents) / (1.0 + *df as f32)).ln() + 1.0).collect();
-        let index = vocabulary.into_iter().enumerate().map(|(i, (term, _))| (term, i as u32)).collect();
+        let index = vocabulary.into_iter().enumerate().map(|(i, (term, _))| (term.to_string(), i as u32)).collect();
         Self { index, idf }
     }
 
@@ -54,8 +61,13 @@ impl Vocabulary {
 
     /// Sublinear TF-IDF, unit length, of the known terms in `text`.
     pub fn features(&self, text: &str) -> Vec<(u32, f32)> {
+        self.features_of_terms(terms(text))
+    }
+
+    /// Sublinear TF-IDF, unit length, of the known terms among `terms`.
+    pub fn features_of_terms(&self, terms: Vec<String>) -> Vec<(u32, f32)> {
         let mut counts: HashMap<u32, f32> = HashMap::new();
-        for term in terms(text) {
+        for term in terms {
             if let Some(&i) = self.index.get(&term) {
                 *counts.entry(i).or_default() += 1.0;
             }

@@ -6,7 +6,7 @@ use crate::eval::{ConfusedPair, EvalError};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
-use switchboard_models::Priority;
+use switchboard_models::{Need, Priority};
 
 /// The label of a message that is no support request for the business at all.
 pub const OUT_OF_SCOPE: &str = "oos";
@@ -36,7 +36,7 @@ impl Tone {
         }
     }
 
-    fn parse(text: &str) -> Option<Tone> {
+    pub(crate) fn parse(text: &str) -> Option<Tone> {
         match text {
             "negative" => Some(Tone::Negative),
             "neutral" => Some(Tone::Neutral),
@@ -58,6 +58,7 @@ pub struct Case {
     pub escalate_now: Option<bool>,
     pub priority: Option<Priority>,
     pub tone: Option<Tone>,
+    pub need: Option<Need>,
 }
 
 /// What the service decided for one message.
@@ -69,6 +70,8 @@ pub struct Verdict {
     /// None when the step set no priority (counted as low).
     pub priority: Option<Priority>,
     pub sentiment: f32,
+    /// None when the classifier made no judgement.
+    pub need: Option<Need>,
     pub millis: f64,
 }
 
@@ -82,8 +85,8 @@ pub fn read_cases(path: &Path) -> Result<Vec<Case>, EvalError> {
     let column = |name: &str| headers.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
     let required = |name: &str| column(name).ok_or_else(|| error(format!("no `{name}` column; the header must name `text` and `category`")));
     let (text_at, category_at) = (required("text")?, required("category")?);
-    let (id_at, language_at, escalate_at, priority_at, tone_at) =
-        (column("id"), column("language"), column("escalate_now"), column("priority"), column("sentiment"));
+    let (id_at, language_at, escalate_at, priority_at, tone_at, need_at) =
+        (column("id"), column("language"), column("escalate_now"), column("priority"), column("sentiment"), column("need"));
     let mut cases = Vec::new();
     for (index, record) in reader.records().enumerate() {
         let row = index + 2;
@@ -103,6 +106,7 @@ pub fn read_cases(path: &Path) -> Result<Vec<Case>, EvalError> {
             .map(|p| p.parse::<Priority>().map_err(|_| bad("priority", p, "urgent, high, medium or low")))
             .transpose()?;
         let tone = field(tone_at).map(|t| Tone::parse(t).ok_or_else(|| bad("sentiment", t, "negative, neutral or positive"))).transpose()?;
+        let need = field(need_at).map(|n| n.parse::<Need>().map_err(|e| error(format!("row {row}: {e}")))).transpose()?;
         cases.push(Case {
             id: field(id_at).map(str::to_string).unwrap_or_else(|| format!("row {row}")),
             text: text.to_string(),
@@ -111,6 +115,7 @@ pub fn read_cases(path: &Path) -> Result<Vec<Case>, EvalError> {
             escalate_now,
             priority,
             tone,
+            need,
         });
     }
     if cases.is_empty() {
@@ -181,6 +186,9 @@ pub struct Report {
     pub sentiment_confusion: [[usize; 3]; 3],
     pub priority_exact: Option<f32>,
     pub priority_within_one_level: Option<f32>,
+    /// Over rows with a labelled need, when the classifier judged needs.
+    pub need_accuracy: Option<f32>,
+    pub need_confusions: Vec<ConfusedPair>,
     pub by_language: Vec<LanguageScore>,
     pub latency_p50_ms: f64,
     pub latency_p95_ms: f64,
@@ -237,6 +245,18 @@ pub fn score(cases: &[Case], verdicts: &[Verdict]) -> Report {
     let priority_exact = accuracy(both().filter_map(|(c, v)| c.priority.map(|p| level(Some(p)) == level(v.priority))));
     let priority_within_one_level =
         accuracy(both().filter_map(|(c, v)| c.priority.map(|p| (level(Some(p)) - level(v.priority)).abs() <= 1)));
+    let needs = || both().filter_map(|(c, v)| Some((c.need?, v.need?)));
+    let need_accuracy = accuracy(needs().map(|(expected, decided)| expected == decided));
+    let mut need_pairs: BTreeMap<(Need, Need), usize> = BTreeMap::new();
+    for pair in needs().filter(|(expected, decided)| expected != decided) {
+        *need_pairs.entry(pair).or_default() += 1;
+    }
+    let mut need_confusions: Vec<ConfusedPair> = need_pairs
+        .into_iter()
+        .map(|((expected, predicted), count)| ConfusedPair { expected: expected.to_string(), predicted: predicted.to_string(), count })
+        .collect();
+    need_confusions.sort_by(|a, b| b.count.cmp(&a.count));
+    need_confusions.truncate(12);
 
     let mut languages: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (index, case) in cases.iter().enumerate() {
@@ -280,6 +300,8 @@ pub fn score(cases: &[Case], verdicts: &[Verdict]) -> Report {
         sentiment_confusion,
         priority_exact,
         priority_within_one_level,
+        need_accuracy,
+        need_confusions,
         by_language,
         latency_p50_ms: percentile(0.5),
         latency_p95_ms: percentile(0.95),
@@ -300,11 +322,12 @@ mod tests {
             escalate_now: Some(escalate),
             priority: Some(priority),
             tone: Some(tone),
+            need: None,
         }
     }
 
     fn verdict(category: &str, escalate: bool, priority: Option<Priority>, sentiment: f32) -> Verdict {
-        Verdict { category: category.into(), escalate_now: escalate, priority, sentiment, millis: 1.0 }
+        Verdict { category: category.into(), escalate_now: escalate, priority, sentiment, need: None, millis: 1.0 }
     }
 
     #[test]

@@ -166,6 +166,7 @@ impl KeywordClassifier {
                 answer: None,
                 always_escalate: false,
                 source: ClassificationSource::Keywords,
+                judgement: None,
             };
         };
         // Share of the evidence, damped for single weak matches.
@@ -190,6 +191,7 @@ impl KeywordClassifier {
             answer: intent.answer.map(str::to_string),
             always_escalate: intent.always_escalate,
             source: ClassificationSource::Keywords,
+            judgement: None,
         }
     }
 }

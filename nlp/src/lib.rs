@@ -11,6 +11,7 @@ pub mod eval;
 pub mod head;
 pub mod intents;
 pub mod judge;
+pub mod judgement;
 mod keyword;
 pub mod llm;
 pub mod model;

@@ -479,6 +479,7 @@ async fn seed(dir: &std::path::Path, conversations: u64, each: u64) -> anyhow::R
         answer: None,
         always_escalate: false,
         source: switchboard_models::ClassificationSource::Keywords,
+        judgement: None,
     })?;
     // Realistic text: customer messages are the labelled support messages (12 languages),
     // replies a handful of agent and bot sentences; names, channels and ids vary.

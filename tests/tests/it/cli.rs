@@ -108,7 +108,7 @@ fn nlu_check_names_the_line_of_a_broken_intents_file() {
     let dir = tempfile::tempdir().unwrap();
     let (code, out, err) = run(&["nlu", "check"], &[], dir.path());
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("intents file OK: version 1, 36 intents"), "{out}");
+    assert!(out.contains("intents file OK: version 2, 39 intents"), "{out}");
 
     let good = switchboard_nlp::intents::DEFAULT_INTENTS;
     let broken = good.replacen("category = \"billing\"", "category = \"invoices\"", 1);
@@ -131,6 +131,9 @@ fn nlu_eval_reports_accuracy_the_sweep_and_latency() {
             csv.push_str(&format!("\"{}\",{}\n", example.replace('"', "\"\""), intent.name));
         }
     }
+    std::fs::write(dir.path().join("train.csv"), &csv).unwrap();
+    // Out-of-scope rows are never trained on: they are scored as rejections.
+    csv.push_str("write me a poem about autumn,oos\nwho won the football last night,oos\n");
     std::fs::write(dir.path().join("data.csv"), csv).unwrap();
     let model_dir = switchboard_tests::model_dir().display().to_string();
     let cache_dir = dir.path().join("cache").display().to_string();
@@ -143,9 +146,27 @@ fn nlu_eval_reports_accuracy_the_sweep_and_latency() {
     assert!((0.5..=1.0).contains(&accuracy), "{report}");
     assert_eq!(report["held_out_intents"].as_array().unwrap().len(), 2);
     assert_eq!(report["sweep"].as_array().unwrap().len(), 21);
+    assert_eq!(report["out_of_scope_test_samples"], 2, "{report}");
+    assert!(report["service_threshold"].as_f64().is_some() && report["chosen"]["out_of_scope_recall"].as_f64().is_some(), "{report}");
     assert!(report["latency"]["single_p50_ms"].as_f64().unwrap() > 0.0);
     let chart = std::fs::read_to_string(dir.path().join("report/threshold-sweep.svg")).unwrap();
     assert!(chart.starts_with("<svg") && chart.contains("polyline"));
+
+    // A test label the training data lack is named and scored as a rejection, not dropped.
+    let first = set.intents.iter().find(|i| i.examples.len() >= 12).unwrap();
+    std::fs::write(
+        dir.path().join("test.csv"),
+        format!("text,label\n\"{}\",{}\nwhat's the capital of Peru,trivia\nwrite a haiku,oos\n", first.examples[0], first.name),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["nlu", "eval", "--train", "train.csv", "--data", "test.csv", "--held-out", "2", "--out", "report2"], &env, dir.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("labels the training data lack, scored as out of scope: trivia (1)"), "{out}");
+    assert!(out.contains("2 test rows labelled `oos` or untrained"), "{out}");
+    std::fs::write(dir.path().join("oos-trained.csv"), "text,label\na,oos\nb,oos\nc,x\n").unwrap();
+    let (code, _, err) = run(&["nlu", "eval", "--train", "oos-trained.csv", "--data", "test.csv"], &env, dir.path());
+    assert_ne!(code, 0);
+    assert!(err.contains("labelled `oos` are out of scope and cannot be trained on"), "{err}");
 
     let (code, _, err) = run(&["nlu", "eval", "--data", "missing.csv"], &env, dir.path());
     assert_ne!(code, 0);

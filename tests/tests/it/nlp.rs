@@ -342,7 +342,7 @@ async fn without_an_llm_there_is_no_draft_button_and_the_api_says_why() {
     // The service runs the model with the built-in intents; a reload says what it loaded.
     let reloaded: Value = http.post(server.url("/api/admin/intents/reload")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!(reloaded["reloaded"], true, "{reloaded}");
-    assert!(reloaded["report"].as_str().unwrap().contains("36 intents"), "{reloaded}");
+    assert!(reloaded["report"].as_str().unwrap().contains("39 intents"), "{reloaded}");
 }
 
 /// Customer lines through the real classifier and `step`, rendered as a transcript.
@@ -356,9 +356,15 @@ async fn transcript_with_model(classifier: &ModelClassifier, lines: &[&str]) -> 
         let input = switchboard_core::Input::CustomerMessage { text, classification: &c, has_attachments: false };
         let decision = switchboard_core::step(&conversation, &input, &policy, start);
         out.push_str(&format!("customer: {text}\n  intent {} ({:?}, urgency {:?})\n", c.intent, c.category, c.urgency));
+        if let Some(j) = &c.judgement {
+            let tone = switchboard_nlp::judge::Tone::of(c.sentiment);
+            let topic = if j.off_topic { "off topic".to_string() } else { format!("{:?}", c.category) };
+            out.push_str(&format!("  judged: {topic}, need {}, tone {tone:?}, priority {}\n", j.need, j.priority));
+        }
         for reply in &decision.replies {
             let body = match &reply.body {
                 switchboard_core::ReplyBody::Text(text) if text == &policy.clarifying_question => "<clarifying question>".to_string(),
+                switchboard_core::ReplyBody::Text(text) if text == &policy.off_topic_reply => "<off-topic reply>".to_string(),
                 switchboard_core::ReplyBody::Text(_) => "<the intent's answer>".to_string(),
                 switchboard_core::ReplyBody::HandoffNotice => "<handoff notice>".to_string(),
                 switchboard_core::ReplyBody::WaitingNotice => "<waiting notice>".to_string(),
@@ -404,33 +410,117 @@ async fn escalation_policy_with_the_real_model() {
     expect_test::expect![[r#"
         customer: hi there
           intent greeting (GeneralInquiry, urgency None)
+          judged: GeneralInquiry, need greeting, tone Neutral, priority low
           bot: <the intent's answer>
         customer: how can I download my invoices?
           intent invoice_copy (Billing, urgency None)
+          judged: Billing, need question, tone Neutral, priority low
           bot: <the intent's answer>
         customer: zxqv blorp fnord
           intent out_of_scope (GeneralInquiry, urgency None)
+          judged: GeneralInquiry, need question, tone Neutral, priority low
           bot: <clarifying question>
         customer: purple monkey dishwasher
           intent out_of_scope (GeneralInquiry, urgency None)
-          bot: <handoff notice>
-          escalated: The bot did not understand the customer 2 times in a row. (priority low, category general_inquiry)
+          judged: off topic, need question, tone Neutral, priority low
+          bot: <off-topic reply>
         customer: I want my money back for this month
-          intent refund_request (Billing, urgency None)
+          intent refund_request (Billing, urgency Elevated)
+          judged: Billing, need complaint, tone Negative, priority high
           bot: <handoff notice>
-          escalated: Intent `refund_request` is always handled by a person. (priority medium, category billing)
+          escalated: The customer is unhappy (88 % sure). (priority high, category billing)
         customer: This is the worst service ever, absolutely unacceptable
-          intent complaint (Complaint, urgency None)
+          intent complaint (Complaint, urgency Elevated)
+          judged: Complaint, need complaint, tone Negative, priority high
           bot: <handoff notice>
-          escalated: Intent `complaint` is always handled by a person. (priority urgent, category complaint)
+          escalated: The customer is unhappy (99 % sure). (priority high, category complaint)
         customer: someone logged into my account and changed my email, urgent
-          intent account_compromised (Account, urgency Critical)
+          intent out_of_scope (Account, urgency Critical)
+          judged: Account, need harm_report, tone Neutral, priority urgent
           bot: <handoff notice>
-          escalated: Intent `account_compromised` is always handled by a person. (priority urgent, category account)
+          escalated: The customer reports harm (fraud, a takeover, a safety issue or an outage) (81 % sure). (priority urgent, category account)
         customer: can I talk to a real person please
           intent human_request (GeneralInquiry, urgency None)
+          judged: GeneralInquiry, need human_request, tone Neutral, priority medium
           bot: <handoff notice>
-          escalated: The customer asked for a person. (priority low, category general_inquiry)
+          escalated: The customer asked for a person. (priority medium, category general_inquiry)
+    "#]].assert_eq(&transcript);
+}
+
+/// The kinds of misjudgement users reported, each as a customer would write it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judgement_on_the_reported_failure_kinds() {
+    let cache = tempfile::tempdir().unwrap();
+    let classifier = built_in(cache.path(), None, 0.0);
+    let transcript = transcript_with_model(
+        &classifier,
+        &[
+            "Quick question about your refund policy: can I return a sale item after 30 days?",
+            "no rush at all, but could you tell me right now what the delivery fee to Leeds is?",
+            "Third time I'm writing about the same broken heater. Nobody calls back. I'm done.",
+            "There are two card payments of 89.99 on my statement that I never made.",
+            "Nobody in our office can log in since 9am, the whole team is blocked",
+            "I AM SO DONE WITH THIS COMPANY. CANCEL EVERYTHING.",
+            "Stop charging my card. I cancelled in March.",
+            "Ich möchte bitte mit einem Mitarbeiter sprechen",
+            "Je voudrais parler à un conseiller, s'il vous plaît",
+            "Can you recommend a good film for tonight?",
+            "Thanks so much, that fixed it! Have a great day",
+        ],
+    )
+    .await;
+    expect_test::expect![[r#"
+        customer: Quick question about your refund policy: can I return a sale item after 30 days?
+          intent refund_request (Billing, urgency None)
+          judged: Billing, need question, tone Neutral, priority low
+          bot: <the intent's answer>
+        customer: no rush at all, but could you tell me right now what the delivery fee to Leeds is?
+          intent order_status (GeneralInquiry, urgency None)
+          judged: GeneralInquiry, need question, tone Neutral, priority low
+          bot: <the intent's answer>
+        customer: Third time I'm writing about the same broken heater. Nobody calls back. I'm done.
+          intent complaint (Complaint, urgency Elevated)
+          judged: Complaint, need complaint, tone Negative, priority high
+          bot: <handoff notice>
+          escalated: The customer is unhappy (100 % sure). (priority high, category complaint)
+        customer: There are two card payments of 89.99 on my statement that I never made.
+          intent double_charge (Billing, urgency Critical)
+          judged: Billing, need harm_report, tone Neutral, priority urgent
+          bot: <handoff notice>
+          escalated: Intent `double_charge` is always handled by a person. (priority urgent, category billing)
+        customer: Nobody in our office can log in since 9am, the whole team is blocked
+          intent outage_report (TechnicalSupport, urgency Critical)
+          judged: TechnicalSupport, need harm_report, tone Negative, priority urgent
+          bot: <handoff notice>
+          escalated: Intent `outage_report` is always handled by a person. (priority urgent, category technical_support)
+        customer: I AM SO DONE WITH THIS COMPANY. CANCEL EVERYTHING.
+          intent cancel_subscription (Complaint, urgency Elevated)
+          judged: Complaint, need complaint, tone Negative, priority high
+          bot: <handoff notice>
+          escalated: The customer is unhappy (100 % sure). (priority high, category complaint)
+        customer: Stop charging my card. I cancelled in March.
+          intent cancel_subscription (Billing, urgency Elevated)
+          judged: Billing, need complaint, tone Negative, priority high
+          bot: <handoff notice>
+          escalated: The customer is unhappy (100 % sure). (priority high, category billing)
+        customer: Ich möchte bitte mit einem Mitarbeiter sprechen
+          intent out_of_scope (GeneralInquiry, urgency None)
+          judged: GeneralInquiry, need human_request, tone Neutral, priority medium
+          bot: <handoff notice>
+          escalated: The customer asked for a person. (priority medium, category general_inquiry)
+        customer: Je voudrais parler à un conseiller, s'il vous plaît
+          intent out_of_scope (GeneralInquiry, urgency None)
+          judged: GeneralInquiry, need human_request, tone Neutral, priority medium
+          bot: <handoff notice>
+          escalated: The customer asked for a person. (priority medium, category general_inquiry)
+        customer: Can you recommend a good film for tonight?
+          intent out_of_scope (GeneralInquiry, urgency None)
+          judged: off topic, need question, tone Neutral, priority low
+          bot: <off-topic reply>
+        customer: Thanks so much, that fixed it! Have a great day
+          intent thanks (GeneralInquiry, urgency None)
+          judged: GeneralInquiry, need thanks, tone Positive, priority low
+          bot: <the intent's answer>
     "#]].assert_eq(&transcript);
 }
 

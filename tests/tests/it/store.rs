@@ -805,6 +805,7 @@ fn classified_as(intent: &str) -> Classification {
         answer: None,
         always_escalate: false,
         source: ClassificationSource::Keywords,
+        judgement: None,
     }
 }
 

@@ -35,6 +35,7 @@ fn classification(intent: &str, category: Category, confidence: f32, answer: Opt
         answer: answer.map(String::from),
         always_escalate: false,
         source: ClassificationSource::Model,
+        judgement: None,
     }
 }
 

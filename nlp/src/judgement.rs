@@ -1,0 +1,315 @@
+//! The judgement: what a support lead would conclude from a message apart from which intent it
+//! is — its topic (or that it is off topic), what the customer needs, their tone, how soon a
+//! person should look, and whether a person should take it now.
+//!
+//! Five linear heads share one input: the sentence embedding, a few surface cues (shouting,
+//! exclamation marks, the lexicon's tone) and character n-grams, which carry the scripts and
+//! languages an English encoder blurs. They are trained on `nlp/judgement/train.csv` when the
+//! classifier loads; that set was written apart from the evaluation set (`nlp/eval/`).
+
+use crate::encoder::{EncoderError, SentenceEncoder};
+use crate::head::{softmax_in_place, Features, LinearHead, TrainParams, Vocabulary};
+use crate::judge::Tone;
+use crate::signals;
+use crate::EmbeddingCache;
+use std::path::Path;
+use switchboard_models::{Category, Need, Priority, Urgency};
+
+/// The built-in training set.
+pub const TRAINING_SET: &str = include_str!("../judgement/train.csv");
+
+/// The label for a message that is no support request for the business.
+const OFF_TOPIC: &str = "oos";
+
+/// One labelled training message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingRow {
+    pub text: String,
+    /// None: off topic.
+    pub category: Option<Category>,
+    pub need: Need,
+    pub escalate: bool,
+    pub priority: Priority,
+    pub tone: Tone,
+}
+
+/// Reads a training CSV with the columns `text, category, need, escalate_now, priority,
+/// sentiment` (others are ignored). A bad value is an error naming its row and the choices.
+pub fn read_training(csv_text: &str) -> Result<Vec<TrainingRow>, String> {
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let headers = reader.headers().map_err(|e| e.to_string())?.clone();
+    let column = |name: &str| headers.iter().position(|h| h == name).ok_or_else(|| format!("no `{name}` column"));
+    let at = [column("text")?, column("category")?, column("need")?, column("escalate_now")?, column("priority")?, column("sentiment")?];
+    let mut rows = Vec::new();
+    for (index, record) in reader.records().enumerate() {
+        let row = index + 2;
+        let record = record.map_err(|e| format!("row {row}: {e}"))?;
+        let field = |i: usize| record.get(at[i]).unwrap_or("").trim();
+        let category = match field(1) {
+            OFF_TOPIC => None,
+            other => Some(other.parse::<Category>().map_err(|e| format!("row {row}: {e} or {OFF_TOPIC}"))?),
+        };
+        let escalate = match field(3) {
+            "true" => true,
+            "false" => false,
+            other => return Err(format!("row {row}: escalate_now `{other}`; expected true or false")),
+        };
+        rows.push(TrainingRow {
+            text: field(0).to_string(),
+            category,
+            need: field(2).parse().map_err(|e| format!("row {row}: {e}"))?,
+            escalate,
+            priority: field(4).parse().map_err(|e| format!("row {row}: {e}"))?,
+            tone: Tone::parse(field(5)).ok_or_else(|| format!("row {row}: sentiment `{}`; expected negative, neutral or positive", field(5)))?,
+        });
+    }
+    Ok(rows)
+}
+
+/// What the heads concluded about one message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    /// None: off topic.
+    pub category: Option<Category>,
+    /// Probability of the chosen category (or of off topic).
+    pub category_confidence: f32,
+    pub need: Need,
+    /// P(positive) − P(negative), -1 ..= 1.
+    pub sentiment: f32,
+    pub priority: Priority,
+    /// Probability that a person should take this now.
+    pub escalate: f32,
+}
+
+impl Judged {
+    /// The urgency the priority implies.
+    pub fn urgency(&self) -> Urgency {
+        match self.priority {
+            Priority::Urgent => Urgency::Critical,
+            Priority::High => Urgency::Elevated,
+            Priority::Medium | Priority::Low => Urgency::None,
+        }
+    }
+}
+
+pub struct JudgementModel {
+    vocabulary: Vocabulary,
+    category: LinearHead,
+    need: LinearHead,
+    tone: LinearHead,
+    priority: LinearHead,
+    escalate: LinearHead,
+}
+
+/// The categories in head order; the last class is off topic.
+fn category_class(category: Option<Category>) -> usize {
+    category.map_or(Category::ALL.len(), |c| Category::ALL.iter().position(|x| *x == c).expect("listed"))
+}
+
+const TONES: [Tone; 3] = [Tone::Negative, Tone::Neutral, Tone::Positive];
+
+/// The heads' training settings, chosen by cross-validation on the training set (`switchboard
+/// nlu judge --cross-validate`; see BENCHMARKS.md), never on the evaluation set.
+pub fn judgement_params() -> TrainParams {
+    TrainParams::default()
+}
+
+/// Terms seen in fewer training messages than this are dropped: they only memorise.
+const MIN_DOCUMENT_FREQUENCY: u32 = 2;
+
+impl JudgementModel {
+    /// Trains the heads on `rows` with their embeddings (same order).
+    pub fn train(rows: &[TrainingRow], embeddings: &[Vec<f32>], params: &TrainParams) -> Self {
+        let term_lists: Vec<Vec<String>> = rows.iter().map(|r| char_terms(&r.text)).collect();
+        let vocabulary = Vocabulary::fit_terms(&term_lists, MIN_DOCUMENT_FREQUENCY);
+        let features: Vec<Features> =
+            rows.iter().zip(embeddings).map(|(row, embedding)| features(&vocabulary, &row.text, embedding)).collect();
+        let dense_dim = features.first().map_or(0, |f| f.dense.len());
+        let head = |classes: usize, label: &dyn Fn(&TrainingRow) -> usize| {
+            let examples: Vec<(&Features, usize)> = features.iter().zip(rows).map(|(f, row)| (f, label(row))).collect();
+            LinearHead::train(&examples, classes, dense_dim, vocabulary.len(), params)
+        };
+        let category = head(Category::ALL.len() + 1, &|r| category_class(r.category));
+        let need = head(Need::ALL.len(), &|r| Need::ALL.iter().position(|n| *n == r.need).expect("listed"));
+        let tone = head(TONES.len(), &|r| TONES.iter().position(|t| *t == r.tone).expect("listed"));
+        let priority = head(Priority::ALL.len(), &|r| Priority::ALL.iter().position(|p| *p == r.priority).expect("listed"));
+        let escalate = head(2, &|r| usize::from(r.escalate));
+        Self { vocabulary, category, need, tone, priority, escalate }
+    }
+
+    /// Trains on the built-in set, encoding its messages through `cache` (so a restart with the
+    /// same encoder encodes nothing).
+    pub fn train_built_in(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>) -> Result<Self, EncoderError> {
+        let (rows, embeddings) = built_in_training(encoder, cache_dir)?;
+        Ok(Self::train(&rows, &embeddings, &judgement_params()))
+    }
+
+    pub fn judge(&self, text: &str, embedding: &[f32]) -> Judged {
+        let x = features(&self.vocabulary, text, embedding);
+        let probabilities = |head: &LinearHead| {
+            let mut p = head.logits(&x);
+            softmax_in_place(&mut p);
+            p
+        };
+        let best = |p: &[f32]| p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
+        let category = probabilities(&self.category);
+        let category_at = best(&category);
+        let tone = probabilities(&self.tone);
+        let need = probabilities(&self.need);
+        let priority = probabilities(&self.priority);
+        Judged {
+            category: Category::ALL.get(category_at).copied(),
+            category_confidence: category[category_at],
+            need: Need::ALL[best(&need)],
+            sentiment: tone[2] - tone[0],
+            priority: Priority::ALL[best(&priority)],
+            escalate: probabilities(&self.escalate)[1],
+        }
+    }
+}
+
+/// How well the heads generalise within a training set: each of `folds` parts judged by heads
+/// trained on the others. For choosing training settings without touching the evaluation set.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CrossValidation {
+    pub rows: usize,
+    pub folds: usize,
+    pub category_accuracy: f32,
+    pub need_accuracy: f32,
+    pub tone_accuracy: f32,
+    pub priority_within_one_level: f32,
+    pub escalate_f1: f32,
+}
+
+pub fn cross_validate(rows: &[TrainingRow], embeddings: &[Vec<f32>], params: &TrainParams, folds: usize) -> CrossValidation {
+    let folds = folds.max(2);
+    let mut judged: Vec<Option<Judged>> = vec![None; rows.len()];
+    for fold in 0..folds {
+        let (train_rows, train_embeddings): (Vec<TrainingRow>, Vec<Vec<f32>>) = rows
+            .iter()
+            .zip(embeddings)
+            .enumerate()
+            .filter(|(i, _)| i % folds != fold)
+            .map(|(_, (r, e))| (r.clone(), e.clone()))
+            .unzip();
+        let model = JudgementModel::train(&train_rows, &train_embeddings, params);
+        for (i, (row, embedding)) in rows.iter().zip(embeddings).enumerate().filter(|(i, _)| i % folds == fold) {
+            judged[i] = Some(model.judge(&row.text, embedding));
+        }
+    }
+    let judged: Vec<Judged> = judged.into_iter().map(|j| j.expect("every row is in one fold")).collect();
+    let share = |hits: usize| hits as f32 / rows.len().max(1) as f32;
+    let level = |p: Priority| Priority::ALL.iter().position(|x| *x == p).expect("listed") as i32;
+    let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
+    for (row, j) in rows.iter().zip(&judged) {
+        match (row.escalate, j.escalate >= 0.5) {
+            (true, true) => tp += 1,
+            (false, true) => fp += 1,
+            (true, false) => fn_ += 1,
+            _ => {}
+        }
+    }
+    CrossValidation {
+        rows: rows.len(),
+        folds,
+        category_accuracy: share(rows.iter().zip(&judged).filter(|(r, j)| r.category == j.category).count()),
+        need_accuracy: share(rows.iter().zip(&judged).filter(|(r, j)| r.need == j.need).count()),
+        tone_accuracy: share(rows.iter().zip(&judged).filter(|(r, j)| r.tone == Tone::of(j.sentiment)).count()),
+        priority_within_one_level: share(rows.iter().zip(&judged).filter(|(r, j)| (level(r.priority) - level(j.priority)).abs() <= 1).count()),
+        escalate_f1: if tp == 0 { 0.0 } else { 2.0 * tp as f32 / (2 * tp + fp + fn_) as f32 },
+    }
+}
+
+/// The built-in training set and its embeddings, for cross-validation.
+pub fn built_in_training(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>) -> Result<(Vec<TrainingRow>, Vec<Vec<f32>>), EncoderError> {
+    let rows = read_training(TRAINING_SET).expect("the built-in training set is valid (tested)");
+    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    let mut cache = EmbeddingCache::open(cache_dir, encoder);
+    let embeddings = cache.embed_all(encoder, &texts, &mut |_| {})?;
+    Ok((rows, embeddings))
+}
+
+/// The embedding joined with surface cues a frozen embedding misses.
+fn features(vocabulary: &Vocabulary, text: &str, embedding: &[f32]) -> Features {
+    let mut dense = embedding.to_vec();
+    dense.extend(surface_cues(text));
+    Features { dense, sparse: vocabulary.features_of_terms(char_terms(text)) }
+}
+
+/// Shouting, exclamation and question marks, the lexicon's tone and urgency words, length.
+fn surface_cues(text: &str) -> [f32; 9] {
+    let letters = text.chars().filter(|c| c.is_alphabetic()).count();
+    let upper = text.chars().filter(|c| c.is_uppercase()).count();
+    let caps = if letters >= 8 { upper as f32 / letters as f32 } else { 0.0 };
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let urgency = signals::urgency(text);
+    [
+        caps,
+        flag(caps >= 0.7),
+        text.matches('!').count().min(3) as f32 / 3.0,
+        flag(text.contains('?') || text.contains('？') || text.contains('؟')),
+        flag(text.contains("!!") || text.contains("??")),
+        signals::sentiment(text),
+        flag(urgency == Urgency::Critical),
+        flag(urgency == Urgency::Elevated),
+        (1.0 + text.chars().count() as f32).ln() / 7.0,
+    ]
+}
+
+/// Words, and character 2- to 4-grams of each word with its boundaries: they match across
+/// inflections, typos and scripts written without spaces.
+pub fn char_terms(text: &str) -> Vec<String> {
+    let lower = text.to_lowercase();
+    let mut terms = Vec::new();
+    for word in lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        terms.push(format!("w:{word}"));
+        let chars: Vec<char> = std::iter::once('<').chain(word.chars()).chain(std::iter::once('>')).collect();
+        for n in 2..=4 {
+            for gram in chars.windows(n) {
+                // "<a" and "a>" say little; longer edges and inner grams say more.
+                if n == 2 && (gram[0] == '<' || gram[1] == '>') && word.chars().count() > 2 {
+                    continue;
+                }
+                terms.push(gram.iter().collect());
+            }
+        }
+    }
+    terms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_training_set_is_valid_and_covers_every_label() {
+        let rows = read_training(TRAINING_SET).expect("valid");
+        assert!(rows.len() >= 1000, "{} rows", rows.len());
+        for need in Need::ALL {
+            assert!(rows.iter().filter(|r| r.need == *need).count() >= 20, "need {need:?}");
+        }
+        for category in Category::ALL.iter().map(|c| Some(*c)).chain([None]) {
+            assert!(rows.iter().filter(|r| r.category == category).count() >= 30, "category {category:?}");
+        }
+        for priority in Priority::ALL {
+            assert!(rows.iter().filter(|r| r.priority == *priority).count() >= 50, "priority {priority:?}");
+        }
+        assert!(rows.iter().all(|r| r.priority != Priority::Urgent || r.escalate), "every urgent row escalates");
+    }
+
+    #[test]
+    fn bad_labels_name_the_row_and_the_choices() {
+        let csv = "text,category,need,escalate_now,priority,sentiment\nhi,general_inquiry,greeting,false,low,neutral\nx,billing,rant,false,low,neutral\n";
+        let error = read_training(csv).unwrap_err();
+        assert!(error.starts_with("row 3: unknown need `rant`"), "{error}");
+        assert!(error.contains("harm_report"), "{error}");
+    }
+
+    #[test]
+    fn terms_reach_into_words_and_scripts_without_spaces() {
+        let terms = char_terms("Rückerstattung 退款");
+        assert!(terms.contains(&"w:rückerstattung".to_string()));
+        assert!(terms.contains(&"<rüc".to_string()));
+        assert!(terms.contains(&"退款".to_string()), "{terms:?}");
+    }
+}
