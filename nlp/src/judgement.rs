@@ -101,12 +101,27 @@ pub struct JudgementModel {
     escalate: LinearHead,
 }
 
+
 /// The categories in head order; the last class is off topic.
 fn category_class(category: Option<Category>) -> usize {
     category.map_or(Category::ALL.len(), |c| Category::ALL.iter().position(|x| *x == c).expect("listed"))
 }
 
 const TONES: [Tone; 3] = [Tone::Negative, Tone::Neutral, Tone::Positive];
+
+/// Classes of the five judgements, in this order: category (and off topic), need, tone,
+/// priority, escalate.
+const HEAD_CLASSES: [usize; 5] = [Category::ALL.len() + 1, Need::ALL.len(), TONES.len(), Priority::ALL.len(), 2];
+
+fn labels_of(row: &TrainingRow) -> [usize; 5] {
+    [
+        category_class(row.category),
+        Need::ALL.iter().position(|n| *n == row.need).expect("listed"),
+        TONES.iter().position(|t| *t == row.tone).expect("listed"),
+        Priority::ALL.iter().position(|p| *p == row.priority).expect("listed"),
+        usize::from(row.escalate),
+    ]
+}
 
 /// The heads' training settings, chosen by cross-validation on the training set (`switchboard
 /// nlu judge --cross-validate`; see BENCHMARKS.md), never on the evaluation set.
@@ -129,11 +144,7 @@ impl JudgementModel {
             let examples: Vec<(&Features, usize)> = features.iter().zip(rows).map(|(f, row)| (f, label(row))).collect();
             LinearHead::train(&examples, classes, dense_dim, vocabulary.len(), params)
         };
-        let category = head(Category::ALL.len() + 1, &|r| category_class(r.category));
-        let need = head(Need::ALL.len(), &|r| Need::ALL.iter().position(|n| *n == r.need).expect("listed"));
-        let tone = head(TONES.len(), &|r| TONES.iter().position(|t| *t == r.tone).expect("listed"));
-        let priority = head(Priority::ALL.len(), &|r| Priority::ALL.iter().position(|p| *p == r.priority).expect("listed"));
-        let escalate = head(2, &|r| usize::from(r.escalate));
+        let [category, need, tone, priority, escalate] = std::array::from_fn(|h| head(HEAD_CLASSES[h], &|r| labels_of(r)[h]));
         Self { vocabulary, category, need, tone, priority, escalate }
     }
 
@@ -154,8 +165,8 @@ impl JudgementModel {
         let best = |p: &[f32]| p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
         let category = probabilities(&self.category);
         let category_at = best(&category);
-        let tone = probabilities(&self.tone);
         let need = probabilities(&self.need);
+        let tone = probabilities(&self.tone);
         let priority = probabilities(&self.priority);
         Judged {
             category: Category::ALL.get(category_at).copied(),
@@ -163,9 +174,18 @@ impl JudgementModel {
             need: Need::ALL[best(&need)],
             sentiment: tone[2] - tone[0],
             priority: Priority::ALL[best(&priority)],
-            escalate: probabilities(&self.escalate)[1],
+            escalate: escalation(probabilities(&self.escalate)[1], &priority, &need),
         }
     }
+}
+
+/// Whether a person should take over now is, by the labelling rules, nearly the same decision
+/// as "priority high or urgent, or a request for a person": the three heads vote together.
+fn escalation(escalate: f32, priority: &[f32], need: &[f32]) -> f32 {
+    let at = |p: Priority| Priority::ALL.iter().position(|x| *x == p).expect("listed");
+    let pressing = priority[at(Priority::Urgent)] + priority[at(Priority::High)];
+    let person = need[Need::ALL.iter().position(|n| *n == Need::HumanRequest).expect("listed")];
+    0.5 * escalate + 0.5 * pressing.max(person)
 }
 
 /// How well the heads generalise within a training set: each of `folds` parts judged by heads
