@@ -15,6 +15,7 @@ pub struct Config {
     pub webchat: WebChatConfig,
     pub bot: BotConfig,
     pub business_hours: BusinessHoursConfig,
+    pub sla: SlaConfig,
     pub attachments: AttachmentsConfig,
     pub telegram: TelegramConfig,
     pub discord: DiscordConfig,
@@ -297,6 +298,90 @@ pub struct BotConfig {
     pub waiting_resolved: String,
 }
 
+/// `[sla]`: how soon escalated conversations are owed a first reply and a resolution, per
+/// priority, in business hours when `[business_hours]` is set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlaConfig {
+    pub enabled: bool,
+    /// The assignee (or, while queued, the admins) is warned this long before a due time.
+    pub warn_before_minutes: u64,
+    /// On a breach the admins are told, and: "notify" (nothing more), "raise_priority", or
+    /// "reassign" (a first reply an assigned agent missed goes back to the queue).
+    pub on_breach: String,
+    pub urgent: SlaTargetConfig,
+    pub high: SlaTargetConfig,
+    pub medium: SlaTargetConfig,
+    pub low: SlaTargetConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlaTargetConfig {
+    pub first_reply_minutes: u64,
+    pub resolution_hours: u64,
+}
+
+impl Default for SlaConfig {
+    fn default() -> Self {
+        let policy = switchboard_core::sla::SlaPolicy::default();
+        let targets = policy.targets.expect("on by default");
+        let target = |i: usize| SlaTargetConfig {
+            first_reply_minutes: targets[i].first_reply.as_secs() / 60,
+            resolution_hours: targets[i].resolution.as_secs() / 3600,
+        };
+        Self {
+            enabled: true,
+            warn_before_minutes: policy.warn_before.as_secs() / 60,
+            on_breach: "notify".into(),
+            urgent: target(0),
+            high: target(1),
+            medium: target(2),
+            low: target(3),
+        }
+    }
+}
+
+impl SlaConfig {
+    pub const BREACH_ACTIONS: [&'static str; 3] = ["notify", "raise_priority", "reassign"];
+
+    pub fn policy(&self) -> switchboard_core::sla::SlaPolicy {
+        use switchboard_core::sla::{BreachAction, SlaPolicy, SlaTarget};
+        let target = |t: &SlaTargetConfig| SlaTarget {
+            first_reply: std::time::Duration::from_secs(t.first_reply_minutes * 60),
+            resolution: std::time::Duration::from_secs(t.resolution_hours * 3600),
+        };
+        SlaPolicy {
+            targets: self.enabled.then(|| [target(&self.urgent), target(&self.high), target(&self.medium), target(&self.low)]),
+            warn_before: std::time::Duration::from_secs(self.warn_before_minutes * 60),
+            on_breach: match self.on_breach.as_str() {
+                "raise_priority" => BreachAction::RaisePriority,
+                "reassign" => BreachAction::Reassign,
+                _ => BreachAction::Notify,
+            },
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, problem: String| Err(ConfigError::Invalid { key: key.to_string(), problem });
+        if !Self::BREACH_ACTIONS.contains(&self.on_breach.as_str()) {
+            return invalid("sla.on_breach", format!("`{}` is not one of: {}", self.on_breach, Self::BREACH_ACTIONS.join(", ")));
+        }
+        for (name, target) in [("urgent", &self.urgent), ("high", &self.high), ("medium", &self.medium), ("low", &self.low)] {
+            if target.first_reply_minutes == 0 || target.first_reply_minutes > 60 * 24 * 365 {
+                return invalid(&format!("sla.{name}.first_reply_minutes"), format!("{} is not within 1..=525600 (a year)", target.first_reply_minutes));
+            }
+            if target.resolution_hours == 0 || target.resolution_hours > 24 * 365 {
+                return invalid(&format!("sla.{name}.resolution_hours"), format!("{} is not within 1..=8760 (a year)", target.resolution_hours));
+            }
+        }
+        if self.warn_before_minutes > 60 * 24 * 30 {
+            return invalid("sla.warn_before_minutes", format!("{} is more than 30 days", self.warn_before_minutes));
+        }
+        Ok(())
+    }
+}
+
 /// `[business_hours]`: when the team works. Without a `time_zone` the team is always there.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -509,6 +594,7 @@ impl Default for Config {
             webchat: WebChatConfig::default(),
             bot: BotConfig::default(),
             business_hours: BusinessHoursConfig::default(),
+            sla: SlaConfig::default(),
             attachments: AttachmentsConfig::default(),
             telegram: TelegramConfig::default(),
             discord: DiscordConfig::default(),
@@ -578,6 +664,7 @@ impl Config {
         if let Err(error) = self.business_hours.schedule().and(self.business_hours.channel_schedules()) {
             return invalid(&error.key, format!("`{}` is not valid; expected {}", error.value, error.expected));
         }
+        self.sla.validate()?;
         if !["queue", "ask_email"].contains(&self.business_hours.outside_hours.as_str()) {
             return invalid("business_hours.outside_hours", format!("`{}` is not one of: queue, ask_email", self.business_hours.outside_hours));
         }

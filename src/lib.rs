@@ -583,6 +583,7 @@ pub fn policy(config: &Config) -> Policy {
             waiting_reminder: bot.waiting_reminder.clone(),
             waiting_resolved: bot.waiting_resolved.clone(),
         },
+        sla: config.sla.policy(),
         ..Policy::default()
     }
 }

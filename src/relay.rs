@@ -67,6 +67,12 @@ fn news_of(event: Result<DomainEvent, broadcast::error::RecvError>) -> Option<Ne
         Ok(DomainEvent::DeliveryChanged(message)) => Some(News::Delivery { seq: message.seq }),
         Ok(DomainEvent::ConversationChanged(conversation)) => Some(News::Conversation { id: conversation.id.to_string() }),
         Ok(DomainEvent::Assigned { conversation, agent }) => Some(News::Assigned { id: conversation.id.to_string(), agent: agent.to_string() }),
+        Ok(DomainEvent::Notified { to, kind, conversation, text }) => Some(News::Notified {
+            agent: to.map(|a| a.to_string()).unwrap_or_default(),
+            about: kind.as_str().to_string(),
+            conversation: conversation.map(|c| c.to_string()).unwrap_or_default(),
+            text,
+        }),
         Err(broadcast::error::RecvError::Lagged(missed)) => {
             tracing::warn!(missed, "live news fell behind; other nodes' views catch up on their next reload");
             None
@@ -119,6 +125,11 @@ async fn show_one(news: News, engine: &Engine, hub: &WebChatHub) -> anyhow::Resu
             if let (Some(conversation), Ok(agent)) = (conversation(&id).await?, AgentId::parse(&agent)) {
                 engine.bus().publish_remote(DomainEvent::Assigned { conversation, agent });
             }
+        }
+        News::Notified { agent, about, conversation, text } => {
+            let to = if agent.is_empty() { None } else { Some(AgentId::parse(&agent)?) };
+            let conversation = if conversation.is_empty() { None } else { Some(ConversationId::parse(&conversation)?) };
+            engine.bus().publish_remote(DomainEvent::Notified { to, kind: about.parse()?, conversation, text });
         }
         News::WebChat { seq, visitor } => {
             if let Some(message) = store.message_by_seq(seq).await? {

@@ -85,6 +85,49 @@
   }
   if (messages) scrollToEnd(messages);
 
+  // Desktop alerts and the tone are the agent's choice, kept in this browser.
+  var ALERTS_KEY = 'switchboard.alerts';
+  function alertsOn() {
+    try { return window.localStorage.getItem(ALERTS_KEY) === 'on'; } catch (e) { return false; }
+  }
+  function describeAlerts() {
+    var state = document.getElementById('alerts-state');
+    var button = document.getElementById('enable-alerts');
+    if (!state || !button) return;
+    var on = alertsOn();
+    button.textContent = on ? 'Turn desktop alerts and sound off' : 'Turn desktop alerts and sound on';
+    button.setAttribute('aria-pressed', on ? 'true' : 'false');
+    var denied = typeof Notification !== 'undefined' && Notification.permission === 'denied';
+    state.textContent = on ? (denied ? 'Sound is on; this browser blocks desktop notifications for the panel.' : 'Alerts are on in this browser.') : 'Alerts are off in this browser.';
+  }
+  describeAlerts();
+  // Delegated: a live refresh redraws the button.
+  document.addEventListener('click', function (ev) {
+    if (!ev.target.closest || !ev.target.closest('#enable-alerts')) return;
+    var turnOn = !alertsOn();
+    try { window.localStorage.setItem(ALERTS_KEY, turnOn ? 'on' : 'off'); } catch (e) { /* private mode */ }
+    if (turnOn && typeof Notification !== 'undefined' && Notification.permission === 'default') {
+      Notification.requestPermission().then(describeAlerts, describeAlerts);
+    }
+    describeAlerts();
+  });
+  function beep() {
+    var Context = window.AudioContext || window.webkitAudioContext;
+    if (!Context) return;
+    try {
+      var ctx = new Context();
+      var tone = ctx.createOscillator();
+      var gain = ctx.createGain();
+      tone.frequency.value = 880;
+      gain.gain.value = 0.08;
+      tone.connect(gain);
+      gain.connect(ctx.destination);
+      tone.start();
+      tone.stop(ctx.currentTime + 0.15);
+      tone.onended = function () { ctx.close(); };
+    } catch (e) { /* no audio here */ }
+  }
+
   if (!main || typeof EventSource === 'undefined' || typeof fetch === 'undefined') return;
 
   function fetchDoc() {
@@ -101,6 +144,7 @@
   }
 
   function markRefreshed() {
+    describeAlerts();
     document.body.dataset.liveRefreshes = String((Number(document.body.dataset.liveRefreshes) || 0) + 1);
   }
 
@@ -219,7 +263,7 @@
   function refreshCurrentPage() {
     var mode = main.getAttribute('data-live');
     if (mode === 'conversation') conversationRefresh();
-    else if (mode === 'list' || mode === 'dashboard') listRefresh();
+    else if (mode === 'list' || mode === 'dashboard' || mode === 'notifications') listRefresh();
   }
 
   /** Tells the agent who wrote a reply (on whatever page they are) that it was not delivered. */
@@ -240,10 +284,48 @@
     announce('A reply you wrote was not delivered.');
   }
 
+  /** A notification for this agent: the badge, a notice on the page, and (when the agent
+   * turned them on) a desktop notification and a short tone. */
+  function showNotification(data) {
+    // The conversation on screen reads its own news (its refresh marks them read).
+    if (main.getAttribute('data-live') === 'conversation' && data.conversation_id === main.getAttribute('data-conversation-id')) return;
+    var badge = document.getElementById('unread-badge');
+    if (badge) {
+      var count = (parseInt(badge.firstChild && badge.firstChild.nodeValue, 10) || 0) + 1;
+      badge.firstChild.nodeValue = String(count);
+      badge.hidden = false;
+    }
+    var box = document.getElementById('live-notices');
+    if (box) {
+      var notice = document.createElement('div');
+      notice.className = 'flash flash-info';
+      notice.setAttribute('data-test', 'notification-notice');
+      if (data.conversation_id) {
+        var link = document.createElement('a');
+        link.href = '/panel/conversations/' + encodeURIComponent(data.conversation_id);
+        link.textContent = data.text;
+        notice.append(link);
+      } else {
+        notice.append(data.text);
+      }
+      box.append(notice);
+    }
+    announce(data.text);
+    if (alertsOn() && typeof Notification !== 'undefined' && Notification.permission === 'granted') {
+      try { new Notification('Switchboard', { body: data.text, tag: 'switchboard-' + (data.conversation_id || data.at) }); } catch (e) { /* not allowed here */ }
+    }
+    if (alertsOn()) beep();
+  }
+
   function onEvent(ev) {
     var data;
     try { data = JSON.parse(ev.data); } catch (e) { return; }
     if (!data || typeof data !== 'object') return;
+    if (data.kind === 'notification') {
+      showNotification(data);
+      if (main.getAttribute('data-live') === 'notifications') listRefresh();
+      return;
+    }
     noticeFailedReply(data);
     var mode = main.getAttribute('data-live');
     if (mode === 'conversation') {
@@ -267,7 +349,7 @@
   /** The first time the stream opens: refresh once, then say the page is live. */
   function catchUpOnce() {
     var mode = main.getAttribute('data-live');
-    var refresh = mode === 'conversation' ? refreshConversation : (mode === 'list' || mode === 'dashboard') ? refreshMain : null;
+    var refresh = mode === 'conversation' ? refreshConversation : (mode === 'list' || mode === 'dashboard' || mode === 'notifications') ? refreshMain : null;
     var done = function () { document.body.dataset.liveReady = '1'; };
     if (!refresh) { done(); return; }
     Promise.resolve().then(refresh).catch(function () {}).then(done);

@@ -290,7 +290,7 @@ impl Engine {
             };
             escalation.summary = summary.clone();
             // Same `updated_at`: the summary is not something an agent edits, so open views stay valid.
-            if self.commit_change(current, Vec::new(), None, None).await?.is_some() {
+            if self.commit_change(current, Vec::new(), None, None, Vec::new()).await?.is_some() {
                 return Ok(true);
             }
         }
@@ -328,6 +328,11 @@ impl Engine {
         self.store.as_ref()
     }
 
+    /// What agents are told in the panel.
+    pub fn notifications(&self) -> &dyn crate::ports::Notifications {
+        self.store.as_ref()
+    }
+
     /// The outbox, for its backlog (readiness) and delivery records (channels' receipts).
     pub fn outbox(&self) -> &dyn Outbox {
         self.store.as_ref()
@@ -345,7 +350,18 @@ impl Engine {
 
     /// Every write of the engine goes through here, so a refusing store shows in readiness.
     async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError> {
+        let notices = write.notices.clone();
         let result = self.store.commit(write).await;
+        if matches!(result, Ok(Committed::Stored { .. })) {
+            // Open panels show them at once (the rows are written already).
+            for notice in notices {
+                let to = match notice.to {
+                    crate::step::Recipient::Agent(agent) => Some(agent),
+                    crate::step::Recipient::Admins => None,
+                };
+                self.bus.publish(DomainEvent::Notified { to, kind: notice.kind, conversation: notice.conversation, text: notice.text });
+            }
+        }
         let mut problem = self.storage_problem.lock().expect("storage problem");
         match &result {
             Err(StoreError::Backend(reason)) => {
@@ -445,7 +461,7 @@ impl Engine {
             conversation: started.then(|| conversation.clone()),
             // A new conversation starts with the timers of its first state (a bot chat's idle close).
             timers: started.then(|| {
-                (conversation.id, crate::timers::timers_after(conversation.status, conversation.handler, &self.policy.quiet, now))
+                (conversation.id, crate::timers::timers_after(&conversation, &self.policy.quiet, &self.policy.sla, now))
             }),
             starts_current,
             ..StepWrite::default()
@@ -633,6 +649,7 @@ impl Engine {
         let decision = step(&before, &input, &self.policy, now);
         let escalated = decision.escalated.is_some();
         let timers = decision.timers.clone();
+        let notices = notice_writes(before.id, &decision.notices, now);
         // The message is stored already, so the summary reads it with the earlier ones.
         let (conversation, mut replies) = self.replies_for(decision, now).await?;
         let changed = !same_state(&before, &conversation);
@@ -643,6 +660,7 @@ impl Engine {
             in_order: self.has_other_nodes(),
             outbound: replies.clone(),
             timers: timers.map(|timers| (conversation.id, timers)),
+            notices,
             ..StepWrite::default()
         };
         let decided = started.elapsed();
@@ -750,7 +768,7 @@ impl Engine {
         let mut current = conversation;
         let newly_assigned = current.handler != Handler::Agent(agent.id);
         if newly_assigned {
-            let joined = step(&current, &Input::AgentJoined { agent: agent.id, agent_name: &agent.name }, &self.policy, now);
+            let joined = step(&current, &Input::AgentJoined { agent: agent.id, agent_name: &agent.name, given: false }, &self.policy, now);
             let (next, replies) = self.replies_for(joined, now).await?;
             outbound.extend(replies);
             current = next;
@@ -764,7 +782,7 @@ impl Engine {
         let conversation = replied.conversation;
         let audit = Audit { actor: Some(agent.id), action: AuditAction::Reply, subject_agent: None, note: None };
         let entry = audit.entry(now, &before, &conversation);
-        let Some((conversation, mut stored)) = self.commit_change(conversation, outbound, Some(entry), timers).await? else {
+        let Some((conversation, mut stored)) = self.commit_change(conversation, outbound, Some(entry), timers, Vec::new()).await? else {
             return Ok(None);
         };
         if newly_assigned {
@@ -827,7 +845,18 @@ impl Engine {
             before: None,
             after: None,
         };
-        let write = StepWrite { notes: vec![note.clone()], audit: Some(audit), ..StepWrite::default() };
+        // `@Ann` (or `@"Ann Lee"`'s first name) tells that colleague.
+        let mentioned = self.store.list_agents().await?.into_iter().filter(|a| a.active && a.id != agent.id && mentions(&note.text, &a.name));
+        let notices = mentioned
+            .map(|a| crate::ports::NoticeWrite {
+                to: crate::step::Recipient::Agent(a.id),
+                kind: switchboard_models::NotificationKind::Mentioned,
+                conversation: Some(conversation.id),
+                text: format!("{} mentioned you: {}", agent.name, crate::step::snippet(&note.text)),
+                at: now,
+            })
+            .collect();
+        let write = StepWrite { notes: vec![note.clone()], audit: Some(audit), notices, ..StepWrite::default() };
         let Committed::Stored { seqs } = self.commit(write).await? else {
             return Err(StoreError::Corrupt("a note was taken for a duplicate".into()).into());
         };
@@ -872,7 +901,7 @@ impl Engine {
             (TicketChange::Priority(priority), _) => (Input::PrioritySet(*priority), AuditAction::Priority),
             (TicketChange::Category(category), _) => (Input::CategorySet(*category), AuditAction::Category),
             (TicketChange::Assign(_) | TicketChange::Take, Some(agent)) => {
-                (Input::AgentJoined { agent: agent.id, agent_name: &agent.name }, AuditAction::Assign)
+                (Input::AgentJoined { agent: agent.id, agent_name: &agent.name, given: agent.id != actor.id }, AuditAction::Assign)
             }
             (TicketChange::Release, _) => (Input::Released { agent_name: &actor.name }, AuditAction::Release),
             (TicketChange::HandBack, _) => (Input::HandedBackToBot, AuditAction::HandBack),
@@ -1054,6 +1083,7 @@ impl Engine {
         let last_message = newest.first().map_or(current.updated_at, |m| m.created_at);
         let decision = step(&current, &Input::TimerFired { kind: timer.kind, last_message }, &self.policy, now);
         let timers = decision.timers.clone().map(|timers| (current.id, timers));
+        let notices = notice_writes(current.id, &decision.notices, now);
         let (conversation, mut replies) = self.replies_for(decision, now).await?;
         let changed = !same_state(&current, &conversation);
         let audit = Audit { actor: None, action: AuditAction::Status, subject_agent: None, note: Some(format!("{} came due", timer.kind.as_str())) };
@@ -1064,6 +1094,7 @@ impl Engine {
             timers,
             fires: Some(*timer),
             decided_on: self.claim(&current),
+            notices,
             ..StepWrite::default()
         };
         let seqs = match self.commit(write).await? {
@@ -1084,7 +1115,7 @@ impl Engine {
 
     /// Gives a waiting conversation to `agent`, if it is still waiting.
     async fn take(&self, conversation_id: ConversationId, agent: &Agent) -> Result<bool, EngineError> {
-        let joined = Input::AgentJoined { agent: agent.id, agent_name: &agent.name };
+        let joined = Input::AgentJoined { agent: agent.id, agent_name: &agent.name, given: true };
         let audit = Audit { actor: None, action: AuditAction::Assign, subject_agent: Some(agent.id), note: None };
         match self.change(conversation_id, |c| c.handler == Handler::Queue, joined, audit).await? {
             Some(conversation) => {
@@ -1112,9 +1143,10 @@ impl Engine {
             let now = self.clock.now();
             let decision = step(&current, &input, &self.policy, now);
             let timers = decision.timers.clone();
+            let notices = notice_writes(current.id, &decision.notices, now);
             let (conversation, replies) = self.replies_for(decision, now).await?;
             let entry = audit.entry(now, &current, &conversation);
-            if let Some((conversation, _)) = self.commit_change(conversation, replies, Some(entry), timers).await? {
+            if let Some((conversation, _)) = self.commit_change(conversation, replies, Some(entry), timers, notices).await? {
                 return Ok(Some(conversation));
             }
         }
@@ -1143,10 +1175,11 @@ impl Engine {
         outbound: Vec<Message>,
         audit: Option<AuditEntry>,
         timers: Option<Vec<(TimerKind, Timestamp)>>,
+        notices: Vec<crate::ports::NoticeWrite>,
     ) -> Result<Option<(Conversation, Vec<Message>)>, EngineError> {
         let timers = timers.map(|timers| (conversation.id, timers));
         let decided_on = self.claim(&conversation);
-        let write = StepWrite { conversation: Some(conversation), outbound, audit, timers, decided_on, ..StepWrite::default() };
+        let write = StepWrite { conversation: Some(conversation), outbound, audit, timers, decided_on, notices, ..StepWrite::default() };
         let seqs = match self.commit(write.clone()).await? {
             Committed::Stored { seqs } => seqs,
             Committed::Conflict => return Ok(None),
@@ -1299,6 +1332,42 @@ fn written(mut conversation: Conversation) -> Conversation {
 }
 
 /// Whether a step changed anything worth writing (the timestamp alone is not).
+/// Whether `text` mentions the agent called `name`: `@` and their full name without spaces, or
+/// their first name, not followed by another letter or digit.
+fn mentions(text: &str, name: &str) -> bool {
+    let lower = text.to_lowercase();
+    let name = name.to_lowercase();
+    let handles = [name.split_whitespace().collect::<String>(), name.split_whitespace().next().unwrap_or_default().to_string()];
+    handles.iter().filter(|h| !h.is_empty()).any(|handle| {
+        let needle = format!("@{handle}");
+        lower.match_indices(&needle).any(|(at, _)| {
+            let before_ok = lower[..at].chars().next_back().is_none_or(|c| !c.is_alphanumeric());
+            let after_ok = lower[at + needle.len()..].chars().next().is_none_or(|c| !c.is_alphanumeric());
+            before_ok && after_ok
+        })
+    })
+}
+
+/// A step's notices as written for `conversation` at `now`.
+fn notice_writes(conversation: ConversationId, notices: &[crate::step::Notice], now: Timestamp) -> Vec<crate::ports::NoticeWrite> {
+    notices
+        .iter()
+        .map(|n| crate::ports::NoticeWrite { to: n.to, kind: n.kind, conversation: Some(conversation), text: n.text.clone(), at: now })
+        .collect()
+}
+
+#[cfg(test)]
+mod mention_tests {
+    #[test]
+    fn a_mention_is_the_handle_as_a_word() {
+        assert!(super::mentions("@ann can you look?", "Ann Lee"));
+        assert!(super::mentions("cc @AnnLee.", "Ann Lee"));
+        assert!(!super::mentions("@annabel please", "Ann Lee"), "another name that starts alike");
+        assert!(!super::mentions("mail ann@example.com", "Ann Lee"), "an email address");
+        assert!(!super::mentions("Ann will know", "Ann Lee"), "no @");
+    }
+}
+
 fn same_state(before: &Conversation, after: &Conversation) -> bool {
     let mut after = after.clone();
     after.updated_at = before.updated_at;

@@ -134,6 +134,33 @@ impl BusinessHours {
         format!("{} ({})", parts.join(", "), self.zone.name())
     }
 
+    /// The instant `working` of open time after `start` has passed: an SLA of 4 hours set on
+    /// Friday at 16:00 in a 09:00–17:00 week is due Monday at 12:00. `None` when the schedule
+    /// never opens.
+    pub fn after_working(&self, start: DateTime<Utc>, working: Duration) -> Option<DateTime<Utc>> {
+        let mut at = start;
+        let mut left = working;
+        // Each pass consumes one open interval; a year of them bounds any target.
+        for _ in 0..(LOOK_AHEAD_DAYS * 4) {
+            at = self.next_open(at)?;
+            let closes = self.closes_after(at)?;
+            let open_for = closes - at;
+            if left <= open_for {
+                return Some(at + left);
+            }
+            left -= open_for;
+            at = closes;
+        }
+        None
+    }
+
+    /// When the open interval around `at` (open then) ends.
+    fn closes_after(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local = at.with_timezone(&self.zone).naive_local();
+        let (_, to) = self.intervals(local.date()).iter().find(|(from, to)| (*from..*to).contains(&local.time()))?;
+        self.instant(NaiveDateTime::new(local.date(), *to)).filter(|end| *end > at)
+    }
+
     fn intervals(&self, day: NaiveDate) -> &[(NaiveTime, NaiveTime)] {
         if self.holidays.contains(&day) {
             return &[];
@@ -185,6 +212,21 @@ mod tests {
 
     fn utc(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn working_time_counts_only_open_hours() {
+        let hours = office();
+        // Friday 4 December 2026 16:00 local (15:00 UTC): one hour left that day.
+        let friday = utc("2026-12-04T15:00:00Z");
+        assert_eq!(hours.after_working(friday, Duration::minutes(30)), Some(utc("2026-12-04T15:30:00Z")));
+        assert_eq!(hours.after_working(friday, Duration::hours(4)), Some(utc("2026-12-07T11:00:00Z")), "Monday 12:00 local");
+        // Saturday: the clock starts Monday 09:00.
+        assert_eq!(hours.after_working(utc("2026-12-05T10:00:00Z"), Duration::hours(1)), Some(utc("2026-12-07T09:00:00Z")));
+        // Christmas Day is a holiday: Thursday 24th 16:00 local + 2 h is Monday 28th 10:00.
+        assert_eq!(hours.after_working(utc("2026-12-24T15:00:00Z"), Duration::hours(2)), Some(utc("2026-12-28T09:00:00Z")));
+        let never = BusinessHours::parse("b", "UTC", &[], &[]).unwrap();
+        assert_eq!(never.after_working(friday, Duration::hours(1)), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod policy;
 pub mod ports;
 mod ratelimit;
 pub mod search;
+pub mod sla;
 pub mod timers;
 mod step;
 mod summary;
@@ -28,7 +29,7 @@ pub use gauge::OpenGauge;
 pub use outbox::OutboxWorker;
 pub use policy::{Policy, QueueView};
 pub use ports::{
-    Assignee, Committed, ConversationFilter, ConversationSummary, CustomerCursor, CustomerFilter, CustomerSummary, DashboardCounts, ListCursor, ListOrder, ListTotal, SessionRecord, StepWrite,
+    Assignee, Committed, ConversationFilter, ConversationSummary, CustomerCursor, CustomerFilter, CustomerSummary, DashboardCounts, ListCursor, ListOrder, ListTotal, NoticeWrite, SessionRecord, StepWrite,
 };
-pub use step::{Decision, Input, Reply, ReplyBody, step};
+pub use step::{Decision, Input, Notice, Recipient, Reply, ReplyBody, step};
 pub use summary::{TRANSCRIPT_MESSAGES, extractive_summary, transcript};

@@ -83,6 +83,8 @@ pub struct Policy {
     pub allow_over_capacity: bool,
     /// How long conversations may stay quiet before the bot reminds, resolves or closes them.
     pub quiet: crate::timers::QuietRules,
+    /// How soon escalated conversations are owed a first reply and a resolution.
+    pub sla: crate::sla::SlaPolicy,
 }
 
 impl Default for Policy {
@@ -126,6 +128,7 @@ impl Default for Policy {
             priority_rules: Vec::new(),
             allow_over_capacity: true,
             quiet: crate::timers::QuietRules::default(),
+            sla: crate::sla::SlaPolicy::default(),
         }
     }
 }
@@ -233,7 +236,7 @@ fn built_in_priority(category: Category, classification: &Classification) -> Pri
     (0..raise).fold(base, |p, _| raised(p))
 }
 
-fn raised(priority: Priority) -> Priority {
+pub(crate) fn raised(priority: Priority) -> Priority {
     match priority {
         Priority::Low => Priority::Medium,
         Priority::Medium => Priority::High,

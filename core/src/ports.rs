@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use std::time::Duration;
 use switchboard_models::{
     Agent, AgentId, ApiToken, AuditEntry, CannedResponse, Category, Channel, Presence, Priority, Status, Classification, Contact, ContactId, Conversation, ConversationId, Message,
-    MessageId, OutboundMessage, Timestamp,
+    MessageId, Notification, NotificationKind, OutboundMessage, Timestamp,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,18 @@ pub enum ListOrder {
     /// The order the queue is worked in: urgent before high before medium before low before
     /// none, then waiting longest. Auto-assignment takes conversations in this order.
     NextInLine,
+    /// The nearest SLA due time first (first reply, else resolution); those without last.
+    DueFirst,
 }
+
+/// A conversation's place when sorted by due time: the nearest due instant in milliseconds, or
+/// `NO_DUE_KEY` when no SLA clock runs. The store sorts by the same expression.
+pub fn due_key(c: &Conversation) -> i64 {
+    c.first_reply_due_at.or(c.resolution_due_at).map_or(NO_DUE_KEY, |due| due.timestamp_millis())
+}
+
+/// After every real due time (the year 287,000).
+pub const NO_DUE_KEY: i64 = 9_000_000_000_000_000;
 
 /// A queued conversation's place in line as one number: the priority's rank, then the wait
 /// start in milliseconds (below 10^13 until the year 2286). The store sorts by the same sum.
@@ -97,6 +108,7 @@ impl ListCursor {
             ListOrder::Recent => c.updated_at.timestamp_millis(),
             ListOrder::LongestWaiting => waiting_since(c).timestamp_millis(),
             ListOrder::NextInLine => next_in_line_key(c),
+            ListOrder::DueFirst => due_key(c),
         };
         Self { key, id: c.id }
     }
@@ -186,6 +198,8 @@ pub struct DashboardCounts {
     pub waiting: u32,
     pub in_progress: u32,
     pub resolved_today: u32,
+    /// Past an SLA due time (first reply or resolution).
+    pub overdue: u32,
 }
 
 /// A signed-in panel session.
@@ -230,6 +244,18 @@ pub struct StepWrite {
     /// `conversation` is new and becomes its contact's current one: refused as `Conflict` when
     /// the contact has an open conversation already (another node started one meanwhile).
     pub starts_current: bool,
+    /// Notifications for agents (to every active admin for `Recipient::Admins`).
+    pub notices: Vec<NoticeWrite>,
+}
+
+/// A notification written with a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoticeWrite {
+    pub to: crate::step::Recipient,
+    pub kind: NotificationKind,
+    pub conversation: Option<ConversationId>,
+    pub text: String,
+    pub at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -459,12 +485,24 @@ pub trait Listings: Send + Sync {
     /// A list's page and how many conversations its filters match in all (its cursor and limit
     /// aside), in one read: a search is run once for both.
     async fn list_page(&self, filter: &ConversationFilter) -> Result<(Vec<ConversationSummary>, ListTotal), StoreError>;
-    async fn dashboard_counts(&self, day_start: Timestamp) -> Result<DashboardCounts, StoreError>;
+    /// Counts as of `now`, with those resolved since `day_start`.
+    async fn dashboard_counts(&self, day_start: Timestamp, now: Timestamp) -> Result<DashboardCounts, StoreError>;
     async fn contact_conversations(&self, contact: ContactId) -> Result<Vec<ConversationSummary>, StoreError>;
     /// Customers newest first, a page at a time.
     async fn list_customers(&self, filter: &CustomerFilter) -> Result<Vec<CustomerSummary>, StoreError>;
     /// How many customers `filter` matches (its cursor and limit aside).
     async fn count_customers(&self, filter: &CustomerFilter) -> Result<u64, StoreError>;
+}
+
+/// What agents are told in the panel (written with the steps that cause it, `StepWrite::notices`).
+#[async_trait]
+pub trait Notifications: Send + Sync {
+    /// An agent's notifications, newest first, older than `before` (an id) when given.
+    async fn notifications_of(&self, agent: AgentId, before: Option<i64>, limit: u32) -> Result<Vec<Notification>, StoreError>;
+    async fn unread_notifications(&self, agent: AgentId) -> Result<u32, StoreError>;
+    /// Marks the agent's notifications read: those of `conversation` when given, else all.
+    /// Returns how many were unread.
+    async fn mark_notifications_read(&self, agent: AgentId, conversation: Option<ConversationId>, now: Timestamp) -> Result<u64, StoreError>;
 }
 
 /// What several nodes coordinate through, and the store's own lifecycle.
@@ -491,9 +529,9 @@ pub trait Coordination: Send + Sync {
 
 /// The whole store: every focused port above. Wiring holds it; each part of the code names
 /// the ports it uses (`&dyn Accounts`, `&dyn Listings`, …).
-pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Coordination {}
+pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Coordination {}
 
-impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Coordination> Store for T {}
+impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Coordination> Store for T {}
 
 /// Held work across nodes (`Coordination::exclusive`); dropping it lets the next node in.
 pub trait Exclusive: Send + Sync {}

@@ -1,11 +1,12 @@
 //! The conversation state machine: a pure, total function from (conversation, input, now) to the
 //! next conversation and the replies to send. No I/O; `Engine` does the loading and saving.
 
+use crate::sla::{start_clocks, BreachAction};
 use crate::timers::{TimerKind, timers_after};
 use crate::policy::{Policy, priority_for};
 use switchboard_models::{
     AgentId, Category, Classification, ClassificationSource, Priority, Conversation, Escalation, EscalationReason, Handler, IntentName, Need,
-    Sender, Status, Timestamp, Urgency,
+    NotificationKind, Sender, SlaNotices, Status, Timestamp, Urgency,
 };
 
 /// Something that happened to a conversation.
@@ -20,6 +21,8 @@ pub enum Input<'a> {
     AgentJoined {
         agent: AgentId,
         agent_name: &'a str,
+        /// Someone else gave it to them (auto-assignment, an admin): they are notified.
+        given: bool,
     },
     AgentReplied {
         agent: AgentId,
@@ -57,6 +60,22 @@ pub enum ReplyBody {
     WaitingNotice,
 }
 
+/// Who is told of something in the panel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipient {
+    Agent(AgentId),
+    /// Every active admin.
+    Admins,
+}
+
+/// A notification a step wants written with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub to: Recipient,
+    pub kind: NotificationKind,
+    pub text: String,
+}
+
 /// The outcome of one step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -66,6 +85,8 @@ pub struct Decision {
     pub escalated: Option<EscalationReason>,
     /// The conversation's timers from now on, replacing those it had; `None` keeps them.
     pub timers: Option<Vec<(TimerKind, Timestamp)>>,
+    /// Notifications for agents, written with the step.
+    pub notices: Vec<Notice>,
 }
 
 pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now: Timestamp) -> Decision {
@@ -73,6 +94,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
     next.updated_at = now;
     let mut replies = Vec::new();
     let mut escalated = None;
+    let mut notices = Vec::new();
 
     match input {
         Input::CustomerMessage { text, classification, has_attachments } => {
@@ -114,16 +136,25 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                         replies.push(Reply { sender: Sender::Bot, body: ReplyBody::WaitingNotice, quick_replies: Vec::new() });
                     }
                 }
-                Handler::Agent(_) => {
+                Handler::Agent(agent) => {
                     if next.status == Status::WaitingOnCustomer {
                         next.status = Status::InProgress;
                     }
+                    notices.push(Notice { to: Recipient::Agent(agent), kind: NotificationKind::CustomerReplied, text: snippet(text) });
                 }
             }
         }
-        Input::AgentJoined { agent, agent_name } => {
+        Input::AgentJoined { agent, agent_name, given } => {
             next.handler = Handler::Agent(*agent);
             next.status = Status::Assigned;
+            if *given {
+                let priority = next.priority.map_or(String::new(), |p| format!(" (priority {p})"));
+                notices.push(Notice {
+                    to: Recipient::Agent(*agent),
+                    kind: NotificationKind::Assigned,
+                    text: format!("A conversation was assigned to you{priority}."),
+                });
+            }
             replies.push(Reply {
                 sender: Sender::System,
                 body: ReplyBody::Text(format!("{agent_name} joined the conversation.")),
@@ -132,6 +163,8 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
         }
         Input::AgentReplied { agent } => {
             next.handler = Handler::Agent(*agent);
+            // The first reply's clock stops at the first reply.
+            next.first_reply_due_at = None;
             next.status = Status::WaitingOnCustomer;
         }
         Input::Released { agent_name } => {
@@ -158,7 +191,16 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                 next.low_confidence_streak = 0;
             }
         }
-        Input::PrioritySet(priority) => next.priority = Some(*priority),
+        Input::PrioritySet(priority) => {
+            next.priority = Some(*priority);
+            // The clocks run from the escalation, with the new priority's targets.
+            if let Some(escalation) = next.escalation.as_ref().filter(|_| next.handler != Handler::Bot && !next.status.is_final()) {
+                let from = escalation.at;
+                let first_reply_pending = next.first_reply_due_at.is_some();
+                let hours = policy.hours_for(next.channel);
+                start_clocks(&mut next, &policy.sla, hours, from, first_reply_pending, now);
+            }
+        }
         Input::CategorySet(category) => next.category = Some(*category),
         Input::HandedBackToBot => {
             next.handler = Handler::Bot;
@@ -170,10 +212,16 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
         Input::TimerFired { kind, last_message } => {
             if let Some(later) = idle_until(&next, *kind, *last_message, policy, now) {
                 // The chat went on since the timer was set: it closes a quiet while after that.
-                return Decision { conversation: next, replies, escalated, timers: Some(vec![(TimerKind::CloseIdleBot, later)]) };
+                return Decision { conversation: next, replies, escalated, timers: Some(vec![(TimerKind::CloseIdleBot, later)]), notices };
             }
-            quiet_for_long(&mut next, *kind, &mut replies, policy)
+            quiet_for_long(&mut next, *kind, &mut replies, policy);
+            sla_came_due(&mut next, *kind, &mut notices, policy, now);
         }
+    }
+    if next.handler == Handler::Bot || matches!(next.status, Status::Resolved | Status::Closed | Status::Rejected) {
+        // Nothing is owed to a conversation back with the bot or finished.
+        next.first_reply_due_at = None;
+        next.resolution_due_at = None;
     }
     let timers = match input {
         // A reminder leaves the resolution timer where it was.
@@ -182,9 +230,9 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
         // a bot chat is not rewritten at every message (its idle timer checks when it fires).
         Input::CustomerMessage { .. } if (next.status, next.handler) == (conversation.status, conversation.handler) => None,
         // Every other step counts anew from now.
-        _ => Some(timers_after(next.status, next.handler, &policy.quiet, now)),
+        _ => Some(timers_after(&next, &policy.quiet, &policy.sla, now)),
     };
-    Decision { conversation: next, replies, escalated, timers }
+    Decision { conversation: next, replies, escalated, timers, notices }
 }
 
 /// When an idle bot chat's timer came due but the chat went on since: the new due time.
@@ -209,6 +257,73 @@ fn quiet_for_long(next: &mut Conversation, kind: TimerKind, replies: &mut Vec<Re
         TimerKind::CloseResolved if next.status == Status::Resolved => next.status = Status::Closed,
         TimerKind::CloseIdleBot if next.handler == Handler::Bot && !next.status.is_final() => next.status = Status::Closed,
         _ => {}
+    }
+}
+
+/// The start of a customer message, for a notification.
+pub(crate) fn snippet(text: &str) -> String {
+    match text.char_indices().nth(140) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+/// An SLA warning or breach came due: announce it once, if its clock still runs, and act on a
+/// breach as configured.
+fn sla_came_due(next: &mut Conversation, kind: TimerKind, notices: &mut Vec<Notice>, policy: &Policy, now: Timestamp) {
+    let (due, warning, breach, what) = match kind {
+        TimerKind::FirstReplyWarning | TimerKind::FirstReplyBreach => {
+            (next.first_reply_due_at, SlaNotices::FIRST_REPLY_WARNING, SlaNotices::FIRST_REPLY_BREACH, "First reply")
+        }
+        TimerKind::ResolutionWarning | TimerKind::ResolutionBreach => {
+            (next.resolution_due_at, SlaNotices::RESOLUTION_WARNING, SlaNotices::RESOLUTION_BREACH, "Resolution")
+        }
+        _ => return,
+    };
+    let Some(due) = due else { return };
+    let assignee = match next.handler {
+        Handler::Agent(agent) => Some(agent),
+        _ => None,
+    };
+    let priority = next.priority.map_or(String::new(), |p| format!(", priority {p}"));
+    let is_warning = matches!(kind, TimerKind::FirstReplyWarning | TimerKind::ResolutionWarning);
+    if is_warning {
+        if next.sla_notices.has(warning) || next.sla_notices.has(breach) {
+            return;
+        }
+        next.sla_notices = next.sla_notices.with(warning);
+        let minutes = (due - now).num_minutes().max(1);
+        let text = format!("{what} due in {minutes} min{priority}.");
+        // The assignee can still make it; a queued conversation's warning goes to the admins.
+        let to = assignee.map_or(Recipient::Admins, Recipient::Agent);
+        notices.push(Notice { to, kind: NotificationKind::SlaWarning, text });
+        return;
+    }
+    if next.sla_notices.has(breach) {
+        return;
+    }
+    next.sla_notices = next.sla_notices.with(breach);
+    let mut text = format!("{what} overdue since {}{priority}.", due.format("%Y-%m-%d %H:%M UTC"));
+    match policy.sla.on_breach {
+        BreachAction::Notify => {}
+        BreachAction::RaisePriority => {
+            if let Some(p) = next.priority.filter(|p| *p != Priority::Urgent) {
+                let raised = crate::policy::raised(p);
+                next.priority = Some(raised);
+                text.push_str(&format!(" Raised to {raised}."));
+            }
+        }
+        BreachAction::Reassign => {
+            if kind == TimerKind::FirstReplyBreach && assignee.is_some() {
+                next.handler = Handler::Queue;
+                next.status = Status::Open;
+                text.push_str(" Back in the queue for someone else.");
+            }
+        }
+    }
+    notices.push(Notice { to: Recipient::Admins, kind: NotificationKind::SlaBreach, text: text.clone() });
+    if let Some(agent) = assignee {
+        notices.push(Notice { to: Recipient::Agent(agent), kind: NotificationKind::SlaBreach, text });
     }
 }
 
@@ -308,6 +423,9 @@ fn escalate(
     let category = next.category.unwrap_or(classification.category);
     next.priority = Some(priority_for(category, classification, text, &policy.priority_rules));
     next.escalation = Some(Escalation { reason, summary: text.to_string(), at: now });
+    next.sla_notices = SlaNotices::default();
+    let hours = policy.hours_for(next.channel);
+    start_clocks(next, &policy.sla, hours, now, true, now);
     // The handoff tells the customer their place; the next notice waits its interval.
     next.waiting_notice_at = Some(now);
 }

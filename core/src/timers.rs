@@ -4,7 +4,8 @@
 //! transaction: a timer fires once, also after a restart or with several nodes.
 
 use std::time::Duration;
-use switchboard_models::{ConversationId, Handler, Status, Timestamp};
+use crate::sla::{warning_at, SlaPolicy};
+use switchboard_models::{Conversation, ConversationId, Handler, SlaNotices, Status, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TimerKind {
@@ -16,10 +17,25 @@ pub enum TimerKind {
     CloseResolved,
     /// A conversation only the bot handled went quiet: close it.
     CloseIdleBot,
+    /// The first agent reply is due soon: warn the assignee.
+    FirstReplyWarning,
+    /// The first agent reply is overdue: tell the admins (and act, if configured).
+    FirstReplyBreach,
+    ResolutionWarning,
+    ResolutionBreach,
 }
 
 impl TimerKind {
-    pub const ALL: [TimerKind; 4] = [Self::RemindWaiting, Self::ResolveWaiting, Self::CloseResolved, Self::CloseIdleBot];
+    pub const ALL: [TimerKind; 8] = [
+        Self::RemindWaiting,
+        Self::ResolveWaiting,
+        Self::CloseResolved,
+        Self::CloseIdleBot,
+        Self::FirstReplyWarning,
+        Self::FirstReplyBreach,
+        Self::ResolutionWarning,
+        Self::ResolutionBreach,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -27,6 +43,10 @@ impl TimerKind {
             Self::ResolveWaiting => "resolve_waiting",
             Self::CloseResolved => "close_resolved",
             Self::CloseIdleBot => "close_idle_bot",
+            Self::FirstReplyWarning => "first_reply_warning",
+            Self::FirstReplyBreach => "first_reply_breach",
+            Self::ResolutionWarning => "resolution_warning",
+            Self::ResolutionBreach => "resolution_breach",
         }
     }
 
@@ -71,10 +91,29 @@ impl Default for QuietRules {
     }
 }
 
-/// The timers a conversation has after a step left it in `status` with `handler`, counted
-/// from `now`: waiting on the customer, a reminder and then resolution; resolved, closing; a
-/// bot conversation, closing when idle; otherwise none.
-pub fn timers_after(status: Status, handler: Handler, rules: &QuietRules, now: Timestamp) -> Vec<(TimerKind, Timestamp)> {
+/// The timers a conversation has after a step left it as `c`: those of its quiet state
+/// (counted from `now`) and the SLA warnings and breaches not yet announced.
+pub fn timers_after(c: &Conversation, rules: &QuietRules, sla: &SlaPolicy, now: Timestamp) -> Vec<(TimerKind, Timestamp)> {
+    let mut timers = quiet_timers(c.status, c.handler, rules, now);
+    let started = c.escalation.as_ref().map_or(now, |e| e.at);
+    for (due, warning, breach, kinds) in [
+        (c.first_reply_due_at, SlaNotices::FIRST_REPLY_WARNING, SlaNotices::FIRST_REPLY_BREACH, (TimerKind::FirstReplyWarning, TimerKind::FirstReplyBreach)),
+        (c.resolution_due_at, SlaNotices::RESOLUTION_WARNING, SlaNotices::RESOLUTION_BREACH, (TimerKind::ResolutionWarning, TimerKind::ResolutionBreach)),
+    ] {
+        let Some(due) = due else { continue };
+        if !c.sla_notices.has(warning) && !c.sla_notices.has(breach) {
+            timers.push((kinds.0, warning_at(started, due, sla.warn_before)));
+        }
+        if !c.sla_notices.has(breach) {
+            timers.push((kinds.1, due));
+        }
+    }
+    timers
+}
+
+/// Waiting on the customer, a reminder and then resolution; resolved, closing; a bot
+/// conversation, closing when idle; otherwise none.
+fn quiet_timers(status: Status, handler: Handler, rules: &QuietRules, now: Timestamp) -> Vec<(TimerKind, Timestamp)> {
     let at = |after: Option<Duration>| after.and_then(|after| chrono::Duration::from_std(after).ok()).map(|after| now + after);
     let wanted = match (status, handler) {
         (Status::WaitingOnCustomer, _) => {
@@ -95,7 +134,7 @@ mod tests {
     fn each_state_has_its_timers_and_a_rule_turned_off_has_none() {
         let now = chrono::Utc::now();
         let rules = QuietRules::default();
-        let kinds = |status, handler, rules: &QuietRules| timers_after(status, handler, rules, now).into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        let kinds = |status, handler, rules: &QuietRules| quiet_timers(status, handler, rules, now).into_iter().map(|(k, _)| k).collect::<Vec<_>>();
         let agent = Handler::Agent(switchboard_models::AgentId::new());
         assert_eq!(kinds(Status::WaitingOnCustomer, agent, &rules), [TimerKind::RemindWaiting, TimerKind::ResolveWaiting]);
         assert_eq!(kinds(Status::Resolved, Handler::Bot, &rules), [TimerKind::CloseResolved]);
@@ -104,8 +143,29 @@ mod tests {
         assert!(kinds(Status::Closed, Handler::Bot, &rules).is_empty());
         let off = QuietRules { remind_waiting_after: None, ..QuietRules::default() };
         assert_eq!(kinds(Status::WaitingOnCustomer, agent, &off), [TimerKind::ResolveWaiting]);
-        let due = timers_after(Status::Resolved, Handler::Bot, &rules, now)[0].1;
+        let due = quiet_timers(Status::Resolved, Handler::Bot, &rules, now)[0].1;
         assert_eq!(due - now, chrono::Duration::days(7));
+    }
+
+    #[test]
+    fn sla_timers_stop_once_announced() {
+        let now = chrono::Utc::now();
+        let mut c = Conversation::new(switchboard_models::ContactId::new(), switchboard_models::Channel::WebChat, now);
+        c.handler = Handler::Queue;
+        c.first_reply_due_at = Some(now + chrono::Duration::hours(1));
+        c.resolution_due_at = Some(now + chrono::Duration::hours(24));
+        let sla = SlaPolicy::default();
+        let kinds = |c: &Conversation| timers_after(c, &QuietRules::default(), &sla, now).into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(
+            kinds(&c),
+            [TimerKind::FirstReplyWarning, TimerKind::FirstReplyBreach, TimerKind::ResolutionWarning, TimerKind::ResolutionBreach]
+        );
+        c.sla_notices = SlaNotices(SlaNotices::FIRST_REPLY_WARNING);
+        assert_eq!(kinds(&c), [TimerKind::FirstReplyBreach, TimerKind::ResolutionWarning, TimerKind::ResolutionBreach]);
+        c.sla_notices = SlaNotices(SlaNotices::FIRST_REPLY_BREACH | SlaNotices::RESOLUTION_WARNING);
+        assert_eq!(kinds(&c), [TimerKind::ResolutionBreach], "a breach announced makes its warning moot");
+        let warning = timers_after(&Conversation { sla_notices: SlaNotices::default(), ..c.clone() }, &QuietRules::default(), &sla, now)[0].1;
+        assert_eq!(warning, now + chrono::Duration::minutes(30), "warned 30 minutes before the first reply is due");
     }
 
     #[test]

@@ -30,6 +30,20 @@ pub struct AuditEntry {
     pub after: Option<String>,
 }
 
+/// Something an agent is told in the panel: an assignment, their customer's reply, a mention in
+/// a note, an SLA about to be (or already) missed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Increasing: newer notifications have larger ids.
+    pub id: i64,
+    pub agent_id: AgentId,
+    pub kind: crate::NotificationKind,
+    pub conversation_id: Option<ConversationId>,
+    pub text: String,
+    pub created_at: Timestamp,
+    pub read_at: Option<Timestamp>,
+}
+
 /// A reply agents insert instead of typing it again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CannedResponse {

@@ -56,6 +56,25 @@ impl EscalationReason {
     }
 }
 
+/// The SLA warnings and breaches already announced for a conversation's current clocks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlaNotices(pub u8);
+
+impl SlaNotices {
+    pub const FIRST_REPLY_WARNING: u8 = 1;
+    pub const FIRST_REPLY_BREACH: u8 = 2;
+    pub const RESOLUTION_WARNING: u8 = 4;
+    pub const RESOLUTION_BREACH: u8 = 8;
+
+    pub fn has(self, notice: u8) -> bool {
+        self.0 & notice != 0
+    }
+
+    pub fn with(self, notice: u8) -> Self {
+        Self(self.0 | notice)
+    }
+}
+
 /// The ticket fields set when a conversation is escalated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Escalation {
@@ -126,6 +145,15 @@ pub struct Conversation {
     /// When a customer waiting in the queue was last told their place (the handoff counts).
     #[serde(default)]
     pub waiting_notice_at: Option<Timestamp>,
+    /// When the first agent reply is due (the SLA of its priority), until one is sent.
+    #[serde(default)]
+    pub first_reply_due_at: Option<Timestamp>,
+    /// When resolution is due, until the conversation is resolved.
+    #[serde(default)]
+    pub resolution_due_at: Option<Timestamp>,
+    /// Which SLA warnings and breaches were announced already: each only once.
+    #[serde(default)]
+    pub sla_notices: SlaNotices,
     /// How many times the stored row had been rewritten when this copy was read (0: never
     /// stored). A write of this copy is refused when the row has moved on since.
     pub version: i64,
@@ -146,6 +174,9 @@ impl Conversation {
             created_at: now,
             updated_at: now,
             waiting_notice_at: None,
+            first_reply_due_at: None,
+            resolution_due_at: None,
+            sla_notices: SlaNotices::default(),
             version: 0,
         }
     }

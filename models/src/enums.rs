@@ -152,6 +152,17 @@ text_enum!(
 );
 
 text_enum!(
+    /// Why an agent is told something in the panel.
+    NotificationKind, "notification kind" {
+        Assigned => "assigned",
+        CustomerReplied => "customer_replied",
+        Mentioned => "mentioned",
+        SlaWarning => "sla_warning",
+        SlaBreach => "sla_breach",
+    }
+);
+
+text_enum!(
     /// Where a reply is on its way to the customer.
     DeliveryState, "delivery state" {
         Queued => "queued",

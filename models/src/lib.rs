@@ -9,11 +9,11 @@ mod enums;
 mod ids;
 mod message;
 
-pub use agent::{Agent, ApiToken, AuditEntry, CannedResponse};
+pub use agent::{Agent, ApiToken, AuditEntry, CannedResponse, Notification};
 pub use attachment::Attachment;
 pub use classification::{Classification, ClassificationSource, IntentName, IntentScore, Judgement, Urgency};
-pub use conversation::{customer_label, Contact, Conversation, Escalation, EscalationReason, Handler};
-pub use enums::{AuditAction, Category, Channel, DeliveryState, Need, Presence, Priority, Role, Sender, Status, UnknownVariant};
+pub use conversation::{customer_label, Contact, Conversation, Escalation, EscalationReason, Handler, SlaNotices};
+pub use enums::{AuditAction, Category, Channel, DeliveryState, Need, NotificationKind, Presence, Priority, Role, Sender, Status, UnknownVariant};
 pub use ids::{AgentId, ContactId, ConversationId, MessageId};
 pub use message::{Delivery, DomainEvent, Inbound, Message, OutboundMessage, Thread};
 

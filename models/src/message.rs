@@ -116,4 +116,6 @@ pub enum DomainEvent {
     Assigned { conversation: Conversation, agent: AgentId },
     /// A reply's delivery changed: sent, seen, retrying or failed (the message as it is now).
     DeliveryChanged(Message),
+    /// An agent (`None`: every admin) was notified; the notification is stored already.
+    Notified { to: Option<AgentId>, kind: crate::NotificationKind, conversation: Option<ConversationId>, text: String },
 }

@@ -65,7 +65,8 @@ const TABLES: &[Table] = &[
             ("id", Text), ("contact_id", Text), ("channel", Text), ("handler", Text), ("agent_id", Text), ("status", Text),
             ("category", Text), ("priority", Text), ("escalation_reason", Text), ("escalation_summary", Text),
             ("escalated_at", Int), ("low_confidence_streak", Int), ("created_at", Int), ("updated_at", Int),
-            ("version", Int), ("waiting_notice_at", Int),
+            ("version", Int), ("waiting_notice_at", Int), ("first_reply_due_at", Int), ("resolution_due_at", Int),
+            ("sla_notices", Int),
         ],
         keyed: true,
     },
@@ -94,6 +95,14 @@ const TABLES: &[Table] = &[
         keyed: true,
     },
     Table {
+        name: "notifications",
+        columns: &[
+            ("id", Int), ("agent_id", Text), ("kind", Text), ("conversation_id", Text), ("text", Text), ("created_at", Int),
+            ("read_at", Int),
+        ],
+        keyed: true,
+    },
+    Table {
         name: "sessions",
         columns: &[("token_hash", Text), ("agent_id", Text), ("csrf", Text), ("created_at", Int), ("expires_at", Int)],
         keyed: true,
@@ -111,7 +120,7 @@ const TABLES: &[Table] = &[
 ];
 
 /// Tables whose ids PostgreSQL generates: their sequences continue after the copied ids.
-const SEQUENCES: &[(&str, &str)] = &[("messages", "seq"), ("audit_log", "id")];
+const SEQUENCES: &[(&str, &str)] = &[("messages", "seq"), ("audit_log", "id"), ("notifications", "id")];
 
 const BATCH: i64 = 500;
 

@@ -8,8 +8,11 @@ pub(crate) const MESSAGE_COLUMNS: &str = "seq, id, conversation_id, contact_id, 
      outbound, attempts, next_attempt_at, delivered_at, gave_up_at, last_error, sent_id, seen_at";
 pub(crate) const CONTACT_COLUMNS: &str = "id, channel, external_id, display_name, created_at, unreachable_since, unreachable_reason";
 pub(crate) const AGENT_COLUMNS: &str = "id, email, name, role, presence, capacity, active, created_at";
+/// `ports::due_key` in SQL, the expression `conversations_by_due` indexes.
+pub(crate) const DUE_KEY: &str = "COALESCE(c.first_reply_due_at, c.resolution_due_at, 9000000000000000)";
 pub(crate) const CONVERSATION_COLUMNS: &str = "id, contact_id, channel, handler, agent_id, status, category, priority, \
-     escalation_reason, escalation_summary, escalated_at, low_confidence_streak, created_at, updated_at, version, waiting_notice_at";
+     escalation_reason, escalation_summary, escalated_at, low_confidence_streak, created_at, updated_at, version, waiting_notice_at, \
+     first_reply_due_at, resolution_due_at, sla_notices";
 
 /// A conversation with its customer's name, agent's name and latest visible message.
 pub(crate) const SUMMARY_SELECT: &str = "SELECT c.*, k.display_name AS customer_name, k.external_id AS customer_external_id, a.name AS agent_name, \
@@ -45,22 +48,24 @@ macro_rules! portable_store {
         pub(crate) mod portable {
             #![allow(unused_imports)]
             use super::*;
-            use crate::portable::{AGENT_COLUMNS, CONTACT_COLUMNS, CONVERSATION_COLUMNS, MESSAGE_COLUMNS, NEXT_IN_LINE_KEY, SUMMARY_SELECT, sql};
+            use crate::portable::{AGENT_COLUMNS, CONTACT_COLUMNS, CONVERSATION_COLUMNS, DUE_KEY, MESSAGE_COLUMNS, NEXT_IN_LINE_KEY, SUMMARY_SELECT, sql};
             use crate::rows::{
                 Columns, agent_from_row, audit_from_row, backend, contact_from_prefixed_row, contact_from_row,
-                conversation_from_row, claimed_in_order, due_first, message_from_row, millis, summary_from_row, timer_from_row, to_json,
+                conversation_from_row, claimed_in_order, due_first, message_from_row, millis, notification_from_row, summary_from_row,
+                timer_from_row, to_json,
             };
             use async_trait::async_trait;
             use sqlx::Row;
             use switchboard_core::QueueView;
             use switchboard_core::ports::{
                 AgentLoad, Assignee, Committed, ConversationFilter, ConversationSummary, CustomerFilter, CustomerSummary, DashboardCounts, ListOrder, ListTotal, SEARCH_HITS, SessionRecord,
-                AdminWrite, CannedChange, Conversations, StepWrite, StoreError,
+                AdminWrite, CannedChange, Conversations, NoticeWrite, StepWrite, StoreError,
             };
+            use switchboard_core::Recipient;
             use switchboard_core::timers::{Timer, TimerKind};
             use switchboard_models::{
                 Agent, AgentId, ApiToken, AuditEntry, CannedResponse, Channel, Contact, ContactId, Conversation,
-                ConversationId, Handler, Message, MessageId, OutboundMessage, Presence, Timestamp,
+                ConversationId, Handler, Message, MessageId, Notification, OutboundMessage, Presence, Timestamp,
             };
 
 /// A list's filters as SQL. Structure is built here; every value is bound.
@@ -170,6 +175,7 @@ fn page_sql(filter: &ConversationFilter, total: bool) -> (String, Vec<String>) {
         ListOrder::Recent => ("c.updated_at", "DESC", "<"),
         ListOrder::LongestWaiting => ("COALESCE(c.escalated_at, c.created_at)", "ASC", ">"),
         ListOrder::NextInLine => (NEXT_IN_LINE_KEY, "ASC", ">"),
+        ListOrder::DueFirst => (DUE_KEY, "ASC", ">"),
     };
     let mut paged = conditions.clone();
     if let Some(cursor) = filter.after {
@@ -317,6 +323,9 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
     }
     if let Some((conversation, timers)) = &write.timers {
         set_timers(tx, *conversation, timers).await?;
+    }
+    for notice in &write.notices {
+        insert_notice(tx, notice).await?;
     }
     // Seqs in the order given: inbound, then replies, then notes.
     let seq_of = |m: &Message| inserted.iter().find(|(_, id)| *id == m.id.to_string()).map(|(seq, _)| *seq);
@@ -473,6 +482,27 @@ async fn write_admin(tx: &mut $conn, write: &AdminWrite) -> Result<(), StoreErro
     Ok(())
 }
 
+/// One row per recipient: the agent, or every active admin.
+async fn insert_notice(tx: &mut $conn, notice: &NoticeWrite) -> Result<(), StoreError> {
+    let agent = match notice.to {
+        Recipient::Agent(agent) => Some(agent.to_string()),
+        Recipient::Admins => None,
+    };
+    sqlx::query(
+        "INSERT INTO notifications (agent_id, kind, conversation_id, text, created_at) \
+         SELECT id, $2, $3, $4, $5 FROM agents WHERE active = TRUE AND (id = $1 OR ($1 IS NULL AND role = 'admin'))",
+    )
+    .bind(agent)
+    .bind(notice.kind.as_str())
+    .bind(notice.conversation.map(|c| c.to_string()))
+    .bind(&notice.text)
+    .bind(millis(notice.at))
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
 async fn insert_audit<'e>(executor: impl sqlx::Executor<'e, Database = $db>, entry: &AuditEntry) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO audit_log (at, actor_id, action, conversation_id, subject_agent, before_state, after_state) \
@@ -561,13 +591,16 @@ async fn save_conversation(tx: &mut $conn, c: &Conversation) -> Result<(), Store
     sqlx::query(
         "INSERT INTO conversations (id, contact_id, channel, handler, agent_id, status, category, \
          priority, escalation_reason, escalation_summary, escalated_at, low_confidence_streak, \
-         created_at, updated_at, version, waiting_notice_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         created_at, updated_at, version, waiting_notice_at, first_reply_due_at, resolution_due_at, sla_notices) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
          ON CONFLICT (id) DO UPDATE SET handler = excluded.handler, agent_id = excluded.agent_id, \
          status = excluded.status, category = excluded.category, priority = excluded.priority, \
          escalation_reason = excluded.escalation_reason, \
          escalation_summary = excluded.escalation_summary, escalated_at = excluded.escalated_at, \
          low_confidence_streak = excluded.low_confidence_streak, updated_at = excluded.updated_at, \
-         version = excluded.version, waiting_notice_at = excluded.waiting_notice_at",
+         version = excluded.version, waiting_notice_at = excluded.waiting_notice_at, \
+         first_reply_due_at = excluded.first_reply_due_at, resolution_due_at = excluded.resolution_due_at, \
+         sla_notices = excluded.sla_notices",
     )
     .bind(c.id.to_string())
     .bind(c.contact_id.to_string())
@@ -586,6 +619,9 @@ async fn save_conversation(tx: &mut $conn, c: &Conversation) -> Result<(), Store
     // The copy carries the version it was read at; what is stored is the next one.
     .bind(c.version + 1)
     .bind(c.waiting_notice_at.map(millis))
+    .bind(c.first_reply_due_at.map(millis))
+    .bind(c.resolution_due_at.map(millis))
+    .bind(i64::from(c.sla_notices.0))
     .execute(&mut *tx)
     .await
     .map_err(backend)?;
@@ -1329,7 +1365,7 @@ impl $store {
         Ok((summaries, total))
     }
 
-    async fn dashboard_counts(&self, day_start: Timestamp) -> Result<DashboardCounts, StoreError> {
+    async fn dashboard_counts(&self, day_start: Timestamp, now: Timestamp) -> Result<DashboardCounts, StoreError> {
         // Each count reads one index, so the dashboard stays fast on large stores.
         let row = sqlx::query(
             "SELECT \
@@ -1338,9 +1374,11 @@ impl $store {
                (SELECT COUNT(*) FROM conversations WHERE handler = 'queue') AS new, \
                (SELECT COUNT(*) FROM conversations WHERE status = 'waiting_on_customer') AS waiting, \
                (SELECT COUNT(*) FROM conversations WHERE status IN ('assigned', 'in_progress')) AS in_progress, \
-               (SELECT COUNT(*) FROM conversations WHERE status = 'resolved' AND updated_at >= $1) AS resolved_today",
+               (SELECT COUNT(*) FROM conversations WHERE status = 'resolved' AND updated_at >= $1) AS resolved_today, \
+               (SELECT COUNT(*) FROM conversations WHERE COALESCE(first_reply_due_at, resolution_due_at, 9000000000000000) <= $2) AS overdue",
         )
         .bind(millis(day_start))
+        .bind(millis(now))
         .fetch_one(&self.reader)
         .await
         .map_err(backend)?;
@@ -1351,6 +1389,7 @@ impl $store {
             waiting: count("waiting")?,
             in_progress: count("in_progress")?,
             resolved_today: count("resolved_today")?,
+            overdue: count("overdue")?,
         })
     }
 
@@ -1411,6 +1450,47 @@ impl $store {
         }
         let row = query.fetch_one(&self.reader).await.map_err(backend)?;
         Ok(row.try_get::<i64, _>("n").map_err(backend)? as u64)
+    }
+            }
+
+            #[async_trait]
+            impl switchboard_core::ports::Notifications for $store {
+    async fn notifications_of(&self, agent: AgentId, before: Option<i64>, limit: u32) -> Result<Vec<Notification>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, agent_id, kind, conversation_id, text, created_at, read_at FROM notifications \
+             WHERE agent_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(agent.to_string())
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(notification_from_row).collect()
+    }
+
+    async fn unread_notifications(&self, agent: AgentId) -> Result<u32, StoreError> {
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM notifications WHERE agent_id = $1 AND read_at IS NULL")
+            .bind(agent.to_string())
+            .fetch_one(&self.reader)
+            .await
+            .map_err(backend)?;
+        Ok(u32::try_from(count).unwrap_or(u32::MAX))
+    }
+
+    async fn mark_notifications_read(&self, agent: AgentId, conversation: Option<ConversationId>, now: Timestamp) -> Result<u64, StoreError> {
+        let marked = sqlx::query(
+            "UPDATE notifications SET read_at = $2 WHERE agent_id = $1 AND read_at IS NULL \
+             AND ($3 IS NULL OR conversation_id = $3)",
+        )
+        .bind(agent.to_string())
+        .bind(millis(now))
+        .bind(conversation.map(|c| c.to_string()))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        Ok(marked)
     }
             }
 

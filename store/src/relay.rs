@@ -25,6 +25,8 @@ pub enum News {
     Assigned { id: String, agent: String },
     /// `DomainEvent::DeliveryChanged`.
     Delivery { seq: i64 },
+    /// `DomainEvent::Notified`: small, so it travels whole (`agent` empty: the admins).
+    Notified { agent: String, about: String, conversation: String, text: String },
     /// A reply delivered to web chat: widgets connected to other nodes show it too. `visitor`
     /// lets a node with no widget of theirs skip reading it.
     WebChat { seq: i64, visitor: String },

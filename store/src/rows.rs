@@ -6,7 +6,7 @@ use sqlx::sqlite::SqliteRow;
 use switchboard_core::ports::StoreError;
 use switchboard_models::{
     customer_label, Agent, Delivery, DeliveryState, AgentId, AuditEntry, Contact, ContactId, Conversation, ConversationId, Escalation, Handler, Message,
-    MessageId, Timestamp,
+    MessageId, Notification, Timestamp,
 };
 
 pub(crate) fn backend(error: sqlx::Error) -> StoreError {
@@ -154,6 +154,9 @@ pub(crate) fn conversation_from_row(row: &impl Columns) -> Result<Conversation, 
         escalation,
         low_confidence_streak: row.int("low_confidence_streak")? as u32,
         waiting_notice_at: row.int_opt("waiting_notice_at")?.map(instant).transpose()?,
+        first_reply_due_at: row.int_opt("first_reply_due_at")?.map(instant).transpose()?,
+        resolution_due_at: row.int_opt("resolution_due_at")?.map(instant).transpose()?,
+        sla_notices: switchboard_models::SlaNotices(u8::try_from(row.int("sla_notices")?).unwrap_or(u8::MAX)),
         version: row.int("version")?,
         created_at: instant(row.int("created_at")?)?,
         updated_at: instant(row.int("updated_at")?)?,
@@ -195,6 +198,18 @@ fn delivery_from_row(row: &impl Columns) -> Result<Delivery, StoreError> {
         seen_at,
         failed_at,
         error: row.text_opt("last_error")?,
+    })
+}
+
+pub(crate) fn notification_from_row(row: &impl Columns) -> Result<Notification, StoreError> {
+    Ok(Notification {
+        id: row.int("id")?,
+        agent_id: AgentId(uuid_col(row, "agent_id")?),
+        kind: parsed("kind", &row.text("kind")?)?,
+        conversation_id: optional::<uuid::Uuid>(row, "conversation_id")?.map(ConversationId),
+        text: row.text("text")?,
+        created_at: instant(row.int("created_at")?)?,
+        read_at: row.int_opt("read_at")?.map(instant).transpose()?,
     })
 }
 

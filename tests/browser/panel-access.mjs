@@ -98,11 +98,20 @@ try {
   await agent.screenshot({ path: path.join(artifacts, 'panel-access-conversation.png'), fullPage: true });
   const conversationUrl = agent.url();
 
+  step("the customer's reply is in the agent's notifications, read since the conversation showed it");
+  await agent.goto(`${serverUrl}/panel/notifications`);
+  const replied = t('notification').filter({ hasText: 'شكرا' });
+  await replied.waitFor();
+  assert.equal(await replied.getAttribute('data-kind'), 'customer_replied');
+  assert.ok(!(await replied.evaluate((el) => el.classList.contains('unread'))), 'the open conversation page read it');
+  await agent.goto(conversationUrl);
+
   step('every page passes axe, at desktop size and at 320 CSS px (400 % zoom) without sideways scrolling');
   const pages = [
     '/panel/', '/panel/conversations', '/panel/conversations?assignee=queue', '/panel/customers', conversationUrl.replace(serverUrl, ''),
     '/panel/canned', '/panel/account/tokens', '/panel/admin/agents', '/panel/admin/audit', '/panel/admin/hours',
-    '/panel/admin/system', '/panel/conversations/00000000-0000-4000-8000-000000000000',
+    '/panel/admin/system', '/panel/conversations/00000000-0000-4000-8000-000000000000', '/panel/notifications',
+    '/panel/conversations?sort=due',
   ];
   for (const width of [1280, 320]) {
     await agent.setViewportSize({ width, height: width === 320 ? 640 : 860 });

@@ -22,6 +22,57 @@ pub fn routes() -> Router<AppState> {
         .route("/api/conversations/{id}/actions", post(action))
         .route("/api/conversations/{id}/draft", post(draft))
         .route("/api/admin/intents/reload", post(reload_intents))
+        .route("/api/notifications", get(notifications))
+        .route("/api/notifications/read", post(read_notifications))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct NotificationsQuery {
+    /// A notification id: only older ones.
+    before: Option<i64>,
+    /// 1 to 200 (default 50).
+    limit: Option<u32>,
+}
+
+/// The caller's notifications, newest first, and how many are unread.
+async fn notifications(
+    State(state): State<AppState>,
+    ApiCaller(agent): ApiCaller,
+    query: Result<Query<NotificationsQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|rejection| {
+        let why = rejection.body_text();
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("{}. Notifications take before (an id) and limit (1 to 200).", why.trim_end_matches('.')))
+    })?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("limit {limit} is not within 1..=200")));
+    }
+    let store = state.engine.notifications();
+    let shown = store.notifications_of(agent.id, query.before, limit).await?;
+    let unread = store.unread_notifications(agent.id).await?;
+    Ok(Json(json!({"unread": unread, "notifications": shown})))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct ReadBody {
+    /// Only this conversation's notifications; all when absent.
+    conversation_id: Option<String>,
+}
+
+async fn read_notifications(
+    State(state): State<AppState>,
+    ApiCaller(agent): ApiCaller,
+    body: Result<Json<ReadBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(|rejection| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("{} Send {{}} or {{\"conversation_id\": \"…\"}}.", rejection.body_text()))
+    })?;
+    let conversation = body.conversation_id.as_deref().map(conversation_id).transpose()?;
+    let marked = state.engine.notifications().mark_notifications_read(agent.id, conversation, state.engine.now()).await?;
+    Ok(Json(json!({"marked_read": marked})))
 }
 
 /// An AI-drafted reply to edit; nothing is sent.

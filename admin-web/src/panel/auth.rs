@@ -49,6 +49,8 @@ pub struct Signed {
     pub token_hash: String,
     /// For admins: why the database refuses writes right now, if it does.
     pub storage_problem: Option<String>,
+    /// The agent's unread notifications, for the header's badge.
+    pub unread: u32,
 }
 
 impl Signed {
@@ -99,7 +101,9 @@ impl FromRequestParts<AppState> for Signed {
             .then(|| state.engine.storage_problem())
             .flatten()
             .map(|(since, reason)| storage_problem_text(since, &reason));
-        Ok(Signed { agent, csrf: session.csrf, token_hash, storage_problem })
+        // A badge is not worth failing a page for.
+        let unread = state.engine.notifications().unread_notifications(agent.id).await.unwrap_or(0);
+        Ok(Signed { agent, csrf: session.csrf, token_hash, storage_problem, unread })
     }
 }
 

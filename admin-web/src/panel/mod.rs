@@ -48,6 +48,8 @@ pub fn routes() -> Router<AppState> {
         .route("/panel/admin/hours", get(hours))
         .route("/panel/admin/system", get(system))
         .route("/panel/events", get(events))
+        .route("/panel/notifications", get(notifications))
+        .route("/panel/notifications/read", post(read_notifications))
         .route("/static/admin.css", get(|| async { asset("text/css", include_str!("../../assets/admin.css")) }))
         .route("/static/admin.js", get(|| async { asset("application/javascript", include_str!("../../assets/admin.js")) }))
         .merge(api::routes())
@@ -67,6 +69,7 @@ fn page(signed: &Signed, nav: &str, title: &str, mut data: Value) -> Value {
         "csrf": signed.csrf,
         "flash": null,
         "storage_problem": signed.storage_problem,
+        "unread": signed.unread,
         "me": {"id": me.id.to_string(), "name": me.name, "email": me.email, "role": me.role.as_str(), "is_admin": me.role == Role::Admin, "presence": me.presence.as_str()},
     });
     if let (Some(data), Value::Object(base)) = (data.as_object_mut(), base) {
@@ -228,7 +231,7 @@ async fn dashboard(State(state): State<AppState>, signed: Signed) -> Result<Html
     let accounts = state.engine.accounts();
     let listings = state.engine.listings();
     let day_start = state.engine.now().date_naive().and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-    let counts = listings.dashboard_counts(day_start).await?;
+    let counts = listings.dashboard_counts(day_start, state.engine.now()).await?;
     let agents = accounts.list_agents().await?;
     let mine = listings
         .list_conversations(&ConversationFilter { assignee: Some(Assignee::Agent(signed.agent.id)), limit: 50, ..Default::default() })
@@ -242,9 +245,10 @@ async fn dashboard(State(state): State<AppState>, signed: Signed) -> Result<Html
     let oldest_wait = longest.first().map(|s| views::wait(now - switchboard_core::ports::waiting_since(&s.conversation)));
     let data = json!({
         "oldest_wait": oldest_wait,
-        "counts": {"urgent": counts.urgent, "new": counts.new, "waiting": counts.waiting, "in_progress": counts.in_progress, "resolved_today": counts.resolved_today},
-        "mine": mine.iter().filter(|s| !s.conversation.status.is_final()).map(|s| views::row(s, &agents)).collect::<Vec<_>>(),
-        "queue": queue.iter().map(|s| views::row(s, &agents)).collect::<Vec<_>>(),
+        "counts": {"urgent": counts.urgent, "new": counts.new, "waiting": counts.waiting, "in_progress": counts.in_progress, "resolved_today": counts.resolved_today, "overdue": counts.overdue},
+        "unread": signed.unread,
+        "mine": mine.iter().filter(|s| !s.conversation.status.is_final()).map(|s| views::row(s, &agents, now)).collect::<Vec<_>>(),
+        "queue": queue.iter().map(|s| views::row(s, &agents, now)).collect::<Vec<_>>(),
     });
     state.views.render("dashboard", &page(&signed, "dashboard", "Dashboard", data))
 }
@@ -262,7 +266,7 @@ pub(crate) struct ListQuery {
     /// "1": only conversations with a reply that was not delivered.
     undelivered: String,
     /// "recent" (the default), "next_in_line" (priority first, then waiting longest: the
-    /// default for the queue) or "longest_waiting".
+    /// default for the queue), "longest_waiting" or "due" (nearest SLA due time first).
     sort: String,
     /// The `next` cursor of the page before.
     after: String,
@@ -331,8 +335,9 @@ pub(crate) fn filter_of(query: &ListQuery, me: AgentId) -> Result<ConversationFi
         order: match (query.sort.as_str(), query.assignee.as_str()) {
             ("", "queue") | ("next_in_line", _) => ListOrder::NextInLine,
             ("longest_waiting", _) => ListOrder::LongestWaiting,
+            ("due", _) => ListOrder::DueFirst,
             ("" | "recent", _) => ListOrder::Recent,
-            (other, _) => return Err(bad_filter(format!("sort `{other}` must be recent, next_in_line or longest_waiting"))),
+            (other, _) => return Err(bad_filter(format!("sort `{other}` must be recent, next_in_line, longest_waiting or due"))),
         },
         after: match query.after.as_str() {
             "" => None,
@@ -390,9 +395,9 @@ async fn conversations(
     let next_url = next.as_deref().map(|cursor| page_url(Some(cursor)));
     let words = switchboard_core::search::search_words(&query.q);
     let data = json!({
-        "filters": {"status": query.status, "priority": query.priority, "category": query.category, "channel": query.channel, "assignee": query.assignee, "q": query.q, "undelivered": query.undelivered == "1"},
+        "filters": {"status": query.status, "priority": query.priority, "category": query.category, "channel": query.channel, "assignee": query.assignee, "q": query.q, "undelivered": query.undelivered == "1", "sort": query.sort},
         "options": views::all_options(&agents),
-        "rows": rows.iter().map(|s| views::search_row(s, &agents, &words)).collect::<Vec<_>>(),
+        "rows": rows.iter().map(|s| views::search_row(s, &agents, &words, state.engine.now())).collect::<Vec<_>>(),
         "total": views::total_label(total, !query.q.trim().is_empty()),
         "search_capped": total.search_capped,
         "search_hits": views::count(u64::from(switchboard_core::ports::SEARCH_HITS)),
@@ -401,6 +406,7 @@ async fn conversations(
         "order_note": match filter.order {
             ListOrder::NextInLine => Some("Next in line first: most urgent, then longest waiting"),
             ListOrder::LongestWaiting => Some("Longest waiting first"),
+            ListOrder::DueFirst => Some("Nearest SLA due time first"),
             ListOrder::Recent => None,
         },
     });
@@ -475,16 +481,22 @@ const MESSAGES_PER_PAGE: u32 = 200;
 
 async fn conversation(
     State(state): State<AppState>,
-    signed: Signed,
+    mut signed: Signed,
     Path(id): Path<String>,
     Query(query): Query<ConversationQuery>,
 ) -> Result<Response, ApiError> {
+    let id = conversation_id(&id)?;
+    // Seeing the conversation is reading what it notified.
+    if signed.unread > 0 {
+        let read = state.engine.notifications().mark_notifications_read(signed.agent.id, Some(id), state.engine.now()).await?;
+        signed.unread = signed.unread.saturating_sub(u32::try_from(read).unwrap_or(u32::MAX));
+    }
     let done = query.done.as_deref().and_then(views::action_done);
     let shown = match query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         Some(q) => MessagesShown::Matching(q.to_string()),
         None => MessagesShown::Before(query.before),
     };
-    render_conversation(&state, &signed, conversation_id(&id)?, Draft::None, done, shown).await
+    render_conversation(&state, &signed, id, Draft::None, done, shown).await
 }
 
 /// Which of a conversation's messages its page shows.
@@ -550,6 +562,7 @@ async fn render_conversation(
             "channel": c.channel.as_str(),
             "customer": customer,
             "handler_label": views::handler_label(c.handler, &agents),
+            "sla": views::sla(&c, state.engine.now()).map(|(text, class)| json!({"text": text, "class": class})),
             "assigned_to_me": c.handler == switchboard_models::Handler::Agent(signed.agent.id),
             "in_queue": c.handler == switchboard_models::Handler::Queue,
             "version": c.updated_at.timestamp_millis().to_string(),
@@ -950,6 +963,44 @@ async fn audit(
     state.views.render("audit", &page(&signed, "audit", "Audit log", data))
 }
 
+const NOTIFICATIONS_PER_PAGE: u32 = 50;
+
+#[derive(Deserialize)]
+struct NotificationsQuery {
+    before: Option<i64>,
+}
+
+async fn notifications(
+    State(state): State<AppState>,
+    signed: Signed,
+    query: Result<Query<NotificationsQuery>, QueryRejection>,
+) -> Result<Html<String>, ApiError> {
+    let Query(query) = query.map_err(|rejection| {
+        let why = rejection.body_text();
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("{}. Notifications take before (a notification number).", why.trim_end_matches('.')))
+    })?;
+    let mut shown = state.engine.notifications().notifications_of(signed.agent.id, query.before, NOTIFICATIONS_PER_PAGE + 1).await?;
+    let more = shown.len() > NOTIFICATIONS_PER_PAGE as usize;
+    shown.truncate(NOTIFICATIONS_PER_PAGE as usize);
+    let older = more.then(|| shown.last().map(|n| format!("/panel/notifications?before={}", n.id))).flatten();
+    let data = json!({"older_url": older, "notifications": shown.iter().map(|n| json!({
+        "kind": n.kind.as_str(),
+        "label": views::notification_label(n.kind),
+        "text": n.text,
+        "conversation": n.conversation_id.map(|c| c.to_string()),
+        "at": views::time(&n.created_at),
+        "iso": n.created_at.to_rfc3339(),
+        "read": n.read_at.is_some(),
+    })).collect::<Vec<_>>()});
+    state.views.render("notifications", &page(&signed, "notifications", "Notifications", data))
+}
+
+async fn read_notifications(State(state): State<AppState>, signed: Signed, Form(form): Form<CsrfOnly>) -> Result<Response, ApiError> {
+    signed.check_csrf(&form.csrf)?;
+    state.engine.notifications().mark_notifications_read(signed.agent.id, None, state.engine.now()).await?;
+    Ok(Redirect::to("/panel/notifications").into_response())
+}
+
 async fn hours(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin) -> Result<Html<String>, ApiError> {
     let accounts = state.engine.accounts();
     let now = state.engine.now();
@@ -987,13 +1038,28 @@ async fn system(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin)
 }
 
 /// Live updates for open panel pages: which conversation changed.
-async fn events(State(state): State<AppState>, _signed: Signed) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
+async fn events(State(state): State<AppState>, signed: Signed) -> Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>> {
     let receiver = state.engine.bus().subscribe();
     let open = switchboard_core::OpenGauge::new("switchboard_panel_event_streams");
-    let stream = futures::stream::unfold((receiver, open), |(mut receiver, open)| async move {
+    let me = (signed.agent.id, signed.agent.role == Role::Admin);
+    let stream = futures::stream::unfold((receiver, open), move |(mut receiver, open)| async move {
         loop {
             let mut failed_reply_of = None;
             let (kind, id, at) = match receiver.recv().await {
+                // Only the agent it is for sees a notification (the admins, one for them all).
+                Ok(DomainEvent::Notified { to, kind, conversation, text }) => {
+                    if to.map_or(!me.1, |agent| agent != me.0) {
+                        continue;
+                    }
+                    let data = json!({
+                        "kind": "notification",
+                        "notification": kind.as_str(),
+                        "conversation_id": conversation.map(|c| c.to_string()),
+                        "text": text,
+                        "at": chrono::Utc::now().timestamp_millis(),
+                    });
+                    return Some((Ok(Event::default().data(data.to_string())), (receiver, open)));
+                }
                 Ok(DomainEvent::MessageStored(m)) => ("message", m.conversation_id, m.created_at),
                 Ok(DomainEvent::ConversationChanged(c)) => ("conversation", c.id, c.updated_at),
                 Ok(DomainEvent::Assigned { conversation, .. }) => ("conversation", conversation.id, conversation.updated_at),

@@ -6,7 +6,7 @@ use axum::response::Html;
 use handlebars::Handlebars;
 use serde_json::{Value, json};
 use switchboard_core::ConversationSummary;
-use switchboard_models::{Agent, Category, Channel, Conversation, Delivery, DeliveryState, Handler, Message, Priority, Status};
+use switchboard_models::{Agent, Category, Channel, Conversation, Delivery, DeliveryState, Handler, Message, NotificationKind, Priority, Status};
 
 pub struct Views {
     registry: Handlebars<'static>,
@@ -26,6 +26,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("customers", include_str!("../../templates/customers.hbs")),
     ("hours", include_str!("../../templates/hours.hbs")),
     ("tokens", include_str!("../../templates/tokens.hbs")),
+    ("notifications", include_str!("../../templates/notifications.hbs")),
     ("error", include_str!("../../templates/error.hbs")),
 ];
 
@@ -57,6 +58,40 @@ pub fn time(at: &chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%d %H:%M").to_string()
 }
 
+/// The nearest SLA due time as agents read it: "First reply due in 2 h", "Resolution overdue
+/// 40 min"; with a class for its colour (`sla-overdue`, `sla-soon` within the hour, `sla-ok`).
+pub fn sla(c: &Conversation, now: chrono::DateTime<chrono::Utc>) -> Option<(String, &'static str)> {
+    let (what, due) = match (c.first_reply_due_at, c.resolution_due_at) {
+        (Some(first), _) => ("First reply", first),
+        (None, Some(resolution)) => ("Resolution", resolution),
+        (None, None) => return None,
+    };
+    let span = |d: chrono::Duration| {
+        let minutes = d.num_minutes().max(1);
+        match minutes {
+            m if m < 60 => format!("{m} min"),
+            m if m < 48 * 60 => format!("{} h", (m + 30) / 60),
+            m => format!("{} days", (m + 12 * 60) / (24 * 60)),
+        }
+    };
+    Some(if due <= now {
+        (format!("{what} overdue {}", span(now - due)), "sla-overdue")
+    } else {
+        let left = due - now;
+        (format!("{what} due in {}", span(left)), if left <= chrono::Duration::hours(1) { "sla-soon" } else { "sla-ok" })
+    })
+}
+
+pub fn notification_label(kind: NotificationKind) -> &'static str {
+    match kind {
+        NotificationKind::Assigned => "Assigned",
+        NotificationKind::CustomerReplied => "Customer replied",
+        NotificationKind::Mentioned => "Mentioned",
+        NotificationKind::SlaWarning => "SLA warning",
+        NotificationKind::SlaBreach => "SLA missed",
+    }
+}
+
 pub fn status_label(status: Status) -> &'static str {
     match status {
         Status::Open => "Open",
@@ -86,9 +121,12 @@ fn short(text: Option<&str>) -> String {
     if text.chars().count() > 90 { format!("{}…", text.chars().take(89).collect::<String>()) } else { text }
 }
 
-pub fn row(summary: &ConversationSummary, agents: &[Agent]) -> Value {
+pub fn row(summary: &ConversationSummary, agents: &[Agent], now: chrono::DateTime<chrono::Utc>) -> Value {
     let c = &summary.conversation;
+    let (sla, sla_class) = sla(c, now).map_or((None, None), |(text, class)| (Some(text), Some(class)));
     json!({
+        "sla": sla,
+        "sla_class": sla_class,
         "id": c.id.to_string(),
         "priority": c.priority.map(|p| p.as_str()),
         "priority_class": priority_class(c.priority),
@@ -108,8 +146,13 @@ pub fn row(summary: &ConversationSummary, agents: &[Agent]) -> Value {
 
 /// A list row; in a search, with the newest matching message cut around its match and the
 /// words marked (`matched`: pieces of text, `mark` on the matches).
-pub fn search_row(summary: &ConversationSummary, agents: &[Agent], words: &[switchboard_core::search::SearchWord]) -> Value {
-    let mut row = row(summary, agents);
+pub fn search_row(
+    summary: &ConversationSummary,
+    agents: &[Agent],
+    words: &[switchboard_core::search::SearchWord],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    let mut row = row(summary, agents, now);
     if let Some(text) = summary.matched_text.as_deref().filter(|_| !words.is_empty()) {
         let pieces = switchboard_core::search::highlight(text, words, 90);
         row["matched"] = Value::Array(pieces.into_iter().map(|(text, mark)| json!({"text": text, "mark": mark})).collect());

@@ -35,6 +35,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0013_waiting_notices.sql", "19142554261531bba2e79c79539a71ce37df7ec59411f2f7918759fc48287a32"),
     ("sqlite/0014_rate_bucket_refill_rates.sql", "2ef1eee8f33306202c285c078dd983db2b7905a2f140da88b4b505ad2b4ac415"),
     ("postgres/0014_rate_bucket_refill_rates.sql", "c7f1bf272a6e343c89cde91ac044a9c626816b7a906d521f4779236196aed9b5"),
+    ("sqlite/0015_sla_and_notifications.sql", "a20ba469138608fba6dd94672667598490b927f860b1851a60ef34ecd5003e3a"),
+    ("postgres/0015_sla_and_notifications.sql", "c95c05a0774eb169132202061dac441377c78ce7d163fa5b73a7abdd97d13bdd"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

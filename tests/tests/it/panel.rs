@@ -60,6 +60,7 @@ async fn every_route_checks_who_is_asking() {
         format!("/panel/conversations/{id}"),
         "/panel/canned".into(),
         "/panel/account/tokens".into(),
+        "/panel/notifications".into(),
     ];
     let admin_pages = ["/panel/admin/agents", "/panel/admin/audit", "/panel/admin/hours", "/panel/admin/system"];
     for path in pages.iter().map(String::as_str).chain(admin_pages) {
@@ -80,6 +81,7 @@ async fn every_route_checks_who_is_asking() {
         format!("/panel/canned/{}/delete", uuid::Uuid::nil()),
         format!("/panel/account/tokens/{}/delete", uuid::Uuid::nil()),
         format!("/panel/conversations/{id}/take"),
+        "/panel/notifications/read".into(),
         "/panel/logout".into(),
     ];
     for path in &posts {
@@ -263,7 +265,7 @@ async fn lists_page_by_cursor_with_the_queue_longest_waiting_first_and_refuse_un
         ("page=2", "unknown field `page`"),
         ("limit=0", "limit `0` must be 1 to 200"),
         ("after=yesterday", "after `yesterday` is not a cursor"),
-        ("sort=random", "sort `random` must be recent, next_in_line or longest_waiting"),
+        ("sort=random", "sort `random` must be recent, next_in_line, longest_waiting or due"),
     ] {
         let refused = get(format!("/api/conversations?{query}")).await.unwrap();
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{query}");

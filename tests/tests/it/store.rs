@@ -53,6 +53,8 @@ on_both_backends!(
     a_closed_store_refuses_work_and_sqlite_is_one_file_again,
     the_queue_says_who_is_ahead_and_how_long_first_replies_took,
     steps_committed_at_once_are_each_stored_refused_or_failed_on_their_own,
+    notifications_are_written_with_their_step_for_an_agent_or_every_admin_and_read_once,
+    sla_clocks_round_trip_and_lists_sort_by_the_nearest_due_time,
 );
 
 /// Every method of every store port is called by a contract test here, so each one is held to
@@ -61,7 +63,7 @@ on_both_backends!(
 fn every_store_port_method_has_a_contract_test() {
     let ports = include_str!("../../../core/src/ports.rs");
     let tests = include_str!("store.rs");
-    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Coordination"];
+    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Notifications", "Coordination"];
     let mut untested = Vec::new();
     for name in traits {
         let start = ports.find(&format!("pub trait {name}: Send + Sync {{")).unwrap_or_else(|| panic!("port {name} is gone from ports.rs"));
@@ -720,7 +722,7 @@ async fn lists_filters_search_and_counts(backend: Backend) {
     assert_eq!(store.list_conversations(&limited).await.unwrap().len(), 1);
     assert_eq!(ids(store.contact_conversations(billing.contact_id).await.unwrap()), [billing.id]);
 
-    let counts = store.dashboard_counts(now() - chrono::Duration::hours(1)).await.unwrap();
+    let counts = store.dashboard_counts(now() - chrono::Duration::hours(1), now()).await.unwrap();
     assert_eq!((counts.urgent, counts.new, counts.in_progress, counts.resolved_today, counts.waiting), (1, 1, 1, 1, 0));
 }
 
@@ -1137,6 +1139,84 @@ async fn a_closed_store_refuses_work_and_sqlite_is_one_file_again(backend: Backe
 
 /// A conversation escalated at `at` with `priority`, waiting in the queue (or, with `handler`,
 /// taken already).
+async fn notifications_are_written_with_their_step_for_an_agent_or_every_admin_and_read_once(backend: Backend) {
+    use switchboard_core::ports::NoticeWrite;
+    use switchboard_core::Recipient;
+    use switchboard_models::NotificationKind;
+    let (store, _db) = fresh(backend).await;
+    let ann = agent("Ann", Presence::Online);
+    let root = Agent { role: Role::Admin, ..agent("Root", Presence::Online) };
+    let boss = Agent { role: Role::Admin, ..agent("Boss", Presence::Offline) };
+    let gone = Agent { role: Role::Admin, active: false, ..agent("Gone", Presence::Offline) };
+    for a in [&ann, &root, &boss, &gone] {
+        store.save_agent(a).await.unwrap();
+    }
+    let c = conversation(store.as_ref(), "notified").await;
+    let notice = |to, kind, text: &str| NoticeWrite { to, kind, conversation: Some(c.id), text: text.into(), at: now() };
+    let write = StepWrite {
+        notices: vec![
+            notice(Recipient::Agent(ann.id), NotificationKind::Assigned, "A conversation was assigned to you."),
+            notice(Recipient::Admins, NotificationKind::SlaBreach, "First reply overdue."),
+        ],
+        ..StepWrite::default()
+    };
+    assert!(matches!(store.commit(write).await.unwrap(), Committed::Stored { .. }));
+    let of = |a: &Agent| {
+        let (store, id) = (store.clone(), a.id);
+        async move { store.notifications_of(id, None, 10).await.unwrap() }
+    };
+    assert_eq!(of(&ann).await.iter().map(|n| n.kind).collect::<Vec<_>>(), [NotificationKind::Assigned]);
+    assert_eq!(of(&root).await.iter().map(|n| n.text.as_str()).collect::<Vec<_>>(), ["First reply overdue."], "each active admin");
+    assert_eq!(of(&boss).await.len(), 1);
+    assert!(of(&gone).await.is_empty(), "not a deactivated admin");
+    assert_eq!(store.unread_notifications(ann.id).await.unwrap(), 1);
+
+    // A refused step writes none of its notifications.
+    let stale = StepWrite { decided_on: Some((c.id, 99)), notices: vec![notice(Recipient::Agent(ann.id), NotificationKind::Mentioned, "x")], ..StepWrite::default() };
+    assert_eq!(store.commit(stale).await.unwrap(), Committed::Conflict);
+    assert_eq!(store.unread_notifications(ann.id).await.unwrap(), 1);
+
+    // Newest first, paged by id; read per conversation or all, once.
+    let other = conversation(store.as_ref(), "notified-2").await;
+    let later = NoticeWrite { conversation: Some(other.id), ..notice(Recipient::Agent(ann.id), NotificationKind::CustomerReplied, "hello?") };
+    store.commit(StepWrite { notices: vec![later], ..StepWrite::default() }).await.unwrap();
+    let page = of(&ann).await;
+    assert_eq!(page.iter().map(|n| n.text.as_str()).collect::<Vec<_>>(), ["hello?", "A conversation was assigned to you."]);
+    let older = store.notifications_of(ann.id, Some(page[0].id), 10).await.unwrap();
+    assert_eq!(older.len(), 1);
+    assert_eq!(store.mark_notifications_read(ann.id, Some(other.id), now()).await.unwrap(), 1);
+    assert_eq!(store.unread_notifications(ann.id).await.unwrap(), 1);
+    assert_eq!(store.mark_notifications_read(ann.id, None, now()).await.unwrap(), 1);
+    assert_eq!(store.mark_notifications_read(ann.id, None, now()).await.unwrap(), 0, "read once");
+    assert!(of(&ann).await.iter().all(|n| n.read_at.is_some()));
+    assert_eq!(store.unread_notifications(root.id).await.unwrap(), 1, "another agent's stay unread");
+}
+
+async fn sla_clocks_round_trip_and_lists_sort_by_the_nearest_due_time(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let t0 = now();
+    let hours = chrono::Duration::hours;
+    let mut soon = escalated(store.as_ref(), "due-soon", Priority::High, t0, Handler::Queue).await;
+    soon.first_reply_due_at = Some(t0 + hours(1));
+    soon.resolution_due_at = Some(t0 + hours(24));
+    soon.sla_notices = switchboard_models::SlaNotices(switchboard_models::SlaNotices::FIRST_REPLY_WARNING);
+    save(store.as_ref(), &soon).await;
+    let mut late = escalated(store.as_ref(), "due-late", Priority::Low, t0, Handler::Queue).await;
+    late.resolution_due_at = Some(t0 - hours(2));
+    save(store.as_ref(), &late).await;
+    let none = escalated(store.as_ref(), "due-none", Priority::Urgent, t0, Handler::Queue).await;
+    let loaded = store.conversation(soon.id).await.unwrap().unwrap();
+    assert_eq!((loaded.first_reply_due_at, loaded.resolution_due_at, loaded.sla_notices), (soon.first_reply_due_at, soon.resolution_due_at, soon.sla_notices));
+    let by_due = ConversationFilter { order: ListOrder::DueFirst, limit: 2, ..ConversationFilter::default() };
+    let first = store.list_conversations(&by_due).await.unwrap();
+    assert_eq!(first.iter().map(|s| s.conversation.id).collect::<Vec<_>>(), [late.id, soon.id], "overdue first, none last");
+    let after = ListCursor::after(first.last().unwrap(), ListOrder::DueFirst);
+    let rest = store.list_conversations(&ConversationFilter { after: Some(after), ..by_due }).await.unwrap();
+    assert_eq!(rest.iter().map(|s| s.conversation.id).collect::<Vec<_>>(), [none.id]);
+    assert_eq!(store.dashboard_counts(t0, t0).await.unwrap().overdue, 1);
+    assert_eq!(store.dashboard_counts(t0, t0 + hours(2)).await.unwrap().overdue, 2);
+}
+
 async fn escalated(store: &dyn Store, who: &str, priority: Priority, at: Timestamp, handler: Handler) -> Conversation {
     let mut c = conversation(store, who).await;
     c.handler = handler;

@@ -72,7 +72,8 @@ async fn timers(server: &TestServer, id: ConversationId) -> Vec<(TimerKind, i64)
 #[tokio::test]
 async fn a_conversation_waiting_on_the_customer_is_reminded_then_resolved_then_closed_once_each() {
     let clock = Arc::new(ManualClock::new(start()));
-    let mut server = TestServer::start_with_clock(clock.clone(), |_| {}).await;
+    // The quiet-conversation timers alone (SLA timers have their own test).
+    let mut server = TestServer::start_with_clock(clock.clone(), |config| config.sla.enabled = false).await;
     let agent = server.add_agent("Ann", "ann@example.com").await;
     let hour = chrono::Duration::hours(1);
     let engine = server.engine();
@@ -111,7 +112,11 @@ async fn a_conversation_waiting_on_the_customer_is_reminded_then_resolved_then_c
 #[tokio::test]
 async fn a_customer_who_writes_again_stops_the_clock_and_an_idle_bot_conversation_closes() {
     let clock = Arc::new(ManualClock::new(start()));
-    let server = TestServer::start_with_clock(clock.clone(), |c| c.bot.remind_waiting_after_hours = 0).await;
+    let server = TestServer::start_with_clock(clock.clone(), |c| {
+        c.bot.remind_waiting_after_hours = 0;
+        c.sla.enabled = false;
+    })
+    .await;
     let agent = server.add_agent("Ann", "ann@example.com").await;
     let hour = chrono::Duration::hours(1);
     let engine = server.engine();
@@ -234,4 +239,100 @@ async fn outside_business_hours_the_handoff_and_the_widget_say_when_the_team_is_
     clock.advance(chrono::Duration::minutes(11));
     let waiting = engine.handle(from_customer("monday", 2, "hello?", engine.now())).await.unwrap();
     assert_eq!(texts(&waiting), ["Thanks, your message is with the team. You're number 1 in the queue; the expected wait is not known yet."]);
+}
+
+async fn notices_of(server: &TestServer, agent: switchboard_models::AgentId) -> Vec<(switchboard_models::NotificationKind, String)> {
+    let all = server.engine().notifications().notifications_of(agent, None, 100).await.unwrap();
+    all.into_iter().rev().map(|n| (n.kind, n.text)).collect()
+}
+
+#[tokio::test]
+async fn sla_clocks_warn_then_breach_once_across_a_restart_and_a_first_reply_stops_its_clock() {
+    use switchboard_models::NotificationKind::{Assigned, SlaBreach, SlaWarning};
+    let clock = Arc::new(ManualClock::new(start()));
+    let mut server = TestServer::start_with_clock(clock.clone(), |config| {
+        config.sla.on_breach = "raise_priority".into();
+        config.sla.high = switchboard::config::SlaTargetConfig { first_reply_minutes: 60, resolution_hours: 8 };
+    })
+    .await;
+    let minutes = chrono::Duration::minutes;
+    let root = server.add_agent("Root", "root@example.com").await;
+    let mut admin = server.engine().store().agent(root).await.unwrap().unwrap();
+    admin.role = switchboard_models::Role::Admin;
+    admin.presence = switchboard_models::Presence::Away;
+    server.engine().store().save_agent(&admin).await.unwrap();
+
+    // Nobody is online: the conversation waits in the queue with its clocks running.
+    let engine = server.engine();
+    let asked = engine.handle(from_customer("sla", 1, "I want to talk to a person", engine.now())).await.unwrap();
+    let id = asked.conversation.id;
+    engine.change_ticket(id, root, switchboard_core::TicketChange::Priority(switchboard_models::Priority::High), None).await.unwrap();
+    let c = engine.store().conversation(id).await.unwrap().unwrap();
+    let escalated_at = c.escalation.as_ref().unwrap().at;
+    assert_eq!(c.first_reply_due_at, Some(escalated_at + minutes(60)), "an hour for a high priority's first reply");
+    assert_eq!(c.resolution_due_at, Some(escalated_at + minutes(8 * 60)));
+    assert_eq!(
+        timers(&server, id).await,
+        [(TimerKind::FirstReplyWarning, 30), (TimerKind::FirstReplyBreach, 60), (TimerKind::ResolutionWarning, 8 * 60 - 30), (TimerKind::ResolutionBreach, 8 * 60)]
+    );
+
+    // Queued: the warning goes to the admins.
+    clock.advance(minutes(31));
+    fire_until(&server, "the first-reply warning", || async { !notices_of(&server, root).await.is_empty() }).await;
+    assert_eq!(notices_of(&server, root).await, [(SlaWarning, "First reply due in 29 min, priority high.".to_string())]);
+
+    // The breach comes due while the server is down: it fires once after the start, raises
+    // the priority as configured, and is audited.
+    server.stop().await;
+    clock.advance(minutes(40));
+    server.start_again().await;
+    fire_until(&server, "the first-reply breach", || async { notices_of(&server, root).await.len() == 2 }).await;
+    let breach = &notices_of(&server, root).await[1];
+    assert_eq!(breach.0, SlaBreach);
+    assert!(breach.1.starts_with("First reply overdue since ") && breach.1.ends_with(", priority high. Raised to urgent."), "{breach:?}");
+    let c = server.engine().store().conversation(id).await.unwrap().unwrap();
+    assert_eq!(c.priority, Some(switchboard_models::Priority::Urgent));
+    server.engine().fire_due_timers().await.unwrap();
+    assert_eq!(notices_of(&server, root).await.len(), 2, "announced once");
+    let audit = server.engine().store().audit_page(None, 50).await.unwrap();
+    assert!(audit.iter().any(|(_, e)| e.conversation == Some(id) && e.after.as_deref().is_some_and(|a| a.contains("first_reply_breach came due"))));
+
+    // Ann takes it and replies: the first reply's clock stops; the resolution's runs on.
+    let ann = server.add_agent("Ann", "ann@example.com").await;
+    server.engine().change_ticket(id, root, switchboard_core::TicketChange::Assign(ann), None).await.unwrap();
+    assert_eq!(notices_of(&server, ann).await.first().map(|n| n.0), Some(Assigned), "given by someone else: Ann is told");
+    server.engine().agent_reply(id, ann, "Hi, Ann here.".into(), Vec::new()).await.unwrap();
+    let c = server.engine().store().conversation(id).await.unwrap().unwrap();
+    assert_eq!(c.first_reply_due_at, None);
+    let kinds: Vec<TimerKind> = timers(&server, id).await.into_iter().map(|(k, _)| k).collect();
+    assert_eq!(kinds, [TimerKind::ResolutionWarning, TimerKind::ResolutionBreach, TimerKind::RemindWaiting, TimerKind::ResolveWaiting]);
+    // The resolution warning goes to the assignee now.
+    clock.advance(minutes(8 * 60 - 71 - 20));
+    fire_until(&server, "the resolution warning", || async { notices_of(&server, ann).await.iter().any(|n| n.0 == SlaWarning) }).await;
+    // Resolved in time: no breach is due any more.
+    server.engine().change_ticket(id, ann, switchboard_core::TicketChange::Status(Status::Resolved), None).await.unwrap();
+    assert!(!timers(&server, id).await.iter().any(|(k, _)| *k == TimerKind::ResolutionBreach));
+    assert_eq!(server.engine().store().conversation(id).await.unwrap().unwrap().resolution_due_at, None);
+}
+
+#[tokio::test]
+async fn a_customer_writing_to_an_assigned_agent_and_a_mention_in_a_note_notify_that_agent() {
+    use switchboard_models::NotificationKind::{CustomerReplied, Mentioned};
+    let server = TestServer::start_with(|config| config.sla.enabled = false).await;
+    let ann = server.add_agent("Ann Lee", "ann@example.com").await;
+    let bob = server.add_agent("Bob", "bob@example.com").await;
+    let engine = server.engine();
+    // Away, so nothing is given to them automatically.
+    for agent in [ann, bob] {
+        engine.set_presence(agent, switchboard_models::Presence::Away).await.unwrap();
+    }
+    let asked = engine.handle(from_customer("notes", 1, "I want to talk to a person", engine.now())).await.unwrap();
+    let id = asked.conversation.id;
+    engine.change_ticket(id, ann, switchboard_core::TicketChange::Take, None).await.unwrap();
+    assert!(notices_of(&server, ann).await.is_empty(), "taking it yourself tells you nothing");
+    engine.handle(from_customer("notes", 2, "my order 4411 never arrived", engine.now())).await.unwrap();
+    assert_eq!(notices_of(&server, ann).await, [(CustomerReplied, "my order 4411 never arrived".to_string())]);
+    engine.add_note(id, ann, "@bob could you check the courier? cc ann@example.com".into()).await.unwrap();
+    assert_eq!(notices_of(&server, bob).await, [(Mentioned, "Ann Lee mentioned you: @bob could you check the courier? cc ann@example.com".to_string())]);
+    assert_eq!(notices_of(&server, ann).await.len(), 1, "no mention of yourself, nor an email address");
 }

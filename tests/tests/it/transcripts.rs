@@ -71,7 +71,7 @@ fn run(script: Vec<Line>) -> String {
         let text = shown.split_once(": ").map(|(_, t)| t).unwrap_or("");
         let input = match (&line, &c) {
             (Customer { .. } | Tone { .. } | AlwaysHuman { .. }, Some(c)) => Input::CustomerMessage { text, classification: c, has_attachments: false },
-            (AgentJoins(name), _) => Input::AgentJoined { agent, agent_name: name },
+            (AgentJoins(name), _) => Input::AgentJoined { agent, agent_name: name, given: false },
             (AgentReplies, _) => Input::AgentReplied { agent },
             (Resolve, _) => Input::Resolved,
             (HandBack, _) => Input::HandedBackToBot,
