@@ -128,10 +128,12 @@ async fn take_over_stranded_answers(engine: Arc<Engine>) {
 }
 
 /// Fires due timers every second; at start, those that came due while the server was stopped.
+/// A full batch is followed at once by the next, so a backlog drains at the store's pace.
 async fn fire_timers(engine: Arc<Engine>) {
     loop {
         match engine.fire_due_timers().await {
             Ok(0) => {}
+            Ok(fired) if fired >= switchboard_core::TIMER_BATCH => continue,
             Ok(fired) => tracing::debug!(fired, "timers fired"),
             Err(error) => tracing::warn!(%error, "firing due timers failed; trying again in a second"),
         }

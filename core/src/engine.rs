@@ -65,6 +65,9 @@ pub fn clipped(mut message: String) -> String {
     message
 }
 
+/// Timers claimed and fired in one pass; a full pass is followed at once by the next.
+pub const TIMER_BATCH: u32 = 100;
+
 /// The answer to a write that could not be stored.
 pub const UNAVAILABLE: &str = "The service cannot store messages right now; nothing was saved. Try again shortly.";
 
@@ -1057,7 +1060,7 @@ impl Engine {
     pub async fn fire_due_timers(&self) -> Result<u32, EngineError> {
         let now = self.clock.now();
         // Leased for a minute: a node that dies holding timers leaves them to another then.
-        let due = self.store.claim_due_timers(now, now + chrono::Duration::seconds(60), 100).await?;
+        let due = self.store.claim_due_timers(now, now + chrono::Duration::seconds(60), TIMER_BATCH).await?;
         let mut fired = 0;
         for timer in due {
             for _ in 0..CONFLICT_RETRIES {
@@ -1084,7 +1087,11 @@ impl Engine {
         let decision = step(&current, &Input::TimerFired { kind: timer.kind, last_message }, &self.policy, now);
         let timers = decision.timers.clone().map(|timers| (current.id, timers));
         let notices = notice_writes(current.id, &decision.notices, now);
-        let (conversation, mut replies) = self.replies_for(decision, now).await?;
+        let (mut conversation, mut replies) = self.replies_for(decision, now).await?;
+        if same_state(&current, &Conversation { sla_notices: current.sla_notices, ..conversation.clone() }) {
+            // Only an SLA notice was recorded: open views of it stay current.
+            conversation.updated_at = current.updated_at;
+        }
         let changed = !same_state(&current, &conversation);
         let audit = Audit { actor: None, action: AuditAction::Status, subject_agent: None, note: Some(format!("{} came due", timer.kind.as_str())) };
         let write = StepWrite {
@@ -1110,6 +1117,10 @@ impl Engine {
         }
         let conversation = if changed || self.has_other_nodes() { written(conversation) } else { conversation };
         self.publish(&conversation, replies.iter());
+        if conversation.handler == Handler::Queue && current.handler != Handler::Queue {
+            // Back in the queue (an SLA breach reassigning it): someone else may take it now.
+            self.assign_waiting().await?;
+        }
         Ok(Some(true))
     }
 
@@ -1331,7 +1342,6 @@ fn written(mut conversation: Conversation) -> Conversation {
     conversation
 }
 
-/// Whether a step changed anything worth writing (the timestamp alone is not).
 /// Whether `text` mentions the agent called `name`: `@` and their full name without spaces, or
 /// their first name, not followed by another letter or digit.
 fn mentions(text: &str, name: &str) -> bool {
@@ -1368,6 +1378,7 @@ mod mention_tests {
     }
 }
 
+/// Whether a step changed anything worth writing (the timestamp alone is not).
 fn same_state(before: &Conversation, after: &Conversation) -> bool {
     let mut after = after.clone();
     after.updated_at = before.updated_at;

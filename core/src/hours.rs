@@ -143,7 +143,11 @@ impl BusinessHours {
         // Each pass consumes one open interval; a year of them bounds any target.
         for _ in 0..(LOOK_AHEAD_DAYS * 4) {
             at = self.next_open(at)?;
-            let closes = self.closes_after(at)?;
+            let Some(closes) = self.closes_after(at) else {
+                // An interval ending in an hour a clock change repeats: step past it.
+                at += Duration::minutes(30);
+                continue;
+            };
             let open_for = closes - at;
             if left <= open_for {
                 return Some(at + left);

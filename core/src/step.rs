@@ -120,8 +120,9 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                         }
                         None => {
                             replies.push(bot_answer(&mut next, classification, policy));
-                            if classification.judgement.is_some() {
-                                // Every conversation has a priority, current with its latest message.
+                            if classification.judgement.is_some() && next.escalation.is_none() {
+                                // Every conversation has a priority, current with its latest
+                                // message, until a person's work (or setting) owns it.
                                 let category = next.category.unwrap_or(classification.category);
                                 next.priority = Some(priority_for(category, classification, text, &policy.priority_rules));
                             }
@@ -215,7 +216,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                 return Decision { conversation: next, replies, escalated, timers: Some(vec![(TimerKind::CloseIdleBot, later)]), notices };
             }
             quiet_for_long(&mut next, *kind, &mut replies, policy);
-            sla_came_due(&mut next, *kind, &mut notices, policy, now);
+            sla_came_due(&mut next, *kind, &mut replies, &mut notices, policy, now);
         }
     }
     if next.handler == Handler::Bot || matches!(next.status, Status::Resolved | Status::Closed | Status::Rejected) {
@@ -226,6 +227,10 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
     let timers = match input {
         // A reminder leaves the resolution timer where it was.
         Input::TimerFired { kind: TimerKind::RemindWaiting, .. } => None,
+        // An SLA notice leaves the other timers where they were (its own is deleted as it
+        // fires); a breach that put the conversation back in the queue counts anew.
+        Input::TimerFired { kind: TimerKind::FirstReplyWarning | TimerKind::FirstReplyBreach | TimerKind::ResolutionWarning | TimerKind::ResolutionBreach, .. }
+            if (next.status, next.handler) == (conversation.status, conversation.handler) => None,
         // A customer message that leaves the status and handler as they were keeps the timers:
         // a bot chat is not rewritten at every message (its idle timer checks when it fires).
         Input::CustomerMessage { .. } if (next.status, next.handler) == (conversation.status, conversation.handler) => None,
@@ -270,7 +275,7 @@ pub(crate) fn snippet(text: &str) -> String {
 
 /// An SLA warning or breach came due: announce it once, if its clock still runs, and act on a
 /// breach as configured.
-fn sla_came_due(next: &mut Conversation, kind: TimerKind, notices: &mut Vec<Notice>, policy: &Policy, now: Timestamp) {
+fn sla_came_due(next: &mut Conversation, kind: TimerKind, replies: &mut Vec<Reply>, notices: &mut Vec<Notice>, policy: &Policy, now: Timestamp) {
     let (due, warning, breach, what) = match kind {
         TimerKind::FirstReplyWarning | TimerKind::FirstReplyBreach => {
             (next.first_reply_due_at, SlaNotices::FIRST_REPLY_WARNING, SlaNotices::FIRST_REPLY_BREACH, "First reply")
@@ -292,6 +297,10 @@ fn sla_came_due(next: &mut Conversation, kind: TimerKind, notices: &mut Vec<Noti
             return;
         }
         next.sla_notices = next.sla_notices.with(warning);
+        if due <= now {
+            // Late (the server was down): the breach says it.
+            return;
+        }
         let minutes = (due - now).num_minutes().max(1);
         let text = format!("{what} due in {minutes} min{priority}.");
         // The assignee can still make it; a queued conversation's warning goes to the admins.
@@ -307,6 +316,8 @@ fn sla_came_due(next: &mut Conversation, kind: TimerKind, notices: &mut Vec<Noti
     match policy.sla.on_breach {
         BreachAction::Notify => {}
         BreachAction::RaisePriority => {
+            // The clocks keep their due times: restarting them with the tighter target would
+            // only breach again at once.
             if let Some(p) = next.priority.filter(|p| *p != Priority::Urgent) {
                 let raised = crate::policy::raised(p);
                 next.priority = Some(raised);
@@ -318,6 +329,11 @@ fn sla_came_due(next: &mut Conversation, kind: TimerKind, notices: &mut Vec<Noti
                 next.handler = Handler::Queue;
                 next.status = Status::Open;
                 text.push_str(" Back in the queue for someone else.");
+                replies.push(Reply {
+                    sender: Sender::System,
+                    body: ReplyBody::Text("Your conversation is back with the team; the next free agent will take over.".to_string()),
+                    quick_replies: Vec::new(),
+                });
             }
         }
     }

@@ -101,7 +101,7 @@ pub fn timers_after(c: &Conversation, rules: &QuietRules, sla: &SlaPolicy, now: 
         (c.resolution_due_at, SlaNotices::RESOLUTION_WARNING, SlaNotices::RESOLUTION_BREACH, (TimerKind::ResolutionWarning, TimerKind::ResolutionBreach)),
     ] {
         let Some(due) = due else { continue };
-        if !c.sla_notices.has(warning) && !c.sla_notices.has(breach) {
+        if !c.sla_notices.has(warning) && !c.sla_notices.has(breach) && !sla.warn_before.is_zero() {
             timers.push((kinds.0, warning_at(started, due, sla.warn_before)));
         }
         if !c.sla_notices.has(breach) {

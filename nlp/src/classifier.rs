@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 use switchboard_core::ports::{Classifier, IntentsReloader};
-use switchboard_models::{Category, Classification, ClassificationSource, IntentName, IntentScore, Judgement};
+use switchboard_models::{Category, Classification, ClassificationSource, IntentName, IntentScore, Judgement, Need};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -216,6 +216,19 @@ impl Local {
             }
         }
         if let Some(judged) = judged {
+            // A greeting, thanks or goodbye the intents' examples did not cover (another
+            // language, say) still gets the social answer rather than a clarifying question.
+            let social = match judged.need {
+                Need::Greeting => Some(IntentName::GREETING),
+                Need::Thanks => Some(IntentName::THANKS),
+                Need::Goodbye => Some(IntentName::GOODBYE),
+                _ => None,
+            };
+            let unanswered = classification.intent.is(IntentName::OUT_OF_SCOPE);
+            if let (true, Some(intent)) = (unanswered, social.and_then(|name| IntentName::parse(name).ok()).and_then(|name| trained.intents.get(&name))) {
+                self.apply_intent(&mut classification, intent, text);
+                classification.confidence = classification.confidence.max(SOCIAL_CONFIDENCE);
+            }
             apply_judgement(&mut classification, judged);
         }
         classification
@@ -274,9 +287,11 @@ impl Classifier for ModelClassifier {
                 self.local.describe(&self.local.current(), text, &Vec::new(), None)
             }
         };
+        let off_topic = local.judgement.as_ref().is_some_and(|j| j.off_topic);
         match &self.llm {
-            // Unsure, or out of scope for the local model: the LLM may know better.
-            Some(llm) if local.confidence < self.llm_below || local.intent.is(IntentName::OUT_OF_SCOPE) => {
+            // Unsure, or out of scope for the local model: the LLM may know better. Off topic
+            // stays off topic: no intent's answer, and nothing the LLM writes itself.
+            Some(llm) if !off_topic && (local.confidence < self.llm_below || local.intent.is(IntentName::OUT_OF_SCOPE)) => {
                 self.consult_llm(llm, text, local).await
             }
             _ => local,
@@ -336,6 +351,10 @@ fn next_batch(
     Some(batch)
 }
 
+/// The confidence reported for a social intent chosen from the judgement's need: sure enough
+/// for the bot to answer.
+const SOCIAL_CONFIDENCE: f32 = 0.6;
+
 /// Below this probability the judgement's topic gives way to the intent's category.
 const JUDGED_CATEGORY_AT_LEAST: f32 = 0.5;
 
@@ -364,7 +383,7 @@ fn judgement_for(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>) -> Res
     if let Some((_, model)) = trained.iter().find(|(id, _)| id == encoder.id()) {
         return Ok(model.clone());
     }
-    let model = Arc::new(JudgementModel::train_built_in(encoder, cache_dir)?);
+    let model = Arc::new(JudgementModel::load_or_train_built_in(encoder, cache_dir)?);
     trained.push((encoder.id().to_string(), model.clone()));
     Ok(model)
 }

@@ -109,6 +109,19 @@ fn category_class(category: Option<Category>) -> usize {
 
 const TONES: [Tone; 3] = [Tone::Negative, Tone::Neutral, Tone::Positive];
 
+const FORMAT: u32 = 1;
+
+/// What a saved judgement file starts with.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Header {
+    format: u32,
+    terms: Vec<String>,
+    dense_dim: usize,
+    dense_scale: f32,
+    sparse_scale: f32,
+    classes: [usize; 5],
+}
+
 /// Classes of the five judgements, in this order: category (and off topic), need, tone,
 /// priority, escalate.
 const HEAD_CLASSES: [usize; 5] = [Category::ALL.len() + 1, Need::ALL.len(), TONES.len(), Priority::ALL.len(), 2];
@@ -124,7 +137,7 @@ fn labels_of(row: &TrainingRow) -> [usize; 5] {
 }
 
 /// The heads' training settings, chosen by cross-validation on the training set (`switchboard
-/// nlu judge --cross-validate`; see BENCHMARKS.md), never on the evaluation set.
+/// nlu cross-validate`; see BENCHMARKS.md), never on the evaluation set.
 pub fn judgement_params() -> TrainParams {
     TrainParams::default()
 }
@@ -153,6 +166,96 @@ impl JudgementModel {
     pub fn train_built_in(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>) -> Result<Self, EncoderError> {
         let (rows, embeddings) = built_in_training(encoder, cache_dir)?;
         Ok(Self::train(&rows, &embeddings, &judgement_params()))
+    }
+
+    /// The built-in heads from `cache_dir` when they were trained there for this encoder,
+    /// training set and settings; otherwise trained (and kept there).
+    pub fn load_or_train_built_in(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>) -> Result<Self, EncoderError> {
+        use sha2::{Digest, Sha256};
+        let key = Sha256::digest(format!("{}|{}|{:?}", TRAINING_SET, encoder.id(), judgement_params()));
+        let file = cache_dir.map(|dir| dir.join(format!("judgement-{}.bin", &hex::encode(key)[..24])));
+        if let Some(model) = file.as_deref().and_then(|f| Self::load(f).ok()) {
+            return Ok(model);
+        }
+        let model = Self::train_built_in(encoder, cache_dir)?;
+        if let (Some(file), Some(dir)) = (&file, cache_dir) {
+            if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| model.save(file)) {
+                tracing::warn!(file = %file.display(), error = %e, "cannot cache the trained judgement");
+            }
+        }
+        Ok(model)
+    }
+
+    fn heads(&self) -> [&LinearHead; 5] {
+        [&self.category, &self.need, &self.tone, &self.priority, &self.escalate]
+    }
+
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut terms: Vec<(&String, &u32)> = self.vocabulary.index.iter().collect();
+        terms.sort_by_key(|(_, i)| **i);
+        let header = Header {
+            format: FORMAT,
+            terms: terms.into_iter().map(|(t, _)| t.clone()).collect(),
+            dense_dim: self.category.dense_dim,
+            dense_scale: self.category.dense_scale,
+            sparse_scale: self.category.sparse_scale,
+            classes: self.heads().map(|h| h.classes),
+        };
+        // A name of our own: another process may be writing the same file.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let partial = path.with_extension(format!("partial-{}-{nanos}", std::process::id()));
+        {
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&partial)?);
+            let header = serde_json::to_vec(&header)?;
+            file.write_all(&(header.len() as u64).to_le_bytes())?;
+            file.write_all(&header)?;
+            let mut floats: Vec<&[f32]> = vec![&self.vocabulary.idf];
+            for head in self.heads() {
+                floats.extend([head.dense_weights.as_slice(), head.sparse_weights.as_slice(), head.bias.as_slice()]);
+            }
+            for v in floats.into_iter().flatten() {
+                file.write_all(&v.to_le_bytes())?;
+            }
+            file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        }
+        std::fs::rename(partial, path)
+    }
+
+    pub fn load(path: &Path) -> std::io::Result<Self> {
+        let invalid = |reason: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, reason.to_string());
+        let bytes = std::fs::read(path)?;
+        let header_len = u64::from_le_bytes(bytes.get(..8).ok_or_else(|| invalid("truncated"))?.try_into().expect("8 bytes")) as usize;
+        let header: Header = serde_json::from_slice(bytes.get(8..8 + header_len).ok_or_else(|| invalid("truncated"))?)?;
+        if header.format != FORMAT || header.classes != HEAD_CLASSES {
+            return Err(invalid("written by another version"));
+        }
+        let mut floats = bytes[8 + header_len..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")));
+        let terms = header.terms.len();
+        let expected = terms + header.classes.iter().map(|c| c * header.dense_dim + terms * c + c).sum::<usize>();
+        if (bytes.len() - 8 - header_len) != expected * 4 {
+            return Err(invalid("size does not match its header"));
+        }
+        let mut take = |n: usize| floats.by_ref().take(n).collect::<Vec<f32>>();
+        let idf = take(terms);
+        let mut heads = header.classes.map(|classes| LinearHead {
+            classes,
+            dense_dim: header.dense_dim,
+            sparse_dim: terms,
+            dense_scale: header.dense_scale,
+            sparse_scale: header.sparse_scale,
+            dense_weights: Vec::new(),
+            sparse_weights: Vec::new(),
+            bias: Vec::new(),
+        });
+        for head in &mut heads {
+            head.dense_weights = take(head.classes * header.dense_dim);
+            head.sparse_weights = take(terms * head.classes);
+            head.bias = take(head.classes);
+        }
+        let [category, need, tone, priority, escalate] = heads;
+        let index = header.terms.into_iter().enumerate().map(|(i, t)| (t, i as u32)).collect();
+        Ok(Self { vocabulary: Vocabulary { index, idf }, category, need, tone, priority, escalate })
     }
 
     pub fn judge(&self, text: &str, embedding: &[f32]) -> Judged {
@@ -315,6 +418,55 @@ mod tests {
             assert!(rows.iter().filter(|r| r.priority == *priority).count() >= 50, "priority {priority:?}");
         }
         assert!(rows.iter().all(|r| r.priority != Priority::Urgent || r.escalate), "every urgent row escalates");
+    }
+
+    /// The evaluation set stays unseen: no training message equals one of its messages or
+    /// shares half its character 4-grams with one (what a light rewording keeps).
+    #[test]
+    fn no_training_message_is_a_near_copy_of_an_evaluation_message() {
+        use std::collections::HashSet;
+        let normal = |t: &str| t.to_lowercase().split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ");
+        let grams = |t: &str| {
+            let chars: Vec<char> = normal(t).chars().collect();
+            chars.windows(4.min(chars.len().max(1))).map(|w| w.iter().collect::<String>()).collect::<HashSet<String>>()
+        };
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("eval/support.csv");
+        let evaluation: Vec<(String, HashSet<String>)> =
+            crate::judge::read_cases(&path).expect("the evaluation set reads").iter().map(|c| (normal(&c.text), grams(&c.text))).collect();
+        let mut near = Vec::new();
+        for row in read_training(TRAINING_SET).expect("valid") {
+            let (text, mine) = (normal(&row.text), grams(&row.text));
+            for (other_text, theirs) in &evaluation {
+                let (small, large) = (mine.len().min(theirs.len()), mine.len().max(theirs.len()));
+                if text == *other_text || (small * 2 >= large && small > 0 && {
+                    let shared = mine.intersection(theirs).count();
+                    shared * 2 >= mine.len() + theirs.len() - shared
+                }) {
+                    near.push(row.text.clone());
+                    break;
+                }
+            }
+        }
+        assert!(near.is_empty(), "training messages too close to evaluation ones: {near:?}");
+    }
+
+    #[test]
+    fn saved_heads_load_and_judge_the_same() {
+        let rows = read_training(TRAINING_SET).expect("valid");
+        let rows = &rows[..200];
+        // Stand-in embeddings: the round trip is about the file, not the vectors.
+        let embeddings: Vec<Vec<f32>> = rows.iter().enumerate().map(|(i, _)| (0..8).map(|d| ((i * 7 + d) % 5) as f32 / 5.0).collect()).collect();
+        let params = TrainParams { epochs: 2, min_steps: 10, ..TrainParams::default() };
+        let model = JudgementModel::train(rows, &embeddings, &params);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("judgement.bin");
+        model.save(&file).unwrap();
+        let loaded = JudgementModel::load(&file).unwrap();
+        for (row, embedding) in rows.iter().zip(&embeddings).take(20) {
+            assert_eq!(loaded.judge(&row.text, embedding), model.judge(&row.text, embedding));
+        }
+        std::fs::write(&file, b"broken").unwrap();
+        assert!(JudgementModel::load(&file).is_err());
     }
 
     #[test]

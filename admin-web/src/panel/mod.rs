@@ -966,6 +966,7 @@ async fn audit(
 const NOTIFICATIONS_PER_PAGE: u32 = 50;
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NotificationsQuery {
     before: Option<i64>,
 }

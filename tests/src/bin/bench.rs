@@ -11,6 +11,8 @@
 //!   bench soak       [--cycles 10] [--rate 300] [--seconds 5]   (kill -9 under load; SQLite)
 //!   bench failover   [--runs 5]     (two nodes on PostgreSQL: Telegram polling after kill -9)
 //!   bench live-nodes [--messages 200] (two nodes on PostgreSQL: live news from one to the other)
+//!   bench sla        [--conversations 100000] [--due-per-second 50] [--rate 300] [--seconds 20]
+//!                    (SQLite: web-chat replies while SLA timers come due, against none due)
 //!
 //! BENCH_DATABASE=postgres runs the server on a fresh PostgreSQL database (on TEST_POSTGRES_URL's
 //! server, default 127.0.0.1:5432) instead of SQLite.
@@ -184,6 +186,10 @@ async fn main() -> anyhow::Result<()> {
         "wal" => wal(arg(&args, "--rate", 300), arg(&args, "--seconds", 600)).await,
         "soak" => soak(arg(&args, "--cycles", 10), arg(&args, "--rate", 300), arg(&args, "--seconds", 5)).await,
         "nlp" => nlp(arg(&args, "--connections", 32) as usize, arg(&args, "--seconds", 10)).await,
+        "sla" => {
+            sla(arg(&args, "--conversations", 100_000), arg(&args, "--due-per-second", 50), arg(&args, "--rate", 300), arg(&args, "--seconds", 20))
+                .await
+        }
         "panel" => {
             let mixed = arg(&args, "--mixed", 0) as usize;
             panel(arg(&args, "--conversations", 100_000), arg(&args, "--messages-each", 10), arg(&args, "--requests", 200) as usize, mixed)
@@ -354,12 +360,27 @@ async fn closed_loop(servers: &[SocketAddr], connections: usize, seconds: u64, t
 /// Open loop at a fixed rate; latency from send to the bot's answer arriving.
 async fn latency(rate: u64, connections: usize, seconds: u64) -> anyhow::Result<()> {
     let (server, _) = Server::start()?;
+    let (samples, achieved) = reply_latencies(server.addr, rate, connections, seconds).await?;
+    let pct = |p: f64| samples.get(((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1))).copied().unwrap_or_default();
+    println!(
+        "latency: offered {rate} msg/s over {connections} connections for {seconds} s (achieved {achieved:.0} msg/s sent), {} answered: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        samples.len(),
+        pct(0.50).as_secs_f64() * 1000.0,
+        pct(0.99).as_secs_f64() * 1000.0,
+        samples.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+    );
+    Ok(())
+}
+
+/// Open loop at `rate` messages a second over `connections` widgets: each bot answer's time
+/// since its message was sent, sorted, and the send rate achieved.
+async fn reply_latencies(addr: SocketAddr, rate: u64, connections: usize, seconds: u64) -> anyhow::Result<(Vec<Duration>, f64)> {
     let keys = VisitorKeys::new(SECRET.as_bytes().to_vec());
     let samples = Arc::new(Mutex::new(Vec::<Duration>::new()));
     let mut sinks = Vec::new();
     let mut readers = Vec::new();
     for index in 0..connections {
-        let (sink, mut stream) = open(server.addr, &keys, index).await?.split();
+        let (sink, mut stream) = open(addr, &keys, index).await?.split();
         let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
         sinks.push((sink, sent_at.clone()));
         let samples = samples.clone();
@@ -395,19 +416,117 @@ async fn latency(rate: u64, connections: usize, seconds: u64) -> anyhow::Result<
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut samples = samples.lock().await.clone();
     samples.sort();
-    let pct = |p: f64| samples.get(((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1))).copied().unwrap_or_default();
-    println!(
-        "latency: offered {rate} msg/s over {connections} connections for {seconds} s (achieved {:.0} msg/s sent), {} answered: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        total as f64 / send_elapsed,
-        samples.len(),
-        pct(0.50).as_secs_f64() * 1000.0,
-        pct(0.99).as_secs_f64() * 1000.0,
-        samples.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
-    );
     for reader in readers {
         reader.abort();
     }
+    Ok((samples, total as f64 / send_elapsed))
+}
+
+/// SLA timers at scale: `conversations` escalated conversations with their clocks and a breach
+/// timer each. Twice: once with every timer far ahead (the sweep finds nothing due), once with
+/// `due_per_second` of them coming due through the run; web-chat replies at `rate` meanwhile.
+/// Prints the reply latencies of both and the timers' lag from due to fired.
+async fn sla(conversations: u64, due_per_second: u64, rate: u64, seconds: u64) -> anyhow::Result<()> {
+    for firing in [false, true] {
+        let dir = tempfile::tempdir()?;
+        // The first timers come due once the server is up and the widgets are connected.
+        let first_due = chrono::Utc::now() + chrono::Duration::seconds(8);
+        let seeding = Instant::now();
+        let dues = seed_sla(dir.path(), conversations, firing.then_some((first_due, due_per_second, seconds))).await?;
+        let seeded = seeding.elapsed().as_secs_f64();
+        let path = dir.path().to_path_buf();
+        let (server, _) = Server::start_in(dir)?;
+        let wait = (first_due - chrono::Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait.saturating_sub(Duration::from_secs(2))).await;
+        let (samples, achieved) = reply_latencies(server.addr, rate, 100, seconds).await?;
+        let pct = |p: f64| samples.get(((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1))).copied().unwrap_or_default();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "sla: {conversations} open conversations with SLA timers (seeded in {seeded:.1} s), {}: offered {rate} msg/s ({achieved:.0} sent), {} answered: p50 {:.1} ms, p99 {:.1} ms",
+            if firing { format!("{due_per_second} timers due a second") } else { "none due".to_string() },
+            samples.len(),
+            ms(pct(0.5)),
+            ms(pct(0.99)),
+        );
+        if firing {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", path.join("switchboard.db").display())).await?;
+            let fired: Vec<(String, i64)> =
+                sqlx::query_as("SELECT conversation_id, at FROM audit_log WHERE after_state LIKE '%first_reply_breach came due%'").fetch_all(&pool).await?;
+            let mut lags: Vec<Duration> = fired
+                .iter()
+                .filter_map(|(id, at)| dues.get(id).map(|due| Duration::from_millis((at - due).max(0) as u64)))
+                .collect();
+            lags.sort();
+            let due_by_now = dues.values().filter(|due| **due <= chrono::Utc::now().timestamp_millis()).count();
+            let lag = |p: f64| lags.get(((lags.len() as f64 * p) as usize).min(lags.len().saturating_sub(1))).copied().unwrap_or_default();
+            println!(
+                "sla: {} of {due_by_now} due timers fired; lag due -> fired p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+                lags.len(),
+                ms(lag(0.5)),
+                ms(lag(0.99)),
+                ms(lags.last().copied().unwrap_or_default()),
+            );
+        }
+    }
     Ok(())
+}
+
+/// Escalated conversations waiting in the queue, each with its SLA clocks and a first-reply
+/// breach timer: far ahead, or (`due`: first instant, per second, seconds) coming due through
+/// a run. Returns each coming-due conversation's due time in milliseconds.
+async fn seed_sla(
+    dir: &std::path::Path,
+    conversations: u64,
+    due: Option<(chrono::DateTime<chrono::Utc>, u64, u64)>,
+) -> anyhow::Result<HashMap<String, i64>> {
+    let url = format!("sqlite://{}", dir.join("switchboard.db").display());
+    let store = switchboard_store::SqliteStore::open(&url).await?;
+    store.migrate().await?;
+    switchboard_admin_web::accounts::create_account(&store, "bench@example.com", "Bench", switchboard_models::Role::Admin, "bench-password-123", None)
+        .await?;
+    drop(store);
+    let pool = sqlx::SqlitePool::connect(&url).await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let far = now + 30 * 24 * 3600 * 1000;
+    let mut dues = HashMap::new();
+    let mut tx = pool.begin().await?;
+    for start in (0..conversations).step_by(500) {
+        let end = (start + 500).min(conversations);
+        let (mut contacts, mut convs, mut timers) = (Vec::new(), Vec::new(), Vec::new());
+        for n in start..end {
+            let contact = uuid::Uuid::now_v7().to_string();
+            let conversation = uuid::Uuid::now_v7().to_string();
+            let at = now - (conversations - n) as i64 * 10;
+            let due_at = match due {
+                Some((first, per_second, seconds)) if n < per_second * seconds => {
+                    let due_at = first.timestamp_millis() + (n * 1000 / per_second) as i64;
+                    dues.insert(conversation.clone(), due_at);
+                    due_at
+                }
+                _ => far,
+            };
+            contacts.push(format!("('{contact}', 'webchat', 'sla-visitor-{n}', 'Customer {n}', {at})"));
+            convs.push(format!(
+                "('{conversation}', '{contact}', 'webchat', 'queue', 'open', 'general_inquiry', 'medium', '{{\"kind\":\"human_requested\"}}', '', {at}, {at}, {at}, {due_at}, {})",
+                due_at + 44 * 3600 * 1000
+            ));
+            timers.push(format!("('{conversation}', 'first_reply_breach', {due_at})"));
+        }
+        let insert = |table: &str, columns: &str, rows: &[String]| format!("INSERT INTO {table} ({columns}) VALUES {}", rows.join(","));
+        sqlx::query(sqlx::AssertSqlSafe(insert("contacts", "id, channel, external_id, display_name, created_at", &contacts))).execute(&mut *tx).await?;
+        sqlx::query(sqlx::AssertSqlSafe(insert(
+            "conversations",
+            "id, contact_id, channel, handler, status, category, priority, escalation_reason, escalation_summary, escalated_at, created_at, \
+             updated_at, first_reply_due_at, resolution_due_at",
+            &convs,
+        )))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(insert("timers", "conversation_id, kind, due_at", &timers))).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&pool).await?;
+    Ok(dues)
 }
 
 /// Idle widgets: server memory per open connection.

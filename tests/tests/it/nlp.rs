@@ -466,6 +466,8 @@ async fn judgement_on_the_reported_failure_kinds() {
             "Je voudrais parler à un conseiller, s'il vous plaît",
             "Can you recommend a good film for tonight?",
             "Thanks so much, that fixed it! Have a great day",
+            "Guten Morgen zusammen!",
+            "Muchas gracias por la ayuda, muy amables",
         ],
     )
     .await;
