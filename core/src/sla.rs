@@ -121,7 +121,7 @@ mod tests {
         let office = BusinessHours::parse("business_hours", "UTC", &days, &[]).unwrap();
         start_clocks(&mut c, &policy, Some(&office), now, true, now);
         assert_eq!(c.first_reply_due_at, Some(at("2026-12-04T16:00:00Z")), "an hour left on Friday");
-        assert_eq!(c.resolution_due_at, Some(at("2026-12-09T10:00:00Z")), "24 working hours: 2 Friday, 8 Mon, 8 Tue, 6 Wed");
+        assert_eq!(c.resolution_due_at, Some(at("2026-12-09T15:00:00Z")), "24 working hours: 2 Friday, 8 Mon, 8 Tue, 6 Wed");
 
         // A first reply was sent: only the resolution clock runs; notices of a clock moved
         // into the future are due again.

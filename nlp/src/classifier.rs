@@ -133,6 +133,10 @@ impl ModelClassifier {
                 self.local.apply_intent(&mut local, intent, text);
                 local.confidence = LLM_CONFIDENCE;
                 local.source = ClassificationSource::Llm;
+                // The LLM found an intent that fits: the message is not off topic after all.
+                if let Some(judgement) = local.judgement.as_mut() {
+                    judgement.off_topic = false;
+                }
             }
             Ok(choice @ (LlmChoice::Nothing | LlmChoice::Answer(_))) => {
                 // The LLM agrees nothing fits: report out of scope rather than a weak guess.
@@ -224,7 +228,10 @@ impl Local {
                 Need::Goodbye => Some(IntentName::GOODBYE),
                 _ => None,
             };
-            let unanswered = classification.intent.is(IntentName::OUT_OF_SCOPE);
+            // Also when the intent head took one social message for another ("gracias" as a greeting).
+            let social_intents = [IntentName::GREETING, IntentName::THANKS, IntentName::GOODBYE];
+            let unanswered = classification.intent.is(IntentName::OUT_OF_SCOPE)
+                || social_intents.iter().any(|name| classification.intent.is(name));
             if let (true, Some(intent)) = (unanswered, social.and_then(|name| IntentName::parse(name).ok()).and_then(|name| trained.intents.get(&name))) {
                 self.apply_intent(&mut classification, intent, text);
                 classification.confidence = classification.confidence.max(SOCIAL_CONFIDENCE);
@@ -287,11 +294,9 @@ impl Classifier for ModelClassifier {
                 self.local.describe(&self.local.current(), text, &Vec::new(), None)
             }
         };
-        let off_topic = local.judgement.as_ref().is_some_and(|j| j.off_topic);
         match &self.llm {
-            // Unsure, or out of scope for the local model: the LLM may know better. Off topic
-            // stays off topic: no intent's answer, and nothing the LLM writes itself.
-            Some(llm) if !off_topic && (local.confidence < self.llm_below || local.intent.is(IntentName::OUT_OF_SCOPE)) => {
+            // Unsure, or out of scope for the local model: the LLM may know better.
+            Some(llm) if local.confidence < self.llm_below || local.intent.is(IntentName::OUT_OF_SCOPE) => {
                 self.consult_llm(llm, text, local).await
             }
             _ => local,
@@ -383,7 +388,11 @@ fn judgement_for(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>) -> Res
     if let Some((_, model)) = trained.iter().find(|(id, _)| id == encoder.id()) {
         return Ok(model.clone());
     }
+    let started = Instant::now();
     let model = Arc::new(JudgementModel::load_or_train_built_in(encoder, cache_dir)?);
+    if started.elapsed() > std::time::Duration::from_secs(2) {
+        tracing::info!(seconds = started.elapsed().as_secs(), "trained the judgement on its built-in training set (kept in nlp.cache_dir: later starts load it)");
+    }
     trained.push((encoder.id().to_string(), model.clone()));
     Ok(model)
 }

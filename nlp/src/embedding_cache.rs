@@ -59,6 +59,8 @@ impl EmbeddingCache {
         let mut missing: Vec<&str> = texts.iter().copied().filter(|t| !self.vectors.contains_key(&self.key(t))).collect();
         missing.sort_unstable();
         missing.dedup();
+        // Batches pad to their longest text: texts of like length together waste least.
+        missing.sort_by_key(|t| t.len());
         let mut done = texts.len() - missing.len();
         progress(done);
         for chunk in missing.chunks(256) {

@@ -418,7 +418,7 @@ async fn escalation_policy_with_the_real_model() {
           bot: <the intent's answer>
         customer: zxqv blorp fnord
           intent out_of_scope (GeneralInquiry, urgency None)
-          judged: GeneralInquiry, need question, tone Neutral, priority low
+          judged: GeneralInquiry, need other, tone Neutral, priority medium
           bot: <clarifying question>
         customer: purple monkey dishwasher
           intent out_of_scope (GeneralInquiry, urgency None)
@@ -428,7 +428,7 @@ async fn escalation_policy_with_the_real_model() {
           intent refund_request (Billing, urgency Elevated)
           judged: Billing, need complaint, tone Negative, priority high
           bot: <handoff notice>
-          escalated: The customer is unhappy (88 % sure). (priority high, category billing)
+          escalated: The customer is unhappy (94 % sure). (priority high, category billing)
         customer: This is the worst service ever, absolutely unacceptable
           intent complaint (Complaint, urgency Elevated)
           judged: Complaint, need complaint, tone Negative, priority high
@@ -438,7 +438,7 @@ async fn escalation_policy_with_the_real_model() {
           intent out_of_scope (Account, urgency Critical)
           judged: Account, need harm_report, tone Neutral, priority urgent
           bot: <handoff notice>
-          escalated: The customer reports harm (fraud, a takeover, a safety issue or an outage) (81 % sure). (priority urgent, category account)
+          escalated: The customer reports harm (fraud, a takeover, a safety issue or an outage) (92 % sure). (priority urgent, category account)
         customer: can I talk to a real person please
           intent human_request (GeneralInquiry, urgency None)
           judged: GeneralInquiry, need human_request, tone Neutral, priority medium
@@ -477,14 +477,14 @@ async fn judgement_on_the_reported_failure_kinds() {
           judged: Billing, need question, tone Neutral, priority low
           bot: <the intent's answer>
         customer: no rush at all, but could you tell me right now what the delivery fee to Leeds is?
-          intent order_status (GeneralInquiry, urgency None)
-          judged: GeneralInquiry, need question, tone Neutral, priority low
+          intent order_status (Billing, urgency None)
+          judged: Billing, need question, tone Neutral, priority low
           bot: <the intent's answer>
         customer: Third time I'm writing about the same broken heater. Nobody calls back. I'm done.
           intent complaint (Complaint, urgency Elevated)
           judged: Complaint, need complaint, tone Negative, priority high
           bot: <handoff notice>
-          escalated: The customer is unhappy (100 % sure). (priority high, category complaint)
+          escalated: The customer is unhappy (98 % sure). (priority high, category complaint)
         customer: There are two card payments of 89.99 on my statement that I never made.
           intent double_charge (Billing, urgency Critical)
           judged: Billing, need harm_report, tone Neutral, priority urgent
@@ -520,6 +520,14 @@ async fn judgement_on_the_reported_failure_kinds() {
           judged: off topic, need question, tone Neutral, priority low
           bot: <off-topic reply>
         customer: Thanks so much, that fixed it! Have a great day
+          intent thanks (GeneralInquiry, urgency None)
+          judged: GeneralInquiry, need thanks, tone Positive, priority low
+          bot: <the intent's answer>
+        customer: Guten Morgen zusammen!
+          intent greeting (GeneralInquiry, urgency None)
+          judged: GeneralInquiry, need greeting, tone Positive, priority low
+          bot: <the intent's answer>
+        customer: Muchas gracias por la ayuda, muy amables
           intent thanks (GeneralInquiry, urgency None)
           judged: GeneralInquiry, need thanks, tone Positive, priority low
           bot: <the intent's answer>
