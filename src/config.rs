@@ -16,6 +16,7 @@ pub struct Config {
     pub bot: BotConfig,
     pub business_hours: BusinessHoursConfig,
     pub sla: SlaConfig,
+    pub jobs: JobsConfig,
     pub attachments: AttachmentsConfig,
     pub telegram: TelegramConfig,
     pub discord: DiscordConfig,
@@ -41,6 +42,9 @@ pub struct NlpConfig {
     pub cache_dir: PathBuf,
     /// Below this confidence, or when out of scope, the LLM (when configured) chooses the intent.
     pub llm_below: f32,
+    /// Under overload, a message that waited longer than this for the sentence encoder is
+    /// classified on its words alone (marked `fast_path`) so replies keep coming; 0: never.
+    pub queue_budget_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -71,6 +75,7 @@ impl Default for NlpConfig {
             intents_file: None,
             cache_dir: cache.join("switchboard/nlp"),
             llm_below: 0.5,
+            queue_budget_ms: 200,
         }
     }
 }
@@ -107,8 +112,11 @@ pub struct EmailConfig {
     pub smtp_password: Option<Secret>,
     /// Mails taken from one sender per minute; more wait on the server.
     pub per_sender_per_minute: u32,
-    /// Mail agents when a conversation is assigned to them.
+    /// Mail agents their notifications too (the kinds in `notify_about`), through a durable
+    /// queue: a crash or a mail server that is down delays a mail, never loses it.
     pub notify_agents: bool,
+    /// Which notifications are mailed: assigned, customer_replied, mentioned, sla_warning, sla_breach.
+    pub notify_about: Vec<String>,
 }
 
 impl Default for EmailConfig {
@@ -131,6 +139,7 @@ impl Default for EmailConfig {
             smtp_password: None,
             per_sender_per_minute: 10,
             notify_agents: false,
+            notify_about: ["assigned", "mentioned", "sla_warning", "sla_breach"].map(String::from).to_vec(),
         }
     }
 }
@@ -382,6 +391,122 @@ impl SlaConfig {
     }
 }
 
+/// `[jobs]`: recurring work on cron schedules. Each job runs once per due time, on one node.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// The IANA zone schedules are read in; empty: `business_hours.time_zone`, else UTC.
+    pub time_zone: String,
+    pub backup: BackupJobConfig,
+    pub retention: RetentionJobConfig,
+}
+
+/// `[jobs.backup]`: a consistent copy of the embedded database (SQLite only).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupJobConfig {
+    /// A cron expression ("0 3 * * *" is 03:00 daily); empty: no scheduled backups.
+    pub schedule: String,
+    pub dir: PathBuf,
+    /// How many backups are kept; older ones are deleted after a good new one.
+    pub keep: u32,
+}
+
+/// `[jobs.retention]`: deletes what is no longer needed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionJobConfig {
+    /// A cron expression; empty: retention never runs on its own (`switchboard retention` still does).
+    pub schedule: String,
+    /// Read notifications older than this are deleted; 0 keeps them.
+    pub read_notifications_days: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self { time_zone: String::new(), backup: BackupJobConfig::default(), retention: RetentionJobConfig::default() }
+    }
+}
+
+impl Default for BackupJobConfig {
+    fn default() -> Self {
+        Self { schedule: String::new(), dir: PathBuf::from("backups"), keep: 7 }
+    }
+}
+
+impl Default for RetentionJobConfig {
+    fn default() -> Self {
+        Self { schedule: "30 3 * * *".into(), read_notifications_days: 180 }
+    }
+}
+
+impl Config {
+    /// The zone `[jobs]` schedules are read in.
+    pub fn jobs_time_zone(&self) -> Result<chrono_tz::Tz, ConfigError> {
+        let (key, zone) = match (self.jobs.time_zone.trim(), self.business_hours.time_zone.trim()) {
+            ("", "") => return Ok(chrono_tz::UTC),
+            ("", zone) => ("business_hours.time_zone", zone),
+            (zone, _) => ("jobs.time_zone", zone),
+        };
+        zone.parse().map_err(|_| ConfigError::Invalid {
+            key: key.into(),
+            problem: format!("`{zone}` is not an IANA time zone such as Europe/Berlin or UTC"),
+        })
+    }
+
+    /// The configured jobs' schedules, by name: (name, config key, schedule).
+    pub fn job_schedules(&self) -> Result<Vec<(&'static str, switchboard_core::schedule::CronSchedule)>, ConfigError> {
+        let mut schedules = Vec::new();
+        for (name, text) in [("backup", &self.jobs.backup.schedule), ("retention", &self.jobs.retention.schedule)] {
+            if text.trim().is_empty() {
+                continue;
+            }
+            let key = format!("jobs.{name}.schedule");
+            let schedule = switchboard_core::schedule::CronSchedule::parse(&key, text)
+                .map_err(|error| ConfigError::Invalid { key, problem: error.to_string() })?;
+            schedules.push((name, schedule));
+        }
+        Ok(schedules)
+    }
+
+    /// The kinds of notification mailed to agents (none unless `email.notify_agents`).
+    pub fn mailed_notices(&self) -> Result<Vec<switchboard_models::NotificationKind>, ConfigError> {
+        if !self.email.notify_agents || self.email.address.is_none() {
+            return Ok(Vec::new());
+        }
+        self.email
+            .notify_about
+            .iter()
+            .map(|kind| {
+                kind.parse().map_err(|_| ConfigError::Invalid {
+                    key: "email.notify_about".into(),
+                    problem: format!("`{kind}` is not one of: assigned, customer_replied, mentioned, sla_warning, sla_breach"),
+                })
+            })
+            .collect()
+    }
+
+    fn validate_jobs(&self) -> Result<(), ConfigError> {
+        self.jobs_time_zone()?;
+        let schedules = self.job_schedules()?;
+        if schedules.iter().any(|(name, _)| *name == "backup") {
+            if self.database.is_postgres() {
+                return Err(ConfigError::Invalid {
+                    key: "jobs.backup.schedule".into(),
+                    problem: "scheduled backups copy the embedded SQLite database; on PostgreSQL schedule `pg_dump` \
+                              instead (docs/DEPLOYMENT.md) and leave this empty"
+                        .into(),
+                });
+            }
+            if self.jobs.backup.keep == 0 {
+                return Err(ConfigError::Invalid { key: "jobs.backup.keep".into(), problem: "must be at least 1".into() });
+            }
+        }
+        self.mailed_notices()?;
+        Ok(())
+    }
+}
+
 /// `[business_hours]`: when the team works. Without a `time_zone` the team is always there.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -595,6 +720,7 @@ impl Default for Config {
             bot: BotConfig::default(),
             business_hours: BusinessHoursConfig::default(),
             sla: SlaConfig::default(),
+            jobs: JobsConfig::default(),
             attachments: AttachmentsConfig::default(),
             telegram: TelegramConfig::default(),
             discord: DiscordConfig::default(),
@@ -665,6 +791,7 @@ impl Config {
             return invalid(&error.key, format!("`{}` is not valid; expected {}", error.value, error.expected));
         }
         self.sla.validate()?;
+        self.validate_jobs()?;
         if !["queue", "ask_email"].contains(&self.business_hours.outside_hours.as_str()) {
             return invalid("business_hours.outside_hours", format!("`{}` is not one of: queue, ask_email", self.business_hours.outside_hours));
         }

@@ -2,6 +2,7 @@
 //! the integration tests start the same server through `start`.
 
 pub mod config;
+pub mod jobs;
 mod relay;
 mod singleton;
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_admin_web::AppState;
 use switchboard_admin_web::signin::SignInGuard;
-use switchboard_channels::email::{AgentNotifier, EmailAdapter, EmailOutbound, EmailSettings, ImapSecurity, ImapSettings, SmtpSecurity, SmtpSettings};
+use switchboard_channels::email::{EmailAdapter, NotificationMailer, EmailOutbound, EmailSettings, ImapSecurity, ImapSettings, SmtpSecurity, SmtpSettings};
 use switchboard_channels::discord::{DiscordAdapter, DiscordOutbound, DiscordSettings};
 use switchboard_channels::telegram::{Mode as TelegramModeSetting, TelegramAdapter, TelegramOutbound, TelegramSettings};
 use switchboard_channels::webchat::{
@@ -38,6 +39,8 @@ pub struct Running {
     pub engine: Arc<Engine>,
     /// Set when the model classifier runs: reloads the intents file (SIGHUP, admin API).
     pub intents_reloader: Option<Arc<dyn IntentsReloader>>,
+    /// Runs the `[jobs]` when due (tests call `run_due` after moving the clock).
+    pub scheduler: Arc<switchboard_core::schedule::Scheduler>,
     store: Arc<dyn Store>,
     stop: oneshot::Sender<()>,
     /// Cancelled first on a stop: live connections end (widgets are told to reconnect).
@@ -219,7 +222,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         store.clone(),
         blobs.clone(),
         nlu.classifier.clone(),
-        clock,
+        clock.clone(),
         EventBus::new(4096),
         policy(config),
         EngineLimits {
@@ -298,9 +301,9 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         let outbound = EmailOutbound::new(settings.clone(), store.clone(), blobs.clone()).map_err(anyhow::Error::msg)?;
         senders.push(Arc::new(outbound));
         if config.email.notify_agents {
-            let notifier = AgentNotifier::new(settings.clone(), store.clone()).map_err(anyhow::Error::msg)?;
-            // Local events only: with several nodes each assignment is mailed once, by its own node.
-            workers.push(tokio::spawn(notifier.run(engine.bus().subscribe_local())));
+            let mailer = Arc::new(NotificationMailer::new(settings.clone(), store.clone(), config.server.public_url.clone()).map_err(anyhow::Error::msg)?);
+            let bus = engine.bus().clone();
+            workers.push(singletons.spawn("notification_mail", move || tokio::spawn(mailer.clone().run(bus.subscribe_local()))));
         }
         let adapter = Arc::new(EmailAdapter::new(engine.clone(), settings));
         workers.push(singletons.spawn("email", move || tokio::spawn(adapter.clone().run())));
@@ -308,6 +311,11 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
     }
     workers.push(tokio::spawn(sample_backlogs(store.clone())));
     workers.push(tokio::spawn(fire_timers(engine.clone())));
+    let scheduler = Arc::new(jobs::scheduler(config, store.clone(), clock.clone())?);
+    scheduler.plan().await.context("entering the scheduled jobs ([jobs])")?;
+    if !scheduler.is_empty() {
+        workers.push(tokio::spawn(jobs::run_scheduled(scheduler.clone())));
+    }
     // Several nodes share rate limits through the database; one node counts in memory.
     let buckets: Option<Arc<dyn TokenBuckets>> = match config.database.is_postgres() {
         true => {
@@ -386,6 +394,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         addr,
         engine,
         intents_reloader: nlu.reloader,
+        scheduler,
         store,
         stop,
         closing,
@@ -468,7 +477,9 @@ async fn build_classifier(config: &Config, llm: Option<Arc<LlmClient>>) -> anyho
     })
     .await?;
     let (classifier, report) = loaded.context("loading the intents (nlp.intents_file)")?;
-    let classifier = classifier.with_llm_answers(config.llm.answer_out_of_scope);
+    let classifier = classifier
+        .with_llm_answers(config.llm.answer_out_of_scope)
+        .with_queue_budget(Duration::from_millis(config.nlp.queue_budget_ms));
     tracing::info!(
         model = %config.nlp.model_dir.display(),
         backend = %config.nlp.backend,
@@ -586,6 +597,7 @@ pub fn policy(config: &Config) -> Policy {
             waiting_resolved: bot.waiting_resolved.clone(),
         },
         sla: config.sla.policy(),
+        mailed_notices: config.mailed_notices().unwrap_or_default(),
         ..Policy::default()
     }
 }

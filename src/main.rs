@@ -166,6 +166,15 @@ enum DbCommand {
         #[arg(long)]
         replace: bool,
     },
+    /// Delete what retention lets go now (expired sessions, read notifications older than
+    /// jobs.retention.read_notifications_days), as the scheduled retention job does.
+    Purge {
+        /// Only count what would go.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The scheduled jobs: schedule, next run and how the last run went.
+    Jobs,
 }
 
 #[derive(Subcommand)]
@@ -288,6 +297,40 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
             let target = switchboard_store::backup::restore(&from, &config.database.url, replace).await?;
             switchboard::open_store(&config).await?;
             println!("restored {} to {}; it is migrated and ready to serve", from.display(), target.display());
+            Ok(())
+        }
+        Command::Db { command: DbCommand::Purge { dry_run } } => {
+            let store = switchboard::open_store(&config).await?;
+            let rules = switchboard::jobs::purge_rules(config.jobs.retention.read_notifications_days, chrono::Utc::now());
+            let purged = store.purge(&rules, dry_run).await?;
+            let described = switchboard::jobs::describe_purge(purged);
+            match dry_run {
+                true => println!("would delete {described} (dry run: nothing was deleted)"),
+                false => println!("deleted {described}"),
+            }
+            store.close().await;
+            Ok(())
+        }
+        Command::Db { command: DbCommand::Jobs } => {
+            let store = switchboard::open_store(&config).await?;
+            let configured = config.job_schedules()?;
+            let stored = store.scheduled_jobs().await?;
+            if configured.is_empty() {
+                println!("no scheduled jobs are configured ([jobs.backup] and [jobs.retention] have no schedule)");
+            }
+            for (name, schedule) in &configured {
+                let state = stored.iter().find(|s| s.name == *name);
+                let next = state.map_or("at the next start".to_string(), |s| s.next_run_at.to_rfc3339());
+                let last = match state.and_then(|s| s.last_started_at.map(|at| (at, s.last_ok, s.last_outcome.clone()))) {
+                    None => "never ran".to_string(),
+                    Some((at, None, _)) => format!("started {} and has not finished", at.to_rfc3339()),
+                    Some((at, Some(ok), outcome)) => {
+                        format!("{} at {}: {}", if ok { "ok" } else { "FAILED" }, at.to_rfc3339(), outcome.unwrap_or_default())
+                    }
+                };
+                println!("{name}\t\"{}\"\tnext {next}\tlast {last}", schedule.as_str());
+            }
+            store.close().await;
             Ok(())
         }
         Command::Migrate => {

@@ -331,6 +331,10 @@ impl Engine {
         self.store.as_ref()
     }
 
+    pub fn jobs(&self) -> &dyn crate::ports::Jobs {
+        self.store.as_ref()
+    }
+
     /// What agents are told in the panel.
     pub fn notifications(&self) -> &dyn crate::ports::Notifications {
         self.store.as_ref()
@@ -652,7 +656,7 @@ impl Engine {
         let decision = step(&before, &input, &self.policy, now);
         let escalated = decision.escalated.is_some();
         let timers = decision.timers.clone();
-        let notices = notice_writes(before.id, &decision.notices, now);
+        let notices = notice_writes(before.id, &decision.notices, now, &self.policy.mailed_notices);
         // The message is stored already, so the summary reads it with the earlier ones.
         let (conversation, mut replies) = self.replies_for(decision, now).await?;
         let changed = !same_state(&before, &conversation);
@@ -857,6 +861,7 @@ impl Engine {
                 conversation: Some(conversation.id),
                 text: format!("{} mentioned you: {}", agent.name, crate::step::snippet(&note.text)),
                 at: now,
+                by_email: self.policy.mailed_notices.contains(&switchboard_models::NotificationKind::Mentioned),
             })
             .collect();
         let write = StepWrite { notes: vec![note.clone()], audit: Some(audit), notices, ..StepWrite::default() };
@@ -1086,7 +1091,7 @@ impl Engine {
         let last_message = newest.first().map_or(current.updated_at, |m| m.created_at);
         let decision = step(&current, &Input::TimerFired { kind: timer.kind, last_message }, &self.policy, now);
         let timers = decision.timers.clone().map(|timers| (current.id, timers));
-        let notices = notice_writes(current.id, &decision.notices, now);
+        let notices = notice_writes(current.id, &decision.notices, now, &self.policy.mailed_notices);
         let (mut conversation, mut replies) = self.replies_for(decision, now).await?;
         if same_state(&current, &Conversation { sla_notices: current.sla_notices, ..conversation.clone() }) {
             // Only an SLA notice was recorded: open views of it stay current.
@@ -1154,7 +1159,7 @@ impl Engine {
             let now = self.clock.now();
             let decision = step(&current, &input, &self.policy, now);
             let timers = decision.timers.clone();
-            let notices = notice_writes(current.id, &decision.notices, now);
+            let notices = notice_writes(current.id, &decision.notices, now, &self.policy.mailed_notices);
             let (conversation, replies) = self.replies_for(decision, now).await?;
             let entry = audit.entry(now, &current, &conversation);
             if let Some((conversation, _)) = self.commit_change(conversation, replies, Some(entry), timers, notices).await? {
@@ -1359,10 +1364,22 @@ fn mentions(text: &str, name: &str) -> bool {
 }
 
 /// A step's notices as written for `conversation` at `now`.
-fn notice_writes(conversation: ConversationId, notices: &[crate::step::Notice], now: Timestamp) -> Vec<crate::ports::NoticeWrite> {
+fn notice_writes(
+    conversation: ConversationId,
+    notices: &[crate::step::Notice],
+    now: Timestamp,
+    mailed: &[switchboard_models::NotificationKind],
+) -> Vec<crate::ports::NoticeWrite> {
     notices
         .iter()
-        .map(|n| crate::ports::NoticeWrite { to: n.to, kind: n.kind, conversation: Some(conversation), text: n.text.clone(), at: now })
+        .map(|n| crate::ports::NoticeWrite {
+            to: n.to,
+            kind: n.kind,
+            conversation: Some(conversation),
+            text: n.text.clone(),
+            at: now,
+            by_email: mailed.contains(&n.kind),
+        })
         .collect()
 }
 

@@ -14,6 +14,7 @@ mod outbox;
 pub mod policy;
 pub mod ports;
 mod ratelimit;
+pub mod schedule;
 pub mod search;
 pub mod sla;
 pub mod timers;

@@ -85,6 +85,8 @@ pub struct Policy {
     pub quiet: crate::timers::QuietRules,
     /// How soon escalated conversations are owed a first reply and a resolution.
     pub sla: crate::sla::SlaPolicy,
+    /// Notifications of these kinds are also mailed to their agent (none without email).
+    pub mailed_notices: Vec<switchboard_models::NotificationKind>,
 }
 
 impl Default for Policy {
@@ -128,6 +130,7 @@ impl Default for Policy {
             priority_rules: Vec::new(),
             allow_over_capacity: true,
             quiet: crate::timers::QuietRules::default(),
+            mailed_notices: Vec::new(),
             sla: crate::sla::SlaPolicy::default(),
         }
     }

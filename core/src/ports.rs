@@ -256,6 +256,8 @@ pub struct NoticeWrite {
     pub conversation: Option<ConversationId>,
     pub text: String,
     pub at: Timestamp,
+    /// Also mailed to each recipient (`email.notify_agents`): the row waits as the mail's outbox.
+    pub by_email: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -503,6 +505,67 @@ pub trait Notifications: Send + Sync {
     /// Marks the agent's notifications read: those of `conversation` when given, else all.
     /// Returns how many were unread.
     async fn mark_notifications_read(&self, agent: AgentId, conversation: Option<ConversationId>, now: Timestamp) -> Result<u64, StoreError>;
+    /// How many unread notifications the agent has about each of `conversations` (those with any).
+    async fn unread_by_conversation(&self, agent: AgentId, conversations: &[ConversationId]) -> Result<Vec<(ConversationId, u32)>, StoreError>;
+    /// The oldest notifications still to be mailed, with their agent, up to `limit`.
+    async fn notices_to_mail(&self, limit: u32) -> Result<Vec<NoticeMail>, StoreError>;
+    /// Ends a notification's mail: sent at `at`, or given up for `error`.
+    async fn notice_mailed(&self, id: i64, at: Timestamp, error: Option<&str>) -> Result<(), StoreError>;
+}
+
+/// A notification waiting to be mailed, and whom to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoticeMail {
+    pub notification: Notification,
+    pub agent_name: String,
+    pub agent_email: String,
+    /// A deactivated agent is mailed nothing more.
+    pub agent_active: bool,
+}
+
+/// Recurring jobs (`[jobs]`, cron schedules) and the housekeeping they do.
+#[async_trait]
+pub trait Jobs: Send + Sync {
+    /// Enters a job with its schedule and first run; a job already entered keeps its next run
+    /// unless its schedule changed (then it runs next at `next_run_at`).
+    async fn plan_job(&self, name: &str, schedule: &str, next_run_at: Timestamp) -> Result<(), StoreError>;
+    /// Takes the job's run due at `due` for `node`, moving its next run to `next`; false when
+    /// another node took it first (the next run is no longer `due`).
+    async fn take_job_run(&self, name: &str, due: Timestamp, next: Timestamp, node: &str, now: Timestamp) -> Result<bool, StoreError>;
+    /// Records how the run that started last ended.
+    async fn job_finished(&self, name: &str, at: Timestamp, ok: bool, outcome: &str) -> Result<(), StoreError>;
+    /// Every job entered, by name.
+    async fn scheduled_jobs(&self) -> Result<Vec<ScheduledJob>, StoreError>;
+    /// Deletes what retention lets go (or, with `dry_run`, only counts it).
+    async fn purge(&self, rules: &PurgeRules, dry_run: bool) -> Result<Purged, StoreError>;
+}
+
+/// A recurring job as stored: its schedule, next run and how the last one went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduledJob {
+    pub name: String,
+    pub schedule: String,
+    pub next_run_at: Timestamp,
+    pub last_started_at: Option<Timestamp>,
+    pub last_node: Option<String>,
+    pub last_finished_at: Option<Timestamp>,
+    pub last_ok: Option<bool>,
+    pub last_outcome: Option<String>,
+}
+
+/// What retention deletes: panel sessions expired before `sessions_expired_before`, read
+/// notifications created before `read_notifications_before`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PurgeRules {
+    pub sessions_expired_before: Timestamp,
+    pub read_notifications_before: Option<Timestamp>,
+}
+
+/// How many rows retention deleted (or would delete).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub sessions: u64,
+    pub notifications: u64,
 }
 
 /// What several nodes coordinate through, and the store's own lifecycle.
@@ -529,9 +592,9 @@ pub trait Coordination: Send + Sync {
 
 /// The whole store: every focused port above. Wiring holds it; each part of the code names
 /// the ports it uses (`&dyn Accounts`, `&dyn Listings`, …).
-pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Coordination {}
+pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Jobs + Coordination {}
 
-impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Coordination> Store for T {}
+impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Jobs + Coordination> Store for T {}
 
 /// Held work across nodes (`Coordination::exclusive`); dropping it lets the next node in.
 pub trait Exclusive: Send + Sync {}
@@ -630,6 +693,10 @@ pub struct ManualClock(std::sync::Mutex<Timestamp>);
 impl ManualClock {
     pub fn new(at: Timestamp) -> Self {
         Self(std::sync::Mutex::new(at))
+    }
+
+    pub fn set(&self, at: Timestamp) {
+        *self.0.lock().expect("clock") = at;
     }
 
     pub fn advance(&self, by: chrono::Duration) {

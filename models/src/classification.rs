@@ -127,4 +127,7 @@ pub enum ClassificationSource {
     Model,
     /// The hosted LLM, asked because the local model was unsure. Its choice counts as confident.
     Llm,
+    /// The intent head on the message's words alone: the encoder's queue was over its time
+    /// budget (`nlp.queue_budget_ms`), so the message skipped the sentence encoder.
+    FastPath,
 }

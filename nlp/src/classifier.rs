@@ -14,7 +14,7 @@ use handlebars::Handlebars;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use switchboard_core::ports::{Classifier, IntentsReloader};
 use switchboard_models::{Category, Classification, ClassificationSource, IntentName, IntentScore, Judgement, Need};
 
@@ -57,6 +57,9 @@ pub struct LoadReport {
 struct Trained {
     intents: IntentSet,
     model: IntentModel,
+    /// The same intents on their examples' words alone (no embedding), calibrated on its own:
+    /// the fast path under overload.
+    words_only: IntentModel,
 }
 
 pub struct ModelClassifier {
@@ -78,7 +81,14 @@ struct Local {
     trained: RwLock<Arc<Trained>>,
     judgement: Arc<JudgementModel>,
     templates: Handlebars<'static>,
+    /// A message that waited longer than this for the encoder takes the fast path (0: never).
+    queue_budget_nanos: std::sync::atomic::AtomicU64,
+    /// Messages waiting for an encoder thread.
+    waiting: std::sync::atomic::AtomicUsize,
 }
+
+/// A message waits at most this long for the encoder by default before taking the fast path.
+pub const DEFAULT_QUEUE_BUDGET: Duration = Duration::from_millis(200);
 
 impl ModelClassifier {
     /// Loads the intents and trains (or loads the cached) head. Blocking: seconds on first run.
@@ -93,7 +103,14 @@ impl ModelClassifier {
         let judgement = judgement_for(encoder.as_ref(), cache_dir.as_deref())?;
         let mut templates = Handlebars::new();
         templates.set_strict_mode(false);
-        let local = Arc::new(Local { encoder, trained: RwLock::new(Arc::new(trained)), judgement, templates });
+        let local = Arc::new(Local {
+            encoder,
+            trained: RwLock::new(Arc::new(trained)),
+            judgement,
+            templates,
+            queue_budget_nanos: std::sync::atomic::AtomicU64::new(DEFAULT_QUEUE_BUDGET.as_nanos() as u64),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+        });
         let pending = spawn_encoder_threads(local.clone());
         let classifier = Self { local, pending, source, cache_dir, llm, llm_below, llm_answers: false };
         Ok((classifier, report))
@@ -104,6 +121,19 @@ impl ModelClassifier {
     pub fn with_llm_answers(mut self, allowed: bool) -> Self {
         self.llm_answers = allowed;
         self
+    }
+
+    /// Under overload, a message that waited longer than `budget` for the encoder is classified
+    /// on its words alone (`ClassificationSource::FastPath`) so replies keep coming; zero never
+    /// skips the encoder.
+    pub fn with_queue_budget(self, budget: Duration) -> Self {
+        self.local.queue_budget_nanos.store(budget.as_nanos().min(u64::MAX as u128) as u64, std::sync::atomic::Ordering::Relaxed);
+        self
+    }
+
+    /// Messages waiting for the encoder now.
+    pub fn queue_depth(&self) -> usize {
+        self.local.waiting.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Re-reads the intents file. On any error the running model stays as it was.
@@ -166,6 +196,37 @@ impl Local {
         self.trained.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The words-only intent head, without the encoder or the judgement: microseconds
+    /// instead of milliseconds, less sure.
+    fn classify_fast(&self, text: &str) -> Classification {
+        let trained = self.current();
+        let ranking = trained.words_only.rank(text, &[]);
+        let mut classification = self.describe_with(&trained, &trained.words_only, text, &ranking, None);
+        classification.source = ClassificationSource::FastPath;
+        classification
+    }
+
+    /// Takes a batch off the queue: those over the budget take the fast path (answered here),
+    /// the rest are returned for the encoder.
+    fn shed_late(&self, batch: Vec<Request>) -> Vec<Request> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.waiting.fetch_sub(batch.len(), Relaxed);
+        metrics::gauge!("switchboard_encoder_queue_depth").set(self.waiting.load(Relaxed) as f64);
+        let budget = Duration::from_nanos(self.queue_budget_nanos.load(Relaxed));
+        let mut fresh = Vec::with_capacity(batch.len());
+        for request in batch {
+            let waited = request.queued_at.elapsed();
+            metrics::histogram!("switchboard_encoder_wait_seconds").record(waited.as_secs_f64());
+            if !budget.is_zero() && waited > budget {
+                metrics::counter!("switchboard_classifications_fast_path_total").increment(1);
+                let _ = request.answer.send(self.classify_fast(&request.text));
+            } else {
+                fresh.push(request);
+            }
+        }
+        fresh
+    }
+
     fn classify_batch(&self, texts: &[&str]) -> Vec<Classification> {
         let trained = self.current();
         match self.encoder.encode(texts) {
@@ -185,7 +246,11 @@ impl Local {
     }
 
     fn describe(&self, trained: &Trained, text: &str, ranking: &Ranking, judged: Option<Judged>) -> Classification {
-        let model = &trained.model;
+        self.describe_with(trained, &trained.model, text, ranking, judged)
+    }
+
+    /// `describe` with the ranking's model (its labels and out-of-scope threshold).
+    fn describe_with(&self, trained: &Trained, model: &IntentModel, text: &str, ranking: &Ranking, judged: Option<Judged>) -> Classification {
         let intent_of = |label: usize| trained.intents.get(&IntentName::parse(&model.labels[label]).expect("trained on valid names"));
         let (best, confidence) = ranking.first().copied().unwrap_or((usize::MAX, 0.0));
         let alternatives: Vec<IntentScore> = ranking
@@ -286,7 +351,8 @@ fn out_of_scope() -> IntentName {
 impl Classifier for ModelClassifier {
     async fn classify(&self, text: &str) -> Classification {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        let sent = self.pending.send((text.to_string(), answer)).is_ok();
+        self.local.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sent = self.pending.send(Request { text: text.to_string(), answer, queued_at: Instant::now() }).is_ok();
         let local = match (sent, answered.await) {
             (true, Ok(classification)) => classification,
             _ => {
@@ -295,8 +361,9 @@ impl Classifier for ModelClassifier {
             }
         };
         match &self.llm {
-            // Unsure, or out of scope for the local model: the LLM may know better.
-            Some(llm) if local.confidence < self.llm_below || local.intent.is(IntentName::OUT_OF_SCOPE) => {
+            // Unsure, or out of scope for the local model: the LLM may know better. Not for a
+            // message shed under overload: that would turn a CPU overload into an LLM bill.
+            Some(llm) if local.source != ClassificationSource::FastPath && (local.confidence < self.llm_below || local.intent.is(IntentName::OUT_OF_SCOPE)) => {
                 self.consult_llm(llm, text, local).await
             }
             _ => local,
@@ -305,7 +372,11 @@ impl Classifier for ModelClassifier {
 }
 
 /// A message waiting to be classified, and where its classification goes.
-type Request = (String, tokio::sync::oneshot::Sender<Classification>);
+struct Request {
+    text: String,
+    answer: tokio::sync::oneshot::Sender<Classification>,
+    queued_at: Instant,
+}
 
 /// Most messages encoded in one pass.
 const MAX_BATCH: usize = 32;
@@ -323,12 +394,16 @@ fn spawn_encoder_threads(local: Arc<Local>) -> std::sync::mpsc::Sender<Request> 
             .name(format!("sentence-encoder-{n}"))
             .spawn(move || {
                 while let Some(batch) = next_batch(&queue) {
-                    let texts: Vec<&str> = batch.iter().map(|(text, _)| text.as_str()).collect();
+                    let batch = local.shed_late(batch);
+                    if batch.is_empty() {
+                        continue;
+                    }
+                    let texts: Vec<&str> = batch.iter().map(|request| request.text.as_str()).collect();
                     let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| local.classify_batch(&texts)));
                     match results {
                         Ok(results) => {
-                            for ((_, answer), classification) in batch.into_iter().zip(results) {
-                                let _ = answer.send(classification);
+                            for (request, classification) in batch.into_iter().zip(results) {
+                                let _ = request.answer.send(classification);
                             }
                         }
                         // Dropping the answer channels makes each waiting caller fall back.
@@ -414,7 +489,8 @@ fn train(
     let cached_head = cache_dir.map(|dir| head_file(dir, &intents, encoder, &params));
     if let Some(model) = cached_head.as_ref().and_then(|f| IntentModel::load(f).ok()) {
         let report = report(&intents, &model, examples, true, started);
-        return Ok((Trained { intents, model }, report));
+        let words_only = train_words_only(&intents, &params);
+        return Ok((Trained { intents, model, words_only }, report));
     }
     let mut texts = Vec::new();
     let mut labels = Vec::new();
@@ -440,7 +516,19 @@ fn train(
         }
     }
     let report = report(&intents, &model, examples, false, started);
-    Ok((Trained { intents, model }, report))
+    let words_only = train_words_only(&intents, &params);
+    Ok((Trained { intents, model, words_only }, report))
+}
+
+/// The intent head on words alone (milliseconds to train: no embeddings).
+fn train_words_only(intents: &IntentSet, params: &TrainParams) -> IntentModel {
+    let mut labelled = Vec::new();
+    for (label, intent) in intents.intents.iter().enumerate() {
+        for example in &intent.examples {
+            labelled.push(LabelledText { text: example.as_str(), embedding: &[], label });
+        }
+    }
+    IntentModel::train(intents.intents.iter().map(|i| i.name.to_string()).collect(), &labelled, params)
 }
 
 fn report(intents: &IntentSet, model: &IntentModel, examples: usize, cached: bool, started: Instant) -> LoadReport {

@@ -51,7 +51,7 @@ macro_rules! portable_store {
             use crate::portable::{AGENT_COLUMNS, CONTACT_COLUMNS, CONVERSATION_COLUMNS, DUE_KEY, MESSAGE_COLUMNS, NEXT_IN_LINE_KEY, SUMMARY_SELECT, sql};
             use crate::rows::{
                 Columns, agent_from_row, audit_from_row, backend, contact_from_prefixed_row, contact_from_row,
-                conversation_from_row, claimed_in_order, due_first, message_from_row, millis, notification_from_row, summary_from_row,
+                conversation_from_row, claimed_in_order, due_first, message_from_row, millis, notification_from_row, scheduled_job_from_row, summary_from_row,
                 timer_from_row, to_json,
             };
             use async_trait::async_trait;
@@ -59,7 +59,7 @@ macro_rules! portable_store {
             use switchboard_core::QueueView;
             use switchboard_core::ports::{
                 AgentLoad, Assignee, Committed, ConversationFilter, ConversationSummary, CustomerFilter, CustomerSummary, DashboardCounts, ListOrder, ListTotal, SEARCH_HITS, SessionRecord,
-                AdminWrite, CannedChange, Conversations, NoticeWrite, StepWrite, StoreError,
+                AdminWrite, CannedChange, Conversations, NoticeMail, NoticeWrite, PurgeRules, Purged, ScheduledJob, StepWrite, StoreError,
             };
             use switchboard_core::Recipient;
             use switchboard_core::timers::{Timer, TimerKind};
@@ -489,14 +489,15 @@ async fn insert_notice(tx: &mut $conn, notice: &NoticeWrite) -> Result<(), Store
         Recipient::Admins => None,
     };
     sqlx::query(
-        "INSERT INTO notifications (agent_id, kind, conversation_id, text, created_at) \
-         SELECT id, $2, $3, $4, $5 FROM agents WHERE active = TRUE AND (id = $1 OR ($1 IS NULL AND role = 'admin'))",
+        "INSERT INTO notifications (agent_id, kind, conversation_id, text, created_at, mail_pending) \
+         SELECT id, $2, $3, $4, $5, $6 FROM agents WHERE active = TRUE AND (id = $1 OR ($1 IS NULL AND role = 'admin'))",
     )
     .bind(agent)
     .bind(notice.kind.as_str())
     .bind(notice.conversation.map(|c| c.to_string()))
     .bind(&notice.text)
     .bind(millis(notice.at))
+    .bind(notice.by_email)
     .execute(&mut *tx)
     .await
     .map_err(backend)?;
@@ -1491,6 +1492,149 @@ impl $store {
         .map_err(backend)?
         .rows_affected();
         Ok(marked)
+    }
+
+    async fn unread_by_conversation(&self, agent: AgentId, conversations: &[ConversationId]) -> Result<Vec<(ConversationId, u32)>, StoreError> {
+        if conversations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (2..conversations.len() + 2).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT conversation_id, COUNT(*) AS n FROM notifications \
+             WHERE agent_id = $1 AND read_at IS NULL AND conversation_id IN ({}) GROUP BY conversation_id",
+            marks.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(agent.to_string());
+        for conversation in conversations {
+            query = query.bind(conversation.to_string());
+        }
+        let rows = query.fetch_all(&self.reader).await.map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let id = row.text("conversation_id")?.parse().map(ConversationId).map_err(|e| StoreError::Corrupt(format!("notifications.conversation_id: {e}")))?;
+                Ok((id, u32::try_from(row.int("n")?).unwrap_or(u32::MAX)))
+            })
+            .collect()
+    }
+
+    async fn notices_to_mail(&self, limit: u32) -> Result<Vec<NoticeMail>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT n.id, n.agent_id, n.kind, n.conversation_id, n.text, n.created_at, n.read_at, \
+                    a.name AS agent_name, a.email AS agent_email, a.active AS agent_active \
+             FROM notifications n JOIN agents a ON a.id = n.agent_id \
+             WHERE n.mail_pending ORDER BY n.id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(NoticeMail {
+                    notification: notification_from_row(row)?,
+                    agent_name: row.text("agent_name")?,
+                    agent_email: row.text("agent_email")?,
+                    agent_active: row.flag("agent_active")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn notice_mailed(&self, id: i64, at: Timestamp, error: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE notifications SET mail_pending = FALSE, mailed_at = $2, mail_error = $3 WHERE id = $1")
+            .bind(id)
+            .bind(error.is_none().then(|| millis(at)))
+            .bind(error)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+            }
+
+            #[async_trait]
+            impl switchboard_core::ports::Jobs for $store {
+    async fn plan_job(&self, name: &str, schedule: &str, next_run_at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO scheduled_jobs (name, schedule, next_run_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET schedule = excluded.schedule, next_run_at = excluded.next_run_at \
+             WHERE scheduled_jobs.schedule <> excluded.schedule",
+        )
+        .bind(name)
+        .bind(schedule)
+        .bind(millis(next_run_at))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn take_job_run(&self, name: &str, due: Timestamp, next: Timestamp, node: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let taken = sqlx::query(
+            "UPDATE scheduled_jobs SET next_run_at = $3, last_started_at = $5, last_node = $4, \
+                 last_finished_at = NULL, last_ok = NULL, last_outcome = NULL \
+             WHERE name = $1 AND next_run_at = $2",
+        )
+        .bind(name)
+        .bind(millis(due))
+        .bind(millis(next))
+        .bind(node)
+        .bind(millis(now))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        Ok(taken == 1)
+    }
+
+    async fn job_finished(&self, name: &str, at: Timestamp, ok: bool, outcome: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE scheduled_jobs SET last_finished_at = $2, last_ok = $3, last_outcome = $4 WHERE name = $1")
+            .bind(name)
+            .bind(millis(at))
+            .bind(ok)
+            .bind(outcome)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn scheduled_jobs(&self) -> Result<Vec<ScheduledJob>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, schedule, next_run_at, last_started_at, last_node, last_finished_at, last_ok, last_outcome \
+             FROM scheduled_jobs ORDER BY name",
+        )
+        .fetch_all(&self.writer)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(scheduled_job_from_row).collect()
+    }
+
+    async fn purge(&self, rules: &PurgeRules, dry_run: bool) -> Result<Purged, StoreError> {
+        let notifications_before = rules.read_notifications_before.map(millis);
+        // (count, delete) per kind of row: the same condition for both, bound the same way.
+        let sessions = ("FROM sessions WHERE expires_at < $1", Some(millis(rules.sessions_expired_before)));
+        let notifications = ("FROM notifications WHERE read_at IS NOT NULL AND created_at < $1", notifications_before);
+        let mut counts = [0u64; 2];
+        for (count, (condition, bound)) in counts.iter_mut().zip([sessions, notifications]) {
+            let Some(bound) = bound else { continue };
+            *count = if dry_run {
+                let (n,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) {condition}")))
+                    .bind(bound)
+                    .fetch_one(&self.reader)
+                    .await
+                    .map_err(backend)?;
+                n as u64
+            } else {
+                sqlx::query(sqlx::AssertSqlSafe(format!("DELETE {condition}")))
+                    .bind(bound)
+                    .execute(&self.writer)
+                    .await
+                    .map_err(backend)?
+                    .rows_affected()
+            };
+        }
+        Ok(Purged { sessions: counts[0], notifications: counts[1] })
     }
             }
 

@@ -20,6 +20,7 @@ pub(crate) trait Columns {
     fn int(&self, column: &str) -> Result<i64, StoreError>;
     fn int_opt(&self, column: &str) -> Result<Option<i64>, StoreError>;
     fn flag(&self, column: &str) -> Result<bool, StoreError>;
+    fn flag_opt(&self, column: &str) -> Result<Option<bool>, StoreError>;
 }
 
 macro_rules! columns_of {
@@ -38,6 +39,9 @@ macro_rules! columns_of {
                 self.try_get(column).map_err(backend)
             }
             fn flag(&self, column: &str) -> Result<bool, StoreError> {
+                self.try_get(column).map_err(backend)
+            }
+            fn flag_opt(&self, column: &str) -> Result<Option<bool>, StoreError> {
                 self.try_get(column).map_err(backend)
             }
         }
@@ -210,6 +214,19 @@ pub(crate) fn notification_from_row(row: &impl Columns) -> Result<Notification, 
         text: row.text("text")?,
         created_at: instant(row.int("created_at")?)?,
         read_at: row.int_opt("read_at")?.map(instant).transpose()?,
+    })
+}
+
+pub(crate) fn scheduled_job_from_row(row: &impl Columns) -> Result<switchboard_core::ports::ScheduledJob, StoreError> {
+    Ok(switchboard_core::ports::ScheduledJob {
+        name: row.text("name")?,
+        schedule: row.text("schedule")?,
+        next_run_at: instant(row.int("next_run_at")?)?,
+        last_started_at: row.int_opt("last_started_at")?.map(instant).transpose()?,
+        last_node: row.text_opt("last_node")?,
+        last_finished_at: row.int_opt("last_finished_at")?.map(instant).transpose()?,
+        last_ok: row.flag_opt("last_ok")?,
+        last_outcome: row.text_opt("last_outcome")?,
     })
 }
 

@@ -103,6 +103,10 @@ impl TestServer {
         &self.running.as_ref().expect("server running").engine
     }
 
+    pub fn scheduler(&self) -> &switchboard_core::schedule::Scheduler {
+        &self.running.as_ref().expect("server running").scheduler
+    }
+
     /// An active, online agent account.
     pub async fn add_agent(&self, name: &str, email: &str) -> switchboard_models::AgentId {
         let agent = switchboard_models::Agent {

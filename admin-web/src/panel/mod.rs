@@ -247,8 +247,8 @@ async fn dashboard(State(state): State<AppState>, signed: Signed) -> Result<Html
         "oldest_wait": oldest_wait,
         "counts": {"urgent": counts.urgent, "new": counts.new, "waiting": counts.waiting, "in_progress": counts.in_progress, "resolved_today": counts.resolved_today, "overdue": counts.overdue},
         "unread": signed.unread,
-        "mine": mine.iter().filter(|s| !s.conversation.status.is_final()).map(|s| views::row(s, &agents, now)).collect::<Vec<_>>(),
-        "queue": queue.iter().map(|s| views::row(s, &agents, now)).collect::<Vec<_>>(),
+        "mine": mark_unread(&state, &signed, mine.iter().filter(|s| !s.conversation.status.is_final()).map(|s| views::row(s, &agents, now)).collect()).await?,
+        "queue": mark_unread(&state, &signed, queue.iter().map(|s| views::row(s, &agents, now)).collect()).await?,
     });
     state.views.render("dashboard", &page(&signed, "dashboard", "Dashboard", data))
 }
@@ -397,7 +397,7 @@ async fn conversations(
     let data = json!({
         "filters": {"status": query.status, "priority": query.priority, "category": query.category, "channel": query.channel, "assignee": query.assignee, "q": query.q, "undelivered": query.undelivered == "1", "sort": query.sort},
         "options": views::all_options(&agents),
-        "rows": rows.iter().map(|s| views::search_row(s, &agents, &words, state.engine.now())).collect::<Vec<_>>(),
+        "rows": mark_unread(&state, &signed, rows.iter().map(|s| views::search_row(s, &agents, &words, state.engine.now())).collect()).await?,
         "total": views::total_label(total, !query.q.trim().is_empty()),
         "search_capped": total.search_capped,
         "search_hits": views::count(u64::from(switchboard_core::ports::SEARCH_HITS)),
@@ -1015,12 +1015,50 @@ async fn hours(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin) 
     state.views.render("hours", &page(&signed, "hours", "Working hours", json!({"rows": rows})))
 }
 
+/// Gives each row the count of the signed-in agent's unread notifications about it.
+async fn mark_unread(state: &AppState, signed: &Signed, mut rows: Vec<serde_json::Value>) -> Result<Vec<serde_json::Value>, ApiError> {
+    if signed.unread == 0 || rows.is_empty() {
+        return Ok(rows);
+    }
+    let ids: Vec<ConversationId> = rows.iter().filter_map(|row| ConversationId::parse(row["id"].as_str()?).ok()).collect();
+    let unread = state.engine.notifications().unread_by_conversation(signed.agent.id, &ids).await?;
+    for row in &mut rows {
+        if let Some((_, count)) = unread.iter().find(|(id, _)| row["id"].as_str() == Some(id.to_string().as_str())) {
+            row["unread"] = json!(count);
+        }
+    }
+    Ok(rows)
+}
+
 /// What `/readyz` and `/metrics` say, for admins: whether the node takes traffic and why not,
 /// the outbox's backlog, the queue and who is connected.
 async fn system(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin) -> Result<Html<String>, ApiError> {
     let (backlog, oldest) = state.engine.outbox().outbox_backlog().await?;
     let queue = state.engine.queue().queue_view().await?;
     let now = state.engine.now();
+    let when = |at: chrono::DateTime<chrono::Utc>| at.format("%Y-%m-%d %H:%M UTC").to_string();
+    let jobs: Vec<serde_json::Value> = state
+        .engine
+        .jobs()
+        .scheduled_jobs()
+        .await?
+        .into_iter()
+        .map(|job| {
+            let last = match (job.last_started_at, job.last_ok) {
+                (None, _) => "never ran".to_string(),
+                (Some(at), None) => format!("started {}, running or cut off", when(at)),
+                (Some(at), Some(ok)) => format!("{} {}", if ok { "done" } else { "FAILED" }, when(at)),
+            };
+            json!({
+                "name": job.name,
+                "schedule": job.schedule,
+                "next": when(job.next_run_at),
+                "last": last,
+                "failed": job.last_ok == Some(false),
+                "outcome": job.last_outcome.unwrap_or_default(),
+            })
+        })
+        .collect();
     let (status, problem) = match (state.closing.is_cancelled(), state.engine.storage_problem()) {
         (true, _) => ("stopping", Some("Switchboard is stopping.".to_string())),
         (false, Some((since, reason))) => ("unavailable", Some(auth::storage_problem_text(since, &reason))),
@@ -1034,6 +1072,7 @@ async fn system(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin)
         "waiting": queue.waiting,
         "agents_online": queue.agents_online,
         "visitors_connected": state.visitors.connected_visitors(),
+        "jobs": jobs,
     });
     state.views.render("system", &page(&signed, "system", "System", data))
 }

@@ -125,6 +125,8 @@ pub fn row(summary: &ConversationSummary, agents: &[Agent], now: chrono::DateTim
     let c = &summary.conversation;
     let (sla, sla_class) = sla(c, now).map_or((None, None), |(text, class)| (Some(text), Some(class)));
     json!({
+        // Set by `mark_unread` for the agent looking.
+        "unread": 0,
         "sla": sla,
         "sla_class": sla_class,
         "id": c.id.to_string(),

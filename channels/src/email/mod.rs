@@ -23,7 +23,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use mail_parser::{MessageParser, MimeHeaders};
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard_core::ports::{Accounts, BlobStore, Conversations, DeliveryError, Outbound};
+use switchboard_core::ports::{BlobStore, Conversations, DeliveryError, Notifications, Outbound};
 use switchboard_core::{Engine, EngineError};
 use switchboard_models::{Attachment, Channel, Inbound, OutboundMessage, Sender, Thread};
 use tokio::net::TcpStream;
@@ -565,55 +565,97 @@ impl Outbound for EmailOutbound {
     }
 }
 
-/// Mails an agent when a conversation is assigned to them. Best effort: a notice that fails is
-/// logged, never retried (the conversation itself is safe in the panel).
-pub struct AgentNotifier {
+/// Mails agents their notifications. The notifications table is the queue: a notification to
+/// mail is written with the step that caused it, and stays pending until the mail server took
+/// it (or refused it for good), so a crash or a mail server that is down delays a mail and
+/// never loses it. With several nodes it runs on one at a time (a singleton).
+pub struct NotificationMailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     settings: EmailSettings,
-    store: Arc<dyn Accounts>,
+    store: Arc<dyn Notifications>,
+    /// The panel's address for links (`server.public_url`); none: the mail names the conversation.
+    panel_url: Option<String>,
 }
 
-impl AgentNotifier {
-    pub fn new(settings: EmailSettings, store: Arc<dyn Accounts>) -> Result<Self, String> {
-        Ok(Self { transport: smtp_transport(&settings.smtp)?, settings, store })
+/// Pending notifications mailed per pass.
+const MAIL_BATCH: u32 = 50;
+
+impl NotificationMailer {
+    pub fn new(settings: EmailSettings, store: Arc<dyn Notifications>, panel_url: Option<String>) -> Result<Self, String> {
+        Ok(Self { transport: smtp_transport(&settings.smtp)?, settings, store, panel_url })
     }
 
-    /// Runs until the event bus closes.
-    pub async fn run(self, mut events: tokio::sync::broadcast::Receiver<switchboard_models::DomainEvent>) {
-        use tokio::sync::broadcast::error::RecvError;
+    /// Mails what is pending, then waits for news of a notification (or 5 s: one written on
+    /// another node); backs off while the mail server is away.
+    pub async fn run(self: Arc<Self>, mut events: tokio::sync::broadcast::Receiver<switchboard_models::DomainEvent>) {
+        let mut backoff = Duration::from_secs(1);
         loop {
-            match events.recv().await {
-                Ok(switchboard_models::DomainEvent::Assigned { conversation, agent }) => {
-                    if let Err(error) = self.notify(&conversation, agent).await {
-                        tracing::warn!(%error, conversation_id = %conversation.id, "assignment mail not sent");
+            match self.mail_pending().await {
+                Ok(sent) if sent >= MAIL_BATCH as usize => continue,
+                Ok(_) => backoff = Duration::from_secs(1),
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff, "notification mails wait; they stay queued");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                    continue;
+                }
+            }
+            let news = async {
+                loop {
+                    match events.recv().await {
+                        Ok(switchboard_models::DomainEvent::Notified { .. }) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
                     }
                 }
-                Ok(_) => {}
-                Err(RecvError::Lagged(missed)) => tracing::warn!(missed, "assignment notices skipped (event bus lagged)"),
-                Err(RecvError::Closed) => return,
-            }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(5), news).await;
         }
     }
 
-    async fn notify(&self, conversation: &switchboard_models::Conversation, agent: switchboard_models::AgentId) -> Result<(), String> {
-        let Some(agent) = self.store.agent(agent).await.map_err(|e| e.to_string())?.filter(|a| a.active) else {
-            return Ok(());
+    /// Mails one batch; returns how many notifications it ended. An error means the mail
+    /// server or the store is away: what is left stays pending.
+    pub async fn mail_pending(&self) -> Result<usize, String> {
+        let pending = self.store.notices_to_mail(MAIL_BATCH).await.map_err(|e| e.to_string())?;
+        let mut ended = 0;
+        for notice in pending {
+            let id = notice.notification.id;
+            let outcome = match notice.agent_active {
+                false => Some("the agent's account is deactivated".to_string()),
+                true => match self.mail(&notice) {
+                    Err(error) => Some(error),
+                    Ok(mail) => match self.transport.send(mail).await {
+                        Ok(_) => None,
+                        Err(error) if error.is_permanent() => Some(format!("the mail server refused it: {error}")),
+                        Err(error) => return Err(format!("the mail server could not take it now: {error}")),
+                    },
+                },
+            };
+            if let Some(why) = &outcome {
+                tracing::warn!(notification = id, agent = %notice.agent_email, why, "notification not mailed");
+            }
+            self.store.notice_mailed(id, chrono::Utc::now(), outcome.as_deref()).await.map_err(|e| e.to_string())?;
+            ended += 1;
+        }
+        Ok(ended)
+    }
+
+    fn mail(&self, notice: &switchboard_core::ports::NoticeMail) -> Result<lettre::Message, String> {
+        let n = &notice.notification;
+        let link = match (n.conversation_id, &self.panel_url) {
+            (Some(id), Some(url)) => format!("\n\n{}/panel/conversations/{id}\n", url.trim_end_matches('/')),
+            (Some(id), None) => format!("\n\nConversation {id}\n"),
+            (None, _) => "\n".to_string(),
         };
-        let summary = conversation.escalation.as_ref().map(|e| e.summary.as_str()).unwrap_or("");
-        let priority = conversation.priority.map(|p| p.as_str()).unwrap_or("none");
-        let body = format!(
-            "Hello {},\n\nA {} conversation is now yours (priority: {priority}).\n\n{summary}\n\nConversation {}\n",
-            agent.name, conversation.channel, conversation.id
-        );
-        let from: Mailbox = format!("{} <{}>", self.settings.display_name, self.settings.address).parse().map_err(|e| format!("{e}"))?;
-        let to: Mailbox = agent.email.parse().map_err(|e| format!("agent email `{}`: {e}", agent.email))?;
-        let mail = lettre::Message::builder()
+        let body = format!("Hello {},\n\n{}{link}", notice.agent_name, n.text);
+        let from: Mailbox = format!("{} <{}>", self.settings.display_name, self.settings.address).parse().map_err(|e| format!("email.address: {e}"))?;
+        let to: Mailbox = notice.agent_email.parse().map_err(|e| format!("the agent's email `{}` is not an address: {e}", notice.agent_email))?;
+        lettre::Message::builder()
             .from(from)
             .to(to)
-            .subject(format!("Assigned to you: {} conversation ({priority})", conversation.channel))
+            .subject(n.text.chars().take(100).collect::<String>())
             .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Auto-Submitted"), "auto-generated".into()))
             .singlepart(SinglePart::plain(body))
-            .map_err(|e| e.to_string())?;
-        self.transport.send(mail).await.map(|_| ()).map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())
     }
 }

@@ -7,6 +7,7 @@
 //!   bench startup    [--runs 5]
 //!   bench panel      [--conversations 100000] [--messages-each 10] [--requests 200]
 //!   bench nlp        [--connections 32] [--seconds 10]
+//!   bench overload   [--rate 500] [--connections 100] [--seconds 60] [--budget-ms 200]
 //!   bench wal        [--rate 300] [--seconds 600]          (SQLite: the WAL's size under load)
 //!   bench soak       [--cycles 10] [--rate 300] [--seconds 5]   (kill -9 under load; SQLite)
 //!   bench failover   [--runs 5]     (two nodes on PostgreSQL: Telegram polling after kill -9)
@@ -16,7 +17,7 @@
 //!
 //! BENCH_DATABASE=postgres runs the server on a fresh PostgreSQL database (on TEST_POSTGRES_URL's
 //! server, default 127.0.0.1:5432) instead of SQLite.
-//! All but `nlp` run the server on keyword rules, to measure the gateway itself; `nlp` runs it
+//! All but `nlp` and `overload` run the server on keyword rules, to measure the gateway itself; `nlp` runs it
 //! with the sentence encoder (./scripts/fetch-model.sh) and the built-in intents.
 //! Results go to stdout as one line per measurement; BENCHMARKS.md records them.
 
@@ -186,6 +187,10 @@ async fn main() -> anyhow::Result<()> {
         "wal" => wal(arg(&args, "--rate", 300), arg(&args, "--seconds", 600)).await,
         "soak" => soak(arg(&args, "--cycles", 10), arg(&args, "--rate", 300), arg(&args, "--seconds", 5)).await,
         "nlp" => nlp(arg(&args, "--connections", 32) as usize, arg(&args, "--seconds", 10)).await,
+        "overload" => {
+            overload(arg(&args, "--rate", 500), arg(&args, "--connections", 100) as usize, arg(&args, "--seconds", 60), arg(&args, "--budget-ms", 200))
+                .await
+        }
         "sla" => {
             sla(arg(&args, "--conversations", 100_000), arg(&args, "--due-per-second", 50), arg(&args, "--rate", 300), arg(&args, "--seconds", 20))
                 .await
@@ -297,16 +302,7 @@ async fn nlp(connections: usize, seconds: u64) -> anyhow::Result<()> {
     );
     let (server, _) = Server::start_with(tempfile::tempdir()?, &env)?;
     println!("nlp memory: server RSS {} MiB with the model loaded, before traffic", server.rss_kib() / 1024);
-    // Questions the bot answers, so no conversation leaves the bot for the queue mid-run.
-    const TEXTS: [&str; 6] = [
-        "what plans do you offer and how much do they cost",
-        "how do I reset my password",
-        "how can I export all my data",
-        "can I get a copy of last month's invoice",
-        "what are your opening hours",
-        "do you have a dark mode",
-    ];
-    let (total, elapsed) = closed_loop(&[server.addr], connections, seconds, |n| TEXTS[n as usize % TEXTS.len()].to_string()).await?;
+    let (total, elapsed) = closed_loop(&[server.addr], connections, seconds, |n| NLP_TEXTS[n as usize % NLP_TEXTS.len()].to_string()).await?;
     println!(
         "nlp throughput: {connections} connections, {total} messages classified, persisted and answered in {elapsed:.1} s = {:.0} msg/s; server RSS {} MiB",
         total as f64 / elapsed,
@@ -357,6 +353,59 @@ async fn closed_loop(servers: &[SocketAddr], connections: usize, seconds: u64, t
     Ok((answered.load(Ordering::Relaxed), started.elapsed().as_secs_f64()))
 }
 
+/// The model under an open-loop load above what its encoder can take: reply latencies, what
+/// was never answered, how many messages took the fast path, and one customer's reply time
+/// once the load stops.
+async fn overload(rate: u64, connections: usize, seconds: u64, budget_ms: u64) -> anyhow::Result<()> {
+    let cache = tempfile::tempdir()?;
+    let cache_dir = cache.path().display().to_string();
+    let budget = budget_ms.to_string();
+    let env = [
+        ("SWITCHBOARD_NLP__ENABLED", "true"),
+        ("SWITCHBOARD_NLP__CACHE_DIR", cache_dir.as_str()),
+        ("SWITCHBOARD_NLP__QUEUE_BUDGET_MS", budget.as_str()),
+    ];
+    let (server, _) = Server::start_with(tempfile::tempdir()?, &env)?;
+    let (samples, achieved) = reply_latencies_of(server.addr, rate, connections, seconds, |n| NLP_TEXTS[n as usize % NLP_TEXTS.len()]).await?;
+    let pct = |p: f64| samples.get(((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1))).copied().unwrap_or_default();
+    let sent = rate * seconds;
+    let metrics = reqwest::get(format!("http://{}/metrics", server.addr)).await?.text().await?;
+    let fast: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("switchboard_classifications_fast_path_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    println!(
+        "overload: offered {rate} msg/s over {connections} connections for {seconds} s (sent at {achieved:.0} msg/s), budget {budget_ms} ms: \
+         {} of {sent} answered within 2 s of the last send ({} not), p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {fast:.0} took the fast path",
+        samples.len(),
+        sent.saturating_sub(samples.len() as u64),
+        pct(0.50).as_secs_f64() * 1000.0,
+        pct(0.99).as_secs_f64() * 1000.0,
+        samples.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+    );
+    // Recovery: one customer alone, right after.
+    let (mut after, _) = reply_latencies_of(server.addr, 5, 1, 4, |n| NLP_TEXTS[n as usize % NLP_TEXTS.len()]).await?;
+    after.sort();
+    println!(
+        "overload: after the load, one customer at 5 msg/s: p50 {:.1} ms, max {:.1} ms ({} answered)",
+        after.get(after.len() / 2).copied().unwrap_or_default().as_secs_f64() * 1000.0,
+        after.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+        after.len()
+    );
+    Ok(())
+}
+
+/// Questions the bot answers from its intents, so conversations stay with the bot.
+const NLP_TEXTS: [&str; 6] = [
+    "what plans do you offer and how much do they cost",
+    "how do I reset my password",
+    "how can I export all my data",
+    "can I get a copy of last month's invoice",
+    "what are your opening hours",
+    "do you have a dark mode",
+];
+
 /// Open loop at a fixed rate; latency from send to the bot's answer arriving.
 async fn latency(rate: u64, connections: usize, seconds: u64) -> anyhow::Result<()> {
     let (server, _) = Server::start()?;
@@ -375,6 +424,17 @@ async fn latency(rate: u64, connections: usize, seconds: u64) -> anyhow::Result<
 /// Open loop at `rate` messages a second over `connections` widgets: each bot answer's time
 /// since its message was sent, sorted, and the send rate achieved.
 async fn reply_latencies(addr: SocketAddr, rate: u64, connections: usize, seconds: u64) -> anyhow::Result<(Vec<Duration>, f64)> {
+    reply_latencies_of(addr, rate, connections, seconds, |_| "hello").await
+}
+
+/// `reply_latencies` with the `n`th message's text given.
+async fn reply_latencies_of(
+    addr: SocketAddr,
+    rate: u64,
+    connections: usize,
+    seconds: u64,
+    text: fn(u64) -> &'static str,
+) -> anyhow::Result<(Vec<Duration>, f64)> {
     let keys = VisitorKeys::new(SECRET.as_bytes().to_vec());
     let samples = Arc::new(Mutex::new(Vec::<Duration>::new()));
     let mut sinks = Vec::new();
@@ -409,7 +469,7 @@ async fn reply_latencies(addr: SocketAddr, rate: u64, connections: usize, second
         let (sink, sent_at) = &mut sinks[(n as usize) % connections];
         let id = format!("m{n}");
         sent_at.lock().await.insert(id.clone(), Instant::now());
-        let frame = json!({"type": "send", "client_id": id, "text": "hello"});
+        let frame = json!({"type": "send", "client_id": id, "text": text(n)});
         sink.send(WsMessage::Text(frame.to_string().into())).await?;
     }
     let send_elapsed = started.elapsed().as_secs_f64();

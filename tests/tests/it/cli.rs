@@ -80,6 +80,25 @@ fn config_check_names_the_wrong_key_and_why() {
     assert_eq!(code, 2);
     assert!(err.contains("business_hours.outside_hours") && err.contains("queue, ask_email"), "{err}");
 
+    // Scheduled jobs: a wrong cron expression or zone, a backup on PostgreSQL, an unknown notice.
+    let (code, _, err) = run(&["config", "check"], &[("SWITCHBOARD_JOBS__RETENTION__SCHEDULE", "every night")], dir.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("jobs.retention.schedule") && err.contains("every night") && err.contains("\"30 3 * * *\""), "{err}");
+    let (code, _, err) = run(&["config", "check"], &[("SWITCHBOARD_JOBS__BACKUP__SCHEDULE", "0 25 * * *")], dir.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("jobs.backup.schedule") && err.contains("0 25 * * *"), "{err}");
+    let (code, _, err) = run(&["config", "check"], &[("SWITCHBOARD_JOBS__TIME_ZONE", "Mars/Olympus")], dir.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("jobs.time_zone") && err.contains("Mars/Olympus") && err.contains("IANA"), "{err}");
+    let on_postgres = [("SWITCHBOARD_JOBS__BACKUP__SCHEDULE", "0 3 * * *"), ("SWITCHBOARD_DATABASE__URL", "postgres://switchboard@127.0.0.1/sb")];
+    let (code, _, err) = run(&["config", "check"], &on_postgres, dir.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("jobs.backup.schedule") && err.contains("pg_dump"), "{err}");
+    let mailing = [("SWITCHBOARD_EMAIL__ADDRESS", "support@example.com"), ("SWITCHBOARD_EMAIL__NOTIFY_AGENTS", "true"), ("SWITCHBOARD_EMAIL__NOTIFY_ABOUT", "[\"assigned\", \"birthday\"]")];
+    let (code, _, err) = run(&["config", "check"], &mailing, dir.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("email.notify_about") && err.contains("birthday") && err.contains("sla_breach"), "{err}");
+
     let (code, _, err) = run(&["--config", "missing.toml", "serve"], &[], dir.path());
     assert_eq!(code, 2);
     assert!(err.contains("missing.toml") && err.contains("does not exist"), "{err}");
@@ -477,6 +496,35 @@ async fn a_backup_taken_while_serving_restores_elsewhere() {
     let (code, _, err) = run(&["db", "backup", "--to", "x.db"], &[("SWITCHBOARD_DATABASE__URL", "postgres://u@127.0.0.1:1/x")], dir.path());
     assert_ne!(code, 0);
     assert!(err.contains("pg_dump"), "PostgreSQL has its own tools: {err}");
+
+    // Retention by hand: a dry run counts, a real run deletes, and the jobs list says what runs when.
+    let expired = switchboard_store::open(&format!("sqlite://{}", elsewhere.path().join("switchboard.db").display())).await.unwrap();
+    let agent = switchboard_models::Agent {
+        id: switchboard_models::AgentId::new(),
+        email: "lee@example.com".into(),
+        name: "Lee".into(),
+        role: switchboard_models::Role::Agent,
+        presence: switchboard_models::Presence::Offline,
+        capacity: 3,
+        active: true,
+        created_at: chrono::Utc::now(),
+    };
+    expired.save_agent(&agent).await.unwrap();
+    let record = switchboard_core::SessionRecord { agent: agent.id, csrf: "c".into(), expires_at: chrono::Utc::now() - chrono::Duration::hours(1) };
+    expired.create_session("expired", &record).await.unwrap();
+    expired.close().await;
+    let (code, out, err) = run(&["db", "purge", "--dry-run"], &[], elsewhere.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("would delete 1 expired sessions, 0 read notifications") && out.contains("nothing was deleted"), "{out}");
+    let (code, out, _) = run(&["db", "purge"], &[], elsewhere.path());
+    assert_eq!(code, 0);
+    assert!(out.contains("deleted 1 expired sessions"), "{out}");
+    let (_, out, _) = run(&["db", "purge", "--dry-run"], &[], elsewhere.path());
+    assert!(out.contains("would delete 0 expired sessions"), "{out}");
+    let (code, out, err) = run(&["db", "jobs"], &[("SWITCHBOARD_JOBS__BACKUP__SCHEDULE", "0 3 * * *")], elsewhere.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("backup\t\"0 3 * * *\"\tnext at the next start\tlast never ran"), "{out}");
+    assert!(out.contains("retention\t\"30 3 * * *\""), "{out}");
 }
 
 #[tokio::test]

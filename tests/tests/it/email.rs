@@ -7,6 +7,7 @@ use mail_parser::{MessageParser, MimeHeaders};
 use std::time::Duration;
 use switchboard::config::Secret;
 use switchboard_channels::email::PROCESSED_FLAG;
+use switchboard_core::TicketChange;
 use switchboard_core::ports::ConversationFilter;
 use switchboard_models::{Channel, DeliveryState, Handler, Message, Sender};
 use switchboard_tests::TestServer;
@@ -185,6 +186,9 @@ async fn email_threads_attachments_loops_and_restarts() {
     assert_eq!(server.engine().attachment_bytes(form).await.unwrap(), pdf);
     let bo_before = bo.all().await.len();
     let agent = server.add_agent("Lee", "agent@example.test").await;
+    // An admin (away, so given nothing automatically) assigns it: Lee is told, by mail too.
+    let root = add_admin(&server).await;
+    server.engine().change_ticket(filed.conversation_id, root, TicketChange::Assign(agent), None).await.unwrap();
     let png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR fake image";
     let picture = server.engine().accept_upload("steps.png", png).await.unwrap();
     server.engine().agent_reply(filed.conversation_id, agent, "Thanks, see the steps attached.".into(), vec![picture]).await.unwrap();
@@ -205,8 +209,10 @@ async fn email_threads_attachments_loops_and_restarts() {
     assert_eq!(handled.handler, Handler::Agent(agent));
     let notices = agent_inbox.wait_count(1, WAIT).await;
     let notice = parse(&notices[0]);
-    assert!(notice.subject.starts_with("Assigned to you: email conversation"), "{}", notice.subject);
+    assert!(notice.subject.starts_with("A conversation was assigned to you"), "{}", notice.subject);
+    assert!(notice.text.starts_with("Hello Lee,") && notice.text.contains(&format!("Conversation {}", filed.conversation_id)), "{}", notice.text);
     assert_eq!(notice.auto_submitted.as_deref(), Some("auto-generated"));
+    assert!(server.engine().store().notices_to_mail(10).await.unwrap().is_empty(), "mailed: nothing waits");
 
     // Robots are not answered: an out-of-office reply and a bounce.
     let ann_before = ann.all().await.len();
@@ -272,6 +278,30 @@ async fn email_threads_attachments_loops_and_restarts() {
         daemons.iter().all(|c| !c.customer.to_lowercase().contains("mailer-daemon")),
         "the bounce opened no conversation"
     );
+
+    // The mail server is away when a colleague mentions Lee: the notice waits in the store
+    // across a restart and is mailed once the server can reach it.
+    let away_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    server.config.email.smtp_port = away_port;
+    server.restart().await;
+    server.engine().add_note(filed.conversation_id, root, "@Lee please check the form".into()).await.unwrap();
+    assert_eq!(server.engine().store().notices_to_mail(10).await.unwrap().len(), 1, "waiting for the mail server");
+    server.config.email.smtp_port = SMTP_PORT;
+    server.restart().await;
+    let notices = agent_inbox.wait_count(2, WAIT).await;
+    let mentioned = notices.iter().map(|m| parse(m)).find(|m| m.subject.starts_with("Root mentioned you")).expect("the mention's mail");
+    assert!(mentioned.text.contains("please check the form"), "{}", mentioned.text);
+    assert!(server.engine().store().notices_to_mail(10).await.unwrap().is_empty());
+}
+
+/// An admin account, away.
+async fn add_admin(server: &TestServer) -> switchboard_models::AgentId {
+    let root = server.add_agent("Root", GONE).await;
+    let mut admin = server.engine().store().agent(root).await.unwrap().unwrap();
+    admin.role = switchboard_models::Role::Admin;
+    admin.presence = switchboard_models::Presence::Away;
+    server.engine().store().save_agent(&admin).await.unwrap();
+    root
 }
 
 fn base64(bytes: &[u8]) -> String {

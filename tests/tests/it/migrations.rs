@@ -37,6 +37,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0014_rate_bucket_refill_rates.sql", "c7f1bf272a6e343c89cde91ac044a9c626816b7a906d521f4779236196aed9b5"),
     ("sqlite/0015_sla_and_notifications.sql", "a20ba469138608fba6dd94672667598490b927f860b1851a60ef34ecd5003e3a"),
     ("postgres/0015_sla_and_notifications.sql", "c95c05a0774eb169132202061dac441377c78ce7d163fa5b73a7abdd97d13bdd"),
+    ("sqlite/0016_scheduled_jobs_and_mailed_notices.sql", "e3f09c4aa0ac22f8a52b42a3a83dea673e8b968dd5cdd848f36df24e7d773fa7"),
+    ("postgres/0016_scheduled_jobs_and_mailed_notices.sql", "856dcd46c4061d58a099ca7897a58aafc80282c1a2874a1cf794068ca97e2af4"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

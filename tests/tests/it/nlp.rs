@@ -74,6 +74,47 @@ async fn unseen_phrasings_get_the_right_intent_and_signals() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_overload_messages_over_the_queue_budget_take_the_fast_path_and_none_is_lost() {
+    let cache = tempfile::tempdir().unwrap();
+    let texts = ["I forgot my password", "where is my order", "I was charged twice", "hello", "cancel my subscription"];
+    let burst = |classifier: Arc<ModelClassifier>, n: usize| async move {
+        let calls = (0..n).map(|i| {
+            let classifier = classifier.clone();
+            let text = texts[i % texts.len()];
+            async move { (text, classifier.classify(text).await) }
+        });
+        futures::future::join_all(calls).await
+    };
+
+    // A budget no message can keep: every one is classified on its words, with no judgement.
+    let shedding = Arc::new(built_in(cache.path(), None, 0.0).with_queue_budget(Duration::from_nanos(1)));
+    let answered = burst(shedding.clone(), 40).await;
+    assert_eq!(answered.len(), 40);
+    for (text, c) in &answered {
+        assert_eq!(c.source, ClassificationSource::FastPath, "{text}");
+        assert!(c.judgement.is_none());
+    }
+    let password = &answered.iter().find(|(t, _)| *t == "I forgot my password").unwrap().1;
+    assert_eq!(password.intent.as_str(), "reset_password", "the words alone still know a plain request");
+    assert_eq!(shedding.queue_depth(), 0);
+
+    // A budget of 20 ms under a burst of 300: the first ones are encoded, the late ones shed;
+    // every message is answered and the queue empties.
+    let tight = Arc::new(built_in(cache.path(), None, 0.0).with_queue_budget(Duration::from_millis(20)));
+    let started = Instant::now();
+    let answered = burst(tight.clone(), 300).await;
+    let fast = answered.iter().filter(|(_, c)| c.source == ClassificationSource::FastPath).count();
+    assert_eq!(answered.len(), 300);
+    assert!(fast > 0 && fast < 300, "some encoded, some shed: {fast} of 300 in {:?}", started.elapsed());
+    assert_eq!(tight.queue_depth(), 0);
+
+    // No budget: the encoder takes every message, however long the wait.
+    let patient = Arc::new(built_in(cache.path(), None, 0.0).with_queue_budget(Duration::ZERO));
+    let answered = burst(patient, 100).await;
+    assert!(answered.iter().all(|(_, c)| c.source == ClassificationSource::Model));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn off_topic_messages_are_out_of_scope() {
     let cache = tempfile::tempdir().unwrap();
     let classifier = built_in(cache.path(), None, 0.0);

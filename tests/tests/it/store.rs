@@ -7,7 +7,7 @@ use switchboard_core::ports::{
 };
 use switchboard_models::{
     Agent, Attachment, Classification, ClassificationSource, IntentName, Urgency, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, Category, Channel, Contact, ContactId,
-    Conversation, DeliveryState, Handler, Message, MessageId, Presence, Priority, Role, Sender, Status, Timestamp,
+    Conversation, ConversationId, DeliveryState, Handler, Message, MessageId, Presence, Priority, Role, Sender, Status, Timestamp,
 };
 use switchboard_core::timers::{Timer, TimerKind};
 use switchboard_tests::databases::{Backend, TestDatabase};
@@ -54,6 +54,9 @@ on_both_backends!(
     the_queue_says_who_is_ahead_and_how_long_first_replies_took,
     steps_committed_at_once_are_each_stored_refused_or_failed_on_their_own,
     notifications_are_written_with_their_step_for_an_agent_or_every_admin_and_read_once,
+    notifications_to_mail_wait_until_mailed_or_given_up,
+    a_scheduled_job_run_is_taken_once_and_replanned_only_when_its_schedule_changes,
+    retention_counts_then_deletes_expired_sessions_and_old_read_notifications,
     sla_clocks_round_trip_and_lists_sort_by_the_nearest_due_time,
 );
 
@@ -63,7 +66,7 @@ on_both_backends!(
 fn every_store_port_method_has_a_contract_test() {
     let ports = include_str!("../../../core/src/ports.rs");
     let tests = include_str!("store.rs");
-    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Notifications", "Coordination"];
+    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Notifications", "Jobs", "Coordination"];
     let mut untested = Vec::new();
     for name in traits {
         let start = ports.find(&format!("pub trait {name}: Send + Sync {{")).unwrap_or_else(|| panic!("port {name} is gone from ports.rs"));
@@ -1152,7 +1155,7 @@ async fn notifications_are_written_with_their_step_for_an_agent_or_every_admin_a
         store.save_agent(a).await.unwrap();
     }
     let c = conversation(store.as_ref(), "notified").await;
-    let notice = |to, kind, text: &str| NoticeWrite { to, kind, conversation: Some(c.id), text: text.into(), at: now() };
+    let notice = |to, kind, text: &str| NoticeWrite { to, kind, conversation: Some(c.id), text: text.into(), at: now(), by_email: false };
     let write = StepWrite {
         notices: vec![
             notice(Recipient::Agent(ann.id), NotificationKind::Assigned, "A conversation was assigned to you."),
@@ -1184,12 +1187,147 @@ async fn notifications_are_written_with_their_step_for_an_agent_or_every_admin_a
     assert_eq!(page.iter().map(|n| n.text.as_str()).collect::<Vec<_>>(), ["hello?", "A conversation was assigned to you."]);
     let older = store.notifications_of(ann.id, Some(page[0].id), 10).await.unwrap();
     assert_eq!(older.len(), 1);
+    let unread_in = |ids: Vec<ConversationId>| {
+        let store = store.clone();
+        async move {
+            let mut found = store.unread_by_conversation(ann.id, &ids).await.unwrap();
+            found.sort();
+            found
+        }
+    };
+    let mut both = vec![(c.id, 1), (other.id, 1)];
+    both.sort();
+    assert_eq!(unread_in(vec![c.id, other.id, ConversationId::new()]).await, both, "per conversation, only those asked about");
+    assert!(unread_in(Vec::new()).await.is_empty());
     assert_eq!(store.mark_notifications_read(ann.id, Some(other.id), now()).await.unwrap(), 1);
+    assert_eq!(unread_in(vec![c.id, other.id]).await, [(c.id, 1)]);
     assert_eq!(store.unread_notifications(ann.id).await.unwrap(), 1);
     assert_eq!(store.mark_notifications_read(ann.id, None, now()).await.unwrap(), 1);
     assert_eq!(store.mark_notifications_read(ann.id, None, now()).await.unwrap(), 0, "read once");
     assert!(of(&ann).await.iter().all(|n| n.read_at.is_some()));
     assert_eq!(store.unread_notifications(root.id).await.unwrap(), 1, "another agent's stay unread");
+}
+
+async fn notifications_to_mail_wait_until_mailed_or_given_up(backend: Backend) {
+    use switchboard_core::ports::NoticeWrite;
+    use switchboard_core::Recipient;
+    use switchboard_models::NotificationKind;
+    let (store, _db) = fresh(backend).await;
+    let ann = agent("Ann", Presence::Online);
+    let root = Agent { role: Role::Admin, ..agent("Root", Presence::Online) };
+    for a in [&ann, &root] {
+        store.save_agent(a).await.unwrap();
+    }
+    let c = conversation(store.as_ref(), "mailed").await;
+    let notice = |to, text: &str, by_email| NoticeWrite {
+        to,
+        kind: NotificationKind::Assigned,
+        conversation: Some(c.id),
+        text: text.into(),
+        at: now(),
+        by_email,
+    };
+    let write = StepWrite {
+        notices: vec![
+            notice(Recipient::Agent(ann.id), "mail me", true),
+            notice(Recipient::Agent(ann.id), "panel only", false),
+            notice(Recipient::Admins, "mail the admins", true),
+        ],
+        ..StepWrite::default()
+    };
+    store.commit(write).await.unwrap();
+    let pending = store.notices_to_mail(10).await.unwrap();
+    let texts: Vec<(&str, &str, bool)> =
+        pending.iter().map(|m| (m.notification.text.as_str(), m.agent_email.as_str(), m.agent_active)).collect();
+    assert_eq!(texts, [("mail me", ann.email.as_str(), true), ("mail the admins", root.email.as_str(), true)], "oldest first");
+    assert_eq!(pending[0].agent_name, "Ann");
+    assert_eq!(store.notices_to_mail(1).await.unwrap().len(), 1, "up to the limit");
+
+    // Sent, or given up: either way it waits no more. Mailing leaves it unread in the panel.
+    store.notice_mailed(pending[0].notification.id, now(), None).await.unwrap();
+    store.notice_mailed(pending[1].notification.id, now(), Some("the mail server refused it")).await.unwrap();
+    assert!(store.notices_to_mail(10).await.unwrap().is_empty());
+    assert_eq!(store.unread_notifications(ann.id).await.unwrap(), 2);
+
+    // A deactivated agent's pending mail is still handed out, marked, so it can be given up.
+    store.commit(StepWrite { notices: vec![notice(Recipient::Agent(ann.id), "late", true)], ..StepWrite::default() }).await.unwrap();
+    store.save_agent(&Agent { active: false, ..ann.clone() }).await.unwrap();
+    let pending = store.notices_to_mail(10).await.unwrap();
+    assert_eq!(pending.iter().map(|m| (m.notification.text.as_str(), m.agent_active)).collect::<Vec<_>>(), [("late", false)]);
+}
+
+async fn a_scheduled_job_run_is_taken_once_and_replanned_only_when_its_schedule_changes(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let t0 = now();
+    let hours = chrono::Duration::hours;
+    assert!(store.scheduled_jobs().await.unwrap().is_empty());
+    store.plan_job("backup", "0 3 * * *", t0 + hours(1)).await.unwrap();
+    // A restart plans again with a later next run: the stored one stays (a run missed while
+    // stopped is still due).
+    store.plan_job("backup", "0 3 * * *", t0 + hours(25)).await.unwrap();
+    let jobs = store.scheduled_jobs().await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!((jobs[0].name.as_str(), jobs[0].schedule.as_str(), jobs[0].next_run_at), ("backup", "0 3 * * *", t0 + hours(1)));
+    assert_eq!((jobs[0].last_started_at, jobs[0].last_ok), (None, None));
+
+    // Two nodes take the same due run: one wins.
+    let due = t0 + hours(1);
+    let (a, b) = tokio::join!(
+        store.take_job_run("backup", due, t0 + hours(25), "node-a", due),
+        store.take_job_run("backup", due, t0 + hours(25), "node-b", due)
+    );
+    assert!(a.unwrap() ^ b.unwrap(), "exactly one node runs it");
+    assert!(!store.take_job_run("backup", due, t0 + hours(25), "node-a", due).await.unwrap(), "taken already");
+    let running = &store.scheduled_jobs().await.unwrap()[0];
+    assert_eq!((running.next_run_at, running.last_started_at, running.last_ok), (t0 + hours(25), Some(due), None));
+    assert!(running.last_node.as_deref().is_some_and(|n| n.starts_with("node-")));
+    store.job_finished("backup", due + chrono::Duration::seconds(3), false, "disk full").await.unwrap();
+    let done = &store.scheduled_jobs().await.unwrap()[0];
+    assert_eq!((done.last_finished_at, done.last_ok, done.last_outcome.as_deref()), (Some(due + chrono::Duration::seconds(3)), Some(false), Some("disk full")));
+
+    // A new schedule replans the next run.
+    store.plan_job("backup", "0 4 * * *", t0 + hours(26)).await.unwrap();
+    let replanned = &store.scheduled_jobs().await.unwrap()[0];
+    assert_eq!((replanned.schedule.as_str(), replanned.next_run_at), ("0 4 * * *", t0 + hours(26)));
+    assert_eq!(replanned.last_outcome.as_deref(), Some("disk full"), "the last run's record stays");
+}
+
+async fn retention_counts_then_deletes_expired_sessions_and_old_read_notifications(backend: Backend) {
+    use switchboard_core::ports::{NoticeWrite, PurgeRules, Purged};
+    use switchboard_core::Recipient;
+    use switchboard_models::NotificationKind;
+    let (store, _db) = fresh(backend).await;
+    let ann = agent("Ann", Presence::Online);
+    store.save_agent(&ann).await.unwrap();
+    let t0 = now();
+    let days = chrono::Duration::days;
+    for (hash, expires) in [("expired", t0 - days(1)), ("live", t0 + days(1))] {
+        let session = SessionRecord { agent: ann.id, csrf: "c".into(), expires_at: expires };
+        store.create_session(hash, &session).await.unwrap();
+    }
+    let c = conversation(store.as_ref(), "retained").await;
+    for (text, at) in [("old", t0 - days(200)), ("recent", t0 - days(1))] {
+        let notice = NoticeWrite { to: Recipient::Agent(ann.id), kind: NotificationKind::Assigned, conversation: Some(c.id), text: text.into(), at, by_email: false };
+        store.commit(StepWrite { notices: vec![notice], ..StepWrite::default() }).await.unwrap();
+    }
+    store.mark_notifications_read(ann.id, None, t0).await.unwrap();
+    // Written after the read: as old, but unread.
+    let kept_unread = NoticeWrite { to: Recipient::Agent(ann.id), kind: NotificationKind::Assigned, conversation: Some(c.id), text: "old, still unread".into(), at: t0 - days(300), by_email: false };
+    store.commit(StepWrite { notices: vec![kept_unread], ..StepWrite::default() }).await.unwrap();
+
+    let rules = PurgeRules { sessions_expired_before: t0, read_notifications_before: Some(t0 - days(180)) };
+    let counted = store.purge(&rules, true).await.unwrap();
+    assert_eq!(counted, Purged { sessions: 1, notifications: 1 });
+    assert_eq!(store.notifications_of(ann.id, None, 10).await.unwrap().len(), 3, "a dry run deletes nothing");
+    assert!(store.session("expired", t0 - days(2)).await.unwrap().is_some());
+    assert_eq!(store.purge(&rules, false).await.unwrap(), counted);
+    let left: Vec<String> = store.notifications_of(ann.id, None, 10).await.unwrap().into_iter().map(|n| n.text).collect();
+    assert_eq!(left, ["old, still unread", "recent"], "unread and recent ones stay");
+    assert!(store.session("expired", t0 - days(2)).await.unwrap().is_none());
+    assert!(store.session("live", t0).await.unwrap().is_some());
+    assert_eq!(store.purge(&rules, false).await.unwrap(), Purged::default(), "nothing twice");
+    let keep_all = PurgeRules { read_notifications_before: None, ..rules };
+    assert_eq!(store.purge(&keep_all, true).await.unwrap(), Purged::default());
 }
 
 async fn sla_clocks_round_trip_and_lists_sort_by_the_nearest_due_time(backend: Backend) {

@@ -320,7 +320,11 @@ async fn a_customer_writing_to_an_assigned_agent_and_a_mention_in_a_note_notify_
     use switchboard_models::NotificationKind::{CustomerReplied, Mentioned};
     let server = TestServer::start_with(|config| config.sla.enabled = false).await;
     let ann = server.add_agent("Ann Lee", "ann@example.com").await;
-    let bob = server.add_agent("Bob", "bob@example.com").await;
+    let password = "a long enough password";
+    let bob = switchboard_admin_web::accounts::create_account(server.engine().accounts(), "bob@example.com", "Bob", switchboard_models::Role::Agent, password, None)
+        .await
+        .unwrap()
+        .id;
     let engine = server.engine();
     // Away, so nothing is given to them automatically.
     for agent in [ann, bob] {
@@ -335,4 +339,125 @@ async fn a_customer_writing_to_an_assigned_agent_and_a_mention_in_a_note_notify_
     engine.add_note(id, ann, "@bob could you check the courier? cc ann@example.com".into()).await.unwrap();
     assert_eq!(notices_of(&server, bob).await, [(Mentioned, "Ann Lee mentioned you: @bob could you check the courier? cc ann@example.com".to_string())]);
     assert_eq!(notices_of(&server, ann).await.len(), 1, "no mention of yourself, nor an email address");
+
+    // Bob's lists mark the conversation he was mentioned in, until he opens it.
+    let panel = switchboard_tests::panel::PanelClient::sign_in(&server.url(""), "bob@example.com", password).await;
+    let list = panel.get("/panel/conversations").await.body;
+    let row = list.split("data-test=\"conversation-row\"").find(|row| row.starts_with(&format!(" data-id=\"{id}\""))).expect("the row");
+    assert!(row.contains("data-test=\"row-unread\">1 new<"), "{row}");
+    assert_eq!(list.matches("data-test=\"row-unread\"").count(), 1, "only that row");
+    panel.get(&format!("/panel/conversations/{id}")).await;
+    assert!(!panel.get("/panel/conversations").await.body.contains("data-test=\"row-unread\""), "read by opening it");
+}
+
+/// Runs the due jobs and waits until the job `name` has finished a run started at `at`. The
+/// server's own loop may take the run first, so the test waits for the run's record, whoever ran it.
+async fn run_job_until_done(server: &TestServer, name: &str, at: chrono::DateTime<chrono::Utc>) -> switchboard_core::ports::ScheduledJob {
+    let mut finished = server.scheduler().finished_runs();
+    server.scheduler().run_due().await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let jobs = server.engine().jobs().scheduled_jobs().await.unwrap();
+        let job = jobs.into_iter().find(|j| j.name == name).expect("the job is entered");
+        if job.last_started_at == Some(at) && job.last_ok.is_some() {
+            return job;
+        }
+        // A run finished on another task (or the one above is not ours): look again after the next.
+        match tokio::time::timeout_at(deadline, finished.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => panic!("the scheduler is gone while waiting for {name}: {error}"),
+            Err(_) => panic!("{name} did not run at {at}"),
+        }
+    }
+}
+
+fn utc(text: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&chrono::Utc)
+}
+
+#[tokio::test]
+async fn a_scheduled_job_runs_at_its_time_once_and_a_run_missed_while_stopped_runs_once_at_start() {
+    let clock = Arc::new(ManualClock::new(utc("2026-12-03T02:00:00Z")));
+    let mut server = TestServer::start_with_clock(clock.clone(), |c| {
+        c.jobs.time_zone = "Europe/Berlin".into();
+        // 03:30 in Berlin is 02:30 UTC in winter.
+        c.jobs.retention.schedule = "30 3 * * *".into();
+    })
+    .await;
+    let store = server.engine().store();
+    let lee = server.add_agent("Lee", "lee@example.com").await;
+    let record = switchboard_core::SessionRecord { agent: lee, csrf: "c".into(), expires_at: utc("2026-12-02T12:00:00Z") };
+    store.create_session("expired-session", &record).await.unwrap();
+
+    // Entered at start with its first run; nothing is due before it.
+    let job = &server.engine().jobs().scheduled_jobs().await.unwrap()[0];
+    assert_eq!((job.name.as_str(), job.next_run_at), ("retention", utc("2026-12-03T02:30:00Z")));
+    assert!(server.scheduler().run_due().await.unwrap().is_empty(), "not due yet");
+
+    clock.set(utc("2026-12-03T02:30:00Z"));
+    let ran = run_job_until_done(&server, "retention", utc("2026-12-03T02:30:00Z")).await;
+    assert_eq!(ran.last_ok, Some(true));
+    assert_eq!(ran.last_outcome.as_deref(), Some("deleted 1 expired sessions, 0 read notifications"));
+    assert_eq!(ran.next_run_at, utc("2026-12-04T02:30:00Z"));
+    assert!(store.session("expired-session", utc("2026-12-01T00:00:00Z")).await.unwrap().is_none());
+    assert!(server.scheduler().run_due().await.unwrap().is_empty(), "once per due time");
+
+    // Stopped for three days: the missed runs are one run at the start, and the next is counted
+    // from then.
+    server.stop().await;
+    clock.set(utc("2026-12-07T09:00:00Z"));
+    server.start_again().await;
+    let caught_up = run_job_until_done(&server, "retention", utc("2026-12-07T09:00:00Z")).await;
+    assert_eq!(caught_up.next_run_at, utc("2026-12-08T02:30:00Z"));
+    assert!(server.scheduler().run_due().await.unwrap().is_empty(), "the missed runs ran once, not three times");
+
+    // A changed schedule is planned anew at the next start.
+    server.stop().await;
+    server.config.jobs.retention.schedule = "0 12 * * MON-FRI".into();
+    server.start_again().await;
+    let replanned = &server.engine().jobs().scheduled_jobs().await.unwrap()[0];
+    assert_eq!((replanned.schedule.as_str(), replanned.next_run_at), ("0 12 * * MON-FRI", utc("2026-12-07T11:00:00Z")));
+}
+
+#[tokio::test]
+async fn scheduled_backups_keep_the_newest_copies_and_a_failure_is_recorded_with_its_reason() {
+    if switchboard_tests::test_backend() == switchboard_tests::databases::Backend::Postgres {
+        // Scheduled backups copy the embedded database; PostgreSQL uses pg_dump (refused by the config check).
+        return;
+    }
+    let clock = Arc::new(ManualClock::new(utc("2026-12-03T02:00:00Z")));
+    let backups = tempfile::tempdir().unwrap();
+    let dir = backups.path().join("nightly");
+    let mut server = TestServer::start_with_clock(clock.clone(), |c| {
+        c.jobs.backup.schedule = "0 3 * * *".into();
+        c.jobs.backup.dir = dir.clone();
+        c.jobs.backup.keep = 2;
+        c.jobs.retention.schedule = String::new();
+    })
+    .await;
+    for day in ["03", "04", "05"] {
+        let at = utc(&format!("2026-12-{day}T03:00:00Z"));
+        clock.set(at);
+        let ran = run_job_until_done(&server, "backup", at).await;
+        assert_eq!(ran.last_ok, Some(true), "{:?}", ran.last_outcome);
+    }
+    let mut kept: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    kept.sort();
+    assert_eq!(kept, ["switchboard-20261204T030000Z.db", "switchboard-20261205T030000Z.db"], "the newest two");
+    // Each copy is a sound database that restores.
+    let restored = backups.path().join("restored.db");
+    switchboard_store::backup::restore(&dir.join(&kept[1]), &format!("sqlite://{}", restored.display()), false).await.unwrap();
+
+    // The directory is gone and a file is in its place: the run fails and says why.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, "not a directory").unwrap();
+    let at = utc("2026-12-06T03:00:00Z");
+    clock.set(at);
+    let failed = run_job_until_done(&server, "backup", at).await;
+    assert_eq!(failed.last_ok, Some(false));
+    assert!(failed.last_outcome.as_deref().is_some_and(|o| o.starts_with("cannot create jobs.backup.dir")), "{:?}", failed.last_outcome);
+    server.stop().await;
+    server.start_again().await;
+    let jobs = server.engine().jobs().scheduled_jobs().await.unwrap();
+    assert_eq!(jobs[0].last_ok, Some(false), "the record survives a restart");
 }

@@ -1,0 +1,98 @@
+//! The recurring jobs `[jobs]` configures, and the loop that runs them when due
+//! (`switchboard_core::schedule` keeps each run to one node and one time).
+
+use crate::config::Config;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_core::ports::{Clock, Jobs, PurgeRules, Purged, Store};
+use switchboard_core::schedule::{Job, PlannedJob, Scheduler};
+use switchboard_models::Timestamp;
+
+/// Builds the scheduler of the configured jobs (validated with the config).
+pub fn scheduler(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<Scheduler> {
+    let zone = config.jobs_time_zone()?;
+    let mut planned = Vec::new();
+    for (name, schedule) in config.job_schedules()? {
+        let job: Arc<dyn Job> = match name {
+            "backup" => Arc::new(BackupJob {
+                url: config.database.url.clone(),
+                dir: config.jobs.backup.dir.clone(),
+                keep: config.jobs.backup.keep as usize,
+            }),
+            _ => Arc::new(RetentionJob { store: store.clone(), read_notifications_days: config.jobs.retention.read_notifications_days }),
+        };
+        planned.push(PlannedJob { name, schedule, job });
+    }
+    let jobs: Arc<dyn Jobs> = store;
+    Ok(Scheduler::new(jobs, clock, zone, config.node_name(), planned))
+}
+
+/// Runs due jobs every 5 s (the scheduler is planned at start), so a run starts within 5 s of
+/// its time; at once, the runs that came due while the server was stopped (once each).
+pub async fn run_scheduled(scheduler: Arc<Scheduler>) {
+    loop {
+        if let Err(error) = scheduler.run_due().await {
+            tracing::warn!(%error, "checking the scheduled jobs failed; trying again in 5 s");
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// A consistent copy of the SQLite database in `dir`, named by its time; the oldest copies
+/// beyond `keep` are deleted once the new one is checked.
+struct BackupJob {
+    url: String,
+    dir: PathBuf,
+    keep: usize,
+}
+
+const BACKUP_PREFIX: &str = "switchboard-";
+
+#[async_trait::async_trait]
+impl Job for BackupJob {
+    async fn run(&self, now: Timestamp) -> Result<String, String> {
+        let dir = &self.dir;
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create jobs.backup.dir {}: {e}", dir.display()))?;
+        let file = dir.join(format!("{BACKUP_PREFIX}{}.db", now.format("%Y%m%dT%H%M%SZ")));
+        let bytes = switchboard_store::backup::backup(&self.url, &file).await.map_err(|e| format!("backup to {} failed: {e}", file.display()))?;
+        let mut kept: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| format!("cannot list jobs.backup.dir {}: {e}", dir.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(BACKUP_PREFIX) && n.ends_with(".db")))
+            .collect();
+        // The names sort by time.
+        kept.sort();
+        let removed = kept.len().saturating_sub(self.keep);
+        for old in &kept[..removed] {
+            std::fs::remove_file(old).map_err(|e| format!("wrote {}, but could not delete the old backup {}: {e}", file.display(), old.display()))?;
+        }
+        Ok(format!("wrote {} ({bytes} bytes); deleted {removed} older", file.display()))
+    }
+}
+
+/// Deletes expired panel sessions and old read notifications.
+struct RetentionJob {
+    store: Arc<dyn Store>,
+    read_notifications_days: u64,
+}
+
+/// What retention lets go at `now`.
+pub fn purge_rules(read_notifications_days: u64, now: Timestamp) -> PurgeRules {
+    PurgeRules {
+        sessions_expired_before: now,
+        read_notifications_before: (read_notifications_days > 0).then(|| now - chrono::Duration::days(read_notifications_days as i64)),
+    }
+}
+
+pub fn describe_purge(purged: Purged) -> String {
+    format!("{} expired sessions, {} read notifications", purged.sessions, purged.notifications)
+}
+
+#[async_trait::async_trait]
+impl Job for RetentionJob {
+    async fn run(&self, now: Timestamp) -> Result<String, String> {
+        let purged = self.store.purge(&purge_rules(self.read_notifications_days, now), false).await.map_err(|e| format!("retention failed: {e}"))?;
+        Ok(format!("deleted {}", describe_purge(purged)))
+    }
+}
