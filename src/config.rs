@@ -284,6 +284,8 @@ pub struct BotConfig {
     pub handoff_closed: String,
     /// Added to it when `business_hours.outside_hours = "ask_email"` (not on email).
     pub ask_email: String,
+    /// Said when a queued customer leaves an email address after being asked; `{email}` is it.
+    pub email_noted: String,
     /// A customer writing while queued is told their place and expected wait at most this
     /// often (0: never).
     pub waiting_notice_minutes: u64,
@@ -416,7 +418,7 @@ pub struct BackupJobConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionJobConfig {
-    /// A cron expression; empty: retention never runs on its own (`switchboard retention` still does).
+    /// A cron expression; empty: retention never runs on its own (`switchboard db purge` still does).
     pub schedule: String,
     /// Read notifications older than this are deleted; 0 keeps them.
     pub read_notifications_days: u64,
@@ -471,10 +473,8 @@ impl Config {
 
     /// The kinds of notification mailed to agents (none unless `email.notify_agents`).
     pub fn mailed_notices(&self) -> Result<Vec<switchboard_models::NotificationKind>, ConfigError> {
-        if !self.email.notify_agents || self.email.address.is_none() {
-            return Ok(Vec::new());
-        }
-        self.email
+        let kinds = self
+            .email
             .notify_about
             .iter()
             .map(|kind| {
@@ -483,7 +483,11 @@ impl Config {
                     problem: format!("`{kind}` is not one of: assigned, customer_replied, mentioned, sla_warning, sla_breach"),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        match self.email.notify_agents && self.email.address.is_some() {
+            true => Ok(kinds),
+            false => Ok(Vec::new()),
+        }
     }
 
     fn validate_jobs(&self) -> Result<(), ConfigError> {
@@ -693,6 +697,7 @@ impl Default for BotConfig {
             waiting_notice: policy.waiting_notice,
             waiting_notice_closed: policy.waiting_notice_closed,
             ask_email: "If you'd like our answer by email instead, write your email address here.".into(),
+            email_noted: switchboard_core::Policy::default().email_noted,
             priority_rules: policy.priority_rules,
             allow_over_capacity: policy.allow_over_capacity,
             remind_waiting_after_hours: hours(policy.quiet.remind_waiting_after),

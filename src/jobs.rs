@@ -55,7 +55,14 @@ impl Job for BackupJob {
         let dir = &self.dir;
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create jobs.backup.dir {}: {e}", dir.display()))?;
         let file = dir.join(format!("{BACKUP_PREFIX}{}.db", now.format("%Y%m%dT%H%M%SZ")));
-        let bytes = switchboard_store::backup::backup(&self.url, &file).await.map_err(|e| format!("backup to {} failed: {e}", file.display()))?;
+        let bytes = match switchboard_store::backup::backup(&self.url, &file).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                // A copy that failed its check must not count among the kept ones.
+                let _ = std::fs::remove_file(&file);
+                return Err(format!("backup to {} failed: {error}", file.display()));
+            }
+        };
         let mut kept: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| format!("cannot list jobs.backup.dir {}: {e}", dir.display()))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))

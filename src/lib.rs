@@ -580,6 +580,7 @@ pub fn policy(config: &Config) -> Policy {
         waiting_notice: bot.waiting_notice.clone(),
         waiting_notice_closed: bot.waiting_notice_closed.clone(),
         ask_email_outside_hours: ask_email.then(|| bot.ask_email.clone()),
+        email_noted: bot.email_noted.clone(),
         low_confidence_threshold: bot.low_confidence_threshold,
         low_confidence_escalate_after: bot.low_confidence_escalate_after,
         negative_sentiment_threshold: bot.negative_sentiment_threshold,

@@ -443,6 +443,7 @@ impl Engine {
                     created_at: now,
                     unreachable_since: None,
                     unreachable_reason: None,
+                    email: None,
                 };
                 (contact.clone(), Some(contact))
             }
@@ -657,6 +658,7 @@ impl Engine {
         let escalated = decision.escalated.is_some();
         let timers = decision.timers.clone();
         let notices = notice_writes(before.id, &decision.notices, now, &self.policy.mailed_notices);
+        let contact_email = decision.contact_email.clone().map(|address| (before.contact_id, address));
         // The message is stored already, so the summary reads it with the earlier ones.
         let (conversation, mut replies) = self.replies_for(decision, now).await?;
         let changed = !same_state(&before, &conversation);
@@ -668,6 +670,7 @@ impl Engine {
             outbound: replies.clone(),
             timers: timers.map(|timers| (conversation.id, timers)),
             notices,
+            contact_email,
             ..StepWrite::default()
         };
         let decided = started.elapsed();

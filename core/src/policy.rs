@@ -76,6 +76,8 @@ pub struct Policy {
     /// Added to the closed handoff on channels without a reply address (all but email), when
     /// admins want customers asked for an email address to be answered later.
     pub ask_email_outside_hours: Option<String>,
+    /// Said when a queued customer, asked for it, leaves an email address; `{email}` is it.
+    pub email_noted: String,
     /// Checked after the built-in priority; each matching rule can only raise it.
     pub priority_rules: Vec<PriorityRule>,
     /// Whether an agent may take (or be given) a conversation beyond their capacity by hand: an
@@ -127,6 +129,7 @@ impl Default for Policy {
                              {next_open}; an agent will reply here then."
                 .to_string(),
             ask_email_outside_hours: None,
+            email_noted: "Thanks, we've noted {email}. The team will get back to you as soon as they're back.".to_string(),
             priority_rules: Vec::new(),
             allow_over_capacity: true,
             quiet: crate::timers::QuietRules::default(),

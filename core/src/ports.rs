@@ -246,6 +246,8 @@ pub struct StepWrite {
     pub starts_current: bool,
     /// Notifications for agents (to every active admin for `Recipient::Admins`).
     pub notices: Vec<NoticeWrite>,
+    /// An email address the customer left, kept on their contact.
+    pub contact_email: Option<(ContactId, String)>,
 }
 
 /// A notification written with a step.

@@ -39,6 +39,12 @@ impl CronSchedule {
             6 | 7 => text.to_string(),
             n => return Err(refused(format!("it has {n} fields"))),
         };
+        // This crate counts weekdays from 1 = Sunday, people from 0 = Sunday and 1 = Monday:
+        // a number would silently run on the wrong day.
+        let weekday_field = full.split_whitespace().nth(5).unwrap_or_default();
+        if weekday_field.chars().any(|c| c.is_ascii_digit()) {
+            return Err(refused(format!("the day-of-week field `{weekday_field}` has a number; write MON-FRI, SUN and so on")));
+        }
         let cron = cron::Schedule::from_str(&full).map_err(|e| refused(e.to_string()))?;
         if cron.upcoming(Utc).next().is_none() {
             return Err(refused("it never comes due".into()));
@@ -46,9 +52,32 @@ impl CronSchedule {
         Ok(Self { text: text.to_string(), cron })
     }
 
-    /// The first time after `at` the schedule names, read as wall-clock time in `zone`.
+    /// The first time after `at` the schedule names, read as wall-clock time in `zone`. A time
+    /// the clocks skip (spring forward) runs when they reach it, an hour later; a time they pass
+    /// twice (autumn) runs at its first pass, or its second when the first is over.
     pub fn next_after(&self, at: Timestamp, zone: chrono_tz::Tz) -> Option<Timestamp> {
-        self.cron.after(&at.with_timezone(&zone)).next().map(|next| next.with_timezone(&Utc))
+        use chrono::{LocalResult, TimeZone};
+        // The schedule is walked on the zone's wall clock, then each wall time placed in the zone.
+        let wall = at.with_timezone(&zone).naive_local().and_utc();
+        for candidate in self.cron.after(&wall).take(1000) {
+            let naive = candidate.naive_utc();
+            let instant = match zone.from_local_datetime(&naive) {
+                LocalResult::Single(t) => t,
+                LocalResult::Ambiguous(first, second) => {
+                    if first.with_timezone(&Utc) > at {
+                        first
+                    } else {
+                        second
+                    }
+                }
+                LocalResult::None => zone.from_local_datetime(&(naive + chrono::Duration::hours(1))).earliest()?,
+            }
+            .with_timezone(&Utc);
+            if instant > at {
+                return Some(instant);
+            }
+        }
+        None
     }
 
     pub fn as_str(&self) -> &str {
@@ -103,9 +132,14 @@ impl Scheduler {
     pub async fn plan(&self) -> Result<(), StoreError> {
         let now = self.clock.now();
         for planned in &self.jobs {
-            self.store.plan_job(planned.name, planned.schedule.as_str(), self.next_after(planned, now)).await?;
+            self.store.plan_job(planned.name, &self.stored_schedule(planned), self.next_after(planned, now)).await?;
         }
         Ok(())
+    }
+
+    /// The schedule as stored: the expression and its zone, so a new zone plans anew too.
+    fn stored_schedule(&self, planned: &PlannedJob) -> String {
+        format!("{} {}", planned.schedule.as_str(), self.zone.name())
     }
 
     /// Runs each job that is due now and that no other node took first; returns the runs made here.
@@ -114,7 +148,7 @@ impl Scheduler {
         let stored = self.store.scheduled_jobs().await?;
         let mut runs = Vec::new();
         for planned in &self.jobs {
-            let Some(state) = stored.iter().find(|s| s.name == planned.name && s.schedule == planned.schedule.as_str()) else {
+            let Some(state) = stored.iter().find(|s| s.name == planned.name && s.schedule == self.stored_schedule(planned)) else {
                 continue;
             };
             if state.next_run_at > now {
@@ -168,6 +202,30 @@ mod tests {
         assert_eq!(weekdays.next_after(friday_evening, chrono_tz::UTC), Some(Utc.with_ymd_and_hms(2026, 12, 7, 9, 0, 0).unwrap()));
         let seconds = CronSchedule::parse("k", "15 */5 * * * *").unwrap();
         assert_eq!(seconds.next_after(at, chrono_tz::UTC), Some(Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 15).unwrap()));
+    }
+
+    #[test]
+    fn clock_changes_neither_skip_nor_repeat_a_run() {
+        let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        let nightly = CronSchedule::parse("k", "30 2 * * *").unwrap();
+        // 2027-03-28: 02:00 CET becomes 03:00 CEST; 02:30 never shows, so the run is at 03:30 CEST.
+        let before_spring = Utc.with_ymd_and_hms(2027, 3, 28, 0, 0, 0).unwrap();
+        assert_eq!(nightly.next_after(before_spring, berlin), Some(Utc.with_ymd_and_hms(2027, 3, 28, 1, 30, 0).unwrap()));
+        // 2026-10-25: 03:00 CEST becomes 02:00 CET; 02:30 shows twice: the first runs, then the next day.
+        let before_autumn = Utc.with_ymd_and_hms(2026, 10, 25, 0, 0, 0).unwrap();
+        let first = nightly.next_after(before_autumn, berlin).unwrap();
+        assert_eq!(first, Utc.with_ymd_and_hms(2026, 10, 25, 0, 30, 0).unwrap(), "02:30 CEST");
+        assert_eq!(nightly.next_after(first, berlin), Some(Utc.with_ymd_and_hms(2026, 10, 26, 1, 30, 0).unwrap()), "not again at 02:30 CET");
+        // Always after the instant asked about, inside the repeated hour too.
+        let repeated = Utc.with_ymd_and_hms(2026, 10, 25, 1, 10, 0).unwrap();
+        assert!(nightly.next_after(repeated, berlin).unwrap() > repeated);
+    }
+
+    #[test]
+    fn numbered_weekdays_are_refused_because_they_would_mean_another_day() {
+        let error = CronSchedule::parse("jobs.backup.schedule", "0 9 * * 1-5").unwrap_err().to_string();
+        assert!(error.contains("`1-5` has a number") && error.contains("MON-FRI"), "{error}");
+        assert!(CronSchedule::parse("k", "0 9 1-5 * *").is_ok(), "days of the month are numbers");
     }
 
     #[test]

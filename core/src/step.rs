@@ -5,7 +5,7 @@ use crate::sla::{start_clocks, BreachAction};
 use crate::timers::{TimerKind, timers_after};
 use crate::policy::{Policy, priority_for};
 use switchboard_models::{
-    AgentId, Category, Classification, ClassificationSource, Priority, Conversation, Escalation, EscalationReason, Handler, IntentName, Need,
+    AgentId, Category, Channel, Classification, ClassificationSource, Priority, Conversation, Escalation, EscalationReason, Handler, IntentName, Need,
     NotificationKind, Sender, SlaNotices, Status, Timestamp, Urgency,
 };
 
@@ -87,6 +87,9 @@ pub struct Decision {
     pub timers: Option<Vec<(TimerKind, Timestamp)>>,
     /// Notifications for agents, written with the step.
     pub notices: Vec<Notice>,
+    /// An email address the customer left for an answer (asked for outside business hours),
+    /// kept on their contact.
+    pub contact_email: Option<String>,
 }
 
 pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now: Timestamp) -> Decision {
@@ -95,6 +98,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
     let mut replies = Vec::new();
     let mut escalated = None;
     let mut notices = Vec::new();
+    let mut contact_email = None;
 
     match input {
         Input::CustomerMessage { text, classification, has_attachments } => {
@@ -132,7 +136,14 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                 Handler::Queue => {
                     // Writing while queued is not met with silence, nor told the same thing at every message.
                     let due = |every: std::time::Duration| next.waiting_notice_at.is_none_or(|at| (now - at).to_std().is_ok_and(|waited| waited >= every));
-                    if policy.waiting_notice_every.is_some_and(due) {
+                    // Asked for an address to be answered at (outside hours): one given is kept and confirmed.
+                    let asked = policy.ask_email_outside_hours.is_some() && next.channel != Channel::Email;
+                    if let Some(address) = asked.then(|| email_address_in(text)).flatten() {
+                        next.waiting_notice_at = Some(now);
+                        let noted = policy.email_noted.replace("{email}", &address);
+                        replies.push(Reply { sender: Sender::Bot, body: ReplyBody::Text(noted), quick_replies: Vec::new() });
+                        contact_email = Some(address);
+                    } else if policy.waiting_notice_every.is_some_and(due) {
                         next.waiting_notice_at = Some(now);
                         replies.push(Reply { sender: Sender::Bot, body: ReplyBody::WaitingNotice, quick_replies: Vec::new() });
                     }
@@ -213,7 +224,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
         Input::TimerFired { kind, last_message } => {
             if let Some(later) = idle_until(&next, *kind, *last_message, policy, now) {
                 // The chat went on since the timer was set: it closes a quiet while after that.
-                return Decision { conversation: next, replies, escalated, timers: Some(vec![(TimerKind::CloseIdleBot, later)]), notices };
+                return Decision { conversation: next, replies, escalated, timers: Some(vec![(TimerKind::CloseIdleBot, later)]), notices, contact_email };
             }
             quiet_for_long(&mut next, *kind, &mut replies, policy);
             sla_came_due(&mut next, *kind, &mut replies, &mut notices, policy, now);
@@ -237,7 +248,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
         // Every other step counts anew from now.
         _ => Some(timers_after(&next, &policy.quiet, &policy.sla, now)),
     };
-    Decision { conversation: next, replies, escalated, timers, notices }
+    Decision { conversation: next, replies, escalated, timers, notices, contact_email }
 }
 
 /// When an idle bot chat's timer came due but the chat went on since: the new due time.
@@ -444,4 +455,35 @@ fn escalate(
     start_clocks(next, &policy.sla, hours, now, true, now);
     // The handoff tells the customer their place; the next notice waits its interval.
     next.waiting_notice_at = Some(now);
+}
+
+/// The first email address in `text` ("you can reach me at ida@example.com."), lowercased.
+pub fn email_address_in(text: &str) -> Option<String> {
+    text.split(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '(' | ')' | ',' | ';' | '"' | '\''))
+        .map(|word| word.trim_matches(|c: char| matches!(c, '.' | ':' | '!' | '?')))
+        .find(|word| {
+            let Some((local, domain)) = word.split_once('@') else { return false };
+            let fine = |c: char| c.is_alphanumeric() || "._%+-".contains(c);
+            !local.is_empty()
+                && local.chars().all(fine)
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && domain.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '-')
+        })
+        .map(str::to_lowercase)
+}
+
+#[cfg(test)]
+mod email_address_tests {
+    use super::email_address_in;
+
+    #[test]
+    fn an_address_is_found_in_a_sentence_and_nothing_else_is_taken_for_one() {
+        assert_eq!(email_address_in("you can reach me at Ida.Berg@Example.com."), Some("ida.berg@example.com".into()));
+        assert_eq!(email_address_in("mail: <ida+support@mail.example.org>, thanks"), Some("ida+support@mail.example.org".into()));
+        for none in ["no address here", "meet me @ noon", "ida@localhost", "@example.com", "ida@.com", "50% @ the store."] {
+            assert_eq!(email_address_in(none), None, "{none}");
+        }
+    }
 }

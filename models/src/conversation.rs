@@ -97,6 +97,9 @@ pub struct Contact {
     /// Why, in plain words ("The customer blocked the bot on Telegram.").
     #[serde(default)]
     pub unreachable_reason: Option<String>,
+    /// An address the customer left to be answered at (not verified).
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 impl Contact {

@@ -353,6 +353,9 @@ impl Classifier for ModelClassifier {
         let (answer, answered) = tokio::sync::oneshot::channel();
         self.local.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let sent = self.pending.send(Request { text: text.to_string(), answer, queued_at: Instant::now() }).is_ok();
+        if !sent {
+            self.local.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let local = match (sent, answered.await) {
             (true, Ok(classification)) => classification,
             _ => {

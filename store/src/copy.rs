@@ -55,7 +55,7 @@ const TABLES: &[Table] = &[
         name: "contacts",
         columns: &[
             ("id", Text), ("channel", Text), ("external_id", Text), ("display_name", Text), ("created_at", Int),
-            ("unreachable_since", Int), ("unreachable_reason", Text),
+            ("unreachable_since", Int), ("unreachable_reason", Text), ("email", Text),
         ],
         keyed: true,
     },

@@ -6,7 +6,7 @@
 pub(crate) const MESSAGE_COLUMNS: &str = "seq, id, conversation_id, contact_id, channel, sender, agent_id, body, \
      internal, attachments, quick_replies, classification, external_id, created_at, \
      outbound, attempts, next_attempt_at, delivered_at, gave_up_at, last_error, sent_id, seen_at";
-pub(crate) const CONTACT_COLUMNS: &str = "id, channel, external_id, display_name, created_at, unreachable_since, unreachable_reason";
+pub(crate) const CONTACT_COLUMNS: &str = "id, channel, external_id, display_name, created_at, unreachable_since, unreachable_reason, email";
 pub(crate) const AGENT_COLUMNS: &str = "id, email, name, role, presence, capacity, active, created_at";
 /// `ports::due_key` in SQL, the expression `conversations_by_due` indexes.
 pub(crate) const DUE_KEY: &str = "COALESCE(c.first_reply_due_at, c.resolution_due_at, 9000000000000000)";
@@ -326,6 +326,14 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
     }
     for notice in &write.notices {
         insert_notice(tx, notice).await?;
+    }
+    if let Some((contact, email)) = &write.contact_email {
+        sqlx::query("UPDATE contacts SET email = $2 WHERE id = $1")
+            .bind(contact.to_string())
+            .bind(email)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
     }
     // Seqs in the order given: inbound, then replies, then notes.
     let seq_of = |m: &Message| inserted.iter().find(|(_, id)| *id == m.id.to_string()).map(|(seq, _)| *seq);
@@ -743,7 +751,7 @@ impl $store {
     ) -> Result<Option<(Contact, Option<Conversation>)>, StoreError> {
         let Some(row) = sqlx::query(sql!(
             "SELECT k.id AS contact_id_, k.channel AS contact_channel, k.external_id AS contact_external_id, \
-             k.display_name, k.created_at AS contact_created_at, k.unreachable_since, k.unreachable_reason, c.* \
+             k.display_name, k.created_at AS contact_created_at, k.unreachable_since, k.unreachable_reason, k.email AS contact_email, c.* \
              FROM contacts k LEFT JOIN conversations c ON c.id = ( \
                 SELECT id FROM conversations WHERE contact_id = k.id AND status NOT IN ('closed', 'rejected') \
                 ORDER BY created_at DESC, id DESC LIMIT 1) \
@@ -1418,7 +1426,7 @@ impl $store {
         let sql = format!(
             "WITH page AS MATERIALIZED (SELECT n.id FROM contacts n {filter_sql} ORDER BY n.created_at DESC, n.id DESC LIMIT {}) \
              SELECT c.*, n.id AS contact_id_, n.channel AS contact_channel, n.external_id AS contact_external_id, \
-             n.display_name, n.created_at AS contact_created_at, n.unreachable_since, n.unreachable_reason, \
+             n.display_name, n.created_at AS contact_created_at, n.unreachable_since, n.unreachable_reason, n.email AS contact_email, \
              (SELECT COUNT(*) FROM conversations k WHERE k.contact_id = n.id) AS conversation_count \
              FROM contacts n LEFT JOIN conversations c ON c.id = \
              (SELECT l.id FROM conversations l WHERE l.contact_id = n.id ORDER BY l.created_at DESC, l.id DESC LIMIT 1) \
@@ -1614,7 +1622,7 @@ impl $store {
         let notifications_before = rules.read_notifications_before.map(millis);
         // (count, delete) per kind of row: the same condition for both, bound the same way.
         let sessions = ("FROM sessions WHERE expires_at < $1", Some(millis(rules.sessions_expired_before)));
-        let notifications = ("FROM notifications WHERE read_at IS NOT NULL AND created_at < $1", notifications_before);
+        let notifications = ("FROM notifications WHERE read_at IS NOT NULL AND NOT mail_pending AND created_at < $1", notifications_before);
         let mut counts = [0u64; 2];
         for (count, (condition, bound)) in counts.iter_mut().zip([sessions, notifications]) {
             let Some(bound) = bound else { continue };

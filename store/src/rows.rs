@@ -88,18 +88,18 @@ where
 }
 
 pub(crate) fn contact_from_row(row: &impl Columns) -> Result<Contact, StoreError> {
-    contact_from_columns(row, ["id", "channel", "external_id", "display_name", "created_at"])
+    contact_from_columns(row, ["id", "channel", "external_id", "display_name", "created_at", "email"])
 }
 
 /// A contact selected beside a conversation, with its columns renamed to not collide.
 pub(crate) fn contact_from_prefixed_row(row: &impl Columns) -> Result<Contact, StoreError> {
     contact_from_columns(
         row,
-        ["contact_id_", "contact_channel", "contact_external_id", "display_name", "contact_created_at"],
+        ["contact_id_", "contact_channel", "contact_external_id", "display_name", "contact_created_at", "contact_email"],
     )
 }
 
-fn contact_from_columns(row: &impl Columns, [id, channel, external_id, name, created]: [&str; 5]) -> Result<Contact, StoreError> {
+fn contact_from_columns(row: &impl Columns, [id, channel, external_id, name, created, email]: [&str; 6]) -> Result<Contact, StoreError> {
     Ok(Contact {
         id: ContactId(uuid_col(row, id)?),
         channel: parsed(channel, &row.text(channel)?)?,
@@ -110,6 +110,7 @@ fn contact_from_columns(row: &impl Columns, [id, channel, external_id, name, cre
             .map(instant)
             .transpose()?,
         unreachable_reason: row.text_opt("unreachable_reason")?,
+        email: row.text_opt(email)?,
     })
 }
 

@@ -570,6 +570,7 @@ async fn render_conversation(
             "escalation": c.escalation.as_ref().map(|e| json!({"reason": e.reason.describe(), "summary": e.summary, "at": views::time(&e.at)})),
             "undelivered": undelivered,
             "undelivered_label": views::undelivered_label(undelivered),
+            "email": contact.email,
             "unreachable": contact.unreachable_since.map(|since| json!({
                 "since": views::time(&since),
                 "reason": contact.unreachable_reason.clone().unwrap_or_else(|| "The channel refused our messages.".into()),

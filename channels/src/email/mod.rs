@@ -571,10 +571,15 @@ impl Outbound for EmailOutbound {
 /// never loses it. With several nodes it runs on one at a time (a singleton).
 pub struct NotificationMailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
-    settings: EmailSettings,
+    from: Mailbox,
     store: Arc<dyn Notifications>,
     /// The panel's address for links (`server.public_url`); none: the mail names the conversation.
     panel_url: Option<String>,
+}
+
+/// 550 mailbox unavailable, 551 user not local, 553 mailbox name not allowed: this address.
+fn refuses_recipient(error: &lettre::transport::smtp::Error) -> bool {
+    error.status().is_some_and(|code| ["550", "551", "553"].contains(&code.to_string().as_str()))
 }
 
 /// Pending notifications mailed per pass.
@@ -582,7 +587,10 @@ const MAIL_BATCH: u32 = 50;
 
 impl NotificationMailer {
     pub fn new(settings: EmailSettings, store: Arc<dyn Notifications>, panel_url: Option<String>) -> Result<Self, String> {
-        Ok(Self { transport: smtp_transport(&settings.smtp)?, settings, store, panel_url })
+        let from = format!("{} <{}>", settings.display_name, settings.address)
+            .parse()
+            .map_err(|e| format!("email.display_name and email.address do not make a sender address: {e}"))?;
+        Ok(Self { transport: smtp_transport(&settings.smtp)?, from, store, panel_url })
     }
 
     /// Mails what is pending, then waits for news of a notification (or 5 s: one written on
@@ -626,7 +634,14 @@ impl NotificationMailer {
                     Err(error) => Some(error),
                     Ok(mail) => match self.transport.send(mail).await {
                         Ok(_) => None,
-                        Err(error) if error.is_permanent() => Some(format!("the mail server refused it: {error}")),
+                        // Only a refusal of this recipient ends this mail; a refused sign-in,
+                        // relay or sender is the configuration's, and every mail waits for it.
+                        Err(error) if refuses_recipient(&error) => Some(format!("the mail server refused the address: {error}")),
+                        Err(error) if error.is_permanent() => {
+                            return Err(format!(
+                                "the mail server refused to send ({error}); check email.smtp_username, email.smtp_password and email.address"
+                            ));
+                        }
                         Err(error) => return Err(format!("the mail server could not take it now: {error}")),
                     },
                 },
@@ -640,6 +655,7 @@ impl NotificationMailer {
         Ok(ended)
     }
 
+    /// The mail for `notice`; an error is this mail's own (a broken agent address).
     fn mail(&self, notice: &switchboard_core::ports::NoticeMail) -> Result<lettre::Message, String> {
         let n = &notice.notification;
         let link = match (n.conversation_id, &self.panel_url) {
@@ -648,10 +664,9 @@ impl NotificationMailer {
             (None, _) => "\n".to_string(),
         };
         let body = format!("Hello {},\n\n{}{link}", notice.agent_name, n.text);
-        let from: Mailbox = format!("{} <{}>", self.settings.display_name, self.settings.address).parse().map_err(|e| format!("email.address: {e}"))?;
         let to: Mailbox = notice.agent_email.parse().map_err(|e| format!("the agent's email `{}` is not an address: {e}", notice.agent_email))?;
         lettre::Message::builder()
-            .from(from)
+            .from(self.from.clone())
             .to(to)
             .subject(n.text.chars().take(100).collect::<String>())
             .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Auto-Submitted"), "auto-generated".into()))

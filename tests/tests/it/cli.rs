@@ -567,6 +567,7 @@ async fn db_copy_moves_an_installation_from_sqlite_to_postgres() {
         created_at: chrono::Utc::now(),
         unreachable_since: None,
         unreachable_reason: None,
+        email: None,
     };
     let conversation = Conversation::new(contact.id, Channel::WebChat, chrono::Utc::now());
     let step = StepWrite {

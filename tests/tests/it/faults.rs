@@ -29,6 +29,7 @@ async fn new_conversation(store: &dyn Store) -> Conversation {
         created_at: Utc::now(),
         unreachable_since: None,
         unreachable_reason: None,
+        email: None,
     };
     let conversation = Conversation::new(contact.id, Channel::WebChat, Utc::now());
     let write = StepWrite { contact: Some(contact), conversation: Some(conversation.clone()), ..StepWrite::default() };

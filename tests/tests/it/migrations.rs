@@ -39,6 +39,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0015_sla_and_notifications.sql", "c95c05a0774eb169132202061dac441377c78ce7d163fa5b73a7abdd97d13bdd"),
     ("sqlite/0016_scheduled_jobs_and_mailed_notices.sql", "e3f09c4aa0ac22f8a52b42a3a83dea673e8b968dd5cdd848f36df24e7d773fa7"),
     ("postgres/0016_scheduled_jobs_and_mailed_notices.sql", "856dcd46c4061d58a099ca7897a58aafc80282c1a2874a1cf794068ca97e2af4"),
+    ("sqlite/0017_contact_email.sql", "81612e0f223cbff539736da337d89fafbce325d20d1cc4ebae8212138605dfe7"),
+    ("postgres/0017_contact_email.sql", "81612e0f223cbff539736da337d89fafbce325d20d1cc4ebae8212138605dfe7"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

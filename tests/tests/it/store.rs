@@ -121,6 +121,7 @@ async fn conversation(store: &dyn Store, who: &str) -> Conversation {
         created_at: now(),
         unreachable_since: None,
         unreachable_reason: None,
+        email: None,
     };
     let conversation = Conversation::new(contact.id, Channel::WebChat, now());
     let write = StepWrite { contact: Some(contact), conversation: Some(conversation.clone()), ..StepWrite::default() };
@@ -221,6 +222,13 @@ async fn contacts_are_upserted_and_conversations_round_trip(backend: Backend) {
     store.commit(writes_again).await.unwrap();
     let reachable = store.contact(contact.id).await.unwrap().unwrap();
     assert_eq!((reachable.unreachable_since, reachable.unreachable_reason), (None, None), "writing again clears it");
+
+    // An address the customer left is kept with a step, and survives their next message.
+    store.commit(StepWrite { contact_email: Some((contact.id, "ann@example.com".into())), ..StepWrite::default() }).await.unwrap();
+    store.commit(StepWrite { contact: Some(store.contact(contact.id).await.unwrap().unwrap()), ..StepWrite::default() }).await.unwrap();
+    assert_eq!(store.contact(contact.id).await.unwrap().unwrap().email.as_deref(), Some("ann@example.com"));
+    let (found, _) = store.contact_and_current_conversation(Channel::WebChat, "visitor-2").await.unwrap().unwrap();
+    assert_eq!(found.email.as_deref(), Some("ann@example.com"));
 
     conversation.status = Status::Closed;
     save(store.as_ref(), &conversation).await;
@@ -420,6 +428,7 @@ async fn customers_page_newest_first_with_search_channel_and_counts(backend: Bac
             created_at: base + chrono::Duration::minutes(i.min(5)),
             unreachable_since: None,
             unreachable_reason: None,
+            email: None,
         };
         store.commit(StepWrite { contact: Some(contact.clone()), ..StepWrite::default() }).await.unwrap();
         contacts.push(contact);
@@ -1004,6 +1013,7 @@ async fn a_customer_stored_or_given_a_conversation_meanwhile_is_a_conflict(backe
         created_at: now(),
         unreachable_since: None,
         unreachable_reason: None,
+        email: None,
     };
     let theirs = Conversation::new(other_contact.id, Channel::WebChat, now());
     let late = StepWrite {

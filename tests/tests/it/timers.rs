@@ -223,6 +223,11 @@ async fn outside_business_hours_the_handoff_and_the_widget_say_when_the_team_is_
         texts(&waiting),
         ["Thanks, your message is with the team. You're number 1 in the queue; we're closed right now and back Monday 09:00 CET."]
     );
+    // The address the customer leaves is kept on their contact, confirmed, and shown to agents.
+    let left = engine.handle(from_customer("weekend", 3, "sure, it's Ida.Berg@Example.com.", engine.now())).await.unwrap();
+    assert_eq!(texts(&left), ["Thanks, we've noted ida.berg@example.com. The team will get back to you as soon as they're back."]);
+    let contact = engine.store().contact(handed.conversation.contact_id).await.unwrap().unwrap();
+    assert_eq!(contact.email.as_deref(), Some("ida.berg@example.com"));
 
     // Monday 09:30: open, and the widget says so.
     clock.advance(chrono::Duration::hours(44));
@@ -239,6 +244,14 @@ async fn outside_business_hours_the_handoff_and_the_widget_say_when_the_team_is_
     clock.advance(chrono::Duration::minutes(11));
     let waiting = engine.handle(from_customer("monday", 2, "hello?", engine.now())).await.unwrap();
     assert_eq!(texts(&waiting), ["Thanks, your message is with the team. You're number 1 in the queue; the expected wait is not known yet."]);
+    // Agents see the address the weekend's customer left.
+    let password = "a long enough password";
+    switchboard_admin_web::accounts::create_account(engine.accounts(), "lee@example.com", "Lee", switchboard_models::Role::Agent, password, None)
+        .await
+        .unwrap();
+    let panel = switchboard_tests::panel::PanelClient::sign_in(&server.url(""), "lee@example.com", password).await;
+    let page = panel.get(&format!("/panel/conversations/{}", handed.conversation.id)).await.body;
+    assert!(page.contains("href=\"mailto:ida.berg@example.com\""), "the agent sees where to write");
 }
 
 async fn notices_of(server: &TestServer, agent: switchboard_models::AgentId) -> Vec<(switchboard_models::NotificationKind, String)> {
@@ -416,7 +429,7 @@ async fn a_scheduled_job_runs_at_its_time_once_and_a_run_missed_while_stopped_ru
     server.config.jobs.retention.schedule = "0 12 * * MON-FRI".into();
     server.start_again().await;
     let replanned = &server.engine().jobs().scheduled_jobs().await.unwrap()[0];
-    assert_eq!((replanned.schedule.as_str(), replanned.next_run_at), ("0 12 * * MON-FRI", utc("2026-12-07T11:00:00Z")));
+    assert_eq!((replanned.schedule.as_str(), replanned.next_run_at), ("0 12 * * MON-FRI Europe/Berlin", utc("2026-12-07T11:00:00Z")));
 }
 
 #[tokio::test]
