@@ -469,7 +469,7 @@ impl Engine {
             conversation: started.then(|| conversation.clone()),
             // A new conversation starts with the timers of its first state (a bot chat's idle close).
             timers: started.then(|| {
-                (conversation.id, crate::timers::timers_after(&conversation, &self.policy.quiet, &self.policy.sla, now))
+                (conversation.id, crate::timers::timers_after(&conversation, &self.policy.quiet, &self.policy.sla, self.policy.hours_for(conversation.channel), now))
             }),
             starts_current,
             ..StepWrite::default()

@@ -158,6 +158,25 @@ impl BusinessHours {
         None
     }
 
+    /// How much open time lies between `start` and `end`.
+    pub fn working_between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Duration {
+        let mut at = start;
+        let mut total = Duration::zero();
+        for _ in 0..(LOOK_AHEAD_DAYS * 4) {
+            let Some(open) = self.next_open(at).filter(|open| *open < end) else { break };
+            let Some(closes) = self.closes_after(open) else {
+                at = open + Duration::minutes(30);
+                continue;
+            };
+            total += closes.min(end) - open;
+            if closes >= end {
+                break;
+            }
+            at = closes;
+        }
+        total
+    }
+
     /// When the open interval around `at` (open then) ends.
     fn closes_after(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let local = at.with_timezone(&self.zone).naive_local();

@@ -91,10 +91,17 @@ pub fn start_clocks(c: &mut Conversation, policy: &SlaPolicy, hours: Option<&Bus
 }
 
 /// When to warn before `due` on a clock started at `started`: `warn_before` ahead, but never
-/// earlier than halfway.
-pub fn warning_at(started: Timestamp, due: Timestamp, warn_before: Duration) -> Timestamp {
+/// earlier than halfway; counted in open time when the clock runs in business hours, so a
+/// ticket due at 09:10 on Monday is warned about at 16:40 on Friday, not at 08:40 on Monday.
+pub fn warning_at(started: Timestamp, due: Timestamp, warn_before: Duration, hours: Option<&BusinessHours>) -> Timestamp {
     let before = chrono::Duration::from_std(warn_before).unwrap_or(chrono::Duration::MAX);
-    due - before.min((due - started) / 2)
+    match hours {
+        Some(hours) => {
+            let working = hours.working_between(started, due);
+            hours.after_working(started, working - before.min(working / 2)).unwrap_or(due - before)
+        }
+        None => due - before.min((due - started) / 2),
+    }
 }
 
 #[cfg(test)]
@@ -139,7 +146,17 @@ mod tests {
     fn the_warning_comes_before_the_due_time_but_not_before_halfway() {
         let start = at("2026-12-04T12:00:00Z");
         let thirty = Duration::from_secs(1800);
-        assert_eq!(warning_at(start, at("2026-12-04T16:00:00Z"), thirty), at("2026-12-04T15:30:00Z"));
-        assert_eq!(warning_at(start, at("2026-12-04T12:15:00Z"), thirty), at("2026-12-04T12:07:30Z"));
+        assert_eq!(warning_at(start, at("2026-12-04T16:00:00Z"), thirty, None), at("2026-12-04T15:30:00Z"));
+        assert_eq!(warning_at(start, at("2026-12-04T12:15:00Z"), thirty, None), at("2026-12-04T12:07:30Z"));
+        // In business hours (09:00-17:00 on weekdays, UTC): due Monday 09:10, started Friday
+        // 16:00; the warning comes with 30 open minutes left, Friday 16:40, not Monday 08:40.
+        let days: Vec<(String, String)> =
+            ["monday", "tuesday", "wednesday", "thursday", "friday"].iter().map(|d| (d.to_string(), "09:00-17:00".to_string())).collect();
+        let office = BusinessHours::parse("business_hours", "UTC", &days, &[]).unwrap();
+        let friday = at("2026-12-04T16:00:00Z");
+        assert_eq!(office.working_between(friday, at("2026-12-07T09:10:00Z")), chrono::Duration::minutes(70));
+        assert_eq!(warning_at(friday, at("2026-12-07T09:10:00Z"), thirty, Some(&office)), at("2026-12-04T16:40:00Z"));
+        // Halfway still bounds it: 70 open minutes, a two-hour warning comes after 35 of them.
+        assert_eq!(warning_at(friday, at("2026-12-07T09:10:00Z"), Duration::from_secs(7200), Some(&office)), at("2026-12-04T16:35:00Z"));
     }
 }

@@ -246,7 +246,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
         // a bot chat is not rewritten at every message (its idle timer checks when it fires).
         Input::CustomerMessage { .. } if (next.status, next.handler) == (conversation.status, conversation.handler) => None,
         // Every other step counts anew from now.
-        _ => Some(timers_after(&next, &policy.quiet, &policy.sla, now)),
+        _ => Some(timers_after(&next, &policy.quiet, &policy.sla, policy.hours_for(next.channel), now)),
     };
     Decision { conversation: next, replies, escalated, timers, notices, contact_email }
 }

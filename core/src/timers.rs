@@ -4,6 +4,7 @@
 //! transaction: a timer fires once, also after a restart or with several nodes.
 
 use std::time::Duration;
+use crate::hours::BusinessHours;
 use crate::sla::{warning_at, SlaPolicy};
 use switchboard_models::{Conversation, ConversationId, Handler, SlaNotices, Status, Timestamp};
 
@@ -93,7 +94,7 @@ impl Default for QuietRules {
 
 /// The timers a conversation has after a step left it as `c`: those of its quiet state
 /// (counted from `now`) and the SLA warnings and breaches not yet announced.
-pub fn timers_after(c: &Conversation, rules: &QuietRules, sla: &SlaPolicy, now: Timestamp) -> Vec<(TimerKind, Timestamp)> {
+pub fn timers_after(c: &Conversation, rules: &QuietRules, sla: &SlaPolicy, hours: Option<&BusinessHours>, now: Timestamp) -> Vec<(TimerKind, Timestamp)> {
     let mut timers = quiet_timers(c.status, c.handler, rules, now);
     let started = c.escalation.as_ref().map_or(now, |e| e.at);
     for (due, warning, breach, kinds) in [
@@ -102,7 +103,7 @@ pub fn timers_after(c: &Conversation, rules: &QuietRules, sla: &SlaPolicy, now: 
     ] {
         let Some(due) = due else { continue };
         if !c.sla_notices.has(warning) && !c.sla_notices.has(breach) && !sla.warn_before.is_zero() {
-            timers.push((kinds.0, warning_at(started, due, sla.warn_before)));
+            timers.push((kinds.0, warning_at(started, due, sla.warn_before, hours)));
         }
         if !c.sla_notices.has(breach) {
             timers.push((kinds.1, due));
@@ -155,7 +156,7 @@ mod tests {
         c.first_reply_due_at = Some(now + chrono::Duration::hours(1));
         c.resolution_due_at = Some(now + chrono::Duration::hours(24));
         let sla = SlaPolicy::default();
-        let kinds = |c: &Conversation| timers_after(c, &QuietRules::default(), &sla, now).into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        let kinds = |c: &Conversation| timers_after(c, &QuietRules::default(), &sla, None, now).into_iter().map(|(k, _)| k).collect::<Vec<_>>();
         assert_eq!(
             kinds(&c),
             [TimerKind::FirstReplyWarning, TimerKind::FirstReplyBreach, TimerKind::ResolutionWarning, TimerKind::ResolutionBreach]
@@ -164,7 +165,7 @@ mod tests {
         assert_eq!(kinds(&c), [TimerKind::FirstReplyBreach, TimerKind::ResolutionWarning, TimerKind::ResolutionBreach]);
         c.sla_notices = SlaNotices(SlaNotices::FIRST_REPLY_BREACH | SlaNotices::RESOLUTION_WARNING);
         assert_eq!(kinds(&c), [TimerKind::ResolutionBreach], "a breach announced makes its warning moot");
-        let warning = timers_after(&Conversation { sla_notices: SlaNotices::default(), ..c.clone() }, &QuietRules::default(), &sla, now)[0].1;
+        let warning = timers_after(&Conversation { sla_notices: SlaNotices::default(), ..c.clone() }, &QuietRules::default(), &sla, None, now)[0].1;
         assert_eq!(warning, now + chrono::Duration::minutes(30), "warned 30 minutes before the first reply is due");
     }
 

@@ -46,7 +46,7 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
     // What is stored before the socket subscribes the widget reads from history: another node's
     // news of it, however late, is not pushed again. One node has no such news.
     let caught_up_to = match state.engine.has_other_nodes() {
-        true => match newest_seq(&state, &visitor).await {
+        true => match Box::pin(newest_seq(&state, &visitor)).await {
             Ok(seq) => seq,
             Err(error) => {
                 let _ = send(&mut sink, &ServerFrame::error(error, None)).await;
@@ -56,7 +56,7 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
         false => 0,
     };
     let mut subscription = state.hub.subscribe_socket(&visitor, state.settings.max_sockets_per_visitor, caught_up_to);
-    let conversation = match page(&state, &visitor, i64::MAX).await {
+    let conversation = match Box::pin(page(&state, &visitor, i64::MAX)).await {
         Ok(page) => page.conversation,
         Err(error) => {
             let _ = send(&mut sink, &ServerFrame::error(error, None)).await;
@@ -69,7 +69,9 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
     loop {
         let outgoing = tokio::select! {
             incoming = stream.next() => match incoming {
-                Some(Ok(WsMessage::Text(text))) => match answer(&state, &visitor, address, text.as_str()).await {
+                // Boxed, as are the other calls into the engine: an idle socket's task then holds
+                // only what waiting needs, not the largest answer's state (memory per widget).
+                Some(Ok(WsMessage::Text(text))) => match Box::pin(answer(&state, &visitor, address, text.as_str())).await {
                     Some(frame) => frame,
                     None => continue,
                 },
@@ -81,7 +83,7 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
                 Some(Err(_)) | None => return,
             },
             event = subscription.events.recv() => match event {
-                Some(LiveEvent::Message(message)) => match MessageView::with_authors(state.engine.accounts(), std::slice::from_ref(&*message)).await {
+                Some(LiveEvent::Message(message)) => match Box::pin(MessageView::with_authors(state.engine.accounts(), std::slice::from_ref(&*message))).await {
                     Ok(mut views) => ServerFrame::Message { message: views.remove(0) },
                     Err(_) => ServerFrame::Message { message: MessageView::from(&*message) },
                 },
