@@ -45,6 +45,27 @@ pub struct WebChatHub {
     /// Per visitor, oldest first.
     subscribers: Mutex<HashMap<VisitorId, Vec<Subscriber>>>,
     next_id: AtomicU64,
+    /// Sockets reading their history for the `ready` frame at once. In a reconnect storm the
+    /// rest wait here instead of all holding a history read's buffers, which would leave the
+    /// heap fragmented long after (bench idle --concurrency).
+    openings: Openings,
+}
+
+struct Openings(tokio::sync::Semaphore);
+
+impl Default for Openings {
+    fn default() -> Self {
+        Self(tokio::sync::Semaphore::new(OPENINGS_AT_ONCE))
+    }
+}
+
+const OPENINGS_AT_ONCE: usize = 64;
+
+impl WebChatHub {
+    /// A turn to read a new socket's history; held until its `ready` frame is sent.
+    pub async fn opening(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.openings.0.acquire().await.expect("the openings semaphore is never closed")
+    }
 }
 
 /// Ends the subscription when dropped.

@@ -43,6 +43,7 @@ pub async fn upgrade(
 async fn session(socket: WebSocket, state: WebChatState, visitor: String, address: std::net::IpAddr) {
     let _open = switchboard_core::OpenGauge::new("switchboard_webchat_sockets");
     let (mut sink, mut stream) = socket.split();
+    let opening = state.hub.opening().await;
     // What is stored before the socket subscribes the widget reads from history: another node's
     // news of it, however late, is not pushed again. One node has no such news.
     let caught_up_to = match state.engine.has_other_nodes() {
@@ -66,6 +67,7 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
     if send(&mut sink, &ServerFrame::Ready { visitor_id: visitor.clone(), conversation }).await.is_err() {
         return;
     }
+    drop(opening);
     loop {
         let outgoing = tokio::select! {
             incoming = stream.next() => match incoming {
