@@ -136,9 +136,21 @@ pub fn cross_validate(config: &Config, folds: usize, params: TrainParams) -> any
     Ok(())
 }
 
-pub async fn judge(config: &Config, data: &Path, out: &Path) -> anyhow::Result<()> {
+pub async fn judge(config: &Config, data: &Path, out: &Path, words_only: bool) -> anyhow::Result<()> {
     let cases = judge::read_cases(data)?;
-    let classifier = switchboard::service_classifier(config).await?;
+    let classifier: std::sync::Arc<dyn switchboard_core::ports::Classifier> = match words_only {
+        false => switchboard::service_classifier(config).await?,
+        true => {
+            let encoder = switchboard::load_encoder(&config.nlp)?;
+            let source = match &config.nlp.intents_file {
+                Some(path) => switchboard_nlp::IntentsSource::File(path.clone()),
+                None => switchboard_nlp::IntentsSource::BuiltIn,
+            };
+            let (model, _) = switchboard_nlp::ModelClassifier::load(encoder, source, Some(config.nlp.cache_dir.clone()), None, 0.0)?;
+            // No message can keep a budget of a nanosecond: each takes the fast path.
+            std::sync::Arc::new(model.with_queue_budget(std::time::Duration::from_nanos(1)))
+        }
+    };
     let policy = switchboard::policy(config);
     let bar = ProgressBar::new(cases.len() as u64);
     let mut verdicts = Vec::with_capacity(cases.len());

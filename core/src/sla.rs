@@ -98,7 +98,7 @@ pub fn warning_at(started: Timestamp, due: Timestamp, warn_before: Duration, hou
     match hours {
         Some(hours) => {
             let working = hours.working_between(started, due);
-            hours.after_working(started, working - before.min(working / 2)).unwrap_or(due - before)
+            hours.after_working(started, working - before.min(working / 2)).unwrap_or(due - before).clamp(started.min(due), due)
         }
         None => due - before.min((due - started) / 2),
     }

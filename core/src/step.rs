@@ -136,8 +136,10 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                 Handler::Queue => {
                     // Writing while queued is not met with silence, nor told the same thing at every message.
                     let due = |every: std::time::Duration| next.waiting_notice_at.is_none_or(|at| (now - at).to_std().is_ok_and(|waited| waited >= every));
-                    // Asked for an address to be answered at (outside hours): one given is kept and confirmed.
-                    let asked = policy.ask_email_outside_hours.is_some() && next.channel != Channel::Email;
+                    // Asked for an address to be answered at (the handoff came outside hours): one
+                    // given is kept and confirmed.
+                    let handed_over_closed = next.escalation.as_ref().is_some_and(|e| policy.hours_for(next.channel).is_some_and(|h| !h.is_open(e.at)));
+                    let asked = policy.ask_email_outside_hours.is_some() && next.channel != Channel::Email && handed_over_closed;
                     if let Some(address) = asked.then(|| email_address_in(text)).flatten() {
                         next.waiting_notice_at = Some(now);
                         let noted = policy.email_noted.replace("{email}", &address);
@@ -312,7 +314,9 @@ fn sla_came_due(next: &mut Conversation, kind: TimerKind, replies: &mut Vec<Repl
             // Late (the server was down): the breach says it.
             return;
         }
-        let minutes = (due - now).num_minutes().max(1);
+        // With business hours the time left is open time, as the clock counts it.
+        let left = policy.hours_for(next.channel).map_or(due - now, |hours| hours.working_between(now, due));
+        let minutes = left.num_minutes().max(1);
         let text = format!("{what} due in {minutes} min{priority}.");
         // The assignee can still make it; a queued conversation's warning goes to the admins.
         let to = assignee.map_or(Recipient::Admins, Recipient::Agent);
@@ -459,17 +463,20 @@ fn escalate(
 
 /// The first email address in `text` ("you can reach me at ida@example.com."), lowercased.
 pub fn email_address_in(text: &str) -> Option<String> {
-    text.split(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '(' | ')' | ',' | ';' | '"' | '\''))
-        .map(|word| word.trim_matches(|c: char| matches!(c, '.' | ':' | '!' | '?')))
+    text.split(|c: char| !(c.is_alphanumeric() || "._%+@-".contains(c)))
+        .map(|word| word.trim_end_matches(['.', '-']))
         .find(|word| {
             let Some((local, domain)) = word.split_once('@') else { return false };
-            let fine = |c: char| c.is_alphanumeric() || "._%+-".contains(c);
+            let labels: Vec<&str> = domain.split('.').collect();
+            let top = labels.last().copied().unwrap_or_default();
             !local.is_empty()
-                && local.chars().all(fine)
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-                && domain.chars().all(|c| c.is_alphanumeric() || c == '.' || c == '-')
+                && !local.starts_with('.')
+                && labels.len() >= 2
+                && labels.iter().all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_alphanumeric() || c == '-'))
+                && top.chars().count() >= 2
+                && top.chars().all(char::is_alphabetic)
+                // "icon@2x.png" is a file name.
+                && !["png", "jpg", "jpeg", "gif", "svg", "webp", "pdf", "txt", "html", "js", "css"].contains(&top.to_lowercase().as_str())
         })
         .map(str::to_lowercase)
 }
@@ -482,7 +489,11 @@ mod email_address_tests {
     fn an_address_is_found_in_a_sentence_and_nothing_else_is_taken_for_one() {
         assert_eq!(email_address_in("you can reach me at Ida.Berg@Example.com."), Some("ida.berg@example.com".into()));
         assert_eq!(email_address_in("mail: <ida+support@mail.example.org>, thanks"), Some("ida+support@mail.example.org".into()));
-        for none in ["no address here", "meet me @ noon", "ida@localhost", "@example.com", "ida@.com", "50% @ the store."] {
+        for wrapped in ["mailto:ida@x.com", "[ida@x.com]", "*ida@x.com*", "ida@x.com…", "(ida@x.com)."] {
+            assert_eq!(email_address_in(wrapped), Some("ida@x.com".into()), "{wrapped}");
+        }
+        for none in ["no address here", "meet me @ noon", "ida@localhost", "@example.com", "ida@.com", "50% @ the store.",
+                     "icon@2x.png", "2@3.99", "v1.2@3.4", "a@b..com", "a@-x.com"] {
             assert_eq!(email_address_in(none), None, "{none}");
         }
     }

@@ -195,8 +195,10 @@ async fn detail(
             (page, earlier, later)
         }
     };
+    let contact = store.contact(c.contact_id).await?;
     Ok(Json(json!({
         "conversation": conversation_json(&c),
+        "customer": contact.map(|k| json!({"id": k.id, "name": k.display_name, "label": k.label(), "channel": k.channel, "external_id": k.external_id, "email": k.email})),
         "messages": messages.iter().map(message_json).collect::<Vec<_>>(),
         "earlier": earlier,
         "later": later,

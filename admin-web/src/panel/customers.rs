@@ -136,7 +136,7 @@ async fn customers_api(
         let contact = &customer.contact;
         json!({
             "id": contact.id, "name": contact.display_name, "label": contact.label(), "channel": contact.channel,
-            "external_id": contact.external_id, "created_at": contact.created_at,
+            "external_id": contact.external_id, "created_at": contact.created_at, "email": contact.email,
             "unreachable_since": contact.unreachable_since, "conversations": customer.conversations,
             "latest_conversation": customer.latest.as_ref().map(|c| json!({"id": c.id, "status": c.status, "updated_at": c.updated_at})),
         })

@@ -577,9 +577,11 @@ pub struct NotificationMailer {
     panel_url: Option<String>,
 }
 
-/// 550 mailbox unavailable, 551 user not local, 553 mailbox name not allowed: this address.
-fn refuses_recipient(error: &lettre::transport::smtp::Error) -> bool {
-    error.status().is_some_and(|code| ["550", "551", "553"].contains(&code.to_string().as_str()))
+/// A refusal of our sign-in (530, 535, 538) or by policy (enhanced code 5.7.x: relaying denied,
+/// sender rejected): nothing would get through until the settings change.
+fn is_setup_problem(error: &lettre::transport::smtp::Error) -> bool {
+    let code = error.status().map(|code| code.to_string()).unwrap_or_default();
+    ["530", "535", "538"].contains(&code.as_str()) || error.to_string().contains(" 5.7.")
 }
 
 /// Pending notifications mailed per pass.
@@ -587,9 +589,8 @@ const MAIL_BATCH: u32 = 50;
 
 impl NotificationMailer {
     pub fn new(settings: EmailSettings, store: Arc<dyn Notifications>, panel_url: Option<String>) -> Result<Self, String> {
-        let from = format!("{} <{}>", settings.display_name, settings.address)
-            .parse()
-            .map_err(|e| format!("email.display_name and email.address do not make a sender address: {e}"))?;
+        let address = settings.address.parse().map_err(|e| format!("email.address `{}` is not an address: {e}", settings.address))?;
+        let from = Mailbox::new(Some(settings.display_name.clone()), address);
         Ok(Self { transport: smtp_transport(&settings.smtp)?, from, store, panel_url })
     }
 
@@ -634,9 +635,11 @@ impl NotificationMailer {
                     Err(error) => Some(error),
                     Ok(mail) => match self.transport.send(mail).await {
                         Ok(_) => None,
-                        // Only a refusal of this recipient ends this mail; a refused sign-in,
-                        // relay or sender is the configuration's, and every mail waits for it.
-                        Err(error) if refuses_recipient(&error) => Some(format!("the mail server refused the address: {error}")),
+                        // A refused sign-in, relay or sender is the configuration's: every mail
+                        // waits for it. Any other refusal is this mail's own and ends it.
+                        Err(error) if error.is_permanent() && !is_setup_problem(&error) => {
+                            Some(format!("the mail server refused it: {error}"))
+                        }
                         Err(error) if error.is_permanent() => {
                             return Err(format!(
                                 "the mail server refused to send ({error}); check email.smtp_username, email.smtp_password and email.address"

@@ -45,9 +45,9 @@ pub struct WebChatHub {
     /// Per visitor, oldest first.
     subscribers: Mutex<HashMap<VisitorId, Vec<Subscriber>>>,
     next_id: AtomicU64,
-    /// Sockets reading their history for the `ready` frame at once. In a reconnect storm the
-    /// rest wait here instead of all holding a history read's buffers, which would leave the
-    /// heap fragmented long after (bench idle --concurrency).
+    /// New sockets reading their conversation for the `ready` frame at once. In a reconnect
+    /// storm the rest wait here instead of all holding a store read's buffers together, which
+    /// left the heap fragmented long after (bench idle --concurrency).
     openings: Openings,
 }
 
@@ -62,7 +62,7 @@ impl Default for Openings {
 const OPENINGS_AT_ONCE: usize = 64;
 
 impl WebChatHub {
-    /// A turn to read a new socket's history; held until its `ready` frame is sent.
+    /// A turn to read a new socket's conversation; held until its `ready` frame is sent.
     pub async fn opening(&self) -> tokio::sync::SemaphorePermit<'_> {
         self.openings.0.acquire().await.expect("the openings semaphore is never closed")
     }

@@ -244,6 +244,10 @@ async fn outside_business_hours_the_handoff_and_the_widget_say_when_the_team_is_
     clock.advance(chrono::Duration::minutes(11));
     let waiting = engine.handle(from_customer("monday", 2, "hello?", engine.now())).await.unwrap();
     assert_eq!(texts(&waiting), ["Thanks, your message is with the team. You're number 1 in the queue; the expected wait is not known yet."]);
+    // Handed over while open, nobody asked for an address: one in a message is just text.
+    let mentioned = engine.handle(from_customer("monday", 3, "my login is bob@example.com", engine.now())).await.unwrap();
+    assert!(texts(&mentioned).is_empty(), "{:?}", texts(&mentioned));
+    assert_eq!(engine.store().contact(monday.conversation.contact_id).await.unwrap().unwrap().email, None);
     // Agents see the address the weekend's customer left.
     let password = "a long enough password";
     switchboard_admin_web::accounts::create_account(engine.accounts(), "lee@example.com", "Lee", switchboard_models::Role::Agent, password, None)
@@ -252,6 +256,17 @@ async fn outside_business_hours_the_handoff_and_the_widget_say_when_the_team_is_
     let panel = switchboard_tests::panel::PanelClient::sign_in(&server.url(""), "lee@example.com", password).await;
     let page = panel.get(&format!("/panel/conversations/{}", handed.conversation.id)).await.body;
     assert!(page.contains("href=\"mailto:ida.berg@example.com\""), "the agent sees where to write");
+    let token = panel.new_api_token("reports").await;
+    let detail: serde_json::Value = reqwest::Client::new()
+        .get(server.url(&format!("/api/conversations/{}", handed.conversation.id)))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["customer"]["email"], "ida.berg@example.com");
 }
 
 async fn notices_of(server: &TestServer, agent: switchboard_models::AgentId) -> Vec<(switchboard_models::NotificationKind, String)> {
