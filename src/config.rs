@@ -16,6 +16,8 @@ pub struct Config {
     pub bot: BotConfig,
     pub business_hours: BusinessHoursConfig,
     pub sla: SlaConfig,
+    /// `[closing]`: confirming resolutions, ratings and status notices to customers.
+    pub closing: switchboard_core::closing::ClosingPolicy,
     pub jobs: JobsConfig,
     pub attachments: AttachmentsConfig,
     pub telegram: TelegramConfig,
@@ -507,6 +509,9 @@ impl Config {
             }
         }
         self.mailed_notices()?;
+        if let Some((key, problem)) = self.closing.problem() {
+            return Err(ConfigError::Invalid { key: key.into(), problem: problem.into() });
+        }
         Ok(())
     }
 }
@@ -725,6 +730,7 @@ impl Default for Config {
             bot: BotConfig::default(),
             business_hours: BusinessHoursConfig::default(),
             sla: SlaConfig::default(),
+            closing: switchboard_core::closing::ClosingPolicy::default(),
             jobs: JobsConfig::default(),
             attachments: AttachmentsConfig::default(),
             telegram: TelegramConfig::default(),

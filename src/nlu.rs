@@ -161,7 +161,7 @@ pub async fn judge(config: &Config, data: &Path, out: &Path, words_only: bool) -
         // The first message of a new conversation, as the bot would take it.
         let now = chrono::Utc::now();
         let conversation = Conversation::new(ContactId::new(), Channel::WebChat, now);
-        let input = Input::CustomerMessage { text: &case.text, classification: &classification, has_attachments: false };
+        let input = Input::CustomerMessage { text: &case.text, classification: &classification, has_attachments: false, resolver_available: false };
         let decision = step(&conversation, &input, &policy, now);
         let off_topic = match &classification.judgement {
             Some(judgement) => judgement.off_topic,

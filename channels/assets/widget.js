@@ -672,6 +672,8 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
 .sb-quick button { padding: 6px 12px; font-size: 13px; border-radius: 999px; cursor: pointer;
   border: 1px solid var(--sb-primary); background: #fff; color: var(--sb-primary); }
 .sb-quick button:hover { background: var(--sb-primary); color: var(--sb-text); }
+.sb-stars button { padding: 2px 6px; font-size: 26px; line-height: 1; border: 0; background: none; color: #6b7280; }
+.sb-stars button:hover, .sb-stars button.sb-lit { background: none; color: #b45309; }
 .sb-typing { display: inline-flex; gap: 4px; margin-top: 6px; padding: 12px 14px; background: #e5e7eb;
   border-radius: 16px; border-bottom-left-radius: 4px; }
 .sb-typing span { width: 7px; height: 7px; border-radius: 50%; background: #6b7280;
@@ -985,12 +987,30 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
     row.sbQuickSignature = signature;
     if (row.sbQuick) { row.sbQuick.remove(); row.sbQuick = null; }
     if (!replies.length) return;
+    if (replies.join() === '1,2,3,4,5') { row.append(row.sbQuick = stars()); return; }
     row.sbQuick = h('div', { class: 'sb-quick', 'data-sb': 'quick-replies' });
     for (const reply of replies) {
       row.sbQuick.append(h('button', { type: 'button', 'data-sb': 'quick-reply', text: String(reply),
         onclick: () => { send(String(reply)); ui.input.focus(); } }));
     }
     row.append(row.sbQuick);
+  }
+
+  /** The rating scale as five stars: a click sends the digit, as a typed answer would. */
+  function stars() {
+    const group = h('div', { class: 'sb-quick sb-stars', 'data-sb': 'rating', role: 'group', 'aria-label': 'Rate the help you got' });
+    const buttons = [];
+    const light = (n) => buttons.forEach((b, i) => b.classList.toggle('sb-lit', i < n));
+    for (let n = 1; n <= 5; n++) {
+      const button = h('button', { type: 'button', 'data-sb': 'rating-star', 'aria-label': n + ' of 5 stars', text: '\u2605',
+        onclick: () => { send(String(n)); ui.input.focus(); } });
+      button.addEventListener('mouseenter', () => light(n));
+      button.addEventListener('focus', () => light(n));
+      buttons.push(button);
+      group.append(button);
+    }
+    group.addEventListener('mouseleave', () => light(0));
+    return group;
   }
 
   // ---- start --------------------------------------------------------------------------------

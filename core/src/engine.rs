@@ -5,18 +5,19 @@ use crate::policy::{Policy, QueueView};
 use crate::assignment::pick_agent;
 use crate::attachments::{UploadError, check_upload, clean_file_name};
 use crate::ports::{
-    Accounts, AdminWrite, Assistant, BlobStore, Classifier, Clock, Committed, Conversations, Listings, Outbox, Queue, StepWrite, Store, StoreError,
+    Accounts, AdminWrite, Assistant, BlobStore, Classifier, Clock, Committed, Conversations, FeedbackWrite, Listings, Outbox, Queue, Ratings, StepWrite, Store,
+    StoreError,
 };
 use crate::timers::TimerKind;
-use crate::step::{Decision, Input, ReplyBody, step};
+use crate::step::{Decision, Feedback, Input, ReplyBody, step};
 use crate::summary::{TRANSCRIPT_MESSAGES, extractive_summary, transcript};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tokio::sync::{Mutex, Notify, oneshot};
 use switchboard_models::{
-    Agent, AgentId, Attachment, AuditAction, AuditEntry, Category, Channel, Contact, ContactId, Conversation, ConversationId, DomainEvent, Handler,
-    Inbound, Message, MessageId, Presence, Priority, Role, Sender, Status, Thread, Timestamp,
+    Agent, AgentId, Attachment, AuditAction, AuditEntry, Awaiting, Category, Channel, Contact, ContactId, Conversation, ConversationId, DomainEvent,
+    EscalationRecord, Handler, Inbound, Message, MessageId, Presence, Priority, Role, Sender, Status, Thread, Timestamp,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -335,6 +336,11 @@ impl Engine {
         self.store.as_ref()
     }
 
+    /// Customers' ratings of the help they got.
+    pub fn ratings(&self) -> &dyn Ratings {
+        self.store.as_ref()
+    }
+
     /// What agents are told in the panel.
     pub fn notifications(&self) -> &dyn crate::ports::Notifications {
         self.store.as_ref()
@@ -649,19 +655,35 @@ impl Engine {
             .await?
             .ok_or_else(|| StoreError::Corrupt("message without conversation".into()))?;
         let now = self.clock.now();
+        let resolver_available = match &before.awaiting {
+            Some(Awaiting::Confirmation { agent, .. }) => {
+                self.store.agent(*agent).await?.is_some_and(|a| a.active && a.presence == Presence::Online)
+            }
+            _ => false,
+        };
         let input = Input::CustomerMessage {
             text: &message.text,
             classification: &classification,
             has_attachments: message.attachments.iter().any(|a| !a.original),
+            resolver_available,
         };
         let decision = step(&before, &input, &self.policy, now);
         let escalated = decision.escalated.is_some();
         let timers = decision.timers.clone();
         let notices = notice_writes(before.id, &decision.notices, now, &self.policy.mailed_notices);
         let contact_email = decision.contact_email.clone().map(|address| (before.contact_id, address));
+        let feedback = feedback_write(&before, decision.feedback.clone(), now);
         // The message is stored already, so the summary reads it with the earlier ones.
         let (conversation, mut replies) = self.replies_for(decision, now).await?;
         let changed = !same_state(&before, &conversation);
+        let escalation = conversation.escalation.as_ref().filter(|_| escalated).map(|e| EscalationRecord {
+            conversation_id: conversation.id,
+            at: e.at,
+            reason: e.reason.clone(),
+            confidence: Some(classification.confidence),
+            priority: conversation.priority,
+            category: conversation.category,
+        });
         let write = StepWrite {
             answers: Some((message.seq, classification)),
             conversation: changed.then(|| conversation.clone()),
@@ -671,6 +693,8 @@ impl Engine {
             timers: timers.map(|timers| (conversation.id, timers)),
             notices,
             contact_email,
+            feedback,
+            escalation,
             ..StepWrite::default()
         };
         let decided = started.elapsed();
@@ -908,6 +932,8 @@ impl Engine {
             _ => None,
         };
         let (input, action) = match (&change, &assignee) {
+            // Resolving through the status asks the customer to confirm, like the Resolve button.
+            (TicketChange::Status(Status::Resolved), _) => (Input::Resolved { agent: actor.id, agent_name: &actor.name }, AuditAction::Status),
             (TicketChange::Status(status), _) => (Input::StatusSet(*status), AuditAction::Status),
             (TicketChange::Priority(priority), _) => (Input::PrioritySet(*priority), AuditAction::Priority),
             (TicketChange::Category(category), _) => (Input::CategorySet(*category), AuditAction::Category),
@@ -924,7 +950,7 @@ impl Engine {
         };
         let audit = Audit { actor: Some(actor.id), action, subject_agent: assignee.as_ref().map(|a| a.id), note: over_capacity };
         let unchanged = |c: &Conversation| c.updated_at == seen.updated_at && !c.status.is_final();
-        let changed = self.change(conversation_id, unchanged, input, audit).await?.ok_or_else(|| {
+        let changed = self.change(conversation_id, unchanged, input, Some(audit)).await?.ok_or_else(|| {
             EngineError::Conflict("someone changed this conversation at the same moment; reload and try again".into())
         })?;
         if let Some(agent) = assignee {
@@ -1047,7 +1073,7 @@ impl Engine {
             for conversation in self.store.agent_conversations(agent.id).await? {
                 let released = Input::Released { agent_name: &agent.name };
                 let audit = Audit { actor: Some(agent.id), action: AuditAction::Release, subject_agent: None, note: None };
-                self.change(conversation.id, |c| c.handler == Handler::Agent(agent.id), released, audit).await?;
+                self.change(conversation.id, |c| c.handler == Handler::Agent(agent.id), released, Some(audit)).await?;
             }
         }
         self.assign_waiting().await?;
@@ -1057,10 +1083,24 @@ impl Engine {
     /// Marks the conversation resolved (the bot answers again if the customer writes) and
     /// gives the freed slot to whoever waits.
     pub async fn resolve(&self, conversation_id: ConversationId, by: AgentId) -> Result<(), EngineError> {
+        let agent = self.store.agent(by).await?.ok_or(EngineError::NotFound("agent"))?;
         let audit = Audit { actor: Some(by), action: AuditAction::Resolve, subject_agent: None, note: None };
-        self.change(conversation_id, |c| !c.status.is_final(), Input::Resolved, audit).await?;
+        let resolved = Input::Resolved { agent: by, agent_name: &agent.name };
+        self.change(conversation_id, |c| !c.status.is_final(), resolved, Some(audit)).await?;
         self.assign_waiting().await?;
         Ok(())
+    }
+
+    /// The customer of `contact` rates the conversation's latest resolution (widget stars, the
+    /// API): taken only while a rating is awaited from them, so a late, repeated or forged rating
+    /// changes nothing. Returns whether it was taken.
+    pub async fn rate(&self, conversation_id: ConversationId, contact: ContactId, score: u8) -> Result<bool, EngineError> {
+        if !(1..=5).contains(&score) {
+            return Err(EngineError::Invalid(format!("a rating is 1 to 5, not {score}")));
+        }
+        let awaits_rating = |c: &Conversation| c.contact_id == contact && matches!(c.awaiting, Some(Awaiting::Rating { .. }));
+        // No agent acted: no audit entry.
+        Ok(self.change(conversation_id, awaits_rating, Input::Rated { score }, None).await?.is_some())
     }
 
     /// Fires the timers due now, each through a step that deletes it in its own transaction,
@@ -1136,7 +1176,7 @@ impl Engine {
     async fn take(&self, conversation_id: ConversationId, agent: &Agent) -> Result<bool, EngineError> {
         let joined = Input::AgentJoined { agent: agent.id, agent_name: &agent.name, given: true };
         let audit = Audit { actor: None, action: AuditAction::Assign, subject_agent: Some(agent.id), note: None };
-        match self.change(conversation_id, |c| c.handler == Handler::Queue, joined, audit).await? {
+        match self.change(conversation_id, |c| c.handler == Handler::Queue, joined, Some(audit)).await? {
             Some(conversation) => {
                 self.bus.publish(DomainEvent::Assigned { conversation, agent: agent.id });
                 Ok(true)
@@ -1152,7 +1192,7 @@ impl Engine {
         conversation_id: ConversationId,
         applies: impl Fn(&Conversation) -> bool,
         input: Input<'_>,
-        audit: Audit,
+        audit: Option<Audit>,
     ) -> Result<Option<Conversation>, EngineError> {
         for _ in 0..CONFLICT_RETRIES {
             let (_turn, current) = self.turn_of(conversation_id).await?;
@@ -1163,9 +1203,13 @@ impl Engine {
             let decision = step(&current, &input, &self.policy, now);
             let timers = decision.timers.clone();
             let notices = notice_writes(current.id, &decision.notices, now, &self.policy.mailed_notices);
+            let feedback = feedback_write(&current, decision.feedback.clone(), now);
             let (conversation, replies) = self.replies_for(decision, now).await?;
-            let entry = audit.entry(now, &current, &conversation);
-            if let Some((conversation, _)) = self.commit_change(conversation, replies, Some(entry), timers, notices).await? {
+            let audit = audit.as_ref().map(|audit| audit.entry(now, &current, &conversation));
+            let timers = timers.map(|timers| (conversation.id, timers));
+            let decided_on = self.claim(&conversation);
+            let write = StepWrite { conversation: Some(conversation), outbound: replies, audit, timers, decided_on, notices, feedback, ..StepWrite::default() };
+            if let Some((conversation, _)) = self.commit_write(write).await? {
                 return Ok(Some(conversation));
             }
         }
@@ -1198,7 +1242,12 @@ impl Engine {
     ) -> Result<Option<(Conversation, Vec<Message>)>, EngineError> {
         let timers = timers.map(|timers| (conversation.id, timers));
         let decided_on = self.claim(&conversation);
-        let write = StepWrite { conversation: Some(conversation), outbound, audit, timers, decided_on, notices, ..StepWrite::default() };
+        self.commit_write(StepWrite { conversation: Some(conversation), outbound, audit, timers, decided_on, notices, ..StepWrite::default() }).await
+    }
+
+    /// Commits a step that changes a conversation outside a customer message, then wakes the
+    /// outbox and publishes; `None` when the conversation changed since it was read.
+    async fn commit_write(&self, write: StepWrite) -> Result<Option<(Conversation, Vec<Message>)>, EngineError> {
         let seqs = match self.commit(write.clone()).await? {
             Committed::Stored { seqs } => seqs,
             Committed::Conflict => return Ok(None),
@@ -1399,6 +1448,11 @@ mod mention_tests {
 }
 
 /// Whether a step changed anything worth writing (the timestamp alone is not).
+/// The rating or comment a step read, as the store writes it.
+fn feedback_write(conversation: &Conversation, feedback: Option<Feedback>, now: Timestamp) -> Option<FeedbackWrite> {
+    feedback.map(|feedback| FeedbackWrite { conversation_id: conversation.id, channel: conversation.channel, feedback, at: now })
+}
+
 fn same_state(before: &Conversation, after: &Conversation) -> bool {
     let mut after = after.clone();
     after.updated_at = before.updated_at;

@@ -6,6 +6,7 @@
 pub mod assignment;
 pub mod attachments;
 mod client_address;
+pub mod closing;
 mod engine;
 mod events;
 mod gauge;
@@ -32,5 +33,5 @@ pub use policy::{Policy, QueueView};
 pub use ports::{
     Assignee, Committed, ConversationFilter, ConversationSummary, CustomerCursor, CustomerFilter, CustomerSummary, DashboardCounts, ListCursor, ListOrder, ListTotal, NoticeWrite, SessionRecord, StepWrite,
 };
-pub use step::{Decision, Input, Notice, Recipient, Reply, ReplyBody, step};
+pub use step::{Decision, Feedback, Input, Notice, Recipient, Reply, ReplyBody, step};
 pub use summary::{TRANSCRIPT_MESSAGES, extractive_summary, transcript};

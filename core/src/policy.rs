@@ -89,6 +89,8 @@ pub struct Policy {
     pub sla: crate::sla::SlaPolicy,
     /// Notifications of these kinds are also mailed to their agent (none without email).
     pub mailed_notices: Vec<switchboard_models::NotificationKind>,
+    /// What the bot asks and says once agents are done: confirmation, rating, notices.
+    pub closing: crate::closing::ClosingPolicy,
 }
 
 impl Default for Policy {
@@ -135,6 +137,7 @@ impl Default for Policy {
             quiet: crate::timers::QuietRules::default(),
             mailed_notices: Vec::new(),
             sla: crate::sla::SlaPolicy::default(),
+            closing: crate::closing::ClosingPolicy::default(),
         }
     }
 }

@@ -5,8 +5,8 @@ use crate::timers::{Timer, TimerKind};
 use async_trait::async_trait;
 use std::time::Duration;
 use switchboard_models::{
-    Agent, AgentId, ApiToken, AuditEntry, CannedResponse, Category, Channel, Presence, Priority, Status, Classification, Contact, ContactId, Conversation, ConversationId, Message,
-    MessageId, Notification, NotificationKind, OutboundMessage, Timestamp,
+    Agent, AgentId, ApiToken, AuditEntry, CannedResponse, Category, Channel, Presence, Priority, Status, Classification, Contact, ContactId, Conversation, ConversationId,
+    EscalationRecord, Message, MessageId, Notification, Rating, NotificationKind, OutboundMessage, Timestamp,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -248,6 +248,19 @@ pub struct StepWrite {
     pub notices: Vec<NoticeWrite>,
     /// An email address the customer left, kept on their contact.
     pub contact_email: Option<(ContactId, String)>,
+    /// A rating (one per resolution: a second is ignored) or the comment to it.
+    pub feedback: Option<FeedbackWrite>,
+    /// The escalation this step decided, kept in the conversation's history.
+    pub escalation: Option<EscalationRecord>,
+}
+
+/// The customer's rating or comment, written with the step that read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedbackWrite {
+    pub conversation_id: ConversationId,
+    pub channel: Channel,
+    pub feedback: crate::step::Feedback,
+    pub at: Timestamp,
 }
 
 /// A notification written with a step.
@@ -365,6 +378,8 @@ pub trait Conversations: Send + Sync {
         conversation: ConversationId,
         limit: u32,
     ) -> Result<Vec<String>, StoreError>;
+    /// Every escalation of a conversation, oldest first.
+    async fn escalations_of(&self, conversation: ConversationId) -> Result<Vec<EscalationRecord>, StoreError>;
 }
 
 /// Who can take a conversation, and what waits for someone.
@@ -525,6 +540,23 @@ pub struct NoticeMail {
     pub agent_active: bool,
 }
 
+/// What customers said of the help they got.
+#[async_trait]
+pub trait Ratings: Send + Sync {
+    /// A conversation's ratings, oldest first.
+    async fn ratings_of(&self, conversation: ConversationId) -> Result<Vec<Rating>, StoreError>;
+    /// Per agent rated since `since`: how many ratings, and their average.
+    async fn agent_ratings(&self, since: Timestamp) -> Result<Vec<AgentRatings>, StoreError>;
+}
+
+/// An agent's ratings over a period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRatings {
+    pub agent_id: AgentId,
+    pub count: u32,
+    pub average: f64,
+}
+
 /// Recurring jobs (`[jobs]`, cron schedules) and the housekeeping they do.
 #[async_trait]
 pub trait Jobs: Send + Sync {
@@ -594,9 +626,9 @@ pub trait Coordination: Send + Sync {
 
 /// The whole store: every focused port above. Wiring holds it; each part of the code names
 /// the ports it uses (`&dyn Accounts`, `&dyn Listings`, …).
-pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Jobs + Coordination {}
+pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Jobs + Coordination {}
 
-impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Jobs + Coordination> Store for T {}
+impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Jobs + Coordination> Store for T {}
 
 /// Held work across nodes (`Coordination::exclusive`); dropping it lets the next node in.
 pub trait Exclusive: Send + Sync {}

@@ -1,11 +1,12 @@
 //! The conversation state machine: a pure, total function from (conversation, input, now) to the
 //! next conversation and the replies to send. No I/O; `Engine` does the loading and saving.
 
+use crate::closing::{Answer, RATING_CHOICES, confirmation_answer, declines, rating_in};
 use crate::sla::{start_clocks, BreachAction};
 use crate::timers::{TimerKind, timers_after};
 use crate::policy::{Policy, priority_for};
 use switchboard_models::{
-    AgentId, Category, Channel, Classification, ClassificationSource, Priority, Conversation, Escalation, EscalationReason, Handler, IntentName, Need,
+    AgentId, Awaiting, Category, Channel, Classification, ClassificationSource, Priority, Conversation, Escalation, EscalationReason, Handler, IntentName, Need,
     NotificationKind, Sender, SlaNotices, Status, Timestamp, Urgency,
 };
 
@@ -17,6 +18,9 @@ pub enum Input<'a> {
         classification: &'a Classification,
         /// Files came with the message.
         has_attachments: bool,
+        /// The agent whose resolution awaits the customer's confirmation is online to take it
+        /// back if the customer says it is not fixed (else it goes to the queue).
+        resolver_available: bool,
     },
     AgentJoined {
         agent: AgentId,
@@ -31,7 +35,15 @@ pub enum Input<'a> {
     Released {
         agent_name: &'a str,
     },
-    Resolved,
+    /// An agent resolved it: the customer is asked to confirm.
+    Resolved {
+        agent: AgentId,
+        agent_name: &'a str,
+    },
+    /// The customer rated the help outside a message (widget stars, a signed link, the API).
+    Rated {
+        score: u8,
+    },
     HandedBackToBot,
     /// An agent set the ticket's status.
     StatusSet(Status),
@@ -76,6 +88,13 @@ pub struct Notice {
     pub text: String,
 }
 
+/// The customer's feedback on a resolution, written with the step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Feedback {
+    Rated { agent: AgentId, resolved_at: Timestamp, score: u8 },
+    Commented { resolved_at: Timestamp, text: String },
+}
+
 /// The outcome of one step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -90,6 +109,8 @@ pub struct Decision {
     /// An email address the customer left for an answer (asked for outside business hours),
     /// kept on their contact.
     pub contact_email: Option<String>,
+    /// A rating or its comment the customer just gave.
+    pub feedback: Option<Feedback>,
 }
 
 pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now: Timestamp) -> Decision {
@@ -99,10 +120,25 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
     let mut escalated = None;
     let mut notices = Vec::new();
     let mut contact_email = None;
+    let mut feedback = None;
+    // Only what the customer was asked is answered by their next message or action; anything
+    // else an agent or the customer does moves on from the question.
+    let awaiting = match input {
+        Input::PrioritySet(_) | Input::CategorySet(_) | Input::TimerFired { .. } => next.awaiting.clone(),
+        _ => next.awaiting.take(),
+    };
+
+    let answered_awaited = match input {
+        Input::CustomerMessage { text, resolver_available, has_attachments: false, .. } => {
+            answer_awaited(&mut next, awaiting.as_ref(), text, *resolver_available, &mut replies, &mut notices, &mut feedback, policy, now)
+        }
+        _ => false,
+    };
 
     match input {
-        Input::CustomerMessage { text, classification, has_attachments } => {
-            if next.status == Status::Resolved {
+        Input::CustomerMessage { .. } if answered_awaited => {}
+        Input::CustomerMessage { text, classification, has_attachments, .. } => {
+            if matches!(next.status, Status::Resolved | Status::Confirmed) {
                 next.status = Status::Open;
             }
             match next.handler {
@@ -192,17 +228,44 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                 quick_replies: Vec::new(),
             });
         }
-        Input::Resolved => {
+        Input::Resolved { agent, agent_name } => {
+            let closing = &policy.closing;
+            // A person's work is confirmed by the customer; a bot chat has nobody to vouch for.
+            if closing.confirm_resolution && next.handler != Handler::Bot && next.status != Status::Resolved {
+                next.awaiting = Some(Awaiting::Confirmation { agent: *agent, agent_name: agent_name.to_string(), resolved_at: now });
+                replies.push(Reply {
+                    sender: Sender::Bot,
+                    body: ReplyBody::Text(closing.confirm_question.replace("{agent}", agent_name)),
+                    quick_replies: vec![closing.yes_label.clone(), closing.no_label.clone()],
+                });
+            }
             next.status = Status::Resolved;
             next.handler = Handler::Bot;
             next.low_confidence_streak = 0;
         }
+        Input::Rated { score } => {
+            if let Some(Awaiting::Rating { agent, resolved_at, .. }) = awaiting {
+                rated(&mut next, agent, resolved_at, *score, &mut replies, &mut feedback, policy);
+            } else {
+                // Nothing was asked (late, repeated or forged): the state stays as it was.
+                next.awaiting = awaiting;
+            }
+        }
         Input::StatusSet(status) => {
+            let was = next.status;
             next.status = *status;
-            if matches!(status, Status::Resolved | Status::Closed | Status::Rejected) {
+            if matches!(status, Status::Resolved | Status::Confirmed | Status::Closed | Status::Rejected) {
                 // Finished tickets go back to the bot, which answers if the customer writes again.
                 next.handler = Handler::Bot;
                 next.low_confidence_streak = 0;
+            }
+            let notice = match status {
+                Status::Closed => &policy.closing.closed_notice,
+                Status::Rejected => &policy.closing.rejected_notice,
+                _ => "",
+            };
+            if was != *status && !notice.is_empty() {
+                replies.push(Reply { sender: Sender::Bot, body: ReplyBody::Text(notice.to_string()), quick_replies: Vec::new() });
             }
         }
         Input::PrioritySet(priority) => {
@@ -217,22 +280,27 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
         }
         Input::CategorySet(category) => next.category = Some(*category),
         Input::HandedBackToBot => {
+            let was_with_people = next.handler != Handler::Bot;
             next.handler = Handler::Bot;
             next.low_confidence_streak = 0;
             if !next.status.is_final() {
                 next.status = Status::Open;
             }
+            let notice = &policy.closing.back_to_bot_notice;
+            if was_with_people && !notice.is_empty() {
+                replies.push(Reply { sender: Sender::Bot, body: ReplyBody::Text(notice.clone()), quick_replies: Vec::new() });
+            }
         }
         Input::TimerFired { kind, last_message } => {
             if let Some(later) = idle_until(&next, *kind, *last_message, policy, now) {
                 // The chat went on since the timer was set: it closes a quiet while after that.
-                return Decision { conversation: next, replies, escalated, timers: Some(vec![(TimerKind::CloseIdleBot, later)]), notices, contact_email };
+                return Decision { conversation: next, replies, escalated, timers: Some(vec![(TimerKind::CloseIdleBot, later)]), notices, contact_email, feedback };
             }
             quiet_for_long(&mut next, *kind, &mut replies, policy);
             sla_came_due(&mut next, *kind, &mut replies, &mut notices, policy, now);
         }
     }
-    if next.handler == Handler::Bot || matches!(next.status, Status::Resolved | Status::Closed | Status::Rejected) {
+    if next.handler == Handler::Bot || matches!(next.status, Status::Resolved | Status::Confirmed | Status::Closed | Status::Rejected) {
         // Nothing is owed to a conversation back with the bot or finished.
         next.first_reply_due_at = None;
         next.resolution_due_at = None;
@@ -250,7 +318,91 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
         // Every other step counts anew from now.
         _ => Some(timers_after(&next, &policy.quiet, &policy.sla, policy.hours_for(next.channel), now)),
     };
-    Decision { conversation: next, replies, escalated, timers, notices, contact_email }
+    Decision { conversation: next, replies, escalated, timers, notices, contact_email, feedback }
+}
+
+/// The customer's message answers what the bot asked after a resolution: a confirmation, a
+/// rating or a comment. Returns false (the message is handled as any other) when it is not
+/// such an answer, or nothing was asked.
+#[allow(clippy::too_many_arguments)]
+fn answer_awaited(
+    next: &mut Conversation,
+    awaiting: Option<&Awaiting>,
+    text: &str,
+    resolver_available: bool,
+    replies: &mut Vec<Reply>,
+    notices: &mut Vec<Notice>,
+    feedback: &mut Option<Feedback>,
+    policy: &Policy,
+    now: Timestamp,
+) -> bool {
+    let closing = &policy.closing;
+    let say = |text: String, quick_replies: Vec<String>| Reply { sender: Sender::Bot, body: ReplyBody::Text(text), quick_replies };
+    match awaiting {
+        Some(Awaiting::Confirmation { agent, agent_name, resolved_at }) => match confirmation_answer(text, closing) {
+            Some(Answer::Yes) => {
+                next.status = Status::Confirmed;
+                if closing.ask_rating {
+                    next.awaiting = Some(Awaiting::Rating { agent: *agent, agent_name: agent_name.clone(), resolved_at: *resolved_at });
+                    let choices = RATING_CHOICES.iter().map(|c| c.to_string()).collect();
+                    replies.push(say(closing.rating_question.replace("{agent}", agent_name), choices));
+                } else {
+                    replies.push(say(closing.confirmed.clone(), Vec::new()));
+                }
+                true
+            }
+            Some(Answer::No) => {
+                // Back to the agent who resolved it while they are online, else to the queue.
+                if resolver_available {
+                    next.handler = Handler::Agent(*agent);
+                    next.status = Status::InProgress;
+                    replies.push(say(closing.reopened_to_agent.replace("{agent}", agent_name), Vec::new()));
+                    notices.push(Notice {
+                        to: Recipient::Agent(*agent),
+                        kind: NotificationKind::CustomerReplied,
+                        text: "The customer says it is not fixed yet; the conversation is yours again.".into(),
+                    });
+                } else {
+                    next.handler = Handler::Queue;
+                    next.status = Status::Open;
+                    replies.push(say(closing.reopened_to_queue.clone(), Vec::new()));
+                }
+                start_clocks(next, &policy.sla, policy.hours_for(next.channel), now, !resolver_available, now);
+                true
+            }
+            None => false,
+        },
+        Some(Awaiting::Rating { agent, resolved_at, .. }) => {
+            if let Some(score) = rating_in(text) {
+                rated(next, *agent, *resolved_at, score, replies, feedback, policy);
+                true
+            } else if declines(text, closing) {
+                replies.push(say(closing.thanks.clone(), Vec::new()));
+                true
+            } else {
+                false
+            }
+        }
+        Some(Awaiting::Comment { resolved_at }) => {
+            if !declines(text, closing) {
+                *feedback = Some(Feedback::Commented { resolved_at: *resolved_at, text: text.trim().to_string() });
+            }
+            replies.push(say(closing.thanks.clone(), Vec::new()));
+            true
+        }
+        None => false,
+    }
+}
+
+/// A rating was given: kept, and a comment invited.
+fn rated(next: &mut Conversation, agent: AgentId, resolved_at: Timestamp, score: u8, replies: &mut Vec<Reply>, feedback: &mut Option<Feedback>, policy: &Policy) {
+    *feedback = Some(Feedback::Rated { agent, resolved_at, score });
+    next.awaiting = Some(Awaiting::Comment { resolved_at });
+    replies.push(Reply {
+        sender: Sender::Bot,
+        body: ReplyBody::Text(policy.closing.comment_question.clone()),
+        quick_replies: vec![policy.closing.skip_label.clone()],
+    });
 }
 
 /// When an idle bot chat's timer came due but the chat went on since: the new due time.
@@ -272,7 +424,10 @@ fn quiet_for_long(next: &mut Conversation, kind: TimerKind, replies: &mut Vec<Re
             next.low_confidence_streak = 0;
             replies.push(tell(&policy.quiet.waiting_resolved));
         }
-        TimerKind::CloseResolved if next.status == Status::Resolved => next.status = Status::Closed,
+        TimerKind::CloseResolved if matches!(next.status, Status::Resolved | Status::Confirmed) => {
+            next.status = Status::Closed;
+            next.awaiting = None;
+        }
         TimerKind::CloseIdleBot if next.handler == Handler::Bot && !next.status.is_final() => next.status = Status::Closed,
         _ => {}
     }

@@ -120,7 +120,7 @@ fn quiet_timers(status: Status, handler: Handler, rules: &QuietRules, now: Times
         (Status::WaitingOnCustomer, _) => {
             vec![(TimerKind::RemindWaiting, at(rules.remind_waiting_after)), (TimerKind::ResolveWaiting, at(rules.resolve_waiting_after))]
         }
-        (Status::Resolved, _) => vec![(TimerKind::CloseResolved, at(rules.close_resolved_after))],
+        (Status::Resolved | Status::Confirmed, _) => vec![(TimerKind::CloseResolved, at(rules.close_resolved_after))],
         (status, Handler::Bot) if !status.is_final() => vec![(TimerKind::CloseIdleBot, at(rules.close_idle_bot_after))],
         _ => Vec::new(),
     };

@@ -75,6 +75,45 @@ impl SlaNotices {
     }
 }
 
+/// What the bot waits for from the customer once a person's work ended. While it waits, a
+/// "yes" or a "4" is an answer to the question asked, not a message to classify.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Awaiting {
+    /// "Ann marked this as solved. Did that fix it?"
+    Confirmation { agent: AgentId, agent_name: String, resolved_at: Timestamp },
+    /// A rating, 1 to 5, of the help `agent` gave up to the resolution of `resolved_at`.
+    Rating { agent: AgentId, agent_name: String, resolved_at: Timestamp },
+    /// An optional comment to the rating of that resolution.
+    Comment { resolved_at: Timestamp },
+}
+
+/// A customer's rating of one resolution, with their comment if they left one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rating {
+    pub conversation_id: ConversationId,
+    /// The agent who resolved the conversation.
+    pub agent_id: Option<AgentId>,
+    pub channel: Channel,
+    /// The resolution rated: one rating each.
+    pub resolved_at: Timestamp,
+    pub score: u8,
+    pub comment: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// One escalation of a conversation, kept as it was decided (a later one does not overwrite it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EscalationRecord {
+    pub conversation_id: ConversationId,
+    pub at: Timestamp,
+    pub reason: EscalationReason,
+    /// The model's confidence in the intent of the message that escalated.
+    pub confidence: Option<f32>,
+    pub priority: Option<Priority>,
+    pub category: Option<Category>,
+}
+
 /// The ticket fields set when a conversation is escalated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Escalation {
@@ -157,6 +196,9 @@ pub struct Conversation {
     /// Which SLA warnings and breaches were announced already: each only once.
     #[serde(default)]
     pub sla_notices: SlaNotices,
+    /// What the bot waits for from the customer after a resolution, if anything.
+    #[serde(default)]
+    pub awaiting: Option<Awaiting>,
     /// How many times the stored row had been rewritten when this copy was read (0: never
     /// stored). A write of this copy is refused when the row has moved on since.
     pub version: i64,
@@ -180,6 +222,7 @@ impl Conversation {
             first_reply_due_at: None,
             resolution_due_at: None,
             sla_notices: SlaNotices::default(),
+            awaiting: None,
             version: 0,
         }
     }

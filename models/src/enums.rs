@@ -83,13 +83,14 @@ text_enum!(
 );
 
 text_enum!(
-    /// The ticket lifecycle shown to agents.
+    /// The ticket lifecycle shown to agents (`confirmed`: the customer confirmed a resolution).
     Status, "status" {
         Open => "open",
         Assigned => "assigned",
         InProgress => "in_progress",
         WaitingOnCustomer => "waiting_on_customer",
         Resolved => "resolved",
+        Confirmed => "confirmed",
         Closed => "closed",
         Rejected => "rejected",
     }
@@ -97,6 +98,7 @@ text_enum!(
 
 impl Status {
     /// Closed and rejected conversations are finished: a new customer message starts a new one.
+    /// (A resolved or confirmed one is picked up again when the customer writes.)
     pub fn is_final(self) -> bool {
         matches!(self, Status::Closed | Status::Rejected)
     }

@@ -12,7 +12,7 @@ mod message;
 pub use agent::{Agent, ApiToken, AuditEntry, CannedResponse, Notification};
 pub use attachment::Attachment;
 pub use classification::{Classification, ClassificationSource, IntentName, IntentScore, Judgement, Urgency};
-pub use conversation::{customer_label, Contact, Conversation, Escalation, EscalationReason, Handler, SlaNotices};
+pub use conversation::{customer_label, Awaiting, Contact, Conversation, Escalation, EscalationReason, EscalationRecord, Handler, Rating, SlaNotices};
 pub use enums::{AuditAction, Category, Channel, DeliveryState, Need, NotificationKind, Presence, Priority, Role, Sender, Status, UnknownVariant};
 pub use ids::{AgentId, ContactId, ConversationId, MessageId};
 pub use message::{Delivery, DomainEvent, Inbound, Message, OutboundMessage, Thread};

@@ -27,9 +27,10 @@ enum Kind {
     Text,
     Int,
     Flag,
+    Real,
 }
 
-use Kind::{Flag, Int, Text};
+use Kind::{Flag, Int, Real, Text};
 
 struct Table {
     name: &'static str,
@@ -66,7 +67,7 @@ const TABLES: &[Table] = &[
             ("category", Text), ("priority", Text), ("escalation_reason", Text), ("escalation_summary", Text),
             ("escalated_at", Int), ("low_confidence_streak", Int), ("created_at", Int), ("updated_at", Int),
             ("version", Int), ("waiting_notice_at", Int), ("first_reply_due_at", Int), ("resolution_due_at", Int),
-            ("sla_notices", Int),
+            ("sla_notices", Int), ("awaiting", Text),
         ],
         keyed: true,
     },
@@ -98,7 +99,23 @@ const TABLES: &[Table] = &[
         name: "notifications",
         columns: &[
             ("id", Int), ("agent_id", Text), ("kind", Text), ("conversation_id", Text), ("text", Text), ("created_at", Int),
-            ("read_at", Int),
+            ("read_at", Int), ("mail_pending", Flag), ("mailed_at", Int), ("mail_error", Text),
+        ],
+        keyed: true,
+    },
+    Table {
+        name: "ratings",
+        columns: &[
+            ("id", Int), ("conversation_id", Text), ("agent_id", Text), ("channel", Text), ("resolved_at", Int), ("score", Int),
+            ("comment", Text), ("created_at", Int),
+        ],
+        keyed: true,
+    },
+    Table {
+        name: "escalations",
+        columns: &[
+            ("id", Int), ("conversation_id", Text), ("at", Int), ("reason", Text), ("confidence", Real), ("priority", Text),
+            ("category", Text),
         ],
         keyed: true,
     },
@@ -120,7 +137,7 @@ const TABLES: &[Table] = &[
 ];
 
 /// Tables whose ids PostgreSQL generates: their sequences continue after the copied ids.
-const SEQUENCES: &[(&str, &str)] = &[("messages", "seq"), ("audit_log", "id"), ("notifications", "id")];
+const SEQUENCES: &[(&str, &str)] = &[("messages", "seq"), ("audit_log", "id"), ("notifications", "id"), ("ratings", "id"), ("escalations", "id")];
 
 const BATCH: i64 = 500;
 
@@ -207,6 +224,7 @@ async fn copy_table(
                     Text => query.bind(row.text_opt(name)?),
                     Int => query.bind(row.int_opt(name)?),
                     Flag => query.bind(row.flag(name)?),
+                    Real => query.bind(row.real_opt(name)?),
                 };
             }
         }

@@ -12,7 +12,7 @@ pub(crate) const AGENT_COLUMNS: &str = "id, email, name, role, presence, capacit
 pub(crate) const DUE_KEY: &str = "COALESCE(c.first_reply_due_at, c.resolution_due_at, 9000000000000000)";
 pub(crate) const CONVERSATION_COLUMNS: &str = "id, contact_id, channel, handler, agent_id, status, category, priority, \
      escalation_reason, escalation_summary, escalated_at, low_confidence_streak, created_at, updated_at, version, waiting_notice_at, \
-     first_reply_due_at, resolution_due_at, sla_notices";
+     first_reply_due_at, resolution_due_at, sla_notices, awaiting";
 
 /// A conversation with its customer's name, agent's name and latest visible message.
 pub(crate) const SUMMARY_SELECT: &str = "SELECT c.*, k.display_name AS customer_name, k.external_id AS customer_external_id, a.name AS agent_name, \
@@ -335,6 +335,21 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
             .await
             .map_err(backend)?;
     }
+    if let Some(feedback) = &write.feedback {
+        write_feedback(tx, feedback).await?;
+    }
+    if let Some(escalation) = &write.escalation {
+        sqlx::query("INSERT INTO escalations (conversation_id, at, reason, confidence, priority, category) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(escalation.conversation_id.to_string())
+            .bind(millis(escalation.at))
+            .bind(to_json(&escalation.reason))
+            .bind(escalation.confidence.map(f64::from))
+            .bind(escalation.priority.map(|p| p.as_str()))
+            .bind(escalation.category.map(|c| c.as_str()))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+    }
     // Seqs in the order given: inbound, then replies, then notes.
     let seq_of = |m: &Message| inserted.iter().find(|(_, id)| *id == m.id.to_string()).map(|(seq, _)| *seq);
     let seqs = rows.iter().filter_map(|(m, _)| seq_of(m)).collect();
@@ -590,6 +605,31 @@ async fn set_timers(tx: &mut $conn, conversation: ConversationId, timers: &[(Tim
     Ok(())
 }
 
+/// One rating per resolution: a second for the same one is ignored; a comment joins its rating.
+async fn write_feedback(tx: &mut $conn, write: &switchboard_core::ports::FeedbackWrite) -> Result<(), StoreError> {
+    let conversation = write.conversation_id.to_string();
+    let query = match &write.feedback {
+        switchboard_core::Feedback::Rated { agent, resolved_at, score } => sqlx::query(
+            "INSERT INTO ratings (conversation_id, agent_id, channel, resolved_at, score, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (conversation_id, resolved_at) DO NOTHING",
+        )
+        .bind(conversation)
+        .bind(agent.to_string())
+        .bind(write.channel.as_str())
+        .bind(millis(*resolved_at))
+        .bind(i64::from(*score))
+        .bind(millis(write.at)),
+        switchboard_core::Feedback::Commented { resolved_at, text } => {
+            sqlx::query("UPDATE ratings SET comment = $3 WHERE conversation_id = $1 AND resolved_at = $2 AND comment IS NULL")
+                .bind(conversation)
+                .bind(millis(*resolved_at))
+                .bind(text.clone())
+        }
+    };
+    query.execute(&mut *tx).await.map_err(backend)?;
+    Ok(())
+}
+
 async fn save_conversation(tx: &mut $conn, c: &Conversation) -> Result<(), StoreError> {
     let (handler, agent_id) = match c.handler {
         Handler::Bot => ("bot", None),
@@ -600,8 +640,8 @@ async fn save_conversation(tx: &mut $conn, c: &Conversation) -> Result<(), Store
     sqlx::query(
         "INSERT INTO conversations (id, contact_id, channel, handler, agent_id, status, category, \
          priority, escalation_reason, escalation_summary, escalated_at, low_confidence_streak, \
-         created_at, updated_at, version, waiting_notice_at, first_reply_due_at, resolution_due_at, sla_notices) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+         created_at, updated_at, version, waiting_notice_at, first_reply_due_at, resolution_due_at, sla_notices, awaiting) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
          ON CONFLICT (id) DO UPDATE SET handler = excluded.handler, agent_id = excluded.agent_id, \
          status = excluded.status, category = excluded.category, priority = excluded.priority, \
          escalation_reason = excluded.escalation_reason, \
@@ -609,7 +649,7 @@ async fn save_conversation(tx: &mut $conn, c: &Conversation) -> Result<(), Store
          low_confidence_streak = excluded.low_confidence_streak, updated_at = excluded.updated_at, \
          version = excluded.version, waiting_notice_at = excluded.waiting_notice_at, \
          first_reply_due_at = excluded.first_reply_due_at, resolution_due_at = excluded.resolution_due_at, \
-         sla_notices = excluded.sla_notices",
+         sla_notices = excluded.sla_notices, awaiting = excluded.awaiting",
     )
     .bind(c.id.to_string())
     .bind(c.contact_id.to_string())
@@ -631,6 +671,7 @@ async fn save_conversation(tx: &mut $conn, c: &Conversation) -> Result<(), Store
     .bind(c.first_reply_due_at.map(millis))
     .bind(c.resolution_due_at.map(millis))
     .bind(i64::from(c.sla_notices.0))
+    .bind(c.awaiting.as_ref().map(to_json))
     .execute(&mut *tx)
     .await
     .map_err(backend)?;
@@ -899,6 +940,55 @@ impl $store {
         .map_err(backend)?;
         texts.reverse();
         Ok(texts)
+    }
+
+    async fn escalations_of(&self, conversation: ConversationId) -> Result<Vec<switchboard_models::EscalationRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT conversation_id, at, reason, confidence, priority, category FROM escalations \
+             WHERE conversation_id = $1 ORDER BY at, id",
+        )
+        .bind(conversation.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(crate::rows::escalation_from_row).collect()
+    }
+            }
+
+            #[async_trait]
+            impl switchboard_core::ports::Ratings for $store {
+    async fn ratings_of(&self, conversation: ConversationId) -> Result<Vec<switchboard_models::Rating>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT conversation_id, agent_id, channel, resolved_at, score, comment, created_at FROM ratings \
+             WHERE conversation_id = $1 ORDER BY resolved_at",
+        )
+        .bind(conversation.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(crate::rows::rating_from_row).collect()
+    }
+
+    async fn agent_ratings(&self, since: Timestamp) -> Result<Vec<switchboard_core::ports::AgentRatings>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT agent_id, COUNT(*) AS n, CAST(SUM(score) AS BIGINT) AS total FROM ratings \
+             WHERE created_at >= $1 AND agent_id IS NOT NULL GROUP BY agent_id ORDER BY agent_id",
+        )
+        .bind(millis(since))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let agent_id = row.text("agent_id")?.parse().map(AgentId).map_err(|e| StoreError::Corrupt(format!("ratings.agent_id: {e}")))?;
+                let count = row.int("n")?;
+                Ok(switchboard_core::ports::AgentRatings {
+                    agent_id,
+                    count: u32::try_from(count).unwrap_or(u32::MAX),
+                    average: row.int("total")? as f64 / count.max(1) as f64,
+                })
+            })
+            .collect()
     }
             }
 

@@ -21,6 +21,7 @@ pub(crate) trait Columns {
     fn int_opt(&self, column: &str) -> Result<Option<i64>, StoreError>;
     fn flag(&self, column: &str) -> Result<bool, StoreError>;
     fn flag_opt(&self, column: &str) -> Result<Option<bool>, StoreError>;
+    fn real_opt(&self, column: &str) -> Result<Option<f64>, StoreError>;
 }
 
 macro_rules! columns_of {
@@ -33,6 +34,9 @@ macro_rules! columns_of {
                 self.try_get(column).map_err(backend)
             }
             fn int(&self, column: &str) -> Result<i64, StoreError> {
+                self.try_get(column).map_err(backend)
+            }
+            fn real_opt(&self, column: &str) -> Result<Option<f64>, StoreError> {
                 self.try_get(column).map_err(backend)
             }
             fn int_opt(&self, column: &str) -> Result<Option<i64>, StoreError> {
@@ -162,6 +166,7 @@ pub(crate) fn conversation_from_row(row: &impl Columns) -> Result<Conversation, 
         first_reply_due_at: row.int_opt("first_reply_due_at")?.map(instant).transpose()?,
         resolution_due_at: row.int_opt("resolution_due_at")?.map(instant).transpose()?,
         sla_notices: switchboard_models::SlaNotices(u8::try_from(row.int("sla_notices")?).unwrap_or(u8::MAX)),
+        awaiting: row.text_opt("awaiting")?.map(|text| from_json("awaiting", &text)).transpose()?,
         version: row.int("version")?,
         created_at: instant(row.int("created_at")?)?,
         updated_at: instant(row.int("updated_at")?)?,
@@ -215,6 +220,29 @@ pub(crate) fn notification_from_row(row: &impl Columns) -> Result<Notification, 
         text: row.text("text")?,
         created_at: instant(row.int("created_at")?)?,
         read_at: row.int_opt("read_at")?.map(instant).transpose()?,
+    })
+}
+
+pub(crate) fn rating_from_row(row: &impl Columns) -> Result<switchboard_models::Rating, StoreError> {
+    Ok(switchboard_models::Rating {
+        conversation_id: ConversationId(uuid_col(row, "conversation_id")?),
+        agent_id: optional::<uuid::Uuid>(row, "agent_id")?.map(AgentId),
+        channel: parsed("channel", &row.text("channel")?)?,
+        resolved_at: instant(row.int("resolved_at")?)?,
+        score: u8::try_from(row.int("score")?).map_err(|_| StoreError::Corrupt("ratings.score out of range".into()))?,
+        comment: row.text_opt("comment")?,
+        created_at: instant(row.int("created_at")?)?,
+    })
+}
+
+pub(crate) fn escalation_from_row(row: &impl Columns) -> Result<switchboard_models::EscalationRecord, StoreError> {
+    Ok(switchboard_models::EscalationRecord {
+        conversation_id: ConversationId(uuid_col(row, "conversation_id")?),
+        at: instant(row.int("at")?)?,
+        reason: from_json("escalations.reason", &row.text("reason")?)?,
+        confidence: row.real_opt("confidence")?.map(|c| c as f32),
+        priority: optional(row, "priority")?,
+        category: optional(row, "category")?,
     })
 }
 

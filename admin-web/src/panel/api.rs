@@ -21,6 +21,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/conversations/{id}", get(detail))
         .route("/api/conversations/{id}/actions", post(action))
         .route("/api/conversations/{id}/draft", post(draft))
+        .route("/api/conversations/{id}/rating", post(rate))
+        .route("/api/ratings", get(agent_ratings))
         .route("/api/admin/intents/reload", post(reload_intents))
         .route("/api/notifications", get(notifications))
         .route("/api/notifications/read", post(read_notifications))
@@ -196,12 +198,82 @@ async fn detail(
         }
     };
     let contact = store.contact(c.contact_id).await?;
+    let escalations = store.escalations_of(c.id).await?;
+    let ratings = state.engine.ratings().ratings_of(c.id).await?;
     Ok(Json(json!({
         "conversation": conversation_json(&c),
+        "escalations": escalations,
+        "ratings": ratings,
         "customer": contact.map(|k| json!({"id": k.id, "name": k.display_name, "label": k.label(), "channel": k.channel, "external_id": k.external_id, "email": k.email})),
         "messages": messages.iter().map(message_json).collect::<Vec<_>>(),
         "earlier": earlier,
         "later": later,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RatingBody {
+    score: u8,
+}
+
+/// Records the customer's rating of the conversation's latest resolution, as an integration
+/// (a survey page of the site's own) got it: taken only while the bot waits for one, so a
+/// late or repeated rating is refused with 409.
+async fn rate(
+    State(state): State<AppState>,
+    _caller: ApiCaller,
+    Path(id): Path<String>,
+    body: Result<Json<RatingBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(RatingBody { score }) = body.map_err(|rejection| {
+        ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", format!("Expected JSON {{\"score\": 1 to 5}}: {}", rejection.body_text()))
+    })?;
+    if !(1..=5).contains(&score) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_score", format!("A rating is 1 to 5, not {score}.")));
+    }
+    let c = state
+        .engine
+        .conversations()
+        .conversation(conversation_id(&id)?)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."))?;
+    if !state.engine.rate(c.id, c.contact_id, score).await? {
+        return Err(ApiError::new(StatusCode::CONFLICT, "no_rating_awaited", "No rating is awaited for this conversation (rated already, or not resolved)."));
+    }
+    Ok(Json(json!({ "rated": score })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RatingsQuery {
+    /// The last this many days (default 30, at most 366).
+    days: Option<u32>,
+}
+
+/// Each rated agent's number of ratings and average over the last days.
+async fn agent_ratings(
+    State(state): State<AppState>,
+    _caller: ApiCaller,
+    query: Result<Query<RatingsQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let refused = |why: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("{why}. Ratings take days (1 to 366)."));
+    let Query(query) = query.map_err(|rejection| refused(rejection.body_text().trim_end_matches('.').to_string()))?;
+    let days = query.days.unwrap_or(30);
+    if !(1..=366).contains(&days) {
+        return Err(refused(format!("days {days} is out of range")));
+    }
+    let since = state.engine.now() - chrono::Duration::days(i64::from(days));
+    let agents = state.engine.accounts().list_agents().await?;
+    let rated = state.engine.ratings().agent_ratings(since).await?;
+    Ok(Json(json!({
+        "days": days,
+        "agents": rated.iter().map(|r| json!({
+            "agent_id": r.agent_id,
+            "name": agents.iter().find(|a| a.id == r.agent_id).map(|a| a.name.clone()),
+            "ratings": r.count,
+            "average": (r.average * 100.0).round() / 100.0,
+        })).collect::<Vec<_>>(),
     })))
 }
 

@@ -551,6 +551,8 @@ async fn render_conversation(
     let (open, capacity) = state.engine.load_of(&signed.agent).await?;
     let others = listings.contact_conversations(c.contact_id).await?;
     let canned = visible_canned(accounts.canned_responses().await?, &signed.agent);
+    let escalations = conversations.escalations_of(c.id).await?;
+    let ratings = state.engine.ratings().ratings_of(c.id).await?;
     let data = json!({
         "c": {
             "id": c.id.to_string(),
@@ -577,6 +579,8 @@ async fn render_conversation(
             })),
         },
         "messages": messages.iter().map(|m| views::message(m, &c, &customer, &agents)).collect::<Vec<_>>(),
+        "escalations": views::escalations(&escalations),
+        "ratings": ratings.iter().map(|r| views::rating(r, &agents)).collect::<Vec<_>>(),
         "earlier": earlier,
         "paged_back": !matches!(shown, MessagesShown::Before(None)),
         "search": search,
@@ -850,11 +854,16 @@ async fn delete_token(State(state): State<AppState>, signed: Signed, Path(id): P
     Ok(Redirect::to("/panel/account/tokens").into_response())
 }
 
+/// The agents page shows each agent's ratings over this many days.
+const RATINGS_DAYS: i64 = 30;
+
 async fn agents(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin) -> Result<Html<String>, ApiError> {
     let agents = state.engine.accounts().list_agents().await?;
-    let data = json!({"agents": agents.iter().map(|a| json!({
+    let rated = state.engine.ratings().agent_ratings(state.engine.now() - chrono::Duration::days(RATINGS_DAYS)).await?;
+    let data = json!({"ratings_days": RATINGS_DAYS, "agents": agents.iter().map(|a| json!({
         "id": a.id.to_string(), "name": a.name, "email": a.email, "role": a.role.as_str(),
         "presence": a.presence.as_str(), "capacity": a.capacity, "active": a.active,
+        "rating": rated.iter().find(|r| r.agent_id == a.id).map(|r| format!("{:.1} of 5 ({} rated)", r.average, r.count)),
     })).collect::<Vec<_>>()});
     state.views.render("agents", &page(&signed, "agents", "Agents", data))
 }

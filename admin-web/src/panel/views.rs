@@ -99,9 +99,30 @@ pub fn status_label(status: Status) -> &'static str {
         Status::InProgress => "In progress",
         Status::WaitingOnCustomer => "Waiting on customer",
         Status::Resolved => "Resolved",
+        Status::Confirmed => "Confirmed by the customer",
         Status::Closed => "Closed",
         Status::Rejected => "Rejected",
     }
+}
+
+/// A conversation's escalations for its page (the list shows when there was more than one).
+pub fn escalations(history: &[switchboard_models::EscalationRecord]) -> Value {
+    json!({
+        "more_than_one": history.len() > 1,
+        "count": history.len(),
+        "list": history.iter().map(|e| json!({
+            "at": time(&e.at),
+            "reason": e.reason.describe(),
+            "priority": e.priority.map(|p| p.as_str()),
+            "confidence": e.confidence.map(|c| format!("{:.0} %", c * 100.0)),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A customer's rating for the conversation page.
+pub fn rating(rating: &switchboard_models::Rating, agents: &[Agent]) -> Value {
+    let agent = rating.agent_id.and_then(|id| agents.iter().find(|a| a.id == id)).map(|a| a.name.clone());
+    json!({"score": rating.score, "agent": agent, "at": time(&rating.created_at), "comment": rating.comment})
 }
 
 pub fn priority_class(priority: Option<Priority>) -> String {

@@ -174,6 +174,45 @@ pub async fn seen(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackBody {
+    score: u8,
+    /// The conversation rated; the visitor's current one when absent.
+    #[serde(default)]
+    conversation_id: Option<uuid::Uuid>,
+}
+
+/// The widget's stars: the visitor rates the help they got. Taken only while the bot waits for
+/// that visitor's rating; a late, repeated or someone else's conversation's rating is refused
+/// with 409 and changes nothing.
+pub async fn feedback(
+    State(state): State<WebChatState>,
+    headers: HeaderMap,
+    body: Result<Json<FeedbackBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, HttpError> {
+    let visitor = visitor_from(&state, bearer(&headers))?;
+    let Json(FeedbackBody { score, conversation_id }) = body.map_err(|rejection| {
+        HttpError::new(StatusCode::BAD_REQUEST, "malformed_request", format!("Expected JSON {{\"score\": 1 to 5}}: {}", rejection.body_text()))
+    })?;
+    if !(1..=5).contains(&score) {
+        return Err(HttpError::new(StatusCode::BAD_REQUEST, "invalid_score", format!("A rating is 1 to 5, not {score}.")));
+    }
+    let not_awaited = || {
+        HttpError::new(StatusCode::CONFLICT, "no_rating_awaited", "No rating is awaited for this conversation (rated already, or not resolved).")
+    };
+    let Some((contact, current)) = state.engine.conversations().contact_and_current_conversation(Channel::WebChat, &visitor).await? else {
+        return Err(not_awaited());
+    };
+    let Some(conversation) = conversation_id.map(switchboard_models::ConversationId).or(current.map(|c| c.id)) else {
+        return Err(not_awaited());
+    };
+    if !state.engine.rate(conversation, contact.id, score).await? {
+        return Err(not_awaited());
+    }
+    Ok(Json(json!({ "rated": score })))
+}
+
 /// Long-poll: answers as soon as there are messages after `after`, or empty after a while.
 pub async fn poll(
     State(state): State<WebChatState>,

@@ -98,6 +98,7 @@ pub fn routes(state: WebChatState) -> Router {
         .route("/messages", get(http::history).post(http::send))
         .route("/poll", get(http::poll))
         .route("/seen", post(http::seen))
+        .route("/feedback", post(http::feedback))
         .route("/ws", get(socket::upgrade))
         .layer(axum::middleware::from_fn_with_state(state.clone(), origin::guard));
     Router::new()

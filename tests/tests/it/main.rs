@@ -5,6 +5,7 @@ mod abuse;
 mod assignment;
 mod browser;
 mod cli;
+mod closing;
 mod delivery;
 mod discord;
 mod email;

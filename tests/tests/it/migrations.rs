@@ -41,6 +41,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0016_scheduled_jobs_and_mailed_notices.sql", "856dcd46c4061d58a099ca7897a58aafc80282c1a2874a1cf794068ca97e2af4"),
     ("sqlite/0017_contact_email.sql", "81612e0f223cbff539736da337d89fafbce325d20d1cc4ebae8212138605dfe7"),
     ("postgres/0017_contact_email.sql", "81612e0f223cbff539736da337d89fafbce325d20d1cc4ebae8212138605dfe7"),
+    ("sqlite/0018_confirmation_ratings_escalations.sql", "0e89f47dd6984c19fa240406bc6cf6dea352316ad87ff47e6abbc8601af6ab41"),
+    ("postgres/0018_confirmation_ratings_escalations.sql", "64a96c48ff71580d92556754108579e4324b8274666c6a8dfa58a093adfdc591"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

@@ -238,7 +238,7 @@ async fn the_llm_chooses_when_the_model_is_unsure_and_every_failure_keeps_the_lo
     assert_eq!(answered.source, ClassificationSource::Llm);
     let policy = switchboard_core::Policy::default();
     let conversation = switchboard_models::Conversation::new(switchboard_models::ContactId::new(), switchboard_models::Channel::WebChat, chrono::Utc::now());
-    let input = switchboard_core::Input::CustomerMessage { text, classification: &answered, has_attachments: false };
+    let input = switchboard_core::Input::CustomerMessage { text, classification: &answered, has_attachments: false, resolver_available: false };
     let decision = switchboard_core::step(&conversation, &input, &policy, chrono::Utc::now());
     assert_eq!(decision.replies[0].body, switchboard_core::ReplyBody::Text("We are closed on public holidays.".into()));
     assert_eq!(decision.conversation.low_confidence_streak, 0, "an answered message is not a miss");
@@ -394,7 +394,7 @@ async fn transcript_with_model(classifier: &ModelClassifier, lines: &[&str]) -> 
     let mut out = String::new();
     for text in lines {
         let c = classifier.classify(text).await;
-        let input = switchboard_core::Input::CustomerMessage { text, classification: &c, has_attachments: false };
+        let input = switchboard_core::Input::CustomerMessage { text, classification: &c, has_attachments: false, resolver_available: false };
         let decision = switchboard_core::step(&conversation, &input, &policy, start);
         out.push_str(&format!("customer: {text}\n  intent {} ({:?}, urgency {:?})\n", c.intent, c.category, c.urgency));
         if let Some(j) = &c.judgement {

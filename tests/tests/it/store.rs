@@ -58,6 +58,7 @@ on_both_backends!(
     a_scheduled_job_run_is_taken_once_and_replanned_only_when_its_schedule_changes,
     retention_counts_then_deletes_expired_sessions_and_old_read_notifications,
     sla_clocks_round_trip_and_lists_sort_by_the_nearest_due_time,
+    one_rating_per_resolution_its_comment_and_every_escalation_are_kept,
 );
 
 /// Every method of every store port is called by a contract test here, so each one is held to
@@ -66,7 +67,7 @@ on_both_backends!(
 fn every_store_port_method_has_a_contract_test() {
     let ports = include_str!("../../../core/src/ports.rs");
     let tests = include_str!("store.rs");
-    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Notifications", "Jobs", "Coordination"];
+    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Notifications", "Ratings", "Jobs", "Coordination"];
     let mut untested = Vec::new();
     for name in traits {
         let start = ports.find(&format!("pub trait {name}: Send + Sync {{")).unwrap_or_else(|| panic!("port {name} is gone from ports.rs"));
@@ -1363,6 +1364,61 @@ async fn sla_clocks_round_trip_and_lists_sort_by_the_nearest_due_time(backend: B
     assert_eq!(rest.iter().map(|s| s.conversation.id).collect::<Vec<_>>(), [none.id]);
     assert_eq!(store.dashboard_counts(t0, t0).await.unwrap().overdue, 1);
     assert_eq!(store.dashboard_counts(t0, t0 + hours(2)).await.unwrap().overdue, 2);
+}
+
+async fn one_rating_per_resolution_its_comment_and_every_escalation_are_kept(backend: Backend) {
+    use switchboard_core::Feedback;
+    use switchboard_core::ports::FeedbackWrite;
+    use switchboard_models::{Awaiting, EscalationReason, EscalationRecord};
+    let (store, _db) = fresh(backend).await;
+    let t0 = now();
+    let ann = agent("Ann", Presence::Online);
+    store.save_agent(&ann).await.unwrap();
+    let mut c = escalated(store.as_ref(), "rated", Priority::High, t0, Handler::Queue).await;
+    // The awaited answer and the new status round trip.
+    c.status = Status::Confirmed;
+    c.handler = Handler::Bot;
+    c.awaiting = Some(Awaiting::Rating { agent: ann.id, agent_name: "Ann".into(), resolved_at: t0 });
+    save(store.as_ref(), &c).await;
+    let loaded = store.conversation(c.id).await.unwrap().unwrap();
+    assert_eq!((loaded.status, loaded.awaiting.clone()), (Status::Confirmed, c.awaiting.clone()));
+
+    let feedback = |feedback: Feedback, at: Timestamp| StepWrite {
+        feedback: Some(FeedbackWrite { conversation_id: c.id, channel: c.channel, feedback, at }),
+        ..StepWrite::default()
+    };
+    let rated = |score: u8| Feedback::Rated { agent: ann.id, resolved_at: t0, score };
+    store.commit(feedback(rated(4), t0)).await.unwrap();
+    store.commit(feedback(rated(1), t0)).await.unwrap();
+    store.commit(feedback(Feedback::Commented { resolved_at: t0, text: "Quick and kind".into() }, t0)).await.unwrap();
+    store.commit(feedback(Feedback::Commented { resolved_at: t0, text: "a second comment".into() }, t0)).await.unwrap();
+    let later = t0 + chrono::Duration::days(2);
+    store.commit(feedback(Feedback::Rated { agent: ann.id, resolved_at: later, score: 2 }, later)).await.unwrap();
+    let ratings = store.ratings_of(c.id).await.unwrap();
+    assert_eq!(
+        ratings.iter().map(|r| (r.score, r.comment.as_deref(), r.resolved_at)).collect::<Vec<_>>(),
+        [(4, Some("Quick and kind"), t0), (2, None, later)],
+        "one rating per resolution, the first; one comment, the first"
+    );
+    assert_eq!(ratings[0].agent_id, Some(ann.id));
+    let averages = store.agent_ratings(t0).await.unwrap();
+    assert_eq!(averages.len(), 1);
+    assert_eq!((averages[0].agent_id, averages[0].count, averages[0].average), (ann.id, 2, 3.0));
+    assert_eq!(store.agent_ratings(t0 + chrono::Duration::days(1)).await.unwrap()[0].count, 1, "only those since");
+
+    let escalation = |at: Timestamp, reason: EscalationReason, priority: Priority| EscalationRecord {
+        conversation_id: c.id,
+        at,
+        reason,
+        confidence: Some(0.25),
+        priority: Some(priority),
+        category: Some(Category::Billing),
+    };
+    let first = escalation(t0, EscalationReason::HumanRequested, Priority::Medium);
+    let second = escalation(later, EscalationReason::LowConfidence { times: 2 }, Priority::High);
+    store.commit(StepWrite { escalation: Some(second.clone()), ..StepWrite::default() }).await.unwrap();
+    store.commit(StepWrite { escalation: Some(first.clone()), ..StepWrite::default() }).await.unwrap();
+    assert_eq!(store.escalations_of(c.id).await.unwrap(), [first, second], "every escalation, oldest first");
 }
 
 async fn escalated(store: &dyn Store, who: &str, priority: Priority, at: Timestamp, handler: Handler) -> Conversation {

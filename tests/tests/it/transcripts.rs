@@ -2,9 +2,9 @@
 
 use chrono::{TimeZone, Utc};
 use expect_test::{Expect, expect};
-use switchboard_core::{Input, Policy, ReplyBody, step};
+use switchboard_core::{Feedback, Input, Policy, ReplyBody, step};
 use switchboard_models::{
-    ClassificationSource, AgentId, Category, Channel, Classification, ContactId, Conversation, IntentName, Urgency,
+    Awaiting, ClassificationSource, AgentId, Category, Channel, Classification, ContactId, Conversation, IntentName, Urgency,
 };
 
 /// One line of a script: what the customer says and how it is classified, or an agent action.
@@ -70,10 +70,10 @@ fn run(script: Vec<Line>) -> String {
         };
         let text = shown.split_once(": ").map(|(_, t)| t).unwrap_or("");
         let input = match (&line, &c) {
-            (Customer { .. } | Tone { .. } | AlwaysHuman { .. }, Some(c)) => Input::CustomerMessage { text, classification: c, has_attachments: false },
+            (Customer { .. } | Tone { .. } | AlwaysHuman { .. }, Some(c)) => Input::CustomerMessage { text, classification: c, has_attachments: false, resolver_available: false },
             (AgentJoins(name), _) => Input::AgentJoined { agent, agent_name: name, given: false },
             (AgentReplies, _) => Input::AgentReplied { agent },
-            (Resolve, _) => Input::Resolved,
+            (Resolve, _) => Input::Resolved { agent, agent_name: "Dana" },
             (HandBack, _) => Input::HandedBackToBot,
             _ => unreachable!(),
         };
@@ -95,13 +95,24 @@ fn run(script: Vec<Line>) -> String {
         if let Some(reason) = &decision.escalated {
             out.push_str(&format!("  escalated: {}\n", reason.describe()));
         }
+        match &decision.feedback {
+            Some(Feedback::Rated { score, .. }) => out.push_str(&format!("  rated {score}\n")),
+            Some(Feedback::Commented { text, .. }) => out.push_str(&format!("  commented: {text}\n")),
+            None => {}
+        }
         let next = &decision.conversation;
         let handler = match next.handler {
             switchboard_models::Handler::Agent(_) => "agent".to_string(),
             other => format!("{other:?}").to_lowercase(),
         };
+        let awaiting = match &next.awaiting {
+            Some(Awaiting::Confirmation { .. }) => ", awaiting confirmation",
+            Some(Awaiting::Rating { .. }) => ", awaiting rating",
+            Some(Awaiting::Comment { .. }) => ", awaiting comment",
+            None => "",
+        };
         out.push_str(&format!(
-            "  = handler {handler}, status {}, streak {}{}{}\n",
+            "  = handler {handler}, status {}, streak {}{}{}{awaiting}\n",
             next.status,
             next.low_confidence_streak,
             next.priority.map(|p| format!(", priority {p}")).unwrap_or_default(),
@@ -239,7 +250,8 @@ fn agent_takes_over_resolves_and_the_bot_answers_again() {
             customer: thanks, that worked
               = handler agent, status in_progress, streak 0, priority low, category general_inquiry
             agent resolves
-              = handler bot, status resolved, streak 0, priority low, category general_inquiry
+              bot: Dana marked this as solved. Did that fix it? [Yes, it's fixed | No, not yet]
+              = handler bot, status resolved, streak 0, priority low, category general_inquiry, awaiting confirmation
             customer: hello again
               bot: Hi!
               = handler bot, status open, streak 0, priority low, category general_inquiry
@@ -251,7 +263,95 @@ fn agent_takes_over_resolves_and_the_bot_answers_again() {
               system: Dana joined the conversation.
               = handler agent, status assigned, streak 0, priority low, category general_inquiry
             agent hands back to the bot
+              bot: You're back with the assistant. Ask away, or say "agent" to reach a person again.
               = handler bot, status open, streak 0, priority low, category general_inquiry
+        "#]],
+    );
+}
+
+#[test]
+fn the_customer_confirms_a_resolution_rates_it_and_comments() {
+    check(
+        vec![
+            says("talk to a human", "human_request", 0.95, None),
+            AgentJoins("Dana"),
+            AgentReplies,
+            Resolve,
+            says("Yes, it's fixed", "thanks", 0.9, Some("You're welcome!")),
+            says("5", "out_of_scope", 0.2, None),
+            says("Dana was quick and kind", "thanks", 0.6, Some("You're welcome!")),
+            says("one more thing: where is my invoice?", "billing_invoice", 0.9, Some("Invoices are under Account.")),
+        ],
+        expect![[r#"
+            customer: talk to a human
+              bot: <handoff notice>
+              escalated: The customer asked for a person.
+              = handler queue, status open, streak 0, priority low, category general_inquiry
+            agent Dana joins
+              system: Dana joined the conversation.
+              = handler agent, status assigned, streak 0, priority low, category general_inquiry
+            agent replies
+              = handler agent, status waiting_on_customer, streak 0, priority low, category general_inquiry
+            agent resolves
+              bot: Dana marked this as solved. Did that fix it? [Yes, it's fixed | No, not yet]
+              = handler bot, status resolved, streak 0, priority low, category general_inquiry, awaiting confirmation
+            customer: Yes, it's fixed
+              bot: Glad to hear it! How would you rate the help you got from Dana? 1 is poor, 5 is excellent. [1 | 2 | 3 | 4 | 5]
+              = handler bot, status confirmed, streak 0, priority low, category general_inquiry, awaiting rating
+            customer: 5
+              bot: Thank you! Anything you'd like to tell us? Write it here, or tap Skip. [Skip]
+              rated 5
+              = handler bot, status confirmed, streak 0, priority low, category general_inquiry, awaiting comment
+            customer: Dana was quick and kind
+              bot: Thank you for your feedback.
+              commented: Dana was quick and kind
+              = handler bot, status confirmed, streak 0, priority low, category general_inquiry
+            customer: one more thing: where is my invoice?
+              bot: Invoices are under Account.
+              = handler bot, status open, streak 0, priority low, category general_inquiry
+        "#]],
+    );
+}
+
+#[test]
+fn a_customer_who_says_it_is_not_fixed_goes_back_to_the_team_and_anything_else_moves_on() {
+    check(
+        vec![
+            says("talk to a human", "human_request", 0.95, None),
+            AgentJoins("Dana"),
+            Resolve,
+            says("no, still broken", "out_of_scope", 0.2, None),
+            AgentJoins("Dana"),
+            Resolve,
+            says("how do I reset my password?", "password_reset", 0.9, Some("Use the reset link.")),
+            says("yes", "out_of_scope", 0.2, None),
+        ],
+        expect![[r#"
+            customer: talk to a human
+              bot: <handoff notice>
+              escalated: The customer asked for a person.
+              = handler queue, status open, streak 0, priority low, category general_inquiry
+            agent Dana joins
+              system: Dana joined the conversation.
+              = handler agent, status assigned, streak 0, priority low, category general_inquiry
+            agent resolves
+              bot: Dana marked this as solved. Did that fix it? [Yes, it's fixed | No, not yet]
+              = handler bot, status resolved, streak 0, priority low, category general_inquiry, awaiting confirmation
+            customer: no, still broken
+              bot: Sorry it isn't fixed yet. I've passed it back to the team; someone will reply here.
+              = handler queue, status open, streak 0, priority low, category general_inquiry
+            agent Dana joins
+              system: Dana joined the conversation.
+              = handler agent, status assigned, streak 0, priority low, category general_inquiry
+            agent resolves
+              bot: Dana marked this as solved. Did that fix it? [Yes, it's fixed | No, not yet]
+              = handler bot, status resolved, streak 0, priority low, category general_inquiry, awaiting confirmation
+            customer: how do I reset my password?
+              bot: Use the reset link.
+              = handler bot, status open, streak 0, priority low, category general_inquiry
+            customer: yes
+              bot: Sorry, I'm not sure I understood. Could you put it another way, or pick a topic below? [Billing | Technical problem | My account | Talk to a person]
+              = handler bot, status open, streak 1, priority low, category general_inquiry
         "#]],
     );
 }

@@ -1,0 +1,194 @@
+//! Closing the loop with the customer on their own channel: an agent resolves, the customer
+//! confirms or says it is not fixed, rates the help and comments.
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use switchboard_models::{Awaiting, Channel, Conversation, ConversationId, Handler, Presence, Status};
+use switchboard_tests::TestServer;
+use switchboard_tests::fake_telegram::{FakeTelegram, TOKEN, private_text};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn current(server: &TestServer, id: ConversationId) -> Conversation {
+    server.engine().store().conversation(id).await.unwrap().unwrap()
+}
+
+/// The next bot message in the widget whose text contains `words`.
+async fn bot_says(widget: &mut switchboard_tests::Widget, words: &str) -> Value {
+    loop {
+        let reply = widget.next_reply().await;
+        if reply["sender"] == "bot" && reply["text"].as_str().unwrap_or("").contains(words) {
+            return reply;
+        }
+    }
+}
+
+async fn post_feedback(server: &TestServer, token: &str, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(server.url("/webchat/feedback"))
+        .header("authorization", format!("Bearer {token}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_web_visitor_confirms_the_resolution_rates_it_with_stars_and_comments() {
+    let server = TestServer::start().await;
+    let dana = server.add_agent("Dana", "dana@example.com").await;
+    let (_, token) = server.new_visitor().await;
+    let mut widget = server.connect(&token).await;
+    widget.say("c1", "I want to talk to a person").await;
+    let ack = widget.next_of("ack").await;
+    let id = ConversationId::parse(ack["conversation"]["id"].as_str().unwrap()).unwrap();
+    bot_says(&mut widget, "handed your conversation").await;
+    // Nothing is resolved yet: a rating now is refused and changes nothing.
+    let (status, refused) = post_feedback(&server, &token, json!({"score": 5})).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("no_rating_awaited")), "{refused}");
+
+    server.engine().agent_reply(id, dana, "Restarting the router fixes this.".into(), Vec::new()).await.unwrap();
+    server.engine().resolve(id, dana).await.unwrap();
+    let question = bot_says(&mut widget, "Dana marked this as solved").await;
+    assert_eq!(question["quick_replies"], json!(["Yes, it's fixed", "No, not yet"]));
+    assert_eq!(current(&server, id).await.status, Status::Resolved);
+
+    widget.say("c2", "Yes, it's fixed").await;
+    let rating = bot_says(&mut widget, "How would you rate the help you got from Dana").await;
+    assert_eq!(rating["quick_replies"], json!(["1", "2", "3", "4", "5"]), "the widget draws these as stars");
+    let confirmed = current(&server, id).await;
+    assert_eq!(confirmed.status, Status::Confirmed);
+    assert!(matches!(confirmed.awaiting, Some(Awaiting::Rating { agent, .. }) if agent == dana));
+
+    // Another visitor cannot rate this conversation, nor a made-up score count.
+    let (_, stranger) = server.new_visitor().await;
+    let (status, _) = post_feedback(&server, &stranger, json!({"score": 1, "conversation_id": id.to_string()})).await;
+    assert_eq!(status, 409, "someone else's conversation");
+    let (status, bad) = post_feedback(&server, &token, json!({"score": 9})).await;
+    assert_eq!((status, bad["error"]["code"].as_str()), (400, Some("invalid_score")));
+    let (status, _) = post_feedback(&server, &token, json!({"stars": 5})).await;
+    assert_eq!(status, 400, "an unknown field is refused");
+
+    let (status, taken) = post_feedback(&server, &token, json!({"score": 5})).await;
+    assert_eq!((status, &taken), (200, &json!({"rated": 5})));
+    let invite = bot_says(&mut widget, "Anything you'd like to tell us").await;
+    assert_eq!(invite["quick_replies"], json!(["Skip"]));
+    let (status, _) = post_feedback(&server, &token, json!({"score": 1})).await;
+    assert_eq!(status, 409, "one rating per resolution");
+
+    widget.say("c3", "Dana explained it well").await;
+    bot_says(&mut widget, "Thank you for your feedback").await;
+    let ratings = server.engine().ratings().ratings_of(id).await.unwrap();
+    assert_eq!(ratings.len(), 1, "{ratings:?}");
+    assert_eq!((ratings[0].score, ratings[0].comment.as_deref(), ratings[0].agent_id), (5, Some("Dana explained it well"), Some(dana)));
+    let after = current(&server, id).await;
+    assert_eq!((after.status, after.awaiting), (Status::Confirmed, None));
+
+    // A digit now is an ordinary message again: no second rating.
+    widget.say("c4", "4").await;
+    widget.next_reply().await;
+    assert_eq!(server.engine().ratings().ratings_of(id).await.unwrap().len(), 1);
+    let escalations = server.engine().conversations().escalations_of(id).await.unwrap();
+    assert_eq!(escalations.len(), 1, "the handoff is in the escalation history");
+    assert!(escalations[0].confidence.is_some());
+}
+
+async fn telegram_server(telegram: &FakeTelegram) -> TestServer {
+    let url = telegram.url();
+    TestServer::start_with(move |c| {
+        c.telegram.token = Some(switchboard::config::Secret(TOKEN.into()));
+        c.telegram.api_url = Some(url);
+    })
+    .await
+}
+
+/// The buttons of a Telegram message's keyboard, in order.
+fn buttons(markup: &Option<Value>) -> Vec<String> {
+    let rows = markup.as_ref().and_then(|m| m["keyboard"].as_array().cloned()).unwrap_or_default();
+    rows.iter().flat_map(|row| row.as_array().cloned().unwrap_or_default()).filter_map(|b| b["text"].as_str().map(String::from)).collect()
+}
+
+/// What the bot sends one Telegram chat, read in order.
+struct Chat<'a> {
+    telegram: &'a FakeTelegram,
+    id: i64,
+    read: usize,
+}
+
+impl Chat<'_> {
+    /// The next message sent to the chat that contains `words`: its text and keyboard.
+    async fn said(&mut self, words: &str) -> (String, Vec<String>) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let sent: Vec<_> = self.telegram.sent().into_iter().filter(|s| s.chat_id == self.id).collect();
+            while self.read < sent.len() {
+                let message = &sent[self.read];
+                self.read += 1;
+                let text = message.text.clone().unwrap_or_default();
+                if text.contains(words) {
+                    return (text, buttons(&message.reply_markup));
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the chat was not told “{words}”: {sent:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn on_telegram_no_reopens_with_the_agent_or_the_queue_and_yes_leads_to_a_rating() {
+    let telegram = FakeTelegram::start().await;
+    let server = telegram_server(&telegram).await;
+    let dana = server.add_agent("Dana", "dana@example.com").await;
+    let engine = server.engine();
+    let mut chat = Chat { telegram: &telegram, id: 611, read: 0 };
+    telegram.push_message(private_text(chat.id, 1, "talk to a human please"));
+    chat.said("handed your conversation").await;
+    let contact = engine.store().contact_by_external_id(Channel::Telegram, &chat.id.to_string()).await.unwrap().unwrap();
+    let id = engine.store().current_conversation(contact.id).await.unwrap().unwrap().id;
+    engine.agent_reply(id, dana, "Please try again now.".into(), Vec::new()).await.unwrap();
+    chat.said("Please try again now.").await;
+
+    // Not fixed while Dana is online: back to her.
+    engine.resolve(id, dana).await.unwrap();
+    let (text, keyboard) = chat.said("marked this as solved").await;
+    assert_eq!(text, "Dana marked this as solved. Did that fix it?");
+    assert_eq!(keyboard, ["Yes, it's fixed", "No, not yet"], "the answers are buttons");
+    telegram.push_message(private_text(chat.id, 2, "No, not yet"));
+    chat.said("passed it back to Dana").await;
+    let reopened = current(&server, id).await;
+    assert_eq!((reopened.status, reopened.handler, reopened.awaiting), (Status::InProgress, Handler::Agent(dana), None));
+
+    // Not fixed while Dana is away: the queue.
+    engine.resolve(id, dana).await.unwrap();
+    chat.said("marked this as solved").await;
+    engine.set_presence(dana, Presence::Offline).await.unwrap();
+    telegram.push_message(private_text(chat.id, 3, "still broken"));
+    chat.said("passed it back to the team").await;
+    assert_eq!(current(&server, id).await.handler, Handler::Queue);
+
+    // Fixed: rated with a typed digit, the comment skipped.
+    engine.set_presence(dana, Presence::Online).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while current(&server, id).await.handler != Handler::Agent(dana) {
+        assert!(tokio::time::Instant::now() < deadline, "the queued conversation goes to Dana once she is back");
+        engine.assign_waiting().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    engine.resolve(id, dana).await.unwrap();
+    chat.said("marked this as solved").await;
+    telegram.push_message(private_text(chat.id, 4, "yes thanks"));
+    let (_, keyboard) = chat.said("How would you rate the help you got from Dana").await;
+    assert_eq!(keyboard, ["1", "2", "3", "4", "5"]);
+    telegram.push_message(private_text(chat.id, 5, "4"));
+    let (_, keyboard) = chat.said("Anything you'd like to tell us").await;
+    assert_eq!(keyboard, ["Skip"]);
+    telegram.push_message(private_text(chat.id, 6, "Skip"));
+    chat.said("Thank you for your feedback.").await;
+    let ratings = engine.ratings().ratings_of(id).await.unwrap();
+    assert_eq!(ratings.iter().map(|r| (r.score, r.comment.clone(), r.channel)).collect::<Vec<_>>(), [(4, None, Channel::Telegram)]);
+    assert_eq!(current(&server, id).await.status, Status::Confirmed);
+    let averages = engine.ratings().agent_ratings(chrono::Utc::now() - chrono::Duration::days(1)).await.unwrap();
+    assert_eq!((averages[0].agent_id, averages[0].count), (dana, 1));
+}
