@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "unknown status `pending`; expected one of: open, assigned, in_progress, \
-             waiting_on_customer, resolved, closed, rejected"
+             waiting_on_customer, resolved, confirmed, closed, rejected"
         );
     }
 }

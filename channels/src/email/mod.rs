@@ -28,6 +28,15 @@ use switchboard_core::{Engine, EngineError};
 use switchboard_models::{Attachment, Channel, Inbound, OutboundMessage, Sender, Thread};
 use tokio::net::TcpStream;
 
+/// A mail has no buttons: the choices are written out, for the customer to reply with one.
+fn with_choices(text: &str, choices: &[String]) -> String {
+    if choices.is_empty() {
+        return text.to_string();
+    }
+    let quoted: Vec<String> = choices.iter().map(|c| format!("“{c}”")).collect();
+    format!("{text}\n\nReply with {}.", quoted.join(" or "))
+}
+
 /// The IMAP keyword that marks a mail as stored by Switchboard.
 pub const PROCESSED_FLAG: &str = "$Switchboard";
 
@@ -520,7 +529,7 @@ impl EmailOutbound {
             // RFC 3834: tells the customer's autoresponder not to answer the bot.
             builder = builder.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Auto-Submitted"), "auto-replied".into()));
         }
-        let text = SinglePart::plain(message.text.clone());
+        let text = SinglePart::plain(with_choices(&message.text, &message.quick_replies));
         let files = self.files(&message.attachments).await?;
         let built = if files.is_empty() {
             builder.singlepart(text)
