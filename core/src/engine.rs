@@ -1091,6 +1091,26 @@ impl Engine {
         Ok(())
     }
 
+    /// An agent reopens a closed or rejected conversation to follow up: it is theirs, in
+    /// progress, and their replies reach the customer again. Refused while the customer has
+    /// another open conversation (follow up there).
+    pub async fn reopen(&self, conversation_id: ConversationId, actor_id: AgentId) -> Result<Conversation, EngineError> {
+        let actor = self.store.agent(actor_id).await?.filter(|a| a.active).ok_or(EngineError::NotFound("agent"))?;
+        let seen = self.store.conversation(conversation_id).await?.ok_or(EngineError::NotFound("conversation"))?;
+        if !seen.status.is_final() {
+            return Err(EngineError::Invalid(format!("the conversation is {}, not closed; reply to it instead", seen.status)));
+        }
+        if let Some(open) = self.store.current_conversation(seen.contact_id).await? {
+            return Err(EngineError::Conflict(format!(
+                "the customer has an open conversation already; follow up there (/panel/conversations/{})",
+                open.id
+            )));
+        }
+        let audit = Audit { actor: Some(actor.id), action: AuditAction::Status, subject_agent: Some(actor.id), note: None };
+        let reopened = self.change(conversation_id, |c| c.status.is_final(), Input::Reopened { agent: actor.id }, Some(audit)).await?;
+        reopened.ok_or_else(|| EngineError::Conflict("the conversation changed meanwhile; reload and try again".into()))
+    }
+
     /// The customer of `contact` rates the conversation's latest resolution (widget stars, the
     /// API): taken only while a rating is awaited from them, so a late, repeated or forged rating
     /// changes nothing. Returns whether it was taken.
@@ -1208,7 +1228,10 @@ impl Engine {
             let audit = audit.as_ref().map(|audit| audit.entry(now, &current, &conversation));
             let timers = timers.map(|timers| (conversation.id, timers));
             let decided_on = self.claim(&conversation);
-            let write = StepWrite { conversation: Some(conversation), outbound: replies, audit, timers, decided_on, notices, feedback, ..StepWrite::default() };
+            // A reopened conversation becomes the contact's current one again: refused while
+            // they have another open one.
+            let starts_current = matches!(input, Input::Reopened { .. });
+            let write = StepWrite { conversation: Some(conversation), outbound: replies, audit, timers, decided_on, notices, feedback, starts_current, ..StepWrite::default() };
             if let Some((conversation, _)) = self.commit_write(write).await? {
                 return Ok(Some(conversation));
             }

@@ -40,6 +40,10 @@ pub enum Input<'a> {
         agent: AgentId,
         agent_name: &'a str,
     },
+    /// An agent reopened a finished conversation to follow up (or started one): theirs now.
+    Reopened {
+        agent: AgentId,
+    },
     /// The customer rated the help outside a message (widget stars, a signed link, the API).
     Rated {
         score: u8,
@@ -241,6 +245,11 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
             }
             next.status = Status::Resolved;
             next.handler = Handler::Bot;
+            next.low_confidence_streak = 0;
+        }
+        Input::Reopened { agent } => {
+            next.handler = Handler::Agent(*agent);
+            next.status = Status::InProgress;
             next.low_confidence_streak = 0;
         }
         Input::Rated { score } => {

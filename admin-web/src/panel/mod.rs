@@ -678,6 +678,10 @@ pub(crate) async fn apply_action(
             engine.retry_delivery(id, seq).await?;
             return Ok(());
         }
+        "reopen" => {
+            engine.reopen(id, actor.id).await?;
+            return Ok(());
+        }
         "take" => TicketChange::Take,
         "release" => TicketChange::Release,
         "handback" => TicketChange::HandBack,

@@ -281,6 +281,7 @@ pub fn action_done(action: &str) -> Option<ActionDone> {
         "category" => ("Category changed.", "set-category"),
         "assign" => ("Assigned.", "assign-agent"),
         "retry" => ("The reply will be sent again now.", "reply-text"),
+        "reopen" => ("Reopened: the conversation is yours again.", "reply-text"),
         _ => return None,
     };
     Some(ActionDone { confirmation, focus })

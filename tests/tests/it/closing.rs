@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use switchboard_models::{Awaiting, Channel, Conversation, ConversationId, Handler, Presence, Status};
 use switchboard_tests::TestServer;
+use switchboard_tests::fake_discord::FakeDiscord;
 use switchboard_tests::fake_telegram::{FakeTelegram, TOKEN, private_text};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -191,4 +192,140 @@ async fn on_telegram_no_reopens_with_the_agent_or_the_queue_and_yes_leads_to_a_r
     assert_eq!(current(&server, id).await.status, Status::Confirmed);
     let averages = engine.ratings().agent_ratings(chrono::Utc::now() - chrono::Duration::days(1)).await.unwrap();
     assert_eq!((averages[0].agent_id, averages[0].count), (dana, 1));
+}
+
+/// Presses a Discord button (a quick reply) in the DM channel `channel` as `user`.
+fn press(discord: &FakeDiscord, channel: u64, user: u64, label: &str) {
+    use switchboard_tests::fake_discord::{BOT_ID, message, user as discord_user};
+    let press = discord.new_id();
+    discord.dispatch(
+        "INTERACTION_CREATE",
+        json!({
+            "id": press.to_string(), "application_id": BOT_ID.to_string(),
+            "type": 3, "data": {"custom_id": format!("qr:{label}"), "component_type": 2},
+            "channel_id": channel.to_string(), "user": discord_user(user, "ann"),
+            "token": "interaction-token", "version": 1,
+            "message": message(discord.new_id(), channel, false, BOT_ID, "choose", json!([])),
+            "locale": "en-US", "entitlements": [], "attachment_size_limit": 8388608
+        }),
+    );
+}
+
+/// The labels of a Discord message's buttons, in order.
+fn discord_buttons(components: &Value) -> Vec<String> {
+    let rows = components.as_array().cloned().unwrap_or_default();
+    rows.iter()
+        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+        .filter_map(|b| b["label"].as_str().map(String::from))
+        .collect()
+}
+
+#[tokio::test]
+async fn on_discord_the_answers_and_the_rating_are_buttons() {
+    use switchboard_tests::fake_discord::message;
+    let discord = FakeDiscord::start().await;
+    let proxy = discord.url();
+    let server = TestServer::start_with(move |c| {
+        c.discord.token = Some(switchboard::config::Secret(switchboard_tests::fake_discord::TOKEN.into()));
+        c.discord.api_proxy = Some(proxy);
+    })
+    .await;
+    discord.wait_connected(WAIT).await;
+    let dana = server.add_agent("Dana", "dana@example.com").await;
+    let engine = server.engine();
+    let (user, channel) = (920, 5020);
+    discord.set_dm_channel(user, channel);
+    let said = |words: &'static str| {
+        let discord = &discord;
+        async move {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let posted = discord.posted();
+                if let Some(found) = posted.iter().rev().find(|p| p.channel_id == channel && p.content.as_deref().unwrap_or("").contains(words)) {
+                    return discord_buttons(&found.components);
+                }
+                assert!(tokio::time::Instant::now() < deadline, "Discord was not told “{words}”: {posted:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    discord.dispatch("MESSAGE_CREATE", message(discord.new_id(), channel, false, user, "talk to a human please", json!([])));
+    said("handed your conversation").await;
+    let contact = engine.store().contact_by_external_id(Channel::Discord, &format!("dm/{user}")).await.unwrap().unwrap();
+    let id = engine.store().current_conversation(contact.id).await.unwrap().unwrap().id;
+    engine.agent_reply(id, dana, "Fixed on our side.".into(), Vec::new()).await.unwrap();
+    engine.resolve(id, dana).await.unwrap();
+    assert_eq!(said("Dana marked this as solved").await, ["Yes, it's fixed", "No, not yet"]);
+    press(&discord, channel, user, "Yes, it's fixed");
+    assert_eq!(said("How would you rate").await, ["1", "2", "3", "4", "5"]);
+    press(&discord, channel, user, "3");
+    assert_eq!(said("Anything you'd like to tell us").await, ["Skip"]);
+    discord.dispatch("MESSAGE_CREATE", message(discord.new_id(), channel, false, user, "It took two tries", json!([])));
+    said("Thank you for your feedback").await;
+    let ratings = engine.ratings().ratings_of(id).await.unwrap();
+    assert_eq!(
+        ratings.iter().map(|r| (r.score, r.comment.as_deref(), r.channel)).collect::<Vec<_>>(),
+        [(3, Some("It took two tries"), Channel::Discord)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_real_browser_the_widget_customer_confirms_and_rates_with_the_stars() {
+    let server = TestServer::start().await;
+    let dana = server.add_agent("Dana", "dana@example.com").await;
+    let script = crate::browser::run_script("widget-rating.mjs", vec![server.url(""), crate::browser::artifacts()], "browser widget rating test passed");
+    let agent_side = async {
+        let engine = server.engine();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let id = loop {
+            let listed = engine.listings().list_conversations(&switchboard_core::ConversationFilter::default()).await.unwrap();
+            if let Some(found) = listed.iter().find(|s| s.conversation.escalation.is_some()) {
+                break found.conversation.id;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the browser's customer never asked for a person");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        engine.agent_reply(id, dana, "Done: your order is on its way.".into(), Vec::new()).await.unwrap();
+        engine.resolve(id, dana).await.unwrap();
+        id
+    };
+    let ((), id) = tokio::join!(script, agent_side);
+    let ratings = server.engine().ratings().ratings_of(id).await.unwrap();
+    assert_eq!(ratings.iter().map(|r| (r.score, r.comment.as_deref())).collect::<Vec<_>>(), [(4, Some("Sorted in minutes, thank you"))]);
+}
+
+#[tokio::test]
+async fn an_agent_reopens_a_closed_conversation_to_follow_up_unless_a_newer_one_is_open() {
+    let server = TestServer::start().await;
+    let dana = server.add_agent("Dana", "dana@example.com").await;
+    let engine = server.engine();
+    let (_, token) = server.new_visitor().await;
+    let mut widget = server.connect(&token).await;
+    widget.say("c1", "I want to talk to a person").await;
+    let ack = widget.next_of("ack").await;
+    let id = ConversationId::parse(ack["conversation"]["id"].as_str().unwrap()).unwrap();
+    engine.agent_reply(id, dana, "Looking into it.".into(), Vec::new()).await.unwrap();
+    let version = Some(current(&server, id).await.updated_at.timestamp_millis());
+    engine.change_ticket(id, dana, switchboard_core::TicketChange::Status(Status::Closed), version).await.unwrap();
+    bot_says(&mut widget, "This conversation is closed").await;
+    let refused = engine.agent_reply(id, dana, "One more thing".into(), Vec::new()).await.unwrap_err();
+    assert!(refused.to_string().contains("can no longer be sent"), "{refused}");
+
+    let reopened = engine.reopen(id, dana).await.unwrap();
+    assert_eq!((reopened.status, reopened.handler), (Status::InProgress, Handler::Agent(dana)));
+    engine.agent_reply(id, dana, "Following up: your refund went out today.".into(), Vec::new()).await.unwrap();
+    let reply = widget.next_reply().await;
+    assert_eq!(reply["text"], "Following up: your refund went out today.");
+    let again = engine.reopen(id, dana).await.unwrap_err();
+    assert!(again.to_string().contains("not closed"), "{again}");
+
+    // Closed again, then the customer starts a new conversation: the old one stays closed.
+    let version = Some(current(&server, id).await.updated_at.timestamp_millis());
+    engine.change_ticket(id, dana, switchboard_core::TicketChange::Status(Status::Closed), version).await.unwrap();
+    widget.say("c2", "hello again").await;
+    let newer = ConversationId::parse(widget.next_of("ack").await["conversation"]["id"].as_str().unwrap()).unwrap();
+    assert_ne!(newer, id);
+    let refused = engine.reopen(id, dana).await.unwrap_err();
+    assert!(refused.to_string().contains(&format!("/panel/conversations/{newer}")), "{refused}");
+    assert_eq!(current(&server, id).await.status, Status::Closed);
 }
