@@ -204,6 +204,14 @@
     return String(d.getHours()).padStart(2, '0') + ':' + String(d.getMinutes()).padStart(2, '0');
   }
 
+  /** "14:05" today, else "3 Dec 14:05". */
+  function formatDay(iso) {
+    const d = new Date(iso);
+    if (isNaN(d.getTime())) return '';
+    const today = new Date().toDateString() === d.toDateString();
+    return (today ? '' : d.toLocaleDateString(undefined, { day: 'numeric', month: 'short' }) + ' ') + formatTime(iso);
+  }
+
   // ---- identity and HTTP --------------------------------------------------------------------
 
   let sessionPromise = null;
@@ -613,6 +621,7 @@
 
   // Static markup only; message text never goes through innerHTML.
   const ICON_CHAT = '<svg class="sb-icon-chat" viewBox="0 0 24 24" fill="currentColor" aria-hidden="true"><path d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z"/></svg>';
+  const ICON_LIST = '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" aria-hidden="true"><path d="M8 6h12M8 12h12M8 18h12M4 6h.01M4 12h.01M4 18h.01"/></svg>';
   const ICON_CLOSE = '<svg class="sb-icon-close" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2.4" stroke-linecap="round" aria-hidden="true"><path d="M6 6l12 12M18 6L6 18"/></svg>';
   const ICON_SEND = '<svg viewBox="0 0 24 24" fill="currentColor" aria-hidden="true"><path d="M3.4 20.4l17.45-7.48a1 1 0 0 0 0-1.84L3.4 3.6a.99.99 0 0 0-1.39.91L2 9.12c0 .5.37.93.87.99L17 12 2.87 13.88c-.5.07-.87.5-.87 1l.01 4.61c0 .71.73 1.2 1.39.91z"/></svg>';
 
@@ -652,6 +661,16 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
   background: transparent; color: inherit; cursor: pointer; display: flex; align-items: center; justify-content: center; }
 .sb-close:hover { background: rgba(255,255,255,.18); }
 .sb-close svg { width: 18px; height: 18px; }
+.sb-requests { flex: 1; overflow-y: auto; padding: 12px 16px; background: #fff; }
+.sb-requests-title { margin: 0 0 8px; font-size: 15px; }
+.sb-requests-note { margin: 8px 0; color: #4b5563; font-size: 13px; }
+.sb-request-list { list-style: none; margin: 0; padding: 0; }
+.sb-request { display: grid; grid-template-columns: auto 1fr; gap: 2px 8px; padding: 8px 0; border-bottom: 1px solid #e5e7eb; }
+.sb-request-state { font-size: 12px; font-weight: 600; padding: 1px 8px; border-radius: 999px; background: #e5e7eb; color: #1f2937; }
+.sb-state-waiting_for_you { background: #fef3c7; color: #78350f; }
+.sb-state-solved { background: #dcfce7; color: #14532d; }
+.sb-request-text { font-size: 13px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.sb-request-time { grid-column: 2; font-size: 11px; color: #4b5563; }
 .sb-scroll { flex: 1; overflow-y: auto; padding: 16px 12px 10px; background: #f8fafc; overscroll-behavior: contain; }
 .sb-messages { display: flex; flex-direction: column; gap: 6px; }
 .sb-row { display: flex; flex-direction: column; align-items: flex-start; }
@@ -741,6 +760,11 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
     ui.status = h('div', { class: 'sb-status', 'data-sb': 'status', 'aria-live': 'polite' });
     const close = h('button', { class: 'sb-close', type: 'button', 'data-sb': 'close',
       'aria-label': 'Close chat', onclick: () => setOpen(false, true) });
+    ui.requestsToggle = h('button', { class: 'sb-close sb-requests-toggle', type: 'button', 'data-sb': 'requests-toggle',
+      'aria-label': 'Your requests', 'aria-expanded': 'false', onclick: toggleRequests });
+    ui.requestsToggle.innerHTML = ICON_LIST;
+    ui.requests = h('div', { class: 'sb-requests', 'data-sb': 'requests', role: 'region', 'aria-label': 'Your requests',
+      tabindex: '-1', hidden: '' });
     close.innerHTML = ICON_CLOSE.replace('sb-icon-close', '');
 
     ui.messages = h('div', { class: 'sb-messages', 'data-sb': 'messages', role: 'log', 'aria-live': 'polite',
@@ -762,8 +786,8 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
 
     ui.panel = h('div', { class: 'sb-panel', 'data-sb': 'panel', role: 'dialog', hidden: '',
       onkeydown: onPanelKey },
-    h('div', { class: 'sb-header' }, h('div', { class: 'sb-heading' }, ui.title, ui.status), close),
-    ui.scroll, form, ui.announcer);
+    h('div', { class: 'sb-header' }, h('div', { class: 'sb-heading' }, ui.title, ui.status), ui.requestsToggle, close),
+    ui.requests, ui.scroll, form, ui.announcer);
 
     ui.frame = h('div', { class: 'sb-frame' }, ui.panel, ui.launcher);
     root.append(h('style', { text: STYLES }), ui.frame);
@@ -994,6 +1018,34 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
         onclick: () => { send(String(reply)); ui.input.focus(); } }));
     }
     row.append(row.sbQuick);
+  }
+
+  /** Shows or hides the visitor's requests (newest first, with where each stands) over the chat. */
+  async function toggleRequests() {
+    const show = ui.requests.hidden;
+    ui.requestsToggle.setAttribute('aria-expanded', String(show));
+    ui.scroll.hidden = show;
+    if (!show) { ui.requests.hidden = true; ui.requests.replaceChildren(); ui.input.focus(); return; }
+    ui.requests.hidden = false;
+    ui.requests.replaceChildren(h('p', { class: 'sb-requests-note', text: 'Loading your requests…' }));
+    let listed = [];
+    try {
+      const res = await request('GET', '/webchat/conversations');
+      if (!res.ok || !res.data) throw new Error('status ' + res.status);
+      listed = Array.isArray(res.data.conversations) ? res.data.conversations : [];
+    } catch (_) {
+      ui.requests.replaceChildren(h('p', { class: 'sb-requests-note', role: 'alert', text: 'Your requests could not be loaded; try again in a moment.' }));
+      return;
+    }
+    const heading = h('h2', { class: 'sb-requests-title', text: 'Your requests' });
+    const items = listed.map((c) => h('li', { class: 'sb-request', 'data-sb': 'request', 'data-state': String(c.state) },
+      h('span', { class: 'sb-request-state sb-state-' + String(c.state), text: String(c.state_label) }),
+      h('span', { class: 'sb-request-text', text: String(c.text || '') + (c.current ? ' (this chat)' : '') }),
+      h('span', { class: 'sb-request-time', text: formatDay(c.updated_at) })));
+    ui.requests.replaceChildren(heading, items.length
+      ? h('ul', { class: 'sb-request-list' }, ...items)
+      : h('p', { class: 'sb-requests-note', text: 'No requests yet.' }));
+    ui.requests.focus();
   }
 
   /** The rating scale as five stars: a click sends the digit, as a typed answer would. */

@@ -1111,6 +1111,49 @@ impl Engine {
         reopened.ok_or_else(|| EngineError::Conflict("the conversation changed meanwhile; reload and try again".into()))
     }
 
+    /// An agent writes first to a known customer: a new conversation, theirs, with `text` as
+    /// its first message, on the customer's channel. Refused where the channel cannot start a
+    /// chat (a Telegram group, a Discord server thread), for an unreachable customer, and while
+    /// the customer has an open conversation (write there).
+    pub async fn start_conversation(&self, contact_id: ContactId, actor_id: AgentId, text: String) -> Result<(Conversation, Message), EngineError> {
+        let actor = self.store.agent(actor_id).await?.filter(|a| a.active).ok_or(EngineError::NotFound("agent"))?;
+        let contact = self.store.contact(contact_id).await?.ok_or(EngineError::NotFound("contact"))?;
+        if text.trim().is_empty() {
+            return Err(EngineError::Invalid("the message is empty".into()));
+        }
+        self.check_length("message", &text)?;
+        if let Some(why) = cannot_write_first(&contact) {
+            return Err(EngineError::Invalid(why));
+        }
+        let _turn = self.locks.for_key((contact.channel, contact.external_id.as_str())).lock().await;
+        if let Some(open) = self.store.current_conversation(contact.id).await? {
+            return Err(EngineError::Conflict(format!(
+                "the customer has an open conversation already; write there (/panel/conversations/{})",
+                open.id
+            )));
+        }
+        let now = self.clock.now();
+        let started = Conversation::new(contact.id, contact.channel, now);
+        let taken = step(&started, &Input::Reopened { agent: actor.id }, &self.policy, now).conversation;
+        let replied = step(&taken, &Input::AgentReplied { agent: actor.id }, &self.policy, now);
+        let mut message = new_message(&replied.conversation, Sender::Agent, text, now);
+        message.agent_id = Some(actor.id);
+        let audit = Audit { actor: Some(actor.id), action: AuditAction::Reply, subject_agent: None, note: Some("started the conversation".into()) };
+        let entry = audit.entry(now, &started, &replied.conversation);
+        let write = StepWrite {
+            conversation: Some(replied.conversation),
+            outbound: vec![message],
+            audit: Some(entry),
+            timers: replied.timers.map(|timers| (started.id, timers)),
+            starts_current: true,
+            ..StepWrite::default()
+        };
+        match self.commit_write(write).await? {
+            Some((conversation, mut stored)) => Ok((conversation, stored.pop().expect("the message was written"))),
+            None => Err(EngineError::Conflict("the customer started a conversation at the same moment; reload and write there".into())),
+        }
+    }
+
     /// The customer of `contact` rates the conversation's latest resolution (widget stars, the
     /// API): taken only while a rating is awaited from them, so a late, repeated or forged rating
     /// changes nothing. Returns whether it was taken.
@@ -1459,7 +1502,33 @@ fn notice_writes(
 }
 
 #[cfg(test)]
-mod mention_tests {
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_write_first_only_where_the_channel_lets_a_chat_start() {
+        let contact = |channel: Channel, external_id: &str| Contact {
+            id: ContactId::new(),
+            channel,
+            external_id: external_id.into(),
+            display_name: None,
+            created_at: chrono::Utc::now(),
+            unreachable_since: None,
+            unreachable_reason: None,
+            email: None,
+        };
+        for (channel, id) in [(Channel::WebChat, "v-1"), (Channel::Email, "ann@example.com"), (Channel::Telegram, "501"), (Channel::Discord, "dm/910")] {
+            assert_eq!(cannot_write_first(&contact(channel, id)), None, "{channel} {id}");
+        }
+        for (channel, id) in [(Channel::Telegram, "-100123"), (Channel::Discord, "thread/42")] {
+            assert!(cannot_write_first(&contact(channel, id)).is_some_and(|why| why.contains("only where the customer writes")), "{channel} {id}");
+        }
+        let mut blocked = contact(Channel::Telegram, "501");
+        blocked.unreachable_since = Some(chrono::Utc::now());
+        blocked.unreachable_reason = Some("The customer blocked the bot on Telegram.".into());
+        assert!(cannot_write_first(&blocked).unwrap().contains("blocked the bot"));
+    }
+
     #[test]
     fn a_mention_is_the_handle_as_a_word() {
         assert!(super::mentions("@ann can you look?", "Ann Lee"));
@@ -1471,6 +1540,23 @@ mod mention_tests {
 }
 
 /// Whether a step changed anything worth writing (the timestamp alone is not).
+/// Why an agent cannot write first to this customer, if they cannot: a Telegram group or a
+/// Discord server thread is answered only where the customer writes; nothing reaches an
+/// unreachable customer.
+fn cannot_write_first(contact: &Contact) -> Option<String> {
+    if contact.unreachable_since.is_some() {
+        let why = contact.unreachable_reason.as_deref().unwrap_or("the channel refused our messages");
+        return Some(format!("the customer cannot be reached: {why}"));
+    }
+    let private = match contact.channel {
+        Channel::WebChat | Channel::Email => true,
+        // Private chats have positive ids; groups negative.
+        Channel::Telegram => contact.external_id.parse::<i64>().is_ok_and(|id| id > 0),
+        Channel::Discord => contact.external_id.starts_with("dm/"),
+    };
+    (!private).then(|| format!("a {} group or server thread is answered only where the customer writes", contact.channel))
+}
+
 /// The rating or comment a step read, as the store writes it.
 fn feedback_write(conversation: &Conversation, feedback: Option<Feedback>, now: Timestamp) -> Option<FeedbackWrite> {
     feedback.map(|feedback| FeedbackWrite { conversation_id: conversation.id, channel: conversation.channel, feedback, at: now })

@@ -40,6 +40,17 @@ try {
   await w('send').click();
   await bubble('bot', 'Thank you for your feedback').waitFor({ timeout: 10000 });
   await expectAccessible(page, 'widget after feedback');
+
+  step("the visitor's requests list this one as solved, and passes axe");
+  await w('requests-toggle').click();
+  await w('request').first().waitFor({ timeout: 10000 });
+  assert.equal(await w('requests-toggle').getAttribute('aria-expanded'), 'true');
+  assert.deepEqual(await w('request').evaluateAll((rows) => rows.map((r) => r.dataset.state)), ['solved']);
+  assert.match(await w('request').first().textContent(), /^SolvedI want to talk to a person \(this chat\)/);
+  await expectAccessible(page, 'widget listing the visitor\'s requests');
+  await page.screenshot({ path: path.join(artifacts, 'widget-requests.png') });
+  await w('requests-toggle').click();
+  assert.ok(await w('requests').isHidden(), 'the toggle goes back to the chat');
   console.log('browser widget rating test passed');
 } finally {
   await browser.close();

@@ -18,7 +18,38 @@ use switchboard_core::{CustomerCursor, CustomerFilter, CustomerSummary};
 use switchboard_models::Channel;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/panel/customers", get(customers_page)).route("/api/customers", get(customers_api))
+    Router::new()
+        .route("/panel/customers", get(customers_page))
+        .route("/api/customers", get(customers_api))
+        .route("/api/customers/{id}/conversations", axum::routing::post(start_conversation))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    text: String,
+}
+
+/// The caller writes first to a known customer: a new conversation, theirs, on the customer's
+/// channel (201 with it and the message). 409 while the customer has an open conversation.
+async fn start_conversation(
+    State(state): State<AppState>,
+    ApiCaller(agent): ApiCaller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    body: Result<Json<StartBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(StartBody { text }) = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return crate::limits::too_large();
+        }
+        ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", format!("Expected JSON {{\"text\": \"…\"}}: {}", rejection.body_text()))
+    })?;
+    let contact = uuid::Uuid::parse_str(&id)
+        .map(switchboard_models::ContactId)
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such customer."))?;
+    let (conversation, message) = state.engine.start_conversation(contact, agent.id, text).await?;
+    let body = json!({"conversation_id": conversation.id.to_string(), "status": conversation.status.as_str(), "message_seq": message.seq});
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 /// The customers list's query string; anything else is refused.

@@ -174,6 +174,49 @@ pub async fn seen(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A returning visitor sees this many of their latest requests.
+const REQUESTS_LISTED: usize = 20;
+
+/// Where one of the visitor's conversations stands, in the customer's words.
+fn customer_state(c: &switchboard_models::Conversation) -> (&'static str, &'static str) {
+    use switchboard_models::{Awaiting, Status};
+    match (c.status, &c.awaiting) {
+        (_, Some(Awaiting::Confirmation { .. })) | (Status::WaitingOnCustomer, _) => ("waiting_for_you", "Waiting for you"),
+        (Status::Resolved | Status::Confirmed, _) => ("solved", "Solved"),
+        (Status::Closed | Status::Rejected, _) => ("closed", "Closed"),
+        _ => ("open", "Open"),
+    }
+}
+
+/// The visitor's requests, newest first, with where each stands (open, waiting for them,
+/// solved), so a returning visitor sees where things are.
+pub async fn conversations(State(state): State<WebChatState>, headers: HeaderMap) -> Result<Json<Value>, HttpError> {
+    let visitor = visitor_from(&state, bearer(&headers))?;
+    let Some(contact) = state.engine.conversations().contact_by_external_id(Channel::WebChat, &visitor).await? else {
+        return Ok(Json(json!({ "conversations": [] })));
+    };
+    let mut listed = state.engine.listings().contact_conversations(contact.id).await?;
+    listed.truncate(REQUESTS_LISTED);
+    let current = listed.iter().find(|s| !s.conversation.status.is_final()).map(|s| s.conversation.id);
+    let mut requests = Vec::with_capacity(listed.len());
+    for s in &listed {
+        let (code, label) = customer_state(&s.conversation);
+        // What the request was about: the customer's first words in it.
+        let opening = state.engine.conversations().conversation_messages(s.conversation.id, 0, 5).await?;
+        let first = opening.iter().find(|m| m.sender == switchboard_models::Sender::Customer).map(|m| m.text.as_str());
+        let text: String = first.or(s.last_text.as_deref()).unwrap_or("").chars().take(140).collect();
+        requests.push(json!({
+            "id": s.conversation.id.to_string(),
+            "state": code,
+            "state_label": label,
+            "text": text,
+            "updated_at": s.last_activity.to_rfc3339(),
+            "current": Some(s.conversation.id) == current,
+        }));
+    }
+    Ok(Json(json!({ "conversations": requests })))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeedbackBody {

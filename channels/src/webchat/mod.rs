@@ -99,6 +99,7 @@ pub fn routes(state: WebChatState) -> Router {
         .route("/poll", get(http::poll))
         .route("/seen", post(http::seen))
         .route("/feedback", post(http::feedback))
+        .route("/conversations", get(http::conversations))
         .route("/ws", get(socket::upgrade))
         .layer(axum::middleware::from_fn_with_state(state.clone(), origin::guard));
     Router::new()

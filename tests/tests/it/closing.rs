@@ -49,9 +49,26 @@ async fn a_web_visitor_confirms_the_resolution_rates_it_with_stars_and_comments(
     let (status, refused) = post_feedback(&server, &token, json!({"score": 5})).await;
     assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("no_rating_awaited")), "{refused}");
 
+    let states = |token: String| {
+        let server = &server;
+        async move {
+            let listed = reqwest::Client::new()
+                .get(server.url("/webchat/conversations"))
+                .header("authorization", format!("Bearer {token}"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap();
+            listed["conversations"].as_array().unwrap().iter().map(|c| c["state"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(states(token.clone()).await, ["open"]);
     server.engine().agent_reply(id, dana, "Restarting the router fixes this.".into(), Vec::new()).await.unwrap();
     server.engine().resolve(id, dana).await.unwrap();
     let question = bot_says(&mut widget, "Dana marked this as solved").await;
+    assert_eq!(states(token.clone()).await, ["waiting_for_you"], "the visitor's requests say it waits for them");
     assert_eq!(question["quick_replies"], json!(["Yes, it's fixed", "No, not yet"]));
     assert_eq!(current(&server, id).await.status, Status::Resolved);
 
@@ -61,9 +78,11 @@ async fn a_web_visitor_confirms_the_resolution_rates_it_with_stars_and_comments(
     let confirmed = current(&server, id).await;
     assert_eq!(confirmed.status, Status::Confirmed);
     assert!(matches!(confirmed.awaiting, Some(Awaiting::Rating { agent, .. }) if agent == dana));
+    assert_eq!(states(token.clone()).await, ["solved"]);
 
     // Another visitor cannot rate this conversation, nor a made-up score count.
     let (_, stranger) = server.new_visitor().await;
+    assert!(states(stranger.clone()).await.is_empty(), "a visitor sees only their own requests");
     let (status, _) = post_feedback(&server, &stranger, json!({"score": 1, "conversation_id": id.to_string()})).await;
     assert_eq!(status, 409, "someone else's conversation");
     let (status, bad) = post_feedback(&server, &token, json!({"score": 9})).await;
@@ -328,4 +347,71 @@ async fn an_agent_reopens_a_closed_conversation_to_follow_up_unless_a_newer_one_
     let refused = engine.reopen(id, dana).await.unwrap_err();
     assert!(refused.to_string().contains(&format!("/panel/conversations/{newer}")), "{refused}");
     assert_eq!(current(&server, id).await.status, Status::Closed);
+}
+
+#[tokio::test]
+async fn an_agent_writes_first_to_a_known_customer_through_the_api_and_reopens_through_the_panel() {
+    use switchboard_admin_web::accounts::create_account;
+    use switchboard_tests::panel::PanelClient;
+    let telegram = FakeTelegram::start().await;
+    let server = telegram_server(&telegram).await;
+    let engine = server.engine();
+    let password = "a long enough password";
+    let ann = create_account(engine.store().as_ref(), "ann@example.com", "Ann", switchboard_models::Role::Agent, password, None).await.unwrap();
+    let panel = PanelClient::sign_in(&server.url(""), "ann@example.com", password).await;
+    let token = panel.new_api_token("crm").await;
+    let mut chat = Chat { telegram: &telegram, id: 621, read: 0 };
+    telegram.push_message(private_text(chat.id, 1, "hello"));
+    chat.said("Hi").await;
+    let contact = engine.store().contact_by_external_id(Channel::Telegram, "621").await.unwrap().unwrap();
+    let first = engine.store().current_conversation(contact.id).await.unwrap().unwrap();
+    engine.change_ticket(first.id, ann.id, switchboard_core::TicketChange::Status(Status::Closed), None).await.unwrap();
+    chat.said("This conversation is closed").await;
+
+    let start = |text: &'static str| {
+        let (server, token) = (&server, &token);
+        async move {
+            let response = reqwest::Client::new()
+                .post(server.url(&format!("/api/customers/{}/conversations", contact.id)))
+                .bearer_auth(token)
+                .json(&json!({"text": text}))
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, started) = start("Your parcel left our warehouse today.").await;
+    assert_eq!(status, 201, "{started}");
+    let id = ConversationId::parse(started["conversation_id"].as_str().unwrap()).unwrap();
+    assert_ne!(id, first.id, "a new conversation");
+    chat.said("Your parcel left our warehouse today.").await;
+    let new = current(&server, id).await;
+    assert_eq!((new.status, new.handler), (Status::WaitingOnCustomer, Handler::Agent(ann.id)));
+    let (status, refused) = start("Another thing").await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("conflict")), "{refused}");
+    assert!(refused["error"]["message"].as_str().unwrap().contains(&format!("/panel/conversations/{id}")), "{refused}");
+    let (status, _) = start("").await;
+    assert_eq!(status, 422, "an empty message is refused");
+
+    // The customer's answer joins the conversation Ann started, and she is told.
+    telegram.push_message(private_text(chat.id, 2, "great, thanks!"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while current(&server, id).await.status != Status::InProgress {
+        assert!(tokio::time::Instant::now() < deadline, "the answer reaches Ann's conversation");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The first one, closed, is reopened from its page while the new one is finished.
+    let refused = panel.post(&format!("/panel/conversations/{}/reopen", first.id), &[]).await;
+    assert!(refused.body.contains("open conversation already"), "{}", refused.body);
+    engine.change_ticket(id, ann.id, switchboard_core::TicketChange::Status(Status::Closed), None).await.unwrap();
+    let page = panel.get(&format!("/panel/conversations/{}", first.id)).await.body;
+    assert!(page.contains("data-test=\"reopen\""), "a closed conversation offers to reopen it");
+    let reopened = panel.post(&format!("/panel/conversations/{}/reopen", first.id), &[]).await;
+    let back = reopened.location.expect("back to the conversation");
+    assert_eq!(back, format!("/panel/conversations/{}?done=reopen", first.id));
+    let page = panel.get(&back).await.body;
+    assert!(page.contains("Reopened: the conversation is yours again.") && !page.contains("data-test=\"reopen\""), "{page}");
+    assert_eq!(current(&server, first.id).await.handler, Handler::Agent(ann.id));
 }
