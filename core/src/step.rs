@@ -134,7 +134,8 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
 
     let answered_awaited = match input {
         Input::CustomerMessage { text, resolver_available, has_attachments: false, .. } => {
-            answer_awaited(&mut next, awaiting.as_ref(), text, *resolver_available, &mut replies, &mut notices, &mut feedback, policy, now)
+            let answer = crate::closing::answer_text(next.channel, text);
+            answer_awaited(&mut next, awaiting.as_ref(), answer, *resolver_available, &mut replies, &mut notices, &mut feedback, policy, now)
         }
         _ => false,
     };

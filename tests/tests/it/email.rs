@@ -214,6 +214,28 @@ async fn email_threads_attachments_loops_and_restarts() {
     assert_eq!(notice.auto_submitted.as_deref(), Some("auto-generated"));
     nothing_waits_to_be_mailed(&server).await;
 
+    // Lee resolves: Bo is asked by mail, answers yes, rates with a digit and comments, each a
+    // reply in the thread.
+    server.engine().resolve(filed.conversation_id, agent).await.unwrap();
+    let asked = mail_saying(&bo, "Lee marked this as solved").await;
+    assert!(asked.text.contains("Reply with “Yes, it's fixed” or “No, not yet”."), "the choices are written out: {}", asked.text);
+    let answer = |n: u32, to: &Parsed, body: &str| {
+        mail(BO, SUPPORT, "Re: Refund form", Some(&format!("<r{n}@bo.example.test>")), &format!("In-Reply-To: <{}>\n", to.message_id), body)
+    };
+    send_raw(BO, &[SUPPORT], &answer(1, &asked, "Yes\n\nOn Sun, 22 Nov 2026, Support wrote:\n> Lee marked this as solved.")).await;
+    let rating = mail_saying(&bo, "How would you rate the help you got from Lee").await;
+    assert!(rating.text.contains("Reply with “1” or “2” or “3” or “4” or “5”."), "{}", rating.text);
+    send_raw(BO, &[SUPPORT], &answer(2, &rating, "5")).await;
+    let invite = mail_saying(&bo, "Anything you'd like to tell us").await;
+    send_raw(BO, &[SUPPORT], &answer(3, &invite, "Lee sent exactly the steps I needed.")).await;
+    mail_saying(&bo, "Thank you for your feedback").await;
+    let ratings = server.engine().ratings().ratings_of(filed.conversation_id).await.unwrap();
+    assert_eq!(
+        ratings.iter().map(|r| (r.score, r.comment.as_deref(), r.agent_id)).collect::<Vec<_>>(),
+        [(5, Some("Lee sent exactly the steps I needed."), Some(agent))],
+        "the mail's subject is no part of the answer"
+    );
+
     // Robots are not answered: an out-of-office reply and a bounce.
     let ann_before = ann.all().await.len();
     send_raw(ANN, &[SUPPORT], &mail(ANN, SUPPORT, "Out of office", Some("<ooo@customer.example.test>"),
@@ -292,6 +314,18 @@ async fn email_threads_attachments_loops_and_restarts() {
     let mentioned = notices.iter().map(|m| parse(m)).find(|m| m.subject.starts_with("Root mentioned you")).expect("the mention's mail");
     assert!(mentioned.text.contains("please check the form"), "{}", mentioned.text);
     nothing_waits_to_be_mailed(&server).await;
+}
+
+/// The next mail in `mailbox` whose text has `words`, waiting for it to arrive.
+async fn mail_saying(mailbox: &TestMailbox, words: &str) -> Parsed {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(found) = mailbox.all().await.iter().map(|m| parse(m)).find(|m| m.text.contains(words)) {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no mail says “{words}”");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The mailer marks a notice mailed just after the mail server took it: wait for the mark.
