@@ -18,6 +18,8 @@ pub struct Config {
     pub sla: SlaConfig,
     /// `[closing]`: confirming resolutions, ratings and status notices to customers.
     pub closing: switchboard_core::closing::ClosingPolicy,
+    /// `[documents]`: files customers send for review, their types, the notices of decisions.
+    pub documents: switchboard_core::documents::DocumentPolicy,
     pub jobs: JobsConfig,
     pub attachments: AttachmentsConfig,
     pub telegram: TelegramConfig,
@@ -512,6 +514,9 @@ impl Config {
         if let Some((key, problem)) = self.closing.problem() {
             return Err(ConfigError::Invalid { key: key.into(), problem: problem.into() });
         }
+        if let Some((key, problem)) = self.documents.problem() {
+            return Err(ConfigError::Invalid { key: key.into(), problem });
+        }
         Ok(())
     }
 }
@@ -731,6 +736,7 @@ impl Default for Config {
             business_hours: BusinessHoursConfig::default(),
             sla: SlaConfig::default(),
             closing: switchboard_core::closing::ClosingPolicy::default(),
+            documents: switchboard_core::documents::DocumentPolicy::default(),
             jobs: JobsConfig::default(),
             attachments: AttachmentsConfig::default(),
             telegram: TelegramConfig::default(),

@@ -600,6 +600,7 @@ pub fn policy(config: &Config) -> Policy {
         sla: config.sla.policy(),
         mailed_notices: config.mailed_notices().unwrap_or_default(),
         closing: config.closing.clone(),
+        documents: config.documents.clone(),
         ..Policy::default()
     }
 }

@@ -5,8 +5,8 @@ use crate::policy::{Policy, QueueView};
 use crate::assignment::pick_agent;
 use crate::attachments::{UploadError, check_upload, clean_file_name};
 use crate::ports::{
-    Accounts, AdminWrite, Assistant, BlobStore, Classifier, Clock, Committed, Conversations, FeedbackWrite, Listings, Outbox, Queue, Ratings, StepWrite, Store,
-    StoreError,
+    Accounts, AdminWrite, Assistant, BlobStore, Classifier, Clock, Committed, Conversations, DocumentDecision, Documents, FeedbackWrite, Listings, Outbox, Queue,
+    Ratings, StepWrite, Store, StoreError,
 };
 use crate::timers::TimerKind;
 use crate::step::{Decision, Feedback, Input, ReplyBody, step};
@@ -16,7 +16,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use tokio::sync::{Mutex, Notify, oneshot};
 use switchboard_models::{
-    Agent, AgentId, Attachment, AuditAction, AuditEntry, Awaiting, Category, Channel, Contact, ContactId, Conversation, ConversationId, DomainEvent,
+    Agent, AgentId, Attachment, AuditAction, AuditEntry, Awaiting, Category, Channel, Contact, ContactId, Conversation, ConversationId, Document, DocumentId,
+    DocumentState, DomainEvent,
     EscalationRecord, Handler, Inbound, Message, MessageId, Presence, Priority, Role, Sender, Status, Thread, Timestamp,
 };
 
@@ -339,6 +340,16 @@ impl Engine {
     /// Customers' ratings of the help they got.
     pub fn ratings(&self) -> &dyn Ratings {
         self.store.as_ref()
+    }
+
+    /// Documents customers sent for review.
+    pub fn documents(&self) -> &dyn Documents {
+        self.store.as_ref()
+    }
+
+    /// The document types reviewers choose from.
+    pub fn document_types(&self) -> &[String] {
+        &self.policy.documents.types
     }
 
     /// What agents are told in the panel.
@@ -673,6 +684,7 @@ impl Engine {
         let notices = notice_writes(before.id, &decision.notices, now, &self.policy.mailed_notices);
         let contact_email = decision.contact_email.clone().map(|address| (before.contact_id, address));
         let feedback = feedback_write(&before, decision.feedback.clone(), now);
+        let documents = if self.policy.documents.review_files { documents_in(message, self.policy.documents.unsorted(), now) } else { Vec::new() };
         // The message is stored already, so the summary reads it with the earlier ones.
         let (conversation, mut replies) = self.replies_for(decision, now).await?;
         let changed = !same_state(&before, &conversation);
@@ -695,6 +707,7 @@ impl Engine {
             contact_email,
             feedback,
             escalation,
+            documents,
             ..StepWrite::default()
         };
         let decided = started.elapsed();
@@ -1109,6 +1122,75 @@ impl Engine {
         let audit = Audit { actor: Some(actor.id), action: AuditAction::Status, subject_agent: Some(actor.id), note: None };
         let reopened = self.change(conversation_id, |c| c.status.is_final(), Input::Reopened { agent: actor.id }, Some(audit)).await?;
         reopened.ok_or_else(|| EngineError::Conflict("the conversation changed meanwhile; reload and try again".into()))
+    }
+
+    /// A reviewer approves or rejects a pending document (giving its type; a rejection needs a
+    /// reason), and the customer is told on their channel. Audited. When two decide at once,
+    /// one wins and the other gets a conflict naming the decision.
+    pub async fn decide_document(
+        &self,
+        id: DocumentId,
+        actor_id: AgentId,
+        approved: bool,
+        kind: &str,
+        note: Option<String>,
+    ) -> Result<Document, EngineError> {
+        let actor = self.store.agent(actor_id).await?.filter(|a| a.active).ok_or(EngineError::NotFound("agent"))?;
+        let document = self.store.document(id).await?.ok_or(EngineError::NotFound("document"))?;
+        let note = note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+        if !approved && note.is_none() {
+            return Err(EngineError::Invalid("a rejection needs a reason the customer can act on".into()));
+        }
+        if let Some(note) = &note {
+            self.check_length("note", note)?;
+        }
+        if !self.policy.documents.types.iter().any(|t| t == kind) {
+            return Err(EngineError::Invalid(format!("`{kind}` is not a document type; use one of: {}", self.policy.documents.types.join(", "))));
+        }
+        if document.state != DocumentState::Pending {
+            return Err(self.decided_already(&document).await?);
+        }
+        let (_turn, current) = self.turn_of(document.conversation_id).await?;
+        self.may_act(&actor, &current).await?;
+        let now = self.clock.now();
+        let input = Input::DocumentDecided { kind, approved, note: note.as_deref() };
+        let decision = step(&current, &input, &self.policy, now);
+        let (conversation, outbound) = self.replies_for(decision, now).await?;
+        let state = if approved { DocumentState::Approved } else { DocumentState::Rejected };
+        let described = |state: &str| format!("{} {} ({}): {state}", crate::documents::type_label(&document.kind), document.id, document.file.file_name);
+        let audit = AuditEntry {
+            at: now,
+            actor: Some(actor.id),
+            action: AuditAction::ReviewDocument,
+            conversation: Some(document.conversation_id),
+            subject_agent: None,
+            before: Some(described("pending")),
+            after: Some(match &note {
+                Some(note) => format!("{} as {kind} ({note})", described(state.as_str())),
+                None => format!("{} as {kind}", described(state.as_str())),
+            }),
+        };
+        let decides = DocumentDecision { document: id, state, kind: kind.to_string(), reviewer: actor.id, note: note.clone(), at: now };
+        let decided_on = self.claim(&current);
+        let write = StepWrite { conversation: Some(conversation), outbound, audit: Some(audit), decided_on, decides: Some(decides), ..StepWrite::default() };
+        if self.commit_write(write).await?.is_none() {
+            let now_stored = self.store.document(id).await?.ok_or(EngineError::NotFound("document"))?;
+            return Err(if now_stored.state == DocumentState::Pending {
+                EngineError::Conflict("the conversation changed meanwhile; reload and decide again".into())
+            } else {
+                self.decided_already(&now_stored).await?
+            });
+        }
+        Ok(Document { state, kind: kind.to_string(), reviewer_id: Some(actor.id), decided_at: Some(now), note, ..document })
+    }
+
+    /// The conflict a second reviewer gets: who decided what.
+    async fn decided_already(&self, document: &Document) -> Result<EngineError, EngineError> {
+        let by = match document.reviewer_id {
+            Some(reviewer) => self.store.agent(reviewer).await?.map_or("someone".to_string(), |a| a.name),
+            None => "someone".to_string(),
+        };
+        Ok(EngineError::Conflict(format!("this document was {} by {by} already", document.state)))
     }
 
     /// An agent writes first to a known customer: a new conversation, theirs, with `text` as
@@ -1540,6 +1622,30 @@ mod tests {
 }
 
 /// Whether a step changed anything worth writing (the timestamp alone is not).
+/// The files of a customer message, as documents waiting for review.
+fn documents_in(message: &Message, kind: &str, now: Timestamp) -> Vec<Document> {
+    message
+        .attachments
+        .iter()
+        .filter(|file| !file.original)
+        .map(|file| Document {
+            id: DocumentId::new(),
+            conversation_id: message.conversation_id,
+            contact_id: message.contact_id,
+            channel: message.channel,
+            message_seq: message.seq,
+            file: file.clone(),
+            kind: kind.to_string(),
+            state: DocumentState::Pending,
+            reviewer_id: None,
+            decided_at: None,
+            note: None,
+            created_at: now,
+            purged_at: None,
+        })
+        .collect()
+}
+
 /// Why an agent cannot write first to this customer, if they cannot: a Telegram group or a
 /// Discord server thread is answered only where the customer writes; nothing reaches an
 /// unreachable customer.

@@ -7,6 +7,7 @@ pub mod assignment;
 pub mod attachments;
 mod client_address;
 pub mod closing;
+pub mod documents;
 mod engine;
 mod events;
 mod gauge;

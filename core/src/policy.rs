@@ -91,6 +91,8 @@ pub struct Policy {
     pub mailed_notices: Vec<switchboard_models::NotificationKind>,
     /// What the bot asks and says once agents are done: confirmation, rating, notices.
     pub closing: crate::closing::ClosingPolicy,
+    /// Which files wait for review, their types, and what the customer is told of a decision.
+    pub documents: crate::documents::DocumentPolicy,
 }
 
 impl Default for Policy {
@@ -138,6 +140,7 @@ impl Default for Policy {
             mailed_notices: Vec::new(),
             sla: crate::sla::SlaPolicy::default(),
             closing: crate::closing::ClosingPolicy::default(),
+            documents: crate::documents::DocumentPolicy::default(),
         }
     }
 }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use std::time::Duration;
 use switchboard_models::{
     Agent, AgentId, ApiToken, AuditEntry, CannedResponse, Category, Channel, Presence, Priority, Status, Classification, Contact, ContactId, Conversation, ConversationId,
-    EscalationRecord, Message, MessageId, Notification, Rating, NotificationKind, OutboundMessage, Timestamp,
+    Document, DocumentId, DocumentState, EscalationRecord, Message, MessageId, Notification, Rating, NotificationKind, OutboundMessage, Timestamp,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +252,48 @@ pub struct StepWrite {
     pub feedback: Option<FeedbackWrite>,
     /// The escalation this step decided, kept in the conversation's history.
     pub escalation: Option<EscalationRecord>,
+    /// Files of the answered customer message that wait for review.
+    pub documents: Vec<Document>,
+    /// A reviewer's decision on a document: the step is refused as `Conflict` when the document
+    /// is no longer pending (someone decided first).
+    pub decides: Option<DocumentDecision>,
+}
+
+/// A reviewer's decision on a pending document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentDecision {
+    pub document: DocumentId,
+    pub state: DocumentState,
+    pub kind: String,
+    pub reviewer: AgentId,
+    pub note: Option<String>,
+    pub at: Timestamp,
+}
+
+/// Which documents a list shows: pending first, then newest decided.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DocumentFilter {
+    pub state: Option<DocumentState>,
+    pub kind: Option<String>,
+    pub conversation: Option<ConversationId>,
+    /// At most this many (1 to 200).
+    pub limit: u32,
+}
+
+/// A document with who sent it, for lists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentSummary {
+    pub document: Document,
+    pub customer: String,
+    pub reviewer_name: Option<String>,
+}
+
+/// The dashboard's document figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DocumentCounts {
+    pub pending: u64,
+    pub approved_today: u64,
+    pub rejected_today: u64,
 }
 
 /// The customer's rating or comment, written with the step that read it.
@@ -540,6 +582,16 @@ pub struct NoticeMail {
     pub agent_active: bool,
 }
 
+/// Documents customers sent for review.
+#[async_trait]
+pub trait Documents: Send + Sync {
+    async fn document(&self, id: DocumentId) -> Result<Option<Document>, StoreError>;
+    /// Pending first (oldest first: the longest waiting), then the decided, newest first.
+    async fn documents(&self, filter: &DocumentFilter) -> Result<Vec<DocumentSummary>, StoreError>;
+    /// Pending now, and approved and rejected since `day_start`.
+    async fn document_counts(&self, day_start: Timestamp) -> Result<DocumentCounts, StoreError>;
+}
+
 /// What customers said of the help they got.
 #[async_trait]
 pub trait Ratings: Send + Sync {
@@ -626,9 +678,9 @@ pub trait Coordination: Send + Sync {
 
 /// The whole store: every focused port above. Wiring holds it; each part of the code names
 /// the ports it uses (`&dyn Accounts`, `&dyn Listings`, …).
-pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Jobs + Coordination {}
+pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Documents + Jobs + Coordination {}
 
-impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Jobs + Coordination> Store for T {}
+impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Documents + Jobs + Coordination> Store for T {}
 
 /// Held work across nodes (`Coordination::exclusive`); dropping it lets the next node in.
 pub trait Exclusive: Send + Sync {}

@@ -44,6 +44,12 @@ pub enum Input<'a> {
     Reopened {
         agent: AgentId,
     },
+    /// A reviewer approved or rejected a document the customer sent: they are told.
+    DocumentDecided {
+        kind: &'a str,
+        approved: bool,
+        note: Option<&'a str>,
+    },
     /// The customer rated the help outside a message (widget stars, a signed link, the API).
     Rated {
         score: u8,
@@ -128,7 +134,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
     // Only what the customer was asked is answered by their next message or action; anything
     // else an agent or the customer does moves on from the question.
     let awaiting = match input {
-        Input::PrioritySet(_) | Input::CategorySet(_) | Input::TimerFired { .. } => next.awaiting.clone(),
+        Input::PrioritySet(_) | Input::CategorySet(_) | Input::TimerFired { .. } | Input::DocumentDecided { .. } => next.awaiting.clone(),
         _ => next.awaiting.take(),
     };
 
@@ -248,6 +254,14 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
             next.handler = Handler::Bot;
             next.low_confidence_streak = 0;
         }
+        Input::DocumentDecided { kind, approved, note } => {
+            let documents = &policy.documents;
+            let template = if *approved { &documents.approved_notice } else { &documents.rejected_notice };
+            let text = template.replace("{type}", &crate::documents::type_label(kind)).replace("{note}", note.unwrap_or("").trim_end_matches('.'));
+            if !text.trim().is_empty() {
+                replies.push(Reply { sender: Sender::Bot, body: ReplyBody::Text(text), quick_replies: Vec::new() });
+            }
+        }
         Input::Reopened { agent } => {
             next.handler = Handler::Agent(*agent);
             next.status = Status::InProgress;
@@ -316,8 +330,8 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
         next.resolution_due_at = None;
     }
     let timers = match input {
-        // A reminder leaves the resolution timer where it was.
-        Input::TimerFired { kind: TimerKind::RemindWaiting, .. } => None,
+        // A reminder leaves the resolution timer where it was; a document decision changes no state.
+        Input::TimerFired { kind: TimerKind::RemindWaiting, .. } | Input::DocumentDecided { .. } => None,
         // An SLA notice leaves the other timers where they were (its own is deleted as it
         // fires); a breach that put the conversation back in the queue counts anew.
         Input::TimerFired { kind: TimerKind::FirstReplyWarning | TimerKind::FirstReplyBreach | TimerKind::ResolutionWarning | TimerKind::ResolutionBreach, .. }

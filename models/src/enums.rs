@@ -210,6 +210,16 @@ text_enum!(
         SignInFailed => "sign_in_failed",
         SignInRefused => "sign_in_refused",
         CannedResponse => "canned_response",
+        ReviewDocument => "review_document",
+    }
+);
+
+text_enum!(
+    /// Where a document sent for review stands.
+    DocumentState, "document state" {
+        Pending => "pending",
+        Approved => "approved",
+        Rejected => "rejected",
     }
 );
 

@@ -64,3 +64,7 @@ id_type!(
     /// An agent or admin account.
     AgentId
 );
+id_type!(
+    /// A document a customer sent for review.
+    DocumentId
+);

@@ -5,16 +5,18 @@ mod agent;
 mod attachment;
 mod classification;
 mod conversation;
+mod document;
 mod enums;
 mod ids;
 mod message;
 
 pub use agent::{Agent, ApiToken, AuditEntry, CannedResponse, Notification};
 pub use attachment::Attachment;
+pub use document::Document;
 pub use classification::{Classification, ClassificationSource, IntentName, IntentScore, Judgement, Urgency};
 pub use conversation::{customer_label, Awaiting, Contact, Conversation, Escalation, EscalationReason, EscalationRecord, Handler, Rating, SlaNotices};
-pub use enums::{AuditAction, Category, Channel, DeliveryState, Need, NotificationKind, Presence, Priority, Role, Sender, Status, UnknownVariant};
-pub use ids::{AgentId, ContactId, ConversationId, MessageId};
+pub use enums::{AuditAction, Category, Channel, DeliveryState, DocumentState, Need, NotificationKind, Presence, Priority, Role, Sender, Status, UnknownVariant};
+pub use ids::{AgentId, ContactId, ConversationId, DocumentId, MessageId};
 pub use message::{Delivery, DomainEvent, Inbound, Message, OutboundMessage, Thread};
 
 /// Instants are UTC everywhere; the alias keeps signatures short.

@@ -112,6 +112,15 @@ const TABLES: &[Table] = &[
         keyed: true,
     },
     Table {
+        name: "documents",
+        columns: &[
+            ("id", Text), ("conversation_id", Text), ("contact_id", Text), ("channel", Text), ("message_seq", Int), ("file_key", Text),
+            ("file_name", Text), ("content_type", Text), ("size", Int), ("kind", Text), ("state", Text), ("reviewer_id", Text),
+            ("decided_at", Int), ("note", Text), ("created_at", Int), ("purged_at", Int),
+        ],
+        keyed: true,
+    },
+    Table {
         name: "escalations",
         columns: &[
             ("id", Int), ("conversation_id", Text), ("at", Int), ("reason", Text), ("confidence", Real), ("priority", Text),

@@ -6,6 +6,8 @@
 pub(crate) const MESSAGE_COLUMNS: &str = "seq, id, conversation_id, contact_id, channel, sender, agent_id, body, \
      internal, attachments, quick_replies, classification, external_id, created_at, \
      outbound, attempts, next_attempt_at, delivered_at, gave_up_at, last_error, sent_id, seen_at";
+pub(crate) const DOCUMENT_COLUMNS: &str = "d.id, d.conversation_id, d.contact_id, d.channel, d.message_seq, d.file_key, d.file_name, \
+     d.content_type, d.size, d.kind, d.state, d.reviewer_id, d.decided_at, d.note, d.created_at, d.purged_at";
 pub(crate) const CONTACT_COLUMNS: &str = "id, channel, external_id, display_name, created_at, unreachable_since, unreachable_reason, email";
 pub(crate) const AGENT_COLUMNS: &str = "id, email, name, role, presence, capacity, active, created_at";
 /// `ports::due_key` in SQL, the expression `conversations_by_due` indexes.
@@ -48,7 +50,7 @@ macro_rules! portable_store {
         pub(crate) mod portable {
             #![allow(unused_imports)]
             use super::*;
-            use crate::portable::{AGENT_COLUMNS, CONTACT_COLUMNS, CONVERSATION_COLUMNS, DUE_KEY, MESSAGE_COLUMNS, NEXT_IN_LINE_KEY, SUMMARY_SELECT, sql};
+            use crate::portable::{AGENT_COLUMNS, CONTACT_COLUMNS, DOCUMENT_COLUMNS, CONVERSATION_COLUMNS, DUE_KEY, MESSAGE_COLUMNS, NEXT_IN_LINE_KEY, SUMMARY_SELECT, sql};
             use crate::rows::{
                 Columns, agent_from_row, audit_from_row, backend, contact_from_prefixed_row, contact_from_row,
                 conversation_from_row, claimed_in_order, due_first, message_from_row, millis, notification_from_row, scheduled_job_from_row, summary_from_row,
@@ -296,6 +298,26 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
             return Ok(Committed::Duplicate);
         }
     }
+    if let Some(decision) = &write.decides {
+        // Only a pending document is decided: the first of two reviewers wins.
+        let decided = sqlx::query(
+            "UPDATE documents SET state = $2, kind = $3, reviewer_id = $4, note = $5, decided_at = $6 \
+             WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(decision.document.to_string())
+        .bind(decision.state.as_str())
+        .bind(&decision.kind)
+        .bind(decision.reviewer.to_string())
+        .bind(decision.note.as_deref())
+        .bind(millis(decision.at))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        if decided == 0 {
+            return Ok(Committed::Conflict);
+        }
+    }
     let rows: Vec<(&Message, Option<Timestamp>)> = write
         .inbound
         .iter()
@@ -337,6 +359,27 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
     }
     if let Some(feedback) = &write.feedback {
         write_feedback(tx, feedback).await?;
+    }
+    for document in &write.documents {
+        sqlx::query(
+            "INSERT INTO documents (id, conversation_id, contact_id, channel, message_seq, file_key, file_name, content_type, \
+             size, kind, state, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(document.id.to_string())
+        .bind(document.conversation_id.to_string())
+        .bind(document.contact_id.to_string())
+        .bind(document.channel.as_str())
+        .bind(document.message_seq)
+        .bind(&document.file.key)
+        .bind(&document.file.file_name)
+        .bind(&document.file.content_type)
+        .bind(i64::try_from(document.file.size).unwrap_or(i64::MAX))
+        .bind(&document.kind)
+        .bind(document.state.as_str())
+        .bind(millis(document.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
     }
     if let Some(escalation) = &write.escalation {
         sqlx::query("INSERT INTO escalations (conversation_id, at, reason, confidence, priority, category) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -952,6 +995,70 @@ impl $store {
         .await
         .map_err(backend)?;
         rows.iter().map(crate::rows::escalation_from_row).collect()
+    }
+            }
+
+            #[async_trait]
+            impl switchboard_core::ports::Documents for $store {
+    async fn document(&self, id: switchboard_models::DocumentId) -> Result<Option<switchboard_models::Document>, StoreError> {
+        sqlx::query(sql!("SELECT ", DOCUMENT_COLUMNS, " FROM documents d WHERE d.id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?
+            .map(|row| crate::rows::document_from_row(&row))
+            .transpose()
+    }
+
+    async fn documents(&self, filter: &switchboard_core::ports::DocumentFilter) -> Result<Vec<switchboard_core::ports::DocumentSummary>, StoreError> {
+        let mut conditions: Vec<String> = Vec::new();
+        let mut binds: Vec<String> = Vec::new();
+        for (column, value) in [
+            ("d.state", filter.state.map(|s| s.as_str().to_string())),
+            ("d.kind", filter.kind.clone()),
+            ("d.conversation_id", filter.conversation.map(|c| c.to_string())),
+        ] {
+            if let Some(value) = value {
+                binds.push(value);
+                conditions.push(format!("{column} = ${}", binds.len()));
+            }
+        }
+        let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+        // Pending first, the longest waiting first; then decisions, the newest first.
+        let sql = format!(
+            "SELECT {DOCUMENT_COLUMNS}, k.display_name AS customer_name, k.external_id AS customer_external_id, a.name AS reviewer_name \
+             FROM documents d JOIN contacts k ON k.id = d.contact_id LEFT JOIN agents a ON a.id = d.reviewer_id {filter_sql} \
+             ORDER BY CASE WHEN d.state = 'pending' THEN 0 ELSE 1 END, \
+             CASE WHEN d.state = 'pending' THEN d.created_at ELSE -d.decided_at END, d.id LIMIT {}",
+            filter.limit.clamp(1, 200)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in binds {
+            query = query.bind(value);
+        }
+        let rows = query.fetch_all(&self.reader).await.map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let document = crate::rows::document_from_row(row)?;
+                let customer = switchboard_models::customer_label(row.text_opt("customer_name")?.as_deref(), &row.text("customer_external_id")?, document.channel);
+                Ok(switchboard_core::ports::DocumentSummary { document, customer, reviewer_name: row.text_opt("reviewer_name")? })
+            })
+            .collect()
+    }
+
+    async fn document_counts(&self, day_start: Timestamp) -> Result<switchboard_core::ports::DocumentCounts, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FILTER (WHERE state = 'pending') AS pending, \
+             COUNT(*) FILTER (WHERE state = 'approved' AND decided_at >= $1) AS approved, \
+             COUNT(*) FILTER (WHERE state = 'rejected' AND decided_at >= $1) AS rejected \
+             FROM documents WHERE state = 'pending' OR decided_at >= $1",
+        )
+        .bind(millis(day_start))
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)?;
+        let count = |column: &str| row.int(column).map(|n| n.max(0) as u64);
+        Ok(switchboard_core::ports::DocumentCounts { pending: count("pending")?, approved_today: count("approved")?, rejected_today: count("rejected")? })
     }
             }
 

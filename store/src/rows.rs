@@ -235,6 +235,30 @@ pub(crate) fn rating_from_row(row: &impl Columns) -> Result<switchboard_models::
     })
 }
 
+pub(crate) fn document_from_row(row: &impl Columns) -> Result<switchboard_models::Document, StoreError> {
+    Ok(switchboard_models::Document {
+        id: switchboard_models::DocumentId(uuid_col(row, "id")?),
+        conversation_id: ConversationId(uuid_col(row, "conversation_id")?),
+        contact_id: ContactId(uuid_col(row, "contact_id")?),
+        channel: parsed("channel", &row.text("channel")?)?,
+        message_seq: row.int("message_seq")?,
+        file: switchboard_models::Attachment {
+            key: row.text("file_key")?,
+            file_name: row.text("file_name")?,
+            content_type: row.text("content_type")?,
+            size: u64::try_from(row.int("size")?).unwrap_or(0),
+            original: false,
+        },
+        kind: row.text("kind")?,
+        state: parsed("state", &row.text("state")?)?,
+        reviewer_id: optional::<uuid::Uuid>(row, "reviewer_id")?.map(AgentId),
+        decided_at: row.int_opt("decided_at")?.map(instant).transpose()?,
+        note: row.text_opt("note")?,
+        created_at: instant(row.int("created_at")?)?,
+        purged_at: row.int_opt("purged_at")?.map(instant).transpose()?,
+    })
+}
+
 pub(crate) fn escalation_from_row(row: &impl Columns) -> Result<switchboard_models::EscalationRecord, StoreError> {
     Ok(switchboard_models::EscalationRecord {
         conversation_id: ConversationId(uuid_col(row, "conversation_id")?),

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 mod customers;
+mod documents;
 mod views;
 
 use crate::AppState;
@@ -54,6 +55,7 @@ pub fn routes() -> Router<AppState> {
         .route("/static/admin.js", get(|| async { asset("application/javascript", include_str!("../../assets/admin.js")) }))
         .merge(api::routes())
         .merge(customers::routes())
+        .merge(documents::routes())
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
@@ -232,6 +234,7 @@ async fn dashboard(State(state): State<AppState>, signed: Signed) -> Result<Html
     let listings = state.engine.listings();
     let day_start = state.engine.now().date_naive().and_hms_opt(0, 0, 0).expect("midnight").and_utc();
     let counts = listings.dashboard_counts(day_start, state.engine.now()).await?;
+    let documents = state.engine.documents().document_counts(day_start).await?;
     let agents = accounts.list_agents().await?;
     let mine = listings
         .list_conversations(&ConversationFilter { assignee: Some(Assignee::Agent(signed.agent.id)), limit: 50, ..Default::default() })
@@ -245,6 +248,7 @@ async fn dashboard(State(state): State<AppState>, signed: Signed) -> Result<Html
     let oldest_wait = longest.first().map(|s| views::wait(now - switchboard_core::ports::waiting_since(&s.conversation)));
     let data = json!({
         "oldest_wait": oldest_wait,
+        "documents": {"pending": documents.pending, "approved_today": documents.approved_today, "rejected_today": documents.rejected_today},
         "counts": {"urgent": counts.urgent, "new": counts.new, "waiting": counts.waiting, "in_progress": counts.in_progress, "resolved_today": counts.resolved_today, "overdue": counts.overdue},
         "unread": signed.unread,
         "mine": mark_unread(&state, &signed, mine.iter().filter(|s| !s.conversation.status.is_final()).map(|s| views::row(s, &agents, now)).collect()).await?,
@@ -552,6 +556,8 @@ async fn render_conversation(
     let others = listings.contact_conversations(c.contact_id).await?;
     let canned = visible_canned(accounts.canned_responses().await?, &signed.agent);
     let escalations = conversations.escalations_of(c.id).await?;
+    let filter = switchboard_core::ports::DocumentFilter { conversation: Some(c.id), limit: 50, ..Default::default() };
+    let documents = state.engine.documents().documents(&filter).await?;
     let ratings = state.engine.ratings().ratings_of(c.id).await?;
     let data = json!({
         "c": {
@@ -580,6 +586,8 @@ async fn render_conversation(
         },
         "messages": messages.iter().map(|m| views::message(m, &c, &customer, &agents)).collect::<Vec<_>>(),
         "escalations": views::escalations(&escalations),
+        "documents": documents.iter().map(|d| documents::document_view(d, state.engine.document_types(), state.engine.now())).collect::<Vec<_>>(),
+        "back": "conversation",
         "ratings": ratings.iter().map(|r| views::rating(r, &agents)).collect::<Vec<_>>(),
         "earlier": earlier,
         "paged_back": !matches!(shown, MessagesShown::Before(None)),

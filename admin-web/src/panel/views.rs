@@ -24,6 +24,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("agents", include_str!("../../templates/agents.hbs")),
     ("audit", include_str!("../../templates/audit.hbs")),
     ("customers", include_str!("../../templates/customers.hbs")),
+    ("documents", include_str!("../../templates/documents.hbs")),
+    ("document_card", include_str!("../../templates/document_card.hbs")),
     ("hours", include_str!("../../templates/hours.hbs")),
     ("tokens", include_str!("../../templates/tokens.hbs")),
     ("notifications", include_str!("../../templates/notifications.hbs")),
@@ -282,6 +284,8 @@ pub fn action_done(action: &str) -> Option<ActionDone> {
         "assign" => ("Assigned.", "assign-agent"),
         "retry" => ("The reply will be sent again now.", "reply-text"),
         "reopen" => ("Reopened: the conversation is yours again.", "reply-text"),
+        "approved" => ("Document approved; the customer was told.", "reply-text"),
+        "rejected" => ("Document rejected; the customer was told why.", "reply-text"),
         _ => return None,
     };
     Some(ActionDone { confirmation, focus })

@@ -7,6 +7,7 @@ mod browser;
 mod cli;
 mod closing;
 mod delivery;
+mod documents;
 mod discord;
 mod email;
 mod faults;

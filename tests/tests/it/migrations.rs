@@ -43,6 +43,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0017_contact_email.sql", "81612e0f223cbff539736da337d89fafbce325d20d1cc4ebae8212138605dfe7"),
     ("sqlite/0018_confirmation_ratings_escalations.sql", "0e89f47dd6984c19fa240406bc6cf6dea352316ad87ff47e6abbc8601af6ab41"),
     ("postgres/0018_confirmation_ratings_escalations.sql", "64a96c48ff71580d92556754108579e4324b8274666c6a8dfa58a093adfdc591"),
+    ("sqlite/0019_documents.sql", "4d91b14752f1baa11d52f2ec109b310be36fa72e3822ee6866e69fad7f68e9aa"),
+    ("postgres/0019_documents.sql", "f57fbba3a7b5628e0cfd51ea683769261109798a9e99a479e83dfa4213fb3c04"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

@@ -59,6 +59,7 @@ on_both_backends!(
     retention_counts_then_deletes_expired_sessions_and_old_read_notifications,
     sla_clocks_round_trip_and_lists_sort_by_the_nearest_due_time,
     one_rating_per_resolution_its_comment_and_every_escalation_are_kept,
+    documents_wait_pending_first_and_are_decided_once,
 );
 
 /// Every method of every store port is called by a contract test here, so each one is held to
@@ -67,7 +68,7 @@ on_both_backends!(
 fn every_store_port_method_has_a_contract_test() {
     let ports = include_str!("../../../core/src/ports.rs");
     let tests = include_str!("store.rs");
-    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Notifications", "Ratings", "Jobs", "Coordination"];
+    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Notifications", "Ratings", "Documents", "Jobs", "Coordination"];
     let mut untested = Vec::new();
     for name in traits {
         let start = ports.find(&format!("pub trait {name}: Send + Sync {{")).unwrap_or_else(|| panic!("port {name} is gone from ports.rs"));
@@ -1419,6 +1420,62 @@ async fn one_rating_per_resolution_its_comment_and_every_escalation_are_kept(bac
     store.commit(StepWrite { escalation: Some(second.clone()), ..StepWrite::default() }).await.unwrap();
     store.commit(StepWrite { escalation: Some(first.clone()), ..StepWrite::default() }).await.unwrap();
     assert_eq!(store.escalations_of(c.id).await.unwrap(), [first, second], "every escalation, oldest first");
+}
+
+async fn documents_wait_pending_first_and_are_decided_once(backend: Backend) {
+    use switchboard_core::ports::{DocumentDecision, DocumentFilter};
+    use switchboard_models::{Document, DocumentId, DocumentState};
+    let (store, _db) = fresh(backend).await;
+    let t0 = now();
+    let ann = agent("Ann", Presence::Online);
+    store.save_agent(&ann).await.unwrap();
+    let c = conversation(store.as_ref(), "docs").await;
+    let document = |name: &str, at: Timestamp| Document {
+        id: DocumentId::new(),
+        conversation_id: c.id,
+        contact_id: c.contact_id,
+        channel: c.channel,
+        message_seq: 1,
+        file: Attachment { key: format!("key-{name}"), file_name: name.into(), content_type: "image/png".into(), size: 42, original: false },
+        kind: "other".into(),
+        state: DocumentState::Pending,
+        reviewer_id: None,
+        decided_at: None,
+        note: None,
+        created_at: at,
+        purged_at: None,
+    };
+    let older = document("older.png", t0 - chrono::Duration::minutes(5));
+    let newer = document("newer.png", t0);
+    let third = document("third.png", t0 + chrono::Duration::minutes(1));
+    store.commit(StepWrite { documents: vec![newer.clone(), older.clone(), third.clone()], ..StepWrite::default() }).await.unwrap();
+    assert_eq!(store.document(older.id).await.unwrap().as_ref(), Some(&older), "a document round trips");
+
+    let decide = |id: DocumentId, state: DocumentState, note: Option<&str>, at: Timestamp| StepWrite {
+        decides: Some(DocumentDecision { document: id, state, kind: "invoice".into(), reviewer: ann.id, note: note.map(String::from), at }),
+        ..StepWrite::default()
+    };
+    assert_eq!(store.commit(decide(newer.id, DocumentState::Approved, None, t0)).await.unwrap(), Committed::Stored { seqs: vec![] });
+    assert_eq!(store.commit(decide(newer.id, DocumentState::Rejected, Some("late"), t0)).await.unwrap(), Committed::Conflict, "decided once");
+    store.commit(decide(third.id, DocumentState::Rejected, Some("blurry"), t0 + chrono::Duration::minutes(2))).await.unwrap();
+    let decided = store.document(newer.id).await.unwrap().unwrap();
+    assert_eq!((decided.state, decided.kind.as_str(), decided.reviewer_id, decided.decided_at), (DocumentState::Approved, "invoice", Some(ann.id), Some(t0)));
+
+    let all = store.documents(&DocumentFilter { limit: 10, ..DocumentFilter::default() }).await.unwrap();
+    assert_eq!(
+        all.iter().map(|d| d.document.file.file_name.as_str()).collect::<Vec<_>>(),
+        ["older.png", "third.png", "newer.png"],
+        "pending first, then the newest decision"
+    );
+    assert_eq!(all[1].reviewer_name.as_deref(), Some("Ann"));
+    assert_eq!(all[0].customer, "Ann", "with the customer's name");
+    let rejected = store.documents(&DocumentFilter { state: Some(DocumentState::Rejected), limit: 10, ..DocumentFilter::default() }).await.unwrap();
+    assert_eq!(rejected.iter().map(|d| d.document.note.as_deref()).collect::<Vec<_>>(), [Some("blurry")]);
+    let invoices = store.documents(&DocumentFilter { kind: Some("invoice".into()), conversation: Some(c.id), limit: 1, ..DocumentFilter::default() }).await.unwrap();
+    assert_eq!(invoices.len(), 1, "limited");
+    let counts = store.document_counts(t0 - chrono::Duration::seconds(1)).await.unwrap();
+    assert_eq!((counts.pending, counts.approved_today, counts.rejected_today), (1, 1, 1));
+    assert_eq!(store.document_counts(t0 + chrono::Duration::minutes(1)).await.unwrap().approved_today, 0, "only decisions since the day began");
 }
 
 async fn escalated(store: &dyn Store, who: &str, priority: Priority, at: Timestamp, handler: Handler) -> Conversation {

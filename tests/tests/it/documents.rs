@@ -1,0 +1,149 @@
+//! Documents for review end to end: customers' files arrive as pending documents, reviewers
+//! approve or reject them in the panel (a real browser) or the API, and each customer hears the
+//! decision on their own channel.
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use switchboard_admin_web::accounts::create_account;
+use switchboard_core::ports::DocumentFilter;
+use switchboard_models::{AuditAction, Channel, DocumentState, Role};
+use switchboard_tests::TestServer;
+use switchboard_tests::fake_telegram::{FakeTelegram, TOKEN, private_document, private_photo};
+
+const WAIT: Duration = Duration::from_secs(15);
+/// A real 24×16 PNG, so the browser shows the preview.
+const PNG: &[u8] = b"\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00\x00\x00\x18\x00\x00\x00\x10\x08\x02\x00\x00\x00\x83\x46\x28\xc2\x00\x00\x00\x1a\x49\x44\x41\x54\x78\xda\x63\x90\xab\x38\x41\x15\xc4\x30\x6a\xd0\xa8\x41\xa3\x06\x8d\x1a\x44\x19\x02\x00\xf3\xa4\x0d\x1f\x58\xfb\x16\xcf\x00\x00\x00\x00\x49\x45\x4e\x44\xae\x42\x60\x82";
+const PDF: &[u8] = b"%PDF-1.7\n1 0 obj << >> endobj\ntrailer\n%%EOF";
+const PASSWORD: &str = "documents test password";
+
+async fn telegram_server(telegram: &FakeTelegram) -> TestServer {
+    let url = telegram.url();
+    TestServer::start_with(move |c| {
+        c.telegram.token = Some(switchboard::config::Secret(TOKEN.into()));
+        c.telegram.api_url = Some(url);
+    })
+    .await
+}
+
+/// Waits until `count` documents are pending; returns them, the longest waiting first.
+async fn pending(server: &TestServer, count: usize) -> Vec<switchboard_core::ports::DocumentSummary> {
+    let filter = DocumentFilter { state: Some(DocumentState::Pending), limit: 50, ..DocumentFilter::default() };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let listed = server.engine().documents().documents(&filter).await.unwrap();
+        if listed.len() >= count {
+            return listed;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{} of {count} documents pending", listed.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits for the Telegram chat to be told something containing `words`.
+async fn told(telegram: &FakeTelegram, chat: i64, words: &str) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let sent = telegram.sent();
+        if let Some(found) = sent.iter().filter(|s| s.chat_id == chat).filter_map(|s| s.text.clone()).find(|t| t.contains(words)) {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "chat {chat} was not told “{words}”: {sent:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_and_a_pdf_wait_for_review_and_each_customer_hears_the_decision_made_in_a_real_browser() {
+    let telegram = FakeTelegram::start().await;
+    let server = telegram_server(&telegram).await;
+    let store = server.engine().store();
+    create_account(store.as_ref(), "robin@example.com", "Robin", Role::Agent, PASSWORD, None).await.unwrap();
+    telegram.add_file("photo-1", PNG.to_vec());
+    telegram.add_file("doc-1", PDF.to_vec());
+    telegram.push_message(private_photo(701, 1, "photo-1", PNG.len(), Some("here is my proof of payment")));
+    let listed = pending(&server, 1).await;
+    telegram.push_message(private_document(702, 1, "doc-1", "invoice-2026-11.pdf", PDF.len()));
+    let listed = [listed, pending(&server, 2).await.split_off(1)].concat();
+    assert_eq!(listed.iter().map(|d| (d.document.file.content_type.as_str(), d.document.kind.as_str())).collect::<Vec<_>>(), [("image/png", "other"), ("application/pdf", "other")]);
+    assert!(listed.iter().all(|d| d.document.channel == Channel::Telegram && d.document.reviewer_id.is_none()));
+
+    // In the browser: the photo is approved as a proof of payment, the PDF rejected as an invoice.
+    let args = vec![server.url(""), crate::browser::artifacts(), "robin@example.com".into(), PASSWORD.into()];
+    crate::browser::run_script("documents.mjs", args, "browser documents test passed").await;
+
+    assert_eq!(told(&telegram, 701, "approved").await, "Your proof of payment was approved.");
+    assert_eq!(told(&telegram, 702, "rejected").await, "Your invoice was rejected: the amount does not match. Please send a new one here.");
+    let documents = server.engine().documents();
+    let photo = documents.document(listed[0].document.id).await.unwrap().unwrap();
+    let pdf = documents.document(listed[1].document.id).await.unwrap().unwrap();
+    assert_eq!((photo.state, photo.kind.as_str(), photo.note.as_deref()), (DocumentState::Approved, "proof_of_payment", None));
+    assert_eq!((pdf.state, pdf.kind.as_str(), pdf.note.as_deref()), (DocumentState::Rejected, "invoice", Some("the amount does not match")));
+    let day_start = chrono::Utc::now() - chrono::Duration::hours(1);
+    let counts = documents.document_counts(day_start).await.unwrap();
+    assert_eq!((counts.pending, counts.approved_today, counts.rejected_today), (0, 1, 1));
+    let audited = store.audit_entries(50).await.unwrap();
+    let reviews: Vec<_> = audited.iter().filter(|e| e.action == AuditAction::ReviewDocument).collect();
+    assert_eq!(reviews.len(), 2, "each decision is audited");
+    assert!(reviews.iter().any(|e| e.after.as_deref().unwrap_or("").contains("rejected as invoice (the amount does not match)")), "{reviews:?}");
+}
+
+#[tokio::test]
+async fn two_reviewers_deciding_at_once_one_wins_and_the_api_refuses_what_is_wrong() {
+    let telegram = FakeTelegram::start().await;
+    let server = telegram_server(&telegram).await;
+    let store = server.engine().store();
+    let ann = create_account(store.as_ref(), "ann@example.com", "Ann", Role::Admin, PASSWORD, None).await.unwrap();
+    let bo = create_account(store.as_ref(), "bo@example.com", "Bo", Role::Admin, PASSWORD, None).await.unwrap();
+    telegram.add_file("photo-2", PNG.to_vec());
+    telegram.push_message(private_photo(703, 1, "photo-2", PNG.len(), None));
+    let id = pending(&server, 1).await[0].document.id;
+    let engine = server.engine();
+    let (by_ann, by_bo) = tokio::join!(
+        engine.decide_document(id, ann.id, true, "proof_of_payment", None),
+        engine.decide_document(id, bo.id, false, "other", Some("too blurry to read".into())),
+    );
+    let (winner, loser) = match (&by_ann, &by_bo) {
+        (Ok(_), Err(lost)) => ("Ann", lost.to_string()),
+        (Err(lost), Ok(_)) => ("Bo", lost.to_string()),
+        other => panic!("exactly one decision wins: {other:?}"),
+    };
+    assert!(loser.contains(&format!("by {winner} already")), "{loser}");
+    let decided = engine.documents().document(id).await.unwrap().unwrap();
+    assert_eq!(decided.reviewer_id, Some(if winner == "Ann" { ann.id } else { bo.id }));
+    let notices = telegram.sent().iter().filter(|s| s.chat_id == 703 && s.text.as_deref().unwrap_or("").starts_with("Your ")).count();
+    assert!(notices <= 1, "the customer hears one decision");
+
+    // The API lists and decides with the same rules.
+    let panel = switchboard_tests::panel::PanelClient::sign_in(&server.url(""), "ann@example.com", PASSWORD).await;
+    let token = panel.new_api_token("review").await;
+    let http = reqwest::Client::new();
+    let listed: Value = http.get(server.url("/api/documents?state=pending")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["documents"], json!([]));
+    let all: Value = http.get(server.url("/api/documents")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(all["documents"][0]["id"], json!(id.to_string()));
+    assert_eq!(all["documents"][0]["customer"], "Ann Lee", "with the customer's name");
+    let bad = http.get(server.url("/api/documents?state=lost")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    let decide = |body: Value| http.post(server.url(&format!("/api/documents/{id}/decision"))).bearer_auth(&token).json(&body).send();
+    let again = decide(json!({"decision": "approve"})).await.unwrap();
+    assert_eq!(again.status().as_u16(), 409, "decided already");
+
+    telegram.add_file("photo-3", PNG.to_vec());
+    telegram.push_message(private_photo(703, 2, "photo-3", PNG.len(), None));
+    let next = pending(&server, 1).await[0].document.id;
+    let decide = |body: Value| http.post(server.url(&format!("/api/documents/{next}/decision"))).bearer_auth(&token).json(&body).send();
+    for (body, status, says) in [
+        (json!({"decision": "reject"}), 422, "needs a reason"),
+        (json!({"decision": "approve", "type": "passport_scan"}), 422, "not a document type"),
+        (json!({"decision": "maybe"}), 422, "approve or reject"),
+        (json!({"decision": "approve", "stamp": true}), 400, "unknown field"),
+    ] {
+        let response = decide(body.clone()).await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert!(error["error"]["message"].as_str().unwrap().contains(says), "{body}: {error}");
+    }
+    let approved: Value = decide(json!({"decision": "approve", "type": "id", "note": "matches the account"})).await.unwrap().json().await.unwrap();
+    assert_eq!((approved["state"].as_str(), approved["type"].as_str()), (Some("approved"), Some("id")));
+    assert_eq!(told(&telegram, 703, "Your ID was approved.").await, "Your ID was approved.");
+}
