@@ -8,8 +8,8 @@ use std::time::Duration;
 use switchboard::config::Secret;
 use switchboard_channels::email::PROCESSED_FLAG;
 use switchboard_core::TicketChange;
-use switchboard_core::ports::ConversationFilter;
-use switchboard_models::{Channel, DeliveryState, Handler, Message, Sender};
+use switchboard_core::ports::{ConversationFilter, DocumentFilter};
+use switchboard_models::{Channel, DeliveryState, DocumentState, Handler, Message, Sender};
 use switchboard_tests::TestServer;
 use switchboard_tests::mail::{IMAPS_PORT, PASSWORD, SMTP_PORT, TestMailbox, mail_system_running, send_raw, test_ca_file};
 
@@ -213,6 +213,25 @@ async fn email_threads_attachments_loops_and_restarts() {
     assert!(notice.text.starts_with("Hello Lee,") && notice.text.contains(&format!("Conversation {}", filed.conversation_id)), "{}", notice.text);
     assert_eq!(notice.auto_submitted.as_deref(), Some("auto-generated"));
     nothing_waits_to_be_mailed(&server).await;
+
+    // The form waits for review as a document; Lee approves it as an invoice and Bo is told by mail.
+    let filter = DocumentFilter { conversation: Some(filed.conversation_id), limit: 5, ..DocumentFilter::default() };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let documents = loop {
+        let listed = server.engine().documents().documents(&filter).await.unwrap();
+        if !listed.is_empty() {
+            break listed;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the form never waited for review");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        documents.iter().map(|d| (d.document.file.file_name.as_str(), d.document.state)).collect::<Vec<_>>(),
+        [("form.pdf", DocumentState::Pending)],
+        "the mail's own original is no document"
+    );
+    server.engine().decide_document(documents[0].document.id, agent, true, "invoice", None).await.unwrap();
+    mail_saying(&bo, "Your invoice was approved.").await;
 
     // Lee resolves: Bo is asked by mail, answers yes, rates with a digit and comments, each a
     // reply in the thread.
