@@ -9,6 +9,8 @@ pub struct DocumentPolicy {
     pub review_files: bool,
     /// The document types reviewers choose from; a file arrives as the last one until typed.
     pub types: Vec<String>,
+    /// Said when a document the bot asked for arrives; `{type}` is its type in words.
+    pub received: String,
     /// Told when a document is approved; `{type}` is its type in words.
     pub approved_notice: String,
     /// Told when a document is rejected; `{type}` and `{note}`, the reviewer's reason.
@@ -20,6 +22,7 @@ impl Default for DocumentPolicy {
         Self {
             review_files: true,
             types: ["proof_of_payment", "id", "invoice", "other"].map(String::from).to_vec(),
+            received: "Thanks, we received your {type}. The team will review it and tell you here.".into(),
             approved_notice: "Your {type} was approved.".into(),
             rejected_notice: "Your {type} was rejected: {note}. Please send a new one here.".into(),
         }

@@ -684,7 +684,12 @@ impl Engine {
         let notices = notice_writes(before.id, &decision.notices, now, &self.policy.mailed_notices);
         let contact_email = decision.contact_email.clone().map(|address| (before.contact_id, address));
         let feedback = feedback_write(&before, decision.feedback.clone(), now);
-        let documents = if self.policy.documents.review_files { documents_in(message, self.policy.documents.unsorted(), now) } else { Vec::new() };
+        let asked_for = decision.document_kind.clone();
+        let documents = if self.policy.documents.review_files || asked_for.is_some() {
+            documents_in(message, asked_for.as_deref().unwrap_or(self.policy.documents.unsorted()), now)
+        } else {
+            Vec::new()
+        };
         // The message is stored already, so the summary reads it with the earlier ones.
         let (conversation, mut replies) = self.replies_for(decision, now).await?;
         let changed = !same_state(&before, &conversation);

@@ -272,6 +272,7 @@ mod tests {
             language: None,
             answer: None,
             always_escalate: false,
+            collect_document: None,
             source: ClassificationSource::Model,
             judgement: None,
         }

@@ -121,6 +121,8 @@ pub struct Decision {
     pub contact_email: Option<String>,
     /// A rating or its comment the customer just gave.
     pub feedback: Option<Feedback>,
+    /// The type of the document the bot asked for, which the message's files are.
+    pub document_kind: Option<String>,
 }
 
 pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now: Timestamp) -> Decision {
@@ -131,6 +133,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
     let mut notices = Vec::new();
     let mut contact_email = None;
     let mut feedback = None;
+    let mut document_kind = None;
     // Only what the customer was asked is answered by their next message or action; anything
     // else an agent or the customer does moves on from the question.
     let awaiting = match input {
@@ -153,6 +156,13 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                 next.status = Status::Open;
             }
             match next.handler {
+                Handler::Bot if *has_attachments && matches!(awaiting, Some(Awaiting::Document { .. })) => {
+                    // The document the bot asked for: received, to be reviewed; no handoff.
+                    let Some(Awaiting::Document { document_type: kind }) = &awaiting else { unreachable!("matched above") };
+                    let text = policy.documents.received.replace("{type}", &crate::documents::type_label(kind));
+                    replies.push(Reply { sender: Sender::Bot, body: ReplyBody::Text(text), quick_replies: Vec::new() });
+                    document_kind = Some(kind.clone());
+                }
                 Handler::Bot => {
                     let reason = if *has_attachments {
                         Some(EscalationReason::DocumentReview)
@@ -171,6 +181,12 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                         }
                         None => {
                             replies.push(bot_answer(&mut next, classification, policy));
+                            if let Some(kind) = &classification.collect_document {
+                                next.awaiting = Some(Awaiting::Document { document_type: kind.clone() });
+                            } else if let Some(Awaiting::Document { .. }) = &awaiting {
+                                // "One moment, sending it": still waiting for the file.
+                                next.awaiting = awaiting.clone();
+                            }
                             if classification.judgement.is_some() && next.escalation.is_none() {
                                 // Every conversation has a priority, current with its latest
                                 // message, until a person's work (or setting) owns it.
@@ -318,7 +334,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
         Input::TimerFired { kind, last_message } => {
             if let Some(later) = idle_until(&next, *kind, *last_message, policy, now) {
                 // The chat went on since the timer was set: it closes a quiet while after that.
-                return Decision { conversation: next, replies, escalated, timers: Some(vec![(TimerKind::CloseIdleBot, later)]), notices, contact_email, feedback };
+                return Decision { conversation: next, replies, escalated, timers: Some(vec![(TimerKind::CloseIdleBot, later)]), notices, contact_email, feedback, document_kind };
             }
             quiet_for_long(&mut next, *kind, &mut replies, policy);
             sla_came_due(&mut next, *kind, &mut replies, &mut notices, policy, now);
@@ -342,7 +358,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
         // Every other step counts anew from now.
         _ => Some(timers_after(&next, &policy.quiet, &policy.sla, policy.hours_for(next.channel), now)),
     };
-    Decision { conversation: next, replies, escalated, timers, notices, contact_email, feedback }
+    Decision { conversation: next, replies, escalated, timers, notices, contact_email, feedback, document_kind }
 }
 
 /// The customer's message answers what the bot asked after a resolution: a confirmation, a
@@ -414,7 +430,8 @@ fn answer_awaited(
             replies.push(say(closing.thanks.clone(), Vec::new()));
             true
         }
-        None => false,
+        // A document is answered by a file (the message's step takes it); text moves on.
+        Some(Awaiting::Document { .. }) | None => false,
     }
 }
 

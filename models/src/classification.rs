@@ -94,6 +94,10 @@ pub struct Classification {
     pub answer: Option<String>,
     /// The intent is configured to always go to a person.
     pub always_escalate: bool,
+    /// The intent's answer asks for a document of this type (`collect_document`): a file the
+    /// customer sends next is that document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collect_document: Option<String>,
     /// What decided the intent.
     #[serde(default)]
     pub source: ClassificationSource,

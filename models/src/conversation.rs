@@ -86,6 +86,8 @@ pub enum Awaiting {
     Rating { agent: AgentId, agent_name: String, resolved_at: Timestamp },
     /// An optional comment to the rating of that resolution.
     Comment { resolved_at: Timestamp },
+    /// The bot asked for a document of this type: the file sent next is it.
+    Document { document_type: String },
 }
 
 /// A customer's rating of one resolution, with their comment if they left one.

@@ -269,6 +269,7 @@ impl Local {
             language: signals::language(text),
             answer: None,
             always_escalate: false,
+            collect_document: None,
             source: ClassificationSource::Model,
             judgement: None,
         };
@@ -310,6 +311,7 @@ impl Local {
         classification.intent = intent.name.clone();
         classification.category = intent.category;
         classification.always_escalate = intent.always_escalate;
+        classification.collect_document = intent.collect_document.clone();
         classification.answer = intent.answer.as_ref().and_then(|template| {
             self.templates
                 .render_template(template, &crate::intents::answer_fields(text))

@@ -40,6 +40,8 @@ pub struct Intent {
     /// A handlebars template; `{{message}}` is the customer's text.
     pub answer: Option<String>,
     pub always_escalate: bool,
+    /// The answer asks for a document of this type; the file sent next is it.
+    pub collect_document: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +70,8 @@ struct IntentShape {
     answer: Option<Spanned<String>>,
     #[serde(default)]
     always_escalate: bool,
+    #[serde(default)]
+    collect_document: Option<Spanned<String>>,
 }
 
 impl IntentSet {
@@ -174,12 +178,28 @@ impl IntentSet {
                     format!("intent `{name}` always escalates, so its answer would never be sent; remove one"),
                 ));
             }
+            let collect_document = match &shape.collect_document {
+                Some(kind) => {
+                    let valid = !kind.get_ref().is_empty()
+                        && kind.get_ref().len() <= 40
+                        && kind.get_ref().bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                    if !valid {
+                        return Err(error_at(kind.span().start, format!("collect_document of `{name}` must be a document type: 1-40 characters of a-z, 0-9 and _")));
+                    }
+                    if answer.is_none() {
+                        return Err(error_at(kind.span().start, format!("intent `{name}` collects a document, so it needs an answer asking for it")));
+                    }
+                    Some(kind.get_ref().clone())
+                }
+                None => None,
+            };
             intents.push(Intent {
                 name,
                 category: shape.category,
                 examples,
                 answer,
                 always_escalate: shape.always_escalate,
+                collect_document,
             });
         }
         if !seen_names.contains_key(IntentName::HUMAN_REQUEST) {

@@ -12,6 +12,8 @@ struct KeywordIntent {
     keywords: &'static [&'static str],
     answer: Option<&'static str>,
     always_escalate: bool,
+    /// The answer asks for a document of this type.
+    collect_document: Option<&'static str>,
 }
 
 const INTENTS: &[KeywordIntent] = &[
@@ -21,6 +23,7 @@ const INTENTS: &[KeywordIntent] = &[
         keywords: &["hello", "hi", "hey", "good morning", "good afternoon", "good evening", "hiya"],
         answer: Some("Hi! I'm the support assistant. How can I help you today?"),
         always_escalate: false,
+        collect_document: None,
     },
     KeywordIntent {
         name: IntentName::GOODBYE,
@@ -28,6 +31,7 @@ const INTENTS: &[KeywordIntent] = &[
         keywords: &["bye", "goodbye", "see you", "that's all", "that is all"],
         answer: Some("Goodbye! Write again any time."),
         always_escalate: false,
+        collect_document: None,
     },
     KeywordIntent {
         name: IntentName::THANKS,
@@ -35,6 +39,7 @@ const INTENTS: &[KeywordIntent] = &[
         keywords: &["thanks", "thank you", "thx", "cheers", "appreciate"],
         answer: Some("You're welcome! Is there anything else I can help with?"),
         always_escalate: false,
+        collect_document: None,
     },
     KeywordIntent {
         name: IntentName::HUMAN_REQUEST,
@@ -45,6 +50,7 @@ const INTENTS: &[KeywordIntent] = &[
         ],
         answer: None,
         always_escalate: false,
+        collect_document: None,
     },
     KeywordIntent {
         name: "billing_question",
@@ -58,6 +64,15 @@ const INTENTS: &[KeywordIntent] = &[
              tell me the date and amount and I'll pass it to our billing team.",
         ),
         always_escalate: false,
+        collect_document: None,
+    },
+    KeywordIntent {
+        name: "send_payment_proof",
+        category: Category::Billing,
+        keywords: &["proof of payment", "payment proof", "payment receipt", "transfer receipt", "bank slip"],
+        answer: Some("Please send your proof of payment here, as a photo or a PDF."),
+        always_escalate: false,
+        collect_document: Some("proof_of_payment"),
     },
     KeywordIntent {
         name: "refund_request",
@@ -65,6 +80,7 @@ const INTENTS: &[KeywordIntent] = &[
         keywords: &["refund", "money back", "reimburse", "chargeback"],
         answer: None,
         always_escalate: true,
+        collect_document: None,
     },
     KeywordIntent {
         name: "technical_problem",
@@ -79,6 +95,7 @@ const INTENTS: &[KeywordIntent] = &[
              get a technician on it.",
         ),
         always_escalate: false,
+        collect_document: None,
     },
     KeywordIntent {
         name: "account_access",
@@ -89,6 +106,7 @@ const INTENTS: &[KeywordIntent] = &[
              account is locked, tell me the email address on it.",
         ),
         always_escalate: false,
+        collect_document: None,
     },
     KeywordIntent {
         name: "complaint",
@@ -96,6 +114,7 @@ const INTENTS: &[KeywordIntent] = &[
         keywords: &["complaint", "complain", "unacceptable", "disappointed", "terrible service"],
         answer: None,
         always_escalate: true,
+        collect_document: None,
     },
     KeywordIntent {
         name: "feature_request",
@@ -103,6 +122,7 @@ const INTENTS: &[KeywordIntent] = &[
         keywords: &["feature", "suggestion", "would be nice", "please add", "wish"],
         answer: Some("Thanks for the idea! I've noted it for our product team."),
         always_escalate: false,
+        collect_document: None,
     },
     KeywordIntent {
         name: "opening_hours",
@@ -110,6 +130,7 @@ const INTENTS: &[KeywordIntent] = &[
         keywords: &["opening hours", "open", "hours", "when are you"],
         answer: Some("Our team is available Monday to Friday, 9:00–18:00 CET. I'm here around the clock."),
         always_escalate: false,
+        collect_document: None,
     },
 ];
 
@@ -165,6 +186,7 @@ impl KeywordClassifier {
                 language: None,
                 answer: None,
                 always_escalate: false,
+                collect_document: None,
                 source: ClassificationSource::Keywords,
                 judgement: None,
             };
@@ -190,6 +212,7 @@ impl KeywordClassifier {
             language: None,
             answer: intent.answer.map(str::to_string),
             always_escalate: intent.always_escalate,
+            collect_document: intent.collect_document.map(str::to_string),
             source: ClassificationSource::Keywords,
             judgement: None,
         }

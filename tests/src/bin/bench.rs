@@ -665,6 +665,7 @@ async fn seed(dir: &std::path::Path, conversations: u64, each: u64) -> anyhow::R
         language: None,
         answer: None,
         always_escalate: false,
+        collect_document: None,
         source: switchboard_models::ClassificationSource::Keywords,
         judgement: None,
     })?;

@@ -147,3 +147,26 @@ async fn two_reviewers_deciding_at_once_one_wins_and_the_api_refuses_what_is_wro
     assert_eq!((approved["state"].as_str(), approved["type"].as_str()), (Some("approved"), Some("id")));
     assert_eq!(told(&telegram, 703, "Your ID was approved.").await, "Your ID was approved.");
 }
+
+#[tokio::test]
+async fn the_bot_asks_for_a_proof_of_payment_and_takes_the_file_without_a_handoff() {
+    use switchboard_tests::fake_telegram::private_text;
+    let telegram = FakeTelegram::start().await;
+    let server = telegram_server(&telegram).await;
+    telegram.push_message(private_text(704, 1, "how do I send my proof of payment?"));
+    told(&telegram, 704, "Please send your proof of payment here, as a photo or a PDF.").await;
+    telegram.push_message(private_text(704, 2, "one moment please"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while telegram.sent().iter().filter(|s| s.chat_id == 704).count() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the bot answers the second message");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    telegram.add_file("slip-1", PDF.to_vec());
+    telegram.push_message(private_document(704, 3, "slip-1", "transfer.pdf", PDF.len()));
+    let received = told(&telegram, 704, "we received your").await;
+    assert_eq!(received, "Thanks, we received your proof of payment. The team will review it and tell you here.");
+    let document = pending(&server, 1).await.remove(0).document;
+    assert_eq!((document.kind.as_str(), document.file.file_name.as_str()), ("proof_of_payment", "transfer.pdf"));
+    let conversation = server.engine().store().conversation(document.conversation_id).await.unwrap().unwrap();
+    assert_eq!((conversation.handler, conversation.escalation.is_none(), conversation.awaiting), (switchboard_models::Handler::Bot, true, None), "no handoff: the review is the next step");
+}

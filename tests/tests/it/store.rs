@@ -820,6 +820,7 @@ fn classified_as(intent: &str) -> Classification {
         language: None,
         answer: None,
         always_escalate: false,
+        collect_document: None,
         source: ClassificationSource::Keywords,
         judgement: None,
     }

@@ -34,6 +34,7 @@ fn classification(intent: &str, category: Category, confidence: f32, answer: Opt
         language: Some("en".into()),
         answer: answer.map(String::from),
         always_escalate: false,
+        collect_document: None,
         source: ClassificationSource::Model,
         judgement: None,
     }
@@ -109,6 +110,7 @@ fn run(script: Vec<Line>) -> String {
             Some(Awaiting::Confirmation { .. }) => ", awaiting confirmation",
             Some(Awaiting::Rating { .. }) => ", awaiting rating",
             Some(Awaiting::Comment { .. }) => ", awaiting comment",
+            Some(Awaiting::Document { .. }) => ", awaiting a document",
             None => "",
         };
         out.push_str(&format!(
