@@ -1061,7 +1061,9 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
       buttons.push(button);
       group.append(button);
     }
-    group.addEventListener('mouseleave', () => light(0));
+    const focusedStar = () => buttons.indexOf(group.getRootNode().activeElement) + 1;
+    group.addEventListener('mouseleave', () => light(focusedStar()));
+    group.addEventListener('focusout', (event) => { if (!group.contains(event.relatedTarget)) light(0); });
     return group;
   }
 

@@ -101,6 +101,9 @@ const NO_WORDS: &[&str] = &[
     "non", "não", "nao", "nee", "nie", "hayır", "nem", "ei",
 ];
 
+/// Greetings a mail's answer may start with.
+const GREETINGS: &[&str] = &["hi", "hello", "hey", "dear", "hallo", "bonjour", "hola", "ciao", "hej"];
+
 /// Words at most, for a message to be read as a short answer rather than something new.
 const SHORT_ANSWER_WORDS: usize = 8;
 
@@ -130,7 +133,11 @@ pub fn confirmation_answer(text: &str, policy: &ClosingPolicy) -> Option<Answer>
     if trimmed.eq_ignore_ascii_case(policy.no_label.trim()) {
         return Some(Answer::No);
     }
-    let words = words(trimmed);
+    let mut words = words(trimmed);
+    // A mail's "Hi," before the answer.
+    if words.len() > 1 && GREETINGS.contains(&words[0].as_str()) {
+        words.remove(0);
+    }
     if words.is_empty() || words.len() > SHORT_ANSWER_WORDS {
         return None;
     }
@@ -143,7 +150,9 @@ pub fn confirmation_answer(text: &str, policy: &ClosingPolicy) -> Option<Answer>
     if NO_WORDS.contains(&first) {
         Some(Answer::No)
     } else if YES_WORDS.contains(&first) {
-        Some(Answer::Yes)
+        // "Yes but it still fails", "ok, now I get an error": not a plain yes.
+        let doubts = words[1..].iter().any(|w| NO_WORDS.contains(&w.as_str()) || matches!(w.as_str(), "but" | "however" | "error" | "aber" | "mais" | "pero"));
+        (!doubts).then_some(Answer::Yes)
     } else {
         None
     }
@@ -159,7 +168,7 @@ pub fn rating_in(text: &str) -> Option<u8> {
         return (only_stars && (1..=5).contains(&stars)).then_some(stars as u8);
     }
     let words = words(trimmed);
-    if words.is_empty() || words.len() > 4 {
+    if words.is_empty() || words.len() > 5 {
         return None;
     }
     let first = words[0].strip_suffix("/5").unwrap_or(&words[0]);
@@ -185,20 +194,27 @@ mod tests {
     #[test]
     fn short_answers_are_read_in_several_languages_and_anything_longer_is_a_new_message() {
         let policy = ClosingPolicy::default();
-        for yes in ["yes", "Yes!", "yep, thanks", "Yes, it's fixed", "👍", "ja danke", "oui merci", "sí", "no problem, thanks"] {
+        for yes in ["yes", "Yes!", "yep, thanks", "Yes, it's fixed", "👍", "ja danke", "oui merci", "sí", "no problem, thanks", "Hi,\n\nyes it works"] {
             assert_eq!(confirmation_answer(yes, &policy), Some(Answer::Yes), "{yes}");
         }
         for no in ["no", "No.", "nope", "No, not yet", "still broken", "not fixed", "didn't work", "nein", "non", "não"] {
             assert_eq!(confirmation_answer(no, &policy), Some(Answer::No), "{no}");
         }
-        for other in ["how do I change my password?", "", "   ", "I want to order a pizza with extra cheese and olives please now"] {
+        for other in [
+            "how do I change my password?",
+            "",
+            "   ",
+            "I want to order a pizza with extra cheese and olives please now",
+            "yes but it still doesn't work",
+            "ok, now I get error 500",
+        ] {
             assert_eq!(confirmation_answer(other, &policy), None, "{other}");
         }
     }
 
     #[test]
     fn ratings_are_digits_or_stars_one_to_five() {
-        for (text, score) in [("4", 4), (" 5 ", 5), ("3/5", 3), ("2 stars", 2), ("1 out of 5", 1), ("★★★★", 4), ("⭐⭐⭐⭐⭐", 5), ("⭐️⭐️⭐️", 3)] {
+        for (text, score) in [("4", 4), (" 5 ", 5), ("3/5", 3), ("2 stars", 2), ("1 out of 5", 1), ("3 out of 5 stars", 3), ("★★★★", 4), ("⭐⭐⭐⭐⭐", 5), ("⭐️⭐️⭐️", 3)] {
             assert_eq!(rating_in(text), Some(score), "{text}");
         }
         for text in ["0", "6", "10", "★★★★★★", "4 reasons why this is bad", "my order 12345", "four", "", "★ great"] {

@@ -678,7 +678,10 @@ impl Engine {
             has_attachments: message.attachments.iter().any(|a| !a.original),
             resolver_available,
         };
-        let decision = step(&before, &input, &self.policy, now);
+        // A message written before the agent resolved is part of the resolved work, not an
+        // answer to the question asked after it: the question stands, nothing is said.
+        let predates_question = matches!(&before.awaiting, Some(Awaiting::Confirmation { resolved_at, .. }) if message.created_at < *resolved_at);
+        let decision = if predates_question { unchanged(&before) } else { step(&before, &input, &self.policy, now) };
         let escalated = decision.escalated.is_some();
         let timers = decision.timers.clone();
         let notices = notice_writes(before.id, &decision.notices, now, &self.policy.mailed_notices);
@@ -928,6 +931,9 @@ impl Engine {
         version: Option<i64>,
     ) -> Result<Conversation, EngineError> {
         let actor = self.store.agent(actor_id).await?.filter(|a| a.active).ok_or(EngineError::NotFound("agent"))?;
+        if change == TicketChange::Status(Status::Confirmed) {
+            return Err(EngineError::Invalid("only the customer confirms a resolution; resolve it and they are asked".into()));
+        }
         let seen = self.store.conversation(conversation_id).await?.ok_or(EngineError::NotFound("conversation"))?;
         if seen.status.is_final() {
             return Err(EngineError::Invalid(format!("the conversation is {}; it can no longer be changed", seen.status)));
@@ -1627,6 +1633,20 @@ mod tests {
 }
 
 /// Whether a step changed anything worth writing (the timestamp alone is not).
+/// A decision that changes nothing and says nothing.
+fn unchanged(conversation: &Conversation) -> Decision {
+    Decision {
+        conversation: conversation.clone(),
+        replies: Vec::new(),
+        escalated: None,
+        timers: None,
+        notices: Vec::new(),
+        contact_email: None,
+        feedback: None,
+        document_kind: None,
+    }
+}
+
 /// The files of a customer message, as documents waiting for review.
 fn documents_in(message: &Message, kind: &str, now: Timestamp) -> Vec<Document> {
     message

@@ -142,9 +142,10 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
     };
 
     let answered_awaited = match input {
-        Input::CustomerMessage { text, resolver_available, has_attachments: false, .. } => {
+        Input::CustomerMessage { text, classification, resolver_available, has_attachments: false } => {
             let answer = crate::closing::answer_text(next.channel, text);
-            answer_awaited(&mut next, awaiting.as_ref(), answer, *resolver_available, &mut replies, &mut notices, &mut feedback, policy, now)
+            let said = Said { text: answer, classification, resolver_available: *resolver_available };
+            answer_awaited(&mut next, awaiting.as_ref(), &said, &mut replies, &mut notices, &mut feedback, &mut escalated, policy, now)
         }
         _ => false,
     };
@@ -255,6 +256,10 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                 quick_replies: Vec::new(),
             });
         }
+        Input::Resolved { .. } if matches!(conversation.status, Status::Resolved | Status::Confirmed) && conversation.handler == Handler::Bot => {
+            // Resolved already (a stale view, a second agent): the customer's answer still counts.
+            next.awaiting = awaiting.clone();
+        }
         Input::Resolved { agent, agent_name } => {
             let closing = &policy.closing;
             // A person's work is confirmed by the customer; a bot chat has nobody to vouch for.
@@ -361,6 +366,33 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
     Decision { conversation: next, replies, escalated, timers, notices, contact_email, feedback, document_kind }
 }
 
+/// A customer message as an answer to what the bot asked: the answering text (a mail's body)
+/// and how the whole message was classified.
+struct Said<'a> {
+    text: &'a str,
+    classification: &'a Classification,
+    resolver_available: bool,
+}
+
+/// A bot message, unless its configured text is empty (then nothing is sent).
+fn bot_says(replies: &mut Vec<Reply>, text: String, quick_replies: Vec<String>) {
+    if !text.trim().is_empty() {
+        replies.push(Reply { sender: Sender::Bot, body: ReplyBody::Text(text), quick_replies });
+    }
+}
+
+/// A message that asks for something rather than commenting: a person, something urgent, or
+/// an intent the bot is sure of and answers (thanks and goodbyes are comments).
+fn is_new_request(classification: &Classification, policy: &Policy) -> bool {
+    let social = [IntentName::THANKS, IntentName::GOODBYE, IntentName::GREETING].iter().any(|name| classification.intent.is(name));
+    let sure_and_answered = !is_unsure(classification, policy) && classification.answer.is_some() && !social;
+    classification.intent.is(IntentName::HUMAN_REQUEST)
+        || classification.always_escalate
+        || classification.urgency == Urgency::Critical
+        || classification.judgement.as_ref().is_some_and(|j| matches!(j.need, Need::HumanRequest | Need::HarmReport))
+        || sure_and_answered
+}
+
 /// The customer's message answers what the bot asked after a resolution: a confirmation, a
 /// rating or a comment. Returns false (the message is handled as any other) when it is not
 /// such an answer, or nothing was asked.
@@ -368,16 +400,17 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
 fn answer_awaited(
     next: &mut Conversation,
     awaiting: Option<&Awaiting>,
-    text: &str,
-    resolver_available: bool,
+    said: &Said<'_>,
     replies: &mut Vec<Reply>,
     notices: &mut Vec<Notice>,
     feedback: &mut Option<Feedback>,
+    escalated: &mut Option<EscalationReason>,
     policy: &Policy,
     now: Timestamp,
 ) -> bool {
     let closing = &policy.closing;
-    let say = |text: String, quick_replies: Vec<String>| Reply { sender: Sender::Bot, body: ReplyBody::Text(text), quick_replies };
+    let text = said.text;
+    let resolver_available = said.resolver_available;
     match awaiting {
         Some(Awaiting::Confirmation { agent, agent_name, resolved_at }) => match confirmation_answer(text, closing) {
             Some(Answer::Yes) => {
@@ -385,9 +418,9 @@ fn answer_awaited(
                 if closing.ask_rating {
                     next.awaiting = Some(Awaiting::Rating { agent: *agent, agent_name: agent_name.clone(), resolved_at: *resolved_at });
                     let choices = RATING_CHOICES.iter().map(|c| c.to_string()).collect();
-                    replies.push(say(closing.rating_question.replace("{agent}", agent_name), choices));
+                    bot_says(replies, closing.rating_question.replace("{agent}", agent_name), choices);
                 } else {
-                    replies.push(say(closing.confirmed.clone(), Vec::new()));
+                    bot_says(replies, closing.confirmed.clone(), Vec::new());
                 }
                 true
             }
@@ -396,7 +429,7 @@ fn answer_awaited(
                 if resolver_available {
                     next.handler = Handler::Agent(*agent);
                     next.status = Status::InProgress;
-                    replies.push(say(closing.reopened_to_agent.replace("{agent}", agent_name), Vec::new()));
+                    bot_says(replies, closing.reopened_to_agent.replace("{agent}", agent_name), Vec::new());
                     notices.push(Notice {
                         to: Recipient::Agent(*agent),
                         kind: NotificationKind::CustomerReplied,
@@ -405,8 +438,13 @@ fn answer_awaited(
                 } else {
                     next.handler = Handler::Queue;
                     next.status = Status::Open;
-                    replies.push(say(closing.reopened_to_queue.clone(), Vec::new()));
+                    next.waiting_notice_at = Some(now);
+                    bot_says(replies, closing.reopened_to_queue.clone(), Vec::new());
                 }
+                // A handoff again: kept in the escalation history like the first.
+                let summary = next.escalation.as_ref().map(|e| e.summary.clone()).unwrap_or_default();
+                next.escalation = Some(Escalation { reason: EscalationReason::NotFixed, summary, at: now });
+                *escalated = Some(EscalationReason::NotFixed);
                 start_clocks(next, &policy.sla, policy.hours_for(next.channel), now, !resolver_available, now);
                 true
             }
@@ -417,17 +455,19 @@ fn answer_awaited(
                 rated(next, *agent, *resolved_at, score, replies, feedback, policy);
                 true
             } else if declines(text, closing) {
-                replies.push(say(closing.thanks.clone(), Vec::new()));
+                bot_says(replies, closing.thanks.clone(), Vec::new());
                 true
             } else {
                 false
             }
         }
+        // Asking for a person, or something new the bot knows, is no comment: it is handled.
+        Some(Awaiting::Comment { .. }) if is_new_request(said.classification, policy) => false,
         Some(Awaiting::Comment { resolved_at }) => {
             if !declines(text, closing) {
                 *feedback = Some(Feedback::Commented { resolved_at: *resolved_at, text: text.trim().to_string() });
             }
-            replies.push(say(closing.thanks.clone(), Vec::new()));
+            bot_says(replies, closing.thanks.clone(), Vec::new());
             true
         }
         // A document is answered by a file (the message's step takes it); text moves on.
@@ -439,11 +479,7 @@ fn answer_awaited(
 fn rated(next: &mut Conversation, agent: AgentId, resolved_at: Timestamp, score: u8, replies: &mut Vec<Reply>, feedback: &mut Option<Feedback>, policy: &Policy) {
     *feedback = Some(Feedback::Rated { agent, resolved_at, score });
     next.awaiting = Some(Awaiting::Comment { resolved_at });
-    replies.push(Reply {
-        sender: Sender::Bot,
-        body: ReplyBody::Text(policy.closing.comment_question.clone()),
-        quick_replies: vec![policy.closing.skip_label.clone()],
-    });
+    bot_says(replies, policy.closing.comment_question.clone(), vec![policy.closing.skip_label.clone()]);
 }
 
 /// When an idle bot chat's timer came due but the chat went on since: the new due time.

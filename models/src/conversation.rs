@@ -22,6 +22,8 @@ pub enum EscalationReason {
     Urgent,
     /// The customer sent files for a person to look at.
     DocumentReview,
+    /// The customer said an agent's resolution did not fix it.
+    NotFixed,
     /// The trained judgement says a person should take this now: a harm report, an angry or
     /// stuck customer, money taken wrongly.
     NeedsPerson { need: Need, likelihood: f32 },
@@ -43,6 +45,7 @@ impl EscalationReason {
             }
             Self::Urgent => "The customer says it is urgent.".to_string(),
             Self::DocumentReview => "The customer sent a file to review.".to_string(),
+            Self::NotFixed => "The customer says the resolution did not fix it.".to_string(),
             Self::NeedsPerson { need, likelihood } => {
                 let what = match need {
                     Need::HarmReport => "reports harm (fraud, a takeover, a safety issue or an outage)",

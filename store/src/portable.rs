@@ -1580,7 +1580,7 @@ impl $store {
                (SELECT COUNT(*) FROM conversations WHERE handler = 'queue') AS new, \
                (SELECT COUNT(*) FROM conversations WHERE status = 'waiting_on_customer') AS waiting, \
                (SELECT COUNT(*) FROM conversations WHERE status IN ('assigned', 'in_progress')) AS in_progress, \
-               (SELECT COUNT(*) FROM conversations WHERE status = 'resolved' AND updated_at >= $1) AS resolved_today, \
+               (SELECT COUNT(*) FROM conversations WHERE status IN ('resolved', 'confirmed') AND updated_at >= $1) AS resolved_today, \
                (SELECT COUNT(*) FROM conversations WHERE COALESCE(first_reply_due_at, resolution_due_at, 9000000000000000) <= $2) AS overdue",
         )
         .bind(millis(day_start))

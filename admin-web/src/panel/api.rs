@@ -222,10 +222,15 @@ struct RatingBody {
 /// late or repeated rating is refused with 409.
 async fn rate(
     State(state): State<AppState>,
-    _caller: ApiCaller,
+    ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
     body: Result<Json<RatingBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    // A customer's rating comes through an integration an admin set up, never from the
+    // agent being rated.
+    if caller.role != switchboard_models::Role::Admin {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Only an admin's API token records customers' ratings."));
+    }
     let Json(RatingBody { score }) = body.map_err(|rejection| {
         ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", format!("Expected JSON {{\"score\": 1 to 5}}: {}", rejection.body_text()))
     })?;
@@ -238,6 +243,9 @@ async fn rate(
         .conversation(conversation_id(&id)?)
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."))?;
+    if matches!(&c.awaiting, Some(switchboard_models::Awaiting::Rating { agent, .. }) if *agent == caller.id) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Nobody records a rating of their own help."));
+    }
     if !state.engine.rate(c.id, c.contact_id, score).await? {
         return Err(ApiError::new(StatusCode::CONFLICT, "no_rating_awaited", "No rating is awaited for this conversation (rated already, or not resolved)."));
     }
@@ -254,9 +262,12 @@ struct RatingsQuery {
 /// Each rated agent's number of ratings and average over the last days.
 async fn agent_ratings(
     State(state): State<AppState>,
-    _caller: ApiCaller,
+    ApiCaller(caller): ApiCaller,
     query: Result<Query<RatingsQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    if caller.role != switchboard_models::Role::Admin {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Agents' ratings are for admins, as on the Agents page."));
+    }
     let refused = |why: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("{why}. Ratings take days (1 to 366)."));
     let Query(query) = query.map_err(|rejection| refused(rejection.body_text().trim_end_matches('.').to_string()))?;
     let days = query.days.unwrap_or(30);

@@ -250,8 +250,11 @@ pub async fn feedback(
     let Some(conversation) = conversation_id.map(switchboard_models::ConversationId).or(current.map(|c| c.id)) else {
         return Err(not_awaited());
     };
-    if !state.engine.rate(conversation, contact.id, score).await? {
-        return Err(not_awaited());
+    // Someone else's or a made-up conversation: the same answer as one not awaiting a rating.
+    match state.engine.rate(conversation, contact.id, score).await {
+        Ok(true) => {}
+        Ok(false) | Err(switchboard_core::EngineError::NotFound(_)) => return Err(not_awaited()),
+        Err(error) => return Err(error.into()),
     }
     Ok(Json(json!({ "rated": score })))
 }

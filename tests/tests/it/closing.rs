@@ -83,8 +83,15 @@ async fn a_web_visitor_confirms_the_resolution_rates_it_with_stars_and_comments(
     // Another visitor cannot rate this conversation, nor a made-up score count.
     let (_, stranger) = server.new_visitor().await;
     assert!(states(stranger.clone()).await.is_empty(), "a visitor sees only their own requests");
+    // The stranger has a conversation of their own, so the refusal is the ownership check.
+    let mut stranger_widget = server.connect(&stranger).await;
+    stranger_widget.say("s1", "hello").await;
+    stranger_widget.next_of("ack").await;
     let (status, _) = post_feedback(&server, &stranger, json!({"score": 1, "conversation_id": id.to_string()})).await;
     assert_eq!(status, 409, "someone else's conversation");
+    let made_up = ConversationId::new().to_string();
+    let (status, _) = post_feedback(&server, &token, json!({"score": 1, "conversation_id": made_up})).await;
+    assert_eq!(status, 409, "a made-up conversation gets the same answer");
     let (status, bad) = post_feedback(&server, &token, json!({"score": 9})).await;
     assert_eq!((status, bad["error"]["code"].as_str()), (400, Some("invalid_score")));
     let (status, _) = post_feedback(&server, &token, json!({"stars": 5})).await;
@@ -105,9 +112,11 @@ async fn a_web_visitor_confirms_the_resolution_rates_it_with_stars_and_comments(
     let after = current(&server, id).await;
     assert_eq!((after.status, after.awaiting), (Status::Confirmed, None));
 
-    // A digit now is an ordinary message again: no second rating.
+    // A digit now is an ordinary message again: it reopens the conversation with the bot.
     widget.say("c4", "4").await;
     widget.next_reply().await;
+    let reopened = current(&server, id).await;
+    assert_eq!((reopened.status, reopened.handler, reopened.awaiting), (Status::Open, Handler::Bot, None));
     assert_eq!(server.engine().ratings().ratings_of(id).await.unwrap().len(), 1);
     let escalations = server.engine().conversations().escalations_of(id).await.unwrap();
     assert_eq!(escalations.len(), 1, "the handoff is in the escalation history");
@@ -414,4 +423,40 @@ async fn an_agent_writes_first_to_a_known_customer_through_the_api_and_reopens_t
     let page = panel.get(&back).await.body;
     assert!(page.contains("Reopened: the conversation is yours again.") && !page.contains("data-test=\"reopen\""), "{page}");
     assert_eq!(current(&server, first.id).await.handler, Handler::Agent(ann.id));
+}
+
+#[tokio::test]
+async fn through_the_api_only_an_admin_records_a_rating_and_reads_the_averages() {
+    use switchboard_admin_web::accounts::create_account;
+    use switchboard_tests::panel::PanelClient;
+    let server = TestServer::start().await;
+    let engine = server.engine();
+    let password = "a long enough password";
+    let dana = create_account(engine.store().as_ref(), "dana@example.com", "Dana", switchboard_models::Role::Agent, password, None).await.unwrap();
+    create_account(engine.store().as_ref(), "root@example.com", "Root", switchboard_models::Role::Admin, password, None).await.unwrap();
+    let dana_token = PanelClient::sign_in(&server.url(""), "dana@example.com", password).await.new_api_token("mine").await;
+    let admin_token = PanelClient::sign_in(&server.url(""), "root@example.com", password).await.new_api_token("survey").await;
+    engine.set_presence(dana.id, Presence::Online).await.unwrap();
+    let (_, token) = server.new_visitor().await;
+    let mut widget = server.connect(&token).await;
+    widget.say("c1", "I want to talk to a person").await;
+    let id = ConversationId::parse(widget.next_of("ack").await["conversation"]["id"].as_str().unwrap()).unwrap();
+    engine.agent_reply(id, dana.id, "Done.".into(), Vec::new()).await.unwrap();
+    engine.resolve(id, dana.id).await.unwrap();
+    bot_says(&mut widget, "marked this as solved").await;
+    widget.say("c2", "yes").await;
+    bot_says(&mut widget, "How would you rate").await;
+
+    let http = reqwest::Client::new();
+    let rate = |token: &str| http.post(server.url(&format!("/api/conversations/{id}/rating"))).bearer_auth(token).json(&json!({"score": 5})).send();
+    assert_eq!(rate(&dana_token).await.unwrap().status().as_u16(), 403, "nobody rates their own help");
+    let taken = rate(&admin_token).await.unwrap();
+    assert_eq!(taken.status().as_u16(), 200);
+    assert_eq!(rate(&admin_token).await.unwrap().status().as_u16(), 409, "once");
+    let averages = |token: &str| http.get(server.url("/api/ratings?days=7")).bearer_auth(token).send();
+    assert_eq!(averages(&dana_token).await.unwrap().status().as_u16(), 403);
+    let listed: Value = averages(&admin_token).await.unwrap().json().await.unwrap();
+    assert_eq!(listed["agents"], json!([{"agent_id": dana.id.to_string(), "name": "Dana", "ratings": 1, "average": 5.0}]));
+    let confirmed = engine.change_ticket(id, dana.id, switchboard_core::TicketChange::Status(Status::Confirmed), None).await.unwrap_err();
+    assert!(confirmed.to_string().contains("only the customer confirms"), "{confirmed}");
 }

@@ -92,6 +92,18 @@ fn folder(backend: Backend) -> &'static str {
     }
 }
 
+/// A folder with the backend's migrations numbered below `version`, as an older build had.
+fn migrations_before(backend: Backend, version: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(migrations_dir().join(folder(backend))).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.as_str() < version {
+            std::fs::copy(migrations_dir().join(folder(backend)).join(&name), dir.path().join(&name)).unwrap();
+        }
+    }
+    dir
+}
+
 /// Migrates `db` with the migrations in `dir`, as an older build would have.
 async fn migrate_with(db: &TestDatabase, dir: &std::path::Path) {
     let migrator = sqlx::migrate::Migrator::new(dir).await.unwrap();
@@ -126,18 +138,63 @@ async fn upgrades_from_the_first_release(backend: Backend) {
     assert_eq!(store.setting_or_insert("kept", "no").await.unwrap(), "yes", "data survives the upgrade");
 }
 
+/// A working database from before 0018 (which rebuilds `conversations` on SQLite) and 0019
+/// (which rebuilds `audit_log`): its conversations, messages, timers, notifications and audit
+/// entries survive, references between them hold, and the latest escalation is in the history.
+async fn upgrades_a_database_in_use_through_the_rebuilds(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let before = migrations_before(backend, "0018");
+    migrate_with(&db, before.path()).await;
+    let conversation = "0190a8c0-0000-7000-8000-000000000001";
+    let agent = "0190a8c0-0000-7000-8000-0000000000a1";
+    for sql in [
+        format!("INSERT INTO agents (id, email, name, role, presence, capacity, active, created_at, password_hash) VALUES ('{agent}', 'ann@example.com', 'Ann', 'agent', 'online', 5, TRUE, 1, 'x')"),
+        "INSERT INTO contacts (id, channel, external_id, display_name, created_at) VALUES ('0190a8c0-0000-7000-8000-0000000000c1', 'webchat', 'v1', 'Bo', 1)".into(),
+        format!("INSERT INTO conversations (id, contact_id, channel, handler, agent_id, status, priority, escalation_reason, escalation_summary, escalated_at, \
+                 created_at, updated_at, version, first_reply_due_at) VALUES ('{conversation}', '0190a8c0-0000-7000-8000-0000000000c1', 'webchat', 'agent', \
+                 '{agent}', 'in_progress', 'high', '{{\"kind\":\"human_requested\"}}', 'wants a person', 5, 1, 6, 3, 99)"),
+        format!("INSERT INTO messages (id, conversation_id, contact_id, channel, sender, body, internal, attachments, quick_replies, created_at, outbound, attempts) \
+                 VALUES ('0190a8c0-0000-7000-8000-0000000000d1', '{conversation}', '0190a8c0-0000-7000-8000-0000000000c1', 'webchat', 'customer', 'help', FALSE, '[]', '[]', 2, FALSE, 0)"),
+        format!("INSERT INTO timers (conversation_id, kind, due_at) VALUES ('{conversation}', 'remind_waiting', 1000)"),
+        format!("INSERT INTO notifications (agent_id, kind, conversation_id, text, created_at) VALUES ('{agent}', 'assigned', '{conversation}', 'yours', 4)"),
+        format!("INSERT INTO audit_log (at, actor_id, action, conversation_id, before_state, after_state) VALUES (4, '{agent}', 'assign', '{conversation}', 'a', 'b')"),
+    ] {
+        db.execute(&sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    let store = db.open().await;
+    let id = switchboard_models::ConversationId::parse(conversation).unwrap();
+    let upgraded = store.conversation(id).await.unwrap().expect("the conversation survives");
+    assert_eq!((upgraded.status, upgraded.version, upgraded.awaiting.clone()), (switchboard_models::Status::InProgress, 3, None));
+    assert_eq!(upgraded.escalation.as_ref().map(|e| e.summary.as_str()), Some("wants a person"));
+    assert_eq!(store.conversation_messages(id, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(store.timers_of(id).await.unwrap().len(), 1);
+    assert_eq!(store.audit_entries(10).await.unwrap().len(), 1);
+    let history = store.escalations_of(id).await.unwrap();
+    assert_eq!(history.iter().map(|e| (e.reason.clone(), e.priority)).collect::<Vec<_>>(), [(switchboard_models::EscalationReason::HumanRequested, Some(switchboard_models::Priority::High))]);
+    // The new status is allowed, and the references still hold.
+    let confirmed = db.execute(&format!("UPDATE conversations SET status = 'confirmed', handler = 'bot', agent_id = NULL WHERE id = '{conversation}'")).await.unwrap();
+    assert_eq!(confirmed, 1);
+    let orphan = db.execute("INSERT INTO messages (id, conversation_id, contact_id, channel, sender, body, internal, attachments, quick_replies, created_at, outbound, attempts) \
+        VALUES ('0190a8c0-0000-7000-8000-0000000000d2', '0190a8c0-0000-7000-8000-00000000dead', '0190a8c0-0000-7000-8000-0000000000c1', 'webchat', 'customer', 'x', FALSE, '[]', '[]', 2, FALSE, 0)").await;
+    assert!(orphan.is_err(), "a message of no conversation is still refused");
+}
+
+#[tokio::test]
+async fn sqlite_a_database_in_use_upgrades_through_the_rebuilds() {
+    upgrades_a_database_in_use_through_the_rebuilds(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_a_database_in_use_upgrades_through_the_rebuilds() {
+    upgrades_a_database_in_use_through_the_rebuilds(Backend::Postgres).await;
+}
+
 /// An interim build ran 0012 with `rate_buckets.per_second` already in it; the released 0012 has
 /// no such column and 0014 adds it. Such a database still opens (its 0012 checksum is taken
 /// for the released one) and ends with the same schema.
 async fn upgrades_from_the_interim_0012(backend: Backend) {
     let db = TestDatabase::new(backend).await;
-    let interim = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(migrations_dir().join(folder(backend))).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
-        if name.as_str() < "0012" {
-            std::fs::copy(migrations_dir().join(folder(backend)).join(&name), interim.path().join(&name)).unwrap();
-        }
-    }
+    let interim = migrations_before(backend, "0012");
     let released = std::fs::read_to_string(migrations_dir().join(folder(backend)).join("0012_shared_rate_limits.sql")).unwrap();
     let column = "    tokens     DOUBLE PRECISION NOT NULL,\n";
     assert!(released.contains(column));

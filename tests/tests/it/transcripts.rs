@@ -341,6 +341,7 @@ fn a_customer_who_says_it_is_not_fixed_goes_back_to_the_team_and_anything_else_m
               = handler bot, status resolved, streak 0, priority low, category general_inquiry, awaiting confirmation
             customer: no, still broken
               bot: Sorry it isn't fixed yet. I've passed it back to the team; someone will reply here.
+              escalated: The customer says the resolution did not fix it.
               = handler queue, status open, streak 0, priority low, category general_inquiry
             agent Dana joins
               system: Dana joined the conversation.
@@ -354,6 +355,46 @@ fn a_customer_who_says_it_is_not_fixed_goes_back_to_the_team_and_anything_else_m
             customer: yes
               bot: Sorry, I'm not sure I understood. Could you put it another way, or pick a topic below? [Billing | Technical problem | My account | Talk to a person]
               = handler bot, status open, streak 1, priority low, category general_inquiry
+        "#]],
+    );
+}
+
+#[test]
+fn a_second_resolve_keeps_the_question_and_a_request_for_a_person_is_no_comment() {
+    check(
+        vec![
+            says("talk to a human", "human_request", 0.95, None),
+            AgentJoins("Dana"),
+            Resolve,
+            Resolve,
+            says("yes", "out_of_scope", 0.2, None),
+            says("4", "out_of_scope", 0.2, None),
+            says("talk to a human", "human_request", 0.95, None),
+        ],
+        expect![[r#"
+            customer: talk to a human
+              bot: <handoff notice>
+              escalated: The customer asked for a person.
+              = handler queue, status open, streak 0, priority low, category general_inquiry
+            agent Dana joins
+              system: Dana joined the conversation.
+              = handler agent, status assigned, streak 0, priority low, category general_inquiry
+            agent resolves
+              bot: Dana marked this as solved. Did that fix it? [Yes, it's fixed | No, not yet]
+              = handler bot, status resolved, streak 0, priority low, category general_inquiry, awaiting confirmation
+            agent resolves
+              = handler bot, status resolved, streak 0, priority low, category general_inquiry, awaiting confirmation
+            customer: yes
+              bot: Glad to hear it! How would you rate the help you got from Dana? 1 is poor, 5 is excellent. [1 | 2 | 3 | 4 | 5]
+              = handler bot, status confirmed, streak 0, priority low, category general_inquiry, awaiting rating
+            customer: 4
+              bot: Thank you! Anything you'd like to tell us? Write it here, or tap Skip. [Skip]
+              rated 4
+              = handler bot, status confirmed, streak 0, priority low, category general_inquiry, awaiting comment
+            customer: talk to a human
+              bot: <handoff notice>
+              escalated: The customer asked for a person.
+              = handler queue, status open, streak 0, priority low, category general_inquiry
         "#]],
     );
 }
