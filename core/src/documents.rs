@@ -15,6 +15,9 @@ pub struct DocumentPolicy {
     pub approved_notice: String,
     /// Told when a document is rejected; `{type}` and `{note}`, the reviewer's reason.
     pub rejected_notice: String,
+    /// Resolve a conversation (asking the customer to confirm) once every document in it is
+    /// approved.
+    pub resolve_when_approved: bool,
 }
 
 impl Default for DocumentPolicy {
@@ -25,6 +28,7 @@ impl Default for DocumentPolicy {
             received: "Thanks, we received your {type}. The team will review it and tell you here.".into(),
             approved_notice: "Your {type} was approved.".into(),
             rejected_notice: "Your {type} was rejected: {note}. Please send a new one here.".into(),
+            resolve_when_approved: false,
         }
     }
 }

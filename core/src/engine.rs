@@ -1155,13 +1155,14 @@ impl Engine {
         if let Some(note) = &note {
             self.check_length("note", note)?;
         }
-        if !self.policy.documents.types.iter().any(|t| t == kind) {
+        // Its own type stays allowed when the configured list dropped it since.
+        if kind != document.kind && !self.policy.documents.types.iter().any(|t| t == kind) {
             return Err(EngineError::Invalid(format!("`{kind}` is not a document type; use one of: {}", self.policy.documents.types.join(", "))));
         }
         if document.state != DocumentState::Pending {
             return Err(self.decided_already(&document).await?);
         }
-        let (_turn, current) = self.turn_of(document.conversation_id).await?;
+        let (turn, current) = self.turn_of(document.conversation_id).await?;
         self.may_act(&actor, &current).await?;
         let now = self.clock.now();
         let input = Input::DocumentDecided { kind, approved, note: note.as_deref() };
@@ -1191,6 +1192,16 @@ impl Engine {
             } else {
                 self.decided_already(&now_stored).await?
             });
+        }
+        // Resolving takes the conversation's turn itself.
+        drop(turn);
+        if approved && self.policy.documents.resolve_when_approved {
+            let filter = crate::ports::DocumentFilter { conversation: Some(document.conversation_id), limit: 200, ..Default::default() };
+            let all_approved = self.store.documents(&filter).await?.iter().all(|d| d.document.state == DocumentState::Approved);
+            let open = self.store.conversation(document.conversation_id).await?.is_some_and(|c| !c.status.is_final() && c.status != Status::Resolved && c.status != Status::Confirmed);
+            if all_approved && open {
+                self.resolve(document.conversation_id, actor.id).await?;
+            }
         }
         Ok(Document { state, kind: kind.to_string(), reviewer_id: Some(actor.id), decided_at: Some(now), note, ..document })
     }

@@ -157,7 +157,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                 next.status = Status::Open;
             }
             match next.handler {
-                Handler::Bot if *has_attachments && matches!(awaiting, Some(Awaiting::Document { .. })) => {
+                Handler::Bot if *has_attachments && matches!(awaiting, Some(Awaiting::Document { .. })) && !is_new_request(classification) => {
                     // The document the bot asked for: received, to be reviewed; no handoff.
                     let Some(Awaiting::Document { document_type: kind }) = &awaiting else { unreachable!("matched above") };
                     let text = policy.documents.received.replace("{type}", &crate::documents::type_label(kind));
@@ -166,7 +166,9 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                 }
                 Handler::Bot => {
                     let reason = if *has_attachments {
-                        Some(EscalationReason::DocumentReview)
+                        // A file goes to a person; a request sent with it keeps its own reason.
+                        let asked = is_new_request(classification).then(|| escalation_reason(&next, classification, policy)).flatten();
+                        asked.or(Some(EscalationReason::DocumentReview))
                     } else {
                         escalation_reason(&next, classification, policy)
                     };
@@ -182,12 +184,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                         }
                         None => {
                             replies.push(bot_answer(&mut next, classification, policy));
-                            if let Some(kind) = &classification.collect_document {
-                                next.awaiting = Some(Awaiting::Document { document_type: kind.clone() });
-                            } else if let Some(Awaiting::Document { .. }) = &awaiting {
-                                // "One moment, sending it": still waiting for the file.
-                                next.awaiting = awaiting.clone();
-                            }
+                            next.awaiting = awaiting_document(classification, awaiting.as_ref(), policy);
                             if classification.judgement.is_some() && next.escalation.is_none() {
                                 // Every conversation has a priority, current with its latest
                                 // message, until a person's work (or setting) owns it.
@@ -276,6 +273,8 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
             next.low_confidence_streak = 0;
         }
         Input::DocumentDecided { kind, approved, note } => {
+            // A decision on a document is no activity of the conversation's own.
+            next.updated_at = conversation.updated_at;
             let documents = &policy.documents;
             let template = if *approved { &documents.approved_notice } else { &documents.rejected_notice };
             let text = template.replace("{type}", &crate::documents::type_label(kind)).replace("{note}", note.unwrap_or("").trim_end_matches('.'));
@@ -381,16 +380,13 @@ fn bot_says(replies: &mut Vec<Reply>, text: String, quick_replies: Vec<String>) 
     }
 }
 
-/// A message that asks for something rather than commenting: a person, something urgent, or
-/// an intent the bot is sure of and answers (thanks and goodbyes are comments).
-fn is_new_request(classification: &Classification, policy: &Policy) -> bool {
-    let social = [IntentName::THANKS, IntentName::GOODBYE, IntentName::GREETING].iter().any(|name| classification.intent.is(name));
-    let sure_and_answered = !is_unsure(classification, policy) && classification.answer.is_some() && !social;
+/// A message that needs someone rather than comments: asking for a person, something urgent,
+/// a report of harm. (A comment may well mention a topic the bot knows: that is no request.)
+fn is_new_request(classification: &Classification) -> bool {
     classification.intent.is(IntentName::HUMAN_REQUEST)
         || classification.always_escalate
         || classification.urgency == Urgency::Critical
         || classification.judgement.as_ref().is_some_and(|j| matches!(j.need, Need::HumanRequest | Need::HarmReport))
-        || sure_and_answered
 }
 
 /// The customer's message answers what the bot asked after a resolution: a confirmation, a
@@ -462,7 +458,7 @@ fn answer_awaited(
             }
         }
         // Asking for a person, or something new the bot knows, is no comment: it is handled.
-        Some(Awaiting::Comment { .. }) if is_new_request(said.classification, policy) => false,
+        Some(Awaiting::Comment { .. }) if is_new_request(said.classification) => false,
         Some(Awaiting::Comment { resolved_at }) => {
             if !declines(text, closing) {
                 *feedback = Some(Feedback::Commented { resolved_at: *resolved_at, text: text.trim().to_string() });
@@ -637,6 +633,21 @@ fn is_unsure(classification: &Classification, policy: &Policy) -> bool {
     classification.confidence < policy.low_confidence_threshold
         || classification.answer.is_none()
         || (classification.intent.is(IntentName::OUT_OF_SCOPE) && !llm_answered)
+}
+
+/// The document the bot waits for after answering: the one its answer just asked for (a
+/// configured type, and only when that answer itself went out), or still the one asked for
+/// before when this message was small talk or unclear ("one moment, sending it").
+fn awaiting_document(classification: &Classification, before: Option<&Awaiting>, policy: &Policy) -> Option<Awaiting> {
+    let answered = !is_unsure(classification, policy);
+    if let Some(kind) = classification.collect_document.as_ref().filter(|kind| answered && policy.documents.types.contains(kind)) {
+        return Some(Awaiting::Document { document_type: kind.clone() });
+    }
+    let social = [IntentName::THANKS, IntentName::GOODBYE, IntentName::GREETING].iter().any(|name| classification.intent.is(name));
+    match before {
+        Some(waiting @ Awaiting::Document { .. }) if social || !answered => Some(waiting.clone()),
+        _ => None,
+    }
 }
 
 fn bot_answer(next: &mut Conversation, classification: &Classification, policy: &Policy) -> Reply {

@@ -175,6 +175,7 @@ impl ModelClassifier {
                     local.alternatives.truncate(3);
                     local.intent = out_of_scope();
                     local.always_escalate = false;
+                    local.collect_document = None;
                 }
                 local.answer = match choice {
                     LlmChoice::Answer(reply) => {

@@ -1023,14 +1023,19 @@ impl $store {
                 conditions.push(format!("{column} = ${}", binds.len()));
             }
         }
-        let filter_sql = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-        // Pending first, the longest waiting first; then decisions, the newest first.
+        let and_filter: String = conditions.iter().map(|c| format!(" AND {c}")).collect();
+        let limit = filter.limit.clamp(1, 200);
+        // Pending first, the longest waiting first; then decisions, the newest first. Each half
+        // is read in the order of its own index and only the page's rows are sorted.
         let sql = format!(
-            "SELECT {DOCUMENT_COLUMNS}, k.display_name AS customer_name, k.external_id AS customer_external_id, a.name AS reviewer_name \
-             FROM documents d JOIN contacts k ON k.id = d.contact_id LEFT JOIN agents a ON a.id = d.reviewer_id {filter_sql} \
-             ORDER BY CASE WHEN d.state = 'pending' THEN 0 ELSE 1 END, \
-             CASE WHEN d.state = 'pending' THEN d.created_at ELSE -d.decided_at END, d.id LIMIT {}",
-            filter.limit.clamp(1, 200)
+            "SELECT {DOCUMENT_COLUMNS}, k.display_name AS customer_name, k.external_id AS customer_external_id, a.name AS reviewer_name FROM ( \
+             SELECT * FROM (SELECT d.*, 0 AS half, d.created_at AS sort_key FROM documents d \
+               WHERE d.state = 'pending'{and_filter} ORDER BY d.created_at, d.id LIMIT {limit}) pending \
+             UNION ALL \
+             SELECT * FROM (SELECT d.*, 1 AS half, -d.decided_at AS sort_key FROM documents d \
+               WHERE d.decided_at IS NOT NULL{and_filter} ORDER BY d.decided_at DESC, d.id LIMIT {limit}) decided \
+             ) d JOIN contacts k ON k.id = d.contact_id LEFT JOIN agents a ON a.id = d.reviewer_id \
+             ORDER BY d.half, d.sort_key, d.id LIMIT {limit}"
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for value in binds {

@@ -28,6 +28,8 @@ pub struct Sent {
     pub reply_markup: Option<Value>,
     pub file_name: Option<String>,
     pub file_bytes: Option<Vec<u8>>,
+    /// The id the sent message got.
+    pub message_id: i64,
 }
 
 /// A failure the next send to a chat gets.
@@ -51,6 +53,11 @@ struct State_ {
     /// Every send answers 502 Bad Gateway, as Telegram does during an outage.
     outage: bool,
     files: HashMap<String, Vec<u8>>,
+    /// Button presses the bot acknowledged (answerCallbackQuery), by query id.
+    answered_presses: Vec<String>,
+    /// Messages whose buttons the bot took off: (chat, message id).
+    buttons_removed: Vec<(i64, i64)>,
+    next_press_id: u32,
     webhook: Option<(String, Option<String>)>,
     next_message_id: i64,
     /// getUpdates requests being answered now, and those refused because one already was.
@@ -101,6 +108,47 @@ impl FakeTelegram {
         };
         self.changed.notify_waiters();
         id
+    }
+
+    /// Queues the customer `user` pressing the inline button with `data` under the bot's message
+    /// `message_id` in their private chat; returns the press (callback query) id.
+    pub fn press_button(&self, user: i64, message_id: i64, data: &str) -> String {
+        let press = {
+            let mut state = self.lock();
+            state.next_update_id += 1;
+            state.next_press_id += 1;
+            let press = format!("press-{}", state.next_press_id);
+            let update = json!({
+                "update_id": state.next_update_id,
+                "callback_query": {
+                    "id": press,
+                    "from": {"id": user, "is_bot": false, "first_name": "Ann", "last_name": "Lee"},
+                    "message": {
+                        "message_id": message_id, "date": 1_760_000_000,
+                        "chat": {"id": user, "type": "private", "first_name": "Ann"},
+                        "from": {"id": 123456, "is_bot": true, "first_name": "Support", "username": BOT_USERNAME},
+                        "text": "(the bot's message)",
+                    },
+                    "chat_instance": "instance-1",
+                    "data": data,
+                },
+            });
+            state.pending.push_back(update.clone());
+            state.history.push(update);
+            press
+        };
+        self.changed.notify_waiters();
+        press
+    }
+
+    /// Button presses the bot acknowledged, by press id.
+    pub fn answered_presses(&self) -> Vec<String> {
+        self.lock().answered_presses.clone()
+    }
+
+    /// Messages whose buttons the bot took off, as (chat, message id).
+    pub fn buttons_removed(&self) -> Vec<(i64, i64)> {
+        self.lock().buttons_removed.clone()
     }
 
     /// Makes every update ever queued pending again, as Telegram does after a lost offset.
@@ -314,6 +362,16 @@ async fn method(State(fake): State<FakeTelegram>, Path((bot, method)): Path<(Str
             }
         }
         "sendmessage" | "sendphoto" | "senddocument" => send(&fake, &method, &params, file),
+        "answercallbackquery" => {
+            let press = params["callback_query_id"].as_str().unwrap_or_default().to_string();
+            fake.lock().answered_presses.push(press);
+            ok(json!(true))
+        }
+        "editmessagereplymarkup" => {
+            let (chat, message_id) = (chat_id(&params), params["message_id"].as_i64().unwrap_or_default());
+            fake.lock().buttons_removed.push((chat, message_id));
+            ok(json!({"message_id": message_id, "date": 1_760_000_000, "chat": {"id": chat, "type": "private", "first_name": "Ann"}, "text": "(the bot's message)"}))
+        }
         _ => error(404, "Not Found: method not found", None),
     }
 }
@@ -387,6 +445,7 @@ fn send(fake: &FakeTelegram, method: &str, params: &Value, file: Option<(String,
         reply_markup: params.get("reply_markup").cloned(),
         file_name: file_name.clone(),
         file_bytes: file_bytes.clone(),
+        message_id,
     });
     let mut message = json!({
         "message_id": message_id, "date": 1_760_000_000,

@@ -81,8 +81,15 @@ pub(crate) fn document_view(summary: &DocumentSummary, types: &[String], now: ch
         "reviewer": summary.reviewer_name,
         "decided_at": d.decided_at.as_ref().map(views::time),
         "note": d.note,
-        "types": types.iter().map(|t| json!({"value": t, "label": views::title_case(&type_label(t)), "selected": *t == d.kind})).collect::<Vec<_>>(),
+        "types": type_options(types, &d.kind),
     })
+}
+
+/// The configured types to choose from, the document's own first when it is no longer one of them.
+fn type_options(types: &[String], current: &str) -> Vec<Value> {
+    let option = |t: &str| json!({"value": t, "label": views::title_case(&type_label(t)), "selected": t == current});
+    let unlisted = (!types.iter().any(|t| t == current)).then(|| option(current));
+    unlisted.into_iter().chain(types.iter().map(|t| option(t))).collect()
 }
 
 async fn documents_page(State(state): State<AppState>, signed: Signed, query: Result<Query<DocumentQuery>, QueryRejection>) -> Result<Response, ApiError> {

@@ -19,8 +19,8 @@ use teloxide::net::Download;
 use teloxide::payloads::{GetUpdatesSetters, SendDocumentSetters, SendMessageSetters, SendPhotoSetters, SetWebhookSetters};
 use teloxide::requests::Requester;
 use teloxide::types::{
-    ChatId, FileMeta, InputFile, KeyboardButton, KeyboardMarkup, Message, ParseMode, ReplyMarkup,
-    Update, UpdateKind,
+    CallbackQuery, ChatId, FileMeta, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, KeyboardButton, KeyboardMarkup,
+    Message, ParseMode, ReplyMarkup, Update, UpdateKind,
 };
 use teloxide::{ApiError, Bot, RequestError};
 
@@ -162,8 +162,10 @@ impl TelegramAdapter {
     /// Stores one update's message and runs the conversation. `Ok` means it is safe to
     /// acknowledge: stored, or deliberately ignored (other update kinds, unserved groups).
     pub async fn handle_update(&self, update: &Update) -> Result<(), TelegramError> {
-        let UpdateKind::Message(message) = &update.kind else {
-            return Ok(());
+        let message = match &update.kind {
+            UpdateKind::Message(message) => message,
+            UpdateKind::CallbackQuery(pressed) => return self.handle_button(pressed).await,
+            _ => return Ok(()),
         };
         let Some(user) = message.from.as_ref() else {
             return Ok(());
@@ -203,6 +205,42 @@ impl TelegramAdapter {
             }
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// A pressed inline button is the customer answering with its text, stored like a message
+    /// (once: the query id is its external id). The keyboard is then taken off the message, so
+    /// an answer is given once; both are courtesies that may fail without losing the answer.
+    async fn handle_button(&self, pressed: &CallbackQuery) -> Result<(), TelegramError> {
+        let (Some(data), Some(message)) = (pressed.data.as_deref(), pressed.message.as_ref()) else {
+            return Ok(());
+        };
+        let chat = message.chat();
+        if pressed.from.is_bot || data.trim().is_empty() {
+            return Ok(());
+        }
+        let sender_external_id = if chat.is_private() { chat.id.0.to_string() } else { format!("{}/{}", chat.id.0, pressed.from.id.0) };
+        let inbound = Inbound {
+            channel: Channel::Telegram,
+            external_id: format!("button:{}", pressed.id.0),
+            sender_external_id,
+            sender_name: Some(pressed.from.full_name()),
+            text: data.to_string(),
+            attachments: Vec::new(),
+            original: None,
+            thread: Thread::Current,
+            received_at: self.engine.now(),
+        };
+        match self.engine.handle(inbound).await {
+            Ok(_) | Err(EngineError::Invalid(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
+        if let Err(error) = self.bot.answer_callback_query(pressed.id.clone()).await {
+            tracing::debug!(%error, "could not acknowledge a Telegram button press");
+        }
+        if let Err(error) = self.bot.edit_message_reply_markup(chat.id, message.id()).await {
+            tracing::debug!(%error, "could not remove a Telegram message's buttons");
+        }
+        Ok(())
     }
 
     /// Private chats always; groups when configured or when the bot is @mentioned.
@@ -271,7 +309,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The outbox's sender for Telegram: text as HTML with everything escaped, files as photos or
-/// documents, quick replies as a one-time keyboard.
+/// documents, quick replies as buttons under the message.
 pub struct TelegramOutbound {
     bot: Bot,
     blobs: Arc<dyn BlobStore>,
@@ -293,13 +331,7 @@ impl Outbound for TelegramOutbound {
         let chat = chat_of(&outbound.recipient_external_id)?;
         let message = &outbound.message;
         let text = teloxide::utils::html::escape(&message.text);
-        let keyboard = (!message.quick_replies.is_empty()).then(|| {
-            ReplyMarkup::Keyboard(
-                KeyboardMarkup::new(message.quick_replies.iter().map(|q| vec![KeyboardButton::new(q.clone())]))
-                    .one_time_keyboard()
-                    .resize_keyboard(),
-            )
-        });
+        let keyboard = keyboard_for(&message.quick_replies);
         let mut caption = Some(text.clone()).filter(|t| !t.is_empty());
         let mut sent_ids = Vec::new();
         for attachment in &message.attachments {
@@ -331,6 +363,24 @@ impl Outbound for TelegramOutbound {
         }
         Ok(Some(sent_ids.join(",")).filter(|ids| !ids.is_empty()))
     }
+}
+
+/// Quick replies as buttons under the message (a press answers with the button's text); short
+/// ones, such as a 1–5 rating, share a row. Texts too long for a button's data (64 bytes) fall
+/// back to a one-time keyboard that types them.
+fn keyboard_for(quick_replies: &[String]) -> Option<ReplyMarkup> {
+    if quick_replies.is_empty() {
+        return None;
+    }
+    if quick_replies.iter().any(|q| q.len() > 64) {
+        let rows = quick_replies.iter().map(|q| vec![KeyboardButton::new(q.clone())]);
+        return Some(ReplyMarkup::Keyboard(KeyboardMarkup::new(rows).one_time_keyboard().resize_keyboard()));
+    }
+    let button = |q: &String| InlineKeyboardButton::callback(q.clone(), q.clone());
+    let one_row = quick_replies.len() <= 5 && quick_replies.iter().all(|q| q.chars().count() <= 3);
+    let rows: Vec<Vec<InlineKeyboardButton>> =
+        if one_row { vec![quick_replies.iter().map(button).collect()] } else { quick_replies.iter().map(|q| vec![button(q)]).collect() };
+    Some(ReplyMarkup::InlineKeyboard(InlineKeyboardMarkup::new(rows)))
 }
 
 /// `"<chat>"` for private chats, `"<chat>/<user>"` for a person in a group: replies go to the chat.

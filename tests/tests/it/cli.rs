@@ -570,11 +570,27 @@ async fn db_copy_moves_an_installation_from_sqlite_to_postgres() {
         email: None,
     };
     let conversation = Conversation::new(contact.id, Channel::WebChat, chrono::Utc::now());
+    let receipt = switchboard_models::Document {
+        id: switchboard_models::DocumentId::new(),
+        conversation_id: conversation.id,
+        contact_id: contact.id,
+        channel: Channel::WebChat,
+        message_seq: 1,
+        file: switchboard_models::Attachment { key: "receipt-key".into(), file_name: "receipt.pdf".into(), content_type: "application/pdf".into(), size: 42, original: false },
+        kind: "proof_of_payment".into(),
+        state: switchboard_models::DocumentState::Pending,
+        reviewer_id: None,
+        decided_at: None,
+        note: None,
+        created_at: admin.created_at,
+        purged_at: None,
+    };
     let step = StepWrite {
         inbound: Some(crate::store::message(&conversation, Sender::Customer, "my card was charged twice", Some("copy:1"))),
         outbound: vec![crate::store::message(&conversation, Sender::Bot, "Sorry to hear that", None)],
         contact: Some(contact.clone()),
         conversation: Some(conversation.clone()),
+        documents: vec![receipt.clone()],
         ..StepWrite::default()
     };
     assert!(matches!(store.commit(step).await.unwrap(), Committed::Stored { .. }));
@@ -611,6 +627,7 @@ async fn db_copy_moves_an_installation_from_sqlite_to_postgres() {
     assert_eq!(copied.contact_messages(contact.id, 0, 100).await.unwrap(), history, "the same messages, in the same order");
     assert_eq!(copied.presence_changes(chrono::DateTime::UNIX_EPOCH).await.unwrap().len(), 1);
     assert_eq!(copied.canned_responses().await.unwrap(), [personal], "a personal response stays personal");
+    assert_eq!(copied.document(receipt.id).await.unwrap(), Some(receipt), "documents waiting for review come along");
     let later = StepWrite {
         inbound: Some(crate::store::message(&conversation, Sender::Customer, "still there?", Some("copy:2"))),
         ..StepWrite::default()

@@ -134,7 +134,7 @@ async fn telegram_server(telegram: &FakeTelegram) -> TestServer {
 
 /// The buttons of a Telegram message's keyboard, in order.
 fn buttons(markup: &Option<Value>) -> Vec<String> {
-    let rows = markup.as_ref().and_then(|m| m["keyboard"].as_array().cloned()).unwrap_or_default();
+    let rows = markup.as_ref().and_then(|m| m["inline_keyboard"].as_array().cloned()).unwrap_or_default();
     rows.iter().flat_map(|row| row.as_array().cloned().unwrap_or_default()).filter_map(|b| b["text"].as_str().map(String::from)).collect()
 }
 
@@ -146,8 +146,14 @@ struct Chat<'a> {
 }
 
 impl Chat<'_> {
-    /// The next message sent to the chat that contains `words`: its text and keyboard.
+    /// The next message sent to the chat that contains `words`: its text and buttons.
     async fn said(&mut self, words: &str) -> (String, Vec<String>) {
+        let (text, buttons, _) = self.said_in(words).await;
+        (text, buttons)
+    }
+
+    /// Like `said`, with the message's id (to press its buttons).
+    async fn said_in(&mut self, words: &str) -> (String, Vec<String>, i64) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let sent: Vec<_> = self.telegram.sent().into_iter().filter(|s| s.chat_id == self.id).collect();
@@ -156,7 +162,7 @@ impl Chat<'_> {
                 self.read += 1;
                 let text = message.text.clone().unwrap_or_default();
                 if text.contains(words) {
-                    return (text, buttons(&message.reply_markup));
+                    return (text, buttons(&message.reply_markup), message.message_id);
                 }
             }
             assert!(tokio::time::Instant::now() < deadline, "the chat was not told “{words}”: {sent:?}");
@@ -181,11 +187,17 @@ async fn on_telegram_no_reopens_with_the_agent_or_the_queue_and_yes_leads_to_a_r
 
     // Not fixed while Dana is online: back to her.
     engine.resolve(id, dana).await.unwrap();
-    let (text, keyboard) = chat.said("marked this as solved").await;
+    let (text, keyboard, asked) = chat.said_in("marked this as solved").await;
     assert_eq!(text, "Dana marked this as solved. Did that fix it?");
     assert_eq!(keyboard, ["Yes, it's fixed", "No, not yet"], "the answers are buttons");
-    telegram.push_message(private_text(chat.id, 2, "No, not yet"));
+    let press = telegram.press_button(chat.id, asked, "No, not yet");
     chat.said("passed it back to Dana").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !telegram.buttons_removed().contains(&(chat.id, asked)) {
+        assert!(tokio::time::Instant::now() < deadline, "the answered question keeps its buttons");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(telegram.answered_presses().contains(&press), "the press is acknowledged");
     let reopened = current(&server, id).await;
     assert_eq!((reopened.status, reopened.handler, reopened.awaiting), (Status::InProgress, Handler::Agent(dana), None));
 
@@ -197,7 +209,7 @@ async fn on_telegram_no_reopens_with_the_agent_or_the_queue_and_yes_leads_to_a_r
     chat.said("passed it back to the team").await;
     assert_eq!(current(&server, id).await.handler, Handler::Queue);
 
-    // Fixed: rated with a typed digit, the comment skipped.
+    // Fixed (typed): rated with a button, the comment skipped with one.
     engine.set_presence(dana, Presence::Online).await.unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
     while current(&server, id).await.handler != Handler::Agent(dana) {
@@ -208,12 +220,14 @@ async fn on_telegram_no_reopens_with_the_agent_or_the_queue_and_yes_leads_to_a_r
     engine.resolve(id, dana).await.unwrap();
     chat.said("marked this as solved").await;
     telegram.push_message(private_text(chat.id, 4, "yes thanks"));
-    let (_, keyboard) = chat.said("How would you rate the help you got from Dana").await;
+    let (_, keyboard, rating) = chat.said_in("How would you rate the help you got from Dana").await;
     assert_eq!(keyboard, ["1", "2", "3", "4", "5"]);
-    telegram.push_message(private_text(chat.id, 5, "4"));
-    let (_, keyboard) = chat.said("Anything you'd like to tell us").await;
+    let row = telegram.sent().into_iter().find(|s| s.message_id == rating).unwrap().reply_markup.unwrap();
+    assert_eq!(row["inline_keyboard"].as_array().unwrap().len(), 1, "the five stars share a row");
+    telegram.press_button(chat.id, rating, "4");
+    let (_, keyboard, invite) = chat.said_in("Anything you'd like to tell us").await;
     assert_eq!(keyboard, ["Skip"]);
-    telegram.push_message(private_text(chat.id, 6, "Skip"));
+    telegram.press_button(chat.id, invite, "Skip");
     chat.said("Thank you for your feedback.").await;
     let ratings = engine.ratings().ratings_of(id).await.unwrap();
     assert_eq!(ratings.iter().map(|r| (r.score, r.comment.clone(), r.channel)).collect::<Vec<_>>(), [(4, None, Channel::Telegram)]);

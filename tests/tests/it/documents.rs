@@ -17,10 +17,15 @@ const PDF: &[u8] = b"%PDF-1.7\n1 0 obj << >> endobj\ntrailer\n%%EOF";
 const PASSWORD: &str = "documents test password";
 
 async fn telegram_server(telegram: &FakeTelegram) -> TestServer {
+    telegram_server_with(telegram, |_| {}).await
+}
+
+async fn telegram_server_with(telegram: &FakeTelegram, adjust: impl FnOnce(&mut switchboard::config::Config)) -> TestServer {
     let url = telegram.url();
     TestServer::start_with(move |c| {
         c.telegram.token = Some(switchboard::config::Secret(TOKEN.into()));
         c.telegram.api_url = Some(url);
+        adjust(c);
     })
     .await
 }
@@ -110,8 +115,23 @@ async fn two_reviewers_deciding_at_once_one_wins_and_the_api_refuses_what_is_wro
     assert!(loser.contains(&format!("by {winner} already")), "{loser}");
     let decided = engine.documents().document(id).await.unwrap().unwrap();
     assert_eq!(decided.reviewer_id, Some(if winner == "Ann" { ann.id } else { bo.id }));
-    let notices = telegram.sent().iter().filter(|s| s.chat_id == 703 && s.text.as_deref().unwrap_or("").starts_with("Your ")).count();
-    assert!(notices <= 1, "the customer hears one decision");
+    let heard = told(&telegram, 703, "Your ").await;
+    assert!(heard.contains(if winner == "Ann" { "approved" } else { "rejected: too blurry to read" }), "{heard}");
+    // A notice is stored with its decision, so both decisions returned means all are stored.
+    let stored = engine.store().conversation_messages(decided.conversation_id, 0, 50).await.unwrap();
+    let notices = stored.iter().filter(|m| m.text.starts_with("Your ")).count();
+    assert_eq!(notices, 1, "the customer hears one decision: {stored:?}");
+
+    // An agent decides only in conversations that are theirs or nobody's.
+    let cy = create_account(store.as_ref(), "cy@example.com", "Cy", Role::Agent, PASSWORD, None).await.unwrap();
+    telegram.add_file("photo-4", PNG.to_vec());
+    telegram.push_message(private_photo(706, 1, "photo-4", PNG.len(), None));
+    let bos = pending(&server, 1).await[0].document.clone();
+    engine.change_ticket(bos.conversation_id, bo.id, switchboard_core::TicketChange::Take, None).await.unwrap();
+    let refused = engine.decide_document(bos.id, cy.id, true, "proof_of_payment", None).await.unwrap_err();
+    assert!(refused.to_string().contains("assigned to Bo"), "{refused}");
+    assert_eq!(engine.documents().document(bos.id).await.unwrap().unwrap().state, DocumentState::Pending, "nothing decided");
+    engine.decide_document(bos.id, bo.id, true, "proof_of_payment", None).await.unwrap();
 
     // The API lists and decides with the same rules.
     let panel = switchboard_tests::panel::PanelClient::sign_in(&server.url(""), "ann@example.com", PASSWORD).await;
@@ -149,10 +169,10 @@ async fn two_reviewers_deciding_at_once_one_wins_and_the_api_refuses_what_is_wro
 }
 
 #[tokio::test]
-async fn the_bot_asks_for_a_proof_of_payment_and_takes_the_file_without_a_handoff() {
+async fn the_bot_asks_for_a_proof_of_payment_takes_the_file_without_a_handoff_and_resolves_once_approved() {
     use switchboard_tests::fake_telegram::private_text;
     let telegram = FakeTelegram::start().await;
-    let server = telegram_server(&telegram).await;
+    let server = telegram_server_with(&telegram, |c| c.documents.resolve_when_approved = true).await;
     telegram.push_message(private_text(704, 1, "how do I send my proof of payment?"));
     told(&telegram, 704, "Please send your proof of payment here, as a photo or a PDF.").await;
     telegram.push_message(private_text(704, 2, "one moment please"));
@@ -169,4 +189,10 @@ async fn the_bot_asks_for_a_proof_of_payment_and_takes_the_file_without_a_handof
     assert_eq!((document.kind.as_str(), document.file.file_name.as_str()), ("proof_of_payment", "transfer.pdf"));
     let conversation = server.engine().store().conversation(document.conversation_id).await.unwrap().unwrap();
     assert_eq!((conversation.handler, conversation.escalation.is_none(), conversation.awaiting), (switchboard_models::Handler::Bot, true, None), "no handoff: the review is the next step");
+
+    let ann = create_account(server.engine().store().as_ref(), "ann@example.com", "Ann", Role::Agent, PASSWORD, None).await.unwrap();
+    server.engine().decide_document(document.id, ann.id, true, "proof_of_payment", None).await.unwrap();
+    told(&telegram, 704, "Your proof of payment was approved.").await;
+    let resolved = server.engine().store().conversation(document.conversation_id).await.unwrap().unwrap();
+    assert_eq!(resolved.status, switchboard_models::Status::Resolved, "every document in it is approved");
 }
