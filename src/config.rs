@@ -426,6 +426,9 @@ pub struct RetentionJobConfig {
     pub schedule: String,
     /// Read notifications older than this are deleted; 0 keeps them.
     pub read_notifications_days: u64,
+    /// Files of decided documents received longer ago than this are deleted (the record of the
+    /// document stays, marked removed); 0 keeps them. Pending documents are never removed.
+    pub document_files_days: u64,
 }
 
 impl Default for JobsConfig {
@@ -442,7 +445,7 @@ impl Default for BackupJobConfig {
 
 impl Default for RetentionJobConfig {
     fn default() -> Self {
-        Self { schedule: "30 3 * * *".into(), read_notifications_days: 180 }
+        Self { schedule: "30 3 * * *".into(), read_notifications_days: 180, document_files_days: 0 }
     }
 }
 

@@ -1,16 +1,16 @@
 //! The recurring jobs `[jobs]` configures, and the loop that runs them when due
 //! (`switchboard_core::schedule` keeps each run to one node and one time).
 
-use crate::config::Config;
+use crate::config::{Config, RetentionJobConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use switchboard_core::ports::{Clock, Jobs, PurgeRules, Purged, Store};
+use switchboard_core::ports::{BlobStore, Clock, Jobs, PurgeRules, Purged, Store, StoreError};
 use switchboard_core::schedule::{Job, PlannedJob, Scheduler};
 use switchboard_models::Timestamp;
 
 /// Builds the scheduler of the configured jobs (validated with the config).
-pub fn scheduler(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<Scheduler> {
+pub fn scheduler(config: &Config, store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>, clock: Arc<dyn Clock>) -> anyhow::Result<Scheduler> {
     let zone = config.jobs_time_zone()?;
     let mut planned = Vec::new();
     for (name, schedule) in config.job_schedules()? {
@@ -20,7 +20,7 @@ pub fn scheduler(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) 
                 dir: config.jobs.backup.dir.clone(),
                 keep: config.jobs.backup.keep as usize,
             }),
-            _ => Arc::new(RetentionJob { store: store.clone(), read_notifications_days: config.jobs.retention.read_notifications_days }),
+            _ => Arc::new(RetentionJob { store: store.clone(), blobs: blobs.clone(), settings: config.jobs.retention.clone() }),
         };
         planned.push(PlannedJob { name, schedule, job });
     }
@@ -78,10 +78,11 @@ impl Job for BackupJob {
     }
 }
 
-/// Deletes expired panel sessions and old read notifications.
+/// Deletes expired panel sessions, old read notifications and old documents' files.
 struct RetentionJob {
     store: Arc<dyn Store>,
-    read_notifications_days: u64,
+    blobs: Arc<dyn BlobStore>,
+    settings: RetentionJobConfig,
 }
 
 /// What retention lets go at `now`.
@@ -92,6 +93,37 @@ pub fn purge_rules(read_notifications_days: u64, now: Timestamp) -> PurgeRules {
     }
 }
 
+/// Everything retention lets go at `now`, as `[jobs.retention]` says; with `dry_run`, only counted.
+pub async fn retain(store: &dyn Store, blobs: &dyn BlobStore, settings: &RetentionJobConfig, now: Timestamp, dry_run: bool) -> Result<String, StoreError> {
+    let purged = store.purge(&purge_rules(settings.read_notifications_days, now), dry_run).await?;
+    let files = match settings.document_files_days {
+        0 => 0,
+        days => purge_document_files(store, blobs, now - chrono::Duration::days(days as i64), now, dry_run).await?,
+    };
+    Ok(format!("{}, {files} document files", describe_purge(purged)))
+}
+
+/// Removes the files of decided documents received before `before`; each record stays, marked
+/// removed. The file goes before its record says so: a crash between the two only repeats the
+/// deletion at the next run.
+pub async fn purge_document_files(store: &dyn Store, blobs: &dyn BlobStore, before: Timestamp, now: Timestamp, dry_run: bool) -> Result<u64, StoreError> {
+    if dry_run {
+        return Ok(store.documents_to_purge(before, u32::MAX).await?.len() as u64);
+    }
+    let mut removed = 0;
+    loop {
+        let batch = store.documents_to_purge(before, 200).await?;
+        if batch.is_empty() {
+            return Ok(removed);
+        }
+        for document in batch {
+            blobs.delete(&document.file.key).await?;
+            store.mark_document_purged(document.id, now).await?;
+            removed += 1;
+        }
+    }
+}
+
 pub fn describe_purge(purged: Purged) -> String {
     format!("{} expired sessions, {} read notifications", purged.sessions, purged.notifications)
 }
@@ -99,7 +131,7 @@ pub fn describe_purge(purged: Purged) -> String {
 #[async_trait::async_trait]
 impl Job for RetentionJob {
     async fn run(&self, now: Timestamp) -> Result<String, String> {
-        let purged = self.store.purge(&purge_rules(self.read_notifications_days, now), false).await.map_err(|e| format!("retention failed: {e}"))?;
-        Ok(format!("deleted {}", describe_purge(purged)))
+        let deleted = retain(self.store.as_ref(), self.blobs.as_ref(), &self.settings, now, false).await.map_err(|e| format!("retention failed: {e}"))?;
+        Ok(format!("deleted {deleted}"))
     }
 }

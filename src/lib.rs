@@ -311,7 +311,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
     }
     workers.push(tokio::spawn(sample_backlogs(store.clone())));
     workers.push(tokio::spawn(fire_timers(engine.clone())));
-    let scheduler = Arc::new(jobs::scheduler(config, store.clone(), clock.clone())?);
+    let scheduler = Arc::new(jobs::scheduler(config, store.clone(), blobs.clone(), clock.clone())?);
     scheduler.plan().await.context("entering the scheduled jobs ([jobs])")?;
     if !scheduler.is_empty() {
         workers.push(tokio::spawn(jobs::run_scheduled(scheduler.clone())));

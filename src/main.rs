@@ -305,9 +305,8 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
         }
         Command::Db { command: DbCommand::Purge { dry_run } } => {
             let store = switchboard::open_store(&config).await?;
-            let rules = switchboard::jobs::purge_rules(config.jobs.retention.read_notifications_days, chrono::Utc::now());
-            let purged = store.purge(&rules, dry_run).await?;
-            let described = switchboard::jobs::describe_purge(purged);
+            let blobs = switchboard_store::FileBlobs::open(&config.attachments.dir)?;
+            let described = switchboard::jobs::retain(store.as_ref(), &blobs, &config.jobs.retention, chrono::Utc::now(), dry_run).await?;
             match dry_run {
                 true => println!("would delete {described} (dry run: nothing was deleted)"),
                 false => println!("deleted {described}"),

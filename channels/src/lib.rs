@@ -13,8 +13,8 @@ use switchboard_models::Attachment;
 
 /// An attachment's bytes for sending; a storage hiccup is a retryable delivery failure.
 pub(crate) async fn attachment_bytes(blobs: &dyn BlobStore, attachment: &Attachment) -> Result<Vec<u8>, DeliveryError> {
-    blobs.get(&attachment.key).await.map_err(|e| DeliveryError::Retry {
-        reason: format!("reading attachment {}: {e}", attachment.file_name),
-        after: None,
+    blobs.get(&attachment.key).await.map_err(|e| match e {
+        switchboard_core::ports::StoreError::Missing(_) => DeliveryError::Permanent { reason: format!("attachment {}: {e}", attachment.file_name) },
+        e => DeliveryError::Retry { reason: format!("reading attachment {}: {e}", attachment.file_name), after: None },
     })
 }

@@ -49,6 +49,7 @@ impl EngineError {
             Self::Conflict(reason) => (409, "conflict", reason.clone()),
             Self::NotFound(what) => (404, "not_found", format!("No such {what}.")),
             Self::Upload(reason) => (422, "file_rejected", format!("The file was refused: {reason}.")),
+            Self::Store(StoreError::Missing(what)) => (410, "gone", format!("The {what} is no longer kept: retention removed it.")),
             Self::Store(error) => {
                 tracing::error!(%error, "store failure");
                 (503, "unavailable", UNAVAILABLE.into())

@@ -15,6 +15,9 @@ pub enum StoreError {
     Backend(String),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// A file that is not (or no longer) kept: retention removed it.
+    #[error("{0} is no longer kept")]
+    Missing(String),
 }
 
 /// An agent and their current number of unfinished conversations.
@@ -590,6 +593,10 @@ pub trait Documents: Send + Sync {
     async fn documents(&self, filter: &DocumentFilter) -> Result<Vec<DocumentSummary>, StoreError>;
     /// Pending now, and approved and rejected since `day_start`.
     async fn document_counts(&self, day_start: Timestamp) -> Result<DocumentCounts, StoreError>;
+    /// Decided documents received before `before` whose file is still kept, oldest first.
+    async fn documents_to_purge(&self, before: Timestamp, limit: u32) -> Result<Vec<Document>, StoreError>;
+    /// Records that retention removed the document's file; the record stays.
+    async fn mark_document_purged(&self, id: DocumentId, at: Timestamp) -> Result<(), StoreError>;
 }
 
 /// What customers said of the help they got.
@@ -753,7 +760,10 @@ pub enum DeliveryError {
 pub trait BlobStore: Send + Sync {
     /// Stores `bytes` and returns a new key for them.
     async fn put(&self, bytes: &[u8]) -> Result<String, StoreError>;
+    /// `Missing` when no file has the key (never stored, or deleted).
     async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError>;
+    /// Deletes the file; deleting one that is gone already is no error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
 }
 
 /// Sends stored messages out on one channel.

@@ -46,6 +46,17 @@ impl BlobStore for FileBlobs {
 
     async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         let path = self.path(key)?;
-        tokio::fs::read(&path).await.map_err(|e| io(&path, e))
+        tokio::fs::read(&path).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StoreError::Missing("file".into()),
+            _ => io(&path, e),
+        })
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path, e)),
+            _ => Ok(()),
+        }
     }
 }

@@ -1065,6 +1065,29 @@ impl $store {
         let count = |column: &str| row.int(column).map(|n| n.max(0) as u64);
         Ok(switchboard_core::ports::DocumentCounts { pending: count("pending")?, approved_today: count("approved")?, rejected_today: count("rejected")? })
     }
+
+    async fn documents_to_purge(&self, before: Timestamp, limit: u32) -> Result<Vec<switchboard_models::Document>, StoreError> {
+        let rows = sqlx::query(sql!(
+            "SELECT ", DOCUMENT_COLUMNS, " FROM documents d WHERE d.state IN ('approved', 'rejected') \
+             AND d.purged_at IS NULL AND d.created_at < $1 ORDER BY d.created_at, d.id LIMIT $2"
+        ))
+        .bind(millis(before))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(|row| crate::rows::document_from_row(row)).collect()
+    }
+
+    async fn mark_document_purged(&self, id: switchboard_models::DocumentId, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query("UPDATE documents SET purged_at = $2 WHERE id = $1 AND purged_at IS NULL")
+            .bind(id.to_string())
+            .bind(millis(at))
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
             }
 
             #[async_trait]

@@ -93,6 +93,44 @@ async fn a_photo_and_a_pdf_wait_for_review_and_each_customer_hears_the_decision_
 }
 
 #[tokio::test]
+async fn retention_removes_decided_documents_files_and_keeps_their_record() {
+    use switchboard_core::ports::{BlobStore, StoreError};
+    let telegram = FakeTelegram::start().await;
+    let server = telegram_server(&telegram).await;
+    let store = server.engine().store();
+    let ann = create_account(store.as_ref(), "ann@example.com", "Ann", Role::Admin, PASSWORD, None).await.unwrap();
+    telegram.add_file("photo-5", PNG.to_vec());
+    telegram.push_message(private_photo(707, 1, "photo-5", PNG.len(), None));
+    telegram.add_file("photo-6", PNG.to_vec());
+    telegram.push_message(private_photo(708, 1, "photo-6", PNG.len(), None));
+    let waiting = pending(&server, 2).await;
+    let (decided, undecided) = (waiting[0].document.clone(), waiting[1].document.clone());
+    server.engine().decide_document(decided.id, ann.id, true, "proof_of_payment", None).await.unwrap();
+
+    let blobs = switchboard_store::FileBlobs::open(&server.config.attachments.dir).unwrap();
+    let settings = switchboard::config::RetentionJobConfig { document_files_days: 30, ..Default::default() };
+    let later = chrono::Utc::now() + chrono::Duration::days(31);
+    let retain = |dry_run: bool| switchboard::jobs::retain(store.as_ref(), &blobs, &settings, later, dry_run);
+    let counted = retain(true).await.unwrap();
+    assert!(counted.ends_with(", 1 document files"), "{counted}");
+    assert_eq!(blobs.get(&decided.file.key).await.unwrap(), PNG, "a dry run removes nothing");
+    let done = retain(false).await.unwrap();
+    assert!(done.ends_with(", 1 document files"), "{done}");
+    assert!(matches!(blobs.get(&decided.file.key).await, Err(StoreError::Missing(_))), "the decided document's file is gone");
+    assert_eq!(blobs.get(&undecided.file.key).await.unwrap(), PNG, "a pending document's file waits for its decision");
+    let kept = server.engine().documents().document(decided.id).await.unwrap().unwrap();
+    assert_eq!((kept.state, kept.purged_at.is_some()), (DocumentState::Approved, true), "the record stays");
+    assert!(retain(false).await.unwrap().ends_with(", 0 document files"), "nothing twice");
+
+    let panel = switchboard_tests::panel::PanelClient::sign_in(&server.url(""), "ann@example.com", PASSWORD).await;
+    let gone = panel.get(&format!("/panel/conversations/{}/attachments/{}", decided.conversation_id, decided.file.key)).await;
+    assert_eq!(gone.status.as_u16(), 410, "{}", gone.body);
+    assert!(gone.body.contains("no longer kept: retention removed it"), "{}", gone.body);
+    let page = panel.get("/panel/documents?state=approved").await;
+    assert!(page.body.contains("File removed by retention"), "the card says why there is no preview");
+}
+
+#[tokio::test]
 async fn two_reviewers_deciding_at_once_one_wins_and_the_api_refuses_what_is_wrong() {
     let telegram = FakeTelegram::start().await;
     let server = telegram_server(&telegram).await;

@@ -1477,6 +1477,17 @@ async fn documents_wait_pending_first_and_are_decided_once(backend: Backend) {
     let counts = store.document_counts(t0 - chrono::Duration::seconds(1)).await.unwrap();
     assert_eq!((counts.pending, counts.approved_today, counts.rejected_today), (1, 1, 1));
     assert_eq!(store.document_counts(t0 + chrono::Duration::minutes(1)).await.unwrap().approved_today, 0, "only decisions since the day began");
+
+    // Retention lets go of the files of decided documents received before a time.
+    let cutoff = t0 + chrono::Duration::minutes(5);
+    let names = |documents: Vec<Document>| documents.into_iter().map(|d| d.file.file_name).collect::<Vec<_>>();
+    assert_eq!(names(store.documents_to_purge(cutoff, 10).await.unwrap()), ["newer.png", "third.png"], "decided ones, oldest first; the pending one waits");
+    assert_eq!(names(store.documents_to_purge(t0, 10).await.unwrap()), Vec::<String>::new(), "only those received before the time");
+    assert_eq!(store.documents_to_purge(cutoff, 1).await.unwrap().len(), 1, "limited");
+    store.mark_document_purged(newer.id, cutoff).await.unwrap();
+    store.mark_document_purged(newer.id, cutoff + chrono::Duration::minutes(1)).await.unwrap();
+    assert_eq!(store.document(newer.id).await.unwrap().unwrap().purged_at, Some(cutoff), "removed once, the first time kept");
+    assert_eq!(names(store.documents_to_purge(cutoff, 10).await.unwrap()), ["third.png"]);
 }
 
 async fn escalated(store: &dyn Store, who: &str, priority: Priority, at: Timestamp, handler: Handler) -> Conversation {
