@@ -157,7 +157,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                 next.status = Status::Open;
             }
             match next.handler {
-                Handler::Bot if *has_attachments && matches!(awaiting, Some(Awaiting::Document { .. })) && !is_new_request(classification) => {
+                Handler::Bot if *has_attachments && matches!(awaiting, Some(Awaiting::Document { .. })) && !needs_someone(classification) => {
                     // The document the bot asked for: received, to be reviewed; no handoff.
                     let Some(Awaiting::Document { document_type: kind }) = &awaiting else { unreachable!("matched above") };
                     let text = policy.documents.received.replace("{type}", &crate::documents::type_label(kind));
@@ -167,7 +167,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                 Handler::Bot => {
                     let reason = if *has_attachments {
                         // A file goes to a person; a request sent with it keeps its own reason.
-                        let asked = is_new_request(classification).then(|| escalation_reason(&next, classification, policy)).flatten();
+                        let asked = needs_someone(classification).then(|| escalation_reason(&next, classification, policy)).flatten();
                         asked.or(Some(EscalationReason::DocumentReview))
                     } else {
                         escalation_reason(&next, classification, policy)
@@ -382,11 +382,18 @@ fn bot_says(replies: &mut Vec<Reply>, text: String, quick_replies: Vec<String>) 
 
 /// A message that needs someone rather than comments: asking for a person, something urgent,
 /// a report of harm. (A comment may well mention a topic the bot knows: that is no request.)
-fn is_new_request(classification: &Classification) -> bool {
+fn needs_someone(classification: &Classification) -> bool {
     classification.intent.is(IntentName::HUMAN_REQUEST)
         || classification.always_escalate
         || classification.urgency == Urgency::Critical
         || classification.judgement.as_ref().is_some_and(|j| matches!(j.need, Need::HumanRequest | Need::HarmReport))
+}
+
+/// A message that is no comment on the help given: one that needs someone, or a question the
+/// bot is sure of and answers ("the reset worked" comments; "how do I reset it?" asks).
+fn is_new_request(classification: &Classification, text: &str, policy: &Policy) -> bool {
+    let asks = classification.judgement.as_ref().map_or(text.trim_end().ends_with('?'), |j| j.need == Need::Question);
+    needs_someone(classification) || (asks && !is_unsure(classification, policy) && classification.answer.is_some())
 }
 
 /// The customer's message answers what the bot asked after a resolution: a confirmation, a
@@ -458,7 +465,7 @@ fn answer_awaited(
             }
         }
         // Asking for a person, or something new the bot knows, is no comment: it is handled.
-        Some(Awaiting::Comment { .. }) if is_new_request(said.classification) => false,
+        Some(Awaiting::Comment { .. }) if is_new_request(said.classification, text, policy) => false,
         Some(Awaiting::Comment { resolved_at }) => {
             if !declines(text, closing) {
                 *feedback = Some(Feedback::Commented { resolved_at: *resolved_at, text: text.trim().to_string() });

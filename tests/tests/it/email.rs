@@ -36,6 +36,7 @@ async fn start_server() -> TestServer {
     .await
 }
 
+#[derive(Clone)]
 struct Parsed {
     subject: String,
     message_id: String,
@@ -339,10 +340,12 @@ async fn email_threads_attachments_loops_and_restarts() {
 async fn mail_saying(mailbox: &TestMailbox, words: &str) -> Parsed {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        if let Some(found) = mailbox.all().await.iter().map(|m| parse(m)).find(|m| m.text.contains(words)) {
-            return found;
+        let all: Vec<Parsed> = mailbox.all().await.iter().map(|m| parse(m)).collect();
+        if let Some(found) = all.iter().find(|m| m.text.contains(words)) {
+            return found.clone();
         }
-        assert!(tokio::time::Instant::now() < deadline, "no mail says “{words}”");
+        let texts: Vec<&str> = all.iter().map(|m| m.text.as_str()).collect();
+        assert!(tokio::time::Instant::now() < deadline, "no mail says “{words}”: {texts:#?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

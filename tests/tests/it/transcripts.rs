@@ -316,6 +316,69 @@ fn the_customer_confirms_a_resolution_rates_it_and_comments() {
 }
 
 #[test]
+fn a_comment_may_name_a_topic_the_bot_knows_but_a_question_it_answers_is_no_comment() {
+    check(
+        vec![
+            says("talk to a human", "human_request", 0.95, None),
+            AgentJoins("Dana"),
+            Resolve,
+            says("yes", "out_of_scope", 0.2, None),
+            says("4", "out_of_scope", 0.2, None),
+            says("the password reset worked", "password_reset", 0.9, Some("Use the reset link.")),
+            says("talk to a human", "human_request", 0.95, None),
+            AgentJoins("Dana"),
+            Resolve,
+            says("yes", "out_of_scope", 0.2, None),
+            says("5", "out_of_scope", 0.2, None),
+            says("how do I reset my password?", "password_reset", 0.9, Some("Use the reset link.")),
+        ],
+        expect![[r#"
+            customer: talk to a human
+              bot: <handoff notice>
+              escalated: The customer asked for a person.
+              = handler queue, status open, streak 0, priority low, category general_inquiry
+            agent Dana joins
+              system: Dana joined the conversation.
+              = handler agent, status assigned, streak 0, priority low, category general_inquiry
+            agent resolves
+              bot: Dana marked this as solved. Did that fix it? [Yes, it's fixed | No, not yet]
+              = handler bot, status resolved, streak 0, priority low, category general_inquiry, awaiting confirmation
+            customer: yes
+              bot: Glad to hear it! How would you rate the help you got from Dana? 1 is poor, 5 is excellent. [1 | 2 | 3 | 4 | 5]
+              = handler bot, status confirmed, streak 0, priority low, category general_inquiry, awaiting rating
+            customer: 4
+              bot: Thank you! Anything you'd like to tell us? Write it here, or tap Skip. [Skip]
+              rated 4
+              = handler bot, status confirmed, streak 0, priority low, category general_inquiry, awaiting comment
+            customer: the password reset worked
+              bot: Thank you for your feedback.
+              commented: the password reset worked
+              = handler bot, status confirmed, streak 0, priority low, category general_inquiry
+            customer: talk to a human
+              bot: <handoff notice>
+              escalated: The customer asked for a person.
+              = handler queue, status open, streak 0, priority low, category general_inquiry
+            agent Dana joins
+              system: Dana joined the conversation.
+              = handler agent, status assigned, streak 0, priority low, category general_inquiry
+            agent resolves
+              bot: Dana marked this as solved. Did that fix it? [Yes, it's fixed | No, not yet]
+              = handler bot, status resolved, streak 0, priority low, category general_inquiry, awaiting confirmation
+            customer: yes
+              bot: Glad to hear it! How would you rate the help you got from Dana? 1 is poor, 5 is excellent. [1 | 2 | 3 | 4 | 5]
+              = handler bot, status confirmed, streak 0, priority low, category general_inquiry, awaiting rating
+            customer: 5
+              bot: Thank you! Anything you'd like to tell us? Write it here, or tap Skip. [Skip]
+              rated 5
+              = handler bot, status confirmed, streak 0, priority low, category general_inquiry, awaiting comment
+            customer: how do I reset my password?
+              bot: Use the reset link.
+              = handler bot, status open, streak 0, priority low, category general_inquiry
+        "#]],
+    );
+}
+
+#[test]
 fn a_customer_who_says_it_is_not_fixed_goes_back_to_the_team_and_anything_else_moves_on() {
     check(
         vec![
