@@ -96,11 +96,14 @@ pub fn purge_rules(read_notifications_days: u64, now: Timestamp) -> PurgeRules {
 /// Everything retention lets go at `now`, as `[jobs.retention]` says; with `dry_run`, only counted.
 pub async fn retain(store: &dyn Store, blobs: &dyn BlobStore, settings: &RetentionJobConfig, now: Timestamp, dry_run: bool) -> Result<String, StoreError> {
     let purged = store.purge(&purge_rules(settings.read_notifications_days, now), dry_run).await?;
-    let files = match settings.document_files_days {
-        0 => 0,
-        days => purge_document_files(store, blobs, now - chrono::Duration::days(days as i64), now, dry_run).await?,
-    };
-    Ok(format!("{}, {files} document files", describe_purge(purged)))
+    let described = describe_purge(purged);
+    Ok(match settings.document_files_days {
+        0 => described,
+        days => {
+            let files = purge_document_files(store, blobs, now - chrono::Duration::days(days as i64), now, dry_run).await?;
+            format!("{described}, {files} document files")
+        }
+    })
 }
 
 /// Removes the files of decided documents received before `before`; each record stays, marked
