@@ -514,11 +514,8 @@ impl Config {
             }
         }
         self.mailed_notices()?;
-        if let Some((key, problem)) = self.closing.problem() {
-            return Err(ConfigError::Invalid { key: key.into(), problem: problem.into() });
-        }
-        if let Some((key, problem)) = self.documents.problem() {
-            return Err(ConfigError::Invalid { key: key.into(), problem });
+        if let Some((key, problem)) = self.closing.problem().or_else(|| self.documents.problem()) {
+            return Err(ConfigError::Invalid { key, problem });
         }
         Ok(())
     }

@@ -34,7 +34,33 @@ pub struct ClosingPolicy {
     pub rejected_notice: String,
     /// Told when an agent hands the conversation back to the bot.
     pub back_to_bot_notice: String,
+    /// The texts above in other languages, by ISO 639-1 code (`[closing.languages.de]`): said
+    /// to customers who write in that language; a text a language leaves out is said as above.
+    pub languages: Languages,
 }
+
+/// Texts by language code, then by the name of the text they replace.
+pub type Languages = std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
+
+/// Replaces each text `field` finds by its name with that language's; names no field finds
+/// are refused (as "section.languages.code.name", what is wrong).
+pub(crate) fn check_languages(section: &str, languages: &Languages, known: &[&str]) -> Option<(String, String)> {
+    for (code, texts) in languages {
+        if !(2..=3).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_lowercase()) {
+            return Some((format!("{section}.languages.{code}"), "is not a language code; use ISO 639-1, such as \"de\" or \"fr\"".into()));
+        }
+        if let Some(unknown) = texts.keys().find(|name| !known.contains(&name.as_str())) {
+            return Some((format!("{section}.languages.{code}.{unknown}"), format!("is no text of [{section}]; use one of: {}", known.join(", "))));
+        }
+    }
+    None
+}
+
+/// The texts of `[closing]` a language may replace.
+const CLOSING_TEXTS: &[&str] = &[
+    "confirm_question", "yes_label", "no_label", "confirmed", "reopened_to_agent", "reopened_to_queue", "rating_question",
+    "comment_question", "skip_label", "thanks", "closed_notice", "rejected_notice", "back_to_bot_notice",
+];
 
 impl Default for ClosingPolicy {
     fn default() -> Self {
@@ -60,24 +86,69 @@ impl Default for ClosingPolicy {
                 .into(),
             back_to_bot_notice: "You're back with the assistant. Ask away, or say \"agent\" to reach a person again."
                 .into(),
+            languages: Languages::new(),
         }
     }
 }
 
 impl ClosingPolicy {
     /// The first problem with these settings, as (key, what is wrong).
-    pub fn problem(&self) -> Option<(&'static str, &'static str)> {
+    pub fn problem(&self) -> Option<(String, String)> {
+        if let Some(problem) = check_languages("closing", &self.languages, CLOSING_TEXTS) {
+            return Some(problem);
+        }
+        // Each language's texts, put in place, must make sense as well.
+        let codes = std::iter::once(None).chain(self.languages.keys().map(|code| Some(code.as_str())));
+        codes.map(|code| (code, self.in_language(code))).find_map(|(code, texts)| {
+            let (key, problem) = texts.own_problem()?;
+            let key = match code {
+                Some(code) => format!("closing.languages.{code}.{key}"),
+                None => format!("closing.{key}"),
+            };
+            Some((key, problem.to_string()))
+        })
+    }
+
+    fn own_problem(&self) -> Option<(&'static str, &'static str)> {
         let blank = |text: &str| text.trim().is_empty();
         if self.confirm_resolution && blank(&self.confirm_question) {
-            return Some(("closing.confirm_question", "is empty; write the question or set closing.confirm_resolution = false"));
+            return Some(("confirm_question", "is empty; write the question or set closing.confirm_resolution = false"));
         }
         if self.confirm_resolution && (blank(&self.yes_label) || blank(&self.no_label)) {
-            return Some(("closing.yes_label", "the yes and no buttons need a label each"));
+            return Some(("yes_label", "the yes and no buttons need a label each"));
         }
         if self.ask_rating && (blank(&self.rating_question) || blank(&self.skip_label)) {
-            return Some(("closing.rating_question", "is empty (or closing.skip_label is); write it or set closing.ask_rating = false"));
+            return Some(("rating_question", "is empty (or skip_label is); write it or set closing.ask_rating = false"));
         }
         None
+    }
+
+    /// The texts to use with a customer writing in `language`.
+    pub fn in_language(&self, language: Option<&str>) -> std::borrow::Cow<'_, ClosingPolicy> {
+        let Some(texts) = language.and_then(|code| self.languages.get(code)) else {
+            return std::borrow::Cow::Borrowed(self);
+        };
+        let mut localized = self.clone();
+        for (name, text) in texts {
+            let field = match name.as_str() {
+                "confirm_question" => &mut localized.confirm_question,
+                "yes_label" => &mut localized.yes_label,
+                "no_label" => &mut localized.no_label,
+                "confirmed" => &mut localized.confirmed,
+                "reopened_to_agent" => &mut localized.reopened_to_agent,
+                "reopened_to_queue" => &mut localized.reopened_to_queue,
+                "rating_question" => &mut localized.rating_question,
+                "comment_question" => &mut localized.comment_question,
+                "skip_label" => &mut localized.skip_label,
+                "thanks" => &mut localized.thanks,
+                "closed_notice" => &mut localized.closed_notice,
+                "rejected_notice" => &mut localized.rejected_notice,
+                "back_to_bot_notice" => &mut localized.back_to_bot_notice,
+                _ => continue,
+            };
+            field.clone_from(text);
+        }
+        std::borrow::Cow::Owned(localized)
     }
 }
 
@@ -190,6 +261,30 @@ pub fn declines(text: &str, policy: &ClosingPolicy) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_language_replaces_the_texts_it_names_and_keeps_the_rest() {
+        let mut policy = ClosingPolicy::default();
+        policy.languages.insert("de".into(), [("yes_label".to_string(), "Ja".to_string())].into());
+        let german = policy.in_language(Some("de"));
+        assert_eq!((german.yes_label.as_str(), german.no_label.as_str()), ("Ja", "No, not yet"));
+        assert!(matches!(policy.in_language(Some("fr")), std::borrow::Cow::Borrowed(_)), "a language without texts says the defaults");
+        assert!(matches!(policy.in_language(None), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(policy.problem(), None);
+    }
+
+    #[test]
+    fn a_language_with_an_unknown_code_or_text_or_an_empty_question_is_refused_naming_the_key() {
+        let with = |code: &str, name: &str, text: &str| {
+            let mut policy = ClosingPolicy::default();
+            policy.languages.insert(code.into(), [(name.to_string(), text.to_string())].into());
+            policy.problem().map(|(key, _)| key)
+        };
+        assert_eq!(with("German", "yes_label", "Ja").as_deref(), Some("closing.languages.German"));
+        assert_eq!(with("de", "yes_lable", "Ja").as_deref(), Some("closing.languages.de.yes_lable"));
+        assert_eq!(with("de", "confirm_question", " ").as_deref(), Some("closing.languages.de.confirm_question"));
+        assert_eq!(with("de", "confirm_question", "Gelöst?"), None);
+    }
 
     #[test]
     fn short_answers_are_read_in_several_languages_and_anything_longer_is_a_new_message() {

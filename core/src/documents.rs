@@ -18,6 +18,9 @@ pub struct DocumentPolicy {
     /// Resolve a conversation (asking the customer to confirm) once every document in it is
     /// approved.
     pub resolve_when_approved: bool,
+    /// `received`, `approved_notice` and `rejected_notice` in other languages, by ISO 639-1
+    /// code (`[documents.languages.de]`).
+    pub languages: crate::closing::Languages,
 }
 
 impl Default for DocumentPolicy {
@@ -29,6 +32,7 @@ impl Default for DocumentPolicy {
             approved_notice: "Your {type} was approved.".into(),
             rejected_notice: "Your {type} was rejected: {note}. Please send a new one here.".into(),
             resolve_when_approved: false,
+            languages: crate::closing::Languages::new(),
         }
     }
 }
@@ -40,14 +44,32 @@ impl DocumentPolicy {
     }
 
     /// The first problem with these settings, as (key, what is wrong).
-    pub fn problem(&self) -> Option<(&'static str, String)> {
+    pub fn problem(&self) -> Option<(String, String)> {
         if self.types.is_empty() {
-            return Some(("documents.types", "lists no type; keep at least one, such as \"other\"".into()));
+            return Some(("documents.types".into(), "lists no type; keep at least one, such as \"other\"".into()));
         }
         if let Some(bad) = self.types.iter().find(|t| t.is_empty() || t.len() > 40 || !t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')) {
-            return Some(("documents.types", format!("`{bad}` must be 1-40 characters of a-z, 0-9 and _")));
+            return Some(("documents.types".into(), format!("`{bad}` must be 1-40 characters of a-z, 0-9 and _")));
         }
-        None
+        crate::closing::check_languages("documents", &self.languages, &["received", "approved_notice", "rejected_notice"])
+    }
+
+    /// The texts to use with a customer writing in `language`.
+    pub fn in_language(&self, language: Option<&str>) -> std::borrow::Cow<'_, DocumentPolicy> {
+        let Some(texts) = language.and_then(|code| self.languages.get(code)) else {
+            return std::borrow::Cow::Borrowed(self);
+        };
+        let mut localized = self.clone();
+        for (name, text) in texts {
+            let field = match name.as_str() {
+                "received" => &mut localized.received,
+                "approved_notice" => &mut localized.approved_notice,
+                "rejected_notice" => &mut localized.rejected_notice,
+                _ => continue,
+            };
+            field.clone_from(text);
+        }
+        std::borrow::Cow::Owned(localized)
     }
 }
 

@@ -158,6 +158,15 @@ pub const BUSINESS_HOURS_FIELD: &str = "{{business_hours}}";
 pub const NEXT_OPEN_FIELD: &str = "{{next_open}}";
 
 impl Policy {
+    /// This policy with the texts of `language` (ISO 639-1) where they are configured.
+    pub fn in_language(&self, language: Option<&str>) -> std::borrow::Cow<'_, Policy> {
+        use std::borrow::Cow;
+        match (self.closing.in_language(language), self.documents.in_language(language)) {
+            (Cow::Borrowed(_), Cow::Borrowed(_)) => Cow::Borrowed(self),
+            (closing, documents) => Cow::Owned(Policy { closing: closing.into_owned(), documents: documents.into_owned(), ..self.clone() }),
+        }
+    }
+
     /// When the team answering `channel` works (`None`: always).
     pub fn hours_for(&self, channel: Channel) -> Option<&BusinessHours> {
         match self.channel_hours.iter().find(|(c, _)| *c == channel) {

@@ -128,6 +128,14 @@ pub struct Decision {
 pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now: Timestamp) -> Decision {
     let mut next = conversation.clone();
     next.updated_at = now;
+    if let Input::CustomerMessage { classification, .. } = input
+        && let Some(language) = &classification.language
+    {
+        next.language = Some(language.clone());
+    }
+    // The customer hears the bot's closing and document texts in their language where configured.
+    let localized = policy.in_language(next.language.as_deref());
+    let policy: &Policy = &localized;
     let mut replies = Vec::new();
     let mut escalated = None;
     let mut notices = Vec::new();

@@ -204,6 +204,10 @@ pub struct Conversation {
     /// What the bot waits for from the customer after a resolution, if anything.
     #[serde(default)]
     pub awaiting: Option<Awaiting>,
+    /// The language the customer last wrote in (ISO 639-1), when the classifier could tell:
+    /// the bot's notices use that language's texts where they are configured.
+    #[serde(default)]
+    pub language: Option<String>,
     /// How many times the stored row had been rewritten when this copy was read (0: never
     /// stored). A write of this copy is refused when the row has moved on since.
     pub version: i64,
@@ -228,6 +232,7 @@ impl Conversation {
             resolution_due_at: None,
             sla_notices: SlaNotices::default(),
             awaiting: None,
+            language: None,
             version: 0,
         }
     }

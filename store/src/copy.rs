@@ -67,7 +67,7 @@ const TABLES: &[Table] = &[
             ("category", Text), ("priority", Text), ("escalation_reason", Text), ("escalation_summary", Text),
             ("escalated_at", Int), ("low_confidence_streak", Int), ("created_at", Int), ("updated_at", Int),
             ("version", Int), ("waiting_notice_at", Int), ("first_reply_due_at", Int), ("resolution_due_at", Int),
-            ("sla_notices", Int), ("awaiting", Text),
+            ("sla_notices", Int), ("awaiting", Text), ("language", Text),
         ],
         keyed: true,
     },

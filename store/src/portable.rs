@@ -14,7 +14,7 @@ pub(crate) const AGENT_COLUMNS: &str = "id, email, name, role, presence, capacit
 pub(crate) const DUE_KEY: &str = "COALESCE(c.first_reply_due_at, c.resolution_due_at, 9000000000000000)";
 pub(crate) const CONVERSATION_COLUMNS: &str = "id, contact_id, channel, handler, agent_id, status, category, priority, \
      escalation_reason, escalation_summary, escalated_at, low_confidence_streak, created_at, updated_at, version, waiting_notice_at, \
-     first_reply_due_at, resolution_due_at, sla_notices, awaiting";
+     first_reply_due_at, resolution_due_at, sla_notices, awaiting, language";
 
 /// A conversation with its customer's name, agent's name and latest visible message.
 pub(crate) const SUMMARY_SELECT: &str = "SELECT c.*, k.display_name AS customer_name, k.external_id AS customer_external_id, a.name AS agent_name, \
@@ -683,8 +683,8 @@ async fn save_conversation(tx: &mut $conn, c: &Conversation) -> Result<(), Store
     sqlx::query(
         "INSERT INTO conversations (id, contact_id, channel, handler, agent_id, status, category, \
          priority, escalation_reason, escalation_summary, escalated_at, low_confidence_streak, \
-         created_at, updated_at, version, waiting_notice_at, first_reply_due_at, resolution_due_at, sla_notices, awaiting) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+         created_at, updated_at, version, waiting_notice_at, first_reply_due_at, resolution_due_at, sla_notices, awaiting, language) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
          ON CONFLICT (id) DO UPDATE SET handler = excluded.handler, agent_id = excluded.agent_id, \
          status = excluded.status, category = excluded.category, priority = excluded.priority, \
          escalation_reason = excluded.escalation_reason, \
@@ -692,7 +692,7 @@ async fn save_conversation(tx: &mut $conn, c: &Conversation) -> Result<(), Store
          low_confidence_streak = excluded.low_confidence_streak, updated_at = excluded.updated_at, \
          version = excluded.version, waiting_notice_at = excluded.waiting_notice_at, \
          first_reply_due_at = excluded.first_reply_due_at, resolution_due_at = excluded.resolution_due_at, \
-         sla_notices = excluded.sla_notices, awaiting = excluded.awaiting",
+         sla_notices = excluded.sla_notices, awaiting = excluded.awaiting, language = excluded.language",
     )
     .bind(c.id.to_string())
     .bind(c.contact_id.to_string())
@@ -715,6 +715,7 @@ async fn save_conversation(tx: &mut $conn, c: &Conversation) -> Result<(), Store
     .bind(c.resolution_due_at.map(millis))
     .bind(i64::from(c.sla_notices.0))
     .bind(c.awaiting.as_ref().map(to_json))
+    .bind(c.language.as_deref())
     .execute(&mut *tx)
     .await
     .map_err(backend)?;

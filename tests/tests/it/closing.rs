@@ -474,3 +474,42 @@ async fn through_the_api_only_an_admin_records_a_rating_and_reads_the_averages()
     let confirmed = engine.change_ticket(id, dana.id, switchboard_core::TicketChange::Status(Status::Confirmed), None).await.unwrap_err();
     assert!(confirmed.to_string().contains("only the customer confirms"), "{confirmed}");
 }
+
+#[tokio::test]
+async fn a_customer_writing_german_is_asked_and_thanked_in_german_where_texts_are_configured() {
+    let server = TestServer::start_with(|config| {
+        config.nlp.enabled = true;
+        config.nlp.model_dir = switchboard_tests::model_dir();
+        let german = [
+            ("confirm_question", "{agent} hat das als gelöst markiert. Hat das geholfen?"),
+            ("yes_label", "Ja, gelöst"),
+            ("no_label", "Nein, noch nicht"),
+            ("rating_question", "Schön! Wie bewerten Sie die Hilfe von {agent}? 1 ist schlecht, 5 ist sehr gut."),
+        ];
+        let texts = german.iter().map(|(name, text)| (name.to_string(), text.to_string())).collect();
+        config.closing.languages.insert("de".into(), texts);
+        config.documents.languages.insert("de".into(), [("approved_notice".to_string(), "Ihr Dokument ({type}) wurde angenommen.".to_string())].into());
+    })
+    .await;
+    let dana = server.add_agent("Dana", "dana@example.com").await;
+    let (_, token) = server.new_visitor().await;
+    let mut widget = server.connect(&token).await;
+    widget.say("g1", "Guten Tag, mein Router funktioniert seit gestern nicht mehr richtig.").await;
+    let ack = widget.next_of("ack").await;
+    let id = ConversationId::parse(ack["conversation"]["id"].as_str().unwrap()).unwrap();
+    widget.next_reply().await;
+    assert_eq!(current(&server, id).await.language.as_deref(), Some("de"), "the language the customer writes in is kept");
+
+    server.engine().change_ticket(id, dana, switchboard_core::TicketChange::Take, None).await.unwrap();
+    server.engine().agent_reply(id, dana, "Bitte starten Sie den Router neu.".into(), Vec::new()).await.unwrap();
+    server.engine().resolve(id, dana).await.unwrap();
+    let question = bot_says(&mut widget, "Dana hat das als gelöst markiert. Hat das geholfen?").await;
+    assert_eq!(question["quick_replies"], json!(["Ja, gelöst", "Nein, noch nicht"]), "the buttons in German too");
+    widget.say("g2", "Ja, gelöst").await;
+    let rating = bot_says(&mut widget, "Wie bewerten Sie die Hilfe von Dana?").await;
+    assert_eq!(rating["quick_replies"], json!(["1", "2", "3", "4", "5"]));
+    widget.say("g3", "5").await;
+    // A text German leaves out is said in the default language.
+    bot_says(&mut widget, "Anything you'd like to tell us").await;
+    assert_eq!(server.engine().ratings().ratings_of(id).await.unwrap()[0].score, 5);
+}

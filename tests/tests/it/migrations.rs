@@ -45,6 +45,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0018_confirmation_ratings_escalations.sql", "64a96c48ff71580d92556754108579e4324b8274666c6a8dfa58a093adfdc591"),
     ("sqlite/0019_documents.sql", "4d91b14752f1baa11d52f2ec109b310be36fa72e3822ee6866e69fad7f68e9aa"),
     ("postgres/0019_documents.sql", "f57fbba3a7b5628e0cfd51ea683769261109798a9e99a479e83dfa4213fb3c04"),
+    ("sqlite/0020_conversation_language.sql", "759fe9236cd469356ae57eea1db86daef87eaaacadf89ee231c882b791d9799f"),
+    ("postgres/0020_conversation_language.sql", "759fe9236cd469356ae57eea1db86daef87eaaacadf89ee231c882b791d9799f"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {
