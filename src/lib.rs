@@ -300,7 +300,8 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
     if let Some(settings) = email_settings(config) {
         let outbound = EmailOutbound::new(settings.clone(), store.clone(), blobs.clone()).map_err(anyhow::Error::msg)?;
         senders.push(Arc::new(outbound));
-        if config.email.notify_agents {
+        if config.email.notify_agents || config.closing.email_copies {
+            // Agents' notifications and customers' notice copies: one mailer for both.
             let mailer = Arc::new(NotificationMailer::new(settings.clone(), store.clone(), config.server.public_url.clone()).map_err(anyhow::Error::msg)?);
             let bus = engine.bus().clone();
             workers.push(singletons.spawn("notification_mail", move || tokio::spawn(mailer.clone().run(bus.subscribe_local()))));
@@ -599,7 +600,11 @@ pub fn policy(config: &Config) -> Policy {
         },
         sla: config.sla.policy(),
         mailed_notices: config.mailed_notices().unwrap_or_default(),
-        closing: config.closing.clone(),
+        // Copies are mailed only where the email channel can send them.
+        closing: switchboard_core::closing::ClosingPolicy {
+            email_copies: config.closing.email_copies && email_settings(config).is_some(),
+            ..config.closing.clone()
+        },
         documents: config.documents.clone(),
         ..Policy::default()
     }

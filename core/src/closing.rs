@@ -34,6 +34,9 @@ pub struct ClosingPolicy {
     pub rejected_notice: String,
     /// Told when an agent hands the conversation back to the bot.
     pub back_to_bot_notice: String,
+    /// Also mail these notices (and document decisions) to a customer who left an email address
+    /// while writing on another channel; needs the email channel (`[email]`) for sending.
+    pub email_copies: bool,
     /// The texts above in other languages, by ISO 639-1 code (`[closing.languages.de]`): said
     /// to customers who write in that language; a text a language leaves out is said as above.
     pub languages: Languages,
@@ -86,6 +89,7 @@ impl Default for ClosingPolicy {
                 .into(),
             back_to_bot_notice: "You're back with the assistant. Ask away, or say \"agent\" to reach a person again."
                 .into(),
+            email_copies: true,
             languages: Languages::new(),
         }
     }

@@ -1185,7 +1185,8 @@ impl Engine {
         };
         let decides = DocumentDecision { document: id, state, kind: kind.to_string(), reviewer: actor.id, note: note.clone(), at: now };
         let decided_on = self.claim(&current);
-        let write = StepWrite { conversation: Some(conversation), outbound, audit: Some(audit), decided_on, decides: Some(decides), ..StepWrite::default() };
+        let customer_mails = self.mail_copies(&conversation, &input, &outbound, now).await?;
+        let write = StepWrite { conversation: Some(conversation), outbound, audit: Some(audit), decided_on, decides: Some(decides), customer_mails, ..StepWrite::default() };
         if self.commit_write(write).await?.is_none() {
             let now_stored = self.store.document(id).await?.ok_or(EngineError::NotFound("document"))?;
             return Err(if now_stored.state == DocumentState::Pending {
@@ -1379,12 +1380,38 @@ impl Engine {
             // A reopened conversation becomes the contact's current one again: refused while
             // they have another open one.
             let starts_current = matches!(input, Input::Reopened { .. });
-            let write = StepWrite { conversation: Some(conversation), outbound: replies, audit, timers, decided_on, notices, feedback, starts_current, ..StepWrite::default() };
+            let customer_mails = self.mail_copies(&conversation, &input, &replies, now).await?;
+            let write = StepWrite {
+                conversation: Some(conversation),
+                outbound: replies,
+                audit,
+                timers,
+                decided_on,
+                notices,
+                feedback,
+                starts_current,
+                customer_mails,
+                ..StepWrite::default()
+            };
             if let Some((conversation, _)) = self.commit_write(write).await? {
                 return Ok(Some(conversation));
             }
         }
         Err(EngineError::Conflict("the conversation kept changing on other nodes; reload and try again".into()))
+    }
+
+    /// Copies by email of the notices an agent's action or a timer sends, for a customer who left
+    /// an address while writing on another channel (`closing.email_copies`).
+    async fn mail_copies(&self, conversation: &Conversation, input: &Input<'_>, replies: &[Message], now: Timestamp) -> Result<Vec<crate::ports::CustomerMailWrite>, EngineError> {
+        let notice = matches!(input, Input::Resolved { .. } | Input::StatusSet(_) | Input::HandedBackToBot | Input::DocumentDecided { .. } | Input::TimerFired { .. });
+        let texts: Vec<&str> = replies.iter().filter(|m| m.sender == Sender::Bot && !m.text.trim().is_empty()).map(|m| m.text.as_str()).collect();
+        if !self.policy.closing.email_copies || !notice || conversation.channel == Channel::Email || texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(address) = self.store.contact(conversation.contact_id).await?.and_then(|c| c.email) else {
+            return Ok(Vec::new());
+        };
+        Ok(texts.into_iter().map(|text| crate::ports::CustomerMailWrite { conversation: conversation.id, address: address.clone(), text: text.to_string(), at: now }).collect())
     }
 
     /// Waits for the conversation's contact's turn, then reads the conversation as it is now.

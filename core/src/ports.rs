@@ -260,6 +260,8 @@ pub struct StepWrite {
     /// A reviewer's decision on a document: the step is refused as `Conflict` when the document
     /// is no longer pending (someone decided first).
     pub decides: Option<DocumentDecision>,
+    /// Copies by email of the notices this step sends, for a customer on another channel.
+    pub customer_mails: Vec<CustomerMailWrite>,
 }
 
 /// A reviewer's decision on a pending document.
@@ -573,6 +575,31 @@ pub trait Notifications: Send + Sync {
     async fn notices_to_mail(&self, limit: u32) -> Result<Vec<NoticeMail>, StoreError>;
     /// Ends a notification's mail: sent at `at`, or given up for `error`.
     async fn notice_mailed(&self, id: i64, at: Timestamp, error: Option<&str>) -> Result<(), StoreError>;
+    /// The oldest copies of notices still to be mailed to customers, up to `limit`.
+    async fn customer_mails_to_send(&self, limit: u32) -> Result<Vec<CustomerMail>, StoreError>;
+    /// Ends a customer mail: sent at `at`, or given up for `error`.
+    async fn customer_mail_sent(&self, id: i64, at: Timestamp, error: Option<&str>) -> Result<(), StoreError>;
+}
+
+/// A copy of a notice to mail to a customer (`StepWrite::customer_mails`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerMailWrite {
+    pub conversation: ConversationId,
+    pub address: String,
+    pub text: String,
+    pub at: Timestamp,
+}
+
+/// A copy of a notice waiting to be mailed to a customer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerMail {
+    pub id: i64,
+    pub conversation_id: ConversationId,
+    /// Where the customer writes to us: the mail says to answer there.
+    pub channel: Channel,
+    pub address: String,
+    pub text: String,
+    pub created_at: Timestamp,
 }
 
 /// A notification waiting to be mailed, and whom to.

@@ -96,6 +96,14 @@ const TABLES: &[Table] = &[
         keyed: true,
     },
     Table {
+        name: "customer_mails",
+        columns: &[
+            ("id", Int), ("conversation_id", Text), ("address", Text), ("text", Text), ("created_at", Int), ("mail_pending", Flag),
+            ("mailed_at", Int), ("mail_error", Text),
+        ],
+        keyed: true,
+    },
+    Table {
         name: "notifications",
         columns: &[
             ("id", Int), ("agent_id", Text), ("kind", Text), ("conversation_id", Text), ("text", Text), ("created_at", Int),
@@ -146,7 +154,8 @@ const TABLES: &[Table] = &[
 ];
 
 /// Tables whose ids PostgreSQL generates: their sequences continue after the copied ids.
-const SEQUENCES: &[(&str, &str)] = &[("messages", "seq"), ("audit_log", "id"), ("notifications", "id"), ("ratings", "id"), ("escalations", "id")];
+const SEQUENCES: &[(&str, &str)] =
+    &[("messages", "seq"), ("audit_log", "id"), ("notifications", "id"), ("ratings", "id"), ("escalations", "id"), ("customer_mails", "id")];
 
 const BATCH: i64 = 500;
 

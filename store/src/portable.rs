@@ -349,6 +349,16 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
     for notice in &write.notices {
         insert_notice(tx, notice).await?;
     }
+    for mail in &write.customer_mails {
+        sqlx::query("INSERT INTO customer_mails (conversation_id, address, text, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(mail.conversation.to_string())
+            .bind(&mail.address)
+            .bind(&mail.text)
+            .bind(millis(mail.at))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+    }
     if let Some((contact, email)) = &write.contact_email {
         sqlx::query("UPDATE contacts SET email = $2 WHERE id = $1")
             .bind(contact.to_string())
@@ -1776,6 +1786,30 @@ impl $store {
 
     async fn notice_mailed(&self, id: i64, at: Timestamp, error: Option<&str>) -> Result<(), StoreError> {
         sqlx::query("UPDATE notifications SET mail_pending = FALSE, mailed_at = $2, mail_error = $3 WHERE id = $1")
+            .bind(id)
+            .bind(error.is_none().then(|| millis(at)))
+            .bind(error)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn customer_mails_to_send(&self, limit: u32) -> Result<Vec<switchboard_core::ports::CustomerMail>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.id, m.conversation_id, c.channel, m.address, m.text, m.created_at \
+             FROM customer_mails m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.mail_pending ORDER BY m.id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(|row| crate::rows::customer_mail_from_row(row)).collect()
+    }
+
+    async fn customer_mail_sent(&self, id: i64, at: Timestamp, error: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE customer_mails SET mail_pending = FALSE, mailed_at = $2, mail_error = $3 WHERE id = $1")
             .bind(id)
             .bind(error.is_none().then(|| millis(at)))
             .bind(error)

@@ -224,6 +224,17 @@ pub(crate) fn notification_from_row(row: &impl Columns) -> Result<Notification, 
     })
 }
 
+pub(crate) fn customer_mail_from_row(row: &impl Columns) -> Result<switchboard_core::ports::CustomerMail, StoreError> {
+    Ok(switchboard_core::ports::CustomerMail {
+        id: row.int("id")?,
+        conversation_id: ConversationId(uuid_col(row, "conversation_id")?),
+        channel: parsed("channel", &row.text("channel")?)?,
+        address: row.text("address")?,
+        text: row.text("text")?,
+        created_at: instant(row.int("created_at")?)?,
+    })
+}
+
 pub(crate) fn rating_from_row(row: &impl Columns) -> Result<switchboard_models::Rating, StoreError> {
     Ok(switchboard_models::Rating {
         conversation_id: ConversationId(uuid_col(row, "conversation_id")?),

@@ -631,8 +631,9 @@ impl NotificationMailer {
         }
     }
 
-    /// Mails one batch; returns how many notifications it ended. An error means the mail
-    /// server or the store is away: what is left stays pending.
+    /// Mails one batch of agents' notifications and one of customers' notice copies; returns
+    /// how many it ended. An error means the mail server or the store is away: what is left
+    /// stays pending.
     pub async fn mail_pending(&self) -> Result<usize, String> {
         let pending = self.store.notices_to_mail(MAIL_BATCH).await.map_err(|e| e.to_string())?;
         let mut ended = 0;
@@ -640,23 +641,7 @@ impl NotificationMailer {
             let id = notice.notification.id;
             let outcome = match notice.agent_active {
                 false => Some("the agent's account is deactivated".to_string()),
-                true => match self.mail(&notice) {
-                    Err(error) => Some(error),
-                    Ok(mail) => match self.transport.send(mail).await {
-                        Ok(_) => None,
-                        // A refused sign-in, relay or sender is the configuration's: every mail
-                        // waits for it. Any other refusal is this mail's own and ends it.
-                        Err(error) if error.is_permanent() && !is_setup_problem(&error) => {
-                            Some(format!("the mail server refused it: {error}"))
-                        }
-                        Err(error) if error.is_permanent() => {
-                            return Err(format!(
-                                "the mail server refused to send ({error}); check email.smtp_username, email.smtp_password and email.address"
-                            ));
-                        }
-                        Err(error) => return Err(format!("the mail server could not take it now: {error}")),
-                    },
-                },
+                true => self.send(self.mail(&notice)).await?,
             };
             if let Some(why) = &outcome {
                 tracing::warn!(notification = id, agent = %notice.agent_email, why, "notification not mailed");
@@ -664,7 +649,55 @@ impl NotificationMailer {
             self.store.notice_mailed(id, chrono::Utc::now(), outcome.as_deref()).await.map_err(|e| e.to_string())?;
             ended += 1;
         }
+        let copies = self.store.customer_mails_to_send(MAIL_BATCH).await.map_err(|e| e.to_string())?;
+        for copy in copies {
+            let outcome = self.send(self.customer_mail(&copy)).await?;
+            if let Some(why) = &outcome {
+                tracing::warn!(customer_mail = copy.id, why, "a notice's copy was not mailed to the customer");
+            }
+            self.store.customer_mail_sent(copy.id, chrono::Utc::now(), outcome.as_deref()).await.map_err(|e| e.to_string())?;
+            ended += 1;
+        }
         Ok(ended)
+    }
+
+    /// Sends one mail: `Ok(None)` sent, `Ok(Some(why))` this mail is given up, `Err` every
+    /// mail must wait (the server is away, or refuses our settings).
+    async fn send(&self, mail: Result<lettre::Message, String>) -> Result<Option<String>, String> {
+        let mail = match mail {
+            Ok(mail) => mail,
+            Err(error) => return Ok(Some(error)),
+        };
+        match self.transport.send(mail).await {
+            Ok(_) => Ok(None),
+            // A refused sign-in, relay or sender is the configuration's: every mail waits for
+            // it. Any other refusal is this mail's own and ends it.
+            Err(error) if error.is_permanent() && !is_setup_problem(&error) => Ok(Some(format!("the mail server refused it: {error}"))),
+            Err(error) if error.is_permanent() => {
+                Err(format!("the mail server refused to send ({error}); check email.smtp_username, email.smtp_password and email.address"))
+            }
+            Err(error) => Err(format!("the mail server could not take it now: {error}")),
+        }
+    }
+
+    /// A copy of a notice for the customer, saying where to answer; an error is this mail's
+    /// own (the address the customer left is no address).
+    fn customer_mail(&self, copy: &switchboard_core::ports::CustomerMail) -> Result<lettre::Message, String> {
+        let to: Mailbox = copy.address.parse().map_err(|e| format!("the customer's email `{}` is not an address: {e}", copy.address))?;
+        let channel = match copy.channel {
+            Channel::WebChat => "the chat on our website",
+            Channel::Telegram => "Telegram",
+            Channel::Discord => "Discord",
+            Channel::Email => "this email thread",
+        };
+        let body = format!("{}\n\n(A copy of a message in your conversation with us on {channel}. Please answer there.)\n", copy.text);
+        lettre::Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(copy.text.chars().take(100).collect::<String>())
+            .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Auto-Submitted"), "auto-generated".into()))
+            .singlepart(SinglePart::plain(body))
+            .map_err(|e| e.to_string())
     }
 
     /// The mail for `notice`; an error is this mail's own (a broken agent address).

@@ -256,6 +256,25 @@ async fn email_threads_attachments_loops_and_restarts() {
         "the mail's subject is no part of the answer"
     );
 
+    // A web visitor who left an address also gets the closing notice by mail, saying where to answer.
+    let (_, token) = server.new_visitor().await;
+    let mut widget = server.connect(&token).await;
+    widget.say("w1", "hello").await;
+    let ack = widget.next_of("ack").await;
+    let web = switchboard_models::ConversationId::parse(ack["conversation"]["id"].as_str().unwrap()).unwrap();
+    let visitor = server.engine().store().conversation(web).await.unwrap().unwrap().contact_id;
+    let left_address = switchboard_core::ports::StepWrite { contact_email: Some((visitor, ANN.into())), ..Default::default() };
+    server.engine().store().commit(left_address).await.unwrap();
+    server.engine().change_ticket(web, agent, TicketChange::Status(switchboard_models::Status::Closed), None).await.unwrap();
+    let copy = mail_saying(&ann, "This conversation is closed.").await;
+    assert!(copy.text.contains("on the chat on our website. Please answer there."), "{}", copy.text);
+    assert_eq!(copy.auto_submitted.as_deref(), Some("auto-generated"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !server.engine().store().customer_mails_to_send(10).await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the copy is marked mailed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // Robots are not answered: an out-of-office reply and a bounce.
     let ann_before = ann.all().await.len();
     send_raw(ANN, &[SUPPORT], &mail(ANN, SUPPORT, "Out of office", Some("<ooo@customer.example.test>"),

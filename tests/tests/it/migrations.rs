@@ -47,6 +47,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0019_documents.sql", "f57fbba3a7b5628e0cfd51ea683769261109798a9e99a479e83dfa4213fb3c04"),
     ("sqlite/0020_conversation_language.sql", "759fe9236cd469356ae57eea1db86daef87eaaacadf89ee231c882b791d9799f"),
     ("postgres/0020_conversation_language.sql", "759fe9236cd469356ae57eea1db86daef87eaaacadf89ee231c882b791d9799f"),
+    ("sqlite/0021_customer_mails.sql", "30f09cb7903111968f8f2578ac372063ea7ee60cd3dfb92f4d19dd46c3c93437"),
+    ("postgres/0021_customer_mails.sql", "9f93e3c981810af5050ca1f2b5aacff6c1ac7cf32d49d2e39b55616c9b4501c5"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

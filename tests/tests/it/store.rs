@@ -55,6 +55,7 @@ on_both_backends!(
     steps_committed_at_once_are_each_stored_refused_or_failed_on_their_own,
     notifications_are_written_with_their_step_for_an_agent_or_every_admin_and_read_once,
     notifications_to_mail_wait_until_mailed_or_given_up,
+    customers_notice_copies_wait_until_mailed_or_given_up,
     a_scheduled_job_run_is_taken_once_and_replanned_only_when_its_schedule_changes,
     retention_counts_then_deletes_expired_sessions_and_old_read_notifications,
     sla_clocks_round_trip_and_lists_sort_by_the_nearest_due_time,
@@ -1267,6 +1268,31 @@ async fn notifications_to_mail_wait_until_mailed_or_given_up(backend: Backend) {
     store.save_agent(&Agent { active: false, ..ann.clone() }).await.unwrap();
     let pending = store.notices_to_mail(10).await.unwrap();
     assert_eq!(pending.iter().map(|m| (m.notification.text.as_str(), m.agent_active)).collect::<Vec<_>>(), [("late", false)]);
+}
+
+async fn customers_notice_copies_wait_until_mailed_or_given_up(backend: Backend) {
+    use switchboard_core::ports::CustomerMailWrite;
+    let (store, _db) = fresh(backend).await;
+    let c = conversation(store.as_ref(), "copied").await;
+    let t0 = now();
+    let copy = |text: &str, at: Timestamp| CustomerMailWrite { conversation: c.id, address: "ann@example.com".into(), text: text.into(), at };
+    let write = StepWrite { customer_mails: vec![copy("This conversation is closed.", t0), copy("Second", t0)], ..StepWrite::default() };
+    store.commit(write).await.unwrap();
+    let pending = store.customer_mails_to_send(10).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|m| (m.text.as_str(), m.address.as_str(), m.conversation_id, m.channel, m.created_at)).collect::<Vec<_>>(),
+        [("This conversation is closed.", "ann@example.com", c.id, c.channel, t0), ("Second", "ann@example.com", c.id, c.channel, t0)],
+        "oldest first, with the channel the customer writes on"
+    );
+    assert_eq!(store.customer_mails_to_send(1).await.unwrap().len(), 1, "up to the limit");
+    store.customer_mail_sent(pending[0].id, now(), None).await.unwrap();
+    store.customer_mail_sent(pending[1].id, now(), Some("the customer's email `x` is not an address")).await.unwrap();
+    assert!(store.customer_mails_to_send(10).await.unwrap().is_empty(), "sent or given up, none waits");
+
+    // Written with their step or not at all.
+    let refused = StepWrite { customer_mails: vec![copy("lost with its step", t0)], decided_on: Some((c.id, -5)), ..StepWrite::default() };
+    assert_eq!(store.commit(refused).await.unwrap(), Committed::Conflict);
+    assert!(store.customer_mails_to_send(10).await.unwrap().is_empty());
 }
 
 async fn a_scheduled_job_run_is_taken_once_and_replanned_only_when_its_schedule_changes(backend: Backend) {
