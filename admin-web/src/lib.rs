@@ -49,11 +49,12 @@ pub struct AppState {
 /// The whole HTTP application: the panel, the API and probes, and `channel_routes` (the
 /// channels' own endpoints), all under the same body limits, latency metrics and headers.
 pub fn app(state: AppState, channel_routes: Router) -> Router {
+    let upload = limits::UploadLimit(state.engine.max_upload_bytes().saturating_add(limits::FORM_BYTES));
     let own = probes::routes().merge(panel::routes()).with_state(state);
     own.merge(channel_routes)
         .route_layer(axum::middleware::from_fn(probes::record_latency))
         .layer(axum::extract::DefaultBodyLimit::max(limits::BODY_BYTES))
-        .layer(axum::middleware::from_fn(limits::refuse_large_bodies))
+        .layer(axum::middleware::from_fn_with_state(upload, limits::refuse_large_bodies))
         .layer(axum::middleware::from_fn(security_headers))
 }
 

@@ -49,15 +49,31 @@ pub fn too_large() -> ApiError {
     )
 }
 
+/// Room for the form around an uploaded file.
+pub const FORM_BYTES: u64 = 64 * 1024;
+
+/// Routes that take a file, with the larger body `UploadLimit` allows.
+const UPLOAD_PATHS: &[&str] = &["/webchat/files"];
+
+/// The largest body of a file upload: the largest file and room for the form around it.
+#[derive(Clone, Copy)]
+pub struct UploadLimit(pub u64);
+
 /// Refuses a declared oversized body on every route before anything reads it; a body without
 /// a length is cut off at the limit by the extractors (`DefaultBodyLimit`), which answer 413 too.
-pub async fn refuse_large_bodies(request: Request, next: Next) -> Response {
+pub async fn refuse_large_bodies(axum::extract::State(upload): axum::extract::State<UploadLimit>, request: Request, next: Next) -> Response {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > BODY_BYTES as u64) {
+    let limit = if UPLOAD_PATHS.contains(&request.uri().path()) { upload.0 } else { BODY_BYTES as u64 };
+    if declared.is_some_and(|length| length > limit) {
+        if limit != BODY_BYTES as u64 {
+            let file_limit = switchboard_core::attachments::size_words(limit.saturating_sub(FORM_BYTES));
+            let message = format!("The file is larger than {file_limit}; nothing was saved. Send a smaller one.");
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", message).into_response();
+        }
         return too_large().into_response();
     }
     next.run(request).await

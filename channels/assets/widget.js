@@ -143,6 +143,7 @@
     token: load('token'),
     stored: new Map(),    // id → Message the server has stored
     local: readPending(), // customer messages not stored yet, in send order: {client_id, text, error}
+    uploads: [],          // files on their way: {client_id, name, progress, error}; never kept across pages
     maxSeq: 0,            // highest seq seen
     cursor: 0,            // highest seq up to which nothing is missing: the `after` for catch-ups
     conversation: null,
@@ -529,6 +530,102 @@
     else if (window.console) console.warn('[switchboard]', frame.code, frame.message);
   }
 
+  // ---- files -------------------------------------------------------------------------------
+
+  /** What the server accepts; it checks the content itself, this only guides the file picker. */
+  const ACCEPTED_FILES = 'image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain,.pdf,.txt';
+
+  /** Sends one file as its own message, showing the upload's progress; a refusal says why. */
+  async function sendFile(file) {
+    if (!file) return;
+    const upload = { client_id: newClientId(), name: String(file.name || 'file'), progress: 0, error: null };
+    state.uploads.push(upload);
+    render(true);
+    let token;
+    try { token = await ensureSession(); } catch (_) { return failUpload(upload, 'The file could not be sent: no connection. Try again.'); }
+    const form = new FormData();
+    form.append('client_id', upload.client_id);
+    form.append('file', file, upload.name);
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', server + '/webchat/files');
+    xhr.setRequestHeader('Authorization', 'Bearer ' + token);
+    xhr.upload.onprogress = (event) => {
+      if (!event.lengthComputable) return;
+      upload.progress = Math.min(99, Math.round((event.loaded * 100) / event.total));
+      render();
+    };
+    xhr.onload = () => {
+      let data = null;
+      try { data = JSON.parse(xhr.responseText); } catch (_) { /* not JSON: a proxy's page */ }
+      if (xhr.status >= 200 && xhr.status < 300 && data && data.message) {
+        state.uploads.splice(state.uploads.indexOf(upload), 1);
+        onAck({ client_id: upload.client_id, message: data.message, conversation: data.conversation });
+      } else {
+        failUpload(upload, (data && data.error && data.error.message) || 'The file could not be sent (' + xhr.status + ').');
+      }
+    };
+    xhr.onerror = () => failUpload(upload, 'The file could not be sent: the connection failed. Try again.');
+    xhr.send(form);
+  }
+
+  function failUpload(upload, message) {
+    upload.error = message;
+    render();
+  }
+
+  const fileUrls = new Map(); // file url → Promise of an object URL for its bytes
+
+  /** A file's bytes as an object URL: the download needs the visitor's token, which no <img> sends. */
+  function fileObjectUrl(url) {
+    if (!fileUrls.has(url)) {
+      const loading = (async () => {
+        const token = await ensureSession();
+        const res = await fetch(server + url, { headers: { Authorization: 'Bearer ' + token } });
+        if (!res.ok) throw new Error('status ' + res.status);
+        return URL.createObjectURL(await res.blob());
+      })();
+      loading.catch(() => fileUrls.delete(url));
+      fileUrls.set(url, loading);
+    }
+    return fileUrls.get(url);
+  }
+
+  function sizeText(bytes) {
+    if (bytes >= 1048576) return (bytes / 1048576).toFixed(1) + ' MB';
+    if (bytes >= 1024) return Math.round(bytes / 1024) + ' KB';
+    return bytes + ' bytes';
+  }
+
+  /** Thumbnails for images, a download chip for other files. */
+  function buildFiles(files) {
+    const box = h('div', { class: 'sb-files', 'data-sb': 'files' });
+    for (const file of files) {
+      if (!file || typeof file.url !== 'string') continue;
+      const name = String(file.name || 'file');
+      if (/^image\//.test(file.content_type)) {
+        const image = h('img', { class: 'sb-thumb', alt: name, 'data-sb': 'file-image' });
+        fileObjectUrl(file.url).then((src) => { image.src = src; }).catch(() => { image.alt = name + ' (could not be loaded)'; });
+        box.append(h('button', { type: 'button', class: 'sb-thumb-button', 'aria-label': 'Download ' + name,
+          onclick: () => download(file.url, name) }, image));
+      } else {
+        box.append(h('button', { type: 'button', class: 'sb-file', 'data-sb': 'file', 'aria-label': 'Download ' + name,
+          text: name + ' · ' + sizeText(Number(file.size) || 0), onclick: () => download(file.url, name) }));
+      }
+    }
+    return box;
+  }
+
+  async function download(url, name) {
+    try {
+      const link = h('a', { href: await fileObjectUrl(url), download: name, 'data-sb': 'download' });
+      ui.frame.append(link);
+      link.click();
+      link.remove();
+    } catch (_) {
+      announce('The file could not be downloaded. Try again.');
+    }
+  }
+
   // ---- HTTP fallback (no WebSocket, or it keeps failing) ------------------------------------
 
   function startFallback() {
@@ -621,6 +718,7 @@
 
   // Static markup only; message text never goes through innerHTML.
   const ICON_CHAT = '<svg class="sb-icon-chat" viewBox="0 0 24 24" fill="currentColor" aria-hidden="true"><path d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z"/></svg>';
+  const ICON_CLIP = '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M21 11.5l-8.6 8.6a5.5 5.5 0 0 1-7.8-7.8l8.6-8.6a3.7 3.7 0 0 1 5.2 5.2l-8.6 8.6a1.8 1.8 0 0 1-2.6-2.6l7.9-7.9"/></svg>';
   const ICON_LIST = '<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" aria-hidden="true"><path d="M8 6h12M8 12h12M8 18h12M4 6h.01M4 12h.01M4 18h.01"/></svg>';
   const ICON_CLOSE = '<svg class="sb-icon-close" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2.4" stroke-linecap="round" aria-hidden="true"><path d="M6 6l12 12M18 6L6 18"/></svg>';
   const ICON_SEND = '<svg viewBox="0 0 24 24" fill="currentColor" aria-hidden="true"><path d="M3.4 20.4l17.45-7.48a1 1 0 0 0 0-1.84L3.4 3.6a.99.99 0 0 0-1.39.91L2 9.12c0 .5.37.93.87.99L17 12 2.87 13.88c-.5.07-.87.5-.87 1l.01 4.61c0 .71.73 1.2 1.39.91z"/></svg>';
@@ -708,6 +806,17 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
 .sb-send { flex: none; width: 40px; height: 40px; padding: 0; border: 0; border-radius: 12px; cursor: pointer;
   background: var(--sb-primary); color: var(--sb-text); display: flex; align-items: center; justify-content: center; }
 .sb-send svg { width: 18px; height: 18px; }
+.sb-attach { flex: none; width: 40px; height: 40px; padding: 0; border: 1px solid #6b7280; border-radius: 12px; cursor: pointer;
+  background: #fff; color: #1f2937; display: flex; align-items: center; justify-content: center; }
+.sb-attach svg { width: 18px; height: 18px; }
+.sb-dropping .sb-scroll { outline: 3px dashed var(--sb-primary); outline-offset: -6px; }
+.sb-files { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 4px; max-width: 80%; }
+.sb-row-customer .sb-files { justify-content: flex-end; }
+.sb-thumb-button { padding: 0; border: 0; background: none; cursor: pointer; border-radius: 10px; }
+.sb-thumb { display: block; max-width: 180px; max-height: 140px; border-radius: 10px; border: 1px solid #d1d5db; background: #fff; }
+.sb-file { padding: 6px 12px; font-size: 13px; border-radius: 10px; cursor: pointer; border: 1px solid #6b7280;
+  background: #fff; color: #111827; overflow-wrap: anywhere; text-align: left; }
+.sb-empty { display: none; }
 @keyframes sb-blink { 0%, 80%, 100% { opacity: .3; transform: none; } 40% { opacity: 1; transform: translateY(-3px); } }
 @keyframes sb-pop { from { opacity: 0; transform: translateY(8px) scale(.98); } to { opacity: 1; transform: none; } }
 @media (max-width: 479px) {
@@ -723,7 +832,7 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
   .sb-scroll { padding: 8px 10px 6px; }
   .sb-composer { padding: 6px; }
   .sb-input { min-height: 36px; max-height: 4.6em; padding: 6px 10px; }
-  .sb-send { width: 36px; height: 36px; }
+  .sb-send, .sb-attach { width: 36px; height: 36px; }
 }
 @media (prefers-reduced-motion: reduce) { .sb-panel, .sb-typing span { animation: none; } }
 `;
@@ -781,11 +890,19 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
       placeholder: 'Type a message…', 'aria-label': 'Message', dir: 'auto', onkeydown: onInputKey, oninput: autoGrow });
     const sendButton = h('button', { class: 'sb-send', type: 'submit', 'data-sb': 'send', 'aria-label': 'Send' });
     sendButton.innerHTML = ICON_SEND;
+    ui.fileInput = h('input', { type: 'file', accept: ACCEPTED_FILES, hidden: '', 'data-sb': 'file-input',
+      'aria-label': 'Attach a file', onchange: () => {
+        for (const file of ui.fileInput.files) sendFile(file);
+        ui.fileInput.value = '';
+      } });
+    const attach = h('button', { class: 'sb-attach', type: 'button', 'data-sb': 'attach', 'aria-label': 'Attach a file',
+      title: 'Attach a photo or PDF', onclick: () => ui.fileInput.click() });
+    attach.innerHTML = ICON_CLIP;
     const form = h('form', { class: 'sb-composer', onsubmit: (e) => { e.preventDefault(); submitInput(); } },
-      ui.input, sendButton);
+      attach, ui.fileInput, ui.input, sendButton);
 
     ui.panel = h('div', { class: 'sb-panel', 'data-sb': 'panel', role: 'dialog', hidden: '',
-      onkeydown: onPanelKey },
+      onkeydown: onPanelKey, ondragover: onDragOver, ondragleave: onDragLeave, ondrop: onDrop },
     h('div', { class: 'sb-header' }, h('div', { class: 'sb-heading' }, ui.title, ui.status), ui.requestsToggle, close),
     ui.requests, ui.scroll, form, ui.announcer);
 
@@ -805,6 +922,24 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
     ui.title.textContent = look.title;
     ui.panel.setAttribute('aria-label', look.title);
     render();
+  }
+
+  /** Files dropped anywhere on the open chat are sent, one message each. */
+  function onDragOver(event) {
+    if (!event.dataTransfer || ![...event.dataTransfer.types].includes('Files')) return;
+    event.preventDefault();
+    ui.panel.classList.add('sb-dropping');
+  }
+
+  function onDragLeave(event) {
+    if (!ui.panel.contains(event.relatedTarget)) ui.panel.classList.remove('sb-dropping');
+  }
+
+  function onDrop(event) {
+    ui.panel.classList.remove('sb-dropping');
+    if (!event.dataTransfer || !event.dataTransfer.files.length) return;
+    event.preventDefault();
+    for (const file of event.dataTransfer.files) sendFile(file);
   }
 
   function onInputKey(event) {
@@ -932,12 +1067,18 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
         author: typeof m.author === 'string' ? m.author : '',
         text: String(m.text == null ? '' : m.text), seq: m.seq, meta: formatTime(m.created_at),
         quickReplies: Array.isArray(m.quick_replies) ? m.quick_replies : [],
+        files: Array.isArray(m.attachments) ? m.attachments : [],
       });
     }
     for (const m of state.local) {
       if (storedClientIds.has(m.client_id)) continue;
       list.push({ key: 'c:' + m.client_id, sender: 'customer', text: m.text,
         pending: !m.error, error: m.error, meta: m.error ? 'not sent' : 'sending…' });
+    }
+    for (const u of state.uploads) {
+      if (storedClientIds.has(u.client_id)) continue;
+      list.push({ key: 'c:' + u.client_id, sender: 'customer', text: u.name, pending: !u.error, error: u.error,
+        meta: u.error ? 'not sent' : 'uploading ' + u.progress + '%' });
     }
     return list;
   }
@@ -986,6 +1127,11 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
     const bubble = row.sbBubble;
     // The bubble holds only the text; the time or "sending…" goes in the line below it.
     if (bubble.textContent !== entry.text) bubble.textContent = entry.text;
+    bubble.classList.toggle('sb-empty', !entry.text);
+    if (entry.files && entry.files.length && !row.sbFiles) {
+      row.sbFiles = buildFiles(entry.files);
+      bubble.after(row.sbFiles);
+    }
     const who = senderLabel(entry) + ':';
     if (row.sbWho.textContent !== who) row.sbWho.textContent = who;
     if (entry.seq != null) bubble.setAttribute('data-seq', String(entry.seq));

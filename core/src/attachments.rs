@@ -34,6 +34,16 @@ pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
         .then_some("text/plain")
 }
 
+/// A size as people read it: "20 MiB", "64 KiB", "900 bytes".
+pub fn size_words(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1024 * 1024 && b % (1024 * 1024) == 0 => format!("{} MiB", b / (1024 * 1024)),
+        b if b >= 1024 * 1024 => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+        b if b >= 1024 => format!("{} KiB", b / 1024),
+        b => format!("{b} bytes"),
+    }
+}
+
 /// Checks an upload and returns its real content type.
 pub fn check_upload(bytes: &[u8], limit: u64) -> Result<&'static str, UploadError> {
     let size = bytes.len() as u64;

@@ -349,6 +349,11 @@ impl Engine {
     }
 
     /// The document types reviewers choose from.
+    /// The largest file a customer or an agent may send, in bytes (`attachments.max_bytes`).
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.limits.max_upload_bytes
+    }
+
     pub fn document_types(&self) -> &[String] {
         &self.policy.documents.types
     }
@@ -761,6 +766,13 @@ impl Engine {
             size: bytes.len() as u64,
             original: false,
         })
+    }
+
+    /// Deletes an accepted upload no message came to hold (refused, or a repeat of one stored).
+    pub async fn discard_upload(&self, attachment: &Attachment) {
+        if let Err(error) = self.blobs.delete(&attachment.key).await {
+            tracing::warn!(%error, key = %attachment.key, "an unused upload could not be deleted");
+        }
     }
 
     /// Keeps a channel's raw original (e.g. a whole email) without judging its content: it is

@@ -60,7 +60,19 @@ pub struct MessageView {
     /// The name of the agent who wrote an agent message, so the widget can say who is speaking.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub author: Option<String>,
+    /// Files in the message; `url` answers only with the visitor's token.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub attachments: Vec<FileView>,
     pub created_at: String,
+}
+
+/// A file as the widget shows it: a thumbnail for images, a chip for the rest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileView {
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    pub url: String,
 }
 
 impl MessageView {
@@ -92,6 +104,17 @@ impl From<&Message> for MessageView {
                 .and_then(|id| id.split_once(':'))
                 .map(|(_, client_id)| client_id.to_string()),
             author: None,
+            attachments: message
+                .attachments
+                .iter()
+                .filter(|a| !a.original)
+                .map(|a| FileView {
+                    name: a.file_name.clone(),
+                    content_type: a.content_type.clone(),
+                    size: a.size,
+                    url: format!("/webchat/files/{}/{}", message.conversation_id, a.key),
+                })
+                .collect(),
             created_at: message.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }
     }

@@ -142,7 +142,7 @@ pub async fn send(
         )
     })?;
     let address = super::client_address(&state, peer.ip(), &headers);
-    let outcome = receive(&state, &visitor, address, &body.client_id, body.text).await?;
+    let outcome = receive(&state, &visitor, address, &body.client_id, body.text, Vec::new()).await?;
     let status = if outcome.duplicate { StatusCode::OK } else { StatusCode::CREATED };
     Ok((
         status,
@@ -152,6 +152,93 @@ pub async fn send(
             conversation: ConversationView::from(&outcome.conversation),
         }),
     ))
+}
+
+/// A message with a file, as `multipart/form-data`: `client_id`, an optional `text` (a
+/// caption) and one `file`. The file passes the same content checks and size limit as on
+/// every channel; refused, nothing of it is kept.
+pub async fn send_file(
+    State(state): State<WebChatState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    form: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<(StatusCode, Json<Sent>), HttpError> {
+    let visitor = visitor_from(&state, bearer(&headers))?;
+    let malformed = |why: String| {
+        HttpError::new(StatusCode::BAD_REQUEST, "malformed_request", format!("Expected a multipart form with client_id, text and one file: {why}"))
+    };
+    let too_large = || {
+        let limit = switchboard_core::attachments::size_words(state.engine.max_upload_bytes());
+        HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", format!("The file is larger than {limit}; nothing was saved. Send a smaller one."))
+    };
+    let mut form = form.map_err(|rejection| malformed(rejection.body_text()))?;
+    let (mut client_id, mut text, mut file) = (None, String::new(), None);
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(error) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
+            Err(error) => return Err(malformed(error.body_text())),
+        };
+        let name = field.name().unwrap_or_default().to_string();
+        let file_name = field.file_name().map(str::to_string);
+        let bytes = match field.bytes().await {
+            Ok(bytes) => bytes,
+            Err(error) if error.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large()),
+            Err(error) => return Err(malformed(error.body_text())),
+        };
+        let as_text = || String::from_utf8(bytes.to_vec()).map_err(|_| malformed(format!("`{name}` is not UTF-8 text")));
+        match name.as_str() {
+            "client_id" => client_id = Some(as_text()?),
+            "text" => text = as_text()?,
+            "file" if file.is_none() => file = Some((file_name.unwrap_or_else(|| "file".into()), bytes.to_vec())),
+            "file" => return Err(malformed("send one file per message".into())),
+            other => return Err(malformed(format!("unknown field `{other}`"))),
+        }
+    }
+    let client_id = client_id.ok_or_else(|| malformed("client_id is missing".into()))?;
+    let file = file.ok_or_else(|| malformed("the file is missing".into()))?;
+    let address = super::client_address(&state, peer.ip(), &headers);
+    let outcome = receive(&state, &visitor, address, &client_id, text, vec![file]).await?;
+    let status = if outcome.duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((
+        status,
+        Json(Sent {
+            message: MessageView::from(&outcome.message),
+            duplicate: outcome.duplicate,
+            conversation: ConversationView::from(&outcome.conversation),
+        }),
+    ))
+}
+
+/// A file of the visitor's own conversations, for their token only; served so that no
+/// browser sniffs or runs it (downloads, except images shown inline).
+pub async fn file(
+    State(state): State<WebChatState>,
+    headers: HeaderMap,
+    axum::extract::Path((conversation, key)): axum::extract::Path<(String, String)>,
+) -> Result<axum::response::Response, HttpError> {
+    use axum::response::IntoResponse;
+    let visitor = visitor_from(&state, bearer(&headers))?;
+    let not_found = || HttpError::new(StatusCode::NOT_FOUND, "not_found", "No such file in your conversations.");
+    let conversation = switchboard_models::ConversationId::parse(&conversation).map_err(|_| not_found())?;
+    let store = state.engine.conversations();
+    let contact = store.contact_by_external_id(Channel::WebChat, &visitor).await?.ok_or_else(not_found)?;
+    let owned = store.conversation(conversation).await?.is_some_and(|c| c.contact_id == contact.id);
+    let message = if owned { store.message_with_attachment(conversation, &key).await? } else { None };
+    let file = message.and_then(|m| m.attachments.into_iter().find(|a| a.key == key && !a.original)).ok_or_else(not_found)?;
+    let bytes = state.engine.attachment_bytes(&file).await?;
+    let disposition = if file.is_image() { "inline" } else { "attachment" };
+    let name: String = file.file_name.chars().filter(|c| c.is_ascii_graphic() && *c != '"' || *c == ' ').collect();
+    let value = |text: &str| axum::http::HeaderValue::from_str(text).unwrap_or(axum::http::HeaderValue::from_static("application/octet-stream"));
+    let mut response = bytes.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, value(&file.content_type));
+    h.insert(header::CONTENT_DISPOSITION, axum::http::HeaderValue::from_str(&format!("{disposition}; filename=\"{name}\"")).unwrap_or(axum::http::HeaderValue::from_static("attachment")));
+    h.insert("x-content-type-options", axum::http::HeaderValue::from_static("nosniff"));
+    h.insert(header::CONTENT_SECURITY_POLICY, axum::http::HeaderValue::from_static("default-src 'none'; sandbox"));
+    h.insert(header::CACHE_CONTROL, axum::http::HeaderValue::from_static("private, no-store"));
+    Ok(response)
 }
 
 #[derive(Deserialize)]

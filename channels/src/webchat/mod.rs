@@ -96,6 +96,8 @@ pub fn routes(state: WebChatState) -> Router {
         .route("/session", post(http::create_session))
         .route("/config", get(http::widget_config))
         .route("/messages", get(http::history).post(http::send))
+        .route("/files", post(http::send_file).layer(axum::extract::DefaultBodyLimit::max(upload_body_limit(&state))))
+        .route("/files/{conversation}/{key}", get(http::file))
         .route("/poll", get(http::poll))
         .route("/seen", post(http::seen))
         .route("/feedback", post(http::feedback))
@@ -107,6 +109,11 @@ pub fn routes(state: WebChatState) -> Router {
         .route("/widget.js", get(widget_script))
         .nest("/webchat", webchat)
         .with_state(state)
+}
+
+/// A file upload's body: the largest file allowed, and room for the form around it.
+pub fn upload_body_limit(state: &WebChatState) -> usize {
+    usize::try_from(state.engine.max_upload_bytes()).unwrap_or(usize::MAX).saturating_add(64 * 1024)
 }
 
 async fn demo_page() -> Html<&'static str> {
@@ -136,6 +143,7 @@ async fn receive(
     address: std::net::IpAddr,
     client_id: &str,
     text: String,
+    files: Vec<(String, Vec<u8>)>,
 ) -> Result<Acknowledged, HttpError> {
     if !valid_client_id(client_id) {
         return Err(HttpError::new(
@@ -175,6 +183,17 @@ async fn receive(
             format!("Too many messages from your network; try again in {} ms.", wait.as_millis().max(1)),
         ));
     }
+    // Files are checked and kept only once the message may be sent; none outlives a refusal.
+    let mut attachments = Vec::with_capacity(files.len());
+    for (name, bytes) in files {
+        match state.engine.accept_upload(&name, &bytes).await {
+            Ok(attachment) => attachments.push(attachment),
+            Err(error) => {
+                discard(state, &attachments).await;
+                return Err(error.into());
+            }
+        }
+    }
     let inbound = Inbound {
         channel: Channel::WebChat,
         // Scoped by visitor so one visitor's ids can never collide with another's.
@@ -182,7 +201,7 @@ async fn receive(
         sender_external_id: visitor.to_string(),
         sender_name: None,
         text,
-        attachments: Vec::new(),
+        attachments: attachments.clone(),
         original: None,
         thread: switchboard_models::Thread::Current,
         received_at: state.engine.now(),
@@ -192,9 +211,14 @@ async fn receive(
         Ok(received) => received,
         Err(error) => {
             state.hub.publish(visitor, LiveEvent::Typing(false));
+            discard(state, &attachments).await;
             return Err(error.into());
         }
     };
+    if received.duplicate {
+        // The first delivery holds its own copy of the files.
+        discard(state, &attachments).await;
+    }
     let acknowledged = Acknowledged {
         message: received.message.clone(),
         duplicate: received.duplicate,
@@ -227,6 +251,12 @@ async fn receive(
         }
     });
     Ok(acknowledged)
+}
+
+async fn discard(state: &WebChatState, uploads: &[switchboard_models::Attachment]) {
+    for upload in uploads {
+        state.engine.discard_upload(upload).await;
+    }
 }
 
 /// What the widget is told once its message is stored.

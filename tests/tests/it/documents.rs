@@ -8,12 +8,10 @@ use switchboard_admin_web::accounts::create_account;
 use switchboard_core::ports::DocumentFilter;
 use switchboard_models::{AuditAction, Channel, DocumentState, Role};
 use switchboard_tests::TestServer;
+use switchboard_tests::samples::{PDF, PNG};
 use switchboard_tests::fake_telegram::{FakeTelegram, TOKEN, private_document, private_photo};
 
 const WAIT: Duration = Duration::from_secs(15);
-/// A real 24×16 PNG, so the browser shows the preview.
-const PNG: &[u8] = b"\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00\x00\x00\x18\x00\x00\x00\x10\x08\x02\x00\x00\x00\x83\x46\x28\xc2\x00\x00\x00\x1a\x49\x44\x41\x54\x78\xda\x63\x90\xab\x38\x41\x15\xc4\x30\x6a\xd0\xa8\x41\xa3\x06\x8d\x1a\x44\x19\x02\x00\xf3\xa4\x0d\x1f\x58\xfb\x16\xcf\x00\x00\x00\x00\x49\x45\x4e\x44\xae\x42\x60\x82";
-const PDF: &[u8] = b"%PDF-1.7\n1 0 obj << >> endobj\ntrailer\n%%EOF";
 const PASSWORD: &str = "documents test password";
 
 async fn telegram_server(telegram: &FakeTelegram) -> TestServer {

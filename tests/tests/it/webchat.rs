@@ -387,3 +387,137 @@ async fn an_error_never_echoes_a_large_input_back() {
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.chars().count() <= 601 && message.ends_with('…'), "{} characters", message.chars().count());
 }
+
+/// A `multipart/form-data` body as browsers send it: `fields`, then a `file` part if given.
+fn multipart(fields: &[(&str, &str)], file: Option<(&str, &str, &[u8])>) -> (String, Vec<u8>) {
+    let boundary = "----switchboard-test-boundary";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").as_bytes());
+    }
+    if let Some((name, content_type, bytes)) = file {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {content_type}\r\n\r\n").as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// How many files the attachment store holds.
+fn stored_files(server: &TestServer) -> usize {
+    let Ok(folders) = std::fs::read_dir(&server.config.attachments.dir) else { return 0 };
+    folders.flatten().filter_map(|folder| std::fs::read_dir(folder.path()).ok()).map(|files| files.count()).sum()
+}
+
+#[tokio::test]
+async fn a_visitor_sends_files_only_they_can_download_and_gets_the_agents_file() {
+    use switchboard_tests::samples::{PDF, PNG};
+    let server = TestServer::start_with(|c| c.attachments.max_bytes = 64 * 1024).await;
+    let (token, mut widget) = visitor_socket(&server).await;
+    let http = reqwest::Client::new();
+    let upload = |token: &str, fields: &[(&str, &str)], file: Option<(&str, &str, &[u8])>| {
+        let (content_type, body) = multipart(fields, file);
+        http.post(server.url("/webchat/files")).bearer_auth(token).header("content-type", content_type).body(body).send()
+    };
+
+    let sent = upload(&token, &[("client_id", "f1"), ("text", "my receipt")], Some(("receipt.png", "image/png", PNG))).await.unwrap();
+    assert_eq!(sent.status().as_u16(), 201);
+    let sent: Value = sent.json().await.unwrap();
+    assert_eq!(sent["message"]["text"], "my receipt");
+    let file = &sent["message"]["attachments"][0];
+    assert_eq!((file["name"].as_str(), file["content_type"].as_str(), file["size"].as_u64()), (Some("receipt.png"), Some("image/png"), Some(PNG.len() as u64)));
+    let url = file["url"].as_str().unwrap().to_string();
+    let files_kept = stored_files(&server);
+
+    let downloaded = http.get(server.url(&url)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(downloaded.status().as_u16(), 200);
+    let header = |name: &str| downloaded.headers()[name].to_str().unwrap().to_string();
+    assert_eq!((header("content-type"), header("x-content-type-options")), ("image/png".to_string(), "nosniff".to_string()));
+    assert!(header("content-security-policy").contains("sandbox"));
+    assert_eq!(downloaded.bytes().await.unwrap().as_ref(), PNG);
+    let (_, stranger) = server.new_visitor().await;
+    assert_eq!(http.get(server.url(&url)).bearer_auth(&stranger).send().await.unwrap().status().as_u16(), 404, "another visitor's file");
+    assert_eq!(http.get(server.url(&url)).send().await.unwrap().status().as_u16(), 401, "no token");
+
+    // Like every customer file, it waits for review.
+    let conversation = switchboard_models::ConversationId::parse(sent["conversation"]["id"].as_str().unwrap()).unwrap();
+    let filter = switchboard_core::ports::DocumentFilter { conversation: Some(conversation), limit: 5, ..Default::default() };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while server.engine().documents().documents(&filter).await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the file never waited for review");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Refused with the reason, and nothing of a refused or repeated file is kept.
+    let repeated = upload(&token, &[("client_id", "f1")], Some(("receipt.png", "image/png", PNG))).await.unwrap();
+    assert_eq!(repeated.status().as_u16(), 200, "the same client_id is the same message");
+    let fake = upload(&token, &[("client_id", "f2")], Some(("invoice.pdf", "application/pdf", b"MZ\x90\x00\x03\x00 a program"))).await.unwrap();
+    assert_eq!(fake.status().as_u16(), 422);
+    assert!(fake.text().await.unwrap().contains("not an accepted type"));
+    let big = [PNG, &vec![0u8; 70 * 1024]].concat();
+    let over_limit = upload(&token, &[("client_id", "f3")], Some(("big.png", "image/png", &big))).await.unwrap();
+    assert_eq!(over_limit.status().as_u16(), 422);
+    assert!(over_limit.text().await.unwrap().contains("the limit is 65536 bytes"));
+    let huge = [PNG, &vec![0u8; 200 * 1024]].concat();
+    let oversized = upload(&token, &[("client_id", "f3")], Some(("huge.png", "image/png", &huge))).await.unwrap();
+    assert_eq!(oversized.status().as_u16(), 413, "refused before the body is read");
+    assert!(oversized.text().await.unwrap().contains("larger than 64 KiB"));
+    let two = {
+        let (content_type, mut body) = multipart(&[("client_id", "f4")], Some(("a.png", "image/png", PNG)));
+        let (_, second) = multipart(&[], Some(("b.png", "image/png", PNG)));
+        body.splice(body.len() - "------switchboard-test-boundary--\r\n".len().., second);
+        http.post(server.url("/webchat/files")).bearer_auth(&token).header("content-type", content_type).body(body).send().await.unwrap()
+    };
+    assert_eq!(two.status().as_u16(), 400, "one file per message");
+    let without = upload(&token, &[("client_id", "f5")], None).await.unwrap();
+    assert_eq!(without.status().as_u16(), 400);
+    assert!(without.text().await.unwrap().contains("the file is missing"));
+    assert_eq!(stored_files(&server), files_kept, "no refused or repeated upload left a file behind");
+
+    // The agent's file reaches the widget and downloads with the visitor's token.
+    let dana = server.add_agent("Dana", "dana@example.com").await;
+    server.engine().change_ticket(conversation, dana, switchboard_core::TicketChange::Take, None).await.unwrap();
+    let steps = server.engine().accept_upload("steps.pdf", PDF).await.unwrap();
+    server.engine().agent_reply(conversation, dana, "Here are the steps.".into(), vec![steps]).await.unwrap();
+    let reply = loop {
+        let reply = widget.next_reply().await;
+        if reply["text"] == "Here are the steps." {
+            break reply;
+        }
+    };
+    let pdf_url = reply["attachments"][0]["url"].as_str().unwrap();
+    let pdf = http.get(server.url(pdf_url)).bearer_auth(&token).send().await.unwrap();
+    assert!(pdf.headers()["content-disposition"].to_str().unwrap().starts_with("attachment; filename=\"steps.pdf\""));
+    assert_eq!(pdf.bytes().await.unwrap().as_ref(), PDF);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_real_browser_the_widget_sends_a_photo_and_downloads_the_agents_pdf() {
+    use switchboard_tests::samples::{PDF, PNG};
+    let server = TestServer::start().await;
+    let dana = server.add_agent("Dana", "dana@example.com").await;
+    let samples = tempfile::tempdir().unwrap();
+    let (png, pdf) = (samples.path().join("receipt.png"), samples.path().join("steps.pdf"));
+    std::fs::write(&png, PNG).unwrap();
+    std::fs::write(&pdf, PDF).unwrap();
+    let args = vec![server.url(""), crate::browser::artifacts(), png.display().to_string(), pdf.display().to_string()];
+    let script = crate::browser::run_script("widget-files.mjs", args, "browser widget files test passed");
+    let agent_side = async {
+        let engine = server.engine();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let photo = loop {
+            let listed = engine.documents().documents(&switchboard_core::ports::DocumentFilter { limit: 5, ..Default::default() }).await.unwrap();
+            if let Some(found) = listed.into_iter().find(|d| d.document.channel == Channel::WebChat) {
+                break found.document;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the browser's photo never arrived");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!((photo.file.file_name.as_str(), photo.file.content_type.as_str()), ("receipt.png", "image/png"));
+        engine.change_ticket(photo.conversation_id, dana, switchboard_core::TicketChange::Take, None).await.unwrap();
+        let steps = engine.accept_upload("steps.pdf", PDF).await.unwrap();
+        engine.agent_reply(photo.conversation_id, dana, "Here are the steps.".into(), vec![steps]).await.unwrap();
+    };
+    tokio::join!(script, agent_side);
+}

@@ -1,0 +1,49 @@
+// A widget customer attaches a photo (and a file that is no photo), sees the thumbnail and the
+// refusal, then downloads the PDF the agent sent back. The agent's side is done by the Rust test.
+// Usage: node widget-files.mjs <server-url> <artifacts-dir> <png-path> <pdf-path>
+import { launch, openPage } from './chromium.mjs';
+import { expectAccessible } from './a11y.mjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import assert from 'node:assert/strict';
+
+const [serverUrl, artifacts, pngPath, pdfPath] = process.argv.slice(2);
+fs.mkdirSync(artifacts, { recursive: true });
+const step = (name) => console.log(`- ${name}`);
+
+const browser = await launch();
+try {
+  const page = await openPage(browser, { width: 420, height: 760 });
+  const w = (name) => page.locator(`[data-sb="${name}"]`);
+  await page.goto(`${serverUrl}/`);
+  await w('launcher').click();
+
+  step('a photo goes up with the paperclip and comes back as a thumbnail');
+  await w('file-input').setInputFiles({ name: 'receipt.png', mimeType: 'image/png', buffer: fs.readFileSync(pngPath) });
+  const thumbnail = w('file-image');
+  await thumbnail.waitFor({ timeout: 15000 });
+  await page.waitForFunction(() => {
+    const host = document.querySelector('#switchboard-widget');
+    const image = host && host.shadowRoot.querySelector('[data-sb="file-image"]');
+    return image && image.src.startsWith('blob:') && image.complete && image.naturalWidth === 24;
+  }, null, { timeout: 15000 });
+  assert.equal(await thumbnail.getAttribute('alt'), 'receipt.png');
+
+  step('a program named like a PDF is refused with the reason');
+  await w('file-input').setInputFiles({ name: 'invoice.pdf', mimeType: 'application/pdf', buffer: Buffer.from('MZ\x90\x00 a program') });
+  const refusal = w('error').filter({ hasText: 'not an accepted type' });
+  await refusal.waitFor({ timeout: 15000 });
+  await expectAccessible(page, 'widget with a sent photo and a refused file');
+  await page.screenshot({ path: path.join(artifacts, 'widget-files.png') });
+
+  step("the agent's PDF arrives as a chip and downloads");
+  const chip = w('file').filter({ hasText: 'steps.pdf' });
+  await chip.waitFor({ timeout: 30000 });
+  const [download] = await Promise.all([page.waitForEvent('download'), chip.click()]);
+  assert.equal(download.suggestedFilename(), 'steps.pdf');
+  const saved = await download.path();
+  assert.deepEqual(fs.readFileSync(saved), fs.readFileSync(pdfPath), 'the bytes the agent sent');
+  console.log('browser widget files test passed');
+} finally {
+  await browser.close();
+}
