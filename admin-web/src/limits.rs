@@ -52,8 +52,18 @@ pub fn too_large() -> ApiError {
 /// Room for the form around an uploaded file.
 pub const FORM_BYTES: u64 = 64 * 1024;
 
-/// Routes that take a file, with the larger body `UploadLimit` allows.
-const UPLOAD_PATHS: &[&str] = &["/webchat/files"];
+/// Routes that take a file, with the larger body `UploadLimit` allows: the widget's, the
+/// panel's reply form and the API's.
+fn takes_a_file(path: &str) -> bool {
+    let under = |prefix: &str, suffix: &str| path.strip_prefix(prefix).and_then(|rest| rest.strip_suffix(suffix)).is_some_and(|id| !id.contains('/'));
+    path == "/webchat/files" || under("/panel/conversations/", "/reply") || under("/api/conversations/", "/files")
+}
+
+/// The extractors' limit on a route that takes a file: none, because `refuse_large_bodies`
+/// admits only bodies that declare a length within `UploadLimit` there.
+pub fn upload_body_limit() -> axum::extract::DefaultBodyLimit {
+    axum::extract::DefaultBodyLimit::disable()
+}
 
 /// The largest body of a file upload: the largest file and room for the form around it.
 #[derive(Clone, Copy)]
@@ -67,7 +77,13 @@ pub async fn refuse_large_bodies(axum::extract::State(upload): axum::extract::St
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let limit = if UPLOAD_PATHS.contains(&request.uri().path()) { upload.0 } else { BODY_BYTES as u64 };
+    let file = takes_a_file(request.uri().path());
+    let limit = if file { upload.0 } else { BODY_BYTES as u64 };
+    if file && declared.is_none() && request.method() == axum::http::Method::POST {
+        // The file routes lift the extractors' limit (`upload_body_limit`): a body must say its size.
+        let why = "Send a file with a Content-Length header (browsers and HTTP clients do by default).";
+        return ApiError::new(StatusCode::LENGTH_REQUIRED, "length_required", why).into_response();
+    }
     if declared.is_some_and(|length| length > limit) {
         if limit != BODY_BYTES as u64 {
             let file_limit = switchboard_core::attachments::size_words(limit.saturating_sub(FORM_BYTES));

@@ -1,13 +1,14 @@
 // A widget customer attaches a photo (and a file that is no photo), sees the thumbnail and the
-// refusal, then downloads the PDF the agent sent back. The agent's side is done by the Rust test.
-// Usage: node widget-files.mjs <server-url> <artifacts-dir> <png-path> <pdf-path>
-import { launch, openPage } from './chromium.mjs';
+// refusal; the agent sees the photo in the panel and replies with a PDF from the reply form; the
+// customer downloads it.
+// Usage: node widget-files.mjs <server-url> <artifacts-dir> <png-path> <pdf-path> <agent-email> <password>
+import { launch, openPage, signIn } from './chromium.mjs';
 import { expectAccessible } from './a11y.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 
-const [serverUrl, artifacts, pngPath, pdfPath] = process.argv.slice(2);
+const [serverUrl, artifacts, pngPath, pdfPath, agentEmail, password] = process.argv.slice(2);
 fs.mkdirSync(artifacts, { recursive: true });
 const step = (name) => console.log(`- ${name}`);
 
@@ -35,6 +36,24 @@ try {
   await refusal.waitFor({ timeout: 15000 });
   await expectAccessible(page, 'widget with a sent photo and a refused file');
   await page.screenshot({ path: path.join(artifacts, 'widget-files.png') });
+
+  step('the agent sees the photo and replies with a PDF from the reply form');
+  const conversation = await page.evaluate(async (server) => {
+    const key = Object.keys(localStorage).find((k) => k.endsWith(':token'));
+    const res = await fetch(server + '/webchat/conversations', { headers: { Authorization: 'Bearer ' + localStorage.getItem(key) } });
+    return (await res.json()).conversations[0].id;
+  }, serverUrl);
+  const agent = await openPage(browser, { width: 1280, height: 900 });
+  await signIn(agent, serverUrl, agentEmail, password);
+  await agent.goto(`${serverUrl}/panel/conversations/${conversation}`);
+  const preview = agent.locator('img[alt*="receipt.png"]');
+  await preview.waitFor({ timeout: 15000 });
+  assert.equal(await preview.evaluate((image) => image.complete && image.naturalWidth), 24, 'the photo shows in the panel');
+  await agent.locator('#reply-file').setInputFiles(pdfPath);
+  await agent.locator('[data-test="reply-text"]').fill('Here are the steps.');
+  await expectAccessible(agent, 'conversation page with a file to send');
+  await agent.locator('[data-test="reply-submit"]').click();
+  await agent.waitForURL(/done=reply/);
 
   step("the agent's PDF arrives as a chip and downloads");
   const chip = w('file').filter({ hasText: 'steps.pdf' });

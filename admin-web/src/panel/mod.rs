@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 mod customers;
 mod documents;
+mod files;
 mod views;
 
 use crate::AppState;
@@ -38,6 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/panel/conversations", get(conversations))
         .route("/panel/conversations/{id}", get(conversation))
         .route("/panel/conversations/{id}/attachments/{key}", get(attachment))
+        .route("/panel/conversations/{id}/reply", post(reply).layer(limits::upload_body_limit()))
         .route("/panel/conversations/{id}/{action}", post(act))
         .route("/panel/canned", get(canned).post(create_canned))
         .route("/panel/canned/{id}/delete", post(delete_canned))
@@ -56,6 +58,7 @@ pub fn routes() -> Router<AppState> {
         .merge(api::routes())
         .merge(customers::routes())
         .merge(documents::routes())
+        .merge(files::routes())
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
@@ -602,6 +605,7 @@ async fn render_conversation(
         "agents": views::all_options(&agents)["agents"],
         "options": views::all_options(&agents),
         "ai_drafts": state.assistant.is_some(),
+        "max_upload": switchboard_core::attachments::size_words(state.engine.max_upload_bytes()),
         "draft": match &draft { Draft::Text(text) => text.as_str(), _ => "" },
         "draft_error": match &draft { Draft::Failed(why) => why.as_str(), _ => "" },
         "flash": done.map(|d| json!({"kind": "ok", "text": d.confirmation})),
@@ -701,6 +705,31 @@ pub(crate) async fn apply_action(
     };
     engine.change_ticket(id, actor.id, change, version).await?;
     Ok(())
+}
+
+/// The reply form: its text and, sent as a multipart form, one file; a urlencoded form (the
+/// form without a file, or a script) sends text only.
+async fn reply(State(state): State<AppState>, signed: Signed, Path(id): Path<String>, request: axum::extract::Request) -> Result<Response, ApiError> {
+    let id = conversation_id(&id)?;
+    let back = format!("/panel/conversations/{id}");
+    let multipart = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("multipart/"));
+    let (csrf, text, file) = if multipart {
+        let form = axum::extract::FromRequest::from_request(request, &state).await.map_err(|e: axum::extract::multipart::MultipartRejection| {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", format!("Expected a form with csrf, text and a file: {}", e.body_text()))
+        })?;
+        let mut fields = files::read_form(form, &["csrf", "text"], state.engine.max_upload_bytes()).await?;
+        (fields.take("csrf"), fields.take("text"), fields.file)
+    } else {
+        let Form(form): Form<ActionForm> = axum::extract::FromRequest::from_request(request, &state)
+            .await
+            .map_err(|e: axum::extract::rejection::FormRejection| ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", e.body_text()))?;
+        (form.csrf, form.text, None)
+    };
+    signed.check_csrf(&csrf)?;
+    match files::reply_with_file(&state, &signed.agent, id, text, file).await {
+        Ok(_) => Ok(Redirect::to(&format!("{back}?done=reply")).into_response()),
+        Err(error) => Ok(error_page(&state, error, &back)),
+    }
 }
 
 async fn act(State(state): State<AppState>, signed: Signed, Path((id, action)): Path<(String, String)>, Form(form): Form<ActionForm>) -> Result<Response, ApiError> {

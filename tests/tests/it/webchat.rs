@@ -475,11 +475,23 @@ async fn a_visitor_sends_files_only_they_can_download_and_gets_the_agents_file()
     assert!(without.text().await.unwrap().contains("the file is missing"));
     assert_eq!(stored_files(&server), files_kept, "no refused or repeated upload left a file behind");
 
-    // The agent's file reaches the widget and downloads with the visitor's token.
-    let dana = server.add_agent("Dana", "dana@example.com").await;
-    server.engine().change_ticket(conversation, dana, switchboard_core::TicketChange::Take, None).await.unwrap();
-    let steps = server.engine().accept_upload("steps.pdf", PDF).await.unwrap();
-    server.engine().agent_reply(conversation, dana, "Here are the steps.".into(), vec![steps]).await.unwrap();
+    // The agent's file, sent through the API, reaches the widget and downloads with the visitor's token.
+    let password = "files test password";
+    let store = server.engine().store();
+    switchboard_admin_web::accounts::create_account(store.as_ref(), "dana@example.com", "Dana", switchboard_models::Role::Agent, password, None).await.unwrap();
+    let panel = switchboard_tests::panel::PanelClient::sign_in(&server.url(""), "dana@example.com", password).await;
+    let api_token = panel.new_api_token("files").await;
+    let api_upload = |file: Option<(&str, &str, &[u8])>| {
+        let (content_type, body) = multipart(&[("text", "Here are the steps.")], file);
+        http.post(server.url(&format!("/api/conversations/{conversation}/files"))).bearer_auth(&api_token).header("content-type", content_type).body(body).send()
+    };
+    let refused = api_upload(Some(("steps.pdf", "application/pdf", b"MZ\x90\x00 a program"))).await.unwrap();
+    assert_eq!(refused.status().as_u16(), 422, "an agent's file is checked like a customer's");
+    assert_eq!(stored_files(&server), files_kept, "and nothing of it is kept");
+    let sent = api_upload(Some(("steps.pdf", "application/pdf", PDF))).await.unwrap();
+    assert_eq!(sent.status().as_u16(), 201);
+    let sent: Value = sent.json().await.unwrap();
+    assert_eq!(sent["message"]["attachments"][0]["name"], "steps.pdf");
     let reply = loop {
         let reply = widget.next_reply().await;
         if reply["text"] == "Here are the steps." {
@@ -496,28 +508,29 @@ async fn a_visitor_sends_files_only_they_can_download_and_gets_the_agents_file()
 async fn in_a_real_browser_the_widget_sends_a_photo_and_downloads_the_agents_pdf() {
     use switchboard_tests::samples::{PDF, PNG};
     let server = TestServer::start().await;
-    let dana = server.add_agent("Dana", "dana@example.com").await;
+    let password = "files test password";
+    let dana = switchboard_admin_web::accounts::create_account(server.engine().store().as_ref(), "dana@example.com", "Dana", switchboard_models::Role::Agent, password, None)
+        .await
+        .unwrap();
     let samples = tempfile::tempdir().unwrap();
     let (png, pdf) = (samples.path().join("receipt.png"), samples.path().join("steps.pdf"));
     std::fs::write(&png, PNG).unwrap();
     std::fs::write(&pdf, PDF).unwrap();
-    let args = vec![server.url(""), crate::browser::artifacts(), png.display().to_string(), pdf.display().to_string()];
-    let script = crate::browser::run_script("widget-files.mjs", args, "browser widget files test passed");
-    let agent_side = async {
-        let engine = server.engine();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let photo = loop {
-            let listed = engine.documents().documents(&switchboard_core::ports::DocumentFilter { limit: 5, ..Default::default() }).await.unwrap();
-            if let Some(found) = listed.into_iter().find(|d| d.document.channel == Channel::WebChat) {
-                break found.document;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "the browser's photo never arrived");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        assert_eq!((photo.file.file_name.as_str(), photo.file.content_type.as_str()), ("receipt.png", "image/png"));
-        engine.change_ticket(photo.conversation_id, dana, switchboard_core::TicketChange::Take, None).await.unwrap();
-        let steps = engine.accept_upload("steps.pdf", PDF).await.unwrap();
-        engine.agent_reply(photo.conversation_id, dana, "Here are the steps.".into(), vec![steps]).await.unwrap();
-    };
-    tokio::join!(script, agent_side);
+    let args = vec![
+        server.url(""),
+        crate::browser::artifacts(),
+        png.display().to_string(),
+        pdf.display().to_string(),
+        "dana@example.com".into(),
+        password.into(),
+    ];
+    crate::browser::run_script("widget-files.mjs", args, "browser widget files test passed").await;
+
+    let documents = server.engine().documents().documents(&switchboard_core::ports::DocumentFilter { limit: 5, ..Default::default() }).await.unwrap();
+    let photo = &documents.iter().find(|d| d.document.channel == Channel::WebChat).expect("the photo waits for review").document;
+    assert_eq!((photo.file.file_name.as_str(), photo.file.content_type.as_str()), ("receipt.png", "image/png"));
+    let messages = server.engine().store().conversation_messages(photo.conversation_id, 0, 50).await.unwrap();
+    let reply = messages.iter().find(|m| m.sender == Sender::Agent).expect("the agent's reply");
+    assert_eq!((reply.text.as_str(), reply.agent_id), ("Here are the steps.", Some(dana.id)));
+    assert_eq!(reply.attachments.iter().map(|a| a.file_name.as_str()).collect::<Vec<_>>(), ["steps.pdf"]);
 }
