@@ -46,7 +46,7 @@ try {
   const agent = await openPage(browser, { width: 1280, height: 900 });
   await signIn(agent, serverUrl, agentEmail, password);
   await agent.goto(`${serverUrl}/panel/conversations/${conversation}`);
-  const preview = agent.locator('img[alt*="receipt.png"]');
+  const preview = agent.locator('img[alt="receipt.png"]');
   await preview.waitFor({ timeout: 15000 });
   assert.equal(await preview.evaluate((image) => image.complete && image.naturalWidth), 24, 'the photo shows in the panel');
   await agent.locator('#reply-file').setInputFiles(pdfPath);

@@ -714,15 +714,15 @@ async fn reply(State(state): State<AppState>, signed: Signed, Path(id): Path<Str
     let back = format!("/panel/conversations/{id}");
     let multipart = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("multipart/"));
     let (csrf, text, file) = if multipart {
-        let form = axum::extract::FromRequest::from_request(request, &state).await.map_err(|e: axum::extract::multipart::MultipartRejection| {
+        let form = <axum::extract::Multipart as axum::extract::FromRequest<AppState>>::from_request(request, &state).await.map_err(|e| {
             ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", format!("Expected a form with csrf, text and a file: {}", e.body_text()))
         })?;
         let mut fields = files::read_form(form, &["csrf", "text"], state.engine.max_upload_bytes()).await?;
         (fields.take("csrf"), fields.take("text"), fields.file)
     } else {
-        let Form(form): Form<ActionForm> = axum::extract::FromRequest::from_request(request, &state)
+        let Form(form) = <Form<ActionForm> as axum::extract::FromRequest<AppState>>::from_request(request, &state)
             .await
-            .map_err(|e: axum::extract::rejection::FormRejection| ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", e.body_text()))?;
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", e.body_text()))?;
         (form.csrf, form.text, None)
     };
     signed.check_csrf(&csrf)?;
