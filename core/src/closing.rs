@@ -23,6 +23,8 @@ pub struct ClosingPolicy {
     pub reopened_to_queue: String,
     /// Said to a "yes" with the rating scale as quick replies; `{agent}` is who helped.
     pub rating_question: String,
+    /// Asked when a resolution the customer did not confirm is closed; `{agent}` is who helped.
+    pub rating_question_after_close: String,
     /// Said to a rating: an optional comment is welcome.
     pub comment_question: String,
     pub skip_label: String,
@@ -62,7 +64,7 @@ pub(crate) fn check_languages(section: &str, languages: &Languages, known: &[&st
 /// The texts of `[closing]` a language may replace.
 const CLOSING_TEXTS: &[&str] = &[
     "confirm_question", "yes_label", "no_label", "confirmed", "reopened_to_agent", "reopened_to_queue", "rating_question",
-    "comment_question", "skip_label", "thanks", "closed_notice", "rejected_notice", "back_to_bot_notice",
+    "rating_question_after_close", "comment_question", "skip_label", "thanks", "closed_notice", "rejected_notice", "back_to_bot_notice",
 ];
 
 impl Default for ClosingPolicy {
@@ -79,6 +81,8 @@ impl Default for ClosingPolicy {
                 .into(),
             rating_question: "Glad to hear it! How would you rate the help you got from {agent}? \
                               1 is poor, 5 is excellent."
+                .into(),
+            rating_question_after_close: "Before you go: how would you rate the help you got from {agent}? 1 is poor, 5 is excellent."
                 .into(),
             comment_question: "Thank you! Anything you'd like to tell us? Write it here, or tap Skip.".into(),
             skip_label: "Skip".into(),
@@ -142,6 +146,7 @@ impl ClosingPolicy {
                 "reopened_to_agent" => &mut localized.reopened_to_agent,
                 "reopened_to_queue" => &mut localized.reopened_to_queue,
                 "rating_question" => &mut localized.rating_question,
+                "rating_question_after_close" => &mut localized.rating_question_after_close,
                 "comment_question" => &mut localized.comment_question,
                 "skip_label" => &mut localized.skip_label,
                 "thanks" => &mut localized.thanks,

@@ -480,6 +480,16 @@ impl Engine {
                 .await?
                 .filter(|c| c.contact_id == contact.id && !c.status.is_final()),
         };
+        // A rating sent after an unconfirmed resolution was closed answers that conversation's
+        // question; anything else starts a new conversation.
+        let loaded = match loaded {
+            None if matches!(inbound.thread, Thread::Current)
+                && crate::closing::rating_in(crate::closing::answer_text(inbound.channel, &inbound.text)).is_some() =>
+            {
+                self.rating_asked_after_close(contact.id).await?
+            }
+            found => found,
+        };
         let started = loaded.is_none();
         let starts_current = started && matches!(inbound.thread, Thread::Current);
         let conversation = loaded.unwrap_or_else(|| Conversation::new(contact.id, inbound.channel, now));
@@ -1410,6 +1420,12 @@ impl Engine {
             }
         }
         Err(EngineError::Conflict("the conversation kept changing on other nodes; reload and try again".into()))
+    }
+
+    /// The contact's latest conversation when it was closed with a rating still asked for.
+    async fn rating_asked_after_close(&self, contact: ContactId) -> Result<Option<Conversation>, EngineError> {
+        let latest = self.store.contact_conversations(contact).await?.into_iter().next().map(|summary| summary.conversation);
+        Ok(latest.filter(|c| c.status == Status::Closed && matches!(c.awaiting, Some(Awaiting::Rating { .. }))))
     }
 
     /// Copies by email of the notices an agent's action or a timer sends, for a customer who left

@@ -319,6 +319,9 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
             if was != *status && !notice.is_empty() {
                 replies.push(Reply { sender: Sender::Bot, body: ReplyBody::Text(notice.to_string()), quick_replies: Vec::new() });
             }
+            if *status == Status::Closed {
+                ask_rating_after_close(&mut next, awaiting.as_ref(), &mut replies, policy);
+            }
         }
         Input::PrioritySet(priority) => {
             next.priority = Some(*priority);
@@ -349,6 +352,9 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                 return Decision { conversation: next, replies, escalated, timers: Some(vec![(TimerKind::CloseIdleBot, later)]), notices, contact_email, feedback, document_kind };
             }
             quiet_for_long(&mut next, *kind, &mut replies, policy);
+            if *kind == TimerKind::CloseResolved && next.status == Status::Closed {
+                ask_rating_after_close(&mut next, awaiting.as_ref(), &mut replies, policy);
+            }
             sla_came_due(&mut next, *kind, &mut replies, &mut notices, policy, now);
         }
     }
@@ -486,11 +492,29 @@ fn answer_awaited(
     }
 }
 
-/// A rating was given: kept, and a comment invited.
+/// A rating was given: kept, and a comment invited (on a closed conversation, only thanked:
+/// what the customer writes next starts a new one).
 fn rated(next: &mut Conversation, agent: AgentId, resolved_at: Timestamp, score: u8, replies: &mut Vec<Reply>, feedback: &mut Option<Feedback>, policy: &Policy) {
     *feedback = Some(Feedback::Rated { agent, resolved_at, score });
+    if next.status.is_final() {
+        next.awaiting = None;
+        bot_says(replies, policy.closing.thanks.clone(), Vec::new());
+        return;
+    }
     next.awaiting = Some(Awaiting::Comment { resolved_at });
     bot_says(replies, policy.closing.comment_question.clone(), vec![policy.closing.skip_label.clone()]);
+}
+
+/// A resolution the customer never confirmed was closed (by an agent, or by the timer): the
+/// help is rated all the same, once; the next rating the customer sends answers it.
+fn ask_rating_after_close(next: &mut Conversation, awaiting: Option<&Awaiting>, replies: &mut Vec<Reply>, policy: &Policy) {
+    let Some(Awaiting::Confirmation { agent, agent_name, resolved_at }) = awaiting else { return };
+    if !policy.closing.ask_rating {
+        return;
+    }
+    let question = policy.closing.rating_question_after_close.replace("{agent}", agent_name);
+    bot_says(replies, question, RATING_CHOICES.iter().map(|c| c.to_string()).collect());
+    next.awaiting = Some(Awaiting::Rating { agent: *agent, agent_name: agent_name.clone(), resolved_at: *resolved_at });
 }
 
 /// When an idle bot chat's timer came due but the chat went on since: the new due time.

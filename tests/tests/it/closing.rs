@@ -513,3 +513,38 @@ async fn a_customer_writing_german_is_asked_and_thanked_in_german_where_texts_ar
     bot_says(&mut widget, "Anything you'd like to tell us").await;
     assert_eq!(server.engine().ratings().ratings_of(id).await.unwrap()[0].score, 5);
 }
+
+#[tokio::test]
+async fn a_resolution_closed_unconfirmed_is_rated_by_the_next_rating_and_anything_else_starts_anew() {
+    let server = TestServer::start().await;
+    let dana = server.add_agent("Dana", "dana@example.com").await;
+    let (_, token) = server.new_visitor().await;
+    let mut widget = server.connect(&token).await;
+    widget.say("k1", "I want to talk to a person").await;
+    let ack = widget.next_of("ack").await;
+    let id = ConversationId::parse(ack["conversation"]["id"].as_str().unwrap()).unwrap();
+    bot_says(&mut widget, "handed your conversation").await;
+    server.engine().agent_reply(id, dana, "The refund is on its way.".into(), Vec::new()).await.unwrap();
+    server.engine().resolve(id, dana).await.unwrap();
+    bot_says(&mut widget, "Dana marked this as solved").await;
+
+    // Closed before the customer answered: the help is rated all the same.
+    let closed = switchboard_core::TicketChange::Status(Status::Closed);
+    server.engine().change_ticket(id, dana, closed, None).await.unwrap();
+    let asked = bot_says(&mut widget, "Before you go: how would you rate the help you got from Dana?").await;
+    assert_eq!(asked["quick_replies"], json!(["1", "2", "3", "4", "5"]));
+    widget.say("k2", "4").await;
+    let rated = widget.next_of("ack").await;
+    assert_eq!(rated["conversation"]["id"], json!(id.to_string()), "the rating goes to the closed conversation");
+    bot_says(&mut widget, "Thank you for your feedback.").await;
+    let ratings = server.engine().ratings().ratings_of(id).await.unwrap();
+    assert_eq!(ratings.iter().map(|r| (r.score, r.agent_id)).collect::<Vec<_>>(), [(4, Some(dana))]);
+    let after = current(&server, id).await;
+    assert_eq!((after.status, after.awaiting), (Status::Closed, None), "still closed, nothing more asked");
+
+    // Once rated, a digit is a new message like any other: a new conversation.
+    widget.say("k3", "5").await;
+    let fresh = widget.next_of("ack").await;
+    assert_ne!(fresh["conversation"]["id"], json!(id.to_string()));
+    assert_eq!(server.engine().ratings().ratings_of(id).await.unwrap().len(), 1, "one rating per resolution");
+}

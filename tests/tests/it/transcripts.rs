@@ -15,6 +15,7 @@ enum Line {
     AgentJoins(&'static str),
     AgentReplies,
     Resolve,
+    Close,
     HandBack,
 }
 use Line::*;
@@ -68,6 +69,7 @@ fn run(script: Vec<Line>) -> String {
             AgentReplies => ("agent replies".to_string(), None),
             Resolve => ("agent resolves".to_string(), None),
             HandBack => ("agent hands back to the bot".to_string(), None),
+            Close => ("agent closes".to_string(), None),
         };
         let text = shown.split_once(": ").map(|(_, t)| t).unwrap_or("");
         let input = match (&line, &c) {
@@ -76,6 +78,7 @@ fn run(script: Vec<Line>) -> String {
             (AgentReplies, _) => Input::AgentReplied { agent },
             (Resolve, _) => Input::Resolved { agent, agent_name: "Dana" },
             (HandBack, _) => Input::HandedBackToBot,
+            (Close, _) => Input::StatusSet(switchboard_models::Status::Closed),
             _ => unreachable!(),
         };
         let decision = step(&conversation, &input, &policy, now);
@@ -375,6 +378,20 @@ fn a_comment_may_name_a_topic_the_bot_knows_but_a_question_it_answers_is_no_comm
               bot: Use the reset link.
               = handler bot, status open, streak 0, priority low, category general_inquiry
         "#]],
+    );
+}
+
+#[test]
+fn a_resolution_closed_before_the_customer_confirmed_is_still_rated_once() {
+    check(
+        vec![
+            says("talk to a human", "human_request", 0.95, None),
+            AgentJoins("Dana"),
+            Resolve,
+            Close,
+            says("4", "out_of_scope", 0.2, None),
+        ],
+        expect![[r#""#]],
     );
 }
 
