@@ -391,7 +391,26 @@ fn a_resolution_closed_before_the_customer_confirmed_is_still_rated_once() {
             Close,
             says("4", "out_of_scope", 0.2, None),
         ],
-        expect![[r#""#]],
+        expect![[r#"
+            customer: talk to a human
+              bot: <handoff notice>
+              escalated: The customer asked for a person.
+              = handler queue, status open, streak 0, priority low, category general_inquiry
+            agent Dana joins
+              system: Dana joined the conversation.
+              = handler agent, status assigned, streak 0, priority low, category general_inquiry
+            agent resolves
+              bot: Dana marked this as solved. Did that fix it? [Yes, it's fixed | No, not yet]
+              = handler bot, status resolved, streak 0, priority low, category general_inquiry, awaiting confirmation
+            agent closes
+              bot: This conversation is closed. Write here any time to start a new one.
+              bot: Before you go: how would you rate the help you got from Dana? 1 is poor, 5 is excellent. [1 | 2 | 3 | 4 | 5]
+              = handler bot, status closed, streak 0, priority low, category general_inquiry, awaiting rating
+            customer: 4
+              bot: Thank you for your feedback.
+              rated 4
+              = handler bot, status closed, streak 0, priority low, category general_inquiry
+        "#]],
     );
 }
 
