@@ -174,11 +174,19 @@ impl TelegramAdapter {
             return Ok(());
         }
         let chat = message.chat.id;
-        let text = message.text().or(message.caption()).unwrap_or_default().to_string();
+        let mut text = message.text().or(message.caption()).unwrap_or_default().to_string();
         let attachments = self.download_attachments(message).await?;
         if text.trim().is_empty() && attachments.is_empty() {
-            tracing::debug!(chat = chat.0, "ignoring a Telegram message with neither text nor a file");
-            return Ok(());
+            // A sticker says what its emoji says; anything else the bot cannot read is answered
+            // with what it can, never dropped in silence.
+            match message.sticker().and_then(|sticker| sticker.emoji.clone()) {
+                Some(emoji) => text = emoji,
+                None => {
+                    let what = unreadable(message);
+                    self.tell(chat, &format!("Sorry, I can't open {what} here. Please write your message, or send a photo or a PDF.")).await;
+                    return Ok(());
+                }
+            }
         }
         let sender_external_id = if message.chat.is_private() {
             chat.0.to_string()
@@ -362,6 +370,21 @@ impl Outbound for TelegramOutbound {
             sent_ids.push(sent.id.0.to_string());
         }
         Ok(Some(sent_ids.join(",")).filter(|ids| !ids.is_empty()))
+    }
+}
+
+/// What kind of message the bot cannot read, in words for the customer.
+fn unreadable(message: &Message) -> &'static str {
+    if message.voice().is_some() || message.audio().is_some() {
+        "voice messages or audio"
+    } else if message.video().is_some() || message.video_note().is_some() || message.animation().is_some() {
+        "videos"
+    } else if message.sticker().is_some() {
+        "this sticker"
+    } else if message.location().is_some() || message.contact().is_some() {
+        "locations or contact cards"
+    } else {
+        "this kind of message"
     }
 }
 

@@ -124,6 +124,34 @@ async fn photos_and_documents_from_the_customer_are_stored_for_the_agent() {
 }
 
 #[tokio::test]
+async fn voice_video_and_stickers_are_answered_with_what_the_bot_can_read() {
+    let telegram = FakeTelegram::start().await;
+    let server = server_with(&telegram, |_| {}).await;
+    let with = |id: i64, key: &str, value: serde_json::Value| {
+        let mut message = private_text(512, id, "");
+        let object = message.as_object_mut().unwrap();
+        object.remove("text");
+        object.insert(key.into(), value);
+        message
+    };
+    telegram.push_message(with(1, "voice", json!({"file_id": "v1", "file_unique_id": "v", "duration": 3, "mime_type": "audio/ogg", "file_size": 9000})));
+    let told = telegram.wait_sent(512, 1, WAIT).await;
+    assert_eq!(told[0].text.as_deref(), Some("Sorry, I can't open voice messages or audio here. Please write your message, or send a photo or a PDF."));
+    telegram.push_message(with(2, "video_note", json!({"file_id": "n1", "file_unique_id": "n", "length": 240, "duration": 5})));
+    let told = telegram.wait_sent(512, 2, WAIT).await;
+    assert!(told[1].text.as_deref().unwrap().starts_with("Sorry, I can't open videos here."), "{told:?}");
+    let contact = server.engine().store().contact_by_external_id(Channel::Telegram, "512").await.unwrap();
+    assert!(contact.is_none(), "nothing to store: the customer was told what works");
+
+    // A sticker says what its emoji says.
+    let sticker = json!({"file_id": "s1", "file_unique_id": "s", "type": "regular", "width": 512, "height": 512,
+        "is_animated": false, "is_video": false, "emoji": "👋"});
+    telegram.push_message(with(3, "sticker", sticker));
+    let messages = stored(&server, "512", 2).await;
+    assert_eq!(messages.iter().find(|m| m.sender == Sender::Customer).map(|m| m.text.as_str()), Some("👋"));
+}
+
+#[tokio::test]
 async fn a_repeated_update_is_stored_once() {
     let telegram = FakeTelegram::start().await;
     let server = server_with(&telegram, |_| {}).await;
