@@ -271,6 +271,12 @@ pub struct WebChatConfig {
     pub text_color: String,
     pub position: String,
     pub welcome_message: String,
+    /// Shared with the embedding site: it signs its signed-in user's id with HMAC-SHA256 under
+    /// this secret, so the widget knows who the visitor is (the same history on every device).
+    pub identity_secret: Option<Secret>,
+    /// What the widget asks an anonymous visitor before the first message: "name", "email"
+    /// (both optional to answer); empty asks nothing.
+    pub prechat_fields: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -683,6 +689,8 @@ impl Default for WebChatConfig {
             text_color: "#ffffff".into(),
             position: "right".into(),
             welcome_message: "Hi! How can we help you today?".into(),
+            identity_secret: None,
+            prechat_fields: Vec::new(),
         }
     }
 }
@@ -873,6 +881,12 @@ impl Config {
         }
         if w.position != "left" && w.position != "right" {
             return invalid("webchat.position", format!("`{}` is not one of: left, right", w.position));
+        }
+        if let Some(field) = w.prechat_fields.iter().find(|f| !["name", "email"].contains(&f.as_str())) {
+            return invalid("webchat.prechat_fields", format!("`{field}` is not one of: name, email"));
+        }
+        if w.identity_secret.as_ref().is_some_and(|s| s.0.len() < 16) {
+            return invalid("webchat.identity_secret", "is shorter than 16 characters; use a long random secret (e.g. `openssl rand -hex 32`)".into());
         }
         match self.nlp.backend.as_str() {
             BACKEND_CANDLE => {}

@@ -348,6 +348,8 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
             max_message_chars: w.max_message_chars,
             long_poll: Duration::from_secs(w.long_poll_seconds),
             max_sockets_per_visitor: w.max_sockets_per_visitor,
+            identity_secret: w.identity_secret.as_ref().map(|s| s.0.clone().into_bytes()),
+            prechat_fields: w.prechat_fields.clone(),
             look: WidgetLook {
                 title: w.title.clone(),
                 primary_color: w.primary_color.clone(),

@@ -90,6 +90,8 @@
         position: l.position, welcomeMessage: l.welcome_message,
       };
       if (data.max_message_chars > 0) state.maxChars = data.max_message_chars;
+      state.prechatFields = Array.isArray(data.prechat_fields) ? data.prechat_fields.filter((f) => f === 'name' || f === 'email') : [];
+      if (ui.prechat) updatePrechat();
       // Outside business hours the header says when the team is back.
       state.teamBack = data.hours && !data.hours.open && data.hours.next_open ? String(data.hours.next_open) : null;
       // Once the team is back the note goes (a page left open over the weekend).
@@ -137,6 +139,22 @@
     save('pending', JSON.stringify(pending));
   }
 
+  // ---- who the visitor is ----------------------------------------------------------------
+
+  /** The embedding site's signed-in user, `{id, name, email, hash}` (hash: HMAC-SHA256 of id
+   *  under the shared identity secret, computed on the site's server); null when anonymous. */
+  const siteUser = given.user && typeof given.user === 'object' && given.user.id != null && given.user.hash
+    ? { id: String(given.user.id), name: given.user.name == null ? undefined : String(given.user.name),
+      email: given.user.email == null ? undefined : String(given.user.email), hash: String(given.user.hash) }
+    : null;
+  // Another user (or none) on this browser: start over, so nobody sees the previous user's chat.
+  if ((load('identity') || '') !== (siteUser ? siteUser.id : '')) {
+    save('token', null);
+    save('pending', null);
+    save('profiled', null);
+    save('identity', siteUser ? siteUser.id : null);
+  }
+
   // ---- state ------------------------------------------------------------------------------
 
   const state = {
@@ -150,6 +168,7 @@
     connection: 'connecting', // connecting | online | offline
     open: load('open') === '1',
     maxChars: 0,
+    prechatFields: [],    // what the pre-chat form asks: "name", "email"
   };
 
   let socket = null;        // the current WebSocket, if any
@@ -227,7 +246,12 @@
   }
 
   async function createSession() {
-    const res = await fetch(server + '/webchat/session', { method: 'POST' });
+    const init = { method: 'POST' };
+    if (siteUser) {
+      init.headers = { 'Content-Type': 'application/json' };
+      init.body = JSON.stringify({ user: siteUser });
+    }
+    const res = await fetch(server + '/webchat/session', init);
     const data = await res.json().catch(() => null);
     if (!res.ok || !data || !data.token) throw new Error('session failed: ' + res.status);
     state.token = data.token;
@@ -730,7 +754,7 @@
 .sb-frame *, .sb-frame *::before, .sb-frame *::after { box-sizing: border-box; }
 [hidden] { display: none !important; }
 button { font: inherit; }
-button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outline-offset: 2px; }
+button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px solid #1e293b; outline-offset: 2px; }
 .sb-header button:focus-visible { outline: 2px solid var(--sb-text); outline-offset: 1px; }
 .sb-scroll:focus-visible { outline: 3px solid #1e293b; outline-offset: -3px; }
 .sb-sr { position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; overflow: hidden;
@@ -809,6 +833,15 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
 .sb-attach { flex: none; width: 40px; height: 40px; padding: 0; border: 1px solid #6b7280; border-radius: 12px; cursor: pointer;
   background: #fff; color: #1f2937; display: flex; align-items: center; justify-content: center; }
 .sb-attach svg { width: 18px; height: 18px; }
+.sb-prechat { padding: 10px 12px 4px; background: #fff; border-top: 1px solid #e5e7eb; display: grid; gap: 6px; }
+.sb-prechat-field { display: grid; gap: 2px; font-size: 13px; }
+.sb-prechat-field input { font: inherit; padding: 6px 10px; border: 1px solid #6b7280; border-radius: 8px; color: inherit; }
+.sb-prechat-error { margin: 0; color: #b91c1c; font-size: 12px; }
+.sb-prechat-error:empty { display: none; }
+.sb-prechat-actions { display: flex; justify-content: flex-end; gap: 8px; }
+.sb-prechat-actions button { padding: 5px 12px; border-radius: 8px; cursor: pointer; font-size: 13px;
+  border: 1px solid var(--sb-primary); background: #fff; color: var(--sb-primary); }
+.sb-prechat-actions .sb-prechat-save { background: var(--sb-primary); color: var(--sb-text); }
 .sb-dropping .sb-scroll { outline: 3px dashed var(--sb-primary); outline-offset: -6px; }
 .sb-files { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 4px; max-width: 80%; }
 .sb-row-customer .sb-files { justify-content: flex-end; }
@@ -904,7 +937,7 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
     ui.panel = h('div', { class: 'sb-panel', 'data-sb': 'panel', role: 'dialog', hidden: '',
       onkeydown: onPanelKey, ondragover: onDragOver, ondragleave: onDragLeave, ondrop: onDrop },
     h('div', { class: 'sb-header' }, h('div', { class: 'sb-heading' }, ui.title, ui.status), ui.requestsToggle, close),
-    ui.requests, ui.scroll, form, ui.announcer);
+    ui.requests, ui.scroll, buildPrechat(), form, ui.announcer);
 
     ui.frame = h('div', { class: 'sb-frame' }, ui.panel, ui.launcher);
     root.append(h('style', { text: STYLES }), ui.frame);
@@ -922,6 +955,47 @@ button:focus-visible, textarea:focus-visible { outline: 3px solid #1e293b; outli
     ui.title.textContent = look.title;
     ui.panel.setAttribute('aria-label', look.title);
     render();
+  }
+
+  /** The pre-chat form: asked of anonymous visitors when configured, once, and skippable. */
+  function buildPrechat() {
+    ui.prechatName = h('input', { id: 'sb-prechat-name', type: 'text', autocomplete: 'name', maxlength: '120', 'data-sb': 'prechat-name' });
+    ui.prechatEmail = h('input', { id: 'sb-prechat-email', type: 'email', autocomplete: 'email', maxlength: '254', 'data-sb': 'prechat-email' });
+    ui.prechatError = h('p', { class: 'sb-prechat-error', 'data-sb': 'prechat-error', role: 'alert' });
+    ui.prechatNameField = h('div', { class: 'sb-prechat-field' }, h('label', { for: 'sb-prechat-name', text: 'Your name' }), ui.prechatName);
+    ui.prechatEmailField = h('div', { class: 'sb-prechat-field' }, h('label', { for: 'sb-prechat-email', text: 'Your email (so we can reply if you leave)' }), ui.prechatEmail);
+    ui.prechat = h('form', { class: 'sb-prechat', 'data-sb': 'prechat', 'aria-label': 'About you', hidden: '', onsubmit: submitPrechat },
+      ui.prechatNameField, ui.prechatEmailField, ui.prechatError,
+      h('div', { class: 'sb-prechat-actions' },
+        h('button', { type: 'button', class: 'sb-prechat-skip', 'data-sb': 'prechat-skip', text: 'Skip', onclick: () => finishPrechat() }),
+        h('button', { type: 'submit', class: 'sb-prechat-save', 'data-sb': 'prechat-save', text: 'Save' })));
+    return ui.prechat;
+  }
+
+  function updatePrechat() {
+    const asked = state.prechatFields;
+    ui.prechat.hidden = !!siteUser || !asked.length || load('profiled') === '1';
+    ui.prechatNameField.hidden = !asked.includes('name');
+    ui.prechatEmailField.hidden = !asked.includes('email');
+  }
+
+  function finishPrechat() {
+    save('profiled', '1');
+    updatePrechat();
+    ui.input.focus();
+  }
+
+  async function submitPrechat(event) {
+    event.preventDefault();
+    ui.prechatError.textContent = '';
+    const body = { name: ui.prechatName.value, email: ui.prechatEmail.value };
+    try {
+      const res = await request('POST', '/webchat/profile', body);
+      if (res.ok) return finishPrechat();
+      ui.prechatError.textContent = (res.data && res.data.error && res.data.error.message) || 'That could not be saved; try again.';
+    } catch (_) {
+      ui.prechatError.textContent = 'No connection; try again.';
+    }
   }
 
   /** Files dropped anywhere on the open chat are sent, one message each. */

@@ -1422,6 +1422,47 @@ impl Engine {
         Err(EngineError::Conflict("the conversation kept changing on other nodes; reload and try again".into()))
     }
 
+    /// Names a customer, and keeps their email, as their channel vouches for them (the embedding
+    /// site's signed user, or what a visitor wrote in the pre-chat form). The contact is created
+    /// when they have not written yet; a name or email left out keeps what was known.
+    pub async fn identify_contact(&self, channel: Channel, external_id: &str, name: Option<String>, email: Option<String>) -> Result<Contact, EngineError> {
+        let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+        if let Some(name) = &name {
+            let chars = name.chars().count();
+            if chars > 120 {
+                return Err(EngineError::Invalid(format!("the name has {chars} characters; the limit is 120")));
+            }
+        }
+        let email = match email.map(|e| e.trim().to_lowercase()).filter(|e| !e.is_empty()) {
+            Some(given) if crate::step::email_address_in(&given).as_deref() == Some(given.as_str()) && given.len() <= 254 => Some(given),
+            Some(given) => return Err(EngineError::Invalid(format!("`{given}` is not an email address"))),
+            None => None,
+        };
+        let contact_key = (channel, external_id.to_string());
+        for _ in 0..CONFLICT_RETRIES {
+            let _turn = self.locks.for_key(&contact_key).lock().await;
+            let contact = match self.store.contact_by_external_id(channel, external_id).await? {
+                Some(known) => Contact { display_name: name.clone().or(known.display_name.clone()), ..known },
+                None => Contact {
+                    id: ContactId::new(),
+                    channel,
+                    external_id: external_id.to_string(),
+                    display_name: name.clone(),
+                    created_at: self.clock.now(),
+                    unreachable_since: None,
+                    unreachable_reason: None,
+                    email: None,
+                },
+            };
+            let contact_email = email.clone().map(|address| (contact.id, address));
+            let write = StepWrite { contact: Some(contact.clone()), contact_email, ..StepWrite::default() };
+            if matches!(self.store.commit(write).await?, Committed::Stored { .. }) {
+                return Ok(Contact { email: email.or(contact.email.clone()), ..contact });
+            }
+        }
+        Err(EngineError::Conflict("the customer kept changing on other nodes; try again".into()))
+    }
+
     /// The contact's latest conversation when it was closed with a rating still asked for.
     async fn rating_asked_after_close(&self, contact: ContactId) -> Result<Option<Conversation>, EngineError> {
         let latest = self.store.contact_conversations(contact).await?.into_iter().next().map(|summary| summary.conversation);

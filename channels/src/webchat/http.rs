@@ -43,12 +43,36 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 pub struct SessionCreated {
     visitor_id: String,
     token: String,
+    /// The embedding site's signed user was recognised: this visitor is that user everywhere.
+    identified: bool,
+}
+
+/// `POST /webchat/session`'s optional body: the embedding site's signed-in user.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SessionBody {
+    #[serde(default)]
+    user: Option<SiteUser>,
+}
+
+/// A user as the embedding site vouches for them: `hash` is HMAC-SHA256 of `id` under the
+/// shared `webchat.identity_secret`, computed on the site's server, as hex.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteUser {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    hash: String,
 }
 
 pub async fn create_session(
     State(state): State<WebChatState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<Json<SessionCreated>, HttpError> {
     // Sessions are cheap to mint, so limit them per address.
     let address = super::client_address(&state, peer.ip(), &headers);
@@ -59,8 +83,56 @@ pub async fn create_session(
             format!("Too many new chats from this address; try again in {} ms.", wait.as_millis().max(1)),
         ));
     }
-    let (visitor_id, token) = state.visitor_keys.issue();
-    Ok(Json(SessionCreated { visitor_id, token }))
+    let body: SessionBody = match body.iter().all(u8::is_ascii_whitespace) {
+        true => SessionBody::default(),
+        false => serde_json::from_slice(&body).map_err(|e| {
+            HttpError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_request",
+                format!("Expected no body, or JSON {{\"user\": {{\"id\": \"…\", \"name\": \"…\", \"email\": \"…\", \"hash\": \"…\"}}}}: {e}"),
+            )
+        })?,
+    };
+    // A user the site did not sign (or no secret to check with) stays an anonymous visitor.
+    let signed = body.user.filter(|user| {
+        let secret = state.settings.identity_secret.as_deref();
+        let genuine = (1..=200).contains(&user.id.len()) && secret.is_some_and(|secret| super::visitor::site_signed(secret, &user.id, &user.hash));
+        if !genuine {
+            let shown: String = user.id.chars().take(64).collect();
+            tracing::warn!(user = %shown, configured = secret.is_some(), "a widget identity without a genuine signature was ignored; the visitor stays anonymous");
+        }
+        genuine
+    });
+    let Some(user) = signed else {
+        let (visitor_id, token) = state.visitor_keys.issue();
+        return Ok(Json(SessionCreated { visitor_id, token, identified: false }));
+    };
+    let (visitor_id, token) = state.visitor_keys.issue_for_site_user(&user.id);
+    state.engine.identify_contact(Channel::WebChat, &visitor_id, user.name, user.email).await?;
+    Ok(Json(SessionCreated { visitor_id, token, identified: true }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+/// The pre-chat form: the visitor's name and email, as they give them (unverified).
+pub async fn profile(
+    State(state): State<WebChatState>,
+    headers: HeaderMap,
+    body: Result<Json<ProfileBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<StatusCode, HttpError> {
+    let visitor = visitor_from(&state, bearer(&headers))?;
+    let Json(ProfileBody { name, email }) = body.map_err(|rejection| {
+        HttpError::new(StatusCode::BAD_REQUEST, "malformed_request", format!("Expected JSON {{\"name\": \"…\", \"email\": \"…\"}}: {}", rejection.body_text()))
+    })?;
+    state.engine.identify_contact(Channel::WebChat, &visitor, name, email).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The widget's look and limits, and whether the team is there now (`hours`: null without
@@ -72,7 +144,12 @@ pub async fn widget_config(State(state): State<WebChatState>) -> Json<Value> {
         let next_open_at = hours.next_open(now).map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         json!({ "open": hours.is_open(now), "next_open": hours.describe_next_open(now), "next_open_at": next_open_at, "schedule": hours.summary() })
     });
-    Json(json!({ "look": state.settings.look, "max_message_chars": state.settings.max_message_chars, "hours": hours }))
+    Json(json!({
+        "look": state.settings.look,
+        "max_message_chars": state.settings.max_message_chars,
+        "hours": hours,
+        "prechat_fields": state.settings.prechat_fields,
+    }))
 }
 
 #[derive(Deserialize)]

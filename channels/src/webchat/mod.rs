@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use hub::{LiveEvent, Subscription, WebChatHub, WebChatOutbound};
 pub use origin::AllowedOrigins;
-pub use visitor::VisitorKeys;
+pub use visitor::{VisitorKeys, sign_site_user};
 
 /// The largest request body the web-chat routes take (a message is far smaller).
 pub const BODY_BYTES: usize = 1 << 20;
@@ -88,12 +88,17 @@ pub struct WebChatSettings {
     pub long_poll: Duration,
     /// Open sockets per visitor; a newer one closes the oldest.
     pub max_sockets_per_visitor: usize,
+    /// The embedding site's signing secret for its signed-in users (`webchat.identity_secret`).
+    pub identity_secret: Option<Vec<u8>>,
+    /// What the widget asks an anonymous visitor before the first message ("name", "email").
+    pub prechat_fields: Vec<String>,
 }
 
 /// The widget's routes, the widget script and the demo page, with their state.
 pub fn routes(state: WebChatState) -> Router {
     let webchat = Router::new()
         .route("/session", post(http::create_session))
+        .route("/profile", post(http::profile))
         .route("/config", get(http::widget_config))
         .route("/messages", get(http::history).post(http::send))
         .route("/files", post(http::send_file).layer(axum::extract::DefaultBodyLimit::max(upload_body_limit(&state))))

@@ -534,3 +534,73 @@ async fn in_a_real_browser_the_widget_sends_a_photo_and_downloads_the_agents_pdf
     assert_eq!((reply.text.as_str(), reply.agent_id), ("Here are the steps.", Some(dana.id)));
     assert_eq!(reply.attachments.iter().map(|a| a.file_name.as_str()).collect::<Vec<_>>(), ["steps.pdf"]);
 }
+
+#[tokio::test]
+async fn the_sites_signed_user_is_one_visitor_on_every_device_and_a_forged_one_stays_anonymous() {
+    use switchboard_channels::webchat::sign_site_user;
+    const SECRET: &str = "the site's long shared secret";
+    let server = TestServer::start_with(|c| {
+        c.webchat.identity_secret = Some(switchboard::config::Secret(SECRET.into()));
+        c.webchat.prechat_fields = vec!["name".into(), "email".into()];
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let session = |body: Value| http.post(server.url("/webchat/session")).json(&body).send();
+    let ann = json!({"user": {"id": "42", "name": "Ann Lee", "email": "Ann@Example.com", "hash": sign_site_user(SECRET.as_bytes(), "42")}});
+    let laptop: Value = session(ann.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(laptop["identified"], true);
+    let token = laptop["token"].as_str().unwrap();
+    let sent = http.post(server.url("/webchat/messages")).bearer_auth(token).json(&json!({"client_id": "d1", "text": "hello from my laptop"})).send().await.unwrap();
+    assert_eq!(sent.status().as_u16(), 201);
+
+    // Another device, the same signed user: the same visitor and history.
+    let phone: Value = session(ann).await.unwrap().json().await.unwrap();
+    assert_eq!(phone["visitor_id"], laptop["visitor_id"]);
+    let history = get_json(&server, "/webchat/messages", phone["token"].as_str().unwrap()).await;
+    assert!(history["messages"].as_array().unwrap().iter().any(|m| m["text"] == "hello from my laptop"), "{history}");
+    let visitor = laptop["visitor_id"].as_str().unwrap();
+    let contact = server.engine().store().contact_by_external_id(Channel::WebChat, visitor).await.unwrap().unwrap();
+    assert_eq!((contact.display_name.as_deref(), contact.email.as_deref()), (Some("Ann Lee"), Some("ann@example.com")), "agents see who it is");
+
+    // Posing as user 42 without the site's signature: an anonymous visitor who sees nothing of hers.
+    let forged: Value = session(json!({"user": {"id": "42", "name": "Mallory", "hash": sign_site_user(b"a guessed secret", "42")}})).await.unwrap().json().await.unwrap();
+    assert_eq!(forged["identified"], false);
+    assert_ne!(forged["visitor_id"], laptop["visitor_id"]);
+    let seen = get_json(&server, "/webchat/messages", forged["token"].as_str().unwrap()).await;
+    assert_eq!(seen["messages"], json!([]));
+    let still = server.engine().store().contact_by_external_id(Channel::WebChat, visitor).await.unwrap().unwrap();
+    assert_eq!(still.display_name.as_deref(), Some("Ann Lee"), "nobody renames her");
+    let malformed = http.post(server.url("/webchat/session")).header("content-type", "application/json").body("{\"user\": 42}").send().await.unwrap();
+    assert_eq!(malformed.status().as_u16(), 400);
+
+    // An anonymous visitor answers the pre-chat form the config asks for.
+    let config = http.get(server.url("/webchat/config")).send().await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!(config["prechat_fields"], json!(["name", "email"]));
+    let anonymous = forged["token"].as_str().unwrap();
+    let profile = |body: Value| http.post(server.url("/webchat/profile")).bearer_auth(anonymous).json(&body).send();
+    let refused = profile(json!({"name": "Bo", "email": "not an address"})).await.unwrap();
+    assert_eq!(refused.status().as_u16(), 422);
+    assert!(refused.text().await.unwrap().contains("is not an email address"));
+    assert_eq!(profile(json!({"name": "Bo", "email": "bo@example.com"})).await.unwrap().status().as_u16(), 204);
+    let bo = server.engine().store().contact_by_external_id(Channel::WebChat, forged["visitor_id"].as_str().unwrap()).await.unwrap().unwrap();
+    assert_eq!((bo.display_name.as_deref(), bo.email.as_deref()), (Some("Bo"), Some("bo@example.com")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_real_browser_a_signed_user_is_named_in_the_panel_and_a_visitor_fills_the_pre_chat_form() {
+    const SECRET: &str = "the site's long shared secret";
+    let server = TestServer::start_with(|c| {
+        c.webchat.identity_secret = Some(switchboard::config::Secret(SECRET.into()));
+        c.webchat.prechat_fields = vec!["name".into(), "email".into()];
+    })
+    .await;
+    let password = "identity test password";
+    switchboard_admin_web::accounts::create_account(server.engine().store().as_ref(), "root@example.com", "Root", switchboard_models::Role::Admin, password, None)
+        .await
+        .unwrap();
+    let user = json!({"id": "42", "name": "Ann Lee", "email": "ann@example.com", "hash": switchboard_channels::webchat::sign_site_user(SECRET.as_bytes(), "42")});
+    let args = vec![server.url(""), crate::browser::artifacts(), user.to_string(), "root@example.com".into(), password.into()];
+    crate::browser::run_script("widget-identity.mjs", args, "browser widget identity test passed").await;
+    let bo = server.engine().listings().list_conversations(&switchboard_core::ConversationFilter::default()).await.unwrap();
+    assert!(bo.iter().any(|s| s.customer == "Bo Visitor"), "the pre-chat name is the customer's");
+}
