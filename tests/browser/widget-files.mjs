@@ -53,7 +53,9 @@ try {
   await agent.locator('[data-test="reply-text"]').fill('Here are the steps.');
   await expectAccessible(agent, 'conversation page with a file to send');
   await agent.locator('[data-test="reply-submit"]').click();
-  await agent.waitForURL(/done=reply/);
+  await agent.waitForURL(/done=reply/, { timeout: 20000 }).catch(async (error) => {
+    throw new Error(`the reply was not sent: ${agent.url()}\n${await agent.locator('main').innerText().catch(() => '')}\n${error}`);
+  });
 
   step("the agent's PDF arrives as a chip and downloads");
   const chip = w('file').filter({ hasText: 'steps.pdf' });
