@@ -51,8 +51,9 @@ pub type Languages = std::collections::BTreeMap<String, std::collections::BTreeM
 /// are refused (as "section.languages.code.name", what is wrong).
 pub(crate) fn check_languages(section: &str, languages: &Languages, known: &[&str]) -> Option<(String, String)> {
     for (code, texts) in languages {
-        if !(2..=3).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_lowercase()) {
-            return Some((format!("{section}.languages.{code}"), "is not a language code; use ISO 639-1, such as \"de\" or \"fr\"".into()));
+        if !switchboard_models::DETECTED_LANGUAGES.contains(&code.as_str()) {
+            let codes = switchboard_models::DETECTED_LANGUAGES.join(", ");
+            return Some((format!("{section}.languages.{code}"), format!("is not a language the bot tells apart; use one of: {codes}")));
         }
         if let Some(unknown) = texts.keys().find(|name| !known.contains(&name.as_str())) {
             return Some((format!("{section}.languages.{code}.{unknown}"), format!("is no text of [{section}]; use one of: {}", known.join(", "))));
@@ -290,6 +291,7 @@ mod tests {
             policy.problem().map(|(key, _)| key)
         };
         assert_eq!(with("German", "yes_label", "Ja").as_deref(), Some("closing.languages.German"));
+        assert_eq!(with("nb", "yes_label", "Ja").as_deref(), Some("closing.languages.nb"), "a language the bot never detects");
         assert_eq!(with("de", "yes_lable", "Ja").as_deref(), Some("closing.languages.de.yes_lable"));
         assert_eq!(with("de", "confirm_question", " ").as_deref(), Some("closing.languages.de.confirm_question"));
         assert_eq!(with("de", "confirm_question", "Gelöst?"), None);

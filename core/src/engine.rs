@@ -68,6 +68,9 @@ pub fn clipped(mut message: String) -> String {
     message
 }
 
+/// How long after a close a rating the customer sends still answers the question asked then.
+const RATING_AFTER_CLOSE_DAYS: i64 = 7;
+
 /// Timers claimed and fired in one pass; a full pass is followed at once by the next.
 pub const TIMER_BATCH: u32 = 100;
 
@@ -1138,6 +1141,20 @@ impl Engine {
         Ok(())
     }
 
+    /// Resolves a conversation whose documents are all approved, unless it is resolved or
+    /// finished already (checked in its turn, so two last approvals at once resolve it once).
+    async fn resolve_when_all_approved(&self, conversation_id: ConversationId, actor: &Agent) -> Result<(), EngineError> {
+        let filter = crate::ports::DocumentFilter { conversation: Some(conversation_id), limit: 200, ..Default::default() };
+        if !self.store.documents(&filter).await?.iter().all(|d| d.document.state == DocumentState::Approved) {
+            return Ok(());
+        }
+        let audit = Audit { actor: Some(actor.id), action: AuditAction::Resolve, subject_agent: None, note: Some("every document approved".into()) };
+        let resolved = Input::Resolved { agent: actor.id, agent_name: &actor.name };
+        let still_open = |c: &Conversation| !c.status.is_final() && !matches!(c.status, Status::Resolved | Status::Confirmed);
+        self.change(conversation_id, still_open, resolved, Some(audit)).await?;
+        Ok(())
+    }
+
     /// An agent reopens a closed or rejected conversation to follow up: it is theirs, in
     /// progress, and their replies reach the customer again. Refused while the customer has
     /// another open conversation (follow up there).
@@ -1217,14 +1234,12 @@ impl Engine {
                 self.decided_already(&now_stored).await?
             });
         }
-        // Resolving takes the conversation's turn itself.
+        // Resolving takes the conversation's turn itself. The decision is stored: a failure to
+        // resolve is logged, not reported as the decision's.
         drop(turn);
         if approved && self.policy.documents.resolve_when_approved {
-            let filter = crate::ports::DocumentFilter { conversation: Some(document.conversation_id), limit: 200, ..Default::default() };
-            let all_approved = self.store.documents(&filter).await?.iter().all(|d| d.document.state == DocumentState::Approved);
-            let open = self.store.conversation(document.conversation_id).await?.is_some_and(|c| !c.status.is_final() && c.status != Status::Resolved && c.status != Status::Confirmed);
-            if all_approved && open {
-                self.resolve(document.conversation_id, actor.id).await?;
+            if let Err(error) = self.resolve_when_all_approved(document.conversation_id, &actor).await {
+                tracing::warn!(%error, conversation = %document.conversation_id, "the approved documents' conversation was not resolved");
             }
         }
         Ok(Document { state, kind: kind.to_string(), reviewer_id: Some(actor.id), decided_at: Some(now), note, ..document })
@@ -1333,6 +1348,7 @@ impl Engine {
         }
         let changed = !same_state(&current, &conversation);
         let audit = Audit { actor: None, action: AuditAction::Status, subject_agent: None, note: Some(format!("{} came due", timer.kind.as_str())) };
+        let customer_mails = self.mail_copies(&conversation, &Input::TimerFired { kind: timer.kind, last_message }, &replies, now).await?;
         let write = StepWrite {
             conversation: changed.then(|| conversation.clone()),
             outbound: replies.clone(),
@@ -1341,6 +1357,7 @@ impl Engine {
             fires: Some(*timer),
             decided_on: self.claim(&current),
             notices,
+            customer_mails,
             ..StepWrite::default()
         };
         let seqs = match self.commit(write).await? {
@@ -1463,10 +1480,12 @@ impl Engine {
         Err(EngineError::Conflict("the customer kept changing on other nodes; try again".into()))
     }
 
-    /// The contact's latest conversation when it was closed with a rating still asked for.
+    /// The contact's latest conversation when it was closed, within the last week, with a
+    /// rating still asked for (a digit weeks later is a new message).
     async fn rating_asked_after_close(&self, contact: ContactId) -> Result<Option<Conversation>, EngineError> {
         let latest = self.store.contact_conversations(contact).await?.into_iter().next().map(|summary| summary.conversation);
-        Ok(latest.filter(|c| c.status == Status::Closed && matches!(c.awaiting, Some(Awaiting::Rating { .. }))))
+        let recent = |c: &Conversation| self.clock.now() - c.updated_at <= chrono::Duration::days(RATING_AFTER_CLOSE_DAYS);
+        Ok(latest.filter(|c| c.status == Status::Closed && matches!(c.awaiting, Some(Awaiting::Rating { .. })) && recent(c)))
     }
 
     /// Copies by email of the notices an agent's action or a timer sends, for a customer who left

@@ -135,3 +135,10 @@ pub enum ClassificationSource {
     /// budget (`nlp.queue_budget_ms`), so the message skipped the sentence encoder.
     FastPath,
 }
+
+/// The languages the classifier tells apart, as the ISO 639-1 codes `Classification::language`
+/// carries: texts configured for any other code would never be used.
+pub const DETECTED_LANGUAGES: &[&str] = &[
+    "ar", "cs", "da", "de", "el", "en", "es", "fi", "fr", "he", "hi", "hu", "id", "it", "ja", "ko", "nl", "pl", "pt", "ro",
+    "ru", "sv", "th", "tr", "uk", "vi", "zh",
+];

@@ -13,7 +13,7 @@ mod message;
 pub use agent::{Agent, ApiToken, AuditEntry, CannedResponse, Notification};
 pub use attachment::Attachment;
 pub use document::Document;
-pub use classification::{Classification, ClassificationSource, IntentName, IntentScore, Judgement, Urgency};
+pub use classification::{Classification, ClassificationSource, DETECTED_LANGUAGES, IntentName, IntentScore, Judgement, Urgency};
 pub use conversation::{customer_label, Awaiting, Contact, Conversation, Escalation, EscalationReason, EscalationRecord, Handler, Rating, SlaNotices};
 pub use enums::{AuditAction, Category, Channel, DeliveryState, DocumentState, Need, NotificationKind, Presence, Priority, Role, Sender, Status, UnknownVariant};
 pub use ids::{AgentId, ContactId, ConversationId, DocumentId, MessageId};

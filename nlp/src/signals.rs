@@ -100,15 +100,20 @@ pub fn language(text: &str) -> Option<String> {
     if info.confidence() < 0.3 {
         return None;
     }
+    code_of(info.lang()).map(str::to_string)
+}
+
+/// The ISO 639-1 code of a detected language we name (`switchboard_models::DETECTED_LANGUAGES`).
+fn code_of(lang: whatlang::Lang) -> Option<&'static str> {
     use whatlang::Lang::*;
-    let code = match info.lang() {
+    let code = match lang {
         Eng => "en", Deu => "de", Fra => "fr", Spa => "es", Ita => "it", Por => "pt", Nld => "nl",
         Rus => "ru", Ukr => "uk", Pol => "pl", Tur => "tr", Ara => "ar", Jpn => "ja", Cmn => "zh",
         Kor => "ko", Hin => "hi", Swe => "sv", Dan => "da", Fin => "fi", Ces => "cs", Ell => "el",
         Heb => "he", Hun => "hu", Ron => "ro", Ind => "id", Vie => "vi", Tha => "th",
         _ => return None,
     };
-    Some(code.to_string())
+    Some(code)
 }
 
 fn words(lower: &str) -> Vec<String> {
@@ -140,6 +145,14 @@ fn contains_phrase(words: &[String], lower: &str, phrase: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_language_told_apart_is_one_the_configuration_may_name() {
+        let named: Vec<&str> = whatlang::Lang::all().iter().filter_map(|lang| code_of(*lang)).collect();
+        let mut sorted = named.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, switchboard_models::DETECTED_LANGUAGES, "the codes in DETECTED_LANGUAGES, each once");
+    }
 
     #[test]
     fn complaints_read_as_strongly_negative() {

@@ -113,6 +113,15 @@ impl FakeTelegram {
     /// Queues the customer `user` pressing the inline button with `data` under the bot's message
     /// `message_id` in their private chat; returns the press (callback query) id.
     pub fn press_button(&self, user: i64, message_id: i64, data: &str) -> String {
+        self.press_button_in(json!({"id": user, "type": "private", "first_name": "Ann"}), user, message_id, data)
+    }
+
+    /// Queues `user` pressing a button with `data` under the bot's message in group `chat`.
+    pub fn press_group_button(&self, chat: i64, user: i64, message_id: i64, data: &str) -> String {
+        self.press_button_in(json!({"id": chat, "type": "group", "title": "Customers"}), user, message_id, data)
+    }
+
+    fn press_button_in(&self, chat: Value, user: i64, message_id: i64, data: &str) -> String {
         let press = {
             let mut state = self.lock();
             state.next_update_id += 1;
@@ -125,7 +134,7 @@ impl FakeTelegram {
                     "from": {"id": user, "is_bot": false, "first_name": "Ann", "last_name": "Lee"},
                     "message": {
                         "message_id": message_id, "date": 1_760_000_000,
-                        "chat": {"id": user, "type": "private", "first_name": "Ann"},
+                        "chat": chat,
                         "from": {"id": 123456, "is_bot": true, "first_name": "Support", "username": BOT_USERNAME},
                         "text": "(the bot's message)",
                     },

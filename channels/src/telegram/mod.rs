@@ -16,7 +16,7 @@ use switchboard_core::ports::{BlobStore, DeliveryError, Outbound};
 use switchboard_core::{Engine, EngineError};
 use switchboard_models::{Attachment, Channel, Inbound, OutboundMessage, Thread};
 use teloxide::net::Download;
-use teloxide::payloads::{GetUpdatesSetters, SendDocumentSetters, SendMessageSetters, SendPhotoSetters, SetWebhookSetters};
+use teloxide::payloads::{AnswerCallbackQuerySetters, GetUpdatesSetters, SendDocumentSetters, SendMessageSetters, SendPhotoSetters, SetWebhookSetters};
 use teloxide::requests::Requester;
 use teloxide::types::{
     CallbackQuery, ChatId, FileMeta, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, KeyboardButton, KeyboardMarkup,
@@ -179,11 +179,15 @@ impl TelegramAdapter {
         if text.trim().is_empty() && attachments.is_empty() {
             // A sticker says what its emoji says; anything else the bot cannot read is answered
             // with what it can, never dropped in silence.
-            match message.sticker().and_then(|sticker| sticker.emoji.clone()) {
-                Some(emoji) => text = emoji,
-                None => {
-                    let what = unreadable(message);
+            // Service messages (members joining, a pinned message) are nobody's question.
+            match (message.sticker().and_then(|sticker| sticker.emoji.clone()), unreadable(message)) {
+                (Some(emoji), _) => text = emoji,
+                (None, Some(what)) => {
                     self.tell(chat, &format!("Sorry, I can't open {what} here. Please write your message, or send a photo or a PDF.")).await;
+                    return Ok(());
+                }
+                (None, None) => {
+                    tracing::debug!(chat = chat.0, "ignoring a Telegram service message");
                     return Ok(());
                 }
             }
@@ -224,6 +228,18 @@ impl TelegramAdapter {
         };
         let chat = message.chat();
         if pressed.from.is_bot || data.trim().is_empty() {
+            return Ok(());
+        }
+        // In a group, the buttons answer the question of the person they were sent to.
+        let (meant_for, data) = match data.split_once('|') {
+            Some((user, answer)) if !chat.is_private() => (Some(user), answer),
+            _ => (None, data),
+        };
+        if meant_for.is_some_and(|user| user != pressed.from.id.0.to_string()) {
+            let told = self.bot.answer_callback_query(pressed.id.clone()).text("These buttons answer someone else's question.").await;
+            if let Err(error) = told {
+                tracing::debug!(%error, "could not answer a press of someone else's button");
+            }
             return Ok(());
         }
         let sender_external_id = if chat.is_private() { chat.id.0.to_string() } else { format!("{}/{}", chat.id.0, pressed.from.id.0) };
@@ -339,7 +355,8 @@ impl Outbound for TelegramOutbound {
         let chat = chat_of(&outbound.recipient_external_id)?;
         let message = &outbound.message;
         let text = teloxide::utils::html::escape(&message.text);
-        let keyboard = keyboard_for(&message.quick_replies);
+        // In a group ("<chat>/<user>") the buttons carry whom they are for.
+        let keyboard = keyboard_for(&message.quick_replies, outbound.recipient_external_id.split_once('/').map(|(_, user)| user));
         let mut caption = Some(text.clone()).filter(|t| !t.is_empty());
         let mut sent_ids = Vec::new();
         for attachment in &message.attachments {
@@ -373,33 +390,37 @@ impl Outbound for TelegramOutbound {
     }
 }
 
-/// What kind of message the bot cannot read, in words for the customer.
-fn unreadable(message: &Message) -> &'static str {
+/// What kind of message a customer sent that the bot cannot read, in words for them; `None`
+/// for what no customer writes (a member joined, a message was pinned).
+fn unreadable(message: &Message) -> Option<&'static str> {
     if message.voice().is_some() || message.audio().is_some() {
-        "voice messages or audio"
+        Some("voice messages or audio")
     } else if message.video().is_some() || message.video_note().is_some() || message.animation().is_some() {
-        "videos"
+        Some("videos")
     } else if message.sticker().is_some() {
-        "this sticker"
-    } else if message.location().is_some() || message.contact().is_some() {
-        "locations or contact cards"
+        Some("this sticker")
+    } else if message.location().is_some() || message.contact().is_some() || message.venue().is_some() {
+        Some("locations or contact cards")
+    } else if message.poll().is_some() || message.dice().is_some() {
+        Some("polls or games")
     } else {
-        "this kind of message"
+        None
     }
 }
 
 /// Quick replies as buttons under the message (a press answers with the button's text); short
 /// ones, such as a 1–5 rating, share a row. Texts too long for a button's data (64 bytes) fall
 /// back to a one-time keyboard that types them.
-fn keyboard_for(quick_replies: &[String]) -> Option<ReplyMarkup> {
+fn keyboard_for(quick_replies: &[String], for_user: Option<&str>) -> Option<ReplyMarkup> {
     if quick_replies.is_empty() {
         return None;
     }
-    if quick_replies.iter().any(|q| q.len() > 64) {
+    let data = |q: &String| for_user.map_or_else(|| q.clone(), |user| format!("{user}|{q}"));
+    if quick_replies.iter().any(|q| data(q).len() > 64) {
         let rows = quick_replies.iter().map(|q| vec![KeyboardButton::new(q.clone())]);
         return Some(ReplyMarkup::Keyboard(KeyboardMarkup::new(rows).one_time_keyboard().resize_keyboard()));
     }
-    let button = |q: &String| InlineKeyboardButton::callback(q.clone(), q.clone());
+    let button = |q: &String| InlineKeyboardButton::callback(q.clone(), data(q));
     let one_row = quick_replies.len() <= 5 && quick_replies.iter().all(|q| q.chars().count() <= 3);
     let rows: Vec<Vec<InlineKeyboardButton>> =
         if one_row { vec![quick_replies.iter().map(button).collect()] } else { quick_replies.iter().map(|q| vec![button(q)]).collect() };

@@ -219,7 +219,7 @@ pub async fn send(
         )
     })?;
     let address = super::client_address(&state, peer.ip(), &headers);
-    let outcome = receive(&state, &visitor, address, &body.client_id, body.text, Vec::new()).await?;
+    let outcome = receive(&state, None, &visitor, address, &body.client_id, body.text, Vec::new()).await?;
     let status = if outcome.duplicate { StatusCode::OK } else { StatusCode::CREATED };
     Ok((
         status,
@@ -249,6 +249,9 @@ pub async fn send_file(
         HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "file_too_large", format!("The file is larger than {limit}; nothing was saved. Send a smaller one."))
     };
     let mut form = form.map_err(|rejection| malformed(rejection.body_text()))?;
+    // Counted before the file is read: a flood of uploads is refused before it fills memory.
+    let address = super::client_address(&state, peer.ip(), &headers);
+    let admitted = super::admit(&state, &visitor, address).await?;
     let (mut client_id, mut text, mut file) = (None, String::new(), None);
     loop {
         let field = match form.next_field().await {
@@ -275,8 +278,7 @@ pub async fn send_file(
     }
     let client_id = client_id.ok_or_else(|| malformed("client_id is missing".into()))?;
     let file = file.ok_or_else(|| malformed("the file is missing".into()))?;
-    let address = super::client_address(&state, peer.ip(), &headers);
-    let outcome = receive(&state, &visitor, address, &client_id, text, vec![file]).await?;
+    let outcome = receive(&state, Some(admitted), &visitor, address, &client_id, text, vec![file]).await?;
     let status = if outcome.duplicate { StatusCode::OK } else { StatusCode::CREATED };
     Ok((
         status,

@@ -141,9 +141,40 @@ fn valid_client_id(client_id: &str) -> bool {
         && client_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A message the rate limits let through (`admit`): only such a message is received.
+pub(super) struct Admitted(());
+
+/// Counts a message against the visitor's and their address's budgets; however many visitor
+/// ids one address makes up, it shares one budget. Both in one round trip when several nodes
+/// share the counts. A file upload is admitted before its body is read.
+async fn admit(state: &WebChatState, visitor: &str, address: std::net::IpAddr) -> Result<Admitted, HttpError> {
+    let address = address.to_string();
+    let checks = [(state.visitor_limiter.as_ref(), visitor), (&state.address_limits.messages, address.as_str())];
+    let [per_visitor, per_address]: [Result<(), std::time::Duration>; 2] =
+        RateLimiter::check_all(&checks).await.try_into().expect("one result per check");
+    if let Err(wait) = per_visitor {
+        return Err(HttpError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("Too many messages; try again in {} ms.", wait.as_millis().max(1)),
+        ));
+    }
+    if let Err(wait) = per_address {
+        return Err(HttpError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("Too many messages from your network; try again in {} ms.", wait.as_millis().max(1)),
+        ));
+    }
+    Ok(Admitted(()))
+}
+
 /// The one way a widget message enters the engine, from the socket or the HTTP fallback.
+/// `admitted`: counted already (a file upload, before its body was read); else it is counted
+/// here, once the message is valid.
 async fn receive(
     state: &WebChatState,
+    admitted: Option<Admitted>,
     visitor: &str,
     address: std::net::IpAddr,
     client_id: &str,
@@ -168,25 +199,8 @@ async fn receive(
             ),
         ));
     }
-    // However many visitor ids one address makes up, it shares one budget. Both in one round
-    // trip when several nodes share the counts.
-    let address = address.to_string();
-    let checks = [(state.visitor_limiter.as_ref(), visitor), (&state.address_limits.messages, address.as_str())];
-    let [per_visitor, per_address]: [Result<(), std::time::Duration>; 2] =
-        RateLimiter::check_all(&checks).await.try_into().expect("one result per check");
-    if let Err(wait) = per_visitor {
-        return Err(HttpError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("Too many messages; try again in {} ms.", wait.as_millis().max(1)),
-        ));
-    }
-    if let Err(wait) = per_address {
-        return Err(HttpError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("Too many messages from your network; try again in {} ms.", wait.as_millis().max(1)),
-        ));
+    if admitted.is_none() {
+        admit(state, visitor, address).await?;
     }
     // Files are checked and kept only once the message may be sent; none outlives a refusal.
     let mut attachments = Vec::with_capacity(files.len());
