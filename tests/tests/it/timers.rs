@@ -489,3 +489,34 @@ async fn scheduled_backups_keep_the_newest_copies_and_a_failure_is_recorded_with
     let jobs = server.engine().jobs().scheduled_jobs().await.unwrap();
     assert_eq!(jobs[0].last_ok, Some(false), "the record survives a restart");
 }
+
+#[tokio::test]
+async fn notices_from_timers_are_copied_by_mail_to_a_customer_who_left_an_address() {
+    let clock = Arc::new(ManualClock::new(start()));
+    // A mail server that is away: the copies wait in their queue, where the test reads them.
+    let away = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = TestServer::start_with_clock(clock.clone(), move |c| {
+        c.sla.enabled = false;
+        c.email.address = Some("support@example.test".into());
+        c.email.imap_username = "support@example.test".into();
+        c.email.imap_password = Some(switchboard::config::Secret("unused".into()));
+        c.email.imap_port = away;
+        c.email.imap_security = "none".into();
+        c.email.smtp_port = away;
+        c.email.smtp_security = "none".into();
+    })
+    .await;
+    let agent = server.add_agent("Ann", "ann@example.com").await;
+    let engine = server.engine();
+    let asked = engine.handle(from_customer("copied", 1, "I want to talk to a person", engine.now())).await.unwrap();
+    let id = asked.conversation.id;
+    let left = switchboard_core::StepWrite { contact_email: Some((asked.conversation.contact_id, "ida@example.com".into())), ..Default::default() };
+    engine.store().commit(left).await.unwrap();
+    engine.agent_reply(id, agent, "Restart the router, then tell me if it works.".into(), Vec::new()).await.unwrap();
+    let reminder = server.config.bot.waiting_reminder.clone();
+
+    clock.advance(chrono::Duration::hours(49));
+    fire_until(&server, "the reminder", || async { bot_texts(&server, id).await.contains(&reminder) }).await;
+    let waiting = engine.store().customer_mails_to_send(10).await.unwrap();
+    assert!(waiting.iter().any(|m| m.text == reminder && m.address == "ida@example.com" && m.conversation_id == id), "{waiting:?}");
+}
