@@ -53,8 +53,10 @@ try {
   await agent.locator('[data-test="reply-text"]').fill('Here are the steps.');
   await expectAccessible(agent, 'conversation page with a file to send');
   await agent.locator('[data-test="reply-submit"]').click();
-  await agent.waitForURL(/done=reply/, { timeout: 20000 }).catch(async (error) => {
-    throw new Error(`the reply was not sent: ${agent.url()}\n${await agent.locator('main').innerText().catch(() => '')}\n${error}`);
+  const sent = agent.locator('[data-test="message"][data-sender="agent"]').filter({ hasText: 'Here are the steps.' });
+  await sent.waitFor({ timeout: 20000 });
+  await sent.getByText('steps.pdf').first().waitFor({ timeout: 5000 }).catch(async () => {
+    throw new Error(`the reply shows no file: ${await sent.innerText()}`);
   });
 
   step("the agent's PDF arrives as a chip and downloads");
