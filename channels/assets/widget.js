@@ -805,6 +805,11 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
 .sb-row-system .sb-bubble { max-width: 90%; padding: 2px 8px; background: transparent; color: #4b5563;
   font-size: 12px; font-style: italic; text-align: center; }
 .sb-meta { margin: 2px 6px 0; font-size: 11px; color: #4b5563; white-space: nowrap; }
+.sb-speaker { display: flex; align-items: center; gap: 6px; margin: 6px 0 3px 2px; font-size: 12px; color: #374151; }
+.sb-avatar { flex: none; width: 22px; height: 22px; border-radius: 50%; background: #4b5563; color: #fff;
+  font-size: 10px; font-weight: 600; display: flex; align-items: center; justify-content: center; }
+.sb-row-bot .sb-avatar { background: var(--sb-primary); color: var(--sb-text); }
+.sb-avatar svg { width: 13px; height: 13px; }
 .sb-row-system .sb-meta { margin-top: 0; }
 .sb-pending .sb-bubble { outline: 2px dashed rgba(0,0,0,.25); outline-offset: -2px; }
 .sb-failed .sb-bubble { outline: 2px solid #b91c1c; outline-offset: -2px; }
@@ -1154,6 +1159,12 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
       list.push({ key: 'c:' + u.client_id, sender: 'customer', text: u.name, pending: !u.error, error: u.error,
         meta: u.error ? 'not sent' : 'uploading ' + u.progress + '%' });
     }
+    // Who speaks is shown when the speaker changes: an agent's name and initials, the bot's mark.
+    list.forEach((entry, i) => {
+      const before = list[i - 1];
+      const speaks = entry.sender === 'agent' || entry.sender === 'bot';
+      entry.showSpeaker = speaks && !(before && before.sender === entry.sender && (before.author || '') === (entry.author || ''));
+    });
     return list;
   }
 
@@ -1179,6 +1190,12 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
     reportSeen();
   }
 
+  /** "Dana Ruiz" → "DR": an agent's avatar. */
+  function initials(name) {
+    const parts = String(name).trim().split(/\s+/).filter(Boolean);
+    return ((parts[0] || '?').charAt(0) + (parts.length > 1 ? parts[parts.length - 1].charAt(0) : '')).toUpperCase();
+  }
+
   /** Who wrote a message, as a screen reader announces it before the text. */
   function senderLabel(entry) {
     if (entry.sender === 'customer') return 'You';
@@ -1193,7 +1210,11 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
     row.sbBubble = h('div', { class: 'sb-bubble', 'data-sb': 'message', 'data-sender': entry.sender, dir: 'auto' });
     if (entry.key === WELCOME_KEY) row.sbBubble.setAttribute('data-local', 'welcome');
     row.sbMeta = h('div', { class: 'sb-meta', 'data-sb': 'meta' });
-    row.append(row.sbWho, row.sbBubble, row.sbMeta);
+    // Seen, not read out: the screen-reader label above names the speaker already.
+    row.sbAvatar = h('span', { class: 'sb-avatar' });
+    row.sbName = h('span', { class: 'sb-name' });
+    row.sbSpeaker = h('div', { class: 'sb-speaker', 'data-sb': 'speaker', 'aria-hidden': 'true', hidden: '' }, row.sbAvatar, row.sbName);
+    row.append(row.sbWho, row.sbSpeaker, row.sbBubble, row.sbMeta);
     return row;
   }
 
@@ -1208,6 +1229,13 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
     }
     const who = senderLabel(entry) + ':';
     if (row.sbWho.textContent !== who) row.sbWho.textContent = who;
+    row.sbSpeaker.hidden = !entry.showSpeaker;
+    if (entry.showSpeaker) {
+      const name = entry.sender === 'agent' ? (entry.author || 'Agent') : look.title;
+      row.sbName.textContent = name;
+      if (entry.sender === 'agent') row.sbAvatar.textContent = initials(name);
+      else row.sbAvatar.innerHTML = ICON_CHAT.replace('sb-icon-chat', '');
+    }
     if (entry.seq != null) bubble.setAttribute('data-seq', String(entry.seq));
     row.sbMeta.textContent = entry.meta;
     row.sbMeta.hidden = !entry.meta;

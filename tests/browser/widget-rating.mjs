@@ -17,6 +17,12 @@ try {
   const w = (name) => page.locator(`[data-sb="${name}"]`);
   const bubble = (sender, text) => page.locator(`[data-sb="message"][data-sender="${sender}"]`).filter({ hasText: text });
 
+  step("the agent's reply shows her name and initials, the bot's its mark");
+  const dana = w('speaker').filter({ hasText: 'Dana' });
+  await dana.waitFor({ timeout: 20000 });
+  assert.equal(await dana.locator('.sb-avatar').textContent(), 'D');
+  assert.ok(await page.locator('.sb-row-bot [data-sb="speaker"]:not([hidden])').count() >= 1, 'the bot is marked too');
+
   step('the agent resolves: the customer is asked whether it is fixed, with two buttons');
   await bubble('bot', 'marked this as solved').waitFor({ timeout: 20000 });
   const answers = await w('quick-reply').allTextContents();
