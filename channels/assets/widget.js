@@ -1214,7 +1214,7 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
     row.sbAvatar = h('span', { class: 'sb-avatar' });
     row.sbName = h('span', { class: 'sb-name' });
     row.sbSpeaker = h('div', { class: 'sb-speaker', 'data-sb': 'speaker', 'aria-hidden': 'true', hidden: '' }, row.sbAvatar, row.sbName);
-    row.append(row.sbWho, row.sbSpeaker, row.sbBubble, row.sbMeta);
+    row.append(row.sbSpeaker, row.sbWho, row.sbBubble, row.sbMeta);
     return row;
   }
 
