@@ -73,6 +73,8 @@ fn news_of(event: Result<DomainEvent, broadcast::error::RecvError>) -> Option<Ne
             conversation: conversation.map(|c| c.to_string()).unwrap_or_default(),
             text,
         }),
+        // A passing cue: shown by the node where it happened (see docs/DEPLOYMENT.md).
+        Ok(DomainEvent::Typing { .. }) => None,
         Err(broadcast::error::RecvError::Lagged(missed)) => {
             tracing::warn!(missed, "live news fell behind; other nodes' views catch up on their next reload");
             None

@@ -317,6 +317,35 @@
     if (alertsOn()) beep();
   }
 
+  /** "Ann is typing…" under the conversation the customer is typing in, for a few seconds. */
+  var typingTimer = 0;
+  function showCustomerTyping(data) {
+    var cue = document.querySelector('[data-test="customer-typing"]');
+    if (!cue || String(data.conversation_id) !== main.getAttribute('data-conversation-id')) return;
+    cue.hidden = false;
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(function () { cue.hidden = true; }, 6000);
+  }
+
+  /** While the agent writes a reply, the customer's chat says so (at most every 3 s). */
+  (function () {
+    var form = document.querySelector('.reply-form');
+    var text = form && form.querySelector('[data-test="reply-text"]');
+    var csrf = form && form.querySelector('input[name="csrf"]');
+    if (!text || !csrf || typeof fetch === 'undefined') return;
+    var last = 0;
+    text.addEventListener('input', function () {
+      var now = Date.now();
+      if (!text.value.trim() || now - last < 3000) return;
+      last = now;
+      fetch(form.getAttribute('action').replace(/\/reply$/, '/typing'), {
+        method: 'POST', credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+        body: 'csrf=' + encodeURIComponent(csrf.value),
+      }).catch(function () { /* only a cue */ });
+    });
+  })();
+
   function onEvent(ev) {
     var data;
     try { data = JSON.parse(ev.data); } catch (e) { return; }
@@ -326,6 +355,7 @@
       if (main.getAttribute('data-live') === 'notifications') listRefresh();
       return;
     }
+    if (data.kind === 'typing') { showCustomerTyping(data); return; }
     noticeFailedReply(data);
     var mode = main.getAttribute('data-live');
     if (mode === 'conversation') {

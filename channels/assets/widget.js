@@ -516,7 +516,7 @@
       }
       case 'message': return ingest([frame.message], true);
       case 'ack': return onAck(frame);
-      case 'typing': return setTyping(!!frame.on);
+      case 'typing': return setTyping(!!frame.on, typeof frame.name === 'string' ? frame.name : '');
       case 'conversation': return setConversation(frame.conversation);
       case 'error': return onError(frame);
       default: return; // pong, or something newer than this widget
@@ -925,7 +925,8 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
     ui.announcer = h('div', { class: 'sb-sr', 'data-sb': 'announcer', role: 'status', 'aria-live': 'polite' });
 
     ui.input = h('textarea', { class: 'sb-input', 'data-sb': 'input', rows: '1',
-      placeholder: 'Type a message…', 'aria-label': 'Message', dir: 'auto', onkeydown: onInputKey, oninput: autoGrow });
+      placeholder: 'Type a message…', 'aria-label': 'Message', dir: 'auto', onkeydown: onInputKey,
+      oninput: () => { autoGrow(); reportTyping(); } });
     const sendButton = h('button', { class: 'sb-send', type: 'submit', 'data-sb': 'send', 'aria-label': 'Send' });
     sendButton.innerHTML = ICON_SEND;
     ui.fileInput = h('input', { type: 'file', accept: ACCEPTED_FILES, hidden: '', 'data-sb': 'file-input',
@@ -1021,6 +1022,15 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
     for (const file of event.dataTransfer.files) sendFile(file);
   }
 
+  /** Agents see that the customer is typing: a frame at most every 3 s while they do. */
+  let typingSentAt = 0;
+  function reportTyping() {
+    const now = Date.now();
+    if (!ui.input.value.trim() || now - typingSentAt < 3000 || !socketReady) return;
+    typingSentAt = now;
+    sendFrame({ type: 'typing' });
+  }
+
   function onInputKey(event) {
     // Enter sends; Shift+Enter is a newline; never interrupt an IME composition.
     if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
@@ -1100,9 +1110,9 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
 
   function setUnread(on) { ui.badge.hidden = !on; }
 
-  function setTyping(on) {
+  function setTyping(on, name) {
     clearTimeout(timers.typing);
-    if (on && ui.typing.hidden) announce(look.title + ' is typing…');
+    if (on && ui.typing.hidden) announce((name || look.title) + ' is typing…');
     else if (!on && !ui.typing.hidden) announce('');
     ui.typing.hidden = !on;
     if (!on) return;

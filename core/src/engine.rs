@@ -1480,6 +1480,23 @@ impl Engine {
         Err(EngineError::Conflict("the customer kept changing on other nodes; try again".into()))
     }
 
+    /// The customer is typing in their current conversation: a cue for agents' open views.
+    pub fn customer_typing(&self, conversation: ConversationId) {
+        self.bus.publish(DomainEvent::Typing { conversation, agent_name: None });
+    }
+
+    /// An agent is typing a reply: a cue for the customer, where their channel shows one. Only
+    /// an agent who may reply there is announced.
+    pub async fn agent_typing(&self, conversation_id: ConversationId, agent_id: AgentId) -> Result<(), EngineError> {
+        let agent = self.store.agent(agent_id).await?.filter(|a| a.active).ok_or(EngineError::NotFound("agent"))?;
+        let conversation = self.store.conversation(conversation_id).await?.ok_or(EngineError::NotFound("conversation"))?;
+        self.may_act(&agent, &conversation).await?;
+        if !conversation.status.is_final() {
+            self.bus.publish(DomainEvent::Typing { conversation: conversation_id, agent_name: Some(agent.name) });
+        }
+        Ok(())
+    }
+
     /// The contact's latest conversation when it was closed, within the last week, with a
     /// rating still asked for (a digit weeks later is a new message).
     async fn rating_asked_after_close(&self, contact: ContactId) -> Result<Option<Conversation>, EngineError> {

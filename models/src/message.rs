@@ -118,4 +118,7 @@ pub enum DomainEvent {
     DeliveryChanged(Message),
     /// An agent (`None`: every admin) was notified; the notification is stored already.
     Notified { to: Option<AgentId>, kind: crate::NotificationKind, conversation: Option<ConversationId>, text: String },
+    /// Someone is typing in the conversation: the agent `agent_name`, or (`None`) the customer.
+    /// Nothing is stored; a cue for the other side's open view.
+    Typing { conversation: ConversationId, agent_name: Option<String> },
 }

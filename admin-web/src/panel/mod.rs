@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/panel/conversations/{id}", get(conversation))
         .route("/panel/conversations/{id}/attachments/{key}", get(attachment))
         .route("/panel/conversations/{id}/reply", post(reply).layer(limits::upload_body_limit()))
+        .route("/panel/conversations/{id}/typing", post(typing))
         .route("/panel/conversations/{id}/{action}", post(act))
         .route("/panel/canned", get(canned).post(create_canned))
         .route("/panel/canned/{id}/delete", post(delete_canned))
@@ -707,6 +708,19 @@ pub(crate) async fn apply_action(
     Ok(())
 }
 
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+/// The agent is writing a reply (the page says so every few seconds while they type): the
+/// customer's widget shows "Dana is typing…".
+async fn typing(State(state): State<AppState>, signed: Signed, Path(id): Path<String>, Form(form): Form<CsrfForm>) -> Result<StatusCode, ApiError> {
+    signed.check_csrf(&form.csrf)?;
+    state.engine.agent_typing(conversation_id(&id)?, signed.agent.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// The reply form: its text and, sent as a multipart form, one file; a urlencoded form (the
 /// form without a file, or a script) sends text only.
 async fn reply(State(state): State<AppState>, signed: Signed, Path(id): Path<String>, request: axum::extract::Request) -> Result<Response, ApiError> {
@@ -1151,6 +1165,9 @@ async fn events(State(state): State<AppState>, signed: Signed) -> Sse<impl futur
                     });
                     return Some((Ok(Event::default().data(data.to_string())), (receiver, open)));
                 }
+                Ok(DomainEvent::Typing { conversation, agent_name: None }) => ("typing", conversation, chrono::Utc::now()),
+                // Agents' typing is the customer's cue.
+                Ok(DomainEvent::Typing { agent_name: Some(_), .. }) => continue,
                 Ok(DomainEvent::MessageStored(m)) => ("message", m.conversation_id, m.created_at),
                 Ok(DomainEvent::ConversationChanged(c)) => ("conversation", c.id, c.updated_at),
                 Ok(DomainEvent::Assigned { conversation, .. }) => ("conversation", conversation.id, conversation.updated_at),

@@ -15,6 +15,8 @@ pub enum ClientFrame {
     History { after: i64 },
     /// The customer has seen the replies up to this seq (the chat is open and visible).
     Seen { seq: i64 },
+    /// The customer is typing (sent every few seconds while they do).
+    Typing,
     Ping,
 }
 
@@ -28,7 +30,12 @@ pub enum ServerFrame {
     Message { message: MessageView },
     /// The customer message `client_id` is stored (or was already: `duplicate`).
     Ack { client_id: String, message: MessageView, duplicate: bool, conversation: ConversationView },
-    Typing { on: bool },
+    /// The bot is working on an answer, or (`name`) an agent is typing one.
+    Typing {
+        on: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
     /// The conversation changed hands or status since the widget last heard of it.
     Conversation { conversation: ConversationView },
     Pong,

@@ -17,6 +17,8 @@ pub enum LiveEvent {
     Message(Arc<Message>),
     /// The bot is working on an answer.
     Typing(bool),
+    /// An agent (named) is typing a reply.
+    AgentTyping(Arc<str>),
     /// The conversation changed hands or status (e.g. it now waits for the team).
     Conversation(Arc<Conversation>),
     /// Too many sockets for this visitor: this one, the oldest, is closed.
@@ -197,5 +199,25 @@ impl Outbound for WebChatOutbound {
             let _ = relay.send((message.message.seq, message.recipient_external_id.clone()));
         }
         Ok(None)
+    }
+}
+
+/// Shows widgets on this node that an agent is typing to them (`DomainEvent::Typing`).
+pub async fn show_agents_typing(engine: Arc<switchboard_core::Engine>, hub: Arc<WebChatHub>) {
+    let mut events = engine.bus().subscribe_local();
+    loop {
+        let (conversation, name) = match events.recv().await {
+            Ok(switchboard_models::DomainEvent::Typing { conversation, agent_name: Some(name) }) => (conversation, name),
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let store = engine.conversations();
+        let contact = match store.conversation(conversation).await {
+            Ok(Some(c)) if c.channel == Channel::WebChat => store.contact(c.contact_id).await.ok().flatten(),
+            _ => None,
+        };
+        if let Some(contact) = contact.filter(|c| hub.is_connected(&c.external_id)) {
+            hub.publish(&contact.external_id, LiveEvent::AgentTyping(name.into()));
+        }
     }
 }

@@ -89,7 +89,8 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
                     Ok(mut views) => ServerFrame::Message { message: views.remove(0) },
                     Err(_) => ServerFrame::Message { message: MessageView::from(&*message) },
                 },
-                Some(LiveEvent::Typing(on)) => ServerFrame::Typing { on },
+                Some(LiveEvent::Typing(on)) => ServerFrame::Typing { on, name: None },
+                Some(LiveEvent::AgentTyping(name)) => ServerFrame::Typing { on: true, name: Some(name.to_string()) },
                 Some(LiveEvent::Displaced) => {
                     let close = CloseFrame { code: 1008, reason: "Too many open chats for this visitor; this, the oldest, was closed".into() };
                     let _ = sink.send(WsMessage::Close(Some(close))).await;
@@ -158,7 +159,17 @@ async fn answer(state: &WebChatState, visitor: &str, address: std::net::IpAddr, 
         },
         // Nothing to say back unless it failed.
         ClientFrame::Seen { seq } => return seen(state, visitor, seq).await.err().map(|error| ServerFrame::error(error, None)),
+        ClientFrame::Typing => return typing(state, visitor).await.err().map(|error| ServerFrame::error(error, None)),
     })
+}
+
+/// The customer is typing: agents with the conversation open see a cue.
+async fn typing(state: &WebChatState, visitor: &str) -> Result<(), HttpError> {
+    let found = state.engine.conversations().contact_and_current_conversation(switchboard_models::Channel::WebChat, visitor).await?;
+    if let Some((_, Some(conversation))) = found {
+        state.engine.customer_typing(conversation.id);
+    }
+    Ok(())
 }
 
 pub(super) async fn seen(state: &WebChatState, visitor: &str, seq: i64) -> Result<(), HttpError> {

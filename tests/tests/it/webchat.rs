@@ -604,3 +604,50 @@ async fn in_a_real_browser_a_signed_user_is_named_in_the_panel_and_a_visitor_fil
     let bo = server.engine().listings().list_conversations(&switchboard_core::ConversationFilter::default()).await.unwrap();
     assert!(bo.iter().any(|s| s.customer == "Bo Visitor"), "the pre-chat name is the customer's");
 }
+
+#[tokio::test]
+async fn the_customer_and_the_agent_each_see_the_other_typing() {
+    let server = TestServer::start().await;
+    let password = "typing test password";
+    let store = server.engine().store();
+    switchboard_admin_web::accounts::create_account(store.as_ref(), "dana@example.com", "Dana", switchboard_models::Role::Agent, password, None).await.unwrap();
+    switchboard_admin_web::accounts::create_account(store.as_ref(), "eli@example.com", "Eli", switchboard_models::Role::Agent, password, None).await.unwrap();
+    let dana = switchboard_tests::panel::PanelClient::sign_in(&server.url(""), "dana@example.com", password).await;
+    let (_, mut widget) = visitor_socket(&server).await;
+    widget.say("t1", "I want to talk to a person").await;
+    let ack = widget.next_of("ack").await;
+    let id = ack["conversation"]["id"].as_str().unwrap().to_string();
+
+    // The customer types: the agent's open panel hears it.
+    let mut events = dana.event_stream("/panel/events").await;
+    widget.send_json(json!({"type": "typing"})).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline - tokio::time::Instant::now();
+        let event: Value = serde_json::from_str(&tokio::time::timeout(left, events.next_event()).await.expect("no typing news").unwrap()).unwrap();
+        if event["kind"] == "typing" {
+            assert_eq!(event["conversation_id"], json!(id));
+            break;
+        }
+    }
+
+    // The agent types: the widget names them.
+    let path = format!("/panel/conversations/{id}/typing");
+    assert_eq!(dana.post(&path, &[]).await.status.as_u16(), 204);
+    // (The bot's own "typing" frames around its handoff answer carry no name.)
+    let typing = loop {
+        let frame = widget.next_of("typing").await;
+        if frame["name"].is_string() {
+            break frame;
+        }
+    };
+    assert_eq!((typing["on"].as_bool(), typing["name"].as_str()), (Some(true), Some("Dana")));
+    assert_eq!(dana.post_raw(&path, &[("csrf", "forged")]).await.status.as_u16(), 403, "the form's token is checked");
+
+    // Once Dana has it, a colleague's typing is not announced as hers or theirs.
+    let conversation = switchboard_models::ConversationId::parse(&id).unwrap();
+    let dana_id = store.agent_by_email("dana@example.com").await.unwrap().unwrap().id;
+    server.engine().change_ticket(conversation, dana_id, switchboard_core::TicketChange::Take, None).await.unwrap();
+    let eli = switchboard_tests::panel::PanelClient::sign_in(&server.url(""), "eli@example.com", password).await;
+    assert_eq!(eli.post(&path, &[]).await.status.as_u16(), 403);
+}
