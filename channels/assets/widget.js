@@ -172,6 +172,7 @@
   };
 
   let socket = null;        // the current WebSocket, if any
+  let typingSentAt = 0;     // when agents were last told the customer is typing
   let socketReady = false;  // `ready` arrived on it
   let everReady = false;    // a socket has worked on this page, so WebSockets are not blocked
   let failedOpens = 0;
@@ -339,6 +340,7 @@
   function send(text) {
     text = String(text == null ? '' : text).trim();
     if (!text) return null;
+    typingSentAt = 0; // the next message's first keystroke says so again
     const entry = { client_id: newClientId(), text, error: null };
     const chars = Array.from(text).length;
     if (state.maxChars && chars > state.maxChars) {
@@ -1023,7 +1025,6 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
   }
 
   /** Agents see that the customer is typing: a frame at most every 3 s while they do. */
-  let typingSentAt = 0;
   function reportTyping() {
     const now = Date.now();
     if (!ui.input.value.trim() || now - typingSentAt < 3000 || !socketReady) return;

@@ -30,6 +30,7 @@ try {
   await row.click();
   await agent.locator('[data-test="take"]').click();
   await agent.locator('[data-test="reply-text"]').fill('Hello, this is your agent speaking.');
+  await customer.locator('[data-sb="typing"]').waitFor({ state: 'visible', timeout: 10000 }); // the agent is typing
   await agent.locator('[data-test="reply-submit"]').click();
   await agent.locator('[data-test="message"][data-sender="agent"]').filter({ hasText: 'your agent speaking' }).waitFor();
   await agent.screenshot({ path: path.join(artifacts, 'panel-conversation.png'), fullPage: true });
@@ -39,7 +40,9 @@ try {
   await customer.locator('[data-sb="message"][data-sender="agent"]').filter({ hasText: 'your agent speaking' }).waitFor({ timeout: 10000 });
 
   step('the customer answers; the agent sees it without reloading');
+  await agent.waitForFunction(() => document.body.dataset.liveReady === '1', null, { timeout: 10000 });
   await customer.locator('[data-sb="input"]').fill('Thanks, my invoice is wrong');
+  await agent.locator('[data-test="customer-typing"]').waitFor({ state: 'visible', timeout: 10000 });
   await customer.locator('[data-sb="send"]').click();
   await agent.locator('[data-test="message"][data-sender="customer"]').filter({ hasText: 'my invoice is wrong' }).waitFor({ timeout: 10000 });
 
