@@ -617,6 +617,8 @@ async fn the_customer_and_the_agent_each_see_the_other_typing() {
     widget.say("t1", "I want to talk to a person").await;
     let ack = widget.next_of("ack").await;
     let id = ack["conversation"]["id"].as_str().unwrap().to_string();
+    // The handoff is done before anyone acts on the conversation.
+    while !widget.next_reply().await["text"].as_str().unwrap_or("").contains("handed your conversation") {}
 
     // The customer types: the agent's open panel hears it.
     let mut events = dana.event_stream("/panel/events").await;
