@@ -485,11 +485,15 @@ impl Engine {
         };
         // A rating sent after an unconfirmed resolution was closed answers that conversation's
         // question; anything else starts a new conversation.
+        // (A mail names its thread: the rating answers that conversation if it asked.)
         let loaded = match loaded {
-            None if matches!(inbound.thread, Thread::Current)
-                && crate::closing::rating_in(crate::closing::answer_text(inbound.channel, &inbound.text)).is_some() =>
-            {
-                self.rating_asked_after_close(contact.id).await?
+            None if crate::closing::rating_in(crate::closing::answer_text(inbound.channel, &inbound.text)).is_some() => {
+                let asked = match inbound.thread {
+                    Thread::Current => self.store.contact_conversations(contact.id).await?.into_iter().next().map(|summary| summary.conversation),
+                    Thread::Continue(id) => self.store.conversation(id).await?.filter(|c| c.contact_id == contact.id),
+                    Thread::New => None,
+                };
+                asked.filter(|c| self.asks_rating_after_close(c))
             }
             found => found,
         };
@@ -1497,12 +1501,11 @@ impl Engine {
         Ok(())
     }
 
-    /// The contact's latest conversation when it was closed, within the last week, with a
-    /// rating still asked for (a digit weeks later is a new message).
-    async fn rating_asked_after_close(&self, contact: ContactId) -> Result<Option<Conversation>, EngineError> {
-        let latest = self.store.contact_conversations(contact).await?.into_iter().next().map(|summary| summary.conversation);
-        let recent = |c: &Conversation| self.clock.now() - c.updated_at <= chrono::Duration::days(RATING_AFTER_CLOSE_DAYS);
-        Ok(latest.filter(|c| c.status == Status::Closed && matches!(c.awaiting, Some(Awaiting::Rating { .. })) && recent(c)))
+    /// A conversation closed within the last week with a rating still asked for: a rating the
+    /// customer sends answers it (a digit weeks later is a new message).
+    fn asks_rating_after_close(&self, c: &Conversation) -> bool {
+        let recent = self.clock.now() - c.updated_at <= chrono::Duration::days(RATING_AFTER_CLOSE_DAYS);
+        c.status == Status::Closed && matches!(c.awaiting, Some(Awaiting::Rating { .. })) && recent
     }
 
     /// Copies by email of the notices an agent's action or a timer sends, for a customer who left

@@ -548,3 +548,30 @@ async fn a_resolution_closed_unconfirmed_is_rated_by_the_next_rating_and_anythin
     assert_ne!(fresh["conversation"]["id"], json!(id.to_string()));
     assert_eq!(server.engine().ratings().ratings_of(id).await.unwrap().len(), 1, "one rating per resolution");
 }
+
+#[tokio::test]
+async fn a_rating_in_the_thread_of_a_closed_conversation_answers_it_like_a_mail_reply_does() {
+    use switchboard_models::Thread;
+    use switchboard_tests::webchat_inbound;
+    let server = TestServer::start().await;
+    let dana = server.add_agent("Dana", "dana@example.com").await;
+    let engine = server.engine();
+    let asked = engine.handle(webchat_inbound("threaded", None, 1, "I want to talk to a person")).await.unwrap();
+    let id = asked.conversation.id;
+    engine.agent_reply(id, dana, "The refund is on its way.".into(), Vec::new()).await.unwrap();
+    engine.resolve(id, dana).await.unwrap();
+    engine.change_ticket(id, dana, switchboard_core::TicketChange::Status(Status::Closed), None).await.unwrap();
+    assert!(matches!(current(&server, id).await.awaiting, Some(Awaiting::Rating { .. })));
+
+    // The customer answers in the closed conversation's thread (as a mail reply names it).
+    let rating = switchboard_models::Inbound { thread: Thread::Continue(id), ..webchat_inbound("threaded", None, 2, "5") };
+    let rated = engine.handle(rating).await.unwrap();
+    assert_eq!(rated.conversation.id, id, "the rating goes to the conversation it answers");
+    let ratings = engine.ratings().ratings_of(id).await.unwrap();
+    assert_eq!(ratings.iter().map(|r| (r.score, r.agent_id)).collect::<Vec<_>>(), [(5, Some(dana))]);
+
+    // Rated once: the next digit in that thread starts a new conversation.
+    let again = switchboard_models::Inbound { thread: Thread::Continue(id), ..webchat_inbound("threaded", None, 3, "4") };
+    assert_ne!(engine.handle(again).await.unwrap().conversation.id, id);
+    assert_eq!(engine.ratings().ratings_of(id).await.unwrap().len(), 1);
+}
