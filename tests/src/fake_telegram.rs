@@ -69,6 +69,8 @@ struct State_ {
 pub struct FakeTelegram {
     state: Arc<Mutex<State_>>,
     changed: Arc<Notify>,
+    /// Woken whenever the bot sends, answers a press or edits a message.
+    bot_acted: Arc<Notify>,
     pub addr: SocketAddr,
 }
 
@@ -78,7 +80,7 @@ impl FakeTelegram {
         let changed = Arc::new(Notify::new());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind fake Telegram");
         let addr = listener.local_addr().unwrap();
-        let fake = Self { state, changed, addr };
+        let fake = Self { state, changed, bot_acted: Arc::new(Notify::new()), addr };
         let app = Router::new()
             .route("/file/{bot}/{*path}", get(download))
             .route("/{bot}/{method}", any(method))
@@ -158,6 +160,23 @@ impl FakeTelegram {
     /// Messages whose buttons the bot took off, as (chat, message id).
     pub fn buttons_removed(&self) -> Vec<(i64, i64)> {
         self.lock().buttons_removed.clone()
+    }
+
+    /// Waits until what the bot did makes `found` give something (checked at once, then at
+    /// each thing the bot does); panics naming `what` after `timeout`.
+    pub async fn wait_until<T>(&self, what: &str, timeout: Duration, found: impl Fn(&FakeTelegram) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let acted = self.bot_acted.notified();
+            tokio::pin!(acted);
+            acted.as_mut().enable();
+            if let Some(found) = found(self) {
+                return found;
+            }
+            if tokio::time::timeout_at(deadline, acted).await.is_err() {
+                panic!("{what} within {timeout:?}; the bot sent {:#?}", self.sent());
+            }
+        }
     }
 
     /// Makes every update ever queued pending again, as Telegram does after a lost offset.
@@ -374,11 +393,13 @@ async fn method(State(fake): State<FakeTelegram>, Path((bot, method)): Path<(Str
         "answercallbackquery" => {
             let press = params["callback_query_id"].as_str().unwrap_or_default().to_string();
             fake.lock().answered_presses.push(press);
+            fake.bot_acted.notify_waiters();
             ok(json!(true))
         }
         "editmessagereplymarkup" => {
             let (chat, message_id) = (chat_id(&params), params["message_id"].as_i64().unwrap_or_default());
             fake.lock().buttons_removed.push((chat, message_id));
+            fake.bot_acted.notify_waiters();
             ok(json!({"message_id": message_id, "date": 1_760_000_000, "chat": {"id": chat, "type": "private", "first_name": "Ann"}, "text": "(the bot's message)"}))
         }
         _ => error(404, "Not Found: method not found", None),
@@ -472,5 +493,7 @@ fn send(fake: &FakeTelegram, method: &str, params: &Value, file: Option<(String,
         }
         _ => message["text"] = json!(text.unwrap_or_default()),
     }
+    drop(state);
+    fake.bot_acted.notify_waiters();
     ok(message)
 }

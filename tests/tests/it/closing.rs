@@ -192,11 +192,7 @@ async fn on_telegram_no_reopens_with_the_agent_or_the_queue_and_yes_leads_to_a_r
     assert_eq!(keyboard, ["Yes, it's fixed", "No, not yet"], "the answers are buttons");
     let press = telegram.press_button(chat.id, asked, "No, not yet");
     chat.said("passed it back to Dana").await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !telegram.buttons_removed().contains(&(chat.id, asked)) {
-        assert!(tokio::time::Instant::now() < deadline, "the answered question keeps its buttons");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    telegram.wait_until("the answered question's buttons go", WAIT, |t| t.buttons_removed().contains(&(chat.id, asked)).then_some(())).await;
     assert!(telegram.answered_presses().contains(&press), "the press is acknowledged");
     let reopened = current(&server, id).await;
     assert_eq!((reopened.status, reopened.handler, reopened.awaiting), (Status::InProgress, Handler::Agent(dana), None));

@@ -239,36 +239,28 @@ async fn in_a_group_only_the_person_asked_can_answer_with_the_buttons() {
     let id = asked[0].conversation_id;
     server.engine().agent_reply(id, dana, "Try again now, please.".into(), Vec::new()).await.unwrap();
     server.engine().resolve(id, dana).await.unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let question = loop {
-        if let Some(sent) = telegram.sent().into_iter().find(|s| s.chat_id == -300 && s.text.as_deref().is_some_and(|t| t.contains("marked this as solved"))) {
-            break sent;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the question never reached the group");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let question = telegram
+        .wait_until("the question reaches the group", WAIT, |t| {
+            t.sent().into_iter().find(|s| s.chat_id == -300 && s.text.as_deref().is_some_and(|t| t.contains("marked this as solved")))
+        })
+        .await;
     let yes = &question.reply_markup.as_ref().unwrap()["inline_keyboard"][0][0];
     assert_eq!((yes["text"].as_str(), yes["callback_data"].as_str()), (Some("Yes, it's fixed"), Some("611|Yes, it's fixed")), "the buttons say whom they are for");
 
     // Someone else in the group presses: told so, and nothing changes.
     let other = telegram.press_group_button(-300, 622, question.message_id, "611|Yes, it's fixed");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !telegram.answered_presses().contains(&other) {
-        assert!(tokio::time::Instant::now() < deadline, "the other person's press was never answered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    telegram.wait_until("the other person's press is answered", WAIT, |t| t.answered_presses().contains(&other).then_some(())).await;
     let store = server.engine().store();
     assert!(store.contact_by_external_id(Channel::Telegram, "-300/622").await.unwrap().is_none(), "the press was no message of theirs");
     assert!(telegram.buttons_removed().is_empty(), "the buttons stay for the person asked");
     assert_eq!(store.conversation(id).await.unwrap().unwrap().status, switchboard_models::Status::Resolved);
 
-    // The person asked presses: their answer.
+    // The person asked presses: their answer, which the bot takes up with the rating question.
     telegram.press_group_button(-300, 611, question.message_id, "611|Yes, it's fixed");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while store.conversation(id).await.unwrap().unwrap().status != switchboard_models::Status::Confirmed {
-        assert!(tokio::time::Instant::now() < deadline, "the answer never confirmed the resolution");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    telegram
+        .wait_until("the rating is asked", WAIT, |t| t.sent().into_iter().find(|s| s.chat_id == -300 && s.text.as_deref().is_some_and(|t| t.contains("How would you rate"))))
+        .await;
+    assert_eq!(store.conversation(id).await.unwrap().unwrap().status, switchboard_models::Status::Confirmed);
 }
 
 #[tokio::test]
