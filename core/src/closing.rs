@@ -195,14 +195,6 @@ fn words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// The part of a customer message that answers a question: a mail is stored as its subject,
-/// a blank line and its body, and the answer is in the body.
-pub fn answer_text(channel: switchboard_models::Channel, text: &str) -> &str {
-    match channel {
-        switchboard_models::Channel::Email => text.split_once("\n\n").map_or(text, |(_, body)| body),
-        _ => text,
-    }
-}
 
 /// Reads a short "yes" or "no" (its first word, in several languages, or a quick reply's
 /// label). Anything longer or else is a new message: `None`.

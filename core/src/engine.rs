@@ -487,7 +487,7 @@ impl Engine {
         // question; anything else starts a new conversation.
         // (A mail names its thread: the rating answers that conversation if it asked.)
         let loaded = match loaded {
-            None if crate::closing::rating_in(crate::closing::answer_text(inbound.channel, &inbound.text)).is_some() => {
+            None if crate::closing::rating_in(&inbound.text).is_some() => {
                 let asked = match inbound.thread {
                     Thread::Current => self.store.contact_conversations(contact.id).await?.into_iter().next().map(|summary| summary.conversation),
                     Thread::Continue(id) => self.store.conversation(id).await?.filter(|c| c.contact_id == contact.id),
@@ -549,7 +549,7 @@ impl Engine {
         let Some(mut place) = place else {
             return Ok(HandleOutcome { message, duplicate, conversation, replies: Vec::new(), escalated: false });
         };
-        let classification = self.classifier.classify(text_to_classify(message.channel, &message.text)).await;
+        let classification = self.classifier.classify(&message.text).await;
         if let Some(earlier) = place.after.take() {
             // Ok or a dropped sender both mean the earlier message is done with.
             let _ = earlier.await;
@@ -665,7 +665,7 @@ impl Engine {
     async fn answer_stranded(&self, mut message: Message) -> Result<(), EngineError> {
         tracing::info!(seq = message.seq, "answering a customer message its node left unanswered");
         let contact = self.store.contact(message.contact_id).await?.ok_or(EngineError::NotFound("contact"))?;
-        message.classification = Some(self.classifier.classify(text_to_classify(message.channel, &message.text)).await);
+        message.classification = Some(self.classifier.classify(&message.text).await);
         let contact_key = (contact.channel, contact.external_id);
         for _ in 0..CONFLICT_RETRIES {
             let Some(outcome) = self.answer_in_turn(&contact_key, &message).await? else { continue };
@@ -1746,14 +1746,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_mail_reply_is_read_by_its_body_and_a_new_mail_with_its_subject() {
-        assert_eq!(text_to_classify(Channel::Email, "Re: Refund form\n\nthat worked, thanks"), "that worked, thanks");
-        assert_eq!(text_to_classify(Channel::Email, "RE: x\n\n  "), "RE: x\n\n  ", "an empty body leaves the subject to read");
-        assert_eq!(text_to_classify(Channel::Email, "Refund form\n\nplease refund me"), "Refund form\n\nplease refund me");
-        assert_eq!(text_to_classify(Channel::WebChat, "Re: a\n\nb"), "Re: a\n\nb");
-    }
-
-    #[test]
     fn agents_write_first_only_where_the_channel_lets_a_chat_start() {
         let contact = |channel: Channel, external_id: &str| Contact {
             id: ContactId::new(),
@@ -1789,16 +1781,6 @@ mod tests {
 
 /// Whether a step changed anything worth writing (the timestamp alone is not).
 /// A decision that changes nothing and says nothing.
-/// What the bot reads of a message. A mail is stored as "<subject>\n\n<body>": a reply's
-/// "Re: …" subject repeats the thread's topic, so only its body says what is new ("Re: Refund
-/// form" / "that worked, thanks" is no refund request).
-fn text_to_classify(channel: Channel, text: &str) -> &str {
-    match (channel, text.split_once("\n\n")) {
-        (Channel::Email, Some((subject, body))) if subject.trim_start().get(..3).is_some_and(|re| re.eq_ignore_ascii_case("re:")) && !body.trim().is_empty() => body,
-        _ => text,
-    }
-}
-
 fn unchanged(conversation: &Conversation) -> Decision {
     Decision {
         conversation: conversation.clone(),

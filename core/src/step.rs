@@ -151,8 +151,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
 
     let answered_awaited = match input {
         Input::CustomerMessage { text, classification, resolver_available, has_attachments: false } => {
-            let answer = crate::closing::answer_text(next.channel, text);
-            let said = Said { text: answer, classification, resolver_available: *resolver_available };
+            let said = Said { text, classification, resolver_available: *resolver_available };
             answer_awaited(&mut next, awaiting.as_ref(), &said, &mut replies, &mut notices, &mut feedback, &mut escalated, policy, now)
         }
         _ => false,

@@ -333,8 +333,11 @@ impl EmailAdapter {
             }
         }
         let original = self.engine.keep_original("original.eml", "message/rfc822", raw).await.ok();
-        // The subject often says what the mail is about: it leads the text, on its own line.
-        let mut text = format!("{subject}\n\n{body}");
+        // The subject often says what the mail is about: it leads the text, on its own line. A
+        // reply's "Re: …" only repeats its thread's subject: its body alone is what it says
+        // (so "Re: Refund form" / "that worked" reads as no refund request, and a "5" as a rating).
+        let repeats_thread = matches!(thread, Thread::Continue(_)) && subject.get(..3).is_some_and(|re| re.eq_ignore_ascii_case("re:"));
+        let mut text = if repeats_thread && !body.trim().is_empty() { body } else { format!("{subject}\n\n{body}") };
         for note in refused {
             text.push_str("\n\n");
             text.push_str(&note);
