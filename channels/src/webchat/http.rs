@@ -220,15 +220,18 @@ pub async fn send(
     })?;
     let address = super::client_address(&state, peer.ip(), &headers);
     let outcome = receive(&state, None, &visitor, address, &body.client_id, body.text, Vec::new()).await?;
+    Ok(stored(&outcome))
+}
+
+/// The answer to a stored message: 201, or 200 when it was stored already.
+fn stored(outcome: &super::Acknowledged) -> (StatusCode, Json<Sent>) {
     let status = if outcome.duplicate { StatusCode::OK } else { StatusCode::CREATED };
-    Ok((
-        status,
-        Json(Sent {
-            message: MessageView::from(&outcome.message),
-            duplicate: outcome.duplicate,
-            conversation: ConversationView::from(&outcome.conversation),
-        }),
-    ))
+    let sent = Sent {
+        message: MessageView::from(&outcome.message),
+        duplicate: outcome.duplicate,
+        conversation: ConversationView::from(&outcome.conversation),
+    };
+    (status, Json(sent))
 }
 
 /// A message with a file, as `multipart/form-data`: `client_id`, an optional `text` (a
@@ -279,15 +282,7 @@ pub async fn send_file(
     let client_id = client_id.ok_or_else(|| malformed("client_id is missing".into()))?;
     let file = file.ok_or_else(|| malformed("the file is missing".into()))?;
     let outcome = receive(&state, Some(admitted), &visitor, address, &client_id, text, vec![file]).await?;
-    let status = if outcome.duplicate { StatusCode::OK } else { StatusCode::CREATED };
-    Ok((
-        status,
-        Json(Sent {
-            message: MessageView::from(&outcome.message),
-            duplicate: outcome.duplicate,
-            conversation: ConversationView::from(&outcome.conversation),
-        }),
-    ))
+    Ok(stored(&outcome))
 }
 
 /// A file of the visitor's own conversations, for their token only; served so that no
