@@ -311,7 +311,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         tracing::info!("email channel on");
     }
     workers.push(tokio::spawn(sample_backlogs(store.clone())));
-    workers.push(tokio::spawn(switchboard_channels::webchat::show_agents_typing(engine.clone(), hub.clone())));
+    workers.push(tokio::spawn(switchboard_channels::webchat::show_agents_cues(engine.clone(), hub.clone())));
     workers.push(tokio::spawn(fire_timers(engine.clone())));
     let scheduler = Arc::new(jobs::scheduler(config, store.clone(), blobs.clone(), clock.clone())?);
     scheduler.plan().await.context("entering the scheduled jobs ([jobs])")?;

@@ -75,6 +75,7 @@ fn news_of(event: Result<DomainEvent, broadcast::error::RecvError>) -> Option<Ne
         }),
         // A passing cue: shown by the node where it happened (see docs/DEPLOYMENT.md).
         Ok(DomainEvent::Typing { .. }) => None,
+        Ok(DomainEvent::SeenByAgent { conversation, up_to_seq }) => Some(News::Seen { conversation: conversation.to_string(), seq: up_to_seq }),
         Err(broadcast::error::RecvError::Lagged(missed)) => {
             tracing::warn!(missed, "live news fell behind; other nodes' views catch up on their next reload");
             None
@@ -97,6 +98,8 @@ async fn show_one(news: News, engine: &Engine, hub: &WebChatHub) -> anyhow::Resu
     // Nobody here would see it: reading the rows would only load the database.
     let watched = match &news {
         News::WebChat { visitor, .. } => hub.is_connected(visitor),
+        // Whether a widget of that customer is connected here is known once it is read.
+        News::Seen { .. } => true,
         _ => engine.bus().has_live_views(),
     };
     if !watched {
@@ -132,6 +135,10 @@ async fn show_one(news: News, engine: &Engine, hub: &WebChatHub) -> anyhow::Resu
             let to = if agent.is_empty() { None } else { Some(AgentId::parse(&agent)?) };
             let conversation = if conversation.is_empty() { None } else { Some(ConversationId::parse(&conversation)?) };
             engine.bus().publish_remote(DomainEvent::Notified { to, kind: about.parse()?, conversation, text });
+        }
+        News::Seen { conversation, seq } => {
+            let cue = switchboard_channels::webchat::LiveEvent::Seen(seq);
+            switchboard_channels::webchat::show_cue(engine, hub, ConversationId::parse(&conversation)?, cue).await;
         }
         News::WebChat { seq, visitor } => {
             if let Some(message) = store.message_by_seq(seq).await? {

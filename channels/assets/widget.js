@@ -332,8 +332,19 @@
 
   function setConversation(conversation) {
     if (conversation === undefined) return;
+    // A change of hands or status says nothing of what was seen: that mark stays.
+    const seen = state.conversation && conversation && state.conversation.id === conversation.id ? state.conversation.seen_up_to : undefined;
     state.conversation = conversation;
+    if (conversation && conversation.seen_up_to === undefined && seen !== undefined) conversation.seen_up_to = seen;
     updateStatus();
+    if (ui.messages) render();
+  }
+
+  /** An agent saw the customer's messages up to `seq`. */
+  function markSeen(seq) {
+    if (!state.conversation || typeof seq !== 'number') return;
+    state.conversation.seen_up_to = Math.max(seq, state.conversation.seen_up_to || 0);
+    if (ui.messages) render();
   }
 
   /** Queues a customer message; it stays pending (and stored locally) until the server acks it. */
@@ -520,6 +531,7 @@
       case 'ack': return onAck(frame);
       case 'typing': return setTyping(!!frame.on, typeof frame.name === 'string' ? frame.name : '');
       case 'conversation': return setConversation(frame.conversation);
+      case 'seen': return markSeen(frame.seq);
       case 'error': return onError(frame);
       default: return; // pong, or something newer than this widget
     }
@@ -1170,6 +1182,13 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
       list.push({ key: 'c:' + u.client_id, sender: 'customer', text: u.name, pending: !u.error, error: u.error,
         meta: u.error ? 'not sent' : 'uploading ' + u.progress + '%' });
     }
+    // An agent opened the conversation after the customer's latest stored message: "Seen".
+    const seenUpTo = state.conversation && typeof state.conversation.seen_up_to === 'number' ? state.conversation.seen_up_to : -1;
+    const lastOwn = stored.filter((m) => m.sender === 'customer').pop();
+    if (lastOwn && lastOwn.seq <= seenUpTo) {
+      const entry = list.find((e) => e.seq === lastOwn.seq);
+      if (entry) { entry.meta += ' · Seen'; entry.seen = true; }
+    }
     // Who speaks is shown when the speaker changes: an agent's name and initials, the bot's mark.
     list.forEach((entry, i) => {
       const before = list[i - 1];
@@ -1250,6 +1269,7 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
     if (entry.seq != null) bubble.setAttribute('data-seq', String(entry.seq));
     row.sbMeta.textContent = entry.meta;
     row.sbMeta.hidden = !entry.meta;
+    if (entry.seen) row.sbMeta.setAttribute('data-seen', '1'); else row.sbMeta.removeAttribute('data-seen');
     bubble.setAttribute('data-state', entry.pending ? 'pending' : entry.error ? 'failed' : 'sent');
     row.classList.toggle('sb-pending', !!entry.pending);
     row.classList.toggle('sb-failed', !!entry.error);

@@ -1,5 +1,7 @@
 //! The thin shell around `step`: classify, load, decide, persist in one transaction, then publish.
 
+mod linking;
+
 use crate::events::EventBus;
 use crate::policy::{Policy, QueueView};
 use crate::assignment::pick_agent;
@@ -347,6 +349,12 @@ impl Engine {
     }
 
     /// Documents customers sent for review.
+    /// Customers' identities across channels and the joins between them (reads; joins go
+    /// through `join_customers` and `separate_customers`).
+    pub fn identities(&self) -> &dyn crate::ports::Identities {
+        self.store.as_ref()
+    }
+
     pub fn documents(&self) -> &dyn Documents {
         self.store.as_ref()
     }
@@ -555,9 +563,10 @@ impl Engine {
             let _ = earlier.await;
         }
         message.classification = Some(classification);
+        let link = self.link_answer(message.contact_id, message.conversation_id, &message.text).await?;
         let mut retry = std::time::Duration::from_millis(100);
         let outcome = loop {
-            match self.answer_in_turn(&place.contact_key, &message).await {
+            match self.answer_in_turn(&place.contact_key, &message, link.as_ref()).await {
                 // Changed on another node since it was read, or another node holds an earlier
                 // message of this customer: wait for that one, then decide again.
                 Ok(None) => {
@@ -666,9 +675,10 @@ impl Engine {
         tracing::info!(seq = message.seq, "answering a customer message its node left unanswered");
         let contact = self.store.contact(message.contact_id).await?.ok_or(EngineError::NotFound("contact"))?;
         message.classification = Some(self.classifier.classify(&message.text).await);
+        let link = self.link_answer(contact.id, message.conversation_id, &message.text).await?;
         let contact_key = (contact.channel, contact.external_id);
         for _ in 0..CONFLICT_RETRIES {
-            let Some(outcome) = self.answer_in_turn(&contact_key, &message).await? else { continue };
+            let Some(outcome) = self.answer_in_turn(&contact_key, &message, link.as_ref()).await? else { continue };
             if outcome.conversation.handler == Handler::Queue {
                 self.assign_waiting().await?;
             }
@@ -679,7 +689,12 @@ impl Engine {
 
     /// One step for a stored, classified customer message, under its contact's turn; `None`
     /// when the conversation changed on another node meanwhile (nothing was written).
-    async fn answer_in_turn(&self, contact_key: &(Channel, String), message: &Message) -> Result<Option<HandleOutcome>, EngineError> {
+    async fn answer_in_turn(
+        &self,
+        contact_key: &(Channel, String),
+        message: &Message,
+        link: Option<&linking::LinkAnswer>,
+    ) -> Result<Option<HandleOutcome>, EngineError> {
         let _turn = self.locks.for_key(contact_key).lock().await;
         let started = std::time::Instant::now();
         let classification = message.classification.clone().expect("classified before its step");
@@ -704,7 +719,11 @@ impl Engine {
         // A message written before the agent resolved is part of the resolved work, not an
         // answer to the question asked after it: the question stands, nothing is said.
         let predates_question = matches!(&before.awaiting, Some(Awaiting::Confirmation { resolved_at, .. }) if message.created_at < *resolved_at);
-        let decision = if predates_question { unchanged(&before) } else { step(&before, &input, &self.policy, now) };
+        let decision = match link {
+            _ if predates_question => unchanged(&before),
+            Some(link) => bot_says(&before, &link.text),
+            None => step(&before, &input, &self.policy, now),
+        };
         let escalated = decision.escalated.is_some();
         let timers = decision.timers.clone();
         let notices = notice_writes(before.id, &decision.notices, now, &self.policy.mailed_notices);
@@ -739,6 +758,7 @@ impl Engine {
             feedback,
             escalation,
             documents,
+            customer_mails: link.and_then(|l| l.mail.clone()).into_iter().collect(),
             ..StepWrite::default()
         };
         let decided = started.elapsed();
@@ -1484,6 +1504,22 @@ impl Engine {
         Err(EngineError::Conflict("the customer kept changing on other nodes; try again".into()))
     }
 
+    /// An agent opened the conversation: the customer's last message is marked seen (web chat
+    /// shows the mark). Only an agent who may act there counts.
+    pub async fn agent_opened(&self, conversation_id: ConversationId, agent_id: AgentId) -> Result<(), EngineError> {
+        let agent = self.store.agent(agent_id).await?.filter(|a| a.active).ok_or(EngineError::NotFound("agent"))?;
+        let conversation = self.store.conversation(conversation_id).await?.ok_or(EngineError::NotFound("conversation"))?;
+        if self.may_act(&agent, &conversation).await.is_err() {
+            return Ok(());
+        }
+        let latest = self.store.latest_conversation_messages(conversation_id, None, 20).await?;
+        let Some(last) = latest.iter().rev().find(|m| m.sender == Sender::Customer) else { return Ok(()) };
+        if self.store.mark_seen_by_agent(conversation_id, agent_id, last.seq, self.clock.now()).await? {
+            self.bus.publish(DomainEvent::SeenByAgent { conversation: conversation_id, up_to_seq: last.seq });
+        }
+        Ok(())
+    }
+
     /// The customer is typing in their current conversation: a cue for agents' open views.
     pub fn customer_typing(&self, conversation: ConversationId) {
         self.bus.publish(DomainEvent::Typing { conversation, agent_name: None });
@@ -1781,6 +1817,12 @@ mod tests {
 
 /// Whether a step changed anything worth writing (the timestamp alone is not).
 /// A decision that changes nothing and says nothing.
+/// The bot answers `text` and nothing else changes.
+fn bot_says(conversation: &Conversation, text: &str) -> Decision {
+    let reply = crate::step::Reply { sender: Sender::Bot, body: ReplyBody::Text(text.to_string()), quick_replies: Vec::new() };
+    Decision { replies: vec![reply], ..unchanged(conversation) }
+}
+
 fn unchanged(conversation: &Conversation) -> Decision {
     Decision {
         conversation: conversation.clone(),

@@ -12,6 +12,7 @@ mod engine;
 mod events;
 mod gauge;
 pub mod hours;
+pub mod identity;
 mod outbox;
 pub mod policy;
 pub mod ports;

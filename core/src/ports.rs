@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use std::time::Duration;
 use switchboard_models::{
     Agent, AgentId, ApiToken, AuditEntry, CannedResponse, Category, Channel, Presence, Priority, Status, Classification, Contact, ContactId, Conversation, ConversationId,
-    Document, DocumentId, DocumentState, EscalationRecord, Message, MessageId, Notification, Rating, NotificationKind, OutboundMessage, Timestamp,
+    ContactLink, Document, DocumentId, DocumentState, EscalationRecord, LinkCode, LinkId, LinkProof, Message, MessageId, Notification, Rating, NotificationKind, OutboundMessage, Timestamp,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -411,6 +411,11 @@ pub trait Conversations: Send + Sync {
     ) -> Result<Vec<Message>, StoreError>;
     /// The newest `limit` messages of a conversation with `seq < before` (from the end when
     /// `None`), oldest first: a page of its history, read backwards.
+    /// Records that an agent saw the conversation up to message `up_to_seq`; false when it was
+    /// seen that far already.
+    async fn mark_seen_by_agent(&self, conversation: ConversationId, agent: AgentId, up_to_seq: i64, at: Timestamp) -> Result<bool, StoreError>;
+    /// Up to which message an agent has seen the conversation.
+    async fn seen_by_agent(&self, conversation: ConversationId) -> Result<Option<i64>, StoreError>;
     async fn latest_conversation_messages(
         &self,
         conversation: ConversationId,
@@ -643,6 +648,43 @@ pub struct AgentRatings {
     pub average: f64,
 }
 
+/// One person behind several channel identities: the contacts grouped by joins, the joins
+/// with their proof, and the one-time codes that prove them.
+#[async_trait]
+pub trait Identities: Send + Sync {
+    /// Every contact of the person `contact` belongs to, itself included, oldest first.
+    async fn identities(&self, contact: ContactId) -> Result<Vec<Contact>, StoreError>;
+    /// The conversations of every contact of that person, newest activity first.
+    async fn person_conversations(&self, contact: ContactId) -> Result<Vec<ConversationSummary>, StoreError>;
+    /// The joins that involved any contact of that person (undone ones too), newest first.
+    async fn contact_links(&self, contact: ContactId) -> Result<Vec<ContactLink>, StoreError>;
+    async fn contact_link(&self, id: LinkId) -> Result<Option<ContactLink>, StoreError>;
+    /// Stores a new code (and forgets codes expired a day ago).
+    async fn save_link_code(&self, code: &LinkCode) -> Result<(), StoreError>;
+    async fn link_code(&self, code_hash: &str) -> Result<Option<LinkCode>, StoreError>;
+    /// In one transaction: uses the code (when given; only while unused and unexpired), moves
+    /// the person `join.joined` belongs to into the person `join.person` belongs to, records the
+    /// join (`moved` filled in here) and its audit entry. `None`, and nothing written, when the
+    /// code was used or expired meanwhile or the two are one person already.
+    async fn join_contacts(&self, join: &JoinContacts) -> Result<Option<ContactLink>, StoreError>;
+    /// Separates what the join moved, back into the group it had, with an audit entry; `None`
+    /// when it is unknown or undone already.
+    async fn undo_contact_link(&self, id: LinkId, by: Option<AgentId>, at: Timestamp, audit: Option<AuditEntry>) -> Result<Option<ContactLink>, StoreError>;
+}
+
+/// A join to write: see `Identities::join_contacts`.
+#[derive(Debug, Clone)]
+pub struct JoinContacts {
+    pub person: ContactId,
+    pub joined: ContactId,
+    pub proof: LinkProof,
+    pub agent: Option<AgentId>,
+    pub at: Timestamp,
+    /// The code's hash, used by this join.
+    pub code_hash: Option<String>,
+    pub audit: Option<AuditEntry>,
+}
+
 /// Recurring jobs (`[jobs]`, cron schedules) and the housekeeping they do.
 #[async_trait]
 pub trait Jobs: Send + Sync {
@@ -712,9 +754,9 @@ pub trait Coordination: Send + Sync {
 
 /// The whole store: every focused port above. Wiring holds it; each part of the code names
 /// the ports it uses (`&dyn Accounts`, `&dyn Listings`, …).
-pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Documents + Jobs + Coordination {}
+pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Documents + Identities + Jobs + Coordination {}
 
-impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Documents + Jobs + Coordination> Store for T {}
+impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Documents + Identities + Jobs + Coordination> Store for T {}
 
 /// Held work across nodes (`Coordination::exclusive`); dropping it lets the next node in.
 pub trait Exclusive: Send + Sync {}

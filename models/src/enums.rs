@@ -211,6 +211,20 @@ text_enum!(
         SignInRefused => "sign_in_refused",
         CannedResponse => "canned_response",
         ReviewDocument => "review_document",
+        JoinContacts => "join_contacts",
+        SeparateContacts => "separate_contacts",
+    }
+);
+
+text_enum!(
+    /// How two identities were shown to be one person: a code shown on one channel was sent
+    /// from the other; a code mailed to the address was typed back; the embedding site signed
+    /// the visitor's identity, mail address included; an agent joined them by hand.
+    LinkProof, "link proof" {
+        LinkCode => "link_code",
+        EmailCode => "email_code",
+        SiteIdentity => "site_identity",
+        Agent => "agent",
     }
 );
 

@@ -68,3 +68,7 @@ id_type!(
     /// A document a customer sent for review.
     DocumentId
 );
+id_type!(
+    /// A join of two customers' identities into one person.
+    LinkId
+);

@@ -7,6 +7,7 @@ mod classification;
 mod conversation;
 mod document;
 mod enums;
+mod identity;
 mod ids;
 mod message;
 
@@ -15,8 +16,9 @@ pub use attachment::Attachment;
 pub use document::Document;
 pub use classification::{Classification, ClassificationSource, DETECTED_LANGUAGES, IntentName, IntentScore, Judgement, Urgency};
 pub use conversation::{customer_label, Awaiting, Contact, Conversation, Escalation, EscalationReason, EscalationRecord, Handler, Rating, SlaNotices};
-pub use enums::{AuditAction, Category, Channel, DeliveryState, DocumentState, Need, NotificationKind, Presence, Priority, Role, Sender, Status, UnknownVariant};
-pub use ids::{AgentId, ContactId, ConversationId, DocumentId, MessageId};
+pub use enums::{AuditAction, Category, Channel, DeliveryState, DocumentState, LinkProof, Need, NotificationKind, Presence, Priority, Role, Sender, Status, UnknownVariant};
+pub use identity::{ContactLink, LinkCode};
+pub use ids::{AgentId, ContactId, ConversationId, DocumentId, LinkId, MessageId};
 pub use message::{Delivery, DomainEvent, Inbound, Message, OutboundMessage, Thread};
 
 /// Instants are UTC everywhere; the alias keeps signatures short.

@@ -121,4 +121,6 @@ pub enum DomainEvent {
     /// Someone is typing in the conversation: the agent `agent_name`, or (`None`) the customer.
     /// Nothing is stored; a cue for the other side's open view.
     Typing { conversation: ConversationId, agent_name: Option<String> },
+    /// An agent opened the conversation and saw the customer's messages up to `up_to_seq`.
+    SeenByAgent { conversation: ConversationId, up_to_seq: i64 },
 }

@@ -56,8 +56,21 @@ const TABLES: &[Table] = &[
         name: "contacts",
         columns: &[
             ("id", Text), ("channel", Text), ("external_id", Text), ("display_name", Text), ("created_at", Int),
-            ("unreachable_since", Int), ("unreachable_reason", Text), ("email", Text),
+            ("unreachable_since", Int), ("unreachable_reason", Text), ("email", Text), ("person_id", Text),
         ],
+        keyed: true,
+    },
+    Table {
+        name: "contact_links",
+        columns: &[
+            ("id", Text), ("person_id", Text), ("joined_id", Text), ("moved", Text), ("proof", Text), ("agent_id", Text),
+            ("created_at", Int), ("undone_at", Int), ("undone_by", Text),
+        ],
+        keyed: true,
+    },
+    Table {
+        name: "link_codes",
+        columns: &[("code_hash", Text), ("contact_id", Text), ("email", Text), ("created_at", Int), ("expires_at", Int), ("used_at", Int)],
         keyed: true,
     },
     Table {
@@ -80,6 +93,11 @@ const TABLES: &[Table] = &[
             ("next_attempt_at", Int), ("lease_until", Int), ("delivered_at", Int), ("gave_up_at", Int), ("last_error", Text),
             ("sent_id", Text), ("seen_at", Int), ("retry_from", Int),
         ],
+        keyed: true,
+    },
+    Table {
+        name: "conversation_seen",
+        columns: &[("conversation_id", Text), ("up_to_seq", Int), ("agent_id", Text), ("seen_at", Int)],
         keyed: true,
     },
     Table {

@@ -10,6 +10,8 @@ pub(crate) const DOCUMENT_COLUMNS: &str = "d.id, d.conversation_id, d.contact_id
      d.content_type, d.size, d.kind, d.state, d.reviewer_id, d.decided_at, d.note, d.created_at, d.purged_at";
 pub(crate) const CONTACT_COLUMNS: &str = "id, channel, external_id, display_name, created_at, unreachable_since, unreachable_reason, email";
 pub(crate) const AGENT_COLUMNS: &str = "id, email, name, role, presence, capacity, active, created_at";
+/// The contact that stands for the person contact `$1` belongs to (itself, unless joined).
+pub(crate) const PERSON_OF_1: &str = "SELECT COALESCE(person_id, id) FROM contacts WHERE id = $1";
 /// `ports::due_key` in SQL, the expression `conversations_by_due` indexes.
 pub(crate) const DUE_KEY: &str = "COALESCE(c.first_reply_due_at, c.resolution_due_at, 9000000000000000)";
 pub(crate) const CONVERSATION_COLUMNS: &str = "id, contact_id, channel, handler, agent_id, status, category, priority, \
@@ -50,7 +52,7 @@ macro_rules! portable_store {
         pub(crate) mod portable {
             #![allow(unused_imports)]
             use super::*;
-            use crate::portable::{AGENT_COLUMNS, CONTACT_COLUMNS, DOCUMENT_COLUMNS, CONVERSATION_COLUMNS, DUE_KEY, MESSAGE_COLUMNS, NEXT_IN_LINE_KEY, SUMMARY_SELECT, sql};
+            use crate::portable::{AGENT_COLUMNS, CONTACT_COLUMNS, DOCUMENT_COLUMNS, CONVERSATION_COLUMNS, DUE_KEY, MESSAGE_COLUMNS, NEXT_IN_LINE_KEY, PERSON_OF_1, SUMMARY_SELECT, sql};
             use crate::rows::{
                 Columns, agent_from_row, audit_from_row, backend, contact_from_prefixed_row, contact_from_row,
                 conversation_from_row, claimed_in_order, due_first, message_from_row, millis, notification_from_row, scheduled_job_from_row, summary_from_row,
@@ -880,6 +882,32 @@ impl $store {
         Ok(())
     }
 
+    async fn mark_seen_by_agent(&self, conversation: ConversationId, agent: AgentId, up_to_seq: i64, at: Timestamp) -> Result<bool, StoreError> {
+        let changed = sqlx::query(
+            "INSERT INTO conversation_seen (conversation_id, up_to_seq, agent_id, seen_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (conversation_id) DO UPDATE SET up_to_seq = excluded.up_to_seq, agent_id = excluded.agent_id, seen_at = excluded.seen_at \
+             WHERE conversation_seen.up_to_seq < excluded.up_to_seq",
+        )
+        .bind(conversation.to_string())
+        .bind(up_to_seq)
+        .bind(agent.to_string())
+        .bind(millis(at))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        Ok(changed > 0)
+    }
+
+    async fn seen_by_agent(&self, conversation: ConversationId) -> Result<Option<i64>, StoreError> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT up_to_seq FROM conversation_seen WHERE conversation_id = $1")
+            .bind(conversation.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        Ok(row.map(|(seq,)| seq))
+    }
+
     async fn message_by_seq(&self, seq: i64) -> Result<Option<Message>, StoreError> {
         sqlx::query(sql!("SELECT ", MESSAGE_COLUMNS, " FROM messages WHERE seq = $1"))
             .bind(seq)
@@ -1098,6 +1126,197 @@ impl $store {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+            }
+
+            #[async_trait]
+            impl switchboard_core::ports::Identities for $store {
+    async fn identities(&self, contact: ContactId) -> Result<Vec<Contact>, StoreError> {
+        let rows = sqlx::query(sql!("SELECT ", CONTACT_COLUMNS, " FROM contacts WHERE id = (", PERSON_OF_1, ") OR person_id = (", PERSON_OF_1, ") ORDER BY created_at, id"))
+            .bind(contact.to_string())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(contact_from_row).collect()
+    }
+
+    async fn person_conversations(&self, contact: ContactId) -> Result<Vec<ConversationSummary>, StoreError> {
+        let rows = sqlx::query(sql!(
+            SUMMARY_SELECT,
+            " WHERE c.contact_id IN (SELECT p.id FROM contacts p WHERE p.id = (", PERSON_OF_1, ") OR p.person_id = (", PERSON_OF_1, ")) ",
+            "ORDER BY c.created_at DESC LIMIT 100"
+        ))
+        .bind(contact.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(summary_from_row).collect()
+    }
+
+    async fn contact_links(&self, contact: ContactId) -> Result<Vec<switchboard_models::ContactLink>, StoreError> {
+        let rows = sqlx::query(sql!(
+            "SELECT * FROM contact_links WHERE person_id IN (SELECT p.id FROM contacts p WHERE p.id = (", PERSON_OF_1, ") OR p.person_id = (", PERSON_OF_1, ")) ",
+            "OR joined_id IN (SELECT p.id FROM contacts p WHERE p.id = (", PERSON_OF_1, ") OR p.person_id = (", PERSON_OF_1, ")) ",
+            "ORDER BY created_at DESC, id DESC LIMIT 100"
+        ))
+        .bind(contact.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(crate::rows::contact_link_from_row).collect()
+    }
+
+    async fn contact_link(&self, id: switchboard_models::LinkId) -> Result<Option<switchboard_models::ContactLink>, StoreError> {
+        sqlx::query("SELECT * FROM contact_links WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?
+            .map(|row| crate::rows::contact_link_from_row(&row))
+            .transpose()
+    }
+
+    async fn save_link_code(&self, code: &switchboard_models::LinkCode) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        sqlx::query("DELETE FROM link_codes WHERE expires_at < $1")
+            .bind(millis(code.created_at - chrono::Duration::days(1)))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("INSERT INTO link_codes (code_hash, contact_id, email, created_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&code.code_hash)
+            .bind(code.contact.to_string())
+            .bind(code.email.as_deref())
+            .bind(millis(code.created_at))
+            .bind(millis(code.expires_at))
+            .bind(code.used_at.map(millis))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn link_code(&self, code_hash: &str) -> Result<Option<switchboard_models::LinkCode>, StoreError> {
+        sqlx::query("SELECT * FROM link_codes WHERE code_hash = $1")
+            .bind(code_hash)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?
+            .map(|row| crate::rows::link_code_from_row(&row))
+            .transpose()
+    }
+
+    async fn join_contacts(&self, join: &switchboard_core::ports::JoinContacts) -> Result<Option<switchboard_models::ContactLink>, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        if let Some(hash) = &join.code_hash {
+            let used = sqlx::query("UPDATE link_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2")
+                .bind(hash)
+                .bind(millis(join.at))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+            if used == 0 {
+                return Ok(None);
+            }
+        }
+        let mut keys = Vec::with_capacity(2);
+        for contact in [join.person, join.joined] {
+            let key: Option<(String,)> = sqlx::query_as(sql!(PERSON_OF_1))
+                .bind(contact.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+            keys.push(key.map(|(key,)| key));
+        }
+        let [Some(person), Some(joined)] = [keys[0].take(), keys[1].take()] else { return Ok(None) };
+        if person == joined {
+            return Ok(None);
+        }
+        let moved: Vec<(String,)> = sqlx::query_as("SELECT id FROM contacts WHERE id = $1 OR person_id = $1 ORDER BY created_at, id")
+            .bind(&joined)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("UPDATE contacts SET person_id = $1 WHERE id = $2 OR person_id = $2")
+            .bind(&person)
+            .bind(&joined)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let contact_id = |text: &str| text.parse().map(ContactId).map_err(|e| StoreError::Corrupt(format!("contacts.id: {e}")));
+        let link = switchboard_models::ContactLink {
+            id: switchboard_models::LinkId::new(),
+            person: contact_id(&person)?,
+            joined: contact_id(&joined)?,
+            moved: moved.iter().map(|(id,)| contact_id(id)).collect::<Result<_, _>>()?,
+            proof: join.proof,
+            agent: join.agent,
+            at: join.at,
+            undone_at: None,
+            undone_by: None,
+        };
+        sqlx::query(
+            "INSERT INTO contact_links (id, person_id, joined_id, moved, proof, agent_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(link.id.to_string())
+        .bind(&person)
+        .bind(&joined)
+        .bind(to_json(&link.moved))
+        .bind(link.proof.as_str())
+        .bind(link.agent.map(|a| a.to_string()))
+        .bind(millis(link.at))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if let Some(entry) = &join.audit {
+            insert_audit(&mut *tx, entry).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(link))
+    }
+
+    async fn undo_contact_link(
+        &self,
+        id: switchboard_models::LinkId,
+        by: Option<AgentId>,
+        at: Timestamp,
+        audit: Option<AuditEntry>,
+    ) -> Result<Option<switchboard_models::ContactLink>, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let undone = sqlx::query("UPDATE contact_links SET undone_at = $2, undone_by = $3 WHERE id = $1 AND undone_at IS NULL")
+            .bind(id.to_string())
+            .bind(millis(at))
+            .bind(by.map(|a| a.to_string()))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        if undone == 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query("SELECT * FROM contact_links WHERE id = $1").bind(id.to_string()).fetch_one(&mut *tx).await.map_err(backend)?;
+        let link = crate::rows::contact_link_from_row(&row)?;
+        let (current,): (String,) = sqlx::query_as(sql!(PERSON_OF_1)).bind(link.person.to_string()).fetch_one(&mut *tx).await.map_err(backend)?;
+        // Only what is still with that person goes back: a contact a later join or undo moved
+        // elsewhere stays where it is.
+        for contact in &link.moved {
+            sqlx::query(sql!(
+                "UPDATE contacts SET person_id = CASE WHEN id = $2 THEN NULL ELSE $2 END ",
+                "WHERE id = $1 AND COALESCE(person_id, id) = $3"
+            ))
+            .bind(contact.to_string())
+            .bind(link.joined.to_string())
+            .bind(&current)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        if let Some(entry) = &audit {
+            insert_audit(&mut *tx, entry).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(link))
     }
             }
 

@@ -30,6 +30,8 @@ pub enum News {
     /// A reply delivered to web chat: widgets connected to other nodes show it too. `visitor`
     /// lets a node with no widget of theirs skip reading it.
     WebChat { seq: i64, visitor: String },
+    /// `DomainEvent::SeenByAgent`: widgets connected to other nodes show the mark too.
+    Seen { conversation: String, seq: i64 },
 }
 
 #[derive(Serialize, Deserialize)]

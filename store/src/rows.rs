@@ -355,3 +355,28 @@ fn outbound_from_row(row: &impl Columns) -> Result<switchboard_models::OutboundM
         message: message_from_row(row)?,
     })
 }
+
+pub(crate) fn contact_link_from_row(row: &impl Columns) -> Result<switchboard_models::ContactLink, StoreError> {
+    Ok(switchboard_models::ContactLink {
+        id: switchboard_models::LinkId(uuid_col(row, "id")?),
+        person: ContactId(uuid_col(row, "person_id")?),
+        joined: ContactId(uuid_col(row, "joined_id")?),
+        moved: from_json("moved", &row.text("moved")?)?,
+        proof: parsed("proof", &row.text("proof")?)?,
+        agent: optional::<uuid::Uuid>(row, "agent_id")?.map(AgentId),
+        at: instant(row.int("created_at")?)?,
+        undone_at: row.int_opt("undone_at")?.map(instant).transpose()?,
+        undone_by: optional::<uuid::Uuid>(row, "undone_by")?.map(AgentId),
+    })
+}
+
+pub(crate) fn link_code_from_row(row: &impl Columns) -> Result<switchboard_models::LinkCode, StoreError> {
+    Ok(switchboard_models::LinkCode {
+        code_hash: row.text("code_hash")?,
+        contact: ContactId(uuid_col(row, "contact_id")?),
+        email: row.text_opt("email")?,
+        created_at: instant(row.int("created_at")?)?,
+        expires_at: instant(row.int("expires_at")?)?,
+        used_at: row.int_opt("used_at")?.map(instant).transpose()?,
+    })
+}

@@ -174,3 +174,30 @@ impl PanelClient {
         EventStream { body: Box::pin(response.bytes_stream()), buffer: String::new() }
     }
 }
+
+/// The JSON API with an agent's API token.
+pub struct ApiClient {
+    base: String,
+    token: String,
+    http: Client,
+}
+
+impl ApiClient {
+    /// `base` is the server's URL with no path.
+    pub fn new(base: String, token: String) -> Self {
+        Self { base: base.trim_end_matches('/').to_string(), token, http: Client::new() }
+    }
+
+    /// GET `path`, which must answer 200 with JSON.
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        let reply = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.unwrap();
+        assert_eq!(reply.status(), StatusCode::OK, "GET {path}");
+        reply.json().await.unwrap()
+    }
+
+    /// POST `body` as JSON: the status and the JSON answer (null when it has none).
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (StatusCode, serde_json::Value) {
+        let reply = self.http.post(format!("{}{path}", self.base)).bearer_auth(&self.token).json(&body).send().await.unwrap();
+        (reply.status(), reply.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}

@@ -140,6 +140,7 @@ async fn customers_page(
 fn customer_row(customer: &CustomerSummary) -> Value {
     let contact = &customer.contact;
     json!({
+        "id": contact.id.to_string(),
         "label": contact.label(),
         "channel": contact.channel.as_str(),
         "channel_label": views::title_case(contact.channel.as_str()),

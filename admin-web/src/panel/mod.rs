@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+mod customer;
 mod customers;
 mod documents;
 mod files;
@@ -41,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .route("/panel/conversations/{id}/attachments/{key}", get(attachment))
         .route("/panel/conversations/{id}/reply", post(reply).layer(limits::upload_body_limit()))
         .route("/panel/conversations/{id}/typing", post(typing))
+
         .route("/panel/conversations/{id}/{action}", post(act))
         .route("/panel/canned", get(canned).post(create_canned))
         .route("/panel/canned/{id}/delete", post(delete_canned))
@@ -58,6 +60,7 @@ pub fn routes() -> Router<AppState> {
         .route("/static/admin.js", get(|| async { asset("application/javascript", include_str!("../../assets/admin.js")) }))
         .merge(api::routes())
         .merge(customers::routes())
+        .merge(customer::routes())
         .merge(documents::routes())
         .merge(files::routes())
 }
@@ -499,6 +502,11 @@ async fn conversation(
         let read = state.engine.notifications().mark_notifications_read(signed.agent.id, Some(id), state.engine.now()).await?;
         signed.unread = signed.unread.saturating_sub(u32::try_from(read).unwrap_or(u32::MAX));
     }
+    // Opening it (or the open page refreshing with a new message) shows the customer their
+    // messages were seen; a failure only loses that mark.
+    if let Err(error) = state.engine.agent_opened(id, signed.agent.id).await {
+        tracing::warn!(%error, conversation = %id, "could not mark the conversation seen");
+    }
     let done = query.done.as_deref().and_then(views::action_done);
     let shown = match query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         Some(q) => MessagesShown::Matching(q.to_string()),
@@ -557,7 +565,8 @@ async fn render_conversation(
     };
     let undelivered = messages_failed(&messages);
     let (open, capacity) = state.engine.load_of(&signed.agent).await?;
-    let others = listings.contact_conversations(c.contact_id).await?;
+    // The person's conversations on every channel they were joined on.
+    let others = state.engine.identities().person_conversations(c.contact_id).await?;
     let canned = visible_canned(accounts.canned_responses().await?, &signed.agent);
     let escalations = conversations.escalations_of(c.id).await?;
     let filter = switchboard_core::ports::DocumentFilter { conversation: Some(c.id), limit: 50, ..Default::default() };
@@ -583,6 +592,7 @@ async fn render_conversation(
             "undelivered": undelivered,
             "undelivered_label": views::undelivered_label(undelivered),
             "email": contact.email,
+            "contact_id": contact.id.to_string(),
             "unreachable": contact.unreachable_since.map(|since| json!({
                 "since": views::time(&since),
                 "reason": contact.unreachable_reason.clone().unwrap_or_else(|| "The channel refused our messages.".into()),
@@ -599,6 +609,7 @@ async fn render_conversation(
         "others": others.iter().filter(|o| o.conversation.id != c.id).map(|o| json!({
             "id": o.conversation.id.to_string(),
             "status_label": views::status_label(o.conversation.status),
+            "channel": (o.conversation.channel != c.channel).then(|| views::channel_label(o.conversation.channel)),
             "updated_at": views::time(&o.last_activity),
             "last_text": o.last_text.clone().unwrap_or_default(),
         })).collect::<Vec<_>>(),
@@ -1168,6 +1179,8 @@ async fn events(State(state): State<AppState>, signed: Signed) -> Sse<impl futur
                 Ok(DomainEvent::Typing { conversation, agent_name: None }) => ("typing", conversation, chrono::Utc::now()),
                 // Agents' typing is the customer's cue.
                 Ok(DomainEvent::Typing { agent_name: Some(_), .. }) => continue,
+                // The customer's cue.
+                Ok(DomainEvent::SeenByAgent { .. }) => continue,
                 Ok(DomainEvent::MessageStored(m)) => ("message", m.conversation_id, m.created_at),
                 Ok(DomainEvent::ConversationChanged(c)) => ("conversation", c.id, c.updated_at),
                 Ok(DomainEvent::Assigned { conversation, .. }) => ("conversation", conversation.id, conversation.updated_at),

@@ -25,6 +25,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("audit", include_str!("../../templates/audit.hbs")),
     ("customers", include_str!("../../templates/customers.hbs")),
     ("documents", include_str!("../../templates/documents.hbs")),
+    ("customer", include_str!("../../templates/customer.hbs")),
     ("document_card", include_str!("../../templates/document_card.hbs")),
     ("hours", include_str!("../../templates/hours.hbs")),
     ("tokens", include_str!("../../templates/tokens.hbs")),
@@ -342,5 +343,15 @@ mod tests {
         assert_eq!(wait(Duration::minutes(185)), "3 h 5 min");
         assert_eq!(wait(Duration::hours(52)), "2 d 4 h");
         assert_eq!(wait(Duration::seconds(-3)), "0 s", "clock skew never shows a negative wait");
+    }
+}
+
+/// A channel's name for people.
+pub fn channel_label(channel: switchboard_models::Channel) -> &'static str {
+    match channel {
+        switchboard_models::Channel::WebChat => "Web chat",
+        switchboard_models::Channel::Telegram => "Telegram",
+        switchboard_models::Channel::Discord => "Discord",
+        switchboard_models::Channel::Email => "Email",
     }
 }

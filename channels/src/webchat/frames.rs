@@ -36,6 +36,8 @@ pub enum ServerFrame {
         #[serde(skip_serializing_if = "Option::is_none")]
         name: Option<String>,
     },
+    /// An agent opened the conversation: the customer's messages up to `seq` are seen.
+    Seen { seq: i64 },
     /// The conversation changed hands or status since the widget last heard of it.
     Conversation { conversation: ConversationView },
     Pong,
@@ -134,6 +136,9 @@ pub struct ConversationView {
     /// "bot", "queue" or "agent".
     pub handler: String,
     pub status: Status,
+    /// An agent opened the conversation after the customer's message with this seq: "seen".
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub seen_up_to: Option<i64>,
 }
 
 impl From<&Conversation> for ConversationView {
@@ -143,6 +148,6 @@ impl From<&Conversation> for ConversationView {
             Handler::Queue => "queue",
             Handler::Agent(_) => "agent",
         };
-        Self { id: conversation.id.to_string(), handler: handler.to_string(), status: conversation.status }
+        Self { id: conversation.id.to_string(), handler: handler.to_string(), status: conversation.status, seen_up_to: None }
     }
 }

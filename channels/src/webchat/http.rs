@@ -171,11 +171,11 @@ pub(super) async fn page(state: &WebChatState, visitor: &str, after: i64) -> Res
         return Ok(Page { messages: Vec::new(), conversation: None });
     };
     let messages = store.contact_messages(contact.id, after, HISTORY_PAGE).await?;
-    let conversation = store.current_conversation(contact.id).await?;
-    Ok(Page {
-        messages: MessageView::with_authors(state.engine.accounts(), &messages).await?,
-        conversation: conversation.as_ref().map(ConversationView::from),
-    })
+    let conversation = match store.current_conversation(contact.id).await? {
+        Some(current) => Some(ConversationView { seen_up_to: store.seen_by_agent(current.id).await?, ..ConversationView::from(&current) }),
+        None => None,
+    };
+    Ok(Page { messages: MessageView::with_authors(state.engine.accounts(), &messages).await?, conversation })
 }
 
 pub async fn history(

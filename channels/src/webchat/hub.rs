@@ -19,6 +19,8 @@ pub enum LiveEvent {
     Typing(bool),
     /// An agent (named) is typing a reply.
     AgentTyping(Arc<str>),
+    /// An agent saw the customer's messages up to this seq.
+    Seen(i64),
     /// The conversation changed hands or status (e.g. it now waits for the team).
     Conversation(Arc<Conversation>),
     /// Too many sockets for this visitor: this one, the oldest, is closed.
@@ -202,22 +204,30 @@ impl Outbound for WebChatOutbound {
     }
 }
 
-/// Shows widgets on this node that an agent is typing to them (`DomainEvent::Typing`).
-pub async fn show_agents_typing(engine: Arc<switchboard_core::Engine>, hub: Arc<WebChatHub>) {
+/// Shows widgets on this node the agents' cues: typing to them (`DomainEvent::Typing`), and
+/// their messages seen (`DomainEvent::SeenByAgent`).
+pub async fn show_agents_cues(engine: Arc<switchboard_core::Engine>, hub: Arc<WebChatHub>) {
+    use switchboard_models::DomainEvent;
     let mut events = engine.bus().subscribe_local();
     loop {
-        let (conversation, name) = match events.recv().await {
-            Ok(switchboard_models::DomainEvent::Typing { conversation, agent_name: Some(name) }) => (conversation, name),
+        let (conversation, cue) = match events.recv().await {
+            Ok(DomainEvent::Typing { conversation, agent_name: Some(name) }) => (conversation, LiveEvent::AgentTyping(name.into())),
+            Ok(DomainEvent::SeenByAgent { conversation, up_to_seq }) => (conversation, LiveEvent::Seen(up_to_seq)),
             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         };
-        let store = engine.conversations();
-        let contact = match store.conversation(conversation).await {
-            Ok(Some(c)) if c.channel == Channel::WebChat => store.contact(c.contact_id).await.ok().flatten(),
-            _ => None,
-        };
-        if let Some(contact) = contact.filter(|c| hub.is_connected(&c.external_id)) {
-            hub.publish(&contact.external_id, LiveEvent::AgentTyping(name.into()));
-        }
+        show_cue(&engine, &hub, conversation, cue).await;
+    }
+}
+
+/// Shows `cue` to the widgets connected here of the conversation's web-chat customer.
+pub async fn show_cue(engine: &switchboard_core::Engine, hub: &WebChatHub, conversation: switchboard_models::ConversationId, cue: LiveEvent) {
+    let store = engine.conversations();
+    let contact = match store.conversation(conversation).await {
+        Ok(Some(c)) if c.channel == Channel::WebChat => store.contact(c.contact_id).await.ok().flatten(),
+        _ => None,
+    };
+    if let Some(contact) = contact.filter(|c| hub.is_connected(&c.external_id)) {
+        hub.publish(&contact.external_id, cue);
     }
 }

@@ -21,7 +21,7 @@ use switchboard_core::{Engine, RateLimiter, TrustedProxies};
 use switchboard_models::{Channel, Conversation, Inbound, Message};
 use tokio_util::sync::CancellationToken;
 
-pub use hub::{LiveEvent, Subscription, WebChatHub, WebChatOutbound, show_agents_typing};
+pub use hub::{LiveEvent, Subscription, WebChatHub, WebChatOutbound, show_agents_cues, show_cue};
 pub use origin::AllowedOrigins;
 pub use visitor::{VisitorKeys, sign_site_user};
 

@@ -91,6 +91,7 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
                 },
                 Some(LiveEvent::Typing(on)) => ServerFrame::Typing { on, name: None },
                 Some(LiveEvent::AgentTyping(name)) => ServerFrame::Typing { on: true, name: Some(name.to_string()) },
+                Some(LiveEvent::Seen(seq)) => ServerFrame::Seen { seq },
                 Some(LiveEvent::Displaced) => {
                     let close = CloseFrame { code: 1008, reason: "Too many open chats for this visitor; this, the oldest, was closed".into() };
                     let _ = sink.send(WsMessage::Close(Some(close))).await;

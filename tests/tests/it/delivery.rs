@@ -10,7 +10,7 @@ use switchboard_admin_web::accounts::create_account;
 use switchboard_models::{Channel, Handler, Role};
 use switchboard_tests::TestServer;
 use switchboard_tests::fake_telegram::{FakeTelegram, TOKEN, private_text};
-use switchboard_tests::panel::PanelClient;
+use switchboard_tests::panel::{ApiClient, PanelClient};
 
 const WAIT: Duration = Duration::from_secs(20);
 const PASSWORD: &str = "delivery test password";
@@ -44,23 +44,15 @@ async fn agent(server: &TestServer, email: &str) -> (PanelClient, String) {
     (panel, token)
 }
 
-struct Api {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-}
+struct Api(ApiClient);
 
 impl Api {
     async fn get(&self, path: &str) -> Value {
-        let reply = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.unwrap();
-        assert_eq!(reply.status(), StatusCode::OK, "GET {path}");
-        reply.json().await.unwrap()
+        self.0.get(path).await
     }
 
     async fn act(&self, conversation: &str, body: Value) -> (StatusCode, Value) {
-        let url = format!("{}/api/conversations/{conversation}/actions", self.base);
-        let reply = self.http.post(url).bearer_auth(&self.token).json(&body).send().await.unwrap();
-        (reply.status(), reply.json().await.unwrap_or(Value::Null))
+        self.0.post(&format!("/api/conversations/{conversation}/actions"), body).await
     }
 
     /// The message with `text`, once its delivery is in `state`.
@@ -79,7 +71,7 @@ impl Api {
 }
 
 fn api(server: &TestServer, token: String) -> Api {
-    Api { base: server.url(""), token, http: reqwest::Client::new() }
+    Api(ApiClient::new(server.url(""), token))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ mod documents;
 mod discord;
 mod email;
 mod faults;
+mod identities;
 mod migrations;
 mod nodes;
 mod operations;

@@ -61,6 +61,8 @@ on_both_backends!(
     sla_clocks_round_trip_and_lists_sort_by_the_nearest_due_time,
     one_rating_per_resolution_its_comment_and_every_escalation_are_kept,
     documents_wait_pending_first_and_are_decided_once,
+    contacts_join_into_one_person_with_proof_and_separate_again,
+    how_far_an_agent_saw_a_conversation_only_moves_forward,
 );
 
 /// Every method of every store port is called by a contract test here, so each one is held to
@@ -69,7 +71,7 @@ on_both_backends!(
 fn every_store_port_method_has_a_contract_test() {
     let ports = include_str!("../../../core/src/ports.rs");
     let tests = include_str!("store.rs");
-    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Notifications", "Ratings", "Documents", "Jobs", "Coordination"];
+    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Notifications", "Ratings", "Documents", "Identities", "Jobs", "Coordination"];
     let mut untested = Vec::new();
     for name in traits {
         let start = ports.find(&format!("pub trait {name}: Send + Sync {{")).unwrap_or_else(|| panic!("port {name} is gone from ports.rs"));
@@ -1582,4 +1584,81 @@ async fn steps_committed_at_once_are_each_stored_refused_or_failed_on_their_own(
     assert_eq!(stored, 30, "every good step is stored: {results:?}");
     assert!(store.message_by_external_id(Channel::WebChat, "g:orphan").await.unwrap().is_none());
     assert_eq!(store.conversation_messages(conversation.id, 0, 100).await.unwrap().len(), 31, "the first, then 30; the duplicate added nothing");
+}
+
+async fn contacts_join_into_one_person_with_proof_and_separate_again(backend: Backend) {
+    use switchboard_core::ports::JoinContacts;
+    use switchboard_models::{LinkCode, LinkProof};
+    let (store, _db) = fresh(backend).await;
+    let web = conversation(store.as_ref(), "ann-web").await;
+    let telegram = conversation(store.as_ref(), "ann-telegram").await;
+    let carl = conversation(store.as_ref(), "carl").await;
+    let (a, b, c) = (web.contact_id, telegram.contact_id, carl.contact_id);
+    let ids = |contacts: Vec<Contact>| contacts.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.identities(a).await.unwrap()), [a]);
+
+    let code = LinkCode { code_hash: "h1".into(), contact: a, email: None, created_at: now(), expires_at: now() + chrono::Duration::minutes(15), used_at: None };
+    store.save_link_code(&code).await.unwrap();
+    assert_eq!(store.link_code("h1").await.unwrap(), Some(code));
+    assert_eq!(store.link_code("h2").await.unwrap(), None);
+    let audit = |action| AuditEntry { at: now(), actor: None, action, conversation: Some(telegram.id), subject_agent: None, before: None, after: None };
+    let by_code = JoinContacts { person: a, joined: b, proof: LinkProof::LinkCode, agent: None, at: now(), code_hash: Some("h1".into()), audit: Some(audit(AuditAction::JoinContacts)) };
+    let first = store.join_contacts(&by_code).await.unwrap().expect("joined by the code");
+    assert_eq!((first.person, first.joined, first.moved.clone(), first.proof), (a, b, vec![b], LinkProof::LinkCode));
+    assert_eq!(ids(store.identities(b).await.unwrap()), [a, b], "one person, seen from either contact");
+    let mut shared: Vec<_> = store.person_conversations(b).await.unwrap().into_iter().map(|s| s.conversation.id).collect();
+    shared.sort();
+    let mut expected = vec![web.id, telegram.id];
+    expected.sort();
+    assert_eq!(shared, expected);
+    assert_eq!(store.link_code("h1").await.unwrap().unwrap().used_at.map(|_| ()), Some(()));
+    // A used code proves nothing again; two contacts of one person are not joined twice.
+    assert_eq!(store.join_contacts(&by_code).await.unwrap(), None);
+    assert_eq!(store.join_contacts(&JoinContacts { code_hash: None, ..by_code.clone() }).await.unwrap(), None);
+    // An expired code is refused.
+    let expired = LinkCode { code_hash: "old".into(), contact: c, email: None, created_at: now(), expires_at: now() - chrono::Duration::seconds(1), used_at: None };
+    store.save_link_code(&expired).await.unwrap();
+    assert_eq!(store.join_contacts(&JoinContacts { person: c, joined: a, code_hash: Some("old".into()), ..by_code.clone() }).await.unwrap(), None);
+
+    // An agent joins Ann (both her contacts move) to Carl's customer.
+    let robin = agent("Robin", Presence::Online);
+    store.commit_admin(AdminWrite { agent: Some(robin.clone()), ..AdminWrite::default() }).await.unwrap();
+    let by_agent = JoinContacts { person: c, joined: b, proof: LinkProof::Agent, agent: Some(robin.id), at: now(), code_hash: None, audit: None };
+    let second = store.join_contacts(&by_agent).await.unwrap().unwrap();
+    assert_eq!((second.joined, second.moved.clone(), second.agent), (a, vec![a, b], Some(robin.id)), "the joined group is named by the contact standing for it");
+    assert_eq!(ids(store.identities(a).await.unwrap()), [a, b, c]);
+    let links = store.contact_links(b).await.unwrap();
+    assert_eq!(links.iter().map(|l| l.id).collect::<Vec<_>>(), [second.id, first.id], "newest first");
+
+    // Undoing the first join takes Telegram out again; Ann's web chat stays with Carl's customer.
+    let undone = store.undo_contact_link(first.id, Some(robin.id), now(), Some(audit(AuditAction::SeparateContacts))).await.unwrap().unwrap();
+    assert_eq!(undone.moved, [b]);
+    assert_eq!(ids(store.identities(b).await.unwrap()), [b]);
+    assert_eq!(ids(store.identities(c).await.unwrap()), [a, c]);
+    assert_eq!(store.undo_contact_link(first.id, Some(robin.id), now(), None).await.unwrap(), None, "undone once");
+    let stored = store.contact_link(first.id).await.unwrap().unwrap();
+    assert_eq!((stored.undone_by, stored.undone_at.is_some()), (Some(robin.id), true));
+    assert_eq!(store.contact_links(b).await.unwrap().len(), 1, "the separated contact still shows the join it left");
+    // Undoing the second separates the rest; the person's conversations follow.
+    store.undo_contact_link(second.id, None, now(), None).await.unwrap().unwrap();
+    for contact in [a, b, c] {
+        assert_eq!(ids(store.identities(contact).await.unwrap()), [contact]);
+    }
+    assert_eq!(store.person_conversations(c).await.unwrap().len(), 1);
+    let actions: Vec<_> = store.audit_page(None, 10).await.unwrap().into_iter().map(|(_, e)| e.action).collect();
+    assert_eq!(actions, [AuditAction::SeparateContacts, AuditAction::JoinContacts]);
+}
+
+async fn how_far_an_agent_saw_a_conversation_only_moves_forward(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let conversation = conversation(store.as_ref(), "seen").await;
+    let robin = agent("Robin", Presence::Online);
+    store.commit_admin(AdminWrite { agent: Some(robin.clone()), ..AdminWrite::default() }).await.unwrap();
+    assert_eq!(store.seen_by_agent(conversation.id).await.unwrap(), None);
+    assert!(store.mark_seen_by_agent(conversation.id, robin.id, 5, now()).await.unwrap());
+    assert!(!store.mark_seen_by_agent(conversation.id, robin.id, 5, now()).await.unwrap(), "seen that far already");
+    assert!(!store.mark_seen_by_agent(conversation.id, robin.id, 3, now()).await.unwrap(), "never back");
+    assert_eq!(store.seen_by_agent(conversation.id).await.unwrap(), Some(5));
+    assert!(store.mark_seen_by_agent(conversation.id, robin.id, 9, now()).await.unwrap());
+    assert_eq!(store.seen_by_agent(conversation.id).await.unwrap(), Some(9));
 }

@@ -650,3 +650,39 @@ async fn the_customer_and_the_agent_each_see_the_other_typing() {
     let eli = switchboard_tests::panel::PanelClient::sign_in(&server.url(""), "eli@example.com", password).await;
     assert_eq!(eli.post(&path, &[]).await.status.as_u16(), 403);
 }
+
+#[tokio::test]
+async fn the_customer_sees_when_an_agent_has_opened_their_conversation() {
+    let server = TestServer::start().await;
+    let password = "seen test password";
+    let store = server.engine().store();
+    for (email, name) in [("dana@example.com", "Dana"), ("eli@example.com", "Eli")] {
+        switchboard_admin_web::accounts::create_account(store.as_ref(), email, name, switchboard_models::Role::Agent, password, None).await.unwrap();
+    }
+    let dana = switchboard_tests::panel::PanelClient::sign_in(&server.url(""), "dana@example.com", password).await;
+    let (token, mut widget) = visitor_socket(&server).await;
+    widget.say("s1", "I want to talk to a person").await;
+    let ack = widget.next_of("ack").await;
+    let (id, asked) = (ack["conversation"]["id"].as_str().unwrap().to_string(), ack["message"]["seq"].as_i64().unwrap());
+    while !widget.next_reply().await["text"].as_str().unwrap_or("").contains("handed your conversation") {}
+
+    // Dana opens the conversation: the customer's message is seen, live.
+    assert_eq!(dana.get(&format!("/panel/conversations/{id}")).await.status.as_u16(), 200);
+    assert_eq!(widget.next_of("seen").await["seq"].as_i64(), Some(asked));
+    // A widget opened later knows it too.
+    let mut later = server.connect(&token).await;
+    assert_eq!(later.next_of("ready").await["conversation"]["seen_up_to"].as_i64(), Some(asked));
+
+    // The customer writes again: not seen until an agent who may act opens it again.
+    widget.say("s2", "Is anyone there?").await;
+    let again = widget.next_of("ack").await["message"]["seq"].as_i64().unwrap();
+    let conversation = switchboard_models::ConversationId::parse(&id).unwrap();
+    let dana_id = store.agent_by_email("dana@example.com").await.unwrap().unwrap().id;
+    server.engine().change_ticket(conversation, dana_id, switchboard_core::TicketChange::Take, None).await.unwrap();
+    let eli = switchboard_tests::panel::PanelClient::sign_in(&server.url(""), "eli@example.com", password).await;
+    eli.get(&format!("/panel/conversations/{id}")).await;
+    assert_eq!(store.seen_by_agent(conversation).await.unwrap(), Some(asked), "another agent's look is not the owner's");
+    dana.get(&format!("/panel/conversations/{id}")).await;
+    assert_eq!(widget.next_of("seen").await["seq"].as_i64(), Some(again));
+    assert_eq!(store.seen_by_agent(conversation).await.unwrap(), Some(again));
+}
