@@ -188,6 +188,10 @@ impl ApiClient {
         Self { base: base.trim_end_matches('/').to_string(), token, http: Client::new() }
     }
 
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// GET `path`, which must answer 200 with JSON.
     pub async fn get(&self, path: &str) -> serde_json::Value {
         let reply = self.http.get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.unwrap();

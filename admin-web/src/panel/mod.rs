@@ -540,7 +540,6 @@ async fn render_conversation(
 ) -> Result<Response, ApiError> {
     let accounts = state.engine.accounts();
     let conversations = state.engine.conversations();
-    let listings = state.engine.listings();
     let Some(c) = conversations.conversation(id).await? else {
         return Ok(error_page(state, ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."), "/panel/conversations"));
     };

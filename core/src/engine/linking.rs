@@ -85,12 +85,9 @@ impl Engine {
             }
             None => (issued.contact, contact.id, LinkProof::LinkCode),
         };
-        let already_one = |engine: &Self| async move {
-            Ok::<_, EngineError>(engine.store.identities(person).await?.iter().any(|c| c.id == joined))
-        };
         if issued.used_at.is_some() || issued.expires_at <= now {
             // Used by this very join (an answer repeated after a restart): say it is done.
-            if already_one(self).await? {
+            if self.one_person(person, joined).await? {
                 return Ok(said("These are joined already."));
             }
             return Ok(said("That code was used already or has expired. Send /link for a new one."));
@@ -112,9 +109,13 @@ impl Engine {
                 "Thank you: this chat and {} are now joined, so our team sees your whole history.",
                 channel_words(other.channel)
             ))),
-            None if already_one(self).await? => Ok(said("These are joined already.")),
+            None if self.one_person(person, joined).await? => Ok(said("These are joined already.")),
             None => Ok(said("That code was used already or has expired. Send /link for a new one.")),
         }
+    }
+
+    async fn one_person(&self, a: ContactId, b: ContactId) -> Result<bool, EngineError> {
+        Ok(self.store.identities(a).await?.iter().any(|c| c.id == b))
     }
 
     /// An agent joins customer `joined` (and whoever is joined with them) to `person`'s
@@ -124,7 +125,7 @@ impl Engine {
         let (Some(kept), Some(other)) = (self.store.contact(person).await?, self.store.contact(joined).await?) else {
             return Err(EngineError::NotFound("customer"));
         };
-        if self.store.identities(person).await?.iter().any(|c| c.id == joined) {
+        if self.one_person(person, joined).await? {
             return Err(EngineError::Invalid(format!("{} and {} are one customer already", kept.label(), other.label())));
         }
         let now = self.clock.now();

@@ -146,7 +146,7 @@ async fn a_reply_failing_past_the_retry_window_is_failed_and_a_retry_delivers_it
     assert_eq!(bad, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let refused = reqwest::Client::new()
         .get(server.url("/api/conversations?undelivered=maybe"))
-        .bearer_auth(&api.token)
+        .bearer_auth(api.0.token())
         .send()
         .await
         .unwrap();

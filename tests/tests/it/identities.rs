@@ -155,7 +155,7 @@ async fn telegram_and_email_of_one_person_are_joined_by_a_code_and_separated_aga
     let link = person["joins"][0]["id"].as_str().unwrap().to_string();
     let (status, body) = api.post(&format!("/api/customers/{telegram_id}/joins"), json!({"customer": mail_id})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(body["message"].as_str().unwrap().contains("one customer already"), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("one customer already"), "{body}");
     assert_eq!(api.post(&format!("/api/customer-joins/{link}/undo"), json!({})).await.0, StatusCode::OK);
     assert_eq!(api.post(&format!("/api/customer-joins/{link}/undo"), json!({})).await.0, StatusCode::CONFLICT, "undone once");
     let (status, join) = api.post(&format!("/api/customers/{mail_id}/joins"), json!({"customer": telegram_id})).await;

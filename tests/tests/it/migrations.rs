@@ -49,6 +49,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0020_conversation_language.sql", "759fe9236cd469356ae57eea1db86daef87eaaacadf89ee231c882b791d9799f"),
     ("sqlite/0021_customer_mails.sql", "30f09cb7903111968f8f2578ac372063ea7ee60cd3dfb92f4d19dd46c3c93437"),
     ("postgres/0021_customer_mails.sql", "9f93e3c981810af5050ca1f2b5aacff6c1ac7cf32d49d2e39b55616c9b4501c5"),
+    ("sqlite/0022_contact_links.sql", "1dbf9c6b99b56e5465a62cfcf8d363b0dbfbb4e31cd64a97d32c17b0abd24fc2"),
+    ("postgres/0022_contact_links.sql", "9e9ffbbb8938a096cb084ed872c7f99c39204c9f59d088d4e0292533d40d2a7c"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {
