@@ -108,7 +108,12 @@ pub async fn create_session(
         return Ok(Json(SessionCreated { visitor_id, token, identified: false }));
     };
     let (visitor_id, token) = state.visitor_keys.issue_for_site_user(&user.id);
-    state.engine.identify_contact(Channel::WebChat, &visitor_id, user.name, user.email).await?;
+    let contact = state.engine.identify_contact(Channel::WebChat, &visitor_id, user.name, user.email).await?;
+    // The site vouches for the address: the user's mail to us is theirs too. Failing that only
+    // leaves the two unjoined.
+    if let Err(error) = state.engine.join_site_users_address(&contact).await {
+        tracing::warn!(%error, "could not join a signed site user with their email address");
+    }
     Ok(Json(SessionCreated { visitor_id, token, identified: true }))
 }
 

@@ -114,6 +114,30 @@ impl Engine {
         }
     }
 
+    /// The embedding site signed its user, mail address included: that address is theirs, so
+    /// the web-chat contact is joined with the address's email contact (made when the address
+    /// never wrote), once.
+    pub async fn join_site_users_address(&self, contact: &Contact) -> Result<Option<ContactLink>, EngineError> {
+        let Some(address) = contact.email.as_deref() else { return Ok(None) };
+        let by_mail = self.identify_contact(Channel::Email, address, contact.display_name.clone(), None).await?;
+        if self.one_person(contact.id, by_mail.id).await? {
+            return Ok(None);
+        }
+        let now = self.clock.now();
+        let audit = AuditEntry {
+            at: now,
+            actor: None,
+            action: AuditAction::JoinContacts,
+            conversation: None,
+            subject_agent: None,
+            before: Some(by_mail.label()),
+            after: Some(format!("{} (site identity)", contact.label())),
+        };
+        let join = JoinContacts { person: contact.id, joined: by_mail.id, proof: LinkProof::SiteIdentity, agent: None, at: now, code_hash: None, audit: Some(audit) };
+        let _one_at_a_time = self.store.exclusive("contact-links").await?;
+        Ok(self.store.join_contacts(&join).await?)
+    }
+
     async fn one_person(&self, a: ContactId, b: ContactId) -> Result<bool, EngineError> {
         Ok(self.store.identities(a).await?.iter().any(|c| c.id == b))
     }

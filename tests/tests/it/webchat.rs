@@ -558,6 +558,12 @@ async fn the_sites_signed_user_is_one_visitor_on_every_device_and_a_forged_one_s
     let visitor = laptop["visitor_id"].as_str().unwrap();
     let contact = server.engine().store().contact_by_external_id(Channel::WebChat, visitor).await.unwrap().unwrap();
     assert_eq!((contact.display_name.as_deref(), contact.email.as_deref()), (Some("Ann Lee"), Some("ann@example.com")), "agents see who it is");
+    // The site vouched for her address: her mail to us is hers too, joined once.
+    let store = server.engine().store();
+    let identities: Vec<(Channel, String)> = store.identities(contact.id).await.unwrap().into_iter().map(|c| (c.channel, c.external_id)).collect();
+    assert!(identities.contains(&(Channel::Email, "ann@example.com".into())), "{identities:?}");
+    let joins = store.contact_links(contact.id).await.unwrap();
+    assert_eq!(joins.iter().map(|j| j.proof).collect::<Vec<_>>(), [switchboard_models::LinkProof::SiteIdentity]);
 
     // Posing as user 42 without the site's signature: an anonymous visitor who sees nothing of hers.
     let forged: Value = session(json!({"user": {"id": "42", "name": "Mallory", "hash": sign_site_user(b"a guessed secret", "42")}})).await.unwrap().json().await.unwrap();
