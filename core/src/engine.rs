@@ -1504,18 +1504,14 @@ impl Engine {
         Err(EngineError::Conflict("the customer kept changing on other nodes; try again".into()))
     }
 
-    /// An agent opened the conversation: the customer's last message is marked seen (web chat
-    /// shows the mark). Only an agent who may act there counts.
-    pub async fn agent_opened(&self, conversation_id: ConversationId, agent_id: AgentId) -> Result<(), EngineError> {
-        let agent = self.store.agent(agent_id).await?.filter(|a| a.active).ok_or(EngineError::NotFound("agent"))?;
-        let conversation = self.store.conversation(conversation_id).await?.ok_or(EngineError::NotFound("conversation"))?;
-        if self.may_act(&agent, &conversation).await.is_err() {
+    /// An agent was shown the conversation up to the customer's message `up_to_seq`: it is
+    /// marked seen (web chat shows the mark). Only an agent who may act there counts.
+    pub async fn agent_saw(&self, conversation: &Conversation, agent: &Agent, up_to_seq: i64) -> Result<(), EngineError> {
+        if !agent.active || self.may_act(agent, conversation).await.is_err() {
             return Ok(());
         }
-        let latest = self.store.latest_conversation_messages(conversation_id, None, 20).await?;
-        let Some(last) = latest.iter().rev().find(|m| m.sender == Sender::Customer) else { return Ok(()) };
-        if self.store.mark_seen_by_agent(conversation_id, agent_id, last.seq, self.clock.now()).await? {
-            self.bus.publish(DomainEvent::SeenByAgent { conversation: conversation_id, up_to_seq: last.seq });
+        if self.store.mark_seen_by_agent(conversation.id, agent.id, up_to_seq, self.clock.now()).await? {
+            self.bus.publish(DomainEvent::SeenByAgent { conversation: conversation.id, up_to_seq });
         }
         Ok(())
     }

@@ -101,6 +101,21 @@ impl TestMailbox {
         }
     }
 
+    /// Waits until a mail in the INBOX has `words` in its text body; returns that mail whole.
+    pub async fn wait_for_body(&self, words: &str, timeout: Duration) -> Vec<u8> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let body = |raw: &[u8]| mail_parser::MessageParser::default().parse(raw).and_then(|m| m.body_text(0).map(|t| t.to_string())).unwrap_or_default();
+        loop {
+            let all = self.all().await;
+            if let Some(found) = all.iter().find(|raw| body(raw).contains(words)) {
+                return found.clone();
+            }
+            let texts: Vec<String> = all.iter().map(|raw| body(raw)).collect();
+            assert!(tokio::time::Instant::now() < deadline, "no mail to {} says “{words}”: {texts:#?}", self.address);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Removes a keyword from every message (as if a crash came between commit and flag).
     pub async fn remove_keyword(&self, keyword: &str) {
         let mut session = self.session().await;

@@ -502,11 +502,6 @@ async fn conversation(
         let read = state.engine.notifications().mark_notifications_read(signed.agent.id, Some(id), state.engine.now()).await?;
         signed.unread = signed.unread.saturating_sub(u32::try_from(read).unwrap_or(u32::MAX));
     }
-    // Opening it (or the open page refreshing with a new message) shows the customer their
-    // messages were seen; a failure only loses that mark.
-    if let Err(error) = state.engine.agent_opened(id, signed.agent.id).await {
-        tracing::warn!(%error, conversation = %id, "could not mark the conversation seen");
-    }
     let done = query.done.as_deref().and_then(views::action_done);
     let shown = match query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         Some(q) => MessagesShown::Matching(q.to_string()),
@@ -549,6 +544,14 @@ async fn render_conversation(
     let (messages, earlier, search) = match &shown {
         MessagesShown::Before(before) => {
             let (messages, earlier) = messages_before(state.engine.conversations(), c.id, *before, MESSAGES_PER_PAGE).await?;
+            // The newest page, opened or refreshed live: the customer's latest message is seen
+            // (a failure only loses that mark).
+            let latest = messages.iter().rev().find(|m| m.sender == switchboard_models::Sender::Customer);
+            if let (None, Some(latest)) = (before, latest)
+                && let Err(error) = state.engine.agent_saw(&c, &signed.agent, latest.seq).await
+            {
+                tracing::warn!(%error, conversation = %c.id, "could not mark the conversation seen");
+            }
             (messages, earlier, None)
         }
         MessagesShown::Matching(q) => {

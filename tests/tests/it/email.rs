@@ -353,16 +353,7 @@ async fn email_threads_attachments_loops_and_restarts() {
 
 /// The next mail in `mailbox` whose text has `words`, waiting for it to arrive.
 async fn mail_saying(mailbox: &TestMailbox, words: &str) -> Parsed {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let all: Vec<Parsed> = mailbox.all().await.iter().map(|m| parse(m)).collect();
-        if let Some(found) = all.iter().find(|m| m.text.contains(words)) {
-            return found.clone();
-        }
-        let texts: Vec<&str> = all.iter().map(|m| m.text.as_str()).collect();
-        assert!(tokio::time::Instant::now() < deadline, "no mail says “{words}”: {texts:#?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    parse(&mailbox.wait_for_body(words, WAIT).await)
 }
 
 /// The mailer marks a notice (or a customer's copy) mailed just after the mail server took it:

@@ -64,21 +64,10 @@ async fn telegram_says(telegram: &FakeTelegram, words: &str) -> String {
         .await
 }
 
+/// The text of the first mail to `mailbox` that says `words`.
 async fn mail_saying(mailbox: &TestMailbox, words: &str) -> String {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let texts: Vec<String> = mailbox
-            .all()
-            .await
-            .iter()
-            .map(|raw| mail_parser::MessageParser::default().parse(raw).and_then(|m| m.body_text(0).map(|t| t.to_string())).unwrap_or_default())
-            .collect();
-        if let Some(found) = texts.iter().find(|t| t.contains(words)) {
-            return found.clone();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no mail to {} says “{words}”: {texts:#?}", mailbox.address);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let raw = mailbox.wait_for_body(words, WAIT).await;
+    mail_parser::MessageParser::default().parse(&raw).and_then(|m| m.body_text(0).map(|t| t.to_string())).unwrap_or_default()
 }
 
 fn mail(subject: &str, message_id: &str, body: &str) -> String {
