@@ -48,7 +48,9 @@ try {
   await agent.goto(`${serverUrl}/panel/conversations/${conversation}`);
   const preview = agent.locator('img[alt="receipt.png"]');
   await preview.waitFor({ timeout: 15000 });
-  assert.equal(await preview.evaluate((image) => image.complete && image.naturalWidth), 24, 'the photo shows in the panel');
+  // Attached before its bytes arrive: wait until the browser has decoded it.
+  await agent.waitForFunction((image) => image.complete, await preview.elementHandle(), { timeout: 15000 });
+  assert.equal(await preview.evaluate((image) => image.naturalWidth), 24, 'the photo shows in the panel');
   await agent.locator('#reply-file').setInputFiles(pdfPath);
   await agent.locator('[data-test="reply-text"]').fill('Here are the steps.');
   await expectAccessible(agent, 'conversation page with a file to send');
