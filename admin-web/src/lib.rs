@@ -8,7 +8,8 @@ mod error;
 pub mod limits;
 pub mod panel;
 pub mod probes;
-mod reports;
+mod charts;
+mod working_hours;
 pub mod signin;
 
 use axum::Router;

@@ -295,13 +295,14 @@ impl Engine {
             }
         };
         for _ in 0..CONFLICT_RETRIES {
-            let (_turn, mut current) = self.turn_of(id).await?;
+            let (_turn, read) = self.turn_of(id).await?;
+            let mut current = read.clone();
             let Some(escalation) = current.escalation.as_mut() else {
                 return Ok(false);
             };
             escalation.summary = summary.clone();
             // Same `updated_at`: the summary is not something an agent edits, so open views stay valid.
-            if self.commit_change(current, Vec::new(), None, None, Vec::new()).await?.is_some() {
+            if self.commit_change(&read, current, Vec::new(), None, None, Vec::new()).await?.is_some() {
                 return Ok(true);
             }
         }
@@ -348,13 +349,25 @@ impl Engine {
         self.store.as_ref()
     }
 
-    /// Documents customers sent for review.
+    /// The Reports page's numbers for a period, the zone its days are in, and its filters.
+    pub async fn report(&self, query: &crate::reports::ReportQuery) -> Result<crate::reports::Report, EngineError> {
+        let reports: &dyn crate::ports::Reports = self.store.as_ref();
+        let (conversations, events, intents, ratings) = tokio::try_join!(
+            reports.started_conversations(query.from, query.to),
+            reports.conversation_events(query.from, query.to),
+            reports.intent_counts(query.from, query.to),
+            reports.ratings_given(query.from, query.to),
+        )?;
+        Ok(crate::reports::report(query, &crate::reports::ReportInput { conversations, events, intents, ratings }))
+    }
+
     /// Customers' identities across channels and the joins between them (reads; joins go
     /// through `join_customers` and `separate_customers`).
     pub fn identities(&self) -> &dyn crate::ports::Identities {
         self.store.as_ref()
     }
 
+    /// Documents customers sent for review.
     pub fn documents(&self) -> &dyn Documents {
         self.store.as_ref()
     }
@@ -521,7 +534,8 @@ impl Engine {
             }),
             starts_current,
             ..StepWrite::default()
-        };
+        }
+        .with_history(None, now);
         match self.commit(write).await? {
             Committed::Conflict => Ok(None),
             Committed::Duplicate => {
@@ -760,7 +774,8 @@ impl Engine {
             documents,
             customer_mails: link.and_then(|l| l.mail.clone()).into_iter().collect(),
             ..StepWrite::default()
-        };
+        }
+        .with_history(Some(&before), now);
         let decided = started.elapsed();
         let committed = self.commit(write).await?;
         metrics::histogram!("switchboard_step_decide_seconds").record(decided.as_secs_f64());
@@ -887,7 +902,7 @@ impl Engine {
         let conversation = replied.conversation;
         let audit = Audit { actor: Some(agent.id), action: AuditAction::Reply, subject_agent: None, note: None };
         let entry = audit.entry(now, &before, &conversation);
-        let Some((conversation, mut stored)) = self.commit_change(conversation, outbound, Some(entry), timers, Vec::new()).await? else {
+        let Some((conversation, mut stored)) = self.commit_change(&before, conversation, outbound, Some(entry), timers, Vec::new()).await? else {
             return Ok(None);
         };
         if newly_assigned {
@@ -1249,7 +1264,8 @@ impl Engine {
         let decides = DocumentDecision { document: id, state, kind: kind.to_string(), reviewer: actor.id, note: note.clone(), at: now };
         let decided_on = self.claim(&current);
         let customer_mails = self.mail_copies(&conversation, &input, &outbound, now).await?;
-        let write = StepWrite { conversation: Some(conversation), outbound, audit: Some(audit), decided_on, decides: Some(decides), customer_mails, ..StepWrite::default() };
+        let write = StepWrite { conversation: Some(conversation), outbound, audit: Some(audit), decided_on, decides: Some(decides), customer_mails, ..StepWrite::default() }
+            .with_history(Some(&current), now);
         if self.commit_write(write).await?.is_none() {
             let now_stored = self.store.document(id).await?.ok_or(EngineError::NotFound("document"))?;
             return Err(if now_stored.state == DocumentState::Pending {
@@ -1314,7 +1330,8 @@ impl Engine {
             timers: replied.timers.map(|timers| (started.id, timers)),
             starts_current: true,
             ..StepWrite::default()
-        };
+        }
+        .with_history(None, now);
         match self.commit_write(write).await? {
             Some((conversation, mut stored)) => Ok((conversation, stored.pop().expect("the message was written"))),
             None => Err(EngineError::Conflict("the customer started a conversation at the same moment; reload and write there".into())),
@@ -1383,7 +1400,8 @@ impl Engine {
             notices,
             customer_mails,
             ..StepWrite::default()
-        };
+        }
+        .with_history(Some(&current), now);
         let seqs = match self.commit(write).await? {
             Committed::Stored { seqs } => seqs,
             Committed::Duplicate => return Ok(Some(false)),
@@ -1455,7 +1473,8 @@ impl Engine {
                 starts_current,
                 customer_mails,
                 ..StepWrite::default()
-            };
+            }
+            .with_history(Some(&current), now);
             if let Some((conversation, _)) = self.commit_write(write).await? {
                 return Ok(Some(conversation));
             }
@@ -1572,6 +1591,7 @@ impl Engine {
     /// when the conversation changed since it was read (nothing was written: decide again).
     async fn commit_change(
         &self,
+        before: &Conversation,
         conversation: Conversation,
         outbound: Vec<Message>,
         audit: Option<AuditEntry>,
@@ -1580,7 +1600,9 @@ impl Engine {
     ) -> Result<Option<(Conversation, Vec<Message>)>, EngineError> {
         let timers = timers.map(|timers| (conversation.id, timers));
         let decided_on = self.claim(&conversation);
-        self.commit_write(StepWrite { conversation: Some(conversation), outbound, audit, timers, decided_on, notices, ..StepWrite::default() }).await
+        let now = self.clock.now();
+        let write = StepWrite { conversation: Some(conversation), outbound, audit, timers, decided_on, notices, ..StepWrite::default() };
+        self.commit_write(write.with_history(Some(before), now)).await
     }
 
     /// Commits a step that changes a conversation outside a customer message, then wakes the

@@ -262,6 +262,8 @@ pub struct StepWrite {
     pub decides: Option<DocumentDecision>,
     /// Copies by email of the notices this step sends, for a customer on another channel.
     pub customer_mails: Vec<CustomerMailWrite>,
+    /// What the step made happen to its conversation, for the reports (`with_history`).
+    pub events: Vec<switchboard_models::ConversationEvent>,
 }
 
 /// A reviewer's decision on a pending document.
@@ -640,6 +642,49 @@ pub trait Ratings: Send + Sync {
     async fn agent_ratings(&self, since: Timestamp) -> Result<Vec<AgentRatings>, StoreError>;
 }
 
+/// What the Reports page reads, each over a period `[from, to)`, each row with the scope of its
+/// conversation now (the filters select by it): the rest is computed in `crate::reports`, which
+/// knows the time zone and the filters.
+#[async_trait]
+pub trait Reports: Send + Sync {
+    /// The conversations started in the period, oldest first.
+    async fn started_conversations(&self, from: Timestamp, to: Timestamp) -> Result<Vec<ConversationFacts>, StoreError>;
+    /// The conversation events of the period, oldest first.
+    async fn conversation_events(&self, from: Timestamp, to: Timestamp) -> Result<Vec<(switchboard_models::ConversationEvent, ReportScope)>, StoreError>;
+    /// Customer messages of the period, counted per intent (`None`: not answered yet) and scope.
+    async fn intent_counts(&self, from: Timestamp, to: Timestamp) -> Result<Vec<IntentCount>, StoreError>;
+    /// The ratings given in the period, oldest first.
+    async fn ratings_given(&self, from: Timestamp, to: Timestamp) -> Result<Vec<(Rating, ReportScope)>, StoreError>;
+}
+
+/// What the reports' filters select a conversation by: its channel, category and agent now (the
+/// last agent it had, once a person is done with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReportScope {
+    pub channel: Channel,
+    pub category: Option<Category>,
+    pub agent_id: Option<AgentId>,
+}
+
+/// One conversation as the reports group it: its current state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationFacts {
+    pub created_at: Timestamp,
+    pub status: Status,
+    pub priority: Option<Priority>,
+    /// Ever handed to people.
+    pub escalated: bool,
+    pub scope: ReportScope,
+}
+
+/// How many customer messages had one intent, in conversations of one scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntentCount {
+    pub intent: Option<String>,
+    pub scope: ReportScope,
+    pub count: i64,
+}
+
 /// An agent's ratings over a period.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentRatings {
@@ -754,9 +799,9 @@ pub trait Coordination: Send + Sync {
 
 /// The whole store: every focused port above. Wiring holds it; each part of the code names
 /// the ports it uses (`&dyn Accounts`, `&dyn Listings`, …).
-pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Documents + Identities + Jobs + Coordination {}
+pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Reports + Documents + Identities + Jobs + Coordination {}
 
-impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Documents + Identities + Jobs + Coordination> Store for T {}
+impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Reports + Documents + Identities + Jobs + Coordination> Store for T {}
 
 /// Held work across nodes (`Coordination::exclusive`); dropping it lets the next node in.
 pub trait Exclusive: Send + Sync {}

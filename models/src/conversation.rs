@@ -30,6 +30,20 @@ pub enum EscalationReason {
 }
 
 impl EscalationReason {
+    /// The reason's kind as stored and reported (its JSON tag).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::HumanRequested => "human_requested",
+            Self::AlwaysHumanIntent { .. } => "always_human_intent",
+            Self::LowConfidence { .. } => "low_confidence",
+            Self::NegativeSentiment { .. } => "negative_sentiment",
+            Self::Urgent => "urgent",
+            Self::DocumentReview => "document_review",
+            Self::NotFixed => "not_fixed",
+            Self::NeedsPerson { .. } => "needs_person",
+        }
+    }
+
     /// One line for agents.
     pub fn describe(&self) -> String {
         match self {
@@ -238,6 +252,26 @@ impl Conversation {
     }
 }
 
+/// One thing that happened to a conversation, written with the step that made it happen. It
+/// carries what the reports group by, as it was at that moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationEvent {
+    pub conversation_id: ConversationId,
+    pub kind: crate::EventKind,
+    pub at: Timestamp,
+    pub channel: Channel,
+    /// The agent it happened to or by: assigned to, replying, resolving.
+    pub agent_id: Option<AgentId>,
+    pub category: Option<Category>,
+    pub priority: Option<Priority>,
+    /// For `escalated`: the reason's kind (`human_requested`, `urgent`, ...); for `first_reply`
+    /// and `resolved` under an SLA: `sla_met` or `sla_missed`.
+    pub reason: Option<String>,
+    /// For `first_reply`: how long the customer waited for a person (since the escalation, or
+    /// the start); for `resolved`: how long the conversation had been open. Milliseconds.
+    pub wait_ms: Option<i64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,3 +290,4 @@ mod tests {
         assert_eq!(customer_label(None, "ann@example.com", Channel::Email), "ann@example.com");
     }
 }
+

@@ -154,6 +154,19 @@ text_enum!(
 );
 
 text_enum!(
+    /// What happened to a conversation, as the reports count it.
+    EventKind, "conversation event" {
+        Created => "created",
+        Escalated => "escalated",
+        Assigned => "assigned",
+        FirstReply => "first_reply",
+        Resolved => "resolved",
+        Reopened => "reopened",
+        Closed => "closed",
+    }
+);
+
+text_enum!(
     /// Why an agent is told something in the panel.
     NotificationKind, "notification kind" {
         Assigned => "assigned",

@@ -80,7 +80,7 @@ const TABLES: &[Table] = &[
             ("category", Text), ("priority", Text), ("escalation_reason", Text), ("escalation_summary", Text),
             ("escalated_at", Int), ("low_confidence_streak", Int), ("created_at", Int), ("updated_at", Int),
             ("version", Int), ("waiting_notice_at", Int), ("first_reply_due_at", Int), ("resolution_due_at", Int),
-            ("sla_notices", Int), ("awaiting", Text), ("language", Text),
+            ("sla_notices", Int), ("awaiting", Text), ("language", Text), ("last_agent_id", Text),
         ],
         keyed: true,
     },
@@ -89,7 +89,7 @@ const TABLES: &[Table] = &[
         columns: &[
             ("seq", Int), ("id", Text), ("conversation_id", Text), ("contact_id", Text), ("channel", Text), ("sender", Text),
             ("agent_id", Text), ("body", Text), ("internal", Flag), ("attachments", Text), ("quick_replies", Text),
-            ("classification", Text), ("external_id", Text), ("created_at", Int), ("outbound", Flag), ("attempts", Int),
+            ("classification", Text), ("intent", Text), ("external_id", Text), ("created_at", Int), ("outbound", Flag), ("attempts", Int),
             ("next_attempt_at", Int), ("lease_until", Int), ("delivered_at", Int), ("gave_up_at", Int), ("last_error", Text),
             ("sent_id", Text), ("seen_at", Int), ("retry_from", Int),
         ],
@@ -126,6 +126,14 @@ const TABLES: &[Table] = &[
         columns: &[
             ("id", Int), ("agent_id", Text), ("kind", Text), ("conversation_id", Text), ("text", Text), ("created_at", Int),
             ("read_at", Int), ("mail_pending", Flag), ("mailed_at", Int), ("mail_error", Text),
+        ],
+        keyed: true,
+    },
+    Table {
+        name: "conversation_events",
+        columns: &[
+            ("id", Int), ("conversation_id", Text), ("kind", Text), ("at", Int), ("channel", Text), ("agent_id", Text),
+            ("category", Text), ("priority", Text), ("reason", Text), ("wait_ms", Int),
         ],
         keyed: true,
     },
@@ -173,7 +181,7 @@ const TABLES: &[Table] = &[
 
 /// Tables whose ids PostgreSQL generates: their sequences continue after the copied ids.
 const SEQUENCES: &[(&str, &str)] =
-    &[("messages", "seq"), ("audit_log", "id"), ("notifications", "id"), ("ratings", "id"), ("escalations", "id"), ("customer_mails", "id")];
+    &[("messages", "seq"), ("audit_log", "id"), ("notifications", "id"), ("ratings", "id"), ("escalations", "id"), ("customer_mails", "id"), ("conversation_events", "id")];
 
 const BATCH: i64 = 500;
 

@@ -289,6 +289,7 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
         let marked = sqlx::query(if write.in_order { MARK_ANSWERED_IN_ORDER } else { MARK_ANSWERED })
             .bind(to_json(classification))
             .bind(*seq)
+            .bind(classification.intent.as_str())
             .execute(&mut *tx)
             .await
             .map_err(backend)?
@@ -405,13 +406,37 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
             .await
             .map_err(backend)?;
     }
+    for event in &write.events {
+        insert_event(tx, event).await?;
+    }
     // Seqs in the order given: inbound, then replies, then notes.
     let seq_of = |m: &Message| inserted.iter().find(|(_, id)| *id == m.id.to_string()).map(|(seq, _)| *seq);
     let seqs = rows.iter().filter_map(|(m, _)| seq_of(m)).collect();
     Ok(Committed::Stored { seqs })
 }
 
-const MESSAGE_INSERT_COLUMNS: usize = 15;
+/// Writes one event of a conversation's history; a second first reply is ignored.
+async fn insert_event(tx: &mut $conn, event: &switchboard_models::ConversationEvent) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO conversation_events (conversation_id, kind, at, channel, agent_id, category, priority, reason, wait_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+    )
+    .bind(event.conversation_id.to_string())
+    .bind(event.kind.as_str())
+    .bind(millis(event.at))
+    .bind(event.channel.as_str())
+    .bind(event.agent_id.map(|a| a.to_string()))
+    .bind(event.category.map(|c| c.as_str()))
+    .bind(event.priority.map(|p| p.as_str()))
+    .bind(event.reason.as_deref())
+    .bind(event.wait_ms)
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+const MESSAGE_INSERT_COLUMNS: usize = 16;
 
 /// Inserts messages, skipping any whose (channel, external id) is taken; returns `(seq, id)` of
 /// those inserted. A `Some` delivery instant queues the message for the outbox from then.
@@ -432,7 +457,7 @@ async fn insert_messages(
         .join(", ");
     let sql = format!(
         "INSERT INTO messages (id, conversation_id, contact_id, channel, sender, agent_id, body, internal, \
-         attachments, quick_replies, classification, external_id, created_at, outbound, next_attempt_at) \
+         attachments, quick_replies, classification, intent, external_id, created_at, outbound, next_attempt_at) \
          VALUES {values} ON CONFLICT (channel, external_id) DO NOTHING RETURNING seq, id"
     );
     let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
@@ -449,6 +474,7 @@ async fn insert_messages(
             .bind(to_json(&m.attachments))
             .bind(to_json(&m.quick_replies))
             .bind(m.classification.as_ref().map(to_json))
+            .bind(m.classification.as_ref().map(|c| c.intent.as_str().to_string()))
             .bind(m.external_id.clone())
             .bind(millis(m.created_at))
             .bind(deliver_from.is_some())
@@ -457,10 +483,10 @@ async fn insert_messages(
     query.fetch_all(&mut *tx).await.map_err(backend)
 }
 
-const MARK_ANSWERED: &str = "UPDATE messages SET classification = $1 WHERE seq = $2 AND sender = 'customer' AND classification IS NULL";
+const MARK_ANSWERED: &str = "UPDATE messages SET classification = $1, intent = $3 WHERE seq = $2 AND sender = 'customer' AND classification IS NULL";
 /// As `MARK_ANSWERED`, unless an earlier message of the same contact waits for its answer (the
 /// partial index of unanswered messages, migration 0002, keeps the look small).
-const MARK_ANSWERED_IN_ORDER: &str = "UPDATE messages SET classification = $1 WHERE seq = $2 AND sender = 'customer' \
+const MARK_ANSWERED_IN_ORDER: &str = "UPDATE messages SET classification = $1, intent = $3 WHERE seq = $2 AND sender = 'customer' \
      AND classification IS NULL AND NOT EXISTS (SELECT 1 FROM messages e WHERE e.sender = 'customer' \
      AND e.classification IS NULL AND e.seq < $2 AND e.contact_id = messages.contact_id)";
 
@@ -695,9 +721,10 @@ async fn save_conversation(tx: &mut $conn, c: &Conversation) -> Result<(), Store
     sqlx::query(
         "INSERT INTO conversations (id, contact_id, channel, handler, agent_id, status, category, \
          priority, escalation_reason, escalation_summary, escalated_at, low_confidence_streak, \
-         created_at, updated_at, version, waiting_notice_at, first_reply_due_at, resolution_due_at, sla_notices, awaiting, language) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) \
+         created_at, updated_at, version, waiting_notice_at, first_reply_due_at, resolution_due_at, sla_notices, awaiting, language, last_agent_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $5) \
          ON CONFLICT (id) DO UPDATE SET handler = excluded.handler, agent_id = excluded.agent_id, \
+         last_agent_id = COALESCE(excluded.agent_id, conversations.last_agent_id), \
          status = excluded.status, category = excluded.category, priority = excluded.priority, \
          escalation_reason = excluded.escalation_reason, \
          escalation_summary = excluded.escalation_summary, escalated_at = excluded.escalated_at, \
@@ -1354,6 +1381,84 @@ impl $store {
                 })
             })
             .collect()
+    }
+            }
+
+            #[async_trait]
+            impl switchboard_core::ports::Reports for $store {
+    async fn started_conversations(&self, from: Timestamp, to: Timestamp) -> Result<Vec<switchboard_core::ports::ConversationFacts>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT created_at, channel, status, category, priority, last_agent_id AS agent_id, escalated_at FROM conversations \
+             WHERE created_at >= $1 AND created_at < $2 ORDER BY created_at",
+        )
+        .bind(millis(from))
+        .bind(millis(to))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(crate::rows::facts_from_row).collect()
+    }
+
+    async fn conversation_events(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(switchboard_models::ConversationEvent, switchboard_core::ports::ReportScope)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.conversation_id, e.kind, e.at, e.channel, e.agent_id, e.category, e.priority, e.reason, e.wait_ms, \
+             c.category AS scope_category, c.last_agent_id AS scope_agent_id \
+             FROM conversation_events e JOIN conversations c ON c.id = e.conversation_id \
+             WHERE e.kind IN ('created', 'escalated', 'assigned', 'first_reply', 'resolved', 'reopened', 'closed') \
+             AND e.at >= $1 AND e.at < $2 ORDER BY e.at, e.id",
+        )
+        .bind(millis(from))
+        .bind(millis(to))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(|row| Ok((crate::rows::event_from_row(row)?, crate::rows::scope_from_row(row, "channel")?))).collect()
+    }
+
+    async fn intent_counts(&self, from: Timestamp, to: Timestamp) -> Result<Vec<switchboard_core::ports::IntentCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.intent, m.channel, c.category AS scope_category, c.last_agent_id AS scope_agent_id, COUNT(*) AS n \
+             FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.sender = 'customer' AND m.created_at >= $1 AND m.created_at < $2 \
+             GROUP BY m.intent, m.channel, c.category, c.last_agent_id",
+        )
+        .bind(millis(from))
+        .bind(millis(to))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(switchboard_core::ports::IntentCount {
+                    intent: row.text_opt("intent")?,
+                    scope: crate::rows::scope_from_row(row, "channel")?,
+                    count: row.int("n")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn ratings_given(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(switchboard_models::Rating, switchboard_core::ports::ReportScope)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.conversation_id, r.agent_id, r.channel, r.resolved_at, r.score, r.comment, r.created_at, \
+             c.category AS scope_category, c.last_agent_id AS scope_agent_id \
+             FROM ratings r JOIN conversations c ON c.id = r.conversation_id \
+             WHERE r.created_at >= $1 AND r.created_at < $2 ORDER BY r.created_at",
+        )
+        .bind(millis(from))
+        .bind(millis(to))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(|row| Ok((crate::rows::rating_from_row(row)?, crate::rows::scope_from_row(row, "channel")?))).collect()
     }
             }
 

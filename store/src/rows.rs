@@ -247,6 +247,44 @@ pub(crate) fn rating_from_row(row: &impl Columns) -> Result<switchboard_models::
     })
 }
 
+pub(crate) fn facts_from_row(row: &impl Columns) -> Result<switchboard_core::ports::ConversationFacts, StoreError> {
+    Ok(switchboard_core::ports::ConversationFacts {
+        created_at: instant(row.int("created_at")?)?,
+        status: parsed("status", &row.text("status")?)?,
+        priority: optional(row, "priority")?,
+        escalated: row.int_opt("escalated_at")?.is_some(),
+        scope: switchboard_core::ports::ReportScope {
+            channel: parsed("channel", &row.text("channel")?)?,
+            category: optional(row, "category")?,
+            agent_id: optional::<uuid::Uuid>(row, "agent_id")?.map(AgentId),
+        },
+    })
+}
+
+/// The scope of a report row's conversation: `scope_category` and `scope_agent_id` from the
+/// conversation now, its channel from `channel` (a conversation keeps its channel).
+pub(crate) fn scope_from_row(row: &impl Columns, channel: &str) -> Result<switchboard_core::ports::ReportScope, StoreError> {
+    Ok(switchboard_core::ports::ReportScope {
+        channel: parsed(channel, &row.text(channel)?)?,
+        category: optional(row, "scope_category")?,
+        agent_id: optional::<uuid::Uuid>(row, "scope_agent_id")?.map(AgentId),
+    })
+}
+
+pub(crate) fn event_from_row(row: &impl Columns) -> Result<switchboard_models::ConversationEvent, StoreError> {
+    Ok(switchboard_models::ConversationEvent {
+        conversation_id: ConversationId(uuid_col(row, "conversation_id")?),
+        kind: parsed("kind", &row.text("kind")?)?,
+        at: instant(row.int("at")?)?,
+        channel: parsed("channel", &row.text("channel")?)?,
+        agent_id: optional::<uuid::Uuid>(row, "agent_id")?.map(AgentId),
+        category: optional(row, "category")?,
+        priority: optional(row, "priority")?,
+        reason: row.text_opt("reason")?,
+        wait_ms: row.int_opt("wait_ms")?,
+    })
+}
+
 pub(crate) fn document_from_row(row: &impl Columns) -> Result<switchboard_models::Document, StoreError> {
     Ok(switchboard_models::Document {
         id: switchboard_models::DocumentId(uuid_col(row, "id")?),

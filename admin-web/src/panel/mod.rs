@@ -7,6 +7,7 @@ mod customer;
 mod customers;
 mod documents;
 mod files;
+mod reports;
 mod views;
 
 use crate::AppState;
@@ -51,7 +52,6 @@ pub fn routes() -> Router<AppState> {
         .route("/panel/admin/agents", get(agents).post(create_agent))
         .route("/panel/admin/agents/{id}", post(update_agent))
         .route("/panel/admin/audit", get(audit))
-        .route("/panel/admin/hours", get(hours))
         .route("/panel/admin/system", get(system))
         .route("/panel/events", get(events))
         .route("/panel/notifications", get(notifications))
@@ -63,6 +63,7 @@ pub fn routes() -> Router<AppState> {
         .merge(customer::routes())
         .merge(documents::routes())
         .merge(files::routes())
+        .merge(reports::routes())
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
@@ -1078,19 +1079,6 @@ async fn read_notifications(State(state): State<AppState>, signed: Signed, Form(
     signed.check_csrf(&form.csrf)?;
     state.engine.notifications().mark_notifications_read(signed.agent.id, None, state.engine.now()).await?;
     Ok(Redirect::to("/panel/notifications").into_response())
-}
-
-async fn hours(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin) -> Result<Html<String>, ApiError> {
-    let accounts = state.engine.accounts();
-    let now = state.engine.now();
-    let since = now - chrono::Duration::days(14);
-    let agents = accounts.list_agents().await?;
-    let report = crate::reports::online_hours(&accounts.presence_changes(since).await?, &agents, now);
-    let rows: Vec<Value> = report
-        .iter()
-        .map(|(agent, day, minutes)| json!({"agent": agent, "day": day.to_string(), "online": format!("{}h {:02}m", minutes / 60, minutes % 60)}))
-        .collect();
-    state.views.render("hours", &page(&signed, "hours", "Working hours", json!({"rows": rows})))
 }
 
 /// Gives each row the count of the signed-in agent's unread notifications about it.

@@ -28,6 +28,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("customer", include_str!("../../templates/customer.hbs")),
     ("document_card", include_str!("../../templates/document_card.hbs")),
     ("hours", include_str!("../../templates/hours.hbs")),
+    ("reports", include_str!("../../templates/reports.hbs")),
     ("tokens", include_str!("../../templates/tokens.hbs")),
     ("notifications", include_str!("../../templates/notifications.hbs")),
     ("error", include_str!("../../templates/error.hbs")),

@@ -12,6 +12,7 @@
 //!   bench soak       [--cycles 10] [--rate 300] [--seconds 5]   (kill -9 under load; SQLite)
 //!   bench failover   [--runs 5]     (two nodes on PostgreSQL: Telegram polling after kill -9)
 //!   bench live-nodes [--messages 200] (two nodes on PostgreSQL: live news from one to the other)
+//!   bench reports    [--conversations 100000] [--messages-each 10] [--days 90] [--requests 50]
 //!   bench sla        [--conversations 100000] [--due-per-second 50] [--rate 300] [--seconds 20]
 //!                    (SQLite: web-chat replies while SLA timers come due, against none due)
 //!
@@ -198,6 +199,10 @@ async fn main() -> anyhow::Result<()> {
         "panel" => {
             let mixed = arg(&args, "--mixed", 0) as usize;
             panel(arg(&args, "--conversations", 100_000), arg(&args, "--messages-each", 10), arg(&args, "--requests", 200) as usize, mixed)
+                .await
+        }
+        "reports" => {
+            reports(arg(&args, "--conversations", 100_000), arg(&args, "--messages-each", 10), arg(&args, "--days", 90), arg(&args, "--requests", 50) as usize)
                 .await
         }
         _ => {
@@ -641,7 +646,9 @@ fn startup(runs: usize) -> anyhow::Result<()> {
 }
 
 /// Fills a fresh database with `conversations` conversations of `each` messages, straight in SQL.
-async fn seed(dir: &std::path::Path, conversations: u64, each: u64) -> anyhow::Result<()> {
+/// Seeds `conversations` conversations of `each` messages, one every `spacing_ms` up to now,
+/// each with the history the reports read (created, escalated, assigned, first reply, resolved).
+async fn seed(dir: &std::path::Path, conversations: u64, each: u64, spacing_ms: i64) -> anyhow::Result<()> {
     use switchboard_core::ports::Accounts;
     let url = format!("sqlite://{}", dir.join("switchboard.db").display());
     let store = switchboard_store::SqliteStore::open(&url).await?;
@@ -690,10 +697,11 @@ async fn seed(dir: &std::path::Path, conversations: u64, each: u64) -> anyhow::R
         let mut contacts = Vec::new();
         let mut convs = Vec::new();
         let mut messages = Vec::new();
+        let mut events = Vec::new();
         for n in start..end {
             let contact = uuid::Uuid::now_v7().to_string();
             let conversation = uuid::Uuid::now_v7().to_string();
-            let at = now - (conversations - n) as i64 * 1000;
+            let at = now - (conversations - n) as i64 * spacing_ms;
             let status = statuses[(n % 6) as usize];
             let (handler, agent) = match status {
                 "open" => ("'queue'", "NULL".to_string()),
@@ -714,21 +722,39 @@ async fn seed(dir: &std::path::Path, conversations: u64, each: u64) -> anyhow::R
                 known => known,
             };
             contacts.push(format!("('{contact}', '{channel}', '{external}', '{name} {n}', {at})"));
+            let priority = priorities[(n % 4) as usize];
+            let event = |kind: &str, when: i64, agent: &str, reason: &str, wait: &str| {
+                format!("('{conversation}', '{kind}', {when}, '{channel}', {agent}, '{category}', '{priority}', {reason}, {wait})")
+            };
+            events.push(event("created", at, "NULL", "NULL", "NULL"));
+            if status != "closed" {
+                let reasons = ["'human_requested'", "'low_confidence'", "'urgent'", "'needs_person'"];
+                events.push(event("escalated", at + 1, "NULL", reasons[(n % 4) as usize], "NULL"));
+            }
+            if agent != "NULL" || status == "resolved" {
+                let wait = (n % 600) as i64 * 1000;
+                events.push(event("assigned", at + 2, &format!("'{admin}'"), "NULL", "NULL"));
+                events.push(event("first_reply", at + 2 + wait, &format!("'{admin}'"), "NULL", &wait.to_string()));
+            }
+            if status == "resolved" {
+                let open_for = (n % 7200) as i64 * 1000 + 60_000;
+                events.push(event("resolved", at + open_for, &format!("'{admin}'"), "NULL", &open_for.to_string()));
+            }
             convs.push(format!(
-                "('{conversation}', '{contact}', '{channel}', {handler}, {agent}, '{status}', '{category}', '{}', {at}, {at}, {at})",
-                priorities[(n % 4) as usize]
+                "('{conversation}', '{contact}', '{channel}', {handler}, {agent}, {last_agent}, '{status}', '{category}', '{priority}', {at}, {at}, {at})",
+                last_agent = if status == "resolved" { format!("'{admin}'") } else { agent.clone() },
             ));
             for m in 0..each {
-                let (sender, classified, body) = if m % 2 == 0 {
+                let (sender, classified, intent, body) = if m % 2 == 0 {
                     let text = if m == 0 { &opening.text } else { &cases[(n as usize * 7 + m as usize * 13) % cases.len()].text };
-                    ("customer", format!("'{classification}'"), text.as_str())
+                    ("customer", format!("'{classification}'"), "'billing_question'", text.as_str())
                 } else {
-                    ("bot", "NULL".to_string(), replies[((n + m) % 6) as usize])
+                    ("bot", "NULL".to_string(), "NULL", replies[((n + m) % 6) as usize])
                 };
                 // The first reply names the case's reference: a word found in one conversation.
                 let body = if m == 1 { format!("{body} Your reference is SB-{n}.") } else { body.to_string() };
                 messages.push(format!(
-                    "('{}', '{conversation}', '{contact}', '{channel}', '{sender}', '{}', {classified}, {})",
+                    "('{}', '{conversation}', '{contact}', '{channel}', '{sender}', '{}', {classified}, {intent}, {})",
                     uuid::Uuid::now_v7(),
                     body.replace('\'', "''"),
                     at + m as i64
@@ -739,15 +765,19 @@ async fn seed(dir: &std::path::Path, conversations: u64, each: u64) -> anyhow::R
         sqlx::query(sqlx::AssertSqlSafe(insert("contacts", "id, channel, external_id, display_name, created_at", &contacts))).execute(&mut *tx).await?;
         sqlx::query(sqlx::AssertSqlSafe(insert(
             "conversations",
-            "id, contact_id, channel, handler, agent_id, status, category, priority, escalated_at, created_at, updated_at",
+            "id, contact_id, channel, handler, agent_id, last_agent_id, status, category, priority, escalated_at, created_at, updated_at",
             &convs,
         )))
         .execute(&mut *tx)
         .await?;
         for chunk in messages.chunks(1000) {
-            sqlx::query(sqlx::AssertSqlSafe(insert("messages", "id, conversation_id, contact_id, channel, sender, body, classification, created_at", chunk)))
+            sqlx::query(sqlx::AssertSqlSafe(insert("messages", "id, conversation_id, contact_id, channel, sender, body, classification, intent, created_at", chunk)))
                 .execute(&mut *tx)
                 .await?;
+        }
+        let columns = "conversation_id, kind, at, channel, agent_id, category, priority, reason, wait_ms";
+        for chunk in events.chunks(1000) {
+            sqlx::query(sqlx::AssertSqlSafe(insert("conversation_events", columns, chunk))).execute(&mut *tx).await?;
         }
     }
     tx.commit().await?;
@@ -767,7 +797,7 @@ fn percentile(samples: &mut [Duration], p: f64) -> f64 {
 async fn panel(conversations: u64, each: u64, requests: usize, mixed: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let seeding = Instant::now();
-    seed(dir.path(), conversations, each).await?;
+    seed(dir.path(), conversations, each, 1000).await?;
     println!("panel: seeded {conversations} conversations and {} messages in {:.1} s", conversations * each, seeding.elapsed().as_secs_f64());
     // BENCH_KEEP_SEED=FILE keeps a copy of the seeded store, to study its queries in a shell.
     if let Ok(keep) = std::env::var("BENCH_KEEP_SEED") {
@@ -778,23 +808,7 @@ async fn panel(conversations: u64, each: u64, requests: usize, mixed: usize) -> 
             }
         }
     }
-    let mut env = vec![("SWITCHBOARD_NLP__ENABLED", "false".to_string())];
-    let _postgres = if std::env::var("BENCH_DATABASE").as_deref() == Ok("postgres") {
-        let database = switchboard_tests::databases::TestDatabase::postgres().await;
-        let copying = Instant::now();
-        let sqlite = format!("sqlite://{}", dir.path().join("switchboard.db").display());
-        switchboard_store::copy::copy(&sqlite, &database.url, false, &mut |_, _, _| {}).await?;
-        let pool = sqlx::PgPool::connect(&database.url).await?;
-        // What autovacuum does soon after a bulk load: statistics and the visibility map.
-        sqlx::query("VACUUM ANALYZE").execute(&pool).await?;
-        println!("panel: copied into PostgreSQL in {:.1} s", copying.elapsed().as_secs_f64());
-        env.push(("SWITCHBOARD_DATABASE__URL", database.url.clone()));
-        Some(database)
-    } else {
-        None
-    };
-    let env: Vec<(&str, &str)> = env.iter().map(|(key, value)| (*key, value.as_str())).collect();
-    let (server, _) = Server::start_with(dir, &env)?;
+    let (server, _postgres) = start_seeded(dir, "panel").await?;
     let base = format!("http://{}", server.addr);
     let client = switchboard_tests::panel::PanelClient::sign_in(&base, "bench@example.com", "bench-password-123").await;
     let token = client.new_api_token("bench").await;
@@ -879,6 +893,76 @@ async fn panel(conversations: u64, each: u64, requests: usize, mixed: usize) -> 
         percentile(&mut freshness, 0.5),
         percentile(&mut freshness, 0.99)
     );
+    Ok(())
+}
+
+/// Starts the server on a seeded SQLite store, or with BENCH_DATABASE=postgres on a fresh
+/// PostgreSQL database the seed is copied into (`switchboard db copy`'s code).
+async fn start_seeded(dir: tempfile::TempDir, scenario: &str) -> anyhow::Result<(Server, Option<switchboard_tests::databases::TestDatabase>)> {
+    let mut env = vec![("SWITCHBOARD_NLP__ENABLED", "false".to_string())];
+    let postgres = if std::env::var("BENCH_DATABASE").as_deref() == Ok("postgres") {
+        let database = switchboard_tests::databases::TestDatabase::postgres().await;
+        let copying = Instant::now();
+        let sqlite = format!("sqlite://{}", dir.path().join("switchboard.db").display());
+        switchboard_store::copy::copy(&sqlite, &database.url, false, &mut |_, _, _| {}).await?;
+        let pool = sqlx::PgPool::connect(&database.url).await?;
+        // What autovacuum does soon after a bulk load: statistics and the visibility map.
+        sqlx::query("VACUUM ANALYZE").execute(&pool).await?;
+        println!("{scenario}: copied into PostgreSQL in {:.1} s", copying.elapsed().as_secs_f64());
+        env.push(("SWITCHBOARD_DATABASE__URL", database.url.clone()));
+        Some(database)
+    } else {
+        None
+    };
+    let env: Vec<(&str, &str)> = env.iter().map(|(key, value)| (*key, value.as_str())).collect();
+    let (server, _) = Server::start_with(dir, &env)?;
+    Ok((server, postgres))
+}
+
+/// The Reports page and API on a large store: `conversations` over the last `days` days (the
+/// issue's figure: 100,000 conversations and 1,000,000 messages), each period and filter timed
+/// from outside the server.
+async fn reports(conversations: u64, each: u64, days: u64, requests: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let seeding = Instant::now();
+    let spacing_ms = (days * 86_400_000 / conversations.max(1)) as i64;
+    seed(dir.path(), conversations, each, spacing_ms).await?;
+    println!("reports: seeded {conversations} conversations and {} messages over {days} days in {:.1} s", conversations * each, seeding.elapsed().as_secs_f64());
+    let (server, _postgres) = start_seeded(dir, "reports").await?;
+    let base = format!("http://{}", server.addr);
+    let client = switchboard_tests::panel::PanelClient::sign_in(&base, "bench@example.com", "bench-password-123").await;
+    let token = client.new_api_token("bench").await;
+    let http = reqwest::Client::new();
+    let today = chrono::Utc::now().date_naive();
+    let quarter = format!("range=custom&from={}&to={today}&zone=UTC", today - chrono::Duration::days(days as i64 - 1));
+    let paths = [
+        ("today".to_string(), "/api/reports?range=today".to_string()),
+        ("7 days".to_string(), "/api/reports?range=7d".to_string()),
+        ("30 days".to_string(), "/api/reports?range=30d".to_string()),
+        (format!("{days} days (everything)"), format!("/api/reports?{quarter}")),
+        ("30 days, one channel".to_string(), "/api/reports?range=30d&channel=telegram".to_string()),
+        ("30 days in Berlin".to_string(), "/api/reports?range=30d&zone=Europe/Berlin".to_string()),
+        ("30 days, agents as CSV".to_string(), "/api/reports/agents.csv?range=30d".to_string()),
+    ];
+    for (name, path) in &paths {
+        let mut samples = Vec::with_capacity(requests);
+        for _ in 0..requests {
+            let started = Instant::now();
+            let reply = http.get(format!("{base}{path}")).bearer_auth(&token).send().await?;
+            anyhow::ensure!(reply.status().is_success(), "{path} answered {}", reply.status());
+            reply.bytes().await?;
+            samples.push(started.elapsed());
+        }
+        println!("reports: {name} ({path}) over {requests} requests: {}", spread(&mut samples));
+    }
+    let mut samples = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let started = Instant::now();
+        let reply = client.get("/panel/reports?range=30d").await;
+        samples.push(started.elapsed());
+        anyhow::ensure!(reply.status == 200, "the Reports page answered {}", reply.status);
+    }
+    println!("reports: the Reports page, 30 days (/panel/reports?range=30d) over {requests} requests: {}", spread(&mut samples));
     Ok(())
 }
 

@@ -17,6 +17,7 @@ mod nodes;
 mod operations;
 mod nlp;
 mod panel;
+mod reports;
 mod store;
 mod telegram;
 mod timers;

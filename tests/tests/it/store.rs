@@ -63,6 +63,7 @@ on_both_backends!(
     documents_wait_pending_first_and_are_decided_once,
     contacts_join_into_one_person_with_proof_and_separate_again,
     how_far_an_agent_saw_a_conversation_only_moves_forward,
+    reports_read_a_periods_conversations_events_intents_and_ratings_with_their_scope,
 );
 
 /// Every method of every store port is called by a contract test here, so each one is held to
@@ -71,7 +72,7 @@ on_both_backends!(
 fn every_store_port_method_has_a_contract_test() {
     let ports = include_str!("../../../core/src/ports.rs");
     let tests = include_str!("store.rs");
-    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Notifications", "Ratings", "Documents", "Identities", "Jobs", "Coordination"];
+    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Notifications", "Ratings", "Reports", "Documents", "Identities", "Jobs", "Coordination"];
     let mut untested = Vec::new();
     for name in traits {
         let start = ports.find(&format!("pub trait {name}: Send + Sync {{")).unwrap_or_else(|| panic!("port {name} is gone from ports.rs"));
@@ -1661,4 +1662,75 @@ async fn how_far_an_agent_saw_a_conversation_only_moves_forward(backend: Backend
     assert_eq!(store.seen_by_agent(conversation.id).await.unwrap(), Some(5));
     assert!(store.mark_seen_by_agent(conversation.id, robin.id, 9, now()).await.unwrap());
     assert_eq!(store.seen_by_agent(conversation.id).await.unwrap(), Some(9));
+}
+
+async fn reports_read_a_periods_conversations_events_intents_and_ratings_with_their_scope(backend: Backend) {
+    use switchboard_core::Feedback;
+    use switchboard_core::ports::{FeedbackWrite, ReportScope};
+    use switchboard_models::{ConversationEvent, EventKind};
+    let (store, _db) = fresh(backend).await;
+    let t0 = now();
+    let (from, to) = (t0 - chrono::Duration::hours(1), t0 + chrono::Duration::hours(1));
+    let ann = agent("Ann", Presence::Online);
+    store.save_agent(&ann).await.unwrap();
+    let mut c = conversation(store.as_ref(), "reported").await;
+    c.handler = Handler::Agent(ann.id);
+    c.status = Status::Resolved;
+    c.category = Some(Category::Billing);
+    c.escalation = Some(switchboard_models::Escalation { reason: switchboard_models::EscalationReason::Urgent, summary: String::new(), at: t0 });
+    let event = |kind: EventKind, at: Timestamp, wait_minutes: Option<i64>| ConversationEvent {
+        conversation_id: c.id,
+        kind,
+        at,
+        channel: Channel::WebChat,
+        agent_id: (kind != EventKind::Escalated).then_some(ann.id),
+        category: Some(Category::Billing),
+        priority: Some(Priority::Urgent),
+        reason: (kind == EventKind::Escalated).then(|| "urgent".to_string()),
+        wait_ms: wait_minutes.map(|m| m * 60_000),
+    };
+    let events = vec![
+        event(EventKind::Escalated, t0, None),
+        event(EventKind::FirstReply, t0 + chrono::Duration::minutes(5), Some(5)),
+        event(EventKind::Resolved, t0 + chrono::Duration::minutes(30), Some(30)),
+    ];
+    let write = StepWrite { conversation: Some(c.clone()), events: events.clone(), ..StepWrite::default() };
+    assert!(matches!(store.commit(write).await.unwrap(), Committed::Stored { .. }));
+    // A second first reply is not one.
+    let again = StepWrite { events: vec![event(EventKind::FirstReply, t0 + chrono::Duration::minutes(40), Some(40))], ..StepWrite::default() };
+    store.commit(again).await.unwrap();
+    // Outside the period: not read.
+    let late = StepWrite { events: vec![event(EventKind::Reopened, to, None)], ..StepWrite::default() };
+    store.commit(late).await.unwrap();
+
+    let scope = ReportScope { channel: Channel::WebChat, category: Some(Category::Billing), agent_id: Some(ann.id) };
+    let read = store.conversation_events(from, to).await.unwrap();
+    assert_eq!(read.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>(), events, "in time order, the second first reply ignored");
+    assert!(read.iter().all(|(_, s)| *s == scope), "each with its conversation's scope now");
+
+    let started = store.started_conversations(from, to).await.unwrap();
+    assert_eq!(started.len(), 1);
+    assert_eq!((started[0].status, started[0].escalated, started[0].scope), (Status::Resolved, true, scope));
+    assert!(store.started_conversations(to, to + chrono::Duration::hours(1)).await.unwrap().is_empty());
+
+    let asked = message(&c, Sender::Customer, "refund please", Some("reported:1"));
+    let Committed::Stored { seqs } = store.commit(step_write(Some(asked), Vec::new())).await.unwrap() else { panic!("stored") };
+    store.commit(StepWrite { answers: Some((seqs[0], classified_as("refund"))), ..StepWrite::default() }).await.unwrap();
+    store.commit(step_write(Some(message(&c, Sender::Customer, "hello?", Some("reported:2"))), Vec::new())).await.unwrap();
+    store.commit(step_write(None, vec![message(&c, Sender::Bot, "not counted", None)])).await.unwrap();
+    let mut intents: Vec<(Option<String>, i64)> = store.intent_counts(from, to).await.unwrap().into_iter().map(|i| {
+        assert_eq!(i.scope, scope);
+        (i.intent, i.count)
+    }).collect();
+    intents.sort();
+    assert_eq!(intents, [(None, 1), (Some("refund".to_string()), 1)], "customers' messages only, the unanswered one without an intent");
+
+    let rated = StepWrite {
+        feedback: Some(FeedbackWrite { conversation_id: c.id, channel: c.channel, feedback: Feedback::Rated { agent: ann.id, resolved_at: t0, score: 4 }, at: t0 }),
+        ..StepWrite::default()
+    };
+    store.commit(rated).await.unwrap();
+    let ratings = store.ratings_given(from, to).await.unwrap();
+    assert_eq!(ratings.iter().map(|(r, s)| (r.score, r.agent_id, *s)).collect::<Vec<_>>(), [(4, Some(ann.id), scope)]);
+    assert!(store.ratings_given(to, to + chrono::Duration::hours(1)).await.unwrap().is_empty());
 }
