@@ -352,13 +352,15 @@ impl Engine {
     /// The Reports page's numbers for a period, the zone its days are in, and its filters.
     pub async fn report(&self, query: &crate::reports::ReportQuery) -> Result<crate::reports::Report, EngineError> {
         let reports: &dyn crate::ports::Reports = self.store.as_ref();
-        let (conversations, events, intents, ratings) = tokio::try_join!(
+        let unsure_below = self.policy.low_confidence_threshold;
+        let (conversations, events, intents, ratings, unsure) = tokio::try_join!(
             reports.started_conversations(query.from, query.to),
             reports.conversation_events(query.from, query.to),
             reports.intent_counts(query.from, query.to),
             reports.ratings_given(query.from, query.to),
+            reports.unsure_messages(query.from, query.to, unsure_below, UNSURE_MESSAGES_READ),
         )?;
-        Ok(crate::reports::report(query, &crate::reports::ReportInput { conversations, events, intents, ratings }))
+        Ok(crate::reports::report(query, &crate::reports::ReportInput { conversations, events, intents, ratings, unsure }))
     }
 
     /// Customers' identities across channels and the joins between them (reads; joins go
@@ -739,6 +741,7 @@ impl Engine {
             None => step(&before, &input, &self.policy, now),
         };
         let escalated = decision.escalated.is_some();
+        let intent_unused = decision.answered_question || link.is_some();
         let timers = decision.timers.clone();
         let notices = notice_writes(before.id, &decision.notices, now, &self.policy.mailed_notices);
         let contact_email = decision.contact_email.clone().map(|address| (before.contact_id, address));
@@ -762,6 +765,7 @@ impl Engine {
         });
         let write = StepWrite {
             answers: Some((message.seq, classification)),
+            intent_unused,
             conversation: changed.then(|| conversation.clone()),
             decided_on: self.claim(&before),
             in_order: self.has_other_nodes(),
@@ -1706,6 +1710,8 @@ impl Engine {
 
 /// How many recent first replies the expected wait is the median of.
 const RECENT_FIRST_REPLIES: u32 = 20;
+/// The newest messages the bot was unsure of that a report groups for teaching.
+const UNSURE_MESSAGES_READ: u32 = 500;
 
 fn median(mut waits: Vec<chrono::Duration>) -> Option<chrono::Duration> {
     waits.sort();
@@ -1851,6 +1857,7 @@ fn unchanged(conversation: &Conversation) -> Decision {
         contact_email: None,
         feedback: None,
         document_kind: None,
+        answered_question: false,
     }
 }
 

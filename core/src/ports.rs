@@ -221,6 +221,9 @@ pub struct StepWrite {
     /// The stored customer message this step answers (its `seq`) and its classification. The
     /// write is refused as `Duplicate` when that message was answered already.
     pub answers: Option<(i64, Classification)>,
+    /// With `answers`: the step did not act on the message's intent (it answered a question the
+    /// bot had asked, or was a link code), so the reports do not count how sure the bot was.
+    pub intent_unused: bool,
     /// Inserted, or its display name updated, when present.
     pub contact: Option<Contact>,
     /// Inserted or updated when present (absent when the step left it unchanged); stored with
@@ -653,6 +656,10 @@ pub trait Reports: Send + Sync {
     async fn conversation_events(&self, from: Timestamp, to: Timestamp) -> Result<Vec<(switchboard_models::ConversationEvent, ReportScope)>, StoreError>;
     /// Customer messages of the period, counted per intent (`None`: not answered yet) and scope.
     async fn intent_counts(&self, from: Timestamp, to: Timestamp) -> Result<Vec<IntentCount>, StoreError>;
+    /// Customer messages of the period the bot was unsure of (confidence below `below`, or out
+    /// of scope), newest first, at most `limit`; not those whose intent played no part
+    /// (`StepWrite::intent_unused`).
+    async fn unsure_messages(&self, from: Timestamp, to: Timestamp, below: f32, limit: u32) -> Result<Vec<UnsureMessage>, StoreError>;
     /// The ratings given in the period, oldest first.
     async fn ratings_given(&self, from: Timestamp, to: Timestamp) -> Result<Vec<(Rating, ReportScope)>, StoreError>;
 }
@@ -674,6 +681,18 @@ pub struct ConversationFacts {
     pub priority: Option<Priority>,
     /// Ever handed to people.
     pub escalated: bool,
+    pub scope: ReportScope,
+}
+
+/// A customer message the bot was unsure of: what it made of it and how sure it was.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnsureMessage {
+    pub seq: i64,
+    pub conversation_id: ConversationId,
+    pub text: String,
+    pub intent: Option<String>,
+    pub confidence: Option<f64>,
+    pub at: Timestamp,
     pub scope: ReportScope,
 }
 

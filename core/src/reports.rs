@@ -1,12 +1,12 @@
 //! The Reports page's numbers, computed from what `ports::Reports` reads for a period: days
 //! and hours in the viewer's time zone, the filters, medians and 90th percentiles.
 
-use crate::ports::{ConversationFacts, IntentCount, ReportScope};
+use crate::ports::{ConversationFacts, IntentCount, ReportScope, UnsureMessage};
 use chrono::{Datelike, NaiveDate, Timelike};
 use chrono_tz::Tz;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use switchboard_models::{AgentId, Category, Channel, ConversationEvent, EventKind, Priority, Rating, Status, Timestamp};
+use switchboard_models::{AgentId, Category, Channel, ConversationEvent, ConversationId, EventKind, Priority, Rating, Status, Timestamp};
 
 /// Which conversations a report covers, over `[from, to)`, and the zone its days are in.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +34,8 @@ pub struct ReportInput {
     pub events: Vec<(ConversationEvent, ReportScope)>,
     pub intents: Vec<IntentCount>,
     pub ratings: Vec<(Rating, ReportScope)>,
+    /// Messages the bot was unsure of, newest first.
+    pub unsure: Vec<UnsureMessage>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -52,6 +54,57 @@ pub struct Report {
     pub messages_per_conversation: Option<f64>,
     /// Conversations started, by weekday (Monday first) and hour, in the report's zone.
     pub busiest_hours: Vec<Vec<i64>>,
+    /// What the bot should learn: the messages it was unsure of, grouped by the intent it
+    /// leaned to, largest group first.
+    pub needs_teaching: Vec<TeachingGroup>,
+}
+
+/// Messages the bot was unsure of that it leaned to one intent (or found out of scope).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TeachingGroup {
+    pub leaning: String,
+    pub count: usize,
+    /// The newest few.
+    pub examples: Vec<TeachingExample>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TeachingExample {
+    pub conversation_id: ConversationId,
+    pub seq: i64,
+    pub text: String,
+    pub confidence: Option<f64>,
+    pub at: Timestamp,
+}
+
+/// Examples shown per group.
+const EXAMPLES_PER_GROUP: usize = 5;
+
+fn needs_teaching(query: &ReportQuery, unsure: &[UnsureMessage]) -> Vec<TeachingGroup> {
+    let mut groups: Vec<TeachingGroup> = Vec::new();
+    for message in unsure.iter().filter(|m| query.selects(&m.scope)) {
+        let leaning = message.intent.clone().unwrap_or_else(|| "out_of_scope".into());
+        let index = match groups.iter().position(|g| g.leaning == leaning) {
+            Some(index) => index,
+            None => {
+                groups.push(TeachingGroup { leaning, count: 0, examples: Vec::new() });
+                groups.len() - 1
+            }
+        };
+        let group = &mut groups[index];
+        group.count += 1;
+        if group.examples.len() < EXAMPLES_PER_GROUP {
+            group.examples.push(TeachingExample {
+                conversation_id: message.conversation_id,
+                seq: message.seq,
+                text: message.text.clone(),
+                confidence: message.confidence,
+                at: message.at,
+            });
+        }
+    }
+    groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.leaning.cmp(&b.leaning)));
+    groups
 }
 
 /// Conversations started on one day, per channel.
@@ -242,6 +295,7 @@ pub fn report(query: &ReportQuery, input: &ReportInput) -> Report {
         customer_messages,
         messages_per_conversation: (!started.is_empty()).then(|| customer_messages as f64 / started.len() as f64),
         busiest_hours,
+        needs_teaching: needs_teaching(query, &input.unsure),
     }
 }
 
@@ -316,6 +370,19 @@ mod tests {
                 IntentCount { intent: Some("greeting".into()), scope: scope(Channel::Telegram, None), count: 1 },
             ],
             ratings: Vec::new(),
+            unsure: ["refund", "refund", "out_of_scope"]
+                .iter()
+                .enumerate()
+                .map(|(n, intent)| UnsureMessage {
+                    seq: n as i64,
+                    conversation_id: ConversationId::new(),
+                    text: format!("message {n}"),
+                    intent: Some(intent.to_string()),
+                    confidence: Some(0.3),
+                    at: at(2, 9),
+                    scope: scope(if n == 2 { Channel::Telegram } else { Channel::WebChat }, None),
+                })
+                .collect(),
         };
         let query = ReportQuery { from: at(1, 0), to: at(3, 0), zone: chrono_tz::Europe::Berlin, channel: None, category: None, agent: None };
         let all = report(&query, &input);
@@ -331,9 +398,11 @@ mod tests {
         assert_eq!(all.messages_per_conversation, Some(4.0 / 3.0));
         assert_eq!(all.agents.len(), 1);
         assert_eq!((all.agents[0].resolved, all.agents[0].first_reply.count), (1, 2));
+        assert_eq!(all.needs_teaching.iter().map(|g| (g.leaning.as_str(), g.count)).collect::<Vec<_>>(), [("refund", 2), ("out_of_scope", 1)]);
 
         let telegram = report(&ReportQuery { channel: Some(Channel::Telegram), ..query.clone() }, &input);
         assert_eq!((telegram.conversations, telegram.customer_messages, telegram.first_reply.count), (1, 1, 0));
+        assert_eq!(telegram.needs_teaching.len(), 1, "only the Telegram message");
         let annes = report(&ReportQuery { agent: Some(ann), ..query.clone() }, &input);
         assert_eq!((annes.conversations, annes.bot.escalations), (1, 1));
     }

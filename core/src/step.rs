@@ -123,6 +123,9 @@ pub struct Decision {
     pub feedback: Option<Feedback>,
     /// The type of the document the bot asked for, which the message's files are.
     pub document_kind: Option<String>,
+    /// The customer's message answered what the bot had asked (a confirmation, a rating, a
+    /// comment), so its intent played no part.
+    pub answered_question: bool,
 }
 
 pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now: Timestamp) -> Decision {
@@ -348,7 +351,17 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
         Input::TimerFired { kind, last_message } => {
             if let Some(later) = idle_until(&next, *kind, *last_message, policy, now) {
                 // The chat went on since the timer was set: it closes a quiet while after that.
-                return Decision { conversation: next, replies, escalated, timers: Some(vec![(TimerKind::CloseIdleBot, later)]), notices, contact_email, feedback, document_kind };
+                return Decision {
+                    conversation: next,
+                    replies,
+                    escalated,
+                    timers: Some(vec![(TimerKind::CloseIdleBot, later)]),
+                    notices,
+                    contact_email,
+                    feedback,
+                    document_kind,
+                    answered_question: answered_awaited,
+                };
             }
             quiet_for_long(&mut next, *kind, &mut replies, policy);
             if *kind == TimerKind::CloseResolved && next.status == Status::Closed {
@@ -375,7 +388,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
         // Every other step counts anew from now.
         _ => Some(timers_after(&next, &policy.quiet, &policy.sla, policy.hours_for(next.channel), now)),
     };
-    Decision { conversation: next, replies, escalated, timers, notices, contact_email, feedback, document_kind }
+    Decision { conversation: next, replies, escalated, timers, notices, contact_email, feedback, document_kind, answered_question: answered_awaited }
 }
 
 /// A customer message as an answer to what the bot asked: the answering text (a mail's body)

@@ -89,7 +89,7 @@ const TABLES: &[Table] = &[
         columns: &[
             ("seq", Int), ("id", Text), ("conversation_id", Text), ("contact_id", Text), ("channel", Text), ("sender", Text),
             ("agent_id", Text), ("body", Text), ("internal", Flag), ("attachments", Text), ("quick_replies", Text),
-            ("classification", Text), ("intent", Text), ("external_id", Text), ("created_at", Int), ("outbound", Flag), ("attempts", Int),
+            ("classification", Text), ("intent", Text), ("confidence", Real), ("external_id", Text), ("created_at", Int), ("outbound", Flag), ("attempts", Int),
             ("next_attempt_at", Int), ("lease_until", Int), ("delivered_at", Int), ("gave_up_at", Int), ("last_error", Text),
             ("sent_id", Text), ("seen_at", Int), ("retry_from", Int),
         ],

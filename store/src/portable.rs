@@ -290,6 +290,7 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
             .bind(to_json(classification))
             .bind(*seq)
             .bind(classification.intent.as_str())
+            .bind((!write.intent_unused).then(|| f64::from(classification.confidence)))
             .execute(&mut *tx)
             .await
             .map_err(backend)?
@@ -436,7 +437,7 @@ async fn insert_event(tx: &mut $conn, event: &switchboard_models::ConversationEv
     Ok(())
 }
 
-const MESSAGE_INSERT_COLUMNS: usize = 16;
+const MESSAGE_INSERT_COLUMNS: usize = 17;
 
 /// Inserts messages, skipping any whose (channel, external id) is taken; returns `(seq, id)` of
 /// those inserted. A `Some` delivery instant queues the message for the outbox from then.
@@ -457,7 +458,7 @@ async fn insert_messages(
         .join(", ");
     let sql = format!(
         "INSERT INTO messages (id, conversation_id, contact_id, channel, sender, agent_id, body, internal, \
-         attachments, quick_replies, classification, intent, external_id, created_at, outbound, next_attempt_at) \
+         attachments, quick_replies, classification, intent, confidence, external_id, created_at, outbound, next_attempt_at) \
          VALUES {values} ON CONFLICT (channel, external_id) DO NOTHING RETURNING seq, id"
     );
     let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
@@ -475,6 +476,7 @@ async fn insert_messages(
             .bind(to_json(&m.quick_replies))
             .bind(m.classification.as_ref().map(to_json))
             .bind(m.classification.as_ref().map(|c| c.intent.as_str().to_string()))
+            .bind(m.classification.as_ref().map(|c| f64::from(c.confidence)))
             .bind(m.external_id.clone())
             .bind(millis(m.created_at))
             .bind(deliver_from.is_some())
@@ -483,10 +485,10 @@ async fn insert_messages(
     query.fetch_all(&mut *tx).await.map_err(backend)
 }
 
-const MARK_ANSWERED: &str = "UPDATE messages SET classification = $1, intent = $3 WHERE seq = $2 AND sender = 'customer' AND classification IS NULL";
+const MARK_ANSWERED: &str = "UPDATE messages SET classification = $1, intent = $3, confidence = $4 WHERE seq = $2 AND sender = 'customer' AND classification IS NULL";
 /// As `MARK_ANSWERED`, unless an earlier message of the same contact waits for its answer (the
 /// partial index of unanswered messages, migration 0002, keeps the look small).
-const MARK_ANSWERED_IN_ORDER: &str = "UPDATE messages SET classification = $1, intent = $3 WHERE seq = $2 AND sender = 'customer' \
+const MARK_ANSWERED_IN_ORDER: &str = "UPDATE messages SET classification = $1, intent = $3, confidence = $4 WHERE seq = $2 AND sender = 'customer' \
      AND classification IS NULL AND NOT EXISTS (SELECT 1 FROM messages e WHERE e.sender = 'customer' \
      AND e.classification IS NULL AND e.seq < $2 AND e.contact_id = messages.contact_id)";
 
@@ -1437,6 +1439,42 @@ impl $store {
                     intent: row.text_opt("intent")?,
                     scope: crate::rows::scope_from_row(row, "channel")?,
                     count: row.int("n")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn unsure_messages(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        below: f32,
+        limit: u32,
+    ) -> Result<Vec<switchboard_core::ports::UnsureMessage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.seq, m.conversation_id, m.body, m.intent, m.confidence, m.created_at, m.channel, \
+             c.category AS scope_category, c.last_agent_id AS scope_agent_id \
+             FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+             WHERE m.sender = 'customer' AND m.created_at >= $1 AND m.created_at < $2 \
+             AND m.confidence IS NOT NULL AND (m.intent = 'out_of_scope' OR m.confidence < $3) ORDER BY m.created_at DESC LIMIT $4",
+        )
+        .bind(millis(from))
+        .bind(millis(to))
+        .bind(f64::from(below))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(switchboard_core::ports::UnsureMessage {
+                    seq: row.int("seq")?,
+                    conversation_id: row.text("conversation_id")?.parse().map(ConversationId).map_err(|e| StoreError::Corrupt(format!("messages.conversation_id: {e}")))?,
+                    text: row.text("body")?,
+                    intent: row.text_opt("intent")?,
+                    confidence: row.real_opt("confidence")?,
+                    at: crate::rows::instant_of(row.int("created_at")?)?,
+                    scope: crate::rows::scope_from_row(row, "channel")?,
                 })
             })
             .collect()

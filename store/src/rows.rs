@@ -58,6 +58,10 @@ pub(crate) fn millis(at: Timestamp) -> i64 {
     at.timestamp_millis()
 }
 
+pub(crate) fn instant_of(ms: i64) -> Result<Timestamp, StoreError> {
+    instant(ms)
+}
+
 fn instant(ms: i64) -> Result<Timestamp, StoreError> {
     chrono::DateTime::from_timestamp_millis(ms)
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))

@@ -181,6 +181,15 @@ fn sections(report: &Report, agents: &[Agent]) -> Vec<(&'static str, Vec<&'stati
     for (weekday, row) in report.busiest_hours.iter().enumerate() {
         hours.extend(row.iter().enumerate().map(|(hour, n)| vec![WEEKDAYS[weekday].to_string(), hour.to_string(), n.to_string()]));
     }
+    let teaching = report
+        .needs_teaching
+        .iter()
+        .flat_map(|group| {
+            group.examples.iter().map(|e| {
+                vec![group.leaning.clone(), e.text.clone(), e.confidence.map(|c| format!("{c:.2}")).unwrap_or_default(), e.at.to_rfc3339(), e.conversation_id.to_string()]
+            })
+        })
+        .collect();
     vec![
         ("volume", vec!["day", "conversations", "webchat", "telegram", "discord", "email"], volume),
         ("status", vec!["status", "conversations"], counts(&report.by_status)),
@@ -203,6 +212,7 @@ fn sections(report: &Report, agents: &[Agent]) -> Vec<(&'static str, Vec<&'stati
         ("satisfaction", vec!["score", "ratings"], satisfaction),
         ("intents", vec!["intent", "customer_messages"], counts(&report.intents)),
         ("hours", vec!["weekday", "hour", "conversations_started"], hours),
+        ("teaching", vec!["leaning_to", "message", "confidence", "at", "conversation_id"], teaching),
     ]
 }
 
@@ -371,6 +381,15 @@ async fn render_page(state: &AppState, signed: &Signed, query: Result<Query<Repo
         "satisfaction": table("satisfaction"),
         "intents": report.intents.iter().take(15).map(|c| json!({"name": c.name, "count": c.count})).collect::<Vec<_>>(),
         "heat": heat,
+        "teaching": report.needs_teaching.iter().map(|g| json!({
+            "leaning": title_case(&g.leaning.replace('_', " ")),
+            "count": g.count,
+            "examples": g.examples.iter().map(|e| json!({
+                "text": e.text,
+                "confidence": e.confidence.map(|c| format!("{:.0} %", c * 100.0)),
+                "href": format!("/panel/conversations/{}", e.conversation_id),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
         "hours": (0..24).collect::<Vec<_>>(),
     });
     let title = if is_admin { "Reports" } else { "My numbers" };

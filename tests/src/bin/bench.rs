@@ -745,16 +745,18 @@ async fn seed(dir: &std::path::Path, conversations: u64, each: u64, spacing_ms: 
                 last_agent = if status == "resolved" { format!("'{admin}'") } else { agent.clone() },
             ));
             for m in 0..each {
-                let (sender, classified, intent, body) = if m % 2 == 0 {
+                // One customer message in ten the bot was unsure of: the reports' "needs teaching".
+                let (sender, classified, intent, confidence, body) = if m % 2 == 0 {
                     let text = if m == 0 { &opening.text } else { &cases[(n as usize * 7 + m as usize * 13) % cases.len()].text };
-                    ("customer", format!("'{classification}'"), "'billing_question'", text.as_str())
+                    let confidence = if (n + m) % 10 == 0 { "0.3" } else { "0.9" };
+                    ("customer", format!("'{classification}'"), "'billing_question'", confidence, text.as_str())
                 } else {
-                    ("bot", "NULL".to_string(), "NULL", replies[((n + m) % 6) as usize])
+                    ("bot", "NULL".to_string(), "NULL", "NULL", replies[((n + m) % 6) as usize])
                 };
                 // The first reply names the case's reference: a word found in one conversation.
                 let body = if m == 1 { format!("{body} Your reference is SB-{n}.") } else { body.to_string() };
                 messages.push(format!(
-                    "('{}', '{conversation}', '{contact}', '{channel}', '{sender}', '{}', {classified}, {intent}, {})",
+                    "('{}', '{conversation}', '{contact}', '{channel}', '{sender}', '{}', {classified}, {intent}, {confidence}, {})",
                     uuid::Uuid::now_v7(),
                     body.replace('\'', "''"),
                     at + m as i64
@@ -771,7 +773,7 @@ async fn seed(dir: &std::path::Path, conversations: u64, each: u64, spacing_ms: 
         .execute(&mut *tx)
         .await?;
         for chunk in messages.chunks(1000) {
-            sqlx::query(sqlx::AssertSqlSafe(insert("messages", "id, conversation_id, contact_id, channel, sender, body, classification, intent, created_at", chunk)))
+            sqlx::query(sqlx::AssertSqlSafe(insert("messages", "id, conversation_id, contact_id, channel, sender, body, classification, intent, confidence, created_at", chunk)))
                 .execute(&mut *tx)
                 .await?;
         }

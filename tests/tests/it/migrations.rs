@@ -51,8 +51,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0021_customer_mails.sql", "9f93e3c981810af5050ca1f2b5aacff6c1ac7cf32d49d2e39b55616c9b4501c5"),
     ("sqlite/0022_contact_links.sql", "1dbf9c6b99b56e5465a62cfcf8d363b0dbfbb4e31cd64a97d32c17b0abd24fc2"),
     ("postgres/0022_contact_links.sql", "9e9ffbbb8938a096cb084ed872c7f99c39204c9f59d088d4e0292533d40d2a7c"),
-    ("sqlite/0023_conversation_history.sql", "c6f9f417c05dfaf0b888f3d64dc4dfbe6206cc842e5650009fb19a738192db6b"),
-    ("postgres/0023_conversation_history.sql", "f7b6e7f4f2db2f2bb956df4799ffbd2e93bc1de6629f11fd5ecfd7a1307e9a2e"),
+    ("sqlite/0023_conversation_history.sql", "2226a89e882f7b043ff31015739cba8ebfd68804dbfda408ef82229af8fb9c6d"),
+    ("postgres/0023_conversation_history.sql", "e23f822b5da42657b8997663dfe9b897c325f29981f587ef12106fce792fb829"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

@@ -44,6 +44,8 @@ async fn a_seeded_history_reports_its_known_volume_escalations_waits_and_ratings
         assert!(!outcome.escalated);
         conversations.push(outcome.conversation);
     }
+    // Something the bot cannot place: it needs teaching.
+    engine.handle(webchat_inbound("visitor-9", None, 2, "my parrot sings opera")).await.unwrap();
     for conversation in &conversations[..3] {
         let visitor = store.contact(conversation.contact_id).await.unwrap().unwrap().external_id;
         let outcome = engine.handle(webchat_inbound(&visitor, None, 2, "I want to talk to a person")).await.unwrap();
@@ -82,7 +84,12 @@ async fn a_seeded_history_reports_its_known_volume_escalations_waits_and_ratings
     assert_eq!(report["resolution"]["median_ms"], 16 * 60_000, "resolved 16 minutes after it started");
     assert_eq!(report["satisfaction"]["ratings"], 1);
     assert_eq!(report["satisfaction"]["distribution"], serde_json::json!([0, 0, 0, 1, 0]));
-    assert_eq!(report["customer_messages"], 10 + 3 + 1);
+    assert_eq!(report["customer_messages"], 10 + 1 + 3 + 1);
+    let teaching = report["needs_teaching"].as_array().unwrap();
+    let parrot = teaching.iter().flat_map(|g| g["examples"].as_array().unwrap()).find(|e| e["text"] == "my parrot sings opera");
+    assert!(parrot.is_some(), "the unplaced message waits to be taught: {teaching:?}");
+    let examples: Vec<&str> = teaching.iter().flat_map(|g| g["examples"].as_array().unwrap()).filter_map(|e| e["text"].as_str()).collect();
+    assert!(!examples.contains(&"Yes, it's fixed"), "an answer to the bot's question needs no teaching: {examples:?}");
     let greeting = report["intents"].as_array().unwrap().iter().find(|i| i["name"] == "greeting").expect("greetings counted");
     assert_eq!(greeting["count"], 10);
     let agents = report["agents"].as_array().unwrap();

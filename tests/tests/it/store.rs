@@ -1717,13 +1717,23 @@ async fn reports_read_a_periods_conversations_events_intents_and_ratings_with_th
     let Committed::Stored { seqs } = store.commit(step_write(Some(asked), Vec::new())).await.unwrap() else { panic!("stored") };
     store.commit(StepWrite { answers: Some((seqs[0], classified_as("refund"))), ..StepWrite::default() }).await.unwrap();
     store.commit(step_write(Some(message(&c, Sender::Customer, "hello?", Some("reported:2"))), Vec::new())).await.unwrap();
+    // An answer to what the bot asked: its intent played no part, so it needs no teaching.
+    let Committed::Stored { seqs } = store.commit(step_write(Some(message(&c, Sender::Customer, "yes", Some("reported:3"))), Vec::new())).await.unwrap() else {
+        panic!("stored")
+    };
+    store.commit(StepWrite { answers: Some((seqs[0], classified_as("thanks"))), intent_unused: true, ..StepWrite::default() }).await.unwrap();
     store.commit(step_write(None, vec![message(&c, Sender::Bot, "not counted", None)])).await.unwrap();
     let mut intents: Vec<(Option<String>, i64)> = store.intent_counts(from, to).await.unwrap().into_iter().map(|i| {
         assert_eq!(i.scope, scope);
         (i.intent, i.count)
     }).collect();
     intents.sort();
-    assert_eq!(intents, [(None, 1), (Some("refund".to_string()), 1)], "customers' messages only, the unanswered one without an intent");
+    assert_eq!(intents, [(None, 1), (Some("refund".to_string()), 1), (Some("thanks".to_string()), 1)], "customers' messages only, the unanswered one without an intent");
+    let unsure = store.unsure_messages(from, to, 0.9, 10).await.unwrap();
+    assert_eq!(unsure.iter().map(|m| (m.text.as_str(), m.intent.as_deref())).collect::<Vec<_>>(), [("refund please", Some("refund"))], "answered below 0.9");
+    assert!((unsure[0].confidence.unwrap() - 0.8).abs() < 1e-6 && unsure[0].scope == scope && unsure[0].conversation_id == c.id);
+    assert!(store.unsure_messages(from, to, 0.5, 10).await.unwrap().is_empty(), "sure enough at 0.5");
+    assert!(store.unsure_messages(from, to, 0.9, 0).await.unwrap().is_empty(), "the limit holds");
 
     let rated = StepWrite {
         feedback: Some(FeedbackWrite { conversation_id: c.id, channel: c.channel, feedback: Feedback::Rated { agent: ann.id, resolved_at: t0, score: 4 }, at: t0 }),
