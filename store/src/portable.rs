@@ -1406,6 +1406,7 @@ impl $store {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<(switchboard_models::ConversationEvent, switchboard_core::ports::ReportScope)>, StoreError> {
+        // Every kind is named so the period is read through the (kind, at) index.
         let rows = sqlx::query(
             "SELECT e.conversation_id, e.kind, e.at, e.channel, e.agent_id, e.category, e.priority, e.reason, e.wait_ms, \
              c.category AS scope_category, c.last_agent_id AS scope_agent_id \

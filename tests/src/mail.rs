@@ -90,30 +90,32 @@ impl TestMailbox {
 
     /// Waits until the INBOX holds at least `count` messages; returns them all.
     pub async fn wait_count(&self, count: usize, timeout: Duration) -> Vec<Vec<u8>> {
+        self.wait_until(timeout, |all| (all.len() >= count).then(|| all.to_vec()), |all| format!("{} has {} of {count} mails", self.address, all.len())).await
+    }
+
+    /// Reads the INBOX until `found` answers (the mail server is another process: it is polled,
+    /// with a deadline); fails with `missing`'s account of what was there.
+    async fn wait_until<T>(&self, timeout: Duration, found: impl Fn(&[Vec<u8>]) -> Option<T>, missing: impl Fn(&[Vec<u8>]) -> String) -> T {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let all = self.all().await;
-            if all.len() >= count {
-                return all;
+            if let Some(answer) = found(&all) {
+                return answer;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{} has {} of {count} mails", self.address, all.len());
+            assert!(tokio::time::Instant::now() < deadline, "{}", missing(&all));
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
     /// Waits until a mail in the INBOX has `words` in its text body; returns that mail whole.
     pub async fn wait_for_body(&self, words: &str, timeout: Duration) -> Vec<u8> {
-        let deadline = tokio::time::Instant::now() + timeout;
         let body = |raw: &[u8]| mail_parser::MessageParser::default().parse(raw).and_then(|m| m.body_text(0).map(|t| t.to_string())).unwrap_or_default();
-        loop {
-            let all = self.all().await;
-            if let Some(found) = all.iter().find(|raw| body(raw).contains(words)) {
-                return found.clone();
-            }
-            let texts: Vec<String> = all.iter().map(|raw| body(raw)).collect();
-            assert!(tokio::time::Instant::now() < deadline, "no mail to {} says “{words}”: {texts:#?}", self.address);
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        self.wait_until(
+            timeout,
+            |all| all.iter().find(|raw| body(raw).contains(words)).cloned(),
+            |all| format!("no mail to {} says “{words}”: {:#?}", self.address, all.iter().map(|raw| body(raw)).collect::<Vec<_>>()),
+        )
+        .await
     }
 
     /// Removes a keyword from every message (as if a crash came between commit and flag).

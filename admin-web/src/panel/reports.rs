@@ -327,7 +327,8 @@ async fn render_page(state: &AppState, signed: &Signed, query: Result<Query<Repo
             json!({"day": WEEKDAYS[day], "cells": cells})
         })
         .collect();
-    let table = |name: &str| sections(&report, &agents).into_iter().find(|(n, _, _)| *n == name).map(|(_, _, rows)| rows).unwrap_or_default();
+    let tables = sections(&report, &agents);
+    let table = |name: &str| tables.iter().find(|(n, _, _)| *n == name).map(|(_, _, rows)| rows.clone()).unwrap_or_default();
     let from_day = query.from.with_timezone(&query.zone).date_naive();
     let to_day = (query.to - chrono::Duration::milliseconds(1)).with_timezone(&query.zone).date_naive();
     let mut csv_query = url::form_urlencoded::Serializer::new(String::new());

@@ -19,8 +19,22 @@ async fn metrics_count_messages_steps_deliveries_and_requests_behind_a_token() {
     let (_, token) = server.new_visitor().await;
     let mut widget = server.connect(&token).await;
     widget.next_of("ready").await;
+    // Subscribed first, so the outbox's record of the delivery cannot be missed.
+    let mut events = server.engine().bus().subscribe();
     widget.say("c1", "hello").await;
     widget.next_reply().await;
+    // The widget may show the reply a moment before the outbox records it delivered.
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if let Ok(switchboard_models::DomainEvent::DeliveryChanged(m)) = events.recv().await
+                && m.delivery.is_some_and(|d| d.state == switchboard_models::DeliveryState::Sent)
+            {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the reply was never recorded delivered");
 
     let http = reqwest::Client::new();
     let refused = http.get(server.url("/metrics")).send().await.unwrap();
@@ -40,17 +54,9 @@ async fn metrics_count_messages_steps_deliveries_and_requests_behind_a_token() {
     assert!(!text.contains(&token), "no visitor token or path ends up in a label");
     assert!(sample(&text, "switchboard_webchat_sockets", &[]).unwrap_or(0.0) >= 1.0, "the open socket is counted: {text}");
 
-    // The widget may show the reply a moment before the outbox records it delivered.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let ready: serde_json::Value = reqwest::get(server.url("/readyz")).await.unwrap().json().await.unwrap();
-        assert_eq!(ready["status"], "ready");
-        if ready["outbox"]["backlog"] == 0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the reply was never recorded delivered: {ready}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let ready: serde_json::Value = reqwest::get(server.url("/readyz")).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["outbox"]["backlog"], 0, "the reply was delivered: {ready}");
 
     // Admins see the same on the System page.
     switchboard_admin_web::accounts::create_account(
