@@ -2,6 +2,7 @@
 //! the integration tests start the same server through `start`.
 
 pub mod config;
+mod intents_keeper;
 pub mod jobs;
 mod relay;
 mod singleton;
@@ -21,7 +22,7 @@ use switchboard_channels::webchat::{
 };
 use switchboard_core::ports::{BlobStore, Clock, Outbound, Store, SystemClock, TokenBuckets};
 use switchboard_core::{Engine, EngineLimits, EventBus, OutboxWorker, Policy, RateLimiter, TrustedProxies};
-use switchboard_core::ports::{Assistant, Classifier, IntentsReloader};
+use switchboard_core::ports::{Assistant, BotIntents, Classifier};
 use switchboard_nlp::{
     EncoderError, IntentsSource, KeywordClassifier, LlmClient, LlmSettings, MiniLmEncoder, ModelClassifier, SentenceEncoder,
 };
@@ -37,8 +38,8 @@ use singleton::Singletons;
 pub struct Running {
     pub addr: SocketAddr,
     pub engine: Arc<Engine>,
-    /// Set when the model classifier runs: reloads the intents file (SIGHUP, admin API).
-    pub intents_reloader: Option<Arc<dyn IntentsReloader>>,
+    /// Set when the model classifier runs: the bot's intents (reload on SIGHUP, the Bot page).
+    pub intents: Option<Arc<dyn BotIntents>>,
     /// Runs the `[jobs]` when due (tests call `run_due` after moving the clock).
     pub scheduler: Arc<switchboard_core::schedule::Scheduler>,
     store: Arc<dyn Store>,
@@ -235,6 +236,18 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         false => engine,
     };
     let mut workers = Vec::new();
+    // The model's intents as recorded versions: the file (when new or changed) or the newest
+    // version edited in the panel, followed as any node records another.
+    let intents = match nlu.model.clone() {
+        Some(model) => {
+            let keeper = Arc::new(intents_keeper::IntentsKeeper::new(model, store.clone(), engine.bus().clone(), clock.clone(), config.nlp.intents_file.clone()));
+            let report = keeper.sync().await.map_err(anyhow::Error::msg).context("recording and loading the intents (nlp.intents_file)")?;
+            tracing::info!("{report}");
+            workers.push(tokio::spawn(keeper.clone().follow()));
+            Some(keeper as Arc<dyn BotIntents>)
+        }
+        None => None,
+    };
     let engine = match &llm {
         Some(assistant) => {
             let engine = Arc::new(engine.with_summary_requests(summary_requests));
@@ -379,7 +392,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         metrics: metrics_handle(),
         metrics_token: config.server.metrics_token.as_ref().map(|t| t.0.clone()),
         assistant: llm.map(|l| l as Arc<dyn Assistant>),
-        intents_reloader: nlu.reloader.clone(),
+        intents: intents.clone(),
         closing: closing.clone(),
     };
     let listen = config.listen_addr()?;
@@ -397,7 +410,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
     Ok(Running {
         addr,
         engine,
-        intents_reloader: nlu.reloader,
+        intents,
         scheduler,
         store,
         stop,
@@ -432,10 +445,10 @@ async fn write_summaries(
     }
 }
 
-/// The classifier the engine uses, and its reload handle when it is the model classifier.
+/// The classifier the engine uses, and the model classifier when it is one.
 struct Nlu {
     classifier: Arc<dyn Classifier>,
-    reloader: Option<Arc<dyn IntentsReloader>>,
+    model: Option<Arc<ModelClassifier>>,
 }
 
 fn llm_client(config: &Config) -> Option<Arc<LlmClient>> {
@@ -461,7 +474,7 @@ pub async fn service_classifier(config: &Config) -> anyhow::Result<Arc<dyn Class
 async fn build_classifier(config: &Config, llm: Option<Arc<LlmClient>>) -> anyhow::Result<Nlu> {
     let keywords = |why: String| {
         tracing::warn!("classifier: keyword rules ({why})");
-        Ok(Nlu { classifier: Arc::new(KeywordClassifier), reloader: None })
+        Ok(Nlu { classifier: Arc::new(KeywordClassifier), model: None })
     };
     let n = config.nlp.clone();
     if !n.enabled {
@@ -490,7 +503,7 @@ async fn build_classifier(config: &Config, llm: Option<Arc<LlmClient>>) -> anyho
         "classifier: sentence encoder; {report}"
     );
     let classifier = Arc::new(classifier);
-    Ok(Nlu { classifier: classifier.clone(), reloader: Some(classifier) })
+    Ok(Nlu { classifier: classifier.clone(), model: Some(classifier) })
 }
 
 /// The sentence encoder on the engine `nlp.backend` names.

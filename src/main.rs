@@ -347,8 +347,8 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
             let running = switchboard::start(&config).await?;
             println!("Switchboard listening on http://{}", running.addr);
             tracing::info!(addr = %running.addr, database = %config.database.redacted_url(), "ready");
-            if let Some(reloader) = running.intents_reloader.clone() {
-                tokio::spawn(reload_on_hangup(reloader));
+            if let Some(intents) = running.intents.clone() {
+                tokio::spawn(reload_on_hangup(intents));
             }
             running.serve_until(stop).await
         }
@@ -369,17 +369,16 @@ fn stop_requested() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// SIGHUP re-reads the intents file; a broken file is logged and the running intents stay.
-async fn reload_on_hangup(reloader: std::sync::Arc<dyn switchboard_core::ports::IntentsReloader>) {
+/// SIGHUP re-reads the intents file (a changed file becomes the next version); a broken file
+/// is logged and the running intents stay.
+async fn reload_on_hangup(intents: std::sync::Arc<dyn switchboard_core::ports::BotIntents>) {
     let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         return;
     };
     while hangups.recv().await.is_some() {
-        let reloader = reloader.clone();
-        match tokio::task::spawn_blocking(move || reloader.reload()).await {
-            Ok(Ok(report)) => tracing::info!("intents reloaded: {report}"),
-            Ok(Err(why)) => tracing::error!("intents not reloaded, the previous ones stay in use: {why}"),
-            Err(e) => tracing::error!(error = %e, "intents reload panicked"),
+        match intents.reload().await {
+            Ok(report) => tracing::info!("intents reloaded: {report}"),
+            Err(why) => tracing::error!("intents not reloaded, the previous ones stay in use: {why}"),
         }
     }
 }

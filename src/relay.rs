@@ -76,6 +76,9 @@ fn news_of(event: Result<DomainEvent, broadcast::error::RecvError>) -> Option<Ne
         // A passing cue: shown by the node where it happened (see docs/DEPLOYMENT.md).
         Ok(DomainEvent::Typing { .. }) => None,
         Ok(DomainEvent::SeenByAgent { conversation, up_to_seq }) => Some(News::Seen { conversation: conversation.to_string(), seq: up_to_seq }),
+        Ok(DomainEvent::IntentsChanged { version, in_use: false }) => Some(News::Intents { version }),
+        // Which version runs where is each node's own.
+        Ok(DomainEvent::IntentsChanged { in_use: true, .. }) => None,
         Err(broadcast::error::RecvError::Lagged(missed)) => {
             tracing::warn!(missed, "live news fell behind; other nodes' views catch up on their next reload");
             None
@@ -99,7 +102,7 @@ async fn show_one(news: News, engine: &Engine, hub: &WebChatHub) -> anyhow::Resu
     let watched = match &news {
         News::WebChat { visitor, .. } => hub.is_connected(visitor),
         // Whether a widget of that customer is connected here is known once it is read.
-        News::Seen { .. } => true,
+        News::Seen { .. } | News::Intents { .. } => true,
         _ => engine.bus().has_live_views(),
     };
     if !watched {
@@ -145,6 +148,7 @@ async fn show_one(news: News, engine: &Engine, hub: &WebChatHub) -> anyhow::Resu
                 hub.publish_relayed(&visitor, Arc::new(message));
             }
         }
+        News::Intents { version } => engine.bus().publish_remote(DomainEvent::IntentsChanged { version, in_use: false }),
     }
     Ok(())
 }

@@ -40,8 +40,8 @@ pub struct AppState {
     pub metrics_token: Option<String>,
     /// The hosted LLM's helpers (reply drafts), when one is configured.
     pub assistant: Option<Arc<dyn switchboard_core::ports::Assistant>>,
-    /// Set when the model classifier runs.
-    pub intents_reloader: Option<Arc<dyn switchboard_core::ports::IntentsReloader>>,
+    /// Set when the model classifier runs: the bot's intents (the Bot page, reload).
+    pub intents: Option<Arc<dyn switchboard_core::ports::BotIntents>>,
     /// Cancelled when the server stops: the panel's event streams end so the stop need not
     /// wait for them.
     pub closing: tokio_util::sync::CancellationToken,

@@ -1,6 +1,9 @@
 //! The thin shell around `step`: classify, load, decide, persist in one transaction, then publish.
 
+mod intents;
 mod linking;
+
+pub use intents::IntentsEdit;
 
 use crate::events::EventBus;
 use crate::policy::{Policy, QueueView};
@@ -52,6 +55,7 @@ impl EngineError {
             Self::NotFound(what) => (404, "not_found", format!("No such {what}.")),
             Self::Upload(reason) => (422, "file_rejected", format!("The file was refused: {reason}.")),
             Self::Store(StoreError::Missing(what)) => (410, "gone", format!("The {what} is no longer kept: retention removed it.")),
+            Self::Store(StoreError::Stale(reason)) => (409, "conflict", reason.clone()),
             Self::Store(error) => {
                 tracing::error!(%error, "store failure");
                 (503, "unavailable", UNAVAILABLE.into())

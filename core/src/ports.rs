@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use std::time::Duration;
 use switchboard_models::{
     Agent, AgentId, ApiToken, AuditEntry, CannedResponse, Category, Channel, Presence, Priority, Status, Classification, Contact, ContactId, Conversation, ConversationId,
-    ContactLink, Document, DocumentId, DocumentState, EscalationRecord, LinkCode, LinkId, LinkProof, Message, MessageId, Notification, Rating, NotificationKind, OutboundMessage, Timestamp,
+    ContactLink, Document, DocumentId, DocumentState, EscalationRecord, IntentsOrigin, LinkCode, LinkId, LinkProof, Message, MessageId, Notification, Rating, NotificationKind, OutboundMessage, Timestamp,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +18,9 @@ pub enum StoreError {
     /// A file that is not (or no longer) kept: retention removed it.
     #[error("{0} is no longer kept")]
     Missing(String),
+    /// The write was decided on what another write changed meanwhile; nothing was written.
+    #[error("{0}")]
+    Stale(String),
 }
 
 /// An agent and their current number of unfinished conversations.
@@ -353,7 +356,36 @@ pub struct AdminWrite {
     /// Sets an agent's presence at a time, logged for working-hours reports when it changes.
     pub presence: Option<(AgentId, Presence, Timestamp)>,
     pub canned: Option<CannedChange>,
+    /// A new version of the bot's intents (with the messages it was taught from).
+    pub intents: Option<NewIntentsVersion>,
     pub audit: Vec<AuditEntry>,
+}
+
+/// A version of the bot's intents to record: see `IntentVersions`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewIntentsVersion {
+    /// The version this one follows (0: the first). When another version followed it first,
+    /// the whole write is refused with `StoreError::Stale`.
+    pub after: i64,
+    /// The intents file's text (TOML), checked already.
+    pub text: String,
+    pub digest: String,
+    /// The intents file's digest as last read (see `IntentsVersion::file_digest`).
+    pub file_digest: String,
+    pub origin: IntentsOrigin,
+    pub note: String,
+    pub author: Option<AgentId>,
+    pub at: Timestamp,
+    /// Customer messages taught as examples in this version.
+    pub labels: Vec<IntentLabel>,
+}
+
+/// A customer message an admin assigned to an intent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntentLabel {
+    pub message_seq: i64,
+    pub text: String,
+    pub intent: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -622,6 +654,51 @@ pub struct NoticeMail {
     pub agent_active: bool,
 }
 
+/// The bot's intents as versions, each kept whole so any can be restored, and the customer
+/// messages admins labelled from traffic, on which every version is measured. A version is
+/// written by `Accounts::commit_admin` (`AdminWrite::intents`) with its audit entry.
+#[async_trait]
+pub trait IntentVersions: Send + Sync {
+    /// The newest version and its text.
+    async fn latest_intents(&self) -> Result<Option<(IntentsVersion, String)>, StoreError>;
+    async fn intents_text(&self, number: i64) -> Result<Option<(IntentsVersion, String)>, StoreError>;
+    /// The versions, newest first, at most `limit`.
+    async fn intents_versions(&self, limit: u32) -> Result<Vec<IntentsVersion>, StoreError>;
+    /// Records how the labelled messages were classified before the version and with it; the
+    /// first measurement of a version stays (every node measures the version it trains).
+    async fn record_intents_accuracy(&self, number: i64, accuracy: &IntentsAccuracy) -> Result<(), StoreError>;
+    /// Every labelled message as (text, intent), oldest first.
+    async fn labelled_messages(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// The text of those of `seqs` that are customer messages, in the order given.
+    async fn customer_texts(&self, seqs: &[i64]) -> Result<Vec<(i64, String)>, StoreError>;
+}
+
+/// A recorded version of the bot's intents (its text is read on its own).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntentsVersion {
+    pub number: i64,
+    /// SHA-256 of the text.
+    pub digest: String,
+    /// The intents file's SHA-256 as last read when this version was recorded: a file that no
+    /// longer matches the newest version's changed on disk, and becomes the next version.
+    pub file_digest: String,
+    pub origin: IntentsOrigin,
+    pub note: String,
+    pub author: Option<AgentId>,
+    pub created_at: Timestamp,
+    pub accuracy: Option<IntentsAccuracy>,
+}
+
+/// The share of labelled messages classified as labelled, with the intents before a version
+/// and with it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IntentsAccuracy {
+    pub labelled: u32,
+    pub before: f64,
+    pub after: f64,
+    pub measured_at: Timestamp,
+}
+
 /// Documents customers sent for review.
 #[async_trait]
 pub trait Documents: Send + Sync {
@@ -818,9 +895,9 @@ pub trait Coordination: Send + Sync {
 
 /// The whole store: every focused port above. Wiring holds it; each part of the code names
 /// the ports it uses (`&dyn Accounts`, `&dyn Listings`, …).
-pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Reports + Documents + Identities + Jobs + Coordination {}
+pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Reports + IntentVersions + Documents + Identities + Jobs + Coordination {}
 
-impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Reports + Documents + Identities + Jobs + Coordination> Store for T {}
+impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Reports + IntentVersions + Documents + Identities + Jobs + Coordination> Store for T {}
 
 /// Held work across nodes (`Coordination::exclusive`); dropping it lets the next node in.
 pub trait Exclusive: Send + Sync {}
@@ -871,10 +948,38 @@ pub trait Assistant: Send + Sync {
     async fn summarize(&self, transcript: &[TranscriptLine]) -> Result<String, String>;
 }
 
-/// Re-reads the intents file and retrains; on error the running model stays.
-pub trait IntentsReloader: Send + Sync {
-    /// A one-line report of what is now loaded, or what is wrong with the file (with its line).
-    fn reload(&self) -> Result<String, String>;
+/// The bot's intents as the model classifier reads them: checking and editing intents text,
+/// and which version this node runs. On any error the running intents stay.
+#[async_trait]
+pub trait BotIntents: Send + Sync {
+    /// What the text defines, or the line and the reason it would be refused.
+    fn outline(&self, text: &str) -> Result<IntentsOutline, String>;
+    /// `text` with `examples` added to `intent` (a new intent in `category` when it has none).
+    fn with_examples(&self, text: &str, intent: &str, category: Option<Category>, examples: &[String]) -> Result<String, String>;
+    /// `text` with its `version` set.
+    fn with_version(&self, text: &str, version: i64) -> Result<String, String>;
+    /// The version this node put in use last.
+    fn in_use(&self) -> Option<i64>;
+    /// Reads the intents file again (a file changed on disk becomes the next version) and puts
+    /// the newest version in use: a one-line report of what runs, or what is wrong.
+    async fn reload(&self) -> Result<String, String>;
+}
+
+/// What intents text defines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntentsOutline {
+    /// SHA-256 of the text.
+    pub digest: String,
+    pub intents: Vec<IntentOutline>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntentOutline {
+    pub name: String,
+    pub category: Category,
+    pub examples: Vec<String>,
+    pub answer: Option<String>,
+    pub always_escalate: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

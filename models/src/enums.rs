@@ -226,6 +226,20 @@ text_enum!(
         ReviewDocument => "review_document",
         JoinContacts => "join_contacts",
         SeparateContacts => "separate_contacts",
+        Intents => "intents",
+    }
+);
+
+text_enum!(
+    /// Where a version of the bot's intents came from: the intents file (read at start or
+    /// reload, first or changed on disk), the built-in default, an admin's edit in the panel,
+    /// messages taught from traffic, or an earlier version restored.
+    IntentsOrigin, "intents origin" {
+        File => "file",
+        BuiltIn => "built_in",
+        Panel => "panel",
+        Teaching => "teaching",
+        Restore => "restore",
     }
 );
 

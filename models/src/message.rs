@@ -123,4 +123,7 @@ pub enum DomainEvent {
     Typing { conversation: ConversationId, agent_name: Option<String> },
     /// An agent opened the conversation and saw the customer's messages up to `up_to_seq`.
     SeenByAgent { conversation: ConversationId, up_to_seq: i64 },
+    /// The bot's intents: version `version` was recorded (`in_use` false; every node trains
+    /// it), or this node put it in use (`in_use` true; this node's news only).
+    IntentsChanged { version: i64, in_use: bool },
 }

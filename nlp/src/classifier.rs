@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use switchboard_core::ports::{Classifier, IntentsReloader};
+use switchboard_core::ports::Classifier;
 use switchboard_models::{Category, Classification, ClassificationSource, IntentName, IntentScore, Judgement, Need};
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +73,12 @@ pub struct ModelClassifier {
     llm_below: f32,
     /// The LLM may answer messages that fit no intent (`llm.answer_out_of_scope`).
     llm_answers: bool,
+}
+
+/// Intents parsed and trained, not yet in use (`ModelClassifier::prepare`).
+pub struct Prepared {
+    trained: Trained,
+    pub report: LoadReport,
 }
 
 /// The part that runs on a blocking thread.
@@ -141,6 +147,56 @@ impl ModelClassifier {
         let (trained, report) = train(self.local.encoder.as_ref(), &self.source, self.cache_dir.as_deref())?;
         *self.local.trained.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(trained);
         Ok(report)
+    }
+
+    /// Parses and trains intents text (`origin` names it in errors) without putting it in
+    /// use. Blocking: seconds when the head is not cached.
+    pub fn prepare(&self, origin: &Path, text: &str) -> Result<Prepared, LoadError> {
+        let intents = IntentSet::parse(origin, text)?;
+        let (trained, report) = train_set(self.local.encoder.as_ref(), intents, self.cache_dir.as_deref(), Instant::now())?;
+        Ok(Prepared { trained, report })
+    }
+
+    /// The share of `labelled` (text, intent name) that `prepared` (`None`: the intents in
+    /// use) puts in the labelled intent, on the intent head alone. Blocking.
+    pub fn accuracy(&self, prepared: Option<&Prepared>, labelled: &[(String, String)]) -> Result<f64, EncoderError> {
+        if labelled.is_empty() {
+            return Ok(1.0);
+        }
+        let in_use;
+        let trained = match prepared {
+            Some(prepared) => &prepared.trained,
+            None => {
+                in_use = self.local.current();
+                in_use.as_ref()
+            }
+        };
+        let texts: Vec<&str> = labelled.iter().map(|(text, _)| text.as_str()).collect();
+        let embeddings = self.local.encoder.encode(&texts)?;
+        let model = &trained.model;
+        let right = labelled
+            .iter()
+            .zip(&embeddings)
+            .filter(|((text, intent), embedding)| {
+                let predicted = match model.rank(text, embedding).first() {
+                    Some(&(label, p)) if p >= model.out_of_scope_threshold => model.labels[label].as_str(),
+                    _ => IntentName::OUT_OF_SCOPE,
+                };
+                predicted == intent
+            })
+            .count();
+        Ok(right as f64 / labelled.len() as f64)
+    }
+
+    /// Puts prepared intents in use.
+    pub fn install(&self, prepared: Prepared) -> LoadReport {
+        *self.local.trained.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(prepared.trained);
+        prepared.report
+    }
+
+    /// The SHA-256 of the intents text in use.
+    pub fn digest_in_use(&self) -> String {
+        self.local.current().intents.digest.clone()
     }
 
     /// Asks the LLM to choose when the head is unsure; any LLM failure keeps the local result.
@@ -322,12 +378,6 @@ impl Local {
     }
 }
 
-impl IntentsReloader for ModelClassifier {
-    fn reload(&self) -> Result<String, String> {
-        ModelClassifier::reload(self).map(|r| r.to_string()).map_err(|e| e.to_string())
-    }
-}
-
 impl std::fmt::Display for LoadReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -489,7 +539,15 @@ fn train(
     cache_dir: Option<&Path>,
 ) -> Result<(Trained, LoadReport), LoadError> {
     let started = Instant::now();
-    let intents = source.load()?;
+    train_set(encoder, source.load()?, cache_dir, started)
+}
+
+fn train_set(
+    encoder: &dyn SentenceEncoder,
+    intents: IntentSet,
+    cache_dir: Option<&Path>,
+    started: Instant,
+) -> Result<(Trained, LoadReport), LoadError> {
     let params = TrainParams::default();
     let examples = intents.intents.iter().map(|i| i.examples.len()).sum();
     let cached_head = cache_dir.map(|dir| head_file(dir, &intents, encoder, &params));

@@ -212,16 +212,17 @@ impl IntentSet {
                 ),
             });
         }
-        Ok(Self {
-            version: *shape.version.get_ref(),
-            intents,
-            digest: hex::encode(Sha256::digest(text.as_bytes())),
-        })
+        Ok(Self { version: *shape.version.get_ref(), intents, digest: text_digest(text) })
     }
 
     pub fn get(&self, name: &IntentName) -> Option<&Intent> {
         self.intents.iter().find(|i| &i.name == name)
     }
+}
+
+/// SHA-256 of intents text: names a version and the head trained from it.
+pub fn text_digest(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

@@ -10,6 +10,7 @@ pub mod encoder_rust_bert;
 pub mod eval;
 pub mod head;
 pub mod intents;
+pub mod intents_edit;
 pub mod judge;
 pub mod judgement;
 mod keyword;
@@ -17,7 +18,7 @@ pub mod llm;
 pub mod model;
 pub mod signals;
 
-pub use classifier::{IntentsSource, LLM_CONFIDENCE, LoadError, LoadReport, ModelClassifier};
+pub use classifier::{IntentsSource, LLM_CONFIDENCE, LoadError, LoadReport, ModelClassifier, Prepared};
 pub use embedding_cache::EmbeddingCache;
 pub use encoder::{EncoderError, MiniLmEncoder, SentenceEncoder};
 #[cfg(feature = "rust-bert")]

@@ -173,6 +173,19 @@ const TABLES: &[Table] = &[
         keyed: true,
     },
     Table {
+        name: "intents_versions",
+        columns: &[
+            ("number", Int), ("text", Text), ("digest", Text), ("file_digest", Text), ("origin", Text), ("note", Text), ("author_id", Text),
+            ("created_at", Int), ("labelled", Int), ("accuracy_before", Real), ("accuracy_after", Real), ("measured_at", Int),
+        ],
+        keyed: true,
+    },
+    Table {
+        name: "intent_labels",
+        columns: &[("message_seq", Int), ("text", Text), ("intent", Text), ("version", Int), ("agent_id", Text), ("labelled_at", Int)],
+        keyed: true,
+    },
+    Table {
         name: "canned_responses",
         columns: &[("id", Text), ("title", Text), ("body", Text), ("created_by", Text), ("created_at", Int), ("shared", Flag)],
         keyed: true,

@@ -582,8 +582,53 @@ async fn write_admin(tx: &mut $conn, write: &AdminWrite) -> Result<(), StoreErro
         }
         None => {}
     }
+    if let Some(version) = &write.intents {
+        write_intents_version(tx, version).await?;
+    }
     for entry in &write.audit {
         insert_audit(&mut *tx, entry).await?;
+    }
+    Ok(())
+}
+
+/// The next version only while `after` is the newest (else `Stale`), and its labels.
+async fn write_intents_version(tx: &mut $conn, version: &switchboard_core::ports::NewIntentsVersion) -> Result<(), StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO intents_versions (number, text, digest, file_digest, origin, note, author_id, created_at) \
+         SELECT $1 + 1, $2, $3, $4, $5, $6, $7, $8 WHERE (SELECT COALESCE(MAX(number), 0) FROM intents_versions) = $1",
+    )
+    .bind(version.after)
+    .bind(&version.text)
+    .bind(&version.digest)
+    .bind(&version.file_digest)
+    .bind(version.origin.as_str())
+    .bind(&version.note)
+    .bind(version.author.map(|a| a.to_string()))
+    .bind(millis(version.at))
+    .execute(&mut *tx)
+    .await;
+    let stale = || StoreError::Stale(format!("another version of the intents was recorded after version {}; nothing was saved", version.after));
+    match inserted {
+        Ok(done) if done.rows_affected() == 1 => {}
+        Ok(_) => return Err(stale()),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Err(stale()),
+        Err(e) => return Err(backend(e)),
+    }
+    for label in &version.labels {
+        sqlx::query(
+            "INSERT INTO intent_labels (message_seq, text, intent, version, agent_id, labelled_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (message_seq) DO UPDATE SET text = excluded.text, intent = excluded.intent, version = excluded.version, \
+             agent_id = excluded.agent_id, labelled_at = excluded.labelled_at",
+        )
+        .bind(label.message_seq)
+        .bind(&label.text)
+        .bind(&label.intent)
+        .bind(version.after + 1)
+        .bind(version.author.map(|a| a.to_string()))
+        .bind(millis(version.at))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
     }
     Ok(())
 }
@@ -1457,7 +1502,8 @@ impl $store {
              c.category AS scope_category, c.last_agent_id AS scope_agent_id \
              FROM messages m JOIN conversations c ON c.id = m.conversation_id \
              WHERE m.sender = 'customer' AND m.created_at >= $1 AND m.created_at < $2 \
-             AND m.confidence IS NOT NULL AND (m.intent = 'out_of_scope' OR m.confidence < $3) ORDER BY m.created_at DESC LIMIT $4",
+             AND m.confidence IS NOT NULL AND (m.intent = 'out_of_scope' OR m.confidence < $3) \
+             AND NOT EXISTS (SELECT 1 FROM intent_labels l WHERE l.message_seq = m.seq) ORDER BY m.created_at DESC LIMIT $4",
         )
         .bind(millis(from))
         .bind(millis(to))
@@ -1498,6 +1544,69 @@ impl $store {
         .await
         .map_err(backend)?;
         rows.iter().map(|row| Ok((crate::rows::rating_from_row(row)?, crate::rows::scope_from_row(row, "channel")?))).collect()
+    }
+            }
+
+            #[async_trait]
+            impl switchboard_core::ports::IntentVersions for $store {
+    async fn latest_intents(&self) -> Result<Option<(switchboard_core::ports::IntentsVersion, String)>, StoreError> {
+        let row = sqlx::query("SELECT * FROM intents_versions ORDER BY number DESC LIMIT 1").fetch_optional(&self.reader).await.map_err(backend)?;
+        row.map(|row| Ok((crate::rows::intents_version_from_row(&row)?, row.text("text")?))).transpose()
+    }
+
+    async fn intents_text(&self, number: i64) -> Result<Option<(switchboard_core::ports::IntentsVersion, String)>, StoreError> {
+        let row = sqlx::query("SELECT * FROM intents_versions WHERE number = $1").bind(number).fetch_optional(&self.reader).await.map_err(backend)?;
+        row.map(|row| Ok((crate::rows::intents_version_from_row(&row)?, row.text("text")?))).transpose()
+    }
+
+    async fn intents_versions(&self, limit: u32) -> Result<Vec<switchboard_core::ports::IntentsVersion>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT number, digest, file_digest, origin, note, author_id, created_at, labelled, accuracy_before, accuracy_after, measured_at \
+             FROM intents_versions ORDER BY number DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(crate::rows::intents_version_from_row).collect()
+    }
+
+    async fn record_intents_accuracy(&self, number: i64, accuracy: &switchboard_core::ports::IntentsAccuracy) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE intents_versions SET labelled = $2, accuracy_before = $3, accuracy_after = $4, measured_at = $5 \
+             WHERE number = $1 AND measured_at IS NULL",
+        )
+        .bind(number)
+        .bind(i64::from(accuracy.labelled))
+        .bind(accuracy.before)
+        .bind(accuracy.after)
+        .bind(millis(accuracy.measured_at))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn labelled_messages(&self) -> Result<Vec<(String, String)>, StoreError> {
+        sqlx::query_as("SELECT text, intent FROM intent_labels ORDER BY labelled_at, message_seq")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(backend)
+    }
+
+    async fn customer_texts(&self, seqs: &[i64]) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut texts = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            let text: Option<String> = sqlx::query_scalar("SELECT body FROM messages WHERE seq = $1 AND sender = 'customer'")
+                .bind(seq)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(backend)?;
+            if let Some(text) = text {
+                texts.push((seq, text));
+            }
+        }
+        Ok(texts)
     }
             }
 

@@ -32,6 +32,8 @@ pub enum News {
     WebChat { seq: i64, visitor: String },
     /// `DomainEvent::SeenByAgent`: widgets connected to other nodes show the mark too.
     Seen { conversation: String, seq: i64 },
+    /// `DomainEvent::IntentsChanged` (recorded): every node trains the version.
+    Intents { version: i64 },
 }
 
 #[derive(Serialize, Deserialize)]

@@ -422,3 +422,25 @@ pub(crate) fn link_code_from_row(row: &impl Columns) -> Result<switchboard_model
         used_at: row.int_opt("used_at")?.map(instant).transpose()?,
     })
 }
+
+pub(crate) fn intents_version_from_row(row: &impl Columns) -> Result<switchboard_core::ports::IntentsVersion, StoreError> {
+    let accuracy = match (row.int_opt("labelled")?, row.real_opt("accuracy_before")?, row.real_opt("accuracy_after")?, row.int_opt("measured_at")?) {
+        (Some(labelled), Some(before), Some(after), Some(at)) => Some(switchboard_core::ports::IntentsAccuracy {
+            labelled: u32::try_from(labelled).map_err(|e| StoreError::Corrupt(format!("intents_versions.labelled: {e}")))?,
+            before,
+            after,
+            measured_at: instant(at)?,
+        }),
+        _ => None,
+    };
+    Ok(switchboard_core::ports::IntentsVersion {
+        number: row.int("number")?,
+        digest: row.text("digest")?,
+        file_digest: row.text("file_digest")?,
+        origin: parsed("origin", &row.text("origin")?)?,
+        note: row.text("note")?,
+        author: optional::<uuid::Uuid>(row, "author_id")?.map(AgentId),
+        created_at: instant(row.int("created_at")?)?,
+        accuracy,
+    })
+}

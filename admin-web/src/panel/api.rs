@@ -88,16 +88,14 @@ async fn reload_intents(State(state): State<AppState>, ApiCaller(agent): ApiCall
     if agent.role != switchboard_models::Role::Admin {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Only admins can reload the intents."));
     }
-    let Some(reloader) = state.intents_reloader.clone() else {
+    let Some(intents) = state.intents.clone() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no_model",
             "The keyword classifier is running (no NLP model loaded), so there are no intents to reload.",
         ));
     };
-    let result = tokio::task::spawn_blocking(move || reloader.reload())
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("reload failed: {e}")))?;
+    let result = intents.reload().await;
     match result {
         Ok(report) => Ok(Json(json!({"reloaded": true, "report": report}))),
         Err(why) => Err(ApiError::new(

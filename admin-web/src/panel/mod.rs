@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+mod bot;
 mod customer;
 mod customers;
 mod documents;
@@ -64,6 +65,7 @@ pub fn routes() -> Router<AppState> {
         .merge(documents::routes())
         .merge(files::routes())
         .merge(reports::routes())
+        .merge(bot::routes())
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
@@ -1171,6 +1173,8 @@ async fn events(State(state): State<AppState>, signed: Signed) -> Sse<impl futur
                 Ok(DomainEvent::Typing { agent_name: Some(_), .. }) => continue,
                 // The customer's cue.
                 Ok(DomainEvent::SeenByAgent { .. }) => continue,
+                // The Bot page shows it when opened.
+                Ok(DomainEvent::IntentsChanged { .. }) => continue,
                 Ok(DomainEvent::MessageStored(m)) => ("message", m.conversation_id, m.created_at),
                 Ok(DomainEvent::ConversationChanged(c)) => ("conversation", c.id, c.updated_at),
                 Ok(DomainEvent::Assigned { conversation, .. }) => ("conversation", conversation.id, conversation.updated_at),

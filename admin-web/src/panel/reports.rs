@@ -52,6 +52,8 @@ struct ReportParams {
     category: String,
     /// An agent's id: conversations with them now. Agents always see their own.
     agent: String,
+    /// The page only: the version of the intents just taught from the list.
+    taught: String,
 }
 
 fn parse_params(query: Result<Query<ReportParams>, QueryRejection>) -> Result<ReportParams, ApiError> {
@@ -305,6 +307,11 @@ async fn render_page(state: &AppState, signed: &Signed, query: Result<Query<Repo
     let query = report_query(state, &signed.agent, &params)?;
     let report = state.engine.report(&query).await?;
     let agents = state.engine.accounts().list_agents().await?;
+    // Admins teach the listed messages to the bot, when it runs the model.
+    let intent_names = match signed.agent.role {
+        Role::Admin => super::bot::intent_names(state).await,
+        Role::Agent => Vec::new(),
+    };
     let labels: Vec<String> = report.days.iter().map(|d| d.day.format("%-d %b").to_string()).collect();
     let series: Vec<Series<'_>> = CHANNEL_COLOURS.iter().map(|(c, colour)| Series { name: channel_label(*c), colour }).collect();
     let values: Vec<Vec<i64>> =
@@ -339,6 +346,8 @@ async fn render_page(state: &AppState, signed: &Signed, query: Result<Query<Repo
         }
     }
     let is_admin = signed.agent.role == Role::Admin;
+    let csv_query = csv_query.finish();
+    let back = format!("/panel/reports?{csv_query}");
     let option = |value: &str, label: &str, selected: &str| json!({"value": value, "label": label, "selected": value == selected});
     let data = json!({
         "is_admin": is_admin,
@@ -351,7 +360,7 @@ async fn render_page(state: &AppState, signed: &Signed, query: Result<Query<Repo
         "categories": switchboard_models::Category::ALL.iter().map(|c| option(c.as_str(), &title_case(&c.as_str().replace('_', " ")), &params.category)).collect::<Vec<_>>(),
         "agents": agents.iter().map(|a| option(&a.id.to_string(), &a.name, &params.agent)).collect::<Vec<_>>(),
         "period": format!("{} to {} ({})", from_day.format("%-d %b %Y"), to_day.format("%-d %b %Y"), query.zone.name()),
-        "csv_query": csv_query.finish(),
+        "csv_query": csv_query,
         "summary": {
             "conversations": report.conversations,
             "contained": report.bot.contained,
@@ -382,10 +391,16 @@ async fn render_page(state: &AppState, signed: &Signed, query: Result<Query<Repo
         "satisfaction": table("satisfaction"),
         "intents": report.intents.iter().take(15).map(|c| json!({"name": c.name, "count": c.count})).collect::<Vec<_>>(),
         "heat": heat,
-        "teaching": report.needs_teaching.iter().map(|g| json!({
+        "can_teach": !intent_names.is_empty(),
+        "teach_back": back,
+        "flash": params.taught.parse::<i64>().ok().map(|n| json!({"kind": "ok", "text": format!("Taught. Version {n} of the intents is training; the bot answers with it in a few seconds.")})),
+        "teaching": report.needs_teaching.iter().enumerate().map(|(group, g)| json!({
+            "group": group,
             "leaning": title_case(&g.leaning.replace('_', " ")),
             "count": g.count,
+            "intent_options": intent_names.iter().map(|name| json!({"name": name, "selected": *name == g.leaning})).collect::<Vec<_>>(),
             "examples": g.examples.iter().map(|e| json!({
+                "seq": e.seq,
                 "text": e.text,
                 "confidence": e.confidence.map(|c| format!("{:.0} %", c * 100.0)),
                 "href": format!("/panel/conversations/{}", e.conversation_id),

@@ -29,6 +29,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("document_card", include_str!("../../templates/document_card.hbs")),
     ("hours", include_str!("../../templates/hours.hbs")),
     ("reports", include_str!("../../templates/reports.hbs")),
+    ("bot", include_str!("../../templates/bot.hbs")),
     ("tokens", include_str!("../../templates/tokens.hbs")),
     ("notifications", include_str!("../../templates/notifications.hbs")),
     ("error", include_str!("../../templates/error.hbs")),

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod assignment;
+mod bot;
 mod browser;
 mod cli;
 mod closing;

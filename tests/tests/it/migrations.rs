@@ -53,6 +53,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0022_contact_links.sql", "9e9ffbbb8938a096cb084ed872c7f99c39204c9f59d088d4e0292533d40d2a7c"),
     ("sqlite/0023_conversation_history.sql", "2226a89e882f7b043ff31015739cba8ebfd68804dbfda408ef82229af8fb9c6d"),
     ("postgres/0023_conversation_history.sql", "e23f822b5da42657b8997663dfe9b897c325f29981f587ef12106fce792fb829"),
+    ("sqlite/0024_intent_versions.sql", "79abc3d99b844d1d5e1fc4cc41e79196c001db62293128603e16b330ce779871"),
+    ("postgres/0024_intent_versions.sql", "b2a48ec5f7dbd94f187a33cee189a50507f54b7e2d2ec9f6afdb2af6ec106d44"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

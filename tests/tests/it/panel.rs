@@ -107,6 +107,11 @@ async fn every_route_checks_who_is_asking() {
     let ann_token = team.ann.new_api_token("matrix").await;
     let reload = http.post(server.url("/api/admin/intents/reload")).bearer_auth(&ann_token).send().await.unwrap();
     assert_eq!(reload.status(), StatusCode::FORBIDDEN, "only admins reload the intents");
+    for path in ["/api/intents", "/api/intents/versions/1"] {
+        let reply = http.get(server.url(path)).bearer_auth(&ann_token).send().await.unwrap();
+        assert_eq!(reply.status(), StatusCode::FORBIDDEN, "only admins read the intents: {path}");
+    }
+    assert_eq!(team.ann.get("/panel/bot").await.status, StatusCode::FORBIDDEN, "only admins open the Bot page");
     for path in ["/healthz", "/readyz"] {
         assert_eq!(reqwest::get(server.url(path)).await.unwrap().status(), StatusCode::OK, "{path} is public: probes carry no secrets");
     }

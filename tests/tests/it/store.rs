@@ -64,6 +64,7 @@ on_both_backends!(
     contacts_join_into_one_person_with_proof_and_separate_again,
     how_far_an_agent_saw_a_conversation_only_moves_forward,
     reports_read_a_periods_conversations_events_intents_and_ratings_with_their_scope,
+    intents_versions_follow_one_another_with_their_labels_and_are_measured_once,
 );
 
 /// Every method of every store port is called by a contract test here, so each one is held to
@@ -72,7 +73,7 @@ on_both_backends!(
 fn every_store_port_method_has_a_contract_test() {
     let ports = include_str!("../../../core/src/ports.rs");
     let tests = include_str!("store.rs");
-    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Notifications", "Ratings", "Reports", "Documents", "Identities", "Jobs", "Coordination"];
+    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Notifications", "Ratings", "Reports", "IntentVersions", "Documents", "Identities", "Jobs", "Coordination"];
     let mut untested = Vec::new();
     for name in traits {
         let start = ports.find(&format!("pub trait {name}: Send + Sync {{")).unwrap_or_else(|| panic!("port {name} is gone from ports.rs"));
@@ -1743,4 +1744,81 @@ async fn reports_read_a_periods_conversations_events_intents_and_ratings_with_th
     let ratings = store.ratings_given(from, to).await.unwrap();
     assert_eq!(ratings.iter().map(|(r, s)| (r.score, r.agent_id, *s)).collect::<Vec<_>>(), [(4, Some(ann.id), scope)]);
     assert!(store.ratings_given(to, to + chrono::Duration::hours(1)).await.unwrap().is_empty());
+}
+
+async fn intents_versions_follow_one_another_with_their_labels_and_are_measured_once(backend: Backend) {
+    use switchboard_core::ports::{IntentLabel, IntentsAccuracy, NewIntentsVersion};
+    use switchboard_models::IntentsOrigin;
+    let (store, _db) = fresh(backend).await;
+    let t0 = now();
+    let ann = agent("Ann", Presence::Online);
+    store.save_agent(&ann).await.unwrap();
+    assert!(store.latest_intents().await.unwrap().is_none());
+    let version = |after: i64, text: &str, origin: IntentsOrigin, labels: Vec<IntentLabel>| NewIntentsVersion {
+        after,
+        text: text.to_string(),
+        digest: format!("digest of {text}"),
+        file_digest: "file".into(),
+        origin,
+        note: format!("note {}", after + 1),
+        author: (origin != IntentsOrigin::File).then_some(ann.id),
+        at: t0 + chrono::Duration::seconds(after),
+        labels,
+    };
+    let audit = |n: i64| AuditEntry {
+        at: t0,
+        actor: Some(ann.id),
+        action: AuditAction::Intents,
+        conversation: None,
+        subject_agent: None,
+        before: None,
+        after: Some(format!("version {n}")),
+    };
+    let write = |v: NewIntentsVersion| AdminWrite { audit: vec![audit(v.after + 1)], intents: Some(v), ..AdminWrite::default() };
+    store.commit_admin(write(version(0, "first", IntentsOrigin::File, Vec::new()))).await.unwrap();
+
+    // Customer messages to teach; the bot was unsure of both.
+    let c = conversation(store.as_ref(), "taught").await;
+    let mut seqs = Vec::new();
+    for (i, text) in ["my parcel never came", "where is the courier"].iter().enumerate() {
+        let asked = message(&c, Sender::Customer, text, Some(&format!("taught:{i}")));
+        let Committed::Stored { seqs: stored } = store.commit(step_write(Some(asked), Vec::new())).await.unwrap() else { panic!("stored") };
+        store.commit(StepWrite { answers: Some((stored[0], classified_as("order_status"))), ..StepWrite::default() }).await.unwrap();
+        seqs.push(stored[0]);
+    }
+    let bot_line = message(&c, Sender::Bot, "not a customer's", None);
+    store.commit(step_write(None, vec![bot_line])).await.unwrap();
+    let texts = store.customer_texts(&[seqs[1], 999_999, seqs[0]]).await.unwrap();
+    assert_eq!(texts, [(seqs[1], "where is the courier".to_string()), (seqs[0], "my parcel never came".to_string())], "customer messages only, in the order asked");
+    let (from, to) = (t0 - chrono::Duration::hours(1), t0 + chrono::Duration::hours(1));
+    assert_eq!(store.unsure_messages(from, to, 0.9, 10).await.unwrap().len(), 2);
+
+    let label = |seq: i64, text: &str| IntentLabel { message_seq: seq, text: text.into(), intent: "lost_parcel".into() };
+    let taught = version(1, "second", IntentsOrigin::Teaching, vec![label(seqs[0], "my parcel never came")]);
+    store.commit_admin(write(taught)).await.unwrap();
+    // A version decided on version 1 while 2 exists is refused whole: no version, no label, no audit.
+    let audit_before = store.audit_entries(100).await.unwrap().len();
+    let stale = store.commit_admin(write(version(1, "late", IntentsOrigin::Panel, vec![label(seqs[1], "where is the courier")]))).await.unwrap_err();
+    assert!(matches!(stale, switchboard_core::ports::StoreError::Stale(_)), "{stale:?}");
+    assert_eq!(store.audit_entries(100).await.unwrap().len(), audit_before);
+    assert_eq!(store.labelled_messages().await.unwrap(), [("my parcel never came".to_string(), "lost_parcel".to_string())]);
+    let unsure = store.unsure_messages(from, to, 0.9, 10).await.unwrap();
+    assert_eq!(unsure.iter().map(|m| m.seq).collect::<Vec<_>>(), [seqs[1]], "a taught message needs no more teaching");
+
+    let (latest, text) = store.latest_intents().await.unwrap().unwrap();
+    assert_eq!((latest.number, text.as_str(), latest.origin, latest.author, latest.note.as_str()), (2, "second", IntentsOrigin::Teaching, Some(ann.id), "note 2"));
+    assert_eq!((latest.digest.as_str(), latest.file_digest.as_str(), latest.created_at, latest.accuracy), ("digest of second", "file", t0 + chrono::Duration::seconds(1), None));
+    let (first, text) = store.intents_text(1).await.unwrap().unwrap();
+    assert_eq!((first.number, text.as_str(), first.author), (1, "first", None));
+    assert!(store.intents_text(3).await.unwrap().is_none());
+
+    let measured = IntentsAccuracy { labelled: 1, before: 0.0, after: 1.0, measured_at: t0 };
+    store.record_intents_accuracy(2, &measured).await.unwrap();
+    store.record_intents_accuracy(2, &IntentsAccuracy { labelled: 1, before: 0.5, after: 0.5, measured_at: t0 }).await.unwrap();
+    let listed = store.intents_versions(10).await.unwrap();
+    assert_eq!(listed.iter().map(|v| v.number).collect::<Vec<_>>(), [2, 1], "newest first");
+    assert_eq!(listed[0].accuracy, Some(measured), "the first measurement stays");
+    assert_eq!(store.intents_versions(1).await.unwrap().len(), 1);
+    let actions: Vec<AuditAction> = store.audit_entries(100).await.unwrap().into_iter().map(|e| e.action).collect();
+    assert_eq!(actions.iter().filter(|a| **a == AuditAction::Intents).count(), 2);
 }

@@ -1,0 +1,366 @@
+//! The Bot page and its API: the bot's intents as recorded versions. Admins read what the bot
+//! understands and answers, edit the intents text and save it ("Save and retrain"), download or
+//! restore any version, and teach customer messages from the Reports page's "Needs teaching"
+//! list as examples of an intent (or of a new one). Each change is checked as the bot would
+//! load it, recorded as the next version, and trained in the background on every node; the
+//! versions list shows how each classified the labelled messages before and after.
+
+use super::auth::{ApiCaller, Signed, SignedAdmin};
+use super::{error_page, page};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::limits;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use switchboard_core::IntentsEdit;
+use switchboard_core::ports::{BotIntents, IntentsOutline, IntentsVersion};
+use switchboard_models::{Agent, Category, Role};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/panel/bot", get(bot_page).post(save_page))
+        .route("/panel/bot/teach", post(teach_page))
+        .route("/panel/bot/versions/{number}/restore", post(restore_page))
+        .route("/panel/bot/versions/{number}/intents.toml", get(download))
+        .route("/api/intents", get(intents_api).post(save_api))
+        .route("/api/intents/teach", post(teach_api))
+        .route("/api/intents/versions/{number}", get(version_api))
+        .route("/api/intents/versions/{number}/restore", post(restore_api))
+}
+
+/// Versions listed on the page and in the API.
+const VERSIONS_SHOWN: u32 = 50;
+
+fn model_of(state: &AppState) -> Result<Arc<dyn BotIntents>, ApiError> {
+    state.intents.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_model",
+            "The keyword classifier is running (no NLP model loaded), so the bot has no intents to change. Install the model (nlp.model_dir) and restart.",
+        )
+    })
+}
+
+fn admin_only(agent: &Agent) -> Result<(), ApiError> {
+    match agent.role {
+        Role::Admin => Ok(()),
+        Role::Agent => Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Only admins read and change the bot's intents.")),
+    }
+}
+
+fn number_of(text: &str) -> Result<i64, ApiError> {
+    text.parse().map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("`{text}` is not a version number.")))
+}
+
+/// The newest version, its text and what it defines.
+async fn newest(state: &AppState, bot: &dyn BotIntents) -> Result<(IntentsVersion, String, IntentsOutline), ApiError> {
+    let Some((version, text)) = state.engine.intent_versions().latest_intents().await? else {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "The bot's intents are not recorded yet; try again in a minute."));
+    };
+    let outline = bot.outline(&text).map_err(|why| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "invalid_intents", format!("The newest version does not load: {why}")))?;
+    Ok((version, text, outline))
+}
+
+/// The intent names in the newest version, for the teaching form.
+pub(super) async fn intent_names(state: &AppState) -> Vec<String> {
+    let Ok(bot) = model_of(state) else { return Vec::new() };
+    match newest(state, bot.as_ref()).await {
+        Ok((_, _, outline)) => outline.intents.into_iter().map(|i| i.name).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn version_json(version: &IntentsVersion, names: &std::collections::HashMap<switchboard_models::AgentId, String>) -> Value {
+    let percent = |share: f64| format!("{:.0} %", share * 100.0);
+    json!({
+        "number": version.number,
+        "origin": version.origin.as_str(),
+        "note": version.note,
+        "author": version.author.map(|a| names.get(&a).cloned().unwrap_or_else(|| "a former account".into())),
+        "created_at": version.created_at.to_rfc3339(),
+        "created": version.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        "accuracy": version.accuracy.map(|a| json!({
+            "labelled": a.labelled,
+            "before": a.before,
+            "after": a.after,
+            "before_text": percent(a.before),
+            "after_text": percent(a.after),
+            "worse": a.after < a.before,
+        })),
+    })
+}
+
+async fn agent_names(state: &AppState) -> Result<std::collections::HashMap<switchboard_models::AgentId, String>, ApiError> {
+    Ok(state.engine.accounts().list_agents().await?.into_iter().map(|a| (a.id, a.name)).collect())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct BotQuery {
+    /// Words in an intent's name, examples or answer.
+    q: String,
+    /// The version just saved.
+    saved: Option<i64>,
+}
+
+async fn bot_page(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, query: Result<Query<BotQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(rejection) => return error_page(&state, ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", rejection.body_text()), "/panel/bot"),
+    };
+    let flash = query.saved.map(|n| json!({"kind": "ok", "text": format!("Version {n} saved. The bot is training it and answers with it in a few seconds.")}));
+    match render_page(&state, &signed, &query.q, None, flash).await {
+        Ok(response) => response,
+        Err(error) => error_page(&state, error, "/panel/"),
+    }
+}
+
+/// The page; `draft` keeps an admin's edit that was refused, shown with the reason.
+async fn render_page(state: &AppState, signed: &Signed, search: &str, draft: Option<(&str, &str)>, flash: Option<Value>) -> Result<Response, ApiError> {
+    let bot = model_of(state)?;
+    let (latest, text, outline) = newest(state, bot.as_ref()).await?;
+    let names = agent_names(state).await?;
+    let versions = state.engine.intent_versions().intents_versions(VERSIONS_SHOWN).await?;
+    let words = search.trim().to_lowercase();
+    let matches = |i: &switchboard_core::ports::IntentOutline| {
+        words.is_empty()
+            || i.name.contains(&words)
+            || i.examples.iter().any(|e| e.to_lowercase().contains(&words))
+            || i.answer.as_deref().is_some_and(|a| a.to_lowercase().contains(&words))
+    };
+    let intents: Vec<Value> = outline
+        .intents
+        .iter()
+        .filter(|i| matches(i))
+        .map(|i| {
+            json!({
+                "name": i.name,
+                "category": i.category.as_str(),
+                "examples": i.examples,
+                "example_count": i.examples.len(),
+                "answer": i.answer,
+                "always_escalate": i.always_escalate,
+            })
+        })
+        .collect();
+    let in_use = bot.in_use();
+    let mut data = json!({
+        "latest": latest.number,
+        "in_use": in_use,
+        "training": in_use != Some(latest.number),
+        "intent_total": outline.intents.len(),
+        "intents": intents,
+        "search": search,
+        "versions": versions.iter().map(|v| {
+            let mut row = version_json(v, &names);
+            row["newest"] = json!(v.number == latest.number);
+            row
+        }).collect::<Vec<_>>(),
+        "text": draft.map_or(text.as_str(), |(text, _)| text),
+        "draft_error": draft.map(|(_, why)| why),
+        "limits": {"text": INTENTS_TEXT, "note": INTENTS_NOTE},
+    });
+    if let Some(flash) = flash {
+        data["flash"] = flash;
+    } else if let Some((_, why)) = draft {
+        data["flash"] = json!({"kind": "error", "text": format!("Not saved: {why}")});
+    }
+    let status = if draft.is_some() { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK };
+    Ok((status, state.views.render("bot", &page(signed, "bot", "Bot", data))?).into_response())
+}
+
+/// The longest intents text and version note taken.
+const INTENTS_TEXT: usize = 512 * 1024;
+const INTENTS_NOTE: usize = 200;
+
+#[derive(Deserialize)]
+struct SaveForm {
+    csrf: String,
+    after: String,
+    text: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn save_page(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Form(form): Form<SaveForm>) -> Result<Response, ApiError> {
+    signed.check_csrf(&form.csrf)?;
+    let Ok(after) = form.after.parse::<i64>() else {
+        return Ok(error_page(&state, ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "The form's version is not a number; reload the page."), "/panel/bot"));
+    };
+    let result = save(&state, &signed.agent, IntentsEdit::Text { after, text: form.text.clone(), note: form.note }).await;
+    match result {
+        Ok(version) => Ok(Redirect::to(&format!("/panel/bot?saved={}", version.number)).into_response()),
+        // The text did not load: the page again, with the admin's text and the reason.
+        Err(error) if error.status == StatusCode::UNPROCESSABLE_ENTITY && form.text.chars().count() <= INTENTS_TEXT => {
+            render_page(&state, &signed, "", Some((&form.text, &error.message)), None).await
+        }
+        Err(error) => Ok(error_page(&state, error, "/panel/bot")),
+    }
+}
+
+async fn save(state: &AppState, agent: &Agent, edit: IntentsEdit) -> Result<IntentsVersion, ApiError> {
+    admin_only(agent)?;
+    if let IntentsEdit::Text { text, note, .. } = &edit {
+        limits::check(&[("text", text, INTENTS_TEXT), ("note", note, INTENTS_NOTE)])?;
+    }
+    let bot = model_of(state)?;
+    Ok(state.engine.edit_intents(bot.as_ref(), edit, agent).await?)
+}
+
+/// The teaching form: the messages (`seq`, repeated), the intent to teach them as, or a new
+/// intent's name and category.
+fn teach_edit(fields: &[(String, String)]) -> Result<IntentsEdit, ApiError> {
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim()).unwrap_or("");
+    let invalid = |why: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", why);
+    let seqs = fields
+        .iter()
+        .filter(|(k, _)| k == "seq")
+        .map(|(_, v)| v.parse::<i64>().map_err(|_| invalid(format!("`{v}` is not a message number."))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (intent, category) = match (field("intent"), field("new_intent")) {
+        ("", "") => return Err(invalid("Choose the intent to teach the messages as, or name a new intent.".into())),
+        ("", name) => {
+            let category: Category = field("category").parse().map_err(|e: switchboard_models::UnknownVariant| invalid(format!("A new intent needs a category: {e}")))?;
+            (name.to_string(), Some(category))
+        }
+        (name, _) => (name.to_string(), None),
+    };
+    if switchboard_models::IntentName::parse(&intent).is_err() {
+        return Err(invalid(format!("`{}` is not an intent name: use 1-64 characters of a-z, 0-9 and _.", limits::shown(&intent, 64))));
+    }
+    Ok(IntentsEdit::Teach { seqs, intent, category })
+}
+
+async fn teach_page(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Form(fields): Form<Vec<(String, String)>>) -> Result<Response, ApiError> {
+    let csrf = fields.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or("");
+    signed.check_csrf(csrf)?;
+    // Back to the report the messages were chosen on (a panel path only).
+    let back = fields
+        .iter()
+        .find(|(k, _)| k == "back")
+        .map(|(_, v)| v.as_str())
+        .filter(|v| v.starts_with("/panel/reports") && !v.contains("//"))
+        .unwrap_or("/panel/reports");
+    let result = match teach_edit(&fields) {
+        Ok(edit) => save(&state, &signed.agent, edit).await,
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(version) => {
+            let joiner = if back.contains('?') { '&' } else { '?' };
+            Ok(Redirect::to(&format!("{back}{joiner}taught={}#r-teaching", version.number)).into_response())
+        }
+        Err(error) => Ok(error_page(&state, error, back)),
+    }
+}
+
+async fn restore_page(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Path(number): Path<String>, Form(form): Form<super::CsrfOnly>) -> Result<Response, ApiError> {
+    signed.check_csrf(&form.csrf)?;
+    let result = match number_of(&number) {
+        Ok(number) => save(&state, &signed.agent, IntentsEdit::Restore { number }).await,
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(version) => Ok(Redirect::to(&format!("/panel/bot?saved={}", version.number)).into_response()),
+        Err(error) => Ok(error_page(&state, error, "/panel/bot")),
+    }
+}
+
+/// A version as an intents file, to keep in git or edit elsewhere.
+async fn download(State(state): State<AppState>, SignedAdmin(_): SignedAdmin, Path(number): Path<String>) -> Result<Response, ApiError> {
+    let number = number_of(&number)?;
+    let (_, text) = state.engine.intent_versions().intents_text(number).await?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("There is no version {number}.")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/toml; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"intents-v{number}.toml\"")),
+        ],
+        text,
+    )
+        .into_response())
+}
+
+async fn intents_api(State(state): State<AppState>, ApiCaller(agent): ApiCaller) -> Result<Json<Value>, ApiError> {
+    admin_only(&agent)?;
+    let bot = model_of(&state)?;
+    let (latest, _, outline) = newest(&state, bot.as_ref()).await?;
+    let names = agent_names(&state).await?;
+    let versions = state.engine.intent_versions().intents_versions(VERSIONS_SHOWN).await?;
+    Ok(Json(json!({
+        "version": latest.number,
+        "in_use": bot.in_use(),
+        "intents": outline.intents.iter().map(|i| json!({
+            "name": i.name,
+            "category": i.category.as_str(),
+            "examples": i.examples,
+            "answer": i.answer,
+            "always_escalate": i.always_escalate,
+        })).collect::<Vec<_>>(),
+        "versions": versions.iter().map(|v| version_json(v, &names)).collect::<Vec<_>>(),
+    })))
+}
+
+async fn version_api(State(state): State<AppState>, ApiCaller(agent): ApiCaller, Path(number): Path<String>) -> Result<Json<Value>, ApiError> {
+    admin_only(&agent)?;
+    let number = number_of(&number)?;
+    let (version, text) = state.engine.intent_versions().intents_text(number).await?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("There is no version {number}.")))?;
+    let names = agent_names(&state).await?;
+    let mut body = version_json(&version, &names);
+    body["text"] = json!(text);
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SaveBody {
+    /// The version the text was edited from.
+    after: i64,
+    text: String,
+    #[serde(default)]
+    note: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TeachBody {
+    /// Customer messages by `seq` (as the reports list them).
+    messages: Vec<i64>,
+    intent: String,
+    /// Only for a new intent.
+    #[serde(default)]
+    category: Option<Category>,
+}
+
+fn json_body<T>(body: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(body)| body).map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", rejection.body_text()))
+}
+
+fn saved(version: &IntentsVersion) -> Json<Value> {
+    Json(json!({"version": version.number, "note": version.note, "training": true}))
+}
+
+async fn save_api(State(state): State<AppState>, ApiCaller(agent): ApiCaller, body: Result<Json<SaveBody>, axum::extract::rejection::JsonRejection>) -> Result<Json<Value>, ApiError> {
+    let body = json_body(body)?;
+    let version = save(&state, &agent, IntentsEdit::Text { after: body.after, text: body.text, note: body.note }).await?;
+    Ok(saved(&version))
+}
+
+async fn teach_api(State(state): State<AppState>, ApiCaller(agent): ApiCaller, body: Result<Json<TeachBody>, axum::extract::rejection::JsonRejection>) -> Result<Json<Value>, ApiError> {
+    let body = json_body(body)?;
+    if switchboard_models::IntentName::parse(&body.intent).is_err() {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("`{}` is not an intent name: use 1-64 characters of a-z, 0-9 and _.", limits::shown(&body.intent, 64))));
+    }
+    let version = save(&state, &agent, IntentsEdit::Teach { seqs: body.messages, intent: body.intent, category: body.category }).await?;
+    Ok(saved(&version))
+}
+
+async fn restore_api(State(state): State<AppState>, ApiCaller(agent): ApiCaller, Path(number): Path<String>) -> Result<Json<Value>, ApiError> {
+    let version = save(&state, &agent, IntentsEdit::Restore { number: number_of(&number)? }).await?;
+    Ok(saved(&version))
+}

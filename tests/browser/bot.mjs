@@ -1,0 +1,83 @@
+// An admin teaches the bot from the Reports page's "Needs teaching" list, then reads, edits
+// (a refused edit keeps the text and says why) and restores versions on the Bot page; every
+// state passes axe, and the Bot page reflows at phone width.
+// Usage: node bot.mjs <server-url> <artifacts-dir> <admin-email> <admin-password> <day YYYY-MM-DD>
+import { launch, openPage, signIn } from './chromium.mjs';
+import { expectAccessible, expectNoSidewaysScroll } from './a11y.mjs';
+import fs from 'node:fs';
+import path from 'node:path';
+import assert from 'node:assert/strict';
+
+const [serverUrl, artifacts, email, password, day] = process.argv.slice(2);
+fs.mkdirSync(artifacts, { recursive: true });
+const step = (name) => console.log(`- ${name}`);
+
+const browser = await launch();
+try {
+  const admin = await openPage(browser, { width: 1280, height: 900 });
+  const t = (name) => admin.locator(`[data-test="${name}"]`);
+
+  step('the first group to teach is taught as an existing intent');
+  await signIn(admin, serverUrl, email, password);
+  await admin.goto(`${serverUrl}/panel/reports?range=custom&from=${day}&to=${day}&zone=UTC`);
+  const form = t('teach-form').first();
+  await expectAccessible(admin, 'reports with teaching forms');
+  const taught = await form.locator('input[name="seq"]:checked').count();
+  assert.ok(taught >= 1, 'the group lists messages to teach');
+  await form.locator('[data-test="teach-intent"]').selectOption('invoice_copy');
+  await form.locator('[data-test="teach-submit"]').click();
+  await admin.waitForURL('**taught=2**');
+  assert.match(await t('flash').innerText(), /Version 2 of the intents is training/);
+  await expectAccessible(admin, 'reports after teaching');
+
+  step('the Bot page lists the intents and the new version');
+  await t('bot-link').click();
+  await admin.waitForURL('**/panel/bot');
+  assert.equal(await t('bot-intent').count(), 39);
+  const newest = t('bot-version').first();
+  assert.equal(await newest.getAttribute('data-number'), '2');
+  assert.match(await newest.innerText(), new RegExp(`taught ${taught} message\\(s\\) as \`invoice_copy\``));
+  await admin.fill('#bot-search', 'dark_mode');
+  await admin.locator('#bot-search').press('Enter');
+  await admin.waitForURL('**/panel/bot?q=dark_mode');
+  assert.equal(await t('bot-intent').count(), 1);
+  await expectAccessible(admin, 'bot page');
+  await admin.screenshot({ path: path.join(artifacts, 'bot.png'), fullPage: true });
+
+  step('an edit that would not load is refused with its line, and the text stays');
+  const text = await admin.locator('#bot-text').inputValue();
+  assert.match(text, /\nversion = 2\n/);
+  await admin.fill('#bot-text', text.replace('category = "billing"', 'category = "money"'));
+  await t('bot-save').click();
+  assert.match(await t('bot-error').innerText(), /^line \d+: unknown category `money`/);
+  assert.match(await admin.locator('#bot-text').inputValue(), /category = "money"/);
+  assert.equal(await admin.locator('#bot-text').getAttribute('aria-invalid'), 'true');
+  await expectAccessible(admin, 'bot page with a refused edit');
+
+  step('a good edit is saved as version 3');
+  await admin.fill('#bot-text', text.replace('the Contact page of our website', 'our Help page'));
+  await admin.fill('#bot-note', 'new opening hours');
+  await t('bot-save').click();
+  await admin.waitForURL('**/panel/bot?saved=3');
+  assert.match(await t('flash').innerText(), /Version 3 saved/);
+  assert.match(await t('bot-version').first().innerText(), /new opening hours/);
+
+  step('version 1 is restored as version 4');
+  await admin.locator('[data-test="bot-version"][data-number="1"] [data-test="bot-restore"]').click();
+  await admin.waitForURL('**/panel/bot?saved=4');
+  assert.match(await t('bot-version').first().innerText(), /restored version 1/);
+  const download = await admin.evaluate(() => fetch('/panel/bot/versions/4/intents.toml').then((r) => r.text()));
+  assert.match(download, /\nversion = 4\n/);
+  assert.match(download, /the Contact page of our website/);
+
+  step('at phone width the Bot page reflows');
+  const phone = await openPage(browser, { width: 320, height: 740 });
+  await signIn(phone, serverUrl, email, password);
+  await phone.goto(`${serverUrl}/panel/bot`);
+  await expectNoSidewaysScroll(phone, 'bot page at 320 px');
+  await expectAccessible(phone, 'bot page at 320 px');
+  await phone.screenshot({ path: path.join(artifacts, 'bot-phone.png'), fullPage: true });
+  console.log('browser bot test passed');
+} finally {
+  await browser.close();
+}
