@@ -38,9 +38,68 @@ pub fn online_hours(changes: &[(AgentId, Presence, Timestamp)], agents: &[Agent]
     minutes.into_iter().map(|((agent, day), minutes)| (agent, day, minutes)).collect()
 }
 
+/// Minutes `agent` was online from `from` to `now`, from the presence log (`changes`, oldest
+/// first, read from a while before `from`). Online at `from` is what their last change before it
+/// says; without one, what their first change after it left (a change means they were in
+/// another state; going away or offline is taken as leaving online), or, with no change at
+/// all, their presence now.
+pub fn online_minutes(changes: &[(AgentId, Presence, Timestamp)], agent: AgentId, presence_now: Presence, from: Timestamp, now: Timestamp) -> i64 {
+    let theirs: Vec<(Presence, Timestamp)> = changes.iter().filter(|(a, _, _)| *a == agent).map(|(_, p, at)| (*p, *at)).collect();
+    let mut online = match theirs.iter().rev().find(|(_, at)| *at < from) {
+        Some((presence, _)) => *presence == Presence::Online,
+        None => match theirs.iter().find(|(_, at)| *at >= from) {
+            Some((presence, _)) => *presence != Presence::Online,
+            None => presence_now == Presence::Online,
+        },
+    };
+    let mut since = from;
+    let mut minutes = 0;
+    for (presence, at) in theirs.iter().filter(|(_, at)| *at >= from && *at <= now) {
+        match (online, *presence == Presence::Online) {
+            (true, false) => {
+                minutes += (*at - since).num_minutes();
+                online = false;
+            }
+            (false, true) => {
+                since = *at;
+                online = true;
+            }
+            _ => {}
+        }
+    }
+    if online {
+        minutes += (now - since).num_minutes();
+    }
+    minutes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn online_minutes_of_a_day_start_from_the_state_before_it() {
+        let (ann, bob) = (AgentId::new(), AgentId::new());
+        let at = |d: u32, h: u32, m: u32| chrono::NaiveDate::from_ymd_opt(2026, 1, d).unwrap().and_hms_opt(h, m, 0).unwrap().and_utc();
+        let (today, now) = (at(2, 0, 0), at(2, 12, 0));
+        // Online since yesterday evening, away 9:00-9:30, online until now.
+        let changes = [
+            (ann, Presence::Online, at(1, 20, 0)),
+            (bob, Presence::Online, at(2, 8, 0)),
+            (ann, Presence::Away, at(2, 9, 0)),
+            (ann, Presence::Online, at(2, 9, 30)),
+            (bob, Presence::Offline, at(2, 10, 15)),
+        ];
+        assert_eq!(online_minutes(&changes, ann, Presence::Online, today, now), 12 * 60 - 30);
+        assert_eq!(online_minutes(&changes, bob, Presence::Offline, today, now), 2 * 60 + 15);
+        // No change in the log: their presence now held all day.
+        let carl = AgentId::new();
+        assert_eq!(online_minutes(&changes, carl, Presence::Online, today, now), 12 * 60);
+        assert_eq!(online_minutes(&changes, carl, Presence::Away, today, now), 0);
+        // First seen going away this morning: online before it.
+        let dana = AgentId::new();
+        assert_eq!(online_minutes(&[(dana, Presence::Away, at(2, 1, 0))], dana, Presence::Away, today, now), 60);
+    }
 
     #[test]
     fn online_time_is_split_by_day() {

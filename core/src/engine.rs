@@ -44,6 +44,16 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
+/// An account's fields to change (`Engine::edit_agent`); `None` keeps the field.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentEdit {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub role: Option<Role>,
+    pub capacity: Option<u32>,
+    pub active: Option<bool>,
+}
+
 impl EngineError {
     /// What a client is told: an HTTP status, a stable machine code and a sentence saying what
     /// to do. A storage failure is logged here and told only as "try again".
@@ -746,6 +756,7 @@ impl Engine {
         };
         let escalated = decision.escalated.is_some();
         let intent_unused = decision.answered_question || link.is_some();
+        let answered_from_intent = decision.answered_from_intent && link.is_none() && !predates_question;
         let timers = decision.timers.clone();
         let notices = notice_writes(before.id, &decision.notices, now, &self.policy.mailed_notices);
         let contact_email = decision.contact_email.clone().map(|address| (before.contact_id, address));
@@ -770,6 +781,7 @@ impl Engine {
         let write = StepWrite {
             answers: Some((message.seq, classification)),
             intent_unused,
+            answered_from_intent,
             conversation: changed.then(|| conversation.clone()),
             decided_on: self.claim(&before),
             in_order: self.has_other_nodes(),
@@ -1117,18 +1129,38 @@ impl Engine {
     /// tokens for good (reactivating does not bring them back); the change, the revocation and
     /// the audit entry are written together.
     pub async fn update_agent(&self, actor: AgentId, id: AgentId, capacity: u32, active: bool) -> Result<Agent, EngineError> {
+        self.edit_agent(actor, id, AgentEdit { capacity: Some(capacity), active: Some(active), ..AgentEdit::default() }).await
+    }
+
+    /// `update_agent` for any of an account's name, email, role, capacity and activity (what is
+    /// `None` stays). No one deactivates their own account or takes their own admin role (another
+    /// admin can); an email address belongs to one account. Names and addresses come checked.
+    pub async fn edit_agent(&self, actor: AgentId, id: AgentId, edit: AgentEdit) -> Result<Agent, EngineError> {
         let mut agent = self.store.agent(id).await?.ok_or(EngineError::NotFound("agent"))?;
+        let active = edit.active.unwrap_or(agent.active);
         let deactivating = agent.active && !active;
         if deactivating && agent.id == actor {
             return Err(EngineError::Invalid("you cannot deactivate your own account".into()));
         }
-        let before = format!("capacity {}, active {}", agent.capacity, agent.active);
+        if agent.id == actor && agent.role == Role::Admin && edit.role.is_some_and(|r| r != Role::Admin) {
+            return Err(EngineError::Invalid("you cannot take away your own admin role; another admin can".into()));
+        }
+        if let Some(email) = edit.email.as_deref().filter(|e| *e != agent.email) {
+            if self.store.agent_by_email(email).await?.is_some() {
+                return Err(EngineError::Invalid(format!("{email} belongs to another account")));
+            }
+        }
+        let describe = |a: &Agent| format!("{} <{}>, {}, capacity {}, active {}", a.name, a.email, a.role.as_str(), a.capacity, a.active);
+        let before = describe(&agent);
         if deactivating {
             // Their conversations go back to the queue first, while the account can still act.
             self.set_presence(agent.id, Presence::Offline).await?;
             agent.presence = Presence::Offline;
         }
-        agent.capacity = capacity;
+        agent.name = edit.name.unwrap_or(agent.name);
+        agent.email = edit.email.unwrap_or(agent.email);
+        agent.role = edit.role.unwrap_or(agent.role);
+        agent.capacity = edit.capacity.unwrap_or(agent.capacity);
         agent.active = active;
         let audit = AuditEntry {
             at: self.clock.now(),
@@ -1137,7 +1169,7 @@ impl Engine {
             conversation: None,
             subject_agent: Some(agent.id),
             before: Some(before),
-            after: Some(format!("capacity {}, active {}", agent.capacity, agent.active)),
+            after: Some(describe(&agent)),
         };
         let write = AdminWrite {
             agent: Some(agent.clone()),
@@ -1862,6 +1894,7 @@ fn unchanged(conversation: &Conversation) -> Decision {
         feedback: None,
         document_kind: None,
         answered_question: false,
+        answered_from_intent: false,
     }
 }
 

@@ -5,7 +5,7 @@ use crate::timers::{Timer, TimerKind};
 use async_trait::async_trait;
 use std::time::Duration;
 use switchboard_models::{
-    Agent, AgentId, ApiToken, AuditEntry, CannedResponse, Category, Channel, Presence, Priority, Status, Classification, Contact, ContactId, Conversation, ConversationId,
+    Agent, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, Category, Channel, Presence, Priority, Status, Classification, Contact, ContactId, Conversation, ConversationId,
     ContactLink, Document, DocumentId, DocumentState, EscalationRecord, IntentsOrigin, LinkCode, LinkId, LinkProof, Message, MessageId, Notification, Rating, NotificationKind, OutboundMessage, Timestamp,
 };
 
@@ -227,6 +227,9 @@ pub struct StepWrite {
     /// With `answers`: the step did not act on the message's intent (it answered a question the
     /// bot had asked, or was a link code), so the reports do not count how sure the bot was.
     pub intent_unused: bool,
+    /// With `answers`: the bot replied with the answer of the message's intent (the reports'
+    /// automated responses).
+    pub answered_from_intent: bool,
     /// Inserted, or its display name updated, when present.
     pub contact: Option<Contact>,
     /// Inserted or updated when present (absent when the step left it unchanged); stored with
@@ -358,7 +361,50 @@ pub struct AdminWrite {
     pub canned: Option<CannedChange>,
     /// A new version of the bot's intents (with the messages it was taught from).
     pub intents: Option<NewIntentsVersion>,
+    /// A panel session begun (stored by its token's hash).
+    pub session: Option<(String, SessionRecord)>,
+    /// The panel session with this token hash ended.
+    pub end_session: Option<String>,
+    pub api_token: Option<ApiTokenChange>,
+    /// Ends every panel session of this agent (a password set anew), API tokens kept.
+    pub end_sessions_of: Option<AgentId>,
+    pub password_reset: Option<PasswordResetChange>,
     pub audit: Vec<AuditEntry>,
+}
+
+/// A one-time link to set a password (stored by its token's hash).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PasswordReset {
+    pub token_hash: String,
+    pub agent: AgentId,
+    pub created_by: Option<AgentId>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PasswordResetChange {
+    Create(PasswordReset),
+    /// Used at this time: refused whole (`StoreError::Stale`) unless unused and unexpired then.
+    Use { token_hash: String, at: Timestamp },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiTokenChange {
+    /// Stored by its secret's hash.
+    Create { token_hash: String, token: ApiToken },
+    /// The agent's token, revoked.
+    Revoke { agent: AgentId, id: uuid::Uuid },
+}
+
+/// Which audit entries a page shows: by whom, what, and when (`[from, to)`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct AuditFilter {
+    pub actor: Option<AgentId>,
+    pub action: Option<AuditAction>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
 }
 
 /// A version of the bot's intents to record: see `IntentVersions`.
@@ -561,6 +607,9 @@ pub trait Accounts: Send + Sync {
     async fn agent_by_email(&self, email: &str) -> Result<Option<Agent>, StoreError>;
     async fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;
     async fn password_hash(&self, agent: AgentId) -> Result<Option<String>, StoreError>;
+    async fn password_reset(&self, token_hash: &str) -> Result<Option<PasswordReset>, StoreError>;
+    /// When each agent last signed in (from the audit log).
+    async fn last_sign_ins(&self) -> Result<Vec<(AgentId, Timestamp)>, StoreError>;
     /// Presence changes since `since`, oldest first: (agent, presence, when).
     async fn presence_changes(&self, since: Timestamp) -> Result<Vec<(AgentId, Presence, Timestamp)>, StoreError>;
 
@@ -583,7 +632,11 @@ pub trait Accounts: Send + Sync {
     }
     /// Up to `limit` audit entries older than the entry numbered `before` (from the newest when
     /// `None`), newest first, each with its number: the cursor of the page after it.
-    async fn audit_page(&self, before: Option<i64>, limit: u32) -> Result<Vec<(i64, AuditEntry)>, StoreError>;
+    async fn audit_page(&self, before: Option<i64>, limit: u32) -> Result<Vec<(i64, AuditEntry)>, StoreError> {
+        self.audit_search(&AuditFilter::default(), before, limit).await
+    }
+    /// As `audit_page`, of the entries `filter` selects.
+    async fn audit_search(&self, filter: &AuditFilter, before: Option<i64>, limit: u32) -> Result<Vec<(i64, AuditEntry)>, StoreError>;
 }
 
 /// The panel's lists and counts.
@@ -779,6 +832,8 @@ pub struct IntentCount {
     pub intent: Option<String>,
     pub scope: ReportScope,
     pub count: i64,
+    /// Of them, those the bot replied to with the intent's answer.
+    pub answered: i64,
 }
 
 /// An agent's ratings over a period.

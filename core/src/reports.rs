@@ -49,6 +49,8 @@ pub struct Report {
     pub agents: Vec<AgentReport>,
     pub satisfaction: Satisfaction,
     pub intents: Vec<Count>,
+    /// Automated responses: how often each intent's answer was sent, most first.
+    pub answers_sent: Vec<Count>,
     pub customer_messages: i64,
     /// Customer messages per conversation started in the period.
     pub messages_per_conversation: Option<f64>,
@@ -269,10 +271,15 @@ pub fn report(query: &ReportQuery, input: &ReportInput) -> Report {
         .collect();
 
     let mut intents: HashMap<String, i64> = HashMap::new();
+    let mut answers_sent: HashMap<String, i64> = HashMap::new();
     let mut customer_messages = 0;
     for count in input.intents.iter().filter(|c| query.selects(&c.scope)) {
         customer_messages += count.count;
-        *intents.entry(count.intent.clone().unwrap_or_else(|| "(not answered yet)".into())).or_default() += count.count;
+        let name = count.intent.clone().unwrap_or_else(|| "(not answered yet)".into());
+        if count.answered > 0 {
+            *answers_sent.entry(name.clone()).or_default() += count.answered;
+        }
+        *intents.entry(name).or_default() += count.count;
     }
 
     Report {
@@ -292,6 +299,7 @@ pub fn report(query: &ReportQuery, input: &ReportInput) -> Report {
         agents,
         satisfaction: Satisfaction { ratings: ratings.len() as i64, average: average(&ratings), distribution },
         intents: ranked(intents),
+        answers_sent: ranked(answers_sent),
         customer_messages,
         messages_per_conversation: (!started.is_empty()).then(|| customer_messages as f64 / started.len() as f64),
         busiest_hours,
@@ -366,8 +374,9 @@ mod tests {
                 (event(EventKind::Resolved, at(2, 12), Some(ann), Some(180)), scope(Channel::WebChat, Some(ann))),
             ],
             intents: vec![
-                IntentCount { intent: Some("refund".into()), scope: scope(Channel::WebChat, Some(ann)), count: 3 },
-                IntentCount { intent: Some("greeting".into()), scope: scope(Channel::Telegram, None), count: 1 },
+                IntentCount { intent: Some("refund".into()), scope: scope(Channel::WebChat, Some(ann)), count: 3, answered: 0 },
+                IntentCount { intent: Some("greeting".into()), scope: scope(Channel::Telegram, None), count: 1, answered: 1 },
+                IntentCount { intent: Some("opening_hours".into()), scope: scope(Channel::WebChat, None), count: 2, answered: 2 },
             ],
             ratings: Vec::new(),
             unsure: ["refund", "refund", "out_of_scope"]
@@ -395,7 +404,12 @@ mod tests {
         assert_eq!(all.resolution.median_ms, Some(180 * 60_000));
         assert_eq!(all.busiest_hours[0][0], 1, "Monday 2 March 00:30 in Berlin");
         assert_eq!(all.intents[0], Count { name: "refund".into(), count: 3 });
-        assert_eq!(all.messages_per_conversation, Some(4.0 / 3.0));
+        assert_eq!(
+            all.answers_sent,
+            [Count { name: "opening_hours".into(), count: 2 }, Count { name: "greeting".into(), count: 1 }],
+            "only the answers sent, most first"
+        );
+        assert_eq!(all.messages_per_conversation, Some(6.0 / 3.0));
         assert_eq!(all.agents.len(), 1);
         assert_eq!((all.agents[0].resolved, all.agents[0].first_reply.count), (1, 2));
         assert_eq!(all.needs_teaching.iter().map(|g| (g.leaning.as_str(), g.count)).collect::<Vec<_>>(), [("refund", 2), ("out_of_scope", 1)]);

@@ -126,6 +126,8 @@ pub struct Decision {
     /// The customer's message answered what the bot had asked (a confirmation, a rating, a
     /// comment), so its intent played no part.
     pub answered_question: bool,
+    /// The bot replied with the answer of the message's intent (an automated response fired).
+    pub answered_from_intent: bool,
 }
 
 pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now: Timestamp) -> Decision {
@@ -160,6 +162,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
         _ => false,
     };
 
+    let mut answered_from_intent = false;
     match input {
         Input::CustomerMessage { .. } if answered_awaited => {}
         Input::CustomerMessage { text, classification, has_attachments, .. } => {
@@ -193,6 +196,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                             escalated = Some(reason);
                         }
                         None => {
+                            answered_from_intent = classification.answer.is_some() && !is_unsure(classification, policy);
                             replies.push(bot_answer(&mut next, classification, policy));
                             next.awaiting = awaiting_document(classification, awaiting.as_ref(), policy);
                             if classification.judgement.is_some() && next.escalation.is_none() {
@@ -361,6 +365,7 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                     feedback,
                     document_kind,
                     answered_question: answered_awaited,
+                    answered_from_intent,
                 };
             }
             quiet_for_long(&mut next, *kind, &mut replies, policy);
@@ -388,7 +393,18 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
         // Every other step counts anew from now.
         _ => Some(timers_after(&next, &policy.quiet, &policy.sla, policy.hours_for(next.channel), now)),
     };
-    Decision { conversation: next, replies, escalated, timers, notices, contact_email, feedback, document_kind, answered_question: answered_awaited }
+    Decision {
+        conversation: next,
+        replies,
+        escalated,
+        timers,
+        notices,
+        contact_email,
+        feedback,
+        document_kind,
+        answered_question: answered_awaited,
+        answered_from_intent,
+    }
 }
 
 /// A customer message as an answer to what the bot asked: the answering text (a mail's body)

@@ -227,6 +227,9 @@ text_enum!(
         JoinContacts => "join_contacts",
         SeparateContacts => "separate_contacts",
         Intents => "intents",
+        SignIn => "sign_in",
+        SignOut => "sign_out",
+        ApiToken => "api_token",
     }
 );
 

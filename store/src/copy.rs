@@ -89,7 +89,7 @@ const TABLES: &[Table] = &[
         columns: &[
             ("seq", Int), ("id", Text), ("conversation_id", Text), ("contact_id", Text), ("channel", Text), ("sender", Text),
             ("agent_id", Text), ("body", Text), ("internal", Flag), ("attachments", Text), ("quick_replies", Text),
-            ("classification", Text), ("intent", Text), ("confidence", Real), ("external_id", Text), ("created_at", Int), ("outbound", Flag), ("attempts", Int),
+            ("classification", Text), ("intent", Text), ("confidence", Real), ("answered_from_intent", Flag), ("external_id", Text), ("created_at", Int), ("outbound", Flag), ("attempts", Int),
             ("next_attempt_at", Int), ("lease_until", Int), ("delivered_at", Int), ("gave_up_at", Int), ("last_error", Text),
             ("sent_id", Text), ("seen_at", Int), ("retry_from", Int),
         ],
@@ -165,6 +165,11 @@ const TABLES: &[Table] = &[
     Table {
         name: "sessions",
         columns: &[("token_hash", Text), ("agent_id", Text), ("csrf", Text), ("created_at", Int), ("expires_at", Int)],
+        keyed: true,
+    },
+    Table {
+        name: "password_resets",
+        columns: &[("token_hash", Text), ("agent_id", Text), ("created_by", Text), ("created_at", Int), ("expires_at", Int), ("used_at", Int)],
         keyed: true,
     },
     Table {

@@ -291,6 +291,7 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
             .bind(*seq)
             .bind(classification.intent.as_str())
             .bind((!write.intent_unused).then(|| f64::from(classification.confidence)))
+            .bind(write.answered_from_intent)
             .execute(&mut *tx)
             .await
             .map_err(backend)?
@@ -485,10 +486,12 @@ async fn insert_messages(
     query.fetch_all(&mut *tx).await.map_err(backend)
 }
 
-const MARK_ANSWERED: &str = "UPDATE messages SET classification = $1, intent = $3, confidence = $4 WHERE seq = $2 AND sender = 'customer' AND classification IS NULL";
+const MARK_ANSWERED: &str = "UPDATE messages SET classification = $1, intent = $3, confidence = $4, answered_from_intent = $5 \
+     WHERE seq = $2 AND sender = 'customer' AND classification IS NULL";
 /// As `MARK_ANSWERED`, unless an earlier message of the same contact waits for its answer (the
 /// partial index of unanswered messages, migration 0002, keeps the look small).
-const MARK_ANSWERED_IN_ORDER: &str = "UPDATE messages SET classification = $1, intent = $3, confidence = $4 WHERE seq = $2 AND sender = 'customer' \
+const MARK_ANSWERED_IN_ORDER: &str = "UPDATE messages SET classification = $1, intent = $3, confidence = $4, answered_from_intent = $5 \
+     WHERE seq = $2 AND sender = 'customer' \
      AND classification IS NULL AND NOT EXISTS (SELECT 1 FROM messages e WHERE e.sender = 'customer' \
      AND e.classification IS NULL AND e.seq < $2 AND e.contact_id = messages.contact_id)";
 
@@ -538,6 +541,34 @@ async fn write_admin(tx: &mut $conn, write: &AdminWrite) -> Result<(), StoreErro
             .await
             .map_err(backend)?;
     }
+    if let Some(agent) = write.end_sessions_of {
+        sqlx::query("DELETE FROM sessions WHERE agent_id = $1").bind(agent.to_string()).execute(&mut *tx).await.map_err(backend)?;
+    }
+    match &write.password_reset {
+        Some(switchboard_core::ports::PasswordResetChange::Create(reset)) => {
+            sqlx::query("INSERT INTO password_resets (token_hash, agent_id, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(&reset.token_hash)
+                .bind(reset.agent.to_string())
+                .bind(reset.created_by.map(|a| a.to_string()))
+                .bind(millis(reset.created_at))
+                .bind(millis(reset.expires_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        Some(switchboard_core::ports::PasswordResetChange::Use { token_hash, at }) => {
+            let used = sqlx::query("UPDATE password_resets SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2")
+                .bind(token_hash)
+                .bind(millis(*at))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            if used.rows_affected() == 0 {
+                return Err(StoreError::Stale("this link was used or has expired; ask an admin for a new one".into()));
+            }
+        }
+        None => {}
+    }
     if let Some(agent) = write.revoke_credentials {
         for sql in ["DELETE FROM sessions WHERE agent_id = $1", "DELETE FROM api_tokens WHERE agent_id = $1"] {
             sqlx::query(sql).bind(agent.to_string()).execute(&mut *tx).await.map_err(backend)?;
@@ -584,6 +615,42 @@ async fn write_admin(tx: &mut $conn, write: &AdminWrite) -> Result<(), StoreErro
     }
     if let Some(version) = &write.intents {
         write_intents_version(tx, version).await?;
+    }
+    if let Some((token_hash, session)) = &write.session {
+        sqlx::query("INSERT INTO sessions (token_hash, agent_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(token_hash)
+            .bind(session.agent.to_string())
+            .bind(&session.csrf)
+            .bind(millis(chrono::Utc::now()))
+            .bind(millis(session.expires_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+    }
+    if let Some(token_hash) = &write.end_session {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(&mut *tx).await.map_err(backend)?;
+    }
+    match &write.api_token {
+        Some(switchboard_core::ports::ApiTokenChange::Create { token_hash, token }) => {
+            sqlx::query("INSERT INTO api_tokens (id, token_hash, agent_id, name, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(token.id.to_string())
+                .bind(token_hash)
+                .bind(token.agent.to_string())
+                .bind(&token.name)
+                .bind(millis(token.created_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        Some(switchboard_core::ports::ApiTokenChange::Revoke { agent, id }) => {
+            sqlx::query("DELETE FROM api_tokens WHERE id = $1 AND agent_id = $2")
+                .bind(id.to_string())
+                .bind(agent.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        None => {}
     }
     for entry in &write.audit {
         insert_audit(&mut *tx, entry).await?;
@@ -1469,7 +1536,8 @@ impl $store {
 
     async fn intent_counts(&self, from: Timestamp, to: Timestamp) -> Result<Vec<switchboard_core::ports::IntentCount>, StoreError> {
         let rows = sqlx::query(
-            "SELECT m.intent, m.channel, c.category AS scope_category, c.last_agent_id AS scope_agent_id, COUNT(*) AS n \
+            "SELECT m.intent, m.channel, c.category AS scope_category, c.last_agent_id AS scope_agent_id, COUNT(*) AS n, \
+             SUM(CASE WHEN m.answered_from_intent THEN 1 ELSE 0 END) AS answered \
              FROM messages m JOIN conversations c ON c.id = m.conversation_id \
              WHERE m.sender = 'customer' AND m.created_at >= $1 AND m.created_at < $2 \
              GROUP BY m.intent, m.channel, c.category, c.last_agent_id",
@@ -1485,6 +1553,7 @@ impl $store {
                     intent: row.text_opt("intent")?,
                     scope: crate::rows::scope_from_row(row, "channel")?,
                     count: row.int("n")?,
+                    answered: row.int("answered")?,
                 })
             })
             .collect()
@@ -1914,6 +1983,41 @@ impl $store {
         Ok(hash.flatten())
     }
 
+    async fn password_reset(&self, token_hash: &str) -> Result<Option<switchboard_core::ports::PasswordReset>, StoreError> {
+        let row: Option<(String, Option<String>, i64, i64, Option<i64>)> =
+            sqlx::query_as("SELECT agent_id, created_by, created_at, expires_at, used_at FROM password_resets WHERE token_hash = $1")
+                .bind(token_hash)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(backend)?;
+        let agent_of = |id: &str| uuid::Uuid::parse_str(id).map(AgentId).map_err(|e| StoreError::Corrupt(format!("password_resets: {e}")));
+        row.map(|(agent, by, created, expires, used)| {
+            Ok(switchboard_core::ports::PasswordReset {
+                token_hash: token_hash.to_string(),
+                agent: agent_of(&agent)?,
+                created_by: by.as_deref().map(agent_of).transpose()?,
+                created_at: crate::rows::instant_of(created)?,
+                expires_at: crate::rows::instant_of(expires)?,
+                used_at: used.map(crate::rows::instant_of).transpose()?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn last_sign_ins(&self) -> Result<Vec<(AgentId, Timestamp)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT actor_id, MAX(at) FROM audit_log WHERE action = 'sign_in' AND actor_id IS NOT NULL GROUP BY actor_id")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(backend)?;
+        rows.into_iter()
+            .map(|(agent, at)| {
+                let agent = uuid::Uuid::parse_str(&agent).map(AgentId).map_err(|e| StoreError::Corrupt(format!("audit_log.actor_id: {e}")))?;
+                Ok((agent, crate::rows::instant_of(at)?))
+            })
+            .collect()
+    }
+
     async fn presence_changes(&self, since: Timestamp) -> Result<Vec<(AgentId, Presence, Timestamp)>, StoreError> {
         let rows: Vec<(String, String, i64)> =
             sqlx::query_as("SELECT agent_id, presence, at FROM agent_presence_log WHERE at >= $1 ORDER BY at")
@@ -1932,16 +2036,7 @@ impl $store {
     }
 
     async fn create_session(&self, token_hash: &str, session: &SessionRecord) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO sessions (token_hash, agent_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(token_hash)
-            .bind(session.agent.to_string())
-            .bind(&session.csrf)
-            .bind(millis(chrono::Utc::now()))
-            .bind(millis(session.expires_at))
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        self.commit_admin(AdminWrite { session: Some((token_hash.to_string(), session.clone())), ..AdminWrite::default() }).await
     }
 
     async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<SessionRecord>, StoreError> {
@@ -1963,21 +2058,12 @@ impl $store {
     }
 
     async fn delete_session(&self, token_hash: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(&self.writer).await.map_err(backend)?;
-        Ok(())
+        self.commit_admin(AdminWrite { end_session: Some(token_hash.to_string()), ..AdminWrite::default() }).await
     }
 
     async fn create_api_token(&self, token_hash: &str, token: &ApiToken) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO api_tokens (id, token_hash, agent_id, name, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(token.id.to_string())
-            .bind(token_hash)
-            .bind(token.agent.to_string())
-            .bind(&token.name)
-            .bind(millis(token.created_at))
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        let change = switchboard_core::ports::ApiTokenChange::Create { token_hash: token_hash.to_string(), token: token.clone() };
+        self.commit_admin(AdminWrite { api_token: Some(change), ..AdminWrite::default() }).await
     }
 
     async fn api_token_agent(&self, token_hash: &str) -> Result<Option<AgentId>, StoreError> {
@@ -2039,16 +2125,43 @@ impl $store {
             .collect()
     }
 
-    async fn audit_page(&self, before: Option<i64>, limit: u32) -> Result<Vec<(i64, AuditEntry)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, at, actor_id, action, conversation_id, subject_agent, before_state, after_state \
-             FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
+    async fn audit_search(&self, filter: &switchboard_core::ports::AuditFilter, before: Option<i64>, limit: u32) -> Result<Vec<(i64, AuditEntry)>, StoreError> {
+        // Structure is built here from which filters are set; every value is bound.
+        let mut sql = String::from(
+            "SELECT id, at, actor_id, action, conversation_id, subject_agent, before_state, after_state FROM audit_log WHERE id < $1",
+        );
+        let mut n = 1;
+        let mut next = |column: &str, op: &str| {
+            n += 1;
+            format!(" AND {column} {op} ${n}")
+        };
+        if filter.actor.is_some() {
+            sql += &next("actor_id", "=");
+        }
+        if filter.action.is_some() {
+            sql += &next("action", "=");
+        }
+        if filter.from.is_some() {
+            sql += &next("at", ">=");
+        }
+        if filter.to.is_some() {
+            sql += &next("at", "<");
+        }
+        sql += &format!(" ORDER BY id DESC LIMIT ${}", n + 1);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(before.unwrap_or(i64::MAX));
+        if let Some(actor) = filter.actor {
+            query = query.bind(actor.to_string());
+        }
+        if let Some(action) = filter.action {
+            query = query.bind(action.as_str());
+        }
+        if let Some(from) = filter.from {
+            query = query.bind(millis(from));
+        }
+        if let Some(to) = filter.to {
+            query = query.bind(millis(to));
+        }
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.reader).await.map_err(backend)?;
         rows.iter().map(|row| Ok((row.try_get::<i64, _>("id").map_err(backend)?, audit_from_row(row)?))).collect()
     }
             }

@@ -1,6 +1,7 @@
 //! The agents' panel under `/panel`: server-rendered pages, forms with CSRF tokens, live updates
 //! over SSE; and the JSON API under `/api` for the same actions, by API token.
 
+mod account;
 pub mod api;
 pub mod auth;
 mod bot;
@@ -8,6 +9,7 @@ mod customer;
 mod customers;
 mod documents;
 mod files;
+mod manage_api;
 mod reports;
 mod views;
 
@@ -26,7 +28,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use switchboard_core::{Assignee, ConversationFilter, ConversationSummary, ListCursor, ListOrder, ListTotal, SessionRecord, TicketChange};
-use switchboard_core::ports::{AdminWrite, CannedChange, Conversations, Listings};
+use switchboard_core::ports::{AdminWrite, ApiTokenChange, CannedChange, Conversations, Listings};
 use axum::extract::rejection::QueryRejection;
 use crate::signin::Admission;
 use switchboard_models::{Agent, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, ConversationId, DeliveryState, DomainEvent, Presence, Role};
@@ -53,6 +55,7 @@ pub fn routes() -> Router<AppState> {
         .route("/panel/admin/agents", get(agents).post(create_agent))
         .route("/panel/admin/agents/{id}", post(update_agent))
         .route("/panel/admin/audit", get(audit))
+        .route("/panel/admin/audit.csv", get(audit_csv))
         .route("/panel/admin/system", get(system))
         .route("/panel/events", get(events))
         .route("/panel/notifications", get(notifications))
@@ -66,6 +69,8 @@ pub fn routes() -> Router<AppState> {
         .merge(files::routes())
         .merge(reports::routes())
         .merge(bot::routes())
+        .merge(account::routes())
+        .merge(manage_api::routes())
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
@@ -182,7 +187,10 @@ async fn login(
         csrf: random_token(),
         expires_at: state.engine.now() + chrono::Duration::days(SESSION_DAYS),
     };
-    accounts.create_session(&hash_token(&token), &session).await?;
+    let signed_in = switchboard_models::AuditEntry { actor: Some(agent.id), ..audit(AuditAction::SignIn, format!("from {address}")) };
+    accounts
+        .commit_admin(AdminWrite { session: Some((hash_token(&token), session)), audit: vec![signed_in], ..AdminWrite::default() })
+        .await?;
     let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}", SESSION_DAYS * 86_400, secure(&state));
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/panel/")).into_response())
 }
@@ -210,7 +218,12 @@ struct CsrfOnly {
 
 async fn logout(State(state): State<AppState>, signed: Signed, Form(form): Form<CsrfOnly>) -> Result<Response, ApiError> {
     signed.check_csrf(&form.csrf)?;
-    state.engine.accounts().delete_session(&signed.token_hash).await?;
+    let signed_out = account_audit(&state, &signed.agent, AuditAction::SignOut, None, None);
+    state
+        .engine
+        .accounts()
+        .commit_admin(AdminWrite { end_session: Some(signed.token_hash.clone()), audit: vec![signed_out], ..AdminWrite::default() })
+        .await?;
     let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}", secure(&state));
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/panel/login")).into_response())
 }
@@ -803,7 +816,7 @@ pub(crate) fn visible_canned(all: Vec<CannedResponse>, agent: &Agent) -> Vec<Can
 }
 
 /// Shared responses are the admins' to manage; personal ones their owner's.
-fn may_manage(canned: &CannedResponse, agent: &Agent) -> bool {
+pub(crate) fn may_manage(canned: &CannedResponse, agent: &Agent) -> bool {
     if canned.shared { agent.role == Role::Admin } else { canned.created_by == Some(agent.id) }
 }
 
@@ -831,57 +844,61 @@ struct CannedForm {
 
 async fn create_canned(State(state): State<AppState>, signed: Signed, Form(form): Form<CannedForm>) -> Result<Response, ApiError> {
     signed.check_csrf(&form.csrf)?;
-    let checked = limits::check(&[("title", &form.title, limits::CANNED_TITLE), ("text", &form.body, limits::CANNED_BODY)]);
-    if let Err(error) = checked {
-        return Ok(error_page(&state, error, "/panel/canned"));
+    match add_canned(&state, &signed.agent, &form.title, form.body, form.shared == "true").await {
+        Ok(_) => Ok(Redirect::to("/panel/canned").into_response()),
+        Err(error) => Ok(error_page(&state, error, "/panel/canned")),
     }
-    if form.title.trim().is_empty() || form.body.trim().is_empty() {
-        return Ok(error_page(&state, ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "A canned response needs a title and a text."), "/panel/canned"));
+}
+
+/// Saves a new canned response of `agent`'s (`shared`: everyone's, admins only), audited.
+pub(crate) async fn add_canned(state: &AppState, agent: &Agent, title: &str, body: String, shared: bool) -> Result<CannedResponse, ApiError> {
+    limits::check(&[("title", title, limits::CANNED_TITLE), ("text", &body, limits::CANNED_BODY)])?;
+    if title.trim().is_empty() || body.trim().is_empty() {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "A canned response needs a title and a text."));
     }
-    let shared = form.shared == "true";
-    if shared && signed.agent.role != Role::Admin {
-        return Ok(error_page(&state, ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Only admins add shared responses; save it as your own."), "/panel/canned"));
+    if shared && agent.role != Role::Admin {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Only admins add shared responses; save it as your own."));
     }
     let canned = CannedResponse {
         id: uuid::Uuid::now_v7(),
-        title: form.title.trim().to_string(),
-        body: form.body,
-        created_by: Some(signed.agent.id),
+        title: title.trim().to_string(),
+        body,
+        created_by: Some(agent.id),
         created_at: state.engine.now(),
         shared,
     };
-    let audit = vec![canned_audit(&state, &signed.agent, None, Some(&canned))];
-    state.engine.accounts().commit_admin(AdminWrite { canned: Some(CannedChange::Save(canned)), audit, ..AdminWrite::default() }).await?;
-    Ok(Redirect::to("/panel/canned").into_response())
+    let audit = vec![canned_audit(state, agent, None, Some(&canned))];
+    state.engine.accounts().commit_admin(AdminWrite { canned: Some(CannedChange::Save(canned.clone())), audit, ..AdminWrite::default() }).await?;
+    Ok(canned)
 }
 
 async fn delete_canned(State(state): State<AppState>, signed: Signed, Path(id): Path<String>, Form(form): Form<CsrfOnly>) -> Result<Response, ApiError> {
     signed.check_csrf(&form.csrf)?;
-    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such canned response.");
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
-    let accounts = state.engine.accounts();
-    let canned = visible_canned(accounts.canned_responses().await?, &signed.agent).into_iter().find(|c| c.id == id).ok_or_else(not_found)?;
-    if !may_manage(&canned, &signed.agent) {
-        let why = "This is a shared response; only admins change or delete it.";
-        return Ok(error_page(&state, ApiError::new(StatusCode::FORBIDDEN, "forbidden", why), "/panel/canned"));
+    match remove_canned(&state, &signed.agent, &id).await {
+        Ok(()) => Ok(Redirect::to("/panel/canned").into_response()),
+        Err(error) if error.status == StatusCode::FORBIDDEN => Ok(error_page(&state, error, "/panel/canned")),
+        Err(error) => Err(error),
     }
-    let audit = vec![canned_audit(&state, &signed.agent, Some(&canned), None)];
+}
+
+/// Deletes a canned response `agent` may manage, audited.
+pub(crate) async fn remove_canned(state: &AppState, agent: &Agent, id: &str) -> Result<(), ApiError> {
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such canned response.");
+    let id = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
+    let accounts = state.engine.accounts();
+    let canned = visible_canned(accounts.canned_responses().await?, agent).into_iter().find(|c| c.id == id).ok_or_else(not_found)?;
+    if !may_manage(&canned, agent) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "This is a shared response; only admins change or delete it."));
+    }
+    let audit = vec![canned_audit(state, agent, Some(&canned), None)];
     accounts.commit_admin(AdminWrite { canned: Some(CannedChange::Delete(id)), audit, ..AdminWrite::default() }).await?;
-    Ok(Redirect::to("/panel/canned").into_response())
+    Ok(())
 }
 
 /// A canned response created (no `before`) or deleted (no `after`), for the audit log.
 fn canned_audit(state: &AppState, actor: &Agent, before: Option<&CannedResponse>, after: Option<&CannedResponse>) -> switchboard_models::AuditEntry {
     let line = |c: &CannedResponse| format!("{} \"{}\"", if c.shared { "shared" } else { "personal" }, c.title);
-    switchboard_models::AuditEntry {
-        at: state.engine.now(),
-        actor: Some(actor.id),
-        action: switchboard_models::AuditAction::CannedResponse,
-        conversation: None,
-        subject_agent: None,
-        before: before.map(line),
-        after: after.map(line),
-    }
+    account_audit(state, actor, AuditAction::CannedResponse, before.map(line), after.map(line))
 }
 
 async fn tokens_page(state: &AppState, signed: &Signed, new_token: Option<String>) -> Result<Html<String>, ApiError> {
@@ -913,28 +930,44 @@ async fn create_token(State(state): State<AppState>, signed: Signed, Form(form):
         name: Some(form.name.trim().to_string()).filter(|n| !n.is_empty()).unwrap_or_else(|| "API token".into()),
         created_at: state.engine.now(),
     };
-    state.engine.accounts().create_api_token(&hash_token(&secret), &token).await?;
+    let audit = account_audit(&state, &signed.agent, AuditAction::ApiToken, None, Some(format!("token \"{}\"", token.name)));
+    let change = ApiTokenChange::Create { token_hash: hash_token(&secret), token };
+    state.engine.accounts().commit_admin(AdminWrite { api_token: Some(change), audit: vec![audit], ..AdminWrite::default() }).await?;
     // Shown once: only its hash is kept.
     tokens_page(&state, &signed, Some(secret)).await
 }
 
 async fn delete_token(State(state): State<AppState>, signed: Signed, Path(id): Path<String>, Form(form): Form<CsrfOnly>) -> Result<Response, ApiError> {
     signed.check_csrf(&form.csrf)?;
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such token."))?;
-    state.engine.accounts().delete_api_token(signed.agent.id, id).await?;
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such token.");
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let accounts = state.engine.accounts();
+    let token = accounts.api_tokens(signed.agent.id).await?.into_iter().find(|t| t.id == id).ok_or_else(not_found)?;
+    let audit = account_audit(&state, &signed.agent, AuditAction::ApiToken, Some(format!("token \"{}\"", token.name)), None);
+    let change = ApiTokenChange::Revoke { agent: signed.agent.id, id };
+    accounts.commit_admin(AdminWrite { api_token: Some(change), audit: vec![audit], ..AdminWrite::default() }).await?;
     Ok(Redirect::to("/panel/account/tokens").into_response())
 }
 
+/// An account's own action (sign-out, API tokens), for the audit log.
+fn account_audit(state: &AppState, agent: &Agent, action: AuditAction, before: Option<String>, after: Option<String>) -> switchboard_models::AuditEntry {
+    switchboard_models::AuditEntry { at: state.engine.now(), actor: Some(agent.id), action, conversation: None, subject_agent: None, before, after }
+}
+
 /// The agents page shows each agent's ratings over this many days.
-const RATINGS_DAYS: i64 = 30;
+pub(crate) const RATINGS_DAYS: i64 = 30;
 
 async fn agents(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin) -> Result<Html<String>, ApiError> {
     let agents = state.engine.accounts().list_agents().await?;
+    let signed_in = state.engine.accounts().last_sign_ins().await?;
     let rated = state.engine.ratings().agent_ratings(state.engine.now() - chrono::Duration::days(RATINGS_DAYS)).await?;
     let data = json!({"ratings_days": RATINGS_DAYS, "agents": agents.iter().map(|a| json!({
         "id": a.id.to_string(), "name": a.name, "email": a.email, "role": a.role.as_str(),
         "presence": a.presence.as_str(), "capacity": a.capacity, "active": a.active,
         "rating": rated.iter().find(|r| r.agent_id == a.id).map(|r| format!("{:.1} of 5 ({} rated)", r.average, r.count)),
+        "last_sign_in": signed_in.iter().find(|(id, _)| *id == a.id).map(|(_, at)| views::time(at)),
+        "is_admin": a.role == Role::Admin,
+        "is_me": a.id == signed.agent.id,
     })).collect::<Vec<_>>()});
     state.views.render("agents", &page(&signed, "agents", "Agents", data))
 }
@@ -980,6 +1013,12 @@ struct UpdateAgentForm {
     csrf: String,
     capacity: u32,
     active: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
 }
 
 async fn update_agent(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Path(id): Path<String>, Form(form): Form<UpdateAgentForm>) -> Result<Response, ApiError> {
@@ -991,57 +1030,194 @@ async fn update_agent(State(state): State<AppState>, SignedAdmin(signed): Signed
     if id == signed.agent.id && form.active != "true" {
         return Ok(error_page(&state, ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "You cannot deactivate your own account."), "/panel/admin/agents"));
     }
-    state.engine.update_agent(signed.agent.id, id, form.capacity, form.active == "true").await?;
-    Ok(Redirect::to("/panel/admin/agents").into_response())
+    let role = match form.role.as_deref().map(str::parse::<Role>).transpose() {
+        Ok(role) => role,
+        Err(error) => return Ok(error_page(&state, ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", error.to_string()), "/panel/admin/agents")),
+    };
+    let edit = switchboard_core::AgentEdit { name: form.name, email: form.email, role, capacity: Some(form.capacity), active: Some(form.active == "true") };
+    match edit_account(&state, &signed.agent, id, edit).await {
+        Ok(_) => Ok(Redirect::to("/panel/admin/agents").into_response()),
+        Err(error) => Ok(error_page(&state, error, "/panel/admin/agents")),
+    }
 }
 
-/// `?before=N`: the audit page after the one that ended at entry N.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// An admin's change of an account: a name and an address checked as at creation.
+pub(crate) async fn edit_account(state: &AppState, admin: &Agent, id: AgentId, mut edit: switchboard_core::AgentEdit) -> Result<Agent, ApiError> {
+    let invalid = |why: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", why);
+    if let Some(name) = edit.name.take() {
+        limits::check(&[("name", &name, limits::AGENT_NAME)])?;
+        let name = name.trim().to_string();
+        if name.is_empty() {
+            return Err(invalid("A name cannot be blank.".into()));
+        }
+        edit.name = Some(name);
+    }
+    if let Some(email) = edit.email.take() {
+        limits::check(&[("email", &email, limits::EMAIL)])?;
+        let email = email.trim().to_lowercase();
+        crate::accounts::check_email(&email).map_err(|e| invalid(format!("{e}.")))?;
+        edit.email = Some(email);
+    }
+    Ok(state.engine.edit_agent(admin.id, id, edit).await?)
+}
+
+/// The audit log's query: `before` (an entry number: the page after the one that ended there)
+/// and the filters.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
 struct AuditQuery {
     before: Option<i64>,
+    actor: String,
+    action: String,
+    from: String,
+    to: String,
+}
+
+impl AuditQuery {
+    fn filter_params(&self) -> AuditFilterParams {
+        AuditFilterParams { actor: self.actor.clone(), action: self.action.clone(), from: self.from.clone(), to: self.to.clone() }
+    }
+}
+
+/// The audit log's filters as a query takes them: an agent's id, an action, and the first and
+/// last day (YYYY-MM-DD, UTC); empty means any.
+#[derive(Default, Clone)]
+pub(crate) struct AuditFilterParams {
+    pub actor: String,
+    pub action: String,
+    pub from: String,
+    pub to: String,
+}
+
+impl AuditFilterParams {
+    pub(crate) fn filter(&self) -> Result<switchboard_core::ports::AuditFilter, ApiError> {
+        let invalid = |why: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_filter", why);
+        let day = |field: &str, text: &str| -> Result<Option<chrono::NaiveDate>, ApiError> {
+            match text.trim() {
+                "" => Ok(None),
+                text => chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map(Some).map_err(|_| invalid(format!("{field} `{}` must be a date as YYYY-MM-DD", limits::shown(text, 40)))),
+            }
+        };
+        let midnight = |day: chrono::NaiveDate| day.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+        Ok(switchboard_core::ports::AuditFilter {
+            actor: match self.actor.trim() {
+                "" => None,
+                id => Some(AgentId::parse(id).map_err(|_| invalid(format!("actor `{}` is not an agent id", limits::shown(id, 40))))?),
+            },
+            action: parse_filter(self.action.trim())?,
+            from: day("from", &self.from)?.map(midnight),
+            to: day("to", &self.to)?.map(|d| midnight(d.succ_opt().expect("a next day"))),
+        })
+    }
+
+    /// The filters as a query string (for paging links and the CSV file).
+    fn query(&self) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [("actor", &self.actor), ("action", &self.action), ("from", &self.from), ("to", &self.to)] {
+            if !value.trim().is_empty() {
+                query.append_pair(key, value.trim());
+            }
+        }
+        query.finish()
+    }
 }
 
 const AUDIT_PER_PAGE: u32 = 100;
+/// Most entries one CSV file holds.
+const AUDIT_CSV_ROWS: usize = 100_000;
+
+fn audit_query(query: Result<Query<AuditQuery>, QueryRejection>) -> Result<AuditQuery, ApiError> {
+    query.map(|Query(q)| q).map_err(|rejection| {
+        let why = rejection.body_text();
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("{}. The audit log takes before, actor, action, from and to.", why.trim_end_matches('.')))
+    })
+}
 
 async fn audit(
     State(state): State<AppState>,
     SignedAdmin(signed): SignedAdmin,
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Html<String>, ApiError> {
-    let Query(query) = query.map_err(|rejection| {
-        let why = rejection.body_text();
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("{}. The audit log takes before (an entry number).", why.trim_end_matches('.')))
-    })?;
+    let query = audit_query(query)?;
+    let params = query.filter_params();
+    let filter = params.filter()?;
     let accounts = state.engine.accounts();
     let agents = accounts.list_agents().await?;
     let name = |id: Option<AgentId>| id.map(|id| agents.iter().find(|a| a.id == id).map(|a| a.name.clone()).unwrap_or_else(|| id.to_string()));
-    let mut numbered = accounts.audit_page(query.before, AUDIT_PER_PAGE + 1).await?;
+    let mut numbered = accounts.audit_search(&filter, query.before, AUDIT_PER_PAGE + 1).await?;
     let more = numbered.len() > AUDIT_PER_PAGE as usize;
     numbered.truncate(AUDIT_PER_PAGE as usize);
-    let older = more.then(|| numbered.last().map(|(number, _)| format!("/panel/admin/audit?before={number}"))).flatten();
+    let filters = params.query();
+    let and_filters = if filters.is_empty() { String::new() } else { format!("&{filters}") };
+    let older = more.then(|| numbered.last().map(|(number, _)| format!("/panel/admin/audit?before={number}{and_filters}"))).flatten();
+    let filtered = filter != switchboard_core::ports::AuditFilter::default();
     // Entries are numbered in order and never deleted, so the newest number is the total (an
     // entry whose transaction PostgreSQL rolled back leaves its number unused: at most a few).
     let newest = match query.before {
         None => numbered.first().map(|(number, _)| *number),
         Some(_) => accounts.audit_page(None, 1).await?.first().map(|(number, _)| *number),
     };
-    let shown = match (numbered.first(), numbered.last(), newest) {
-        (Some((first, _)), Some((last, _)), Some(newest)) => {
+    let shown = match (numbered.first(), numbered.last(), newest, filtered) {
+        (Some((first, _)), Some((last, _)), Some(newest), false) => {
             Some(format!("Entries {} to {} of {}", views::count(*first as u64), views::count(*last as u64), views::count(newest as u64)))
         }
+        (Some(_), Some(_), _, true) => Some(format!("{} matching entries{}", numbered.len(), if more { " on this page" } else { "" })),
         _ => None,
     };
+    let option = |value: &str, label: &str, selected: &str| json!({"value": value, "label": label, "selected": value == selected});
     let entries: Vec<&AuditEntry> = numbered.iter().map(|(_, entry)| entry).collect();
-    let data = json!({"older_url": older, "paged": query.before.is_some(), "shown": shown, "entries": entries.iter().map(|e| json!({
-        "at": views::time(&e.at),
-        "actor": name(e.actor).unwrap_or_else(|| "Switchboard".into()),
-        "action": e.action.as_str(),
-        "conversation": e.conversation.map(|c| c.to_string()),
-        "subject": name(e.subject_agent),
-        "before": e.before, "after": e.after,
-    })).collect::<Vec<_>>()});
+    let data = json!({
+        "older_url": older,
+        "paged": query.before.is_some(),
+        "first_url": format!("/panel/admin/audit{}", if filters.is_empty() { String::new() } else { format!("?{filters}") }),
+        "csv_url": format!("/panel/admin/audit.csv?{filters}"),
+        "filtered": filtered,
+        "shown": shown,
+        "actors": agents.iter().map(|a| option(&a.id.to_string(), &a.name, params.actor.trim())).collect::<Vec<_>>(),
+        "actions": AuditAction::ALL.iter().map(|a| option(a.as_str(), &views::title_case(&a.as_str().replace('_', " ")), params.action.trim())).collect::<Vec<_>>(),
+        "from": params.from.trim(),
+        "to": params.to.trim(),
+        "entries": entries.iter().map(|e| json!({
+            "at": views::time(&e.at),
+            "actor": name(e.actor).unwrap_or_else(|| "Switchboard".into()),
+            "action": e.action.as_str(),
+            "conversation": e.conversation.map(|c| c.to_string()),
+            "subject": name(e.subject_agent),
+            "before": e.before, "after": e.after,
+        })).collect::<Vec<_>>(),
+    });
     state.views.render("audit", &page(&signed, "audit", "Audit log", data))
+}
+
+/// Every entry the filters select, newest first, as CSV.
+async fn audit_csv(State(state): State<AppState>, SignedAdmin(_): SignedAdmin, query: Result<Query<AuditQuery>, QueryRejection>) -> Result<Response, ApiError> {
+    let query = audit_query(query)?;
+    let filter = query.filter_params().filter()?;
+    let accounts = state.engine.accounts();
+    let agents = accounts.list_agents().await?;
+    let name = |id: Option<AgentId>| id.map(|id| agents.iter().find(|a| a.id == id).map(|a| a.name.clone()).unwrap_or_else(|| id.to_string())).unwrap_or_default();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut before = query.before;
+    while rows.len() < AUDIT_CSV_ROWS {
+        let page = accounts.audit_search(&filter, before, 1000).await?;
+        let Some((last, _)) = page.last() else { break };
+        before = Some(*last);
+        rows.extend(page.iter().map(|(number, e)| {
+            vec![
+                number.to_string(),
+                e.at.to_rfc3339(),
+                name(e.actor),
+                e.action.as_str().to_string(),
+                e.conversation.map(|c| c.to_string()).unwrap_or_default(),
+                name(e.subject_agent),
+                e.before.clone().unwrap_or_default(),
+                e.after.clone().unwrap_or_default(),
+            ]
+        }));
+    }
+    let body = reports::csv(&["number", "at", "actor", "action", "conversation", "subject", "before", "after"], &rows);
+    let disposition = "attachment; filename=\"switchboard-audit.csv\"".to_string();
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)], body).into_response())
 }
 
 const NOTIFICATIONS_PER_PAGE: u32 = 50;

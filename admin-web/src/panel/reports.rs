@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/reports/{file}", get(api_csv))
         .route("/panel/admin/hours", get(hours_page))
         .route("/panel/admin/hours.csv", get(hours_csv))
+        .route("/api/hours", get(hours_api))
 }
 
 /// The longest custom period, in days.
@@ -213,6 +214,7 @@ fn sections(report: &Report, agents: &[Agent]) -> Vec<(&'static str, Vec<&'stati
         ),
         ("satisfaction", vec!["score", "ratings"], satisfaction),
         ("intents", vec!["intent", "customer_messages"], counts(&report.intents)),
+        ("answers", vec!["intent", "answers_sent"], counts(&report.answers_sent)),
         ("hours", vec!["weekday", "hour", "conversations_started"], hours),
         ("teaching", vec!["leaning_to", "message", "confidence", "at", "conversation_id"], teaching),
     ]
@@ -224,7 +226,7 @@ fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
 }
 
-fn csv(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn csv(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = header.join(",");
     out.push_str("\r\n");
     for row in rows {
@@ -284,6 +286,9 @@ async fn reports_api(
             row["name"] = json!(name_of(&agents, numbers.agent_id));
         }
     }
+    if let Some(agent) = query.agent {
+        body["online_today_minutes"] = json!(online_today(&state, agent, query.zone).await?);
+    }
     body["period"] = json!({
         "from": query.from.to_rfc3339(),
         "to": query.to.to_rfc3339(),
@@ -293,6 +298,17 @@ async fn reports_api(
         "agent": query.agent.map(|a| a.to_string()),
     });
     Ok(Json(body))
+}
+
+/// Minutes `agent` has been online today, in `zone`.
+async fn online_today(state: &AppState, agent: AgentId, zone: Tz) -> Result<i64, ApiError> {
+    let now = state.engine.now();
+    let today = start_of(now.with_timezone(&zone).date_naive(), zone);
+    let accounts = state.engine.accounts();
+    // A week back: the state the day started in is the last change before it.
+    let changes = accounts.presence_changes(today - chrono::Duration::days(7)).await?;
+    let presence = accounts.agent(agent).await?.map_or(switchboard_models::Presence::Offline, |a| a.presence);
+    Ok(crate::working_hours::online_minutes(&changes, agent, presence, today, now))
 }
 
 async fn reports_page(State(state): State<AppState>, signed: Signed, query: Result<Query<ReportParams>, QueryRejection>) -> Response {
@@ -307,6 +323,10 @@ async fn render_page(state: &AppState, signed: &Signed, query: Result<Query<Repo
     let query = report_query(state, &signed.agent, &params)?;
     let report = state.engine.report(&query).await?;
     let agents = state.engine.accounts().list_agents().await?;
+    let online_today = match query.agent {
+        Some(agent) => Some(online_today(state, agent, query.zone).await?),
+        None => None,
+    };
     // Admins teach the listed messages to the bot, when it runs the model.
     let intent_names = match signed.agent.role {
         Role::Admin => super::bot::intent_names(state).await,
@@ -361,6 +381,7 @@ async fn render_page(state: &AppState, signed: &Signed, query: Result<Query<Repo
         "agents": agents.iter().map(|a| option(&a.id.to_string(), &a.name, &params.agent)).collect::<Vec<_>>(),
         "period": format!("{} to {} ({})", from_day.format("%-d %b %Y"), to_day.format("%-d %b %Y"), query.zone.name()),
         "csv_query": csv_query,
+        "online_today": online_today.map(|m| format!("{} h {:02} min", m / 60, m % 60)),
         "summary": {
             "conversations": report.conversations,
             "contained": report.bot.contained,
@@ -390,6 +411,7 @@ async fn render_page(state: &AppState, signed: &Signed, query: Result<Query<Repo
         })).collect::<Vec<_>>(),
         "satisfaction": table("satisfaction"),
         "intents": report.intents.iter().take(15).map(|c| json!({"name": c.name, "count": c.count})).collect::<Vec<_>>(),
+        "answers_sent": report.answers_sent.iter().take(15).map(|c| json!({"name": c.name, "count": c.count})).collect::<Vec<_>>(),
         "heat": heat,
         "can_teach": !intent_names.is_empty(),
         "teach_back": back,
@@ -476,6 +498,24 @@ async fn hours_csv(State(state): State<AppState>, SignedAdmin(_): SignedAdmin, q
     let rows: Vec<Vec<String>> = rows.into_iter().map(|(agent, day, minutes)| vec![agent, day.to_string(), minutes.to_string()]).collect();
     let disposition = format!("attachment; filename=\"switchboard-hours-{first}-{last}.csv\"");
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)], csv(&["agent", "day", "minutes_online"], &rows)).into_response())
+}
+
+/// Working hours as JSON: minutes online per agent and day (UTC), and each agent's total.
+async fn hours_api(State(state): State<AppState>, ApiCaller(agent): ApiCaller, query: Result<Query<HoursParams>, QueryRejection>) -> Result<Json<Value>, ApiError> {
+    if agent.role != Role::Admin {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Only admins read working hours."));
+    }
+    let (first, last, rows) = working_hours(&state, query).await?;
+    let mut totals: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for (name, _, minutes) in &rows {
+        *totals.entry(name.as_str()).or_default() += minutes;
+    }
+    Ok(Json(json!({
+        "from": first.to_string(),
+        "to": last.to_string(),
+        "days": rows.iter().map(|(name, day, minutes)| json!({"agent": name, "day": day.to_string(), "minutes": minutes})).collect::<Vec<_>>(),
+        "totals": totals.iter().map(|(name, minutes)| json!({"agent": name, "minutes": minutes})).collect::<Vec<_>>(),
+    })))
 }
 
 #[cfg(test)]

@@ -51,6 +51,8 @@ async fn strangers_cannot_lock_an_account_out_and_sign_ins_are_audited() {
     assert!(failed >= 25, "every failure is audited ({failed})");
     assert_eq!(refused, 5, "every refusal is audited");
     assert!(log.iter().any(|e| e.after.as_deref().is_some_and(|a| a.contains("127.0.0.3"))), "with the address");
+    let signed_in = log.iter().find(|e| e.action == AuditAction::SignIn).expect("the sign-in is audited");
+    assert_eq!((signed_in.actor, signed_in.after.as_deref()), (Some(ann_id), Some("from 127.0.0.7")));
 }
 
 #[tokio::test]

@@ -55,6 +55,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0023_conversation_history.sql", "e23f822b5da42657b8997663dfe9b897c325f29981f587ef12106fce792fb829"),
     ("sqlite/0024_intent_versions.sql", "79abc3d99b844d1d5e1fc4cc41e79196c001db62293128603e16b330ce779871"),
     ("postgres/0024_intent_versions.sql", "b2a48ec5f7dbd94f187a33cee189a50507f54b7e2d2ec9f6afdb2af6ec106d44"),
+    ("sqlite/0025_automated_responses_and_audit.sql", "8174681faa55c84454376f31437d144a7fb6ce7d5105c4e45d2a60eadcbef1cc"),
+    ("postgres/0025_automated_responses_and_audit.sql", "e9544fae5f9d30d3eaf55ffd04f5054d47fd7de610ca832b4076105f4c3f96e4"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

@@ -520,3 +520,183 @@ async fn the_audit_log_pages_back_to_its_first_entry() {
     assert_eq!((rows, pages), (total, total.div_ceil(100)), "every entry once, 100 a page");
     assert_eq!(team.admin.get("/panel/admin/audit?page=2").await.status, StatusCode::BAD_REQUEST);
 }
+
+/// A request with the API token, any method: the status and the JSON answer (null when none).
+async fn api(server: &TestServer, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new().request(method, server.url(path)).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let reply = request.send().await.unwrap();
+    (reply.status(), reply.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_manages_presence_canned_responses_and_accounts_and_reads_the_audit_log_and_hours_by_the_panels_rules() {
+    use reqwest::Method;
+    let server = TestServer::start().await;
+    let team = team(&server).await;
+    let (admin, ann) = (team.admin.new_api_token("manage").await, team.ann.new_api_token("manage").await);
+    let call = |token: &str, method: Method, path: &str, body: Option<Value>| {
+        let token = token.to_string();
+        let path = path.to_string();
+        let server = &server;
+        async move { api(server, &token, method, &path, body).await }
+    };
+
+    // One's own presence.
+    assert_eq!(call(&ann, Method::POST, "/api/presence", Some(json!({"presence": "online"}))).await, (StatusCode::OK, json!({"presence": "online"})));
+    let (status, error) = call(&ann, Method::POST, "/api/presence", Some(json!({"presence": "asleep"}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("online, away, offline"), "{error}");
+
+    // Canned responses: shared ones are the admins', personal ones their owner's.
+    let (status, _) = call(&ann, Method::POST, "/api/canned", Some(json!({"title": "Hi", "body": "Hello!", "shared": true}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, own) = call(&ann, Method::POST, "/api/canned", Some(json!({"title": "Mine", "body": "My words"}))).await;
+    assert_eq!((status, own["shared"].as_bool(), own["manageable"].as_bool()), (StatusCode::CREATED, Some(false), Some(true)));
+    let (status, shared) = call(&admin, Method::POST, "/api/canned", Some(json!({"title": "Refunds", "body": "Refunds take 5 days.", "shared": true}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, error) = call(&ann, Method::POST, "/api/canned", Some(json!({"title": " ", "body": "x"}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    let (_, listed) = call(&ann, Method::GET, "/api/canned", None).await;
+    let titles: Vec<(&str, bool)> = listed["canned"].as_array().unwrap().iter().map(|c| (c["title"].as_str().unwrap(), c["manageable"].as_bool().unwrap())).collect();
+    assert_eq!(titles.len(), 2);
+    assert!(titles.contains(&("Mine", true)) && titles.contains(&("Refunds", false)), "{titles:?}");
+    let (_, theirs) = call(&admin, Method::GET, "/api/canned", None).await;
+    assert_eq!(theirs["canned"].as_array().unwrap().len(), 1, "Ann's own response is hers alone");
+    let shared_id = shared["id"].as_str().unwrap();
+    assert_eq!(call(&ann, Method::DELETE, &format!("/api/canned/{shared_id}"), None).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call(&ann, Method::DELETE, &format!("/api/canned/{}", own["id"].as_str().unwrap()), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(call(&ann, Method::DELETE, "/api/canned/not-an-id", None).await.0, StatusCode::NOT_FOUND);
+
+    // Accounts are the admins'.
+    assert_eq!(call(&ann, Method::GET, "/api/agents", None).await.0, StatusCode::FORBIDDEN);
+    let (status, agents) = call(&admin, Method::GET, "/api/agents", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let ann_row = agents["agents"].as_array().unwrap().iter().find(|a| a["name"] == "Ann").unwrap().clone();
+    assert_eq!((ann_row["presence"].as_str(), ann_row["role"].as_str()), (Some("online"), Some("agent")));
+    let new = json!({"name": "Cleo", "email": "cleo@example.com", "password": "quiet harbour lantern 42", "role": "agent", "capacity": 3});
+    let (status, cleo) = call(&admin, Method::POST, "/api/agents", Some(new.clone())).await;
+    assert_eq!((status, cleo["capacity"].as_u64()), (StatusCode::CREATED, Some(3)), "{cleo}");
+    assert_eq!(call(&admin, Method::POST, "/api/agents", Some(new)).await.0, StatusCode::UNPROCESSABLE_ENTITY, "the address is taken");
+    assert_eq!(call(&ann, Method::POST, &format!("/api/agents/{}", team.ann_id), Some(json!({"capacity": 9}))).await.0, StatusCode::FORBIDDEN);
+    let (status, updated) = call(&admin, Method::POST, &format!("/api/agents/{}", team.ann_id), Some(json!({"capacity": 5}))).await;
+    assert_eq!((status, updated["capacity"].as_u64(), updated["active"].as_bool()), (StatusCode::OK, Some(5), Some(true)));
+    let root = agents["agents"].as_array().unwrap().iter().find(|a| a["name"] == "Root").unwrap()["id"].as_str().unwrap().to_string();
+    assert_eq!(call(&admin, Method::POST, &format!("/api/agents/{root}"), Some(json!({"active": false}))).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The audit log, newest first, in keyset pages.
+    assert_eq!(call(&ann, Method::GET, "/api/audit", None).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call(&admin, Method::GET, "/api/audit?limit=0", None).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(call(&admin, Method::GET, "/api/audit?page=2", None).await.0, StatusCode::BAD_REQUEST);
+    let (_, first) = call(&admin, Method::GET, "/api/audit?limit=2", None).await;
+    assert_eq!(first["entries"].as_array().unwrap().len(), 2);
+    let older = first["older"].as_i64().expect("more entries");
+    let (_, rest) = call(&admin, Method::GET, &format!("/api/audit?before={older}&limit=500"), None).await;
+    let actions: Vec<&str> = first["entries"].as_array().unwrap().iter().chain(rest["entries"].as_array().unwrap()).map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions[0], "update_account", "newest first: {actions:?}");
+    for action in ["presence", "canned_response", "create_account", "sign_in", "api_token"] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    assert!(rest["older"].is_null());
+    let (_, tokens) = call(&admin, Method::GET, "/api/audit?action=api_token", None).await;
+    let made: Vec<&str> = tokens["entries"].as_array().unwrap().iter().map(|e| e["after"].as_str().unwrap()).collect();
+    assert_eq!(made, ["token \"manage\"", "token \"manage\""], "the admin's and Ann's tokens");
+    let (_, hers) = call(&admin, Method::GET, &format!("/api/audit?actor={}", team.ann_id), None).await;
+    assert!(hers["entries"].as_array().unwrap().iter().all(|e| e["actor"] == team.ann_id.to_string()), "{hers}");
+    let (_, none) = call(&admin, Method::GET, "/api/audit?from=2000-01-01&to=2000-01-02", None).await;
+    assert_eq!(none["entries"], json!([]));
+    assert_eq!(call(&admin, Method::GET, "/api/audit?action=dancing", None).await.0, StatusCode::BAD_REQUEST);
+    let csv = team.admin.get("/panel/admin/audit.csv?action=sign_in").await;
+    assert_eq!(csv.status, StatusCode::OK);
+    let lines: Vec<&str> = csv.body.lines().collect();
+    assert_eq!(lines[0], "number,at,actor,action,conversation,subject,before,after");
+    assert_eq!(lines.len(), 1 + 3, "Root, Ann and Bo signed in: {lines:?}");
+    let filtered = team.admin.get("/panel/admin/audit?action=sign_in").await;
+    assert!(filtered.body.contains("3 matching entries"), "{}", filtered.body);
+    assert_eq!(team.ann.get("/panel/admin/audit.csv").await.status, StatusCode::FORBIDDEN);
+    // Signing out is audited too.
+    let signed_out = team.bo.post("/panel/logout", &[]).await;
+    assert_eq!(signed_out.status, StatusCode::SEE_OTHER);
+    let (_, out) = call(&admin, Method::GET, "/api/audit?action=sign_out", None).await;
+    assert_eq!(out["entries"].as_array().unwrap().len(), 1);
+
+    // Working hours.
+    assert_eq!(call(&ann, Method::GET, "/api/hours", None).await.0, StatusCode::FORBIDDEN);
+    let (status, hours) = call(&admin, Method::GET, "/api/hours", None).await;
+    assert_eq!(status, StatusCode::OK, "{hours}");
+    assert!(hours["totals"].as_array().unwrap().iter().any(|t| t["agent"] == "Ann"), "Ann is online now: {hours}");
+    assert_eq!(call(&admin, Method::GET, "/api/hours?from=yesterday", None).await.0, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_are_edited_by_admins_and_their_owners_and_a_one_time_link_sets_a_password() {
+    let server = TestServer::start().await;
+    let team = team(&server).await;
+    let store = server.engine().store().clone();
+    let bo_id = store.agent_by_email("bo@example.com").await.unwrap().unwrap().id;
+    let root_id = store.agent_by_email("root@example.com").await.unwrap().unwrap().id;
+    let edit = |name: &'static str, email: &'static str, role: &'static str| [("name", name), ("email", email), ("role", role), ("capacity", "4"), ("active", "true")];
+
+    // An admin edits an account: name, address, role.
+    let saved = team.admin.post(&format!("/panel/admin/agents/{}", team.ann_id), &edit("Ann Lee", "Ann.Lee@Example.com", "admin")).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let ann = store.agent(team.ann_id).await.unwrap().unwrap();
+    assert_eq!((ann.name.as_str(), ann.email.as_str(), ann.role, ann.capacity), ("Ann Lee", "ann.lee@example.com", Role::Admin, 4));
+    let taken = team.admin.post(&format!("/panel/admin/agents/{bo_id}"), &edit("Bo", "ann.lee@example.com", "agent")).await;
+    assert_eq!(taken.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(taken.body.contains("belongs to another account"), "{}", taken.body);
+    let bad = team.admin.post(&format!("/panel/admin/agents/{bo_id}"), &edit("Bo", "bo at example", "agent")).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    let demoted = team.admin.post(&format!("/panel/admin/agents/{root_id}"), &edit("Root", "root@example.com", "agent")).await;
+    assert_eq!(demoted.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(demoted.body.contains("your own admin role"), "{}", demoted.body);
+    let page = team.admin.get("/panel/admin/agents").await;
+    assert!(page.body.contains("Ann Lee") && !page.body.contains(">never<"), "everyone here signed in: {}", page.body);
+
+    // Everyone changes their own name and password.
+    let renamed = team.ann.post("/panel/account/name", &[("name", "Ann L.")]).await;
+    assert_eq!((renamed.status, renamed.location.as_deref()), (StatusCode::SEE_OTHER, Some("/panel/account?done=name")));
+    assert!(team.ann.get("/panel/account?done=name").await.body.contains("Your name was saved."));
+    let new_password = "violet orchard stepping stones";
+    let change = |current: &'static str, new: &'static str, repeat: &'static str| [("current", current), ("new", new), ("repeat", repeat)];
+    for (fields, why) in [
+        (change("wrong password here", new_password, new_password), "current password is not right"),
+        (change(PASSWORD, new_password, "something else entirely"), "differ"),
+        (change(PASSWORD, "password1234", "password1234"), "too easy to guess"),
+    ] {
+        let refused = team.ann.post("/panel/account/password", &fields).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(refused.body.contains(why), "{why}: {}", refused.body);
+    }
+    let changed = team.ann.post("/panel/account/password", &change(PASSWORD, new_password, new_password)).await;
+    assert_eq!(changed.status, StatusCode::OK);
+    assert!(changed.body.contains("Your password was changed."));
+    PanelClient::sign_in(&server.url(""), "ann.lee@example.com", new_password).await;
+
+    // An admin's one-time link lets Bo set a password; it signs Bo out elsewhere and works once.
+    assert_eq!(team.bo.post(&format!("/panel/admin/agents/{}/reset", team.ann_id), &[]).await.status, StatusCode::FORBIDDEN);
+    let made = team.admin.post(&format!("/panel/admin/agents/{bo_id}/reset"), &[]).await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    let start = made.body.find("/panel/reset/").expect("the link is shown");
+    let path: String = made.body[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || "/-_".contains(*c)).collect();
+    let stranger = PanelClient::anonymous(&server.url(""));
+    let form = stranger.get(&path).await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(form.body.contains("For Bo."), "{}", form.body);
+    let weak = stranger.post_raw(&path, &[("new", "short"), ("repeat", "short")]).await;
+    assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let bo_password = "amber kettle under moonlight";
+    let set = stranger.post_raw(&path, &[("new", bo_password), ("repeat", bo_password)]).await;
+    assert_eq!((set.status, set.location.as_deref()), (StatusCode::SEE_OTHER, Some("/panel/login?reset=done")));
+    assert_eq!(team.bo.get("/panel/").await.status, StatusCode::SEE_OTHER, "Bo's old session ended");
+    assert_eq!(stranger.get(&path).await.status, StatusCode::GONE, "the link works once");
+    assert_eq!(stranger.post_raw(&path, &[("new", "another fine passphrase"), ("repeat", "another fine passphrase")]).await.status, StatusCode::GONE);
+    assert_eq!(stranger.get("/panel/reset/not-a-token").await.status, StatusCode::GONE);
+    PanelClient::sign_in(&server.url(""), "bo@example.com", bo_password).await;
+    let audit: Vec<String> = store.audit_entries(50).await.unwrap().into_iter().filter_map(|e| e.after).collect();
+    for said in ["password changed", "password set with a one-time link", "a link to set a password, valid 24 hours"] {
+        assert!(audit.iter().any(|a| a == said), "{said} in {audit:?}");
+    }
+}

@@ -92,6 +92,7 @@ async fn a_seeded_history_reports_its_known_volume_escalations_waits_and_ratings
     assert!(!examples.contains(&"Yes, it's fixed"), "an answer to the bot's question needs no teaching: {examples:?}");
     let greeting = report["intents"].as_array().unwrap().iter().find(|i| i["name"] == "greeting").expect("greetings counted");
     assert_eq!(greeting["count"], 10);
+    assert_eq!(report["answers_sent"], serde_json::json!([{"name": "greeting", "count": 10}]), "the greeting's answer went out ten times; handoffs, unsure and awaited answers are none");
     let agents = report["agents"].as_array().unwrap();
     assert_eq!(agents.len(), 1, "{agents:?}");
     assert_eq!((agents[0]["name"].as_str(), agents[0]["assigned"].as_i64(), agents[0]["resolved"].as_i64()), (Some("Ann"), Some(3), Some(1)));
@@ -112,6 +113,10 @@ async fn a_seeded_history_reports_its_known_volume_escalations_waits_and_ratings
     let page = ann_panel.get(&format!("/panel/reports?{period}")).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("My numbers") && page.body.contains("<svg"), "{}", page.body);
+    // Her online time today: 45 minutes, then away.
+    assert_eq!((own["online_today_minutes"].as_i64(), hers["online_today_minutes"].as_i64()), (Some(45), Some(45)));
+    assert!(page.body.contains("0 h 45 min"), "the page shows it");
+    assert!(report.get("online_today_minutes").is_none(), "a report of everyone has no one's online time");
 
     // The same numbers as CSV.
     let (status, csv, kind) = raw(&server, admin.token(), &format!("/api/reports/agents.csv?{period}")).await;

@@ -65,6 +65,7 @@ on_both_backends!(
     how_far_an_agent_saw_a_conversation_only_moves_forward,
     reports_read_a_periods_conversations_events_intents_and_ratings_with_their_scope,
     intents_versions_follow_one_another_with_their_labels_and_are_measured_once,
+    a_password_link_is_used_once_before_it_expires_and_ends_the_sessions,
 );
 
 /// Every method of every store port is called by a contract test here, so each one is held to
@@ -767,10 +768,29 @@ async fn audit_entries_newest_first(backend: Backend) {
     assert_eq!(store.audit_entries(10).await.unwrap(), [second.clone(), first.clone()]);
     assert_eq!(store.audit_entries(1).await.unwrap(), [second.clone()]);
     let newest = store.audit_page(None, 1).await.unwrap();
-    assert_eq!(newest.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(), [second]);
+    assert_eq!(newest.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(), [second.clone()]);
     let older = store.audit_page(Some(newest[0].0), 10).await.unwrap();
-    assert_eq!(older.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(), [first], "the page after the newest holds the rest");
+    assert_eq!(older.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(), [first.clone()], "the page after the newest holds the rest");
     assert!(store.audit_page(Some(older[0].0), 10).await.unwrap().is_empty());
+
+    // Filtered by actor, action and period, in the same keyset pages.
+    use switchboard_core::ports::AuditFilter;
+    let bo = agent("Bo", Presence::Online);
+    store.save_agent(&bo).await.unwrap();
+    let third = AuditEntry { actor: Some(bo.id), ..entry(AuditAction::SignIn, now() + chrono::Duration::days(2)) };
+    store.record_audit(&third).await.unwrap();
+    let entries = |page: Vec<(i64, AuditEntry)>| page.into_iter().map(|(_, e)| e).collect::<Vec<_>>();
+    let by = |actor| AuditFilter { actor: Some(actor), ..AuditFilter::default() };
+    assert_eq!(entries(store.audit_search(&by(bo.id), None, 10).await.unwrap()), [third.clone()]);
+    assert_eq!(entries(store.audit_search(&by(ann.id), None, 10).await.unwrap()).len(), 2);
+    let status = AuditFilter { action: Some(AuditAction::Status), ..AuditFilter::default() };
+    assert_eq!(entries(store.audit_search(&status, None, 10).await.unwrap()), [second.clone()]);
+    let before_bo = AuditFilter { actor: Some(ann.id), to: Some(now() + chrono::Duration::days(1)), ..AuditFilter::default() };
+    let page = store.audit_search(&before_bo, None, 1).await.unwrap();
+    assert_eq!(entries(page.clone()), [second.clone()]);
+    assert_eq!(entries(store.audit_search(&before_bo, Some(page[0].0), 1).await.unwrap()), [first.clone()], "pages keep the filter");
+    let later = AuditFilter { from: Some(now() + chrono::Duration::days(1)), ..AuditFilter::default() };
+    assert_eq!(entries(store.audit_search(&later, None, 10).await.unwrap()), [third]);
 }
 
 async fn message_pages_and_recent_customer_texts(backend: Backend) {
@@ -1716,7 +1736,7 @@ async fn reports_read_a_periods_conversations_events_intents_and_ratings_with_th
 
     let asked = message(&c, Sender::Customer, "refund please", Some("reported:1"));
     let Committed::Stored { seqs } = store.commit(step_write(Some(asked), Vec::new())).await.unwrap() else { panic!("stored") };
-    store.commit(StepWrite { answers: Some((seqs[0], classified_as("refund"))), ..StepWrite::default() }).await.unwrap();
+    store.commit(StepWrite { answers: Some((seqs[0], classified_as("refund"))), answered_from_intent: true, ..StepWrite::default() }).await.unwrap();
     store.commit(step_write(Some(message(&c, Sender::Customer, "hello?", Some("reported:2"))), Vec::new())).await.unwrap();
     // An answer to what the bot asked: its intent played no part, so it needs no teaching.
     let Committed::Stored { seqs } = store.commit(step_write(Some(message(&c, Sender::Customer, "yes", Some("reported:3"))), Vec::new())).await.unwrap() else {
@@ -1724,12 +1744,16 @@ async fn reports_read_a_periods_conversations_events_intents_and_ratings_with_th
     };
     store.commit(StepWrite { answers: Some((seqs[0], classified_as("thanks"))), intent_unused: true, ..StepWrite::default() }).await.unwrap();
     store.commit(step_write(None, vec![message(&c, Sender::Bot, "not counted", None)])).await.unwrap();
-    let mut intents: Vec<(Option<String>, i64)> = store.intent_counts(from, to).await.unwrap().into_iter().map(|i| {
+    let mut intents: Vec<(Option<String>, i64, i64)> = store.intent_counts(from, to).await.unwrap().into_iter().map(|i| {
         assert_eq!(i.scope, scope);
-        (i.intent, i.count)
+        (i.intent, i.count, i.answered)
     }).collect();
     intents.sort();
-    assert_eq!(intents, [(None, 1), (Some("refund".to_string()), 1), (Some("thanks".to_string()), 1)], "customers' messages only, the unanswered one without an intent");
+    assert_eq!(
+        intents,
+        [(None, 1, 0), (Some("refund".to_string()), 1, 1), (Some("thanks".to_string()), 1, 0)],
+        "customers' messages only, the unanswered one without an intent; the refund's answer was sent"
+    );
     let unsure = store.unsure_messages(from, to, 0.9, 10).await.unwrap();
     assert_eq!(unsure.iter().map(|m| (m.text.as_str(), m.intent.as_deref())).collect::<Vec<_>>(), [("refund please", Some("refund"))], "answered below 0.9");
     assert!((unsure[0].confidence.unwrap() - 0.8).abs() < 1e-6 && unsure[0].scope == scope && unsure[0].conversation_id == c.id);
@@ -1821,4 +1845,62 @@ async fn intents_versions_follow_one_another_with_their_labels_and_are_measured_
     assert_eq!(store.intents_versions(1).await.unwrap().len(), 1);
     let actions: Vec<AuditAction> = store.audit_entries(100).await.unwrap().into_iter().map(|e| e.action).collect();
     assert_eq!(actions.iter().filter(|a| **a == AuditAction::Intents).count(), 2);
+}
+
+async fn a_password_link_is_used_once_before_it_expires_and_ends_the_sessions(backend: Backend) {
+    use switchboard_core::ports::{PasswordReset, PasswordResetChange, StoreError};
+    let (store, _db) = fresh(backend).await;
+    let (ann, ada) = (agent("Ann", Presence::Online), agent("Ada", Presence::Online));
+    store.save_agent(&ann).await.unwrap();
+    store.save_agent(&ada).await.unwrap();
+    let t0 = now();
+    let reset = |hash: &str, expires_in: i64| PasswordReset {
+        token_hash: hash.into(),
+        agent: ann.id,
+        created_by: Some(ada.id),
+        created_at: t0,
+        expires_at: t0 + chrono::Duration::hours(expires_in),
+        used_at: None,
+    };
+    for (hash, hours) in [("fresh", 24), ("stale", 1)] {
+        store.commit_admin(AdminWrite { password_reset: Some(PasswordResetChange::Create(reset(hash, hours))), ..AdminWrite::default() }).await.unwrap();
+    }
+    assert_eq!(store.password_reset("fresh").await.unwrap(), Some(reset("fresh", 24)));
+    assert!(store.password_reset("unknown").await.unwrap().is_none());
+    let session = SessionRecord { agent: ann.id, csrf: "c".into(), expires_at: t0 + chrono::Duration::days(1) };
+    store.create_session("ann-session", &session).await.unwrap();
+    let use_at = |hash: &str, at: Timestamp| AdminWrite {
+        password_hash: Some((ann.id, format!("hash set with {hash}"))),
+        password_reset: Some(PasswordResetChange::Use { token_hash: hash.into(), at }),
+        end_sessions_of: Some(ann.id),
+        audit: vec![AuditEntry { at, actor: Some(ann.id), action: AuditAction::UpdateAccount, conversation: None, subject_agent: None, before: None, after: Some(hash.into()) }],
+        ..AdminWrite::default()
+    };
+    // Expired: refused whole, the password and the sessions as they were.
+    let late = store.commit_admin(use_at("stale", t0 + chrono::Duration::hours(2))).await.unwrap_err();
+    assert!(matches!(late, StoreError::Stale(_)), "{late:?}");
+    assert!(store.session("ann-session", t0).await.unwrap().is_some());
+    assert_ne!(store.password_hash(ann.id).await.unwrap().as_deref(), Some("hash set with stale"));
+    store.commit_admin(use_at("fresh", t0 + chrono::Duration::hours(2))).await.unwrap();
+    assert_eq!(store.password_hash(ann.id).await.unwrap().as_deref(), Some("hash set with fresh"));
+    assert!(store.session("ann-session", t0).await.unwrap().is_none(), "the sessions ended");
+    assert_eq!(store.password_reset("fresh").await.unwrap().unwrap().used_at, Some(t0 + chrono::Duration::hours(2)));
+    assert!(matches!(store.commit_admin(use_at("fresh", t0 + chrono::Duration::hours(3))).await, Err(StoreError::Stale(_))), "used once");
+
+    // The last sign-in of each agent, from the audit log.
+    let signed_in = |who: AgentId, minutes: i64| AuditEntry {
+        at: t0 + chrono::Duration::minutes(minutes),
+        actor: Some(who),
+        action: AuditAction::SignIn,
+        conversation: None,
+        subject_agent: None,
+        before: None,
+        after: None,
+    };
+    for entry in [signed_in(ann.id, 1), signed_in(ann.id, 5), signed_in(ada.id, 3)] {
+        store.record_audit(&entry).await.unwrap();
+    }
+    let mut last = store.last_sign_ins().await.unwrap();
+    last.sort_by_key(|(_, at)| *at);
+    assert_eq!(last, [(ada.id, t0 + chrono::Duration::minutes(3)), (ann.id, t0 + chrono::Duration::minutes(5))]);
 }
