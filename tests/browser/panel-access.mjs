@@ -109,7 +109,7 @@ try {
   step('every page passes axe, at desktop size and at 320 CSS px (400 % zoom) without sideways scrolling');
   const pages = [
     '/panel/', '/panel/conversations', '/panel/conversations?assignee=queue', '/panel/customers', conversationUrl.replace(serverUrl, ''),
-    '/panel/canned', '/panel/account/tokens', '/panel/admin/agents', '/panel/admin/audit', '/panel/admin/hours',
+    '/panel/canned', '/panel/account', '/panel/account/tokens', '/panel/admin/agents', '/panel/admin/audit', '/panel/admin/hours',
     '/panel/admin/system', '/panel/conversations/00000000-0000-4000-8000-000000000000', '/panel/notifications',
     '/panel/conversations?sort=due', '/panel/documents',
   ];
