@@ -182,6 +182,7 @@ impl BotIntents for IntentsKeeper {
                     examples: i.examples,
                     answer: i.answer,
                     always_escalate: i.always_escalate,
+                    enabled: i.enabled,
                 })
                 .collect(),
         })
@@ -189,6 +190,18 @@ impl BotIntents for IntentsKeeper {
 
     fn with_examples(&self, text: &str, intent: &str, category: Option<Category>, examples: &[String]) -> Result<String, String> {
         intents_edit::with_examples(text, intent, category, examples)
+    }
+
+    fn with_intent(&self, text: &str, intent: &IntentOutline) -> Result<String, String> {
+        let fields = intents_edit::IntentFields {
+            name: &intent.name,
+            category: intent.category,
+            examples: &intent.examples,
+            answer: intent.answer.as_deref(),
+            always_escalate: intent.always_escalate,
+            enabled: intent.enabled,
+        };
+        intents_edit::with_intent(text, &fields)
     }
 
     fn with_version(&self, text: &str, version: i64) -> Result<String, String> {

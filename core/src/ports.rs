@@ -1011,6 +1011,8 @@ pub trait BotIntents: Send + Sync {
     fn outline(&self, text: &str) -> Result<IntentsOutline, String>;
     /// `text` with `examples` added to `intent` (a new intent in `category` when it has none).
     fn with_examples(&self, text: &str, intent: &str, category: Option<Category>, examples: &[String]) -> Result<String, String>;
+    /// `text` with the intent `intent.name` written as `intent` (appended when new).
+    fn with_intent(&self, text: &str, intent: &IntentOutline) -> Result<String, String>;
     /// `text` with its `version` set.
     fn with_version(&self, text: &str, version: i64) -> Result<String, String>;
     /// The version this node put in use last.
@@ -1035,6 +1037,8 @@ pub struct IntentOutline {
     pub examples: Vec<String>,
     pub answer: Option<String>,
     pub always_escalate: bool,
+    /// A disabled intent is kept but not trained or answered.
+    pub enabled: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -549,6 +549,8 @@ fn train_set(
     started: Instant,
 ) -> Result<(Trained, LoadReport), LoadError> {
     let params = TrainParams::default();
+    // Disabled intents stay in the file, out of the model.
+    let intents = IntentSet { intents: intents.intents.into_iter().filter(|i| i.enabled).collect(), ..intents };
     let examples = intents.intents.iter().map(|i| i.examples.len()).sum();
     let cached_head = cache_dir.map(|dir| head_file(dir, &intents, encoder, &params));
     if let Some(model) = cached_head.as_ref().and_then(|f| IntentModel::load(f).ok()) {

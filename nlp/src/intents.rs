@@ -42,6 +42,8 @@ pub struct Intent {
     pub always_escalate: bool,
     /// The answer asks for a document of this type; the file sent next is it.
     pub collect_document: Option<String>,
+    /// A disabled intent is kept in the file but not trained or answered.
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +74,12 @@ struct IntentShape {
     always_escalate: bool,
     #[serde(default)]
     collect_document: Option<Spanned<String>>,
+    #[serde(default = "enabled_by_default")]
+    enabled: bool,
+}
+
+fn enabled_by_default() -> bool {
+    true
 }
 
 impl IntentSet {
@@ -193,6 +201,12 @@ impl IntentSet {
                 }
                 None => None,
             };
+            if !shape.enabled && name.is(IntentName::HUMAN_REQUEST) {
+                return Err(error_at(
+                    shape.name.span().start,
+                    format!("`{}` cannot be disabled: customers must always be able to ask for a person", IntentName::HUMAN_REQUEST),
+                ));
+            }
             intents.push(Intent {
                 name,
                 category: shape.category,
@@ -200,6 +214,7 @@ impl IntentSet {
                 answer,
                 always_escalate: shape.always_escalate,
                 collect_document,
+                enabled: shape.enabled,
             });
         }
         if !seen_names.contains_key(IntentName::HUMAN_REQUEST) {

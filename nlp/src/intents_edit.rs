@@ -46,6 +46,62 @@ pub fn with_examples(text: &str, intent: &str, category: Option<Category>, examp
     Ok(doc.to_string())
 }
 
+/// What one intent says, to write over the intent of that name (or to append as a new one).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IntentFields<'a> {
+    pub name: &'a str,
+    pub category: Category,
+    pub examples: &'a [String],
+    pub answer: Option<&'a str>,
+    pub always_escalate: bool,
+    pub enabled: bool,
+}
+
+/// `text` with the intent `fields.name` set to `fields`, keeping its other keys (a document
+/// it collects), its comments and its place; appended when there is none of that name.
+pub fn with_intent(text: &str, fields: &IntentFields<'_>) -> Result<String, String> {
+    let mut doc = parse(text)?;
+    let intents = doc
+        .get_mut("intent")
+        .and_then(Item::as_array_of_tables_mut)
+        .ok_or("the intents define no [[intent]] tables")?;
+    let found = intents.iter().position(|t| t.get("name").and_then(Item::as_str) == Some(fields.name));
+    let table = match found {
+        Some(index) => intents.get_mut(index).expect("found at this index"),
+        None => {
+            let mut table = Table::new();
+            table["name"] = value(fields.name);
+            intents.push(table);
+            intents.iter_mut().last().expect("just pushed")
+        }
+    };
+    table["category"] = value(fields.category.as_str());
+    let mut examples = Array::new();
+    for example in fields.examples.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        push(&mut examples, example, true);
+    }
+    table["examples"] = value(examples);
+    match fields.answer.map(str::trim).filter(|a| !a.is_empty()) {
+        Some(answer) => table["answer"] = value(answer),
+        None => {
+            table.remove("answer");
+        }
+    }
+    match fields.always_escalate {
+        true => table["always_escalate"] = value(true),
+        false => {
+            table.remove("always_escalate");
+        }
+    }
+    match fields.enabled {
+        true => {
+            table.remove("enabled");
+        }
+        false => table["enabled"] = value(false),
+    }
+    Ok(doc.to_string())
+}
+
 /// `text` with its `version` set to `version`.
 pub fn with_version(text: &str, version: i64) -> Result<String, String> {
     let mut doc = parse(text)?;
@@ -118,6 +174,35 @@ examples = ["a person please", "talk to a human", "real agent"]
         let one = with_examples(TEXT, "lost_card", Some(Category::Account), &examples[..1]).unwrap();
         let error = IntentSet::parse(Path::new("t.toml"), &one).unwrap_err();
         assert!(error.reason.contains("give at least 3"), "{error}");
+    }
+
+    #[test]
+    fn an_intent_is_written_whole_in_its_place_or_appended() {
+        let examples: Vec<String> = ["where's my refund", "refund missing", "no refund yet"].map(String::from).to_vec();
+        let fields = IntentFields {
+            name: "refund_status",
+            category: Category::Billing,
+            examples: &examples,
+            answer: None,
+            always_escalate: true,
+            enabled: false,
+        };
+        let text = with_intent(TEXT, &fields).unwrap();
+        assert!(text.starts_with("# Our intents\nversion = 3\n\n# Money matters\n[[intent]]\nname = \"refund_status\""), "{text}");
+        let set = IntentSet::parse(Path::new("t.toml"), &text).unwrap();
+        let refund = set.get(&switchboard_models::IntentName::parse("refund_status").unwrap()).unwrap();
+        assert_eq!((refund.examples.len(), refund.answer.is_none(), refund.always_escalate, refund.enabled), (3, true, true, false));
+        assert_eq!(set.intents[0].name.as_str(), "refund_status", "it keeps its place");
+        let shipping_examples: Vec<String> = ["shipping cost", "how much is delivery", "postage fee"].map(String::from).to_vec();
+        let shipping = IntentFields { name: "shipping", examples: &shipping_examples, answer: Some("Free over 50 EUR."), always_escalate: false, enabled: true, ..fields };
+        let added = with_intent(TEXT, &shipping).unwrap();
+        let set = IntentSet::parse(Path::new("t.toml"), &added).unwrap();
+        let shipping = set.intents.last().unwrap();
+        assert_eq!((shipping.name.as_str(), shipping.answer.as_deref(), shipping.enabled), ("shipping", Some("Free over 50 EUR."), true));
+        let human_examples: Vec<String> = ["a person please", "talk to a human", "real agent"].map(String::from).to_vec();
+        let human = IntentFields { name: "human_request", category: Category::GeneralInquiry, examples: &human_examples, always_escalate: false, enabled: false, ..fields };
+        let error = IntentSet::parse(Path::new("t.toml"), &with_intent(TEXT, &human).unwrap()).unwrap_err();
+        assert!(error.reason.contains("cannot be disabled"), "{error}");
     }
 
     #[test]

@@ -70,6 +70,29 @@ try {
   assert.match(download, /\nversion = 4\n/);
   assert.match(download, /the Contact page of our website/);
 
+  step("one intent's editor previews its answer, then saves it as version 5");
+  await admin.goto(`${serverUrl}/panel/bot?q=dark_mode`);
+  await t('bot-intent-link').first().click();
+  await admin.waitForURL('**/panel/bot/intent?name=dark_mode');
+  await expectAccessible(admin, 'intent editor');
+  await admin.fill('#intent-answer', 'Dark mode is under Settings. You wrote: {{message}}');
+  await t('intent-preview-button').click();
+  assert.equal(await t('intent-preview').locator('.answer-preview').innerText(), "Dark mode is under Settings. You wrote: (the customer's message)");
+  await expectAccessible(admin, 'intent editor with a preview');
+  await t('intent-save').click();
+  await admin.waitForURL('**/panel/bot?saved=5');
+  assert.match(await t('bot-version').first().innerText(), /edited the intent `dark_mode`/);
+
+  step('a new intent with too few examples is refused on its page, the input kept');
+  await t('bot-add-intent').click();
+  await admin.waitForURL('**/panel/bot/intent');
+  await admin.fill('#intent-name', 'gift_cards');
+  await admin.fill('#intent-examples', 'do you sell gift cards');
+  await t('intent-save').click();
+  assert.match(await t('intent-error').innerText(), /give at least 3/);
+  assert.equal(await admin.locator('#intent-examples').inputValue(), 'do you sell gift cards');
+  await expectAccessible(admin, 'intent editor with an error');
+
   step('at phone width the Bot page reflows');
   const phone = await openPage(browser, { width: 320, height: 740 });
   await signIn(phone, serverUrl, email, password);

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use switchboard_core::IntentsEdit;
-use switchboard_core::ports::{BotIntents, IntentsOutline, IntentsVersion};
+use switchboard_core::ports::{BotIntents, IntentOutline, IntentsOutline, IntentsVersion};
 use switchboard_models::{Agent, Category, Role};
 
 pub fn routes() -> Router<AppState> {
@@ -32,6 +32,166 @@ pub fn routes() -> Router<AppState> {
         .route("/api/intents/teach", post(teach_api))
         .route("/api/intents/versions/{number}", get(version_api))
         .route("/api/intents/versions/{number}/restore", post(restore_api))
+        .route("/panel/bot/intent", get(intent_page).post(save_intent_page))
+        .route("/api/intents/intent", post(save_intent_api))
+}
+
+/// The longest answer and examples taken in the intent editor.
+const ANSWER_CHARS: usize = 4000;
+const EXAMPLES_CHARS: usize = 64 * 1024;
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct IntentQuery {
+    /// The intent to edit; none: a new intent.
+    name: String,
+}
+
+/// One intent's editor: its category, examples (one per line), answer with a preview,
+/// always-escalate and enabled.
+async fn intent_page(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, query: Result<Query<IntentQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+    let Ok(Query(query)) = query else {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "The intent editor takes name."));
+    };
+    let bot = model_of(&state)?;
+    let (latest, _, outline) = newest(&state, bot.as_ref()).await?;
+    let intent = match query.name.trim() {
+        "" => IntentOutline { name: String::new(), category: Category::GeneralInquiry, examples: Vec::new(), answer: None, always_escalate: false, enabled: true },
+        name => outline.intents.into_iter().find(|i| i.name == name).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("There is no intent `{}`.", limits::shown(name, 64))))?,
+    };
+    let known = !query.name.trim().is_empty();
+    render_intent(&state, &signed, latest.number, &intent, known, None, None, StatusCode::OK)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn render_intent(state: &AppState, signed: &Signed, after: i64, intent: &IntentOutline, known: bool, preview: Option<Result<String, String>>, error: Option<String>, status: StatusCode) -> Result<Response, ApiError> {
+    let title = if known { format!("Intent {}", intent.name) } else { "A new intent".to_string() };
+    let data = json!({
+        "after": after,
+        "known": known,
+        "intent": {
+            "name": intent.name,
+            "examples": intent.examples.join("\n"),
+            "answer": intent.answer.clone().unwrap_or_default(),
+            "always_escalate": intent.always_escalate,
+            "enabled": intent.enabled,
+        },
+        "categories": Category::ALL.iter().map(|c| json!({"value": c.as_str(), "label": super::views::title_case(&c.as_str().replace('_', " ")), "selected": *c == intent.category})).collect::<Vec<_>>(),
+        "preview": preview.as_ref().and_then(|p| p.as_ref().ok()),
+        "preview_error": preview.as_ref().and_then(|p| p.as_ref().err()),
+        "error": error,
+        "limits": {"answer": ANSWER_CHARS, "examples": EXAMPLES_CHARS},
+    });
+    Ok((status, state.views.render("intent", &page(signed, "bot", &title, data))?).into_response())
+}
+
+/// The answer as a customer would read it, with stand-ins for what is filled in at reply time.
+fn preview_answer(answer: &str) -> Result<String, String> {
+    let mut templates = handlebars::Handlebars::new();
+    templates.register_escape_fn(handlebars::no_escape);
+    let fields = json!({
+        "message": "(the customer's message)",
+        "business_hours": "(your business hours)",
+        "next_open": "(when you open next)",
+        "customer": {"name": "(the customer's name)"},
+    });
+    templates.render_template(answer, &fields).map_err(|e| format!("the answer is not a valid template: {e}"))
+}
+
+#[derive(Deserialize)]
+struct IntentForm {
+    csrf: String,
+    after: String,
+    name: String,
+    #[serde(default)]
+    known: String,
+    category: String,
+    #[serde(default)]
+    examples: String,
+    #[serde(default)]
+    answer: String,
+    #[serde(default)]
+    always_escalate: String,
+    #[serde(default)]
+    enabled: String,
+    /// `preview` shows the answer without saving.
+    #[serde(default, rename = "do")]
+    action: String,
+}
+
+async fn save_intent_page(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Form(form): Form<IntentForm>) -> Result<Response, ApiError> {
+    signed.check_csrf(&form.csrf)?;
+    limits::check(&[("answer", &form.answer, ANSWER_CHARS), ("examples", &form.examples, EXAMPLES_CHARS), ("name", &form.name, 64)])?;
+    let after = form.after.parse::<i64>().map_err(|_| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "The form's version is not a number; reload the page."))?;
+    let category: Category = form.category.parse().map_err(|e: switchboard_models::UnknownVariant| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))?;
+    let intent = IntentOutline {
+        name: form.name.trim().to_string(),
+        category,
+        examples: form.examples.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
+        answer: Some(form.answer.trim().to_string()).filter(|a| !a.is_empty()),
+        always_escalate: form.always_escalate == "true",
+        enabled: form.enabled == "true",
+    };
+    let known = form.known == "true";
+    if form.action == "preview" {
+        let preview = intent.answer.as_deref().map(preview_answer);
+        return render_intent(&state, &signed, after, &intent, known, preview, None, StatusCode::OK);
+    }
+    match save_intent(&state, &signed.agent, after, intent.clone()).await {
+        Ok(version) => Ok(Redirect::to(&format!("/panel/bot?saved={}", version.number)).into_response()),
+        Err(error) if matches!(error.status, StatusCode::UNPROCESSABLE_ENTITY | StatusCode::CONFLICT) => {
+            render_intent(&state, &signed, after, &intent, known, None, Some(error.message), error.status)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+async fn save_intent(state: &AppState, agent: &Agent, after: i64, intent: IntentOutline) -> Result<IntentsVersion, ApiError> {
+    if switchboard_models::IntentName::parse(&intent.name).is_err() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("`{}` is not an intent name: use 1-64 characters of a-z, 0-9 and _.", limits::shown(&intent.name, 64)),
+        ));
+    }
+    save(state, agent, IntentsEdit::Intent { after, intent }).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IntentBody {
+    after: i64,
+    name: String,
+    category: Category,
+    examples: Vec<String>,
+    #[serde(default)]
+    answer: Option<String>,
+    #[serde(default)]
+    always_escalate: bool,
+    #[serde(default = "enabled")]
+    enabled: bool,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+async fn save_intent_api(State(state): State<AppState>, ApiCaller(agent): ApiCaller, body: Result<Json<IntentBody>, axum::extract::rejection::JsonRejection>) -> Result<Json<Value>, ApiError> {
+    let body = json_body(body)?;
+    let answer_chars = body.answer.as_deref().map_or(0, |a| a.chars().count());
+    if answer_chars > ANSWER_CHARS {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too_long", format!("`answer` has {answer_chars} characters; the limit is {ANSWER_CHARS}. Shorten it.")));
+    }
+    let intent = IntentOutline {
+        name: body.name.trim().to_string(),
+        category: body.category,
+        examples: body.examples.iter().map(|e| e.trim()).filter(|e| !e.is_empty()).map(String::from).collect(),
+        answer: body.answer.map(|a| a.trim().to_string()).filter(|a| !a.is_empty()),
+        always_escalate: body.always_escalate,
+        enabled: body.enabled,
+    };
+    let version = save_intent(&state, &agent, body.after, intent).await?;
+    Ok(saved(&version))
 }
 
 /// Versions listed on the page and in the API.
@@ -146,6 +306,8 @@ async fn render_page(state: &AppState, signed: &Signed, search: &str, draft: Opt
                 "example_count": i.examples.len(),
                 "answer": i.answer,
                 "always_escalate": i.always_escalate,
+                "enabled": i.enabled,
+                "href": format!("/panel/bot/intent?name={}", i.name),
             })
         })
         .collect();
@@ -301,6 +463,7 @@ async fn intents_api(State(state): State<AppState>, ApiCaller(agent): ApiCaller)
             "examples": i.examples,
             "answer": i.answer,
             "always_escalate": i.always_escalate,
+            "enabled": i.enabled,
         })).collect::<Vec<_>>(),
         "versions": versions.iter().map(|v| version_json(v, &names)).collect::<Vec<_>>(),
     })))

@@ -30,6 +30,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("hours", include_str!("../../templates/hours.hbs")),
     ("reports", include_str!("../../templates/reports.hbs")),
     ("bot", include_str!("../../templates/bot.hbs")),
+    ("intent", include_str!("../../templates/intent.hbs")),
     ("account", include_str!("../../templates/account.hbs")),
     ("reset_link", include_str!("../../templates/reset_link.hbs")),
     ("reset", include_str!("../../templates/reset.hbs")),

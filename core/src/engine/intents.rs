@@ -18,6 +18,8 @@ pub enum IntentsEdit {
     /// Customer messages (by `seq`) taught as examples of `intent`: a new intent in `category`
     /// when there is none of that name.
     Teach { seqs: Vec<i64>, intent: String, category: Option<Category> },
+    /// One intent written whole (added when new), edited from version `after`.
+    Intent { after: i64, intent: crate::ports::IntentOutline },
     /// An earlier version becomes the newest again.
     Restore { number: i64 },
 }
@@ -68,6 +70,22 @@ impl Engine {
                 };
                 let labels = texts.into_iter().map(|(message_seq, text)| IntentLabel { message_seq, text, intent: intent.clone() }).collect();
                 (text, IntentsOrigin::Teaching, note, labels)
+            }
+            IntentsEdit::Intent { after, intent } => {
+                if after != latest.number {
+                    return Err(EngineError::Conflict(format!(
+                        "Version {} was saved after the version you edited ({after}), so your change was not saved. \
+                         Open the intent again and make your change on the newest version.",
+                        latest.number
+                    )));
+                }
+                let known = bot.outline(&latest_text).map_err(EngineError::Invalid)?.intents.iter().any(|i| i.name == intent.name);
+                let text = bot.with_intent(&latest_text, &intent).map_err(EngineError::Invalid)?;
+                let note = match known {
+                    true => format!("edited the intent `{}`", intent.name),
+                    false => format!("added the intent `{}`", intent.name),
+                };
+                (text, IntentsOrigin::Panel, note, Vec::new())
             }
             IntentsEdit::Restore { number } => {
                 if number == latest.number {

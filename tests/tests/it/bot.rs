@@ -244,6 +244,64 @@ async fn an_admin_teaches_edits_and_restores_on_the_pages_and_they_pass_axe_in_c
     let labelled = versions.labelled_messages().await.unwrap();
     assert!(!labelled.is_empty() && labelled.iter().all(|(_, intent)| intent == "invoice_copy"), "{labelled:?}");
     let (latest, text) = versions.latest_intents().await.unwrap().unwrap();
-    assert_eq!((latest.number, latest.origin), (4, switchboard_models::IntentsOrigin::Restore));
-    assert!(text.contains("the Contact page of our website") && !text.contains("our Help page"), "version 1's answers are back");
+    assert_eq!((latest.number, latest.origin), (5, switchboard_models::IntentsOrigin::Panel));
+    assert!(text.contains("the Contact page of our website") && !text.contains("our Help page"), "version 1's answers came back with version 4");
+    assert!(text.contains("answer = \"Dark mode is under Settings. You wrote: {{message}}\""), "version 5 edited one answer");
+    assert!(!text.contains("gift_cards"), "the refused intent was not saved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_intent_is_edited_disabled_or_added_and_the_bot_answers_from_the_new_version() {
+    let shop = shop(INTENTS).await;
+    let mut events = shop.server.engine().bus().subscribe();
+    let examples = |list: &[&str]| list.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+    let hours = json!({
+        "after": 1, "name": "opening_hours", "category": "general_inquiry",
+        "examples": examples(&["when are you open", "what are your opening hours", "are you open on sunday", "business hours?"]),
+        "answer": "We are open 7 to 7.",
+    });
+    let (status, saved) = shop.admin.post("/api/intents/intent", hours.clone()).await;
+    assert_eq!((status, saved["version"].as_i64()), (StatusCode::OK, Some(2)), "{saved}");
+    in_use(&mut events, 2).await;
+    let (_, replies) = ask(&shop.server, "edit-1", "when are you open").await;
+    assert!(replies.iter().any(|r| r == "We are open 7 to 7."), "{replies:?}");
+    let (status, _) = shop.admin.post("/api/intents/intent", hours).await;
+    assert_eq!(status, StatusCode::CONFLICT, "edited from version 1, which is no longer the newest");
+
+    // Disabled: kept in the file, no longer answered.
+    let invoices = json!({
+        "after": 2, "name": "invoice_copy", "category": "billing", "enabled": false, "answer": "Invoices are under Billing.",
+        "examples": examples(&["send me my invoice", "I need a copy of my bill", "where can I download invoices", "receipt for my payment"]),
+    });
+    let (status, saved) = shop.admin.post("/api/intents/intent", invoices).await;
+    assert_eq!((status, saved["version"].as_i64()), (StatusCode::OK, Some(3)), "{saved}");
+    in_use(&mut events, 3).await;
+    let (_, replies) = ask(&shop.server, "edit-2", "send me my invoice").await;
+    assert!(!replies.iter().any(|r| r == "Invoices are under Billing."), "{replies:?}");
+    let listed = shop.admin.get("/api/intents").await;
+    let invoice = listed["intents"].as_array().unwrap().iter().find(|i| i["name"] == "invoice_copy").unwrap().clone();
+    assert_eq!(invoice["enabled"], false);
+
+    // Added.
+    let shipping = json!({
+        "after": 3, "name": "shipping_cost", "category": "general_inquiry", "answer": "Shipping is free over 50 EUR.",
+        "examples": examples(&["how much is shipping", "delivery fee to germany", "do you charge for postage", "shipping costs"]),
+    });
+    let (status, saved) = shop.admin.post("/api/intents/intent", shipping).await;
+    assert_eq!((status, saved["version"].as_i64(), saved["note"].as_str()), (StatusCode::OK, Some(4), Some("added the intent `shipping_cost`")), "{saved}");
+    in_use(&mut events, 4).await;
+    let (_, replies) = ask(&shop.server, "edit-3", "how much is shipping").await;
+    assert!(replies.iter().any(|r| r == "Shipping is free over 50 EUR."), "{replies:?}");
+
+    // What would not load is refused with the reason, and nothing is recorded.
+    let person = json!({"after": 4, "name": "human_request", "category": "general_inquiry", "enabled": false, "examples": examples(&["I want a person", "talk to a human", "get me an agent"])});
+    let (status, error) = shop.admin.post("/api/intents/intent", person).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error["error"]["message"].as_str().unwrap().contains("cannot be disabled"), "{error}");
+    let (status, error) = shop.admin.post("/api/intents/intent", json!({"after": 4, "name": "Bad Name", "category": "billing", "examples": []})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    let (status, error) = shop.admin.post("/api/intents/intent", json!({"after": 4, "name": "thin", "category": "billing", "examples": examples(&["one"])})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error["error"]["message"].as_str().unwrap().contains("give at least 3"), "{error}");
+    assert_eq!(shop.admin.get("/api/intents").await["version"], 4);
 }
