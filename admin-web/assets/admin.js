@@ -346,6 +346,17 @@
     });
   })();
 
+  /** An agent's presence as it changes, on the agents page (quietly: no announcement). */
+  function showPresence(data) {
+    var row = document.querySelector('[data-test="agent-row"][data-id="' + String(data.agent_id).replace(/[^0-9a-f-]/g, '') + '"]');
+    var cell = row && row.querySelector('[data-test="agent-presence"]');
+    if (!cell || !/^(online|away|offline)$/.test(String(data.presence))) return;
+    var dot = cell.querySelector('.presence-dot');
+    if (dot) dot.className = 'presence-dot presence-' + data.presence;
+    var text = cell.querySelector('[data-presence-text]');
+    if (text) text.textContent = data.presence;
+  }
+
   function onEvent(ev) {
     var data;
     try { data = JSON.parse(ev.data); } catch (e) { return; }
@@ -356,6 +367,7 @@
       return;
     }
     if (data.kind === 'typing') { showCustomerTyping(data); return; }
+    if (data.kind === 'presence') { showPresence(data); return; }
     noticeFailedReply(data);
     var mode = main.getAttribute('data-live');
     if (mode === 'conversation') {

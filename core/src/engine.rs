@@ -1196,8 +1196,12 @@ impl Engine {
             before: Some(agent.presence.to_string()),
             after: Some(presence.to_string()),
         });
+        let changed = audit.is_some();
         let write = AdminWrite { presence: Some((agent.id, presence, now)), audit: audit.into_iter().collect(), ..AdminWrite::default() };
         self.store.commit_admin(write).await?;
+        if changed {
+            self.bus.publish(DomainEvent::PresenceChanged { agent: agent.id, presence });
+        }
         if presence == Presence::Offline {
             for conversation in self.store.agent_conversations(agent.id).await? {
                 let released = Input::Released { agent_name: &agent.name };

@@ -126,4 +126,6 @@ pub enum DomainEvent {
     /// The bot's intents: version `version` was recorded (`in_use` false; every node trains
     /// it), or this node put it in use (`in_use` true; this node's news only).
     IntentsChanged { version: i64, in_use: bool },
+    /// An agent became online, away or offline (stored already).
+    PresenceChanged { agent: AgentId, presence: crate::Presence },
 }

@@ -34,6 +34,8 @@ pub enum News {
     Seen { conversation: String, seq: i64 },
     /// `DomainEvent::IntentsChanged` (recorded): every node trains the version.
     Intents { version: i64 },
+    /// `DomainEvent::PresenceChanged`.
+    Presence { agent: String, presence: String },
 }
 
 #[derive(Serialize, Deserialize)]

@@ -1351,6 +1351,11 @@ async fn events(State(state): State<AppState>, signed: Signed) -> Sse<impl futur
                 Ok(DomainEvent::SeenByAgent { .. }) => continue,
                 // The Bot page shows it when opened.
                 Ok(DomainEvent::IntentsChanged { .. }) => continue,
+                // The agents page shows who is online as it changes.
+                Ok(DomainEvent::PresenceChanged { agent, presence }) => {
+                    let data = json!({"kind": "presence", "agent_id": agent.to_string(), "presence": presence.as_str(), "at": chrono::Utc::now().timestamp_millis()});
+                    return Some((Ok(Event::default().data(data.to_string())), (receiver, open)));
+                }
                 Ok(DomainEvent::MessageStored(m)) => ("message", m.conversation_id, m.created_at),
                 Ok(DomainEvent::ConversationChanged(c)) => ("conversation", c.id, c.updated_at),
                 Ok(DomainEvent::Assigned { conversation, .. }) => ("conversation", conversation.id, conversation.updated_at),

@@ -700,3 +700,14 @@ async fn accounts_are_edited_by_admins_and_their_owners_and_a_one_time_link_sets
         assert!(audit.iter().any(|a| a == said), "{said} in {audit:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_page_shows_presence_as_it_changes_in_chromium() {
+    let server = TestServer::start().await;
+    let team = team(&server).await;
+    let token = team.ann.new_api_token("presence").await;
+    let args = vec![server.url(""), crate::browser::artifacts(), "root@example.com".into(), PASSWORD.into(), team.ann_id.to_string(), token];
+    crate::browser::run_script("presence.mjs", args, "browser presence test passed").await;
+    let ann = server.engine().store().agent(team.ann_id).await.unwrap().unwrap();
+    assert_eq!(ann.presence, switchboard_models::Presence::Away);
+}
