@@ -232,6 +232,9 @@ pub struct ServerConfig {
     /// Reverse proxies (addresses or CIDR ranges) whose `Forwarded`/`X-Forwarded-For` header is
     /// believed; every per-address limit then uses the client's address. Empty: the peer's.
     pub trusted_proxies: Vec<String>,
+    /// Agents see only the queue's conversations and their own (lists, pages, the API, customer
+    /// pages); admins see all. Off: everyone sees every conversation.
+    pub agents_see_only_own_and_queued: bool,
 }
 
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -640,6 +643,7 @@ impl Default for ServerConfig {
             sign_in_per_minute: 10,
             sign_in_burst: 5,
             trusted_proxies: Vec::new(),
+            agents_see_only_own_and_queued: false,
             node_name: None,
             public_url: None,
             api_requests_per_minute: 600,

@@ -393,6 +393,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         metrics_token: config.server.metrics_token.as_ref().map(|t| t.0.clone()),
         assistant: llm.map(|l| l as Arc<dyn Assistant>),
         intents: intents.clone(),
+        own_and_queued_only: config.server.agents_see_only_own_and_queued,
         closing: closing.clone(),
     };
     let listen = config.listen_addr()?;

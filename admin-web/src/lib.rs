@@ -40,6 +40,9 @@ pub struct AppState {
     pub metrics_token: Option<String>,
     /// The hosted LLM's helpers (reply drafts), when one is configured.
     pub assistant: Option<Arc<dyn switchboard_core::ports::Assistant>>,
+    /// Agents read only the queue's conversations and their own
+    /// (`server.agents_see_only_own_and_queued`); admins read all.
+    pub own_and_queued_only: bool,
     /// Set when the model classifier runs: the bot's intents (the Bot page, reload).
     pub intents: Option<Arc<dyn switchboard_core::ports::BotIntents>>,
     /// Cancelled when the server stops: the panel's event streams end so the stop need not

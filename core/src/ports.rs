@@ -42,6 +42,8 @@ pub struct ConversationFilter {
     pub text: Option<String>,
     /// Only conversations with a reply that failed for good.
     pub undelivered: bool,
+    /// Only the queue's and this agent's (`server.agents_see_only_own_and_queued`).
+    pub visible_to: Option<AgentId>,
     pub order: ListOrder,
     /// Continue after this row (keyset paging: stable while new rows arrive).
     pub after: Option<ListCursor>,

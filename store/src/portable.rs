@@ -113,6 +113,9 @@ fn list_conditions(filter: &ConversationFilter) -> ListSql {
         Some(Assignee::Agent(agent)) => conditions.push(bind("c.agent_id = ?", agent.to_string(), &mut binds)),
         None => {}
     }
+    if let Some(agent) = filter.visible_to {
+        conditions.push(bind("(c.handler = 'queue' OR c.agent_id = ?)", agent.to_string(), &mut binds));
+    }
     if filter.undelivered {
         conditions.push("EXISTS (SELECT 1 FROM messages f WHERE f.conversation_id = c.id AND f.gave_up_at IS NOT NULL)".into());
     }

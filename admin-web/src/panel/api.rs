@@ -131,7 +131,7 @@ async fn list(
     ApiCaller(agent): ApiCaller,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let filter = filter_of(&list_query(query)?, agent.id)?;
+    let filter = filter_of(&state, &list_query(query)?, &agent)?;
     let (rows, next, total) = list_page(state.engine.listings(), &filter).await?;
     let total = json!({"count": total.count, "search_capped": total.search_capped});
     Ok(Json(json!({"next": next, "total": total, "conversations": rows.iter().map(|s| {
@@ -162,7 +162,7 @@ const DETAIL_MESSAGES_MAX: u32 = 1000;
 
 async fn detail(
     State(state): State<AppState>,
-    _caller: ApiCaller,
+    ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
     query: Result<Query<DetailQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -178,6 +178,7 @@ async fn detail(
     let c = store
         .conversation(conversation_id(&id)?)
         .await?
+        .filter(|c| super::may_read(&state, &caller, c))
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."))?;
     let (messages, earlier, later) = match (query.before, query.after) {
         (Some(_), Some(_)) => return Err(refused("before and after were both given".into())),

@@ -50,12 +50,14 @@ struct Person {
     agents: HashMap<AgentId, String>,
 }
 
-async fn person(state: &AppState, id: ContactId) -> Result<Person, ApiError> {
+/// The person `id` belongs to, with the conversations `reader` may read.
+async fn person(state: &AppState, id: ContactId, reader: &switchboard_models::Agent) -> Result<Person, ApiError> {
     let (store, people) = (state.engine.conversations(), state.engine.identities());
     let contact = store.contact(id).await?.ok_or_else(not_found)?;
     let (identities, joins, conversations, agents) =
         tokio::join!(people.identities(id), people.contact_links(id), people.person_conversations(id), state.engine.accounts().list_agents());
-    let (identities, joins, conversations) = (identities?, joins?, conversations?);
+    let (identities, joins) = (identities?, joins?);
+    let conversations = conversations?.into_iter().filter(|s| super::may_read(state, reader, &s.conversation)).collect();
     let mut named: HashMap<ContactId, Contact> = identities.iter().map(|c| (c.id, c.clone())).collect();
     for join in &joins {
         for id in join.moved.iter().chain([&join.person, &join.joined]) {
@@ -167,7 +169,7 @@ async fn customer_page(
     let Ok(Query(query)) = query else {
         return Ok(error_page(&state, ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "A customer's page takes find and done."), &back));
     };
-    let person = person(&state, contact_id(&id)?).await?;
+    let person = person(&state, contact_id(&id)?, &signed.agent).await?;
     let find = query.find.trim();
     let candidates = if find.is_empty() {
         Vec::new()
@@ -236,8 +238,8 @@ async fn undo_form(
     }
 }
 
-async fn customer_api(State(state): State<AppState>, _caller: ApiCaller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(person(&state, contact_id(&id)?).await?.json()))
+async fn customer_api(State(state): State<AppState>, ApiCaller(caller): ApiCaller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(person(&state, contact_id(&id)?, &caller).await?.json()))
 }
 
 #[derive(Deserialize)]

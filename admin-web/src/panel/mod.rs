@@ -31,7 +31,7 @@ use switchboard_core::{Assignee, ConversationFilter, ConversationSummary, ListCu
 use switchboard_core::ports::{AdminWrite, ApiTokenChange, CannedChange, Conversations, Listings};
 use axum::extract::rejection::QueryRejection;
 use crate::signin::Admission;
-use switchboard_models::{Agent, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, ConversationId, DeliveryState, DomainEvent, Presence, Role};
+use switchboard_models::{Agent, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, ConversationId, DeliveryState, DomainEvent, Handler, Presence, Role};
 pub use views::Views;
 
 pub fn routes() -> Router<AppState> {
@@ -343,7 +343,19 @@ fn parse_filter<T: std::str::FromStr<Err = switchboard_models::UnknownVariant>>(
     value.parse().map(Some).map_err(|e: switchboard_models::UnknownVariant| ApiError::new(StatusCode::BAD_REQUEST, "invalid_filter", e.to_string()))
 }
 
-pub(crate) fn filter_of(query: &ListQuery, me: AgentId) -> Result<ConversationFilter, ApiError> {
+/// Whether `agent` may read conversation `c`: everyone may, unless
+/// `server.agents_see_only_own_and_queued` limits agents to the queue's and their own.
+pub(crate) fn may_read(state: &AppState, agent: &Agent, c: &switchboard_models::Conversation) -> bool {
+    !state.own_and_queued_only || agent.role == Role::Admin || matches!(c.handler, Handler::Queue) || c.handler == Handler::Agent(agent.id)
+}
+
+/// The conversations an agent's lists hold, under the same rule as `may_read`.
+pub(crate) fn visible_to(state: &AppState, agent: &Agent) -> Option<AgentId> {
+    (state.own_and_queued_only && agent.role != Role::Admin).then_some(agent.id)
+}
+
+pub(crate) fn filter_of(state: &AppState, query: &ListQuery, agent: &Agent) -> Result<ConversationFilter, ApiError> {
+    let me = agent.id;
     let assignee = match query.assignee.as_str() {
         "" => None,
         "queue" => Some(Assignee::Queue),
@@ -358,6 +370,7 @@ pub(crate) fn filter_of(query: &ListQuery, me: AgentId) -> Result<ConversationFi
         category: parse_filter(&query.category)?,
         channel: parse_filter(&query.channel)?,
         assignee,
+        visible_to: visible_to(state, agent),
         text: Some(query.q.clone()).filter(|q| !q.trim().is_empty()),
         order: match (query.sort.as_str(), query.assignee.as_str()) {
             ("", "queue") | ("next_in_line", _) => ListOrder::NextInLine,
@@ -396,7 +409,7 @@ async fn conversations(
     signed: Signed,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (query, filter) = match list_query(query).and_then(|query| filter_of(&query, signed.agent.id).map(|filter| (query, filter))) {
+    let (query, filter) = match list_query(query).and_then(|query| filter_of(&state, &query, &signed.agent).map(|filter| (query, filter))) {
         Ok(both) => both,
         Err(error) => return Ok(error_page(&state, error, "/panel/conversations")),
     };
@@ -551,7 +564,7 @@ async fn render_conversation(
 ) -> Result<Response, ApiError> {
     let accounts = state.engine.accounts();
     let conversations = state.engine.conversations();
-    let Some(c) = conversations.conversation(id).await? else {
+    let Some(c) = conversations.conversation(id).await?.filter(|c| may_read(state, &signed.agent, c)) else {
         return Ok(error_page(state, ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."), "/panel/conversations"));
     };
     let agents = accounts.list_agents().await?;
@@ -584,7 +597,7 @@ async fn render_conversation(
     let undelivered = messages_failed(&messages);
     let (open, capacity) = state.engine.load_of(&signed.agent).await?;
     // The person's conversations on every channel they were joined on.
-    let others = state.engine.identities().person_conversations(c.contact_id).await?;
+    let others: Vec<_> = state.engine.identities().person_conversations(c.contact_id).await?.into_iter().filter(|s| may_read(state, &signed.agent, &s.conversation)).collect();
     let canned = visible_canned(accounts.canned_responses().await?, &signed.agent);
     let escalations = conversations.escalations_of(c.id).await?;
     let filter = switchboard_core::ports::DocumentFilter { conversation: Some(c.id), limit: 50, ..Default::default() };
@@ -655,9 +668,13 @@ fn messages_failed(messages: &[switchboard_models::Message]) -> u32 {
     messages.iter().filter(|m| m.delivery.as_ref().is_some_and(|d| d.state == DeliveryState::Failed)).count() as u32
 }
 
-async fn attachment(State(state): State<AppState>, _signed: Signed, Path((id, key)): Path<(String, String)>) -> Result<Response, ApiError> {
+async fn attachment(State(state): State<AppState>, signed: Signed, Path((id, key)): Path<(String, String)>) -> Result<Response, ApiError> {
     let conversations = state.engine.conversations();
-    let message = conversations.message_with_attachment(conversation_id(&id)?, &key).await?;
+    let id = conversation_id(&id)?;
+    if !conversations.conversation(id).await?.is_some_and(|c| may_read(&state, &signed.agent, &c)) {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such file in this conversation."));
+    }
+    let message = conversations.message_with_attachment(id, &key).await?;
     let found = message.as_ref().and_then(|m| m.attachments.iter().find(|a| a.key == key));
     let Some(file) = found else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such file in this conversation."));
@@ -1398,6 +1415,7 @@ pub(crate) async fn draft_reply(state: &AppState, agent: &Agent, id: Conversatio
     let conversation = conversations
         .conversation(id)
         .await?
+        .filter(|c| may_read(state, agent, c))
         .ok_or(ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such conversation."))?;
     let agents = accounts.list_agents().await?;
     let messages = conversations.latest_conversation_messages(conversation.id, None, switchboard_core::TRANSCRIPT_MESSAGES).await?;

@@ -711,3 +711,49 @@ async fn the_agents_page_shows_presence_as_it_changes_in_chromium() {
     let ann = server.engine().store().agent(team.ann_id).await.unwrap().unwrap();
     assert_eq!(ann.presence, switchboard_models::Presence::Away);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_rule_on_agents_see_only_the_queue_and_their_own_conversations() {
+    use switchboard_core::TicketChange;
+    let server = TestServer::start_with(|config| config.server.agents_see_only_own_and_queued = true).await;
+    let team = team(&server).await;
+    let engine = server.engine();
+    let bo_id = engine.store().agent_by_email("bo@example.com").await.unwrap().unwrap().id;
+    let mut escalated = Vec::new();
+    for visitor in ["rule-queue", "rule-ann", "rule-bo"] {
+        let outcome = engine.handle(switchboard_tests::webchat_inbound(visitor, Some(visitor), 1, "I want to talk to a person")).await.unwrap();
+        assert!(outcome.escalated);
+        escalated.push(outcome.conversation);
+    }
+    let bot_only = engine.handle(switchboard_tests::webchat_inbound("rule-bot", None, 1, "hello")).await.unwrap().conversation;
+    engine.change_ticket(escalated[1].id, team.ann_id, TicketChange::Take, None).await.unwrap();
+    engine.change_ticket(escalated[2].id, bo_id, TicketChange::Take, None).await.unwrap();
+    let (queued, anns, bos) = (escalated[0].id, escalated[1].id, escalated[2].id);
+
+    let ann_api = team.ann.new_api_token("rule").await;
+    let admin_api = team.admin.new_api_token("rule").await;
+    let ids = |body: &Value| -> Vec<String> { body["conversations"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()).collect() };
+    let (_, listed) = api(&server, &ann_api, reqwest::Method::GET, "/api/conversations", None).await;
+    let mut seen = ids(&listed);
+    seen.sort();
+    let mut expected = vec![queued.to_string(), anns.to_string()];
+    expected.sort();
+    assert_eq!(seen, expected, "Ann's list: the queue's and hers");
+    let (_, everything) = api(&server, &admin_api, reqwest::Method::GET, "/api/conversations", None).await;
+    assert_eq!(ids(&everything).len(), 4, "admins see every conversation");
+    let (_, searched) = api(&server, &ann_api, reqwest::Method::GET, "/api/conversations?q=person", None).await;
+    assert!(!ids(&searched).contains(&bos.to_string()), "a search finds no one else's");
+
+    for other in [bos, bot_only.id] {
+        assert_eq!(api(&server, &ann_api, reqwest::Method::GET, &format!("/api/conversations/{other}"), None).await.0, StatusCode::NOT_FOUND);
+        assert_eq!(team.ann.get(&format!("/panel/conversations/{other}")).await.status, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(api(&server, &ann_api, reqwest::Method::GET, &format!("/api/conversations/{queued}"), None).await.0, StatusCode::OK);
+    assert_eq!(team.ann.get(&format!("/panel/conversations/{anns}")).await.status, StatusCode::OK);
+    assert_eq!(api(&server, &admin_api, reqwest::Method::GET, &format!("/api/conversations/{bos}"), None).await.0, StatusCode::OK);
+    let list_page = team.ann.get("/panel/conversations").await;
+    assert!(list_page.body.contains(&anns.to_string()) && !list_page.body.contains(&bos.to_string()));
+    // The customer page of Bo's customer lists none of the conversations for Ann.
+    let (_, customer) = api(&server, &ann_api, reqwest::Method::GET, &format!("/api/customers/{}", escalated[2].contact_id), None).await;
+    assert_eq!(customer["conversations"], json!([]), "{customer}");
+}
