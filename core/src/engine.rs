@@ -1712,9 +1712,16 @@ impl Engine {
             }
         }
         let mut messages = Vec::with_capacity(replies.len());
+        let mut customer_name: Option<Option<String>> = None;
         for reply in replies {
             let text = match reply.body {
-                ReplyBody::Text(text) if reply.sender == Sender::Bot => self.policy.fill_hours(text, now, conversation.channel),
+                ReplyBody::Text(text) if reply.sender == Sender::Bot => {
+                    let text = self.policy.fill_hours(text, now, conversation.channel);
+                    if text.contains(crate::policy::CUSTOMER_NAME_FIELD) && customer_name.is_none() {
+                        customer_name = Some(self.store.contact(conversation.contact_id).await?.and_then(|c| c.display_name));
+                    }
+                    crate::policy::fill_customer(text, customer_name.clone().flatten().as_deref(), conversation.channel)
+                }
                 ReplyBody::Text(text) => text,
                 ReplyBody::HandoffNotice => {
                     // The place in line the queue is worked in (urgent first), as the waiting notice says it.

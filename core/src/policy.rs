@@ -156,6 +156,25 @@ pub struct QueueView {
 /// What a customer may be told of business hours in a bot answer or handoff.
 pub const BUSINESS_HOURS_FIELD: &str = "{{business_hours}}";
 pub const NEXT_OPEN_FIELD: &str = "{{next_open}}";
+/// The customer's name in a bot answer ("there" when they gave none: "Hi there!").
+pub const CUSTOMER_NAME_FIELD: &str = "{{customer.name}}";
+/// The channel the customer writes on, as they know it ("Telegram", "the web chat").
+pub const CHANNEL_FIELD: &str = "{{channel}}";
+
+/// A bot answer with `{{customer.name}}` and `{{channel}}` filled in.
+pub fn fill_customer(text: String, name: Option<&str>, channel: Channel) -> String {
+    if !text.contains(CUSTOMER_NAME_FIELD) && !text.contains(CHANNEL_FIELD) {
+        return text;
+    }
+    let name = name.map(str::trim).filter(|n| !n.is_empty()).unwrap_or("there");
+    let channel = match channel {
+        Channel::WebChat => "the web chat",
+        Channel::Telegram => "Telegram",
+        Channel::Discord => "Discord",
+        Channel::Email => "email",
+    };
+    text.replace(CUSTOMER_NAME_FIELD, name).replace(CHANNEL_FIELD, channel)
+}
 
 impl Policy {
     /// This policy with the texts of `language` (ISO 639-1) where they are configured.
@@ -269,6 +288,14 @@ pub(crate) fn raised(priority: Priority) -> Priority {
 mod tests {
     use super::*;
     use switchboard_models::ClassificationSource;
+
+    #[test]
+    fn answers_greet_the_customer_by_name_on_their_channel() {
+        let answer = || "Hi {{customer.name}}, thanks for writing on {{channel}}.".to_string();
+        assert_eq!(fill_customer(answer(), Some("Dana"), Channel::Telegram), "Hi Dana, thanks for writing on Telegram.");
+        assert_eq!(fill_customer(answer(), Some("  "), Channel::WebChat), "Hi there, thanks for writing on the web chat.");
+        assert_eq!(fill_customer("No fields.".into(), None, Channel::Email), "No fields.");
+    }
 
     fn said(intent: &str, sentiment: f32, urgency: Urgency) -> Classification {
         Classification {

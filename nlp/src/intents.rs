@@ -10,14 +10,17 @@ use switchboard_models::{Category, IntentName};
 use toml::Spanned;
 
 /// Fewest example phrases an intent needs for the classifier to learn it.
-/// What an answer template may use: `{{message}}`, the customer's text; `{{business_hours}}`
-/// and `{{next_open}}` pass through unrendered, for the engine to fill at reply time (the
-/// answer is chosen before anyone knows when it is sent).
+/// What an answer template may use: `{{message}}`, the customer's text; `{{business_hours}}`,
+/// `{{next_open}}`, `{{customer.name}}` and `{{channel}}` pass through unrendered, for the
+/// engine to fill at reply time (the answer is chosen before anyone knows when it is sent, or
+/// to whom).
 pub fn answer_fields(message: &str) -> serde_json::Value {
     serde_json::json!({
         "message": message,
         "business_hours": switchboard_core::policy::BUSINESS_HOURS_FIELD,
         "next_open": switchboard_core::policy::NEXT_OPEN_FIELD,
+        "customer": {"name": switchboard_core::policy::CUSTOMER_NAME_FIELD},
+        "channel": switchboard_core::policy::CHANNEL_FIELD,
     })
 }
 

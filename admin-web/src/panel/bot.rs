@@ -94,6 +94,7 @@ fn preview_answer(answer: &str) -> Result<String, String> {
         "business_hours": "(your business hours)",
         "next_open": "(when you open next)",
         "customer": {"name": "(the customer's name)"},
+        "channel": "(their channel)",
     });
     templates.render_template(answer, &fields).map_err(|e| format!("the answer is not a valid template: {e}"))
 }

@@ -265,17 +265,29 @@ async fn one_intent_is_edited_disabled_or_added_and_the_bot_answers_from_the_new
     in_use(&mut events, 2).await;
     let (_, replies) = ask(&shop.server, "edit-1", "when are you open").await;
     assert!(replies.iter().any(|r| r == "We are open 7 to 7."), "{replies:?}");
+    // An answer greets the customer by name, on their channel.
+    let greeting = json!({
+        "after": 2, "name": "opening_hours", "category": "general_inquiry",
+        "examples": examples(&["when are you open", "what are your opening hours", "are you open on sunday", "business hours?"]),
+        "answer": "Hi {{customer.name}}, we are open 7 to 7 (you wrote on {{channel}}).",
+    });
+    let (status, saved) = shop.admin.post("/api/intents/intent", greeting).await;
+    assert_eq!((status, saved["version"].as_i64()), (StatusCode::OK, Some(3)), "{saved}");
+    in_use(&mut events, 3).await;
+    let named = shop.server.engine().handle(webchat_inbound("edit-named", Some("Dana"), 1, "when are you open")).await.unwrap();
+    let texts: Vec<&str> = named.replies.iter().map(|r| r.text.as_str()).collect();
+    assert!(texts.contains(&"Hi Dana, we are open 7 to 7 (you wrote on the web chat)."), "{texts:?}");
     let (status, _) = shop.admin.post("/api/intents/intent", hours).await;
     assert_eq!(status, StatusCode::CONFLICT, "edited from version 1, which is no longer the newest");
 
     // Disabled: kept in the file, no longer answered.
     let invoices = json!({
-        "after": 2, "name": "invoice_copy", "category": "billing", "enabled": false, "answer": "Invoices are under Billing.",
+        "after": 3, "name": "invoice_copy", "category": "billing", "enabled": false, "answer": "Invoices are under Billing.",
         "examples": examples(&["send me my invoice", "I need a copy of my bill", "where can I download invoices", "receipt for my payment"]),
     });
     let (status, saved) = shop.admin.post("/api/intents/intent", invoices).await;
-    assert_eq!((status, saved["version"].as_i64()), (StatusCode::OK, Some(3)), "{saved}");
-    in_use(&mut events, 3).await;
+    assert_eq!((status, saved["version"].as_i64()), (StatusCode::OK, Some(4)), "{saved}");
+    in_use(&mut events, 4).await;
     let (_, replies) = ask(&shop.server, "edit-2", "send me my invoice").await;
     assert!(!replies.iter().any(|r| r == "Invoices are under Billing."), "{replies:?}");
     let listed = shop.admin.get("/api/intents").await;
@@ -284,24 +296,24 @@ async fn one_intent_is_edited_disabled_or_added_and_the_bot_answers_from_the_new
 
     // Added.
     let shipping = json!({
-        "after": 3, "name": "shipping_cost", "category": "general_inquiry", "answer": "Shipping is free over 50 EUR.",
+        "after": 4, "name": "shipping_cost", "category": "general_inquiry", "answer": "Shipping is free over 50 EUR.",
         "examples": examples(&["how much is shipping", "delivery fee to germany", "do you charge for postage", "shipping costs"]),
     });
     let (status, saved) = shop.admin.post("/api/intents/intent", shipping).await;
-    assert_eq!((status, saved["version"].as_i64(), saved["note"].as_str()), (StatusCode::OK, Some(4), Some("added the intent `shipping_cost`")), "{saved}");
-    in_use(&mut events, 4).await;
+    assert_eq!((status, saved["version"].as_i64(), saved["note"].as_str()), (StatusCode::OK, Some(5), Some("added the intent `shipping_cost`")), "{saved}");
+    in_use(&mut events, 5).await;
     let (_, replies) = ask(&shop.server, "edit-3", "how much is shipping").await;
     assert!(replies.iter().any(|r| r == "Shipping is free over 50 EUR."), "{replies:?}");
 
     // What would not load is refused with the reason, and nothing is recorded.
-    let person = json!({"after": 4, "name": "human_request", "category": "general_inquiry", "enabled": false, "examples": examples(&["I want a person", "talk to a human", "get me an agent"])});
+    let person = json!({"after": 5, "name": "human_request", "category": "general_inquiry", "enabled": false, "examples": examples(&["I want a person", "talk to a human", "get me an agent"])});
     let (status, error) = shop.admin.post("/api/intents/intent", person).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(error["error"]["message"].as_str().unwrap().contains("cannot be disabled"), "{error}");
-    let (status, error) = shop.admin.post("/api/intents/intent", json!({"after": 4, "name": "Bad Name", "category": "billing", "examples": []})).await;
+    let (status, error) = shop.admin.post("/api/intents/intent", json!({"after": 5, "name": "Bad Name", "category": "billing", "examples": []})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
-    let (status, error) = shop.admin.post("/api/intents/intent", json!({"after": 4, "name": "thin", "category": "billing", "examples": examples(&["one"])})).await;
+    let (status, error) = shop.admin.post("/api/intents/intent", json!({"after": 5, "name": "thin", "category": "billing", "examples": examples(&["one"])})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(error["error"]["message"].as_str().unwrap().contains("give at least 3"), "{error}");
-    assert_eq!(shop.admin.get("/api/intents").await["version"], 4);
+    assert_eq!(shop.admin.get("/api/intents").await["version"], 5);
 }
