@@ -173,6 +173,7 @@ impl BotIntents for IntentsKeeper {
         })?;
         Ok(IntentsOutline {
             digest: set.digest,
+            escalate_words: set.escalate_words,
             intents: set
                 .intents
                 .into_iter()
@@ -202,6 +203,10 @@ impl BotIntents for IntentsKeeper {
             enabled: intent.enabled,
         };
         intents_edit::with_intent(text, &fields)
+    }
+
+    fn with_escalate_words(&self, text: &str, words: &[String]) -> Result<String, String> {
+        intents_edit::with_escalate_words(text, words)
     }
 
     fn with_version(&self, text: &str, version: i64) -> Result<String, String> {

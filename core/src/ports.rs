@@ -1015,6 +1015,8 @@ pub trait BotIntents: Send + Sync {
     fn with_examples(&self, text: &str, intent: &str, category: Option<Category>, examples: &[String]) -> Result<String, String>;
     /// `text` with the intent `intent.name` written as `intent` (appended when new).
     fn with_intent(&self, text: &str, intent: &IntentOutline) -> Result<String, String>;
+    /// `text` with its `escalate_words` set.
+    fn with_escalate_words(&self, text: &str, words: &[String]) -> Result<String, String>;
     /// `text` with its `version` set.
     fn with_version(&self, text: &str, version: i64) -> Result<String, String>;
     /// The version this node put in use last.
@@ -1030,6 +1032,8 @@ pub struct IntentsOutline {
     /// SHA-256 of the text.
     pub digest: String,
     pub intents: Vec<IntentOutline>,
+    /// Words or phrases that hand any message containing them to a person.
+    pub escalate_words: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -416,14 +416,20 @@ impl Classifier for ModelClassifier {
                 self.local.describe(&self.local.current(), text, &Vec::new(), None)
             }
         };
-        match &self.llm {
+        let mut classification = match &self.llm {
             // Unsure, or out of scope for the local model: the LLM may know better. Not for a
             // message shed under overload: that would turn a CPU overload into an LLM bill.
             Some(llm) if local.source != ClassificationSource::FastPath && (local.confidence < self.llm_below || local.intent.is(IntentName::OUT_OF_SCOPE)) => {
                 self.consult_llm(llm, text, local).await
             }
             _ => local,
+        };
+        // The admin's words hand the message to a person whatever it was classified as.
+        if self.local.current().intents.escalate_word_in(text).is_some() {
+            classification.always_escalate = true;
+            classification.answer = None;
         }
+        classification
     }
 }
 

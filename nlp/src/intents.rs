@@ -25,6 +25,9 @@ pub fn answer_fields(message: &str) -> serde_json::Value {
 }
 
 pub const MIN_EXAMPLES: usize = 3;
+/// Most `escalate_words`, and the longest of them.
+const MAX_ESCALATE_WORDS: usize = 200;
+const MAX_ESCALATE_WORD_CHARS: usize = 60;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{}:{line}: {reason}", path.display())]
@@ -53,6 +56,8 @@ pub struct Intent {
 pub struct IntentSet {
     pub version: u32,
     pub intents: Vec<Intent>,
+    /// Words or phrases that hand a message to a person whatever its intent (lowercase).
+    pub escalate_words: Vec<String>,
     /// SHA-256 of the file's text: identifies a trained head.
     pub digest: String,
 }
@@ -61,6 +66,8 @@ pub struct IntentSet {
 #[serde(deny_unknown_fields)]
 struct FileShape {
     version: Spanned<u32>,
+    #[serde(default)]
+    escalate_words: Vec<Spanned<String>>,
     #[serde(default, rename = "intent")]
     intents: Vec<IntentShape>,
 }
@@ -230,11 +237,34 @@ impl IntentSet {
                 ),
             });
         }
-        Ok(Self { version: *shape.version.get_ref(), intents, digest: text_digest(text) })
+        let mut escalate_words: Vec<String> = Vec::new();
+        for word in &shape.escalate_words {
+            let phrase = word.get_ref().trim().to_lowercase();
+            if phrase.is_empty() || phrase.chars().count() > MAX_ESCALATE_WORD_CHARS {
+                return Err(error_at(word.span().start, format!("each of escalate_words must be 1-{MAX_ESCALATE_WORD_CHARS} characters")));
+            }
+            if !escalate_words.contains(&phrase) {
+                escalate_words.push(phrase);
+            }
+        }
+        if escalate_words.len() > MAX_ESCALATE_WORDS {
+            return Err(IntentsError { path: path.to_path_buf(), line: 0, reason: format!("escalate_words lists {} words; at most {MAX_ESCALATE_WORDS}", escalate_words.len()) });
+        }
+        Ok(Self { version: *shape.version.get_ref(), intents, escalate_words, digest: text_digest(text) })
     }
 
     pub fn get(&self, name: &IntentName) -> Option<&Intent> {
         self.intents.iter().find(|i| &i.name == name)
+    }
+
+    /// The first of `escalate_words` in `text`, as a whole word or phrase, in any case.
+    pub fn escalate_word_in(&self, text: &str) -> Option<&str> {
+        let words: Vec<String> = text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
+        let spaced = format!(" {} ", words.join(" "));
+        self.escalate_words.iter().map(String::as_str).find(|phrase| {
+            let wanted: Vec<&str> = phrase.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+            !wanted.is_empty() && spaced.contains(&format!(" {} ", wanted.join(" ")))
+        })
     }
 }
 
@@ -315,6 +345,16 @@ examples = ["a person please", "talk to a human", "real agent"]
         let no_human = HUMAN.replace("human_request", "help");
         assert!(parse(&format!("version = 1\n{no_human}")).unwrap_err().reason.contains("`human_request` intent"));
         assert!(parse("version = 0\n").unwrap_err().reason.contains("version must be 1"));
+    }
+
+    #[test]
+    fn escalate_words_match_whole_words_in_any_case() {
+        let set = parse(&format!("version = 1\nescalate_words = [\"Chargeback\", \"file a complaint\", \"chargeback\"]\n{HUMAN}")).unwrap();
+        assert_eq!(set.escalate_words, ["chargeback", "file a complaint"]);
+        assert_eq!(set.escalate_word_in("I will do a CHARGEBACK today!"), Some("chargeback"));
+        assert_eq!(set.escalate_word_in("I want to File a complaint."), Some("file a complaint"));
+        assert_eq!(set.escalate_word_in("chargebacks are slow"), None, "whole words only");
+        assert!(parse(&format!("version = 1\nescalate_words = [\" \"]\n{HUMAN}")).unwrap_err().reason.contains("1-60 characters"));
     }
 
     #[test]

@@ -102,6 +102,23 @@ pub fn with_intent(text: &str, fields: &IntentFields<'_>) -> Result<String, Stri
     Ok(doc.to_string())
 }
 
+/// `text` with its `escalate_words` set (removed when there are none).
+pub fn with_escalate_words(text: &str, words: &[String]) -> Result<String, String> {
+    let mut doc = parse(text)?;
+    let words: Vec<&str> = words.iter().map(|w| w.trim()).filter(|w| !w.is_empty()).collect();
+    if words.is_empty() {
+        doc.remove("escalate_words");
+    } else {
+        let mut array = Array::new();
+        for word in words {
+            push(&mut array, word, true);
+        }
+        // Before the first [[intent]], where top-level keys belong.
+        doc["escalate_words"] = value(array);
+    }
+    Ok(doc.to_string())
+}
+
 /// `text` with its `version` set to `version`.
 pub fn with_version(text: &str, version: i64) -> Result<String, String> {
     let mut doc = parse(text)?;
@@ -203,6 +220,16 @@ examples = ["a person please", "talk to a human", "real agent"]
         let human = IntentFields { name: "human_request", category: Category::GeneralInquiry, examples: &human_examples, always_escalate: false, enabled: false, ..fields };
         let error = IntentSet::parse(Path::new("t.toml"), &with_intent(TEXT, &human).unwrap()).unwrap_err();
         assert!(error.reason.contains("cannot be disabled"), "{error}");
+    }
+
+    #[test]
+    fn escalate_words_are_set_and_removed() {
+        let text = with_escalate_words(TEXT, &["chargeback".into(), " lawyer ".into(), "".into()]).unwrap();
+        let set = IntentSet::parse(Path::new("t.toml"), &text).unwrap();
+        assert_eq!(set.escalate_words, ["chargeback", "lawyer"]);
+        assert_eq!(set.intents.len(), 2, "the intents stay");
+        let none = with_escalate_words(&text, &[]).unwrap();
+        assert!(!none.contains("escalate_words"), "{none}");
     }
 
     #[test]

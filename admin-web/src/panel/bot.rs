@@ -34,6 +34,53 @@ pub fn routes() -> Router<AppState> {
         .route("/api/intents/versions/{number}/restore", post(restore_api))
         .route("/panel/bot/intent", get(intent_page).post(save_intent_page))
         .route("/api/intents/intent", post(save_intent_api))
+        .route("/panel/bot/escalate-words", post(escalate_words_page))
+        .route("/api/intents/escalate-words", post(escalate_words_api))
+}
+
+/// The longest list of words, as typed.
+const WORDS_CHARS: usize = 16 * 1024;
+
+#[derive(Deserialize)]
+struct WordsForm {
+    csrf: String,
+    after: String,
+    /// One word or phrase per line.
+    #[serde(default)]
+    words: String,
+}
+
+async fn escalate_words_page(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Form(form): Form<WordsForm>) -> Result<Response, ApiError> {
+    signed.check_csrf(&form.csrf)?;
+    let result = match (limits::check(&[("words", &form.words, WORDS_CHARS)]), form.after.parse::<i64>()) {
+        (Err(error), _) => Err(error),
+        (_, Err(_)) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "The form's version is not a number; reload the page.")),
+        (Ok(()), Ok(after)) => {
+            let words = form.words.lines().map(str::trim).filter(|w| !w.is_empty()).map(String::from).collect();
+            save(&state, &signed.agent, IntentsEdit::EscalateWords { after, words }).await
+        }
+    };
+    match result {
+        Ok(version) => Ok(Redirect::to(&format!("/panel/bot?saved={}", version.number)).into_response()),
+        Err(error) => Ok(error_page(&state, error, "/panel/bot")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WordsBody {
+    after: i64,
+    words: Vec<String>,
+}
+
+async fn escalate_words_api(State(state): State<AppState>, ApiCaller(agent): ApiCaller, body: Result<Json<WordsBody>, axum::extract::rejection::JsonRejection>) -> Result<Json<Value>, ApiError> {
+    let body = json_body(body)?;
+    let typed: usize = body.words.iter().map(|w| w.chars().count() + 1).sum();
+    if typed > WORDS_CHARS {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too_long", format!("`words` has {typed} characters; the limit is {WORDS_CHARS}. Shorten it.")));
+    }
+    let version = save(&state, &agent, IntentsEdit::EscalateWords { after: body.after, words: body.words }).await?;
+    Ok(saved(&version))
 }
 
 /// The longest answer and examples taken in the intent editor.
@@ -318,6 +365,7 @@ async fn render_page(state: &AppState, signed: &Signed, search: &str, draft: Opt
         "in_use": in_use,
         "training": in_use != Some(latest.number),
         "intent_total": outline.intents.len(),
+        "escalate_words": outline.escalate_words.join("\n"),
         "intents": intents,
         "search": search,
         "versions": versions.iter().map(|v| {
@@ -458,6 +506,7 @@ async fn intents_api(State(state): State<AppState>, ApiCaller(agent): ApiCaller)
     Ok(Json(json!({
         "version": latest.number,
         "in_use": bot.in_use(),
+        "escalate_words": outline.escalate_words,
         "intents": outline.intents.iter().map(|i| json!({
             "name": i.name,
             "category": i.category.as_str(),

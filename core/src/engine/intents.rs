@@ -20,6 +20,8 @@ pub enum IntentsEdit {
     Teach { seqs: Vec<i64>, intent: String, category: Option<Category> },
     /// One intent written whole (added when new), edited from version `after`.
     Intent { after: i64, intent: crate::ports::IntentOutline },
+    /// The words that hand any message to a person, edited from version `after`.
+    EscalateWords { after: i64, words: Vec<String> },
     /// An earlier version becomes the newest again.
     Restore { number: i64 },
 }
@@ -86,6 +88,17 @@ impl Engine {
                     false => format!("added the intent `{}`", intent.name),
                 };
                 (text, IntentsOrigin::Panel, note, Vec::new())
+            }
+            IntentsEdit::EscalateWords { after, words } => {
+                if after != latest.number {
+                    return Err(EngineError::Conflict(format!(
+                        "Version {} was saved after the version you edited ({after}), so your change was not saved. Open the Bot page again.",
+                        latest.number
+                    )));
+                }
+                let text = bot.with_escalate_words(&latest_text, &words).map_err(EngineError::Invalid)?;
+                let count = words.iter().filter(|w| !w.trim().is_empty()).count();
+                (text, IntentsOrigin::Panel, format!("set {count} word(s) that always hand to a person"), Vec::new())
             }
             IntentsEdit::Restore { number } => {
                 if number == latest.number {

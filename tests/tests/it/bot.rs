@@ -316,4 +316,16 @@ async fn one_intent_is_edited_disabled_or_added_and_the_bot_answers_from_the_new
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(error["error"]["message"].as_str().unwrap().contains("give at least 3"), "{error}");
     assert_eq!(shop.admin.get("/api/intents").await["version"], 5);
+
+    // Words that always hand to a person, whatever the message is about.
+    let (status, saved) = shop.admin.post("/api/intents/escalate-words", json!({"after": 5, "words": ["chargeback", "Legal action"]})).await;
+    assert_eq!((status, saved["version"].as_i64()), (StatusCode::OK, Some(6)), "{saved}");
+    in_use(&mut events, 6).await;
+    assert_eq!(shop.admin.get("/api/intents").await["escalate_words"], json!(["chargeback", "legal action"]));
+    let plain = shop.server.engine().handle(webchat_inbound("words-1", None, 1, "when are you open")).await.unwrap();
+    assert!(!plain.escalated);
+    let warned = shop.server.engine().handle(webchat_inbound("words-2", None, 1, "When are you open? Otherwise I start LEGAL ACTION.")).await.unwrap();
+    assert!(warned.escalated, "an escalate word hands it to a person");
+    let (status, _) = shop.admin.post("/api/intents/escalate-words", json!({"after": 5, "words": []})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
 }
