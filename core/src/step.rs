@@ -196,7 +196,10 @@ pub fn step(conversation: &Conversation, input: &Input<'_>, policy: &Policy, now
                             escalated = Some(reason);
                         }
                         None => {
-                            answered_from_intent = classification.answer.is_some() && !is_unsure(classification, policy);
+                            // An answer the LLM wrote itself is no intent's answer.
+                            answered_from_intent = classification.answer.is_some()
+                                && !is_unsure(classification, policy)
+                                && !classification.intent.is(IntentName::OUT_OF_SCOPE);
                             replies.push(bot_answer(&mut next, classification, policy));
                             next.awaiting = awaiting_document(classification, awaiting.as_ref(), policy);
                             if classification.judgement.is_some() && next.escalation.is_none() {

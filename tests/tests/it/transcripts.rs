@@ -497,3 +497,19 @@ fn a_second_resolve_keeps_the_question_and_a_request_for_a_person_is_no_comment(
         "#]],
     );
 }
+
+#[test]
+fn only_an_intents_own_answer_counts_as_an_automated_response() {
+    let policy = Policy::default();
+    let now = Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap();
+    let conversation = Conversation::new(ContactId::new(), Channel::WebChat, now);
+    let decide = |c: Classification| {
+        let input = Input::CustomerMessage { text: "when are you open", classification: &c, has_attachments: false, resolver_available: false };
+        step(&conversation, &input, &policy, now).answered_from_intent
+    };
+    assert!(decide(classification("opening_hours", Category::GeneralInquiry, 0.95, Some("We open at 9."))), "the intent's answer went out");
+    assert!(!decide(classification("opening_hours", Category::GeneralInquiry, 0.2, Some("We open at 9."))), "unsure: a clarifying question");
+    assert!(!decide(classification("refund_request", Category::Billing, 0.95, None)), "no answer: nothing sent");
+    let written = Classification { source: ClassificationSource::Llm, ..classification("out_of_scope", Category::GeneralInquiry, 0.9, Some("Our shop sells tea.")) };
+    assert!(!decide(written), "the LLM's own answer is no intent's");
+}
