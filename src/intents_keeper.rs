@@ -13,6 +13,12 @@ use switchboard_models::{AuditAction, AuditEntry, Category, DomainEvent, Intents
 use switchboard_nlp::intents::{DEFAULT_INTENTS, text_digest};
 use switchboard_nlp::{IntentSet, ModelClassifier, intents_edit};
 
+#[derive(Clone, Copy)]
+enum ReadFile {
+    Yes,
+    No,
+}
+
 /// Why the file could not be recorded.
 enum Unsynced {
     /// Another version was recorded meanwhile.
@@ -46,11 +52,22 @@ impl IntentsKeeper {
         Self { classifier, store, bus, clock, file, in_use: std::sync::Mutex::new(None), syncing: tokio::sync::Mutex::new(()) }
     }
 
-    /// Records the intents file when it is new or changed, then puts the newest version in use.
+    /// Records the intents file when it is new or changed, then puts the newest version in use
+    /// (on start and on reload).
     pub async fn sync(&self) -> Result<String, String> {
+        self.sync_with(ReadFile::Yes).await
+    }
+
+    /// `sync`, reading the file only when asked: following another node's version must not
+    /// record this node's file over it (two nodes with different files would take turns).
+    async fn sync_with(&self, read_file: ReadFile) -> Result<String, String> {
         let _one_at_a_time = self.syncing.lock().await;
         let (number, text, digest) = loop {
-            match self.record_file_if_new().await {
+            let newest = match read_file {
+                ReadFile::Yes => self.record_file_if_new().await,
+                ReadFile::No => self.newest().await,
+            };
+            match newest {
                 Ok(newest) => break newest,
                 // Another node recorded the same file first: read again.
                 Err(Unsynced::Stale) => continue,
@@ -76,13 +93,22 @@ impl IntentsKeeper {
         loop {
             match events.recv().await {
                 Ok(DomainEvent::IntentsChanged { in_use: false, .. }) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    if let Err(why) = self.sync().await {
+                    if let Err(why) = self.sync_with(ReadFile::No).await {
                         tracing::error!("the newest intents could not be put in use; the running ones stay: {why}");
                     }
                 }
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             }
+        }
+    }
+
+    /// The newest version (number, text, digest) as recorded.
+    async fn newest(&self) -> Result<(i64, String, String), Unsynced> {
+        match self.store.latest_intents().await? {
+            Some((version, text)) => Ok((version.number, text, version.digest)),
+            // Nothing recorded yet (this node starts and records it): the file's turn.
+            None => self.record_file_if_new().await,
         }
     }
 

@@ -208,24 +208,34 @@ async fn the_intents_file_changed_on_disk_wins_over_panel_edits_on_reload() {
     let (_, replies) = ask(&shop.server, "hours-1", "when are you open").await;
     assert!(replies.iter().any(|r| r == "We are open 8 to 8."), "{replies:?}");
 
+    // The file changed on disk is taken on the next start or reload, not while this node
+    // follows versions recorded in the panel (or by other nodes, whose files may differ).
+    std::fs::write(&shop.file, INTENTS.replace("We are open 9 to 5.", "We are open at dawn.")).unwrap();
+    let text = shop.admin.get("/api/intents/versions/2").await["text"].as_str().unwrap().to_string();
+    let (status, saved) = shop.admin.post("/api/intents", json!({"after": 2, "text": text.replace("8 to 8", "8 to 9")})).await;
+    assert_eq!((status, saved["version"].as_i64()), (StatusCode::OK, Some(3)));
+    in_use(&mut events, 3).await;
+    assert_eq!(shop.admin.get("/api/intents").await["version"], 3, "following a version records no file");
+    std::fs::write(&shop.file, INTENTS).unwrap();
+
     // A reload with the file unchanged keeps the panel's version.
     let (status, reloaded) = shop.admin.post("/api/admin/intents/reload", json!({})).await;
     assert_eq!(status, StatusCode::OK, "{reloaded}");
-    assert_eq!(shop.admin.get("/api/intents").await["version"], 2);
+    assert_eq!(shop.admin.get("/api/intents").await["version"], 3);
 
     // A broken file is refused, and the running version stays.
     std::fs::write(&shop.file, INTENTS.replace("category = \"billing\"", "category = \"money\"")).unwrap();
     let (status, error) = shop.admin.post("/api/admin/intents/reload", json!({})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
     assert!(error["error"]["message"].as_str().unwrap().contains("unknown category `money`"), "{error}");
-    assert_eq!(shop.admin.get("/api/intents").await["version"], 2);
+    assert_eq!(shop.admin.get("/api/intents").await["version"], 3);
 
     std::fs::write(&shop.file, INTENTS.replace("We are open 9 to 5.", "We are open around the clock.")).unwrap();
     let (status, reloaded) = shop.admin.post("/api/admin/intents/reload", json!({})).await;
     assert_eq!(status, StatusCode::OK, "{reloaded}");
-    in_use(&mut events, 3).await;
+    in_use(&mut events, 4).await;
     let listed = shop.admin.get("/api/intents").await;
-    assert_eq!((listed["version"].as_i64(), listed["versions"][0]["origin"].as_str()), (Some(3), Some("file")), "{listed}");
+    assert_eq!((listed["version"].as_i64(), listed["versions"][0]["origin"].as_str()), (Some(4), Some("file")), "{listed}");
     assert!(listed["versions"][0]["note"].as_str().unwrap().ends_with("changed on disk"), "{listed}");
     let (_, replies) = ask(&shop.server, "hours-2", "when are you open").await;
     assert!(replies.iter().any(|r| r == "We are open around the clock."), "{replies:?}");
