@@ -51,12 +51,12 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0021_customer_mails.sql", "9f93e3c981810af5050ca1f2b5aacff6c1ac7cf32d49d2e39b55616c9b4501c5"),
     ("sqlite/0022_contact_links.sql", "1dbf9c6b99b56e5465a62cfcf8d363b0dbfbb4e31cd64a97d32c17b0abd24fc2"),
     ("postgres/0022_contact_links.sql", "9e9ffbbb8938a096cb084ed872c7f99c39204c9f59d088d4e0292533d40d2a7c"),
-    ("sqlite/0023_conversation_history.sql", "2226a89e882f7b043ff31015739cba8ebfd68804dbfda408ef82229af8fb9c6d"),
-    ("postgres/0023_conversation_history.sql", "e23f822b5da42657b8997663dfe9b897c325f29981f587ef12106fce792fb829"),
-    ("sqlite/0024_intent_versions.sql", "79abc3d99b844d1d5e1fc4cc41e79196c001db62293128603e16b330ce779871"),
-    ("postgres/0024_intent_versions.sql", "b2a48ec5f7dbd94f187a33cee189a50507f54b7e2d2ec9f6afdb2af6ec106d44"),
-    ("sqlite/0025_automated_responses_and_audit.sql", "8174681faa55c84454376f31437d144a7fb6ce7d5105c4e45d2a60eadcbef1cc"),
-    ("postgres/0025_automated_responses_and_audit.sql", "e9544fae5f9d30d3eaf55ffd04f5054d47fd7de610ca832b4076105f4c3f96e4"),
+    ("sqlite/0023_conversation_history.sql", "c6f9f417c05dfaf0b888f3d64dc4dfbe6206cc842e5650009fb19a738192db6b"),
+    ("postgres/0023_conversation_history.sql", "f7b6e7f4f2db2f2bb956df4799ffbd2e93bc1de6629f11fd5ecfd7a1307e9a2e"),
+    ("sqlite/0024_intent_versions.sql", "5fe95def185573d4409f458e42da9fdab42911397f14a40473808d669e36b41f"),
+    ("postgres/0024_intent_versions.sql", "9755a3d3eb606d9095094d7b960f6add8c78512641b1df05c51ae69f242ef10e"),
+    ("sqlite/0025_reports_audit_and_accounts.sql", "068d9958e11a382dba0926efd609f1b0393818a9af3690cc525157786460704b"),
+    ("postgres/0025_reports_audit_and_accounts.sql", "6f0b504c5313954f0c7b036461a9ac183a50d913eacd11a6619041b2a156d57b"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {
