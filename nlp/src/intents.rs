@@ -259,6 +259,9 @@ impl IntentSet {
 
     /// The first of `escalate_words` in `text`, as a whole word or phrase, in any case.
     pub fn escalate_word_in(&self, text: &str) -> Option<&str> {
+        if self.escalate_words.is_empty() {
+            return None;
+        }
         let words: Vec<String> = text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
         let spaced = format!(" {} ", words.join(" "));
         self.escalate_words.iter().map(String::as_str).find(|phrase| {

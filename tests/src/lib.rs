@@ -313,3 +313,25 @@ pub mod samples {
     /// The smallest PDF readers open.
     pub const PDF: &[u8] = b"%PDF-1.7\n1 0 obj << >> endobj\ntrailer\n%%EOF";
 }
+
+/// Three intents for tests that train the model on a file of their own: quick to train.
+pub const SMALL_INTENTS: &str = r#"
+version = 1
+
+[[intent]]
+name = "human_request"
+category = "general_inquiry"
+examples = ["I want a person", "talk to a human", "get me an agent", "real person please"]
+
+[[intent]]
+name = "opening_hours"
+category = "general_inquiry"
+examples = ["when are you open", "what are your opening hours", "are you open on sunday", "business hours?"]
+answer = "We are open 9 to 5."
+
+[[intent]]
+name = "invoice_copy"
+category = "billing"
+examples = ["send me my invoice", "I need a copy of my bill", "where can I download invoices", "receipt for my payment"]
+answer = "Invoices are under Billing."
+"#;

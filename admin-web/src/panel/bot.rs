@@ -52,9 +52,8 @@ struct WordsForm {
 
 async fn escalate_words_page(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Form(form): Form<WordsForm>) -> Result<Response, ApiError> {
     signed.check_csrf(&form.csrf)?;
-    let result = match (limits::check(&[("words", &form.words, WORDS_CHARS)]), form.after.parse::<i64>()) {
-        (Err(error), _) => Err(error),
-        (_, Err(_)) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "The form's version is not a number; reload the page.")),
+    let result = match (limits::check(&[("words", &form.words, WORDS_CHARS)]), form_version(&form.after)) {
+        (Err(error), _) | (_, Err(error)) => Err(error),
         (Ok(()), Ok(after)) => {
             let words = form.words.lines().map(str::trim).filter(|w| !w.is_empty()).map(String::from).collect();
             save(&state, &signed.agent, IntentsEdit::EscalateWords { after, words }).await
@@ -170,7 +169,7 @@ struct IntentForm {
 async fn save_intent_page(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Form(form): Form<IntentForm>) -> Result<Response, ApiError> {
     signed.check_csrf(&form.csrf)?;
     limits::check(&[("answer", &form.answer, ANSWER_CHARS), ("examples", &form.examples, EXAMPLES_CHARS), ("name", &form.name, 64)])?;
-    let after = form.after.parse::<i64>().map_err(|_| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "The form's version is not a number; reload the page."))?;
+    let after = form_version(&form.after)?;
     let category: Category = form.category.parse().map_err(|e: switchboard_models::UnknownVariant| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))?;
     let intent = IntentOutline {
         name: form.name.trim().to_string(),
@@ -253,6 +252,11 @@ fn model_of(state: &AppState) -> Result<Arc<dyn BotIntents>, ApiError> {
             "The keyword classifier is running (no NLP model loaded), so the bot has no intents to change. Install the model (nlp.model_dir) and restart.",
         )
     })
+}
+
+/// The version a form was filled in on (its hidden `after`).
+fn form_version(text: &str) -> Result<i64, ApiError> {
+    text.parse().map_err(|_| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "The form's version is not a number; reload the page."))
 }
 
 fn admin_only(agent: &Agent) -> Result<(), ApiError> {
@@ -401,8 +405,9 @@ struct SaveForm {
 
 async fn save_page(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Form(form): Form<SaveForm>) -> Result<Response, ApiError> {
     signed.check_csrf(&form.csrf)?;
-    let Ok(after) = form.after.parse::<i64>() else {
-        return Ok(error_page(&state, ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "The form's version is not a number; reload the page."), "/panel/bot"));
+    let after = match form_version(&form.after) {
+        Ok(after) => after,
+        Err(error) => return Ok(error_page(&state, error, "/panel/bot")),
     };
     let result = save(&state, &signed.agent, IntentsEdit::Text { after, text: form.text.clone(), note: form.note }).await;
     match result {

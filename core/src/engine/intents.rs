@@ -26,6 +26,17 @@ pub enum IntentsEdit {
     Restore { number: i64 },
 }
 
+/// An edit made on version `after` is saved only while that is still the newest.
+fn edited_newest(after: i64, newest: i64) -> Result<(), EngineError> {
+    match after == newest {
+        true => Ok(()),
+        false => Err(EngineError::Conflict(format!(
+            "Version {newest} was saved after the version you edited ({after}), so your change was not saved. \
+             Open the Bot page again and make your change on the newest version."
+        ))),
+    }
+}
+
 impl Engine {
     /// Records `edit` as the next version of the bot's intents; refused whole (nothing written)
     /// when the result would not load, or when another version was recorded meanwhile.
@@ -41,13 +52,7 @@ impl Engine {
         };
         let (text, origin, note, labels) = match edit {
             IntentsEdit::Text { after, text, note } => {
-                if after != latest.number {
-                    return Err(EngineError::Conflict(format!(
-                        "Version {} was saved after the version you edited ({after}), so your change was not saved. \
-                         Open the Bot page again and make your change on the newest version.",
-                        latest.number
-                    )));
-                }
+                edited_newest(after, latest.number)?;
                 let note = match note.trim() {
                     "" => "edited in the panel".to_string(),
                     note => note.chars().take(200).collect(),
@@ -74,13 +79,7 @@ impl Engine {
                 (text, IntentsOrigin::Teaching, note, labels)
             }
             IntentsEdit::Intent { after, intent } => {
-                if after != latest.number {
-                    return Err(EngineError::Conflict(format!(
-                        "Version {} was saved after the version you edited ({after}), so your change was not saved. \
-                         Open the intent again and make your change on the newest version.",
-                        latest.number
-                    )));
-                }
+                edited_newest(after, latest.number)?;
                 let known = bot.outline(&latest_text).map_err(EngineError::Invalid)?.intents.iter().any(|i| i.name == intent.name);
                 let text = bot.with_intent(&latest_text, &intent).map_err(EngineError::Invalid)?;
                 let note = match known {
@@ -90,12 +89,7 @@ impl Engine {
                 (text, IntentsOrigin::Panel, note, Vec::new())
             }
             IntentsEdit::EscalateWords { after, words } => {
-                if after != latest.number {
-                    return Err(EngineError::Conflict(format!(
-                        "Version {} was saved after the version you edited ({after}), so your change was not saved. Open the Bot page again.",
-                        latest.number
-                    )));
-                }
+                edited_newest(after, latest.number)?;
                 let text = bot.with_escalate_words(&latest_text, &words).map_err(EngineError::Invalid)?;
                 let count = words.iter().filter(|w| !w.trim().is_empty()).count();
                 (text, IntentsOrigin::Panel, format!("set {count} word(s) that always hand to a person"), Vec::new())

@@ -12,26 +12,12 @@ use tokio::sync::broadcast;
 
 const PASSWORD: &str = "bot test password";
 
-const INTENTS: &str = r#"# A shop's intents
-version = 1
+/// The three small intents and three more: a shop's.
+fn intents() -> String {
+    format!("{}{MORE_INTENTS}", switchboard_tests::SMALL_INTENTS)
+}
 
-[[intent]]
-name = "human_request"
-category = "general_inquiry"
-examples = ["I want a person", "talk to a human", "get me an agent", "real person please"]
-
-[[intent]]
-name = "opening_hours"
-category = "general_inquiry"
-examples = ["when are you open", "what are your opening hours", "are you open on sunday", "business hours?"]
-answer = "We are open 9 to 5."
-
-[[intent]]
-name = "invoice_copy"
-category = "billing"
-examples = ["send me my invoice", "I need a copy of my bill", "where can I download invoices", "receipt for my payment"]
-answer = "Invoices are under Billing."
-
+const MORE_INTENTS: &str = r#"
 [[intent]]
 name = "password_reset"
 category = "account"
@@ -198,7 +184,7 @@ async fn taught_messages_edits_and_restores_become_versions_the_bot_answers_from
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_intents_file_changed_on_disk_wins_over_panel_edits_on_reload() {
-    let shop = shop(INTENTS).await;
+    let shop = shop(&intents()).await;
     let mut events = shop.server.engine().bus().subscribe();
     let text = shop.admin.get("/api/intents/versions/1").await["text"].as_str().unwrap().to_string();
     let edited = text.replace("We are open 9 to 5.", "We are open 8 to 8.");
@@ -210,13 +196,13 @@ async fn the_intents_file_changed_on_disk_wins_over_panel_edits_on_reload() {
 
     // The file changed on disk is taken on the next start or reload, not while this node
     // follows versions recorded in the panel (or by other nodes, whose files may differ).
-    std::fs::write(&shop.file, INTENTS.replace("We are open 9 to 5.", "We are open at dawn.")).unwrap();
+    std::fs::write(&shop.file, intents().replace("We are open 9 to 5.", "We are open at dawn.")).unwrap();
     let text = shop.admin.get("/api/intents/versions/2").await["text"].as_str().unwrap().to_string();
     let (status, saved) = shop.admin.post("/api/intents", json!({"after": 2, "text": text.replace("8 to 8", "8 to 9")})).await;
     assert_eq!((status, saved["version"].as_i64()), (StatusCode::OK, Some(3)));
     in_use(&mut events, 3).await;
     assert_eq!(shop.admin.get("/api/intents").await["version"], 3, "following a version records no file");
-    std::fs::write(&shop.file, INTENTS).unwrap();
+    std::fs::write(&shop.file, intents()).unwrap();
 
     // A reload with the file unchanged keeps the panel's version.
     let (status, reloaded) = shop.admin.post("/api/admin/intents/reload", json!({})).await;
@@ -224,13 +210,13 @@ async fn the_intents_file_changed_on_disk_wins_over_panel_edits_on_reload() {
     assert_eq!(shop.admin.get("/api/intents").await["version"], 3);
 
     // A broken file is refused, and the running version stays.
-    std::fs::write(&shop.file, INTENTS.replace("category = \"billing\"", "category = \"money\"")).unwrap();
+    std::fs::write(&shop.file, intents().replace("category = \"billing\"", "category = \"money\"")).unwrap();
     let (status, error) = shop.admin.post("/api/admin/intents/reload", json!({})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
     assert!(error["error"]["message"].as_str().unwrap().contains("unknown category `money`"), "{error}");
     assert_eq!(shop.admin.get("/api/intents").await["version"], 3);
 
-    std::fs::write(&shop.file, INTENTS.replace("We are open 9 to 5.", "We are open around the clock.")).unwrap();
+    std::fs::write(&shop.file, intents().replace("We are open 9 to 5.", "We are open around the clock.")).unwrap();
     let (status, reloaded) = shop.admin.post("/api/admin/intents/reload", json!({})).await;
     assert_eq!(status, StatusCode::OK, "{reloaded}");
     in_use(&mut events, 4).await;
@@ -262,7 +248,7 @@ async fn an_admin_teaches_edits_and_restores_on_the_pages_and_they_pass_axe_in_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_intent_is_edited_disabled_or_added_and_the_bot_answers_from_the_new_version() {
-    let shop = shop(INTENTS).await;
+    let shop = shop(&intents()).await;
     let mut events = shop.server.engine().bus().subscribe();
     let examples = |list: &[&str]| list.iter().map(|e| e.to_string()).collect::<Vec<_>>();
     let hours = json!({

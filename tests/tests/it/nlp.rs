@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use switchboard_core::ports::Classifier;
 use switchboard_models::{Category, ClassificationSource, Urgency};
 use switchboard_nlp::{IntentsSource, LlmClient, LlmSettings, ModelClassifier};
+use switchboard_tests::SMALL_INTENTS;
 use switchboard_tests::fake_llm::{Behaviour, FakeLlm};
 use switchboard_tests::panel::PanelClient;
 use switchboard_tests::{TestServer, encoder, webchat_inbound};
@@ -148,26 +149,6 @@ async fn a_restart_loads_the_cached_head_and_answers_the_same() {
     }
 }
 
-const SMALL_INTENTS: &str = r#"
-version = 1
-
-[[intent]]
-name = "human_request"
-category = "general_inquiry"
-examples = ["I want a person", "talk to a human", "get me an agent", "real person please"]
-
-[[intent]]
-name = "opening_hours"
-category = "general_inquiry"
-examples = ["when are you open", "what are your opening hours", "are you open on sunday", "business hours?"]
-answer = "We are open 9 to 5."
-
-[[intent]]
-name = "invoice_copy"
-category = "billing"
-examples = ["send me my invoice", "I need a copy of my bill", "where can I download invoices", "receipt for my payment"]
-answer = "Invoices are under Billing."
-"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_intents_file_is_refused_and_the_last_good_one_stays() {
