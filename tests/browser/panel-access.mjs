@@ -87,6 +87,15 @@ try {
   assert.ok(await agent.evaluate(() => document.querySelector('[data-test="message"]').__kept === true), 'earlier messages were kept, not redrawn');
   assert.ok(await arabic.locator('.msg-text').evaluate((el) => el.matches(':dir(rtl)')), 'Arabic reads right to left');
 
+  // The message is stored, then answered in a step of its own: wait until the page's forms
+  // carry the conversation's version after that step, as they do once the page settles.
+  await agent.waitForFunction(async () => {
+    const html = await fetch(location.href, { credentials: 'same-origin' }).then((r) => r.text());
+    const now = new DOMParser().parseFromString(html, 'text/html').querySelector('input[name="version"]');
+    const shown = document.querySelector('input[name="version"]');
+    return !now || !shown || now.value === shown.value;
+  }, null, { timeout: 10000, polling: 200 });
+
   step('a status change by keyboard confirms itself and keeps focus on the status field');
   await agent.locator('#set-status').focus();
   await agent.selectOption('#set-status', 'waiting_on_customer');
