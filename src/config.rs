@@ -414,6 +414,22 @@ pub struct JobsConfig {
     pub time_zone: String,
     pub backup: BackupJobConfig,
     pub retention: RetentionJobConfig,
+    pub reports: ReportsJobConfig,
+}
+
+/// `[jobs.reports]`: counts each finished day's customer messages once, so reports over
+/// months stay fast.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportsJobConfig {
+    /// A cron expression; empty: reports count every message each time (slower over months).
+    pub schedule: String,
+}
+
+impl Default for ReportsJobConfig {
+    fn default() -> Self {
+        Self { schedule: "17 * * * *".into() }
+    }
 }
 
 /// `[jobs.backup]`: a consistent copy of the embedded database (SQLite only).
@@ -442,7 +458,7 @@ pub struct RetentionJobConfig {
 
 impl Default for JobsConfig {
     fn default() -> Self {
-        Self { time_zone: String::new(), backup: BackupJobConfig::default(), retention: RetentionJobConfig::default() }
+        Self { time_zone: String::new(), backup: BackupJobConfig::default(), retention: RetentionJobConfig::default(), reports: ReportsJobConfig::default() }
     }
 }
 
@@ -475,7 +491,7 @@ impl Config {
     /// The configured jobs' schedules, by name: (name, config key, schedule).
     pub fn job_schedules(&self) -> Result<Vec<(&'static str, switchboard_core::schedule::CronSchedule)>, ConfigError> {
         let mut schedules = Vec::new();
-        for (name, text) in [("backup", &self.jobs.backup.schedule), ("retention", &self.jobs.retention.schedule)] {
+        for (name, text) in [("backup", &self.jobs.backup.schedule), ("retention", &self.jobs.retention.schedule), ("reports", &self.jobs.reports.schedule)] {
             if text.trim().is_empty() {
                 continue;
             }

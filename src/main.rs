@@ -319,7 +319,7 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
             let configured = config.job_schedules()?;
             let stored = store.scheduled_jobs().await?;
             if configured.is_empty() {
-                println!("no scheduled jobs are configured ([jobs.backup] and [jobs.retention] have no schedule)");
+                println!("no scheduled jobs are configured ([jobs.backup], [jobs.retention] and [jobs.reports] have no schedule)");
             }
             for (name, schedule) in &configured {
                 let state = stored.iter().find(|s| s.name == *name);

@@ -367,14 +367,17 @@ impl Engine {
     pub async fn report(&self, query: &crate::reports::ReportQuery) -> Result<crate::reports::Report, EngineError> {
         let reports: &dyn crate::ports::Reports = self.store.as_ref();
         let unsure_below = self.policy.low_confidence_threshold;
-        let (conversations, events, intents, ratings, unsure) = tokio::try_join!(
-            reports.started_conversations(query.from, query.to),
-            reports.conversation_events(query.from, query.to),
-            reports.intent_counts(query.from, query.to),
-            reports.ratings_given(query.from, query.to),
-            reports.unsure_messages(query.from, query.to, unsure_below, UNSURE_MESSAGES_READ),
+        let (period, offsets) = (query.period(), query.offsets());
+        let (hours, states, events, waits, intents, ratings, unsure) = tokio::try_join!(
+            reports.started_by_hour(&period, &offsets),
+            reports.started_by_state(&period),
+            reports.event_counts(&period),
+            reports.wait_percentiles(&period),
+            reports.intent_counts(&period),
+            reports.ratings_given(&period),
+            reports.unsure_messages(&period, unsure_below, UNSURE_MESSAGES_READ),
         )?;
-        Ok(crate::reports::report(query, &crate::reports::ReportInput { conversations, events, intents, ratings, unsure }))
+        Ok(crate::reports::report(query, &crate::reports::ReportInput { hours, states, events, waits, intents, ratings, unsure }))
     }
 
     /// Customers' identities across channels and the joins between them (reads; joins go
@@ -778,10 +781,12 @@ impl Engine {
             priority: conversation.priority,
             category: conversation.category,
         });
+        let keep_embedding = !intent_unused && (classification.intent.is(switchboard_models::IntentName::OUT_OF_SCOPE) || classification.confidence < self.policy.low_confidence_threshold);
         let write = StepWrite {
             answers: Some((message.seq, classification)),
             intent_unused,
             answered_from_intent,
+            keep_embedding,
             conversation: changed.then(|| conversation.clone()),
             decided_on: self.claim(&before),
             in_order: self.has_other_nodes(),

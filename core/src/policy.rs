@@ -311,6 +311,7 @@ mod tests {
             collect_document: None,
             source: ClassificationSource::Model,
             judgement: None,
+            embedding: None,
         }
     }
 

@@ -232,6 +232,9 @@ pub struct StepWrite {
     /// With `answers`: the bot replied with the answer of the message's intent (the reports'
     /// automated responses).
     pub answered_from_intent: bool,
+    /// With `answers`: the bot was unsure of the message, so its embedding (when the
+    /// classification has one) is kept for the reports to group it with similar ones.
+    pub keep_embedding: bool,
     /// Inserted, or its display name updated, when present.
     pub contact: Option<Contact>,
     /// Inserted or updated when present (absent when the step left it unchanged); stored with
@@ -777,43 +780,89 @@ pub trait Ratings: Send + Sync {
     async fn agent_ratings(&self, since: Timestamp) -> Result<Vec<AgentRatings>, StoreError>;
 }
 
-/// What the Reports page reads, each over a period `[from, to)`, each row with the scope of its
-/// conversation now (the filters select by it): the rest is computed in `crate::reports`, which
-/// knows the time zone and the filters.
+/// What the Reports page reads, each over a period and its filters (`ReportPeriod`), grouped
+/// and counted in the database so a report over months reads a few hundred rows: the rest is
+/// computed in `crate::reports`.
 #[async_trait]
 pub trait Reports: Send + Sync {
-    /// The conversations started in the period, oldest first.
-    async fn started_conversations(&self, from: Timestamp, to: Timestamp) -> Result<Vec<ConversationFacts>, StoreError>;
-    /// The conversation events of the period, oldest first.
-    async fn conversation_events(&self, from: Timestamp, to: Timestamp) -> Result<Vec<(switchboard_models::ConversationEvent, ReportScope)>, StoreError>;
-    /// Customer messages of the period, counted per intent (`None`: not answered yet) and scope.
-    async fn intent_counts(&self, from: Timestamp, to: Timestamp) -> Result<Vec<IntentCount>, StoreError>;
+    /// Conversations started in the period, counted per channel and local hour: hours since
+    /// 1970-01-01 on the wall clock of a zone whose offsets are `offsets` (see `ZoneOffsets`).
+    async fn started_by_hour(&self, period: &ReportPeriod, offsets: &ZoneOffsets) -> Result<Vec<HourCount>, StoreError>;
+    /// Conversations started in the period, counted by their status now and whether they were
+    /// ever handed to people.
+    async fn started_by_state(&self, period: &ReportPeriod) -> Result<Vec<StateCount>, StoreError>;
+    /// The period's conversation events, counted per kind, agent, reason, category and priority
+    /// (`created`, `reopened` and `closed` are not counted).
+    async fn event_counts(&self, period: &ReportPeriod) -> Result<Vec<EventCount>, StoreError>;
+    /// The waits of the period's `first_reply` and `resolved` events: their nearest-rank median
+    /// and 90th percentile, for everyone (`agent_id: None`) and per agent.
+    async fn wait_percentiles(&self, period: &ReportPeriod) -> Result<Vec<WaitPercentiles>, StoreError>;
+    /// Customer messages of the period, counted per intent (`None`: not answered yet).
+    async fn intent_counts(&self, period: &ReportPeriod) -> Result<Vec<IntentCount>, StoreError>;
     /// Customer messages of the period the bot was unsure of (confidence below `below`, or out
     /// of scope), newest first, at most `limit`; not those whose intent played no part
-    /// (`StepWrite::intent_unused`).
-    async fn unsure_messages(&self, from: Timestamp, to: Timestamp, below: f32, limit: u32) -> Result<Vec<UnsureMessage>, StoreError>;
+    /// (`StepWrite::intent_unused`), nor those admins taught already.
+    async fn unsure_messages(&self, period: &ReportPeriod, below: f32, limit: u32) -> Result<Vec<UnsureMessage>, StoreError>;
     /// The ratings given in the period, oldest first.
-    async fn ratings_given(&self, from: Timestamp, to: Timestamp) -> Result<Vec<(Rating, ReportScope)>, StoreError>;
+    async fn ratings_given(&self, period: &ReportPeriod) -> Result<Vec<Rating>, StoreError>;
+    /// Adds the customer messages of whole UTC days before `before_day` (days since
+    /// 1970-01-01) not added yet to the per-day counts `intent_counts` reads, at most
+    /// `max_days` days in one transaction (days without customer messages are passed over
+    /// free); returns how many days with messages it counted (0: caught up).
+    async fn roll_up_reports(&self, before_day: i64, max_days: i64) -> Result<i64, StoreError>;
 }
 
-/// What the reports' filters select a conversation by: its channel, category and agent now (the
-/// last agent it had, once a person is done with it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ReportScope {
-    pub channel: Channel,
+/// A report's period `[from, to)` and the conversations it covers: those on a channel, in a
+/// category and with an agent now (the last agent they had, once a person is done with them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReportPeriod {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub channel: Option<Channel>,
     pub category: Option<Category>,
-    pub agent_id: Option<AgentId>,
+    pub agent: Option<AgentId>,
 }
 
-/// One conversation as the reports group it: its current state.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConversationFacts {
-    pub created_at: Timestamp,
+/// A time zone's offsets from UTC over a period, in milliseconds: the first applies until the
+/// instant of the second, and so on (a zone changes its offset a few times a year at most).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneOffsets(pub Vec<(Timestamp, i64)>);
+
+/// Conversations started in one local hour on one channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HourCount {
+    pub local_hour: i64,
+    pub channel: Channel,
+    pub count: i64,
+}
+
+/// Conversations started with one status now, handed to people or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateCount {
     pub status: Status,
-    pub priority: Option<Priority>,
-    /// Ever handed to people.
     pub escalated: bool,
-    pub scope: ReportScope,
+    pub count: i64,
+}
+
+/// Conversation events of one kind with the same agent, reason, category and priority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventCount {
+    pub kind: switchboard_models::EventKind,
+    pub agent_id: Option<AgentId>,
+    pub reason: Option<String>,
+    pub category: Option<Category>,
+    pub priority: Option<Priority>,
+    pub count: i64,
+}
+
+/// The waits of one kind of event (`first_reply`, `resolved`), everyone's or one agent's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitPercentiles {
+    pub kind: switchboard_models::EventKind,
+    pub agent_id: Option<AgentId>,
+    pub count: i64,
+    pub median_ms: i64,
+    pub p90_ms: i64,
 }
 
 /// A customer message the bot was unsure of: what it made of it and how sure it was.
@@ -825,14 +874,14 @@ pub struct UnsureMessage {
     pub intent: Option<String>,
     pub confidence: Option<f64>,
     pub at: Timestamp,
-    pub scope: ReportScope,
+    /// Its sentence embedding, when the model classifier encoded it.
+    pub embedding: Option<switchboard_models::Embedding>,
 }
 
-/// How many customer messages had one intent, in conversations of one scope.
+/// How many customer messages had one intent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntentCount {
     pub intent: Option<String>,
-    pub scope: ReportScope,
     pub count: i64,
     /// Of them, those the bot replied to with the intent's answer.
     pub answered: i64,

@@ -1,12 +1,12 @@
-//! The Reports page's numbers, computed from what `ports::Reports` reads for a period: days
-//! and hours in the viewer's time zone, the filters, medians and 90th percentiles.
+//! The Reports page's numbers, computed from what `ports::Reports` counts for a period: days
+//! and hours in the viewer's time zone, rates, and per-agent rows.
 
-use crate::ports::{ConversationFacts, IntentCount, ReportScope, UnsureMessage};
-use chrono::{Datelike, NaiveDate, Timelike};
+use crate::ports::{EventCount, HourCount, IntentCount, ReportPeriod, StateCount, UnsureMessage, WaitPercentiles, ZoneOffsets};
+use chrono::{Datelike, NaiveDate, Offset, TimeZone, Timelike};
 use chrono_tz::Tz;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use switchboard_models::{AgentId, Category, Channel, ConversationEvent, ConversationId, EventKind, Priority, Rating, Status, Timestamp};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use switchboard_models::{AgentId, Category, Channel, ConversationId, EventKind, Priority, Rating, Status, Timestamp};
 
 /// Which conversations a report covers, over `[from, to)`, and the zone its days are in.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,19 +21,42 @@ pub struct ReportQuery {
 }
 
 impl ReportQuery {
-    fn selects(&self, scope: &ReportScope) -> bool {
-        self.channel.is_none_or(|c| c == scope.channel)
-            && self.category.is_none_or(|c| Some(c) == scope.category)
-            && self.agent.is_none_or(|a| Some(a) == scope.agent_id)
+    /// The period and filters, as the store reads them.
+    pub fn period(&self) -> ReportPeriod {
+        ReportPeriod { from: self.from, to: self.to, channel: self.channel, category: self.category, agent: self.agent }
+    }
+
+    /// The zone's offsets over the period: where they change, found to the second.
+    pub fn offsets(&self) -> ZoneOffsets {
+        let offset_at = |at: Timestamp| i64::from(self.zone.offset_from_utc_datetime(&at.naive_utc()).fix().local_minus_utc()) * 1000;
+        let mut offsets = vec![(self.from, offset_at(self.from))];
+        let mut at = self.from;
+        while at < self.to {
+            let next = (at + chrono::Duration::hours(1)).min(self.to);
+            let current = offsets.last().expect("one offset").1;
+            if offset_at(next) != current {
+                // The change lies in (at, next]: halve the gap down to a second.
+                let (mut before, mut after) = (at, next);
+                while after - before > chrono::Duration::seconds(1) {
+                    let middle = before + (after - before) / 2;
+                    if offset_at(middle) == current { before = middle } else { after = middle }
+                }
+                offsets.push((after, offset_at(after)));
+            }
+            at = next;
+        }
+        ZoneOffsets(offsets)
     }
 }
 
 /// What was read from the store for one report.
 pub struct ReportInput {
-    pub conversations: Vec<ConversationFacts>,
-    pub events: Vec<(ConversationEvent, ReportScope)>,
+    pub hours: Vec<HourCount>,
+    pub states: Vec<StateCount>,
+    pub events: Vec<EventCount>,
+    pub waits: Vec<WaitPercentiles>,
     pub intents: Vec<IntentCount>,
-    pub ratings: Vec<(Rating, ReportScope)>,
+    pub ratings: Vec<Rating>,
     /// Messages the bot was unsure of, newest first.
     pub unsure: Vec<UnsureMessage>,
 }
@@ -61,7 +84,9 @@ pub struct Report {
     pub needs_teaching: Vec<TeachingGroup>,
 }
 
-/// Messages the bot was unsure of that it leaned to one intent (or found out of scope).
+/// Messages the bot was unsure of that say much the same (their embeddings are alike), or,
+/// without embeddings, that it leaned to the same intent; `leaning` is the intent most of them
+/// leaned to (or out of scope).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TeachingGroup {
     pub leaning: String,
@@ -81,30 +106,79 @@ pub struct TeachingExample {
 
 /// Examples shown per group.
 const EXAMPLES_PER_GROUP: usize = 5;
+/// How alike (cosine) a message must be to a group's centroid (the sum of its members'
+/// embeddings) to join it. Measured with the default encoder: messages asking the same thing
+/// in other words score 0.35–0.65 against their group, messages on other topics below 0.2.
+pub const SIMILAR_ENOUGH: f32 = 0.35;
 
-fn needs_teaching(query: &ReportQuery, unsure: &[UnsureMessage]) -> Vec<TeachingGroup> {
-    let mut groups: Vec<TeachingGroup> = Vec::new();
-    for message in unsure.iter().filter(|m| query.selects(&m.scope)) {
-        let leaning = message.intent.clone().unwrap_or_else(|| "out_of_scope".into());
-        let index = match groups.iter().position(|g| g.leaning == leaning) {
-            Some(index) => index,
-            None => {
-                groups.push(TeachingGroup { leaning, count: 0, examples: Vec::new() });
-                groups.len() - 1
-            }
-        };
-        let group = &mut groups[index];
-        group.count += 1;
-        if group.examples.len() < EXAMPLES_PER_GROUP {
-            group.examples.push(TeachingExample {
-                conversation_id: message.conversation_id,
-                seq: message.seq,
-                text: message.text.clone(),
-                confidence: message.confidence,
-                at: message.at,
-            });
-        }
+fn needs_teaching(unsure: &[UnsureMessage]) -> Vec<TeachingGroup> {
+    struct Forming<'a> {
+        /// The sum of the members' embeddings; `None` for a group by leaning alone.
+        centroid: Option<Vec<f32>>,
+        leanings: Vec<String>,
+        members: Vec<&'a UnsureMessage>,
     }
+    let cosine = |centroid: &[f32], embedding: &[i8]| {
+        let (mut dot, mut a, mut b) = (0f32, 0f32, 0f32);
+        for (&c, &e) in centroid.iter().zip(embedding) {
+            let e = f32::from(e);
+            dot += c * e;
+            a += c * c;
+            b += e * e;
+        }
+        if a == 0.0 || b == 0.0 || centroid.len() != embedding.len() { 0.0 } else { dot / (a.sqrt() * b.sqrt()) }
+    };
+    let leaning_of = |m: &UnsureMessage| m.intent.clone().unwrap_or_else(|| "out_of_scope".into());
+    let mut forming: Vec<Forming> = Vec::new();
+    for message in unsure {
+        let leaning = leaning_of(message);
+        let joins = match &message.embedding {
+            Some(embedding) => forming
+                .iter()
+                .enumerate()
+                .filter_map(|(index, group)| group.centroid.as_ref().map(|centroid| (index, cosine(centroid, &embedding.0))))
+                .filter(|(_, similarity)| *similarity >= SIMILAR_ENOUGH)
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(index, _)| index),
+            None => forming.iter().position(|group| group.centroid.is_none() && group.leanings[0] == leaning),
+        };
+        let index = joins.unwrap_or_else(|| {
+            let centroid = message.embedding.as_ref().map(|e| vec![0.0; e.0.len()]);
+            forming.push(Forming { centroid, leanings: Vec::new(), members: Vec::new() });
+            forming.len() - 1
+        });
+        let group = &mut forming[index];
+        if let (Some(centroid), Some(embedding)) = (group.centroid.as_mut(), &message.embedding) {
+            centroid.iter_mut().zip(embedding.0.iter()).for_each(|(c, &e)| *c += f32::from(e));
+        }
+        group.leanings.push(leaning);
+        group.members.push(message);
+    }
+    let mut groups: Vec<TeachingGroup> = forming
+        .into_iter()
+        .map(|group| {
+            // The leaning most of the group shares; ties go to the newest message's.
+            let mut tally: Vec<(&String, usize)> = Vec::new();
+            for leaning in &group.leanings {
+                match tally.iter_mut().find(|(name, _)| *name == leaning) {
+                    Some((_, n)) => *n += 1,
+                    None => tally.push((leaning, 1)),
+                }
+            }
+            let most = tally.iter().map(|(_, n)| *n).max().unwrap_or(0);
+            let leaning = tally.iter().find(|(_, n)| *n == most).map(|(name, _)| (*name).clone()).unwrap_or_default();
+            TeachingGroup {
+                leaning,
+                count: group.members.len(),
+                examples: group
+                    .members
+                    .iter()
+                    .take(EXAMPLES_PER_GROUP)
+                    .map(|m| TeachingExample { conversation_id: m.conversation_id, seq: m.seq, text: m.text.clone(), confidence: m.confidence, at: m.at })
+                    .collect(),
+            }
+        })
+        .collect();
     groups.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.leaning.cmp(&b.leaning)));
     groups
 }
@@ -148,33 +222,31 @@ pub struct Durations {
 }
 
 impl Durations {
-    fn of<'a>(events: impl Iterator<Item = &'a ConversationEvent>) -> Self {
-        let (mut waits, mut met, mut under_sla) = (Vec::new(), 0usize, 0usize);
-        for event in events {
-            waits.extend(event.wait_ms);
-            match event.reason.as_deref() {
-                Some("sla_met") => (met, under_sla) = (met + 1, under_sla + 1),
-                Some("sla_missed") => under_sla += 1,
+    /// The waits of `kind` (everyone's with `agent: None`), and how many of the events an SLA
+    /// applied to were within it.
+    fn of(input: &ReportInput, kind: EventKind, agent: Option<AgentId>) -> Self {
+        let (mut met, mut under_sla) = (0i64, 0i64);
+        for count in input.events.iter().filter(|e| e.kind == kind && (agent.is_none() || e.agent_id == agent)) {
+            match count.reason.as_deref() {
+                Some("sla_met") => (met, under_sla) = (met + count.count, under_sla + count.count),
+                Some("sla_missed") => under_sla += count.count,
                 _ => {}
             }
         }
-        waits.sort_unstable();
+        let waits = input.waits.iter().find(|w| w.kind == kind && w.agent_id == agent);
         Self {
-            count: waits.len(),
-            median_ms: percentile(&waits, 50),
-            p90_ms: percentile(&waits, 90),
+            count: waits.map_or(0, |w| usize::try_from(w.count).unwrap_or(0)),
+            median_ms: waits.map(|w| w.median_ms),
+            p90_ms: waits.map(|w| w.p90_ms),
             within_sla: (under_sla > 0).then(|| met as f64 / under_sla as f64),
         }
     }
 }
 
-/// The nearest-rank percentile of sorted values.
-fn percentile(sorted: &[i64], p: usize) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    Some(sorted[rank - 1])
+/// The nearest-rank position (1-based) of the `p`th percentile among `count` sorted values;
+/// the store picks the values at these ranks.
+pub fn percentile_rank(count: i64, p: i64) -> i64 {
+    (p * count + 99).div_euclid(100).max(1)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -200,8 +272,6 @@ pub struct Satisfaction {
 pub fn report(query: &ReportQuery, input: &ReportInput) -> Report {
     let zone = query.zone;
     let local_day = |at: Timestamp| at.with_timezone(&zone).date_naive();
-    let started: Vec<&ConversationFacts> = input.conversations.iter().filter(|c| query.selects(&c.scope)).collect();
-
     let mut days: BTreeMap<NaiveDate, DayVolume> = BTreeMap::new();
     let mut day = local_day(query.from);
     let last = local_day(query.to - chrono::Duration::milliseconds(1));
@@ -210,60 +280,63 @@ pub fn report(query: &ReportQuery, input: &ReportInput) -> Report {
         day = day.succ_opt().expect("a day after");
     }
     let mut busiest_hours = vec![vec![0i64; 24]; 7];
-    let mut by_status: BTreeMap<Status, i64> = BTreeMap::new();
-    for c in &started {
-        let local = c.created_at.with_timezone(&zone);
-        if let Some(volume) = days.get_mut(&local.date_naive()) {
-            volume.total += 1;
-            *volume.by_channel.entry(c.scope.channel).or_default() += 1;
+    for hour in &input.hours {
+        let Some(local) = chrono::DateTime::from_timestamp_millis(hour.local_hour * 3_600_000).map(|t| t.naive_utc()) else { continue };
+        if let Some(volume) = days.get_mut(&local.date()) {
+            volume.total += hour.count;
+            *volume.by_channel.entry(hour.channel).or_default() += hour.count;
         }
-        busiest_hours[local.weekday().num_days_from_monday() as usize][local.hour() as usize] += 1;
-        *by_status.entry(c.status).or_default() += 1;
+        busiest_hours[local.weekday().num_days_from_monday() as usize][local.hour() as usize] += hour.count;
     }
+    let mut by_status: BTreeMap<Status, i64> = BTreeMap::new();
+    let (mut started, mut escalated, mut contained) = (0i64, 0i64, 0i64);
     let finished = |s: Status| matches!(s, Status::Resolved | Status::Confirmed | Status::Closed);
-    let escalated = started.iter().filter(|c| c.escalated).count() as i64;
-    let contained = started.iter().filter(|c| !c.escalated && finished(c.status)).count() as i64;
+    for state in &input.states {
+        *by_status.entry(state.status).or_default() += state.count;
+        started += state.count;
+        if state.escalated {
+            escalated += state.count;
+        } else if finished(state.status) {
+            contained += state.count;
+        }
+    }
 
-    let events: Vec<&ConversationEvent> = input.events.iter().filter(|(_, scope)| query.selects(scope)).map(|(e, _)| e).collect();
-    let of_kind = |kind: EventKind| events.iter().copied().filter(move |e| e.kind == kind);
+    let of_kind = |kind: EventKind| input.events.iter().filter(move |e| e.kind == kind);
     let mut reasons: HashMap<String, i64> = HashMap::new();
     let mut categories: HashMap<String, i64> = HashMap::new();
     let mut priorities: BTreeMap<Option<Priority>, i64> = BTreeMap::new();
     for e in of_kind(EventKind::Escalated) {
-        *reasons.entry(e.reason.clone().unwrap_or_else(|| "unknown".into())).or_default() += 1;
-        *categories.entry(e.category.map_or("none", |c| c.as_str()).to_string()).or_default() += 1;
-        *priorities.entry(e.priority).or_default() += 1;
+        *reasons.entry(e.reason.clone().unwrap_or_else(|| "unknown".into())).or_default() += e.count;
+        *categories.entry(e.category.map_or("none", |c| c.as_str()).to_string()).or_default() += e.count;
+        *priorities.entry(e.priority).or_default() += e.count;
     }
-    let waits = |kind: EventKind, agent: Option<AgentId>| Durations::of(of_kind(kind).filter(|e| agent.is_none() || e.agent_id == agent));
+    let counted = |kind: EventKind, agent: AgentId| of_kind(kind).filter(|e| e.agent_id == Some(agent)).map(|e| e.count).sum::<i64>();
 
-    let ratings: Vec<&Rating> = input.ratings.iter().filter(|(_, scope)| query.selects(scope)).map(|(r, _)| r).collect();
+    let ratings = &input.ratings;
     let mut distribution = [0i64; 5];
-    for r in &ratings {
+    for r in ratings {
         if (1..=5).contains(&r.score) {
             distribution[usize::from(r.score) - 1] += 1;
         }
     }
     let average = |scores: &[&Rating]| (!scores.is_empty()).then(|| scores.iter().map(|r| f64::from(r.score)).sum::<f64>() / scores.len() as f64);
-
-    let mut agents: Vec<AgentId> = events
+    let agents: BTreeSet<AgentId> = input
+        .events
         .iter()
         .filter(|e| matches!(e.kind, EventKind::Assigned | EventKind::FirstReply | EventKind::Resolved))
         .filter_map(|e| e.agent_id)
         .chain(ratings.iter().filter_map(|r| r.agent_id))
-        .collect::<HashSet<_>>()
-        .into_iter()
         .collect();
-    agents.sort();
     let agents = agents
         .into_iter()
         .map(|agent| {
-            let theirs: Vec<&Rating> = ratings.iter().copied().filter(|r| r.agent_id == Some(agent)).collect();
+            let theirs: Vec<&Rating> = ratings.iter().filter(|r| r.agent_id == Some(agent)).collect();
             AgentReport {
                 agent_id: agent,
-                assigned: of_kind(EventKind::Assigned).filter(|e| e.agent_id == Some(agent)).count() as i64,
-                first_reply: waits(EventKind::FirstReply, Some(agent)),
-                resolved: of_kind(EventKind::Resolved).filter(|e| e.agent_id == Some(agent)).count() as i64,
-                resolution: waits(EventKind::Resolved, Some(agent)),
+                assigned: counted(EventKind::Assigned, agent),
+                first_reply: Durations::of(input, EventKind::FirstReply, Some(agent)),
+                resolved: counted(EventKind::Resolved, agent),
+                resolution: Durations::of(input, EventKind::Resolved, Some(agent)),
                 ratings: theirs.len() as i64,
                 average_rating: average(&theirs),
             }
@@ -273,7 +346,7 @@ pub fn report(query: &ReportQuery, input: &ReportInput) -> Report {
     let mut intents: HashMap<String, i64> = HashMap::new();
     let mut answers_sent: HashMap<String, i64> = HashMap::new();
     let mut customer_messages = 0;
-    for count in input.intents.iter().filter(|c| query.selects(&c.scope)) {
+    for count in &input.intents {
         customer_messages += count.count;
         let name = count.intent.clone().unwrap_or_else(|| "(not answered yet)".into());
         if count.answered > 0 {
@@ -282,28 +355,29 @@ pub fn report(query: &ReportQuery, input: &ReportInput) -> Report {
         *intents.entry(name).or_default() += count.count;
     }
 
+    let all_ratings: Vec<&Rating> = ratings.iter().collect();
     Report {
         days: days.into_values().collect(),
-        conversations: started.len() as i64,
+        conversations: started,
         by_status: by_status.into_iter().map(|(s, n)| Count { name: s.as_str().into(), count: n }).collect(),
         bot: BotReport {
             contained,
-            escalation_rate: (!started.is_empty()).then(|| escalated as f64 / started.len() as f64),
-            escalations: of_kind(EventKind::Escalated).count() as i64,
+            escalation_rate: (started > 0).then(|| escalated as f64 / started as f64),
+            escalations: of_kind(EventKind::Escalated).map(|e| e.count).sum(),
             by_reason: ranked(reasons),
             by_category: ranked(categories),
             by_priority: priorities.into_iter().map(|(p, n)| Count { name: p.map_or("none", |p| p.as_str()).into(), count: n }).collect(),
         },
-        first_reply: waits(EventKind::FirstReply, None),
-        resolution: waits(EventKind::Resolved, None),
+        first_reply: Durations::of(input, EventKind::FirstReply, None),
+        resolution: Durations::of(input, EventKind::Resolved, None),
         agents,
-        satisfaction: Satisfaction { ratings: ratings.len() as i64, average: average(&ratings), distribution },
+        satisfaction: Satisfaction { ratings: ratings.len() as i64, average: average(&all_ratings), distribution },
         intents: ranked(intents),
         answers_sent: ranked(answers_sent),
         customer_messages,
-        messages_per_conversation: (!started.is_empty()).then(|| customer_messages as f64 / started.len() as f64),
+        messages_per_conversation: (started > 0).then(|| customer_messages as f64 / started as f64),
         busiest_hours,
-        needs_teaching: needs_teaching(query, &input.unsure),
+        needs_teaching: needs_teaching(&input.unsure),
     }
 }
 
@@ -317,66 +391,70 @@ fn ranked(counts: HashMap<String, i64>) -> Vec<Count> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard_models::ConversationId;
 
     fn at(day: u32, hour: u32) -> Timestamp {
         chrono::NaiveDate::from_ymd_opt(2026, 3, day).unwrap().and_hms_opt(hour, 0, 0).unwrap().and_utc()
     }
 
-    fn scope(channel: Channel, agent: Option<AgentId>) -> ReportScope {
-        ReportScope { channel, category: Some(Category::Billing), agent_id: agent }
+    fn query(from: Timestamp, to: Timestamp, zone: Tz) -> ReportQuery {
+        ReportQuery { from, to, zone, channel: None, category: None, agent: None }
     }
 
-    fn event(kind: EventKind, at: Timestamp, agent: Option<AgentId>, wait_minutes: Option<i64>) -> ConversationEvent {
-        ConversationEvent {
-            conversation_id: ConversationId::new(),
+    #[test]
+    fn percentile_ranks_are_nearest_rank() {
+        assert_eq!((percentile_rank(10, 50), percentile_rank(10, 90)), (5, 9));
+        assert_eq!((percentile_rank(1, 50), percentile_rank(1, 90)), (1, 1));
+        assert_eq!((percentile_rank(3, 50), percentile_rank(3, 90)), (2, 3));
+    }
+
+    #[test]
+    fn a_zones_offsets_change_where_its_clocks_do() {
+        // Berlin springs forward at 01:00 UTC on 29 March 2026.
+        let march = query(at(28, 0), at(31, 0), chrono_tz::Europe::Berlin).offsets();
+        assert_eq!(march.0, [(at(28, 0), 3_600_000), (at(29, 1), 7_200_000)]);
+        assert_eq!(query(at(2, 0), at(9, 0), chrono_tz::Asia::Kolkata).offsets().0, [(at(2, 0), 19_800_000)]);
+        assert_eq!(query(at(2, 0), at(2, 0), chrono_tz::UTC).offsets().0, [(at(2, 0), 0)]);
+    }
+
+    #[test]
+    fn days_and_hours_are_the_viewers_and_counts_add_up() {
+        let ann = AgentId::new();
+        // Local hours in Berlin (UTC+1 in early March): 00:30 on the 2nd is 23:30 UTC on the 1st.
+        let local_hour = |day: u32, hour: u32| at(day, hour).timestamp_millis() / 3_600_000;
+        let event = |kind, agent, reason: Option<&str>, count| EventCount {
             kind,
-            at,
-            channel: Channel::WebChat,
             agent_id: agent,
+            reason: reason.map(String::from),
             category: Some(Category::Billing),
             priority: Some(Priority::High),
-            reason: (kind == EventKind::Escalated).then(|| "human_requested".into()),
-            wait_ms: wait_minutes.map(|m| m * 60_000),
-        }
-    }
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let values: Vec<i64> = (1..=10).collect();
-        assert_eq!(percentile(&values, 50), Some(5));
-        assert_eq!(percentile(&values, 90), Some(9));
-        assert_eq!(percentile(&[7], 90), Some(7));
-        assert_eq!(percentile(&[], 50), None);
-    }
-
-    #[test]
-    fn days_and_hours_are_the_viewers_and_filters_select_conversations() {
-        let ann = AgentId::new();
-        let facts = |created_at, channel, escalated, status| ConversationFacts {
-            created_at,
-            status,
-            priority: None,
-            escalated,
-            scope: scope(channel, escalated.then_some(ann)),
+            count,
         };
         let input = ReportInput {
-            conversations: vec![
-                // 23:30 UTC on the 1st is the 2nd in Berlin.
-                facts(at(1, 23) + chrono::Duration::minutes(30), Channel::Telegram, false, Status::Closed),
-                facts(at(2, 9), Channel::WebChat, true, Status::Resolved),
-                facts(at(2, 10), Channel::WebChat, false, Status::Open),
+            hours: vec![
+                HourCount { local_hour: local_hour(2, 0), channel: Channel::Telegram, count: 1 },
+                HourCount { local_hour: local_hour(2, 10), channel: Channel::WebChat, count: 2 },
+            ],
+            states: vec![
+                StateCount { status: Status::Closed, escalated: false, count: 1 },
+                StateCount { status: Status::Resolved, escalated: true, count: 1 },
+                StateCount { status: Status::Open, escalated: false, count: 1 },
             ],
             events: vec![
-                (event(EventKind::Escalated, at(2, 9), None, None), scope(Channel::WebChat, Some(ann))),
-                (ConversationEvent { reason: Some("sla_met".into()), ..event(EventKind::FirstReply, at(2, 9), Some(ann), Some(4)) }, scope(Channel::WebChat, Some(ann))),
-                (ConversationEvent { reason: Some("sla_missed".into()), ..event(EventKind::FirstReply, at(2, 11), Some(ann), Some(10)) }, scope(Channel::WebChat, Some(ann))),
-                (event(EventKind::Resolved, at(2, 12), Some(ann), Some(180)), scope(Channel::WebChat, Some(ann))),
+                event(EventKind::Escalated, None, Some("human_requested"), 1),
+                event(EventKind::Assigned, Some(ann), None, 1),
+                event(EventKind::FirstReply, Some(ann), Some("sla_met"), 1),
+                event(EventKind::FirstReply, Some(ann), Some("sla_missed"), 1),
+                event(EventKind::Resolved, Some(ann), None, 1),
+            ],
+            waits: vec![
+                WaitPercentiles { kind: EventKind::FirstReply, agent_id: None, count: 2, median_ms: 240_000, p90_ms: 600_000 },
+                WaitPercentiles { kind: EventKind::FirstReply, agent_id: Some(ann), count: 2, median_ms: 240_000, p90_ms: 600_000 },
+                WaitPercentiles { kind: EventKind::Resolved, agent_id: None, count: 1, median_ms: 10_800_000, p90_ms: 10_800_000 },
             ],
             intents: vec![
-                IntentCount { intent: Some("refund".into()), scope: scope(Channel::WebChat, Some(ann)), count: 3, answered: 0 },
-                IntentCount { intent: Some("greeting".into()), scope: scope(Channel::Telegram, None), count: 1, answered: 1 },
-                IntentCount { intent: Some("opening_hours".into()), scope: scope(Channel::WebChat, None), count: 2, answered: 2 },
+                IntentCount { intent: Some("refund".into()), count: 3, answered: 0 },
+                IntentCount { intent: Some("greeting".into()), count: 1, answered: 1 },
+                IntentCount { intent: Some("opening_hours".into()), count: 2, answered: 2 },
             ],
             ratings: Vec::new(),
             unsure: ["refund", "refund", "out_of_scope"]
@@ -389,20 +467,21 @@ mod tests {
                     intent: Some(intent.to_string()),
                     confidence: Some(0.3),
                     at: at(2, 9),
-                    scope: scope(if n == 2 { Channel::Telegram } else { Channel::WebChat }, None),
+                    embedding: None,
                 })
                 .collect(),
         };
-        let query = ReportQuery { from: at(1, 0), to: at(3, 0), zone: chrono_tz::Europe::Berlin, channel: None, category: None, agent: None };
-        let all = report(&query, &input);
+        let all = report(&query(at(1, 0), at(3, 0), chrono_tz::Europe::Berlin), &input);
         assert_eq!(all.days.len(), 3, "the 1st, 2nd and, from 23:00 UTC on the 2nd, the 3rd in Berlin");
         assert_eq!(all.days.iter().map(|d| d.total).collect::<Vec<_>>(), [0, 3, 0]);
+        assert_eq!(all.days[1].by_channel.get(&Channel::WebChat), Some(&2));
         assert_eq!(all.conversations, 3);
         assert_eq!(all.bot.contained, 1, "only the closed conversation the bot kept");
         assert_eq!(all.bot.escalation_rate, Some(1.0 / 3.0));
         assert_eq!(all.first_reply, Durations { count: 2, median_ms: Some(4 * 60_000), p90_ms: Some(10 * 60_000), within_sla: Some(0.5) });
         assert_eq!(all.resolution.median_ms, Some(180 * 60_000));
-        assert_eq!(all.busiest_hours[0][0], 1, "Monday 2 March 00:30 in Berlin");
+        assert_eq!(all.busiest_hours[0][0], 1, "Monday 2 March 00:00-01:00 local");
+        assert_eq!(all.busiest_hours[0][10], 2);
         assert_eq!(all.intents[0], Count { name: "refund".into(), count: 3 });
         assert_eq!(
             all.answers_sent,
@@ -411,13 +490,36 @@ mod tests {
         );
         assert_eq!(all.messages_per_conversation, Some(6.0 / 3.0));
         assert_eq!(all.agents.len(), 1);
-        assert_eq!((all.agents[0].resolved, all.agents[0].first_reply.count), (1, 2));
+        assert_eq!((all.agents[0].assigned, all.agents[0].resolved, all.agents[0].first_reply.count), (1, 1, 2));
+        assert_eq!(all.agents[0].resolution.count, 0, "no per-agent waits were read");
         assert_eq!(all.needs_teaching.iter().map(|g| (g.leaning.as_str(), g.count)).collect::<Vec<_>>(), [("refund", 2), ("out_of_scope", 1)]);
+    }
 
-        let telegram = report(&ReportQuery { channel: Some(Channel::Telegram), ..query.clone() }, &input);
-        assert_eq!((telegram.conversations, telegram.customer_messages, telegram.first_reply.count), (1, 1, 0));
-        assert_eq!(telegram.needs_teaching.len(), 1, "only the Telegram message");
-        let annes = report(&ReportQuery { agent: Some(ann), ..query.clone() }, &input);
-        assert_eq!((annes.conversations, annes.bot.escalations), (1, 1));
+    #[test]
+    fn unsure_messages_that_say_the_same_group_together_whatever_the_bot_leaned_to() {
+        let vector = |values: &[f32]| Some(switchboard_models::Embedding::quantise(values));
+        let unsure = |seq: i64, intent: &str, embedding| UnsureMessage {
+            seq,
+            conversation_id: ConversationId::new(),
+            text: format!("message {seq}"),
+            intent: Some(intent.into()),
+            confidence: Some(0.3),
+            at: at(2, 9),
+            embedding,
+        };
+        let groups = needs_teaching(&[
+            unsure(1, "refund", vector(&[1.0, 0.1, 0.0])),
+            unsure(2, "out_of_scope", vector(&[0.9, 0.2, 0.0])),
+            unsure(3, "out_of_scope", vector(&[0.95, 0.0, 0.1])),
+            unsure(4, "refund", vector(&[0.0, 0.0, 1.0])),
+            unsure(5, "refund", None),
+            unsure(6, "refund", None),
+        ]);
+        let seen: Vec<(&str, usize, Vec<i64>)> = groups.iter().map(|g| (g.leaning.as_str(), g.count, g.examples.iter().map(|e| e.seq).collect())).collect();
+        assert_eq!(
+            seen,
+            [("out_of_scope", 3, vec![1, 2, 3]), ("refund", 2, vec![5, 6]), ("refund", 1, vec![4])],
+            "alike messages form one group named after what most leaned to; without embeddings, by leaning"
+        );
     }
 }

@@ -105,6 +105,51 @@ pub struct Classification {
     /// classifier does not).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judgement: Option<Judgement>,
+    /// The message's sentence embedding, when the model classifier encoded it: kept for the
+    /// messages the bot was unsure of, so the reports group similar ones. Never part of the
+    /// stored classification.
+    #[serde(skip)]
+    pub embedding: Option<Embedding>,
+}
+
+/// A sentence embedding in bytes: each component of the unit vector times 127, rounded (a
+/// quarter of the floats' size, and similarities within about 0.01 of theirs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Embedding(pub std::sync::Arc<[i8]>);
+
+impl Embedding {
+    /// Quantises `vector`, normalising it first.
+    pub fn quantise(vector: &[f32]) -> Self {
+        let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::EPSILON);
+        Self(vector.iter().map(|x| (x / norm * 127.0).round().clamp(-127.0, 127.0) as i8).collect())
+    }
+
+    /// The bytes as stored.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.0.iter().map(|&b| b as u8).collect()
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        Self(bytes.iter().map(|&b| b as i8).collect())
+    }
+
+    /// Cosine similarity, -1..=1 (0 for vectors of different lengths).
+    pub fn similarity(&self, other: &Embedding) -> f32 {
+        if self.0.len() != other.0.len() {
+            return 0.0;
+        }
+        let (mut dot, mut a, mut b) = (0i32, 0i32, 0i32);
+        for (&x, &y) in self.0.iter().zip(other.0.iter()) {
+            let (x, y) = (i32::from(x), i32::from(y));
+            dot += x * y;
+            a += x * x;
+            b += y * y;
+        }
+        if a == 0 || b == 0 {
+            return 0.0;
+        }
+        dot as f32 / ((a as f32).sqrt() * (b as f32).sqrt())
+    }
 }
 
 /// What a person reading the message would conclude, apart from which intent it is: the model's

@@ -292,7 +292,9 @@ impl Local {
                 .zip(embeddings)
                 .map(|(text, embedding)| {
                     let judged = self.judgement.judge(text, &embedding);
-                    self.describe(&trained, text, &trained.model.rank(text, &embedding), Some(judged))
+                    let mut classification = self.describe(&trained, text, &trained.model.rank(text, &embedding), Some(judged));
+                    classification.embedding = Some(switchboard_models::Embedding::quantise(&embedding));
+                    classification
                 })
                 .collect(),
             Err(e) => {
@@ -329,6 +331,7 @@ impl Local {
             collect_document: None,
             source: ClassificationSource::Model,
             judgement: None,
+            embedding: None,
         };
         let off_topic = judged.as_ref().is_some_and(|j| j.category.is_none());
         if let Some(intent) = (best != usize::MAX).then(|| intent_of(best)).flatten() {

@@ -189,6 +189,7 @@ impl KeywordClassifier {
                 collect_document: None,
                 source: ClassificationSource::Keywords,
                 judgement: None,
+                embedding: None,
             };
         };
         // Share of the evidence, damped for single weak matches.
@@ -215,6 +216,7 @@ impl KeywordClassifier {
             collect_document: intent.collect_document.map(str::to_string),
             source: ClassificationSource::Keywords,
             judgement: None,
+            embedding: None,
         }
     }
 }

@@ -28,9 +28,10 @@ enum Kind {
     Int,
     Flag,
     Real,
+    Bytes,
 }
 
-use Kind::{Flag, Int, Real, Text};
+use Kind::{Bytes, Flag, Int, Real, Text};
 
 struct Table {
     name: &'static str,
@@ -40,7 +41,9 @@ struct Table {
     keyed: bool,
 }
 
-/// Parents before children (foreign keys that are not deferred point at agents).
+/// Parents before children (foreign keys that are not deferred point at agents). The reports'
+/// per-day counts (`intent_days`, `report_rollup`) are not copied: the target's `reports` job
+/// counts them again from the copied messages.
 const TABLES: &[Table] = &[
     Table { name: "settings", columns: &[("key", Text), ("value", Text)], keyed: true },
     Table {
@@ -191,6 +194,11 @@ const TABLES: &[Table] = &[
         keyed: true,
     },
     Table {
+        name: "message_embeddings",
+        columns: &[("message_seq", Int), ("vector", Bytes)],
+        keyed: true,
+    },
+    Table {
         name: "canned_responses",
         columns: &[("id", Text), ("title", Text), ("body", Text), ("created_by", Text), ("created_at", Int), ("shared", Flag)],
         keyed: true,
@@ -287,6 +295,7 @@ async fn copy_table(
                     Int => query.bind(row.int_opt(name)?),
                     Flag => query.bind(row.flag(name)?),
                     Real => query.bind(row.real_opt(name)?),
+                    Bytes => query.bind(row.bytes_opt(name)?),
                 };
             }
         }

@@ -6,6 +6,7 @@ mod blobs;
 mod buckets;
 mod portable;
 mod postgres;
+mod report_sql;
 mod rows;
 mod sqlite;
 

@@ -289,21 +289,31 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
     }
     if let Some((seq, classification)) = &write.answers {
         // The classification marks the message answered; only the first answer counts.
-        let marked = sqlx::query(if write.in_order { MARK_ANSWERED_IN_ORDER } else { MARK_ANSWERED })
+        let marked: Option<(i64, String)> = sqlx::query_as(if write.in_order { MARK_ANSWERED_IN_ORDER } else { MARK_ANSWERED })
             .bind(to_json(classification))
             .bind(*seq)
             .bind(classification.intent.as_str())
             .bind((!write.intent_unused).then(|| f64::from(classification.confidence)))
             .bind(write.answered_from_intent)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(backend)?
-            .rows_affected();
-        if marked == 0 {
+            .map_err(backend)?;
+        let Some((created_at, channel)) = marked else {
             if write.in_order && unanswered(tx, *seq).await? {
                 return Ok(Committed::Conflict);
             }
             return Ok(Committed::Duplicate);
+        };
+        count_late_answer(tx, created_at, &channel, classification.intent.as_str(), write.answered_from_intent).await?;
+        if write.keep_embedding
+            && let Some(embedding) = &classification.embedding
+        {
+            sqlx::query("INSERT INTO message_embeddings (message_seq, vector) VALUES ($1, $2)")
+                .bind(*seq)
+                .bind(embedding.to_bytes())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
         }
     }
     if let Some(decision) = &write.decides {
@@ -344,6 +354,12 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
     }
     if inserted.len() != rows.len() {
         return Err(StoreError::Corrupt("an outbound message collided with a stored one".into()));
+    }
+    if let Some(inbound) = &write.inbound
+        && inbound.sender == switchboard_models::Sender::Customer
+        && let Some(classification) = &inbound.classification
+    {
+        count_late_answer(tx, millis(inbound.created_at), inbound.channel.as_str(), classification.intent.as_str(), false).await?;
     }
     if let Some(conversation) = &write.conversation {
         save_conversation(tx, conversation).await?;
@@ -490,13 +506,42 @@ async fn insert_messages(
 }
 
 const MARK_ANSWERED: &str = "UPDATE messages SET classification = $1, intent = $3, confidence = $4, answered_from_intent = $5 \
-     WHERE seq = $2 AND sender = 'customer' AND classification IS NULL";
+     WHERE seq = $2 AND sender = 'customer' AND classification IS NULL RETURNING created_at, channel";
 /// As `MARK_ANSWERED`, unless an earlier message of the same contact waits for its answer (the
 /// partial index of unanswered messages, migration 0002, keeps the look small).
 const MARK_ANSWERED_IN_ORDER: &str = "UPDATE messages SET classification = $1, intent = $3, confidence = $4, answered_from_intent = $5 \
      WHERE seq = $2 AND sender = 'customer' \
      AND classification IS NULL AND NOT EXISTS (SELECT 1 FROM messages e WHERE e.sender = 'customer' \
-     AND e.classification IS NULL AND e.seq < $2 AND e.contact_id = messages.contact_id)";
+     AND e.classification IS NULL AND e.seq < $2 AND e.contact_id = messages.contact_id) RETURNING created_at, channel";
+
+/// Adds a customer message answered now to the reports' per-day counts when its day was counted
+/// already (`Reports::roll_up_reports`): only a message from before today can be in such a day,
+/// so only those take the lock on `report_rollup` the roll-up holds while it counts.
+async fn count_late_answer(tx: &mut $conn, created_at: i64, channel: &str, intent: &str, answered: bool) -> Result<(), StoreError> {
+    use crate::report_sql::DAY_MS;
+    let day = created_at.div_euclid(DAY_MS);
+    if day >= chrono::Utc::now().timestamp_millis().div_euclid(DAY_MS) {
+        return Ok(());
+    }
+    let (through,): (i64,) = sqlx::query_as("UPDATE report_rollup SET through_day = through_day WHERE id = 1 RETURNING through_day")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+    if day < through {
+        sqlx::query(
+            "INSERT INTO intent_days (day, channel, intent, messages, answered) VALUES ($1, $2, $3, 1, $4) \
+             ON CONFLICT (day, channel, intent) DO UPDATE SET messages = intent_days.messages + 1, answered = intent_days.answered + excluded.answered",
+        )
+        .bind(day)
+        .bind(channel)
+        .bind(intent)
+        .bind(i64::from(answered))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    }
+    Ok(())
+}
 
 /// Whether the customer message `seq` still waits for its answer.
 async fn unanswered(tx: &mut $conn, seq: i64) -> Result<bool, StoreError> {
@@ -506,6 +551,15 @@ async fn unanswered(tx: &mut $conn, seq: i64) -> Result<bool, StoreError> {
         .await
         .map_err(backend)?;
     Ok(waiting.is_some())
+}
+
+/// A report's query: the period's bounds as `$1` and `$2`, then the filters' values.
+fn report_query(sql: &str, period: &switchboard_core::ports::ReportPeriod, values: &[String]) -> sqlx::query::Query<'static, $db, <$db as sqlx::Database>::Arguments> {
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).bind(millis(period.from)).bind(millis(period.to));
+    for value in values {
+        query = query.bind(value.clone());
+    }
+    query
 }
 
 async fn delete_messages(tx: &mut $conn, ids: &[String]) -> Result<(), StoreError> {
@@ -1503,87 +1557,151 @@ impl $store {
 
             #[async_trait]
             impl switchboard_core::ports::Reports for $store {
-    async fn started_conversations(&self, from: Timestamp, to: Timestamp) -> Result<Vec<switchboard_core::ports::ConversationFacts>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT created_at, channel, status, category, priority, last_agent_id AS agent_id, escalated_at FROM conversations \
-             WHERE created_at >= $1 AND created_at < $2 ORDER BY created_at",
-        )
-        .bind(millis(from))
-        .bind(millis(to))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(crate::rows::facts_from_row).collect()
+    async fn started_by_hour(&self, period: &switchboard_core::ports::ReportPeriod, offsets: &switchboard_core::ports::ZoneOffsets) -> Result<Vec<switchboard_core::ports::HourCount>, StoreError> {
+        let (filter, values) = crate::report_sql::filter_conditions(period, crate::report_sql::ReportRows::Conversations, 3);
+        let local = crate::report_sql::wall_clock("c.created_at", offsets);
+        let sql = format!(
+            "SELECT {local} / 3600000 AS local_hour, c.channel, COUNT(*) AS n FROM conversations c \
+             WHERE c.created_at >= $1 AND c.created_at < $2{filter} GROUP BY 1, c.channel"
+        );
+        let rows = report_query(&sql, period, &values).fetch_all(&self.reader).await.map_err(backend)?;
+        rows.iter()
+            .map(|row| Ok(switchboard_core::ports::HourCount { local_hour: row.int("local_hour")?, channel: crate::rows::parsed("channel", &row.text("channel")?)?, count: row.int("n")? }))
+            .collect()
     }
 
-    async fn conversation_events(
-        &self,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> Result<Vec<(switchboard_models::ConversationEvent, switchboard_core::ports::ReportScope)>, StoreError> {
-        // Every kind is named so the period is read through the (kind, at) index.
-        let rows = sqlx::query(
-            "SELECT e.conversation_id, e.kind, e.at, e.channel, e.agent_id, e.category, e.priority, e.reason, e.wait_ms, \
-             c.category AS scope_category, c.last_agent_id AS scope_agent_id \
-             FROM conversation_events e JOIN conversations c ON c.id = e.conversation_id \
-             WHERE e.kind IN ('created', 'escalated', 'assigned', 'first_reply', 'resolved', 'reopened', 'closed') \
-             AND e.at >= $1 AND e.at < $2 ORDER BY e.at, e.id",
-        )
-        .bind(millis(from))
-        .bind(millis(to))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(|row| Ok((crate::rows::event_from_row(row)?, crate::rows::scope_from_row(row, "channel")?))).collect()
-    }
-
-    async fn intent_counts(&self, from: Timestamp, to: Timestamp) -> Result<Vec<switchboard_core::ports::IntentCount>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT m.intent, m.channel, c.category AS scope_category, c.last_agent_id AS scope_agent_id, COUNT(*) AS n, \
-             SUM(CASE WHEN m.answered_from_intent THEN 1 ELSE 0 END) AS answered \
-             FROM messages m JOIN conversations c ON c.id = m.conversation_id \
-             WHERE m.sender = 'customer' AND m.created_at >= $1 AND m.created_at < $2 \
-             GROUP BY m.intent, m.channel, c.category, c.last_agent_id",
-        )
-        .bind(millis(from))
-        .bind(millis(to))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
+    async fn started_by_state(&self, period: &switchboard_core::ports::ReportPeriod) -> Result<Vec<switchboard_core::ports::StateCount>, StoreError> {
+        let (filter, values) = crate::report_sql::filter_conditions(period, crate::report_sql::ReportRows::Conversations, 3);
+        let sql = format!(
+            "SELECT c.status, CAST(CASE WHEN c.escalated_at IS NULL THEN 0 ELSE 1 END AS BIGINT) AS escalated, COUNT(*) AS n \
+             FROM conversations c WHERE c.created_at >= $1 AND c.created_at < $2{filter} GROUP BY c.status, 2"
+        );
+        let rows = report_query(&sql, period, &values).fetch_all(&self.reader).await.map_err(backend)?;
         rows.iter()
             .map(|row| {
-                Ok(switchboard_core::ports::IntentCount {
-                    intent: row.text_opt("intent")?,
-                    scope: crate::rows::scope_from_row(row, "channel")?,
+                Ok(switchboard_core::ports::StateCount { status: crate::rows::parsed("status", &row.text("status")?)?, escalated: row.int("escalated")? == 1, count: row.int("n")? })
+            })
+            .collect()
+    }
+
+    async fn event_counts(&self, period: &switchboard_core::ports::ReportPeriod) -> Result<Vec<switchboard_core::ports::EventCount>, StoreError> {
+        let (filter, values) = crate::report_sql::filter_conditions(period, crate::report_sql::ReportRows::Of("e"), 3);
+        let sql = format!(
+            "SELECT e.kind, e.agent_id, e.reason, e.category, e.priority, COUNT(*) AS n FROM conversation_events e \
+             WHERE e.kind IN ('escalated', 'assigned', 'first_reply', 'resolved') AND e.at >= $1 AND e.at < $2{filter} \
+             GROUP BY e.kind, e.agent_id, e.reason, e.category, e.priority"
+        );
+        let rows = report_query(&sql, period, &values).fetch_all(&self.reader).await.map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(switchboard_core::ports::EventCount {
+                    kind: crate::rows::parsed("kind", &row.text("kind")?)?,
+                    agent_id: crate::rows::optional::<uuid::Uuid>(row, "agent_id")?.map(AgentId),
+                    reason: row.text_opt("reason")?,
+                    category: crate::rows::optional(row, "category")?,
+                    priority: crate::rows::optional(row, "priority")?,
                     count: row.int("n")?,
-                    answered: row.int("answered")?,
                 })
             })
             .collect()
     }
 
-    async fn unsure_messages(
-        &self,
-        from: Timestamp,
-        to: Timestamp,
-        below: f32,
-        limit: u32,
-    ) -> Result<Vec<switchboard_core::ports::UnsureMessage>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT m.seq, m.conversation_id, m.body, m.intent, m.confidence, m.created_at, m.channel, \
-             c.category AS scope_category, c.last_agent_id AS scope_agent_id \
-             FROM messages m JOIN conversations c ON c.id = m.conversation_id \
-             WHERE m.sender = 'customer' AND m.created_at >= $1 AND m.created_at < $2 \
-             AND m.confidence IS NOT NULL AND (m.intent = 'out_of_scope' OR m.confidence < $3) \
-             AND NOT EXISTS (SELECT 1 FROM intent_labels l WHERE l.message_seq = m.seq) ORDER BY m.created_at DESC LIMIT $4",
-        )
-        .bind(millis(from))
-        .bind(millis(to))
-        .bind(f64::from(below))
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
+    async fn wait_percentiles(&self, period: &switchboard_core::ports::ReportPeriod) -> Result<Vec<switchboard_core::ports::WaitPercentiles>, StoreError> {
+        use switchboard_core::reports::percentile_rank;
+        let (filter, values) = crate::report_sql::filter_conditions(period, crate::report_sql::ReportRows::Of("e"), 3);
+        // Each wait's rank among everyone's and among its agent's; only the ranks of the median
+        // and the 90th percentile (`percentile_rank`: the nearest rank, ceil(p * n / 100)) come back.
+        let sql = format!(
+            "SELECT kind, agent_id, wait_ms, rank_all, count_all, rank_agent, count_agent FROM (\
+               SELECT e.kind, e.agent_id, e.wait_ms, \
+               ROW_NUMBER() OVER (PARTITION BY e.kind ORDER BY e.wait_ms) AS rank_all, \
+               COUNT(*) OVER (PARTITION BY e.kind) AS count_all, \
+               ROW_NUMBER() OVER (PARTITION BY e.kind, e.agent_id ORDER BY e.wait_ms) AS rank_agent, \
+               COUNT(*) OVER (PARTITION BY e.kind, e.agent_id) AS count_agent \
+               FROM conversation_events e WHERE e.kind IN ('first_reply', 'resolved') AND e.at >= $1 AND e.at < $2 \
+               AND e.wait_ms IS NOT NULL{filter}) w \
+             WHERE rank_all IN ((count_all * 50 + 99) / 100, (count_all * 90 + 99) / 100) \
+             OR (agent_id IS NOT NULL AND rank_agent IN ((count_agent * 50 + 99) / 100, (count_agent * 90 + 99) / 100))"
+        );
+        let rows = report_query(&sql, period, &values).fetch_all(&self.reader).await.map_err(backend)?;
+        let mut found: Vec<switchboard_core::ports::WaitPercentiles> = Vec::new();
+        for row in &rows {
+            let kind = crate::rows::parsed("kind", &row.text("kind")?)?;
+            let agent = crate::rows::optional::<uuid::Uuid>(row, "agent_id")?.map(AgentId);
+            let wait = row.int("wait_ms")?;
+            let groups = [(None, row.int("rank_all")?, row.int("count_all")?), (agent, row.int("rank_agent")?, row.int("count_agent")?)];
+            for (agent_id, rank, count) in groups.into_iter().take(if agent.is_some() { 2 } else { 1 }) {
+                let index = match found.iter().position(|w| w.kind == kind && w.agent_id == agent_id) {
+                    Some(index) => index,
+                    None => {
+                        found.push(switchboard_core::ports::WaitPercentiles { kind, agent_id, count, median_ms: 0, p90_ms: 0 });
+                        found.len() - 1
+                    }
+                };
+                if rank == percentile_rank(count, 50) {
+                    found[index].median_ms = wait;
+                }
+                if rank == percentile_rank(count, 90) {
+                    found[index].p90_ms = wait;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn intent_counts(&self, period: &switchboard_core::ports::ReportPeriod) -> Result<Vec<switchboard_core::ports::IntentCount>, StoreError> {
+        use crate::report_sql::DAY_MS;
+        let (from, to) = (period.from.timestamp_millis(), period.to.timestamp_millis());
+        let mut counts: std::collections::BTreeMap<Option<String>, (i64, i64)> = std::collections::BTreeMap::new();
+        let mut add = |rows: Vec<(Option<String>, i64, i64)>| {
+            for (intent, n, answered) in rows {
+                let entry = counts.entry(intent).or_default();
+                *entry = (entry.0 + n, entry.1 + answered);
+            }
+        };
+        // Whole days already counted per day are read from `intent_days`; the rest of the
+        // period, and the messages still waiting for an answer, from the messages themselves.
+        let first_day = (from + DAY_MS - 1).div_euclid(DAY_MS);
+        let through_day: i64 = if crate::report_sql::selects_by_conversation(period) {
+            first_day
+        } else {
+            let (through,): (i64,) = sqlx::query_as("SELECT through_day FROM report_rollup WHERE id = 1").fetch_one(&self.reader).await.map_err(backend)?;
+            through.min(to.div_euclid(DAY_MS))
+        };
+        if through_day > first_day {
+            let (filter, values) = crate::report_sql::filter_conditions(period, crate::report_sql::ReportRows::Of("d"), 3);
+            let sql = format!(
+                "SELECT d.intent, CAST(SUM(d.messages) AS BIGINT) AS n, CAST(SUM(d.answered) AS BIGINT) AS answered FROM intent_days d \
+                 WHERE d.day >= $1 AND d.day < $2{filter} GROUP BY d.intent"
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(first_day).bind(through_day);
+            for value in &values {
+                query = query.bind(value.clone());
+            }
+            add(crate::rows::intent_rows(&query.fetch_all(&self.reader).await.map_err(backend)?)?);
+            let counted = (first_day * DAY_MS, through_day * DAY_MS);
+            add(self.message_intents(period, from, counted.0, false).await?);
+            add(self.message_intents(period, counted.0, counted.1, true).await?);
+            add(self.message_intents(period, counted.1, to, false).await?);
+        } else {
+            add(self.message_intents(period, from, to, false).await?);
+        }
+        Ok(counts.into_iter().map(|(intent, (count, answered))| switchboard_core::ports::IntentCount { intent, count, answered }).collect())
+    }
+
+    async fn unsure_messages(&self, period: &switchboard_core::ports::ReportPeriod, below: f32, limit: u32) -> Result<Vec<switchboard_core::ports::UnsureMessage>, StoreError> {
+        let (filter, values) = crate::report_sql::filter_conditions(period, crate::report_sql::ReportRows::Of("m"), 5);
+        let sql = format!(
+            "SELECT m.seq, m.conversation_id, m.body, m.intent, m.confidence, m.created_at, v.vector FROM messages m \
+             LEFT JOIN message_embeddings v ON v.message_seq = m.seq WHERE m.sender = 'customer' AND m.created_at >= $1 AND m.created_at < $2 \
+             AND m.confidence IS NOT NULL AND (m.intent = 'out_of_scope' OR m.confidence < $3){filter} \
+             AND NOT EXISTS (SELECT 1 FROM intent_labels l WHERE l.message_seq = m.seq) ORDER BY m.created_at DESC LIMIT $4"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(millis(period.from)).bind(millis(period.to)).bind(f64::from(below)).bind(i64::from(limit));
+        for value in &values {
+            query = query.bind(value.clone());
+        }
+        let rows = query.fetch_all(&self.reader).await.map_err(backend)?;
         rows.iter()
             .map(|row| {
                 Ok(switchboard_core::ports::UnsureMessage {
@@ -1593,29 +1711,78 @@ impl $store {
                     intent: row.text_opt("intent")?,
                     confidence: row.real_opt("confidence")?,
                     at: crate::rows::instant_of(row.int("created_at")?)?,
-                    scope: crate::rows::scope_from_row(row, "channel")?,
+                    embedding: row.bytes_opt("vector")?.map(|bytes| switchboard_models::Embedding::from_bytes(&bytes)),
                 })
             })
             .collect()
     }
 
-    async fn ratings_given(
-        &self,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> Result<Vec<(switchboard_models::Rating, switchboard_core::ports::ReportScope)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT r.conversation_id, r.agent_id, r.channel, r.resolved_at, r.score, r.comment, r.created_at, \
-             c.category AS scope_category, c.last_agent_id AS scope_agent_id \
-             FROM ratings r JOIN conversations c ON c.id = r.conversation_id \
-             WHERE r.created_at >= $1 AND r.created_at < $2 ORDER BY r.created_at",
-        )
-        .bind(millis(from))
-        .bind(millis(to))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(|row| Ok((crate::rows::rating_from_row(row)?, crate::rows::scope_from_row(row, "channel")?))).collect()
+    async fn ratings_given(&self, period: &switchboard_core::ports::ReportPeriod) -> Result<Vec<switchboard_models::Rating>, StoreError> {
+        let (filter, values) = crate::report_sql::filter_conditions(period, crate::report_sql::ReportRows::Of("r"), 3);
+        let sql = format!(
+            "SELECT r.conversation_id, r.agent_id, r.channel, r.resolved_at, r.score, r.comment, r.created_at FROM ratings r \
+             WHERE r.created_at >= $1 AND r.created_at < $2{filter} ORDER BY r.created_at"
+        );
+        let rows = report_query(&sql, period, &values).fetch_all(&self.reader).await.map_err(backend)?;
+        rows.iter().map(crate::rows::rating_from_row).collect()
+    }
+
+    async fn roll_up_reports(&self, before_day: i64, max_days: i64) -> Result<i64, StoreError> {
+        use crate::report_sql::DAY_MS;
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        // Locks the row first: a step answering a message of these days waits, then counts it
+        // itself (see `count_late_answer`); one that answered before is in the counts below.
+        let (through,): (i64,) = sqlx::query_as("UPDATE report_rollup SET through_day = through_day WHERE id = 1 RETURNING through_day")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if through >= before_day {
+            return Ok(0);
+        }
+        let (first,): (Option<i64>,) = sqlx::query_as("SELECT MIN(created_at) FROM messages WHERE sender = 'customer' AND created_at >= $1")
+            .bind(through * DAY_MS)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let start = first.map_or(before_day, |at| at.div_euclid(DAY_MS)).clamp(through, before_day);
+        let end = (start + max_days.max(1)).min(before_day);
+        if start < end {
+            sqlx::query(
+                "INSERT INTO intent_days (day, channel, intent, messages, answered) \
+                 SELECT m.created_at / 86400000, m.channel, m.intent, COUNT(*), SUM(CASE WHEN m.answered_from_intent THEN 1 ELSE 0 END) \
+                 FROM messages m WHERE m.sender = 'customer' AND m.intent IS NOT NULL AND m.created_at >= $1 AND m.created_at < $2 \
+                 GROUP BY m.created_at / 86400000, m.channel, m.intent",
+            )
+            .bind(start * DAY_MS)
+            .bind(end * DAY_MS)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        sqlx::query("UPDATE report_rollup SET through_day = $1 WHERE id = 1").bind(end).execute(&mut *tx).await.map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(end - start)
+    }
+            }
+
+            impl $store {
+    /// Customer messages created in `[from, to)` and selected by the period's filters, counted
+    /// per intent; with `waiting_only`, only those not answered yet.
+    async fn message_intents(&self, period: &switchboard_core::ports::ReportPeriod, from: i64, to: i64, waiting_only: bool) -> Result<Vec<(Option<String>, i64, i64)>, StoreError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let (filter, values) = crate::report_sql::filter_conditions(period, crate::report_sql::ReportRows::Of("m"), 3);
+        let waiting = if waiting_only { " AND m.classification IS NULL" } else { "" };
+        let sql = format!(
+            "SELECT m.intent, COUNT(*) AS n, CAST(SUM(CASE WHEN m.answered_from_intent THEN 1 ELSE 0 END) AS BIGINT) AS answered \
+             FROM messages m WHERE m.sender = 'customer' AND m.created_at >= $1 AND m.created_at < $2{waiting}{filter} GROUP BY m.intent"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(from).bind(to);
+        for value in &values {
+            query = query.bind(value.clone());
+        }
+        crate::rows::intent_rows(&query.fetch_all(&self.reader).await.map_err(backend)?)
     }
             }
 

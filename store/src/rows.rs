@@ -22,6 +22,7 @@ pub(crate) trait Columns {
     fn flag(&self, column: &str) -> Result<bool, StoreError>;
     fn flag_opt(&self, column: &str) -> Result<Option<bool>, StoreError>;
     fn real_opt(&self, column: &str) -> Result<Option<f64>, StoreError>;
+    fn bytes_opt(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 macro_rules! columns_of {
@@ -46,6 +47,9 @@ macro_rules! columns_of {
                 self.try_get(column).map_err(backend)
             }
             fn flag_opt(&self, column: &str) -> Result<Option<bool>, StoreError> {
+                self.try_get(column).map_err(backend)
+            }
+            fn bytes_opt(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
                 self.try_get(column).map_err(backend)
             }
         }
@@ -75,7 +79,7 @@ fn from_json<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
 }
 
-fn parsed<T: std::str::FromStr>(column: &str, text: &str) -> Result<T, StoreError>
+pub(crate) fn parsed<T: std::str::FromStr>(column: &str, text: &str) -> Result<T, StoreError>
 where
     T::Err: std::fmt::Display,
 {
@@ -87,7 +91,7 @@ fn uuid_col(row: &impl Columns, column: &str) -> Result<uuid::Uuid, StoreError> 
     parsed(column, &text)
 }
 
-fn optional<T: std::str::FromStr>(row: &impl Columns, column: &str) -> Result<Option<T>, StoreError>
+pub(crate) fn optional<T: std::str::FromStr>(row: &impl Columns, column: &str) -> Result<Option<T>, StoreError>
 where
     T::Err: std::fmt::Display,
 {
@@ -251,44 +255,6 @@ pub(crate) fn rating_from_row(row: &impl Columns) -> Result<switchboard_models::
     })
 }
 
-pub(crate) fn facts_from_row(row: &impl Columns) -> Result<switchboard_core::ports::ConversationFacts, StoreError> {
-    Ok(switchboard_core::ports::ConversationFacts {
-        created_at: instant(row.int("created_at")?)?,
-        status: parsed("status", &row.text("status")?)?,
-        priority: optional(row, "priority")?,
-        escalated: row.int_opt("escalated_at")?.is_some(),
-        scope: switchboard_core::ports::ReportScope {
-            channel: parsed("channel", &row.text("channel")?)?,
-            category: optional(row, "category")?,
-            agent_id: optional::<uuid::Uuid>(row, "agent_id")?.map(AgentId),
-        },
-    })
-}
-
-/// The scope of a report row's conversation: `scope_category` and `scope_agent_id` from the
-/// conversation now, its channel from `channel` (a conversation keeps its channel).
-pub(crate) fn scope_from_row(row: &impl Columns, channel: &str) -> Result<switchboard_core::ports::ReportScope, StoreError> {
-    Ok(switchboard_core::ports::ReportScope {
-        channel: parsed(channel, &row.text(channel)?)?,
-        category: optional(row, "scope_category")?,
-        agent_id: optional::<uuid::Uuid>(row, "scope_agent_id")?.map(AgentId),
-    })
-}
-
-pub(crate) fn event_from_row(row: &impl Columns) -> Result<switchboard_models::ConversationEvent, StoreError> {
-    Ok(switchboard_models::ConversationEvent {
-        conversation_id: ConversationId(uuid_col(row, "conversation_id")?),
-        kind: parsed("kind", &row.text("kind")?)?,
-        at: instant(row.int("at")?)?,
-        channel: parsed("channel", &row.text("channel")?)?,
-        agent_id: optional::<uuid::Uuid>(row, "agent_id")?.map(AgentId),
-        category: optional(row, "category")?,
-        priority: optional(row, "priority")?,
-        reason: row.text_opt("reason")?,
-        wait_ms: row.int_opt("wait_ms")?,
-    })
-}
-
 pub(crate) fn document_from_row(row: &impl Columns) -> Result<switchboard_models::Document, StoreError> {
     Ok(switchboard_models::Document {
         id: switchboard_models::DocumentId(uuid_col(row, "id")?),
@@ -443,4 +409,9 @@ pub(crate) fn intents_version_from_row(row: &impl Columns) -> Result<switchboard
         created_at: instant(row.int("created_at")?)?,
         accuracy,
     })
+}
+
+/// Rows of `intent`, `n` and `answered`: customer messages counted per intent.
+pub(crate) fn intent_rows(rows: &[impl Columns]) -> Result<Vec<(Option<String>, i64, i64)>, StoreError> {
+    rows.iter().map(|row| Ok((row.text_opt("intent")?, row.int("n")?, row.int("answered")?))).collect()
 }

@@ -675,6 +675,7 @@ async fn seed(dir: &std::path::Path, conversations: u64, each: u64, spacing_ms: 
         collect_document: None,
         source: switchboard_models::ClassificationSource::Keywords,
         judgement: None,
+        embedding: None,
     })?;
     // Realistic text: customer messages are the labelled support messages (12 languages),
     // replies a handful of agent and bot sentences; names, channels and ids vary.
@@ -930,10 +931,22 @@ async fn reports(conversations: u64, each: u64, days: u64, requests: usize) -> a
     let spacing_ms = (days * 86_400_000 / conversations.max(1)) as i64;
     seed(dir.path(), conversations, each, spacing_ms).await?;
     println!("reports: seeded {conversations} conversations and {} messages over {days} days in {:.1} s", conversations * each, seeding.elapsed().as_secs_f64());
-    let (server, _postgres) = start_seeded(dir, "reports").await?;
+    let sqlite_url = format!("sqlite://{}", dir.path().join("switchboard.db").display());
+    let (server, postgres) = start_seeded(dir, "reports").await?;
     let base = format!("http://{}", server.addr);
     let client = switchboard_tests::panel::PanelClient::sign_in(&base, "bench@example.com", "bench-password-123").await;
     let token = client.new_api_token("bench").await;
+    // As installed, before the `reports` job first counted the past days; then after it did.
+    time_reports(&base, &client, &token, days, requests, "before the roll-up").await?;
+    let store = switchboard_store::open(postgres.as_ref().map_or(sqlite_url.as_str(), |db| db.url.as_str())).await?;
+    let rolling = Instant::now();
+    let counted = switchboard::jobs::roll_up_reports(store.as_ref(), chrono::Utc::now()).await?;
+    println!("reports: the reports job counted {counted} past days in {:.1} s", rolling.elapsed().as_secs_f64());
+    time_reports(&base, &client, &token, days, requests, "after the roll-up").await
+}
+
+/// Each report period and filter, `requests` times from this client process over HTTP.
+async fn time_reports(base: &str, client: &switchboard_tests::panel::PanelClient, token: &str, days: u64, requests: usize, when: &str) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let today = chrono::Utc::now().date_naive();
     let quarter = format!("range=custom&from={}&to={today}&zone=UTC", today - chrono::Duration::days(days as i64 - 1));
@@ -943,6 +956,7 @@ async fn reports(conversations: u64, each: u64, days: u64, requests: usize) -> a
         ("30 days".to_string(), "/api/reports?range=30d".to_string()),
         (format!("{days} days (everything)"), format!("/api/reports?{quarter}")),
         ("30 days, one channel".to_string(), "/api/reports?range=30d&channel=telegram".to_string()),
+        ("30 days, one category".to_string(), "/api/reports?range=30d&category=billing".to_string()),
         ("30 days in Berlin".to_string(), "/api/reports?range=30d&zone=Europe/Berlin".to_string()),
         ("30 days, agents as CSV".to_string(), "/api/reports/agents.csv?range=30d".to_string()),
     ];
@@ -950,12 +964,12 @@ async fn reports(conversations: u64, each: u64, days: u64, requests: usize) -> a
         let mut samples = Vec::with_capacity(requests);
         for _ in 0..requests {
             let started = Instant::now();
-            let reply = http.get(format!("{base}{path}")).bearer_auth(&token).send().await?;
+            let reply = http.get(format!("{base}{path}")).bearer_auth(token).send().await?;
             anyhow::ensure!(reply.status().is_success(), "{path} answered {}", reply.status());
             reply.bytes().await?;
             samples.push(started.elapsed());
         }
-        println!("reports: {name} ({path}) over {requests} requests: {}", spread(&mut samples));
+        println!("reports ({when}): {name} ({path}) over {requests} requests: {}", spread(&mut samples));
     }
     let mut samples = Vec::with_capacity(requests);
     for _ in 0..requests {
@@ -964,7 +978,7 @@ async fn reports(conversations: u64, each: u64, days: u64, requests: usize) -> a
         samples.push(started.elapsed());
         anyhow::ensure!(reply.status == 200, "the Reports page answered {}", reply.status);
     }
-    println!("reports: the Reports page, 30 days (/panel/reports?range=30d) over {requests} requests: {}", spread(&mut samples));
+    println!("reports ({when}): the Reports page, 30 days (/panel/reports?range=30d) over {requests} requests: {}", spread(&mut samples));
     Ok(())
 }
 

@@ -121,10 +121,21 @@ async fn taught_messages_edits_and_restores_become_versions_the_bot_answers_from
     let listed_to_teach = |report: &serde_json::Value| -> Vec<i64> {
         report["needs_teaching"].as_array().unwrap().iter().flat_map(|g| g["examples"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap())).collect()
     };
-    let unsure = listed_to_teach(&shop.admin.get(&format!("/api/reports?{period}")).await);
+    // Nor of parrots: grouped apart from the jobs by what the messages say.
+    let (parrot, _) = ask(&shop.server, "parrot", "my parrot sings opera").await;
+    let report = shop.admin.get(&format!("/api/reports?{period}")).await;
+    let unsure = listed_to_teach(&report);
     let seqs: Vec<i64> = asked.iter().copied().filter(|seq| unsure.contains(seq)).collect();
     assert!(seqs.len() >= 3, "most job messages are listed to teach: {unsure:?} of {asked:?}");
-
+    let groups: Vec<Vec<i64>> = report["needs_teaching"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["examples"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect())
+        .collect();
+    let parrots = groups.iter().find(|g| g.contains(&parrot)).unwrap_or_else(|| panic!("the parrot is listed: {groups:?}"));
+    assert_eq!(parrots, &[parrot], "alone in its group: {groups:?}");
+    assert!(groups.iter().any(|g| g.iter().filter(|seq| seqs.contains(seq)).count() >= 2), "job messages share a group: {groups:?} of {seqs:?}");
     // Agents may not; a new intent needs three examples and a category.
     let teach = |messages: &[i64], intent: &str, category: Option<&str>| json!({"messages": messages, "intent": intent, "category": category});
     let (status, _) = shop.agent.post("/api/intents/teach", teach(&seqs[..3], "job_application", Some("general_inquiry"))).await;

@@ -63,7 +63,8 @@ on_both_backends!(
     documents_wait_pending_first_and_are_decided_once,
     contacts_join_into_one_person_with_proof_and_separate_again,
     how_far_an_agent_saw_a_conversation_only_moves_forward,
-    reports_read_a_periods_conversations_events_intents_and_ratings_with_their_scope,
+    reports_count_a_periods_conversations_events_waits_intents_and_ratings_in_the_database,
+    reports_count_whole_past_days_once_and_late_answers_still_count,
     intents_versions_follow_one_another_with_their_labels_and_are_measured_once,
     a_password_link_is_used_once_before_it_expires_and_ends_the_sessions,
 );
@@ -848,6 +849,7 @@ fn classified_as(intent: &str) -> Classification {
         collect_document: None,
         source: ClassificationSource::Keywords,
         judgement: None,
+        embedding: None,
     }
 }
 
@@ -1685,16 +1687,18 @@ async fn how_far_an_agent_saw_a_conversation_only_moves_forward(backend: Backend
     assert_eq!(store.seen_by_agent(conversation.id).await.unwrap(), Some(9));
 }
 
-async fn reports_read_a_periods_conversations_events_intents_and_ratings_with_their_scope(backend: Backend) {
+async fn reports_count_a_periods_conversations_events_waits_intents_and_ratings_in_the_database(backend: Backend) {
     use switchboard_core::Feedback;
-    use switchboard_core::ports::{FeedbackWrite, ReportScope};
+    use switchboard_core::ports::{EventCount, FeedbackWrite, ReportPeriod, StateCount, WaitPercentiles, ZoneOffsets};
     use switchboard_models::{ConversationEvent, EventKind};
     let (store, _db) = fresh(backend).await;
     let t0 = now();
     let (from, to) = (t0 - chrono::Duration::hours(1), t0 + chrono::Duration::hours(1));
+    let period = ReportPeriod { from, to, channel: None, category: None, agent: None };
     let ann = agent("Ann", Presence::Online);
     store.save_agent(&ann).await.unwrap();
     let mut c = conversation(store.as_ref(), "reported").await;
+    let kept = conversation(store.as_ref(), "kept by the bot").await;
     c.handler = Handler::Agent(ann.id);
     c.status = Status::Resolved;
     c.category = Some(Category::Billing);
@@ -1710,64 +1714,174 @@ async fn reports_read_a_periods_conversations_events_intents_and_ratings_with_th
         reason: (kind == EventKind::Escalated).then(|| "urgent".to_string()),
         wait_ms: wait_minutes.map(|m| m * 60_000),
     };
-    let events = vec![
-        event(EventKind::Escalated, t0, None),
-        event(EventKind::FirstReply, t0 + chrono::Duration::minutes(5), Some(5)),
-        event(EventKind::Resolved, t0 + chrono::Duration::minutes(30), Some(30)),
-    ];
-    let write = StepWrite { conversation: Some(c.clone()), events: events.clone(), ..StepWrite::default() };
+    let minutes = chrono::Duration::minutes;
+    let mut events = vec![event(EventKind::Escalated, t0, None), event(EventKind::FirstReply, t0 + minutes(5), Some(5))];
+    // Resolved four times (reopened in between): waits of 30, 10, 20 and 40 minutes.
+    events.extend([30, 10, 20, 40].map(|wait| event(EventKind::Resolved, t0 + minutes(wait), Some(wait))));
+    let write = StepWrite { conversation: Some(c.clone()), events, ..StepWrite::default() };
     assert!(matches!(store.commit(write).await.unwrap(), Committed::Stored { .. }));
-    // A second first reply is not one.
-    let again = StepWrite { events: vec![event(EventKind::FirstReply, t0 + chrono::Duration::minutes(40), Some(40))], ..StepWrite::default() };
+    // A second first reply is not one; an event after the period is not read.
+    let again = StepWrite { events: vec![event(EventKind::FirstReply, t0 + minutes(40), Some(40))], ..StepWrite::default() };
     store.commit(again).await.unwrap();
-    // Outside the period: not read.
-    let late = StepWrite { events: vec![event(EventKind::Reopened, to, None)], ..StepWrite::default() };
-    store.commit(late).await.unwrap();
+    store.commit(StepWrite { events: vec![event(EventKind::Resolved, to, Some(1))], ..StepWrite::default() }).await.unwrap();
 
-    let scope = ReportScope { channel: Channel::WebChat, category: Some(Category::Billing), agent_id: Some(ann.id) };
-    let read = store.conversation_events(from, to).await.unwrap();
-    assert_eq!(read.iter().map(|(e, _)| e.clone()).collect::<Vec<_>>(), events, "in time order, the second first reply ignored");
-    assert!(read.iter().all(|(_, s)| *s == scope), "each with its conversation's scope now");
+    // Conversations per local hour: the zone's offset moves them onto its wall clock.
+    let hour_of = |at: Timestamp, offset: i64| (at.timestamp_millis() + offset) / 3_600_000;
+    let hours = store.started_by_hour(&period, &ZoneOffsets(vec![(from, 0)])).await.unwrap();
+    assert_eq!(hours.iter().map(|h| (h.local_hour, h.channel, h.count)).collect::<Vec<_>>(), [(hour_of(c.created_at, 0), Channel::WebChat, 2)]);
+    let shifted = store.started_by_hour(&period, &ZoneOffsets(vec![(from, 19_800_000)])).await.unwrap();
+    assert_eq!(shifted[0].local_hour, hour_of(c.created_at, 19_800_000), "UTC+5:30");
+    let mut states = store.started_by_state(&period).await.unwrap();
+    states.sort_by_key(|s| s.escalated);
+    assert_eq!(
+        states,
+        [StateCount { status: Status::Open, escalated: false, count: 1 }, StateCount { status: Status::Resolved, escalated: true, count: 1 }]
+    );
+    let annes = ReportPeriod { agent: Some(ann.id), ..period };
+    assert_eq!(store.started_by_state(&annes).await.unwrap().len(), 1, "only the conversation Ann has");
+    let telegram = ReportPeriod { channel: Some(Channel::Telegram), ..period };
+    assert!(store.started_by_state(&telegram).await.unwrap().is_empty());
+    assert!(store.started_by_hour(&ReportPeriod { from: to, to: to + chrono::Duration::hours(1), ..period }, &ZoneOffsets(vec![(to, 0)])).await.unwrap().is_empty());
 
-    let started = store.started_conversations(from, to).await.unwrap();
-    assert_eq!(started.len(), 1);
-    assert_eq!((started[0].status, started[0].escalated, started[0].scope), (Status::Resolved, true, scope));
-    assert!(store.started_conversations(to, to + chrono::Duration::hours(1)).await.unwrap().is_empty());
+    let mut counted = store.event_counts(&period).await.unwrap();
+    counted.sort_by_key(|e| e.kind.as_str());
+    let count = |kind, agent_id, reason: Option<&str>, n| EventCount {
+        kind,
+        agent_id,
+        reason: reason.map(String::from),
+        category: Some(Category::Billing),
+        priority: Some(Priority::Urgent),
+        count: n,
+    };
+    assert_eq!(
+        counted,
+        [count(EventKind::Escalated, None, Some("urgent"), 1), count(EventKind::FirstReply, Some(ann.id), None, 1), count(EventKind::Resolved, Some(ann.id), None, 4)],
+        "the second first reply ignored, the event after the period not read"
+    );
+    assert!(store.event_counts(&ReportPeriod { category: Some(Category::Account), ..period }).await.unwrap().is_empty());
+    let mut waits = store.wait_percentiles(&period).await.unwrap();
+    waits.sort_by_key(|w| (w.kind.as_str(), w.agent_id.is_some()));
+    let wait = |kind, agent_id, count, median: i64, p90: i64| WaitPercentiles { kind, agent_id, count, median_ms: median * 60_000, p90_ms: p90 * 60_000 };
+    assert_eq!(
+        waits,
+        [
+            wait(EventKind::FirstReply, None, 1, 5, 5),
+            wait(EventKind::FirstReply, Some(ann.id), 1, 5, 5),
+            wait(EventKind::Resolved, None, 4, 20, 40),
+            wait(EventKind::Resolved, Some(ann.id), 4, 20, 40),
+        ],
+        "nearest rank: of 10, 20, 30, 40 the median is 20 and the 90th percentile 40"
+    );
 
     let asked = message(&c, Sender::Customer, "refund please", Some("reported:1"));
     let Committed::Stored { seqs } = store.commit(step_write(Some(asked), Vec::new())).await.unwrap() else { panic!("stored") };
     store.commit(StepWrite { answers: Some((seqs[0], classified_as("refund"))), answered_from_intent: true, ..StepWrite::default() }).await.unwrap();
-    store.commit(step_write(Some(message(&c, Sender::Customer, "hello?", Some("reported:2"))), Vec::new())).await.unwrap();
+    store.commit(step_write(Some(message(&kept, Sender::Customer, "hello?", Some("reported:2"))), Vec::new())).await.unwrap();
     // An answer to what the bot asked: its intent played no part, so it needs no teaching.
     let Committed::Stored { seqs } = store.commit(step_write(Some(message(&c, Sender::Customer, "yes", Some("reported:3"))), Vec::new())).await.unwrap() else {
         panic!("stored")
     };
     store.commit(StepWrite { answers: Some((seqs[0], classified_as("thanks"))), intent_unused: true, ..StepWrite::default() }).await.unwrap();
     store.commit(step_write(None, vec![message(&c, Sender::Bot, "not counted", None)])).await.unwrap();
-    let mut intents: Vec<(Option<String>, i64, i64)> = store.intent_counts(from, to).await.unwrap().into_iter().map(|i| {
-        assert_eq!(i.scope, scope);
-        (i.intent, i.count, i.answered)
-    }).collect();
-    intents.sort();
+    let intents = |counts: Vec<switchboard_core::ports::IntentCount>| {
+        let mut counts: Vec<(Option<String>, i64, i64)> = counts.into_iter().map(|i| (i.intent, i.count, i.answered)).collect();
+        counts.sort();
+        counts
+    };
     assert_eq!(
-        intents,
+        intents(store.intent_counts(&period).await.unwrap()),
         [(None, 1, 0), (Some("refund".to_string()), 1, 1), (Some("thanks".to_string()), 1, 0)],
         "customers' messages only, the unanswered one without an intent; the refund's answer was sent"
     );
-    let unsure = store.unsure_messages(from, to, 0.9, 10).await.unwrap();
+    assert_eq!(intents(store.intent_counts(&annes).await.unwrap()).len(), 2, "not the message of the conversation the bot kept");
+    let unsure = store.unsure_messages(&period, 0.9, 10).await.unwrap();
     assert_eq!(unsure.iter().map(|m| (m.text.as_str(), m.intent.as_deref())).collect::<Vec<_>>(), [("refund please", Some("refund"))], "answered below 0.9");
-    assert!((unsure[0].confidence.unwrap() - 0.8).abs() < 1e-6 && unsure[0].scope == scope && unsure[0].conversation_id == c.id);
-    assert!(store.unsure_messages(from, to, 0.5, 10).await.unwrap().is_empty(), "sure enough at 0.5");
-    assert!(store.unsure_messages(from, to, 0.9, 0).await.unwrap().is_empty(), "the limit holds");
+    assert!((unsure[0].confidence.unwrap() - 0.8).abs() < 1e-6 && unsure[0].conversation_id == c.id);
+    assert!(store.unsure_messages(&period, 0.5, 10).await.unwrap().is_empty(), "sure enough at 0.5");
+    assert!(store.unsure_messages(&period, 0.9, 0).await.unwrap().is_empty(), "the limit holds");
+    assert!(store.unsure_messages(&telegram, 0.9, 10).await.unwrap().is_empty(), "the filters hold");
 
     let rated = StepWrite {
         feedback: Some(FeedbackWrite { conversation_id: c.id, channel: c.channel, feedback: Feedback::Rated { agent: ann.id, resolved_at: t0, score: 4 }, at: t0 }),
         ..StepWrite::default()
     };
     store.commit(rated).await.unwrap();
-    let ratings = store.ratings_given(from, to).await.unwrap();
-    assert_eq!(ratings.iter().map(|(r, s)| (r.score, r.agent_id, *s)).collect::<Vec<_>>(), [(4, Some(ann.id), scope)]);
-    assert!(store.ratings_given(to, to + chrono::Duration::hours(1)).await.unwrap().is_empty());
+    let ratings = store.ratings_given(&period).await.unwrap();
+    assert_eq!(ratings.iter().map(|r| (r.score, r.agent_id)).collect::<Vec<_>>(), [(4, Some(ann.id))]);
+    assert!(store.ratings_given(&telegram).await.unwrap().is_empty());
+    assert!(store.ratings_given(&ReportPeriod { from: to, to: to + chrono::Duration::hours(1), ..period }).await.unwrap().is_empty());
+}
+
+async fn reports_count_whole_past_days_once_and_late_answers_still_count(backend: Backend) {
+    use switchboard_core::ports::{IntentCount, ReportPeriod};
+    let (store, _db) = fresh(backend).await;
+    let day_ms = 86_400_000;
+    let today = now().timestamp_millis().div_euclid(day_ms);
+    let day = |n: i64, hour: i64| chrono::DateTime::from_timestamp_millis((today - n) * day_ms + hour * 3_600_000).unwrap();
+    let mut c = conversation(store.as_ref(), "long ago").await;
+    c.category = Some(Category::GeneralInquiry);
+    store.commit(StepWrite { conversation: Some(c.clone()), ..StepWrite::default() }).await.unwrap();
+    let telegram = conversation(store.as_ref(), "on telegram").await;
+    // Customer messages of four days ago, three days ago and today, some answered now, some later.
+    let mut stored = Vec::new();
+    for (n, (days_ago, hour, conversation)) in [(4, 10, &c), (4, 11, &c), (4, 23, &c), (3, 0, &telegram), (3, 5, &c), (0, 0, &c)].into_iter().enumerate() {
+        let mut asked = message(conversation, Sender::Customer, &format!("question {n}"), Some(&format!("old:{n}")));
+        asked.created_at = day(days_ago, hour);
+        if conversation.id == telegram.id {
+            asked.channel = Channel::Telegram;
+        }
+        let Committed::Stored { seqs } = store.commit(step_write(Some(asked), Vec::new())).await.unwrap() else { panic!("stored") };
+        stored.push(seqs[0]);
+    }
+    let answer = |seq: i64, intent: &str, answered_from_intent: bool| StepWrite {
+        answers: Some((seq, classified_as(intent))),
+        answered_from_intent,
+        ..StepWrite::default()
+    };
+    for (seq, intent, sent) in [(stored[0], "refund", true), (stored[1], "refund", false), (stored[3], "greeting", true), (stored[5], "refund", true)] {
+        store.commit(answer(seq, intent, sent)).await.unwrap();
+    }
+    let counts = |counts: Vec<IntentCount>| {
+        let mut counts: Vec<(Option<String>, i64, i64)> = counts.into_iter().map(|i| (i.intent, i.count, i.answered)).collect();
+        counts.sort();
+        counts
+    };
+    // Periods that begin and end inside days, on whole days, with and without filters.
+    let periods = [
+        ReportPeriod { from: day(5, 0), to: day(0, 0) + chrono::Duration::hours(23), channel: None, category: None, agent: None },
+        ReportPeriod { from: day(4, 10) + chrono::Duration::minutes(30), to: day(3, 3), channel: None, category: None, agent: None },
+        ReportPeriod { from: day(4, 0), to: day(2, 0), channel: Some(Channel::Telegram), category: None, agent: None },
+        ReportPeriod { from: day(4, 0), to: day(2, 0), channel: None, category: Some(Category::GeneralInquiry), agent: None },
+    ];
+    let mut before = Vec::new();
+    for period in &periods {
+        before.push(counts(store.intent_counts(period).await.unwrap()));
+    }
+    assert_eq!(
+        before[0],
+        [(None, 2, 0), (Some("greeting".to_string()), 1, 1), (Some("refund".to_string()), 3, 2)],
+        "two wait for an answer"
+    );
+
+    // Days before yesterday are counted, a week at most per call, and each once.
+    assert_eq!(store.roll_up_reports(today - 1, 1).await.unwrap(), 1, "the first message's day; the empty days before it are passed over");
+    assert_eq!(store.roll_up_reports(today - 1, 7).await.unwrap(), 2, "three and two days ago");
+    assert_eq!(store.roll_up_reports(today - 1, 7).await.unwrap(), 0, "nothing left");
+    for (period, counted_before) in periods.iter().zip(&before) {
+        assert_eq!(&counts(store.intent_counts(period).await.unwrap()), counted_before, "the same figures from the per-day counts: {period:?}");
+    }
+
+    // A message of a counted day answered only now is added to its day.
+    store.commit(answer(stored[2], "greeting", true)).await.unwrap();
+    assert_eq!(
+        counts(store.intent_counts(&periods[0]).await.unwrap()),
+        [(None, 1, 0), (Some("greeting".to_string()), 2, 2), (Some("refund".to_string()), 3, 2)],
+    );
+    assert_eq!(
+        counts(store.intent_counts(&periods[3]).await.unwrap()),
+        [(None, 1, 0), (Some("greeting".to_string()), 1, 1), (Some("refund".to_string()), 2, 1)],
+        "the filtered period reads the messages, not Telegram's greeting"
+    );
 }
 
 async fn intents_versions_follow_one_another_with_their_labels_and_are_measured_once(backend: Backend) {
@@ -1814,8 +1928,8 @@ async fn intents_versions_follow_one_another_with_their_labels_and_are_measured_
     store.commit(step_write(None, vec![bot_line])).await.unwrap();
     let texts = store.customer_texts(&[seqs[1], 999_999, seqs[0]]).await.unwrap();
     assert_eq!(texts, [(seqs[1], "where is the courier".to_string()), (seqs[0], "my parcel never came".to_string())], "customer messages only, in the order asked");
-    let (from, to) = (t0 - chrono::Duration::hours(1), t0 + chrono::Duration::hours(1));
-    assert_eq!(store.unsure_messages(from, to, 0.9, 10).await.unwrap().len(), 2);
+    let period = switchboard_core::ports::ReportPeriod { from: t0 - chrono::Duration::hours(1), to: t0 + chrono::Duration::hours(1), channel: None, category: None, agent: None };
+    assert_eq!(store.unsure_messages(&period, 0.9, 10).await.unwrap().len(), 2);
 
     let label = |seq: i64, text: &str| IntentLabel { message_seq: seq, text: text.into(), intent: "lost_parcel".into() };
     let taught = version(1, "second", IntentsOrigin::Teaching, vec![label(seqs[0], "my parcel never came")]);
@@ -1826,7 +1940,7 @@ async fn intents_versions_follow_one_another_with_their_labels_and_are_measured_
     assert!(matches!(stale, switchboard_core::ports::StoreError::Stale(_)), "{stale:?}");
     assert_eq!(store.audit_entries(100).await.unwrap().len(), audit_before);
     assert_eq!(store.labelled_messages().await.unwrap(), [("my parcel never came".to_string(), "lost_parcel".to_string())]);
-    let unsure = store.unsure_messages(from, to, 0.9, 10).await.unwrap();
+    let unsure = store.unsure_messages(&period, 0.9, 10).await.unwrap();
     assert_eq!(unsure.iter().map(|m| m.seq).collect::<Vec<_>>(), [seqs[1]], "a taught message needs no more teaching");
 
     let (latest, text) = store.latest_intents().await.unwrap().unwrap();

@@ -38,6 +38,7 @@ fn classification(intent: &str, category: Category, confidence: f32, answer: Opt
         collect_document: None,
         source: ClassificationSource::Model,
         judgement: None,
+        embedding: None,
     }
 }
 
