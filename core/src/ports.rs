@@ -791,8 +791,9 @@ pub trait Reports: Send + Sync {
     /// Conversations started in the period, counted by their status now and whether they were
     /// ever handed to people.
     async fn started_by_state(&self, period: &ReportPeriod) -> Result<Vec<StateCount>, StoreError>;
-    /// The period's conversation events, counted per kind, agent, reason, category and priority
-    /// (`created`, `reopened` and `closed` are not counted).
+    /// The period's conversation events: escalations counted per reason, category and
+    /// priority; assignments, first replies and resolutions per agent and reason (`created`,
+    /// `reopened` and `closed` are not counted).
     async fn event_counts(&self, period: &ReportPeriod) -> Result<Vec<EventCount>, StoreError>;
     /// The waits of the period's `first_reply` and `resolved` events: their nearest-rank median
     /// and 90th percentile, for everyone (`agent_id: None`) and per agent.

@@ -23,6 +23,9 @@ INSERT INTO report_rollup (id, through_day) VALUES (1, 0);
 CREATE INDEX conversations_reported ON conversations (created_at, channel, status, escalated_at, category, last_agent_id);
 CREATE INDEX conversation_events_reported ON conversation_events (kind, at, channel, agent_id, wait_ms, reason, category, priority);
 CREATE INDEX messages_waiting_by_time ON messages (created_at, channel) WHERE sender = 'customer' AND classification IS NULL;
+-- A filter by category or agent reads those conversations' ids first.
+CREATE INDEX conversations_by_category ON conversations (category, id);
+CREATE INDEX conversations_by_last_agent ON conversations (last_agent_id, id);
 
 -- The sentence embeddings of customer messages the bot was unsure of (each component of the
 -- unit vector times 127, one signed byte each), so "Needs teaching" groups similar messages.

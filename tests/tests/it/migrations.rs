@@ -57,8 +57,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0024_intent_versions.sql", "9755a3d3eb606d9095094d7b960f6add8c78512641b1df05c51ae69f242ef10e"),
     ("sqlite/0025_reports_audit_and_accounts.sql", "068d9958e11a382dba0926efd609f1b0393818a9af3690cc525157786460704b"),
     ("postgres/0025_reports_audit_and_accounts.sql", "6f0b504c5313954f0c7b036461a9ac183a50d913eacd11a6619041b2a156d57b"),
-    ("sqlite/0026_report_rollups.sql", "8329f8451d4a24fcb6353d848368d20993e169477e38dee192190a69e4d0dc80"),
-    ("postgres/0026_report_rollups.sql", "c9c4d7da6efaf30881cf63b938b88f7450279bd6fea60ae0198385aba5129341"),
+    ("sqlite/0026_report_rollups.sql", "6869391991054b271c13d224b5783ae08e288a2774d17ee0224846f16361ff66"),
+    ("postgres/0026_report_rollups.sql", "32e875cc5f7d585cd480ce23320a37acffc619a9417a8bbb096d00c24f55c58a"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

@@ -1755,8 +1755,12 @@ async fn reports_count_a_periods_conversations_events_waits_intents_and_ratings_
     };
     assert_eq!(
         counted,
-        [count(EventKind::Escalated, None, Some("urgent"), 1), count(EventKind::FirstReply, Some(ann.id), None, 1), count(EventKind::Resolved, Some(ann.id), None, 4)],
-        "the second first reply ignored, the event after the period not read"
+        [
+            count(EventKind::Escalated, None, Some("urgent"), 1),
+            EventCount { category: None, priority: None, ..count(EventKind::FirstReply, Some(ann.id), None, 1) },
+            EventCount { category: None, priority: None, ..count(EventKind::Resolved, Some(ann.id), None, 4) },
+        ],
+        "the second first reply ignored, the event after the period not read; escalations by category and priority, the rest by agent"
     );
     assert!(store.event_counts(&ReportPeriod { category: Some(Category::Account), ..period }).await.unwrap().is_empty());
     let mut waits = store.wait_percentiles(&period).await.unwrap();
