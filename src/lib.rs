@@ -331,6 +331,16 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
     if !scheduler.is_empty() {
         workers.push(tokio::spawn(jobs::run_scheduled(scheduler.clone())));
     }
+    // The reports' per-day counts catch up at once (after an upgrade: the whole history), not
+    // at the job's next hour; counting a day twice is impossible (`roll_up_reports`).
+    if !config.jobs.reports.schedule.trim().is_empty() {
+        let (store, clock) = (store.clone(), clock.clone());
+        workers.push(tokio::spawn(async move {
+            if let Err(error) = jobs::roll_up_reports(store.as_ref(), clock.now()).await {
+                tracing::warn!(%error, "counting the reports' past days failed; the reports job tries again within the hour");
+            }
+        }));
+    }
     // Several nodes share rate limits through the database; one node counts in memory.
     let buckets: Option<Arc<dyn TokenBuckets>> = match config.database.is_postgres() {
         true => {
