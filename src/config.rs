@@ -291,6 +291,8 @@ pub struct BotConfig {
     /// The model's judgement that a person should take over, 0..=1, at or above which the bot
     /// hands over at once.
     pub escalate_at_least: f32,
+    /// Asked when the bot is unsure what the customer means.
+    pub clarifying_question: String,
     pub handoff_queued: String,
     pub handoff_offline: String,
     /// Told on escalation outside business hours; `{next_open}`: "Monday 09:00 CET".
@@ -728,6 +730,7 @@ impl Default for BotConfig {
             low_confidence_escalate_after: policy.low_confidence_escalate_after,
             negative_sentiment_threshold: policy.negative_sentiment_threshold,
             escalate_at_least: policy.escalate_at_least,
+            clarifying_question: policy.clarifying_question,
             handoff_queued: policy.handoff_queued,
             handoff_offline: policy.handoff_offline,
             handoff_closed: policy.handoff_closed,
@@ -823,6 +826,11 @@ impl Config {
             key: "server.listen".into(),
             problem: format!("`{}` is not an address like 127.0.0.1:8080", self.server.listen),
         })
+    }
+
+    /// The checks a loaded configuration passes (the panel's settings pass them too).
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.validate()
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

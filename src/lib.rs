@@ -5,6 +5,7 @@ pub mod config;
 mod intents_keeper;
 pub mod jobs;
 mod relay;
+pub mod settings;
 mod singleton;
 
 use anyhow::Context;
@@ -208,6 +209,14 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
 /// `start` with the engine's clock given (tests move a `ManualClock` instead of sleeping).
 pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let store = open_store(config).await?;
+    // Settings admins changed in the panel override the configuration from the start.
+    let settings = Arc::new(settings::ConfigSettings::new(config.clone()));
+    let stored = store.stored_settings().await.context("reading the panel's settings")?;
+    let effective = settings.effective(&stored).unwrap_or_else(|error| {
+        tracing::error!(%error, "the panel's settings do not apply; running on the configuration alone until they are fixed on the Settings page");
+        config.clone()
+    });
+    let config = &effective;
     let secret = match &config.server.secret {
         Some(secret) => secret.0.clone(),
         None => store.setting_or_insert("visitor_token_secret", &random_secret()).await?,
@@ -323,6 +332,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         workers.push(singletons.spawn("email", move || tokio::spawn(adapter.clone().run())));
         tracing::info!("email channel on");
     }
+    workers.push(tokio::spawn(follow_settings(engine.clone(), settings.clone())));
     workers.push(tokio::spawn(sample_backlogs(store.clone())));
     workers.push(tokio::spawn(switchboard_channels::webchat::show_agents_cues(engine.clone(), hub.clone())));
     workers.push(tokio::spawn(fire_timers(engine.clone())));
@@ -403,6 +413,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         metrics_token: config.server.metrics_token.as_ref().map(|t| t.0.clone()),
         assistant: llm.map(|l| l as Arc<dyn Assistant>),
         intents: intents.clone(),
+        settings: settings.clone(),
         own_and_queued_only: config.server.agents_see_only_own_and_queued,
         closing: closing.clone(),
     };
@@ -433,6 +444,23 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         singletons,
         shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_seconds),
     })
+}
+
+/// Puts the settings in force whenever any node's admins change them (this node's change is
+/// in force already; applying it again is harmless).
+async fn follow_settings(engine: Arc<Engine>, settings: Arc<settings::ConfigSettings>) {
+    let mut events = engine.bus().subscribe();
+    loop {
+        match events.recv().await {
+            Ok(switchboard_models::DomainEvent::SettingsChanged) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                if let Err(error) = engine.apply_settings(settings.as_ref()).await {
+                    tracing::error!(%error, "the changed settings could not be put in force; the ones before stay");
+                }
+            }
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }
 
 /// Replies are small frames written right after an `ack`: without TCP_NODELAY, Nagle's
@@ -610,6 +638,7 @@ pub fn policy(config: &Config) -> Policy {
         ask_email_outside_hours: ask_email.then(|| bot.ask_email.clone()),
         email_noted: bot.email_noted.clone(),
         low_confidence_threshold: bot.low_confidence_threshold,
+        clarifying_question: bot.clarifying_question.clone(),
         low_confidence_escalate_after: bot.low_confidence_escalate_after,
         negative_sentiment_threshold: bot.negative_sentiment_threshold,
         escalate_at_least: bot.escalate_at_least,

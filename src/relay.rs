@@ -78,6 +78,7 @@ fn news_of(event: Result<DomainEvent, broadcast::error::RecvError>) -> Option<Ne
         Ok(DomainEvent::SeenByAgent { conversation, up_to_seq }) => Some(News::Seen { conversation: conversation.to_string(), seq: up_to_seq }),
         Ok(DomainEvent::IntentsChanged { version, in_use: false }) => Some(News::Intents { version }),
         Ok(DomainEvent::PresenceChanged { agent, presence }) => Some(News::Presence { agent: agent.to_string(), presence: presence.as_str().to_string() }),
+        Ok(DomainEvent::SettingsChanged) => Some(News::Settings),
         // Which version runs where is each node's own.
         Ok(DomainEvent::IntentsChanged { in_use: true, .. }) => None,
         Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -151,6 +152,7 @@ async fn show_one(news: News, engine: &Engine, hub: &WebChatHub) -> anyhow::Resu
         }
         News::Intents { version } => engine.bus().publish_remote(DomainEvent::IntentsChanged { version, in_use: false }),
         News::Presence { agent, presence } => engine.bus().publish_remote(DomainEvent::PresenceChanged { agent: AgentId::parse(&agent)?, presence: presence.parse()? }),
+        News::Settings => engine.bus().publish_remote(DomainEvent::SettingsChanged),
     }
     Ok(())
 }

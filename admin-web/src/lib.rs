@@ -45,6 +45,8 @@ pub struct AppState {
     pub own_and_queued_only: bool,
     /// Set when the model classifier runs: the bot's intents (the Bot page, reload).
     pub intents: Option<Arc<dyn switchboard_core::ports::BotIntents>>,
+    /// The settings admins change on the Settings page.
+    pub settings: Arc<dyn switchboard_core::ports::SettingsCatalog>,
     /// Cancelled when the server stops: the panel's event streams end so the stop need not
     /// wait for them.
     pub closing: tokio_util::sync::CancellationToken,

@@ -225,7 +225,8 @@ pub struct Engine {
     classifier: Arc<dyn Classifier>,
     clock: Arc<dyn Clock>,
     bus: EventBus,
-    policy: Policy,
+    /// Replaced whole when admins change settings (`apply_settings`).
+    policy: std::sync::RwLock<Arc<Policy>>,
     limits: EngineLimits,
     locks: ContactLocks,
     /// One assignment pass at a time, so no conversation or slot is given out twice.
@@ -259,7 +260,7 @@ impl Engine {
             classifier,
             clock,
             bus,
-            policy,
+            policy: std::sync::RwLock::new(Arc::new(policy)),
             limits,
             locks: ContactLocks::new(1024),
             assigning: Mutex::new(()),
@@ -340,8 +341,13 @@ impl Engine {
     }
 
     /// When the team answering `channel` works, if business hours are set.
-    pub fn business_hours(&self, channel: Channel) -> Option<&crate::hours::BusinessHours> {
-        self.policy.hours_for(channel)
+    pub fn business_hours(&self, channel: Channel) -> Option<crate::hours::BusinessHours> {
+        self.policy().hours_for(channel).cloned()
+    }
+
+    /// The bot's policy in force now.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// What waits for an agent, and who is online.
@@ -366,7 +372,7 @@ impl Engine {
     /// The Reports page's numbers for a period, the zone its days are in, and its filters.
     pub async fn report(&self, query: &crate::reports::ReportQuery) -> Result<crate::reports::Report, EngineError> {
         let reports: &dyn crate::ports::Reports = self.store.as_ref();
-        let unsure_below = self.policy.low_confidence_threshold;
+        let unsure_below = self.policy().low_confidence_threshold;
         let (period, offsets) = (query.period(), query.offsets());
         let (hours, states, events, waits, intents, ratings, unsure) = tokio::try_join!(
             reports.started_by_hour(&period, &offsets),
@@ -397,8 +403,54 @@ impl Engine {
         self.limits.max_upload_bytes
     }
 
-    pub fn document_types(&self) -> &[String] {
-        &self.policy.documents.types
+    pub fn document_types(&self) -> Vec<String> {
+        self.policy().documents.types.clone()
+    }
+
+    /// Puts the policy the stored settings make in force (at start, and when any node's
+    /// admins changed them); on an error the policy in force stays.
+    pub async fn apply_settings(&self, catalog: &dyn crate::ports::SettingsCatalog) -> Result<(), EngineError> {
+        let stored = self.store.stored_settings().await?;
+        let policy = catalog.policy(&stored).map_err(EngineError::Invalid)?;
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+        Ok(())
+    }
+
+    /// Every setting admins may change, with its value and where it comes from.
+    pub async fn settings(&self, catalog: &dyn crate::ports::SettingsCatalog) -> Result<Vec<crate::ports::SettingView>, EngineError> {
+        Ok(catalog.describe(&self.store.stored_settings().await?))
+    }
+
+    /// Stores an admin's settings changes (checked as the configuration loads them, audited),
+    /// puts them in force here and tells the other nodes. Nothing is stored when any is refused.
+    pub async fn change_settings(&self, catalog: &dyn crate::ports::SettingsCatalog, changes: &[(String, Option<String>)], by: &Agent) -> Result<(), EngineError> {
+        if by.role != Role::Admin {
+            return Err(EngineError::Forbidden("only admins change settings".into()));
+        }
+        let stored = self.store.stored_settings().await?;
+        let before = catalog.describe(&stored);
+        let values = catalog.check(&stored, changes).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let now = self.clock.now();
+        let audit = values
+            .iter()
+            .map(|(key, value)| AuditEntry {
+                at: now,
+                actor: Some(by.id),
+                action: AuditAction::Settings,
+                conversation: None,
+                subject_agent: None,
+                before: before.iter().find(|s| s.key == *key).map(|s| format!("{key} = {}", s.value)),
+                after: Some(match value {
+                    Some(value) => format!("{key} = {value}"),
+                    None => format!("{key}: the config file's value"),
+                }),
+            })
+            .collect();
+        let write = crate::ports::AdminWrite { settings: values, settings_by: Some((by.id, now)), audit, ..crate::ports::AdminWrite::default() };
+        self.store.commit_admin(write).await?;
+        self.apply_settings(catalog).await?;
+        self.bus.publish(DomainEvent::SettingsChanged);
+        Ok(())
     }
 
     /// What agents are told in the panel.
@@ -549,7 +601,7 @@ impl Engine {
             conversation: started.then(|| conversation.clone()),
             // A new conversation starts with the timers of its first state (a bot chat's idle close).
             timers: started.then(|| {
-                (conversation.id, crate::timers::timers_after(&conversation, &self.policy.quiet, &self.policy.sla, self.policy.hours_for(conversation.channel), now))
+                (conversation.id, crate::timers::timers_after(&conversation, &self.policy().quiet, &self.policy().sla, self.policy().hours_for(conversation.channel), now))
             }),
             starts_current,
             ..StepWrite::default()
@@ -755,18 +807,18 @@ impl Engine {
         let decision = match link {
             _ if predates_question => unchanged(&before),
             Some(link) => bot_says(&before, &link.text),
-            None => step(&before, &input, &self.policy, now),
+            None => step(&before, &input, &self.policy(), now),
         };
         let escalated = decision.escalated.is_some();
         let intent_unused = decision.answered_question || link.is_some();
         let answered_from_intent = decision.answered_from_intent && link.is_none() && !predates_question;
         let timers = decision.timers.clone();
-        let notices = notice_writes(before.id, &decision.notices, now, &self.policy.mailed_notices);
+        let notices = notice_writes(before.id, &decision.notices, now, &self.policy().mailed_notices);
         let contact_email = decision.contact_email.clone().map(|address| (before.contact_id, address));
         let feedback = feedback_write(&before, decision.feedback.clone(), now);
         let asked_for = decision.document_kind.clone();
-        let documents = if self.policy.documents.review_files || asked_for.is_some() {
-            documents_in(message, asked_for.as_deref().unwrap_or(self.policy.documents.unsorted()), now)
+        let documents = if self.policy().documents.review_files || asked_for.is_some() {
+            documents_in(message, asked_for.as_deref().unwrap_or(self.policy().documents.unsorted()), now)
         } else {
             Vec::new()
         };
@@ -781,7 +833,7 @@ impl Engine {
             priority: conversation.priority,
             category: conversation.category,
         });
-        let keep_embedding = !intent_unused && (classification.intent.is(switchboard_models::IntentName::OUT_OF_SCOPE) || classification.confidence < self.policy.low_confidence_threshold);
+        let keep_embedding = !intent_unused && (classification.intent.is(switchboard_models::IntentName::OUT_OF_SCOPE) || classification.confidence < self.policy().low_confidence_threshold);
         let write = StepWrite {
             answers: Some((message.seq, classification)),
             intent_unused,
@@ -913,12 +965,12 @@ impl Engine {
         let mut current = conversation;
         let newly_assigned = current.handler != Handler::Agent(agent.id);
         if newly_assigned {
-            let joined = step(&current, &Input::AgentJoined { agent: agent.id, agent_name: &agent.name, given: false }, &self.policy, now);
+            let joined = step(&current, &Input::AgentJoined { agent: agent.id, agent_name: &agent.name, given: false }, &self.policy(), now);
             let (next, replies) = self.replies_for(joined, now).await?;
             outbound.extend(replies);
             current = next;
         }
-        let replied = step(&current, &Input::AgentReplied { agent: agent.id }, &self.policy, now);
+        let replied = step(&current, &Input::AgentReplied { agent: agent.id }, &self.policy(), now);
         let timers = replied.timers.clone();
         let mut reply = new_message(&replied.conversation, Sender::Agent, text.to_string(), now);
         reply.agent_id = Some(agent.id);
@@ -999,7 +1051,7 @@ impl Engine {
                 conversation: Some(conversation.id),
                 text: format!("{} mentioned you: {}", agent.name, crate::step::snippet(&note.text)),
                 at: now,
-                by_email: self.policy.mailed_notices.contains(&switchboard_models::NotificationKind::Mentioned),
+                by_email: self.policy().mailed_notices.contains(&switchboard_models::NotificationKind::Mentioned),
             })
             .collect();
         let write = StepWrite { notes: vec![note.clone()], audit: Some(audit), notices, ..StepWrite::default() };
@@ -1083,7 +1135,7 @@ impl Engine {
         if open < agent.capacity {
             return Ok(None);
         }
-        if !self.policy.allow_over_capacity {
+        if !self.policy().allow_over_capacity {
             return Err(EngineError::Forbidden(format!(
                 "{} has {} of {} conversations; finish or release one first (bot.allow_over_capacity is off)",
                 agent.name,
@@ -1284,8 +1336,8 @@ impl Engine {
             self.check_length("note", note)?;
         }
         // Its own type stays allowed when the configured list dropped it since.
-        if kind != document.kind && !self.policy.documents.types.iter().any(|t| t == kind) {
-            return Err(EngineError::Invalid(format!("`{kind}` is not a document type; use one of: {}", self.policy.documents.types.join(", "))));
+        if kind != document.kind && !self.policy().documents.types.iter().any(|t| t == kind) {
+            return Err(EngineError::Invalid(format!("`{kind}` is not a document type; use one of: {}", self.policy().documents.types.join(", "))));
         }
         if document.state != DocumentState::Pending {
             return Err(self.decided_already(&document).await?);
@@ -1294,7 +1346,7 @@ impl Engine {
         self.may_act(&actor, &current).await?;
         let now = self.clock.now();
         let input = Input::DocumentDecided { kind, approved, note: note.as_deref() };
-        let decision = step(&current, &input, &self.policy, now);
+        let decision = step(&current, &input, &self.policy(), now);
         let (conversation, outbound) = self.replies_for(decision, now).await?;
         let state = if approved { DocumentState::Approved } else { DocumentState::Rejected };
         let described = |state: &str| format!("{} {} ({}): {state}", crate::documents::type_label(&document.kind), document.id, document.file.file_name);
@@ -1326,7 +1378,7 @@ impl Engine {
         // Resolving takes the conversation's turn itself. The decision is stored: a failure to
         // resolve is logged, not reported as the decision's.
         drop(turn);
-        if approved && self.policy.documents.resolve_when_approved {
+        if approved && self.policy().documents.resolve_when_approved {
             if let Err(error) = self.resolve_when_all_approved(document.conversation_id, &actor).await {
                 tracing::warn!(%error, conversation = %document.conversation_id, "the approved documents' conversation was not resolved");
             }
@@ -1366,8 +1418,8 @@ impl Engine {
         }
         let now = self.clock.now();
         let started = Conversation::new(contact.id, contact.channel, now);
-        let taken = step(&started, &Input::Reopened { agent: actor.id }, &self.policy, now).conversation;
-        let replied = step(&taken, &Input::AgentReplied { agent: actor.id }, &self.policy, now);
+        let taken = step(&started, &Input::Reopened { agent: actor.id }, &self.policy(), now).conversation;
+        let replied = step(&taken, &Input::AgentReplied { agent: actor.id }, &self.policy(), now);
         let mut message = new_message(&replied.conversation, Sender::Agent, text, now);
         message.agent_id = Some(actor.id);
         let audit = Audit { actor: Some(actor.id), action: AuditAction::Reply, subject_agent: None, note: Some("started the conversation".into()) };
@@ -1428,9 +1480,9 @@ impl Engine {
         let now = self.clock.now();
         let newest = self.store.latest_conversation_messages(current.id, None, 1).await?;
         let last_message = newest.first().map_or(current.updated_at, |m| m.created_at);
-        let decision = step(&current, &Input::TimerFired { kind: timer.kind, last_message }, &self.policy, now);
+        let decision = step(&current, &Input::TimerFired { kind: timer.kind, last_message }, &self.policy(), now);
         let timers = decision.timers.clone().map(|timers| (current.id, timers));
-        let notices = notice_writes(current.id, &decision.notices, now, &self.policy.mailed_notices);
+        let notices = notice_writes(current.id, &decision.notices, now, &self.policy().mailed_notices);
         let (mut conversation, mut replies) = self.replies_for(decision, now).await?;
         if same_state(&current, &Conversation { sla_notices: current.sla_notices, ..conversation.clone() }) {
             // Only an SLA notice was recorded: open views of it stay current.
@@ -1499,9 +1551,9 @@ impl Engine {
                 return Ok(None);
             }
             let now = self.clock.now();
-            let decision = step(&current, &input, &self.policy, now);
+            let decision = step(&current, &input, &self.policy(), now);
             let timers = decision.timers.clone();
-            let notices = notice_writes(current.id, &decision.notices, now, &self.policy.mailed_notices);
+            let notices = notice_writes(current.id, &decision.notices, now, &self.policy().mailed_notices);
             let feedback = feedback_write(&current, decision.feedback.clone(), now);
             let (conversation, replies) = self.replies_for(decision, now).await?;
             let audit = audit.as_ref().map(|audit| audit.entry(now, &current, &conversation));
@@ -1613,7 +1665,7 @@ impl Engine {
     async fn mail_copies(&self, conversation: &Conversation, input: &Input<'_>, replies: &[Message], now: Timestamp) -> Result<Vec<crate::ports::CustomerMailWrite>, EngineError> {
         let notice = matches!(input, Input::Resolved { .. } | Input::StatusSet(_) | Input::HandedBackToBot | Input::DocumentDecided { .. } | Input::TimerFired { .. });
         let texts: Vec<&str> = replies.iter().filter(|m| m.sender == Sender::Bot && !m.text.trim().is_empty()).map(|m| m.text.as_str()).collect();
-        if !self.policy.closing.email_copies || !notice || conversation.channel == Channel::Email || texts.is_empty() {
+        if !self.policy().closing.email_copies || !notice || conversation.channel == Channel::Email || texts.is_empty() {
             return Ok(Vec::new());
         }
         let Some(address) = self.store.contact(conversation.contact_id).await?.and_then(|c| c.email) else {
@@ -1718,10 +1770,11 @@ impl Engine {
         }
         let mut messages = Vec::with_capacity(replies.len());
         let mut customer_name: Option<Option<String>> = None;
+        let policy = self.policy();
         for reply in replies {
             let text = match reply.body {
                 ReplyBody::Text(text) if reply.sender == Sender::Bot => {
-                    let text = self.policy.fill_hours(text, now, conversation.channel);
+                    let text = policy.fill_hours(text, now, conversation.channel);
                     if text.contains(crate::policy::CUSTOMER_NAME_FIELD) && customer_name.is_none() {
                         customer_name = Some(self.store.contact(conversation.contact_id).await?.and_then(|c| c.display_name));
                     }
@@ -1731,15 +1784,15 @@ impl Engine {
                 ReplyBody::HandoffNotice => {
                     // The place in line the queue is worked in (urgent first), as the waiting notice says it.
                     let queue = QueueView { waiting: self.store.queued_ahead_of(&conversation).await?, ..self.store.queue_view().await? };
-                    self.policy.handoff_text(queue, now, conversation.channel)
+                    policy.handoff_text(queue, now, conversation.channel)
                 }
                 ReplyBody::WaitingNotice => {
                     let position = self.store.queued_ahead_of(&conversation).await? + 1;
                     // Waits that began outside business hours say nothing of how long one takes now.
-                    let hours = self.policy.hours_for(conversation.channel);
+                    let hours = policy.hours_for(conversation.channel);
                     let recent = self.store.recent_first_replies(RECENT_FIRST_REPLIES).await?;
                     let waits = recent.into_iter().filter(|(at, _)| hours.is_none_or(|h| h.is_open(*at))).map(|(_, wait)| wait).collect();
-                    self.policy.waiting_text(position, median(waits), now, conversation.channel)
+                    policy.waiting_text(position, median(waits), now, conversation.channel)
                 }
             };
             let mut message = new_message(&conversation, reply.sender, text, now);

@@ -374,6 +374,10 @@ pub struct AdminWrite {
     /// Ends every panel session of this agent (a password set anew), API tokens kept.
     pub end_sessions_of: Option<AgentId>,
     pub password_reset: Option<PasswordResetChange>,
+    /// Settings set (`Some` JSON value) or reset to the config file's (`None`), by key.
+    pub settings: Vec<(String, Option<String>)>,
+    /// Who changed the settings, and when.
+    pub settings_by: Option<(AgentId, Timestamp)>,
     pub audit: Vec<AuditEntry>,
 }
 
@@ -1002,9 +1006,83 @@ pub trait Coordination: Send + Sync {
 
 /// The whole store: every focused port above. Wiring holds it; each part of the code names
 /// the ports it uses (`&dyn Accounts`, `&dyn Listings`, …).
-pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Reports + IntentVersions + Documents + Identities + Jobs + Coordination {}
+pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Reports + IntentVersions + PanelSettings + Documents + Identities + Jobs + Coordination {}
 
-impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Reports + IntentVersions + Documents + Identities + Jobs + Coordination> Store for T {}
+impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Reports + IntentVersions + PanelSettings + Documents + Identities + Jobs + Coordination> Store for T {}
+
+/// Settings admins changed in the panel, each overriding the config file's value of its key.
+#[async_trait]
+pub trait PanelSettings: Send + Sync {
+    /// Every stored setting, by key.
+    async fn stored_settings(&self) -> Result<Vec<StoredSetting>, StoreError>;
+}
+
+/// A setting as stored: its config key (`bot.low_confidence_threshold`), its value as JSON, who
+/// set it and when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSetting {
+    pub key: String,
+    pub value: String,
+    pub updated_by: Option<AgentId>,
+    pub updated_at: Timestamp,
+}
+
+/// The settings admins may change, as the configuration reads them: what each is, where its
+/// value comes from, the checks a change must pass, and the policy they make.
+pub trait SettingsCatalog: Send + Sync {
+    /// Every setting with its value and source, given what is stored.
+    fn describe(&self, stored: &[StoredSetting]) -> Vec<SettingView>;
+    /// Checks changes typed in the panel (key → text; `None`: back to the config file's value)
+    /// on top of what is stored, as the configuration would load them: the values to store as
+    /// JSON, or what is wrong and how to fix it.
+    fn check(&self, stored: &[StoredSetting], changes: &[(String, Option<String>)]) -> Result<Vec<(String, Option<String>)>, SettingError>;
+    /// The bot's policy with the stored settings applied.
+    fn policy(&self, stored: &[StoredSetting]) -> Result<crate::policy::Policy, String>;
+}
+
+/// A refused settings change: the key, and the reason with what to do.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct SettingError {
+    pub key: String,
+    pub problem: String,
+}
+
+/// One setting as the Settings page shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SettingView {
+    pub key: String,
+    pub group: &'static str,
+    pub label: &'static str,
+    pub help: &'static str,
+    pub kind: SettingKind,
+    /// The value in force, as typed in the panel.
+    pub value: String,
+    pub source: SettingSource,
+    /// Applies as soon as it is saved (else at the next start).
+    pub live: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SettingKind {
+    Number,
+    Integer,
+    Text,
+    /// TOML: `[[bot.priority_rules]]` tables.
+    Rules,
+}
+
+/// Where a setting's value comes from; the later ones win.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum SettingSource {
+    Default,
+    File,
+    Panel { by: Option<AgentId>, at: Timestamp },
+    /// Set by this environment variable: the panel cannot change it.
+    Environment { variable: String },
+}
 
 /// Held work across nodes (`Coordination::exclusive`); dropping it lets the next node in.
 pub trait Exclusive: Send + Sync {}

@@ -230,6 +230,7 @@ text_enum!(
         SignIn => "sign_in",
         SignOut => "sign_out",
         ApiToken => "api_token",
+        Settings => "settings",
     }
 );
 

@@ -128,4 +128,6 @@ pub enum DomainEvent {
     IntentsChanged { version: i64, in_use: bool },
     /// An agent became online, away or offline (stored already).
     PresenceChanged { agent: AgentId, presence: crate::Presence },
+    /// Admins changed settings in the panel (stored already): every node applies them.
+    SettingsChanged,
 }

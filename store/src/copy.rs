@@ -166,6 +166,11 @@ const TABLES: &[Table] = &[
         keyed: true,
     },
     Table {
+        name: "panel_settings",
+        columns: &[("key", Text), ("value", Text), ("updated_by", Text), ("updated_at", Int)],
+        keyed: true,
+    },
+    Table {
         name: "sessions",
         columns: &[("token_hash", Text), ("agent_id", Text), ("csrf", Text), ("created_at", Int), ("expires_at", Int)],
         keyed: true,

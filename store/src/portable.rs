@@ -598,6 +598,27 @@ async fn write_admin(tx: &mut $conn, write: &AdminWrite) -> Result<(), StoreErro
             .await
             .map_err(backend)?;
     }
+    for (key, value) in &write.settings {
+        match value {
+            Some(value) => {
+                let (by, at) = write.settings_by.map_or((None, 0), |(by, at)| (Some(by.to_string()), millis(at)));
+                sqlx::query(
+                    "INSERT INTO panel_settings (key, value, updated_by, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO UPDATE SET \
+                     value = excluded.value, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+                )
+                .bind(key)
+                .bind(value)
+                .bind(by)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            }
+            None => {
+                sqlx::query("DELETE FROM panel_settings WHERE key = $1").bind(key).execute(&mut *tx).await.map_err(backend)?;
+            }
+        }
+    }
     if let Some(agent) = write.end_sessions_of {
         sqlx::query("DELETE FROM sessions WHERE agent_id = $1").bind(agent.to_string()).execute(&mut *tx).await.map_err(backend)?;
     }
@@ -1778,6 +1799,23 @@ impl $store {
             query = query.bind(value.clone());
         }
         crate::rows::intent_rows(&query.fetch_all(&self.reader).await.map_err(backend)?)
+    }
+            }
+
+            #[async_trait]
+            impl switchboard_core::ports::PanelSettings for $store {
+    async fn stored_settings(&self) -> Result<Vec<switchboard_core::ports::StoredSetting>, StoreError> {
+        let rows = sqlx::query("SELECT key, value, updated_by, updated_at FROM panel_settings ORDER BY key").fetch_all(&self.reader).await.map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(switchboard_core::ports::StoredSetting {
+                    key: row.text("key")?,
+                    value: row.text("value")?,
+                    updated_by: crate::rows::optional::<uuid::Uuid>(row, "updated_by")?.map(AgentId),
+                    updated_at: crate::rows::instant_of(row.int("updated_at")?)?,
+                })
+            })
+            .collect()
     }
             }
 

@@ -36,6 +36,8 @@ pub enum News {
     Intents { version: i64 },
     /// `DomainEvent::PresenceChanged`.
     Presence { agent: String, presence: String },
+    /// `DomainEvent::SettingsChanged`: every node applies the stored settings.
+    Settings,
 }
 
 #[derive(Serialize, Deserialize)]

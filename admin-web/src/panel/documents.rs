@@ -104,7 +104,7 @@ async fn documents_page(State(state): State<AppState>, signed: Signed, query: Re
         "filters": {"state": query.state, "type": query.kind},
         "states": views::options(DocumentState::ALL, |s| views::title_case(s.as_str())),
         "type_options": types.iter().map(|t| json!({"value": t, "label": views::title_case(&type_label(t))})).collect::<Vec<_>>(),
-        "documents": listed.iter().map(|d| document_view(d, types, now)).collect::<Vec<_>>(),
+        "documents": listed.iter().map(|d| document_view(d, &types, now)).collect::<Vec<_>>(),
         "total": match listed.len() { 1 => "1 document".to_string(), n => format!("{n} documents") },
         "back": "documents",
         "flash": views::action_done(&query.done).map(|d| json!({"kind": "ok", "text": d.confirmation})),

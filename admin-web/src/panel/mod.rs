@@ -11,6 +11,7 @@ mod documents;
 mod files;
 mod manage_api;
 mod reports;
+mod settings;
 mod views;
 
 use crate::AppState;
@@ -70,6 +71,7 @@ pub fn routes() -> Router<AppState> {
         .merge(reports::routes())
         .merge(bot::routes())
         .merge(account::routes())
+        .merge(settings::routes())
         .merge(manage_api::routes())
 }
 
@@ -631,7 +633,7 @@ async fn render_conversation(
         },
         "messages": messages.iter().map(|m| views::message(m, &c, &customer, &agents)).collect::<Vec<_>>(),
         "escalations": views::escalations(&escalations),
-        "documents": documents.iter().map(|d| documents::document_view(d, state.engine.document_types(), state.engine.now())).collect::<Vec<_>>(),
+        "documents": documents.iter().map(|d| documents::document_view(d, &state.engine.document_types(), state.engine.now())).collect::<Vec<_>>(),
         "back": "conversation",
         "ratings": ratings.iter().map(|r| views::rating(r, &agents)).collect::<Vec<_>>(),
         "earlier": earlier,
@@ -1368,6 +1370,8 @@ async fn events(State(state): State<AppState>, signed: Signed) -> Sse<impl futur
                 Ok(DomainEvent::SeenByAgent { .. }) => continue,
                 // The Bot page shows it when opened.
                 Ok(DomainEvent::IntentsChanged { .. }) => continue,
+                // The Settings page shows them when opened.
+                Ok(DomainEvent::SettingsChanged) => continue,
                 // The agents page shows who is online as it changes.
                 Ok(DomainEvent::PresenceChanged { agent, presence }) => {
                     let data = json!({"kind": "presence", "agent_id": agent.to_string(), "presence": presence.as_str(), "at": chrono::Utc::now().timestamp_millis()});

@@ -32,6 +32,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("bot", include_str!("../../templates/bot.hbs")),
     ("intent", include_str!("../../templates/intent.hbs")),
     ("account", include_str!("../../templates/account.hbs")),
+    ("settings", include_str!("../../templates/settings.hbs")),
     ("reset_link", include_str!("../../templates/reset_link.hbs")),
     ("reset", include_str!("../../templates/reset.hbs")),
     ("tokens", include_str!("../../templates/tokens.hbs")),

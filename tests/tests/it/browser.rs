@@ -75,3 +75,10 @@ async fn the_panel_works_by_keyboard_and_screen_reader_and_passes_axe() {
     let args = panel_args(&server, switchboard_models::Role::Admin).await;
     run_script("panel-access.mjs", args, "browser panel accessibility test passed").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_changes_what_the_bot_says_on_the_settings_page_and_the_widget_hears_it_at_once() {
+    let server = TestServer::start().await;
+    let args = panel_args(&server, switchboard_models::Role::Admin).await;
+    run_script("settings.mjs", args, "browser settings test passed").await;
+}

@@ -385,3 +385,49 @@ async fn a_node_killed_under_load_loses_no_acknowledged_message_and_answers_none
     }
     assert_eq!(total, visitors * messages * 2);
 }
+
+/// The bot's first reply to a new visitor on `node` asking for a person.
+async fn handoff_text(node: &Node) -> String {
+    let session = new_session(node).await;
+    let mut widget = Widget::connect(&node.addr, session["token"].as_str().unwrap(), None).await.unwrap();
+    widget.next_of("ready").await;
+    widget.say("c1", "I want to talk to a person").await;
+    widget.next_reply().await["text"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setting_saved_on_one_node_is_in_force_on_every_node_and_the_environment_still_wins() {
+    let db = TestDatabase::postgres().await;
+    let store = db.open().await;
+    create_account(store.as_ref(), "robin@example.com", "Robin", Role::Admin, PASSWORD, None).await.unwrap();
+    let pinned = "Queued by the environment.";
+    let a = Node::start(&db.url);
+    let b = Node::start_with(&db.url, &[("SWITCHBOARD_BOT__HANDOFF_QUEUED", pinned)]);
+    let robin = PanelClient::sign_in(&a.url(), "robin@example.com", PASSWORD).await;
+    let token = robin.new_api_token("settings").await;
+    let http = reqwest::Client::new();
+    let change = |node: &Node, body: serde_json::Value| http.post(format!("{}/api/settings", node.url())).bearer_auth(&token).json(&body).send();
+
+    // Nobody is online: the offline handoff text, changed on node A, is said on node B.
+    let text = "Everyone is out right now; we answer first thing tomorrow.";
+    let saved = change(&a, serde_json::json!({"settings": {"bot.handoff_offline": text}})).await.unwrap();
+    assert_eq!(saved.status(), reqwest::StatusCode::OK, "{}", saved.text().await.unwrap());
+    let mut said = String::new();
+    for _ in 0..50 {
+        said = handoff_text(&b).await;
+        if said == text {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(said, text, "node B follows the setting without a restart");
+    assert_eq!(handoff_text(&a).await, text);
+
+    // Node B's environment sets the queued handoff: its panel shows that and refuses a change there.
+    let listed: serde_json::Value = http.get(format!("{}/api/settings", b.url())).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let queued = listed["settings"].as_array().unwrap().iter().find(|s| s["key"] == "bot.handoff_queued").unwrap().clone();
+    assert_eq!((queued["value"].as_str(), queued["source"]["variable"].as_str()), (Some(pinned), Some("SWITCHBOARD_BOT__HANDOFF_QUEUED")), "{queued}");
+    let refused = change(&b, serde_json::json!({"settings": {"bot.handoff_queued": "Changed in the panel."}})).await.unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.text().await.unwrap().contains("SWITCHBOARD_BOT__HANDOFF_QUEUED"), "names the variable to change");
+}

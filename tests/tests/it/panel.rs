@@ -62,7 +62,7 @@ async fn every_route_checks_who_is_asking() {
         "/panel/account/tokens".into(),
         "/panel/notifications".into(),
     ];
-    let admin_pages = ["/panel/admin/agents", "/panel/admin/audit", "/panel/admin/hours", "/panel/admin/system"];
+    let admin_pages = ["/panel/admin/agents", "/panel/admin/audit", "/panel/admin/hours", "/panel/admin/system", "/panel/admin/settings"];
     for path in pages.iter().map(String::as_str).chain(admin_pages) {
         let reply = anonymous.get(path).await;
         assert_eq!(reply.status, StatusCode::SEE_OTHER, "anonymous {path}");
@@ -82,6 +82,7 @@ async fn every_route_checks_who_is_asking() {
         format!("/panel/account/tokens/{}/delete", uuid::Uuid::nil()),
         format!("/panel/conversations/{id}/take"),
         "/panel/notifications/read".into(),
+        "/panel/admin/settings".into(),
         "/panel/logout".into(),
     ];
     for path in &posts {
@@ -112,6 +113,13 @@ async fn every_route_checks_who_is_asking() {
         assert_eq!(reply.status(), StatusCode::FORBIDDEN, "only admins read the intents: {path}");
     }
     assert_eq!(team.ann.get("/panel/bot").await.status, StatusCode::FORBIDDEN, "only admins open the Bot page");
+    let settings = http.get(server.url("/api/settings")).bearer_auth(&ann_token).send().await.unwrap();
+    assert_eq!(settings.status(), StatusCode::FORBIDDEN, "only admins read the settings");
+    let change = http.post(server.url("/api/settings")).bearer_auth(&ann_token).json(&json!({"settings": {"bot.handoff_offline": "x"}})).send().await.unwrap();
+    assert_eq!(change.status(), StatusCode::FORBIDDEN, "only admins change the settings");
+    let posted = team.ann.post("/panel/admin/settings", &[("value:bot.handoff_offline", "x")]).await;
+    assert_eq!(posted.status, StatusCode::FORBIDDEN);
+    assert!(server.engine().store().stored_settings().await.unwrap().is_empty());
     for path in ["/healthz", "/readyz"] {
         assert_eq!(reqwest::get(server.url(path)).await.unwrap().status(), StatusCode::OK, "{path} is public: probes carry no secrets");
     }
@@ -756,4 +764,54 @@ async fn with_the_rule_on_agents_see_only_the_queue_and_their_own_conversations(
     // The customer page of Bo's customer lists none of the conversations for Ann.
     let (_, customer) = api(&server, &ann_api, reqwest::Method::GET, &format!("/api/customers/{}", escalated[2].contact_id), None).await;
     assert_eq!(customer["conversations"], json!([]), "{customer}");
+}
+
+/// The bot's words to a new web-chat customer asking for a person.
+async fn handoff_said(server: &TestServer, visitor: &str) -> String {
+    let inbound = Inbound {
+        channel: Channel::WebChat,
+        external_id: format!("{visitor}:1"),
+        sender_external_id: visitor.into(),
+        sender_name: None,
+        text: "I want to talk to a person".into(),
+        attachments: Vec::new(),
+        original: None,
+        thread: Thread::Current,
+        received_at: chrono::Utc::now(),
+    };
+    server.engine().handle(inbound).await.unwrap().replies.iter().map(|r| r.text.clone()).collect::<Vec<_>>().join(" ")
+}
+
+#[tokio::test]
+async fn settings_change_the_bot_at_once_and_are_checked_audited_and_reset() {
+    let server = TestServer::start().await;
+    let team = team(&server).await;
+    let default_offline = switchboard_core::Policy::default().handoff_offline;
+    assert_eq!(handoff_said(&server, "before").await, default_offline, "nobody is online");
+    let page = team.admin.get("/panel/admin/settings").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Unsure below") && page.body.contains("Default."), "{}", page.body);
+
+    // Refused: the configuration's own check, with what the admin typed kept and nothing stored.
+    let refused = team.admin.post("/panel/admin/settings", &[("value:bot.low_confidence_threshold", "2"), ("value:bot.handoff_offline", "Kept text")]).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("bot.low_confidence_threshold") && refused.body.contains("2 is not within 0.."), "{}", refused.body);
+    assert!(refused.body.contains("Kept text") && refused.body.contains("aria-invalid=\"true\""), "the typed values stay");
+    assert!(server.engine().store().stored_settings().await.unwrap().is_empty(), "all or nothing");
+
+    let text = "Nobody is in right now; we write back first thing tomorrow.";
+    let saved = team.admin.post("/panel/admin/settings", &[("value:bot.handoff_offline", text), ("value:bot.low_confidence_threshold", "0.5")]).await;
+    assert_eq!((saved.status, saved.location.as_deref()), (StatusCode::SEE_OTHER, Some("/panel/admin/settings?done=1")), "{}", saved.body);
+    assert_eq!(handoff_said(&server, "after").await, text, "in force without a restart");
+    let stored = server.engine().store().stored_settings().await.unwrap();
+    assert_eq!(stored.iter().map(|s| s.key.as_str()).collect::<Vec<_>>(), ["bot.handoff_offline"], "only what changed (0.5 is the default)");
+    let page = team.admin.get("/panel/admin/settings").await;
+    assert!(page.body.contains("Set here by Root"), "{}", page.body);
+    let audit = team.admin.get("/panel/admin/audit?action=settings").await;
+    assert!(audit.body.contains("bot.handoff_offline"), "{}", audit.body);
+
+    let reset = team.admin.post("/panel/admin/settings", &[("value:bot.handoff_offline", text), ("reset:bot.handoff_offline", "1")]).await;
+    assert_eq!(reset.status, StatusCode::SEE_OTHER, "{}", reset.body);
+    assert_eq!(handoff_said(&server, "reset").await, default_offline, "the config file's value again");
+    assert!(server.engine().store().stored_settings().await.unwrap().is_empty());
 }

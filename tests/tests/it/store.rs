@@ -67,6 +67,7 @@ on_both_backends!(
     reports_count_whole_past_days_once_and_late_answers_still_count,
     intents_versions_follow_one_another_with_their_labels_and_are_measured_once,
     a_password_link_is_used_once_before_it_expires_and_ends_the_sessions,
+    settings_are_stored_replaced_and_reset_with_their_audit,
 );
 
 /// Every method of every store port is called by a contract test here, so each one is held to
@@ -75,7 +76,7 @@ on_both_backends!(
 fn every_store_port_method_has_a_contract_test() {
     let ports = include_str!("../../../core/src/ports.rs");
     let tests = include_str!("store.rs");
-    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Notifications", "Ratings", "Reports", "IntentVersions", "Documents", "Identities", "Jobs", "Coordination"];
+    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Notifications", "Ratings", "Reports", "IntentVersions", "PanelSettings", "Documents", "Identities", "Jobs", "Coordination"];
     let mut untested = Vec::new();
     for name in traits {
         let start = ports.find(&format!("pub trait {name}: Send + Sync {{")).unwrap_or_else(|| panic!("port {name} is gone from ports.rs"));
@@ -2021,4 +2022,40 @@ async fn a_password_link_is_used_once_before_it_expires_and_ends_the_sessions(ba
     let mut last = store.last_sign_ins().await.unwrap();
     last.sort_by_key(|(_, at)| *at);
     assert_eq!(last, [(ada.id, t0 + chrono::Duration::minutes(3)), (ann.id, t0 + chrono::Duration::minutes(5))]);
+}
+
+async fn settings_are_stored_replaced_and_reset_with_their_audit(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let t0 = now();
+    let robin = agent("Robin", Presence::Online);
+    store.save_agent(&robin).await.unwrap();
+    assert!(store.stored_settings().await.unwrap().is_empty());
+    let audit = |after: &str| AuditEntry {
+        at: t0,
+        actor: Some(robin.id),
+        action: AuditAction::Settings,
+        conversation: None,
+        subject_agent: None,
+        before: None,
+        after: Some(after.to_string()),
+    };
+    let set = |changes: Vec<(&str, Option<&str>)>, at: Timestamp| AdminWrite {
+        settings: changes.into_iter().map(|(k, v)| (k.to_string(), v.map(String::from))).collect(),
+        settings_by: Some((robin.id, at)),
+        audit: vec![audit("changed")],
+        ..AdminWrite::default()
+    };
+    store.commit_admin(set(vec![("bot.low_confidence_threshold", Some("0.3")), ("bot.handoff_offline", Some("\"Back soon\""))], t0)).await.unwrap();
+    let later = t0 + chrono::Duration::minutes(5);
+    store.commit_admin(set(vec![("bot.low_confidence_threshold", Some("0.4"))], later)).await.unwrap();
+    let stored = store.stored_settings().await.unwrap();
+    assert_eq!(
+        stored.iter().map(|s| (s.key.as_str(), s.value.as_str(), s.updated_by, s.updated_at)).collect::<Vec<_>>(),
+        [("bot.handoff_offline", "\"Back soon\"", Some(robin.id), t0), ("bot.low_confidence_threshold", "0.4", Some(robin.id), later)],
+        "by key, the second change replacing the first"
+    );
+    store.commit_admin(set(vec![("bot.handoff_offline", None)], later)).await.unwrap();
+    assert_eq!(store.stored_settings().await.unwrap().len(), 1, "reset to the config file's");
+    let audited = store.audit_entries(10).await.unwrap();
+    assert_eq!(audited.iter().filter(|e| e.action == AuditAction::Settings).count(), 3, "each change audited in its transaction");
 }

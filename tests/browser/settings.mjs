@@ -1,0 +1,51 @@
+// An admin changes what the bot says on the Settings page; the widget's next handoff says it,
+// without a restart. A refused value keeps what was typed and says why. The page passes axe at
+// desktop and phone widths. Usage: node settings.mjs <server-url> <artifacts-dir> <admin-email> <admin-password>
+import { launch, openPage, signIn, customerAsksForAPerson } from './chromium.mjs';
+import { expectAccessible, expectNoSidewaysScroll } from './a11y.mjs';
+import fs from 'node:fs';
+import assert from 'node:assert/strict';
+
+const [serverUrl, artifacts, email, password] = process.argv.slice(2);
+fs.mkdirSync(artifacts, { recursive: true });
+const step = (name) => console.log(`- ${name}`);
+const said = 'Nobody is in right now. We answer first thing tomorrow.';
+
+const browser = await launch();
+try {
+  const admin = await openPage(browser, { width: 1280, height: 900 });
+  await signIn(admin, serverUrl, email, password);
+  step('the Settings page is in the admin menu and accessible');
+  await admin.click('[data-test="settings-link"]');
+  await admin.waitForURL(`${serverUrl}/panel/admin/settings`);
+  await expectAccessible(admin, 'settings page');
+
+  step('a threshold out of range is refused, naming the setting, and the typed text stays');
+  const offline = admin.locator('[data-test="setting-bot-handoff-offline"]');
+  await offline.fill(said);
+  await admin.locator('[data-test="setting-bot-low-confidence-threshold"]').fill('1.5');
+  await admin.click('[data-test="settings-save"]');
+  const error = admin.locator('[data-test="settings-error"]');
+  await error.waitFor();
+  assert.match(await error.innerText(), /Unsure below .*not within 0\.\.=1/);
+  assert.equal(await offline.inputValue(), said, 'what was typed is kept');
+  assert.equal(await admin.locator('[data-test="setting-bot-low-confidence-threshold"]').getAttribute('aria-invalid'), 'true');
+  await expectAccessible(admin, 'settings page with a refused value');
+
+  step('saved, the new text is in force: the widget customer is told it');
+  await admin.locator('[data-test="setting-bot-low-confidence-threshold"]').fill('0.5');
+  await admin.click('[data-test="settings-save"]');
+  await admin.waitForURL(`${serverUrl}/panel/admin/settings?done=1`);
+  assert.match(await admin.locator('[data-test="setting-bot-handoff-offline-source"]').innerText(), /Set here by Robin/);
+  const customer = await customerAsksForAPerson(browser, serverUrl);
+  await customer.locator('[data-sb="message"][data-sender="bot"]').filter({ hasText: said }).waitFor({ timeout: 10000 });
+
+  step('at phone width the page reflows and stays accessible');
+  await admin.setViewportSize({ width: 390, height: 844 });
+  await expectNoSidewaysScroll(admin, 'settings page at phone width');
+  await expectAccessible(admin, 'settings page at phone width');
+  await admin.screenshot({ path: `${artifacts}/settings-phone.png`, fullPage: true });
+  console.log('browser settings test passed');
+} finally {
+  await browser.close();
+}
