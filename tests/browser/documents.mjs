@@ -23,7 +23,11 @@ try {
   await page.waitForURL(/\/panel\/documents\?state=pending/);
   const cards = t('document');
   assert.equal(await cards.count(), 2);
-  assert.ok(await cards.nth(0).locator('[data-test="document-image"]').evaluate((img) => img.complete && img.naturalWidth === 24), 'the photo is previewed');
+  // The preview may still be loading (a busy machine): wait for it, then look at it.
+  const previewed = await cards.nth(0).locator('[data-test="document-image"]').evaluate((img) => (img.complete
+    ? img.naturalWidth
+    : new Promise((done) => img.addEventListener('load', () => done(img.naturalWidth), { once: true }))));
+  assert.equal(previewed, 24, 'the photo is previewed');
   assert.equal(await cards.nth(1).locator('[data-test="document-file"]').textContent(), 'invoice-2026-11.pdf');
   for (const width of [1280, 320]) {
     await page.setViewportSize({ width, height: width === 320 ? 640 : 900 });
