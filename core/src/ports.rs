@@ -819,6 +819,8 @@ pub trait Reports: Send + Sync {
 
 /// A report's period `[from, to)` and the conversations it covers: those on a channel, in a
 /// category and with an agent now (the last agent they had, once a person is done with them).
+/// Events are selected by the category recorded with them, and customer messages of a counted
+/// day by the category their conversation had when the day was counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportPeriod {
     pub from: Timestamp,

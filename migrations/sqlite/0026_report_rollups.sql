@@ -1,15 +1,17 @@
 -- Reports over months read a row per day instead of every customer message: customer messages
--- counted per UTC day (days since 1970-01-01), channel and intent. The `reports` job adds whole
+-- counted per UTC day (days since 1970-01-01), channel, category (the conversation's when its
+-- day was counted; '' for none) and intent. The `reports` job adds whole
 -- days that ended a while ago and moves `report_rollup.through_day` (the first day not added);
 -- a message of an added day that is answered only later is added by the step that answers it.
 -- Messages not answered yet are never added: the reports count those from `messages`.
 CREATE TABLE intent_days (
     day      BIGINT NOT NULL,
     channel  TEXT NOT NULL,
+    category TEXT NOT NULL,
     intent   TEXT NOT NULL,
     messages BIGINT NOT NULL,
     answered BIGINT NOT NULL,
-    PRIMARY KEY (day, channel, intent)
+    PRIMARY KEY (day, channel, category, intent)
 );
 CREATE TABLE report_rollup (
     id          INTEGER PRIMARY KEY CHECK (id = 1),

@@ -289,7 +289,7 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
     }
     if let Some((seq, classification)) = &write.answers {
         // The classification marks the message answered; only the first answer counts.
-        let marked: Option<(i64, String)> = sqlx::query_as(if write.in_order { MARK_ANSWERED_IN_ORDER } else { MARK_ANSWERED })
+        let marked: Option<(i64, String, String)> = sqlx::query_as(if write.in_order { MARK_ANSWERED_IN_ORDER } else { MARK_ANSWERED })
             .bind(to_json(classification))
             .bind(*seq)
             .bind(classification.intent.as_str())
@@ -298,13 +298,13 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
             .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
-        let Some((created_at, channel)) = marked else {
+        let Some((created_at, channel, conversation)) = marked else {
             if write.in_order && unanswered(tx, *seq).await? {
                 return Ok(Committed::Conflict);
             }
             return Ok(Committed::Duplicate);
         };
-        count_late_answer(tx, created_at, &channel, classification.intent.as_str(), write.answered_from_intent).await?;
+        count_late_answer(tx, created_at, &channel, &conversation, classification.intent.as_str(), write.answered_from_intent).await?;
         if write.keep_embedding
             && let Some(embedding) = &classification.embedding
         {
@@ -359,7 +359,7 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
         && inbound.sender == switchboard_models::Sender::Customer
         && let Some(classification) = &inbound.classification
     {
-        count_late_answer(tx, millis(inbound.created_at), inbound.channel.as_str(), classification.intent.as_str(), false).await?;
+        count_late_answer(tx, millis(inbound.created_at), inbound.channel.as_str(), &inbound.conversation_id.to_string(), classification.intent.as_str(), false).await?;
     }
     if let Some(conversation) = &write.conversation {
         save_conversation(tx, conversation).await?;
@@ -506,18 +506,18 @@ async fn insert_messages(
 }
 
 const MARK_ANSWERED: &str = "UPDATE messages SET classification = $1, intent = $3, confidence = $4, answered_from_intent = $5 \
-     WHERE seq = $2 AND sender = 'customer' AND classification IS NULL RETURNING created_at, channel";
+     WHERE seq = $2 AND sender = 'customer' AND classification IS NULL RETURNING created_at, channel, conversation_id";
 /// As `MARK_ANSWERED`, unless an earlier message of the same contact waits for its answer (the
 /// partial index of unanswered messages, migration 0002, keeps the look small).
 const MARK_ANSWERED_IN_ORDER: &str = "UPDATE messages SET classification = $1, intent = $3, confidence = $4, answered_from_intent = $5 \
      WHERE seq = $2 AND sender = 'customer' \
      AND classification IS NULL AND NOT EXISTS (SELECT 1 FROM messages e WHERE e.sender = 'customer' \
-     AND e.classification IS NULL AND e.seq < $2 AND e.contact_id = messages.contact_id) RETURNING created_at, channel";
+     AND e.classification IS NULL AND e.seq < $2 AND e.contact_id = messages.contact_id) RETURNING created_at, channel, conversation_id";
 
 /// Adds a customer message answered now to the reports' per-day counts when its day was counted
 /// already (`Reports::roll_up_reports`): only a message from before today can be in such a day,
 /// so only those take the lock on `report_rollup` the roll-up holds while it counts.
-async fn count_late_answer(tx: &mut $conn, created_at: i64, channel: &str, intent: &str, answered: bool) -> Result<(), StoreError> {
+async fn count_late_answer(tx: &mut $conn, created_at: i64, channel: &str, conversation: &str, intent: &str, answered: bool) -> Result<(), StoreError> {
     use crate::report_sql::DAY_MS;
     let day = created_at.div_euclid(DAY_MS);
     if day >= chrono::Utc::now().timestamp_millis().div_euclid(DAY_MS) {
@@ -529,13 +529,15 @@ async fn count_late_answer(tx: &mut $conn, created_at: i64, channel: &str, inten
         .map_err(backend)?;
     if day < through {
         sqlx::query(
-            "INSERT INTO intent_days (day, channel, intent, messages, answered) VALUES ($1, $2, $3, 1, $4) \
-             ON CONFLICT (day, channel, intent) DO UPDATE SET messages = intent_days.messages + 1, answered = intent_days.answered + excluded.answered",
+            "INSERT INTO intent_days (day, channel, category, intent, messages, answered) \
+             SELECT $1, $2, COALESCE(c.category, ''), $3, 1, $4 FROM conversations c WHERE c.id = $5 \
+             ON CONFLICT (day, channel, category, intent) DO UPDATE SET messages = intent_days.messages + 1, answered = intent_days.answered + excluded.answered",
         )
         .bind(day)
         .bind(channel)
         .bind(intent)
         .bind(i64::from(answered))
+        .bind(conversation)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
@@ -1606,7 +1608,7 @@ impl $store {
     }
 
     async fn event_counts(&self, period: &switchboard_core::ports::ReportPeriod) -> Result<Vec<switchboard_core::ports::EventCount>, StoreError> {
-        let (filter, values) = crate::report_sql::filter_conditions(period, crate::report_sql::ReportRows::Of("e"), 3);
+        let (filter, values) = crate::report_sql::filter_conditions(period, crate::report_sql::ReportRows::Events, 3);
         // Grouped by what the reports read of each kind: half the grouping work of all five columns.
         let sql = format!(
             "SELECT e.kind, CAST(NULL AS TEXT) AS agent_id, e.reason, e.category, e.priority, COUNT(*) AS n FROM conversation_events e \
@@ -1632,7 +1634,7 @@ impl $store {
 
     async fn wait_percentiles(&self, period: &switchboard_core::ports::ReportPeriod) -> Result<Vec<switchboard_core::ports::WaitPercentiles>, StoreError> {
         use switchboard_core::reports::percentile_rank;
-        let (filter, values) = crate::report_sql::filter_conditions(period, crate::report_sql::ReportRows::Of("e"), 3);
+        let (filter, values) = crate::report_sql::filter_conditions(period, crate::report_sql::ReportRows::Events, 3);
         // The waits themselves (two integers each, from the covering index), ranked here: a
         // window ranking in SQL sorts them twice and costs several times as much.
         let sql = format!(
@@ -1678,14 +1680,14 @@ impl $store {
         // Whole days already counted per day are read from `intent_days`; the rest of the
         // period, and the messages still waiting for an answer, from the messages themselves.
         let first_day = (from + DAY_MS - 1).div_euclid(DAY_MS);
-        let through_day: i64 = if crate::report_sql::selects_by_conversation(period) {
+        let through_day: i64 = if period.agent.is_some() {
             first_day
         } else {
             let (through,): (i64,) = sqlx::query_as("SELECT through_day FROM report_rollup WHERE id = 1").fetch_one(&self.reader).await.map_err(backend)?;
             through.min(to.div_euclid(DAY_MS))
         };
         if through_day > first_day {
-            let (filter, values) = crate::report_sql::filter_conditions(period, crate::report_sql::ReportRows::Of("d"), 3);
+            let (filter, values) = crate::report_sql::filter_conditions(period, crate::report_sql::ReportRows::Counted, 3);
             let sql = format!(
                 "SELECT d.intent, CAST(SUM(d.messages) AS BIGINT) AS n, CAST(SUM(d.answered) AS BIGINT) AS answered FROM intent_days d \
                  WHERE d.day >= $1 AND d.day < $2{filter} GROUP BY d.intent"
@@ -1764,10 +1766,12 @@ impl $store {
         let end = (start + max_days.max(1)).min(before_day);
         if start < end {
             sqlx::query(
-                "INSERT INTO intent_days (day, channel, intent, messages, answered) \
-                 SELECT m.created_at / 86400000, m.channel, m.intent, COUNT(*), SUM(CASE WHEN m.answered_from_intent THEN 1 ELSE 0 END) \
-                 FROM messages m WHERE m.sender = 'customer' AND m.intent IS NOT NULL AND m.created_at >= $1 AND m.created_at < $2 \
-                 GROUP BY m.created_at / 86400000, m.channel, m.intent",
+                "INSERT INTO intent_days (day, channel, category, intent, messages, answered) \
+                 SELECT m.created_at / 86400000, m.channel, COALESCE(c.category, ''), m.intent, COUNT(*), \
+                 SUM(CASE WHEN m.answered_from_intent THEN 1 ELSE 0 END) \
+                 FROM messages m JOIN conversations c ON c.id = m.conversation_id \
+                 WHERE m.sender = 'customer' AND m.intent IS NOT NULL AND m.created_at >= $1 AND m.created_at < $2 \
+                 GROUP BY m.created_at / 86400000, m.channel, COALESCE(c.category, ''), m.intent",
             )
             .bind(start * DAY_MS)
             .bind(end * DAY_MS)

@@ -6,16 +6,26 @@ use switchboard_core::ports::{ReportPeriod, ZoneOffsets};
 /// Milliseconds in a UTC day, the unit `intent_days` counts in.
 pub(crate) const DAY_MS: i64 = 86_400_000;
 
-/// What a report's rows are: conversations (aliased `c`), or rows of a conversation aliased
-/// as given, with their own `channel` and a `conversation_id`.
+/// What a report's rows are, and so how each filter reaches them.
 #[derive(Clone, Copy)]
 pub(crate) enum ReportRows<'a> {
+    /// Conversations (aliased `c`): their channel, category and last agent now.
     Conversations,
+    /// Rows of a conversation aliased as given, with their own `channel`; the category and
+    /// agent are the conversation's now.
     Of(&'a str),
+    /// Conversation events (aliased `e`): the channel and category recorded with each event;
+    /// the agent is the conversation's now.
+    Events,
+    /// The per-day counts (`intent_days`, aliased `d`): channel and category as counted. They
+    /// cannot tell the agent: a filter by agent reads the messages.
+    Counted,
 }
 
 /// `AND …` conditions selecting the rows of the period's filters, numbering parameters from
-/// `$first`, and the values to bind to them in order.
+/// `$first`, and the values to bind to them in order. A column compared as `column || ''` is
+/// still read from a covering index but never leads the query: the period does (SQLite would
+/// otherwise take an index led by the channel or category over all of history).
 pub(crate) fn filter_conditions(period: &ReportPeriod, rows: ReportRows<'_>, first: usize) -> (String, Vec<String>) {
     let mut values: Vec<String> = Vec::new();
     let mut param = |value: String| {
@@ -25,33 +35,34 @@ pub(crate) fn filter_conditions(period: &ReportPeriod, rows: ReportRows<'_>, fir
     let alias = match rows {
         ReportRows::Conversations => "c",
         ReportRows::Of(alias) => alias,
+        ReportRows::Events => "e",
+        ReportRows::Counted => "d",
     };
     let mut sql = String::new();
     if let Some(channel) = period.channel {
-        // `|| ''`: no index led by the channel drives the query (SQLite would take the unique
-        // (channel, external_id) index over every message of the channel); the period does.
         sql += &format!(" AND {alias}.channel || '' = {}", param(channel.as_str().into()));
     }
     let mut of_conversation = Vec::new();
     if let Some(category) = period.category {
-        of_conversation.push(format!("category = {}", param(category.as_str().into())));
+        let value = param(category.as_str().into());
+        match rows {
+            ReportRows::Conversations | ReportRows::Events => sql += &format!(" AND {alias}.category || '' = {value}"),
+            ReportRows::Counted => sql += &format!(" AND d.category = {value}"),
+            ReportRows::Of(_) => of_conversation.push(format!("category = {value}")),
+        }
     }
     if let Some(agent) = period.agent {
-        of_conversation.push(format!("last_agent_id = {}", param(agent.to_string())));
+        let value = param(agent.to_string());
+        match rows {
+            ReportRows::Conversations => sql += &format!(" AND c.last_agent_id || '' = {value}"),
+            ReportRows::Counted => {}
+            ReportRows::Of(_) | ReportRows::Events => of_conversation.push(format!("last_agent_id = {value}")),
+        }
     }
     if !of_conversation.is_empty() {
-        sql += &match rows {
-            ReportRows::Conversations => of_conversation.iter().map(|c| format!(" AND c.{c}")).collect::<String>(),
-            ReportRows::Of(alias) => format!(" AND {alias}.conversation_id IN (SELECT id FROM conversations WHERE {})", of_conversation.join(" AND ")),
-        };
+        sql += &format!(" AND {alias}.conversation_id || '' IN (SELECT id FROM conversations WHERE {})", of_conversation.join(" AND "));
     }
     (sql, values)
-}
-
-/// Whether the filters select by the conversation's category or agent now, which per-day
-/// counts cannot tell.
-pub(crate) fn selects_by_conversation(period: &ReportPeriod) -> bool {
-    period.category.is_some() || period.agent.is_some()
 }
 
 /// The instant in `column` (milliseconds) on the zone's wall clock: plus the offset in force
@@ -88,10 +99,14 @@ mod tests {
         let agent = AgentId::new();
         let all = ReportPeriod { channel: Some(Channel::Telegram), category: Some(Category::Billing), agent: Some(agent), ..period() };
         let (sql, values) = filter_conditions(&all, ReportRows::Of("m"), 3);
-        assert_eq!(sql, " AND m.channel || '' = $3 AND m.conversation_id IN (SELECT id FROM conversations WHERE category = $4 AND last_agent_id = $5)");
+        assert_eq!(sql, " AND m.channel || '' = $3 AND m.conversation_id || '' IN (SELECT id FROM conversations WHERE category = $4 AND last_agent_id = $5)");
         assert_eq!(values, vec!["telegram".to_string(), "billing".into(), agent.to_string()]);
         let (sql, _) = filter_conditions(&all, ReportRows::Conversations, 1);
-        assert_eq!(sql, " AND c.channel || '' = $1 AND c.category = $2 AND c.last_agent_id = $3");
+        assert_eq!(sql, " AND c.channel || '' = $1 AND c.category || '' = $2 AND c.last_agent_id || '' = $3");
+        let (sql, _) = filter_conditions(&all, ReportRows::Events, 3);
+        assert_eq!(sql, " AND e.channel || '' = $3 AND e.category || '' = $4 AND e.conversation_id || '' IN (SELECT id FROM conversations WHERE last_agent_id = $5)");
+        let counted = ReportPeriod { agent: None, ..all };
+        assert_eq!(filter_conditions(&counted, ReportRows::Counted, 3).0, " AND d.channel || '' = $3 AND d.category = $4");
     }
 
     #[test]

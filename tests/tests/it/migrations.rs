@@ -57,8 +57,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0024_intent_versions.sql", "9755a3d3eb606d9095094d7b960f6add8c78512641b1df05c51ae69f242ef10e"),
     ("sqlite/0025_reports_audit_and_accounts.sql", "068d9958e11a382dba0926efd609f1b0393818a9af3690cc525157786460704b"),
     ("postgres/0025_reports_audit_and_accounts.sql", "6f0b504c5313954f0c7b036461a9ac183a50d913eacd11a6619041b2a156d57b"),
-    ("sqlite/0026_report_rollups.sql", "6869391991054b271c13d224b5783ae08e288a2774d17ee0224846f16361ff66"),
-    ("postgres/0026_report_rollups.sql", "32e875cc5f7d585cd480ce23320a37acffc619a9417a8bbb096d00c24f55c58a"),
+    ("sqlite/0026_report_rollups.sql", "c99749dde61522f70dd6cf2c727b81d3ea3605e700c8964d5158f912a15b34c3"),
+    ("postgres/0026_report_rollups.sql", "edb839480e1afdb9ecd29ad6cebad730a3d615792a353938bf9d9fa0879b03f5"),
     ("sqlite/0027_settings.sql", "2bb92fe006a01241379325cceff42b317f52a9241c47da70a74ff80b67e58e52"),
     ("postgres/0027_settings.sql", "0ac833e1b4dc14b20fcaf05953c7ce58ad6adbeaffac7caa594cb06ca4f75f87"),
 ];

@@ -1885,7 +1885,7 @@ async fn reports_count_whole_past_days_once_and_late_answers_still_count(backend
     assert_eq!(
         counts(store.intent_counts(&periods[3]).await.unwrap()),
         [(None, 1, 0), (Some("greeting".to_string()), 1, 1), (Some("refund".to_string()), 2, 1)],
-        "the filtered period reads the messages, not Telegram's greeting"
+        "by the conversation's category: not Telegram's greeting"
     );
 }
 
