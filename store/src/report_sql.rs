@@ -60,7 +60,10 @@ pub(crate) fn filter_conditions(period: &ReportPeriod, rows: ReportRows<'_>, fir
         }
     }
     if !of_conversation.is_empty() {
-        sql += &format!(" AND {alias}.conversation_id || '' IN (SELECT id FROM conversations WHERE {})", of_conversation.join(" AND "));
+        // One agent's conversations are few: read their rows by conversation. A category's are
+        // many: read the period's rows and keep theirs.
+        let by_conversation = if period.agent.is_some() { "" } else { " || ''" };
+        sql += &format!(" AND {alias}.conversation_id{by_conversation} IN (SELECT id FROM conversations WHERE {})", of_conversation.join(" AND "));
     }
     (sql, values)
 }
@@ -99,12 +102,14 @@ mod tests {
         let agent = AgentId::new();
         let all = ReportPeriod { channel: Some(Channel::Telegram), category: Some(Category::Billing), agent: Some(agent), ..period() };
         let (sql, values) = filter_conditions(&all, ReportRows::Of("m"), 3);
-        assert_eq!(sql, " AND m.channel || '' = $3 AND m.conversation_id || '' IN (SELECT id FROM conversations WHERE category = $4 AND last_agent_id = $5)");
+        assert_eq!(sql, " AND m.channel || '' = $3 AND m.conversation_id IN (SELECT id FROM conversations WHERE category = $4 AND last_agent_id = $5)");
         assert_eq!(values, vec!["telegram".to_string(), "billing".into(), agent.to_string()]);
         let (sql, _) = filter_conditions(&all, ReportRows::Conversations, 1);
         assert_eq!(sql, " AND c.channel || '' = $1 AND c.category || '' = $2 AND c.last_agent_id || '' = $3");
         let (sql, _) = filter_conditions(&all, ReportRows::Events, 3);
-        assert_eq!(sql, " AND e.channel || '' = $3 AND e.category || '' = $4 AND e.conversation_id || '' IN (SELECT id FROM conversations WHERE last_agent_id = $5)");
+        assert_eq!(sql, " AND e.channel || '' = $3 AND e.category || '' = $4 AND e.conversation_id IN (SELECT id FROM conversations WHERE last_agent_id = $5)");
+        let category = ReportPeriod { agent: None, channel: None, ..all };
+        assert_eq!(filter_conditions(&category, ReportRows::Of("m"), 1).0, " AND m.conversation_id || '' IN (SELECT id FROM conversations WHERE category = $1)");
         let counted = ReportPeriod { agent: None, ..all };
         assert_eq!(filter_conditions(&counted, ReportRows::Counted, 3).0, " AND d.channel || '' = $3 AND d.category = $4");
     }

@@ -648,14 +648,20 @@ fn startup(runs: usize) -> anyhow::Result<()> {
 /// Fills a fresh database with `conversations` conversations of `each` messages, straight in SQL.
 /// Seeds `conversations` conversations of `each` messages, one every `spacing_ms` up to now,
 /// each with the history the reports read (created, escalated, assigned, first reply, resolved).
-async fn seed(dir: &std::path::Path, conversations: u64, each: u64, spacing_ms: i64) -> anyhow::Result<()> {
+/// `agents`: the team the conversations are spread over (the admin first, then agents).
+async fn seed(dir: &std::path::Path, conversations: u64, each: u64, spacing_ms: i64, agents: u64) -> anyhow::Result<()> {
     use switchboard_core::ports::Accounts;
     let url = format!("sqlite://{}", dir.join("switchboard.db").display());
     let store = switchboard_store::SqliteStore::open(&url).await?;
     store.migrate().await?;
     switchboard_admin_web::accounts::create_account(&store, "bench@example.com", "Bench", switchboard_models::Role::Admin, "bench-password-123", None)
         .await?;
-    let admin = store.agent_by_email("bench@example.com").await?.expect("admin").id.to_string();
+    let mut team = vec![store.agent_by_email("bench@example.com").await?.expect("admin").id.to_string()];
+    for k in 1..agents.max(1) {
+        let email = format!("agent{k}@example.com");
+        switchboard_admin_web::accounts::create_account(&store, &email, &format!("Agent {k}"), switchboard_models::Role::Agent, "bench-password-123", None).await?;
+        team.push(store.agent_by_email(&email).await?.expect("agent").id.to_string());
+    }
     drop(store);
     let pool = sqlx::SqlitePool::connect(&url).await?;
     let statuses = ["open", "assigned", "in_progress", "waiting_on_customer", "resolved", "closed"];
@@ -704,6 +710,7 @@ async fn seed(dir: &std::path::Path, conversations: u64, each: u64, spacing_ms: 
             let conversation = uuid::Uuid::now_v7().to_string();
             let at = now - (conversations - n) as i64 * spacing_ms;
             let status = statuses[(n % 6) as usize];
+            let admin = &team[((n / 6) % team.len() as u64) as usize];
             let (handler, agent) = match status {
                 "open" => ("'queue'", "NULL".to_string()),
                 "assigned" | "in_progress" | "waiting_on_customer" => ("'agent'", format!("'{admin}'")),
@@ -800,7 +807,7 @@ fn percentile(samples: &mut [Duration], p: f64) -> f64 {
 async fn panel(conversations: u64, each: u64, requests: usize, mixed: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let seeding = Instant::now();
-    seed(dir.path(), conversations, each, 1000).await?;
+    seed(dir.path(), conversations, each, 1000, 1).await?;
     println!("panel: seeded {conversations} conversations and {} messages in {:.1} s", conversations * each, seeding.elapsed().as_secs_f64());
     // BENCH_KEEP_SEED=FILE keeps a copy of the seeded store, to study its queries in a shell.
     if let Ok(keep) = std::env::var("BENCH_KEEP_SEED") {
@@ -922,6 +929,9 @@ async fn start_seeded(dir: tempfile::TempDir, scenario: &str) -> anyhow::Result<
     Ok((server, postgres))
 }
 
+/// The team the reports bench spreads its conversations over.
+const REPORT_AGENTS: u64 = 10;
+
 /// The Reports page and API on a large store: `conversations` over the last `days` days (the
 /// issue's figure: 100,000 conversations and 1,000,000 messages), each period and filter timed
 /// from outside the server.
@@ -929,8 +939,12 @@ async fn reports(conversations: u64, each: u64, days: u64, requests: usize) -> a
     let dir = tempfile::tempdir()?;
     let seeding = Instant::now();
     let spacing_ms = (days * 86_400_000 / conversations.max(1)) as i64;
-    seed(dir.path(), conversations, each, spacing_ms).await?;
-    println!("reports: seeded {conversations} conversations and {} messages over {days} days in {:.1} s", conversations * each, seeding.elapsed().as_secs_f64());
+    seed(dir.path(), conversations, each, spacing_ms, REPORT_AGENTS).await?;
+    println!(
+        "reports: seeded {conversations} conversations and {} messages over {days} days, {REPORT_AGENTS} agents, in {:.1} s",
+        conversations * each,
+        seeding.elapsed().as_secs_f64()
+    );
     let sqlite_url = format!("sqlite://{}", dir.path().join("switchboard.db").display());
     let (server, postgres) = start_seeded(dir, "reports").await?;
     let base = format!("http://{}", server.addr);
@@ -942,11 +956,12 @@ async fn reports(conversations: u64, each: u64, days: u64, requests: usize) -> a
     let rolling = Instant::now();
     let counted = switchboard::jobs::roll_up_reports(store.as_ref(), chrono::Utc::now()).await?;
     println!("reports: the reports job found {counted} past days left to count, in {:.1} s", rolling.elapsed().as_secs_f64());
-    time_reports(&base, &client, &token, days, requests).await
+    let admin = store.agent_by_email("bench@example.com").await?.expect("the bench's admin").id;
+    time_reports(&base, &client, &token, days, requests, &admin.to_string()).await
 }
 
 /// Each report period and filter, `requests` times from this client process over HTTP.
-async fn time_reports(base: &str, client: &switchboard_tests::panel::PanelClient, token: &str, days: u64, requests: usize) -> anyhow::Result<()> {
+async fn time_reports(base: &str, client: &switchboard_tests::panel::PanelClient, token: &str, days: u64, requests: usize, agent: &str) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let today = chrono::Utc::now().date_naive();
     let quarter = format!("range=custom&from={}&to={today}&zone=UTC", today - chrono::Duration::days(days as i64 - 1));
@@ -957,6 +972,7 @@ async fn time_reports(base: &str, client: &switchboard_tests::panel::PanelClient
         (format!("{days} days (everything)"), format!("/api/reports?{quarter}")),
         ("30 days, one channel".to_string(), "/api/reports?range=30d&channel=telegram".to_string()),
         ("30 days, one category".to_string(), "/api/reports?range=30d&category=billing".to_string()),
+        ("30 days, one agent".to_string(), format!("/api/reports?range=30d&agent={agent}")),
         ("30 days in Berlin".to_string(), "/api/reports?range=30d&zone=Europe/Berlin".to_string()),
         ("30 days, agents as CSV".to_string(), "/api/reports/agents.csv?range=30d".to_string()),
     ];
