@@ -332,7 +332,6 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         workers.push(singletons.spawn("email", move || tokio::spawn(adapter.clone().run())));
         tracing::info!("email channel on");
     }
-    workers.push(tokio::spawn(follow_settings(engine.clone(), settings.clone())));
     workers.push(tokio::spawn(sample_backlogs(store.clone())));
     workers.push(tokio::spawn(switchboard_channels::webchat::show_agents_cues(engine.clone(), hub.clone())));
     workers.push(tokio::spawn(fire_timers(engine.clone())));
@@ -370,6 +369,12 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
 
     let w = &config.webchat;
     let trusted_proxies = Arc::new(TrustedProxies::parse(&config.server.trusted_proxies).map_err(anyhow::Error::msg)?);
+    let limits = LiveLimits {
+        visitor: Arc::new(RateLimiter::new(w.rate_limit_per_minute, w.rate_limit_burst).shared("webchat_visitor", buckets.clone())),
+        address: Arc::new(AddressLimits::new(w.sessions_per_address_per_minute, w.messages_per_address_per_minute, buckets.clone())),
+        sign_in: Arc::new(SignInGuard::new(config.server.sign_in_per_minute, config.server.sign_in_burst, buckets.clone())),
+        api: Arc::new(RateLimiter::new(config.server.api_requests_per_minute, config.server.api_requests_per_minute.div_ceil(5)).shared("api_token", buckets)),
+    };
     let webchat = WebChatState {
         engine: engine.clone(),
         hub: hub.clone(),
@@ -393,8 +398,8 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
             },
         }),
         visitor_keys: Arc::new(VisitorKeys::new(secret.into_bytes())),
-        visitor_limiter: Arc::new(RateLimiter::new(w.rate_limit_per_minute, w.rate_limit_burst).shared("webchat_visitor", buckets.clone())),
-        address_limits: Arc::new(AddressLimits::new(w.sessions_per_address_per_minute, w.messages_per_address_per_minute, buckets.clone())),
+        visitor_limiter: limits.visitor.clone(),
+        address_limits: limits.address.clone(),
         trusted_proxies: trusted_proxies.clone(),
         closing: closing.clone(),
     };
@@ -403,11 +408,9 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         engine: engine.clone(),
         visitors: hub,
         views: Arc::new(switchboard_admin_web::panel::Views::new()),
-        sign_in: Arc::new(SignInGuard::new(config.server.sign_in_per_minute, config.server.sign_in_burst, buckets.clone())),
+        sign_in: limits.sign_in.clone(),
         trusted_proxies,
-        api_limiter: Arc::new(
-            RateLimiter::new(config.server.api_requests_per_minute, config.server.api_requests_per_minute.div_ceil(5)).shared("api_token", buckets),
-        ),
+        api_limiter: limits.api.clone(),
         secure_cookies: config.server.public_url.as_deref().is_some_and(|url| url.starts_with("https://")),
         metrics: metrics_handle(),
         metrics_token: config.server.metrics_token.as_ref().map(|t| t.0.clone()),
@@ -417,6 +420,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         own_and_queued_only: config.server.agents_see_only_own_and_queued,
         closing: closing.clone(),
     };
+    workers.push(tokio::spawn(follow_settings(engine.clone(), settings.clone(), limits)));
     let listen = config.listen_addr()?;
     let listener = TcpListener::bind(listen).await.with_context(|| format!("listening on {listen} (server.listen)"))?;
     let addr = listener.local_addr()?;
@@ -446,15 +450,38 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
     })
 }
 
-/// Puts the settings in force whenever any node's admins change them (this node's change is
-/// in force already; applying it again is harmless).
-async fn follow_settings(engine: Arc<Engine>, settings: Arc<settings::ConfigSettings>) {
+/// The rate limits admins change on the Settings page, held so new values apply at once.
+struct LiveLimits {
+    visitor: Arc<RateLimiter>,
+    address: Arc<AddressLimits>,
+    sign_in: Arc<SignInGuard>,
+    api: Arc<RateLimiter>,
+}
+
+impl LiveLimits {
+    fn apply(&self, config: &Config) {
+        let (w, server) = (&config.webchat, &config.server);
+        self.visitor.set(w.rate_limit_per_minute, w.rate_limit_burst);
+        self.address.set(w.sessions_per_address_per_minute, w.messages_per_address_per_minute);
+        self.sign_in.set_limits(server.sign_in_per_minute, server.sign_in_burst);
+        self.api.set(server.api_requests_per_minute, server.api_requests_per_minute.div_ceil(5));
+    }
+}
+
+/// Puts the settings in force whenever any node's admins change them (this node's policy is
+/// in force already; applying it again is harmless), the rate limits included.
+async fn follow_settings(engine: Arc<Engine>, settings: Arc<settings::ConfigSettings>, limits: LiveLimits) {
     let mut events = engine.bus().subscribe();
     loop {
         match events.recv().await {
             Ok(switchboard_models::DomainEvent::SettingsChanged) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                 if let Err(error) = engine.apply_settings(settings.as_ref()).await {
                     tracing::error!(%error, "the changed settings could not be put in force; the ones before stay");
+                }
+                let stored = engine.store().stored_settings().await.map_err(|e| e.to_string());
+                match stored.and_then(|stored| settings.effective(&stored).map_err(|e| e.to_string())) {
+                    Ok(config) => limits.apply(&config),
+                    Err(error) => tracing::error!(%error, "the changed rate limits could not be put in force; the ones before stay"),
                 }
             }
             Ok(_) => {}

@@ -14,14 +14,12 @@ struct Setting {
     label: &'static str,
     help: &'static str,
     kind: SettingKind,
-    /// Applies when saved; else at the next start (`live: false`).
-    live: bool,
 }
 
 const JUDGEMENT: &str = "When the bot hands over";
 const TEXTS: &str = "What the bot says";
 const PRIORITY: &str = "Priority";
-const LIMITS: &str = "Limits (apply at the next start)";
+const LIMITS: &str = "Limits";
 
 const SETTINGS: &[Setting] = &[
     Setting {
@@ -30,7 +28,6 @@ const SETTINGS: &[Setting] = &[
         label: "Unsure below",
         help: "Below this confidence (0 to 1) the bot asks the customer to put it another way instead of answering.",
         kind: SettingKind::Number,
-        live: true,
     },
     Setting {
         key: "bot.low_confidence_escalate_after",
@@ -38,7 +35,6 @@ const SETTINGS: &[Setting] = &[
         label: "Unsure answers before a person takes over",
         help: "How many unsure messages in a row the bot answers with the clarifying question before it hands over.",
         kind: SettingKind::Integer,
-        live: true,
     },
     Setting {
         key: "bot.escalate_at_least",
@@ -46,7 +42,6 @@ const SETTINGS: &[Setting] = &[
         label: "Hand over when a person is this likely needed",
         help: "The model's judgement (0 to 1) that a person should take over, at or above which the bot hands over at once.",
         kind: SettingKind::Number,
-        live: true,
     },
     Setting {
         key: "bot.negative_sentiment_threshold",
@@ -54,7 +49,6 @@ const SETTINGS: &[Setting] = &[
         label: "Hand over at this sentiment",
         help: "Sentiment (-1 to 1) at or below which the bot hands over at once, when the model makes no judgement (keyword rules).",
         kind: SettingKind::Number,
-        live: true,
     },
     Setting {
         key: "bot.clarifying_question",
@@ -62,7 +56,6 @@ const SETTINGS: &[Setting] = &[
         label: "Clarifying question",
         help: "Asked when the bot is unsure what the customer means.",
         kind: SettingKind::Text,
-        live: true,
     },
     Setting {
         key: "bot.handoff_queued",
@@ -70,7 +63,6 @@ const SETTINGS: &[Setting] = &[
         label: "Handing over, agents online",
         help: "{position} is the customer's place in the queue.",
         kind: SettingKind::Text,
-        live: true,
     },
     Setting {
         key: "bot.handoff_offline",
@@ -78,7 +70,6 @@ const SETTINGS: &[Setting] = &[
         label: "Handing over, no agent online",
         help: "Said when nobody is online to take the conversation.",
         kind: SettingKind::Text,
-        live: true,
     },
     Setting {
         key: "bot.handoff_closed",
@@ -86,7 +77,6 @@ const SETTINGS: &[Setting] = &[
         label: "Handing over, outside business hours",
         help: "{next_open} is when the team is back, {business_hours} the weekly schedule.",
         kind: SettingKind::Text,
-        live: true,
     },
     Setting {
         key: "bot.waiting_notice",
@@ -94,7 +84,6 @@ const SETTINGS: &[Setting] = &[
         label: "Waiting in the queue",
         help: "Told to a customer who writes while queued: {position} and {expected_wait}.",
         kind: SettingKind::Text,
-        live: true,
     },
     Setting {
         key: "bot.priority_rules",
@@ -102,7 +91,6 @@ const SETTINGS: &[Setting] = &[
         label: "Priority rules",
         help: "[[bot.priority_rules]] tables with words, category, intent (each optional) and priority; a matching rule can only raise a conversation's priority.",
         kind: SettingKind::Rules,
-        live: true,
     },
     Setting {
         key: "webchat.rate_limit_per_minute",
@@ -110,7 +98,6 @@ const SETTINGS: &[Setting] = &[
         label: "Widget messages per visitor per minute",
         help: "More are refused with a clear message until the minute passes.",
         kind: SettingKind::Integer,
-        live: false,
     },
     Setting {
         key: "webchat.messages_per_address_per_minute",
@@ -118,7 +105,6 @@ const SETTINGS: &[Setting] = &[
         label: "Widget messages per address per minute",
         help: "For all visitors behind one IP address together.",
         kind: SettingKind::Integer,
-        live: false,
     },
     Setting {
         key: "server.sign_in_per_minute",
@@ -126,15 +112,13 @@ const SETTINGS: &[Setting] = &[
         label: "Sign-in attempts per address per minute",
         help: "Failed and successful attempts count alike.",
         kind: SettingKind::Integer,
-        live: false,
     },
     Setting {
         key: "server.api_requests_per_minute",
         group: LIMITS,
         label: "API requests per token per minute",
-        help: "Beyond it the API answers 429 with Retry-After.",
+        help: "Beyond it the API answers 429 and says when to try again.",
         kind: SettingKind::Integer,
-        live: false,
     },
 ];
 
@@ -258,7 +242,6 @@ impl SettingsCatalog for ConfigSettings {
                     kind: setting.kind,
                     value: now.pointer(&at).map(|v| shown(setting.kind, v)).unwrap_or_default(),
                     source,
-                    live: setting.live,
                 }
             })
             .collect()

@@ -47,6 +47,12 @@ impl SignInGuard {
         }
     }
 
+    /// New limits from now on (admins changed them).
+    pub fn set_limits(&self, per_minute: u32, burst: u32) {
+        self.per_address.set(per_minute, burst);
+        self.per_pair.set(per_minute, burst);
+    }
+
     pub async fn admit(&self, email: &str, address: IpAddr) -> Admission {
         let known = self.known_addresses.lock().expect("sign-in guard").get(email).is_some_and(|a| a.contains(&address));
         let (pair, address) = (format!("{email}|{address}"), address.to_string());

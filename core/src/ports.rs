@@ -1061,8 +1061,6 @@ pub struct SettingView {
     /// The value in force, as typed in the panel.
     pub value: String,
     pub source: SettingSource,
-    /// Applies as soon as it is saved (else at the next start).
-    pub live: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]

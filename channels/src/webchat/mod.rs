@@ -59,6 +59,12 @@ impl AddressLimits {
             messages: RateLimiter::new(messages_per_minute, messages_per_minute.div_ceil(4)).shared("webchat_address_messages", shared),
         }
     }
+
+    /// New limits from now on (admins changed them).
+    pub fn set(&self, sessions_per_minute: u32, messages_per_minute: u32) {
+        self.sessions.set(sessions_per_minute, sessions_per_minute.div_ceil(4));
+        self.messages.set(messages_per_minute, messages_per_minute.div_ceil(4));
+    }
 }
 
 /// The client's address, believing forwarded headers only from trusted proxies.

@@ -815,3 +815,30 @@ async fn settings_change_the_bot_at_once_and_are_checked_audited_and_reset() {
     assert_eq!(handoff_said(&server, "reset").await, default_offline, "the config file's value again");
     assert!(server.engine().store().stored_settings().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_rate_limit_changed_in_settings_applies_without_a_restart() {
+    let server = TestServer::start().await;
+    let team = team(&server).await;
+    let token = team.admin.new_api_token("limits").await;
+    let http = reqwest::Client::new();
+    let me = || http.get(server.url("/api/me")).bearer_auth(&token).send();
+    for _ in 0..3 {
+        assert_eq!(me().await.unwrap().status(), StatusCode::OK, "well within the configured limit");
+    }
+    let changed = http.post(server.url("/api/settings")).bearer_auth(&token).json(&json!({"settings": {"server.api_requests_per_minute": "1"}})).send().await.unwrap();
+    assert_eq!(changed.status(), StatusCode::OK);
+    // One request a minute, no burst: in force within moments, without a restart.
+    let mut refused = None;
+    for _ in 0..50 {
+        let reply = me().await.unwrap();
+        if reply.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(reply);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let refused = refused.expect("the new limit refuses the token's requests");
+    let said = refused.text().await.unwrap();
+    assert!(said.contains("try again in") && said.contains("server.api_requests_per_minute"), "{said}");
+}
