@@ -28,3 +28,10 @@ CREATE TABLE intent_labels (
     agent_id    TEXT REFERENCES agents (id),
     labelled_at BIGINT NOT NULL
 );
+
+-- Changes of the intents are audited.
+ALTER TABLE audit_log DROP CONSTRAINT audit_log_action_check;
+ALTER TABLE audit_log ADD CONSTRAINT audit_log_action_check CHECK (action IN ('reply', 'note', 'assign',
+    'release', 'resolve', 'status', 'priority', 'category', 'hand_back', 'presence', 'create_account',
+    'update_account', 'sign_in_failed', 'sign_in_refused', 'canned_response', 'review_document',
+    'join_contacts', 'separate_contacts', 'intents'));

@@ -37,10 +37,13 @@ INSERT INTO conversation_events (conversation_id, kind, at, channel, agent_id, c
     SELECT c.id, 'resolved', a.at, c.channel, a.actor_id, c.category, c.priority, a.at - c.created_at
     FROM audit_log a JOIN conversations c ON c.id = a.conversation_id WHERE a.action = 'resolve';
 
--- The intent of each answered customer message, as a column the reports group by (it was only
--- inside the classification's JSON), and an index for counting messages over a period.
+-- The intent of each answered customer message and how sure the bot was, as columns the
+-- reports group and filter by (they were only inside the classification's JSON), and an index
+-- for counting messages over a period. `confidence` stays NULL for a message whose step did not
+-- act on its intent (an answer to the bot's own question).
 ALTER TABLE messages ADD COLUMN intent TEXT;
-UPDATE messages SET intent = json_extract(classification, '$.intent')
+ALTER TABLE messages ADD COLUMN confidence DOUBLE PRECISION;
+UPDATE messages SET intent = json_extract(classification, '$.intent'), confidence = json_extract(classification, '$.confidence')
     WHERE sender = 'customer' AND classification IS NOT NULL;
 CREATE INDEX messages_by_time ON messages (created_at, intent) WHERE sender = 'customer';
 

@@ -1,15 +1,8 @@
--- How sure the bot was of each answered customer message, as a column the reports filter by
--- (it was only inside the classification's JSON). It stays NULL for a message whose step did not
--- act on its intent (an answer to the bot's own question); earlier messages get it from the JSON.
-ALTER TABLE messages ADD COLUMN confidence REAL;
-UPDATE messages SET confidence = json_extract(classification, '$.confidence') WHERE sender = 'customer' AND classification IS NOT NULL;
-
 -- Automated responses: a customer message the bot replied to with its intent's answer. Set by
 -- the step that answers it; messages answered before this release count as not answered so.
 ALTER TABLE messages ADD COLUMN answered_from_intent INTEGER NOT NULL DEFAULT 0 CHECK (answered_from_intent IN (0, 1));
 
--- A complete audit trail: changes of the bot's intents, sign-ins, sign-outs and API tokens made
--- or revoked are audited too,
+-- A complete audit trail: sign-ins, sign-outs and API tokens made or revoked are audited too,
 -- and the log is filtered by actor and by action. SQLite cannot change a CHECK constraint in
 -- place, so the audit log (which no table refers to) is rebuilt with the same rows.
 CREATE TABLE audit_log_next (
