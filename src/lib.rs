@@ -369,7 +369,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
 
     let w = &config.webchat;
     let trusted_proxies = Arc::new(TrustedProxies::parse(&config.server.trusted_proxies).map_err(anyhow::Error::msg)?);
-    let limits = LiveLimits {
+    let limits = settings::LiveLimits {
         visitor: Arc::new(RateLimiter::new(w.rate_limit_per_minute, w.rate_limit_burst).shared("webchat_visitor", buckets.clone())),
         address: Arc::new(AddressLimits::new(w.sessions_per_address_per_minute, w.messages_per_address_per_minute, buckets.clone())),
         sign_in: Arc::new(SignInGuard::new(config.server.sign_in_per_minute, config.server.sign_in_burst, buckets.clone())),
@@ -420,7 +420,8 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         own_and_queued_only: config.server.agents_see_only_own_and_queued,
         closing: closing.clone(),
     };
-    workers.push(tokio::spawn(follow_settings(engine.clone(), settings.clone(), limits)));
+    settings.hold_limits(limits);
+    workers.push(tokio::spawn(follow_settings(engine.clone(), settings.clone())));
     let listen = config.listen_addr()?;
     let listener = TcpListener::bind(listen).await.with_context(|| format!("listening on {listen} (server.listen)"))?;
     let addr = listener.local_addr()?;
@@ -450,38 +451,15 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
     })
 }
 
-/// The rate limits admins change on the Settings page, held so new values apply at once.
-struct LiveLimits {
-    visitor: Arc<RateLimiter>,
-    address: Arc<AddressLimits>,
-    sign_in: Arc<SignInGuard>,
-    api: Arc<RateLimiter>,
-}
-
-impl LiveLimits {
-    fn apply(&self, config: &Config) {
-        let (w, server) = (&config.webchat, &config.server);
-        self.visitor.set(w.rate_limit_per_minute, w.rate_limit_burst);
-        self.address.set(w.sessions_per_address_per_minute, w.messages_per_address_per_minute);
-        self.sign_in.set_limits(server.sign_in_per_minute, server.sign_in_burst);
-        self.api.set(server.api_requests_per_minute, server.api_requests_per_minute.div_ceil(5));
-    }
-}
-
-/// Puts the settings in force whenever any node's admins change them (this node's policy is
-/// in force already; applying it again is harmless), the rate limits included.
-async fn follow_settings(engine: Arc<Engine>, settings: Arc<settings::ConfigSettings>, limits: LiveLimits) {
+/// Puts the settings in force whenever any node's admins change them (the saving node put them
+/// in force already; applying them again is harmless).
+async fn follow_settings(engine: Arc<Engine>, settings: Arc<settings::ConfigSettings>) {
     let mut events = engine.bus().subscribe();
     loop {
         match events.recv().await {
             Ok(switchboard_models::DomainEvent::SettingsChanged) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                 if let Err(error) = engine.apply_settings(settings.as_ref()).await {
                     tracing::error!(%error, "the changed settings could not be put in force; the ones before stay");
-                }
-                let stored = engine.store().stored_settings().await.map_err(|e| e.to_string());
-                match stored.and_then(|stored| settings.effective(&stored).map_err(|e| e.to_string())) {
-                    Ok(config) => limits.apply(&config),
-                    Err(error) => tracing::error!(%error, "the changed rate limits could not be put in force; the ones before stay"),
                 }
             }
             Ok(_) => {}

@@ -4,6 +4,10 @@
 //! an environment variable still wins over it.
 
 use crate::config::Config;
+use std::sync::Arc;
+use switchboard_admin_web::signin::SignInGuard;
+use switchboard_channels::webchat::AddressLimits;
+use switchboard_core::RateLimiter;
 use serde::{Deserialize, Serialize};
 use switchboard_core::ports::{SettingError, SettingKind, SettingSource, SettingView, SettingsCatalog, StoredSetting};
 
@@ -125,6 +129,26 @@ const SETTINGS: &[Setting] = &[
 /// The catalog over the configuration the server started with.
 pub struct ConfigSettings {
     base: Config,
+    /// The running rate limiters, once built: `apply` gives them the new limits.
+    limits: std::sync::OnceLock<LiveLimits>,
+}
+
+/// The rate limiters admins change on the Settings page, held so new limits apply at once.
+pub struct LiveLimits {
+    pub visitor: Arc<RateLimiter>,
+    pub address: Arc<AddressLimits>,
+    pub sign_in: Arc<SignInGuard>,
+    pub api: Arc<RateLimiter>,
+}
+
+impl LiveLimits {
+    fn set(&self, config: &Config) {
+        let (w, server) = (&config.webchat, &config.server);
+        self.visitor.set(w.rate_limit_per_minute, w.rate_limit_burst);
+        self.address.set(w.sessions_per_address_per_minute, w.messages_per_address_per_minute);
+        self.sign_in.set_limits(server.sign_in_per_minute, server.sign_in_burst);
+        self.api.set(server.api_requests_per_minute, server.api_requests_per_minute.div_ceil(5));
+    }
 }
 
 /// `[[bot.priority_rules]]` as the panel shows and reads them.
@@ -144,7 +168,12 @@ struct RulesTable {
 
 impl ConfigSettings {
     pub fn new(base: Config) -> Self {
-        Self { base }
+        Self { base, limits: std::sync::OnceLock::new() }
+    }
+
+    /// The rate limiters `apply` sets from now on.
+    pub fn hold_limits(&self, limits: LiveLimits) {
+        let _ = self.limits.set(limits);
     }
 
     /// The configuration in force: the one the server started with, the stored settings over
@@ -280,8 +309,12 @@ impl SettingsCatalog for ConfigSettings {
         Ok(values)
     }
 
-    fn policy(&self, stored: &[StoredSetting]) -> Result<switchboard_core::Policy, String> {
-        self.effective(stored).map(|config| crate::policy(&config)).map_err(|e| e.to_string())
+    fn apply(&self, stored: &[StoredSetting]) -> Result<switchboard_core::Policy, String> {
+        let config = self.effective(stored).map_err(|e| e.to_string())?;
+        if let Some(limits) = self.limits.get() {
+            limits.set(&config);
+        }
+        Ok(crate::policy(&config))
     }
 }
 
@@ -322,7 +355,7 @@ mod tests {
         let view = catalog.describe(&[stored_rules.clone()]).into_iter().find(|v| v.key == "bot.priority_rules").unwrap();
         assert_eq!(view.value, rules, "shown as typed");
         assert!(matches!(view.source, SettingSource::Panel { .. }));
-        assert_eq!(catalog.policy(&[stored_rules]).unwrap().priority_rules.len(), 1);
+        assert_eq!(catalog.apply(&[stored_rules]).unwrap().priority_rules.len(), 1);
         assert_eq!(catalog.check(&[stored("bot.handoff_offline", "\"x\"")], &[("bot.handoff_offline".into(), None)]).unwrap(), [("bot.handoff_offline".to_string(), None)]);
     }
 

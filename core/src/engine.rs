@@ -411,7 +411,7 @@ impl Engine {
     /// admins changed them); on an error the policy in force stays.
     pub async fn apply_settings(&self, catalog: &dyn crate::ports::SettingsCatalog) -> Result<(), EngineError> {
         let stored = self.store.stored_settings().await?;
-        let policy = catalog.policy(&stored).map_err(EngineError::Invalid)?;
+        let policy = catalog.apply(&stored).map_err(EngineError::Invalid)?;
         *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
         Ok(())
     }

@@ -1038,8 +1038,9 @@ pub trait SettingsCatalog: Send + Sync {
     /// on top of what is stored, as the configuration would load them: the values to store as
     /// JSON, or what is wrong and how to fix it.
     fn check(&self, stored: &[StoredSetting], changes: &[(String, Option<String>)]) -> Result<Vec<(String, Option<String>)>, SettingError>;
-    /// The bot's policy with the stored settings applied.
-    fn policy(&self, stored: &[StoredSetting]) -> Result<crate::policy::Policy, String>;
+    /// Puts the stored settings in force outside the engine (the rate limits) and returns the
+    /// bot's policy they make, for the engine to put in force.
+    fn apply(&self, stored: &[StoredSetting]) -> Result<crate::policy::Policy, String>;
 }
 
 /// A refused settings change: the key, and the reason with what to do.
