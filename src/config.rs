@@ -21,6 +21,7 @@ pub struct Config {
     /// `[documents]`: files customers send for review, their types, the notices of decisions.
     pub documents: switchboard_core::documents::DocumentPolicy,
     pub jobs: JobsConfig,
+    pub webhooks: WebhooksConfig,
     pub attachments: AttachmentsConfig,
     pub telegram: TelegramConfig,
     pub discord: DiscordConfig,
@@ -408,6 +409,56 @@ impl SlaConfig {
     }
 }
 
+/// `[webhooks]`: how posts to the URLs admins registered (the panel's Webhooks page) are retried.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Posts of one event before it is given up (it stays in the delivery log to send again).
+    pub attempts: u32,
+    /// The wait after a failed post; it doubles after each next one, up to an hour.
+    pub first_retry_seconds: u64,
+    /// Failed posts in a row after which a webhook is turned off and admins are told.
+    pub turn_off_after_failures: u32,
+    /// How long a receiver has to answer.
+    pub timeout_seconds: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        let rules = switchboard_core::webhooks::WebhookRules::default();
+        Self {
+            attempts: rules.attempts,
+            first_retry_seconds: rules.first_retry.as_secs(),
+            turn_off_after_failures: rules.turn_off_after,
+            timeout_seconds: rules.timeout.as_secs(),
+        }
+    }
+}
+
+impl WebhooksConfig {
+    pub fn rules(&self) -> switchboard_core::webhooks::WebhookRules {
+        switchboard_core::webhooks::WebhookRules {
+            attempts: self.attempts,
+            first_retry: std::time::Duration::from_secs(self.first_retry_seconds),
+            turn_off_after: self.turn_off_after_failures,
+            timeout: std::time::Duration::from_secs(self.timeout_seconds),
+        }
+    }
+
+    fn problem(&self) -> Option<(&'static str, String)> {
+        if self.attempts == 0 || self.attempts > 100 {
+            return Some(("webhooks.attempts", format!("{} is not within 1..=100", self.attempts)));
+        }
+        if self.turn_off_after_failures == 0 {
+            return Some(("webhooks.turn_off_after_failures", "must be at least 1".into()));
+        }
+        if self.timeout_seconds == 0 || self.timeout_seconds > 300 {
+            return Some(("webhooks.timeout_seconds", format!("{} is not within 1..=300", self.timeout_seconds)));
+        }
+        None
+    }
+}
+
 /// `[jobs]`: recurring work on cron schedules. Each job runs once per due time, on one node.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -769,6 +820,7 @@ impl Default for Config {
             closing: switchboard_core::closing::ClosingPolicy::default(),
             documents: switchboard_core::documents::DocumentPolicy::default(),
             jobs: JobsConfig::default(),
+            webhooks: WebhooksConfig::default(),
             attachments: AttachmentsConfig::default(),
             telegram: TelegramConfig::default(),
             discord: DiscordConfig::default(),
@@ -845,6 +897,9 @@ impl Config {
         }
         self.sla.validate()?;
         self.validate_jobs()?;
+        if let Some((key, problem)) = self.webhooks.problem() {
+            return invalid(key, problem);
+        }
         if !["queue", "ask_email"].contains(&self.business_hours.outside_hours.as_str()) {
             return invalid("business_hours.outside_hours", format!("`{}` is not one of: queue, ask_email", self.business_hours.outside_hours));
         }

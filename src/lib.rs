@@ -7,6 +7,7 @@ pub mod jobs;
 mod relay;
 pub mod settings;
 mod singleton;
+mod webhooks;
 
 use anyhow::Context;
 use config::{Config, TelegramMode};
@@ -361,6 +362,9 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         false => None,
     };
     workers.push(tokio::spawn(return_freed_memory()));
+    // Every node posts webhooks: a delivery is claimed by one node at a time.
+    let webhooks = switchboard_core::webhooks::WebhookWorker::new(store.clone(), Arc::new(webhooks::HttpPoster::new()?), config.webhooks.rules());
+    workers.push(tokio::spawn(webhooks.run(CancellationToken::new())));
     let outbox_stop = CancellationToken::new();
     let retry_window = Duration::from_secs(config.server.delivery_retry_window_seconds);
     let outbox = OutboxWorker::new(store.clone(), senders, engine.outbox_wake(), engine.bus().clone(), retry_window);

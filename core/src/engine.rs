@@ -2,6 +2,9 @@
 
 mod intents;
 mod linking;
+mod webhooks;
+
+pub use webhooks::WebhookEdit;
 
 pub use intents::IntentsEdit;
 

@@ -23,13 +23,14 @@ pub mod schedule;
 pub mod search;
 pub mod sla;
 pub mod timers;
+pub mod webhooks;
 mod step;
 mod summary;
 
 pub use assignment::pick_agent;
 pub use client_address::TrustedProxies;
 pub use ratelimit::RateLimiter;
-pub use engine::{AgentEdit, Engine, EngineError, EngineLimits, HandleOutcome, IntentsEdit, Received, TicketChange, TIMER_BATCH, UNAVAILABLE, clipped};
+pub use engine::{AgentEdit, WebhookEdit, Engine, EngineError, EngineLimits, HandleOutcome, IntentsEdit, Received, TicketChange, TIMER_BATCH, UNAVAILABLE, clipped};
 pub use events::EventBus;
 pub use gauge::OpenGauge;
 pub use outbox::OutboxWorker;

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use std::time::Duration;
 use switchboard_models::{
     Agent, AgentId, ApiToken, AuditAction, AuditEntry, CannedResponse, Category, Channel, Presence, Priority, Status, Classification, Contact, ContactId, Conversation, ConversationId,
-    ContactLink, Document, DocumentId, DocumentState, EscalationRecord, IntentsOrigin, LinkCode, LinkId, LinkProof, Message, MessageId, Notification, Rating, NotificationKind, OutboundMessage, Timestamp,
+    ContactLink, Document, DocumentId, DocumentState, EscalationRecord, IntentsOrigin, LinkCode, LinkId, LinkProof, Message, MessageId, Notification, Rating, NotificationKind, OutboundMessage, Timestamp, WebhookEvent,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -378,6 +378,7 @@ pub struct AdminWrite {
     pub settings: Vec<(String, Option<String>)>,
     /// Who changed the settings, and when.
     pub settings_by: Option<(AgentId, Timestamp)>,
+    pub webhook: Option<WebhookChange>,
     pub audit: Vec<AuditEntry>,
 }
 
@@ -1006,11 +1007,120 @@ pub trait Coordination: Send + Sync {
     async fn close(&self);
 }
 
+/// Outbound webhooks: the URLs admins registered and what was posted to them. Deliveries are
+/// queued by the step that caused their event (`webhooks::events_of`, in its transaction).
+#[async_trait]
+pub trait Webhooks: Send + Sync {
+    /// Every webhook, oldest first.
+    async fn webhooks(&self) -> Result<Vec<Webhook>, StoreError>;
+    /// Leases up to `limit` pending deliveries of active webhooks due at `now` until `lease_until`.
+    async fn claim_webhook_deliveries(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<WebhookDelivery>, StoreError>;
+    /// Records one post's outcome on its delivery and its webhook; returns the webhook's failed
+    /// posts in a row since (0 after a success).
+    async fn record_webhook_attempt(&self, attempt: &WebhookAttempt) -> Result<u32, StoreError>;
+    /// Turns an active webhook off (its pending deliveries wait) and tells every active admin
+    /// `notice`; false when it was off already (another node did it).
+    async fn turn_off_webhook(&self, id: &str, reason: &str, notice: &str, at: Timestamp) -> Result<bool, StoreError>;
+    /// A webhook's deliveries, newest first, those numbered below `before` when given.
+    async fn webhook_deliveries(&self, webhook: &str, before: Option<i64>, limit: u32) -> Result<Vec<WebhookDelivery>, StoreError>;
+    /// Queues a failed or delivered delivery of `webhook` again, due now, with its attempts
+    /// counted afresh; false when there is no such delivery or it is pending already.
+    async fn retry_webhook_delivery(&self, webhook: &str, delivery: i64, now: Timestamp) -> Result<bool, StoreError>;
+    /// Queues one event for one webhook (the panel's test post).
+    async fn queue_webhook_event(&self, webhook: &str, event: &crate::webhooks::QueuedEvent, now: Timestamp) -> Result<(), StoreError>;
+}
+
+/// A URL told about events, signed with its secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhook {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<WebhookEvent>,
+    pub secret: String,
+    pub active: bool,
+    pub description: String,
+    pub consecutive_failures: u32,
+    /// Why it was turned off, when the worker did it.
+    pub disabled_reason: Option<String>,
+    pub created_by: Option<AgentId>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A webhook added or changed (active again: its failures are forgotten), or deleted with its
+/// deliveries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookChange {
+    Save(Webhook),
+    Delete(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookDeliveryState {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl WebhookDeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Pending, Self::Delivered, Self::Failed].into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// One event for one webhook, and how posting it went so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookDelivery {
+    pub id: i64,
+    pub webhook_id: String,
+    pub event: WebhookEvent,
+    pub event_id: String,
+    pub payload: String,
+    pub state: WebhookDeliveryState,
+    pub attempts: u32,
+    pub created_at: Timestamp,
+    pub next_attempt_at: Timestamp,
+    pub last_attempt_at: Option<Timestamp>,
+    pub last_status: Option<u16>,
+    /// The start of the receiver's last answer.
+    pub last_response: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// What to do with a delivery after a post.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AttemptOutcome {
+    Delivered,
+    RetryAt(Timestamp),
+    GaveUp,
+}
+
+/// One post of a delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookAttempt {
+    pub delivery: i64,
+    pub webhook: String,
+    pub at: Timestamp,
+    pub status: Option<u16>,
+    pub response: Option<String>,
+    /// Why it failed (a status outside 2xx, or no answer); None when delivered.
+    pub error: Option<String>,
+    pub outcome: AttemptOutcome,
+}
+
 /// The whole store: every focused port above. Wiring holds it; each part of the code names
 /// the ports it uses (`&dyn Accounts`, `&dyn Listings`, …).
-pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Reports + IntentVersions + PanelSettings + Documents + Identities + Jobs + Coordination {}
+pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Reports + IntentVersions + PanelSettings + Documents + Identities + Jobs + Webhooks + Coordination {}
 
-impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Reports + IntentVersions + PanelSettings + Documents + Identities + Jobs + Coordination> Store for T {}
+impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Reports + IntentVersions + PanelSettings + Documents + Identities + Jobs + Webhooks + Coordination> Store for T {}
 
 /// Settings admins changed in the panel, each overriding the config file's value of its key.
 #[async_trait]

@@ -174,6 +174,7 @@ text_enum!(
         Mentioned => "mentioned",
         SlaWarning => "sla_warning",
         SlaBreach => "sla_breach",
+        WebhookDisabled => "webhook_disabled",
     }
 );
 
@@ -231,6 +232,22 @@ text_enum!(
         SignOut => "sign_out",
         ApiToken => "api_token",
         Settings => "settings",
+        Webhook => "webhook",
+    }
+);
+
+text_enum!(
+    /// What an outbound webhook can be told about.
+    WebhookEvent, "webhook event" {
+        ConversationCreated => "conversation.created",
+        ConversationEscalated => "conversation.escalated",
+        ConversationAssigned => "conversation.assigned",
+        ConversationResolved => "conversation.resolved",
+        ConversationReopened => "conversation.reopened",
+        ConversationClosed => "conversation.closed",
+        MessageStored => "message.stored",
+        RatingReceived => "rating.received",
+        Ping => "ping",
     }
 );
 

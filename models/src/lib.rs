@@ -16,7 +16,7 @@ pub use attachment::Attachment;
 pub use document::Document;
 pub use classification::{Classification, ClassificationSource, DETECTED_LANGUAGES, Embedding, IntentName, IntentScore, Judgement, Urgency};
 pub use conversation::{customer_label, Awaiting, Contact, Conversation, ConversationEvent, Escalation, EscalationReason, EscalationRecord, Handler, Rating, SlaNotices};
-pub use enums::{AuditAction, Category, Channel, DeliveryState, DocumentState, EventKind, IntentsOrigin, LinkProof, Need, NotificationKind, Presence, Priority, Role, Sender, Status, UnknownVariant};
+pub use enums::{AuditAction, Category, Channel, DeliveryState, DocumentState, EventKind, IntentsOrigin, LinkProof, Need, NotificationKind, Presence, Priority, Role, Sender, Status, UnknownVariant, WebhookEvent};
 pub use identity::{ContactLink, LinkCode};
 pub use ids::{AgentId, ContactId, ConversationId, DocumentId, LinkId, MessageId};
 pub use message::{Delivery, DomainEvent, Inbound, Message, OutboundMessage, Thread};

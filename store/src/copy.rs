@@ -54,6 +54,23 @@ const TABLES: &[Table] = &[
         ],
         keyed: true,
     },
+    Table {
+        name: "webhooks",
+        columns: &[
+            ("id", Text), ("url", Text), ("events", Text), ("secret", Text), ("active", Flag), ("description", Text),
+            ("consecutive_failures", Int), ("disabled_reason", Text), ("created_by", Text), ("created_at", Int), ("updated_at", Int),
+        ],
+        keyed: true,
+    },
+    Table {
+        name: "webhook_deliveries",
+        columns: &[
+            ("id", Int), ("webhook_id", Text), ("event", Text), ("event_id", Text), ("payload", Text), ("state", Text), ("attempts", Int),
+            ("created_at", Int), ("next_attempt_at", Int), ("last_attempt_at", Int), ("last_status", Int), ("last_response", Text),
+            ("last_error", Text),
+        ],
+        keyed: true,
+    },
     Table { name: "agent_presence_log", columns: &[("agent_id", Text), ("presence", Text), ("at", Int)], keyed: false },
     Table {
         name: "contacts",
@@ -212,7 +229,7 @@ const TABLES: &[Table] = &[
 
 /// Tables whose ids PostgreSQL generates: their sequences continue after the copied ids.
 const SEQUENCES: &[(&str, &str)] =
-    &[("messages", "seq"), ("audit_log", "id"), ("notifications", "id"), ("ratings", "id"), ("escalations", "id"), ("customer_mails", "id"), ("conversation_events", "id")];
+    &[("messages", "seq"), ("audit_log", "id"), ("notifications", "id"), ("ratings", "id"), ("escalations", "id"), ("customer_mails", "id"), ("conversation_events", "id"), ("webhook_deliveries", "id")];
 
 const BATCH: i64 = 500;
 

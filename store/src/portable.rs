@@ -432,8 +432,29 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
     }
     // Seqs in the order given: inbound, then replies, then notes.
     let seq_of = |m: &Message| inserted.iter().find(|(_, id)| *id == m.id.to_string()).map(|(seq, _)| *seq);
+    queue_webhook_events(tx, &switchboard_core::webhooks::events_of(write, seq_of), None).await?;
     let seqs = rows.iter().filter_map(|(m, _)| seq_of(m)).collect();
     Ok(Committed::Stored { seqs })
+}
+
+/// Queues each event for every active webhook that wants its kind (or only for `webhook`), in
+/// the caller's transaction: one statement whatever the number of webhooks.
+async fn queue_webhook_events(tx: &mut $conn, events: &[switchboard_core::webhooks::QueuedEvent], webhook: Option<&str>) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let values = (0..events.len()).map(|i| format!("(${}, ${}, ${})", 3 + i * 3, 4 + i * 3, 5 + i * 3)).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "INSERT INTO webhook_deliveries (webhook_id, event, event_id, payload, created_at, next_attempt_at) \
+         SELECT w.id, e.column1, e.column2, e.column3, $1, $1 FROM webhooks w JOIN (VALUES {values}) e \
+         ON (w.events LIKE '%,' || e.column1 || ',%' OR e.column1 = 'ping') WHERE w.active = TRUE AND ($2 IS NULL OR w.id = $2)"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(chrono::Utc::now().timestamp_millis()).bind(webhook);
+    for event in events {
+        query = query.bind(event.kind.as_str()).bind(&event.event_id).bind(&event.payload);
+    }
+    query.execute(&mut *tx).await.map_err(backend)?;
+    Ok(())
 }
 
 /// Writes one event of a conversation's history; a second first reply is ignored.
@@ -620,6 +641,35 @@ async fn write_admin(tx: &mut $conn, write: &AdminWrite) -> Result<(), StoreErro
                 sqlx::query("DELETE FROM panel_settings WHERE key = $1").bind(key).execute(&mut *tx).await.map_err(backend)?;
             }
         }
+    }
+    match &write.webhook {
+        Some(switchboard_core::ports::WebhookChange::Save(webhook)) => {
+            let events: String = webhook.events.iter().map(|e| format!(",{}", e.as_str())).collect::<String>() + ",";
+            sqlx::query(
+                "INSERT INTO webhooks (id, url, events, secret, active, description, created_by, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO UPDATE SET url = excluded.url, events = excluded.events, \
+                 secret = excluded.secret, active = excluded.active, description = excluded.description, updated_at = excluded.updated_at, \
+                 consecutive_failures = CASE WHEN excluded.active AND NOT webhooks.active THEN 0 ELSE webhooks.consecutive_failures END, \
+                 disabled_reason = CASE WHEN excluded.active THEN NULL ELSE webhooks.disabled_reason END",
+            )
+            .bind(&webhook.id)
+            .bind(&webhook.url)
+            .bind(events)
+            .bind(&webhook.secret)
+            .bind(webhook.active)
+            .bind(&webhook.description)
+            .bind(webhook.created_by.map(|a| a.to_string()))
+            .bind(millis(webhook.created_at))
+            .bind(millis(webhook.updated_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        Some(switchboard_core::ports::WebhookChange::Delete(id)) => {
+            sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1").bind(id).execute(&mut *tx).await.map_err(backend)?;
+            sqlx::query("DELETE FROM webhooks WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(backend)?;
+        }
+        None => {}
     }
     if let Some(agent) = write.end_sessions_of {
         sqlx::query("DELETE FROM sessions WHERE agent_id = $1").bind(agent.to_string()).execute(&mut *tx).await.map_err(backend)?;
@@ -2695,6 +2745,134 @@ impl $store {
             };
         }
         Ok(Purged { sessions: counts[0], notifications: counts[1] })
+    }
+            }
+
+            #[async_trait]
+            impl switchboard_core::ports::Webhooks for $store {
+    async fn webhooks(&self) -> Result<Vec<switchboard_core::ports::Webhook>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, url, events, secret, active, description, consecutive_failures, disabled_reason, created_by, created_at, updated_at \
+             FROM webhooks ORDER BY created_at, id",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(crate::rows::webhook_from_row).collect()
+    }
+
+    async fn claim_webhook_deliveries(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<switchboard_core::ports::WebhookDelivery>, StoreError> {
+        // The outer condition is checked again on a row another node claimed meanwhile
+        // (PostgreSQL re-reads it after the lock), so a delivery is claimed once.
+        let rows = sqlx::query(
+            "UPDATE webhook_deliveries SET next_attempt_at = $2 WHERE state = 'pending' AND next_attempt_at <= $1 AND id IN \
+             (SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+              WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND w.active = TRUE ORDER BY d.id LIMIT $3) \
+             RETURNING id, webhook_id, event, event_id, payload, state, attempts, created_at, next_attempt_at, last_attempt_at, last_status, last_response, last_error",
+        )
+        .bind(millis(now))
+        .bind(millis(lease_until))
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await
+        .map_err(backend)?;
+        let mut claimed: Vec<_> = rows.iter().map(crate::rows::webhook_delivery_from_row).collect::<Result<_, _>>()?;
+        claimed.sort_by_key(|d: &switchboard_core::ports::WebhookDelivery| d.id);
+        Ok(claimed)
+    }
+
+    async fn record_webhook_attempt(&self, attempt: &switchboard_core::ports::WebhookAttempt) -> Result<u32, StoreError> {
+        use switchboard_core::ports::AttemptOutcome;
+        let (state, next) = match attempt.outcome {
+            AttemptOutcome::Delivered => ("delivered", attempt.at),
+            AttemptOutcome::RetryAt(at) => ("pending", at),
+            AttemptOutcome::GaveUp => ("failed", attempt.at),
+        };
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        sqlx::query(
+            "UPDATE webhook_deliveries SET state = $2, attempts = attempts + 1, next_attempt_at = $3, last_attempt_at = $4, \
+             last_status = $5, last_response = $6, last_error = $7 WHERE id = $1",
+        )
+        .bind(attempt.delivery)
+        .bind(state)
+        .bind(millis(next))
+        .bind(millis(attempt.at))
+        .bind(attempt.status.map(i64::from))
+        .bind(attempt.response.as_deref())
+        .bind(attempt.error.as_deref())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let failures: Option<(i64,)> = sqlx::query_as(
+            "UPDATE webhooks SET consecutive_failures = CASE WHEN $2 THEN consecutive_failures + 1 ELSE 0 END WHERE id = $1 RETURNING consecutive_failures",
+        )
+        .bind(&attempt.webhook)
+        .bind(attempt.error.is_some())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(failures.map_or(0, |(n,)| u32::try_from(n).unwrap_or(u32::MAX)))
+    }
+
+    async fn turn_off_webhook(&self, id: &str, reason: &str, notice: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let turned = sqlx::query("UPDATE webhooks SET active = FALSE, disabled_reason = $2, updated_at = $3 WHERE id = $1 AND active = TRUE")
+            .bind(id)
+            .bind(reason)
+            .bind(millis(at))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected()
+            == 1;
+        if turned {
+            let notice = NoticeWrite {
+                to: Recipient::Admins,
+                kind: switchboard_models::NotificationKind::WebhookDisabled,
+                conversation: None,
+                text: notice.to_string(),
+                at,
+                by_email: false,
+            };
+            insert_notice(&mut tx, &notice).await?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(turned)
+    }
+
+    async fn webhook_deliveries(&self, webhook: &str, before: Option<i64>, limit: u32) -> Result<Vec<switchboard_core::ports::WebhookDelivery>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, webhook_id, event, event_id, payload, state, attempts, created_at, next_attempt_at, last_attempt_at, last_status, last_response, last_error \
+             FROM webhook_deliveries WHERE webhook_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(webhook)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(crate::rows::webhook_delivery_from_row).collect()
+    }
+
+    async fn retry_webhook_delivery(&self, webhook: &str, delivery: i64, now: Timestamp) -> Result<bool, StoreError> {
+        let queued = sqlx::query(
+            "UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_attempt_at = $3 WHERE id = $2 AND webhook_id = $1 AND state <> 'pending'",
+        )
+        .bind(webhook)
+        .bind(delivery)
+        .bind(millis(now))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        Ok(queued == 1)
+    }
+
+    async fn queue_webhook_event(&self, webhook: &str, event: &switchboard_core::webhooks::QueuedEvent, _now: Timestamp) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        queue_webhook_events(&mut tx, std::slice::from_ref(event), Some(webhook)).await?;
+        tx.commit().await.map_err(backend)
     }
             }
 

@@ -415,3 +415,40 @@ pub(crate) fn intents_version_from_row(row: &impl Columns) -> Result<switchboard
 pub(crate) fn intent_rows(rows: &[impl Columns]) -> Result<Vec<(Option<String>, i64, i64)>, StoreError> {
     rows.iter().map(|row| Ok((row.text_opt("intent")?, row.int("n")?, row.int("answered")?))).collect()
 }
+
+pub(crate) fn webhook_from_row(row: &impl Columns) -> Result<switchboard_core::ports::Webhook, StoreError> {
+    let events = row.text("events")?;
+    Ok(switchboard_core::ports::Webhook {
+        id: row.text("id")?,
+        url: row.text("url")?,
+        events: events.split(',').filter(|e| !e.is_empty()).map(|e| parsed("events", e)).collect::<Result<_, _>>()?,
+        secret: row.text("secret")?,
+        active: row.flag("active")?,
+        description: row.text("description")?,
+        consecutive_failures: u32::try_from(row.int("consecutive_failures")?).unwrap_or(u32::MAX),
+        disabled_reason: row.text_opt("disabled_reason")?,
+        created_by: optional::<uuid::Uuid>(row, "created_by")?.map(AgentId),
+        created_at: instant(row.int("created_at")?)?,
+        updated_at: instant(row.int("updated_at")?)?,
+    })
+}
+
+pub(crate) fn webhook_delivery_from_row(row: &impl Columns) -> Result<switchboard_core::ports::WebhookDelivery, StoreError> {
+    let state = row.text("state")?;
+    Ok(switchboard_core::ports::WebhookDelivery {
+        id: row.int("id")?,
+        webhook_id: row.text("webhook_id")?,
+        event: parsed("event", &row.text("event")?)?,
+        event_id: row.text("event_id")?,
+        payload: row.text("payload")?,
+        state: switchboard_core::ports::WebhookDeliveryState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("column state: unknown webhook delivery state `{state}`")))?,
+        attempts: u32::try_from(row.int("attempts")?).unwrap_or(u32::MAX),
+        created_at: instant(row.int("created_at")?)?,
+        next_attempt_at: instant(row.int("next_attempt_at")?)?,
+        last_attempt_at: row.int_opt("last_attempt_at")?.map(instant).transpose()?,
+        last_status: row.int_opt("last_status")?.and_then(|s| u16::try_from(s).ok()),
+        last_response: row.text_opt("last_response")?,
+        last_error: row.text_opt("last_error")?,
+    })
+}

@@ -99,6 +99,7 @@ pub fn notification_label(kind: NotificationKind) -> &'static str {
         NotificationKind::Mentioned => "Mentioned",
         NotificationKind::SlaWarning => "SLA warning",
         NotificationKind::SlaBreach => "SLA missed",
+        NotificationKind::WebhookDisabled => "Webhook turned off",
     }
 }
 
