@@ -367,6 +367,11 @@ impl Engine {
         self.store.as_ref()
     }
 
+    /// What was posted to webhooks (reads; check the caller with `webhook` first).
+    pub fn webhook_deliveries(&self) -> &dyn crate::ports::Webhooks {
+        self.store.as_ref()
+    }
+
     /// Customers' ratings of the help they got.
     pub fn ratings(&self) -> &dyn Ratings {
         self.store.as_ref()

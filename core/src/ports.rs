@@ -1018,8 +1018,8 @@ pub trait Webhooks: Send + Sync {
     /// Records one post's outcome on its delivery and its webhook; returns the webhook's failed
     /// posts in a row since (0 after a success).
     async fn record_webhook_attempt(&self, attempt: &WebhookAttempt) -> Result<u32, StoreError>;
-    /// Turns an active webhook off (its pending deliveries wait) and tells every active admin
-    /// `notice`; false when it was off already (another node did it).
+    /// Turns an active webhook off (its pending deliveries wait, due as soon as it is on again)
+    /// and tells every active admin `notice`; false when it was off already (another node did it).
     async fn turn_off_webhook(&self, id: &str, reason: &str, notice: &str, at: Timestamp) -> Result<bool, StoreError>;
     /// A webhook's deliveries, newest first, those numbered below `before` when given.
     async fn webhook_deliveries(&self, webhook: &str, before: Option<i64>, limit: u32) -> Result<Vec<WebhookDelivery>, StoreError>;

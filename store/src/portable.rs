@@ -2827,6 +2827,13 @@ impl $store {
             .rows_affected()
             == 1;
         if turned {
+            // What waits (and what this pass had leased) goes out as soon as it is on again.
+            sqlx::query("UPDATE webhook_deliveries SET next_attempt_at = $2 WHERE webhook_id = $1 AND state = 'pending' AND next_attempt_at > $2")
+                .bind(id)
+                .bind(millis(at))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
             let notice = NoticeWrite {
                 to: Recipient::Admins,
                 kind: switchboard_models::NotificationKind::WebhookDisabled,

@@ -120,7 +120,7 @@ try {
     '/panel/', '/panel/conversations', '/panel/conversations?assignee=queue', '/panel/customers', conversationUrl.replace(serverUrl, ''),
     '/panel/canned', '/panel/account', '/panel/account/tokens', '/panel/admin/agents', '/panel/admin/audit', '/panel/admin/hours',
     '/panel/admin/system', '/panel/conversations/00000000-0000-4000-8000-000000000000', '/panel/notifications',
-    '/panel/conversations?sort=due', '/panel/documents',
+    '/panel/conversations?sort=due', '/panel/documents', '/panel/admin/webhooks',
   ];
   for (const width of [1280, 320]) {
     await agent.setViewportSize({ width, height: width === 320 ? 640 : 860 });

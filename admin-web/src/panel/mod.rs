@@ -12,6 +12,7 @@ mod files;
 mod manage_api;
 mod reports;
 mod settings;
+mod webhooks;
 mod views;
 
 use crate::AppState;
@@ -72,6 +73,7 @@ pub fn routes() -> Router<AppState> {
         .merge(bot::routes())
         .merge(account::routes())
         .merge(settings::routes())
+        .merge(webhooks::routes())
         .merge(manage_api::routes())
 }
 

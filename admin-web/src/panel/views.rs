@@ -33,6 +33,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("intent", include_str!("../../templates/intent.hbs")),
     ("account", include_str!("../../templates/account.hbs")),
     ("settings", include_str!("../../templates/settings.hbs")),
+    ("webhooks", include_str!("../../templates/webhooks.hbs")),
+    ("webhook", include_str!("../../templates/webhook.hbs")),
     ("reset_link", include_str!("../../templates/reset_link.hbs")),
     ("reset", include_str!("../../templates/reset.hbs")),
     ("tokens", include_str!("../../templates/tokens.hbs")),

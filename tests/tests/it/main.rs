@@ -24,3 +24,4 @@ mod telegram;
 mod timers;
 mod transcripts;
 mod webchat;
+mod webhooks;

@@ -62,7 +62,7 @@ async fn every_route_checks_who_is_asking() {
         "/panel/account/tokens".into(),
         "/panel/notifications".into(),
     ];
-    let admin_pages = ["/panel/admin/agents", "/panel/admin/audit", "/panel/admin/hours", "/panel/admin/system", "/panel/admin/settings"];
+    let admin_pages = ["/panel/admin/agents", "/panel/admin/audit", "/panel/admin/hours", "/panel/admin/system", "/panel/admin/settings", "/panel/admin/webhooks"];
     for path in pages.iter().map(String::as_str).chain(admin_pages) {
         let reply = anonymous.get(path).await;
         assert_eq!(reply.status, StatusCode::SEE_OTHER, "anonymous {path}");
@@ -83,6 +83,8 @@ async fn every_route_checks_who_is_asking() {
         format!("/panel/conversations/{id}/take"),
         "/panel/notifications/read".into(),
         "/panel/admin/settings".into(),
+        "/panel/admin/webhooks".into(),
+        format!("/panel/admin/webhooks/{}", uuid::Uuid::nil()),
         "/panel/logout".into(),
     ];
     for path in &posts {
@@ -120,6 +122,13 @@ async fn every_route_checks_who_is_asking() {
     let posted = team.ann.post("/panel/admin/settings", &[("value:bot.handoff_offline", "x")]).await;
     assert_eq!(posted.status, StatusCode::FORBIDDEN);
     assert!(server.engine().store().stored_settings().await.unwrap().is_empty());
+    for (method, path) in [(reqwest::Method::GET, "/api/webhooks"), (reqwest::Method::POST, "/api/webhooks"), (reqwest::Method::GET, "/api/webhooks/x/deliveries")] {
+        let reply = http.request(method.clone(), server.url(path)).bearer_auth(&ann_token).json(&json!({"url": "https://x.example.com", "events": ["ping"]})).send().await.unwrap();
+        assert_eq!(reply.status(), StatusCode::FORBIDDEN, "only admins manage webhooks: {method} {path}");
+        let anonymous = http.request(method.clone(), server.url(path)).send().await.unwrap();
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED, "{method} {path} without a token");
+    }
+    assert!(server.engine().store().webhooks().await.unwrap().is_empty());
     for path in ["/healthz", "/readyz"] {
         assert_eq!(reqwest::get(server.url(path)).await.unwrap().status(), StatusCode::OK, "{path} is public: probes carry no secrets");
     }

@@ -68,6 +68,7 @@ on_both_backends!(
     intents_versions_follow_one_another_with_their_labels_and_are_measured_once,
     a_password_link_is_used_once_before_it_expires_and_ends_the_sessions,
     settings_are_stored_replaced_and_reset_with_their_audit,
+    webhook_events_are_queued_with_their_step_claimed_once_and_a_failing_webhook_turns_off_once,
 );
 
 /// Every method of every store port is called by a contract test here, so each one is held to
@@ -76,7 +77,7 @@ on_both_backends!(
 fn every_store_port_method_has_a_contract_test() {
     let ports = include_str!("../../../core/src/ports.rs");
     let tests = include_str!("store.rs");
-    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Notifications", "Ratings", "Reports", "IntentVersions", "PanelSettings", "Documents", "Identities", "Jobs", "Coordination"];
+    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Notifications", "Ratings", "Reports", "IntentVersions", "PanelSettings", "Documents", "Identities", "Jobs", "Webhooks", "Coordination"];
     let mut untested = Vec::new();
     for name in traits {
         let start = ports.find(&format!("pub trait {name}: Send + Sync {{")).unwrap_or_else(|| panic!("port {name} is gone from ports.rs"));
@@ -2058,4 +2059,120 @@ async fn settings_are_stored_replaced_and_reset_with_their_audit(backend: Backen
     assert_eq!(store.stored_settings().await.unwrap().len(), 1, "reset to the config file's");
     let audited = store.audit_entries(10).await.unwrap();
     assert_eq!(audited.iter().filter(|e| e.action == AuditAction::Settings).count(), 3, "each change audited in its transaction");
+}
+
+async fn webhook_events_are_queued_with_their_step_claimed_once_and_a_failing_webhook_turns_off_once(backend: Backend) {
+    use switchboard_core::ports::{AttemptOutcome, Webhook, WebhookAttempt, WebhookChange, WebhookDeliveryState};
+    use switchboard_models::{EventKind, NotificationKind, WebhookEvent};
+    let (store, _db) = fresh(backend).await;
+    let t0 = now();
+    let mut admin = agent("Robin", Presence::Online);
+    admin.role = Role::Admin;
+    store.save_agent(&admin).await.unwrap();
+    let hook = |id: &str, events: Vec<WebhookEvent>, active: bool| Webhook {
+        id: id.into(),
+        url: format!("http://127.0.0.1:9/{id}"),
+        events,
+        secret: "whsec_test".into(),
+        active,
+        description: String::new(),
+        consecutive_failures: 0,
+        disabled_reason: None,
+        created_by: Some(admin.id),
+        created_at: t0,
+        updated_at: t0,
+    };
+    let add = |webhook: Webhook| AdminWrite { webhook: Some(WebhookChange::Save(webhook)), ..AdminWrite::default() };
+    store.commit_admin(add(hook("messages", vec![WebhookEvent::MessageStored], true))).await.unwrap();
+    store.commit_admin(add(hook("created", vec![WebhookEvent::ConversationCreated, WebhookEvent::RatingReceived], true))).await.unwrap();
+    store.commit_admin(add(hook("off", vec![WebhookEvent::MessageStored, WebhookEvent::ConversationCreated], false))).await.unwrap();
+    let listed = store.webhooks().await.unwrap();
+    assert_eq!(listed.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(), ["created", "messages", "off"]);
+    assert_eq!(listed[0].events, [WebhookEvent::ConversationCreated, WebhookEvent::RatingReceived], "events round trip");
+
+    // A step with a new conversation and two messages: each webhook gets only what it chose.
+    let conversation = conversation(store.as_ref(), "hooked").await;
+    let mut write = step_write(Some(message(&conversation, Sender::Customer, "hello", Some("h:1"))), vec![message(&conversation, Sender::Bot, "hi there", None)]);
+    write.events = vec![switchboard_models::ConversationEvent {
+        conversation_id: conversation.id,
+        kind: EventKind::Created,
+        at: t0,
+        channel: Channel::WebChat,
+        agent_id: None,
+        category: None,
+        priority: None,
+        reason: None,
+        wait_ms: None,
+    }];
+    let Committed::Stored { seqs } = store.commit(write).await.unwrap() else { panic!("stored") };
+    let later = now() + chrono::Duration::seconds(1);
+    let lease = later + chrono::Duration::seconds(60);
+    let claimed = store.claim_webhook_deliveries(later, lease, 10).await.unwrap();
+    let mut seen: Vec<(&str, WebhookEvent)> = claimed.iter().map(|d| (d.webhook_id.as_str(), d.event)).collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [("created", WebhookEvent::ConversationCreated), ("messages", WebhookEvent::MessageStored), ("messages", WebhookEvent::MessageStored)],
+        "nothing for the webhook that is off"
+    );
+    let customer: serde_json::Value = serde_json::from_str(&claimed.iter().find(|d| d.payload.contains("hello")).unwrap().payload).unwrap();
+    assert_eq!(customer["type"], "message.stored");
+    assert_eq!(customer["data"]["message"]["seq"], seqs[0], "the stored message's number");
+    assert_eq!(customer["data"]["message"]["sender"], "customer");
+    assert!(store.claim_webhook_deliveries(later, lease, 10).await.unwrap().is_empty(), "leased: claimed once");
+
+    // A refused step queues nothing.
+    let duplicate = step_write(Some(message(&conversation, Sender::Customer, "hello again", Some("h:1"))), vec![]);
+    assert_eq!(store.commit(duplicate).await.unwrap(), Committed::Duplicate);
+    let after_lease = lease + chrono::Duration::seconds(1);
+    assert_eq!(store.claim_webhook_deliveries(after_lease, after_lease + chrono::Duration::seconds(60), 10).await.unwrap().len(), 3, "a lapsed lease is claimed again; no more were queued");
+
+    // Delivered, retried, given up; failures in a row counted per webhook.
+    let messages: Vec<_> = claimed.iter().filter(|d| d.webhook_id == "messages").collect();
+    let attempt = |delivery: i64, error: Option<&str>, outcome| WebhookAttempt {
+        delivery,
+        webhook: "messages".into(),
+        at: later,
+        status: Some(if error.is_some() { 500 } else { 200 }),
+        response: Some("ok".into()),
+        error: error.map(String::from),
+        outcome,
+    };
+    let retry_at = later + chrono::Duration::seconds(10);
+    assert_eq!(store.record_webhook_attempt(&attempt(messages[0].id, Some("HTTP 500"), AttemptOutcome::RetryAt(retry_at))).await.unwrap(), 1);
+    assert_eq!(store.record_webhook_attempt(&attempt(messages[1].id, Some("HTTP 500"), AttemptOutcome::GaveUp)).await.unwrap(), 2);
+    let log = store.webhook_deliveries("messages", None, 10).await.unwrap();
+    assert_eq!(log.iter().map(|d| (d.id, d.state, d.attempts)).collect::<Vec<_>>(), [
+        (messages[1].id, WebhookDeliveryState::Failed, 1),
+        (messages[0].id, WebhookDeliveryState::Pending, 1),
+    ], "newest first");
+    assert_eq!((log[1].next_attempt_at, log[1].last_status, log[1].last_error.as_deref()), (retry_at, Some(500), Some("HTTP 500")));
+    assert_eq!(store.webhook_deliveries("messages", Some(messages[1].id), 10).await.unwrap().len(), 1, "paged back");
+    assert!(store.retry_webhook_delivery("messages", messages[1].id, later).await.unwrap(), "a given-up delivery is sent again");
+    assert!(!store.retry_webhook_delivery("messages", messages[1].id, later).await.unwrap(), "not while pending");
+    assert!(!store.retry_webhook_delivery("created", messages[1].id, later).await.unwrap(), "only through its own webhook");
+    assert_eq!(store.record_webhook_attempt(&attempt(messages[1].id, None, AttemptOutcome::Delivered)).await.unwrap(), 0, "a success ends the run of failures");
+
+    // Turned off once, with one notice per admin; its deliveries then wait, and a test event
+    // goes only to the webhook it names.
+    assert!(store.turn_off_webhook("messages", "failing", "The webhook was turned off.", later).await.unwrap());
+    assert!(!store.turn_off_webhook("messages", "failing", "The webhook was turned off.", later).await.unwrap(), "once");
+    let notices = store.notifications_of(admin.id, None, 10).await.unwrap();
+    assert_eq!(notices.iter().filter(|n| n.kind == NotificationKind::WebhookDisabled).count(), 1);
+    let far = retry_at + chrono::Duration::hours(1);
+    assert!(store.claim_webhook_deliveries(far, far, 10).await.unwrap().iter().all(|d| d.webhook_id != "messages"), "an off webhook's deliveries wait");
+    let ping = switchboard_core::webhooks::QueuedEvent::new(WebhookEvent::Ping, later, serde_json::json!({}));
+    store.queue_webhook_event("created", &ping, later).await.unwrap();
+    let mut back_on = store.webhooks().await.unwrap().into_iter().find(|w| w.id == "messages").unwrap();
+    assert_eq!((back_on.active, back_on.disabled_reason.as_deref()), (false, Some("failing")));
+    back_on.active = true;
+    store.commit_admin(add(back_on)).await.unwrap();
+    let again = store.webhooks().await.unwrap().into_iter().find(|w| w.id == "messages").unwrap();
+    assert_eq!((again.active, again.disabled_reason, again.consecutive_failures), (true, None, 0), "on again, its failures forgotten");
+    let due = store.claim_webhook_deliveries(far, far, 10).await.unwrap();
+    assert!(due.iter().any(|d| d.webhook_id == "messages" && d.id == messages[0].id), "the waiting delivery goes out once it is on");
+    assert_eq!(due.iter().filter(|d| d.event == WebhookEvent::Ping).map(|d| d.webhook_id.as_str()).collect::<Vec<_>>(), ["created"]);
+
+    store.commit_admin(AdminWrite { webhook: Some(WebhookChange::Delete("messages".into())), ..AdminWrite::default() }).await.unwrap();
+    assert!(store.webhook_deliveries("messages", None, 10).await.unwrap().is_empty(), "deleted with its log");
 }
