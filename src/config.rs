@@ -230,6 +230,9 @@ pub struct ServerConfig {
     /// Several nodes: a customer message stored by a node that has not answered it after this
     /// long (the node died) is answered by another node.
     pub takeover_after_seconds: u64,
+    /// Failed attempts at storing an inbound Telegram update, Discord message or mail (not a
+    /// storage outage) before it is set aside for an admin and its channel moves on.
+    pub inbound_attempts: u32,
     /// Reverse proxies (addresses or CIDR ranges) whose `Forwarded`/`X-Forwarded-For` header is
     /// believed; every per-address limit then uses the client's address. Empty: the peer's.
     pub trusted_proxies: Vec<String>,
@@ -719,6 +722,7 @@ impl Default for ServerConfig {
             delivery_retry_window_seconds: 24 * 60 * 60,
             metrics_token: None,
             takeover_after_seconds: 30,
+            inbound_attempts: 8,
         }
     }
 }
@@ -935,6 +939,9 @@ impl Config {
                 "server.takeover_after_seconds",
                 "must be from 1 to 86400; keep it above the longest classification (the LLM's timeout); 30 is the default".into(),
             );
+        }
+        if !(1..=100).contains(&self.server.inbound_attempts) {
+            return invalid("server.inbound_attempts", format!("{} is not within 1..=100 (8 is the default)", self.server.inbound_attempts));
         }
         if self.server.api_requests_per_minute == 0 {
             return invalid("server.api_requests_per_minute", "must be at least 1".into());

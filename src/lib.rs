@@ -239,6 +239,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         EngineLimits {
             max_text_chars: config.webchat.max_message_chars,
             max_upload_bytes: config.attachments.max_bytes,
+            inbound_attempts: config.server.inbound_attempts,
         },
     );
     let engine = match config.database.is_postgres() {
@@ -288,10 +289,13 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
     }
     let mut senders: Vec<Arc<dyn Outbound>> = vec![Arc::new(webchat_outbound)];
     let singletons = Arc::new(Singletons::new(store.clone(), config.node_name(), config.database.is_postgres()));
+    // The adapters that read a set-aside inbound event again (System page, /api/dead-letters).
+    let mut replayers: Vec<Arc<dyn switchboard_core::InboundReplay>> = Vec::new();
     let telegram = match telegram_settings(config, store.as_ref()).await? {
         Some(settings) => {
             senders.push(Arc::new(TelegramOutbound::new(&settings, blobs.clone())));
             let adapter = Arc::new(TelegramAdapter::new(engine.clone(), settings.clone()));
+            replayers.push(adapter.clone());
             match settings.mode {
                 TelegramModeSetting::Polling => {
                     let adapter = adapter.clone();
@@ -317,6 +321,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         };
         senders.push(Arc::new(DiscordOutbound::new(&settings, blobs.clone())));
         let adapter = Arc::new(DiscordAdapter::new(engine.clone(), settings));
+        replayers.push(adapter.clone());
         workers.push(singletons.spawn("discord", move || tokio::spawn(adapter.clone().run())));
         tracing::info!("Discord channel on");
     }
@@ -330,6 +335,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
             workers.push(singletons.spawn("notification_mail", move || tokio::spawn(mailer.clone().run(bus.subscribe_local()))));
         }
         let adapter = Arc::new(EmailAdapter::new(engine.clone(), settings));
+        replayers.push(adapter.clone());
         workers.push(singletons.spawn("email", move || tokio::spawn(adapter.clone().run())));
         tracing::info!("email channel on");
     }
@@ -422,6 +428,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         intents: intents.clone(),
         settings: settings.clone(),
         own_and_queued_only: config.server.agents_see_only_own_and_queued,
+        replayers: Arc::new(replayers),
         closing: closing.clone(),
     };
     settings.hold_limits(limits);

@@ -161,8 +161,10 @@ impl DiscordAdapter {
     }
 
     /// Discord will not send the event again: keep trying until it is stored.
+    /// After `server.inbound_attempts` failures that were not the store's, it is set aside
+    /// for an admin and the next event is taken.
     async fn store_until_done(&self, http: &Http, event: &Incoming) {
-        let mut attempt = 0;
+        let mut tries = switchboard_core::FailedAttempts::default();
         loop {
             let result = match event {
                 Incoming::Message(message) => self.handle_message(http, message).await,
@@ -170,9 +172,17 @@ impl DiscordAdapter {
                 Incoming::NewSession => return,
             };
             let Err(error) = result else { return };
-            attempt += 1;
-            tracing::warn!(%error, id = event.id(), attempt, "Discord event not stored yet; retrying");
-            tokio::time::sleep(backoff(attempt)).await;
+            tracing::warn!(%error, id = event.id(), attempt = tries.count() + 1, "Discord event not stored yet; retrying");
+            let payload = || match event {
+                Incoming::Message(message) => serde_json::to_vec(&SetAside::Message(message.clone())),
+                Incoming::Press(press) => serde_json::to_vec(&SetAside::Press(press.clone())),
+                Incoming::NewSession => Ok(Vec::new()),
+            }
+            .unwrap_or_default();
+            if self.engine.set_aside_after(&mut tries, Channel::Discord, &event.id().to_string(), payload, &error.to_string()).await {
+                return;
+            }
+            tokio::time::sleep(backoff(tries.count())).await;
         }
     }
 
@@ -307,6 +317,31 @@ enum TaskError {
 const REORDER_WINDOW: Duration = Duration::from_millis(50);
 
 /// A gateway event we act on.
+/// A Discord event as it is set aside, to be read again on replay.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum SetAside {
+    Message(Box<Message>),
+    Press(Box<ComponentInteraction>),
+}
+
+#[async_trait]
+impl switchboard_core::InboundReplay for DiscordAdapter {
+    fn channel(&self) -> Channel {
+        Channel::Discord
+    }
+
+    async fn replay(&self, payload: &[u8]) -> Result<(), String> {
+        let event: SetAside = serde_json::from_slice(payload).map_err(|e| format!("the stored event cannot be read: {e}"))?;
+        let http = http(&self.settings);
+        let result = match &event {
+            SetAside::Message(message) => self.handle_message(&http, message).await,
+            SetAside::Press(press) => self.handle_button(&http, press).await,
+        };
+        result.map_err(|e| e.to_string())
+    }
+}
+
 enum Incoming {
     Message(Box<Message>),
     Press(Box<ComponentInteraction>),

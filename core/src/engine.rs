@@ -1,9 +1,11 @@
 //! The thin shell around `step`: classify, load, decide, persist in one transaction, then publish.
 
 mod intents;
+mod dead_letters;
 mod linking;
 mod webhooks;
 
+pub use dead_letters::{FailedAttempts, InboundReplay};
 pub use webhooks::WebhookEdit;
 
 pub use intents::IntentsEdit;
@@ -204,6 +206,8 @@ impl SlowSteps {
 pub struct EngineLimits {
     pub max_text_chars: usize,
     pub max_upload_bytes: u64,
+    /// Failed attempts at an inbound event before it is set aside (`server.inbound_attempts`).
+    pub inbound_attempts: u32,
 }
 
 /// Locks that serialise work per contact, so one conversation sees one event at a time

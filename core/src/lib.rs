@@ -30,7 +30,7 @@ mod summary;
 pub use assignment::pick_agent;
 pub use client_address::TrustedProxies;
 pub use ratelimit::RateLimiter;
-pub use engine::{AgentEdit, WebhookEdit, Engine, EngineError, EngineLimits, HandleOutcome, IntentsEdit, Received, TicketChange, TIMER_BATCH, UNAVAILABLE, clipped};
+pub use engine::{AgentEdit, FailedAttempts, InboundReplay, WebhookEdit, Engine, EngineError, EngineLimits, HandleOutcome, IntentsEdit, Received, TicketChange, TIMER_BATCH, UNAVAILABLE, clipped};
 pub use events::EventBus;
 pub use gauge::OpenGauge;
 pub use outbox::OutboxWorker;

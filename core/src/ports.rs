@@ -1030,6 +1030,65 @@ pub trait Webhooks: Send + Sync {
     async fn queue_webhook_event(&self, webhook: &str, event: &crate::webhooks::QueuedEvent, now: Timestamp) -> Result<(), StoreError>;
 }
 
+/// Inbound events a channel could not store after repeated attempts, set aside so the channel
+/// moves on, until an admin replays or dismisses them.
+#[async_trait]
+pub trait DeadLetters: Send + Sync {
+    /// Sets an event aside (again: its error, attempts and last failure are updated and it is
+    /// `Dead` once more) and tells every active admin `notice`; returns its id.
+    async fn keep_dead_letter(&self, letter: &NewDeadLetter, notice: &str) -> Result<i64, StoreError>;
+    /// Newest first; only those still waiting unless `settled_too`.
+    async fn dead_letters(&self, settled_too: bool, limit: u32) -> Result<Vec<DeadLetter>, StoreError>;
+    async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError>;
+    /// Marks a waiting letter replayed or dismissed; false when it was settled already.
+    async fn settle_dead_letter(&self, id: i64, state: DeadLetterState, by: AgentId, at: Timestamp) -> Result<bool, StoreError>;
+}
+
+/// An inbound event to set aside.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDeadLetter {
+    pub channel: Channel,
+    /// The channel's id for it (update id, message id, mail Message-ID or UID).
+    pub external_id: String,
+    /// What arrived, as the channel's adapter can read it again.
+    pub payload: Vec<u8>,
+    pub error: String,
+    pub attempts: u32,
+    pub first_failed_at: Timestamp,
+    pub last_failed_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterState {
+    Dead,
+    Replayed,
+    Dismissed,
+}
+
+impl DeadLetterState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dead => "dead",
+            Self::Replayed => "replayed",
+            Self::Dismissed => "dismissed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Dead, Self::Replayed, Self::Dismissed].into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// An inbound event set aside, and what became of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub letter: NewDeadLetter,
+    pub state: DeadLetterState,
+    pub settled_by: Option<AgentId>,
+    pub settled_at: Option<Timestamp>,
+}
+
 /// A URL told about events, signed with its secret.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Webhook {
@@ -1118,9 +1177,9 @@ pub struct WebhookAttempt {
 
 /// The whole store: every focused port above. Wiring holds it; each part of the code names
 /// the ports it uses (`&dyn Accounts`, `&dyn Listings`, …).
-pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Reports + IntentVersions + PanelSettings + Documents + Identities + Jobs + Webhooks + Coordination {}
+pub trait Store: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Reports + IntentVersions + PanelSettings + Documents + Identities + Jobs + Webhooks + DeadLetters + Coordination {}
 
-impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Reports + IntentVersions + PanelSettings + Documents + Identities + Jobs + Webhooks + Coordination> Store for T {}
+impl<T: Conversations + Queue + Timers + Outbox + Accounts + Listings + Notifications + Ratings + Reports + IntentVersions + PanelSettings + Documents + Identities + Jobs + Webhooks + DeadLetters + Coordination> Store for T {}
 
 /// Settings admins changed in the panel, each overriding the config file's value of its key.
 #[async_trait]

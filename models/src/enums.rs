@@ -175,6 +175,7 @@ text_enum!(
         SlaWarning => "sla_warning",
         SlaBreach => "sla_breach",
         WebhookDisabled => "webhook_disabled",
+        InboundFailed => "inbound_failed",
     }
 );
 

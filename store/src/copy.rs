@@ -71,6 +71,14 @@ const TABLES: &[Table] = &[
         ],
         keyed: true,
     },
+    Table {
+        name: "inbound_dead_letters",
+        columns: &[
+            ("id", Int), ("channel", Text), ("external_id", Text), ("payload", Bytes), ("error", Text), ("attempts", Int),
+            ("first_failed_at", Int), ("last_failed_at", Int), ("state", Text), ("settled_by", Text), ("settled_at", Int),
+        ],
+        keyed: true,
+    },
     Table { name: "agent_presence_log", columns: &[("agent_id", Text), ("presence", Text), ("at", Int)], keyed: false },
     Table {
         name: "contacts",
@@ -229,7 +237,7 @@ const TABLES: &[Table] = &[
 
 /// Tables whose ids PostgreSQL generates: their sequences continue after the copied ids.
 const SEQUENCES: &[(&str, &str)] =
-    &[("messages", "seq"), ("audit_log", "id"), ("notifications", "id"), ("ratings", "id"), ("escalations", "id"), ("customer_mails", "id"), ("conversation_events", "id"), ("webhook_deliveries", "id")];
+    &[("messages", "seq"), ("audit_log", "id"), ("notifications", "id"), ("ratings", "id"), ("escalations", "id"), ("customer_mails", "id"), ("conversation_events", "id"), ("webhook_deliveries", "id"), ("inbound_dead_letters", "id")];
 
 const BATCH: i64 = 500;
 

@@ -2749,6 +2749,79 @@ impl $store {
             }
 
             #[async_trait]
+            impl switchboard_core::ports::DeadLetters for $store {
+    async fn keep_dead_letter(&self, letter: &switchboard_core::ports::NewDeadLetter, notice: &str) -> Result<i64, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO inbound_dead_letters (channel, external_id, payload, error, attempts, first_failed_at, last_failed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (channel, external_id) DO UPDATE SET payload = excluded.payload, \
+             error = excluded.error, attempts = inbound_dead_letters.attempts + excluded.attempts, last_failed_at = excluded.last_failed_at, \
+             state = 'dead', settled_by = NULL, settled_at = NULL RETURNING id",
+        )
+        .bind(letter.channel.as_str())
+        .bind(&letter.external_id)
+        .bind(&letter.payload)
+        .bind(&letter.error)
+        .bind(i64::from(letter.attempts))
+        .bind(millis(letter.first_failed_at))
+        .bind(millis(letter.last_failed_at))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let notice = NoticeWrite {
+            to: Recipient::Admins,
+            kind: switchboard_models::NotificationKind::InboundFailed,
+            conversation: None,
+            text: notice.to_string(),
+            at: letter.last_failed_at,
+            by_email: false,
+        };
+        insert_notice(&mut tx, &notice).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(id)
+    }
+
+    async fn dead_letters(&self, settled_too: bool, limit: u32) -> Result<Vec<switchboard_core::ports::DeadLetter>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, channel, external_id, payload, error, attempts, first_failed_at, last_failed_at, state, settled_by, settled_at \
+             FROM inbound_dead_letters WHERE ($1 OR state = 'dead') ORDER BY id DESC LIMIT $2",
+        )
+        .bind(settled_too)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(crate::rows::dead_letter_from_row).collect()
+    }
+
+    async fn dead_letter(&self, id: i64) -> Result<Option<switchboard_core::ports::DeadLetter>, StoreError> {
+        sqlx::query(
+            "SELECT id, channel, external_id, payload, error, attempts, first_failed_at, last_failed_at, state, settled_by, settled_at \
+             FROM inbound_dead_letters WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?
+        .map(|row| crate::rows::dead_letter_from_row(&row))
+        .transpose()
+    }
+
+    async fn settle_dead_letter(&self, id: i64, state: switchboard_core::ports::DeadLetterState, by: AgentId, at: Timestamp) -> Result<bool, StoreError> {
+        let settled = sqlx::query("UPDATE inbound_dead_letters SET state = $2, settled_by = $3, settled_at = $4 WHERE id = $1 AND state = 'dead'")
+            .bind(id)
+            .bind(state.as_str())
+            .bind(by.to_string())
+            .bind(millis(at))
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        Ok(settled == 1)
+    }
+            }
+
+            #[async_trait]
             impl switchboard_core::ports::Webhooks for $store {
     async fn webhooks(&self) -> Result<Vec<switchboard_core::ports::Webhook>, StoreError> {
         let rows = sqlx::query(

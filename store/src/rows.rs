@@ -452,3 +452,23 @@ pub(crate) fn webhook_delivery_from_row(row: &impl Columns) -> Result<switchboar
         last_error: row.text_opt("last_error")?,
     })
 }
+
+pub(crate) fn dead_letter_from_row(row: &impl Columns) -> Result<switchboard_core::ports::DeadLetter, StoreError> {
+    let state = row.text("state")?;
+    Ok(switchboard_core::ports::DeadLetter {
+        id: row.int("id")?,
+        letter: switchboard_core::ports::NewDeadLetter {
+            channel: parsed("channel", &row.text("channel")?)?,
+            external_id: row.text("external_id")?,
+            payload: row.bytes_opt("payload")?.unwrap_or_default(),
+            error: row.text("error")?,
+            attempts: u32::try_from(row.int("attempts")?).unwrap_or(u32::MAX),
+            first_failed_at: instant(row.int("first_failed_at")?)?,
+            last_failed_at: instant(row.int("last_failed_at")?)?,
+        },
+        state: switchboard_core::ports::DeadLetterState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("column state: unknown dead letter state `{state}`")))?,
+        settled_by: optional::<uuid::Uuid>(row, "settled_by")?.map(AgentId),
+        settled_at: row.int_opt("settled_at")?.map(instant).transpose()?,
+    })
+}

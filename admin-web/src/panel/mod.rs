@@ -11,6 +11,7 @@ mod documents;
 mod files;
 mod manage_api;
 mod reports;
+mod dead_letters;
 mod settings;
 mod webhooks;
 mod views;
@@ -74,6 +75,7 @@ pub fn routes() -> Router<AppState> {
         .merge(account::routes())
         .merge(settings::routes())
         .merge(webhooks::routes())
+        .merge(dead_letters::routes())
         .merge(manage_api::routes())
 }
 
@@ -1297,7 +1299,16 @@ async fn mark_unread(state: &AppState, signed: &Signed, mut rows: Vec<serde_json
 
 /// What `/readyz` and `/metrics` say, for admins: whether the node takes traffic and why not,
 /// the outbox's backlog, the queue and who is connected.
-async fn system(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin) -> Result<Html<String>, ApiError> {
+async fn system(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Query(flash): Query<dead_letters::Flash>) -> Result<Html<String>, ApiError> {
+    let mut data = system_data(&state, &signed).await?;
+    if let Some(text) = flash.text() {
+        data["flash"] = json!({"kind": "ok", "text": text});
+    }
+    state.views.render("system", &page(&signed, "system", "System", data))
+}
+
+/// The System page's figures, jobs and the inbound messages set aside.
+async fn system_data(state: &AppState, signed: &Signed) -> Result<Value, ApiError> {
     let (backlog, oldest) = state.engine.outbox().outbox_backlog().await?;
     let queue = state.engine.queue().queue_view().await?;
     let now = state.engine.now();
@@ -1338,8 +1349,9 @@ async fn system(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin)
         "agents_online": queue.agents_online,
         "visitors_connected": state.visitors.connected_visitors(),
         "jobs": jobs,
+        "dead_letters": dead_letters::waiting_rows(state, &signed.agent).await?,
     });
-    state.views.render("system", &page(&signed, "system", "System", data))
+    Ok(data)
 }
 
 /// Live updates for open panel pages: which conversation changed.

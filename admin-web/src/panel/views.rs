@@ -102,6 +102,7 @@ pub fn notification_label(kind: NotificationKind) -> &'static str {
         NotificationKind::SlaWarning => "SLA warning",
         NotificationKind::SlaBreach => "SLA missed",
         NotificationKind::WebhookDisabled => "Webhook turned off",
+        NotificationKind::InboundFailed => "Message set aside",
     }
 }
 

@@ -203,11 +203,13 @@ pub struct EmailAdapter {
     engine: Arc<Engine>,
     settings: EmailSettings,
     senders: std::sync::Mutex<std::collections::HashMap<String, (u32, tokio::time::Instant)>>,
+    /// Failed attempts at mails not stored yet, by UID (across IMAP sessions).
+    failing: std::sync::Mutex<std::collections::HashMap<u32, switchboard_core::FailedAttempts>>,
 }
 
 impl EmailAdapter {
     pub fn new(engine: Arc<Engine>, settings: EmailSettings) -> Self {
-        Self { engine, settings, senders: Default::default() }
+        Self { engine, settings, senders: Default::default(), failing: Default::default() }
     }
 
     /// Reads the mailbox until the task is dropped: IDLE when the server has it, polling
@@ -265,7 +267,20 @@ impl EmailAdapter {
                 raw
             };
             let Some(raw) = raw else { continue };
-            match self.ingest(&raw).await? {
+            let ingested = match self.ingest(&raw).await {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    let mut tries = self.failing.lock().expect("failing mails").remove(&uid).unwrap_or_default();
+                    let id = MessageParser::default().parse(&raw).map_or_else(|| format!("imap-uid-{uid}"), |mail| message_id_of(&mail, &raw));
+                    if !self.engine.set_aside_after(&mut tries, Channel::Email, &id, || raw.clone(), &error.to_string()).await {
+                        self.failing.lock().expect("failing mails").insert(uid, tries);
+                        return Err(error.into());
+                    }
+                    Outcome::Done
+                }
+            };
+            self.failing.lock().expect("failing mails").remove(&uid);
+            match ingested {
                 Outcome::Later => continue,
                 Outcome::Done => {
                     let updates = session.uid_store(uid.to_string(), format!("+FLAGS ({PROCESSED_FLAG})")).await?;
@@ -314,11 +329,7 @@ impl EmailAdapter {
             tracing::warn!(from = %address, "sender over its mail rate; leaving the mail for later");
             return Ok(Outcome::Later);
         }
-        let message_id = match mail.message_id() {
-            Some(id) => format!("<{}>", id.trim_matches(['<', '>'])),
-            // Without an id, the content names it: a re-read of the same mail is a duplicate.
-            None => format!("<{}@no-message-id.invalid>", hex_digest(raw)),
-        };
+        let message_id = message_id_of(&mail, raw);
         let thread = self.thread_of(&mail).await?;
         let subject = mail.subject().unwrap_or("(no subject)").trim().to_string();
         let body = mail.body_text(0).map(|b| strip_quotes_and_signature(&b)).unwrap_or_default();
@@ -720,5 +731,25 @@ impl NotificationMailer {
             .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Auto-Submitted"), "auto-generated".into()))
             .singlepart(SinglePart::plain(body))
             .map_err(|e| e.to_string())
+    }
+}
+
+/// The mail's Message-ID in angle brackets; without one, the content names it (a re-read of
+/// the same mail is a duplicate).
+fn message_id_of(mail: &mail_parser::Message, raw: &[u8]) -> String {
+    match mail.message_id() {
+        Some(id) => format!("<{}>", id.trim_matches(['<', '>'])),
+        None => format!("<{}@no-message-id.invalid>", hex_digest(raw)),
+    }
+}
+
+#[async_trait]
+impl switchboard_core::InboundReplay for EmailAdapter {
+    fn channel(&self) -> Channel {
+        Channel::Email
+    }
+
+    async fn replay(&self, payload: &[u8]) -> Result<(), String> {
+        self.ingest(payload).await.map(|_| ()).map_err(|e| e.to_string())
     }
 }

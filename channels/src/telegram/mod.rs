@@ -128,15 +128,26 @@ impl TelegramAdapter {
             };
             failures = 0;
             for update in updates {
-                let mut attempt = 0;
+                let mut tries = switchboard_core::FailedAttempts::default();
                 while let Err(error) = self.handle_update(&update).await {
-                    attempt += 1;
+                    let attempt = tries.count() + 1;
                     tracing::warn!(%error, update_id = update.id.0, attempt, "Telegram update not stored yet; retrying");
-                    tokio::time::sleep(backoff(attempt)).await;
+                    let payload = || serde_json::to_vec(&update).unwrap_or_default();
+                    if self.engine.set_aside_after(&mut tries, Channel::Telegram, &update.id.0.to_string(), payload, &error.to_string()).await {
+                        break;
+                    }
+                    tokio::time::sleep(backoff(tries.count())).await;
                 }
                 offset = update.id.as_offset();
             }
         }
+    }
+
+    /// Reads a set-aside update again (polling mode sets them aside; Telegram retries webhook
+    /// deliveries itself).
+    async fn replay_update(&self, payload: &[u8]) -> Result<(), String> {
+        let update: Update = serde_json::from_slice(payload).map_err(|e| format!("the stored update cannot be read: {e}"))?;
+        self.handle_update(&update).await.map_err(|e| e.to_string())
     }
 
     /// Points Telegram at our webhook, with the secret it must send back.
@@ -467,5 +478,16 @@ fn delivery_error(error: RequestError) -> DeliveryError {
         },
         RequestError::Api(api) => DeliveryError::Permanent { reason: format!("Telegram refused the message: {api}") },
         other => DeliveryError::Retry { reason: format!("Telegram could not be reached: {other}"), after: None },
+    }
+}
+
+#[async_trait]
+impl switchboard_core::InboundReplay for TelegramAdapter {
+    fn channel(&self) -> Channel {
+        Channel::Telegram
+    }
+
+    async fn replay(&self, payload: &[u8]) -> Result<(), String> {
+        self.replay_update(payload).await
     }
 }

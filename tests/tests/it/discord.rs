@@ -13,11 +13,16 @@ const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR fake image body";
 const PDF: &[u8] = b"%PDF-1.7\n1 0 obj << >> endobj\ntrailer\n%%EOF";
 
 async fn server_with(discord: &FakeDiscord) -> TestServer {
+    server_adjusted(discord, |_| {}).await
+}
+
+async fn server_adjusted(discord: &FakeDiscord, adjust: impl FnOnce(&mut switchboard::config::Config)) -> TestServer {
     let proxy = discord.url();
     let server = TestServer::start_with(move |c| {
         c.discord.token = Some(Secret(TOKEN.into()));
         c.discord.api_proxy = Some(proxy);
         c.discord.served_channels = vec![SERVED];
+        adjust(c);
     })
     .await;
     discord.wait_connected(WAIT).await;
@@ -255,4 +260,43 @@ async fn messages_written_while_stopped_are_fetched_on_start_in_order_and_once()
     assert_eq!(texts(again), ["hello", "are you there?", "my order 42 has not arrived", "thanks"]);
     let store = server.engine().store();
     assert!(store.contact_by_external_id(Channel::Discord, &format!("thread/{case}/907")).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_message_that_keeps_failing_is_set_aside_the_next_is_served_and_a_replay_stores_it() {
+    use switchboard_admin_web::accounts::create_account;
+    let discord = FakeDiscord::start().await;
+    let server = server_adjusted(&discord, |c| c.server.inbound_attempts = 3).await;
+    let store = server.engine().store();
+    let admin = create_account(store.as_ref(), "root@example.com", "Root", switchboard_models::Role::Admin, "a long enough password", None).await.unwrap();
+    // The attachments folder is broken: storing the message's file fails every time.
+    let folder = server.config.attachments.dir.clone();
+    let kept_aside = folder.with_extension("aside");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::rename(&folder, &kept_aside).unwrap();
+    std::fs::write(&folder, b"not a folder").unwrap();
+    discord.set_dm_channel(931, 5031);
+    let url = discord.add_cdn_file("lost.png", PNG.to_vec());
+    let id = discord.new_id();
+    discord.dispatch("MESSAGE_CREATE", message(id, 5031, false, 931, "see the screenshot", json!([attachment(id + 1, "lost.png", &url, PNG.len(), "image/png")])));
+    discord.set_dm_channel(932, 5032);
+    dm(&discord, 932, 5032, "hello there");
+    stored(&server, "dm/932", 2).await;
+
+    let letters = server.engine().dead_letters(false, 10, &admin).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!((letters[0].letter.channel, letters[0].letter.external_id.clone(), letters[0].letter.attempts), (Channel::Discord, id.to_string(), 3));
+    assert!(store.contact_by_external_id(Channel::Discord, "dm/931").await.unwrap().is_none(), "nothing of it was stored");
+
+    std::fs::remove_file(&folder).unwrap();
+    std::fs::rename(&kept_aside, &folder).unwrap();
+    let (status, body) = {
+        let panel = switchboard_tests::panel::PanelClient::sign_in(&server.url(""), "root@example.com", "a long enough password").await;
+        let token = panel.new_api_token("replay").await;
+        let reply = reqwest::Client::new().post(server.url(&format!("/api/dead-letters/{}/replay", letters[0].id))).bearer_auth(token).send().await.unwrap();
+        (reply.status(), reply.text().await.unwrap())
+    };
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    let messages = stored(&server, "dm/931", 1).await;
+    assert_eq!((messages[0].text.as_str(), messages[0].attachments.len()), ("see the screenshot", 1));
 }

@@ -32,6 +32,7 @@ async fn start_server() -> TestServer {
         c.email.smtp_port = SMTP_PORT;
         c.email.smtp_security = "none".into();
         c.email.notify_agents = true;
+        c.server.inbound_attempts = 3;
     })
     .await
 }
@@ -349,6 +350,51 @@ async fn email_threads_attachments_loops_and_restarts() {
     let mentioned = mail_saying(&agent_inbox, "please check the form").await;
     assert!(mentioned.subject.starts_with("Root mentioned you"), "{}", mentioned.subject);
     nothing_waits_to_be_mailed(&server).await;
+
+    // A mail that cannot be stored (the attachments folder is broken: every mail keeps its
+    // original) is set aside after server.inbound_attempts tries and flagged, so the mailbox
+    // goes on; an admin replays it once the folder is back.
+    let store = server.engine().store().clone();
+    let admin = switchboard_admin_web::accounts::create_account(store.as_ref(), "root2@example.test", "Root Two", switchboard_models::Role::Admin, "a long enough password", None)
+        .await
+        .unwrap();
+    let folder = server.config.attachments.dir.clone();
+    let kept_aside = folder.with_extension("aside");
+    std::fs::rename(&folder, &kept_aside).unwrap();
+    std::fs::write(&folder, b"not a folder").unwrap();
+    let with_invoice = format!(
+        "From: Customer <customer@example.test>\nTo: support@example.test\nSubject: Broken disk\nMessage-ID: <broken-disk@customer.example.test>\n\
+         MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"XYZ\"\n\n--XYZ\nContent-Type: text/plain\n\nPlease help, invoice attached.\n\
+         --XYZ\nContent-Type: application/pdf; name=\"invoice.pdf\"\nContent-Disposition: attachment; filename=\"invoice.pdf\"\n\
+         Content-Transfer-Encoding: base64\n\n{}\n--XYZ--\n",
+        base64(pdf)
+    );
+    send_raw(ANN, &[SUPPORT], &with_invoice).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let letter = loop {
+        if let Some(letter) = server.engine().dead_letters(false, 10, &admin).await.unwrap().into_iter().next() {
+            break letter;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the mail was never set aside");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!((letter.letter.channel, letter.letter.external_id.as_str(), letter.letter.attempts), (Channel::Email, "<broken-disk@customer.example.test>", 3));
+    assert!(String::from_utf8_lossy(&letter.letter.payload).contains("Subject: Broken disk"), "the raw mail");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while support.count_with(PROCESSED_FLAG).await < support.all().await.len() {
+        assert!(tokio::time::Instant::now() < deadline, "the set-aside mail was never flagged");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let early = store.message_by_external_id(Channel::Email, "<broken-disk@customer.example.test>").await.unwrap();
+    assert!(early.is_none(), "{early:?} {letter:?}");
+    std::fs::remove_file(&folder).unwrap();
+    std::fs::rename(&kept_aside, &folder).unwrap();
+    let panel = switchboard_tests::panel::PanelClient::sign_in(&server.url(""), "root2@example.test", "a long enough password").await;
+    let replayed = panel.post(&format!("/panel/admin/system/dead-letters/{}", letter.id), &[("action", "replay")]).await;
+    assert_eq!(replayed.status, reqwest::StatusCode::SEE_OTHER, "{}", replayed.body);
+    let stored = stored_by_id(&server, "<broken-disk@customer.example.test>").await;
+    assert!(stored.text.contains("Please help"), "{}", stored.text);
+    assert!(stored.attachments.iter().any(|a| a.file_name == "invoice.pdf"), "with its file");
 }
 
 /// The next mail in `mailbox` whose text has `words`, waiting for it to arrive.

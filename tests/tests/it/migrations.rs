@@ -61,8 +61,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0026_report_rollups.sql", "edb839480e1afdb9ecd29ad6cebad730a3d615792a353938bf9d9fa0879b03f5"),
     ("sqlite/0027_settings.sql", "2bb92fe006a01241379325cceff42b317f52a9241c47da70a74ff80b67e58e52"),
     ("postgres/0027_settings.sql", "0ac833e1b4dc14b20fcaf05953c7ce58ad6adbeaffac7caa594cb06ca4f75f87"),
-    ("sqlite/0028_webhooks.sql", "cf61f96becdfd1137e7f175d9d699313a6068b5a3a59ad47a63ce6acb67ff657"),
-    ("postgres/0028_webhooks.sql", "635bb7d9e8daf692a190aab869a2bb5d643c687bf089e1eb5d6ff9694ff4a2ea"),
+    ("sqlite/0028_webhooks_and_dead_letters.sql", "05c231ff049fbff4bb32d6b982afab7e14aa0e1df9988bf4de45fbae0600b719"),
+    ("postgres/0028_webhooks_and_dead_letters.sql", "9445d42a78b1a9a135d6ec96fbd4b604bccdac0ab0fb41a61d0f1c0d2447ce50"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

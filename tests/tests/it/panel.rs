@@ -85,6 +85,7 @@ async fn every_route_checks_who_is_asking() {
         "/panel/admin/settings".into(),
         "/panel/admin/webhooks".into(),
         format!("/panel/admin/webhooks/{}", uuid::Uuid::nil()),
+        "/panel/admin/system/dead-letters/1".into(),
         "/panel/logout".into(),
     ];
     for path in &posts {
@@ -122,9 +123,9 @@ async fn every_route_checks_who_is_asking() {
     let posted = team.ann.post("/panel/admin/settings", &[("value:bot.handoff_offline", "x")]).await;
     assert_eq!(posted.status, StatusCode::FORBIDDEN);
     assert!(server.engine().store().stored_settings().await.unwrap().is_empty());
-    for (method, path) in [(reqwest::Method::GET, "/api/webhooks"), (reqwest::Method::POST, "/api/webhooks"), (reqwest::Method::GET, "/api/webhooks/x/deliveries")] {
+    for (method, path) in [(reqwest::Method::GET, "/api/webhooks"), (reqwest::Method::POST, "/api/webhooks"), (reqwest::Method::GET, "/api/webhooks/x/deliveries"), (reqwest::Method::GET, "/api/dead-letters"), (reqwest::Method::POST, "/api/dead-letters/1/replay"), (reqwest::Method::POST, "/api/dead-letters/1/dismiss")] {
         let reply = http.request(method.clone(), server.url(path)).bearer_auth(&ann_token).json(&json!({"url": "https://x.example.com", "events": ["ping"]})).send().await.unwrap();
-        assert_eq!(reply.status(), StatusCode::FORBIDDEN, "only admins manage webhooks: {method} {path}");
+        assert_eq!(reply.status(), StatusCode::FORBIDDEN, "only admins manage webhooks and messages set aside: {method} {path}");
         let anonymous = http.request(method.clone(), server.url(path)).send().await.unwrap();
         assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED, "{method} {path} without a token");
     }

@@ -69,6 +69,7 @@ on_both_backends!(
     a_password_link_is_used_once_before_it_expires_and_ends_the_sessions,
     settings_are_stored_replaced_and_reset_with_their_audit,
     webhook_events_are_queued_with_their_step_claimed_once_and_a_failing_webhook_turns_off_once,
+    inbound_events_set_aside_are_kept_with_a_notice_and_settled_once,
 );
 
 /// Every method of every store port is called by a contract test here, so each one is held to
@@ -77,7 +78,7 @@ on_both_backends!(
 fn every_store_port_method_has_a_contract_test() {
     let ports = include_str!("../../../core/src/ports.rs");
     let tests = include_str!("store.rs");
-    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Notifications", "Ratings", "Reports", "IntentVersions", "PanelSettings", "Documents", "Identities", "Jobs", "Webhooks", "Coordination"];
+    let traits = ["Conversations", "Queue", "Timers", "Outbox", "Accounts", "Listings", "Notifications", "Ratings", "Reports", "IntentVersions", "PanelSettings", "Documents", "Identities", "Jobs", "Webhooks", "DeadLetters", "Coordination"];
     let mut untested = Vec::new();
     for name in traits {
         let start = ports.find(&format!("pub trait {name}: Send + Sync {{")).unwrap_or_else(|| panic!("port {name} is gone from ports.rs"));
@@ -2175,4 +2176,47 @@ async fn webhook_events_are_queued_with_their_step_claimed_once_and_a_failing_we
 
     store.commit_admin(AdminWrite { webhook: Some(WebhookChange::Delete("messages".into())), ..AdminWrite::default() }).await.unwrap();
     assert!(store.webhook_deliveries("messages", None, 10).await.unwrap().is_empty(), "deleted with its log");
+}
+
+async fn inbound_events_set_aside_are_kept_with_a_notice_and_settled_once(backend: Backend) {
+    use switchboard_core::ports::{DeadLetterState, NewDeadLetter};
+    use switchboard_models::NotificationKind;
+    let (store, _db) = fresh(backend).await;
+    let t0 = now();
+    let mut admin = agent("Robin", Presence::Online);
+    admin.role = Role::Admin;
+    store.save_agent(&admin).await.unwrap();
+    let letter = |external_id: &str, payload: &[u8], attempts: u32| NewDeadLetter {
+        channel: Channel::Email,
+        external_id: external_id.into(),
+        payload: payload.to_vec(),
+        error: "the attachment could not be kept".into(),
+        attempts,
+        first_failed_at: t0,
+        last_failed_at: t0 + chrono::Duration::seconds(30),
+    };
+    // Bytes that are not UTF-8 (a mail in Latin-1) round trip exactly.
+    let raw = b"Subject: caf\xe9\r\n\r\nbody".to_vec();
+    let first = store.keep_dead_letter(&letter("<a@example.com>", &raw, 8), "A mail was set aside.").await.unwrap();
+    let second = store.keep_dead_letter(&letter("<b@example.com>", b"two", 8), "A mail was set aside.").await.unwrap();
+    let kept = store.dead_letter(first).await.unwrap().unwrap();
+    assert_eq!((kept.letter.payload.as_slice(), kept.letter.attempts, kept.state), (raw.as_slice(), 8, DeadLetterState::Dead));
+    assert_eq!(kept.letter, letter("<a@example.com>", &raw, 8));
+    assert_eq!(store.dead_letters(false, 10).await.unwrap().iter().map(|l| l.id).collect::<Vec<_>>(), [second, first], "newest first");
+    let notices = store.notifications_of(admin.id, None, 10).await.unwrap();
+    assert_eq!(notices.iter().filter(|n| n.kind == NotificationKind::InboundFailed).count(), 2);
+
+    assert!(store.settle_dead_letter(first, DeadLetterState::Replayed, admin.id, t0).await.unwrap());
+    assert!(!store.settle_dead_letter(first, DeadLetterState::Dismissed, admin.id, t0).await.unwrap(), "settled once");
+    assert_eq!(store.dead_letters(false, 10).await.unwrap().len(), 1, "only what waits");
+    assert_eq!(store.dead_letters(true, 10).await.unwrap().len(), 2, "settled ones too");
+    let settled = store.dead_letter(first).await.unwrap().unwrap();
+    assert_eq!((settled.state, settled.settled_by, settled.settled_at), (DeadLetterState::Replayed, Some(admin.id), Some(t0)));
+
+    // Failing again after a replay: the same row, waiting again, its attempts added up.
+    let again = store.keep_dead_letter(&letter("<a@example.com>", &raw, 2), "A mail was set aside again.").await.unwrap();
+    assert_eq!(again, first);
+    let waiting = store.dead_letter(first).await.unwrap().unwrap();
+    assert_eq!((waiting.state, waiting.letter.attempts, waiting.settled_by), (DeadLetterState::Dead, 10, None));
+    assert!(store.dead_letter(first + 1000).await.unwrap().is_none());
 }

@@ -313,3 +313,46 @@ async fn choices_come_as_quick_reply_buttons() {
     let texts = ["Billing", "Technical problem", "My account", "Talk to a person"];
     assert_eq!(buttons, texts.map(|t| (t, t)), "one per row; a press answers with the button's text");
 }
+
+#[tokio::test]
+async fn an_update_that_keeps_failing_is_set_aside_the_chat_goes_on_and_an_admin_replays_it() {
+    use switchboard_admin_web::accounts::create_account;
+    let telegram = FakeTelegram::start().await;
+    let server = server_with(&telegram, |c| c.server.inbound_attempts = 3).await;
+    let store = server.engine().store();
+    let admin = create_account(store.as_ref(), "root@example.com", "Root", switchboard_models::Role::Admin, "a long enough password", None).await.unwrap();
+    // Telegram answers "invalid file_id" for this photo: storing it fails every time.
+    telegram.push_message(private_photo(521, 1, "lost-photo", PNG.len(), Some("my receipt")));
+    telegram.push_message(private_text(522, 1, "I forgot my password"));
+    let answered = telegram.wait_sent(522, 1, WAIT).await;
+    assert!(answered[0].text.as_deref().unwrap().contains("Forgot password"), "the next update is served: {answered:?}");
+
+    let letters = server.engine().dead_letters(false, 10, &admin).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!((letter.letter.channel, letter.letter.attempts), (Channel::Telegram, 3));
+    assert!(letter.letter.error.contains("invalid file_id"), "{}", letter.letter.error);
+    assert!(String::from_utf8_lossy(&letter.letter.payload).contains("my receipt"), "the update as it arrived");
+    let notices = store.notifications_of(admin.id, None, 10).await.unwrap();
+    assert!(notices.iter().any(|n| n.kind == switchboard_models::NotificationKind::InboundFailed && n.text.contains("set aside")), "{notices:?}");
+    assert!(store.contact_by_external_id(Channel::Telegram, "521").await.unwrap().is_none(), "nothing of it was stored");
+
+    // Replayed while the cause remains: it stays set aside with the reason.
+    let panel = switchboard_tests::panel::PanelClient::sign_in(&server.url(""), "root@example.com", "a long enough password").await;
+    let refused = panel.post(&format!("/panel/admin/system/dead-letters/{}", letter.id), &[("action", "replay")]).await;
+    assert_eq!(refused.status, reqwest::StatusCode::CONFLICT);
+    assert!(refused.body.contains("it failed again") && refused.body.contains("invalid file_id"), "{}", refused.body);
+
+    // Once Telegram has the file, the replay stores it and the customer is answered.
+    telegram.add_file("lost-photo", PNG.to_vec());
+    let page = panel.get("/panel/admin/system").await;
+    assert!(page.body.contains("lost-photo") || page.body.contains("my receipt"), "{}", page.body);
+    let replayed = panel.post(&format!("/panel/admin/system/dead-letters/{}", letter.id), &[("action", "replay")]).await;
+    assert_eq!(replayed.status, reqwest::StatusCode::SEE_OTHER, "{}", replayed.body);
+    let messages = stored(&server, "521", 1).await;
+    assert_eq!(messages[0].text, "my receipt");
+    assert_eq!(messages[0].attachments.len(), 1);
+    assert!(server.engine().dead_letters(false, 10, &admin).await.unwrap().is_empty(), "settled");
+    let settled = server.engine().dead_letter(letter.id, &admin).await.unwrap();
+    assert_eq!((settled.state, settled.settled_by), (switchboard_core::ports::DeadLetterState::Replayed, Some(admin.id)));
+}

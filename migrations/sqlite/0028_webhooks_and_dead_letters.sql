@@ -35,6 +35,26 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX webhook_deliveries_of_webhook ON webhook_deliveries (webhook_id, id);
 
+-- Inbound events a channel could not store after repeated attempts (not a storage outage: those
+-- are retried until the database takes them), set aside so the channel moves on. `payload` is
+-- what arrived (a Telegram update or Discord message as JSON, a mail as MIME); an admin replays
+-- or dismisses each. `state`: dead, replayed, dismissed.
+CREATE TABLE inbound_dead_letters (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel         TEXT NOT NULL,
+    external_id     TEXT NOT NULL,
+    payload         BLOB NOT NULL,
+    error           TEXT NOT NULL,
+    attempts        INTEGER NOT NULL,
+    first_failed_at INTEGER NOT NULL,
+    last_failed_at  INTEGER NOT NULL,
+    state           TEXT NOT NULL DEFAULT 'dead' CHECK (state IN ('dead', 'replayed', 'dismissed')),
+    settled_by      TEXT REFERENCES agents (id),
+    settled_at      INTEGER,
+    UNIQUE (channel, external_id)
+);
+CREATE INDEX inbound_dead_letters_waiting ON inbound_dead_letters (id) WHERE state = 'dead';
+
 -- Webhook changes are audited.
 CREATE TABLE audit_log_next (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -58,12 +78,13 @@ CREATE INDEX audit_log_by_time ON audit_log (at);
 CREATE INDEX audit_log_by_actor ON audit_log (actor_id, id);
 CREATE INDEX audit_log_by_action ON audit_log (action, id);
 
--- Admins are told when a webhook was turned off after failing again and again.
+-- Admins are told when a webhook was turned off after failing again and again, and when an
+-- inbound event was set aside.
 CREATE TABLE notifications_next (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     agent_id        TEXT NOT NULL REFERENCES agents (id),
     kind            TEXT NOT NULL CHECK (kind IN ('assigned', 'customer_replied', 'mentioned', 'sla_warning',
-                        'sla_breach', 'webhook_disabled')),
+                        'sla_breach', 'webhook_disabled', 'inbound_failed')),
     conversation_id TEXT REFERENCES conversations (id) DEFERRABLE INITIALLY DEFERRED,
     text            TEXT NOT NULL,
     created_at      INTEGER NOT NULL,

@@ -35,6 +35,26 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX webhook_deliveries_of_webhook ON webhook_deliveries (webhook_id, id);
 
+-- Inbound events a channel could not store after repeated attempts (not a storage outage: those
+-- are retried until the database takes them), set aside so the channel moves on. `payload` is
+-- what arrived (a Telegram update or Discord message as JSON, a mail as MIME); an admin replays
+-- or dismisses each. `state`: dead, replayed, dismissed.
+CREATE TABLE inbound_dead_letters (
+    id              BIGSERIAL PRIMARY KEY,
+    channel         TEXT NOT NULL,
+    external_id     TEXT NOT NULL,
+    payload         BYTEA NOT NULL,
+    error           TEXT NOT NULL,
+    attempts        BIGINT NOT NULL,
+    first_failed_at BIGINT NOT NULL,
+    last_failed_at  BIGINT NOT NULL,
+    state           TEXT NOT NULL DEFAULT 'dead' CHECK (state IN ('dead', 'replayed', 'dismissed')),
+    settled_by      TEXT REFERENCES agents (id),
+    settled_at      BIGINT,
+    UNIQUE (channel, external_id)
+);
+CREATE INDEX inbound_dead_letters_waiting ON inbound_dead_letters (id) WHERE state = 'dead';
+
 -- Webhook changes are audited.
 ALTER TABLE audit_log DROP CONSTRAINT audit_log_action_check;
 ALTER TABLE audit_log ADD CONSTRAINT audit_log_action_check CHECK (action IN ('reply', 'note', 'assign',
@@ -42,7 +62,8 @@ ALTER TABLE audit_log ADD CONSTRAINT audit_log_action_check CHECK (action IN ('r
     'update_account', 'sign_in_failed', 'sign_in_refused', 'canned_response', 'review_document',
     'join_contacts', 'separate_contacts', 'intents', 'sign_in', 'sign_out', 'api_token', 'settings', 'webhook'));
 
--- Admins are told when a webhook was turned off after failing again and again.
+-- Admins are told when a webhook was turned off after failing again and again, and when an
+-- inbound event was set aside.
 ALTER TABLE notifications DROP CONSTRAINT notifications_kind_check;
 ALTER TABLE notifications ADD CONSTRAINT notifications_kind_check CHECK (kind IN ('assigned', 'customer_replied',
-    'mentioned', 'sla_warning', 'sla_breach', 'webhook_disabled'));
+    'mentioned', 'sla_warning', 'sla_breach', 'webhook_disabled', 'inbound_failed'));
