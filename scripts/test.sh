@@ -17,6 +17,9 @@ missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+# nginx and systemd-analyze run the deployment examples (docs/deploy) in the tests.
+[ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 ./scripts/apt-install.sh ${missing[@]+"${missing[@]}"}
 
 # playwright-core drives the system Chromium (it never downloads a browser); axe-core checks pages.
@@ -40,4 +43,4 @@ cargo test --workspace --locked "$@"
 # The whole-server tests once more, on PostgreSQL (the contract, migration and fault tests
 # above already ran on both backends).
 TEST_DATABASE=postgres cargo test --locked -p switchboard-tests --test it "$@" -- \
-  abuse:: assignment:: bot:: browser:: closing:: identities:: documents:: delivery:: discord:: email:: panel:: reports:: telegram:: timers:: transcripts:: webchat:: webhooks::
+  abuse:: assignment:: bot:: browser:: closing:: identities:: documents:: delivery:: discord:: email:: panel:: reports:: telegram:: timers:: transcripts:: webchat:: webhooks:: deployment::

@@ -58,7 +58,17 @@ impl PanelClient {
 
     /// Signs in through the login form; panics with the page on failure.
     pub async fn sign_in(base: &str, email: &str, password: &str) -> Self {
-        let mut client = Self::anonymous(base);
+        Self::signed_in(Self::anonymous(base), email, password).await
+    }
+
+    /// Signs in over HTTPS (a proxy in front), trusting the certificates `ca_pem` signed.
+    pub async fn sign_in_trusting(base: &str, ca_pem: &[u8], email: &str, password: &str) -> Self {
+        let ca = reqwest::Certificate::from_pem(ca_pem).expect("a PEM certificate");
+        let http = Client::builder().redirect(Policy::none()).add_root_certificate(ca).build().unwrap();
+        Self::signed_in(Self { http, base: base.into(), cookie: None, csrf: String::new() }, email, password).await
+    }
+
+    async fn signed_in(mut client: Self, email: &str, password: &str) -> Self {
         let reply = client.try_sign_in(email, password).await;
         assert_eq!(reply.status, StatusCode::SEE_OTHER, "sign-in failed: {}", reply.body);
         let dashboard = client.get("/panel/").await;

@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod closing;
 mod delivery;
+mod deployment;
 mod documents;
 mod discord;
 mod email;
