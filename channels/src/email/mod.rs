@@ -7,7 +7,7 @@
 //! flag means it is read again and dropped as a duplicate (its Message-ID is the external id).
 
 pub mod bounce;
-mod threading;
+pub mod threading;
 
 pub use threading::{
     AutomationSigns, conversation_in_address, conversation_in_message_id, is_automatic, our_message_id, our_reply_in_message_id,

@@ -13,6 +13,7 @@ mod documents;
 mod discord;
 mod email;
 mod faults;
+mod fuzzing;
 mod identities;
 mod migrations;
 mod nodes;
