@@ -44,6 +44,14 @@ async fn stored(server: &TestServer, contact: &str, count: usize) -> Vec<Message
     }
 }
 
+/// Events are stored one at a time in Discord's order: once a later DM from someone else is
+/// answered, every event dispatched before it has been handled (a barrier, not a pause).
+async fn barrier(discord: &FakeDiscord, user: u64, dm_channel: u64) {
+    discord.set_dm_channel(user, dm_channel);
+    dm(discord, user, dm_channel, "hello");
+    discord.wait_posted(dm_channel, 1, WAIT).await;
+}
+
 fn dm(discord: &FakeDiscord, user: u64, dm_channel: u64, text: &str) -> u64 {
     let id = discord.new_id();
     discord.dispatch("MESSAGE_CREATE", message(id, dm_channel, false, user, text, json!([])));
@@ -98,7 +106,7 @@ async fn a_served_channel_opens_a_thread_per_case() {
     discord.dispatch("MESSAGE_CREATE", message(discord.new_id(), 6999, true, 904, "hello", json!([])));
     let posted = discord.wait_posted(first, 2, WAIT).await;
     assert!(posted[1].content.as_deref().unwrap().contains("welcome"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    barrier(&discord, 991, 5991).await;
     assert_eq!(stored(&server, &format!("thread/{first}/902"), 4).await.len(), 4);
     let store = server.engine().store();
     assert!(store.contact_by_external_id(Channel::Discord, &format!("thread/{first}/903")).await.unwrap().is_none());
@@ -149,7 +157,7 @@ async fn a_dropped_gateway_resumes_without_losing_or_repeating_messages() {
     discord.wait_posted(5007, 4, WAIT).await;
     let (identifies, resumes) = discord.identifies_and_resumes();
     assert_eq!((identifies, resumes), (1, 1), "the session was resumed, not restarted");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    barrier(&discord, 992, 5992).await;
     let messages = stored(&server, "dm/907", 8).await;
     let texts: Vec<&str> = messages.iter().filter(|m| m.sender == Sender::Customer).map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["hello 1", "hello 2", "hello 3", "hello 4"]);

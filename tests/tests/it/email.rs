@@ -91,6 +91,13 @@ async fn stored_by_id(server: &TestServer, id: &str) -> Message {
     }
 }
 
+/// How many messages (the customer's and every answer) the customer's conversations hold.
+async fn all_messages(server: &TestServer, address: &str) -> usize {
+    let store = server.engine().store();
+    let contact = store.contact_by_external_id(Channel::Email, address).await.unwrap().expect("contact");
+    store.contact_messages(contact.id, 0, 500).await.unwrap().len()
+}
+
 async fn customer_messages(server: &TestServer, address: &str) -> Vec<Message> {
     let store = server.engine().store();
     let contact = store.contact_by_external_id(Channel::Email, address).await.unwrap().expect("contact");
@@ -285,14 +292,15 @@ async fn email_threads_attachments_loops_and_restarts() {
     let store = server.engine().store();
     assert!(store.message_by_external_id(Channel::Email, "<ooo@customer.example.test>").await.unwrap().is_none());
     assert!(store.message_by_external_id(Channel::Email, "<bounce@example.test>").await.unwrap().is_none());
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Not stored, so never answered: a reply is only ever sent from a committed step.
     assert_eq!(ann.all().await.len(), ann_before, "no reply to robots");
 
     // Mail that arrives while the server is down is read after it starts, once.
     server.running.take().unwrap().shutdown().await.unwrap();
+    let in_mailbox = support.all().await.len();
     send_raw(ANN, &[SUPPORT], &mail(ANN, SUPPORT, "While you were down", Some("<d1@customer.example.test>"), "", "Hello there")).await;
     send_raw(ANN, &[SUPPORT], &mail(ANN, SUPPORT, "While you were down 2", Some("<d2@customer.example.test>"), "", "Hello again")).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    support.wait_count(in_mailbox + 2, WAIT).await;
     server.restart().await;
     stored_by_id(&server, "<d1@customer.example.test>").await;
     stored_by_id(&server, "<d2@customer.example.test>").await;
@@ -300,6 +308,7 @@ async fn email_threads_attachments_loops_and_restarts() {
 
     // Committed but never flagged (a crash in between): read again, stored and answered once.
     let stored_before = customer_messages(&server, ANN).await.len();
+    let all_before = all_messages(&server, ANN).await;
     support.remove_keyword(PROCESSED_FLAG).await;
     server.restart().await;
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -307,8 +316,9 @@ async fn email_threads_attachments_loops_and_restarts() {
         assert!(tokio::time::Instant::now() < deadline, "re-read mail was never flagged again");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Flagged only after its step committed: every answer the re-read caused is in the store.
     assert_eq!(customer_messages(&server, ANN).await.len(), stored_before, "nothing stored twice");
+    assert_eq!(all_messages(&server, ANN).await, all_before, "nothing answered twice");
     assert_eq!(ann.all().await.len(), ann_mails, "nothing answered twice");
 
     // A reply to a mailbox that does not exist comes back from Postfix as a delivery report: the

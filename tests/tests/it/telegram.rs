@@ -39,6 +39,13 @@ async fn stored(server: &TestServer, contact: &str, count: usize) -> Vec<Message
     }
 }
 
+/// Updates are handled one at a time, in order: once a later update from another chat is
+/// answered, every update pushed before it has been handled (a barrier, not a pause).
+async fn barrier(telegram: &FakeTelegram, user: i64) {
+    telegram.push_message(private_text(user, 1, "hello"));
+    telegram.wait_sent(user, 1, WAIT).await;
+}
+
 #[tokio::test]
 async fn start_text_and_a_handoff_in_a_private_chat() {
     let telegram = FakeTelegram::start().await;
@@ -62,8 +69,8 @@ async fn start_text_and_a_handoff_in_a_private_chat() {
     assert_eq!(messages[0].external_id.as_deref(), Some("501:1"));
 
     telegram.push_message(private_text(501, 4, "hello?"));
-    stored(&server, "501", 7).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    barrier(&telegram, 591).await;
+    assert_eq!(stored(&server, "501", 7).await.len(), 7, "the message stored, no answer to it");
     assert_eq!(telegram.sent().iter().filter(|s| s.chat_id == 501).count(), 3, "the bot is quiet after the handoff");
 }
 
@@ -158,7 +165,7 @@ async fn a_repeated_update_is_stored_once() {
     telegram.push_message(private_text(504, 7, "hello"));
     telegram.push_message(private_text(504, 7, "hello"));
     telegram.wait_sent(504, 1, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    barrier(&telegram, 594).await;
     assert_eq!(stored(&server, "504", 2).await.len(), 2, "one message and one answer");
     assert_eq!(telegram.sent().iter().filter(|s| s.chat_id == 504).count(), 1);
 }
@@ -183,7 +190,7 @@ async fn a_restart_mid_stream_loses_nothing_and_repeats_nothing() {
         assert!(tokio::time::Instant::now() < deadline, "redelivered updates were never confirmed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    barrier(&telegram, 595).await;
     let messages = stored(&server, "505", 16).await;
     let texts: Vec<&str> = messages.iter().filter(|m| m.sender == Sender::Customer).map(|m| m.text.as_str()).collect();
     assert_eq!(texts, (1..=8).map(|i| format!("hello {i}")).collect::<Vec<_>>(), "each once, in order");
