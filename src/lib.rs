@@ -228,7 +228,6 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         FileBlobs::open(&config.attachments.dir)
             .with_context(|| format!("attachments.dir = {}", config.attachments.dir.display()))?,
     );
-    let (summary_requests, summary_queue) = tokio::sync::mpsc::channel(256);
     let engine = Engine::new(
         store.clone(),
         blobs.clone(),
@@ -261,8 +260,11 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
     };
     let engine = match &llm {
         Some(assistant) => {
-            let engine = Arc::new(engine.with_summary_requests(summary_requests));
-            workers.push(tokio::spawn(write_summaries(engine.clone(), assistant.clone(), summary_queue)));
+            let (engine, wake) = engine.with_summaries();
+            let engine = Arc::new(engine);
+            // A lease past the assistant's timeout: a node that died mid-request is replaced after it.
+            let lease = chrono::Duration::milliseconds(3 * config.llm.timeout_ms as i64).max(chrono::Duration::seconds(5));
+            workers.push(tokio::spawn(write_summaries(engine.clone(), assistant.clone(), wake, lease)));
             engine
         }
         None => Arc::new(engine),
@@ -487,16 +489,16 @@ fn no_delay(socket: &mut tokio::net::TcpStream) {
     }
 }
 
-/// Asks the LLM for the summary of each escalated conversation, one at a time.
-async fn write_summaries(
-    engine: Arc<Engine>,
-    assistant: Arc<LlmClient>,
-    mut queue: tokio::sync::mpsc::Receiver<switchboard_models::ConversationId>,
-) {
-    while let Some(id) = queue.recv().await {
-        if let Err(error) = engine.summarize_with(id, assistant.as_ref()).await {
-            tracing::warn!(conversation_id = %id, %error, "could not store the LLM summary");
+/// Asks the LLM for the summary of each escalation that wants one (stored with its step, so
+/// none is lost to a crash), when woken by an escalation and every 5 s.
+async fn write_summaries(engine: Arc<Engine>, assistant: Arc<LlmClient>, wake: Arc<tokio::sync::Notify>, lease: chrono::Duration) {
+    loop {
+        match engine.write_wanted_summaries(assistant.as_ref(), lease).await {
+            Ok(taken) if taken > 0 => continue,
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "could not read the summaries wanted; trying again"),
         }
+        let _ = tokio::time::timeout(Duration::from_secs(5), wake.notified()).await;
     }
 }
 

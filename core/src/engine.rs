@@ -79,6 +79,9 @@ impl EngineError {
     }
 }
 
+/// Tries at storing one escalation's LLM summary before the extractive one is left in place.
+const SUMMARY_ATTEMPTS: u32 = 3;
+
 /// An error message as a client may see it: at most 600 characters, so an error never echoes a
 /// large input back.
 pub fn clipped(mut message: String) -> String {
@@ -245,7 +248,8 @@ pub struct Engine {
     outbox_wake: Arc<Notify>,
     storage_problem: std::sync::Mutex<Option<(Timestamp, String)>>,
     /// Escalated conversations whose summary the assistant should rewrite (when one is configured).
-    summary_requests: Option<tokio::sync::mpsc::Sender<ConversationId>>,
+    /// Escalations are summarised by the hosted LLM (`summaries_wanted`); woken on each.
+    summaries: Option<Arc<Notify>>,
     /// Set when other nodes share the store: after this long unanswered, a customer message
     /// stored by another node is answered here.
     takeover_after: Option<chrono::Duration>,
@@ -276,7 +280,7 @@ impl Engine {
             answering: tokio_util::task::TaskTracker::new(),
             outbox_wake: Arc::new(Notify::new()),
             storage_problem: std::sync::Mutex::new(None),
-            summary_requests: None,
+            summaries: None,
             takeover_after: None,
         }
     }
@@ -294,10 +298,36 @@ impl Engine {
         self.takeover_after.is_some()
     }
 
-    /// Escalations are then sent to `requests` for an abstractive summary (see `summarize_with`).
-    pub fn with_summary_requests(mut self, requests: tokio::sync::mpsc::Sender<ConversationId>) -> Self {
-        self.summary_requests = Some(requests);
-        self
+    /// Escalations then want an abstractive summary, kept with the escalating step and written
+    /// by `write_wanted_summaries`, which the returned `Notify` wakes.
+    pub fn with_summaries(mut self) -> (Self, Arc<Notify>) {
+        let wake = Arc::new(Notify::new());
+        self.summaries = Some(wake.clone());
+        (self, wake)
+    }
+
+    /// Writes the LLM summary of each escalation that wants one and is due, leased for
+    /// `lease` (longer than the assistant's timeout) so one node asks at a time; a summary that
+    /// could not be stored is tried again a minute later, at most `SUMMARY_ATTEMPTS` times.
+    /// Returns how many were taken.
+    pub async fn write_wanted_summaries(&self, assistant: &dyn Assistant, lease: chrono::Duration) -> Result<usize, EngineError> {
+        let now = chrono::Utc::now();
+        let wanted = self.store.claim_wanted_summaries(now, now + lease, 16).await?;
+        for (id, attempts) in &wanted {
+            let retry_at = match self.summarize_with(*id, assistant).await {
+                Ok(_) => None,
+                Err(error) if attempts + 1 < SUMMARY_ATTEMPTS => {
+                    tracing::warn!(conversation_id = %id, %error, "could not store the LLM summary; trying again in a minute");
+                    Some(chrono::Utc::now() + chrono::Duration::minutes(1))
+                }
+                Err(error) => {
+                    tracing::warn!(conversation_id = %id, %error, "could not store the LLM summary; the extractive one stays");
+                    None
+                }
+            };
+            self.store.summary_done(*id, retry_at).await?;
+        }
+        Ok(wanted.len())
     }
 
     /// Replaces the extractive summary of an escalated conversation with the assistant's. The
@@ -486,7 +516,8 @@ impl Engine {
     }
 
     /// Every write of the engine goes through here, so a refusing store shows in readiness.
-    async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError> {
+    async fn commit(&self, mut write: StepWrite) -> Result<Committed, StoreError> {
+        write.wants_summary = self.summaries.is_some() && write.escalation.is_some();
         let notices = write.notices.clone();
         let result = self.store.commit(write).await;
         if matches!(result, Ok(Committed::Stored { .. })) {
@@ -683,9 +714,9 @@ impl Engine {
             }
         };
         drop(place);
-        if let (true, Some(requests)) = (outcome.escalated, &self.summary_requests) {
-            // A full queue only means the extractive summary stays.
-            let _ = requests.try_send(outcome.conversation.id);
+        if let (true, Some(wake)) = (outcome.escalated, &self.summaries) {
+            // The wish is stored with the step; this only saves the writer its next poll.
+            wake.notify_one();
         }
         let mut outcome = outcome;
         if outcome.conversation.handler == Handler::Queue {

@@ -278,6 +278,9 @@ pub struct StepWrite {
     pub customer_mails: Vec<CustomerMailWrite>,
     /// What the step made happen to its conversation, for the reports (`with_history`).
     pub events: Vec<switchboard_models::ConversationEvent>,
+    /// With `escalation`: the hosted LLM is to summarise the conversation; kept with the step
+    /// (`summaries_wanted`) so a crash before it is written loses nothing.
+    pub wants_summary: bool,
 }
 
 /// A reviewer's decision on a pending document.
@@ -456,6 +459,11 @@ pub enum CannedChange {
 /// (`Committed::Conflict`), so no step overwrites another.
 #[async_trait]
 pub trait Conversations: Send + Sync {
+    /// Leases up to `limit` conversations whose LLM summary is wanted and due at `now` until
+    /// `lease_until`: `(conversation, attempts so far)`.
+    async fn claim_wanted_summaries(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<(ConversationId, u32)>, StoreError>;
+    /// The summary was written or given up (`retry_at: None`), or is to be asked again then.
+    async fn summary_done(&self, conversation: ConversationId, retry_at: Option<Timestamp>) -> Result<(), StoreError>;
     /// Writes a step atomically: all of it or nothing.
     async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError>;
 

@@ -55,6 +55,16 @@ CREATE TABLE inbound_dead_letters (
 );
 CREATE INDEX inbound_dead_letters_waiting ON inbound_dead_letters (id) WHERE state = 'dead';
 
+-- Escalations waiting for the hosted LLM's summary: written with the escalating step, taken by
+-- one node at a time (`due_at` moves past a lease while it is asked), deleted once done.
+CREATE TABLE summaries_wanted (
+    conversation_id TEXT PRIMARY KEY NOT NULL REFERENCES conversations (id) DEFERRABLE INITIALLY DEFERRED,
+    wanted_at       INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    due_at          INTEGER NOT NULL
+);
+CREATE INDEX summaries_wanted_due ON summaries_wanted (due_at);
+
 -- Webhook changes are audited.
 CREATE TABLE audit_log_next (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,

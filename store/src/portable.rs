@@ -430,6 +430,19 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
     for event in &write.events {
         insert_event(tx, event).await?;
     }
+    if write.wants_summary
+        && let Some(escalation) = &write.escalation
+    {
+        sqlx::query(
+            "INSERT INTO summaries_wanted (conversation_id, wanted_at, due_at) VALUES ($1, $2, $2) \
+             ON CONFLICT (conversation_id) DO UPDATE SET wanted_at = excluded.wanted_at, due_at = excluded.due_at, attempts = 0",
+        )
+        .bind(escalation.conversation_id.to_string())
+        .bind(chrono::Utc::now().timestamp_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    }
     // Seqs in the order given: inbound, then replies, then notes.
     let seq_of = |m: &Message| inserted.iter().find(|(_, id)| *id == m.id.to_string()).map(|(seq, _)| *seq);
     queue_webhook_events(tx, &switchboard_core::webhooks::events_of(write, seq_of), None).await?;
@@ -1047,6 +1060,34 @@ impl $store {
             #[async_trait]
             impl switchboard_core::ports::Conversations for $store {
                 $($conversations)*
+    async fn claim_wanted_summaries(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<(ConversationId, u32)>, StoreError> {
+        // As with webhook deliveries: the outer condition is checked again on a row another
+        // node took meanwhile, so each is claimed once.
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "UPDATE summaries_wanted SET due_at = $2 WHERE due_at <= $1 AND conversation_id IN \
+             (SELECT conversation_id FROM summaries_wanted WHERE due_at <= $1 ORDER BY due_at LIMIT $3) RETURNING conversation_id, attempts",
+        )
+        .bind(millis(now))
+        .bind(millis(lease_until))
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await
+        .map_err(backend)?;
+        rows.into_iter()
+            .map(|(id, attempts)| Ok((ConversationId(crate::rows::parsed("conversation_id", &id)?), u32::try_from(attempts).unwrap_or(u32::MAX))))
+            .collect()
+    }
+
+    async fn summary_done(&self, conversation: ConversationId, retry_at: Option<Timestamp>) -> Result<(), StoreError> {
+        let query = match retry_at {
+            None => sqlx::query("DELETE FROM summaries_wanted WHERE conversation_id = $1").bind(conversation.to_string()),
+            Some(at) => sqlx::query("UPDATE summaries_wanted SET attempts = attempts + 1, due_at = $2 WHERE conversation_id = $1")
+                .bind(conversation.to_string())
+                .bind(millis(at)),
+        };
+        query.execute(&self.writer).await.map_err(backend)?;
+        Ok(())
+    }
     async fn message_by_external_id(
         &self,
         channel: Channel,

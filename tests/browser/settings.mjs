@@ -40,7 +40,9 @@ try {
     admin.click('[data-test="settings-save"]'),
   ]);
   if (answer.status() !== 303) throw new Error(`the save was refused (${answer.status()}): ${await answer.text()}`);
-  await admin.waitForURL(`${serverUrl}/panel/admin/settings?done=1`, { timeout: 90000 });
+  // The saved page's own text, not its load event (a busy machine can hold a subresource).
+  await admin.waitForURL(`${serverUrl}/panel/admin/settings?done=1`, { timeout: 90000, waitUntil: 'commit' });
+  await admin.locator('[data-test="flash"]').filter({ hasText: 'Settings saved' }).waitFor({ timeout: 90000 });
   assert.match(await admin.locator('[data-test="setting-bot-handoff-offline-source"]').innerText(), /Set here by Robin/);
   const customer = await customerAsksForAPerson(browser, serverUrl);
   await customer.locator('[data-sb="message"][data-sender="bot"]').filter({ hasText: said }).waitFor({ timeout: 10000 });

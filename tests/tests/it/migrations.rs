@@ -61,8 +61,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0026_report_rollups.sql", "edb839480e1afdb9ecd29ad6cebad730a3d615792a353938bf9d9fa0879b03f5"),
     ("sqlite/0027_settings.sql", "2bb92fe006a01241379325cceff42b317f52a9241c47da70a74ff80b67e58e52"),
     ("postgres/0027_settings.sql", "0ac833e1b4dc14b20fcaf05953c7ce58ad6adbeaffac7caa594cb06ca4f75f87"),
-    ("sqlite/0028_webhooks_and_dead_letters.sql", "05c231ff049fbff4bb32d6b982afab7e14aa0e1df9988bf4de45fbae0600b719"),
-    ("postgres/0028_webhooks_and_dead_letters.sql", "9445d42a78b1a9a135d6ec96fbd4b604bccdac0ab0fb41a61d0f1c0d2447ce50"),
+    ("sqlite/0028_webhooks_and_dead_letters.sql", "f52a8dd69b9c84a5cbf3acf3d0f3e1d520060c7f8525f89945138b8726d73dd1"),
+    ("postgres/0028_webhooks_and_dead_letters.sql", "60b4bf5c80c66e10ec5ca10c6209639c887136ed1db75f278115c035fabda74c"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

@@ -617,3 +617,38 @@ async fn a_message_is_acknowledged_before_a_slow_llm_answers_and_answers_keep_th
     assert_eq!(second["text"].as_str(), c2.answer.as_deref());
     assert!(first["seq"].as_i64() < second["seq"].as_i64());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_llm_summary_asked_when_the_server_stopped_is_asked_again_after_the_restart() {
+    // Every request waits: the summary is in flight when the server stops.
+    let fake = FakeLlm::start(Behaviour::Held("never seen".into())).await;
+    let mut server = nlp_server(Some(&fake)).await;
+    let inbound = |n: u32, text: &str| webchat_inbound("v9", Some("Dana"), n, text);
+    let outcome = server.engine().handle(inbound(1, "I want to talk to a human, you charged me twice for March")).await.unwrap();
+    assert!(outcome.escalated);
+    let id = outcome.conversation.id;
+    let asked = |fake: &FakeLlm| fake.requests().iter().filter(|r| r["messages"][0]["content"].as_str().is_some_and(|c| c.contains("Summarise"))).count();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while asked(&fake) == 0 {
+        assert!(Instant::now() < deadline, "the summary was never asked for");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.restart().await;
+    fake.set(Behaviour::Helpful {
+        intent: None,
+        summary: "Customer was charged twice for March.".into(),
+        draft: "Sorry about that.".into(),
+    });
+    fake.release();
+    let store = server.engine().store().clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let summary = store.conversation(id).await.unwrap().unwrap().escalation.unwrap().summary;
+        if summary == "Customer was charged twice for March." {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the summary wanted before the stop was never written: {summary}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(asked(&fake) >= 2, "asked again after the restart");
+}

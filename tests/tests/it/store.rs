@@ -70,6 +70,7 @@ on_both_backends!(
     settings_are_stored_replaced_and_reset_with_their_audit,
     webhook_events_are_queued_with_their_step_claimed_once_and_a_failing_webhook_turns_off_once,
     inbound_events_set_aside_are_kept_with_a_notice_and_settled_once,
+    an_escalation_wanting_a_summary_is_kept_with_its_step_and_claimed_once,
 );
 
 /// Every method of every store port is called by a contract test here, so each one is held to
@@ -2219,4 +2220,35 @@ async fn inbound_events_set_aside_are_kept_with_a_notice_and_settled_once(backen
     let waiting = store.dead_letter(first).await.unwrap().unwrap();
     assert_eq!((waiting.state, waiting.letter.attempts, waiting.settled_by), (DeadLetterState::Dead, 10, None));
     assert!(store.dead_letter(first + 1000).await.unwrap().is_none());
+}
+
+async fn an_escalation_wanting_a_summary_is_kept_with_its_step_and_claimed_once(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let conversation = conversation(store.as_ref(), "summarised").await;
+    let escalation = |wants_summary: bool| StepWrite {
+        escalation: Some(switchboard_models::EscalationRecord {
+            conversation_id: conversation.id,
+            at: now(),
+            reason: switchboard_models::EscalationReason::HumanRequested,
+            confidence: None,
+            priority: None,
+            category: None,
+        }),
+        wants_summary,
+        ..StepWrite::default()
+    };
+    store.commit(escalation(false)).await.unwrap();
+    let t = now() + chrono::Duration::seconds(1);
+    assert!(store.claim_wanted_summaries(t, t + chrono::Duration::seconds(30), 10).await.unwrap().is_empty(), "not wanted without an LLM");
+    store.commit(escalation(true)).await.unwrap();
+    assert_eq!(store.claim_wanted_summaries(t, t + chrono::Duration::seconds(30), 10).await.unwrap(), [(conversation.id, 0)]);
+    assert!(store.claim_wanted_summaries(t, t + chrono::Duration::seconds(30), 10).await.unwrap().is_empty(), "leased: claimed once");
+    let later = t + chrono::Duration::seconds(31);
+    assert_eq!(store.claim_wanted_summaries(later, later + chrono::Duration::seconds(30), 10).await.unwrap().len(), 1, "a lapsed lease is claimed again");
+    store.summary_done(conversation.id, Some(later + chrono::Duration::seconds(60))).await.unwrap();
+    let retry = later + chrono::Duration::seconds(61);
+    assert_eq!(store.claim_wanted_summaries(retry, retry, 10).await.unwrap(), [(conversation.id, 1)], "tried again then, counted");
+    store.summary_done(conversation.id, None).await.unwrap();
+    let far = retry + chrono::Duration::hours(1);
+    assert!(store.claim_wanted_summaries(far, far, 10).await.unwrap().is_empty(), "done");
 }
