@@ -230,6 +230,10 @@ pub struct ServerConfig {
     /// Several nodes: a customer message stored by a node that has not answered it after this
     /// long (the node died) is answered by another node.
     pub takeover_after_seconds: u64,
+    /// How long a panel sign-in lasts, in days (a change applies to new sign-ins).
+    pub session_days: u32,
+    /// The shortest password an account may be given.
+    pub password_min_chars: usize,
     /// Failed attempts at storing an inbound Telegram update, Discord message or mail (not a
     /// storage outage) before it is set aside for an admin and its channel moves on.
     pub inbound_attempts: u32,
@@ -723,6 +727,8 @@ impl Default for ServerConfig {
             metrics_token: None,
             takeover_after_seconds: 30,
             inbound_attempts: 8,
+            session_days: switchboard_admin_web::accounts::SESSION_DAYS,
+            password_min_chars: switchboard_admin_web::accounts::MIN_PASSWORD_CHARS,
         }
     }
 }
@@ -939,6 +945,12 @@ impl Config {
                 "server.takeover_after_seconds",
                 "must be from 1 to 86400; keep it above the longest classification (the LLM's timeout); 30 is the default".into(),
             );
+        }
+        if !(1..=365).contains(&self.server.session_days) {
+            return invalid("server.session_days", format!("{} is not within 1..=365 (7 is the default)", self.server.session_days));
+        }
+        if !(8..=128).contains(&self.server.password_min_chars) {
+            return invalid("server.password_min_chars", format!("{} is not within 8..=128 (12 is the default)", self.server.password_min_chars));
         }
         if !(1..=100).contains(&self.server.inbound_attempts) {
             return invalid("server.inbound_attempts", format!("{} is not within 1..=100 (8 is the default)", self.server.inbound_attempts));

@@ -386,6 +386,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         address: Arc::new(AddressLimits::new(w.sessions_per_address_per_minute, w.messages_per_address_per_minute, buckets.clone())),
         sign_in: Arc::new(SignInGuard::new(config.server.sign_in_per_minute, config.server.sign_in_burst, buckets.clone())),
         api: Arc::new(RateLimiter::new(config.server.api_requests_per_minute, config.server.api_requests_per_minute.div_ceil(5)).shared("api_token", buckets)),
+        accounts: Arc::new(switchboard_admin_web::accounts::AccountRules::new(config.server.session_days, config.server.password_min_chars)),
     };
     let webchat = WebChatState {
         engine: engine.clone(),
@@ -423,6 +424,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         sign_in: limits.sign_in.clone(),
         trusted_proxies,
         api_limiter: limits.api.clone(),
+        account_rules: limits.accounts.clone(),
         secure_cookies: config.server.public_url.as_deref().is_some_and(|url| url.starts_with("https://")),
         metrics: metrics_handle(),
         metrics_token: config.server.metrics_token.as_ref().map(|t| t.0.clone()),

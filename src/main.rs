@@ -249,7 +249,7 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
             let password = match admin_password {
                 Some(password) => password,
                 None => {
-                    eprintln!("password (at least {} characters), then Enter:", switchboard_admin_web::accounts::MIN_PASSWORD_CHARS);
+                    eprintln!("password (at least {} characters), then Enter:", config.server.password_min_chars);
                     let mut line = String::new();
                     std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
                     line.trim_end_matches(['\r', '\n']).to_string()
@@ -257,7 +257,8 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
             };
             let store = switchboard::open_store(&config).await?;
             let role = switchboard_models::Role::Admin;
-            let admin = switchboard_admin_web::accounts::create_account(store.as_ref(), &email, &name, role, &password, None).await?;
+            let min_chars = config.server.password_min_chars;
+            let admin = switchboard_admin_web::accounts::create_account_with_capacity(store.as_ref(), &email, &name, role, &password, None, 5, min_chars).await?;
             println!("created admin {} ({})", admin.email, admin.id);
             Ok(())
         }

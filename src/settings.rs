@@ -24,6 +24,7 @@ const JUDGEMENT: &str = "When the bot hands over";
 const TEXTS: &str = "What the bot says";
 const PRIORITY: &str = "Priority";
 const LIMITS: &str = "Limits";
+const ACCOUNTS: &str = "Accounts";
 
 const SETTINGS: &[Setting] = &[
     Setting {
@@ -118,6 +119,20 @@ const SETTINGS: &[Setting] = &[
         kind: SettingKind::Integer,
     },
     Setting {
+        key: "server.session_days",
+        group: ACCOUNTS,
+        label: "Sign-ins last (days)",
+        help: "How long a panel sign-in stays valid; a change applies to the next sign-ins.",
+        kind: SettingKind::Integer,
+    },
+    Setting {
+        key: "server.password_min_chars",
+        group: ACCOUNTS,
+        label: "Shortest password (characters)",
+        help: "Applies to new accounts and passwords set from now on; a password must also be hard to guess.",
+        kind: SettingKind::Integer,
+    },
+    Setting {
         key: "server.api_requests_per_minute",
         group: LIMITS,
         label: "API requests per token per minute",
@@ -139,6 +154,7 @@ pub struct LiveLimits {
     pub address: Arc<AddressLimits>,
     pub sign_in: Arc<SignInGuard>,
     pub api: Arc<RateLimiter>,
+    pub accounts: Arc<switchboard_admin_web::accounts::AccountRules>,
 }
 
 impl LiveLimits {
@@ -148,6 +164,7 @@ impl LiveLimits {
         self.address.set(w.sessions_per_address_per_minute, w.messages_per_address_per_minute);
         self.sign_in.set_limits(server.sign_in_per_minute, server.sign_in_burst);
         self.api.set(server.api_requests_per_minute, server.api_requests_per_minute.div_ceil(5));
+        self.accounts.set(server.session_days, server.password_min_chars);
     }
 }
 

@@ -5,7 +5,42 @@ use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
 use switchboard_core::ports::{Accounts, AdminWrite};
 use switchboard_models::{Agent, AgentId, AuditAction, AuditEntry, Presence, Role};
 
+/// The shortest password by default (`server.password_min_chars`).
 pub const MIN_PASSWORD_CHARS: usize = 12;
+/// How long a panel sign-in lasts by default (`server.session_days`).
+pub const SESSION_DAYS: u32 = 7;
+
+/// How long a panel sign-in lasts and how short a password may be: from the configuration, and
+/// changed on the Settings page while running (a new lifetime applies to new sign-ins).
+pub struct AccountRules {
+    session_days: std::sync::atomic::AtomicU32,
+    min_password_chars: std::sync::atomic::AtomicUsize,
+}
+
+impl AccountRules {
+    pub fn new(session_days: u32, min_password_chars: usize) -> Self {
+        Self { session_days: session_days.into(), min_password_chars: min_password_chars.into() }
+    }
+
+    pub fn set(&self, session_days: u32, min_password_chars: usize) {
+        self.session_days.store(session_days, std::sync::atomic::Ordering::Relaxed);
+        self.min_password_chars.store(min_password_chars, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn session_days(&self) -> u32 {
+        self.session_days.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn min_password_chars(&self) -> usize {
+        self.min_password_chars.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Default for AccountRules {
+    fn default() -> Self {
+        Self::new(SESSION_DAYS, MIN_PASSWORD_CHARS)
+    }
+}
 
 /// Why an account was not created; fit to show the operator.
 #[derive(Debug, thiserror::Error)]
@@ -36,12 +71,12 @@ pub fn check_email(email: &str) -> Result<(), AccountError> {
 
 /// Long enough, not blank, and not guessable: a strength estimate (zxcvbn) of at least 3 of 4,
 /// counting the account's own email and name as known words. The reason says how to do better.
-pub fn check_password(password: &str, known: &[&str]) -> Result<(), AccountError> {
+pub fn check_password(password: &str, known: &[&str], min_chars: usize) -> Result<(), AccountError> {
     if password.trim().is_empty() {
         bail!("the password is blank; use a passphrase of several words");
     }
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        bail!("the password must have at least {MIN_PASSWORD_CHARS} characters");
+    if password.chars().count() < min_chars {
+        bail!("the password must have at least {min_chars} characters");
     }
     let estimate = zxcvbn::zxcvbn(password, known);
     if estimate.score() < zxcvbn::Score::Three {
@@ -72,7 +107,7 @@ pub async fn create_account(
     password: &str,
     by: Option<AgentId>,
 ) -> Result<Agent, AccountError> {
-    create_account_with_capacity(store, email, name, role, password, by, 5).await
+    create_account_with_capacity(store, email, name, role, password, by, 5, MIN_PASSWORD_CHARS).await
 }
 
 /// `create_account` taking up to `capacity` conversations at once. The account, its password
@@ -85,6 +120,7 @@ pub async fn create_account_with_capacity(
     password: &str,
     by: Option<AgentId>,
     capacity: u32,
+    min_password_chars: usize,
 ) -> Result<Agent, AccountError> {
     let failed = |what: &str, e: switchboard_core::ports::StoreError| AccountError(format!("{what}: {e}"));
     let email = email.trim().to_lowercase();
@@ -95,7 +131,7 @@ pub async fn create_account_with_capacity(
     if name.chars().any(char::is_control) {
         bail!("the name contains control characters (such as line breaks); use letters, spaces and punctuation");
     }
-    check_password(password, &[&email, name])?;
+    check_password(password, &[&email, name], min_password_chars)?;
     if store.agent_by_email(&email).await.map_err(|e| failed("looking up the email", e))?.is_some() {
         bail!("an account with email {email} already exists");
     }

@@ -47,6 +47,8 @@ pub struct AppState {
     pub intents: Option<Arc<dyn switchboard_core::ports::BotIntents>>,
     /// The settings admins change on the Settings page.
     pub settings: Arc<dyn switchboard_core::ports::SettingsCatalog>,
+    /// Session lifetime and password length, as the Settings page last set them.
+    pub account_rules: Arc<accounts::AccountRules>,
     /// The channels' adapters that read a set-aside inbound event again.
     pub replayers: Arc<Vec<Arc<dyn switchboard_core::InboundReplay>>>,
     /// Cancelled when the server stops: the panel's event streams end so the stop need not

@@ -93,7 +93,7 @@ async fn change_password(State(state): State<AppState>, signed: Signed, Form(for
     if form.new != form.repeat {
         return refuse("The two new passwords differ; type the same one twice.".into());
     }
-    if let Err(why) = check_password(&form.new, &[&me.email, &me.name]) {
+    if let Err(why) = check_password(&form.new, &[&me.email, &me.name], state.account_rules.min_password_chars()) {
         return refuse(format!("Not changed: {why}."));
     }
     let hash = hash_password(&form.new).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
@@ -177,7 +177,7 @@ async fn reset_password(State(state): State<AppState>, Path(token): Path<String>
     if form.new != form.repeat {
         return again("The two passwords differ; type the same one twice.".into());
     }
-    if let Err(why) = check_password(&form.new, &[&agent.email, &agent.name]) {
+    if let Err(why) = check_password(&form.new, &[&agent.email, &agent.name], state.account_rules.min_password_chars()) {
         return again(format!("Not set: {why}."));
     }
     let hash = hash_password(&form.new).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;

@@ -12,7 +12,6 @@ use switchboard_models::{Agent, Role};
 
 pub const SESSION_COOKIE: &str = "sb_session";
 pub const LOGIN_CSRF_COOKIE: &str = "sb_login_csrf";
-pub const SESSION_DAYS: i64 = 7;
 
 /// 32 random bytes as hex: session tokens, CSRF tokens, API tokens.
 pub fn random_token() -> String {

@@ -137,6 +137,7 @@ async fn create_agent(State(state): State<AppState>, ApiCaller(admin): ApiCaller
         &request.password,
         Some(admin.id),
         request.capacity,
+        state.account_rules.min_password_chars(),
     )
     .await
     .map_err(|reason| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", reason.to_string()))?;

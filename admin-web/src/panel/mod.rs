@@ -19,7 +19,7 @@ mod views;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::limits;
-use auth::{LOGIN_CSRF_COOKIE, SESSION_COOKIE, SESSION_DAYS, Signed, SignedAdmin, cookie, hash_token, random_token};
+use auth::{LOGIN_CSRF_COOKIE, SESSION_COOKIE, Signed, SignedAdmin, cookie, hash_token, random_token};
 use axum::Router;
 use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -191,13 +191,13 @@ async fn login(
     let session = SessionRecord {
         agent: agent.id,
         csrf: random_token(),
-        expires_at: state.engine.now() + chrono::Duration::days(SESSION_DAYS),
+        expires_at: state.engine.now() + chrono::Duration::days(i64::from(state.account_rules.session_days())),
     };
     let signed_in = switchboard_models::AuditEntry { actor: Some(agent.id), ..audit(AuditAction::SignIn, format!("from {address}")) };
     accounts
         .commit_admin(AdminWrite { session: Some((hash_token(&token), session)), audit: vec![signed_in], ..AdminWrite::default() })
         .await?;
-    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}", SESSION_DAYS * 86_400, secure(&state));
+    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}", i64::from(state.account_rules.session_days()) * 86_400, secure(&state));
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/panel/")).into_response())
 }
 
@@ -1023,6 +1023,7 @@ async fn create_agent(State(state): State<AppState>, SignedAdmin(signed): Signed
         &form.password,
         Some(signed.agent.id),
         form.capacity,
+        state.account_rules.min_password_chars(),
     )
     .await;
     match created {

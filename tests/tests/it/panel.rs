@@ -845,3 +845,37 @@ async fn a_rate_limit_changed_in_settings_applies_without_a_restart() {
     let said = refused.text().await.unwrap();
     assert!(said.contains("try again in") && said.contains("server.api_requests_per_minute"), "{said}");
 }
+
+#[tokio::test]
+async fn the_session_lifetime_and_the_shortest_password_are_settings_in_force_at_once() {
+    let server = TestServer::start().await;
+    let team = team(&server).await;
+    let token = team.admin.new_api_token("accounts").await;
+    let new_agent = |password: &str| json!({"email": "cy@example.com", "name": "Cy", "password": password, "role": "agent", "capacity": 3});
+    let strong_but_short = "violet tram 42 oak";
+    let (status, changed) = api(&server, &token, reqwest::Method::POST, "/api/settings", Some(json!({"settings": {"server.password_min_chars": "24", "server.session_days": "1"}}))).await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    let (status, refused) = api(&server, &token, reqwest::Method::POST, "/api/agents", Some(new_agent(strong_but_short))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(refused.to_string().contains("at least 24 characters"), "{refused}");
+    let (status, created) = api(&server, &token, reqwest::Method::POST, "/api/agents", Some(new_agent("violet tram 42 oak under the bridge"))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+
+    // A sign-in now lasts a day: the cookie says so.
+    let page = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = page.get(server.url("/panel/login")).send().await.unwrap();
+    let login_cookie = login.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find(|v| v.starts_with("sb_login_csrf=")).unwrap().split(';').next().unwrap().to_string();
+    let csrf = switchboard_tests::panel::csrf_of(&login.text().await.unwrap()).unwrap();
+    let signed = page
+        .post(server.url("/panel/login"))
+        .header("cookie", login_cookie)
+        .form(&[("email", "cy@example.com"), ("password", "violet tram 42 oak under the bridge"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let session = signed.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find(|v| v.starts_with("sb_session=")).unwrap().to_string();
+    assert!(session.contains("Max-Age=86400"), "{session}");
+    let (status, refused) = api(&server, &token, reqwest::Method::POST, "/api/settings", Some(json!({"settings": {"server.password_min_chars": "4"}}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert!(refused.to_string().contains("not within 8..=128"), "{refused}");
+}
