@@ -2,6 +2,7 @@
 //! (the web-chat widget, Telegram's webhook) under the same limits and headers. The only crate
 //! that knows the panel's HTML and the API's JSON shapes.
 
+pub mod openapi;
 pub mod accounts;
 mod client;
 mod error;
@@ -60,7 +61,7 @@ pub struct AppState {
 /// channels' own endpoints), all under the same body limits, latency metrics and headers.
 pub fn app(state: AppState, channel_routes: Router) -> Router {
     let upload = limits::UploadLimit(state.engine.max_upload_bytes().saturating_add(limits::FORM_BYTES));
-    let own = probes::routes().merge(panel::routes()).with_state(state);
+    let own = probes::routes().merge(panel::routes()).merge(openapi::routes()).with_state(state);
     own.merge(channel_routes)
         .route_layer(axum::middleware::from_fn(probes::record_latency))
         .layer(axum::extract::DefaultBodyLimit::max(limits::BODY_BYTES))

@@ -2,6 +2,7 @@
 //! port 0 driven by real clients.
 
 mod abuse;
+mod api_description;
 mod assignment;
 mod bot;
 mod browser;
