@@ -40,8 +40,8 @@ try {
     admin.click('[data-test="settings-save"]'),
   ]);
   if (answer.status() !== 303) throw new Error(`the save was refused (${answer.status()}): ${await answer.text()}`);
-  // The saved page's own text, not its load event (a busy machine can hold a subresource).
-  await admin.waitForURL(`${serverUrl}/panel/admin/settings?done=1`, { timeout: 90000, waitUntil: 'commit' });
+  // The saved page's own text, not its URL: the page drops `?done=1` from the address as soon as
+  // it has loaded (history.replaceState), so on a busy machine the URL may never be seen with it.
   await admin.locator('[data-test="flash"]').filter({ hasText: 'Settings saved' }).waitFor({ timeout: 90000 });
   assert.match(await admin.locator('[data-test="setting-bot-handoff-offline-source"]').innerText(), /Set here by Robin/);
   const customer = await customerAsksForAPerson(browser, serverUrl);
