@@ -135,15 +135,16 @@ fn message_data(message: &Message, seq: Option<i64>) -> Value {
 
 /// The signature header's value for `body` sent at `at` (unix seconds).
 pub fn signature(secret: &str, at: i64, body: &[u8]) -> String {
-    format!("t={at},v1={}", hex::encode(mac(secret, at, body)))
+    format!("t={at},v1={}", hex::encode(mac(secret, at, body).finalize().into_bytes()))
 }
 
-fn mac(secret: &str, at: i64, body: &[u8]) -> Vec<u8> {
+/// The MAC of `"<at>.<body>"` keyed by the secret, before it is finished.
+fn mac(secret: &str, at: i64, body: &[u8]) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
     mac.update(at.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    mac.finalize().into_bytes().to_vec()
+    mac
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -173,11 +174,7 @@ pub fn verify(secret: &str, header: &str, body: &[u8], now: Timestamp, window: C
     if skew.abs() > window.num_seconds() {
         return Err(SignatureError::OutsideWindow(skew));
     }
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
-    mac.update(at.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac.verify_slice(&given).map_err(|_| SignatureError::Mismatch)
+    mac(secret, at, body).verify_slice(&given).map_err(|_| SignatureError::Mismatch)
 }
 
 /// A new webhook's signing secret.

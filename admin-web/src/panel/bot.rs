@@ -5,6 +5,7 @@
 //! load it, recorded as the next version, and trained in the background on every node; the
 //! versions list shows how each classified the labelled messages before and after.
 
+use super::json_body;
 use super::auth::{ApiCaller, Signed, SignedAdmin};
 use super::{error_page, page};
 use crate::AppState;
@@ -555,9 +556,6 @@ struct TeachBody {
     category: Option<Category>,
 }
 
-fn json_body<T>(body: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(body)| body).map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", rejection.body_text()))
-}
 
 fn saved(version: &IntentsVersion) -> Json<Value> {
     Json(json!({"version": version.number, "note": version.note, "training": true}))

@@ -4,6 +4,7 @@
 //! change goes through the same functions as its panel form, audited the same way.
 
 use super::auth::ApiCaller;
+use super::json_body as body;
 use super::{RATINGS_DAYS, add_canned, may_manage, remove_canned, visible_canned};
 use crate::AppState;
 use crate::error::ApiError;
@@ -25,10 +26,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/agents", get(list_agents).post(create_agent))
         .route("/api/agents/{id}", post(update_agent))
         .route("/api/audit", get(audit))
-}
-
-fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(body)| body).map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", rejection.body_text()))
 }
 
 fn admin_only(agent: &Agent, what: &str) -> Result<(), ApiError> {

@@ -84,6 +84,11 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
 }
 
 /// The data every page's header needs.
+/// A JSON body, or a 400 that says what was wrong with it.
+fn json_body<T>(body: Result<axum::Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, ApiError> {
+    body.map(|axum::Json(body)| body).map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", rejection.body_text()))
+}
+
 fn page(signed: &Signed, nav: &str, title: &str, mut data: Value) -> Value {
     let me = &signed.agent;
     let base = json!({

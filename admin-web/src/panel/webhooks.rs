@@ -3,7 +3,7 @@
 //! delivery sent again.
 
 use super::auth::{ApiCaller, Signed, SignedAdmin};
-use super::page;
+use super::{json_body, page};
 use crate::AppState;
 use crate::error::ApiError;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -63,10 +63,6 @@ fn delivery_json(delivery: &WebhookDelivery) -> Value {
         "last_error": delivery.last_error,
         "payload": serde_json::from_str::<Value>(&delivery.payload).unwrap_or(Value::String(delivery.payload.clone())),
     })
-}
-
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(body)| body).map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", rejection.body_text()))
 }
 
 async fn list_webhooks(State(state): State<AppState>, ApiCaller(agent): ApiCaller) -> Result<Json<Value>, ApiError> {

@@ -78,14 +78,19 @@ fn the_systemd_unit_is_valid_and_its_command_line_serves_and_stops_on_its_signal
     let signal = unit.lines().find_map(|l| l.strip_prefix("KillSignal=SIG")).expect("KillSignal");
     assert!(Command::new("kill").arg(format!("-{signal}")).arg(server.0.id().to_string()).status().unwrap().success());
     let stop_within: u64 = unit.lines().find_map(|l| l.strip_prefix("TimeoutStopSec=")).expect("TimeoutStopSec").parse().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(stop_within);
-    let exit = loop {
-        if let Some(exit) = server.0.try_wait().unwrap() {
-            break exit;
+    // As systemd would: a process still there after TimeoutStopSec is killed (and the test fails).
+    let (stopped, watching) = std::sync::mpsc::channel::<()>();
+    let pid = server.0.id().to_string();
+    let watchdog = std::thread::spawn(move || {
+        let overdue = watching.recv_timeout(Duration::from_secs(stop_within)).is_err();
+        if overdue {
+            let _ = Command::new("kill").arg("-KILL").arg(&pid).status();
         }
-        assert!(std::time::Instant::now() < deadline, "not stopped within TimeoutStopSec");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        overdue
+    });
+    let exit = server.0.wait().unwrap();
+    let _ = stopped.send(());
+    assert!(!watchdog.join().unwrap(), "not stopped within TimeoutStopSec");
     assert_eq!(exit.code(), Some(0), "a clean stop, so Restart=on-failure leaves it stopped");
     assert!(dir.path().join("switchboard.db").exists(), "the database is in the working directory the unit gives");
 }
