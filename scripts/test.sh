@@ -43,4 +43,4 @@ cargo test --workspace --locked "$@"
 # The whole-server tests once more, on PostgreSQL (the contract, migration and fault tests
 # above already ran on both backends).
 TEST_DATABASE=postgres cargo test --locked -p switchboard-tests --test it "$@" -- \
-  abuse:: assignment:: bot:: browser:: closing:: identities:: documents:: delivery:: discord:: email:: panel:: reports:: telegram:: timers:: transcripts:: webchat:: webhooks:: deployment::
+  abuse:: assignment:: bot:: browser:: closing:: identities:: documents:: delivery:: discord:: email:: panel:: reports:: telegram:: timers:: transcripts:: webchat:: webhooks:: deployment:: operations::

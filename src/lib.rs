@@ -222,7 +222,9 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         Some(secret) => secret.0.clone(),
         None => store.setting_or_insert("visitor_token_secret", &random_secret()).await?,
     };
-    let llm = llm_client(config);
+    // How the outside connections are doing, written for every node's /readyz and System page.
+    let health = Arc::new(switchboard_core::HealthBoard::new(config.node_name()));
+    let llm = llm_client(config, Some(health.clone()));
     let nlu = build_classifier(config, llm.clone()).await?;
     let blobs: Arc<dyn BlobStore> = Arc::new(
         FileBlobs::open(&config.attachments.dir)
@@ -241,6 +243,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
             inbound_attempts: config.server.inbound_attempts,
         },
     );
+    let engine = engine.with_health(health.clone());
     let engine = match config.database.is_postgres() {
         true => engine.shared_with_other_nodes(chrono::Duration::seconds(config.server.takeover_after_seconds as i64)),
         false => engine,
@@ -309,6 +312,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
                     }
                 }
             }
+            health.expect("telegram");
             tracing::info!(mode = ?config.telegram.mode, "Telegram channel on");
             Some(adapter)
         }
@@ -325,10 +329,11 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         let adapter = Arc::new(DiscordAdapter::new(engine.clone(), settings));
         replayers.push(adapter.clone());
         workers.push(singletons.spawn("discord", move || tokio::spawn(adapter.clone().run())));
+        health.expect("discord");
         tracing::info!("Discord channel on");
     }
     if let Some(settings) = email_settings(config) {
-        let outbound = EmailOutbound::new(settings.clone(), store.clone(), blobs.clone()).map_err(anyhow::Error::msg)?;
+        let outbound = EmailOutbound::new(settings.clone(), store.clone(), blobs.clone()).map_err(anyhow::Error::msg)?.reporting_to(health.clone());
         senders.push(Arc::new(outbound));
         if config.email.notify_agents || config.closing.email_copies {
             // Agents' notifications and customers' notice copies: one mailer for both.
@@ -339,6 +344,8 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         let adapter = Arc::new(EmailAdapter::new(engine.clone(), settings));
         replayers.push(adapter.clone());
         workers.push(singletons.spawn("email", move || tokio::spawn(adapter.clone().run())));
+        health.expect("email");
+        health.expect("smtp");
         tracing::info!("email channel on");
     }
     workers.push(tokio::spawn(sample_backlogs(store.clone())));
@@ -370,6 +377,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         false => None,
     };
     workers.push(tokio::spawn(return_freed_memory()));
+    workers.push(tokio::spawn(health.clone().run(store.clone(), CancellationToken::new())));
     // Every node posts webhooks: a delivery is claimed by one node at a time.
     let webhooks = switchboard_core::webhooks::WebhookWorker::new(store.clone(), Arc::new(webhooks::HttpPoster::new()?), config.webhooks.rules());
     workers.push(tokio::spawn(webhooks.run(CancellationToken::new())));
@@ -510,22 +518,29 @@ struct Nlu {
     model: Option<Arc<ModelClassifier>>,
 }
 
-fn llm_client(config: &Config) -> Option<Arc<LlmClient>> {
+fn llm_client(config: &Config, health: Option<Arc<switchboard_core::HealthBoard>>) -> Option<Arc<LlmClient>> {
     let l = &config.llm;
     let base_url = l.base_url.clone()?;
     tracing::info!(%base_url, model = %l.model, timeout_ms = l.timeout_ms, "hosted LLM on");
-    Some(Arc::new(LlmClient::new(LlmSettings {
+    let client = LlmClient::new(LlmSettings {
         base_url,
         api_key: l.api_key.as_ref().map(|k| k.0.clone()),
         model: l.model.clone(),
         timeout: Duration::from_millis(l.timeout_ms),
         max_requests_per_minute: l.max_requests_per_minute,
-    })))
+    });
+    Some(Arc::new(match health {
+        Some(board) => {
+            board.expect("llm");
+            client.reporting_to(board)
+        }
+        None => client,
+    }))
 }
 
 /// The classifier `serve` would run with this configuration (the hosted LLM included when set).
 pub async fn service_classifier(config: &Config) -> anyhow::Result<Arc<dyn Classifier>> {
-    Ok(build_classifier(config, llm_client(config)).await?.classifier)
+    Ok(build_classifier(config, llm_client(config, None)).await?.classifier)
 }
 
 /// The model classifier when the model loads; otherwise the keyword rules, saying why. A broken

@@ -28,13 +28,41 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if let Some((since, reason)) = state.engine.storage_problem() {
         return unavailable("unavailable", crate::panel::auth::storage_problem_text(since, &reason));
     }
-    match state.engine.outbox().outbox_backlog().await {
-        Ok((backlog, oldest)) => {
+    let read = async { Ok::<_, switchboard_core::EngineError>((state.engine.outbox().outbox_backlog().await?, connections(&state).await?)) };
+    match read.await {
+        // A connection that is down does not make the node unready: every node shares it.
+        Ok(((backlog, oldest), connections)) => {
             let oldest_seconds = oldest.map(|at| (state.engine.now() - at).num_milliseconds().max(0) as f64 / 1000.0);
-            Json(json!({"status": "ready", "outbox": {"backlog": backlog, "oldest_seconds": oldest_seconds}})).into_response()
+            Json(json!({"status": "ready", "outbox": {"backlog": backlog, "oldest_seconds": oldest_seconds}, "connections": connections})).into_response()
         }
         Err(error) => unavailable("unavailable", format!("The database cannot be read: {error}")),
     }
+}
+
+/// Each configured outside connection (Telegram, Discord, IMAP, SMTP, the LLM) as the node
+/// running it last reported: `state` is up, down, silent (that node stopped reporting) or
+/// waiting (nobody reported it yet).
+pub(crate) async fn connections(state: &AppState) -> Result<Vec<serde_json::Value>, switchboard_core::EngineError> {
+    let now = chrono::Utc::now();
+    let ago = |at: chrono::DateTime<chrono::Utc>| (now - at).num_milliseconds().max(0) as f64 / 1000.0;
+    let rows = state.engine.connection_states().await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, reported)| match reported {
+            None => json!({"name": name, "state": "waiting", "detail": "not reported by any node yet"}),
+            Some(reported) => json!({
+                "name": name,
+                "state": reported.condition(now),
+                "detail": reported.detail,
+                "node": reported.node,
+                "last_ok_at": reported.last_ok_at,
+                "last_ok_seconds_ago": reported.last_ok_at.map(ago),
+                "last_error": reported.last_error,
+                "last_error_at": reported.last_error_at,
+                "reported_seconds_ago": ago(reported.updated_at),
+            }),
+        })
+        .collect())
 }
 
 async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {

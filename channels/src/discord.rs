@@ -69,15 +69,21 @@ impl DiscordAdapter {
         let mut failures = 0;
         loop {
             let built = serenity::client::ClientBuilder::new_with_http(http(&self.settings), intents)
-                .event_handler(Handler { events: events.clone() })
+                .event_handler(Handler { events: events.clone(), engine: self.engine.clone() })
                 .await;
+            let health = self.engine.health();
             match built {
-                Ok(mut client) => {
-                    if let Err(error) = client.start().await {
+                Ok(mut client) => match client.start().await {
+                    Err(error) => {
                         tracing::warn!(%error, "Discord gateway client stopped");
+                        health.down("discord", &format!("the gateway connection ended: {error}"));
                     }
+                    Ok(()) => health.down("discord", "the gateway connection ended"),
+                },
+                Err(error) => {
+                    tracing::warn!(%error, "Discord client could not start");
+                    health.down("discord", &format!("the Discord client could not start: {error}"));
                 }
-                Err(error) => tracing::warn!(%error, "Discord client could not start"),
             }
             failures += 1;
             tokio::time::sleep(backoff(failures)).await;
@@ -381,12 +387,27 @@ async fn messages_after(http: &Http, channel: ChannelId, mut after: u64) -> Resu
 /// Hands events to the storing task in arrival order; never blocks the gateway.
 struct Handler {
     events: mpsc::UnboundedSender<(Arc<Http>, Incoming)>,
+    /// For reporting the gateway's state.
+    engine: Arc<Engine>,
 }
 
 #[async_trait]
 impl EventHandler for Handler {
-    async fn ready(&self, ctx: Context, _ready: serenity::all::Ready) {
+    async fn ready(&self, ctx: Context, ready: serenity::all::Ready) {
+        self.engine.health().up("discord", &format!("gateway connected as {}", ready.user.name));
         let _ = self.events.send((ctx.http.clone(), Incoming::NewSession));
+    }
+
+    async fn resume(&self, _ctx: Context, _resumed: serenity::all::ResumedEvent) {
+        self.engine.health().up("discord", "gateway connected (resumed)");
+    }
+
+    /// A connection lost: the gateway reconnects on its own, and says so with `resume`/`ready`.
+    async fn shard_stage_update(&self, _ctx: Context, event: serenity::all::ShardStageUpdateEvent) {
+        use serenity::gateway::ConnectionStage;
+        if event.new == ConnectionStage::Disconnected || (event.old == ConnectionStage::Connected && event.new != ConnectionStage::Connected) {
+            self.engine.health().down("discord", &format!("gateway {}", event.new));
+        }
     }
 
     async fn message(&self, ctx: Context, message: Message) {

@@ -253,6 +253,8 @@ pub struct Engine {
     /// Set when other nodes share the store: after this long unanswered, a customer message
     /// stored by another node is answered here.
     takeover_after: Option<chrono::Duration>,
+    /// How the outside connections are doing, reported by the adapters as they work.
+    health: Arc<crate::health::HealthBoard>,
 }
 
 impl Engine {
@@ -282,7 +284,25 @@ impl Engine {
             storage_problem: std::sync::Mutex::new(None),
             summaries: None,
             takeover_after: None,
+            health: Arc::new(crate::health::HealthBoard::new("local")),
         }
+    }
+
+    /// Connections report their state to `board` (shared with whoever writes and reads it).
+    pub fn with_health(mut self, board: Arc<crate::health::HealthBoard>) -> Self {
+        self.health = board;
+        self
+    }
+
+    /// Where channel adapters and the LLM client report how their connections are doing.
+    pub fn health(&self) -> &crate::health::HealthBoard {
+        &self.health
+    }
+
+    /// Each configured connection with its latest state from any node (none: nobody reported it yet).
+    pub async fn connection_states(&self) -> Result<Vec<(&'static str, Option<crate::health::ChannelState>)>, EngineError> {
+        let (expected, states) = self.health.states(self.store.as_ref()).await?;
+        Ok(expected.into_iter().map(|name| (name, states.iter().find(|state| state.name == name).cloned())).collect())
     }
 
     /// Other nodes share the store: a contact's messages stored on different nodes are still

@@ -11,6 +11,7 @@ pub mod documents;
 mod engine;
 mod events;
 mod gauge;
+pub mod health;
 mod history;
 pub mod hours;
 pub mod identity;
@@ -33,6 +34,7 @@ pub use ratelimit::RateLimiter;
 pub use engine::{AgentEdit, FailedAttempts, InboundReplay, WebhookEdit, Engine, EngineError, EngineLimits, HandleOutcome, IntentsEdit, Received, TicketChange, TIMER_BATCH, UNAVAILABLE, clipped};
 pub use events::EventBus;
 pub use gauge::OpenGauge;
+pub use health::{ChannelState, HealthBoard};
 pub use outbox::OutboxWorker;
 pub use policy::{Policy, QueueView};
 pub use ports::{

@@ -1007,6 +1007,11 @@ pub trait Coordination: Send + Sync {
     /// Gives the lease up (a clean stop), so another node takes over at once.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 
+    /// Writes a connection's latest state (`health::HealthBoard` on the node running it).
+    async fn record_channel_state(&self, state: &crate::health::ChannelState) -> Result<(), StoreError>;
+    /// Every connection's last written state.
+    async fn channel_states(&self) -> Result<Vec<crate::health::ChannelState>, StoreError>;
+
     /// A named value kept across restarts; written once, the first writer wins.
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError>;
 

@@ -60,6 +60,8 @@ pub struct LlmClient {
     client: Client<OpenAIConfig>,
     settings: LlmSettings,
     window: Mutex<(Instant, u32)>,
+    /// Where each call's outcome is reported (`/readyz`, the System page), when anywhere.
+    health: Option<std::sync::Arc<switchboard_core::HealthBoard>>,
 }
 
 impl LlmClient {
@@ -70,7 +72,27 @@ impl LlmClient {
         if let Some(key) = &settings.api_key {
             config = config.with_api_key(key);
         }
-        Self { client: Client::with_config(config), settings, window: Mutex::new((Instant::now(), 0)) }
+        Self { client: Client::with_config(config), settings, window: Mutex::new((Instant::now(), 0)), health: None }
+    }
+
+    /// Each call's outcome is reported to `board` as the `llm` connection.
+    pub fn reporting_to(mut self, board: std::sync::Arc<switchboard_core::HealthBoard>) -> Self {
+        self.health = Some(board);
+        self
+    }
+
+    /// One chat completion, its outcome reported: a budget hit says nothing of the endpoint,
+    /// and a refusal is an answer.
+    async fn complete(&self, system: &str, user: &str, max_tokens: u32) -> Result<String, LlmError> {
+        let result = self.complete_unreported(system, user, max_tokens).await;
+        if let Some(board) = &self.health {
+            match &result {
+                Ok(_) | Err(LlmError::Refused(_)) => board.up("llm", &format!("answering ({})", self.settings.model)),
+                Err(LlmError::OverBudget(_)) => {}
+                Err(error) => board.down("llm", &error.to_string()),
+            }
+        }
+        result
     }
 
     fn take_budget(&self) -> Result<(), LlmError> {
@@ -86,7 +108,7 @@ impl LlmClient {
     }
 
     /// One chat completion: the reply text, or why there is none.
-    async fn complete(&self, system: &str, user: &str, max_tokens: u32) -> Result<String, LlmError> {
+    async fn complete_unreported(&self, system: &str, user: &str, max_tokens: u32) -> Result<String, LlmError> {
         self.take_budget()?;
         let build = |e: async_openai::error::OpenAIError| LlmError::Request(e.to_string());
         let messages: Vec<ChatCompletionRequestMessage> = vec![

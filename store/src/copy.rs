@@ -43,7 +43,8 @@ struct Table {
 
 /// Parents before children (foreign keys that are not deferred point at agents). The reports'
 /// per-day counts (`intent_days`, `report_rollup`) are not copied: the target's `reports` job
-/// counts them again from the copied messages.
+/// counts them again from the copied messages. Leases and the connections' states belong to
+/// the running nodes and are not copied either.
 const TABLES: &[Table] = &[
     Table { name: "settings", columns: &[("key", Text), ("value", Text)], keyed: true },
     Table {

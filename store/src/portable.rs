@@ -3026,6 +3026,35 @@ impl $store {
         Ok(())
     }
 
+    async fn record_channel_state(&self, state: &switchboard_core::ChannelState) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO channel_states (name, node, up, detail, last_ok_at, last_error, last_error_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (name) DO UPDATE SET node = excluded.node, up = excluded.up, detail = excluded.detail, \
+             last_ok_at = COALESCE(excluded.last_ok_at, channel_states.last_ok_at), \
+             last_error = COALESCE(excluded.last_error, channel_states.last_error), \
+             last_error_at = COALESCE(excluded.last_error_at, channel_states.last_error_at), updated_at = excluded.updated_at \
+             WHERE channel_states.updated_at <= excluded.updated_at",
+        )
+        .bind(&state.name)
+        .bind(&state.node)
+        .bind(state.up)
+        .bind(&state.detail)
+        .bind(state.last_ok_at.map(millis))
+        .bind(&state.last_error)
+        .bind(state.last_error_at.map(millis))
+        .bind(millis(state.updated_at))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn channel_states(&self) -> Result<Vec<switchboard_core::ChannelState>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM channel_states ORDER BY name").fetch_all(&self.reader).await.map_err(backend)?;
+        rows.iter().map(crate::rows::channel_state_from_row).collect()
+    }
+
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
         sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
             .bind(key)

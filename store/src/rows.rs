@@ -472,3 +472,16 @@ pub(crate) fn dead_letter_from_row(row: &impl Columns) -> Result<switchboard_cor
         settled_at: row.int_opt("settled_at")?.map(instant).transpose()?,
     })
 }
+
+pub(crate) fn channel_state_from_row(row: &impl Columns) -> Result<switchboard_core::ChannelState, StoreError> {
+    Ok(switchboard_core::ChannelState {
+        name: row.text("name")?,
+        node: row.text("node")?,
+        up: row.flag("up")?,
+        detail: row.text("detail")?,
+        last_ok_at: row.int_opt("last_ok_at")?.map(instant).transpose()?,
+        last_error: row.text_opt("last_error")?,
+        last_error_at: row.int_opt("last_error_at")?.map(instant).transpose()?,
+        updated_at: instant(row.int("updated_at")?)?,
+    })
+}

@@ -52,6 +52,8 @@ struct State_ {
     blocked: HashSet<i64>,
     /// Every send answers 502 Bad Gateway, as Telegram does during an outage.
     outage: bool,
+    /// getUpdates answers 502 Bad Gateway.
+    polling_outage: bool,
     files: HashMap<String, Vec<u8>>,
     /// Button presses the bot acknowledged (answerCallbackQuery), by query id.
     answered_presses: Vec<String>,
@@ -198,6 +200,11 @@ impl FakeTelegram {
     /// Starts or ends an outage: while it lasts every send is refused with 502.
     pub fn set_outage(&self, on: bool) {
         self.lock().outage = on;
+    }
+
+    /// Starts or ends an outage of getUpdates: while it lasts every poll is refused with 502.
+    pub fn set_polling_outage(&self, on: bool) {
+        self.lock().polling_outage = on;
     }
 
     pub fn block(&self, chat_id: i64) {
@@ -418,6 +425,9 @@ impl Drop for Polling {
 async fn get_updates(fake: &FakeTelegram, params: &Value) -> Response {
     {
         let mut state = fake.lock();
+        if state.polling_outage {
+            return error(502, "Bad Gateway", None);
+        }
         if state.polling > 0 {
             state.conflicts += 1;
             return error(409, "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running", None);

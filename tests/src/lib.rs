@@ -103,6 +103,22 @@ impl TestServer {
         &self.running.as_ref().expect("server running").engine
     }
 
+    /// `/readyz`'s entry for the connection `name` (telegram, discord, email, smtp, llm), once
+    /// `wanted` holds for it; the node stays ready whatever the connection's state.
+    pub async fn connection_state(&self, name: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready: Value = reqwest::get(self.url("/readyz")).await.expect("/readyz").json().await.expect("/readyz JSON");
+            let found = ready["connections"].as_array().and_then(|all| all.iter().find(|c| c["name"] == name)).cloned();
+            if let Some(found) = found.filter(|found| wanted(found)) {
+                assert_eq!(ready["status"], "ready", "a connection's state does not take the node out: {ready}");
+                return found;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{name} never reached the wanted state: {ready}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn scheduler(&self) -> &switchboard_core::schedule::Scheduler {
         &self.running.as_ref().expect("server running").scheduler
     }

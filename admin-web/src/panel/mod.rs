@@ -1355,9 +1355,60 @@ async fn system_data(state: &AppState, signed: &Signed) -> Result<Value, ApiErro
         "agents_online": queue.agents_online,
         "visitors_connected": state.visitors.connected_visitors(),
         "jobs": jobs,
+        "connections": connection_rows(state).await?,
         "dead_letters": dead_letters::waiting_rows(state, &signed.agent).await?,
     });
     Ok(data)
+}
+
+/// The outside connections as the System page shows them: state, what it does or what failed,
+/// which node, the last success and the last error.
+async fn connection_rows(state: &AppState) -> Result<Vec<Value>, ApiError> {
+    let now = chrono::Utc::now();
+    let ago = |at: chrono::DateTime<chrono::Utc>| match (now - at).num_seconds().max(0) {
+        seconds @ 0..120 => format!("{seconds} s ago"),
+        seconds @ 120..7200 => format!("{} min ago", seconds / 60),
+        _ => at.format("%Y-%m-%d %H:%M UTC").to_string(),
+    };
+    let label = |name: &str| match name {
+        "telegram" => "Telegram",
+        "discord" => "Discord gateway",
+        "email" => "Email (IMAP)",
+        "smtp" => "Email (SMTP)",
+        "llm" => "Hosted LLM",
+        other => other,
+    }
+    .to_string();
+    Ok(state
+        .engine
+        .connection_states()
+        .await?
+        .into_iter()
+        .map(|(name, reported)| match reported {
+            None => json!({
+                "name": name,
+                "label": label(name),
+                "state": "waiting",
+                "trouble": false,
+                "detail": "not reported by any node yet",
+                "node": "",
+                "last_ok": null,
+                "last_error": null,
+                "last_error_when": null,
+            }),
+            Some(reported) => json!({
+                "name": name,
+                "label": label(name),
+                "state": reported.condition(now),
+                "trouble": reported.condition(now) != "up",
+                "detail": reported.detail,
+                "node": reported.node,
+                "last_ok": reported.last_ok_at.map(ago),
+                "last_error": reported.last_error,
+                "last_error_when": reported.last_error_at.map(ago),
+            }),
+        })
+        .collect())
 }
 
 /// Live updates for open panel pages: which conversation changed.

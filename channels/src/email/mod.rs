@@ -220,6 +220,7 @@ impl EmailAdapter {
             match self.session().await {
                 Ok(()) => failures = 0,
                 Err(error) => {
+                    self.engine.health().down("email", &format!("IMAP: {error}"));
                     failures += 1;
                     tracing::warn!(%error, failures, "IMAP session ended; reconnecting");
                 }
@@ -236,8 +237,10 @@ impl EmailAdapter {
         let mut session = client.login(&imap.username, &imap.password).await.map_err(|(error, _)| error)?;
         session.select(&imap.mailbox).await?;
         let idle = session.capabilities().await?.has_str("IDLE");
+        let working = format!("IMAP session on {}, {}", imap.mailbox, if idle { "waiting with IDLE" } else { "polling" });
         loop {
             self.process_new(&mut session).await?;
+            self.engine.health().up("email", &working);
             if idle {
                 let mut waiting = session.idle();
                 waiting.init().await?;
@@ -459,6 +462,8 @@ pub struct EmailOutbound {
     settings: EmailSettings,
     store: Arc<dyn Conversations>,
     blobs: Arc<dyn BlobStore>,
+    /// Where the mail server's answers are reported (`smtp`), when anywhere.
+    health: Option<Arc<switchboard_core::HealthBoard>>,
 }
 
 fn smtp_transport(smtp: &SmtpSettings) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
@@ -478,7 +483,13 @@ fn smtp_transport(smtp: &SmtpSettings) -> Result<AsyncSmtpTransport<Tokio1Execut
 
 impl EmailOutbound {
     pub fn new(settings: EmailSettings, store: Arc<dyn Conversations>, blobs: Arc<dyn BlobStore>) -> Result<Self, String> {
-        Ok(Self { transport: smtp_transport(&settings.smtp)?, settings, store, blobs })
+        Ok(Self { transport: smtp_transport(&settings.smtp)?, settings, store, blobs, health: None })
+    }
+
+    /// The mail server's answers are reported to `board` as the `smtp` connection.
+    pub fn reporting_to(mut self, board: Arc<switchboard_core::HealthBoard>) -> Self {
+        self.health = Some(board);
+        self
     }
 
     fn domain(&self) -> &str {
@@ -578,7 +589,16 @@ impl Outbound for EmailOutbound {
         let mail = self.build(outbound).await?;
         let message = &outbound.message;
         let sent_id = our_message_id(message.conversation_id, message.id, self.domain());
-        match self.transport.send(mail).await {
+        let sent = self.transport.send(mail).await;
+        if let Some(board) = &self.health {
+            match &sent {
+                // A refusal of one message still means the server answers.
+                Ok(_) => board.up("smtp", "the mail server takes messages"),
+                Err(error) if error.is_permanent() && !is_setup_problem(error) => board.up("smtp", "the mail server answers (it refused a message)"),
+                Err(error) => board.down("smtp", &format!("the mail server could not take a message: {error}")),
+            }
+        }
+        match sent {
             Ok(_) => Ok(Some(sent_id)),
             Err(error) if error.is_permanent() => {
                 Err(DeliveryError::Permanent { reason: format!("The mail server refused the message: {error}") })

@@ -114,8 +114,12 @@ impl TelegramAdapter {
         let mut failures = 0u32;
         loop {
             let updates = match self.bot.get_updates().offset(offset).timeout(POLL_SECONDS).await {
-                Ok(updates) => updates,
+                Ok(updates) => {
+                    self.engine.health().up("telegram", "long polling");
+                    updates
+                }
                 Err(error) => {
+                    self.engine.health().down("telegram", &format!("getUpdates failed: {error}"));
                     failures += 1;
                     let wait = match &error {
                         RequestError::RetryAfter(seconds) => seconds.duration(),
@@ -153,7 +157,11 @@ impl TelegramAdapter {
     /// Points Telegram at our webhook, with the secret it must send back.
     pub async fn register_webhook(&self) -> Result<(), RequestError> {
         if let Mode::Webhook { url, secret } = &self.settings.mode {
-            self.bot.set_webhook(url.clone()).secret_token(secret.clone()).await?;
+            if let Err(error) = self.bot.set_webhook(url.clone()).secret_token(secret.clone()).await {
+                self.engine.health().down("telegram", &format!("setWebhook failed: {error}"));
+                return Err(error);
+            }
+            self.engine.health().up("telegram", "webhook registered");
         }
         Ok(())
     }
@@ -166,6 +174,7 @@ impl TelegramAdapter {
         if !secret.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes())) {
             return Err(WebhookError::Unauthorized);
         }
+        self.engine.health().up("telegram", "receiving webhook updates");
         let update: Update = serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
         self.handle_update(&update).await.map_err(|e| WebhookError::Unavailable(e.to_string()))
     }

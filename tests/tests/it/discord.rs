@@ -147,6 +147,8 @@ async fn a_dropped_gateway_resumes_without_losing_or_repeating_messages() {
     discord.set_dm_channel(907, 5007);
     let first = dm(&discord, 907, 5007, "hello 1");
     discord.wait_posted(5007, 1, WAIT).await;
+    let gateway = server.connection_state("discord", |c| c["state"] == "up").await;
+    assert!(gateway["detail"].as_str().unwrap().starts_with("gateway connected as"), "{gateway}");
     // A repeated dispatch of the same message changes nothing.
     discord.dispatch("MESSAGE_CREATE", message(first, 5007, false, 907, "hello 1", json!([])));
 
@@ -157,6 +159,8 @@ async fn a_dropped_gateway_resumes_without_losing_or_repeating_messages() {
     discord.wait_posted(5007, 4, WAIT).await;
     let (identifies, resumes) = discord.identifies_and_resumes();
     assert_eq!((identifies, resumes), (1, 1), "the session was resumed, not restarted");
+    let gateway = server.connection_state("discord", |c| c["detail"] == "gateway connected (resumed)").await;
+    assert_eq!(gateway["state"], "up", "{gateway}");
     barrier(&discord, 992, 5992).await;
     let messages = stored(&server, "dm/907", 8).await;
     let texts: Vec<&str> = messages.iter().filter(|m| m.sender == Sender::Customer).map(|m| m.text.as_str()).collect();

@@ -148,6 +148,10 @@ async fn email_threads_attachments_loops_and_restarts() {
     assert_eq!(reply.auto_submitted.as_deref(), Some("auto-replied"));
     assert!(reply.text.contains("Forgot password"), "{}", reply.text);
     let ours = format!("<{}>", reply.message_id);
+    let imap = server.connection_state("email", |c| c["state"] == "up").await;
+    assert!(imap["detail"].as_str().unwrap().starts_with("IMAP session on INBOX"), "{imap}");
+    let smtp = server.connection_state("smtp", |c| c["state"] == "up").await;
+    assert_eq!(smtp["detail"], "the mail server takes messages", "{smtp}");
 
     // A reply with In-Reply-To, quoting us, joins the conversation; the quote is cut.
     send_raw(ANN, &[SUPPORT], &mail(ANN, SUPPORT, "Re: Password reset", Some("<m2@customer.example.test>"),

@@ -63,6 +63,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0027_settings.sql", "0ac833e1b4dc14b20fcaf05953c7ce58ad6adbeaffac7caa594cb06ca4f75f87"),
     ("sqlite/0028_webhooks_and_dead_letters.sql", "f52a8dd69b9c84a5cbf3acf3d0f3e1d520060c7f8525f89945138b8726d73dd1"),
     ("postgres/0028_webhooks_and_dead_letters.sql", "60b4bf5c80c66e10ec5ca10c6209639c887136ed1db75f278115c035fabda74c"),
+    ("sqlite/0029_channel_states.sql", "0a5afce2ff914471be968587782a428834a93ab0d0c59bac22ffb9cef37e61a4"),
+    ("postgres/0029_channel_states.sql", "7832d3915e636596748feacee5ef2481e0ab24028e643b83fcbe9fb9f4dfa9fa"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

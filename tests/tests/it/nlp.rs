@@ -339,6 +339,10 @@ async fn escalations_get_the_llm_summary_and_agents_get_drafts_to_edit() {
     assert!(body["error"]["message"].as_str().unwrap().contains("Write the reply yourself"), "{body}");
     let page = ann.post(&format!("/panel/conversations/{id}/draft"), &[("text", ""), ("version", "0")]).await;
     assert!(page.body.contains("data-test=\"draft-error\""), "{}", page.body);
+    // The operator sees the LLM failing, with its last success still known.
+    let llm = server.connection_state("llm", |c| c["state"] == "down").await;
+    assert!(llm["last_error"].as_str().unwrap().contains("LLM request failed"), "{llm}");
+    assert!(llm["last_ok_at"].is_string(), "{llm}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

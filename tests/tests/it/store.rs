@@ -39,6 +39,7 @@ on_both_backends!(
     message_pages_and_recent_customer_texts,
     stored_messages_wait_unanswered_until_one_step_answers_them,
     a_lease_has_one_holder_until_it_expires_or_is_released,
+    a_connection_state_keeps_its_last_success_and_error_and_the_newest_report_wins,
     exclusive_work_waits_for_the_holder_on_another_connection,
     the_outbox_backlog_counts_undelivered_replies_and_dates_the_oldest,
     each_reply_has_a_delivery_state_and_failures_flag_the_conversation,
@@ -914,6 +915,43 @@ async fn a_lease_has_one_holder_until_it_expires_or_is_released(backend: Backend
     assert!(!store.acquire_lease("telegram", "node-a", secs(16), secs(26)).await.unwrap(), "only the holder releases");
     store.release_lease("telegram", "node-b").await.unwrap();
     assert!(store.acquire_lease("telegram", "node-a", secs(16), secs(26)).await.unwrap(), "released: free at once");
+}
+
+async fn a_connection_state_keeps_its_last_success_and_error_and_the_newest_report_wins(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let at = now();
+    let secs = |n: i64| at + chrono::Duration::seconds(n);
+    let up = switchboard_core::ChannelState {
+        name: "telegram".into(),
+        node: "node-a".into(),
+        up: true,
+        detail: "long polling".into(),
+        last_ok_at: Some(secs(1)),
+        last_error: None,
+        last_error_at: None,
+        updated_at: secs(1),
+    };
+    store.record_channel_state(&up).await.unwrap();
+    let down = switchboard_core::ChannelState {
+        node: "node-b".into(),
+        up: false,
+        detail: "getUpdates failed: connection refused".into(),
+        last_ok_at: None,
+        last_error: Some("getUpdates failed: connection refused".into()),
+        last_error_at: Some(secs(5)),
+        updated_at: secs(5),
+        ..up.clone()
+    };
+    store.record_channel_state(&down).await.unwrap();
+    // A late write of an older report (a node that lost the lease) changes nothing.
+    store.record_channel_state(&switchboard_core::ChannelState { updated_at: secs(3), ..up.clone() }).await.unwrap();
+    let states = store.channel_states().await.unwrap();
+    assert_eq!(states.len(), 1);
+    let state = &states[0];
+    assert_eq!((state.node.as_str(), state.up, state.detail.as_str()), ("node-b", false, "getUpdates failed: connection refused"));
+    assert_eq!(state.last_ok_at.map(|t| t.timestamp_millis()), Some(secs(1).timestamp_millis()), "the last success is kept");
+    assert_eq!(state.last_error_at.map(|t| t.timestamp_millis()), Some(secs(5).timestamp_millis()));
+    assert_eq!(state.updated_at.timestamp_millis(), secs(5).timestamp_millis());
 }
 
 async fn exclusive_work_waits_for_the_holder_on_another_connection(backend: Backend) {
