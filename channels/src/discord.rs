@@ -226,22 +226,22 @@ impl DiscordAdapter {
         let Some(contact) = self.location(ctx_http, message).await? else {
             return Ok(());
         };
-        let attachments = self.download_attachments(ctx_http, message, &contact).await?;
+        let attachments = self.download_attachments(message, &contact).await?;
         if message.content.trim().is_empty() && attachments.is_empty() {
             return Ok(());
         }
-        self.submit(ctx_http, &contact, external_id, message.author.global_name.clone().unwrap_or(message.author.name.clone()), message.content.clone(), attachments).await
+        self.submit(&contact, external_id, message.author.global_name.clone().unwrap_or(message.author.name.clone()), message.content.clone(), attachments).await
     }
 
     async fn submit(
         &self,
-        ctx_http: &Http,
         contact: &str,
         external_id: String,
         name: String,
         text: String,
         attachments: Vec<Attachment>,
     ) -> Result<(), TaskError> {
+        let notice_key = format!("{external_id}:refused");
         let inbound = Inbound {
             channel: Channel::Discord,
             external_id,
@@ -256,8 +256,7 @@ impl DiscordAdapter {
         match self.engine.handle(inbound).await {
             Ok(_) => Ok(()),
             Err(EngineError::Invalid(reason)) => {
-                self.tell(ctx_http, contact, &format!("Sorry, I couldn't take that message: {reason}.")).await;
-                Ok(())
+                self.tell(contact, &notice_key, &format!("Sorry, I couldn't take that message: {reason}.")).await
             }
             Err(error) => Err(error.into()),
         }
@@ -275,22 +274,23 @@ impl DiscordAdapter {
             Some(_) => format!("thread/{}/{user}", press.channel_id),
         };
         let name = press.user.global_name.clone().unwrap_or(press.user.name.clone());
-        self.submit(ctx_http, &contact, format!("interaction:{}", press.id), name, label.to_string(), Vec::new()).await
+        self.submit(&contact, format!("interaction:{}", press.id), name, label.to_string(), Vec::new()).await
     }
 
-    async fn download_attachments(&self, ctx_http: &Http, message: &Message, contact: &str) -> Result<Vec<Attachment>, TaskError> {
+    async fn download_attachments(&self, message: &Message, contact: &str) -> Result<Vec<Attachment>, TaskError> {
         let mut stored = Vec::new();
-        for file in &message.attachments {
+        for (n, file) in message.attachments.iter().enumerate() {
+            let key = format!("{}:file{n}", message.id);
             if u64::from(file.size) > self.settings.max_file_bytes {
                 let limit = self.settings.max_file_bytes;
-                self.tell(ctx_http, contact, &format!("Sorry, \"{}\" is larger than the {limit} bytes I can accept.", file.filename)).await;
+                self.tell(contact, &key, &format!("Sorry, \"{}\" is larger than the {limit} bytes I can accept.", file.filename)).await?;
                 continue;
             }
             let bytes = file.download().await.map_err(TaskError::Discord)?;
             match self.engine.accept_upload(&file.filename, &bytes).await {
                 Ok(attachment) => stored.push(attachment),
                 Err(EngineError::Upload(reason)) => {
-                    self.tell(ctx_http, contact, &format!("Sorry, I couldn't accept \"{}\": {reason}.", file.filename)).await;
+                    self.tell(contact, &key, &format!("Sorry, I couldn't accept \"{}\": {reason}.", file.filename)).await?;
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -298,16 +298,10 @@ impl DiscordAdapter {
         Ok(stored)
     }
 
-    /// A direct notice about the customer's own input (not part of the conversation record).
-    async fn tell(&self, ctx_http: &Http, contact: &str, text: &str) {
-        let result = async {
-            let channel = reply_channel(ctx_http, contact).await?;
-            channel.send_message(ctx_http, CreateMessage::new().content(text).allowed_mentions(CreateAllowedMentions::new())).await
-        }
-        .await;
-        if let Err(error) = result {
-            tracing::warn!(%error, contact, "could not send a notice on Discord");
-        }
+    /// A direct notice about the customer's own input (not part of the conversation record),
+    /// queued durably before the event counts as handled; `key` names it within the event.
+    async fn tell(&self, contact: &str, key: &str, text: &str) -> Result<(), TaskError> {
+        Ok(self.engine.tell_customer(Channel::Discord, contact, key, text).await?)
     }
 }
 
@@ -458,6 +452,13 @@ impl DiscordOutbound {
 impl Outbound for DiscordOutbound {
     fn channel(&self) -> Channel {
         Channel::Discord
+    }
+
+    async fn tell(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {
+        let channel = reply_channel(&self.http, recipient).await.map_err(delivery_error)?;
+        let create = CreateMessage::new().content(text).allowed_mentions(CreateAllowedMentions::new());
+        channel.send_message(&self.http, create).await.map_err(delivery_error)?;
+        Ok(())
     }
 
     async fn deliver(&self, outbound: &OutboundMessage) -> Result<Option<String>, DeliveryError> {

@@ -294,6 +294,23 @@ impl Engine {
         self
     }
 
+    /// Tells a customer something outside their conversation (a file refused, a message the
+    /// bot cannot open), durably: queued now and sent by the outbox, so a crash or a channel
+    /// outage delays it and loses nothing. `key` names it, so an event handled again queues it once.
+    pub async fn tell_customer(&self, channel: Channel, recipient: &str, key: &str, text: &str) -> Result<(), EngineError> {
+        let notice = crate::ports::DirectNotice {
+            channel,
+            recipient: recipient.to_string(),
+            key: format!("{channel}:{key}"),
+            text: text.to_string(),
+            // The outbox's retry window runs on real time.
+            created_at: chrono::Utc::now(),
+        };
+        self.store.queue_direct_notice(&notice).await?;
+        self.outbox_wake.notify_one();
+        Ok(())
+    }
+
     /// Where channel adapters and the LLM client report how their connections are doing.
     pub fn health(&self) -> &crate::health::HealthBoard {
         &self.health

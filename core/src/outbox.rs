@@ -57,8 +57,42 @@ impl OutboxWorker {
         }
     }
 
-    /// Claims one batch and delivers it: in order within a conversation, conversations in parallel.
+    /// Claims one batch of replies and one of direct notices and delivers them.
     pub async fn drain_once(&self) -> Result<usize, crate::ports::StoreError> {
+        let replies = self.drain_replies().await?;
+        Ok(replies + self.drain_notices().await?)
+    }
+
+    /// Sends the due direct notices one by one; a passing failure is retried within the
+    /// retry window, as replies are.
+    async fn drain_notices(&self) -> Result<usize, crate::ports::StoreError> {
+        let now = chrono::Utc::now();
+        let notices = self.store.claim_direct_notices(now, now + LEASE, BATCH).await?;
+        for queued in &notices {
+            let notice = &queued.notice;
+            let result = match self.senders.get(&notice.channel) {
+                Some(sender) => sender.tell(&notice.recipient, &notice.text).await,
+                None => Err(DeliveryError::Permanent { reason: format!("no sender for channel {}", notice.channel) }),
+            };
+            let now = chrono::Utc::now();
+            let (error, retry_at) = match result {
+                Ok(()) => (None, None),
+                Err(DeliveryError::Retry { reason, after }) => {
+                    let wait = ChronoDuration::from_std(after.unwrap_or_else(|| backoff(queued.attempts))).unwrap_or(ChronoDuration::minutes(10));
+                    (Some(reason), Some(now + wait).filter(|at| *at <= notice.created_at + self.retry_window))
+                }
+                Err(DeliveryError::Permanent { reason } | DeliveryError::Unreachable { reason }) => (Some(reason), None),
+            };
+            if let Some(reason) = &error {
+                tracing::warn!(notice = queued.id, channel = %notice.channel, gave_up = retry_at.is_none(), reason, "a direct notice was not sent");
+            }
+            self.store.direct_notice_attempted(queued.id, now, error.as_deref(), retry_at).await?;
+        }
+        Ok(notices.len())
+    }
+
+    /// Claims one batch and delivers it: in order within a conversation, conversations in parallel.
+    async fn drain_replies(&self) -> Result<usize, crate::ports::StoreError> {
         let now = chrono::Utc::now();
         let batch = self.store.claim_outbox(now, now + LEASE, BATCH).await?;
         let claimed = batch.len();

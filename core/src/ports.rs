@@ -599,6 +599,36 @@ pub trait Outbox: Send + Sync {
     /// `(contact external id, message external id)`. Channels without a replayable cursor
     /// (Discord) catch up from these after a stop.
     async fn latest_inbound_by_contact(&self, channel: Channel) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Queues a notice to a customer outside any conversation (a file refused, a message the
+    /// bot cannot open); a notice with a key already queued is that notice, and changes nothing.
+    async fn queue_direct_notice(&self, notice: &DirectNotice) -> Result<(), StoreError>;
+    /// Leases up to `limit` direct notices due at `now` until `lease_until`, oldest first.
+    async fn claim_direct_notices(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<QueuedNotice>, StoreError>;
+    /// Records an attempt at notice `id`: sent (no error), to try again at `retry_at`, or given
+    /// up (an error and no retry).
+    async fn direct_notice_attempted(&self, id: i64, now: Timestamp, error: Option<&str>, retry_at: Option<Timestamp>) -> Result<(), StoreError>;
+}
+
+/// A notice to a customer that is not part of a conversation's record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectNotice {
+    pub channel: Channel,
+    /// The customer's address on the channel (a contact's external id).
+    pub recipient: String,
+    /// Names the notice: the event it answers and what about it, so a retried event queues it once.
+    pub key: String,
+    pub text: String,
+    pub created_at: Timestamp,
+}
+
+/// A direct notice claimed for sending.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedNotice {
+    pub id: i64,
+    pub notice: DirectNotice,
+    /// Attempts before this one.
+    pub attempts: u32,
 }
 
 /// Agents, their credentials, canned responses and the audit log. Every change goes through
@@ -1386,6 +1416,10 @@ pub trait Outbound: Send + Sync {
     fn channel(&self) -> Channel;
     /// Ok carries the channel's id for the sent message, when it gives one.
     async fn deliver(&self, message: &OutboundMessage) -> Result<Option<String>, DeliveryError>;
+    /// Sends a direct notice (plain text) to `recipient`, a contact's external id.
+    async fn tell(&self, recipient: &str, _text: &str) -> Result<(), DeliveryError> {
+        Err(DeliveryError::Permanent { reason: format!("{} takes no direct notices (to {recipient})", self.channel()) })
+    }
 }
 
 /// How many customers have a live widget connection to this node (for the dashboard).

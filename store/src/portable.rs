@@ -2234,6 +2234,74 @@ impl $store {
         .map_err(backend)?;
         rows.iter().map(|row| Ok((row.text("contact")?, row.text("latest")?))).collect()
     }
+
+    async fn queue_direct_notice(&self, notice: &switchboard_core::ports::DirectNotice) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO direct_notices (channel, recipient, key, text, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $5) \
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(notice.channel.as_str())
+        .bind(&notice.recipient)
+        .bind(&notice.key)
+        .bind(&notice.text)
+        .bind(millis(notice.created_at))
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn claim_direct_notices(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<switchboard_core::ports::QueuedNotice>, StoreError> {
+        // The outer condition is checked again on a row another node claimed meanwhile
+        // (PostgreSQL re-reads it after the lock), so a notice is claimed once.
+        let claim = sqlx::AssertSqlSafe(
+            "UPDATE direct_notices SET next_attempt_at = $1 WHERE next_attempt_at <= $2 AND id IN \
+             (SELECT id FROM direct_notices WHERE next_attempt_at <= $2 ORDER BY id LIMIT $3) \
+             RETURNING id, channel, recipient, key, text, created_at, attempts",
+        );
+        let mut claimed = self
+            .claim(claim, now, lease_until, limit)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(switchboard_core::ports::QueuedNotice {
+                    id: row.int("id")?,
+                    notice: switchboard_core::ports::DirectNotice {
+                        channel: crate::rows::parsed("channel", &row.text("channel")?)?,
+                        recipient: row.text("recipient")?,
+                        key: row.text("key")?,
+                        text: row.text("text")?,
+                        created_at: crate::rows::instant_of(row.int("created_at")?)?,
+                    },
+                    attempts: u32::try_from(row.int("attempts")?).unwrap_or(u32::MAX),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        claimed.sort_by_key(|queued| queued.id);
+        Ok(claimed)
+    }
+
+    async fn direct_notice_attempted(&self, id: i64, now: Timestamp, error: Option<&str>, retry_at: Option<Timestamp>) -> Result<(), StoreError> {
+        let (sent_at, gave_up_at) = match (error, retry_at) {
+            (None, _) => (Some(millis(now)), None),
+            (Some(_), Some(_)) => (None, None),
+            (Some(_), None) => (None, Some(millis(now))),
+        };
+        let retry_at = retry_at.filter(|_| error.is_some()).map(millis);
+        sqlx::query(
+            "UPDATE direct_notices SET attempts = attempts + 1, next_attempt_at = $2, sent_at = $3, gave_up_at = $4, \
+             last_error = COALESCE($5, last_error) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(retry_at)
+        .bind(sent_at)
+        .bind(gave_up_at)
+        .bind(error)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
             }
 
             #[async_trait]
@@ -2878,18 +2946,13 @@ impl $store {
     async fn claim_webhook_deliveries(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> Result<Vec<switchboard_core::ports::WebhookDelivery>, StoreError> {
         // The outer condition is checked again on a row another node claimed meanwhile
         // (PostgreSQL re-reads it after the lock), so a delivery is claimed once.
-        let rows = sqlx::query(
-            "UPDATE webhook_deliveries SET next_attempt_at = $2 WHERE state = 'pending' AND next_attempt_at <= $1 AND id IN \
+        let claim = sqlx::AssertSqlSafe(
+            "UPDATE webhook_deliveries SET next_attempt_at = $1 WHERE state = 'pending' AND next_attempt_at <= $2 AND id IN \
              (SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
-              WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND w.active = TRUE ORDER BY d.id LIMIT $3) \
+              WHERE d.state = 'pending' AND d.next_attempt_at <= $2 AND w.active = TRUE ORDER BY d.id LIMIT $3) \
              RETURNING id, webhook_id, event, event_id, payload, state, attempts, created_at, next_attempt_at, last_attempt_at, last_status, last_response, last_error",
-        )
-        .bind(millis(now))
-        .bind(millis(lease_until))
-        .bind(i64::from(limit))
-        .fetch_all(&self.writer)
-        .await
-        .map_err(backend)?;
+        );
+        let rows = self.claim(claim, now, lease_until, limit).await?;
         let mut claimed: Vec<_> = rows.iter().map(crate::rows::webhook_delivery_from_row).collect::<Result<_, _>>()?;
         claimed.sort_by_key(|d: &switchboard_core::ports::WebhookDelivery| d.id);
         Ok(claimed)

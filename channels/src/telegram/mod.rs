@@ -203,7 +203,7 @@ impl TelegramAdapter {
             match (message.sticker().and_then(|sticker| sticker.emoji.clone()), unreadable(message)) {
                 (Some(emoji), _) => text = emoji,
                 (None, Some(what)) => {
-                    self.tell(chat, &format!("Sorry, I can't open {what} here. Please write your message, or send a photo or a PDF.")).await;
+                    self.tell(message, "unreadable", &format!("Sorry, I can't open {what} here. Please write your message, or send a photo or a PDF.")).await?;
                     return Ok(());
                 }
                 (None, None) => {
@@ -232,7 +232,7 @@ impl TelegramAdapter {
         match self.engine.handle(inbound).await {
             Ok(_) => Ok(()),
             Err(EngineError::Invalid(reason)) => {
-                self.tell(chat, &format!("Sorry, I couldn't take that message: {reason}.")).await;
+                self.tell(message, "refused", &format!("Sorry, I couldn't take that message: {reason}.")).await?;
                 Ok(())
             }
             Err(error) => Err(error.into()),
@@ -312,7 +312,7 @@ impl TelegramAdapter {
         };
         if u64::from(meta.size) > self.settings.max_file_bytes {
             let limit = self.settings.max_file_bytes;
-            self.tell(message.chat.id, &format!("Sorry, \"{name}\" is larger than the {limit} bytes I can accept.")).await;
+            self.tell(message, "file", &format!("Sorry, \"{name}\" is larger than the {limit} bytes I can accept.")).await?;
             return Ok(Vec::new());
         }
         let file = self.bot.get_file(meta.id.clone()).await?;
@@ -321,7 +321,7 @@ impl TelegramAdapter {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| RequestError::Network(Arc::new(e)))?;
             if (bytes.len() + chunk.len()) as u64 > self.settings.max_file_bytes {
-                self.tell(message.chat.id, &format!("Sorry, \"{name}\" is too large for me to accept.")).await;
+                self.tell(message, "file", &format!("Sorry, \"{name}\" is too large for me to accept.")).await?;
                 return Ok(Vec::new());
             }
             bytes.extend_from_slice(&chunk);
@@ -329,18 +329,19 @@ impl TelegramAdapter {
         match self.engine.accept_upload(&name, &bytes).await {
             Ok(attachment) => Ok(vec![attachment]),
             Err(EngineError::Upload(reason)) => {
-                self.tell(message.chat.id, &format!("Sorry, I couldn't accept \"{name}\": {reason}.")).await;
+                self.tell(message, "file", &format!("Sorry, I couldn't accept \"{name}\": {reason}.")).await?;
                 Ok(Vec::new())
             }
             Err(error) => Err(error.into()),
         }
     }
 
-    /// A direct notice about the customer's own input (not part of the conversation record).
-    async fn tell(&self, chat: ChatId, text: &str) {
-        if let Err(error) = self.bot.send_message(chat, text).await {
-            tracing::warn!(%error, chat = chat.0, "could not send a notice on Telegram");
-        }
+    /// A direct notice about the customer's own input (not part of the conversation record),
+    /// queued durably before the update counts as handled; `what` tells one message's notices apart.
+    async fn tell(&self, message: &Message, what: &str, text: &str) -> Result<(), TelegramError> {
+        let chat = message.chat.id;
+        let key = format!("{}:{}:{what}", chat.0, message.id.0);
+        Ok(self.engine.tell_customer(Channel::Telegram, &chat.0.to_string(), &key, text).await?)
     }
 }
 
@@ -369,6 +370,11 @@ impl TelegramOutbound {
 impl Outbound for TelegramOutbound {
     fn channel(&self) -> Channel {
         Channel::Telegram
+    }
+
+    async fn tell(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {
+        self.bot.send_message(chat_of(recipient)?, text).await.map_err(delivery_error)?;
+        Ok(())
     }
 
     async fn deliver(&self, outbound: &OutboundMessage) -> Result<Option<String>, DeliveryError> {

@@ -65,6 +65,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0028_webhooks_and_dead_letters.sql", "60b4bf5c80c66e10ec5ca10c6209639c887136ed1db75f278115c035fabda74c"),
     ("sqlite/0029_channel_states.sql", "0a5afce2ff914471be968587782a428834a93ab0d0c59bac22ffb9cef37e61a4"),
     ("postgres/0029_channel_states.sql", "7832d3915e636596748feacee5ef2481e0ab24028e643b83fcbe9fb9f4dfa9fa"),
+    ("sqlite/0030_direct_notices.sql", "a5927c70803f036ad95d34bde754b1c7b49c28f3f6541a973e67d85a2b21124c"),
+    ("postgres/0030_direct_notices.sql", "8f47f98937ff5241d1105f793502587fa5f31aa6460982857728074935b4d983"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

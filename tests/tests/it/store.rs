@@ -40,6 +40,7 @@ on_both_backends!(
     stored_messages_wait_unanswered_until_one_step_answers_them,
     a_lease_has_one_holder_until_it_expires_or_is_released,
     a_connection_state_keeps_its_last_success_and_error_and_the_newest_report_wins,
+    a_direct_notice_is_queued_once_claimed_by_one_and_retried_until_sent,
     exclusive_work_waits_for_the_holder_on_another_connection,
     the_outbox_backlog_counts_undelivered_replies_and_dates_the_oldest,
     each_reply_has_a_delivery_state_and_failures_flag_the_conversation,
@@ -952,6 +953,33 @@ async fn a_connection_state_keeps_its_last_success_and_error_and_the_newest_repo
     assert_eq!(state.last_ok_at.map(|t| t.timestamp_millis()), Some(secs(1).timestamp_millis()), "the last success is kept");
     assert_eq!(state.last_error_at.map(|t| t.timestamp_millis()), Some(secs(5).timestamp_millis()));
     assert_eq!(state.updated_at.timestamp_millis(), secs(5).timestamp_millis());
+}
+
+async fn a_direct_notice_is_queued_once_claimed_by_one_and_retried_until_sent(backend: Backend) {
+    use switchboard_core::ports::DirectNotice;
+    let (store, _db) = fresh(backend).await;
+    let at = now();
+    let secs = |n: i64| at + chrono::Duration::seconds(n);
+    let notice = DirectNotice { channel: Channel::Telegram, recipient: "512".into(), key: "telegram:512:2:file".into(), text: "Sorry".into(), created_at: at };
+    store.queue_direct_notice(&notice).await.unwrap();
+    store.queue_direct_notice(&DirectNotice { text: "Sorry again".into(), ..notice.clone() }).await.unwrap();
+    let claimed = store.claim_direct_notices(at, secs(60), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "one notice per key");
+    assert_eq!((claimed[0].notice.text.as_str(), claimed[0].attempts), ("Sorry", 0));
+    assert_eq!(claimed[0].notice.created_at.timestamp_millis(), at.timestamp_millis());
+    assert!(store.claim_direct_notices(secs(1), secs(61), 10).await.unwrap().is_empty(), "leased");
+    store.direct_notice_attempted(claimed[0].id, secs(1), Some("502 Bad Gateway"), Some(secs(5))).await.unwrap();
+    assert!(store.claim_direct_notices(secs(4), secs(64), 10).await.unwrap().is_empty(), "not due yet");
+    let again = store.claim_direct_notices(secs(5), secs(65), 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 1);
+    store.direct_notice_attempted(again[0].id, secs(6), None, None).await.unwrap();
+    assert!(store.claim_direct_notices(secs(100), secs(160), 10).await.unwrap().is_empty(), "sent: done");
+    let other = DirectNotice { key: "telegram:512:3:file".into(), ..notice };
+    store.queue_direct_notice(&other).await.unwrap();
+    let claimed = store.claim_direct_notices(secs(100), secs(160), 10).await.unwrap();
+    store.direct_notice_attempted(claimed[0].id, secs(100), Some("chat not found"), None).await.unwrap();
+    assert!(store.claim_direct_notices(secs(200), secs(260), 10).await.unwrap().is_empty(), "given up: done");
 }
 
 async fn exclusive_work_waits_for_the_holder_on_another_connection(backend: Backend) {

@@ -144,7 +144,18 @@ async fn voice_video_and_stickers_are_answered_with_what_the_bot_can_read() {
     telegram.push_message(with(1, "voice", json!({"file_id": "v1", "file_unique_id": "v", "duration": 3, "mime_type": "audio/ogg", "file_size": 9000})));
     let told = telegram.wait_sent(512, 1, WAIT).await;
     assert_eq!(told[0].text.as_deref(), Some("Sorry, I can't open voice messages or audio here. Please write your message, or send a photo or a PDF."));
+    // A notice is queued before its update counts as handled: an outage and a restart delay
+    // it, and it is sent once.
+    telegram.set_outage(true);
     telegram.push_message(with(2, "video_note", json!({"file_id": "n1", "file_unique_id": "n", "length": 240, "duration": 5})));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while telegram.refused_sends() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the notice was never tried during the outage");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut server = server;
+    server.restart().await;
+    telegram.set_outage(false);
     let told = telegram.wait_sent(512, 2, WAIT).await;
     assert!(told[1].text.as_deref().unwrap().starts_with("Sorry, I can't open videos here."), "{told:?}");
     let contact = server.engine().store().contact_by_external_id(Channel::Telegram, "512").await.unwrap();
@@ -156,6 +167,7 @@ async fn voice_video_and_stickers_are_answered_with_what_the_bot_can_read() {
     telegram.push_message(with(3, "sticker", sticker));
     let messages = stored(&server, "512", 2).await;
     assert_eq!(messages.iter().find(|m| m.sender == Sender::Customer).map(|m| m.text.as_str()), Some("👋"));
+    assert_eq!(telegram.sent().iter().filter(|s| s.chat_id == 512).count(), 3, "two notices and the answer, none repeated");
 }
 
 #[tokio::test]
