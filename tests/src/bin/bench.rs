@@ -809,15 +809,7 @@ async fn panel(conversations: u64, each: u64, requests: usize, mixed: usize) -> 
     let seeding = Instant::now();
     seed(dir.path(), conversations, each, 1000, 1).await?;
     println!("panel: seeded {conversations} conversations and {} messages in {:.1} s", conversations * each, seeding.elapsed().as_secs_f64());
-    // BENCH_KEEP_SEED=FILE keeps a copy of the seeded store, to study its queries in a shell.
-    if let Ok(keep) = std::env::var("BENCH_KEEP_SEED") {
-        for suffix in ["", "-wal"] {
-            let seeded = dir.path().join(format!("switchboard.db{suffix}"));
-            if seeded.exists() {
-                std::fs::copy(&seeded, format!("{keep}{suffix}")).with_context(|| format!("copying the seeded store to {keep}"))?;
-            }
-        }
-    }
+    keep_seed(dir.path())?;
     let (server, _postgres) = start_seeded(dir, "panel").await?;
     let base = format!("http://{}", server.addr);
     let client = switchboard_tests::panel::PanelClient::sign_in(&base, "bench@example.com", "bench-password-123").await;
@@ -906,6 +898,19 @@ async fn panel(conversations: u64, each: u64, requests: usize, mixed: usize) -> 
     Ok(())
 }
 
+/// BENCH_KEEP_SEED=FILE keeps a copy of the seeded store, to study its queries in a shell.
+fn keep_seed(dir: &std::path::Path) -> anyhow::Result<()> {
+    if let Ok(keep) = std::env::var("BENCH_KEEP_SEED") {
+        for suffix in ["", "-wal"] {
+            let seeded = dir.join(format!("switchboard.db{suffix}"));
+            if seeded.exists() {
+                std::fs::copy(&seeded, format!("{keep}{suffix}")).with_context(|| format!("copying the seeded store to {keep}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Starts the server on a seeded SQLite store, or with BENCH_DATABASE=postgres on a fresh
 /// PostgreSQL database the seed is copied into (`switchboard db copy`'s code).
 async fn start_seeded(dir: tempfile::TempDir, scenario: &str) -> anyhow::Result<(Server, Option<switchboard_tests::databases::TestDatabase>)> {
@@ -940,6 +945,7 @@ async fn reports(conversations: u64, each: u64, days: u64, requests: usize) -> a
     let seeding = Instant::now();
     let spacing_ms = (days * 86_400_000 / conversations.max(1)) as i64;
     seed(dir.path(), conversations, each, spacing_ms, REPORT_AGENTS).await?;
+    keep_seed(dir.path())?;
     println!(
         "reports: seeded {conversations} conversations and {} messages over {days} days, {REPORT_AGENTS} agents, in {:.1} s",
         conversations * each,
@@ -957,7 +963,15 @@ async fn reports(conversations: u64, each: u64, days: u64, requests: usize) -> a
     let counted = switchboard::jobs::roll_up_reports(store.as_ref(), chrono::Utc::now()).await?;
     println!("reports: the reports job found {counted} past days left to count, in {:.1} s", rolling.elapsed().as_secs_f64());
     let admin = store.agent_by_email("bench@example.com").await?.expect("the bench's admin").id;
-    time_reports(&base, &client, &token, days, requests, &admin.to_string()).await
+    let timed = time_reports(&base, &client, &token, days, requests, &admin.to_string()).await;
+    // The server stops before its database goes.
+    drop(server);
+    // BENCH_KEEP_DATABASE=1 keeps the PostgreSQL database, to study its queries in psql.
+    if let Some(database) = postgres.filter(|_| std::env::var("BENCH_KEEP_DATABASE").is_ok()) {
+        println!("reports: kept the database {}", database.url);
+        std::mem::forget(database);
+    }
+    timed
 }
 
 /// Each report period and filter, `requests` times from this client process over HTTP.

@@ -67,6 +67,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0029_channel_states.sql", "7832d3915e636596748feacee5ef2481e0ab24028e643b83fcbe9fb9f4dfa9fa"),
     ("sqlite/0030_direct_notices.sql", "a5927c70803f036ad95d34bde754b1c7b49c28f3f6541a973e67d85a2b21124c"),
     ("postgres/0030_direct_notices.sql", "8f47f98937ff5241d1105f793502587fa5f31aa6460982857728074935b4d983"),
+    ("sqlite/0031_customer_messages_by_conversation.sql", "da106f6774ff5336a359a04fce587481c2fb84bf670c85eea85290b3d74d903c"),
+    ("postgres/0031_customer_messages_by_conversation.sql", "3b0c81c5ebee3f79b778af777ae04e474c9655dd4c2a723adfd1b3725613ef21"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {
