@@ -12,6 +12,7 @@ pub mod probes;
 mod charts;
 mod working_hours;
 pub mod signin;
+pub mod totp;
 
 use axum::Router;
 use std::sync::Arc;

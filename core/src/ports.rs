@@ -382,6 +382,12 @@ pub struct AdminWrite {
     /// Who changed the settings, and when.
     pub settings_by: Option<(AgentId, Timestamp)>,
     pub webhook: Option<WebhookChange>,
+    /// Two-factor sign-in turned on with this secret (base32), or off (`None`).
+    pub two_factor: Option<(AgentId, Option<String>)>,
+    /// A sign-in waiting for its code: (token hash, agent, open until).
+    pub sign_in_challenge: Option<(String, AgentId, Timestamp)>,
+    /// The sign-in challenge with this token hash ended (signed in, or too many wrong codes).
+    pub end_sign_in_challenge: Option<String>,
     pub audit: Vec<AuditEntry>,
 }
 
@@ -655,6 +661,17 @@ pub trait Accounts: Send + Sync {
     async fn agent_by_email(&self, email: &str) -> Result<Option<Agent>, StoreError>;
     async fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;
     async fn password_hash(&self, agent: AgentId) -> Result<Option<String>, StoreError>;
+    /// The agent's two-factor secret (base32) while two-factor sign-in is on.
+    async fn two_factor_secret(&self, agent: AgentId) -> Result<Option<String>, StoreError>;
+    /// The agents with two-factor sign-in on.
+    async fn two_factor_agents(&self) -> Result<Vec<AgentId>, StoreError>;
+    /// Takes a code's time step for the agent; false when that step or a later one was taken
+    /// already (a code signs in once, on any node).
+    async fn take_two_factor_step(&self, agent: AgentId, step: i64) -> Result<bool, StoreError>;
+    /// The agent of a sign-in challenge still open at `now`.
+    async fn sign_in_challenge(&self, token_hash: &str, now: Timestamp) -> Result<Option<AgentId>, StoreError>;
+    /// Counts a wrong code against a challenge; returns its wrong codes so far.
+    async fn sign_in_challenge_failed(&self, token_hash: &str) -> Result<u32, StoreError>;
     async fn password_reset(&self, token_hash: &str) -> Result<Option<PasswordReset>, StoreError>;
     /// When each agent last signed in (from the audit log).
     async fn last_sign_ins(&self) -> Result<Vec<(AgentId, Timestamp)>, StoreError>;

@@ -234,6 +234,7 @@ text_enum!(
         ApiToken => "api_token",
         Settings => "settings",
         Webhook => "webhook",
+        TwoFactor => "two_factor",
     }
 );
 

@@ -626,6 +626,27 @@ async fn write_admin(tx: &mut $conn, write: &AdminWrite) -> Result<(), StoreErro
         .await
         .map_err(backend)?;
     }
+    if let Some((agent, secret)) = &write.two_factor {
+        sqlx::query("UPDATE agents SET totp_secret = $2, totp_last_step = NULL WHERE id = $1")
+            .bind(agent.to_string())
+            .bind(secret)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+    }
+    if let Some((hash, agent, until)) = &write.sign_in_challenge {
+        sqlx::query("DELETE FROM sign_in_challenges WHERE agent_id = $1").bind(agent.to_string()).execute(&mut *tx).await.map_err(backend)?;
+        sqlx::query("INSERT INTO sign_in_challenges (token_hash, agent_id, expires_at) VALUES ($1, $2, $3)")
+            .bind(hash)
+            .bind(agent.to_string())
+            .bind(millis(*until))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+    }
+    if let Some(hash) = &write.end_sign_in_challenge {
+        sqlx::query("DELETE FROM sign_in_challenges WHERE token_hash = $1").bind(hash).execute(&mut *tx).await.map_err(backend)?;
+    }
     if let Some((agent, hash)) = &write.password_hash {
         sqlx::query("UPDATE agents SET password_hash = $2 WHERE id = $1")
             .bind(agent.to_string())
@@ -2338,6 +2359,51 @@ impl $store {
             .await
             .map_err(backend)?;
         rows.iter().map(agent_from_row).collect()
+    }
+
+    async fn two_factor_secret(&self, agent: AgentId) -> Result<Option<String>, StoreError> {
+        let secret: Option<Option<String>> = sqlx::query_scalar("SELECT totp_secret FROM agents WHERE id = $1")
+            .bind(agent.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        Ok(secret.flatten())
+    }
+
+    async fn two_factor_agents(&self) -> Result<Vec<AgentId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM agents WHERE totp_secret IS NOT NULL").fetch_all(&self.reader).await.map_err(backend)?;
+        ids.iter().map(|id| Ok(AgentId(crate::rows::parsed("id", id)?))).collect()
+    }
+
+    async fn take_two_factor_step(&self, agent: AgentId, step: i64) -> Result<bool, StoreError> {
+        let taken = sqlx::query(
+            "UPDATE agents SET totp_last_step = $2 WHERE id = $1 AND totp_secret IS NOT NULL AND (totp_last_step IS NULL OR totp_last_step < $2)",
+        )
+        .bind(agent.to_string())
+        .bind(step)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(taken.rows_affected() == 1)
+    }
+
+    async fn sign_in_challenge(&self, token_hash: &str, now: Timestamp) -> Result<Option<AgentId>, StoreError> {
+        let agent: Option<String> = sqlx::query_scalar("SELECT agent_id FROM sign_in_challenges WHERE token_hash = $1 AND expires_at > $2")
+            .bind(token_hash)
+            .bind(millis(now))
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        agent.map(|id| Ok(AgentId(crate::rows::parsed("agent_id", &id)?))).transpose()
+    }
+
+    async fn sign_in_challenge_failed(&self, token_hash: &str) -> Result<u32, StoreError> {
+        let failures: Option<i64> = sqlx::query_scalar("UPDATE sign_in_challenges SET failures = failures + 1 WHERE token_hash = $1 RETURNING failures")
+            .bind(token_hash)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(failures.map_or(u32::MAX, |n| u32::try_from(n).unwrap_or(u32::MAX)))
     }
 
     async fn password_hash(&self, agent: AgentId) -> Result<Option<String>, StoreError> {

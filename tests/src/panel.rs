@@ -14,6 +14,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub location: Option<String>,
     pub retry_after: Option<String>,
+    /// The cookies it set, as `name=value`.
+    pub cookies: Vec<String>,
     pub body: String,
 }
 
@@ -76,22 +78,27 @@ impl PanelClient {
         client
     }
 
-    pub async fn try_sign_in(&mut self, email: &str, password: &str) -> Reply {
-        let page = self.http.get(format!("{}/panel/login", self.base)).send().await.unwrap();
-        let login_cookie = cookie_from(&page, "sb_login_csrf").expect("login CSRF cookie");
-        let csrf = csrf_of(&page.text().await.unwrap()).expect("login CSRF field");
-        let response = self
-            .http
-            .post(format!("{}/panel/login", self.base))
-            .header("cookie", login_cookie)
-            .form(&[("email", email), ("password", password), ("csrf", &csrf)])
-            .send()
-            .await
-            .unwrap();
+    /// After a sign-in that asked for a code: sends `code` with the challenge and form cookies
+    /// the code page set, and keeps the session when it signs in.
+    pub async fn try_code(&mut self, code_page: &Reply, code: &str) -> Reply {
+        let csrf = csrf_of(&code_page.body).expect("the code form's CSRF field");
+        self.signing_in("/panel/login/code", &code_page.cookies.join("; "), &[("code", code), ("csrf", &csrf)]).await
+    }
+
+    /// Posts a sign-in form with `cookies`; keeps the session it may begin.
+    async fn signing_in(&mut self, path: &str, cookies: &str, form: &[(&str, &str)]) -> Reply {
+        let response = self.http.post(format!("{}{path}", self.base)).header("cookie", cookies).form(form).send().await.unwrap();
         if let Some(session) = cookie_from(&response, "sb_session") {
             self.cookie = Some(session);
         }
         Self::reply(response).await
+    }
+
+    pub async fn try_sign_in(&mut self, email: &str, password: &str) -> Reply {
+        let page = self.http.get(format!("{}/panel/login", self.base)).send().await.unwrap();
+        let login_cookie = cookie_from(&page, "sb_login_csrf").expect("login CSRF cookie");
+        let csrf = csrf_of(&page.text().await.unwrap()).expect("login CSRF field");
+        self.signing_in("/panel/login", &login_cookie, &[("email", email), ("password", password), ("csrf", &csrf)]).await
     }
 
     async fn reply(response: reqwest::Response) -> Reply {
@@ -99,6 +106,12 @@ impl PanelClient {
             status: response.status(),
             location: response.headers().get("location").and_then(|v| v.to_str().ok()).map(String::from),
             retry_after: response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(String::from),
+            cookies: response
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok()?.split(';').next().map(String::from))
+                .collect(),
             body: response.text().await.unwrap_or_default(),
         }
     }

@@ -39,12 +39,24 @@ struct AccountQuery {
 }
 
 async fn account_page(State(state): State<AppState>, signed: Signed, Query(query): Query<AccountQuery>) -> Result<Html<String>, ApiError> {
-    let flash = (query.done == "name").then(|| ("ok", "Your name was saved.".to_string()));
-    render(&state, &signed, flash)
+    let flash = match query.done.as_str() {
+        "name" => Some("Your name was saved."),
+        "two-factor-on" => Some("Two-factor sign-in is on: signing in now also asks for a code from your app."),
+        "two-factor-off" => Some("Two-factor sign-in is off."),
+        _ => None,
+    };
+    render(&state, &signed, flash.map(|text| ("ok", text.to_string())), None).await
 }
 
-fn render(state: &AppState, signed: &Signed, flash: Option<(&str, String)>) -> Result<Html<String>, ApiError> {
-    let mut data = json!({"limits": {"name": limits::AGENT_NAME, "password": limits::PASSWORD}});
+/// The Account page; `setup`: a new two-factor secret to show for confirming.
+pub(super) async fn render(state: &AppState, signed: &Signed, flash: Option<(&str, String)>, setup: Option<&[u8]>) -> Result<Html<String>, ApiError> {
+    let on = state.engine.accounts().two_factor_secret(signed.agent.id).await?.is_some();
+    let setup = setup.filter(|_| !on).map(|secret| {
+        let key = crate::totp::base32(secret);
+        let grouped = key.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(" ");
+        json!({"secret": key, "key": grouped, "uri": crate::totp::setup_uri("Switchboard", &signed.agent.email, secret)})
+    });
+    let mut data = json!({"limits": {"name": limits::AGENT_NAME, "password": limits::PASSWORD}, "two_factor": {"on": on, "setup": setup}});
     if let Some((kind, text)) = flash {
         data["flash"] = json!({"kind": kind, "text": text});
     }
@@ -64,7 +76,7 @@ async fn change_name(State(state): State<AppState>, signed: Signed, Form(form): 
         return Ok(error_page(&state, error, "/panel/account"));
     }
     if name.is_empty() {
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&state, &signed, Some(("error", "Your name cannot be blank.".into())))?).into_response());
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&state, &signed, Some(("error", "Your name cannot be blank.".into())), None).await?).into_response());
     }
     let me = signed.agent.id;
     state.engine.edit_agent(me, me, AgentEdit { name: Some(name.to_string()), ..AgentEdit::default() }).await?;
@@ -81,26 +93,27 @@ struct PasswordForm {
 
 async fn change_password(State(state): State<AppState>, signed: Signed, Form(form): Form<PasswordForm>) -> Result<Response, ApiError> {
     signed.check_csrf(&form.csrf)?;
-    let refuse = |why: String| -> Result<Response, ApiError> { Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&state, &signed, Some(("error", why)))?).into_response()) };
+    let (state, signed) = (&state, &signed);
+    let refuse = |why: String| async move { Ok::<_, ApiError>((StatusCode::UNPROCESSABLE_ENTITY, render(state, signed, Some(("error", why)), None).await?).into_response()) };
     if let Err(error) = limits::check(&[("password", &form.new, limits::PASSWORD), ("current password", &form.current, limits::PASSWORD)]) {
-        return refuse(error.message);
+        return refuse(error.message).await;
     }
     let me = &signed.agent;
     let hash = state.engine.accounts().password_hash(me.id).await?;
     if !hash.as_deref().is_some_and(|hash| verify_password(&form.current, hash)) {
-        return refuse("Your current password is not right; nothing was changed.".into());
+        return refuse("Your current password is not right; nothing was changed.".into()).await;
     }
     if form.new != form.repeat {
-        return refuse("The two new passwords differ; type the same one twice.".into());
+        return refuse("The two new passwords differ; type the same one twice.".into()).await;
     }
     if let Err(why) = check_password(&form.new, &[&me.email, &me.name], state.account_rules.min_password_chars()) {
-        return refuse(format!("Not changed: {why}."));
+        return refuse(format!("Not changed: {why}.")).await;
     }
     let hash = hash_password(&form.new).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let audit = account_audit(&state, me, AuditAction::UpdateAccount, None, Some("password changed".into()));
     let write = AdminWrite { password_hash: Some((me.id, hash)), audit: vec![audit], ..AdminWrite::default() };
     state.engine.accounts().commit_admin(write).await?;
-    Ok((StatusCode::OK, render(&state, &signed, Some(("ok", "Your password was changed.".into())))?).into_response())
+    Ok((StatusCode::OK, render(&state, &signed, Some(("ok", "Your password was changed.".into())), None).await?).into_response())
 }
 
 /// Makes a link for the agent to set a new password, and shows it once to the admin.

@@ -13,6 +13,7 @@ mod manage_api;
 mod reports;
 mod dead_letters;
 mod settings;
+mod two_factor;
 mod webhooks;
 mod views;
 
@@ -40,6 +41,7 @@ pub use views::Views;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/panel/login", get(login_page).post(login))
+        .merge(two_factor::routes())
         .route("/panel/logout", post(logout))
         .route("/panel/presence", post(presence))
         .route("/panel/", get(dashboard))
@@ -139,12 +141,7 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ApiError> {
     let email = form.email.trim().to_lowercase();
-    let again = |error: &str| -> Result<Response, ApiError> {
-        let csrf = random_token();
-        let html = state.views.render("login", &json!({"csrf": csrf, "error": error, "email": email}))?;
-        let cookie = format!("{LOGIN_CSRF_COOKIE}={csrf}; Path=/panel; HttpOnly; SameSite=Strict; Max-Age=3600{}", secure(&state));
-        Ok((StatusCode::UNAUTHORIZED, [(header::SET_COOKIE, cookie)], html).into_response())
-    };
+    let again = |error: &str| login_form(&state, StatusCode::UNAUTHORIZED, &email, error);
     if !cookie(&headers, LOGIN_CSRF_COOKIE).is_some_and(|c| auth::constant_time_eq(c, &form.csrf)) {
         return again("The login form expired; please sign in again.");
     }
@@ -165,10 +162,7 @@ async fn login(
             let seconds = retry_after.as_secs().max(1);
             let who = if agent.is_some() { String::new() } else { format!(" (unknown account {})", limits::shown(&email, 60)) };
             accounts.record_audit(&audit(AuditAction::SignInRefused, format!("from {address}{who}; retry in {seconds} s"))).await?;
-            let message = format!("Too many sign-in attempts from your address; try again in {seconds} seconds.");
-            let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-            return Ok(response);
+            return Ok(too_many_attempts(seconds));
         }
         Admission::Go { slowdown } => tokio::time::sleep(slowdown).await,
     }
@@ -191,18 +185,50 @@ async fn login(
         accounts.record_audit(&audit(AuditAction::SignInFailed, format!("from {address}{who}"))).await?;
         return again("Wrong email or password.");
     };
-    state.sign_in.succeeded(&email, address);
+    if accounts.two_factor_secret(agent.id).await?.is_some() {
+        return two_factor::ask_for_code(&state, &agent).await;
+    }
+    begin_session(&state, &agent, address, None).await
+}
+
+/// A sign-in step refused by the limits: try again in `seconds`.
+fn too_many_attempts(seconds: u64) -> Response {
+    let message = format!("Too many sign-in attempts from your address; try again in {seconds} seconds.");
+    let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message).into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+/// The sign-in form again, with `error`.
+fn login_form(state: &AppState, status: StatusCode, email: &str, error: &str) -> Result<Response, ApiError> {
+    let csrf = random_token();
+    let html = state.views.render("login", &json!({"csrf": csrf, "error": error, "email": email}))?;
+    let cookie = format!("{LOGIN_CSRF_COOKIE}={csrf}; Path=/panel; HttpOnly; SameSite=Strict; Max-Age=3600{}", secure(state));
+    Ok((status, [(header::SET_COOKIE, cookie)], html).into_response())
+}
+
+/// A sign-in completed (password, and code when two-factor sign-in is on): a new session,
+/// audited, and the challenge it answered ended.
+async fn begin_session(state: &AppState, agent: &Agent, address: std::net::IpAddr, answered: Option<String>) -> Result<Response, ApiError> {
+    state.sign_in.succeeded(&agent.email, address);
     let token = random_token();
     let session = SessionRecord {
         agent: agent.id,
         csrf: random_token(),
         expires_at: state.engine.now() + chrono::Duration::days(i64::from(state.account_rules.session_days())),
     };
-    let signed_in = switchboard_models::AuditEntry { actor: Some(agent.id), ..audit(AuditAction::SignIn, format!("from {address}")) };
-    accounts
-        .commit_admin(AdminWrite { session: Some((hash_token(&token), session)), audit: vec![signed_in], ..AdminWrite::default() })
-        .await?;
-    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}", i64::from(state.account_rules.session_days()) * 86_400, secure(&state));
+    let signed_in = switchboard_models::AuditEntry {
+        at: state.engine.now(),
+        actor: Some(agent.id),
+        action: AuditAction::SignIn,
+        conversation: None,
+        subject_agent: Some(agent.id),
+        before: None,
+        after: Some(format!("from {address}")),
+    };
+    let write = AdminWrite { session: Some((hash_token(&token), session)), end_sign_in_challenge: answered, audit: vec![signed_in], ..AdminWrite::default() };
+    state.engine.accounts().commit_admin(write).await?;
+    let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}", i64::from(state.account_rules.session_days()) * 86_400, secure(state));
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/panel/")).into_response())
 }
 
@@ -989,7 +1015,9 @@ async fn agents(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin)
     let agents = state.engine.accounts().list_agents().await?;
     let signed_in = state.engine.accounts().last_sign_ins().await?;
     let rated = state.engine.ratings().agent_ratings(state.engine.now() - chrono::Duration::days(RATINGS_DAYS)).await?;
+    let two_factor = state.engine.accounts().two_factor_agents().await?;
     let data = json!({"ratings_days": RATINGS_DAYS, "agents": agents.iter().map(|a| json!({
+        "two_factor": two_factor.contains(&a.id),
         "id": a.id.to_string(), "name": a.name, "email": a.email, "role": a.role.as_str(),
         "presence": a.presence.as_str(), "capacity": a.capacity, "active": a.active,
         "rating": rated.iter().find(|r| r.agent_id == a.id).map(|r| format!("{:.1} of 5 ({} rated)", r.average, r.count)),

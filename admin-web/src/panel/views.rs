@@ -32,6 +32,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("bot", include_str!("../../templates/bot.hbs")),
     ("intent", include_str!("../../templates/intent.hbs")),
     ("account", include_str!("../../templates/account.hbs")),
+    ("login_code", include_str!("../../templates/login_code.hbs")),
     ("settings", include_str!("../../templates/settings.hbs")),
     ("webhooks", include_str!("../../templates/webhooks.hbs")),
     ("webhook", include_str!("../../templates/webhook.hbs")),

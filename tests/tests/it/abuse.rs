@@ -343,3 +343,88 @@ async fn a_malformed_version_is_refused_and_api_tokens_are_rate_limited() {
     assert_eq!(statuses[..2], [StatusCode::OK, StatusCode::OK], "{statuses:?}");
     assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
 }
+
+/// The code an authenticator app shows for `key` (base32, as the page shows it, spaces and all)
+/// `ahead` steps of 30 s from now: RFC 6238 computed here, independently of the server.
+fn authenticator_code(key: &str, ahead: i64) -> String {
+    use hmac::{Hmac, Mac};
+    let compact: String = key.chars().filter(|c| !c.is_whitespace()).collect();
+    let secret = data_encoding::BASE32_NOPAD.decode(compact.as_bytes()).expect("the key is base32");
+    let step = chrono::Utc::now().timestamp() / 30 + ahead;
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(&secret).unwrap();
+    mac.update(&step.to_be_bytes());
+    let digest = mac.finalize().into_bytes();
+    let offset = usize::from(digest[19] & 0x0f);
+    let value = u32::from_be_bytes([digest[offset] & 0x7f, digest[offset + 1], digest[offset + 2], digest[offset + 3]]);
+    format!("{:06}", value % 1_000_000)
+}
+
+/// Some six digits that are not `code`.
+fn other_than(code: &str) -> String {
+    if code == "000000" { "111111".into() } else { "000000".into() }
+}
+
+#[tokio::test]
+async fn two_factor_sign_in_asks_for_a_code_after_the_password_and_each_code_works_once() {
+    // Codes count against the sign-in limits; this test makes more attempts than their default.
+    let server = TestServer::start_with(|c| c.server.sign_in_burst = 30).await;
+    account(&server, "ann@example.com", "Ann", Role::Agent).await;
+    account(&server, "ada@example.com", "Ada", Role::Admin).await;
+    let ann = PanelClient::sign_in(&server.url(""), "ann@example.com", PASSWORD).await;
+
+    // Set up: a key to type into the app, confirmed by a code from it and the password.
+    let setup = ann.post("/panel/account/two-factor/setup", &[]).await;
+    assert_eq!(setup.status, StatusCode::OK, "{}", setup.body);
+    let key = setup.body.split("data-test=\"two-factor-key\">").nth(1).and_then(|rest| rest.split('<').next()).expect("the key is shown").to_string();
+    let secret = setup.body.split("name=\"secret\" value=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("the key rides along").to_string();
+    assert!(setup.body.contains("otpauth://totp/Switchboard:ann%40example.com?secret"), "a link for the app: {}", setup.body);
+    let now = authenticator_code(&key, 0);
+    let wrong = ann.post("/panel/account/two-factor/on", &[("secret", &secret), ("code", &other_than(&now)), ("current", PASSWORD)]).await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", wrong.body);
+    assert!(wrong.body.contains("does not match the key"), "{}", wrong.body);
+    let no_password = ann.post("/panel/account/two-factor/on", &[("secret", &secret), ("code", &now), ("current", "not my password")]).await;
+    assert_eq!(no_password.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let on = ann.post("/panel/account/two-factor/on", &[("secret", &secret), ("code", &now), ("current", PASSWORD)]).await;
+    assert_eq!(on.status, StatusCode::SEE_OTHER, "{}", on.body);
+    assert!(ann.get("/panel/account?done=two-factor-on").await.body.contains("Two-factor sign-in is on"));
+
+    // The password alone no longer signs in: a code page, and no session yet.
+    let mut laptop = PanelClient::anonymous(&server.url(""));
+    let asked = laptop.try_sign_in("ann@example.com", PASSWORD).await;
+    assert_eq!(asked.status, StatusCode::OK, "{}", asked.body);
+    assert!(asked.body.contains("data-test=\"code-form\""), "{}", asked.body);
+    assert_eq!(laptop.get("/panel/").await.status, StatusCode::SEE_OTHER, "not signed in before the code");
+    // The code that confirmed the setup was used; the app's next one works, once.
+    let used = laptop.try_code(&asked, &now).await;
+    assert_eq!(used.status, StatusCode::UNAUTHORIZED, "a code works once: {}", used.body);
+    assert!(used.body.contains("used already"), "{}", used.body);
+    let next = authenticator_code(&key, 1);
+    let signed_in = laptop.try_code(&asked, &next).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER, "{}", signed_in.body);
+    assert_eq!(laptop.get("/panel/").await.status, StatusCode::OK);
+
+    let mut thief = PanelClient::anonymous(&server.url(""));
+    let asked = thief.try_sign_in("ann@example.com", PASSWORD).await;
+    assert_eq!(thief.try_code(&asked, &next).await.status, StatusCode::UNAUTHORIZED, "a replayed code is refused");
+    // Five wrong codes (the replayed one was the first) end the challenge: the password is asked again.
+    let mut last = None;
+    for _ in 0..4 {
+        last = Some(thief.try_code(&asked, "123 456").await);
+    }
+    let last = last.unwrap();
+    assert!(last.body.contains("Too many wrong codes") && last.body.contains("name=\"password\""), "{}", last.body);
+    assert_eq!(thief.try_code(&asked, &authenticator_code(&key, 0)).await.status, StatusCode::UNAUTHORIZED, "the challenge is over");
+
+    let log = server.engine().store().audit_entries(500).await.unwrap();
+    assert!(log.iter().any(|e| e.action == AuditAction::TwoFactor && e.after.as_deref() == Some("on")), "{log:?}");
+    assert!(log.iter().any(|e| e.action == AuditAction::SignInFailed && e.after.as_deref().is_some_and(|a| a.contains("two-factor code"))), "{log:?}");
+
+    // An admin turns it off for an agent who lost the device.
+    let ada = PanelClient::sign_in(&server.url(""), "ada@example.com", PASSWORD).await;
+    let agents = ada.get("/panel/admin/agents").await;
+    let ann_id = server.engine().store().agent_by_email("ann@example.com").await.unwrap().unwrap().id;
+    assert!(agents.body.contains(&format!("/panel/admin/agents/{ann_id}/two-factor-off")), "the admin sees it is on");
+    let off = ada.post(&format!("/panel/admin/agents/{ann_id}/two-factor-off"), &[]).await;
+    assert_eq!(off.status, StatusCode::SEE_OTHER, "{}", off.body);
+    PanelClient::sign_in(&server.url(""), "ann@example.com", PASSWORD).await;
+}

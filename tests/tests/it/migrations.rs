@@ -69,6 +69,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0030_direct_notices.sql", "8f47f98937ff5241d1105f793502587fa5f31aa6460982857728074935b4d983"),
     ("sqlite/0031_customer_messages_by_conversation.sql", "da106f6774ff5336a359a04fce587481c2fb84bf670c85eea85290b3d74d903c"),
     ("postgres/0031_customer_messages_by_conversation.sql", "3b0c81c5ebee3f79b778af777ae04e474c9655dd4c2a723adfd1b3725613ef21"),
+    ("sqlite/0032_two_factor_sign_in.sql", "91aef6dbaafcc233a3fc201008d52c69fc7156208f068d42414e546c44def411"),
+    ("postgres/0032_two_factor_sign_in.sql", "7bab8f3347f7efeb56c95bf67bc981f7b5ecca70bcddfd13268280f12dab83c0"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {
