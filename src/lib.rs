@@ -20,7 +20,7 @@ use switchboard_channels::email::{EmailAdapter, NotificationMailer, EmailOutboun
 use switchboard_channels::discord::{DiscordAdapter, DiscordOutbound, DiscordSettings};
 use switchboard_channels::telegram::{Mode as TelegramModeSetting, TelegramAdapter, TelegramOutbound, TelegramSettings};
 use switchboard_channels::webchat::{
-    AddressLimits, AllowedOrigins, VisitorKeys, WebChatHub, WebChatOutbound, WebChatSettings, WebChatState, WidgetLook,
+    AddressLimits, VisitorKeys, WebChatHub, WebChatOutbound, WebChatSettings, WebChatState,
 };
 use switchboard_core::ports::{BlobStore, Clock, Outbound, Store, SystemClock, TokenBuckets};
 use switchboard_core::{Engine, EngineLimits, EventBus, OutboxWorker, Policy, RateLimiter, TrustedProxies};
@@ -395,28 +395,17 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         sign_in: Arc::new(SignInGuard::new(config.server.sign_in_per_minute, config.server.sign_in_burst, buckets.clone())),
         api: Arc::new(RateLimiter::new(config.server.api_requests_per_minute, config.server.api_requests_per_minute.div_ceil(5)).shared("api_token", buckets)),
         accounts: Arc::new(switchboard_admin_web::accounts::AccountRules::new(config.server.session_days, config.server.password_min_chars)),
+        widget: Arc::new(switchboard_channels::webchat::LiveAppearance::new(settings::widget_appearance(config))),
     };
     let webchat = WebChatState {
         engine: engine.clone(),
         hub: hub.clone(),
         settings: Arc::new(WebChatSettings {
-            allowed_origins: if w.allowed_origins.iter().any(|o| o == "*") {
-                AllowedOrigins::Any
-            } else {
-                AllowedOrigins::List(w.allowed_origins.clone())
-            },
+            appearance: limits.widget.clone(),
             max_message_chars: w.max_message_chars,
             long_poll: Duration::from_secs(w.long_poll_seconds),
             max_sockets_per_visitor: w.max_sockets_per_visitor,
             identity_secret: w.identity_secret.as_ref().map(|s| s.0.clone().into_bytes()),
-            prechat_fields: w.prechat_fields.clone(),
-            look: WidgetLook {
-                title: w.title.clone(),
-                primary_color: w.primary_color.clone(),
-                text_color: w.text_color.clone(),
-                position: w.position.clone(),
-                welcome_message: w.welcome_message.clone(),
-            },
         }),
         visitor_keys: Arc::new(VisitorKeys::new(secret.into_bytes())),
         visitor_limiter: limits.visitor.clone(),
@@ -434,6 +423,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         api_limiter: limits.api.clone(),
         account_rules: limits.accounts.clone(),
         secure_cookies: config.server.public_url.as_deref().is_some_and(|url| url.starts_with("https://")),
+        public_url: config.server.public_url.clone(),
         metrics: metrics_handle(),
         metrics_token: config.server.metrics_token.as_ref().map(|t| t.0.clone()),
         assistant: llm.map(|l| l as Arc<dyn Assistant>),

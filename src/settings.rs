@@ -25,8 +25,58 @@ const TEXTS: &str = "What the bot says";
 const PRIORITY: &str = "Priority";
 const LIMITS: &str = "Limits";
 const ACCOUNTS: &str = "Accounts";
+use switchboard_core::ports::WIDGET_SETTINGS as WIDGET;
 
 const SETTINGS: &[Setting] = &[
+    Setting {
+        key: "webchat.title",
+        group: WIDGET,
+        label: "Title",
+        help: "The widget's header.",
+        kind: SettingKind::Text,
+    },
+    Setting {
+        key: "webchat.welcome_message",
+        group: WIDGET,
+        label: "Welcome message",
+        help: "The first thing a new visitor reads.",
+        kind: SettingKind::Text,
+    },
+    Setting {
+        key: "webchat.primary_color",
+        group: WIDGET,
+        label: "Main colour",
+        help: "The header, the button and the visitor's messages, like #2563eb.",
+        kind: SettingKind::Text,
+    },
+    Setting {
+        key: "webchat.text_color",
+        group: WIDGET,
+        label: "Text colour on the main colour",
+        help: "Like #ffffff; choose one that reads well on the main colour.",
+        kind: SettingKind::Text,
+    },
+    Setting {
+        key: "webchat.position",
+        group: WIDGET,
+        label: "Position",
+        help: "Which bottom corner of the page: right or left.",
+        kind: SettingKind::Text,
+    },
+    Setting {
+        key: "webchat.prechat_fields",
+        group: WIDGET,
+        label: "Asked before the first message",
+        help: "One per line: name, email (both optional for the visitor to answer); empty asks nothing.",
+        kind: SettingKind::List,
+    },
+    Setting {
+        key: "webchat.allowed_origins",
+        group: WIDGET,
+        label: "Sites that may embed the widget",
+        help: "One origin per line, like https://shop.example.com; * allows any. Switchboard's own address always may.",
+        kind: SettingKind::List,
+    },
     Setting {
         key: "bot.low_confidence_threshold",
         group: JUDGEMENT,
@@ -155,6 +205,27 @@ pub struct LiveLimits {
     pub sign_in: Arc<SignInGuard>,
     pub api: Arc<RateLimiter>,
     pub accounts: Arc<switchboard_admin_web::accounts::AccountRules>,
+    pub widget: Arc<switchboard_channels::webchat::LiveAppearance>,
+}
+
+/// The widget's look, pre-chat questions and allowed sites as `config` sets them.
+pub fn widget_appearance(config: &Config) -> switchboard_channels::webchat::WidgetAppearance {
+    use switchboard_channels::webchat::{AllowedOrigins, WidgetAppearance, WidgetLook};
+    let w = &config.webchat;
+    WidgetAppearance {
+        look: WidgetLook {
+            title: w.title.clone(),
+            primary_color: w.primary_color.clone(),
+            text_color: w.text_color.clone(),
+            position: w.position.clone(),
+            welcome_message: w.welcome_message.clone(),
+        },
+        prechat_fields: w.prechat_fields.clone(),
+        allowed_origins: match w.allowed_origins.iter().any(|o| o == "*") {
+            true => AllowedOrigins::Any,
+            false => AllowedOrigins::List(w.allowed_origins.clone()),
+        },
+    }
 }
 
 impl LiveLimits {
@@ -165,6 +236,7 @@ impl LiveLimits {
         self.sign_in.set_limits(server.sign_in_per_minute, server.sign_in_burst);
         self.api.set(server.api_requests_per_minute, server.api_requests_per_minute.div_ceil(5));
         self.accounts.set(server.session_days, server.password_min_chars);
+        self.widget.set(widget_appearance(config));
     }
 }
 
@@ -234,6 +306,7 @@ fn shown(kind: SettingKind, value: &serde_json::Value) -> String {
         (SettingKind::Text, serde_json::Value::String(text)) => text.clone(),
         // Thresholds are f32 in the configuration: shown as written, not as their f64 widening.
         (SettingKind::Number, serde_json::Value::Number(n)) => n.as_f64().map_or_else(|| n.to_string(), |n| (n as f32).to_string()),
+        (SettingKind::List, serde_json::Value::Array(items)) => items.iter().filter_map(|item| item.as_str()).collect::<Vec<_>>().join("\n"),
         (SettingKind::Rules, rules) => {
             let rules = serde_json::from_value(rules.clone()).unwrap_or_default();
             toml::to_string(&RulesText { bot: RulesTable { priority_rules: rules } }).unwrap_or_default()
@@ -258,6 +331,7 @@ fn typed(setting: &Setting, text: &str) -> Result<serde_json::Value, String> {
         }
         SettingKind::Text if text.is_empty() => Err("write the text, or reset it to use the config file's".into()),
         SettingKind::Text => Ok(serde_json::Value::String(text.to_string())),
+        SettingKind::List => Ok(serde_json::Value::from(text.lines().map(str::trim).filter(|line| !line.is_empty()).collect::<Vec<_>>())),
         SettingKind::Rules => {
             let rules: RulesText = toml::from_str(text).map_err(|e| format!("not priority rules: {}", e.message()))?;
             serde_json::to_value(rules.bot.priority_rules).map_err(|e| e.to_string())

@@ -4,6 +4,24 @@
 
   var main = document.querySelector('main');
 
+  // ---- The Widget page's preview follows the form as the admin types ----
+
+  var preview = document.querySelector('[data-widget-preview]');
+  if (preview) {
+    var field = function (key) { return document.querySelector('[name="value:' + key + '"]'); };
+    var colour = /^#[0-9a-fA-F]{6}$/;
+    var update = function () {
+      var read = function (key) { var f = field(key); return f ? f.value.trim() : ''; };
+      preview.querySelector('[data-preview="title"]').textContent = read('webchat.title');
+      preview.querySelector('[data-preview="welcome"]').textContent = read('webchat.welcome_message');
+      if (colour.test(read('webchat.primary_color'))) preview.style.setProperty('--preview-main', read('webchat.primary_color'));
+      if (colour.test(read('webchat.text_color'))) preview.style.setProperty('--preview-text', read('webchat.text_color'));
+      preview.dataset.position = read('webchat.position') === 'left' ? 'left' : 'right';
+    };
+    document.addEventListener('input', update);
+    update();
+  }
+
   // ---- (a) Canned responses: insert the chosen body into the reply textarea at the cursor ----
 
   function insertAtCursor(ta, text) {

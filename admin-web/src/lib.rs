@@ -36,6 +36,8 @@ pub struct AppState {
     pub api_limiter: Arc<RateLimiter>,
     /// Cookies carry `Secure` (the public URL is https).
     pub secure_cookies: bool,
+    /// `server.public_url`: where customers and agents reach this server (links, the embed code).
+    pub public_url: Option<String>,
     /// What `/metrics` renders.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// When set, `/metrics` asks for it as a bearer token.

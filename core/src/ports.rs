@@ -1299,9 +1299,14 @@ pub enum SettingKind {
     Number,
     Integer,
     Text,
+    /// Lines of text, one item each (stored as a list).
+    List,
     /// TOML: `[[bot.priority_rules]]` tables.
     Rules,
 }
+
+/// The group of settings the Widget page shows (the Settings page shows the others).
+pub const WIDGET_SETTINGS: &str = "Widget";
 
 /// Where a setting's value comes from; the later ones win.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

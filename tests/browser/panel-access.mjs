@@ -119,7 +119,7 @@ try {
   const pages = [
     '/panel/', '/panel/conversations', '/panel/conversations?assignee=queue', '/panel/customers', conversationUrl.replace(serverUrl, ''),
     '/panel/canned', '/panel/account', '/panel/account/tokens', '/panel/admin/agents', '/panel/admin/audit', '/panel/admin/hours',
-    '/panel/admin/system', '/panel/conversations/00000000-0000-4000-8000-000000000000', '/panel/notifications',
+    '/panel/admin/system', '/panel/admin/widget', '/panel/conversations/00000000-0000-4000-8000-000000000000', '/panel/notifications',
     '/panel/conversations?sort=due', '/panel/documents', '/panel/admin/webhooks',
   ];
   for (const width of [1280, 320]) {

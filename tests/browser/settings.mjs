@@ -1,6 +1,6 @@
 // An admin changes what the bot says on the Settings page; the widget's next handoff says it,
 // without a restart. A refused value keeps what was typed and says why. The page passes axe at
-// desktop and phone widths. Usage: node settings.mjs <server-url> <artifacts-dir> <admin-email> <admin-password>
+// desktop and phone widths. The Widget page previews the look while typing and the widget takes it. Usage: node settings.mjs <server-url> <artifacts-dir> <admin-email> <admin-password>
 import { launch, openPage, signIn, customerAsksForAPerson } from './chromium.mjs';
 import { expectAccessible, expectNoSidewaysScroll } from './a11y.mjs';
 import fs from 'node:fs';
@@ -47,7 +47,34 @@ try {
   const customer = await customerAsksForAPerson(browser, serverUrl);
   await customer.locator('[data-sb="message"][data-sender="bot"]').filter({ hasText: said }).waitFor({ timeout: 10000 });
 
+  step('the Widget page previews the look as the admin types, and the widget takes it once saved');
+  await admin.click('[data-test="widget-link"]');
+  await admin.waitForURL(`${serverUrl}/panel/admin/widget`);
+  await expectAccessible(admin, 'widget page');
+  await admin.locator('[data-test="setting-webchat-title"]').fill('Acme help');
+  await admin.locator('[data-test="setting-webchat-primary-color"]').fill('#0f766e');
+  await admin.locator('[data-test="setting-webchat-position"]').fill('left');
+  const header = admin.locator('[data-preview="title"]');
+  assert.equal(await header.innerText(), 'Acme help', 'the preview follows before saving');
+  assert.equal(await header.evaluate((e) => getComputedStyle(e).backgroundColor), 'rgb(15, 118, 110)');
+  assert.equal(await admin.locator('[data-test="widget-preview"]').getAttribute('data-position'), 'left');
+  await admin.click('[data-test="settings-save"]');
+  await admin.locator('[data-test="flash"]').filter({ hasText: 'Settings saved' }).waitFor({ timeout: 90000 });
+  // The demo page names its own title on the script tag; the colour comes from the server.
+  const visitor = await openPage(browser, { width: 1280, height: 900 });
+  await visitor.goto(`${serverUrl}/`);
+  const launcher = visitor.locator('[data-sb="launcher"]');
+  const deadline = Date.now() + 10000;
+  let colour = '';
+  while (colour !== 'rgb(15, 118, 110)') {
+    if (Date.now() > deadline) throw new Error(`the widget kept the old colour: ${colour}`);
+    colour = await launcher.evaluate((e) => getComputedStyle(e).backgroundColor).catch(() => '');
+    if (colour !== 'rgb(15, 118, 110)') await visitor.waitForTimeout(100);
+  }
+  await visitor.close();
+
   step('at phone width the page reflows and stays accessible');
+  await admin.goto(`${serverUrl}/panel/admin/settings`);
   await admin.setViewportSize({ width: 390, height: 844 });
   await expectNoSidewaysScroll(admin, 'settings page at phone width');
   await expectAccessible(admin, 'settings page at phone width');

@@ -16,12 +16,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use switchboard_core::EngineError;
-use switchboard_core::ports::{SettingKind, SettingSource, SettingView};
+use switchboard_core::ports::{SettingKind, SettingSource, SettingView, WIDGET_SETTINGS};
 use switchboard_models::Role;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/panel/admin/settings", get(settings_page).post(save_settings))
+        .route("/panel/admin/widget", get(widget_page).post(save_widget))
         .route("/api/settings", get(list_settings).post(change_settings))
 }
 
@@ -31,13 +32,50 @@ struct SettingsQuery {
     done: String,
 }
 
+/// The Settings page, or the Widget page: the same settings form over different groups.
+#[derive(Clone, Copy, PartialEq)]
+enum SettingsForm {
+    Settings,
+    Widget,
+}
+
+impl SettingsForm {
+    fn shows(self, group: &str) -> bool {
+        (group == WIDGET_SETTINGS) == (self == SettingsForm::Widget)
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            SettingsForm::Settings => "/panel/admin/settings",
+            SettingsForm::Widget => "/panel/admin/widget",
+        }
+    }
+
+    /// (template, navigation key, title)
+    fn page(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            SettingsForm::Settings => ("settings", "settings", "Settings"),
+            SettingsForm::Widget => ("widget", "widget", "Widget"),
+        }
+    }
+}
+
 async fn settings_page(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Query(query): Query<SettingsQuery>) -> Result<Html<String>, ApiError> {
+    show(&state, &signed, SettingsForm::Settings, &query).await
+}
+
+async fn widget_page(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Query(query): Query<SettingsQuery>) -> Result<Html<String>, ApiError> {
+    show(&state, &signed, SettingsForm::Widget, &query).await
+}
+
+async fn show(state: &AppState, signed: &Signed, form: SettingsForm, query: &SettingsQuery) -> Result<Html<String>, ApiError> {
     let views = state.engine.settings(state.settings.as_ref()).await?;
-    let mut data = page_data(&state, &views, &BTreeMap::new(), None).await?;
+    let mut data = page_data(state, &views, &BTreeMap::new(), None, form).await?;
     if !query.done.is_empty() {
         data["flash"] = json!({"kind": "ok", "text": "Settings saved and in force."});
     }
-    state.views.render("settings", &page(&signed, "settings", "Settings", data))
+    let (template, key, title) = form.page();
+    state.views.render(template, &page(signed, key, title, data))
 }
 
 /// Who changed a setting, by name.
@@ -58,13 +96,17 @@ fn source_text(source: &SettingSource, names: &BTreeMap<String, String>) -> Stri
 }
 
 /// The page's groups of settings; `typed` keeps what the admin typed after a refused save.
-async fn page_data(state: &AppState, views: &[SettingView], typed: &BTreeMap<String, String>, error: Option<(String, String)>) -> Result<Value, ApiError> {
+async fn page_data(state: &AppState, views: &[SettingView], typed: &BTreeMap<String, String>, error: Option<(String, String)>, form: SettingsForm) -> Result<Value, ApiError> {
     let names = names(state).await?;
     let mut groups: Vec<(String, Vec<Value>)> = Vec::new();
-    for view in views {
+    for view in views.iter().filter(|view| form.shows(view.group)) {
         let value = typed.get(&view.key).cloned().unwrap_or_else(|| view.value.clone());
-        let multiline = matches!(view.kind, SettingKind::Text | SettingKind::Rules);
-        let rows = if view.kind == SettingKind::Rules { 8 } else { 2 };
+        let multiline = matches!(view.kind, SettingKind::Text | SettingKind::List | SettingKind::Rules);
+        let rows = match view.kind {
+            SettingKind::Rules => 8,
+            SettingKind::List => 3,
+            _ => 2,
+        };
         let row = json!({
             "key": view.key,
             "id": view.key.replace('.', "-").replace('_', "-"),
@@ -84,7 +126,11 @@ async fn page_data(state: &AppState, views: &[SettingView], typed: &BTreeMap<Str
             None => groups.push((view.group.to_string(), vec![row])),
         }
     }
+    let value_of = |key: &str| typed.get(key).cloned().or_else(|| views.iter().find(|v| v.key == key).map(|v| v.value.clone())).unwrap_or_default();
     Ok(json!({
+        "action": form.path(),
+        "preview": {"title": value_of("webchat.title"), "welcome_message": value_of("webchat.welcome_message")},
+        "embed": embed_snippet(state),
         "groups": groups.into_iter().map(|(name, settings)| json!({"name": name, "settings": settings})).collect::<Vec<_>>(),
         "error": error.map(|(key, problem)| {
             let label = views.iter().find(|v| v.key == key).map_or(key.clone(), |v| v.label.to_string());
@@ -109,23 +155,39 @@ fn form_changes(fields: &[(String, String)]) -> (Vec<(String, Option<String>)>, 
     (changes, typed)
 }
 
+/// How a site embeds the widget: one script tag from this server (its `server.public_url`
+/// when set); the look then comes from the Widget page.
+fn embed_snippet(state: &AppState) -> String {
+    let base = state.public_url.as_deref().unwrap_or("https://support.example.com").trim_end_matches('/');
+    format!("<script src=\"{base}/widget.js\" async></script>")
+}
+
 async fn save_settings(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Form(fields): Form<Vec<(String, String)>>) -> Result<Response, ApiError> {
+    save(&state, &signed, SettingsForm::Settings, &fields).await
+}
+
+async fn save_widget(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Form(fields): Form<Vec<(String, String)>>) -> Result<Response, ApiError> {
+    save(&state, &signed, SettingsForm::Widget, &fields).await
+}
+
+async fn save(state: &AppState, signed: &Signed, form: SettingsForm, fields: &[(String, String)]) -> Result<Response, ApiError> {
     let csrf = fields.iter().find(|(name, _)| name == "csrf").map(|(_, value)| value.as_str()).unwrap_or_default();
     signed.check_csrf(csrf)?;
-    let (changes, typed) = form_changes(&fields);
+    let (changes, typed) = form_changes(fields);
     match state.engine.change_settings(state.settings.as_ref(), &changes, &signed.agent).await {
-        Ok(()) => Ok(Redirect::to("/panel/admin/settings?done=1").into_response()),
-        Err(EngineError::Invalid(problem)) => refused(&state, &signed, &typed, problem).await,
+        Ok(()) => Ok(Redirect::to(&format!("{}?done=1", form.path())).into_response()),
+        Err(EngineError::Invalid(problem)) => refused(state, signed, &typed, problem, form).await,
         Err(error) => Err(error.into()),
     }
 }
 
 /// The page again with what the admin typed and why it was refused.
-async fn refused(state: &AppState, signed: &Signed, typed: &BTreeMap<String, String>, problem: String) -> Result<Response, ApiError> {
+async fn refused(state: &AppState, signed: &Signed, typed: &BTreeMap<String, String>, problem: String, form: SettingsForm) -> Result<Response, ApiError> {
     let views = state.engine.settings(state.settings.as_ref()).await?;
     let (key, problem) = problem.split_once(": ").map_or((String::new(), problem.clone()), |(k, p)| (k.to_string(), p.to_string()));
-    let data = page_data(state, &views, typed, Some((key, problem))).await?;
-    let html = state.views.render("settings", &page(signed, "settings", "Settings", data))?;
+    let data = page_data(state, &views, typed, Some((key, problem)), form).await?;
+    let (template, key, title) = form.page();
+    let html = state.views.render(template, &page(signed, key, title, data))?;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, html).into_response())
 }
 

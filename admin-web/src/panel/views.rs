@@ -33,6 +33,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("intent", include_str!("../../templates/intent.hbs")),
     ("account", include_str!("../../templates/account.hbs")),
     ("login_code", include_str!("../../templates/login_code.hbs")),
+    ("widget", include_str!("../../templates/widget.hbs")),
+    ("settings_form", include_str!("../../templates/settings_form.hbs")),
     ("settings", include_str!("../../templates/settings.hbs")),
     ("webhooks", include_str!("../../templates/webhooks.hbs")),
     ("webhook", include_str!("../../templates/webhook.hbs")),

@@ -149,11 +149,12 @@ pub async fn widget_config(State(state): State<WebChatState>) -> Json<Value> {
         let next_open_at = hours.next_open(now).map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
         json!({ "open": hours.is_open(now), "next_open": hours.describe_next_open(now), "next_open_at": next_open_at, "schedule": hours.summary() })
     });
+    let appearance = state.settings.appearance.get();
     Json(json!({
-        "look": state.settings.look,
+        "look": appearance.look,
         "max_message_chars": state.settings.max_message_chars,
         "hours": hours,
-        "prechat_fields": state.settings.prechat_fields,
+        "prechat_fields": appearance.prechat_fields,
     }))
 }
 

@@ -85,19 +85,44 @@ pub struct WidgetLook {
     pub welcome_message: String,
 }
 
+/// What admins change on the Widget page, in force at once: the look, the pre-chat questions and
+/// the sites that may embed the widget.
+#[derive(Debug, Clone)]
+pub struct WidgetAppearance {
+    pub look: WidgetLook,
+    /// What the widget asks an anonymous visitor before the first message ("name", "email").
+    pub prechat_fields: Vec<String>,
+    pub allowed_origins: AllowedOrigins,
+}
+
+/// The widget's appearance now; replaced whole when admins change it.
+#[derive(Debug)]
+pub struct LiveAppearance(std::sync::RwLock<Arc<WidgetAppearance>>);
+
+impl LiveAppearance {
+    pub fn new(appearance: WidgetAppearance) -> Self {
+        Self(std::sync::RwLock::new(Arc::new(appearance)))
+    }
+
+    pub fn get(&self) -> Arc<WidgetAppearance> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set(&self, appearance: WidgetAppearance) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(appearance);
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct WebChatSettings {
-    pub allowed_origins: AllowedOrigins,
     pub max_message_chars: usize,
-    pub look: WidgetLook,
+    pub appearance: Arc<LiveAppearance>,
     /// How long a long-poll waits for news before answering empty.
     pub long_poll: Duration,
     /// Open sockets per visitor; a newer one closes the oldest.
     pub max_sockets_per_visitor: usize,
     /// The embedding site's signing secret for its signed-in users (`webchat.identity_secret`).
     pub identity_secret: Option<Vec<u8>>,
-    /// What the widget asks an anonymous visitor before the first message ("name", "email").
-    pub prechat_fields: Vec<String>,
 }
 
 /// The widget's routes, the widget script and the demo page, with their state.

@@ -37,7 +37,7 @@ pub async fn guard(State(state): State<WebChatState>, request: Request, next: Ne
         return next.run(request).await;
     };
     let origin_text = origin.to_str().unwrap_or_default().to_string();
-    if !state.settings.allowed_origins.allows(&origin_text, request.headers()) {
+    if !state.settings.appearance.get().allowed_origins.allows(&origin_text, request.headers()) {
         tracing::info!(origin = %origin_text, "web chat request from a disallowed origin");
         return HttpError::new(
             StatusCode::FORBIDDEN,

@@ -879,3 +879,54 @@ async fn the_session_lifetime_and_the_shortest_password_are_settings_in_force_at
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
     assert!(refused.to_string().contains("not within 8..=128"), "{refused}");
 }
+
+#[tokio::test]
+async fn the_widget_page_changes_the_look_the_questions_and_the_sites_at_once() {
+    let server = TestServer::start_with(|c| c.server.public_url = Some("https://support.example.com".into())).await;
+    let team = team(&server).await;
+    let http = reqwest::Client::new();
+    let config_from = |origin: &'static str| http.get(server.url("/webchat/config")).header("origin", origin).send();
+    assert_eq!(config_from("https://shop.example.com").await.unwrap().status(), StatusCode::FORBIDDEN, "not an allowed site yet");
+
+    let page = team.admin.get("/panel/admin/widget").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("data-test=\"widget-preview\"") && page.body.contains("name=\"value:webchat.title\""), "{}", page.body);
+    assert!(page.body.contains("&lt;script src&#x3D;&quot;https://support.example.com/widget.js&quot; async&gt;&lt;/script&gt;"), "the embed code: {}", page.body);
+    assert!(!team.admin.get("/panel/admin/settings").await.body.contains("value:webchat.title"), "the widget has its own page");
+    assert_eq!(team.ann.get("/panel/admin/widget").await.status, StatusCode::FORBIDDEN, "admins only");
+
+    // A bad colour is refused with its reason; nothing changes.
+    let refused = team.admin.post("/panel/admin/widget", &[("value:webchat.primary_color", "blue"), ("value:webchat.title", "Acme help")]).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.body.contains("is not a colour like #2563eb") && refused.body.contains("Acme help"), "{}", refused.body);
+
+    let saved = team
+        .admin
+        .post(
+            "/panel/admin/widget",
+            &[
+                ("value:webchat.title", "Acme help"),
+                ("value:webchat.primary_color", "#0f766e"),
+                ("value:webchat.text_color", "#ffffff"),
+                ("value:webchat.position", "left"),
+                ("value:webchat.welcome_message", "Hello from Acme!"),
+                ("value:webchat.prechat_fields", "name\r\nemail\r\n"),
+                ("value:webchat.allowed_origins", "https://shop.example.com"),
+            ],
+        )
+        .await;
+    assert_eq!((saved.status, saved.location.as_deref()), (StatusCode::SEE_OTHER, Some("/panel/admin/widget?done=1")), "{}", saved.body);
+    // In force at once, without a restart: the look, the questions and the new site.
+    let config = config_from("https://shop.example.com").await.unwrap();
+    assert_eq!(config.status(), StatusCode::OK, "the site may embed the widget now");
+    let config: Value = config.json().await.unwrap();
+    assert_eq!(config["look"]["title"], "Acme help");
+    assert_eq!(config["look"]["primary_color"], "#0f766e");
+    assert_eq!(config["look"]["position"], "left");
+    assert_eq!(config["look"]["welcome_message"], "Hello from Acme!");
+    assert_eq!(config["prechat_fields"], json!(["name", "email"]));
+    let page = team.admin.get("/panel/admin/widget").await;
+    assert!(page.body.contains("data-preview=\"title\">Acme help<") && page.body.contains("Set here by Root"), "{}", page.body);
+    let audit = team.admin.get("/panel/admin/audit?action=settings").await;
+    assert!(audit.body.contains("webchat.allowed_origins"), "{}", audit.body);
+}
