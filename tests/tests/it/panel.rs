@@ -62,7 +62,7 @@ async fn every_route_checks_who_is_asking() {
         "/panel/account/tokens".into(),
         "/panel/notifications".into(),
     ];
-    let admin_pages = ["/panel/admin/agents", "/panel/admin/audit", "/panel/admin/hours", "/panel/admin/system", "/panel/admin/settings", "/panel/admin/webhooks"];
+    let admin_pages = ["/panel/admin/agents", "/panel/admin/audit", "/panel/admin/hours", "/panel/admin/system", "/panel/admin/settings", "/panel/admin/webhooks", "/panel/admin/widget"];
     for path in pages.iter().map(String::as_str).chain(admin_pages) {
         let reply = anonymous.get(path).await;
         assert_eq!(reply.status, StatusCode::SEE_OTHER, "anonymous {path}");
@@ -86,6 +86,11 @@ async fn every_route_checks_who_is_asking() {
         "/panel/admin/webhooks".into(),
         format!("/panel/admin/webhooks/{}", uuid::Uuid::nil()),
         "/panel/admin/system/dead-letters/1".into(),
+        "/panel/admin/widget".into(),
+        "/panel/account/two-factor/setup".into(),
+        "/panel/account/two-factor/on".into(),
+        "/panel/account/two-factor/off".into(),
+        format!("/panel/admin/agents/{}/two-factor-off", uuid::Uuid::nil()),
         "/panel/logout".into(),
     ];
     for path in &posts {
@@ -99,6 +104,11 @@ async fn every_route_checks_who_is_asking() {
     let ann_id = server.engine().store().agent_by_email("ann@example.com").await.unwrap().unwrap().id;
     let demote = team.ann.post(&format!("/panel/admin/agents/{ann_id}"), &[("capacity", "99"), ("active", "true")]).await;
     assert_eq!(demote.status, StatusCode::FORBIDDEN, "agents cannot change accounts, not even their own");
+    let bo_id = server.engine().store().agent_by_email("bo@example.com").await.unwrap().unwrap().id;
+    let off = team.ann.post(&format!("/panel/admin/agents/{bo_id}/two-factor-off"), &[]).await;
+    assert_eq!(off.status, StatusCode::FORBIDDEN, "agents cannot turn off another's two-factor sign-in");
+    let widget = team.ann.post("/panel/admin/widget", &[("value:webchat.title", "Mine")]).await;
+    assert_eq!(widget.status, StatusCode::FORBIDDEN, "agents cannot change the widget");
     for path in ["/api/me", "/api/conversations", "/api/customers", &format!("/api/conversations/{id}")] {
         let reply = reqwest::get(server.url(path)).await.unwrap();
         assert_eq!(reply.status(), StatusCode::UNAUTHORIZED, "API {path} without a token");
