@@ -330,6 +330,9 @@ pub struct BotConfig {
     pub close_idle_bot_after_hours: u64,
     pub waiting_reminder: String,
     pub waiting_resolved: String,
+    /// The texts above in other languages, by ISO 639-1 code (`[bot.languages.de]`): said to
+    /// customers whose conversation is in that language; a text a language leaves out is said as above.
+    pub languages: switchboard_core::closing::Languages,
 }
 
 /// `[sla]`: how soon escalated conversations are owed a first reply and a resolution, per
@@ -599,7 +602,8 @@ impl Config {
             }
         }
         self.mailed_notices()?;
-        if let Some((key, problem)) = self.closing.problem().or_else(|| self.documents.problem()) {
+        let bot_languages = switchboard_core::Policy { languages: self.bot.languages.clone(), ..switchboard_core::Policy::default() };
+        if let Some((key, problem)) = self.closing.problem().or_else(|| self.documents.problem()).or_else(|| bot_languages.languages_problem()) {
             return Err(ConfigError::Invalid { key, problem });
         }
         Ok(())
@@ -808,6 +812,7 @@ impl Default for BotConfig {
             close_idle_bot_after_hours: hours(policy.quiet.close_idle_bot_after),
             waiting_reminder: policy.quiet.waiting_reminder,
             waiting_resolved: policy.quiet.waiting_resolved,
+            languages: switchboard_core::closing::Languages::new(),
         }
     }
 }

@@ -687,6 +687,7 @@ pub fn policy(config: &Config) -> Policy {
             ..config.closing.clone()
         },
         documents: config.documents.clone(),
+        languages: bot.languages.clone(),
         ..Policy::default()
     }
 }

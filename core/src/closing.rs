@@ -49,7 +49,7 @@ pub type Languages = std::collections::BTreeMap<String, std::collections::BTreeM
 
 /// Replaces each text `field` finds by its name with that language's; names no field finds
 /// are refused (as "section.languages.code.name", what is wrong).
-pub(crate) fn check_languages(section: &str, languages: &Languages, known: &[&str]) -> Option<(String, String)> {
+pub fn check_languages(section: &str, languages: &Languages, known: &[&str]) -> Option<(String, String)> {
     for (code, texts) in languages {
         if !switchboard_models::DETECTED_LANGUAGES.contains(&code.as_str()) {
             let codes = switchboard_models::DETECTED_LANGUAGES.join(", ");

@@ -1851,6 +1851,8 @@ impl Engine {
         let mut messages = Vec::with_capacity(replies.len());
         let mut customer_name: Option<Option<String>> = None;
         let policy = self.policy();
+        // The handoff and waiting notices in the conversation's language, where configured.
+        let policy = policy.in_language(conversation.language.as_deref());
         for reply in replies {
             let text = match reply.body {
                 ReplyBody::Text(text) if reply.sender == Sender::Bot => {

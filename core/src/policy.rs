@@ -93,7 +93,16 @@ pub struct Policy {
     pub closing: crate::closing::ClosingPolicy,
     /// Which files wait for review, their types, and what the customer is told of a decision.
     pub documents: crate::documents::DocumentPolicy,
+    /// The bot's own texts above in other languages (`[bot.languages.de]`), by ISO 639-1 code
+    /// and the name of the text; a text a language leaves out is said as above.
+    pub languages: crate::closing::Languages,
 }
+
+/// The bot's texts a language may replace (`[bot.languages.<code>]`).
+pub const BOT_TEXTS: &[&str] = &[
+    "clarifying_question", "off_topic_reply", "handoff_queued", "handoff_offline", "handoff_closed", "waiting_notice", "waiting_notice_closed",
+    "ask_email", "email_noted", "waiting_reminder", "waiting_resolved",
+];
 
 impl Default for Policy {
     fn default() -> Self {
@@ -141,6 +150,7 @@ impl Default for Policy {
             sla: crate::sla::SlaPolicy::default(),
             closing: crate::closing::ClosingPolicy::default(),
             documents: crate::documents::DocumentPolicy::default(),
+            languages: crate::closing::Languages::new(),
         }
     }
 }
@@ -180,10 +190,37 @@ impl Policy {
     /// This policy with the texts of `language` (ISO 639-1) where they are configured.
     pub fn in_language(&self, language: Option<&str>) -> std::borrow::Cow<'_, Policy> {
         use std::borrow::Cow;
-        match (self.closing.in_language(language), self.documents.in_language(language)) {
-            (Cow::Borrowed(_), Cow::Borrowed(_)) => Cow::Borrowed(self),
-            (closing, documents) => Cow::Owned(Policy { closing: closing.into_owned(), documents: documents.into_owned(), ..self.clone() }),
+        let own = language.and_then(|code| self.languages.get(code));
+        let mut localized = match (self.closing.in_language(language), self.documents.in_language(language), own) {
+            (Cow::Borrowed(_), Cow::Borrowed(_), None) => return Cow::Borrowed(self),
+            (closing, documents, _) => Policy { closing: closing.into_owned(), documents: documents.into_owned(), ..self.clone() },
+        };
+        for (name, text) in own.into_iter().flatten() {
+            let field = match name.as_str() {
+                "clarifying_question" => &mut localized.clarifying_question,
+                "off_topic_reply" => &mut localized.off_topic_reply,
+                "handoff_queued" => &mut localized.handoff_queued,
+                "handoff_offline" => &mut localized.handoff_offline,
+                "handoff_closed" => &mut localized.handoff_closed,
+                "waiting_notice" => &mut localized.waiting_notice,
+                "waiting_notice_closed" => &mut localized.waiting_notice_closed,
+                "email_noted" => &mut localized.email_noted,
+                "waiting_reminder" => &mut localized.quiet.waiting_reminder,
+                "waiting_resolved" => &mut localized.quiet.waiting_resolved,
+                "ask_email" => match &mut localized.ask_email_outside_hours {
+                    Some(ask) => ask,
+                    None => continue,
+                },
+                _ => continue,
+            };
+            field.clone_from(text);
         }
+        Cow::Owned(localized)
+    }
+
+    /// The first problem with `[bot.languages]`, as (key, what is wrong).
+    pub fn languages_problem(&self) -> Option<(String, String)> {
+        crate::closing::check_languages("bot", &self.languages, BOT_TEXTS)
     }
 
     /// When the team answering `channel` works (`None`: always).
@@ -389,4 +426,20 @@ mod tests {
         assert!(told(Some(chrono::Duration::minutes(25))).ends_with("about 25 minutes."));
         assert!(told(Some(chrono::Duration::minutes(150))).ends_with("about 3 hours."));
     }
+
+    #[test]
+    fn the_bot_says_its_own_texts_in_a_configured_language_and_unknown_names_are_refused() {
+        let mut policy = Policy::default();
+        policy.languages.insert("de".into(), [("handoff_offline".to_string(), "Gerade ist niemand da.".to_string())].into());
+        let german = policy.in_language(Some("de"));
+        assert_eq!(german.handoff_offline, "Gerade ist niemand da.");
+        assert_eq!(german.handoff_queued, policy.handoff_queued, "a text the language leaves out is said as configured");
+        assert!(matches!(policy.in_language(Some("fr")), std::borrow::Cow::Borrowed(_)));
+        assert!(policy.languages_problem().is_none());
+        policy.languages.insert("de".into(), [("handoff_offlin".to_string(), "?".to_string())].into());
+        let (key, problem) = policy.languages_problem().unwrap();
+        assert_eq!(key, "bot.languages.de.handoff_offlin");
+        assert!(problem.contains("handoff_offline"), "{problem}");
+    }
+
 }

@@ -372,7 +372,9 @@ impl Local {
         classification.category = intent.category;
         classification.always_escalate = intent.always_escalate;
         classification.collect_document = intent.collect_document.clone();
-        classification.answer = intent.answer.as_ref().and_then(|template| {
+        // In the message's language when the intent says it in that language.
+        let translated = classification.language.as_ref().and_then(|code| intent.answers.get(code));
+        classification.answer = translated.or(intent.answer.as_ref()).and_then(|template| {
             self.templates
                 .render_template(template, &crate::intents::answer_fields(text))
                 .map_err(|e| tracing::warn!(intent = %intent.name, error = %e, "answer template failed"))

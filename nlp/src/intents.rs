@@ -45,6 +45,9 @@ pub struct Intent {
     pub examples: Vec<String>,
     /// A handlebars template; `{{message}}` is the customer's text.
     pub answer: Option<String>,
+    /// The answer in other languages, by ISO 639-1 code (`answers = { de = "…" }`): said to a
+    /// customer whose message is in that language.
+    pub answers: std::collections::BTreeMap<String, String>,
     pub always_escalate: bool,
     /// The answer asks for a document of this type; the file sent next is it.
     pub collect_document: Option<String>,
@@ -80,6 +83,8 @@ struct IntentShape {
     examples: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     answer: Option<Spanned<String>>,
+    #[serde(default)]
+    answers: Option<Spanned<std::collections::BTreeMap<String, Spanned<String>>>>,
     #[serde(default)]
     always_escalate: bool,
     #[serde(default)]
@@ -190,6 +195,29 @@ impl IntentSet {
                 }
                 None => None,
             };
+            let mut answers = std::collections::BTreeMap::new();
+            let (answers_at, translations) = match &shape.answers {
+                Some(answers) => (answers.span().start, answers.get_ref().iter().collect::<Vec<_>>()),
+                None => (0, Vec::new()),
+            };
+            for (code, translated) in translations {
+                let at = translated.span().start;
+                if !switchboard_models::DETECTED_LANGUAGES.contains(&code.as_str()) {
+                    let codes = switchboard_models::DETECTED_LANGUAGES.join(", ");
+                    return Err(error_at(at, format!("answers of `{name}`: `{code}` is not a language the bot tells apart; use one of: {codes}")));
+                }
+                let template = translated.get_ref().trim().to_string();
+                if template.is_empty() {
+                    return Err(error_at(at, format!("intent `{name}` has an empty answer in `{code}`")));
+                }
+                templates.render_template(&template, &answer_fields("")).map_err(|e| {
+                    error_at(at, format!("answer of `{name}` in `{code}` is not a valid template: {e}"))
+                })?;
+                answers.insert(code.clone(), template);
+            }
+            if !answers.is_empty() && answer.is_none() {
+                return Err(error_at(answers_at, format!("intent `{name}` has answers in other languages but no answer; add `answer` for everyone else")));
+            }
             if shape.always_escalate && answer.is_some() {
                 return Err(error_at(
                     shape.name.span().start,
@@ -222,6 +250,7 @@ impl IntentSet {
                 category: shape.category,
                 examples,
                 answer,
+                answers,
                 always_escalate: shape.always_escalate,
                 collect_document,
                 enabled: shape.enabled,
@@ -326,6 +355,24 @@ examples = ["a person please", "talk to a human", "real agent"]
             assert!(error.reason.contains(reason), "{error}");
             assert!(error.to_string().starts_with(&format!("intents.toml:{line}: ")), "{error}");
         }
+    }
+
+    #[test]
+    fn answers_in_other_languages_are_checked_like_the_answer() {
+        let intent = |answers: &str| {
+            format!("version = 1\n{HUMAN}\n[[intent]]\nname = \"hours\"\ncategory = \"general_inquiry\"\nexamples = [\"open\", \"hours\", \"when\"]\n{answers}")
+        };
+        let set = parse(&intent("answer = \"9 to 5\"\nanswers = { de = \"9 bis 17 Uhr\", es = \"de 9 a 17\" }\n")).unwrap();
+        let hours = set.get(&IntentName::parse("hours").unwrap()).unwrap();
+        assert_eq!(hours.answers.get("de").map(String::as_str), Some("9 bis 17 Uhr"));
+        assert_eq!(hours.answers.len(), 2);
+        let unknown = parse(&intent("answer = \"9 to 5\"\nanswers = { xx = \"?\" }\n")).unwrap_err();
+        assert!(unknown.reason.contains("`xx` is not a language the bot tells apart"), "{unknown}");
+        assert_eq!(unknown.line, 13, "the `answers` line: {unknown}");
+        let broken = parse(&intent("answer = \"9 to 5\"\nanswers = { de = \"{{#if}}\" }\n")).unwrap_err();
+        assert!(broken.reason.contains("in `de` is not a valid template"), "{broken}");
+        let alone = parse(&intent("answers = { de = \"9 bis 17 Uhr\" }\n")).unwrap_err();
+        assert!(alone.reason.contains("no answer"), "{alone}");
     }
 
     #[test]

@@ -656,3 +656,26 @@ async fn an_llm_summary_asked_when_the_server_stopped_is_asked_again_after_the_r
     }
     assert!(asked(&fake) >= 2, "asked again after the restart");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_are_answered_in_the_language_they_write() {
+    let handoff_es = "Ahora no hay nadie del equipo conectado; te responderemos aquí en cuanto podamos.";
+    let server = TestServer::start_with(move |config| {
+        config.nlp.enabled = true;
+        config.nlp.model_dir = switchboard_tests::model_dir();
+        config.nlp.cache_dir = config.attachments.dir.with_file_name("nlp-cache");
+        config.bot.languages.insert("es".into(), [("handoff_offline".to_string(), handoff_es.to_string())].into());
+    })
+    .await;
+    let said = |outcome: &switchboard_core::HandleOutcome| outcome.replies.iter().map(|m| m.text.clone()).collect::<Vec<_>>().join(" | ");
+    // An intent's answer in the message's language (the shipped intents say thanks in Spanish).
+    let thanks = server.engine().handle(webchat_inbound("v-es", Some("Lucía"), 1, "¡Muchas gracias por toda tu ayuda, de verdad!")).await.unwrap();
+    assert_eq!(said(&thanks), "¡De nada! ¿Hay algo más en lo que pueda ayudarte?", "{:?}", thanks.message.classification);
+    // The bot's own texts in the conversation's language, from [bot.languages.es].
+    let handoff = server.engine().handle(webchat_inbound("v-es", Some("Lucía"), 2, "Quiero hablar con una persona de verdad, por favor")).await.unwrap();
+    assert!(handoff.escalated, "{:?}", handoff.message.classification);
+    assert_eq!(said(&handoff), handoff_es);
+    // Someone writing in English hears the defaults.
+    let english = server.engine().handle(webchat_inbound("v-en", Some("Ann"), 1, "Thank you so much for all your help!")).await.unwrap();
+    assert_eq!(said(&english), "You're welcome! Is there anything else I can help with?");
+}
