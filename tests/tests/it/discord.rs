@@ -3,7 +3,7 @@
 use serde_json::json;
 use std::time::Duration;
 use switchboard::config::Secret;
-use switchboard_models::{Channel, Handler, Message, Sender};
+use switchboard_models::{Channel, DeliveryState, Handler, Message, Sender};
 use switchboard_tests::TestServer;
 use switchboard_tests::fake_discord::{FakeDiscord, TOKEN, attachment, message};
 
@@ -192,7 +192,10 @@ async fn rate_limits_are_retried_and_closed_dms_stop_delivery() {
         assert!(tokio::time::Instant::now() < deadline, "the contact was never marked unreachable");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    // Refused for good in the same pass that marked the contact: nothing is left to retry.
+    let contact = store.contact_by_external_id(Channel::Discord, "dm/909").await.unwrap().unwrap();
+    let replies: Vec<_> = store.contact_messages(contact.id, 0, 100).await.unwrap().into_iter().filter(|m| m.sender == Sender::Bot).collect();
+    assert!(!replies.is_empty() && replies.iter().all(|m| m.delivery.as_ref().is_some_and(|d| d.state == DeliveryState::Failed && d.next_attempt_at.is_none())), "{replies:#?}");
     assert_eq!(discord.refused(), 2, "no retries for a user who closed DMs");
 }
 

@@ -73,6 +73,7 @@ on_both_backends!(
     webhook_events_are_queued_with_their_step_claimed_once_and_a_failing_webhook_turns_off_once,
     inbound_events_set_aside_are_kept_with_a_notice_and_settled_once,
     an_escalation_wanting_a_summary_is_kept_with_its_step_and_claimed_once,
+    two_factor_codes_are_taken_once_and_a_sign_in_challenge_is_one_per_agent_until_it_ends,
 );
 
 /// Every method of every store port is called by a contract test here, so each one is held to
@@ -2033,6 +2034,42 @@ async fn intents_versions_follow_one_another_with_their_labels_and_are_measured_
     assert_eq!(store.intents_versions(1).await.unwrap().len(), 1);
     let actions: Vec<AuditAction> = store.audit_entries(100).await.unwrap().into_iter().map(|e| e.action).collect();
     assert_eq!(actions.iter().filter(|a| **a == AuditAction::Intents).count(), 2);
+}
+
+async fn two_factor_codes_are_taken_once_and_a_sign_in_challenge_is_one_per_agent_until_it_ends(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let (ann, bo) = (agent("Ann", Presence::Online), agent("Bo", Presence::Online));
+    store.save_agent(&ann).await.unwrap();
+    store.save_agent(&bo).await.unwrap();
+    assert!(!store.take_two_factor_step(ann.id, 5).await.unwrap(), "off: no code is taken");
+    store.commit_admin(AdminWrite { two_factor: Some((ann.id, Some("JBSWY3DPEHPK3PXP".into()))), ..AdminWrite::default() }).await.unwrap();
+    assert_eq!(store.two_factor_secret(ann.id).await.unwrap().as_deref(), Some("JBSWY3DPEHPK3PXP"));
+    assert_eq!(store.two_factor_secret(bo.id).await.unwrap(), None);
+    assert_eq!(store.two_factor_agents().await.unwrap(), vec![ann.id]);
+    assert!(store.take_two_factor_step(ann.id, 5).await.unwrap());
+    assert!(!store.take_two_factor_step(ann.id, 5).await.unwrap(), "the same code again");
+    assert!(!store.take_two_factor_step(ann.id, 4).await.unwrap(), "an older code");
+    assert!(store.take_two_factor_step(ann.id, 6).await.unwrap());
+
+    let t0 = now();
+    let open = |hash: &str| AdminWrite { sign_in_challenge: Some((hash.into(), ann.id, t0 + chrono::Duration::minutes(5))), ..AdminWrite::default() };
+    store.commit_admin(open("first")).await.unwrap();
+    assert_eq!(store.sign_in_challenge("first", t0).await.unwrap(), Some(ann.id));
+    assert_eq!(store.sign_in_challenge("first", t0 + chrono::Duration::minutes(6)).await.unwrap(), None, "expired");
+    assert_eq!(store.sign_in_challenge_failed("first").await.unwrap(), 1);
+    assert_eq!(store.sign_in_challenge_failed("first").await.unwrap(), 2);
+    store.commit_admin(open("second")).await.unwrap();
+    assert_eq!(store.sign_in_challenge("first", t0).await.unwrap(), None, "a new sign-in replaces the agent's last challenge");
+    assert_eq!(store.sign_in_challenge("second", t0).await.unwrap(), Some(ann.id));
+    store.commit_admin(AdminWrite { end_sign_in_challenge: Some("second".into()), ..AdminWrite::default() }).await.unwrap();
+    assert_eq!(store.sign_in_challenge("second", t0).await.unwrap(), None);
+
+    store.commit_admin(AdminWrite { two_factor: Some((ann.id, None)), ..AdminWrite::default() }).await.unwrap();
+    assert_eq!(store.two_factor_secret(ann.id).await.unwrap(), None);
+    assert!(store.two_factor_agents().await.unwrap().is_empty());
+    // On again: steps start afresh with the new secret.
+    store.commit_admin(AdminWrite { two_factor: Some((ann.id, Some("GEZDGNBVGY3TQOJQ".into()))), ..AdminWrite::default() }).await.unwrap();
+    assert!(store.take_two_factor_step(ann.id, 1).await.unwrap());
 }
 
 async fn a_password_link_is_used_once_before_it_expires_and_ends_the_sessions(backend: Backend) {

@@ -3,7 +3,7 @@
 use serde_json::json;
 use std::time::Duration;
 use switchboard::config::{Secret, TelegramMode};
-use switchboard_models::{Channel, Handler, Message, Sender};
+use switchboard_models::{Channel, DeliveryState, Handler, Message, Sender};
 use switchboard_tests::TestServer;
 use switchboard_tests::fake_telegram::{
     BOT_USERNAME, Failure, FakeTelegram, TOKEN, group_text, private_document, private_photo, private_text,
@@ -232,7 +232,10 @@ async fn flood_control_is_waited_out_and_a_blocked_user_is_not_retried() {
         assert!(tokio::time::Instant::now() < deadline, "the blocked contact was never marked unreachable");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Refused for good in the same pass that marked the contact: nothing is left to retry.
+    let contact = store.contact_by_external_id(Channel::Telegram, "507").await.unwrap().unwrap();
+    let replies: Vec<_> = store.contact_messages(contact.id, 0, 100).await.unwrap().into_iter().filter(|m| m.sender == Sender::Bot).collect();
+    assert!(!replies.is_empty() && replies.iter().all(|m| m.delivery.as_ref().is_some_and(|d| d.state == DeliveryState::Failed && d.next_attempt_at.is_none())), "{replies:#?}");
     assert_eq!(telegram.refused_sends(), 2, "one refused attempt for the blocked chat, no retries");
 }
 
