@@ -293,7 +293,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         workers.extend(relaying.context("listening for the other nodes' news (database.url)")?);
     }
     let mut senders: Vec<Arc<dyn Outbound>> = vec![Arc::new(webchat_outbound)];
-    let singletons = Arc::new(Singletons::new(store.clone(), config.node_name(), config.database.is_postgres()));
+    let singletons = Arc::new(Singletons::new(store.clone(), config.node_name(), config.database.is_postgres(), health.clone()));
     // The adapters that read a set-aside inbound event again (System page, /api/dead-letters).
     let mut replayers: Vec<Arc<dyn switchboard_core::InboundReplay>> = Vec::new();
     let telegram = match telegram_settings(config, store.as_ref()).await? {
@@ -377,7 +377,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
         false => None,
     };
     workers.push(tokio::spawn(return_freed_memory()));
-    workers.push(tokio::spawn(health.clone().run(store.clone(), CancellationToken::new())));
+    workers.push(tokio::spawn(health.clone().run(store.clone(), switchboard_core::health::HEARTBEAT)));
     // Every node posts webhooks: a delivery is claimed by one node at a time.
     let webhooks = switchboard_core::webhooks::WebhookWorker::new(store.clone(), Arc::new(webhooks::HttpPoster::new()?), config.webhooks.rules());
     workers.push(tokio::spawn(webhooks.run(CancellationToken::new())));

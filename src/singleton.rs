@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchboard_core::HealthBoard;
 use switchboard_core::ports::Store;
 use tokio::task::JoinHandle;
 
@@ -18,11 +19,13 @@ pub struct Singletons {
     /// Several nodes may share the database (PostgreSQL).
     shared: bool,
     names: std::sync::Mutex<Vec<&'static str>>,
+    /// Told when work stops here, so this node no longer reports its connection.
+    health: Arc<HealthBoard>,
 }
 
 impl Singletons {
-    pub fn new(store: Arc<dyn Store>, node: String, shared: bool) -> Self {
-        Self { store, node, shared, names: std::sync::Mutex::new(Vec::new()) }
+    pub fn new(store: Arc<dyn Store>, node: String, shared: bool, health: Arc<HealthBoard>) -> Self {
+        Self { store, node, shared, names: std::sync::Mutex::new(Vec::new()), health }
     }
 
     /// Runs what `start` spawns, on this node only while it holds the lease `name`.
@@ -31,7 +34,7 @@ impl Singletons {
             return start();
         }
         self.names.lock().expect("singleton names").push(name);
-        tokio::spawn(hold(self.store.clone(), self.node.clone(), name, start))
+        tokio::spawn(hold(self.store.clone(), self.health.clone(), self.node.clone(), name, start))
     }
 
     /// Gives up every lease this node holds (a clean stop).
@@ -56,7 +59,7 @@ impl Drop for Work {
     }
 }
 
-async fn hold(store: Arc<dyn Store>, node: String, name: &'static str, start: impl Fn() -> JoinHandle<()>) {
+async fn hold(store: Arc<dyn Store>, health: Arc<HealthBoard>, node: String, name: &'static str, start: impl Fn() -> JoinHandle<()>) {
     let mut work = Work(None);
     let mut held_until: Option<Instant> = None;
     loop {
@@ -76,6 +79,7 @@ async fn hold(store: Arc<dyn Store>, node: String, name: &'static str, start: im
                     true
                 }) {
                     tracing::warn!(name, node, "another node holds the lease now; stopped here");
+                    health.forget(name);
                 }
                 held_until = None;
             }
@@ -84,6 +88,7 @@ async fn hold(store: Arc<dyn Store>, node: String, name: &'static str, start: im
                 tracing::warn!(%error, name, "could not renew the lease");
                 if held_until.is_some_and(|until| Instant::now() >= until) {
                     drop(work.0.take());
+                    health.forget(name);
                     held_until = None;
                 }
             }

@@ -318,8 +318,7 @@ impl Engine {
 
     /// Each configured connection with its latest state from any node (none: nobody reported it yet).
     pub async fn connection_states(&self) -> Result<Vec<(&'static str, Option<crate::health::ChannelState>)>, EngineError> {
-        let (expected, states) = self.health.states(self.store.as_ref()).await?;
-        Ok(expected.into_iter().map(|name| (name, states.iter().find(|state| state.name == name).cloned())).collect())
+        Ok(self.health.states(self.store.as_ref()).await?)
     }
 
     /// Other nodes share the store: a contact's messages stored on different nodes are still

@@ -4,7 +4,8 @@
 //! and the System page on any node show a singleton that runs on another.
 //!
 //! Writes are few: a change (up to down, another detail, another error) is written at once;
-//! otherwise every `HEARTBEAT`, which also says the reporting node is alive.
+//! otherwise every `HEARTBEAT`, stamped with its time, which says the reporting node still runs
+//! the connection. A node that stops running one (its lease went to another node) forgets it.
 
 use crate::ports::{Coordination, StoreError};
 use std::collections::HashMap;
@@ -12,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_models::Timestamp;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 /// How often unchanged states are written again (their last success, and that the node lives).
 pub const HEARTBEAT: Duration = Duration::from_secs(20);
@@ -32,7 +32,7 @@ pub struct ChannelState {
     pub last_ok_at: Option<Timestamp>,
     pub last_error: Option<String>,
     pub last_error_at: Option<Timestamp>,
-    /// When the node last wrote it.
+    /// When its node last reported it or said it still runs it.
     pub updated_at: Timestamp,
 }
 
@@ -117,37 +117,39 @@ impl HealthBoard {
         }
     }
 
+    /// This node no longer runs `name` (another node took it over): it stops reporting it.
+    pub fn forget(&self, name: &str) {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+    }
+
     /// This node's reports, as they are now.
     fn local(&self) -> Vec<ChannelState> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).values().map(|entry| entry.state.clone()).collect()
     }
 
-    /// Every expected connection's state, the freshest of this node's and the store's (a
-    /// singleton may run on another node); a name nobody reported yet is absent.
-    pub async fn states(&self, store: &dyn Coordination) -> Result<(Vec<&'static str>, Vec<ChannelState>), StoreError> {
+    /// Each expected connection with the freshest of this node's and the store's states (a
+    /// singleton may run on another node); none when nobody reported it yet.
+    pub async fn states(&self, store: &dyn Coordination) -> Result<Vec<(&'static str, Option<ChannelState>)>, StoreError> {
         let mut freshest: HashMap<String, ChannelState> = HashMap::new();
         for state in store.channel_states().await?.into_iter().chain(self.local()) {
-            match freshest.get(&state.name) {
-                Some(known) if known.updated_at >= state.updated_at => {}
-                _ => {
-                    freshest.insert(state.name.clone(), state);
-                }
+            if freshest.get(&state.name).is_none_or(|known| known.updated_at < state.updated_at) {
+                freshest.insert(state.name.clone(), state);
             }
         }
         let expected = self.expected.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let states = expected.iter().filter_map(|name| freshest.remove(*name)).collect();
-        Ok((expected, states))
+        Ok(expected.into_iter().map(|name| (name, freshest.remove(name))).collect())
     }
 
-    /// Writes changes at once and everything every `HEARTBEAT`, until `stop`.
-    pub async fn run(self: Arc<Self>, store: Arc<dyn Coordination>, stop: CancellationToken) {
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    /// Writes changes at once and everything every `heartbeat` (`HEARTBEAT`; stamped now) until
+    /// the future is dropped.
+    pub async fn run(self: Arc<Self>, store: Arc<dyn Coordination>, heartbeat: Duration) {
+        let mut heartbeat = tokio::time::interval(heartbeat);
         loop {
             let everything = tokio::select! {
                 _ = heartbeat.tick() => true,
                 _ = self.wake.notified() => false,
-                _ = stop.cancelled() => return,
             };
+            let now = chrono::Utc::now();
             let due: Vec<ChannelState> = {
                 let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
                 entries
@@ -155,6 +157,11 @@ impl HealthBoard {
                     .filter(|entry| everything || entry.dirty)
                     .map(|entry| {
                         entry.dirty = false;
+                        if everything {
+                            // Still running here: a Discord gateway or an IMAP IDLE may report
+                            // nothing for minutes, and is not silent for that.
+                            entry.state.updated_at = now;
+                        }
                         entry.state.clone()
                     })
                     .collect()
@@ -189,5 +196,7 @@ mod tests {
         assert_eq!(state.node, "node-a");
         assert_eq!(state.condition(state.updated_at), "up");
         assert_eq!(state.condition(state.updated_at + SILENT_AFTER + chrono::Duration::seconds(1)), "silent");
+        board.forget("telegram");
+        assert!(board.local().is_empty(), "a node that no longer runs it stops reporting it");
     }
 }

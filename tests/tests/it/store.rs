@@ -40,6 +40,7 @@ on_both_backends!(
     stored_messages_wait_unanswered_until_one_step_answers_them,
     a_lease_has_one_holder_until_it_expires_or_is_released,
     a_connection_state_keeps_its_last_success_and_error_and_the_newest_report_wins,
+    a_connection_its_node_still_runs_is_stamped_again_and_one_it_gave_up_is_not,
     a_direct_notice_is_queued_once_claimed_by_one_and_retried_until_sent,
     exclusive_work_waits_for_the_holder_on_another_connection,
     the_outbox_backlog_counts_undelivered_replies_and_dates_the_oldest,
@@ -954,6 +955,53 @@ async fn a_connection_state_keeps_its_last_success_and_error_and_the_newest_repo
     assert_eq!(state.last_ok_at.map(|t| t.timestamp_millis()), Some(secs(1).timestamp_millis()), "the last success is kept");
     assert_eq!(state.last_error_at.map(|t| t.timestamp_millis()), Some(secs(5).timestamp_millis()));
     assert_eq!(state.updated_at.timestamp_millis(), secs(5).timestamp_millis());
+}
+
+async fn a_connection_its_node_still_runs_is_stamped_again_and_one_it_gave_up_is_not(backend: Backend) {
+    use switchboard_core::HealthBoard;
+    let (store, _db) = fresh(backend).await;
+    let board = Arc::new(HealthBoard::new("node-a"));
+    board.expect("discord");
+    board.expect("telegram");
+    // Reported once, then quiet for a long time, as a healthy Discord gateway is.
+    board.up("discord", "gateway connected as bot");
+    board.up("telegram", "long polling");
+    let writer = tokio::spawn(board.clone().run(store.clone(), std::time::Duration::from_millis(50)));
+    let stamp = |name: &'static str| {
+        let store = store.clone();
+        async move { store.channel_states().await.unwrap().into_iter().find(|s| s.name == name).map(|s| s.updated_at) }
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let first = loop {
+        if let (Some(discord), Some(_)) = (stamp("discord").await, stamp("telegram").await) {
+            break discord;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never written");
+        tokio::task::yield_now().await;
+    };
+    // Another node took Telegram over: this one stops stamping it, and keeps stamping Discord.
+    board.forget("telegram");
+    let next_heartbeat = |after: Timestamp| {
+        let stamp = &stamp;
+        async move {
+            loop {
+                let discord = stamp("discord").await.unwrap();
+                if discord > after {
+                    return discord;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "the quiet connection was never stamped again");
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    let in_flight = next_heartbeat(first).await;
+    // This heartbeat began after the one that may have been under way when Telegram was given
+    // up had ended: no write for Telegram is still to come.
+    let after_forgetting = next_heartbeat(in_flight).await;
+    let given_up = stamp("telegram").await.unwrap();
+    next_heartbeat(after_forgetting).await;
+    assert_eq!(stamp("telegram").await, Some(given_up), "a connection this node gave up is not stamped by it");
+    writer.abort();
 }
 
 async fn a_direct_notice_is_queued_once_claimed_by_one_and_retried_until_sent(backend: Backend) {
