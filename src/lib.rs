@@ -563,7 +563,7 @@ async fn build_classifier(config: &Config, llm: Option<Arc<LlmClient>>) -> anyho
         .with_queue_budget(Duration::from_millis(config.nlp.queue_budget_ms));
     tracing::info!(
         model = %config.nlp.model_dir.display(),
-        backend = %config.nlp.backend,
+        backend = %config.nlp.resolved_backend(),
         "classifier: sentence encoder; {report}"
     );
     let classifier = Arc::new(classifier);
@@ -572,17 +572,22 @@ async fn build_classifier(config: &Config, llm: Option<Arc<LlmClient>>) -> anyho
 
 /// The sentence encoder on the engine `nlp.backend` names.
 pub fn load_encoder(nlp: &config::NlpConfig) -> Result<Arc<dyn SentenceEncoder>, EncoderError> {
-    if nlp.backend == config::BACKEND_RUST_BERT {
-        #[cfg(feature = "rust-bert")]
-        return Ok(Arc::new(switchboard_nlp::RustBertEncoder::load(&nlp.model_dir)?));
-        // Config validation refuses this already; kept for configs built in code.
-        #[cfg(not(feature = "rust-bert"))]
-        return Err(EncoderError::Load {
-            dir: nlp.model_dir.clone(),
-            reason: "this binary was built without the rust-bert backend; rebuild with `--features rust-bert`".into(),
-        });
+    match nlp.resolved_backend() {
+        config::BACKEND_ONNX => {
+            Ok(Arc::new(switchboard_nlp::OnnxMiniLmEncoder::load(&nlp.model_dir, &nlp.onnx_model_path(), &nlp.onnx_runtime)?))
+        }
+        config::BACKEND_RUST_BERT => {
+            #[cfg(feature = "rust-bert")]
+            return Ok(Arc::new(switchboard_nlp::RustBertEncoder::load(&nlp.model_dir)?));
+            // Config validation refuses this already; kept for configs built in code.
+            #[cfg(not(feature = "rust-bert"))]
+            return Err(EncoderError::Load {
+                dir: nlp.model_dir.clone(),
+                reason: "this binary was built without the rust-bert backend; rebuild with `--features rust-bert`".into(),
+            });
+        }
+        _ => Ok(Arc::new(MiniLmEncoder::load(&nlp.model_dir)?)),
     }
-    Ok(Arc::new(MiniLmEncoder::load(&nlp.model_dir)?))
 }
 
 /// Telegram's settings when a token is configured.

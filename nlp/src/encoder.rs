@@ -26,7 +26,7 @@ pub trait SentenceEncoder: Send + Sync {
 }
 
 /// Longest input in tokens, as sentence-transformers uses for this model.
-const MAX_TOKENS: usize = 256;
+pub(crate) const MAX_TOKENS: usize = 256;
 /// Texts per forward pass; similar lengths are batched together to keep padding small.
 pub(crate) const BATCH: usize = 32;
 
@@ -52,13 +52,7 @@ impl MiniLmEncoder {
         let config_text = std::fs::read_to_string(dir.join("config.json")).map_err(|e| load_error(e.to_string()))?;
         let config: BertConfig =
             serde_json::from_str(&config_text).map_err(|e| load_error(format!("config.json: {e}")))?;
-        let mut tokenizer =
-            Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| load_error(format!("tokenizer.json: {e}")))?;
-        // The shipped tokenizer pads every input to 128; pad each batch to its longest instead.
-        tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
-        tokenizer
-            .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
-            .map_err(|e| load_error(format!("tokenizer truncation: {e}")))?;
+        let tokenizer = load_tokenizer(dir)?;
         let weights = dir.join("model.safetensors");
         // SAFETY: the weights file is memory-mapped read-only; it must not change while we run,
         // which the fetch script guarantees by installing into a fresh directory.
@@ -123,6 +117,23 @@ impl SentenceEncoder for MiniLmEncoder {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         encode_in_batches(texts, &vec![(); cores], |_, batch| self.encode_batch(batch))
     }
+}
+
+/// The model's tokenizer, padding each batch to its longest text and truncating like
+/// sentence-transformers.
+pub(crate) fn load_tokenizer(dir: &Path) -> Result<Tokenizer, EncoderError> {
+    let path = dir.join("tokenizer.json");
+    if !path.is_file() {
+        return Err(EncoderError::MissingFile { dir: dir.to_path_buf(), file: "tokenizer.json" });
+    }
+    let load_error = |reason: String| EncoderError::Load { dir: dir.to_path_buf(), reason };
+    let mut tokenizer = Tokenizer::from_file(path).map_err(|e| load_error(format!("tokenizer.json: {e}")))?;
+    // The shipped tokenizer pads every input to 128; pad each batch to its longest instead.
+    tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
+    tokenizer
+        .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
+        .map_err(|e| load_error(format!("tokenizer truncation: {e}")))?;
+    Ok(tokenizer)
 }
 
 /// Encodes `texts` as batches of similar length (padding is wasted work), with one thread per

@@ -5,6 +5,7 @@
 mod classifier;
 mod embedding_cache;
 pub mod encoder;
+pub mod encoder_onnx;
 #[cfg(feature = "rust-bert")]
 pub mod encoder_rust_bert;
 pub mod eval;
@@ -21,6 +22,7 @@ pub mod signals;
 pub use classifier::{IntentsSource, LLM_CONFIDENCE, LoadError, LoadReport, ModelClassifier, Prepared};
 pub use embedding_cache::EmbeddingCache;
 pub use encoder::{EncoderError, MiniLmEncoder, SentenceEncoder};
+pub use encoder_onnx::OnnxMiniLmEncoder;
 #[cfg(feature = "rust-bert")]
 pub use encoder_rust_bert::RustBertEncoder;
 pub use intents::{IntentSet, IntentsError};

@@ -299,12 +299,16 @@ pub fn model_dir() -> std::path::PathBuf {
     dir
 }
 
-/// One loaded encoder shared by the tests of this process.
-pub fn encoder() -> std::sync::Arc<switchboard_nlp::MiniLmEncoder> {
-    static ENCODER: std::sync::OnceLock<std::sync::Arc<switchboard_nlp::MiniLmEncoder>> = std::sync::OnceLock::new();
-    ENCODER
-        .get_or_init(|| std::sync::Arc::new(switchboard_nlp::MiniLmEncoder::load(&model_dir()).expect("load the model")))
-        .clone()
+/// The service's default configuration of the local model, on the fetched model.
+pub fn nlp_config() -> switchboard::config::NlpConfig {
+    switchboard::config::NlpConfig { model_dir: model_dir(), ..Default::default() }
+}
+
+/// One loaded encoder shared by the tests of this process: the engine the service runs by
+/// default (ONNX Runtime once ./scripts/fetch-model.sh installed it).
+pub fn encoder() -> std::sync::Arc<dyn switchboard_nlp::SentenceEncoder> {
+    static ENCODER: std::sync::OnceLock<std::sync::Arc<dyn switchboard_nlp::SentenceEncoder>> = std::sync::OnceLock::new();
+    ENCODER.get_or_init(|| switchboard::load_encoder(&nlp_config()).expect("load the model")).clone()
 }
 
 /// Message `n` of web-chat visitor `visitor`, as the widget would hand it to the engine.

@@ -220,7 +220,7 @@ async fn throughput(connections: usize, seconds: u64, nodes: usize) -> anyhow::R
     let (server, _) = Server::start()?;
     let processes = ["switchboard", "postgres", "bench"];
     let before = cpu_seconds_by_name(&processes);
-    let (total, elapsed) = closed_loop(&[server.addr], connections, seconds, |_| "hello".to_string()).await?;
+    let (total, elapsed) = closed_loop(&[server.addr], connections, seconds, |_, _| "hello".to_string()).await?;
     let after = cpu_seconds_by_name(&processes);
     let spent: Vec<String> = processes
         .iter()
@@ -271,7 +271,7 @@ async fn throughput_on_nodes(connections: usize, seconds: u64, nodes: usize) -> 
         servers.push(Server::start_with(tempfile::tempdir()?, &env)?.0);
     }
     let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
-    let (total, elapsed) = closed_loop(&addrs, connections, seconds, |_| "hello".to_string()).await?;
+    let (total, elapsed) = closed_loop(&addrs, connections, seconds, |_, _| "hello".to_string()).await?;
     let pool = sqlx::PgPool::connect(&db.url).await?;
     let replies: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE sender = 'bot' AND delivered_at IS NOT NULL").fetch_one(&pool).await?;
     let rss: Vec<String> = servers.iter().map(|s| format!("{} MiB", s.rss_kib() / 1024)).collect();
@@ -307,7 +307,7 @@ async fn nlp(connections: usize, seconds: u64) -> anyhow::Result<()> {
     );
     let (server, _) = Server::start_with(tempfile::tempdir()?, &env)?;
     println!("nlp memory: server RSS {} MiB with the model loaded, before traffic", server.rss_kib() / 1024);
-    let (total, elapsed) = closed_loop(&[server.addr], connections, seconds, |n| NLP_TEXTS[n as usize % NLP_TEXTS.len()].to_string()).await?;
+    let (total, elapsed) = closed_loop(&[server.addr], connections, seconds, distinct_question).await?;
     println!(
         "nlp throughput: {connections} connections, {total} messages classified, persisted and answered in {elapsed:.1} s = {:.0} msg/s; server RSS {} MiB",
         total as f64 / elapsed,
@@ -316,9 +316,15 @@ async fn nlp(connections: usize, seconds: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Each of `connections` widget sockets sends `text(n)` and waits for the bot's answer, until
-/// `seconds` pass. Returns (messages answered, seconds).
-async fn closed_loop(servers: &[SocketAddr], connections: usize, seconds: u64, text: fn(u64) -> String) -> anyhow::Result<(u64, f64)> {
+/// One of the answerable questions, made a text no other message of the run has (a reference
+/// number, as customers quote one), so that nothing can be answered from a cache.
+fn distinct_question(socket: usize, n: u64) -> String {
+    format!("{} (ref {socket}-{n})", NLP_TEXTS[n as usize % NLP_TEXTS.len()])
+}
+
+/// Each of `connections` widget sockets sends `text(socket, n)` for its `n`th message and waits
+/// for the bot's answer, until `seconds` pass. Returns (messages answered, seconds).
+async fn closed_loop(servers: &[SocketAddr], connections: usize, seconds: u64, text: fn(usize, u64) -> String) -> anyhow::Result<(u64, f64)> {
     let keys = Arc::new(VisitorKeys::new(SECRET.as_bytes().to_vec()));
     let answered = Arc::new(AtomicU64::new(0));
     // Every socket open first: opening is not part of the measured time.
@@ -328,14 +334,14 @@ async fn closed_loop(servers: &[SocketAddr], connections: usize, seconds: u64, t
     }
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for socket in sockets {
+    for (index, socket) in sockets.into_iter().enumerate() {
         let answered = answered.clone();
         tasks.push(tokio::spawn(async move {
             let (mut sink, mut stream) = socket.split();
             let mut n = 0u64;
             while Instant::now() < deadline {
                 n += 1;
-                let frame = json!({"type": "send", "client_id": format!("m{n}"), "text": text(n)});
+                let frame = json!({"type": "send", "client_id": format!("m{n}"), "text": text(index, n)});
                 if sink.send(WsMessage::Text(frame.to_string().into())).await.is_err() {
                     return;
                 }

@@ -31,6 +31,59 @@ fn llm(fake: &FakeLlm, timeout: Duration, per_minute: u32) -> Arc<LlmClient> {
     }))
 }
 
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|y| y * y).sum::<f32>().sqrt())
+}
+
+/// ONNX Runtime runs the same model: its exact export gives candle's vectors, the int8 one (the
+/// default) vectors close to them; "auto" picks it once ./scripts/fetch-model.sh installed it.
+#[test]
+fn the_onnx_engine_gives_the_models_vectors() {
+    use switchboard_nlp::{MiniLmEncoder, OnnxMiniLmEncoder, SentenceEncoder};
+    let config = switchboard_tests::nlp_config();
+    assert_eq!(config.resolved_backend(), "onnx", "./scripts/fetch-model.sh installs ONNX Runtime and the ONNX model");
+    let texts = [
+        "hi",
+        "Where is my order? It was due on Monday and the tracking page shows nothing since.",
+        "I was charged twice for the same subscription, please refund one of the payments",
+        "Ich möchte mit einem Menschen sprechen, bitte.",
+        "¿Cómo cambio la dirección de entrega?",
+        "我的账户被锁定了",
+        "THIS IS THE THIRD TIME I WRITE. NOBODY ANSWERS!!!",
+        &"Hello team, I hope you are well. I am writing about the invoice for last month. ".repeat(12),
+    ];
+    let candle = MiniLmEncoder::load(&config.model_dir).expect("candle");
+    let reference = candle.encode(&texts).expect("candle encodes");
+    let exact = OnnxMiniLmEncoder::load(&config.model_dir, &config.model_dir.join("model.onnx"), &config.onnx_runtime).expect("exact export");
+    let int8 = encoder();
+    assert!(int8.id().contains("model.int8.onnx"), "the default engine is the int8 export: {}", int8.id());
+    for (engine, at_least) in [(&exact as &dyn SentenceEncoder, 0.9999_f32), (int8.as_ref(), 0.97)] {
+        let vectors = engine.encode(&texts).expect("encodes");
+        assert_eq!(vectors.len(), texts.len());
+        for ((text, got), want) in texts.iter().zip(&vectors).zip(&reference) {
+            assert_eq!(got.len(), 384);
+            let similarity = cosine(got, want);
+            assert!(similarity >= at_least, "{}: cosine {similarity} to candle's vector of {text:?}", engine.id());
+        }
+    }
+    // More texts than one batch go through every session; each vector stays with its text and
+    // is the one the text gets alone (int8 products would otherwise mix a batch's texts).
+    let many: Vec<String> = (0..75).map(|i| format!("question {i}: {}", texts[i % texts.len()])).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let together = int8.encode(&many).expect("encodes many");
+    for (text, vector) in many.iter().zip(&together).step_by(7) {
+        let alone = int8.encode(&[text]).expect("encodes one");
+        let similarity = cosine(vector, &alone[0]);
+        assert!(similarity > 0.99999, "{text:?} got another vector than alone (cosine {similarity})");
+    }
+
+    let missing = OnnxMiniLmEncoder::load(&config.model_dir, &config.model_dir.join("model.int8.onnx"), Path::new("/nonexistent/libonnxruntime.so"))
+        .err()
+        .expect("no library, no engine")
+        .to_string();
+    assert!(missing.contains("nlp.onnx_runtime") && missing.contains("fetch-model.sh"), "{missing}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unseen_phrasings_get_the_right_intent_and_signals() {
     let cache = tempfile::tempdir().unwrap();
