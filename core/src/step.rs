@@ -656,6 +656,10 @@ fn sla_came_due(next: &mut Conversation, kind: TimerKind, replies: &mut Vec<Repl
     }
 }
 
+/// The least escalation likelihood at which a need judged "request for a person" hands over;
+/// a clear request scores 0.8 or more, a polite question the need head mistakes for one about 0.2.
+const PERSON_REQUEST_AT_LEAST: f32 = 0.3;
+
 /// Why the bot should stop answering this message, if it should.
 fn escalation_reason(
     conversation: &Conversation,
@@ -671,7 +675,9 @@ fn escalation_reason(
     match &classification.judgement {
         // The trained judgement weighs need, risk and tone together; word lists only guess.
         Some(judgement) => {
-            if judgement.need == Need::HumanRequest && !judgement.off_topic {
+            // A request for a person the heads only half believe ("I would like to apply for a
+            // job with you") is not one: the need's guess needs the escalation heads' support.
+            if judgement.need == Need::HumanRequest && !judgement.off_topic && judgement.escalate >= PERSON_REQUEST_AT_LEAST {
                 return Some(EscalationReason::HumanRequested);
             }
             if judgement.escalate >= policy.escalate_at_least {
