@@ -460,6 +460,7 @@ fn spawn_encoder_threads(local: Arc<Local>) -> std::sync::mpsc::Sender<Request> 
         std::thread::Builder::new()
             .name(format!("sentence-encoder-{n}"))
             .spawn(move || {
+                yield_to_the_message_path();
                 while let Some(batch) = next_batch(&queue) {
                     let batch = local.shed_late(batch);
                     if batch.is_empty() {
@@ -481,6 +482,19 @@ fn spawn_encoder_threads(local: Arc<Local>) -> std::sync::mpsc::Sender<Request> 
             .expect("spawn an encoder thread");
     }
     pending
+}
+
+/// Encoder threads run at a lower priority (nice 10) than the rest of the service: under
+/// overload the message path (sockets, storage, answers) keeps the CPU it needs and the
+/// encoder's queue grows instead, so what waits past the budget takes the fast path. At full
+/// priority a fast engine took both cores and replies queued behind storage unbounded.
+fn yield_to_the_message_path() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on this thread's own id; a failure only leaves the priority.
+    unsafe {
+        let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, thread, 10);
+    }
 }
 
 /// Waits for one message, then takes what else is waiting, up to a batch. None when closed.

@@ -27,8 +27,11 @@ pub enum LiveEvent {
     Displaced,
 }
 
-/// Per-subscriber buffer; a widget that falls this far behind is dropped and resyncs.
-const SUBSCRIBER_BUFFER: usize = 64;
+/// Per-subscriber buffer; a widget that falls this far behind is dropped and resyncs. It must
+/// hold what arrives while the socket waits for its own sends to be stored: at twice the
+/// model's capacity a stalled commit released more than 64 events at once. Slots are taken
+/// as used (blocks of 32), so an idle widget costs no more for a larger bound.
+const SUBSCRIBER_BUFFER: usize = 1024;
 
 /// Widgets are keyed by the visitor id (the contact's external id on web chat), which exists
 /// before the first message creates the contact.
