@@ -817,3 +817,44 @@ mod email_address_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod escalation_tests {
+    use super::{PERSON_REQUEST_AT_LEAST, escalation_reason};
+    use crate::policy::Policy;
+    use switchboard_models::{
+        Category, Channel, Classification, ClassificationSource, ContactId, Conversation, EscalationReason, IntentName, Judgement, Need,
+        Priority, Urgency,
+    };
+
+    fn answered_question(need: Need, escalate: f32) -> Classification {
+        Classification {
+            intent: IntentName::parse("job_application").expect("valid"),
+            category: Category::GeneralInquiry,
+            confidence: 0.9,
+            alternatives: Vec::new(),
+            sentiment: 0.0,
+            urgency: Urgency::None,
+            language: Some("en".into()),
+            answer: Some("Our open positions are on the Careers page.".into()),
+            always_escalate: false,
+            collect_document: None,
+            source: ClassificationSource::Model,
+            judgement: Some(Judgement { need, off_topic: false, escalate, priority: Priority::Low }),
+            embedding: None,
+        }
+    }
+
+    #[test]
+    fn a_request_for_a_person_hands_over_only_when_the_heads_back_it() {
+        let conversation = Conversation::new(ContactId::new(), Channel::WebChat, chrono::Utc::now());
+        let policy = Policy::default();
+        let reason = |need, escalate| escalation_reason(&conversation, &answered_question(need, escalate), &policy);
+        // "I would like to apply for a job with you": the need head's guess, nothing behind it.
+        assert_eq!(reason(Need::HumanRequest, 0.2), None);
+        assert_eq!(reason(Need::HumanRequest, PERSON_REQUEST_AT_LEAST), Some(EscalationReason::HumanRequested));
+        assert_eq!(reason(Need::HumanRequest, 0.95), Some(EscalationReason::HumanRequested));
+        assert_eq!(reason(Need::Question, 0.2), None);
+        assert!(matches!(reason(Need::Complaint, 0.9), Some(EscalationReason::NeedsPerson { .. })));
+    }
+}
