@@ -371,7 +371,7 @@
     if (!socketReady) return;
     for (const m of state.local) {
       if (m.error || inflight.has(m.client_id)) continue;
-      if (sendFrame({ type: 'send', client_id: m.client_id, text: m.text })) inflight.add(m.client_id);
+      if (sendFrame({ type: 'send', client_id: m.client_id, text: m.text, language: pageLanguage() })) inflight.add(m.client_id);
     }
   }
 
@@ -390,6 +390,13 @@
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     url.searchParams.set('token', token);
     return url.href;
+  }
+
+  // The page's language (its lang attribute, else the browser's): the bot answers in it when a
+  // message is too short to tell ("hi", "ok").
+  function pageLanguage() {
+    const lang = (document.documentElement.getAttribute('lang') || navigator.language || '').trim();
+    return /^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$/.test(lang) ? lang : undefined;
   }
 
   function sendFrame(frame) {
@@ -729,7 +736,7 @@
         if (!entry) break;
         let res;
         try {
-          res = await request('POST', '/webchat/messages', { client_id: entry.client_id, text: entry.text });
+          res = await request('POST', '/webchat/messages', { client_id: entry.client_id, text: entry.text, language: pageLanguage() });
         } catch (_) {
           setConnection('offline');
           await sleep(backoffDelay(failures++));

@@ -252,6 +252,7 @@ impl DiscordAdapter {
             original: None,
             thread: Thread::Current,
             received_at: self.engine.now(),
+            reported_language: None,
         };
         match self.engine.handle(inbound).await {
             Ok(_) => Ok(()),

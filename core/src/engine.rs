@@ -141,6 +141,9 @@ pub struct Received {
     pub conversation: Conversation,
     /// Its place among the contact's unanswered messages; none for a duplicate.
     place: Option<Place>,
+    /// The sender's language as the channel reported it (not stored: a message answered after
+    /// a restart is judged by its text and its conversation's language).
+    reported_language: Option<String>,
 }
 
 /// Keeps each contact's messages answered in the order they were stored, while their
@@ -699,7 +702,7 @@ impl Engine {
                     .conversation(existing.conversation_id)
                     .await?
                     .ok_or_else(|| StoreError::Corrupt("message without conversation".into()))?;
-                Ok(Some(Received { message: existing, duplicate: true, conversation, place: None }))
+                Ok(Some(Received { message: existing, duplicate: true, conversation, place: None, reported_language: None }))
             }
             Committed::Stored { seqs } => {
                 message.seq = seqs[0];
@@ -707,7 +710,7 @@ impl Engine {
                 metrics::counter!("switchboard_messages_received_total", "channel" => message.channel.as_str()).increment(1);
                 let place = self.answer_order.take_place(contact.id, message.seq, contact_key);
                 self.publish(&conversation, std::iter::once(&message));
-                Ok(Some(Received { message, duplicate: false, conversation, place: Some(place) }))
+                Ok(Some(Received { message, duplicate: false, conversation, place: Some(place), reported_language: inbound.reported_language.clone() }))
             }
         }
     }
@@ -717,11 +720,12 @@ impl Engine {
     /// answered, then decides and commits. A storage error is retried until it clears, keeping
     /// the contact's later messages waiting behind this one.
     pub async fn answer(&self, received: Received) -> Result<HandleOutcome, EngineError> {
-        let Received { mut message, duplicate, conversation, place } = received;
+        let Received { mut message, duplicate, conversation, place, reported_language } = received;
         let Some(mut place) = place else {
             return Ok(HandleOutcome { message, duplicate, conversation, replies: Vec::new(), escalated: false });
         };
-        let classification = self.classifier.classify(&message.text).await;
+        let reported = reported_language.as_deref().and_then(switchboard_models::reported_language);
+        let classification = self.classifier.classify_in(&message.text, reported).await;
         if let Some(earlier) = place.after.take() {
             // Ok or a dropped sender both mean the earlier message is done with.
             let _ = earlier.await;
@@ -796,7 +800,7 @@ impl Engine {
                 .await?
                 .ok_or(EngineError::NotFound("conversation"))?;
             let place = self.answer_order.take_place(contact.id, message.seq, (contact.channel, contact.external_id));
-            received.push(Received { message, duplicate: false, conversation, place: Some(place) });
+            received.push(Received { message, duplicate: false, conversation, place: Some(place), reported_language: None });
         }
         Ok(received)
     }

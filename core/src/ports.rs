@@ -1349,6 +1349,17 @@ pub struct BucketTake<'a> {
 #[async_trait]
 pub trait Classifier: Send + Sync {
     async fn classify(&self, text: &str) -> Classification;
+
+    /// `classify` for a sender whose channel reports `language` (one of `DETECTED_LANGUAGES`):
+    /// the message's language when its text does not tell (too short), so the answer is said
+    /// in it.
+    async fn classify_in(&self, text: &str, language: Option<&str>) -> Classification {
+        let mut classification = self.classify(text).await;
+        if classification.language.is_none() {
+            classification.language = language.map(str::to_string);
+        }
+        classification
+    }
 }
 
 /// One line of a conversation as an assistant reads it.

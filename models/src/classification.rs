@@ -187,3 +187,30 @@ pub const DETECTED_LANGUAGES: &[&str] = &[
     "ar", "cs", "da", "de", "el", "en", "es", "fi", "fr", "he", "hi", "hu", "id", "it", "ja", "ko", "nl", "pl", "pt", "ro",
     "ru", "sv", "th", "tr", "uk", "vi", "zh",
 ];
+
+/// The language a channel reports for a sender (an IETF tag such as Telegram's `pt-br` or a
+/// web page's `de-CH`), as one of `DETECTED_LANGUAGES`; None for any other.
+pub fn reported_language(tag: &str) -> Option<&'static str> {
+    let primary = tag.trim().split(['-', '_']).next()?.to_ascii_lowercase();
+    DETECTED_LANGUAGES.iter().copied().find(|code| *code == primary)
+}
+
+#[cfg(test)]
+mod reported_language_tests {
+    use super::reported_language;
+
+    #[test]
+    fn a_channels_language_tag_is_read_as_a_language_the_bot_tells_apart() {
+        assert_eq!(reported_language("de"), Some("de"));
+        assert_eq!(reported_language("pt-br"), Some("pt"));
+        assert_eq!(reported_language("zh_Hans"), Some("zh"));
+        assert_eq!(reported_language(" EN-gb "), Some("en"));
+        for unknown in ["", "-", "xx", "tlh", "en_", "deu"] {
+            if unknown == "en_" {
+                assert_eq!(reported_language(unknown), Some("en"));
+            } else {
+                assert_eq!(reported_language(unknown), None, "{unknown:?}");
+            }
+        }
+    }
+}

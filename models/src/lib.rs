@@ -14,7 +14,7 @@ mod message;
 pub use agent::{Agent, ApiToken, AuditEntry, CannedResponse, Notification};
 pub use attachment::Attachment;
 pub use document::Document;
-pub use classification::{Classification, ClassificationSource, DETECTED_LANGUAGES, Embedding, IntentName, IntentScore, Judgement, Urgency};
+pub use classification::{Classification, ClassificationSource, DETECTED_LANGUAGES, Embedding, IntentName, IntentScore, Judgement, Urgency, reported_language};
 pub use conversation::{customer_label, Awaiting, Contact, Conversation, ConversationEvent, Escalation, EscalationReason, EscalationRecord, Handler, Rating, SlaNotices};
 pub use enums::{AuditAction, Category, Channel, DeliveryState, DocumentState, EventKind, IntentsOrigin, LinkProof, Need, NotificationKind, Presence, Priority, Role, Sender, Status, UnknownVariant, WebhookEvent};
 pub use identity::{ContactLink, LinkCode};

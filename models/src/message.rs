@@ -23,6 +23,9 @@ pub struct Inbound {
     /// Which conversation the message belongs to, when the channel can tell.
     pub thread: Thread,
     pub received_at: Timestamp,
+    /// The language the channel reports for the sender (Telegram's `language_code`, the widget
+    /// page's language), as the channel gave it: the bot's language when the text does not tell.
+    pub reported_language: Option<String>,
 }
 
 /// Where an inbound message goes.

@@ -255,10 +255,10 @@ impl Local {
 
     /// The words-only intent head, without the encoder or the judgement: microseconds
     /// instead of milliseconds, less sure.
-    fn classify_fast(&self, text: &str) -> Classification {
+    fn classify_fast(&self, text: &str, reported: Option<&str>) -> Classification {
         let trained = self.current();
         let ranking = trained.words_only.rank(text, &[]);
-        let mut classification = self.describe_with(&trained, &trained.words_only, text, &ranking, None);
+        let mut classification = self.describe_with(&trained, &trained.words_only, text, reported, &ranking, None);
         classification.source = ClassificationSource::FastPath;
         classification
     }
@@ -276,7 +276,7 @@ impl Local {
             metrics::histogram!("switchboard_encoder_wait_seconds").record(waited.as_secs_f64());
             if !budget.is_zero() && waited > budget {
                 metrics::counter!("switchboard_classifications_fast_path_total").increment(1);
-                let _ = request.answer.send(self.classify_fast(&request.text));
+                let _ = request.answer.send(self.classify_fast(&request.text, request.language.as_deref()));
             } else {
                 fresh.push(request);
             }
@@ -284,32 +284,43 @@ impl Local {
         fresh
     }
 
-    fn classify_batch(&self, texts: &[&str]) -> Vec<Classification> {
+    /// Each message's text and the language its channel reported.
+    fn classify_batch(&self, messages: &[(&str, Option<&str>)]) -> Vec<Classification> {
         let trained = self.current();
-        match self.encoder.encode(texts) {
-            Ok(embeddings) => texts
+        let texts: Vec<&str> = messages.iter().map(|(text, _)| *text).collect();
+        match self.encoder.encode(&texts) {
+            Ok(embeddings) => messages
                 .iter()
                 .zip(embeddings)
-                .map(|(text, embedding)| {
+                .map(|(&(text, reported), embedding)| {
                     let judged = self.judgement.judge(text, &embedding);
-                    let mut classification = self.describe(&trained, text, &trained.model.rank(text, &embedding), Some(judged));
+                    let mut classification = self.describe(&trained, text, reported, &trained.model.rank(text, &embedding), Some(judged));
                     classification.embedding = Some(switchboard_models::Embedding::quantise(&embedding));
                     classification
                 })
                 .collect(),
             Err(e) => {
                 tracing::error!(error = %e, "the sentence encoder failed; treating the messages as out of scope");
-                texts.iter().map(|text| self.describe(&trained, text, &Vec::new(), None)).collect()
+                messages.iter().map(|&(text, reported)| self.describe(&trained, text, reported, &Vec::new(), None)).collect()
             }
         }
     }
 
-    fn describe(&self, trained: &Trained, text: &str, ranking: &Ranking, judged: Option<Judged>) -> Classification {
-        self.describe_with(trained, &trained.model, text, ranking, judged)
+    fn describe(&self, trained: &Trained, text: &str, reported: Option<&str>, ranking: &Ranking, judged: Option<Judged>) -> Classification {
+        self.describe_with(trained, &trained.model, text, reported, ranking, judged)
     }
 
     /// `describe` with the ranking's model (its labels and out-of-scope threshold).
-    fn describe_with(&self, trained: &Trained, model: &IntentModel, text: &str, ranking: &Ranking, judged: Option<Judged>) -> Classification {
+    /// `reported`: the language the sender's channel reports, taken when the text does not tell.
+    fn describe_with(
+        &self,
+        trained: &Trained,
+        model: &IntentModel,
+        text: &str,
+        reported: Option<&str>,
+        ranking: &Ranking,
+        judged: Option<Judged>,
+    ) -> Classification {
         let intent_of = |label: usize| trained.intents.get(&IntentName::parse(&model.labels[label]).expect("trained on valid names"));
         let (best, confidence) = ranking.first().copied().unwrap_or((usize::MAX, 0.0));
         let alternatives: Vec<IntentScore> = ranking
@@ -325,7 +336,7 @@ impl Local {
             alternatives,
             sentiment: signals::sentiment(text),
             urgency: signals::urgency(text),
-            language: signals::language(text),
+            language: signals::language(text).or_else(|| reported.map(str::to_string)),
             answer: None,
             always_escalate: false,
             collect_document: None,
@@ -408,9 +419,14 @@ fn out_of_scope() -> IntentName {
 #[async_trait]
 impl Classifier for ModelClassifier {
     async fn classify(&self, text: &str) -> Classification {
+        self.classify_in(text, None).await
+    }
+
+    async fn classify_in(&self, text: &str, language: Option<&str>) -> Classification {
         let (answer, answered) = tokio::sync::oneshot::channel();
         self.local.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let sent = self.pending.send(Request { text: text.to_string(), answer, queued_at: Instant::now() }).is_ok();
+        let request = Request { text: text.to_string(), language: language.map(str::to_string), answer, queued_at: Instant::now() };
+        let sent = self.pending.send(request).is_ok();
         if !sent {
             self.local.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
@@ -418,7 +434,7 @@ impl Classifier for ModelClassifier {
             (true, Ok(classification)) => classification,
             _ => {
                 tracing::error!("the encoder thread is gone; treating the message as out of scope");
-                self.local.describe(&self.local.current(), text, &Vec::new(), None)
+                self.local.describe(&self.local.current(), text, language, &Vec::new(), None)
             }
         };
         let mut classification = match &self.llm {
@@ -441,6 +457,8 @@ impl Classifier for ModelClassifier {
 /// A message waiting to be classified, and where its classification goes.
 struct Request {
     text: String,
+    /// The language the sender's channel reports.
+    language: Option<String>,
     answer: tokio::sync::oneshot::Sender<Classification>,
     queued_at: Instant,
 }
@@ -466,8 +484,9 @@ fn spawn_encoder_threads(local: Arc<Local>) -> std::sync::mpsc::Sender<Request> 
                     if batch.is_empty() {
                         continue;
                     }
-                    let texts: Vec<&str> = batch.iter().map(|request| request.text.as_str()).collect();
-                    let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| local.classify_batch(&texts)));
+                    let messages: Vec<(&str, Option<&str>)> =
+                        batch.iter().map(|request| (request.text.as_str(), request.language.as_deref())).collect();
+                    let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| local.classify_batch(&messages)));
                     match results {
                         Ok(results) => {
                             for (request, classification) in batch.into_iter().zip(results) {

@@ -323,6 +323,7 @@ pub fn webchat_inbound(visitor: &str, name: Option<&str>, n: u32, text: &str) ->
         original: None,
         thread: switchboard_models::Thread::Current,
         received_at: chrono::Utc::now(),
+        reported_language: None,
     }
 }
 

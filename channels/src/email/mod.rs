@@ -366,6 +366,7 @@ impl EmailAdapter {
             original,
             thread,
             received_at: self.engine.now(),
+            reported_language: None,
         };
         match self.engine.handle(inbound).await {
             Ok(_) => Ok(Outcome::Done),

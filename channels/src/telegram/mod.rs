@@ -228,6 +228,7 @@ impl TelegramAdapter {
             original: None,
             thread: Thread::Current,
             received_at: self.engine.now(),
+            reported_language: user.language_code.clone(),
         };
         match self.engine.handle(inbound).await {
             Ok(_) => Ok(()),
@@ -273,6 +274,7 @@ impl TelegramAdapter {
             original: None,
             thread: Thread::Current,
             received_at: self.engine.now(),
+            reported_language: pressed.from.language_code.clone(),
         };
         match self.engine.handle(inbound).await {
             Ok(_) | Err(EngineError::Invalid(_)) => {}

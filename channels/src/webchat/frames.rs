@@ -9,8 +9,14 @@ use switchboard_models::{Conversation, Handler, Message, Sender, Status};
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientFrame {
-    /// A customer message; `client_id` makes retries safe.
-    Send { client_id: String, text: String },
+    /// A customer message; `client_id` makes retries safe. `language`: the page's (an IETF tag
+    /// such as `de-CH`), for messages too short to tell.
+    Send {
+        client_id: String,
+        text: String,
+        #[serde(default)]
+        language: Option<String>,
+    },
     /// Messages with `seq > after`, as a `history` frame.
     History { after: i64 },
     /// The customer has seen the replies up to this seq (the chat is open and visible).

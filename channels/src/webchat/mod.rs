@@ -210,6 +210,7 @@ async fn receive(
     address: std::net::IpAddr,
     client_id: &str,
     text: String,
+    language: Option<String>,
     files: Vec<(String, Vec<u8>)>,
 ) -> Result<Acknowledged, HttpError> {
     if !valid_client_id(client_id) {
@@ -255,6 +256,7 @@ async fn receive(
         original: None,
         thread: switchboard_models::Thread::Current,
         received_at: state.engine.now(),
+        reported_language: language,
     };
     state.hub.publish(visitor, LiveEvent::Typing(true));
     let received = match state.engine.receive(inbound).await {

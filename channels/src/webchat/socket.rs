@@ -149,7 +149,7 @@ async fn answer(state: &WebChatState, visitor: &str, address: std::net::IpAddr, 
             Ok(page) => ServerFrame::History { messages: page.messages, conversation: page.conversation },
             Err(error) => ServerFrame::error(error, None),
         },
-        ClientFrame::Send { client_id, text } => match receive(state, None, visitor, address, &client_id, text, Vec::new()).await {
+        ClientFrame::Send { client_id, text, language } => match receive(state, None, visitor, address, &client_id, text, language, Vec::new()).await {
             Ok(outcome) => ServerFrame::Ack {
                 client_id,
                 message: MessageView::from(&outcome.message),

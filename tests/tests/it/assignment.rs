@@ -17,6 +17,7 @@ async fn escalate(server: &TestServer, customer: &str) -> Conversation {
         original: None,
         thread: Thread::Current,
         received_at: chrono::Utc::now(),
+        reported_language: None,
     };
     let outcome = server.engine().handle(inbound).await.expect("stored");
     current(server, &outcome.conversation).await

@@ -731,4 +731,25 @@ async fn customers_are_answered_in_the_language_they_write() {
     // Someone writing in English hears the defaults.
     let english = server.engine().handle(webchat_inbound("v-en", Some("Ann"), 1, "Thank you so much for all your help!")).await.unwrap();
     assert_eq!(said(&english), "You're welcome! Is there anything else I can help with?");
+
+    // "hallo" is too short to tell; the language the channel reports decides (Telegram's
+    // language_code, the widget page's lang), and the conversation keeps it.
+    let reported = |visitor: &str, n: u32, text: &str, language: Option<&str>| switchboard_models::Inbound {
+        reported_language: language.map(str::to_string),
+        ..webchat_inbound(visitor, None, n, text)
+    };
+    let german = server.engine().handle(reported("v-de", 1, "hallo", Some("de-AT"))).await.unwrap();
+    assert_eq!(said(&german), "Hallo! Ich bin der Support-Assistent. Wie kann ich helfen?");
+    assert_eq!(german.conversation.language.as_deref(), Some("de"));
+    let unknown = server.engine().handle(reported("v-xx", 1, "hallo", Some("tlh"))).await.unwrap();
+    assert_eq!(said(&unknown), "Hi! I'm the support assistant. How can I help you today?", "a language the bot does not tell apart is ignored");
+    // A text that tells its language wins over the channel's.
+    let written = server.engine().handle(reported("v-de2", 1, "¡Muchas gracias por toda tu ayuda, de verdad!", Some("de"))).await.unwrap();
+    assert_eq!(said(&written), "¡De nada! ¿Hay algo más en lo que pueda ayudarte?");
+    // The widget sends its page's language with each message.
+    let (_, token) = server.new_visitor().await;
+    let mut widget = server.connect(&token).await;
+    widget.next_of("ready").await;
+    widget.send_json(serde_json::json!({"type": "send", "client_id": "m1", "text": "hola", "language": "es-MX"})).await;
+    assert_eq!(widget.next_reply().await["text"], "¡Hola! Soy el asistente de soporte. ¿En qué puedo ayudarte?");
 }

@@ -43,6 +43,7 @@ async fn escalated(server: &TestServer, visitor: &str, name: &str, text: &str) -
         original: None,
         thread: Thread::Current,
         received_at: chrono::Utc::now(),
+        reported_language: None,
     };
     server.engine().handle(inbound).await.unwrap().conversation.id
 }
@@ -449,6 +450,7 @@ async fn a_long_conversation_is_read_a_page_at_a_time_backwards() {
             original: None,
             thread: Thread::Current,
             received_at: chrono::Utc::now(),
+            reported_language: None,
         };
         server.engine().handle(inbound).await.unwrap();
     }
@@ -798,6 +800,7 @@ async fn handoff_said(server: &TestServer, visitor: &str) -> String {
         original: None,
         thread: Thread::Current,
         received_at: chrono::Utc::now(),
+        reported_language: None,
     };
     server.engine().handle(inbound).await.unwrap().replies.iter().map(|r| r.text.clone()).collect::<Vec<_>>().join(" ")
 }

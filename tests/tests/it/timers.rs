@@ -24,6 +24,7 @@ fn from_customer(visitor: &str, n: u32, text: &str, at: chrono::DateTime<chrono:
         original: None,
         thread: Thread::Current,
         received_at: at,
+        reported_language: None,
     }
 }
 

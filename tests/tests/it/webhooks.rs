@@ -115,6 +115,7 @@ async fn customer_writes(server: &TestServer, visitor: &str, n: u32, text: &str)
         original: None,
         thread: Thread::Current,
         received_at: chrono::Utc::now(),
+        reported_language: None,
     };
     server.engine().handle(inbound).await.unwrap();
 }
