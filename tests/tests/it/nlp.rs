@@ -497,7 +497,7 @@ async fn escalation_policy_with_the_real_model() {
           bot: <the intent's answer>
         customer: zxqv blorp fnord
           intent out_of_scope (GeneralInquiry, urgency None)
-          judged: GeneralInquiry, need other, tone Neutral, priority medium
+          judged: GeneralInquiry, need question, tone Neutral, priority medium
           bot: <clarifying question>
         customer: purple monkey dishwasher
           intent out_of_scope (GeneralInquiry, urgency None)
@@ -517,7 +517,7 @@ async fn escalation_policy_with_the_real_model() {
           intent out_of_scope (Account, urgency Critical)
           judged: Account, need harm_report, tone Neutral, priority urgent
           bot: <handoff notice>
-          escalated: The customer reports harm (fraud, a takeover, a safety issue or an outage) (93 % sure). (priority urgent, category account)
+          escalated: The customer reports harm (fraud, a takeover, a safety issue or an outage) (95 % sure). (priority urgent, category account)
         customer: can I talk to a real person please
           intent human_request (GeneralInquiry, urgency None)
           judged: GeneralInquiry, need human_request, tone Neutral, priority medium
@@ -563,7 +563,7 @@ async fn judgement_on_the_reported_failure_kinds() {
           intent complaint (Complaint, urgency Elevated)
           judged: Complaint, need complaint, tone Negative, priority high
           bot: <handoff notice>
-          escalated: The customer is unhappy (97 % sure). (priority high, category complaint)
+          escalated: The customer is unhappy (98 % sure). (priority high, category complaint)
         customer: There are two card payments of 89.99 on my statement that I never made.
           intent double_charge (Billing, urgency Critical)
           judged: Billing, need harm_report, tone Neutral, priority urgent
@@ -604,7 +604,7 @@ async fn judgement_on_the_reported_failure_kinds() {
           bot: <the intent's answer>
         customer: Guten Morgen zusammen!
           intent greeting (GeneralInquiry, urgency None)
-          judged: GeneralInquiry, need greeting, tone Positive, priority low
+          judged: GeneralInquiry, need greeting, tone Neutral, priority low
           bot: <the intent's answer>
         customer: Muchas gracias por la ayuda, muy amables
           intent thanks (GeneralInquiry, urgency None)
