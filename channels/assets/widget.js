@@ -392,6 +392,31 @@
     return url.href;
   }
 
+  // The widget's own words in the page's language (the bot's and the team's come from the server).
+  const ENGLISH = ['Close chat', 'Open chat', 'Your requests', 'Messages', 'Conversation', 'Type a message…', 'Message', 'Send', 'Attach a file', 'Attach a photo or PDF', 'Your name', 'Your email (so we can reply if you leave)', 'About you', 'Skip', 'Save', 'Online', 'Connecting…', 'Offline — messages will be sent when the connection returns', 'Waiting for the team', 'You', 'Agent', 'Rate the help you got', 'No requests yet.', 'Loading your requests…'];
+  const TRANSLATIONS = {
+    de: ['Chat schließen', 'Chat öffnen', 'Ihre Anfragen', 'Nachrichten', 'Unterhaltung', 'Nachricht schreiben…', 'Nachricht', 'Senden', 'Datei anhängen', 'Foto oder PDF anhängen', 'Ihr Name', 'Ihre E-Mail (damit wir antworten können, falls Sie gehen)', 'Über Sie', 'Überspringen', 'Speichern', 'Online', 'Verbinde…', 'Offline – Nachrichten werden gesendet, sobald die Verbindung zurück ist', 'Wartet auf das Team', 'Sie', 'Mitarbeiter', 'Bewerten Sie die Hilfe', 'Noch keine Anfragen.', 'Ihre Anfragen werden geladen…'],
+    es: ['Cerrar chat', 'Abrir chat', 'Tus solicitudes', 'Mensajes', 'Conversación', 'Escribe un mensaje…', 'Mensaje', 'Enviar', 'Adjuntar un archivo', 'Adjunta una foto o un PDF', 'Tu nombre', 'Tu correo (para responderte si te vas)', 'Sobre ti', 'Omitir', 'Guardar', 'En línea', 'Conectando…', 'Sin conexión: los mensajes se enviarán cuando vuelva la conexión', 'Esperando al equipo', 'Tú', 'Agente', 'Valora la ayuda recibida', 'Aún no hay solicitudes.', 'Cargando tus solicitudes…'],
+    fr: ['Fermer le chat', 'Ouvrir le chat', 'Vos demandes', 'Messages', 'Conversation', 'Écrivez un message…', 'Message', 'Envoyer', 'Joindre un fichier', 'Joindre une photo ou un PDF', 'Votre nom', 'Votre e-mail (pour vous répondre si vous partez)', 'À propos de vous', 'Passer', 'Enregistrer', 'En ligne', 'Connexion…', 'Hors ligne — les messages partiront au retour de la connexion', 'En attente de l\'équipe', 'Vous', 'Conseiller', 'Notez l\'aide reçue', 'Aucune demande pour l\'instant.', 'Chargement de vos demandes…'],
+    it: ['Chiudi chat', 'Apri chat', 'Le tue richieste', 'Messaggi', 'Conversazione', 'Scrivi un messaggio…', 'Messaggio', 'Invia', 'Allega un file', 'Allega una foto o un PDF', 'Il tuo nome', 'La tua email (per risponderti se esci)', 'Su di te', 'Salta', 'Salva', 'Online', 'Connessione…', 'Offline: i messaggi saranno inviati quando torna la connessione', 'In attesa del team', 'Tu', 'Operatore', 'Valuta l\'aiuto ricevuto', 'Ancora nessuna richiesta.', 'Caricamento delle tue richieste…'],
+    pt: ['Fechar chat', 'Abrir chat', 'Seus pedidos', 'Mensagens', 'Conversa', 'Escreva uma mensagem…', 'Mensagem', 'Enviar', 'Anexar arquivo', 'Anexar uma foto ou PDF', 'Seu nome', 'Seu e-mail (para respondermos se você sair)', 'Sobre você', 'Pular', 'Salvar', 'Online', 'Conectando…', 'Offline — as mensagens serão enviadas quando a conexão voltar', 'Aguardando a equipe', 'Você', 'Atendente', 'Avalie a ajuda recebida', 'Nenhum pedido ainda.', 'Carregando seus pedidos…'],
+    nl: ['Chat sluiten', 'Chat openen', 'Je aanvragen', 'Berichten', 'Gesprek', 'Typ een bericht…', 'Bericht', 'Verzenden', 'Bestand bijvoegen', 'Foto of pdf bijvoegen', 'Je naam', 'Je e-mail (zodat we kunnen antwoorden als je weggaat)', 'Over jou', 'Overslaan', 'Opslaan', 'Online', 'Verbinden…', 'Offline — berichten worden verstuurd zodra de verbinding terug is', 'Wacht op het team', 'Jij', 'Medewerker', 'Beoordeel de hulp', 'Nog geen aanvragen.', 'Je aanvragen laden…'],
+  };
+  // Read once the page has its lang attribute; English where the widget has no translation.
+  let labelLanguage = null;
+  function uiLanguage() {
+    if (labelLanguage === null) {
+      const primary = (pageLanguage() || 'en').split(/[-_]/)[0].toLowerCase();
+      labelLanguage = TRANSLATIONS[primary] ? primary : 'en';
+    }
+    return labelLanguage;
+  }
+  function t(english) {
+    const index = ENGLISH.indexOf(english);
+    const words = TRANSLATIONS[uiLanguage()];
+    return words && index >= 0 ? words[index] : english;
+  }
+
   // The page's language (its lang attribute, else the browser's): the bot answers in it when a
   // message is too short to tell ("hi", "ok").
   function pageLanguage() {
@@ -917,6 +942,7 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
     ui.host = h('div', { id: 'switchboard-widget' });
     ui.host.style.setProperty('display', 'block', 'important');
     const root = ui.host.attachShadow ? ui.host.attachShadow({ mode: 'open' }) : ui.host;
+    ui.host.setAttribute('lang', uiLanguage());
 
     ui.launcher = h('button', { class: 'sb-launcher', type: 'button', 'data-sb': 'launcher',
       'aria-expanded': 'false', onclick: () => setOpen(!state.open, true) });
@@ -927,36 +953,36 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
     ui.title = h('div', { class: 'sb-title' });
     ui.status = h('div', { class: 'sb-status', 'data-sb': 'status', 'aria-live': 'polite' });
     const close = h('button', { class: 'sb-close', type: 'button', 'data-sb': 'close',
-      'aria-label': 'Close chat', onclick: () => setOpen(false, true) });
+      'aria-label': t('Close chat'), onclick: () => setOpen(false, true) });
     ui.requestsToggle = h('button', { class: 'sb-close sb-requests-toggle', type: 'button', 'data-sb': 'requests-toggle',
-      'aria-label': 'Your requests', 'aria-expanded': 'false', onclick: toggleRequests });
+      'aria-label': t('Your requests'), 'aria-expanded': 'false', onclick: toggleRequests });
     ui.requestsToggle.innerHTML = ICON_LIST;
-    ui.requests = h('div', { class: 'sb-requests', 'data-sb': 'requests', role: 'region', 'aria-label': 'Your requests',
+    ui.requests = h('div', { class: 'sb-requests', 'data-sb': 'requests', role: 'region', 'aria-label': t('Your requests'),
       tabindex: '-1', hidden: '' });
     close.innerHTML = ICON_CLOSE.replace('sb-icon-close', '');
 
     ui.messages = h('div', { class: 'sb-messages', 'data-sb': 'messages', role: 'log', 'aria-live': 'polite',
-      'aria-label': 'Messages' });
+      'aria-label': t('Messages') });
     ui.typing = h('div', { class: 'sb-typing', 'data-sb': 'typing', hidden: '', 'aria-hidden': 'true' },
       h('span'), h('span'), h('span'));
     // Focusable so keyboard users can scroll the conversation.
     ui.scroll = h('div', { class: 'sb-scroll', 'data-sb': 'scroll', tabindex: '0', role: 'region',
-      'aria-label': 'Conversation' }, ui.messages, ui.typing);
+      'aria-label': t('Conversation') }, ui.messages, ui.typing);
     // Typing is announced here; connection state through the status line.
     ui.announcer = h('div', { class: 'sb-sr', 'data-sb': 'announcer', role: 'status', 'aria-live': 'polite' });
 
     ui.input = h('textarea', { class: 'sb-input', 'data-sb': 'input', rows: '1',
-      placeholder: 'Type a message…', 'aria-label': 'Message', dir: 'auto', onkeydown: onInputKey,
+      placeholder: t('Type a message…'), 'aria-label': t('Message'), dir: 'auto', onkeydown: onInputKey,
       oninput: () => { autoGrow(); reportTyping(); } });
-    const sendButton = h('button', { class: 'sb-send', type: 'submit', 'data-sb': 'send', 'aria-label': 'Send' });
+    const sendButton = h('button', { class: 'sb-send', type: 'submit', 'data-sb': 'send', 'aria-label': t('Send') });
     sendButton.innerHTML = ICON_SEND;
     ui.fileInput = h('input', { type: 'file', accept: ACCEPTED_FILES, hidden: '', 'data-sb': 'file-input',
-      'aria-label': 'Attach a file', onchange: () => {
+      'aria-label': t('Attach a file'), onchange: () => {
         for (const file of ui.fileInput.files) sendFile(file);
         ui.fileInput.value = '';
       } });
-    const attach = h('button', { class: 'sb-attach', type: 'button', 'data-sb': 'attach', 'aria-label': 'Attach a file',
-      title: 'Attach a photo or PDF', onclick: () => ui.fileInput.click() });
+    const attach = h('button', { class: 'sb-attach', type: 'button', 'data-sb': 'attach', 'aria-label': t('Attach a file'),
+      title: t('Attach a photo or PDF'), onclick: () => ui.fileInput.click() });
     attach.innerHTML = ICON_CLIP;
     const form = h('form', { class: 'sb-composer', onsubmit: (e) => { e.preventDefault(); submitInput(); } },
       attach, ui.fileInput, ui.input, sendButton);
@@ -989,13 +1015,13 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
     ui.prechatName = h('input', { id: 'sb-prechat-name', type: 'text', autocomplete: 'name', maxlength: '120', 'data-sb': 'prechat-name' });
     ui.prechatEmail = h('input', { id: 'sb-prechat-email', type: 'email', autocomplete: 'email', maxlength: '254', 'data-sb': 'prechat-email' });
     ui.prechatError = h('p', { class: 'sb-prechat-error', 'data-sb': 'prechat-error', role: 'alert' });
-    ui.prechatNameField = h('div', { class: 'sb-prechat-field' }, h('label', { for: 'sb-prechat-name', text: 'Your name' }), ui.prechatName);
-    ui.prechatEmailField = h('div', { class: 'sb-prechat-field' }, h('label', { for: 'sb-prechat-email', text: 'Your email (so we can reply if you leave)' }), ui.prechatEmail);
-    ui.prechat = h('form', { class: 'sb-prechat', 'data-sb': 'prechat', 'aria-label': 'About you', hidden: '', onsubmit: submitPrechat },
+    ui.prechatNameField = h('div', { class: 'sb-prechat-field' }, h('label', { for: 'sb-prechat-name', text: t('Your name') }), ui.prechatName);
+    ui.prechatEmailField = h('div', { class: 'sb-prechat-field' }, h('label', { for: 'sb-prechat-email', text: t('Your email (so we can reply if you leave)') }), ui.prechatEmail);
+    ui.prechat = h('form', { class: 'sb-prechat', 'data-sb': 'prechat', 'aria-label': t('About you'), hidden: '', onsubmit: submitPrechat },
       ui.prechatNameField, ui.prechatEmailField, ui.prechatError,
       h('div', { class: 'sb-prechat-actions' },
-        h('button', { type: 'button', class: 'sb-prechat-skip', 'data-sb': 'prechat-skip', text: 'Skip', onclick: () => finishPrechat() }),
-        h('button', { type: 'submit', class: 'sb-prechat-save', 'data-sb': 'prechat-save', text: 'Save' })));
+        h('button', { type: 'button', class: 'sb-prechat-skip', 'data-sb': 'prechat-skip', text: t('Skip'), onclick: () => finishPrechat() }),
+        h('button', { type: 'submit', class: 'sb-prechat-save', 'data-sb': 'prechat-save', text: t('Save') })));
     return ui.prechat;
   }
 
@@ -1079,7 +1105,7 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
     ui.panel.hidden = !open;
     ui.frame.classList.toggle('sb-is-open', open);
     ui.launcher.setAttribute('aria-expanded', String(open));
-    ui.launcher.setAttribute('aria-label', open ? 'Close chat' : 'Open chat');
+    ui.launcher.setAttribute('aria-label', open ? t('Close chat') : t('Open chat'));
     updateModal();
     if (!open) {
       if (focus) ui.launcher.focus({ preventScroll: true });
@@ -1148,11 +1174,11 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
   function updateStatus() {
     const c = state.conversation;
     const handler = c && String(c.status).toLowerCase() !== 'closed' ? c.handler : null;
-    let text = 'Online';
-    if (state.connection === 'connecting') text = 'Connecting…';
-    else if (state.connection === 'offline') text = 'Offline — messages will be sent when the connection returns';
+    let text = t('Online');
+    if (state.connection === 'connecting') text = t('Connecting…');
+    else if (state.connection === 'offline') text = t('Offline — messages will be sent when the connection returns');
     else if (handler === 'agent') text = "You're talking to our team";
-    else if (handler === 'queue') text = 'Waiting for the team';
+    else if (handler === 'queue') text = t('Waiting for the team');
     if (state.teamBack && state.connection === 'online' && handler !== 'agent') text += ' · team back ' + state.teamBack;
     ui.status.textContent = text;
     ui.status.setAttribute('data-state', state.connection);
@@ -1235,8 +1261,8 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
 
   /** Who wrote a message, as a screen reader announces it before the text. */
   function senderLabel(entry) {
-    if (entry.sender === 'customer') return 'You';
-    if (entry.sender === 'agent') return entry.author || 'Agent';
+    if (entry.sender === 'customer') return t('You');
+    if (entry.sender === 'agent') return entry.author || t('Agent');
     if (entry.sender === 'system') return 'Notice';
     return look.title + ' bot';
   }
@@ -1268,7 +1294,7 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
     if (row.sbWho.textContent !== who) row.sbWho.textContent = who;
     row.sbSpeaker.hidden = !entry.showSpeaker;
     if (entry.showSpeaker) {
-      const name = entry.sender === 'agent' ? (entry.author || 'Agent') : look.title;
+      const name = entry.sender === 'agent' ? (entry.author || t('Agent')) : look.title;
       row.sbName.textContent = name;
       if (entry.sender === 'agent') row.sbAvatar.textContent = initials(name);
       else row.sbAvatar.innerHTML = ICON_CHAT.replace('sb-icon-chat', '');
@@ -1313,7 +1339,7 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
     ui.scroll.hidden = show;
     if (!show) { ui.requests.hidden = true; ui.requests.replaceChildren(); ui.input.focus(); return; }
     ui.requests.hidden = false;
-    ui.requests.replaceChildren(h('p', { class: 'sb-requests-note', text: 'Loading your requests…' }));
+    ui.requests.replaceChildren(h('p', { class: 'sb-requests-note', text: t('Loading your requests…') }));
     let listed = [];
     try {
       const res = await request('GET', '/webchat/conversations');
@@ -1323,20 +1349,20 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
       ui.requests.replaceChildren(h('p', { class: 'sb-requests-note', role: 'alert', text: 'Your requests could not be loaded; try again in a moment.' }));
       return;
     }
-    const heading = h('h2', { class: 'sb-requests-title', text: 'Your requests' });
+    const heading = h('h2', { class: 'sb-requests-title', text: t('Your requests') });
     const items = listed.map((c) => h('li', { class: 'sb-request', 'data-sb': 'request', 'data-state': String(c.state) },
       h('span', { class: 'sb-request-state sb-state-' + String(c.state), text: String(c.state_label) }),
       h('span', { class: 'sb-request-text', text: String(c.text || '') + (c.current ? ' (this chat)' : '') }),
       h('span', { class: 'sb-request-time', text: formatDay(c.updated_at) })));
     ui.requests.replaceChildren(heading, items.length
       ? h('ul', { class: 'sb-request-list' }, ...items)
-      : h('p', { class: 'sb-requests-note', text: 'No requests yet.' }));
+      : h('p', { class: 'sb-requests-note', text: t('No requests yet.') }));
     ui.requests.focus();
   }
 
   /** The rating scale as five stars: a click sends the digit, as a typed answer would. */
   function stars() {
-    const group = h('div', { class: 'sb-quick sb-stars', 'data-sb': 'rating', role: 'group', 'aria-label': 'Rate the help you got' });
+    const group = h('div', { class: 'sb-quick sb-stars', 'data-sb': 'rating', role: 'group', 'aria-label': t('Rate the help you got') });
     const buttons = [];
     const light = (n) => buttons.forEach((b, i) => b.classList.toggle('sb-lit', i < n));
     for (let n = 1; n <= 5; n++) {

@@ -117,6 +117,30 @@ try {
   assert.ok(room.lines >= 3, `the conversation keeps ${room.height}px (${room.lines.toFixed(1)} lines) while typing`);
   await expectAccessible(page, 'widget at 400 % zoom');
   await page.screenshot({ path: path.join(artifacts, 'widget-access-zoom.png') });
+
+  step('on a page in German the widget speaks German, says so to screen readers, and passes axe');
+  const german = await openPage(browser, { width: 1100, height: 760 });
+  await german.route(`${serverUrl}/`, async (route) => {
+    const response = await route.fetch();
+    const body = (await response.text()).replace('<html lang="en">', '<html lang="de">');
+    await route.fulfill({ response, body });
+  });
+  await german.goto(`${serverUrl}/`);
+  const g = (name) => german.locator(`[data-sb="${name}"]`);
+  await g('launcher').waitFor();
+  assert.equal(await g('launcher').getAttribute('aria-label'), 'Chat öffnen');
+  assert.equal(await german.locator('#switchboard-widget').getAttribute('lang'), 'de');
+  await g('launcher').click();
+  await g('panel').waitFor({ state: 'visible' });
+  assert.equal(await g('input').getAttribute('placeholder'), 'Nachricht schreiben…');
+  assert.equal(await g('send').getAttribute('aria-label'), 'Senden');
+  await g('input').fill('hallo');
+  await german.keyboard.press('Enter');
+  const mine = german.locator('[data-sb="message"][data-sender="customer"]').filter({ hasText: 'hallo' });
+  await mine.waitFor();
+  assert.equal(await spokenSender(mine), 'Sie:');
+  await expectAccessible(german, 'widget in German');
+  await german.context().close();
   console.log('browser widget accessibility test passed');
 } finally {
   await browser.close();

@@ -42,9 +42,9 @@ fn config_check_names_the_wrong_key_and_why() {
     let (code, _, err) = run(&["config", "check"], &[("SWITCHBOARD_NLP__BACKEND", "rust-bert")], dir.path());
     assert_eq!(code, 2);
     assert!(err.contains("nlp.backend") && err.contains("--features rust-bert"), "{err}");
-    let (code, _, err) = run(&["config", "check"], &[("SWITCHBOARD_NLP__BACKEND", "onnx")], dir.path());
+    let (code, _, err) = run(&["config", "check"], &[("SWITCHBOARD_NLP__BACKEND", "tensorflow")], dir.path());
     assert_eq!(code, 2);
-    assert!(err.contains("nlp.backend") && err.contains("candle, rust-bert"), "{err}");
+    assert!(err.contains("nlp.backend") && err.contains("auto, onnx, candle, rust-bert"), "{err}");
 
     std::fs::write(dir.path().join("bad.toml"), "[webchat]\nallowed_origins = [\"shop.example.com/path\"]\n").unwrap();
     let (code, _, err) = run(&["--config", "bad.toml", "config", "check"], &[], dir.path());
