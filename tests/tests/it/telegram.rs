@@ -74,6 +74,30 @@ async fn start_text_and_a_handoff_in_a_private_chat() {
     assert_eq!(telegram.sent().iter().filter(|s| s.chat_id == 501).count(), 3, "the bot is quiet after the handoff");
 }
 
+/// The language Telegram reports for the user is the bot's for a message too short to tell.
+#[tokio::test]
+async fn the_users_telegram_language_is_the_bots_for_a_short_message() {
+    let telegram = FakeTelegram::start().await;
+    let german = "Ich habe Ihr Anliegen an unser Team übergeben.";
+    let server = server_with(&telegram, move |c| {
+        let texts = ["handoff_offline", "handoff_queued"].map(|key| (key.to_string(), german.to_string()));
+        c.bot.languages.insert("de".into(), texts.into());
+    })
+    .await;
+    let mut update = private_text(521, 1, "agent");
+    update["from"]["language_code"] = json!("de");
+    telegram.push_message(update);
+    let sent = telegram.wait_sent(521, 1, WAIT).await;
+    assert_eq!(sent[0].text.as_deref(), Some(german), "{sent:?}");
+    let messages = stored(&server, "521", 2).await;
+    let conversation = server.engine().store().conversation(messages[0].conversation_id).await.unwrap().unwrap();
+    assert_eq!(conversation.language.as_deref(), Some("de"));
+    // Without a reported language: the default texts.
+    telegram.push_message(private_text(522, 1, "agent"));
+    let sent = telegram.wait_sent(522, 1, WAIT).await;
+    assert!(sent[0].text.as_deref().unwrap().contains("handed your conversation"), "{sent:?}");
+}
+
 #[tokio::test]
 async fn agent_replies_reach_the_chat_escaped_with_files() {
     let telegram = FakeTelegram::start().await;
