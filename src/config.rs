@@ -41,7 +41,7 @@ pub struct NlpConfig {
     /// The engine that runs the model: "auto" (ONNX Runtime when its library and model file are
     /// installed, otherwise candle), "onnx", "candle" (built in) or "rust-bert" (libtorch; only in
     /// a binary built with `--features rust-bert`). candle and rust-bert give the exact vectors;
-    /// ONNX Runtime runs int8 weights, several times faster, at a cosine of about 0.99 to them.
+    /// ONNX Runtime runs int8 weights, several times faster, within a cosine of 0.97 of them.
     pub backend: String,
     /// The ONNX model file; relative to `model_dir` unless absolute.
     pub onnx_model: PathBuf,

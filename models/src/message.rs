@@ -23,8 +23,8 @@ pub struct Inbound {
     /// Which conversation the message belongs to, when the channel can tell.
     pub thread: Thread,
     pub received_at: Timestamp,
-    /// The language the channel reports for the sender (Telegram's `language_code`, the widget
-    /// page's language), as the channel gave it: the bot's language when the text does not tell.
+    /// The language the channel reports for the sender, as it gave it (an IETF tag such as
+    /// `pt-BR`): the bot's language when the text does not tell.
     pub reported_language: Option<String>,
 }
 

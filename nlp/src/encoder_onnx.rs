@@ -1,7 +1,7 @@
 //! all-MiniLM-L6-v2 on ONNX Runtime, loaded at run time from its shared library (the PyPI
 //! `onnxruntime` wheel's; ./scripts/fetch-model.sh installs it). With int8 weights it encodes
-//! several times faster than candle on a CPU, at a cosine of about 0.99 to the exact vectors
-//! (BENCHMARKS.md); the heads are trained on this encoder's own vectors.
+//! several times faster than candle on a CPU (BENCHMARKS.md), within a cosine of 0.97 of the
+//! exact vectors (tested); the heads are trained on this encoder's own vectors.
 
 use crate::encoder::{BATCH, EncoderError, MAX_TOKENS, SentenceEncoder, encode_in_batches, load_tokenizer};
 use ort::environment::Environment;
