@@ -144,6 +144,7 @@ pub async fn create_account_with_capacity(
         capacity,
         active: true,
         created_at: chrono::Utc::now(),
+        skills: Vec::new(),
     };
     let entry = AuditEntry {
         at: agent.created_at,

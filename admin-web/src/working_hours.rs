@@ -113,6 +113,7 @@ mod tests {
             capacity: 1,
             active: true,
             created_at: chrono::Utc::now(),
+            skills: Vec::new(),
         };
         let at = |d: u32, h: u32, m: u32| chrono::NaiveDate::from_ymd_opt(2026, 1, d).unwrap().and_hms_opt(h, m, 0).unwrap().and_utc();
         let changes = [

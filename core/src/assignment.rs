@@ -1,5 +1,7 @@
-//! Who gets the next waiting conversation: the online agent with the fewest unfinished
-//! conversations below their capacity (ties: the earliest created account, so it is stable).
+//! Who gets the next waiting conversation: among online agents below their capacity, the one
+//! whose skills cover most of what it is about (its category, its language), then the one with
+//! the fewest unfinished conversations (ties: the earliest created account, so it is stable).
+//! Skills decide who is asked first; nobody waits for a skill while someone else has room.
 
 use crate::ports::AgentLoad;
 use switchboard_models::Agent;
@@ -18,11 +20,12 @@ pub fn over_capacity_warning(open: u32, capacity: u32) -> Option<String> {
     (open > capacity).then(|| format!("You have {} conversations; your capacity is {capacity}.", load_words(open)))
 }
 
-pub fn pick_agent(loads: &[AgentLoad]) -> Option<&Agent> {
+/// `wanted`: what the conversation is about, as skills are written (`Conversation::wanted_skills`).
+pub fn pick_agent<'a>(loads: &'a [AgentLoad], wanted: &[&str]) -> Option<&'a Agent> {
     loads
         .iter()
         .filter(|load| load.agent.active && load.open < load.agent.capacity)
-        .min_by_key(|load| (load.open, load.agent.created_at, load.agent.id))
+        .min_by_key(|load| (std::cmp::Reverse(load.agent.skills_matching(wanted)), load.open, load.agent.created_at, load.agent.id))
         .map(|load| &load.agent)
 }
 
@@ -42,6 +45,7 @@ mod tests {
                 capacity,
                 active: true,
                 created_at: chrono::DateTime::from_timestamp(i64::from(minute) * 60, 0).unwrap(),
+                skills: Vec::new(),
             },
             open,
         }
@@ -50,11 +54,26 @@ mod tests {
     #[test]
     fn the_least_loaded_agent_with_room_gets_it() {
         let loads = [load("ann", 3, 2, 1), load("bo", 3, 1, 2), load("cy", 1, 1, 0)];
-        assert_eq!(pick_agent(&loads).unwrap().name, "bo");
+        assert_eq!(pick_agent(&loads, &[]).unwrap().name, "bo");
         let full = [load("ann", 2, 2, 1), load("cy", 1, 1, 0)];
-        assert!(pick_agent(&full).is_none(), "nobody has room");
+        assert!(pick_agent(&full, &[]).is_none(), "nobody has room");
         let tie = [load("bo", 3, 1, 2), load("ann", 3, 1, 1)];
-        assert_eq!(pick_agent(&tie).unwrap().name, "ann", "ties go to the longest-standing account");
+        assert_eq!(pick_agent(&tie, &[]).unwrap().name, "ann", "ties go to the longest-standing account");
+    }
+
+    #[test]
+    fn skills_decide_who_is_asked_first_but_nobody_waits_for_one() {
+        let skilled = |name: &str, open: u32, skills: &[&str]| {
+            let mut load = load(name, 3, open, 1);
+            load.agent.skills = skills.iter().map(|s| s.to_string()).collect();
+            load
+        };
+        let team = [skilled("ann", 0, &[]), skilled("bo", 2, &["billing"]), skilled("cy", 1, &["billing", "de"])];
+        assert_eq!(pick_agent(&team, &["billing", "de"]).unwrap().name, "cy", "covers both, though not the least loaded");
+        assert_eq!(pick_agent(&team, &["billing", "en"]).unwrap().name, "cy", "one each: the less loaded of bo and cy");
+        assert_eq!(pick_agent(&team, &["technical_support"]).unwrap().name, "ann", "no one has the skill: the least loaded");
+        let busy = [skilled("ann", 0, &[]), skilled("bo", 3, &["billing"])];
+        assert_eq!(pick_agent(&busy, &["billing"]).unwrap().name, "ann", "the skilled agent is full: someone with room");
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub struct AgentEdit {
     pub role: Option<Role>,
     pub capacity: Option<u32>,
     pub active: Option<bool>,
+    /// Checked already (`switchboard_models::skills_from`).
+    pub skills: Option<Vec<String>>,
 }
 
 impl EngineError {
@@ -1256,7 +1258,7 @@ impl Engine {
         let mut assigned = 0;
         while let Some(waiting) = self.store.queued_conversations(1).await?.pop() {
             let loads = self.store.assignment_candidates().await?;
-            let Some(agent) = pick_agent(&loads).cloned() else { break };
+            let Some(agent) = pick_agent(&loads, &waiting.wanted_skills()).cloned() else { break };
             if self.take(waiting.id, &agent).await? {
                 assigned += 1;
             }
@@ -1272,7 +1274,7 @@ impl Engine {
         self.edit_agent(actor, id, AgentEdit { capacity: Some(capacity), active: Some(active), ..AgentEdit::default() }).await
     }
 
-    /// `update_agent` for any of an account's name, email, role, capacity and activity (what is
+    /// `update_agent` for any of an account's name, email, role, capacity, skills and activity (what is
     /// `None` stays). No one deactivates their own account or takes their own admin role (another
     /// admin can); an email address belongs to one account. Names and addresses come checked.
     pub async fn edit_agent(&self, actor: AgentId, id: AgentId, edit: AgentEdit) -> Result<Agent, EngineError> {
@@ -1290,7 +1292,10 @@ impl Engine {
                 return Err(EngineError::Invalid(format!("{email} belongs to another account")));
             }
         }
-        let describe = |a: &Agent| format!("{} <{}>, {}, capacity {}, active {}", a.name, a.email, a.role.as_str(), a.capacity, a.active);
+        let describe = |a: &Agent| {
+            let skills = if a.skills.is_empty() { String::new() } else { format!(", skills {}", a.skills.join(" ")) };
+            format!("{} <{}>, {}, capacity {}, active {}{skills}", a.name, a.email, a.role.as_str(), a.capacity, a.active)
+        };
         let before = describe(&agent);
         if deactivating {
             // Their conversations go back to the queue first, while the account can still act.
@@ -1301,6 +1306,7 @@ impl Engine {
         agent.email = edit.email.unwrap_or(agent.email);
         agent.role = edit.role.unwrap_or(agent.role);
         agent.capacity = edit.capacity.unwrap_or(agent.capacity);
+        agent.skills = edit.skills.unwrap_or(agent.skills);
         agent.active = active;
         let audit = AuditEntry {
             at: self.clock.now(),

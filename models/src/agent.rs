@@ -14,6 +14,62 @@ pub struct Agent {
     pub capacity: u32,
     pub active: bool,
     pub created_at: Timestamp,
+    /// What the agent is asked first for (a category such as `billing`, a language such as
+    /// `de`, or a team's own word): lowercase, sorted, see `skills_from`.
+    #[serde(default)]
+    pub skills: Vec<String>,
+}
+
+/// Skills an account carries at most.
+pub const MAX_SKILLS: usize = 20;
+/// Characters in one skill at most.
+pub const MAX_SKILL_CHARS: usize = 32;
+
+/// Skills as people type them ("Billing, de  technical_support"): split at commas and
+/// whitespace, then checked as `skills_checked`.
+pub fn skills_from(text: &str) -> Result<Vec<String>, String> {
+    skills_checked(text.split([',', ' ', '\t', '\n']))
+}
+
+/// Skills one by one: lowercased, blanks and duplicates dropped, sorted. Each is 1-32
+/// characters of a-z, 0-9, `_` and `-`.
+pub fn skills_checked<'a>(given: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>, String> {
+    let mut skills: Vec<String> = given.into_iter().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()).collect();
+    skills.sort();
+    skills.dedup();
+    if let Some(bad) = skills.iter().find(|s| s.chars().count() > MAX_SKILL_CHARS || !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')) {
+        let shown: String = bad.chars().take(MAX_SKILL_CHARS).collect();
+        return Err(format!("`{shown}` is not a skill: use 1-{MAX_SKILL_CHARS} characters of a-z, 0-9, _ and -, such as billing or de"));
+    }
+    if skills.len() > MAX_SKILLS {
+        return Err(format!("{} skills given; an account has at most {MAX_SKILLS}", skills.len()));
+    }
+    Ok(skills)
+}
+
+impl Agent {
+    /// How many of `wanted` (what a conversation is about: its category, its language) the
+    /// agent's skills cover.
+    pub fn skills_matching(&self, wanted: &[&str]) -> usize {
+        wanted.iter().filter(|w| self.skills.iter().any(|s| s == *w)).count()
+    }
+}
+
+#[cfg(test)]
+mod skills_tests {
+    use super::{skills_checked, skills_from};
+
+    #[test]
+    fn skills_are_read_as_people_type_them() {
+        assert_eq!(skills_from("Billing, de  technical_support,de").unwrap(), ["billing", "de", "technical_support"]);
+        assert_eq!(skills_from(" ").unwrap(), Vec::<String>::new());
+        let wrong = skills_from("billing, café").unwrap_err();
+        assert!(wrong.contains("`café` is not a skill"), "{wrong}");
+        let many: Vec<String> = (0..21).map(|n| format!("s{n}")).collect();
+        assert!(skills_from(&many.join(",")).unwrap_err().contains("at most 20"));
+        assert!(skills_from(&"x".repeat(33)).is_err());
+        assert!(skills_checked(["two words"]).unwrap_err().contains("`two words` is not a skill"), "one skill is one word");
+    }
 }
 
 /// One line of the audit log: who did what, when, and the state before → after.

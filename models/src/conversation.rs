@@ -228,6 +228,11 @@ pub struct Conversation {
 }
 
 impl Conversation {
+    /// What the conversation is about, as agents' skills name it: its category and language.
+    pub fn wanted_skills(&self) -> Vec<&str> {
+        self.category.map(|c| c.as_str()).into_iter().chain(self.language.as_deref()).collect()
+    }
+
     pub fn new(contact_id: ContactId, channel: Channel, now: Timestamp) -> Self {
         Self {
             id: ConversationId::new(),

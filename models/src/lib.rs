@@ -11,7 +11,7 @@ mod identity;
 mod ids;
 mod message;
 
-pub use agent::{Agent, ApiToken, AuditEntry, CannedResponse, Notification};
+pub use agent::{Agent, ApiToken, AuditEntry, CannedResponse, MAX_SKILLS, Notification, skills_checked, skills_from};
 pub use attachment::Attachment;
 pub use document::Document;
 pub use classification::{Classification, ClassificationSource, DETECTED_LANGUAGES, Embedding, IntentName, IntentScore, Judgement, Urgency, reported_language};

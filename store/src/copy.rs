@@ -51,7 +51,7 @@ const TABLES: &[Table] = &[
         name: "agents",
         columns: &[
             ("id", Text), ("email", Text), ("name", Text), ("role", Text), ("presence", Text), ("capacity", Int),
-            ("active", Flag), ("created_at", Int), ("password_hash", Text),
+            ("active", Flag), ("created_at", Int), ("password_hash", Text), ("skills", Text),
         ],
         keyed: true,
     },

@@ -9,7 +9,7 @@ pub(crate) const MESSAGE_COLUMNS: &str = "seq, id, conversation_id, contact_id, 
 pub(crate) const DOCUMENT_COLUMNS: &str = "d.id, d.conversation_id, d.contact_id, d.channel, d.message_seq, d.file_key, d.file_name, \
      d.content_type, d.size, d.kind, d.state, d.reviewer_id, d.decided_at, d.note, d.created_at, d.purged_at";
 pub(crate) const CONTACT_COLUMNS: &str = "id, channel, external_id, display_name, created_at, unreachable_since, unreachable_reason, email";
-pub(crate) const AGENT_COLUMNS: &str = "id, email, name, role, presence, capacity, active, created_at";
+pub(crate) const AGENT_COLUMNS: &str = "id, email, name, role, presence, capacity, active, created_at, skills";
 /// The contact that stands for the person contact `$1` belongs to (itself, unless joined).
 pub(crate) const PERSON_OF_1: &str = "SELECT COALESCE(person_id, id) FROM contacts WHERE id = $1";
 /// `ports::due_key` in SQL, the expression `conversations_by_due` indexes.
@@ -609,10 +609,11 @@ async fn delete_messages(tx: &mut $conn, ids: &[String]) -> Result<(), StoreErro
 async fn write_admin(tx: &mut $conn, write: &AdminWrite) -> Result<(), StoreError> {
     if let Some(agent) = &write.agent {
         sqlx::query(
-            "INSERT INTO agents (id, email, name, role, presence, capacity, active, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET \
+            "INSERT INTO agents (id, email, name, role, presence, capacity, active, created_at, skills) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO UPDATE SET \
              email = excluded.email, name = excluded.name, role = excluded.role, \
-             presence = excluded.presence, capacity = excluded.capacity, active = excluded.active",
+             presence = excluded.presence, capacity = excluded.capacity, active = excluded.active, \
+             skills = excluded.skills",
         )
         .bind(agent.id.to_string())
         .bind(&agent.email)
@@ -622,6 +623,7 @@ async fn write_admin(tx: &mut $conn, write: &AdminWrite) -> Result<(), StoreErro
         .bind(i64::from(agent.capacity))
         .bind(agent.active)
         .bind(millis(agent.created_at))
+        .bind(agent.skills.join(","))
         .execute(&mut *tx)
         .await
         .map_err(backend)?;

@@ -136,6 +136,7 @@ pub(crate) fn agent_from_row(row: &impl Columns) -> Result<Agent, StoreError> {
         capacity: row.int("capacity")? as u32,
         active: row.flag("active")?,
         created_at: instant(row.int("created_at")?)?,
+        skills: row.text("skills")?.split(',').filter(|s| !s.is_empty()).map(String::from).collect(),
     })
 }
 

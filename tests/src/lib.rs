@@ -134,6 +134,7 @@ impl TestServer {
             capacity: 5,
             active: true,
             created_at: chrono::Utc::now(),
+            skills: Vec::new(),
         };
         self.engine().store().save_agent(&agent).await.expect("agent saved");
         agent.id

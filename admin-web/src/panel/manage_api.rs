@@ -93,6 +93,7 @@ fn agent_json(agent: &Agent, rating: Option<&switchboard_core::ports::AgentRatin
         "role": agent.role,
         "presence": agent.presence,
         "capacity": agent.capacity,
+        "skills": agent.skills,
         "active": agent.active,
         "created_at": agent.created_at.to_rfc3339(),
         "rating": rating.map(|r| json!({"average": r.average, "count": r.count, "days": RATINGS_DAYS})),
@@ -149,10 +150,12 @@ struct UpdateAgentBody {
     name: Option<String>,
     email: Option<String>,
     role: Option<Role>,
+    /// Replaces the account's skills (`[]`: none).
+    skills: Option<Vec<String>>,
 }
 
-/// An account's name, email, role, capacity and whether it may sign in (deactivating ends its
-/// sessions and tokens).
+/// An account's name, email, role, capacity, skills and whether it may sign in (deactivating
+/// ends its sessions and tokens).
 async fn update_agent(State(state): State<AppState>, ApiCaller(admin): ApiCaller, Path(id): Path<String>, request: Result<Json<UpdateAgentBody>, JsonRejection>) -> Result<Json<Value>, ApiError> {
     admin_only(&admin, "change accounts")?;
     let request = body(request)?;
@@ -163,7 +166,12 @@ async fn update_agent(State(state): State<AppState>, ApiCaller(admin): ApiCaller
     if id == admin.id && !active {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "You cannot deactivate your own account."));
     }
-    let edit = switchboard_core::AgentEdit { name: request.name, email: request.email, role: request.role, capacity: request.capacity, active: Some(active) };
+    let skills = request
+        .skills
+        .map(|skills| switchboard_models::skills_checked(skills.iter().map(String::as_str)))
+        .transpose()
+        .map_err(|reason| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("{reason}.")))?;
+    let edit = switchboard_core::AgentEdit { name: request.name, email: request.email, role: request.role, capacity: request.capacity, active: Some(active), skills };
     let updated = super::edit_account(&state, &admin, id, edit).await?;
     Ok(Json(agent_json(&updated, None)))
 }

@@ -1019,7 +1019,7 @@ async fn agents(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin)
     let data = json!({"ratings_days": RATINGS_DAYS, "agents": agents.iter().map(|a| json!({
         "two_factor": two_factor.contains(&a.id),
         "id": a.id.to_string(), "name": a.name, "email": a.email, "role": a.role.as_str(),
-        "presence": a.presence.as_str(), "capacity": a.capacity, "active": a.active,
+        "presence": a.presence.as_str(), "capacity": a.capacity, "active": a.active, "skills": a.skills.join(", "),
         "rating": rated.iter().find(|r| r.agent_id == a.id).map(|r| format!("{:.1} of 5 ({} rated)", r.average, r.count)),
         "last_sign_in": signed_in.iter().find(|(id, _)| *id == a.id).map(|(_, at)| views::time(at)),
         "is_admin": a.role == Role::Admin,
@@ -1076,6 +1076,8 @@ struct UpdateAgentForm {
     email: Option<String>,
     #[serde(default)]
     role: Option<String>,
+    #[serde(default)]
+    skills: Option<String>,
 }
 
 async fn update_agent(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Path(id): Path<String>, Form(form): Form<UpdateAgentForm>) -> Result<Response, ApiError> {
@@ -1091,7 +1093,11 @@ async fn update_agent(State(state): State<AppState>, SignedAdmin(signed): Signed
         Ok(role) => role,
         Err(error) => return Ok(error_page(&state, ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", error.to_string()), "/panel/admin/agents")),
     };
-    let edit = switchboard_core::AgentEdit { name: form.name, email: form.email, role, capacity: Some(form.capacity), active: Some(form.active == "true") };
+    let skills = match form.skills.as_deref().map(switchboard_models::skills_from).transpose() {
+        Ok(skills) => skills,
+        Err(error) => return Ok(error_page(&state, ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", format!("{error}.")), "/panel/admin/agents")),
+    };
+    let edit = switchboard_core::AgentEdit { name: form.name, email: form.email, role, capacity: Some(form.capacity), active: Some(form.active == "true"), skills };
     match edit_account(&state, &signed.agent, id, edit).await {
         Ok(_) => Ok(Redirect::to("/panel/admin/agents").into_response()),
         Err(error) => Ok(error_page(&state, error, "/panel/admin/agents")),

@@ -74,6 +74,36 @@ async fn the_least_loaded_agent_gets_the_next_one() {
 }
 
 #[tokio::test]
+async fn a_waiting_conversation_goes_first_to_the_agent_whose_skills_cover_it() {
+    let server = TestServer::start().await;
+    let ann = agent(&server, "Ann", 5, Presence::Offline).await;
+    let bo = agent(&server, "Bo", 5, Presence::Offline).await;
+    let waiting = escalate(&server, "skill-1").await;
+    assert_eq!(waiting.handler, Handler::Queue, "nobody online");
+    let wanted: Vec<String> = waiting.wanted_skills().iter().map(|s| s.to_string()).collect();
+    assert!(!wanted.is_empty(), "the conversation has a category or a language: {waiting:?}");
+    // Bo has the skill; Ann is the longer-standing account, whom a tie would favour.
+    server.engine().edit_agent(bo, bo, switchboard_core::AgentEdit { skills: Some(wanted.clone()), ..Default::default() }).await.unwrap();
+    let store = server.engine().store();
+    for id in [ann, bo] {
+        let mut account = store.agent(id).await.unwrap().unwrap();
+        account.presence = Presence::Online;
+        store.save_agent(&account).await.unwrap();
+    }
+    assert_eq!(server.engine().assign_waiting().await.unwrap(), 1);
+    assert_eq!(current(&server, &waiting).await.handler, Handler::Agent(bo), "Bo's skills {wanted:?} cover it");
+    // A second like it: Bo still has room and the skill, so Bo again, though Ann has none open.
+    let next = escalate(&server, "skill-2").await;
+    assert_eq!(next.wanted_skills(), waiting.wanted_skills());
+    assert_eq!(next.handler, Handler::Agent(bo));
+    // Bo full: nobody waits for a skill while someone has room.
+    let mut full = store.agent(bo).await.unwrap().unwrap();
+    full.capacity = 2;
+    store.save_agent(&full).await.unwrap();
+    assert_eq!(escalate(&server, "skill-3").await.handler, Handler::Agent(ann));
+}
+
+#[tokio::test]
 async fn an_agent_coming_online_takes_the_queue_in_order() {
     let server = TestServer::start().await;
     let dee = agent(&server, "Dee", 2, Presence::Offline).await;

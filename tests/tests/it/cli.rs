@@ -508,6 +508,7 @@ async fn a_backup_taken_while_serving_restores_elsewhere() {
         capacity: 3,
         active: true,
         created_at: chrono::Utc::now(),
+        skills: Vec::new(),
     };
     expired.save_agent(&agent).await.unwrap();
     let record = switchboard_core::SessionRecord { agent: agent.id, csrf: "c".into(), expires_at: chrono::Utc::now() - chrono::Duration::hours(1) };
@@ -545,6 +546,7 @@ async fn db_copy_moves_an_installation_from_sqlite_to_postgres() {
         capacity: 5,
         active: true,
         created_at: chrono::DateTime::from_timestamp_millis(chrono::Utc::now().timestamp_millis()).unwrap(),
+        skills: Vec::new(),
     };
     let account = AdminWrite { agent: Some(admin.clone()), password_hash: Some((admin.id, "$argon2id$v=19$kept".into())), ..AdminWrite::default() };
     store.commit_admin(account).await.unwrap();

@@ -71,6 +71,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0031_customer_messages_by_conversation.sql", "3b0c81c5ebee3f79b778af777ae04e474c9655dd4c2a723adfd1b3725613ef21"),
     ("sqlite/0032_two_factor_sign_in.sql", "91aef6dbaafcc233a3fc201008d52c69fc7156208f068d42414e546c44def411"),
     ("postgres/0032_two_factor_sign_in.sql", "7bab8f3347f7efeb56c95bf67bc981f7b5ecca70bcddfd13268280f12dab83c0"),
+    ("sqlite/0033_agent_skills.sql", "2c82c1eefef26d072825e1b7bc481aa6b21eb2efbe5fccf8daad94511c4a388f"),
+    ("postgres/0033_agent_skills.sql", "2c82c1eefef26d072825e1b7bc481aa6b21eb2efbe5fccf8daad94511c4a388f"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {

@@ -613,6 +613,10 @@ async fn the_api_manages_presence_canned_responses_and_accounts_and_reads_the_au
     assert_eq!(call(&ann, Method::POST, &format!("/api/agents/{}", team.ann_id), Some(json!({"capacity": 9}))).await.0, StatusCode::FORBIDDEN);
     let (status, updated) = call(&admin, Method::POST, &format!("/api/agents/{}", team.ann_id), Some(json!({"capacity": 5}))).await;
     assert_eq!((status, updated["capacity"].as_u64(), updated["active"].as_bool()), (StatusCode::OK, Some(5), Some(true)));
+    let (status, updated) = call(&admin, Method::POST, &format!("/api/agents/{}", team.ann_id), Some(json!({"skills": ["Technical_Support", "es"]}))).await;
+    assert_eq!((status, &updated["skills"]), (StatusCode::OK, &json!(["es", "technical_support"])), "{updated}");
+    let (status, refused) = call(&admin, Method::POST, &format!("/api/agents/{}", team.ann_id), Some(json!({"skills": ["two words"]}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
     let root = agents["agents"].as_array().unwrap().iter().find(|a| a["name"] == "Root").unwrap()["id"].as_str().unwrap().to_string();
     assert_eq!(call(&admin, Method::POST, &format!("/api/agents/{root}"), Some(json!({"active": false}))).await.0, StatusCode::UNPROCESSABLE_ENTITY);
 
@@ -674,6 +678,18 @@ async fn accounts_are_edited_by_admins_and_their_owners_and_a_one_time_link_sets
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
     let ann = store.agent(team.ann_id).await.unwrap().unwrap();
     assert_eq!((ann.name.as_str(), ann.email.as_str(), ann.role, ann.capacity), ("Ann Lee", "ann.lee@example.com", Role::Admin, 4));
+    // Skills as people type them; a wrong one is refused with the reason, nothing changed.
+    let skilled = team.admin.post(&format!("/panel/admin/agents/{bo_id}"), &[("name", "Bo"), ("email", "bo@example.com"), ("role", "agent"), ("capacity", "4"), ("active", "true"), ("skills", "Billing, de")]).await;
+    assert_eq!(skilled.status, StatusCode::SEE_OTHER, "{}", skilled.body);
+    assert_eq!(store.agent(bo_id).await.unwrap().unwrap().skills, ["billing", "de"]);
+    let unskilled = team.admin.post(&format!("/panel/admin/agents/{bo_id}"), &[("name", "Bo"), ("email", "bo@example.com"), ("role", "agent"), ("capacity", "4"), ("active", "true"), ("skills", "billing, café")]).await;
+    assert_eq!(unskilled.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(unskilled.body.contains("café&#x60; is not a skill"), "{}", unskilled.body);
+    assert_eq!(store.agent(bo_id).await.unwrap().unwrap().skills, ["billing", "de"]);
+    let listed = team.admin.get("/panel/admin/agents").await;
+    assert!(listed.body.contains(r#"data-test="agent-skills">billing, de<"#), "{}", listed.body);
+    let audit = store.audit_entries(50).await.unwrap();
+    assert!(audit.iter().any(|e| e.after.as_deref().is_some_and(|a| a.ends_with("skills billing de"))), "the change is audited: {audit:?}");
     let taken = team.admin.post(&format!("/panel/admin/agents/{bo_id}"), &edit("Bo", "ann.lee@example.com", "agent")).await;
     assert_eq!(taken.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(taken.body.contains("belongs to another account"), "{}", taken.body);

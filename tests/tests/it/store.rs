@@ -165,6 +165,7 @@ fn agent(name: &str, presence: Presence) -> Agent {
         capacity: 3,
         active: true,
         created_at: now(),
+        skills: Vec::new(),
     }
 }
 
@@ -583,7 +584,7 @@ async fn unknown_enum_values_are_refused_by_the_schema(backend: Backend) {
 
 async fn agents_presence_and_assignment_candidates(backend: Backend) {
     let (store, _db) = fresh(backend).await;
-    let ann = agent("Ann", Presence::Online);
+    let ann = Agent { skills: vec!["billing".into(), "de".into()], ..agent("Ann", Presence::Online) };
     let mut bob = agent("Bob", Presence::Offline);
     store.save_agent(&ann).await.unwrap();
     store.save_agent(&bob).await.unwrap();
@@ -602,6 +603,7 @@ async fn agents_presence_and_assignment_candidates(backend: Backend) {
     save(store.as_ref(), &busy).await;
     let candidates = store.assignment_candidates().await.unwrap();
     assert_eq!(candidates.iter().map(|c| (c.agent.name.as_str(), c.open)).collect::<Vec<_>>(), [("Ann", 1)], "only online agents");
+    assert_eq!(candidates[0].agent.skills, ["billing", "de"], "with their skills");
     assert_eq!(store.agent_conversations(ann.id).await.unwrap().iter().map(|c| c.id).collect::<Vec<_>>(), [busy.id]);
 
     let start = now();
