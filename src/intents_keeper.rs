@@ -208,6 +208,7 @@ impl BotIntents for IntentsKeeper {
                     category: i.category,
                     examples: i.examples,
                     answer: i.answer,
+                    answers: i.answers,
                     always_escalate: i.always_escalate,
                     enabled: i.enabled,
                 })
@@ -225,6 +226,7 @@ impl BotIntents for IntentsKeeper {
             category: intent.category,
             examples: &intent.examples,
             answer: intent.answer.as_deref(),
+            answers: &intent.answers,
             always_escalate: intent.always_escalate,
             enabled: intent.enabled,
         };

@@ -325,7 +325,7 @@
 
   function failLocal(entry, message) {
     inflight.delete(entry.client_id);
-    entry.error = message || 'The message could not be sent.';
+    entry.error = message || t('The message could not be sent.');
     writePending(); // failed messages are not retried, so they leave the stored queue
     render();
   }
@@ -355,8 +355,7 @@
     const entry = { client_id: newClientId(), text, error: null };
     const chars = Array.from(text).length;
     if (state.maxChars && chars > state.maxChars) {
-      entry.error = 'The message has ' + chars + ' characters; the limit is ' + state.maxChars +
-        '. Shorten it or split it.';
+      entry.error = t('The message has {chars} characters; the limit is {limit}. Shorten it or split it.', { chars, limit: state.maxChars });
     }
     state.local.push(entry);
     writePending();
@@ -420,6 +419,18 @@
       'Rate the help you got': 'Bewerten Sie die Hilfe',
       'No requests yet.': 'Noch keine Anfragen.',
       'Loading your requests…': 'Ihre Anfragen werden geladen…',
+      '{name} is typing…': '{name} schreibt…',
+      'The message could not be sent.': 'Die Nachricht konnte nicht gesendet werden.',
+      'The message could not be sent ({status}).': 'Die Nachricht konnte nicht gesendet werden ({status}).',
+      'The message has {chars} characters; the limit is {limit}. Shorten it or split it.': 'Die Nachricht hat {chars} Zeichen; erlaubt sind {limit}. Kürzen oder teilen Sie sie.',
+      'The file could not be sent: no connection. Try again.': 'Die Datei konnte nicht gesendet werden: keine Verbindung. Versuchen Sie es erneut.',
+      'The file could not be sent ({status}).': 'Die Datei konnte nicht gesendet werden ({status}).',
+      'The file could not be sent: the connection failed. Try again.': 'Die Datei konnte nicht gesendet werden: die Verbindung ist abgebrochen. Versuchen Sie es erneut.',
+      'Download {name}': '{name} herunterladen',
+      'The file could not be downloaded. Try again.': 'Die Datei konnte nicht heruntergeladen werden. Versuchen Sie es erneut.',
+      'That could not be saved; try again.': 'Das konnte nicht gespeichert werden; versuchen Sie es erneut.',
+      'No connection; try again.': 'Keine Verbindung; versuchen Sie es erneut.',
+      'Your requests could not be loaded; try again in a moment.': 'Ihre Anfragen konnten nicht geladen werden; versuchen Sie es gleich noch einmal.',
     },
     es: {
       'Close chat': 'Cerrar chat',
@@ -446,6 +457,18 @@
       'Rate the help you got': 'Valora la ayuda recibida',
       'No requests yet.': 'Aún no hay solicitudes.',
       'Loading your requests…': 'Cargando tus solicitudes…',
+      '{name} is typing…': '{name} está escribiendo…',
+      'The message could not be sent.': 'No se pudo enviar el mensaje.',
+      'The message could not be sent ({status}).': 'No se pudo enviar el mensaje ({status}).',
+      'The message has {chars} characters; the limit is {limit}. Shorten it or split it.': 'El mensaje tiene {chars} caracteres; el límite es {limit}. Acórtalo o divídelo.',
+      'The file could not be sent: no connection. Try again.': 'No se pudo enviar el archivo: sin conexión. Inténtalo de nuevo.',
+      'The file could not be sent ({status}).': 'No se pudo enviar el archivo ({status}).',
+      'The file could not be sent: the connection failed. Try again.': 'No se pudo enviar el archivo: falló la conexión. Inténtalo de nuevo.',
+      'Download {name}': 'Descargar {name}',
+      'The file could not be downloaded. Try again.': 'No se pudo descargar el archivo. Inténtalo de nuevo.',
+      'That could not be saved; try again.': 'No se pudo guardar; inténtalo de nuevo.',
+      'No connection; try again.': 'Sin conexión; inténtalo de nuevo.',
+      'Your requests could not be loaded; try again in a moment.': 'No se pudieron cargar tus solicitudes; inténtalo de nuevo en un momento.',
     },
     fr: {
       'Close chat': 'Fermer le chat',
@@ -472,6 +495,18 @@
       'Rate the help you got': 'Notez l\'aide reçue',
       'No requests yet.': 'Aucune demande pour l\'instant.',
       'Loading your requests…': 'Chargement de vos demandes…',
+      '{name} is typing…': '{name} écrit…',
+      'The message could not be sent.': 'Le message n’a pas pu être envoyé.',
+      'The message could not be sent ({status}).': 'Le message n’a pas pu être envoyé ({status}).',
+      'The message has {chars} characters; the limit is {limit}. Shorten it or split it.': 'Le message compte {chars} caractères ; la limite est de {limit}. Raccourcissez-le ou divisez-le.',
+      'The file could not be sent: no connection. Try again.': 'Le fichier n’a pas pu être envoyé : pas de connexion. Réessayez.',
+      'The file could not be sent ({status}).': 'Le fichier n’a pas pu être envoyé ({status}).',
+      'The file could not be sent: the connection failed. Try again.': 'Le fichier n’a pas pu être envoyé : la connexion a échoué. Réessayez.',
+      'Download {name}': 'Télécharger {name}',
+      'The file could not be downloaded. Try again.': 'Le fichier n’a pas pu être téléchargé. Réessayez.',
+      'That could not be saved; try again.': 'L’enregistrement a échoué ; réessayez.',
+      'No connection; try again.': 'Pas de connexion ; réessayez.',
+      'Your requests could not be loaded; try again in a moment.': 'Vos demandes n’ont pas pu être chargées ; réessayez dans un instant.',
     },
     it: {
       'Close chat': 'Chiudi chat',
@@ -498,6 +533,18 @@
       'Rate the help you got': 'Valuta l\'aiuto ricevuto',
       'No requests yet.': 'Ancora nessuna richiesta.',
       'Loading your requests…': 'Caricamento delle tue richieste…',
+      '{name} is typing…': '{name} sta scrivendo…',
+      'The message could not be sent.': 'Non è stato possibile inviare il messaggio.',
+      'The message could not be sent ({status}).': 'Non è stato possibile inviare il messaggio ({status}).',
+      'The message has {chars} characters; the limit is {limit}. Shorten it or split it.': 'Il messaggio ha {chars} caratteri; il limite è {limit}. Accorcialo o dividilo.',
+      'The file could not be sent: no connection. Try again.': 'Non è stato possibile inviare il file: nessuna connessione. Riprova.',
+      'The file could not be sent ({status}).': 'Non è stato possibile inviare il file ({status}).',
+      'The file could not be sent: the connection failed. Try again.': 'Non è stato possibile inviare il file: la connessione si è interrotta. Riprova.',
+      'Download {name}': 'Scarica {name}',
+      'The file could not be downloaded. Try again.': 'Non è stato possibile scaricare il file. Riprova.',
+      'That could not be saved; try again.': 'Non è stato possibile salvare; riprova.',
+      'No connection; try again.': 'Nessuna connessione; riprova.',
+      'Your requests could not be loaded; try again in a moment.': 'Non è stato possibile caricare le tue richieste; riprova tra un momento.',
     },
     pt: {
       'Close chat': 'Fechar chat',
@@ -524,6 +571,18 @@
       'Rate the help you got': 'Avalie a ajuda recebida',
       'No requests yet.': 'Nenhum pedido ainda.',
       'Loading your requests…': 'Carregando seus pedidos…',
+      '{name} is typing…': '{name} está a escrever…',
+      'The message could not be sent.': 'Não foi possível enviar a mensagem.',
+      'The message could not be sent ({status}).': 'Não foi possível enviar a mensagem ({status}).',
+      'The message has {chars} characters; the limit is {limit}. Shorten it or split it.': 'A mensagem tem {chars} caracteres; o limite é {limit}. Encurte-a ou divida-a.',
+      'The file could not be sent: no connection. Try again.': 'Não foi possível enviar o ficheiro: sem ligação. Tente novamente.',
+      'The file could not be sent ({status}).': 'Não foi possível enviar o ficheiro ({status}).',
+      'The file could not be sent: the connection failed. Try again.': 'Não foi possível enviar o ficheiro: a ligação falhou. Tente novamente.',
+      'Download {name}': 'Descarregar {name}',
+      'The file could not be downloaded. Try again.': 'Não foi possível descarregar o ficheiro. Tente novamente.',
+      'That could not be saved; try again.': 'Não foi possível guardar; tente novamente.',
+      'No connection; try again.': 'Sem ligação; tente novamente.',
+      'Your requests could not be loaded; try again in a moment.': 'Não foi possível carregar os seus pedidos; tente novamente dentro de momentos.',
     },
     nl: {
       'Close chat': 'Chat sluiten',
@@ -550,6 +609,18 @@
       'Rate the help you got': 'Beoordeel de hulp',
       'No requests yet.': 'Nog geen aanvragen.',
       'Loading your requests…': 'Je aanvragen laden…',
+      '{name} is typing…': '{name} typt…',
+      'The message could not be sent.': 'Het bericht kon niet worden verzonden.',
+      'The message could not be sent ({status}).': 'Het bericht kon niet worden verzonden ({status}).',
+      'The message has {chars} characters; the limit is {limit}. Shorten it or split it.': 'Het bericht heeft {chars} tekens; de limiet is {limit}. Maak het korter of splits het.',
+      'The file could not be sent: no connection. Try again.': 'Het bestand kon niet worden verzonden: geen verbinding. Probeer het opnieuw.',
+      'The file could not be sent ({status}).': 'Het bestand kon niet worden verzonden ({status}).',
+      'The file could not be sent: the connection failed. Try again.': 'Het bestand kon niet worden verzonden: de verbinding viel weg. Probeer het opnieuw.',
+      'Download {name}': '{name} downloaden',
+      'The file could not be downloaded. Try again.': 'Het bestand kon niet worden gedownload. Probeer het opnieuw.',
+      'That could not be saved; try again.': 'Dat kon niet worden opgeslagen; probeer het opnieuw.',
+      'No connection; try again.': 'Geen verbinding; probeer het opnieuw.',
+      'Your requests could not be loaded; try again in a moment.': 'Je aanvragen konden niet worden geladen; probeer het zo opnieuw.',
     },
   };
   // Read once the page has its lang attribute; English where the widget has no translation.
@@ -561,9 +632,11 @@
     }
     return labelLanguage;
   }
-  function t(english) {
+  /** `english` in the page's language; `{name}` and the like are filled from `values`. */
+  function t(english, values) {
     const words = TRANSLATIONS[uiLanguage()];
-    return (words && words[english]) || english;
+    const text = (words && words[english]) || english;
+    return values ? text.replace(/\{(\w+)\}/g, (whole, key) => (key in values ? String(values[key]) : whole)) : text;
   }
 
   // The page's language (its lang attribute, else the browser's): the bot answers in it when a
@@ -761,7 +834,7 @@
     state.uploads.push(upload);
     render(true);
     let token;
-    try { token = await ensureSession(); } catch (_) { return failUpload(upload, 'The file could not be sent: no connection. Try again.'); }
+    try { token = await ensureSession(); } catch (_) { return failUpload(upload, t('The file could not be sent: no connection. Try again.')); }
     const form = new FormData();
     form.append('client_id', upload.client_id);
     form.append('file', file, upload.name);
@@ -780,10 +853,10 @@
         state.uploads.splice(state.uploads.indexOf(upload), 1);
         onAck({ client_id: upload.client_id, message: data.message, conversation: data.conversation });
       } else {
-        failUpload(upload, (data && data.error && data.error.message) || 'The file could not be sent (' + xhr.status + ').');
+        failUpload(upload, (data && data.error && data.error.message) || t('The file could not be sent ({status}).', { status: xhr.status }));
       }
     };
-    xhr.onerror = () => failUpload(upload, 'The file could not be sent: the connection failed. Try again.');
+    xhr.onerror = () => failUpload(upload, t('The file could not be sent: the connection failed. Try again.'));
     xhr.send(form);
   }
 
@@ -824,10 +897,10 @@
       if (/^image\//.test(file.content_type)) {
         const image = h('img', { class: 'sb-thumb', alt: name, 'data-sb': 'file-image' });
         fileObjectUrl(file.url).then((src) => { image.src = src; }).catch(() => { image.alt = name + ' (could not be loaded)'; });
-        box.append(h('button', { type: 'button', class: 'sb-thumb-button', 'aria-label': 'Download ' + name,
+        box.append(h('button', { type: 'button', class: 'sb-thumb-button', 'aria-label': t('Download {name}', { name }),
           onclick: () => download(file.url, name) }, image));
       } else {
-        box.append(h('button', { type: 'button', class: 'sb-file', 'data-sb': 'file', 'aria-label': 'Download ' + name,
+        box.append(h('button', { type: 'button', class: 'sb-file', 'data-sb': 'file', 'aria-label': t('Download {name}', { name }),
           text: name + ' · ' + sizeText(Number(file.size) || 0), onclick: () => download(file.url, name) }));
       }
     }
@@ -841,7 +914,7 @@
       link.click();
       link.remove();
     } catch (_) {
-      announce('The file could not be downloaded. Try again.');
+      announce(t('The file could not be downloaded. Try again.'));
     }
   }
 
@@ -925,7 +998,7 @@
         } else if (res.status >= 500) {
           await sleep(backoffDelay(failures++));
         } else {
-          failLocal(entry, error.message || 'The message could not be sent (' + res.status + ').');
+          failLocal(entry, error.message || t('The message could not be sent ({status}).', { status: res.status }));
         }
       }
     } finally {
@@ -1194,9 +1267,9 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
     try {
       const res = await request('POST', '/webchat/profile', body);
       if (res.ok) return finishPrechat();
-      ui.prechatError.textContent = (res.data && res.data.error && res.data.error.message) || 'That could not be saved; try again.';
+      ui.prechatError.textContent = (res.data && res.data.error && res.data.error.message) || t('That could not be saved; try again.');
     } catch (_) {
-      ui.prechatError.textContent = 'No connection; try again.';
+      ui.prechatError.textContent = t('No connection; try again.');
     }
   }
 
@@ -1307,7 +1380,7 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
 
   function setTyping(on, name) {
     clearTimeout(timers.typing);
-    if (on && ui.typing.hidden) announce((name || look.title) + ' is typing…');
+    if (on && ui.typing.hidden) announce(t('{name} is typing…', { name: name || look.title }));
     else if (!on && !ui.typing.hidden) announce('');
     ui.typing.hidden = !on;
     if (!on) return;
@@ -1495,7 +1568,7 @@ button:focus-visible, textarea:focus-visible, input:focus-visible { outline: 3px
       if (!res.ok || !res.data) throw new Error('status ' + res.status);
       listed = Array.isArray(res.data.conversations) ? res.data.conversations : [];
     } catch (_) {
-      ui.requests.replaceChildren(h('p', { class: 'sb-requests-note', role: 'alert', text: 'Your requests could not be loaded; try again in a moment.' }));
+      ui.requests.replaceChildren(h('p', { class: 'sb-requests-note', role: 'alert', text: t('Your requests could not be loaded; try again in a moment.') }));
       return;
     }
     const heading = h('h2', { class: 'sb-requests-title', text: t('Your requests') });

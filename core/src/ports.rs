@@ -1416,6 +1416,8 @@ pub struct IntentOutline {
     pub category: Category,
     pub examples: Vec<String>,
     pub answer: Option<String>,
+    /// The answer in other languages, by language code.
+    pub answers: std::collections::BTreeMap<String, String>,
     pub always_escalate: bool,
     /// A disabled intent is kept but not trained or answered.
     pub enabled: bool,

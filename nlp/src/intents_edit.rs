@@ -2,7 +2,8 @@
 //! panel's teaching and saving do before the text is checked like any intents file.
 
 use switchboard_models::Category;
-use toml_edit::{Array, DocumentMut, Item, Table, Value, value};
+use std::collections::BTreeMap;
+use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, Value, value};
 
 /// `text` with `examples` added to the intent `intent` (an example it has already, in any
 /// case, is skipped); when there is no such intent, a new one in `category` is appended.
@@ -53,6 +54,8 @@ pub struct IntentFields<'a> {
     pub category: Category,
     pub examples: &'a [String],
     pub answer: Option<&'a str>,
+    /// The answer in other languages, by language code (`answers = { de = "…" }`).
+    pub answers: &'a BTreeMap<String, String>,
     pub always_escalate: bool,
     pub enabled: bool,
 }
@@ -86,6 +89,17 @@ pub fn with_intent(text: &str, fields: &IntentFields<'_>) -> Result<String, Stri
         None => {
             table.remove("answer");
         }
+    }
+    let translated: InlineTable = fields
+        .answers
+        .iter()
+        .filter(|(_, text)| !text.trim().is_empty())
+        .map(|(language, text)| (language.as_str(), Value::from(text.trim())))
+        .collect();
+    if translated.is_empty() {
+        table.remove("answers");
+    } else {
+        table["answers"] = value(translated);
     }
     match fields.always_escalate {
         true => table["always_escalate"] = value(true),
@@ -196,11 +210,13 @@ examples = ["a person please", "talk to a human", "real agent"]
     #[test]
     fn an_intent_is_written_whole_in_its_place_or_appended() {
         let examples: Vec<String> = ["where's my refund", "refund missing", "no refund yet"].map(String::from).to_vec();
+        let none = BTreeMap::new();
         let fields = IntentFields {
             name: "refund_status",
             category: Category::Billing,
             examples: &examples,
             answer: None,
+            answers: &none,
             always_escalate: true,
             enabled: false,
         };
@@ -211,11 +227,18 @@ examples = ["a person please", "talk to a human", "real agent"]
         assert_eq!((refund.examples.len(), refund.answer.is_none(), refund.always_escalate, refund.enabled), (3, true, true, false));
         assert_eq!(set.intents[0].name.as_str(), "refund_status", "it keeps its place");
         let shipping_examples: Vec<String> = ["shipping cost", "how much is delivery", "postage fee"].map(String::from).to_vec();
-        let shipping = IntentFields { name: "shipping", examples: &shipping_examples, answer: Some("Free over 50 EUR."), always_escalate: false, enabled: true, ..fields };
-        let added = with_intent(TEXT, &shipping).unwrap();
+        let shipping_fields = IntentFields { name: "shipping", examples: &shipping_examples, answer: Some("Free over 50 EUR."), always_escalate: false, enabled: true, ..fields };
+        let added = with_intent(TEXT, &shipping_fields).unwrap();
         let set = IntentSet::parse(Path::new("t.toml"), &added).unwrap();
         let shipping = set.intents.last().unwrap();
         assert_eq!((shipping.name.as_str(), shipping.answer.as_deref(), shipping.enabled), ("shipping", Some("Free over 50 EUR."), true));
+        let translations = BTreeMap::from([("de".to_string(), " Gratis ab 50 EUR. ".to_string()), ("es".to_string(), String::new())]);
+        let translated = with_intent(&added, &IntentFields { answers: &translations, ..shipping_fields }).unwrap();
+        assert!(translated.contains(r#"answers = { de = "Gratis ab 50 EUR." }"#), "a blank translation is left out: {translated}");
+        let set = IntentSet::parse(Path::new("t.toml"), &translated).unwrap();
+        assert_eq!(set.intents.last().unwrap().answers.get("de").map(String::as_str), Some("Gratis ab 50 EUR."));
+        let untranslated = with_intent(&translated, &shipping_fields).unwrap();
+        assert!(!untranslated.contains("answers"), "{untranslated}");
         let human_examples: Vec<String> = ["a person please", "talk to a human", "real agent"].map(String::from).to_vec();
         let human = IntentFields { name: "human_request", category: Category::GeneralInquiry, examples: &human_examples, always_escalate: false, enabled: false, ..fields };
         let error = IntentSet::parse(Path::new("t.toml"), &with_intent(TEXT, &human).unwrap()).unwrap_err();

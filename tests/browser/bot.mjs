@@ -76,8 +76,16 @@ try {
   await admin.waitForURL('**/panel/bot/intent?name=dark_mode');
   await expectAccessible(admin, 'intent editor');
   await admin.fill('#intent-answer', 'Dark mode is under Settings. You wrote: {{message}}');
+  assert.equal(await t('intent-translation').count(), 1, 'no translations yet: one empty row');
+  await admin.fill('#translation-text-0', 'Den dunklen Modus finden Sie unter Einstellungen, {{customer.name}}.');
+  await t('intent-save').click();
+  assert.match(await t('intent-error').innerText(), /has no language: choose one/);
+  assert.equal(await admin.locator('#translation-text-0').inputValue(), 'Den dunklen Modus finden Sie unter Einstellungen, {{customer.name}}.', 'the typed translation stays');
+  await admin.locator('#translation-language-0').selectOption('de');
   await t('intent-preview-button').click();
   assert.equal(await t('intent-preview').locator('.answer-preview').innerText(), "Dark mode is under Settings. You wrote: (the customer's message)");
+  assert.equal(await t('intent-translation-preview').innerText(), "Den dunklen Modus finden Sie unter Einstellungen, (the customer's name).");
+  assert.equal(await t('intent-translation').count(), 2, 'the German row and an empty one to add another');
   await expectAccessible(admin, 'intent editor with a preview');
   await t('intent-save').click();
   await admin.waitForURL('**/panel/bot?saved=5');

@@ -139,6 +139,10 @@ try {
   const mine = german.locator('[data-sb="message"][data-sender="customer"]').filter({ hasText: 'hallo' });
   await mine.waitFor();
   assert.equal(await spokenSender(mine), 'Sie:');
+  await g('input').fill('a'.repeat(4100));
+  await german.keyboard.press('Enter');
+  await g('error').waitFor();
+  assert.match(await g('error').innerText(), /Die Nachricht hat 4100 Zeichen; erlaubt sind 4000\./, 'the widget\'s own notices are German, their numbers filled in');
   await expectAccessible(german, 'widget in German');
   await german.context().close();
   console.log('browser widget accessibility test passed');

@@ -18,10 +18,11 @@ use axum::routing::{get, post};
 use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use switchboard_core::IntentsEdit;
 use switchboard_core::ports::{BotIntents, IntentOutline, IntentsOutline, IntentsVersion};
-use switchboard_models::{Agent, Category, Role};
+use switchboard_models::{Agent, Category, DETECTED_LANGUAGES, Role};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -103,15 +104,105 @@ async fn intent_page(State(state): State<AppState>, SignedAdmin(signed): SignedA
     let bot = model_of(&state)?;
     let (latest, _, outline) = newest(&state, bot.as_ref()).await?;
     let intent = match query.name.trim() {
-        "" => IntentOutline { name: String::new(), category: Category::GeneralInquiry, examples: Vec::new(), answer: None, always_escalate: false, enabled: true },
+        "" => IntentOutline {
+            name: String::new(),
+            category: Category::GeneralInquiry,
+            examples: Vec::new(),
+            answer: None,
+            answers: BTreeMap::new(),
+            always_escalate: false,
+            enabled: true,
+        },
         name => outline.intents.into_iter().find(|i| i.name == name).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("There is no intent `{}`.", limits::shown(name, 64))))?,
     };
     let known = !query.name.trim().is_empty();
-    render_intent(&state, &signed, latest.number, &intent, known, None, None, StatusCode::OK)
+    let translations: Vec<(String, String)> = intent.answers.clone().into_iter().collect();
+    render_intent(&state, &signed, latest.number, &intent, &translations, known, None, None, StatusCode::OK)
+}
+
+/// Language names for the translation rows' choices.
+const LANGUAGE_NAMES: &[(&str, &str)] = &[
+    ("ar", "Arabic"), ("cs", "Czech"), ("da", "Danish"), ("de", "German"), ("el", "Greek"), ("en", "English"), ("es", "Spanish"),
+    ("fi", "Finnish"), ("fr", "French"), ("he", "Hebrew"), ("hi", "Hindi"), ("hu", "Hungarian"), ("id", "Indonesian"), ("it", "Italian"),
+    ("ja", "Japanese"), ("ko", "Korean"), ("nl", "Dutch"), ("pl", "Polish"), ("pt", "Portuguese"), ("ro", "Romanian"), ("ru", "Russian"),
+    ("sv", "Swedish"), ("th", "Thai"), ("tr", "Turkish"), ("uk", "Ukrainian"), ("vi", "Vietnamese"), ("zh", "Chinese"),
+];
+
+/// The answer's translations as rows of the form (`translation_language_N`,
+/// `translation_text_N`): the rows given, then one empty row to add another.
+fn translation_rows(translations: &[(String, String)]) -> Vec<Value> {
+    translations
+        .iter()
+        .map(|(language, text)| (language.as_str(), text.as_str()))
+        .chain(std::iter::once(("", "")))
+        .enumerate()
+        .map(|(index, (language, text))| {
+            let choices: Vec<Value> = LANGUAGE_NAMES
+                .iter()
+                .map(|(code, name)| json!({"value": code, "label": format!("{name} ({code})"), "selected": *code == language}))
+                .collect();
+            let preview = (!text.trim().is_empty()).then(|| preview_answer(text));
+            json!({
+                "index": index, "number": index + 1, "text": text, "choices": choices,
+                "preview": preview.as_ref().and_then(|p| p.as_ref().ok()),
+                "preview_error": preview.as_ref().and_then(|p| p.as_ref().err()),
+            })
+        })
+        .collect()
+}
+
+/// The translation rows of a posted intent form: a text needs its language, and a language
+/// is given once; empty rows are skipped.
+fn translations_from(fields: &HashMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+    let mut indexes: Vec<usize> = fields.keys().filter_map(|k| k.strip_prefix("translation_text_")?.parse().ok()).collect();
+    indexes.sort_unstable();
+    let mut answers = BTreeMap::new();
+    for index in indexes {
+        let text = fields.get(&format!("translation_text_{index}")).map_or("", |t| t.trim());
+        let language = fields.get(&format!("translation_language_{index}")).map_or("", |l| l.trim());
+        if text.is_empty() {
+            continue;
+        }
+        let shown: String = text.chars().take(40).collect();
+        if language.is_empty() {
+            return Err(format!("The translation \"{shown}\" has no language: choose one, or empty its text."));
+        }
+        if !DETECTED_LANGUAGES.contains(&language) {
+            return Err(format!("`{}` is not a language the bot tells apart; choose one from the list.", limits::shown(language, 8)));
+        }
+        if text.chars().count() > ANSWER_CHARS {
+            return Err(format!("The {language} translation is longer than {ANSWER_CHARS} characters; shorten it."));
+        }
+        if answers.insert(language.to_string(), text.to_string()).is_some() {
+            return Err(format!("Two translations are in {language}: keep one."));
+        }
+    }
+    Ok(answers)
+}
+
+/// The posted translation rows as they were typed, to show them again with an error.
+fn typed_translations(fields: &HashMap<String, String>) -> Vec<(String, String)> {
+    let mut indexes: Vec<usize> = fields.keys().filter_map(|k| k.strip_prefix("translation_text_")?.parse().ok()).collect();
+    indexes.sort_unstable();
+    indexes
+        .into_iter()
+        .map(|i| (fields.get(&format!("translation_language_{i}")).cloned().unwrap_or_default(), fields.get(&format!("translation_text_{i}")).cloned().unwrap_or_default()))
+        .filter(|(language, text)| !language.is_empty() || !text.trim().is_empty())
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
-fn render_intent(state: &AppState, signed: &Signed, after: i64, intent: &IntentOutline, known: bool, preview: Option<Result<String, String>>, error: Option<String>, status: StatusCode) -> Result<Response, ApiError> {
+fn render_intent(
+    state: &AppState,
+    signed: &Signed,
+    after: i64,
+    intent: &IntentOutline,
+    translations: &[(String, String)],
+    known: bool,
+    preview: Option<Result<String, String>>,
+    error: Option<String>,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
     let title = if known { format!("Intent {}", intent.name) } else { "A new intent".to_string() };
     let data = json!({
         "after": after,
@@ -123,6 +214,8 @@ fn render_intent(state: &AppState, signed: &Signed, after: i64, intent: &IntentO
             "always_escalate": intent.always_escalate,
             "enabled": intent.enabled,
         },
+        "translations": translation_rows(translations),
+        "showing_previews": preview.is_some(),
         "categories": Category::ALL.iter().map(|c| json!({"value": c.as_str(), "label": super::views::title_case(&c.as_str().replace('_', " ")), "selected": *c == intent.category})).collect::<Vec<_>>(),
         "preview": preview.as_ref().and_then(|p| p.as_ref().ok()),
         "preview_error": preview.as_ref().and_then(|p| p.as_ref().err()),
@@ -165,6 +258,9 @@ struct IntentForm {
     /// `preview` shows the answer without saving.
     #[serde(default, rename = "do")]
     action: String,
+    /// The translation rows (`translation_language_N`, `translation_text_N`).
+    #[serde(flatten)]
+    rows: HashMap<String, String>,
 }
 
 async fn save_intent_page(State(state): State<AppState>, SignedAdmin(signed): SignedAdmin, Form(form): Form<IntentForm>) -> Result<Response, ApiError> {
@@ -172,23 +268,29 @@ async fn save_intent_page(State(state): State<AppState>, SignedAdmin(signed): Si
     limits::check(&[("answer", &form.answer, ANSWER_CHARS), ("examples", &form.examples, EXAMPLES_CHARS), ("name", &form.name, 64)])?;
     let after = form_version(&form.after)?;
     let category: Category = form.category.parse().map_err(|e: switchboard_models::UnknownVariant| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))?;
+    let typed = typed_translations(&form.rows);
+    let translated = translations_from(&form.rows);
     let intent = IntentOutline {
         name: form.name.trim().to_string(),
         category,
         examples: form.examples.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
         answer: Some(form.answer.trim().to_string()).filter(|a| !a.is_empty()),
+        answers: translated.clone().unwrap_or_default(),
         always_escalate: form.always_escalate == "true",
         enabled: form.enabled == "true",
     };
     let known = form.known == "true";
     if form.action == "preview" {
         let preview = intent.answer.as_deref().map(preview_answer);
-        return render_intent(&state, &signed, after, &intent, known, preview, None, StatusCode::OK);
+        return render_intent(&state, &signed, after, &intent, &typed, known, preview, translated.err(), StatusCode::OK);
+    }
+    if let Err(reason) = translated {
+        return render_intent(&state, &signed, after, &intent, &typed, known, None, Some(reason), StatusCode::UNPROCESSABLE_ENTITY);
     }
     match save_intent(&state, &signed.agent, after, intent.clone()).await {
         Ok(version) => Ok(Redirect::to(&format!("/panel/bot?saved={}", version.number)).into_response()),
         Err(error) if matches!(error.status, StatusCode::UNPROCESSABLE_ENTITY | StatusCode::CONFLICT) => {
-            render_intent(&state, &signed, after, &intent, known, None, Some(error.message), error.status)
+            render_intent(&state, &signed, after, &intent, &typed, known, None, Some(error.message), error.status)
         }
         Err(error) => Err(error),
     }
@@ -214,6 +316,9 @@ struct IntentBody {
     examples: Vec<String>,
     #[serde(default)]
     answer: Option<String>,
+    /// The answer in other languages, by language code.
+    #[serde(default)]
+    answers: BTreeMap<String, String>,
     #[serde(default)]
     always_escalate: bool,
     #[serde(default = "enabled")]
@@ -226,15 +331,18 @@ fn enabled() -> bool {
 
 async fn save_intent_api(State(state): State<AppState>, ApiCaller(agent): ApiCaller, body: Result<Json<IntentBody>, axum::extract::rejection::JsonRejection>) -> Result<Json<Value>, ApiError> {
     let body = json_body(body)?;
-    let answer_chars = body.answer.as_deref().map_or(0, |a| a.chars().count());
-    if answer_chars > ANSWER_CHARS {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too_long", format!("`answer` has {answer_chars} characters; the limit is {ANSWER_CHARS}. Shorten it.")));
+    for (field, text) in body.answer.iter().map(|a| ("answer".to_string(), a)).chain(body.answers.iter().map(|(l, a)| (format!("answers.{l}"), a))) {
+        let chars = text.chars().count();
+        if chars > ANSWER_CHARS {
+            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "too_long", format!("`{field}` has {chars} characters; the limit is {ANSWER_CHARS}. Shorten it.")));
+        }
     }
     let intent = IntentOutline {
         name: body.name.trim().to_string(),
         category: body.category,
         examples: body.examples.iter().map(|e| e.trim()).filter(|e| !e.is_empty()).map(String::from).collect(),
         answer: body.answer.map(|a| a.trim().to_string()).filter(|a| !a.is_empty()),
+        answers: body.answers.into_iter().map(|(l, a)| (l, a.trim().to_string())).filter(|(_, a)| !a.is_empty()).collect(),
         always_escalate: body.always_escalate,
         enabled: body.enabled,
     };
@@ -346,6 +454,7 @@ async fn render_page(state: &AppState, signed: &Signed, search: &str, draft: Opt
             || i.name.contains(&words)
             || i.examples.iter().any(|e| e.to_lowercase().contains(&words))
             || i.answer.as_deref().is_some_and(|a| a.to_lowercase().contains(&words))
+            || i.answers.values().any(|a| a.to_lowercase().contains(&words))
     };
     let intents: Vec<Value> = outline
         .intents
@@ -358,6 +467,7 @@ async fn render_page(state: &AppState, signed: &Signed, search: &str, draft: Opt
                 "examples": i.examples,
                 "example_count": i.examples.len(),
                 "answer": i.answer,
+                "answers": i.answers,
                 "always_escalate": i.always_escalate,
                 "enabled": i.enabled,
                 "href": format!("/panel/bot/intent?name={}", i.name),
@@ -518,6 +628,7 @@ async fn intents_api(State(state): State<AppState>, ApiCaller(agent): ApiCaller)
             "category": i.category.as_str(),
             "examples": i.examples,
             "answer": i.answer,
+            "answers": i.answers,
             "always_escalate": i.always_escalate,
             "enabled": i.enabled,
         })).collect::<Vec<_>>(),

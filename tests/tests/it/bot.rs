@@ -241,7 +241,10 @@ async fn the_intents_file_changed_on_disk_wins_over_panel_edits_on_reload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_teaches_edits_and_restores_on_the_pages_and_they_pass_axe_in_chromium() {
     let shop = shop(&built_in()).await;
-    for (n, text) in ["are you hiring at the moment", "do you have any open positions", "is there an internship for students"].iter().enumerate() {
+    // Off topic for every intent, so out of scope on any CPU (the int8 engine's products differ
+    // slightly between CPUs with and without VNNI; borderline confidences move with them).
+    let off_topic = ["what is the boiling point of mercury in kelvin", "recommend me a good pasta recipe with mushrooms", "who won the football world cup in 1998"];
+    for (n, text) in off_topic.iter().enumerate() {
         ask(&shop.server, &format!("page-job-{n}"), text).await;
     }
     let day = chrono::Utc::now().date_naive().to_string();
@@ -254,6 +257,7 @@ async fn an_admin_teaches_edits_and_restores_on_the_pages_and_they_pass_axe_in_c
     assert_eq!((latest.number, latest.origin), (5, switchboard_models::IntentsOrigin::Panel));
     assert!(text.contains("the Contact page of our website") && !text.contains("our Help page"), "version 1's answers came back with version 4");
     assert!(text.contains("answer = \"Dark mode is under Settings. You wrote: {{message}}\""), "version 5 edited one answer");
+    assert!(text.contains(r#"answers = { de = "Den dunklen Modus finden Sie unter Einstellungen, {{customer.name}}." }"#), "with its German translation: {text}");
     assert!(!text.contains("gift_cards"), "the refused intent was not saved");
 }
 
@@ -264,14 +268,22 @@ async fn one_intent_is_edited_disabled_or_added_and_the_bot_answers_from_the_new
     let examples = |list: &[&str]| list.iter().map(|e| e.to_string()).collect::<Vec<_>>();
     let hours = json!({
         "after": 1, "name": "opening_hours", "category": "general_inquiry",
-        "examples": examples(&["when are you open", "what are your opening hours", "are you open on sunday", "business hours?"]),
+        "examples": examples(&["when are you open", "what are your opening hours", "are you open on sunday", "business hours?", "Guten Tag, können Sie mir bitte sagen, wann Ihr Geschäft am Samstag geöffnet hat?"]),
         "answer": "We are open 7 to 7.",
+        "answers": {"de": "Wir haben von 7 bis 7 geöffnet."},
     });
     let (status, saved) = shop.admin.post("/api/intents/intent", hours.clone()).await;
     assert_eq!((status, saved["version"].as_i64()), (StatusCode::OK, Some(2)), "{saved}");
     in_use(&mut events, 2).await;
     let (_, replies) = ask(&shop.server, "edit-1", "when are you open").await;
     assert!(replies.iter().any(|r| r == "We are open 7 to 7."), "{replies:?}");
+    let (_, replies) = ask(&shop.server, "edit-1-de", "Guten Tag, können Sie mir bitte sagen, wann Ihr Geschäft am Samstag geöffnet hat?").await;
+    assert!(replies.iter().any(|r| r == "Wir haben von 7 bis 7 geöffnet."), "the German translation answers German: {replies:?}");
+    let listed = shop.admin.get("/api/intents").await;
+    let opening = listed["intents"].as_array().unwrap().iter().find(|i| i["name"] == "opening_hours").unwrap().clone();
+    assert_eq!(opening["answers"], json!({"de": "Wir haben von 7 bis 7 geöffnet."}));
+    let (status, error) = shop.admin.post("/api/intents/intent", json!({"after": 2, "name": "opening_hours", "category": "general_inquiry", "examples": examples(&["when are you open", "opening hours", "business hours?"]), "answer": "Open.", "answers": {"klingon": "Qapla'"}})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
     // An answer greets the customer by name, on their channel.
     let greeting = json!({
         "after": 2, "name": "opening_hours", "category": "general_inquiry",
