@@ -452,9 +452,18 @@ async fn transcript_with_model(classifier: &ModelClassifier, lines: &[&str]) -> 
         }
         if let Some(reason) = &decision.escalated {
             let next = &decision.conversation;
+            // A likelihood's last digits depend on the CPU's int8 products (with or without
+            // VNNI); the transcript keeps the decision: the need, over the policy's bar.
+            let described = match reason {
+                switchboard_models::EscalationReason::NeedsPerson { need, likelihood } => {
+                    assert!(*likelihood >= policy.escalate_at_least, "{text:?}: escalated at {likelihood}");
+                    format!("needs a person: {need}, at least {:.0} % sure", policy.escalate_at_least * 100.0)
+                }
+                other => other.describe(),
+            };
             out.push_str(&format!(
                 "  escalated: {} (priority {}, category {})\n",
-                reason.describe(),
+                described,
                 next.priority.map_or("-".into(), |p| p.to_string()),
                 next.category.map_or("-".into(), |c| c.to_string())
             ));
@@ -507,17 +516,17 @@ async fn escalation_policy_with_the_real_model() {
           intent refund_request (Billing, urgency Elevated)
           judged: Billing, need complaint, tone Negative, priority high
           bot: <handoff notice>
-          escalated: The customer is unhappy (90 % sure). (priority high, category billing)
+          escalated: needs a person: complaint, at least 50 % sure (priority high, category billing)
         customer: This is the worst service ever, absolutely unacceptable
           intent complaint (Complaint, urgency Elevated)
           judged: Complaint, need complaint, tone Negative, priority high
           bot: <handoff notice>
-          escalated: The customer is unhappy (99 % sure). (priority high, category complaint)
+          escalated: needs a person: complaint, at least 50 % sure (priority high, category complaint)
         customer: someone logged into my account and changed my email, urgent
           intent out_of_scope (Account, urgency Critical)
           judged: Account, need harm_report, tone Neutral, priority urgent
           bot: <handoff notice>
-          escalated: The customer reports harm (fraud, a takeover, a safety issue or an outage) (95 % sure). (priority urgent, category account)
+          escalated: needs a person: harm_report, at least 50 % sure (priority urgent, category account)
         customer: can I talk to a real person please
           intent human_request (GeneralInquiry, urgency None)
           judged: GeneralInquiry, need human_request, tone Neutral, priority medium
@@ -563,7 +572,7 @@ async fn judgement_on_the_reported_failure_kinds() {
           intent complaint (Complaint, urgency Elevated)
           judged: Complaint, need complaint, tone Negative, priority high
           bot: <handoff notice>
-          escalated: The customer is unhappy (98 % sure). (priority high, category complaint)
+          escalated: needs a person: complaint, at least 50 % sure (priority high, category complaint)
         customer: There are two card payments of 89.99 on my statement that I never made.
           intent double_charge (Billing, urgency Critical)
           judged: Billing, need harm_report, tone Neutral, priority urgent
@@ -578,12 +587,12 @@ async fn judgement_on_the_reported_failure_kinds() {
           intent cancel_subscription (Complaint, urgency Elevated)
           judged: Complaint, need complaint, tone Negative, priority high
           bot: <handoff notice>
-          escalated: The customer is unhappy (100 % sure). (priority high, category complaint)
+          escalated: needs a person: complaint, at least 50 % sure (priority high, category complaint)
         customer: Stop charging my card. I cancelled in March.
           intent cancel_subscription (Billing, urgency Elevated)
           judged: Billing, need complaint, tone Negative, priority high
           bot: <handoff notice>
-          escalated: The customer is unhappy (100 % sure). (priority high, category billing)
+          escalated: needs a person: complaint, at least 50 % sure (priority high, category billing)
         customer: Ich möchte bitte mit einem Mitarbeiter sprechen
           intent out_of_scope (GeneralInquiry, urgency None)
           judged: GeneralInquiry, need human_request, tone Neutral, priority medium
