@@ -1,5 +1,6 @@
 // An admin teaches the bot from the Reports page's "Needs teaching" list, then reads, edits
-// (a refused edit keeps the text and says why) and restores versions on the Bot page; every
+// (a refused edit keeps the text and says why) and restores versions on the Bot page, edits one
+// intent's answer and its translation, and a widget customer then gets the edited answer; every
 // state passes axe, and the Bot page reflows at phone width.
 // Usage: node bot.mjs <server-url> <artifacts-dir> <admin-email> <admin-password> <day YYYY-MM-DD>
 import { launch, openPage, signIn } from './chromium.mjs';
