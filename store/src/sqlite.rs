@@ -32,6 +32,10 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
 }
 
+/// How much of the database file each reading connection maps at most (virtual memory; the
+/// pages are the OS's file cache, shared by all connections).
+const READER_MMAP_BYTES: u64 = 1 << 30;
+
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url`, e.g. `sqlite://switchboard.db`.
     /// Does not migrate; call `migrate` first. Needs a Tokio runtime (starts the writer task).
@@ -66,9 +70,11 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::Backend(format!("cannot open `{url}` for checkpoints: {e}")))?;
+        // Readers map the file: a report's scan of months of rows reads pages in place instead
+        // of copying each into every connection's own cache (the OS keeps one copy for all).
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            .connect_with(options.read_only(true).pragma("mmap_size", READER_MMAP_BYTES.to_string()))
             .await
             .map_err(|e| StoreError::Backend(format!("cannot open `{url}` for reading: {e}")))?;
         let (jobs, queue) = mpsc::channel(4 * MAX_GROUP);
