@@ -129,8 +129,9 @@ const LANGUAGE_NAMES: &[(&str, &str)] = &[
 ];
 
 /// The answer's translations as rows of the form (`translation_language_N`,
-/// `translation_text_N`): the rows given, then one empty row to add another.
-fn translation_rows(translations: &[(String, String)]) -> Vec<Value> {
+/// `translation_text_N`): the rows given, then one empty row to add another; with their
+/// previews when `previewing`.
+fn translation_rows(translations: &[(String, String)], previewing: bool) -> Vec<Value> {
     translations
         .iter()
         .map(|(language, text)| (language.as_str(), text.as_str()))
@@ -141,7 +142,7 @@ fn translation_rows(translations: &[(String, String)]) -> Vec<Value> {
                 .iter()
                 .map(|(code, name)| json!({"value": code, "label": format!("{name} ({code})"), "selected": *code == language}))
                 .collect();
-            let preview = (!text.trim().is_empty()).then(|| preview_answer(text));
+            let preview = (previewing && !text.trim().is_empty()).then(|| preview_answer(text));
             json!({
                 "index": index, "number": index + 1, "text": text, "choices": choices,
                 "preview": preview.as_ref().and_then(|p| p.as_ref().ok()),
@@ -151,44 +152,39 @@ fn translation_rows(translations: &[(String, String)]) -> Vec<Value> {
         .collect()
 }
 
-/// The translation rows of a posted intent form: a text needs its language, and a language
-/// is given once; empty rows are skipped.
-fn translations_from(fields: &HashMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+/// The translation rows of a posted intent form (`translation_language_N`,
+/// `translation_text_N`) in row order, as typed; rows with neither are left out.
+fn posted_translations(fields: &HashMap<String, String>) -> Vec<(String, String)> {
     let mut indexes: Vec<usize> = fields.keys().filter_map(|k| k.strip_prefix("translation_text_")?.parse().ok()).collect();
     indexes.sort_unstable();
+    let field = |name: String| fields.get(&name).map_or(String::new(), |v| v.trim().to_string());
+    indexes
+        .into_iter()
+        .map(|i| (field(format!("translation_language_{i}")), field(format!("translation_text_{i}"))))
+        .filter(|(language, text)| !language.is_empty() || !text.is_empty())
+        .collect()
+}
+
+/// The answers by language from posted rows: a text needs its language, and a language is
+/// given once; a language without a text is skipped (that removes its translation).
+fn translations_from(rows: &[(String, String)]) -> Result<BTreeMap<String, String>, String> {
     let mut answers = BTreeMap::new();
-    for index in indexes {
-        let text = fields.get(&format!("translation_text_{index}")).map_or("", |t| t.trim());
-        let language = fields.get(&format!("translation_language_{index}")).map_or("", |l| l.trim());
-        if text.is_empty() {
-            continue;
-        }
+    for (language, text) in rows.iter().filter(|(_, text)| !text.is_empty()) {
         let shown: String = text.chars().take(40).collect();
         if language.is_empty() {
             return Err(format!("The translation \"{shown}\" has no language: choose one, or empty its text."));
         }
-        if !DETECTED_LANGUAGES.contains(&language) {
+        if !DETECTED_LANGUAGES.contains(&language.as_str()) {
             return Err(format!("`{}` is not a language the bot tells apart; choose one from the list.", limits::shown(language, 8)));
         }
         if text.chars().count() > ANSWER_CHARS {
             return Err(format!("The {language} translation is longer than {ANSWER_CHARS} characters; shorten it."));
         }
-        if answers.insert(language.to_string(), text.to_string()).is_some() {
+        if answers.insert(language.clone(), text.clone()).is_some() {
             return Err(format!("Two translations are in {language}: keep one."));
         }
     }
     Ok(answers)
-}
-
-/// The posted translation rows as they were typed, to show them again with an error.
-fn typed_translations(fields: &HashMap<String, String>) -> Vec<(String, String)> {
-    let mut indexes: Vec<usize> = fields.keys().filter_map(|k| k.strip_prefix("translation_text_")?.parse().ok()).collect();
-    indexes.sort_unstable();
-    indexes
-        .into_iter()
-        .map(|i| (fields.get(&format!("translation_language_{i}")).cloned().unwrap_or_default(), fields.get(&format!("translation_text_{i}")).cloned().unwrap_or_default()))
-        .filter(|(language, text)| !language.is_empty() || !text.trim().is_empty())
-        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -214,7 +210,7 @@ fn render_intent(
             "always_escalate": intent.always_escalate,
             "enabled": intent.enabled,
         },
-        "translations": translation_rows(translations),
+        "translations": translation_rows(translations, preview.is_some()),
         "showing_previews": preview.is_some(),
         "categories": Category::ALL.iter().map(|c| json!({"value": c.as_str(), "label": super::views::title_case(&c.as_str().replace('_', " ")), "selected": *c == intent.category})).collect::<Vec<_>>(),
         "preview": preview.as_ref().and_then(|p| p.as_ref().ok()),
@@ -268,8 +264,8 @@ async fn save_intent_page(State(state): State<AppState>, SignedAdmin(signed): Si
     limits::check(&[("answer", &form.answer, ANSWER_CHARS), ("examples", &form.examples, EXAMPLES_CHARS), ("name", &form.name, 64)])?;
     let after = form_version(&form.after)?;
     let category: Category = form.category.parse().map_err(|e: switchboard_models::UnknownVariant| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string()))?;
-    let typed = typed_translations(&form.rows);
-    let translated = translations_from(&form.rows);
+    let typed = posted_translations(&form.rows);
+    let translated = translations_from(&typed);
     let intent = IntentOutline {
         name: form.name.trim().to_string(),
         category,
@@ -690,4 +686,33 @@ async fn teach_api(State(state): State<AppState>, ApiCaller(agent): ApiCaller, b
 async fn restore_api(State(state): State<AppState>, ApiCaller(agent): ApiCaller, Path(number): Path<String>) -> Result<Json<Value>, ApiError> {
     let version = save(&state, &agent, IntentsEdit::Restore { number: number_of(&number)? }).await?;
     Ok(saved(&version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_language_the_bot_tells_apart_has_a_name_to_choose() {
+        let named: Vec<&str> = LANGUAGE_NAMES.iter().map(|(code, _)| *code).collect();
+        assert_eq!(named, DETECTED_LANGUAGES);
+    }
+
+    #[test]
+    fn posted_translation_rows_become_answers_or_say_what_is_wrong() {
+        let form = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>();
+        let rows = posted_translations(&form(&[
+            ("translation_language_1", "es"), ("translation_text_1", " Hola "),
+            ("translation_language_0", "de"), ("translation_text_0", "Hallo"),
+            ("translation_language_2", ""), ("translation_text_2", ""),
+            ("translation_language_3", "fr"), ("translation_text_3", ""),
+        ]));
+        assert_eq!(rows, [("de".to_string(), "Hallo".to_string()), ("es".into(), "Hola".into()), ("fr".into(), String::new())], "in row order, trimmed");
+        assert_eq!(translations_from(&rows).unwrap(), BTreeMap::from([("de".to_string(), "Hallo".to_string()), ("es".into(), "Hola".into())]));
+        let unnamed = [(String::new(), "Bonjour".to_string())];
+        assert!(translations_from(&unnamed).unwrap_err().contains("\"Bonjour\" has no language"));
+        let twice = [("de".to_string(), "Hallo".to_string()), ("de".into(), "Guten Tag".into())];
+        assert!(translations_from(&twice).unwrap_err().contains("Two translations are in de"));
+        assert!(translations_from(&[("xx".to_string(), "?".to_string())]).unwrap_err().contains("not a language"));
+    }
 }
