@@ -125,6 +125,11 @@ const TABLES: &[Table] = &[
         keyed: true,
     },
     Table {
+        name: "waiting_messages",
+        columns: &[("message_seq", Int), ("contact_id", Text), ("channel", Text), ("created_at", Int)],
+        keyed: true,
+    },
+    Table {
         name: "conversation_seen",
         columns: &[("conversation_id", Text), ("up_to_seq", Int), ("agent_id", Text), ("seen_at", Int)],
         keyed: true,

@@ -48,7 +48,7 @@ pub(crate) fn contains_pattern(text: &str) -> String {
 /// Emits the shared step-writing helpers (`portable::write_step` and what it calls) and the
 /// impls of the focused store ports for `$store`, with its backend-specific methods spliced in.
 macro_rules! portable_store {
-    (store: $store:ty, conn: $conn:ty, db: $db:ty, contact_search: $contact_search:path, text_search: $text_search:path, claim_timers: $claim_timers:expr, outbox_due: $outbox_due:expr, gather_search_first: $gather_first:expr, conversations: { $($conversations:tt)* }, outbox: { $($outbox:tt)* }, coordination: { $($coordination:tt)* }) => {
+    (store: $store:ty, conn: $conn:ty, db: $db:ty, contact_search: $contact_search:path, text_search: $text_search:path, claim_timers: $claim_timers:expr, outbox_due: $outbox_due:expr, gather_search_first: $gather_first:expr, chained_writes: $chained_writes:expr, conversations: { $($conversations:tt)* }, outbox: { $($outbox:tt)* }, coordination: { $($coordination:tt)* }) => {
         pub(crate) mod portable {
             #![allow(unused_imports)]
             use super::*;
@@ -289,15 +289,30 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
     }
     if let Some((seq, classification)) = &write.answers {
         // The classification marks the message answered; only the first answer counts.
-        let marked: Option<(i64, String, String)> = sqlx::query_as(if write.in_order { MARK_ANSWERED_IN_ORDER } else { MARK_ANSWERED })
-            .bind(to_json(classification))
-            .bind(*seq)
-            .bind(classification.intent.as_str())
-            .bind((!write.intent_unused).then(|| f64::from(classification.confidence)))
-            .bind(write.answered_from_intent)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
+        let take = if write.in_order { TAKE_WAITING_IN_ORDER } else { TAKE_WAITING };
+        let mark = |sql| {
+            sqlx::query(sql)
+                .bind(*seq)
+                .bind(to_json(classification))
+                .bind(classification.intent.as_str())
+                .bind((!write.intent_unused).then(|| f64::from(classification.confidence)))
+                .bind(write.answered_from_intent)
+        };
+        let marked: Option<(i64, String, String)> = if $chained_writes {
+            // One statement: no second round trip to the server.
+            match mark(sqlx::AssertSqlSafe(format!("WITH w AS ({take}) {MARK_ANSWERED_TAKEN}"))).fetch_optional(&mut *tx).await.map_err(backend)? {
+                Some(row) => Some((row.int("created_at")?, row.text("channel")?, row.text("conversation_id")?)),
+                None => None,
+            }
+        } else {
+            match sqlx::query_as::<_, (i64, i64, String)>(sqlx::AssertSqlSafe(take)).bind(*seq).fetch_optional(&mut *tx).await.map_err(backend)? {
+                Some((_, created_at, channel)) => {
+                    let row = mark(sqlx::AssertSqlSafe(MARK_ANSWERED.to_string())).fetch_one(&mut *tx).await.map_err(backend)?;
+                    Some((created_at, channel, row.text("conversation_id")?))
+                }
+                None => None,
+            }
+        };
         let Some((created_at, channel, conversation)) = marked else {
             if write.in_order && unanswered(tx, *seq).await? {
                 return Ok(Committed::Conflict);
@@ -510,11 +525,22 @@ async fn insert_messages(
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!(
+    let insert = format!(
         "INSERT INTO messages (id, conversation_id, contact_id, channel, sender, agent_id, body, internal, \
          attachments, quick_replies, classification, intent, confidence, external_id, created_at, outbound, next_attempt_at) \
          VALUES {values} ON CONFLICT (channel, external_id) DO NOTHING RETURNING seq, id"
     );
+    // A customer message stored without its answer waits for one (`waiting_messages`).
+    let sql = if $chained_writes {
+        format!(
+            "WITH m AS ({insert}, contact_id, channel, created_at, sender, classification), \
+             w AS (INSERT INTO waiting_messages (message_seq, contact_id, channel, created_at) \
+             SELECT seq, contact_id, channel, created_at FROM m WHERE sender = 'customer' AND classification IS NULL) \
+             SELECT seq, id FROM m"
+        )
+    } else {
+        insert
+    };
     let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
     for (m, deliver_from) in rows {
         query = query
@@ -536,17 +562,41 @@ async fn insert_messages(
             .bind(deliver_from.is_some())
             .bind(deliver_from.map(millis));
     }
-    query.fetch_all(&mut *tx).await.map_err(backend)
+    let inserted: Vec<(i64, String)> = query.fetch_all(&mut *tx).await.map_err(backend)?;
+    if $chained_writes {
+        return Ok(inserted);
+    }
+    for (seq, id) in &inserted {
+        if let Some((m, _)) = rows.iter().find(|(m, _)| m.id.to_string() == *id)
+            && m.sender == switchboard_models::Sender::Customer
+            && m.classification.is_none()
+        {
+            sqlx::query("INSERT INTO waiting_messages (message_seq, contact_id, channel, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(*seq)
+                .bind(m.contact_id.to_string())
+                .bind(m.channel.as_str())
+                .bind(millis(m.created_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+    }
+    Ok(inserted)
 }
 
-const MARK_ANSWERED: &str = "UPDATE messages SET classification = $1, intent = $3, confidence = $4, answered_from_intent = $5 \
-     WHERE seq = $2 AND sender = 'customer' AND classification IS NULL RETURNING created_at, channel, conversation_id";
-/// As `MARK_ANSWERED`, unless an earlier message of the same contact waits for its answer (the
-/// partial index of unanswered messages, migration 0002, keeps the look small).
-const MARK_ANSWERED_IN_ORDER: &str = "UPDATE messages SET classification = $1, intent = $3, confidence = $4, answered_from_intent = $5 \
-     WHERE seq = $2 AND sender = 'customer' \
-     AND classification IS NULL AND NOT EXISTS (SELECT 1 FROM messages e WHERE e.sender = 'customer' \
-     AND e.classification IS NULL AND e.seq < $2 AND e.contact_id = messages.contact_id) RETURNING created_at, channel, conversation_id";
+/// Takes customer message `$1` off the waiting list: the first answer wins.
+const TAKE_WAITING: &str = "DELETE FROM waiting_messages WHERE message_seq = $1 RETURNING message_seq, created_at, channel";
+/// As `TAKE_WAITING`, unless an earlier message of the same contact still waits for its answer.
+const TAKE_WAITING_IN_ORDER: &str = "DELETE FROM waiting_messages WHERE message_seq = $1 \
+     AND NOT EXISTS (SELECT 1 FROM waiting_messages e WHERE e.contact_id = waiting_messages.contact_id AND e.message_seq < $1) \
+     RETURNING message_seq, created_at, channel";
+/// The answered message's classification; no index of `messages` holds these columns, so on
+/// PostgreSQL the update stays on the row's page.
+const MARK_ANSWERED: &str = "UPDATE messages SET classification = $2, intent = $3, confidence = $4, answered_from_intent = $5 \
+     WHERE seq = $1 RETURNING conversation_id";
+/// `MARK_ANSWERED` after a `TAKE_WAITING…` named `w`, in one statement.
+const MARK_ANSWERED_TAKEN: &str = "UPDATE messages m SET classification = $2, intent = $3, confidence = $4, answered_from_intent = $5 \
+     FROM w WHERE m.seq = w.message_seq RETURNING w.created_at, w.channel, m.conversation_id";
 
 /// Adds a customer message answered now to the reports' per-day counts when its day was counted
 /// already (`Reports::roll_up_reports`): only a message from before today can be in such a day,
@@ -581,7 +631,7 @@ async fn count_late_answer(tx: &mut $conn, created_at: i64, channel: &str, conve
 
 /// Whether the customer message `seq` still waits for its answer.
 async fn unanswered(tx: &mut $conn, seq: i64) -> Result<bool, StoreError> {
-    let waiting: Option<(i64,)> = sqlx::query_as("SELECT seq FROM messages WHERE seq = $1 AND sender = 'customer' AND classification IS NULL")
+    let waiting: Option<(i64,)> = sqlx::query_as("SELECT message_seq FROM waiting_messages WHERE message_seq = $1")
         .bind(seq)
         .fetch_optional(&mut *tx)
         .await
@@ -600,6 +650,11 @@ fn report_query(sql: &str, period: &switchboard_core::ports::ReportPeriod, value
 
 async fn delete_messages(tx: &mut $conn, ids: &[String]) -> Result<(), StoreError> {
     for id in ids {
+        sqlx::query("DELETE FROM waiting_messages WHERE message_seq = (SELECT seq FROM messages WHERE id = $1)")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         sqlx::query("DELETE FROM messages WHERE id = $1").bind(id).execute(&mut *tx).await.map_err(backend)?;
     }
     Ok(())
@@ -1257,7 +1312,7 @@ impl $store {
         let rows = sqlx::query(sql!(
             "SELECT ",
             MESSAGE_COLUMNS,
-            " FROM messages WHERE sender = 'customer' AND classification IS NULL ORDER BY seq LIMIT $1"
+            " FROM messages WHERE seq IN (SELECT message_seq FROM waiting_messages ORDER BY message_seq LIMIT $1) ORDER BY seq"
         ))
         .bind(i64::from(limit))
         .fetch_all(&self.writer)
@@ -1267,12 +1322,11 @@ impl $store {
     }
 
     async fn earlier_unanswered(&self, contact: ContactId, seq: i64) -> Result<Option<Message>, StoreError> {
-        // The partial index of unanswered messages (migration 0002) keeps this to the few in flight.
         let row = sqlx::query(sql!(
             "SELECT ",
             MESSAGE_COLUMNS,
-            " FROM messages WHERE sender = 'customer' AND classification IS NULL AND seq < $2 AND contact_id = $1 \
-             ORDER BY seq LIMIT 1"
+            " FROM messages WHERE seq = (SELECT message_seq FROM waiting_messages WHERE contact_id = $1 AND message_seq < $2 \
+             ORDER BY message_seq LIMIT 1)"
         ))
         .bind(contact.to_string())
         .bind(seq)
@@ -1907,11 +1961,18 @@ impl $store {
             return Ok(Vec::new());
         }
         let (filter, values) = crate::report_sql::filter_conditions(period, crate::report_sql::ReportRows::Of("m"), 3);
-        let waiting = if waiting_only { " AND m.classification IS NULL" } else { "" };
-        let sql = format!(
-            "SELECT m.intent, COUNT(*) AS n, CAST(SUM(CASE WHEN m.answered_from_intent THEN 1 ELSE 0 END) AS BIGINT) AS answered \
-             FROM messages m WHERE m.sender = 'customer' AND m.created_at >= $1 AND m.created_at < $2{waiting}{filter} GROUP BY m.intent"
-        );
+        let sql = if waiting_only {
+            format!(
+                "SELECT m.intent, COUNT(*) AS n, CAST(SUM(CASE WHEN m.answered_from_intent THEN 1 ELSE 0 END) AS BIGINT) AS answered \
+                 FROM waiting_messages w JOIN messages m ON m.seq = w.message_seq \
+                 WHERE w.created_at >= $1 AND w.created_at < $2{filter} GROUP BY m.intent"
+            )
+        } else {
+            format!(
+                "SELECT m.intent, COUNT(*) AS n, CAST(SUM(CASE WHEN m.answered_from_intent THEN 1 ELSE 0 END) AS BIGINT) AS answered \
+                 FROM messages m WHERE m.sender = 'customer' AND m.created_at >= $1 AND m.created_at < $2{filter} GROUP BY m.intent"
+            )
+        };
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(from).bind(to);
         for value in &values {
             query = query.bind(value.clone());

@@ -173,13 +173,21 @@ async fn write_all(connection: &mut PgConnection, writes: &[&StepWrite]) -> Resu
     let in_doubt = |e| GroupFailed::InDoubt(backend(e));
     let mut tx = connection.begin().await.map_err(in_doubt)?;
     let mut results = Vec::with_capacity(writes.len());
+    // Each step starts at the savepoint `step`. After a stored step one round trip releases it
+    // and sets the next; after a refused one, rolling back to it leaves it set for the next.
+    let mut boundary = Some("SAVEPOINT step");
     for write in writes {
-        let mut step = (&mut *tx).begin().await.map_err(in_doubt)?;
-        let written = portable::write_step(&mut *step, write).await;
-        match &written {
-            Ok(Committed::Stored { .. }) => step.commit().await.map_err(in_doubt)?,
-            Ok(_) | Err(_) => step.rollback().await.map_err(in_doubt)?,
+        if let Some(boundary) = boundary {
+            sqlx::raw_sql(boundary).execute(&mut *tx).await.map_err(in_doubt)?;
         }
+        let written = portable::write_step(&mut *tx, write).await;
+        boundary = match &written {
+            Ok(Committed::Stored { .. }) => Some("RELEASE SAVEPOINT step; SAVEPOINT step"),
+            Ok(_) | Err(_) => {
+                sqlx::raw_sql("ROLLBACK TO SAVEPOINT step").execute(&mut *tx).await.map_err(in_doubt)?;
+                None
+            }
+        };
         results.push(written);
     }
     tx.commit().await.map_err(|e| match e {
@@ -229,6 +237,8 @@ portable_store! {
     claim_timers: TIMER_CLAIM,
     outbox_due: OUTBOX_DUE,
     gather_search_first: true,
+    // Writes to several tables in one statement (data-modifying WITH): fewer round trips.
+    chained_writes: true,
     conversations: {
         async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError> {
             let (done, result) = oneshot::channel();

@@ -245,6 +245,8 @@ portable_store! {
     outbox_due: OUTBOX_DUE,
     // Its multi-index OR reads both indexes in one pass.
     gather_search_first: false,
+    // SQLite has no data-modifying WITH; its statements are calls within the process.
+    chained_writes: false,
     conversations: {
         async fn commit(&self, write: StepWrite) -> Result<Committed, StoreError> {
             let (done, result) = oneshot::channel();

@@ -73,6 +73,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0032_two_factor_sign_in.sql", "7bab8f3347f7efeb56c95bf67bc981f7b5ecca70bcddfd13268280f12dab83c0"),
     ("sqlite/0033_agent_skills.sql", "2c82c1eefef26d072825e1b7bc481aa6b21eb2efbe5fccf8daad94511c4a388f"),
     ("postgres/0033_agent_skills.sql", "2c82c1eefef26d072825e1b7bc481aa6b21eb2efbe5fccf8daad94511c4a388f"),
+    ("sqlite/0034_waiting_messages.sql", "20bec82e41c1f6e4506fbd6e5d3daf27994d3306fdd13c2e23b934729b9cf7b1"),
+    ("postgres/0034_waiting_messages.sql", "865a923ca975843ecd80bfbae4a38bf9f1645afdda80d896575ed2032833189d"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {
@@ -195,6 +197,8 @@ async fn upgrades_a_database_in_use_through_the_rebuilds(backend: Backend) {
     assert_eq!((upgraded.status, upgraded.version, upgraded.awaiting.clone()), (switchboard_models::Status::InProgress, 3, None));
     assert_eq!(upgraded.escalation.as_ref().map(|e| e.summary.as_str()), Some("wants a person"));
     assert_eq!(store.conversation_messages(id, 0, 10).await.unwrap().len(), 1);
+    let waiting = store.unanswered_messages(10).await.unwrap();
+    assert_eq!(waiting.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["help"], "the unanswered message still waits (0034)");
     assert_eq!(store.timers_of(id).await.unwrap().len(), 1);
     assert_eq!(store.audit_entries(10).await.unwrap().len(), 1);
     let history = store.escalations_of(id).await.unwrap();

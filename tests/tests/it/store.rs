@@ -56,6 +56,7 @@ on_both_backends!(
     a_closed_store_refuses_work_and_sqlite_is_one_file_again,
     the_queue_says_who_is_ahead_and_how_long_first_replies_took,
     steps_committed_at_once_are_each_stored_refused_or_failed_on_their_own,
+    refused_steps_amid_others_committed_at_once_write_nothing,
     notifications_are_written_with_their_step_for_an_agent_or_every_admin_and_read_once,
     notifications_to_mail_wait_until_mailed_or_given_up,
     customers_notice_copies_wait_until_mailed_or_given_up,
@@ -1729,6 +1730,38 @@ async fn steps_committed_at_once_are_each_stored_refused_or_failed_on_their_own(
     assert_eq!(stored, 30, "every good step is stored: {results:?}");
     assert!(store.message_by_external_id(Channel::WebChat, "g:orphan").await.unwrap().is_none());
     assert_eq!(store.conversation_messages(conversation.id, 0, 100).await.unwrap().len(), 31, "the first, then 30; the duplicate added nothing");
+}
+
+/// Steps refused amid others sent at once (on PostgreSQL: in one transaction, each from its own
+/// savepoint) leave nothing behind, and the steps around them are stored whole.
+async fn refused_steps_amid_others_committed_at_once_write_nothing(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let conversation = conversation(store.as_ref(), "visitor-amid").await;
+    let Committed::Stored { seqs } = store.commit(step_write(Some(message(&conversation, Sender::Customer, "first", Some("amid:0"))), vec![])).await.unwrap() else {
+        panic!("stored")
+    };
+    let answer = |reply: &str| StepWrite {
+        answers: Some((seqs[0], classified_as("greeting"))),
+        outbound: vec![message(&conversation, Sender::Bot, reply, None)],
+        ..StepWrite::default()
+    };
+    assert!(matches!(store.commit(answer("answered once")).await, Ok(Committed::Stored { .. })));
+    assert!(store.unanswered_messages(10).await.unwrap().is_empty(), "answered, so no longer waiting");
+    let mut writes: Vec<StepWrite> = (1..=20)
+        .map(|n| step_write(Some(message(&conversation, Sender::Customer, &format!("m{n}"), Some(&format!("amid:{n}")))), vec![message(&conversation, Sender::Bot, &format!("r{n}"), None)]))
+        .collect();
+    writes.insert(5, answer("answered twice"));
+    writes.insert(12, step_write(Some(message(&conversation, Sender::Customer, "again", Some("amid:0"))), vec![message(&conversation, Sender::Bot, "reply to again", None)]));
+    let results = futures::future::join_all(writes.into_iter().map(|write| store.commit(write))).await;
+    assert!(matches!(results[5], Ok(Committed::Duplicate)), "{:?}", results[5]);
+    assert!(matches!(results[12], Ok(Committed::Duplicate)), "{:?}", results[12]);
+    assert_eq!(results.iter().filter(|r| matches!(r, Ok(Committed::Stored { .. }))).count(), 20, "{results:?}");
+    let texts: Vec<String> = store.conversation_messages(conversation.id, 0, 100).await.unwrap().into_iter().map(|m| m.text).collect();
+    assert_eq!(texts.len(), 2 + 40, "{texts:?}");
+    assert!(!texts.iter().any(|t| t == "answered twice" || t == "again" || t == "reply to again"), "{texts:?}");
+    let waiting = store.unanswered_messages(100).await.unwrap();
+    assert_eq!(waiting.len(), 20, "each new customer message waits for its answer, the refused ones add none");
+    assert!(waiting.windows(2).all(|w| w[0].seq < w[1].seq), "oldest first");
 }
 
 async fn contacts_join_into_one_person_with_proof_and_separate_again(backend: Backend) {
