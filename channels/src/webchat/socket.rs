@@ -57,8 +57,8 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
         false => 0,
     };
     let mut subscription = state.hub.subscribe_socket(&visitor, state.settings.max_sockets_per_visitor, caught_up_to);
-    let conversation = match Box::pin(page(&state, &visitor, i64::MAX)).await {
-        Ok(page) => page.conversation,
+    let conversation = match Box::pin(current_conversation(&state, &visitor)).await {
+        Ok(conversation) => conversation,
         Err(error) => {
             let _ = send(&mut sink, &ServerFrame::error(error, None)).await;
             return;
@@ -114,6 +114,16 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
             return;
         }
     }
+}
+
+/// What the `ready` frame holds: the visitor's current conversation, if any, in one read (two
+/// with an agent's read marker). The widget loads its messages over HTTP (`history`).
+async fn current_conversation(state: &WebChatState, visitor: &str) -> Result<Option<ConversationView>, HttpError> {
+    let store = state.engine.conversations();
+    let Some((_, Some(current))) = store.contact_and_current_conversation(switchboard_models::Channel::WebChat, visitor).await? else {
+        return Ok(None);
+    };
+    Ok(Some(ConversationView { seen_up_to: store.seen_by_agent(current.id).await?, ..ConversationView::from(&current) }))
 }
 
 /// The seq of the visitor's newest message in their current conversation (0: none yet).

@@ -3,7 +3,8 @@
 //!
 //!   bench throughput [--connections 200] [--seconds 10] [--nodes 1]   (--nodes N > 1: on PostgreSQL)
 //!   bench latency    [--rate 1000] [--connections 200] [--seconds 10]
-//!   bench idle       [--connections 19000] [--concurrency 500]
+//!   bench idle       [--connections 19000] [--concurrency 500] [--returning 1]
+//!                    (--returning 1: every visitor chatted before, as in a reconnect storm)
 //!   bench startup    [--runs 5]
 //!   bench panel      [--conversations 100000] [--messages-each 10] [--requests 200]
 //!   bench nlp        [--connections 32] [--seconds 10]
@@ -122,10 +123,20 @@ impl Server {
     }
 
     fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The resident memory that is the process's own (heap, stacks), without mapped files such
+    /// as SQLite's pages, which the OS may take back.
+    fn anonymous_kib(&self) -> u64 {
+        self.status_kib("RssAnon:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     }
@@ -181,7 +192,7 @@ async fn main() -> anyhow::Result<()> {
             latency(arg(&args, "--rate", 1000), arg(&args, "--connections", 200) as usize, arg(&args, "--seconds", 10))
                 .await
         }
-        "idle" => idle(arg(&args, "--connections", 19_000) as usize, arg(&args, "--concurrency", 500) as usize).await,
+        "idle" => idle(arg(&args, "--connections", 19_000) as usize, arg(&args, "--concurrency", 500) as usize, arg(&args, "--returning", 0) == 1).await,
         "startup" => startup(arg(&args, "--runs", 5) as usize),
         "failover" => failover(arg(&args, "--runs", 5) as usize).await,
         "live-nodes" => live_across_nodes(arg(&args, "--messages", 200) as usize).await,
@@ -601,17 +612,33 @@ async fn seed_sla(
 }
 
 /// Idle widgets: server memory per open connection.
-/// `concurrency` openings in flight at once (a reconnect storm: all of them).
-async fn idle(connections: usize, concurrency: usize) -> anyhow::Result<()> {
+/// `concurrency` openings in flight at once (a reconnect storm: all of them). `returning`: each
+/// visitor first wrote a message and got the bot's answer, then went away, so every opening
+/// finds a customer and a conversation (what a restart's reconnect storm brings back).
+async fn idle(connections: usize, concurrency: usize, returning: bool) -> anyhow::Result<()> {
     let (server, _) = Server::start()?;
     let keys = VisitorKeys::new(SECRET.as_bytes().to_vec());
+    let tokens: Vec<String> = (0..connections).map(|_| keys.issue().1).collect();
+    if returning {
+        let chatted = Instant::now();
+        let chats = futures::stream::iter(tokens.iter().enumerate().map(|(i, token)| chat_once(server.addr, token, i + 1)))
+            .buffer_unordered(concurrency.max(1));
+        for chat in chats.collect::<Vec<_>>().await {
+            chat?;
+        }
+        println!("idle: {connections} visitors each wrote a message and were answered first, in {:.1} s", chatted.elapsed().as_secs_f64());
+        // The server hands freed heap back every 10 s: measure from there.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+    }
     // Warm the server (first connection allocates shared buffers) before measuring.
     let warm = open(server.addr, &keys, 0).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = server.rss_kib();
+    let anonymous_before = server.anonymous_kib();
     let mut sockets = Vec::with_capacity(connections);
     let started = Instant::now();
-    let opened = futures::stream::iter((0..connections).map(|i| open(server.addr, &keys, i + 1))).buffer_unordered(concurrency.max(1));
+    let opened = futures::stream::iter(tokens.iter().enumerate().map(|(i, token)| open_with_token(server.addr, token, i + 1)))
+        .buffer_unordered(concurrency.max(1));
     for socket in opened.collect::<Vec<_>>().await {
         sockets.push(socket?);
     }
@@ -630,10 +657,14 @@ async fn idle(connections: usize, concurrency: usize) -> anyhow::Result<()> {
     // The server hands freed heap back every 10 s: what stays is what idle sockets hold.
     tokio::time::sleep(Duration::from_secs(11)).await;
     let settled = server.rss_kib();
+    let anonymous = server.anonymous_kib();
     println!(
-        "idle: 13 s after opening: server RSS {} MiB = {:.1} KB per connection",
+        "idle: 13 s after opening: server RSS {} MiB = {:.1} KB per connection; its own memory (RssAnon) {} MiB -> {} MiB = {:.1} KB per connection",
         settled / 1024,
-        settled.saturating_sub(before) as f64 * 1024.0 / connections as f64 / 1000.0
+        settled.saturating_sub(before) as f64 * 1024.0 / connections as f64 / 1000.0,
+        anonymous_before / 1024,
+        anonymous / 1024,
+        anonymous.saturating_sub(anonymous_before) as f64 * 1024.0 / connections as f64 / 1000.0
     );
     drop(warm);
     Ok(())
@@ -1333,6 +1364,21 @@ async fn open_with_token(addr: SocketAddr, token: &str, index: usize) -> anyhow:
         }
     }
     bail!("closed before ready")
+}
+
+/// Opens a widget socket with `token`, writes one message, waits for the bot's answer, closes.
+async fn chat_once(addr: SocketAddr, token: &str, index: usize) -> anyhow::Result<()> {
+    let mut ws = open_with_token(addr, token, index).await?;
+    ws.send(WsMessage::Text(json!({"type": "send", "client_id": "first", "text": "hello"}).to_string().into())).await?;
+    while let Some(frame) = ws.next().await {
+        if let WsMessage::Text(text) = frame?
+            && text.contains("\"sender\":\"bot\"")
+        {
+            ws.close(None).await?;
+            return Ok(());
+        }
+    }
+    bail!("closed before the bot answered")
 }
 
 /// Singleton failover: two nodes on one PostgreSQL database poll a local Telegram stand-in
