@@ -358,7 +358,7 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
         .chain(write.outbound.iter().map(|m| (m, Some(m.created_at))))
         .chain(write.notes.iter().map(|m| (m, None)))
         .collect();
-    let inserted = insert_messages(tx, &rows).await?;
+    let (inserted, webhooks_listen) = insert_messages(tx, &rows).await?;
     if let Some(inbound) = &write.inbound
         && !inserted.iter().any(|(_, id)| *id == inbound.id.to_string())
     {
@@ -460,7 +460,9 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
     }
     // Seqs in the order given: inbound, then replies, then notes.
     let seq_of = |m: &Message| inserted.iter().find(|(_, id)| *id == m.id.to_string()).map(|(seq, _)| *seq);
-    queue_webhook_events(tx, &switchboard_core::webhooks::events_of(write, seq_of), None).await?;
+    if webhooks_listen {
+        queue_webhook_events(tx, &switchboard_core::webhooks::events_of(write, seq_of), None).await?;
+    }
     let seqs = rows.iter().filter_map(|(m, _)| seq_of(m)).collect();
     Ok(Committed::Stored { seqs })
 }
@@ -509,13 +511,15 @@ async fn insert_event(tx: &mut $conn, event: &switchboard_models::ConversationEv
 const MESSAGE_INSERT_COLUMNS: usize = 17;
 
 /// Inserts messages, skipping any whose (channel, external id) is taken; returns `(seq, id)` of
-/// those inserted. A `Some` delivery instant queues the message for the outbox from then.
+/// those inserted, and whether any webhook may want the step's events (`false` only when the
+/// same statement found none active: the step then skips queueing them, a round trip saved).
+/// A `Some` delivery instant queues the message for the outbox from then.
 async fn insert_messages(
     tx: &mut $conn,
     rows: &[(&Message, Option<Timestamp>)],
-) -> Result<Vec<(i64, String)>, StoreError> {
+) -> Result<(Vec<(i64, String)>, bool), StoreError> {
     if rows.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), true));
     }
     let values = (0..rows.len())
         .map(|r| {
@@ -536,12 +540,12 @@ async fn insert_messages(
             "WITH m AS ({insert}, contact_id, channel, created_at, sender, classification), \
              w AS (INSERT INTO waiting_messages (message_seq, contact_id, channel, created_at) \
              SELECT seq, contact_id, channel, created_at FROM m WHERE sender = 'customer' AND classification IS NULL) \
-             SELECT seq, id FROM m"
+             SELECT seq, id, EXISTS (SELECT 1 FROM webhooks WHERE active = TRUE) AS webhooks_listen FROM m"
         )
     } else {
         insert
     };
-    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (m, deliver_from) in rows {
         query = query
             .bind(m.id.to_string())
@@ -562,9 +566,14 @@ async fn insert_messages(
             .bind(deliver_from.is_some())
             .bind(deliver_from.map(millis));
     }
-    let inserted: Vec<(i64, String)> = query.fetch_all(&mut *tx).await.map_err(backend)?;
+    let returned = query.fetch_all(&mut *tx).await.map_err(backend)?;
+    let inserted = returned.iter().map(|row| Ok((row.int("seq")?, row.text("id")?))).collect::<Result<Vec<_>, StoreError>>()?;
     if $chained_writes {
-        return Ok(inserted);
+        let webhooks_listen = match returned.first() {
+            Some(row) => row.flag("webhooks_listen")?,
+            None => true,
+        };
+        return Ok((inserted, webhooks_listen));
     }
     for (seq, id) in &inserted {
         if let Some((m, _)) = rows.iter().find(|(m, _)| m.id.to_string() == *id)
@@ -581,7 +590,7 @@ async fn insert_messages(
                 .map_err(backend)?;
         }
     }
-    Ok(inserted)
+    Ok((inserted, true))
 }
 
 /// Takes customer message `$1` off the waiting list: the first answer wins.
