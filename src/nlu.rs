@@ -133,6 +133,8 @@ pub fn cross_validate(config: &Config, folds: usize, params: TrainParams) -> any
     println!("tone             {}", percent(report.tone_accuracy));
     println!("priority         within one level {}", percent(report.priority_within_one_level));
     println!("escalate now     F1 {:.3}", report.escalate_f1);
+    let bars: Vec<String> = report.escalate_f1_at.iter().map(|(bar, f1)| format!("{:.0} %: {f1:.3}", bar * 100.0)).collect();
+    println!("                 by bar (bot.escalate_at_least) {}", bars.join(", "));
     Ok(())
 }
 

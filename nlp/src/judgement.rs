@@ -301,8 +301,15 @@ pub struct CrossValidation {
     pub need_accuracy: f32,
     pub tone_accuracy: f32,
     pub priority_within_one_level: f32,
+    /// At the service's default bar (`bot.escalate_at_least` = 0.5).
     pub escalate_f1: f32,
+    /// `(bar, F1)` for bars around the default: a bar is chosen here, on the training set,
+    /// never on the evaluation set.
+    pub escalate_f1_at: Vec<(f32, f32)>,
 }
+
+/// Bars the cross-validation scores escalation at.
+const ESCALATE_BARS: [f32; 7] = [0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65];
 
 pub fn cross_validate(rows: &[TrainingRow], embeddings: &[Vec<f32>], params: &TrainParams, folds: usize) -> CrossValidation {
     let folds = folds.max(2);
@@ -323,15 +330,18 @@ pub fn cross_validate(rows: &[TrainingRow], embeddings: &[Vec<f32>], params: &Tr
     let judged: Vec<Judged> = judged.into_iter().map(|j| j.expect("every row is in one fold")).collect();
     let share = |hits: usize| hits as f32 / rows.len().max(1) as f32;
     let level = |p: Priority| Priority::ALL.iter().position(|x| *x == p).expect("listed") as i32;
-    let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
-    for (row, j) in rows.iter().zip(&judged) {
-        match (row.escalate, j.escalate >= 0.5) {
-            (true, true) => tp += 1,
-            (false, true) => fp += 1,
-            (true, false) => fn_ += 1,
-            _ => {}
+    let f1_at = |bar: f32| {
+        let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
+        for (row, j) in rows.iter().zip(&judged) {
+            match (row.escalate, j.escalate >= bar) {
+                (true, true) => tp += 1,
+                (false, true) => fp += 1,
+                (true, false) => fn_ += 1,
+                _ => {}
+            }
         }
-    }
+        if tp == 0 { 0.0 } else { 2.0 * tp as f32 / (2 * tp + fp + fn_) as f32 }
+    };
     CrossValidation {
         rows: rows.len(),
         folds,
@@ -339,7 +349,8 @@ pub fn cross_validate(rows: &[TrainingRow], embeddings: &[Vec<f32>], params: &Tr
         need_accuracy: share(rows.iter().zip(&judged).filter(|(r, j)| r.need == j.need).count()),
         tone_accuracy: share(rows.iter().zip(&judged).filter(|(r, j)| r.tone == Tone::of(j.sentiment)).count()),
         priority_within_one_level: share(rows.iter().zip(&judged).filter(|(r, j)| (level(r.priority) - level(j.priority)).abs() <= 1).count()),
-        escalate_f1: if tp == 0 { 0.0 } else { 2.0 * tp as f32 / (2 * tp + fp + fn_) as f32 },
+        escalate_f1: f1_at(0.5),
+        escalate_f1_at: ESCALATE_BARS.iter().map(|&bar| (bar, f1_at(bar))).collect(),
     }
 }
 
@@ -418,6 +429,25 @@ mod tests {
             assert!(rows.iter().filter(|r| r.priority == *priority).count() >= 50, "priority {priority:?}");
         }
         assert!(rows.iter().all(|r| r.priority != Priority::Urgent || r.escalate), "every urgent row escalates");
+    }
+
+    /// Cross-validation scores escalation at each bar, the default's figure among them; with an
+    /// embedding that tells escalations apart, every bar near the default finds them.
+    #[test]
+    fn cross_validation_scores_escalation_at_each_bar() {
+        let rows: Vec<TrainingRow> = read_training(TRAINING_SET).expect("valid").into_iter().step_by(10).collect();
+        let embeddings: Vec<Vec<f32>> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (0..384).map(|d| if d == 0 { if r.escalate { 1.0 } else { -1.0 } } else { ((i * 31 + d * 7) % 13) as f32 / 130.0 }).collect())
+            .collect();
+        let report = cross_validate(&rows, &embeddings, &TrainParams::default(), 3);
+        let bars: Vec<f32> = report.escalate_f1_at.iter().map(|(bar, _)| *bar).collect();
+        assert_eq!(bars, ESCALATE_BARS);
+        let at_default = report.escalate_f1_at.iter().find(|(bar, _)| *bar == 0.5).expect("the default bar").1;
+        assert_eq!(at_default, report.escalate_f1);
+        assert!(report.escalate_f1_at.iter().all(|(_, f1)| (0.0..=1.0).contains(f1)));
+        assert!(report.escalate_f1 > 0.8, "{report:?}");
     }
 
     /// The evaluation set stays unseen: no training message equals one of its messages or
