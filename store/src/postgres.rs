@@ -34,8 +34,10 @@ struct Job {
     done: oneshot::Sender<Result<Committed, StoreError>>,
 }
 
-/// Transactions committing steps at once, and the most steps one takes.
-const COMMITTERS: usize = 8;
+/// Transactions committing steps at once, and the most steps one takes. Four: fewer, larger
+/// groups cost PostgreSQL less per step than eight did (BENCHMARKS.md, "committers"), while
+/// three left the CPU waiting on commits.
+const COMMITTERS: usize = 4;
 const MAX_GROUP: usize = 32;
 
 impl PgStore {
@@ -48,7 +50,7 @@ impl PgStore {
     /// The pool's size when not configured (`database.max_connections`).
     pub const DEFAULT_CONNECTIONS: u32 = 24;
     /// The fewest connections a pool may have: the committers' and some for reading.
-    pub const MIN_CONNECTIONS: u32 = COMMITTERS as u32 + 4;
+    pub const MIN_CONNECTIONS: u32 = COMMITTERS as u32 + 8;
 
     /// `open` with a pool of up to `connections` (at least `MIN_CONNECTIONS`).
     pub async fn open_with(url: &str, connections: u32) -> Result<Self, StoreError> {
