@@ -1970,18 +1970,14 @@ impl $store {
             return Ok(Vec::new());
         }
         let (filter, values) = crate::report_sql::filter_conditions(period, crate::report_sql::ReportRows::Of("m"), 3);
-        let sql = if waiting_only {
-            format!(
-                "SELECT m.intent, COUNT(*) AS n, CAST(SUM(CASE WHEN m.answered_from_intent THEN 1 ELSE 0 END) AS BIGINT) AS answered \
-                 FROM waiting_messages w JOIN messages m ON m.seq = w.message_seq \
-                 WHERE w.created_at >= $1 AND w.created_at < $2{filter} GROUP BY m.intent"
-            )
-        } else {
-            format!(
-                "SELECT m.intent, COUNT(*) AS n, CAST(SUM(CASE WHEN m.answered_from_intent THEN 1 ELSE 0 END) AS BIGINT) AS answered \
-                 FROM messages m WHERE m.sender = 'customer' AND m.created_at >= $1 AND m.created_at < $2{filter} GROUP BY m.intent"
-            )
+        let rows = match waiting_only {
+            true => "waiting_messages w JOIN messages m ON m.seq = w.message_seq WHERE w.created_at >= $1 AND w.created_at < $2",
+            false => "messages m WHERE m.sender = 'customer' AND m.created_at >= $1 AND m.created_at < $2",
         };
+        let sql = format!(
+            "SELECT m.intent, COUNT(*) AS n, CAST(SUM(CASE WHEN m.answered_from_intent THEN 1 ELSE 0 END) AS BIGINT) AS answered \
+             FROM {rows}{filter} GROUP BY m.intent"
+        );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(from).bind(to);
         for value in &values {
             query = query.bind(value.clone());

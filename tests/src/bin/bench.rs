@@ -132,6 +132,15 @@ impl Server {
         self.status_kib("RssAnon:")
     }
 
+    /// Waits until the server's own memory has fallen by a tenth (its periodic return of freed
+    /// heap), or `limit` passed.
+    async fn heap_handed_back(&self, limit: Duration) {
+        let (start, deadline) = (self.anonymous_kib(), Instant::now() + limit);
+        while self.anonymous_kib() * 10 > start * 9 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
         status
@@ -628,7 +637,7 @@ async fn idle(connections: usize, concurrency: usize, returning: bool) -> anyhow
         }
         println!("idle: {connections} visitors each wrote a message and were answered first, in {:.1} s", chatted.elapsed().as_secs_f64());
         // The server hands freed heap back every 10 s: measure from there.
-        tokio::time::sleep(Duration::from_secs(11)).await;
+        server.heap_handed_back(Duration::from_secs(15)).await;
     }
     // Warm the server (first connection allocates shared buffers) before measuring.
     let warm = open(server.addr, &keys, 0).await?;
