@@ -38,7 +38,9 @@ try {
   await elsewhere.waitForFunction(() => document.body.dataset.liveReady === '1', null, { timeout: 10000 });
   await reply.locator('[data-test="retry"]').click();
   await elsewhere.locator('[data-test="failed-notice"]').waitFor({ timeout: 10000 });
-  assert.equal(await elsewhere.locator('#announcer').textContent(), 'A reply you wrote was not delivered.');
+  // The live region is filled 50 ms after the notice (a change screen readers announce).
+  const announced = 'A reply you wrote was not delivered.';
+  await elsewhere.waitForFunction((text) => document.getElementById('announcer').textContent === text, announced, { timeout: 5000 });
   await expectAccessible(elsewhere, 'dashboard with a live notice');
   await elsewhere.close();
 
