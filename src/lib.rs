@@ -561,6 +561,8 @@ async fn build_classifier(config: &Config, llm: Option<Arc<LlmClient>>) -> anyho
     let classifier = classifier
         .with_llm_answers(config.llm.answer_out_of_scope)
         .with_queue_budget(Duration::from_millis(config.nlp.queue_budget_ms));
+    let n = config.nlp.clone();
+    let classifier = tokio::task::spawn_blocking(move || with_first_stage(classifier, &n)).await??;
     tracing::info!(
         model = %config.nlp.model_dir.display(),
         backend = %config.nlp.resolved_backend(),
@@ -568,6 +570,25 @@ async fn build_classifier(config: &Config, llm: Option<Arc<LlmClient>>) -> anyho
     );
     let classifier = Arc::new(classifier);
     Ok(Nlu { classifier: classifier.clone(), model: Some(classifier) })
+}
+
+/// Adds the first stage when `nlp.first_stage` is on and its static vectors are installed;
+/// without them every message goes through the sentence encoder, as the log says.
+pub fn with_first_stage(classifier: ModelClassifier, nlp: &config::NlpConfig) -> anyhow::Result<ModelClassifier> {
+    if !nlp.first_stage {
+        return Ok(classifier);
+    }
+    match switchboard_nlp::StaticEncoder::load(&nlp.model_dir) {
+        Ok(encoder) => {
+            let classifier = classifier.with_first_stage(Arc::new(encoder)).context("training the classifier's first stage")?;
+            tracing::info!("classifier: first stage on (static token vectors): plain messages it is sure of skip the sentence encoder");
+            Ok(classifier)
+        }
+        Err(e) => {
+            tracing::warn!("classifier: first stage off ({e}); every message goes through the sentence encoder");
+            Ok(classifier)
+        }
+    }
 }
 
 /// The sentence encoder on the engine `nlp.backend` names.

@@ -64,10 +64,12 @@ enum NluCommand {
         /// Where report.json goes.
         #[arg(long, default_value = "nlu-judge")]
         out: PathBuf,
-        /// Judge the overload fast path instead: every message classified by the words-only
-        /// intent head, as when it waited past nlp.queue_budget_ms (no judgement, no LLM).
+        /// Judge the overload fast path instead: every message classified without the sentence
+        /// encoder, as when it waited past nlp.queue_budget_ms: by the first stage, sure or not
+        /// (or, with nlp.first_stage off or not installed, the words-only intent head, with no
+        /// judgement); never the LLM.
         #[arg(long)]
-        words_only: bool,
+        fast_path: bool,
     },
     /// Cross-validate the judgement heads on their built-in training set (never on the
     /// evaluation set): for choosing their training settings.
@@ -263,7 +265,7 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
             Ok(())
         }
         Command::Nlu { command: NluCommand::Check { intents } } => nlu::check(&config, intents.as_deref()),
-        Command::Nlu { command: NluCommand::Judge { data, out, words_only } } => nlu::judge(&config, &data, &out, words_only).await,
+        Command::Nlu { command: NluCommand::Judge { data, out, fast_path } } => nlu::judge(&config, &data, &out, fast_path).await,
         Command::Nlu { command: NluCommand::CrossValidate { folds, head } } => {
             let params = head.over(switchboard_nlp::judgement::judgement_params());
             tokio::task::spawn_blocking(move || nlu::cross_validate(&config, folds, params)).await?

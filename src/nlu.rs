@@ -55,6 +55,13 @@ pub fn eval(
         out_of_scope_label: out_of_scope_label.to_string(),
         cache_dir: Some(config.nlp.cache_dir.clone()),
         params,
+        // Scored when the service would run it.
+        first_stage: match config.nlp.first_stage {
+            true => switchboard_nlp::StaticEncoder::load(&config.nlp.model_dir)
+                .map(|e| std::sync::Arc::new(e) as std::sync::Arc<dyn switchboard_nlp::SentenceEncoder>)
+                .ok(),
+            false => None,
+        },
     };
     let report = eval::evaluate(encoder.as_ref(), &train, &test, &options, &mut |stage, done, total| {
         if stage_seen != Some(stage) {
@@ -117,6 +124,17 @@ pub fn eval(
         "latency          one message p50 {:.1} ms, p95 {:.1} ms; batches of {}: {:.0} messages/s",
         report.latency.single_p50_ms, report.latency.single_p95_ms, report.latency.batch_size, report.latency.batch_messages_per_second
     );
+    if let Some(f) = &report.first_stage {
+        println!("first stage      {} alone: accuracy {:.2} %; one message p50 {:.2} ms", f.encoder, f.accuracy_alone * 100.0, f.single_p50_ms);
+        println!(
+            "                 sure from {:.2}: takes {:.1} % of the test, {:.2} % of them right (the sentence encoder: {:.2} %)",
+            f.sure_at,
+            f.taken * 100.0,
+            f.taken_accuracy * 100.0,
+            f.encoder_accuracy_on_taken * 100.0
+        );
+        println!("both stages      accuracy {:.2} % (as the service classifies)", f.accuracy * 100.0);
+    }
     println!("training         {:.1} s", report.train_seconds);
     println!("written          {} and {}", json_path.display(), chart_path.display());
     Ok(())
@@ -138,9 +156,9 @@ pub fn cross_validate(config: &Config, folds: usize, params: TrainParams) -> any
     Ok(())
 }
 
-pub async fn judge(config: &Config, data: &Path, out: &Path, words_only: bool) -> anyhow::Result<()> {
+pub async fn judge(config: &Config, data: &Path, out: &Path, fast_path: bool) -> anyhow::Result<()> {
     let cases = judge::read_cases(data)?;
-    let classifier: std::sync::Arc<dyn switchboard_core::ports::Classifier> = match words_only {
+    let classifier: std::sync::Arc<dyn switchboard_core::ports::Classifier> = match fast_path {
         false => switchboard::service_classifier(config).await?,
         true => {
             let encoder = switchboard::load_encoder(&config.nlp)?;
@@ -150,7 +168,7 @@ pub async fn judge(config: &Config, data: &Path, out: &Path, words_only: bool) -
             };
             let (model, _) = switchboard_nlp::ModelClassifier::load(encoder, source, Some(config.nlp.cache_dir.clone()), None, 0.0)?;
             // No message can keep a budget of a nanosecond: each takes the fast path.
-            std::sync::Arc::new(model.with_queue_budget(std::time::Duration::from_nanos(1)))
+            std::sync::Arc::new(switchboard::with_first_stage(model.with_queue_budget(std::time::Duration::from_nanos(1)), &config.nlp)?)
         }
     };
     let policy = switchboard::policy(config);

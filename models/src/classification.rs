@@ -174,6 +174,10 @@ pub enum ClassificationSource {
     Keywords,
     /// The local sentence encoder and intent head.
     Model,
+    /// The classifier's first stage: static token vectors distilled from the sentence encoder,
+    /// sure of a plain message (on topic, calm, nothing to escalate), which then skipped the
+    /// sentence encoder.
+    FirstStage,
     /// The hosted LLM, asked because the local model was unsure. Its choice counts as confident.
     Llm,
     /// The intent head on the message's words alone: the encoder's queue was over its time

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use switchboard_core::ports::Classifier;
-use switchboard_models::{Category, Classification, ClassificationSource, IntentName, IntentScore, Judgement, Need};
+use switchboard_models::{Category, Classification, ClassificationSource, IntentName, IntentScore, Judgement, Need, Priority};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -58,9 +58,48 @@ struct Trained {
     intents: IntentSet,
     model: IntentModel,
     /// The same intents on their examples' words alone (no embedding), calibrated on its own:
-    /// the fast path under overload.
+    /// the fast path under overload when there is no first stage.
     words_only: IntentModel,
+    first_stage: Option<FirstStage>,
 }
+
+/// The same intents, and the judgement, on static token vectors distilled from the sentence
+/// encoder: it answers plain messages it is sure of without the sentence encoder, and every
+/// message shed under overload.
+#[derive(Clone)]
+struct FirstStage {
+    encoder: Arc<dyn SentenceEncoder>,
+    model: IntentModel,
+    judgement: Arc<JudgementModel>,
+}
+
+impl FirstStage {
+    fn rank_and_judge(&self, text: &str) -> Result<(Ranking, Judged), EncoderError> {
+        let embedding = self.encoder.encode(&[text])?.pop().unwrap_or_default();
+        Ok((self.model.rank(text, &embedding), self.judgement.judge(text, &embedding)))
+    }
+
+}
+
+/// Whether the first stage takes a message without the sentence encoder: sure of the intent
+/// (`model.sure_at`), and the message plain: English (the static vectors are English word
+/// pieces), on topic, a question or a social message, calm, not pressing, nothing a person
+/// should take now. Anything else is the sentence encoder's.
+pub fn first_stage_takes(text: &str, model: &IntentModel, ranking: &Ranking, judged: &Judged) -> bool {
+    let confidence = ranking.first().map_or(0.0, |&(_, p)| p);
+    confidence >= model.sure_at.max(model.out_of_scope_threshold)
+        && judged.category.is_some()
+        && matches!(judged.need, Need::Question | Need::Greeting | Need::Thanks | Need::Goodbye)
+        && matches!(judged.priority, Priority::Medium | Priority::Low)
+        && judged.sentiment > -PLAIN_TONE_ABOVE
+        && judged.escalate < PLAIN_ESCALATE_BELOW
+        && signals::language(text).is_none_or(|language| language == "en")
+}
+
+/// A plain message's tone is above minus this (P(positive) − P(negative)).
+const PLAIN_TONE_ABOVE: f32 = 0.3;
+/// A plain message's escalation probability is below this (the service's bar is 0.5).
+const PLAIN_ESCALATE_BELOW: f32 = 0.25;
 
 pub struct ModelClassifier {
     local: Arc<Local>,
@@ -91,6 +130,9 @@ struct Local {
     queue_budget_nanos: std::sync::atomic::AtomicU64,
     /// Messages waiting for an encoder thread.
     waiting: std::sync::atomic::AtomicUsize,
+    /// The first stage's encoder, once set (`ModelClassifier::with_first_stage`); reloads
+    /// train the first stage with it.
+    first_stage_encoder: std::sync::OnceLock<Arc<dyn SentenceEncoder>>,
 }
 
 /// A message waits at most this long for the encoder by default before taking the fast path.
@@ -105,7 +147,7 @@ impl ModelClassifier {
         llm: Option<Arc<LlmClient>>,
         llm_below: f32,
     ) -> Result<(Self, LoadReport), LoadError> {
-        let (trained, report) = train(encoder.as_ref(), &source, cache_dir.as_deref())?;
+        let (trained, report) = train(encoder.as_ref(), None, &source, cache_dir.as_deref())?;
         let judgement = judgement_for(encoder.as_ref(), cache_dir.as_deref())?;
         let mut templates = Handlebars::new();
         templates.set_strict_mode(false);
@@ -116,6 +158,7 @@ impl ModelClassifier {
             templates,
             queue_budget_nanos: std::sync::atomic::AtomicU64::new(DEFAULT_QUEUE_BUDGET.as_nanos() as u64),
             waiting: std::sync::atomic::AtomicUsize::new(0),
+            first_stage_encoder: std::sync::OnceLock::new(),
         });
         let pending = spawn_encoder_threads(local.clone());
         let classifier = Self { local, pending, source, cache_dir, llm, llm_below, llm_answers: false };
@@ -127,6 +170,23 @@ impl ModelClassifier {
     pub fn with_llm_answers(mut self, allowed: bool) -> Self {
         self.llm_answers = allowed;
         self
+    }
+
+    /// Adds the first stage on `encoder` (static token vectors, `StaticEncoder`): plain messages
+    /// it is sure of skip the sentence encoder, and messages shed under overload are ranked and
+    /// judged by it rather than on their words alone. Blocking: trains its heads (cached).
+    pub fn with_first_stage(self, encoder: Arc<dyn SentenceEncoder>) -> Result<Self, LoadError> {
+        let current = self.local.current();
+        let stage = train_first_stage(&encoder, &current.intents, self.cache_dir.as_deref(), &TrainParams::default())?;
+        let trained = Trained {
+            intents: current.intents.clone(),
+            model: current.model.clone(),
+            words_only: current.words_only.clone(),
+            first_stage: Some(stage),
+        };
+        *self.local.trained.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(trained);
+        let _ = self.local.first_stage_encoder.set(encoder);
+        Ok(self)
     }
 
     /// Under overload, a message that waited longer than `budget` for the encoder is classified
@@ -144,7 +204,7 @@ impl ModelClassifier {
 
     /// Re-reads the intents file. On any error the running model stays as it was.
     pub fn reload(&self) -> Result<LoadReport, LoadError> {
-        let (trained, report) = train(self.local.encoder.as_ref(), &self.source, self.cache_dir.as_deref())?;
+        let (trained, report) = train(self.local.encoder.as_ref(), self.local.first_stage_encoder.get(), &self.source, self.cache_dir.as_deref())?;
         *self.local.trained.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(trained);
         Ok(report)
     }
@@ -153,7 +213,8 @@ impl ModelClassifier {
     /// use. Blocking: seconds when the head is not cached.
     pub fn prepare(&self, origin: &Path, text: &str) -> Result<Prepared, LoadError> {
         let intents = IntentSet::parse(origin, text)?;
-        let (trained, report) = train_set(self.local.encoder.as_ref(), intents, self.cache_dir.as_deref(), Instant::now())?;
+        let (trained, report) =
+            train_set(self.local.encoder.as_ref(), self.local.first_stage_encoder.get(), intents, self.cache_dir.as_deref(), Instant::now())?;
         Ok(Prepared { trained, report })
     }
 
@@ -253,14 +314,36 @@ impl Local {
         self.trained.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The words-only intent head, without the encoder or the judgement: microseconds
-    /// instead of milliseconds, less sure.
+    /// Without the sentence encoder: the first stage (or, without one, the words-only intent
+    /// head with no judgement), sure or not: microseconds instead of milliseconds, less sure.
     fn classify_fast(&self, text: &str, reported: Option<&str>) -> Classification {
         let trained = self.current();
-        let ranking = trained.words_only.rank(text, &[]);
-        let mut classification = self.describe_with(&trained, &trained.words_only, text, reported, &ranking, None);
+        let judged_by_first_stage =
+            trained.first_stage.as_ref().and_then(|stage| Some((stage, stage.rank_and_judge(text).ok()?)));
+        let mut classification = match judged_by_first_stage {
+            Some((stage, (ranking, judged))) => self.describe_with(&trained, &stage.model, text, reported, &ranking, Some(judged)),
+            None => {
+                let ranking = trained.words_only.rank(text, &[]);
+                self.describe_with(&trained, &trained.words_only, text, reported, &ranking, None)
+            }
+        };
         classification.source = ClassificationSource::FastPath;
         classification
+    }
+
+    /// The first stage's classification when it takes the message (`first_stage_takes`); None:
+    /// the message needs the sentence encoder.
+    fn classify_first_stage(&self, text: &str, reported: Option<&str>) -> Option<Classification> {
+        let trained = self.current();
+        let stage = trained.first_stage.as_ref()?;
+        let (ranking, judged) = stage.rank_and_judge(text).ok()?;
+        if !first_stage_takes(text, &stage.model, &ranking, &judged) {
+            return None;
+        }
+        let mut classification = self.describe_with(&trained, &stage.model, text, reported, &ranking, Some(judged));
+        classification.source = ClassificationSource::FirstStage;
+        metrics::counter!("switchboard_classifications_first_stage_total").increment(1);
+        Some(classification)
     }
 
     /// Takes a batch off the queue: those over the budget take the fast path (answered here),
@@ -423,6 +506,9 @@ impl Classifier for ModelClassifier {
     }
 
     async fn classify_in(&self, text: &str, language: Option<&str>) -> Classification {
+        if let Some(classification) = self.local.classify_first_stage(text, language) {
+            return self.with_escalate_words(text, classification);
+        }
         let (answer, answered) = tokio::sync::oneshot::channel();
         self.local.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let request = Request { text: text.to_string(), language: language.map(str::to_string), answer, queued_at: Instant::now() };
@@ -437,7 +523,7 @@ impl Classifier for ModelClassifier {
                 self.local.describe(&self.local.current(), text, language, &Vec::new(), None)
             }
         };
-        let mut classification = match &self.llm {
+        let classification = match &self.llm {
             // Unsure, or out of scope for the local model: the LLM may know better. Not for a
             // message shed under overload: that would turn a CPU overload into an LLM bill.
             Some(llm) if local.source != ClassificationSource::FastPath && (local.confidence < self.llm_below || local.intent.is(IntentName::OUT_OF_SCOPE)) => {
@@ -445,7 +531,13 @@ impl Classifier for ModelClassifier {
             }
             _ => local,
         };
-        // The admin's words hand the message to a person whatever it was classified as.
+        self.with_escalate_words(text, classification)
+    }
+}
+
+impl ModelClassifier {
+    /// The admin's words hand the message to a person whatever it was classified as.
+    fn with_escalate_words(&self, text: &str, mut classification: Classification) -> Classification {
         if self.local.current().intents.escalate_word_in(text).is_some() {
             classification.always_escalate = true;
             classification.answer = None;
@@ -579,15 +671,17 @@ fn head_file(cache_dir: &Path, intents: &IntentSet, encoder: &dyn SentenceEncode
 
 fn train(
     encoder: &dyn SentenceEncoder,
+    first_stage_encoder: Option<&Arc<dyn SentenceEncoder>>,
     source: &IntentsSource,
     cache_dir: Option<&Path>,
 ) -> Result<(Trained, LoadReport), LoadError> {
     let started = Instant::now();
-    train_set(encoder, source.load()?, cache_dir, started)
+    train_set(encoder, first_stage_encoder, source.load()?, cache_dir, started)
 }
 
 fn train_set(
     encoder: &dyn SentenceEncoder,
+    first_stage_encoder: Option<&Arc<dyn SentenceEncoder>>,
     intents: IntentSet,
     cache_dir: Option<&Path>,
     started: Instant,
@@ -596,12 +690,35 @@ fn train_set(
     // Disabled intents stay in the file, out of the model.
     let intents = IntentSet { intents: intents.intents.into_iter().filter(|i| i.enabled).collect(), ..intents };
     let examples = intents.intents.iter().map(|i| i.examples.len()).sum();
-    let cached_head = cache_dir.map(|dir| head_file(dir, &intents, encoder, &params));
+    let (model, cached) = intent_model(encoder, &intents, cache_dir, &params)?;
+    // Trained before the report, so their time counts in the load's.
+    let words_only = train_words_only(&intents, &params);
+    let first_stage = first_stage_encoder.map(|e| train_first_stage(e, &intents, cache_dir, &params)).transpose()?;
+    let report = report(&intents, &model, examples, cached, started);
+    Ok((Trained { intents, model, words_only, first_stage }, report))
+}
+
+fn train_first_stage(
+    encoder: &Arc<dyn SentenceEncoder>,
+    intents: &IntentSet,
+    cache_dir: Option<&Path>,
+    params: &TrainParams,
+) -> Result<FirstStage, EncoderError> {
+    let (model, _) = intent_model(encoder.as_ref(), intents, cache_dir, params)?;
+    Ok(FirstStage { encoder: encoder.clone(), model, judgement: judgement_for(encoder.as_ref(), cache_dir)? })
+}
+
+/// The intent head on `encoder`'s vectors: from the cache when trained there before (true),
+/// otherwise trained and kept there.
+fn intent_model(
+    encoder: &dyn SentenceEncoder,
+    intents: &IntentSet,
+    cache_dir: Option<&Path>,
+    params: &TrainParams,
+) -> Result<(IntentModel, bool), EncoderError> {
+    let cached_head = cache_dir.map(|dir| head_file(dir, intents, encoder, params));
     if let Some(model) = cached_head.as_ref().and_then(|f| IntentModel::load(f).ok()) {
-        // Trained before the report, so its time counts in the load's.
-        let words_only = train_words_only(&intents, &params);
-        let report = report(&intents, &model, examples, true, started);
-        return Ok((Trained { intents, model, words_only }, report));
+        return Ok((model, true));
     }
     let mut texts = Vec::new();
     let mut labels = Vec::new();
@@ -620,15 +737,13 @@ fn train_set(
         .map(|((text, embedding), &label)| LabelledText { text, embedding, label })
         .collect();
     let names = intents.intents.iter().map(|i| i.name.to_string()).collect();
-    let model = IntentModel::train(names, &labelled, &params);
+    let model = IntentModel::train(names, &labelled, params);
     if let Some(file) = &cached_head {
         if let Err(e) = std::fs::create_dir_all(cache_dir.expect("set with the file")).and_then(|_| model.save(file)) {
             tracing::warn!(file = %file.display(), error = %e, "cannot cache the trained intent head");
         }
     }
-    let words_only = train_words_only(&intents, &params);
-    let report = report(&intents, &model, examples, false, started);
-    Ok((Trained { intents, model, words_only }, report))
+    Ok((model, false))
 }
 
 /// The intent head on words alone (milliseconds to train: no embeddings).

@@ -131,6 +131,29 @@ pub struct Report {
     pub service: SweepPoint,
     pub latency: Latency,
     pub train_seconds: f64,
+    /// The classifier's first stage on the same data, when it was given.
+    pub first_stage: Option<FirstStageReport>,
+}
+
+/// How the first stage (static token vectors) does, and what the service's two stages do
+/// together: the first stage's answer where it takes the message (`first_stage_takes`, with
+/// its built-in judgement), the sentence encoder's elsewhere.
+#[derive(Debug, Clone, Serialize)]
+pub struct FirstStageReport {
+    pub encoder: String,
+    /// Its intent head alone, on every test message.
+    pub accuracy_alone: f32,
+    /// Its bar of sure answers, learnt on the training data.
+    pub sure_at: f32,
+    /// Share of the test messages it takes.
+    pub taken: f32,
+    /// Accuracy on the messages it takes, and the sentence encoder's on the same messages.
+    pub taken_accuracy: f32,
+    pub encoder_accuracy_on_taken: f32,
+    /// Both stages together, as the service classifies.
+    pub accuracy: f32,
+    /// One message through the first stage (vectors, intent head, judgement).
+    pub single_p50_ms: f64,
 }
 
 pub struct EvalOptions {
@@ -139,6 +162,8 @@ pub struct EvalOptions {
     pub out_of_scope_label: String,
     pub cache_dir: Option<std::path::PathBuf>,
     pub params: TrainParams,
+    /// The first stage's encoder (static token vectors): scored beside the sentence encoder.
+    pub first_stage: Option<std::sync::Arc<dyn SentenceEncoder>>,
 }
 
 pub fn evaluate(
@@ -290,6 +315,13 @@ pub fn evaluate(
     let batch_messages_per_second = sample.len() as f64 / started.elapsed().as_secs_f64();
     progress(Stage::Latency, singles + 1, singles + 1);
 
+    let first_stage = match &options.first_stage {
+        Some(static_encoder) => {
+            Some(evaluate_first_stage(static_encoder.as_ref(), &labels, &labelled, &test, &truth, &predictions, options)?)
+        }
+        None => None,
+    };
+
     Ok(Report {
         train_samples: train.len(),
         test_samples: test.len(),
@@ -312,6 +344,59 @@ pub fn evaluate(
             batch_messages_per_second,
         },
         train_seconds,
+        first_stage,
+    })
+}
+
+/// The first stage trained on the same examples, and the two stages together on the test
+/// (`predictions`: the sentence encoder's).
+fn evaluate_first_stage(
+    static_encoder: &dyn SentenceEncoder,
+    labels: &[String],
+    labelled: &[LabelledText<'_>],
+    test: &[&Sample],
+    truth: &[usize],
+    predictions: &[usize],
+    options: &EvalOptions,
+) -> Result<FirstStageReport, EvalError> {
+    let texts: Vec<&str> = labelled.iter().map(|l| l.text).collect();
+    let train_vectors = static_encoder.encode(&texts)?;
+    let static_labelled: Vec<LabelledText<'_>> = labelled
+        .iter()
+        .zip(&train_vectors)
+        .map(|(l, v)| LabelledText { text: l.text, embedding: v, label: l.label })
+        .collect();
+    let model = IntentModel::train(labels.to_vec(), &static_labelled, &options.params);
+    let judgement = crate::judgement::JudgementModel::load_or_train_built_in(static_encoder, options.cache_dir.as_deref())?;
+    let (mut alone, mut taken, mut taken_right, mut encoder_right_on_taken, mut right) = (0, 0, 0, 0, 0);
+    let mut times = Vec::with_capacity(test.len());
+    for ((sample, &t), &encoder_prediction) in test.iter().zip(truth).zip(predictions) {
+        let started = Instant::now();
+        let vector = static_encoder.encode(&[&sample.text])?.pop().unwrap_or_default();
+        let ranking = model.rank(&sample.text, &vector);
+        let judged = judgement.judge(&sample.text, &vector);
+        let takes = crate::classifier::first_stage_takes(&sample.text, &model, &ranking, &judged);
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        let best = ranking[0].0;
+        alone += usize::from(best == t);
+        if takes {
+            taken += 1;
+            taken_right += usize::from(best == t);
+            encoder_right_on_taken += usize::from(encoder_prediction == t);
+        }
+        right += usize::from(if takes { best } else { encoder_prediction } == t);
+    }
+    times.sort_by(f64::total_cmp);
+    let share = |n: usize, of: usize| n as f32 / of.max(1) as f32;
+    Ok(FirstStageReport {
+        encoder: static_encoder.id().to_string(),
+        accuracy_alone: share(alone, test.len()),
+        sure_at: model.sure_at,
+        taken: share(taken, test.len()),
+        taken_accuracy: share(taken_right, taken),
+        encoder_accuracy_on_taken: share(encoder_right_on_taken, taken),
+        accuracy: share(right, test.len()),
+        single_p50_ms: times.get(times.len() / 2).copied().unwrap_or(0.0),
     })
 }
 

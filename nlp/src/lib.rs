@@ -6,6 +6,7 @@ mod classifier;
 mod embedding_cache;
 pub mod encoder;
 pub mod encoder_onnx;
+pub mod encoder_static;
 #[cfg(feature = "rust-bert")]
 pub mod encoder_rust_bert;
 pub mod eval;
@@ -19,10 +20,11 @@ pub mod llm;
 pub mod model;
 pub mod signals;
 
-pub use classifier::{IntentsSource, LLM_CONFIDENCE, LoadError, LoadReport, ModelClassifier, Prepared};
+pub use classifier::{first_stage_takes, IntentsSource, LLM_CONFIDENCE, LoadError, LoadReport, ModelClassifier, Prepared};
 pub use embedding_cache::EmbeddingCache;
 pub use encoder::{EncoderError, MiniLmEncoder, SentenceEncoder};
 pub use encoder_onnx::OnnxMiniLmEncoder;
+pub use encoder_static::StaticEncoder;
 #[cfg(feature = "rust-bert")]
 pub use encoder_rust_bert::RustBertEncoder;
 pub use intents::{IntentSet, IntentsError};

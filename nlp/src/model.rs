@@ -22,6 +22,12 @@ pub struct IntentModel {
     pub temperature: f32,
     /// Below this calibrated probability nothing fits: the message is out of scope.
     pub out_of_scope_threshold: f32,
+    /// From this calibrated probability up, the top intent was right for at least
+    /// `SURE_PRECISION` of held-out in-scope messages; above 1: never sure. The first stage's
+    /// bar for taking its answer without the sentence encoder. (Out-of-scope messages are not
+    /// counted: whole intents held out are often near a kept one, and the first stage takes
+    /// only what the judgement finds on topic.)
+    pub sure_at: f32,
 }
 
 /// A ranked prediction: (label index, calibrated probability), most likely first.
@@ -32,10 +38,10 @@ impl IntentModel {
     /// a fifth of each intent's examples (in scope) and a sixth of the intents (out of scope).
     pub fn train(labels: Vec<String>, examples: &[LabelledText<'_>], params: &TrainParams) -> Self {
         let classes = labels.len();
-        let (temperature, out_of_scope_threshold) = if classes >= 3 {
+        let Calibration { temperature, out_of_scope_threshold, sure_at } = if classes >= 3 {
             calibrate(classes, examples, params)
         } else {
-            (1.0, 0.0)
+            Calibration::NONE
         };
         let texts: Vec<&str> = examples.iter().map(|e| e.text).collect();
         let vocabulary = Vocabulary::fit(&texts);
@@ -43,7 +49,7 @@ impl IntentModel {
         let training: Vec<(&Features, usize)> = features.iter().zip(examples.iter().map(|e| e.label)).collect();
         let dense_dim = examples.first().map_or(0, |e| e.embedding.len());
         let head = LinearHead::train(&training, classes, dense_dim, vocabulary.len(), params);
-        Self { labels, vocabulary, head, temperature, out_of_scope_threshold }
+        Self { labels, vocabulary, head, temperature, out_of_scope_threshold, sure_at }
     }
 
     pub fn rank(&self, text: &str, embedding: &[f32]) -> Ranking {
@@ -65,6 +71,7 @@ impl IntentModel {
             sparse_scale: self.head.sparse_scale,
             temperature: self.temperature,
             out_of_scope_threshold: self.out_of_scope_threshold,
+            sure_at: self.sure_at,
         };
         // A name of our own: other processes may be writing the same head at the same time.
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
@@ -123,6 +130,7 @@ impl IntentModel {
             labels: header.labels,
             temperature: header.temperature,
             out_of_scope_threshold: header.out_of_scope_threshold,
+            sure_at: header.sure_at,
         })
     }
 }
@@ -139,6 +147,30 @@ struct Header {
     sparse_scale: f32,
     temperature: f32,
     out_of_scope_threshold: f32,
+    /// Absent in files written before the first stage: never sure.
+    #[serde(default = "never_sure")]
+    sure_at: f32,
+}
+
+fn never_sure() -> f32 {
+    NEVER_SURE
+}
+
+/// A `sure_at` no calibrated probability reaches.
+pub const NEVER_SURE: f32 = 1.01;
+
+/// The share of held-out messages at or above `sure_at` whose top intent is right.
+pub const SURE_PRECISION: f32 = 0.985;
+
+/// What the held-out split teaches besides the head.
+struct Calibration {
+    temperature: f32,
+    out_of_scope_threshold: f32,
+    sure_at: f32,
+}
+
+impl Calibration {
+    const NONE: Self = Self { temperature: 1.0, out_of_scope_threshold: 0.0, sure_at: NEVER_SURE };
 }
 
 fn features_of(vocabulary: &Vocabulary, example: &LabelledText<'_>) -> Features {
@@ -164,9 +196,10 @@ fn bucket(key: &str, buckets: u64) -> u64 {
     hash % buckets
 }
 
-/// Learns the temperature (on held-out in-scope examples) and the out-of-scope threshold (best
-/// balance of in-scope accuracy and out-of-scope recall, with whole intents held out).
-fn calibrate(classes: usize, examples: &[LabelledText<'_>], params: &TrainParams) -> (f32, f32) {
+/// Learns the temperature (on held-out in-scope examples), the out-of-scope threshold (best
+/// balance of in-scope accuracy and out-of-scope recall, with whole intents held out) and the
+/// bar of sure answers.
+fn calibrate(classes: usize, examples: &[LabelledText<'_>], params: &TrainParams) -> Calibration {
     let held_out_class = |label: usize| label % 6 == 3;
     let mut kept_label = vec![usize::MAX; classes];
     let mut next = 0;
@@ -189,7 +222,7 @@ fn calibrate(classes: usize, examples: &[LabelledText<'_>], params: &TrainParams
         }
     }
     if next < 2 || in_scope.is_empty() || train.is_empty() {
-        return (1.0, 0.0);
+        return Calibration::NONE;
     }
     let texts: Vec<&str> = train.iter().map(|e| e.text).collect();
     let vocabulary = Vocabulary::fit(&texts);
@@ -222,7 +255,21 @@ fn calibrate(classes: usize, examples: &[LabelledText<'_>], params: &TrainParams
         }).collect();
     let out_top: Vec<f32> = out_logits.iter().map(|l| top(l).1).collect();
     let threshold = best_threshold(&in_scope_top, &out_top);
-    (temperature, threshold)
+    let sure_at = sure_threshold(&in_scope_top, SURE_PRECISION);
+    Calibration { temperature, out_of_scope_threshold: threshold, sure_at }
+}
+
+/// The lowest probability from which at least `precision` of the held-out messages at or above
+/// it were answered right, with at least 20 such messages; `NEVER_SURE` when there is none.
+pub fn sure_threshold(in_scope: &[(bool, f32)], precision: f32) -> f32 {
+    (50..100)
+        .map(|step| step as f32 / 100.0)
+        .find(|&t| {
+            let right = in_scope.iter().filter(|(ok, p)| *ok && *p >= t).count();
+            let taken = in_scope.iter().filter(|(_, p)| *p >= t).count();
+            taken >= 20 && right as f32 >= precision * taken as f32
+        })
+        .unwrap_or(NEVER_SURE)
 }
 
 fn negative_log_likelihood(logits: &[(Vec<f32>, usize)], temperature: f32) -> f32 {
@@ -278,5 +325,17 @@ mod tests {
         let t = best_threshold(&in_scope, &wide);
         assert!((t - 0.51).abs() < 1e-6, "{t}");
         assert_eq!(best_threshold(&in_scope, &[]), 0.5);
+    }
+
+    #[test]
+    fn sure_answers_start_where_held_out_answers_were_right_often_enough() {
+        // 100 answers at 0.50..0.995: right from 0.70 up, and one wrong one at 0.805.
+        let mut in_scope: Vec<(bool, f32)> = (0..100).map(|i| (i >= 40, 0.5 + i as f32 * 0.005)).collect();
+        in_scope[61].0 = false;
+        let t = sure_threshold(&in_scope, 0.985);
+        // Up to 0.80 the wrong one is among at most 60 answers (59 of 60 right is under
+        // 98.5 %); from 0.81 all 38 taken are right.
+        assert!((t - 0.81).abs() < 1e-6, "{t}");
+        assert_eq!(sure_threshold(&in_scope[..10], 0.985), NEVER_SURE, "too few to tell");
     }
 }

@@ -312,6 +312,14 @@ pub fn encoder() -> std::sync::Arc<dyn switchboard_nlp::SentenceEncoder> {
     ENCODER.get_or_init(|| switchboard::load_encoder(&nlp_config()).expect("load the model")).clone()
 }
 
+/// The first stage's static token vectors, as fetch-model.sh installs them beside the model.
+pub fn static_encoder() -> std::sync::Arc<dyn switchboard_nlp::SentenceEncoder> {
+    static ENCODER: std::sync::OnceLock<std::sync::Arc<dyn switchboard_nlp::SentenceEncoder>> = std::sync::OnceLock::new();
+    ENCODER
+        .get_or_init(|| std::sync::Arc::new(switchboard_nlp::StaticEncoder::load(&model_dir()).expect("load the static token vectors (./scripts/fetch-model.sh)")))
+        .clone()
+}
+
 /// Message `n` of web-chat visitor `visitor`, as the widget would hand it to the engine.
 pub fn webchat_inbound(visitor: &str, name: Option<&str>, n: u32, text: &str) -> switchboard_models::Inbound {
     switchboard_models::Inbound {

@@ -13,7 +13,7 @@ use switchboard_nlp::{IntentsSource, LlmClient, LlmSettings, ModelClassifier};
 use switchboard_tests::SMALL_INTENTS;
 use switchboard_tests::fake_llm::{Behaviour, FakeLlm};
 use switchboard_tests::panel::PanelClient;
-use switchboard_tests::{TestServer, encoder, webchat_inbound};
+use switchboard_tests::{TestServer, encoder, static_encoder, webchat_inbound};
 
 fn built_in(cache: &Path, llm: Option<Arc<LlmClient>>, llm_below: f32) -> ModelClassifier {
     let (classifier, _) =
@@ -167,6 +167,45 @@ async fn under_overload_messages_over_the_queue_budget_take_the_fast_path_and_no
     let patient = Arc::new(built_in(cache.path(), None, 0.0).with_queue_budget(Duration::ZERO));
     let answered = burst(patient, 100).await;
     assert!(answered.iter().all(|(_, c)| c.source == ClassificationSource::Model));
+}
+
+/// The first stage answers plain questions it is sure of without the sentence encoder, and
+/// leaves it everything else: anger, a request for a person, harm, another language.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_stage_answers_plain_questions_and_leaves_the_rest_to_the_sentence_encoder() {
+    let cache = tempfile::tempdir().unwrap();
+    let classifier = built_in(cache.path(), None, 0.0).with_first_stage(static_encoder()).expect("trains");
+    let plain = [
+        ("how do I reset my password?", "reset_password"),
+        ("where is my order?", "order_status"),
+        ("hello", "greeting"),
+    ];
+    for (text, intent) in plain {
+        let c = classifier.classify(text).await;
+        assert_eq!((c.source, c.intent.as_str()), (ClassificationSource::FirstStage, intent), "{text}");
+        assert!(c.judgement.is_some(), "judged by the first stage's heads: {text}");
+        assert!(c.answer.is_some_and(|a| !a.is_empty()), "answered: {text}");
+    }
+    let not_plain = [
+        "My card was charged twice and nobody answers, this is unacceptable!!",
+        "could I speak with an actual human being",
+        "someone hacked my account, lock it immediately",
+        "¿Dónde está mi pedido? Lo pedí hace dos semanas",
+        "Wo ist meine Bestellung? Ich warte seit zwei Wochen",
+    ];
+    for text in not_plain {
+        let c = classifier.classify(text).await;
+        assert_eq!(c.source, ClassificationSource::Model, "{text}");
+    }
+    let angry = classifier.classify("My card was charged twice and nobody answers, this is unacceptable!!").await;
+    assert_eq!(angry.category, Category::Billing, "the sentence encoder's judgement, as without a first stage");
+
+    // Under overload the first stage judges what is shed, sure or not.
+    let shedding = built_in(cache.path(), None, 0.0).with_queue_budget(Duration::from_nanos(1)).with_first_stage(static_encoder()).unwrap();
+    let shed = shedding.classify("someone hacked my account, lock it immediately").await;
+    assert_eq!(shed.source, ClassificationSource::FastPath);
+    assert!(shed.judgement.is_some(), "judged without the sentence encoder");
+    assert_eq!(shed.category, Category::Account);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,76 @@
+//! Static token vectors distilled from the sentence encoder (`scripts/static-embeddings.py`):
+//! a text's vector is the mean of its tokens' rows. No attention, no context: microseconds per
+//! message, sure enough for plain questions, which then skip the sentence encoder (the
+//! classifier's first stage).
+
+use crate::encoder::{load_tokenizer, EncoderError, SentenceEncoder};
+use candle_core::{DType, Device};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use tokenizers::Tokenizer;
+
+pub struct StaticEncoder {
+    id: String,
+    tokenizer: Tokenizer,
+    /// One row of `dimension` values per vocabulary entry.
+    table: Vec<f32>,
+    dimension: usize,
+}
+
+impl StaticEncoder {
+    /// Written beside the model by `scripts/fetch-model.sh`.
+    pub const FILE: &'static str = "static-embeddings.safetensors";
+
+    pub fn load(dir: &Path) -> Result<Self, EncoderError> {
+        let path = dir.join(Self::FILE);
+        if !path.is_file() {
+            return Err(EncoderError::MissingFile { dir: dir.to_path_buf(), file: Self::FILE });
+        }
+        let load_error = |reason: String| EncoderError::Load { dir: dir.to_path_buf(), reason: format!("{}: {reason}", Self::FILE) };
+        let tokenizer = load_tokenizer(dir)?;
+        let bytes = std::fs::read(&path).map_err(|e| load_error(e.to_string()))?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| load_error(e.to_string()))?;
+        let embeddings = tensors.get("embeddings").ok_or_else(|| load_error("no `embeddings` tensor".into()))?;
+        let (rows, dimension) = embeddings.dims2().map_err(|e| load_error(e.to_string()))?;
+        let vocabulary = tokenizer.get_vocab_size(true);
+        if rows != vocabulary {
+            return Err(load_error(format!("{rows} rows for a vocabulary of {vocabulary}; run ./scripts/fetch-model.sh again")));
+        }
+        let table = embeddings
+            .to_dtype(DType::F32)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| load_error(e.to_string()))?;
+        let digest = hex::encode(Sha256::digest(&bytes));
+        Ok(Self { id: format!("static/{}/d{dimension}", &digest[..16]), tokenizer, table, dimension })
+    }
+
+    fn encode_one(&self, text: &str) -> Result<Vec<f32>, EncoderError> {
+        let encoding = self.tokenizer.encode(text, false).map_err(|e| EncoderError::Encode(e.to_string()))?;
+        let mut sum = vec![0.0f32; self.dimension];
+        for &id in encoding.get_ids() {
+            let row = &self.table[id as usize * self.dimension..][..self.dimension];
+            sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+        }
+        // Unit length, as the sentence encoder's vectors are (the mean's scale drops out).
+        let norm = sum.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            sum.iter_mut().for_each(|v| *v /= norm);
+        }
+        Ok(sum)
+    }
+}
+
+impl SentenceEncoder for StaticEncoder {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+
+    fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EncoderError> {
+        texts.iter().map(|text| self.encode_one(text)).collect()
+    }
+}
