@@ -199,6 +199,7 @@ pub async fn judge(config: &Config, data: &Path, out: &Path, fast_path: bool) ->
             sentiment: classification.sentiment,
             need: classification.judgement.as_ref().map(|j| j.need),
             millis,
+            first_stage: classification.source == switchboard_models::ClassificationSource::FirstStage,
         });
         bar.inc(1);
     }
@@ -236,6 +237,14 @@ pub async fn judge(config: &Config, data: &Path, out: &Path, fast_path: bool) ->
         println!("                 {} -> {}: {}", pair.expected, pair.predicted, pair.count);
     }
     println!("latency          one message p50 {:.1} ms, p95 {:.1} ms (classification)", report.latency_p50_ms, report.latency_p95_ms);
+    let f = &report.first_stage;
+    println!(
+        "first stage      decided {} of {} without the sentence encoder: category right {}, {} of them labelled \"escalate now\"",
+        f.taken,
+        report.cases,
+        optional(f.category_accuracy),
+        f.should_have_escalated
+    );
     println!("written          {} (with the first {} mistakes)", json_path.display(), report.mistakes.len());
     Ok(())
 }

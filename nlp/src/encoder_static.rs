@@ -15,6 +15,9 @@ pub struct StaticEncoder {
     /// One row of `dimension` values per vocabulary entry.
     table: Vec<f32>,
     dimension: usize,
+    /// Word pieces without a letter (digits, punctuation) and special tokens: left out of the
+    /// mean, where an order number or a pair of brackets only dilutes what the words say.
+    unlettered: Vec<bool>,
 }
 
 impl StaticEncoder {
@@ -41,14 +44,21 @@ impl StaticEncoder {
             .and_then(|t| t.flatten_all())
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(|e| load_error(e.to_string()))?;
+        let mut unlettered = vec![false; rows];
+        for (piece, id) in tokenizer.get_vocab(true) {
+            let special = piece.starts_with('[') && piece.ends_with(']');
+            if let Some(slot) = unlettered.get_mut(id as usize) {
+                *slot = special || !piece.chars().any(char::is_alphabetic);
+            }
+        }
         let digest = hex::encode(Sha256::digest(&bytes));
-        Ok(Self { id: format!("static/{}/d{dimension}", &digest[..16]), tokenizer, table, dimension })
+        Ok(Self { id: format!("static/{}/d{dimension}/letters", &digest[..16]), tokenizer, table, dimension, unlettered })
     }
 
     fn encode_one(&self, text: &str) -> Result<Vec<f32>, EncoderError> {
         let encoding = self.tokenizer.encode(text, false).map_err(|e| EncoderError::Encode(e.to_string()))?;
         let mut sum = vec![0.0f32; self.dimension];
-        for &id in encoding.get_ids() {
+        for &id in encoding.get_ids().iter().filter(|&&id| !self.unlettered[id as usize]) {
             let row = &self.table[id as usize * self.dimension..][..self.dimension];
             sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
         }

@@ -73,6 +73,8 @@ pub struct Verdict {
     /// None when the classifier made no judgement.
     pub need: Option<Need>,
     pub millis: f64,
+    /// Decided by the classifier's first stage, without the sentence encoder.
+    pub first_stage: bool,
 }
 
 /// Reads the labelled CSV: a header naming at least `text` and `category`; `id`, `language`,
@@ -193,6 +195,17 @@ pub struct Report {
     pub latency_p50_ms: f64,
     pub latency_p95_ms: f64,
     pub mistakes: Vec<Mistake>,
+    /// The messages the first stage decided, and how well.
+    pub first_stage: FirstStageShare,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FirstStageShare {
+    pub taken: usize,
+    /// Category right among them.
+    pub category_accuracy: Option<f32>,
+    /// Among them, labelled "escalate now" (the bot answered instead).
+    pub should_have_escalated: usize,
 }
 
 fn accuracy(pairs: impl Iterator<Item = bool>) -> Option<f32> {
@@ -272,6 +285,12 @@ pub fn score(cases: &[Case], verdicts: &[Verdict]) -> Report {
         })
         .collect();
 
+    let taken = || both().filter(|(_, v)| v.first_stage);
+    let first_stage = FirstStageShare {
+        taken: taken().count(),
+        category_accuracy: accuracy(taken().map(|(c, v)| c.category == v.category)),
+        should_have_escalated: taken().filter(|(c, _)| c.escalate_now == Some(true)).count(),
+    };
     let mut times: Vec<f64> = verdicts.iter().map(|v| v.millis).collect();
     times.sort_by(f64::total_cmp);
     let percentile = |q: f64| times.get(((times.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
@@ -306,6 +325,7 @@ pub fn score(cases: &[Case], verdicts: &[Verdict]) -> Report {
         latency_p50_ms: percentile(0.5),
         latency_p95_ms: percentile(0.95),
         mistakes,
+        first_stage,
     }
 }
 
@@ -327,7 +347,7 @@ mod tests {
     }
 
     fn verdict(category: &str, escalate: bool, priority: Option<Priority>, sentiment: f32) -> Verdict {
-        Verdict { category: category.into(), escalate_now: escalate, priority, sentiment, need: None, millis: 1.0 }
+        Verdict { category: category.into(), escalate_now: escalate, priority, sentiment, need: None, millis: 1.0, first_stage: false }
     }
 
     #[test]

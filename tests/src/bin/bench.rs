@@ -328,12 +328,24 @@ async fn nlp(connections: usize, seconds: u64) -> anyhow::Result<()> {
     let (server, _) = Server::start_with(tempfile::tempdir()?, &env)?;
     println!("nlp memory: server RSS {} MiB with the model loaded, before traffic", server.rss_kib() / 1024);
     let (total, elapsed) = closed_loop(&[server.addr], connections, seconds, distinct_question).await?;
+    let first_stage = metric(server.addr, "switchboard_classifications_first_stage_total").await?;
     println!(
-        "nlp throughput: {connections} connections, {total} messages classified, persisted and answered in {elapsed:.1} s = {:.0} msg/s; server RSS {} MiB",
+        "nlp throughput: {connections} connections, {total} messages classified, persisted and answered in {elapsed:.1} s = {:.0} msg/s \
+         ({first_stage:.0} by the first stage); server RSS {} MiB",
         total as f64 / elapsed,
         server.rss_kib() / 1024
     );
     Ok(())
+}
+
+/// A counter's value on the server's /metrics (0 when it has not counted yet).
+async fn metric(addr: SocketAddr, name: &str) -> anyhow::Result<f64> {
+    let metrics = reqwest::get(format!("http://{addr}/metrics")).await?.text().await?;
+    Ok(metrics
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0))
 }
 
 /// One of the answerable questions, made a text no other message of the run has (a reference
@@ -400,12 +412,7 @@ async fn overload(rate: u64, connections: usize, seconds: u64, budget_ms: u64) -
     let (samples, achieved) = reply_latencies_of(server.addr, rate, connections, seconds, |n| NLP_TEXTS[n as usize % NLP_TEXTS.len()]).await?;
     let pct = |p: f64| samples.get(((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1))).copied().unwrap_or_default();
     let sent = rate * seconds;
-    let metrics = reqwest::get(format!("http://{}/metrics", server.addr)).await?.text().await?;
-    let fast: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("switchboard_classifications_fast_path_total"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0);
+    let fast = metric(server.addr, "switchboard_classifications_fast_path_total").await?;
     println!(
         "overload: offered {rate} msg/s over {connections} connections for {seconds} s (sent at {achieved:.0} msg/s), budget {budget_ms} ms: \
          {} of {sent} answered within 2 s of the last send ({} not), p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {fast:.0} took the fast path",

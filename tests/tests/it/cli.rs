@@ -168,6 +168,13 @@ fn nlu_eval_reports_accuracy_the_sweep_and_latency() {
     assert_eq!(report["out_of_scope_test_samples"], 2, "{report}");
     assert!(report["service_threshold"].as_f64().is_some() && report["chosen"]["out_of_scope_recall"].as_f64().is_some(), "{report}");
     assert!(report["latency"]["single_p50_ms"].as_f64().unwrap() > 0.0);
+    // The first stage is scored beside the sentence encoder, and both together as the service runs them.
+    let first_stage = &report["first_stage"];
+    for share in ["accuracy_alone", "taken", "taken_accuracy", "accuracy"] {
+        assert!((0.0..=1.0).contains(&first_stage[share].as_f64().unwrap_or(-1.0)), "{share}: {report}");
+    }
+    assert!(first_stage["encoder"].as_str().unwrap().starts_with("static/"), "{report}");
+    assert!(out.contains("both stages      accuracy"), "{out}");
     let chart = std::fs::read_to_string(dir.path().join("report/threshold-sweep.svg")).unwrap();
     assert!(chart.starts_with("<svg") && chart.contains("polyline"));
 
@@ -214,6 +221,10 @@ fn nlu_judge_scores_the_whole_decision_of_the_configured_service() {
     assert_eq!(report["escalate_now"]["true_positives"], 1, "asking for a person escalates: {report}");
     assert_eq!(report["escalate_now"]["false_positives"], 0, "{report}");
     assert_eq!(report["by_language"][0]["language"], "en");
+    // "hello" is plain: the first stage decides it; the request for a person is not.
+    assert_eq!(report["first_stage"]["taken"], 1, "{report}");
+    assert_eq!(report["first_stage"]["should_have_escalated"], 0, "{report}");
+    assert!(out.contains("first stage      decided 1 of 3"), "{out}");
 
     std::fs::write(dir.path().join("bad.csv"), "text,category,escalate_now\nhello,billing,maybe\n").unwrap();
     let (code, _, err) = run(&["nlu", "judge", "--data", "bad.csv"], &env, dir.path());

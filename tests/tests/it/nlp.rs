@@ -208,6 +208,26 @@ async fn the_first_stage_answers_plain_questions_and_leaves_the_rest_to_the_sent
     assert_eq!(shed.category, Category::Account);
 }
 
+/// Static vectors missing, or made for another vocabulary, are refused with what to do (the
+/// service then runs without its first stage, and says so).
+#[test]
+fn static_vectors_missing_or_for_another_vocabulary_are_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(switchboard_tests::model_dir().join("tokenizer.json"), dir.path().join("tokenizer.json")).unwrap();
+    let missing = switchboard_nlp::StaticEncoder::load(dir.path()).err().expect("refused").to_string();
+    assert!(missing.contains("static-embeddings.safetensors") && missing.contains("./scripts/fetch-model.sh"), "{missing}");
+
+    // Ten rows of four values, in the safetensors layout the fetch script writes.
+    let mut header = br#"{"embeddings":{"dtype":"F32","shape":[10,4],"data_offsets":[0,160]}}"#.to_vec();
+    header.resize(header.len().div_ceil(8) * 8, b' ');
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend(&header);
+    file.extend(std::iter::repeat_n(0u8, 160));
+    std::fs::write(dir.path().join("static-embeddings.safetensors"), file).unwrap();
+    let wrong = switchboard_nlp::StaticEncoder::load(dir.path()).err().expect("refused").to_string();
+    assert!(wrong.contains("10 rows for a vocabulary of 30522; run ./scripts/fetch-model.sh again"), "{wrong}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn off_topic_messages_are_out_of_scope() {
     let cache = tempfile::tempdir().unwrap();
@@ -718,7 +738,8 @@ async fn a_message_is_acknowledged_before_a_slow_llm_answers_and_answers_keep_th
     };
     let (c1, c2) = (classified("c1").await, classified("c2").await);
     assert_eq!((c1.intent.as_str(), c1.source), ("order_status", ClassificationSource::Llm));
-    assert_eq!((c2.intent.as_str(), c2.source), ("greeting", ClassificationSource::Model));
+    // Plain and sure: the first stage decides it at once, and it still waits its turn.
+    assert_eq!((c2.intent.as_str(), c2.source), ("greeting", ClassificationSource::FirstStage));
     assert_eq!(first["text"].as_str(), c1.answer.as_deref(), "the first message is answered first");
     assert_eq!(second["text"].as_str(), c2.answer.as_deref());
     assert!(first["seq"].as_i64() < second["seq"].as_i64());
