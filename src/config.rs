@@ -59,8 +59,9 @@ pub struct NlpConfig {
     pub queue_budget_ms: u64,
     /// Plain messages the first stage (static token vectors distilled from the sentence
     /// encoder, `static-embeddings.safetensors` in `model_dir`) is sure of skip the sentence
-    /// encoder, and messages shed under overload are judged by it; false: every message goes
-    /// through the sentence encoder, and shed ones are ranked on their words alone.
+    /// encoder, and messages shed under overload are judged by it; false (the default until
+    /// storage keeps up with every message judged, BENCHMARKS.md): every message goes through
+    /// the sentence encoder, and shed ones are ranked on their words alone.
     pub first_stage: bool,
 }
 
@@ -113,7 +114,7 @@ impl Default for NlpConfig {
             cache_dir: cache.join("switchboard/nlp"),
             llm_below: 0.5,
             queue_budget_ms: 200,
-            first_stage: true,
+            first_stage: false,
         }
     }
 }

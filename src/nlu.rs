@@ -55,13 +55,10 @@ pub fn eval(
         out_of_scope_label: out_of_scope_label.to_string(),
         cache_dir: Some(config.nlp.cache_dir.clone()),
         params,
-        // Scored when the service would run it.
-        first_stage: match config.nlp.first_stage {
-            true => switchboard_nlp::StaticEncoder::load(&config.nlp.model_dir)
-                .map(|e| std::sync::Arc::new(e) as std::sync::Arc<dyn switchboard_nlp::SentenceEncoder>)
-                .ok(),
-            false => None,
-        },
+        // Scored whenever installed (nlp.first_stage or not), beside the sentence encoder.
+        first_stage: switchboard_nlp::StaticEncoder::load(&config.nlp.model_dir)
+            .map(|e| std::sync::Arc::new(e) as std::sync::Arc<dyn switchboard_nlp::SentenceEncoder>)
+            .ok(),
     };
     let report = eval::evaluate(encoder.as_ref(), &train, &test, &options, &mut |stage, done, total| {
         if stage_seen != Some(stage) {

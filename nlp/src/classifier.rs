@@ -555,6 +555,9 @@ struct Request {
     queued_at: Instant,
 }
 
+/// Most messages encoded in one pass.
+const MAX_BATCH: usize = 32;
+
 /// Encoder threads, one per core, own the encoding: concurrent messages are batched (one matrix
 /// product instead of many) and the async workers never run CPU-heavy work. They end with the
 /// classifier.
@@ -568,7 +571,7 @@ fn spawn_encoder_threads(local: Arc<Local>) -> std::sync::mpsc::Sender<Request> 
             .name(format!("sentence-encoder-{n}"))
             .spawn(move || {
                 yield_to_the_message_path();
-                while let Some(batch) = next_batch(&queue, local.encoder.batch_size()) {
+                while let Some(batch) = next_batch(&queue) {
                     let batch = local.shed_late(batch);
                     if batch.is_empty() {
                         continue;
@@ -605,14 +608,13 @@ fn yield_to_the_message_path() {
     }
 }
 
-/// Waits for one message, then takes what else is waiting, up to `most`. None when closed.
+/// Waits for one message, then takes what else is waiting, up to a batch. None when closed.
 fn next_batch(
     queue: &std::sync::Mutex<std::sync::mpsc::Receiver<Request>>,
-    most: usize,
 ) -> Option<Vec<Request>> {
     let queue = queue.lock().unwrap_or_else(|e| e.into_inner());
     let mut batch = vec![queue.recv().ok()?];
-    while batch.len() < most {
+    while batch.len() < MAX_BATCH {
         match queue.try_recv() {
             Ok(next) => batch.push(next),
             Err(_) => break,

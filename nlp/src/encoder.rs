@@ -23,12 +23,6 @@ pub trait SentenceEncoder: Send + Sync {
     fn dimension(&self) -> usize;
     /// One L2-normalised vector per text, in order.
     fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EncoderError>;
-    /// The most waiting messages worth encoding in one call: batches pay where texts share
-    /// matrix products; where each text runs alone, one at a time lets every encoder thread
-    /// take a share of a burst.
-    fn batch_size(&self) -> usize {
-        BATCH
-    }
 }
 
 /// Longest input in tokens, as sentence-transformers uses for this model.

@@ -155,11 +155,6 @@ impl SentenceEncoder for OnnxMiniLmEncoder {
         DIMENSION
     }
 
-    /// Each text runs alone (`encode_each`): a batch would only keep the others waiting.
-    fn batch_size(&self) -> usize {
-        1
-    }
-
     fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EncoderError> {
         if texts.len() <= BATCH {
             return self.with_session(|session| self.encode_each(session, texts));

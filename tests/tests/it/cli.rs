@@ -212,7 +212,11 @@ fn nlu_judge_scores_the_whole_decision_of_the_configured_service() {
     std::fs::write(dir.path().join("cases.csv"), csv).unwrap();
     let model_dir = switchboard_tests::model_dir().display().to_string();
     let cache_dir = dir.path().join("cache").display().to_string();
-    let env = [("SWITCHBOARD_NLP__MODEL_DIR", model_dir.as_str()), ("SWITCHBOARD_NLP__CACHE_DIR", cache_dir.as_str())];
+    let env = [
+        ("SWITCHBOARD_NLP__MODEL_DIR", model_dir.as_str()),
+        ("SWITCHBOARD_NLP__CACHE_DIR", cache_dir.as_str()),
+        ("SWITCHBOARD_NLP__FIRST_STAGE", "true"),
+    ];
     let (code, out, err) = run(&["nlu", "judge", "--data", "cases.csv", "--out", "judged"], &env, dir.path());
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("3 messages from cases.csv"), "{out}");

@@ -738,8 +738,7 @@ async fn a_message_is_acknowledged_before_a_slow_llm_answers_and_answers_keep_th
     };
     let (c1, c2) = (classified("c1").await, classified("c2").await);
     assert_eq!((c1.intent.as_str(), c1.source), ("order_status", ClassificationSource::Llm));
-    // Plain and sure: the first stage decides it at once, and it still waits its turn.
-    assert_eq!((c2.intent.as_str(), c2.source), ("greeting", ClassificationSource::FirstStage));
+    assert_eq!((c2.intent.as_str(), c2.source), ("greeting", ClassificationSource::Model));
     assert_eq!(first["text"].as_str(), c1.answer.as_deref(), "the first message is answered first");
     assert_eq!(second["text"].as_str(), c2.answer.as_deref());
     assert!(first["seq"].as_i64() < second["seq"].as_i64());
