@@ -98,6 +98,8 @@ else
   cp "$work/built/model.onnx" "$target/model.onnx.partial"
   cp "$work/built/model.int8.onnx" "$target/model.int8.onnx.partial"
   mv "$target/model.onnx.partial" "$target/model.onnx"
+  # Distilled from the model just replaced: distilled again below.
+  rm -f "$target/static-embeddings.safetensors"
   mv "$target/model.int8.onnx.partial" "$target/model.int8.onnx"
   echo "ONNX model installed in $target"
 fi

@@ -68,7 +68,7 @@ enum NluCommand {
         /// encoder, as when it waited past nlp.queue_budget_ms: by the first stage, sure or not
         /// (or, with nlp.first_stage off or not installed, the words-only intent head, with no
         /// judgement); never the LLM.
-        #[arg(long)]
+        #[arg(long, alias = "words-only")]
         fast_path: bool,
     },
     /// Cross-validate the judgement heads on their built-in training set (never on the

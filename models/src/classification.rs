@@ -180,8 +180,9 @@ pub enum ClassificationSource {
     FirstStage,
     /// The hosted LLM, asked because the local model was unsure. Its choice counts as confident.
     Llm,
-    /// The intent head on the message's words alone: the encoder's queue was over its time
-    /// budget (`nlp.queue_budget_ms`), so the message skipped the sentence encoder.
+    /// The encoder's queue was over its time budget (`nlp.queue_budget_ms`), so the message
+    /// skipped the sentence encoder: ranked and judged by the first stage, or, without one, by
+    /// the intent head on its words alone.
     FastPath,
 }
 

@@ -83,9 +83,10 @@ impl FirstStage {
 
 /// Whether the first stage takes a message without the sentence encoder: sure of the intent
 /// (`model.sure_at`), and the message plain: English (the static vectors are English word
-/// pieces), on topic, a question or a social message, calm, not pressing, nothing a person
-/// should take now. Anything else is the sentence encoder's.
-pub fn first_stage_takes(text: &str, model: &IntentModel, ranking: &Ranking, judged: &Judged) -> bool {
+/// pieces; `reported`, the channel's language, counts for texts too short to tell), on topic,
+/// a question or a social message, calm, not pressing, nothing a person should take now.
+/// Anything else is the sentence encoder's.
+pub fn first_stage_takes(text: &str, reported: Option<&str>, model: &IntentModel, ranking: &Ranking, judged: &Judged) -> bool {
     let confidence = ranking.first().map_or(0.0, |&(_, p)| p);
     confidence >= model.sure_at.max(model.out_of_scope_threshold)
         && judged.category.is_some()
@@ -93,7 +94,7 @@ pub fn first_stage_takes(text: &str, model: &IntentModel, ranking: &Ranking, jud
         && matches!(judged.priority, Priority::Medium | Priority::Low)
         && judged.sentiment > -PLAIN_TONE_ABOVE
         && judged.escalate < PLAIN_ESCALATE_BELOW
-        && signals::language(text).is_none_or(|language| language == "en")
+        && signals::language(text).as_deref().or(reported).is_none_or(|language| language == "en")
 }
 
 /// A plain message's tone is above minus this (P(positive) − P(negative)).
@@ -190,8 +191,8 @@ impl ModelClassifier {
     }
 
     /// Under overload, a message that waited longer than `budget` for the encoder is classified
-    /// on its words alone (`ClassificationSource::FastPath`) so replies keep coming; zero never
-    /// skips the encoder.
+    /// without it (`ClassificationSource::FastPath`: by the first stage, or on its words alone
+    /// without one) so replies keep coming; zero never skips the encoder.
     pub fn with_queue_budget(self, budget: Duration) -> Self {
         self.local.queue_budget_nanos.store(budget.as_nanos().min(u64::MAX as u128) as u64, std::sync::atomic::Ordering::Relaxed);
         self
@@ -337,7 +338,7 @@ impl Local {
         let trained = self.current();
         let stage = trained.first_stage.as_ref()?;
         let (ranking, judged) = stage.rank_and_judge(text).ok()?;
-        if !first_stage_takes(text, &stage.model, &ranking, &judged) {
+        if !first_stage_takes(text, reported, &stage.model, &ranking, &judged) {
             return None;
         }
         let mut classification = self.describe_with(&trained, &stage.model, text, reported, &ranking, Some(judged));

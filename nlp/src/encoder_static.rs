@@ -47,9 +47,10 @@ impl StaticEncoder {
         let mut unlettered = vec![false; rows];
         for (piece, id) in tokenizer.get_vocab(true) {
             let special = piece.starts_with('[') && piece.ends_with(']');
-            if let Some(slot) = unlettered.get_mut(id as usize) {
-                *slot = special || !piece.chars().any(char::is_alphabetic);
-            }
+            let slot = unlettered.get_mut(id as usize).ok_or_else(|| {
+                load_error(format!("the tokenizer's `{piece}` has id {id}, past the table's {rows} rows; run ./scripts/fetch-model.sh again"))
+            })?;
+            *slot = special || !piece.chars().any(char::is_alphabetic);
         }
         let digest = hex::encode(Sha256::digest(&bytes));
         Ok(Self { id: format!("static/{}/d{dimension}/letters", &digest[..16]), tokenizer, table, dimension, unlettered })

@@ -174,7 +174,8 @@ async fn under_overload_messages_over_the_queue_budget_take_the_fast_path_and_no
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_stage_answers_plain_questions_and_leaves_the_rest_to_the_sentence_encoder() {
     let cache = tempfile::tempdir().unwrap();
-    let classifier = built_in(cache.path(), None, 0.0).with_first_stage(static_encoder()).expect("trains");
+    // Never shed: on a loaded machine a message could otherwise be decided by the fast path.
+    let classifier = built_in(cache.path(), None, 0.0).with_queue_budget(Duration::ZERO).with_first_stage(static_encoder()).expect("trains");
     let plain = [
         ("how do I reset my password?", "reset_password"),
         ("where is my order?", "order_status"),
@@ -199,6 +200,12 @@ async fn the_first_stage_answers_plain_questions_and_leaves_the_rest_to_the_sent
     }
     let angry = classifier.classify("My card was charged twice and nobody answers, this is unacceptable!!").await;
     assert_eq!(angry.category, Category::Billing, "the sentence encoder's judgement, as without a first stage");
+    // Too short to tell its language, but the channel says German: not the English first stage's.
+    let reported = classifier.classify_in("hallo", Some("de")).await;
+    assert_eq!(reported.source, ClassificationSource::Model);
+    // A reload retrains the first stage with the intents: plain questions still skip the encoder.
+    classifier.reload().expect("reloads");
+    assert_eq!(classifier.classify("hello").await.source, ClassificationSource::FirstStage);
 
     // Under overload the first stage judges what is shed, sure or not.
     let shedding = built_in(cache.path(), None, 0.0).with_queue_budget(Duration::from_nanos(1)).with_first_stage(static_encoder()).unwrap();
