@@ -60,8 +60,8 @@ pub struct NlpConfig {
     /// Plain messages the first stage (static token vectors distilled from the sentence
     /// encoder, `static-embeddings.safetensors` in `model_dir`) is sure of skip the sentence
     /// encoder, and messages shed under overload are judged by it; false (the default until
-    /// storage keeps up with every message judged, BENCHMARKS.md): every message goes through
-    /// the sentence encoder, and shed ones are ranked on their words alone.
+    /// load past its capacity is shed too, BENCHMARKS.md): every message goes through the
+    /// sentence encoder, and shed ones are ranked on their words alone.
     pub first_stage: bool,
 }
 
