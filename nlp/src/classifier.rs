@@ -337,7 +337,13 @@ impl Local {
     fn classify_first_stage(&self, text: &str, reported: Option<&str>) -> Option<Classification> {
         let trained = self.current();
         let stage = trained.first_stage.as_ref()?;
-        let (ranking, judged) = stage.rank_and_judge(text).ok()?;
+        let embedding = stage.encoder.encode(&[text]).ok()?.pop()?;
+        let ranking = stage.model.rank(text, &embedding);
+        // Most messages it declines are not sure enough: judging them would be wasted work.
+        if ranking.first().is_none_or(|&(_, p)| p < stage.model.sure_at) {
+            return None;
+        }
+        let judged = stage.judgement.judge(text, &embedding);
         if !first_stage_takes(text, reported, &stage.model, &ranking, &judged) {
             return None;
         }

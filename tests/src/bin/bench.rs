@@ -132,13 +132,16 @@ impl Server {
         self.status_kib("RssAnon:")
     }
 
-    /// Waits until the server's own memory has fallen by a tenth (its periodic return of freed
-    /// heap), or `limit` passed.
-    async fn heap_handed_back(&self, limit: Duration) {
-        let (start, deadline) = (self.anonymous_kib(), Instant::now() + limit);
-        while self.anonymous_kib() * 10 > start * 9 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(250)).await;
+    /// Waits for the server's next periodic return of freed heap (every 10 s; counted in its
+    /// metrics); an error when none comes within `limit`.
+    async fn next_memory_return(&self, limit: Duration) -> anyhow::Result<()> {
+        const RETURNS: &str = "switchboard_memory_returns_total";
+        let (seen, deadline) = (metric(self.addr, RETURNS).await?, Instant::now() + limit);
+        while metric(self.addr, RETURNS).await? <= seen {
+            anyhow::ensure!(Instant::now() < deadline, "the server returned no freed memory within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        Ok(())
     }
 
     fn status_kib(&self, field: &str) -> u64 {
@@ -644,7 +647,7 @@ async fn idle(connections: usize, concurrency: usize, returning: bool) -> anyhow
         }
         println!("idle: {connections} visitors each wrote a message and were answered first, in {:.1} s", chatted.elapsed().as_secs_f64());
         // The server hands freed heap back every 10 s: measure from there.
-        server.heap_handed_back(Duration::from_secs(15)).await;
+        server.next_memory_return(Duration::from_secs(15)).await?;
     }
     // Warm the server (first connection allocates shared buffers) before measuring.
     let warm = open(server.addr, &keys, 0).await?;
