@@ -3,7 +3,7 @@
 // intent's answer and its translation, and a widget customer then gets the edited answer; every
 // state passes axe, and the Bot page reflows at phone width.
 // Usage: node bot.mjs <server-url> <artifacts-dir> <admin-email> <admin-password> <day YYYY-MM-DD>
-import { launch, openPage, signIn } from './chromium.mjs';
+import { launch, openPage, signIn, waitUntilInPage } from './chromium.mjs';
 import { expectAccessible, expectNoSidewaysScroll } from './a11y.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -94,10 +94,12 @@ try {
 
   step("the widget's next answer is the edited one, without a restart");
   // Version 5 trains in the background; the Bot page says when this node answers with it.
-  await admin.waitForFunction(
+  await waitUntilInPage(
+    admin,
+    'the Bot page says version 5 is in use',
     async () => (await (await fetch('/panel/bot')).text()).includes('Version 5 is in use'),
     null,
-    { polling: 500, timeout: 90000 },
+    { every: 500, timeout: 90000 },
   );
   const customer = await openPage(browser, { width: 420, height: 760 });
   await customer.goto(`${serverUrl}/`);

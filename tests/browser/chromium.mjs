@@ -22,6 +22,20 @@ export async function openPage(browser, viewport) {
   return page;
 }
 
+/**
+ * Runs `check` (async allowed) in the page every `every` ms until it returns something truthy;
+ * throws `what` after `timeout` ms. (`page.waitForFunction` takes an async check's promise as
+ * truthy at once.)
+ */
+export async function waitUntilInPage(page, what, check, arg, { timeout = 10000, every = 200 } = {}) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    if (await page.evaluate(check, arg)) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, every));
+  }
+}
+
 /** A widget customer on the demo page who asks for a person. */
 export async function customerAsksForAPerson(browser, serverUrl) {
   const customer = await openPage(browser, { width: 420, height: 760 });

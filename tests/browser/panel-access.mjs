@@ -1,6 +1,6 @@
 // The agents' panel for keyboard and screen-reader users, checked by axe on every page.
 // Usage: node panel-access.mjs <server-url> <artifacts-dir> <admin-email> <admin-password>
-import { customerAsksForAPerson, launch, openPage } from './chromium.mjs';
+import { customerAsksForAPerson, launch, openPage, waitUntilInPage } from './chromium.mjs';
 import { expectAccessible, expectNoSidewaysScroll, focused, tabTo } from './a11y.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -89,12 +89,12 @@ try {
 
   // The message is stored, then answered in a step of its own: wait until the page's forms
   // carry the conversation's version after that step, as they do once the page settles.
-  await agent.waitForFunction(async () => {
+  await waitUntilInPage(agent, "the page's forms carry the conversation's current version", async () => {
     const html = await fetch(location.href, { credentials: 'same-origin' }).then((r) => r.text());
     const now = new DOMParser().parseFromString(html, 'text/html').querySelector('input[name="version"]');
     const shown = document.querySelector('input[name="version"]');
     return !now || !shown || now.value === shown.value;
-  }, null, { timeout: 10000, polling: 200 });
+  }, null, { timeout: 10000, every: 200 });
 
   step('a status change by keyboard confirms itself and keeps focus on the status field');
   await agent.locator('#set-status').focus();
