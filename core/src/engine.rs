@@ -728,6 +728,10 @@ impl Engine {
         };
         let reported = reported_language.as_deref().and_then(switchboard_models::reported_language);
         let classification = self.classifier.classify_in(&message.text, reported).await;
+        // With no earlier message of this contact in hand, the conversation as read when this
+        // one was stored is likely still current; where claims are checked, the step is decided
+        // on it (a round trip saved) and a change since only costs a retry with a fresh read.
+        let mut read_at_receipt = (place.after.is_none() && self.has_other_nodes()).then_some(conversation);
         if let Some(earlier) = place.after.take() {
             // Ok or a dropped sender both mean the earlier message is done with.
             let _ = earlier.await;
@@ -736,7 +740,7 @@ impl Engine {
         let link = self.link_answer(message.contact_id, message.conversation_id, &message.text).await?;
         let mut retry = std::time::Duration::from_millis(100);
         let outcome = loop {
-            match self.answer_in_turn(&place.contact_key, &message, link.as_ref()).await {
+            match self.answer_in_turn(&place.contact_key, &message, link.as_ref(), read_at_receipt.take()).await {
                 // Changed on another node since it was read, or another node holds an earlier
                 // message of this customer: wait for that one, then decide again.
                 Ok(None) => {
@@ -848,7 +852,7 @@ impl Engine {
         let link = self.link_answer(contact.id, message.conversation_id, &message.text).await?;
         let contact_key = (contact.channel, contact.external_id);
         for _ in 0..CONFLICT_RETRIES {
-            let Some(outcome) = self.answer_in_turn(&contact_key, &message, link.as_ref()).await? else { continue };
+            let Some(outcome) = self.answer_in_turn(&contact_key, &message, link.as_ref(), None).await? else { continue };
             if outcome.conversation.handler == Handler::Queue {
                 self.assign_waiting().await?;
             }
@@ -859,20 +863,26 @@ impl Engine {
 
     /// One step for a stored, classified customer message, under its contact's turn; `None`
     /// when the conversation changed on another node meanwhile (nothing was written).
+    /// `read_before`: the conversation as read earlier, decided on instead of reading it again;
+    /// only where the write is claimed (`claim`), so a stale read is refused, not written.
     async fn answer_in_turn(
         &self,
         contact_key: &(Channel, String),
         message: &Message,
         link: Option<&linking::LinkAnswer>,
+        read_before: Option<Conversation>,
     ) -> Result<Option<HandleOutcome>, EngineError> {
         let _turn = self.locks.for_key(contact_key).lock().await;
         let started = std::time::Instant::now();
         let classification = message.classification.clone().expect("classified before its step");
-        let before = self
-            .store
-            .conversation(message.conversation_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("message without conversation".into()))?;
+        let before = match read_before.filter(|c| c.id == message.conversation_id && self.has_other_nodes()) {
+            Some(read) => read,
+            None => self
+                .store
+                .conversation(message.conversation_id)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("message without conversation".into()))?,
+        };
         let now = self.clock.now();
         let resolver_available = match &before.awaiting {
             Some(Awaiting::Confirmation { agent, .. }) => {

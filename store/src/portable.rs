@@ -247,9 +247,16 @@ fn customer_conditions(filter: &CustomerFilter) -> (Vec<String>, Vec<String>) {
 /// Writes one step. A refused step (`Duplicate`, `Conflict`) writes nothing it guards: each check
 /// comes before what it guards (a group commit shares one transaction) or undoes what it
 /// inserted. (A contact's name, written before its message turns out a duplicate, stays.)
-pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Committed, StoreError> {
+/// `webhooks_active`: whether any webhook is active, when the caller knows it for the whole
+/// group (otherwise the message INSERT tells, or the events are queued for whoever listens).
+pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite, webhooks_active: Option<bool>) -> Result<Committed, StoreError> {
+    // On PostgreSQL an answer's claim rides in the statement that marks the message answered
+    // (below): one round trip less. Only when nothing of the step is written before that
+    // statement, so a refused claim still leaves the step unwritten.
+    let claim_with_answer =
+        $chained_writes && write.answers.is_some() && write.contact.is_none() && !write.starts_current && write.fires.is_none();
     // First, so a refused step has changed nothing (a group commit shares one transaction).
-    if let Some((conversation, version)) = write.decided_on {
+    if let Some((conversation, version)) = write.decided_on.filter(|_| !claim_with_answer) {
         // Claims the row (a row lock on PostgreSQL until commit) if nobody wrote it since it was read.
         let claimed = sqlx::query("UPDATE conversations SET version = $2 + 1 WHERE id = $1 AND version = $2")
             .bind(conversation.to_string())
@@ -298,7 +305,22 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
                 .bind((!write.intent_unused).then(|| f64::from(classification.confidence)))
                 .bind(write.answered_from_intent)
         };
-        let marked: Option<(i64, String, String)> = if $chained_writes {
+        let marked: Option<(i64, String, String)> = if let Some((conversation, version)) = write.decided_on.filter(|_| claim_with_answer) {
+            // Claimed, taken and marked in one statement; the take waits for the claim.
+            let sql = format!(
+                "WITH c AS ({CLAIM}), w AS ({}), answered AS ({MARK_ANSWERED_TAKEN}) SELECT EXISTS (SELECT 1 FROM c) AS claimed, \
+                 answered.created_at, answered.channel, answered.conversation_id FROM (SELECT 1) one LEFT JOIN answered ON TRUE",
+                take.replacen(" RETURNING ", " AND EXISTS (SELECT 1 FROM c) RETURNING ", 1)
+            );
+            let row = mark(sqlx::AssertSqlSafe(sql)).bind(conversation.to_string()).bind(version).fetch_one(&mut *tx).await.map_err(backend)?;
+            if !row.flag("claimed")? {
+                return Ok(Committed::Conflict);
+            }
+            match row.int_opt("created_at")? {
+                Some(created_at) => Some((created_at, row.text("channel")?, row.text("conversation_id")?)),
+                None => None,
+            }
+        } else if $chained_writes {
             // One statement: no second round trip to the server.
             match mark(sqlx::AssertSqlSafe(format!("WITH w AS ({take}) {MARK_ANSWERED_TAKEN}"))).fetch_optional(&mut *tx).await.map_err(backend)? {
                 Some(row) => Some((row.int("created_at")?, row.text("channel")?, row.text("conversation_id")?)),
@@ -359,6 +381,7 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite) -> Result<Comm
         .chain(write.notes.iter().map(|m| (m, None)))
         .collect();
     let (inserted, webhooks_listen) = insert_messages(tx, &rows).await?;
+    let webhooks_listen = webhooks_active.unwrap_or(webhooks_listen);
     if let Some(inbound) = &write.inbound
         && !inserted.iter().any(|(_, id)| *id == inbound.id.to_string())
     {
@@ -534,7 +557,8 @@ async fn insert_messages(
          attachments, quick_replies, classification, intent, confidence, external_id, created_at, outbound, next_attempt_at) \
          VALUES {values} ON CONFLICT (channel, external_id) DO NOTHING RETURNING seq, id"
     );
-    // A customer message stored without its answer waits for one (`waiting_messages`).
+    // A customer message stored without its answer waits for one (`waiting_messages`): on
+    // PostgreSQL written by this statement, on SQLite by a trigger (migration 0035).
     let sql = if $chained_writes {
         format!(
             "WITH m AS ({insert}, contact_id, channel, created_at, sender, classification), \
@@ -575,21 +599,6 @@ async fn insert_messages(
         };
         return Ok((inserted, webhooks_listen));
     }
-    for (seq, id) in &inserted {
-        if let Some((m, _)) = rows.iter().find(|(m, _)| m.id.to_string() == *id)
-            && m.sender == switchboard_models::Sender::Customer
-            && m.classification.is_none()
-        {
-            sqlx::query("INSERT INTO waiting_messages (message_seq, contact_id, channel, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(*seq)
-                .bind(m.contact_id.to_string())
-                .bind(m.channel.as_str())
-                .bind(millis(m.created_at))
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
-    }
     Ok((inserted, true))
 }
 
@@ -603,6 +612,8 @@ const TAKE_WAITING_IN_ORDER: &str = "DELETE FROM waiting_messages WHERE message_
 /// PostgreSQL the update stays on the row's page.
 const MARK_ANSWERED: &str = "UPDATE messages SET classification = $2, intent = $3, confidence = $4, answered_from_intent = $5 \
      WHERE seq = $1 RETURNING conversation_id";
+/// Claims conversation $6 read at version $7 (with `MARK_ANSWERED`'s binds first).
+const CLAIM: &str = "UPDATE conversations SET version = $7 + 1 WHERE id = $6 AND version = $7 RETURNING id";
 /// `MARK_ANSWERED` after a `TAKE_WAITING…` named `w`, in one statement.
 const MARK_ANSWERED_TAKEN: &str = "UPDATE messages m SET classification = $2, intent = $3, confidence = $4, answered_from_intent = $5 \
      FROM w WHERE m.seq = w.message_seq RETURNING w.created_at, w.channel, m.conversation_id";

@@ -1,6 +1,6 @@
 //! The scale-out store: PostgreSQL, shared by any number of Switchboard nodes. Steps waiting at
 //! the same moment commit together: a few committer tasks each take the waiting steps into one
-//! transaction, each step in a savepoint of its own (a refused step rolls back alone), so many
+//! transaction (a refused step writes nothing; a failing one is written again alone), so many
 //! steps share one commit and its WAL flush. The outbox is claimed with `FOR UPDATE SKIP
 //! LOCKED`, so two nodes never lease the same reply.
 //!
@@ -113,11 +113,12 @@ struct Held {
 impl switchboard_core::ports::Exclusive for Held {}
 
 /// A committer: takes the steps waiting now (one at a time while the load is light) and commits
-/// them together. A step whose statement fails fails alone. When the server refuses the commit
-/// itself (a deferred foreign key of one step), nothing was stored and each step is written
-/// again on its own. Any other failure of the transaction (no connection, a commit that got no
-/// answer) fails every step in it at once and runs none again: nobody knows what was stored, so
-/// each caller is told "not stored" and retries.
+/// them together. When a statement fails (a failed statement aborts the whole transaction on
+/// PostgreSQL) or the server refuses the commit itself (a deferred foreign key of one step),
+/// nothing was stored and each step is written again on its own, so a bad step fails alone. Any
+/// other failure of the transaction (no connection, a commit that got no answer) fails every
+/// step in it at once and runs none again: nobody knows what was stored, so each caller is told
+/// "not stored" and retries.
 async fn commit_steps(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     loop {
@@ -128,17 +129,20 @@ async fn commit_steps(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
         match write_group(&pool, &writes).await {
             Ok(results) => {
                 for (job, result) in group.drain(..).zip(results) {
-                    let _ = job.done.send(result);
+                    let _ = job.done.send(Ok(result));
                 }
             }
             Err(GroupFailed::RolledBack(_)) if group.len() > 1 => {
                 for job in group.drain(..) {
                     let result = match write_group(&pool, &[&job.write]).await {
-                        Ok(mut results) => results.remove(0),
+                        Ok(mut results) => Ok(results.remove(0)),
                         Err(GroupFailed::RolledBack(error) | GroupFailed::InDoubt(error)) => Err(error),
                     };
                     let _ = job.done.send(result);
                 }
+            }
+            Err(GroupFailed::RolledBack(error) | GroupFailed::InDoubt(error)) if group.len() == 1 => {
+                let _ = group.remove(0).done.send(Err(error));
             }
             Err(GroupFailed::RolledBack(error) | GroupFailed::InDoubt(error)) => {
                 for job in group.drain(..) {
@@ -149,15 +153,16 @@ async fn commit_steps(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
     }
 }
 
-/// One transaction; each step in a savepoint, released when stored and rolled back otherwise
-/// (a duplicate, a conflict or a failing statement writes nothing of that step). The outer error
-/// is the transaction's own.
-async fn write_group(pool: &PgPool, writes: &[&StepWrite]) -> Result<Vec<Result<Committed, StoreError>>, GroupFailed> {
+/// One transaction for the steps, one after another. Like SQLite's group, a refused step
+/// (`Duplicate`, `Conflict`) writes nothing it guards (`portable::write_step` checks first or
+/// undoes), so no step needs a savepoint of its own: a savepoint is a round trip, and each one
+/// that writes is a subtransaction every snapshot of the server then has to account for.
+async fn write_group(pool: &PgPool, writes: &[&StepWrite]) -> Result<Vec<Committed>, GroupFailed> {
     let mut connection = pool.acquire().await.map_err(|e| GroupFailed::InDoubt(backend(e)))?;
     let result = write_all(&mut connection, writes).await;
     // After any failure the connection goes: a session the server turned read-only, say, would
     // refuse every later step too, while a fresh one sees the database as it is now.
-    if result.as_ref().map_or(true, |results| results.iter().any(Result::is_err)) {
+    if result.is_err() {
         connection.close_on_drop();
     }
     result
@@ -165,32 +170,26 @@ async fn write_group(pool: &PgPool, writes: &[&StepWrite]) -> Result<Vec<Result<
 
 /// Why a group's transaction failed.
 enum GroupFailed {
-    /// The server refused the commit: nothing of the group was stored.
+    /// A statement or the commit was refused: nothing of the group was stored.
     RolledBack(StoreError),
     /// The transaction broke off: what was stored is not known.
     InDoubt(StoreError),
 }
 
-async fn write_all(connection: &mut PgConnection, writes: &[&StepWrite]) -> Result<Vec<Result<Committed, StoreError>>, GroupFailed> {
+async fn write_all(connection: &mut PgConnection, writes: &[&StepWrite]) -> Result<Vec<Committed>, GroupFailed> {
     let in_doubt = |e| GroupFailed::InDoubt(backend(e));
     let mut tx = connection.begin().await.map_err(in_doubt)?;
     let mut results = Vec::with_capacity(writes.len());
-    // Each step starts at the savepoint `step`. After a stored step one round trip releases it
-    // and sets the next; after a refused one, rolling back to it leaves it set for the next.
-    let mut boundary = Some("SAVEPOINT step");
     for write in writes {
-        if let Some(boundary) = boundary {
-            sqlx::raw_sql(boundary).execute(&mut *tx).await.map_err(in_doubt)?;
-        }
-        let written = portable::write_step(&mut *tx, write).await;
-        boundary = match &written {
-            Ok(Committed::Stored { .. }) => Some("RELEASE SAVEPOINT step; SAVEPOINT step"),
-            Ok(_) | Err(_) => {
-                sqlx::raw_sql("ROLLBACK TO SAVEPOINT step").execute(&mut *tx).await.map_err(in_doubt)?;
-                None
+        match portable::write_step(&mut *tx, write, None).await {
+            Ok(committed) => results.push(committed),
+            // The server refuses the rest of an aborted transaction (a COMMIT would only roll
+            // it back), so the group ends here.
+            Err(error) => {
+                tx.rollback().await.map_err(in_doubt)?;
+                return Err(GroupFailed::RolledBack(error));
             }
-        };
-        results.push(written);
+        }
     }
     tx.commit().await.map_err(|e| match e {
         sqlx::Error::Database(_) => GroupFailed::RolledBack(backend(e)),

@@ -11,6 +11,8 @@ use crate::rows::backend;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Acquire, Sqlite, SqliteConnection, SqlitePool};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use switchboard_core::ports::{Committed, StepWrite, StoreError};
 use tokio::sync::{mpsc, oneshot};
@@ -78,8 +80,9 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Backend(format!("cannot open `{url}` for reading: {e}")))?;
         let (jobs, queue) = mpsc::channel(4 * MAX_GROUP);
-        tokio::spawn(group_commit(writer.clone(), queue));
-        tokio::spawn(checkpoint_regularly(checkpointer.clone(), wal, jobs.downgrade()));
+        let wal_reset_wanted = Arc::new(AtomicBool::new(false));
+        tokio::spawn(group_commit(writer.clone(), queue, wal_reset_wanted.clone()));
+        tokio::spawn(checkpoint_regularly(checkpointer.clone(), wal, jobs.downgrade(), wal_reset_wanted));
         Ok(Self { writer, reader, checkpointer, jobs })
     }
 
@@ -107,10 +110,14 @@ impl SqliteStore {
 
 /// The writer task: takes every waiting step, commits them in one transaction, answers each.
 /// If the group fails, each step is retried alone so one bad write fails only itself.
-async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
+/// Between groups it truncates the WAL when the checkpointer asks (`wal_reset_wanted`).
+async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, wal_reset_wanted: Arc<AtomicBool>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     let mut failing = false;
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
+        if wal_reset_wanted.swap(false, Ordering::Relaxed) {
+            truncate_wal(&pool).await;
+        }
         let writes: Vec<&StepWrite> = group.iter().map(|job| &job.write).collect();
         let outcome = match write_group(&pool, &writes).await {
             Ok(results) => {
@@ -154,27 +161,47 @@ async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
 
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
+/// A checkpoint slower than this is logged (a TRUNCATE holds every commit back meanwhile).
+const SLOW_CHECKPOINT: Duration = Duration::from_millis(100);
+
 /// A WAL larger than this is truncated: passive checkpoints copy it into the database, but under
 /// steady load readers keep it from starting over, so it would only grow.
 const WAL_TRUNCATE_ABOVE: u64 = 32 * 1024 * 1024;
 
-/// Runs passive checkpoints (they never block the writer) until the store is dropped or closed,
-/// and truncates the WAL when it has grown past `WAL_TRUNCATE_ABOVE` (this waits for readers
-/// and holds the writer back for the moment it takes).
-async fn checkpoint_regularly(pool: SqlitePool, wal: Option<std::path::PathBuf>, store_alive: mpsc::WeakSender<Job>) {
+/// Runs passive checkpoints (they never block the writer) until the store is dropped or closed;
+/// when the WAL has grown past `WAL_TRUNCATE_ABOVE`, asks the writer task to truncate it.
+async fn checkpoint_regularly(pool: SqlitePool, wal: Option<std::path::PathBuf>, store_alive: mpsc::WeakSender<Job>, wal_reset_wanted: Arc<AtomicBool>) {
     while store_alive.upgrade().is_some() && !pool.is_closed() {
         tokio::time::sleep(CHECKPOINT_EVERY).await;
-        let wal_size = wal.as_ref().and_then(|path| std::fs::metadata(path).ok()).map_or(0, |m| m.len());
-        let (mode, sql) = if wal_size > WAL_TRUNCATE_ABOVE {
-            ("TRUNCATE", "PRAGMA wal_checkpoint(TRUNCATE)")
-        } else {
-            ("PASSIVE", "PRAGMA wal_checkpoint(PASSIVE)")
-        };
-        if let Err(error) = sqlx::query(sql).execute(&pool).await
-            && !pool.is_closed()
-        {
-            tracing::warn!(%error, mode, "WAL checkpoint failed; will retry");
+        let started = std::time::Instant::now();
+        match sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            Err(error) if !pool.is_closed() => tracing::warn!(%error, "WAL checkpoint failed; will retry"),
+            Err(_) => {}
+            Ok(_) if started.elapsed() > SLOW_CHECKPOINT => {
+                tracing::info!(millis = started.elapsed().as_millis() as u64, "slow passive WAL checkpoint");
+            }
+            Ok(_) => {}
         }
+        // Just after a passive checkpoint little is left to copy, so the truncation is short.
+        if wal.as_ref().and_then(|path| std::fs::metadata(path).ok()).is_some_and(|m| m.len() > WAL_TRUNCATE_ABOVE) {
+            wal_reset_wanted.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Copies what is left of the WAL into the database and empties it, on the writer's own
+/// connection between groups: commits wait for it, but only for the copy itself. (Another
+/// connection would first wait for the writer's lock, then hold every commit back meanwhile,
+/// and the writer would retry on its busy timeout's growing sleeps: 0.1-1.7 s stalls at 1,000
+/// messages a second.)
+async fn truncate_wal(pool: &SqlitePool) {
+    let started = std::time::Instant::now();
+    match sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await {
+        Err(error) => tracing::warn!(%error, "truncating the WAL failed; it is tried again when it grows"),
+        Ok(_) if started.elapsed() > SLOW_CHECKPOINT => {
+            tracing::info!(millis = started.elapsed().as_millis() as u64, "slow WAL truncation");
+        }
+        Ok(_) => {}
     }
 }
 
@@ -192,9 +219,12 @@ async fn write_group(pool: &SqlitePool, writes: &[&StepWrite]) -> Result<Vec<Com
 
 async fn write_all(connection: &mut SqliteConnection, writes: &[&StepWrite]) -> Result<Vec<Committed>, StoreError> {
     let mut tx = connection.begin().await.map_err(backend)?;
+    // Once for the group rather than a statement per step: steps never change webhooks.
+    let (webhooks_active,): (bool,) =
+        sqlx::query_as("SELECT EXISTS (SELECT 1 FROM webhooks WHERE active = TRUE)").fetch_one(&mut *tx).await.map_err(backend)?;
     let mut results = Vec::with_capacity(writes.len());
     for write in writes {
-        results.push(portable::write_step(&mut *tx, write).await?);
+        results.push(portable::write_step(&mut *tx, write, Some(webhooks_active)).await?);
     }
     tx.commit().await.map_err(backend)?;
     Ok(results)

@@ -97,7 +97,8 @@ impl Server {
             .env("SWITCHBOARD_WEBCHAT__RATE_LIMIT_BURST", "100000000")
             .env("SWITCHBOARD_WEBCHAT__MESSAGES_PER_ADDRESS_PER_MINUTE", "100000000")
             .env("SWITCHBOARD_WEBCHAT__SESSIONS_PER_ADDRESS_PER_MINUTE", "100000000")
-            .env("SWITCHBOARD_LOG__LEVEL", "warn")
+            // BENCH_LOG_LEVEL=info shows what the server notes under load (slow steps, checkpoints).
+            .env("SWITCHBOARD_LOG__LEVEL", std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -1133,9 +1133,12 @@ async fn a_step_decided_on_a_stale_read_is_refused_whole(backend: Backend) {
     // Decided again on what is there now, it is written; the version moves on even when the
     // state does not.
     let retried = StepWrite { conversation: None, decided_on: Some((now_stored.id, now_stored.version)), ..stale };
-    assert!(matches!(store.commit(retried).await.unwrap(), Committed::Stored { .. }));
+    assert!(matches!(store.commit(retried.clone()).await.unwrap(), Committed::Stored { .. }));
     let after = store.conversation(created.id).await.unwrap().unwrap();
     assert_eq!((after.handler, after.version), (Handler::Agent(ada.id), 3));
+    // Answered already: a second answer on the current read is a duplicate, not a conflict.
+    let again = StepWrite { decided_on: Some((after.id, after.version)), ..retried };
+    assert_eq!(store.commit(again).await.unwrap(), Committed::Duplicate);
 
     // Concurrent writers of one read: exactly one wins.
     let read = store.conversation(created.id).await.unwrap().unwrap();
@@ -1150,7 +1153,29 @@ async fn a_step_decided_on_a_stale_read_is_refused_whole(backend: Backend) {
     let won = results.iter().filter(|r| matches!(r, Committed::Stored { .. })).count();
     assert_eq!(won, 1, "{results:?}");
     assert_eq!(results.iter().filter(|r| **r == Committed::Conflict).count(), 3);
-    assert_eq!(store.conversation(created.id).await.unwrap().unwrap().version, 4);
+    assert_eq!(store.conversation(created.id).await.unwrap().unwrap().version, read.version + 1, "moved once");
+
+    // Answers of one message decided at once on one read (nodes racing): exactly one is stored.
+    let read = store.conversation(created.id).await.unwrap().unwrap();
+    let inbound = message(&read, Sender::Customer, "one more thing", Some("vv:2"));
+    let Committed::Stored { seqs } = store.commit(step_write(Some(inbound), Vec::new())).await.unwrap() else { panic!("stored") };
+    let answers = (0..3).map(|n| {
+        let store = store.clone();
+        let write = StepWrite {
+            answers: Some((seqs[0], classified_as("greeting"))),
+            outbound: vec![message(&read, Sender::Bot, &format!("racing answer {n}"), None)],
+            decided_on: Some((read.id, read.version)),
+            in_order: true,
+            ..StepWrite::default()
+        };
+        async move { store.commit(write).await.unwrap() }
+    });
+    let results = futures::future::join_all(answers).await;
+    assert_eq!(results.iter().filter(|r| matches!(r, Committed::Stored { .. })).count(), 1, "{results:?}");
+    assert_eq!(results.iter().filter(|r| **r == Committed::Conflict).count(), 2, "{results:?}");
+    let history = store.conversation_messages(created.id, 0, 100).await.unwrap();
+    assert_eq!(history.iter().filter(|m| m.text.starts_with("racing answer")).count(), 1, "{history:?}");
+    assert!(store.unanswered_messages(10).await.unwrap().iter().all(|m| m.seq != seqs[0]), "answered");
 }
 
 async fn a_customer_stored_or_given_a_conversation_meanwhile_is_a_conflict(backend: Backend) {
@@ -1732,8 +1757,8 @@ async fn steps_committed_at_once_are_each_stored_refused_or_failed_on_their_own(
     assert_eq!(store.conversation_messages(conversation.id, 0, 100).await.unwrap().len(), 31, "the first, then 30; the duplicate added nothing");
 }
 
-/// Steps refused amid others sent at once (on PostgreSQL: in one transaction, each from its own
-/// savepoint) leave nothing behind, and the steps around them are stored whole.
+/// Steps refused amid others sent at once (in one transaction) leave nothing behind, and the
+/// steps around them are stored whole.
 async fn refused_steps_amid_others_committed_at_once_write_nothing(backend: Backend) {
     let (store, _db) = fresh(backend).await;
     let conversation = conversation(store.as_ref(), "visitor-amid").await;
