@@ -34,6 +34,9 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
 }
 
+/// How long a connection waits for a lock another holds before giving up.
+const WRITER_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How much of the database file each reading connection maps at most (virtual memory; the
 /// pages are the OS's file cache, shared by all connections).
 const READER_MMAP_BYTES: u64 = 1 << 30;
@@ -48,7 +51,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(WRITER_BUSY_TIMEOUT)
             .pragma("cache_size", "-16000")
             // When a checkpoint lets the WAL start over, it is cut back to this size instead of
             // keeping its high-water mark forever.
@@ -194,16 +197,31 @@ async fn checkpoint_regularly(pool: SqlitePool, wal: Option<std::path::PathBuf>,
 /// connection would first wait for the writer's lock, then hold every commit back meanwhile,
 /// and the writer would retry on its busy timeout's growing sleeps: 0.1-1.7 s stalls at 1,000
 /// messages a second.)
+/// It waits at most `TRUNCATE_WAITS_FOR_READERS` for readers still on an older snapshot (a long
+/// report, say), then gives up until the checkpointer asks again.
 async fn truncate_wal(pool: &SqlitePool) {
     let started = std::time::Instant::now();
-    match sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await {
+    let truncated = async {
+        let mut connection = pool.acquire().await?;
+        let waits = format!("PRAGMA busy_timeout = {}", TRUNCATE_WAITS_FOR_READERS.as_millis());
+        sqlx::query(sqlx::AssertSqlSafe(waits)).execute(&mut *connection).await?;
+        let result = sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *connection).await;
+        let restored = format!("PRAGMA busy_timeout = {}", WRITER_BUSY_TIMEOUT.as_millis());
+        sqlx::query(sqlx::AssertSqlSafe(restored)).execute(&mut *connection).await?;
+        result.map(|(busy, _, _)| busy == 0)
+    };
+    match truncated.await {
         Err(error) => tracing::warn!(%error, "truncating the WAL failed; it is tried again when it grows"),
-        Ok(_) if started.elapsed() > SLOW_CHECKPOINT => {
+        Ok(false) => tracing::info!("the WAL was not truncated: a reader is still on an older snapshot; tried again shortly"),
+        Ok(true) if started.elapsed() > SLOW_CHECKPOINT => {
             tracing::info!(millis = started.elapsed().as_millis() as u64, "slow WAL truncation");
         }
-        Ok(_) => {}
+        Ok(true) => {}
     }
 }
+
+/// How long a truncation of the WAL holds commits back at most, waiting for readers.
+const TRUNCATE_WAITS_FOR_READERS: Duration = Duration::from_millis(200);
 
 /// One transaction on the writer connection. After any error the connection is closed rather
 /// than returned to the pool: SQLite may have rolled back on its own (SQLITE_FULL, SQLITE_IOERR)
@@ -218,10 +236,13 @@ async fn write_group(pool: &SqlitePool, writes: &[&StepWrite]) -> Result<Vec<Com
 }
 
 async fn write_all(connection: &mut SqliteConnection, writes: &[&StepWrite]) -> Result<Vec<Committed>, StoreError> {
-    let mut tx = connection.begin().await.map_err(backend)?;
-    // Once for the group rather than a statement per step: steps never change webhooks.
+    // Once for the group rather than a statement per step: steps never change webhooks, and
+    // what does change them writes through this same connection. Read before the transaction,
+    // so that it still begins with a write (a deferred one that read first could find another
+    // process's write in between and fail).
     let (webhooks_active,): (bool,) =
-        sqlx::query_as("SELECT EXISTS (SELECT 1 FROM webhooks WHERE active = TRUE)").fetch_one(&mut *tx).await.map_err(backend)?;
+        sqlx::query_as("SELECT EXISTS (SELECT 1 FROM webhooks WHERE active = TRUE)").fetch_one(&mut *connection).await.map_err(backend)?;
+    let mut tx = connection.begin().await.map_err(backend)?;
     let mut results = Vec::with_capacity(writes.len());
     for write in writes {
         results.push(portable::write_step(&mut *tx, write, Some(webhooks_active)).await?);
