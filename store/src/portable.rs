@@ -255,6 +255,12 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite, webhooks_activ
     // statement, so a refused claim still leaves the step unwritten.
     let claim_with_answer =
         $chained_writes && write.answers.is_some() && write.contact.is_none() && !write.starts_current && write.fires.is_none();
+    // A step refused after it took a timer or answered a message would keep that half (no step
+    // has a savepoint), so no step does both that and what is checked later.
+    debug_assert!(
+        !((write.fires.is_some() || write.answers.is_some()) && (write.decides.is_some() || write.inbound.is_some())),
+        "a step that fires a timer or answers a message cannot also decide a document or store a customer message"
+    );
     // First, so a refused step has changed nothing (a group commit shares one transaction).
     if let Some((conversation, version)) = write.decided_on.filter(|_| !claim_with_answer) {
         // Claims the row (a row lock on PostgreSQL until commit) if nobody wrote it since it was read.
