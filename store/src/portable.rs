@@ -333,11 +333,10 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite, webhooks_activ
                 None => None,
             }
         } else {
-            match sqlx::query_as::<_, (i64, i64, String)>(sqlx::AssertSqlSafe(take)).bind(*seq).fetch_optional(&mut *tx).await.map_err(backend)? {
-                Some((_, created_at, channel)) => {
-                    let row = mark(sqlx::AssertSqlSafe(MARK_ANSWERED.to_string())).fetch_one(&mut *tx).await.map_err(backend)?;
-                    Some((created_at, channel, row.text("conversation_id")?))
-                }
+            // Marked only while it waits; a trigger (migration 0035) then takes its waiting row.
+            let sql = if write.in_order { MARK_ANSWERED_IF_FIRST_WAITING } else { MARK_ANSWERED_IF_WAITING };
+            match mark(sqlx::AssertSqlSafe(sql.to_string())).fetch_optional(&mut *tx).await.map_err(backend)? {
+                Some(row) => Some((row.int("created_at")?, row.text("channel")?, row.text("conversation_id")?)),
                 None => None,
             }
         };
@@ -614,13 +613,19 @@ const TAKE_WAITING: &str = "DELETE FROM waiting_messages WHERE message_seq = $1 
 const TAKE_WAITING_IN_ORDER: &str = "DELETE FROM waiting_messages WHERE message_seq = $1 \
      AND NOT EXISTS (SELECT 1 FROM waiting_messages e WHERE e.contact_id = waiting_messages.contact_id AND e.message_seq < $1) \
      RETURNING message_seq, created_at, channel";
-/// The answered message's classification; no index of `messages` holds these columns, so on
-/// PostgreSQL the update stays on the row's page.
-const MARK_ANSWERED: &str = "UPDATE messages SET classification = $2, intent = $3, confidence = $4, answered_from_intent = $5 \
-     WHERE seq = $1 RETURNING conversation_id";
-/// Claims conversation $6 read at version $7 (with `MARK_ANSWERED`'s binds first).
+/// SQLite: marks customer message $1 answered while it waits for its answer (the first answer
+/// wins); the trigger of migration 0035 takes its waiting row in the same statement.
+const MARK_ANSWERED_IF_WAITING: &str = "UPDATE messages SET classification = $2, intent = $3, confidence = $4, answered_from_intent = $5 \
+     WHERE seq = $1 AND EXISTS (SELECT 1 FROM waiting_messages w WHERE w.message_seq = $1) RETURNING created_at, channel, conversation_id";
+/// As `MARK_ANSWERED_IF_WAITING`, unless an earlier message of the same contact still waits.
+const MARK_ANSWERED_IF_FIRST_WAITING: &str = "UPDATE messages SET classification = $2, intent = $3, confidence = $4, answered_from_intent = $5 \
+     WHERE seq = $1 AND EXISTS (SELECT 1 FROM waiting_messages w WHERE w.message_seq = $1 \
+     AND NOT EXISTS (SELECT 1 FROM waiting_messages e WHERE e.contact_id = w.contact_id AND e.message_seq < $1)) \
+     RETURNING created_at, channel, conversation_id";
+/// Claims conversation $6 read at version $7 (after the answer's five binds).
 const CLAIM: &str = "UPDATE conversations SET version = $7 + 1 WHERE id = $6 AND version = $7 RETURNING id";
-/// `MARK_ANSWERED` after a `TAKE_WAITING…` named `w`, in one statement.
+/// The answered message's classification after a `TAKE_WAITING…` named `w`, in one statement;
+/// no index of `messages` holds these columns, so on PostgreSQL the update stays on the row's page.
 const MARK_ANSWERED_TAKEN: &str = "UPDATE messages m SET classification = $2, intent = $3, confidence = $4, answered_from_intent = $5 \
      FROM w WHERE m.seq = w.message_seq RETURNING w.created_at, w.channel, m.conversation_id";
 

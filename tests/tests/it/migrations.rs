@@ -75,8 +75,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0033_agent_skills.sql", "2c82c1eefef26d072825e1b7bc481aa6b21eb2efbe5fccf8daad94511c4a388f"),
     ("sqlite/0034_waiting_messages.sql", "20bec82e41c1f6e4506fbd6e5d3daf27994d3306fdd13c2e23b934729b9cf7b1"),
     ("postgres/0034_waiting_messages.sql", "865a923ca975843ecd80bfbae4a38bf9f1645afdda80d896575ed2032833189d"),
-    ("sqlite/0035_waiting_row_by_trigger.sql", "89b7904f31b90704dd55a543b3b93b23a8dfc4993914ccdc9e7004fce8b596bf"),
-    ("postgres/0035_waiting_row_by_trigger.sql", "9829a78b85c12fbb18da4274dce46a7c0ee0528482f6115b114324e8155961fa"),
+    ("sqlite/0035_waiting_rows_by_triggers.sql", "65787dea4d2ed0a0c70d74439483e49443e81b9db01b2f43ef3ec1c43c7df67d"),
+    ("postgres/0035_waiting_rows_by_triggers.sql", "19b55c70d00f8e1d6574c7149b5e03e0692ed37d970a9b49da8542867aac6ef2"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {
