@@ -102,7 +102,8 @@ impl Running {
 /// Hands memory freed after a large read (a search's full-text doclists, a big page) back to
 /// the system every 10 s: glibc keeps freed heap pages otherwise, and a node's RSS would settle
 /// at its busiest moment instead of its working set. Each return is counted
-/// (`switchboard_memory_returns_total`), so a measurement can start right after one.
+/// (`switchboard_memory_returns_total`) and logged (debug, target `switchboard::memory`), so a
+/// measurement from outside can start right after one.
 async fn return_freed_memory() {
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(10)).await;
@@ -111,6 +112,7 @@ async fn return_freed_memory() {
             // SAFETY: malloc_trim only releases free pages; it is safe to call from any thread.
             let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
             metrics::counter!("switchboard_memory_returns_total").increment(1);
+            tracing::debug!(target: "switchboard::memory", "returned freed heap to the system");
         }
     }
 }

@@ -74,9 +74,16 @@ struct FirstStage {
 }
 
 impl FirstStage {
-    fn rank_and_judge(&self, text: &str) -> Result<(Ranking, Judged), EncoderError> {
+    /// The text's static vector and its intents, most likely first.
+    fn embed_and_rank(&self, text: &str) -> Result<(Vec<f32>, Ranking), EncoderError> {
         let embedding = self.encoder.encode(&[text])?.pop().unwrap_or_default();
-        Ok((self.model.rank(text, &embedding), self.judgement.judge(text, &embedding)))
+        let ranking = self.model.rank(text, &embedding);
+        Ok((embedding, ranking))
+    }
+
+    fn rank_and_judge(&self, text: &str) -> Result<(Ranking, Judged), EncoderError> {
+        let (embedding, ranking) = self.embed_and_rank(text)?;
+        Ok((ranking, self.judgement.judge(text, &embedding)))
     }
 
 }
@@ -337,8 +344,7 @@ impl Local {
     fn classify_first_stage(&self, text: &str, reported: Option<&str>) -> Option<Classification> {
         let trained = self.current();
         let stage = trained.first_stage.as_ref()?;
-        let embedding = stage.encoder.encode(&[text]).ok()?.pop()?;
-        let ranking = stage.model.rank(text, &embedding);
+        let (embedding, ranking) = stage.embed_and_rank(text).ok()?;
         // Most messages it declines are not sure enough: judging them would be wasted work.
         if ranking.first().is_none_or(|&(_, p)| p < stage.model.sure_at) {
             return None;

@@ -302,7 +302,6 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite, webhooks_activ
     }
     if let Some((seq, classification)) = &write.answers {
         // The classification marks the message answered; only the first answer counts.
-        let take = if write.in_order { TAKE_WAITING_IN_ORDER } else { TAKE_WAITING };
         let mark = |sql| {
             sqlx::query(sql)
                 .bind(*seq)
@@ -316,7 +315,7 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite, webhooks_activ
             let sql = format!(
                 "WITH c AS ({CLAIM}), w AS ({}), answered AS ({MARK_ANSWERED_TAKEN}) SELECT EXISTS (SELECT 1 FROM c) AS claimed, \
                  answered.created_at, answered.channel, answered.conversation_id FROM (SELECT 1) one LEFT JOIN answered ON TRUE",
-                take.replacen(" RETURNING ", " AND EXISTS (SELECT 1 FROM c) RETURNING ", 1)
+                take_waiting(write.in_order, true)
             );
             let row = mark(sqlx::AssertSqlSafe(sql)).bind(conversation.to_string()).bind(version).fetch_one(&mut *tx).await.map_err(backend)?;
             if !row.flag("claimed")? {
@@ -328,7 +327,7 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite, webhooks_activ
             }
         } else if $chained_writes {
             // One statement: no second round trip to the server.
-            match mark(sqlx::AssertSqlSafe(format!("WITH w AS ({take}) {MARK_ANSWERED_TAKEN}"))).fetch_optional(&mut *tx).await.map_err(backend)? {
+            match mark(sqlx::AssertSqlSafe(format!("WITH w AS ({}) {MARK_ANSWERED_TAKEN}", take_waiting(write.in_order, false)))).fetch_optional(&mut *tx).await.map_err(backend)? {
                 Some(row) => Some((row.int("created_at")?, row.text("channel")?, row.text("conversation_id")?)),
                 None => None,
             }
@@ -607,12 +606,17 @@ async fn insert_messages(
     Ok((inserted, true))
 }
 
-/// Takes customer message `$1` off the waiting list: the first answer wins.
-const TAKE_WAITING: &str = "DELETE FROM waiting_messages WHERE message_seq = $1 RETURNING message_seq, created_at, channel";
-/// As `TAKE_WAITING`, unless an earlier message of the same contact still waits for its answer.
-const TAKE_WAITING_IN_ORDER: &str = "DELETE FROM waiting_messages WHERE message_seq = $1 \
-     AND NOT EXISTS (SELECT 1 FROM waiting_messages e WHERE e.contact_id = waiting_messages.contact_id AND e.message_seq < $1) \
-     RETURNING message_seq, created_at, channel";
+/// Takes customer message `$1` off the waiting list (the first answer wins); `in_order`: only
+/// when no earlier message of the same contact still waits; `claimed`: only when the claim
+/// named `c` of the same statement held.
+fn take_waiting(in_order: bool, claimed: bool) -> String {
+    let earlier_waits = " AND NOT EXISTS (SELECT 1 FROM waiting_messages e WHERE e.contact_id = waiting_messages.contact_id AND e.message_seq < $1)";
+    format!(
+        "DELETE FROM waiting_messages WHERE message_seq = $1{}{} RETURNING message_seq, created_at, channel",
+        if in_order { earlier_waits } else { "" },
+        if claimed { " AND EXISTS (SELECT 1 FROM c)" } else { "" }
+    )
+}
 /// SQLite: marks customer message $1 answered while it waits for its answer (the first answer
 /// wins); the trigger of migration 0035 takes its waiting row in the same statement.
 const MARK_ANSWERED_IF_WAITING: &str = "UPDATE messages SET classification = $2, intent = $3, confidence = $4, answered_from_intent = $5 \
@@ -624,7 +628,7 @@ const MARK_ANSWERED_IF_FIRST_WAITING: &str = "UPDATE messages SET classification
      RETURNING created_at, channel, conversation_id";
 /// Claims conversation $6 read at version $7 (after the answer's five binds).
 const CLAIM: &str = "UPDATE conversations SET version = $7 + 1 WHERE id = $6 AND version = $7 RETURNING id";
-/// The answered message's classification after a `TAKE_WAITING…` named `w`, in one statement;
+/// The answered message's classification after `take_waiting`'s statement named `w`, in one statement;
 /// no index of `messages` holds these columns, so on PostgreSQL the update stays on the row's page.
 const MARK_ANSWERED_TAKEN: &str = "UPDATE messages m SET classification = $2, intent = $3, confidence = $4, answered_from_intent = $5 \
      FROM w WHERE m.seq = w.message_seq RETURNING w.created_at, w.channel, m.conversation_id";

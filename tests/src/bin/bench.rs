@@ -49,7 +49,12 @@ struct Server {
     _temporary: Option<tempfile::TempDir>,
     /// Set when BENCH_DATABASE=postgres: a fresh database on TEST_POSTGRES_URL's server.
     _database: Option<switchboard_tests::databases::TestDatabase>,
+    /// How many times its log said it returned freed heap to the system (`MEMORY_RETURNED`).
+    memory_returns: tokio::sync::watch::Receiver<u64>,
 }
+
+/// The server's debug line (target `switchboard::memory`) after each return of freed heap.
+const MEMORY_RETURNED: &str = "returned freed heap to the system";
 
 impl Server {
     fn start() -> anyhow::Result<(Self, Duration)> {
@@ -98,11 +103,22 @@ impl Server {
             .env("SWITCHBOARD_WEBCHAT__MESSAGES_PER_ADDRESS_PER_MINUTE", "100000000")
             .env("SWITCHBOARD_WEBCHAT__SESSIONS_PER_ADDRESS_PER_MINUTE", "100000000")
             // BENCH_LOG_LEVEL=info shows what the server notes under load (slow steps, checkpoints).
-            .env("SWITCHBOARD_LOG__LEVEL", std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into()))
+            .env("SWITCHBOARD_LOG__LEVEL", format!("{},switchboard::memory=debug", std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into())))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .context("starting the switchboard binary")?;
+        // Its log goes on to ours, all but the returns of freed heap, which are counted.
+        let (returned, memory_returns) = tokio::sync::watch::channel(0u64);
+        let log = child.stderr.take().context("stderr")?;
+        std::thread::spawn(move || {
+            for line in BufReader::new(log).lines().map_while(Result::ok) {
+                match line.contains(MEMORY_RETURNED) {
+                    true => returned.send_modify(|count| *count += 1),
+                    false => eprintln!("{line}"),
+                }
+            }
+        });
         let mut line = String::new();
         BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
         let addr: SocketAddr = line
@@ -120,7 +136,7 @@ impl Server {
             std::thread::sleep(Duration::from_millis(1));
         }
         let ready = started.elapsed();
-        Ok((Self { child, addr, dir: dir.to_path_buf(), _temporary: None, _database: database }, ready))
+        Ok((Self { child, addr, dir: dir.to_path_buf(), _temporary: None, _database: database, memory_returns }, ready))
     }
 
     fn rss_kib(&self) -> u64 {
@@ -133,15 +149,15 @@ impl Server {
         self.status_kib("RssAnon:")
     }
 
-    /// Waits for the server's next periodic return of freed heap (every 10 s; counted in its
-    /// metrics); an error when none comes within `limit`.
+    /// Waits for the server's next periodic return of freed heap (every 10 s; it says so in its
+    /// log); an error when none comes within `limit`.
     async fn next_memory_return(&self, limit: Duration) -> anyhow::Result<()> {
-        const RETURNS: &str = "switchboard_memory_returns_total";
-        let (seen, deadline) = (metric(self.addr, RETURNS).await?, Instant::now() + limit);
-        while metric(self.addr, RETURNS).await? <= seen {
-            anyhow::ensure!(Instant::now() < deadline, "the server returned no freed memory within {limit:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let mut returns = self.memory_returns.clone();
+        let seen = *returns.borrow_and_update();
+        tokio::time::timeout(limit, returns.wait_for(|count| *count > seen))
+            .await
+            .map_err(|_| anyhow::anyhow!("the server returned no freed memory within {limit:?}"))?
+            .map_err(|_| anyhow::anyhow!("the server's log ended before it returned freed memory"))?;
         Ok(())
     }
 
@@ -652,7 +668,6 @@ async fn idle(connections: usize, concurrency: usize, returning: bool) -> anyhow
     }
     // Warm the server (first connection allocates shared buffers) before measuring.
     let warm = open(server.addr, &keys, 0).await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let before = server.rss_kib();
     let anonymous_before = server.anonymous_kib();
     let mut sockets = Vec::with_capacity(connections);
@@ -674,12 +689,13 @@ async fn idle(connections: usize, concurrency: usize, returning: bool) -> anyhow
         after / 1024,
         per / 1000.0
     );
-    // The server hands freed heap back every 10 s: what stays is what idle sockets hold.
-    tokio::time::sleep(Duration::from_secs(11)).await;
+    // The server hands freed heap back every 10 s: what stays after the next return is what
+    // idle sockets hold.
+    server.next_memory_return(Duration::from_secs(15)).await?;
     let settled = server.rss_kib();
     let anonymous = server.anonymous_kib();
     println!(
-        "idle: 13 s after opening: server RSS {} MiB = {:.1} KB per connection; its own memory (RssAnon) {} MiB -> {} MiB = {:.1} KB per connection",
+        "idle: after the server's next return of freed heap: server RSS {} MiB = {:.1} KB per connection; its own memory (RssAnon) {} MiB -> {} MiB = {:.1} KB per connection",
         settled / 1024,
         settled.saturating_sub(before) as f64 * 1024.0 / connections as f64 / 1000.0,
         anonymous_before / 1024,
