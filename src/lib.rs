@@ -550,8 +550,8 @@ async fn build_classifier(config: &Config, llm: Option<Arc<LlmClient>>) -> anyho
     if !n.enabled {
         return keywords("nlp.enabled is false".into());
     }
-    let encoder = match tokio::task::spawn_blocking(move || load_encoder(&n)).await? {
-        Ok(encoder) => encoder,
+    let encoders = match tokio::task::spawn_blocking(move || load_encoders(&n)).await? {
+        Ok(encoders) => encoders,
         Err(e) => return keywords(e.to_string()),
     };
     let n = config.nlp.clone();
@@ -560,7 +560,7 @@ async fn build_classifier(config: &Config, llm: Option<Arc<LlmClient>>) -> anyho
         None => IntentsSource::BuiltIn,
     };
     let loaded = tokio::task::spawn_blocking(move || {
-        ModelClassifier::load(encoder, source, Some(n.cache_dir.clone()), llm, n.llm_below)
+        ModelClassifier::load(encoders, source, Some(n.cache_dir.clone()), llm, n.llm_below)
     })
     .await?;
     let (classifier, report) = loaded.context("loading the intents (nlp.intents_file)")?;
@@ -593,6 +593,22 @@ pub fn with_first_stage(classifier: ModelClassifier, nlp: &config::NlpConfig) ->
         Err(e) => {
             tracing::warn!("classifier: first stage off ({e}); every message goes through the sentence encoder");
             Ok(classifier)
+        }
+    }
+}
+
+/// The sentence encoder, and the judgement's multilingual encoder when `nlp.multilingual` is on
+/// and it is installed (otherwise the log says why the judgement reads English vectors only).
+pub fn load_encoders(nlp: &config::NlpConfig) -> Result<switchboard_nlp::Encoders, EncoderError> {
+    let sentence = load_encoder(nlp)?;
+    if !nlp.multilingual {
+        return Ok(sentence.into());
+    }
+    match switchboard_nlp::MultilingualEncoder::load(&nlp.multilingual_dir) {
+        Ok(encoder) => Ok(switchboard_nlp::Encoders { sentence, multilingual: Some(Arc::new(encoder)) }),
+        Err(e) => {
+            tracing::warn!("classifier: the judgement reads the English sentence encoder alone ({e})");
+            Ok(sentence.into())
         }
     }
 }

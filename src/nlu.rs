@@ -138,7 +138,7 @@ pub fn eval(
 }
 
 pub fn cross_validate(config: &Config, folds: usize, params: TrainParams) -> anyhow::Result<()> {
-    let encoder = switchboard::load_encoder(&config.nlp)?;
+    let encoder = switchboard::load_encoders(&config.nlp)?.for_judgement();
     let (rows, embeddings) = switchboard_nlp::judgement::built_in_training(encoder.as_ref(), Some(&config.nlp.cache_dir))?;
     let report = switchboard_nlp::judgement::cross_validate(&rows, &embeddings, &params, folds);
     let percent = |v: f32| format!("{:.1} %", v * 100.0);
@@ -158,7 +158,7 @@ pub async fn judge(config: &Config, data: &Path, out: &Path, fast_path: bool) ->
     let classifier: std::sync::Arc<dyn switchboard_core::ports::Classifier> = match fast_path {
         false => switchboard::service_classifier(config).await?,
         true => {
-            let encoder = switchboard::load_encoder(&config.nlp)?;
+            let encoder = switchboard::load_encoders(&config.nlp)?;
             let source = match &config.nlp.intents_file {
                 Some(path) => switchboard_nlp::IntentsSource::File(path.clone()),
                 None => switchboard_nlp::IntentsSource::BuiltIn,

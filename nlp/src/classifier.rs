@@ -3,6 +3,7 @@
 
 use crate::embedding_cache::EmbeddingCache;
 use crate::encoder::{EncoderError, SentenceEncoder};
+use crate::encoder_use::JoinedEncoder;
 use crate::head::TrainParams;
 use crate::intents::{IntentSet, IntentsError};
 use crate::judgement::{Judged, JudgementModel};
@@ -38,6 +39,32 @@ impl IntentsSource {
         match self {
             Self::File(path) => IntentSet::load(path),
             Self::BuiltIn => IntentSet::parse(Path::new("(built-in intents)"), crate::intents::DEFAULT_INTENTS),
+        }
+    }
+}
+
+/// The encoders a model classifier reads a message with.
+#[derive(Clone)]
+pub struct Encoders {
+    /// Ranks the intents and, with `multilingual`, feeds the judgement.
+    pub sentence: Arc<dyn SentenceEncoder>,
+    /// A second view for the judgement that places the same request in other languages close
+    /// to the English one (`MultilingualEncoder`); without it the judgement reads `sentence`.
+    pub multilingual: Option<Arc<dyn SentenceEncoder>>,
+}
+
+impl From<Arc<dyn SentenceEncoder>> for Encoders {
+    fn from(sentence: Arc<dyn SentenceEncoder>) -> Self {
+        Self { sentence, multilingual: None }
+    }
+}
+
+impl Encoders {
+    /// What the judgement's heads are trained on and read.
+    pub fn for_judgement(&self) -> Arc<dyn SentenceEncoder> {
+        match &self.multilingual {
+            Some(second) => Arc::new(JoinedEncoder::new(self.sentence.clone(), second.clone())),
+            None => self.sentence.clone(),
         }
     }
 }
@@ -131,6 +158,8 @@ pub struct Prepared {
 /// The part that runs on a blocking thread.
 struct Local {
     encoder: Arc<dyn SentenceEncoder>,
+    /// The judgement's second view, when installed.
+    multilingual: Option<Arc<dyn SentenceEncoder>>,
     trained: RwLock<Arc<Trained>>,
     judgement: Arc<JudgementModel>,
     templates: Handlebars<'static>,
@@ -149,18 +178,21 @@ pub const DEFAULT_QUEUE_BUDGET: Duration = Duration::from_millis(200);
 impl ModelClassifier {
     /// Loads the intents and trains (or loads the cached) head. Blocking: seconds on first run.
     pub fn load(
-        encoder: Arc<dyn SentenceEncoder>,
+        encoders: impl Into<Encoders>,
         source: IntentsSource,
         cache_dir: Option<PathBuf>,
         llm: Option<Arc<LlmClient>>,
         llm_below: f32,
     ) -> Result<(Self, LoadReport), LoadError> {
+        let encoders = encoders.into();
+        let encoder = encoders.sentence.clone();
         let (trained, report) = train(encoder.as_ref(), None, &source, cache_dir.as_deref())?;
-        let judgement = judgement_for(encoder.as_ref(), cache_dir.as_deref())?;
+        let judgement = judgement_for(encoders.for_judgement().as_ref(), cache_dir.as_deref())?;
         let mut templates = Handlebars::new();
         templates.set_strict_mode(false);
         let local = Arc::new(Local {
             encoder,
+            multilingual: encoders.multilingual,
             trained: RwLock::new(Arc::new(trained)),
             judgement,
             templates,
@@ -384,12 +416,20 @@ impl Local {
     fn classify_batch(&self, messages: &[(&str, Option<&str>)]) -> Vec<Classification> {
         let trained = self.current();
         let texts: Vec<&str> = messages.iter().map(|(text, _)| *text).collect();
-        match self.encoder.encode(&texts) {
-            Ok(embeddings) => messages
+        let second = |texts: &[&str]| match &self.multilingual {
+            Some(encoder) => encoder.encode(texts).map(Some),
+            None => Ok(None),
+        };
+        match self.encoder.encode(&texts).and_then(|embeddings| Ok((embeddings, second(&texts)?))) {
+            Ok((embeddings, second)) => messages
                 .iter()
                 .zip(embeddings)
-                .map(|(&(text, reported), embedding)| {
-                    let judged = self.judgement.judge(text, &embedding);
+                .enumerate()
+                .map(|(i, (&(text, reported), embedding))| {
+                    let judged = match &second {
+                        Some(second) => self.judgement.judge(text, &JoinedEncoder::join(&embedding, &second[i])),
+                        None => self.judgement.judge(text, &embedding),
+                    };
                     let mut classification = self.describe(&trained, text, reported, &trained.model.rank(text, &embedding), Some(judged));
                     classification.embedding = Some(switchboard_models::Embedding::quantise(&embedding));
                     classification

@@ -7,6 +7,7 @@ mod embedding_cache;
 pub mod encoder;
 pub mod encoder_onnx;
 pub mod encoder_static;
+pub mod encoder_use;
 #[cfg(feature = "rust-bert")]
 pub mod encoder_rust_bert;
 pub mod eval;
@@ -20,11 +21,12 @@ pub mod llm;
 pub mod model;
 pub mod signals;
 
-pub use classifier::{first_stage_takes, IntentsSource, LLM_CONFIDENCE, LoadError, LoadReport, ModelClassifier, Prepared};
+pub use classifier::{first_stage_takes, Encoders, IntentsSource, LLM_CONFIDENCE, LoadError, LoadReport, ModelClassifier, Prepared};
 pub use embedding_cache::EmbeddingCache;
 pub use encoder::{EncoderError, MiniLmEncoder, SentenceEncoder};
 pub use encoder_onnx::OnnxMiniLmEncoder;
 pub use encoder_static::StaticEncoder;
+pub use encoder_use::{JoinedEncoder, MultilingualEncoder};
 #[cfg(feature = "rust-bert")]
 pub use encoder_rust_bert::RustBertEncoder;
 pub use intents::{IntentSet, IntentsError};

@@ -316,6 +316,23 @@ pub fn encoder() -> std::sync::Arc<dyn switchboard_nlp::SentenceEncoder> {
     ENCODER.get_or_init(|| switchboard::load_encoder(&nlp_config()).expect("load the model")).clone()
 }
 
+/// The judgement's multilingual encoder, as fetch-model.sh installs it.
+pub fn multilingual_encoder() -> std::sync::Arc<switchboard_nlp::MultilingualEncoder> {
+    static ENCODER: std::sync::OnceLock<std::sync::Arc<switchboard_nlp::MultilingualEncoder>> = std::sync::OnceLock::new();
+    ENCODER
+        .get_or_init(|| {
+            let dir = nlp_config().multilingual_dir;
+            std::sync::Arc::new(switchboard_nlp::MultilingualEncoder::load(&dir).expect("load the multilingual encoder (./scripts/fetch-model.sh)"))
+        })
+        .clone()
+}
+
+/// The encoders the service classifies with by default: the sentence encoder, and the
+/// multilingual one for the judgement.
+pub fn encoders() -> switchboard_nlp::Encoders {
+    switchboard_nlp::Encoders { sentence: encoder(), multilingual: Some(multilingual_encoder()) }
+}
+
 /// The first stage's static token vectors, as fetch-model.sh installs them beside the model.
 pub fn static_encoder() -> std::sync::Arc<dyn switchboard_nlp::SentenceEncoder> {
     static ENCODER: std::sync::OnceLock<std::sync::Arc<dyn switchboard_nlp::SentenceEncoder>> = std::sync::OnceLock::new();

@@ -13,11 +13,11 @@ use switchboard_nlp::{IntentsSource, LlmClient, LlmSettings, ModelClassifier};
 use switchboard_tests::SMALL_INTENTS;
 use switchboard_tests::fake_llm::{Behaviour, FakeLlm};
 use switchboard_tests::panel::PanelClient;
-use switchboard_tests::{TestServer, encoder, static_encoder, webchat_inbound};
+use switchboard_tests::{TestServer, encoder, encoders, static_encoder, webchat_inbound};
 
 fn built_in(cache: &Path, llm: Option<Arc<LlmClient>>, llm_below: f32) -> ModelClassifier {
     let (classifier, _) =
-        ModelClassifier::load(encoder(), IntentsSource::BuiltIn, Some(cache.to_path_buf()), llm, llm_below).expect("loads");
+        ModelClassifier::load(encoders(), IntentsSource::BuiltIn, Some(cache.to_path_buf()), llm, llm_below).expect("loads");
     classifier
 }
 
@@ -233,6 +233,38 @@ fn static_vectors_missing_or_for_another_vocabulary_are_refused_with_what_to_do(
     std::fs::write(dir.path().join("static-embeddings.safetensors"), file).unwrap();
     let wrong = switchboard_nlp::StaticEncoder::load(dir.path()).err().expect("refused").to_string();
     assert!(wrong.contains("10 rows for a vocabulary of 30522; run ./scripts/fetch-model.sh again"), "{wrong}");
+}
+
+/// The multilingual encoder reads each reference sentence (twelve languages, odd spacing,
+/// full-width letters, a Hindi one all of whose characters are unknown to it) as the package's
+/// own code did when fetch-model.sh converted it: the same word pieces, a vector within rounding;
+/// alone and batched together. The same request in other languages lands near the English one.
+#[test]
+fn the_multilingual_encoder_matches_its_reference_and_joins_languages() {
+    use switchboard_nlp::{MultilingualEncoder, SentenceEncoder};
+    let encoder = switchboard_tests::multilingual_encoder();
+    let reference = MultilingualEncoder::reference(&switchboard_tests::nlp_config().multilingual_dir).expect("reference.json");
+    assert!(reference.len() >= 12, "{} reference sentences", reference.len());
+    let texts: Vec<&str> = reference.iter().map(|r| r.text.as_str()).collect();
+    let batched = encoder.encode(&texts).expect("encodes");
+    for (sentence, vector) in reference.iter().zip(&batched) {
+        assert_eq!(encoder.pieces_of(&sentence.text).unwrap(), sentence.ids, "{:?}", sentence.text);
+        let alone = encoder.encode(&[sentence.text.as_str()]).unwrap().remove(0);
+        assert_eq!(alone.len(), 512);
+        for candidate in [&alone, vector] {
+            let similarity = cosine(candidate, &sentence.vector);
+            assert!(similarity > 0.9999, "{:?}: cosine {similarity} to the package's vector", sentence.text);
+        }
+    }
+    let vectors = encoder
+        .encode(&["I want to talk to a person", "Ich möchte mit einem Menschen sprechen", "我想跟真人交谈", "What time do you open on Sunday?"])
+        .unwrap();
+    let (german, chinese, unrelated) = (cosine(&vectors[0], &vectors[1]), cosine(&vectors[0], &vectors[2]), cosine(&vectors[0], &vectors[3]));
+    assert!(german > 0.7 && chinese > 0.7 && unrelated < 0.3, "german {german}, chinese {chinese}, unrelated {unrelated}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let missing = MultilingualEncoder::load(empty.path()).err().expect("refused").to_string();
+    assert!(missing.contains("tokenizer.json") && missing.contains("./scripts/fetch-model.sh"), "{missing}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -573,11 +605,11 @@ async fn escalation_policy_with_the_real_model() {
           bot: <the intent's answer>
         customer: zxqv blorp fnord
           intent out_of_scope (GeneralInquiry, urgency None)
-          judged: GeneralInquiry, need question, tone Neutral, priority medium
-          bot: <clarifying question>
+          judged: off topic, need other, tone Negative, priority medium
+          bot: <off-topic reply>
         customer: purple monkey dishwasher
           intent out_of_scope (GeneralInquiry, urgency None)
-          judged: off topic, need question, tone Neutral, priority low
+          judged: off topic, need other, tone Neutral, priority low
           bot: <off-topic reply>
         customer: I want my money back for this month
           intent refund_request (Billing, urgency Elevated)
@@ -632,8 +664,8 @@ async fn judgement_on_the_reported_failure_kinds() {
           judged: Billing, need question, tone Neutral, priority low
           bot: <the intent's answer>
         customer: no rush at all, but could you tell me right now what the delivery fee to Leeds is?
-          intent order_status (Billing, urgency None)
-          judged: Billing, need question, tone Neutral, priority low
+          intent order_status (GeneralInquiry, urgency None)
+          judged: GeneralInquiry, need question, tone Neutral, priority low
           bot: <the intent's answer>
         customer: Third time I'm writing about the same broken heater. Nobody calls back. I'm done.
           intent complaint (Complaint, urgency Elevated)
@@ -680,7 +712,7 @@ async fn judgement_on_the_reported_failure_kinds() {
           bot: <the intent's answer>
         customer: Guten Morgen zusammen!
           intent greeting (GeneralInquiry, urgency None)
-          judged: GeneralInquiry, need greeting, tone Neutral, priority low
+          judged: GeneralInquiry, need greeting, tone Positive, priority low
           bot: <the intent's answer>
         customer: Muchas gracias por la ayuda, muy amables
           intent thanks (GeneralInquiry, urgency None)
