@@ -10,8 +10,10 @@
 use crate::encoder::{EncoderError, SentenceEncoder};
 use candle_core::{DType, Device, Tensor};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use tokenizers::{Tokenizer, TruncationParams};
+use tokenizers::normalizers::NormalizerWrapper;
+use tokenizers::{NormalizedString, Normalizer};
 
 /// Longest input in word pieces: the rest of a long email adds little and costs linearly.
 const MAX_PIECES: usize = 512;
@@ -23,12 +25,14 @@ const BRANCH: usize = 256;
 const BRANCHES: [(usize, usize); 3] = [(2, 0), (3, 1), (5, 2)];
 const MOST_BEFORE: usize = 2;
 const MOST_AFTER: usize = 2;
-/// The word piece unknown to the vocabulary.
+/// The word piece unknown to the vocabulary, and the marks around a message.
 const UNKNOWN: u32 = 0;
+const START: u32 = 1;
+const END: u32 = 2;
 
 pub struct MultilingualEncoder {
     id: String,
-    tokenizer: Tokenizer,
+    tokenizer: SentencePieces,
     /// One 8-bit row of `WIDTH` per word piece; row r is in quantisation chunk r % chunks.
     table: Vec<u8>,
     table_scale: Vec<f32>,
@@ -67,11 +71,7 @@ impl MultilingualEncoder {
             }
         }
         let load_error = |reason: String| EncoderError::Load { dir: dir.to_path_buf(), reason };
-        let mut tokenizer =
-            Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| load_error(format!("tokenizer.json: {e}")))?;
-        tokenizer
-            .with_truncation(Some(TruncationParams { max_length: MAX_PIECES, ..Default::default() }))
-            .map_err(|e| load_error(format!("tokenizer truncation: {e}")))?;
+        let tokenizer = SentencePieces::load(&dir.join("tokenizer.json")).map_err(|e| load_error(format!("tokenizer.json: {e}")))?;
         let bytes = std::fs::read(dir.join(Self::FILES[1])).map_err(|e| load_error(format!("{}: {e}", Self::FILES[1])))?;
         let mut tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
             .map_err(|e| load_error(format!("{}: {e}; run ./scripts/fetch-model.sh again", Self::FILES[1])))?;
@@ -81,7 +81,7 @@ impl MultilingualEncoder {
         let vector = |t: Tensor| t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>());
         let table_tensor = take("table")?;
         let (rows, width) = table_tensor.dims2().map_err(|e| load_error(e.to_string()))?;
-        let pieces = tokenizer.get_vocab_size(true);
+        let pieces = tokenizer.scores.len();
         if width != WIDTH || rows < pieces {
             return Err(load_error(format!("a word table of {rows} × {width} for {pieces} pieces; run ./scripts/fetch-model.sh again")));
         }
@@ -124,19 +124,12 @@ impl MultilingualEncoder {
         Ok(Self { id: format!("use-multilingual-v3/{}", &digest[..16]), tokenizer, table, table_scale, table_offset, weights })
     }
 
-    /// The word pieces of `text` with its start and end marks; each unknown character is a
-    /// piece of its own, as SentencePiece splits them (the tokenizer joins a run of them).
+    /// The word pieces of `text` with its start and end marks.
     fn pieces(&self, text: &str) -> Result<Vec<u32>, EncoderError> {
-        let encoding = self.tokenizer.encode(text, true).map_err(|e| EncoderError::Encode(e.to_string()))?;
-        let mut ids = Vec::with_capacity(encoding.len());
-        for (&id, &(start, end)) in encoding.get_ids().iter().zip(encoding.get_offsets()) {
-            if id == UNKNOWN {
-                let characters = text.get(start..end).map_or(1, |s| s.trim().chars().count().max(1));
-                ids.extend(std::iter::repeat_n(UNKNOWN, characters));
-            } else {
-                ids.push(id);
-            }
-        }
+        let mut ids = vec![START];
+        ids.extend(self.tokenizer.split(text)?);
+        ids.truncate(MAX_PIECES - 1);
+        ids.push(END);
         Ok(ids)
     }
 
@@ -210,6 +203,85 @@ fn layer_norm(x: &Tensor, gain: &Tensor, shift: &Tensor, eps: f64) -> candle_cor
     let centred = x.broadcast_sub(&x.mean_keepdim(1)?)?;
     let variance = centred.sqr()?.mean_keepdim(1)?;
     centred.broadcast_div(&(variance + eps)?.sqrt()?)?.broadcast_mul(gain)?.broadcast_add(shift)
+}
+
+/// SentencePiece's unigram model, as SentencePiece itself splits a text: the normalisation the
+/// file names, spaces as "▁" with one before the text, then the most likely split (Viterbi),
+/// each character unknown to the vocabulary a piece of its own. (The `tokenizers` crate's
+/// unigram model keeps a trie of maps that took ~120 MB for these 128,000 pieces.)
+struct SentencePieces {
+    normalizer: NormalizerWrapper,
+    ids: HashMap<Box<str>, u32>,
+    scores: Vec<f32>,
+    /// Longest piece, in characters.
+    longest: usize,
+    unknown_score: f64,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenizerFile {
+    normalizer: NormalizerWrapper,
+    model: UnigramFile,
+}
+
+#[derive(serde::Deserialize)]
+struct UnigramFile {
+    vocab: Vec<(String, f64)>,
+}
+
+impl SentencePieces {
+    fn load(path: &Path) -> Result<Self, String> {
+        let file: TokenizerFile = serde_json::from_reader(std::io::BufReader::new(std::fs::File::open(path).map_err(|e| e.to_string())?))
+            .map_err(|e| e.to_string())?;
+        let vocab = file.model.vocab;
+        if vocab.len() <= END as usize {
+            return Err(format!("{} pieces; run ./scripts/fetch-model.sh again", vocab.len()));
+        }
+        let longest = vocab.iter().map(|(piece, _)| piece.chars().count()).max().unwrap_or(1);
+        let lowest = vocab.iter().map(|(_, score)| *score).fold(f64::INFINITY, f64::min);
+        let scores = vocab.iter().map(|(_, score)| *score as f32).collect();
+        let ids = vocab.into_iter().enumerate().map(|(id, (piece, _))| (piece.into_boxed_str(), id as u32)).collect();
+        Ok(Self { normalizer: file.normalizer, ids, scores, longest, unknown_score: lowest - 10.0 })
+    }
+
+    fn split(&self, text: &str) -> Result<Vec<u32>, EncoderError> {
+        let mut normalized = NormalizedString::from(text);
+        self.normalizer.normalize(&mut normalized).map_err(|e| EncoderError::Encode(e.to_string()))?;
+        if normalized.get().is_empty() {
+            return Ok(vec![UNKNOWN]);
+        }
+        let text = format!("\u{2581}{}", normalized.get().replace(' ', "\u{2581}"));
+        // Byte offset of each character, and of the end.
+        let bounds: Vec<usize> = text.char_indices().map(|(at, _)| at).chain([text.len()]).collect();
+        let characters = bounds.len() - 1;
+        // best[j]: the best split of the first j characters, ending in `piece[j]` from `from[j]`.
+        let mut best = vec![f64::NEG_INFINITY; characters + 1];
+        let (mut from, mut piece) = (vec![0usize; characters + 1], vec![UNKNOWN; characters + 1]);
+        best[0] = 0.0;
+        for i in 0..characters {
+            let mut single = false;
+            for j in i + 1..=(i + self.longest).min(characters) {
+                if let Some(&id) = self.ids.get(&text[bounds[i]..bounds[j]]) {
+                    let score = best[i] + self.scores[id as usize] as f64;
+                    if score > best[j] {
+                        (best[j], from[j], piece[j]) = (score, i, id);
+                    }
+                    single |= j == i + 1;
+                }
+            }
+            if !single && best[i] + self.unknown_score > best[i + 1] {
+                (best[i + 1], from[i + 1], piece[i + 1]) = (best[i] + self.unknown_score, i, UNKNOWN);
+            }
+        }
+        let mut ids = Vec::new();
+        let mut at = characters;
+        while at > 0 {
+            ids.push(piece[at]);
+            at = from[at];
+        }
+        ids.reverse();
+        Ok(ids)
+    }
 }
 
 /// Word pieces per pass: enough messages to stream each weight matrix once for several of them.
