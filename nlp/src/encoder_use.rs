@@ -284,8 +284,9 @@ impl SentencePieces {
     }
 }
 
-/// Word pieces per pass: enough messages to stream each weight matrix once for several of them.
-const PIECES_PER_PASS: usize = 384;
+/// Word pieces per pass: several messages share each pass over the weights, and the pass's
+/// intermediates stay small (384 gave the same speed and 22 MiB more server memory under load).
+const PIECES_PER_PASS: usize = 128;
 
 impl SentenceEncoder for MultilingualEncoder {
     fn id(&self) -> &str {

@@ -614,8 +614,7 @@ async fn escalation_policy_with_the_real_model() {
         customer: I want my money back for this month
           intent refund_request (Billing, urgency Elevated)
           judged: Billing, need complaint, tone Negative, priority high
-          bot: <handoff notice>
-          escalated: needs a person: complaint, at least 50 % sure (priority high, category billing)
+          bot: <the intent's answer>
         customer: This is the worst service ever, absolutely unacceptable
           intent complaint (Complaint, urgency Elevated)
           judged: Complaint, need complaint, tone Negative, priority high
@@ -664,8 +663,8 @@ async fn judgement_on_the_reported_failure_kinds() {
           judged: Billing, need question, tone Neutral, priority low
           bot: <the intent's answer>
         customer: no rush at all, but could you tell me right now what the delivery fee to Leeds is?
-          intent order_status (GeneralInquiry, urgency None)
-          judged: GeneralInquiry, need question, tone Neutral, priority low
+          intent order_status (Billing, urgency None)
+          judged: Billing, need question, tone Neutral, priority low
           bot: <the intent's answer>
         customer: Third time I'm writing about the same broken heater. Nobody calls back. I'm done.
           intent complaint (Complaint, urgency Elevated)
