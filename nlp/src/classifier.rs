@@ -416,21 +416,25 @@ impl Local {
     fn classify_batch(&self, messages: &[(&str, Option<&str>)]) -> Vec<Classification> {
         let trained = self.current();
         let texts: Vec<&str> = messages.iter().map(|(text, _)| *text).collect();
-        let second = |texts: &[&str]| match &self.multilingual {
-            Some(encoder) => encoder.encode(texts).map(Some),
-            None => Ok(None),
-        };
-        match self.encoder.encode(&texts).and_then(|embeddings| Ok((embeddings, second(&texts)?))) {
-            Ok((embeddings, second)) => messages
+        // The judgement's second view; should it fail, these messages keep their intents and
+        // go without a judgement (its heads read both vectors or none).
+        let second = self.multilingual.as_ref().map(|encoder| {
+            encoder.encode(&texts).inspect_err(|e| {
+                tracing::error!(error = %e, "the multilingual encoder failed; these messages are classified without a judgement")
+            })
+        });
+        match self.encoder.encode(&texts) {
+            Ok(embeddings) => messages
                 .iter()
                 .zip(embeddings)
                 .enumerate()
                 .map(|(i, (&(text, reported), embedding))| {
                     let judged = match &second {
-                        Some(second) => self.judgement.judge(text, &JoinedEncoder::join(&embedding, &second[i])),
-                        None => self.judgement.judge(text, &embedding),
+                        None => Some(self.judgement.judge(text, &embedding)),
+                        Some(Ok(second)) => Some(self.judgement.judge(text, &JoinedEncoder::join(&embedding, &second[i]))),
+                        Some(Err(_)) => None,
                     };
-                    let mut classification = self.describe(&trained, text, reported, &trained.model.rank(text, &embedding), Some(judged));
+                    let mut classification = self.describe(&trained, text, reported, &trained.model.rank(text, &embedding), judged);
                     classification.embedding = Some(switchboard_models::Embedding::quantise(&embedding));
                     classification
                 })

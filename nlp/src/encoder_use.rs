@@ -25,10 +25,14 @@ const BRANCH: usize = 256;
 const BRANCHES: [(usize, usize); 3] = [(2, 0), (3, 1), (5, 2)];
 const MOST_BEFORE: usize = 2;
 const MOST_AFTER: usize = 2;
-/// The word piece unknown to the vocabulary, and the marks around a message.
+/// The word piece unknown to the vocabulary, and the marks around a message: never matched
+/// in a message's text ("<s>" typed by a customer is three characters, not a mark).
 const UNKNOWN: u32 = 0;
 const START: u32 = 1;
 const END: u32 = 2;
+const RESERVED: [&str; 3] = ["<unk>", "<s>", "</s>"];
+/// Changes whenever `SentencePieces::split` would split some text differently.
+const SPLIT_VERSION: u32 = 1;
 
 pub struct MultilingualEncoder {
     id: String,
@@ -64,14 +68,19 @@ struct Weights {
 impl MultilingualEncoder {
     pub const FILES: [&'static str; 2] = ["tokenizer.json", "use-multilingual.safetensors"];
 
+    /// Loads and checks the converted model in `dir`: a missing or broken file is refused at
+    /// start (saying what to do), not found on the first message.
     pub fn load(dir: &Path) -> Result<Self, EncoderError> {
+        let load_error = |reason: String| EncoderError::Load { dir: dir.to_path_buf(), reason };
         for file in Self::FILES {
             if !dir.join(file).is_file() {
-                return Err(EncoderError::MissingFile { dir: dir.to_path_buf(), file });
+                return Err(load_error(format!(
+                    "no {file}; run ./scripts/fetch-model.sh, point nlp.multilingual_dir at it, or set nlp.multilingual = false"
+                )));
             }
         }
-        let load_error = |reason: String| EncoderError::Load { dir: dir.to_path_buf(), reason };
-        let tokenizer = SentencePieces::load(&dir.join("tokenizer.json")).map_err(|e| load_error(format!("tokenizer.json: {e}")))?;
+        let tokenizer_bytes = std::fs::read(dir.join("tokenizer.json")).map_err(|e| load_error(format!("tokenizer.json: {e}")))?;
+        let tokenizer = SentencePieces::load(&tokenizer_bytes).map_err(|e| load_error(format!("tokenizer.json: {e}")))?;
         let bytes = std::fs::read(dir.join(Self::FILES[1])).map_err(|e| load_error(format!("{}: {e}", Self::FILES[1])))?;
         let mut tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
             .map_err(|e| load_error(format!("{}: {e}; run ./scripts/fetch-model.sh again", Self::FILES[1])))?;
@@ -88,6 +97,13 @@ impl MultilingualEncoder {
         let table = table_tensor.flatten_all().and_then(|t| t.to_vec1::<u8>()).map_err(|e| load_error(e.to_string()))?;
         let table_scale = vector(take("table_scale")?).map_err(|e| load_error(e.to_string()))?;
         let table_offset = vector(take("table_offset")?).map_err(|e| load_error(e.to_string()))?;
+        if table_scale.is_empty() || table_scale.len() != table_offset.len() {
+            return Err(load_error(format!(
+                "{} word-table scales for {} offsets; run ./scripts/fetch-model.sh again",
+                table_scale.len(),
+                table_offset.len()
+            )));
+        }
         let joined = |names: [&str; 3], take: &mut dyn FnMut(&str) -> Result<Tensor, EncoderError>| -> Result<Tensor, EncoderError> {
             let parts = names.iter().map(|n| take(n)).collect::<Result<Vec<_>, _>>()?;
             let dim = parts[0].rank() - 1;
@@ -120,8 +136,12 @@ impl MultilingualEncoder {
             p3: take("p3")?,
             eps,
         };
-        let digest = hex::encode(Sha256::digest(&bytes));
-        Ok(Self { id: format!("use-multilingual-v3/{}", &digest[..16]), tokenizer, table, table_scale, table_offset, weights })
+        // Cached vectors are keyed by this id: it names both files and how this code splits text.
+        let digest = hex::encode(Sha256::new().chain_update(&bytes).chain_update(&tokenizer_bytes).finalize());
+        let encoder = Self { id: format!("use-multilingual-v3/{}/{SPLIT_VERSION}", &digest[..16]), tokenizer, table, table_scale, table_offset, weights };
+        // Weights of the wrong shape fail here, at start, rather than on a customer's message.
+        encoder.encode(&["ok"]).map_err(|e| load_error(format!("{}: {e}; run ./scripts/fetch-model.sh again", Self::FILES[1])))?;
+        Ok(encoder)
     }
 
     /// The word pieces of `text` with its start and end marks.
@@ -205,10 +225,11 @@ fn layer_norm(x: &Tensor, gain: &Tensor, shift: &Tensor, eps: f64) -> candle_cor
     centred.broadcast_div(&(variance + eps)?.sqrt()?)?.broadcast_mul(gain)?.broadcast_add(shift)
 }
 
-/// SentencePiece's unigram model, as SentencePiece itself splits a text: the normalisation the
-/// file names, spaces as "▁" with one before the text, then the most likely split (Viterbi),
-/// each character unknown to the vocabulary a piece of its own. (The `tokenizers` crate's
-/// unigram model keeps a trie of maps that took ~120 MB for these 128,000 pieces.)
+/// SentencePiece's unigram model, split as the package's reference code splits (SentencePiece's
+/// algorithm): the normalisation the file names, spaces as "▁" with one before the text, then
+/// the most likely split (Viterbi); each character unknown to the vocabulary is a piece of its
+/// own, and an empty text is one unknown piece. (The `tokenizers` crate's unigram model kept a
+/// trie of maps that took ~120 MB for these 128,000 pieces.)
 struct SentencePieces {
     normalizer: NormalizerWrapper,
     ids: HashMap<Box<str>, u32>,
@@ -230,17 +251,21 @@ struct UnigramFile {
 }
 
 impl SentencePieces {
-    fn load(path: &Path) -> Result<Self, String> {
-        let file: TokenizerFile = serde_json::from_reader(std::io::BufReader::new(std::fs::File::open(path).map_err(|e| e.to_string())?))
-            .map_err(|e| e.to_string())?;
+    fn load(bytes: &[u8]) -> Result<Self, String> {
+        let file: TokenizerFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         let vocab = file.model.vocab;
-        if vocab.len() <= END as usize {
-            return Err(format!("{} pieces; run ./scripts/fetch-model.sh again", vocab.len()));
+        if vocab.len() <= END as usize || vocab.iter().zip(RESERVED).any(|((piece, _), reserved)| piece != reserved) {
+            return Err(format!("{} pieces, not starting with {RESERVED:?}; run ./scripts/fetch-model.sh again", vocab.len()));
         }
         let longest = vocab.iter().map(|(piece, _)| piece.chars().count()).max().unwrap_or(1);
         let lowest = vocab.iter().map(|(_, score)| *score).fold(f64::INFINITY, f64::min);
         let scores = vocab.iter().map(|(_, score)| *score as f32).collect();
-        let ids = vocab.into_iter().enumerate().map(|(id, (piece, _))| (piece.into_boxed_str(), id as u32)).collect();
+        let ids = vocab
+            .into_iter()
+            .enumerate()
+            .skip(RESERVED.len())
+            .map(|(id, (piece, _))| (piece.into_boxed_str(), id as u32))
+            .collect();
         Ok(Self { normalizer: file.normalizer, ids, scores, longest, unknown_score: lowest - 10.0 })
     }
 

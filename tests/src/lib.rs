@@ -304,9 +304,12 @@ pub fn model_dir() -> std::path::PathBuf {
     dir
 }
 
-/// The service's default configuration of the local model, on the fetched model.
+/// The service's default configuration of the local model, on the fetched model (and the
+/// multilingual encoder where fetch-model.sh put it).
 pub fn nlp_config() -> switchboard::config::NlpConfig {
-    switchboard::config::NlpConfig { model_dir: model_dir(), ..Default::default() }
+    let defaults = switchboard::config::NlpConfig::default();
+    let multilingual_dir = std::env::var_os("SWITCHBOARD_MULTILINGUAL_DIR").map_or(defaults.multilingual_dir.clone(), std::path::PathBuf::from);
+    switchboard::config::NlpConfig { model_dir: model_dir(), multilingual_dir, ..defaults }
 }
 
 /// One loaded encoder shared by the tests of this process: the engine the service runs by
@@ -322,6 +325,7 @@ pub fn multilingual_encoder() -> std::sync::Arc<switchboard_nlp::MultilingualEnc
     ENCODER
         .get_or_init(|| {
             let dir = nlp_config().multilingual_dir;
+            assert!(dir.join("use-multilingual.safetensors").is_file(), "no multilingual encoder in {}; run ./scripts/fetch-model.sh", dir.display());
             std::sync::Arc::new(switchboard_nlp::MultilingualEncoder::load(&dir).expect("load the multilingual encoder (./scripts/fetch-model.sh)"))
         })
         .clone()

@@ -262,9 +262,24 @@ fn the_multilingual_encoder_matches_its_reference_and_joins_languages() {
     let (german, chinese, unrelated) = (cosine(&vectors[0], &vectors[1]), cosine(&vectors[0], &vectors[2]), cosine(&vectors[0], &vectors[3]));
     assert!(german > 0.7 && chinese > 0.7 && unrelated < 0.3, "german {german}, chinese {chinese}, unrelated {unrelated}");
 
+    // The marks around a message are never read from its text; a long text keeps its end mark.
+    let typed = encoder.pieces_of("I want <s>this</s> refunded <unk>").unwrap();
+    assert_eq!((typed.first(), typed.last()), (Some(&1), Some(&2)), "{typed:?}");
+    assert!(typed[1..typed.len() - 1].iter().all(|&id| id > 2), "{typed:?}");
+    let long = encoder.pieces_of(&"Hello team, I am writing about the invoice for last month. ".repeat(60)).unwrap();
+    assert_eq!((long.len(), long.last()), (512, Some(&2)));
+
     let empty = tempfile::tempdir().unwrap();
     let missing = MultilingualEncoder::load(empty.path()).err().expect("refused").to_string();
-    assert!(missing.contains("tokenizer.json") && missing.contains("./scripts/fetch-model.sh"), "{missing}");
+    assert!(missing.contains("no tokenizer.json; run ./scripts/fetch-model.sh") && missing.contains("nlp.multilingual = false"), "{missing}");
+
+    // The service reads it unless told not to, and runs without it when it is not installed.
+    let config = switchboard_tests::nlp_config();
+    assert!(switchboard::load_encoders(&config).unwrap().multilingual.is_some());
+    let off = switchboard::config::NlpConfig { multilingual: false, ..config.clone() };
+    assert!(switchboard::load_encoders(&off).unwrap().multilingual.is_none());
+    let elsewhere = switchboard::config::NlpConfig { multilingual_dir: empty.path().into(), ..config };
+    assert!(switchboard::load_encoders(&elsewhere).unwrap().multilingual.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -612,8 +627,8 @@ async fn escalation_policy_with_the_real_model() {
           judged: off topic, need other, tone Neutral, priority low
           bot: <off-topic reply>
         customer: I want my money back for this month
-          intent refund_request (Billing, urgency Elevated)
-          judged: Billing, need complaint, tone Negative, priority high
+          intent refund_request (Billing, urgency None)
+          judged: Billing, need complaint, tone Negative, priority low
           bot: <the intent's answer>
         customer: This is the worst service ever, absolutely unacceptable
           intent complaint (Complaint, urgency Elevated)
