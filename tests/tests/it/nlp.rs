@@ -663,7 +663,7 @@ async fn judgement_on_the_reported_failure_kinds() {
             "Nobody in our office can log in since 9am, the whole team is blocked",
             "I AM SO DONE WITH THIS COMPANY. CANCEL EVERYTHING.",
             "Stop charging my card. I cancelled in March.",
-            "Ich möchte bitte mit einem Mitarbeiter sprechen",
+            "Könnte ich bitte mit jemandem vom Kundenservice sprechen?",
             "Je voudrais parler à un conseiller, s'il vous plaît",
             "Can you recommend a good film for tonight?",
             "Thanks so much, that fixed it! Have a great day",
@@ -706,7 +706,7 @@ async fn judgement_on_the_reported_failure_kinds() {
           judged: Billing, need complaint, tone Negative, priority high
           bot: <handoff notice>
           escalated: needs a person: complaint, at least 50 % sure (priority high, category billing)
-        customer: Ich möchte bitte mit einem Mitarbeiter sprechen
+        customer: Könnte ich bitte mit jemandem vom Kundenservice sprechen?
           intent out_of_scope (GeneralInquiry, urgency None)
           judged: GeneralInquiry, need human_request, tone Neutral, priority medium
           bot: <handoff notice>
