@@ -83,23 +83,23 @@ impl MultilingualEncoder {
         let tokenizer = SentencePieces::load(&tokenizer_bytes).map_err(|e| load_error(format!("tokenizer.json: {e}")))?;
         let bytes = std::fs::read(dir.join(Self::FILES[1])).map_err(|e| load_error(format!("{}: {e}", Self::FILES[1])))?;
         let mut tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-            .map_err(|e| load_error(format!("{}: {e}; run ./scripts/fetch-model.sh again", Self::FILES[1])))?;
+            .map_err(|e| load_error(format!("{}: {e}; delete this directory and run ./scripts/fetch-model.sh again", Self::FILES[1])))?;
         let mut take = |name: &str| -> Result<Tensor, EncoderError> {
-            tensors.remove(name).ok_or_else(|| load_error(format!("{}: no `{name}` tensor; run ./scripts/fetch-model.sh again", Self::FILES[1])))
+            tensors.remove(name).ok_or_else(|| load_error(format!("{}: no `{name}` tensor; delete this directory and run ./scripts/fetch-model.sh again", Self::FILES[1])))
         };
         let vector = |t: Tensor| t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>());
         let table_tensor = take("table")?;
         let (rows, width) = table_tensor.dims2().map_err(|e| load_error(e.to_string()))?;
         let pieces = tokenizer.scores.len();
         if width != WIDTH || rows < pieces {
-            return Err(load_error(format!("a word table of {rows} × {width} for {pieces} pieces; run ./scripts/fetch-model.sh again")));
+            return Err(load_error(format!("a word table of {rows} × {width} for {pieces} pieces; delete this directory and run ./scripts/fetch-model.sh again")));
         }
         let table = table_tensor.flatten_all().and_then(|t| t.to_vec1::<u8>()).map_err(|e| load_error(e.to_string()))?;
         let table_scale = vector(take("table_scale")?).map_err(|e| load_error(e.to_string()))?;
         let table_offset = vector(take("table_offset")?).map_err(|e| load_error(e.to_string()))?;
         if table_scale.is_empty() || table_scale.len() != table_offset.len() {
             return Err(load_error(format!(
-                "{} word-table scales for {} offsets; run ./scripts/fetch-model.sh again",
+                "{} word-table scales for {} offsets; delete this directory and run ./scripts/fetch-model.sh again",
                 table_scale.len(),
                 table_offset.len()
             )));
@@ -140,7 +140,7 @@ impl MultilingualEncoder {
         let digest = hex::encode(Sha256::new().chain_update(&bytes).chain_update(&tokenizer_bytes).finalize());
         let encoder = Self { id: format!("use-multilingual-v3/{}/{SPLIT_VERSION}", &digest[..16]), tokenizer, table, table_scale, table_offset, weights };
         // Weights of the wrong shape fail here, at start, rather than on a customer's message.
-        encoder.encode(&["ok"]).map_err(|e| load_error(format!("{}: {e}; run ./scripts/fetch-model.sh again", Self::FILES[1])))?;
+        encoder.encode(&["ok"]).map_err(|e| load_error(format!("{}: {e}; delete this directory and run ./scripts/fetch-model.sh again", Self::FILES[1])))?;
         Ok(encoder)
     }
 
@@ -255,7 +255,7 @@ impl SentencePieces {
         let file: TokenizerFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         let vocab = file.model.vocab;
         if vocab.len() <= END as usize || vocab.iter().zip(RESERVED).any(|((piece, _), reserved)| piece != reserved) {
-            return Err(format!("{} pieces, not starting with {RESERVED:?}; run ./scripts/fetch-model.sh again", vocab.len()));
+            return Err(format!("{} pieces, not starting with {RESERVED:?}; delete this directory and run ./scripts/fetch-model.sh again", vocab.len()));
         }
         let longest = vocab.iter().map(|(piece, _)| piece.chars().count()).max().unwrap_or(1);
         let lowest = vocab.iter().map(|(_, score)| *score).fold(f64::INFINITY, f64::min);

@@ -236,7 +236,7 @@ fn static_vectors_missing_or_for_another_vocabulary_are_refused_with_what_to_do(
 }
 
 /// The multilingual encoder reads each reference sentence (twelve languages, odd spacing,
-/// full-width letters, a Hindi one all of whose characters are unknown to it) as the package's
+/// full-width letters, a Hindi one most of whose characters are unknown to it) as the package's
 /// own code did when fetch-model.sh converted it: the same word pieces, a vector within rounding;
 /// alone and batched together. The same request in other languages lands near the English one.
 #[test]
@@ -268,6 +268,13 @@ fn the_multilingual_encoder_matches_its_reference_and_joins_languages() {
     assert!(typed[1..typed.len() - 1].iter().all(|&id| id > 2), "{typed:?}");
     let long = encoder.pieces_of(&"Hello team, I am writing about the invoice for last month. ".repeat(60)).unwrap();
     assert_eq!((long.len(), long.last()), (512, Some(&2)));
+    // Nothing to read is one unknown piece, as in the package; every text gets a unit vector.
+    assert_eq!(encoder.pieces_of("").unwrap(), [1, 0, 2]);
+    assert_eq!(encoder.pieces_of(" \n\t ").unwrap(), [1, 0, 2]);
+    for vector in encoder.encode(&["", "   ", "ꯀꯁꯂ ᏣᎳᎩ", &"x".repeat(5000)]).unwrap() {
+        let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-3, "norm {norm}");
+    }
 
     let empty = tempfile::tempdir().unwrap();
     let missing = MultilingualEncoder::load(empty.path()).err().expect("refused").to_string();
