@@ -391,25 +391,34 @@ impl Local {
         Some(classification)
     }
 
-    /// Takes a batch off the queue: those over the budget take the fast path (answered here),
-    /// the rest are returned for the encoder.
+    /// Takes a batch off the queue: those whose caller stopped waiting are dropped, those over
+    /// the budget are sent back to be shed (their callers take the fast path on their own
+    /// tasks: under overload this thread runs last), the rest are taken for the encoder (their
+    /// callers then wait for them, budget or not: the work is begun).
     fn shed_late(&self, batch: Vec<Request>) -> Vec<Request> {
         use std::sync::atomic::Ordering::Relaxed;
         self.waiting.fetch_sub(batch.len(), Relaxed);
         metrics::gauge!("switchboard_encoder_queue_depth").set(self.waiting.load(Relaxed) as f64);
-        let budget = Duration::from_nanos(self.queue_budget_nanos.load(Relaxed));
-        let mut fresh = Vec::with_capacity(batch.len());
+        let budget = self.queue_budget();
+        let mut taken = Vec::with_capacity(batch.len());
         for request in batch {
             let waited = request.queued_at.elapsed();
             metrics::histogram!("switchboard_encoder_wait_seconds").record(waited.as_secs_f64());
-            if !budget.is_zero() && waited > budget {
-                metrics::counter!("switchboard_classifications_fast_path_total").increment(1);
-                let _ = request.answer.send(self.classify_fast(&request.text, request.language.as_deref()));
-            } else {
-                fresh.push(request);
+            if budget.is_some_and(|budget| waited > budget) {
+                if request.turn.give_up() {
+                    let _ = request.answer.send(Encoded::Shed);
+                }
+            } else if request.turn.take() {
+                taken.push(request);
             }
         }
-        fresh
+        taken
+    }
+
+    /// How long a message may wait for the encoder; None: as long as it takes.
+    fn queue_budget(&self) -> Option<Duration> {
+        let nanos = self.queue_budget_nanos.load(std::sync::atomic::Ordering::Relaxed);
+        (nanos > 0).then(|| Duration::from_nanos(nanos))
     }
 
     /// Each message's text and the language its channel reported.
@@ -568,14 +577,34 @@ impl Classifier for ModelClassifier {
         }
         let (answer, answered) = tokio::sync::oneshot::channel();
         self.local.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let request = Request { text: text.to_string(), language: language.map(str::to_string), answer, queued_at: Instant::now() };
+        let turn = Arc::new(Turn::default());
+        let request = Request { text: text.to_string(), language: language.map(str::to_string), answer, queued_at: Instant::now(), turn: turn.clone() };
         let sent = self.pending.send(request).is_ok();
         if !sent {
             self.local.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
-        let local = match (sent, answered.await) {
-            (true, Ok(classification)) => classification,
-            _ => {
+        // The budget is kept here, on the caller's task: under overload the encoder threads
+        // (lower priority) may not even get to the queue in time to shed it.
+        let waited = match (sent, self.local.queue_budget()) {
+            (false, _) => Err(()),
+            (true, None) => answered.await.map_err(|_| ()),
+            (true, Some(budget)) => {
+                let mut answered = answered;
+                match tokio::time::timeout(budget, &mut answered).await {
+                    Ok(encoded) => encoded.map_err(|_| ()),
+                    // Not begun within the budget: shed; begun: its answer is near.
+                    Err(_) if turn.give_up() => Ok(Encoded::Shed),
+                    Err(_) => answered.await.map_err(|_| ()),
+                }
+            }
+        };
+        let local = match waited {
+            Ok(Encoded::Classified(classification)) => classification,
+            Ok(Encoded::Shed) => {
+                metrics::counter!("switchboard_classifications_fast_path_total").increment(1);
+                self.local.classify_fast(text, language)
+            }
+            Err(()) => {
                 tracing::error!("the encoder thread is gone; treating the message as out of scope");
                 self.local.describe(&self.local.current(), text, language, &Vec::new(), None)
             }
@@ -608,8 +637,40 @@ struct Request {
     text: String,
     /// The language the sender's channel reports.
     language: Option<String>,
-    answer: tokio::sync::oneshot::Sender<Classification>,
+    answer: tokio::sync::oneshot::Sender<Encoded>,
     queued_at: Instant,
+    turn: Arc<Turn>,
+}
+
+/// Who has a waiting message: still the queue, the encoder (begun), or its caller again (shed).
+/// Whichever moves it first decides, so no message is both encoded and shed.
+#[derive(Default)]
+struct Turn(std::sync::atomic::AtomicU8);
+
+impl Turn {
+    const WAITING: u8 = 0;
+    const BEGUN: u8 = 1;
+    const SHED: u8 = 2;
+
+    fn take(&self) -> bool {
+        self.moved_to(Self::BEGUN)
+    }
+
+    fn give_up(&self) -> bool {
+        self.moved_to(Self::SHED)
+    }
+
+    fn moved_to(&self, next: u8) -> bool {
+        use std::sync::atomic::Ordering::AcqRel;
+        self.0.compare_exchange(Self::WAITING, next, AcqRel, std::sync::atomic::Ordering::Acquire).is_ok()
+    }
+}
+
+/// What the encoder threads answer a waiting message.
+enum Encoded {
+    Classified(Classification),
+    /// It waited past the budget: its caller classifies it on the fast path.
+    Shed,
 }
 
 /// Most messages encoded in one pass.
@@ -639,7 +700,7 @@ fn spawn_encoder_threads(local: Arc<Local>) -> std::sync::mpsc::Sender<Request> 
                     match results {
                         Ok(results) => {
                             for (request, classification) in batch.into_iter().zip(results) {
-                                let _ = request.answer.send(classification);
+                                let _ = request.answer.send(Encoded::Classified(classification));
                             }
                         }
                         // Dropping the answer channels makes each waiting caller fall back.
@@ -652,16 +713,20 @@ fn spawn_encoder_threads(local: Arc<Local>) -> std::sync::mpsc::Sender<Request> 
     pending
 }
 
-/// Encoder threads run at a lower priority (nice 10) than the rest of the service: under
-/// overload the message path (sockets, storage, answers) keeps the CPU it needs and the
-/// encoder's queue grows instead, so what waits past the budget takes the fast path. At full
-/// priority a fast engine took both cores and replies queued behind storage unbounded.
+/// Encoder threads run only on CPU time the rest of the service leaves (`SCHED_IDLE`; where
+/// that is refused, nice 19): under overload the message path (sockets, storage, answers) keeps
+/// the CPU it needs and the encoder's queue grows instead, so what waits past the budget takes
+/// the fast path. At nice 10 the encoder threads still took half the CPU at 2x capacity and
+/// replies queued behind storage unbounded.
 fn yield_to_the_message_path() {
     #[cfg(target_os = "linux")]
     // SAFETY: plain system calls on this thread's own id; a failure only leaves the priority.
     unsafe {
-        let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, thread, 10);
+        let thread = libc::syscall(libc::SYS_gettid) as libc::pid_t;
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(thread, libc::SCHED_IDLE, &param) != 0 {
+            libc::setpriority(libc::PRIO_PROCESS, thread as libc::id_t, 19);
+        }
     }
 }
 

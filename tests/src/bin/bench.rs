@@ -349,9 +349,10 @@ async fn nlp(connections: usize, seconds: u64) -> anyhow::Result<()> {
     println!("nlp memory: server RSS {} MiB with the model loaded, before traffic", server.rss_kib() / 1024);
     let (total, elapsed) = closed_loop(&[server.addr], connections, seconds, distinct_question).await?;
     let first_stage = metric(server.addr, "switchboard_classifications_first_stage_total").await?;
+    let shed = metric(server.addr, "switchboard_classifications_fast_path_total").await?;
     println!(
         "nlp throughput: {connections} connections, {total} messages classified, persisted and answered in {elapsed:.1} s = {:.0} msg/s \
-         ({first_stage:.0} by the first stage); server RSS {} MiB",
+         ({first_stage:.0} by the first stage, {shed:.0} shed to the fast path); server RSS {} MiB",
         total as f64 / elapsed,
         server.rss_kib() / 1024
     );

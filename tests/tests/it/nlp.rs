@@ -150,7 +150,9 @@ async fn under_overload_messages_over_the_queue_budget_take_the_fast_path_and_no
     }
     let password = &answered.iter().find(|(t, _)| *t == "I forgot my password").unwrap().1;
     assert_eq!(password.intent.as_str(), "reset_password", "the words alone still know a plain request");
-    assert_eq!(shedding.queue_depth(), 0);
+    // Shed messages' callers stop waiting at once; the encoder threads, which run on spare
+    // CPU only, drop them from the queue when they next look.
+    drained(&shedding).await;
 
     // A budget of 100 ms under a burst of 3,000 (two cores with AVX-512 VNNI encode these short
     // texts at some 2,800 a second, so 300 once fitted in the budget): the first batch is encoded
@@ -161,12 +163,21 @@ async fn under_overload_messages_over_the_queue_budget_take_the_fast_path_and_no
     let fast = answered.iter().filter(|(_, c)| c.source == ClassificationSource::FastPath).count();
     assert_eq!(answered.len(), 3000);
     assert!(fast > 0 && fast < 3000, "some encoded, some shed: {fast} of 3000 in {:?}", started.elapsed());
-    assert_eq!(tight.queue_depth(), 0);
+    drained(&tight).await;
 
     // No budget: the encoder takes every message, however long the wait.
     let patient = Arc::new(built_in(cache.path(), None, 0.0).with_queue_budget(Duration::ZERO));
     let answered = burst(patient, 100).await;
     assert!(answered.iter().all(|(_, c)| c.source == ClassificationSource::Model));
+}
+
+/// Waits (up to 30 s) for the encoder's queue to empty.
+async fn drained(classifier: &ModelClassifier) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while classifier.queue_depth() > 0 {
+        assert!(Instant::now() < deadline, "the encoder's queue never emptied: {} left", classifier.queue_depth());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// The first stage answers plain questions it is sure of without the sentence encoder, and
