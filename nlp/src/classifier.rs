@@ -394,7 +394,7 @@ impl Local {
     /// Takes a batch off the queue: those whose caller stopped waiting are dropped, those over
     /// the budget are sent back to be shed (their callers take the fast path on their own
     /// tasks: under overload this thread runs last), the rest are taken for the encoder (their
-    /// callers then wait for them, budget or not: the work is begun).
+    /// callers then wait one more budget: the work is begun).
     fn shed_late(&self, batch: Vec<Request>) -> Vec<Request> {
         use std::sync::atomic::Ordering::Relaxed;
         self.waiting.fetch_sub(batch.len(), Relaxed);
@@ -404,6 +404,9 @@ impl Local {
         for request in batch {
             let waited = request.queued_at.elapsed();
             metrics::histogram!("switchboard_encoder_wait_seconds").record(waited.as_secs_f64());
+            if request.answer.is_closed() {
+                continue;
+            }
             if budget.is_some_and(|budget| waited > budget) {
                 if request.turn.give_up() {
                     let _ = request.answer.send(Encoded::Shed);
@@ -592,9 +595,10 @@ impl Classifier for ModelClassifier {
                 let mut answered = answered;
                 match tokio::time::timeout(budget, &mut answered).await {
                     Ok(encoded) => encoded.map_err(|_| ()),
-                    // Not begun within the budget: shed; begun: its answer is near.
+                    // Not begun within the budget: shed; begun: its batch is under way, and gets
+                    // one more budget (a starved encoder thread could take far longer).
                     Err(_) if turn.give_up() => Ok(Encoded::Shed),
-                    Err(_) => answered.await.map_err(|_| ()),
+                    Err(_) => tokio::time::timeout(budget, answered).await.unwrap_or(Ok(Encoded::Shed)).map_err(|_| ()),
                 }
             }
         };
