@@ -165,8 +165,8 @@ struct Local {
     templates: Handlebars<'static>,
     /// A message that waited longer than this for the encoder takes the fast path (0: never).
     queue_budget_nanos: std::sync::atomic::AtomicU64,
-    /// Messages waiting for an encoder thread.
-    waiting: std::sync::atomic::AtomicUsize,
+    /// Messages waiting for an encoder thread (watched: `queue_emptied`).
+    waiting: tokio::sync::watch::Sender<usize>,
     /// The first stage's encoder, once set (`ModelClassifier::with_first_stage`); reloads
     /// train the first stage with it.
     first_stage_encoder: std::sync::OnceLock<Arc<dyn SentenceEncoder>>,
@@ -197,7 +197,7 @@ impl ModelClassifier {
             judgement,
             templates,
             queue_budget_nanos: std::sync::atomic::AtomicU64::new(DEFAULT_QUEUE_BUDGET.as_nanos() as u64),
-            waiting: std::sync::atomic::AtomicUsize::new(0),
+            waiting: tokio::sync::watch::Sender::new(0),
             first_stage_encoder: std::sync::OnceLock::new(),
         });
         let pending = spawn_encoder_threads(local.clone());
@@ -237,9 +237,10 @@ impl ModelClassifier {
         self
     }
 
-    /// Messages waiting for the encoder now.
-    pub fn queue_depth(&self) -> usize {
-        self.local.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    /// Returns once no message waits for the encoder: shed messages stay queued until an
+    /// encoder thread, which runs on spare CPU only, next looks.
+    pub async fn queue_emptied(&self) {
+        let _ = self.local.waiting.subscribe().wait_for(|depth| *depth == 0).await;
     }
 
     /// Re-reads the intents file. On any error the running model stays as it was.
@@ -396,9 +397,8 @@ impl Local {
     /// tasks: under overload this thread runs last), the rest are taken for the encoder (their
     /// callers then wait one more budget: the work is begun).
     fn shed_late(&self, batch: Vec<Request>) -> Vec<Request> {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.waiting.fetch_sub(batch.len(), Relaxed);
-        metrics::gauge!("switchboard_encoder_queue_depth").set(self.waiting.load(Relaxed) as f64);
+        self.waiting.send_modify(|depth| *depth -= batch.len());
+        metrics::gauge!("switchboard_encoder_queue_depth").set(*self.waiting.borrow() as f64);
         let budget = self.queue_budget();
         let mut taken = Vec::with_capacity(batch.len());
         for request in batch {
@@ -579,12 +579,12 @@ impl Classifier for ModelClassifier {
             return self.with_escalate_words(text, classification);
         }
         let (answer, answered) = tokio::sync::oneshot::channel();
-        self.local.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.local.waiting.send_modify(|depth| *depth += 1);
         let turn = Arc::new(Turn::default());
         let request = Request { text: text.to_string(), language: language.map(str::to_string), answer, queued_at: Instant::now(), turn: turn.clone() };
         let sent = self.pending.send(request).is_ok();
         if !sent {
-            self.local.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.local.waiting.send_modify(|depth| *depth -= 1);
         }
         // The budget is kept here, on the caller's task: under overload the encoder threads
         // (lower priority) may not even get to the queue in time to shed it.

@@ -152,7 +152,7 @@ async fn under_overload_messages_over_the_queue_budget_take_the_fast_path_and_no
     assert_eq!(password.intent.as_str(), "reset_password", "the words alone still know a plain request");
     // Shed messages' callers stop waiting at once; the encoder threads, which run on spare
     // CPU only, drop them from the queue when they next look.
-    drained(&shedding).await;
+    tokio::time::timeout(Duration::from_secs(30), shedding.queue_emptied()).await.expect("the encoder's queue empties");
 
     // A budget of 100 ms under a burst of 3,000 (two cores with AVX-512 VNNI encode these short
     // texts at some 2,800 a second, so at most some 560 fit in a budget and the one more a begun
@@ -167,21 +167,12 @@ async fn under_overload_messages_over_the_queue_budget_take_the_fast_path_and_no
     // else), so only the shedding is certain: 3,000 cannot all be encoded within 100 ms.
     assert!(fast > 0, "some shed: {fast} of 3000 in {:?}", started.elapsed());
     assert!(answered.iter().all(|(_, c)| matches!(c.source, ClassificationSource::Model | ClassificationSource::FastPath)));
-    drained(&tight).await;
+    tokio::time::timeout(Duration::from_secs(30), tight.queue_emptied()).await.expect("the encoder's queue empties");
 
     // No budget: the encoder takes every message, however long the wait.
     let patient = Arc::new(built_in(cache.path(), None, 0.0).with_queue_budget(Duration::ZERO));
     let answered = burst(patient, 100).await;
     assert!(answered.iter().all(|(_, c)| c.source == ClassificationSource::Model));
-}
-
-/// Waits (up to 30 s) for the encoder's queue to empty.
-async fn drained(classifier: &ModelClassifier) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while classifier.queue_depth() > 0 {
-        assert!(Instant::now() < deadline, "the encoder's queue never emptied: {} left", classifier.queue_depth());
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// The first stage answers plain questions it is sure of without the sentence encoder, and
