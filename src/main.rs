@@ -201,9 +201,12 @@ fn main() -> ExitCode {
             std::env::set_var("RAYON_NUM_THREADS", "1");
         }
         // Every thread that allocates would otherwise get a heap of its own (8 per core), each
-        // keeping its high-water mark; two keep memory close to what is in use.
+        // keeping its high-water mark; two keep memory close to what is in use. glibc's own
+        // variable, when set, is the operator's choice.
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        libc::mallopt(libc::M_ARENA_MAX, 2);
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
         std::env::remove_var("SWITCHBOARD_CONFIG_FILE");
         std::env::remove_var("SWITCHBOARD_ADMIN_PASSWORD");
     }

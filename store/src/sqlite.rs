@@ -84,7 +84,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Backend(format!("cannot open `{url}` for reading: {e}")))?;
         let (jobs, queue) = mpsc::channel(4 * MAX_GROUP);
         let wal_reset_wanted = Arc::new(AtomicBool::new(false));
-        tokio::spawn(group_commit(writer.clone(), queue, wal_reset_wanted.clone()));
+        spawn_writer_thread(group_commit(writer.clone(), queue, wal_reset_wanted.clone()))?;
         tokio::spawn(checkpoint_regularly(checkpointer.clone(), wal, jobs.downgrade(), wal_reset_wanted));
         Ok(Self { writer, reader, checkpointer, jobs })
     }
@@ -109,6 +109,21 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Backend(format!("migration failed: {e}")))
     }
+}
+
+/// Runs the writer task on a thread of its own. Each statement of a group is a round trip to
+/// SQLite's connection thread; on the shared runtime every return waited its turn behind the
+/// message path's tasks, so under load a group took 150–230 ms and commits fell behind.
+fn spawn_writer_thread(writer: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), StoreError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer's runtime: {e}")))?;
+    std::thread::Builder::new()
+        .name("sqlite-writer".into())
+        .spawn(move || runtime.block_on(writer))
+        .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer thread: {e}")))?;
+    Ok(())
 }
 
 /// The writer task: takes every waiting step, commits them in one transaction, answers each.
