@@ -115,15 +115,16 @@ impl SqliteStore {
 /// SQLite's connection thread; on the shared runtime every return waited its turn behind the
 /// message path's tasks, so under load a group took 150–230 ms and commits fell behind.
 fn spawn_writer_thread(writer: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), StoreError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer's runtime: {e}")))?;
+    // The runtime is built on the thread itself: one dropped inside the caller's runtime (were
+    // the spawn refused) would panic instead of returning this error.
     std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || runtime.block_on(writer))
-        .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer thread: {e}")))?;
-    Ok(())
+        .spawn(move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(writer),
+            Err(error) => tracing::error!(%error, "cannot start the SQLite writer's runtime; every write is refused"),
+        })
+        .map(drop)
+        .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer thread: {e}")))
 }
 
 /// The writer task: takes every waiting step, commits them in one transaction, answers each.
