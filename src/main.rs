@@ -202,9 +202,11 @@ fn main() -> ExitCode {
         }
         // Every thread that allocates would otherwise get a heap of its own (8 per core), each
         // keeping its high-water mark; two keep memory close to what is in use. glibc's own
-        // variable, when set, is the operator's choice.
+        // settings, when given, are the operator's choice.
         #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none()
+            && !std::env::var("GLIBC_TUNABLES").is_ok_and(|tunables| tunables.contains("glibc.malloc.arena_max"))
+        {
             libc::mallopt(libc::M_ARENA_MAX, 2);
         }
         std::env::remove_var("SWITCHBOARD_CONFIG_FILE");
