@@ -163,7 +163,7 @@ struct Local {
     trained: RwLock<Arc<Trained>>,
     judgement: Arc<JudgementModel>,
     templates: Handlebars<'static>,
-    /// A message that waited longer than this for the encoder takes the fast path (0: never).
+    /// A message no encoder thread has begun within this takes the fast path (0: never).
     queue_budget_nanos: std::sync::atomic::AtomicU64,
     /// Messages waiting for an encoder thread (watched: `queue_emptied`).
     waiting: tokio::sync::watch::Sender<usize>,
