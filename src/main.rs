@@ -78,6 +78,15 @@ enum NluCommand {
         folds: usize,
         #[command(flatten)]
         head: HeadArgs,
+        /// How many nearest training messages vote beside each head (0: none).
+        #[arg(long)]
+        neighbours: Option<usize>,
+        /// The nearest messages' share of the blended vote, 0 to 1.
+        #[arg(long)]
+        neighbour_weight: Option<f32>,
+        /// How sharply the nearest message outvotes the others (smaller: sharper).
+        #[arg(long)]
+        neighbour_temperature: Option<f32>,
     },
     /// Train on labelled data and report accuracy, macro-F1, confusions, a threshold sweep and latency.
     Eval {
@@ -271,8 +280,14 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
         }
         Command::Nlu { command: NluCommand::Check { intents } } => nlu::check(&config, intents.as_deref()),
         Command::Nlu { command: NluCommand::Judge { data, out, fast_path } } => nlu::judge(&config, &data, &out, fast_path).await,
-        Command::Nlu { command: NluCommand::CrossValidate { folds, head } } => {
-            let params = head.over(switchboard_nlp::judgement::judgement_params());
+        Command::Nlu { command: NluCommand::CrossValidate { folds, head, neighbours, neighbour_weight, neighbour_temperature } } => {
+            let defaults = switchboard_nlp::judgement::judgement_params();
+            let params = switchboard_nlp::judgement::JudgementParams {
+                heads: head.over(defaults.heads),
+                neighbours: neighbours.unwrap_or(defaults.neighbours),
+                neighbour_weight: neighbour_weight.unwrap_or(defaults.neighbour_weight),
+                neighbour_temperature: neighbour_temperature.unwrap_or(defaults.neighbour_temperature),
+            };
             tokio::task::spawn_blocking(move || nlu::cross_validate(&config, folds, params)).await?
         }
         Command::Nlu { command: NluCommand::Eval { data, train, held_out, out_of_scope_label, out, head } } => {

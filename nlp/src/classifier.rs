@@ -6,7 +6,7 @@ use crate::encoder::{EncoderError, SentenceEncoder};
 use crate::encoder_use::JoinedEncoder;
 use crate::head::TrainParams;
 use crate::intents::{IntentSet, IntentsError};
-use crate::judgement::{Judged, JudgementModel};
+use crate::judgement::{first_stage_judgement_params, judgement_params, Judged, JudgementModel, JudgementParams};
 use crate::llm::{IntentChoice, LlmChoice, LlmClient};
 use crate::model::{IntentModel, LabelledText, Ranking};
 use crate::signals;
@@ -187,7 +187,7 @@ impl ModelClassifier {
         let encoders = encoders.into();
         let encoder = encoders.sentence.clone();
         let (trained, report) = train(encoder.as_ref(), None, &source, cache_dir.as_deref())?;
-        let judgement = judgement_for(encoders.for_judgement().as_ref(), cache_dir.as_deref())?;
+        let judgement = judgement_for(encoders.for_judgement().as_ref(), cache_dir.as_deref(), &judgement_params())?;
         let mut templates = Handlebars::new();
         templates.set_strict_mode(false);
         let local = Arc::new(Local {
@@ -775,14 +775,14 @@ fn apply_judgement(classification: &mut Classification, judged: Judged) {
 
 /// The judgement heads for `encoder`, trained once per process: every classifier built on the
 /// same encoder shares them (and a restart reads the training embeddings from the cache).
-fn judgement_for(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>) -> Result<Arc<JudgementModel>, EncoderError> {
+fn judgement_for(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>, params: &JudgementParams) -> Result<Arc<JudgementModel>, EncoderError> {
     static TRAINED: std::sync::Mutex<Vec<(String, Arc<JudgementModel>)>> = std::sync::Mutex::new(Vec::new());
     let mut trained = TRAINED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, model)) = trained.iter().find(|(id, _)| id == encoder.id()) {
         return Ok(model.clone());
     }
     let started = Instant::now();
-    let model = Arc::new(JudgementModel::load_or_train_built_in(encoder, cache_dir)?);
+    let model = Arc::new(JudgementModel::load_or_train_built_in(encoder, cache_dir, params)?);
     if started.elapsed() > std::time::Duration::from_secs(2) {
         tracing::info!(seconds = started.elapsed().as_secs(), "trained the judgement on its built-in training set (kept in nlp.cache_dir: later starts load it)");
     }
@@ -831,7 +831,7 @@ fn train_first_stage(
     params: &TrainParams,
 ) -> Result<FirstStage, EncoderError> {
     let (model, _) = intent_model(encoder.as_ref(), intents, cache_dir, params)?;
-    Ok(FirstStage { encoder: encoder.clone(), model, judgement: judgement_for(encoder.as_ref(), cache_dir)? })
+    Ok(FirstStage { encoder: encoder.clone(), model, judgement: judgement_for(encoder.as_ref(), cache_dir, &first_stage_judgement_params())? })
 }
 
 /// The intent head on `encoder`'s vectors: from the cache when trained there before (true),

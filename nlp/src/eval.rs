@@ -367,7 +367,11 @@ fn evaluate_first_stage(
         .map(|(l, v)| LabelledText { text: l.text, embedding: v, label: l.label })
         .collect();
     let model = IntentModel::train(labels.to_vec(), &static_labelled, &options.params);
-    let judgement = crate::judgement::JudgementModel::load_or_train_built_in(static_encoder, options.cache_dir.as_deref())?;
+    let judgement = crate::judgement::JudgementModel::load_or_train_built_in(
+        static_encoder,
+        options.cache_dir.as_deref(),
+        &crate::judgement::first_stage_judgement_params(),
+    )?;
     let (mut alone, mut taken, mut taken_right, mut encoder_right_on_taken, mut right) = (0, 0, 0, 0, 0);
     let mut times = Vec::with_capacity(test.len());
     for ((sample, &t), &encoder_prediction) in test.iter().zip(truth).zip(predictions) {
