@@ -78,15 +78,6 @@ enum NluCommand {
         folds: usize,
         #[command(flatten)]
         head: HeadArgs,
-        /// How many nearest training messages vote beside each head (0: none).
-        #[arg(long)]
-        neighbours: Option<usize>,
-        /// The nearest messages' share of the blended vote, 0 to 1.
-        #[arg(long)]
-        neighbour_weight: Option<f32>,
-        /// How sharply the nearest message outvotes the others (smaller: sharper).
-        #[arg(long)]
-        neighbour_temperature: Option<f32>,
     },
     /// Train on labelled data and report accuracy, macro-F1, confusions, a threshold sweep and latency.
     Eval {
@@ -124,20 +115,37 @@ struct HeadArgs {
     dense_scale: Option<f32>,
     #[arg(long)]
     sparse_scale: Option<f32>,
+    /// How many nearest training messages vote beside the head (0: none).
+    #[arg(long)]
+    neighbours: Option<usize>,
+    /// The nearest messages' share of the blended vote, 0 to 1.
+    #[arg(long)]
+    neighbour_weight: Option<f32>,
+    /// How sharply the nearest message outvotes the others (smaller: sharper).
+    #[arg(long)]
+    neighbour_temperature: Option<f32>,
 }
 
 impl HeadArgs {
-    fn params(&self) -> switchboard_nlp::head::TrainParams {
+    fn params(&self) -> anyhow::Result<switchboard_nlp::head::TrainParams> {
         self.over(switchboard_nlp::head::TrainParams::default())
     }
 
-    fn over(&self, mut p: switchboard_nlp::head::TrainParams) -> switchboard_nlp::head::TrainParams {
+    fn over(&self, mut p: switchboard_nlp::head::TrainParams) -> anyhow::Result<switchboard_nlp::head::TrainParams> {
         p.epochs = self.epochs.unwrap_or(p.epochs);
         p.learning_rate = self.learning_rate.unwrap_or(p.learning_rate);
         p.weight_decay = self.weight_decay.unwrap_or(p.weight_decay);
         p.dense_scale = self.dense_scale.unwrap_or(p.dense_scale);
         p.sparse_scale = self.sparse_scale.unwrap_or(p.sparse_scale);
-        p
+        p.neighbours.k = self.neighbours.unwrap_or(p.neighbours.k);
+        p.neighbours.weight = self.neighbour_weight.unwrap_or(p.neighbours.weight);
+        p.neighbours.temperature = self.neighbour_temperature.unwrap_or(p.neighbours.temperature);
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&p.neighbours.weight),
+            "--neighbour-weight {} is outside 0 to 1: it is the nearest messages' share of the vote",
+            p.neighbours.weight
+        );
+        Ok(p)
     }
 }
 
@@ -280,18 +288,12 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
         }
         Command::Nlu { command: NluCommand::Check { intents } } => nlu::check(&config, intents.as_deref()),
         Command::Nlu { command: NluCommand::Judge { data, out, fast_path } } => nlu::judge(&config, &data, &out, fast_path).await,
-        Command::Nlu { command: NluCommand::CrossValidate { folds, head, neighbours, neighbour_weight, neighbour_temperature } } => {
-            let defaults = switchboard_nlp::judgement::judgement_params();
-            let params = switchboard_nlp::judgement::JudgementParams {
-                heads: head.over(defaults.heads),
-                neighbours: neighbours.unwrap_or(defaults.neighbours),
-                neighbour_weight: neighbour_weight.unwrap_or(defaults.neighbour_weight),
-                neighbour_temperature: neighbour_temperature.unwrap_or(defaults.neighbour_temperature),
-            };
+        Command::Nlu { command: NluCommand::CrossValidate { folds, head } } => {
+            let params = head.over(switchboard_nlp::judgement::judgement_params())?;
             tokio::task::spawn_blocking(move || nlu::cross_validate(&config, folds, params)).await?
         }
         Command::Nlu { command: NluCommand::Eval { data, train, held_out, out_of_scope_label, out, head } } => {
-            let params = head.params();
+            let params = head.params()?;
             tokio::task::spawn_blocking(move || {
                 nlu::eval(&config, &data, train.as_deref(), held_out, &out_of_scope_label, &out, params)
             })

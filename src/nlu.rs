@@ -137,12 +137,7 @@ pub fn eval(
     Ok(())
 }
 
-pub fn cross_validate(config: &Config, folds: usize, params: switchboard_nlp::judgement::JudgementParams) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&params.neighbour_weight),
-        "--neighbour-weight {} is outside 0 to 1: it is the nearest messages' share of the vote",
-        params.neighbour_weight
-    );
+pub fn cross_validate(config: &Config, folds: usize, params: TrainParams) -> anyhow::Result<()> {
     let encoder = switchboard::load_encoders(&config.nlp)?.for_judgement();
     let (rows, embeddings) = switchboard_nlp::judgement::built_in_training(encoder.as_ref(), Some(&config.nlp.cache_dir))?;
     let report = switchboard_nlp::judgement::cross_validate(&rows, &embeddings, &params, folds);

@@ -9,6 +9,7 @@
 
 use crate::encoder::{EncoderError, SentenceEncoder};
 use crate::head::{softmax_in_place, Features, LinearHead, TrainParams, Vocabulary};
+use crate::neighbours::{NeighbourSettings, Neighbours};
 use crate::judge::Tone;
 use crate::signals;
 use crate::EmbeddingCache;
@@ -99,89 +100,9 @@ pub struct JudgementModel {
     tone: LinearHead,
     priority: LinearHead,
     escalate: LinearHead,
+    /// Votes on the category only: blended into the other heads too, it cost the tone more
+    /// than it gave (BENCHMARKS.md).
     neighbours: Neighbours,
-}
-
-/// The training messages' embeddings (unit length, 8-bit) with their categories. The category
-/// head's vote is blended with the categories of the message's nearest training messages: a
-/// linear head draws one straight boundary per class, while a category's messages lie in
-/// several places. (Blended into the other heads too, they cost the tone more than they gave.)
-struct Neighbours {
-    /// How many nearest messages vote; 0: none.
-    k: usize,
-    /// The neighbours' share of the blended vote.
-    weight: f32,
-    /// A neighbour's vote is exp((similarity − the nearest one's) / temperature).
-    temperature: f32,
-    dim: usize,
-    /// rows × dim.
-    vectors: Vec<i8>,
-    /// What one step of a row's 8-bit values is worth.
-    scales: Vec<f32>,
-    categories: Vec<u8>,
-}
-
-impl Neighbours {
-    fn new(params: &JudgementParams, embeddings: &[Vec<f32>], categories: Vec<u8>) -> Self {
-        let (k, weight, temperature) = (params.neighbours, params.neighbour_weight, params.neighbour_temperature);
-        let (k, labels) = if k == 0 || weight <= 0.0 || temperature <= 0.0 { (0, Vec::new()) } else { (k, categories) };
-        let dim = if labels.is_empty() { 0 } else { embeddings.first().map_or(0, Vec::len) };
-        let mut vectors = Vec::with_capacity(dim * labels.len());
-        let mut scales = Vec::with_capacity(labels.len());
-        for embedding in embeddings.iter().take(labels.len()) {
-            let (row, scale) = quantise_unit(embedding);
-            vectors.extend(row);
-            scales.push(scale);
-        }
-        Self { k, weight, temperature, dim, vectors, scales, categories: labels }
-    }
-
-    /// The weighted share of each category (and off topic) among the `k` nearest training
-    /// messages; None when no neighbours are kept.
-    fn vote(&self, embedding: &[f32]) -> Option<Vec<f32>> {
-        let norm = embedding.iter().map(|v| v * v).sum::<f32>().sqrt();
-        if self.k == 0 || self.categories.is_empty() || embedding.len() != self.dim || norm == 0.0 {
-            return None;
-        }
-        let mut similar: Vec<(f32, usize)> = self
-            .vectors
-            .chunks_exact(self.dim)
-            .zip(&self.scales)
-            .enumerate()
-            .map(|(i, (row, scale))| (dot_i8(embedding, row) * scale / norm, i))
-            .collect();
-        let k = self.k.min(similar.len());
-        similar.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
-        let nearest = similar[..k].iter().map(|s| s.0).fold(f32::MIN, f32::max);
-        let mut vote = vec![0.0f32; HEAD_CLASSES[0]];
-        for &(similarity, i) in &similar[..k] {
-            vote[usize::from(self.categories[i])] += ((similarity - nearest) / self.temperature).exp();
-        }
-        let sum: f32 = vote.iter().sum();
-        vote.iter_mut().for_each(|v| *v /= sum);
-        Some(vote)
-    }
-}
-
-/// The vector scaled to unit length, as 8-bit steps of the returned size.
-fn quantise_unit(vector: &[f32]) -> (Vec<i8>, f32) {
-    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
-    let largest = vector.iter().fold(0.0f32, |m, v| m.max(v.abs())) / norm;
-    let step = if largest > 0.0 { largest / 127.0 } else { 1.0 };
-    (vector.iter().map(|v| (v / norm / step).round().clamp(-127.0, 127.0) as i8).collect(), step)
-}
-
-/// Eight independent sums so the compiler can use vector registers.
-fn dot_i8(a: &[f32], b: &[i8]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| x * f32::from(*y)).sum();
-    for (x, y) in a_chunks.zip(b_chunks) {
-        for lane in 0..8 {
-            lanes[lane] += x[lane] * f32::from(y[lane]);
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 
@@ -203,9 +124,7 @@ struct Header {
     dense_scale: f32,
     sparse_scale: f32,
     classes: [usize; 5],
-    neighbour_k: usize,
-    neighbour_weight: f32,
-    neighbour_temperature: f32,
+    neighbours: [f32; 3],
     neighbour_rows: usize,
     neighbour_dim: usize,
 }
@@ -225,38 +144,25 @@ fn labels_of(row: &TrainingRow) -> [u8; 5] {
     .map(|class| u8::try_from(class).expect("few classes"))
 }
 
-/// How the judgement is trained: its heads' settings and the nearest training messages' vote.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct JudgementParams {
-    pub heads: TrainParams,
-    /// How many nearest training messages vote beside each head; 0: none.
-    pub neighbours: usize,
-    /// Their share of the blended vote, 0 ..= 1.
-    pub neighbour_weight: f32,
-    /// How sharply the nearest of them outvotes the others (see `Neighbours`).
-    pub neighbour_temperature: f32,
-}
-
 /// The judgement's settings, chosen by cross-validation on the training set (`switchboard
 /// nlu cross-validate`; see BENCHMARKS.md), never on the evaluation set: the intent head's,
 /// with the sentence embedding weighted half as much against the character n-grams (the
 /// category rose by 0.4–0.6 points over 5 and 10 folds, falling steadily at weights above 2);
 /// the category's vote blended with its ten nearest training messages' (86.6 → 87.2 % over 10
 /// folds).
-pub fn judgement_params() -> JudgementParams {
-    JudgementParams {
-        heads: TrainParams { dense_scale: 2.0, ..TrainParams::default() },
-        neighbours: 10,
-        neighbour_weight: 0.3,
-        neighbour_temperature: 0.1,
+pub fn judgement_params() -> TrainParams {
+    TrainParams {
+        dense_scale: 2.0,
+        neighbours: NeighbourSettings { k: 10, weight: 0.3, temperature: 0.1 },
+        ..TrainParams::default()
     }
 }
 
 /// The first stage's judgement (on static token vectors): the same heads, without the
 /// neighbours' vote, which was chosen on the sentence encoders' vectors and took the shed
 /// messages' category from 77.2 to 73.9 % on the static ones (BENCHMARKS.md).
-pub fn first_stage_judgement_params() -> JudgementParams {
-    JudgementParams { neighbours: 0, ..judgement_params() }
+pub fn first_stage_judgement_params() -> TrainParams {
+    TrainParams { neighbours: NeighbourSettings::NONE, ..judgement_params() }
 }
 
 /// Terms seen in fewer training messages than this are dropped: they only memorise.
@@ -264,8 +170,7 @@ const MIN_DOCUMENT_FREQUENCY: u32 = 2;
 
 impl JudgementModel {
     /// Trains the heads on `rows` with their embeddings (same order).
-    pub fn train(rows: &[TrainingRow], embeddings: &[Vec<f32>], judgement: &JudgementParams) -> Self {
-        let params = &judgement.heads;
+    pub fn train(rows: &[TrainingRow], embeddings: &[Vec<f32>], params: &TrainParams) -> Self {
         let term_lists: Vec<Vec<String>> = rows.iter().map(|r| char_terms(&r.text)).collect();
         let vocabulary = Vocabulary::fit_terms(&term_lists, MIN_DOCUMENT_FREQUENCY);
         let features: Vec<Features> =
@@ -276,20 +181,21 @@ impl JudgementModel {
             LinearHead::train(&examples, classes, dense_dim, vocabulary.len(), params)
         };
         let [category, need, tone, priority, escalate] = std::array::from_fn(|h| head(HEAD_CLASSES[h], &|r| usize::from(labels_of(r)[h])));
-        let neighbours = Neighbours::new(judgement, embeddings, rows.iter().map(|r| labels_of(r)[0]).collect());
+        let categories = rows.iter().map(|r| usize::from(labels_of(r)[0]));
+        let neighbours = Neighbours::new(params.neighbours, embeddings.iter().map(Vec::as_slice).zip(categories));
         Self { vocabulary, category, need, tone, priority, escalate, neighbours }
     }
 
     /// Trains on the built-in set, encoding its messages through `cache` (so a restart with the
     /// same encoder encodes nothing).
-    pub fn train_built_in(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>, params: &JudgementParams) -> Result<Self, EncoderError> {
+    pub fn train_built_in(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>, params: &TrainParams) -> Result<Self, EncoderError> {
         let (rows, embeddings) = built_in_training(encoder, cache_dir)?;
         Ok(Self::train(&rows, &embeddings, params))
     }
 
     /// The built-in heads from `cache_dir` when they were trained there for this encoder,
     /// training set and settings; otherwise trained (and kept there).
-    pub fn load_or_train_built_in(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>, params: &JudgementParams) -> Result<Self, EncoderError> {
+    pub fn load_or_train_built_in(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>, params: &TrainParams) -> Result<Self, EncoderError> {
         use sha2::{Digest, Sha256};
         let key = Sha256::digest(format!("{}|{}|{params:?}", TRAINING_SET, encoder.id()));
         let file = cache_dir.map(|dir| dir.join(format!("judgement-{}.bin", &hex::encode(key)[..24])));
@@ -320,11 +226,12 @@ impl JudgementModel {
             dense_scale: self.category.dense_scale,
             sparse_scale: self.category.sparse_scale,
             classes: self.heads().map(|h| h.classes),
-            neighbour_k: self.neighbours.k,
-            neighbour_weight: self.neighbours.weight,
-            neighbour_temperature: self.neighbours.temperature,
-            neighbour_rows: self.neighbours.categories.len(),
-            neighbour_dim: self.neighbours.dim,
+            neighbours: {
+                let NeighbourSettings { k, weight, temperature } = self.neighbours.settings;
+                [k as f32, weight, temperature]
+            },
+            neighbour_rows: self.neighbours.shape().0,
+            neighbour_dim: self.neighbours.shape().1,
         };
         // A name of our own: another process may be writing the same file.
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
@@ -338,12 +245,10 @@ impl JudgementModel {
             for head in self.heads() {
                 floats.extend([head.dense_weights.as_slice(), head.sparse_weights.as_slice(), head.bias.as_slice()]);
             }
-            floats.push(&self.neighbours.scales);
             for v in floats.into_iter().flatten() {
                 file.write_all(&v.to_le_bytes())?;
             }
-            file.write_all(&self.neighbours.vectors.iter().map(|v| v.to_le_bytes()[0]).collect::<Vec<u8>>())?;
-            file.write_all(&self.neighbours.categories)?;
+            self.neighbours.write(&mut file)?;
             file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         }
         std::fs::rename(partial, path)
@@ -359,8 +264,8 @@ impl JudgementModel {
         }
         let terms = header.terms.len();
         let (rows, dim) = (header.neighbour_rows, header.neighbour_dim);
-        let float_count = terms + header.classes.iter().map(|c| c * header.dense_dim + terms * c + c).sum::<usize>() + rows;
-        if (bytes.len() - 8 - header_len) != float_count * 4 + rows * dim + rows {
+        let float_count = terms + header.classes.iter().map(|c| c * header.dense_dim + terms * c + c).sum::<usize>();
+        if (bytes.len() - 8 - header_len) != float_count * 4 + Neighbours::file_len(rows, dim) {
             return Err(invalid("size does not match its header"));
         }
         let (float_bytes, neighbour_bytes) = bytes[8 + header_len..].split_at(float_count * 4);
@@ -383,16 +288,8 @@ impl JudgementModel {
             head.bias = take(head.classes);
         }
         let [category, need, tone, priority, escalate] = heads;
-        let (vectors, categories) = neighbour_bytes.split_at(rows * dim);
-        let neighbours = Neighbours {
-            k: header.neighbour_k,
-            weight: header.neighbour_weight,
-            temperature: header.neighbour_temperature,
-            dim,
-            vectors: vectors.iter().map(|b| i8::from_le_bytes([*b])).collect(),
-            scales: take(rows),
-            categories: categories.to_vec(),
-        };
+        let [k, weight, temperature] = header.neighbours;
+        let neighbours = Neighbours::read(NeighbourSettings { k: k as usize, weight, temperature }, rows, dim, neighbour_bytes);
         let index = header.terms.into_iter().enumerate().map(|(i, t)| (t, i as u32)).collect();
         Ok(Self { vocabulary: Vocabulary { index, idf }, category, need, tone, priority, escalate, neighbours })
     }
@@ -406,10 +303,7 @@ impl JudgementModel {
         };
         let best = |p: &[f32]| p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
         let [mut category, need, tone, priority, escalate] = self.heads().map(probabilities);
-        if let Some(vote) = self.neighbours.vote(embedding) {
-            let share = self.neighbours.weight;
-            category.iter_mut().zip(vote).for_each(|(p, v)| *p = (1.0 - share) * *p + share * v);
-        }
+        self.neighbours.blend(&mut category, embedding);
         let category_at = best(&category);
         Judged {
             category: Category::ALL.get(category_at).copied(),
@@ -451,7 +345,7 @@ pub struct CrossValidation {
 /// Bars the cross-validation scores escalation at.
 const ESCALATE_BARS: [f32; 7] = [0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65];
 
-pub fn cross_validate(rows: &[TrainingRow], embeddings: &[Vec<f32>], params: &JudgementParams, folds: usize) -> CrossValidation {
+pub fn cross_validate(rows: &[TrainingRow], embeddings: &[Vec<f32>], params: &TrainParams, folds: usize) -> CrossValidation {
     let folds = folds.max(2);
     let mut judged: Vec<Option<Judged>> = vec![None; rows.len()];
     for fold in 0..folds {
@@ -581,8 +475,7 @@ mod tests {
             .enumerate()
             .map(|(i, r)| (0..384).map(|d| if d == 0 { if r.escalate { 1.0 } else { -1.0 } } else { ((i * 31 + d * 7) % 13) as f32 / 130.0 }).collect())
             .collect();
-        let params = JudgementParams { heads: TrainParams::default(), neighbours: 0, neighbour_weight: 0.0, neighbour_temperature: 0.1 };
-        let report = cross_validate(&rows, &embeddings, &params, 3);
+        let report = cross_validate(&rows, &embeddings, &TrainParams::default(), 3);
         let bars: Vec<f32> = report.escalate_f1_at.iter().map(|(bar, _)| *bar).collect();
         assert_eq!(bars, ESCALATE_BARS);
         let at_default = report.escalate_f1_at.iter().find(|(bar, _)| *bar == 0.5).expect("the default bar").1;
@@ -627,7 +520,8 @@ mod tests {
         let rows = &rows[..200];
         // Stand-in embeddings: the round trip is about the file, not the vectors.
         let embeddings: Vec<Vec<f32>> = rows.iter().enumerate().map(|(i, _)| (0..8).map(|d| ((i * 7 + d) % 5) as f32 / 5.0).collect()).collect();
-        let params = JudgementParams { heads: TrainParams { epochs: 2, min_steps: 10, ..TrainParams::default() }, neighbours: 5, neighbour_weight: 0.3, neighbour_temperature: 0.1 };
+        let neighbours = NeighbourSettings { k: 5, weight: 0.3, temperature: 0.1 };
+        let params = TrainParams { epochs: 2, min_steps: 10, neighbours, ..TrainParams::default() };
         let model = JudgementModel::train(rows, &embeddings, &params);
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("judgement.bin");
@@ -646,13 +540,13 @@ mod tests {
     fn the_nearest_training_messages_vote_on_the_category() {
         let rows: Vec<TrainingRow> = read_training(TRAINING_SET).expect("valid").into_iter().step_by(50).collect();
         let embeddings: Vec<Vec<f32>> = (0..rows.len()).map(|i| (0..rows.len()).map(|d| if d == i { 1.0 } else { 0.01 }).collect()).collect();
-        let heads = TrainParams { epochs: 1, min_steps: 1, ..TrainParams::default() };
-        let params = JudgementParams { heads, neighbours: 3, neighbour_weight: 1.0, neighbour_temperature: 0.01 };
+        let neighbours = NeighbourSettings { k: 3, weight: 1.0, temperature: 0.01 };
+        let params = TrainParams { epochs: 1, min_steps: 1, neighbours, ..TrainParams::default() };
         let model = JudgementModel::train(&rows, &embeddings, &params);
         for (row, embedding) in rows.iter().zip(&embeddings) {
             assert_eq!(model.judge(&row.text, embedding).category, row.category, "{}", row.text);
         }
-        let without = JudgementModel::train(&rows, &embeddings, &JudgementParams { neighbours: 0, ..params });
+        let without = JudgementModel::train(&rows, &embeddings, &TrainParams { neighbours: NeighbourSettings::NONE, ..params });
         let differs = rows.iter().zip(&embeddings).filter(|(row, e)| without.judge(&row.text, e).category != row.category).count();
         assert!(differs > 0, "one pass of the heads alone already fits every row; the test shows nothing");
     }

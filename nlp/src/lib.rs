@@ -19,6 +19,7 @@ pub mod judgement;
 mod keyword;
 pub mod llm;
 pub mod model;
+pub mod neighbours;
 pub mod signals;
 
 pub use classifier::{first_stage_takes, Encoders, IntentsSource, LLM_CONFIDENCE, LoadError, LoadReport, ModelClassifier, Prepared};

@@ -2,6 +2,7 @@
 //! from labelled examples, and stored as one file so a restart skips training.
 
 use crate::head::{Features, LinearHead, TrainParams, Vocabulary, softmax_in_place};
+use crate::neighbours::{NeighbourSettings, Neighbours};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -28,6 +29,8 @@ pub struct IntentModel {
     /// counted: whole intents held out are often near a kept one, and the first stage takes
     /// only what the judgement finds on topic.)
     pub sure_at: f32,
+    /// The nearest training examples' vote, blended into the calibrated probabilities.
+    pub neighbours: Neighbours,
 }
 
 /// A ranked prediction: (label index, calibrated probability), most likely first.
@@ -49,12 +52,17 @@ impl IntentModel {
         let training: Vec<(&Features, usize)> = features.iter().zip(examples.iter().map(|e| e.label)).collect();
         let dense_dim = examples.first().map_or(0, |e| e.embedding.len());
         let head = LinearHead::train(&training, classes, dense_dim, vocabulary.len(), params);
-        Self { labels, vocabulary, head, temperature, out_of_scope_threshold, sure_at }
+        let neighbours = Neighbours::new(params.neighbours, examples.iter().map(|e| (e.embedding, e.label)));
+        Self { labels, vocabulary, head, temperature, out_of_scope_threshold, sure_at, neighbours }
     }
 
     pub fn rank(&self, text: &str, embedding: &[f32]) -> Ranking {
         let features = Features { dense: embedding.to_vec(), sparse: self.vocabulary.features(text) };
-        rank_with(&self.head, &features, self.temperature)
+        let mut p = calibrated(&self.head.logits(&features), self.temperature);
+        self.neighbours.blend(&mut p, embedding);
+        let mut ranking: Ranking = p.into_iter().enumerate().collect();
+        ranking.sort_by(|a, b| b.1.total_cmp(&a.1));
+        ranking
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
@@ -72,6 +80,12 @@ impl IntentModel {
             temperature: self.temperature,
             out_of_scope_threshold: self.out_of_scope_threshold,
             sure_at: self.sure_at,
+            neighbours: {
+                let NeighbourSettings { k, weight, temperature } = self.neighbours.settings;
+                [k as f32, weight, temperature]
+            },
+            neighbour_rows: self.neighbours.shape().0,
+            neighbour_dim: self.neighbours.shape().1,
         };
         // A name of our own: other processes may be writing the same head at the same time.
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
@@ -86,6 +100,7 @@ impl IntentModel {
                     file.write_all(&v.to_le_bytes())?;
                 }
             }
+            self.neighbours.write(&mut file)?;
             file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         }
         std::fs::rename(partial, path)
@@ -100,15 +115,15 @@ impl IntentModel {
         if header.format != FORMAT {
             return Err(invalid("written by another version"));
         }
-        let floats: Vec<f32> = bytes[8 + header_len..]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
         let (classes, terms, dense_dim) = (header.labels.len(), header.terms.len(), header.dense_dim);
         let expected = terms + classes * dense_dim + terms * classes + classes;
-        if floats.len() != expected {
+        let (rows, dim) = (header.neighbour_rows, header.neighbour_dim);
+        if bytes.len() - 8 - header_len != expected * 4 + Neighbours::file_len(rows, dim) {
             return Err(invalid("size does not match its header"));
         }
+        let (float_bytes, neighbour_bytes) = bytes[8 + header_len..].split_at(expected * 4);
+        let floats: Vec<f32> = float_bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let [k, weight, temperature] = header.neighbours;
         let (idf, rest) = floats.split_at(terms);
         let (dense_weights, rest) = rest.split_at(classes * dense_dim);
         let (sparse_weights, bias) = rest.split_at(terms * classes);
@@ -131,11 +146,12 @@ impl IntentModel {
             temperature: header.temperature,
             out_of_scope_threshold: header.out_of_scope_threshold,
             sure_at: header.sure_at,
+            neighbours: Neighbours::read(NeighbourSettings { k: k as usize, weight, temperature }, rows, dim, neighbour_bytes),
         })
     }
 }
 
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -150,6 +166,10 @@ struct Header {
     /// Absent in files written before the first stage: never sure.
     #[serde(default = "never_sure")]
     sure_at: f32,
+    /// k, weight and temperature.
+    neighbours: [f32; 3],
+    neighbour_rows: usize,
+    neighbour_dim: usize,
 }
 
 fn never_sure() -> f32 {
@@ -177,13 +197,10 @@ fn features_of(vocabulary: &Vocabulary, example: &LabelledText<'_>) -> Features 
     Features { dense: example.embedding.to_vec(), sparse: vocabulary.features(example.text) }
 }
 
-fn rank_with(head: &LinearHead, features: &Features, temperature: f32) -> Ranking {
-    let mut p = head.logits(features);
-    p.iter_mut().for_each(|v| *v /= temperature);
+fn calibrated(logits: &[f32], temperature: f32) -> Vec<f32> {
+    let mut p: Vec<f32> = logits.iter().map(|v| v / temperature).collect();
     softmax_in_place(&mut p);
-    let mut ranking: Ranking = p.into_iter().enumerate().collect();
-    ranking.sort_by(|a, b| b.1.total_cmp(&a.1));
-    ranking
+    p
 }
 
 /// Deterministic pseudo-random choice from a string, so the split is the same on every run.
@@ -231,6 +248,7 @@ fn calibrate(classes: usize, examples: &[LabelledText<'_>], params: &TrainParams
         features.iter().zip(train.iter().map(|e| kept_label[e.label])).collect();
     let head = LinearHead::train(&training, next, train[0].embedding.len(), vocabulary.len(), params);
 
+    let neighbours = Neighbours::new(params.neighbours, train.iter().map(|e| (e.embedding, kept_label[e.label])));
     let logits_of = |e: &LabelledText<'_>| head.logits(&features_of(&vocabulary, e));
     let in_scope_logits: Vec<(Vec<f32>, usize)> =
         in_scope.iter().map(|e| (logits_of(e), kept_label[e.label])).collect();
@@ -242,18 +260,22 @@ fn calibrate(classes: usize, examples: &[LabelledText<'_>], params: &TrainParams
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .map_or(1.0, |(t, _)| t);
 
-    let top = |logits: &[f32]| {
-        let mut p: Vec<f32> = logits.iter().map(|v| v / temperature).collect();
-        softmax_in_place(&mut p);
-        let (best, prob) = p.iter().copied().enumerate().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap_or((0, 0.0));
-        (best, prob)
+    // The temperature calibrates the head alone; the bars are learnt on what the service
+    // decides with, the head blended with the neighbours' vote.
+    let top = |logits: &[f32], embedding: &[f32]| {
+        let mut p = calibrated(logits, temperature);
+        neighbours.blend(&mut p, embedding);
+        p.iter().copied().enumerate().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap_or((0, 0.0))
     };
-    let in_scope_top: Vec<(bool, f32)> =
-        in_scope_logits.iter().map(|(l, label)| {
-            let (best, prob) = top(l);
+    let in_scope_top: Vec<(bool, f32)> = in_scope_logits
+        .iter()
+        .zip(&in_scope)
+        .map(|((l, label), e)| {
+            let (best, prob) = top(l, e.embedding);
             (best == *label, prob)
-        }).collect();
-    let out_top: Vec<f32> = out_logits.iter().map(|l| top(l).1).collect();
+        })
+        .collect();
+    let out_top: Vec<f32> = out_logits.iter().zip(&out_of_scope).map(|(l, e)| top(l, e.embedding).1).collect();
     let threshold = best_threshold(&in_scope_top, &out_top);
     let sure_at = sure_threshold(&in_scope_top, SURE_PRECISION);
     Calibration { temperature, out_of_scope_threshold: threshold, sure_at }

@@ -1,0 +1,169 @@
+//! The nearest training messages' vote. A linear head draws one boundary per class, while a
+//! class's messages lie in several places of the embedding; blending the head's probabilities
+//! with the labels of the message's nearest training messages follows those places.
+
+use std::io::Write;
+
+/// How the nearest training messages vote.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NeighbourSettings {
+    /// How many nearest messages vote; 0: none.
+    pub k: usize,
+    /// Their share of the blended vote, 0 ..= 1.
+    pub weight: f32,
+    /// A neighbour's vote is exp((similarity − the nearest one's) / temperature).
+    pub temperature: f32,
+}
+
+impl NeighbourSettings {
+    pub const NONE: Self = Self { k: 0, weight: 0.0, temperature: 0.1 };
+
+    fn votes(&self) -> bool {
+        self.k > 0 && self.weight > 0.0 && self.temperature > 0.0
+    }
+}
+
+/// The training messages' embeddings (unit length, in 8 bits) with their labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Neighbours {
+    pub settings: NeighbourSettings,
+    dim: usize,
+    /// rows × dim.
+    vectors: Vec<i8>,
+    /// What one step of a row's 8-bit values is worth.
+    scales: Vec<f32>,
+    labels: Vec<u32>,
+}
+
+impl Neighbours {
+    /// Keeps nothing when the settings give the neighbours no vote.
+    pub fn new<'a>(settings: NeighbourSettings, examples: impl IntoIterator<Item = (&'a [f32], usize)>) -> Self {
+        let mut kept = Self { settings, dim: 0, vectors: Vec::new(), scales: Vec::new(), labels: Vec::new() };
+        if !settings.votes() {
+            return kept;
+        }
+        for (embedding, label) in examples {
+            if embedding.is_empty() {
+                // Nothing to be near to (the words-only head).
+                return Self { dim: 0, vectors: Vec::new(), scales: Vec::new(), labels: Vec::new(), ..kept };
+            }
+            kept.dim = embedding.len();
+            let (row, scale) = quantise_unit(embedding);
+            kept.vectors.extend(row);
+            kept.scales.push(scale);
+            kept.labels.push(u32::try_from(label).expect("fewer classes than u32"));
+        }
+        kept
+    }
+
+    /// `probabilities` (one per class) blended with the weighted share of each class among the
+    /// `k` nearest training messages; unchanged when no neighbours are kept.
+    pub fn blend(&self, probabilities: &mut [f32], embedding: &[f32]) {
+        if let Some(vote) = self.vote(embedding, probabilities.len()) {
+            let share = self.settings.weight;
+            probabilities.iter_mut().zip(vote).for_each(|(p, v)| *p = (1.0 - share) * *p + share * v);
+        }
+    }
+
+    fn vote(&self, embedding: &[f32], classes: usize) -> Option<Vec<f32>> {
+        let norm = embedding.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if self.labels.is_empty() || self.dim == 0 || embedding.len() != self.dim || norm == 0.0 {
+            return None;
+        }
+        let mut similar: Vec<(f32, usize)> = self
+            .vectors
+            .chunks_exact(self.dim)
+            .zip(&self.scales)
+            .enumerate()
+            .map(|(i, (row, scale))| (dot_i8(embedding, row) * scale / norm, i))
+            .collect();
+        let k = self.settings.k.min(similar.len());
+        similar.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+        let nearest = similar[..k].iter().map(|s| s.0).fold(f32::MIN, f32::max);
+        let mut vote = vec![0.0f32; classes];
+        for &(similarity, i) in &similar[..k] {
+            if let Some(v) = vote.get_mut(self.labels[i] as usize) {
+                *v += ((similarity - nearest) / self.settings.temperature).exp();
+            }
+        }
+        let sum: f32 = vote.iter().sum();
+        (sum > 0.0).then(|| vote.into_iter().map(|v| v / sum).collect())
+    }
+
+    /// Rows kept and their dimension, for a file's header.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.labels.len(), self.dim)
+    }
+
+    /// How many bytes `write` writes for this shape.
+    pub fn file_len(rows: usize, dim: usize) -> usize {
+        rows * (4 + dim + 4)
+    }
+
+    pub fn write(&self, file: &mut impl Write) -> std::io::Result<()> {
+        let mut bytes = Vec::with_capacity(Self::file_len(self.labels.len(), self.dim));
+        self.scales.iter().for_each(|s| bytes.extend(s.to_le_bytes()));
+        self.vectors.iter().for_each(|v| bytes.extend(v.to_le_bytes()));
+        self.labels.iter().for_each(|l| bytes.extend(l.to_le_bytes()));
+        file.write_all(&bytes)
+    }
+
+    /// Reads what `write` wrote; `bytes` holds exactly `file_len(rows, dim)` bytes.
+    pub fn read(settings: NeighbourSettings, rows: usize, dim: usize, bytes: &[u8]) -> Self {
+        let (scales, rest) = bytes.split_at(rows * 4);
+        let (vectors, labels) = rest.split_at(rows * dim);
+        let word = |c: &[u8]| <[u8; 4]>::try_from(c).expect("4 bytes");
+        Self {
+            settings,
+            dim,
+            vectors: vectors.iter().map(|b| i8::from_le_bytes([*b])).collect(),
+            scales: scales.chunks_exact(4).map(|c| f32::from_le_bytes(word(c))).collect(),
+            labels: labels.chunks_exact(4).map(|c| u32::from_le_bytes(word(c))).collect(),
+        }
+    }
+}
+
+/// The vector scaled to unit length, as 8-bit steps of the returned size.
+fn quantise_unit(vector: &[f32]) -> (Vec<i8>, f32) {
+    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+    let largest = vector.iter().fold(0.0f32, |m, v| m.max(v.abs())) / norm;
+    let step = if largest > 0.0 { largest / 127.0 } else { 1.0 };
+    (vector.iter().map(|v| (v / norm / step).round().clamp(-127.0, 127.0) as i8).collect(), step)
+}
+
+/// Eight independent sums so the compiler can use vector registers.
+fn dot_i8(a: &[f32], b: &[i8]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| x * f32::from(*y)).sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for lane in 0..8 {
+            lanes[lane] += x[lane] * f32::from(y[lane]);
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nearest_messages_outvote_the_rest_and_survive_a_round_trip() {
+        let settings = NeighbourSettings { k: 3, weight: 1.0, temperature: 0.05 };
+        let rows: Vec<(Vec<f32>, usize)> = vec![(vec![1.0, 0.0, 0.0], 0), (vec![0.9, 0.1, 0.0], 0), (vec![0.0, 1.0, 0.0], 1), (vec![0.0, 0.0, 1.0], 2)];
+        let kept = Neighbours::new(settings, rows.iter().map(|(v, l)| (v.as_slice(), *l)));
+        let mut p = vec![0.1, 0.8, 0.1];
+        kept.blend(&mut p, &[0.95, 0.05, 0.0]);
+        assert!(p[0] > 0.99, "{p:?}");
+        let mut file = Vec::new();
+        kept.write(&mut file).unwrap();
+        let (rows, dim) = kept.shape();
+        assert_eq!(file.len(), Neighbours::file_len(rows, dim));
+        assert_eq!(Neighbours::read(settings, rows, dim, &file), kept);
+        let none = Neighbours::new(NeighbourSettings::NONE, [(&[1.0f32, 0.0, 0.0][..], 0)]);
+        let mut unchanged = vec![0.1, 0.8, 0.1];
+        none.blend(&mut unchanged, &[0.95, 0.05, 0.0]);
+        assert_eq!(unchanged, vec![0.1, 0.8, 0.1]);
+    }
+}
