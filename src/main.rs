@@ -145,6 +145,11 @@ impl HeadArgs {
             "--neighbour-weight {} is outside 0 to 1: it is the nearest messages' share of the vote",
             p.neighbours.weight
         );
+        anyhow::ensure!(
+            p.neighbours.temperature > 0.0,
+            "--neighbour-temperature {} must be above 0 (use --neighbours 0 for no vote)",
+            p.neighbours.temperature
+        );
         Ok(p)
     }
 }

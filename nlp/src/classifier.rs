@@ -9,7 +9,6 @@ use crate::intents::{IntentSet, IntentsError};
 use crate::judgement::{first_stage_judgement_params, judgement_params, Judged, JudgementModel};
 use crate::llm::{IntentChoice, LlmChoice, LlmClient};
 use crate::model::{IntentModel, LabelledText, Ranking};
-use crate::neighbours::NeighbourSettings;
 use crate::signals;
 use async_trait::async_trait;
 use handlebars::Handlebars;
@@ -774,12 +773,13 @@ fn apply_judgement(classification: &mut Classification, judged: Judged) {
     });
 }
 
-/// The judgement heads for `encoder`, trained once per process: every classifier built on the
-/// same encoder shares them (and a restart reads the training embeddings from the cache).
+/// The judgement heads for `encoder` and `params`, trained once per process: every classifier
+/// built on the same encoder shares them (and a restart reads the training embeddings from the cache).
 fn judgement_for(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>, params: &TrainParams) -> Result<Arc<JudgementModel>, EncoderError> {
     static TRAINED: std::sync::Mutex<Vec<(String, Arc<JudgementModel>)>> = std::sync::Mutex::new(Vec::new());
     let mut trained = TRAINED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, model)) = trained.iter().find(|(id, _)| id == encoder.id()) {
+    let key = format!("{}|{params:?}", encoder.id());
+    if let Some((_, model)) = trained.iter().find(|(id, _)| *id == key) {
         return Ok(model.clone());
     }
     let started = Instant::now();
@@ -787,7 +787,7 @@ fn judgement_for(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>, params
     if started.elapsed() > std::time::Duration::from_secs(2) {
         tracing::info!(seconds = started.elapsed().as_secs(), "trained the judgement on its built-in training set (kept in nlp.cache_dir: later starts load it)");
     }
-    trained.push((encoder.id().to_string(), model.clone()));
+    trained.push((key, model.clone()));
     Ok(model)
 }
 
@@ -831,10 +831,7 @@ fn train_first_stage(
     cache_dir: Option<&Path>,
     params: &TrainParams,
 ) -> Result<FirstStage, EncoderError> {
-    // Static vectors keep the head alone: the neighbours' vote was chosen on the sentence
-    // encoder's, and on the static ones it lowered the judgement (BENCHMARKS.md).
-    let params = TrainParams { neighbours: NeighbourSettings::NONE, ..*params };
-    let (model, _) = intent_model(encoder.as_ref(), intents, cache_dir, &params)?;
+    let (model, _) = intent_model(encoder.as_ref(), intents, cache_dir, &params.without_neighbours())?;
     Ok(FirstStage { encoder: encoder.clone(), model, judgement: judgement_for(encoder.as_ref(), cache_dir, &first_stage_judgement_params())? })
 }
 

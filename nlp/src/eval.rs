@@ -366,8 +366,7 @@ fn evaluate_first_stage(
         .zip(&train_vectors)
         .map(|(l, v)| LabelledText { text: l.text, embedding: v, label: l.label })
         .collect();
-    let params = TrainParams { neighbours: crate::neighbours::NeighbourSettings::NONE, ..options.params };
-    let model = IntentModel::train(labels.to_vec(), &static_labelled, &params);
+    let model = IntentModel::train(labels.to_vec(), &static_labelled, &options.params.without_neighbours());
     let judgement = crate::judgement::JudgementModel::load_or_train_built_in(
         static_encoder,
         options.cache_dir.as_deref(),

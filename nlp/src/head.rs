@@ -130,6 +130,14 @@ impl Default for TrainParams {
     }
 }
 
+impl TrainParams {
+    /// For the first stage's static vectors: the neighbours' vote was chosen on the sentence
+    /// encoder's, and on the static ones it lowered the judgement (BENCHMARKS.md).
+    pub fn without_neighbours(self) -> Self {
+        Self { neighbours: NeighbourSettings::NONE, ..self }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinearHead {
     pub classes: usize,

@@ -133,7 +133,7 @@ struct Header {
 /// priority, escalate.
 const HEAD_CLASSES: [usize; 5] = [Category::ALL.len() + 1, Need::ALL.len(), TONES.len(), Priority::ALL.len(), 2];
 
-fn labels_of(row: &TrainingRow) -> [u8; 5] {
+fn labels_of(row: &TrainingRow) -> [usize; 5] {
     [
         category_class(row.category),
         Need::ALL.iter().position(|n| *n == row.need).expect("listed"),
@@ -141,7 +141,6 @@ fn labels_of(row: &TrainingRow) -> [u8; 5] {
         Priority::ALL.iter().position(|p| *p == row.priority).expect("listed"),
         usize::from(row.escalate),
     ]
-    .map(|class| u8::try_from(class).expect("few classes"))
 }
 
 /// The judgement's settings, chosen by cross-validation on the training set (`switchboard
@@ -162,7 +161,7 @@ pub fn judgement_params() -> TrainParams {
 /// neighbours' vote, which was chosen on the sentence encoders' vectors and took the shed
 /// messages' category from 77.2 to 73.9 % on the static ones (BENCHMARKS.md).
 pub fn first_stage_judgement_params() -> TrainParams {
-    TrainParams { neighbours: NeighbourSettings::NONE, ..judgement_params() }
+    judgement_params().without_neighbours()
 }
 
 /// Terms seen in fewer training messages than this are dropped: they only memorise.
@@ -180,8 +179,8 @@ impl JudgementModel {
             let examples: Vec<(&Features, usize)> = features.iter().zip(rows).map(|(f, row)| (f, label(row))).collect();
             LinearHead::train(&examples, classes, dense_dim, vocabulary.len(), params)
         };
-        let [category, need, tone, priority, escalate] = std::array::from_fn(|h| head(HEAD_CLASSES[h], &|r| usize::from(labels_of(r)[h])));
-        let categories = rows.iter().map(|r| usize::from(labels_of(r)[0]));
+        let [category, need, tone, priority, escalate] = std::array::from_fn(|h| head(HEAD_CLASSES[h], &|r| labels_of(r)[h]));
+        let categories = rows.iter().map(|r| labels_of(r)[0]);
         let neighbours = Neighbours::new(params.neighbours, embeddings.iter().map(Vec::as_slice).zip(categories));
         Self { vocabulary, category, need, tone, priority, escalate, neighbours }
     }
@@ -289,7 +288,7 @@ impl JudgementModel {
         }
         let [category, need, tone, priority, escalate] = heads;
         let [k, weight, temperature] = header.neighbours;
-        let neighbours = Neighbours::read(NeighbourSettings { k: k as usize, weight, temperature }, rows, dim, neighbour_bytes);
+        let neighbours = Neighbours::read(NeighbourSettings { k: k as usize, weight, temperature }, rows, dim, neighbour_bytes)?;
         let index = header.terms.into_iter().enumerate().map(|(i, t)| (t, i as u32)).collect();
         Ok(Self { vocabulary: Vocabulary { index, idf }, category, need, tone, priority, escalate, neighbours })
     }
@@ -303,6 +302,7 @@ impl JudgementModel {
         };
         let best = |p: &[f32]| p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
         let [mut category, need, tone, priority, escalate] = self.heads().map(probabilities);
+        // Blended: the vote is evidence for the category, and off topic is one of its classes.
         self.neighbours.blend(&mut category, embedding);
         let category_at = best(&category);
         Judged {
@@ -475,7 +475,7 @@ mod tests {
             .enumerate()
             .map(|(i, r)| (0..384).map(|d| if d == 0 { if r.escalate { 1.0 } else { -1.0 } } else { ((i * 31 + d * 7) % 13) as f32 / 130.0 }).collect())
             .collect();
-        let report = cross_validate(&rows, &embeddings, &TrainParams::default(), 3);
+        let report = cross_validate(&rows, &embeddings, &TrainParams::default().without_neighbours(), 3);
         let bars: Vec<f32> = report.escalate_f1_at.iter().map(|(bar, _)| *bar).collect();
         assert_eq!(bars, ESCALATE_BARS);
         let at_default = report.escalate_f1_at.iter().find(|(bar, _)| *bar == 0.5).expect("the default bar").1;
@@ -546,7 +546,7 @@ mod tests {
         for (row, embedding) in rows.iter().zip(&embeddings) {
             assert_eq!(model.judge(&row.text, embedding).category, row.category, "{}", row.text);
         }
-        let without = JudgementModel::train(&rows, &embeddings, &TrainParams { neighbours: NeighbourSettings::NONE, ..params });
+        let without = JudgementModel::train(&rows, &embeddings, &params.without_neighbours());
         let differs = rows.iter().zip(&embeddings).filter(|(row, e)| without.judge(&row.text, e).category != row.category).count();
         assert!(differs > 0, "one pass of the heads alone already fits every row; the test shows nothing");
     }

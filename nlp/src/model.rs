@@ -29,11 +29,13 @@ pub struct IntentModel {
     /// counted: whole intents held out are often near a kept one, and the first stage takes
     /// only what the judgement finds on topic.)
     pub sure_at: f32,
-    /// The nearest training examples' vote, blended into the calibrated probabilities.
+    /// The nearest training examples' vote: it moves the choice among the intents, never the
+    /// probability (a message far from every example must stay unsure).
     pub neighbours: Neighbours,
 }
 
-/// A ranked prediction: (label index, calibrated probability), most likely first.
+/// A ranked prediction: (label index, the head's calibrated probability), the choice of the head
+/// and the nearest examples first (so a probability may exceed the one before it).
 pub type Ranking = Vec<(usize, f32)>;
 
 impl IntentModel {
@@ -58,11 +60,8 @@ impl IntentModel {
 
     pub fn rank(&self, text: &str, embedding: &[f32]) -> Ranking {
         let features = Features { dense: embedding.to_vec(), sparse: self.vocabulary.features(text) };
-        let mut p = calibrated(&self.head.logits(&features), self.temperature);
-        self.neighbours.blend(&mut p, embedding);
-        let mut ranking: Ranking = p.into_iter().enumerate().collect();
-        ranking.sort_by(|a, b| b.1.total_cmp(&a.1));
-        ranking
+        let p = calibrated(&self.head.logits(&features), self.temperature);
+        self.neighbours.order(&p, embedding).into_iter().map(|class| (class, p[class])).collect()
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
@@ -146,7 +145,7 @@ impl IntentModel {
             temperature: header.temperature,
             out_of_scope_threshold: header.out_of_scope_threshold,
             sure_at: header.sure_at,
-            neighbours: Neighbours::read(NeighbourSettings { k: k as usize, weight, temperature }, rows, dim, neighbour_bytes),
+            neighbours: Neighbours::read(NeighbourSettings { k: k as usize, weight, temperature }, rows, dim, neighbour_bytes)?,
         })
     }
 }
@@ -248,7 +247,6 @@ fn calibrate(classes: usize, examples: &[LabelledText<'_>], params: &TrainParams
         features.iter().zip(train.iter().map(|e| kept_label[e.label])).collect();
     let head = LinearHead::train(&training, next, train[0].embedding.len(), vocabulary.len(), params);
 
-    let neighbours = Neighbours::new(params.neighbours, train.iter().map(|e| (e.embedding, kept_label[e.label])));
     let logits_of = |e: &LabelledText<'_>| head.logits(&features_of(&vocabulary, e));
     let in_scope_logits: Vec<(Vec<f32>, usize)> =
         in_scope.iter().map(|e| (logits_of(e), kept_label[e.label])).collect();
@@ -260,22 +258,20 @@ fn calibrate(classes: usize, examples: &[LabelledText<'_>], params: &TrainParams
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .map_or(1.0, |(t, _)| t);
 
-    // The temperature calibrates the head alone; the bars are learnt on what the service
-    // decides with, the head blended with the neighbours' vote.
-    let top = |logits: &[f32], embedding: &[f32]| {
-        let mut p = calibrated(logits, temperature);
-        neighbours.blend(&mut p, embedding);
+    // The head alone: the neighbours only move the choice, and a probability they move is
+    // never above the head's best (so the bars learnt here hold at least as firmly).
+    let top = |logits: &[f32]| {
+        let p = calibrated(logits, temperature);
         p.iter().copied().enumerate().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap_or((0, 0.0))
     };
     let in_scope_top: Vec<(bool, f32)> = in_scope_logits
         .iter()
-        .zip(&in_scope)
-        .map(|((l, label), e)| {
-            let (best, prob) = top(l, e.embedding);
+        .map(|(l, label)| {
+            let (best, prob) = top(l);
             (best == *label, prob)
         })
         .collect();
-    let out_top: Vec<f32> = out_logits.iter().zip(&out_of_scope).map(|(l, e)| top(l, e.embedding).1).collect();
+    let out_top: Vec<f32> = out_logits.iter().map(|l| top(l).1).collect();
     let threshold = best_threshold(&in_scope_top, &out_top);
     let sure_at = sure_threshold(&in_scope_top, SURE_PRECISION);
     Calibration { temperature, out_of_scope_threshold: threshold, sure_at }

@@ -1,6 +1,11 @@
 //! The nearest training messages' vote. A linear head draws one boundary per class, while a
 //! class's messages lie in several places of the embedding; blending the head's probabilities
 //! with the labels of the message's nearest training messages follows those places.
+//!
+//! The vote makes the probability of the class it chose larger even for a message far from
+//! every example. So where a probability tells the known from the unknown (the intent head's
+//! confidence), the vote only moves the choice (`order`); where the classes include "none of
+//! these" (the judgement's off topic), the blended probabilities are used (`blend`).
 
 use std::io::Write;
 
@@ -18,13 +23,13 @@ pub struct NeighbourSettings {
 impl NeighbourSettings {
     pub const NONE: Self = Self { k: 0, weight: 0.0, temperature: 0.1 };
 
-    fn votes(&self) -> bool {
+    pub fn votes(&self) -> bool {
         self.k > 0 && self.weight > 0.0 && self.temperature > 0.0
     }
 }
 
 /// The training messages' embeddings (unit length, in 8 bits) with their labels.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Neighbours {
     pub settings: NeighbourSettings,
     dim: usize,
@@ -45,8 +50,9 @@ impl Neighbours {
         for (embedding, label) in examples {
             if embedding.is_empty() {
                 // Nothing to be near to (the words-only head).
-                return Self { dim: 0, vectors: Vec::new(), scales: Vec::new(), labels: Vec::new(), ..kept };
+                return Self::new(NeighbourSettings::NONE, []);
             }
+            assert!(kept.labels.is_empty() || embedding.len() == kept.dim, "training embeddings of one length");
             kept.dim = embedding.len();
             let (row, scale) = quantise_unit(embedding);
             kept.vectors.extend(row);
@@ -65,9 +71,18 @@ impl Neighbours {
         }
     }
 
+    /// The classes, most likely first, by the head's `probabilities` blended as by `blend`.
+    pub fn order(&self, probabilities: &[f32], embedding: &[f32]) -> Vec<usize> {
+        let mut blended = probabilities.to_vec();
+        self.blend(&mut blended, embedding);
+        let mut classes: Vec<usize> = (0..blended.len()).collect();
+        classes.sort_by(|a, b| blended[*b].total_cmp(&blended[*a]));
+        classes
+    }
+
     fn vote(&self, embedding: &[f32], classes: usize) -> Option<Vec<f32>> {
         let norm = embedding.iter().map(|v| v * v).sum::<f32>().sqrt();
-        if self.labels.is_empty() || self.dim == 0 || embedding.len() != self.dim || norm == 0.0 {
+        if !self.settings.votes() || self.labels.is_empty() || self.dim == 0 || embedding.len() != self.dim || norm == 0.0 {
             return None;
         }
         let mut similar: Vec<(f32, usize)> = self
@@ -108,18 +123,28 @@ impl Neighbours {
         file.write_all(&bytes)
     }
 
-    /// Reads what `write` wrote; `bytes` holds exactly `file_len(rows, dim)` bytes.
-    pub fn read(settings: NeighbourSettings, rows: usize, dim: usize, bytes: &[u8]) -> Self {
+    /// Reads what `write` wrote.
+    pub fn read(settings: NeighbourSettings, rows: usize, dim: usize, bytes: &[u8]) -> std::io::Result<Self> {
+        if bytes.len() != Self::file_len(rows, dim) {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "neighbours: size does not match the header"));
+        }
         let (scales, rest) = bytes.split_at(rows * 4);
         let (vectors, labels) = rest.split_at(rows * dim);
         let word = |c: &[u8]| <[u8; 4]>::try_from(c).expect("4 bytes");
-        Self {
+        Ok(Self {
             settings,
             dim,
             vectors: vectors.iter().map(|b| i8::from_le_bytes([*b])).collect(),
             scales: scales.chunks_exact(4).map(|c| f32::from_le_bytes(word(c))).collect(),
             labels: labels.chunks_exact(4).map(|c| u32::from_le_bytes(word(c))).collect(),
-        }
+        })
+    }
+}
+
+/// Its shape only: the vectors are megabytes.
+impl std::fmt::Debug for Neighbours {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Neighbours").field("settings", &self.settings).field("rows", &self.labels.len()).field("dim", &self.dim).finish()
     }
 }
 
@@ -153,17 +178,16 @@ mod tests {
         let settings = NeighbourSettings { k: 3, weight: 1.0, temperature: 0.05 };
         let rows: Vec<(Vec<f32>, usize)> = vec![(vec![1.0, 0.0, 0.0], 0), (vec![0.9, 0.1, 0.0], 0), (vec![0.0, 1.0, 0.0], 1), (vec![0.0, 0.0, 1.0], 2)];
         let kept = Neighbours::new(settings, rows.iter().map(|(v, l)| (v.as_slice(), *l)));
-        let mut p = vec![0.1, 0.8, 0.1];
-        kept.blend(&mut p, &[0.95, 0.05, 0.0]);
-        assert!(p[0] > 0.99, "{p:?}");
+        let head = [0.1, 0.8, 0.1];
+        assert_eq!(kept.order(&head, &[0.95, 0.05, 0.0]), vec![0, 1, 2]);
+        assert_eq!(kept.order(&head, &[0.0, 0.05, 0.95])[0], 2);
         let mut file = Vec::new();
         kept.write(&mut file).unwrap();
         let (rows, dim) = kept.shape();
         assert_eq!(file.len(), Neighbours::file_len(rows, dim));
-        assert_eq!(Neighbours::read(settings, rows, dim, &file), kept);
+        assert_eq!(Neighbours::read(settings, rows, dim, &file).unwrap(), kept);
+        assert!(Neighbours::read(settings, rows, dim, &file[1..]).is_err());
         let none = Neighbours::new(NeighbourSettings::NONE, [(&[1.0f32, 0.0, 0.0][..], 0)]);
-        let mut unchanged = vec![0.1, 0.8, 0.1];
-        none.blend(&mut unchanged, &[0.95, 0.05, 0.0]);
-        assert_eq!(unchanged, vec![0.1, 0.8, 0.1]);
+        assert_eq!(none.order(&head, &[0.95, 0.05, 0.0]), vec![1, 0, 2]);
     }
 }

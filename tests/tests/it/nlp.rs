@@ -650,10 +650,10 @@ async fn escalation_policy_with_the_real_model() {
           bot: <handoff notice>
           escalated: needs a person: complaint, at least 50 % sure (priority high, category complaint)
         customer: someone logged into my account and changed my email, urgent
-          intent account_compromised (Account, urgency Critical)
+          intent out_of_scope (Account, urgency Critical)
           judged: Account, need harm_report, tone Neutral, priority urgent
           bot: <handoff notice>
-          escalated: Intent `account_compromised` is always handled by a person. (priority urgent, category account)
+          escalated: needs a person: harm_report, at least 50 % sure (priority urgent, category account)
         customer: can I talk to a real person please
           intent human_request (GeneralInquiry, urgency None)
           judged: GeneralInquiry, need human_request, tone Neutral, priority medium
