@@ -330,6 +330,33 @@ pub fn best_threshold(in_scope: &[(bool, f32)], out_of_scope: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
+    /// One example of class 1 sits among class 0's: the head calls its place 0, the nearest
+    /// example (itself) says 1. With the whole vote the example's own class is chosen, at the
+    /// head's (low) probability of it; a saved model loads with its vote.
+    #[test]
+    fn the_nearest_examples_move_the_choice_not_the_confidence_and_are_saved() {
+        let place = |class: usize, i: usize| -> Vec<f32> { (0..4).map(|d| if d == class { 1.0 } else { (i % 3) as f32 * 0.05 }).collect() };
+        let mut embeddings: Vec<(Vec<f32>, usize)> = (0..40).map(|i| (place(i % 4, i), i % 4)).collect();
+        let odd_one = vec![0.97, 0.2, 0.0, 0.0];
+        embeddings.push((odd_one.clone(), 1));
+        let examples: Vec<LabelledText<'_>> = embeddings.iter().map(|(e, label)| LabelledText { text: "same words", embedding: e, label: *label }).collect();
+        let labels: Vec<String> = (0..4).map(|i| format!("intent{i}")).collect();
+        let params = TrainParams { neighbours: NeighbourSettings { k: 1, weight: 1.0, temperature: 0.01 }, ..TrainParams::default() };
+        let model = IntentModel::train(labels.clone(), &examples, &params);
+        let plain = IntentModel::train(labels, &examples, &params.without_neighbours());
+        assert_eq!(plain.rank("same words", &odd_one)[0].0, 0, "the head alone calls it 0");
+        let (choice, confidence) = model.rank("same words", &odd_one)[0];
+        let head_probability = plain.rank("same words", &odd_one).iter().find(|(c, _)| *c == 1).expect("ranked").1;
+        assert_eq!((choice, confidence), (1, head_probability));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("head.bin");
+        model.save(&file).unwrap();
+        let loaded = IntentModel::load(&file).unwrap();
+        assert_eq!(loaded, model);
+        assert_eq!(loaded.rank("same words", &odd_one)[0].0, 1);
+    }
+
     #[test]
     fn the_threshold_keeps_in_scope_accuracy_and_rejects_what_it_can() {
         // 20 correct answers at 0.5..0.99, out-of-scope messages at 0.2..0.6.
