@@ -9,7 +9,7 @@
 
 use crate::encoder::{EncoderError, SentenceEncoder};
 use crate::head::{softmax_in_place, Features, LinearHead, TrainParams, Vocabulary};
-use crate::neighbours::{NeighbourSettings, Neighbours};
+use crate::neighbours::{NeighbourHeader, NeighbourSettings, Neighbours};
 use crate::judge::Tone;
 use crate::signals;
 use crate::EmbeddingCache;
@@ -124,9 +124,7 @@ struct Header {
     dense_scale: f32,
     sparse_scale: f32,
     classes: [usize; 5],
-    neighbours: [f32; 3],
-    neighbour_rows: usize,
-    neighbour_dim: usize,
+    neighbours: NeighbourHeader,
 }
 
 /// Classes of the five judgements, in this order: category (and off topic), need, tone,
@@ -180,7 +178,7 @@ impl JudgementModel {
             LinearHead::train(&examples, classes, dense_dim, vocabulary.len(), params)
         };
         let [category, need, tone, priority, escalate] = std::array::from_fn(|h| head(HEAD_CLASSES[h], &|r| labels_of(r)[h]));
-        let categories = rows.iter().map(|r| labels_of(r)[0]);
+        let categories = rows.iter().map(|r| category_class(r.category));
         let neighbours = Neighbours::new(params.neighbours, embeddings.iter().map(Vec::as_slice).zip(categories));
         Self { vocabulary, category, need, tone, priority, escalate, neighbours }
     }
@@ -225,12 +223,7 @@ impl JudgementModel {
             dense_scale: self.category.dense_scale,
             sparse_scale: self.category.sparse_scale,
             classes: self.heads().map(|h| h.classes),
-            neighbours: {
-                let NeighbourSettings { k, weight, temperature } = self.neighbours.settings;
-                [k as f32, weight, temperature]
-            },
-            neighbour_rows: self.neighbours.shape().0,
-            neighbour_dim: self.neighbours.shape().1,
+            neighbours: self.neighbours.header(),
         };
         // A name of our own: another process may be writing the same file.
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
@@ -262,9 +255,8 @@ impl JudgementModel {
             return Err(invalid("written by another version"));
         }
         let terms = header.terms.len();
-        let (rows, dim) = (header.neighbour_rows, header.neighbour_dim);
         let float_count = terms + header.classes.iter().map(|c| c * header.dense_dim + terms * c + c).sum::<usize>();
-        if (bytes.len() - 8 - header_len) != float_count * 4 + Neighbours::file_len(rows, dim) {
+        if (bytes.len() - 8 - header_len) != float_count * 4 + header.neighbours.file_len() {
             return Err(invalid("size does not match its header"));
         }
         let (float_bytes, neighbour_bytes) = bytes[8 + header_len..].split_at(float_count * 4);
@@ -287,8 +279,7 @@ impl JudgementModel {
             head.bias = take(head.classes);
         }
         let [category, need, tone, priority, escalate] = heads;
-        let [k, weight, temperature] = header.neighbours;
-        let neighbours = Neighbours::read(NeighbourSettings { k: k as usize, weight, temperature }, rows, dim, neighbour_bytes)?;
+        let neighbours = Neighbours::read(&header.neighbours, neighbour_bytes)?;
         let index = header.terms.into_iter().enumerate().map(|(i, t)| (t, i as u32)).collect();
         Ok(Self { vocabulary: Vocabulary { index, idf }, category, need, tone, priority, escalate, neighbours })
     }

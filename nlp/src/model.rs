@@ -2,7 +2,7 @@
 //! from labelled examples, and stored as one file so a restart skips training.
 
 use crate::head::{Features, LinearHead, TrainParams, Vocabulary, softmax_in_place};
-use crate::neighbours::{NeighbourSettings, Neighbours};
+use crate::neighbours::{NeighbourHeader, Neighbours};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -79,12 +79,7 @@ impl IntentModel {
             temperature: self.temperature,
             out_of_scope_threshold: self.out_of_scope_threshold,
             sure_at: self.sure_at,
-            neighbours: {
-                let NeighbourSettings { k, weight, temperature } = self.neighbours.settings;
-                [k as f32, weight, temperature]
-            },
-            neighbour_rows: self.neighbours.shape().0,
-            neighbour_dim: self.neighbours.shape().1,
+            neighbours: self.neighbours.header(),
         };
         // A name of our own: other processes may be writing the same head at the same time.
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
@@ -116,13 +111,11 @@ impl IntentModel {
         }
         let (classes, terms, dense_dim) = (header.labels.len(), header.terms.len(), header.dense_dim);
         let expected = terms + classes * dense_dim + terms * classes + classes;
-        let (rows, dim) = (header.neighbour_rows, header.neighbour_dim);
-        if bytes.len() - 8 - header_len != expected * 4 + Neighbours::file_len(rows, dim) {
+        if bytes.len() - 8 - header_len != expected * 4 + header.neighbours.file_len() {
             return Err(invalid("size does not match its header"));
         }
         let (float_bytes, neighbour_bytes) = bytes[8 + header_len..].split_at(expected * 4);
         let floats: Vec<f32> = float_bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-        let [k, weight, temperature] = header.neighbours;
         let (idf, rest) = floats.split_at(terms);
         let (dense_weights, rest) = rest.split_at(classes * dense_dim);
         let (sparse_weights, bias) = rest.split_at(terms * classes);
@@ -145,7 +138,7 @@ impl IntentModel {
             temperature: header.temperature,
             out_of_scope_threshold: header.out_of_scope_threshold,
             sure_at: header.sure_at,
-            neighbours: Neighbours::read(NeighbourSettings { k: k as usize, weight, temperature }, rows, dim, neighbour_bytes)?,
+            neighbours: Neighbours::read(&header.neighbours, neighbour_bytes)?,
         })
     }
 }
@@ -165,10 +158,7 @@ struct Header {
     /// Absent in files written before the first stage: never sure.
     #[serde(default = "never_sure")]
     sure_at: f32,
-    /// k, weight and temperature.
-    neighbours: [f32; 3],
-    neighbour_rows: usize,
-    neighbour_dim: usize,
+    neighbours: NeighbourHeader,
 }
 
 fn never_sure() -> f32 {
@@ -329,6 +319,7 @@ pub fn best_threshold(in_scope: &[(bool, f32)], out_of_scope: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::neighbours::NeighbourSettings;
 
     /// One example of class 1 sits among class 0's: the head calls its place 0, the nearest
     /// example (itself) says 1. With the whole vote the example's own class is chosen, at the

@@ -10,7 +10,7 @@
 use std::io::Write;
 
 /// How the nearest training messages vote.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NeighbourSettings {
     /// How many nearest messages vote; 0: none.
     pub k: usize,
@@ -25,6 +25,21 @@ impl NeighbourSettings {
 
     pub fn votes(&self) -> bool {
         self.k > 0 && self.weight > 0.0 && self.temperature > 0.0
+    }
+}
+
+/// What a model file's header says of the neighbours written after its own values.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NeighbourHeader {
+    pub settings: NeighbourSettings,
+    pub rows: usize,
+    pub dim: usize,
+}
+
+impl NeighbourHeader {
+    /// How many bytes `Neighbours::write` writes for this header.
+    pub fn file_len(&self) -> usize {
+        self.rows * (4 + self.dim + 4)
     }
 }
 
@@ -105,18 +120,13 @@ impl Neighbours {
         (sum > 0.0).then(|| vote.into_iter().map(|v| v / sum).collect())
     }
 
-    /// Rows kept and their dimension, for a file's header.
-    pub fn shape(&self) -> (usize, usize) {
-        (self.labels.len(), self.dim)
-    }
-
-    /// How many bytes `write` writes for this shape.
-    pub fn file_len(rows: usize, dim: usize) -> usize {
-        rows * (4 + dim + 4)
+    /// For a model file's header.
+    pub fn header(&self) -> NeighbourHeader {
+        NeighbourHeader { settings: self.settings, rows: self.labels.len(), dim: self.dim }
     }
 
     pub fn write(&self, file: &mut impl Write) -> std::io::Result<()> {
-        let mut bytes = Vec::with_capacity(Self::file_len(self.labels.len(), self.dim));
+        let mut bytes = Vec::with_capacity(self.header().file_len());
         self.scales.iter().for_each(|s| bytes.extend(s.to_le_bytes()));
         self.vectors.iter().for_each(|v| bytes.extend(v.to_le_bytes()));
         self.labels.iter().for_each(|l| bytes.extend(l.to_le_bytes()));
@@ -124,8 +134,9 @@ impl Neighbours {
     }
 
     /// Reads what `write` wrote.
-    pub fn read(settings: NeighbourSettings, rows: usize, dim: usize, bytes: &[u8]) -> std::io::Result<Self> {
-        if bytes.len() != Self::file_len(rows, dim) {
+    pub fn read(header: &NeighbourHeader, bytes: &[u8]) -> std::io::Result<Self> {
+        let NeighbourHeader { settings, rows, dim } = *header;
+        if bytes.len() != header.file_len() {
             return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "neighbours: size does not match the header"));
         }
         let (scales, rest) = bytes.split_at(rows * 4);
@@ -183,10 +194,10 @@ mod tests {
         assert_eq!(kept.order(&head, &[0.0, 0.05, 0.95])[0], 2);
         let mut file = Vec::new();
         kept.write(&mut file).unwrap();
-        let (rows, dim) = kept.shape();
-        assert_eq!(file.len(), Neighbours::file_len(rows, dim));
-        assert_eq!(Neighbours::read(settings, rows, dim, &file).unwrap(), kept);
-        assert!(Neighbours::read(settings, rows, dim, &file[1..]).is_err());
+        let header = kept.header();
+        assert_eq!((header.rows, file.len()), (4, header.file_len()));
+        assert_eq!(Neighbours::read(&header, &file).unwrap(), kept);
+        assert!(Neighbours::read(&header, &file[1..]).is_err());
         let none = Neighbours::new(NeighbourSettings::NONE, [(&[1.0f32, 0.0, 0.0][..], 0)]);
         assert_eq!(none.order(&head, &[0.95, 0.05, 0.0]), vec![1, 0, 2]);
     }
