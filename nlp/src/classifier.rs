@@ -117,10 +117,10 @@ impl FirstStage {
 
 /// Whether the first stage takes a message without the sentence encoder: sure of the intent
 /// (`model.sure_at`), and the message plain: English (the static vectors are English word
-/// pieces; `reported`, the channel's language, counts for texts too short to tell), on topic,
-/// a question or a social message, calm, not pressing, nothing a person should take now.
-/// Anything else is the sentence encoder's.
-pub fn first_stage_takes(text: &str, reported: Option<&str>, model: &IntentModel, ranking: &Ranking, judged: &Judged) -> bool {
+/// pieces; `language` as `message_language` resolves it, so the channel's counts for texts too
+/// short to tell), on topic, a question or a social message, calm, not pressing, nothing a
+/// person should take now. Anything else is the sentence encoder's.
+pub fn first_stage_takes(language: Option<&str>, model: &IntentModel, ranking: &Ranking, judged: &Judged) -> bool {
     let confidence = ranking.first().map_or(0.0, |&(_, p)| p);
     confidence >= model.sure_at.max(model.out_of_scope_threshold)
         && judged.category.is_some()
@@ -128,7 +128,12 @@ pub fn first_stage_takes(text: &str, reported: Option<&str>, model: &IntentModel
         && matches!(judged.priority, Priority::Medium | Priority::Low)
         && judged.sentiment > -PLAIN_TONE_ABOVE
         && judged.escalate < PLAIN_ESCALATE_BELOW
-        && signals::language(text).as_deref().or(reported).is_none_or(|language| language == "en")
+        && language.is_none_or(|language| language == "en")
+}
+
+/// The language the text is in, or, when it does not tell, the one its channel reported.
+pub fn message_language(text: &str, reported: Option<&str>) -> Option<String> {
+    signals::language(text).or_else(|| reported.map(str::to_string))
 }
 
 /// A plain message's tone is above minus this (P(positive) − P(negative)).
@@ -362,10 +367,12 @@ impl Local {
         let judged_by_first_stage =
             trained.first_stage.as_ref().and_then(|stage| Some((stage, stage.rank_and_judge(text).ok()?)));
         let mut classification = match judged_by_first_stage {
-            Some((stage, (ranking, judged))) => self.describe_with(&trained, &stage.model, text, reported, &ranking, Some(judged)),
+            Some((stage, (ranking, judged))) => {
+                self.describe_with(&trained, &stage.model, text, message_language(text, reported), &ranking, Some(judged))
+            }
             None => {
                 let ranking = trained.words_only.rank(text, &[]);
-                self.describe_with(&trained, &trained.words_only, text, reported, &ranking, None)
+                self.describe_with(&trained, &trained.words_only, text, message_language(text, reported), &ranking, None)
             }
         };
         classification.source = ClassificationSource::FastPath;
@@ -383,10 +390,11 @@ impl Local {
             return None;
         }
         let judged = stage.judgement.judge(text, &embedding);
-        if !first_stage_takes(text, reported, &stage.model, &ranking, &judged) {
+        let language = message_language(text, reported);
+        if !first_stage_takes(language.as_deref(), &stage.model, &ranking, &judged) {
             return None;
         }
-        let mut classification = self.describe_with(&trained, &stage.model, text, reported, &ranking, Some(judged));
+        let mut classification = self.describe_with(&trained, &stage.model, text, language, &ranking, Some(judged));
         classification.source = ClassificationSource::FirstStage;
         metrics::counter!("switchboard_classifications_first_stage_total").increment(1);
         Some(classification)
@@ -459,17 +467,17 @@ impl Local {
     }
 
     fn describe(&self, trained: &Trained, text: &str, reported: Option<&str>, ranking: &Ranking, judged: Option<Judged>) -> Classification {
-        self.describe_with(trained, &trained.model, text, reported, ranking, judged)
+        self.describe_with(trained, &trained.model, text, message_language(text, reported), ranking, judged)
     }
 
-    /// `describe` with the ranking's model (its labels and out-of-scope threshold).
-    /// `reported`: the language the sender's channel reports, taken when the text does not tell.
+    /// `describe` with the ranking's model (its labels and out-of-scope threshold) and the
+    /// message's language (`message_language`).
     fn describe_with(
         &self,
         trained: &Trained,
         model: &IntentModel,
         text: &str,
-        reported: Option<&str>,
+        language: Option<String>,
         ranking: &Ranking,
         judged: Option<Judged>,
     ) -> Classification {
@@ -481,14 +489,19 @@ impl Local {
             .take(3)
             .map(|&(label, p)| IntentScore { intent: IntentName::parse(&model.labels[label]).expect("valid"), confidence: p })
             .collect();
+        // The judgement, when there is one, replaces the lexicon's tone and urgency.
+        let (sentiment, urgency) = match &judged {
+            Some(judged) => (judged.sentiment, judged.urgency()),
+            None => (signals::sentiment(text), signals::urgency(text)),
+        };
         let mut classification = Classification {
             intent: out_of_scope(),
             category: Category::GeneralInquiry,
             confidence,
             alternatives,
-            sentiment: signals::sentiment(text),
-            urgency: signals::urgency(text),
-            language: signals::language(text).or_else(|| reported.map(str::to_string)),
+            sentiment,
+            urgency,
+            language,
             answer: None,
             always_escalate: false,
             collect_document: None,
@@ -538,6 +551,11 @@ impl Local {
         // In the message's language when the intent says it in that language.
         let translated = classification.language.as_ref().and_then(|code| intent.answers.get(code));
         classification.answer = translated.or(intent.answer.as_ref()).and_then(|template| {
+            // Most answers are plain text: parsing them as a template every time was a few
+            // per cent of a plain question's CPU.
+            if !template.contains("{{") {
+                return Some(template.clone());
+            }
             self.templates
                 .render_template(template, &crate::intents::answer_fields(text))
                 .map_err(|e| tracing::warn!(intent = %intent.name, error = %e, "answer template failed"))
@@ -756,10 +774,9 @@ const SOCIAL_CONFIDENCE: f32 = 0.6;
 /// Below this probability the judgement's topic gives way to the intent's category.
 const JUDGED_CATEGORY_AT_LEAST: f32 = 0.5;
 
-/// The judgement replaces the lexicon's tone and urgency, and decides the topic when it is sure.
+/// The judgement decides the topic when it is sure (its tone and urgency are the
+/// classification's from the start, `describe_with`).
 fn apply_judgement(classification: &mut Classification, judged: Judged) {
-    classification.sentiment = judged.sentiment;
-    classification.urgency = judged.urgency();
     if let Some(category) = judged.category {
         if judged.category_confidence >= JUDGED_CATEGORY_AT_LEAST {
             classification.category = category;

@@ -67,12 +67,18 @@ impl Vocabulary {
 
     /// Sublinear TF-IDF, unit length, of the known terms among `terms`.
     pub fn features_of_terms(&self, terms: Vec<String>) -> Vec<(u32, f32)> {
+        self.features_visiting(|visit| terms.iter().for_each(|term| visit(term)))
+    }
+
+    /// Sublinear TF-IDF, unit length, of the known terms `each` visits (a term may be built in
+    /// a buffer reused for the next: nothing is allocated per term).
+    pub fn features_visiting(&self, each: impl FnOnce(&mut dyn FnMut(&str))) -> Vec<(u32, f32)> {
         let mut counts: HashMap<u32, f32> = HashMap::new();
-        for term in terms {
-            if let Some(&i) = self.index.get(&term) {
+        each(&mut |term| {
+            if let Some(&i) = self.index.get(term) {
                 *counts.entry(i).or_default() += 1.0;
             }
-        }
+        });
         let mut features: Vec<(u32, f32)> =
             counts.into_iter().map(|(i, tf)| (i, (1.0 + tf.ln()) * self.idf[i as usize])).collect();
         features.sort_by_key(|(i, _)| *i);

@@ -392,7 +392,7 @@ pub fn built_in_training(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>
 fn features(vocabulary: &Vocabulary, text: &str, embedding: &[f32]) -> Features {
     let mut dense = embedding.to_vec();
     dense.extend(surface_cues(text));
-    Features { dense, sparse: vocabulary.features_of_terms(char_terms(text)) }
+    Features { dense, sparse: vocabulary.features_visiting(|visit| each_char_term(text, visit)) }
 }
 
 /// Shouting, exclamation and question marks, the lexicon's tone and urgency words, length.
@@ -418,22 +418,37 @@ fn surface_cues(text: &str) -> [f32; 9] {
 /// Words, and character 2- to 4-grams of each word with its boundaries: they match across
 /// inflections, typos and scripts written without spaces.
 pub fn char_terms(text: &str) -> Vec<String> {
-    let lower = text.to_lowercase();
     let mut terms = Vec::new();
+    each_char_term(text, &mut |term| terms.push(term.to_string()));
+    terms
+}
+
+/// Visits what `char_terms` lists, each built in one reused buffer.
+fn each_char_term(text: &str, visit: &mut dyn FnMut(&str)) {
+    let lower = text.to_lowercase();
+    let (mut term, mut chars) = (String::new(), Vec::<char>::new());
     for word in lower.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
-        terms.push(format!("w:{word}"));
-        let chars: Vec<char> = std::iter::once('<').chain(word.chars()).chain(std::iter::once('>')).collect();
+        term.clear();
+        term.push_str("w:");
+        term.push_str(word);
+        visit(&term);
+        chars.clear();
+        chars.push('<');
+        chars.extend(word.chars());
+        chars.push('>');
+        let long_word = chars.len() - 2 > 2;
         for n in 2..=4 {
             for gram in chars.windows(n) {
                 // "<a" and "a>" say little; longer edges and inner grams say more.
-                if n == 2 && (gram[0] == '<' || gram[1] == '>') && word.chars().count() > 2 {
+                if n == 2 && (gram[0] == '<' || gram[1] == '>') && long_word {
                     continue;
                 }
-                terms.push(gram.iter().collect());
+                term.clear();
+                term.extend(gram);
+                visit(&term);
             }
         }
     }
-    terms
 }
 
 #[cfg(test)]
