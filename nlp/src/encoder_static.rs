@@ -39,6 +39,9 @@ impl StaticEncoder {
         let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| load_error(e.to_string()))?;
         let embeddings = tensors.get("embeddings").ok_or_else(|| load_error("no `embeddings` tensor".into()))?;
         let (rows, dimension) = embeddings.dims2().map_err(|e| load_error(e.to_string()))?;
+        if dimension == 0 {
+            return Err(load_error("the table has no columns; run ./scripts/fetch-model.sh again".into()));
+        }
         let vocabulary = tokenizer.get_vocab_size(true);
         if rows != vocabulary {
             return Err(load_error(format!("{rows} rows for a vocabulary of {vocabulary}; run ./scripts/fetch-model.sh again")));
@@ -82,7 +85,7 @@ impl StaticEncoder {
 /// Each row as 8-bit values and the scale that maps 127 back to the row's largest magnitude.
 fn quantise_rows(values: &[f32], dimension: usize) -> (Vec<i8>, Vec<f32>) {
     let mut table = Vec::with_capacity(values.len());
-    let mut scales = Vec::with_capacity(values.len() / dimension.max(1));
+    let mut scales = Vec::with_capacity(values.len() / dimension);
     for row in values.chunks_exact(dimension) {
         let largest = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let scale = if largest > 0.0 { largest / 127.0 } else { 1.0 };

@@ -379,7 +379,7 @@ fn evaluate_first_stage(
         let vector = static_encoder.encode(&[&sample.text])?.pop().unwrap_or_default();
         let ranking = model.rank(&sample.text, &vector);
         let judged = judgement.judge(&sample.text, &vector);
-        let takes = crate::classifier::first_stage_takes(crate::signals::language(&sample.text).as_deref(), &model, &ranking, &judged);
+        let takes = crate::classifier::first_stage_takes(crate::classifier::message_language(&sample.text, None).as_deref(), &model, &ranking, &judged);
         times.push(started.elapsed().as_secs_f64() * 1000.0);
         let best = ranking[0].0;
         alone += usize::from(best == t);

@@ -101,7 +101,7 @@ impl Neighbours {
             return None;
         }
         // The message in 8 bits too: integer products are several times faster than converting
-        // each stored value, and the rounding moves a similarity by well under a hundredth.
+        // each stored value, and the rounding moves a similarity by under a hundredth.
         let (query, query_step) = quantise_unit(embedding);
         let mut similar: Vec<(f32, usize)> = self
             .vectors
@@ -170,13 +170,14 @@ fn quantise_unit(vector: &[f32]) -> (Vec<i8>, f32) {
     (vector.iter().map(|v| (v / norm / step).round().clamp(-127.0, 127.0) as i8).collect(), step)
 }
 
-/// The dot product of two rows of 8-bit values, with the widest vector instructions this CPU
-/// has (the build itself targets the x86-64 baseline, whose vectors are half as wide).
+/// The dot product of two rows of 8-bit values of one length, with the widest vector
+/// instructions this CPU has (the build targets the x86-64 baseline: SSE2's 128 bits).
 fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    debug_assert_eq!(a.len(), b.len(), "rows of one length");
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx512bw") {
-            // SAFETY: the CPU has AVX-512 BW, checked just above.
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: the CPU has AVX-512 F and BW, both checked just above.
             return unsafe { dot_i8_avx512(a, b) };
         }
         if std::is_x86_feature_detected!("avx2") {
@@ -200,7 +201,7 @@ unsafe fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
 }
 
 /// Products widened to 32 bits in independent sums, so the compiler uses vector
-/// multiply-adds; 127 × 127 × any embedding's length stays far inside an i32.
+/// multiply-adds; 127 × 127 × a length under 133,000 fits an i32 (embeddings have hundreds).
 #[inline(always)]
 fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
     let mut lanes = [0i32; 32];
@@ -251,7 +252,8 @@ mod tests {
             let ((qa, sa), (qb, sb)) = (quantise_unit(&a), quantise_unit(&b));
             let quantised = dot_i8(&qa, &qb) as f32 * sa * sb;
             assert!((quantised - cosine(&a, &b)).abs() < 0.01, "{i}, {j}: {quantised} against {}", cosine(&a, &b));
-            assert_eq!(dot_i8(&qa, &qb), dot_i8_portable(&qa, &qb), "the vector instructions sum exactly");
+            let plain: i64 = qa.iter().zip(&qb).map(|(x, y)| i64::from(*x) * i64::from(*y)).sum();
+            assert_eq!(i64::from(dot_i8(&qa, &qb)), plain, "this CPU's vector instructions sum exactly");
         }
     }
 }
