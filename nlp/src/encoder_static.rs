@@ -4,6 +4,7 @@
 //! classifier's first stage).
 
 use crate::encoder::{load_tokenizer, EncoderError, SentenceEncoder};
+use crate::neighbours::quantise_into;
 use candle_core::{DType, Device};
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -85,13 +86,7 @@ impl StaticEncoder {
 /// Each row as 8-bit values and the scale that maps 127 back to the row's largest magnitude.
 fn quantise_rows(values: &[f32], dimension: usize) -> (Vec<i8>, Vec<f32>) {
     let mut table = Vec::with_capacity(values.len());
-    let mut scales = Vec::with_capacity(values.len() / dimension);
-    for row in values.chunks_exact(dimension) {
-        let largest = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let scale = if largest > 0.0 { largest / 127.0 } else { 1.0 };
-        table.extend(row.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8));
-        scales.push(scale);
-    }
+    let scales = values.chunks_exact(dimension).map(|row| quantise_into(row, &mut table)).collect();
     (table, scales)
 }
 

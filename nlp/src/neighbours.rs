@@ -69,9 +69,7 @@ impl Neighbours {
             }
             assert!(kept.labels.is_empty() || embedding.len() == kept.dim, "training embeddings of one length");
             kept.dim = embedding.len();
-            let (row, scale) = quantise_unit(embedding);
-            kept.vectors.extend(row);
-            kept.scales.push(scale);
+            kept.scales.push(quantise_into(embedding, &mut kept.vectors) / length(embedding).max(f32::MIN_POSITIVE));
             kept.labels.push(u32::try_from(label).expect("fewer classes than u32"));
         }
         kept
@@ -96,13 +94,14 @@ impl Neighbours {
     }
 
     fn vote(&self, embedding: &[f32], classes: usize) -> Option<Vec<f32>> {
-        let norm = embedding.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let norm = length(embedding);
         if !self.settings.votes() || self.labels.is_empty() || self.dim == 0 || embedding.len() != self.dim || norm == 0.0 {
             return None;
         }
         // The message in 8 bits too: integer products are several times faster than converting
         // each stored value, and the rounding moves a similarity by under a hundredth.
-        let (query, query_step) = quantise_unit(embedding);
+        let mut query = Vec::with_capacity(self.dim);
+        let query_step = quantise_into(embedding, &mut query) / norm;
         let mut similar: Vec<(f32, usize)> = self
             .vectors
             .chunks_exact(self.dim)
@@ -162,12 +161,18 @@ impl std::fmt::Debug for Neighbours {
     }
 }
 
-/// The vector scaled to unit length, as 8-bit steps of the returned size.
-fn quantise_unit(vector: &[f32]) -> (Vec<i8>, f32) {
-    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
-    let largest = vector.iter().fold(0.0f32, |m, v| m.max(v.abs())) / norm;
+/// `values` in 8 bits, appended to `out`; returns the step one unit is worth (the largest
+/// magnitude takes ±127; 1 for all zeros). Divided by the vector's length, the step gives the
+/// unit vector's. Also the static token table's rows (`encoder_static.rs`).
+pub(crate) fn quantise_into(values: &[f32], out: &mut Vec<i8>) -> f32 {
+    let largest = values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let step = if largest > 0.0 { largest / 127.0 } else { 1.0 };
-    (vector.iter().map(|v| (v / norm / step).round().clamp(-127.0, 127.0) as i8).collect(), step)
+    out.extend(values.iter().map(|v| (v / step).round().clamp(-127.0, 127.0) as i8));
+    step
+}
+
+fn length(vector: &[f32]) -> f32 {
+    vector.iter().map(|v| v * v).sum::<f32>().sqrt()
 }
 
 /// The dot product of two rows of 8-bit values of one length, with the widest vector
@@ -249,7 +254,12 @@ mod tests {
         };
         for (i, j) in [(1, 2), (3, 3), (5, 300), (7, 11)] {
             let (a, b) = (vector(i), vector(j));
-            let ((qa, sa), (qb, sb)) = (quantise_unit(&a), quantise_unit(&b));
+            let unit = |v: &[f32]| {
+                let mut row = Vec::new();
+                let step = quantise_into(v, &mut row) / length(v);
+                (row, step)
+            };
+            let ((qa, sa), (qb, sb)) = (unit(&a), unit(&b));
             let quantised = dot_i8(&qa, &qb) as f32 * sa * sb;
             assert!((quantised - cosine(&a, &b)).abs() < 0.01, "{i}, {j}: {quantised} against {}", cosine(&a, &b));
             let plain: i64 = qa.iter().zip(&qb).map(|(x, y)| i64::from(*x) * i64::from(*y)).sum();
