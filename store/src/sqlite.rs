@@ -41,6 +41,13 @@ const WRITER_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// pages are the OS's file cache, shared by all connections).
 const READER_MMAP_BYTES: u64 = 1 << 30;
 
+/// A pool without a ping before each use: a SQLite connection lives in this process and cannot
+/// be lost as a network one can, and each ping is a round trip to the connection's own thread
+/// (a storm of widget openings spent a fifth of the server's CPU on such hand-offs).
+fn pool_options() -> SqlitePoolOptions {
+    SqlitePoolOptions::new().test_before_acquire(false)
+}
+
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url`, e.g. `sqlite://switchboard.db`.
     /// Does not migrate; call `migrate` first. Needs a Tokio runtime (starts the writer task).
@@ -64,20 +71,20 @@ impl SqliteStore {
         });
         // Checkpoints copy the WAL into the database file and fsync it; done by the writer they
         // would stall every commit behind them, so a separate connection does them.
-        let writer = SqlitePoolOptions::new()
+        let writer = pool_options()
             .max_connections(1)
             .min_connections(1)
             .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await
             .map_err(|e| StoreError::Backend(format!("cannot open `{url}`: {e}")))?;
-        let checkpointer = SqlitePoolOptions::new()
+        let checkpointer = pool_options()
             .max_connections(1)
             .connect_with(options.clone())
             .await
             .map_err(|e| StoreError::Backend(format!("cannot open `{url}` for checkpoints: {e}")))?;
         // Readers map the file: a report's scan of months of rows reads pages in place instead
         // of copying each into every connection's own cache (the OS keeps one copy for all).
-        let reader = SqlitePoolOptions::new()
+        let reader = pool_options()
             .max_connections(4)
             .connect_with(options.read_only(true).pragma("mmap_size", READER_MMAP_BYTES.to_string()))
             .await

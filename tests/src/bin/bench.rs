@@ -5,6 +5,9 @@
 //!   bench latency    [--rate 1000] [--connections 200] [--seconds 10]
 //!   bench idle       [--connections 19000] [--concurrency 500] [--returning 1]
 //!                    (--returning 1: every visitor chatted before, as in a reconnect storm)
+//!   bench idle-floor [--connections 19000] [--concurrency 500]
+//!                    (the same openings against a bare WebSocket server, a process of its own
+//!                    that only answers `ready`: what this machine and load generator allow)
 //!   bench startup    [--runs 5]
 //!   bench panel      [--conversations 100000] [--messages-each 10] [--requests 200]
 //!   bench nlp        [--connections 32] [--seconds 10]
@@ -162,13 +165,18 @@ impl Server {
     }
 
     fn status_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
+        process_status_kib(self.child.id(), field)
     }
+}
+
+/// A size from /proc/<pid>/status (`VmRSS:`, `RssAnon:`), in KiB; 0 when unreadable.
+fn process_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 impl Drop for Server {
@@ -222,6 +230,8 @@ async fn main() -> anyhow::Result<()> {
                 .await
         }
         "idle" => idle(arg(&args, "--connections", 19_000) as usize, arg(&args, "--concurrency", 500) as usize, arg(&args, "--returning", 0) == 1).await,
+        "idle-floor" => idle_floor(arg(&args, "--connections", 19_000) as usize, arg(&args, "--concurrency", 500) as usize).await,
+        "floor-server" => floor_server().await,
         "startup" => startup(arg(&args, "--runs", 5) as usize),
         "failover" => failover(arg(&args, "--runs", 5) as usize).await,
         "live-nodes" => live_across_nodes(arg(&args, "--messages", 200) as usize).await,
@@ -705,6 +715,57 @@ async fn idle(connections: usize, concurrency: usize, returning: bool) -> anyhow
     );
     drop(warm);
     Ok(())
+}
+
+/// `bench idle`'s openings against `floor-server`: the rate no server can beat on this machine
+/// with this load generator sharing its cores.
+async fn idle_floor(connections: usize, concurrency: usize) -> anyhow::Result<()> {
+    let mut child = Command::new(std::env::current_exe()?).arg("floor-server").stdout(Stdio::piped()).spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("floor server's stdout")?).read_line(&mut line)?;
+    let addr: SocketAddr = line.trim().parse().with_context(|| format!("floor server said {line:?}"))?;
+    let tokens: Vec<String> = (0..connections).map(|i| format!("visitor-{i}")).collect();
+    let before = process_status_kib(child.id(), "VmRSS:");
+    let started = Instant::now();
+    let opened = futures::stream::iter(tokens.iter().enumerate().map(|(i, token)| open_with_token(addr, token, i + 1)))
+        .buffer_unordered(concurrency.max(1));
+    let mut sockets = Vec::with_capacity(connections);
+    for socket in opened.collect::<Vec<_>>().await {
+        sockets.push(socket?);
+    }
+    let opening = started.elapsed();
+    let after = process_status_kib(child.id(), "VmRSS:");
+    println!(
+        "idle-floor: {connections} connections to a bare WebSocket server opened {concurrency} at a time in {:.1} s ({:.0}/s); its RSS {} MiB -> {} MiB",
+        opening.as_secs_f64(),
+        connections as f64 / opening.as_secs_f64(),
+        before / 1024,
+        after / 1024
+    );
+    drop(sockets);
+    child.kill()?;
+    child.wait()?;
+    Ok(())
+}
+
+/// The bare server of `idle-floor`: accepts WebSockets on loopback (TCP_NODELAY and small
+/// buffers, as the service sets), sends each a `ready` frame and holds it until the client leaves. Prints its address.
+async fn floor_server() -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("{}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            stream.set_nodelay(true)?;
+            // The service's buffer sizes: the library's defaults (128 KiB to read) would make
+            // the floor pay for page faults the service does not.
+            let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(2048).write_buffer_size(0);
+            let mut ws = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await?;
+            ws.send(WsMessage::Text(r#"{"type":"ready"}"#.into())).await?;
+            while let Some(Ok(_)) = ws.next().await {}
+            anyhow::Ok(())
+        });
+    }
 }
 
 /// From process start to accepting connections, on a fresh database (migrations included).
