@@ -177,9 +177,6 @@ struct Local {
     first_stage_encoder: std::sync::OnceLock<Arc<dyn SentenceEncoder>>,
 }
 
-/// A message waits at most this long for the encoder by default before taking the fast path.
-pub const DEFAULT_QUEUE_BUDGET: Duration = Duration::from_millis(200);
-
 impl ModelClassifier {
     /// Loads the intents and trains (or loads the cached) head. Blocking: seconds on first run.
     pub fn load(
@@ -201,7 +198,7 @@ impl ModelClassifier {
             trained: RwLock::new(Arc::new(trained)),
             judgement,
             templates,
-            queue_budget_nanos: std::sync::atomic::AtomicU64::new(DEFAULT_QUEUE_BUDGET.as_nanos() as u64),
+            queue_budget_nanos: std::sync::atomic::AtomicU64::new(0),
             waiting: tokio::sync::watch::Sender::new(0),
             first_stage_encoder: std::sync::OnceLock::new(),
         });
@@ -236,7 +233,8 @@ impl ModelClassifier {
 
     /// Under overload, a message that waited longer than `budget` for the encoder is classified
     /// without it (`ClassificationSource::FastPath`: by the first stage, or on its words alone
-    /// without one) so replies keep coming; zero never skips the encoder.
+    /// without one) so replies keep coming; zero never skips the encoder. None until set: the
+    /// service sets `nlp.queue_budget_ms`.
     pub fn with_queue_budget(self, budget: Duration) -> Self {
         self.local.queue_budget_nanos.store(budget.as_nanos().min(u64::MAX as u128) as u64, std::sync::atomic::Ordering::Relaxed);
         self

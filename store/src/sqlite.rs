@@ -43,7 +43,8 @@ const READER_MMAP_BYTES: u64 = 1 << 30;
 
 /// A pool without a ping before each use: a SQLite connection lives in this process and cannot
 /// be lost as a network one can, and each ping is a round trip to the connection's own thread
-/// (a storm of widget openings spent a fifth of the server's CPU on such hand-offs).
+/// (in a storm of widget openings those threads had a fifth of the server's CPU, half of it in
+/// being woken).
 fn pool_options() -> SqlitePoolOptions {
     SqlitePoolOptions::new().test_before_acquire(false)
 }

@@ -681,14 +681,7 @@ async fn idle(connections: usize, concurrency: usize, returning: bool) -> anyhow
     let warm = open(server.addr, &keys, 0).await?;
     let before = server.rss_kib();
     let anonymous_before = server.anonymous_kib();
-    let mut sockets = Vec::with_capacity(connections);
-    let started = Instant::now();
-    let opened = futures::stream::iter(tokens.iter().enumerate().map(|(i, token)| open_with_token(server.addr, token, i + 1)))
-        .buffer_unordered(concurrency.max(1));
-    for socket in opened.collect::<Vec<_>>().await {
-        sockets.push(socket?);
-    }
-    let opening = started.elapsed();
+    let (sockets, opening) = open_all(server.addr, &tokens, concurrency).await?;
     // Each socket returned on the server's `ready`: its part of the server is set up by now.
     let after = server.rss_kib();
     let per = (after.saturating_sub(before)) as f64 * 1024.0 / connections as f64;
@@ -713,8 +706,18 @@ async fn idle(connections: usize, concurrency: usize, returning: bool) -> anyhow
         anonymous / 1024,
         anonymous.saturating_sub(anonymous_before) as f64 * 1024.0 / connections as f64 / 1000.0
     );
-    drop(warm);
+    drop((warm, sockets));
     Ok(())
+}
+
+/// Opens a widget socket for each token, `concurrency` at a time, each to its `ready` frame;
+/// how long that took.
+async fn open_all(addr: SocketAddr, tokens: &[String], concurrency: usize) -> anyhow::Result<(Vec<Socket>, Duration)> {
+    let started = Instant::now();
+    let opened = futures::stream::iter(tokens.iter().enumerate().map(|(i, token)| open_with_token(addr, token, i + 1)))
+        .buffer_unordered(concurrency.max(1));
+    let sockets = opened.collect::<Vec<_>>().await.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((sockets, started.elapsed()))
 }
 
 /// `bench idle`'s openings against `floor-server`: the rate no server can beat on this machine
@@ -726,14 +729,7 @@ async fn idle_floor(connections: usize, concurrency: usize) -> anyhow::Result<()
     let addr: SocketAddr = line.trim().parse().with_context(|| format!("floor server said {line:?}"))?;
     let tokens: Vec<String> = (0..connections).map(|i| format!("visitor-{i}")).collect();
     let before = process_status_kib(child.id(), "VmRSS:");
-    let started = Instant::now();
-    let opened = futures::stream::iter(tokens.iter().enumerate().map(|(i, token)| open_with_token(addr, token, i + 1)))
-        .buffer_unordered(concurrency.max(1));
-    let mut sockets = Vec::with_capacity(connections);
-    for socket in opened.collect::<Vec<_>>().await {
-        sockets.push(socket?);
-    }
-    let opening = started.elapsed();
+    let (sockets, opening) = open_all(addr, &tokens, concurrency).await?;
     let after = process_status_kib(child.id(), "VmRSS:");
     println!(
         "idle-floor: {connections} connections to a bare WebSocket server opened {concurrency} at a time in {:.1} s ({:.0}/s); its RSS {} MiB -> {} MiB",

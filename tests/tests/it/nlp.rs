@@ -15,13 +15,10 @@ use switchboard_tests::fake_llm::{Behaviour, FakeLlm};
 use switchboard_tests::panel::PanelClient;
 use switchboard_tests::{TestServer, encoder, encoders, static_encoder, webchat_inbound};
 
-/// The built-in intents with no queue budget: these tests check decisions, and on a busy
-/// machine a fresh encoder's first message can wait past the service's 200 ms and be shed to the
-/// fast path (the overload tests set their own budget).
 fn built_in(cache: &Path, llm: Option<Arc<LlmClient>>, llm_below: f32) -> ModelClassifier {
     let (classifier, _) =
         ModelClassifier::load(encoders(), IntentsSource::BuiltIn, Some(cache.to_path_buf()), llm, llm_below).expect("loads");
-    classifier.with_queue_budget(Duration::ZERO)
+    classifier
 }
 
 fn llm(fake: &FakeLlm, timeout: Duration, per_minute: u32) -> Arc<LlmClient> {
@@ -183,8 +180,7 @@ async fn under_overload_messages_over_the_queue_budget_take_the_fast_path_and_no
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_stage_answers_plain_questions_and_leaves_the_rest_to_the_sentence_encoder() {
     let cache = tempfile::tempdir().unwrap();
-    // Never shed: on a loaded machine a message could otherwise be decided by the fast path.
-    let classifier = built_in(cache.path(), None, 0.0).with_queue_budget(Duration::ZERO).with_first_stage(static_encoder()).expect("trains");
+    let classifier = built_in(cache.path(), None, 0.0).with_first_stage(static_encoder()).expect("trains");
     let plain = [
         ("how do I reset my password?", "reset_password"),
         ("where is my order?", "order_status"),
@@ -326,8 +322,6 @@ async fn a_restart_loads_the_cached_head_and_answers_the_same() {
     let (second, report) =
         ModelClassifier::load(encoder(), IntentsSource::BuiltIn, Some(cache.path().into()), None, 0.0).unwrap();
     assert!(report.cached, "the second load reuses the trained head");
-    // No queue budget: a shed message would be classified on its words, not by the head.
-    let (first, second) = (first.with_queue_budget(Duration::ZERO), second.with_queue_budget(Duration::ZERO));
     for text in ["where is my parcel", "I was charged twice", "asdf qwerty"] {
         let (a, b) = (first.classify(text).await, second.classify(text).await);
         assert_eq!((a.source, b.source), (ClassificationSource::Model, ClassificationSource::Model), "{text:?}");
@@ -344,7 +338,6 @@ async fn a_broken_intents_file_is_refused_and_the_last_good_one_stays() {
     let (classifier, report) =
         ModelClassifier::load(encoder(), IntentsSource::File(file.clone()), Some(dir.path().join("cache")), None, 0.0)
             .unwrap();
-    let classifier = classifier.with_queue_budget(Duration::ZERO);
     assert_eq!((report.version, report.intents), (1, 3));
     assert!(classifier.classify("what time do you open tomorrow").await.intent.is("opening_hours"));
 
