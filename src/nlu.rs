@@ -225,9 +225,11 @@ pub async fn judge(config: &Config, data: &Path, out: &Path, fast_path: bool) ->
     for pair in report.need_confusions.iter().take(6) {
         println!("                 {} -> {}: {}", pair.expected, pair.predicted, pair.count);
     }
-    println!("by language      language  messages  category  escalate F1");
-    for l in &report.by_language {
-        println!("                 {:>8}  {:>8}  {:>8}  {}", l.language, l.cases, percent(l.category_accuracy), l.escalate_f1.map(|f| format!("{f:.2}")).unwrap_or_default());
+    for (title, column, groups) in [("by language", "language", &report.by_language), ("by length", "words", &report.by_length)] {
+        println!("{title:<16} {column:<16}  messages  category  escalate F1");
+        for g in groups {
+            println!("{:<16} {:<16}  {:>8}  {:>8}  {}", "", g.group, g.cases, percent(g.category_accuracy), g.escalate_f1.map(|f| format!("{f:.2}")).unwrap_or_default());
+        }
     }
     println!("most confused    (labelled -> decided: count)");
     for pair in report.category_confusions.iter().take(6) {

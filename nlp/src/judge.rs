@@ -158,8 +158,9 @@ impl Binary {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LanguageScore {
-    pub language: String,
+pub struct GroupScore {
+    /// A language code, or a length band such as `6-20 words`.
+    pub group: String,
     pub cases: usize,
     pub category_accuracy: f32,
     /// Over this language's labelled rows; None when it has none.
@@ -191,7 +192,9 @@ pub struct Report {
     /// Over rows with a labelled need, when the classifier judged needs.
     pub need_accuracy: Option<f32>,
     pub need_confusions: Vec<ConfusedPair>,
-    pub by_language: Vec<LanguageScore>,
+    pub by_language: Vec<GroupScore>,
+    /// By length in words: short messages and long emails fail differently.
+    pub by_length: Vec<GroupScore>,
     pub latency_p50_ms: f64,
     pub latency_p95_ms: f64,
     pub mistakes: Vec<Mistake>,
@@ -218,6 +221,18 @@ fn accuracy(pairs: impl Iterator<Item = bool>) -> Option<f32> {
 }
 
 /// Priorities as levels: urgent 0 … low 3; no priority counts as low.
+/// Bands in words, named so that they sort in order. Chinese and Japanese are written without
+/// spaces: two of their characters count as a word.
+fn length_band(text: &str) -> &'static str {
+    let ideographs = text.chars().filter(|c| matches!(*c as u32, 0x3040..=0x30FF | 0x4E00..=0x9FFF)).count();
+    match text.split_whitespace().count() + ideographs / 2 {
+        0..=5 => "1) up to 5 words",
+        6..=20 => "2) 6-20 words",
+        21..=60 => "3) 21-60 words",
+        _ => "4) over 60 words",
+    }
+}
+
 fn level(priority: Option<Priority>) -> i32 {
     match priority.unwrap_or(Priority::Low) {
         Priority::Urgent => 0,
@@ -271,19 +286,23 @@ pub fn score(cases: &[Case], verdicts: &[Verdict]) -> Report {
     need_confusions.sort_by(|a, b| b.count.cmp(&a.count));
     need_confusions.truncate(12);
 
-    let mut languages: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (index, case) in cases.iter().enumerate() {
-        languages.entry(case.language.clone().unwrap_or_else(|| "?".into())).or_default().push(index);
-    }
-    let by_language = languages
-        .into_iter()
-        .map(|(language, rows)| LanguageScore {
-            cases: rows.len(),
-            category_accuracy: accuracy(rows.iter().map(|&i| cases[i].category == verdicts[i].category)).unwrap_or(0.0),
-            escalate_f1: escalation(&mut rows.iter().map(|&i| (&cases[i], &verdicts[i]))).map(|b| b.f1),
-            language,
-        })
-        .collect();
+    let by_group = |group_of: &dyn Fn(&Case) -> String| -> Vec<GroupScore> {
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (index, case) in cases.iter().enumerate() {
+            groups.entry(group_of(case)).or_default().push(index);
+        }
+        groups
+            .into_iter()
+            .map(|(group, rows)| GroupScore {
+                cases: rows.len(),
+                category_accuracy: accuracy(rows.iter().map(|&i| cases[i].category == verdicts[i].category)).unwrap_or(0.0),
+                escalate_f1: escalation(&mut rows.iter().map(|&i| (&cases[i], &verdicts[i]))).map(|b| b.f1),
+                group,
+            })
+            .collect()
+    };
+    let by_language = by_group(&|case| case.language.clone().unwrap_or_else(|| "?".into()));
+    let by_length = by_group(&|case| length_band(&case.text).to_string());
 
     let taken = || both().filter(|(_, v)| v.first_stage);
     let first_stage = FirstStageShare {
@@ -322,6 +341,7 @@ pub fn score(cases: &[Case], verdicts: &[Verdict]) -> Report {
         need_accuracy,
         need_confusions,
         by_language,
+        by_length,
         latency_p50_ms: percentile(0.5),
         latency_p95_ms: percentile(0.95),
         mistakes,
@@ -377,6 +397,7 @@ mod tests {
         assert_eq!(report.mistakes.len(), 3);
         assert_eq!(report.mistakes[0].expected, "billing, bot answers");
         assert_eq!(report.by_language[0].cases, 4);
+        assert_eq!(report.by_length.iter().map(|g| g.cases).sum::<usize>(), 4);
     }
 
     #[test]

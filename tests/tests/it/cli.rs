@@ -224,7 +224,8 @@ fn nlu_judge_scores_the_whole_decision_of_the_configured_service() {
     assert_eq!(report["cases"], 3);
     assert_eq!(report["escalate_now"]["true_positives"], 1, "asking for a person escalates: {report}");
     assert_eq!(report["escalate_now"]["false_positives"], 0, "{report}");
-    assert_eq!(report["by_language"][0]["language"], "en");
+    assert_eq!(report["by_language"][0]["group"], "en");
+    assert_eq!(report["by_length"][0]["group"], "1) up to 5 words", "{report}");
     // "hello" is plain: the first stage decides it; the request for a person is not.
     assert_eq!(report["first_stage"]["taken"], 1, "{report}");
     assert_eq!(report["first_stage"]["should_have_escalated"], 0, "{report}");
