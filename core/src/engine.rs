@@ -250,7 +250,7 @@ pub struct Engine {
     answer_order: AnswerOrder,
     /// Answers running in the background, so a stop can let them finish.
     answering: tokio_util::task::TaskTracker,
-    outbox_wake: Arc<Notify>,
+    outbox_wake: Arc<crate::outbox::OutboxWake>,
     storage_problem: std::sync::Mutex<Option<(Timestamp, String)>>,
     /// Escalated conversations whose summary the assistant should rewrite (when one is configured).
     /// Escalations are summarised by the hosted LLM (`summaries_wanted`); woken on each.
@@ -285,7 +285,7 @@ impl Engine {
             slow_steps: SlowSteps::default(),
             answer_order: AnswerOrder::default(),
             answering: tokio_util::task::TaskTracker::new(),
-            outbox_wake: Arc::new(Notify::new()),
+            outbox_wake: Arc::new(crate::outbox::OutboxWake::default()),
             storage_problem: std::sync::Mutex::new(None),
             summaries: None,
             takeover_after: None,
@@ -312,7 +312,7 @@ impl Engine {
             created_at: chrono::Utc::now(),
         };
         self.store.queue_direct_notice(&notice).await?;
-        self.outbox_wake.notify_one();
+        self.outbox_wake.notice_queued();
         Ok(())
     }
 
@@ -582,7 +582,7 @@ impl Engine {
     }
 
     /// Woken after every commit that queued outbound messages.
-    pub fn outbox_wake(&self) -> Arc<Notify> {
+    pub fn outbox_wake(&self) -> Arc<crate::outbox::OutboxWake> {
         self.outbox_wake.clone()
     }
 
@@ -968,7 +968,7 @@ impl Engine {
             reply.seq = *seq;
         }
         if !replies.is_empty() {
-            self.outbox_wake.notify_one();
+            self.outbox_wake.replies_queued();
         }
         if escalated {
             metrics::counter!("switchboard_escalations_total").increment(1);
@@ -1091,7 +1091,7 @@ impl Engine {
                 "reply {seq} of this conversation was delivered already, or is not a reply of this conversation; reload it"
             )));
         };
-        self.outbox_wake.notify_one();
+        self.outbox_wake.replies_queued();
         self.bus.publish(DomainEvent::DeliveryChanged(message.clone()));
         Ok(message)
     }
@@ -1611,7 +1611,7 @@ impl Engine {
             reply.seq = seq;
         }
         if !replies.is_empty() {
-            self.outbox_wake.notify_one();
+            self.outbox_wake.replies_queued();
         }
         let conversation = if changed || self.has_other_nodes() { written(conversation) } else { conversation };
         self.publish(&conversation, replies.iter());
@@ -1821,7 +1821,7 @@ impl Engine {
             message.seq = seq;
         }
         if !stored.is_empty() {
-            self.outbox_wake.notify_one();
+            self.outbox_wake.replies_queued();
         }
         self.publish(&conversation, stored.iter());
         Ok(Some((conversation, stored)))

@@ -5,7 +5,8 @@ use crate::ports::{DeliveryError, Outbound, Store};
 use chrono::Duration as ChronoDuration;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 use switchboard_models::{Channel, ConversationId, Delivery, DeliveryState, DomainEvent, OutboundMessage};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -14,10 +15,31 @@ const BATCH: u32 = 256;
 const LEASE: ChronoDuration = ChronoDuration::seconds(60);
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
+/// What wakes the outbox early: a commit that queued replies, or a direct notice queued. A
+/// pass claims direct notices only when one was queued here or a second has passed (notices of
+/// other nodes, retries): a claim per commit was a statement per message for a table that is
+/// nearly always empty.
+#[derive(Default)]
+pub struct OutboxWake {
+    notify: Notify,
+    notice_queued: AtomicBool,
+}
+
+impl OutboxWake {
+    pub fn replies_queued(&self) {
+        self.notify.notify_one();
+    }
+
+    pub fn notice_queued(&self) {
+        self.notice_queued.store(true, Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+}
+
 pub struct OutboxWorker {
     store: Arc<dyn Store>,
     senders: HashMap<Channel, Arc<dyn Outbound>>,
-    wake: Arc<Notify>,
+    wake: Arc<OutboxWake>,
     bus: EventBus,
     /// How long a reply that fails for a passing reason is retried, from when it was queued.
     retry_window: ChronoDuration,
@@ -27,7 +49,7 @@ impl OutboxWorker {
     pub fn new(
         store: Arc<dyn Store>,
         senders: Vec<Arc<dyn Outbound>>,
-        wake: Arc<Notify>,
+        wake: Arc<OutboxWake>,
         bus: EventBus,
         retry_window: Duration,
     ) -> Self {
@@ -39,19 +61,32 @@ impl OutboxWorker {
     /// Runs until `stop`, then makes one last pass (replies committed while stopping) and
     /// returns. Wakes on commit, and every second for retries.
     pub async fn run(self, stop: CancellationToken) {
+        let mut notices_claimed_at: Option<Instant> = None;
+        let mut more_notices = false;
         loop {
             // A pass that starts after the stop sees every reply committed before it.
             let last_pass = stop.is_cancelled();
-            match self.drain_once().await {
-                Ok(claimed) if claimed >= BATCH as usize => continue,
-                Ok(_) => {}
+            let notices_due = self.wake.notice_queued.swap(false, Ordering::SeqCst)
+                || more_notices
+                || last_pass
+                || notices_claimed_at.is_none_or(|at| at.elapsed() >= IDLE_POLL);
+            if notices_due {
+                notices_claimed_at = Some(Instant::now());
+            }
+            match self.drain(notices_due).await {
+                Ok((replies, notices)) => {
+                    more_notices = notices >= BATCH as usize;
+                    if replies >= BATCH as usize || more_notices {
+                        continue;
+                    }
+                }
                 Err(error) => tracing::warn!(%error, "outbox pass failed; retrying"),
             }
             if last_pass {
                 return;
             }
             tokio::select! {
-                _ = tokio::time::timeout(IDLE_POLL, self.wake.notified()) => {}
+                _ = tokio::time::timeout(IDLE_POLL, self.wake.notify.notified()) => {}
                 _ = stop.cancelled() => {}
             }
         }
@@ -59,8 +94,15 @@ impl OutboxWorker {
 
     /// Claims one batch of replies and one of direct notices and delivers them.
     pub async fn drain_once(&self) -> Result<usize, crate::ports::StoreError> {
+        let (replies, notices) = self.drain(true).await?;
+        Ok(replies + notices)
+    }
+
+    /// How many replies and direct notices it claimed.
+    async fn drain(&self, with_notices: bool) -> Result<(usize, usize), crate::ports::StoreError> {
         let replies = self.drain_replies().await?;
-        Ok(replies + self.drain_notices().await?)
+        let notices = if with_notices { self.drain_notices().await? } else { 0 };
+        Ok((replies, notices))
     }
 
     /// Sends the due direct notices one by one; a passing failure is retried within the

@@ -1132,6 +1132,14 @@ async fn save_conversation(tx: &mut $conn, c: &Conversation) -> Result<(), Store
 }
 
 impl $store {
+    /// Tells the backend that webhooks changed while the writing connection is still held, so
+    /// that no step group takes it before the backend knows (the SQLite step writer keeps
+    /// whether any is active).
+    fn webhooks_changed_holding(&self, connection: sqlx::pool::PoolConnection<$db>) {
+        self.webhooks_changed();
+        drop(connection);
+    }
+
     /// A page of messages for `sql` selecting by one id, a `seq` cursor and a limit.
     async fn message_page(
         &self,
@@ -2422,9 +2430,14 @@ impl $store {
             #[async_trait]
             impl switchboard_core::ports::Accounts for $store {
     async fn commit_admin(&self, write: AdminWrite) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut connection = self.writer.acquire().await.map_err(backend)?;
+        let mut tx = sqlx::Connection::begin(&mut *connection).await.map_err(backend)?;
         write_admin(&mut tx, &write).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(backend)?;
+        if write.webhook.is_some() {
+            self.webhooks_changed_holding(connection);
+        }
+        Ok(())
     }
 
     async fn agent(&self, id: AgentId) -> Result<Option<Agent>, StoreError> {
@@ -3153,7 +3166,8 @@ impl $store {
     }
 
     async fn turn_off_webhook(&self, id: &str, reason: &str, notice: &str, at: Timestamp) -> Result<bool, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let mut connection = self.writer.acquire().await.map_err(backend)?;
+        let mut tx = sqlx::Connection::begin(&mut *connection).await.map_err(backend)?;
         let turned = sqlx::query("UPDATE webhooks SET active = FALSE, disabled_reason = $2, updated_at = $3 WHERE id = $1 AND active = TRUE")
             .bind(id)
             .bind(reason)
@@ -3182,6 +3196,7 @@ impl $store {
             insert_notice(&mut tx, &notice).await?;
         }
         tx.commit().await.map_err(backend)?;
+        self.webhooks_changed_holding(connection);
         Ok(turned)
     }
 

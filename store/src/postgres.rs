@@ -63,6 +63,9 @@ impl PgStore {
         Ok(Self { writer: pool.clone(), reader: pool, steps })
     }
 
+    /// Each step group learns from its own statements whether webhooks listen: nothing kept.
+    fn webhooks_changed(&self) {}
+
     /// Applies the embedded migrations that have not run yet. Several nodes starting at once
     /// are safe: sqlx takes an advisory lock for the run.
     pub async fn migrate(&self) -> Result<(), StoreError> {

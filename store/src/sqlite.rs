@@ -12,7 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Acquire, Sqlite, SqliteConnection, SqlitePool};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 use switchboard_core::ports::{Committed, StepWrite, StoreError};
 use tokio::sync::{mpsc, oneshot};
@@ -32,6 +32,40 @@ pub struct SqliteStore {
     reader: SqlitePool,
     checkpointer: SqlitePool,
     jobs: mpsc::Sender<Job>,
+    webhooks: Arc<WebhooksActive>,
+}
+
+/// Whether any webhook is active, as the step writer last read it: a statement per group
+/// (a round trip to the connection's thread) for a table that changes when an admin edits it.
+/// Every change of webhooks goes through this store on the writer's one connection, and the
+/// answer is forgotten after it commits, before the connection goes back to the step writer.
+#[derive(Default)]
+struct WebhooksActive(AtomicU8);
+
+impl WebhooksActive {
+    const UNKNOWN: u8 = 0;
+    const NO: u8 = 1;
+    const YES: u8 = 2;
+
+    fn forget(&self) {
+        self.0.store(Self::UNKNOWN, Ordering::SeqCst);
+    }
+
+    /// Read on the writer's connection, so no change of webhooks is half way meanwhile.
+    async fn read(&self, connection: &mut SqliteConnection) -> Result<bool, StoreError> {
+        match self.0.load(Ordering::SeqCst) {
+            Self::NO => Ok(false),
+            Self::YES => Ok(true),
+            _ => {
+                let (active,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM webhooks WHERE active = TRUE)")
+                    .fetch_one(&mut *connection)
+                    .await
+                    .map_err(backend)?;
+                self.0.store(if active { Self::YES } else { Self::NO }, Ordering::SeqCst);
+                Ok(active)
+            }
+        }
+    }
 }
 
 /// How long a connection waits for a lock another holds before giving up.
@@ -92,9 +126,14 @@ impl SqliteStore {
             .map_err(|e| StoreError::Backend(format!("cannot open `{url}` for reading: {e}")))?;
         let (jobs, queue) = mpsc::channel(4 * MAX_GROUP);
         let wal_reset_wanted = Arc::new(AtomicBool::new(false));
-        spawn_writer_thread(group_commit(writer.clone(), queue, wal_reset_wanted.clone()))?;
+        let webhooks = Arc::new(WebhooksActive::default());
+        spawn_writer_thread(group_commit(writer.clone(), queue, wal_reset_wanted.clone(), webhooks.clone()))?;
         tokio::spawn(checkpoint_regularly(checkpointer.clone(), wal, jobs.downgrade(), wal_reset_wanted));
-        Ok(Self { writer, reader, checkpointer, jobs })
+        Ok(Self { writer, reader, checkpointer, jobs, webhooks })
+    }
+
+    fn webhooks_changed(&self) {
+        self.webhooks.forget();
     }
 
     /// Applies the embedded migrations that have not run yet.
@@ -138,7 +177,7 @@ fn spawn_writer_thread(writer: impl std::future::Future<Output = ()> + Send + 's
 /// The writer task: takes every waiting step, commits them in one transaction, answers each.
 /// If the group fails, each step is retried alone so one bad write fails only itself.
 /// Between groups it truncates the WAL when the checkpointer asks (`wal_reset_wanted`).
-async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, wal_reset_wanted: Arc<AtomicBool>) {
+async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, wal_reset_wanted: Arc<AtomicBool>, webhooks: Arc<WebhooksActive>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     let mut failing = false;
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
@@ -146,7 +185,7 @@ async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, wal_rese
             truncate_wal(&pool).await;
         }
         let writes: Vec<&StepWrite> = group.iter().map(|job| &job.write).collect();
-        let outcome = match write_group(&pool, &writes).await {
+        let outcome = match write_group(&pool, &writes, &webhooks).await {
             Ok(results) => {
                 for (job, result) in group.drain(..).zip(results) {
                     let _ = job.done.send(Ok(result));
@@ -156,7 +195,7 @@ async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, wal_rese
             Err(_) if group.len() > 1 => {
                 let mut last = Ok(());
                 for job in group.drain(..) {
-                    let result = write_group(&pool, &[&job.write]).await.map(|mut r| r.remove(0));
+                    let result = write_group(&pool, &[&job.write], &webhooks).await.map(|mut r| r.remove(0));
                     if let Err(error) = &result {
                         last = Err(error.to_string());
                     }
@@ -250,22 +289,21 @@ const TRUNCATE_WAITS_FOR_READERS: Duration = Duration::from_millis(200);
 /// One transaction on the writer connection. After any error the connection is closed rather
 /// than returned to the pool: SQLite may have rolled back on its own (SQLITE_FULL, SQLITE_IOERR)
 /// or not, and a connection whose transaction state is in doubt must not take the next write.
-async fn write_group(pool: &SqlitePool, writes: &[&StepWrite]) -> Result<Vec<Committed>, StoreError> {
+async fn write_group(pool: &SqlitePool, writes: &[&StepWrite], webhooks: &WebhooksActive) -> Result<Vec<Committed>, StoreError> {
     let mut connection = pool.acquire().await.map_err(backend)?;
-    let result = write_all(&mut connection, writes).await;
+    let result = write_all(&mut connection, writes, webhooks).await;
     if result.is_err() {
         connection.close_on_drop();
     }
     result
 }
 
-async fn write_all(connection: &mut SqliteConnection, writes: &[&StepWrite]) -> Result<Vec<Committed>, StoreError> {
-    // Once for the group rather than a statement per step: steps never change webhooks, and
-    // what does change them writes through this same connection. Read before the transaction,
-    // so that it still begins with a write (a deferred one that read first could find another
-    // process's write in between and fail).
-    let (webhooks_active,): (bool,) =
-        sqlx::query_as("SELECT EXISTS (SELECT 1 FROM webhooks WHERE active = TRUE)").fetch_one(&mut *connection).await.map_err(backend)?;
+async fn write_all(connection: &mut SqliteConnection, writes: &[&StepWrite], webhooks: &WebhooksActive) -> Result<Vec<Committed>, StoreError> {
+    // Once for the group rather than a statement per step (steps never change webhooks), and
+    // kept until they change. Read before the transaction, so that it still begins with a
+    // write (a deferred one that read first could find another process's write in between and
+    // fail).
+    let webhooks_active = webhooks.read(connection).await?;
     let mut tx = connection.begin().await.map_err(backend)?;
     let mut results = Vec::with_capacity(writes.len());
     for write in writes {

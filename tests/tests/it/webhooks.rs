@@ -269,3 +269,44 @@ async fn the_webhooks_page_adds_refuses_and_shows_the_log_to_admins_only() {
     let list = admin.get("/panel/admin/webhooks").await;
     assert!(list.body.contains("https://crm.example.com/in") && list.body.contains("conversation.escalated"), "{}", list.body);
 }
+
+/// The SQLite writer keeps whether any webhook is active (a statement per group saved): a
+/// webhook added after messages flowed, and one turned on again, get the very next message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_added_or_turned_on_while_messages_flow_gets_the_next_message() {
+    use reqwest::Method;
+    let server = TestServer::start().await;
+    let (_admin, token) = admin_token(&server).await;
+    customer_writes(&server, "v3", 1, "Hello before any webhook").await;
+
+    let mut receiver = Receiver::start().await;
+    let (status, webhook) = api(&server, &token, Method::POST, "/api/webhooks", Some(json!({"url": receiver.url, "events": ["message.stored"]}))).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{webhook}");
+    let id = webhook["id"].as_str().unwrap().to_string();
+    customer_writes(&server, "v3", 2, "Hello after the webhook was added").await;
+    let texts = texts_until(&mut receiver, "Hello after the webhook was added").await;
+    assert!(!texts.iter().any(|t| t == "Hello before any webhook"), "stored before it existed: {texts:?}");
+
+    for active in [false, true] {
+        let (status, changed) = api(&server, &token, Method::PATCH, &format!("/api/webhooks/{id}"), Some(json!({"active": active}))).await;
+        assert_eq!((status, changed["active"].as_bool()), (reqwest::StatusCode::OK, Some(active)), "{changed}");
+        let text = if active { "Hello once it is on again" } else { "Hello while it is off" };
+        customer_writes(&server, "v3", if active { 4 } else { 3 }, text).await;
+    }
+    let texts = texts_until(&mut receiver, "Hello once it is on again").await;
+    assert!(!texts.iter().any(|t| t == "Hello while it is off"), "stored while it was off: {texts:?}");
+}
+
+/// The texts of stored messages posted until one with `text` (the bot's replies among them).
+async fn texts_until(receiver: &mut Receiver, text: &str) -> Vec<String> {
+    let mut texts = Vec::new();
+    loop {
+        let post = receiver.next(text).await;
+        let stored = post.json()["data"]["message"]["text"].as_str().unwrap_or_default().to_string();
+        let done = stored == text;
+        texts.push(stored);
+        if done {
+            return texts;
+        }
+    }
+}
