@@ -270,19 +270,22 @@ async fn throughput(connections: usize, seconds: u64, nodes: usize) -> anyhow::R
     let (server, _) = Server::start()?;
     let processes = ["switchboard", "postgres", "bench"];
     let before = cpu_seconds_by_name(&processes);
-    let (total, elapsed) = closed_loop(&[server.addr], connections, seconds, |_, _| "hello".to_string()).await?;
+    let run = closed_loop(&[server.addr], connections, seconds, |_, _| "hello".to_string()).await?;
     let after = cpu_seconds_by_name(&processes);
     let spent: Vec<String> = processes
         .iter()
         .map(|name| format!("{name} {:.1} s", after.get(*name).unwrap_or(&0.0) - before.get(*name).unwrap_or(&0.0)))
         .collect();
     println!(
-        "throughput: {connections} connections, {total} messages persisted and answered in {elapsed:.1} s = {:.0} msg/s; server RSS {} MiB; \
+        "throughput: {connections} connections, {} messages persisted and answered in {:.1} s = {:.0} msg/s, {}; server RSS {} MiB; \
          CPU during the run: {} (of {:.1} s on {} cores)",
-        total as f64 / elapsed,
+        run.answered,
+        run.elapsed,
+        run.rate(),
+        run.reply_percentiles(),
         server.rss_kib() / 1024,
         spent.join(", "),
-        elapsed * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
+        run.elapsed * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
     Ok(())
@@ -321,7 +324,7 @@ async fn throughput_on_nodes(connections: usize, seconds: u64, nodes: usize) -> 
         servers.push(Server::start_with(tempfile::tempdir()?, &env)?.0);
     }
     let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
-    let (total, elapsed) = closed_loop(&addrs, connections, seconds, |_, _| "hello".to_string()).await?;
+    let ClosedLoop { answered: total, elapsed, .. } = closed_loop(&addrs, connections, seconds, |_, _| "hello".to_string()).await?;
     let pool = sqlx::PgPool::connect(&db.url).await?;
     let replies: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE sender = 'bot' AND delivered_at IS NOT NULL").fetch_one(&pool).await?;
     let rss: Vec<String> = servers.iter().map(|s| format!("{} MiB", s.rss_kib() / 1024)).collect();
@@ -357,13 +360,16 @@ async fn nlp(connections: usize, seconds: u64) -> anyhow::Result<()> {
     );
     let (server, _) = Server::start_with(tempfile::tempdir()?, &env)?;
     println!("nlp memory: server RSS {} MiB with the model loaded, before traffic", server.rss_kib() / 1024);
-    let (total, elapsed) = closed_loop(&[server.addr], connections, seconds, distinct_question).await?;
+    let run = closed_loop(&[server.addr], connections, seconds, distinct_question).await?;
     let first_stage = metric(server.addr, "switchboard_classifications_first_stage_total").await?;
     let shed = metric(server.addr, "switchboard_classifications_fast_path_total").await?;
     println!(
-        "nlp throughput: {connections} connections, {total} messages classified, persisted and answered in {elapsed:.1} s = {:.0} msg/s \
+        "nlp throughput: {connections} connections, {} messages classified, persisted and answered in {:.1} s = {:.0} msg/s, {} \
          ({first_stage:.0} by the first stage, {shed:.0} shed to the fast path); server RSS {} MiB",
-        total as f64 / elapsed,
+        run.answered,
+        run.elapsed,
+        run.rate(),
+        run.reply_percentiles(),
         server.rss_kib() / 1024
     );
     Ok(())
@@ -387,9 +393,8 @@ fn distinct_question(socket: usize, n: u64) -> String {
 
 /// Each of `connections` widget sockets sends `text(socket, n)` for its `n`th message and waits
 /// for the bot's answer, until `seconds` pass. Returns (messages answered, seconds).
-async fn closed_loop(servers: &[SocketAddr], connections: usize, seconds: u64, text: fn(usize, u64) -> String) -> anyhow::Result<(u64, f64)> {
+async fn closed_loop(servers: &[SocketAddr], connections: usize, seconds: u64, text: fn(usize, u64) -> String) -> anyhow::Result<ClosedLoop> {
     let keys = Arc::new(VisitorKeys::new(SECRET.as_bytes().to_vec()));
-    let answered = Arc::new(AtomicU64::new(0));
     // Every socket open first: opening is not part of the measured time.
     let mut sockets = Vec::with_capacity(connections);
     for index in 0..connections {
@@ -398,33 +403,59 @@ async fn closed_loop(servers: &[SocketAddr], connections: usize, seconds: u64, t
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for (index, socket) in sockets.into_iter().enumerate() {
-        let answered = answered.clone();
         tasks.push(tokio::spawn(async move {
             let (mut sink, mut stream) = socket.split();
+            let mut reply_times = Vec::new();
             let mut n = 0u64;
             while Instant::now() < deadline {
                 n += 1;
                 let frame = json!({"type": "send", "client_id": format!("m{n}"), "text": text(index, n)});
+                let sent = Instant::now();
                 if sink.send(WsMessage::Text(frame.to_string().into())).await.is_err() {
-                    return;
+                    break;
                 }
                 // Until the bot's answer to this message arrives.
-                loop {
+                let answered = loop {
                     match stream.next().await {
-                        Some(Ok(WsMessage::Text(text))) if text.contains("\"sender\":\"bot\"") => break,
+                        Some(Ok(WsMessage::Text(text))) if text.contains("\"sender\":\"bot\"") => break true,
                         Some(Ok(_)) => continue,
-                        _ => return,
+                        _ => break false,
                     }
+                };
+                if !answered {
+                    break;
                 }
-                answered.fetch_add(1, Ordering::Relaxed);
+                reply_times.push(sent.elapsed());
             }
+            reply_times
         }));
     }
     let started = Instant::now();
+    let mut reply_times = Vec::new();
     for task in tasks {
-        let _ = task.await;
+        reply_times.extend(task.await.unwrap_or_default());
     }
-    Ok((answered.load(Ordering::Relaxed), started.elapsed().as_secs_f64()))
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok(ClosedLoop { answered: reply_times.len() as u64, elapsed, reply_times })
+}
+
+/// What a closed loop measured: each message's time from its send to the bot's answer.
+struct ClosedLoop {
+    answered: u64,
+    elapsed: f64,
+    reply_times: Vec<Duration>,
+}
+
+impl ClosedLoop {
+    fn rate(&self) -> f64 {
+        self.answered as f64 / self.elapsed
+    }
+
+    /// "reply p50 …, p99 …" in milliseconds.
+    fn reply_percentiles(&self) -> String {
+        let mut times = self.reply_times.clone();
+        format!("reply p50 {:.2} ms, p99 {:.2} ms", percentile(&mut times, 0.50), percentile(&mut times, 0.99))
+    }
 }
 
 /// The model under an open-loop load above what its encoder can take: reply latencies, what
