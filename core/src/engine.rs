@@ -581,7 +581,7 @@ impl Engine {
         result
     }
 
-    /// Woken after every commit that queued outbound messages.
+    /// Woken after every commit that queued outbound messages, and when a direct notice is queued.
     pub fn outbox_wake(&self) -> Arc<crate::outbox::OutboxWake> {
         self.outbox_wake.clone()
     }

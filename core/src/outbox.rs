@@ -92,13 +92,8 @@ impl OutboxWorker {
         }
     }
 
-    /// Claims one batch of replies and one of direct notices and delivers them.
-    pub async fn drain_once(&self) -> Result<usize, crate::ports::StoreError> {
-        let (replies, notices) = self.drain(true).await?;
-        Ok(replies + notices)
-    }
-
-    /// How many replies and direct notices it claimed.
+    /// Claims one batch of replies (and, `with_notices`, one of direct notices) and delivers
+    /// them; how many of each it claimed.
     async fn drain(&self, with_notices: bool) -> Result<(usize, usize), crate::ports::StoreError> {
         let replies = self.drain_replies().await?;
         let notices = if with_notices { self.drain_notices().await? } else { 0 };

@@ -220,7 +220,6 @@ fn accuracy(pairs: impl Iterator<Item = bool>) -> Option<f32> {
     (all > 0).then(|| right as f32 / all as f32)
 }
 
-/// Priorities as levels: urgent 0 … low 3; no priority counts as low.
 /// Bands in words, named so that they sort in order. Chinese and Japanese are written without
 /// spaces: two of their characters count as a word.
 fn length_band(text: &str) -> &'static str {
@@ -233,6 +232,7 @@ fn length_band(text: &str) -> &'static str {
     }
 }
 
+/// Priorities as levels: urgent 0 … low 3; no priority counts as low.
 fn level(priority: Option<Priority>) -> i32 {
     match priority.unwrap_or(Priority::Low) {
         Priority::Urgent => 0,

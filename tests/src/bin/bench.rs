@@ -279,7 +279,7 @@ async fn throughput(connections: usize, seconds: u64, nodes: usize) -> anyhow::R
     println!(
         "throughput: {connections} connections, {} messages persisted and answered in {:.1} s = {:.0} msg/s, {}; server RSS {} MiB; \
          CPU during the run: {} (of {:.1} s on {} cores)",
-        run.answered,
+        run.answered(),
         run.elapsed,
         run.rate(),
         run.reply_percentiles(),
@@ -324,15 +324,17 @@ async fn throughput_on_nodes(connections: usize, seconds: u64, nodes: usize) -> 
         servers.push(Server::start_with(tempfile::tempdir()?, &env)?.0);
     }
     let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
-    let ClosedLoop { answered: total, elapsed, .. } = closed_loop(&addrs, connections, seconds, |_, _| "hello".to_string()).await?;
+    let run = closed_loop(&addrs, connections, seconds, |_, _| "hello".to_string()).await?;
     let pool = sqlx::PgPool::connect(&db.url).await?;
     let replies: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE sender = 'bot' AND delivered_at IS NOT NULL").fetch_one(&pool).await?;
     let rss: Vec<String> = servers.iter().map(|s| format!("{} MiB", s.rss_kib() / 1024)).collect();
     println!(
-        "throughput: {nodes} nodes on one PostgreSQL database, {connections} connections ({} per node), {total} messages persisted and answered in {elapsed:.1} s = {:.0} msg/s in all, {:.0} per node; {replies} replies delivered; node RSS {}",
+        "throughput: {nodes} nodes on one PostgreSQL database, {connections} connections ({} per node), {} messages persisted and answered in {:.1} s = {:.0} msg/s in all, {:.0} per node; {replies} replies delivered; node RSS {}",
         connections / nodes,
-        total as f64 / elapsed,
-        total as f64 / elapsed / nodes as f64,
+        run.answered(),
+        run.elapsed,
+        run.rate(),
+        run.rate() / nodes as f64,
         rss.join(", ")
     );
     Ok(())
@@ -366,7 +368,7 @@ async fn nlp(connections: usize, seconds: u64) -> anyhow::Result<()> {
     println!(
         "nlp throughput: {connections} connections, {} messages classified, persisted and answered in {:.1} s = {:.0} msg/s, {} \
          ({first_stage:.0} by the first stage, {shed:.0} shed to the fast path); server RSS {} MiB",
-        run.answered,
+        run.answered(),
         run.elapsed,
         run.rate(),
         run.reply_percentiles(),
@@ -392,7 +394,7 @@ fn distinct_question(socket: usize, n: u64) -> String {
 }
 
 /// Each of `connections` widget sockets sends `text(socket, n)` for its `n`th message and waits
-/// for the bot's answer, until `seconds` pass. Returns (messages answered, seconds).
+/// for the bot's answer, until `seconds` pass.
 async fn closed_loop(servers: &[SocketAddr], connections: usize, seconds: u64, text: fn(usize, u64) -> String) -> anyhow::Result<ClosedLoop> {
     let keys = Arc::new(VisitorKeys::new(SECRET.as_bytes().to_vec()));
     // Every socket open first: opening is not part of the measured time.
@@ -435,20 +437,22 @@ async fn closed_loop(servers: &[SocketAddr], connections: usize, seconds: u64, t
     for task in tasks {
         reply_times.extend(task.await.unwrap_or_default());
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    Ok(ClosedLoop { answered: reply_times.len() as u64, elapsed, reply_times })
+    Ok(ClosedLoop { elapsed: started.elapsed().as_secs_f64(), reply_times })
 }
 
 /// What a closed loop measured: each message's time from its send to the bot's answer.
 struct ClosedLoop {
-    answered: u64,
     elapsed: f64,
     reply_times: Vec<Duration>,
 }
 
 impl ClosedLoop {
+    fn answered(&self) -> usize {
+        self.reply_times.len()
+    }
+
     fn rate(&self) -> f64 {
-        self.answered as f64 / self.elapsed
+        self.answered() as f64 / self.elapsed
     }
 
     /// "reply p50 …, p99 …" in milliseconds.

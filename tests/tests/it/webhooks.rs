@@ -76,10 +76,15 @@ impl Receiver {
 
     /// Posts until one of `event` arrives; returns it with those before it.
     async fn until(&mut self, event: &str) -> (Post, Vec<Post>) {
+        self.until_one(event, |post| post.event == event).await
+    }
+
+    /// Posts until one that `is_it` (described by `waiting_for`); returns it with those before it.
+    async fn until_one(&mut self, waiting_for: &str, is_it: impl Fn(&Post) -> bool) -> (Post, Vec<Post>) {
         let mut before = Vec::new();
         loop {
-            let post = self.next(event).await;
-            if post.event == event {
+            let post = self.next(waiting_for).await;
+            if is_it(&post) {
                 return (post, before);
             }
             before.push(post);
@@ -284,7 +289,7 @@ async fn a_webhook_added_or_turned_on_while_messages_flow_gets_the_next_message(
     assert_eq!(status, reqwest::StatusCode::CREATED, "{webhook}");
     let id = webhook["id"].as_str().unwrap().to_string();
     customer_writes(&server, "v3", 2, "Hello after the webhook was added").await;
-    let texts = texts_until(&mut receiver, "Hello after the webhook was added").await;
+    let texts = texts_before(&mut receiver, "Hello after the webhook was added").await;
     assert!(!texts.iter().any(|t| t == "Hello before any webhook"), "stored before it existed: {texts:?}");
 
     for active in [false, true] {
@@ -293,20 +298,13 @@ async fn a_webhook_added_or_turned_on_while_messages_flow_gets_the_next_message(
         let text = if active { "Hello once it is on again" } else { "Hello while it is off" };
         customer_writes(&server, "v3", if active { 4 } else { 3 }, text).await;
     }
-    let texts = texts_until(&mut receiver, "Hello once it is on again").await;
+    let texts = texts_before(&mut receiver, "Hello once it is on again").await;
     assert!(!texts.iter().any(|t| t == "Hello while it is off"), "stored while it was off: {texts:?}");
 }
 
-/// The texts of stored messages posted until one with `text` (the bot's replies among them).
-async fn texts_until(receiver: &mut Receiver, text: &str) -> Vec<String> {
-    let mut texts = Vec::new();
-    loop {
-        let post = receiver.next(text).await;
-        let stored = post.json()["data"]["message"]["text"].as_str().unwrap_or_default().to_string();
-        let done = stored == text;
-        texts.push(stored);
-        if done {
-            return texts;
-        }
-    }
+/// The texts of the stored messages posted before the one with `text` (the bot's replies among them).
+async fn texts_before(receiver: &mut Receiver, text: &str) -> Vec<String> {
+    let text_of = |post: &Post| post.json()["data"]["message"]["text"].as_str().unwrap_or_default().to_string();
+    let (_, before) = receiver.until_one(text, |post| text_of(post) == text).await;
+    before.iter().map(text_of).collect()
 }
