@@ -729,9 +729,9 @@ impl Engine {
         let reported = reported_language.as_deref().and_then(switchboard_models::reported_language);
         let classification = self.classifier.classify_in(&message.text, reported).await;
         // With no earlier message of this contact in hand, the conversation as read when this
-        // one was stored is likely still current; where claims are checked, the step is decided
-        // on it (a round trip saved) and a change since only costs a retry with a fresh read.
-        let mut read_at_receipt = (place.after.is_none() && self.has_other_nodes()).then_some(conversation);
+        // one was stored is likely still current: the step is decided on it (a read saved), and
+        // the write is refused if the row moved on since, which only costs a retry with a fresh read.
+        let mut read_at_receipt = place.after.is_none().then_some(conversation);
         if let Some(earlier) = place.after.take() {
             // Ok or a dropped sender both mean the earlier message is done with.
             let _ = earlier.await;
@@ -864,7 +864,8 @@ impl Engine {
     /// One step for a stored, classified customer message, under its contact's turn; `None`
     /// when the conversation changed on another node meanwhile (nothing was written).
     /// `read_before`: the conversation as read earlier, decided on instead of reading it again;
-    /// only where the write is claimed (`claim`), so a stale read is refused, not written.
+    /// the write then names the version it was read at (claimed with several nodes, checked
+    /// on one), so a stale read is refused, not written.
     async fn answer_in_turn(
         &self,
         contact_key: &(Channel, String),
@@ -875,7 +876,9 @@ impl Engine {
         let _turn = self.locks.for_key(contact_key).lock().await;
         let started = std::time::Instant::now();
         let classification = message.classification.clone().expect("classified before its step");
-        let before = match read_before.filter(|c| c.id == message.conversation_id && self.has_other_nodes()) {
+        let read_before = read_before.filter(|c| c.id == message.conversation_id);
+        let decided_on_earlier_read = read_before.is_some();
+        let before = match read_before {
             Some(read) => read,
             None => self
                 .store
@@ -936,6 +939,9 @@ impl Engine {
             keep_embedding,
             conversation: changed.then(|| conversation.clone()),
             decided_on: self.claim(&before),
+            // On one node every other writer holds the contact's turn and reads afresh, so a
+            // check of the version suffices where the step was decided on an earlier read.
+            unchanged_since: (decided_on_earlier_read && !self.has_other_nodes()).then_some((before.id, before.version)),
             in_order: self.has_other_nodes(),
             outbound: replies.clone(),
             timers: timers.map(|timers| (conversation.id, timers)),

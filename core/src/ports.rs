@@ -244,6 +244,11 @@ pub struct StepWrite {
     /// `Conflict` when the row has moved on since (another node changed it), whether or not it
     /// writes a new state (the bot must not answer a conversation an agent took meanwhile).
     pub decided_on: Option<(ConversationId, i64)>,
+    /// On one node, for a customer message's answer only: the conversation (id, version) the
+    /// step was decided on, read before the contact's turn was taken again. The answer is
+    /// refused as `Conflict` when the row has moved on since; unlike `decided_on` the version
+    /// stays (every other writer on the node reads the row afresh under the contact's turn).
+    pub unchanged_since: Option<(ConversationId, i64)>,
     /// Replies to deliver on the conversation's channel: stored and queued for the outbox together.
     pub outbound: Vec<Message>,
     /// Agents' notes: stored, never delivered.

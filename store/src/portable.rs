@@ -261,6 +261,11 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite, webhooks_activ
         !((write.fires.is_some() || write.answers.is_some()) && (write.decides.is_some() || write.inbound.is_some())),
         "a step that fires a timer or answers a message cannot also decide a document or store a customer message"
     );
+    debug_assert!(
+        write.unchanged_since.is_none()
+            || (write.answers.is_some() && write.decided_on.is_none() && write.contact.is_none() && !write.starts_current && write.fires.is_none()),
+        "a check of the conversation's version rides in the answer's mark, which must be the step's first write"
+    );
     // First, so a refused step has changed nothing (a group commit shares one transaction).
     if let Some((conversation, version)) = write.decided_on.filter(|_| !claim_with_answer) {
         // Claims the row (a row lock on PostgreSQL until commit) if nobody wrote it since it was read.
@@ -310,12 +315,18 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite, webhooks_activ
                 .bind((!write.intent_unused).then(|| f64::from(classification.confidence)))
                 .bind(write.answered_from_intent)
         };
+        // $6 and $7: the conversation and version a claim or a check names.
+        let mark_checked = |sql| match write.unchanged_since {
+            Some((conversation, version)) => mark(sql).bind(conversation.to_string()).bind(version),
+            None => mark(sql),
+        };
+        let checked = write.unchanged_since.is_some();
         let marked: Option<(i64, String, String)> = if let Some((conversation, version)) = write.decided_on.filter(|_| claim_with_answer) {
             // Claimed, taken and marked in one statement; the take waits for the claim.
             let sql = format!(
                 "WITH c AS ({CLAIM}), w AS ({}), answered AS ({MARK_ANSWERED_TAKEN}) SELECT EXISTS (SELECT 1 FROM c) AS claimed, \
                  answered.created_at, answered.channel, answered.conversation_id FROM (SELECT 1) one LEFT JOIN answered ON TRUE",
-                take_waiting(write.in_order, true)
+                take_waiting(write.in_order, true, false)
             );
             let row = mark(sqlx::AssertSqlSafe(sql)).bind(conversation.to_string()).bind(version).fetch_one(&mut *tx).await.map_err(backend)?;
             if !row.flag("claimed")? {
@@ -327,19 +338,24 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite, webhooks_activ
             }
         } else if $chained_writes {
             // One statement: no second round trip to the server.
-            match mark(sqlx::AssertSqlSafe(format!("WITH w AS ({}) {MARK_ANSWERED_TAKEN}", take_waiting(write.in_order, false)))).fetch_optional(&mut *tx).await.map_err(backend)? {
+            let sql = format!("WITH w AS ({}) {MARK_ANSWERED_TAKEN}", take_waiting(write.in_order, false, checked));
+            match mark_checked(sqlx::AssertSqlSafe(sql)).fetch_optional(&mut *tx).await.map_err(backend)? {
                 Some(row) => Some((row.int("created_at")?, row.text("channel")?, row.text("conversation_id")?)),
                 None => None,
             }
         } else {
             // Marked only while it waits; a trigger (migration 0035) then takes its waiting row.
-            let sql = if write.in_order { MARK_ANSWERED_IF_FIRST_WAITING } else { MARK_ANSWERED_IF_WAITING };
-            match mark(sqlx::AssertSqlSafe(sql.to_string())).fetch_optional(&mut *tx).await.map_err(backend)? {
+            match mark_checked(sqlx::AssertSqlSafe(mark_answered_if_waiting(write.in_order, checked))).fetch_optional(&mut *tx).await.map_err(backend)? {
                 Some(row) => Some((row.int("created_at")?, row.text("channel")?, row.text("conversation_id")?)),
                 None => None,
             }
         };
         let Some((created_at, channel, conversation)) = marked else {
+            if let Some((conversation, version)) = write.unchanged_since
+                && moved_on(tx, conversation, version).await?
+            {
+                return Ok(Committed::Conflict);
+            }
             if write.in_order && unanswered(tx, *seq).await? {
                 return Ok(Committed::Conflict);
             }
@@ -608,24 +624,31 @@ async fn insert_messages(
 
 /// Takes customer message `$1` off the waiting list (the first answer wins); `in_order`: only
 /// when no earlier message of the same contact still waits; `claimed`: only when the claim
-/// named `c` of the same statement held.
-fn take_waiting(in_order: bool, claimed: bool) -> String {
+/// named `c` of the same statement held; `checked`: only while conversation $6 is at version $7.
+fn take_waiting(in_order: bool, claimed: bool, checked: bool) -> String {
     let earlier_waits = " AND NOT EXISTS (SELECT 1 FROM waiting_messages e WHERE e.contact_id = waiting_messages.contact_id AND e.message_seq < $1)";
     format!(
-        "DELETE FROM waiting_messages WHERE message_seq = $1{}{} RETURNING message_seq, created_at, channel",
+        "DELETE FROM waiting_messages WHERE message_seq = $1{}{}{} RETURNING message_seq, created_at, channel",
         if in_order { earlier_waits } else { "" },
-        if claimed { " AND EXISTS (SELECT 1 FROM c)" } else { "" }
+        if claimed { " AND EXISTS (SELECT 1 FROM c)" } else { "" },
+        if checked { UNCHANGED_SINCE } else { "" }
     )
 }
 /// SQLite: marks customer message $1 answered while it waits for its answer (the first answer
 /// wins); the trigger of migration 0035 takes its waiting row in the same statement.
-const MARK_ANSWERED_IF_WAITING: &str = "UPDATE messages SET classification = $2, intent = $3, confidence = $4, answered_from_intent = $5 \
-     WHERE seq = $1 AND EXISTS (SELECT 1 FROM waiting_messages w WHERE w.message_seq = $1) RETURNING created_at, channel, conversation_id";
-/// As `MARK_ANSWERED_IF_WAITING`, unless an earlier message of the same contact still waits.
-const MARK_ANSWERED_IF_FIRST_WAITING: &str = "UPDATE messages SET classification = $2, intent = $3, confidence = $4, answered_from_intent = $5 \
-     WHERE seq = $1 AND EXISTS (SELECT 1 FROM waiting_messages w WHERE w.message_seq = $1 \
-     AND NOT EXISTS (SELECT 1 FROM waiting_messages e WHERE e.contact_id = w.contact_id AND e.message_seq < $1)) \
-     RETURNING created_at, channel, conversation_id";
+/// `in_order`: unless an earlier message of the same contact still waits; `checked`: only while
+/// conversation $6 is at version $7.
+fn mark_answered_if_waiting(in_order: bool, checked: bool) -> String {
+    format!(
+        "UPDATE messages SET classification = $2, intent = $3, confidence = $4, answered_from_intent = $5 \
+         WHERE seq = $1 AND EXISTS (SELECT 1 FROM waiting_messages w WHERE w.message_seq = $1{}){} \
+         RETURNING created_at, channel, conversation_id",
+        if in_order { " AND NOT EXISTS (SELECT 1 FROM waiting_messages e WHERE e.contact_id = w.contact_id AND e.message_seq < $1)" } else { "" },
+        if checked { UNCHANGED_SINCE } else { "" }
+    )
+}
+/// The condition of `StepWrite::unchanged_since`: conversation $6 is still at version $7.
+const UNCHANGED_SINCE: &str = " AND EXISTS (SELECT 1 FROM conversations v WHERE v.id = $6 AND v.version = $7)";
 /// Claims conversation $6 read at version $7 (after the answer's five binds).
 const CLAIM: &str = "UPDATE conversations SET version = $7 + 1 WHERE id = $6 AND version = $7 RETURNING id";
 /// The answered message's classification after `take_waiting`'s statement named `w`, in one statement;
@@ -665,6 +688,16 @@ async fn count_late_answer(tx: &mut $conn, created_at: i64, channel: &str, conve
 }
 
 /// Whether the customer message `seq` still waits for its answer.
+/// Whether `conversation` is no longer at `version` (a check of `unchanged_since` failed).
+async fn moved_on(tx: &mut $conn, conversation: switchboard_models::ConversationId, version: i64) -> Result<bool, StoreError> {
+    let stored: Option<(i64,)> = sqlx::query_as("SELECT version FROM conversations WHERE id = $1")
+        .bind(conversation.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+    Ok(stored.is_none_or(|(stored,)| stored != version))
+}
+
 async fn unanswered(tx: &mut $conn, seq: i64) -> Result<bool, StoreError> {
     let waiting: Option<(i64,)> = sqlx::query_as("SELECT message_seq FROM waiting_messages WHERE message_seq = $1")
         .bind(seq)

@@ -67,6 +67,19 @@ impl TestServer {
         Self::start_with_clock(std::sync::Arc::new(switchboard_core::ports::SystemClock), adjust).await
     }
 
+    /// With the sentence encoder (its cache beside the attachments), and a hosted LLM at
+    /// `llm_base_url` that is given `llm_timeout_ms` to answer.
+    pub async fn start_with_model(llm_base_url: Option<String>, llm_timeout_ms: u64) -> Self {
+        Self::start_with(move |config| {
+            config.nlp.enabled = true;
+            config.nlp.model_dir = model_dir();
+            config.nlp.cache_dir = config.attachments.dir.with_file_name("nlp-cache");
+            config.llm.base_url = llm_base_url;
+            config.llm.timeout_ms = llm_timeout_ms;
+        })
+        .await
+    }
+
     /// A server whose engine reads `clock` (a `ManualClock` moves time in a test).
     pub async fn start_with_clock(clock: std::sync::Arc<dyn switchboard_core::ports::Clock>, adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");

@@ -4,6 +4,7 @@
 use switchboard_core::TicketChange;
 use switchboard_models::{AgentId, Channel, Conversation, Handler, Inbound, Presence, Priority, Sender, Status, Thread};
 use switchboard_tests::TestServer;
+use switchboard_tests::fake_llm::{Behaviour, FakeLlm};
 
 /// A customer on web chat asks for a person; returns their conversation as it is now.
 async fn escalate(server: &TestServer, customer: &str) -> Conversation {
@@ -195,4 +196,51 @@ async fn notes_stay_internal_and_every_action_is_audited() {
     assert_eq!((log[1].before.as_deref(), log[1].after.as_deref()), (Some("online"), Some("away")));
     assert_eq!(log[0].actor, Some(gus));
     assert!(log[0].after.as_deref().unwrap().contains("status resolved"));
+}
+
+/// The bot's step for a message is decided on the conversation as read when the message was
+/// stored; an agent who takes the conversation meanwhile must not be overwritten by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_who_replies_while_the_bot_waits_for_the_llm_keeps_the_conversation() {
+    let fake = FakeLlm::start(Behaviour::Held(r#"{"intent": "order_status"}"#.into())).await;
+    let server = TestServer::start_with_model(Some(fake.base_url()), 120_000).await;
+    let dana = server.add_agent("Dana", "dana@example.com").await;
+    let (visitor, token) = server.new_visitor().await;
+    let mut widget = server.connect(&token).await;
+    widget.next_of("ready").await;
+
+    // Stored with its new conversation, then held while the LLM thinks: the bot's step waits.
+    widget.say("c1", "who won the football world cup in 1998").await;
+    let ack = widget.next_of("ack").await;
+    let id = switchboard_models::ConversationId::parse(ack["conversation"]["id"].as_str().unwrap()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while fake.requests().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the LLM was never asked");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Meanwhile Dana answers from the panel: the conversation is hers from now on.
+    let engine = server.engine();
+    engine.agent_reply(id, dana, "Dana here, let me look.".into(), Vec::new()).await.unwrap();
+    fake.release();
+
+    let store = engine.store();
+    let external_id = format!("{visitor}:c1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let message = loop {
+        let message = store.message_by_external_id(Channel::WebChat, &external_id).await.unwrap().unwrap();
+        if message.classification.is_some() {
+            break message;
+        }
+        assert!(std::time::Instant::now() < deadline, "the held message was never answered");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(message.classification.unwrap().intent.as_str(), "order_status", "the LLM's reading is kept");
+    // Decided on the conversation as it was read when the message arrived, the bot would
+    // have answered it and written the bot back as its handler.
+    let conversation = store.conversation(id).await.unwrap().unwrap();
+    assert_eq!(conversation.handler, Handler::Agent(dana), "{conversation:?}");
+    let messages = store.conversation_messages(id, 0, 50).await.unwrap();
+    let senders: Vec<_> = messages.iter().map(|m| (m.sender, m.agent_id, m.text.as_str())).collect();
+    assert!(!senders.iter().any(|(sender, ..)| *sender == Sender::Bot), "the bot stays silent once Dana answered: {senders:?}");
+    assert!(senders.contains(&(Sender::Agent, Some(dana), "Dana here, let me look.")), "{senders:?}");
 }

@@ -445,15 +445,7 @@ async fn the_llm_budget_caps_requests_per_minute() {
 }
 
 async fn nlp_server(fake: Option<&FakeLlm>) -> TestServer {
-    let base_url = fake.map(FakeLlm::base_url);
-    TestServer::start_with(move |config| {
-        config.nlp.enabled = true;
-        config.nlp.model_dir = switchboard_tests::model_dir();
-        config.nlp.cache_dir = config.attachments.dir.with_file_name("nlp-cache");
-        config.llm.base_url = base_url;
-        config.llm.timeout_ms = 2000;
-    })
-    .await
+    TestServer::start_with_model(fake.map(FakeLlm::base_url), 2000).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -766,16 +758,8 @@ async fn without_the_model_the_service_runs_on_keyword_rules() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_is_acknowledged_before_a_slow_llm_answers_and_answers_keep_their_order() {
     let fake = FakeLlm::start(Behaviour::Held(r#"{"intent": "order_status"}"#.into())).await;
-    let base_url = fake.base_url();
-    let server = TestServer::start_with(move |config| {
-        config.nlp.enabled = true;
-        config.nlp.model_dir = switchboard_tests::model_dir();
-        config.nlp.cache_dir = config.attachments.dir.with_file_name("nlp-cache");
-        config.llm.base_url = Some(base_url);
-        // Far longer than the test waits: only `release` lets the LLM answer.
-        config.llm.timeout_ms = 120_000;
-    })
-    .await;
+    // Far longer than the test waits: only `release` lets the LLM answer.
+    let server = TestServer::start_with_model(Some(fake.base_url()), 120_000).await;
     let (visitor, token) = server.new_visitor().await;
     let mut widget = server.connect(&token).await;
     widget.next_of("ready").await;
