@@ -146,6 +146,33 @@ pub struct Received {
     /// The sender's language as the channel reported it (not stored: a message answered after
     /// a restart is judged by its text and its conversation's language).
     reported_language: Option<String>,
+    /// The bot's step, when it was stored with the message (`instant_classification`).
+    answered: Option<HandleOutcome>,
+    /// The classifier was asked for an instant classification and had none.
+    declined_now: bool,
+}
+
+/// A customer message decided on before it is stored (its step is stored with it): what the
+/// step would otherwise read of it.
+struct Receipt<'a> {
+    text: &'a str,
+    customer_name: Option<&'a str>,
+}
+
+/// The customer texts an escalation's summary is made from.
+const RECENT_TEXTS: u32 = 20;
+
+/// A customer message's step, decided and not yet stored.
+struct DecidedAnswer {
+    /// The conversation as it was decided on.
+    before: Conversation,
+    write: StepWrite,
+    /// The conversation after the step.
+    conversation: Conversation,
+    replies: Vec<Message>,
+    /// Whether the step changes the conversation (it is then written).
+    changed: bool,
+    escalated: bool,
 }
 
 /// Keeps each contact's messages answered in the order they were stored, while their
@@ -161,6 +188,11 @@ impl AnswerOrder {
         let mut latest = self.latest.lock().expect("answer order");
         let after = latest.insert(contact, (seq, mine)).map(|(_, earlier)| earlier);
         Place { contact, seq, contact_key, after, _done: done, latest: self.latest.clone() }
+    }
+
+    /// Whether a message of `contact` still waits for its answer.
+    fn waits(&self, contact: ContactId) -> bool {
+        self.latest.lock().expect("answer order").contains_key(&contact)
     }
 }
 
@@ -633,7 +665,8 @@ impl Engine {
                 (contact, None)
             }
             Some(mut contact) => {
-                contact.display_name = inbound.sender_name.clone();
+                // As the store keeps it (a missing name does not erase the known one).
+                contact.display_name = inbound.sender_name.clone().or(contact.display_name.take());
                 (contact.clone(), Some(contact))
             }
             None => {
@@ -679,7 +712,7 @@ impl Engine {
         let mut message = new_message(&conversation, Sender::Customer, inbound.text, now);
         message.external_id = Some(inbound.external_id.clone());
         message.attachments = inbound.attachments.into_iter().chain(inbound.original).collect();
-        let write = StepWrite {
+        let mut write = StepWrite {
             inbound: Some(message.clone()),
             contact: contact_write,
             conversation: started.then(|| conversation.clone()),
@@ -691,7 +724,28 @@ impl Engine {
             ..StepWrite::default()
         }
         .with_history(None, now);
-        match self.commit(write).await? {
+        let reported = inbound.reported_language.as_deref().and_then(switchboard_models::reported_language);
+        let instant = self.instant_classification(contact.id, &message, reported);
+        let declined_now = matches!(instant, Some(None));
+        // Classified at once: the bot's step is decided now and stored with the message, in one
+        // write (a write group, a commit and the answer's own statements saved).
+        let step_started = std::time::Instant::now();
+        let answer = match instant.flatten() {
+            Some(classification) => {
+                message.classification = Some(classification.clone());
+                let receipt = Receipt { text: &message.text, customer_name: contact.display_name.as_deref() };
+                let mut answer = self.decide_answer(conversation.clone(), &message, classification, None, Some(&receipt)).await?;
+                write = with_answer(write, std::mem::take(&mut answer.write), &message);
+                Some(answer)
+            }
+            None => None,
+        };
+        let decided = step_started.elapsed();
+        let committed = self.commit(write).await?;
+        if answer.is_some() {
+            self.step_timed(step_started, decided);
+        }
+        match committed {
             Committed::Conflict => Ok(None),
             Committed::Duplicate => {
                 let existing = self
@@ -704,15 +758,21 @@ impl Engine {
                     .conversation(existing.conversation_id)
                     .await?
                     .ok_or_else(|| StoreError::Corrupt("message without conversation".into()))?;
-                Ok(Some(Received { message: existing, duplicate: true, conversation, place: None, reported_language: None }))
+                Ok(Some(Received { message: existing, duplicate: true, conversation, place: None, reported_language: None, answered: None, declined_now: false }))
             }
             Committed::Stored { seqs } => {
                 message.seq = seqs[0];
                 let conversation = if started { written(conversation) } else { conversation };
                 metrics::counter!("switchboard_messages_received_total", "channel" => message.channel.as_str()).increment(1);
-                let place = self.answer_order.take_place(contact.id, message.seq, contact_key);
                 self.publish(&conversation, std::iter::once(&message));
-                Ok(Some(Received { message, duplicate: false, conversation, place: Some(place), reported_language: inbound.reported_language.clone() }))
+                if let Some(answer) = answer {
+                    // A new conversation is stored at the version after the one decided on.
+                    let moved_on = answer.changed || started;
+                    let outcome = self.answered(answer, &message, &seqs[1..], moved_on);
+                    return Ok(Some(Received { message, duplicate: false, conversation, place: None, reported_language: None, answered: Some(outcome), declined_now }));
+                }
+                let place = self.answer_order.take_place(contact.id, message.seq, contact_key);
+                Ok(Some(Received { message, duplicate: false, conversation, place: Some(place), reported_language: inbound.reported_language.clone(), answered: None, declined_now }))
             }
         }
     }
@@ -722,12 +782,19 @@ impl Engine {
     /// answered, then decides and commits. A storage error is retried until it clears, keeping
     /// the contact's later messages waiting behind this one.
     pub async fn answer(&self, received: Received) -> Result<HandleOutcome, EngineError> {
-        let Received { mut message, duplicate, conversation, place, reported_language } = received;
+        let Received { mut message, duplicate, conversation, place, reported_language, answered, declined_now } = received;
+        if let Some(outcome) = answered {
+            return Ok(self.after_answer(outcome).await);
+        }
         let Some(mut place) = place else {
             return Ok(HandleOutcome { message, duplicate, conversation, replies: Vec::new(), escalated: false });
         };
         let reported = reported_language.as_deref().and_then(switchboard_models::reported_language);
-        let classification = self.classifier.classify_in(&message.text, reported).await;
+        let classification = if declined_now {
+            self.classifier.classify_declined_now(&message.text, reported).await
+        } else {
+            self.classifier.classify_in(&message.text, reported).await
+        };
         // With no earlier message of this contact in hand, the conversation as read when this
         // one was stored is likely still current: the step is decided on it (a read saved), and
         // the write is refused if the row moved on since, which only costs a retry with a fresh read.
@@ -760,11 +827,15 @@ impl Engine {
             }
         };
         drop(place);
+        Ok(self.after_answer(outcome).await)
+    }
+
+    /// What follows a stored answer: the summary writer woken, the queue assigned.
+    async fn after_answer(&self, mut outcome: HandleOutcome) -> HandleOutcome {
         if let (true, Some(wake)) = (outcome.escalated, &self.summaries) {
             // The wish is stored with the step; this only saves the writer its next poll.
             wake.notify_one();
         }
-        let mut outcome = outcome;
         if outcome.conversation.handler == Handler::Queue {
             // Committed already: a failure here leaves the conversation queued, not lost.
             match self.assign_waiting().await {
@@ -778,7 +849,7 @@ impl Engine {
                 Err(error) => tracing::warn!(%error, "auto-assignment failed; the conversation waits in the queue"),
             }
         }
-        Ok(outcome)
+        outcome
     }
 
     /// Answers `received` in the background (see `answer`); `finish_answers` waits for it.
@@ -806,9 +877,22 @@ impl Engine {
                 .await?
                 .ok_or(EngineError::NotFound("conversation"))?;
             let place = self.answer_order.take_place(contact.id, message.seq, (contact.channel, contact.external_id));
-            received.push(Received { message, duplicate: false, conversation, place: Some(place), reported_language: None });
+            received.push(Received { message, duplicate: false, conversation, place: Some(place), reported_language: None, answered: None, declined_now: false });
         }
         Ok(received)
+    }
+
+    /// The message's classification when it can be had at once (keyword rules, a message the
+    /// first stage is sure of), so its step is stored with it: `None` when not asked (several
+    /// nodes; files, whose documents name the stored message; a link request, which issues
+    /// codes; an earlier message of the contact still waiting for its answer), `Some(None)` when
+    /// the classifier needs longer.
+    fn instant_classification(&self, contact: ContactId, message: &Message, reported: Option<&str>) -> Option<Option<switchboard_models::Classification>> {
+        let askable = !self.has_other_nodes()
+            && message.attachments.is_empty()
+            && crate::identity::link_request(&message.text).is_none()
+            && !self.answer_order.waits(contact);
+        askable.then(|| self.classifier.classify_now(&message.text, reported))
     }
 
     /// With several nodes, a contact's earlier message may be in another node's hands (the
@@ -886,6 +970,48 @@ impl Engine {
                 .await?
                 .ok_or_else(|| StoreError::Corrupt("message without conversation".into()))?,
         };
+        let mut answer = self.decide_answer(before, message, classification, link, None).await?;
+        let mut write = std::mem::take(&mut answer.write);
+        write.decided_on = self.claim(&answer.before);
+        // On one node every other writer holds the contact's turn and reads afresh, so a
+        // check of the version suffices where the step was decided on an earlier read.
+        write.unchanged_since = (decided_on_earlier_read && !self.has_other_nodes()).then_some((answer.before.id, answer.before.version));
+        write.in_order = self.has_other_nodes();
+        let decided = started.elapsed();
+        let committed = self.commit(write).await?;
+        self.step_timed(started, decided);
+        let seqs = match committed {
+            Committed::Stored { seqs } => seqs,
+            Committed::Conflict => return Ok(None),
+            // Answered already (by a run before a restart, or by another node): nothing more to do.
+            Committed::Duplicate => {
+                return Ok(Some(HandleOutcome { message: message.clone(), duplicate: false, conversation: answer.before, replies: Vec::new(), escalated: false }));
+            }
+        };
+        let moved_on = answer.changed || self.has_other_nodes();
+        Ok(Some(self.answered(answer, message, &seqs, moved_on)))
+    }
+
+    /// Records how long a step took to decide and to commit (from `started`), logging slow ones.
+    fn step_timed(&self, started: std::time::Instant, decided: std::time::Duration) {
+        let total = started.elapsed();
+        metrics::histogram!("switchboard_step_decide_seconds").record(decided.as_secs_f64());
+        metrics::histogram!("switchboard_step_commit_seconds").record((total - decided).as_secs_f64());
+        if total > SLOW_STEP {
+            self.slow_steps.note(decided, total - decided);
+        }
+    }
+
+    /// Decides the bot's step for a customer message on the conversation as `before`: the
+    /// write (without its claim or check, which the caller adds) and what it sends.
+    async fn decide_answer(
+        &self,
+        before: Conversation,
+        message: &Message,
+        classification: switchboard_models::Classification,
+        link: Option<&linking::LinkAnswer>,
+        receipt: Option<&Receipt<'_>>,
+    ) -> Result<DecidedAnswer, EngineError> {
         let now = self.clock.now();
         let resolver_available = match &before.awaiting {
             Some(Awaiting::Confirmation { agent, .. }) => {
@@ -921,7 +1047,7 @@ impl Engine {
             Vec::new()
         };
         // The message is stored already, so the summary reads it with the earlier ones.
-        let (conversation, mut replies) = self.replies_for(decision, now).await?;
+        let (conversation, replies) = self.replies_for(decision, now, receipt).await?;
         let changed = !same_state(&before, &conversation);
         let escalation = conversation.escalation.as_ref().filter(|_| escalated).map(|e| EscalationRecord {
             conversation_id: conversation.id,
@@ -938,11 +1064,6 @@ impl Engine {
             answered_from_intent,
             keep_embedding,
             conversation: changed.then(|| conversation.clone()),
-            decided_on: self.claim(&before),
-            // On one node every other writer holds the contact's turn and reads afresh, so a
-            // check of the version suffices where the step was decided on an earlier read.
-            unchanged_since: (decided_on_earlier_read && !self.has_other_nodes()).then_some((before.id, before.version)),
-            in_order: self.has_other_nodes(),
             outbound: replies.clone(),
             timers: timers.map(|timers| (conversation.id, timers)),
             notices,
@@ -954,23 +1075,16 @@ impl Engine {
             ..StepWrite::default()
         }
         .with_history(Some(&before), now);
-        let decided = started.elapsed();
-        let committed = self.commit(write).await?;
-        metrics::histogram!("switchboard_step_decide_seconds").record(decided.as_secs_f64());
-        metrics::histogram!("switchboard_step_commit_seconds").record((started.elapsed() - decided).as_secs_f64());
-        if started.elapsed() > SLOW_STEP {
-            self.slow_steps.note(decided, started.elapsed() - decided);
-        }
-        let seqs = match committed {
-            Committed::Stored { seqs } => seqs,
-            Committed::Conflict => return Ok(None),
-            // Answered already (by a run before a restart, or by another node): nothing more to do.
-            Committed::Duplicate => {
-                return Ok(Some(HandleOutcome { message: message.clone(), duplicate: false, conversation: before, replies: Vec::new(), escalated: false }));
-            }
-        };
-        let conversation = if changed || self.has_other_nodes() { written(conversation) } else { conversation };
-        for (reply, seq) in replies.iter_mut().zip(&seqs) {
+        Ok(DecidedAnswer { before, write, conversation, replies, changed, escalated })
+    }
+
+    /// After a decided answer was stored (`reply_seqs`: its replies' seqs, in order): wakes the
+    /// outbox, publishes, and returns the outcome. `moved_on`: the stored conversation's version
+    /// is the one after `before`'s (written, or claimed).
+    fn answered(&self, answer: DecidedAnswer, message: &Message, reply_seqs: &[i64], moved_on: bool) -> HandleOutcome {
+        let DecidedAnswer { conversation, mut replies, escalated, .. } = answer;
+        let conversation = if moved_on { written(conversation) } else { conversation };
+        for (reply, seq) in replies.iter_mut().zip(reply_seqs) {
             reply.seq = *seq;
         }
         if !replies.is_empty() {
@@ -981,7 +1095,7 @@ impl Engine {
         }
         self.publish(&conversation, replies.iter());
         tracing::debug!(conversation_id = %conversation.id, replies = replies.len(), "step committed");
-        Ok(Some(HandleOutcome { message: message.clone(), duplicate: false, conversation, replies, escalated }))
+        HandleOutcome { message: message.clone(), duplicate: false, conversation, replies, escalated }
     }
 
     /// Checks an uploaded file by its content and stores it; the result goes into an `Inbound`
@@ -1067,7 +1181,7 @@ impl Engine {
         let newly_assigned = current.handler != Handler::Agent(agent.id);
         if newly_assigned {
             let joined = step(&current, &Input::AgentJoined { agent: agent.id, agent_name: &agent.name, given: false }, &self.policy(), now);
-            let (next, replies) = self.replies_for(joined, now).await?;
+            let (next, replies) = self.replies_for(joined, now, None).await?;
             outbound.extend(replies);
             current = next;
         }
@@ -1452,7 +1566,7 @@ impl Engine {
         let now = self.clock.now();
         let input = Input::DocumentDecided { kind, approved, note: note.as_deref() };
         let decision = step(&current, &input, &self.policy(), now);
-        let (conversation, outbound) = self.replies_for(decision, now).await?;
+        let (conversation, outbound) = self.replies_for(decision, now, None).await?;
         let state = if approved { DocumentState::Approved } else { DocumentState::Rejected };
         let described = |state: &str| format!("{} {} ({}): {state}", crate::documents::type_label(&document.kind), document.id, document.file.file_name);
         let audit = AuditEntry {
@@ -1588,7 +1702,7 @@ impl Engine {
         let decision = step(&current, &Input::TimerFired { kind: timer.kind, last_message }, &self.policy(), now);
         let timers = decision.timers.clone().map(|timers| (current.id, timers));
         let notices = notice_writes(current.id, &decision.notices, now, &self.policy().mailed_notices);
-        let (mut conversation, mut replies) = self.replies_for(decision, now).await?;
+        let (mut conversation, mut replies) = self.replies_for(decision, now, None).await?;
         if same_state(&current, &Conversation { sla_notices: current.sla_notices, ..conversation.clone() }) {
             // Only an SLA notice was recorded: open views of it stay current.
             conversation.updated_at = current.updated_at;
@@ -1660,7 +1774,7 @@ impl Engine {
             let timers = decision.timers.clone();
             let notices = notice_writes(current.id, &decision.notices, now, &self.policy().mailed_notices);
             let feedback = feedback_write(&current, decision.feedback.clone(), now);
-            let (conversation, replies) = self.replies_for(decision, now).await?;
+            let (conversation, replies) = self.replies_for(decision, now, None).await?;
             let audit = audit.as_ref().map(|audit| audit.entry(now, &current, &conversation));
             let timers = timers.map(|timers| (conversation.id, timers));
             let decided_on = self.claim(&conversation);
@@ -1865,16 +1979,23 @@ impl Engine {
         &self,
         decision: Decision,
         now: Timestamp,
+        receipt: Option<&Receipt<'_>>,
     ) -> Result<(Conversation, Vec<Message>), EngineError> {
         let Decision { mut conversation, replies, escalated, .. } = decision;
         if escalated.is_some() {
-            let texts = self.store.recent_customer_texts(conversation.id, 20).await?;
+            let mut texts = self.store.recent_customer_texts(conversation.id, RECENT_TEXTS).await?;
+            if let Some(receipt) = receipt {
+                if texts.len() >= RECENT_TEXTS as usize {
+                    texts.remove(0);
+                }
+                texts.push(receipt.text.to_string());
+            }
             if let Some(escalation) = conversation.escalation.as_mut() {
                 escalation.summary = extractive_summary(&texts);
             }
         }
         let mut messages = Vec::with_capacity(replies.len());
-        let mut customer_name: Option<Option<String>> = None;
+        let mut customer_name: Option<Option<String>> = receipt.map(|r| r.customer_name.map(str::to_string));
         let policy = self.policy();
         // The handoff and waiting notices in the conversation's language, where configured.
         let policy = policy.in_language(conversation.language.as_deref());
@@ -1970,6 +2091,24 @@ fn state_line(c: &Conversation) -> String {
 /// How often a step decided on a conversation that another node changed meanwhile is decided
 /// again before the caller is told to try later.
 const CONFLICT_RETRIES: usize = 20;
+
+/// A received message's write joined with the bot's step for it: the message is stored
+/// classified (it never waits), and the step's conversation, timers and events join the
+/// receipt's (a new conversation: created, then what the step did to it).
+fn with_answer(received: StepWrite, answer: StepWrite, message: &Message) -> StepWrite {
+    let mut events = received.events;
+    events.extend(answer.events);
+    StepWrite {
+        inbound: Some(message.clone()),
+        answers: None,
+        contact: received.contact,
+        starts_current: received.starts_current,
+        conversation: answer.conversation.or(received.conversation),
+        timers: answer.timers.or(received.timers),
+        events,
+        ..answer
+    }
+}
 
 /// The state as stored by a step that wrote or claimed `conversation` (each moves its version on by one).
 fn written(mut conversation: Conversation) -> Conversation {

@@ -1365,6 +1365,18 @@ pub trait Classifier: Send + Sync {
         }
         classification
     }
+
+    /// `classify_in` without waiting, where that is possible (keyword rules; a message a first
+    /// stage is sure of): the bot's step is then stored with the message. None: it needs
+    /// `classify_in` (or `classify_declined_now`).
+    fn classify_now(&self, _text: &str, _language: Option<&str>) -> Option<Classification> {
+        None
+    }
+
+    /// `classify_in` for a message `classify_now` declined: skips what that tried.
+    async fn classify_declined_now(&self, text: &str, language: Option<&str>) -> Classification {
+        self.classify_in(text, language).await
+    }
 }
 
 /// One line of a conversation as an assistant reads it.

@@ -62,8 +62,7 @@ impl QueuedEvent {
 /// What a committed step tells webhooks: its conversation's history events, every message it
 /// stored but agents' notes (`seq_of` gives the stored message's number), and a rating.
 pub fn events_of(write: &StepWrite, seq_of: impl Fn(&Message) -> Option<i64>) -> Vec<QueuedEvent> {
-    let mut events = Vec::new();
-    for event in &write.events {
+    let conversation_event = |event: &&switchboard_models::ConversationEvent| -> Option<QueuedEvent> {
         let kind = match event.kind {
             EventKind::Created => WebhookEvent::ConversationCreated,
             EventKind::Escalated => WebhookEvent::ConversationEscalated,
@@ -71,7 +70,7 @@ pub fn events_of(write: &StepWrite, seq_of: impl Fn(&Message) -> Option<i64>) ->
             EventKind::Resolved => WebhookEvent::ConversationResolved,
             EventKind::Reopened => WebhookEvent::ConversationReopened,
             EventKind::Closed => WebhookEvent::ConversationClosed,
-            EventKind::FirstReply => continue,
+            EventKind::FirstReply => return None,
         };
         let conversation = write.conversation.as_ref().filter(|c| c.id == event.conversation_id);
         let mut data = json!({
@@ -89,11 +88,16 @@ pub fn events_of(write: &StepWrite, seq_of: impl Fn(&Message) -> Option<i64>) ->
                 data["summary"] = json!(conversation.escalation.as_ref().map(|e| &e.summary));
             }
         }
-        events.push(QueuedEvent::new(kind, event.at, data));
-    }
-    for message in write.inbound.iter().chain(&write.outbound) {
-        events.push(QueuedEvent::new(WebhookEvent::MessageStored, message.created_at, json!({"message": message_data(message, seq_of(message))})));
-    }
+        Some(QueuedEvent::new(kind, event.at, data))
+    };
+    let message_stored = |message: &Message| QueuedEvent::new(WebhookEvent::MessageStored, message.created_at, json!({"message": message_data(message, seq_of(message))}));
+    // A conversation's creation, the customer message that started or joined it, then what the
+    // bot's step did: a step stored with its message tells them in the order two writes would.
+    let (created, later): (Vec<_>, Vec<_>) = write.events.iter().partition(|e| e.kind == EventKind::Created);
+    let mut events: Vec<QueuedEvent> = created.iter().filter_map(conversation_event).collect();
+    events.extend(write.inbound.iter().map(message_stored));
+    events.extend(later.iter().filter_map(conversation_event));
+    events.extend(write.outbound.iter().map(message_stored));
     if let Some(feedback) = &write.feedback {
         let data = match &feedback.feedback {
             crate::step::Feedback::Rated { agent, resolved_at, score } => {

@@ -591,9 +591,26 @@ impl Classifier for ModelClassifier {
     }
 
     async fn classify_in(&self, text: &str, language: Option<&str>) -> Classification {
-        if let Some(classification) = self.local.classify_first_stage(text, language) {
-            return self.with_escalate_words(text, classification);
+        match self.classify_now(text, language) {
+            Some(classification) => classification,
+            None => self.classify_encoded(text, language).await,
         }
+    }
+
+    fn classify_now(&self, text: &str, language: Option<&str>) -> Option<Classification> {
+        let classification = self.local.classify_first_stage(text, language)?;
+        Some(self.with_escalate_words(text, classification))
+    }
+
+    async fn classify_declined_now(&self, text: &str, language: Option<&str>) -> Classification {
+        self.classify_encoded(text, language).await
+    }
+}
+
+impl ModelClassifier {
+    /// By the sentence encoder (or, shed under overload, the fast path), then the LLM when
+    /// unsure and configured.
+    async fn classify_encoded(&self, text: &str, language: Option<&str>) -> Classification {
         let (answer, answered) = tokio::sync::oneshot::channel();
         self.local.waiting.send_modify(|depth| *depth += 1);
         let turn = Arc::new(Turn::default());
@@ -639,9 +656,7 @@ impl Classifier for ModelClassifier {
         };
         self.with_escalate_words(text, classification)
     }
-}
 
-impl ModelClassifier {
     /// The admin's words hand the message to a person whatever it was classified as.
     fn with_escalate_words(&self, text: &str, mut classification: Classification) -> Classification {
         if self.local.current().intents.escalate_word_in(text).is_some() {

@@ -226,6 +226,14 @@ impl Classifier for KeywordClassifier {
     async fn classify(&self, text: &str) -> Classification {
         self.classify_text(text)
     }
+
+    fn classify_now(&self, text: &str, language: Option<&str>) -> Option<Classification> {
+        let mut classification = self.classify_text(text);
+        if classification.language.is_none() {
+            classification.language = language.map(str::to_string);
+        }
+        Some(classification)
+    }
 }
 
 /// Lowercase words separated by single spaces, with a space at each end for phrase matching.

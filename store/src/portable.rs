@@ -362,15 +362,8 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite, webhooks_activ
             return Ok(Committed::Duplicate);
         };
         count_late_answer(tx, created_at, &channel, &conversation, classification.intent.as_str(), write.answered_from_intent).await?;
-        if write.keep_embedding
-            && let Some(embedding) = &classification.embedding
-        {
-            sqlx::query("INSERT INTO message_embeddings (message_seq, vector) VALUES ($1, $2)")
-                .bind(*seq)
-                .bind(embedding.to_bytes())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+        if write.keep_embedding {
+            keep_embedding(tx, *seq, classification).await?;
         }
     }
     if let Some(decision) = &write.decides {
@@ -400,7 +393,7 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite, webhooks_activ
         .chain(write.outbound.iter().map(|m| (m, Some(m.created_at))))
         .chain(write.notes.iter().map(|m| (m, None)))
         .collect();
-    let (inserted, webhooks_listen) = insert_messages(tx, &rows).await?;
+    let (inserted, webhooks_listen) = insert_messages(tx, &rows, write).await?;
     let webhooks_listen = webhooks_active.unwrap_or(webhooks_listen);
     if let Some(inbound) = &write.inbound
         && !inserted.iter().any(|(_, id)| *id == inbound.id.to_string())
@@ -417,7 +410,13 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite, webhooks_activ
         && inbound.sender == switchboard_models::Sender::Customer
         && let Some(classification) = &inbound.classification
     {
-        count_late_answer(tx, millis(inbound.created_at), inbound.channel.as_str(), &inbound.conversation_id.to_string(), classification.intent.as_str(), false).await?;
+        // Classified before it was stored: answered by this step (`StepWrite`'s answer columns).
+        count_late_answer(tx, millis(inbound.created_at), inbound.channel.as_str(), &inbound.conversation_id.to_string(), classification.intent.as_str(), write.answered_from_intent).await?;
+        if write.keep_embedding
+            && let Some(seq) = inserted.iter().find(|(_, id)| *id == inbound.id.to_string()).map(|(seq, _)| *seq)
+        {
+            keep_embedding(tx, seq, classification).await?;
+        }
     }
     if let Some(conversation) = &write.conversation {
         save_conversation(tx, conversation).await?;
@@ -551,15 +550,30 @@ async fn insert_event(tx: &mut $conn, event: &switchboard_models::ConversationEv
     Ok(())
 }
 
-const MESSAGE_INSERT_COLUMNS: usize = 17;
+/// Keeps a customer message's sentence embedding for the reports (`StepWrite::keep_embedding`).
+async fn keep_embedding(tx: &mut $conn, seq: i64, classification: &switchboard_models::Classification) -> Result<(), StoreError> {
+    if let Some(embedding) = &classification.embedding {
+        sqlx::query("INSERT INTO message_embeddings (message_seq, vector) VALUES ($1, $2)")
+            .bind(seq)
+            .bind(embedding.to_bytes())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+const MESSAGE_INSERT_COLUMNS: usize = 18;
 
 /// Inserts messages, skipping any whose (channel, external id) is taken; returns `(seq, id)` of
 /// those inserted, and whether any webhook may want the step's events (`false` only when the
 /// same statement found none active: the step then skips queueing them, a round trip saved).
-/// A `Some` delivery instant queues the message for the outbox from then.
+/// A `Some` delivery instant queues the message for the outbox from then. A customer message
+/// stored classified takes `write`'s answer columns (`intent_unused`, `answered_from_intent`).
 async fn insert_messages(
     tx: &mut $conn,
     rows: &[(&Message, Option<Timestamp>)],
+    write: &StepWrite,
 ) -> Result<(Vec<(i64, String)>, bool), StoreError> {
     if rows.is_empty() {
         return Ok((Vec::new(), true));
@@ -574,8 +588,8 @@ async fn insert_messages(
         .join(", ");
     let insert = format!(
         "INSERT INTO messages (id, conversation_id, contact_id, channel, sender, agent_id, body, internal, \
-         attachments, quick_replies, classification, intent, confidence, external_id, created_at, outbound, next_attempt_at) \
-         VALUES {values} ON CONFLICT (channel, external_id) DO NOTHING RETURNING seq, id"
+         attachments, quick_replies, classification, intent, confidence, external_id, created_at, outbound, next_attempt_at, \
+         answered_from_intent) VALUES {values} ON CONFLICT (channel, external_id) DO NOTHING RETURNING seq, id"
     );
     // A customer message stored without its answer waits for one (`waiting_messages`): on
     // PostgreSQL written by this statement, on SQLite by a trigger (migration 0035).
@@ -591,6 +605,7 @@ async fn insert_messages(
     };
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (m, deliver_from) in rows {
+        let answered_here = m.sender == switchboard_models::Sender::Customer && m.classification.is_some();
         query = query
             .bind(m.id.to_string())
             .bind(m.conversation_id.to_string())
@@ -604,11 +619,12 @@ async fn insert_messages(
             .bind(to_json(&m.quick_replies))
             .bind(m.classification.as_ref().map(to_json))
             .bind(m.classification.as_ref().map(|c| c.intent.as_str().to_string()))
-            .bind(m.classification.as_ref().map(|c| f64::from(c.confidence)))
+            .bind(m.classification.as_ref().filter(|_| !(answered_here && write.intent_unused)).map(|c| f64::from(c.confidence)))
             .bind(m.external_id.clone())
             .bind(millis(m.created_at))
             .bind(deliver_from.is_some())
-            .bind(deliver_from.map(millis));
+            .bind(deliver_from.map(millis))
+            .bind(answered_here && write.answered_from_intent);
     }
     let returned = query.fetch_all(&mut *tx).await.map_err(backend)?;
     let inserted = returned.iter().map(|row| Ok((row.int("seq")?, row.text("id")?))).collect::<Result<Vec<_>, StoreError>>()?;

@@ -68,14 +68,15 @@ impl TestServer {
     }
 
     /// With the sentence encoder (its cache beside the attachments), and a hosted LLM at
-    /// `llm_base_url` that is given `llm_timeout_ms` to answer.
-    pub async fn start_with_model(llm_base_url: Option<String>, llm_timeout_ms: u64) -> Self {
+    /// `llm_base_url` that is given `llm_timeout_ms` to answer; then `adjust`.
+    pub async fn start_with_model(llm_base_url: Option<String>, llm_timeout_ms: u64, adjust: impl FnOnce(&mut Config)) -> Self {
         Self::start_with(move |config| {
             config.nlp.enabled = true;
             config.nlp.model_dir = model_dir();
             config.nlp.cache_dir = config.attachments.dir.with_file_name("nlp-cache");
             config.llm.base_url = llm_base_url;
             config.llm.timeout_ms = llm_timeout_ms;
+            adjust(config);
         })
         .await
     }
@@ -348,6 +349,20 @@ pub fn multilingual_encoder() -> std::sync::Arc<switchboard_nlp::MultilingualEnc
 /// multilingual one for the judgement.
 pub fn encoders() -> switchboard_nlp::Encoders {
     switchboard_nlp::Encoders { sentence: encoder(), multilingual: Some(multilingual_encoder()) }
+}
+
+/// As `encoders`, with the sentence encoder's exact export (`model.onnx`) instead of the int8
+/// one: the int8 products differ between CPUs with and without AVX-512 VNNI, so a transcript of
+/// borderline decisions reads the same on every machine only with the exact model.
+pub fn exact_encoders() -> switchboard_nlp::Encoders {
+    static ENCODER: std::sync::OnceLock<std::sync::Arc<dyn switchboard_nlp::SentenceEncoder>> = std::sync::OnceLock::new();
+    let sentence = ENCODER
+        .get_or_init(|| {
+            let config = switchboard::config::NlpConfig { onnx_model: "model.onnx".into(), ..nlp_config() };
+            switchboard::load_encoder(&config).expect("load the exact model (./scripts/fetch-model.sh)")
+        })
+        .clone();
+    switchboard_nlp::Encoders { sentence, multilingual: Some(multilingual_encoder()) }
 }
 
 /// The first stage's static token vectors, as fetch-model.sh installs them beside the model.

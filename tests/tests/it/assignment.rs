@@ -203,7 +203,7 @@ async fn notes_stay_internal_and_every_action_is_audited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_who_replies_while_the_bot_waits_for_the_llm_keeps_the_conversation() {
     let fake = FakeLlm::start(Behaviour::Held(r#"{"intent": "order_status"}"#.into())).await;
-    let server = TestServer::start_with_model(Some(fake.base_url()), 120_000).await;
+    let server = TestServer::start_with_model(Some(fake.base_url()), 120_000, |_| {}).await;
     let dana = server.add_agent("Dana", "dana@example.com").await;
     let (visitor, token) = server.new_visitor().await;
     let mut widget = server.connect(&token).await;
