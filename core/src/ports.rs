@@ -221,18 +221,20 @@ pub struct SessionRecord {
 /// Everything one step changes, written atomically by `Conversations::commit`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StepWrite {
-    /// The customer message that caused the step; unique on (channel, external id).
+    /// The customer message that caused the step; unique on (channel, external id). Stored
+    /// with a classification, it is answered by this same step (it never waits for an answer,
+    /// and the three fields after `answers` apply to it).
     pub inbound: Option<Message>,
     /// The stored customer message this step answers (its `seq`) and its classification. The
     /// write is refused as `Duplicate` when that message was answered already.
     pub answers: Option<(i64, Classification)>,
-    /// With `answers`: the step did not act on the message's intent (it answered a question the
+    /// With `answers` (or a classified `inbound`): the step did not act on the message's intent (it answered a question the
     /// bot had asked, or was a link code), so the reports do not count how sure the bot was.
     pub intent_unused: bool,
-    /// With `answers`: the bot replied with the answer of the message's intent (the reports'
+    /// With `answers` (or a classified `inbound`): the bot replied with the answer of the message's intent (the reports'
     /// automated responses).
     pub answered_from_intent: bool,
-    /// With `answers`: the bot was unsure of the message, so its embedding (when the
+    /// With `answers` (or a classified `inbound`): the bot was unsure of the message, so its embedding (when the
     /// classification has one) is kept for the reports to group it with similar ones.
     pub keep_embedding: bool,
     /// Inserted, or its display name updated, when present.
