@@ -1046,7 +1046,7 @@ impl Engine {
         } else {
             Vec::new()
         };
-        // The message is stored already, so the summary reads it with the earlier ones.
+        // The summary reads the message with the earlier ones: stored already, or in `receipt`.
         let (conversation, replies) = self.replies_for(decision, now, receipt).await?;
         let changed = !same_state(&before, &conversation);
         let escalation = conversation.escalation.as_ref().filter(|_| escalated).map(|e| EscalationRecord {

@@ -228,14 +228,16 @@ pub struct StepWrite {
     /// The stored customer message this step answers (its `seq`) and its classification. The
     /// write is refused as `Duplicate` when that message was answered already.
     pub answers: Option<(i64, Classification)>,
-    /// With `answers` (or a classified `inbound`): the step did not act on the message's intent (it answered a question the
-    /// bot had asked, or was a link code), so the reports do not count how sure the bot was.
+    /// With `answers` (or a classified `inbound`): the step did not act on the message's intent
+    /// (it answered a question the bot had asked, or was a link code), so the reports do not
+    /// count how sure the bot was.
     pub intent_unused: bool,
-    /// With `answers` (or a classified `inbound`): the bot replied with the answer of the message's intent (the reports'
-    /// automated responses).
+    /// With `answers` (or a classified `inbound`): the bot replied with the answer of the
+    /// message's intent (the reports' automated responses).
     pub answered_from_intent: bool,
-    /// With `answers` (or a classified `inbound`): the bot was unsure of the message, so its embedding (when the
-    /// classification has one) is kept for the reports to group it with similar ones.
+    /// With `answers` (or a classified `inbound`): the bot was unsure of the message, so its
+    /// embedding (when the classification has one) is kept for the reports to group it with
+    /// similar ones.
     pub keep_embedding: bool,
     /// Inserted, or its display name updated, when present.
     pub contact: Option<Contact>,
@@ -1361,11 +1363,7 @@ pub trait Classifier: Send + Sync {
     /// the message's language when its text does not tell (too short), so the answer is said
     /// in it.
     async fn classify_in(&self, text: &str, language: Option<&str>) -> Classification {
-        let mut classification = self.classify(text).await;
-        if classification.language.is_none() {
-            classification.language = language.map(str::to_string);
-        }
-        classification
+        in_reported_language(self.classify(text).await, language)
     }
 
     /// `classify_in` without waiting, where that is possible (keyword rules; a message a first
@@ -1379,6 +1377,14 @@ pub trait Classifier: Send + Sync {
     async fn classify_declined_now(&self, text: &str, language: Option<&str>) -> Classification {
         self.classify_in(text, language).await
     }
+}
+
+/// A classification whose text did not tell its language takes the one the channel reported.
+pub fn in_reported_language(mut classification: Classification, language: Option<&str>) -> Classification {
+    if classification.language.is_none() {
+        classification.language = language.map(str::to_string);
+    }
+    classification
 }
 
 /// One line of a conversation as an assistant reads it.

@@ -228,11 +228,7 @@ impl Classifier for KeywordClassifier {
     }
 
     fn classify_now(&self, text: &str, language: Option<&str>) -> Option<Classification> {
-        let mut classification = self.classify_text(text);
-        if classification.language.is_none() {
-            classification.language = language.map(str::to_string);
-        }
-        Some(classification)
+        Some(switchboard_core::ports::in_reported_language(self.classify_text(text), language))
     }
 }
 

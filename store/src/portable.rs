@@ -703,7 +703,6 @@ async fn count_late_answer(tx: &mut $conn, created_at: i64, channel: &str, conve
     Ok(())
 }
 
-/// Whether the customer message `seq` still waits for its answer.
 /// Whether `conversation` is no longer at `version` (a check of `unchanged_since` failed).
 async fn moved_on(tx: &mut $conn, conversation: switchboard_models::ConversationId, version: i64) -> Result<bool, StoreError> {
     let stored: Option<(i64,)> = sqlx::query_as("SELECT version FROM conversations WHERE id = $1")
@@ -714,6 +713,7 @@ async fn moved_on(tx: &mut $conn, conversation: switchboard_models::Conversation
     Ok(stored.is_none_or(|(stored,)| stored != version))
 }
 
+/// Whether the customer message `seq` still waits for its answer.
 async fn unanswered(tx: &mut $conn, seq: i64) -> Result<bool, StoreError> {
     let waiting: Option<(i64,)> = sqlx::query_as("SELECT message_seq FROM waiting_messages WHERE message_seq = $1")
         .bind(seq)

@@ -34,6 +34,8 @@ pub struct FakeLlm {
     pub addr: SocketAddr,
     behaviour: Arc<Mutex<Behaviour>>,
     requests: Arc<Mutex<Vec<Value>>>,
+    /// How many requests have arrived (`asked`).
+    arrived: Arc<tokio::sync::watch::Sender<usize>>,
     released: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
@@ -44,6 +46,7 @@ impl FakeLlm {
             addr: listener.local_addr().expect("local addr"),
             behaviour: Arc::new(Mutex::new(behaviour)),
             requests: Arc::default(),
+            arrived: Arc::new(tokio::sync::watch::Sender::new(0)),
             released: Arc::new(tokio::sync::watch::Sender::new(false)),
         };
         let app = Router::new().route("/v1/chat/completions", post(complete)).with_state(fake.clone());
@@ -67,6 +70,15 @@ impl FakeLlm {
         self.released.send_replace(true);
     }
 
+    /// Returns once `count` requests have arrived; panics after `within`.
+    pub async fn asked(&self, count: usize, within: Duration) {
+        let mut arrived = self.arrived.subscribe();
+        tokio::time::timeout(within, arrived.wait_for(|n| *n >= count))
+            .await
+            .unwrap_or_else(|_| panic!("the LLM was not asked {count} times within {within:?}"))
+            .expect("the fake LLM is running");
+    }
+
     /// Request bodies received so far.
     pub fn requests(&self) -> Vec<Value> {
         self.requests.lock().unwrap().clone()
@@ -76,6 +88,7 @@ impl FakeLlm {
 async fn complete(State(fake): State<FakeLlm>, body: String) -> Response {
     let request: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     fake.requests.lock().unwrap().push(request.clone());
+    fake.arrived.send_modify(|n| *n += 1);
     let behaviour = fake.behaviour.lock().unwrap().clone();
     let model = request["model"].as_str().unwrap_or("test-model").to_string();
     let completion = |message: Value| {

@@ -785,11 +785,7 @@ async fn answered_after_a_message_the_llm_holds(first_stage: bool, second: &str)
     // Out of scope for the local model, so the LLM is asked, and it holds its answer.
     widget.say("c1", "who won the football world cup in 1998").await;
     assert_eq!(widget.next_of("ack").await["client_id"], "c1", "stored and acknowledged while the LLM thinks");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while fake.requests().is_empty() {
-        assert!(Instant::now() < deadline, "the LLM was never asked");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    fake.asked(1, Duration::from_secs(20)).await;
     // The local model is sure of this one, but it is answered after the first.
     widget.say("c2", second).await;
     assert_eq!(widget.next_of("ack").await["client_id"], "c2");
