@@ -1367,7 +1367,8 @@ pub trait Classifier: Send + Sync {
     }
 
     /// `classify_in` without waiting, where that is possible (keyword rules; a message a first
-    /// stage is sure of): the bot's step is then stored with the message. None: it needs
+    /// stage is sure of; any message while the model's queue is behind, on its fast path): the
+    /// bot's step is then stored with the message. None: it needs
     /// `classify_in` (or `classify_declined_now`).
     fn classify_now(&self, _text: &str, _language: Option<&str>) -> Option<Classification> {
         None

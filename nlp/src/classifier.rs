@@ -1,6 +1,7 @@
 //! The model classifier: sentence encoder + intent head trained from the intents file, local
 //! tone/urgency/language, and the hosted LLM when the head is unsure.
 
+use crate::backlog::EncoderBacklog;
 use crate::embedding_cache::EmbeddingCache;
 use crate::encoder::{EncoderError, SentenceEncoder};
 use crate::encoder_use::JoinedEncoder;
@@ -172,6 +173,8 @@ struct Local {
     queue_budget_nanos: std::sync::atomic::AtomicU64,
     /// Messages waiting for an encoder thread (watched: `queue_emptied`).
     waiting: tokio::sync::watch::Sender<usize>,
+    /// How far behind that queue is: past half the budget, new messages take the fast path at once.
+    backlog: EncoderBacklog,
     /// The first stage's encoder, once set (`ModelClassifier::with_first_stage`); reloads
     /// train the first stage with it.
     first_stage_encoder: std::sync::OnceLock<Arc<dyn SentenceEncoder>>,
@@ -200,6 +203,7 @@ impl ModelClassifier {
             templates,
             queue_budget_nanos: std::sync::atomic::AtomicU64::new(0),
             waiting: tokio::sync::watch::Sender::new(0),
+            backlog: EncoderBacklog::new(),
             first_stage_encoder: std::sync::OnceLock::new(),
         });
         let pending = spawn_encoder_threads(local.clone());
@@ -233,8 +237,9 @@ impl ModelClassifier {
 
     /// Under overload, a message that waited longer than `budget` for the encoder is classified
     /// without it (`ClassificationSource::FastPath`: by the first stage, or on its words alone
-    /// without one) so replies keep coming; zero never skips the encoder. None until set: the
-    /// service sets `nlp.queue_budget_ms`.
+    /// without one) so replies keep coming, and while the queue is behind by half the budget new
+    /// messages take that path at once (`classify_now`: stored with their answer in one write);
+    /// zero never skips the encoder. None until set: the service sets `nlp.queue_budget_ms`.
     pub fn with_queue_budget(self, budget: Duration) -> Self {
         self.local.queue_budget_nanos.store(budget.as_nanos().min(u64::MAX as u128) as u64, std::sync::atomic::Ordering::Relaxed);
         self
@@ -362,40 +367,58 @@ impl Local {
     /// head with no judgement), sure or not: microseconds instead of milliseconds, less sure.
     fn classify_fast(&self, text: &str, reported: Option<&str>) -> Classification {
         let trained = self.current();
-        let judged_by_first_stage =
-            trained.first_stage.as_ref().and_then(|stage| Some((stage, stage.rank_and_judge(text).ok()?)));
-        let mut classification = match judged_by_first_stage {
-            Some((stage, (ranking, judged))) => {
-                self.describe_with(&trained, &stage.model, text, message_language(text, reported), &ranking, Some(judged))
-            }
-            None => {
+        let by_first_stage = trained.first_stage.as_ref().and_then(|stage| stage.rank_and_judge(text).ok());
+        self.fast_path(&trained, text, message_language(text, reported), by_first_stage)
+    }
+
+    /// `classify_fast` with the first stage's ranking and judgement when it made them already.
+    fn fast_path(&self, trained: &Trained, text: &str, language: Option<String>, by_first_stage: Option<(Ranking, Judged)>) -> Classification {
+        let mut classification = match (trained.first_stage.as_ref(), by_first_stage) {
+            (Some(stage), Some((ranking, judged))) => self.describe_with(trained, &stage.model, text, language, &ranking, Some(judged)),
+            _ => {
                 let ranking = trained.words_only.rank(text, &[]);
-                self.describe_with(&trained, &trained.words_only, text, message_language(text, reported), &ranking, None)
+                self.describe_with(trained, &trained.words_only, text, language, &ranking, None)
             }
         };
         classification.source = ClassificationSource::FastPath;
         classification
     }
 
-    /// The first stage's classification when it takes the message (`first_stage_takes`); None:
-    /// the message needs the sentence encoder.
-    fn classify_first_stage(&self, text: &str, reported: Option<&str>) -> Option<Classification> {
+    /// Without waiting: the first stage's classification when it takes the message
+    /// (`first_stage_takes`), or, while the encoder's queue is behind (`encoder_behind`), the
+    /// fast path's. None: the message is the sentence encoder's.
+    fn classify_at_once(&self, text: &str, reported: Option<&str>) -> Option<Classification> {
         let trained = self.current();
-        let stage = trained.first_stage.as_ref()?;
-        let (embedding, ranking) = stage.embed_and_rank(text).ok()?;
+        let behind = self.encoder_behind();
+        let shed = |by_first_stage: Option<(Ranking, Judged)>, language: Option<String>| {
+            metrics::counter!("switchboard_classifications_fast_path_total").increment(1);
+            self.fast_path(&trained, text, language, by_first_stage)
+        };
+        let Some((stage, (embedding, ranking))) =
+            trained.first_stage.as_ref().and_then(|stage| Some((stage, stage.embed_and_rank(text).ok()?)))
+        else {
+            return behind.then(|| shed(None, message_language(text, reported)));
+        };
         // Most messages it declines are not sure enough: judging them would be wasted work.
-        if ranking.first().is_none_or(|&(_, p)| p < stage.model.sure_at) {
+        let sure = ranking.first().is_some_and(|&(_, p)| p >= stage.model.sure_at);
+        if !sure && !behind {
             return None;
         }
         let judged = stage.judgement.judge(text, &embedding);
         let language = message_language(text, reported);
-        if !first_stage_takes(language.as_deref(), &stage.model, &ranking, &judged) {
-            return None;
+        if sure && first_stage_takes(language.as_deref(), &stage.model, &ranking, &judged) {
+            let mut classification = self.describe_with(&trained, &stage.model, text, language, &ranking, Some(judged));
+            classification.source = ClassificationSource::FirstStage;
+            metrics::counter!("switchboard_classifications_first_stage_total").increment(1);
+            return Some(classification);
         }
-        let mut classification = self.describe_with(&trained, &stage.model, text, language, &ranking, Some(judged));
-        classification.source = ClassificationSource::FirstStage;
-        metrics::counter!("switchboard_classifications_first_stage_total").increment(1);
-        Some(classification)
+        behind.then(|| shed(Some((ranking, judged)), language))
+    }
+
+    /// Whether a message queued now would wait past half the budget (`EncoderBacklog::behind`);
+    /// never without a budget.
+    fn encoder_behind(&self) -> bool {
+        self.queue_budget().is_some_and(|budget| self.backlog.behind(Instant::now(), *self.waiting.borrow(), budget / 2))
     }
 
     /// Takes a batch off the queue: those whose caller stopped waiting are dropped, those over
@@ -404,6 +427,9 @@ impl Local {
     /// callers then wait one more budget: the work is begun).
     fn shed_late(&self, batch: Vec<Request>) -> Vec<Request> {
         self.waiting.send_modify(|depth| *depth -= batch.len());
+        let now = Instant::now();
+        let oldest = batch.iter().map(|request| now.saturating_duration_since(request.queued_at)).max().unwrap_or_default();
+        self.backlog.taken(now, oldest);
         metrics::gauge!("switchboard_encoder_queue_depth").set(*self.waiting.borrow() as f64);
         let budget = self.queue_budget();
         let mut taken = Vec::with_capacity(batch.len());
@@ -598,7 +624,7 @@ impl Classifier for ModelClassifier {
     }
 
     fn classify_now(&self, text: &str, language: Option<&str>) -> Option<Classification> {
-        let classification = self.local.classify_first_stage(text, language)?;
+        let classification = self.local.classify_at_once(text, language)?;
         Some(self.with_escalate_words(text, classification))
     }
 
@@ -612,9 +638,15 @@ impl ModelClassifier {
     /// unsure and configured.
     async fn classify_encoded(&self, text: &str, language: Option<&str>) -> Classification {
         let (answer, answered) = tokio::sync::oneshot::channel();
-        self.local.waiting.send_modify(|depth| *depth += 1);
+        let queued_at = Instant::now();
+        self.local.waiting.send_modify(|depth| {
+            if *depth == 0 {
+                self.local.backlog.filled(queued_at);
+            }
+            *depth += 1
+        });
         let turn = Arc::new(Turn::default());
-        let request = Request { text: text.to_string(), language: language.map(str::to_string), answer, queued_at: Instant::now(), turn: turn.clone() };
+        let request = Request { text: text.to_string(), language: language.map(str::to_string), answer, queued_at, turn: turn.clone() };
         let sent = self.pending.send(request).is_ok();
         if !sent {
             self.local.waiting.send_modify(|depth| *depth -= 1);

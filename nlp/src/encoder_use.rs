@@ -8,6 +8,7 @@
 //! reduced by a small feed-forward stack to 512 values of unit length.
 
 use crate::encoder::{EncoderError, SentenceEncoder};
+use candle_core::safetensors::{Load, MmapedSafetensors};
 use candle_core::{DType, Device, Tensor};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -37,8 +38,10 @@ const SPLIT_VERSION: u32 = 1;
 pub struct MultilingualEncoder {
     id: String,
     tokenizer: SentencePieces,
-    /// One 8-bit row of `WIDTH` per word piece; row r is in quantisation chunk r % chunks.
-    table: Vec<u8>,
+    /// The weights file, mapped: its `table` holds one 8-bit row of `WIDTH` per word piece (row
+    /// r is in quantisation chunk r % chunks), read in place, so only the rows of pieces that
+    /// messages use take memory (the whole table is 64 MiB; 128,010 pieces in 16 languages).
+    words: MmapedSafetensors,
     table_scale: Vec<f32>,
     table_offset: Vec<f32>,
     weights: Weights,
@@ -81,20 +84,23 @@ impl MultilingualEncoder {
         }
         let tokenizer_bytes = std::fs::read(dir.join("tokenizer.json")).map_err(|e| load_error(format!("tokenizer.json: {e}")))?;
         let tokenizer = SentencePieces::load(&tokenizer_bytes).map_err(|e| load_error(format!("tokenizer.json: {e}")))?;
-        let bytes = std::fs::read(dir.join(Self::FILES[1])).map_err(|e| load_error(format!("{}: {e}", Self::FILES[1])))?;
-        let mut tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-            .map_err(|e| load_error(format!("{}: {e}; delete this directory and run ./scripts/fetch-model.sh again", Self::FILES[1])))?;
+        let weights_path = dir.join(Self::FILES[1]);
+        let broken = |e: &dyn std::fmt::Display| load_error(format!("{}: {e}; delete this directory and run ./scripts/fetch-model.sh again", Self::FILES[1]));
+        let hashed_weights = hashed(&weights_path).map_err(|e| load_error(format!("{}: {e}", Self::FILES[1])))?;
+        // SAFETY: mapped read-only; fetch-model.sh never writes an installed file in place (it
+        // replaces the whole directory), so the mapped bytes do not change while they are read.
+        let words = unsafe { MmapedSafetensors::new(&weights_path) }.map_err(|e| broken(&e))?;
         let mut take = |name: &str| -> Result<Tensor, EncoderError> {
-            tensors.remove(name).ok_or_else(|| load_error(format!("{}: no `{name}` tensor; delete this directory and run ./scripts/fetch-model.sh again", Self::FILES[1])))
+            let view = words.get(name).map_err(|_| broken(&format!("no `{name}` tensor")))?;
+            view.load(&Device::Cpu).map_err(|e| broken(&e))
         };
         let vector = |t: Tensor| t.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>());
-        let table_tensor = take("table")?;
-        let (rows, width) = table_tensor.dims2().map_err(|e| load_error(e.to_string()))?;
+        let table = words.get("table").map_err(|_| broken(&"no `table` tensor"))?;
         let pieces = tokenizer.scores.len();
-        if width != WIDTH || rows < pieces {
-            return Err(load_error(format!("a word table of {rows} × {width} for {pieces} pieces; delete this directory and run ./scripts/fetch-model.sh again")));
+        match *table.shape() {
+            [rows, width] if width == WIDTH && rows >= pieces && DType::try_from(table.dtype()).ok() == Some(DType::U8) => {}
+            ref shape => return Err(broken(&format!("a word table of shape {shape:?} (8-bit values) for {pieces} pieces"))),
         }
-        let table = table_tensor.flatten_all().and_then(|t| t.to_vec1::<u8>()).map_err(|e| load_error(e.to_string()))?;
         let table_scale = vector(take("table_scale")?).map_err(|e| load_error(e.to_string()))?;
         let table_offset = vector(take("table_offset")?).map_err(|e| load_error(e.to_string()))?;
         if table_scale.is_empty() || table_scale.len() != table_offset.len() {
@@ -137,8 +143,8 @@ impl MultilingualEncoder {
             eps,
         };
         // Cached vectors are keyed by this id: it names both files and how this code splits text.
-        let digest = hex::encode(Sha256::new().chain_update(&bytes).chain_update(&tokenizer_bytes).finalize());
-        let encoder = Self { id: format!("use-multilingual-v3/{}/{SPLIT_VERSION}", &digest[..16]), tokenizer, table, table_scale, table_offset, weights };
+        let digest = hex::encode(hashed_weights.chain_update(&tokenizer_bytes).finalize());
+        let encoder = Self { id: format!("use-multilingual-v3/{}/{SPLIT_VERSION}", &digest[..16]), tokenizer, words, table_scale, table_offset, weights };
         // Weights of the wrong shape fail here, at start, rather than on a customer's message.
         encoder.encode(&["ok"]).map_err(|e| load_error(format!("{}: {e}; delete this directory and run ./scripts/fetch-model.sh again", Self::FILES[1])))?;
         Ok(encoder)
@@ -158,9 +164,11 @@ impl MultilingualEncoder {
         let device = Device::Cpu;
         let tokens: usize = groups.iter().map(Vec::len).sum();
         let chunks = self.table_scale.len();
+        let table = self.words.get("table")?;
+        let table = table.data();
         let mut embedded = Vec::with_capacity(tokens * WIDTH);
         for &id in groups.iter().flatten() {
-            let row = &self.table[id as usize * WIDTH..][..WIDTH];
+            let row = &table[id as usize * WIDTH..][..WIDTH];
             let (scale, offset) = (self.table_scale[id as usize % chunks], self.table_offset[id as usize % chunks]);
             embedded.extend(row.iter().map(|&q| q as f32 * scale + offset));
         }
@@ -216,6 +224,21 @@ impl MultilingualEncoder {
         let z = (y1.matmul(&w.p3)? + y2.matmul(&w.d3)?)?.tanh()?;
         let norms = z.sqr()?.sum_keepdim(1)?.clamp(w.eps, f64::MAX)?.sqrt()?;
         z.broadcast_div(&norms)?.to_vec2::<f32>()
+    }
+}
+
+/// The file's bytes fed to SHA-256, read in pieces (not through the map, whose pages would
+/// then all stay resident).
+fn hashed(path: &Path) -> std::io::Result<Sha256> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buffer)? {
+            0 => return Ok(hasher),
+            n => hasher.update(&buffer[..n]),
+        }
     }
 }
 

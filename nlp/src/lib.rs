@@ -2,6 +2,7 @@
 //! intent head trained from the intents file, LLM fallback) and the keyword classifier that runs
 //! when no model is installed.
 
+mod backlog;
 mod classifier;
 mod embedding_cache;
 pub mod encoder;
