@@ -60,9 +60,9 @@ pub struct NlpConfig {
     pub queue_budget_ms: u64,
     /// Plain messages the first stage (static token vectors distilled from the sentence
     /// encoder, `static-embeddings.safetensors` in `model_dir`) is sure of skip the sentence
-    /// encoder, and messages shed under overload are judged by it; false (the default until
-    /// load past its capacity is shed too, BENCHMARKS.md): every message goes through the
-    /// sentence encoder, and shed ones are ranked on their words alone.
+    /// encoder, and messages shed under overload are judged by it (the default; not installed:
+    /// off, as the log says); false: every message goes through the sentence encoder, and shed
+    /// ones are ranked on their words alone.
     pub first_stage: bool,
     /// The judgement (topic, need, tone, priority, escalation) also reads the message with a
     /// multilingual encoder (Universal Sentence Encoder Multilingual v3, in `multilingual_dir`),
@@ -122,7 +122,7 @@ impl Default for NlpConfig {
             cache_dir: cache.join("switchboard/nlp"),
             llm_below: 0.5,
             queue_budget_ms: 200,
-            first_stage: false,
+            first_stage: true,
             multilingual: true,
             multilingual_dir: cache.join("switchboard/models/use-multilingual-v3"),
         }

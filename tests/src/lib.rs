@@ -52,6 +52,9 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     // message can wait past the overload budget and be decided by the fast path instead.
     // Shedding is tested where a budget is set.
     config.nlp.queue_budget_ms = 0;
+    // Their transcripts are the sentence encoder's decisions; the first stage is tested where
+    // it is turned on.
+    config.nlp.first_stage = false;
     // Every test client is 127.0.0.1: per-address caps are tested where they are set.
     config.webchat.sessions_per_address_per_minute = 100_000;
     config.webchat.messages_per_address_per_minute = 100_000;
