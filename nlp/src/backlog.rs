@@ -1,7 +1,7 @@
 //! Whether the sentence encoder's queue is behind. A message that would join a queue it leaves
 //! only by the budget takes the fast path at once instead: it is then classified before it is
-//! stored and written with its answer, rather than stored, shed and answered in a second write
-//! (under overload that second write, not the classification, was what fell behind).
+//! stored and written with its answer, rather than stored, kept waiting a budget, shed and
+//! answered in a second write.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
