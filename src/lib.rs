@@ -231,7 +231,8 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
     // How the outside connections are doing, written for every node's /readyz and System page.
     let health = Arc::new(switchboard_core::HealthBoard::new(config.node_name()));
     let llm = llm_client(config, Some(health.clone()));
-    let nlu = build_classifier(config, llm.clone()).await?;
+    let commit_lag = Arc::new(switchboard_core::CommitLag::default());
+    let nlu = build_classifier(config, llm.clone(), commit_lag.clone()).await?;
     let blobs: Arc<dyn BlobStore> = Arc::new(
         FileBlobs::open(&config.attachments.dir)
             .with_context(|| format!("attachments.dir = {}", config.attachments.dir.display()))?,
@@ -249,7 +250,7 @@ pub async fn start_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow:
             inbound_attempts: config.server.inbound_attempts,
         },
     );
-    let engine = engine.with_health(health.clone());
+    let engine = engine.with_health(health.clone()).with_commit_lag(commit_lag);
     let engine = match config.database.is_postgres() {
         true => engine.shared_with_other_nodes(chrono::Duration::seconds(config.server.takeover_after_seconds as i64)),
         false => engine,
@@ -536,12 +537,14 @@ fn llm_client(config: &Config, health: Option<Arc<switchboard_core::HealthBoard>
 
 /// The classifier `serve` would run with this configuration (the hosted LLM included when set).
 pub async fn service_classifier(config: &Config) -> anyhow::Result<Arc<dyn Classifier>> {
-    Ok(build_classifier(config, llm_client(config, None)).await?.classifier)
+    // No engine commits here: the lag stays zero.
+    Ok(build_classifier(config, llm_client(config, None), Arc::default()).await?.classifier)
 }
 
 /// The model classifier when the model loads; otherwise the keyword rules, saying why. A broken
 /// intents file stops the start: there is no earlier good one to keep.
-async fn build_classifier(config: &Config, llm: Option<Arc<LlmClient>>) -> anyhow::Result<Nlu> {
+/// `commit_lag`: the engine's commit times, which the model classifier reads.
+async fn build_classifier(config: &Config, llm: Option<Arc<LlmClient>>, commit_lag: Arc<switchboard_core::CommitLag>) -> anyhow::Result<Nlu> {
     let keywords = |why: String| {
         tracing::warn!("classifier: keyword rules ({why})");
         Ok(Nlu { classifier: Arc::new(KeywordClassifier), model: None })
@@ -566,7 +569,8 @@ async fn build_classifier(config: &Config, llm: Option<Arc<LlmClient>>) -> anyho
     let (classifier, report) = loaded.context("loading the intents (nlp.intents_file)")?;
     let classifier = classifier
         .with_llm_answers(config.llm.answer_out_of_scope)
-        .with_queue_budget(Duration::from_millis(config.nlp.queue_budget_ms));
+        .with_queue_budget(Duration::from_millis(config.nlp.queue_budget_ms))
+        .with_commit_lag(commit_lag);
     let n = config.nlp.clone();
     let classifier = tokio::task::spawn_blocking(move || with_first_stage(classifier, &n)).await??;
     tracing::info!(

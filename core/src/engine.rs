@@ -279,6 +279,8 @@ pub struct Engine {
     /// One assignment pass at a time, so no conversation or slot is given out twice.
     assigning: Mutex<()>,
     slow_steps: SlowSteps,
+    /// How long steps have been taking to commit (shared with the classifier).
+    commit_lag: Arc<crate::gauge::CommitLag>,
     answer_order: AnswerOrder,
     /// Answers running in the background, so a stop can let them finish.
     answering: tokio_util::task::TaskTracker,
@@ -315,6 +317,7 @@ impl Engine {
             locks: ContactLocks::new(1024),
             assigning: Mutex::new(()),
             slow_steps: SlowSteps::default(),
+            commit_lag: Arc::default(),
             answer_order: AnswerOrder::default(),
             answering: tokio_util::task::TaskTracker::new(),
             outbox_wake: Arc::new(crate::outbox::OutboxWake::default()),
@@ -323,6 +326,12 @@ impl Engine {
             takeover_after: None,
             health: Arc::new(crate::health::HealthBoard::new("local")),
         }
+    }
+
+    /// Steps' commit times go to `lag` (the classifier reads it: `ModelClassifier::with_commit_lag`).
+    pub fn with_commit_lag(mut self, lag: Arc<crate::gauge::CommitLag>) -> Self {
+        self.commit_lag = lag;
+        self
     }
 
     /// Connections report their state to `board` (shared with whoever writes and reads it).
@@ -997,6 +1006,7 @@ impl Engine {
         let total = started.elapsed();
         metrics::histogram!("switchboard_step_decide_seconds").record(decided.as_secs_f64());
         metrics::histogram!("switchboard_step_commit_seconds").record((total - decided).as_secs_f64());
+        self.commit_lag.record(total - decided);
         if total > SLOW_STEP {
             self.slow_steps.note(decided, total - decided);
         }

@@ -33,7 +33,7 @@ pub use client_address::TrustedProxies;
 pub use ratelimit::RateLimiter;
 pub use engine::{AgentEdit, FailedAttempts, InboundReplay, WebhookEdit, Engine, EngineError, EngineLimits, HandleOutcome, IntentsEdit, Received, TicketChange, TIMER_BATCH, UNAVAILABLE, clipped};
 pub use events::EventBus;
-pub use gauge::OpenGauge;
+pub use gauge::{CommitLag, OpenGauge};
 pub use health::{ChannelState, HealthBoard};
 pub use outbox::OutboxWorker;
 pub use policy::{Policy, QueueView};

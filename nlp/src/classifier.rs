@@ -175,6 +175,9 @@ struct Local {
     waiting: tokio::sync::watch::Sender<usize>,
     /// How far behind that queue is: past half the budget, new messages take the fast path at once.
     backlog: EncoderBacklog,
+    /// How long the engine's steps take to commit; past half the budget, new messages take the
+    /// words-only fast path at once (no judgement: their steps write less).
+    commit_lag: std::sync::OnceLock<Arc<switchboard_core::CommitLag>>,
     /// The first stage's encoder, once set (`ModelClassifier::with_first_stage`); reloads
     /// train the first stage with it.
     first_stage_encoder: std::sync::OnceLock<Arc<dyn SentenceEncoder>>,
@@ -204,6 +207,7 @@ impl ModelClassifier {
             queue_budget_nanos: std::sync::atomic::AtomicU64::new(0),
             waiting: tokio::sync::watch::Sender::new(0),
             backlog: EncoderBacklog::new(),
+            commit_lag: std::sync::OnceLock::new(),
             first_stage_encoder: std::sync::OnceLock::new(),
         });
         let pending = spawn_encoder_threads(local.clone());
@@ -242,6 +246,15 @@ impl ModelClassifier {
     /// zero never skips the encoder. None until set: the service sets `nlp.queue_budget_ms`.
     pub fn with_queue_budget(self, budget: Duration) -> Self {
         self.local.queue_budget_nanos.store(budget.as_nanos().min(u64::MAX as u128) as u64, std::sync::atomic::Ordering::Relaxed);
+        self
+    }
+
+    /// Reads how long the engine's steps take to commit (`Engine::with_commit_lag`): while the
+    /// average is past half the queue budget, the store is what falls behind, and every new
+    /// message is classified on its words alone, without a judgement (a judged message keeps its
+    /// conversation's priority current, one more row for the writer).
+    pub fn with_commit_lag(self, lag: Arc<switchboard_core::CommitLag>) -> Self {
+        let _ = self.local.commit_lag.set(lag);
         self
     }
 
@@ -389,11 +402,14 @@ impl Local {
     /// fast path's. None: the message is the sentence encoder's.
     fn classify_at_once(&self, text: &str, reported: Option<&str>) -> Option<Classification> {
         let trained = self.current();
-        let behind = self.encoder_behind();
         let shed = |by_first_stage: Option<(Ranking, Judged)>, language: Option<String>| {
             metrics::counter!("switchboard_classifications_fast_path_total").increment(1);
             self.fast_path(&trained, text, language, by_first_stage)
         };
+        if self.store_behind() {
+            return Some(shed(None, message_language(text, reported)));
+        }
+        let behind = self.encoder_behind();
         let Some((stage, (embedding, ranking))) =
             trained.first_stage.as_ref().and_then(|stage| Some((stage, stage.embed_and_rank(text).ok()?)))
         else {
@@ -413,6 +429,15 @@ impl Local {
             return Some(classification);
         }
         behind.then(|| shed(Some((ranking, judged)), language))
+    }
+
+    /// Whether the engine's steps commit slower than half the budget on average; never without
+    /// a budget.
+    fn store_behind(&self) -> bool {
+        match (self.commit_lag.get(), self.queue_budget()) {
+            (Some(lag), Some(budget)) => lag.over(budget / 2),
+            _ => false,
+        }
     }
 
     /// Whether a message queued now would wait past half the budget (`EncoderBacklog::behind`);

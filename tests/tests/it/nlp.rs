@@ -220,6 +220,37 @@ async fn the_first_stage_answers_plain_questions_and_leaves_the_rest_to_the_sent
     assert_eq!(shed.category, Category::Account);
 }
 
+/// While the engine's steps commit slowly (the store is what falls behind), every new message is
+/// classified at once on its words alone, without a judgement, even one the first stage would
+/// take; when commits are quick again, the first stage takes it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_commits_are_slow_messages_take_the_words_only_fast_path() {
+    let cache = tempfile::tempdir().unwrap();
+    let lag = Arc::new(switchboard_core::CommitLag::default());
+    let classifier = built_in(cache.path(), None, 0.0)
+        .with_queue_budget(Duration::from_millis(200))
+        .with_commit_lag(lag.clone())
+        .with_first_stage(static_encoder())
+        .expect("trains");
+    let plain = "how do I reset my password?";
+    assert_eq!(classifier.classify_now(plain, None).map(|c| c.source), Some(ClassificationSource::FirstStage));
+
+    for _ in 0..500 {
+        lag.record(Duration::from_millis(400));
+    }
+    for text in [plain, "My card was charged twice and nobody answers, this is unacceptable!!"] {
+        let c = classifier.classify_now(text, None).expect("decided at once, not queued");
+        assert_eq!(c.source, ClassificationSource::FastPath, "{text}");
+        assert!(c.judgement.is_none(), "on its words alone: {text}");
+    }
+    assert_eq!(classifier.classify_now(plain, None).unwrap().intent.as_str(), "reset_password", "the words still know it");
+
+    for _ in 0..500 {
+        lag.record(Duration::from_millis(1));
+    }
+    assert_eq!(classifier.classify_now(plain, None).map(|c| c.source), Some(ClassificationSource::FirstStage));
+}
+
 /// Static vectors missing, or made for another vocabulary, are refused with what to do (the
 /// service then runs without its first stage, and says so).
 #[test]
