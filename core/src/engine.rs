@@ -643,6 +643,9 @@ impl Engine {
     /// is `answer`, which keeps this message's place among its contact's messages.
     pub async fn receive(&self, inbound: Inbound) -> Result<Received, EngineError> {
         self.check(&inbound)?;
+        // A stop waits for this as for an answer (`finish_answers`): the bot's step it may store
+        // with the message then gets the outbox's last pass.
+        let _in_flight = self.answering.token();
         // A conflict means another node stored this customer, or started their conversation,
         // between our read and our write: read again.
         for _ in 0..CONFLICT_RETRIES {

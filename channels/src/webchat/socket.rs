@@ -73,7 +73,9 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
             incoming = stream.next() => match incoming {
                 // Boxed, as are the other calls into the engine: an idle socket's task then holds
                 // only what waiting needs, not the largest answer's state (memory per widget).
-                Some(Ok(WsMessage::Text(text))) => match Box::pin(answer(&state, &visitor, address, text.as_str())).await {
+                // Not once a stop has begun: unacknowledged, it is sent again after the widget
+                // reconnects, rather than answered after the outbox's last pass.
+                Some(Ok(WsMessage::Text(text))) if !state.closing.is_cancelled() => match Box::pin(answer(&state, &visitor, address, text.as_str())).await {
                     Some(frame) => frame,
                     None => continue,
                 },
