@@ -645,7 +645,7 @@ impl Engine {
         self.check(&inbound)?;
         // A stop waits for this as for an answer (`finish_answers`): the bot's step it may store
         // with the message then gets the outbox's last pass.
-        let _in_flight = self.answering.token();
+        let _in_flight = self.in_flight();
         // A conflict means another node stored this customer, or started their conversation,
         // between our read and our write: read again.
         for _ in 0..CONFLICT_RETRIES {
@@ -870,7 +870,15 @@ impl Engine {
         self.answering.spawn(async move { engine.answer(received).await })
     }
 
-    /// Waits for the background answers running now (a stop's drain); later ones still run.
+    /// Counts as work in flight until dropped: a stop's drain (`finish_answers`) waits for it. A
+    /// channel holds one from before `receive` until its `answer_later` is under way, so the
+    /// drain cannot fall between the two.
+    pub fn in_flight(&self) -> tokio_util::task::task_tracker::TaskTrackerToken {
+        self.answering.token()
+    }
+
+    /// Waits for the background answers and receipts running now (a stop's drain); later ones
+    /// still run.
     pub async fn finish_answers(&self) {
         self.answering.close();
         self.answering.wait().await;

@@ -259,6 +259,8 @@ async fn receive(
         reported_language: language,
     };
     state.hub.publish(visitor, LiveEvent::Typing(true));
+    // Until the background answer below is under way: a stop's drain waits for both.
+    let _in_flight = state.engine.in_flight();
     let received = match state.engine.receive(inbound).await {
         Ok(received) => received,
         Err(error) => {
