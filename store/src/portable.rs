@@ -394,6 +394,8 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite, webhooks_activ
         .chain(write.notes.iter().map(|m| (m, None)))
         .collect();
     let (inserted, webhooks_listen) = insert_messages(tx, &rows, write).await?;
+    // With messages, the conversation was saved by their statement (`insert_messages`).
+    let conversation_saved = !rows.is_empty();
     let webhooks_listen = webhooks_active.unwrap_or(webhooks_listen);
     if let Some(inbound) = &write.inbound
         && !inserted.iter().any(|(_, id)| *id == inbound.id.to_string())
@@ -418,7 +420,7 @@ pub(crate) async fn write_step(tx: &mut $conn, write: &StepWrite, webhooks_activ
             keep_embedding(tx, seq, classification).await?;
         }
     }
-    if let Some(conversation) = &write.conversation {
+    if let Some(conversation) = write.conversation.as_ref().filter(|_| !conversation_saved) {
         save_conversation(tx, conversation).await?;
     }
     if let Some(entry) = &write.audit {
@@ -570,6 +572,8 @@ const MESSAGE_INSERT_COLUMNS: usize = 18;
 /// same statement found none active: the step then skips queueing them, a round trip saved).
 /// A `Some` delivery instant queues the message for the outbox from then. A customer message
 /// stored classified takes `write`'s answer columns (`intent_unused`, `answered_from_intent`).
+/// `write`'s conversation, if any, is saved by the same round trip, only when the first row
+/// was inserted (a duplicate customer message changes nothing).
 async fn insert_messages(
     tx: &mut $conn,
     rows: &[(&Message, Option<Timestamp>)],
@@ -593,15 +597,24 @@ async fn insert_messages(
     );
     // A customer message stored without its answer waits for one (`waiting_messages`): on
     // PostgreSQL written by this statement, on SQLite by a trigger (migration 0035).
+    let after_rows = rows.len() * MESSAGE_INSERT_COLUMNS;
     let sql = if $chained_writes {
+        let conversation = match write.conversation {
+            Some(_) => format!("c AS ({}), ", conversation_upsert(after_rows, Some("m"))),
+            None => String::new(),
+        };
         format!(
-            "WITH m AS ({insert}, contact_id, channel, created_at, sender, classification), \
+            "WITH m AS ({insert}, contact_id, channel, created_at, sender, classification), {conversation}\
              w AS (INSERT INTO waiting_messages (message_seq, contact_id, channel, created_at) \
              SELECT seq, contact_id, channel, created_at FROM m WHERE sender = 'customer' AND classification IS NULL) \
              SELECT seq, id, EXISTS (SELECT 1 FROM webhooks WHERE active = TRUE) AS webhooks_listen FROM m"
         )
     } else {
-        insert
+        match write.conversation {
+            // Two statements in one call: one trip to the connection's thread.
+            Some(_) => format!("{insert}; {}", conversation_upsert(after_rows, Some("messages"))),
+            None => insert,
+        }
     };
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (m, deliver_from) in rows {
@@ -625,6 +638,9 @@ async fn insert_messages(
             .bind(deliver_from.is_some())
             .bind(deliver_from.map(millis))
             .bind(answered_here && write.answered_from_intent);
+    }
+    if let Some(conversation) = &write.conversation {
+        query = bind_conversation(query, conversation);
     }
     let returned = query.fetch_all(&mut *tx).await.map_err(backend)?;
     let inserted = returned.iter().map(|row| Ok((row.int("seq")?, row.text("id")?))).collect::<Result<Vec<_>, StoreError>>()?;
@@ -1131,17 +1147,28 @@ async fn write_feedback(tx: &mut $conn, write: &switchboard_core::ports::Feedbac
 }
 
 async fn save_conversation(tx: &mut $conn, c: &Conversation) -> Result<(), StoreError> {
-    let (handler, agent_id) = match c.handler {
-        Handler::Bot => ("bot", None),
-        Handler::Queue => ("queue", None),
-        Handler::Agent(id) => ("agent", Some(id.to_string())),
+    let sql = conversation_upsert(0, None);
+    bind_conversation(sqlx::query(sqlx::AssertSqlSafe(sql)), c).execute(&mut *tx).await.map_err(backend)?;
+    Ok(())
+}
+
+/// How many values `bind_conversation` binds.
+const CONVERSATION_VALUES: usize = 21;
+
+/// Inserts or updates a conversation from the values `bind_conversation` binds after the
+/// first `after` parameters; with `only_if_message`, only when that message (a table or, on
+/// PostgreSQL, the statement's `m`) holds the row whose id is `$1`.
+fn conversation_upsert(after: usize, only_if_message: Option<&str>) -> String {
+    let values = (1..=CONVERSATION_VALUES).map(|c| format!("${}", after + c)).collect::<Vec<_>>().join(", ");
+    let source = match only_if_message {
+        Some(messages) => format!("SELECT {values}, ${} WHERE EXISTS (SELECT 1 FROM {messages} WHERE id = $1)", after + 5),
+        None => format!("VALUES ({values}, ${})", after + 5),
     };
-    let escalation = c.escalation.as_ref();
-    sqlx::query(
+    format!(
         "INSERT INTO conversations (id, contact_id, channel, handler, agent_id, status, category, \
          priority, escalation_reason, escalation_summary, escalated_at, low_confidence_streak, \
          created_at, updated_at, version, waiting_notice_at, first_reply_due_at, resolution_due_at, sla_notices, awaiting, language, last_agent_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $5) \
+         {source} \
          ON CONFLICT (id) DO UPDATE SET handler = excluded.handler, agent_id = excluded.agent_id, \
          last_agent_id = COALESCE(excluded.agent_id, conversations.last_agent_id), \
          status = excluded.status, category = excluded.category, priority = excluded.priority, \
@@ -1150,34 +1177,44 @@ async fn save_conversation(tx: &mut $conn, c: &Conversation) -> Result<(), Store
          low_confidence_streak = excluded.low_confidence_streak, updated_at = excluded.updated_at, \
          version = excluded.version, waiting_notice_at = excluded.waiting_notice_at, \
          first_reply_due_at = excluded.first_reply_due_at, resolution_due_at = excluded.resolution_due_at, \
-         sla_notices = excluded.sla_notices, awaiting = excluded.awaiting, language = excluded.language",
+         sla_notices = excluded.sla_notices, awaiting = excluded.awaiting, language = excluded.language"
     )
-    .bind(c.id.to_string())
-    .bind(c.contact_id.to_string())
-    .bind(c.channel.as_str())
-    .bind(handler)
-    .bind(agent_id)
-    .bind(c.status.as_str())
-    .bind(c.category.map(|v| v.as_str()))
-    .bind(c.priority.map(|v| v.as_str()))
-    .bind(escalation.map(|e| to_json(&e.reason)))
-    .bind(escalation.map(|e| e.summary.as_str()))
-    .bind(escalation.map(|e| millis(e.at)))
-    .bind(i64::from(c.low_confidence_streak))
-    .bind(millis(c.created_at))
-    .bind(millis(c.updated_at))
-    // The copy carries the version it was read at; what is stored is the next one.
-    .bind(c.version + 1)
-    .bind(c.waiting_notice_at.map(millis))
-    .bind(c.first_reply_due_at.map(millis))
-    .bind(c.resolution_due_at.map(millis))
-    .bind(i64::from(c.sla_notices.0))
-    .bind(c.awaiting.as_ref().map(to_json))
-    .bind(c.language.as_deref())
-    .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
-    Ok(())
+}
+
+/// Binds conversation `c`'s `CONVERSATION_VALUES` values, in `conversation_upsert`'s order.
+fn bind_conversation<'q>(
+    query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
+    c: &Conversation,
+) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
+    let (handler, agent_id) = match c.handler {
+        Handler::Bot => ("bot", None),
+        Handler::Queue => ("queue", None),
+        Handler::Agent(id) => ("agent", Some(id.to_string())),
+    };
+    let escalation = c.escalation.as_ref();
+    query
+        .bind(c.id.to_string())
+        .bind(c.contact_id.to_string())
+        .bind(c.channel.as_str())
+        .bind(handler)
+        .bind(agent_id)
+        .bind(c.status.as_str())
+        .bind(c.category.map(|v| v.as_str()))
+        .bind(c.priority.map(|v| v.as_str()))
+        .bind(escalation.map(|e| to_json(&e.reason)))
+        .bind(escalation.map(|e| e.summary.clone()))
+        .bind(escalation.map(|e| millis(e.at)))
+        .bind(i64::from(c.low_confidence_streak))
+        .bind(millis(c.created_at))
+        .bind(millis(c.updated_at))
+        // The copy carries the version it was read at; what is stored is the next one.
+        .bind(c.version + 1)
+        .bind(c.waiting_notice_at.map(millis))
+        .bind(c.first_reply_due_at.map(millis))
+        .bind(c.resolution_due_at.map(millis))
+        .bind(i64::from(c.sla_notices.0))
+        .bind(c.awaiting.as_ref().map(to_json))
+        .bind(c.language.clone())
 }
 
 impl $store {

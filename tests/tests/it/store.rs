@@ -27,6 +27,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     a_message_with_a_known_external_id_is_a_duplicate_and_writes_nothing,
     contacts_are_upserted_and_conversations_round_trip,
+    a_conversation_written_with_its_messages_round_trips_every_field,
     a_failing_step_fails_alone_and_leaves_nothing,
     outbound_messages_are_leased_delivered_and_retried,
     an_expired_lease_is_claimed_again,
@@ -202,6 +203,59 @@ async fn a_message_with_a_known_external_id_is_a_duplicate_and_writes_nothing(ba
     assert_eq!(store.conversation(conversation.id).await.unwrap().unwrap().status, Status::Open, "nor its state change");
     let later = store.contact_messages(conversation.contact_id, all[0].seq, 100).await.unwrap();
     assert_eq!(later.len(), 1, "history pages from a cursor");
+}
+
+async fn a_conversation_written_with_its_messages_round_trips_every_field(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    // Started by a customer's first message, in one write, as the bot's one-write step does.
+    let contact = Contact {
+        id: ContactId::new(),
+        channel: Channel::WebChat,
+        external_id: "visitor-fold".into(),
+        display_name: None,
+        created_at: now(),
+        unreachable_since: None,
+        unreachable_reason: None,
+        email: None,
+    };
+    let mut conversation = Conversation::new(contact.id, Channel::WebChat, now());
+    conversation.priority = Some(Priority::Low);
+    conversation.language = Some("de".into());
+    let started = StepWrite {
+        contact: Some(contact),
+        conversation: Some(conversation.clone()),
+        ..step_write(Some(message(&conversation, Sender::Customer, "Hallo", Some("v9:c1"))), vec![message(&conversation, Sender::Bot, "Hallo!", None)])
+    };
+    let Committed::Stored { seqs } = store.commit(started).await.unwrap() else { panic!("stored") };
+    assert_eq!(seqs.len(), 2);
+    let loaded = store.conversation(conversation.id).await.unwrap().unwrap();
+    assert_eq!(loaded, Conversation { version: 1, ..conversation.clone() });
+
+    // Every column changed by the next message's step.
+    let mut changed = loaded.clone();
+    changed.handler = Handler::Queue;
+    changed.status = Status::Open;
+    changed.category = Some(Category::Billing);
+    changed.priority = Some(Priority::Urgent);
+    changed.escalation = Some(switchboard_models::Escalation {
+        reason: switchboard_models::EscalationReason::LowConfidence { times: 3 },
+        summary: "charged twice".into(),
+        at: now(),
+    });
+    changed.low_confidence_streak = 3;
+    changed.updated_at = now() + chrono::Duration::seconds(1);
+    changed.waiting_notice_at = Some(now() + chrono::Duration::seconds(2));
+    changed.first_reply_due_at = Some(now() + chrono::Duration::minutes(15));
+    changed.resolution_due_at = Some(now() + chrono::Duration::hours(4));
+    changed.sla_notices = switchboard_models::SlaNotices(switchboard_models::SlaNotices::FIRST_REPLY_WARNING);
+    changed.awaiting = Some(switchboard_models::Awaiting::Document { document_type: "invoice".into() });
+    changed.language = Some("fr".into());
+    let next = StepWrite {
+        conversation: Some(changed.clone()),
+        ..step_write(Some(message(&loaded, Sender::Customer, "Bonjour", Some("v9:c2"))), vec![message(&loaded, Sender::Bot, "Un instant", None)])
+    };
+    assert!(matches!(store.commit(next).await.unwrap(), Committed::Stored { .. }));
+    assert_eq!(store.conversation(conversation.id).await.unwrap().unwrap(), Conversation { version: 2, ..changed });
 }
 
 async fn contacts_are_upserted_and_conversations_round_trip(backend: Backend) {
