@@ -156,7 +156,13 @@ pub fn cross_validate(config: &Config, folds: usize, params: TrainParams) -> any
 pub async fn judge(config: &Config, data: &Path, out: &Path, fast_path: bool) -> anyhow::Result<()> {
     let cases = judge::read_cases(data)?;
     let classifier: std::sync::Arc<dyn switchboard_core::ports::Classifier> = match fast_path {
-        false => switchboard::service_classifier(config).await?,
+        // No queue budget: what else runs on this machine must not move the figures (under
+        // load the service sheds messages to the fast path, and so would every figure here).
+        false => {
+            let mut unhurried = config.clone();
+            unhurried.nlp.queue_budget_ms = 0;
+            switchboard::service_classifier(&unhurried).await?
+        }
         true => {
             let encoder = switchboard::load_encoders(&config.nlp)?;
             let source = match &config.nlp.intents_file {
@@ -197,6 +203,7 @@ pub async fn judge(config: &Config, data: &Path, out: &Path, fast_path: bool) ->
             need: classification.judgement.as_ref().map(|j| j.need),
             millis,
             first_stage: classification.source == switchboard_models::ClassificationSource::FirstStage,
+            fast_path: classification.source == switchboard_models::ClassificationSource::FastPath,
         });
         bar.inc(1);
     }
@@ -244,6 +251,7 @@ pub async fn judge(config: &Config, data: &Path, out: &Path, fast_path: bool) ->
         optional(f.category_accuracy),
         f.should_have_escalated
     );
+    println!("fast path        decided {} of {} instead of the sentence encoder", report.fast_path, report.cases);
     println!("written          {} (with the first {} mistakes)", json_path.display(), report.mistakes.len());
     Ok(())
 }

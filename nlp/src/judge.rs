@@ -75,6 +75,9 @@ pub struct Verdict {
     pub millis: f64,
     /// Decided by the classifier's first stage, without the sentence encoder.
     pub first_stage: bool,
+    /// Decided by the fast path (the words-only head or the first stage's ranking) instead of
+    /// the sentence encoder: shed under load, or asked for (`nlu judge --fast-path`).
+    pub fast_path: bool,
 }
 
 /// Reads the labelled CSV: a header naming at least `text` and `category`; `id`, `language`,
@@ -200,6 +203,8 @@ pub struct Report {
     pub mistakes: Vec<Mistake>,
     /// The messages the first stage decided, and how well.
     pub first_stage: FirstStageShare,
+    /// How many the fast path decided instead of the sentence encoder.
+    pub fast_path: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -346,6 +351,7 @@ pub fn score(cases: &[Case], verdicts: &[Verdict]) -> Report {
         latency_p95_ms: percentile(0.95),
         mistakes,
         first_stage,
+        fast_path: verdicts.iter().filter(|v| v.fast_path).count(),
     }
 }
 
@@ -367,7 +373,7 @@ mod tests {
     }
 
     fn verdict(category: &str, escalate: bool, priority: Option<Priority>, sentiment: f32) -> Verdict {
-        Verdict { category: category.into(), escalate_now: escalate, priority, sentiment, need: None, millis: 1.0, first_stage: false }
+        Verdict { category: category.into(), escalate_now: escalate, priority, sentiment, need: None, millis: 1.0, first_stage: false, fast_path: false }
     }
 
     #[test]

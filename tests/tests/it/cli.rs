@@ -216,6 +216,9 @@ fn nlu_judge_scores_the_whole_decision_of_the_configured_service() {
         ("SWITCHBOARD_NLP__MODEL_DIR", model_dir.as_str()),
         ("SWITCHBOARD_NLP__CACHE_DIR", cache_dir.as_str()),
         ("SWITCHBOARD_NLP__FIRST_STAGE", "true"),
+        // A budget no message through the sentence encoder keeps: the service would shed them
+        // all to the fast path; the judge must not (its figures would depend on the machine's load).
+        ("SWITCHBOARD_NLP__QUEUE_BUDGET_MS", "1"),
     ];
     let (code, out, err) = run(&["nlu", "judge", "--data", "cases.csv", "--out", "judged"], &env, dir.path());
     assert_eq!(code, 0, "{err}");
@@ -230,6 +233,8 @@ fn nlu_judge_scores_the_whole_decision_of_the_configured_service() {
     assert_eq!(report["first_stage"]["taken"], 1, "{report}");
     assert_eq!(report["first_stage"]["should_have_escalated"], 0, "{report}");
     assert!(out.contains("first stage      decided 1 of 3"), "{out}");
+    assert_eq!(report["fast_path"], 0, "{report}");
+    assert!(out.contains("fast path        decided 0 of 3"), "{out}");
 
     std::fs::write(dir.path().join("bad.csv"), "text,category,escalate_now\nhello,billing,maybe\n").unwrap();
     let (code, _, err) = run(&["nlu", "judge", "--data", "bad.csv"], &env, dir.path());
