@@ -181,6 +181,8 @@ struct Local {
     /// The first stage's encoder, once set (`ModelClassifier::with_first_stage`); reloads
     /// train the first stage with it.
     first_stage_encoder: std::sync::OnceLock<Arc<dyn SentenceEncoder>>,
+    /// The encoder threads' kernel thread ids, as each started (Linux; for /proc).
+    encoder_threads: std::sync::Mutex<Vec<i64>>,
 }
 
 impl ModelClassifier {
@@ -209,6 +211,7 @@ impl ModelClassifier {
             backlog: EncoderBacklog::new(),
             commit_lag: std::sync::OnceLock::new(),
             first_stage_encoder: std::sync::OnceLock::new(),
+            encoder_threads: std::sync::Mutex::new(Vec::new()),
         });
         let pending = spawn_encoder_threads(local.clone());
         let classifier = Self { local, pending, source, cache_dir, llm, llm_below, llm_answers: false };
@@ -262,6 +265,12 @@ impl ModelClassifier {
     /// encoder thread, which runs on spare CPU only, next looks.
     pub async fn queue_emptied(&self) {
         let _ = self.local.waiting.subscribe().wait_for(|depth| *depth == 0).await;
+    }
+
+    /// The encoder threads' kernel thread ids (Linux; empty elsewhere): their scheduling can be
+    /// read in `/proc/self/task/<id>`.
+    pub fn encoder_thread_ids(&self) -> Vec<i64> {
+        self.local.encoder_threads.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Re-reads the intents file. On any error the running model stays as it was.
@@ -780,8 +789,18 @@ fn spawn_encoder_threads(local: Arc<Local>) -> std::sync::mpsc::Sender<Request> 
         std::thread::Builder::new()
             .name(format!("sentence-encoder-{n}"))
             .spawn(move || {
-                yield_to_the_message_path();
+                #[cfg(target_os = "linux")]
+                // SAFETY: a plain system call without arguments.
+                local.encoder_threads.lock().unwrap_or_else(|e| e.into_inner()).push(unsafe { libc::syscall(libc::SYS_gettid) });
+                let mut yielded = false;
                 while let Some(batch) = next_batch(&queue) {
+                    // Only with a budget: a message that waits past it is answered anyway.
+                    // Without one (the evaluation commands, `nlp.queue_budget_ms = 0`) nothing
+                    // would answer it while other work kept every core busy.
+                    if !yielded && local.queue_budget().is_some() {
+                        yield_to_the_message_path();
+                        yielded = true;
+                    }
                     let batch = local.shed_late(batch);
                     if batch.is_empty() {
                         continue;
@@ -805,7 +824,7 @@ fn spawn_encoder_threads(local: Arc<Local>) -> std::sync::mpsc::Sender<Request> 
     pending
 }
 
-/// Encoder threads run only on CPU time the rest of the service leaves (`SCHED_IDLE`; where
+/// With a queue budget, encoder threads run only on CPU time the rest of the service leaves (`SCHED_IDLE`; where
 /// that is refused, nice 19): under overload the message path (sockets, storage, answers) keeps
 /// the CPU it needs and the encoder's queue grows instead, so what waits past the budget takes
 /// the fast path. At nice 10 the encoder threads still took half the CPU at 2x capacity and

@@ -175,6 +175,44 @@ async fn under_overload_messages_over_the_queue_budget_take_the_fast_path_and_no
     assert!(answered.iter().all(|(_, c)| c.source == ClassificationSource::Model));
 }
 
+/// The encoder threads give way to the rest of the service (idle priority) only where a queue
+/// budget lets a message that waits past it be answered anyway; without one (`nlu judge`,
+/// `nlp.queue_budget_ms = 0`) they keep their share of the CPU, or a machine kept busy by
+/// anything else would leave every message waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoder_threads_yield_the_cpu_only_when_a_queue_budget_backs_them() {
+    let cache = tempfile::tempdir().unwrap();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // (policy, nice) of a thread of this process: fields 41 and 19 of its stat line.
+    let scheduling = |tid: i64| -> (u32, i32) {
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).expect("the thread's stat");
+        let after_name: Vec<&str> = stat[stat.rfind(')').expect("a name in parentheses") + 2..].split(' ').collect();
+        (after_name[41 - 3].parse().unwrap(), after_name[19 - 3].parse().unwrap())
+    };
+    let idle = |(policy, nice): (u32, i32)| policy == libc::SCHED_IDLE as u32 || nice == 19;
+    for (budget, yields) in [(Duration::ZERO, false), (Duration::from_secs(60), true)] {
+        let classifier = built_in(cache.path(), None, 0.0).with_queue_budget(budget);
+        for text in ["I was charged twice for my order", "how do I reset my password", "my parcel never arrived"] {
+            assert_eq!(classifier.classify(text).await.source, ClassificationSource::Model, "{text}");
+        }
+        let mut ids = classifier.encoder_thread_ids();
+        for _ in 0..500 {
+            if ids.len() == threads {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            ids = classifier.encoder_thread_ids();
+        }
+        assert_eq!(ids.len(), threads, "one encoder thread per core");
+        let states: Vec<(u32, i32)> = ids.iter().map(|tid| scheduling(*tid)).collect();
+        if yields {
+            assert!(states.iter().any(|s| idle(*s)), "with a budget, the threads that encoded run at idle priority: {states:?}");
+        } else {
+            assert!(states.iter().all(|s| !idle(*s)), "without a budget, none does: {states:?}");
+        }
+    }
+}
+
 /// The first stage answers plain questions it is sure of without the sentence encoder, and
 /// leaves it everything else: anger, a request for a person, harm, another language.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
