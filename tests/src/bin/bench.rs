@@ -408,6 +408,7 @@ async fn closed_loop(servers: &[SocketAddr], connections: usize, seconds: u64, t
         tasks.push(tokio::spawn(async move {
             let (mut sink, mut stream) = socket.split();
             let mut reply_times = Vec::new();
+            let mut last_answer = Instant::now();
             let mut n = 0u64;
             while Instant::now() < deadline {
                 n += 1;
@@ -417,33 +418,45 @@ async fn closed_loop(servers: &[SocketAddr], connections: usize, seconds: u64, t
                     break;
                 }
                 // Until the bot's answer to this message arrives.
+                // A conversation the bot handed to a person gets no answer: that socket stops
+                // (counted) once the run is over, instead of waiting for ever.
                 let answered = loop {
-                    match stream.next().await {
-                        Some(Ok(WsMessage::Text(text))) if text.contains("\"sender\":\"bot\"") => break true,
-                        Some(Ok(_)) => continue,
+                    match tokio::time::timeout_at((deadline + UNANSWERED_AFTER).into(), stream.next()).await {
+                        Ok(Some(Ok(WsMessage::Text(text)))) if text.contains("\"sender\":\"bot\"") => break true,
+                        Ok(Some(Ok(_))) => continue,
                         _ => break false,
                     }
                 };
                 if !answered {
-                    break;
+                    return (reply_times, 1, last_answer);
                 }
                 reply_times.push(sent.elapsed());
+                last_answer = Instant::now();
             }
-            reply_times
+            (reply_times, 0, last_answer)
         }));
     }
     let started = Instant::now();
-    let mut reply_times = Vec::new();
+    let (mut reply_times, mut unanswered, mut last_answer) = (Vec::new(), 0, started);
     for task in tasks {
-        reply_times.extend(task.await.unwrap_or_default());
+        let (times, lost, last) = task.await.unwrap_or((Vec::new(), 0, started));
+        reply_times.extend(times);
+        unanswered += lost;
+        last_answer = last_answer.max(last);
     }
-    Ok(ClosedLoop { elapsed: started.elapsed().as_secs_f64(), reply_times })
+    // Until the last answer: a socket left waiting for an answer that never comes adds nothing.
+    Ok(ClosedLoop { elapsed: last_answer.duration_since(started).as_secs_f64(), reply_times, unanswered })
 }
+
+/// How long after a closed loop's end a socket still waits for its last answer.
+const UNANSWERED_AFTER: Duration = Duration::from_secs(10);
 
 /// What a closed loop measured: each message's time from its send to the bot's answer.
 struct ClosedLoop {
     elapsed: f64,
     reply_times: Vec<Duration>,
+    /// Sockets whose last message got no answer (`UNANSWERED_AFTER`).
+    unanswered: usize,
 }
 
 impl ClosedLoop {
@@ -458,7 +471,11 @@ impl ClosedLoop {
     /// "reply p50 …, p99 …" in milliseconds.
     fn reply_percentiles(&self) -> String {
         let mut times = self.reply_times.clone();
-        format!("reply p50 {:.2} ms, p99 {:.2} ms", percentile(&mut times, 0.50), percentile(&mut times, 0.99))
+        let unanswered = match self.unanswered {
+            0 => String::new(),
+            n => format!(" ({n} sockets' last message never answered: handed to a person?)"),
+        };
+        format!("reply p50 {:.2} ms, p99 {:.2} ms{unanswered}", percentile(&mut times, 0.50), percentile(&mut times, 0.99))
     }
 }
 
