@@ -181,8 +181,8 @@ struct Local {
     /// The first stage's encoder, once set (`ModelClassifier::with_first_stage`); reloads
     /// train the first stage with it.
     first_stage_encoder: std::sync::OnceLock<Arc<dyn SentenceEncoder>>,
-    /// The encoder threads' kernel thread ids, as each started (Linux; for /proc).
-    encoder_threads: std::sync::Mutex<Vec<i64>>,
+    /// The encoder threads' kernel thread ids (Linux; for /proc), all known once loaded.
+    encoder_threads: std::sync::OnceLock<Vec<i64>>,
 }
 
 impl ModelClassifier {
@@ -211,7 +211,7 @@ impl ModelClassifier {
             backlog: EncoderBacklog::new(),
             commit_lag: std::sync::OnceLock::new(),
             first_stage_encoder: std::sync::OnceLock::new(),
-            encoder_threads: std::sync::Mutex::new(Vec::new()),
+            encoder_threads: std::sync::OnceLock::new(),
         });
         let pending = spawn_encoder_threads(local.clone());
         let classifier = Self { local, pending, source, cache_dir, llm, llm_below, llm_answers: false };
@@ -270,7 +270,7 @@ impl ModelClassifier {
     /// The encoder threads' kernel thread ids (Linux; empty elsewhere): their scheduling can be
     /// read in `/proc/self/task/<id>`.
     pub fn encoder_thread_ids(&self) -> Vec<i64> {
-        self.local.encoder_threads.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.local.encoder_threads.get().cloned().unwrap_or_default()
     }
 
     /// Re-reads the intents file. On any error the running model stays as it was.
@@ -784,14 +784,14 @@ fn spawn_encoder_threads(local: Arc<Local>) -> std::sync::mpsc::Sender<Request> 
     let (pending, queue) = std::sync::mpsc::channel::<Request>();
     let queue = Arc::new(std::sync::Mutex::new(queue));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (started, ids) = std::sync::mpsc::channel();
     for n in 0..threads {
-        let (local, queue) = (local.clone(), queue.clone());
+        let (local, queue, started) = (local.clone(), queue.clone(), started.clone());
         std::thread::Builder::new()
             .name(format!("sentence-encoder-{n}"))
             .spawn(move || {
-                #[cfg(target_os = "linux")]
-                // SAFETY: a plain system call without arguments.
-                local.encoder_threads.lock().unwrap_or_else(|e| e.into_inner()).push(unsafe { libc::syscall(libc::SYS_gettid) });
+                let _ = started.send(kernel_thread_id());
+                drop(started);
                 let mut yielded = false;
                 while let Some(batch) = next_batch(&queue) {
                     // Only with a budget: a message that waits past it is answered anyway.
@@ -821,7 +821,19 @@ fn spawn_encoder_threads(local: Arc<Local>) -> std::sync::mpsc::Sender<Request> 
             })
             .expect("spawn an encoder thread");
     }
+    drop(started);
+    // Each thread says its id first thing: this waits microseconds, not for any work.
+    let _ = local.encoder_threads.set(ids.iter().flatten().collect());
     pending
+}
+
+/// This thread's kernel id (Linux), as `/proc/self/task` names it.
+fn kernel_thread_id() -> Option<i64> {
+    #[cfg(target_os = "linux")]
+    // SAFETY: a plain system call without arguments.
+    return Some(unsafe { libc::syscall(libc::SYS_gettid) });
+    #[cfg(not(target_os = "linux"))]
+    None
 }
 
 /// With a queue budget, encoder threads run only on CPU time the rest of the service leaves (`SCHED_IDLE`; where
