@@ -248,7 +248,14 @@ async fn signed_in_admin(server: &TestServer) -> PanelClient {
 async fn sqlite_server_on_a_full_disk_refuses_turns_unready_and_recovers_without_a_restart() {
     let disk = SmallDisk::mount(8);
     let database = disk.path().join("switchboard.db");
-    let server = TestServer::start_with(|config| config.database.url = format!("sqlite://{}", database.display())).await;
+    let server = TestServer::start_with(|config| {
+        config.database.url = format!("sqlite://{}", database.display());
+        // How many messages fit before the disk refuses one depends on how much of the WAL
+        // file a checkpoint had freed for reuse: the visitor's rate limit must not end it first.
+        config.webchat.rate_limit_per_minute = 100_000;
+        config.webchat.rate_limit_burst = 10_000;
+    })
+    .await;
     let admin = signed_in_admin(&server).await;
     let (_, token) = server.new_visitor().await;
     assert_eq!(send(&server, &token, "m0", "hello").await.0, 201);
