@@ -845,7 +845,8 @@ fn yield_to_the_message_path() {
     #[cfg(target_os = "linux")]
     // SAFETY: plain system calls on this thread's own id; a failure only leaves the priority.
     unsafe {
-        let thread = libc::syscall(libc::SYS_gettid) as libc::pid_t;
+        let Some(thread) = kernel_thread_id() else { return };
+        let thread = thread as libc::pid_t;
         let param = libc::sched_param { sched_priority: 0 };
         if libc::sched_setscheduler(thread, libc::SCHED_IDLE, &param) != 0 {
             libc::setpriority(libc::PRIO_PROCESS, thread as libc::id_t, 19);
