@@ -329,4 +329,23 @@ mod tests {
         }
         assert!(dots_i8(&[], &[1, 2, 3]).is_empty(), "no length, no rows");
     }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_vnni_products_match_the_plain_ones_row_by_row() {
+        let vnni = std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vnni");
+        if !vnni {
+            eprintln!("this CPU lacks AVX-512 VNNI: the products take the plain path, tested above");
+            return;
+        }
+        let dim = 128;
+        let query: Vec<i8> = (0..dim).map(|i| ((i * 37) % 255) as i32 - 127).map(|v| v as i8).collect();
+        let rows: Vec<i8> = (0..dim * 5).map(|i| ((i * 101 + 7) % 255) as i32 - 127).map(|v| v as i8).collect();
+        // SAFETY: the CPU has AVX-512 F, BW and VNNI, checked above.
+        let fast = unsafe { dots_i8_vnni(&query, &rows) };
+        let plain: Vec<i32> = rows.chunks_exact(dim).map(|row| dot_i8_portable(&query, row)).collect();
+        assert_eq!(fast, plain);
+    }
 }
