@@ -71,7 +71,8 @@ def candidate_engine(work: pathlib.Path):
 def encode(engine, model, texts):
     out = np.empty((len(texts), engine.e5_dim(model)), dtype=np.float32)
     batch = (ctypes.c_char_p * len(texts))(*[t.encode() for t in texts])
-    engine.e5_embed_batch(model, batch, len(texts), 1, out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
+    if engine.e5_embed_batch(model, batch, len(texts), 1, out.ctypes.data_as(ctypes.POINTER(ctypes.c_float))) != 0:
+        sys.exit("the candidate's engine failed to encode the training set")
     return out
 
 
@@ -80,7 +81,8 @@ def one_at_a_time_ms(engine, model, texts):
     took = []
     for text in texts:
         started = time.perf_counter()
-        engine.e5_embed(model, text.encode(), 1, out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
+        if engine.e5_embed(model, text.encode(), 1, out.ctypes.data_as(ctypes.POINTER(ctypes.c_float))) != 0:
+            sys.exit(f"the candidate's engine failed to encode {text!r}")
         took.append(1000 * (time.perf_counter() - started))
     return np.percentile(took, 50)
 
