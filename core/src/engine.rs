@@ -11,6 +11,7 @@ pub use webhooks::WebhookEdit;
 pub use intents::IntentsEdit;
 
 use crate::events::EventBus;
+use crate::outbox::HandoffLease;
 use crate::policy::{Policy, QueueView};
 use crate::assignment::pick_agent;
 use crate::attachments::{UploadError, check_upload, clean_file_name};
@@ -28,7 +29,7 @@ use tokio::sync::{Mutex, Notify, oneshot};
 use switchboard_models::{
     Agent, AgentId, Attachment, AuditAction, AuditEntry, Awaiting, Category, Channel, Contact, ContactId, Conversation, ConversationId, Document, DocumentId,
     DocumentState, DomainEvent,
-    EscalationRecord, Handler, Inbound, Message, MessageId, Presence, Priority, Role, Sender, Status, Thread, Timestamp,
+    EscalationRecord, Handler, Inbound, Message, MessageId, OutboundMessage, Presence, Priority, Role, Sender, Status, Thread, Timestamp,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -622,6 +623,34 @@ impl Engine {
         result
     }
 
+    /// A lease of this node's outbox for `write`'s replies when all go to contact `recipient`:
+    /// stored leased, they are handed to the outbox after the commit, not claimed from the store.
+    fn lease_replies(&self, write: &mut StepWrite, recipient: ContactId) -> Option<HandoffLease> {
+        if write.outbound.is_empty() || write.outbound.iter().any(|reply| reply.contact_id != recipient) {
+            return None;
+        }
+        let lease = self.outbox_wake.lease()?;
+        write.outbound_leased_until = Some(lease.until);
+        Some(lease)
+    }
+
+    /// Gives stored replies to the outbox: handed over under `lease` (to `recipient`, the
+    /// contact's channel identity), else claimable from the store.
+    fn queue_replies(&self, replies: &[Message], lease: Option<HandoffLease>, recipient: &str) {
+        if replies.is_empty() {
+            return;
+        }
+        match lease {
+            Some(lease) => lease.hand_over(replies.iter().map(|reply| OutboundMessage {
+                attempts: 0,
+                retry_from: None,
+                message: reply.clone(),
+                recipient_external_id: recipient.to_string(),
+            })),
+            None => self.outbox_wake.replies_queued(),
+        }
+    }
+
     /// Woken after every commit that queued outbound messages, and when a direct notice is queued.
     pub fn outbox_wake(&self) -> Arc<crate::outbox::OutboxWake> {
         self.outbox_wake.clone()
@@ -753,6 +782,7 @@ impl Engine {
             None => None,
         };
         let decided = step_started.elapsed();
+        let lease = self.lease_replies(&mut write, contact.id);
         let committed = self.commit(write).await?;
         if answer.is_some() {
             self.step_timed(step_started, decided);
@@ -780,7 +810,7 @@ impl Engine {
                 if let Some(answer) = answer {
                     // A new conversation is stored at the version after the one decided on.
                     let moved_on = answer.changed || started;
-                    let outcome = self.answered(answer, &message, &seqs[1..], moved_on);
+                    let outcome = self.answered(answer, &message, &seqs[1..], moved_on, lease, &contact_key.1);
                     return Ok(Some(Received { message, duplicate: false, conversation, place: None, reported_language: None, answered: Some(outcome), declined_now }));
                 }
                 let place = self.answer_order.take_place(contact.id, message.seq, contact_key);
@@ -998,6 +1028,7 @@ impl Engine {
         write.unchanged_since = (decided_on_earlier_read && !self.has_other_nodes()).then_some((answer.before.id, answer.before.version));
         write.in_order = self.has_other_nodes();
         let decided = started.elapsed();
+        let lease = self.lease_replies(&mut write, message.contact_id);
         let committed = self.commit(write).await?;
         self.step_timed(started, decided);
         let seqs = match committed {
@@ -1009,7 +1040,7 @@ impl Engine {
             }
         };
         let moved_on = answer.changed || self.has_other_nodes();
-        Ok(Some(self.answered(answer, message, &seqs, moved_on)))
+        Ok(Some(self.answered(answer, message, &seqs, moved_on, lease, &contact_key.1)))
     }
 
     /// Records how long a step took to decide and to commit (from `started`), logging slow ones.
@@ -1102,15 +1133,13 @@ impl Engine {
     /// After a decided answer was stored (`reply_seqs`: its replies' seqs, in order): wakes the
     /// outbox, publishes, and returns the outcome. `moved_on`: the stored conversation's version
     /// is the one after `before`'s (written, or claimed).
-    fn answered(&self, answer: DecidedAnswer, message: &Message, reply_seqs: &[i64], moved_on: bool) -> HandleOutcome {
+    fn answered(&self, answer: DecidedAnswer, message: &Message, reply_seqs: &[i64], moved_on: bool, lease: Option<HandoffLease>, recipient: &str) -> HandleOutcome {
         let DecidedAnswer { conversation, mut replies, escalated, .. } = answer;
         let conversation = if moved_on { written(conversation) } else { conversation };
         for (reply, seq) in replies.iter_mut().zip(reply_seqs) {
             reply.seq = *seq;
         }
-        if !replies.is_empty() {
-            self.outbox_wake.replies_queued();
-        }
+        self.queue_replies(&replies, lease, recipient);
         if escalated {
             metrics::counter!("switchboard_escalations_total").increment(1);
         }

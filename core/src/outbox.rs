@@ -4,35 +4,116 @@ use crate::events::EventBus;
 use crate::ports::{DeliveryError, Outbound, Store};
 use chrono::Duration as ChronoDuration;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use switchboard_models::{Channel, ConversationId, Delivery, DeliveryState, DomainEvent, OutboundMessage};
+use switchboard_models::{Channel, ConversationId, Delivery, DeliveryState, DomainEvent, OutboundMessage, Timestamp};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 const BATCH: u32 = 256;
 const LEASE: ChronoDuration = ChronoDuration::seconds(60);
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Handed-over replies delivered in one pass at most.
+const HANDOFFS_PER_PASS: usize = 1024;
+/// A handed-over reply is delivered only while its lease lasts this much longer: sending and
+/// marking it must end before a claim could take it again.
+const DELIVERY_TIME: ChronoDuration = ChronoDuration::seconds(15);
 
 /// What wakes the outbox early: a commit that queued replies, or a direct notice queued. A
 /// pass claims direct notices only when one was queued here or a second has passed (notices of
 /// other nodes, retries): a claim per commit was a statement per message for a table that is
-/// nearly always empty.
+/// nearly always empty. The bot's replies are mostly handed over in memory (`lease`), stored
+/// already leased to this node, so its passes claim from the store only when replies were
+/// queued without a handover, or a second has passed (retries, replies whose node died).
 #[derive(Default)]
 pub struct OutboxWake {
     notify: Notify,
     notice_queued: AtomicBool,
+    replies_queued: AtomicBool,
+    handoffs: Mutex<Handoffs>,
+}
+
+/// Replies a commit stored leased to this node's outbox, waiting for its worker.
+#[derive(Default)]
+struct Handoffs {
+    /// A worker runs and takes handovers: from its start until its last pass.
+    open: bool,
+    /// Leases taken whose commit has not handed its replies over (or given up) yet.
+    in_flight: usize,
+    queued: Vec<(OutboundMessage, Timestamp)>,
 }
 
 impl OutboxWake {
+    /// Replies were stored claimable (not handed over): the next pass claims from the store.
     pub fn replies_queued(&self) {
+        self.replies_queued.store(true, Ordering::SeqCst);
         self.notify.notify_one();
     }
 
     pub fn notice_queued(&self) {
         self.notice_queued.store(true, Ordering::SeqCst);
         self.notify.notify_one();
+    }
+
+    /// A lease for one commit's replies, to store them with (`StepWrite::outbound_leased_until`)
+    /// and hand them over once stored; `None` while no worker of this process takes handovers
+    /// (the replies are then stored claimable).
+    pub fn lease(self: &Arc<Self>) -> Option<HandoffLease> {
+        let mut handoffs = self.handoffs.lock().unwrap_or_else(|e| e.into_inner());
+        if !handoffs.open {
+            return None;
+        }
+        handoffs.in_flight += 1;
+        Some(HandoffLease { wake: self.clone(), until: chrono::Utc::now() + LEASE })
+    }
+
+    fn open_handoffs(&self) {
+        self.handoffs.lock().unwrap_or_else(|e| e.into_inner()).open = true;
+    }
+
+    /// Takes no more handovers and waits for the leases in flight to hand theirs over.
+    async fn close_handoffs(&self) {
+        self.handoffs.lock().unwrap_or_else(|e| e.into_inner()).open = false;
+        while self.handoffs.lock().unwrap_or_else(|e| e.into_inner()).in_flight > 0 {
+            let _ = tokio::time::timeout(Duration::from_millis(10), self.notify.notified()).await;
+        }
+    }
+
+    /// Up to `limit` handed-over replies whose lease lasts past `deliverable_until`, oldest
+    /// first, and whether more wait. One whose lease runs out sooner is dropped here: a claim
+    /// takes it from the store once the lease ends, so it is never sent twice at once.
+    fn take_handoffs(&self, deliverable_until: Timestamp, limit: usize) -> (Vec<OutboundMessage>, bool) {
+        let mut handoffs = self.handoffs.lock().unwrap_or_else(|e| e.into_inner());
+        let take = handoffs.queued.len().min(limit);
+        let taken: Vec<OutboundMessage> = handoffs
+            .queued
+            .drain(..take)
+            .filter_map(|(reply, until)| (until > deliverable_until).then_some(reply))
+            .collect();
+        (taken, !handoffs.queued.is_empty())
+    }
+}
+
+/// One commit's claim on this node's outbox: its replies are stored leased `until`, then handed
+/// over. Dropped without a handover (the commit failed or stored nothing), it only ends.
+pub struct HandoffLease {
+    wake: Arc<OutboxWake>,
+    pub until: Timestamp,
+}
+
+impl HandoffLease {
+    /// Gives the worker the replies just stored under this lease.
+    pub fn hand_over(self, replies: impl IntoIterator<Item = OutboundMessage>) {
+        let until = self.until;
+        self.wake.handoffs.lock().unwrap_or_else(|e| e.into_inner()).queued.extend(replies.into_iter().map(|reply| (reply, until)));
+    }
+}
+
+impl Drop for HandoffLease {
+    fn drop(&mut self) {
+        self.wake.handoffs.lock().unwrap_or_else(|e| e.into_inner()).in_flight -= 1;
+        self.wake.notify.notify_one();
     }
 }
 
@@ -61,22 +142,30 @@ impl OutboxWorker {
     /// Runs until `stop`, then makes one last pass (replies committed while stopping) and
     /// returns. Wakes on commit, and every second for retries.
     pub async fn run(self, stop: CancellationToken) {
+        self.wake.open_handoffs();
         let mut notices_claimed_at: Option<Instant> = None;
-        let mut more_notices = false;
+        let mut replies_claimed_at: Option<Instant> = None;
+        let (mut more_notices, mut more_replies) = (false, false);
         loop {
             // A pass that starts after the stop sees every reply committed before it.
             let last_pass = stop.is_cancelled();
-            let notices_due = self.wake.notice_queued.swap(false, Ordering::SeqCst)
-                || more_notices
-                || last_pass
-                || notices_claimed_at.is_none_or(|at| at.elapsed() >= IDLE_POLL);
-            if notices_due {
-                notices_claimed_at = Some(Instant::now());
+            if last_pass {
+                self.wake.close_handoffs().await;
             }
-            match self.drain(notices_due).await {
-                Ok((replies, notices)) => {
+            let due = |queued: &AtomicBool, more: bool, claimed_at: &mut Option<Instant>| {
+                let due = queued.swap(false, Ordering::SeqCst) || more || last_pass || claimed_at.is_none_or(|at| at.elapsed() >= IDLE_POLL);
+                if due {
+                    *claimed_at = Some(Instant::now());
+                }
+                due
+            };
+            let claim_replies = due(&self.wake.replies_queued, more_replies, &mut replies_claimed_at);
+            let claim_notices = due(&self.wake.notice_queued, more_notices, &mut notices_claimed_at);
+            match self.drain(claim_replies, claim_notices).await {
+                Ok((replies_left, notices)) => {
+                    more_replies = replies_left;
                     more_notices = notices >= BATCH as usize;
-                    if replies >= BATCH as usize || more_notices {
+                    if more_replies || more_notices {
                         continue;
                     }
                 }
@@ -92,12 +181,13 @@ impl OutboxWorker {
         }
     }
 
-    /// Claims one batch of replies (and, `with_notices`, one of direct notices) and delivers
-    /// them; how many of each it claimed.
-    async fn drain(&self, with_notices: bool) -> Result<(usize, usize), crate::ports::StoreError> {
-        let replies = self.drain_replies().await?;
-        let notices = if with_notices { self.drain_notices().await? } else { 0 };
-        Ok((replies, notices))
+    /// Delivers the replies handed over, and claims one batch of replies (`claim_replies`) and
+    /// one of direct notices (`claim_notices`) and delivers them; whether replies are left for
+    /// another pass, and how many notices it claimed.
+    async fn drain(&self, claim_replies: bool, claim_notices: bool) -> Result<(bool, usize), crate::ports::StoreError> {
+        let replies_left = self.drain_replies(claim_replies).await?;
+        let notices = if claim_notices { self.drain_notices().await? } else { 0 };
+        Ok((replies_left, notices))
     }
 
     /// Sends the due direct notices one by one; a passing failure is retried within the
@@ -128,11 +218,22 @@ impl OutboxWorker {
         Ok(notices.len())
     }
 
-    /// Claims one batch and delivers it: in order within a conversation, conversations in parallel.
-    async fn drain_replies(&self) -> Result<usize, crate::ports::StoreError> {
+    /// Takes the replies handed over and (`claim`) one batch from the store, and delivers them:
+    /// in order within a conversation, conversations in parallel. Whether more are left.
+    async fn drain_replies(&self, claim: bool) -> Result<bool, crate::ports::StoreError> {
         let now = chrono::Utc::now();
-        let batch = self.store.claim_outbox(now, now + LEASE, BATCH).await?;
-        let claimed = batch.len();
+        let (mut batch, more_handed_over) = self.wake.take_handoffs(now + DELIVERY_TIME, HANDOFFS_PER_PASS);
+        // A failed claim still lets the handed-over replies go first.
+        let (claimed, claim_failed) = match claim {
+            true => match self.store.claim_outbox(now, now + LEASE, BATCH).await {
+                Ok(claimed) => (claimed, None),
+                Err(error) => (Vec::new(), Some(error)),
+            },
+            false => (Vec::new(), None),
+        };
+        let more_claimable = claimed.len() >= BATCH as usize;
+        batch.extend(claimed);
+        batch.sort_by_key(|item| item.message.seq);
         let mut by_conversation: BTreeMap<ConversationId, Vec<OutboundMessage>> = BTreeMap::new();
         for item in batch {
             by_conversation.entry(item.message.conversation_id).or_default().push(item);
@@ -154,7 +255,10 @@ impl OutboxWorker {
                 }
             }
         }
-        Ok(claimed)
+        match claim_failed {
+            Some(error) => Err(error),
+            None => Ok(more_handed_over || more_claimable),
+        }
     }
 
     /// Tells live views where a reply is now (the row itself was just written).
@@ -256,4 +360,70 @@ fn delivery_of(item: &OutboundMessage) -> Delivery {
 /// 1 s, 2 s, 4 s … capped at 10 minutes.
 fn backoff(attempts: u32) -> Duration {
     Duration::from_secs(1u64 << attempts.min(10)).min(Duration::from_secs(600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_models::{ContactId, MessageId, Sender};
+
+    fn reply(seq: i64) -> OutboundMessage {
+        OutboundMessage {
+            attempts: 0,
+            retry_from: None,
+            recipient_external_id: "visitor".into(),
+            message: switchboard_models::Message {
+                id: MessageId::new(),
+                seq,
+                conversation_id: ConversationId::new(),
+                contact_id: ContactId::new(),
+                channel: Channel::WebChat,
+                sender: Sender::Bot,
+                agent_id: None,
+                text: format!("reply {seq}"),
+                attachments: Vec::new(),
+                internal: false,
+                quick_replies: Vec::new(),
+                classification: None,
+                external_id: None,
+                created_at: chrono::Utc::now(),
+                delivery: None,
+            },
+        }
+    }
+
+    #[test]
+    fn replies_are_handed_over_only_while_a_worker_takes_them_and_never_near_their_lease_end() {
+        let wake = Arc::new(OutboxWake::default());
+        assert!(wake.lease().is_none(), "no worker: replies are stored claimable");
+        wake.open_handoffs();
+        let lease = wake.lease().expect("a worker takes handovers");
+        assert!(lease.until > chrono::Utc::now() + LEASE - ChronoDuration::seconds(1));
+        let until = lease.until;
+        lease.hand_over([reply(1), reply(2)]);
+        let (taken, more) = wake.take_handoffs(chrono::Utc::now(), 1);
+        assert_eq!(taken.iter().map(|r| r.message.seq).collect::<Vec<_>>(), [1]);
+        assert!(more);
+        // The second's lease ends before it could be delivered: left to a claim, not sent.
+        let (taken, more) = wake.take_handoffs(until, 10);
+        assert!(taken.is_empty() && !more, "{taken:?}");
+    }
+
+    #[tokio::test]
+    async fn the_last_pass_waits_for_commits_holding_a_lease() {
+        let wake = Arc::new(OutboxWake::default());
+        wake.open_handoffs();
+        let lease = wake.lease().expect("open");
+        let closing = tokio::spawn({
+            let wake = wake.clone();
+            async move { wake.close_handoffs().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!closing.is_finished(), "a commit in flight may still hand its replies over");
+        assert!(wake.lease().is_none(), "closed to new leases");
+        lease.hand_over([reply(7)]);
+        closing.await.unwrap();
+        let (taken, _) = wake.take_handoffs(chrono::Utc::now(), 10);
+        assert_eq!(taken.len(), 1, "the last pass delivers it");
+    }
 }

@@ -255,6 +255,10 @@ pub struct StepWrite {
     pub unchanged_since: Option<(ConversationId, i64)>,
     /// Replies to deliver on the conversation's channel: stored and queued for the outbox together.
     pub outbound: Vec<Message>,
+    /// The replies are stored leased until then: this node's outbox was handed them in memory
+    /// (no claim statement), and no other pass takes them unless that lease runs out (the
+    /// node died first). `None`: claimable at once.
+    pub outbound_leased_until: Option<Timestamp>,
     /// Agents' notes: stored, never delivered.
     pub notes: Vec<Message>,
     /// The action this step records in the audit log.

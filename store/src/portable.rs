@@ -565,12 +565,13 @@ async fn keep_embedding(tx: &mut $conn, seq: i64, classification: &switchboard_m
     Ok(())
 }
 
-const MESSAGE_INSERT_COLUMNS: usize = 18;
+const MESSAGE_INSERT_COLUMNS: usize = 19;
 
 /// Inserts messages, skipping any whose (channel, external id) is taken; returns `(seq, id)` of
 /// those inserted, and whether any webhook may want the step's events (`false` only when the
 /// same statement found none active: the step then skips queueing them, a round trip saved).
-/// A `Some` delivery instant queues the message for the outbox from then. A customer message
+/// A `Some` delivery instant queues the message for the outbox from then (leased until
+/// `write.outbound_leased_until` when the engine hands it to its outbox itself). A customer message
 /// stored classified takes `write`'s answer columns (`intent_unused`, `answered_from_intent`).
 /// `write`'s conversation, if any, is saved by the same round trip, only when the first row
 /// was inserted (a duplicate customer message changes nothing).
@@ -593,7 +594,7 @@ async fn insert_messages(
     let insert = format!(
         "INSERT INTO messages (id, conversation_id, contact_id, channel, sender, agent_id, body, internal, \
          attachments, quick_replies, classification, intent, confidence, external_id, created_at, outbound, next_attempt_at, \
-         answered_from_intent) VALUES {values} ON CONFLICT (channel, external_id) DO NOTHING RETURNING seq, id"
+         lease_until, answered_from_intent) VALUES {values} ON CONFLICT (channel, external_id) DO NOTHING RETURNING seq, id"
     );
     // A customer message stored without its answer waits for one (`waiting_messages`): on
     // PostgreSQL written by this statement, on SQLite by a trigger (migration 0035).
@@ -637,6 +638,7 @@ async fn insert_messages(
             .bind(millis(m.created_at))
             .bind(deliver_from.is_some())
             .bind(deliver_from.map(millis))
+            .bind(deliver_from.and(write.outbound_leased_until).map(millis))
             .bind(answered_here && write.answered_from_intent);
     }
     if let Some(conversation) = &write.conversation {

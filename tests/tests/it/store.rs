@@ -45,6 +45,7 @@ on_both_backends!(
     a_direct_notice_is_queued_once_claimed_by_one_and_retried_until_sent,
     exclusive_work_waits_for_the_holder_on_another_connection,
     the_outbox_backlog_counts_undelivered_replies_and_dates_the_oldest,
+    replies_handed_to_the_outbox_are_claimed_only_once_their_lease_ends,
     each_reply_has_a_delivery_state_and_failures_flag_the_conversation,
     lists_page_by_cursor_in_both_orders_and_stay_stable_while_rows_arrive,
     customers_page_newest_first_with_search_channel_and_counts,
@@ -358,6 +359,38 @@ async fn outbound_messages_are_leased_delivered_and_retried(backend: Backend) {
     store.mark_failed(retried[0].message.seq, "blocked", None).await.unwrap();
     let much_later = now + chrono::Duration::days(1);
     assert!(store.claim_outbox(much_later, much_later, 10).await.unwrap().is_empty(), "given up for good");
+}
+
+/// A step's replies stored leased (handed to this node's outbox in memory) are not claimable
+/// until the lease ends: then any node's pass takes them (their node died), once.
+async fn replies_handed_to_the_outbox_are_claimed_only_once_their_lease_ends(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let conversation = conversation(store.as_ref(), "visitor-5").await;
+    let now = Utc::now() + chrono::Duration::seconds(1);
+    let leased_until = now + chrono::Duration::seconds(60);
+    let mut write = step_write(None, vec![message(&conversation, Sender::Bot, "handed over", None)]);
+    write.outbound_leased_until = Some(leased_until);
+    store.commit(write).await.unwrap();
+    queue_replies(store.as_ref(), &conversation, &["claimable"]).await;
+
+    let claimed = store.claim_outbox(now, now + chrono::Duration::seconds(30), 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|o| o.message.text.as_str()).collect::<Vec<_>>(), ["claimable"], "a leased reply is not claimed");
+    assert_eq!(store.outbox_backlog().await.unwrap().0, 2, "both wait for delivery");
+    let after_lease = leased_until + chrono::Duration::seconds(1);
+    let taken_over = store.claim_outbox(after_lease, after_lease + chrono::Duration::seconds(30), 10).await.unwrap();
+    let texts: Vec<&str> = taken_over.iter().map(|o| o.message.text.as_str()).collect();
+    assert!(texts.contains(&"handed over"), "once the lease ends the reply is claimed: {texts:?}");
+    assert_eq!(taken_over[texts.iter().position(|t| *t == "handed over").unwrap()].recipient_external_id, "visitor-5");
+    assert!(store.claim_outbox(after_lease, after_lease, 10).await.unwrap().is_empty(), "and leased again by that claim");
+
+    // Delivered by its own node in time: never claimed.
+    let mut write = step_write(None, vec![message(&conversation, Sender::Bot, "sent in time", None)]);
+    write.outbound_leased_until = Some(leased_until);
+    let Committed::Stored { seqs } = store.commit(write).await.unwrap() else { panic!("stored") };
+    store.mark_delivered(&[(seqs[0], None)], now).await.unwrap();
+    let much_later = now + chrono::Duration::days(1);
+    let texts: Vec<String> = store.claim_outbox(much_later, much_later, 10).await.unwrap().into_iter().map(|o| o.message.text).collect();
+    assert!(!texts.contains(&"sent in time".to_string()), "{texts:?}");
 }
 
 async fn each_reply_has_a_delivery_state_and_failures_flag_the_conversation(backend: Backend) {
