@@ -68,24 +68,24 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
         return;
     }
     drop(opening);
+    // Frames are answered in order, several at a time: while one waits for its commit, the
+    // replies to earlier ones still go out (one at a time, a customer writing faster than a
+    // commit under load saw their replies queue behind their own messages, without bound).
+    let mut answering: Option<Answering<'_>> = None;
     loop {
+        let in_flight = answering.as_ref().map_or(0, |a| a.len());
         let outgoing = tokio::select! {
-            incoming = stream.next() => match incoming {
-                // Boxed, as are the other calls into the engine: an idle socket's task then holds
-                // only what waiting needs, not the largest answer's state (memory per widget).
-                // Not once a stop has begun: unacknowledged, it is sent again after the widget
-                // reconnects, rather than answered after the outbox's last pass.
-                Some(Ok(WsMessage::Text(text))) if !state.closing.is_cancelled() => match Box::pin(answer(&state, &visitor, address, text.as_str())).await {
+            // An answer before the replies and cues that followed it; reading more frames last.
+            biased;
+            answered = next_answer(&mut answering) => {
+                if answering.as_ref().is_some_and(|a| a.is_empty()) {
+                    answering = None;
+                }
+                match answered {
                     Some(frame) => frame,
                     None => continue,
-                },
-                Some(Ok(WsMessage::Binary(_))) => ServerFrame::error(
-                    HttpError::new(StatusCode::BAD_REQUEST, "malformed_frame", "Send JSON text frames, not binary."),
-                    None,
-                ),
-                Some(Ok(_)) => continue, // ping/pong are answered by the library
-                Some(Err(_)) | None => return,
-            },
+                }
+            }
             event = subscription.events.recv() => match event {
                 Some(LiveEvent::Message(message)) => match Box::pin(MessageView::with_authors(state.engine.accounts(), std::slice::from_ref(&*message))).await {
                     Ok(mut views) => ServerFrame::Message { message: views.remove(0) },
@@ -95,6 +95,7 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
                 Some(LiveEvent::AgentTyping(name)) => ServerFrame::Typing { on: true, name: Some(name.to_string()) },
                 Some(LiveEvent::Seen(seq)) => ServerFrame::Seen { seq },
                 Some(LiveEvent::Displaced) => {
+                    finish(answering, Some(&mut sink)).await;
                     let close = CloseFrame { code: 1008, reason: "Too many open chats for this visitor; this, the oldest, was closed".into() };
                     let _ = sink.send(WsMessage::Close(Some(close))).await;
                     return;
@@ -103,17 +104,71 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
                     ServerFrame::Conversation { conversation: ConversationView::from(&*conversation) }
                 }
                 // Dropped for falling behind: close, and the widget resyncs on reconnect.
-                None => return,
+                None => {
+                    finish(answering, None).await;
+                    return;
+                }
             },
             _ = state.closing.cancelled() => {
+                finish(answering, Some(&mut sink)).await;
                 // 1012 "service restart": the widget reconnects shortly and resends what is unacknowledged.
                 let close = CloseFrame { code: 1012, reason: "Switchboard is restarting; reconnect in a few seconds".into() };
                 let _ = sink.send(WsMessage::Close(Some(close))).await;
                 return;
             }
+            incoming = stream.next(), if in_flight < MAX_FRAMES_IN_FLIGHT => match incoming {
+                // Boxed, as are the other calls into the engine: an idle socket's task then holds
+                // only what waiting needs, not the largest answer's state (memory per widget).
+                // Not once a stop has begun: unacknowledged, it is sent again after the widget
+                // reconnects, rather than answered after the outbox's last pass.
+                Some(Ok(WsMessage::Text(text))) if !state.closing.is_cancelled() => {
+                    let (state, visitor) = (&state, visitor.as_str());
+                    answering.get_or_insert_with(Answering::new).push_back(Box::pin(async move { answer(state, visitor, address, text.as_str()).await }));
+                    continue;
+                }
+                Some(Ok(WsMessage::Binary(_))) => ServerFrame::error(
+                    HttpError::new(StatusCode::BAD_REQUEST, "malformed_frame", "Send JSON text frames, not binary."),
+                    None,
+                ),
+                Some(Ok(_)) => continue, // ping/pong are answered by the library
+                Some(Err(_)) | None => {
+                    finish(answering, None).await;
+                    return;
+                }
+            },
         };
         if send(&mut sink, &outgoing).await.is_err() {
+            finish(answering, None).await;
             return;
+        }
+    }
+}
+
+/// Frames a widget may have sent that are not answered yet; past this the socket is read no
+/// further until one is (the sender waits, as TCP makes it).
+const MAX_FRAMES_IN_FLIGHT: usize = 16;
+
+/// The answers of a widget's frames still being worked on, in the order the frames came.
+type Answering<'a> = futures::stream::FuturesOrdered<std::pin::Pin<Box<dyn std::future::Future<Output = Option<ServerFrame>> + Send + 'a>>>;
+
+/// The next frame's answer; never, while none is being worked on.
+async fn next_answer(answering: &mut Option<Answering<'_>>) -> Option<ServerFrame> {
+    match answering.as_mut() {
+        Some(answering) if !answering.is_empty() => answering.next().await.flatten(),
+        _ => std::future::pending().await,
+    }
+}
+
+/// Lets the frames being answered finish before the socket ends (a message stored but cut off
+/// before its answer was set going would wait for a restart), sending their answers to `sink`
+/// when it is still open.
+async fn finish(answering: Option<Answering<'_>>, mut sink: Option<&mut futures::stream::SplitSink<WebSocket, WsMessage>>) {
+    let Some(mut answering) = answering else { return };
+    while let Some(answered) = answering.next().await {
+        if let (Some(frame), Some(open)) = (answered, sink.as_mut()) {
+            if send(open, &frame).await.is_err() {
+                sink = None;
+            }
         }
     }
 }

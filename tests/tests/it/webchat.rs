@@ -44,6 +44,37 @@ async fn hello_gets_a_bot_answer() {
     assert!(reply["seq"].as_i64().unwrap() > ack["message"]["seq"].as_i64().unwrap());
 }
 
+/// A widget may send before its last message is answered: the socket answers its frames
+/// several at a time, yet each is acknowledged in the order sent, and a reply never
+/// arrives before the acknowledgement of the message it answers.
+#[tokio::test]
+async fn frames_sent_back_to_back_are_acknowledged_in_order_each_before_its_reply() {
+    let server = TestServer::start().await;
+    let (_, mut widget) = visitor_socket(&server).await;
+    // Within the visitor's burst (10), so none is refused.
+    let count = 8;
+    for n in 0..count {
+        widget.say(&format!("c{n}"), "hello").await;
+    }
+    let (mut acked, mut replies) = (Vec::new(), 0);
+    while acked.len() < count || replies < count {
+        let frame = widget.next_frame().await.expect("socket open");
+        match frame["type"].as_str() {
+            Some("ack") => acked.push((frame["client_id"].as_str().unwrap().to_string(), frame["message"]["seq"].as_i64().unwrap())),
+            Some("message") if frame["message"]["sender"] == "bot" => {
+                let seq = frame["message"]["seq"].as_i64().unwrap();
+                let answered = acked.iter().filter(|(_, acked_seq)| *acked_seq < seq).count();
+                assert!(answered > replies, "reply {seq} arrived before the acknowledgement of the message it answers: {acked:?}");
+                replies += 1;
+            }
+            _ => {}
+        }
+    }
+    let sent: Vec<String> = (0..count).map(|n| format!("c{n}")).collect();
+    assert_eq!(acked.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), sent, "acknowledged in the order sent");
+    assert!(acked.windows(2).all(|w| w[0].1 < w[1].1), "stored in the order sent: {acked:?}");
+}
+
 #[tokio::test]
 async fn asking_for_a_person_escalates_and_the_bot_goes_quiet() {
     let server = TestServer::start().await;
