@@ -68,19 +68,16 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
         return;
     }
     drop(opening);
-    // Frames are answered in order, several at a time: while one waits for its commit, the
-    // replies to earlier ones still go out (one at a time, a customer writing faster than a
-    // commit under load saw their replies queue behind their own messages, without bound).
+    // A frame is answered while the socket goes on sending replies and cues: one frame at a
+    // time (a customer's messages are stored in the order sent), but the replies to earlier ones
+    // no longer wait behind it (under load they queued behind the customer's own later messages).
     let mut answering: Option<Answering<'_>> = None;
     loop {
-        let in_flight = answering.as_ref().map_or(0, |a| a.len());
         let outgoing = tokio::select! {
             // An answer before the replies and cues that followed it; reading more frames last.
             biased;
             answered = next_answer(&mut answering) => {
-                if answering.as_ref().is_some_and(|a| a.is_empty()) {
-                    answering = None;
-                }
+                answering = None;
                 match answered {
                     Some(frame) => frame,
                     None => continue,
@@ -116,14 +113,14 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
                 let _ = sink.send(WsMessage::Close(Some(close))).await;
                 return;
             }
-            incoming = stream.next(), if in_flight < MAX_FRAMES_IN_FLIGHT => match incoming {
+            incoming = stream.next(), if answering.is_none() => match incoming {
                 // Boxed, as are the other calls into the engine: an idle socket's task then holds
                 // only what waiting needs, not the largest answer's state (memory per widget).
                 // Not once a stop has begun: unacknowledged, it is sent again after the widget
                 // reconnects, rather than answered after the outbox's last pass.
                 Some(Ok(WsMessage::Text(text))) if !state.closing.is_cancelled() => {
                     let (state, visitor) = (&state, visitor.as_str());
-                    answering.get_or_insert_with(Answering::new).push_back(Box::pin(async move { answer(state, visitor, address, text.as_str()).await }));
+                    answering = Some(Box::pin(async move { answer(state, visitor, address, text.as_str()).await }));
                     continue;
                 }
                 Some(Ok(WsMessage::Binary(_))) => ServerFrame::error(
@@ -144,32 +141,24 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
     }
 }
 
-/// Frames a widget may have sent that are not answered yet; past this the socket is read no
-/// further until one is (the sender waits, as TCP makes it).
-const MAX_FRAMES_IN_FLIGHT: usize = 16;
+/// The answer of the frame being worked on.
+type Answering<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Option<ServerFrame>> + Send + 'a>>;
 
-/// The answers of a widget's frames still being worked on, in the order the frames came.
-type Answering<'a> = futures::stream::FuturesOrdered<std::pin::Pin<Box<dyn std::future::Future<Output = Option<ServerFrame>> + Send + 'a>>>;
-
-/// The next frame's answer; never, while none is being worked on.
+/// The answer of the frame being worked on; never, while none is.
 async fn next_answer(answering: &mut Option<Answering<'_>>) -> Option<ServerFrame> {
     match answering.as_mut() {
-        Some(answering) if !answering.is_empty() => answering.next().await.flatten(),
-        _ => std::future::pending().await,
+        Some(answering) => answering.await,
+        None => std::future::pending().await,
     }
 }
 
-/// Lets the frames being answered finish before the socket ends (a message stored but cut off
-/// before its answer was set going would wait for a restart), sending their answers to `sink`
+/// Lets the frame being answered finish before the socket ends (a message stored but cut off
+/// before its answer was set going would wait for a restart), sending its answer to `sink`
 /// when it is still open.
-async fn finish(answering: Option<Answering<'_>>, mut sink: Option<&mut futures::stream::SplitSink<WebSocket, WsMessage>>) {
-    let Some(mut answering) = answering else { return };
-    while let Some(answered) = answering.next().await {
-        if let (Some(frame), Some(open)) = (answered, sink.as_mut()) {
-            if send(open, &frame).await.is_err() {
-                sink = None;
-            }
-        }
+async fn finish(answering: Option<Answering<'_>>, sink: Option<&mut futures::stream::SplitSink<WebSocket, WsMessage>>) {
+    let Some(answering) = answering else { return };
+    if let (Some(frame), Some(sink)) = (answering.await, sink) {
+        let _ = send(sink, &frame).await;
     }
 }
 

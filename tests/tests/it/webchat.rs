@@ -44,9 +44,9 @@ async fn hello_gets_a_bot_answer() {
     assert!(reply["seq"].as_i64().unwrap() > ack["message"]["seq"].as_i64().unwrap());
 }
 
-/// A widget may send before its last message is answered: the socket answers its frames
-/// several at a time, yet each is acknowledged in the order sent, and a reply never
-/// arrives before the acknowledgement of the message it answers.
+/// A widget may send before its last message is answered: the socket goes on sending replies
+/// while it answers a frame, yet each message is stored and acknowledged in the order sent,
+/// and a reply never arrives before the acknowledgement of the message it answers.
 #[tokio::test]
 async fn frames_sent_back_to_back_are_acknowledged_in_order_each_before_its_reply() {
     let server = TestServer::start().await;
