@@ -92,7 +92,7 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
                 Some(LiveEvent::AgentTyping(name)) => ServerFrame::Typing { on: true, name: Some(name.to_string()) },
                 Some(LiveEvent::Seen(seq)) => ServerFrame::Seen { seq },
                 Some(LiveEvent::Displaced) => {
-                    finish(answering, Some(&mut sink)).await;
+                    Box::pin(finish(answering, Some(&mut sink))).await;
                     let close = CloseFrame { code: 1008, reason: "Too many open chats for this visitor; this, the oldest, was closed".into() };
                     let _ = sink.send(WsMessage::Close(Some(close))).await;
                     return;
@@ -102,12 +102,12 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
                 }
                 // Dropped for falling behind: close, and the widget resyncs on reconnect.
                 None => {
-                    finish(answering, None).await;
+                    Box::pin(finish(answering, None)).await;
                     return;
                 }
             },
             _ = state.closing.cancelled() => {
-                finish(answering, Some(&mut sink)).await;
+                Box::pin(finish(answering, Some(&mut sink))).await;
                 // 1012 "service restart": the widget reconnects shortly and resends what is unacknowledged.
                 let close = CloseFrame { code: 1012, reason: "Switchboard is restarting; reconnect in a few seconds".into() };
                 let _ = sink.send(WsMessage::Close(Some(close))).await;
@@ -129,13 +129,13 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
                 ),
                 Some(Ok(_)) => continue, // ping/pong are answered by the library
                 Some(Err(_)) | None => {
-                    finish(answering, None).await;
+                    Box::pin(finish(answering, None)).await;
                     return;
                 }
             },
         };
         if send(&mut sink, &outgoing).await.is_err() {
-            finish(answering, None).await;
+            Box::pin(finish(answering, None)).await;
             return;
         }
     }
@@ -154,7 +154,7 @@ async fn next_answer(answering: &mut Option<Answering<'_>>) -> Option<ServerFram
 
 /// Lets the frame being answered finish before the socket ends (a message stored but cut off
 /// before its answer was set going would wait for a restart), sending its answer to `sink`
-/// when it is still open.
+/// when it is still open. Boxed where called, so an idle socket's task does not hold its state.
 async fn finish(answering: Option<Answering<'_>>, sink: Option<&mut futures::stream::SplitSink<WebSocket, WsMessage>>) {
     let Some(answering) = answering else { return };
     if let (Some(frame), Some(sink)) = (answering.await, sink) {
