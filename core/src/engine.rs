@@ -1130,8 +1130,8 @@ impl Engine {
         Ok(DecidedAnswer { before, write, conversation, replies, changed, escalated })
     }
 
-    /// After a decided answer was stored (`reply_seqs`: its replies' seqs, in order): wakes the
-    /// outbox, publishes, and returns the outcome. `moved_on`: the stored conversation's version
+    /// After a decided answer was stored (`reply_seqs`: its replies' seqs, in order): gives its
+    /// replies to the outbox (`queue_replies`), publishes, and returns the outcome. `moved_on`: the stored conversation's version
     /// is the one after `before`'s (written, or claimed).
     fn answered(&self, answer: DecidedAnswer, message: &Message, reply_seqs: &[i64], moved_on: bool, lease: Option<HandoffLease>, recipient: &str) -> HandleOutcome {
         let DecidedAnswer { conversation, mut replies, escalated, .. } = answer;

@@ -492,7 +492,7 @@ async fn overload(rate: u64, connections: usize, seconds: u64, budget_ms: u64) -
         ("SWITCHBOARD_NLP__QUEUE_BUDGET_MS", budget.as_str()),
     ];
     let (server, _) = Server::start_with(tempfile::tempdir()?, &env)?;
-    let (samples, since_created, achieved) = reply_latencies_of(server.addr, rate, connections, seconds, |n| NLP_TEXTS[n as usize % NLP_TEXTS.len()]).await?;
+    let (samples, mut since_created, achieved) = reply_latencies_of(server.addr, rate, connections, seconds, |n| NLP_TEXTS[n as usize % NLP_TEXTS.len()]).await?;
     let pct = |p: f64| samples.get(((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1))).copied().unwrap_or_default();
     let sent = rate * seconds;
     let fast = metric(server.addr, "switchboard_classifications_fast_path_total").await?;
@@ -512,12 +512,11 @@ async fn overload(rate: u64, connections: usize, seconds: u64, budget_ms: u64) -
     );
     // Where the wait is: before the reply was created (reading, storing, classifying the
     // message) or after (committing, the outbox, the socket).
-    let created = |p: f64| since_created.get(((since_created.len() as f64 * p) as usize).min(since_created.len().saturating_sub(1))).copied().unwrap_or_default();
     println!(
         "overload: from a reply's creation to its arrival: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        created(0.50).as_secs_f64() * 1000.0,
-        created(0.99).as_secs_f64() * 1000.0,
-        since_created.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+        percentile(&mut since_created, 0.50),
+        percentile(&mut since_created, 0.99),
+        percentile(&mut since_created, 1.0),
     );
     // Recovery: one customer alone, right after.
     let (mut after, _, _) = reply_latencies_of(server.addr, 5, 1, 4, |n| NLP_TEXTS[n as usize % NLP_TEXTS.len()]).await?;
@@ -564,7 +563,7 @@ async fn reply_latencies(addr: SocketAddr, rate: u64, connections: usize, second
 }
 
 /// `reply_latencies` with the `n`th message's text given; also each reply's time from when the
-/// server created it (its `created_at`, taken as the step is decided) to its arrival, sorted.
+/// server created it (its `created_at`, taken as the step is decided) to its arrival.
 async fn reply_latencies_of(
     addr: SocketAddr,
     rate: u64,
@@ -574,24 +573,24 @@ async fn reply_latencies_of(
 ) -> anyhow::Result<(Vec<Duration>, Vec<Duration>, f64)> {
     let keys = VisitorKeys::new(SECRET.as_bytes().to_vec());
     let samples = Arc::new(Mutex::new(Vec::<Duration>::new()));
-    let since_stored = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    let since_created = Arc::new(Mutex::new(Vec::<Duration>::new()));
     let mut sinks = Vec::new();
     let mut readers = Vec::new();
     for index in 0..connections {
         let (sink, mut stream) = open(addr, &keys, index).await?.split();
         let sent_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
         sinks.push((sink, sent_at.clone()));
-        let (samples, since_stored) = (samples.clone(), since_stored.clone());
+        let (samples, since_created) = (samples.clone(), since_created.clone());
         readers.push(tokio::spawn(async move {
             // Answers come in order per conversation: pair each with the oldest unanswered send.
             while let Some(Ok(message)) = stream.next().await {
                 let WsMessage::Text(text) = message else { continue };
                 let frame: Value = serde_json::from_str(&text).unwrap_or_default();
                 if frame["type"] == "message" && frame["message"]["sender"] == "bot" {
-                    let stored = frame["message"]["created_at"].as_str().and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
-                    if let Some(stored) = stored {
-                        let since = (chrono::Utc::now() - stored.with_timezone(&chrono::Utc)).to_std().unwrap_or_default();
-                        since_stored.lock().await.push(since);
+                    let created = frame["message"]["created_at"].as_str().and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
+                    if let Some(created) = created {
+                        let since = (chrono::Utc::now() - created.with_timezone(&chrono::Utc)).to_std().unwrap_or_default();
+                        since_created.lock().await.push(since);
                     }
                     let mut pending = sent_at.lock().await;
                     if let Some(key) = pending.iter().min_by_key(|(_, at)| **at).map(|(k, _)| k.clone()) {
@@ -619,12 +618,11 @@ async fn reply_latencies_of(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut samples = samples.lock().await.clone();
     samples.sort();
-    let mut since_stored = since_stored.lock().await.clone();
-    since_stored.sort();
+    let since_created = since_created.lock().await.clone();
     for reader in readers {
         reader.abort();
     }
-    Ok((samples, since_stored, total as f64 / send_elapsed))
+    Ok((samples, since_created, total as f64 / send_elapsed))
 }
 
 /// SLA timers at scale: `conversations` escalated conversations with their clocks and a breach
