@@ -380,6 +380,29 @@ impl ModelClassifier {
     }
 }
 
+/// Why a message took the fast path instead of the sentence encoder: the label of
+/// `switchboard_classifications_fast_path_total`, so that an overload says what tipped it.
+#[derive(Clone, Copy)]
+enum ShedReason {
+    /// The engine's steps commit slower than half the budget (`store_behind`).
+    StoreBehind,
+    /// The encoder's queue would keep a new message past half the budget (`encoder_behind`).
+    EncoderBehind,
+    /// The message waited in the encoder's queue for the whole budget.
+    WaitedPastBudget,
+}
+
+impl ShedReason {
+    fn count(self) {
+        let reason = match self {
+            Self::StoreBehind => "store_behind",
+            Self::EncoderBehind => "encoder_behind",
+            Self::WaitedPastBudget => "waited_past_budget",
+        };
+        metrics::counter!("switchboard_classifications_fast_path_total", "reason" => reason).increment(1);
+    }
+}
+
 impl Local {
     fn current(&self) -> Arc<Trained> {
         self.trained.read().unwrap_or_else(|e| e.into_inner()).clone()
@@ -411,18 +434,18 @@ impl Local {
     /// fast path's. None: the message is the sentence encoder's.
     fn classify_at_once(&self, text: &str, reported: Option<&str>) -> Option<Classification> {
         let trained = self.current();
-        let shed = |by_first_stage: Option<(Ranking, Judged)>, language: Option<String>| {
-            metrics::counter!("switchboard_classifications_fast_path_total").increment(1);
+        let shed = |reason: ShedReason, by_first_stage: Option<(Ranking, Judged)>, language: Option<String>| {
+            reason.count();
             self.fast_path(&trained, text, language, by_first_stage)
         };
         if self.store_behind() {
-            return Some(shed(None, message_language(text, reported)));
+            return Some(shed(ShedReason::StoreBehind, None, message_language(text, reported)));
         }
         let behind = self.encoder_behind();
         let Some((stage, (embedding, ranking))) =
             trained.first_stage.as_ref().and_then(|stage| Some((stage, stage.embed_and_rank(text).ok()?)))
         else {
-            return behind.then(|| shed(None, message_language(text, reported)));
+            return behind.then(|| shed(ShedReason::EncoderBehind, None, message_language(text, reported)));
         };
         // Most messages it declines are not sure enough: judging them would be wasted work.
         let sure = ranking.first().is_some_and(|&(_, p)| p >= stage.model.sure_at);
@@ -437,7 +460,7 @@ impl Local {
             metrics::counter!("switchboard_classifications_first_stage_total").increment(1);
             return Some(classification);
         }
-        behind.then(|| shed(Some((ranking, judged)), language))
+        behind.then(|| shed(ShedReason::EncoderBehind, Some((ranking, judged)), language))
     }
 
     /// Whether the engine's steps commit slower than half the budget on average; never without
@@ -704,7 +727,7 @@ impl ModelClassifier {
         let local = match waited {
             Ok(Encoded::Classified(classification)) => classification,
             Ok(Encoded::Shed) => {
-                metrics::counter!("switchboard_classifications_fast_path_total").increment(1);
+                ShedReason::WaitedPastBudget.count();
                 self.local.classify_fast(text, language)
             }
             Err(()) => {

@@ -364,10 +364,10 @@ async fn nlp(connections: usize, seconds: u64) -> anyhow::Result<()> {
     println!("nlp memory: server RSS {} MiB with the model loaded, before traffic", server.rss_kib() / 1024);
     let run = closed_loop(&[server.addr], connections, seconds, distinct_question).await?;
     let first_stage = metric(server.addr, "switchboard_classifications_first_stage_total").await?;
-    let shed = metric(server.addr, "switchboard_classifications_fast_path_total").await?;
+    let (shed, shed_by_reason) = fast_path_counts(server.addr).await?;
     println!(
         "nlp throughput: {connections} connections, {} messages classified, persisted and answered in {:.1} s = {:.0} msg/s, {} \
-         ({first_stage:.0} by the first stage, {shed:.0} shed to the fast path); server RSS {} MiB",
+         ({first_stage:.0} by the first stage, {shed:.0} shed to the fast path: {shed_by_reason}); server RSS {} MiB",
         run.answered(),
         run.elapsed,
         run.rate(),
@@ -385,6 +385,45 @@ async fn metric(addr: SocketAddr, name: &str) -> anyhow::Result<f64> {
         .find(|l| l.starts_with(name))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0.0))
+}
+
+/// The SQLite writer's work so far, from its metrics: seconds busy committing groups, steps
+/// committed, groups.
+struct WriterLoad {
+    busy_seconds: f64,
+    steps: f64,
+    groups: f64,
+}
+
+impl WriterLoad {
+    async fn read(addr: SocketAddr) -> anyhow::Result<Self> {
+        Ok(Self {
+            busy_seconds: metric(addr, "switchboard_store_group_commit_seconds_sum").await?,
+            steps: metric(addr, "switchboard_store_group_steps_sum").await?,
+            groups: metric(addr, "switchboard_store_group_steps_count").await?,
+        })
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        Self { busy_seconds: self.busy_seconds - before.busy_seconds, steps: self.steps - before.steps, groups: self.groups - before.groups }
+    }
+}
+
+/// How many messages took the fast path, in all and by reason (`reason` label), e.g.
+/// "store_behind 12, encoder_behind 30".
+async fn fast_path_counts(addr: SocketAddr) -> anyhow::Result<(f64, String)> {
+    let metrics = reqwest::get(format!("http://{addr}/metrics")).await?.text().await?;
+    let by_reason: Vec<(String, f64)> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("switchboard_classifications_fast_path_total{reason=\""))
+        .filter_map(|l| {
+            let (reason, rest) = l.split_once('"')?;
+            Some((reason.to_string(), rest.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    let total = by_reason.iter().fold(0.0, |sum, (_, n)| sum + n);
+    let described = by_reason.iter().map(|(reason, n)| format!("{reason} {n:.0}")).collect::<Vec<_>>().join(", ");
+    Ok((total, if described.is_empty() { "none".to_string() } else { described }))
 }
 
 /// One of the answerable questions, made a text no other message of the run has (a reference
@@ -492,23 +531,34 @@ async fn overload(rate: u64, connections: usize, seconds: u64, budget_ms: u64) -
         ("SWITCHBOARD_NLP__QUEUE_BUDGET_MS", budget.as_str()),
     ];
     let (server, _) = Server::start_with(tempfile::tempdir()?, &env)?;
+    let writer_before = WriterLoad::read(server.addr).await?;
+    let loaded = Instant::now();
     let (samples, mut since_created, achieved) = reply_latencies_of(server.addr, rate, connections, seconds, |n| NLP_TEXTS[n as usize % NLP_TEXTS.len()]).await?;
+    let writer = WriterLoad::read(server.addr).await?.since(&writer_before);
+    let loaded = loaded.elapsed().as_secs_f64();
     let pct = |p: f64| samples.get(((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1))).copied().unwrap_or_default();
     let sent = rate * seconds;
-    let fast = metric(server.addr, "switchboard_classifications_fast_path_total").await?;
+    let (fast, fast_by_reason) = fast_path_counts(server.addr).await?;
     // A conversation handed to a person gets no more bot answers: its socket's later sends
     // stay unanswered, and each answer before is paired with an older send.
     let escalated = metric(server.addr, "switchboard_escalations_total").await?;
     let delivered = metric(server.addr, "switchboard_deliveries_total{channel=\"webchat\",outcome=\"delivered\"}").await?;
     println!(
         "overload: offered {rate} msg/s over {connections} connections for {seconds} s (sent at {achieved:.0} msg/s), budget {budget_ms} ms: \
-         {} of {sent} answered within 2 s of the last send ({} not), p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {fast:.0} took the fast path, \
+         {} of {sent} answered within 2 s of the last send ({} not), p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {fast:.0} took the fast path ({fast_by_reason}), \
          {escalated:.0} conversations handed to a person, {delivered:.0} replies delivered",
         samples.len(),
         sent.saturating_sub(samples.len() as u64),
         pct(0.50).as_secs_f64() * 1000.0,
         pct(0.99).as_secs_f64() * 1000.0,
         samples.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+    );
+    println!(
+        "overload: the SQLite writer busy {:.0} % of the {loaded:.1} s (load and its last answers), {:.0} steps/s in {:.0} groups/s of {:.0}",
+        100.0 * writer.busy_seconds / loaded,
+        writer.steps / loaded,
+        writer.groups / loaded,
+        writer.steps / writer.groups.max(1.0),
     );
     // Where the wait is: before the reply was created (reading, storing, classifying the
     // message) or after (committing, the outbox, the socket).
