@@ -58,6 +58,7 @@ on_both_backends!(
     a_closed_store_refuses_work_and_sqlite_is_one_file_again,
     the_queue_says_who_is_ahead_and_how_long_first_replies_took,
     steps_committed_at_once_are_each_stored_refused_or_failed_on_their_own,
+    steps_saving_their_conversation_committed_at_once_each_keep_their_own_messages_and_state,
     refused_steps_amid_others_committed_at_once_write_nothing,
     notifications_are_written_with_their_step_for_an_agent_or_every_admin_and_read_once,
     notifications_to_mail_wait_until_mailed_or_given_up,
@@ -1842,6 +1843,57 @@ async fn steps_committed_at_once_are_each_stored_refused_or_failed_on_their_own(
     assert_eq!(stored, 30, "every good step is stored: {results:?}");
     assert!(store.message_by_external_id(Channel::WebChat, "g:orphan").await.unwrap().is_none());
     assert_eq!(store.conversation_messages(conversation.id, 0, 100).await.unwrap().len(), 31, "the first, then 30; the duplicate added nothing");
+}
+
+/// The bot's one-write steps (a customer message, its reply, the conversation saved with them)
+/// sent at once, as many customers' steps reach the writer together (on SQLite their inserts
+/// share one call): each step's seqs are its own messages', each conversation holds what its
+/// own step saved, and a duplicate amid them changes nothing.
+async fn steps_saving_their_conversation_committed_at_once_each_keep_their_own_messages_and_state(backend: Backend) {
+    let (store, _db) = fresh(backend).await;
+    let mut conversations = Vec::new();
+    for n in 0..20 {
+        conversations.push(conversation(store.as_ref(), &format!("visitor-batch-{n}")).await);
+    }
+    let repeated = conversation(store.as_ref(), "visitor-batch-repeat").await;
+    let first = step_write(Some(message(&repeated, Sender::Customer, "first", Some("batch:first"))), vec![]);
+    assert!(matches!(store.commit(first).await, Ok(Committed::Stored { .. })));
+    let one_write = |conversation: &Conversation, n: usize, external_id: &str| {
+        let mut saved = conversation.clone();
+        saved.language = Some(format!("l{n}"));
+        saved.priority = Some(if n % 2 == 0 { Priority::Low } else { Priority::High });
+        StepWrite {
+            conversation: Some(saved),
+            ..step_write(Some(message(conversation, Sender::Customer, &format!("q{n}"), Some(external_id))), vec![message(conversation, Sender::Bot, &format!("a{n}"), None)])
+        }
+    };
+    let mut writes: Vec<StepWrite> = conversations.iter().enumerate().map(|(n, c)| one_write(c, n, &format!("batch:{n}"))).collect();
+    let mut again = one_write(&repeated, 99, "batch:first");
+    again.conversation.as_mut().unwrap().status = Status::Rejected;
+    writes.insert(7, again);
+    let results = futures::future::join_all(writes.into_iter().map(|write| store.commit(write))).await;
+    assert!(matches!(results[7], Ok(Committed::Duplicate)), "{:?}", results[7]);
+    let stored: Vec<&Vec<i64>> = results
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 7)
+        .map(|(_, r)| match r {
+            Ok(Committed::Stored { seqs }) => seqs,
+            other => panic!("every other step is stored: {other:?}"),
+        })
+        .collect();
+    for (n, (seqs, conversation)) in stored.into_iter().zip(&conversations).enumerate() {
+        assert_eq!(seqs.len(), 2, "step {n}: {seqs:?}");
+        let (question, answer) = (store.message_by_seq(seqs[0]).await.unwrap().unwrap(), store.message_by_seq(seqs[1]).await.unwrap().unwrap());
+        assert_eq!((question.text, answer.text), (format!("q{n}"), format!("a{n}")), "step {n}'s seqs are its own messages'");
+        assert_eq!((question.conversation_id, answer.conversation_id), (conversation.id, conversation.id));
+        let loaded = store.conversation(conversation.id).await.unwrap().unwrap();
+        assert_eq!((loaded.language, loaded.priority), (Some(format!("l{n}")), Some(if n % 2 == 0 { Priority::Low } else { Priority::High })), "step {n}");
+    }
+    let untouched = store.conversation(repeated.id).await.unwrap().unwrap();
+    assert_eq!((untouched.status, untouched.language), (Status::Open, None), "the duplicate's conversation was not saved");
+    let texts: Vec<String> = store.conversation_messages(repeated.id, 0, 100).await.unwrap().into_iter().map(|m| m.text).collect();
+    assert_eq!(texts, ["first"], "nor its reply stored");
 }
 
 /// Steps refused amid others sent at once (in one transaction) leave nothing behind, and the
