@@ -55,6 +55,14 @@ fn interim_checksums(migrator: &sqlx::migrate::Migrator, interim: &[(i64, &str)]
         .collect()
 }
 
+/// Each backend's group commit reports every group it committed (or failed): how many steps it
+/// held and how long it took. The rate of the time's sum is how busy the committers are: at 1
+/// on SQLite (one writer) it is what holds messages back, whatever the CPU shows.
+fn group_committed(steps: usize, started: std::time::Instant) {
+    metrics::histogram!("switchboard_store_group_steps").record(steps as f64);
+    metrics::histogram!("switchboard_store_group_commit_seconds").record(started.elapsed().as_secs_f64());
+}
+
 pub fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }

@@ -128,6 +128,7 @@ async fn commit_steps(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
         if queue.lock().await.recv_many(&mut group, MAX_GROUP).await == 0 {
             return;
         }
+        let (started, steps) = (std::time::Instant::now(), group.len());
         let writes: Vec<&StepWrite> = group.iter().map(|job| &job.write).collect();
         match write_group(&pool, &writes).await {
             Ok(results) => {
@@ -153,6 +154,7 @@ async fn commit_steps(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
                 }
             }
         }
+        crate::group_committed(steps, started);
     }
 }
 

@@ -181,8 +181,7 @@ async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, wal_rese
     let mut group = Vec::with_capacity(MAX_GROUP);
     let mut failing = false;
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let started = std::time::Instant::now();
-        metrics::histogram!("switchboard_store_group_steps").record(group.len() as f64);
+        let (started, steps) = (std::time::Instant::now(), group.len());
         if wal_reset_wanted.swap(false, Ordering::Relaxed) {
             truncate_wal(&pool).await;
         }
@@ -212,9 +211,7 @@ async fn group_commit(pool: SqlitePool, mut queue: mpsc::Receiver<Job>, wal_rese
                 Err(error.to_string())
             }
         };
-        // Their sum over time is the share of it the one writer was busy: at 1 it is what
-        // holds the messages back, whatever the CPU shows.
-        metrics::histogram!("switchboard_store_group_commit_seconds").record(started.elapsed().as_secs_f64());
+        crate::group_committed(steps, started);
         // Once per episode: the first failure and the recovery, not every refused write.
         match outcome {
             Err(error) if !failing => {
