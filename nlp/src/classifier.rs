@@ -388,7 +388,8 @@ enum ShedReason {
     StoreBehind,
     /// The encoder's queue would keep a new message past half the budget (`encoder_behind`).
     EncoderBehind,
-    /// The message waited in the encoder's queue for the whole budget.
+    /// The message waited the whole budget for the encoder: in its queue, or begun and not
+    /// done within one more budget.
     WaitedPastBudget,
 }
 

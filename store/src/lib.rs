@@ -56,7 +56,8 @@ fn interim_checksums(migrator: &sqlx::migrate::Migrator, interim: &[(i64, &str)]
 }
 
 /// Each backend's group commit reports every group it committed (or failed): how many steps it
-/// held and how long it took. The rate of the time's sum is how busy the committers are: at 1
+/// held and how long it took (on SQLite with the WAL's truncation when one was due before it:
+/// the commits wait for it too). The rate of the time's sum is how busy the committers are: at 1
 /// on SQLite (one writer) it is what holds messages back, whatever the CPU shows.
 fn group_committed(steps: usize, started: std::time::Instant) {
     metrics::histogram!("switchboard_store_group_steps").record(steps as f64);

@@ -554,7 +554,8 @@ async fn overload(rate: u64, connections: usize, seconds: u64, budget_ms: u64) -
         samples.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
     );
     println!(
-        "overload: the SQLite writer busy {:.0} % of the {loaded:.1} s (load and its last answers), {:.0} steps/s in {:.0} groups/s of {:.0}",
+        "overload: the store's group commits busy {:.0} % of the {loaded:.1} s (load and its last answers; SQLite's one writer, or the sum of PostgreSQL's committers), \
+         {:.0} steps/s in {:.0} groups/s of {:.0}",
         100.0 * writer.busy_seconds / loaded,
         writer.steps / loaded,
         writer.groups / loaded,

@@ -1846,9 +1846,9 @@ async fn steps_committed_at_once_are_each_stored_refused_or_failed_on_their_own(
 }
 
 /// The bot's one-write steps (a customer message, its reply, the conversation saved with them)
-/// sent at once, as many customers' steps reach the writer together (on SQLite their inserts
-/// share one call): each step's seqs are its own messages', each conversation holds what its
-/// own step saved, and a duplicate amid them changes nothing.
+/// sent at once, as many customers' steps reach the writer together (most of them in the same
+/// group, though nothing forces it): each step's seqs are its own messages', each conversation
+/// holds what its own step saved, and a duplicate amid them changes nothing.
 async fn steps_saving_their_conversation_committed_at_once_each_keep_their_own_messages_and_state(backend: Backend) {
     let (store, _db) = fresh(backend).await;
     let mut conversations = Vec::new();
