@@ -271,11 +271,22 @@ async fn while_commits_are_slow_messages_take_the_words_only_fast_path() {
         at += Duration::from_millis(1);
         lag.record_at(at, Duration::from_millis(400));
     }
+    // Counted as shed, with the store as the reason.
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
     for text in [plain, "My card was charged twice and nobody answers, this is unacceptable!!"] {
-        let c = classifier.classify_now(text, None).expect("decided at once, not queued");
+        let c = metrics::with_local_recorder(&recorder, || classifier.classify_now(text, None)).expect("decided at once, not queued");
         assert_eq!(c.source, ClassificationSource::FastPath, "{text}");
         assert!(c.judgement.is_none(), "on its words alone: {text}");
     }
+    let shed: Vec<(Vec<String>, metrics_util::debugging::DebugValue)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == "switchboard_classifications_fast_path_total")
+        .map(|(key, _, _, value)| (key.key().labels().map(|l| format!("{}={}", l.key(), l.value())).collect(), value))
+        .collect();
+    assert_eq!(shed, vec![(vec!["reason=store_behind".to_string()], metrics_util::debugging::DebugValue::Counter(2))]);
     assert_eq!(classifier.classify_now(plain, None).unwrap().intent.as_str(), "reset_password", "the words still know it");
 
     // A quick commit after the overload ends is the average again.
