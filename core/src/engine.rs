@@ -1131,8 +1131,8 @@ impl Engine {
     }
 
     /// After a decided answer was stored (`reply_seqs`: its replies' seqs, in order): gives its
-    /// replies to the outbox (`queue_replies`), publishes, and returns the outcome. `moved_on`: the stored conversation's version
-    /// is the one after `before`'s (written, or claimed).
+    /// replies to the outbox (`queue_replies`), publishes, and returns the outcome. `moved_on`:
+    /// the stored conversation's version is the one after `before`'s (written, or claimed).
     fn answered(&self, answer: DecidedAnswer, message: &Message, reply_seqs: &[i64], moved_on: bool, lease: Option<HandoffLease>, recipient: &str) -> HandleOutcome {
         let DecidedAnswer { conversation, mut replies, escalated, .. } = answer;
         let conversation = if moved_on { written(conversation) } else { conversation };

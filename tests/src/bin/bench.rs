@@ -377,14 +377,19 @@ async fn nlp(connections: usize, seconds: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The server's /metrics, as text.
+async fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
+    Ok(reqwest::get(format!("http://{addr}/metrics")).await?.text().await?)
+}
+
 /// A counter's value on the server's /metrics (0 when it has not counted yet).
 async fn metric(addr: SocketAddr, name: &str) -> anyhow::Result<f64> {
-    let metrics = reqwest::get(format!("http://{addr}/metrics")).await?.text().await?;
-    Ok(metrics
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0))
+    Ok(metric_in(&scrape(addr).await?, name))
+}
+
+/// The first sample named `name` (with its labels, if given) in a scrape; 0 when there is none.
+fn metric_in(metrics: &str, name: &str) -> f64 {
+    metrics.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
 }
 
 /// The SQLite writer's work so far, from its metrics: seconds busy committing groups, steps
@@ -396,11 +401,13 @@ struct WriterLoad {
 }
 
 impl WriterLoad {
+    /// From one scrape, so the three figures are of the same moment.
     async fn read(addr: SocketAddr) -> anyhow::Result<Self> {
+        let metrics = scrape(addr).await?;
         Ok(Self {
-            busy_seconds: metric(addr, "switchboard_store_group_commit_seconds_sum").await?,
-            steps: metric(addr, "switchboard_store_group_steps_sum").await?,
-            groups: metric(addr, "switchboard_store_group_steps_count").await?,
+            busy_seconds: metric_in(&metrics, "switchboard_store_group_commit_seconds_sum"),
+            steps: metric_in(&metrics, "switchboard_store_group_steps_sum"),
+            groups: metric_in(&metrics, "switchboard_store_group_steps_count"),
         })
     }
 
@@ -412,7 +419,7 @@ impl WriterLoad {
 /// How many messages took the fast path, in all and by reason (`reason` label), e.g.
 /// "store_behind 12, encoder_behind 30".
 async fn fast_path_counts(addr: SocketAddr) -> anyhow::Result<(f64, String)> {
-    let metrics = reqwest::get(format!("http://{addr}/metrics")).await?.text().await?;
+    let metrics = scrape(addr).await?;
     let by_reason: Vec<(String, f64)> = metrics
         .lines()
         .filter_map(|l| l.strip_prefix("switchboard_classifications_fast_path_total{reason=\""))
