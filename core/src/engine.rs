@@ -16,7 +16,7 @@ use crate::policy::{Policy, QueueView};
 use crate::assignment::pick_agent;
 use crate::attachments::{UploadError, check_upload, clean_file_name};
 use crate::ports::{
-    Accounts, AdminWrite, Assistant, BlobStore, Classifier, Clock, Committed, Conversations, DocumentDecision, Documents, FeedbackWrite, Listings, Outbox, Queue,
+    Accounts, AdminWrite, Assistant, BlobStore, Classifier, Clock, LocalClassification, Committed, Conversations, DocumentDecision, Documents, FeedbackWrite, Listings, Outbox, Queue,
     Ratings, StepWrite, Store, StoreError,
 };
 use crate::timers::TimerKind;
@@ -147,10 +147,11 @@ pub struct Received {
     /// The sender's language as the channel reported it (not stored: a message answered after
     /// a restart is judged by its text and its conversation's language).
     reported_language: Option<String>,
-    /// The bot's step, when it was stored with the message (`instant_classification`).
+    /// The bot's step, when it was stored with the message (`classify_before_storing`).
     answered: Option<HandleOutcome>,
-    /// The classifier was asked for an instant classification and had none.
-    declined_now: bool,
+    /// Its classification when it was made before storing and its step was not stored with it
+    /// (an earlier message of the contact waited for its answer, or the hosted LLM is to be asked).
+    classified: Option<LocalClassification>,
 }
 
 /// A customer message decided on before it is stored (its step is stored with it): what the
@@ -267,6 +268,40 @@ impl ContactLocks {
     }
 }
 
+/// Each sender's messages in the order they arrived, while they are classified before being
+/// stored: a later message the classifier decides sooner does not overtake an earlier one
+/// still with the sentence encoder (channels that hand over a sender's messages concurrently).
+/// One fair lock per sender with a message in receipt; removed by the last to leave it.
+#[derive(Default)]
+struct ArrivalOrder(std::sync::Mutex<HashMap<(Channel, String), Arc<Mutex<()>>>>);
+
+impl ArrivalOrder {
+    /// Waits for the sender's earlier messages in receipt; their turn ends when the guard drops.
+    async fn turn(&self, key: &(Channel, String)) -> ArrivalTurn<'_> {
+        let lock = self.0.lock().expect("arrival order").entry(key.clone()).or_default().clone();
+        let guard = lock.clone().lock_owned().await;
+        ArrivalTurn { order: self, key: key.clone(), lock, guard: Some(guard) }
+    }
+}
+
+struct ArrivalTurn<'a> {
+    order: &'a ArrivalOrder,
+    key: (Channel, String),
+    lock: Arc<Mutex<()>>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for ArrivalTurn<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut senders = self.order.0.lock().expect("arrival order");
+        // Only the map's copy and this one left: nobody else waits.
+        if Arc::strong_count(&self.lock) == 2 {
+            senders.remove(&self.key);
+        }
+    }
+}
+
 pub struct Engine {
     store: Arc<dyn Store>,
     blobs: Arc<dyn BlobStore>,
@@ -277,6 +312,7 @@ pub struct Engine {
     policy: std::sync::RwLock<Arc<Policy>>,
     limits: EngineLimits,
     locks: ContactLocks,
+    arrivals: ArrivalOrder,
     /// One assignment pass at a time, so no conversation or slot is given out twice.
     assigning: Mutex<()>,
     slow_steps: SlowSteps,
@@ -316,6 +352,7 @@ impl Engine {
             policy: std::sync::RwLock::new(Arc::new(policy)),
             limits,
             locks: ContactLocks::new(1024),
+            arrivals: ArrivalOrder::default(),
             assigning: Mutex::new(()),
             slow_steps: SlowSteps::default(),
             commit_lag: Arc::default(),
@@ -667,25 +704,29 @@ impl Engine {
         self.answer(received).await
     }
 
-    /// Stores a customer message, and nothing more: once this returns Ok the message is durable
-    /// and may be acknowledged. The bot's step (classification, maybe a hosted LLM, the reply)
-    /// is `answer`, which keeps this message's place among its contact's messages.
+    /// Stores a customer message: once this returns Ok the message is durable and may be
+    /// acknowledged. Classified by the local model first, it is stored with the bot's step
+    /// when nothing stands in the way (`classify_before_storing`); otherwise the step (maybe a
+    /// hosted LLM, the reply) is `answer`, which keeps this message's place among its
+    /// contact's messages.
     pub async fn receive(&self, inbound: Inbound) -> Result<Received, EngineError> {
         self.check(&inbound)?;
         // A stop waits for this as for an answer (`finish_answers`): the bot's step it may store
         // with the message then gets the outbox's last pass.
         let _in_flight = self.in_flight();
+        let _arrived = self.arrivals.turn(&(inbound.channel, inbound.sender_external_id.clone())).await;
+        let classified = self.classify_before_storing(&inbound).await;
         // A conflict means another node stored this customer, or started their conversation,
         // between our read and our write: read again.
         for _ in 0..CONFLICT_RETRIES {
-            if let Some(received) = self.receive_once(inbound.clone()).await? {
+            if let Some(received) = self.receive_once(inbound.clone(), classified.clone()).await? {
                 return Ok(received);
             }
         }
         Err(EngineError::Conflict("the customer's conversation kept changing on other nodes; send the message again".into()))
     }
 
-    async fn receive_once(&self, inbound: Inbound) -> Result<Option<Received>, EngineError> {
+    async fn receive_once(&self, inbound: Inbound, classified: Option<LocalClassification>) -> Result<Option<Received>, EngineError> {
         let contact_key = (inbound.channel, inbound.sender_external_id.clone());
         let _turn = self.locks.for_key(&contact_key).lock().await;
         let now = self.clock.now();
@@ -765,13 +806,15 @@ impl Engine {
             ..StepWrite::default()
         }
         .with_history(None, now);
-        let reported = inbound.reported_language.as_deref().and_then(switchboard_models::reported_language);
-        let instant = self.instant_classification(contact.id, &message, reported);
-        let declined_now = matches!(instant, Some(None));
-        // Classified at once: the bot's step is decided now and stored with the message, in one
-        // write (a write group, a commit and the answer's own statements saved).
+        // Classified already, and no earlier message of the contact waits for its answer: the
+        // bot's step is decided now and stored with the message, in one write (a write group, a
+        // commit and the answer's own statements saved).
+        let (instant, classified) = match classified {
+            Some(LocalClassification::Settled(classification)) if !self.answer_order.waits(contact.id) => (Some(classification), None),
+            other => (None, other),
+        };
         let step_started = std::time::Instant::now();
-        let answer = match instant.flatten() {
+        let answer = match instant {
             Some(classification) => {
                 message.classification = Some(classification.clone());
                 let receipt = Receipt { text: &message.text, customer_name: contact.display_name.as_deref() };
@@ -800,7 +843,7 @@ impl Engine {
                     .conversation(existing.conversation_id)
                     .await?
                     .ok_or_else(|| StoreError::Corrupt("message without conversation".into()))?;
-                Ok(Some(Received { message: existing, duplicate: true, conversation, place: None, reported_language: None, answered: None, declined_now: false }))
+                Ok(Some(Received { message: existing, duplicate: true, conversation, place: None, reported_language: None, answered: None, classified: None }))
             }
             Committed::Stored { seqs } => {
                 message.seq = seqs[0];
@@ -811,10 +854,10 @@ impl Engine {
                     // A new conversation is stored at the version after the one decided on.
                     let moved_on = answer.changed || started;
                     let outcome = self.answered(answer, &message, &seqs[1..], moved_on, lease, &contact_key.1);
-                    return Ok(Some(Received { message, duplicate: false, conversation, place: None, reported_language: None, answered: Some(outcome), declined_now }));
+                    return Ok(Some(Received { message, duplicate: false, conversation, place: None, reported_language: None, answered: Some(outcome), classified: None }));
                 }
                 let place = self.answer_order.take_place(contact.id, message.seq, contact_key);
-                Ok(Some(Received { message, duplicate: false, conversation, place: Some(place), reported_language: inbound.reported_language.clone(), answered: None, declined_now }))
+                Ok(Some(Received { message, duplicate: false, conversation, place: Some(place), reported_language: inbound.reported_language.clone(), answered: None, classified }))
             }
         }
     }
@@ -824,7 +867,7 @@ impl Engine {
     /// answered, then decides and commits. A storage error is retried until it clears, keeping
     /// the contact's later messages waiting behind this one.
     pub async fn answer(&self, received: Received) -> Result<HandleOutcome, EngineError> {
-        let Received { mut message, duplicate, conversation, place, reported_language, answered, declined_now } = received;
+        let Received { mut message, duplicate, conversation, place, reported_language, answered, classified } = received;
         if let Some(outcome) = answered {
             return Ok(self.after_answer(outcome).await);
         }
@@ -832,10 +875,10 @@ impl Engine {
             return Ok(HandleOutcome { message, duplicate, conversation, replies: Vec::new(), escalated: false });
         };
         let reported = reported_language.as_deref().and_then(switchboard_models::reported_language);
-        let classification = if declined_now {
-            self.classifier.classify_declined_now(&message.text, reported).await
-        } else {
-            self.classifier.classify_in(&message.text, reported).await
+        let classification = match classified {
+            Some(LocalClassification::Settled(classification)) => classification,
+            Some(LocalClassification::Unsure(local)) => self.classifier.consult(&message.text, local).await,
+            None => self.classifier.classify_in(&message.text, reported).await,
         };
         // With no earlier message of this contact in hand, the conversation as read when this
         // one was stored is likely still current: the step is decided on it (a read saved), and
@@ -927,22 +970,31 @@ impl Engine {
                 .await?
                 .ok_or(EngineError::NotFound("conversation"))?;
             let place = self.answer_order.take_place(contact.id, message.seq, (contact.channel, contact.external_id));
-            received.push(Received { message, duplicate: false, conversation, place: Some(place), reported_language: None, answered: None, declined_now: false });
+            received.push(Received { message, duplicate: false, conversation, place: Some(place), reported_language: None, answered: None, classified: None });
         }
         Ok(received)
     }
 
-    /// The message's classification when it can be had at once (keyword rules, a message the
-    /// first stage is sure of), so its step is stored with it: `None` when not asked (several
-    /// nodes; files, whose documents name the stored message; a link request, which issues
-    /// codes; an earlier message of the contact still waiting for its answer), `Some(None)` when
-    /// the classifier needs longer.
-    fn instant_classification(&self, contact: ContactId, message: &Message, reported: Option<&str>) -> Option<Option<switchboard_models::Classification>> {
-        let askable = !self.has_other_nodes()
-            && message.attachments.is_empty()
-            && crate::identity::link_request(&message.text).is_none()
-            && !self.answer_order.waits(contact);
-        askable.then(|| self.classifier.classify_now(&message.text, reported))
+    /// The message's classification by the local model, made before it is stored so that its
+    /// step can be stored with it, in one write: at once (keyword rules, a message the first
+    /// stage is sure of, the fast path under overload) or after the sentence encoder's queue
+    /// (within its budget). A message whose classification waits for the hosted LLM is stored
+    /// first (`Unsure`), so a slow LLM never holds up an acknowledgement. `None` when not
+    /// classified here: with several nodes (a contact's earlier message may be another node's),
+    /// files (their documents name the stored message), a link request (it issues codes).
+    async fn classify_before_storing(&self, inbound: &Inbound) -> Option<LocalClassification> {
+        let classifiable = !self.has_other_nodes()
+            && inbound.attachments.is_empty()
+            && inbound.original.is_none()
+            && crate::identity::link_request(&inbound.text).is_none();
+        if !classifiable {
+            return None;
+        }
+        let reported = inbound.reported_language.as_deref().and_then(switchboard_models::reported_language);
+        Some(match self.classifier.classify_now(&inbound.text, reported) {
+            Some(classification) => LocalClassification::Settled(classification),
+            None => self.classifier.classify_declined_locally(&inbound.text, reported).await,
+        })
     }
 
     /// With several nodes, a contact's earlier message may be in another node's hands (the

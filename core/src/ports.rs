@@ -1378,10 +1378,28 @@ pub trait Classifier: Send + Sync {
         None
     }
 
-    /// `classify_in` for a message `classify_now` declined: skips what that tried.
-    async fn classify_declined_now(&self, text: &str, language: Option<&str>) -> Classification {
-        self.classify_in(text, language).await
+    /// What the local model makes of a message `classify_now` declined (skipping what that
+    /// tried), without the hosted LLM: the engine stores the message and its step at once when
+    /// this is `Settled`, and asks `consult` after storing it when it is `Unsure`.
+    async fn classify_declined_locally(&self, text: &str, language: Option<&str>) -> LocalClassification {
+        LocalClassification::Settled(self.classify_in(text, language).await)
     }
+
+    /// The hosted LLM's view of a message the local model was `Unsure` of; the local
+    /// classification when it fails or is not configured.
+    async fn consult(&self, _text: &str, unsure: Classification) -> Classification {
+        unsure
+    }
+}
+
+/// A classification by the local model alone (`Classifier::classify_declined_locally`).
+#[derive(Debug, Clone)]
+pub enum LocalClassification {
+    /// Final: no hosted LLM would be asked.
+    Settled(Classification),
+    /// The hosted LLM would be asked (`Classifier::consult`): the local model is unsure, or
+    /// finds the message out of scope.
+    Unsure(Classification),
 }
 
 /// A classification whose text did not tell its language takes the one the channel reported.

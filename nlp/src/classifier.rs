@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use switchboard_core::ports::Classifier;
+use switchboard_core::ports::{Classifier, LocalClassification};
 use switchboard_models::{Category, Classification, ClassificationSource, IntentName, IntentScore, Judgement, Need, Priority};
 
 #[derive(Debug, thiserror::Error)]
@@ -686,8 +686,21 @@ impl Classifier for ModelClassifier {
         Some(self.with_escalate_words(text, classification))
     }
 
-    async fn classify_declined_now(&self, text: &str, language: Option<&str>) -> Classification {
-        self.classify_encoded(text, language).await
+    async fn classify_declined_locally(&self, text: &str, language: Option<&str>) -> LocalClassification {
+        let local = self.classify_encoded_locally(text, language).await;
+        if self.llm_would_help(&local) {
+            LocalClassification::Unsure(local)
+        } else {
+            LocalClassification::Settled(self.with_escalate_words(text, local))
+        }
+    }
+
+    async fn consult(&self, text: &str, unsure: Classification) -> Classification {
+        let classification = match &self.llm {
+            Some(llm) if self.llm_would_help(&unsure) => self.consult_llm(llm, text, unsure).await,
+            _ => unsure,
+        };
+        self.with_escalate_words(text, classification)
     }
 }
 
@@ -695,6 +708,22 @@ impl ModelClassifier {
     /// By the sentence encoder (or, shed under overload, the fast path), then the LLM when
     /// unsure and configured.
     async fn classify_encoded(&self, text: &str, language: Option<&str>) -> Classification {
+        match self.classify_declined_locally(text, language).await {
+            LocalClassification::Settled(classification) => classification,
+            LocalClassification::Unsure(local) => self.consult(text, local).await,
+        }
+    }
+
+    /// Unsure, or out of scope for the local model: the LLM may know better. Not for a message
+    /// shed under overload: that would turn a CPU overload into an LLM bill.
+    fn llm_would_help(&self, local: &Classification) -> bool {
+        self.llm.is_some()
+            && local.source != ClassificationSource::FastPath
+            && (local.confidence < self.llm_below || local.intent.is(IntentName::OUT_OF_SCOPE))
+    }
+
+    /// By the sentence encoder, or, shed under overload, the fast path; no LLM, no escalate words.
+    async fn classify_encoded_locally(&self, text: &str, language: Option<&str>) -> Classification {
         let (answer, answered) = tokio::sync::oneshot::channel();
         let queued_at = Instant::now();
         self.local.waiting.send_modify(|depth| {
@@ -725,7 +754,7 @@ impl ModelClassifier {
                 }
             }
         };
-        let local = match waited {
+        match waited {
             Ok(Encoded::Classified(classification)) => classification,
             Ok(Encoded::Shed) => {
                 ShedReason::WaitedPastBudget.count();
@@ -735,16 +764,7 @@ impl ModelClassifier {
                 tracing::error!("the encoder thread is gone; treating the message as out of scope");
                 self.local.describe(&self.local.current(), text, language, &Vec::new(), None)
             }
-        };
-        let classification = match &self.llm {
-            // Unsure, or out of scope for the local model: the LLM may know better. Not for a
-            // message shed under overload: that would turn a CPU overload into an LLM bill.
-            Some(llm) if local.source != ClassificationSource::FastPath && (local.confidence < self.llm_below || local.intent.is(IntentName::OUT_OF_SCOPE)) => {
-                self.consult_llm(llm, text, local).await
-            }
-            _ => local,
-        };
-        self.with_escalate_words(text, classification)
+        }
     }
 
     /// The admin's words hand the message to a person whatever it was classified as.

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_core::ports::Classifier;
-use switchboard_models::{Category, ClassificationSource, Urgency};
+use switchboard_models::{Category, ClassificationSource, Sender, Urgency};
 use switchboard_nlp::{IntentsSource, LlmClient, LlmSettings, ModelClassifier};
 use switchboard_tests::SMALL_INTENTS;
 use switchboard_tests::fake_llm::{Behaviour, FakeLlm};
@@ -843,6 +843,47 @@ async fn a_message_is_acknowledged_before_a_slow_llm_answers_and_answers_keep_th
 async fn a_message_the_first_stage_is_sure_of_still_waits_for_the_answer_before_it() {
     let second = answered_after_a_message_the_llm_holds(true, "hello").await;
     assert_eq!((second.intent.as_str(), second.source), ("greeting", ClassificationSource::FirstStage));
+}
+
+/// A message the sentence encoder classifies, with no hosted LLM to ask, is stored with the
+/// bot's step in one write: once `receive` returns, before any `answer`, the message is
+/// classified and its reply is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_sentence_encoder_classifies_is_stored_with_its_reply() {
+    let server = TestServer::start_with_model(None, 2000, |config| config.nlp.first_stage = false).await;
+    let engine = server.engine();
+    let received = engine.receive(webchat_inbound("v9", None, 1, "hey there, good morning")).await.unwrap();
+    let store = engine.store();
+    let unanswered = store.unanswered_messages(10).await.unwrap();
+    assert!(unanswered.is_empty(), "stored classified, not waiting for its answer: {unanswered:?}");
+    let stored = store.conversation_messages(received.conversation.id, 0, 10).await.unwrap();
+    let senders: Vec<_> = stored.iter().map(|message| message.sender.clone()).collect();
+    assert_eq!(senders, [Sender::Customer, Sender::Bot], "the message and the bot's reply, stored before any answer");
+    let classification = stored[0].classification.as_ref().expect("classified as stored");
+    assert_eq!((classification.intent.as_str(), classification.source), ("greeting", ClassificationSource::Model));
+    assert_eq!(stored[1].text.as_str(), classification.answer.as_deref().expect("a greeting has an answer"));
+    let outcome = engine.answer(received).await.unwrap();
+    assert_eq!(outcome.replies.len(), 1, "answering it again changes nothing and reports its reply");
+    assert_eq!(store.conversation_messages(outcome.conversation.id, 0, 10).await.unwrap().len(), 2);
+}
+
+/// Two messages of one sender handed over at once (as Discord's events are): the first waits
+/// for the sentence encoder, the second the first stage decides at once. They are still stored
+/// in the order they arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_decided_sooner_does_not_overtake_its_senders_earlier_one() {
+    let server = TestServer::start_with_model(None, 2000, |config| config.nlp.first_stage = true).await;
+    let engine = server.engine();
+    let slow = "my parcel was supposed to come on tuesday and the tracking page has said nothing since";
+    let (first, second) = tokio::join!(
+        engine.receive(webchat_inbound("v9", None, 1, slow)),
+        engine.receive(webchat_inbound("v9", None, 2, "hello")),
+    );
+    let (first, second) = (first.unwrap(), second.unwrap());
+    let source = |message: &switchboard_models::Message| message.classification.as_ref().map(|c| c.source);
+    assert_eq!(source(&first.message), Some(ClassificationSource::Model), "the first needed the sentence encoder");
+    assert_eq!(source(&second.message), Some(ClassificationSource::FirstStage), "the second was decided at once");
+    assert!(first.message.seq < second.message.seq, "stored in the order they arrived: {} then {}", first.message.seq, second.message.seq);
 }
 
 /// A customer's out-of-scope message waits for a held LLM while a greeting (`second`) follows:
