@@ -95,6 +95,9 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(WRITER_BUSY_TIMEOUT)
             .pragma("cache_size", "-16000")
+            // Statement journals (every multi-row statement keeps one) stay in memory instead
+            // of spilling to a temporary file past 64 KiB.
+            .pragma("temp_store", "memory")
             // When a checkpoint lets the WAL start over, it is cut back to this size instead of
             // keeping its high-water mark forever.
             .pragma("journal_size_limit", "67108864");
@@ -166,7 +169,7 @@ fn spawn_writer_thread(writer: impl std::future::Future<Output = ()> + Send + 's
     // the spawn refused) would panic instead of returning this error.
     std::thread::Builder::new()
         .name("sqlite-writer".into())
-        .spawn(move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        .spawn(move || match tokio::runtime::Builder::new_current_thread().enable_time().build() {
             Ok(runtime) => runtime.block_on(writer),
             Err(error) => tracing::error!(%error, "cannot start the SQLite writer's runtime; every write is refused"),
         })
@@ -311,9 +314,18 @@ async fn write_all(connection: &mut SqliteConnection, writes: &[&StepWrite], web
     for write in writes {
         results.push(portable::write_step(&mut *tx, write, Some(webhooks_active)).await?);
     }
+    if results.iter().any(|result| matches!(result, Committed::Stored { seqs } if !seqs.is_empty())) {
+        sqlx::query(INDEX_NEW_MESSAGES).execute(&mut *tx).await.map_err(backend)?;
+    }
     tx.commit().await.map_err(backend)?;
     Ok(results)
 }
+
+/// Adds the messages stored since the last time to the full-text index, once per group, in
+/// the group's transaction (migration 0036: per message, FTS5 wrote an index segment each).
+const INDEX_NEW_MESSAGES: &str = "INSERT INTO messages_fts (rowid, body) \
+     SELECT seq, body FROM messages WHERE seq > (SELECT seq FROM messages_fts_through) ORDER BY seq; \
+     UPDATE messages_fts_through SET seq = (SELECT MAX(seq) FROM messages) WHERE seq < (SELECT MAX(seq) FROM messages)";
 
 /// The newest `limit` messages holding every word (seq, conversation_id): the FTS5 index read
 /// backwards by rowid (= seq), which stops after `limit` hits however common the words are.

@@ -77,6 +77,8 @@ const RELEASED: &[(&str, &str)] = &[
     ("postgres/0034_waiting_messages.sql", "865a923ca975843ecd80bfbae4a38bf9f1645afdda80d896575ed2032833189d"),
     ("sqlite/0035_waiting_rows_by_triggers.sql", "65787dea4d2ed0a0c70d74439483e49443e81b9db01b2f43ef3ec1c43c7df67d"),
     ("postgres/0035_waiting_rows_by_triggers.sql", "19b55c70d00f8e1d6574c7149b5e03e0692ed37d970a9b49da8542867aac6ef2"),
+    ("sqlite/0036_message_search_by_group.sql", "b72ac6c0ab655d214be99a558e031f062facbc8f64f1f9283fc76fd1d345680d"),
+    ("postgres/0036_message_search_by_group.sql", "b57d07b4cc2e263dd08d76c7ea7b056e578d12f1096782ba00b9eab5adb24810"),
 ];
 
 fn migrations_dir() -> std::path::PathBuf {
