@@ -271,32 +271,41 @@ impl ContactLocks {
 /// Each sender's messages in the order they arrived, while they are classified before being
 /// stored: a later message the classifier decides sooner does not overtake an earlier one
 /// still with the sentence encoder (channels that hand over a sender's messages concurrently).
-/// One fair lock per sender with a message in receipt; removed by the last to leave it.
+/// One fair lock per sender with a message in receipt, removed by the last to leave it (or, if
+/// a waiter was cancelled, swept once many are kept).
 #[derive(Default)]
 struct ArrivalOrder(std::sync::Mutex<HashMap<(Channel, String), Arc<Mutex<()>>>>);
+
+/// Senders kept before a sweep drops the locks nobody holds or waits for.
+const ARRIVALS_SWEPT_ABOVE: usize = 4096;
 
 impl ArrivalOrder {
     /// Waits for the sender's earlier messages in receipt; their turn ends when the guard drops.
     async fn turn(&self, key: &(Channel, String)) -> ArrivalTurn<'_> {
-        let lock = self.0.lock().expect("arrival order").entry(key.clone()).or_default().clone();
-        let guard = lock.clone().lock_owned().await;
-        ArrivalTurn { order: self, key: key.clone(), lock, guard: Some(guard) }
+        let lock = {
+            let mut senders = self.0.lock().expect("arrival order");
+            if senders.len() >= ARRIVALS_SWEPT_ABOVE {
+                senders.retain(|_, lock| Arc::strong_count(lock) > 1);
+            }
+            senders.entry(key.clone()).or_default().clone()
+        };
+        ArrivalTurn { order: self, key: key.clone(), guard: Some(lock.lock_owned().await) }
     }
 }
 
 struct ArrivalTurn<'a> {
     order: &'a ArrivalOrder,
     key: (Channel, String),
-    lock: Arc<Mutex<()>>,
+    /// Holds the lock's only copy outside the map.
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Drop for ArrivalTurn<'_> {
     fn drop(&mut self) {
-        self.guard.take();
         let mut senders = self.order.0.lock().expect("arrival order");
-        // Only the map's copy and this one left: nobody else waits.
-        if Arc::strong_count(&self.lock) == 2 {
+        self.guard.take();
+        // Only the map's copy left: nobody holds it or waits.
+        if senders.get(&self.key).is_some_and(|lock| Arc::strong_count(lock) == 1) {
             senders.remove(&self.key);
         }
     }
@@ -981,7 +990,9 @@ impl Engine {
     /// (within its budget). A message whose classification waits for the hosted LLM is stored
     /// first (`Unsure`), so a slow LLM never holds up an acknowledgement. `None` when not
     /// classified here: with several nodes (a contact's earlier message may be another node's),
-    /// files (their documents name the stored message), a link request (it issues codes).
+    /// files (their documents name the stored message), a link request (it issues codes), or
+    /// no queue budget (the wait would have no bound). A duplicate is classified before the
+    /// store finds it one: a redelivery costs a classification.
     async fn classify_before_storing(&self, inbound: &Inbound) -> Option<LocalClassification> {
         let classifiable = !self.has_other_nodes()
             && inbound.attachments.is_empty()
@@ -991,10 +1002,10 @@ impl Engine {
             return None;
         }
         let reported = inbound.reported_language.as_deref().and_then(switchboard_models::reported_language);
-        Some(match self.classifier.classify_now(&inbound.text, reported) {
-            Some(classification) => LocalClassification::Settled(classification),
+        match self.classifier.classify_now(&inbound.text, reported) {
+            Some(classification) => Some(LocalClassification::Settled(classification)),
             None => self.classifier.classify_declined_locally(&inbound.text, reported).await,
-        })
+        }
     }
 
     /// With several nodes, a contact's earlier message may be in another node's hands (the

@@ -1373,16 +1373,18 @@ pub trait Classifier: Send + Sync {
     /// `classify_in` without waiting, where that is possible (keyword rules; a message a first
     /// stage is sure of; any message while the model's queue is behind, on its fast path): the
     /// bot's step is then stored with the message. None: it needs
-    /// `classify_in` (or `classify_declined_now`).
+    /// `classify_in` (or `classify_declined_locally`).
     fn classify_now(&self, _text: &str, _language: Option<&str>) -> Option<Classification> {
         None
     }
 
     /// What the local model makes of a message `classify_now` declined (skipping what that
-    /// tried), without the hosted LLM: the engine stores the message and its step at once when
-    /// this is `Settled`, and asks `consult` after storing it when it is `Unsure`.
-    async fn classify_declined_locally(&self, text: &str, language: Option<&str>) -> LocalClassification {
-        LocalClassification::Settled(self.classify_in(text, language).await)
+    /// tried), without the hosted LLM, when it can tell within a bounded wait (the encoder's
+    /// queue budget): the engine stores the message and its step at once when this is
+    /// `Settled`, and asks `consult` after storing it when it is `Unsure`. None: the wait has no
+    /// bound, so the message is stored (and acknowledged) first and classified in `answer`.
+    async fn classify_declined_locally(&self, text: &str, language: Option<&str>) -> Option<LocalClassification> {
+        Some(LocalClassification::Settled(self.classify_in(text, language).await))
     }
 
     /// The hosted LLM's view of a message the local model was `Unsure` of; the local

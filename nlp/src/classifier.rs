@@ -686,13 +686,10 @@ impl Classifier for ModelClassifier {
         Some(self.with_escalate_words(text, classification))
     }
 
-    async fn classify_declined_locally(&self, text: &str, language: Option<&str>) -> LocalClassification {
-        let local = self.classify_encoded_locally(text, language).await;
-        if self.llm_would_help(&local) {
-            LocalClassification::Unsure(local)
-        } else {
-            LocalClassification::Settled(self.with_escalate_words(text, local))
-        }
+    async fn classify_declined_locally(&self, text: &str, language: Option<&str>) -> Option<LocalClassification> {
+        // Without a budget the encoder's queue may keep it any time: not before an acknowledgement.
+        self.local.queue_budget()?;
+        Some(self.settle_locally(text, language).await)
     }
 
     async fn consult(&self, text: &str, unsure: Classification) -> Classification {
@@ -708,9 +705,19 @@ impl ModelClassifier {
     /// By the sentence encoder (or, shed under overload, the fast path), then the LLM when
     /// unsure and configured.
     async fn classify_encoded(&self, text: &str, language: Option<&str>) -> Classification {
-        match self.classify_declined_locally(text, language).await {
+        match self.settle_locally(text, language).await {
             LocalClassification::Settled(classification) => classification,
             LocalClassification::Unsure(local) => self.consult(text, local).await,
+        }
+    }
+
+    /// The local model's classification: `Unsure` when the LLM would be asked.
+    async fn settle_locally(&self, text: &str, language: Option<&str>) -> LocalClassification {
+        let local = self.classify_encoded_locally(text, language).await;
+        if self.llm_would_help(&local) {
+            LocalClassification::Unsure(local)
+        } else {
+            LocalClassification::Settled(self.with_escalate_words(text, local))
         }
     }
 

@@ -1163,7 +1163,7 @@ const CONVERSATION_VALUES: usize = 21;
 ///
 /// On SQLite (no chained writes: its statements are joined in one call) an update is split.
 /// SQLite rewrites the entry of every index that holds a column the UPDATE sets, changed or not,
-/// and the conversation has eighteen; most steps change only the columns no index holds and
+/// and the conversation has sixteen indexes; most steps change only the columns no index holds and
 /// `updated_at`. So the upsert sets those, and a second statement sets the indexed columns only
 /// when one of them changed (an update took a fifth of the time in a test of both forms).
 /// PostgreSQL writes a new entry in every index on any update anyway: one statement there.

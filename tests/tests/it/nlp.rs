@@ -845,12 +845,35 @@ async fn a_message_the_first_stage_is_sure_of_still_waits_for_the_answer_before_
     assert_eq!((second.intent.as_str(), second.source), ("greeting", ClassificationSource::FirstStage));
 }
 
+/// A queue budget, so messages are classified before they are stored (without one the wait
+/// has no bound and they are stored first), long enough that a busy machine sheds nothing.
+const UNHURRIED_BUDGET_MS: u64 = 60_000;
+
+/// Without a queue budget the encoder's wait has no bound: the message is stored first and
+/// acknowledged, its reply follows from `answer`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_queue_budget_a_message_is_stored_before_the_encoder_classifies_it() {
+    let server = TestServer::start_with_model(None, 2000, |config| config.nlp.first_stage = false).await;
+    let engine = server.engine();
+    let received = engine.receive(webchat_inbound("v9", None, 1, "hey there, good morning")).await.unwrap();
+    let store = engine.store();
+    let unanswered = store.unanswered_messages(10).await.unwrap();
+    assert_eq!(unanswered.iter().map(|m| m.seq).collect::<Vec<_>>(), [received.message.seq], "stored, waiting for its answer");
+    let outcome = engine.answer(received).await.unwrap();
+    assert_eq!(outcome.replies.len(), 1);
+    assert_eq!(outcome.message.classification.map(|c| c.source), Some(ClassificationSource::Model));
+}
+
 /// A message the sentence encoder classifies, with no hosted LLM to ask, is stored with the
 /// bot's step in one write: once `receive` returns, before any `answer`, the message is
 /// classified and its reply is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_the_sentence_encoder_classifies_is_stored_with_its_reply() {
-    let server = TestServer::start_with_model(None, 2000, |config| config.nlp.first_stage = false).await;
+    let server = TestServer::start_with_model(None, 2000, |config| {
+        config.nlp.first_stage = false;
+        config.nlp.queue_budget_ms = UNHURRIED_BUDGET_MS;
+    })
+    .await;
     let engine = server.engine();
     let received = engine.receive(webchat_inbound("v9", None, 1, "hey there, good morning")).await.unwrap();
     let store = engine.store();
@@ -872,7 +895,11 @@ async fn a_message_the_sentence_encoder_classifies_is_stored_with_its_reply() {
 /// in the order they arrived.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_decided_sooner_does_not_overtake_its_senders_earlier_one() {
-    let server = TestServer::start_with_model(None, 2000, |config| config.nlp.first_stage = true).await;
+    let server = TestServer::start_with_model(None, 2000, |config| {
+        config.nlp.first_stage = true;
+        config.nlp.queue_budget_ms = UNHURRIED_BUDGET_MS;
+    })
+    .await;
     let engine = server.engine();
     let slow = "my parcel was supposed to come on tuesday and the tracking page has said nothing since";
     let (first, second) = tokio::join!(
