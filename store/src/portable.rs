@@ -1165,7 +1165,7 @@ const CONVERSATION_VALUES: usize = 21;
 /// SQLite rewrites the entry of every index that holds a column the UPDATE sets, changed or not,
 /// and the conversation has sixteen indexes; most steps change only the columns no index holds and
 /// `updated_at`. So the upsert sets those, and a second statement sets the indexed columns only
-/// when one of them changed (an update took a fifth of the time in a test of both forms).
+/// when one of them changed.
 /// PostgreSQL writes a new entry in every index on any update anyway: one statement there.
 fn conversation_upsert(after: usize, only_if_message: Option<&str>) -> String {
     let p = |column: usize| format!("${}", after + column);

@@ -95,9 +95,6 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(WRITER_BUSY_TIMEOUT)
             .pragma("cache_size", "-16000")
-            // Statement journals (every multi-row statement keeps one) stay in memory instead
-            // of spilling to a temporary file past 64 KiB.
-            .pragma("temp_store", "memory")
             // When a checkpoint lets the WAL start over, it is cut back to this size instead of
             // keeping its high-water mark forever.
             .pragma("journal_size_limit", "67108864");
@@ -112,7 +109,9 @@ impl SqliteStore {
         let writer = pool_options()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
+            // Its statement journals (every multi-row statement keeps one) stay in memory instead
+            // of spilling to a temporary file past 64 KiB; readers' sorts still may.
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0").pragma("temp_store", "memory"))
             .await
             .map_err(|e| StoreError::Backend(format!("cannot open `{url}`: {e}")))?;
         let checkpointer = pool_options()

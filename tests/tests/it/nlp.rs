@@ -845,9 +845,16 @@ async fn a_message_the_first_stage_is_sure_of_still_waits_for_the_answer_before_
     assert_eq!((second.intent.as_str(), second.source), ("greeting", ClassificationSource::FirstStage));
 }
 
-/// A queue budget, so messages are classified before they are stored (without one the wait
-/// has no bound and they are stored first), long enough that a busy machine sheds nothing.
-const UNHURRIED_BUDGET_MS: u64 = 60_000;
+/// A server with the model and a queue budget, so messages are classified before they are
+/// stored (without one the wait has no bound and they are stored first); the budget is long
+/// enough that a busy machine sheds nothing.
+async fn classifying_before_storing(first_stage: bool) -> TestServer {
+    TestServer::start_with_model(None, 2000, |config| {
+        config.nlp.first_stage = first_stage;
+        config.nlp.queue_budget_ms = 60_000;
+    })
+    .await
+}
 
 /// Without a queue budget the encoder's wait has no bound: the message is stored first and
 /// acknowledged, its reply follows from `answer`.
@@ -869,11 +876,7 @@ async fn without_a_queue_budget_a_message_is_stored_before_the_encoder_classifie
 /// classified and its reply is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_the_sentence_encoder_classifies_is_stored_with_its_reply() {
-    let server = TestServer::start_with_model(None, 2000, |config| {
-        config.nlp.first_stage = false;
-        config.nlp.queue_budget_ms = UNHURRIED_BUDGET_MS;
-    })
-    .await;
+    let server = classifying_before_storing(false).await;
     let engine = server.engine();
     let received = engine.receive(webchat_inbound("v9", None, 1, "hey there, good morning")).await.unwrap();
     let store = engine.store();
@@ -895,11 +898,7 @@ async fn a_message_the_sentence_encoder_classifies_is_stored_with_its_reply() {
 /// in the order they arrived.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_decided_sooner_does_not_overtake_its_senders_earlier_one() {
-    let server = TestServer::start_with_model(None, 2000, |config| {
-        config.nlp.first_stage = true;
-        config.nlp.queue_budget_ms = UNHURRIED_BUDGET_MS;
-    })
-    .await;
+    let server = classifying_before_storing(true).await;
     let engine = server.engine();
     let slow = "my parcel was supposed to come on tuesday and the tracking page has said nothing since";
     let (first, second) = tokio::join!(
