@@ -10,6 +10,7 @@ pub use webhooks::WebhookEdit;
 
 pub use intents::IntentsEdit;
 
+use crate::arrival::{ArrivalOrder, ArrivalTicket};
 use crate::events::EventBus;
 use crate::outbox::HandoffLease;
 use crate::policy::{Policy, QueueView};
@@ -268,49 +269,6 @@ impl ContactLocks {
     }
 }
 
-/// Each sender's messages in the order they arrived, while they are classified before being
-/// stored: a later message the classifier decides sooner does not overtake an earlier one
-/// still with the sentence encoder (channels that hand over a sender's messages concurrently).
-/// One fair lock per sender with a message in receipt, removed by the last to leave it (or, if
-/// a waiter was cancelled, swept once many are kept).
-#[derive(Default)]
-struct ArrivalOrder(std::sync::Mutex<HashMap<(Channel, String), Arc<Mutex<()>>>>);
-
-/// Senders kept before a sweep drops the locks nobody holds or waits for.
-const ARRIVALS_SWEPT_ABOVE: usize = 4096;
-
-impl ArrivalOrder {
-    /// Waits for the sender's earlier messages in receipt; their turn ends when the guard drops.
-    async fn turn(&self, key: &(Channel, String)) -> ArrivalTurn<'_> {
-        let lock = {
-            let mut senders = self.0.lock().expect("arrival order");
-            if senders.len() >= ARRIVALS_SWEPT_ABOVE {
-                senders.retain(|_, lock| Arc::strong_count(lock) > 1);
-            }
-            senders.entry(key.clone()).or_default().clone()
-        };
-        ArrivalTurn { order: self, key: key.clone(), guard: Some(lock.lock_owned().await) }
-    }
-}
-
-struct ArrivalTurn<'a> {
-    order: &'a ArrivalOrder,
-    key: (Channel, String),
-    /// Holds the lock's only copy outside the map.
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl Drop for ArrivalTurn<'_> {
-    fn drop(&mut self) {
-        let mut senders = self.order.0.lock().expect("arrival order");
-        self.guard.take();
-        // Only the map's copy left: nobody holds it or waits.
-        if senders.get(&self.key).is_some_and(|lock| Arc::strong_count(lock) == 1) {
-            senders.remove(&self.key);
-        }
-    }
-}
-
 pub struct Engine {
     store: Arc<dyn Store>,
     blobs: Arc<dyn BlobStore>,
@@ -321,6 +279,7 @@ pub struct Engine {
     policy: std::sync::RwLock<Arc<Policy>>,
     limits: EngineLimits,
     locks: ContactLocks,
+    /// Each sender's messages stored in the order they arrived.
     arrivals: ArrivalOrder,
     /// One assignment pass at a time, so no conversation or slot is given out twice.
     assigning: Mutex<()>,
@@ -719,12 +678,28 @@ impl Engine {
     /// hosted LLM, the reply) is `answer`, which keeps this message's place among its
     /// contact's messages.
     pub async fn receive(&self, inbound: Inbound) -> Result<Received, EngineError> {
+        let arrival = self.arrival(inbound.channel, &inbound.sender_external_id);
+        self.receive_in_turn(inbound, arrival).await
+    }
+
+    /// A place in the sender's line for a message that has arrived and is not yet handed to
+    /// `receive_in_turn` (a socket reading a customer's next message while the last is in
+    /// receipt): messages are stored in the order their places were taken.
+    pub fn arrival(&self, channel: Channel, sender: &str) -> ArrivalTicket {
+        self.arrivals.ticket(channel, sender)
+    }
+
+    /// `receive`, with the message's place in its sender's line taken when it arrived
+    /// (`arrival`, for the same channel and sender). It is classified at once, beside the
+    /// sender's earlier messages still in receipt, and stored after them.
+    pub async fn receive_in_turn(&self, inbound: Inbound, mut arrival: ArrivalTicket) -> Result<Received, EngineError> {
+        debug_assert_eq!(arrival.sender(), (inbound.channel, inbound.sender_external_id.as_str()), "a place in another sender's line");
         self.check(&inbound)?;
         // A stop waits for this as for an answer (`finish_answers`): the bot's step it may store
         // with the message then gets the outbox's last pass.
         let _in_flight = self.in_flight();
-        let _arrived = self.arrivals.turn(&(inbound.channel, inbound.sender_external_id.clone())).await;
         let classified = self.classify_before_storing(&inbound).await;
+        arrival.turn().await;
         // A conflict means another node stored this customer, or started their conversation,
         // between our read and our write: read again.
         for _ in 0..CONFLICT_RETRIES {

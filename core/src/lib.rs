@@ -3,6 +3,7 @@
 //! Knows nothing of channels' protocols, HTML or SQL, and of HTTP only the client-address rules
 //! (`TrustedProxies`) and rate limits both HTTP crates apply.
 
+mod arrival;
 pub mod assignment;
 pub mod attachments;
 mod client_address;
@@ -28,6 +29,7 @@ pub mod webhooks;
 mod step;
 mod summary;
 
+pub use arrival::ArrivalTicket;
 pub use assignment::pick_agent;
 pub use client_address::TrustedProxies;
 pub use ratelimit::RateLimiter;

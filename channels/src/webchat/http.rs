@@ -228,7 +228,7 @@ pub async fn send(
         )
     })?;
     let address = super::client_address(&state, peer.ip(), &headers);
-    let outcome = receive(&state, None, &visitor, address, &body.client_id, body.text, body.language, Vec::new()).await?;
+    let outcome = receive(&state, None, None, &visitor, address, &body.client_id, body.text, body.language, Vec::new()).await?;
     Ok(stored(&outcome))
 }
 
@@ -290,7 +290,7 @@ pub async fn send_file(
     }
     let client_id = client_id.ok_or_else(|| malformed("client_id is missing".into()))?;
     let file = file.ok_or_else(|| malformed("the file is missing".into()))?;
-    let outcome = receive(&state, Some(admitted), &visitor, address, &client_id, text, None, vec![file]).await?;
+    let outcome = receive(&state, Some(admitted), None, &visitor, address, &client_id, text, None, vec![file]).await?;
     Ok(stored(&outcome))
 }
 

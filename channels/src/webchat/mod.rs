@@ -202,10 +202,13 @@ async fn admit(state: &WebChatState, visitor: &str, address: std::net::IpAddr) -
 
 /// The one way a widget message enters the engine, from the socket or the HTTP fallback.
 /// `admitted`: counted already (a file upload, before its body was read); else it is counted
-/// here, once the message is valid.
+/// here, once the message is valid. `arrival`: its place in the visitor's line, taken when the
+/// socket read it; else taken here.
+#[allow(clippy::too_many_arguments)]
 async fn receive(
     state: &WebChatState,
     admitted: Option<Admitted>,
+    arrival: Option<switchboard_core::ArrivalTicket>,
     visitor: &str,
     address: std::net::IpAddr,
     client_id: &str,
@@ -261,7 +264,8 @@ async fn receive(
     state.hub.publish(visitor, LiveEvent::Typing(true));
     // Until the background answer below is under way: a stop's drain waits for both.
     let _in_flight = state.engine.in_flight();
-    let received = match state.engine.receive(inbound).await {
+    let arrival = arrival.unwrap_or_else(|| state.engine.arrival(Channel::WebChat, visitor));
+    let received = match state.engine.receive_in_turn(inbound, arrival).await {
         Ok(received) => received,
         Err(error) => {
             state.hub.publish(visitor, LiveEvent::Typing(false));

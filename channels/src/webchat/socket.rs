@@ -12,6 +12,7 @@ use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use super::LiveEvent;
+use switchboard_models::Channel;
 
 /// Frames above this are a protocol error and close the socket; text limits are checked
 /// separately and answered with an error frame.
@@ -68,21 +69,20 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
         return;
     }
     drop(opening);
-    // A frame is answered while the socket goes on sending replies and cues: one frame at a
-    // time (a customer's messages are stored in the order sent), but the replies to earlier ones
-    // no longer wait behind it (under load they queued behind the customer's own later messages).
-    let mut answering: Option<Answering<'_>> = None;
+    // Frames are answered while the socket goes on sending replies and cues, and while it reads
+    // the next frames: several of a customer's messages are classified side by side (each
+    // waiting for the one before to be classified and stored let a quick typist's messages queue
+    // unread under load). Each message takes its place in the customer's line as it is read, so
+    // they are stored in the order sent; answers go out in the order of their frames.
+    let mut answering = InFlight::default();
     loop {
         let outgoing = tokio::select! {
             // An answer before the replies and cues that followed it; reading more frames last.
             biased;
-            answered = next_answer(&mut answering) => {
-                answering = None;
-                match answered {
-                    Some(frame) => frame,
-                    None => continue,
-                }
-            }
+            answered = answering.next() => match answered {
+                Some(frame) => frame,
+                None => continue,
+            },
             event = subscription.events.recv() => match event {
                 Some(LiveEvent::Message(message)) => match Box::pin(MessageView::with_authors(state.engine.accounts(), std::slice::from_ref(&*message))).await {
                     Ok(mut views) => ServerFrame::Message { message: views.remove(0) },
@@ -113,14 +113,16 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
                 let _ = sink.send(WsMessage::Close(Some(close))).await;
                 return;
             }
-            incoming = stream.next(), if answering.is_none() => match incoming {
+            incoming = stream.next(), if answering.has_room() => match incoming {
                 // Boxed, as are the other calls into the engine: an idle socket's task then holds
                 // only what waiting needs, not the largest answer's state (memory per widget).
                 // Not once a stop has begun: unacknowledged, it is sent again after the widget
                 // reconnects, rather than answered after the outbox's last pass.
                 Some(Ok(WsMessage::Text(text))) if !state.closing.is_cancelled() => {
+                    let frame = serde_json::from_str::<ClientFrame>(text.as_str());
+                    let arrival = matches!(frame, Ok(ClientFrame::Send { .. })).then(|| state.engine.arrival(Channel::WebChat, &visitor));
                     let (state, visitor) = (&state, visitor.as_str());
-                    answering = Some(Box::pin(async move { answer(state, visitor, address, text.as_str()).await }));
+                    answering.push(Box::pin(async move { answer(state, visitor, address, frame, arrival).await }));
                     continue;
                 }
                 Some(Ok(WsMessage::Binary(_))) => ServerFrame::error(
@@ -141,24 +143,49 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
     }
 }
 
-/// The answer of the frame being worked on.
+/// The answer of a frame being worked on.
 type Answering<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Option<ServerFrame>> + Send + 'a>>;
 
-/// The answer of the frame being worked on; never, while none is.
-async fn next_answer(answering: &mut Option<Answering<'_>>) -> Option<ServerFrame> {
-    match answering.as_mut() {
-        Some(answering) => answering.await,
-        None => std::future::pending().await,
+/// Frames read and not yet answered, at most this many per socket: past it the socket reads no
+/// more until one is answered (the customer's client waits on its own socket buffer).
+const FRAMES_IN_FLIGHT: usize = 16;
+
+/// The frames being worked on, answered in the order they were read. Made when a frame comes
+/// and dropped when the last is answered: an idle socket holds nothing here.
+#[derive(Default)]
+struct InFlight<'a>(Option<futures::stream::FuturesOrdered<Answering<'a>>>);
+
+impl<'a> InFlight<'a> {
+    fn push(&mut self, answering: Answering<'a>) {
+        self.0.get_or_insert_with(Default::default).push_back(answering);
+    }
+
+    fn has_room(&self) -> bool {
+        self.0.as_ref().is_none_or(|frames| frames.len() < FRAMES_IN_FLIGHT)
+    }
+
+    /// The next frame's answer, if it needs one; never, while no frame is being worked on.
+    async fn next(&mut self) -> Option<ServerFrame> {
+        let Some(frames) = self.0.as_mut() else { return std::future::pending().await };
+        let answered = frames.next().await;
+        if frames.is_empty() {
+            self.0 = None;
+        }
+        answered.flatten()
     }
 }
 
-/// Lets the frame being answered finish before the socket ends (a message stored but cut off
-/// before its answer was set going would wait for a restart), sending its answer to `sink`
+/// Lets the frames being answered finish before the socket ends (a message stored but cut off
+/// before its answer was set going would wait for a restart), sending their answers to `sink`
 /// when it is still open. Boxed where called, so an idle socket's task does not hold its state.
-async fn finish(answering: Option<Answering<'_>>, sink: Option<&mut futures::stream::SplitSink<WebSocket, WsMessage>>) {
-    let Some(answering) = answering else { return };
-    if let (Some(frame), Some(sink)) = (answering.await, sink) {
-        let _ = send(sink, &frame).await;
+async fn finish(answering: InFlight<'_>, mut sink: Option<&mut futures::stream::SplitSink<WebSocket, WsMessage>>) {
+    let Some(mut frames) = answering.0 else { return };
+    while let Some(answered) = frames.next().await {
+        if let (Some(frame), Some(open)) = (answered, sink.as_mut()) {
+            if send(open, &frame).await.is_err() {
+                sink = None;
+            }
+        }
     }
 }
 
@@ -182,8 +209,15 @@ async fn newest_seq(state: &WebChatState, visitor: &str) -> Result<i64, HttpErro
 }
 
 /// The reply to one frame from the widget, if it needs one.
-async fn answer(state: &WebChatState, visitor: &str, address: std::net::IpAddr, text: &str) -> Option<ServerFrame> {
-    let frame = match serde_json::from_str::<ClientFrame>(text) {
+/// `arrival`: a send's place in the visitor's line, taken when the frame was read.
+async fn answer(
+    state: &WebChatState,
+    visitor: &str,
+    address: std::net::IpAddr,
+    frame: Result<ClientFrame, serde_json::Error>,
+    arrival: Option<switchboard_core::ArrivalTicket>,
+) -> Option<ServerFrame> {
+    let frame = match frame {
         Ok(frame) => frame,
         Err(error) => {
             return Some(ServerFrame::error(
@@ -205,7 +239,7 @@ async fn answer(state: &WebChatState, visitor: &str, address: std::net::IpAddr, 
             Ok(page) => ServerFrame::History { messages: page.messages, conversation: page.conversation },
             Err(error) => ServerFrame::error(error, None),
         },
-        ClientFrame::Send { client_id, text, language } => match receive(state, None, visitor, address, &client_id, text, language, Vec::new()).await {
+        ClientFrame::Send { client_id, text, language } => match receive(state, None, arrival, visitor, address, &client_id, text, language, Vec::new()).await {
             Ok(outcome) => ServerFrame::Ack {
                 client_id,
                 message: MessageView::from(&outcome.message),

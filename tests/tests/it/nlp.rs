@@ -912,6 +912,44 @@ async fn a_message_decided_sooner_does_not_overtake_its_senders_earlier_one() {
     assert!(first.message.seq < second.message.seq, "stored in the order they arrived: {} then {}", first.message.seq, second.message.seq);
 }
 
+/// A widget's socket reads a customer's next messages while the first is still with the
+/// sentence encoder, and classifies them meanwhile: those the first stage decides at once still
+/// wait for their turn, so every message is stored and acknowledged in the order sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_widgets_quick_messages_are_stored_and_acknowledged_in_the_order_sent() {
+    let server = classifying_before_storing(true).await;
+    let (visitor, token) = server.new_visitor().await;
+    let mut widget = server.connect(&token).await;
+    widget.next_of("ready").await;
+    let texts = [
+        "my parcel was supposed to come on tuesday and the tracking page has said nothing since",
+        "hello",
+        "the invoice from last month lists a charge i never made and nobody has explained it",
+        "hi",
+        "thanks",
+    ];
+    for (n, text) in texts.iter().enumerate() {
+        widget.say(&format!("c{n}"), text).await;
+    }
+    let mut acked = Vec::new();
+    while acked.len() < texts.len() {
+        let ack = widget.next_of("ack").await;
+        acked.push((ack["client_id"].as_str().unwrap().to_string(), ack["message"]["seq"].as_i64().unwrap()));
+    }
+    let sent: Vec<String> = (0..texts.len()).map(|n| format!("c{n}")).collect();
+    assert_eq!(acked.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), sent, "acknowledged in the order sent");
+    assert!(acked.windows(2).all(|w| w[0].1 < w[1].1), "stored in the order sent: {acked:?}");
+    let store = server.engine().store();
+    let mut sources = Vec::new();
+    for id in &sent {
+        let message = store.message_by_external_id(switchboard_models::Channel::WebChat, &format!("{visitor}:{id}")).await.unwrap().unwrap();
+        sources.push(message.classification.map(|c| c.source));
+    }
+    let model = Some(ClassificationSource::Model);
+    let at_once = Some(ClassificationSource::FirstStage);
+    assert_eq!(sources, [model, at_once, model, at_once, at_once], "later messages decided sooner than earlier ones");
+}
+
 /// A customer's out-of-scope message waits for a held LLM while a greeting (`second`) follows:
 /// both are acknowledged at once, and answered in the order they were sent. Returns the
 /// greeting's classification.
