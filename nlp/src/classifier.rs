@@ -175,7 +175,7 @@ struct Local {
     waiting: tokio::sync::watch::Sender<usize>,
     /// How far behind that queue is: past half the budget, new messages take the fast path at once.
     backlog: EncoderBacklog,
-    /// How long the engine's steps take to commit; past half the budget, new messages take the
+    /// How long the engine's steps take to commit; past an eighth of the budget, new messages take the
     /// words-only fast path at once (no judgement: their steps write less).
     commit_lag: std::sync::OnceLock<Arc<switchboard_core::CommitLag>>,
     /// The first stage's encoder, once set (`ModelClassifier::with_first_stage`); reloads
@@ -253,7 +253,7 @@ impl ModelClassifier {
     }
 
     /// Reads how long the engine's steps take to commit (`Engine::with_commit_lag`): while the
-    /// average is past half the queue budget, the store is what falls behind, and every new
+    /// average is past an eighth of the queue budget, the store is what falls behind, and every new
     /// message is classified on its words alone, without a judgement (a judged message keeps its
     /// conversation's priority current, one more row for the writer).
     pub fn with_commit_lag(self, lag: Arc<switchboard_core::CommitLag>) -> Self {
@@ -384,7 +384,7 @@ impl ModelClassifier {
 /// `switchboard_classifications_fast_path_total`, so that an overload says what tipped it.
 #[derive(Clone, Copy)]
 enum ShedReason {
-    /// The engine's steps commit slower than half the budget (`store_behind`).
+    /// The engine's steps commit slower than an eighth of the budget (`store_behind`).
     StoreBehind,
     /// The encoder's queue would keep a new message past half the budget (`encoder_behind`).
     EncoderBehind,
@@ -417,6 +417,12 @@ impl Local {
         self.fast_path(&trained, text, message_language(text, reported), by_first_stage)
     }
 
+    /// On the message's words alone, without a judgement: what the store falling behind gets
+    /// (a judged message keeps its conversation's priority current, one more row to write).
+    fn classify_words_only(&self, text: &str, reported: Option<&str>) -> Classification {
+        self.fast_path(&self.current(), text, message_language(text, reported), None)
+    }
+
     /// `classify_fast` with the first stage's ranking and judgement when it made them already.
     fn fast_path(&self, trained: &Trained, text: &str, language: Option<String>, by_first_stage: Option<(Ranking, Judged)>) -> Classification {
         let mut classification = match (trained.first_stage.as_ref(), by_first_stage) {
@@ -440,7 +446,8 @@ impl Local {
             self.fast_path(&trained, text, language, by_first_stage)
         };
         if self.store_behind() {
-            return Some(shed(ShedReason::StoreBehind, None, message_language(text, reported)));
+            ShedReason::StoreBehind.count();
+            return Some(self.classify_words_only(text, reported));
         }
         let behind = self.encoder_behind();
         let Some((stage, (embedding, ranking))) =
@@ -464,11 +471,14 @@ impl Local {
         behind.then(|| shed(ShedReason::EncoderBehind, Some((ranking, judged)), language))
     }
 
-    /// Whether the engine's steps commit slower than half the budget on average; never without
+    /// Whether the engine's steps commit slower than an eighth of the budget on average (they
+    /// commit in a few milliseconds while the writer keeps up; tens of milliseconds is its queue
+    /// growing, and judged messages, which write their conversation too, made it grow
+    /// faster: at twice capacity a half-budget mark let the queue reach seconds); never without
     /// a budget.
     fn store_behind(&self) -> bool {
         match (self.commit_lag.get(), self.queue_budget()) {
-            (Some(lag), Some(budget)) => lag.over(budget / 2),
+            (Some(lag), Some(budget)) => lag.over(budget / STORE_BEHIND_AT_BUDGET_SHARE),
             _ => false,
         }
     }
@@ -490,6 +500,9 @@ impl Local {
         self.backlog.taken(now, oldest);
         metrics::gauge!("switchboard_encoder_queue_depth").set(*self.waiting.borrow() as f64);
         let budget = self.queue_budget();
+        // While steps commit slowly the encoder takes no CPU at all: its idle-priority share
+        // still slowed the store's writer (twice capacity: about a tenth fewer steps a second).
+        let store_behind = self.store_behind();
         let mut taken = Vec::with_capacity(batch.len());
         for request in batch {
             let waited = request.queued_at.elapsed();
@@ -497,9 +510,10 @@ impl Local {
             if request.answer.is_closed() {
                 continue;
             }
-            if budget.is_some_and(|budget| waited > budget) {
+            if store_behind || budget.is_some_and(|budget| waited > budget) {
                 if request.turn.give_up() {
-                    let _ = request.answer.send(Encoded::Shed);
+                    let reason = if store_behind { ShedReason::StoreBehind } else { ShedReason::WaitedPastBudget };
+                    let _ = request.answer.send(Encoded::Shed(reason));
                 }
             } else if request.turn.take() {
                 taken.push(request);
@@ -756,16 +770,19 @@ impl ModelClassifier {
                     Ok(encoded) => encoded.map_err(|_| ()),
                     // Not begun within the budget: shed; begun: its batch is under way, and gets
                     // one more budget (a starved encoder thread could take far longer).
-                    Err(_) if turn.give_up() => Ok(Encoded::Shed),
-                    Err(_) => tokio::time::timeout(budget, answered).await.unwrap_or(Ok(Encoded::Shed)).map_err(|_| ()),
+                    Err(_) if turn.give_up() => Ok(Encoded::Shed(ShedReason::WaitedPastBudget)),
+                    Err(_) => tokio::time::timeout(budget, answered).await.unwrap_or(Ok(Encoded::Shed(ShedReason::WaitedPastBudget))).map_err(|_| ()),
                 }
             }
         };
         match waited {
             Ok(Encoded::Classified(classification)) => classification,
-            Ok(Encoded::Shed) => {
-                ShedReason::WaitedPastBudget.count();
-                self.local.classify_fast(text, language)
+            Ok(Encoded::Shed(reason)) => {
+                reason.count();
+                match reason {
+                    ShedReason::StoreBehind => self.local.classify_words_only(text, language),
+                    _ => self.local.classify_fast(text, language),
+                }
             }
             Err(()) => {
                 tracing::error!("the encoder thread is gone; treating the message as out of scope");
@@ -821,12 +838,17 @@ impl Turn {
 /// What the encoder threads answer a waiting message.
 enum Encoded {
     Classified(Classification),
-    /// It waited past the budget: its caller classifies it on the fast path.
-    Shed,
+    /// It waited past the budget, or the store fell behind while it waited: its caller
+    /// classifies it on the fast path.
+    Shed(ShedReason),
 }
 
 /// Most messages encoded in one pass.
 const MAX_BATCH: usize = 32;
+
+/// Steps committing slower than the budget divided by this, on average, is the store behind
+/// (`Local::store_behind`).
+const STORE_BEHIND_AT_BUDGET_SHARE: u32 = 8;
 
 /// Encoder threads, one per core, own the encoding: concurrent messages are batched (one matrix
 /// product instead of many) and the async workers never run CPU-heavy work. They end with the
