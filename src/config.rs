@@ -56,8 +56,9 @@ pub struct NlpConfig {
     /// Under overload, a message that waited longer than this for the sentence encoder is
     /// classified without it (marked `fast_path`) so replies keep coming: by the first stage,
     /// or on its words alone without one; while the queue is behind by half of this, new
-    /// messages take that path at once, and while the store's commits take half of this on
-    /// average, on their words alone; 0: never.
+    /// messages take that path at once, and while the store's commits take an eighth of this
+    /// on average, they and the messages waiting for the encoder go on their words alone;
+    /// 0: never.
     pub queue_budget_ms: u64,
     /// Plain messages the first stage (static token vectors distilled from the sentence
     /// encoder, `static-embeddings.safetensors` in `model_dir`) is sure of skip the sentence

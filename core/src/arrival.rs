@@ -35,6 +35,14 @@ impl ArrivalOrder {
         ArrivalTicket { order: self.clone(), key, place, before, done: Some(done) }
     }
 
+    /// Removes the sender's line when `place` is its last: nobody is behind it.
+    fn leave(&self, key: &Sender, place: u64) {
+        let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.last.get(key).is_some_and(|(last, _)| *last == place) {
+            lines.last.remove(key);
+        }
+    }
+
     /// Senders with a message in receipt.
     #[cfg(test)]
     fn senders_in_line(&self) -> usize {
@@ -43,8 +51,9 @@ impl ArrivalOrder {
 }
 
 /// One message's place in its sender's line. Its turn comes when every earlier place is done;
-/// dropping it ends its turn. Dropped before its turn (its message refused or given up), it
-/// still holds the next place back until the earlier ones are done.
+/// dropping it ends its turn. Dropped before its turn (its message refused or given up), the
+/// place stays in line, holding later ones back, until the earlier ones are done (on a task of
+/// its own; outside a Tokio runtime, at shutdown, it leaves at once).
 pub struct ArrivalTicket {
     order: ArrivalOrder,
     key: Sender,
@@ -71,22 +80,26 @@ impl ArrivalTicket {
 
 impl Drop for ArrivalTicket {
     fn drop(&mut self) {
-        {
-            let mut lines = self.order.0.lock().unwrap_or_else(|e| e.into_inner());
-            if lines.last.get(&self.key).is_some_and(|(place, _)| *place == self.place) {
-                // Nobody is behind this place.
-                lines.last.remove(&self.key);
-            }
-        }
         let done = self.done.take();
-        let Some(mut before) = self.before.take() else { return };
-        if matches!(before.try_recv(), Err(oneshot::error::TryRecvError::Empty)) {
-            // Given up before its turn: the next place waits for the earlier ones still.
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let waiting = self
+            .before
+            .take()
+            .and_then(|mut before| matches!(before.try_recv(), Err(oneshot::error::TryRecvError::Empty)).then_some(before));
+        match (waiting, tokio::runtime::Handle::try_current()) {
+            // Given up before its turn: its place stays in line (a message arriving next still
+            // queues behind it) until the earlier places are done.
+            (Some(before), Ok(runtime)) => {
+                let (order, key, place) = (self.order.clone(), self.key.clone(), self.place);
                 runtime.spawn(async move {
                     let _ = before.await;
+                    order.leave(&key, place);
                     drop(done);
                 });
+            }
+            // Its turn came (or, outside a runtime while shutting down, nothing can wait).
+            _ => {
+                self.order.leave(&self.key, self.place);
+                drop(done);
             }
         }
     }
@@ -139,6 +152,31 @@ mod tests {
         assert!(has_turn(&mut third).await);
     }
 
+    /// The newest place given up early (its message refused) still holds a message arriving
+    /// after it behind the earlier places.
+    #[tokio::test]
+    async fn a_message_arriving_after_the_newest_place_was_given_up_still_waits_for_the_earlier_ones() {
+        let order = ArrivalOrder::default();
+        let first = order.ticket(Channel::WebChat, "ada");
+        let second = order.ticket(Channel::WebChat, "ada");
+        drop(second);
+        let mut third = order.ticket(Channel::WebChat, "ada");
+        assert!(waits(&mut third).await, "taken after the second was given up, behind the first still");
+        drop(first);
+        assert!(has_turn(&mut third).await);
+    }
+
+    /// Places given up early leave once the places before them are done, on a task of their own.
+    async fn senders_in_line_once_settled(order: &ArrivalOrder, expected: usize) -> usize {
+        for _ in 0..100 {
+            if order.senders_in_line() == expected {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        order.senders_in_line()
+    }
+
     #[tokio::test]
     async fn a_sender_leaves_the_lines_when_their_last_place_is_done() {
         let order = ArrivalOrder::default();
@@ -151,9 +189,9 @@ mod tests {
         for ticket in tickets.drain(..).rev() {
             drop(ticket);
         }
-        assert_eq!(order.senders_in_line(), 1, "only grace is left in line");
+        assert_eq!(senders_in_line_once_settled(&order, 1).await, 1, "only grace is left in line");
         drop(other);
-        assert_eq!(order.senders_in_line(), 0);
+        assert_eq!(senders_in_line_once_settled(&order, 0).await, 0);
         let mut again = order.ticket(Channel::WebChat, "ada");
         assert!(has_turn(&mut again).await, "a new line starts at once");
     }

@@ -246,7 +246,8 @@ impl ModelClassifier {
     /// without it (`ClassificationSource::FastPath`: by the first stage, or on its words alone
     /// without one) so replies keep coming, and while the queue is behind by half the budget new
     /// messages take that path at once (`classify_now`: stored with their answer in one write);
-    /// zero never skips the encoder. None until set: the service sets `nlp.queue_budget_ms`.
+    /// while the store is behind (`with_commit_lag`) new and waiting messages take the
+    /// words-only path. Zero never skips the encoder. None until set: the service sets `nlp.queue_budget_ms`.
     pub fn with_queue_budget(self, budget: Duration) -> Self {
         self.local.queue_budget_nanos.store(budget.as_nanos().min(u64::MAX as u128) as u64, std::sync::atomic::Ordering::Relaxed);
         self
@@ -490,7 +491,7 @@ impl Local {
     }
 
     /// Takes a batch off the queue: those whose caller stopped waiting are dropped, those over
-    /// the budget are sent back to be shed (their callers take the fast path on their own
+    /// the budget, or all while the store is behind, are sent back to be shed (their callers take the fast path on their own
     /// tasks: under overload this thread runs last), the rest are taken for the encoder (their
     /// callers then wait one more budget: the work is begun).
     fn shed_late(&self, batch: Vec<Request>) -> Vec<Request> {

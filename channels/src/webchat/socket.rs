@@ -77,7 +77,9 @@ async fn session(socket: WebSocket, state: WebChatState, visitor: String, addres
     let mut answering = InFlight::default();
     loop {
         let outgoing = tokio::select! {
-            // An answer before the replies and cues that followed it; reading more frames last.
+            // Answers first (the oldest frame's, in the order read), then replies and cues,
+            // reading more frames last. A send behind a slow earlier frame may see its reply
+            // arrive before its ack; the widget keeps each message once.
             biased;
             answered = answering.next() => match answered {
                 Some(frame) => frame,
