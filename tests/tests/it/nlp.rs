@@ -297,9 +297,24 @@ async fn while_commits_are_slow_messages_take_the_words_only_fast_path() {
     assert_eq!(shed, vec![(vec!["reason=store_behind".to_string()], metrics_util::debugging::DebugValue::Counter(2))]);
     assert_eq!(classifier.classify_now(plain, None).unwrap().intent.as_str(), "reset_password", "the words still know it");
 
+    // A message already on its way to the sentence encoder is shed when the encoder takes it:
+    // while the store is behind, the encoder spends no CPU.
+    let declined = "my parcel was supposed to come on tuesday and the tracking page has said nothing since";
+    let shed = match classifier.classify_declined_locally(declined, None).await {
+        Some(switchboard_core::ports::LocalClassification::Settled(c) | switchboard_core::ports::LocalClassification::Unsure(c)) => c,
+        None => panic!("with a budget the encoder's classification is made before storing"),
+    };
+    assert_eq!(shed.source, ClassificationSource::FastPath, "shed by the encoder while the store is behind");
+    assert!(shed.judgement.is_none(), "on its words alone");
+
     // A quick commit after the overload ends is the average again.
     lag.record_at(at + Duration::from_secs(2), Duration::from_millis(1));
     assert_eq!(classifier.classify_now(plain, None).map(|c| c.source), Some(ClassificationSource::FirstStage));
+    let encoded = match classifier.classify_declined_locally(declined, None).await {
+        Some(switchboard_core::ports::LocalClassification::Settled(c) | switchboard_core::ports::LocalClassification::Unsure(c)) => c,
+        None => panic!("with a budget the encoder's classification is made before storing"),
+    };
+    assert_eq!(encoded.source, ClassificationSource::Model, "the encoder works again");
 }
 
 /// Static vectors missing, or made for another vocabulary, are refused with what to do (the
