@@ -418,10 +418,15 @@ impl Local {
         self.fast_path(&trained, text, message_language(text, reported), by_first_stage)
     }
 
-    /// On the message's words alone, without a judgement: what the store falling behind gets
-    /// (a judged message keeps its conversation's priority current, one more row to write).
-    fn classify_words_only(&self, text: &str, reported: Option<&str>) -> Classification {
-        self.fast_path(&self.current(), text, message_language(text, reported), None)
+    /// A message shed to the fast path, counted with its reason. While the store is behind, on
+    /// its words alone without a judgement (a judged message keeps its conversation's priority
+    /// current, one more row to write); otherwise `classify_fast`.
+    fn classify_shed(&self, reason: ShedReason, text: &str, reported: Option<&str>) -> Classification {
+        reason.count();
+        match reason {
+            ShedReason::StoreBehind => self.fast_path(&self.current(), text, message_language(text, reported), None),
+            ShedReason::EncoderBehind | ShedReason::WaitedPastBudget => self.classify_fast(text, reported),
+        }
     }
 
     /// `classify_fast` with the first stage's ranking and judgement when it made them already.
@@ -447,8 +452,7 @@ impl Local {
             self.fast_path(&trained, text, language, by_first_stage)
         };
         if self.store_behind() {
-            ShedReason::StoreBehind.count();
-            return Some(self.classify_words_only(text, reported));
+            return Some(self.classify_shed(ShedReason::StoreBehind, text, reported));
         }
         let behind = self.encoder_behind();
         let Some((stage, (embedding, ranking))) =
@@ -778,13 +782,7 @@ impl ModelClassifier {
         };
         match waited {
             Ok(Encoded::Classified(classification)) => classification,
-            Ok(Encoded::Shed(reason)) => {
-                reason.count();
-                match reason {
-                    ShedReason::StoreBehind => self.local.classify_words_only(text, language),
-                    _ => self.local.classify_fast(text, language),
-                }
-            }
+            Ok(Encoded::Shed(reason)) => self.local.classify_shed(reason, text, language),
             Err(()) => {
                 tracing::error!("the encoder thread is gone; treating the message as out of scope");
                 self.local.describe(&self.local.current(), text, language, &Vec::new(), None)

@@ -159,6 +159,15 @@ fn step_write(inbound: Option<Message>, outbound: Vec<Message>) -> StepWrite {
     StepWrite { inbound, outbound, ..StepWrite::default() }
 }
 
+/// Stores `conversation` as changed by a customer message (text, external id) and the bot's reply.
+async fn commit_with_exchange(store: &dyn Store, conversation: &Conversation, (text, external_id): (&str, &str), reply: &str) {
+    let step = StepWrite {
+        conversation: Some(conversation.clone()),
+        ..step_write(Some(message(conversation, Sender::Customer, text, Some(external_id))), vec![message(conversation, Sender::Bot, reply, None)])
+    };
+    assert!(matches!(store.commit(step).await.unwrap(), Committed::Stored { .. }));
+}
+
 fn agent(name: &str, presence: Presence) -> Agent {
     Agent {
         id: AgentId::new(),
@@ -262,11 +271,7 @@ async fn a_conversation_written_with_its_messages_round_trips_every_field(backen
     changed.sla_notices = switchboard_models::SlaNotices(switchboard_models::SlaNotices::FIRST_REPLY_WARNING);
     changed.awaiting = Some(switchboard_models::Awaiting::Document { document_type: "invoice".into() });
     changed.language = Some("fr".into());
-    let next = StepWrite {
-        conversation: Some(changed.clone()),
-        ..step_write(Some(message(&loaded, Sender::Customer, "Bonjour", Some("v9:c2"))), vec![message(&loaded, Sender::Bot, "Un instant", None)])
-    };
-    assert!(matches!(store.commit(next).await.unwrap(), Committed::Stored { .. }));
+    commit_with_exchange(store.as_ref(), &changed, ("Bonjour", "v9:c2"), "Un instant").await;
     assert_eq!(store.conversation(conversation.id).await.unwrap().unwrap(), Conversation { version: 2, ..changed.clone() });
 
     // Only columns no index holds (SQLite then leaves the indexed ones alone), then only one
@@ -275,19 +280,11 @@ async fn a_conversation_written_with_its_messages_round_trips_every_field(backen
     quiet.low_confidence_streak = 0;
     quiet.language = Some("it".into());
     quiet.updated_at = now() + chrono::Duration::seconds(3);
-    let step = StepWrite {
-        conversation: Some(quiet.clone()),
-        ..step_write(Some(message(&quiet, Sender::Customer, "Ciao", Some("v9:c3"))), vec![message(&quiet, Sender::Bot, "Ciao!", None)])
-    };
-    assert!(matches!(store.commit(step).await.unwrap(), Committed::Stored { .. }));
+    commit_with_exchange(store.as_ref(), &quiet, ("Ciao", "v9:c3"), "Ciao!").await;
     assert_eq!(store.conversation(conversation.id).await.unwrap().unwrap(), Conversation { version: 3, ..quiet.clone() });
     let mut lowered = Conversation { version: 3, ..quiet };
     lowered.priority = Some(Priority::Low);
-    let step = StepWrite {
-        conversation: Some(lowered.clone()),
-        ..step_write(Some(message(&lowered, Sender::Customer, "Grazie", Some("v9:c4"))), vec![message(&lowered, Sender::Bot, "Prego", None)])
-    };
-    assert!(matches!(store.commit(step).await.unwrap(), Committed::Stored { .. }));
+    commit_with_exchange(store.as_ref(), &lowered, ("Grazie", "v9:c4"), "Prego").await;
     assert_eq!(store.conversation(conversation.id).await.unwrap().unwrap(), Conversation { version: 4, ..lowered });
     let listed = |priority| {
         let store = store.clone();
