@@ -76,6 +76,10 @@ enum NluCommand {
     CrossValidate {
         #[arg(long, default_value_t = 5)]
         folds: usize,
+        /// Keep each writer's part of the set (the id's letters) in one fold: scores on writers
+        /// the heads never saw, as the evaluation set does.
+        #[arg(long)]
+        by_writer: bool,
         #[command(flatten)]
         head: HeadArgs,
     },
@@ -293,9 +297,9 @@ async fn run(command: Command, config: Config, admin_password: Option<String>) -
         }
         Command::Nlu { command: NluCommand::Check { intents } } => nlu::check(&config, intents.as_deref()),
         Command::Nlu { command: NluCommand::Judge { data, out, fast_path } } => nlu::judge(&config, &data, &out, fast_path).await,
-        Command::Nlu { command: NluCommand::CrossValidate { folds, head } } => {
+        Command::Nlu { command: NluCommand::CrossValidate { folds, by_writer, head } } => {
             let params = head.over(switchboard_nlp::judgement::judgement_params())?;
-            tokio::task::spawn_blocking(move || nlu::cross_validate(&config, folds, params)).await?
+            tokio::task::spawn_blocking(move || nlu::cross_validate(&config, folds, by_writer, params)).await?
         }
         Command::Nlu { command: NluCommand::Eval { data, train, held_out, out_of_scope_label, out, head } } => {
             let params = head.params()?;

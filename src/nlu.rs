@@ -137,12 +137,19 @@ pub fn eval(
     Ok(())
 }
 
-pub fn cross_validate(config: &Config, folds: usize, params: TrainParams) -> anyhow::Result<()> {
+pub fn cross_validate(config: &Config, folds: usize, by_writer: bool, params: TrainParams) -> anyhow::Result<()> {
+    use switchboard_nlp::judgement;
     let encoder = switchboard::load_encoders(&config.nlp)?.for_judgement();
-    let (rows, embeddings) = switchboard_nlp::judgement::built_in_training(encoder.as_ref(), Some(&config.nlp.cache_dir))?;
-    let report = switchboard_nlp::judgement::cross_validate(&rows, &embeddings, &params, folds);
+    let (rows, embeddings) = judgement::built_in_training(encoder.as_ref(), Some(&config.nlp.cache_dir))?;
+    let report = if by_writer {
+        let fold_of = judgement::folds_by_writer(&rows, folds).map_err(anyhow::Error::msg)?;
+        judgement::cross_validate_in(&rows, &embeddings, &params, &fold_of, folds.max(2))
+    } else {
+        judgement::cross_validate(&rows, &embeddings, &params, folds)
+    };
     let percent = |v: f32| format!("{:.1} %", v * 100.0);
-    println!("training set     {} rows, {} folds, {params:?}", report.rows, report.folds);
+    let split = if by_writer { "folds by writer" } else { "folds" };
+    println!("training set     {} rows, {} {split}, {params:?}", report.rows, report.folds);
     println!("category         {}", percent(report.category_accuracy));
     println!("need             {}", percent(report.need_accuracy));
     println!("tone             {}", percent(report.tone_accuracy));

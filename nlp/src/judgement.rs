@@ -32,6 +32,9 @@ pub struct TrainingRow {
     pub escalate: bool,
     pub priority: Priority,
     pub tone: Tone,
+    /// The part of the set the row was written in (its id's letters: one writer each), or empty
+    /// without an `id` column. Cross-validation by writer keeps each part on one side.
+    pub writer: String,
 }
 
 /// Reads a training CSV with the columns `text, category, need, escalate_now, priority,
@@ -41,6 +44,7 @@ pub fn read_training(csv_text: &str) -> Result<Vec<TrainingRow>, String> {
     let headers = reader.headers().map_err(|e| e.to_string())?.clone();
     let column = |name: &str| headers.iter().position(|h| h == name).ok_or_else(|| format!("no `{name}` column"));
     let at = [column("text")?, column("category")?, column("need")?, column("escalate_now")?, column("priority")?, column("sentiment")?];
+    let id_column = headers.iter().position(|h| h == "id");
     let mut rows = Vec::new();
     for (index, record) in reader.records().enumerate() {
         let row = index + 2;
@@ -62,6 +66,7 @@ pub fn read_training(csv_text: &str) -> Result<Vec<TrainingRow>, String> {
             escalate,
             priority: field(4).parse().map_err(|e| format!("row {row}: {e}"))?,
             tone: Tone::parse(field(5)).ok_or_else(|| format!("row {row}: sentiment `{}`; expected negative, neutral or positive", field(5)))?,
+            writer: id_column.and_then(|i| record.get(i)).unwrap_or("").chars().take_while(|c| c.is_alphabetic()).collect(),
         });
     }
     Ok(rows)
@@ -336,23 +341,60 @@ pub struct CrossValidation {
 /// Bars the cross-validation scores escalation at.
 const ESCALATE_BARS: [f32; 7] = [0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65];
 
+/// Cross-validation on `folds` folds of every `folds`-th row.
 pub fn cross_validate(rows: &[TrainingRow], embeddings: &[Vec<f32>], params: &TrainParams, folds: usize) -> CrossValidation {
     let folds = folds.max(2);
+    let fold_of: Vec<usize> = (0..rows.len()).map(|i| i % folds).collect();
+    cross_validate_in(rows, embeddings, params, &fold_of, folds)
+}
+
+/// Folds that keep each writer's rows together (`TrainingRow::writer`), balanced by size: the
+/// heads are scored on writers they never saw, as on the evaluation set. Rows written as pairs
+/// on one subject otherwise sit on both sides of a fold and flatter the figures.
+pub fn folds_by_writer(rows: &[TrainingRow], folds: usize) -> Result<Vec<usize>, String> {
+    let folds = folds.max(2);
+    let mut sizes: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for row in rows {
+        *sizes.entry(row.writer.as_str()).or_default() += 1;
+    }
+    let mut writers: Vec<(&str, usize)> = sizes.into_iter().collect();
+    writers.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut fold_sizes = vec![0usize; folds];
+    let mut fold_of_writer = std::collections::HashMap::new();
+    for (writer, size) in writers {
+        let smallest = (0..folds).min_by_key(|f| fold_sizes[*f]).expect("at least two folds");
+        fold_sizes[smallest] += size;
+        fold_of_writer.insert(writer, smallest);
+    }
+    if fold_of_writer.len() < 2 {
+        return Err("cross-validation by writer needs rows from two writers or more: give the rows ids whose letters name the part \
+             each was written in (a1, a2, b1, ...)"
+            .into());
+    }
+    Ok(rows.iter().map(|row| fold_of_writer[row.writer.as_str()]).collect())
+}
+
+/// Cross-validation on the given folds (`fold_of[i]`: the fold of row `i`, below `folds`).
+pub fn cross_validate_in(rows: &[TrainingRow], embeddings: &[Vec<f32>], params: &TrainParams, fold_of: &[usize], folds: usize) -> CrossValidation {
+    assert_eq!(fold_of.len(), rows.len(), "a fold for every row");
     let mut judged: Vec<Option<Judged>> = vec![None; rows.len()];
     for fold in 0..folds {
         let (train_rows, train_embeddings): (Vec<TrainingRow>, Vec<Vec<f32>>) = rows
             .iter()
             .zip(embeddings)
             .enumerate()
-            .filter(|(i, _)| i % folds != fold)
+            .filter(|(i, _)| fold_of[*i] != fold)
             .map(|(_, (r, e))| (r.clone(), e.clone()))
             .unzip();
+        if train_rows.is_empty() || train_rows.len() == rows.len() {
+            continue;
+        }
         let model = JudgementModel::train(&train_rows, &train_embeddings, params);
-        for (i, (row, embedding)) in rows.iter().zip(embeddings).enumerate().filter(|(i, _)| i % folds == fold) {
+        for (i, (row, embedding)) in rows.iter().zip(embeddings).enumerate().filter(|(i, _)| fold_of[*i] == fold) {
             judged[i] = Some(model.judge(&row.text, embedding));
         }
     }
-    let judged: Vec<Judged> = judged.into_iter().map(|j| j.expect("every row is in one fold")).collect();
+    let judged: Vec<Judged> = judged.into_iter().map(|j| j.expect("every row is in one fold, and every fold leaves rows to train on")).collect();
     let share = |hits: usize| hits as f32 / rows.len().max(1) as f32;
     let level = |p: Priority| Priority::ALL.iter().position(|x| *x == p).expect("listed") as i32;
     let f1_at = |bar: f32| {
@@ -488,6 +530,26 @@ mod tests {
         assert_eq!(at_default, report.escalate_f1);
         assert!(report.escalate_f1_at.iter().all(|(_, f1)| (0.0..=1.0).contains(f1)));
         assert!(report.escalate_f1 > 0.8, "{report:?}");
+    }
+
+    /// Each writer's rows land in one fold, the folds as even as whole parts allow, and every
+    /// part of the built-in set is a writer.
+    #[test]
+    fn folds_by_writer_keep_each_writers_rows_together() {
+        let rows = read_training(TRAINING_SET).expect("valid");
+        let fold_of = folds_by_writer(&rows, 5).expect("many writers");
+        let mut folds_of_writer: std::collections::HashMap<&str, std::collections::HashSet<usize>> = Default::default();
+        for (row, fold) in rows.iter().zip(&fold_of) {
+            assert!(!row.writer.is_empty(), "a row without a part: {}", row.text);
+            folds_of_writer.entry(row.writer.as_str()).or_default().insert(*fold);
+        }
+        assert!(folds_of_writer.len() >= 10, "{} writers", folds_of_writer.len());
+        assert!(folds_of_writer.values().all(|folds| folds.len() == 1), "a writer split across folds");
+        let sizes: Vec<usize> = (0..5).map(|f| fold_of.iter().filter(|x| **x == f).count()).collect();
+        let largest_part = folds_of_writer.keys().map(|w| rows.iter().filter(|r| r.writer == *w).count()).max().unwrap();
+        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= largest_part, "{sizes:?}");
+        let one_writer: Vec<TrainingRow> = rows.iter().take(20).map(|r| TrainingRow { writer: String::new(), ..r.clone() }).collect();
+        assert!(folds_by_writer(&one_writer, 5).unwrap_err().contains("two writers"));
     }
 
     /// The evaluation set stays unseen: no training message equals one of its messages or
