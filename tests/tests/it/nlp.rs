@@ -731,10 +731,9 @@ async fn escalation_policy_with_the_real_model() {
           judged: off topic, need other, tone Neutral, priority low
           bot: <off-topic reply>
         customer: I want my money back for this month
-          intent refund_request (Billing, urgency Elevated)
-          judged: Billing, need complaint, tone Negative, priority high
-          bot: <handoff notice>
-          escalated: needs a person: complaint, at least 50 % sure (priority high, category billing)
+          intent refund_request (Billing, urgency None)
+          judged: Billing, need complaint, tone Negative, priority low
+          bot: <the intent's answer>
         customer: This is the worst service ever, absolutely unacceptable
           intent complaint (Complaint, urgency Elevated)
           judged: Complaint, need complaint, tone Negative, priority high
