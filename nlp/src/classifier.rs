@@ -973,6 +973,13 @@ fn judgement_for(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>, params
     if let Some((_, model)) = trained.iter().find(|(id, _)| *id == key) {
         return Ok(model.clone());
     }
+    if !JudgementModel::built_in_is_kept(encoder, cache_dir, params) {
+        // The first start is silent for a minute otherwise.
+        tracing::info!(
+            encoder = encoder.id(),
+            "training the judgement on its built-in training set: once for this set and encoder, about a minute on two cores"
+        );
+    }
     let started = Instant::now();
     let model = Arc::new(JudgementModel::load_or_train_built_in(encoder, cache_dir, params)?);
     if started.elapsed() > std::time::Duration::from_secs(2) {

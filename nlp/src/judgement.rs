@@ -198,9 +198,7 @@ impl JudgementModel {
     /// The built-in heads from `cache_dir` when they were trained there for this encoder,
     /// training set and settings; otherwise trained (and kept there).
     pub fn load_or_train_built_in(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>, params: &TrainParams) -> Result<Self, EncoderError> {
-        use sha2::{Digest, Sha256};
-        let key = Sha256::digest(format!("{}|{}|{params:?}", TRAINING_SET, encoder.id()));
-        let file = cache_dir.map(|dir| dir.join(format!("judgement-{}.bin", &hex::encode(key)[..24])));
+        let file = Self::built_in_file(encoder, cache_dir, params);
         if let Some(model) = file.as_deref().and_then(|f| Self::load(f).ok()) {
             return Ok(model);
         }
@@ -211,6 +209,18 @@ impl JudgementModel {
             }
         }
         Ok(model)
+    }
+
+    /// Where `load_or_train_built_in` keeps the heads for this encoder, training set and settings.
+    fn built_in_file(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>, params: &TrainParams) -> Option<std::path::PathBuf> {
+        use sha2::{Digest, Sha256};
+        let key = Sha256::digest(format!("{}|{}|{params:?}", TRAINING_SET, encoder.id()));
+        cache_dir.map(|dir| dir.join(format!("judgement-{}.bin", &hex::encode(key)[..24])))
+    }
+
+    /// Whether `load_or_train_built_in` will find the heads already trained in `cache_dir`.
+    pub fn built_in_is_kept(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>, params: &TrainParams) -> bool {
+        Self::built_in_file(encoder, cache_dir, params).is_some_and(|file| file.is_file())
     }
 
     fn heads(&self) -> [&LinearHead; 5] {
@@ -600,6 +610,47 @@ mod tests {
         }
         std::fs::write(&file, b"broken").unwrap();
         assert!(JudgementModel::load(&file).is_err());
+    }
+
+    /// Letter counts as a stand-in sentence encoder: the cache is about files, not vectors.
+    struct LetterCounts;
+
+    impl SentenceEncoder for LetterCounts {
+        fn id(&self) -> &str {
+            "letter-counts"
+        }
+        fn dimension(&self) -> usize {
+            26
+        }
+        fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EncoderError> {
+            Ok(texts
+                .iter()
+                .map(|text| {
+                    let mut counts = vec![0.01f32; 26];
+                    text.bytes().filter(u8::is_ascii_lowercase).for_each(|b| counts[usize::from(b - b'a')] += 1.0);
+                    let norm = counts.iter().map(|c| c * c).sum::<f32>().sqrt();
+                    counts.into_iter().map(|c| c / norm).collect()
+                })
+                .collect())
+        }
+    }
+
+    /// The service says, before the first start's long training, whether the heads are kept:
+    /// not before they were trained in that directory, then so for those settings only.
+    #[test]
+    fn trained_heads_are_kept_for_their_encoder_and_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let params = TrainParams { epochs: 1, min_steps: 1, ..first_stage_judgement_params() };
+        assert!(!JudgementModel::built_in_is_kept(&LetterCounts, Some(dir.path()), &params));
+        assert!(!JudgementModel::built_in_is_kept(&LetterCounts, None, &params));
+        let trained = JudgementModel::load_or_train_built_in(&LetterCounts, Some(dir.path()), &params).expect("trains");
+        assert!(JudgementModel::built_in_is_kept(&LetterCounts, Some(dir.path()), &params));
+        let other = TrainParams { epochs: 2, ..params };
+        assert!(!JudgementModel::built_in_is_kept(&LetterCounts, Some(dir.path()), &other));
+        let loaded = JudgementModel::load_or_train_built_in(&LetterCounts, Some(dir.path()), &params).expect("loads");
+        let text = "my card was charged twice";
+        let embedding = LetterCounts.encode(&[text]).unwrap().remove(0);
+        assert_eq!(loaded.judge(text, &embedding), trained.judge(text, &embedding));
     }
 
     /// With the whole vote theirs, the nearest training message decides the category: a
