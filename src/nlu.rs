@@ -143,7 +143,7 @@ pub fn cross_validate(config: &Config, folds: usize, by_writer: bool, params: Tr
     let (rows, embeddings) = judgement::built_in_training(encoder.as_ref(), Some(&config.nlp.cache_dir))?;
     let report = if by_writer {
         let fold_of = judgement::folds_by_writer(&rows, folds).map_err(anyhow::Error::msg)?;
-        judgement::cross_validate_in(&rows, &embeddings, &params, &fold_of, folds.max(2))
+        judgement::cross_validate_in(&rows, &embeddings, &params, &fold_of)
     } else {
         judgement::cross_validate(&rows, &embeddings, &params, folds)
     };

@@ -973,18 +973,7 @@ fn judgement_for(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>, params
     if let Some((_, model)) = trained.iter().find(|(id, _)| *id == key) {
         return Ok(model.clone());
     }
-    if !JudgementModel::built_in_is_kept(encoder, cache_dir, params) {
-        // The first start is silent for a minute otherwise.
-        tracing::info!(
-            encoder = encoder.id(),
-            "training the judgement on its built-in training set: once for this set and encoder, about a minute on two cores"
-        );
-    }
-    let started = Instant::now();
     let model = Arc::new(JudgementModel::load_or_train_built_in(encoder, cache_dir, params)?);
-    if started.elapsed() > std::time::Duration::from_secs(2) {
-        tracing::info!(seconds = started.elapsed().as_secs(), "trained the judgement on its built-in training set (kept in nlp.cache_dir: later starts load it)");
-    }
     trained.push((key, model.clone()));
     Ok(model)
 }

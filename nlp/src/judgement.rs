@@ -198,29 +198,23 @@ impl JudgementModel {
     /// The built-in heads from `cache_dir` when they were trained there for this encoder,
     /// training set and settings; otherwise trained (and kept there).
     pub fn load_or_train_built_in(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>, params: &TrainParams) -> Result<Self, EncoderError> {
-        let file = Self::built_in_file(encoder, cache_dir, params);
+        use sha2::{Digest, Sha256};
+        let key = Sha256::digest(format!("{}|{}|{params:?}", TRAINING_SET, encoder.id()));
+        let file = cache_dir.map(|dir| dir.join(format!("judgement-{}.bin", &hex::encode(key)[..24])));
         if let Some(model) = file.as_deref().and_then(|f| Self::load(f).ok()) {
             return Ok(model);
         }
+        // Said before as well as after: a first start is otherwise silent for a minute.
+        tracing::info!(encoder = encoder.id(), "training the judgement on its built-in training set: once for this set and encoder, up to a minute on two cores");
+        let started = std::time::Instant::now();
         let model = Self::train_built_in(encoder, cache_dir, params)?;
+        tracing::info!(seconds = started.elapsed().as_secs(), "trained the judgement on its built-in training set (kept in nlp.cache_dir: later starts load it)");
         if let (Some(file), Some(dir)) = (&file, cache_dir) {
             if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| model.save(file)) {
                 tracing::warn!(file = %file.display(), error = %e, "cannot cache the trained judgement");
             }
         }
         Ok(model)
-    }
-
-    /// Where `load_or_train_built_in` keeps the heads for this encoder, training set and settings.
-    fn built_in_file(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>, params: &TrainParams) -> Option<std::path::PathBuf> {
-        use sha2::{Digest, Sha256};
-        let key = Sha256::digest(format!("{}|{}|{params:?}", TRAINING_SET, encoder.id()));
-        cache_dir.map(|dir| dir.join(format!("judgement-{}.bin", &hex::encode(key)[..24])))
-    }
-
-    /// Whether `load_or_train_built_in` will find the heads already trained in `cache_dir`.
-    pub fn built_in_is_kept(encoder: &dyn SentenceEncoder, cache_dir: Option<&Path>, params: &TrainParams) -> bool {
-        Self::built_in_file(encoder, cache_dir, params).is_some_and(|file| file.is_file())
     }
 
     fn heads(&self) -> [&LinearHead; 5] {
@@ -355,7 +349,7 @@ const ESCALATE_BARS: [f32; 7] = [0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65];
 pub fn cross_validate(rows: &[TrainingRow], embeddings: &[Vec<f32>], params: &TrainParams, folds: usize) -> CrossValidation {
     let folds = folds.max(2);
     let fold_of: Vec<usize> = (0..rows.len()).map(|i| i % folds).collect();
-    cross_validate_in(rows, embeddings, params, &fold_of, folds)
+    cross_validate_in(rows, embeddings, params, &fold_of)
 }
 
 /// Folds that keep each writer's rows together (`TrainingRow::writer`), balanced by size: the
@@ -384,9 +378,10 @@ pub fn folds_by_writer(rows: &[TrainingRow], folds: usize) -> Result<Vec<usize>,
     Ok(rows.iter().map(|row| fold_of_writer[row.writer.as_str()]).collect())
 }
 
-/// Cross-validation on the given folds (`fold_of[i]`: the fold of row `i`, below `folds`).
-pub fn cross_validate_in(rows: &[TrainingRow], embeddings: &[Vec<f32>], params: &TrainParams, fold_of: &[usize], folds: usize) -> CrossValidation {
+/// Cross-validation on the given folds (`fold_of[i]`: the fold of row `i`).
+pub fn cross_validate_in(rows: &[TrainingRow], embeddings: &[Vec<f32>], params: &TrainParams, fold_of: &[usize]) -> CrossValidation {
     assert_eq!(fold_of.len(), rows.len(), "a fold for every row");
+    let folds = fold_of.iter().max().map_or(0, |last| last + 1);
     let mut judged: Vec<Option<Judged>> = vec![None; rows.len()];
     for fold in 0..folds {
         let (train_rows, train_embeddings): (Vec<TrainingRow>, Vec<Vec<f32>>) = rows
@@ -635,22 +630,22 @@ mod tests {
         }
     }
 
-    /// The service says, before the first start's long training, whether the heads are kept:
-    /// not before they were trained in that directory, then so for those settings only.
+    /// Heads trained once are kept for their encoder and settings: the next start loads them
+    /// (and judges the same); other settings train and keep heads of their own.
     #[test]
     fn trained_heads_are_kept_for_their_encoder_and_settings() {
         let dir = tempfile::tempdir().unwrap();
+        let kept = || std::fs::read_dir(dir.path()).unwrap().filter_map(Result::ok).filter(|f| f.file_name().to_string_lossy().starts_with("judgement-")).count();
         let params = TrainParams { epochs: 1, min_steps: 1, ..first_stage_judgement_params() };
-        assert!(!JudgementModel::built_in_is_kept(&LetterCounts, Some(dir.path()), &params));
-        assert!(!JudgementModel::built_in_is_kept(&LetterCounts, None, &params));
         let trained = JudgementModel::load_or_train_built_in(&LetterCounts, Some(dir.path()), &params).expect("trains");
-        assert!(JudgementModel::built_in_is_kept(&LetterCounts, Some(dir.path()), &params));
-        let other = TrainParams { epochs: 2, ..params };
-        assert!(!JudgementModel::built_in_is_kept(&LetterCounts, Some(dir.path()), &other));
+        assert_eq!(kept(), 1);
         let loaded = JudgementModel::load_or_train_built_in(&LetterCounts, Some(dir.path()), &params).expect("loads");
+        assert_eq!(kept(), 1, "loaded, not trained again");
         let text = "my card was charged twice";
         let embedding = LetterCounts.encode(&[text]).unwrap().remove(0);
         assert_eq!(loaded.judge(text, &embedding), trained.judge(text, &embedding));
+        JudgementModel::load_or_train_built_in(&LetterCounts, Some(dir.path()), &TrainParams { epochs: 2, ..params }).expect("trains");
+        assert_eq!(kept(), 2, "other settings keep heads of their own");
     }
 
     /// With the whole vote theirs, the nearest training message decides the category: a
